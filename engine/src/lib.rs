@@ -1,2 +1,70 @@
-//! placeholder
+//! # fleet-engine
+//!
+//! IronFleet's two verified systems — **IronRSL** (MultiPaxos state machine replication)
+//! and **IronKV** (a sharded key-value store) — as one `no_std`, heap-free, sans-IO engine.
+//! The same code runs in firmware (through `fleet-io-embassy`), in servers (through
+//! `fleet-io-std`), in the deterministic simulator, and under a fuzzer.
+//!
+//! ## The sans-IO contract
+//!
+//! A host ([`rsl::Replica`], [`rsl::Client`]) never performs IO and never reads a clock.
+//! The binding drives it with exactly three calls:
+//!
+//! 1. **`handle(now, from, datagram, out) -> Step`** — one received datagram in. This is one
+//!    IronFleet step: the receive, at most one clock reading (`now`, read by the binding
+//!    *after* the receive), then sends. Malformed, hostile, stale or out-of-bounds input is
+//!    counted in `stats()` and changes nothing else; it never panics.
+//! 2. **`tick(now, out) -> Step`** — the clock-driven actions: heartbeats, view timeouts,
+//!    suspicion, the batch timer, retransmissions, state-transfer retries.
+//! 3. **`next_deadline() -> Instant`** — when `tick` must next be called. Calling `tick`
+//!    early is harmless; calling it late only delays timers. After every `handle` or
+//!    `tick`, re-read `next_deadline`: a step may arm a new timer.
+//!
+//! Order: `new`, then any interleaving of `handle` and `tick`, with non-decreasing `now`.
+//! After each call the binding sends every datagram in `out` (in order; order between
+//! destinations does not matter) and clears it.
+//!
+//! **Outbox.** `out` is caller-provided bounded storage ([`Outbox`], [`OutboxBuf`]); the
+//! engine encodes straight into it. A full outbox behaves like a lossy network: the
+//! datagram is dropped and counted in `Stats::outbox_full`, never a panic. Size it for one
+//! step's worst case (a broadcast per log slot, a state-transfer burst) to avoid that.
+//!
+//! **Self-addressed datagrams.** Broadcasts include the host itself, as in IronRSL. A
+//! binding may send them through its socket or feed them straight back to `handle`.
+//!
+//! **Durability.** [`rsl::Step::durable_state_changed`] is set when the acceptor's promise,
+//! votes or truncation point changed. The engine today keeps state in memory only (as
+//! IronRSL does); a durable binding persists that state before sending the step's datagrams.
+//!
+//! **Time** is a caller-supplied monotonic [`Instant`] in microseconds.
+//!
+//! ## Capacities
+//!
+//! Nothing is allocated: every buffer is a const-generic capacity ([`rsl::Replica`] lists
+//! them), and runtime parameters ([`rsl::Params`]) are validated against those capacities
+//! at construction. Every loop is bounded by one of them.
+//!
+//! ## Wire
+//!
+//! [`wire`]: a 3-byte versioned envelope (magic, version, protocol) followed by a postcard
+//! body; every message is bounded by the configured datagram size (default 1472 bytes,
+//! the 1500-MTU UDP payload; at most 65507).
 #![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod config;
+mod emit;
+pub mod endpoint;
+pub mod outbox;
+pub mod rsl;
+pub mod stats;
+pub mod time;
+pub mod wire;
+
+pub use config::ConfigError;
+pub use endpoint::{Endpoint, IpAddr};
+pub use outbox::{Outbox, OutboxBuf};
+pub use stats::Stats;
+pub use time::Instant;

@@ -1,1 +1,17 @@
-//! placeholder
+//! Specs and checkers for Fleet.
+//!
+//! * [`spec`]: the trusted sequential specifications (IronKV's hash table, IronRSL's
+//!   replicated state machine service, and the apps it hosts).
+//! * [`linearizability`]: a memoising Wing–Gong/Lowe linearizability checker over any spec,
+//!   with per-key partitioning and a work budget.
+//! * [`history`]: the JSON-lines history format written by benchmarks, and a one-call check
+//!   of such a file.
+#![forbid(unsafe_code)]
+
+mod bitset;
+pub mod budget;
+pub mod history;
+pub mod linearizability;
+pub mod spec;
+
+pub use budget::Budget;

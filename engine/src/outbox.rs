@@ -1,0 +1,187 @@
+//! Caller-provided, bounded storage for the datagrams one step emits.
+//!
+//! The engine encodes straight into the outbox's byte arena; the binding then sends each
+//! `(destination, bytes)` pair and clears it. A full outbox behaves like a lossy network:
+//! the datagram is dropped and counted (the protocols already tolerate loss), never a panic.
+
+use crate::endpoint::Endpoint;
+use crate::wire::EncodeError;
+
+/// Where one queued datagram lives in the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    dst: Endpoint,
+    start: usize,
+    len: usize,
+}
+
+impl Slot {
+    /// An unused slot, to initialise caller-provided slot arrays.
+    pub const EMPTY: Slot = Slot { dst: Endpoint::v4([0, 0, 0, 0], 0), start: 0, len: 0 };
+}
+
+/// Why a datagram did not go into the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PushError {
+    /// No slot or not enough arena bytes left in this step.
+    Full,
+    /// The message does not fit the configured datagram bound (an engine bug if ever seen).
+    TooLarge,
+}
+
+/// The datagrams of one step: a view over caller-provided arena and slot storage.
+#[derive(Debug)]
+pub struct Outbox<'a> {
+    bytes: &'a mut [u8],
+    slots: &'a mut [Slot],
+    len: usize,
+    used: usize,
+}
+
+impl<'a> Outbox<'a> {
+    /// An empty outbox over `bytes` (datagram payloads) and `slots` (one per datagram).
+    pub fn new(bytes: &'a mut [u8], slots: &'a mut [Slot]) -> Outbox<'a> {
+        Outbox { bytes, slots, len: 0, used: 0 }
+    }
+
+    /// Number of datagrams queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no datagram is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets every queued datagram (call after sending them).
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.used = 0;
+    }
+
+    /// The queued datagrams, in the order the engine emitted them.
+    pub fn iter(&self) -> impl Iterator<Item = (Endpoint, &[u8])> + '_ {
+        self.slots[..self.len].iter().map(|s| (s.dst, &self.bytes[s.start..s.start + s.len]))
+    }
+
+    /// Encodes one datagram of at most `max_len` bytes for `dst`; returns its slot index.
+    pub(crate) fn push(
+        &mut self,
+        dst: Endpoint,
+        max_len: usize,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
+    ) -> Result<usize, PushError> {
+        if self.len == self.slots.len() {
+            return Err(PushError::Full);
+        }
+        let room = self.bytes.len() - self.used;
+        let limit = room.min(max_len);
+        match encode(&mut self.bytes[self.used..self.used + limit]) {
+            Ok(n) => Ok(self.commit(dst, n)),
+            // Failing with less than a full datagram of room is a full outbox, not a big message.
+            Err(EncodeError::BufferFull) if room < max_len => Err(PushError::Full),
+            Err(EncodeError::BufferFull) => Err(PushError::TooLarge),
+        }
+    }
+
+    /// Queues a copy of an already queued datagram for another destination (broadcast).
+    pub(crate) fn push_copy(&mut self, dst: Endpoint, of: usize) -> Result<usize, PushError> {
+        let src = match self.slots[..self.len].get(of) {
+            Some(s) => *s,
+            None => return Err(PushError::Full),
+        };
+        if self.len == self.slots.len() || self.bytes.len() - self.used < src.len {
+            return Err(PushError::Full);
+        }
+        self.bytes.copy_within(src.start..src.start + src.len, self.used);
+        Ok(self.commit(dst, src.len))
+    }
+
+    fn commit(&mut self, dst: Endpoint, n: usize) -> usize {
+        self.slots[self.len] = Slot { dst, start: self.used, len: n };
+        self.used += n;
+        self.len += 1;
+        self.len - 1
+    }
+}
+
+/// Owned outbox storage with compile-time capacity: `SLOTS` datagrams, `BYTES` arena bytes.
+#[derive(Debug)]
+pub struct OutboxBuf<const SLOTS: usize, const BYTES: usize> {
+    bytes: [u8; BYTES],
+    slots: [Slot; SLOTS],
+}
+
+impl<const SLOTS: usize, const BYTES: usize> OutboxBuf<SLOTS, BYTES> {
+    /// Zeroed storage.
+    pub const fn new() -> Self {
+        OutboxBuf { bytes: [0; BYTES], slots: [Slot::EMPTY; SLOTS] }
+    }
+
+    /// An empty outbox over this storage.
+    pub fn outbox(&mut self) -> Outbox<'_> {
+        Outbox::new(&mut self.bytes, &mut self.slots)
+    }
+}
+
+impl<const SLOTS: usize, const BYTES: usize> Default for OutboxBuf<SLOTS, BYTES> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(n: usize) -> impl FnOnce(&mut [u8]) -> Result<usize, EncodeError> {
+        move |buf: &mut [u8]| {
+            if buf.len() < n {
+                return Err(EncodeError::BufferFull);
+            }
+            buf[..n].fill(n as u8);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn full_outbox_drops_instead_of_panicking() {
+        let mut store = OutboxBuf::<2, 16>::new();
+        let mut out = store.outbox();
+        let a = Endpoint::v4([127, 0, 0, 1], 1);
+        assert_eq!(out.push(a, 10, fill(4)), Ok(0));
+        assert_eq!(out.push(a, 10, fill(4)), Ok(1));
+        assert_eq!(out.push(a, 10, fill(1)), Err(PushError::Full), "no slot left");
+        out.clear();
+        assert_eq!(out.push(a, 16, fill(12)), Ok(0));
+        assert_eq!(out.push(a, 16, fill(8)), Err(PushError::Full), "arena has 4 bytes left");
+    }
+
+    #[test]
+    fn oversize_message_is_told_apart_from_a_full_outbox() {
+        let mut store = OutboxBuf::<4, 64>::new();
+        let mut out = store.outbox();
+        let a = Endpoint::v4([127, 0, 0, 1], 1);
+        assert_eq!(out.push(a, 8, fill(9)), Err(PushError::TooLarge));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn copies_share_bytes_and_keep_order() {
+        let mut store = OutboxBuf::<4, 64>::new();
+        let mut out = store.outbox();
+        let a = Endpoint::v4([127, 0, 0, 1], 1);
+        let b = Endpoint::v4([127, 0, 0, 1], 2);
+        let first = out.push(a, 64, fill(3)).unwrap();
+        out.push_copy(b, first).unwrap();
+        let sent: heapless::Vec<(Endpoint, heapless::Vec<u8, 8>), 4> =
+            out.iter().map(|(d, p)| (d, heapless::Vec::from_slice(p).unwrap())).collect();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].0, a);
+        assert_eq!(sent[1].0, b);
+        assert_eq!(&sent[1].1[..], &[3, 3, 3]);
+        assert_eq!(out.push_copy(b, 7), Err(PushError::Full));
+    }
+}

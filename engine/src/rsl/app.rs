@@ -1,0 +1,105 @@
+//! The replicated application: what an RSL cluster agrees to run, in order.
+//!
+//! Every replica applies the same requests in the same order, so [`App::apply`] must be
+//! deterministic: the same state and request give the same new state and reply, on every
+//! machine. State transfer moves snapshots in datagram-sized chunks into a separate
+//! staging area, and installs only a complete, digest-checked snapshot; the live state is
+//! never half-overwritten.
+
+use core::fmt;
+
+/// Why a staged snapshot was refused. The live state is untouched when this is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SnapshotError {
+    /// Bytes beyond the largest snapshot this application can hold.
+    OutOfRange,
+    /// The bytes do not describe a valid state (bad lengths, unsorted keys, ...).
+    Corrupt,
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotError::OutOfRange => f.write_str("snapshot larger than the application can hold"),
+            SnapshotError::Corrupt => f.write_str("snapshot bytes do not describe a valid state"),
+        }
+    }
+}
+
+/// A deterministic state machine replicated by RSL.
+pub trait App {
+    /// Where chunks of an incoming snapshot are assembled before installation.
+    type Staging;
+
+    /// Applies one request and writes the reply into `reply` (its length is the replica's
+    /// reply capacity); returns the reply length. Must be deterministic and must not fail:
+    /// a request the application cannot accept gets an error reply of its own encoding.
+    fn apply(&mut self, request: &[u8], reply: &mut [u8]) -> usize;
+
+    /// Length in bytes of the current snapshot.
+    fn snapshot_len(&self) -> u64;
+
+    /// Copies snapshot bytes starting at `offset` into `out`; returns how many were copied
+    /// (fewer than `out.len()` only at the end of the snapshot).
+    fn snapshot_read(&self, offset: u64, out: &mut [u8]) -> usize;
+
+    /// An empty staging area.
+    fn new_staging() -> Self::Staging;
+
+    /// Writes received snapshot bytes at `offset` into the staging area.
+    fn stage(staging: &mut Self::Staging, offset: u64, bytes: &[u8]) -> Result<(), SnapshotError>;
+
+    /// Validates the staged snapshot of `len` bytes and, only if it is valid, replaces the
+    /// live state with it.
+    fn install(&mut self, staging: &Self::Staging, len: u64) -> Result<(), SnapshotError>;
+}
+
+/// FNV-1a over a stream of byte slices: cheap, no tables, enough to catch a mixed-up or
+/// incomplete transfer (it is not a defence against a malicious replica).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Fnv64(u64);
+
+impl Fnv64 {
+    pub(crate) const fn new() -> Fnv64 {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    pub(crate) const fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+/// Copies the part of a virtual byte segment that falls in the window `[offset, offset+out.len())`.
+///
+/// The segment occupies `[seg_start, seg_start + seg_len)` of a snapshot and holds `data`
+/// followed by zero padding. Returns the bytes written into `out` at their window position.
+pub(crate) fn copy_segment(data: &[u8], seg_len: u64, seg_start: u64, offset: u64, out: &mut [u8]) {
+    let win_end = offset.saturating_add(out.len() as u64);
+    let from = seg_start.max(offset);
+    let to = (seg_start + seg_len).min(win_end);
+    let mut pos = from;
+    while pos < to {
+        let in_seg = (pos - seg_start) as usize;
+        out[(pos - offset) as usize] = data.get(in_seg).copied().unwrap_or(0);
+        pos += 1;
+    }
+}
+
+/// Writes the bytes of the window `[offset, offset+bytes.len())` that fall into a segment
+/// at `[seg_start, seg_start + dst.len())` of a snapshot into `dst`.
+pub(crate) fn stage_segment(dst: &mut [u8], seg_start: u64, offset: u64, bytes: &[u8]) {
+    let win_end = offset + bytes.len() as u64;
+    let from = seg_start.max(offset);
+    let to = (seg_start + dst.len() as u64).min(win_end);
+    let mut pos = from;
+    while pos < to {
+        dst[(pos - seg_start) as usize] = bytes[(pos - offset) as usize];
+        pos += 1;
+    }
+}

@@ -1,0 +1,4 @@
+//! Applications shipped with the engine.
+
+pub mod counter;
+pub mod kv;

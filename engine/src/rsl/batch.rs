@@ -1,0 +1,83 @@
+//! Request batches: the value Paxos agrees on for one operation number.
+//!
+//! A batch is stored and sent as its encoding: postcard [`BatchEntry`] values back to back.
+//! The proposer's queue already holds entries in this form, so nominating a batch copies a
+//! prefix of bytes and never re-encodes. The empty batch is IronRSL's no-op.
+
+use serde::{Deserialize, Serialize};
+
+use crate::endpoint::Endpoint;
+use crate::wire::Bytes;
+
+/// One client request inside a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BatchEntry<'a> {
+    /// Where the client receives its reply; also the client's identity.
+    pub client: Endpoint,
+    /// The client's sequence number for this request.
+    pub seqno: u64,
+    /// Opaque request bytes for the application.
+    #[serde(borrow)]
+    pub request: Bytes<'a>,
+}
+
+/// Why batch bytes were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidBatch;
+
+/// Iterates the entries of batch bytes that [`validate`] accepted.
+#[derive(Clone, Debug)]
+pub struct Entries<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = BatchEntry<'a>;
+    fn next(&mut self) -> Option<BatchEntry<'a>> {
+        // Validated batches always parse; an unvalidated tail simply ends the iteration.
+        let (entry, rest) = postcard::take_from_bytes::<BatchEntry<'a>>(self.rest).ok()?;
+        self.rest = rest;
+        Some(entry)
+    }
+}
+
+/// The entries of `batch`.
+pub fn entries(batch: &[u8]) -> Entries<'_> {
+    Entries { rest: batch }
+}
+
+/// Checks that `batch` is whole entries, at most `max_entries` of them; returns the count.
+pub fn validate(batch: &[u8], max_entries: usize) -> Result<usize, InvalidBatch> {
+    let mut rest = batch;
+    let mut count = 0;
+    while !rest.is_empty() {
+        if count == max_entries {
+            return Err(InvalidBatch);
+        }
+        let (_, tail) = postcard::take_from_bytes::<BatchEntry<'_>>(rest).map_err(|_| InvalidBatch)?;
+        rest = tail;
+        count += 1;
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::append;
+
+    #[test]
+    fn entries_round_trip_and_count() {
+        let mut buf: heapless::Vec<u8, 128> = heapless::Vec::new();
+        let c = Endpoint::v4([10, 0, 0, 1], 9);
+        for s in 1..=3u64 {
+            append(&mut buf, &BatchEntry { client: c, seqno: s, request: Bytes(b"xy") }).unwrap();
+        }
+        assert_eq!(validate(&buf, 3), Ok(3));
+        assert_eq!(validate(&buf, 2), Err(InvalidBatch), "more entries than allowed");
+        let seqnos: heapless::Vec<u64, 4> = entries(&buf).map(|e| e.seqno).collect();
+        assert_eq!(&seqnos[..], &[1, 2, 3]);
+        assert_eq!(validate(&buf[..buf.len() - 1], 3), Err(InvalidBatch), "truncated entry");
+        assert_eq!(validate(&[], 0), Ok(0), "the empty batch is the no-op");
+    }
+}

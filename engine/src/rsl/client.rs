@@ -1,0 +1,228 @@
+//! The sans-IO RSL client: one outstanding request, retransmitted until its reply arrives.
+//!
+//! Contract (same shape as the replica's): `submit` queues the request's first datagram;
+//! feed every received datagram to `handle`, which returns the reply once it matches the
+//! outstanding seqno; call `tick` at `next_deadline` to retransmit. The first try goes to
+//! the replica that answered last; every retry goes to all replicas, so that whichever
+//! leads gets it and the others can suspect a silent leader (IronRSL's client rotates one
+//! replica at a time, which makes a view change wait for several client timeouts).
+//!
+//! Seqnos must grow across the client's whole life at one endpoint: replicas remember the
+//! last executed seqno per client endpoint. A client restarting on the same endpoint must
+//! start above any seqno it used before (the std client seeds it from the wall clock).
+
+use crate::config::ConfigError;
+use crate::emit;
+use crate::endpoint::Endpoint;
+use crate::outbox::Outbox;
+use crate::stats::Stats;
+use crate::time::Instant;
+use crate::wire::{self, Bytes, Protocol};
+
+use super::msg::RslMsg;
+
+/// Why a request was not submitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ClientError {
+    /// A request is already outstanding.
+    Busy,
+    /// The request does not fit one datagram.
+    TooLarge,
+}
+
+/// A reply matched to the outstanding request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completed<'d> {
+    /// The request's seqno.
+    pub seqno: u64,
+    /// The reply bytes (borrowed from the datagram).
+    pub reply: &'d [u8],
+    /// How many times the request was sent.
+    pub sends: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Pending<const D: usize> {
+    seqno: u64,
+    request: heapless::Vec<u8, D>,
+    deadline: Instant,
+    sends: u32,
+}
+
+/// An RSL client for a cluster of at most `R` replicas, requests of at most `D` bytes.
+#[derive(Clone, Debug)]
+pub struct Client<const R: usize = 7, const D: usize = 1472> {
+    replicas: heapless::Vec<Endpoint, R>,
+    max_datagram_bytes: usize,
+    retransmit_ms: u64,
+    next_seqno: u64,
+    preferred: usize,
+    pending: Option<Pending<D>>,
+    stats: Stats,
+}
+
+impl<const R: usize, const D: usize> Client<R, D> {
+    /// A client of `replicas` whose first request gets seqno `first_seqno` (> 0).
+    pub fn new(replicas: &[Endpoint], first_seqno: u64, retransmit_ms: u64, max_datagram_bytes: usize) -> Result<Self, ConfigError> {
+        let replicas = heapless::Vec::from_slice(replicas).map_err(|_| ConfigError::TooManyReplicas)?;
+        if replicas.is_empty() {
+            return Err(ConfigError::NoReplicas);
+        }
+        if retransmit_ms == 0 {
+            return Err(ConfigError::Invalid("retransmit_ms"));
+        }
+        if max_datagram_bytes > D || max_datagram_bytes < wire::HEADER_BYTES + 16 {
+            return Err(ConfigError::Invalid("max_datagram_bytes"));
+        }
+        Ok(Client {
+            replicas,
+            max_datagram_bytes,
+            retransmit_ms,
+            next_seqno: first_seqno.max(1),
+            preferred: 0,
+            pending: None,
+            stats: Stats::default(),
+        })
+    }
+
+    /// Sends `request` to the preferred replica; returns its seqno.
+    pub fn submit(&mut self, now: Instant, request: &[u8], out: &mut Outbox<'_>) -> Result<u64, ClientError> {
+        if self.pending.is_some() {
+            return Err(ClientError::Busy);
+        }
+        let request = heapless::Vec::from_slice(request).map_err(|_| ClientError::TooLarge)?;
+        let seqno = self.next_seqno;
+        let msg = RslMsg::Request { seqno, request: Bytes(&request) };
+        let dst = self.replicas[self.preferred];
+        let sent = emit::send(out, &mut self.stats, Protocol::Rsl, self.max_datagram_bytes, dst, &msg);
+        if !sent && self.stats.oversize_messages > 0 {
+            self.stats.oversize_messages = 0;
+            return Err(ClientError::TooLarge);
+        }
+        self.next_seqno = seqno.saturating_add(1);
+        self.pending = Some(Pending { seqno, request, deadline: now.plus_ms(self.retransmit_ms), sends: 1 });
+        Ok(seqno)
+    }
+
+    /// Takes a received datagram; returns the reply if it answers the outstanding request.
+    pub fn handle<'d>(&mut self, _now: Instant, from: Endpoint, datagram: &'d [u8]) -> Option<Completed<'d>> {
+        Stats::bump(&mut self.stats.datagrams_in);
+        let Ok(msg) = wire::decode::<RslMsg<'d>>(Protocol::Rsl, datagram) else {
+            Stats::bump(&mut self.stats.decode_errors);
+            return None;
+        };
+        let RslMsg::Reply { seqno, reply } = msg else {
+            Stats::bump(&mut self.stats.ignored_messages);
+            return None;
+        };
+        let Some(from_index) = self.replicas.iter().position(|r| *r == from) else {
+            Stats::bump(&mut self.stats.unknown_sender);
+            return None;
+        };
+        match &self.pending {
+            Some(p) if p.seqno == seqno => {
+                let sends = p.sends;
+                self.pending = None;
+                self.preferred = from_index;
+                Some(Completed { seqno, reply: reply.0, sends })
+            }
+            _ => {
+                Stats::bump(&mut self.stats.ignored_messages);
+                None
+            }
+        }
+    }
+
+    /// Retransmits the outstanding request if its timer expired, to every replica.
+    pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        let Some(p) = self.pending.as_mut() else { return };
+        if now < p.deadline {
+            return;
+        }
+        p.deadline = now.plus_ms(self.retransmit_ms);
+        p.sends = p.sends.saturating_add(1);
+        self.preferred = (self.preferred + 1) % self.replicas.len();
+        let msg = RslMsg::Request { seqno: p.seqno, request: Bytes(&p.request) };
+        emit::broadcast(out, &mut self.stats, Protocol::Rsl, self.max_datagram_bytes, &self.replicas, &msg);
+    }
+
+    /// When `tick` must next be called.
+    pub fn next_deadline(&self) -> Instant {
+        self.pending.as_ref().map_or(Instant::NEVER, |p| p.deadline)
+    }
+
+    /// The seqno of the outstanding request.
+    pub fn pending(&self) -> Option<u64> {
+        self.pending.as_ref().map(|p| p.seqno)
+    }
+
+    /// Gives up on the outstanding request (its outcome stays unknown to the caller).
+    pub fn cancel(&mut self) {
+        self.pending = None;
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::OutboxBuf;
+
+    fn eps() -> [Endpoint; 3] {
+        [Endpoint::v4([127, 0, 0, 1], 1), Endpoint::v4([127, 0, 0, 1], 2), Endpoint::v4([127, 0, 0, 1], 3)]
+    }
+
+    fn reply(seqno: u64, body: &[u8]) -> heapless::Vec<u8, 64> {
+        let mut buf = [0u8; 64];
+        let n = wire::encode(Protocol::Rsl, &RslMsg::Reply { seqno, reply: Bytes(body) }, &mut buf).unwrap();
+        heapless::Vec::from_slice(&buf[..n]).unwrap()
+    }
+
+    #[test]
+    fn client_accepts_only_the_matching_reply() {
+        let mut store = OutboxBuf::<8, 4096>::new();
+        let mut out = store.outbox();
+        let mut c: Client<3, 256> = Client::new(&eps(), 10, 100, 256).unwrap();
+        let s = c.submit(Instant::ZERO, b"req", &mut out).unwrap();
+        assert_eq!(s, 10);
+        assert_eq!(out.len(), 1);
+        assert_eq!(c.submit(Instant::ZERO, b"req", &mut out), Err(ClientError::Busy));
+        assert!(c.handle(Instant::ZERO, eps()[0], &reply(9, b"old")).is_none(), "wrong seqno");
+        let stranger = Endpoint::v4([10, 9, 9, 9], 1);
+        assert!(c.handle(Instant::ZERO, stranger, &reply(10, b"x")).is_none(), "not a replica");
+        let ok = reply(10, b"ok");
+        let done = c.handle(Instant::ZERO, eps()[1], &ok).unwrap();
+        assert_eq!(done.reply, b"ok");
+        assert!(c.handle(Instant::ZERO, eps()[1], &reply(10, b"ok")).is_none(), "duplicate reply");
+        assert_eq!(c.pending(), None);
+    }
+
+    #[test]
+    fn client_retransmits_to_every_replica_after_a_timeout() {
+        let mut store = OutboxBuf::<8, 4096>::new();
+        let mut out = store.outbox();
+        let mut c: Client<3, 256> = Client::new(&eps(), 1, 100, 256).unwrap();
+        c.submit(Instant::ZERO, b"req", &mut out).unwrap();
+        out.clear();
+        c.tick(Instant::from_millis(99), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(c.next_deadline(), Instant::from_millis(100));
+        c.tick(Instant::from_millis(100), &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(c.next_deadline(), Instant::from_millis(200));
+    }
+
+    #[test]
+    fn oversize_request_is_refused() {
+        let mut store = OutboxBuf::<8, 4096>::new();
+        let mut out = store.outbox();
+        let mut c: Client<3, 256> = Client::new(&eps(), 1, 100, 64).unwrap();
+        assert_eq!(c.submit(Instant::ZERO, &[0u8; 100], &mut out), Err(ClientError::TooLarge));
+        assert_eq!(c.pending(), None);
+    }
+}

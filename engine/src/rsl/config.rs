@@ -1,0 +1,138 @@
+//! Cluster membership and the protocol's tunable parameters, with IronRSL's defaults.
+
+use crate::config::ConfigError;
+use crate::endpoint::Endpoint;
+use crate::wire::{DEFAULT_MAX_DATAGRAM_BYTES, MAX_UDP_PAYLOAD_BYTES};
+
+/// The highest replica count: suspicion and 1b-chunk sets are `u64` bitmasks.
+pub const MAX_REPLICAS: usize = 64;
+/// The largest log window: 1b replies are tracked as a `u64` mask of chunks.
+pub const MAX_LOG_WINDOW: usize = 63;
+/// The smallest datagram bound accepted; below it a batch could not hold one request.
+pub const MIN_DATAGRAM_BYTES: usize = 256;
+/// Bytes reserved in a datagram for the fields around a batch (2a, 2b, 1b headers).
+pub const BATCH_OVERHEAD_BYTES: usize = 64;
+
+/// Tunable parameters of one replica. Defaults are IronRSL's where it has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Params {
+    /// How often each replica broadcasts a heartbeat (IronRSL: 100 ms).
+    pub heartbeat_period_ms: u64,
+    /// The first epoch length of the view-change timer (IronRSL: 1000 ms).
+    pub baseline_view_timeout_ms: u64,
+    /// The epoch length doubles on every view change, up to this cap.
+    pub max_view_timeout_ms: u64,
+    /// Most requests in one batch (IronRSL: 32).
+    pub max_batch_size: usize,
+    /// How long a partial batch may wait while earlier batches are in flight (IronRSL: 10 ms).
+    /// With nothing in flight a partial batch is proposed at once (adaptive batching).
+    pub max_batch_delay_ms: u64,
+    /// Log window: how far past the truncation point a proposal may go (IronRSL: 7).
+    pub max_log_length: u64,
+    /// Most bytes in one datagram, header included (default 1472, at most 65507).
+    pub max_datagram_bytes: usize,
+    /// How often a leader re-sends 2a for operations a replica has not executed yet, and a
+    /// lagging replica re-asks for state. Not in IronRSL, which relied on view changes.
+    pub retransmit_period_ms: u64,
+    /// Most state-transfer chunks one answer may emit (bounds one step's output).
+    pub state_chunks_per_step: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            heartbeat_period_ms: 100,
+            baseline_view_timeout_ms: 1000,
+            max_view_timeout_ms: 32_000,
+            max_batch_size: 32,
+            max_batch_delay_ms: 10,
+            max_log_length: 7,
+            max_datagram_bytes: DEFAULT_MAX_DATAGRAM_BYTES,
+            retransmit_period_ms: 100,
+            state_chunks_per_step: 64,
+        }
+    }
+}
+
+/// The cluster: every replica's endpoint, by index, and the parameters all replicas share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RslConfig<const R: usize> {
+    /// Replica endpoints; a replica's identity is its index here.
+    pub replicas: heapless::Vec<Endpoint, R>,
+    /// Shared parameters.
+    pub params: Params,
+}
+
+impl<const R: usize> RslConfig<R> {
+    /// A configuration with default parameters; fails if more than `R` endpoints are given.
+    pub fn new(replicas: &[Endpoint]) -> Result<Self, ConfigError> {
+        let replicas = heapless::Vec::from_slice(replicas).map_err(|_| ConfigError::TooManyReplicas)?;
+        Ok(RslConfig { replicas, params: Params::default() })
+    }
+
+    /// Number of replicas.
+    pub fn n(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// Size of a majority: `n / 2 + 1`.
+    pub fn quorum(&self) -> usize {
+        self.n() / 2 + 1
+    }
+
+    /// Index of the replica at `ep`, if it is one.
+    pub fn index_of(&self, ep: Endpoint) -> Option<usize> {
+        self.replicas.iter().position(|r| *r == ep)
+    }
+
+    /// Bytes a batch may take so that every message carrying it fits one datagram.
+    pub fn max_batch_bytes(&self) -> usize {
+        self.params.max_datagram_bytes.saturating_sub(BATCH_OVERHEAD_BYTES)
+    }
+
+    /// Checks the configuration against the replica's compile-time capacities:
+    /// `window` log slots and `datagram` bytes per batch buffer.
+    pub fn validate(&self, window: usize, datagram: usize) -> Result<(), ConfigError> {
+        let p = &self.params;
+        if self.replicas.is_empty() {
+            return Err(ConfigError::NoReplicas);
+        }
+        if self.n() > MAX_REPLICAS {
+            return Err(ConfigError::TooManyReplicas);
+        }
+        for (i, a) in self.replicas.iter().enumerate() {
+            if self.replicas[..i].contains(a) {
+                return Err(ConfigError::DuplicateEndpoint);
+            }
+        }
+        if p.max_log_length == 0 || p.max_log_length > window as u64 || window > MAX_LOG_WINDOW {
+            return Err(ConfigError::Invalid("max_log_length"));
+        }
+        if p.max_datagram_bytes < MIN_DATAGRAM_BYTES
+            || p.max_datagram_bytes > MAX_UDP_PAYLOAD_BYTES
+            || p.max_datagram_bytes > datagram
+        {
+            return Err(ConfigError::Invalid("max_datagram_bytes"));
+        }
+        if p.max_batch_size == 0 {
+            return Err(ConfigError::Invalid("max_batch_size"));
+        }
+        if p.heartbeat_period_ms == 0 {
+            return Err(ConfigError::Invalid("heartbeat_period_ms"));
+        }
+        if p.baseline_view_timeout_ms == 0 {
+            return Err(ConfigError::Invalid("baseline_view_timeout_ms"));
+        }
+        if p.max_view_timeout_ms < p.baseline_view_timeout_ms {
+            return Err(ConfigError::Invalid("max_view_timeout_ms"));
+        }
+        if p.retransmit_period_ms == 0 {
+            return Err(ConfigError::Invalid("retransmit_period_ms"));
+        }
+        if p.state_chunks_per_step == 0 {
+            return Err(ConfigError::Invalid("state_chunks_per_step"));
+        }
+        Ok(())
+    }
+}

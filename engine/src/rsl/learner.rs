@@ -1,0 +1,131 @@
+//! The learner (IronRSL `Learner.i.dfy`): counts 2b votes per operation and decides on a
+//! quorum of votes in one ballot.
+
+use super::ballot::Ballot;
+
+/// 2b votes gathered for one operation in the learner's current ballot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Slot<const D: usize> {
+    /// Operation number.
+    pub opn: u64,
+    /// Bitmask of replicas whose 2b was received.
+    pub senders: u64,
+    /// The batch voted for (identical in every 2b of one ballot and operation).
+    pub batch: heapless::Vec<u8, D>,
+}
+
+/// What the learner made of a 2b.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learned {
+    /// Counted.
+    Counted,
+    /// From an older ballot, or for an operation outside the window: ignored.
+    Ignored,
+}
+
+/// Learner state: `W` operations ahead of execution, batches of at most `D` bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Learner<const W: usize, const D: usize> {
+    /// The highest ballot any counted 2b carried; votes of lower ballots are discarded.
+    pub max_ballot_seen: Ballot,
+    slots: heapless::Vec<Slot<D>, W>,
+}
+
+impl<const W: usize, const D: usize> Default for Learner<W, D> {
+    fn default() -> Self {
+        Learner { max_ballot_seen: Ballot::default(), slots: heapless::Vec::new() }
+    }
+}
+
+impl<const W: usize, const D: usize> Learner<W, D> {
+    /// Counts a 2b from replica `sender` (an index `< 64`). `ops_complete` is the executor's
+    /// position: operations before it are done, and at most `W` past it are buffered.
+    pub fn process_2b(&mut self, sender: usize, bal: Ballot, opn: u64, batch: &[u8], ops_complete: u64) -> Learned {
+        if bal < self.max_ballot_seen || opn < ops_complete || opn >= ops_complete.saturating_add(W as u64) {
+            return Learned::Ignored;
+        }
+        if bal > self.max_ballot_seen {
+            // IronRSL: a higher ballot resets what was learned but not yet decided.
+            self.max_ballot_seen = bal;
+            self.slots.clear();
+        }
+        let bit = 1u64 << (sender % 64);
+        match self.slots.binary_search_by_key(&opn, |s| s.opn) {
+            Ok(i) => self.slots[i].senders |= bit,
+            Err(i) => {
+                let Ok(batch) = heapless::Vec::from_slice(batch) else { return Learned::Ignored };
+                // Stale slots below `ops_complete` are forgotten on execution, so at most W
+                // operations in [ops_complete, ops_complete + W) are held.
+                if self.slots.is_full() {
+                    return Learned::Ignored;
+                }
+                if self.slots.insert(i, Slot { opn, senders: bit, batch }).is_err() {
+                    return Learned::Ignored;
+                }
+            }
+        }
+        Learned::Counted
+    }
+
+    /// The decided batch for `opn`, if a quorum of 2b for it was counted.
+    pub fn decided(&self, opn: u64, quorum: usize) -> Option<&Slot<D>> {
+        let i = self.slots.binary_search_by_key(&opn, |s| s.opn).ok()?;
+        let slot = &self.slots[i];
+        (slot.senders.count_ones() as usize >= quorum).then_some(slot)
+    }
+
+    /// Forgets every operation below `opn` (they have been executed).
+    pub fn forget_below(&mut self, opn: u64) {
+        let keep_from = self.slots.iter().position(|s| s.opn >= opn).unwrap_or(self.slots.len());
+        if keep_from > 0 {
+            let len = self.slots.len();
+            self.slots.rotate_left(keep_from);
+            self.slots.truncate(len - keep_from);
+        }
+    }
+
+    /// Operations with at least one counted vote.
+    pub fn slots(&self) -> &[Slot<D>] {
+        &self.slots
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type L = Learner<4, 16>;
+    const B1: Ballot = Ballot { seqno: 1, proposer: 0 };
+    const B2: Ballot = Ballot { seqno: 2, proposer: 1 };
+
+    #[test]
+    fn learner_decides_on_a_quorum_of_one_ballot() {
+        let mut l = L::default();
+        l.process_2b(0, B1, 0, b"v", 0);
+        assert!(l.decided(0, 2).is_none());
+        l.process_2b(0, B1, 0, b"v", 0);
+        assert!(l.decided(0, 2).is_none(), "a duplicate 2b does not count twice");
+        l.process_2b(2, B1, 0, b"v", 0);
+        assert_eq!(&l.decided(0, 2).unwrap().batch[..], b"v");
+    }
+
+    #[test]
+    fn learner_resets_on_a_higher_ballot_and_ignores_lower_ones() {
+        let mut l = L::default();
+        l.process_2b(0, B1, 0, b"old", 0);
+        l.process_2b(1, B2, 0, b"new", 0);
+        assert_eq!(l.process_2b(2, B1, 0, b"old", 0), Learned::Ignored);
+        l.process_2b(2, B2, 0, b"new", 0);
+        assert_eq!(&l.decided(0, 2).unwrap().batch[..], b"new");
+    }
+
+    #[test]
+    fn learner_ignores_operations_outside_its_window() {
+        let mut l = L::default();
+        assert_eq!(l.process_2b(0, B1, 4, b"v", 5), Learned::Ignored, "already executed");
+        assert_eq!(l.process_2b(0, B1, 9, b"v", 5), Learned::Ignored, "beyond 5 + W");
+        assert_eq!(l.process_2b(0, B1, 8, b"v", 5), Learned::Counted);
+        l.forget_below(9);
+        assert!(l.slots().is_empty());
+    }
+}

@@ -1,0 +1,30 @@
+//! IronRSL: a MultiPaxos replicated state machine.
+//!
+//! Roles, each in its own file and named after IronRSL's Dafny modules: [`acceptor`],
+//! [`proposer`], [`learner`], [`executor`] (with the [`reply_cache`]), [`election`] and
+//! [`state_transfer`]; [`replica`] schedules them behind the sans-IO contract; [`client`]
+//! is the sans-IO client. [`app`] is the trait for the replicated application; [`apps`]
+//! holds the two shipped applications.
+
+pub mod acceptor;
+pub mod app;
+pub mod apps;
+pub mod ballot;
+pub mod batch;
+pub mod client;
+pub mod config;
+pub mod election;
+pub mod executor;
+pub mod learner;
+pub mod msg;
+pub mod proposer;
+pub mod replica;
+pub mod reply_cache;
+pub mod state_transfer;
+
+pub use app::App;
+pub use ballot::Ballot;
+pub use client::{Client, ClientError, Completed};
+pub use config::{Params, RslConfig};
+pub use msg::RslMsg;
+pub use replica::{Replica, Status, Step, Timer};

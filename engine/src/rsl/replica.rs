@@ -1,0 +1,707 @@
+//! The IronRSL replica: proposer, acceptor, learner, executor, election and state transfer
+//! behind the sans-IO entry points `handle`, `tick` and `next_deadline`.
+//!
+//! IronRSL's scheduler runs ten actions round-robin, one per step. Here `handle` is action 0
+//! (process one packet) and `tick` runs the clock-driven actions (heartbeat, view timeout,
+//! suspicion quorum, batch timer, retransmission); both then run the spontaneous actions
+//! (new view / 1a, phase 2, nominate, truncate, decide, execute) until none applies. A
+//! sequence of actions of one host with no receive in between is a valid interleaving of
+//! IronRSL steps, so this is the same protocol with fewer wake-ups. Every step reads the
+//! clock once: the `now` the caller passes.
+
+use super::acceptor::{Acceptor, Accepted};
+use super::app::App;
+use super::ballot::Ballot;
+use super::batch;
+use super::config::RslConfig;
+use super::election::Election;
+use super::executor::Executor;
+use super::learner::Learner;
+use super::msg::{RslMsg, SupplyPart, Vote};
+use super::proposer::{Phase, Proposer, Queued};
+use super::state_transfer::{self, Progress, SnapshotId, Transfer, STATE_CHUNK_BYTES, SUPPLY_OVERHEAD_BYTES};
+use crate::config::ConfigError;
+use crate::emit;
+use crate::endpoint::Endpoint;
+use crate::outbox::Outbox;
+use crate::stats::Stats;
+use crate::time::{earliest, Instant};
+use crate::wire::{self, Bytes, Protocol};
+
+/// Bytes an encoded batch entry adds around the request itself (endpoint, seqno, length).
+pub const ENTRY_OVERHEAD_BYTES: usize = 40;
+/// Most rounds of spontaneous actions after one event; each round makes progress or stops.
+const MAX_ACTION_ROUNDS: usize = 8;
+
+/// What one step asks of the binding besides sending the outbox.
+#[must_use = "a durable binding must persist before sending when `durable_state_changed` is set"]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// The acceptor's promise or votes changed in this step. A durable binding (a later
+    /// mode) must persist the acceptor state before any datagram of this step leaves.
+    pub durable_state_changed: bool,
+}
+
+/// The replica's timers; [`Replica::next_deadline`] is the earliest armed one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Timer {
+    /// Next heartbeat broadcast.
+    Heartbeat,
+    /// End of the election epoch.
+    ViewTimeout,
+    /// A partial batch may wait no longer (leader with queued requests).
+    Batch,
+    /// Re-send 1a in phase 1, or 2a for operations some replica has not executed.
+    Retransmit,
+    /// Ask (again) for a state snapshot.
+    StateTransfer,
+}
+
+/// A summary of a replica's state for logs, stats lines and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Status {
+    /// The view the replica is in.
+    pub view: Ballot,
+    /// The proposer's phase.
+    pub phase: Phase,
+    /// True if this replica leads the current view and is in phase 2.
+    pub is_leader: bool,
+    /// Operations executed.
+    pub ops_complete: u64,
+    /// Next operation number the proposer will use.
+    pub next_opn: u64,
+    /// The acceptor's truncation point.
+    pub log_truncation_point: u64,
+    /// Requests queued at the proposer.
+    pub queued: usize,
+    /// The acceptor's highest promised ballot.
+    pub max_bal: Ballot,
+}
+
+/// An IronRSL replica running application `A`.
+///
+/// Capacities are compile-time (no heap): `R` replicas at most, a log window of `W`
+/// operations, `D`-byte datagram and batch buffers, a `QB`-byte request queue, a reply
+/// cache (and per-epoch request tracking) of `C` clients, and replies of `RB` bytes.
+/// Runtime parameters ([`RslConfig`]) must fit inside them; [`Replica::new`] checks.
+pub struct Replica<
+    A: App,
+    const R: usize = 7,
+    const W: usize = 8,
+    const D: usize = 1472,
+    const QB: usize = 16384,
+    const C: usize = 256,
+    const RB: usize = 256,
+> {
+    config: RslConfig<R>,
+    me: usize,
+    acceptor: Acceptor<R, W, D>,
+    proposer: Proposer<R, W, D, QB, C>,
+    learner: Learner<W, D>,
+    executor: Executor<A, C, RB>,
+    election: Election<C>,
+    transfer: Transfer<A, C, RB>,
+    stats: Stats,
+    heartbeat_at: Instant,
+    retransmit_at: Instant,
+    durable_changed: bool,
+    batch_scratch: heapless::Vec<u8, D>,
+}
+
+impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
+    Replica<A, R, W, D, QB, C, RB>
+{
+    /// Replica number `me` of `config`, running `app`, starting at `now`.
+    pub fn new(config: RslConfig<R>, me: usize, app: A, now: Instant) -> Result<Self, ConfigError> {
+        config.validate(W, D)?;
+        if me >= config.n() {
+            return Err(ConfigError::BadIndex);
+        }
+        if RB + SUPPLY_OVERHEAD_BYTES + 32 > config.params.max_datagram_bytes || C == 0 || C > u32::MAX as usize {
+            return Err(ConfigError::Invalid("reply capacity (RB) for max_datagram_bytes"));
+        }
+        let n = config.n();
+        let baseline = config.params.baseline_view_timeout_ms;
+        Ok(Replica {
+            me,
+            acceptor: Acceptor::new(n),
+            proposer: Proposer::new(n),
+            learner: Learner::default(),
+            executor: Executor::new(app),
+            election: Election::new(now, baseline),
+            transfer: Transfer::new(),
+            stats: Stats::default(),
+            heartbeat_at: now,
+            retransmit_at: now.plus_ms(config.params.retransmit_period_ms),
+            durable_changed: false,
+            batch_scratch: heapless::Vec::new(),
+            config,
+        })
+    }
+
+    /// Handles one received datagram (IronRSL action 0), then runs the spontaneous actions.
+    ///
+    /// Anything malformed, from an unknown replica, or out of the protocol's bounds is
+    /// counted in [`Replica::stats`] and changes nothing else.
+    pub fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) -> Step {
+        self.durable_changed = false;
+        Stats::bump(&mut self.stats.datagrams_in);
+        let before = self.monotone_snapshot();
+        match wire::decode::<RslMsg<'_>>(Protocol::Rsl, datagram) {
+            Err(_) => Stats::bump(&mut self.stats.decode_errors),
+            Ok(RslMsg::Request { seqno, request }) => self.on_request(now, from, seqno, request.0, out),
+            Ok(RslMsg::Reply { .. }) => Stats::bump(&mut self.stats.ignored_messages),
+            Ok(msg) => match self.config.index_of(from) {
+                None => Stats::bump(&mut self.stats.unknown_sender),
+                Some(sender) => {
+                    if self.valid(&msg) {
+                        self.on_peer(now, sender, msg, out);
+                    } else {
+                        Stats::bump(&mut self.stats.invalid_messages);
+                    }
+                }
+            },
+        }
+        self.run_actions(now, out);
+        self.debug_check(before);
+        Step { durable_state_changed: self.durable_changed }
+    }
+
+    /// Runs the clock-driven actions due at `now`, then the spontaneous ones.
+    pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) -> Step {
+        self.durable_changed = false;
+        let before = self.monotone_snapshot();
+        let p = self.config.params;
+        if now >= self.heartbeat_at {
+            self.heartbeat_at = now.plus_ms(p.heartbeat_period_ms);
+            self.send_heartbeat(out);
+        }
+        if now >= self.retransmit_at {
+            self.retransmit_at = now.plus_ms(p.retransmit_period_ms);
+            self.retransmit(out);
+        }
+        if self.transfer.needed(self.executor.ops_complete) && now >= self.transfer.retry_at {
+            self.request_state(now, out);
+        }
+        self.run_actions(now, out);
+        self.debug_check(before);
+        Step { durable_state_changed: self.durable_changed }
+    }
+
+    /// When [`Replica::tick`] must next be called. Calling it earlier is harmless.
+    pub fn next_deadline(&self) -> Instant {
+        let timers = [Timer::Heartbeat, Timer::ViewTimeout, Timer::Batch, Timer::Retransmit, Timer::StateTransfer];
+        timers.iter().fold(Instant::NEVER, |acc, t| earliest(acc, self.timer(*t)))
+    }
+
+    /// The deadline of one timer, or `None` if it is not armed.
+    pub fn timer(&self, t: Timer) -> Option<Instant> {
+        match t {
+            Timer::Heartbeat => Some(self.heartbeat_at),
+            Timer::ViewTimeout => Some(self.election.epoch_end),
+            Timer::Batch => match self.leading() && self.proposer.queued() > 0 {
+                true => self.proposer.batch_deadline,
+                false => None,
+            },
+            Timer::Retransmit => Some(self.retransmit_at),
+            Timer::StateTransfer => {
+                self.transfer.needed(self.executor.ops_complete).then_some(self.transfer.retry_at)
+            }
+        }
+    }
+
+    /// Counters of what this replica received, sent and refused.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// A summary of the replica's state.
+    pub fn status(&self) -> Status {
+        Status {
+            view: self.election.current_view,
+            phase: self.proposer.phase,
+            is_leader: self.leading(),
+            ops_complete: self.executor.ops_complete,
+            next_opn: self.proposer.next_opn,
+            log_truncation_point: self.acceptor.log_truncation_point,
+            queued: self.proposer.queued(),
+            max_bal: self.acceptor.max_bal,
+        }
+    }
+
+    /// The application (read-only: it changes only by executing decided batches).
+    pub fn app(&self) -> &A {
+        &self.executor.app
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RslConfig<R> {
+        &self.config
+    }
+
+    /// This replica's index.
+    pub fn id(&self) -> usize {
+        self.me
+    }
+
+    /// The acceptor role (for checkers and tests).
+    pub fn acceptor(&self) -> &Acceptor<R, W, D> {
+        &self.acceptor
+    }
+
+    /// The learner role (for checkers and tests).
+    pub fn learner(&self) -> &Learner<W, D> {
+        &self.learner
+    }
+
+    /// The executor role (for checkers and tests).
+    pub fn executor(&self) -> &Executor<A, C, RB> {
+        &self.executor
+    }
+
+    /// The proposer role (for checkers and tests).
+    pub fn proposer(&self) -> &Proposer<R, W, D, QB, C> {
+        &self.proposer
+    }
+
+    /// The election role (for checkers and tests).
+    pub fn election(&self) -> &Election<C> {
+        &self.election
+    }
+
+    /// The state-transfer role (for checkers and tests).
+    pub fn transfer(&self) -> &Transfer<A, C, RB> {
+        &self.transfer
+    }
+
+    /// The largest request a client may send: it must fit one batch.
+    pub fn max_request_bytes(&self) -> usize {
+        self.config.max_batch_bytes().saturating_sub(ENTRY_OVERHEAD_BYTES)
+    }
+
+    /// Checks every local invariant of every role; the checkers call this after each step.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        self.acceptor.invariant(self.config.params.max_log_length)?;
+        self.proposer.invariant()?;
+        if self.proposer.phase == Phase::Two && self.proposer.max_ballot_sent_1a.proposer as usize != self.me {
+            return Err("proposer in phase 2 for another replica's ballot");
+        }
+        for s in self.learner.slots() {
+            if s.opn < self.executor.ops_complete {
+                return Err("learner holds an executed operation");
+            }
+        }
+        for e in self.executor.reply_cache.iter() {
+            if e.opn >= self.executor.ops_complete {
+                return Err("reply cache holds a reply from an unexecuted operation");
+            }
+        }
+        Ok(())
+    }
+
+    fn leading(&self) -> bool {
+        self.proposer.phase == Phase::Two && self.election.current_view == self.proposer.max_ballot_sent_1a
+    }
+
+    fn monotone_snapshot(&self) -> (Ballot, u64, u64) {
+        (self.acceptor.max_bal, self.acceptor.log_truncation_point, self.executor.ops_complete)
+    }
+
+    /// Pairs of assertions around every step: what only grows, and what must always hold.
+    fn debug_check(&self, before: (Ballot, u64, u64)) {
+        let after = self.monotone_snapshot();
+        debug_assert!(after.0 >= before.0, "acceptor max_bal went down");
+        debug_assert!(after.1 >= before.1, "truncation point went down");
+        debug_assert!(after.2 >= before.2, "ops_complete went down");
+        debug_assert_eq!(self.check_invariants(), Ok(()));
+    }
+
+    /// Protocol bounds of a decoded peer message, checked before any state is touched.
+    fn valid(&self, msg: &RslMsg<'_>) -> bool {
+        let n = self.config.n();
+        let max_entries = self.config.params.max_batch_size;
+        let max_bytes = self.config.max_batch_bytes();
+        let batch_ok = |b: &Bytes<'_>| b.0.len() <= max_bytes && batch::validate(b.0, max_entries).is_ok();
+        match msg {
+            RslMsg::OneA { bal } | RslMsg::StartingPhase2 { bal, .. } | RslMsg::Heartbeat { bal, .. } => {
+                bal.is_valid_for(n)
+            }
+            RslMsg::AppStateRequest { bal, .. } | RslMsg::AppStateSupply { bal, .. } => bal.is_valid_for(n),
+            RslMsg::OneB { bal, chunk, chunks, vote, .. } => {
+                bal.is_valid_for(n)
+                    && chunk < chunks
+                    && usize::from(*chunks) <= self.config.params.max_log_length as usize + 1
+                    && vote.as_ref().is_none_or(|v| v.bal.is_valid_for(n) && v.bal < *bal && batch_ok(&v.batch))
+            }
+            RslMsg::TwoA { bal, batch, .. } | RslMsg::TwoB { bal, batch, .. } => bal.is_valid_for(n) && batch_ok(batch),
+            RslMsg::Request { .. } | RslMsg::Reply { .. } => true,
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, from: Endpoint, seqno: u64, request: &[u8], out: &mut Outbox<'_>) {
+        if request.len() > self.max_request_bytes() {
+            Stats::bump(&mut self.stats.invalid_messages);
+            return;
+        }
+        let max = self.config.params.max_datagram_bytes;
+        if let Some(cached) = self.executor.reply_cache.get(from) {
+            if seqno == cached.seqno {
+                let msg = RslMsg::Reply { seqno, reply: Bytes(&cached.reply) };
+                emit::send(out, &mut self.stats, Protocol::Rsl, max, from, &msg);
+                return;
+            }
+            if seqno < cached.seqno {
+                Stats::bump(&mut self.stats.ignored_messages);
+                return;
+            }
+        }
+        self.election.reflect_received(from, seqno);
+        // IronRSL queues whenever the proposer is active (phase 1 or 2) in the current view.
+        if self.proposer.phase != Phase::Idle && self.election.current_view == self.proposer.max_ballot_sent_1a {
+            let delay = self.config.params.max_batch_delay_ms;
+            if self.proposer.queue_request(from, seqno, request, now, delay) == Queued::Full {
+                Stats::bump(&mut self.stats.queue_full);
+            }
+        }
+    }
+
+    fn on_peer(&mut self, now: Instant, sender: usize, msg: RslMsg<'_>, out: &mut Outbox<'_>) {
+        let max = self.config.params.max_datagram_bytes;
+        match msg {
+            RslMsg::OneA { bal } => {
+                if !self.acceptor.promise(bal) {
+                    Stats::bump(&mut self.stats.ignored_messages);
+                    return;
+                }
+                self.durable_changed = true;
+                let reply_id = self.acceptor.next_reply_id();
+                let votes = self.acceptor.votes();
+                let chunks = votes.len().max(1) as u8;
+                let dst = self.config.replicas[sender];
+                for chunk in 0..chunks {
+                    let vote = votes.get(usize::from(chunk)).map(|v| Vote { opn: v.opn, bal: v.bal, batch: Bytes(&v.batch) });
+                    let log_truncation_point = self.acceptor.log_truncation_point;
+                    let msg = RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote };
+                    emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg);
+                }
+            }
+            RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote } => {
+                if !self.proposer.process_1b(sender, bal, log_truncation_point, reply_id, chunk, chunks, vote) {
+                    Stats::bump(&mut self.stats.ignored_messages);
+                }
+            }
+            RslMsg::TwoA { bal, opn, batch } => {
+                if usize::from(bal.proposer) != sender {
+                    Stats::bump(&mut self.stats.invalid_messages);
+                    return;
+                }
+                let len = self.config.params.max_log_length;
+                match self.acceptor.accept(bal, opn, batch.0, len) {
+                    Accepted::Stale => Stats::bump(&mut self.stats.ignored_messages),
+                    Accepted::Voted => {
+                        self.durable_changed = true;
+                        let opn_ckpt = self.executor.ops_complete;
+                        let msg = RslMsg::TwoB { bal, opn, batch, opn_ckpt };
+                        emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+                    }
+                }
+            }
+            RslMsg::TwoB { bal, opn, batch, opn_ckpt } => {
+                self.acceptor.record_checkpoint(sender, opn_ckpt);
+                let ops = self.executor.ops_complete;
+                if self.learner.process_2b(sender, bal, opn, batch.0, ops) == super::learner::Learned::Ignored {
+                    Stats::bump(&mut self.stats.ignored_messages);
+                }
+            }
+            RslMsg::Heartbeat { bal, suspicious, opn_ckpt } => {
+                self.election.process_heartbeat(now, sender, bal, suspicious);
+                self.acceptor.record_checkpoint(sender, opn_ckpt);
+            }
+            RslMsg::StartingPhase2 { log_truncation_point, .. } => {
+                self.note_target(log_truncation_point, now);
+            }
+            RslMsg::AppStateRequest { opn, app_offset, cache_index, resume_digest, .. } => {
+                if self.executor.ops_complete < opn.max(1) || sender == self.me {
+                    Stats::bump(&mut self.stats.ignored_messages);
+                    return;
+                }
+                self.supply_state(self.config.replicas[sender], app_offset, cache_index, resume_digest, out);
+            }
+            RslMsg::AppStateSupply { bal, opn, digest, app_len, cache_entries, part } => {
+                let id = SnapshotId { bal, opn, digest, app_len, cache_entries };
+                match self.transfer.receive(sender, id, part, self.executor.ops_complete) {
+                    Progress::Ignored => Stats::bump(&mut self.stats.ignored_messages),
+                    Progress::Corrupt => Stats::bump(&mut self.stats.invalid_messages),
+                    Progress::Staged => {}
+                    Progress::Complete => self.install_state(),
+                }
+            }
+            RslMsg::Request { .. } | RslMsg::Reply { .. } => {}
+        }
+    }
+
+    /// A truncation point past our execution means the decisions we miss are gone: fetch state.
+    fn note_target(&mut self, opn: u64, now: Instant) {
+        if opn > self.transfer.target_opn {
+            self.transfer.target_opn = opn;
+            if self.transfer.needed(self.executor.ops_complete) && self.transfer.incoming.is_none() {
+                self.transfer.retry_at = now;
+            }
+        }
+    }
+
+    fn install_state(&mut self) {
+        match self.transfer.install(&mut self.executor) {
+            Ok(id) => {
+                self.learner.forget_below(id.opn);
+                self.acceptor.record_checkpoint(self.me, id.opn);
+                if self.proposer.phase == Phase::Two && self.proposer.next_opn < id.opn {
+                    self.proposer.next_opn = id.opn;
+                }
+            }
+            Err(_) => Stats::bump(&mut self.stats.invalid_messages),
+        }
+    }
+
+    fn request_state(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        let target = self.transfer.target_opn;
+        // Ask a replica known to have executed far enough, rotating between retries.
+        let n = self.config.n();
+        let attempt = self.transfer.attempts as usize;
+        let candidates = (0..n).filter(|&r| r != self.me && self.acceptor.checkpoint_of(r) >= target);
+        let count = candidates.clone().count();
+        let supplier = match count {
+            0 => (self.me + 1 + attempt % (n - 1).max(1)) % n,
+            _ => candidates.clone().nth(attempt % count).unwrap_or(self.me),
+        };
+        self.transfer.attempts = self.transfer.attempts.wrapping_add(1);
+        self.transfer.retry_at = now.plus_ms(self.config.params.retransmit_period_ms);
+        if supplier == self.me {
+            return;
+        }
+        let (app_offset, cache_index, resume_digest) = self.transfer.resume_point();
+        let msg = RslMsg::AppStateRequest {
+            bal: self.election.current_view,
+            opn: target.max(self.executor.ops_complete + 1),
+            app_offset,
+            cache_index,
+            resume_digest,
+        };
+        let dst = self.config.replicas[supplier];
+        emit::send(out, &mut self.stats, Protocol::Rsl, self.config.params.max_datagram_bytes, dst, &msg);
+    }
+
+    /// Emits this replica's snapshot to `dst` from the requested offsets, all in this step.
+    fn supply_state(&mut self, dst: Endpoint, app_offset: u64, cache_index: u32, resume_digest: u64, out: &mut Outbox<'_>) {
+        let id = state_transfer::snapshot_id(&self.executor);
+        let (mut offset, mut index) = match resume_digest == id.digest {
+            true => (app_offset.min(id.app_len), cache_index.min(id.cache_entries)),
+            false => (0, 0),
+        };
+        let max = self.config.params.max_datagram_bytes;
+        let room = max - SUPPLY_OVERHEAD_BYTES;
+        let mut budget = self.config.params.state_chunks_per_step;
+        let mut chunk = [0u8; STATE_CHUNK_BYTES];
+        while offset < id.app_len && budget > 0 {
+            let take = room.min(STATE_CHUNK_BYTES);
+            let n = self.executor.app.snapshot_read(offset, &mut chunk[..take]);
+            if n == 0 {
+                return;
+            }
+            let msg = supply_msg(&id, SupplyPart::App { offset, bytes: Bytes(&chunk[..n]) });
+            if !emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg) {
+                return;
+            }
+            offset += n as u64;
+            budget -= 1;
+        }
+        let mut entries: heapless::Vec<u8, D> = heapless::Vec::new();
+        while index < id.cache_entries && budget > 0 {
+            entries.clear();
+            let first = index;
+            while let Some(e) = self.executor.reply_cache.wire(index as usize) {
+                let before = entries.len();
+                if wire::append(&mut entries, &e).is_err() || entries.len() > room {
+                    entries.truncate(before);
+                    break;
+                }
+                index += 1;
+            }
+            if index == first {
+                return; // An entry larger than a datagram: ruled out by `new`'s RB check.
+            }
+            let msg = supply_msg(&id, SupplyPart::Cache { index: first, entries: Bytes(&entries) });
+            if !emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg) {
+                return;
+            }
+            budget -= 1;
+        }
+    }
+
+    fn send_heartbeat(&mut self, out: &mut Outbox<'_>) {
+        let msg = RslMsg::Heartbeat {
+            bal: self.election.current_view,
+            suspicious: self.election.suspects(self.me),
+            opn_ckpt: self.executor.ops_complete,
+        };
+        let max = self.config.params.max_datagram_bytes;
+        emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+    }
+
+    /// Recovers lost 1a/1b and 2a/2b without waiting for a view change: in phase 1 the 1a
+    /// is re-sent; in phase 2 every proposal some replica has not executed yet (and that
+    /// this replica's acceptor still holds) is re-sent. Bounded by the log window.
+    fn retransmit(&mut self, out: &mut Outbox<'_>) {
+        let max = self.config.params.max_datagram_bytes;
+        let bal = self.proposer.max_ballot_sent_1a;
+        if self.election.current_view != bal {
+            return;
+        }
+        match self.proposer.phase {
+            Phase::Idle => {}
+            Phase::One => {
+                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &RslMsg::OneA { bal });
+            }
+            Phase::Two => {
+                let from = self.acceptor.min_checkpoint();
+                let next = self.proposer.next_opn;
+                for v in self.acceptor.votes() {
+                    if v.bal == bal && v.opn >= from && v.opn < next {
+                        let msg = RslMsg::TwoA { bal, opn: v.opn, batch: Bytes(&v.batch) };
+                        emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+                    }
+                }
+            }
+        }
+    }
+
+    /// IronRSL actions 1-8 minus the receive, repeated while they make progress.
+    fn run_actions(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        let quorum = self.config.quorum();
+        let n = self.config.n();
+        let p = self.config.params;
+        let max = p.max_datagram_bytes;
+        // Action 7 and 8: view timeout and quorum of suspicions.
+        self.election.check_timeout(now, self.me);
+        self.election.check_quorum(now, quorum, n, p.max_view_timeout_ms);
+        for _ in 0..MAX_ACTION_ROUNDS {
+            let mut progress = false;
+            // Action 1: a view this replica leads that it has not started: send 1a.
+            let view = self.election.current_view;
+            if usize::from(view.proposer) == self.me && view > self.proposer.max_ballot_sent_1a {
+                self.proposer.start_phase1(view);
+                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &RslMsg::OneA { bal: view });
+                progress = true;
+            } else if self.proposer.phase != Phase::Idle && view != self.proposer.max_ballot_sent_1a {
+                self.proposer.step_down();
+            }
+            // Action 2: a quorum of promises: enter phase 2.
+            if self.proposer.phase == Phase::One && self.proposer.promised() >= quorum && view == self.proposer.max_ballot_sent_1a {
+                let log_truncation_point = self.proposer.enter_phase2(self.acceptor.log_truncation_point);
+                let msg = RslMsg::StartingPhase2 { bal: view, log_truncation_point };
+                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+                progress = true;
+            }
+            // Action 3: nominate old values, then new batches, inside the window.
+            progress |= self.nominate(now, out);
+            // Action 4: truncate the log at the quorum-th highest checkpoint.
+            self.acceptor.record_checkpoint(self.me, self.executor.ops_complete);
+            let point = self.acceptor.quorum_checkpoint(quorum);
+            if point > self.acceptor.log_truncation_point {
+                self.acceptor.truncate(point);
+                self.durable_changed = true;
+                progress = true;
+            }
+            self.note_target(self.acceptor.log_truncation_point, now);
+            // Actions 5 and 6: decide and execute, in order.
+            progress |= self.execute_decided(out);
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    fn nominate(&mut self, now: Instant, out: &mut Outbox<'_>) -> bool {
+        let p = self.config.params;
+        let max = p.max_datagram_bytes;
+        let mut progress = false;
+        for _ in 0..W {
+            if !self.leading() {
+                break;
+            }
+            let opn = self.proposer.next_opn;
+            if opn >= self.acceptor.log_truncation_point.saturating_add(p.max_log_length) {
+                break;
+            }
+            let bal = self.proposer.max_ballot_sent_1a;
+            if self.proposer.has_old_values() {
+                let msg = RslMsg::TwoA { bal, opn, batch: Bytes(self.proposer.old_value()) };
+                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+            } else {
+                let queued = self.proposer.queued();
+                if queued == 0 {
+                    self.proposer.batch_deadline = None;
+                    break;
+                }
+                // Adaptive batching: with nothing in flight a partial batch goes at once;
+                // otherwise it waits to fill or for the batch timer.
+                let idle = self.executor.ops_complete >= opn;
+                let expired = self.proposer.batch_deadline.is_some_and(|d| now >= d);
+                if queued < p.max_batch_size && !idle && !expired {
+                    break;
+                }
+                let taken = self.proposer.take_batch(p.max_batch_size, self.config.max_batch_bytes(), &mut self.batch_scratch);
+                if taken == 0 {
+                    continue;
+                }
+                self.proposer.batch_deadline =
+                    (self.proposer.queued() > 0).then(|| now.plus_ms(p.max_batch_delay_ms));
+                let msg = RslMsg::TwoA { bal, opn, batch: Bytes(&self.batch_scratch) };
+                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+            }
+            self.proposer.next_opn = opn + 1;
+            progress = true;
+        }
+        progress
+    }
+
+    fn execute_decided(&mut self, out: &mut Outbox<'_>) -> bool {
+        let quorum = self.config.quorum();
+        let max = self.config.params.max_datagram_bytes;
+        let mut progress = false;
+        for _ in 0..W {
+            let opn = self.executor.ops_complete;
+            let Some(slot) = self.learner.decided(opn, quorum) else { break };
+            let bal = self.learner.max_ballot_seen;
+            // The leader that proposed the batch answers; the others only update their
+            // caches (a client that retries elsewhere is answered from the cache).
+            let answer = usize::from(bal.proposer) == self.me;
+            let stats = &mut self.stats;
+            self.executor.execute(bal, &slot.batch, |r| {
+                if answer {
+                    let msg = RslMsg::Reply { seqno: r.seqno, reply: Bytes(r.reply) };
+                    emit::send(out, stats, Protocol::Rsl, max, r.client, &msg);
+                }
+            });
+            for e in batch::entries(&slot.batch) {
+                self.election.reflect_executed(e.client, e.seqno);
+            }
+            self.learner.forget_below(self.executor.ops_complete);
+            progress = true;
+        }
+        progress
+    }
+}
+
+fn supply_msg<'a>(id: &SnapshotId, part: SupplyPart<'a>) -> RslMsg<'a> {
+    RslMsg::AppStateSupply {
+        bal: id.bal,
+        opn: id.opn,
+        digest: id.digest,
+        app_len: id.app_len,
+        cache_entries: id.cache_entries,
+        part,
+    }
+}

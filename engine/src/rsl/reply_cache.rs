@@ -1,0 +1,158 @@
+//! The reply cache: each client's last executed request and its reply.
+//!
+//! It gives exactly-once execution for every client it remembers: a retried request whose
+//! seqno is at or below the cached one is never applied again, and the cached reply is only
+//! ever sent for the exact seqno it belongs to. The cache holds `C` clients; when a new
+//! client arrives and it is full, the client whose last execution is oldest (lowest
+//! operation number, ties by endpoint) is evicted. Eviction is deterministic, so every
+//! replica evicts the same entry and the caches stay identical.
+//!
+//! What eviction means for a client: after `C` other clients have executed requests since
+//! its last one, a retry of that last request is no longer recognised and would be applied
+//! a second time. Size `C` above the number of clients active at once. The cache is part of
+//! the replicated state and moves with state transfer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::endpoint::Endpoint;
+use crate::wire::Bytes;
+
+/// One client's cached reply.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CachedReply<const RB: usize> {
+    /// The client.
+    pub client: Endpoint,
+    /// Sequence number of its last executed request.
+    pub seqno: u64,
+    /// Operation number whose batch executed it (drives eviction).
+    pub opn: u64,
+    /// The reply.
+    pub reply: heapless::Vec<u8, RB>,
+}
+
+/// A cache entry as it travels in state transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheEntryWire<'a> {
+    /// The client.
+    pub client: Endpoint,
+    /// Its last executed seqno.
+    pub seqno: u64,
+    /// The operation that executed it.
+    pub opn: u64,
+    /// The reply.
+    #[serde(borrow)]
+    pub reply: Bytes<'a>,
+}
+
+/// At most `C` clients' last replies of at most `RB` bytes, sorted by client.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReplyCache<const C: usize, const RB: usize> {
+    entries: heapless::Vec<CachedReply<RB>, C>,
+}
+
+impl<const C: usize, const RB: usize> Default for ReplyCache<C, RB> {
+    fn default() -> Self {
+        ReplyCache { entries: heapless::Vec::new() }
+    }
+}
+
+impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
+    /// The cached entry of `client`.
+    pub fn get(&self, client: Endpoint) -> Option<&CachedReply<RB>> {
+        self.find(client).ok().map(|i| &self.entries[i])
+    }
+
+    fn find(&self, client: Endpoint) -> Result<usize, usize> {
+        self.entries.binary_search_by(|e| e.client.cmp(&client))
+    }
+
+    /// Records `client`'s reply for `seqno`, executed in operation `opn`, evicting the
+    /// oldest client if the cache is full. Replies longer than `RB` are cut (the executor
+    /// hands out an `RB`-byte buffer, so this does not happen).
+    pub fn insert(&mut self, client: Endpoint, seqno: u64, opn: u64, reply: &[u8]) {
+        let reply = heapless::Vec::from_slice(&reply[..reply.len().min(RB)]).unwrap_or_default();
+        match self.find(client) {
+            Ok(i) => self.entries[i] = CachedReply { client, seqno, opn, reply },
+            Err(mut i) => {
+                if self.entries.is_full() {
+                    let Some(victim) = self.oldest() else { return };
+                    self.entries.remove(victim);
+                    if victim < i {
+                        i -= 1;
+                    }
+                }
+                // Cannot fail: a slot was freed above when full (C > 0 by type use).
+                let _ = self.entries.insert(i, CachedReply { client, seqno, opn, reply });
+            }
+        }
+    }
+
+    fn oldest(&self) -> Option<usize> {
+        self.entries.iter().enumerate().min_by_key(|(_, e)| (e.opn, e.client)).map(|(i, _)| i)
+    }
+
+    /// Number of clients cached.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no client is cached.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries in client order.
+    pub fn iter(&self) -> impl Iterator<Item = &CachedReply<RB>> {
+        self.entries.iter()
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Appends an entry received in state transfer; entries must arrive in client order.
+    pub fn push_sorted(&mut self, e: CacheEntryWire<'_>) -> Result<(), ()> {
+        if self.entries.last().is_some_and(|last| last.client >= e.client) || e.reply.0.len() > RB {
+            return Err(());
+        }
+        let reply = heapless::Vec::from_slice(e.reply.0).map_err(|_| ())?;
+        self.entries.push(CachedReply { client: e.client, seqno: e.seqno, opn: e.opn, reply }).map_err(|_| ())
+    }
+
+    /// The state-transfer form of entry `i`.
+    pub fn wire(&self, i: usize) -> Option<CacheEntryWire<'_>> {
+        self.entries.get(i).map(|e| CacheEntryWire { client: e.client, seqno: e.seqno, opn: e.opn, reply: Bytes(&e.reply) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(p: u16) -> Endpoint {
+        Endpoint::v4([10, 0, 0, 1], p)
+    }
+
+    #[test]
+    fn full_cache_evicts_the_client_executed_longest_ago() {
+        let mut c: ReplyCache<2, 8> = ReplyCache::default();
+        c.insert(ep(1), 1, 10, b"a");
+        c.insert(ep(2), 1, 11, b"b");
+        c.insert(ep(1), 2, 12, b"c");
+        c.insert(ep(3), 1, 13, b"d");
+        assert!(c.get(ep(2)).is_none(), "client 2 executed at opn 11, the oldest");
+        assert_eq!(c.get(ep(1)).unwrap().seqno, 2);
+        assert_eq!(&c.get(ep(3)).unwrap().reply[..], b"d");
+    }
+
+    #[test]
+    fn push_sorted_refuses_out_of_order_entries() {
+        let mut c: ReplyCache<4, 8> = ReplyCache::default();
+        let e = |p| CacheEntryWire { client: ep(p), seqno: 1, opn: 1, reply: Bytes(b"r") };
+        assert!(c.push_sorted(e(2)).is_ok());
+        assert!(c.push_sorted(e(1)).is_err());
+        assert!(c.push_sorted(e(2)).is_err());
+        assert!(c.push_sorted(CacheEntryWire { reply: Bytes(&[0; 9]), ..e(3) }).is_err(), "reply too long");
+    }
+}

@@ -1,0 +1,238 @@
+//! State transfer (IronRSL `AppStateRequest` / `AppStateSupply`), chunked and resumable.
+//!
+//! A replica whose executed-operation count is below the truncation point can no longer
+//! learn the missing decisions (acceptors discarded those votes), so it fetches a snapshot.
+//! The snapshot is the application's bytes followed by the reply-cache entries. One request
+//! makes the supplier emit, in one step, every chunk from the requested offsets (up to a
+//! per-step bound): all chunks of one answer describe the same state. The receiver accepts
+//! chunks only in order, stages them apart from its live state, resumes from where it is
+//! after a loss (the supplier restarts from zero if its snapshot changed since), and
+//! installs only when every byte arrived and the digest matches.
+
+use serde::Serialize;
+
+use super::app::{App, Fnv64, SnapshotError};
+use super::ballot::Ballot;
+use super::executor::Executor;
+use super::msg::SupplyPart;
+use super::reply_cache::{CacheEntryWire, ReplyCache};
+use crate::time::Instant;
+
+/// Application bytes per supply chunk at most (kept small so the scratch buffer is too).
+pub const STATE_CHUNK_BYTES: usize = 1024;
+/// Bytes of a supply message besides its payload (envelope, ballot, numbers, tags).
+pub const SUPPLY_OVERHEAD_BYTES: usize = 96;
+
+/// Feeds postcard output straight into a digest, so nothing is buffered to hash it.
+struct HashFlavor<'h>(&'h mut Fnv64);
+
+impl postcard::ser_flavors::Flavor for HashFlavor<'_> {
+    type Output = ();
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.write(&[data]);
+        Ok(())
+    }
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.write(data);
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+fn hash_value<T: Serialize>(h: &mut Fnv64, value: &T) {
+    // Hashing cannot fail: the flavor accepts every byte.
+    let _ = postcard::serialize_with_flavor(value, HashFlavor(h));
+}
+
+/// Identity and size of a snapshot: what every supply chunk repeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SnapshotId {
+    /// The supplier's `max_bal_reflected`.
+    pub bal: Ballot,
+    /// Operations the snapshot reflects.
+    pub opn: u64,
+    /// Digest of the application bytes then the encoded cache entries.
+    pub digest: u64,
+    /// Application bytes.
+    pub app_len: u64,
+    /// Reply-cache entries.
+    pub cache_entries: u32,
+}
+
+/// Describes the executor's current state as a snapshot (reads all of it once).
+pub fn snapshot_id<A: App, const C: usize, const RB: usize>(ex: &Executor<A, C, RB>) -> SnapshotId {
+    let mut h = Fnv64::new();
+    let app_len = ex.app.snapshot_len();
+    let mut buf = [0u8; 256];
+    let mut off = 0;
+    while off < app_len {
+        let n = ex.app.snapshot_read(off, &mut buf);
+        if n == 0 {
+            break; // An application that under-reports: the receiver's check will fail.
+        }
+        h.write(&buf[..n]);
+        off += n as u64;
+    }
+    let mut i = 0;
+    while let Some(e) = ex.reply_cache.wire(i) {
+        hash_value(&mut h, &e);
+        i += 1;
+    }
+    SnapshotId {
+        bal: ex.max_bal_reflected,
+        opn: ex.ops_complete,
+        digest: h.finish(),
+        app_len,
+        cache_entries: ex.reply_cache.len() as u32,
+    }
+}
+
+/// A snapshot being received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Incoming {
+    /// The replica sending it.
+    pub supplier: usize,
+    /// Which snapshot.
+    pub id: SnapshotId,
+    /// Application bytes staged so far (contiguous from 0).
+    pub app_received: u64,
+    /// Cache entries staged so far.
+    pub cache_received: u32,
+    hasher: Fnv64,
+}
+
+/// What a supply chunk did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Not usable now (stale, out of order, another snapshot): dropped.
+    Ignored,
+    /// Staged; more to come.
+    Staged,
+    /// The last piece arrived and the digest matched: ready to install.
+    Complete,
+    /// The bytes were refused (digest mismatch, bad entries): the transfer restarts.
+    Corrupt,
+}
+
+/// Receiver side of state transfer.
+pub struct Transfer<A: App, const C: usize, const RB: usize> {
+    /// The transfer under way.
+    pub incoming: Option<Incoming>,
+    /// Operations this replica must reach (the highest truncation point it has heard of).
+    pub target_opn: u64,
+    /// When to ask (again) for state, while one is needed.
+    pub retry_at: Instant,
+    /// Rotates suppliers between retries.
+    pub attempts: u32,
+    staging: A::Staging,
+    staged_cache: ReplyCache<C, RB>,
+}
+
+impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
+    /// No transfer needed yet.
+    pub fn new() -> Self {
+        Transfer {
+            incoming: None,
+            target_opn: 0,
+            retry_at: Instant::ZERO,
+            attempts: 0,
+            staging: A::new_staging(),
+            staged_cache: ReplyCache::default(),
+        }
+    }
+
+    /// Whether state must be fetched to reach `target_opn`.
+    pub fn needed(&self, ops_complete: u64) -> bool {
+        self.target_opn > ops_complete
+    }
+
+    /// Offsets to ask for next: resume the transfer under way, else start afresh.
+    pub fn resume_point(&self) -> (u64, u32, u64) {
+        match &self.incoming {
+            Some(i) => (i.app_received, i.cache_received, i.id.digest),
+            None => (0, 0, 0),
+        }
+    }
+
+    /// Takes one supply chunk from `supplier`. `ops_complete` is the live executor's count.
+    pub fn receive(&mut self, supplier: usize, id: SnapshotId, part: SupplyPart<'_>, ops_complete: u64) -> Progress {
+        if id.opn <= ops_complete {
+            return Progress::Ignored;
+        }
+        let same = self.incoming.is_some_and(|i| i.id == id && i.supplier == supplier);
+        if !same {
+            // Only a chunk at the very start can begin a (newer) snapshot.
+            let starts = match part {
+                SupplyPart::App { offset, .. } => offset == 0,
+                SupplyPart::Cache { index, .. } => id.app_len == 0 && index == 0,
+            };
+            if !starts || self.incoming.is_some_and(|i| i.id.opn > id.opn) {
+                return Progress::Ignored;
+            }
+            self.staged_cache.clear();
+            self.incoming = Some(Incoming { supplier, id, app_received: 0, cache_received: 0, hasher: Fnv64::new() });
+        }
+        let Some(inc) = self.incoming.as_mut() else { return Progress::Ignored };
+        match part {
+            SupplyPart::App { offset, bytes } => {
+                if offset != inc.app_received || offset + bytes.0.len() as u64 > id.app_len {
+                    return Progress::Ignored;
+                }
+                if A::stage(&mut self.staging, offset, bytes.0).is_err() {
+                    self.incoming = None;
+                    return Progress::Corrupt;
+                }
+                inc.hasher.write(bytes.0);
+                inc.app_received += bytes.0.len() as u64;
+            }
+            SupplyPart::Cache { index, entries } => {
+                if index != inc.cache_received || inc.app_received != id.app_len {
+                    return Progress::Ignored;
+                }
+                let mut rest = entries.0;
+                while !rest.is_empty() {
+                    let parsed = postcard::take_from_bytes::<CacheEntryWire<'_>>(rest);
+                    let Ok((entry, tail)) = parsed else {
+                        self.incoming = None;
+                        return Progress::Corrupt;
+                    };
+                    if inc.cache_received >= id.cache_entries || self.staged_cache.push_sorted(entry).is_err() {
+                        self.incoming = None;
+                        return Progress::Corrupt;
+                    }
+                    inc.hasher.write(&rest[..rest.len() - tail.len()]);
+                    inc.cache_received += 1;
+                    rest = tail;
+                }
+            }
+        }
+        if inc.app_received < id.app_len || inc.cache_received < id.cache_entries {
+            return Progress::Staged;
+        }
+        if inc.hasher.finish() != id.digest {
+            self.incoming = None;
+            return Progress::Corrupt;
+        }
+        Progress::Complete
+    }
+
+    /// Installs the completed snapshot into `ex`. The live state changes only on success.
+    pub fn install(&mut self, ex: &mut Executor<A, C, RB>) -> Result<SnapshotId, SnapshotError> {
+        let Some(inc) = self.incoming.take() else { return Err(SnapshotError::Corrupt) };
+        ex.app.install(&self.staging, inc.id.app_len)?;
+        core::mem::swap(&mut ex.reply_cache, &mut self.staged_cache);
+        self.staged_cache.clear();
+        ex.ops_complete = inc.id.opn;
+        ex.max_bal_reflected = ex.max_bal_reflected.max(inc.id.bal);
+        self.attempts = 0;
+        Ok(inc.id)
+    }
+}
+
+impl<A: App, const C: usize, const RB: usize> Default for Transfer<A, C, RB> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,215 @@
+//! The versioned envelope every datagram carries, and the byte-slice type messages borrow.
+//!
+//! Layout of a datagram: `[MAGIC, WIRE_VERSION, protocol] ++ postcard(message)`.
+//! Decoding borrows from the datagram (no copies, no heap) and never panics: every failure
+//! is a [`DecodeError`] the caller counts and drops. A message must be consumed exactly;
+//! trailing bytes are an error so that one byte string has one meaning.
+
+use core::fmt;
+use serde::de::{Deserialize, Deserializer, Visitor};
+use serde::ser::{Serialize, Serializer};
+
+/// First byte of every Fleet datagram: filters stray traffic cheaply.
+pub const MAGIC: u8 = 0xF1;
+/// Version of the wire format. Bumped on any incompatible change.
+pub const WIRE_VERSION: u8 = 1;
+/// Bytes of the envelope header before the postcard body.
+pub const HEADER_BYTES: usize = 3;
+/// The payload of one UDP datagram on a 1500-byte MTU: the default datagram bound.
+pub const DEFAULT_MAX_DATAGRAM_BYTES: usize = 1472;
+/// The largest UDP payload over IPv4: the upper bound any configuration may choose.
+pub const MAX_UDP_PAYLOAD_BYTES: usize = 65507;
+
+/// Which protocol a datagram belongs to; the third header byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum Protocol {
+    /// IronRSL replicas and their clients.
+    Rsl = b'R',
+    /// IronKV hosts and their clients.
+    Kv = b'K',
+}
+
+/// Why an incoming datagram was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DecodeError {
+    /// Shorter than the envelope header.
+    TooShort,
+    /// The first byte is not [`MAGIC`]: not a Fleet datagram.
+    BadMagic,
+    /// A wire version this build does not speak.
+    UnsupportedVersion(u8),
+    /// A Fleet datagram for another protocol (e.g. a KV message sent to an RSL replica).
+    WrongProtocol(u8),
+    /// The body is not a valid postcard encoding of the expected message.
+    Malformed,
+    /// The body decoded but bytes were left over.
+    TrailingBytes,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::TooShort => f.write_str("datagram shorter than the Fleet header"),
+            DecodeError::BadMagic => f.write_str("not a Fleet datagram (bad magic byte)"),
+            DecodeError::UnsupportedVersion(v) => write!(f, "unsupported wire version {v}"),
+            DecodeError::WrongProtocol(p) => write!(f, "datagram for another protocol ({p:#04x})"),
+            DecodeError::Malformed => f.write_str("malformed message body"),
+            DecodeError::TrailingBytes => f.write_str("trailing bytes after the message"),
+        }
+    }
+}
+
+/// Why a message could not be written into a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EncodeError {
+    /// The buffer (the datagram bound, or what is left of the outbox) is too small.
+    BufferFull,
+}
+
+/// Writes the envelope and `msg` into `buf`; returns the datagram length.
+pub fn encode<T: Serialize>(protocol: Protocol, msg: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    if buf.len() < HEADER_BYTES {
+        return Err(EncodeError::BufferFull);
+    }
+    buf[0] = MAGIC;
+    buf[1] = WIRE_VERSION;
+    buf[2] = protocol as u8;
+    let body = postcard::to_slice(msg, &mut buf[HEADER_BYTES..]).map_err(|_| EncodeError::BufferFull)?;
+    Ok(HEADER_BYTES + body.len())
+}
+
+/// Checks the envelope and decodes the body, borrowing byte fields from `datagram`.
+pub fn decode<'a, T: Deserialize<'a>>(protocol: Protocol, datagram: &'a [u8]) -> Result<T, DecodeError> {
+    let (header, body) = match datagram.split_at_checked(HEADER_BYTES) {
+        Some(parts) => parts,
+        None => return Err(DecodeError::TooShort),
+    };
+    if header[0] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    if header[1] != WIRE_VERSION {
+        return Err(DecodeError::UnsupportedVersion(header[1]));
+    }
+    if header[2] != protocol as u8 {
+        return Err(DecodeError::WrongProtocol(header[2]));
+    }
+    decode_exact(body)
+}
+
+/// Decodes a postcard value that must use all of `bytes`.
+pub(crate) fn decode_exact<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok(_) => Err(DecodeError::TrailingBytes),
+        Err(_) => Err(DecodeError::Malformed),
+    }
+}
+
+/// A borrowed byte string on the wire (a length prefix, then the bytes).
+///
+/// serde would otherwise treat `&[u8]` as a sequence on the way out; this newtype pins
+/// both directions to postcard's byte-string form and keeps decoding zero-copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Bytes<'a>(pub &'a [u8]);
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Bytes<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BorrowedBytes;
+        impl<'de> Visitor<'de> for BorrowedBytes {
+            type Value = &'de [u8];
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a borrowed byte string")
+            }
+            fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(v)
+            }
+        }
+        deserializer.deserialize_bytes(BorrowedBytes).map(Bytes)
+    }
+}
+
+/// Encodes `value` at the end of `vec` (postcard), leaving `vec` unchanged if it does not fit.
+pub(crate) fn append<T: Serialize, const N: usize>(vec: &mut heapless::Vec<u8, N>, value: &T) -> Result<(), EncodeError> {
+    let start = vec.len();
+    // Grow to capacity, encode into the tail, then cut back to what was written.
+    if vec.resize(N, 0).is_err() {
+        return Err(EncodeError::BufferFull);
+    }
+    match postcard::to_slice(value, &mut vec[start..]) {
+        Ok(written) => {
+            let end = start + written.len();
+            vec.truncate(end);
+            Ok(())
+        }
+        Err(_) => {
+            vec.truncate(start);
+            Err(EncodeError::BufferFull)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Sample<'a> {
+        n: u64,
+        #[serde(borrow)]
+        b: Bytes<'a>,
+    }
+
+    #[test]
+    fn round_trip_borrows_the_bytes() {
+        let mut buf = [0u8; 64];
+        let n = encode(Protocol::Rsl, &Sample { n: 300, b: Bytes(b"abc") }, &mut buf).unwrap();
+        let got: Sample<'_> = decode(Protocol::Rsl, &buf[..n]).unwrap();
+        assert_eq!(got, Sample { n: 300, b: Bytes(b"abc") });
+    }
+
+    #[test]
+    fn envelope_errors_are_reported_not_panicked() {
+        let mut buf = [0u8; 64];
+        let n = encode(Protocol::Rsl, &Sample { n: 1, b: Bytes(b"") }, &mut buf).unwrap();
+        assert_eq!(decode::<Sample<'_>>(Protocol::Rsl, &buf[..2]), Err(DecodeError::TooShort));
+        assert_eq!(decode::<Sample<'_>>(Protocol::Kv, &buf[..n]), Err(DecodeError::WrongProtocol(b'R')));
+        let mut bad = buf;
+        bad[0] = 0;
+        assert_eq!(decode::<Sample<'_>>(Protocol::Rsl, &bad[..n]), Err(DecodeError::BadMagic));
+        bad = buf;
+        bad[1] = 9;
+        assert_eq!(decode::<Sample<'_>>(Protocol::Rsl, &bad[..n]), Err(DecodeError::UnsupportedVersion(9)));
+        assert_eq!(decode::<Sample<'_>>(Protocol::Rsl, &buf[..n - 1]), Err(DecodeError::Malformed));
+        let mut long = [0u8; 65];
+        long[..n].copy_from_slice(&buf[..n]);
+        assert_eq!(decode::<Sample<'_>>(Protocol::Rsl, &long[..n + 1]), Err(DecodeError::TrailingBytes));
+    }
+
+    #[test]
+    fn encode_into_a_small_buffer_fails_cleanly() {
+        let mut buf = [0u8; 5];
+        assert_eq!(encode(Protocol::Rsl, &Sample { n: 1, b: Bytes(b"abcdef") }, &mut buf), Err(EncodeError::BufferFull));
+        assert_eq!(encode(Protocol::Rsl, &Sample { n: 1, b: Bytes(b"") }, &mut buf[..2]), Err(EncodeError::BufferFull));
+    }
+
+    #[test]
+    fn append_leaves_the_vec_unchanged_when_full() {
+        let mut v: heapless::Vec<u8, 8> = heapless::Vec::new();
+        append(&mut v, &Bytes(b"abc")).unwrap();
+        assert_eq!(&v[..], &[3, b'a', b'b', b'c']);
+        assert_eq!(append(&mut v, &Bytes(b"abcd")), Err(EncodeError::BufferFull));
+        assert_eq!(&v[..], &[3, b'a', b'b', b'c']);
+    }
+}

@@ -1,0 +1,36 @@
+//! Sequential specifications: the trusted, short state machines that the implementations
+//! must refine (IronFleet's `.s.dfy` layer, rewritten in Rust).
+//!
+//! Every spec here is meant to be checkable by eye: a handful of lines per operation.
+
+use core::fmt::Debug;
+use core::hash::Hash;
+
+pub mod bytes_kv;
+pub mod kv;
+pub mod rsl;
+
+/// A sequential specification: a deterministic state machine stepped by one operation at a
+/// time. `Clone + Eq + Hash` lets the linearizability checker memoise states it has seen.
+pub trait SeqSpec: Clone + Eq + Hash + Debug {
+    /// An operation a client may invoke.
+    type Op: Clone + Debug;
+    /// What the operation returns to the client.
+    type Ret: Clone + Eq + Debug;
+
+    /// Applies `op` atomically and returns its result.
+    fn step(&mut self, op: &Self::Op) -> Self::Ret;
+}
+
+/// An operation that touches exactly one key of a keyed state.
+///
+/// A spec whose operations implement this, and in which an operation reads and writes only
+/// the part of the state belonging to its key, is a product of independent per-key objects;
+/// linearizability is then checkable one key at a time (P-compositionality).
+pub trait KeyedOp {
+    /// The key type; ordered so that reports are deterministic.
+    type Key: Ord + Clone + Debug;
+
+    /// The single key this operation reads or writes.
+    fn key(&self) -> Self::Key;
+}

@@ -1,0 +1,97 @@
+//! IronRSL's service spec: a replicated application state machine plus the sets of requests
+//! seen and replies sent. One spec step executes a whole decided batch atomically.
+//!
+//! Mirrors `AbstractServiceRSL_s` of IronFleet: executing a request adds it to `requests`,
+//! advances `app`, and adds the app's reply to `replies`. Server addresses are omitted.
+//! A reply sent by a server is correct iff [`RslSpec::reply_is_justified`] holds for it.
+
+use std::collections::BTreeSet;
+
+use super::SeqSpec;
+
+/// A deterministic application hosted by RSL: `apply` runs one request and returns the reply.
+pub trait AppSpec: Clone + Eq + core::hash::Hash + core::fmt::Debug {
+    /// Executes one request against the application state.
+    fn apply(&mut self, request: &[u8]) -> Vec<u8>;
+}
+
+/// One client request as it appears in a batch: `(client, seqno, request bytes)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppRequest {
+    /// The client that sent it.
+    pub client: u64,
+    /// The client's own sequence number for it.
+    pub seqno: u64,
+    /// The opaque request bytes handed to the app.
+    pub request: Vec<u8>,
+}
+
+/// One reply as the spec produces it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppReply {
+    /// The client the reply is for.
+    pub client: u64,
+    /// The seqno of the request it answers.
+    pub seqno: u64,
+    /// The opaque reply bytes the app returned.
+    pub reply: Vec<u8>,
+}
+
+/// The service state: app state, every request executed, every reply produced.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RslSpec<A> {
+    /// The application's state.
+    pub app: A,
+    /// Requests executed so far.
+    pub requests: BTreeSet<AppRequest>,
+    /// Replies produced so far.
+    pub replies: BTreeSet<AppReply>,
+}
+
+impl<A: AppSpec> RslSpec<A> {
+    /// The initial service state around an initial app state.
+    pub fn new(app: A) -> Self {
+        Self { app, requests: BTreeSet::new(), replies: BTreeSet::new() }
+    }
+
+    /// Executes `batch` in order, atomically, returning one reply per request.
+    pub fn execute_batch(&mut self, batch: &[AppRequest]) -> Vec<AppReply> {
+        let mut out = Vec::with_capacity(batch.len());
+        for req in batch {
+            let reply = self.app.apply(&req.request);
+            let reply = AppReply { client: req.client, seqno: req.seqno, reply };
+            self.requests.insert(req.clone());
+            self.replies.insert(reply.clone());
+            out.push(reply);
+        }
+        out
+    }
+
+    /// Service correspondence: a reply a server sends must be one the spec produced.
+    pub fn reply_is_justified(&self, reply: &AppReply) -> bool {
+        self.replies.contains(reply)
+    }
+}
+
+impl<A: AppSpec> SeqSpec for RslSpec<A> {
+    /// A decided batch.
+    type Op = Vec<AppRequest>;
+    /// The batch's replies, in batch order.
+    type Ret = Vec<AppReply>;
+
+    fn step(&mut self, batch: &Vec<AppRequest>) -> Vec<AppReply> {
+        self.execute_batch(batch)
+    }
+}
+
+/// The paper's app: a `u64` counter. Every request (whatever its bytes) increments it,
+/// saturating at `u64::MAX`; the reply is the new value as 8 little-endian bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CounterApp(pub u64);
+
+impl AppSpec for CounterApp {
+    fn apply(&mut self, _request: &[u8]) -> Vec<u8> {
+        self.0 = self.0.saturating_add(1);
+        self.0.to_le_bytes().to_vec()
+    }
+}
