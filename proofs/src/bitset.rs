@@ -17,6 +17,11 @@ impl BitSet {
         self.0[i / 64] &= !(1 << (i % 64));
     }
 
+    /// True iff every element of `self` is in `other` (same length assumed).
+    pub(crate) fn is_subset_of(&self, other: &BitSet) -> bool {
+        self.0.iter().zip(other.0.iter()).all(|(a, b)| a & !b == 0)
+    }
+
     #[cfg(test)]
     pub(crate) fn contains(&self, i: usize) -> bool {
         self.0[i / 64] & (1 << (i % 64)) != 0
@@ -42,5 +47,8 @@ mod tests {
             c.set(i);
         }
         assert_eq!(b, c);
+        assert!(b.is_subset_of(&c) && c.is_subset_of(&b));
+        c.clear(0);
+        assert!(c.is_subset_of(&b) && !b.is_subset_of(&c));
     }
 }

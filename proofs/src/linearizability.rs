@@ -102,7 +102,7 @@ pub fn check<S: SeqSpec>(
     validate(history).map_err(CheckError::InvalidHistory)?;
     let ops: Vec<Indexed<'_, S>> = history.iter().enumerate().collect();
     let mut meter = Meter::new(budget);
-    search::run(init, &ops, &mut meter)
+    search::run(init, &ops, false, &mut meter)
 }
 
 /// Checks that every completed operation completes no earlier than it is invoked.
@@ -112,7 +112,10 @@ pub(crate) fn validate<Op, Ret>(history: &[Operation<Op, Ret>]) -> Result<(), In
             if *done < o.invoke_us {
                 return Err(InvalidHistory {
                     index,
-                    message: format!("completes at {done} us, before its invocation at {} us", o.invoke_us),
+                    message: format!(
+                        "completes at {done} us, before its invocation at {} us",
+                        o.invoke_us
+                    ),
                 });
             }
         }
@@ -135,7 +138,9 @@ impl fmt::Display for CheckError {
                 "unknown: {} after {} steps in {:?}",
                 u.exhausted.reason, u.exhausted.steps, u.exhausted.elapsed
             ),
-            CheckError::InvalidHistory(e) => write!(f, "invalid history: operation #{}: {}", e.index, e.message),
+            CheckError::InvalidHistory(e) => {
+                write!(f, "invalid history: operation #{}: {}", e.index, e.message)
+            }
         }
     }
 }

@@ -14,20 +14,37 @@ use fleet_proofs::Budget;
 
 #[test]
 fn fifty_clients_thousands_of_ops_per_key() {
-    // 50 clients x 200 sequential ops over 4 keys: about 2,500 operations per key.
-    let h = generate(1, 50, 4, 200, 5);
+    // 50 clients x 1000 sequential ops over 20 keys: about 2,500 operations per key, about
+    // 2 in flight per key at a time; 5% of writes time out.
+    let h = generate(1, 50, 20, 1000, 5);
     let started = Instant::now();
     let out = check_partitioned(&KvSpec::default(), &h, &Budget::default()).unwrap();
     assert!(out.is_linearizable(), "{out:?}");
-    assert_eq!(out.linearized.len(), 4);
+    assert_eq!(out.linearized.len(), 20);
     for (key, lin) in &out.linearized {
         // Witness indices refer to the full history; replay them on the key's sub-history.
         let indices: Vec<usize> = (0..h.len()).filter(|&i| h[i].op.key() == *key).collect();
         let sub: Vec<KvOperation> = indices.iter().map(|&i| h[i].clone()).collect();
-        let local: Vec<usize> = lin.order.iter().map(|i| indices.binary_search(i).unwrap()).collect();
+        let local: Vec<usize> = lin
+            .order
+            .iter()
+            .map(|i| indices.binary_search(i).unwrap())
+            .collect();
         verify_witness(&KvSpec::default(), &sub, &local);
     }
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn moderate_concurrency_per_key() {
+    // 50 clients over 8 keys: about 6 operations in flight per key.
+    let h = generate(2, 50, 8, 100, 5);
+    let out = check_partitioned(&KvSpec::default(), &h, &Budget::default()).unwrap();
+    assert!(out.is_linearizable(), "{out:?}");
 }
 
 #[test]
@@ -41,13 +58,19 @@ fn partitioned_and_whole_checks_agree() {
         assert!(parts.is_linearizable(), "seed {seed}");
 
         // Corrupt one completed read to a value never written: both must reject.
-        let Some(i) = h.iter().position(|o| matches!(o.op, KvOp::Get(_)) && o.complete.is_some()) else {
+        let Some(i) = h
+            .iter()
+            .position(|o| matches!(o.op, KvOp::Get(_)) && o.complete.is_some())
+        else {
             continue;
         };
         if let Some((_, ret)) = &mut h[i].complete {
             *ret = KvRet::Value(Some(vec![0xEE; 9]));
         }
-        assert!(matches!(check(&KvSpec::default(), &h, &Budget::default()), Err(CheckError::Violation(_))));
+        assert!(matches!(
+            check(&KvSpec::default(), &h, &Budget::default()),
+            Err(CheckError::Violation(_))
+        ));
         let parts = check_partitioned(&KvSpec::default(), &h, &Budget::default()).unwrap();
         assert_eq!(parts.violations.len(), 1, "seed {seed}");
         let v = parts.violations.values().next().unwrap();
@@ -73,9 +96,17 @@ fn step_budget_yields_unknown() {
 #[test]
 fn time_budget_yields_unknown() {
     let started = Instant::now();
-    let out = check(&KvSpec::default(), &pathological(), &Budget::time(Duration::from_millis(200)));
+    let out = check(
+        &KvSpec::default(),
+        &pathological(),
+        &Budget::time(Duration::from_millis(200)),
+    );
     assert!(matches!(out, Err(CheckError::Unknown(_))), "{out:?}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -58,7 +58,7 @@ pub trait App {
 /// FNV-1a over a stream of byte slices: cheap, no tables, enough to catch a mixed-up or
 /// incomplete transfer (it is not a defence against a malicious replica).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Fnv64(u64);
+pub(crate) struct Fnv64(pub(crate) u64);
 
 impl Fnv64 {
     pub(crate) const fn new() -> Fnv64 {

@@ -1,7 +1,7 @@
 //! The executor (IronRSL `Executor.i.dfy`): applies decided batches in operation order and
 //! keeps the reply cache.
 
-use super::app::App;
+use super::app::{App, Fnv64};
 use super::ballot::Ballot;
 use super::batch;
 use super::reply_cache::ReplyCache;
@@ -29,12 +29,21 @@ pub struct Executor<A, const C: usize, const RB: usize> {
     pub max_bal_reflected: Ballot,
     /// Each client's last reply.
     pub reply_cache: ReplyCache<C, RB>,
+    /// FNV-1a chain over every executed `(opn, batch)`: two replicas with the same
+    /// `ops_complete` and different digests have diverged (the agreement checker reads it).
+    pub executed_digest: u64,
 }
 
 impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
     /// An executor that has executed nothing.
     pub fn new(app: A) -> Self {
-        Executor { app, ops_complete: 0, max_bal_reflected: Ballot::default(), reply_cache: ReplyCache::default() }
+        Executor {
+            app,
+            ops_complete: 0,
+            max_bal_reflected: Ballot::default(),
+            reply_cache: ReplyCache::default(),
+            executed_digest: Fnv64::new().finish(),
+        }
     }
 
     /// Executes the decided batch of operation `ops_complete`, in ballot `bal`.
@@ -59,6 +68,10 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
             self.reply_cache.insert(entry.client, entry.seqno, opn, &reply[..n]);
             on_reply(ReplyOut { client: entry.client, seqno: entry.seqno, reply: &reply[..n] });
         }
+        let mut h = Fnv64(self.executed_digest);
+        h.write(&opn.to_le_bytes());
+        h.write(batch_bytes);
+        self.executed_digest = h.finish();
         self.ops_complete = self.ops_complete.saturating_add(1);
         self.max_bal_reflected = self.max_bal_reflected.max(bal);
     }

@@ -141,6 +141,9 @@ pub enum RslMsg<'a> {
         app_len: u64,
         /// Total reply-cache entries.
         cache_entries: u32,
+        /// The supplier's executed-batch digest chain (carried so the receiver's chain
+        /// continues; it is part of the replicated state).
+        executed_digest: u64,
         /// The piece carried.
         #[serde(borrow)]
         part: SupplyPart<'a>,

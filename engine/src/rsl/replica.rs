@@ -201,7 +201,9 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         match t {
             Timer::Heartbeat => Some(self.heartbeat_at),
             Timer::ViewTimeout => Some(self.election.epoch_end),
-            Timer::Batch => match self.leading() && self.proposer.queued() > 0 {
+            // Armed only while a batch could be proposed: with the window full, the batch
+            // waits for the window to slide (a message), not for time.
+            Timer::Batch => match self.leading() && self.proposer.queued() > 0 && self.window_open() {
                 true => self.proposer.batch_deadline,
                 false => None,
             },
@@ -303,6 +305,10 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
 
     fn leading(&self) -> bool {
         self.proposer.phase == Phase::Two && self.election.current_view == self.proposer.max_ballot_sent_1a
+    }
+
+    fn window_open(&self) -> bool {
+        self.proposer.next_opn < self.acceptor.log_truncation_point.saturating_add(self.config.params.max_log_length)
     }
 
     fn monotone_snapshot(&self) -> (Ballot, u64, u64) {
@@ -429,8 +435,8 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 }
                 self.supply_state(self.config.replicas[sender], app_offset, cache_index, resume_digest, out);
             }
-            RslMsg::AppStateSupply { bal, opn, digest, app_len, cache_entries, part } => {
-                let id = SnapshotId { bal, opn, digest, app_len, cache_entries };
+            RslMsg::AppStateSupply { bal, opn, digest, app_len, cache_entries, executed_digest, part } => {
+                let id = SnapshotId { bal, opn, digest, app_len, cache_entries, executed_digest };
                 match self.transfer.receive(sender, id, part, self.executor.ops_complete) {
                     Progress::Ignored => Stats::bump(&mut self.stats.ignored_messages),
                     Progress::Corrupt => Stats::bump(&mut self.stats.invalid_messages),
@@ -702,6 +708,7 @@ fn supply_msg<'a>(id: &SnapshotId, part: SupplyPart<'a>) -> RslMsg<'a> {
         digest: id.digest,
         app_len: id.app_len,
         cache_entries: id.cache_entries,
+        executed_digest: id.executed_digest,
         part,
     }
 }

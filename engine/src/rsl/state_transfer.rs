@@ -59,6 +59,8 @@ pub struct SnapshotId {
     pub app_len: u64,
     /// Reply-cache entries.
     pub cache_entries: u32,
+    /// The supplier's executed-batch digest chain at `opn`.
+    pub executed_digest: u64,
 }
 
 /// Describes the executor's current state as a snapshot (reads all of it once).
@@ -86,6 +88,7 @@ pub fn snapshot_id<A: App, const C: usize, const RB: usize>(ex: &Executor<A, C, 
         digest: h.finish(),
         app_len,
         cache_entries: ex.reply_cache.len() as u32,
+        executed_digest: ex.executed_digest,
     }
 }
 
@@ -126,6 +129,8 @@ pub struct Transfer<A: App, const C: usize, const RB: usize> {
     pub retry_at: Instant,
     /// Rotates suppliers between retries.
     pub attempts: u32,
+    /// Snapshots installed so far.
+    pub installed: u64,
     staging: A::Staging,
     staged_cache: ReplyCache<C, RB>,
 }
@@ -138,6 +143,7 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
             target_opn: 0,
             retry_at: Instant::ZERO,
             attempts: 0,
+            installed: 0,
             staging: A::new_staging(),
             staged_cache: ReplyCache::default(),
         }
@@ -225,8 +231,10 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
         core::mem::swap(&mut ex.reply_cache, &mut self.staged_cache);
         self.staged_cache.clear();
         ex.ops_complete = inc.id.opn;
+        ex.executed_digest = inc.id.executed_digest;
         ex.max_bal_reflected = ex.max_bal_reflected.max(inc.id.bal);
         self.attempts = 0;
+        self.installed += 1;
         Ok(inc.id)
     }
 }

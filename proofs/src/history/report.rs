@@ -46,7 +46,10 @@ impl KvCheckReport {
 }
 
 /// Reads the JSON-lines history at `path` and checks it key by key from an empty table.
-pub fn check_kv_history_file(path: impl AsRef<Path>, budget: &Budget) -> Result<KvCheckReport, HistoryError> {
+pub fn check_kv_history_file(
+    path: impl AsRef<Path>,
+    budget: &Budget,
+) -> Result<KvCheckReport, HistoryError> {
     let file = File::open(path).map_err(HistoryError::Io)?;
     let history = parse_kv_history(BufReader::new(file))?;
     Ok(check_kv_history(&history, budget))
@@ -60,7 +63,11 @@ pub fn check_kv_history(history: &KvHistory, budget: &Budget) -> KvCheckReport {
         // the checker detects, so this arm cannot be reached from a parsed history.
         Err(e) => unreachable!("parsed history is invalid: {e:?}"),
     };
-    KvCheckReport { stats: history.stats, lines: history.lines.clone(), outcome }
+    KvCheckReport {
+        stats: history.stats,
+        lines: history.lines.clone(),
+        outcome,
+    }
 }
 
 impl fmt::Display for KvCheckReport {
@@ -84,7 +91,10 @@ impl fmt::Display for KvCheckReport {
         for (key, v) in &o.violations {
             let line = v.stuck_op.and_then(|i| self.lines.get(i));
             match line {
-                Some(line) => writeln!(f, "key {key}: not linearizable at the operation on line {line}")?,
+                Some(line) => writeln!(
+                    f,
+                    "key {key}: not linearizable at the operation on line {line}"
+                )?,
                 None => writeln!(f, "key {key}: not linearizable")?,
             }
             writeln!(f, "  {}", v.explanation)?;
@@ -100,7 +110,11 @@ impl fmt::Display for KvCheckReport {
             writeln!(f, "  ({})", shown.join(", "))?;
         }
         for (key, u) in &o.unknown {
-            writeln!(f, "key {key}: unknown ({} after {} steps)", u.exhausted.reason, u.exhausted.steps)?;
+            writeln!(
+                f,
+                "key {key}: unknown ({} after {} steps)",
+                u.exhausted.reason, u.exhausted.steps
+            )?;
         }
         Ok(())
     }

@@ -47,18 +47,28 @@ impl EntryList {
         for (i, o) in ops.iter().enumerate() {
             events.push((o.invoke_us, false, i));
             if let Some((t, _)) = &o.complete {
-                events.push((*t, true, i));
+                events.push((u64::MAX, true, i)); let _ = t; // BROKEN: real time ignored
             }
         }
         events.sort_unstable();
         let mut nodes = Vec::with_capacity(events.len() + 1);
-        nodes.push(Node { op: usize::MAX, is_call: false, prev: NIL, next: NIL });
+        nodes.push(Node {
+            op: usize::MAX,
+            is_call: false,
+            prev: NIL,
+            next: NIL,
+        });
         let mut call_node = vec![NIL; ops.len()];
         let mut ret_node = vec![NIL; ops.len()];
         for (pos, &(_, is_return, op)) in events.iter().enumerate() {
             let id = pos + 1;
             let next = if pos + 1 < events.len() { id + 1 } else { NIL };
-            nodes.push(Node { op, is_call: !is_return, prev: id - 1, next });
+            nodes.push(Node {
+                op,
+                is_call: !is_return,
+                prev: id - 1,
+                next,
+            });
             if is_return {
                 ret_node[op] = id;
             } else {
@@ -68,7 +78,11 @@ impl EntryList {
         if !events.is_empty() {
             nodes[HEAD].next = 1;
         }
-        Self { nodes, call_node, ret_node }
+        Self {
+            nodes,
+            call_node,
+            ret_node,
+        }
     }
 
     /// The first entry still in the list.
@@ -89,11 +103,6 @@ impl EntryList {
     /// The node after `id`.
     pub(super) fn next(&self, id: usize) -> usize {
         self.nodes[id].next
-    }
-
-    /// The node of operation `op`'s call entry.
-    pub(super) fn call_of(&self, op: usize) -> usize {
-        self.call_node[op]
     }
 
     /// Removes operation `op`'s entries from the list.

@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{search, validate, CheckError, Indexed, InvalidHistory, Linearization, Operation, Unknown, Violation};
+use super::{
+    search, validate, CheckError, Indexed, InvalidHistory, Linearization, Operation, Unknown,
+    Violation,
+};
 use crate::budget::{Budget, Meter};
 use crate::spec::{KeyedOp, SeqSpec};
 
@@ -55,7 +58,10 @@ where
         unknown: BTreeMap::new(),
     };
     for (key, ops) in groups {
-        match search::run(init, &ops, &mut meter) {
+        let reads_and_blind_writes = ops
+            .iter()
+            .all(|(_, o)| S::is_read_only(&o.op) || o.op.is_blind_write());
+        match search::run(init, &ops, reads_and_blind_writes, &mut meter) {
             Ok(lin) => {
                 out.linearized.insert(key, lin);
             }

@@ -41,6 +41,10 @@ impl SeqSpec for BytesKvApp {
     type Op = BytesKvOp;
     type Ret = BytesKvRet;
 
+    fn is_read_only(op: &Self::Op) -> bool {
+        matches!(op, BytesKvOp::Get(_))
+    }
+
     fn step(&mut self, op: &BytesKvOp) -> BytesKvRet {
         match op {
             BytesKvOp::Get(k) => BytesKvRet::Value(self.map.get(k).cloned()),
@@ -63,6 +67,10 @@ impl KeyedOp for BytesKvOp {
         match self {
             BytesKvOp::Get(k) | BytesKvOp::Put(k, _) | BytesKvOp::Delete(k) => k.clone(),
         }
+    }
+
+    fn is_blind_write(&self) -> bool {
+        !matches!(self, BytesKvOp::Get(_))
     }
 }
 
@@ -87,7 +95,10 @@ pub struct EncodedApp<S, C> {
 impl<S, C> EncodedApp<S, C> {
     /// Wraps a spec state.
     pub fn new(spec: S) -> Self {
-        Self { spec, codec: PhantomData }
+        Self {
+            spec,
+            codec: PhantomData,
+        }
     }
 }
 

@@ -39,6 +39,10 @@ impl SeqSpec for KvSpec {
     type Op = KvOp;
     type Ret = KvRet;
 
+    fn is_read_only(op: &Self::Op) -> bool {
+        matches!(op, KvOp::Get(_))
+    }
+
     fn step(&mut self, op: &KvOp) -> KvRet {
         match op {
             KvOp::Get(k) => KvRet::Value(self.map.get(k).cloned()),
@@ -61,5 +65,9 @@ impl KeyedOp for KvOp {
         match self {
             KvOp::Get(k) | KvOp::Set(k, _) | KvOp::Delete(k) => *k,
         }
+    }
+
+    fn is_blind_write(&self) -> bool {
+        !matches!(self, KvOp::Get(_))
     }
 }

@@ -20,6 +20,15 @@ pub trait SeqSpec: Clone + Eq + Hash + Debug {
 
     /// Applies `op` atomically and returns its result.
     fn step(&mut self, op: &Self::Op) -> Self::Ret;
+
+    /// Optional hint for the linearizability checker: `true` only if `step(op)` leaves
+    /// *every* state unchanged (a pure read). The checker then linearizes a matching read as
+    /// soon as it can without trying alternatives, which is sound only under that contract.
+    /// The default, `false`, is always sound.
+    fn is_read_only(op: &Self::Op) -> bool {
+        let _ = op;
+        false
+    }
 }
 
 /// An operation that touches exactly one key of a keyed state.
@@ -33,4 +42,14 @@ pub trait KeyedOp {
 
     /// The single key this operation reads or writes.
     fn key(&self) -> Self::Key;
+
+    /// Optional hint for the partitioned checker: `true` only if this is a *blind write* of
+    /// its key: its result is the same in every state, and afterwards its key's part of the
+    /// state does not depend on what it was before (KV's Set and Delete). When every
+    /// operation on a key is a pure read ([`SeqSpec::is_read_only`]) or a blind write, a
+    /// pending write matters only if a read sees it, which lets the checker skip placements
+    /// of pending writes that no read observes. The default, `false`, is always sound.
+    fn is_blind_write(&self) -> bool {
+        false
+    }
 }
