@@ -52,22 +52,28 @@ pub fn check_kv_history_file(
 ) -> Result<KvCheckReport, HistoryError> {
     let file = File::open(path).map_err(HistoryError::Io)?;
     let history = parse_kv_history(BufReader::new(file))?;
-    Ok(check_kv_history(&history, budget))
+    check_kv_history(&history, budget)
 }
 
-/// Checks an already parsed history key by key from an empty table.
-pub fn check_kv_history(history: &KvHistory, budget: &Budget) -> KvCheckReport {
-    let outcome = match check_partitioned(&KvSpec::default(), &history.operations, budget) {
-        Ok(outcome) => outcome,
-        // The parser rejects a completion before its invocation, the only malformation
-        // the checker detects, so this arm cannot be reached from a parsed history.
-        Err(e) => unreachable!("parsed history is invalid: {e:?}"),
-    };
-    KvCheckReport {
+/// Checks an already parsed history key by key from an empty table. Fails only if the
+/// history is malformed, which [`parse_kv_history`] already rules out.
+pub fn check_kv_history(
+    history: &KvHistory,
+    budget: &Budget,
+) -> Result<KvCheckReport, HistoryError> {
+    let outcome =
+        check_partitioned(&KvSpec::default(), &history.operations, budget).map_err(|e| {
+            let line = history.lines.get(e.index).copied().unwrap_or(0);
+            HistoryError::Line {
+                line,
+                message: e.message,
+            }
+        })?;
+    Ok(KvCheckReport {
         stats: history.stats,
         lines: history.lines.clone(),
         outcome,
-    }
+    })
 }
 
 impl fmt::Display for KvCheckReport {

@@ -47,7 +47,7 @@ impl EntryList {
         for (i, o) in ops.iter().enumerate() {
             events.push((o.invoke_us, false, i));
             if let Some((t, _)) = &o.complete {
-                events.push((u64::MAX, true, i)); let _ = t; // BROKEN: real time ignored
+                events.push((*t, true, i));
             }
         }
         events.sort_unstable();
