@@ -7,7 +7,7 @@
 //! bench also prints how many `handle` calls a committed operation costs, so the mean cost
 //! of a `handle` call is its time per op divided by that number.
 
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -41,10 +41,20 @@ impl Cluster {
         let mut config = RslConfig::<3>::new(&eps).unwrap();
         config.params.max_datagram_bytes = D;
         config.params.max_batch_size = 32;
-        let replicas = (0..3).map(|i| Box::new(Rep::new(config.clone(), i, App::new(), Instant::ZERO).unwrap())).collect();
+        let replicas =
+            (0..3).map(|i| Box::new(Rep::new(config.clone(), i, App::new(), Instant::ZERO).unwrap())).collect();
         let client_eps: Vec<Endpoint> = (0..CLIENTS).map(|i| Endpoint::v4([127, 0, 0, 2], 9000 + i as u16)).collect();
         let clients = (0..CLIENTS).map(|_| Client::new(&eps, 1, 1000, D).unwrap()).collect();
-        let mut c = Cluster { replicas, eps, clients, client_eps, net: VecDeque::new(), out: Box::new(Out::new()), now: 0, handles: 0 };
+        let mut c = Cluster {
+            replicas,
+            eps,
+            clients,
+            client_eps,
+            net: VecDeque::new(),
+            out: Box::new(Out::new()),
+            now: 0,
+            handles: 0,
+        };
         // Elect the first leader.
         c.tick_all();
         c.pump(|_| false);

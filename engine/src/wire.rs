@@ -140,7 +140,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Bytes<'a> {
 }
 
 /// Encodes `value` at the end of `vec` (postcard), leaving `vec` unchanged if it does not fit.
-pub(crate) fn append<T: Serialize, const N: usize>(vec: &mut heapless::Vec<u8, N>, value: &T) -> Result<(), EncodeError> {
+pub(crate) fn append<T: Serialize, const N: usize>(
+    vec: &mut heapless::Vec<u8, N>,
+    value: &T,
+) -> Result<(), EncodeError> {
     let start = vec.len();
     // Grow to capacity, encode into the tail, then cut back to what was written.
     if vec.resize(N, 0).is_err() {
@@ -200,7 +203,10 @@ mod tests {
     #[test]
     fn encode_into_a_small_buffer_fails_cleanly() {
         let mut buf = [0u8; 5];
-        assert_eq!(encode(Protocol::Rsl, &Sample { n: 1, b: Bytes(b"abcdef") }, &mut buf), Err(EncodeError::BufferFull));
+        assert_eq!(
+            encode(Protocol::Rsl, &Sample { n: 1, b: Bytes(b"abcdef") }, &mut buf),
+            Err(EncodeError::BufferFull)
+        );
         assert_eq!(encode(Protocol::Rsl, &Sample { n: 1, b: Bytes(b"") }, &mut buf[..2]), Err(EncodeError::BufferFull));
     }
 

@@ -15,28 +15,19 @@ pub struct Budget {
 impl Budget {
     /// A budget of `max_steps` steps and no time limit.
     pub fn steps(max_steps: u64) -> Self {
-        Self {
-            max_steps,
-            max_time: None,
-        }
+        Self { max_steps, max_time: None }
     }
 
     /// A budget of `max_time` wall-clock time; steps are still capped at `u64::MAX`.
     pub fn time(max_time: Duration) -> Self {
-        Self {
-            max_steps: u64::MAX,
-            max_time: Some(max_time),
-        }
+        Self { max_steps: u64::MAX, max_time: Some(max_time) }
     }
 }
 
 impl Default for Budget {
     /// 100 million steps or 60 seconds, whichever comes first.
     fn default() -> Self {
-        Self {
-            max_steps: 100_000_000,
-            max_time: Some(Duration::from_secs(60)),
-        }
+        Self { max_steps: 100_000_000, max_time: Some(Duration::from_secs(60)) }
     }
 }
 
@@ -63,22 +54,14 @@ pub(crate) struct Meter {
 
 impl Meter {
     pub(crate) fn new(budget: &Budget) -> Self {
-        Self {
-            budget: *budget,
-            start: Instant::now(),
-            steps: 0,
-            spent: None,
-        }
+        Self { budget: *budget, start: Instant::now(), steps: 0, spent: None }
     }
 
     /// Spends one step; `Err` once the budget is used up (and on every later call).
     pub(crate) fn tick(&mut self) -> Result<(), Exhausted> {
         if self.spent.is_none() {
             if self.steps >= self.budget.max_steps {
-                self.spent = Some(format!(
-                    "step budget of {} exhausted",
-                    self.budget.max_steps
-                ));
+                self.spent = Some(format!("step budget of {} exhausted", self.budget.max_steps));
             } else if let Some(max) = self.budget.max_time {
                 if self.steps.is_multiple_of(1024) && self.start.elapsed() >= max {
                     self.spent = Some(format!("time budget of {max:?} exhausted"));
@@ -86,11 +69,7 @@ impl Meter {
             }
         }
         match &self.spent {
-            Some(reason) => Err(Exhausted {
-                steps: self.steps,
-                elapsed: self.start.elapsed(),
-                reason: reason.clone(),
-            }),
+            Some(reason) => Err(Exhausted { steps: self.steps, elapsed: self.start.elapsed(), reason: reason.clone() }),
             None => {
                 self.steps += 1;
                 Ok(())

@@ -139,10 +139,7 @@ pub fn parse_kv_history<R: BufRead>(reader: R) -> Result<KvHistory, HistoryError
         if line.trim().is_empty() {
             continue;
         }
-        let at = |message: String| HistoryError::Line {
-            line: line_no,
-            message,
-        };
+        let at = |message: String| HistoryError::Line { line: line_no, message };
         let record: HistoryRecord = serde_json::from_str(&line).map_err(|e| at(e.to_string()))?;
         out.stats.records += 1;
         match record_to_operation(&record).map_err(at)? {
@@ -163,18 +160,12 @@ pub fn parse_kv_history<R: BufRead>(reader: R) -> Result<KvHistory, HistoryError
 
 /// The checker's view of one record: `None` if it is dropped (failed, or a timed-out get).
 pub fn record_to_operation(r: &HistoryRecord) -> Result<Option<Operation<KvOp, KvRet>>, String> {
-    let value = r
-        .value
-        .as_deref()
-        .map(|v| decode_hex(v).map_err(|e| format!("value: {e}")))
-        .transpose()?;
+    let value = r.value.as_deref().map(|v| decode_hex(v).map_err(|e| format!("value: {e}"))).transpose()?;
     let op = match (r.op, value) {
         (RecordOp::Get, None) => KvOp::Get(r.key),
         (RecordOp::Set, Some(v)) => KvOp::Set(r.key, v),
         (RecordOp::Set, None) | (RecordOp::Del, None) => KvOp::Delete(r.key),
-        (RecordOp::Get | RecordOp::Del, Some(_)) => {
-            return Err(format!("{:?} must have a null value", r.op))
-        }
+        (RecordOp::Get | RecordOp::Del, Some(_)) => return Err(format!("{:?} must have a null value", r.op)),
     };
     let complete = match r.status {
         RecordStatus::Fail => return Ok(None),
@@ -183,32 +174,18 @@ pub fn record_to_operation(r: &HistoryRecord) -> Result<Option<Operation<KvOp, K
         RecordStatus::Ok => {
             let done = r.complete_us.ok_or("status ok needs complete_us")?;
             if done < r.invoke_us {
-                return Err(format!(
-                    "complete_us {done} is before invoke_us {}",
-                    r.invoke_us
-                ));
+                return Err(format!("complete_us {done} is before invoke_us {}", r.invoke_us));
             }
             let ret = match (&op, r.result.as_deref()) {
                 (KvOp::Get(_), None) => KvRet::Value(None),
-                (KvOp::Get(_), Some(h)) => {
-                    KvRet::Value(Some(decode_hex(h).map_err(|e| format!("result: {e}"))?))
-                }
+                (KvOp::Get(_), Some(h)) => KvRet::Value(Some(decode_hex(h).map_err(|e| format!("result: {e}"))?)),
                 (_, None | Some("ok")) => KvRet::Ok,
-                (_, Some(other)) => {
-                    return Err(format!(
-                        "result of a write must be null or \"ok\", not {other:?}"
-                    ))
-                }
+                (_, Some(other)) => return Err(format!("result of a write must be null or \"ok\", not {other:?}")),
             };
             Some((done, ret))
         }
     };
-    Ok(Some(Operation {
-        client: r.client,
-        op,
-        invoke_us: r.invoke_us,
-        complete,
-    }))
+    Ok(Some(Operation { client: r.client, op, invoke_us: r.invoke_us, complete }))
 }
 
 /// Lower-case hex encoding of `bytes`, as history writers should emit it.
@@ -227,8 +204,5 @@ pub fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
         b'A'..=b'F' => Ok(c - b'A' + 10),
         _ => Err(format!("non-hex character {:?}", char::from(c))),
     };
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
+    s.as_bytes().chunks(2).map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }

@@ -112,10 +112,7 @@ pub(crate) fn validate<Op, Ret>(history: &[Operation<Op, Ret>]) -> Result<(), In
             if *done < o.invoke_us {
                 return Err(InvalidHistory {
                     index,
-                    message: format!(
-                        "completes at {done} us, before its invocation at {} us",
-                        o.invoke_us
-                    ),
+                    message: format!("completes at {done} us, before its invocation at {} us", o.invoke_us),
                 });
             }
         }

@@ -3,15 +3,12 @@
 
 use std::path::PathBuf;
 
-use fleet_proofs::history::{
-    check_kv_history_file, decode_hex, encode_hex, parse_kv_history, HistoryError, Verdict,
-};
+use fleet_proofs::history::{check_kv_history_file, decode_hex, encode_hex, parse_kv_history, HistoryError, Verdict};
 use fleet_proofs::spec::kv::{KvOp, KvRet};
 use fleet_proofs::Budget;
 
 fn write_file(name: &str, text: &str) -> PathBuf {
-    let path =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fleet-proofs-{name}.jsonl"));
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fleet-proofs-{name}.jsonl"));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -57,20 +54,11 @@ fn parses_statuses_and_drops_what_constrains_nothing() {
     let h = parse_kv_history(text.as_bytes()).unwrap();
     assert_eq!(h.lines, vec![1, 3, 5, 7]);
     assert_eq!(
-        (
-            h.stats.records,
-            h.stats.ok,
-            h.stats.failed,
-            h.stats.pending_writes,
-            h.stats.pending_reads
-        ),
+        (h.stats.records, h.stats.ok, h.stats.failed, h.stats.pending_writes, h.stats.pending_reads),
         (6, 3, 1, 1, 1)
     );
     assert_eq!(h.operations[0].op, KvOp::Set(5, vec![0xca, 0xfe]));
-    assert_eq!(
-        h.operations[1].complete,
-        Some((30, KvRet::Value(Some(vec![0xca, 0xfe]))))
-    );
+    assert_eq!(h.operations[1].complete, Some((30, KvRet::Value(Some(vec![0xca, 0xfe])))));
     assert_eq!(h.operations[2].op, KvOp::Delete(5));
     assert_eq!(h.operations[2].complete, None);
     assert_eq!(h.operations[3].op, KvOp::Delete(5), "a set of null deletes");
@@ -80,44 +68,20 @@ fn parses_statuses_and_drops_what_constrains_nothing() {
 fn errors_name_the_line() {
     let cases = [
         ("not json", "line 2"),
-        (
-            r#"{"client":1,"op":"put","key":1,"invoke_us":0,"status":"ok"}"#,
-            "line 2",
-        ),
+        (r#"{"client":1,"op":"put","key":1,"invoke_us":0,"status":"ok"}"#, "line 2"),
         (&line(1, "get", None, (0, None), None, "ok"), "complete_us"),
-        (
-            &line(1, "get", None, (10, Some(5)), None, "ok"),
-            "before invoke_us",
-        ),
-        (
-            &line(1, "set", Some("xyz"), (0, Some(5)), None, "ok"),
-            "value",
-        ),
-        (
-            &line(1, "get", Some("00"), (0, Some(5)), None, "ok"),
-            "null value",
-        ),
-        (
-            &line(1, "get", None, (0, Some(5)), Some("0g"), "ok"),
-            "result",
-        ),
-        (
-            &line(1, "set", Some("00"), (0, Some(5)), Some("00"), "ok"),
-            "result of a write",
-        ),
+        (&line(1, "get", None, (10, Some(5)), None, "ok"), "before invoke_us"),
+        (&line(1, "set", Some("xyz"), (0, Some(5)), None, "ok"), "value"),
+        (&line(1, "get", Some("00"), (0, Some(5)), None, "ok"), "null value"),
+        (&line(1, "get", None, (0, Some(5)), Some("0g"), "ok"), "result"),
+        (&line(1, "set", Some("00"), (0, Some(5)), Some("00"), "ok"), "result of a write"),
     ];
     for (bad, needle) in cases {
-        let text = format!(
-            "{}\n{bad}\n",
-            line(1, "set", Some("00"), (0, Some(1)), None, "ok")
-        );
+        let text = format!("{}\n{bad}\n", line(1, "set", Some("00"), (0, Some(1)), None, "ok"));
         match parse_kv_history(text.as_bytes()) {
             Err(e @ HistoryError::Line { line: 2, .. }) => {
                 let msg = e.to_string();
-                assert!(
-                    msg.starts_with("line 2: ") && msg.contains(needle),
-                    "{msg:?} lacks {needle:?}"
-                );
+                assert!(msg.starts_with("line 2: ") && msg.contains(needle), "{msg:?} lacks {needle:?}");
             }
             other => panic!("{bad}: expected a line-2 error, got {other:?}"),
         }
@@ -151,10 +115,7 @@ fn file_check_rejects_a_read_of_a_failed_write() {
     let report = check_kv_history_file(write_file("bad", &text), &Budget::default()).unwrap();
     assert_eq!(report.verdict(), Verdict::NotLinearizable);
     let shown = report.to_string();
-    assert!(
-        shown.contains("key 5: not linearizable at the operation on line 3"),
-        "{shown}"
-    );
+    assert!(shown.contains("key 5: not linearizable at the operation on line 3"), "{shown}");
 }
 
 #[test]

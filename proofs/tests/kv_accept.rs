@@ -26,11 +26,7 @@ fn sequential_history() {
 fn concurrent_writes_then_read_of_either() {
     // Two overlapping writes: a later read may see either, as each order is valid.
     for seen in [1, 2] {
-        let h = [
-            set(1, 0, 1, 0, 100),
-            set(2, 0, 2, 10, 90),
-            get(3, 0, Some(seen), 150, 160),
-        ];
+        let h = [set(1, 0, 1, 0, 100), set(2, 0, 2, 10, 90), get(3, 0, Some(seen), 150, 160)];
         let lin = assert_linearizable(&h);
         assert_eq!(lin.order.last(), Some(&2));
     }
@@ -39,11 +35,7 @@ fn concurrent_writes_then_read_of_either() {
 #[test]
 fn read_concurrent_with_write_sees_old_or_new() {
     for seen in [1, 2] {
-        let h = [
-            set(1, 0, 1, 0, 10),
-            set(1, 0, 2, 20, 60),
-            get(2, 0, Some(seen), 30, 40),
-        ];
+        let h = [set(1, 0, 1, 0, 10), set(1, 0, 2, 20, 60), get(2, 0, Some(seen), 30, 40)];
         assert_linearizable(&h);
     }
 }
@@ -73,43 +65,26 @@ fn pending_write_that_took_effect() {
 
 #[test]
 fn pending_write_that_never_took_effect() {
-    let h = [
-        pending_set(1, 0, 1, 0),
-        get(2, 0, None, 10, 20),
-        get(2, 0, None, 30, 40),
-    ];
+    let h = [pending_set(1, 0, 1, 0), get(2, 0, None, 10, 20), get(2, 0, None, 30, 40)];
     assert_eq!(assert_linearizable(&h).order, vec![1, 2]);
 }
 
 #[test]
 fn pending_write_taking_effect_long_after_invocation() {
-    let h = [
-        pending_set(1, 0, 1, 0),
-        get(2, 0, None, 10, 20),
-        get(2, 0, Some(1), 100, 110),
-    ];
+    let h = [pending_set(1, 0, 1, 0), get(2, 0, None, 10, 20), get(2, 0, Some(1), 100, 110)];
     assert_eq!(assert_linearizable(&h).order, vec![1, 0, 2]);
 }
 
 #[test]
 fn pending_delete_may_take_effect() {
-    let h = [
-        set(1, 0, 1, 0, 10),
-        pending_del(1, 0, 20),
-        get(2, 0, Some(1), 30, 40),
-        get(2, 0, None, 50, 60),
-    ];
+    let h = [set(1, 0, 1, 0, 10), pending_del(1, 0, 20), get(2, 0, Some(1), 30, 40), get(2, 0, None, 50, 60)];
     assert_linearizable(&h);
 }
 
 #[test]
 fn client_reuses_after_timeout_while_old_write_lands_late() {
     // Client 1 times out on a write of 1, then writes 2; the old write lands afterwards.
-    let h = [
-        pending_set(1, 0, 1, 0),
-        set(1, 0, 2, 300, 310),
-        get(2, 0, Some(1), 400, 410),
-    ];
+    let h = [pending_set(1, 0, 1, 0), set(1, 0, 2, 300, 310), get(2, 0, Some(1), 400, 410)];
     assert_eq!(assert_linearizable(&h).order, vec![1, 0, 2]);
 }
 
@@ -122,11 +97,6 @@ fn equal_timestamps_count_as_concurrent() {
 
 #[test]
 fn keys_are_independent() {
-    let h = [
-        set(1, 1, 1, 0, 10),
-        get(2, 2, None, 20, 30),
-        set(2, 2, 2, 40, 50),
-        get(1, 1, Some(1), 60, 70),
-    ];
+    let h = [set(1, 1, 1, 0, 10), get(2, 2, None, 20, 30), set(2, 2, 2, 40, 50), get(1, 1, Some(1), 60, 70)];
     assert_linearizable(&h);
 }

@@ -36,42 +36,25 @@ fn read_of_a_value_never_written() {
 
 #[test]
 fn lost_acknowledged_write() {
-    let h = [
-        set(1, 0, 1, 0, 10),
-        set(1, 0, 2, 20, 30),
-        get(2, 0, Some(1), 40, 50),
-    ];
+    let h = [set(1, 0, 1, 0, 10), set(1, 0, 2, 20, 30), get(2, 0, Some(1), 40, 50)];
     assert_eq!(assert_violation(&h).stuck_op, Some(2));
 }
 
 #[test]
 fn acknowledged_delete_lost() {
-    assert_violation(&[
-        set(1, 0, 1, 0, 10),
-        del(1, 0, 20, 30),
-        get(2, 0, Some(1), 40, 50),
-    ]);
+    assert_violation(&[set(1, 0, 1, 0, 10), del(1, 0, 20, 30), get(2, 0, Some(1), 40, 50)]);
 }
 
 #[test]
 fn new_then_old_read_inversion_during_a_write() {
     // Both reads overlap the write of 2, but once 2 is seen, 1 cannot be seen again.
-    let h = [
-        set(1, 0, 1, 0, 10),
-        set(1, 0, 2, 20, 60),
-        get(2, 0, Some(2), 25, 30),
-        get(2, 0, Some(1), 35, 40),
-    ];
+    let h = [set(1, 0, 1, 0, 10), set(1, 0, 2, 20, 60), get(2, 0, Some(2), 25, 30), get(2, 0, Some(1), 35, 40)];
     assert_violation(&h);
 }
 
 #[test]
 fn pending_write_observed_then_unobserved() {
-    let h = [
-        pending_set(1, 0, 1, 0),
-        get(2, 0, Some(1), 10, 20),
-        get(2, 0, None, 30, 40),
-    ];
+    let h = [pending_set(1, 0, 1, 0), get(2, 0, Some(1), 10, 20), get(2, 0, None, 30, 40)];
     assert_violation(&h);
 }
 
@@ -82,12 +65,7 @@ fn read_sees_pending_write_before_it_was_invoked() {
 
 #[test]
 fn write_with_wrong_result() {
-    let bad = Operation {
-        client: 1,
-        op: KvOp::Set(0, vec![1]),
-        invoke_us: 0,
-        complete: Some((5, KvRet::Value(None))),
-    };
+    let bad = Operation { client: 1, op: KvOp::Set(0, vec![1]), invoke_us: 0, complete: Some((5, KvRet::Value(None))) };
     assert_violation(&[bad]);
 }
 

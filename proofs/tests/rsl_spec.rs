@@ -9,11 +9,7 @@ use fleet_proofs::spec::SeqSpec;
 use fleet_proofs::Budget;
 
 fn req(client: u64, seqno: u64) -> AppRequest {
-    AppRequest {
-        client,
-        seqno,
-        request: vec![],
-    }
+    AppRequest { client, seqno, request: vec![] }
 }
 
 fn count(n: u64) -> Vec<u8> {
@@ -25,21 +21,9 @@ fn counter_batch_executes_in_order_with_matching_replies() {
     let mut spec = RslSpec::new(CounterApp::default());
     let replies = spec.execute_batch(&[req(1, 1), req(2, 1), req(1, 2)]);
     let expect = vec![
-        AppReply {
-            client: 1,
-            seqno: 1,
-            reply: count(1),
-        },
-        AppReply {
-            client: 2,
-            seqno: 1,
-            reply: count(2),
-        },
-        AppReply {
-            client: 1,
-            seqno: 2,
-            reply: count(3),
-        },
+        AppReply { client: 1, seqno: 1, reply: count(1) },
+        AppReply { client: 2, seqno: 1, reply: count(2) },
+        AppReply { client: 1, seqno: 2, reply: count(3) },
     ];
     assert_eq!(replies, expect);
     assert_eq!(spec.app, CounterApp(3));
@@ -47,11 +31,7 @@ fn counter_batch_executes_in_order_with_matching_replies() {
     for r in &expect {
         assert!(spec.reply_is_justified(r));
     }
-    assert!(!spec.reply_is_justified(&AppReply {
-        client: 2,
-        seqno: 1,
-        reply: count(1)
-    }));
+    assert!(!spec.reply_is_justified(&AppReply { client: 2, seqno: 1, reply: count(1) }));
 }
 
 #[test]
@@ -67,19 +47,10 @@ fn batch_op(
     replies: Option<Vec<u64>>,
 ) -> Operation<Vec<AppRequest>, Vec<AppReply>> {
     let complete = replies.map(|rs| {
-        let rs = batch.iter().zip(rs).map(|(q, n)| AppReply {
-            client: q.client,
-            seqno: q.seqno,
-            reply: count(n),
-        });
+        let rs = batch.iter().zip(rs).map(|(q, n)| AppReply { client: q.client, seqno: q.seqno, reply: count(n) });
         (at.1, rs.collect())
     });
-    Operation {
-        client: batch[0].client,
-        op: batch,
-        invoke_us: at.0,
-        complete,
-    }
+    Operation { client: batch[0].client, op: batch, invoke_us: at.0, complete }
 }
 
 #[test]
@@ -103,19 +74,11 @@ fn a_batch_is_atomic_for_the_checker() {
 #[test]
 fn counter_client_history_duplicate_reply_rejected() {
     let init = RslSpec::new(CounterApp::default());
-    let both_one = [
-        batch_op(vec![req(1, 1)], (0, 10), Some(vec![1])),
-        batch_op(vec![req(2, 1)], (5, 15), Some(vec![1])),
-    ];
-    assert!(matches!(
-        check(&init, &both_one, &Budget::steps(100_000)),
-        Err(CheckError::Violation(_))
-    ));
+    let both_one =
+        [batch_op(vec![req(1, 1)], (0, 10), Some(vec![1])), batch_op(vec![req(2, 1)], (5, 15), Some(vec![1]))];
+    assert!(matches!(check(&init, &both_one, &Budget::steps(100_000)), Err(CheckError::Violation(_))));
     // A timed-out increment explains a later jump.
-    let jump = [
-        batch_op(vec![req(1, 1)], (0, 0), None),
-        batch_op(vec![req(2, 1)], (20, 30), Some(vec![2])),
-    ];
+    let jump = [batch_op(vec![req(1, 1)], (0, 0), None), batch_op(vec![req(2, 1)], (20, 30), Some(vec![2]))];
     assert!(check(&init, &jump, &Budget::steps(100_000)).is_ok());
 }
 
@@ -148,29 +111,13 @@ impl RequestCodec<BytesKvApp> for TextCodec {
 
 #[test]
 fn bytes_kv_hosted_on_rsl() {
-    let mut spec = RslSpec::new(EncodedApp::<BytesKvApp, TextCodec>::new(
-        BytesKvApp::default(),
-    ));
+    let mut spec = RslSpec::new(EncodedApp::<BytesKvApp, TextCodec>::new(BytesKvApp::default()));
     let batch: Vec<AppRequest> = [&b"ga"[..], b"pa=1", b"ga", b"da", b"ga", b"??"]
         .iter()
         .enumerate()
-        .map(|(i, r)| AppRequest {
-            client: 7,
-            seqno: i as u64,
-            request: r.to_vec(),
-        })
+        .map(|(i, r)| AppRequest { client: 7, seqno: i as u64, request: r.to_vec() })
         .collect();
     let replies: Vec<Vec<u8>> = spec.step(&batch).into_iter().map(|r| r.reply).collect();
-    assert_eq!(
-        replies,
-        vec![
-            b"n".to_vec(),
-            b"ok".to_vec(),
-            b"v1".to_vec(),
-            b"ok".to_vec(),
-            b"n".to_vec(),
-            vec![]
-        ]
-    );
+    assert_eq!(replies, vec![b"n".to_vec(), b"ok".to_vec(), b"v1".to_vec(), b"ok".to_vec(), b"n".to_vec(), vec![]]);
     assert!(spec.app.spec.map.is_empty());
 }

@@ -25,18 +25,10 @@ fn fifty_clients_thousands_of_ops_per_key() {
         // Witness indices refer to the full history; replay them on the key's sub-history.
         let indices: Vec<usize> = (0..h.len()).filter(|&i| h[i].op.key() == *key).collect();
         let sub: Vec<KvOperation> = indices.iter().map(|&i| h[i].clone()).collect();
-        let local: Vec<usize> = lin
-            .order
-            .iter()
-            .map(|i| indices.binary_search(i).unwrap())
-            .collect();
+        let local: Vec<usize> = lin.order.iter().map(|i| indices.binary_search(i).unwrap()).collect();
         verify_witness(&KvSpec::default(), &sub, &local);
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 }
 
 #[test]
@@ -58,19 +50,13 @@ fn partitioned_and_whole_checks_agree() {
         assert!(parts.is_linearizable(), "seed {seed}");
 
         // Corrupt one completed read to a value never written: both must reject.
-        let Some(i) = h
-            .iter()
-            .position(|o| matches!(o.op, KvOp::Get(_)) && o.complete.is_some())
-        else {
+        let Some(i) = h.iter().position(|o| matches!(o.op, KvOp::Get(_)) && o.complete.is_some()) else {
             continue;
         };
         if let Some((_, ret)) = &mut h[i].complete {
             *ret = KvRet::Value(Some(vec![0xEE; 9]));
         }
-        assert!(matches!(
-            check(&KvSpec::default(), &h, &Budget::default()),
-            Err(CheckError::Violation(_))
-        ));
+        assert!(matches!(check(&KvSpec::default(), &h, &Budget::default()), Err(CheckError::Violation(_))));
         let parts = check_partitioned(&KvSpec::default(), &h, &Budget::default()).unwrap();
         assert_eq!(parts.violations.len(), 1, "seed {seed}");
         let v = parts.violations.values().next().unwrap();
@@ -96,17 +82,9 @@ fn step_budget_yields_unknown() {
 #[test]
 fn time_budget_yields_unknown() {
     let started = Instant::now();
-    let out = check(
-        &KvSpec::default(),
-        &pathological(),
-        &Budget::time(Duration::from_millis(200)),
-    );
+    let out = check(&KvSpec::default(), &pathological(), &Budget::time(Duration::from_millis(200)));
     assert!(matches!(out, Err(CheckError::Unknown(_))), "{out:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
 }
 
 #[test]

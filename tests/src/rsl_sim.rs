@@ -142,17 +142,23 @@ pub struct RslSim {
 impl RslSim {
     /// A fresh cluster, all hosts at time zero.
     pub fn new(seed: u64, options: SimOptions) -> RslSim {
-        let replica_eps: Vec<Endpoint> = (0..options.replicas).map(|i| Endpoint::v4([10, 0, 0, i as u8 + 1], 7000)).collect();
+        let replica_eps: Vec<Endpoint> =
+            (0..options.replicas).map(|i| Endpoint::v4([10, 0, 0, i as u8 + 1], 7000)).collect();
         let mut config = RslConfig::<7>::new(&replica_eps).expect("at most 7 replicas in the simulator");
         config.params = options.params;
         let replicas = (0..options.replicas)
-            .map(|i| Some(Box::new(SimReplica::new(config.clone(), i, SimApp::new(), Instant::ZERO).expect("valid simulator config"))))
+            .map(|i| {
+                Some(Box::new(
+                    SimReplica::new(config.clone(), i, SimApp::new(), Instant::ZERO).expect("valid simulator config"),
+                ))
+            })
             .collect();
         let clients = (0..options.clients)
             .map(|j| {
                 let ep = Endpoint::v4([10, 0, 1, j as u8 + 1], 9000);
-                let client = SimClient::new(&replica_eps, 1, options.client_retransmit_ms, options.params.max_datagram_bytes)
-                    .expect("valid client config");
+                let client =
+                    SimClient::new(&replica_eps, 1, options.client_retransmit_ms, options.params.max_datagram_bytes)
+                        .expect("valid client config");
                 ClientSlot { client, ep, remaining: options.ops_per_client, next_submit_us: 0, current: None }
             })
             .collect();
@@ -198,7 +204,8 @@ impl RslSim {
         }
         self.steps_at_now += 1;
         if self.steps_at_now > MAX_STEPS_AT_ONE_INSTANT {
-            self.violations.push(format!("livelock: {} steps at time {} without time moving", self.steps_at_now, self.now));
+            self.violations
+                .push(format!("livelock: {} steps at time {} without time moving", self.steps_at_now, self.now));
             return false;
         }
         self.now = self.now.max(t);
@@ -335,7 +342,8 @@ impl RslSim {
 
     /// Cuts replica `i` off from every other host, both ways.
     pub fn isolate(&mut self, i: usize) {
-        let everyone: Vec<Endpoint> = self.replica_eps.iter().copied().chain(self.clients.iter().map(|c| c.ep)).collect();
+        let everyone: Vec<Endpoint> =
+            self.replica_eps.iter().copied().chain(self.clients.iter().map(|c| c.ep)).collect();
         self.net.isolate(self.replica_eps[i], &everyone);
     }
 

@@ -1,5 +1,7 @@
 //! In-process RSL cluster tests (deterministic, no sockets), by protocol behaviour.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use fleet_engine::rsl::App;
 use fleet_tests::net::NetFaults;
 use fleet_tests::rsl_sim::{RslSim, SimOptions};
@@ -45,7 +47,11 @@ fn killing_the_leader_leads_to_a_view_change_and_progress_resumes() {
     let view_before = sim.replicas[old].as_ref().unwrap().status().view;
     sim.crash(old);
     let done_at_crash = sim.completed();
-    assert!(sim.run_until(60 * SECOND_US, RslSim::all_done), "completed {} after the crash", sim.completed() - done_at_crash);
+    assert!(
+        sim.run_until(60 * SECOND_US, RslSim::all_done),
+        "completed {} after the crash",
+        sim.completed() - done_at_crash
+    );
     let new = sim.leader().expect("a new leader");
     assert_ne!(new, old);
     assert!(sim.replicas[new].as_ref().unwrap().status().view > view_before);

@@ -64,7 +64,12 @@ pub struct Client<const R: usize = 7, const D: usize = 1472> {
 
 impl<const R: usize, const D: usize> Client<R, D> {
     /// A client of `replicas` whose first request gets seqno `first_seqno` (> 0).
-    pub fn new(replicas: &[Endpoint], first_seqno: u64, retransmit_ms: u64, max_datagram_bytes: usize) -> Result<Self, ConfigError> {
+    pub fn new(
+        replicas: &[Endpoint],
+        first_seqno: u64,
+        retransmit_ms: u64,
+        max_datagram_bytes: usize,
+    ) -> Result<Self, ConfigError> {
         let replicas = heapless::Vec::from_slice(replicas).map_err(|_| ConfigError::TooManyReplicas)?;
         if replicas.is_empty() {
             return Err(ConfigError::NoReplicas);

@@ -203,7 +203,14 @@ impl<const R: usize, const W: usize, const D: usize, const QB: usize, const C: u
 
     /// Offers a client request (IronRSL `ProposerProcessRequest`): queued once per view,
     /// deduplicated by the highest seqno seen from the client.
-    pub fn queue_request(&mut self, client: Endpoint, seqno: u64, request: &[u8], now: Instant, delay_ms: u64) -> Queued {
+    pub fn queue_request(
+        &mut self,
+        client: Endpoint,
+        seqno: u64,
+        request: &[u8],
+        now: Instant,
+        delay_ms: u64,
+    ) -> Queued {
         let slot = self.highest_seqno.binary_search_by(|(c, _)| c.cmp(&client));
         if let Ok(i) = slot {
             if seqno <= self.highest_seqno[i].1 {

@@ -9,7 +9,7 @@
 //! IronRSL steps, so this is the same protocol with fewer wake-ups. Every step reads the
 //! clock once: the `now` the caller passes.
 
-use super::acceptor::{Acceptor, Accepted};
+use super::acceptor::{Accepted, Acceptor};
 use super::app::App;
 use super::ballot::Ballot;
 use super::batch;
@@ -208,9 +208,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 false => None,
             },
             Timer::Retransmit => Some(self.retransmit_at),
-            Timer::StateTransfer => {
-                self.transfer.needed(self.executor.ops_complete).then_some(self.transfer.retry_at)
-            }
+            Timer::StateTransfer => self.transfer.needed(self.executor.ops_complete).then_some(self.transfer.retry_at),
         }
     }
 
@@ -387,7 +385,8 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 let chunks = votes.len().max(1) as u8;
                 let dst = self.config.replicas[sender];
                 for chunk in 0..chunks {
-                    let vote = votes.get(usize::from(chunk)).map(|v| Vote { opn: v.opn, bal: v.bal, batch: Bytes(&v.batch) });
+                    let vote =
+                        votes.get(usize::from(chunk)).map(|v| Vote { opn: v.opn, bal: v.bal, batch: Bytes(&v.batch) });
                     let log_truncation_point = self.acceptor.log_truncation_point;
                     let msg = RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote };
                     emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg);
@@ -500,7 +499,14 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
     }
 
     /// Emits this replica's snapshot to `dst` from the requested offsets, all in this step.
-    fn supply_state(&mut self, dst: Endpoint, app_offset: u64, cache_index: u32, resume_digest: u64, out: &mut Outbox<'_>) {
+    fn supply_state(
+        &mut self,
+        dst: Endpoint,
+        app_offset: u64,
+        cache_index: u32,
+        resume_digest: u64,
+        out: &mut Outbox<'_>,
+    ) {
         let id = state_transfer::snapshot_id(&self.executor);
         let (mut offset, mut index) = match resume_digest == id.digest {
             true => (app_offset.min(id.app_len), cache_index.min(id.cache_entries)),
@@ -598,13 +604,23 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             let view = self.election.current_view;
             if usize::from(view.proposer) == self.me && view > self.proposer.max_ballot_sent_1a {
                 self.proposer.start_phase1(view);
-                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &RslMsg::OneA { bal: view });
+                emit::broadcast(
+                    out,
+                    &mut self.stats,
+                    Protocol::Rsl,
+                    max,
+                    &self.config.replicas,
+                    &RslMsg::OneA { bal: view },
+                );
                 progress = true;
             } else if self.proposer.phase != Phase::Idle && view != self.proposer.max_ballot_sent_1a {
                 self.proposer.step_down();
             }
             // Action 2: a quorum of promises: enter phase 2.
-            if self.proposer.phase == Phase::One && self.proposer.promised() >= quorum && view == self.proposer.max_ballot_sent_1a {
+            if self.proposer.phase == Phase::One
+                && self.proposer.promised() >= quorum
+                && view == self.proposer.max_ballot_sent_1a
+            {
                 let log_truncation_point = self.proposer.enter_phase2(self.acceptor.log_truncation_point);
                 let msg = RslMsg::StartingPhase2 { bal: view, log_truncation_point };
                 emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
@@ -658,12 +674,12 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 if queued < p.max_batch_size && !idle && !expired {
                     break;
                 }
-                let taken = self.proposer.take_batch(p.max_batch_size, self.config.max_batch_bytes(), &mut self.batch_scratch);
+                let taken =
+                    self.proposer.take_batch(p.max_batch_size, self.config.max_batch_bytes(), &mut self.batch_scratch);
                 if taken == 0 {
                     continue;
                 }
-                self.proposer.batch_deadline =
-                    (self.proposer.queued() > 0).then(|| now.plus_ms(p.max_batch_delay_ms));
+                self.proposer.batch_deadline = (self.proposer.queued() > 0).then(|| now.plus_ms(p.max_batch_delay_ms));
                 let msg = RslMsg::TwoA { bal, opn, batch: Bytes(&self.batch_scratch) };
                 emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
             }

@@ -44,6 +44,10 @@ pub struct CacheEntryWire<'a> {
     pub reply: Bytes<'a>,
 }
 
+/// A state-transfer cache entry out of order, too long, or beyond capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadCacheEntry;
+
 /// At most `C` clients' last replies of at most `RB` bytes, sorted by client.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ReplyCache<const C: usize, const RB: usize> {
@@ -111,18 +115,26 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
         self.entries.clear();
     }
 
-    /// Appends an entry received in state transfer; entries must arrive in client order.
-    pub fn push_sorted(&mut self, e: CacheEntryWire<'_>) -> Result<(), ()> {
-        if self.entries.last().is_some_and(|last| last.client >= e.client) || e.reply.0.len() > RB {
-            return Err(());
+    /// Appends an entry received in state transfer; entries must arrive in client order,
+    /// with replies of at most `RB` bytes, and at most `C` of them.
+    pub fn push_sorted(&mut self, e: CacheEntryWire<'_>) -> Result<(), BadCacheEntry> {
+        if self.entries.last().is_some_and(|last| last.client >= e.client) {
+            return Err(BadCacheEntry);
         }
-        let reply = heapless::Vec::from_slice(e.reply.0).map_err(|_| ())?;
-        self.entries.push(CachedReply { client: e.client, seqno: e.seqno, opn: e.opn, reply }).map_err(|_| ())
+        let reply = heapless::Vec::from_slice(e.reply.0).map_err(|_| BadCacheEntry)?;
+        self.entries
+            .push(CachedReply { client: e.client, seqno: e.seqno, opn: e.opn, reply })
+            .map_err(|_| BadCacheEntry)
     }
 
     /// The state-transfer form of entry `i`.
     pub fn wire(&self, i: usize) -> Option<CacheEntryWire<'_>> {
-        self.entries.get(i).map(|e| CacheEntryWire { client: e.client, seqno: e.seqno, opn: e.opn, reply: Bytes(&e.reply) })
+        self.entries.get(i).map(|e| CacheEntryWire {
+            client: e.client,
+            seqno: e.seqno,
+            opn: e.opn,
+            reply: Bytes(&e.reply),
+        })
     }
 }
 

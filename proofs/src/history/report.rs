@@ -46,10 +46,7 @@ impl KvCheckReport {
 }
 
 /// Reads the JSON-lines history at `path` and checks it key by key from an empty table.
-pub fn check_kv_history_file(
-    path: impl AsRef<Path>,
-    budget: &Budget,
-) -> Result<KvCheckReport, HistoryError> {
+pub fn check_kv_history_file(path: impl AsRef<Path>, budget: &Budget) -> Result<KvCheckReport, HistoryError> {
     let file = File::open(path).map_err(HistoryError::Io)?;
     let history = parse_kv_history(BufReader::new(file))?;
     check_kv_history(&history, budget)
@@ -57,23 +54,12 @@ pub fn check_kv_history_file(
 
 /// Checks an already parsed history key by key from an empty table. Fails only if the
 /// history is malformed, which [`parse_kv_history`] already rules out.
-pub fn check_kv_history(
-    history: &KvHistory,
-    budget: &Budget,
-) -> Result<KvCheckReport, HistoryError> {
-    let outcome =
-        check_partitioned(&KvSpec::default(), &history.operations, budget).map_err(|e| {
-            let line = history.lines.get(e.index).copied().unwrap_or(0);
-            HistoryError::Line {
-                line,
-                message: e.message,
-            }
-        })?;
-    Ok(KvCheckReport {
-        stats: history.stats,
-        lines: history.lines.clone(),
-        outcome,
-    })
+pub fn check_kv_history(history: &KvHistory, budget: &Budget) -> Result<KvCheckReport, HistoryError> {
+    let outcome = check_partitioned(&KvSpec::default(), &history.operations, budget).map_err(|e| {
+        let line = history.lines.get(e.index).copied().unwrap_or(0);
+        HistoryError::Line { line, message: e.message }
+    })?;
+    Ok(KvCheckReport { stats: history.stats, lines: history.lines.clone(), outcome })
 }
 
 impl fmt::Display for KvCheckReport {
@@ -97,10 +83,7 @@ impl fmt::Display for KvCheckReport {
         for (key, v) in &o.violations {
             let line = v.stuck_op.and_then(|i| self.lines.get(i));
             match line {
-                Some(line) => writeln!(
-                    f,
-                    "key {key}: not linearizable at the operation on line {line}"
-                )?,
+                Some(line) => writeln!(f, "key {key}: not linearizable at the operation on line {line}")?,
                 None => writeln!(f, "key {key}: not linearizable")?,
             }
             writeln!(f, "  {}", v.explanation)?;
@@ -116,11 +99,7 @@ impl fmt::Display for KvCheckReport {
             writeln!(f, "  ({})", shown.join(", "))?;
         }
         for (key, u) in &o.unknown {
-            writeln!(
-                f,
-                "key {key}: unknown ({} after {} steps)",
-                u.exhausted.reason, u.exhausted.steps
-            )?;
+            writeln!(f, "key {key}: unknown ({} after {} steps)", u.exhausted.reason, u.exhausted.steps)?;
         }
         Ok(())
     }

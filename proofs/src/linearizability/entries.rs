@@ -52,23 +52,13 @@ impl EntryList {
         }
         events.sort_unstable();
         let mut nodes = Vec::with_capacity(events.len() + 1);
-        nodes.push(Node {
-            op: usize::MAX,
-            is_call: false,
-            prev: NIL,
-            next: NIL,
-        });
+        nodes.push(Node { op: usize::MAX, is_call: false, prev: NIL, next: NIL });
         let mut call_node = vec![NIL; ops.len()];
         let mut ret_node = vec![NIL; ops.len()];
         for (pos, &(_, is_return, op)) in events.iter().enumerate() {
             let id = pos + 1;
             let next = if pos + 1 < events.len() { id + 1 } else { NIL };
-            nodes.push(Node {
-                op,
-                is_call: !is_return,
-                prev: id - 1,
-                next,
-            });
+            nodes.push(Node { op, is_call: !is_return, prev: id - 1, next });
             if is_return {
                 ret_node[op] = id;
             } else {
@@ -78,11 +68,7 @@ impl EntryList {
         if !events.is_empty() {
             nodes[HEAD].next = 1;
         }
-        Self {
-            nodes,
-            call_node,
-            ret_node,
-        }
+        Self { nodes, call_node, ret_node }
     }
 
     /// The first entry still in the list.

@@ -5,10 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{
-    search, validate, CheckError, Indexed, InvalidHistory, Linearization, Operation, Unknown,
-    Violation,
-};
+use super::{search, validate, CheckError, Indexed, InvalidHistory, Linearization, Operation, Unknown, Violation};
 use crate::budget::{Budget, Meter};
 use crate::spec::{KeyedOp, SeqSpec};
 
@@ -52,15 +49,10 @@ where
         groups.entry(o.op.key()).or_default().push((i, o));
     }
     let mut meter = Meter::new(budget);
-    let mut out = PartitionedOutcome {
-        linearized: BTreeMap::new(),
-        violations: BTreeMap::new(),
-        unknown: BTreeMap::new(),
-    };
+    let mut out =
+        PartitionedOutcome { linearized: BTreeMap::new(), violations: BTreeMap::new(), unknown: BTreeMap::new() };
     for (key, ops) in groups {
-        let reads_and_blind_writes = ops
-            .iter()
-            .all(|(_, o)| S::is_read_only(&o.op) || o.op.is_blind_write());
+        let reads_and_blind_writes = ops.iter().all(|(_, o)| S::is_read_only(&o.op) || o.op.is_blind_write());
         match search::run(init, &ops, reads_and_blind_writes, &mut meter) {
             Ok(lin) => {
                 out.linearized.insert(key, lin);

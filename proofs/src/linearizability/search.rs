@@ -94,9 +94,7 @@ pub(super) fn run<S: SeqSpec>(
             let order = path.iter().map(|(i, _)| ops[*i].0).collect();
             return Ok(Linearization { order });
         }
-        meter
-            .tick()
-            .map_err(|exhausted| CheckError::Unknown(Unknown { exhausted }))?;
+        meter.tick().map_err(|exhausted| CheckError::Unknown(Unknown { exhausted }))?;
         let Some(top) = frames.last_mut() else {
             return Err(CheckError::Violation(explain(ops, deepest)));
         };
@@ -104,11 +102,7 @@ pub(super) fn run<S: SeqSpec>(
             top.tried += 1;
             let mut next = state.clone();
             next.step(&refs[i].op); // its result was checked when the frame was built
-            let bits = if refs[i].complete.is_some() {
-                &mut completed
-            } else {
-                &mut pending
-            };
+            let bits = if refs[i].complete.is_some() { &mut completed } else { &mut pending };
             bits.set(i);
             if visit(&mut cache, &completed, &pending, &next) {
                 path.push((i, std::mem::replace(&mut state, next)));
@@ -116,11 +110,7 @@ pub(super) fn run<S: SeqSpec>(
                 completed_done += usize::from(refs[i].complete.is_some());
                 frames.push(frame(&list, &refs, &state, only_reads_and_blind_writes));
             } else {
-                let bits = if refs[i].complete.is_some() {
-                    &mut completed
-                } else {
-                    &mut pending
-                };
+                let bits = if refs[i].complete.is_some() { &mut completed } else { &mut pending };
                 bits.clear(i);
             }
             continue;
@@ -130,21 +120,13 @@ pub(super) fn run<S: SeqSpec>(
         if let Some(op) = blocked {
             if deepest.as_ref().is_none_or(|d| path.len() > d.prefix.len()) {
                 let prefix = path.iter().map(|(i, _)| *i).collect();
-                deepest = Some(Stuck {
-                    prefix,
-                    op,
-                    state: state.clone(),
-                });
+                deepest = Some(Stuck { prefix, op, state: state.clone() });
             }
         }
         let Some((i, prev)) = path.pop() else {
             return Err(CheckError::Violation(explain(ops, deepest)));
         };
-        let bits = if refs[i].complete.is_some() {
-            &mut completed
-        } else {
-            &mut pending
-        };
+        let bits = if refs[i].complete.is_some() { &mut completed } else { &mut pending };
         bits.clear(i);
         state = prev;
         list.unlift(i);
@@ -153,12 +135,7 @@ pub(super) fn run<S: SeqSpec>(
 }
 
 /// Records a node; false if it is subsumed by one already visited.
-fn visit<S: SeqSpec>(
-    cache: &mut Cache<S>,
-    completed: &BitSet,
-    pending: &BitSet,
-    state: &S,
-) -> bool {
+fn visit<S: SeqSpec>(cache: &mut Cache<S>, completed: &BitSet, pending: &BitSet, state: &S) -> bool {
     match cache.entry((completed.clone(), state.clone())) {
         MapEntry::Occupied(mut e) => {
             if e.get().iter().any(|seen| seen.is_subset_of(pending)) {
@@ -176,12 +153,7 @@ fn visit<S: SeqSpec>(
 }
 
 /// Builds the node's candidate list, best first (see the module docs).
-fn frame<S: SeqSpec>(
-    list: &EntryList,
-    refs: &[&Operation<S::Op, S::Ret>],
-    state: &S,
-    blind: bool,
-) -> Frame {
+fn frame<S: SeqSpec>(list: &EntryList, refs: &[&Operation<S::Op, S::Ret>], state: &S, blind: bool) -> Frame {
     let mut calls = Vec::new();
     let mut blocked = None;
     let mut id = list.first();
@@ -195,12 +167,7 @@ fn frame<S: SeqSpec>(
         }
         id = list.next(id);
     }
-    let wanted = |op: usize, got: &S::Ret| {
-        refs[op]
-            .complete
-            .as_ref()
-            .is_none_or(|(_, want)| want == got)
-    };
+    let wanted = |op: usize, got: &S::Ret| refs[op].complete.as_ref().is_none_or(|(_, want)| want == got);
     // Completed pure reads: one that matches now is forced; the others wait for a write.
     let mut probe = state.clone();
     let mut waiting = Vec::new();
@@ -208,11 +175,7 @@ fn frame<S: SeqSpec>(
         if refs[i].complete.is_some() && S::is_read_only(&refs[i].op) {
             // `probe` stays equal to `state`: the op is a pure read.
             if wanted(i, &probe.step(&refs[i].op)) {
-                return Frame {
-                    candidates: vec![i],
-                    tried: 0,
-                    blocked,
-                };
+                return Frame { candidates: vec![i], tried: 0, blocked };
             }
             waiting.push(i);
         }
@@ -258,11 +221,7 @@ fn frame<S: SeqSpec>(
         scored.push((rank, i));
     }
     scored.sort_by_key(|&(rank, _)| rank);
-    Frame {
-        candidates: scored.into_iter().map(|(_, i)| i).collect(),
-        tried: 0,
-        blocked,
-    }
+    Frame { candidates: scored.into_iter().map(|(_, i)| i).collect(), tried: 0, blocked }
 }
 
 /// Describes the deepest dead end, in history indices.
@@ -274,10 +233,7 @@ fn explain<S: SeqSpec>(ops: &[Indexed<'_, S>], deepest: Option<Stuck<S>>) -> Vio
             stuck_op: None,
         };
     };
-    let mut text = format!(
-        "the longest linearizable prefix found has {} operation(s)",
-        stuck.prefix.len()
-    );
+    let mut text = format!("the longest linearizable prefix found has {} operation(s)", stuck.prefix.len());
     let tail = stuck.prefix.len().saturating_sub(5);
     if !stuck.prefix.is_empty() {
         text.push_str(if tail > 0 { ", ending ...; " } else { ": " });
@@ -290,19 +246,10 @@ fn explain<S: SeqSpec>(ops: &[Indexed<'_, S>], deepest: Option<Stuck<S>>) -> Vio
     let (_, o) = ops[stuck.op];
     let mut spec = stuck.state.clone();
     let spec_ret = spec.step(&o.op);
-    let _ = write!(
-        text,
-        "then {} must take effect, but ",
-        describe(ops, stuck.op)
-    );
+    let _ = write!(text, "then {} must take effect, but ", describe(ops, stuck.op));
     match &o.complete {
         Some((_, want)) if *want != spec_ret => {
-            let _ = write!(
-                text,
-                "from spec state {} it would return {}",
-                short(&stuck.state),
-                short(&spec_ret)
-            );
+            let _ = write!(text, "from spec state {} it would return {}", short(&stuck.state), short(&spec_ret));
         }
         _ => text.push_str("every continuation from this point was already shown to fail"),
     }
@@ -315,10 +262,7 @@ fn explain<S: SeqSpec>(ops: &[Indexed<'_, S>], deepest: Option<Stuck<S>>) -> Vio
 }
 
 /// `#index (client c, op, [invoke, complete] -> result)`.
-fn describe<Op: core::fmt::Debug, Ret: core::fmt::Debug>(
-    ops: &[(usize, &Operation<Op, Ret>)],
-    i: usize,
-) -> String {
+fn describe<Op: core::fmt::Debug, Ret: core::fmt::Debug>(ops: &[(usize, &Operation<Op, Ret>)], i: usize) -> String {
     let (index, o) = ops[i];
     match &o.complete {
         Some((done, ret)) => format!(
@@ -329,12 +273,7 @@ fn describe<Op: core::fmt::Debug, Ret: core::fmt::Debug>(
             done,
             short(ret)
         ),
-        None => format!(
-            "#{index} (client {}, {} invoked at {} us, pending)",
-            o.client,
-            short(&o.op),
-            o.invoke_us
-        ),
+        None => format!("#{index} (client {}, {} invoked at {} us, pending)", o.client, short(&o.op), o.invoke_us),
     }
 }
 

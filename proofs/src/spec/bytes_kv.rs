@@ -95,10 +95,7 @@ pub struct EncodedApp<S, C> {
 impl<S, C> EncodedApp<S, C> {
     /// Wraps a spec state.
     pub fn new(spec: S) -> Self {
-        Self {
-            spec,
-            codec: PhantomData,
-        }
+        Self { spec, codec: PhantomData }
     }
 }
 

@@ -51,11 +51,7 @@ pub struct RslSpec<A> {
 impl<A: AppSpec> RslSpec<A> {
     /// The initial service state around an initial app state.
     pub fn new(app: A) -> Self {
-        Self {
-            app,
-            requests: BTreeSet::new(),
-            replies: BTreeSet::new(),
-        }
+        Self { app, requests: BTreeSet::new(), replies: BTreeSet::new() }
     }
 
     /// Executes `batch` in order, atomically, returning one reply per request.
@@ -63,11 +59,7 @@ impl<A: AppSpec> RslSpec<A> {
         let mut out = Vec::with_capacity(batch.len());
         for req in batch {
             let reply = self.app.apply(&req.request);
-            let reply = AppReply {
-                client: req.client,
-                seqno: req.seqno,
-                reply,
-            };
+            let reply = AppReply { client: req.client, seqno: req.seqno, reply };
             self.requests.insert(req.clone());
             self.replies.insert(reply.clone());
             out.push(reply);

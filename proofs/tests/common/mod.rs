@@ -2,9 +2,7 @@
 //! validator, and a generator of linearizable KV histories.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use fleet_proofs::linearizability::{
-    check, check_partitioned, CheckError, Linearization, Operation,
-};
+use fleet_proofs::linearizability::{check, check_partitioned, CheckError, Linearization, Operation};
 use fleet_proofs::spec::kv::{KvOp, KvRet, KvSpec};
 use fleet_proofs::spec::SeqSpec;
 use fleet_proofs::Budget;
@@ -14,53 +12,28 @@ pub type KvOperation = Operation<KvOp, KvRet>;
 
 /// A completed Set of the one-byte value `val`.
 pub fn set(client: u64, key: u64, val: u8, invoke: u64, complete: u64) -> KvOperation {
-    Operation {
-        client,
-        op: KvOp::Set(key, vec![val]),
-        invoke_us: invoke,
-        complete: Some((complete, KvRet::Ok)),
-    }
+    Operation { client, op: KvOp::Set(key, vec![val]), invoke_us: invoke, complete: Some((complete, KvRet::Ok)) }
 }
 
 /// A Set whose outcome is unknown.
 pub fn pending_set(client: u64, key: u64, val: u8, invoke: u64) -> KvOperation {
-    Operation {
-        client,
-        op: KvOp::Set(key, vec![val]),
-        invoke_us: invoke,
-        complete: None,
-    }
+    Operation { client, op: KvOp::Set(key, vec![val]), invoke_us: invoke, complete: None }
 }
 
 /// A completed Get that read `val` (`None` = absent).
 pub fn get(client: u64, key: u64, val: Option<u8>, invoke: u64, complete: u64) -> KvOperation {
     let ret = KvRet::Value(val.map(|v| vec![v]));
-    Operation {
-        client,
-        op: KvOp::Get(key),
-        invoke_us: invoke,
-        complete: Some((complete, ret)),
-    }
+    Operation { client, op: KvOp::Get(key), invoke_us: invoke, complete: Some((complete, ret)) }
 }
 
 /// A completed Delete.
 pub fn del(client: u64, key: u64, invoke: u64, complete: u64) -> KvOperation {
-    Operation {
-        client,
-        op: KvOp::Delete(key),
-        invoke_us: invoke,
-        complete: Some((complete, KvRet::Ok)),
-    }
+    Operation { client, op: KvOp::Delete(key), invoke_us: invoke, complete: Some((complete, KvRet::Ok)) }
 }
 
 /// A Delete whose outcome is unknown.
 pub fn pending_del(client: u64, key: u64, invoke: u64) -> KvOperation {
-    Operation {
-        client,
-        op: KvOp::Delete(key),
-        invoke_us: invoke,
-        complete: None,
-    }
+    Operation { client, op: KvOp::Delete(key), invoke_us: invoke, complete: None }
 }
 
 /// Checks a KV history with a generous step budget.
@@ -74,20 +47,14 @@ pub fn assert_linearizable(history: &[KvOperation]) -> Linearization {
     let lin = check_kv(history).unwrap_or_else(|e| panic!("expected linearizable, got {e}"));
     verify_witness(&KvSpec::default(), history, &lin.order);
     let parts = check_partitioned(&KvSpec::default(), history, &Budget::steps(5_000_000)).unwrap();
-    assert!(
-        parts.is_linearizable(),
-        "partitioned check disagrees: {parts:?}"
-    );
+    assert!(parts.is_linearizable(), "partitioned check disagrees: {parts:?}");
     lin
 }
 
 /// Asserts the history is rejected, whole and per key, returning the whole-history violation.
 pub fn assert_violation(history: &[KvOperation]) -> fleet_proofs::linearizability::Violation {
     let parts = check_partitioned(&KvSpec::default(), history, &Budget::steps(5_000_000)).unwrap();
-    assert!(
-        !parts.violations.is_empty(),
-        "partitioned check disagrees: {parts:?}"
-    );
+    assert!(!parts.violations.is_empty(), "partitioned check disagrees: {parts:?}");
     match check_kv(history) {
         Err(CheckError::Violation(v)) => v,
         other => panic!("expected a violation, got {other:?}"),
@@ -103,19 +70,13 @@ pub fn verify_witness<S: SeqSpec>(init: &S, history: &[Operation<S::Op, S::Ret>]
         seen[i] = true;
     }
     for (i, o) in history.iter().enumerate() {
-        assert!(
-            seen[i] || o.complete.is_none(),
-            "completed operation {i} missing from witness"
-        );
+        assert!(seen[i] || o.complete.is_none(), "completed operation {i} missing from witness");
     }
     let mut state = init.clone();
     for (pos, &i) in order.iter().enumerate() {
         let got = state.step(&history[i].op);
         if let Some((_, want)) = &history[i].complete {
-            assert_eq!(
-                &got, want,
-                "witness replays operation {i} with a different result"
-            );
+            assert_eq!(&got, want, "witness replays operation {i} with a different result");
         }
         for &later in &order[pos + 1..] {
             if let Some((done, _)) = &history[later].complete {
@@ -149,13 +110,7 @@ impl Rng {
 /// Generates a linearizable history: `clients` clients each doing `ops_per_client` sequential
 /// operations on random keys below `keys`. Each operation takes effect at a random point of
 /// its interval; a `pending_percent` share of writes time out (half of those take effect).
-pub fn generate(
-    seed: u64,
-    clients: u64,
-    keys: u64,
-    ops_per_client: u64,
-    pending_percent: u64,
-) -> Vec<KvOperation> {
+pub fn generate(seed: u64, clients: u64, keys: u64, ops_per_client: u64, pending_percent: u64) -> Vec<KvOperation> {
     let mut rng = Rng::new(seed);
     let mut history = Vec::new();
     let mut effects: Vec<(u64, usize)> = Vec::new();
@@ -180,21 +135,11 @@ pub fn generate(
                 if rng.below(2) == 0 {
                     effects.push((t + rng.below(1000), index));
                 }
-                history.push(Operation {
-                    client,
-                    op,
-                    invoke_us: t,
-                    complete: None,
-                });
+                history.push(Operation { client, op, invoke_us: t, complete: None });
                 t += 200 + rng.below(20);
             } else {
                 effects.push((point, index));
-                history.push(Operation {
-                    client,
-                    op,
-                    invoke_us: t,
-                    complete: Some((t + duration, KvRet::Ok)),
-                });
+                history.push(Operation { client, op, invoke_us: t, complete: Some((t + duration, KvRet::Ok)) });
                 t += duration + rng.below(20);
             }
         }
