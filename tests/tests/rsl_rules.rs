@@ -1,0 +1,250 @@
+//! RSL rules checked through a replica's sans-IO entry points, one rule per test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use fleet_engine::rsl::{Ballot, RslMsg};
+use fleet_engine::wire::{self, Bytes, Protocol};
+use fleet_engine::{Endpoint, Instant, OutboxBuf};
+use fleet_tests::rng::Rng;
+use fleet_tests::rsl_sim::{RslSim, SimApp, SimOptions, SimReplica};
+
+type Out = OutboxBuf<256, { 256 * 1024 }>;
+
+fn eps() -> Vec<Endpoint> {
+    (0..3).map(|i| Endpoint::v4([10, 0, 0, i as u8 + 1], 7000)).collect()
+}
+
+fn fresh(me: usize) -> SimReplica {
+    let config = fleet_engine::rsl::RslConfig::<7>::new(&eps()).unwrap();
+    SimReplica::new(config, me, SimApp::new(), Instant::ZERO).unwrap()
+}
+
+fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; 4096];
+    let n = wire::encode(Protocol::Rsl, msg, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn sent(out: &fleet_engine::Outbox<'_>) -> Vec<(Endpoint, Vec<u8>)> {
+    out.iter().map(|(d, b)| (d, b.to_vec())).collect()
+}
+
+fn decode(bytes: &[u8]) -> RslMsg<'_> {
+    wire::decode(Protocol::Rsl, bytes).unwrap()
+}
+
+#[test]
+fn two_a_from_a_replica_that_does_not_lead_the_ballot_is_refused() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let msg = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(b"") });
+    let before = r.acceptor().clone();
+    let _ = r.handle(Instant::ZERO, eps()[2], &msg, &mut out);
+    assert_eq!(r.stats().invalid_messages, 1);
+    assert_eq!(r.acceptor(), &before);
+    let _ = r.handle(Instant::ZERO, eps()[0], &msg, &mut out);
+    assert_eq!(r.acceptor().votes().len(), 1, "the leader of (1, 0) is replica 0");
+}
+
+#[test]
+fn a_vote_is_broadcast_as_2b_to_every_learner() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let msg = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(b"") });
+    let step = r.handle(Instant::ZERO, eps()[0], &msg, &mut out);
+    assert!(step.durable_state_changed, "a vote must be persisted before the 2b leaves");
+    let twob: Vec<_> = sent(&out).into_iter().filter(|(_, b)| matches!(decode(b), RslMsg::TwoB { .. })).collect();
+    assert_eq!(twob.iter().map(|(d, _)| *d).collect::<Vec<_>>(), eps());
+}
+
+#[test]
+fn one_b_is_sent_as_one_datagram_per_vote() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    for opn in 0..3 {
+        let msg = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch: Bytes(b"") });
+        let _ = r.handle(Instant::ZERO, eps()[0], &msg, &mut out);
+    }
+    out.clear();
+    let bal = Ballot { seqno: 1, proposer: 2 };
+    let _ = r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal }), &mut out);
+    let chunks: Vec<(u8, u8, u64)> = sent(&out)
+        .iter()
+        .filter_map(|(d, b)| match decode(b) {
+            RslMsg::OneB { chunk, chunks, vote: Some(v), .. } if *d == eps()[2] => Some((chunk, chunks, v.opn)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(chunks, vec![(0, 3, 0), (1, 3, 1), (2, 3, 2)]);
+    assert_eq!(r.acceptor().max_bal, bal);
+}
+
+#[test]
+fn a_lower_ballot_1a_gets_no_promise() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let high = Ballot { seqno: 3, proposer: 0 };
+    let _ = r.handle(Instant::ZERO, eps()[0], &encode(&RslMsg::OneA { bal: high }), &mut out);
+    out.clear();
+    let _ =
+        r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal: Ballot { seqno: 2, proposer: 2 } }), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(r.acceptor().max_bal, high);
+}
+
+#[test]
+fn peer_messages_from_unknown_endpoints_are_counted_and_dropped() {
+    let mut r = fresh(0);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let stranger = Endpoint::v4([192, 0, 2, 1], 7000);
+    let before = r.acceptor().clone();
+    let msg = encode(&RslMsg::OneA { bal: Ballot { seqno: 9, proposer: 1 } });
+    let _ = r.handle(Instant::ZERO, stranger, &msg, &mut out);
+    assert_eq!(r.stats().unknown_sender, 1);
+    assert_eq!(r.acceptor(), &before);
+}
+
+#[test]
+fn heartbeats_truncate_the_log_at_the_quorum_th_highest_checkpoint() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    for opn in 0..5 {
+        let msg = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch: Bytes(b"") });
+        let _ = r.handle(Instant::ZERO, eps()[0], &msg, &mut out);
+    }
+    let hb = |ckpt| encode(&RslMsg::Heartbeat { bal: Ballot::INITIAL, suspicious: false, opn_ckpt: ckpt });
+    let _ = r.handle(Instant::ZERO, eps()[0], &hb(4), &mut out);
+    assert_eq!(r.acceptor().log_truncation_point, 0, "one replica at 4 is not a quorum");
+    let _ = r.handle(Instant::ZERO, eps()[2], &hb(3), &mut out);
+    assert_eq!(r.acceptor().log_truncation_point, 3, "replicas 0 and 2 have executed 3");
+    assert_eq!(r.acceptor().votes().first().map(|v| v.opn), Some(3));
+}
+
+#[test]
+fn a_retried_request_is_answered_from_the_reply_cache_by_any_replica() {
+    let mut sim = RslSim::new(11, SimOptions { clients: 1, ops_per_client: 5, ..SimOptions::default() });
+    assert!(sim.run_until(10_000_000, RslSim::all_done));
+    sim.run_for(1_000_000);
+    let client = sim.clients[0].ep;
+    let follower = (sim.leader().unwrap() + 1) % 3;
+    let r = sim.replicas[follower].as_mut().unwrap();
+    let cached = r.executor().reply_cache.get(client).unwrap().clone();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let retry = encode(&RslMsg::Request { seqno: cached.seqno, request: Bytes(b"ignored: cached") });
+    let ops = r.executor().ops_complete;
+    let _ = r.handle(Instant::from_micros(sim.now), client, &retry, &mut out);
+    let replies = sent(&out);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].0, client);
+    match decode(&replies[0].1) {
+        RslMsg::Reply { seqno, reply } => {
+            assert_eq!(seqno, cached.seqno);
+            assert_eq!(reply.0, &cached.reply[..]);
+        }
+        other => panic!("expected a reply, got {other:?}"),
+    }
+    assert_eq!(r.executor().ops_complete, ops, "nothing re-executed");
+    out.clear();
+    let old = encode(&RslMsg::Request { seqno: cached.seqno - 1, request: Bytes(b"x") });
+    let _ = r.handle(Instant::from_micros(sim.now), client, &old, &mut out);
+    assert!(out.is_empty(), "an older seqno is never answered with another request's reply");
+}
+
+/// Malformed, truncated, mutated and misaddressed datagrams: whatever is refused (counted as
+/// a decode error, invalid, or from an unknown sender) leaves every role's state unchanged.
+#[test]
+fn refused_datagrams_change_nothing() {
+    let mut sim = RslSim::new(5, SimOptions { ops_per_client: 20, ..SimOptions::default() });
+    assert!(sim.run_until(20_000_000, RslSim::all_done));
+    // Collect real datagrams in flight to mutate.
+    sim.clients.iter_mut().for_each(|c| c.remaining = 3);
+    let mut samples: Vec<(Endpoint, Vec<u8>)> = Vec::new();
+    for _ in 0..2000 {
+        if !sim.step() {
+            break;
+        }
+        samples.extend(sim.net.iter().map(|d| (d.from, d.bytes.clone())));
+        samples.truncate(500);
+    }
+    assert!(!samples.is_empty());
+    let mut rng = Rng::new(99);
+    let mut store = Out::new();
+    let now = Instant::from_micros(sim.now);
+    let stranger = Endpoint::v4([192, 0, 2, 1], 1);
+    let r = sim.replicas[1].as_mut().unwrap();
+    let mut refused = 0;
+    for i in 0..20_000u32 {
+        let (mut from, mut bytes) = samples[rng.below(samples.len() as u64) as usize].clone();
+        match i % 4 {
+            0 => bytes = (0..rng.below(64)).map(|_| rng.next_u64() as u8).collect(),
+            1 => bytes.truncate(rng.below(bytes.len() as u64) as usize),
+            2 => {
+                for _ in 0..=rng.below(3) {
+                    let at = rng.below(bytes.len() as u64) as usize;
+                    bytes[at] ^= 1 << rng.below(8);
+                }
+            }
+            _ => from = stranger,
+        }
+        let before = (r.acceptor().clone(), r.learner().clone(), r.executor().clone(), r.proposer().clone());
+        let s0 = *r.stats();
+        let mut out = store.outbox();
+        let _ = r.handle(now, from, &bytes, &mut out);
+        let s1 = *r.stats();
+        if s1.decode_errors + s1.invalid_messages + s1.unknown_sender
+            > s0.decode_errors + s0.invalid_messages + s0.unknown_sender
+        {
+            refused += 1;
+            let after = (r.acceptor().clone(), r.learner().clone(), r.executor().clone(), r.proposer().clone());
+            assert!(before == after, "refused datagram {i} changed state: {bytes:?}");
+            assert!(out.is_empty(), "refused datagram {i} produced output");
+        }
+        assert_eq!(r.check_invariants(), Ok(()));
+    }
+    assert!(refused > 10_000, "most hostile datagrams are refused ({refused})");
+}
+
+#[test]
+fn messages_outside_the_protocol_bounds_are_refused() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let before = r.acceptor().clone();
+    let stranger_ballot = Ballot { seqno: 5, proposer: 9 };
+    let too_many: Vec<u8> = {
+        let mut v = Vec::new();
+        for s in 0..33u64 {
+            let e = fleet_engine::rsl::batch::BatchEntry { client: eps()[0], seqno: s, request: Bytes(b"") };
+            v.extend_from_slice(&postcard::to_allocvec(&e).unwrap());
+        }
+        v
+    };
+    let cases = [
+        encode(&RslMsg::OneA { bal: stranger_ballot }),
+        encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&[0xff, 0xff, 0xff]) }),
+        encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&too_many) }),
+        encode(&RslMsg::OneB {
+            bal: Ballot::INITIAL,
+            log_truncation_point: 0,
+            reply_id: 1,
+            chunk: 2,
+            chunks: 2,
+            vote: None,
+        }),
+        encode(&RslMsg::Heartbeat { bal: stranger_ballot, suspicious: true, opn_ckpt: 0 }),
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let _ = r.handle(Instant::ZERO, eps()[0], c, &mut out);
+        assert_eq!(r.stats().invalid_messages, i as u64 + 1, "case {i} refused");
+    }
+    assert_eq!(r.acceptor(), &before);
+    assert_eq!(r.election().current_view, Ballot::INITIAL);
+}
