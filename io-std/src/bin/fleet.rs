@@ -1,0 +1,214 @@
+//! The `fleet` command: run servers, talk to clusters, benchmark, check histories, demo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use fleet_io_std::bench::{run_rsl, BenchOptions};
+use fleet_io_std::client::RslClient;
+use fleet_io_std::config::ClusterFile;
+use fleet_io_std::server::spawn_rsl;
+use fleet_proofs::history::{check_kv_history_file, Verdict};
+use fleet_proofs::Budget;
+
+#[derive(Parser)]
+#[command(name = "fleet", version, about = "IronFleet's RSL and KV on UDP")]
+struct Cli {
+    /// More logging (-v: stats lines, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Cluster configuration files.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// The replicated state machine (a KV app replicated by MultiPaxos).
+    #[command(subcommand)]
+    Rsl(RslCmd),
+    /// Closed-loop benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+    /// Checks a recorded history (JSON lines) for linearizability.
+    CheckHistory {
+        /// The history file.
+        file: PathBuf,
+        /// Give up after this many seconds (verdict: unknown).
+        #[arg(long, default_value_t = 60)]
+        max_seconds: u64,
+    },
+    /// The main job: a local cluster, a workload, a leader kill, a checked history.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Prints a TOML cluster config for loopback.
+    Local {
+        /// Replicas (and KV hosts).
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
+        /// First port; KV hosts start at base + 100.
+        #[arg(long, default_value_t = 7000)]
+        base_port: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum RslCmd {
+    /// Runs replica `--id` of the cluster in `--config` until killed.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        id: usize,
+    },
+    /// Writes KEY = VALUE.
+    Put { #[arg(long)] config: PathBuf, key: String, value: String },
+    /// Reads KEY.
+    Get { #[arg(long)] config: PathBuf, key: String },
+    /// Deletes KEY.
+    Del { #[arg(long)] config: PathBuf, key: String },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Benchmarks the RSL cluster (KV app).
+    Rsl(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    #[arg(long, default_value_t = 10)]
+    duration_s: u64,
+    #[arg(long, default_value_t = 128)]
+    value_size: usize,
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    /// Lowest key (use fresh keys when recording a history against a non-empty cluster).
+    #[arg(long, default_value_t = 0)]
+    first_key: u64,
+    /// Percentage of reads.
+    #[arg(long, default_value_t = 50)]
+    read_pct: u32,
+    /// Print one JSON line instead of the human summary.
+    #[arg(long)]
+    json: bool,
+    /// Write every operation to this JSON-lines file.
+    #[arg(long)]
+    history: Option<PathBuf>,
+}
+
+fn init_logs(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    let _ = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).try_init();
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn rsl_setup(path: &PathBuf) -> Result<fleet_io_std::config::RslSetup, String> {
+    ClusterFile::load(path).and_then(|f| f.rsl()).map_err(|e| e.to_string())
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.cmd {
+        Cmd::Config(ConfigCmd::Local { replicas, base_port }) => {
+            if replicas == 0 || replicas > 16 {
+                return Err("--replicas must be between 1 and 16".into());
+            }
+            print!("{}", ClusterFile::local(replicas, base_port).to_toml());
+        }
+        Cmd::Rsl(RslCmd::Serve { config, id }) => {
+            let setup = rsl_setup(&config)?;
+            let every = (cli.verbose > 0).then_some(Duration::from_secs(1));
+            let server = spawn_rsl(&setup, id, every).map_err(|e| e.to_string())?;
+            eprintln!("replica {id} serving on {}", server.addr);
+            // Runs until the process is killed; `stop` only returns on a server error.
+            loop {
+                std::thread::park();
+            }
+        }
+        Cmd::Rsl(RslCmd::Put { config, key, value }) => {
+            let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
+            c.put(key.as_bytes(), value.as_bytes(), TIMEOUT).map_err(|e| e.to_string())?;
+            println!("ok");
+        }
+        Cmd::Rsl(RslCmd::Get { config, key }) => {
+            let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
+            match c.get(key.as_bytes(), TIMEOUT).map_err(|e| e.to_string())? {
+                Some(v) => println!("{}", String::from_utf8_lossy(&v)),
+                None => {
+                    eprintln!("(not found)");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        Cmd::Rsl(RslCmd::Del { config, key }) => {
+            let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
+            c.delete(key.as_bytes(), TIMEOUT).map_err(|e| e.to_string())?;
+            println!("ok");
+        }
+        Cmd::Bench(BenchCmd::Rsl(a)) => {
+            let setup = rsl_setup(&a.config)?;
+            if a.clients == 0 {
+                return Err("--clients must be at least 1".into());
+            }
+            let opts = BenchOptions {
+                clients: a.clients,
+                duration: Duration::from_secs(a.duration_s),
+                value_size: a.value_size,
+                keys: a.keys,
+                first_key: a.first_key,
+                read_pct: a.read_pct.min(100),
+                op_timeout: Duration::from_secs(2),
+                history: a.history,
+                progress: !a.json,
+            };
+            let r = run_rsl(&setup, &opts).map_err(|e| e.to_string())?;
+            if a.json {
+                println!("{}", r.json());
+            } else {
+                println!("{}", r.summary());
+            }
+        }
+        Cmd::CheckHistory { file, max_seconds } => {
+            let budget = Budget::time(Duration::from_secs(max_seconds));
+            let report = check_kv_history_file(&file, &budget).map_err(|e| e.to_string())?;
+            println!("{report}");
+            return Ok(match report.verdict() {
+                Verdict::Linearizable => ExitCode::SUCCESS,
+                Verdict::NotLinearizable => ExitCode::from(1),
+                Verdict::Unknown => ExitCode::from(2),
+            });
+        }
+        Cmd::Demo => {
+            let exe = std::env::current_exe().map_err(|e| format!("cannot find the fleet executable: {e}"))?;
+            fleet_io_std::demo::run(&exe)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

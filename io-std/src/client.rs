@@ -1,0 +1,180 @@
+//! A blocking RSL client over std UDP, and the KV-app operations on top of it.
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
+
+use fleet_engine::rsl::apps::kv::{KvOp, KvReply};
+use fleet_engine::rsl::{Client, ClientError};
+use fleet_engine::wire::Bytes;
+use fleet_engine::{Outbox, OutboxBuf};
+
+use crate::config::RslSetup;
+use crate::net::{to_endpoint, to_socket_addr};
+use crate::server::{Clock, MAX_REPLICAS, SERVER_DATAGRAM_BYTES};
+
+/// Default retransmission period of a client (IronRSL: 1 s; less on a LAN is fine).
+pub const DEFAULT_RETRANSMIT_MS: u64 = 500;
+
+/// Why a call did not return a reply.
+#[derive(Debug)]
+pub enum CallError {
+    /// No replica answered in time: the outcome is unknown (it may still execute).
+    Timeout(Duration),
+    /// The request is larger than one datagram of the configuration.
+    TooLarge,
+    /// The reply did not decode as a KV reply.
+    BadReply,
+    /// The application refused the operation.
+    Refused(String),
+    /// The local socket failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Timeout(d) => write!(f, "no replica answered within {:.1} s (is the cluster running?)", d.as_secs_f64()),
+            CallError::TooLarge => f.write_str("the request is too large for one datagram of this cluster"),
+            CallError::BadReply => f.write_str("the cluster sent a reply that is not a KV reply"),
+            CallError::Refused(why) => write!(f, "the cluster refused the operation: {why}"),
+            CallError::Io(e) => write!(f, "network error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// A KV answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvAnswer {
+    /// A Get's value (`None`: absent).
+    Value(Option<Vec<u8>>),
+    /// A Put or Delete took effect.
+    Done,
+}
+
+/// A blocking client of one RSL cluster.
+pub struct RslClient {
+    inner: Box<Client<MAX_REPLICAS, SERVER_DATAGRAM_BYTES>>,
+    socket: UdpSocket,
+    clock: Clock,
+    out: Box<OutboxBuf<64, { 1 << 20 }>>,
+    buf: Vec<u8>,
+    max_request: usize,
+}
+
+impl RslClient {
+    /// A client of `setup`'s replicas on a fresh local port.
+    pub fn connect(setup: &RslSetup) -> Result<RslClient, CallError> {
+        Self::with_retransmit(setup, DEFAULT_RETRANSMIT_MS)
+    }
+
+    /// Like `connect`, with a chosen retransmission period.
+    pub fn with_retransmit(setup: &RslSetup, retransmit_ms: u64) -> Result<RslClient, CallError> {
+        let any: SocketAddr = match setup.addrs.first() {
+            Some(SocketAddr::V6(_)) => "[::]:0",
+            Some(a) if a.ip().is_loopback() => "127.0.0.1:0",
+            _ => "0.0.0.0:0",
+        }
+        .parse()
+        .map_err(|_| CallError::BadReply)?;
+        let socket = UdpSocket::bind(any).map_err(CallError::Io)?;
+        let eps: Vec<_> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
+        // Seqnos must grow across restarts on the same port: start at the wall clock in µs.
+        let first_seqno = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
+        let max = setup.config.params.max_datagram_bytes;
+        let inner = Client::new(&eps, first_seqno, retransmit_ms, max).map_err(|_| CallError::TooLarge)?;
+        let max_request = setup.config.max_batch_bytes().saturating_sub(fleet_engine::rsl::replica::ENTRY_OVERHEAD_BYTES);
+        Ok(RslClient {
+            inner: Box::new(inner),
+            socket,
+            clock: Clock::start(),
+            out: Box::new(OutboxBuf::new()),
+            buf: vec![0u8; 65536],
+            max_request,
+        })
+    }
+
+    /// The local address replicas see as this client.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok()
+    }
+
+    fn flush(socket: &UdpSocket, out: &Outbox<'_>) {
+        for (dst, bytes) in out.iter() {
+            // A failed send is a lost datagram; retransmission covers it.
+            let _ = socket.send_to(bytes, to_socket_addr(dst));
+        }
+    }
+
+    /// Sends `request` and waits up to `timeout` for its reply.
+    pub fn call(&mut self, request: &[u8], timeout: Duration) -> Result<Vec<u8>, CallError> {
+        if request.len() > self.max_request {
+            return Err(CallError::TooLarge);
+        }
+        let started = StdInstant::now();
+        let mut out = self.out.outbox();
+        match self.inner.submit(self.clock.now(), request, &mut out) {
+            Ok(_) => {}
+            Err(ClientError::TooLarge) => return Err(CallError::TooLarge),
+            Err(ClientError::Busy) => self.inner.cancel(),
+        }
+        Self::flush(&self.socket, &out);
+        loop {
+            let elapsed = started.elapsed();
+            if elapsed >= timeout {
+                self.inner.cancel();
+                return Err(CallError::Timeout(timeout));
+            }
+            let now = self.clock.now();
+            let until_tick = Duration::from_micros(self.inner.next_deadline().micros_since(now));
+            let wait = until_tick.min(timeout - elapsed).max(Duration::from_micros(50));
+            self.socket.set_read_timeout(Some(wait)).map_err(CallError::Io)?;
+            match self.socket.recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    if let Some(done) = self.inner.handle(self.clock.now(), to_endpoint(from), &self.buf[..n]) {
+                        return Ok(done.reply.to_vec());
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(CallError::Io(e)),
+            }
+            let mut out = self.out.outbox();
+            self.inner.tick(self.clock.now(), &mut out);
+            Self::flush(&self.socket, &out);
+        }
+    }
+
+    /// Runs a KV operation on the replicated map.
+    pub fn kv(&mut self, op: KvOp<'_>, timeout: Duration) -> Result<KvAnswer, CallError> {
+        let mut req = vec![0u8; self.max_request.max(16)];
+        let n = op.encode(&mut req).map_err(|_| CallError::TooLarge)?;
+        let reply = self.call(&req[..n], timeout)?;
+        match KvReply::decode(&reply) {
+            Some(KvReply::Value(v)) => Ok(KvAnswer::Value(v.map(|b| b.0.to_vec()))),
+            Some(KvReply::Done) => Ok(KvAnswer::Done),
+            Some(KvReply::Error(e)) => Err(CallError::Refused(format!("{e:?}"))),
+            None => Err(CallError::BadReply),
+        }
+    }
+
+    /// Reads `key`.
+    pub fn get(&mut self, key: &[u8], timeout: Duration) -> Result<Option<Vec<u8>>, CallError> {
+        match self.kv(KvOp::Get(Bytes(key)), timeout)? {
+            KvAnswer::Value(v) => Ok(v),
+            KvAnswer::Done => Err(CallError::BadReply),
+        }
+    }
+
+    /// Writes `key`.
+    pub fn put(&mut self, key: &[u8], value: &[u8], timeout: Duration) -> Result<(), CallError> {
+        self.kv(KvOp::Put(Bytes(key), Bytes(value)), timeout).map(|_| ())
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: &[u8], timeout: Duration) -> Result<(), CallError> {
+        self.kv(KvOp::Delete(Bytes(key)), timeout).map(|_| ())
+    }
+}

@@ -1,0 +1,230 @@
+//! The cluster configuration file (TOML), with validation errors that name the field.
+//!
+//! ```toml
+//! [rsl]
+//! replicas = ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"]
+//! max_datagram_bytes = 8192   # optional; every RSL parameter has IronRSL's default
+//!
+//! [kv]
+//! hosts = ["127.0.0.1:7100", "127.0.0.1:7101", "127.0.0.1:7102"]
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use fleet_engine::rsl::{Params, RslConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::net::to_endpoint;
+use crate::server::{MAX_REPLICAS, SERVER_DATAGRAM_BYTES, SERVER_WINDOW};
+
+/// A configuration problem, naming the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFileError {
+    /// Where: the file, or `section.field`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigFileError {}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigFileError {
+    ConfigFileError { field: field.into(), message: message.into() }
+}
+
+/// The `[rsl]` section: replicas and optional protocol parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RslSection {
+    /// Replica addresses; a replica's id is its index.
+    pub replicas: Vec<String>,
+    /// Heartbeat period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_period_ms: Option<u64>,
+    /// First view-change epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_view_timeout_ms: Option<u64>,
+    /// Cap on the doubling epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_view_timeout_ms: Option<u64>,
+    /// Requests per batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<usize>,
+    /// Wait for a partial batch while others are in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_delay_ms: Option<u64>,
+    /// Log window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_length: Option<u64>,
+    /// Datagram bound (1472 for a 1500 MTU; up to 65507 on loopback or jumbo networks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_datagram_bytes: Option<usize>,
+    /// Leader re-sends of 2a / state-transfer retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retransmit_period_ms: Option<u64>,
+    /// Most keys the replicated map holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_keys: Option<usize>,
+}
+
+/// The `[kv]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvSection {
+    /// Host addresses; a host's id is its index; host 0 owns every key at start.
+    pub hosts: Vec<String>,
+}
+
+/// A whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    /// The RSL cluster, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsl: Option<RslSection>,
+    /// The KV cluster, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<KvSection>,
+}
+
+/// Default key capacity of the replicated map.
+pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
+impl ClusterFile {
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<ClusterFile, ConfigFileError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(path.display().to_string(), format!("cannot read the config file: {e}")))?;
+        Self::parse(&text).map_err(|mut e| {
+            if e.field.is_empty() {
+                e.field = path.display().to_string();
+            }
+            e
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<ClusterFile, ConfigFileError> {
+        toml::from_str(text).map_err(|e| err("", e.message().to_string()))
+    }
+
+    /// A loopback configuration: `replicas` RSL replicas from `base_port`, and as many KV
+    /// hosts from `base_port + 100`.
+    pub fn local(replicas: usize, base_port: u16) -> ClusterFile {
+        let addrs = |base: u16| (0..replicas).map(|i| format!("127.0.0.1:{}", base + i as u16)).collect();
+        ClusterFile {
+            rsl: Some(RslSection {
+                replicas: addrs(base_port),
+                heartbeat_period_ms: None,
+                baseline_view_timeout_ms: None,
+                max_view_timeout_ms: None,
+                max_batch_size: None,
+                max_batch_delay_ms: None,
+                max_log_length: None,
+                max_datagram_bytes: Some(8192),
+                retransmit_period_ms: None,
+                max_keys: None,
+            }),
+            kv: Some(KvSection { hosts: addrs(base_port + 100) }),
+        }
+    }
+
+    /// The file as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// The validated RSL configuration.
+    pub fn rsl(&self) -> Result<RslSetup, ConfigFileError> {
+        let s = self.rsl.as_ref().ok_or_else(|| err("rsl", "the file has no [rsl] section"))?;
+        let addrs = parse_addrs("rsl.replicas", &s.replicas)?;
+        if addrs.len() > MAX_REPLICAS {
+            return Err(err("rsl.replicas", format!("at most {MAX_REPLICAS} replicas are supported")));
+        }
+        let endpoints: Vec<_> = addrs.iter().map(|a| to_endpoint(*a)).collect();
+        let mut config = RslConfig::<MAX_REPLICAS>::new(&endpoints).map_err(|e| err("rsl.replicas", e.to_string()))?;
+        let d = Params::default();
+        config.params = Params {
+            heartbeat_period_ms: s.heartbeat_period_ms.unwrap_or(d.heartbeat_period_ms),
+            baseline_view_timeout_ms: s.baseline_view_timeout_ms.unwrap_or(d.baseline_view_timeout_ms),
+            max_view_timeout_ms: s.max_view_timeout_ms.unwrap_or(d.max_view_timeout_ms),
+            max_batch_size: s.max_batch_size.unwrap_or(d.max_batch_size),
+            max_batch_delay_ms: s.max_batch_delay_ms.unwrap_or(d.max_batch_delay_ms),
+            max_log_length: s.max_log_length.unwrap_or(d.max_log_length),
+            max_datagram_bytes: s.max_datagram_bytes.unwrap_or(d.max_datagram_bytes),
+            retransmit_period_ms: s.retransmit_period_ms.unwrap_or(d.retransmit_period_ms),
+            state_chunks_per_step: d.state_chunks_per_step,
+        };
+        config.validate(SERVER_WINDOW, SERVER_DATAGRAM_BYTES).map_err(|e| match e {
+            fleet_engine::ConfigError::Invalid(field) => err(format!("rsl.{field}"), "out of range"),
+            other => err("rsl.replicas", other.to_string()),
+        })?;
+        Ok(RslSetup { addrs, config, max_keys: s.max_keys.unwrap_or(DEFAULT_MAX_KEYS) })
+    }
+
+    /// The validated KV host addresses.
+    pub fn kv_hosts(&self) -> Result<Vec<SocketAddr>, ConfigFileError> {
+        let s = self.kv.as_ref().ok_or_else(|| err("kv", "the file has no [kv] section"))?;
+        parse_addrs("kv.hosts", &s.hosts)
+    }
+}
+
+/// A validated RSL setup.
+#[derive(Debug, Clone)]
+pub struct RslSetup {
+    /// Replica socket addresses by id.
+    pub addrs: Vec<SocketAddr>,
+    /// The engine configuration.
+    pub config: RslConfig<MAX_REPLICAS>,
+    /// Key capacity of the replicated map.
+    pub max_keys: usize,
+}
+
+fn parse_addrs(field: &str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigFileError> {
+    if list.is_empty() {
+        return Err(err(field, "the list is empty"));
+    }
+    let mut out = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        let a: SocketAddr =
+            s.parse().map_err(|_| err(format!("{field}[{i}]"), format!("`{s}` is not an address like 127.0.0.1:7000")))?;
+        if out.contains(&a) {
+            return Err(err(format!("{field}[{i}]"), format!("`{s}` appears twice")));
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_config_round_trips_and_validates() {
+        let f = ClusterFile::local(3, 7000);
+        let parsed = ClusterFile::parse(&f.to_toml()).unwrap();
+        assert_eq!(parsed, f);
+        let setup = parsed.rsl().unwrap();
+        assert_eq!(setup.addrs.len(), 3);
+        assert_eq!(setup.config.params.max_datagram_bytes, 8192);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = ClusterFile::parse("[rsl]\nreplicas = [\"127.0.0.1:1\", \"nope\"]\n").unwrap().rsl().unwrap_err();
+        assert_eq!(e.field, "rsl.replicas[1]");
+        let e = ClusterFile::parse("[rsl]\nreplicas = [\"127.0.0.1:1\"]\nmax_log_length = 0\n").unwrap().rsl().unwrap_err();
+        assert_eq!(e.field, "rsl.max_log_length");
+        let e = ClusterFile::parse("[rsl]\nreplicas = []\nbogus = 1\n").unwrap_err();
+        assert!(e.message.contains("bogus"), "{e}");
+    }
+}

@@ -1,0 +1,22 @@
+//! # fleet-io-std
+//!
+//! Binds `fleet-engine` to std UDP sockets. It holds no protocol logic: it moves datagrams
+//! and time between the operating system and the engine.
+//!
+//! - [`server`]: the single-threaded event loop (`recv` with a timeout at `next_deadline`,
+//!   `handle`, `tick`, send) and the std RSL replica type;
+//! - [`client`]: a blocking RSL client with KV operations;
+//! - [`config`]: the TOML cluster file;
+//! - [`app`]: the heap-backed KV application for servers;
+//! - [`bench`]: the closed-loop load generator behind `fleet bench`;
+//! - [`net`]: `SocketAddr` ⇄ `Endpoint`.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod bench;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod net;
+pub mod procs;
+pub mod server;

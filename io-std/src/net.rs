@@ -1,0 +1,45 @@
+//! Conversions between the engine's [`Endpoint`] and `std::net::SocketAddr`.
+
+use std::net::{IpAddr as StdIp, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use fleet_engine::{Endpoint, IpAddr};
+
+/// The engine endpoint of a socket address.
+pub fn to_endpoint(addr: SocketAddr) -> Endpoint {
+    match addr.ip() {
+        StdIp::V4(v4) => Endpoint::v4(v4.octets(), addr.port()),
+        StdIp::V6(v6) => match v6.to_ipv4_mapped() {
+            // A dual-stack socket reports IPv4 peers as mapped addresses: keep them IPv4 so
+            // that they compare equal to the configured endpoints.
+            Some(v4) => Endpoint::v4(v4.octets(), addr.port()),
+            None => Endpoint::v6(v6.octets(), addr.port()),
+        },
+    }
+}
+
+/// The socket address of an engine endpoint.
+pub fn to_socket_addr(ep: Endpoint) -> SocketAddr {
+    match ep.ip {
+        IpAddr::V4(o) => SocketAddr::new(StdIp::V4(Ipv4Addr::from(o)), ep.port),
+        IpAddr::V6(o) => SocketAddr::new(StdIp::V6(Ipv6Addr::from(o)), ep.port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip() {
+        for s in ["127.0.0.1:7000", "[::1]:9", "10.1.2.3:65535"] {
+            let a: SocketAddr = s.parse().unwrap();
+            assert_eq!(to_socket_addr(to_endpoint(a)), a);
+        }
+    }
+
+    #[test]
+    fn mapped_ipv4_becomes_ipv4() {
+        let a: SocketAddr = "[::ffff:127.0.0.1]:7000".parse().unwrap();
+        assert_eq!(to_endpoint(a), Endpoint::v4([127, 0, 0, 1], 7000));
+    }
+}

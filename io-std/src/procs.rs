@@ -1,0 +1,60 @@
+//! Child server processes for `fleet demo` and the multi-process tests: started from this
+//! executable, logged to files, and always killed when the guard drops.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Server processes that are killed (SIGKILL) and reaped when this value drops.
+#[derive(Debug, Default)]
+pub struct Children {
+    procs: Vec<Option<Child>>,
+}
+
+impl Children {
+    /// Starts `exe args...`, with stdout and stderr going to `log`.
+    pub fn spawn(&mut self, exe: &Path, args: &[&str], log: &Path) -> std::io::Result<usize> {
+        let file = std::fs::File::create(log)?;
+        let err = file.try_clone()?;
+        let child = Command::new(exe).args(args).stdin(Stdio::null()).stdout(file).stderr(err).spawn()?;
+        self.procs.push(Some(child));
+        Ok(self.procs.len() - 1)
+    }
+
+    /// Kills child `i` with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(Some(mut c)) = self.procs.get_mut(i).map(Option::take) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether child `i` is still running.
+    pub fn alive(&mut self, i: usize) -> bool {
+        match self.procs.get_mut(i) {
+            Some(Some(c)) => matches!(c.try_wait(), Ok(None)),
+            _ => false,
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// `n` UDP ports on 127.0.0.1 that were free a moment ago (bound, then released).
+pub fn free_udp_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let sockets: Vec<UdpSocket> = (0..n).map(|_| UdpSocket::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    sockets.iter().map(|s| s.local_addr().map(|a| a.port())).collect()
+}
+
+/// A fresh directory under the system temp dir for configs and logs.
+pub fn scratch_dir(tag: &str) -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("fleet-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
