@@ -1,40 +1,46 @@
-//! View change (IronRSL `Election.i.dfy`): epochs, suspicion, and a quorum of suspicions
-//! moving every replica to the successor view with a doubled epoch length.
+//! View change (IronRSL `Election.i.dfy`): suspicion of a view that leaves requests
+//! unexecuted, and a quorum of suspicions moving every replica to the successor view with a
+//! doubled timeout.
 //!
-//! A replica tracks the requests it has received. At the end of an epoch, if a request
-//! from an earlier epoch is still unexecuted, it suspects the current view and says so in
-//! its heartbeats. A quorum of suspicions of the current view moves to the next view.
+//! IronRSL tracks requests per epoch and, at the end of an epoch, suspects the view if a
+//! request from an *earlier* epoch is still unexecuted: a request waits between one and two
+//! epochs before it counts. Fleet keeps each tracked request's arrival time instead and
+//! suspects as soon as one has waited a full epoch, so a dead leader is suspected after one
+//! view timeout, not up to two. The timer is exact: the next deadline is the oldest tracked
+//! arrival plus the epoch length.
 
 use super::ballot::Ballot;
 use crate::endpoint::Endpoint;
 use crate::time::Instant;
 
-/// Election state; tracks at most `T` (client, seqno) requests per epoch list.
+/// A request the replica received and has not seen executed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tracked {
+    /// The client.
+    pub client: Endpoint,
+    /// Its highest seqno received.
+    pub seqno: u64,
+    /// When it was received (or when the current view began, if later).
+    pub since: Instant,
+}
+
+/// Election state; tracks at most `T` clients' requests.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Election<const T: usize> {
     /// The view this replica believes in.
     pub current_view: Ballot,
     /// Bitmask of replicas known to suspect `current_view`.
     pub suspectors: u64,
-    /// When the current epoch ends.
-    pub epoch_end: Instant,
-    /// Current epoch length; doubles on each view change up to the configured cap.
+    /// How long a request may wait unexecuted before the view is suspected; doubles on each
+    /// view change up to the configured cap.
     pub epoch_length_ms: u64,
-    this_epoch: heapless::Vec<(Endpoint, u64), T>,
-    prev_epochs: heapless::Vec<(Endpoint, u64), T>,
+    tracked: heapless::Vec<Tracked, T>,
 }
 
 impl<const T: usize> Election<T> {
-    /// Election state at start-up: view `(1, 0)`, the first epoch starting `now`.
-    pub fn new(now: Instant, baseline_ms: u64) -> Self {
-        Election {
-            current_view: Ballot::INITIAL,
-            suspectors: 0,
-            epoch_end: now.plus_ms(baseline_ms),
-            epoch_length_ms: baseline_ms,
-            this_epoch: heapless::Vec::new(),
-            prev_epochs: heapless::Vec::new(),
-        }
+    /// Election state at start-up: view `(1, 0)`.
+    pub fn new(baseline_ms: u64) -> Self {
+        Election { current_view: Ballot::INITIAL, suspectors: 0, epoch_length_ms: baseline_ms, tracked: heapless::Vec::new() }
     }
 
     /// Whether replica `me` suspects the current view.
@@ -42,41 +48,28 @@ impl<const T: usize> Election<T> {
         self.suspectors & (1u64 << (me % 64)) != 0
     }
 
-    /// Notes a received, not yet executed request. Returns false if the tracking list is
-    /// full (the request still proceeds; it only cannot drive suspicion).
-    pub fn reflect_received(&mut self, client: Endpoint, seqno: u64) -> bool {
-        let known = |l: &heapless::Vec<(Endpoint, u64), T>| l.iter().any(|&(c, s)| c == client && s >= seqno);
-        if known(&self.this_epoch) || known(&self.prev_epochs) {
+    /// Notes a received request. Returns false if the tracking list is full (the request
+    /// still proceeds; it only cannot drive suspicion).
+    pub fn reflect_received(&mut self, now: Instant, client: Endpoint, seqno: u64) -> bool {
+        if let Some(t) = self.tracked.iter_mut().find(|t| t.client == client) {
+            // A newer request from the same client: the older one executed or was abandoned;
+            // keep the original arrival so a stuck leader is still suspected on time.
+            t.seqno = t.seqno.max(seqno);
             return true;
         }
-        if let Some(slot) = self.this_epoch.iter_mut().find(|(c, _)| *c == client) {
-            slot.1 = seqno;
-            return true;
-        }
-        self.this_epoch.push((client, seqno)).is_ok()
+        self.tracked.push(Tracked { client, seqno, since: now }).is_ok()
     }
 
-    /// Forgets tracked requests of `client` up to `seqno`: they executed.
+    /// Forgets the tracked request of `client` if `seqno` covers it: it executed.
     pub fn reflect_executed(&mut self, client: Endpoint, seqno: u64) {
-        self.this_epoch.retain(|&(c, s)| c != client || s > seqno);
-        self.prev_epochs.retain(|&(c, s)| c != client || s > seqno);
-    }
-
-    fn start_epoch(&mut self, now: Instant) {
-        for r in self.this_epoch.iter() {
-            if !self.prev_epochs.contains(r) {
-                // Bounded: when full, the oldest tracking is enough to keep suspecting.
-                let _ = self.prev_epochs.push(*r);
-            }
-        }
-        self.this_epoch.clear();
-        self.epoch_end = now.plus_ms(self.epoch_length_ms);
+        self.tracked.retain(|t| t.client != client || t.seqno > seqno);
     }
 
     fn enter_view(&mut self, view: Ballot, now: Instant) {
         self.current_view = view;
         self.suspectors = 0;
-        self.start_epoch(now);
+        // The new view gets a whole epoch for every request still waiting.
+        self.tracked.iter_mut().for_each(|t| t.since = now);
     }
 
     /// A heartbeat from replica `sender` in view `bal`: adopt a higher view; record a
@@ -90,21 +83,18 @@ impl<const T: usize> Election<T> {
         }
     }
 
-    /// End of epoch: suspect the view if a request from an earlier epoch is unexecuted.
-    /// Returns true if this replica started suspecting.
+    /// When the oldest tracked request will have waited a whole epoch.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.tracked.iter().map(|t| t.since).min().map(|t| t.plus_ms(self.epoch_length_ms))
+    }
+
+    /// Suspects the view if a request has waited a whole epoch unexecuted. Returns true if
+    /// this replica suspects now.
     pub fn check_timeout(&mut self, now: Instant, me: usize) -> bool {
-        if now < self.epoch_end {
-            return false;
-        }
-        let suspect = !self.prev_epochs.is_empty();
-        if suspect {
+        if self.deadline().is_some_and(|d| now >= d) {
             self.suspectors |= 1u64 << (me % 64);
-        } else {
-            // Nothing overdue: this epoch's requests become the ones to watch next time.
-            self.prev_epochs.clear();
         }
-        self.start_epoch(now);
-        suspect
+        self.suspects(me)
     }
 
     /// A quorum suspects the view: move to its successor and double the epoch length.
@@ -119,9 +109,9 @@ impl<const T: usize> Election<T> {
         true
     }
 
-    /// Requests tracked for suspicion (this epoch, earlier epochs).
-    pub fn tracked(&self) -> (usize, usize) {
-        (self.this_epoch.len(), self.prev_epochs.len())
+    /// Requests tracked for suspicion.
+    pub fn tracked(&self) -> &[Tracked] {
+        &self.tracked
     }
 }
 
@@ -134,27 +124,36 @@ mod tests {
     }
 
     #[test]
-    fn an_unexecuted_request_from_an_earlier_epoch_causes_suspicion() {
-        let mut e: Election<4> = Election::new(Instant::ZERO, 1000);
-        e.reflect_received(c(), 1);
-        assert!(!e.check_timeout(Instant::from_millis(999), 0), "epoch not over");
-        assert!(!e.check_timeout(Instant::from_millis(1000), 0), "request is from this epoch");
-        assert!(e.check_timeout(Instant::from_millis(2000), 0), "now it is overdue");
+    fn a_request_unexecuted_for_a_whole_epoch_causes_suspicion() {
+        let mut e: Election<4> = Election::new(1000);
+        e.reflect_received(Instant::from_millis(300), c(), 1);
+        assert_eq!(e.deadline(), Some(Instant::from_millis(1300)));
+        assert!(!e.check_timeout(Instant::from_millis(1299), 0), "not a whole epoch yet");
+        assert!(e.check_timeout(Instant::from_millis(1300), 0));
         assert!(e.suspects(0));
     }
 
     #[test]
     fn executed_requests_do_not_cause_suspicion() {
-        let mut e: Election<4> = Election::new(Instant::ZERO, 1000);
-        e.reflect_received(c(), 1);
-        e.check_timeout(Instant::from_millis(1000), 0);
+        let mut e: Election<4> = Election::new(1000);
+        e.reflect_received(Instant::ZERO, c(), 1);
         e.reflect_executed(c(), 1);
-        assert!(!e.check_timeout(Instant::from_millis(2000), 0));
+        assert_eq!(e.deadline(), None);
+        assert!(!e.check_timeout(Instant::from_millis(5000), 0));
+    }
+
+    #[test]
+    fn a_retried_request_keeps_its_first_arrival() {
+        let mut e: Election<4> = Election::new(1000);
+        e.reflect_received(Instant::ZERO, c(), 1);
+        e.reflect_received(Instant::from_millis(900), c(), 1);
+        assert_eq!(e.deadline(), Some(Instant::from_millis(1000)));
     }
 
     #[test]
     fn a_quorum_of_suspicions_moves_to_the_successor_view_and_doubles_the_epoch() {
-        let mut e: Election<4> = Election::new(Instant::ZERO, 1000);
+        let mut e: Election<4> = Election::new(1000);
+        e.reflect_received(Instant::ZERO, c(), 1);
         e.process_heartbeat(Instant::ZERO, 1, Ballot::INITIAL, true);
         assert!(!e.check_quorum(Instant::ZERO, 2, 3, 8000));
         e.process_heartbeat(Instant::ZERO, 2, Ballot::INITIAL, true);
@@ -162,12 +161,12 @@ mod tests {
         assert_eq!(e.current_view, Ballot { seqno: 1, proposer: 1 });
         assert_eq!(e.epoch_length_ms, 2000);
         assert_eq!(e.suspectors, 0);
-        assert_eq!(e.epoch_end, Instant::from_millis(2005));
+        assert_eq!(e.deadline(), Some(Instant::from_millis(2005)), "the new view gets a whole epoch");
     }
 
     #[test]
     fn suspicion_of_an_old_view_does_not_count() {
-        let mut e: Election<4> = Election::new(Instant::ZERO, 1000);
+        let mut e: Election<4> = Election::new(1000);
         e.process_heartbeat(Instant::ZERO, 1, Ballot { seqno: 3, proposer: 0 }, false);
         e.process_heartbeat(Instant::ZERO, 2, Ballot::INITIAL, true);
         assert_eq!(e.suspectors, 0);
@@ -176,7 +175,7 @@ mod tests {
 
     #[test]
     fn epoch_length_is_capped() {
-        let mut e: Election<4> = Election::new(Instant::ZERO, 1000);
+        let mut e: Election<4> = Election::new(1000);
         for _ in 0..10 {
             e.suspectors = 0b11;
             e.check_quorum(Instant::ZERO, 2, 3, 4000);

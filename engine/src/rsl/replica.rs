@@ -48,7 +48,7 @@ pub struct Step {
 pub enum Timer {
     /// Next heartbeat broadcast.
     Heartbeat,
-    /// End of the election epoch.
+    /// A tracked request will have waited a whole epoch unexecuted.
     ViewTimeout,
     /// A partial batch may wait no longer (leader with queued requests).
     Batch,
@@ -130,7 +130,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             proposer: Proposer::new(n),
             learner: Learner::default(),
             executor: Executor::new(app),
-            election: Election::new(now, baseline),
+            election: Election::new(baseline),
             transfer: Transfer::new(),
             stats: Stats::default(),
             heartbeat_at: now,
@@ -200,7 +200,10 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
     pub fn timer(&self, t: Timer) -> Option<Instant> {
         match t {
             Timer::Heartbeat => Some(self.heartbeat_at),
-            Timer::ViewTimeout => Some(self.election.epoch_end),
+            Timer::ViewTimeout => match self.election.suspects(self.me) {
+                true => None,
+                false => self.election.deadline(),
+            },
             // Armed only while a batch could be proposed: with the window full, the batch
             // waits for the window to slide (a message), not for time.
             Timer::Batch => match self.leading() && self.proposer.queued() > 0 && self.window_open() {
@@ -361,7 +364,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 return;
             }
         }
-        self.election.reflect_received(from, seqno);
+        self.election.reflect_received(now, from, seqno);
         // IronRSL queues whenever the proposer is active (phase 1 or 2) in the current view.
         if self.proposer.phase != Phase::Idle && self.election.current_view == self.proposer.max_ballot_sent_1a {
             let delay = self.config.params.max_batch_delay_ms;
