@@ -139,22 +139,33 @@ impl<'de: 'a, 'a> Deserialize<'de> for Bytes<'a> {
     }
 }
 
+/// A postcard output that appends to a `heapless::Vec` in place.
+struct AppendFlavor<'v, const N: usize>(&'v mut heapless::Vec<u8, N>);
+
+impl<const N: usize> postcard::ser_flavors::Flavor for AppendFlavor<'_, N> {
+    type Output = ();
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data).map_err(|_| postcard::Error::SerializeBufferFull)
+    }
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data).map_err(|_| postcard::Error::SerializeBufferFull)
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 /// Encodes `value` at the end of `vec` (postcard), leaving `vec` unchanged if it does not fit.
+///
+/// Costs only the bytes written: it never touches the vector's unused capacity (the
+/// request queue's capacity is a megabyte on servers).
 pub(crate) fn append<T: Serialize, const N: usize>(
     vec: &mut heapless::Vec<u8, N>,
     value: &T,
 ) -> Result<(), EncodeError> {
     let start = vec.len();
-    // Grow to capacity, encode into the tail, then cut back to what was written.
-    if vec.resize(N, 0).is_err() {
-        return Err(EncodeError::BufferFull);
-    }
-    match postcard::to_slice(value, &mut vec[start..]) {
-        Ok(written) => {
-            let end = start + written.len();
-            vec.truncate(end);
-            Ok(())
-        }
+    match postcard::serialize_with_flavor(value, AppendFlavor(vec)) {
+        Ok(()) => Ok(()),
         Err(_) => {
             vec.truncate(start);
             Err(EncodeError::BufferFull)

@@ -128,13 +128,7 @@ pub fn run_rsl(setup: &RslSetup, opts: &BenchOptions) -> Result<BenchResult, Cal
         let opts = opts.clone();
         let done = done.clone();
         handles.push(std::thread::spawn(move || {
-            let mut w = Worker {
-                hist: new_hist(),
-                ops: 0,
-                errors: 0,
-                timeouts: 0,
-                history: Vec::new(),
-            };
+            let mut w = Worker { hist: new_hist(), ops: 0, errors: 0, timeouts: 0, history: Vec::new() };
             let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
             let mut n = 0u64;
             while StdInstant::now() < stop_at {

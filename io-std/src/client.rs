@@ -7,10 +7,10 @@ use std::time::{Duration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
 use fleet_engine::rsl::apps::kv::{KvOp, KvReply};
 use fleet_engine::rsl::{Client, ClientError};
 use fleet_engine::wire::Bytes;
-use fleet_engine::{Outbox, OutboxBuf};
+use fleet_engine::Outbox;
 
 use crate::config::RslSetup;
-use crate::net::{to_endpoint, to_socket_addr};
+use crate::net::{to_endpoint, to_socket_addr, HeapOutbox};
 use crate::server::{Clock, MAX_REPLICAS, SERVER_DATAGRAM_BYTES};
 
 /// Default retransmission period of a client (IronRSL: 1 s; less on a LAN is fine).
@@ -34,7 +34,9 @@ pub enum CallError {
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::Timeout(d) => write!(f, "no replica answered within {:.1} s (is the cluster running?)", d.as_secs_f64()),
+            CallError::Timeout(d) => {
+                write!(f, "no replica answered within {:.1} s (is the cluster running?)", d.as_secs_f64())
+            }
             CallError::TooLarge => f.write_str("the request is too large for one datagram of this cluster"),
             CallError::BadReply => f.write_str("the cluster sent a reply that is not a KV reply"),
             CallError::Refused(why) => write!(f, "the cluster refused the operation: {why}"),
@@ -59,7 +61,7 @@ pub struct RslClient {
     inner: Box<Client<MAX_REPLICAS, SERVER_DATAGRAM_BYTES>>,
     socket: UdpSocket,
     clock: Clock,
-    out: Box<OutboxBuf<64, { 1 << 20 }>>,
+    out: HeapOutbox,
     buf: Vec<u8>,
     max_request: usize,
 }
@@ -85,12 +87,13 @@ impl RslClient {
         let first_seqno = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
         let max = setup.config.params.max_datagram_bytes;
         let inner = Client::new(&eps, first_seqno, retransmit_ms, max).map_err(|_| CallError::TooLarge)?;
-        let max_request = setup.config.max_batch_bytes().saturating_sub(fleet_engine::rsl::replica::ENTRY_OVERHEAD_BYTES);
+        let max_request =
+            setup.config.max_batch_bytes().saturating_sub(fleet_engine::rsl::replica::ENTRY_OVERHEAD_BYTES);
         Ok(RslClient {
             inner: Box::new(inner),
             socket,
             clock: Clock::start(),
-            out: Box::new(OutboxBuf::new()),
+            out: HeapOutbox::new(64, 1 << 20),
             buf: vec![0u8; 65536],
             max_request,
         })

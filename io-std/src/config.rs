@@ -194,8 +194,9 @@ fn parse_addrs(field: &str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigFi
     }
     let mut out = Vec::new();
     for (i, s) in list.iter().enumerate() {
-        let a: SocketAddr =
-            s.parse().map_err(|_| err(format!("{field}[{i}]"), format!("`{s}` is not an address like 127.0.0.1:7000")))?;
+        let a: SocketAddr = s
+            .parse()
+            .map_err(|_| err(format!("{field}[{i}]"), format!("`{s}` is not an address like 127.0.0.1:7000")))?;
         if out.contains(&a) {
             return Err(err(format!("{field}[{i}]"), format!("`{s}` appears twice")));
         }
@@ -222,7 +223,8 @@ mod tests {
     fn errors_name_the_field() {
         let e = ClusterFile::parse("[rsl]\nreplicas = [\"127.0.0.1:1\", \"nope\"]\n").unwrap().rsl().unwrap_err();
         assert_eq!(e.field, "rsl.replicas[1]");
-        let e = ClusterFile::parse("[rsl]\nreplicas = [\"127.0.0.1:1\"]\nmax_log_length = 0\n").unwrap().rsl().unwrap_err();
+        let e =
+            ClusterFile::parse("[rsl]\nreplicas = [\"127.0.0.1:1\"]\nmax_log_length = 0\n").unwrap().rsl().unwrap_err();
         assert_eq!(e.field, "rsl.max_log_length");
         let e = ClusterFile::parse("[rsl]\nreplicas = []\nbogus = 1\n").unwrap_err();
         assert!(e.message.contains("bogus"), "{e}");

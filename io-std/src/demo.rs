@@ -73,7 +73,8 @@ pub fn run(exe: &Path) -> Result<(), String> {
     // Phase 2: kill the leader under load. Replica 0 leads the first view (1, 0).
     println!("phase 2: the same load; replica 0 (the leader of the first view) is killed with SIGKILL after 1 s");
     let history_kill = dir.join("history-failover.jsonl");
-    let opts = BenchOptions { duration: Duration::from_secs(5), first_key: 1000, history: Some(history_kill.clone()), ..opts };
+    let opts =
+        BenchOptions { duration: Duration::from_secs(5), first_key: 1000, history: Some(history_kill.clone()), ..opts };
     let start = StdInstant::now();
     let (killed_at_us, failover) = std::thread::scope(|s| {
         let bench = s.spawn(|| run_rsl(&setup, &opts));
@@ -85,7 +86,10 @@ pub fn run(exe: &Path) -> Result<(), String> {
     let failover = failover.map_err(|_| "the benchmark thread failed".to_string())?.map_err(|e| e.to_string())?;
     println!("  {}", failover.summary());
     if let Some(gap) = recovery_us(&history_kill, killed_at_us) {
-        println!("  service resumed {} ms after the kill (view timeout 500 ms; a new view needs a quorum of suspicions)", gap / 1000);
+        println!(
+            "  service resumed {} ms after the kill (view timeout 500 ms; a new view needs a quorum of suspicions)",
+            gap / 1000
+        );
     }
 
     // Phase 3: check both histories.

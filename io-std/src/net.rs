@@ -2,7 +2,8 @@
 
 use std::net::{IpAddr as StdIp, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use fleet_engine::{Endpoint, IpAddr};
+use fleet_engine::outbox::Slot;
+use fleet_engine::{Endpoint, IpAddr, Outbox};
 
 /// The engine endpoint of a socket address.
 pub fn to_endpoint(addr: SocketAddr) -> Endpoint {
@@ -22,6 +23,25 @@ pub fn to_socket_addr(ep: Endpoint) -> SocketAddr {
     match ep.ip {
         IpAddr::V4(o) => SocketAddr::new(StdIp::V4(Ipv4Addr::from(o)), ep.port),
         IpAddr::V6(o) => SocketAddr::new(StdIp::V6(Ipv6Addr::from(o)), ep.port),
+    }
+}
+
+/// Outbox storage on the heap (std threads have small stacks; engine outboxes can be large).
+#[derive(Debug)]
+pub struct HeapOutbox {
+    bytes: Vec<u8>,
+    slots: Vec<Slot>,
+}
+
+impl HeapOutbox {
+    /// Room for `slots` datagrams in `bytes` bytes.
+    pub fn new(slots: usize, bytes: usize) -> HeapOutbox {
+        HeapOutbox { bytes: vec![0; bytes], slots: vec![Slot::EMPTY; slots] }
+    }
+
+    /// An empty outbox over this storage.
+    pub fn outbox(&mut self) -> Outbox<'_> {
+        Outbox::new(&mut self.bytes, &mut self.slots)
     }
 }
 

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use fleet_engine::rsl::Replica;
-use fleet_engine::{Endpoint, Instant, Outbox, OutboxBuf, Stats};
+use fleet_engine::{Endpoint, Instant, Outbox, Stats};
 
 use crate::app::StdKvApp;
 use crate::config::RslSetup;
-use crate::net::{to_endpoint, to_socket_addr};
+use crate::net::{to_endpoint, to_socket_addr, HeapOutbox};
 
 /// Most replicas a std cluster may have.
 pub const MAX_REPLICAS: usize = 16;
@@ -34,10 +34,10 @@ pub const VALUE_BYTES: usize = 1024;
 pub type ServerApp = StdKvApp<KEY_BYTES, VALUE_BYTES>;
 /// A std RSL replica: 16 replicas, window 16, 64 KiB datagrams, a 1 MiB request queue, a
 /// reply cache of 4096 clients, replies up to 1100 bytes.
-pub type ServerReplica = Replica<ServerApp, MAX_REPLICAS, SERVER_WINDOW, SERVER_DATAGRAM_BYTES, { 1 << 20 }, 4096, 1100>;
+pub type ServerReplica =
+    Replica<ServerApp, MAX_REPLICAS, SERVER_WINDOW, SERVER_DATAGRAM_BYTES, { 1 << 20 }, 4096, 1100>;
 /// Stack for a server thread: engine values are large and built in place.
 pub const SERVER_STACK_BYTES: usize = 256 << 20;
-type ServerOutbox = OutboxBuf<4096, { 8 << 20 }>;
 /// Most self-addressed datagrams fed back in one step (a broadcast has at most one).
 const MAX_LOOPBACK_PER_STEP: usize = 1024;
 
@@ -151,7 +151,7 @@ pub fn run<H: Host>(
     stats_every: Option<Duration>,
 ) -> Result<(), ServerError> {
     let me = to_endpoint(socket.local_addr().map_err(ServerError::Io)?);
-    let mut store: Box<ServerOutbox> = Box::new(OutboxBuf::new());
+    let mut store = HeapOutbox::new(4096, 8 << 20);
     let mut buf = vec![0u8; 65536];
     let mut loopback: VecDeque<Vec<u8>> = VecDeque::new();
     let mut next_stats = stats_every.map(|d| StdInstant::now() + d);

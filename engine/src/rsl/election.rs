@@ -40,7 +40,12 @@ pub struct Election<const T: usize> {
 impl<const T: usize> Election<T> {
     /// Election state at start-up: view `(1, 0)`.
     pub fn new(baseline_ms: u64) -> Self {
-        Election { current_view: Ballot::INITIAL, suspectors: 0, epoch_length_ms: baseline_ms, tracked: heapless::Vec::new() }
+        Election {
+            current_view: Ballot::INITIAL,
+            suspectors: 0,
+            epoch_length_ms: baseline_ms,
+            tracked: heapless::Vec::new(),
+        }
     }
 
     /// Whether replica `me` suspects the current view.

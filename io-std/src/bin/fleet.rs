@@ -68,11 +68,24 @@ enum RslCmd {
         id: usize,
     },
     /// Writes KEY = VALUE.
-    Put { #[arg(long)] config: PathBuf, key: String, value: String },
+    Put {
+        #[arg(long)]
+        config: PathBuf,
+        key: String,
+        value: String,
+    },
     /// Reads KEY.
-    Get { #[arg(long)] config: PathBuf, key: String },
+    Get {
+        #[arg(long)]
+        config: PathBuf,
+        key: String,
+    },
     /// Deletes KEY.
-    Del { #[arg(long)] config: PathBuf, key: String },
+    Del {
+        #[arg(long)]
+        config: PathBuf,
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,7 +143,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn rsl_setup(path: &PathBuf) -> Result<fleet_io_std::config::RslSetup, String> {
+fn rsl_setup(path: &std::path::Path) -> Result<fleet_io_std::config::RslSetup, String> {
     ClusterFile::load(path).and_then(|f| f.rsl()).map_err(|e| e.to_string())
 }
 

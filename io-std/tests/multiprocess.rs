@@ -1,0 +1,152 @@
+//! Real processes on 127.0.0.1: `fleet rsl serve` children, the blocking client, the CLI.
+//! Every loop is bounded in time; children are SIGKILLed when a test ends, pass or fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fleet_io_std::bench::{run_rsl, BenchOptions};
+use fleet_io_std::client::RslClient;
+use fleet_io_std::config::{ClusterFile, RslSetup};
+use fleet_io_std::procs::{free_udp_ports, scratch_dir, Children};
+use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, Verdict};
+use fleet_proofs::Budget;
+
+const FLEET: &str = env!("CARGO_BIN_EXE_fleet");
+const VIEW_TIMEOUT_MS: u64 = 1000;
+
+struct Cluster {
+    children: Children,
+    setup: RslSetup,
+    config: PathBuf,
+    dir: PathBuf,
+}
+
+fn start_cluster(tag: &str) -> Cluster {
+    let dir = scratch_dir(tag).unwrap();
+    let ports = free_udp_ports(3).unwrap();
+    let mut file = ClusterFile::local(3, 0);
+    let rsl = file.rsl.as_mut().unwrap();
+    rsl.replicas = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    rsl.baseline_view_timeout_ms = Some(VIEW_TIMEOUT_MS);
+    file.kv = None;
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, file.to_toml()).unwrap();
+    let mut children = Children::default();
+    for id in 0..3 {
+        let log = dir.join(format!("rsl-{id}.log"));
+        children
+            .spawn(
+                Path::new(FLEET),
+                &["rsl", "serve", "--config", config.to_str().unwrap(), "--id", &id.to_string()],
+                &log,
+            )
+            .unwrap();
+    }
+    let setup = file.rsl().unwrap();
+    let mut c = RslClient::connect(&setup).unwrap();
+    c.put(b"ready", b"1", Duration::from_secs(10)).expect("the cluster comes up within 10 s");
+    Cluster { children, setup, config, dir }
+}
+
+fn fleet(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(FLEET).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_killed_leader_loses_no_acknowledged_operation_and_service_resumes_within_two_view_timeouts() {
+    let mut cluster = start_cluster("kill-leader");
+    let history = cluster.dir.join("history.jsonl");
+    let opts = BenchOptions {
+        clients: 8,
+        duration: Duration::from_secs(5),
+        value_size: 128,
+        keys: 32,
+        first_key: 1 << 32,
+        read_pct: 50,
+        op_timeout: Duration::from_secs(3),
+        history: Some(history.clone()),
+        progress: false,
+    };
+    let start = Instant::now();
+    let setup = cluster.setup.clone();
+    let (killed_at_us, result) = std::thread::scope(|s| {
+        let bench = s.spawn(|| run_rsl(&setup, &opts));
+        std::thread::sleep(Duration::from_millis(1500));
+        let at = start.elapsed().as_micros() as u64;
+        cluster.children.kill(0); // replica 0 leads the first view
+        (at, bench.join().unwrap())
+    });
+    let result = result.unwrap();
+    assert!(result.ops > 100, "{}", result.summary());
+    let report = check_kv_history_file(&history, &Budget::default()).unwrap();
+    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    let text = std::fs::read_to_string(&history).unwrap();
+    let resumed = text
+        .lines()
+        .map(|l| serde_json::from_str::<HistoryRecord>(l).unwrap())
+        .filter(|r| r.status == RecordStatus::Ok && r.invoke_us >= killed_at_us)
+        .filter_map(|r| r.complete_us)
+        .min()
+        .expect("operations completed after the kill");
+    let gap_ms = (resumed - killed_at_us) / 1000;
+    assert!(gap_ms < 2 * VIEW_TIMEOUT_MS, "service resumed {gap_ms} ms after the kill");
+}
+
+#[test]
+fn the_cli_writes_reads_and_deletes_through_the_cluster() {
+    let cluster = start_cluster("cli");
+    let config = cluster.config.to_str().unwrap();
+    assert_eq!(fleet(&["rsl", "put", "--config", config, "color", "teal"]).1.trim(), "ok");
+    let (ok, out, _) = fleet(&["rsl", "get", "--config", config, "color"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "teal");
+    assert!(fleet(&["rsl", "del", "--config", config, "color"]).0);
+    let (ok, _, err) = fleet(&["rsl", "get", "--config", config, "color"]);
+    assert!(!ok);
+    assert!(err.contains("not found"), "{err}");
+    let (ok, out, _) = fleet(&["bench", "rsl", "--config", config, "--clients", "2", "--duration-s", "1", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["ops_per_s"].as_f64().unwrap() > 0.0);
+    for field in ["p50_us", "p99_us", "p999_us", "errors"] {
+        assert!(v.get(field).is_some(), "missing {field} in {out}");
+    }
+}
+
+#[test]
+fn users_get_sentences_not_panics() {
+    let dir = scratch_dir("errors").unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[rsl]\nreplicas = [\"127.0.0.1:1\", \"localhost\"]\n").unwrap();
+    let (ok, _, err) = fleet(&["rsl", "get", "--config", bad.to_str().unwrap(), "k"]);
+    assert!(!ok);
+    assert!(err.contains("rsl.replicas[1]"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let (ok, _, err) = fleet(&["rsl", "get", "--config", dir.join("missing.toml").to_str().unwrap(), "k"]);
+    assert!(!ok && err.contains("cannot read"), "{err}");
+    // A cluster nobody runs: a clear timeout, after the client's own deadline.
+    let ports = free_udp_ports(3).unwrap();
+    let nobody = dir.join("nobody.toml");
+    let list: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    std::fs::write(&nobody, format!("[rsl]\nreplicas = [{}]\n", list.join(", "))).unwrap();
+    let (ok, _, err) = fleet(&["rsl", "put", "--config", nobody.to_str().unwrap(), "k", "v"]);
+    assert!(!ok);
+    assert!(err.contains("no replica answered"), "{err}");
+}
+
+#[test]
+fn config_local_prints_a_valid_config() {
+    let (ok, out, _) = fleet(&["config", "local", "--replicas", "5", "--base-port", "9100"]);
+    assert!(ok);
+    let f = ClusterFile::parse(&out).unwrap();
+    assert_eq!(f.rsl().unwrap().addrs.len(), 5);
+    assert_eq!(f.kv_hosts().unwrap()[0].port(), 9200);
+}
