@@ -18,5 +18,6 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod net;
+pub mod plot;
 pub mod procs;
 pub mod server;

@@ -118,6 +118,12 @@ struct BenchArgs {
     /// Write every operation to this JSON-lines file.
     #[arg(long)]
     history: Option<PathBuf>,
+    /// Run once per client count, e.g. `1,4,16,64` (overrides --clients).
+    #[arg(long, value_delimiter = ',')]
+    sweep: Vec<usize>,
+    /// With --sweep: draw the throughput/latency curve to this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 fn init_logs(verbose: u8) {
@@ -201,11 +207,23 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 history: a.history,
                 progress: !a.json,
             };
-            let r = run_rsl(&setup, &opts).map_err(|e| e.to_string())?;
-            if a.json {
-                println!("{}", r.json());
-            } else {
-                println!("{}", r.summary());
+            let counts = if a.sweep.is_empty() { vec![a.clients] } else { a.sweep.clone() };
+            if counts.contains(&0) {
+                return Err("client counts must be at least 1".into());
+            }
+            let mut results = Vec::new();
+            for clients in counts {
+                let r = run_rsl(&setup, &BenchOptions { clients, ..opts.clone() }).map_err(|e| e.to_string())?;
+                if a.json {
+                    println!("{}", r.json());
+                } else {
+                    println!("{}", r.summary());
+                }
+                results.push(r);
+            }
+            if let Some(path) = &a.plot {
+                fleet_io_std::plot::draw(&results, "fleet bench rsl", path)?;
+                eprintln!("wrote {}", path.display());
             }
         }
         Cmd::CheckHistory { file, max_seconds } => {
