@@ -10,8 +10,16 @@ use std::time::{Duration, Instant as StdInstant};
 use fleet_proofs::history::{encode_hex, HistoryRecord, RecordOp, RecordStatus};
 use hdrhistogram::Histogram;
 
-use crate::client::{CallError, RslClient};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fleet_engine::rsl::apps::kv::{KvOp, KvReply};
+use fleet_engine::rsl::Client;
+use fleet_engine::wire::Bytes;
+
+use crate::client::{CallError, DEFAULT_RETRANSMIT_MS};
 use crate::config::RslSetup;
+use crate::net::{to_endpoint, to_socket_addr, HeapOutbox};
+use crate::server::{Clock, MAX_REPLICAS, SERVER_DATAGRAM_BYTES};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -116,70 +124,195 @@ fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
+/// Event-driven load threads: each drives its share of the logical clients (one UDP socket
+/// each, so one client identity each) from a single `mio` poll loop, so 50 clients cost two
+/// threads, not fifty. The sans-IO client does the protocol; this loop only moves bytes.
+const LOAD_THREADS: usize = 2;
+
+struct Logical {
+    client: Box<Client<MAX_REPLICAS, SERVER_DATAGRAM_BYTES>>,
+    socket: mio::net::UdpSocket,
+    id: u64,
+    rng: u64,
+    n: u64,
+    current: Option<InFlightOp>,
+}
+
+struct InFlightOp {
+    key: u64,
+    read: bool,
+    value: Vec<u8>,
+    invoke_us: u64,
+    sent: StdInstant,
+}
+
+struct Shared {
+    start: StdInstant,
+    stop_at: StdInstant,
+    done: Arc<AtomicU64>,
+}
+
+fn send_all(socket: &mio::net::UdpSocket, out: &fleet_engine::Outbox<'_>) {
+    for (dst, bytes) in out.iter() {
+        // WouldBlock or an error is a lost datagram: the client retransmits.
+        let _ = socket.send_to(bytes, to_socket_addr(dst));
+    }
+}
+
+fn start_op(l: &mut Logical, opts: &BenchOptions, shared: &Shared, clock: &Clock, out: &mut HeapOutbox) {
+    let key = opts.first_key + xorshift(&mut l.rng) % opts.keys.max(1);
+    let read = (xorshift(&mut l.rng) % 100) < u64::from(opts.read_pct);
+    // Values are unique per write (client, counter), so a history pins every read.
+    let mut value = format!("{:08x}{:016x}", l.id, l.n).into_bytes();
+    value.resize(opts.value_size.max(value.len()), b'.');
+    l.n += 1;
+    let kb = key.to_be_bytes();
+    let op = if read { KvOp::Get(Bytes(&kb)) } else { KvOp::Put(Bytes(&kb), Bytes(&value)) };
+    let mut req = vec![0u8; value.len() + 64];
+    let Ok(len) = op.encode(&mut req) else { return };
+    let mut o = out.outbox();
+    if l.client.submit(clock.now(), &req[..len], &mut o).is_ok() {
+        send_all(&l.socket, &o);
+        l.current = Some(InFlightOp {
+            key,
+            read,
+            value,
+            invoke_us: shared.start.elapsed().as_micros() as u64,
+            sent: StdInstant::now(),
+        });
+    }
+}
+
+fn finish_op(w: &mut Worker, l: &mut Logical, opts: &BenchOptions, shared: &Shared, reply: Option<&[u8]>) {
+    let Some(op) = l.current.take() else { return };
+    let complete_us = shared.start.elapsed().as_micros() as u64;
+    let (status, result) = match reply.map(KvReply::decode) {
+        Some(Some(KvReply::Value(v))) => (RecordStatus::Ok, v.map(|b| encode_hex(b.0))),
+        Some(Some(KvReply::Done)) => (RecordStatus::Ok, None),
+        // Refused by the application: nothing changed.
+        Some(_) => (RecordStatus::Fail, None),
+        None => (RecordStatus::Timeout, None),
+    };
+    match status {
+        RecordStatus::Ok => {
+            w.ops += 1;
+            let _ = w.hist.record(op.sent.elapsed().as_micros().max(1) as u64);
+        }
+        RecordStatus::Timeout => {
+            w.errors += 1;
+            w.timeouts += 1;
+        }
+        RecordStatus::Fail => w.errors += 1,
+    }
+    shared.done.fetch_add(1, Ordering::Relaxed);
+    if opts.history.is_some() {
+        w.history.push(HistoryRecord {
+            client: l.id,
+            op: if op.read { RecordOp::Get } else { RecordOp::Set },
+            key: op.key,
+            value: (!op.read).then(|| encode_hex(&op.value)),
+            invoke_us: op.invoke_us,
+            complete_us: (status == RecordStatus::Ok).then_some(complete_us),
+            result,
+            status,
+        });
+    }
+}
+
+fn load_thread(mut clients: Vec<Logical>, opts: BenchOptions, shared: Shared) -> std::io::Result<Worker> {
+    let mut w = Worker { hist: new_hist(), ops: 0, errors: 0, timeouts: 0, history: Vec::new() };
+    let mut poll = mio::Poll::new()?;
+    for (i, l) in clients.iter_mut().enumerate() {
+        poll.registry().register(&mut l.socket, mio::Token(i), mio::Interest::READABLE)?;
+    }
+    let clock = Clock::start();
+    let mut out = HeapOutbox::new(64, 1 << 20);
+    let mut events = mio::Events::with_capacity(1024);
+    let mut buf = vec![0u8; 65536];
+    for l in clients.iter_mut() {
+        start_op(l, &opts, &shared, &clock, &mut out);
+    }
+    while StdInstant::now() < shared.stop_at {
+        let now = clock.now();
+        let next = clients.iter().map(|l| l.client.next_deadline()).min().unwrap_or(fleet_engine::Instant::NEVER);
+        let wait = Duration::from_micros(next.micros_since(now)).min(shared.stop_at - StdInstant::now().min(shared.stop_at));
+        poll.poll(&mut events, Some(wait.max(Duration::from_micros(100))))?;
+        for ev in events.iter() {
+            let Some(l) = clients.get_mut(ev.token().0) else { continue };
+            // Drain the socket: several replies may be queued.
+            loop {
+                match l.socket.recv_from(&mut buf) {
+                    Ok((len, from)) => {
+                        let completed = l.client.handle(clock.now(), to_endpoint(from), &buf[..len]).map(|c| c.reply.to_vec());
+                        if let Some(reply) = completed {
+                            finish_op(&mut w, l, &opts, &shared, Some(&reply));
+                            if StdInstant::now() < shared.stop_at {
+                                start_op(l, &opts, &shared, &clock, &mut out);
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => break, // e.g. ICMP unreachable from a dead replica
+                }
+            }
+        }
+        let now = clock.now();
+        for l in clients.iter_mut() {
+            if l.current.as_ref().is_some_and(|op| op.sent.elapsed() >= opts.op_timeout) {
+                l.client.cancel();
+                finish_op(&mut w, l, &opts, &shared, None);
+                start_op(l, &opts, &shared, &clock, &mut out);
+            } else if l.client.next_deadline() <= now {
+                let mut o = out.outbox();
+                l.client.tick(now, &mut o);
+                send_all(&l.socket, &o);
+            }
+        }
+    }
+    // Operations still outstanding at the end: their outcome is unknown.
+    for l in clients.iter_mut() {
+        if l.current.is_some() {
+            finish_op(&mut w, l, &opts, &shared, None);
+            w.errors -= 1; // Cut off by the end of the run, not a failure of the cluster.
+            w.timeouts -= 1;
+        }
+    }
+    Ok(w)
+}
+
 /// Runs the closed-loop RSL benchmark against a running cluster.
 pub fn run_rsl(setup: &RslSetup, opts: &BenchOptions) -> Result<BenchResult, CallError> {
+    let eps: Vec<_> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
+    let bind: std::net::SocketAddr = match setup.addrs.first() {
+        Some(std::net::SocketAddr::V6(_)) => "[::]:0",
+        Some(a) if a.ip().is_loopback() => "127.0.0.1:0",
+        _ => "0.0.0.0:0",
+    }
+    .parse()
+    .map_err(|_| CallError::BadReply)?;
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
+    let max = setup.config.params.max_datagram_bytes;
+    let mut groups: Vec<Vec<Logical>> = (0..LOAD_THREADS.min(opts.clients.max(1))).map(|_| Vec::new()).collect();
+    for c in 0..opts.clients {
+        let socket = mio::net::UdpSocket::bind(bind).map_err(CallError::Io)?;
+        let client = Client::new(&eps, seed, DEFAULT_RETRANSMIT_MS, max).map_err(|_| CallError::TooLarge)?;
+        let rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
+        let l = Logical { client: Box::new(client), socket, id: c as u64, rng, n: 0, current: None };
+        let g = c % groups.len();
+        groups[g].push(l);
+    }
     let start = StdInstant::now();
     let stop_at = start + opts.duration;
     let done = Arc::new(AtomicU64::new(0));
     let bar = progress_bar(opts);
-    let mut handles = Vec::new();
-    for c in 0..opts.clients {
-        let mut client = RslClient::connect(setup)?;
-        let opts = opts.clone();
-        let done = done.clone();
-        handles.push(std::thread::spawn(move || {
-            let mut w = Worker { hist: new_hist(), ops: 0, errors: 0, timeouts: 0, history: Vec::new() };
-            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
-            let mut n = 0u64;
-            while StdInstant::now() < stop_at {
-                let key = opts.first_key + xorshift(&mut rng) % opts.keys.max(1);
-                let read = (xorshift(&mut rng) % 100) < u64::from(opts.read_pct);
-                let kb = key.to_be_bytes();
-                // Values are unique per write (client, counter), so a history pins every read.
-                let mut value = format!("{c:08x}{n:016x}").into_bytes();
-                value.resize(opts.value_size.max(value.len()), b'.');
-                n += 1;
-                let invoke = start.elapsed();
-                let t0 = StdInstant::now();
-                let outcome = if read {
-                    client.get(&kb, opts.op_timeout).map(|v| v.map(|v| encode_hex(&v)))
-                } else {
-                    client.put(&kb, &value, opts.op_timeout).map(|_| None)
-                };
-                let complete = start.elapsed();
-                let status = match &outcome {
-                    Ok(_) => {
-                        w.ops += 1;
-                        let _ = w.hist.record(t0.elapsed().as_micros().max(1) as u64);
-                        RecordStatus::Ok
-                    }
-                    Err(CallError::Timeout(_)) => {
-                        w.errors += 1;
-                        w.timeouts += 1;
-                        RecordStatus::Timeout
-                    }
-                    Err(_) => {
-                        w.errors += 1;
-                        RecordStatus::Fail
-                    }
-                };
-                done.fetch_add(1, Ordering::Relaxed);
-                if opts.history.is_some() {
-                    w.history.push(HistoryRecord {
-                        client: c as u64,
-                        op: if read { RecordOp::Get } else { RecordOp::Set },
-                        key,
-                        value: (!read).then(|| encode_hex(&value)),
-                        invoke_us: invoke.as_micros() as u64,
-                        complete_us: (status == RecordStatus::Ok).then_some(complete.as_micros() as u64),
-                        result: outcome.ok().flatten(),
-                        status,
-                    });
-                }
-            }
-            w
-        }));
-    }
+    let handles: Vec<_> = groups
+        .into_iter()
+        .map(|g| {
+            let shared = Shared { start, stop_at, done: done.clone() };
+            let opts = opts.clone();
+            std::thread::spawn(move || load_thread(g, opts, shared))
+        })
+        .collect();
     if let Some(bar) = &bar {
         while StdInstant::now() < stop_at {
             std::thread::sleep(Duration::from_millis(100));
@@ -191,7 +324,7 @@ pub fn run_rsl(setup: &RslSetup, opts: &BenchOptions) -> Result<BenchResult, Cal
     let (mut ops, mut errors, mut timeouts) = (0, 0, 0);
     let mut history = Vec::new();
     for h in handles {
-        let w = h.join().map_err(|_| CallError::BadReply)?;
+        let w = h.join().map_err(|_| CallError::BadReply)?.map_err(CallError::Io)?;
         let _ = hist.add(&w.hist);
         ops += w.ops;
         errors += w.errors;

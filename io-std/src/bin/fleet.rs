@@ -126,6 +126,13 @@ struct BenchArgs {
     plot: Option<PathBuf>,
 }
 
+/// Prints a line; a closed pipe (e.g. `| head`) ends the output quietly instead of panicking.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
 fn init_logs(verbose: u8) {
     let level = match verbose {
         0 => tracing::Level::WARN,
@@ -159,7 +166,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             if replicas == 0 || replicas > 16 {
                 return Err("--replicas must be between 1 and 16".into());
             }
-            print!("{}", ClusterFile::local(replicas, base_port).to_toml());
+            say(ClusterFile::local(replicas, base_port).to_toml().trim_end());
         }
         Cmd::Rsl(RslCmd::Serve { config, id }) => {
             let setup = rsl_setup(&config)?;
@@ -174,12 +181,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Rsl(RslCmd::Put { config, key, value }) => {
             let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
             c.put(key.as_bytes(), value.as_bytes(), TIMEOUT).map_err(|e| e.to_string())?;
-            println!("ok");
+            say("ok");
         }
         Cmd::Rsl(RslCmd::Get { config, key }) => {
             let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
             match c.get(key.as_bytes(), TIMEOUT).map_err(|e| e.to_string())? {
-                Some(v) => println!("{}", String::from_utf8_lossy(&v)),
+                Some(v) => say(&String::from_utf8_lossy(&v)),
                 None => {
                     eprintln!("(not found)");
                     return Ok(ExitCode::from(1));
@@ -189,7 +196,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Rsl(RslCmd::Del { config, key }) => {
             let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
             c.delete(key.as_bytes(), TIMEOUT).map_err(|e| e.to_string())?;
-            println!("ok");
+            say("ok");
         }
         Cmd::Bench(BenchCmd::Rsl(a)) => {
             let setup = rsl_setup(&a.config)?;
@@ -212,12 +219,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 return Err("client counts must be at least 1".into());
             }
             let mut results = Vec::new();
-            for clients in counts {
-                let r = run_rsl(&setup, &BenchOptions { clients, ..opts.clone() }).map_err(|e| e.to_string())?;
+            for (i, clients) in counts.into_iter().enumerate() {
+                // Each run of a sweep writes fresh keys, so a recorded history (checked
+                // against an empty map) never sees another run's values.
+                let first_key = opts.first_key + i as u64 * opts.keys;
+                let r = run_rsl(&setup, &BenchOptions { clients, first_key, ..opts.clone() }).map_err(|e| e.to_string())?;
                 if a.json {
-                    println!("{}", r.json());
+                    say(&r.json());
                 } else {
-                    println!("{}", r.summary());
+                    say(&r.summary());
                 }
                 results.push(r);
             }
@@ -229,7 +239,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::CheckHistory { file, max_seconds } => {
             let budget = Budget::time(Duration::from_secs(max_seconds));
             let report = check_kv_history_file(&file, &budget).map_err(|e| e.to_string())?;
-            println!("{report}");
+            say(&report.to_string());
             return Ok(match report.verdict() {
                 Verdict::Linearizable => ExitCode::SUCCESS,
                 Verdict::NotLinearizable => ExitCode::from(1),
