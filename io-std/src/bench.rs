@@ -235,7 +235,8 @@ fn load_thread(mut clients: Vec<Logical>, opts: BenchOptions, shared: Shared) ->
     while StdInstant::now() < shared.stop_at {
         let now = clock.now();
         let next = clients.iter().map(|l| l.client.next_deadline()).min().unwrap_or(fleet_engine::Instant::NEVER);
-        let wait = Duration::from_micros(next.micros_since(now)).min(shared.stop_at - StdInstant::now().min(shared.stop_at));
+        let wait =
+            Duration::from_micros(next.micros_since(now)).min(shared.stop_at - StdInstant::now().min(shared.stop_at));
         poll.poll(&mut events, Some(wait.max(Duration::from_micros(100))))?;
         for ev in events.iter() {
             let Some(l) = clients.get_mut(ev.token().0) else { continue };
@@ -243,7 +244,8 @@ fn load_thread(mut clients: Vec<Logical>, opts: BenchOptions, shared: Shared) ->
             loop {
                 match l.socket.recv_from(&mut buf) {
                     Ok((len, from)) => {
-                        let completed = l.client.handle(clock.now(), to_endpoint(from), &buf[..len]).map(|c| c.reply.to_vec());
+                        let completed =
+                            l.client.handle(clock.now(), to_endpoint(from), &buf[..len]).map(|c| c.reply.to_vec());
                         if let Some(reply) = completed {
                             finish_op(&mut w, l, &opts, &shared, Some(&reply));
                             if StdInstant::now() < shared.stop_at {

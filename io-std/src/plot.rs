@@ -22,10 +22,8 @@ pub fn draw(results: &[BenchResult], title: &str, path: &Path) -> Result<(), Str
         .map_err(e)?;
     chart.configure_mesh().x_desc("completed ops/s").y_desc("latency (us)").draw().map_err(e)?;
     for (label, color, pick) in [("p50", BLUE, 0usize), ("p99", RED, 1)] {
-        let pts: Vec<(f64, f64)> = results
-            .iter()
-            .map(|r| (r.ops_per_s, if pick == 0 { r.p50_us as f64 } else { r.p99_us as f64 }))
-            .collect();
+        let pts: Vec<(f64, f64)> =
+            results.iter().map(|r| (r.ops_per_s, if pick == 0 { r.p50_us as f64 } else { r.p99_us as f64 })).collect();
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(e)?

@@ -45,7 +45,7 @@ fn two_a_from_a_replica_that_does_not_lead_the_ballot_is_refused() {
     assert_eq!(r.stats().invalid_messages, 1);
     assert_eq!(r.acceptor(), &before);
     let _ = r.handle(Instant::ZERO, eps()[0], &msg, &mut out);
-    assert_eq!(r.acceptor().votes().len(), 1, "the leader of (1, 0) is replica 0");
+    assert_eq!(r.acceptor().vote_count(), 1, "the leader of (1, 0) is replica 0");
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn heartbeats_truncate_the_log_at_the_quorum_th_highest_checkpoint() {
     assert_eq!(r.acceptor().log_truncation_point, 0, "one replica at 4 is not a quorum");
     let _ = r.handle(Instant::ZERO, eps()[2], &hb(3), &mut out);
     assert_eq!(r.acceptor().log_truncation_point, 3, "replicas 0 and 2 have executed 3");
-    assert_eq!(r.acceptor().votes().first().map(|v| v.opn), Some(3));
+    assert_eq!(r.acceptor().votes().next().map(|v| v.opn), Some(3));
 }
 
 #[test]

@@ -29,8 +29,13 @@ pub enum Accepted {
 pub struct Acceptor<const R: usize, const W: usize, const D: usize> {
     /// The highest ballot promised or voted in.
     pub max_bal: Ballot,
-    /// Votes at operation numbers `>= log_truncation_point`, sorted by `opn`.
-    votes: heapless::Vec<StoredVote<D>, W>,
+    /// Vote slots, indexed by `opn % W`: every vote held is at an operation number in
+    /// `[log_truncation_point, log_truncation_point + max_log_length)`, a run of at most `W`
+    /// consecutive numbers, so no two share a slot. Votes are written in place and never
+    /// moved (a batch buffer is up to 64 KiB on servers).
+    slots: [StoredVote<D>; W],
+    /// Bit `i` set when `slots[i]` holds a vote.
+    used: u64,
     /// Highest executed-operation count each replica has reported (IronRSL's
     /// `last_checkpointed_operation`).
     last_checkpointed: heapless::Vec<u64, R>,
@@ -38,6 +43,12 @@ pub struct Acceptor<const R: usize, const W: usize, const D: usize> {
     pub log_truncation_point: u64,
     /// Counts 1b replies so the proposer can tell chunks of different replies apart.
     replies_sent: u64,
+}
+
+impl<const D: usize> StoredVote<D> {
+    /// An empty slot.
+    pub const EMPTY: StoredVote<D> =
+        StoredVote { opn: 0, bal: Ballot { seqno: 0, proposer: 0 }, batch: heapless::Vec::new() };
 }
 
 impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
@@ -48,7 +59,8 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
         let _ = last_checkpointed.resize(n.min(R), 0);
         Acceptor {
             max_bal: Ballot::default(),
-            votes: heapless::Vec::new(),
+            slots: [const { StoredVote::EMPTY }; W],
+            used: 0,
             last_checkpointed,
             log_truncation_point: 0,
             replies_sent: 0,
@@ -74,24 +86,23 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
     /// Phase 2: vote for `batch` at `opn` in `bal`, then slide the window so that the
     /// truncation point is at least `opn - max_log_length + 1`.
     pub fn accept(&mut self, bal: Ballot, opn: u64, batch: &[u8], max_log_length: u64) -> Accepted {
-        if bal < self.max_bal || opn < self.log_truncation_point {
+        if bal < self.max_bal || opn < self.log_truncation_point || batch.len() > D || W == 0 {
             return Accepted::Stale;
         }
-        let Ok(batch) = heapless::Vec::from_slice(batch) else { return Accepted::Stale };
         self.max_bal = bal;
         let floor = (opn + 1).saturating_sub(max_log_length);
         self.truncate(floor);
-        match self.votes.binary_search_by_key(&opn, |v| v.opn) {
-            Ok(i) => self.votes[i] = StoredVote { opn, bal, batch },
-            Err(i) => {
-                // Room is guaranteed: every vote lies in [truncation point, truncation
-                // point + max_log_length) and max_log_length <= W (config validation).
-                if self.votes.insert(i, StoredVote { opn, bal, batch }).is_err() {
-                    debug_assert!(false, "acceptor window overflow");
-                    return Accepted::Stale;
-                }
-            }
-        }
+        // After the slide every held vote is in [truncation point, opn], fewer than
+        // max_log_length <= W numbers: the slot of `opn` is free or already holds `opn`.
+        let i = (opn % W as u64) as usize;
+        debug_assert!(self.used & (1 << i) == 0 || self.slots[i].opn == opn, "acceptor slot collision");
+        let slot = &mut self.slots[i];
+        slot.opn = opn;
+        slot.bal = bal;
+        slot.batch.clear();
+        // Cannot fail: batch.len() <= D was checked above.
+        let _ = slot.batch.extend_from_slice(batch);
+        self.used |= 1 << i;
         Accepted::Voted
     }
 
@@ -126,34 +137,47 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
             return;
         }
         self.log_truncation_point = opn;
-        let keep_from = self.votes.iter().position(|v| v.opn >= opn).unwrap_or(self.votes.len());
-        if keep_from > 0 {
-            let len = self.votes.len();
-            self.votes.rotate_left(keep_from);
-            self.votes.truncate(len - keep_from);
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.opn < opn {
+                self.used &= !(1 << i);
+            }
         }
     }
 
     /// The votes held, by increasing operation number.
-    pub fn votes(&self) -> &[StoredVote<D>] {
-        &self.votes
+    pub fn votes(&self) -> impl Iterator<Item = &StoredVote<D>> + Clone + '_ {
+        let from = self.log_truncation_point;
+        (from..from.saturating_add(W as u64)).filter_map(move |opn| self.vote_at(opn))
+    }
+
+    /// Number of votes held.
+    pub fn vote_count(&self) -> usize {
+        self.used.count_ones() as usize
     }
 
     /// The vote at `opn`, if held.
     pub fn vote_at(&self, opn: u64) -> Option<&StoredVote<D>> {
-        self.votes.binary_search_by_key(&opn, |v| v.opn).ok().map(|i| &self.votes[i])
+        if W == 0 {
+            return None;
+        }
+        let i = (opn % W as u64) as usize;
+        (self.used & (1 << i) != 0 && self.slots[i].opn == opn).then(|| &self.slots[i])
     }
 
     /// Local invariants (checked after every step in debug builds and by the checkers):
     /// votes sorted and unique, none below the truncation point or above `max_bal`, and
     /// all inside one window.
     pub fn invariant(&self, max_log_length: u64) -> Result<(), &'static str> {
-        for pair in self.votes.windows(2) {
-            if pair[0].opn >= pair[1].opn {
-                return Err("acceptor votes not strictly increasing");
+        for (i, v) in self.slots.iter().enumerate() {
+            if self.used & (1 << i) == 0 {
+                continue;
             }
-        }
-        for v in &self.votes {
+            if (v.opn % W as u64) as usize != i {
+                return Err("acceptor vote in the wrong slot");
+            }
+            if v.opn >= self.log_truncation_point.saturating_add(max_log_length) {
+                return Err("acceptor holds a vote beyond its window");
+            }
             if v.opn < self.log_truncation_point {
                 return Err("acceptor holds a vote below its truncation point");
             }
@@ -161,7 +185,7 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
                 return Err("acceptor voted above its max ballot");
             }
         }
-        if self.votes.len() as u64 > max_log_length {
+        if self.vote_count() as u64 > max_log_length {
             return Err("acceptor holds more votes than the log window");
         }
         Ok(())
@@ -182,7 +206,7 @@ mod tests {
         assert!(a.promise(B2));
         assert!(!a.promise(B1), "1a below the promise");
         assert_eq!(a.accept(B1, 0, b"x", 7), Accepted::Stale, "2a below the promise");
-        assert!(a.votes().is_empty());
+        assert_eq!(a.votes().count(), 0);
         assert_eq!(a.max_bal, B2);
     }
 
@@ -199,7 +223,7 @@ mod tests {
         assert_eq!(a.accept(B1, 3, b"old", 7), Accepted::Voted);
         assert_eq!(a.accept(B2, 3, b"new", 7), Accepted::Voted);
         assert_eq!(a.max_bal, B2);
-        assert_eq!(a.votes().len(), 1);
+        assert_eq!(a.vote_count(), 1);
         assert_eq!(&a.vote_at(3).unwrap().batch[..], b"new");
         assert!(a.invariant(7).is_ok());
     }
@@ -211,7 +235,8 @@ mod tests {
             assert_eq!(a.accept(B1, opn, b"v", 4), Accepted::Voted);
         }
         assert_eq!(a.log_truncation_point, 6, "10 - 4");
-        assert_eq!(a.votes().iter().map(|v| v.opn).min(), Some(6));
+        assert_eq!(a.votes().map(|v| v.opn).min(), Some(6));
+        assert_eq!(a.votes().map(|v| v.opn).max(), Some(9));
         assert_eq!(a.accept(B1, 5, b"v", 4), Accepted::Stale, "below the truncation point");
         assert!(a.invariant(4).is_ok());
     }
@@ -235,7 +260,7 @@ mod tests {
             a.accept(B1, opn, b"v", 7);
         }
         a.truncate(2);
-        assert_eq!(a.votes().iter().map(|v| v.opn).collect::<heapless::Vec<u64, 8>>()[..], [2, 3]);
+        assert_eq!(a.votes().map(|v| v.opn).collect::<heapless::Vec<u64, 8>>()[..], [2, 3]);
         a.truncate(1);
         assert_eq!(a.log_truncation_point, 2);
     }

@@ -28,12 +28,20 @@ pub enum Learned {
 pub struct Learner<const W: usize, const D: usize> {
     /// The highest ballot any counted 2b carried; votes of lower ballots are discarded.
     pub max_ballot_seen: Ballot,
-    slots: heapless::Vec<Slot<D>, W>,
+    /// Slots indexed by `opn % W`; only operations in `[ops_complete, ops_complete + W)`
+    /// are held, so no two share a slot. Batches are written in place, never moved.
+    slots: [Slot<D>; W],
+    /// Bit `i` set when `slots[i]` is in use.
+    used: u64,
+}
+
+impl<const D: usize> Slot<D> {
+    const EMPTY: Slot<D> = Slot { opn: 0, senders: 0, batch: heapless::Vec::new() };
 }
 
 impl<const W: usize, const D: usize> Default for Learner<W, D> {
     fn default() -> Self {
-        Learner { max_ballot_seen: Ballot::default(), slots: heapless::Vec::new() }
+        Learner { max_ballot_seen: Ballot::default(), slots: [const { Slot::EMPTY }; W], used: 0 }
     }
 }
 
@@ -44,49 +52,57 @@ impl<const W: usize, const D: usize> Learner<W, D> {
         if bal < self.max_ballot_seen || opn < ops_complete || opn >= ops_complete.saturating_add(W as u64) {
             return Learned::Ignored;
         }
+        if batch.len() > D {
+            return Learned::Ignored;
+        }
         if bal > self.max_ballot_seen {
             // IronRSL: a higher ballot resets what was learned but not yet decided.
             self.max_ballot_seen = bal;
-            self.slots.clear();
+            self.used = 0;
         }
         let bit = 1u64 << (sender % 64);
-        match self.slots.binary_search_by_key(&opn, |s| s.opn) {
-            Ok(i) => self.slots[i].senders |= bit,
-            Err(i) => {
-                let Ok(batch) = heapless::Vec::from_slice(batch) else { return Learned::Ignored };
-                // Stale slots below `ops_complete` are forgotten on execution, so at most W
-                // operations in [ops_complete, ops_complete + W) are held.
-                if self.slots.is_full() {
-                    return Learned::Ignored;
-                }
-                if self.slots.insert(i, Slot { opn, senders: bit, batch }).is_err() {
-                    return Learned::Ignored;
-                }
-            }
+        let i = (opn % W as u64) as usize;
+        let slot = &mut self.slots[i];
+        if self.used & (1 << i) != 0 && slot.opn == opn {
+            slot.senders |= bit;
+        } else {
+            // Free, or holding an operation below `ops_complete` (executed): reuse it.
+            slot.opn = opn;
+            slot.senders = bit;
+            slot.batch.clear();
+            // Cannot fail: batch.len() <= D was checked above.
+            let _ = slot.batch.extend_from_slice(batch);
+            self.used |= 1 << i;
         }
         Learned::Counted
     }
 
     /// The decided batch for `opn`, if a quorum of 2b for it was counted.
     pub fn decided(&self, opn: u64, quorum: usize) -> Option<&Slot<D>> {
-        let i = self.slots.binary_search_by_key(&opn, |s| s.opn).ok()?;
-        let slot = &self.slots[i];
+        let slot = self.slot(opn)?;
         (slot.senders.count_ones() as usize >= quorum).then_some(slot)
+    }
+
+    fn slot(&self, opn: u64) -> Option<&Slot<D>> {
+        if W == 0 {
+            return None;
+        }
+        let i = (opn % W as u64) as usize;
+        (self.used & (1 << i) != 0 && self.slots[i].opn == opn).then(|| &self.slots[i])
     }
 
     /// Forgets every operation below `opn` (they have been executed).
     pub fn forget_below(&mut self, opn: u64) {
-        let keep_from = self.slots.iter().position(|s| s.opn >= opn).unwrap_or(self.slots.len());
-        if keep_from > 0 {
-            let len = self.slots.len();
-            self.slots.rotate_left(keep_from);
-            self.slots.truncate(len - keep_from);
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.opn < opn {
+                self.used &= !(1 << i);
+            }
         }
     }
 
-    /// Operations with at least one counted vote.
-    pub fn slots(&self) -> &[Slot<D>] {
-        &self.slots
+    /// Operations with at least one counted vote (in slot order).
+    pub fn slots(&self) -> impl Iterator<Item = &Slot<D>> + '_ {
+        self.slots.iter().enumerate().filter(|(i, _)| self.used & (1 << i) != 0).map(|(_, s)| s)
     }
 }
 
@@ -126,6 +142,6 @@ mod tests {
         assert_eq!(l.process_2b(0, B1, 9, b"v", 5), Learned::Ignored, "beyond 5 + W");
         assert_eq!(l.process_2b(0, B1, 8, b"v", 5), Learned::Counted);
         l.forget_below(9);
-        assert!(l.slots().is_empty());
+        assert_eq!(l.slots().count(), 0);
     }
 }

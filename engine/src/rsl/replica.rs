@@ -384,12 +384,11 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 }
                 self.durable_changed = true;
                 let reply_id = self.acceptor.next_reply_id();
-                let votes = self.acceptor.votes();
-                let chunks = votes.len().max(1) as u8;
+                let mut votes = self.acceptor.votes();
+                let chunks = self.acceptor.vote_count().max(1) as u8;
                 let dst = self.config.replicas[sender];
                 for chunk in 0..chunks {
-                    let vote =
-                        votes.get(usize::from(chunk)).map(|v| Vote { opn: v.opn, bal: v.bal, batch: Bytes(&v.batch) });
+                    let vote = votes.next().map(|v| Vote { opn: v.opn, bal: v.bal, batch: Bytes(&v.batch) });
                     let log_truncation_point = self.acceptor.log_truncation_point;
                     let msg = RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote };
                     emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg);

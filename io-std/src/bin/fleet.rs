@@ -223,7 +223,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 // Each run of a sweep writes fresh keys, so a recorded history (checked
                 // against an empty map) never sees another run's values.
                 let first_key = opts.first_key + i as u64 * opts.keys;
-                let r = run_rsl(&setup, &BenchOptions { clients, first_key, ..opts.clone() }).map_err(|e| e.to_string())?;
+                let r =
+                    run_rsl(&setup, &BenchOptions { clients, first_key, ..opts.clone() }).map_err(|e| e.to_string())?;
                 if a.json {
                     say(&r.json());
                 } else {
