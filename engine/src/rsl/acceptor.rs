@@ -90,7 +90,7 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
             return Accepted::Stale;
         }
         self.max_bal = bal;
-        let floor = (opn + 1).saturating_sub(max_log_length);
+        let floor = opn.saturating_add(1).saturating_sub(max_log_length);
         self.truncate(floor);
         // After the slide every held vote is in [truncation point, opn], fewer than
         // max_log_length <= W numbers: the slot of `opn` is free or already holds `opn`.
@@ -263,6 +263,14 @@ mod tests {
         assert_eq!(a.votes().map(|v| v.opn).collect::<heapless::Vec<u64, 8>>()[..], [2, 3]);
         a.truncate(1);
         assert_eq!(a.log_truncation_point, 2);
+    }
+
+    #[test]
+    fn the_largest_operation_number_does_not_overflow() {
+        let mut a = A::new(3);
+        assert_eq!(a.accept(B1, u64::MAX, b"v", 7), Accepted::Voted);
+        assert_eq!(a.log_truncation_point, u64::MAX - 6);
+        assert!(a.invariant(7).is_ok());
     }
 
     #[test]
