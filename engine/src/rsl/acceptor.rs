@@ -86,11 +86,12 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
     /// Phase 2: vote for `batch` at `opn` in `bal`, then slide the window so that the
     /// truncation point is at least `opn - max_log_length + 1`.
     pub fn accept(&mut self, bal: Ballot, opn: u64, batch: &[u8], max_log_length: u64) -> Accepted {
-        if bal < self.max_bal || opn < self.log_truncation_point || batch.len() > D || W == 0 {
+        // u64::MAX is never a real operation number; refusing it keeps `opn + 1` exact.
+        if bal < self.max_bal || opn < self.log_truncation_point || opn == u64::MAX || batch.len() > D || W == 0 {
             return Accepted::Stale;
         }
         self.max_bal = bal;
-        let floor = opn.saturating_add(1).saturating_sub(max_log_length);
+        let floor = (opn + 1).saturating_sub(max_log_length);
         self.truncate(floor);
         // After the slide every held vote is in [truncation point, opn], fewer than
         // max_log_length <= W numbers: the slot of `opn` is free or already holds `opn`.
@@ -268,8 +269,9 @@ mod tests {
     #[test]
     fn the_largest_operation_number_does_not_overflow() {
         let mut a = A::new(3);
-        assert_eq!(a.accept(B1, u64::MAX, b"v", 7), Accepted::Voted);
-        assert_eq!(a.log_truncation_point, u64::MAX - 6);
+        assert_eq!(a.accept(B1, u64::MAX, b"v", 7), Accepted::Stale);
+        assert_eq!(a.accept(B1, u64::MAX - 1, b"v", 7), Accepted::Voted);
+        assert_eq!(a.log_truncation_point, u64::MAX - 7);
         assert!(a.invariant(7).is_ok());
     }
 
