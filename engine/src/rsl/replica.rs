@@ -488,6 +488,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         if supplier == self.me {
             return;
         }
+        self.transfer.on_request();
         let (app_offset, cache_index, resume_digest) = self.transfer.resume_point();
         let msg = RslMsg::AppStateRequest {
             bal: self.election.current_view,

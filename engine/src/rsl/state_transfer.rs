@@ -63,6 +63,17 @@ pub struct SnapshotId {
     pub executed_digest: u64,
 }
 
+impl SnapshotId {
+    /// True when both describe the same bytes (ignoring the supplier's ballot).
+    pub fn same_content(&self, other: &SnapshotId) -> bool {
+        self.opn == other.opn
+            && self.digest == other.digest
+            && self.app_len == other.app_len
+            && self.cache_entries == other.cache_entries
+            && self.executed_digest == other.executed_digest
+    }
+}
+
 /// Describes the executor's current state as a snapshot (reads all of it once).
 pub fn snapshot_id<A: App, const C: usize, const RB: usize>(ex: &Executor<A, C, RB>) -> SnapshotId {
     let mut h = Fnv64::new();
@@ -131,6 +142,10 @@ pub struct Transfer<A: App, const C: usize, const RB: usize> {
     pub attempts: u32,
     /// Snapshots installed so far.
     pub installed: u64,
+    /// Where the transfer stood when state was last requested: a retry that finds no
+    /// progress since abandons the partial snapshot (its supplier may be gone, or have moved
+    /// on), so the next request starts afresh instead of waiting forever.
+    mark: Option<(u64, u32)>,
     staging: A::Staging,
     staged_cache: ReplyCache<C, RB>,
 }
@@ -144,6 +159,7 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
             retry_at: Instant::ZERO,
             attempts: 0,
             installed: 0,
+            mark: None,
             staging: A::new_staging(),
             staged_cache: ReplyCache::default(),
         }
@@ -152,6 +168,16 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
     /// Whether state must be fetched to reach `target_opn`.
     pub fn needed(&self, ops_complete: u64) -> bool {
         self.target_opn > ops_complete
+    }
+
+    /// Called on each (re)request: drops a partial snapshot that made no progress since the
+    /// previous request, then remembers where it stands.
+    pub fn on_request(&mut self) {
+        let now = self.incoming.map(|i| (i.app_received, i.cache_received));
+        if now.is_some() && now == self.mark {
+            self.incoming = None;
+        }
+        self.mark = self.incoming.map(|i| (i.app_received, i.cache_received));
     }
 
     /// Offsets to ask for next: resume the transfer under way, else start afresh.
@@ -167,7 +193,10 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
         if id.opn <= ops_complete {
             return Progress::Ignored;
         }
-        let same = self.incoming.is_some_and(|i| i.id == id && i.supplier == supplier);
+        // The same snapshot content may come from any supplier: replicas at the same `opn`
+        // hold the same state, but their `max_bal_reflected` may differ, so it is not part
+        // of the identity. Resuming with another supplier continues where we are.
+        let same = self.incoming.is_some_and(|i| i.id.same_content(&id));
         if !same {
             // Only a chunk at the very start can begin a (newer) snapshot.
             let starts = match part {
@@ -181,6 +210,8 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
             self.incoming = Some(Incoming { supplier, id, app_received: 0, cache_received: 0, hasher: Fnv64::new() });
         }
         let Some(inc) = self.incoming.as_mut() else { return Progress::Ignored };
+        inc.supplier = supplier;
+        inc.id.bal = inc.id.bal.max(id.bal);
         match part {
             SupplyPart::App { offset, bytes } => {
                 if offset != inc.app_received || offset + bytes.0.len() as u64 > id.app_len {
@@ -242,5 +273,102 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
 impl<A: App, const C: usize, const RB: usize> Default for Transfer<A, C, RB> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rsl::app::App as _;
+    use crate::rsl::apps::kv::{KvApp, KvOp};
+    use crate::wire::Bytes;
+
+    type App = KvApp<8, 4, 8>;
+    type Ex = Executor<App, 4, 16>;
+
+    fn source() -> Ex {
+        let mut ex = Ex::new(App::new());
+        for k in 0..5u8 {
+            let mut req = [0u8; 32];
+            let n = KvOp::Put(Bytes(&[k]), Bytes(b"value")).encode(&mut req).unwrap();
+            let mut reply = [0u8; 16];
+            ex.app.apply(&req[..n], &mut reply);
+        }
+        ex.ops_complete = 9;
+        ex
+    }
+
+    fn chunk(ex: &Ex, offset: u64, len: usize, buf: &mut [u8]) -> usize {
+        ex.app.snapshot_read(offset, &mut buf[..len])
+    }
+
+    #[test]
+    fn a_transfer_resumes_from_another_supplier_with_the_same_content() {
+        let src = source();
+        let id_a = snapshot_id(&src);
+        let id_b = SnapshotId { bal: Ballot { seqno: 7, proposer: 2 }, ..id_a };
+        let mut t: Transfer<App, 4, 16> = Transfer::new();
+        let mut buf = [0u8; 64];
+        let n = chunk(&src, 0, 20, &mut buf);
+        assert_eq!(t.receive(1, id_a, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Staged);
+        let mut off = n as u64;
+        let mut last = Progress::Staged;
+        while off < id_a.app_len {
+            let n = chunk(&src, off, 20, &mut buf);
+            last = t.receive(2, id_b, SupplyPart::App { offset: off, bytes: Bytes(&buf[..n]) }, 0);
+            off += n as u64;
+        }
+        assert_eq!(last, Progress::Complete, "supplier 2 continued supplier 1's snapshot");
+        let mut dst = Ex::new(App::new());
+        let installed = t.install(&mut dst).unwrap();
+        assert_eq!(dst.app, src.app);
+        assert_eq!(dst.ops_complete, 9);
+        assert_eq!(installed.bal, id_b.bal, "the highest supplier ballot is reflected");
+    }
+
+    #[test]
+    fn chunks_out_of_order_or_of_an_unknown_snapshot_are_ignored() {
+        let src = source();
+        let id = snapshot_id(&src);
+        let mut t: Transfer<App, 4, 16> = Transfer::new();
+        let mut buf = [0u8; 64];
+        let n = chunk(&src, 20, 20, &mut buf);
+        assert_eq!(t.receive(1, id, SupplyPart::App { offset: 20, bytes: Bytes(&buf[..n]) }, 0), Progress::Ignored);
+        assert_eq!(
+            t.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..0]) }, 9),
+            Progress::Ignored,
+            "not newer"
+        );
+    }
+
+    #[test]
+    fn a_digest_mismatch_installs_nothing() {
+        let src = source();
+        let id = SnapshotId { digest: snapshot_id(&src).digest ^ 1, ..snapshot_id(&src) };
+        let mut t: Transfer<App, 4, 16> = Transfer::new();
+        let mut buf = [0u8; 512];
+        let n = chunk(&src, 0, 512, &mut buf);
+        assert_eq!(t.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Corrupt);
+        assert!(t.incoming.is_none());
+        let mut dst = Ex::new(App::new());
+        assert!(t.install(&mut dst).is_err());
+        assert_eq!(dst.ops_complete, 0);
+    }
+
+    #[test]
+    fn a_stalled_partial_snapshot_is_abandoned_on_the_next_retry() {
+        let src = source();
+        let id = snapshot_id(&src);
+        let mut t: Transfer<App, 4, 16> = Transfer::new();
+        let mut buf = [0u8; 64];
+        let n = chunk(&src, 0, 20, &mut buf);
+        t.on_request();
+        t.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0);
+        t.on_request();
+        assert!(t.incoming.is_some(), "progress since the last request: keep it");
+        assert_eq!(t.resume_point().0, n as u64);
+        t.on_request();
+        assert!(t.incoming.is_none(), "no progress since the last request: start afresh");
+        assert_eq!(t.resume_point(), (0, 0, 0));
     }
 }
