@@ -125,8 +125,8 @@ pub enum RslMsg<'a> {
         app_offset: u64,
         /// First reply-cache entry wanted.
         cache_index: u32,
-        /// Digest of the partial snapshot being resumed (0 when starting afresh): the
-        /// supplier restarts from zero if its snapshot has changed since.
+        /// Resume token of the partial snapshot being resumed (0 when starting afresh): the
+        /// supplier restarts from zero unless its snapshot has the same token.
         resume_digest: u64,
     },
     /// 8: one chunk of a state snapshot.

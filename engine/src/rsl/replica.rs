@@ -511,7 +511,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         out: &mut Outbox<'_>,
     ) {
         let id = state_transfer::snapshot_id(&self.executor);
-        let (mut offset, mut index) = match resume_digest == id.digest {
+        let (mut offset, mut index) = match resume_digest == id.resume_token() {
             true => (app_offset.min(id.app_len), cache_index.min(id.cache_entries)),
             false => (0, 0),
         };

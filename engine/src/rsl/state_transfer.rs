@@ -64,6 +64,17 @@ pub struct SnapshotId {
 }
 
 impl SnapshotId {
+    /// A token naming this snapshot's content, sent by a receiver that resumes: the supplier
+    /// resumes from the requested offsets only if its own snapshot has the same token.
+    pub fn resume_token(&self) -> u64 {
+        let mut h = Fnv64::new();
+        for x in [self.opn, self.digest, self.app_len, u64::from(self.cache_entries), self.executed_digest] {
+            h.write(&x.to_le_bytes());
+        }
+        // 0 means "start afresh" on the wire.
+        h.finish().max(1)
+    }
+
     /// True when both describe the same bytes (ignoring the supplier's ballot).
     pub fn same_content(&self, other: &SnapshotId) -> bool {
         self.opn == other.opn
@@ -183,7 +194,7 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
     /// Offsets to ask for next: resume the transfer under way, else start afresh.
     pub fn resume_point(&self) -> (u64, u32, u64) {
         match &self.incoming {
-            Some(i) => (i.app_received, i.cache_received, i.id.digest),
+            Some(i) => (i.app_received, i.cache_received, i.id.resume_token()),
             None => (0, 0, 0),
         }
     }
