@@ -165,10 +165,9 @@ impl FaultSchedule {
                             _ => None,
                         }
                     }
-                    3 => Some(FaultEvent::ClockJump(
-                        rng.below(hosts as u64) as usize,
-                        rng.range(1, profile.max_jump_us),
-                    )),
+                    3 => {
+                        Some(FaultEvent::ClockJump(rng.below(hosts as u64) as usize, rng.range(1, profile.max_jump_us)))
+                    }
                     _ => Some(FaultEvent::Net(random_net(
                         rng,
                         profile.max_loss_ppm,
@@ -191,10 +190,9 @@ impl FaultSchedule {
         (0..hosts)
             .map(|_| match skewed {
                 false => HostClock::EXACT,
-                true => HostClock {
-                    offset_us: rng.below(10_000_000),
-                    drift_ppm: rng.range(0, 100_000) as i64 - 50_000,
-                },
+                true => {
+                    HostClock { offset_us: rng.below(10_000_000), drift_ppm: rng.range(0, 100_000) as i64 - 50_000 }
+                }
             })
             .collect()
     }

@@ -176,7 +176,7 @@ impl Default for SimOptions {
             clients: 3,
             ops_per_client: 50,
             keys: 8,
-            think_us: 2_000,
+            think_us: 1_999,
             faults: NetFaults::CALM,
             params: Params::default(),
             client_retransmit_ms: 300,
@@ -492,7 +492,9 @@ impl RslSim {
             return true;
         }
         for i in 0..self.replicas.len() {
-            let due = self.replicas[i].as_ref().is_some_and(|r| self.clocks[i].global(r.next_deadline().as_micros()) <= self.now);
+            let due = self.replicas[i]
+                .as_ref()
+                .is_some_and(|r| self.clocks[i].global(r.next_deadline().as_micros()) <= self.now);
             if due {
                 self.record(TraceKind::Tick(i));
                 let now = self.local(i);
@@ -607,11 +609,7 @@ impl RslSim {
         let v = &mut self.violations;
         let acc = r.acceptor();
         let bal = |b: Ballot| (b.seqno, u64::from(b.proposer));
-        let ev = Ev::Acceptor {
-            replica: i,
-            max_bal: bal(acc.max_bal),
-            log_truncation_point: acc.log_truncation_point,
-        };
+        let ev = Ev::Acceptor { replica: i, max_bal: bal(acc.max_bal), log_truncation_point: acc.log_truncation_point };
         self.checker.observe(&ev, v);
         if durable_changed {
             for vote in acc.votes() {
@@ -624,7 +622,8 @@ impl RslSim {
         if ex.ops_complete != self.last_ops[i] {
             self.last_ops[i] = ex.ops_complete;
             let app = abstract_app(r.app(), self.keys);
-            let ev = RslEvent::Executed { replica: i, ops_complete: ex.ops_complete, digest: ex.executed_digest, app: &app };
+            let ev =
+                RslEvent::Executed { replica: i, ops_complete: ex.ops_complete, digest: ex.executed_digest, app: &app };
             self.checker.observe(&ev, v);
             prune = ex.ops_complete % 32 == 0;
         }
@@ -813,9 +812,42 @@ impl RslSim {
         Ok(ops)
     }
 
-    /// The last steps, formatted.
+    /// The last steps, formatted, then every host's state.
     pub fn render_trace(&self) -> String {
-        self.trace.render(|h| if h == usize::MAX { "?".into() } else { self.host_name(h) }, tag_name)
+        let mut s = self.trace.render(|h| if h == usize::MAX { "?".into() } else { self.host_name(h) }, tag_name);
+        for (i, r) in self.replicas.iter().enumerate() {
+            match r {
+                None => s.push_str(&format!("  r{i}: crashed\n")),
+                Some(r) => {
+                    let st = r.status();
+                    s.push_str(&format!(
+                        "  r{i}: view {:?} {:?} leader={} ops {} next_opn {} trunc {} queued {} max_bal {:?} \
+                         learner.max_ballot_seen {:?} transfer.target {} incoming {:?} installed {} epoch_end {:?} suspectors {:#b} clock {:?} now {}\n    stats {:?}\n",
+                        st.view,
+                        st.phase,
+                        st.is_leader,
+                        st.ops_complete,
+                        st.next_opn,
+                        st.log_truncation_point,
+                        st.queued,
+                        st.max_bal,
+                        r.learner().max_ballot_seen,
+                        r.transfer().target_opn,
+                        r.transfer().incoming,
+                        r.transfer().installed,
+                        r.election().epoch_end,
+                        r.election().suspectors,
+                        self.clocks[i],
+                        self.clocks[i].local(self.now),
+                        r.stats(),
+                    ));
+                }
+            }
+        }
+        for (j, c) in self.clients.iter().enumerate() {
+            s.push_str(&format!("  c{j}: pending seqno {:?} crashed {} ep {}\n", c.client.pending(), c.crashed, c.ep));
+        }
+        s
     }
 
     // ----- planted bugs -------------------------------------------------------------------
@@ -859,11 +891,15 @@ impl RslSim {
 
     fn plant_forge_2b(&mut self) -> bool {
         // The laggard of two replicas at different positions decides a no-op at its next op.
-        let Some((lag, lag_ops)) = self.live_replicas().map(|(i, r)| (i, r.executor().ops_complete)).min_by_key(|x| x.1)
+        let Some((lag, lag_ops)) =
+            self.live_replicas().map(|(i, r)| (i, r.executor().ops_complete)).min_by_key(|x| x.1)
         else {
             return false;
         };
-        if !self.live_replicas().any(|(_, r)| r.executor().ops_complete > lag_ops) {
+        // Another replica was seen at exactly `lag_ops + 1`: the forged decision must disagree.
+        if !self.checker.agreement.seen(lag_ops + 1)
+            || !self.live_replicas().any(|(_, r)| r.executor().ops_complete > lag_ops)
+        {
             return false;
         }
         let r = self.replicas[lag].as_deref().expect("live");
@@ -871,7 +907,8 @@ impl RslSim {
         self.record(TraceKind::Planted("forged quorum of 2b (no-op) at the laggard's next operation"));
         for s in 0..self.config.quorum() {
             let from = self.replica_eps[(lag + 1 + s) % self.replicas.len()];
-            let msg = RslMsg::TwoB { bal, opn: lag_ops, batch: Bytes(&[]), opn_ckpt: 0 };
+            let forged = forged_batch();
+            let msg = RslMsg::TwoB { bal, opn: lag_ops, batch: Bytes(&forged), opn_ckpt: 0 };
             self.forge_to_replica(lag, from, &msg);
         }
         true
@@ -879,8 +916,7 @@ impl RslSim {
 
     fn plant_skip_phase1(&mut self) -> bool {
         let Some(opn) = self.checker.paxos.max_chosen() else { return false };
-        let Some(chosen) = self.checker.paxos.chosen(opn) else { return false };
-        if chosen.is_empty() {
+        if self.checker.paxos.chosen(opn).is_none() {
             return false;
         }
         let len = self.config.params.max_log_length;
@@ -894,17 +930,20 @@ impl RslSim {
         self.record(TraceKind::Planted("proposer skipped phase 1: 2a with a new batch for a chosen operation"));
         let from = self.replica_eps[rogue];
         let targets: Vec<usize> = self.live_replicas().map(|(i, _)| i).collect();
+        let forged = forged_batch();
         for i in targets {
-            let msg = RslMsg::TwoA { bal, opn, batch: Bytes(&[]) };
+            let msg = RslMsg::TwoA { bal, opn, batch: Bytes(&forged) };
             self.forge_to_replica(i, from, &msg);
         }
         true
     }
 
     fn plant_forge_reply(&mut self) -> bool {
-        let Some(j) = self.clients.iter().position(|c| {
-            c.current.is_some_and(|h| matches!(self.history[h].call, KvCall::Get(_))) && !c.crashed
-        }) else {
+        let Some(j) = self
+            .clients
+            .iter()
+            .position(|c| c.current.is_some_and(|h| matches!(self.history[h].call, KvCall::Get(_))) && !c.crashed)
+        else {
             return false;
         };
         let (ep, seqno) = (self.clients[j].ep, self.clients[j].seqno);
@@ -955,6 +994,15 @@ fn abstract_app(app: &SimApp, keys: u8) -> SpecKv {
         map.insert(b"<keys outside the workload>".to_vec(), (app.len() as u64).to_le_bytes().to_vec());
     }
     SpecKv(BytesKvApp { map })
+}
+
+/// A batch no client sent: one Get of `k0` from an endpoint outside the cluster.
+fn forged_batch() -> Vec<u8> {
+    let mut req = [0u8; 64];
+    let n = encode_call(&KvCall::Get(b"k0".to_vec()), &mut req);
+    let entry = batch::BatchEntry { client: Endpoint::v4([10, 9, 9, 9], 1), seqno: 1, request: Bytes(&req[..n]) };
+    let mut buf = [0u8; 128];
+    postcard::to_slice(&entry, &mut buf).expect("a small entry fits").to_vec()
 }
 
 fn encode_call(call: &KvCall, buf: &mut [u8]) -> usize {

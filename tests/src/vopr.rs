@@ -62,6 +62,9 @@ pub struct RunConfig {
     pub trace_capacity: usize,
     /// Render the trace even when the seed passes.
     pub always_trace: bool,
+    /// Keep running after a safety violation and always check linearizability (planted-bug
+    /// tests use it to see a later checker fire too).
+    pub keep_going: bool,
 }
 
 impl Default for RunConfig {
@@ -74,6 +77,7 @@ impl Default for RunConfig {
             max_liveness_steps: 3_000_000,
             trace_capacity: 48,
             always_trace: false,
+            keep_going: false,
         }
     }
 }
@@ -164,7 +168,7 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
     );
     let mut sim = RslSim::new(seed, opts);
     let mut next = 0;
-    while sim.steps < cfg.steps && sim.violations.is_empty() {
+    while sim.steps < cfg.steps && (cfg.keep_going || sim.violations.is_empty()) {
         while next < schedule.events.len() && schedule.events[next].0 <= sim.steps {
             sim.apply_fault(schedule.events[next].1);
             next += 1;
@@ -199,7 +203,7 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
         }
     }
     let mut lin_unknown = None;
-    if sim.violations.is_empty() {
+    if sim.violations.is_empty() || cfg.keep_going {
         match sim.lin_history() {
             Err(v) => sim.violations.push(v),
             Ok(h) => match check_keyed(&BytesKvApp::default(), &h, &Budget::steps(cfg.lin_budget_steps)) {

@@ -121,6 +121,11 @@ impl<A> Checker<RslEvent<'_, A>> for AgreementChecker {
 }
 
 impl AgreementChecker {
+    /// True if some replica was seen with exactly `ops_complete` batches executed.
+    pub fn seen(&self, ops_complete: u64) -> bool {
+        self.first_seen.contains_key(&ops_complete)
+    }
+
     /// Forgets prefixes shorter than `opn` (every replica that matters has passed them).
     pub fn prune_below(&mut self, opn: u64) {
         self.first_seen = self.first_seen.split_off(&opn);
@@ -433,7 +438,9 @@ impl<A: AppSpec> RefinementChecker<A> {
             return;
         }
         let why = match self.spec.replies.get(&(client, seqno)) {
-            Some(expected) => format!("the spec's reply is {} bytes {:02x?}", expected.len(), &expected[..expected.len().min(16)]),
+            Some(expected) => {
+                format!("the spec's reply is {} bytes {:02x?}", expected.len(), &expected[..expected.len().min(16)])
+            }
             None => "the spec has not executed that request".to_string(),
         };
         out.push(Violation::new(

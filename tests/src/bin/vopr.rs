@@ -8,7 +8,7 @@
 //! Options: `--kind rsl|kv` (kv: not yet), `--seeds N`, `--first-seed S`, `--seed S`,
 //! `--steps N` (fault-phase host steps per seed), `--jobs N` (threads, default: available
 //! cores), `--plant NAME` (a planted bug, to watch a checker fire), `--trace` (print the
-//! trace of a replayed seed even when it passes), `--lin-budget N`.
+//! trace of a replayed seed even when it passes), `--trace-len N` (steps kept, default 200), `--lin-budget N`.
 //! Exit status: 0 no violation, 1 violations, 2 bad arguments.
 
 use std::process::ExitCode;
@@ -27,11 +27,12 @@ struct Args {
     single: Option<u64>,
     jobs: usize,
     trace: bool,
+    trace_len: usize,
 }
 
 fn usage() -> &'static str {
     "usage: vopr [--kind rsl|kv] [--seeds N] [--first-seed S] [--seed S] [--steps N] [--jobs N] \
-     [--plant none|forge-2b|skip-phase1|forge-reply|forge-request|drop-replies] [--trace] [--lin-budget N]"
+     [--plant none|forge-2b|skip-phase1|forge-reply|forge-request|drop-replies] [--trace] [--trace-len N] [--lin-budget N]"
 }
 
 fn parse() -> Result<Args, String> {
@@ -42,6 +43,7 @@ fn parse() -> Result<Args, String> {
         single: None,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         trace: false,
+        trace_len: 200,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +62,7 @@ fn parse() -> Result<Args, String> {
                 a.cfg.plant = Plant::parse(&v).ok_or(format!("unknown plant {v}"))?;
             }
             "--trace" => a.trace = true,
+            "--trace-len" => a.trace_len = num(value()?)? as usize,
             "-h" | "--help" => return Err(usage().into()),
             other => return Err(format!("unknown argument {other}\n{}", usage())),
         }
@@ -87,7 +90,7 @@ fn main() -> ExitCode {
     };
     if let Some(seed) = args.single {
         let mut cfg = args.cfg;
-        cfg.trace_capacity = 200;
+        cfg.trace_capacity = args.trace_len;
         cfg.always_trace = args.trace;
         let started = Instant::now();
         let r = run_seed(seed, &cfg);
@@ -184,7 +187,12 @@ fn main() -> ExitCode {
     );
     println!(
         "  faults         {} partitions, {} heals, {} crashes, {} clock jumps, {} rate changes, {} planted",
-        t.faults.partitions, t.faults.heals, t.faults.crashes, t.faults.clock_jumps, t.faults.net_changes, t.faults.planted
+        t.faults.partitions,
+        t.faults.heals,
+        t.faults.crashes,
+        t.faults.clock_jumps,
+        t.faults.net_changes,
+        t.faults.planted
     );
     println!("  linearizability unknown (budget) on {} seeds", t.lin_unknown);
     println!("  violations     {} in {} seeds", t.violations, t.failed_seeds.len());
