@@ -505,7 +505,6 @@ impl RslSim {
                     None => false,
                 };
                 self.after_replica_step(i, changed, &out);
-                drop(out);
                 self.outbox = Some(buf);
                 return true;
             }
@@ -522,7 +521,6 @@ impl RslSim {
                 let mut out = buf.outbox();
                 self.clients[j].client.tick(now, &mut out);
                 self.net.send_all(self.now, self.clients[j].ep, &out, &mut self.rng);
-                drop(out);
                 self.outbox = Some(buf);
                 return true;
             }
@@ -552,7 +550,6 @@ impl RslSim {
                 None => false,
             };
             self.after_replica_step(i, changed, &out);
-            drop(out);
             self.outbox = Some(buf);
         } else {
             let j = host - self.replicas.len();
@@ -599,7 +596,6 @@ impl RslSim {
             self.record(TraceKind::Submit { client: host, seqno });
         }
         self.net.send_all(self.now, self.clients[j].ep, &out, &mut self.rng);
-        drop(out);
         self.outbox = Some(buf);
     }
 
@@ -885,7 +881,6 @@ impl RslSim {
             None => false,
         };
         self.after_replica_step(i, changed, &out);
-        drop(out);
         self.outbox = Some(buf);
     }
 

@@ -144,7 +144,7 @@ pub fn run_seed_with(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOpti
 }
 
 fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> SeedReport {
-    let mut rng = Rng::new(seed ^ 0x5EED_0F_F1EE7);
+    let mut rng = Rng::new(seed ^ 0x05EE_D0FF_1EE7);
     let mut opts = SimOptions::random(&mut rng);
     opts.plant = cfg.plant;
     opts.trace_capacity = cfg.trace_capacity;

@@ -136,7 +136,7 @@ fn main() -> ExitCode {
                     break;
                 }
                 let r = run_seed(first + i, &cfg);
-                let mut t = totals.lock().expect("no worker panics while holding the lock");
+                let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
                 t.add(&r);
                 if !r.violations.is_empty() {
                     if t.failed_seeds.len() < 3 {
@@ -155,7 +155,7 @@ fn main() -> ExitCode {
         if last.elapsed() >= Duration::from_secs(2) {
             last = Instant::now();
             let d = done.load(Ordering::Relaxed);
-            let t = totals.lock().expect("lock");
+            let t = totals.lock().unwrap_or_else(|e| e.into_inner());
             eprintln!(
                 "[{:>6.1}s] seeds {d}/{count} ({:.0}%), steps {}, violations {}",
                 started.elapsed().as_secs_f64(),
@@ -168,7 +168,7 @@ fn main() -> ExitCode {
     for w in workers {
         let _ = w.join();
     }
-    let t = totals.lock().expect("lock");
+    let t = totals.lock().unwrap_or_else(|e| e.into_inner());
     let secs = started.elapsed().as_secs_f64();
     println!("\nvopr --kind {} summary", cfg.kind.name());
     println!("  seeds          {} (first {first}), {} jobs, {secs:.1} s", count, args.jobs);
