@@ -4,12 +4,15 @@
 //!   replicated state machine service, and the apps it hosts).
 //! * [`linearizability`]: a memoising Wing–Gong/Lowe linearizability checker over any spec,
 //!   with per-key partitioning and a work budget.
+//! * [`checkers`]: per-step checkers a simulator feeds (agreement, Paxos invariants,
+//!   refinement, liveness) and a linearizability verdict on client histories.
 //! * [`history`]: the JSON-lines history format written by benchmarks, and a one-call check
 //!   of such a file.
 #![forbid(unsafe_code)]
 
 mod bitset;
 pub mod budget;
+pub mod checkers;
 pub mod history;
 pub mod linearizability;
 pub mod spec;

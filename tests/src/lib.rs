@@ -1,10 +1,16 @@
-//! Fleet's deterministic simulator and the cross-crate tests built on it.
+//! Fleet's deterministic simulator (our VOPR) and the cross-crate tests built on it.
 //!
-//! Everything here is driven by one seed: the network ([`net`]), the clusters
-//! ([`rsl_sim`]) and the workload. Tests live in `tests/tests/`.
+//! Everything here is driven by one seed: the network ([`net`]), host clocks ([`clock`]),
+//! the fault schedule ([`faults`]), the cluster and workload ([`rsl_sim`]). [`vopr`] runs one
+//! seed end to end and judges it with the `fleet-proofs` checkers; the `vopr` binary runs
+//! many. Tests live in `tests/tests/`.
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod clock;
+pub mod faults;
 pub mod net;
 pub mod rng;
 pub mod rsl_sim;
+pub mod trace;
+pub mod vopr;

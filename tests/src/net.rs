@@ -43,6 +43,7 @@ pub struct SimNet {
     queue: BTreeMap<(u64, u64), InFlight>,
     seq: u64,
     blocked: BTreeMap<(Endpoint, Endpoint), ()>,
+    pool: Vec<Vec<u8>>,
     /// Datagrams sent, lost, duplicated, blocked by partitions.
     pub counts: NetCounts,
 }
@@ -63,7 +64,14 @@ pub struct NetCounts {
 impl SimNet {
     /// An empty network.
     pub fn new(faults: NetFaults) -> SimNet {
-        SimNet { faults, queue: BTreeMap::new(), seq: 0, blocked: BTreeMap::new(), counts: NetCounts::default() }
+        SimNet {
+            faults,
+            queue: BTreeMap::new(),
+            seq: 0,
+            blocked: BTreeMap::new(),
+            pool: Vec::new(),
+            counts: NetCounts::default(),
+        }
     }
 
     /// Takes every datagram of `out` sent at `now`, applying faults.
@@ -88,9 +96,35 @@ impl SimNet {
         self.counts.duplicated += copies - 1;
         for _ in 0..copies {
             let delay = rng.range(self.faults.min_delay_us, self.faults.max_delay_us);
-            self.seq += 1;
-            self.queue.insert((now + delay, self.seq), InFlight { from, to, bytes: bytes.to_vec() });
+            self.enqueue(now + delay, from, to, bytes);
         }
+    }
+
+    fn enqueue(&mut self, at: u64, from: Endpoint, to: Endpoint, bytes: &[u8]) {
+        let mut buf = self.pool.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        self.seq += 1;
+        self.queue.insert((at, self.seq), InFlight { from, to, bytes: buf });
+    }
+
+    /// Puts a datagram on the wire with no loss or duplication, arriving after `delay_us`
+    /// (for forged messages of planted-bug runs). Partitions still apply at delivery.
+    pub fn inject(&mut self, now: u64, from: Endpoint, to: Endpoint, bytes: &[u8], delay_us: u64) {
+        self.counts.sent += 1;
+        self.enqueue(now + delay_us, from, to, bytes);
+    }
+
+    /// Returns a delivered datagram's buffer for reuse (saves an allocation per datagram).
+    pub fn recycle(&mut self, bytes: Vec<u8>) {
+        if self.pool.len() < 4096 {
+            self.pool.push(bytes);
+        }
+    }
+
+    /// True if traffic from `a` to `b` is blocked.
+    pub fn is_blocked(&self, a: Endpoint, b: Endpoint) -> bool {
+        self.blocked.contains_key(&(a, b))
     }
 
     /// When the next datagram arrives.
@@ -108,6 +142,7 @@ impl SimNet {
         // A partition raised while the datagram was in flight also drops it.
         if self.blocked.contains_key(&(d.from, d.to)) {
             self.counts.partitioned += 1;
+            self.recycle(d.bytes);
             return self.pop_due(now);
         }
         Some(d)

@@ -95,3 +95,61 @@ impl AppSpec for CounterApp {
         self.0.to_le_bytes().to_vec()
     }
 }
+
+/// The service Fleet's RSL promises on top of [`RslSpec`]: **exactly-once** execution per
+/// client. IronRSL's executor applies every request of a batch; Fleet's skips a request whose
+/// seqno is at or below the client's last executed one (its reply cache), so a client's retry
+/// that was proposed twice takes effect once. This spec is that rule, with an unbounded
+/// memory of clients (the engine's cache evicts only when more than its capacity of clients
+/// are active, which a simulator keeps below).
+///
+/// One spec step is still one decided batch, executed atomically.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ExactlyOnceRslSpec<A> {
+    /// The application's state.
+    pub app: A,
+    /// Each client's last executed seqno and its reply.
+    pub last: std::collections::BTreeMap<u64, (u64, Vec<u8>)>,
+    /// Every reply the service has produced, by `(client, seqno)`: a reply a server sends is
+    /// justified iff it is in here with the same bytes.
+    pub replies: std::collections::BTreeMap<(u64, u64), Vec<u8>>,
+}
+
+impl<A: AppSpec> ExactlyOnceRslSpec<A> {
+    /// The initial service state around an initial app state.
+    pub fn new(app: A) -> Self {
+        Self { app, last: Default::default(), replies: Default::default() }
+    }
+
+    /// Executes `batch` in order, atomically. A request at or below its client's last seqno is
+    /// not applied again; the replies of the requests that were applied are returned.
+    pub fn execute_batch(&mut self, batch: &[AppRequest]) -> Vec<AppReply> {
+        let mut out = Vec::with_capacity(batch.len());
+        for req in batch {
+            if self.last.get(&req.client).is_some_and(|(s, _)| req.seqno <= *s) {
+                continue;
+            }
+            let reply = self.app.apply(&req.request);
+            self.last.insert(req.client, (req.seqno, reply.clone()));
+            self.replies.insert((req.client, req.seqno), reply.clone());
+            out.push(AppReply { client: req.client, seqno: req.seqno, reply });
+        }
+        out
+    }
+
+    /// Service correspondence: a reply a server sends must be one the spec produced.
+    pub fn reply_is_justified(&self, reply: &AppReply) -> bool {
+        self.replies.get(&(reply.client, reply.seqno)).is_some_and(|r| *r == reply.reply)
+    }
+}
+
+impl<A: AppSpec> SeqSpec for ExactlyOnceRslSpec<A> {
+    /// A decided batch.
+    type Op = Vec<AppRequest>;
+    /// The replies of the requests applied, in batch order.
+    type Ret = Vec<AppReply>;
+
+    fn step(&mut self, batch: &Vec<AppRequest>) -> Vec<AppReply> {
+        self.execute_batch(batch)
+    }
+}

@@ -1,0 +1,239 @@
+//! A generic, seeded fault schedule: which faults happen at which step of a run.
+//!
+//! Protocol-agnostic: hosts are indices `0..hosts` (the RSL simulator numbers replicas first,
+//! then clients; a KV simulator can number its hosts the same way). The schedule is a list of
+//! `(step, FaultEvent)` for the fault phase, then the *GST* (IronFleet's eventual synchrony):
+//! every partition heals, loss and duplication stop, delays become small, and no new fault
+//! happens. Crash-stopped hosts stay down; the schedule never crashes more hosts of a
+//! group than that group's budget (for RSL: a minority of replicas, so a quorum stays up).
+
+use crate::clock::HostClock;
+use crate::net::NetFaults;
+use crate::rng::Rng;
+
+/// One fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultEvent {
+    /// Drop datagrams from every host in `from` to every host in `to` (bitmasks of host
+    /// indices); `symmetric` also drops `to -> from`.
+    Partition {
+        /// Sending side.
+        from: u64,
+        /// Receiving side.
+        to: u64,
+        /// Both directions.
+        symmetric: bool,
+    },
+    /// Remove every partition.
+    Heal,
+    /// Crash-stop a host (its state is gone; it never comes back).
+    Crash(usize),
+    /// A host's clock jumps forward by this many microseconds.
+    ClockJump(usize, u64),
+    /// New network loss, duplication and delay rates.
+    Net(NetFaults),
+}
+
+/// Hosts a schedule may crash: each group crashes at most `max` of its hosts.
+#[derive(Clone, Debug, Default)]
+pub struct CrashGroup {
+    /// Host indices in the group.
+    pub hosts: Vec<usize>,
+    /// Most hosts of the group that may crash.
+    pub max: usize,
+}
+
+/// How hard a seed hits the system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultProfile {
+    /// Mean steps between fault events (0: no fault events at all).
+    pub mean_gap_steps: u64,
+    /// Network rates at the start.
+    pub net: NetFaults,
+    /// Largest loss rate a `Net` event may pick (ppm).
+    pub max_loss_ppm: u32,
+    /// Largest duplication rate a `Net` event may pick (ppm).
+    pub max_dup_ppm: u32,
+    /// Largest delay a `Net` event may pick (us).
+    pub max_delay_us: u64,
+    /// Weight of crash events among fault events (0 disables crashes).
+    pub crash_weight: u32,
+    /// Largest clock jump (us; 0 disables jumps).
+    pub max_jump_us: u64,
+}
+
+impl FaultProfile {
+    /// No faults at all.
+    pub const NONE: FaultProfile = FaultProfile {
+        mean_gap_steps: 0,
+        net: NetFaults::CALM,
+        max_loss_ppm: 0,
+        max_dup_ppm: 0,
+        max_delay_us: 100,
+        crash_weight: 0,
+        max_jump_us: 0,
+    };
+
+    /// A random profile: rates and frequencies vary per seed, from calm to harsh.
+    pub fn random(rng: &mut Rng) -> FaultProfile {
+        if rng.below(10) == 0 {
+            return FaultProfile::NONE;
+        }
+        let max_loss_ppm = [0, 10_000, 50_000, 200_000][rng.below(4) as usize];
+        let max_dup_ppm = [0, 10_000, 100_000][rng.below(3) as usize];
+        let max_delay_us = [200, 2_000, 20_000, 100_000][rng.below(4) as usize];
+        let net = random_net(rng, max_loss_ppm, max_dup_ppm, max_delay_us);
+        FaultProfile {
+            mean_gap_steps: [50, 200, 1_000][rng.below(3) as usize],
+            net,
+            max_loss_ppm,
+            max_dup_ppm,
+            max_delay_us,
+            crash_weight: [0, 1, 3][rng.below(3) as usize],
+            max_jump_us: [0, 0, 2_000_000][rng.below(3) as usize],
+        }
+    }
+}
+
+fn random_net(rng: &mut Rng, loss: u32, dup: u32, max_delay: u64) -> NetFaults {
+    let min_delay_us = rng.range(10, 200.min(max_delay));
+    NetFaults {
+        loss_ppm: rng.below(u64::from(loss) + 1) as u32,
+        dup_ppm: rng.below(u64::from(dup) + 1) as u32,
+        min_delay_us,
+        max_delay_us: rng.range(min_delay_us, max_delay),
+    }
+}
+
+/// The network after GST: no loss, no duplication, small delays (still reordering).
+pub const HEALED_NET: NetFaults = NetFaults { loss_ppm: 0, dup_ppm: 0, min_delay_us: 50, max_delay_us: 2_000 };
+
+/// A seeded fault schedule for one run.
+#[derive(Clone, Debug)]
+pub struct FaultSchedule {
+    /// Fault events by step, in step order.
+    pub events: Vec<(u64, FaultEvent)>,
+    /// The step at which faults stop (GST).
+    pub gst_step: u64,
+    /// The profile it was drawn from.
+    pub profile: FaultProfile,
+}
+
+impl FaultSchedule {
+    /// Draws a schedule over `hosts` hosts for a fault phase of `steps` steps.
+    pub fn generate(rng: &mut Rng, hosts: usize, crash_groups: &[CrashGroup], steps: u64) -> FaultSchedule {
+        let profile = FaultProfile::random(rng);
+        let mut events = Vec::new();
+        let mut crashed = vec![0usize; crash_groups.len()];
+        let mut down = vec![false; hosts];
+        if profile.mean_gap_steps > 0 {
+            let mut step = rng.below(profile.mean_gap_steps * 2);
+            while step < steps {
+                let weights = [4u32, 3, profile.crash_weight, u32::from(profile.max_jump_us > 0), 3];
+                let total: u32 = weights.iter().sum();
+                let mut pick = rng.below(u64::from(total)) as u32;
+                let mut kind = 0;
+                while pick >= weights[kind] {
+                    pick -= weights[kind];
+                    kind += 1;
+                }
+                let event = match kind {
+                    0 => {
+                        let all = if hosts >= 64 { u64::MAX } else { (1u64 << hosts) - 1 };
+                        let from = rng.next_u64() & all;
+                        let to = match rng.below(2) {
+                            0 => !from & all,
+                            _ => rng.next_u64() & all,
+                        };
+                        Some(FaultEvent::Partition { from, to, symmetric: rng.below(2) == 0 })
+                    }
+                    1 => Some(FaultEvent::Heal),
+                    2 => {
+                        let g = rng.below(crash_groups.len() as u64) as usize;
+                        let group = crash_groups.get(g);
+                        match group {
+                            Some(group) if crashed[g] < group.max && !group.hosts.is_empty() => {
+                                let h = group.hosts[rng.below(group.hosts.len() as u64) as usize];
+                                if down[h] {
+                                    None
+                                } else {
+                                    down[h] = true;
+                                    crashed[g] += 1;
+                                    Some(FaultEvent::Crash(h))
+                                }
+                            }
+                            _ => None,
+                        }
+                    }
+                    3 => {
+                        Some(FaultEvent::ClockJump(rng.below(hosts as u64) as usize, rng.range(1, profile.max_jump_us)))
+                    }
+                    _ => Some(FaultEvent::Net(random_net(
+                        rng,
+                        profile.max_loss_ppm,
+                        profile.max_dup_ppm,
+                        profile.max_delay_us,
+                    ))),
+                };
+                if let Some(e) = event {
+                    events.push((step, e));
+                }
+                step += 1 + rng.below(profile.mean_gap_steps * 2);
+            }
+        }
+        FaultSchedule { events, gst_step: steps, profile }
+    }
+
+    /// Random per-host clocks: half the seeds get skew (up to 10 s) and drift (up to ±5 %).
+    pub fn clocks(rng: &mut Rng, hosts: usize) -> Vec<HostClock> {
+        let skewed = rng.below(2) == 0;
+        (0..hosts)
+            .map(|_| match skewed {
+                false => HostClock::EXACT,
+                true => {
+                    HostClock { offset_us: rng.below(10_000_000), drift_ppm: rng.range(0, 100_000) as i64 - 50_000 }
+                }
+            })
+            .collect()
+    }
+}
+
+/// How many faults a run injected, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Partitions raised.
+    pub partitions: u64,
+    /// Heals (before GST).
+    pub heals: u64,
+    /// Hosts crash-stopped.
+    pub crashes: u64,
+    /// Clock jumps.
+    pub clock_jumps: u64,
+    /// Changes of network rates.
+    pub net_changes: u64,
+    /// Forged or planted messages (planted-bug runs only).
+    pub planted: u64,
+}
+
+impl FaultCounts {
+    /// Counts one event.
+    pub fn count(&mut self, e: &FaultEvent) {
+        match e {
+            FaultEvent::Partition { .. } => self.partitions += 1,
+            FaultEvent::Heal => self.heals += 1,
+            FaultEvent::Crash(_) => self.crashes += 1,
+            FaultEvent::ClockJump(..) => self.clock_jumps += 1,
+            FaultEvent::Net(_) => self.net_changes += 1,
+        }
+    }
+
+    /// Adds another run's counts.
+    pub fn add(&mut self, o: &FaultCounts) {
+        self.partitions += o.partitions;
+        self.heals += o.heals;
+        self.crashes += o.crashes;
+        self.clock_jumps += o.clock_jumps;
+        self.net_changes += o.net_changes;
+        self.planted += o.planted;
+    }
+}

@@ -1,0 +1,231 @@
+//! The VOPR driver: one seed in, one judged run out.
+//!
+//! A run has two phases. **Faults** (`steps` host steps): the seeded [`FaultSchedule`] loses,
+//! duplicates, delays and reorders datagrams, partitions arbitrary host sets (symmetric or
+//! one-way), crash-stops a minority of replicas (and some clients) and makes clocks jump,
+//! while every host runs on its own skewed, drifting clock. **GST**: faults stop, and every
+//! request still pending must complete within the liveness bound. Then the client history is
+//! checked for linearizability. The safety checkers run after every step of both phases.
+
+use fleet_proofs::checkers::linearizable::{check_keyed, LinVerdict};
+use fleet_proofs::checkers::Violation;
+use fleet_proofs::spec::bytes_kv::BytesKvApp;
+use fleet_proofs::Budget;
+
+use crate::faults::{CrashGroup, FaultCounts, FaultSchedule, HEALED_NET};
+use crate::net::NetCounts;
+use crate::rng::Rng;
+use crate::rsl_sim::{Plant, RslSim, SimOptions};
+
+/// Which system to simulate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// IronRSL (MultiPaxos) replicas running the byte-KV app.
+    Rsl,
+    /// IronKV (sharded KV): not simulated yet (its host lives on another branch).
+    Kv,
+}
+
+impl Kind {
+    /// Parses `rsl` or `kv`.
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "rsl" => Some(Kind::Rsl),
+            "kv" => Some(Kind::Kv),
+            _ => None,
+        }
+    }
+
+    /// The `--kind` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Rsl => "rsl",
+            Kind::Kv => "kv",
+        }
+    }
+}
+
+/// What to run for each seed.
+#[derive(Clone, Copy, Debug)]
+pub struct RunConfig {
+    /// System under test.
+    pub kind: Kind,
+    /// Host steps in the fault phase.
+    pub steps: u64,
+    /// A planted bug (checker tests only).
+    pub plant: Plant,
+    /// Step budget of the linearizability check.
+    pub lin_budget_steps: u64,
+    /// Most steps the post-GST phase may take before giving up (a liveness violation).
+    pub max_liveness_steps: u64,
+    /// Steps kept in the trace ring buffer.
+    pub trace_capacity: usize,
+    /// Render the trace even when the seed passes.
+    pub always_trace: bool,
+    /// Keep running after a safety violation and always check linearizability (planted-bug
+    /// tests use it to see a later checker fire too).
+    pub keep_going: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            kind: Kind::Rsl,
+            steps: 5_000,
+            plant: Plant::None,
+            lin_budget_steps: 2_000_000,
+            max_liveness_steps: 3_000_000,
+            trace_capacity: 48,
+            always_trace: false,
+            keep_going: false,
+        }
+    }
+}
+
+impl RunConfig {
+    /// The one-line command that replays `seed` exactly, with a trace.
+    pub fn replay_command(&self, seed: u64) -> String {
+        let plant = match self.plant {
+            Plant::None => String::new(),
+            p => format!(" --plant {}", p.name()),
+        };
+        format!(
+            "cargo run --release -p fleet-tests --bin vopr -- --kind {} --seed {seed} --steps {}{plant}",
+            self.kind.name(),
+            self.steps
+        )
+    }
+}
+
+/// The outcome of one seed.
+#[derive(Clone, Debug, Default)]
+pub struct SeedReport {
+    /// The seed.
+    pub seed: u64,
+    /// Steps taken in the fault phase.
+    pub fault_steps: u64,
+    /// Steps taken after GST.
+    pub liveness_steps: u64,
+    /// Simulated time at the end, microseconds.
+    pub sim_us: u64,
+    /// What the network did.
+    pub net: NetCounts,
+    /// Faults injected.
+    pub faults: FaultCounts,
+    /// Client operations invoked and completed.
+    pub ops: (usize, usize),
+    /// Batches the spec executed (the longest executed prefix).
+    pub spec_ops: u64,
+    /// Violations (empty on success).
+    pub violations: Vec<Violation>,
+    /// The linearizability check ran out of budget (no verdict).
+    pub lin_unknown: Option<String>,
+    /// A one-line description of the seed's configuration.
+    pub setup: String,
+    /// The last steps, rendered (filled on failure, or when asked).
+    pub trace: String,
+}
+
+/// Runs one seed.
+pub fn run_seed(seed: u64, cfg: &RunConfig) -> SeedReport {
+    run_seed_with(seed, cfg, |_| {})
+}
+
+/// Runs one seed, letting a test adjust the seed's options first.
+pub fn run_seed_with(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> SeedReport {
+    match cfg.kind {
+        Kind::Rsl => run_rsl(seed, cfg, tweak),
+        Kind::Kv => SeedReport {
+            seed,
+            violations: vec![Violation::new("vopr", "kind", "--kind kv is not implemented yet (IronKV host pending)")],
+            ..SeedReport::default()
+        },
+    }
+}
+
+fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> SeedReport {
+    let mut rng = Rng::new(seed ^ 0x05EE_D0FF_1EE7);
+    let mut opts = SimOptions::random(&mut rng);
+    opts.plant = cfg.plant;
+    opts.trace_capacity = cfg.trace_capacity;
+    tweak(&mut opts);
+    let n = opts.replicas;
+    let hosts = n + opts.clients;
+    let groups = [
+        CrashGroup { hosts: (0..n).collect(), max: (n - 1) / 2 },
+        CrashGroup { hosts: (n..hosts).collect(), max: opts.clients / 2 },
+    ];
+    let schedule = FaultSchedule::generate(&mut rng, hosts, &groups, cfg.steps);
+    opts.faults = schedule.profile.net;
+    let setup = format!(
+        "{n} replicas, {} clients, {} keys, params {:?}, client retransmit {} ms, faults {:?}, {} fault events",
+        opts.clients,
+        opts.keys,
+        opts.params,
+        opts.client_retransmit_ms,
+        schedule.profile,
+        schedule.events.len()
+    );
+    let mut sim = RslSim::new(seed, opts);
+    let mut next = 0;
+    while sim.steps < cfg.steps && (cfg.keep_going || sim.violations.is_empty()) {
+        while next < schedule.events.len() && schedule.events[next].0 <= sim.steps {
+            sim.apply_fault(schedule.events[next].1);
+            next += 1;
+        }
+        if !sim.step() {
+            break;
+        }
+    }
+    let fault_steps = sim.steps;
+    if sim.violations.is_empty() {
+        sim.start_gst(HEALED_NET);
+        let deadline = sim.liveness.deadline().unwrap_or(sim.now);
+        while sim.liveness.outstanding() > 0 && sim.now <= deadline && sim.violations.is_empty() {
+            if sim.steps - fault_steps > cfg.max_liveness_steps || !sim.step() {
+                break;
+            }
+        }
+        if sim.liveness.outstanding() > 0 && sim.violations.is_empty() {
+            let now = sim.now.max(deadline + 1);
+            sim.liveness.check(now, &mut sim.violations);
+            if sim.violations.is_empty() {
+                sim.violations.push(Violation::new(
+                    "liveness",
+                    "lemma_EventuallyLiveReplicaExecutesClientRequest",
+                    format!(
+                        "{} requests still pending after {} post-GST steps (simulation stalled before the deadline)",
+                        sim.liveness.outstanding(),
+                        sim.steps - fault_steps
+                    ),
+                ));
+            }
+        }
+    }
+    let mut lin_unknown = None;
+    if sim.violations.is_empty() || cfg.keep_going {
+        match sim.lin_history() {
+            Err(v) => sim.violations.push(v),
+            Ok(h) => match check_keyed(&BytesKvApp::default(), &h, &Budget::steps(cfg.lin_budget_steps)) {
+                LinVerdict::Linearizable => {}
+                LinVerdict::Violation(v) => sim.violations.push(v),
+                LinVerdict::Unknown(why) => lin_unknown = Some(why),
+            },
+        }
+    }
+    let trace = if sim.violations.is_empty() && !cfg.always_trace { String::new() } else { sim.render_trace() };
+    SeedReport {
+        seed,
+        fault_steps,
+        liveness_steps: sim.steps - fault_steps,
+        sim_us: sim.now,
+        net: sim.net.counts,
+        faults: sim.fault_counts,
+        ops: (sim.history.len(), sim.completed()),
+        spec_ops: sim.checker.refinement.spec_ops(),
+        violations: sim.violations,
+        lin_unknown,
+        setup,
+        trace,
+    }
+}
