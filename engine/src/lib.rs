@@ -57,6 +57,7 @@
 pub mod config;
 mod emit;
 pub mod endpoint;
+pub mod kv;
 pub mod outbox;
 pub mod rsl;
 pub mod stats;
