@@ -164,8 +164,31 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
         Ok(KvClient { hosts: list, params, rel, op: None, next_op: 1, hints: heapless::Vec::new(), stats: Stats::default() })
     }
 
-    /// Starts `request`; returns its operation id.
+    /// Starts `request` at the host the client believes owns its key (host 0 if it knows
+    /// nothing); returns its operation id.
     pub fn submit(&mut self, now: Instant, request: Request<'_>, out: &mut Outbox<'_>) -> Result<u64, ClientError> {
+        self.start(now, None, request, out)
+    }
+
+    /// Starts `request` at the host `host` (an admin sends Shard to the owner it chose);
+    /// an endpoint that is not a host of the cluster falls back to [`KvClient::submit`].
+    pub fn submit_to(
+        &mut self,
+        now: Instant,
+        host: Endpoint,
+        request: Request<'_>,
+        out: &mut Outbox<'_>,
+    ) -> Result<u64, ClientError> {
+        self.start(now, self.rel.index_of(host), request, out)
+    }
+
+    fn start(
+        &mut self,
+        now: Instant,
+        host: Option<usize>,
+        request: Request<'_>,
+        out: &mut Outbox<'_>,
+    ) -> Result<u64, ClientError> {
         if self.op.is_some() {
             return Err(ClientError::Busy);
         }
@@ -179,7 +202,7 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
             return Err(ClientError::TooLarge);
         }
         let value = heapless::Vec::from_slice(value).map_err(|_| ClientError::TooLarge)?;
-        let target = self.hint(key);
+        let target = host.unwrap_or_else(|| self.hint(key));
         let id = self.next_op;
         let mut op = Op { id, kind, key, value, target, seqno: None, resend_at: None, redirects: 0, streak: 0 };
         match self.send_attempt(now, &mut op, out) {

@@ -669,7 +669,8 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         let mut last_seqno = 0;
         let mut cursor = range.first_key();
         for part in 0..parts {
-            let mut buf: heapless::Vec<u8, D> = heapless::Vec::new();
+            let mut buf = [0u8; D];
+            let mut used = 0usize;
             // Fill this part with the next pairs, exactly as `plan` cut them.
             for _ in 0..self.store.len() {
                 let Some(c) = cursor else { break };
@@ -678,15 +679,16 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
                     break;
                 }
                 let size = pair_size(k, v);
-                if buf.len() + size > budget && !buf.is_empty() {
+                if used + size > budget && used > 0 {
                     break;
                 }
-                if msg::append_pair(&mut buf, k, v).is_err() {
-                    break;
+                match postcard::to_slice(&(k, Bytes(v)), &mut buf[used..budget.min(D)]) {
+                    Ok(w) => used += w.len(),
+                    Err(_) => break,
                 }
                 cursor = k.checked_add(1);
             }
-            let body = Body::Delegate { transfer, range, part, parts, total_pairs, pairs: Bytes(&buf) };
+            let body = Body::Delegate { transfer, range, part, parts, total_pairs, pairs: Bytes(&buf[..used]) };
             match self.rel.send(now, usize::from(to), &body, out, &mut self.stats) {
                 Ok(s) => last_seqno = s,
                 Err(e) => debug_assert!(false, "Delegate part refused after its room was checked: {e:?}"),

@@ -10,7 +10,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Endpoint;
-use crate::wire::{self, Bytes, DecodeError};
+#[cfg(test)]
+use crate::wire;
+use crate::wire::{Bytes, DecodeError};
 
 /// One end of a key range: below every key, a key, or above every key (IronKV's `KeyPlus`).
 ///
@@ -228,6 +230,7 @@ impl<'a> Iterator for Pairs<'a> {
 }
 
 /// Appends one pair to a Delegate's pairs buffer; unchanged if it does not fit.
+#[cfg(test)]
 pub(crate) fn append_pair<const N: usize>(
     buf: &mut heapless::Vec<u8, N>,
     key: u64,

@@ -30,7 +30,9 @@ use crate::endpoint::Endpoint;
 use crate::outbox::Outbox;
 use crate::stats::Stats;
 use crate::time::{earliest, Instant};
-use crate::wire::{self, Bytes, Protocol};
+use crate::wire::{Bytes, Protocol};
+#[cfg(test)]
+use crate::wire;
 
 /// Largest encoding of a [`Frame::Single`] around its body, envelope included (header 3,
 /// tag 1, base and seqno 10 each, body length prefix 3).
@@ -188,7 +190,14 @@ impl Peer {
 struct Pending<const D: usize> {
     peer: u32,
     seqno: u64,
-    body: heapless::Vec<u8, D>,
+    len: usize,
+    body: [u8; D],
+}
+
+impl<const D: usize> Pending<D> {
+    fn body(&self) -> &[u8] {
+        &self.body[..self.len]
+    }
 }
 
 /// Reliable channels to at most `P` peers, with at most `U` unacked bodies of `D` bytes.
@@ -365,16 +374,24 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         if self.room(i) == 0 {
             return Err(SendError::QueueFull);
         }
-        let mut buf: heapless::Vec<u8, D> = heapless::Vec::new();
-        if wire::append(&mut buf, body).is_err() || buf.len() > self.max_body_bytes() {
-            return Err(SendError::TooLarge);
-        }
-        let p = &mut self.peers[i];
-        let seqno = p.next;
-        let pending = Pending { peer: i as u32, seqno, body: buf };
-        if self.pending.push(pending).is_err() {
+        let max = self.max_body_bytes();
+        let seqno = self.peers[i].next;
+        // Encode straight into the queue slot (a memcpy-sized move, no per-byte copies).
+        if self.pending.push(Pending { peer: i as u32, seqno, len: 0, body: [0; D] }).is_err() {
             return Err(SendError::QueueFull);
         }
+        let encoded = match self.pending.last_mut() {
+            Some(slot) => postcard::to_slice(body, &mut slot.body[..max]).map(|w| w.len()).ok(),
+            None => None,
+        };
+        match (encoded, self.pending.last_mut()) {
+            (Some(len), Some(slot)) => slot.len = len,
+            _ => {
+                self.pending.pop();
+                return Err(SendError::TooLarge);
+            }
+        }
+        let p = &mut self.peers[i];
         p.next = p.next.saturating_add(1);
         p.unacked += 1;
         if p.retransmit_at.is_none() {
@@ -382,7 +399,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         }
         let (ep, base) = (p.ep, p.send_base);
         if let Some(m) = self.pending.last() {
-            let frame = Frame::Single { base, seqno, body: Bytes(&m.body) };
+            let frame = Frame::Single { base, seqno, body: Bytes(m.body()) };
             emit::send(out, stats, self.protocol, self.max_datagram_bytes, ep, &frame);
         }
         Ok(seqno)
@@ -435,7 +452,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             for seqno in p.acked + 1..p.next {
                 let found = self.pending.iter().find(|m| m.peer as usize == i && m.seqno == seqno);
                 if let Some(m) = found {
-                    let frame = Frame::Single { base: p.send_base, seqno, body: Bytes(&m.body) };
+                    let frame = Frame::Single { base: p.send_base, seqno, body: Bytes(m.body()) };
                     emit::send(out, stats, self.protocol, self.max_datagram_bytes, p.ep, &frame);
                     self.retransmits = self.retransmits.saturating_add(1);
                 }
@@ -462,7 +479,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
 
     /// The unacked bodies for peer `i`, in no particular order, with their seqnos.
     pub fn unacked_bodies(&self, i: usize) -> impl Iterator<Item = (u64, &[u8])> + '_ {
-        self.pending.iter().filter(move |m| m.peer as usize == i).map(|m| (m.seqno, &m.body[..]))
+        self.pending.iter().filter(move |m| m.peer as usize == i).map(|m| (m.seqno, m.body()))
     }
 
     /// Queue counts agree with the queued messages; every queued seqno is unacked.

@@ -39,7 +39,20 @@ pub trait Storage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Slot<const V: usize> {
     key: u64,
-    value: heapless::Vec<u8, V>,
+    len: usize,
+    value: [u8; V],
+}
+
+impl<const V: usize> Slot<V> {
+    fn new(key: u64, value: &[u8]) -> Option<Slot<V>> {
+        let mut slot = Slot { key, len: value.len(), value: [0; V] };
+        slot.value.get_mut(..value.len())?.copy_from_slice(value);
+        Some(slot)
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.value[..self.len]
+    }
 }
 
 /// A heap-free ordered map of at most `N` keys with values of at most `V` bytes.
@@ -92,16 +105,19 @@ impl<const N: usize, const V: usize> Storage for HeaplessStore<N, V> {
     fn get(&self, key: u64) -> Option<&[u8]> {
         let i = self.find(key).ok()?;
         let slot = self.index[i].1 as usize;
-        self.slots.get(slot).map(|s| &s.value[..])
+        self.slots.get(slot).map(|s| s.value())
     }
 
     fn set(&mut self, key: u64, value: &[u8]) -> Result<(), StorageError> {
-        let value: heapless::Vec<u8, V> = heapless::Vec::from_slice(value).map_err(|_| StorageError::TooLarge)?;
+        if value.len() > V {
+            return Err(StorageError::TooLarge);
+        }
         match self.find(key) {
             Ok(i) => {
                 let slot = self.index[i].1 as usize;
                 if let Some(s) = self.slots.get_mut(slot) {
-                    s.value = value;
+                    s.value[..value.len()].copy_from_slice(value);
+                    s.len = value.len();
                 }
                 Ok(())
             }
@@ -110,7 +126,8 @@ impl<const N: usize, const V: usize> Storage for HeaplessStore<N, V> {
                     return Err(StorageError::Full);
                 }
                 let slot = self.slots.len() as u32;
-                self.slots.push(Slot { key, value }).map_err(|_| StorageError::Full)?;
+                let new = Slot::new(key, value).ok_or(StorageError::TooLarge)?;
+                self.slots.push(new).map_err(|_| StorageError::Full)?;
                 if self.index.insert(i, (key, slot)).is_err() {
                     self.slots.pop();
                     return Err(StorageError::Full);
@@ -139,7 +156,7 @@ impl<const N: usize, const V: usize> Storage for HeaplessStore<N, V> {
             Ok(i) | Err(i) => i,
         };
         let (k, slot) = *self.index.get(i)?;
-        self.slots.get(slot as usize).map(|s| (k, &s.value[..]))
+        self.slots.get(slot as usize).map(|s| (k, s.value()))
     }
 
     fn len(&self) -> usize {
