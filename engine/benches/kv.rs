@@ -43,10 +43,13 @@ fn key(c: usize, r: usize) -> u64 {
     ((c * ROUNDS + r) % 1024) as u64
 }
 
+/// Datagrams with their senders, in delivery order.
+type Datagrams = Vec<(Endpoint, Vec<u8>)>;
+
 /// Request and ack datagrams for every (round, client), in delivery order.
 struct Script {
-    rounds: Vec<(Vec<(Endpoint, Vec<u8>)>, Vec<(Endpoint, Vec<u8>)>)>,
-    preload: Vec<(Endpoint, Vec<u8>)>,
+    rounds: Vec<(Datagrams, Datagrams)>,
+    preload: Datagrams,
 }
 
 fn script(get: bool) -> Script {

@@ -229,8 +229,9 @@ impl<S: Storage> KvSim<S> {
         let host_eps: Vec<Endpoint> = (0..options.hosts).map(|i| Endpoint::v4([10, 0, 0, i as u8 + 1], 7000)).collect();
         let mut config = KvConfig::<4>::new(&host_eps).expect("at most 4 hosts");
         config.params = options.params;
-        let hosts =
-            (0..options.hosts).map(|i| Box::new(SimHost::new(config.clone(), i, store()).expect("valid config"))).collect();
+        let hosts = (0..options.hosts)
+            .map(|i| Box::new(SimHost::new(config.clone(), i, store()).expect("valid config")))
+            .collect();
         let mut rng = Rng::new(seed);
         let slot = |j: usize, rng: &mut Rng| {
             let ep = Endpoint::v4([10, 0, 1, j as u8 + 1], 9000);

@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod kv_sim;
 pub mod net;
 pub mod rng;
-pub mod kv_sim;
 pub mod rsl_sim;

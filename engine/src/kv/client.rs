@@ -161,7 +161,15 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
             }
             rel.add_peer(*h, None).ok_or(ConfigError::TooManyReplicas)?;
         }
-        Ok(KvClient { hosts: list, params, rel, op: None, next_op: 1, hints: heapless::Vec::new(), stats: Stats::default() })
+        Ok(KvClient {
+            hosts: list,
+            params,
+            rel,
+            op: None,
+            next_op: 1,
+            hints: heapless::Vec::new(),
+            stats: Stats::default(),
+        })
     }
 
     /// Starts `request` at the host the client believes owns its key (host 0 if it knows
@@ -293,7 +301,9 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
 
     fn on_body<'d>(&mut self, now: Instant, host: usize, msg: Body<'d>, out: &mut Outbox<'_>) -> Option<Event<'d>> {
         let req = match msg {
-            Body::Reply { req, .. } | Body::Redirect { req, .. } | Body::Sharded { req } | Body::Error { req, .. } => req,
+            Body::Reply { req, .. } | Body::Redirect { req, .. } | Body::Sharded { req } | Body::Error { req, .. } => {
+                req
+            }
             _ => {
                 Stats::bump(&mut self.stats.ignored_messages);
                 return None;
@@ -572,7 +582,8 @@ mod tests {
         let mut inner: heapless::Vec<u8, 64> = heapless::Vec::new();
         wire::append(&mut inner, &body).unwrap();
         let mut buf = [0u8; 128];
-        let len = wire::encode(Protocol::Kv, &Frame::Single { base: 1, seqno: 1, body: Bytes(&inner) }, &mut buf).unwrap();
+        let len =
+            wire::encode(Protocol::Kv, &Frame::Single { base: 1, seqno: 1, body: Bytes(&inner) }, &mut buf).unwrap();
         assert_eq!(n.client.handle(Instant::ZERO, H0, &buf[..len], &mut out), None, "not completed twice");
         let acks: Vec<_> = out.iter().map(|(_, b)| wire::decode::<Frame<'_>>(Protocol::Kv, b).unwrap()).collect();
         assert_eq!(acks, [Frame::Ack { seqno: 1 }]);

@@ -617,7 +617,12 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         Some(Plan { parts: u16::try_from(parts).ok()?, pairs })
     }
 
-    fn check_shard(&self, requester: usize, range: &KeyRange, recipient: Endpoint) -> Result<(HostId, Plan), ShardError> {
+    fn check_shard(
+        &self,
+        requester: usize,
+        range: &KeyRange,
+        recipient: Endpoint,
+    ) -> Result<(HostId, Plan), ShardError> {
         let to = self.config.index_of(recipient).ok_or(ShardError::UnknownRecipient)?;
         if to == usize::from(self.me) {
             return Err(ShardError::RecipientIsSelf);

@@ -30,9 +30,9 @@ use crate::endpoint::Endpoint;
 use crate::outbox::Outbox;
 use crate::stats::Stats;
 use crate::time::{earliest, Instant};
-use crate::wire::{Bytes, Protocol};
 #[cfg(test)]
 use crate::wire;
+use crate::wire::{Bytes, Protocol};
 
 /// Largest encoding of a [`Frame::Single`] around its body, envelope included (header 3,
 /// tag 1, base and seqno 10 each, body length prefix 3).
@@ -446,7 +446,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
     pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>, stats: &mut Stats) {
         let max = self.params.max_retransmit_ms;
         for (i, p) in self.peers.iter_mut().enumerate() {
-            if !p.retransmit_at.is_some_and(|t| now >= t) {
+            if p.retransmit_at.is_none_or(|t| now < t) {
                 continue;
             }
             for seqno in p.acked + 1..p.next {
@@ -634,11 +634,13 @@ mod tests {
         assert!(out.is_empty());
         r.tick(Instant::from_millis(10), &mut out, &mut stats);
         let f = frames(&out);
-        assert_eq!(&f[..], &[Frame::Single { base: 5, seqno: 5, body: Bytes(&[]) }, Frame::Single {
-            base: 5,
-            seqno: 6,
-            body: Bytes(&[])
-        }]);
+        assert_eq!(
+            &f[..],
+            &[
+                Frame::Single { base: 5, seqno: 5, body: Bytes(&[]) },
+                Frame::Single { base: 5, seqno: 6, body: Bytes(&[]) }
+            ]
+        );
         assert_eq!(r.next_deadline(), Instant::from_millis(30), "delay doubled to 20 ms");
         r.tick(Instant::from_millis(30), &mut out, &mut stats);
         r.tick(Instant::from_millis(70), &mut out, &mut stats);

@@ -350,11 +350,25 @@ fn delegate_part_out_of_sequence_is_invalid() {
     let mut h1 = host(1);
     let mut pairs: heapless::Vec<u8, 64> = heapless::Vec::new();
     msg::append_pair(&mut pairs, 3, b"v").unwrap();
-    let d = Body::Delegate { transfer: 1, range: KeyRange::keys(0, 10), part: 1, parts: 2, total_pairs: 1, pairs: Bytes(&pairs) };
+    let d = Body::Delegate {
+        transfer: 1,
+        range: KeyRange::keys(0, 10),
+        part: 1,
+        parts: 2,
+        total_pairs: 1,
+        pairs: Bytes(&pairs),
+    };
     assert!(run(&mut h1, H0, &single(1, 1, &d)).is_empty());
     assert!(h1.storage().is_empty());
     // A pair outside the range is invalid too.
-    let d = Body::Delegate { transfer: 1, range: KeyRange::keys(5, 10), part: 0, parts: 1, total_pairs: 1, pairs: Bytes(&pairs) };
+    let d = Body::Delegate {
+        transfer: 1,
+        range: KeyRange::keys(5, 10),
+        part: 0,
+        parts: 1,
+        total_pairs: 1,
+        pairs: Bytes(&pairs),
+    };
     assert!(run(&mut h1, H0, &single(1, 1, &d)).is_empty());
     assert_eq!(h1.stats().invalid_messages, 2);
     assert_eq!(h1.reliable().peer(0).unwrap().last_accepted(), Some(0), "channel did not advance");
@@ -363,11 +377,25 @@ fn delegate_part_out_of_sequence_is_invalid() {
 #[test]
 fn an_incoming_transfer_without_storage_room_is_refused_not_dropped() {
     let mut h1 = host(1);
-    let d = Body::Delegate { transfer: 1, range: KeyRange::keys(0, 10), part: 0, parts: 1, total_pairs: 17, pairs: Bytes(&[]) };
+    let d = Body::Delegate {
+        transfer: 1,
+        range: KeyRange::keys(0, 10),
+        part: 0,
+        parts: 1,
+        total_pairs: 17,
+        pairs: Bytes(&[]),
+    };
     let sent = run(&mut h1, H0, &single(1, 1, &d));
     // total_pairs 17 > 16 slots; also count != total for a one-part transfer: invalid first.
     assert!(sent.is_empty());
-    let d = Body::Delegate { transfer: 1, range: KeyRange::keys(0, 10), part: 0, parts: 2, total_pairs: 17, pairs: Bytes(&[]) };
+    let d = Body::Delegate {
+        transfer: 1,
+        range: KeyRange::keys(0, 10),
+        part: 0,
+        parts: 2,
+        total_pairs: 17,
+        pairs: Bytes(&[]),
+    };
     let sent = run(&mut h1, H0, &single(1, 1, &d));
     assert_eq!(sent[0].frame(), Frame::Refused { seqno: 1, reason: Refusal::NoRoom });
     assert!(h1.incoming(0).is_none());
