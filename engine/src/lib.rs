@@ -7,7 +7,8 @@
 //!
 //! ## The sans-IO contract
 //!
-//! A host ([`rsl::Replica`], [`rsl::Client`]) never performs IO and never reads a clock.
+//! A host ([`rsl::Replica`], [`rsl::Client`], [`kv::KvHost`], [`kv::KvClient`]) never
+//! performs IO and never reads a clock.
 //! The binding drives it with exactly three calls:
 //!
 //! 1. **`handle(now, from, datagram, out) -> Step`** — one received datagram in. This is one
@@ -33,7 +34,8 @@
 //! binding may send them through its socket or feed them straight back to `handle`.
 //!
 //! **Durability.** [`rsl::Step::durable_state_changed`] is set when the acceptor's promise,
-//! votes or truncation point changed. The engine today keeps state in memory only (as
+//! votes or truncation point changed ([`kv::Step::storage_changed`] when a KV host's store
+//! or delegation map changed). The engine today keeps state in memory only (as
 //! IronRSL does); a durable binding persists that state before sending the step's datagrams.
 //!
 //! **Time** is a caller-supplied monotonic [`Instant`] in microseconds.
@@ -57,6 +59,7 @@
 pub mod config;
 mod emit;
 pub mod endpoint;
+pub mod kv;
 pub mod outbox;
 pub mod rsl;
 pub mod stats;

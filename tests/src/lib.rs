@@ -1,7 +1,7 @@
 //! Fleet's deterministic simulator (our VOPR) and the cross-crate tests built on it.
 //!
 //! Everything here is driven by one seed: the network ([`net`]), host clocks ([`clock`]),
-//! the fault schedule ([`faults`]), the cluster and workload ([`rsl_sim`]). [`vopr`] runs one
+//! the fault schedule ([`faults`]), the clusters and workloads ([`rsl_sim`], [`kv_sim`]). [`vopr`] runs one
 //! seed end to end and judges it with the `fleet-proofs` checkers; the `vopr` binary runs
 //! many. Tests live in `tests/tests/`.
 #![forbid(unsafe_code)]
@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod faults;
+pub mod kv_sim;
 pub mod net;
 pub mod rng;
 pub mod rsl_sim;

@@ -1,0 +1,113 @@
+//! The KV cluster's hosts and tunable parameters, with IronKV's defaults where it has one.
+
+use super::msg::{BODY_OVERHEAD_BYTES, PAIR_OVERHEAD_BYTES};
+use super::reliable::{ReliableParams, FRAME_OVERHEAD_BYTES};
+use crate::config::ConfigError;
+use crate::endpoint::Endpoint;
+use crate::wire::{DEFAULT_MAX_DATAGRAM_BYTES, MAX_UDP_PAYLOAD_BYTES};
+
+/// Most hosts a cluster may have: owners are stored as `u8` in the delegation map.
+pub const MAX_HOSTS: usize = 255;
+/// IronKV's value bound (values are shorter than 1024 bytes there; here at most this).
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024;
+/// Bytes every message may add around one value, envelope included: with
+/// `max_value_bytes + MSG_OVERHEAD_BYTES <= max_datagram_bytes` every Get reply, Set
+/// request and one-pair Delegate fits one datagram.
+pub const MSG_OVERHEAD_BYTES: usize = FRAME_OVERHEAD_BYTES + BODY_OVERHEAD_BYTES + PAIR_OVERHEAD_BYTES;
+/// Most transfers one host may have unacknowledged at once (outgoing Shard table).
+pub const MAX_TRANSFERS_IN_FLIGHT: usize = 8;
+
+/// Tunable parameters shared by every host and client of a cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct KvParams {
+    /// Longest value (default 1024).
+    pub max_value_bytes: usize,
+    /// Most bytes in one datagram, header included (default 1472, at most 65507).
+    pub max_datagram_bytes: usize,
+    /// Retransmission delays and the per-peer unacked bound. `max_unacked_per_peer` is also
+    /// the most Delegate datagrams one Shard may take.
+    pub reliable: ReliableParams,
+}
+
+impl Default for KvParams {
+    fn default() -> Self {
+        KvParams {
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_datagram_bytes: DEFAULT_MAX_DATAGRAM_BYTES,
+            reliable: ReliableParams::default(),
+        }
+    }
+}
+
+impl KvParams {
+    /// Checks the parameters against a `datagram`-byte buffer capacity.
+    pub fn validate(&self, datagram: usize) -> Result<(), ConfigError> {
+        if self.max_datagram_bytes > MAX_UDP_PAYLOAD_BYTES || self.max_datagram_bytes > datagram {
+            return Err(ConfigError::Invalid("max_datagram_bytes"));
+        }
+        if self.max_value_bytes == 0 || self.max_value_bytes + MSG_OVERHEAD_BYTES > self.max_datagram_bytes {
+            return Err(ConfigError::Invalid("max_value_bytes"));
+        }
+        let r = &self.reliable;
+        if r.retransmit_ms == 0 {
+            return Err(ConfigError::Invalid("retransmit_ms"));
+        }
+        if r.max_retransmit_ms < r.retransmit_ms {
+            return Err(ConfigError::Invalid("max_retransmit_ms"));
+        }
+        if r.max_unacked_per_peer == 0 || r.max_unacked_per_peer > usize::from(u16::MAX) {
+            return Err(ConfigError::Invalid("max_unacked_per_peer"));
+        }
+        Ok(())
+    }
+
+    /// Bytes of pairs one Delegate datagram may carry.
+    pub fn delegate_pair_bytes(&self) -> usize {
+        self.max_datagram_bytes.saturating_sub(FRAME_OVERHEAD_BYTES + BODY_OVERHEAD_BYTES)
+    }
+}
+
+/// The cluster: every host's endpoint (a host's identity is its index; host 0 is the root,
+/// which initially owns every key) and the shared parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvConfig<const H: usize> {
+    /// Host endpoints.
+    pub hosts: heapless::Vec<Endpoint, H>,
+    /// Shared parameters.
+    pub params: KvParams,
+}
+
+impl<const H: usize> KvConfig<H> {
+    /// A configuration with default parameters; fails if more than `H` endpoints are given.
+    pub fn new(hosts: &[Endpoint]) -> Result<Self, ConfigError> {
+        let hosts = heapless::Vec::from_slice(hosts).map_err(|_| ConfigError::TooManyReplicas)?;
+        Ok(KvConfig { hosts, params: KvParams::default() })
+    }
+
+    /// Number of hosts.
+    pub fn n(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Index of the host at `ep`, if it is one.
+    pub fn index_of(&self, ep: Endpoint) -> Option<usize> {
+        self.hosts.iter().position(|h| *h == ep)
+    }
+
+    /// Checks hosts and parameters against a `datagram`-byte buffer capacity.
+    pub fn validate(&self, datagram: usize) -> Result<(), ConfigError> {
+        if self.hosts.is_empty() {
+            return Err(ConfigError::NoReplicas);
+        }
+        if self.n() > MAX_HOSTS {
+            return Err(ConfigError::TooManyReplicas);
+        }
+        for (i, a) in self.hosts.iter().enumerate() {
+            if self.hosts[..i].contains(a) {
+                return Err(ConfigError::DuplicateEndpoint);
+            }
+        }
+        self.params.validate(datagram)
+    }
+}

@@ -1,0 +1,430 @@
+//! Host rules, one test each, named after the rule.
+
+use super::*;
+use crate::kv::config::KvParams;
+use crate::kv::msg::KeyBound;
+use crate::kv::reliable::ReliableParams;
+use crate::kv::storage::HeaplessStore;
+use crate::outbox::OutboxBuf;
+
+type Store = HeaplessStore<16, 64>;
+type Host = KvHost<Store, 4, 6, 8, 16, 512>;
+type Buf = OutboxBuf<32, 16384>;
+
+const H0: Endpoint = Endpoint::v4([10, 0, 0, 1], 1);
+const H1: Endpoint = Endpoint::v4([10, 0, 0, 2], 1);
+const H2: Endpoint = Endpoint::v4([10, 0, 0, 3], 1);
+const C: Endpoint = Endpoint::v4([10, 0, 1, 1], 9);
+const T0: Instant = Instant::ZERO;
+
+fn params() -> KvParams {
+    KvParams {
+        max_value_bytes: 64,
+        max_datagram_bytes: 512,
+        reliable: ReliableParams { retransmit_ms: 10, max_retransmit_ms: 80, max_unacked_per_peer: 4 },
+    }
+}
+
+fn host(me: usize) -> Host {
+    let mut config = KvConfig::new(&[H0, H1, H2]).unwrap();
+    config.params = params();
+    Host::new(config, me, Store::new()).unwrap()
+}
+
+/// A datagram carrying `body` as message `seqno` of a channel with base `base`.
+fn single(base: u64, seqno: u64, body: &Body<'_>) -> heapless::Vec<u8, 512> {
+    let mut inner: heapless::Vec<u8, 512> = heapless::Vec::new();
+    wire::append(&mut inner, body).unwrap();
+    frame(&Frame::Single { base, seqno, body: Bytes(&inner) })
+}
+
+fn frame(f: &Frame<'_>) -> heapless::Vec<u8, 512> {
+    let mut buf = [0u8; 512];
+    let n = wire::encode(Protocol::Kv, f, &mut buf).unwrap();
+    heapless::Vec::from_slice(&buf[..n]).unwrap()
+}
+
+/// Owned copy of one emitted datagram.
+#[derive(Clone, Debug, PartialEq)]
+struct Sent {
+    dst: Endpoint,
+    bytes: heapless::Vec<u8, 512>,
+}
+
+impl Sent {
+    fn frame(&self) -> Frame<'_> {
+        wire::decode(Protocol::Kv, &self.bytes).unwrap()
+    }
+    fn body(&self) -> Option<Body<'_>> {
+        match self.frame() {
+            Frame::Single { body, .. } => Some(wire::decode_exact(body.0).unwrap()),
+            _ => None,
+        }
+    }
+}
+
+fn run(h: &mut Host, from: Endpoint, datagram: &[u8]) -> std::vec::Vec<Sent> {
+    let mut store = Buf::new();
+    let mut out = store.outbox();
+    let _ = h.handle(T0, from, datagram, &mut out);
+    assert_eq!(h.check_invariants(), Ok(()));
+    out.iter().map(|(dst, b)| Sent { dst, bytes: heapless::Vec::from_slice(b).unwrap() }).collect()
+}
+
+extern crate std;
+
+fn bodies(sent: &[Sent]) -> std::vec::Vec<Body<'_>> {
+    sent.iter().filter_map(|s| s.body()).collect()
+}
+
+fn set(h: &mut Host, seqno: u64, key: u64, value: &[u8]) -> std::vec::Vec<Sent> {
+    run(h, C, &single(1, seqno, &Body::SetRequest { key, value: Some(Bytes(value)) }))
+}
+
+fn shard(h: &mut Host, seqno: u64, range: KeyRange, to: Endpoint) -> std::vec::Vec<Sent> {
+    run(h, C, &single(1, seqno, &Body::Shard { range, recipient: to }))
+}
+
+#[test]
+fn the_root_serves_set_and_get_and_acks_each_request() {
+    let mut h = host(0);
+    let sent = set(&mut h, 1, 7, b"seven");
+    assert_eq!(sent[0].frame(), Frame::Ack { seqno: 1 });
+    assert_eq!(bodies(&sent), [Body::Reply { req: 1, key: 7, value: None }]);
+    let sent = run(&mut h, C, &single(1, 2, &Body::GetRequest { key: 7 }));
+    assert_eq!(bodies(&sent), [Body::Reply { req: 2, key: 7, value: Some(Bytes(b"seven")) }]);
+    let sent = run(&mut h, C, &single(1, 3, &Body::SetRequest { key: 7, value: None }));
+    assert_eq!(bodies(&sent), [Body::Reply { req: 3, key: 7, value: None }]);
+    let sent = run(&mut h, C, &single(1, 4, &Body::GetRequest { key: 7 }));
+    assert_eq!(bodies(&sent), [Body::Reply { req: 4, key: 7, value: None }], "deleted");
+}
+
+#[test]
+fn a_key_the_host_does_not_own_is_redirected_to_its_owner() {
+    let mut h = host(1);
+    let sent = run(&mut h, C, &single(1, 1, &Body::GetRequest { key: 5 }));
+    assert_eq!(bodies(&sent), [Body::Redirect { req: 1, key: 5, owner: H0 }]);
+    let sent = set(&mut h, 2, 5, b"x");
+    assert_eq!(bodies(&sent), [Body::Redirect { req: 2, key: 5, owner: H0 }]);
+    assert!(h.storage().is_empty(), "a redirected Set writes nothing");
+}
+
+#[test]
+fn out_of_order_message_is_not_accepted() {
+    let mut h = host(0);
+    let sent = set(&mut h, 2, 1, b"b");
+    assert!(sent.is_empty(), "seqno 2 before 1: no ack, no reply");
+    assert!(h.storage().is_empty());
+    assert_eq!(h.stats().ignored_messages, 1);
+    set(&mut h, 1, 1, b"a");
+    set(&mut h, 2, 1, b"b");
+    assert_eq!(h.storage().get(1), Some(&b"b"[..]));
+}
+
+#[test]
+fn duplicate_is_reacked_and_not_executed_again() {
+    let mut h = host(0);
+    set(&mut h, 1, 1, b"a");
+    set(&mut h, 2, 1, b"b");
+    let sent = set(&mut h, 1, 1, b"a");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].frame(), Frame::Ack { seqno: 2 }, "cumulative re-ack");
+    assert_eq!(h.storage().get(1), Some(&b"b"[..]), "the old Set did not run again");
+    assert_eq!(h.counters().duplicates, 1);
+}
+
+#[test]
+fn a_full_reply_queue_refuses_new_requests_with_visible_back_pressure() {
+    let mut h = host(0);
+    for s in 1..=4 {
+        set(&mut h, s, s, b"v"); // the client never acks the replies
+    }
+    let sent = set(&mut h, 5, 5, b"v");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].frame(), Frame::Refused { seqno: 5, reason: Refusal::QueueFull });
+    assert_eq!(h.storage().get(5), None, "refused request changed nothing");
+    assert_eq!(h.stats().queue_full, 1);
+    // Once the client acks, the same request (retransmitted) is served.
+    run(&mut h, C, &frame(&Frame::Ack { seqno: 4 }));
+    let sent = set(&mut h, 5, 5, b"v");
+    assert_eq!(bodies(&sent), [Body::Reply { req: 5, key: 5, value: None }]);
+}
+
+#[test]
+fn unacked_replies_are_retransmitted_with_backoff() {
+    let mut h = host(0);
+    set(&mut h, 1, 1, b"a");
+    assert_eq!(h.next_deadline(), Instant::from_millis(10));
+    let mut store = Buf::new();
+    let mut out = store.outbox();
+    let _ = h.tick(Instant::from_millis(10), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(h.next_deadline(), Instant::from_millis(30));
+    out.clear();
+    run(&mut h, C, &frame(&Frame::Ack { seqno: 1 }));
+    assert_eq!(h.next_deadline(), Instant::NEVER);
+}
+
+#[test]
+fn value_too_large_gets_an_error_reply_and_changes_nothing() {
+    let mut h = host(0);
+    let sent = set(&mut h, 1, 1, &[7u8; 65]);
+    assert_eq!(bodies(&sent), [Body::Error { req: 1, error: KvError::ValueTooLarge }]);
+    assert!(h.storage().is_empty());
+}
+
+#[test]
+fn a_full_store_refuses_new_keys_with_an_error_reply() {
+    let mut h = host(0);
+    for k in 0..16u64 {
+        set(&mut h, k + 1, k, b"v");
+        run(&mut h, C, &frame(&Frame::Ack { seqno: k + 1 }));
+    }
+    let sent = set(&mut h, 17, 99, b"v");
+    assert_eq!(bodies(&sent), [Body::Error { req: 17, error: KvError::StorageFull }]);
+    let sent = set(&mut h, 18, 3, b"w");
+    assert_eq!(bodies(&sent), [Body::Reply { req: 18, key: 3, value: None }], "overwrites still work");
+}
+
+#[test]
+fn malformed_input_is_counted_and_changes_nothing() {
+    let mut h = host(0);
+    assert!(run(&mut h, C, b"garbage").is_empty());
+    assert!(run(&mut h, C, &frame(&Frame::Single { base: 1, seqno: 1, body: Bytes(&[0xFF, 0xFF]) })).is_empty());
+    assert!(run(&mut h, C, &frame(&Frame::Ack { seqno: 3 })).is_empty(), "ack from an unknown peer");
+    assert!(run(&mut h, H1, &frame(&Frame::Ack { seqno: 3 })).is_empty(), "ack of a seqno never sent");
+    let s = h.stats();
+    assert_eq!((s.decode_errors, s.unknown_sender, s.invalid_messages), (2, 1, 1));
+    assert!(h.reliable().peers().iter().all(|p| p.last_accepted().is_none_or(|l| l == 0)));
+    assert_eq!(h.reliable().peers().len(), 3, "no client registered by bad input");
+}
+
+#[test]
+fn shard_is_refused_when_the_host_does_not_own_the_whole_range() {
+    let mut h = host(0);
+    shard(&mut h, 1, KeyRange::keys(10, 20), H1);
+    run(&mut h, C, &frame(&Frame::Ack { seqno: 1 }));
+    let before = h.map().clone();
+    let sent = shard(&mut h, 2, KeyRange::keys(15, 30), H2);
+    assert_eq!(bodies(&sent), [Body::Error { req: 2, error: KvError::Shard(ShardError::NotOwner) }]);
+    assert_eq!(h.map(), &before, "nothing changed");
+    let mut other = host(1);
+    let sent = shard(&mut other, 1, KeyRange::keys(0, 5), H2);
+    assert_eq!(bodies(&sent), [Body::Error { req: 1, error: KvError::Shard(ShardError::NotOwner) }]);
+}
+
+#[test]
+fn shard_is_refused_for_an_unknown_recipient_itself_or_an_empty_range() {
+    let mut h = host(0);
+    let stranger = Endpoint::v4([9, 9, 9, 9], 9);
+    let cases = [
+        (KeyRange::keys(1, 2), stranger, ShardError::UnknownRecipient),
+        (KeyRange::keys(1, 2), H0, ShardError::RecipientIsSelf),
+        (KeyRange::keys(2, 2), H1, ShardError::EmptyRange),
+        (KeyRange { lo: KeyBound::Inf, hi: KeyBound::Inf }, H1, ShardError::EmptyRange),
+    ];
+    for (i, (range, to, error)) in cases.into_iter().enumerate() {
+        let s = i as u64 + 1;
+        let sent = shard(&mut h, s, range, to);
+        assert_eq!(bodies(&sent), [Body::Error { req: s, error: KvError::Shard(error) }]);
+        run(&mut h, C, &frame(&Frame::Ack { seqno: s }));
+    }
+    assert_eq!(h.map().len(), 1);
+}
+
+/// Delivers every Delegate in `sent` to `to` (as sent by host `from_ep`); returns the acks.
+fn deliver(sent: &[Sent], from_ep: Endpoint, to: &mut Host) -> std::vec::Vec<Sent> {
+    let mut acks = std::vec::Vec::new();
+    for s in sent.iter().filter(|s| matches!(s.body(), Some(Body::Delegate { .. }))) {
+        acks.extend(run(to, from_ep, &s.bytes));
+    }
+    acks
+}
+
+#[test]
+fn shard_moves_pairs_and_ownership_to_the_recipient() {
+    let (mut h0, mut h1) = (host(0), host(1));
+    for (i, k) in [5u64, 10, 15, 25].into_iter().enumerate() {
+        set(&mut h0, i as u64 + 1, k, b"v");
+        run(&mut h0, C, &frame(&Frame::Ack { seqno: i as u64 + 1 }));
+    }
+    let sent = shard(&mut h0, 5, KeyRange::keys(10, 20), H1);
+    let b = bodies(&sent);
+    assert!(b.contains(&Body::Sharded { req: 5 }));
+    let delegates = sent.iter().filter(|s| s.dst == H1).count();
+    assert_eq!(delegates, 1);
+    assert!(!h0.owns(10) && !h0.owns(15) && h0.owns(5) && h0.owns(25));
+    assert_eq!(h0.storage().get(10), None, "moved pairs deleted at the sender");
+    assert_eq!(h0.outgoing().len(), 1);
+    let acks = deliver(&sent, H0, &mut h1);
+    assert!(h1.owns(10) && h1.owns(19) && !h1.owns(20));
+    assert_eq!(h1.storage().get(15), Some(&b"v"[..]));
+    assert_eq!(h1.completed_from(0), 1);
+    for a in &acks {
+        run(&mut h0, H1, &a.bytes);
+    }
+    assert!(h0.outgoing().is_empty(), "transfer retired when acked");
+    // The old owner now redirects to the new one.
+    let sent = run(&mut h0, C, &single(1, 6, &Body::GetRequest { key: 10 }));
+    assert_eq!(bodies(&sent), [Body::Redirect { req: 6, key: 10, owner: H1 }]);
+}
+
+#[test]
+fn a_large_range_moves_in_several_delegates_and_ownership_moves_with_the_last() {
+    let (mut h0, mut h1) = (host(0), host(1));
+    let value = [b'x'; 64];
+    for k in 0..12u64 {
+        set(&mut h0, k + 1, k, &value);
+        run(&mut h0, C, &frame(&Frame::Ack { seqno: k + 1 }));
+    }
+    let sent = shard(&mut h0, 13, KeyRange::keys(0, 12), H1);
+    let parts: std::vec::Vec<&Sent> = sent.iter().filter(|s| s.dst == H1).collect();
+    assert!(parts.len() >= 2, "12 pairs of 64 bytes do not fit one 512-byte datagram");
+    assert!(parts.iter().all(|p| p.bytes.len() <= 512));
+    for (i, p) in parts.iter().enumerate() {
+        assert!(!h1.owns(0), "not owned before the last part");
+        if i > 0 {
+            let sent = run(&mut h1, C, &single(1, i as u64, &Body::GetRequest { key: 0 }));
+            assert!(matches!(bodies(&sent)[..], [Body::Redirect { .. }]), "a partial range is not served");
+        }
+        run(&mut h1, H0, &p.bytes);
+    }
+    assert!(h1.owns(0) && h1.owns(11));
+    assert_eq!(h1.storage().len(), 12);
+    assert_eq!(h1.reserved_pairs(), 0);
+}
+
+#[test]
+fn shard_of_more_pairs_than_one_transfer_carries_is_refused() {
+    let mut config = KvConfig::new(&[H0, H1, H2]).unwrap();
+    config.params = params();
+    config.params.reliable.max_unacked_per_peer = 2;
+    let mut h0 = Host::new(config, 0, Store::new()).unwrap();
+    let value = [b'x'; 64];
+    for k in 0..16u64 {
+        set(&mut h0, k + 1, k, &value);
+        run(&mut h0, C, &frame(&Frame::Ack { seqno: k + 1 }));
+    }
+    let sent = shard(&mut h0, 17, KeyRange::ALL, H1);
+    assert_eq!(bodies(&sent), [Body::Error { req: 17, error: KvError::Shard(ShardError::TooManyPairs) }]);
+    assert_eq!(h0.storage().len(), 16);
+    assert!(h0.owns(0));
+}
+
+#[test]
+fn shard_that_would_overflow_the_delegation_map_is_refused() {
+    let mut h0 = host(0); // M = 6
+    let mut s = 0;
+    for lo in [10u64, 30] {
+        s += 1;
+        let sent = shard(&mut h0, s, KeyRange::keys(lo, lo + 10), H1);
+        assert!(bodies(&sent).contains(&Body::Sharded { req: s }));
+        run(&mut h0, C, &frame(&Frame::Ack { seqno: s }));
+    }
+    assert_eq!(h0.map().len(), 5);
+    let before = h0.map().clone();
+    let sent = shard(&mut h0, 3, KeyRange::keys(50, 60), H2);
+    assert_eq!(bodies(&sent), [Body::Error { req: 3, error: KvError::Shard(ShardError::MapFull) }]);
+    assert_eq!(h0.map(), &before);
+}
+
+#[test]
+fn delegate_from_an_unknown_host_is_ignored() {
+    let mut h1 = host(1);
+    let d = Body::Delegate {
+        transfer: 1,
+        range: KeyRange::keys(0, 10),
+        part: 0,
+        parts: 1,
+        total_pairs: 0,
+        pairs: Bytes(&[]),
+    };
+    let sent = run(&mut h1, C, &single(1, 1, &d));
+    assert!(sent.is_empty());
+    assert!(!h1.owns(0));
+    assert_eq!(h1.stats().unknown_sender, 1);
+}
+
+#[test]
+fn delegate_part_out_of_sequence_is_invalid() {
+    let mut h1 = host(1);
+    let mut pairs: heapless::Vec<u8, 64> = heapless::Vec::new();
+    msg::append_pair(&mut pairs, 3, b"v").unwrap();
+    let d = Body::Delegate {
+        transfer: 1,
+        range: KeyRange::keys(0, 10),
+        part: 1,
+        parts: 2,
+        total_pairs: 1,
+        pairs: Bytes(&pairs),
+    };
+    assert!(run(&mut h1, H0, &single(1, 1, &d)).is_empty());
+    assert!(h1.storage().is_empty());
+    // A pair outside the range is invalid too.
+    let d = Body::Delegate {
+        transfer: 1,
+        range: KeyRange::keys(5, 10),
+        part: 0,
+        parts: 1,
+        total_pairs: 1,
+        pairs: Bytes(&pairs),
+    };
+    assert!(run(&mut h1, H0, &single(1, 1, &d)).is_empty());
+    assert_eq!(h1.stats().invalid_messages, 2);
+    assert_eq!(h1.reliable().peer(0).unwrap().last_accepted(), Some(0), "channel did not advance");
+}
+
+#[test]
+fn an_incoming_transfer_without_storage_room_is_refused_not_dropped() {
+    let mut h1 = host(1);
+    let d = Body::Delegate {
+        transfer: 1,
+        range: KeyRange::keys(0, 10),
+        part: 0,
+        parts: 1,
+        total_pairs: 17,
+        pairs: Bytes(&[]),
+    };
+    let sent = run(&mut h1, H0, &single(1, 1, &d));
+    // total_pairs 17 > 16 slots; also count != total for a one-part transfer: invalid first.
+    assert!(sent.is_empty());
+    let d = Body::Delegate {
+        transfer: 1,
+        range: KeyRange::keys(0, 10),
+        part: 0,
+        parts: 2,
+        total_pairs: 17,
+        pairs: Bytes(&[]),
+    };
+    let sent = run(&mut h1, H0, &single(1, 1, &d));
+    assert_eq!(sent[0].frame(), Frame::Refused { seqno: 1, reason: Refusal::NoRoom });
+    assert!(h1.incoming(0).is_none());
+}
+
+#[test]
+fn a_restarted_client_is_served_and_its_old_replies_are_dropped() {
+    let mut h = host(0);
+    set(&mut h, 1, 1, b"a"); // reply 1 never acked
+    assert_eq!(h.reliable().pending(), 1);
+    let sent = run(&mut h, C, &single(1000, 1000, &Body::GetRequest { key: 1 }));
+    assert_eq!(bodies(&sent), [Body::Reply { req: 1000, key: 1, value: Some(Bytes(b"a")) }]);
+    assert_eq!(h.reliable().pending(), 1, "the old reply was dropped, the new one queued");
+    let reply = sent.iter().find(|s| s.body().is_some()).unwrap();
+    assert!(matches!(reply.frame(), Frame::Single { base: 2, seqno: 2, .. }), "fresh channel base");
+    assert!(set(&mut h, 2, 1, b"old").is_empty(), "stale incarnation ignored");
+}
+
+#[test]
+fn largest_messages_fit_the_datagram() {
+    let (mut h0, mut h1) = (host(0), host(1));
+    let value = [0xABu8; 64];
+    let sent = set(&mut h0, u64::MAX, u64::MAX, &value);
+    assert!(sent.is_empty(), "seqno u64::MAX is not the channel's next");
+    set(&mut h0, 1, u64::MAX, &value);
+    let sent = run(&mut h0, C, &single(1, 2, &Body::GetRequest { key: u64::MAX }));
+    assert!(sent.iter().all(|s| s.bytes.len() <= 512));
+    let sent = shard(&mut h0, 3, KeyRange::from(u64::MAX), H1);
+    deliver(&sent, H0, &mut h1);
+    assert!(h1.owns(u64::MAX));
+    assert_eq!(h0.stats().oversize_messages, 0);
+}

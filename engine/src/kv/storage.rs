@@ -1,0 +1,209 @@
+//! Where a host keeps its pairs: a small trait, and a heap-free bounded implementation.
+//!
+//! The protocol code ([`super::KvHost`]) only calls [`Storage`]; a std binding can plug a
+//! `BTreeMap` or a disk-backed store without touching it. The trait is ordered
+//! ([`Storage::next_at_or_after`]) because Shard must enumerate the pairs of a key range.
+
+/// Why a write was refused; the store is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum StorageError {
+    /// No room for another key.
+    Full,
+    /// The value is longer than the store can hold.
+    TooLarge,
+}
+
+/// An ordered map from `u64` keys to byte values, with a fixed capacity.
+pub trait Storage {
+    /// The value of `key`.
+    fn get(&self, key: u64) -> Option<&[u8]>;
+    /// Writes `key`; on error nothing changed.
+    fn set(&mut self, key: u64, value: &[u8]) -> Result<(), StorageError>;
+    /// Removes `key`; true if it was present.
+    fn delete(&mut self, key: u64) -> bool;
+    /// The pair with the smallest key `>= key`.
+    fn next_at_or_after(&self, key: u64) -> Option<(u64, &[u8])>;
+    /// Keys stored.
+    fn len(&self) -> usize;
+    /// Most keys the store can hold.
+    fn capacity(&self) -> usize;
+    /// Longest value the store can hold.
+    fn max_value_bytes(&self) -> usize;
+    /// True when no key is stored.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Slot<const V: usize> {
+    key: u64,
+    len: usize,
+    value: [u8; V],
+}
+
+impl<const V: usize> Slot<V> {
+    fn new(key: u64, value: &[u8]) -> Option<Slot<V>> {
+        let mut slot = Slot { key, len: value.len(), value: [0; V] };
+        slot.value.get_mut(..value.len())?.copy_from_slice(value);
+        Some(slot)
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.value[..self.len]
+    }
+}
+
+/// A heap-free ordered map of at most `N` keys with values of at most `V` bytes.
+///
+/// Values live in unordered slots (never moved except by one swap on delete); a sorted
+/// index of `(key, slot)` gives `O(log N)` lookups and ordered iteration. An insert or
+/// delete shifts index entries (12 bytes each), never values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaplessStore<const N: usize, const V: usize> {
+    slots: heapless::Vec<Slot<V>, N>,
+    index: heapless::Vec<(u64, u32), N>,
+}
+
+impl<const N: usize, const V: usize> HeaplessStore<N, V> {
+    /// An empty store.
+    pub const fn new() -> Self {
+        HeaplessStore { slots: heapless::Vec::new(), index: heapless::Vec::new() }
+    }
+
+    fn find(&self, key: u64) -> Result<usize, usize> {
+        self.index.binary_search_by_key(&key, |e| e.0)
+    }
+
+    /// Index sorted and consistent with the slots (for tests and host invariants).
+    pub fn invariant(&self) -> Result<(), &'static str> {
+        if self.index.len() != self.slots.len() {
+            return Err("storage index and slots differ in length");
+        }
+        for w in self.index.windows(2) {
+            if w[0].0 >= w[1].0 {
+                return Err("storage index not strictly sorted");
+            }
+        }
+        for (k, s) in &self.index {
+            if self.slots.get(*s as usize).map(|s| s.key) != Some(*k) {
+                return Err("storage index points at the wrong slot");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<const N: usize, const V: usize> Default for HeaplessStore<N, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize, const V: usize> Storage for HeaplessStore<N, V> {
+    fn get(&self, key: u64) -> Option<&[u8]> {
+        let i = self.find(key).ok()?;
+        let slot = self.index[i].1 as usize;
+        self.slots.get(slot).map(|s| s.value())
+    }
+
+    fn set(&mut self, key: u64, value: &[u8]) -> Result<(), StorageError> {
+        if value.len() > V {
+            return Err(StorageError::TooLarge);
+        }
+        match self.find(key) {
+            Ok(i) => {
+                let slot = self.index[i].1 as usize;
+                if let Some(s) = self.slots.get_mut(slot) {
+                    s.value[..value.len()].copy_from_slice(value);
+                    s.len = value.len();
+                }
+                Ok(())
+            }
+            Err(i) => {
+                if self.slots.is_full() || N > u32::MAX as usize {
+                    return Err(StorageError::Full);
+                }
+                let slot = self.slots.len() as u32;
+                let new = Slot::new(key, value).ok_or(StorageError::TooLarge)?;
+                self.slots.push(new).map_err(|_| StorageError::Full)?;
+                if self.index.insert(i, (key, slot)).is_err() {
+                    self.slots.pop();
+                    return Err(StorageError::Full);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn delete(&mut self, key: u64) -> bool {
+        let Ok(i) = self.find(key) else { return false };
+        let (_, slot) = self.index.remove(i);
+        let slot = slot as usize;
+        self.slots.swap_remove(slot);
+        // The last slot moved into `slot`: re-point its index entry.
+        if let Some(moved) = self.slots.get(slot) {
+            if let Ok(j) = self.find(moved.key) {
+                self.index[j].1 = slot as u32;
+            }
+        }
+        true
+    }
+
+    fn next_at_or_after(&self, key: u64) -> Option<(u64, &[u8])> {
+        let i = match self.find(key) {
+            Ok(i) | Err(i) => i,
+        };
+        let (k, slot) = *self.index.get(i)?;
+        self.slots.get(slot as usize).map(|s| (k, s.value()))
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn capacity(&self) -> usize {
+        N
+    }
+
+    fn max_value_bytes(&self) -> usize {
+        V
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_get_delete_and_order() {
+        let mut s = HeaplessStore::<4, 8>::new();
+        s.set(30, b"c").unwrap();
+        s.set(10, b"a").unwrap();
+        s.set(20, b"b").unwrap();
+        s.set(10, b"A").unwrap();
+        assert_eq!(s.get(10), Some(&b"A"[..]));
+        assert_eq!(s.len(), 3);
+        assert!(s.delete(10));
+        assert!(!s.delete(10));
+        assert_eq!(s.get(30), Some(&b"c"[..]), "moved slot still found");
+        assert_eq!(s.next_at_or_after(0), Some((20, &b"b"[..])));
+        assert_eq!(s.next_at_or_after(21), Some((30, &b"c"[..])));
+        assert_eq!(s.next_at_or_after(31), None);
+        assert_eq!(s.invariant(), Ok(()));
+    }
+
+    #[test]
+    fn a_full_store_refuses_new_keys_but_overwrites_old_ones() {
+        let mut s = HeaplessStore::<2, 4>::new();
+        s.set(1, b"x").unwrap();
+        s.set(2, b"y").unwrap();
+        assert_eq!(s.set(3, b"z"), Err(StorageError::Full));
+        assert_eq!(s.set(1, b"toolong"), Err(StorageError::TooLarge));
+        assert_eq!(s.get(1), Some(&b"x"[..]));
+        s.set(1, b"w").unwrap();
+        assert_eq!(s.get(1), Some(&b"w"[..]));
+        assert_eq!(s.invariant(), Ok(()));
+    }
+}

@@ -1,0 +1,593 @@
+//! A deterministic in-process IronKV cluster: real `KvHost`s and `KvClient`s over [`SimNet`],
+//! with random Shard commands, loss, duplication, reordering and partitions.
+//!
+//! One seed drives everything. Each [`KvSim::step`] is one host step (one datagram
+//! delivered, or one host's timers fired), in global time order. After every host step the
+//! simulator checks that host's local invariants and the global **key-ownership invariant**:
+//! every workload key is owned by exactly one host, or by exactly one in-flight Delegate
+//! transfer (sent by its old owner, not yet completed by its recipient). At the end the
+//! client history is checked for linearizability, key by key, against IronKV's map spec.
+
+use std::collections::BTreeMap;
+
+use fleet_engine::kv::{
+    Event, HeaplessStore, KeyBound, KeyRange, KvClient, KvConfig, KvHost, KvParams, Outcome, ReliableParams, Request,
+    Storage, StorageError,
+};
+use fleet_engine::{Endpoint, Instant, OutboxBuf};
+use fleet_proofs::linearizability::{check_partitioned, Operation};
+use fleet_proofs::spec::kv::{KvOp, KvRet, KvSpec};
+use fleet_proofs::Budget;
+
+use crate::net::{NetFaults, SimNet};
+use crate::rng::Rng;
+
+/// Longest value the simulated workload writes (and the cluster's `max_value_bytes`).
+pub const SIM_MAX_VALUE: usize = 100;
+/// The simulated datagram bound: small, so that Shards of a few pairs need several Delegates.
+pub const SIM_DATAGRAM: usize = 300;
+/// The keys the workload touches, spread so that ranges between them mean something.
+pub const KEYS: [u64; 12] = [0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000, u64::MAX];
+/// The heap-free store every simulated host uses by default.
+pub type SimStore = HeaplessStore<64, SIM_MAX_VALUE>;
+/// A simulated host over store `S`.
+pub type SimHost<S> = KvHost<S, 4, 16, 16, 32, 512>;
+/// A simulated client.
+pub type SimClient = KvClient<4, 8, 512>;
+type Outbox = OutboxBuf<256, { 64 * 1024 }>;
+const MAX_STEPS_AT_ONE_INSTANT: u64 = 100_000;
+
+/// A std store for the simulator: a `BTreeMap`, plugged in without touching protocol code.
+#[derive(Clone, Debug, Default)]
+pub struct BTreeStore {
+    map: BTreeMap<u64, Vec<u8>>,
+    capacity: usize,
+    max_value: usize,
+}
+
+impl BTreeStore {
+    /// An empty store of at most `capacity` keys and `max_value`-byte values.
+    pub fn new(capacity: usize, max_value: usize) -> BTreeStore {
+        BTreeStore { map: BTreeMap::new(), capacity, max_value }
+    }
+}
+
+impl Storage for BTreeStore {
+    fn get(&self, key: u64) -> Option<&[u8]> {
+        self.map.get(&key).map(Vec::as_slice)
+    }
+    fn set(&mut self, key: u64, value: &[u8]) -> Result<(), StorageError> {
+        if value.len() > self.max_value {
+            return Err(StorageError::TooLarge);
+        }
+        if !self.map.contains_key(&key) && self.map.len() >= self.capacity {
+            return Err(StorageError::Full);
+        }
+        self.map.insert(key, value.to_vec());
+        Ok(())
+    }
+    fn delete(&mut self, key: u64) -> bool {
+        self.map.remove(&key).is_some()
+    }
+    fn next_at_or_after(&self, key: u64) -> Option<(u64, &[u8])> {
+        self.map.range(key..).next().map(|(k, v)| (*k, v.as_slice()))
+    }
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+    fn max_value_bytes(&self) -> usize {
+        self.max_value
+    }
+}
+
+/// How a KV simulation is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct KvSimOptions {
+    /// Hosts (at most 4).
+    pub hosts: usize,
+    /// Workload clients.
+    pub clients: usize,
+    /// Network faults.
+    pub faults: NetFaults,
+    /// Mean time between admin Shard commands, microseconds (0: none).
+    pub shard_every_us: u64,
+    /// Mean time between partitions, microseconds (0: none).
+    pub partition_every_us: u64,
+    /// Protocol parameters.
+    pub params: KvParams,
+}
+
+impl KvSimOptions {
+    /// A seed's options: faults, shard rate and partitions all drawn from the seed.
+    pub fn random(rng: &mut Rng) -> KvSimOptions {
+        let max_delay = rng.range(200, 20_000);
+        KvSimOptions {
+            hosts: rng.range(2, 4) as usize,
+            clients: rng.range(2, 4) as usize,
+            faults: NetFaults {
+                loss_ppm: rng.range(0, 100_000) as u32,
+                dup_ppm: rng.range(0, 100_000) as u32,
+                min_delay_us: 100,
+                max_delay_us: max_delay,
+            },
+            shard_every_us: rng.range(5_000, 40_000),
+            partition_every_us: if rng.chance(500_000) { rng.range(50_000, 300_000) } else { 0 },
+            params: sim_params(),
+        }
+    }
+}
+
+impl Default for KvSimOptions {
+    fn default() -> Self {
+        KvSimOptions {
+            hosts: 3,
+            clients: 3,
+            faults: NetFaults::CALM,
+            shard_every_us: 20_000,
+            partition_every_us: 0,
+            params: sim_params(),
+        }
+    }
+}
+
+/// The parameters every simulated host and client uses.
+pub fn sim_params() -> KvParams {
+    KvParams {
+        max_value_bytes: SIM_MAX_VALUE,
+        max_datagram_bytes: SIM_DATAGRAM,
+        reliable: ReliableParams { retransmit_ms: 5, max_retransmit_ms: 80, max_unacked_per_peer: 8 },
+    }
+}
+
+/// What one seeded run found.
+#[derive(Clone, Debug, Default)]
+pub struct KvSimReport {
+    /// The seed.
+    pub seed: u64,
+    /// Host steps taken.
+    pub steps: u64,
+    /// Simulated time reached, microseconds.
+    pub sim_us: u64,
+    /// Client operations completed.
+    pub ops_completed: usize,
+    /// Client operations still pending at the end (unknown outcome).
+    pub ops_pending: usize,
+    /// Shard commands carried out / refused by the host.
+    pub shards_ok: u64,
+    /// Shard commands refused (not owner, queue full, ...).
+    pub shards_refused: u64,
+    /// Transfers completed by recipients.
+    pub transfers_completed: u64,
+    /// Redirects the hosts sent.
+    pub redirects: u64,
+    /// Datagrams the network lost, duplicated, or dropped at a partition.
+    pub lost: u64,
+    /// Datagrams duplicated.
+    pub duplicated: u64,
+    /// Datagrams dropped by partitions.
+    pub partitioned: u64,
+    /// Safety violations: invariants, ownership, linearizability (empty on a good run).
+    pub violations: Vec<String>,
+}
+
+struct ClientSlot {
+    client: SimClient,
+    ep: Endpoint,
+    next_submit_us: u64,
+    current: Option<usize>,
+    writes: u64,
+}
+
+/// The cluster under simulation, over stores of type `S`.
+pub struct KvSim<S: Storage = SimStore> {
+    /// Global time, microseconds.
+    pub now: u64,
+    /// The seeded randomness.
+    pub rng: Rng,
+    /// The network.
+    pub net: SimNet,
+    /// Hosts, by index.
+    pub hosts: Vec<Box<SimHost<S>>>,
+    /// Host endpoints by index.
+    pub host_eps: Vec<Endpoint>,
+    clients: Vec<ClientSlot>,
+    admin: ClientSlot,
+    /// Every workload operation, in invocation order (the linearizability history).
+    pub history: Vec<Operation<KvOp, KvRet>>,
+    /// Safety violations found so far.
+    pub violations: Vec<String>,
+    /// Host steps taken.
+    pub steps: u64,
+    steps_at_now: u64,
+    /// Options the simulation was built with.
+    pub options: KvSimOptions,
+    next_shard_us: u64,
+    next_partition_us: u64,
+    heal_at_us: Option<u64>,
+    /// Shard commands carried out.
+    pub shards_ok: u64,
+    /// Shard commands refused.
+    pub shards_refused: u64,
+    /// Stop issuing new work (drain mode).
+    pub quiesce: bool,
+    outbox: Box<Outbox>,
+}
+
+impl KvSim<SimStore> {
+    /// A cluster of heap-free stores.
+    pub fn new(seed: u64, options: KvSimOptions) -> KvSim<SimStore> {
+        KvSim::with_stores(seed, options, SimStore::new)
+    }
+}
+
+impl<S: Storage> KvSim<S> {
+    /// A fresh cluster whose hosts use stores made by `store`.
+    pub fn with_stores(seed: u64, options: KvSimOptions, mut store: impl FnMut() -> S) -> KvSim<S> {
+        let host_eps: Vec<Endpoint> = (0..options.hosts).map(|i| Endpoint::v4([10, 0, 0, i as u8 + 1], 7000)).collect();
+        let mut config = KvConfig::<4>::new(&host_eps).expect("at most 4 hosts");
+        config.params = options.params;
+        let hosts = (0..options.hosts)
+            .map(|i| Box::new(SimHost::new(config.clone(), i, store()).expect("valid config")))
+            .collect();
+        let mut rng = Rng::new(seed);
+        let slot = |j: usize, rng: &mut Rng| {
+            let ep = Endpoint::v4([10, 0, 1, j as u8 + 1], 9000);
+            // Clients start at a seed-dependent seqno, as a restarted client would.
+            let first = 1 + rng.below(1000);
+            let client = SimClient::new(&host_eps, first, options.params).expect("valid client config");
+            ClientSlot { client, ep, next_submit_us: 0, current: None, writes: 0 }
+        };
+        let clients = (0..options.clients).map(|j| slot(j, &mut rng)).collect();
+        let admin = slot(200, &mut rng);
+        let next_shard_us = if options.shard_every_us > 0 { rng.below(options.shard_every_us) } else { u64::MAX };
+        let next_partition_us =
+            if options.partition_every_us > 0 { rng.below(options.partition_every_us) } else { u64::MAX };
+        KvSim {
+            now: 0,
+            rng,
+            net: SimNet::new(options.faults),
+            hosts,
+            host_eps,
+            clients,
+            admin,
+            history: Vec::new(),
+            violations: Vec::new(),
+            steps: 0,
+            steps_at_now: 0,
+            options,
+            next_shard_us,
+            next_partition_us,
+            heal_at_us: None,
+            shards_ok: 0,
+            shards_refused: 0,
+            quiesce: false,
+            outbox: Box::new(Outbox::new()),
+        }
+    }
+
+    fn next_event(&self) -> Option<u64> {
+        let mut t = self.net.next_delivery();
+        let mut consider = |d: u64| t = Some(t.map_or(d, |x| x.min(d)));
+        for h in &self.hosts {
+            consider(h.next_deadline().as_micros());
+        }
+        for c in self.clients.iter().chain(std::iter::once(&self.admin)) {
+            consider(c.client.next_deadline().as_micros());
+        }
+        if !self.quiesce {
+            for c in &self.clients {
+                if c.current.is_none() {
+                    consider(c.next_submit_us);
+                }
+            }
+            consider(self.next_shard_us);
+            consider(self.next_partition_us);
+        }
+        if let Some(h) = self.heal_at_us {
+            consider(h);
+        }
+        t.filter(|&x| x != u64::MAX)
+    }
+
+    /// Runs one step; returns false when nothing is left to happen.
+    pub fn step(&mut self) -> bool {
+        let Some(t) = self.next_event() else { return false };
+        if t > self.now {
+            self.steps_at_now = 0;
+        }
+        self.steps_at_now += 1;
+        if self.steps_at_now > MAX_STEPS_AT_ONE_INSTANT {
+            self.violations.push(format!("livelock: {} steps at time {}", self.steps_at_now, self.now));
+            return false;
+        }
+        self.now = self.now.max(t);
+        self.steps += 1;
+        let now = Instant::from_micros(self.now);
+        if let Some(d) = self.net.pop_due(self.now) {
+            self.deliver(now, d.from, d.to, &d.bytes);
+            return true;
+        }
+        for i in 0..self.hosts.len() {
+            if self.hosts[i].next_deadline() <= now {
+                let mut out = self.outbox.outbox();
+                let _ = self.hosts[i].tick(now, &mut out);
+                self.net.send_all(self.now, self.host_eps[i], &out, &mut self.rng);
+                self.after_host_step(i);
+                return true;
+            }
+        }
+        for j in 0..=self.clients.len() {
+            let c = if j < self.clients.len() { &mut self.clients[j] } else { &mut self.admin };
+            if c.client.next_deadline() <= now {
+                let mut out = self.outbox.outbox();
+                c.client.tick(now, &mut out);
+                self.net.send_all(self.now, c.ep, &out, &mut self.rng);
+                return true;
+            }
+        }
+        if let Some(h) = self.heal_at_us.filter(|h| *h <= self.now) {
+            let _ = h;
+            self.net.heal();
+            self.heal_at_us = None;
+            return true;
+        }
+        if self.quiesce {
+            return true;
+        }
+        for j in 0..self.clients.len() {
+            if self.clients[j].current.is_none() && self.clients[j].next_submit_us <= self.now {
+                self.submit(j, now);
+                return true;
+            }
+        }
+        if self.next_shard_us <= self.now {
+            self.next_shard_us = self.now + 1 + self.rng.below(2 * self.options.shard_every_us);
+            self.admin_shard(now);
+            return true;
+        }
+        if self.next_partition_us <= self.now {
+            self.next_partition_us = self.now + 1 + self.rng.below(2 * self.options.partition_every_us);
+            if self.heal_at_us.is_none() {
+                self.partition();
+            }
+            return true;
+        }
+        true
+    }
+
+    fn partition(&mut self) {
+        let victim = self.host_eps[self.rng.below(self.hosts.len() as u64) as usize];
+        let everyone: Vec<Endpoint> = self
+            .host_eps
+            .iter()
+            .copied()
+            .chain(self.clients.iter().map(|c| c.ep))
+            .chain(std::iter::once(self.admin.ep))
+            .collect();
+        self.net.isolate(victim, &everyone);
+        self.heal_at_us = Some(self.now + self.rng.range(5_000, 100_000));
+    }
+
+    fn deliver(&mut self, now: Instant, from: Endpoint, to: Endpoint, bytes: &[u8]) {
+        if let Some(i) = self.host_eps.iter().position(|e| *e == to) {
+            let mut out = self.outbox.outbox();
+            let _ = self.hosts[i].handle(now, from, bytes, &mut out);
+            self.net.send_all(self.now, to, &out, &mut self.rng);
+            self.after_host_step(i);
+            return;
+        }
+        let admin = self.admin.ep == to;
+        let Some(j) = self.clients.iter().position(|c| c.ep == to).or(admin.then_some(usize::MAX)) else { return };
+        let mut out = self.outbox.outbox();
+        let slot = if admin { &mut self.admin } else { &mut self.clients[j] };
+        let event = slot.client.handle(now, from, bytes, &mut out);
+        let completed = match event {
+            Some(Event::Completed(c)) => Some(match c.outcome {
+                Outcome::Value(v) => Some(KvRet::Value(v.map(<[u8]>::to_vec))),
+                Outcome::Written => Some(KvRet::Ok),
+                Outcome::Sharded => None,
+                Outcome::Failed(_) => None,
+            })
+            .map(|r| (r, matches!(c.outcome, Outcome::Sharded))),
+            _ => None,
+        };
+        self.net.send_all(self.now, to, &out, &mut self.rng);
+        let Some((ret, sharded)) = completed else { return };
+        let think = self.rng.below(2_000);
+        let slot = if admin { &mut self.admin } else { &mut self.clients[j] };
+        slot.next_submit_us = self.now + think;
+        let Some(h) = slot.current.take() else { return };
+        if admin {
+            match sharded {
+                true => self.shards_ok += 1,
+                false => self.shards_refused += 1,
+            }
+            return;
+        }
+        match ret {
+            Some(ret) => self.history[h].complete = Some((self.now, ret)),
+            None => {
+                // A refused write took no effect: drop it from the history. (Nothing in this
+                // workload should be refused; record it as a violation to notice.)
+                self.violations.push(format!("operation {h} refused: {:?}", self.history[h].op));
+                self.history[h].complete = Some((self.now, KvRet::Ok));
+            }
+        }
+    }
+
+    fn submit(&mut self, j: usize, now: Instant) {
+        let key = KEYS[self.rng.below(KEYS.len() as u64) as usize];
+        let slot = &mut self.clients[j];
+        slot.writes += 1;
+        let len = self.rng.range(1, SIM_MAX_VALUE as u64) as usize;
+        let mut value = format!("c{j}-w{}-", slot.writes).into_bytes();
+        value.resize(len.max(value.len()).min(SIM_MAX_VALUE), b'.');
+        let op = match self.rng.below(10) {
+            0..=3 => KvOp::Get(key),
+            4..=8 => KvOp::Set(key, value),
+            _ => KvOp::Delete(key),
+        };
+        let request = match &op {
+            KvOp::Get(k) => Request::Get(*k),
+            KvOp::Set(k, v) => Request::Set(*k, v),
+            KvOp::Delete(k) => Request::Delete(*k),
+        };
+        let mut out = self.outbox.outbox();
+        let slot = &mut self.clients[j];
+        match slot.client.submit(now, request, &mut out) {
+            Ok(_) => {
+                slot.current = Some(self.history.len());
+                self.history.push(Operation { client: j as u64, op, invoke_us: self.now, complete: None });
+            }
+            Err(_) => slot.next_submit_us = self.now + 1_000,
+        }
+        self.net.send_all(self.now, self.clients[j].ep, &out, &mut self.rng);
+    }
+
+    /// Issues a random Shard: usually a range its owner really owns, sometimes not.
+    fn admin_shard(&mut self, now: Instant) {
+        if self.admin.current.is_some() || self.hosts.len() < 2 {
+            return;
+        }
+        let n = self.hosts.len();
+        let i = self.rng.below(KEYS.len() as u64) as usize;
+        let key = KEYS[i];
+        let owner = match self.hosts.iter().position(|h| h.owns(key)) {
+            Some(o) if !self.rng.chance(100_000) => o,
+            _ => self.rng.below(n as u64) as usize,
+        };
+        let (run, _) = self.hosts[owner].map().run_of(key);
+        let lo = if self.rng.chance(500_000) { KeyBound::Key(key) } else { run.lo };
+        let j = i + 1 + self.rng.below(3) as usize;
+        let hi = if j >= KEYS.len() { KeyBound::Inf } else { KeyBound::Key(KEYS[j]) };
+        let range = KeyRange { lo, hi: hi.min(run.hi) };
+        let to = (owner + 1 + self.rng.below(n as u64 - 1) as usize) % n;
+        let mut out = self.outbox.outbox();
+        let (dst, recipient) = (self.host_eps[owner], self.host_eps[to]);
+        if self.admin.client.submit_to(now, dst, Request::Shard(range, recipient), &mut out).is_ok() {
+            self.admin.current = Some(0);
+        }
+        self.net.send_all(self.now, self.admin.ep, &out, &mut self.rng);
+    }
+
+    fn after_host_step(&mut self, i: usize) {
+        if let Err(e) = self.hosts[i].check_invariants() {
+            self.violations.push(format!("invariant of host {i} at step {}: {e}", self.steps));
+        }
+        if let Err(e) = self.check_ownership() {
+            self.violations.push(format!("ownership at step {}: {e}", self.steps));
+        }
+    }
+
+    /// Every workload key (and the range bounds around it) is owned by exactly one host or
+    /// exactly one in-flight transfer.
+    pub fn check_ownership(&self) -> Result<(), String> {
+        for &k in KEYS.iter().chain([1, 999, 1001, u64::MAX - 1].iter()) {
+            let owners: Vec<usize> = (0..self.hosts.len()).filter(|&h| self.hosts[h].owns(k)).collect();
+            let mut in_flight = 0;
+            for (a, host) in self.hosts.iter().enumerate() {
+                for o in host.outgoing() {
+                    let b = usize::from(o.recipient);
+                    if o.range.contains(k) && o.transfer > self.hosts[b].completed_from(a) {
+                        in_flight += 1;
+                    }
+                }
+            }
+            if owners.len() + in_flight != 1 {
+                return Err(format!("key {k}: owned by hosts {owners:?} and {in_flight} in-flight transfers"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `steps` steps (or until nothing is left to happen).
+    pub fn run_steps(&mut self, steps: u64) {
+        for _ in 0..steps {
+            if !self.step() {
+                break;
+            }
+        }
+    }
+
+    /// Stops new work, heals the network, and runs until every client is idle and every
+    /// transfer is acknowledged, or `max_us` pass; returns whether it got there.
+    pub fn drain(&mut self, max_us: u64) -> bool {
+        self.quiesce = true;
+        self.net.heal();
+        self.heal_at_us = None;
+        self.net.faults = NetFaults::CALM;
+        let end = self.now + max_us;
+        while self.now <= end {
+            if self.idle() {
+                return true;
+            }
+            if !self.step() {
+                break;
+            }
+        }
+        self.idle()
+    }
+
+    /// No client operation outstanding and nothing unacked anywhere.
+    pub fn idle(&self) -> bool {
+        self.clients.iter().chain(std::iter::once(&self.admin)).all(|c| c.client.pending().is_none())
+            && self.hosts.iter().all(|h| h.outgoing().is_empty() && h.reliable().pending() == 0)
+    }
+
+    /// Checks the history for linearizability against the map spec, one key at a time.
+    pub fn check_linearizable(&mut self) {
+        let budget = Budget::steps(50_000_000);
+        match check_partitioned(&KvSpec::default(), &self.history, &budget) {
+            Ok(outcome) => {
+                for (k, v) in &outcome.violations {
+                    self.violations.push(format!("key {k} not linearizable: {v}"));
+                }
+                for k in outcome.unknown.keys() {
+                    self.violations.push(format!("key {k}: linearizability check ran out of budget"));
+                }
+            }
+            Err(e) => self.violations.push(format!("invalid history: {e:?}")),
+        }
+    }
+
+    /// Completed and pending workload operations.
+    pub fn ops(&self) -> (usize, usize) {
+        let done = self.history.iter().filter(|o| o.complete.is_some()).count();
+        (done, self.history.len() - done)
+    }
+
+    /// The run's report (call after checking).
+    pub fn report(&self, seed: u64) -> KvSimReport {
+        let (ops_completed, ops_pending) = self.ops();
+        KvSimReport {
+            seed,
+            steps: self.steps,
+            sim_us: self.now,
+            ops_completed,
+            ops_pending,
+            shards_ok: self.shards_ok,
+            shards_refused: self.shards_refused,
+            transfers_completed: self.hosts.iter().map(|h| h.counters().transfers_in).sum(),
+            redirects: self.hosts.iter().map(|h| h.counters().redirects).sum(),
+            lost: self.net.counts.lost,
+            duplicated: self.net.counts.duplicated,
+            partitioned: self.net.counts.partitioned,
+            violations: self.violations.clone(),
+        }
+    }
+}
+
+/// Runs one seeded KV simulation of `steps` host steps with faults, partitions and random
+/// Shards drawn from the seed, then checks linearizability per key. Every step also checks
+/// host invariants and key ownership. A good run has no violations.
+pub fn run_kv_seed(seed: u64, steps: u64) -> KvSimReport {
+    let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let options = KvSimOptions::random(&mut rng);
+    let mut sim = KvSim::new(seed, options);
+    sim.run_steps(steps);
+    sim.check_linearizable();
+    sim.report(seed)
+}

@@ -1,0 +1,106 @@
+//! In-process IronKV cluster tests (deterministic, no sockets), by protocol behaviour.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use fleet_proofs::spec::kv::KvRet;
+use fleet_tests::kv_sim::{run_kv_seed, BTreeStore, KvSim, KvSimOptions, SIM_MAX_VALUE};
+use fleet_tests::net::NetFaults;
+
+const SECOND_US: u64 = 1_000_000;
+
+fn assert_clean(sim: &KvSim<impl fleet_engine::kv::Storage>) {
+    assert!(sim.violations.is_empty(), "violations: {:#?}", sim.violations);
+}
+
+#[test]
+fn many_seeds_with_faults_partitions_and_shards_have_no_violations() {
+    let (mut ops, mut shards, mut transfers, mut lost, mut partitioned) = (0, 0, 0, 0, 0);
+    for seed in 0..200 {
+        let r = run_kv_seed(seed, 5000);
+        assert!(r.violations.is_empty(), "seed {seed}: {:#?}", r.violations);
+        ops += r.ops_completed;
+        shards += r.shards_ok;
+        transfers += r.transfers_completed;
+        lost += r.lost;
+        partitioned += r.partitioned;
+    }
+    eprintln!(
+        "200 seeds x 5000 steps: {ops} ops completed, {shards} shards, {transfers} transfers, \
+         {lost} datagrams lost, {partitioned} cut by partitions"
+    );
+    assert!(ops > 10_000 && shards > 500 && transfers > 500 && lost > 0 && partitioned > 0);
+}
+
+#[test]
+fn a_calm_cluster_serves_every_operation_while_ranges_move() {
+    let mut sim = KvSim::new(1, KvSimOptions::default());
+    sim.run_steps(30_000);
+    assert!(sim.drain(10 * SECOND_US), "cluster did not go idle");
+    sim.check_linearizable();
+    assert_clean(&sim);
+    let (done, pending) = sim.ops();
+    assert_eq!(pending, 0);
+    assert!(done > 1000, "{done} operations");
+    assert!(sim.shards_ok > 20, "{} shards", sim.shards_ok);
+    let owners: usize = (0..sim.hosts.len()).filter(|&h| sim.hosts[h].owns(5000) || sim.hosts[h].owns(0)).count();
+    assert!(owners >= 1);
+}
+
+#[test]
+fn a_faulty_cluster_drains_once_the_network_heals() {
+    let faults = NetFaults { loss_ppm: 100_000, dup_ppm: 100_000, min_delay_us: 100, max_delay_us: 20_000 };
+    let options = KvSimOptions { faults, partition_every_us: 100_000, hosts: 4, ..KvSimOptions::default() };
+    let mut sim = KvSim::new(9, options);
+    sim.run_steps(40_000);
+    assert!(sim.net.counts.partitioned > 0 && sim.net.counts.lost > 0 && sim.net.counts.duplicated > 0);
+    assert!(sim.drain(30 * SECOND_US), "cluster did not go idle after healing");
+    sim.check_linearizable();
+    assert_clean(&sim);
+    assert_eq!(sim.ops().1, 0, "every operation completed after healing");
+    assert!(sim.hosts.iter().map(|h| h.reliable().retransmits()).sum::<u64>() > 0);
+}
+
+#[test]
+fn ranges_larger_than_a_datagram_move_in_several_delegates() {
+    let mut sim = KvSim::new(3, KvSimOptions::default());
+    sim.run_steps(30_000);
+    assert!(sim.drain(10 * SECOND_US));
+    let parts: u64 = sim.hosts.iter().map(|h| h.counters().delegate_parts).sum();
+    let transfers: u64 = sim.hosts.iter().map(|h| h.counters().transfers_in).sum();
+    assert!(parts > transfers, "{parts} Delegate datagrams for {transfers} transfers");
+    sim.check_linearizable();
+    assert_clean(&sim);
+}
+
+#[test]
+fn a_std_btreemap_store_plugs_in_without_protocol_changes() {
+    let mut sim = KvSim::with_stores(5, KvSimOptions::default(), || BTreeStore::new(1 << 20, SIM_MAX_VALUE));
+    sim.run_steps(20_000);
+    assert!(sim.drain(10 * SECOND_US));
+    sim.check_linearizable();
+    assert_clean(&sim);
+    assert!(sim.shards_ok > 10 && sim.ops().0 > 500);
+}
+
+#[test]
+fn the_linearizability_check_catches_a_stale_read() {
+    let mut sim = KvSim::new(1, KvSimOptions::default());
+    sim.run_steps(5_000);
+    // Plant a bug: a completed Get that saw a value no Set ever wrote.
+    let get = sim
+        .history
+        .iter_mut()
+        .find(|o| matches!(o.op, fleet_proofs::spec::kv::KvOp::Get(_)) && o.complete.is_some())
+        .expect("some Get completed");
+    let done = get.complete.as_ref().unwrap().0;
+    get.complete = Some((done, KvRet::Value(Some(b"never written".to_vec()))));
+    sim.check_linearizable();
+    assert_eq!(sim.violations.len(), 1, "{:?}", sim.violations);
+}
+
+#[test]
+fn a_seed_replays_identically() {
+    let a = run_kv_seed(42, 3000);
+    let b = run_kv_seed(42, 3000);
+    assert_eq!((a.steps, a.sim_us, a.ops_completed, a.shards_ok), (b.steps, b.sim_us, b.ops_completed, b.shards_ok));
+}
