@@ -818,7 +818,7 @@ impl RslSim {
                     let st = r.status();
                     s.push_str(&format!(
                         "  r{i}: view {:?} {:?} leader={} ops {} next_opn {} trunc {} queued {} max_bal {:?} \
-                         learner.max_ballot_seen {:?} transfer.target {} incoming {:?} installed {} view_deadline {:?} suspectors {:#b} clock {:?} now {}\n    stats {:?}\n",
+                         learner.max_ballot_seen {:?} transfer.target {} incoming {:?} installed {} view_deadline {:?} suspectors {:#b} clock {:?} now {}\n    checkpoints {:?}\n    stats {:?}\n",
                         st.view,
                         st.phase,
                         st.is_leader,
@@ -835,6 +835,7 @@ impl RslSim {
                         r.election().suspectors,
                         self.clocks[i],
                         self.clocks[i].local(self.now),
+                        (0..self.replicas.len()).map(|j| r.acceptor().checkpoint_of(j)).collect::<Vec<_>>(),
                         r.stats(),
                     ));
                 }

@@ -160,7 +160,6 @@ fn linearizability_checker_rejects_a_stale_read() {
 /// advances, the leader's window stays closed, and pending requests never complete.
 /// Seeds are those of this simulator version (`--steps 5000`).
 #[test]
-#[ignore = "engine bug: state-transfer resume livelock (fix in engine/src/rsl/state_transfer.rs)"]
 fn regression_state_transfer_resume_livelock() {
     let c = cfg(5_000, Plant::None);
     for seed in [101_948, 104_712, 105_459, 112_686, 118_600] {

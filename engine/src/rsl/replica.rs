@@ -474,21 +474,25 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
 
     fn request_state(&mut self, now: Instant, out: &mut Outbox<'_>) {
         let target = self.transfer.target_opn;
-        // Ask a replica known to have executed far enough, rotating between retries.
         let n = self.config.n();
-        let attempt = self.transfer.attempts as usize;
-        let candidates = (0..n).filter(|&r| r != self.me && self.acceptor.checkpoint_of(r) >= target);
-        let count = candidates.clone().count();
-        let supplier = match count {
-            0 => (self.me + 1 + attempt % (n - 1).max(1)) % n,
-            _ => candidates.clone().nth(attempt % count).unwrap_or(self.me),
-        };
-        self.transfer.attempts = self.transfer.attempts.wrapping_add(1);
         self.transfer.retry_at = now.plus_ms(self.config.params.retransmit_period_ms);
+        // Keep asking the replica that is answering; on a stall rotate among replicas known
+        // to have executed far enough (any other replica if none is known).
+        let supplier = match self.transfer.on_request(2 * n as u32) {
+            Some(s) => s,
+            None => {
+                let attempt = self.transfer.attempts as usize;
+                self.transfer.attempts = self.transfer.attempts.wrapping_add(1);
+                let candidates = (0..n).filter(|&r| r != self.me && self.acceptor.checkpoint_of(r) >= target);
+                match candidates.clone().count() {
+                    0 => (self.me + 1 + attempt % (n - 1).max(1)) % n,
+                    count => candidates.clone().nth(attempt % count).unwrap_or(self.me),
+                }
+            }
+        };
         if supplier == self.me {
             return;
         }
-        self.transfer.on_request();
         let (app_offset, cache_index, resume_digest) = self.transfer.resume_point();
         let msg = RslMsg::AppStateRequest {
             bal: self.election.current_view,

@@ -153,10 +153,10 @@ pub struct Transfer<A: App, const C: usize, const RB: usize> {
     pub attempts: u32,
     /// Snapshots installed so far.
     pub installed: u64,
-    /// Where the transfer stood when state was last requested: a retry that finds no
-    /// progress since abandons the partial snapshot (its supplier may be gone, or have moved
-    /// on), so the next request starts afresh instead of waiting forever.
+    /// Where the transfer stood when state was last requested (see [`Transfer::on_request`]).
     mark: Option<(u64, u32)>,
+    /// Requests in a row that found no progress.
+    stalls: u32,
     staging: A::Staging,
     staged_cache: ReplyCache<C, RB>,
 }
@@ -171,6 +171,7 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
             attempts: 0,
             installed: 0,
             mark: None,
+            stalls: 0,
             staging: A::new_staging(),
             staged_cache: ReplyCache::default(),
         }
@@ -181,14 +182,26 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
         self.target_opn > ops_complete
     }
 
-    /// Called on each (re)request: drops a partial snapshot that made no progress since the
-    /// previous request, then remembers where it stands.
-    pub fn on_request(&mut self) {
-        let now = self.incoming.map(|i| (i.app_received, i.cache_received));
-        if now.is_some() && now == self.mark {
-            self.incoming = None;
+    /// Called on each (re)request. If the transfer progressed since the previous request,
+    /// returns its supplier: keep asking the replica that is answering. Otherwise counts a
+    /// stall (the caller then tries another supplier; the same content resumes from any of
+    /// them) and, after `max_stalls` stalls in a row, drops the partial snapshot so the next
+    /// request starts afresh rather than waiting forever on content nobody has any more.
+    pub fn on_request(&mut self, max_stalls: u32) -> Option<usize> {
+        let pos = self.incoming.map(|i| (i.app_received, i.cache_received));
+        let progressed = pos.is_some() && pos != self.mark;
+        self.mark = pos;
+        if progressed {
+            self.stalls = 0;
+            return self.incoming.map(|i| i.supplier);
         }
-        self.mark = self.incoming.map(|i| (i.app_received, i.cache_received));
+        self.stalls = self.stalls.saturating_add(1);
+        if self.stalls > max_stalls {
+            self.incoming = None;
+            self.mark = None;
+            self.stalls = 0;
+        }
+        None
     }
 
     /// Offsets to ask for next: resume the transfer under way, else start afresh.
@@ -373,13 +386,15 @@ mod tests {
         let mut t: Transfer<App, 4, 16> = Transfer::new();
         let mut buf = [0u8; 64];
         let n = chunk(&src, 0, 20, &mut buf);
-        t.on_request();
+        assert_eq!(t.on_request(2), None);
         t.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0);
-        t.on_request();
-        assert!(t.incoming.is_some(), "progress since the last request: keep it");
+        assert_eq!(t.on_request(2), Some(1), "progress: keep asking the supplier that answers");
         assert_eq!(t.resume_point().0, n as u64);
-        t.on_request();
-        assert!(t.incoming.is_none(), "no progress since the last request: start afresh");
+        assert_eq!(t.on_request(2), None, "a stall: try another supplier");
+        assert_eq!(t.on_request(2), None);
+        assert!(t.incoming.is_some(), "resumable while stalls <= max_stalls");
+        assert_eq!(t.on_request(2), None);
+        assert!(t.incoming.is_none(), "too many stalls: start afresh");
         assert_eq!(t.resume_point(), (0, 0, 0));
     }
 }
