@@ -135,11 +135,25 @@ pub fn run_seed(seed: u64, cfg: &RunConfig) -> SeedReport {
 pub fn run_seed_with(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> SeedReport {
     match cfg.kind {
         Kind::Rsl => run_rsl(seed, cfg, tweak),
-        Kind::Kv => SeedReport {
-            seed,
-            violations: vec![Violation::new("vopr", "kind", "--kind kv is not implemented yet (IronKV host pending)")],
-            ..SeedReport::default()
-        },
+        Kind::Kv => run_kv(seed, cfg),
+    }
+}
+
+fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
+    let r = crate::kv_sim::run_kv_seed(seed, cfg.steps);
+    SeedReport {
+        seed,
+        fault_steps: r.steps,
+        sim_us: r.sim_us,
+        net: NetCounts { sent: 0, lost: r.lost, duplicated: r.duplicated, partitioned: r.partitioned },
+        ops: (r.ops_completed + r.ops_pending, r.ops_completed),
+        spec_ops: r.transfers_completed,
+        violations: r.violations.iter().map(|v| Violation::new("kv", "kv-simulator", v.clone())).collect(),
+        setup: format!(
+            "KV: {} shards done, {} refused, {} transfers completed, {} redirects",
+            r.shards_ok, r.shards_refused, r.transfers_completed, r.redirects
+        ),
+        ..SeedReport::default()
     }
 }
 

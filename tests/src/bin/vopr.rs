@@ -5,7 +5,7 @@
 //! cargo run --release -p fleet-tests --bin vopr -- --seed 1234 --steps 5000      # replay one, with a trace
 //! ```
 //!
-//! Options: `--kind rsl|kv` (kv: not yet), `--seeds N`, `--first-seed S`, `--seed S`,
+//! Options: `--kind rsl|kv`, `--seeds N`, `--first-seed S`, `--seed S`,
 //! `--steps N` (fault-phase host steps per seed), `--jobs N` (threads, default: available
 //! cores), `--plant NAME` (a planted bug, to watch a checker fire), `--trace` (print the
 //! trace of a replayed seed even when it passes), `--trace-len N` (steps kept, default 200), `--lin-budget N`.
