@@ -12,9 +12,13 @@ use hdrhistogram::Histogram;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use fleet_engine::kv::{Event as KvEvent, Outcome as KvOutcome, Request as KvRequest};
 use fleet_engine::rsl::apps::kv::{KvOp, KvReply};
 use fleet_engine::rsl::Client;
 use fleet_engine::wire::Bytes;
+use fleet_engine::{Endpoint, Instant, Outbox};
+
+use crate::kv::{KvSetup, StdKvClient};
 
 use crate::client::{CallError, DEFAULT_RETRANSMIT_MS};
 use crate::config::RslSetup;
@@ -129,8 +133,99 @@ fn xorshift(state: &mut u64) -> u64 {
 /// threads, not fifty. The sans-IO client does the protocol; this loop only moves bytes.
 const LOAD_THREADS: usize = 2;
 
-struct Logical {
-    client: Box<Client<MAX_REPLICAS, SERVER_DATAGRAM_BYTES>>,
+/// A sans-IO client the load generator can drive: one outstanding operation at a time.
+pub trait LoadClient: Send + 'static {
+    /// Starts a read of `key` (`write: None`) or a write of `write` to `key`; false if the
+    /// client could not submit it.
+    fn start(&mut self, now: Instant, key: u64, write: Option<&[u8]>, out: &mut Outbox<'_>) -> bool;
+    /// A received datagram; `Some` when it completed the outstanding operation.
+    fn on_datagram(&mut self, now: Instant, from: Endpoint, bytes: &[u8], out: &mut Outbox<'_>) -> Option<OpResult>;
+    /// Timers.
+    fn tick(&mut self, now: Instant, out: &mut Outbox<'_>);
+    /// When `tick` must next run.
+    fn next_deadline(&self) -> Instant;
+    /// Gives up on the outstanding operation.
+    fn cancel(&mut self);
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpResult {
+    /// A read's value.
+    Value(Option<Vec<u8>>),
+    /// A write took effect.
+    Done,
+    /// The service refused it (nothing changed).
+    Refused,
+}
+
+/// The RSL client driving the replicated KV app (keys as 8 big-endian bytes).
+pub struct RslLoad(Box<Client<MAX_REPLICAS, SERVER_DATAGRAM_BYTES>>);
+
+impl LoadClient for RslLoad {
+    fn start(&mut self, now: Instant, key: u64, write: Option<&[u8]>, out: &mut Outbox<'_>) -> bool {
+        let kb = key.to_be_bytes();
+        let op = match write {
+            None => KvOp::Get(Bytes(&kb)),
+            Some(v) => KvOp::Put(Bytes(&kb), Bytes(v)),
+        };
+        let mut req = vec![0u8; write.map_or(0, <[u8]>::len) + 64];
+        let Ok(len) = op.encode(&mut req) else { return false };
+        self.0.submit(now, &req[..len], out).is_ok()
+    }
+    fn on_datagram(&mut self, now: Instant, from: Endpoint, bytes: &[u8], _out: &mut Outbox<'_>) -> Option<OpResult> {
+        let done = self.0.handle(now, from, bytes)?;
+        Some(match KvReply::decode(done.reply) {
+            Some(KvReply::Value(v)) => OpResult::Value(v.map(|b| b.0.to_vec())),
+            Some(KvReply::Done) => OpResult::Done,
+            _ => OpResult::Refused,
+        })
+    }
+    fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        self.0.tick(now, out);
+    }
+    fn next_deadline(&self) -> Instant {
+        self.0.next_deadline()
+    }
+    fn cancel(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// The IronKV client.
+pub struct KvLoad(Box<StdKvClient>);
+
+impl LoadClient for KvLoad {
+    fn start(&mut self, now: Instant, key: u64, write: Option<&[u8]>, out: &mut Outbox<'_>) -> bool {
+        let req = match write {
+            None => KvRequest::Get(key),
+            Some(v) => KvRequest::Set(key, v),
+        };
+        self.0.submit(now, req, out).is_ok()
+    }
+    fn on_datagram(&mut self, now: Instant, from: Endpoint, bytes: &[u8], out: &mut Outbox<'_>) -> Option<OpResult> {
+        match self.0.handle(now, from, bytes, out)? {
+            KvEvent::Completed(c) => Some(match c.outcome {
+                KvOutcome::Value(v) => OpResult::Value(v.map(<[u8]>::to_vec)),
+                KvOutcome::Written | KvOutcome::Sharded => OpResult::Done,
+                KvOutcome::Failed(_) => OpResult::Refused,
+            }),
+            KvEvent::Refused { .. } => None,
+        }
+    }
+    fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        self.0.tick(now, out);
+    }
+    fn next_deadline(&self) -> Instant {
+        self.0.next_deadline()
+    }
+    fn cancel(&mut self) {
+        self.0.cancel();
+    }
+}
+
+struct Logical<C> {
+    client: C,
     socket: mio::net::UdpSocket,
     id: u64,
     rng: u64,
@@ -152,26 +247,28 @@ struct Shared {
     done: Arc<AtomicU64>,
 }
 
-fn send_all(socket: &mio::net::UdpSocket, out: &fleet_engine::Outbox<'_>) {
+fn send_all(socket: &mio::net::UdpSocket, out: &Outbox<'_>) {
     for (dst, bytes) in out.iter() {
         // WouldBlock or an error is a lost datagram: the client retransmits.
         let _ = socket.send_to(bytes, to_socket_addr(dst));
     }
 }
 
-fn start_op(l: &mut Logical, opts: &BenchOptions, shared: &Shared, clock: &Clock, out: &mut HeapOutbox) {
+fn start_op<C: LoadClient>(
+    l: &mut Logical<C>,
+    opts: &BenchOptions,
+    shared: &Shared,
+    clock: &Clock,
+    out: &mut HeapOutbox,
+) {
     let key = opts.first_key + xorshift(&mut l.rng) % opts.keys.max(1);
     let read = (xorshift(&mut l.rng) % 100) < u64::from(opts.read_pct);
     // Values are unique per write (client, counter), so a history pins every read.
     let mut value = format!("{:08x}{:016x}", l.id, l.n).into_bytes();
     value.resize(opts.value_size.max(value.len()), b'.');
     l.n += 1;
-    let kb = key.to_be_bytes();
-    let op = if read { KvOp::Get(Bytes(&kb)) } else { KvOp::Put(Bytes(&kb), Bytes(&value)) };
-    let mut req = vec![0u8; value.len() + 64];
-    let Ok(len) = op.encode(&mut req) else { return };
     let mut o = out.outbox();
-    if l.client.submit(clock.now(), &req[..len], &mut o).is_ok() {
+    if l.client.start(clock.now(), key, (!read).then_some(&value[..]), &mut o) {
         send_all(&l.socket, &o);
         l.current = Some(InFlightOp {
             key,
@@ -183,14 +280,14 @@ fn start_op(l: &mut Logical, opts: &BenchOptions, shared: &Shared, clock: &Clock
     }
 }
 
-fn finish_op(w: &mut Worker, l: &mut Logical, opts: &BenchOptions, shared: &Shared, reply: Option<&[u8]>) {
+fn finish_op<C>(w: &mut Worker, l: &mut Logical<C>, opts: &BenchOptions, shared: &Shared, reply: Option<OpResult>) {
     let Some(op) = l.current.take() else { return };
     let complete_us = shared.start.elapsed().as_micros() as u64;
-    let (status, result) = match reply.map(KvReply::decode) {
-        Some(Some(KvReply::Value(v))) => (RecordStatus::Ok, v.map(|b| encode_hex(b.0))),
-        Some(Some(KvReply::Done)) => (RecordStatus::Ok, None),
-        // Refused by the application: nothing changed.
-        Some(_) => (RecordStatus::Fail, None),
+    let (status, result) = match reply {
+        Some(OpResult::Value(v)) => (RecordStatus::Ok, v.map(|b| encode_hex(&b))),
+        Some(OpResult::Done) => (RecordStatus::Ok, None),
+        // Refused by the service: nothing changed.
+        Some(OpResult::Refused) => (RecordStatus::Fail, None),
         None => (RecordStatus::Timeout, None),
     };
     match status {
@@ -219,7 +316,11 @@ fn finish_op(w: &mut Worker, l: &mut Logical, opts: &BenchOptions, shared: &Shar
     }
 }
 
-fn load_thread(mut clients: Vec<Logical>, opts: BenchOptions, shared: Shared) -> std::io::Result<Worker> {
+fn load_thread<C: LoadClient>(
+    mut clients: Vec<Logical<C>>,
+    opts: BenchOptions,
+    shared: Shared,
+) -> std::io::Result<Worker> {
     let mut w = Worker { hist: new_hist(), ops: 0, errors: 0, timeouts: 0, history: Vec::new() };
     let mut poll = mio::Poll::new()?;
     for (i, l) in clients.iter_mut().enumerate() {
@@ -234,7 +335,7 @@ fn load_thread(mut clients: Vec<Logical>, opts: BenchOptions, shared: Shared) ->
     }
     while StdInstant::now() < shared.stop_at {
         let now = clock.now();
-        let next = clients.iter().map(|l| l.client.next_deadline()).min().unwrap_or(fleet_engine::Instant::NEVER);
+        let next = clients.iter().map(|l| l.client.next_deadline()).min().unwrap_or(Instant::NEVER);
         let wait =
             Duration::from_micros(next.micros_since(now)).min(shared.stop_at - StdInstant::now().min(shared.stop_at));
         poll.poll(&mut events, Some(wait.max(Duration::from_micros(100))))?;
@@ -244,10 +345,11 @@ fn load_thread(mut clients: Vec<Logical>, opts: BenchOptions, shared: Shared) ->
             loop {
                 match l.socket.recv_from(&mut buf) {
                     Ok((len, from)) => {
-                        let completed =
-                            l.client.handle(clock.now(), to_endpoint(from), &buf[..len]).map(|c| c.reply.to_vec());
+                        let mut o = out.outbox();
+                        let completed = l.client.on_datagram(clock.now(), to_endpoint(from), &buf[..len], &mut o);
+                        send_all(&l.socket, &o);
                         if let Some(reply) = completed {
-                            finish_op(&mut w, l, &opts, &shared, Some(&reply));
+                            finish_op(&mut w, l, &opts, &shared, Some(reply));
                             if StdInstant::now() < shared.stop_at {
                                 start_op(l, &opts, &shared, &clock, &mut out);
                             }
@@ -282,24 +384,50 @@ fn load_thread(mut clients: Vec<Logical>, opts: BenchOptions, shared: Shared) ->
     Ok(w)
 }
 
-/// Runs the closed-loop RSL benchmark against a running cluster.
+/// Runs the closed-loop benchmark against a running RSL cluster.
 pub fn run_rsl(setup: &RslSetup, opts: &BenchOptions) -> Result<BenchResult, CallError> {
     let eps: Vec<_> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
-    let bind: std::net::SocketAddr = match setup.addrs.first() {
+    let seed = wall_clock_us();
+    let max = setup.config.params.max_datagram_bytes;
+    run_load(&setup.addrs, opts, |_| {
+        Client::new(&eps, seed, DEFAULT_RETRANSMIT_MS, max)
+            .map(|c| RslLoad(Box::new(c)))
+            .map_err(|_| CallError::TooLarge)
+    })
+}
+
+/// Runs the closed-loop benchmark against a running IronKV cluster.
+pub fn run_kv(setup: &KvSetup, opts: &BenchOptions) -> Result<BenchResult, CallError> {
+    let eps: Vec<_> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
+    let seed = wall_clock_us();
+    let params = setup.config.params;
+    run_load(&setup.addrs, opts, |_| {
+        StdKvClient::new(&eps, seed, params).map(|c| KvLoad(Box::new(c))).map_err(|_| CallError::TooLarge)
+    })
+}
+
+fn wall_clock_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64)
+}
+
+fn run_load<C: LoadClient>(
+    servers: &[std::net::SocketAddr],
+    opts: &BenchOptions,
+    mut make: impl FnMut(usize) -> Result<C, CallError>,
+) -> Result<BenchResult, CallError> {
+    let bind: std::net::SocketAddr = match servers.first() {
         Some(std::net::SocketAddr::V6(_)) => "[::]:0",
         Some(a) if a.ip().is_loopback() => "127.0.0.1:0",
         _ => "0.0.0.0:0",
     }
     .parse()
     .map_err(|_| CallError::BadReply)?;
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
-    let max = setup.config.params.max_datagram_bytes;
-    let mut groups: Vec<Vec<Logical>> = (0..LOAD_THREADS.min(opts.clients.max(1))).map(|_| Vec::new()).collect();
+    let mut groups: Vec<Vec<Logical<C>>> = (0..LOAD_THREADS.min(opts.clients.max(1))).map(|_| Vec::new()).collect();
     for c in 0..opts.clients {
         let socket = mio::net::UdpSocket::bind(bind).map_err(CallError::Io)?;
-        let client = Client::new(&eps, seed, DEFAULT_RETRANSMIT_MS, max).map_err(|_| CallError::TooLarge)?;
+        let client = make(c)?;
         let rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
-        let l = Logical { client: Box::new(client), socket, id: c as u64, rng, n: 0, current: None };
+        let l = Logical { client, socket, id: c as u64, rng, n: 0, current: None };
         let g = c % groups.len();
         groups[g].push(l);
     }

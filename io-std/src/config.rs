@@ -81,6 +81,15 @@ pub struct RslSection {
 pub struct KvSection {
     /// Host addresses; a host's id is its index; host 0 owns every key at start.
     pub hosts: Vec<String>,
+    /// Longest value (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_value_bytes: Option<usize>,
+    /// Datagram bound (default 1472).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_datagram_bytes: Option<usize>,
+    /// Keys each host may store (default 1,000,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_keys: Option<usize>,
 }
 
 /// A whole configuration file.
@@ -133,7 +142,12 @@ impl ClusterFile {
                 retransmit_period_ms: None,
                 max_keys: None,
             }),
-            kv: Some(KvSection { hosts: addrs(base_port + 100) }),
+            kv: Some(KvSection {
+                hosts: addrs(base_port + 100),
+                max_value_bytes: None,
+                max_datagram_bytes: None,
+                max_keys: None,
+            }),
         }
     }
 
@@ -174,6 +188,30 @@ impl ClusterFile {
     pub fn kv_hosts(&self) -> Result<Vec<SocketAddr>, ConfigFileError> {
         let s = self.kv.as_ref().ok_or_else(|| err("kv", "the file has no [kv] section"))?;
         parse_addrs("kv.hosts", &s.hosts)
+    }
+
+    /// The validated KV configuration.
+    pub fn kv(&self) -> Result<crate::kv::KvSetup, ConfigFileError> {
+        use crate::kv::{KV_DATAGRAM_BYTES, KV_MAX_HOSTS};
+        let s = self.kv.as_ref().ok_or_else(|| err("kv", "the file has no [kv] section"))?;
+        let addrs = parse_addrs("kv.hosts", &s.hosts)?;
+        if addrs.len() > KV_MAX_HOSTS {
+            return Err(err("kv.hosts", format!("at most {KV_MAX_HOSTS} hosts are supported")));
+        }
+        let endpoints: Vec<_> = addrs.iter().map(|a| to_endpoint(*a)).collect();
+        let mut config =
+            fleet_engine::kv::KvConfig::<KV_MAX_HOSTS>::new(&endpoints).map_err(|e| err("kv.hosts", e.to_string()))?;
+        if let Some(v) = s.max_value_bytes {
+            config.params.max_value_bytes = v;
+        }
+        if let Some(d) = s.max_datagram_bytes {
+            config.params.max_datagram_bytes = d;
+        }
+        config.validate(KV_DATAGRAM_BYTES).map_err(|e| match e {
+            fleet_engine::ConfigError::Invalid(field) => err(format!("kv.{field}"), "out of range"),
+            other => err("kv.hosts", other.to_string()),
+        })?;
+        Ok(crate::kv::KvSetup { addrs, config, max_keys: s.max_keys.unwrap_or(DEFAULT_MAX_KEYS) })
     }
 }
 

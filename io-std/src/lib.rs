@@ -17,6 +17,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod kv;
 pub mod net;
 pub mod plot;
 pub mod procs;

@@ -217,6 +217,15 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// Wraps a server thread.
+    pub fn new(
+        stop: Arc<AtomicBool>,
+        join: std::thread::JoinHandle<Result<(), ServerError>>,
+        addr: SocketAddr,
+    ) -> Self {
+        RunningServer { stop, join: Some(join), addr }
+    }
+
     /// Stops the server and waits for its thread.
     pub fn stop(mut self) -> Result<(), ServerError> {
         self.stop.store(true, Ordering::Relaxed);

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fleet_io_std::bench::{run_rsl, BenchOptions};
+use fleet_io_std::bench::{run_kv, run_rsl, BenchOptions};
 use fleet_io_std::client::RslClient;
 use fleet_io_std::config::ClusterFile;
+use fleet_io_std::kv::{spawn_kv, KvBlockingClient};
 use fleet_io_std::server::spawn_rsl;
 use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
@@ -30,6 +31,9 @@ enum Cmd {
     /// The replicated state machine (a KV app replicated by MultiPaxos).
     #[command(subcommand)]
     Rsl(RslCmd),
+    /// The sharded key-value store (IronKV).
+    #[command(subcommand)]
+    Kv(KvCmd),
     /// Closed-loop benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -89,9 +93,56 @@ enum RslCmd {
 }
 
 #[derive(Subcommand)]
+enum KvCmd {
+    /// Runs KV host `--id` of the cluster in `--config` until killed.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        id: usize,
+    },
+    /// Reads KEY (a u64).
+    Get {
+        #[arg(long)]
+        config: PathBuf,
+        key: u64,
+    },
+    /// Writes KEY = VALUE.
+    Set {
+        #[arg(long)]
+        config: PathBuf,
+        key: u64,
+        value: String,
+    },
+    /// Deletes KEY.
+    Del {
+        #[arg(long)]
+        config: PathBuf,
+        key: u64,
+    },
+    /// Moves keys [lo, hi) to host --to (the request goes to the current owner, --via).
+    Shard {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        lo: u64,
+        /// Exclusive upper bound; omit for "up to the last key".
+        #[arg(long)]
+        hi: Option<u64>,
+        #[arg(long)]
+        to: usize,
+        /// The host that owns the range now (default 0, the root).
+        #[arg(long, default_value_t = 0)]
+        via: usize,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCmd {
     /// Benchmarks the RSL cluster (KV app).
     Rsl(BenchArgs),
+    /// Benchmarks the IronKV cluster.
+    Kv(BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -156,6 +207,48 @@ fn main() -> ExitCode {
     }
 }
 
+fn bench(
+    a: &BenchArgs,
+    run: impl Fn(&BenchOptions) -> Result<fleet_io_std::bench::BenchResult, String>,
+) -> Result<(), String> {
+    if a.clients == 0 {
+        return Err("--clients must be at least 1".into());
+    }
+    let opts = BenchOptions {
+        clients: a.clients,
+        duration: Duration::from_secs(a.duration_s),
+        value_size: a.value_size,
+        keys: a.keys,
+        first_key: a.first_key,
+        read_pct: a.read_pct.min(100),
+        op_timeout: Duration::from_secs(2),
+        history: a.history.clone(),
+        progress: !a.json,
+    };
+    let counts = if a.sweep.is_empty() { vec![a.clients] } else { a.sweep.clone() };
+    if counts.contains(&0) {
+        return Err("client counts must be at least 1".into());
+    }
+    let mut results = Vec::new();
+    for (i, clients) in counts.into_iter().enumerate() {
+        // Each run of a sweep writes fresh keys, so a recorded history (checked against an
+        // empty map) never sees another run's values.
+        let first_key = opts.first_key + i as u64 * opts.keys;
+        let r = run(&BenchOptions { clients, first_key, ..opts.clone() })?;
+        say(&if a.json { r.json() } else { r.summary() });
+        results.push(r);
+    }
+    if let Some(path) = &a.plot {
+        fleet_io_std::plot::draw(&results, "fleet bench", path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn kv_setup(path: &std::path::Path) -> Result<fleet_io_std::kv::KvSetup, String> {
+    ClusterFile::load(path).and_then(|f| f.kv()).map_err(|e| e.to_string())
+}
+
 fn rsl_setup(path: &std::path::Path) -> Result<fleet_io_std::config::RslSetup, String> {
     ClusterFile::load(path).and_then(|f| f.rsl()).map_err(|e| e.to_string())
 }
@@ -198,44 +291,47 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             c.delete(key.as_bytes(), TIMEOUT).map_err(|e| e.to_string())?;
             say("ok");
         }
+        Cmd::Kv(KvCmd::Serve { config, id }) => {
+            let setup = kv_setup(&config)?;
+            let every = (cli.verbose > 0).then_some(Duration::from_secs(1));
+            let server = spawn_kv(&setup, id, every).map_err(|e| e.to_string())?;
+            eprintln!("KV host {id} serving on {}", server.addr);
+            loop {
+                std::thread::park();
+            }
+        }
+        Cmd::Kv(KvCmd::Get { config, key }) => {
+            let mut c = KvBlockingClient::connect(&kv_setup(&config)?).map_err(|e| e.to_string())?;
+            match c.get(key, TIMEOUT).map_err(|e| e.to_string())? {
+                Some(v) => say(&String::from_utf8_lossy(&v)),
+                None => {
+                    eprintln!("(not found)");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        Cmd::Kv(KvCmd::Set { config, key, value }) => {
+            let mut c = KvBlockingClient::connect(&kv_setup(&config)?).map_err(|e| e.to_string())?;
+            c.set(key, value.as_bytes(), TIMEOUT).map_err(|e| e.to_string())?;
+            say("ok");
+        }
+        Cmd::Kv(KvCmd::Del { config, key }) => {
+            let mut c = KvBlockingClient::connect(&kv_setup(&config)?).map_err(|e| e.to_string())?;
+            c.delete(key, TIMEOUT).map_err(|e| e.to_string())?;
+            say("ok");
+        }
+        Cmd::Kv(KvCmd::Shard { config, lo, hi, to, via }) => {
+            let mut c = KvBlockingClient::connect(&kv_setup(&config)?).map_err(|e| e.to_string())?;
+            c.shard(lo, hi, to, via, TIMEOUT).map_err(|e| e.to_string())?;
+            say("ok");
+        }
+        Cmd::Bench(BenchCmd::Kv(a)) => {
+            let setup = kv_setup(&a.config)?;
+            bench(&a, |opts| run_kv(&setup, opts).map_err(|e| e.to_string()))?;
+        }
         Cmd::Bench(BenchCmd::Rsl(a)) => {
             let setup = rsl_setup(&a.config)?;
-            if a.clients == 0 {
-                return Err("--clients must be at least 1".into());
-            }
-            let opts = BenchOptions {
-                clients: a.clients,
-                duration: Duration::from_secs(a.duration_s),
-                value_size: a.value_size,
-                keys: a.keys,
-                first_key: a.first_key,
-                read_pct: a.read_pct.min(100),
-                op_timeout: Duration::from_secs(2),
-                history: a.history,
-                progress: !a.json,
-            };
-            let counts = if a.sweep.is_empty() { vec![a.clients] } else { a.sweep.clone() };
-            if counts.contains(&0) {
-                return Err("client counts must be at least 1".into());
-            }
-            let mut results = Vec::new();
-            for (i, clients) in counts.into_iter().enumerate() {
-                // Each run of a sweep writes fresh keys, so a recorded history (checked
-                // against an empty map) never sees another run's values.
-                let first_key = opts.first_key + i as u64 * opts.keys;
-                let r =
-                    run_rsl(&setup, &BenchOptions { clients, first_key, ..opts.clone() }).map_err(|e| e.to_string())?;
-                if a.json {
-                    say(&r.json());
-                } else {
-                    say(&r.summary());
-                }
-                results.push(r);
-            }
-            if let Some(path) = &a.plot {
-                fleet_io_std::plot::draw(&results, "fleet bench rsl", path)?;
-                eprintln!("wrote {}", path.display());
-            }
+            bench(&a, |opts| run_rsl(&setup, opts).map_err(|e| e.to_string()))?;
         }
         Cmd::CheckHistory { file, max_seconds } => {
             let budget = Budget::time(Duration::from_secs(max_seconds));
