@@ -150,3 +150,75 @@ fn config_local_prints_a_valid_config() {
     assert_eq!(f.rsl().unwrap().addrs.len(), 5);
     assert_eq!(f.kv_hosts().unwrap()[0].port(), 9200);
 }
+
+fn start_kv_cluster(tag: &str) -> (Children, fleet_io_std::kv::KvSetup, PathBuf) {
+    let dir = scratch_dir(tag).unwrap();
+    let ports = free_udp_ports(3).unwrap();
+    let mut file = ClusterFile::local(3, 0);
+    file.rsl = None;
+    file.kv.as_mut().unwrap().hosts = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let config = dir.join("kv.toml");
+    std::fs::write(&config, file.to_toml()).unwrap();
+    let mut children = Children::default();
+    for id in 0..3 {
+        let log = dir.join(format!("kv-{id}.log"));
+        children
+            .spawn(Path::new(FLEET), &["kv", "serve", "--config", config.to_str().unwrap(), "--id", &id.to_string()], &log)
+            .unwrap();
+    }
+    let setup = file.kv().unwrap();
+    let mut c = fleet_io_std::kv::KvBlockingClient::connect(&setup).unwrap();
+    c.set(u64::MAX - 1, b"ready", Duration::from_secs(10)).expect("the KV cluster comes up within 10 s");
+    (children, setup, dir)
+}
+
+#[test]
+fn kv_shards_under_load_lose_no_write() {
+    let (_children, setup, dir) = start_kv_cluster("kv-shard");
+    let history = dir.join("history.jsonl");
+    let first_key = 10_000;
+    let opts = BenchOptions {
+        clients: 8,
+        duration: Duration::from_secs(4),
+        value_size: 64,
+        keys: 64,
+        first_key,
+        read_pct: 50,
+        op_timeout: Duration::from_secs(3),
+        history: Some(history.clone()),
+        progress: false,
+    };
+    let result = std::thread::scope(|s| {
+        let bench = s.spawn(|| fleet_io_std::bench::run_kv(&setup, &opts));
+        let mut admin = fleet_io_std::kv::KvBlockingClient::connect(&setup).unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        admin.shard(first_key, Some(first_key + 32), 1, 0, Duration::from_secs(5)).expect("first shard");
+        std::thread::sleep(Duration::from_millis(800));
+        admin.shard(first_key + 32, Some(first_key + 64), 2, 0, Duration::from_secs(5)).expect("second shard");
+        bench.join().unwrap()
+    })
+    .unwrap();
+    assert!(result.ops > 100, "{}", result.summary());
+    let report = check_kv_history_file(&history, &Budget::default()).unwrap();
+    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    // The moved keys are served by their new owners: reads after the run see the last writes.
+    let mut c = fleet_io_std::kv::KvBlockingClient::connect(&setup).unwrap();
+    c.set(first_key + 1, b"after", Duration::from_secs(5)).unwrap();
+    assert_eq!(c.get(first_key + 1, Duration::from_secs(5)).unwrap().as_deref(), Some(&b"after"[..]));
+}
+
+#[test]
+fn the_kv_cli_sets_shards_and_gets() {
+    let (_children, _setup, dir) = start_kv_cluster("kv-cli");
+    let config = dir.join("kv.toml");
+    let config = config.to_str().unwrap();
+    assert_eq!(fleet(&["kv", "set", "--config", config, "42", "answer"]).1.trim(), "ok");
+    let (ok, _, err) = fleet(&["kv", "shard", "--config", config, "--lo", "0", "--hi", "100", "--to", "2"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = fleet(&["kv", "get", "--config", config, "42"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "answer", "the pair moved with its range");
+    let (ok, _, err) = fleet(&["kv", "shard", "--config", config, "--lo", "0", "--hi", "100", "--to", "1"]);
+    assert!(!ok, "host 0 no longer owns the range");
+    assert!(err.contains("refused"), "{err}");
+}
