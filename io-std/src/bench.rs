@@ -267,16 +267,15 @@ fn start_op<C: LoadClient>(
     let mut value = format!("{:08x}{:016x}", l.id, l.n).into_bytes();
     value.resize(opts.value_size.max(value.len()), b'.');
     l.n += 1;
+    // Timestamps are taken before the request leaves: sending wakes the servers, which may
+    // preempt this thread until the reply is back. An invocation time taken after the send
+    // would shrink the operation's interval and make the history look non-linearizable.
+    let invoke_us = shared.start.elapsed().as_micros() as u64;
+    let sent = StdInstant::now();
     let mut o = out.outbox();
     if l.client.start(clock.now(), key, (!read).then_some(&value[..]), &mut o) {
         send_all(&l.socket, &o);
-        l.current = Some(InFlightOp {
-            key,
-            read,
-            value,
-            invoke_us: shared.start.elapsed().as_micros() as u64,
-            sent: StdInstant::now(),
-        });
+        l.current = Some(InFlightOp { key, read, value, invoke_us, sent });
     }
 }
 

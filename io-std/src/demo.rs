@@ -1,6 +1,7 @@
 //! `fleet demo`: the main job in one command. Starts a local 3-replica RSL cluster as child
-//! processes, runs a workload, kills the leader, shows the view change and recovery, checks
-//! the recorded history for linearizability, prints a summary, and stops what it started.
+//! processes, runs a workload, kills the leader, shows the view change and recovery; starts a
+//! 3-host IronKV cluster and shards a hot range while clients run; checks every recorded
+//! history for linearizability, prints a summary, and stops everything it started.
 
 use std::path::Path;
 use std::time::{Duration, Instant as StdInstant};
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant as StdInstant};
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, Verdict};
 use fleet_proofs::Budget;
 
-use crate::bench::{run_rsl, BenchOptions};
+use crate::bench::{run_kv, run_rsl, BenchOptions};
+use crate::kv::KvBlockingClient;
 use crate::client::RslClient;
 use crate::config::{ClusterFile, RslSection};
 use crate::procs::{free_udp_ports, scratch_dir, Children};
@@ -16,7 +18,8 @@ use crate::procs::{free_udp_ports, scratch_dir, Children};
 /// Runs the demo; returns a one-paragraph error a user can act on.
 pub fn run(exe: &Path) -> Result<(), String> {
     let dir = scratch_dir("demo").map_err(|e| format!("cannot create a scratch directory: {e}"))?;
-    let ports = free_udp_ports(3).map_err(|e| format!("cannot find free UDP ports on 127.0.0.1: {e}"))?;
+    let all = free_udp_ports(6).map_err(|e| format!("cannot find free UDP ports on 127.0.0.1: {e}"))?;
+    let (ports, kv_ports) = all.split_at(3);
     let file = ClusterFile {
         rsl: Some(RslSection {
             replicas: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
@@ -30,7 +33,12 @@ pub fn run(exe: &Path) -> Result<(), String> {
             retransmit_period_ms: None,
             max_keys: None,
         }),
-        kv: None,
+        kv: Some(crate::config::KvSection {
+            hosts: kv_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+            max_value_bytes: None,
+            max_datagram_bytes: None,
+            max_keys: None,
+        }),
     };
     let config_path = dir.join("cluster.toml");
     std::fs::write(&config_path, file.to_toml()).map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
@@ -92,8 +100,42 @@ pub fn run(exe: &Path) -> Result<(), String> {
         );
     }
 
-    // Phase 3: check both histories.
-    for path in [&history_ok, &history_kill] {
+    // Phase 3: IronKV: three hosts, load, and a shard of a hot range while clients run.
+    let kv = file.kv().map_err(|e| e.to_string())?;
+    println!("phase 3: 3 IronKV hosts on ports {kv_ports:?}; 16 clients for 3 s; keys [2000, 2032) move to host 1 after 1 s");
+    for id in 0..3 {
+        let log = dir.join(format!("kv-{id}.log"));
+        let id_arg = id.to_string();
+        children
+            .spawn(exe, &["kv", "serve", "--config", &config_arg, "--id", &id_arg, "-v"], &log)
+            .map_err(|e| format!("cannot start KV host {id}: {e}"))?;
+    }
+    let mut admin = KvBlockingClient::connect(&kv).map_err(|e| e.to_string())?;
+    admin.set(1, b"hello", Duration::from_secs(10)).map_err(|e| format!("the KV cluster did not come up: {e}"))?;
+    let history_kv = dir.join("history-kv.jsonl");
+    let kv_opts = BenchOptions {
+        duration: Duration::from_secs(3),
+        keys: 64,
+        first_key: 2000,
+        history: Some(history_kv.clone()),
+        ..opts.clone()
+    };
+    let (sharded, kv_run) = std::thread::scope(|s| {
+        let bench = s.spawn(|| run_kv(&kv, &kv_opts));
+        std::thread::sleep(Duration::from_secs(1));
+        let t = StdInstant::now();
+        let sharded = admin.shard(2000, Some(2032), 1, 0, Duration::from_secs(5)).map(|_| t.elapsed());
+        (sharded, bench.join())
+    });
+    let kv_run = kv_run.map_err(|_| "the benchmark thread failed".to_string())?.map_err(|e| e.to_string())?;
+    println!("  {}", kv_run.summary());
+    match sharded {
+        Ok(t) => println!("  shard of [2000, 2032) to host 1 acknowledged in {} ms", t.as_millis()),
+        Err(e) => return Err(format!("the shard failed: {e}")),
+    }
+
+    // Phase 4: check every history.
+    for path in [&history_ok, &history_kill, &history_kv] {
         let report = check_kv_history_file(path, &Budget::default()).map_err(|e| e.to_string())?;
         let verdict = match report.verdict() {
             Verdict::Linearizable => "linearizable",
