@@ -94,9 +94,7 @@ impl<const SLOTS: usize, const BYTES: usize, const D: usize, const LB: usize> Bu
     }
 }
 
-impl<const SLOTS: usize, const BYTES: usize, const D: usize, const LB: usize> Default
-    for Buffers<SLOTS, BYTES, D, LB>
-{
+impl<const SLOTS: usize, const BYTES: usize, const D: usize, const LB: usize> Default for Buffers<SLOTS, BYTES, D, LB> {
     fn default() -> Self {
         Self::new()
     }

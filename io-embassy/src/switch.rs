@@ -110,10 +110,8 @@ impl<const P: usize, const Q: usize> Inner<P, Q> {
             return;
         }
         let dst = destination(&frame);
-        let to = self.ports[..self.attached]
-            .iter()
-            .position(|p| p.addr.is_some() && p.addr == dst)
-            .or(self.default_port);
+        let to =
+            self.ports[..self.attached].iter().position(|p| p.addr.is_some() && p.addr == dst).or(self.default_port);
         let Some(to) = to else {
             self.ports[from].stats.no_route += 1;
             return;

@@ -56,7 +56,8 @@ fn body() {
         vec![inside.into(), SocketAddr::from((Ipv4Addr::LOCALHOST, p1)), SocketAddr::from((Ipv4Addr::LOCALHOST, p2))];
     let eps: Vec<_> = addrs.iter().map(|a| to_endpoint(*a)).collect();
     // The whole cluster shares one parameter set; 1472-byte datagrams fit the embassy MTU.
-    let setup = RslSetup { addrs: addrs.clone(), config: rsl_config::<MAX_REPLICAS>(&eps, fast_params()), max_keys: MAX_KEYS };
+    let setup =
+        RslSetup { addrs: addrs.clone(), config: rsl_config::<MAX_REPLICAS>(&eps, fast_params()), max_keys: MAX_KEYS };
 
     // The embassy member: a stack at 127.0.0.2/8 on the switch, the switch's default port
     // bridged to a std socket bound at 127.0.0.2:p0.

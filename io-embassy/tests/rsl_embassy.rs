@@ -105,7 +105,11 @@ async fn put_and_read_back(c: &Cluster, client: &mut TestClient, from: usize, co
 async fn converge(c: &Cluster, replicas: &[usize], ops: u64) {
     let end = EInstant::now() + Duration::from_secs(5);
     while replicas.iter().any(|&i| c.status(i).ops_complete < ops) {
-        assert!(EInstant::now() < end, "replicas did not catch up: {:?}", replicas.iter().map(|&i| c.status(i)).collect::<Vec<_>>());
+        assert!(
+            EInstant::now() < end,
+            "replicas did not catch up: {:?}",
+            replicas.iter().map(|&i| c.status(i)).collect::<Vec<_>>()
+        );
         Timer::after_millis(10).await;
     }
 }

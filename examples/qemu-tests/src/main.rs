@@ -78,5 +78,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
     hprintln!("hard fault: {:?}", frame);
     debug::exit(debug::EXIT_FAILURE);
-    loop {}
+    loop {
+        cortex_m::asm::wfi();
+    }
 }

@@ -54,10 +54,17 @@ pub struct Sim {
     sent: u32,
 }
 
-fn enqueue(net: &mut Deque<Packet, 256>, sent: &mut u32, lost: &mut u32, loss_every: u32, from: Endpoint, out: &Outbox<'_>) {
+fn enqueue(
+    net: &mut Deque<Packet, 256>,
+    sent: &mut u32,
+    lost: &mut u32,
+    loss_every: u32,
+    from: Endpoint,
+    out: &Outbox<'_>,
+) {
     for (to, bytes) in out.iter() {
         *sent += 1;
-        if loss_every > 0 && *sent % loss_every == 0 {
+        if loss_every > 0 && sent.is_multiple_of(loss_every) {
             *lost += 1;
             continue;
         }
@@ -117,11 +124,11 @@ impl Sim {
                     }
                 }
             }
-            for i in 0..3 {
+            for (i, me) in replicas.iter().enumerate() {
                 if self.up[i] && self.reps[i].next_deadline() <= now {
                     let mut out = self.store.outbox();
                     let _ = self.reps[i].tick(now, &mut out);
-                    enqueue(&mut self.net, &mut self.sent, &mut self.lost, self.loss_every, replicas[i], &out);
+                    enqueue(&mut self.net, &mut self.sent, &mut self.lost, self.loss_every, *me, &out);
                 }
             }
             if self.client.next_deadline() <= now {

@@ -13,8 +13,11 @@ use crate::check;
 use crate::sim::{config, eps, Rep, Sim, CLIENT, D};
 use crate::TestResult;
 
+/// A named test.
+pub type Test = (&'static str, fn() -> TestResult);
+
 /// Every test, in order.
-pub static ALL: &[(&str, fn() -> TestResult)] = &[
+pub static ALL: &[Test] = &[
     ("wire_round_trips_rsl_messages", wire_round_trips_rsl_messages),
     ("wire_refuses_foreign_and_truncated_datagrams", wire_refuses_foreign_and_truncated_datagrams),
     ("ballots_order_and_rotate", ballots_order_and_rotate),
@@ -67,7 +70,10 @@ fn wire_refuses_foreign_and_truncated_datagrams() -> TestResult {
     buf[0] ^= 0xff;
     check!(wire::decode::<RslMsg<'_>>(Protocol::Rsl, &buf[..n]).is_err(), "wrong magic");
     let mut tiny = [0u8; 4];
-    check!(wire::encode(Protocol::Rsl, &RslMsg::Request { seqno: 1, request: Bytes(&[0; 8]) }, &mut tiny).is_err(), "overflow");
+    check!(
+        wire::encode(Protocol::Rsl, &RslMsg::Request { seqno: 1, request: Bytes(&[0; 8]) }, &mut tiny).is_err(),
+        "overflow"
+    );
     Ok(())
 }
 
