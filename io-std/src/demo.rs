@@ -10,9 +10,9 @@ use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, 
 use fleet_proofs::Budget;
 
 use crate::bench::{run_kv, run_rsl, BenchOptions};
-use crate::kv::KvBlockingClient;
 use crate::client::RslClient;
 use crate::config::{ClusterFile, RslSection};
+use crate::kv::KvBlockingClient;
 use crate::procs::{free_udp_ports, scratch_dir, Children};
 
 /// Runs the demo; returns a one-paragraph error a user can act on.
@@ -102,7 +102,9 @@ pub fn run(exe: &Path) -> Result<(), String> {
 
     // Phase 3: IronKV: three hosts, load, and a shard of a hot range while clients run.
     let kv = file.kv().map_err(|e| e.to_string())?;
-    println!("phase 3: 3 IronKV hosts on ports {kv_ports:?}; 16 clients for 3 s; keys [2000, 2032) move to host 1 after 1 s");
+    println!(
+        "phase 3: 3 IronKV hosts on ports {kv_ports:?}; 16 clients for 3 s; keys [2000, 2032) move to host 1 after 1 s"
+    );
     for id in 0..3 {
         let log = dir.join(format!("kv-{id}.log"));
         let id_arg = id.to_string();

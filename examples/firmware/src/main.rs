@@ -1,0 +1,141 @@
+//! An IronRSL replica as Cortex-M4F firmware.
+//!
+//! fleet-engine's `Replica` bound to embassy-net by `fleet-io-embassy`, on the embassy
+//! executor, with a SysTick time driver and a LAN9118 Ethernet driver (the Arm MPS2 board,
+//! emulated by QEMU as `mps2-an386`). One of a 3-member cluster at 10.0.0.1-3:7000; which
+//! one is chosen at build time: `FLEET_NODE=1 cargo build --release` (default 0).
+//! Logs go through defmt over RTT.
+//!
+//! Every buffer is static and sized below; `docs/embedded.md` lists them with the measured
+//! flash and RAM.
+#![no_std]
+#![no_main]
+
+mod lan9118;
+mod systick;
+
+use defmt_rtt as _;
+use panic_probe as _;
+
+use embassy_executor::Spawner;
+use embassy_net::{Ipv4Address, Ipv4Cidr, Runner, StackResources, StaticConfigV4};
+use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use embassy_time::Timer;
+use fleet_engine::rsl::apps::kv::KvApp;
+use fleet_engine::rsl::{Replica, RslConfig};
+use fleet_engine::Endpoint;
+use fleet_io_embassy::{Buffers, Node, SocketBuffers};
+use static_cell::{ConstStaticCell, StaticCell};
+
+use lan9118::Lan9118;
+
+/// Members of the cluster (the replica capacity `R`).
+const MEMBERS: usize = 3;
+/// This node's index, from `FLEET_NODE` at build time.
+const ME: usize = match option_env!("FLEET_NODE") {
+    Some(s) => (s.as_bytes()[0] - b'0') as usize,
+    None => 0,
+};
+const _: () = assert!(ME < MEMBERS, "FLEET_NODE must be 0, 1 or 2");
+/// Member addresses; every member listens on `RSL_PORT`.
+const ADDRS: [[u8; 4]; MEMBERS] = [[10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3]];
+const RSL_PORT: u16 = 7000;
+
+/// Log window `W` (and `max_log_length`): operations in flight past the truncation point.
+const W: usize = 4;
+/// Datagram bound `D`: the 1500-byte-MTU UDP payload.
+const D: usize = 1472;
+/// Request-queue bytes `QB` at the leader.
+const QB: usize = 4096;
+
+/// The replicated map and the client-facing capacities.
+#[cfg(not(feature = "io-std-compatible"))]
+mod caps {
+    /// 16 pairs, keys ≤ 16 bytes, values ≤ 64 bytes.
+    pub type App = fleet_engine::rsl::apps::kv::KvApp<16, 16, 64>;
+    /// Reply-cache clients `C`.
+    pub const C: usize = 8;
+    /// Reply bytes `RB` (a Get of a 64-byte value encodes to 67).
+    pub const RB: usize = 80;
+}
+
+/// io-std's map (`StdKvApp<64, 1024>` with `max_keys = 8`) and reply size.
+#[cfg(feature = "io-std-compatible")]
+mod caps {
+    /// 8 pairs, keys ≤ 64 bytes, values ≤ 1024 bytes.
+    pub type App = fleet_engine::rsl::apps::kv::KvApp<8, 64, 1024>;
+    /// Reply-cache clients `C`.
+    pub const C: usize = 4;
+    /// Reply bytes `RB`, as io-std's servers.
+    pub const RB: usize = 1100;
+}
+
+type FwReplica = Replica<caps::App, MEMBERS, W, D, QB, { caps::C }, { caps::RB }>;
+type FwNode = Node<NoopRawMutex, FwReplica>;
+/// One step's outbox (24 datagrams, 8 KiB), the receive buffer, a 4 KiB loopback FIFO.
+type FwBuffers = Buffers<24, 8192, D, 4096>;
+/// The UDP socket: 8 packets and 4 KiB each way (two full-size datagrams and change).
+type FwSocket = SocketBuffers<8, 4096>;
+
+static RESOURCES: ConstStaticCell<StackResources<2>> = ConstStaticCell::new(StackResources::new());
+// Not a `ConstStaticCell`: `PacketMetadata::EMPTY` is not all zeroes, which would put the
+// whole 8 KiB in `.data` (copied from flash at boot) instead of `.bss`.
+static SOCKET: StaticCell<FwSocket> = StaticCell::new();
+static BUFFERS: ConstStaticCell<FwBuffers> = ConstStaticCell::new(Buffers::new());
+static NODE: StaticCell<FwNode> = StaticCell::new();
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    let Some(p) = cortex_m::Peripherals::take() else { defmt::panic!("peripherals taken twice") };
+    systick::start(p.SYST);
+
+    let mac = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01 + ME as u8];
+    // SAFETY: 0x4020_0000 is the MPS2 Ethernet controller and nothing else touches it.
+    let dev = match unsafe { Lan9118::new(0x4020_0000, mac) } {
+        Ok(d) => d,
+        Err(e) => defmt::panic!("ethernet: {}", e),
+    };
+    let ip = ADDRS[ME];
+    let net = embassy_net::Config::ipv4_static(StaticConfigV4 {
+        address: Ipv4Cidr::new(Ipv4Address::new(ip[0], ip[1], ip[2], ip[3]), 24),
+        gateway: None,
+        dns_servers: Default::default(),
+    });
+    let (stack, runner) = embassy_net::new(dev, net, RESOURCES.take(), 0x5eed_0000 + ME as u64);
+    match net_task(runner) {
+        Ok(t) => spawner.spawn(t),
+        Err(_) => defmt::panic!("net task"),
+    }
+
+    let eps = ADDRS.map(|a| Endpoint::v4(a, RSL_PORT));
+    let Ok(mut config) = RslConfig::<MEMBERS>::new(&eps) else { defmt::panic!("members") };
+    config.params.max_log_length = W as u64;
+    config.params.max_datagram_bytes = D;
+    let replica = match FwReplica::new(config, ME, KvApp::new(), fleet_io_embassy::now()) {
+        Ok(r) => r,
+        Err(e) => defmt::panic!("replica config: {}", e),
+    };
+    let node: &'static FwNode = NODE.init(Node::new(eps[ME], replica));
+    let Ok(socket) = SOCKET.init_with(SocketBuffers::new).bind(stack, RSL_PORT) else { defmt::panic!("bind") };
+    match status_task(node) {
+        Ok(t) => spawner.spawn(t),
+        Err(_) => defmt::panic!("status task"),
+    }
+    defmt::info!("fleet replica {} of {} at {}", ME, MEMBERS, eps[ME].port);
+    node.run(&socket, BUFFERS.take()).await
+}
+
+#[embassy_executor::task]
+async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
+    runner.run().await
+}
+
+/// Logs the replica's position and the binding's counters every 5 seconds.
+#[embassy_executor::task]
+async fn status_task(node: &'static FwNode) -> ! {
+    loop {
+        Timer::after_secs(5).await;
+        let (status, link) = node.with(|n| (n.host.status(), n.link));
+        defmt::info!("{} {}", status, link);
+    }
+}
