@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compares Fleet's RSL cluster with Redis on this machine, in one run, on 127.0.0.1:
+# Compares Fleet's RSL cluster and IronKV cluster with Redis on this machine, in one run, on 127.0.0.1:
 # the same client counts (1 and 50) and value size (128 B). Prints each figure and the
 # ratio Fleet / Redis. Installs Debian's redis-server if it is missing. Stops everything
 # it started. Usage: bench/compare.sh [seconds-per-run]
@@ -27,23 +27,27 @@ pids+=($!)
 BASE=$(( 40000 + RANDOM % 10000 ))
 "$FLEET" config local --replicas 3 --base-port "$BASE" >"$WORK/cluster.toml"
 for id in 0 1 2; do "$FLEET" rsl serve --config "$WORK/cluster.toml" --id "$id" >"$WORK/rsl-$id.log" 2>&1 & pids+=($!); done
+for id in 0 1 2; do "$FLEET" kv serve --config "$WORK/cluster.toml" --id "$id" >"$WORK/kv-$id.log" 2>&1 & pids+=($!); done
 sleep 1
 "$FLEET" rsl put --config "$WORK/cluster.toml" warmup 1 >/dev/null
+"$FLEET" kv set --config "$WORK/cluster.toml" 1 warmup >/dev/null
 
 redis_ops() { # clients -> ops/s of SET+GET (average)
   local n=$(( $1 * 4000 * SECS )); [ "$n" -gt 2000000 ] && n=2000000
   redis-benchmark -p "$REDIS_PORT" -c "$1" -n "$n" -d "$VALUE" -t set,get -q 2>/dev/null \
     | tr '\r' '\n' | awk '/requests per second/ {for (i=1;i<=NF;i++) if ($i ~ /^[0-9.]+$/) {s+=$i; c++; break}} END {printf "%.0f", s/c}'
 }
-fleet_ops() { # clients -> ops/s (50% reads)
-  "$FLEET" bench rsl --config "$WORK/cluster.toml" --clients "$1" --duration-s "$SECS" --value-size "$VALUE" --json \
+fleet_ops() { # kind clients -> ops/s p50 p99 (50% reads)
+  "$FLEET" bench "$1" --config "$WORK/cluster.toml" --clients "$2" --duration-s "$SECS" --value-size "$VALUE" --json \
     | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %d %d" % (d["ops_per_s"], d["p50_us"], d["p99_us"]))'
 }
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-printf "%-10s %14s %22s %10s\n" clients "redis ops/s" "fleet-rsl ops/s (p50/p99 us)" ratio
-for c in 1 50; do
-  r=$(redis_ops "$c")
-  read -r f p50 p99 < <(fleet_ops "$c")
-  printf "%-10s %14s %22s %10s\n" "$c" "$r" "$f ($p50/$p99)" "$(python3 -c "print('%.2fx' % ($f/$r))")"
+printf "%-8s %-8s %12s %28s %8s\n" system clients "redis ops/s" "fleet ops/s (p50/p99 us)" ratio
+for kind in rsl kv; do
+  for c in 1 50; do
+    r=$(redis_ops "$c")
+    read -r f p50 p99 < <(fleet_ops "$kind" "$c")
+    printf "%-8s %-8s %12s %28s %8s\n" "$kind" "$c" "$r" "$f ($p50/$p99)" "$(python3 -c "print('%.2fx' % ($f/$r))")"
+  done
 done
