@@ -4,6 +4,7 @@
 //! [`SansIoHost`], and [`crate::Node`] is generic over it, so binding a new host to
 //! embassy-net is one `impl` block.
 
+use fleet_engine::kv::{KvHost, Storage};
 use fleet_engine::rsl::{App, Replica};
 use fleet_engine::{Endpoint, Instant, Outbox};
 
@@ -31,5 +32,21 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
 
     fn next_deadline(&self) -> Instant {
         Replica::next_deadline(self)
+    }
+}
+
+impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize> SansIoHost
+    for KvHost<S, H, M, P, U, D>
+{
+    fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
+        let _ = KvHost::handle(self, now, from, datagram, out);
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        let _ = KvHost::tick(self, now, out);
+    }
+
+    fn next_deadline(&self) -> Instant {
+        KvHost::next_deadline(self)
     }
 }

@@ -25,12 +25,14 @@ mod log;
 
 pub mod client;
 pub mod host;
+pub mod kv_client;
 pub mod net;
 pub mod node;
 pub mod switch;
 
 pub use client::{CallError, RslClient};
 pub use host::SansIoHost;
+pub use kv_client::{AsyncKvClient, KvAnswer};
 pub use node::{Buffers, LinkStats, Node, NodeState, SocketBuffers};
 
 /// The engine's clock read from embassy-time: microseconds since embassy-time's origin.

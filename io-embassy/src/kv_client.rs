@@ -1,0 +1,107 @@
+//! An async IronKV client over an embassy-net UDP socket: the engine's sans-IO `KvClient`
+//! driven by the socket and embassy-time, one operation at a time.
+
+use embassy_futures::select::{select, Either};
+use embassy_net::udp::UdpSocket;
+use embassy_time::{Duration, Timer};
+use fleet_engine::kv::{ClientError, Event, KvClient, Outcome, Request};
+use fleet_engine::{Endpoint, OutboxBuf};
+
+use crate::client::CallError;
+use crate::net::{to_endpoint, to_ip_endpoint};
+
+/// What an operation returned (values copied into the caller's buffer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum KvAnswer {
+    /// A Get's value length in the caller's buffer (`None`: absent).
+    Value(Option<usize>),
+    /// A Set or Delete took effect.
+    Written,
+    /// A Shard was carried out.
+    Sharded,
+    /// The host refused; nothing changed.
+    Failed(fleet_engine::kv::KvError),
+}
+
+/// An async KV client: `H` hosts, `U` unacked requests, `D`-byte datagrams, and an outbox of
+/// `OB` bytes.
+pub struct AsyncKvClient<const H: usize, const U: usize, const D: usize, const OB: usize> {
+    client: KvClient<H, U, D>,
+    out: OutboxBuf<8, OB>,
+    rx: [u8; D],
+}
+
+impl<const H: usize, const U: usize, const D: usize, const OB: usize> AsyncKvClient<H, U, D, OB> {
+    /// Wraps a sans-IO client.
+    pub fn new(client: KvClient<H, U, D>) -> Self {
+        AsyncKvClient { client, out: OutboxBuf::new(), rx: [0; D] }
+    }
+
+    /// The sans-IO client (for its counters).
+    pub fn inner(&self) -> &KvClient<H, U, D> {
+        &self.client
+    }
+
+    /// Runs `request` (to `host` if given, else to the owner the client believes in),
+    /// copying a Get's value into `value`; gives up after `give_up`.
+    pub async fn call(
+        &mut self,
+        socket: &UdpSocket<'_>,
+        request: Request<'_>,
+        host: Option<Endpoint>,
+        value: &mut [u8],
+        give_up: Duration,
+    ) -> Result<KvAnswer, CallError> {
+        let end = embassy_time::Instant::now() + give_up;
+        let mut out = self.out.outbox();
+        let submitted = match host {
+            Some(h) => self.client.submit_to(crate::now(), h, request, &mut out),
+            None => self.client.submit(crate::now(), request, &mut out),
+        };
+        match submitted {
+            Ok(_) => {}
+            Err(ClientError::TooLarge) => return Err(CallError::TooLarge),
+            Err(ClientError::Busy) | Err(ClientError::QueueFull) => {
+                self.client.cancel();
+                return Err(CallError::Timeout);
+            }
+        }
+        loop {
+            for (dst, bytes) in out.iter() {
+                if let Some(ep) = to_ip_endpoint(dst) {
+                    // A refused send is a lost datagram: the retransmission covers it.
+                    let _ = socket.send_to(bytes, ep).await;
+                }
+            }
+            out.clear();
+            let now = embassy_time::Instant::now();
+            if now >= end {
+                self.client.cancel();
+                return Err(CallError::Timeout);
+            }
+            let deadline = self.client.next_deadline().as_micros();
+            let wait = Duration::from_micros(deadline.saturating_sub(now.as_micros())).min(end - now);
+            match select(socket.recv_from(&mut self.rx), Timer::after(wait)).await {
+                Either::First(Ok((n, meta))) => {
+                    let Some(from) = to_endpoint(meta.endpoint) else { continue };
+                    if let Some(Event::Completed(c)) = self.client.handle(crate::now(), from, &self.rx[..n], &mut out) {
+                        return match c.outcome {
+                            Outcome::Value(None) => Ok(KvAnswer::Value(None)),
+                            Outcome::Value(Some(v)) => {
+                                let dst = value.get_mut(..v.len()).ok_or(CallError::ReplyTooLarge)?;
+                                dst.copy_from_slice(v);
+                                Ok(KvAnswer::Value(Some(v.len())))
+                            }
+                            Outcome::Written => Ok(KvAnswer::Written),
+                            Outcome::Sharded => Ok(KvAnswer::Sharded),
+                            Outcome::Failed(e) => Ok(KvAnswer::Failed(e)),
+                        };
+                    }
+                }
+                Either::First(Err(_)) => {}
+                Either::Second(()) => self.client.tick(crate::now(), &mut out),
+            }
+        }
+    }
+}
