@@ -126,9 +126,13 @@ fn liveness_checker_catches_replies_dropped_after_gst() {
 }
 
 #[test]
-fn kind_kv_is_reported_as_not_implemented() {
-    let c = RunConfig { kind: fleet_tests::vopr::Kind::Kv, ..RunConfig::default() };
-    assert_eq!(run_seed(1, &c).violations.len(), 1);
+fn kind_kv_runs_the_kv_simulator() {
+    let c = RunConfig { kind: fleet_tests::vopr::Kind::Kv, steps: 2_000, ..RunConfig::default() };
+    for seed in 0..5 {
+        let r = run_seed(seed, &c);
+        assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
+        assert!(r.fault_steps > 0 && r.ops.1 > 0, "seed {seed} ran: {} steps, {:?} ops", r.fault_steps, r.ops);
+    }
 }
 
 /// A hand-built history of the byte-KV app over RSL with a stale read: the checker refuses it.
