@@ -13,8 +13,10 @@ use crate::config::RslSetup;
 use crate::net::{to_endpoint, to_socket_addr, HeapOutbox};
 use crate::server::{Clock, MAX_REPLICAS, SERVER_DATAGRAM_BYTES};
 
-/// Default retransmission period of a client (IronRSL: 1 s; less on a LAN is fine).
-pub const DEFAULT_RETRANSMIT_MS: u64 = 500;
+/// Default retransmission period of a client (IronRSL: 1 s). A quarter second suits a LAN and
+/// bounds how long a request waits before every replica sees it (and can suspect a dead
+/// leader): failover takes about this plus one view timeout.
+pub const DEFAULT_RETRANSMIT_MS: u64 = 250;
 
 /// Why a call did not return a reply.
 #[derive(Debug)]
