@@ -163,7 +163,11 @@ fn start_kv_cluster(tag: &str) -> (Children, fleet_io_std::kv::KvSetup, PathBuf)
     for id in 0..3 {
         let log = dir.join(format!("kv-{id}.log"));
         children
-            .spawn(Path::new(FLEET), &["kv", "serve", "--config", config.to_str().unwrap(), "--id", &id.to_string()], &log)
+            .spawn(
+                Path::new(FLEET),
+                &["kv", "serve", "--config", config.to_str().unwrap(), "--id", &id.to_string()],
+                &log,
+            )
             .unwrap();
     }
     let setup = file.kv().unwrap();
