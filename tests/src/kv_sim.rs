@@ -660,7 +660,7 @@ pub fn run_kv_seed(seed: u64, steps: u64) -> KvSimReport {
 /// [`run_kv_seed`] with a hot workload ([`KvSimOptions::hot`]): many clients on a few keys,
 /// frequent Shards of their range, long delays, client restarts on the same endpoints.
 pub fn run_kv_hot_seed(seed: u64, steps: u64) -> KvSimReport {
-    let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x484f_54);
+    let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x48_4f54);
     let options = KvSimOptions::hot(&mut rng);
     run_kv_with(seed, steps, options)
 }
