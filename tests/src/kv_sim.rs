@@ -28,6 +28,9 @@ pub const SIM_MAX_VALUE: usize = 100;
 pub const SIM_DATAGRAM: usize = 300;
 /// The keys the workload touches, spread so that ranges between them mean something.
 pub const KEYS: [u64; 12] = [0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000, u64::MAX];
+/// A hot workload: few adjacent keys, so many clients write the same keys while their
+/// range is sharded back and forth (the shape of the multi-process shard test).
+pub const HOT_KEYS: [u64; 4] = [4000, 4001, 4002, 4003];
 /// The heap-free store every simulated host uses by default.
 pub type SimStore = HeaplessStore<64, SIM_MAX_VALUE>;
 /// A simulated host over store `S`.
@@ -98,6 +101,12 @@ pub struct KvSimOptions {
     pub partition_every_us: u64,
     /// Protocol parameters.
     pub params: KvParams,
+    /// The keys the workload and the admin's Shards use.
+    pub keys: &'static [u64],
+    /// Mean time between client restarts, microseconds (0: none): a client is replaced by
+    /// a new incarnation on the same endpoint with a larger first seqno; its outstanding
+    /// operation (if any) is left with an unknown outcome.
+    pub restart_every_us: u64,
 }
 
 impl KvSimOptions {
@@ -116,6 +125,30 @@ impl KvSimOptions {
             shard_every_us: rng.range(5_000, 40_000),
             partition_every_us: if rng.chance(500_000) { rng.range(50_000, 300_000) } else { 0 },
             params: sim_params(),
+            keys: &KEYS,
+            restart_every_us: 0,
+        }
+    }
+
+    /// A hot seed: up to 8 clients on [`HOT_KEYS`], frequent Shards of the hot range between
+    /// hosts (redirect ping-pong while it is in flight), long reordering delays, duplicates,
+    /// and clients restarting on their endpoints.
+    pub fn hot(rng: &mut Rng) -> KvSimOptions {
+        let max_delay = rng.range(2_000, 50_000);
+        KvSimOptions {
+            hosts: rng.range(2, 4) as usize,
+            clients: rng.range(5, 8) as usize,
+            faults: NetFaults {
+                loss_ppm: rng.range(0, 100_000) as u32,
+                dup_ppm: rng.range(0, 200_000) as u32,
+                min_delay_us: 100,
+                max_delay_us: max_delay,
+            },
+            shard_every_us: rng.range(2_000, 20_000),
+            partition_every_us: if rng.chance(300_000) { rng.range(50_000, 300_000) } else { 0 },
+            params: sim_params(),
+            keys: &HOT_KEYS,
+            restart_every_us: if rng.chance(500_000) { rng.range(20_000, 200_000) } else { 0 },
         }
     }
 }
@@ -129,6 +162,8 @@ impl Default for KvSimOptions {
             shard_every_us: 20_000,
             partition_every_us: 0,
             params: sim_params(),
+            keys: &KEYS,
+            restart_every_us: 0,
         }
     }
 }
@@ -163,6 +198,8 @@ pub struct KvSimReport {
     pub transfers_completed: u64,
     /// Redirects the hosts sent.
     pub redirects: u64,
+    /// Client restarts.
+    pub restarts: u64,
     /// Datagrams the network lost, duplicated, or dropped at a partition.
     pub lost: u64,
     /// Datagrams duplicated.
@@ -206,11 +243,14 @@ pub struct KvSim<S: Storage = SimStore> {
     pub options: KvSimOptions,
     next_shard_us: u64,
     next_partition_us: u64,
+    next_restart_us: u64,
     heal_at_us: Option<u64>,
     /// Shard commands carried out.
     pub shards_ok: u64,
     /// Shard commands refused.
     pub shards_refused: u64,
+    /// Client restarts (new incarnations on the same endpoint).
+    pub restarts: u64,
     /// Stop issuing new work (drain mode).
     pub quiesce: bool,
     outbox: Box<Outbox>,
@@ -245,6 +285,7 @@ impl<S: Storage> KvSim<S> {
         let next_shard_us = if options.shard_every_us > 0 { rng.below(options.shard_every_us) } else { u64::MAX };
         let next_partition_us =
             if options.partition_every_us > 0 { rng.below(options.partition_every_us) } else { u64::MAX };
+        let next_restart_us = if options.restart_every_us > 0 { rng.below(options.restart_every_us) } else { u64::MAX };
         KvSim {
             now: 0,
             rng,
@@ -260,9 +301,11 @@ impl<S: Storage> KvSim<S> {
             options,
             next_shard_us,
             next_partition_us,
+            next_restart_us,
             heal_at_us: None,
             shards_ok: 0,
             shards_refused: 0,
+            restarts: 0,
             quiesce: false,
             outbox: Box::new(Outbox::new()),
         }
@@ -285,6 +328,7 @@ impl<S: Storage> KvSim<S> {
             }
             consider(self.next_shard_us);
             consider(self.next_partition_us);
+            consider(self.next_restart_us);
         }
         if let Some(h) = self.heal_at_us {
             consider(h);
@@ -348,6 +392,11 @@ impl<S: Storage> KvSim<S> {
             self.admin_shard(now);
             return true;
         }
+        if self.next_restart_us <= self.now {
+            self.next_restart_us = self.now + 1 + self.rng.below(2 * self.options.restart_every_us);
+            self.restart_client(now);
+            return true;
+        }
         if self.next_partition_us <= self.now {
             self.next_partition_us = self.now + 1 + self.rng.below(2 * self.options.partition_every_us);
             if self.heal_at_us.is_none() {
@@ -356,6 +405,22 @@ impl<S: Storage> KvSim<S> {
             return true;
         }
         true
+    }
+
+    /// Replaces a random client by a new incarnation on the same endpoint whose seqnos start
+    /// above every seqno the old one used. The old one's outstanding operation keeps an
+    /// unknown outcome (its requests may still be executed); its unacked requests die with it.
+    fn restart_client(&mut self, now: Instant) {
+        let _ = now;
+        let j = self.rng.below(self.clients.len() as u64) as usize;
+        let used = self.clients[j].client.reliable().peers().iter().map(|p| p.next_seqno()).max().unwrap_or(1);
+        let first = used + self.rng.below(1000);
+        let Ok(client) = SimClient::new(&self.host_eps, first, self.options.params) else { return };
+        let slot = &mut self.clients[j];
+        slot.client = client;
+        slot.current = None;
+        slot.next_submit_us = self.now + self.rng.below(2_000);
+        self.restarts += 1;
     }
 
     fn partition(&mut self) {
@@ -419,7 +484,8 @@ impl<S: Storage> KvSim<S> {
     }
 
     fn submit(&mut self, j: usize, now: Instant) {
-        let key = KEYS[self.rng.below(KEYS.len() as u64) as usize];
+        let keys = self.options.keys;
+        let key = keys[self.rng.below(keys.len() as u64) as usize];
         let slot = &mut self.clients[j];
         slot.writes += 1;
         let len = self.rng.range(1, SIM_MAX_VALUE as u64) as usize;
@@ -453,8 +519,9 @@ impl<S: Storage> KvSim<S> {
             return;
         }
         let n = self.hosts.len();
-        let i = self.rng.below(KEYS.len() as u64) as usize;
-        let key = KEYS[i];
+        let keys = self.options.keys;
+        let i = self.rng.below(keys.len() as u64) as usize;
+        let key = keys[i];
         let owner = match self.hosts.iter().position(|h| h.owns(key)) {
             Some(o) if !self.rng.chance(100_000) => o,
             _ => self.rng.below(n as u64) as usize,
@@ -462,7 +529,7 @@ impl<S: Storage> KvSim<S> {
         let (run, _) = self.hosts[owner].map().run_of(key);
         let lo = if self.rng.chance(500_000) { KeyBound::Key(key) } else { run.lo };
         let j = i + 1 + self.rng.below(3) as usize;
-        let hi = if j >= KEYS.len() { KeyBound::Inf } else { KeyBound::Key(KEYS[j]) };
+        let hi = if j >= keys.len() { KeyBound::Inf } else { KeyBound::Key(keys[j]) };
         let range = KeyRange { lo, hi: hi.min(run.hi) };
         let to = (owner + 1 + self.rng.below(n as u64 - 1) as usize) % n;
         let mut out = self.outbox.outbox();
@@ -485,7 +552,7 @@ impl<S: Storage> KvSim<S> {
     /// Every workload key (and the range bounds around it) is owned by exactly one host or
     /// exactly one in-flight transfer.
     pub fn check_ownership(&self) -> Result<(), String> {
-        for &k in KEYS.iter().chain([1, 999, 1001, u64::MAX - 1].iter()) {
+        for &k in KEYS.iter().chain(HOT_KEYS.iter()).chain([1, 999, 1001, u64::MAX - 1].iter()) {
             let owners: Vec<usize> = (0..self.hosts.len()).filter(|&h| self.hosts[h].owns(k)).collect();
             let mut in_flight = 0;
             for (a, host) in self.hosts.iter().enumerate() {
@@ -572,6 +639,7 @@ impl<S: Storage> KvSim<S> {
             shards_refused: self.shards_refused,
             transfers_completed: self.hosts.iter().map(|h| h.counters().transfers_in).sum(),
             redirects: self.hosts.iter().map(|h| h.counters().redirects).sum(),
+            restarts: self.restarts,
             lost: self.net.counts.lost,
             duplicated: self.net.counts.duplicated,
             partitioned: self.net.counts.partitioned,
@@ -586,6 +654,18 @@ impl<S: Storage> KvSim<S> {
 pub fn run_kv_seed(seed: u64, steps: u64) -> KvSimReport {
     let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
     let options = KvSimOptions::random(&mut rng);
+    run_kv_with(seed, steps, options)
+}
+
+/// [`run_kv_seed`] with a hot workload ([`KvSimOptions::hot`]): many clients on a few keys,
+/// frequent Shards of their range, long delays, client restarts on the same endpoints.
+pub fn run_kv_hot_seed(seed: u64, steps: u64) -> KvSimReport {
+    let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x48_4f54);
+    let options = KvSimOptions::hot(&mut rng);
+    run_kv_with(seed, steps, options)
+}
+
+fn run_kv_with(seed: u64, steps: u64, options: KvSimOptions) -> KvSimReport {
     let mut sim = KvSim::new(seed, options);
     sim.run_steps(steps);
     sim.check_linearizable();

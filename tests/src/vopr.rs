@@ -139,8 +139,15 @@ pub fn run_seed_with(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOpti
     }
 }
 
+/// Even seeds run the spread workload ([`crate::kv_sim::run_kv_seed`]), odd seeds the hot one
+/// ([`crate::kv_sim::run_kv_hot_seed`]: many clients on a few keys whose range keeps moving,
+/// client restarts on the same endpoints).
 fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
-    let r = crate::kv_sim::run_kv_seed(seed, cfg.steps);
+    let hot = seed % 2 == 1;
+    let r = match hot {
+        true => crate::kv_sim::run_kv_hot_seed(seed, cfg.steps),
+        false => crate::kv_sim::run_kv_seed(seed, cfg.steps),
+    };
     SeedReport {
         seed,
         fault_steps: r.steps,
@@ -150,8 +157,13 @@ fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
         spec_ops: r.transfers_completed,
         violations: r.violations.iter().map(|v| Violation::new("kv", "kv-simulator", v.clone())).collect(),
         setup: format!(
-            "KV: {} shards done, {} refused, {} transfers completed, {} redirects",
-            r.shards_ok, r.shards_refused, r.transfers_completed, r.redirects
+            "KV{}: {} shards done, {} refused, {} transfers completed, {} redirects, {} client restarts",
+            if hot { " (hot keys)" } else { "" },
+            r.shards_ok,
+            r.shards_refused,
+            r.transfers_completed,
+            r.redirects,
+            r.restarts
         ),
         ..SeedReport::default()
     }

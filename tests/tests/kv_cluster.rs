@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use fleet_proofs::spec::kv::KvRet;
-use fleet_tests::kv_sim::{run_kv_seed, BTreeStore, KvSim, KvSimOptions, SIM_MAX_VALUE};
+use fleet_tests::kv_sim::{run_kv_hot_seed, run_kv_seed, BTreeStore, KvSim, KvSimOptions, SIM_MAX_VALUE};
 use fleet_tests::net::NetFaults;
 
 const SECOND_US: u64 = 1_000_000;
@@ -29,6 +29,28 @@ fn many_seeds_with_faults_partitions_and_shards_have_no_violations() {
          {lost} datagrams lost, {partitioned} cut by partitions"
     );
     assert!(ops > 10_000 && shards > 500 && transfers > 500 && lost > 0 && partitioned > 0);
+}
+
+/// The multi-process shard test's shape: up to 8 clients on 4 adjacent keys whose range is
+/// sharded back and forth (redirect ping-pong while it is in flight), long reordering,
+/// duplicated datagrams, and clients restarting on their endpoints with larger seqnos.
+#[test]
+fn hot_keys_with_many_clients_moving_ranges_and_client_restarts_have_no_violations() {
+    let (mut ops, mut shards, mut transfers, mut redirects, mut restarts) = (0, 0, 0, 0, 0);
+    for seed in 0..200 {
+        let r = run_kv_hot_seed(seed, 5000);
+        assert!(r.violations.is_empty(), "hot seed {seed}: {:#?}", r.violations);
+        ops += r.ops_completed;
+        shards += r.shards_ok;
+        transfers += r.transfers_completed;
+        redirects += r.redirects;
+        restarts += r.restarts;
+    }
+    eprintln!(
+        "200 hot seeds x 5000 steps: {ops} ops, {shards} shards, {transfers} transfers, {redirects} redirects, \
+         {restarts} client restarts"
+    );
+    assert!(ops > 10_000 && shards > 500 && transfers > 500 && redirects > 1000 && restarts > 20);
 }
 
 #[test]
