@@ -18,7 +18,7 @@ cargo build --release -q -p fleet-io-std
 FLEET=target/release/fleet
 WORK=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 REDIS_PORT=$(( 20000 + RANDOM % 20000 ))
