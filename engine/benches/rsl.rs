@@ -33,6 +33,7 @@ struct Cluster {
     out: Box<Out>,
     now: u64,
     handles: u64,
+    committed: u64,
 }
 
 impl Cluster {
@@ -54,6 +55,7 @@ impl Cluster {
             out: Box::new(Out::new()),
             now: 0,
             handles: 0,
+            committed: 0,
         };
         // Elect the first leader.
         c.tick_all();
@@ -111,6 +113,7 @@ impl Cluster {
                 left == 0
             });
             if left == 0 {
+                self.committed += CLIENTS as u64;
                 return;
             }
             // Requests waiting for the batch timer: let time pass.
@@ -127,12 +130,13 @@ fn cluster(c: &mut Criterion) {
     let value = [7u8; 128];
     g.bench_function("commit_64_clients_128B_puts", |b| b.iter(|| cl.round(&value)));
     g.finish();
-    let ops = cl.replicas[0].executor().ops_complete.max(1);
+    let batches = cl.replicas[0].executor().ops_complete.max(1);
     eprintln!(
-        "cluster: {} handle calls over {} batches ({} handle calls per committed op)",
-        cl.handles,
-        ops,
-        cl.handles as f64 / (ops as f64 * 32.0)
+        "cluster: {} ops committed in {} batches ({:.1} per batch), {:.2} replica handle calls per committed op",
+        cl.committed,
+        batches,
+        cl.committed as f64 / batches as f64,
+        cl.handles as f64 / cl.committed.max(1) as f64
     );
 }
 
