@@ -8,11 +8,9 @@
 //! transfer (sent by its old owner, not yet completed by its recipient). At the end the
 //! client history is checked for linearizability, key by key, against IronKV's map spec.
 
-use std::collections::BTreeMap;
-
 use fleet_engine::kv::{
     Event, HeaplessStore, KeyBound, KeyRange, KvClient, KvConfig, KvHost, KvParams, Outcome, ReliableParams, Request,
-    Storage, StorageError,
+    Storage,
 };
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 use fleet_proofs::linearizability::{check_partitioned, Operation};
@@ -39,52 +37,6 @@ pub type SimHost<S> = KvHost<S, 4, 16, 16, 32, 512>;
 pub type SimClient = KvClient<4, 8, 512>;
 type Outbox = OutboxBuf<256, { 64 * 1024 }>;
 const MAX_STEPS_AT_ONE_INSTANT: u64 = 100_000;
-
-/// A std store for the simulator: a `BTreeMap`, plugged in without touching protocol code.
-#[derive(Clone, Debug, Default)]
-pub struct BTreeStore {
-    map: BTreeMap<u64, Vec<u8>>,
-    capacity: usize,
-    max_value: usize,
-}
-
-impl BTreeStore {
-    /// An empty store of at most `capacity` keys and `max_value`-byte values.
-    pub fn new(capacity: usize, max_value: usize) -> BTreeStore {
-        BTreeStore { map: BTreeMap::new(), capacity, max_value }
-    }
-}
-
-impl Storage for BTreeStore {
-    fn get(&self, key: u64) -> Option<&[u8]> {
-        self.map.get(&key).map(Vec::as_slice)
-    }
-    fn set(&mut self, key: u64, value: &[u8]) -> Result<(), StorageError> {
-        if value.len() > self.max_value {
-            return Err(StorageError::TooLarge);
-        }
-        if !self.map.contains_key(&key) && self.map.len() >= self.capacity {
-            return Err(StorageError::Full);
-        }
-        self.map.insert(key, value.to_vec());
-        Ok(())
-    }
-    fn delete(&mut self, key: u64) -> bool {
-        self.map.remove(&key).is_some()
-    }
-    fn next_at_or_after(&self, key: u64) -> Option<(u64, &[u8])> {
-        self.map.range(key..).next().map(|(k, v)| (*k, v.as_slice()))
-    }
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-    fn capacity(&self) -> usize {
-        self.capacity
-    }
-    fn max_value_bytes(&self) -> usize {
-        self.max_value
-    }
-}
 
 /// How a KV simulation is set up.
 #[derive(Clone, Copy, Debug)]

@@ -2,8 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use fleet_io_std::kv::StdStore;
 use fleet_proofs::spec::kv::KvRet;
-use fleet_tests::kv_sim::{run_kv_hot_seed, run_kv_seed, BTreeStore, KvSim, KvSimOptions, SIM_MAX_VALUE};
+use fleet_tests::kv_sim::{run_kv_hot_seed, run_kv_seed, KvSim, KvSimOptions, SIM_MAX_VALUE};
 use fleet_tests::net::NetFaults;
 
 const SECOND_US: u64 = 1_000_000;
@@ -96,7 +97,7 @@ fn ranges_larger_than_a_datagram_move_in_several_delegates() {
 
 #[test]
 fn a_std_btreemap_store_plugs_in_without_protocol_changes() {
-    let mut sim = KvSim::with_stores(5, KvSimOptions::default(), || BTreeStore::new(1 << 20, SIM_MAX_VALUE));
+    let mut sim = KvSim::with_stores(5, KvSimOptions::default(), || StdStore::new(1 << 20, SIM_MAX_VALUE));
     sim.run_steps(20_000);
     assert!(sim.drain(10 * SECOND_US));
     sim.check_linearizable();
