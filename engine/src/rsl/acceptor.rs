@@ -146,7 +146,8 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
 
     /// Local invariants (checked after every step in debug builds and by the checkers):
     /// votes sorted and unique, none below the truncation point or above `max_bal`, and
-    /// all inside one window.
+    /// all inside one window `[log_truncation_point, log_truncation_point + max_log_length)`.
+    /// The truncation point and `max_bal` only grow: see `replica::Monotone`.
     pub fn invariant(&self, max_log_length: u64) -> Result<(), &'static str> {
         for pair in self.votes.windows(2) {
             if pair[0].opn >= pair[1].opn {
@@ -159,6 +160,9 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
             }
             if v.bal > self.max_bal {
                 return Err("acceptor voted above its max ballot");
+            }
+            if v.opn >= self.log_truncation_point.saturating_add(max_log_length) {
+                return Err("acceptor holds a vote beyond its log window");
             }
         }
         if self.votes.len() as u64 > max_log_length {

@@ -88,6 +88,30 @@ impl<const W: usize, const D: usize> Learner<W, D> {
     pub fn slots(&self) -> &[Slot<D>] {
         &self.slots
     }
+
+    /// Local invariants, given the executor's `ops_complete` and the replica count `n`:
+    /// slots strictly increasing, none executed already nor beyond the learner's window,
+    /// and each counting at least one and only known senders.
+    pub fn invariant(&self, ops_complete: u64, n: usize) -> Result<(), &'static str> {
+        for pair in self.slots.windows(2) {
+            if pair[0].opn >= pair[1].opn {
+                return Err("learner slots not strictly increasing");
+            }
+        }
+        let known = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        for s in &self.slots {
+            if s.opn < ops_complete {
+                return Err("learner holds an executed operation");
+            }
+            if s.opn >= ops_complete.saturating_add(W as u64) {
+                return Err("learner holds an operation beyond its window");
+            }
+            if s.senders == 0 || s.senders & !known != 0 {
+                return Err("learner slot counts no sender or an unknown one");
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
