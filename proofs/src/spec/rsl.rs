@@ -95,3 +95,20 @@ impl AppSpec for CounterApp {
         self.0.to_le_bytes().to_vec()
     }
 }
+
+/// One client request at a time against an application: the spec that client histories
+/// of an RSL cluster must be linearizable against (a request is executed atomically,
+/// exactly once, and answered with the application's reply).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientOps<A>(pub A);
+
+impl<A: AppSpec> SeqSpec for ClientOps<A> {
+    /// The request bytes.
+    type Op = Vec<u8>;
+    /// The reply bytes.
+    type Ret = Vec<u8>;
+
+    fn step(&mut self, request: &Vec<u8>) -> Vec<u8> {
+        self.0.apply(request)
+    }
+}
