@@ -51,7 +51,8 @@ fn ci_one_request_initial_view() {
 #[ignore = "diagnostic"]
 fn rate_probe() {
     let env = |k: &str, d: u8| std::env::var(k).ok().and_then(|t| t.parse().ok()).unwrap_or(d);
-    let scope = Scope { replica_ticks: env("TICKS", 1), total_ticks: env("TOTAL", 1), clients: usize::from(env("CLIENTS", 1)), ..Scope::CI };
+    let t = env("TICKS", 1);
+    let scope = Scope { replica_ticks: [t; 3], total_ticks: env("TOTAL", 1), clients: usize::from(env("CLIENTS", 1)), ..Scope::CI };
     let target = std::env::var("PROBE").ok().and_then(|t| t.parse().ok()).unwrap_or(20_000);
     let o = run(scope, true, threads(), Some(target));
     report("probe", &scope, &o);

@@ -12,9 +12,9 @@
 //!   calls `tick`. So any timeout may fire between any two deliveries, which covers every
 //!   real timing (clocks of different hosts are unrelated). `handle` runs at the host's
 //!   current clock.
-//! * **Scope**: bounded by [`Scope`]: ticks per host and in total, 1a deliveries per replica (each one
-//!   re-promises and mints a fresh 1b reply id, so duplicates would otherwise be unbounded),
-//!   and the highest view (`within_boundary`). A delivery or timer outside the budget is
+//! * **Scope**: bounded by [`Scope`]: ticks per host and in total, repeated 1a deliveries
+//!   per replica (each re-promises under a fresh 1b reply id, so duplicates would otherwise
+//!   be unbounded), and the highest view (`within_boundary`). A delivery or timer outside the budget is
 //!   treated as never happening, which is a behaviour the real network and clocks allow:
 //!   bounding only removes behaviours, so every violation found is real, and "no violation"
 //!   means none within the scope.
@@ -70,14 +70,19 @@ pub struct Scope {
     pub requests: u32,
     /// No host goes beyond this view (or promises a higher ballot).
     pub max_view: Ballot,
-    /// Timer firings per replica.
-    pub replica_ticks: u8,
+    /// Timer firings per replica (by replica index).
+    pub replica_ticks: [u8; 3],
     /// Timer firings of all replicas together.
     pub total_ticks: u8,
     /// Timer firings (retransmissions) per client.
     pub client_ticks: u8,
-    /// 1a deliveries per replica.
+    /// Repeated 1a deliveries per replica (a 1a for the ballot the acceptor has already
+    /// promised: it re-promises under a fresh reply id). A 1a for a higher ballot is always
+    /// deliverable (ballots are bounded by `max_view`).
     pub one_a: u8,
+    /// Client `j` lists the replicas starting at replica `j` (so its first request goes
+    /// there) instead of all clients starting at replica 0.
+    pub rotate_clients: bool,
     /// The log window (`max_log_length`).
     pub max_log_length: u64,
     /// A deliberately wrong variant, to show the checker finds bugs.
@@ -92,10 +97,11 @@ impl Scope {
         clients: 1,
         requests: 1,
         max_view: Ballot::INITIAL,
-        replica_ticks: 1,
+        replica_ticks: [1, 1, 1],
         total_ticks: 1,
         client_ticks: 0,
-        one_a: 1,
+        one_a: 0,
+        rotate_clients: false,
         max_log_length: 2,
         planted: None,
     };
@@ -106,10 +112,11 @@ impl Scope {
         clients: 2,
         requests: 1,
         max_view: Ballot { seqno: 1, proposer: 1 },
-        replica_ticks: 2,
-        total_ticks: 4,
+        replica_ticks: [2, 2, 2],
+        total_ticks: 3,
         client_ticks: 1,
-        one_a: 1,
+        one_a: 0,
+        rotate_clients: false,
         max_log_length: 2,
         planted: None,
     };
@@ -121,8 +128,9 @@ pub enum Planted {
     /// The last replica's acceptor also votes for 2a packets below its promise: when the
     /// engine refuses such a 2a, the wrapper broadcasts the 2b a buggy acceptor would send.
     LowerBallotAccept,
-    /// Every replica counts each 1b and 2b twice, as if the next replica had sent it too:
-    /// a quorum of `n/2` real replicas (1 of 3) is enough in both phases.
+    /// Every replica counts each 1b, 2b and heartbeat twice, as if the next replica had sent
+    /// it too: a quorum of `n/2` real replicas (1 of 3) is enough for promises, decisions
+    /// and view changes.
     HalfQuorum,
     /// Acceptors send their 1b without the votes they hold (an acceptor that forgot its
     /// votes, as a restart without durable state would).
@@ -229,7 +237,7 @@ pub struct ReplicaNode {
     pub now: Instant,
     /// Timer firings used.
     pub ticks: u8,
-    /// 1a deliveries used.
+    /// Repeated 1a deliveries used.
     pub one_a: u8,
     /// The first local invariant (or step invariant) found broken.
     pub broken: Option<&'static str>,
@@ -371,7 +379,7 @@ impl Node {
         if !changed {
             return None;
         }
-        if next.ticks < scope.replica_ticks {
+        if next.ticks < scope.replica_ticks[next.replica.id() % 3] {
             o.set_timer((), model_timeout());
         } else {
             o.cancel_timer(());
@@ -431,7 +439,9 @@ impl Actor for Node {
                 NodeState::Replica(Box::new(next))
             }
             Node::Client { scope } => {
-                let eps: Vec<Endpoint> = (0..scope.replicas).map(|i| endpoint(i, scope.replicas)).collect();
+                let first = if scope.rotate_clients { (me - scope.replicas) % scope.replicas } else { 0 };
+                let eps: Vec<Endpoint> =
+                    (0..scope.replicas).map(|i| endpoint((first + i) % scope.replicas, scope.replicas)).collect();
                 let client = MClient::new(&eps, 1, 1000, 256).expect("valid model client");
                 let node = ClientNode { client, now: Instant::ZERO, ticks: 0, submitted: 0 };
                 let requests = scope.requests;
@@ -454,7 +464,7 @@ impl Actor for Node {
         let next = match &**state {
             NodeState::Replica(node) => {
                 let decoded = msg.decode();
-                let is_one_a = matches!(decoded, Some(RslMsg::OneA { .. }));
+                let is_one_a = matches!(decoded, Some(RslMsg::OneA { bal }) if bal == node.replica.acceptor().max_bal);
                 if is_one_a && node.one_a >= scope.one_a {
                     return; // Outside the scope: this delivery never happens.
                 }
@@ -468,7 +478,7 @@ impl Actor for Node {
                     _ => None,
                 };
                 let twice = scope.planted == Some(Planted::HalfQuorum)
-                    && matches!(decoded, Some(RslMsg::OneB { .. } | RslMsg::TwoB { .. }))
+                    && matches!(decoded, Some(RslMsg::OneB { .. } | RslMsg::TwoB { .. } | RslMsg::Heartbeat { .. }))
                     && usize::from(src) < n;
                 let echo_from = endpoint((usize::from(src) + 1) % n, n);
                 let stepped = self.replica_step(node, o, |r, out| {
