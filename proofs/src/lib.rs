@@ -6,6 +6,8 @@
 //!   with per-key partitioning and a work budget.
 //! * [`checkers`]: per-step checkers a simulator feeds (agreement, Paxos invariants,
 //!   refinement, liveness) and a linearizability verdict on client histories.
+//! * [`rsl_invariants`]: IronRSL's cross-host invariants (agreement, 2a consistency,
+//!   executed state = chosen sequence, replies justified) over the set of sent packets.
 //! * [`history`]: the JSON-lines history format written by benchmarks, and a one-call check
 //!   of such a file.
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@ pub mod budget;
 pub mod checkers;
 pub mod history;
 pub mod linearizability;
+pub mod rsl_invariants;
 pub mod spec;
 
 pub use budget::Budget;

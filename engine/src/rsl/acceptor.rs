@@ -167,7 +167,8 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
 
     /// Local invariants (checked after every step in debug builds and by the checkers):
     /// votes sorted and unique, none below the truncation point or above `max_bal`, and
-    /// all inside one window.
+    /// all inside one window `[log_truncation_point, log_truncation_point + max_log_length)`.
+    /// The truncation point and `max_bal` only grow: see `replica::Monotone`.
     pub fn invariant(&self, max_log_length: u64) -> Result<(), &'static str> {
         for (i, v) in self.slots.iter().enumerate() {
             if self.used & (1 << i) == 0 {

@@ -42,7 +42,7 @@ pub struct Completed<'d> {
     pub sends: u32,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Pending<const D: usize> {
     seqno: u64,
     request: heapless::Vec<u8, D>,
@@ -51,6 +51,9 @@ struct Pending<const D: usize> {
 }
 
 /// An RSL client for a cluster of at most `R` replicas, requests of at most `D` bytes.
+///
+/// Equality and hashing (for model checkers) compare the protocol state only: the
+/// [`Stats`] counters are left out, as they never influence behaviour.
 #[derive(Clone, Debug)]
 pub struct Client<const R: usize = 7, const D: usize = 1472> {
     replicas: heapless::Vec<Endpoint, R>,
@@ -170,6 +173,30 @@ impl<const R: usize, const D: usize> Client<R, D> {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+}
+
+impl<const R: usize, const D: usize> PartialEq for Client<R, D> {
+    fn eq(&self, other: &Self) -> bool {
+        self.replicas == other.replicas
+            && self.max_datagram_bytes == other.max_datagram_bytes
+            && self.retransmit_ms == other.retransmit_ms
+            && self.next_seqno == other.next_seqno
+            && self.preferred == other.preferred
+            && self.pending == other.pending
+    }
+}
+
+impl<const R: usize, const D: usize> Eq for Client<R, D> {}
+
+impl<const R: usize, const D: usize> core::hash::Hash for Client<R, D> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.replicas.hash(state);
+        self.max_datagram_bytes.hash(state);
+        self.retransmit_ms.hash(state);
+        self.next_seqno.hash(state);
+        self.preferred.hash(state);
+        self.pending.hash(state);
     }
 }
 

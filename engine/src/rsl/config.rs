@@ -56,7 +56,7 @@ impl Default for Params {
 }
 
 /// The cluster: every replica's endpoint, by index, and the parameters all replicas share.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RslConfig<const R: usize> {
     /// Replica endpoints; a replica's identity is its index here.
     pub replicas: heapless::Vec<Endpoint, R>,

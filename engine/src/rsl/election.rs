@@ -118,6 +118,28 @@ impl<const T: usize> Election<T> {
     pub fn tracked(&self) -> &[Tracked] {
         &self.tracked
     }
+
+    /// Local invariants for `n` replicas and the configured epoch bounds: the view names a
+    /// replica and is at least the initial one, only known replicas suspect it, the epoch
+    /// length stays within `[baseline_ms, max_ms]`, and each client is tracked once.
+    pub fn invariant(&self, n: usize, baseline_ms: u64, max_ms: u64) -> Result<(), &'static str> {
+        if !self.current_view.is_valid_for(n) || self.current_view < Ballot::INITIAL {
+            return Err("election view names no replica or is below the initial view");
+        }
+        let known = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        if self.suspectors & !known != 0 {
+            return Err("an unknown replica suspects the view");
+        }
+        if self.epoch_length_ms < baseline_ms.min(max_ms) || self.epoch_length_ms > max_ms.max(baseline_ms) {
+            return Err("epoch length outside its bounds");
+        }
+        for (i, t) in self.tracked.iter().enumerate() {
+            if self.tracked[..i].iter().any(|u| u.client == t.client) {
+                return Err("a client tracked twice");
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,19 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
         self.ops_complete = self.ops_complete.saturating_add(1);
         self.max_bal_reflected = self.max_bal_reflected.max(bal);
     }
+
+    /// Local invariants: the reply cache holds only executed requests (see
+    /// [`ReplyCache::invariant`]), and nothing executed means the initial state of the
+    /// cache, digest and ballot. `ops_complete` only grows: see `replica::Monotone`.
+    pub fn invariant(&self) -> Result<(), &'static str> {
+        self.reply_cache.invariant(self.ops_complete)?;
+        if self.ops_complete == 0
+            && (self.executed_digest != Fnv64::new().finish() || self.max_bal_reflected != Ballot::default())
+        {
+            return Err("executor changed without executing anything");
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -104,6 +104,31 @@ impl<const W: usize, const D: usize> Learner<W, D> {
     pub fn slots(&self) -> impl Iterator<Item = &Slot<D>> + '_ {
         self.slots.iter().enumerate().filter(|(i, _)| self.used & (1 << i) != 0).map(|(_, s)| s)
     }
+
+    /// Local invariants, given the executor's `ops_complete` and the replica count `n`:
+    /// slots strictly increasing, none executed already nor beyond the learner's window,
+    /// and each counting at least one and only known senders.
+    pub fn invariant(&self, ops_complete: u64, n: usize) -> Result<(), &'static str> {
+        let known = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        for (i, s) in self.slots.iter().enumerate() {
+            if self.used & (1 << i) == 0 {
+                continue;
+            }
+            if (s.opn % W as u64) as usize != i {
+                return Err("learner slot in the wrong ring position");
+            }
+            if s.opn < ops_complete {
+                return Err("learner holds an executed operation");
+            }
+            if s.opn >= ops_complete.saturating_add(W as u64) {
+                return Err("learner holds an operation beyond its window");
+            }
+            if s.senders == 0 || s.senders & !known != 0 {
+                return Err("learner slot counts no sender or an unknown one");
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -27,4 +27,4 @@ pub use ballot::Ballot;
 pub use client::{Client, ClientError, Completed};
 pub use config::{Params, RslConfig};
 pub use msg::RslMsg;
-pub use replica::{Replica, Status, Step, Timer};
+pub use replica::{Monotone, Replica, Status, Step, Timer};

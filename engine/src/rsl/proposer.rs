@@ -284,14 +284,36 @@ impl<const R: usize, const W: usize, const D: usize, const QB: usize, const C: u
         &self.merged
     }
 
-    /// Local invariants: the queue is whole entries and its count matches.
-    pub fn invariant(&self) -> Result<(), &'static str> {
+    /// Local invariants for `n` replicas: the queue is whole entries and its count matches;
+    /// an idle proposer holds no requests; the deduplication table is sorted by client;
+    /// the merged phase-1 votes are one per operation, sorted, none below the highest
+    /// truncation point reported; promises come only from known replicas.
+    pub fn invariant(&self, n: usize) -> Result<(), &'static str> {
         match batch::validate(&self.queue, usize::MAX) {
-            Ok(n) if n == self.queued => {}
+            Ok(count) if count == self.queued => {}
             _ => return Err("proposer queue count does not match its entries"),
         }
         if self.phase == Phase::Idle && self.queued > 0 {
             return Err("idle proposer holds requests");
+        }
+        if self.phase != Phase::Idle && self.max_ballot_sent_1a == Ballot::default() {
+            return Err("active proposer without a ballot");
+        }
+        for pair in self.highest_seqno.windows(2) {
+            if pair[0].0 >= pair[1].0 {
+                return Err("proposer dedup table not sorted by client");
+            }
+        }
+        for pair in self.merged.windows(2) {
+            if pair[0].opn >= pair[1].opn {
+                return Err("merged phase-1 votes not strictly increasing");
+            }
+        }
+        if self.merged.iter().any(|v| v.opn < self.max_1b_truncation_point || v.bal >= self.max_ballot_sent_1a) {
+            return Err("merged vote below the truncation point or not below the proposer's ballot");
+        }
+        if self.promises.len() > n || self.promised() > n {
+            return Err("promises from unknown replicas");
         }
         Ok(())
     }
@@ -368,7 +390,7 @@ mod tests {
         let got: heapless::Vec<u64, 4> = batch::entries(&out).map(|e| e.seqno).collect();
         assert_eq!(&got[..], &[1, 9]);
         assert_eq!(p.queued(), 1);
-        assert!(p.invariant().is_ok());
+        assert!(p.invariant(3).is_ok());
     }
 
     #[test]
@@ -380,7 +402,7 @@ mod tests {
         assert_eq!(p.queue_request(c, 2, b"12345", Instant::ZERO, 10), Queued::Full);
         assert_eq!(p.queued(), 1);
         assert_eq!(p.queue_request(c, 2, b"1", Instant::ZERO, 10), Queued::Full);
-        assert!(p.invariant().is_ok());
+        assert!(p.invariant(3).is_ok());
     }
 
     #[test]

@@ -86,6 +86,12 @@ pub struct Status {
 /// operations, `D`-byte datagram and batch buffers, a `QB`-byte request queue, a reply
 /// cache (and per-epoch request tracking) of `C` clients, and replies of `RB` bytes.
 /// Runtime parameters ([`RslConfig`]) must fit inside them; [`Replica::new`] checks.
+///
+/// `Clone`, `PartialEq`, `Eq`, `Hash` and `Debug` (implemented when the application and its
+/// staging area have them) exist for model checkers, which store and deduplicate whole
+/// replica states. Equality is *protocol-state* equality: the [`Stats`] counters, the
+/// batch scratch buffer and the per-step durability flag are left out, as none of them
+/// influences what the replica does next.
 pub struct Replica<
     A: App,
     const R: usize = 7,
@@ -284,24 +290,45 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         self.config.max_batch_bytes().saturating_sub(ENTRY_OVERHEAD_BYTES)
     }
 
-    /// Checks every local invariant of every role; the checkers call this after each step.
+    /// Checks every local invariant of every role, then the invariants that relate roles of
+    /// this replica; asserted after every step in debug builds, and called by the checkers.
     pub fn check_invariants(&self) -> Result<(), &'static str> {
-        self.acceptor.invariant(self.config.params.max_log_length)?;
-        self.proposer.invariant()?;
-        if self.proposer.phase == Phase::Two && self.proposer.max_ballot_sent_1a.proposer as usize != self.me {
-            return Err("proposer in phase 2 for another replica's ballot");
+        let n = self.config.n();
+        let p = &self.config.params;
+        self.acceptor.invariant(p.max_log_length)?;
+        self.proposer.invariant(n)?;
+        self.learner.invariant(self.executor.ops_complete, n)?;
+        self.executor.invariant()?;
+        self.election.invariant(n, p.baseline_view_timeout_ms, p.max_view_timeout_ms)?;
+        self.transfer.invariant()?;
+        if self.proposer.phase != Phase::Idle && usize::from(self.proposer.max_ballot_sent_1a.proposer) != self.me {
+            return Err("proposer active for another replica's ballot");
         }
-        for s in self.learner.slots() {
-            if s.opn < self.executor.ops_complete {
-                return Err("learner holds an executed operation");
-            }
-        }
-        for e in self.executor.reply_cache.iter() {
-            if e.opn >= self.executor.ops_complete {
-                return Err("reply cache holds a reply from an unexecuted operation");
-            }
+        if self.proposer.max_ballot_sent_1a > self.election.current_view {
+            return Err("proposer started a ballot above the replica's view");
         }
         Ok(())
+    }
+
+    /// The replica's values that only ever grow, for step (two-state) invariants.
+    pub fn monotone(&self) -> Monotone<R> {
+        let mut checkpoints = heapless::Vec::new();
+        for r in 0..self.config.n() {
+            // n <= R: validated at construction.
+            let _ = checkpoints.push(self.acceptor.checkpoint_of(r));
+        }
+        Monotone {
+            max_bal: self.acceptor.max_bal,
+            log_truncation_point: self.acceptor.log_truncation_point,
+            checkpoints,
+            ops_complete: self.executor.ops_complete,
+            executed_digest: self.executor.executed_digest,
+            max_bal_reflected: self.executor.max_bal_reflected,
+            max_ballot_seen: self.learner.max_ballot_seen,
+            max_ballot_sent_1a: self.proposer.max_ballot_sent_1a,
+            view: self.election.current_view,
+            epoch_length_ms: self.election.epoch_length_ms,
+        }
     }
 
     fn leading(&self) -> bool {
@@ -312,17 +339,17 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         self.proposer.next_opn < self.acceptor.log_truncation_point.saturating_add(self.config.params.max_log_length)
     }
 
-    fn monotone_snapshot(&self) -> (Ballot, u64, u64) {
-        (self.acceptor.max_bal, self.acceptor.log_truncation_point, self.executor.ops_complete)
+    fn monotone_snapshot(&self) -> Option<Monotone<R>> {
+        cfg!(debug_assertions).then(|| self.monotone())
     }
 
-    /// Pairs of assertions around every step: what only grows, and what must always hold.
-    fn debug_check(&self, before: (Ballot, u64, u64)) {
-        let after = self.monotone_snapshot();
-        debug_assert!(after.0 >= before.0, "acceptor max_bal went down");
-        debug_assert!(after.1 >= before.1, "truncation point went down");
-        debug_assert!(after.2 >= before.2, "ops_complete went down");
-        debug_assert_eq!(self.check_invariants(), Ok(()));
+    /// Pairs of assertions around every step (debug builds): what only grows, and what must
+    /// always hold.
+    fn debug_check(&self, before: Option<Monotone<R>>) {
+        if let Some(before) = before {
+            debug_assert_eq!(before.check_step(&self.monotone()), Ok(()));
+            debug_assert_eq!(self.check_invariants(), Ok(()));
+        }
     }
 
     /// Protocol bounds of a decoded peer message, checked before any state is touched.
@@ -721,6 +748,166 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             progress = true;
         }
         progress
+    }
+}
+
+/// The values of one replica that never decrease (IronRSL's monotonicity lemmas over one
+/// host step): [`Monotone::check_step`] compares a state with its successor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Monotone<const R: usize> {
+    /// The acceptor's promise.
+    pub max_bal: Ballot,
+    /// The acceptor's truncation point.
+    pub log_truncation_point: u64,
+    /// The checkpoint each replica has reported.
+    pub checkpoints: heapless::Vec<u64, R>,
+    /// Operations executed.
+    pub ops_complete: u64,
+    /// Digest of everything executed: may change only when `ops_complete` grows.
+    pub executed_digest: u64,
+    /// The highest ballot of an executed batch.
+    pub max_bal_reflected: Ballot,
+    /// The learner's ballot.
+    pub max_ballot_seen: Ballot,
+    /// The proposer's last ballot.
+    pub max_ballot_sent_1a: Ballot,
+    /// The election's view.
+    pub view: Ballot,
+    /// The view-change epoch length (doubles, capped).
+    pub epoch_length_ms: u64,
+}
+
+impl<const R: usize> Monotone<R> {
+    /// Checks that `next` (the state after one `handle` or `tick`) lost nothing of `self`.
+    pub fn check_step(&self, next: &Monotone<R>) -> Result<(), &'static str> {
+        if next.max_bal < self.max_bal {
+            return Err("acceptor max_bal went down");
+        }
+        if next.log_truncation_point < self.log_truncation_point {
+            return Err("truncation point went down");
+        }
+        if next.checkpoints.len() != self.checkpoints.len()
+            || next.checkpoints.iter().zip(&self.checkpoints).any(|(n, b)| n < b)
+        {
+            return Err("a recorded checkpoint went down");
+        }
+        if next.ops_complete < self.ops_complete {
+            return Err("ops_complete went down");
+        }
+        if next.ops_complete == self.ops_complete && next.executed_digest != self.executed_digest {
+            return Err("executed digest changed without executing");
+        }
+        if next.max_bal_reflected < self.max_bal_reflected {
+            return Err("executor max_bal_reflected went down");
+        }
+        if next.max_ballot_seen < self.max_ballot_seen {
+            return Err("learner ballot went down");
+        }
+        if next.max_ballot_sent_1a < self.max_ballot_sent_1a {
+            return Err("proposer ballot went down");
+        }
+        if next.view < self.view {
+            return Err("view went down");
+        }
+        if next.epoch_length_ms < self.epoch_length_ms {
+            return Err("epoch length went down");
+        }
+        Ok(())
+    }
+}
+
+impl<A, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize> Clone
+    for Replica<A, R, W, D, QB, C, RB>
+where
+    A: App + Clone,
+    A::Staging: Clone,
+{
+    fn clone(&self) -> Self {
+        Replica {
+            config: self.config.clone(),
+            me: self.me,
+            acceptor: self.acceptor.clone(),
+            proposer: self.proposer.clone(),
+            learner: self.learner.clone(),
+            executor: self.executor.clone(),
+            election: self.election.clone(),
+            transfer: self.transfer.clone(),
+            stats: self.stats,
+            heartbeat_at: self.heartbeat_at,
+            retransmit_at: self.retransmit_at,
+            durable_changed: self.durable_changed,
+            batch_scratch: self.batch_scratch.clone(),
+        }
+    }
+}
+
+impl<A, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize> PartialEq
+    for Replica<A, R, W, D, QB, C, RB>
+where
+    A: App + PartialEq,
+    A::Staging: PartialEq,
+{
+    fn eq(&self, other: &Self) -> bool {
+        self.me == other.me
+            && self.config == other.config
+            && self.acceptor == other.acceptor
+            && self.proposer == other.proposer
+            && self.learner == other.learner
+            && self.executor == other.executor
+            && self.election == other.election
+            && self.transfer == other.transfer
+            && self.heartbeat_at == other.heartbeat_at
+            && self.retransmit_at == other.retransmit_at
+    }
+}
+
+impl<A, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize> Eq
+    for Replica<A, R, W, D, QB, C, RB>
+where
+    A: App + Eq,
+    A::Staging: Eq,
+{
+}
+
+impl<A, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
+    core::hash::Hash for Replica<A, R, W, D, QB, C, RB>
+where
+    A: App + core::hash::Hash,
+    A::Staging: core::hash::Hash,
+{
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.me.hash(state);
+        self.config.hash(state);
+        self.acceptor.hash(state);
+        self.proposer.hash(state);
+        self.learner.hash(state);
+        self.executor.hash(state);
+        self.election.hash(state);
+        self.transfer.hash(state);
+        self.heartbeat_at.hash(state);
+        self.retransmit_at.hash(state);
+    }
+}
+
+impl<A, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
+    core::fmt::Debug for Replica<A, R, W, D, QB, C, RB>
+where
+    A: App + core::fmt::Debug,
+    A::Staging: core::fmt::Debug,
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Replica")
+            .field("me", &self.me)
+            .field("acceptor", &self.acceptor)
+            .field("proposer", &self.proposer)
+            .field("learner", &self.learner)
+            .field("executor", &self.executor)
+            .field("election", &self.election)
+            .field("transfer", &self.transfer)
+            .field("heartbeat_at", &self.heartbeat_at)
+            .field("retransmit_at", &self.retransmit_at)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 

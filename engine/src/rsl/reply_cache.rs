@@ -127,6 +127,20 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
             .map_err(|_| BadCacheEntry)
     }
 
+    /// Local invariants, given the executor's `ops_complete`: one entry per client, sorted,
+    /// and only replies of executed operations (`opn < ops_complete`).
+    pub fn invariant(&self, ops_complete: u64) -> Result<(), &'static str> {
+        for pair in self.entries.windows(2) {
+            if pair[0].client >= pair[1].client {
+                return Err("reply cache not sorted by client, or a client twice");
+            }
+        }
+        if self.entries.iter().any(|e| e.opn >= ops_complete) {
+            return Err("reply cache holds a reply from an unexecuted operation");
+        }
+        Ok(())
+    }
+
     /// The state-transfer form of entry `i`.
     pub fn wire(&self, i: usize) -> Option<CacheEntryWire<'_>> {
         self.entries.get(i).map(|e| CacheEntryWire {

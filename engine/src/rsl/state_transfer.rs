@@ -142,6 +142,7 @@ pub enum Progress {
 }
 
 /// Receiver side of state transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Transfer<A: App, const C: usize, const RB: usize> {
     /// The transfer under way.
     pub incoming: Option<Incoming>,
@@ -291,6 +292,24 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
         self.attempts = 0;
         self.installed += 1;
         Ok(inc.id)
+    }
+
+    /// Local invariants (checked after every step in debug builds and by the checkers): a
+    /// transfer under way has staged no more than its snapshot holds, cache entries only
+    /// after every application byte, and exactly the cache entries it counts.
+    pub fn invariant(&self) -> Result<(), &'static str> {
+        if let Some(inc) = &self.incoming {
+            if inc.app_received > inc.id.app_len || inc.cache_received > inc.id.cache_entries {
+                return Err("state transfer staged more than its snapshot holds");
+            }
+            if inc.cache_received > 0 && inc.app_received != inc.id.app_len {
+                return Err("state transfer staged cache entries before the application bytes");
+            }
+            if self.staged_cache.len() != inc.cache_received as usize {
+                return Err("state transfer staged cache entries it did not count");
+            }
+        }
+        Ok(())
     }
 }
 

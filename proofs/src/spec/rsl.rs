@@ -153,3 +153,20 @@ impl<A: AppSpec> SeqSpec for ExactlyOnceRslSpec<A> {
         self.execute_batch(batch)
     }
 }
+
+/// One client request at a time against an application: the spec that client histories
+/// of an RSL cluster must be linearizable against (a request is executed atomically,
+/// exactly once, and answered with the application's reply).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientOps<A>(pub A);
+
+impl<A: AppSpec> SeqSpec for ClientOps<A> {
+    /// The request bytes.
+    type Op = Vec<u8>;
+    /// The reply bytes.
+    type Ret = Vec<u8>;
+
+    fn step(&mut self, request: &Vec<u8>) -> Vec<u8> {
+        self.0.apply(request)
+    }
+}

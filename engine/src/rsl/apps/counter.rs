@@ -10,7 +10,7 @@ pub struct Counter {
 }
 
 /// Staging for an incoming counter snapshot: its 8 bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CounterStaging([u8; 8]);
 
 impl App for Counter {

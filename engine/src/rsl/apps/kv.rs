@@ -82,7 +82,7 @@ pub struct KvApp<const K: usize, const KB: usize, const VB: usize> {
 }
 
 /// One fixed-size snapshot record being assembled.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct RawRecord<const KB: usize, const VB: usize> {
     key_len: [u8; 2],
     key: [u8; KB],
@@ -91,7 +91,7 @@ struct RawRecord<const KB: usize, const VB: usize> {
 }
 
 /// Staging area for an incoming [`KvApp`] snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KvStaging<const K: usize, const KB: usize, const VB: usize> {
     count: [u8; 4],
     records: heapless::Vec<RawRecord<KB, VB>, K>,

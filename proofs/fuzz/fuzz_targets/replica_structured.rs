@@ -1,0 +1,196 @@
+//! Well-formed messages (built with `arbitrary`, encoded by the engine's own codec) from
+//! replicas and clients, client requests, clock steps and complete state snapshots, into
+//! one replica. Small value ranges (ballots, operation numbers, clients) make the messages
+//! collide, so the fuzzer reaches phase changes, window slides, decisions, execution and
+//! state transfer. After every step: local and step invariants, bounded well-formed output.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use fleet_engine::rsl::apps::counter::Counter;
+use fleet_engine::rsl::batch::BatchEntry;
+use fleet_engine::rsl::executor::Executor;
+use fleet_engine::rsl::msg::{SupplyPart, Vote};
+use fleet_engine::rsl::reply_cache::CacheEntryWire;
+use fleet_engine::rsl::state_transfer::snapshot_id;
+use fleet_engine::rsl::{Ballot, RslMsg};
+use fleet_engine::wire::{self, Bytes, Protocol};
+use fleet_engine::{Endpoint, Instant};
+use fleet_fuzz::{client_ep, deliver, replica, replica_ep, tick, N};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+struct ABal(u8, u8);
+
+impl ABal {
+    fn get(self) -> Ballot {
+        Ballot { seqno: u64::from(self.0 % 4), proposer: self.1 % N as u8 }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct AEntry {
+    client: u8,
+    seqno: u8,
+    len: u8,
+}
+
+#[derive(Arbitrary, Debug)]
+struct ABatch(Vec<AEntry>);
+
+impl ABatch {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in self.0.iter().take(4) {
+            let req = vec![b'r'; usize::from(e.len % 8)];
+            let entry = BatchEntry { client: client_ep(usize::from(e.client % 3)), seqno: u64::from(e.seqno % 6), request: Bytes(&req) };
+            let mut buf = [0u8; 64];
+            if let Ok(b) = postcard::to_slice(&entry, &mut buf) {
+                out.extend_from_slice(b);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum AMsg {
+    OneA(ABal),
+    OneB { bal: ABal, ltp: u8, reply_id: u8, chunk: u8, chunks: u8, vote: Option<(u8, ABal, ABatch)> },
+    TwoA { bal: ABal, opn: u8, batch: ABatch },
+    TwoB { bal: ABal, opn: u8, batch: ABatch, ckpt: u8 },
+    Heartbeat { bal: ABal, suspicious: bool, ckpt: u8 },
+    StartingPhase2 { bal: ABal, ltp: u8 },
+    AppStateRequest { bal: ABal, opn: u8, app_offset: u8, cache_index: u8 },
+    Reply { seqno: u8 },
+}
+
+#[derive(Arbitrary, Debug)]
+enum Event {
+    /// A well-formed message from replica or client `from`.
+    Msg { from: u8, msg: AMsg },
+    /// A client request.
+    Request { client: u8, seqno: u8, len: u8 },
+    /// Advance the clock and tick.
+    Tick { ms: u16 },
+    /// A complete, digest-correct state snapshot from a replica.
+    Snapshot { from: u8, bal: ABal, opn: u8, value: u16, cache: Vec<(u8, u8, u8)> },
+}
+
+fn sender(from: u8) -> Endpoint {
+    match from % 5 {
+        f @ 0..=2 => replica_ep(usize::from(f)),
+        f => client_ep(usize::from(f - 3)),
+    }
+}
+
+fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; 512];
+    match wire::encode(Protocol::Rsl, msg, &mut buf) {
+        Ok(n) => buf[..n].to_vec(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn message(msg: &AMsg) -> Vec<u8> {
+    match msg {
+        AMsg::OneA(b) => encode(&RslMsg::OneA { bal: b.get() }),
+        AMsg::OneB { bal, ltp, reply_id, chunk, chunks, vote } => {
+            let batch = vote.as_ref().map(|(_, _, b)| b.encode()).unwrap_or_default();
+            let vote = vote.as_ref().map(|(opn, b, _)| Vote { opn: u64::from(opn % 8), bal: b.get(), batch: Bytes(&batch) });
+            encode(&RslMsg::OneB {
+                bal: bal.get(),
+                log_truncation_point: u64::from(ltp % 8),
+                reply_id: u64::from(reply_id % 4),
+                chunk: chunk % 5,
+                chunks: chunks % 5,
+                vote,
+            })
+        }
+        AMsg::TwoA { bal, opn, batch } => {
+            let b = batch.encode();
+            encode(&RslMsg::TwoA { bal: bal.get(), opn: u64::from(opn % 8), batch: Bytes(&b) })
+        }
+        AMsg::TwoB { bal, opn, batch, ckpt } => {
+            let b = batch.encode();
+            encode(&RslMsg::TwoB { bal: bal.get(), opn: u64::from(opn % 8), batch: Bytes(&b), opn_ckpt: u64::from(ckpt % 8) })
+        }
+        AMsg::Heartbeat { bal, suspicious, ckpt } => {
+            encode(&RslMsg::Heartbeat { bal: bal.get(), suspicious: *suspicious, opn_ckpt: u64::from(ckpt % 8) })
+        }
+        AMsg::StartingPhase2 { bal, ltp } => {
+            encode(&RslMsg::StartingPhase2 { bal: bal.get(), log_truncation_point: u64::from(ltp % 8) })
+        }
+        AMsg::AppStateRequest { bal, opn, app_offset, cache_index } => encode(&RslMsg::AppStateRequest {
+            bal: bal.get(),
+            opn: u64::from(opn % 8),
+            app_offset: u64::from(app_offset % 10),
+            cache_index: u32::from(cache_index % 4),
+            resume_digest: 0,
+        }),
+        AMsg::Reply { seqno } => encode(&RslMsg::Reply { seqno: u64::from(*seqno), reply: Bytes(b"x") }),
+    }
+}
+
+/// The chunks a replica would send for a snapshot of a counter at `value` after `opn`
+/// operations, with the given reply-cache entries (client, seqno, opn).
+fn snapshot(bal: Ballot, opn: u64, value: u16, cache: &[(u8, u8, u8)]) -> Vec<Vec<u8>> {
+    let mut ex: Executor<Counter, 4, 16> = Executor::new(Counter { value: u64::from(value) });
+    ex.ops_complete = opn;
+    ex.max_bal_reflected = bal;
+    for (c, s, o) in cache.iter().take(4) {
+        ex.reply_cache.insert(client_ep(usize::from(c % 3)), u64::from(*s), u64::from(o % 8), b"r");
+    }
+    let id = snapshot_id(&ex);
+    let app = u64::from(value).to_le_bytes();
+    let mut entries = Vec::new();
+    let mut i = 0;
+    while let Some(e) = ex.reply_cache.wire(i) {
+        let mut buf = [0u8; 64];
+        if let Ok(b) = postcard::to_slice::<CacheEntryWire<'_>>(&e, &mut buf) {
+            entries.extend_from_slice(b);
+        }
+        i += 1;
+    }
+    let part = |p: SupplyPart<'_>| {
+        encode(&RslMsg::AppStateSupply {
+            bal: id.bal,
+            opn: id.opn,
+            digest: id.digest,
+            app_len: id.app_len,
+            cache_entries: id.cache_entries,
+            executed_digest: id.executed_digest,
+            part: p,
+        })
+    };
+    let mut out = vec![part(SupplyPart::App { offset: 0, bytes: Bytes(&app) })];
+    if !entries.is_empty() {
+        out.push(part(SupplyPart::Cache { index: 0, entries: Bytes(&entries) }));
+    }
+    out
+}
+
+fuzz_target!(|input: (u8, Vec<Event>)| {
+    let (me, events) = input;
+    let mut r = replica(usize::from(me) % N);
+    let mut now = Instant::ZERO;
+    for ev in events.iter().take(256) {
+        match ev {
+            Event::Msg { from, msg } => deliver(&mut r, now, sender(*from), &message(msg)),
+            Event::Request { client, seqno, len } => {
+                let req = vec![b'q'; usize::from(len % 16)];
+                let d = encode(&RslMsg::Request { seqno: u64::from(seqno % 6), request: Bytes(&req) });
+                deliver(&mut r, now, client_ep(usize::from(client % 3)), &d);
+            }
+            Event::Tick { ms } => {
+                now = now.plus_ms(u64::from(ms % 2000));
+                tick(&mut r, now);
+            }
+            Event::Snapshot { from, bal, opn, value, cache } => {
+                let from = replica_ep(usize::from(from % N as u8));
+                for d in snapshot(bal.get(), u64::from(opn % 8), *value, cache) {
+                    deliver(&mut r, now, from, &d);
+                }
+            }
+        }
+    }
+});

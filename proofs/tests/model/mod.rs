@@ -1,0 +1,801 @@
+//! A stateright model of a Fleet RSL cluster whose actors *are* the engine: each replica
+//! actor holds a real `fleet_engine::rsl::Replica` and each client actor a real `Client`,
+//! exchanging the real wire bytes.
+//!
+//! * **Network**: stateright's unordered duplicating network. Any sent datagram may be
+//!   delivered any number of times, in any order, or never; the network is therefore the set
+//!   of every datagram ever sent, IronFleet's `sentPackets`, which the cross-host invariants
+//!   of `fleet_proofs::rsl_invariants` are stated over. Loss adds nothing for safety (a
+//!   message never delivered is a lost one) and is left off.
+//! * **Time**: each host has its own clock. A host's timer is one stateright timer that may
+//!   fire at any moment; firing it jumps that host's clock to its `next_deadline()` and
+//!   calls `tick`. So any timeout may fire between any two deliveries, which covers every
+//!   real timing (clocks of different hosts are unrelated). `handle` runs at the host's
+//!   current clock.
+//! * **Scope**: bounded by [`Scope`]: ticks per host and in total, repeated 1a deliveries
+//!   per replica (each re-promises under a fresh 1b reply id, so duplicates would otherwise
+//!   be unbounded), and the highest view (`within_boundary`). A delivery or timer outside the budget is
+//!   treated as never happening, which is a behaviour the real network and clocks allow:
+//!   bounding only removes behaviours, so every violation found is real, and "no violation"
+//!   means none within the scope.
+//! * **Planted bugs** ([`Planted`]) live only here, as actor wrappers that mutate what a
+//!   replica receives or sends; the engine is unchanged.
+#![allow(dead_code)]
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::{Duration, Instant as WallClock};
+
+use fleet_engine::rsl::apps::counter::Counter;
+use fleet_engine::rsl::msg::{SupplyPart, Vote};
+use fleet_engine::rsl::{Ballot, Client, Params, Replica, RslConfig, RslMsg};
+use fleet_engine::wire::{self, Bytes, Protocol};
+use fleet_engine::{Endpoint, Instant, OutboxBuf};
+use fleet_proofs::linearizability::{self, Operation};
+use fleet_proofs::rsl_invariants::{self as inv, Sent};
+use fleet_proofs::spec::rsl::{ClientOps, CounterApp};
+use fleet_proofs::Budget;
+use stateright::actor::{model_timeout, Actor, ActorModel, ActorModelState, Id, Out};
+use stateright::{Checker, Expectation, Model};
+
+/// The replica under check: the paper's counter app, 3 replicas at most, a window of 4,
+/// 256-byte datagrams, a 512-byte request queue, 4 cached clients, 16-byte replies.
+pub type MReplica = Replica<Counter, 3, 4, 256, 512, 4, 16>;
+/// The client under check.
+pub type MClient = Client<3, 256>;
+type Buf = OutboxBuf<64, 16384>;
+
+thread_local! {
+    /// One outbox per checker thread, reused by every step (zeroing 16 KiB per step was
+    /// a measurable share of the run time).
+    static BUF: std::cell::RefCell<Box<Buf>> = std::cell::RefCell::new(Box::new(Buf::new()));
+}
+
+fn with_outbox<T>(f: impl FnOnce(&mut fleet_engine::Outbox<'_>) -> T) -> T {
+    BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        let mut out = b.outbox();
+        f(&mut out)
+    })
+}
+
+/// What the model explores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// Replicas (at most 3).
+    pub replicas: usize,
+    /// Clients.
+    pub clients: usize,
+    /// Requests each client submits, one after the other.
+    pub requests: u32,
+    /// No host goes beyond this view (or promises a higher ballot).
+    pub max_view: Ballot,
+    /// Timer firings per replica (by replica index).
+    pub replica_ticks: [u8; 3],
+    /// Timer firings of all replicas together.
+    pub total_ticks: u8,
+    /// Timer firings (retransmissions) per client.
+    pub client_ticks: u8,
+    /// Repeated 1a deliveries per replica (a 1a for the ballot the acceptor has already
+    /// promised: it re-promises under a fresh reply id). A 1a for a higher ballot is always
+    /// deliverable (ballots are bounded by `max_view`).
+    pub one_a: u8,
+    /// Client `j` lists the replicas starting at replica `j` (so its first request goes
+    /// there) instead of all clients starting at replica 0.
+    pub rotate_clients: bool,
+    /// The log window (`max_log_length`).
+    pub max_log_length: u64,
+    /// A deliberately wrong variant, to show the checker finds bugs.
+    pub planted: Option<Planted>,
+}
+
+impl Scope {
+    /// The configuration CI runs: one request in the initial view, every timer firing once
+    /// at any moment.
+    pub const CI: Scope = Scope {
+        replicas: 3,
+        clients: 1,
+        requests: 1,
+        max_view: Ballot::INITIAL,
+        replica_ticks: [1, 1, 1],
+        total_ticks: 1,
+        client_ticks: 0,
+        one_a: 0,
+        rotate_clients: false,
+        max_log_length: 2,
+        planted: None,
+    };
+
+    /// Two clients and one view change (replica 1 may take over).
+    pub const VIEW_CHANGE: Scope = Scope {
+        replicas: 3,
+        clients: 2,
+        requests: 1,
+        max_view: Ballot { seqno: 1, proposer: 1 },
+        replica_ticks: [2, 2, 2],
+        total_ticks: 3,
+        client_ticks: 1,
+        one_a: 0,
+        rotate_clients: false,
+        max_log_length: 2,
+        planted: None,
+    };
+}
+
+/// Bugs planted by wrapping actors (never in the engine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Planted {
+    /// The last replica's acceptor also votes for 2a packets below its promise: when the
+    /// engine refuses such a 2a, the wrapper broadcasts the 2b a buggy acceptor would send.
+    LowerBallotAccept,
+    /// Every replica counts each 1b, 2b and heartbeat twice, as if the next replica had sent
+    /// it too: a quorum of `n/2` real replicas (1 of 3) is enough for promises, decisions
+    /// and view changes.
+    HalfQuorum,
+    /// Acceptors send their 1b without the votes they hold (an acceptor that forgot its
+    /// votes, as a restart without durable state would).
+    AmnesiacAcceptor,
+}
+
+/// Endpoint of actor `id` in a cluster of `n` replicas (replicas first, then clients).
+pub fn endpoint(id: usize, n: usize) -> Endpoint {
+    if id < n {
+        Endpoint::v4([10, 0, 0, id as u8 + 1], 7000)
+    } else {
+        Endpoint::v4([10, 0, 1, (id - n) as u8 + 1], 9000)
+    }
+}
+
+/// Actor id of `ep`.
+pub fn actor_of(ep: Endpoint, n: usize, actors: usize) -> Option<usize> {
+    (0..actors).find(|&i| endpoint(i, n) == ep)
+}
+
+/// The parameters every model replica uses: few distinct timer deadlines.
+pub fn params(scope: &Scope) -> Params {
+    Params {
+        heartbeat_period_ms: 1000,
+        baseline_view_timeout_ms: 500,
+        max_view_timeout_ms: 4000,
+        max_batch_size: 4,
+        max_batch_delay_ms: 10,
+        max_log_length: scope.max_log_length,
+        max_datagram_bytes: 256,
+        retransmit_period_ms: 1000,
+        state_chunks_per_step: 8,
+    }
+}
+
+/// The cluster configuration of a scope.
+pub fn config(scope: &Scope) -> RslConfig<3> {
+    let eps: Vec<Endpoint> = (0..scope.replicas).map(|i| endpoint(i, scope.replicas)).collect();
+    let mut c = RslConfig::new(&eps).expect("at most 3 replicas");
+    c.params = params(scope);
+    c
+}
+
+/// A datagram on the model's network: the engine's wire bytes.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Datagram(pub Vec<u8>);
+
+impl Datagram {
+    fn decode(&self) -> Option<RslMsg<'_>> {
+        wire::decode::<RslMsg<'_>>(Protocol::Rsl, &self.0).ok()
+    }
+}
+
+fn bal(b: Ballot) -> String {
+    format!("{}.{}", b.seqno, b.proposer)
+}
+
+/// A one-line description of a message, for counterexample traces.
+pub fn describe(msg: &RslMsg<'_>) -> String {
+    match msg {
+        RslMsg::Request { seqno, .. } => format!("Request#{seqno}"),
+        RslMsg::Reply { seqno, reply } => {
+            let v = reply.0.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+            format!("Reply#{seqno}={v:?}")
+        }
+        RslMsg::OneA { bal: b } => format!("1a({})", bal(*b)),
+        RslMsg::OneB { bal: b, log_truncation_point, chunk, chunks, vote, .. } => {
+            let v = vote.map(|v| format!(" vote op{}@{}={}", v.opn, bal(v.bal), inv::describe_batch(v.batch.0)));
+            format!("1b({}, ltp {log_truncation_point}, {}/{chunks}{})", bal(*b), chunk + 1, v.unwrap_or_default())
+        }
+        RslMsg::TwoA { bal: b, opn, batch } => format!("2a({}, op{opn}, {})", bal(*b), inv::describe_batch(batch.0)),
+        RslMsg::TwoB { bal: b, opn, batch, opn_ckpt } => {
+            format!("2b({}, op{opn}, {}, ckpt {opn_ckpt})", bal(*b), inv::describe_batch(batch.0))
+        }
+        RslMsg::Heartbeat { bal: b, suspicious, opn_ckpt } => {
+            format!("Heartbeat({}{}, ckpt {opn_ckpt})", bal(*b), if *suspicious { ", suspicious" } else { "" })
+        }
+        RslMsg::StartingPhase2 { bal: b, log_truncation_point } => {
+            format!("StartingPhase2({}, ltp {log_truncation_point})", bal(*b))
+        }
+        RslMsg::AppStateRequest { bal: b, opn, .. } => format!("AppStateRequest({}, op{opn})", bal(*b)),
+        RslMsg::AppStateSupply { opn, part, .. } => match part {
+            SupplyPart::App { offset, bytes } => format!("AppStateSupply(op{opn}, app@{offset}+{})", bytes.0.len()),
+            SupplyPart::Cache { index, .. } => format!("AppStateSupply(op{opn}, cache@{index})"),
+        },
+    }
+}
+
+impl fmt::Debug for Datagram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.decode() {
+            Some(m) => f.write_str(&describe(&m)),
+            None => write!(f, "undecodable {:02x?}", self.0),
+        }
+    }
+}
+
+/// A replica actor's state: the engine replica plus the model's clock and budgets.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReplicaNode {
+    /// The real engine replica.
+    pub replica: MReplica,
+    /// This host's clock.
+    pub now: Instant,
+    /// Timer firings used.
+    pub ticks: u8,
+    /// Repeated 1a deliveries used.
+    pub one_a: u8,
+    /// The first local invariant (or step invariant) found broken.
+    pub broken: Option<&'static str>,
+}
+
+/// A client actor's state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientNode {
+    /// The real engine client.
+    pub client: MClient,
+    /// This host's clock.
+    pub now: Instant,
+    /// Timer firings used.
+    pub ticks: u8,
+    /// Requests submitted so far.
+    pub submitted: u32,
+}
+
+/// An actor's state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    /// A replica.
+    Replica(Box<ReplicaNode>),
+    /// A client.
+    Client(Box<ClientNode>),
+}
+
+/// The model's actors.
+#[derive(Clone)]
+pub enum Node {
+    /// Replica `id` of the configuration.
+    Replica {
+        /// The scope.
+        scope: Scope,
+        /// The cluster.
+        config: RslConfig<3>,
+    },
+    /// A client of the replicas.
+    Client {
+        /// The scope.
+        scope: Scope,
+    },
+}
+
+/// The client history (auxiliary state, as TLA+ history variables): one entry per
+/// request, with logical invocation and return times.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct History {
+    /// Operations in invocation order.
+    pub ops: Vec<HistOp>,
+    /// Logical clock: events recorded so far.
+    pub clock: u32,
+}
+
+/// One client operation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HistOp {
+    /// Client actor index (0-based among clients).
+    pub client: usize,
+    /// Its seqno.
+    pub seqno: u64,
+    /// Logical invocation time.
+    pub invoke: u32,
+    /// Logical return time and reply.
+    pub ret: Option<(u32, Vec<u8>)>,
+}
+
+/// The model configuration visible to properties.
+#[derive(Clone, Debug)]
+pub struct ModelCfg {
+    /// The scope.
+    pub scope: Scope,
+    /// The cluster.
+    pub config: RslConfig<3>,
+}
+
+/// The request every client sends (the counter ignores its bytes).
+pub const REQUEST: &[u8] = b"inc";
+
+fn emit(o: &mut Out<Node>, n: usize, actors: usize, out: &fleet_engine::Outbox<'_>, mutate: impl Fn(&[u8]) -> Vec<u8>) {
+    for (dst, bytes) in out.iter() {
+        if let Some(id) = actor_of(dst, n, actors) {
+            o.send(Id::from(id), Datagram(mutate(bytes)));
+        }
+    }
+}
+
+fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
+    let mut buf = [0u8; 512];
+    let len = wire::encode(Protocol::Rsl, msg, &mut buf).expect("model messages fit 512 bytes");
+    buf[..len].to_vec()
+}
+
+/// AmnesiacAcceptor: a 1b that carries a vote is sent without it.
+fn forget_votes(bytes: &[u8]) -> Vec<u8> {
+    match wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes) {
+        Ok(RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote: Some(_) }) => {
+            encode(&RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote: None::<Vote<'_>> })
+        }
+        _ => bytes.to_vec(),
+    }
+}
+
+impl Node {
+    fn scope(&self) -> &Scope {
+        match self {
+            Node::Replica { scope, .. } | Node::Client { scope } => scope,
+        }
+    }
+
+    fn actors(&self) -> usize {
+        self.scope().replicas + self.scope().clients
+    }
+
+    fn replica_step(
+        &self,
+        node: &ReplicaNode,
+        o: &mut Out<Node>,
+        step: impl FnOnce(&mut ReplicaNode, &mut fleet_engine::Outbox<'_>),
+    ) -> Option<ReplicaNode> {
+        let scope = *self.scope();
+        let n = scope.replicas;
+        let mut next = node.clone();
+        let before = next.replica.monotone();
+        let actors = self.actors();
+        let changed = with_outbox(|out| {
+            step(&mut next, out);
+            if next.broken.is_none() {
+                next.broken =
+                    before.check_step(&next.replica.monotone()).err().or(next.replica.check_invariants().err());
+            }
+            if next == *node && out.is_empty() {
+                return false;
+            }
+            let amnesiac = scope.planted == Some(Planted::AmnesiacAcceptor);
+            emit(o, n, actors, out, |b| if amnesiac { forget_votes(b) } else { b.to_vec() });
+            true
+        });
+        if !changed {
+            return None;
+        }
+        if next.ticks < scope.replica_ticks[next.replica.id() % 3] {
+            o.set_timer((), model_timeout());
+        } else {
+            o.cancel_timer(());
+        }
+        Some(next)
+    }
+
+    fn client_step(
+        &self,
+        node: &ClientNode,
+        o: &mut Out<Node>,
+        step: impl FnOnce(&mut ClientNode, &mut fleet_engine::Outbox<'_>),
+    ) -> Option<ClientNode> {
+        let scope = *self.scope();
+        let mut next = node.clone();
+        let actors = self.actors();
+        let changed = with_outbox(|out| {
+            step(&mut next, out);
+            if next == *node && out.is_empty() {
+                return false;
+            }
+            emit(o, scope.replicas, actors, out, |b| b.to_vec());
+            true
+        });
+        if !changed {
+            return None;
+        }
+        if next.ticks < scope.client_ticks && next.client.next_deadline() != Instant::NEVER {
+            o.set_timer((), model_timeout());
+        } else {
+            o.cancel_timer(());
+        }
+        Some(next)
+    }
+}
+
+impl Actor for Node {
+    type Msg = Datagram;
+    type State = NodeState;
+    type Timer = ();
+    type Random = ();
+    type Storage = ();
+
+    fn on_start(&self, id: Id, _storage: &Option<()>, o: &mut Out<Self>) -> NodeState {
+        let me = usize::from(id);
+        match self {
+            Node::Replica { config, .. } => {
+                let replica = MReplica::new(config.clone(), me, Counter::default(), Instant::ZERO)
+                    .expect("valid model configuration");
+                let node = ReplicaNode { replica, now: Instant::ZERO, ticks: 0, one_a: 0, broken: None };
+                // A binding's first call: `tick` at `next_deadline()`, which is now.
+                let next = self
+                    .replica_step(&node, o, |r, out| {
+                        let _ = r.replica.tick(Instant::ZERO, out);
+                    })
+                    .unwrap_or(node);
+                NodeState::Replica(Box::new(next))
+            }
+            Node::Client { scope } => {
+                let first = if scope.rotate_clients { (me - scope.replicas) % scope.replicas } else { 0 };
+                let eps: Vec<Endpoint> =
+                    (0..scope.replicas).map(|i| endpoint((first + i) % scope.replicas, scope.replicas)).collect();
+                let client = MClient::new(&eps, 1, 1000, 256).expect("valid model client");
+                let node = ClientNode { client, now: Instant::ZERO, ticks: 0, submitted: 0 };
+                let requests = scope.requests;
+                let next = self
+                    .client_step(&node, o, |c, out| {
+                        if requests > 0 && c.client.submit(c.now, REQUEST, out).is_ok() {
+                            c.submitted += 1;
+                        }
+                    })
+                    .unwrap_or(node);
+                NodeState::Client(Box::new(next))
+            }
+        }
+    }
+
+    fn on_msg(&self, _id: Id, state: &mut Cow<NodeState>, src: Id, msg: Datagram, o: &mut Out<Self>) {
+        let scope = *self.scope();
+        let n = scope.replicas;
+        let from = endpoint(usize::from(src), n);
+        let next = match &**state {
+            NodeState::Replica(node) => {
+                let decoded = msg.decode();
+                let is_one_a = matches!(decoded, Some(RslMsg::OneA { bal }) if bal == node.replica.acceptor().max_bal);
+                if is_one_a && node.one_a >= scope.one_a {
+                    return; // Outside the scope: this delivery never happens.
+                }
+                let forged_2b = match (scope.planted, decoded) {
+                    (Some(Planted::LowerBallotAccept), Some(RslMsg::TwoA { bal, opn, batch }))
+                        if node.replica.id() == n - 1 && bal < node.replica.acceptor().max_bal =>
+                    {
+                        let opn_ckpt = node.replica.executor().ops_complete;
+                        Some(encode(&RslMsg::TwoB { bal, opn, batch, opn_ckpt }))
+                    }
+                    _ => None,
+                };
+                let twice = scope.planted == Some(Planted::HalfQuorum)
+                    && matches!(decoded, Some(RslMsg::OneB { .. } | RslMsg::TwoB { .. } | RslMsg::Heartbeat { .. }))
+                    && usize::from(src) < n;
+                let echo_from = endpoint((usize::from(src) + 1) % n, n);
+                let stepped = self.replica_step(node, o, |r, out| {
+                    if is_one_a {
+                        r.one_a += 1;
+                    }
+                    let _ = r.replica.handle(r.now, from, &msg.0, out);
+                    if twice {
+                        let _ = r.replica.handle(r.now, echo_from, &msg.0, out);
+                    }
+                });
+                if let Some(bytes) = forged_2b {
+                    for i in 0..n {
+                        o.send(Id::from(i), Datagram(bytes.clone()));
+                    }
+                }
+                stepped.map(|s| NodeState::Replica(Box::new(s)))
+            }
+            NodeState::Client(node) => {
+                let requests = scope.requests;
+                self.client_step(node, o, |c, out| {
+                    let done = c.client.handle(c.now, from, &msg.0).is_some();
+                    if done && c.submitted < requests && c.client.submit(c.now, REQUEST, out).is_ok() {
+                        c.submitted += 1;
+                    }
+                })
+                .map(|s| NodeState::Client(Box::new(s)))
+            }
+        };
+        if let Some(next) = next {
+            *state = Cow::Owned(next);
+        }
+    }
+
+    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, _timer: &(), o: &mut Out<Self>) {
+        let next = match &**state {
+            NodeState::Replica(node) => self
+                .replica_step(node, o, |r, out| {
+                    r.ticks += 1;
+                    r.now = r.now.max(r.replica.next_deadline());
+                    let _ = r.replica.tick(r.now, out);
+                })
+                .map(|s| NodeState::Replica(Box::new(s))),
+            NodeState::Client(node) => self
+                .client_step(node, o, |c, out| {
+                    c.ticks += 1;
+                    c.now = c.now.max(c.client.next_deadline());
+                    c.client.tick(c.now, out);
+                })
+                .map(|s| NodeState::Client(Box::new(s))),
+        };
+        if let Some(next) = next {
+            *state = Cow::Owned(next);
+        }
+    }
+}
+
+/// The model type.
+pub type RslModel = ActorModel<Node, ModelCfg, History>;
+/// A state of the model.
+pub type RslState = ActorModelState<Node, History>;
+
+fn record_out(cfg: &ModelCfg, h: &History, env: stateright::actor::Envelope<&Datagram>) -> Option<History> {
+    let n = cfg.scope.replicas;
+    let src = usize::from(env.src);
+    if src < n {
+        return None;
+    }
+    let Some(RslMsg::Request { seqno, .. }) = env.msg.decode() else { return None };
+    let client = src - n;
+    if h.ops.iter().any(|op| op.client == client && op.seqno == seqno) {
+        return None;
+    }
+    let mut h = h.clone();
+    h.ops.push(HistOp { client, seqno, invoke: h.clock, ret: None });
+    h.clock += 1;
+    Some(h)
+}
+
+fn record_in(cfg: &ModelCfg, h: &History, env: stateright::actor::Envelope<&Datagram>) -> Option<History> {
+    let n = cfg.scope.replicas;
+    let (src, dst) = (usize::from(env.src), usize::from(env.dst));
+    if dst < n || src >= n {
+        return None;
+    }
+    let Some(RslMsg::Reply { seqno, reply }) = env.msg.decode() else { return None };
+    let client = dst - n;
+    let i = h.ops.iter().rposition(|op| op.client == client)?;
+    if h.ops[i].seqno != seqno || h.ops[i].ret.is_some() {
+        return None;
+    }
+    let mut h = h.clone();
+    h.ops[i].ret = Some((h.clock, reply.0.to_vec()));
+    h.clock += 1;
+    Some(h)
+}
+
+/// The replicas of a state.
+pub fn replicas(state: &RslState) -> Vec<&ReplicaNode> {
+    state
+        .actor_states
+        .iter()
+        .filter_map(|s| match &**s {
+            NodeState::Replica(r) => Some(&**r),
+            NodeState::Client(_) => None,
+        })
+        .collect()
+}
+
+/// Every datagram ever sent, decoded.
+pub fn sent<'s>(cfg: &ModelCfg, state: &'s RslState) -> Vec<Sent<'s>> {
+    let n = cfg.scope.replicas;
+    state
+        .network
+        .iter_all()
+        .filter_map(|env| {
+            let msg = env.msg.decode()?;
+            Some(Sent { src: endpoint(usize::from(env.src), n), dst: endpoint(usize::from(env.dst), n), msg })
+        })
+        .collect()
+}
+
+fn chosen(cfg: &ModelCfg, sent: &[Sent<'_>]) -> inv::Chosen {
+    inv::chosen(&cfg.config, cfg.config.quorum(), sent)
+}
+
+/// Property: every replica's local and step invariants hold (the engine's `invariant()`s).
+pub fn local_invariants(_: &RslModel, s: &RslState) -> bool {
+    replicas(s).iter().all(|r| r.broken.is_none())
+}
+
+/// The cross-host invariants of a state, in order (one decoding pass over the network):
+/// agreement (`lemma_ChosenQuorumsMatchValue`), 2a consistency
+/// (`lemma_2aMessagesFromSameBallotAndOperationMatch`,
+/// `lemma_ChosenQuorumAnd2aFromLaterBallotMatchValues`), executed = chosen
+/// (`lemma_ExecutedOperationAndAllBeforeItWereChosen`) and replies justified
+/// (`AbstractServiceRSL_s`). Returns the first violation.
+pub fn cross_host(cfg: &ModelCfg, s: &RslState) -> Result<(), inv::Violation> {
+    let sent = sent(cfg, s);
+    let nodes = replicas(s);
+    let rs: Vec<&MReplica> = nodes.iter().map(|r| &r.replica).collect();
+    inv::check_all(&rs, &sent, &CounterApp(0))
+}
+
+/// Property: [`cross_host`] holds.
+pub fn cross_host_invariants(m: &RslModel, s: &RslState) -> bool {
+    cross_host(&m.cfg, s).is_ok()
+}
+
+/// The client history as the linearizability checker takes it.
+pub fn operations(h: &History) -> Vec<Operation<Vec<u8>, Vec<u8>>> {
+    h.ops
+        .iter()
+        .map(|op| Operation {
+            client: op.client as u64,
+            op: REQUEST.to_vec(),
+            invoke_us: u64::from(op.invoke),
+            complete: op.ret.as_ref().map(|(t, r)| (u64::from(*t), r.clone())),
+        })
+        .collect()
+}
+
+/// Property: the client history is linearizable against the counter spec.
+pub fn linearizable(_: &RslModel, s: &RslState) -> bool {
+    linearizability::check(&ClientOps(CounterApp(0)), &operations(&s.history), &Budget::steps(1_000_000)).is_ok()
+}
+
+/// Progress: some client got a reply.
+pub fn reply_received(_: &RslModel, s: &RslState) -> bool {
+    s.history.ops.iter().any(|op| op.ret.is_some())
+}
+
+/// Progress: a replica leads (phase 2) a view after the initial one.
+pub fn view_changed(_: &RslModel, s: &RslState) -> bool {
+    replicas(s).iter().any(|r| {
+        let st = r.replica.status();
+        st.is_leader && st.view > Ballot::INITIAL
+    })
+}
+
+/// Progress: a batch decided in a later view was executed somewhere.
+pub fn executed_after_view_change(_: &RslModel, s: &RslState) -> bool {
+    replicas(s).iter().any(|r| r.replica.executor().max_bal_reflected > Ballot::INITIAL)
+}
+
+fn within(cfg: &ModelCfg, s: &RslState) -> bool {
+    let max = cfg.scope.max_view;
+    let ticks: u32 = replicas(s).iter().map(|r| u32::from(r.ticks)).sum();
+    ticks <= u32::from(cfg.scope.total_ticks)
+        && replicas(s).iter().all(|r| r.replica.election().current_view <= max && r.replica.acceptor().max_bal <= max)
+}
+
+/// Names of the safety properties.
+pub const SAFETY: [&str; 3] = [
+    "local invariants (engine invariant() fns, Monotone::check_step)",
+    "cross-host invariants (agreement, 2a consistency, executed = chosen, replies justified)",
+    "linearizable (client history vs counter spec)",
+];
+
+/// Builds the model of `scope`, with or without the progress (`sometimes`) properties.
+pub fn model(scope: Scope, progress: bool) -> RslModel {
+    let config = config(&scope);
+    let mut m = ActorModel::new(ModelCfg { scope, config: config.clone() }, History::default())
+        .actors((0..scope.replicas).map(|_| Node::Replica { scope, config: config.clone() }))
+        .actors((0..scope.clients).map(|_| Node::Client { scope }))
+        .property(Expectation::Always, SAFETY[0], local_invariants)
+        .property(Expectation::Always, SAFETY[1], cross_host_invariants)
+        .property(Expectation::Always, SAFETY[2], linearizable)
+        .record_msg_out(record_out)
+        .record_msg_in(record_in)
+        .within_boundary(within);
+    if progress {
+        m = m
+            .property(Expectation::Sometimes, "a client gets a reply", reply_received)
+            .property(Expectation::Sometimes, "a view change completes", view_changed)
+            .property(Expectation::Sometimes, "a batch of a later view executes", executed_after_view_change);
+    }
+    m
+}
+
+/// What one exhaustive run found.
+#[derive(Debug)]
+pub struct Outcome {
+    /// States generated (with repeats).
+    pub states: usize,
+    /// Distinct states.
+    pub unique: usize,
+    /// Deepest path.
+    pub max_depth: usize,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+    /// Safety properties with a counterexample, with its trace.
+    pub violations: Vec<(&'static str, String)>,
+    /// Progress properties with a witness.
+    pub reached: Vec<&'static str>,
+    /// Whether the run stopped at its state-count target rather than exhausting the scope.
+    pub complete: bool,
+}
+
+/// Runs the model checker (DFS) on `scope`; stops early after `target` states if given.
+pub fn run(scope: Scope, progress: bool, threads: usize, target: Option<usize>) -> Outcome {
+    run_with(scope, progress, threads, target, false)
+}
+
+/// [`run`], optionally stopping at the first safety violation (for planted bugs).
+pub fn run_with(scope: Scope, progress: bool, threads: usize, target: Option<usize>, stop_at_failure: bool) -> Outcome {
+    let start = WallClock::now();
+    let m = model(scope, progress);
+    let mut builder = m.checker().threads(threads);
+    if stop_at_failure {
+        builder = builder.finish_when(stateright::HasDiscoveries::AnyFailures);
+    }
+    if let Some(t) = target {
+        builder = builder.target_state_count(t);
+    }
+    let checker = builder.spawn_dfs().join();
+    let mut violations = Vec::new();
+    let mut reached = Vec::new();
+    for p in checker.model().properties() {
+        if let Some(path) = checker.discovery(p.name) {
+            match p.expectation {
+                Expectation::Always => violations.push((p.name, trace(checker.model(), &path))),
+                _ => reached.push(p.name),
+            }
+        }
+    }
+    let states = checker.state_count();
+    Outcome {
+        states,
+        unique: checker.unique_state_count(),
+        max_depth: checker.max_depth(),
+        elapsed: start.elapsed(),
+        violations,
+        reached,
+        complete: target.is_none_or(|t| states < t),
+    }
+}
+
+/// A readable counterexample: the actions of the path, one per line.
+pub fn trace(m: &RslModel, path: &stateright::Path<RslState, <RslModel as Model>::Action>) -> String {
+    let mut s = String::new();
+    for (i, a) in path.clone().into_actions().iter().enumerate() {
+        s.push_str(&format!("{i:3}: {}\n", m.format_action(a)));
+    }
+    if let Some(last) = path.clone().into_states().last() {
+        if let Err(v) = cross_host(&m.cfg, last) {
+            s.push_str(&format!("cross-host violation: {v}\n"));
+        }
+        let c = chosen(&m.cfg, &sent(&m.cfg, last));
+        for (opn, qs) in &c.by_opn {
+            for q in qs {
+                s.push_str(&format!(
+                    "chosen: op{opn} in {} = {} by {:?}\n",
+                    bal(q.bal),
+                    inv::describe_batch(&q.batch),
+                    q.senders
+                ));
+            }
+        }
+        for r in replicas(last) {
+            let st = r.replica.status();
+            s.push_str(&format!(
+                "replica {}: view {} leader {} executed {} counter {} broken {:?}\n",
+                r.replica.id(),
+                bal(st.view),
+                st.is_leader,
+                st.ops_complete,
+                r.replica.app().value,
+                r.broken
+            ));
+        }
+        s.push_str(&format!("history: {:?}\n", last.history.ops));
+    }
+    s
+}
+
+/// Keeps `Bytes` in scope for message construction in tests.
+pub fn bytes(b: &[u8]) -> Bytes<'_> {
+    Bytes(b)
+}

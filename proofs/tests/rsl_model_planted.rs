@@ -1,0 +1,57 @@
+//! The model checker finds real bugs: each test plants one (through an actor wrapper in
+//! `model/`, never in the engine) and expects a counterexample.
+//!
+//! Release only (`cargo test -p fleet-proofs --release --test rsl_model_planted`); each
+//! stops at its first counterexample.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod model;
+
+use model::{run_with, Planted, Scope};
+
+/// Gives up (and fails) after this many states: every planted bug so far was found far
+/// earlier.
+const CAP: usize = 40_000_000;
+
+/// Two clients, each first sending to a different replica, and a view change to replica 1:
+/// the timers that can fire are the ones the bug needs (`ticks` per replica).
+fn expect_counterexample(planted: Planted, ticks: [u8; 3]) {
+    let total = ticks.iter().sum();
+    let scope = Scope {
+        planted: Some(planted),
+        replica_ticks: ticks,
+        total_ticks: total,
+        rotate_clients: true,
+        ..Scope::VIEW_CHANGE
+    };
+    let o = run_with(scope, false, 2, Some(CAP), true);
+    eprintln!(
+        "[planted {planted:?}] states {} unique {} in {:.1?}; violations: {:?}",
+        o.states,
+        o.unique,
+        o.elapsed,
+        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[planted {planted:?}] counterexample to {p}:\n{trace}");
+    }
+    assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} states", o.states);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn planted_acceptor_accepting_a_lower_ballot_breaks_safety() {
+    expect_counterexample(Planted::LowerBallotAccept, [0, 1, 2]);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn planted_quorum_of_n_over_2_breaks_safety() {
+    expect_counterexample(Planted::HalfQuorum, [0, 2, 0]);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn planted_acceptor_forgetting_its_votes_breaks_safety() {
+    expect_counterexample(Planted::AmnesiacAcceptor, [0, 1, 2]);
+}
