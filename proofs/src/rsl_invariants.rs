@@ -201,7 +201,15 @@ pub fn check_2a_after_chosen(chosen: &Chosen, sent: &[Sent<'_>]) -> Result<(), V
 /// installed by state transfer) was chosen, and its digest chain is the chain of the
 /// chosen values (IronRSL `lemma_ExecutedOperationAndAllBeforeItWereChosen` and
 /// `lemma_TransferredStateBasedOnChosenOperations`, CommonProof/Chosen.i.dfy).
-pub fn check_executed_chosen<A, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>(
+pub fn check_executed_chosen<
+    A,
+    const R: usize,
+    const W: usize,
+    const D: usize,
+    const QB: usize,
+    const C: usize,
+    const RB: usize,
+>(
     replica: &Replica<A, R, W, D, QB, C, RB>,
     chosen: &Chosen,
 ) -> Result<(), Violation>
@@ -298,7 +306,16 @@ pub fn check_replies_justified<const R: usize, S: AppSpec>(
 }
 
 /// All the checks above, in order of how fundamental they are.
-pub fn check_all<A, S, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>(
+pub fn check_all<
+    A,
+    S,
+    const R: usize,
+    const W: usize,
+    const D: usize,
+    const QB: usize,
+    const C: usize,
+    const RB: usize,
+>(
     replicas: &[&Replica<A, R, W, D, QB, C, RB>],
     sent: &[Sent<'_>],
     spec_init: &S,

@@ -38,7 +38,14 @@ fn owned() -> impl Strategy<Value = Owned> {
     prop_oneof![
         (any::<u64>(), bytes(64)).prop_map(|(s, r)| Owned::Request(s, r)),
         ballot().prop_map(Owned::OneA),
-        (ballot(), any::<u64>(), any::<u64>(), any::<u8>(), any::<u8>(), prop::option::of((any::<u64>(), ballot(), bytes(64))))
+        (
+            ballot(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u8>(),
+            any::<u8>(),
+            prop::option::of((any::<u64>(), ballot(), bytes(64)))
+        )
             .prop_map(|(b, l, r, c, n, v)| Owned::OneB(b, l, r, c, n, v)),
         (ballot(), any::<u64>(), bytes(128)).prop_map(|(b, o, v)| Owned::TwoA(b, o, v)),
         (ballot(), any::<u64>(), bytes(128), any::<u64>()).prop_map(|(b, o, v, c)| Owned::TwoB(b, o, v, c)),

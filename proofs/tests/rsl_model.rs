@@ -7,7 +7,6 @@
 
 mod model;
 
-use fleet_engine::rsl::Ballot;
 use model::{run, Outcome, Scope};
 
 fn threads() -> usize {
@@ -52,7 +51,12 @@ fn ci_one_request_initial_view() {
 fn rate_probe() {
     let env = |k: &str, d: u8| std::env::var(k).ok().and_then(|t| t.parse().ok()).unwrap_or(d);
     let t = env("TICKS", 1);
-    let scope = Scope { replica_ticks: [t; 3], total_ticks: env("TOTAL", 1), clients: usize::from(env("CLIENTS", 1)), ..Scope::CI };
+    let scope = Scope {
+        replica_ticks: [t; 3],
+        total_ticks: env("TOTAL", 1),
+        clients: usize::from(env("CLIENTS", 1)),
+        ..Scope::CI
+    };
     let target = std::env::var("PROBE").ok().and_then(|t| t.parse().ok()).unwrap_or(20_000);
     let o = run(scope, true, threads(), Some(target));
     report("probe", &scope, &o);
@@ -65,4 +69,32 @@ fn long_two_clients_view_change() {
     let scope = Scope::VIEW_CHANGE;
     let o = assert_safe("long-view-change", scope, true);
     eprintln!("{:?}", o.reached);
+}
+
+/// Diagnostic: how quickly DFS reaches a view change in the planted-bug scope.
+#[test]
+#[ignore = "diagnostic"]
+fn view_change_reach_probe() {
+    use stateright::{Checker, HasDiscoveries, Model};
+    let scope = Scope {
+        replica_ticks: [0, 1, 2],
+        total_ticks: 3,
+        rotate_clients: true,
+        lazy_timers: true,
+        ..Scope::VIEW_CHANGE
+    };
+    let start = std::time::Instant::now();
+    let c = model::model(scope, true)
+        .checker()
+        .threads(2)
+        .target_state_count(40_000_000)
+        .finish_when(HasDiscoveries::AnyOf(["a view change completes"].into_iter().collect()))
+        .spawn_dfs()
+        .join();
+    eprintln!("states {} unique {} in {:?}", c.state_count(), c.unique_state_count(), start.elapsed());
+    for p in c.model().properties() {
+        if let Some(path) = c.discovery(p.name) {
+            eprintln!("found {}:\n{}", p.name, model::trace(c.model(), &path));
+        }
+    }
 }
