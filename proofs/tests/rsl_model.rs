@@ -98,3 +98,13 @@ fn view_change_reach_probe() {
         }
     }
 }
+
+/// Runs in every build (debug too): the first 10,000 states of the CI scope. Partial by
+/// design; it keeps the model code exercised by a plain `cargo test`.
+#[test]
+fn smoke_first_states_of_the_ci_scope() {
+    let o = run(Scope::CI, false, 1, Some(10_000));
+    report("smoke", &Scope::CI, &o);
+    assert!(o.violations.is_empty(), "{:?}", o.violations);
+    assert!(o.states >= 10_000);
+}
