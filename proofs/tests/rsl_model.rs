@@ -70,3 +70,41 @@ fn long_two_clients_view_change() {
     let o = assert_safe("long-view-change", scope, true);
     eprintln!("{:?}", o.reached);
 }
+
+/// Diagnostic: how quickly DFS reaches a view change in the planted-bug scope.
+#[test]
+#[ignore = "diagnostic"]
+fn view_change_reach_probe() {
+    use stateright::{Checker, HasDiscoveries, Model};
+    let scope = Scope {
+        replica_ticks: [0, 1, 2],
+        total_ticks: 3,
+        rotate_clients: true,
+        lazy_timers: true,
+        ..Scope::VIEW_CHANGE
+    };
+    let start = std::time::Instant::now();
+    let c = model::model(scope, true)
+        .checker()
+        .threads(2)
+        .target_state_count(40_000_000)
+        .finish_when(HasDiscoveries::AnyOf(["a view change completes"].into_iter().collect()))
+        .spawn_dfs()
+        .join();
+    eprintln!("states {} unique {} in {:?}", c.state_count(), c.unique_state_count(), start.elapsed());
+    for p in c.model().properties() {
+        if let Some(path) = c.discovery(p.name) {
+            eprintln!("found {}:\n{}", p.name, model::trace(c.model(), &path));
+        }
+    }
+}
+
+/// Runs in every build (debug too): the first 10,000 states of the CI scope. Partial by
+/// design; it keeps the model code exercised by a plain `cargo test`.
+#[test]
+fn smoke_first_states_of_the_ci_scope() {
+    let o = run(Scope::CI, false, 1, Some(10_000));
+    report("smoke", &Scope::CI, &o);
+    assert!(o.violations.is_empty(), "{:?}", o.violations);
+    assert!(o.states >= 10_000);
+}

@@ -77,20 +77,30 @@ pub fn check_step(r: &FReplica, before: &fleet_engine::rsl::Monotone<3>, out: &f
     }
 }
 
+thread_local! {
+    /// One outbox reused by every step (allocating and zeroing 128 KiB per step halved the
+    /// execution rate).
+    static BUF: std::cell::RefCell<Box<Buf>> = std::cell::RefCell::new(Box::new(Buf::new()));
+}
+
 /// Runs `handle` and checks the step.
 pub fn deliver(r: &mut FReplica, now: Instant, from: Endpoint, datagram: &[u8]) {
     let before = r.monotone();
-    let mut buf = Box::new(Buf::new());
-    let mut out = buf.outbox();
-    let _ = r.handle(now, from, datagram, &mut out);
-    check_step(r, &before, &out);
+    BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        let mut out = b.outbox();
+        let _ = r.handle(now, from, datagram, &mut out);
+        check_step(r, &before, &out);
+    });
 }
 
 /// Runs `tick` and checks the step.
 pub fn tick(r: &mut FReplica, now: Instant) {
     let before = r.monotone();
-    let mut buf = Box::new(Buf::new());
-    let mut out = buf.outbox();
-    let _ = r.tick(now, &mut out);
-    check_step(r, &before, &out);
+    BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        let mut out = b.outbox();
+        let _ = r.tick(now, &mut out);
+        check_step(r, &before, &out);
+    });
 }

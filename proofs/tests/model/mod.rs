@@ -80,6 +80,15 @@ pub struct Scope {
     /// promised: it re-promises under a fresh reply id). A 1a for a higher ballot is always
     /// deliverable (ballots are bounded by `max_view`).
     pub one_a: u8,
+    /// A replica's timer can fire only while it tracks an unexecuted request (the view
+    /// timer's precondition). Narrows the schedules to those where timers matter, so a
+    /// depth-first search reaches view changes early (used for planted bugs).
+    pub lazy_timers: bool,
+    /// A replica also feeds the datagrams it addresses to itself straight back to `handle`
+    /// in the same step (a binding may, per the sans-IO contract); they still go on the
+    /// network too, so they stay in the sent set. Fewer interleavings (used for planted
+    /// bugs).
+    pub self_loop: bool,
     /// Client `j` lists the replicas starting at replica `j` (so its first request goes
     /// there) instead of all clients starting at replica 0.
     pub rotate_clients: bool,
@@ -101,6 +110,8 @@ impl Scope {
         total_ticks: 1,
         client_ticks: 0,
         one_a: 0,
+        lazy_timers: false,
+        self_loop: false,
         rotate_clients: false,
         max_log_length: 2,
         planted: None,
@@ -116,6 +127,8 @@ impl Scope {
         total_ticks: 3,
         client_ticks: 1,
         one_a: 0,
+        lazy_timers: false,
+        self_loop: false,
         rotate_clients: false,
         max_log_length: 2,
         planted: None,
@@ -365,6 +378,22 @@ impl Node {
         let actors = self.actors();
         let changed = with_outbox(|out| {
             step(&mut next, out);
+            if scope.self_loop {
+                let me = endpoint(next.replica.id(), n);
+                let mut done = 0;
+                // Bounded: each round handles what the previous one addressed to itself.
+                for _ in 0..8 {
+                    let mine: Vec<Vec<u8>> =
+                        out.iter().skip(done).filter(|(d, _)| *d == me).map(|(_, b)| b.to_vec()).collect();
+                    done = out.len();
+                    if mine.is_empty() {
+                        break;
+                    }
+                    for d in mine {
+                        let _ = next.replica.handle(next.now, me, &d, out);
+                    }
+                }
+            }
             if next.broken.is_none() {
                 next.broken =
                     before.check_step(&next.replica.monotone()).err().or(next.replica.check_invariants().err());
@@ -379,7 +408,8 @@ impl Node {
         if !changed {
             return None;
         }
-        if next.ticks < scope.replica_ticks[next.replica.id() % 3] {
+        let wants = !scope.lazy_timers || !next.replica.election().tracked().is_empty();
+        if wants && next.ticks < scope.replica_ticks[next.replica.id() % 3] {
             o.set_timer((), model_timeout());
         } else {
             o.cancel_timer(());
