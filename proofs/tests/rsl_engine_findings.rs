@@ -30,10 +30,11 @@ fn ep(i: u8) -> Endpoint {
 /// Fix (engine, `Transfer::receive`): refuse (`Progress::Corrupt`) a cache entry whose
 /// `opn >= id.opn`.
 #[test]
-#[ignore = "engine bug: snapshot cache entries from future operations are installed (see doc comment)"]
 fn snapshot_with_cache_entries_from_future_operations_is_refused() {
     let eps = [ep(0), ep(1), ep(2)];
-    let config = RslConfig::<3>::new(&eps).unwrap();
+    let mut config = RslConfig::<3>::new(&eps).unwrap();
+    config.params.max_log_length = 4;
+    config.params.max_datagram_bytes = 512;
     let mut r = R::new(config, 0, Counter::default(), Instant::ZERO).unwrap();
 
     // A digest-correct snapshot after 1 operation whose one cache entry says opn 5.

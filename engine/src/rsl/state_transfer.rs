@@ -260,7 +260,11 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
                         self.incoming = None;
                         return Progress::Corrupt;
                     };
-                    if inc.cache_received >= id.cache_entries || self.staged_cache.push_sorted(entry).is_err() {
+                    // A cached reply from an operation the snapshot has not executed cannot be true.
+                    if inc.cache_received >= id.cache_entries
+                        || entry.opn >= id.opn
+                        || self.staged_cache.push_sorted(entry).is_err()
+                    {
                         self.incoming = None;
                         return Progress::Corrupt;
                     }
