@@ -554,7 +554,9 @@ mod tests {
         let history = dir.join("history.jsonl");
         let opts = BenchOptions {
             clients: 1,
-            duration: Duration::from_millis(300),
+            // Long enough to outlast the server thread's start-up and a retransmission of a
+            // request sent before it listened (a loaded CI machine builds big values slowly).
+            duration: Duration::from_secs(2),
             value_size: 16,
             keys: 4,
             first_key: 1,
