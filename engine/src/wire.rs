@@ -29,6 +29,8 @@ pub enum Protocol {
     Rsl = b'R',
     /// IronKV hosts and their clients.
     Kv = b'K',
+    /// A replica's durable-state record (written to storage, never sent).
+    Durable = b'D',
 }
 
 /// Why an incoming datagram was refused.

@@ -107,6 +107,54 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
         Accepted::Voted
     }
 
+    /// The last 1b reply id used (durable: see `rsl::durable`).
+    pub fn replies_sent(&self) -> u64 {
+        self.replies_sent
+    }
+
+    /// Recovery: puts back a vote read from durable storage. Unlike [`Acceptor::accept`] it
+    /// does not compare with the promise (a compacted log restores the promise first), but
+    /// it refuses what no sequence of `accept`s could have produced.
+    pub(crate) fn restore_vote(
+        &mut self,
+        bal: Ballot,
+        opn: u64,
+        batch: &[u8],
+        max_log_length: u64,
+    ) -> Result<(), &'static str> {
+        if opn < self.log_truncation_point || opn == u64::MAX || batch.len() > D || W == 0 {
+            return Err("vote below the truncation point or out of bounds");
+        }
+        if self.vote_at(opn).is_some_and(|held| held.bal > bal) {
+            return Err("a later vote has a lower ballot than an earlier one");
+        }
+        let promise = self.max_bal.max(bal);
+        self.max_bal = Ballot::default();
+        let accepted = self.accept(bal, opn, batch, max_log_length);
+        self.max_bal = promise;
+        match accepted {
+            Accepted::Voted => Ok(()),
+            Accepted::Stale => Err("vote refused by the acceptor"),
+        }
+    }
+
+    /// Recovery: raises the promise, truncation point and reply counter to a durable
+    /// record's; a record never lowers them (records are written in step order).
+    pub(crate) fn restore_header(
+        &mut self,
+        max_bal: Ballot,
+        truncation: u64,
+        replies_sent: u64,
+    ) -> Result<(), &'static str> {
+        if max_bal < self.max_bal || truncation < self.log_truncation_point || replies_sent < self.replies_sent {
+            return Err("promise, truncation point or reply counter went down");
+        }
+        self.max_bal = max_bal;
+        self.truncate(truncation);
+        self.replies_sent = replies_sent;
+        Ok(())
+    }
+
     /// Records a replica's reported checkpoint; checkpoints only move forward.
     pub fn record_checkpoint(&mut self, replica: usize, opn: u64) {
         if let Some(c) = self.last_checkpointed.get_mut(replica) {

@@ -37,8 +37,10 @@ const MAX_ACTION_ROUNDS: usize = 8;
 #[must_use = "a durable binding must persist before sending when `durable_state_changed` is set"]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Step {
-    /// The acceptor's promise or votes changed in this step. A durable binding (a later
-    /// mode) must persist the acceptor state before any datagram of this step leaves.
+    /// The durable state changed in this step (the acceptor's promise, a vote, the
+    /// truncation point, or the ballot the proposer started). A durable binding persists
+    /// [`Replica::durable_record`] before any datagram of this step leaves; see
+    /// [`crate::rsl::durable`].
     pub durable_state_changed: bool,
 }
 
@@ -113,6 +115,8 @@ pub struct Replica<
     heartbeat_at: Instant,
     retransmit_at: Instant,
     durable_changed: bool,
+    /// The operation this step voted on (at most one: a step handles one 2a).
+    durable_vote: Option<u64>,
     batch_scratch: heapless::Vec<u8, D>,
 }
 
@@ -142,6 +146,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             heartbeat_at: now,
             retransmit_at: now.plus_ms(config.params.retransmit_period_ms),
             durable_changed: false,
+            durable_vote: None,
             batch_scratch: heapless::Vec::new(),
             config,
         })
@@ -153,6 +158,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
     /// counted in [`Replica::stats`] and changes nothing else.
     pub fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) -> Step {
         self.durable_changed = false;
+        self.durable_vote = None;
         Stats::bump(&mut self.stats.datagrams_in);
         let before = self.monotone_snapshot();
         match wire::decode::<RslMsg<'_>>(Protocol::Rsl, datagram) {
@@ -178,6 +184,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
     /// Runs the clock-driven actions due at `now`, then the spontaneous ones.
     pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) -> Step {
         self.durable_changed = false;
+        self.durable_vote = None;
         let before = self.monotone_snapshot();
         let p = self.config.params;
         if now >= self.heartbeat_at {
@@ -331,6 +338,35 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         }
     }
 
+    /// The operation the last step voted on (see `rsl::durable`).
+    pub(crate) fn step_vote(&self) -> Option<u64> {
+        self.durable_vote
+    }
+
+    /// Recovery: one durable record's vote.
+    pub(crate) fn restore_vote(&mut self, bal: Ballot, opn: u64, batch: &[u8]) -> Result<(), &'static str> {
+        self.acceptor.restore_vote(bal, opn, batch, self.config.params.max_log_length)
+    }
+
+    /// Recovery: one durable record's promise, truncation point and ballots.
+    pub(crate) fn restore_header(&mut self, r: &super::durable::DurableRecord<'_>) -> Result<(), &'static str> {
+        self.acceptor.restore_header(r.max_bal, r.log_truncation_point, r.replies_sent)?;
+        if r.max_ballot_sent_1a < self.proposer.max_ballot_sent_1a {
+            return Err("proposer ballot went down");
+        }
+        self.proposer.max_ballot_sent_1a = r.max_ballot_sent_1a;
+        // The view is at least every ballot this replica promised or started, so that the
+        // proposer never re-starts a ballot it already used (action 1 needs view > sent).
+        let view = self.election.current_view.max(r.max_bal).max(r.max_ballot_sent_1a);
+        self.election.current_view = view;
+        Ok(())
+    }
+
+    /// Recovery done: behind by everything below the truncation point, fetch it.
+    pub(crate) fn rejoin(&mut self, now: Instant) {
+        self.note_target(self.acceptor.log_truncation_point, now);
+    }
+
     fn leading(&self) -> bool {
         self.proposer.phase == Phase::Two && self.election.current_view == self.proposer.max_ballot_sent_1a
     }
@@ -436,6 +472,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                     Accepted::Stale => Stats::bump(&mut self.stats.ignored_messages),
                     Accepted::Voted => {
                         self.durable_changed = true;
+                        self.durable_vote = Some(opn);
                         let opn_ckpt = self.executor.ops_complete;
                         let msg = RslMsg::TwoB { bal, opn, batch, opn_ckpt };
                         emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
@@ -638,6 +675,8 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             let view = self.election.current_view;
             if usize::from(view.proposer) == self.me && view > self.proposer.max_ballot_sent_1a {
                 self.proposer.start_phase1(view);
+                // Durable: a restarted leader must not start this ballot again.
+                self.durable_changed = true;
                 emit::broadcast(
                     out,
                     &mut self.stats,
@@ -836,6 +875,7 @@ where
             heartbeat_at: self.heartbeat_at,
             retransmit_at: self.retransmit_at,
             durable_changed: self.durable_changed,
+            durable_vote: self.durable_vote,
             batch_scratch: self.batch_scratch.clone(),
         }
     }
