@@ -55,6 +55,17 @@ impl<'a> Outbox<'a> {
         self.len == 0
     }
 
+    /// Arena bytes still free: a binding that gathers several steps into one outbox checks
+    /// this (and [`Outbox::free_slots`]) before each step.
+    pub fn free_bytes(&self) -> usize {
+        self.bytes.len() - self.used
+    }
+
+    /// Datagram slots still free.
+    pub fn free_slots(&self) -> usize {
+        self.slots.len() - self.len
+    }
+
     /// Forgets every queued datagram (call after sending them).
     pub fn clear(&mut self) {
         self.len = 0;

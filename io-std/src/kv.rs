@@ -15,7 +15,7 @@ use fleet_engine::{Endpoint, Instant, Outbox};
 
 use crate::client::CallError;
 use crate::net::{to_endpoint, to_socket_addr, HeapOutbox};
-use crate::server::{run, stats_fields, Clock, Host, RunningServer, ServerError, SERVER_STACK_BYTES};
+use crate::server::{run, stats_fields, Clock, Host, LoopOptions, RunningServer, ServerError, SERVER_STACK_BYTES};
 
 /// Most hosts in a std KV cluster.
 pub const KV_MAX_HOSTS: usize = 16;
@@ -114,7 +114,7 @@ pub fn spawn_kv(setup: &KvSetup, id: usize, stats_every: Option<Duration>) -> Re
             let host =
                 KvServerHost::new(setup.config.clone(), id, store).map_err(|e| ServerError::Config(e.to_string()))?;
             let mut host = Box::new(host);
-            run(host.as_mut(), &socket, Clock::start(), &flag, stats_every)
+            run(host.as_mut(), &socket, Clock::start(), &flag, &LoopOptions { stats_every, ..LoopOptions::default() })
         })
         .map_err(ServerError::Io)?;
     Ok(RunningServer::new(stop, join, addr))

@@ -7,18 +7,21 @@
 //! of going through the kernel.
 
 use std::collections::VecDeque;
-use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
-use fleet_engine::rsl::Replica;
+use fleet_engine::rsl::durable::DURABLE_RECORD_OVERHEAD_BYTES;
+use fleet_engine::rsl::{Replica, Step};
 use fleet_engine::{Endpoint, Instant, Outbox, Stats};
 
 use crate::app::StdKvApp;
 use crate::config::RslSetup;
+use crate::durable::{Wal, WalError};
 use crate::net::{to_endpoint, to_socket_addr, HeapOutbox};
+use crate::udp_batch::{BurstIo, Syscalls};
 
 /// Most replicas a std cluster may have.
 pub const MAX_REPLICAS: usize = 16;
@@ -38,7 +41,7 @@ pub type ServerReplica =
     Replica<ServerApp, MAX_REPLICAS, SERVER_WINDOW, SERVER_DATAGRAM_BYTES, { 1 << 20 }, 4096, 1100>;
 /// Stack for a server thread: engine values are large and built in place.
 pub const SERVER_STACK_BYTES: usize = 256 << 20;
-/// Most self-addressed datagrams fed back in one step (a broadcast has at most one).
+/// Most self-addressed datagrams fed back in one round.
 const MAX_LOOPBACK_PER_STEP: usize = 1024;
 
 /// What the event loop needs from a host: the sans-IO contract.
@@ -51,6 +54,11 @@ pub trait Host {
     fn next_deadline(&self) -> Instant;
     /// One human line: counters and protocol position.
     fn stats_line(&self) -> String;
+    /// Makes the state changes of every step since the last call durable. Called before
+    /// any datagram of those steps is sent; an in-memory host has nothing to do.
+    fn commit(&mut self) -> Result<(), ServerError> {
+        Ok(())
+    }
 }
 
 impl Host for ServerReplica {
@@ -80,6 +88,107 @@ impl Host for ServerReplica {
     }
 }
 
+/// A replica in durable mode: every durable record goes to a write-ahead log, synced
+/// once per burst before the burst's datagrams are sent (see [`crate::durable`]).
+pub struct DurableReplica {
+    replica: Box<ServerReplica>,
+    wal: Wal,
+    record: Vec<u8>,
+    encode_failed: bool,
+}
+
+impl DurableReplica {
+    /// Opens `dir` for replica `id` of `setup` and replays its log: a first start when the
+    /// directory is new or empty, a restart otherwise (the application state then comes
+    /// back from the other replicas by state transfer).
+    pub fn open(setup: &RslSetup, id: usize, dir: &Path, now: Instant) -> Result<DurableReplica, ServerError> {
+        if id >= setup.addrs.len() {
+            return Err(ServerError::Config(format!(
+                "--id {id} is not a replica (the config has {})",
+                setup.addrs.len()
+            )));
+        }
+        let addrs: Vec<String> = setup.addrs.iter().map(|a| a.to_string()).collect();
+        let identity = format!("replica {id} of {}: {}", addrs.len(), addrs.join(" "));
+        let (wal, found) = Wal::open(dir, &identity).map_err(ServerError::Storage)?;
+        if found.dropped_tail_bytes > 0 {
+            tracing::warn!(
+                "{}: cut off a torn log tail of {} bytes (a crash during a write; never acknowledged)",
+                dir.display(),
+                found.dropped_tail_bytes
+            );
+        }
+        let app = ServerApp::new(setup.max_keys);
+        let records = found.records.iter().map(Vec::as_slice);
+        let replica = ServerReplica::recover(setup.config.clone(), id, app, now, records)
+            .map(Box::new)
+            .map_err(|e| ServerError::Recover(dir.to_path_buf(), e.to_string()))?;
+        if !found.records.is_empty() {
+            let s = replica.status();
+            tracing::info!(
+                "replica {id} restarted from {} durable records: promise ({},{}), truncation {}; \
+                 fetching the application state from the other replicas",
+                found.records.len(),
+                s.max_bal.seqno,
+                s.max_bal.proposer,
+                s.log_truncation_point
+            );
+        }
+        let record = vec![0u8; SERVER_DATAGRAM_BYTES + DURABLE_RECORD_OVERHEAD_BYTES];
+        Ok(DurableReplica { replica, wal, record, encode_failed: false })
+    }
+
+    /// The replica.
+    pub fn replica(&self) -> &ServerReplica {
+        &self.replica
+    }
+
+    fn persist(&mut self, step: Step) {
+        if !step.durable_state_changed {
+            return;
+        }
+        match self.replica.durable_record(&step, &mut self.record) {
+            Ok(r) => self.wal.append(r),
+            // The buffer holds the largest record: an engine bug if ever seen. Fail stop.
+            Err(_) => self.encode_failed = true,
+        }
+    }
+}
+
+impl Host for DurableReplica {
+    fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
+        let step = Replica::handle(self.replica.as_mut(), now, from, datagram, out);
+        self.persist(step);
+    }
+    fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        let step = Replica::tick(self.replica.as_mut(), now, out);
+        self.persist(step);
+    }
+    fn next_deadline(&self) -> Instant {
+        Replica::next_deadline(self.replica.as_ref())
+    }
+    fn stats_line(&self) -> String {
+        format!("{} fsyncs={}", Host::stats_line(self.replica.as_ref()), self.wal.syncs())
+    }
+    fn commit(&mut self) -> Result<(), ServerError> {
+        if self.encode_failed {
+            return Err(ServerError::Config("a durable record did not fit its buffer".into()));
+        }
+        self.wal.commit().map_err(ServerError::Storage)?;
+        if self.wal.wants_compaction() {
+            let n = self.replica.durable_image_len();
+            let mut image = Vec::with_capacity(n);
+            for i in 0..n {
+                let r = self.replica.durable_image_record(i, &mut self.record);
+                let r = r.map_err(|_| ServerError::Config("a durable record did not fit its buffer".into()))?;
+                image.push(r.to_vec());
+            }
+            self.wal.compact(&image).map_err(ServerError::Storage)?;
+        }
+        Ok(())
+    }
+}
+
 /// Counters as `key=value` fields.
 pub fn stats_fields(s: &Stats) -> String {
     format!(
@@ -104,6 +213,10 @@ pub enum ServerError {
     Config(String),
     /// The socket failed.
     Io(std::io::Error),
+    /// The data directory could not be read or written.
+    Storage(WalError),
+    /// The data directory's log does not replay (it is named, with the first bad record).
+    Recover(PathBuf, String),
 }
 
 impl std::fmt::Display for ServerError {
@@ -112,6 +225,8 @@ impl std::fmt::Display for ServerError {
             ServerError::Bind(a, e) => write!(f, "cannot listen on {a}: {e} (is another server using that port?)"),
             ServerError::Config(m) => write!(f, "invalid configuration: {m}"),
             ServerError::Io(e) => write!(f, "network error: {e}"),
+            ServerError::Storage(e) => write!(f, "storage error: {e}"),
+            ServerError::Recover(d, e) => write!(f, "cannot recover from {}: {e}", d.display()),
         }
     }
 }
@@ -142,70 +257,108 @@ pub fn build_replica(setup: &RslSetup, id: usize, now: Instant) -> Result<Box<Se
     ServerReplica::new(setup.config.clone(), id, app, now).map(Box::new).map_err(|e| ServerError::Config(e.to_string()))
 }
 
-/// Runs `host` on `socket` until `stop` is set. `stats_every` logs a stats line periodically.
+/// How the event loop runs.
+#[derive(Clone, Debug, Default)]
+pub struct LoopOptions {
+    /// Log a stats line this often.
+    pub stats_every: Option<Duration>,
+    /// Batched or one-per-datagram system calls.
+    pub syscalls: Syscalls,
+}
+
+/// Runs `host` on `socket` until `stop` is set.
+///
+/// Each round: `tick` if a deadline passed, receive a burst of datagrams without blocking
+/// and `handle` each (then the self-addressed ones of the previous round), all into one
+/// outbox; then [`Host::commit`] (a durable host syncs its log once for the whole burst)
+/// and only then send the burst's datagrams. With nothing to do it sleeps in `poll` until
+/// a datagram or the next deadline (at most 100 ms, to notice `stop`). A storage failure
+/// stops the server: a replica that cannot persist must not speak.
 pub fn run<H: Host>(
     host: &mut H,
     socket: &UdpSocket,
     clock: Clock,
     stop: &AtomicBool,
-    stats_every: Option<Duration>,
+    options: &LoopOptions,
 ) -> Result<(), ServerError> {
     let me = to_endpoint(socket.local_addr().map_err(ServerError::Io)?);
-    let mut store = HeapOutbox::new(4096, 8 << 20);
-    let mut buf = vec![0u8; 65536];
+    let mut io = BurstIo::new(socket, options.syscalls).map_err(ServerError::Io)?;
+    let mut store = HeapOutbox::new(OUTBOX_SLOTS, OUTBOX_BYTES);
     let mut loopback: VecDeque<Vec<u8>> = VecDeque::new();
-    let mut next_stats = stats_every.map(|d| StdInstant::now() + d);
+    let mut next_stats = options.stats_every.map(|d| StdInstant::now() + d);
     while !stop.load(Ordering::Relaxed) {
+        let mut out = store.outbox();
+        let mut stepped = false;
         let now = clock.now();
-        let deadline = host.next_deadline();
-        if deadline <= now {
-            let mut out = store.outbox();
+        if host.next_deadline() <= now {
             host.tick(now, &mut out);
-            flush(socket, me, &out, &mut loopback);
-        } else {
-            // Sleep in the kernel until a datagram or the deadline (at most 100 ms, to notice `stop`).
-            let wait_us = deadline.micros_since(now).clamp(1, 100_000);
-            socket.set_read_timeout(Some(Duration::from_micros(wait_us))).map_err(ServerError::Io)?;
-            match socket.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    let now = clock.now();
-                    let mut out = store.outbox();
-                    host.handle(now, to_endpoint(from), &buf[..n], &mut out);
-                    flush(socket, me, &out, &mut loopback);
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
-                // ICMP port-unreachable from a dead peer surfaces here on Linux: not our error.
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
-                Err(e) => return Err(ServerError::Io(e)),
-            }
+            stepped = true;
         }
-        for _ in 0..MAX_LOOPBACK_PER_STEP {
+        let received = io.recv().map_err(ServerError::Io)?;
+        for i in 0..received {
+            if nearly_full(&out) {
+                settle(host, &mut io, &mut out, me, &mut loopback)?;
+            }
+            let Some((from, datagram)) = io.datagram(i) else { break };
+            host.handle(clock.now(), to_endpoint(from), datagram, &mut out);
+            stepped = true;
+        }
+        // Self-addressed datagrams of the previous round (IronRSL broadcasts include the
+        // sender); those this round emits wait for the next one.
+        for _ in 0..loopback.len().min(MAX_LOOPBACK_PER_STEP) {
+            if nearly_full(&out) {
+                settle(host, &mut io, &mut out, me, &mut loopback)?;
+            }
             let Some(d) = loopback.pop_front() else { break };
-            let now = clock.now();
-            let mut out = store.outbox();
-            host.handle(now, me, &d, &mut out);
-            flush(socket, me, &out, &mut loopback);
+            host.handle(clock.now(), me, &d, &mut out);
+            stepped = true;
+        }
+        if stepped {
+            settle(host, &mut io, &mut out, me, &mut loopback)?;
+        } else if loopback.is_empty() {
+            let wait_us = host.next_deadline().micros_since(clock.now()).clamp(1, 100_000);
+            io.wait(Duration::from_micros(wait_us)).map_err(ServerError::Io)?;
         }
         if let Some(at) = next_stats {
             if StdInstant::now() >= at {
-                tracing::info!("{}", host.stats_line());
-                next_stats = stats_every.map(|d| StdInstant::now() + d);
+                tracing::info!("{} syscalls={}", host.stats_line(), io.syscalls);
+                next_stats = options.stats_every.map(|d| StdInstant::now() + d);
             }
         }
     }
     Ok(())
 }
 
-fn flush(socket: &UdpSocket, me: Endpoint, out: &Outbox<'_>, loopback: &mut VecDeque<Vec<u8>>) {
+/// Datagram slots and arena bytes of the loop's outbox.
+const OUTBOX_SLOTS: usize = 4096;
+const OUTBOX_BYTES: usize = 8 << 20;
+
+/// True when another step might not fit: send what is queued first.
+fn nearly_full(out: &Outbox<'_>) -> bool {
+    out.free_slots() < OUTBOX_SLOTS / 8 || out.free_bytes() < OUTBOX_BYTES / 8
+}
+
+/// Persist, then send: the order durability needs (see `fleet_engine::rsl::durable`).
+fn settle<H: Host>(
+    host: &mut H,
+    io: &mut BurstIo<'_>,
+    out: &mut Outbox<'_>,
+    me: Endpoint,
+    loopback: &mut VecDeque<Vec<u8>>,
+) -> Result<(), ServerError> {
+    host.commit()?;
+    let mut batch: Vec<(SocketAddr, &[u8])> = Vec::with_capacity(out.len());
     for (dst, bytes) in out.iter() {
         if dst == me {
             loopback.push_back(bytes.to_vec());
-        } else if let Err(e) = socket.send_to(bytes, to_socket_addr(dst)) {
-            // UDP is lossy by contract: a failed send is a lost datagram, which the protocol
-            // recovers from. Log it for the operator.
-            tracing::debug!("send to {dst} failed: {e}");
+        } else {
+            batch.push((to_socket_addr(dst), bytes));
         }
     }
+    io.send(&batch);
+    drop(batch);
+    out.clear();
+    Ok(())
 }
 
 /// A server running on its own thread.
@@ -224,6 +377,15 @@ impl RunningServer {
         addr: SocketAddr,
     ) -> Self {
         RunningServer { stop, join: Some(join), addr }
+    }
+
+    /// Waits until the server stops by itself (it only does on an error, returned here).
+    pub fn wait(mut self) -> Result<(), ServerError> {
+        match self.join.take().map(|j| j.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(ServerError::Config("the server thread panicked".into())),
+            None => Ok(()),
+        }
     }
 
     /// Stops the server and waits for its thread.
@@ -246,21 +408,56 @@ impl Drop for RunningServer {
     }
 }
 
-/// Binds replica `id`'s address and runs it on a new thread.
+/// How `fleet rsl serve` runs a replica.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// Event-loop options.
+    pub loop_options: LoopOptions,
+    /// Durable mode: the replica's data directory. Without it the replica keeps its state
+    /// in memory only, and a crashed replica must not be restarted with the same identity.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Binds replica `id`'s address and runs it (in memory) on a new thread.
 pub fn spawn_rsl(setup: &RslSetup, id: usize, stats_every: Option<Duration>) -> Result<RunningServer, ServerError> {
+    let options = ServeOptions { loop_options: LoopOptions { stats_every, ..LoopOptions::default() }, data_dir: None };
+    spawn_rsl_with(setup, id, &options)
+}
+
+/// Binds replica `id`'s address and runs it on a new thread, durable if `options` name a
+/// data directory (opened and replayed before this returns, so its errors surface here).
+pub fn spawn_rsl_with(setup: &RslSetup, id: usize, options: &ServeOptions) -> Result<RunningServer, ServerError> {
     let addr = *setup.addrs.get(id).ok_or_else(|| ServerError::Config(format!("--id {id} is not a replica")))?;
     let socket = UdpSocket::bind(addr).map_err(|e| ServerError::Bind(addr, e))?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let setup = setup.clone();
+    let options = options.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let join = std::thread::Builder::new()
         .name(format!("rsl-{id}"))
         .stack_size(SERVER_STACK_BYTES)
         .spawn(move || {
             let clock = Clock::start();
-            let mut replica = build_replica(&setup, id, clock.now())?;
-            run(replica.as_mut(), &socket, clock, &flag, stats_every)
+            match &options.data_dir {
+                None => {
+                    let replica = build_replica(&setup, id, clock.now());
+                    let _ = ready_tx.send(replica.as_ref().err().map(|e| e.to_string()));
+                    run(replica?.as_mut(), &socket, clock, &flag, &options.loop_options)
+                }
+                Some(dir) => {
+                    let host = DurableReplica::open(&setup, id, dir, clock.now()).map(Box::new);
+                    let _ = ready_tx.send(host.as_ref().err().map(|e| e.to_string()));
+                    run(host?.as_mut(), &socket, clock, &flag, &options.loop_options)
+                }
+            }
         })
         .map_err(ServerError::Io)?;
-    Ok(RunningServer { stop, join: Some(join), addr })
+    match ready_rx.recv() {
+        Ok(None) => Ok(RunningServer { stop, join: Some(join), addr }),
+        Ok(Some(_)) | Err(_) => match join.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err(ServerError::Config("the server thread failed to start".into())),
+        },
+    }
 }

@@ -9,7 +9,8 @@ use fleet_io_std::bench::{run_kv, run_rsl, BenchOptions};
 use fleet_io_std::client::RslClient;
 use fleet_io_std::config::ClusterFile;
 use fleet_io_std::kv::{spawn_kv, KvBlockingClient};
-use fleet_io_std::server::spawn_rsl;
+use fleet_io_std::server::{spawn_rsl_with, LoopOptions, ServeOptions};
+use fleet_io_std::udp_batch::Syscalls;
 use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
 
@@ -62,6 +63,24 @@ enum ConfigCmd {
     },
 }
 
+/// `--syscalls` values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SyscallMode {
+    /// recvmmsg/sendmmsg: up to 32 datagrams per system call.
+    Batched,
+    /// One recv_from/send_to per datagram.
+    Single,
+}
+
+impl From<SyscallMode> for Syscalls {
+    fn from(m: SyscallMode) -> Syscalls {
+        match m {
+            SyscallMode::Batched => Syscalls::Batched,
+            SyscallMode::Single => Syscalls::Single,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum RslCmd {
     /// Runs replica `--id` of the cluster in `--config` until killed.
@@ -70,6 +89,15 @@ enum RslCmd {
         config: PathBuf,
         #[arg(long)]
         id: usize,
+        /// Durable mode: keep the replica's promises and votes in this directory (created
+        /// if missing), synced before any reply leaves. A replica killed and restarted with
+        /// its directory rejoins safely and fetches the data from the other replicas.
+        /// Without it, state is in memory only: never restart a crashed replica then.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// System calls for datagrams: `batched` (recvmmsg/sendmmsg) or `single`.
+        #[arg(long, value_enum, default_value_t = SyscallMode::Batched)]
+        syscalls: SyscallMode,
     },
     /// Writes KEY = VALUE.
     Put {
@@ -261,15 +289,20 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             say(ClusterFile::local(replicas, base_port).to_toml().trim_end());
         }
-        Cmd::Rsl(RslCmd::Serve { config, id }) => {
+        Cmd::Rsl(RslCmd::Serve { config, id, data_dir, syscalls }) => {
             let setup = rsl_setup(&config)?;
-            let every = (cli.verbose > 0).then_some(Duration::from_secs(1));
-            let server = spawn_rsl(&setup, id, every).map_err(|e| e.to_string())?;
-            eprintln!("replica {id} serving on {}", server.addr);
-            // Runs until the process is killed; `stop` only returns on a server error.
-            loop {
-                std::thread::park();
+            let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));
+            let options = ServeOptions {
+                loop_options: LoopOptions { stats_every, syscalls: syscalls.into() },
+                data_dir: data_dir.clone(),
+            };
+            let server = spawn_rsl_with(&setup, id, &options).map_err(|e| e.to_string())?;
+            match &data_dir {
+                Some(d) => eprintln!("replica {id} serving on {} (durable, data in {})", server.addr, d.display()),
+                None => eprintln!("replica {id} serving on {} (in memory)", server.addr),
             }
+            // Runs until the process is killed; it returns only on a server error.
+            server.wait().map_err(|e| format!("replica {id} stopped: {e}"))?;
         }
         Cmd::Rsl(RslCmd::Put { config, key, value }) => {
             let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
@@ -296,9 +329,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let every = (cli.verbose > 0).then_some(Duration::from_secs(1));
             let server = spawn_kv(&setup, id, every).map_err(|e| e.to_string())?;
             eprintln!("KV host {id} serving on {}", server.addr);
-            loop {
-                std::thread::park();
-            }
+            // Runs until the process is killed; it returns only on a server error.
+            server.wait().map_err(|e| format!("KV host {id} stopped: {e}"))?;
         }
         Cmd::Kv(KvCmd::Get { config, key }) => {
             let mut c = KvBlockingClient::connect(&kv_setup(&config)?).map_err(|e| e.to_string())?;
