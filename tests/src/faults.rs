@@ -4,8 +4,10 @@
 //! then clients; a KV simulator can number its hosts the same way). The schedule is a list of
 //! `(step, FaultEvent)` for the fault phase, then the *GST* (IronFleet's eventual synchrony):
 //! every partition heals, loss and duplication stop, delays become small, and no new fault
-//! happens. Crash-stopped hosts stay down; the schedule never crashes more hosts of a
-//! group than that group's budget (for RSL: a minority of replicas, so a quorum stays up).
+//! happens. Crashed hosts stay down unless their group is restartable and a `Restart` brings
+//! them back from durable state before GST; the schedule never has more hosts of a group
+//! down at once than that group's budget (for RSL: a minority of replicas, so a quorum
+//! stays up).
 
 use crate::clock::HostClock;
 use crate::net::NetFaults;
@@ -26,8 +28,11 @@ pub enum FaultEvent {
     },
     /// Remove every partition.
     Heal,
-    /// Crash-stop a host (its state is gone; it never comes back).
+    /// Crash a host: its memory is gone. It stays down unless a `Restart` follows.
     Crash(usize),
+    /// A crashed host of a restartable group comes back with only its durable state (RSL:
+    /// the acceptor's log; the application is rebuilt from peers).
+    Restart(usize),
     /// A host's clock jumps forward by this many microseconds.
     ClockJump(usize, u64),
     /// New network loss, duplication and delay rates.
@@ -39,8 +44,10 @@ pub enum FaultEvent {
 pub struct CrashGroup {
     /// Host indices in the group.
     pub hosts: Vec<usize>,
-    /// Most hosts of the group that may crash.
+    /// Most hosts of the group that may be down at once.
     pub max: usize,
+    /// Crashed hosts of the group may restart from durable state.
+    pub restartable: bool,
 }
 
 /// How hard a seed hits the system.
@@ -129,7 +136,9 @@ impl FaultSchedule {
         if profile.mean_gap_steps > 0 {
             let mut step = rng.below(profile.mean_gap_steps * 2);
             while step < steps {
-                let weights = [4u32, 3, profile.crash_weight, u32::from(profile.max_jump_us > 0), 3];
+                // Restarts are as likely as crashes (only crashed, restartable hosts restart).
+                let weights =
+                    [4u32, 3, profile.crash_weight, u32::from(profile.max_jump_us > 0), 3, profile.crash_weight];
                 let total: u32 = weights.iter().sum();
                 let mut pick = rng.below(u64::from(total)) as u32;
                 let mut kind = 0;
@@ -168,6 +177,21 @@ impl FaultSchedule {
                     3 => {
                         Some(FaultEvent::ClockJump(rng.below(hosts as u64) as usize, rng.range(1, profile.max_jump_us)))
                     }
+                    5 => {
+                        let g = rng.below(crash_groups.len() as u64) as usize;
+                        let group = crash_groups.get(g).filter(|g| g.restartable);
+                        let downed: Vec<usize> =
+                            group.map_or(Vec::new(), |g| g.hosts.iter().copied().filter(|h| down[*h]).collect());
+                        match downed.is_empty() {
+                            true => None,
+                            false => {
+                                let h = downed[rng.below(downed.len() as u64) as usize];
+                                down[h] = false;
+                                crashed[g] -= 1;
+                                Some(FaultEvent::Restart(h))
+                            }
+                        }
+                    }
                     _ => Some(FaultEvent::Net(random_net(
                         rng,
                         profile.max_loss_ppm,
@@ -205,8 +229,10 @@ pub struct FaultCounts {
     pub partitions: u64,
     /// Heals (before GST).
     pub heals: u64,
-    /// Hosts crash-stopped.
+    /// Hosts crashed.
     pub crashes: u64,
+    /// Crashed hosts restarted from durable state.
+    pub restarts: u64,
     /// Clock jumps.
     pub clock_jumps: u64,
     /// Changes of network rates.
@@ -222,6 +248,7 @@ impl FaultCounts {
             FaultEvent::Partition { .. } => self.partitions += 1,
             FaultEvent::Heal => self.heals += 1,
             FaultEvent::Crash(_) => self.crashes += 1,
+            FaultEvent::Restart(_) => self.restarts += 1,
             FaultEvent::ClockJump(..) => self.clock_jumps += 1,
             FaultEvent::Net(_) => self.net_changes += 1,
         }
@@ -232,6 +259,7 @@ impl FaultCounts {
         self.partitions += o.partitions;
         self.heals += o.heals;
         self.crashes += o.crashes;
+        self.restarts += o.restarts;
         self.clock_jumps += o.clock_jumps;
         self.net_changes += o.net_changes;
         self.planted += o.planted;

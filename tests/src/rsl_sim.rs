@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 
 use fleet_engine::rsl::apps::kv::{KvApp, KvAppError, KvOp, KvReply};
 use fleet_engine::rsl::batch;
+use fleet_engine::rsl::durable::DURABLE_RECORD_OVERHEAD_BYTES;
 use fleet_engine::rsl::proposer::Phase;
-use fleet_engine::rsl::{Ballot, Client, Params, Replica, RslConfig, RslMsg};
+use fleet_engine::rsl::{Ballot, Client, Params, Replica, RslConfig, RslMsg, Step};
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant, IpAddr, OutboxBuf};
 use fleet_proofs::checkers::liveness::LivenessChecker;
@@ -118,17 +119,21 @@ pub enum Plant {
     ForgeRequest,
     /// After GST every reply datagram is dropped (liveness).
     DropReplies,
+    /// A crashed replica restarts with an empty acceptor, as if its durable log were lost
+    /// (invariants: its promise and truncation point go back; in the worst case agreement).
+    AmnesiacRestart,
 }
 
 impl Plant {
     /// Every plant, for `--plant` parsing and help.
-    pub const ALL: [(&'static str, Plant); 6] = [
+    pub const ALL: [(&'static str, Plant); 7] = [
         ("none", Plant::None),
         ("forge-2b", Plant::ForgeTwoB),
         ("skip-phase1", Plant::SkipPhase1),
         ("forge-reply", Plant::ForgeReply),
         ("forge-request", Plant::ForgeRequest),
         ("drop-replies", Plant::DropReplies),
+        ("amnesiac-restart", Plant::AmnesiacRestart),
     ];
 
     /// Parses a `--plant` name.
@@ -305,6 +310,9 @@ pub fn tag_name(tag: u8) -> &'static str {
     }
 }
 
+/// A replica's durable log is compacted to its image at this many records.
+const MAX_DURABLE_RECORDS: usize = 256;
+
 /// The cluster under simulation.
 pub struct RslSim {
     /// Global time, microseconds.
@@ -315,6 +323,9 @@ pub struct RslSim {
     pub net: SimNet,
     /// Replicas; `None` is a crashed one.
     pub replicas: Vec<Option<Box<SimReplica>>>,
+    /// Each replica's durable log (what a durable binding wrote before sending): survives
+    /// a crash, and a restart replays it.
+    pub durable: Vec<Vec<Vec<u8>>>,
     /// Replica endpoints by index.
     pub replica_eps: Vec<Endpoint>,
     /// Clients.
@@ -347,6 +358,8 @@ pub struct RslSim {
     outbox: Option<Box<Outbox>>,
     keys: u8,
     last_ops: Vec<u64>,
+    /// The highest truncation point any acceptor has reached.
+    max_truncation: u64,
     planted: bool,
 }
 
@@ -387,6 +400,7 @@ impl RslSim {
             rng: Rng::new(seed),
             net: SimNet::new(options.faults),
             replicas,
+            durable: vec![Vec::new(); options.replicas],
             replica_eps,
             clients,
             clocks,
@@ -401,6 +415,7 @@ impl RslSim {
             stop_submitting: false,
             steps_at_now: 0,
             last_ops: vec![0; options.replicas],
+            max_truncation: 0,
             config,
             outbox: Some(Box::new(Outbox::new())),
             keys: options.keys.max(1),
@@ -500,11 +515,11 @@ impl RslSim {
                 let now = self.local(i);
                 let mut buf = self.outbox.take().expect("outbox present between steps");
                 let mut out = buf.outbox();
-                let changed = match self.replicas[i].as_mut() {
-                    Some(r) => r.tick(now, &mut out).durable_state_changed,
-                    None => false,
+                let step = match self.replicas[i].as_mut() {
+                    Some(r) => r.tick(now, &mut out),
+                    None => Step::default(),
                 };
-                self.after_replica_step(i, changed, &out);
+                self.after_replica_step(i, step, &out);
                 self.outbox = Some(buf);
                 return true;
             }
@@ -545,11 +560,11 @@ impl RslSim {
             }
             let mut buf = self.outbox.take().expect("outbox present between steps");
             let mut out = buf.outbox();
-            let changed = match self.replicas[i].as_mut() {
-                Some(r) => r.handle(now, from, bytes, &mut out).durable_state_changed,
-                None => false,
+            let step = match self.replicas[i].as_mut() {
+                Some(r) => r.handle(now, from, bytes, &mut out),
+                None => Step::default(),
             };
-            self.after_replica_step(i, changed, &out);
+            self.after_replica_step(i, step, &out);
             self.outbox = Some(buf);
         } else {
             let j = host - self.replicas.len();
@@ -600,12 +615,15 @@ impl RslSim {
     }
 
     /// Reports replica `i`'s step to the checkers, then sends its datagrams.
-    fn after_replica_step(&mut self, i: usize, durable_changed: bool, out: &fleet_engine::Outbox<'_>) {
+    fn after_replica_step(&mut self, i: usize, step: Step, out: &fleet_engine::Outbox<'_>) {
+        let durable_changed = step.durable_state_changed;
+        self.persist(i, step);
         let Some(r) = self.replicas[i].as_deref() else { return };
         let v = &mut self.violations;
         let acc = r.acceptor();
         let bal = |b: Ballot| (b.seqno, u64::from(b.proposer));
         let ev = Ev::Acceptor { replica: i, max_bal: bal(acc.max_bal), log_truncation_point: acc.log_truncation_point };
+        self.max_truncation = self.max_truncation.max(acc.log_truncation_point);
         self.checker.observe(&ev, v);
         if durable_changed {
             for vote in acc.votes() {
@@ -665,6 +683,12 @@ impl RslSim {
 
     /// Applies one fault.
     pub fn apply_fault(&mut self, e: FaultEvent) {
+        if let FaultEvent::Crash(h) = e {
+            if h < self.replicas.len() && !self.state_survives_crash_of(h) {
+                self.record(TraceKind::Note("crash skipped: it would take down the last replica holding the state"));
+                return;
+            }
+        }
         self.fault_counts.count(&e);
         self.record(TraceKind::Fault(e));
         let hosts = self.replicas.len() + self.clients.len();
@@ -682,6 +706,8 @@ impl RslSim {
             }
             FaultEvent::Heal => self.net.heal(),
             FaultEvent::Crash(h) if h < self.replicas.len() => self.crash(h),
+            FaultEvent::Restart(h) if h < self.replicas.len() => self.restart(h),
+            FaultEvent::Restart(_) => {}
             FaultEvent::Crash(h) => {
                 let j = h - self.replicas.len();
                 if let Some(c) = self.clients.get_mut(j) {
@@ -755,9 +781,86 @@ impl RslSim {
         self.history.iter().filter(|h| h.complete.is_some()).count()
     }
 
-    /// Crash-stops replica `i` (its state is gone).
+    /// Crashes replica `i`: its memory is gone, its durable log stays.
     pub fn crash(&mut self, i: usize) {
         self.replicas[i] = None;
+    }
+
+    /// Durable mode keeps the acceptor state, not the application: a restarted replica
+    /// rebuilds its application by state transfer from a replica that has executed past
+    /// every truncation point. A crash that would leave no such replica up would make the
+    /// cluster wait forever (safely) for state nobody has; the fault model rules it out,
+    /// as it rules out crashing a majority. See `docs/simulator.md`.
+    fn state_survives_crash_of(&self, h: usize) -> bool {
+        let truncation = self.max_truncation;
+        self.replicas
+            .iter()
+            .enumerate()
+            .any(|(i, r)| i != h && r.as_ref().is_some_and(|r| r.executor().ops_complete >= truncation))
+    }
+
+    /// Appends step `step`'s durable record to replica `i`'s log before any datagram of the
+    /// step is sent (the durable binding's rule); compacts long logs to the replica's image,
+    /// so restarts replay both forms.
+    fn persist(&mut self, i: usize, step: Step) {
+        let Some(r) = self.replicas[i].as_deref() else { return };
+        if !step.durable_state_changed {
+            return;
+        }
+        let mut buf = vec![0u8; 1472 + DURABLE_RECORD_OVERHEAD_BYTES];
+        match r.durable_record(&step, &mut buf) {
+            Ok(rec) => self.durable[i].push(rec.to_vec()),
+            Err(e) => {
+                self.violations.push(Violation::new("invariant", "durable record fits", format!("replica {i}: {e:?}")))
+            }
+        }
+        if self.durable[i].len() >= MAX_DURABLE_RECORDS {
+            let image: Result<Vec<Vec<u8>>, _> =
+                (0..r.durable_image_len()).map(|k| r.durable_image_record(k, &mut buf).map(<[u8]>::to_vec)).collect();
+            match image {
+                Ok(image) => self.durable[i] = image,
+                Err(e) => self.violations.push(Violation::new(
+                    "invariant",
+                    "durable image fits",
+                    format!("replica {i}: {e:?}"),
+                )),
+            }
+        }
+    }
+
+    /// Restarts crashed replica `i` from its durable log, with an empty application (the
+    /// planted `AmnesiacRestart` bug replays nothing). A log that does not replay is a
+    /// violation: the engine wrote it.
+    pub fn restart(&mut self, i: usize) {
+        if self.replicas[i].is_some() {
+            return;
+        }
+        // Planted only where there is something to forget.
+        let amnesia = self.options.plant == Plant::AmnesiacRestart && !self.durable[i].is_empty();
+        if amnesia {
+            self.fault_counts.planted += 1;
+            self.record(TraceKind::Planted("replica restarted without its durable log"));
+        }
+        let now = self.local(i);
+        let log: &[Vec<u8>] = if amnesia { &[] } else { &self.durable[i] };
+        let records = log.iter().map(Vec::as_slice);
+        match SimReplica::recover(self.config.clone(), i, SimApp::new(), now, records) {
+            Ok(r) => {
+                self.replicas[i] = Some(Box::new(r));
+                self.last_ops[i] = 0;
+                self.checker.observe(&RslEvent::Restarted { replica: i }, &mut self.violations);
+                let mut buf = self.outbox.take().expect("outbox present between steps");
+                let out = buf.outbox();
+                // Report the recovered acceptor at once: the monotonicity checks apply to it.
+                self.after_replica_step(i, Step::default(), &out);
+                self.outbox = Some(buf);
+            }
+            Err(e) => self.violations.push(Violation::new(
+                "invariant",
+                "a durable log replays (Replica::recover)",
+                format!("replica {i}: {e}"),
+            )),
+        }
     }
 
     /// Cuts replica `i` off from every other host, both ways.
@@ -854,7 +957,7 @@ impl RslSim {
             return;
         }
         let done = match self.options.plant {
-            Plant::None | Plant::DropReplies => false,
+            Plant::None | Plant::DropReplies | Plant::AmnesiacRestart => false,
             Plant::ForgeTwoB => self.plant_forge_2b(),
             Plant::SkipPhase1 => self.plant_skip_phase1(),
             Plant::ForgeReply => self.plant_forge_reply(),
@@ -878,8 +981,8 @@ impl RslSim {
         let mut buf = self.outbox.take().expect("outbox present between steps");
         let mut out = buf.outbox();
         let changed = match self.replicas[i].as_mut() {
-            Some(r) => r.handle(now, from, &bytes[..n], &mut out).durable_state_changed,
-            None => false,
+            Some(r) => r.handle(now, from, &bytes[..n], &mut out),
+            None => Step::default(),
         };
         self.after_replica_step(i, changed, &out);
         self.outbox = Some(buf);

@@ -38,6 +38,8 @@ pub enum TraceKind {
     Fault(crate::faults::FaultEvent),
     /// A planted bug acted.
     Planted(&'static str),
+    /// Something the simulator decided that a reader of the trace should know.
+    Note(&'static str),
     /// GST: faults stop.
     Gst,
 }
@@ -101,6 +103,7 @@ impl Trace {
                 TraceKind::Complete { client, seqno } => write!(s, "{} completes seqno {seqno}", host_name(client)),
                 TraceKind::Fault(f) => write!(s, "FAULT {f:?}"),
                 TraceKind::Planted(what) => write!(s, "PLANTED BUG: {what}"),
+                TraceKind::Note(what) => write!(s, "NOTE {what}"),
                 TraceKind::Gst => write!(s, "GST: partitions healed, loss and duplication off"),
             };
             if let Some((round, prop, phase, ops, max_bal)) = e.after {

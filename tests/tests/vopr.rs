@@ -25,13 +25,16 @@ fn a_hundred_seeds_pass_every_checker() {
     // minute; the vopr binary runs the full 5,000 (and more) in release.
     let c = cfg(2_000, Plant::None);
     let mut steps = 0;
+    let mut restarts = 0;
     for seed in 0..100 {
         let r = run_seed(seed, &c);
         assert!(r.violations.is_empty(), "{}\nreplay: {}", describe(&r), c.replay_command(seed));
         assert!(r.lin_unknown.is_none(), "seed {seed}: linearizability unknown");
         steps += r.fault_steps + r.liveness_steps;
+        restarts += r.faults.restarts;
     }
     assert!(steps >= 100 * 2_000);
+    assert!(restarts >= 10, "crashed replicas restarted from durable state {restarts} times");
 }
 
 #[test]
@@ -68,6 +71,11 @@ fn planted_bug_is_caught(plant: Plant, checker: &str, rule: &str, keep_going: bo
         }
     }
     panic!("{plant:?} was planted on only {caught} seeds");
+}
+
+#[test]
+fn invariant_checker_catches_a_restart_without_durable_state() {
+    planted_bug_is_caught(Plant::AmnesiacRestart, "invariant", "max_bal never decreases", false, 5);
 }
 
 #[test]

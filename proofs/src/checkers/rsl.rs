@@ -63,6 +63,13 @@ pub enum RslEvent<'a, A> {
         /// The replica's app state, abstracted to the spec's app type.
         app: &'a A,
     },
+    /// A crashed replica restarted from its durable state: its acceptor must be where it
+    /// was (ballots and truncation point keep their monotonicity across the restart), while
+    /// its executed prefix starts again from zero and is rebuilt from peers.
+    Restarted {
+        /// Replica index.
+        replica: usize,
+    },
     /// A replica sent a reply datagram to a client.
     ReplySent {
         /// Replica index.
@@ -282,6 +289,11 @@ impl<A> Checker<RslEvent<'_, A>> for MonotoneChecker {
                 }
                 e.2 = e.2.max(ops_complete);
             }
+            RslEvent::Restarted { replica } => {
+                if let Some(e) = self.last.get_mut(&replica) {
+                    e.2 = 0;
+                }
+            }
             _ => {}
         }
     }
@@ -498,7 +510,7 @@ impl<A: AppSpec, Co: RslCodec> Checker<RslEvent<'_, A>> for RslChecker<A, Co> {
     fn observe(&mut self, event: &RslEvent<'_, A>, out: &mut Vec<Violation>) {
         match *event {
             RslEvent::RequestSent { client, seqno, request } => self.refinement.request_sent(client, seqno, request),
-            RslEvent::Acceptor { .. } => self.monotone.observe(event, out),
+            RslEvent::Acceptor { .. } | RslEvent::Restarted { .. } => self.monotone.observe(event, out),
             RslEvent::Vote { .. } => self.paxos.observe(event, out),
             RslEvent::Executed { replica, ops_complete, digest, app } => {
                 self.monotone.observe(event, out);

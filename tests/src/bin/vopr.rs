@@ -186,10 +186,11 @@ fn main() -> ExitCode {
         t.sent, t.lost, t.dup, t.partitioned
     );
     println!(
-        "  faults         {} partitions, {} heals, {} crashes, {} clock jumps, {} rate changes, {} planted",
+        "  faults         {} partitions, {} heals, {} crashes, {} restarts, {} clock jumps, {} rate changes, {} planted",
         t.faults.partitions,
         t.faults.heals,
         t.faults.crashes,
+        t.faults.restarts,
         t.faults.clock_jumps,
         t.faults.net_changes,
         t.faults.planted
