@@ -110,21 +110,59 @@ fn peer_messages_from_unknown_endpoints_are_counted_and_dropped() {
     assert_eq!(r.acceptor(), &before);
 }
 
-#[test]
-fn heartbeats_truncate_the_log_at_the_quorum_th_highest_checkpoint() {
+/// Replica 1 votes for and executes operations 0..5 (2b from replica 0 and from itself).
+fn executed_five() -> SimReplica {
     let mut r = fresh(1);
     let mut store = Out::new();
     let mut out = store.outbox();
     for opn in 0..5 {
-        let msg = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch: Bytes(b"") });
-        let _ = r.handle(Instant::ZERO, eps()[0], &msg, &mut out);
+        let batch = Bytes(b"");
+        let _ = r.handle(Instant::ZERO, eps()[0], &encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch }), &mut out);
+        let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch, opn_ckpt: 0 });
+        let _ = r.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
+        let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
+        out.clear();
     }
-    let hb = |ckpt| encode(&RslMsg::Heartbeat { bal: Ballot::INITIAL, suspicious: false, opn_ckpt: ckpt });
-    let _ = r.handle(Instant::ZERO, eps()[0], &hb(4), &mut out);
-    assert_eq!(r.acceptor().log_truncation_point, 0, "one replica at 4 is not a quorum");
-    let _ = r.handle(Instant::ZERO, eps()[2], &hb(3), &mut out);
-    assert_eq!(r.acceptor().log_truncation_point, 3, "replicas 0 and 2 have executed 3");
-    assert_eq!(r.acceptor().votes().next().map(|v| v.opn), Some(3));
+    assert_eq!(r.status().ops_complete, 5);
+    r
+}
+
+fn heartbeat(ckpt: u64) -> Vec<u8> {
+    encode(&RslMsg::Heartbeat { bal: Ballot::INITIAL, suspicious: false, opn_ckpt: ckpt })
+}
+
+#[test]
+fn truncation_is_at_most_the_quorum_th_highest_checkpoint_and_ignores_silent_replicas() {
+    let mut r = executed_five();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    assert_eq!(r.acceptor().log_truncation_point, 0, "replica 0 reported 0: one replica at 5 is not a quorum");
+    let _ = r.handle(Instant::ZERO, eps()[0], &heartbeat(4), &mut out);
+    // Checkpoints 4 (r0), 5 (r1), 0 (r2, never heard from): the quorum-th highest is 4.
+    assert_eq!(r.acceptor().log_truncation_point, 4);
+    assert_eq!(r.acceptor().votes().next().map(|v| v.opn), Some(4), "votes below 4 are gone");
+}
+
+#[test]
+fn truncation_waits_for_a_live_replica_still_inside_the_log_until_it_falls_silent() {
+    let mut r = executed_five();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let _ = r.handle(Instant::ZERO, eps()[0], &heartbeat(4), &mut out);
+    assert_eq!(r.acceptor().log_truncation_point, 4);
+    let _ = r.handle(Instant::ZERO, eps()[2], &heartbeat(4), &mut out);
+    let _ = r.handle(Instant::ZERO, eps()[0], &heartbeat(5), &mut out);
+    // IronRSL would truncate at 5 (replicas 0 and 1); replica 2 is live and at 4.
+    assert_eq!(r.acceptor().log_truncation_point, 4, "a live replica inside the log holds truncation");
+    // Two heartbeat periods without a word from replica 2 (replica 0 keeps talking).
+    let period = fleet_engine::rsl::Params::default().heartbeat_period_ms;
+    for k in 1..=3 {
+        let now = Instant::from_micros(k * period * 1000);
+        let _ = r.tick(now, &mut out);
+        let _ = r.handle(now, eps()[0], &heartbeat(5), &mut out);
+        out.clear();
+    }
+    assert_eq!(r.acceptor().log_truncation_point, 5, "a silent replica no longer holds truncation");
 }
 
 #[test]

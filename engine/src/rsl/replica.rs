@@ -114,6 +114,10 @@ pub struct Replica<
     stats: Stats,
     heartbeat_at: Instant,
     retransmit_at: Instant,
+    /// Replicas heard from since the last heartbeat (bit per replica), and in the heartbeat
+    /// period before: the live set that truncation waits for.
+    heard: u64,
+    heard_before: u64,
     durable_changed: bool,
     /// The operation this step voted on (at most one: a step handles one 2a).
     durable_vote: Option<u64>,
@@ -145,6 +149,8 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             stats: Stats::default(),
             heartbeat_at: now,
             retransmit_at: now.plus_ms(config.params.retransmit_period_ms),
+            heard: 0,
+            heard_before: 0,
             durable_changed: false,
             durable_vote: None,
             batch_scratch: heapless::Vec::new(),
@@ -169,6 +175,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 None => Stats::bump(&mut self.stats.unknown_sender),
                 Some(sender) => {
                     if self.valid(&msg) {
+                        self.heard |= 1u64 << (sender % 64);
                         self.on_peer(now, sender, msg, out);
                     } else {
                         Stats::bump(&mut self.stats.invalid_messages);
@@ -189,6 +196,8 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         let p = self.config.params;
         if now >= self.heartbeat_at {
             self.heartbeat_at = now.plus_ms(p.heartbeat_period_ms);
+            self.heard_before = self.heard;
+            self.heard = 0;
             self.send_heartbeat(out);
         }
         if now >= self.retransmit_at {
@@ -701,9 +710,9 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             }
             // Action 3: nominate old values, then new batches, inside the window.
             progress |= self.nominate(now, out);
-            // Action 4: truncate the log at the quorum-th highest checkpoint.
+            // Action 4: truncate the log (at most at the quorum-th highest checkpoint).
             self.acceptor.record_checkpoint(self.me, self.executor.ops_complete);
-            let point = self.acceptor.quorum_checkpoint(quorum);
+            let point = self.truncation_target(quorum);
             if point > self.acceptor.log_truncation_point {
                 self.acceptor.truncate(point);
                 self.durable_changed = true;
@@ -716,6 +725,25 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 break;
             }
         }
+    }
+
+    /// Where the log may be truncated. IronRSL truncates at the quorum-th highest checkpoint,
+    /// cutting off every slower replica: it then needs a state transfer, and under load
+    /// (the state changing faster than a transfer completes) it may never catch up, while
+    /// each of its requests makes the supplier hash its whole state. Fleet also waits for
+    /// every replica heard from in the last two heartbeat periods whose checkpoint is still
+    /// inside the log: the leader's window (`truncation + max_log_length`) then throttles
+    /// proposals to what live replicas keep up with. Silent replicas, and replicas already
+    /// below the truncation point, do not hold it back. Truncating lower than IronRSL is
+    /// always safe: what matters is that nothing above the quorum-th checkpoint is dropped.
+    fn truncation_target(&self, quorum: usize) -> u64 {
+        let floor = self.acceptor.log_truncation_point;
+        let live = self.heard | self.heard_before | (1u64 << (self.me % 64));
+        (0..self.config.n())
+            .filter(|r| live & (1u64 << (r % 64)) != 0)
+            .map(|r| self.acceptor.checkpoint_of(r))
+            .filter(|&c| c >= floor)
+            .fold(self.acceptor.quorum_checkpoint(quorum), u64::min)
     }
 
     fn nominate(&mut self, now: Instant, out: &mut Outbox<'_>) -> bool {
@@ -874,6 +902,8 @@ where
             stats: self.stats,
             heartbeat_at: self.heartbeat_at,
             retransmit_at: self.retransmit_at,
+            heard: self.heard,
+            heard_before: self.heard_before,
             durable_changed: self.durable_changed,
             durable_vote: self.durable_vote,
             batch_scratch: self.batch_scratch.clone(),
@@ -898,6 +928,8 @@ where
             && self.transfer == other.transfer
             && self.heartbeat_at == other.heartbeat_at
             && self.retransmit_at == other.retransmit_at
+            && self.heard == other.heard
+            && self.heard_before == other.heard_before
     }
 }
 
@@ -926,6 +958,8 @@ where
         self.transfer.hash(state);
         self.heartbeat_at.hash(state);
         self.retransmit_at.hash(state);
+        self.heard.hash(state);
+        self.heard_before.hash(state);
     }
 }
 
@@ -946,6 +980,8 @@ where
             .field("transfer", &self.transfer)
             .field("heartbeat_at", &self.heartbeat_at)
             .field("retransmit_at", &self.retransmit_at)
+            .field("heard", &self.heard)
+            .field("heard_before", &self.heard_before)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }

@@ -235,12 +235,13 @@ fn a_replica_restarted_from_its_log_rejoins_and_catches_up() {
         false
     };
 
-    let done = |n: u64| {
-        move |nodes: &[Node; 3]| nodes.iter().all(|x| x.replica.as_ref().is_none_or(|r| r.status().ops_complete >= n))
-    };
-    assert!(run(&mut nodes, &mut queue, 6, &done(6)), "the cluster executes 6 requests");
+    let done =
+        |n: u64| move |nodes: &[Node; 3]| nodes.iter().all(|x| x.replica.as_ref().is_none_or(|r| r.app().value >= n));
+    assert!(run(&mut nodes, &mut queue, 6, &done(6)), "the cluster executes 6 requests (counter increments)");
     nodes[2].replica = None;
-    assert!(run(&mut nodes, &mut queue, 30, &done(30)), "two replicas go on without the third");
+    let went_on = run(&mut nodes, &mut queue, 30, &done(30));
+    let status: Vec<_> = nodes.iter().map(|n| n.replica.as_ref().map(|r| r.status())).collect();
+    assert!(went_on, "two replicas go on without the third: {status:#?}");
     let restarted = nodes[2].recover(2).unwrap();
     assert_eq!(restarted.status().ops_complete, 0, "the application state is not durable");
     nodes[2].replica = Some(restarted);
