@@ -161,28 +161,29 @@ fn a_killed_replica_restarted_from_its_data_dir_rejoins_through_state_transfer()
     assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
 }
 
+/// `fleet rsl serve --id ID --data-dir DIR` in the foreground; its exit status and stderr.
+fn serve_on(config: &Path, id: usize, dir: &Path) -> (bool, String) {
+    let out = std::process::Command::new(FLEET)
+        .args(["rsl", "serve", "--config", config.to_str().unwrap(), "--id", &id.to_string()])
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 #[test]
 fn a_data_dir_of_another_replica_is_refused_with_a_sentence() {
     let mut cluster = Durable::start("wrong-dir");
     cluster.kill(1);
-    // Replica 1 started on replica 0's directory (which replica 0 is using, too).
+    // Replica 1 started on replica 0's directory, while replica 0 uses it.
     let data0 = cluster.dir.join("data-0");
-    let out = std::process::Command::new(FLEET)
-        .args(["rsl", "serve", "--config", cluster.config.to_str().unwrap(), "--id", "1"])
-        .args(["--data-dir", data0.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, err) = serve_on(&cluster.config, 1, &data0);
+    assert!(!ok);
     assert!(err.contains("in use by another running server"), "{err}");
+    // The same once replica 0 is gone: the directory is still replica 0's.
     cluster.kill(0);
-    let out = std::process::Command::new(FLEET)
-        .args(["rsl", "serve", "--config", cluster.config.to_str().unwrap(), "--id", "1"])
-        .args(["--data-dir", data0.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, err) = serve_on(&cluster.config, 1, &data0);
+    assert!(!ok);
     assert!(err.contains("different replica"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }

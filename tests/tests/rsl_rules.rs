@@ -117,7 +117,8 @@ fn executed_five() -> SimReplica {
     let mut out = store.outbox();
     for opn in 0..5 {
         let batch = Bytes(b"");
-        let _ = r.handle(Instant::ZERO, eps()[0], &encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch }), &mut out);
+        let _ =
+            r.handle(Instant::ZERO, eps()[0], &encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch }), &mut out);
         let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch, opn_ckpt: 0 });
         let _ = r.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
         let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
