@@ -42,6 +42,17 @@ const MAX_STEPS_AT_ONE_INSTANT: u64 = 100_000;
 type Outbox = OutboxBuf<512, { 512 * 1024 }>;
 /// Wire tag of `RslMsg::Reply` (postcard variant index, after the 3-byte envelope).
 const REPLY_TAG: u8 = 6;
+const ONE_B_TAG: u8 = 2;
+
+/// What a replica's durable state is: promise, truncation point, 1b reply counter, votes
+/// and the proposer's ballot. A restart must bring back exactly this.
+type DurableView = (Ballot, u64, u64, Vec<(u64, Ballot, Vec<u8>)>, Ballot);
+
+fn durable_view(r: &SimReplica) -> DurableView {
+    let a = r.acceptor();
+    let votes = a.votes().map(|v| (v.opn, v.bal, v.batch.to_vec())).collect();
+    (a.max_bal, a.log_truncation_point, a.replies_sent(), votes, r.proposer().max_ballot_sent_1a)
+}
 type Ev<'a> = RslEvent<'a, SpecKv>;
 
 /// A client operation on the replicated KV app.
@@ -360,6 +371,11 @@ pub struct RslSim {
     last_ops: Vec<u64>,
     /// The highest truncation point any acceptor has reached.
     max_truncation: u64,
+    /// Each crashed replica's durable state at the moment it crashed.
+    at_crash: Vec<Option<DurableView>>,
+    /// Every 1b chunk each replica sent, by `(replica, reply_id, chunk)`: one reply id
+    /// names one reply for a replica's whole life, restarts included.
+    one_b_chunks: BTreeMap<(usize, u64, u8), Vec<u8>>,
     planted: bool,
 }
 
@@ -416,6 +432,8 @@ impl RslSim {
             steps_at_now: 0,
             last_ops: vec![0; options.replicas],
             max_truncation: 0,
+            at_crash: vec![None; options.replicas],
+            one_b_chunks: BTreeMap::new(),
             config,
             outbox: Some(Box::new(Outbox::new())),
             keys: options.keys.max(1),
@@ -663,6 +681,9 @@ impl RslSim {
     /// One datagram a replica sends: replies are checked against the spec, then it goes on
     /// the wire (unless a planted bug drops it).
     fn replica_sends(&mut self, i: usize, from: Endpoint, to: Endpoint, bytes: &[u8]) {
+        if bytes.get(3) == Some(&ONE_B_TAG) {
+            self.check_one_b_id(i, bytes);
+        }
         if bytes.get(3) == Some(&REPLY_TAG) {
             if let Ok(RslMsg::Reply { seqno, reply }) = wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes) {
                 let ev = Ev::ReplySent { replica: i, client: ep_id(to), seqno, reply: reply.0 };
@@ -673,6 +694,24 @@ impl RslSim {
             }
         }
         self.net.send(self.now, from, to, bytes, &mut self.rng);
+    }
+
+    /// A proposer tells the chunks of different 1b replies apart by their reply id: a
+    /// replica must never send two different chunks under one id (a restart that reused
+    /// ids could let a proposer splice two replies and miss a vote).
+    fn check_one_b_id(&mut self, i: usize, bytes: &[u8]) {
+        let Ok(RslMsg::OneB { reply_id, chunk, .. }) = wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes) else { return };
+        match self.one_b_chunks.get(&(i, reply_id, chunk)) {
+            Some(seen) if seen.as_slice() != bytes => self.violations.push(Violation::new(
+                "invariant",
+                "one 1b reply id names one reply (Message1b.i.dfy; rsl::durable keeps the counter)",
+                format!("replica {i} sent two different chunks {chunk} under reply id {reply_id}"),
+            )),
+            Some(_) => {}
+            None => {
+                self.one_b_chunks.insert((i, reply_id, chunk), bytes.to_vec());
+            }
+        }
     }
 
     /// Forgets checker history every live replica has passed.
@@ -783,7 +822,9 @@ impl RslSim {
 
     /// Crashes replica `i`: its memory is gone, its durable log stays.
     pub fn crash(&mut self, i: usize) {
-        self.replicas[i] = None;
+        if let Some(r) = self.replicas[i].take() {
+            self.at_crash[i] = Some(durable_view(&r));
+        }
     }
 
     /// Durable mode keeps the acceptor state, not the application: a restarted replica
@@ -846,6 +887,14 @@ impl RslSim {
         let records = log.iter().map(Vec::as_slice);
         match SimReplica::recover(self.config.clone(), i, SimApp::new(), now, records) {
             Ok(r) => {
+                let recovered = durable_view(&r);
+                if self.at_crash[i].as_ref().is_some_and(|before| *before != recovered) {
+                    self.violations.push(Violation::new(
+                        "invariant",
+                        "a restarted replica recovers its durable state (rsl::durable)",
+                        format!("replica {i}: {:?} at the crash, {recovered:?} after the restart", self.at_crash[i]),
+                    ));
+                }
                 self.replicas[i] = Some(Box::new(r));
                 self.last_ops[i] = 0;
                 self.checker.observe(&RslEvent::Restarted { replica: i }, &mut self.violations);

@@ -75,7 +75,7 @@ fn planted_bug_is_caught(plant: Plant, checker: &str, rule: &str, keep_going: bo
 
 #[test]
 fn invariant_checker_catches_a_restart_without_durable_state() {
-    planted_bug_is_caught(Plant::AmnesiacRestart, "invariant", "max_bal never decreases", false, 5);
+    planted_bug_is_caught(Plant::AmnesiacRestart, "invariant", "recovers its durable state", false, 5);
 }
 
 #[test]
