@@ -184,6 +184,36 @@ fn bad_logs_are_refused_with_the_record_named() {
     let n = wire::encode(Protocol::Durable, &other_leader, &mut buf).unwrap();
     assert!(matches!(replay(&[buf[..n].to_vec()]), Err(RecoverError::Inconsistent { record: 0, .. })));
 
+    // A vote below the truncation point the log already reached.
+    let truncated = DurableRecord { max_bal: Ballot::INITIAL, log_truncation_point: 5, vote: None, ..forged };
+    let n = wire::encode(Protocol::Durable, &truncated, &mut buf).unwrap();
+    let first = buf[..n].to_vec();
+    let low_vote = DurableRecord { vote: Some(Vote { opn: 4, bal: Ballot::INITIAL, batch: Bytes(b"") }), ..truncated };
+    let n = wire::encode(Protocol::Durable, &low_vote, &mut buf).unwrap();
+    assert!(matches!(replay(&[first, buf[..n].to_vec()]), Err(RecoverError::Inconsistent { record: 1, .. })));
+
+    // A later record votes at the same operation with a lower ballot than an earlier one.
+    let high = Ballot { seqno: 2, proposer: 0 };
+    let v_high = DurableRecord {
+        max_bal: high,
+        vote: Some(Vote { opn: 0, bal: high, batch: Bytes(b"") }),
+        log_truncation_point: 0,
+        ..forged
+    };
+    let n = wire::encode(Protocol::Durable, &v_high, &mut buf).unwrap();
+    let first = buf[..n].to_vec();
+    let v_low = DurableRecord { vote: Some(Vote { opn: 0, bal: Ballot::INITIAL, batch: Bytes(b"") }), ..v_high };
+    let n = wire::encode(Protocol::Durable, &v_low, &mut buf).unwrap();
+    assert!(matches!(replay(&[first, buf[..n].to_vec()]), Err(RecoverError::Inconsistent { record: 1, .. })));
+
+    // The reply counter never goes back.
+    let counted = DurableRecord { replies_sent: 7, vote: None, ..v_high };
+    let n = wire::encode(Protocol::Durable, &counted, &mut buf).unwrap();
+    let first = buf[..n].to_vec();
+    let uncounted = DurableRecord { replies_sent: 6, ..counted };
+    let n = wire::encode(Protocol::Durable, &uncounted, &mut buf).unwrap();
+    assert!(matches!(replay(&[first, buf[..n].to_vec()]), Err(RecoverError::Inconsistent { record: 1, .. })));
+
     let rsl_datagram = two_a(0);
     assert!(matches!(replay(&[rsl_datagram]), Err(RecoverError::Undecodable { record: 0, .. })));
 }
