@@ -109,7 +109,14 @@ pub enum ServerError {
 impl std::fmt::Display for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ServerError::Bind(a, e) => write!(f, "cannot listen on {a}: {e} (is another server using that port?)"),
+            ServerError::Bind(a, e) => {
+                let hint = match e.kind() {
+                    std::io::ErrorKind::AddrNotAvailable => "is that address one of this machine's?",
+                    std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges",
+                    _ => "is another server using that port?",
+                };
+                write!(f, "cannot listen on {a}: {e} ({hint})")
+            }
             ServerError::Config(m) => write!(f, "invalid configuration: {m}"),
             ServerError::Io(e) => write!(f, "network error: {e}"),
         }
@@ -150,7 +157,22 @@ pub fn run<H: Host>(
     stop: &AtomicBool,
     stats_every: Option<Duration>,
 ) -> Result<(), ServerError> {
-    let me = to_endpoint(socket.local_addr().map_err(ServerError::Io)?);
+    let me = socket.local_addr().map_err(ServerError::Io)?;
+    run_as(host, socket, me, clock, stop, stats_every)
+}
+
+/// Like [`run`], for a host whose own (advertised) address `me` is not the socket's local
+/// address, e.g. a replica bound with `--bind` behind a proxy or NAT: datagrams the host
+/// sends to `me` are fed back to it directly, and arrive from `me`.
+pub fn run_as<H: Host>(
+    host: &mut H,
+    socket: &UdpSocket,
+    me: SocketAddr,
+    clock: Clock,
+    stop: &AtomicBool,
+    stats_every: Option<Duration>,
+) -> Result<(), ServerError> {
+    let me = to_endpoint(me);
     let mut store = HeapOutbox::new(4096, 8 << 20);
     let mut buf = vec![0u8; 65536];
     let mut loopback: VecDeque<Vec<u8>> = VecDeque::new();
@@ -248,8 +270,21 @@ impl Drop for RunningServer {
 
 /// Binds replica `id`'s address and runs it on a new thread.
 pub fn spawn_rsl(setup: &RslSetup, id: usize, stats_every: Option<Duration>) -> Result<RunningServer, ServerError> {
+    spawn_rsl_at(setup, id, None, stats_every)
+}
+
+/// Like [`spawn_rsl`], but the socket binds `bind` (when given) instead of the replica's
+/// configured address. The engine and the peers keep using the configured (advertised)
+/// address: something else (a proxy, a NAT, a wildcard bind of the same port) must carry
+/// datagrams between the two. The returned server's `addr` is the bound address.
+pub fn spawn_rsl_at(
+    setup: &RslSetup,
+    id: usize,
+    bind: Option<SocketAddr>,
+    stats_every: Option<Duration>,
+) -> Result<RunningServer, ServerError> {
     let addr = *setup.addrs.get(id).ok_or_else(|| ServerError::Config(format!("--id {id} is not a replica")))?;
-    let socket = UdpSocket::bind(addr).map_err(|e| ServerError::Bind(addr, e))?;
+    let (socket, bound) = bind_socket(bind.unwrap_or(addr))?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let setup = setup.clone();
@@ -259,8 +294,15 @@ pub fn spawn_rsl(setup: &RslSetup, id: usize, stats_every: Option<Duration>) -> 
         .spawn(move || {
             let clock = Clock::start();
             let mut replica = build_replica(&setup, id, clock.now())?;
-            run(replica.as_mut(), &socket, clock, &flag, stats_every)
+            run_as(replica.as_mut(), &socket, addr, clock, &flag, stats_every)
         })
         .map_err(ServerError::Io)?;
-    Ok(RunningServer { stop, join: Some(join), addr })
+    Ok(RunningServer { stop, join: Some(join), addr: bound })
+}
+
+/// Binds `addr`; returns the socket and its actual local address (port 0 picks one).
+pub fn bind_socket(addr: SocketAddr) -> Result<(UdpSocket, SocketAddr), ServerError> {
+    let socket = UdpSocket::bind(addr).map_err(|e| ServerError::Bind(addr, e))?;
+    let bound = socket.local_addr().map_err(ServerError::Io)?;
+    Ok((socket, bound))
 }
