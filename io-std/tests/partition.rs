@@ -160,6 +160,7 @@ fn assert_healed_without_anomalies(what: &str, proxy: &Proxy, cluster: &Cluster,
     assert!(hung.is_empty(), "operations invoked after the heal timed out: {hung:?}: {ctx}");
     // The longest time without a completion, from the cut on: the failover's unavailability.
     let mut done: Vec<u64> = run.history.iter().filter_map(|r| r.complete_us).filter(|&c| c >= run.cut_us).collect();
+    done.push(run.cut_us);
     done.sort_unstable();
     let stall_ms = done.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) / 1000;
     assert!(stall_ms < 3 * VIEW_TIMEOUT_MS, "no operation completed for {stall_ms} ms after the cut: {ctx}");
