@@ -131,7 +131,13 @@ impl<const KB: usize, const VB: usize> App for StdKvApp<KB, VB> {
     }
 
     fn stage(staging: &mut Vec<u8>, offset: u64, bytes: &[u8]) -> Result<(), SnapshotError> {
-        // Chunks arrive in order (the engine checks), so staging only ever appends.
+        // Chunks of one snapshot arrive in order (the engine checks), so staging appends. The
+        // engine reuses one staging area for every transfer and does not clear it: a chunk at
+        // offset 0 begins a new snapshot (a second transfer, or one restarted afresh), so the
+        // bytes of an earlier one go.
+        if offset == 0 {
+            staging.clear();
+        }
         if offset != staging.len() as u64 {
             return Err(SnapshotError::OutOfRange);
         }
@@ -199,6 +205,32 @@ mod tests {
         let mut copy: StdKvApp<8, 16> = StdKvApp::new(100);
         copy.install(&staging, len as u64).unwrap();
         assert_eq!(copy, std_app);
+    }
+
+    /// Regression: staging only appended, so once one snapshot had been staged (installed,
+    /// or dropped part-way), every later transfer failed at its first chunk and a replica
+    /// that fell behind the truncation point a second time never caught up.
+    #[test]
+    fn a_second_snapshot_stages_over_the_first() {
+        type A = StdKvApp<8, 16>;
+        let mut src: A = StdKvApp::new(100);
+        put(&mut src, b"a", b"1");
+        let read = |app: &A| {
+            let mut bytes = vec![0u8; app.snapshot_len() as usize];
+            app.snapshot_read(0, &mut bytes);
+            bytes
+        };
+        let mut staging = A::new_staging();
+        let first = read(&src);
+        A::stage(&mut staging, 0, &first[..3]).unwrap(); // a transfer abandoned part-way
+        A::stage(&mut staging, 0, &first).unwrap();
+        let mut dst: A = StdKvApp::new(100);
+        dst.install(&staging, first.len() as u64).unwrap();
+        put(&mut src, b"b", b"2");
+        let second = read(&src);
+        A::stage(&mut staging, 0, &second).unwrap();
+        dst.install(&staging, second.len() as u64).unwrap();
+        assert_eq!(dst, src);
     }
 
     #[test]

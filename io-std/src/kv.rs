@@ -15,7 +15,9 @@ use fleet_engine::{Endpoint, Instant, Outbox};
 
 use crate::client::CallError;
 use crate::net::{to_endpoint, to_socket_addr, HeapOutbox};
-use crate::server::{run, stats_fields, Clock, Host, LoopOptions, RunningServer, ServerError, SERVER_STACK_BYTES};
+use crate::server::{
+    bind_socket, run_as, stats_fields, Clock, Host, LoopOptions, RunningServer, ServerError, SERVER_STACK_BYTES,
+};
 
 /// Most hosts in a std KV cluster.
 pub const KV_MAX_HOSTS: usize = 16;
@@ -101,8 +103,20 @@ impl Host for KvServerHost {
 
 /// Binds host `id`'s address and runs it on a new thread.
 pub fn spawn_kv(setup: &KvSetup, id: usize, stats_every: Option<Duration>) -> Result<RunningServer, ServerError> {
+    spawn_kv_at(setup, id, None, stats_every)
+}
+
+/// Like [`spawn_kv`], but the socket binds `bind` (when given) instead of the host's
+/// configured address, which the engine and the peers keep using (see
+/// [`crate::server::ServeOptions::bind`]). The returned server's `addr` is the bound address.
+pub fn spawn_kv_at(
+    setup: &KvSetup,
+    id: usize,
+    bind: Option<SocketAddr>,
+    stats_every: Option<Duration>,
+) -> Result<RunningServer, ServerError> {
     let addr = *setup.addrs.get(id).ok_or_else(|| ServerError::Config(format!("--id {id} is not a KV host")))?;
-    let socket = UdpSocket::bind(addr).map_err(|e| ServerError::Bind(addr, e))?;
+    let (socket, bound) = bind_socket(bind.unwrap_or(addr))?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let setup = setup.clone();
@@ -114,10 +128,11 @@ pub fn spawn_kv(setup: &KvSetup, id: usize, stats_every: Option<Duration>) -> Re
             let host =
                 KvServerHost::new(setup.config.clone(), id, store).map_err(|e| ServerError::Config(e.to_string()))?;
             let mut host = Box::new(host);
-            run(host.as_mut(), &socket, Clock::start(), &flag, &LoopOptions { stats_every, ..LoopOptions::default() })
+            let options = LoopOptions { stats_every, ..LoopOptions::default() };
+            run_as(host.as_mut(), &socket, addr, Clock::start(), &flag, &options)
         })
         .map_err(ServerError::Io)?;
-    Ok(RunningServer::new(stop, join, addr))
+    Ok(RunningServer::new(stop, join, bound))
 }
 
 /// What a blocking KV call returned.

@@ -222,7 +222,14 @@ pub enum ServerError {
 impl std::fmt::Display for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ServerError::Bind(a, e) => write!(f, "cannot listen on {a}: {e} (is another server using that port?)"),
+            ServerError::Bind(a, e) => {
+                let hint = match e.kind() {
+                    std::io::ErrorKind::AddrNotAvailable => "is that address one of this machine's?",
+                    std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges",
+                    _ => "is another server using that port?",
+                };
+                write!(f, "cannot listen on {a}: {e} ({hint})")
+            }
             ServerError::Config(m) => write!(f, "invalid configuration: {m}"),
             ServerError::Io(e) => write!(f, "network error: {e}"),
             ServerError::Storage(e) => write!(f, "storage error: {e}"),
@@ -281,7 +288,22 @@ pub fn run<H: Host>(
     stop: &AtomicBool,
     options: &LoopOptions,
 ) -> Result<(), ServerError> {
-    let me = to_endpoint(socket.local_addr().map_err(ServerError::Io)?);
+    let me = socket.local_addr().map_err(ServerError::Io)?;
+    run_as(host, socket, me, clock, stop, options)
+}
+
+/// Like [`run`], for a host whose own (advertised) address `me` is not the socket's local
+/// address, e.g. a replica bound with `--bind` behind a proxy or NAT: datagrams the host
+/// sends to `me` are fed back to it directly, and arrive from `me`.
+pub fn run_as<H: Host>(
+    host: &mut H,
+    socket: &UdpSocket,
+    me: SocketAddr,
+    clock: Clock,
+    stop: &AtomicBool,
+    options: &LoopOptions,
+) -> Result<(), ServerError> {
+    let me = to_endpoint(me);
     let mut io = BurstIo::new(socket, options.syscalls).map_err(ServerError::Io)?;
     let mut store = HeapOutbox::new(OUTBOX_SLOTS, OUTBOX_BYTES);
     let mut loopback: VecDeque<Vec<u8>> = VecDeque::new();
@@ -416,11 +438,20 @@ pub struct ServeOptions {
     /// Durable mode: the replica's data directory. Without it the replica keeps its state
     /// in memory only, and a crashed replica must not be restarted with the same identity.
     pub data_dir: Option<PathBuf>,
+    /// Bind the socket here instead of the replica's configured address. The engine and
+    /// the peers keep using the configured (advertised) address: something else (a proxy,
+    /// a NAT, a wildcard bind of the same port) must carry datagrams between the two. The
+    /// server's `addr` is then the bound address.
+    pub bind: Option<SocketAddr>,
 }
 
 /// Binds replica `id`'s address and runs it (in memory) on a new thread.
 pub fn spawn_rsl(setup: &RslSetup, id: usize, stats_every: Option<Duration>) -> Result<RunningServer, ServerError> {
-    let options = ServeOptions { loop_options: LoopOptions { stats_every, ..LoopOptions::default() }, data_dir: None };
+    let options = ServeOptions {
+        loop_options: LoopOptions { stats_every, ..LoopOptions::default() },
+        data_dir: None,
+        bind: None,
+    };
     spawn_rsl_with(setup, id, &options)
 }
 
@@ -428,7 +459,7 @@ pub fn spawn_rsl(setup: &RslSetup, id: usize, stats_every: Option<Duration>) -> 
 /// data directory (opened and replayed before this returns, so its errors surface here).
 pub fn spawn_rsl_with(setup: &RslSetup, id: usize, options: &ServeOptions) -> Result<RunningServer, ServerError> {
     let addr = *setup.addrs.get(id).ok_or_else(|| ServerError::Config(format!("--id {id} is not a replica")))?;
-    let socket = UdpSocket::bind(addr).map_err(|e| ServerError::Bind(addr, e))?;
+    let (socket, bound) = bind_socket(options.bind.unwrap_or(addr))?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let setup = setup.clone();
@@ -443,21 +474,28 @@ pub fn spawn_rsl_with(setup: &RslSetup, id: usize, options: &ServeOptions) -> Re
                 None => {
                     let replica = build_replica(&setup, id, clock.now());
                     let _ = ready_tx.send(replica.as_ref().err().map(|e| e.to_string()));
-                    run(replica?.as_mut(), &socket, clock, &flag, &options.loop_options)
+                    run_as(replica?.as_mut(), &socket, addr, clock, &flag, &options.loop_options)
                 }
                 Some(dir) => {
                     let host = DurableReplica::open(&setup, id, dir, clock.now()).map(Box::new);
                     let _ = ready_tx.send(host.as_ref().err().map(|e| e.to_string()));
-                    run(host?.as_mut(), &socket, clock, &flag, &options.loop_options)
+                    run_as(host?.as_mut(), &socket, addr, clock, &flag, &options.loop_options)
                 }
             }
         })
         .map_err(ServerError::Io)?;
     match ready_rx.recv() {
-        Ok(None) => Ok(RunningServer { stop, join: Some(join), addr }),
+        Ok(None) => Ok(RunningServer { stop, join: Some(join), addr: bound }),
         Ok(Some(_)) | Err(_) => match join.join() {
             Ok(Err(e)) => Err(e),
             _ => Err(ServerError::Config("the server thread failed to start".into())),
         },
     }
+}
+
+/// Binds `addr`; returns the socket and its actual local address (port 0 picks one).
+pub fn bind_socket(addr: SocketAddr) -> Result<(UdpSocket, SocketAddr), ServerError> {
+    let socket = UdpSocket::bind(addr).map_err(|e| ServerError::Bind(addr, e))?;
+    let bound = socket.local_addr().map_err(ServerError::Io)?;
+    Ok((socket, bound))
 }

@@ -3,61 +3,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fleet_io_std::bench::{run_rsl, BenchOptions};
-use fleet_io_std::client::RslClient;
-use fleet_io_std::config::{ClusterFile, RslSetup};
+use fleet_io_std::config::ClusterFile;
 use fleet_io_std::procs::{free_udp_ports, scratch_dir, Children};
-use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, Verdict};
+use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
+use support::{first_completion_after, fleet, read_history, Cluster, FLEET};
 
-const FLEET: &str = env!("CARGO_BIN_EXE_fleet");
 const VIEW_TIMEOUT_MS: u64 = 1000;
 
-struct Cluster {
-    children: Children,
-    setup: RslSetup,
-    config: PathBuf,
-    dir: PathBuf,
-}
-
 fn start_cluster(tag: &str) -> Cluster {
-    let dir = scratch_dir(tag).unwrap();
-    let ports = free_udp_ports(3).unwrap();
-    let mut file = ClusterFile::local(3, 0);
-    let rsl = file.rsl.as_mut().unwrap();
-    rsl.replicas = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    rsl.baseline_view_timeout_ms = Some(VIEW_TIMEOUT_MS);
-    file.kv = None;
-    let config = dir.join("cluster.toml");
-    std::fs::write(&config, file.to_toml()).unwrap();
-    let mut children = Children::default();
-    for id in 0..3 {
-        let log = dir.join(format!("rsl-{id}.log"));
-        children
-            .spawn(
-                Path::new(FLEET),
-                &["rsl", "serve", "--config", config.to_str().unwrap(), "--id", &id.to_string()],
-                &log,
-            )
-            .unwrap();
-    }
-    let setup = file.rsl().unwrap();
-    let mut c = RslClient::connect(&setup).unwrap();
-    c.put(b"ready", b"1", Duration::from_secs(10)).expect("the cluster comes up within 10 s");
-    Cluster { children, setup, config, dir }
-}
-
-fn fleet(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(FLEET).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Cluster::start(tag, VIEW_TIMEOUT_MS)
 }
 
 #[test]
@@ -88,14 +49,8 @@ fn a_killed_leader_loses_no_acknowledged_operation_and_service_resumes_within_tw
     assert!(result.ops > 100, "{}", result.summary());
     let report = check_kv_history_file(&history, &Budget::default()).unwrap();
     assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
-    let text = std::fs::read_to_string(&history).unwrap();
-    let resumed = text
-        .lines()
-        .map(|l| serde_json::from_str::<HistoryRecord>(l).unwrap())
-        .filter(|r| r.status == RecordStatus::Ok && r.invoke_us >= killed_at_us)
-        .filter_map(|r| r.complete_us)
-        .min()
-        .expect("operations completed after the kill");
+    let resumed =
+        first_completion_after(&read_history(&history), killed_at_us).expect("operations completed after the kill");
     let gap_ms = (resumed - killed_at_us) / 1000;
     assert!(gap_ms < 2 * VIEW_TIMEOUT_MS, "service resumed {gap_ms} ms after the kill");
 }

@@ -1,5 +1,6 @@
 //! The `fleet` command: run servers, talk to clusters, benchmark, check histories, demo.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use clap::{Parser, Subcommand};
 use fleet_io_std::bench::{run_kv, run_rsl, BenchOptions};
 use fleet_io_std::client::RslClient;
 use fleet_io_std::config::ClusterFile;
-use fleet_io_std::kv::{spawn_kv, KvBlockingClient};
+use fleet_io_std::kv::{spawn_kv_at, KvBlockingClient};
 use fleet_io_std::server::{spawn_rsl_with, LoopOptions, ServeOptions};
 use fleet_io_std::udp_batch::Syscalls;
 use fleet_proofs::history::{check_kv_history_file, Verdict};
@@ -98,6 +99,13 @@ enum RslCmd {
         /// System calls for datagrams: `batched` (recvmmsg/sendmmsg) or `single`.
         #[arg(long, value_enum, default_value_t = SyscallMode::Batched)]
         syscalls: SyscallMode,
+        /// Bind the socket to this address instead of the configured one. The replica still
+        /// goes by the config's (advertised) address, and knows its peers by theirs: peers
+        /// must see this socket's datagrams come from the advertised address, e.g. through
+        /// a NAT or proxy that forwards it here, or a wildcard bind (0.0.0.0:PORT) of the
+        /// advertised port.
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<SocketAddr>,
     },
     /// Writes KEY = VALUE.
     Put {
@@ -128,6 +136,13 @@ enum KvCmd {
         config: PathBuf,
         #[arg(long)]
         id: usize,
+        /// Bind the socket to this address instead of the configured one. The host still
+        /// goes by the config's (advertised) address, and knows its peers by theirs: peers
+        /// must see this socket's datagrams come from the advertised address, e.g. through
+        /// a NAT or proxy that forwards it here, or a wildcard bind (0.0.0.0:PORT) of the
+        /// advertised port.
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<SocketAddr>,
     },
     /// Reads KEY (a u64).
     Get {
@@ -273,6 +288,14 @@ fn bench(
     Ok(())
 }
 
+/// " (advertised as A)" when `--bind` moved the socket off the configured address.
+fn advertised(addrs: &[SocketAddr], id: usize, bind: Option<SocketAddr>) -> String {
+    match (bind, addrs.get(id)) {
+        (Some(_), Some(a)) => format!(" (advertised as {a})"),
+        _ => String::new(),
+    }
+}
+
 fn kv_setup(path: &std::path::Path) -> Result<fleet_io_std::kv::KvSetup, String> {
     ClusterFile::load(path).and_then(|f| f.kv()).map_err(|e| e.to_string())
 }
@@ -289,17 +312,27 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             say(ClusterFile::local(replicas, base_port).to_toml().trim_end());
         }
-        Cmd::Rsl(RslCmd::Serve { config, id, data_dir, syscalls }) => {
+        Cmd::Rsl(RslCmd::Serve { config, id, data_dir, syscalls, bind }) => {
             let setup = rsl_setup(&config)?;
             let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));
             let options = ServeOptions {
                 loop_options: LoopOptions { stats_every, syscalls: syscalls.into() },
                 data_dir: data_dir.clone(),
+                bind,
             };
             let server = spawn_rsl_with(&setup, id, &options).map_err(|e| e.to_string())?;
             match &data_dir {
-                Some(d) => eprintln!("replica {id} serving on {} (durable, data in {})", server.addr, d.display()),
-                None => eprintln!("replica {id} serving on {} (in memory)", server.addr),
+                Some(d) => eprintln!(
+                    "replica {id} serving on {}{} (durable, data in {})",
+                    server.addr,
+                    advertised(&setup.addrs, id, bind),
+                    d.display()
+                ),
+                None => eprintln!(
+                    "replica {id} serving on {}{} (in memory)",
+                    server.addr,
+                    advertised(&setup.addrs, id, bind)
+                ),
             }
             // Runs until the process is killed; it returns only on a server error.
             server.wait().map_err(|e| format!("replica {id} stopped: {e}"))?;
@@ -324,11 +357,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             c.delete(key.as_bytes(), TIMEOUT).map_err(|e| e.to_string())?;
             say("ok");
         }
-        Cmd::Kv(KvCmd::Serve { config, id }) => {
+        Cmd::Kv(KvCmd::Serve { config, id, bind }) => {
             let setup = kv_setup(&config)?;
             let every = (cli.verbose > 0).then_some(Duration::from_secs(1));
-            let server = spawn_kv(&setup, id, every).map_err(|e| e.to_string())?;
-            eprintln!("KV host {id} serving on {}", server.addr);
+            let server = spawn_kv_at(&setup, id, bind, every).map_err(|e| e.to_string())?;
+            eprintln!("KV host {id} serving on {}{}", server.addr, advertised(&setup.addrs, id, bind));
             // Runs until the process is killed; it returns only on a server error.
             server.wait().map_err(|e| format!("KV host {id} stopped: {e}"))?;
         }

@@ -1,0 +1,173 @@
+//! Shared by the multi-process tests: `fleet rsl serve` children, the CLI, histories, the
+//! replicas' stats lines, and a fault-injecting proxy. Every wait is bounded in time.
+
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+pub mod proxy;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fleet_io_std::client::RslClient;
+use fleet_io_std::config::{ClusterFile, RslSetup};
+use fleet_io_std::procs::{free_udp_ports, scratch_dir, Children};
+use fleet_proofs::history::{HistoryRecord, RecordStatus};
+
+/// The `fleet` executable under test.
+pub const FLEET: &str = env!("CARGO_BIN_EXE_fleet");
+
+/// A 3-replica RSL cluster of child processes (SIGKILLed when this drops).
+pub struct Cluster {
+    /// The replica processes; child `i` is replica `i`.
+    pub children: Children,
+    /// The validated config (advertised addresses).
+    pub setup: RslSetup,
+    /// The config file.
+    pub config: PathBuf,
+    /// Scratch directory with the config, the logs and histories.
+    pub dir: PathBuf,
+    /// Replica `i`'s log (stderr and stdout).
+    pub logs: Vec<PathBuf>,
+}
+
+/// How to start a cluster.
+pub struct ClusterOptions<'a> {
+    /// Names the scratch directory.
+    pub tag: &'a str,
+    /// The replicas' advertised addresses; `None`: free loopback ports.
+    pub advertised: Option<Vec<SocketAddr>>,
+    /// Addresses the replicas bind instead (`--bind`), e.g. behind a proxy.
+    pub bind: Option<Vec<SocketAddr>>,
+    /// The config's `baseline_view_timeout_ms`.
+    pub view_timeout_ms: u64,
+    /// Run the replicas with `-v`: a stats line per second in their logs.
+    pub stats_lines: bool,
+}
+
+impl Cluster {
+    /// Three replicas on free loopback ports.
+    pub fn start(tag: &str, view_timeout_ms: u64) -> Cluster {
+        Cluster::start_with(&ClusterOptions { tag, advertised: None, bind: None, view_timeout_ms, stats_lines: false })
+    }
+
+    /// Writes the config, starts the replicas and waits (at most 10 s) until a write commits.
+    pub fn start_with(o: &ClusterOptions<'_>) -> Cluster {
+        let dir = scratch_dir(o.tag).unwrap();
+        let advertised = o.advertised.clone().unwrap_or_else(|| {
+            free_udp_ports(3).unwrap().into_iter().map(|p| SocketAddr::from(([127, 0, 0, 1], p))).collect()
+        });
+        let mut file = ClusterFile::local(advertised.len(), 0);
+        let rsl = file.rsl.as_mut().unwrap();
+        rsl.replicas = advertised.iter().map(ToString::to_string).collect();
+        rsl.baseline_view_timeout_ms = Some(o.view_timeout_ms);
+        file.kv = None;
+        let config = dir.join("cluster.toml");
+        std::fs::write(&config, file.to_toml()).unwrap();
+        let mut children = Children::default();
+        let mut logs = Vec::new();
+        for id in 0..advertised.len() {
+            let log = dir.join(format!("rsl-{id}.log"));
+            let id_arg = id.to_string();
+            let mut args = vec!["rsl", "serve", "--config", config.to_str().unwrap(), "--id", &id_arg];
+            let bind = o.bind.as_ref().map(|b| b[id].to_string());
+            if let Some(b) = &bind {
+                args.extend(["--bind", b]);
+            }
+            if o.stats_lines {
+                args.push("-v");
+            }
+            children.spawn(Path::new(FLEET), &args, &log).unwrap();
+            logs.push(log);
+        }
+        let setup = file.rsl().unwrap();
+        let mut c = RslClient::connect(&setup).unwrap();
+        c.put(b"ready", b"1", Duration::from_secs(10)).expect("the cluster comes up within 10 s");
+        Cluster { children, setup, config, dir, logs }
+    }
+
+    /// The last stats line of every replica (`None` for one that has logged none yet).
+    pub fn stats(&self) -> Vec<Option<StatsLine>> {
+        self.logs.iter().map(|l| last_stats(l)).collect()
+    }
+
+    /// Polls the stats lines every 100 ms until `done` holds, for at most `limit`; the
+    /// lines that satisfied it, or a message with the last lines seen.
+    pub fn wait_for_stats(
+        &self,
+        limit: Duration,
+        done: impl Fn(&[Option<StatsLine>]) -> bool,
+    ) -> Result<Vec<Option<StatsLine>>, String> {
+        let start = Instant::now();
+        loop {
+            let s = self.stats();
+            if done(&s) {
+                return Ok(s);
+            }
+            if start.elapsed() >= limit {
+                return Err(format!("after {limit:?}, the replicas' last stats lines: {s:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Runs `fleet args...`: (success, stdout, stderr).
+pub fn fleet(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(FLEET).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The protocol position a replica logs once per second with `-v`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatsLine {
+    /// The view (seqno, proposer) the replica is in.
+    pub view: (u64, u64),
+    /// Whether it leads that view.
+    pub leader: bool,
+    /// Operations it executed.
+    pub executed: u64,
+}
+
+/// Parses the `view=(s,p) leader=b executed=n` fields of a stats line.
+pub fn parse_stats(line: &str) -> Option<StatsLine> {
+    let rest = &line[line.find("view=(")? + "view=(".len()..];
+    let (seqno, rest) = rest.split_once(',')?;
+    let (proposer, rest) = rest.split_once(')')?;
+    let field = |name: &str| rest.split_whitespace().find_map(|w| w.strip_prefix(name));
+    Some(StatsLine {
+        view: (seqno.trim().parse().ok()?, proposer.trim().parse().ok()?),
+        leader: field("leader=")?.parse().ok()?,
+        executed: field("executed=")?.parse().ok()?,
+    })
+}
+
+/// The last stats line in a replica's log.
+pub fn last_stats(log: &Path) -> Option<StatsLine> {
+    std::fs::read_to_string(log).ok()?.lines().rev().find_map(parse_stats)
+}
+
+/// The records of a history file.
+pub fn read_history(path: &Path) -> Vec<HistoryRecord> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines().map(|l| serde_json::from_str::<HistoryRecord>(l).unwrap()).collect()
+}
+
+/// The earliest completion of an operation invoked at or after `t_us` (history time), if any.
+pub fn first_completion_after(history: &[HistoryRecord], t_us: u64) -> Option<u64> {
+    history.iter().filter(|r| r.status == RecordStatus::Ok && r.invoke_us >= t_us).filter_map(|r| r.complete_us).min()
+}
+
+/// How many operations invoked at or after `from_us` completed before `to_us`.
+pub fn completed_between(history: &[HistoryRecord], from_us: u64, to_us: u64) -> usize {
+    history
+        .iter()
+        .filter(|r| r.status == RecordStatus::Ok && r.invoke_us >= from_us)
+        .filter(|r| r.complete_us.is_some_and(|c| c < to_us))
+        .count()
+}
