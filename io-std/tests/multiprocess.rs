@@ -42,7 +42,7 @@ fn a_killed_leader_loses_no_acknowledged_operation_and_service_resumes_within_tw
         let bench = s.spawn(|| run_rsl(&setup, &opts));
         std::thread::sleep(Duration::from_millis(1500));
         let at = start.elapsed().as_micros() as u64;
-        cluster.children.kill(0); // replica 0 leads the first view
+        cluster.kill(0); // replica 0 leads the first view
         (at, bench.join().unwrap())
     });
     let result = result.unwrap();

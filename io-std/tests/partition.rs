@@ -45,6 +45,7 @@ fn proxied_cluster(tag: &str) -> (Proxy, Cluster) {
         bind: Some(proxy.private.clone()),
         view_timeout_ms: VIEW_TIMEOUT_MS,
         stats_lines: true,
+        data_dirs: false,
     });
     (proxy, cluster)
 }

@@ -6,78 +6,33 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fleet_io_std::bench::{run_rsl, BenchOptions};
-use fleet_io_std::client::RslClient;
-use fleet_io_std::config::{ClusterFile, RslSetup};
-use fleet_io_std::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, Verdict};
 use fleet_proofs::Budget;
+use support::{last_stats, Cluster, ClusterOptions, FLEET};
 
-const FLEET: &str = env!("CARGO_BIN_EXE_fleet");
 const VIEW_TIMEOUT_MS: u64 = 1000;
 
-struct Durable {
-    children: Children,
-    setup: RslSetup,
-    config: PathBuf,
-    dir: PathBuf,
-    /// Child index of each replica's current process.
-    child_of: [usize; 3],
+/// Three durable replicas (`--data-dir`) with stats lines.
+fn durable_cluster(tag: &str) -> Cluster {
+    Cluster::start_with(&ClusterOptions {
+        tag,
+        advertised: None,
+        bind: None,
+        view_timeout_ms: VIEW_TIMEOUT_MS,
+        stats_lines: true,
+        data_dirs: true,
+    })
 }
 
-impl Durable {
-    fn start(tag: &str) -> Durable {
-        let dir = scratch_dir(tag).unwrap();
-        let ports = free_udp_ports(3).unwrap();
-        let mut file = ClusterFile::local(3, 0);
-        let rsl = file.rsl.as_mut().unwrap();
-        rsl.replicas = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        rsl.baseline_view_timeout_ms = Some(VIEW_TIMEOUT_MS);
-        file.kv = None;
-        let config = dir.join("cluster.toml");
-        std::fs::write(&config, file.to_toml()).unwrap();
-        let setup = file.rsl().unwrap();
-        let mut cluster = Durable { children: Children::default(), setup, config, dir, child_of: [0; 3] };
-        for id in 0..3 {
-            cluster.spawn(id, "first");
-        }
-        let mut c = RslClient::connect(&cluster.setup).unwrap();
-        c.put(b"ready", b"1", Duration::from_secs(10)).expect("the cluster comes up within 10 s");
-        cluster
-    }
-
-    fn log(&self, id: usize, run: &str) -> PathBuf {
-        self.dir.join(format!("rsl-{id}-{run}.log"))
-    }
-
-    fn spawn(&mut self, id: usize, run: &str) {
-        let data = self.dir.join(format!("data-{id}"));
-        let args = [
-            "-v",
-            "rsl",
-            "serve",
-            "--config",
-            self.config.to_str().unwrap(),
-            "--id",
-            &id.to_string(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ];
-        self.child_of[id] = self.children.spawn(Path::new(FLEET), &args, &self.log(id, run)).unwrap();
-    }
-
-    fn kill(&mut self, id: usize) {
-        self.children.kill(self.child_of[id]);
-    }
-}
-
-/// The last `executed=` figure a replica's stats lines report.
+/// The last `executed=` figure of a replica's stats lines.
 fn executed(log: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(log).ok()?;
-    text.lines().rev().find_map(|l| l.split_whitespace().find_map(|f| f.strip_prefix("executed=")?.parse().ok()))
+    last_stats(log).map(|s| s.executed)
 }
 
 fn bench(history: &Path, seconds: u64) -> BenchOptions {
@@ -96,7 +51,7 @@ fn bench(history: &Path, seconds: u64) -> BenchOptions {
 
 #[test]
 fn a_killed_replica_restarted_from_its_data_dir_rejoins_through_state_transfer() {
-    let mut cluster = Durable::start("restart");
+    let mut cluster = durable_cluster("restart");
     let setup = cluster.setup.clone();
 
     // Phase 1: load; replica 2 (a follower) is killed, the others go on, then it restarts
@@ -119,8 +74,8 @@ fn a_killed_replica_restarted_from_its_data_dir_rejoins_through_state_transfer()
 
     // The restarted replica replayed its log and caught up with the leader's execution
     // (operation numbers: each executes one batch of requests).
-    let restarted_log = cluster.log(2, "restarted");
-    let target = executed(&cluster.log(0, "first")).expect("the leader logs its stats");
+    let restarted_log = cluster.logs[2].clone();
+    let target = executed(&cluster.logs[0]).expect("the leader logs its stats");
     assert!(target > 20, "the leader executed {target} batches");
     let deadline = Instant::now() + Duration::from_secs(15);
     while executed(&restarted_log).is_none_or(|e| e < target) && Instant::now() < deadline {
@@ -173,7 +128,7 @@ fn serve_on(config: &Path, id: usize, dir: &Path) -> (bool, String) {
 
 #[test]
 fn a_data_dir_of_another_replica_is_refused_with_a_sentence() {
-    let mut cluster = Durable::start("wrong-dir");
+    let mut cluster = durable_cluster("wrong-dir");
     cluster.kill(1);
     // Replica 1 started on replica 0's directory, while replica 0 uses it.
     let data0 = cluster.dir.join("data-0");

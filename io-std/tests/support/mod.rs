@@ -28,8 +28,12 @@ pub struct Cluster {
     pub config: PathBuf,
     /// Scratch directory with the config, the logs and histories.
     pub dir: PathBuf,
-    /// Replica `i`'s log (stderr and stdout).
+    /// Replica `i`'s log (stderr and stdout) of its current process.
     pub logs: Vec<PathBuf>,
+    /// Replica `i`'s `fleet` arguments, to start it again after a kill.
+    args: Vec<Vec<String>>,
+    /// Child index of replica `i`'s current process.
+    child_of: Vec<usize>,
 }
 
 /// How to start a cluster.
@@ -44,12 +48,21 @@ pub struct ClusterOptions<'a> {
     pub view_timeout_ms: u64,
     /// Run the replicas with `-v`: a stats line per second in their logs.
     pub stats_lines: bool,
+    /// Durable mode: replica `i` keeps its state in `DIR/data-i` (`--data-dir`).
+    pub data_dirs: bool,
 }
 
 impl Cluster {
     /// Three replicas on free loopback ports.
     pub fn start(tag: &str, view_timeout_ms: u64) -> Cluster {
-        Cluster::start_with(&ClusterOptions { tag, advertised: None, bind: None, view_timeout_ms, stats_lines: false })
+        Cluster::start_with(&ClusterOptions {
+            tag,
+            advertised: None,
+            bind: None,
+            view_timeout_ms,
+            stats_lines: false,
+            data_dirs: false,
+        })
     }
 
     /// Writes the config, starts the replicas and waits (at most 10 s) until a write commits.
@@ -65,26 +78,54 @@ impl Cluster {
         file.kv = None;
         let config = dir.join("cluster.toml");
         std::fs::write(&config, file.to_toml()).unwrap();
-        let mut children = Children::default();
-        let mut logs = Vec::new();
+        let mut cluster = Cluster {
+            children: Children::default(),
+            setup: file.rsl().unwrap(),
+            config: config.clone(),
+            dir: dir.clone(),
+            logs: Vec::new(),
+            args: Vec::new(),
+            child_of: Vec::new(),
+        };
         for id in 0..advertised.len() {
-            let log = dir.join(format!("rsl-{id}.log"));
-            let id_arg = id.to_string();
-            let mut args = vec!["rsl", "serve", "--config", config.to_str().unwrap(), "--id", &id_arg];
-            let bind = o.bind.as_ref().map(|b| b[id].to_string());
-            if let Some(b) = &bind {
-                args.extend(["--bind", b]);
+            let mut args = vec!["rsl", "serve", "--config", config.to_str().unwrap()]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>();
+            args.extend(["--id".to_string(), id.to_string()]);
+            if let Some(b) = &o.bind {
+                args.extend(["--bind".to_string(), b[id].to_string()]);
+            }
+            if o.data_dirs {
+                args.extend(["--data-dir".to_string(), dir.join(format!("data-{id}")).to_str().unwrap().to_string()]);
             }
             if o.stats_lines {
-                args.push("-v");
+                args.push("-v".to_string());
             }
-            children.spawn(Path::new(FLEET), &args, &log).unwrap();
-            logs.push(log);
+            cluster.args.push(args);
+            cluster.logs.push(PathBuf::new());
+            cluster.child_of.push(0);
+            cluster.spawn(id, "first");
         }
-        let setup = file.rsl().unwrap();
-        let mut c = RslClient::connect(&setup).unwrap();
+        let mut c = RslClient::connect(&cluster.setup).unwrap();
         c.put(b"ready", b"1", Duration::from_secs(10)).expect("the cluster comes up within 10 s");
-        Cluster { children, setup, config, dir, logs }
+        cluster
+    }
+
+    /// Starts replica `id`'s process (again) with its arguments; its log is named after `run`.
+    pub fn spawn(&mut self, id: usize, run: &str) {
+        let log = match run {
+            "first" => self.dir.join(format!("rsl-{id}.log")),
+            _ => self.dir.join(format!("rsl-{id}-{run}.log")),
+        };
+        let args: Vec<&str> = self.args[id].iter().map(String::as_str).collect();
+        self.child_of[id] = self.children.spawn(Path::new(FLEET), &args, &log).unwrap();
+        self.logs[id] = log;
+    }
+
+    /// SIGKILLs replica `id`'s current process.
+    pub fn kill(&mut self, id: usize) {
+        self.children.kill(self.child_of[id]);
     }
 
     /// The last stats line of every replica (`None` for one that has logged none yet).
