@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz every cargo-fuzz target of proofs/fuzz for a short bounded time each.
 #
-#   .ci/fuzz.sh                 # 20 s per target (CI)
+#   .ci/fuzz.sh                 # 15 s per target (CI: .ci/run calls it)
 #   FUZZ_SECONDS=3600 .ci/fuzz.sh replica_structured   # a long run of one target
 #
 # Installs cargo-fuzz (`cargo install --locked cargo-fuzz`) and the nightly toolchain if
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../proofs/fuzz"
 
-seconds="${FUZZ_SECONDS:-20}"
+seconds="${FUZZ_SECONDS:-15}"
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"
     cargo install --locked cargo-fuzz

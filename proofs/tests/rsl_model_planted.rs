@@ -7,7 +7,7 @@
 
 mod model;
 
-use model::{run_with, Planted, Scope};
+use model::{run_with, simulate, Planted, Scope, SimOpts, SIM_CI_STATES};
 
 /// Gives up (and fails) after this many generated states (`FLEET_PLANTED_CAP` overrides).
 const CAP: usize = 40_000_000;
@@ -66,4 +66,87 @@ fn planted_quorum_of_n_over_2_breaks_safety() {
 #[ignore = "long: FLEET_PLANTED_CAP=400000000 cargo test -p fleet-proofs --release --test rsl_model_planted -- --ignored"]
 fn planted_acceptor_forgetting_its_votes_breaks_safety() {
     expect_counterexample(Planted::AmnesiacAcceptor, [0, 1, 2]);
+}
+
+/// Random simulation of the unnarrowed two-client view-change scope with `planted`; expects
+/// a counterexample within `cap` states.
+fn expect_simulated_counterexample(planted: Planted, cap: usize) {
+    let scope = Scope { planted: Some(planted), ..Scope::VIEW_CHANGE };
+    let o = simulate(scope, false, SimOpts::ci(cap));
+    eprintln!(
+        "[planted {planted:?} simulated] states {} walks {} in {:.1?}; violations: {:?}",
+        o.states,
+        o.walks,
+        o.elapsed,
+        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[planted {planted:?} simulated] shrunk counterexample to {p}:\n{trace}");
+    }
+    assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} simulated states", o.states);
+}
+
+/// Random simulation finds what DFS does not: two competing leaders, and the 2a of view 1.0
+/// reaching the last replica only after it promised view 1.1. Seeds 1-11 need 1,000-100,000
+/// states; the cap is [`model::SIM_CI_STATES`] (the control run
+/// `simulated_two_clients_view_change` in `rsl_model.rs` checks that many states of the same
+/// scope without the bug and finds nothing).
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn simulated_acceptor_accepting_a_lower_ballot_breaks_safety() {
+    expect_simulated_counterexample(Planted::LowerBallotAccept, SIM_CI_STATES);
+}
+
+/// As above: leader 1 hears no vote in its phase-1 quorum and proposes a new batch for an
+/// operation already chosen in view 1.0.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn simulated_acceptor_forgetting_its_votes_breaks_safety() {
+    expect_simulated_counterexample(Planted::AmnesiacAcceptor, SIM_CI_STATES);
+}
+
+/// The quorum bug is found by simulation too (within a few states).
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn simulated_quorum_of_n_over_2_breaks_safety() {
+    expect_simulated_counterexample(Planted::HalfQuorum, SIM_CI_STATES);
+}
+
+/// Diagnostic: random simulation on a planted scope (`BUG`, `SEED`, `STATES`, `DEPTH`,
+/// `UNIFORM` per mille, `PLAIN` for the unnarrowed scope).
+#[test]
+#[ignore = "diagnostic"]
+fn simulation_probe() {
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|t| t.parse().ok()).unwrap_or(d);
+    let planted = match std::env::var("BUG").as_deref() {
+        Ok("amnesiac") => Some(Planted::AmnesiacAcceptor),
+        Ok("none") => None,
+        Ok("half") => Some(Planted::HalfQuorum),
+        _ => Some(Planted::LowerBallotAccept),
+    };
+    let narrow = Scope {
+        planted,
+        replica_ticks: [0, 1, 2],
+        total_ticks: 3,
+        rotate_clients: true,
+        lazy_timers: true,
+        self_loop: true,
+        ..Scope::VIEW_CHANGE
+    };
+    let scope = if std::env::var("PLAIN").is_ok() { Scope { planted, ..Scope::VIEW_CHANGE } } else { narrow };
+    let opts = SimOpts {
+        threads: threads(),
+        seed: env("SEED", 1) as u64,
+        max_states: env("STATES", 5_000_000),
+        max_depth: env("DEPTH", 200),
+        uniform_per_mille: env("UNIFORM", 100) as u32,
+    };
+    let o = simulate(scope, true, opts);
+    eprintln!(
+        "[sim {planted:?}] {opts:?}: states {} walks {} in {:.1?}; reached {:?}",
+        o.states, o.walks, o.elapsed, o.reached
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[sim] counterexample to {p}:\n{trace}");
+    }
 }

@@ -107,7 +107,7 @@ pub enum ClientError {
     QueueFull,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
     Get,
     Set,
@@ -115,7 +115,7 @@ enum Kind {
     Shard(KeyRange, Endpoint),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Op<const D: usize> {
     id: u64,
     kind: Kind,
@@ -131,6 +131,9 @@ struct Op<const D: usize> {
 
 /// A KV client of a cluster of at most `H` hosts, with `U` unacked requests in all and
 /// `D`-byte datagrams.
+///
+/// `PartialEq`/`Eq`/`Hash` compare the protocol state and leave out the counters
+/// ([`KvClient::stats`]), for model checkers.
 #[derive(Clone, Debug)]
 pub struct KvClient<const H: usize = 16, const U: usize = 8, const D: usize = 1472> {
     hosts: heapless::Vec<Endpoint, H>,
@@ -140,6 +143,30 @@ pub struct KvClient<const H: usize = 16, const U: usize = 8, const D: usize = 14
     next_op: u64,
     hints: heapless::Vec<(u64, u8), HINTS>,
     stats: Stats,
+}
+
+impl<const H: usize, const U: usize, const D: usize> PartialEq for KvClient<H, U, D> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hosts == other.hosts
+            && self.params == other.params
+            && self.rel == other.rel
+            && self.op == other.op
+            && self.next_op == other.next_op
+            && self.hints == other.hints
+    }
+}
+
+impl<const H: usize, const U: usize, const D: usize> Eq for KvClient<H, U, D> {}
+
+impl<const H: usize, const U: usize, const D: usize> core::hash::Hash for KvClient<H, U, D> {
+    fn hash<Hs: core::hash::Hasher>(&self, state: &mut Hs) {
+        self.hosts.hash(state);
+        self.params.hash(state);
+        self.rel.hash(state);
+        self.op.hash(state);
+        self.next_op.hash(state);
+        self.hints.hash(state);
+    }
 }
 
 impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {

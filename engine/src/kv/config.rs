@@ -70,7 +70,7 @@ impl KvParams {
 
 /// The cluster: every host's endpoint (a host's identity is its index; host 0 is the root,
 /// which initially owns every key) and the shared parameters.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KvConfig<const H: usize> {
     /// Host endpoints.
     pub hosts: heapless::Vec<Endpoint, H>,

@@ -17,7 +17,7 @@ pub type HostId = u8;
 pub struct MapFull;
 
 /// One entry: keys from `lo` (inclusive) up to the next entry's `lo` belong to `owner`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Entry {
     /// First key of the run.
@@ -27,7 +27,7 @@ pub struct Entry {
 }
 
 /// Key-range ownership for up to `M` runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DelegationMap<const M: usize> {
     entries: heapless::Vec<Entry, M>,
 }

@@ -39,7 +39,7 @@ pub enum Timer {
 }
 
 /// KV-specific counters, beside the shared [`Stats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct KvCounters {
     /// Gets answered.
@@ -67,7 +67,7 @@ pub struct KvCounters {
 }
 
 /// A transfer this host is receiving: some parts applied, the range not owned yet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Incoming {
     /// The sender's transfer number.
@@ -85,7 +85,7 @@ pub struct Incoming {
 }
 
 /// A transfer this host sent and the recipient has not fully acknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Outgoing {
     /// This host's transfer number.
@@ -112,6 +112,12 @@ struct Plan {
 /// Capacities are compile-time (no heap): `H` hosts, `M` delegation-map runs, `P` peers
 /// (hosts and clients) with reliable channels, `U` unacked messages in all, and `D`-byte
 /// datagram buffers. The storage brings its own key and value capacities.
+///
+/// `Clone`, `Debug`, and a protocol-state `PartialEq`/`Eq`/`Hash` (for model checkers):
+/// equality and hashing cover everything that decides future behaviour and leave out the
+/// counters ([`KvHost::stats`], [`KvHost::counters`]) and the per-step change flag, as
+/// `rsl::Replica` does.
+#[derive(Clone, Debug)]
 pub struct KvHost<
     S: Storage,
     const H: usize = 16,
@@ -133,6 +139,45 @@ pub struct KvHost<
     next_transfer: u64,
     reserved_pairs: usize,
     changed: bool,
+}
+
+impl<S: Storage + PartialEq, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize> PartialEq
+    for KvHost<S, H, M, P, U, D>
+{
+    fn eq(&self, other: &Self) -> bool {
+        self.me == other.me
+            && self.config == other.config
+            && self.map == other.map
+            && self.store == other.store
+            && self.rel == other.rel
+            && self.incoming == other.incoming
+            && self.completed == other.completed
+            && self.outgoing == other.outgoing
+            && self.next_transfer == other.next_transfer
+            && self.reserved_pairs == other.reserved_pairs
+    }
+}
+
+impl<S: Storage + Eq, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize> Eq
+    for KvHost<S, H, M, P, U, D>
+{
+}
+
+impl<S: Storage + core::hash::Hash, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize>
+    core::hash::Hash for KvHost<S, H, M, P, U, D>
+{
+    fn hash<Hs: core::hash::Hasher>(&self, state: &mut Hs) {
+        self.me.hash(state);
+        self.config.hash(state);
+        self.map.hash(state);
+        self.store.hash(state);
+        self.rel.hash(state);
+        self.incoming.hash(state);
+        self.completed.hash(state);
+        self.outgoing.hash(state);
+        self.next_transfer.hash(state);
+        self.reserved_pairs.hash(state);
+    }
 }
 
 impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize>

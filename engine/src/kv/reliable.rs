@@ -140,7 +140,7 @@ pub enum SendError {
 }
 
 /// One peer's channel state, both directions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Peer {
     ep: Endpoint,
@@ -186,7 +186,7 @@ impl Peer {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Pending<const D: usize> {
     peer: u32,
     seqno: u64,
@@ -201,7 +201,7 @@ impl<const D: usize> Pending<D> {
 }
 
 /// Reliable channels to at most `P` peers, with at most `U` unacked bodies of `D` bytes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Reliable<const P: usize, const U: usize, const D: usize> {
     protocol: Protocol,
     max_datagram_bytes: usize,

@@ -36,7 +36,7 @@ pub trait Storage {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Slot<const V: usize> {
     key: u64,
     len: usize,
@@ -60,7 +60,7 @@ impl<const V: usize> Slot<V> {
 /// Values live in unordered slots (never moved except by one swap on delete); a sorted
 /// index of `(key, slot)` gives `O(log N)` lookups and ordered iteration. An insert or
 /// delete shifts index entries (12 bytes each), never values.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HeaplessStore<const N: usize, const V: usize> {
     slots: heapless::Vec<Slot<V>, N>,
     index: heapless::Vec<(u64, u32), N>,

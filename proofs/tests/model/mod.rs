@@ -38,6 +38,10 @@ use fleet_proofs::Budget;
 use stateright::actor::{model_timeout, Actor, ActorModel, ActorModelState, Id, Out};
 use stateright::{Checker, Expectation, Model};
 
+#[path = "../walk/mod.rs"]
+pub mod walk;
+pub use walk::SimOpts;
+
 /// The replica under check: the paper's counter app, 3 replicas at most, a window of 4,
 /// 256-byte datagrams, a 512-byte request queue, 4 cached clients, 16-byte replies.
 pub type MReplica = Replica<Counter, 3, 4, 256, 512, 4, 16>;
@@ -99,9 +103,15 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// The configuration CI runs: one request in the initial view, every timer firing once
-    /// at any moment.
-    pub const CI: Scope = Scope {
+    /// The configuration CI runs exhaustively: one request in the initial view, one timer
+    /// firing (any replica, any moment), and each replica handles the datagrams it addresses
+    /// to itself in the step that sends them ([`Scope::self_loop`]). About 60 s in release on
+    /// 2 threads.
+    pub const CI: Scope = Scope { self_loop: true, ..Scope::INITIAL_VIEW };
+
+    /// [`Scope::CI`] without the self-delivery shortcut: a replica's datagrams to itself
+    /// travel the network like any other (a long run: about 5x the states of `CI`).
+    pub const INITIAL_VIEW: Scope = Scope {
         replicas: 3,
         clients: 1,
         requests: 1,
@@ -736,6 +746,8 @@ pub struct Outcome {
     pub states: usize,
     /// Distinct states.
     pub unique: usize,
+    /// Random walks (simulation only; 0 for exhaustive runs).
+    pub walks: usize,
     /// Deepest path.
     pub max_depth: usize,
     /// Wall-clock time.
@@ -779,6 +791,7 @@ pub fn run_with(scope: Scope, progress: bool, threads: usize, target: Option<usi
     Outcome {
         states,
         unique: checker.unique_state_count(),
+        walks: 0,
         max_depth: checker.max_depth(),
         elapsed: start.elapsed(),
         violations,
@@ -787,6 +800,28 @@ pub fn run_with(scope: Scope, progress: bool, threads: usize, target: Option<usi
     }
 }
 
+/// Random simulation of `scope` (see [`walk::simulate`]; a bounded random search, not
+/// exhaustive). With `progress`, the `sometimes` properties are checked too.
+pub fn simulate(scope: Scope, progress: bool, opts: SimOpts) -> Outcome {
+    let start = WallClock::now();
+    let m = model(scope, progress);
+    let r = walk::simulate(&m, &opts, describe_state);
+    Outcome {
+        states: r.states,
+        unique: 0,
+        walks: r.walks,
+        max_depth: opts.max_depth,
+        elapsed: start.elapsed(),
+        violations: r.violations,
+        reached: r.reached,
+        complete: false,
+    }
+}
+
+/// States the CI simulation runs check at most: the planted bugs need 1,000-100,000
+/// (seeds 1-11), and the unplanted control checks this many without a violation.
+pub const SIM_CI_STATES: usize = 500_000;
+
 /// A readable counterexample: the actions of the path, one per line.
 pub fn trace(m: &RslModel, path: &stateright::Path<RslState, <RslModel as Model>::Action>) -> String {
     let mut s = String::new();
@@ -794,34 +829,41 @@ pub fn trace(m: &RslModel, path: &stateright::Path<RslState, <RslModel as Model>
         s.push_str(&format!("{i:3}: {}\n", m.format_action(a)));
     }
     if let Some(last) = path.clone().into_states().last() {
-        if let Err(v) = cross_host(&m.cfg, last) {
-            s.push_str(&format!("cross-host violation: {v}\n"));
-        }
-        let c = chosen(&m.cfg, &sent(&m.cfg, last));
-        for (opn, qs) in &c.by_opn {
-            for q in qs {
-                s.push_str(&format!(
-                    "chosen: op{opn} in {} = {} by {:?}\n",
-                    bal(q.bal),
-                    inv::describe_batch(&q.batch),
-                    q.senders
-                ));
-            }
-        }
-        for r in replicas(last) {
-            let st = r.replica.status();
+        s.push_str(&describe_state(m, last));
+    }
+    s
+}
+
+/// The violations, chosen quorums, replicas and history of a state, for traces.
+pub fn describe_state(m: &RslModel, last: &RslState) -> String {
+    let mut s = String::new();
+    if let Err(v) = cross_host(&m.cfg, last) {
+        s.push_str(&format!("cross-host violation: {v}\n"));
+    }
+    let c = chosen(&m.cfg, &sent(&m.cfg, last));
+    for (opn, qs) in &c.by_opn {
+        for q in qs {
             s.push_str(&format!(
-                "replica {}: view {} leader {} executed {} counter {} broken {:?}\n",
-                r.replica.id(),
-                bal(st.view),
-                st.is_leader,
-                st.ops_complete,
-                r.replica.app().value,
-                r.broken
+                "chosen: op{opn} in {} = {} by {:?}\n",
+                bal(q.bal),
+                inv::describe_batch(&q.batch),
+                q.senders
             ));
         }
-        s.push_str(&format!("history: {:?}\n", last.history.ops));
     }
+    for r in replicas(last) {
+        let st = r.replica.status();
+        s.push_str(&format!(
+            "replica {}: view {} leader {} executed {} counter {} broken {:?}\n",
+            r.replica.id(),
+            bal(st.view),
+            st.is_leader,
+            st.ops_complete,
+            r.replica.app().value,
+            r.broken
+        ));
+    }
+    s.push_str(&format!("history: {:?}\n", last.history.ops));
     s
 }
 
