@@ -8,7 +8,25 @@
 
 use std::hash::Hash;
 
+use stateright::actor::{Actor, ActorModelState, Network};
 use stateright::{Expectation, Model};
+
+/// The state with the duplicating network's "last delivered message" cleared. Stateright
+/// 0.31 keeps that envelope in the network (so that a redelivery which changes no actor
+/// still yields a new fingerprint) and hashes it: two states that differ only in which
+/// datagram was delivered last count as distinct, although nothing (no action, no
+/// property) reads it. Every checker here identifies states through this function
+/// (`symmetry_fn` for the exhaustive ones), which merges exactly those duplicates.
+pub fn forget_last_msg<A: Actor, H: Clone>(s: &ActorModelState<A, H>) -> ActorModelState<A, H>
+where
+    A::Msg: Clone,
+{
+    let mut c = s.clone();
+    if let Network::UnorderedDuplicating(_, last) = &mut c.network {
+        *last = None;
+    }
+    c
+}
 
 /// Options of [`simulate`].
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +99,8 @@ fn fingerprint<T: std::hash::Hash>(t: &T) -> u64 {
 struct WalkResult<A> {
     /// States checked.
     visited: usize,
+    /// The actions taken.
+    path: Vec<A>,
     /// Progress properties that held in some state of the walk (by index).
     reached: Vec<usize>,
     /// The first safety property that failed, with the actions leading to it.
@@ -95,7 +115,7 @@ struct WalkResult<A> {
 /// redeliveries that change nothing). Random priorities are random message delays
 /// (PCT-style scheduling): a datagram with a low priority stays in flight while many others
 /// are delivered. Every state is checked against every property.
-fn walk<M: Model>(m: &M, rng: &mut Rng, opts: &SimOpts) -> WalkResult<M::Action>
+fn walk<M: Model>(m: &M, rng: &mut Rng, opts: &SimOpts, canon: fn(&M::State) -> M::State) -> WalkResult<M::Action>
 where
     M::State: Hash,
     M::Action: Hash + Clone,
@@ -108,8 +128,8 @@ where
     let mut seen: HashSet<u64> = HashSet::new();
     let mut taken: HashMap<u64, u32> = HashMap::new();
     let mut actions = Vec::new();
-    let mut r = WalkResult { visited: 0, reached: Vec::new(), violation: None };
-    seen.insert(fingerprint(&state));
+    let mut r = WalkResult { visited: 0, path: Vec::new(), reached: Vec::new(), violation: None };
+    seen.insert(fingerprint(&canon(&state)));
     loop {
         r.visited += 1;
         for (i, p) in props.iter().enumerate() {
@@ -123,6 +143,7 @@ where
             }
         }
         if path.len() >= opts.max_depth {
+            r.path = path;
             return r;
         }
         actions.clear();
@@ -141,18 +162,46 @@ where
             let i = if (rng.below(1000) as u32) < opts.uniform_per_mille { rng.below(ranked.len()) } else { 0 };
             let (_, fp, a) = ranked.remove(i);
             if let Some(s) = m.next_state(&state, a.clone()) {
-                if m.within_boundary(&s) && seen.insert(fingerprint(&s)) {
+                if m.within_boundary(&s) && seen.insert(fingerprint(&canon(&s))) {
                     next = Some((fp, a, s));
                     break;
                 }
             }
         }
-        let Some((fp, a, s)) = next else { return r };
+        let Some((fp, a, s)) = next else {
+            r.path = path;
+            return r;
+        };
         *taken.entry(fp).or_insert(0) += 1;
         path.push(a);
         state = s;
     }
 }
+
+/// One walk of thread 0 under `opts.seed` (walk index `walk`), rendered as a trace: a
+/// diagnostic to see what a typical run looks like.
+pub fn sample_walk<M: Model>(
+    m: &M,
+    opts: &SimOpts,
+    walk_index: u64,
+    canon: fn(&M::State) -> M::State,
+    describe: fn(&M, &M::State) -> String,
+) -> String
+where
+    M::State: Hash,
+    M::Action: Hash + Clone + std::fmt::Debug,
+{
+    let mut rng = Rng::new(opts.seed, 0, walk_index);
+    let w = walk(m, &mut rng, opts, canon);
+    let path = match w.violation {
+        Some((_, p)) => p,
+        None => w.path,
+    };
+    trace(m, &path, describe)
+}
+
+/// A failed safety property and the actions that lead to it.
+type Found<A> = (&'static str, Vec<A>);
 
 /// What [`simulate`] found.
 pub struct SimResult {
@@ -168,10 +217,16 @@ pub struct SimResult {
 
 /// Random simulation of model `m` (a bounded random search, not exhaustive): walks of at
 /// most `max_depth` steps until `max_states` states were checked or a safety property
-/// fails; the counterexample is shrunk ([`shrink`]) and rendered with `describe` for its
+/// fails (states are identified through `canon`, e.g. [`forget_last_msg`]); the
+/// counterexample is shrunk ([`shrink`]) and rendered with `describe` for its
 /// last state. Deterministic per thread: thread `t`'s walks are seeded from
 /// `(seed, t, walk index)`.
-pub fn simulate<M>(m: &M, opts: &SimOpts, describe: fn(&M, &M::State) -> String) -> SimResult
+pub fn simulate<M>(
+    m: &M,
+    opts: &SimOpts,
+    canon: fn(&M::State) -> M::State,
+    describe: fn(&M, &M::State) -> String,
+) -> SimResult
 where
     M: Model + Sync,
     M::State: Hash,
@@ -183,7 +238,7 @@ where
     let states = AtomicUsize::new(0);
     let walks = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let found: Mutex<Option<(&'static str, Vec<M::Action>)>> = Mutex::new(None);
+    let found: Mutex<Option<Found<M::Action>>> = Mutex::new(None);
     let reached: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
     std::thread::scope(|sc| {
         for t in 0..opts.threads.max(1) {
@@ -193,7 +248,7 @@ where
                 while !stop.load(Ordering::Relaxed) && states.load(Ordering::Relaxed) < opts.max_states {
                     let mut rng = Rng::new(opts.seed, t as u64, k);
                     k += 1;
-                    let w = walk(m, &mut rng, opts);
+                    let w = walk(m, &mut rng, opts, canon);
                     states.fetch_add(w.visited, Ordering::Relaxed);
                     walks.fetch_add(1, Ordering::Relaxed);
                     reached.lock().unwrap_or_else(|e| e.into_inner()).extend(w.reached);

@@ -1,0 +1,142 @@
+//! Model checking of the real IronKV host and client (stateright): exhaustive in a small
+//! scope, random simulation in a longer one, and a planted bug the checker must find.
+//!
+//! Release only: `cargo test -p fleet-proofs --release --test kv_model`.
+//! Threads: `FLEET_MODEL_THREADS` (default 2).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod kvmodel;
+
+use kvmodel::{run, simulate, KvOutcome, KvPlanted, KvScope, SimOpts};
+
+fn threads() -> usize {
+    std::env::var("FLEET_MODEL_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2)
+}
+
+fn report(name: &str, o: &KvOutcome) {
+    eprintln!(
+        "[kv-model {name}] states {} unique {} walks {} max depth {} in {:.1?}{}; reached: {:?}",
+        o.states,
+        o.unique,
+        o.walks,
+        o.max_depth,
+        o.elapsed,
+        if o.complete { "" } else { " (partial)" },
+        o.reached
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[kv-model {name}] VIOLATION of {p}:\n{trace}");
+    }
+}
+
+/// States the KV simulation runs check (the planted bug and its control alike).
+const SIM_STATES: usize = 200_000;
+
+fn assert_safe(name: &str, o: &KvOutcome, progress: &[&str]) {
+    report(name, o);
+    assert!(o.violations.is_empty(), "{name}: {} safety violation(s)", o.violations.len());
+    for p in progress {
+        assert!(o.reached.contains(p), "{name}: not reached: {p}; reached {:?}", o.reached);
+    }
+}
+
+/// Exhaustive: host 0 moves `[10, ∞)` to host 1 while one client writes key 15, every
+/// interleaving, duplication and loss of the datagrams.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only: cargo test -p fleet-proofs --release --test kv_model")]
+fn exhaustive_one_client_during_a_shard() {
+    let o = run(KvScope::TINY, true, threads(), None, false);
+    assert!(o.complete);
+    assert_safe("tiny", &o, &["a Get or Set completes", "a Shard completes"]);
+}
+
+/// Random simulation (two clients are beyond an exhaustive CI run): a write at the old
+/// owner and a read starting at the new owner while the range moves.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn simulated_write_and_read_during_a_shard() {
+    let o = simulate(KvScope::CI, true, SimOpts::ci(SIM_STATES));
+    assert_safe("ci-simulated", &o, &["a Get or Set completes", "a Shard completes", "a Get reads a written value"]);
+}
+
+/// Random simulation of the longer workload (five operations, one timer firing per host
+/// and client).
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn simulated_longer_workload_during_a_shard() {
+    let o = simulate(KvScope::LONG, true, SimOpts::ci(SIM_STATES));
+    assert_safe("long-simulated", &o, &["a Get or Set completes", "a Shard completes", "a Get reads a written value"]);
+}
+
+/// The control for the planted bug: the same workload, the same search, no bug.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn simulated_read_after_write_during_a_shard() {
+    let o = simulate(KvScope::READ_AFTER_WRITE, true, SimOpts::ci(SIM_STATES));
+    assert_safe("raw-simulated", &o, &["a Get or Set completes", "a Shard completes", "a Get reads a written value"]);
+}
+
+/// The same control, exhaustively but partially: the first 2M states (depth-first).
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn partial_exhaustive_read_after_write_during_a_shard() {
+    let o = run(KvScope::READ_AFTER_WRITE, false, threads(), Some(2_000_000), false);
+    assert_safe("raw-partial", &o, &[]);
+}
+
+fn planted() -> KvScope {
+    KvScope { planted: Some(KvPlanted::ServesAfterDelegating), ..KvScope::READ_AFTER_WRITE }
+}
+
+fn expect_violation(name: &str, o: &KvOutcome) {
+    report(name, o);
+    assert!(
+        o.violations.iter().any(|v| v.0 == kvmodel::SAFETY[2]),
+        "{name}: no linearizability violation within {} states",
+        o.states
+    );
+}
+
+/// Planted: the old owner keeps serving clients from its state before the Shard. Found by
+/// depth-first search: client 1's write at the new owner completes, then client 0 reads
+/// the key at the old owner and gets the stale value.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn planted_host_serving_after_delegating_is_found_exhaustively() {
+    expect_violation("planted-dfs", &run(planted(), false, threads(), Some(5_000_000), true));
+}
+
+/// The same planted bug, found by random simulation.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn planted_host_serving_after_delegating_is_found_by_simulation() {
+    expect_violation("planted-sim", &simulate(planted(), false, SimOpts::ci(SIM_STATES)));
+}
+
+/// Diagnostic: exhaustive run of a scope (`SCOPE=ci|long`, `PROBE` states, 0 = all).
+#[test]
+#[ignore = "diagnostic"]
+fn kv_probe() {
+    let scope = match std::env::var("SCOPE").as_deref() {
+        Ok("long") => KvScope::LONG,
+        Ok("tiny") => KvScope::TINY,
+        Ok("raw") => KvScope::READ_AFTER_WRITE,
+        _ => KvScope::CI,
+    };
+    let planted = std::env::var("PLANT").is_ok().then_some(KvPlanted::ServesAfterDelegating);
+    let scope = KvScope { planted, ..scope };
+    let target = std::env::var("PROBE").ok().and_then(|t| t.parse().ok()).unwrap_or(100_000);
+    let o = run(scope, true, threads(), (target > 0).then_some(target), planted.is_some());
+    report("probe", &o);
+    if std::env::var("SAMPLE").is_ok() {
+        let m = kvmodel::model(scope, false);
+        eprintln!(
+            "{}",
+            kvmodel::walk::sample_walk(&m, &SimOpts::ci(1), 0, kvmodel::walk::forget_last_msg, kvmodel::describe_state)
+        );
+    }
+    if std::env::var("SIM").is_ok() {
+        let o = simulate(scope, true, SimOpts::ci(SIM_STATES));
+        report("probe-sim", &o);
+    }
+}
