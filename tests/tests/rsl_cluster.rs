@@ -81,3 +81,42 @@ fn an_isolated_replica_catches_up_by_chunked_state_transfer() {
     sim.run_for(SECOND_US);
     assert_replicas_agree(&sim);
 }
+
+/// The leader is cut off, the others elect a new leader and truncate past it, then the cut
+/// heals when no client sends anything more. The old leader adopts the new view from
+/// heartbeats; it missed `StartingPhase2` (the only place IronRSL tells a replica where the
+/// log now starts), so nothing but the new leader's retransmission can tell it to fetch state.
+#[test]
+fn a_leader_cut_off_past_the_truncation_point_catches_up_after_healing_with_no_new_traffic() {
+    let options = SimOptions { ops_per_client: 60, keys: 20, ..SimOptions::default() };
+    let mut sim = RslSim::new(4, options);
+    assert!(sim.run_until(30 * SECOND_US, |s| s.completed() >= 20));
+    // Cut the leader off while it has nothing pending: it then has no reason to time out
+    // and start a view of its own, which would make the others run phase 1 with it.
+    sim.stop_submitting = true;
+    assert!(sim.run_until(30 * SECOND_US, |s| s.clients.iter().all(|c| c.current.is_none())));
+    sim.run_for(SECOND_US);
+    let old = sim.leader().expect("a leader while serving");
+    sim.isolate(old);
+    sim.stop_submitting = false;
+    assert!(sim.run_until(120 * SECOND_US, RslSim::all_done), "completed {}", sim.completed());
+    // Heartbeats spread the last checkpoints: the log is truncated up to the last operation,
+    // so the new leader has no vote left to re-send.
+    sim.run_for(2 * SECOND_US);
+    // The old leader still believes it leads: look among the others.
+    let new = (0..3).find(|&r| r != old && sim.replicas[r].as_ref().unwrap().status().is_leader).expect("a new leader");
+    let trunc = sim.replicas[new].as_ref().unwrap().acceptor().log_truncation_point;
+    let behind = sim.replicas[old].as_ref().unwrap().executor().ops_complete;
+    assert!(behind < trunc, "the old leader ({behind}) fell behind the truncation point ({trunc})");
+    sim.heal();
+    let target = sim.replicas[new].as_ref().unwrap().executor().ops_complete;
+    assert!(
+        sim.run_until(30 * SECOND_US, |s| s.replicas[old].as_ref().unwrap().executor().ops_complete >= target),
+        "the old leader is still at {} of {target}: {:?}",
+        sim.replicas[old].as_ref().unwrap().executor().ops_complete,
+        sim.replicas[old].as_ref().unwrap().status()
+    );
+    assert!(sim.replicas[old].as_ref().unwrap().transfer().installed >= 1);
+    sim.run_for(SECOND_US);
+    assert_replicas_agree(&sim);
+}

@@ -167,6 +167,23 @@ fn truncation_waits_for_a_live_replica_still_inside_the_log_until_it_falls_silen
 }
 
 #[test]
+fn a_replica_behind_a_quorum_truncates_past_its_own_execution_and_asks_for_state() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let _ = r.handle(Instant::ZERO, eps()[0], &heartbeat(10), &mut out);
+    let _ = r.handle(Instant::ZERO, eps()[2], &heartbeat(10), &mut out);
+    // Its own checkpoint (0) does not hold its log: that is how it learns it is behind.
+    assert_eq!(r.acceptor().log_truncation_point, 10);
+    out.clear();
+    let _ = r.tick(Instant::ZERO, &mut out);
+    let asks: Vec<_> =
+        sent(&out).into_iter().filter(|(_, b)| matches!(decode(b), RslMsg::AppStateRequest { opn: 10, .. })).collect();
+    assert_eq!(asks.len(), 1, "one state request, to a replica that has executed 10");
+    assert!(asks[0].0 == eps()[0] || asks[0].0 == eps()[2]);
+}
+
+#[test]
 fn a_retried_request_is_answered_from_the_reply_cache_by_any_replica() {
     let mut sim = RslSim::new(11, SimOptions { clients: 1, ops_per_client: 5, ..SimOptions::default() });
     assert!(sim.run_until(10_000_000, RslSim::all_done));

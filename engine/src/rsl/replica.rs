@@ -736,9 +736,13 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
     /// proposals to what live replicas keep up with. Silent replicas, and replicas already
     /// below the truncation point, do not hold it back. Truncating lower than IronRSL is
     /// always safe: what matters is that nothing above the quorum-th checkpoint is dropped.
+    ///
+    /// This replica's own checkpoint never holds it back: a replica that fell behind learns
+    /// so by truncating its own log past its execution (the others' checkpoints arrive in
+    /// heartbeats), which starts its state transfer even when it missed StartingPhase2.
     fn truncation_target(&self, quorum: usize) -> u64 {
         let floor = self.acceptor.log_truncation_point;
-        let live = self.heard | self.heard_before | (1u64 << (self.me % 64));
+        let live = (self.heard | self.heard_before) & !(1u64 << (self.me % 64));
         (0..self.config.n())
             .filter(|r| live & (1u64 << (r % 64)) != 0)
             .map(|r| self.acceptor.checkpoint_of(r))
