@@ -167,20 +167,29 @@ fn truncation_waits_for_a_live_replica_still_inside_the_log_until_it_falls_silen
 }
 
 #[test]
-fn a_replica_behind_a_quorum_truncates_past_its_own_execution_and_asks_for_state() {
-    let mut r = fresh(1);
+fn the_leader_tells_a_replica_below_its_truncation_point_where_the_log_starts() {
+    let mut sim = RslSim::new(5, SimOptions { ops_per_client: 30, ..SimOptions::default() });
+    assert!(sim.run_until(10_000_000, |s| s.completed() >= 5));
+    let leader = sim.leader().unwrap();
+    let (behind, level) = ((leader + 1) % 3, (leader + 2) % 3);
+    sim.isolate(behind);
+    assert!(sim.run_until(60_000_000, RslSim::all_done));
+    sim.run_for(2_000_000);
+    let r = sim.replicas[leader].as_mut().unwrap();
+    let point = r.acceptor().log_truncation_point;
+    assert!(r.acceptor().checkpoint_of(behind) < point && r.acceptor().checkpoint_of(level) >= point);
     let mut store = Out::new();
     let mut out = store.outbox();
-    let _ = r.handle(Instant::ZERO, eps()[0], &heartbeat(10), &mut out);
-    let _ = r.handle(Instant::ZERO, eps()[2], &heartbeat(10), &mut out);
-    // Its own checkpoint (0) does not hold its log: that is how it learns it is behind.
-    assert_eq!(r.acceptor().log_truncation_point, 10);
-    out.clear();
-    let _ = r.tick(Instant::ZERO, &mut out);
-    let asks: Vec<_> =
-        sent(&out).into_iter().filter(|(_, b)| matches!(decode(b), RslMsg::AppStateRequest { opn: 10, .. })).collect();
-    assert_eq!(asks.len(), 1, "one state request, to a replica that has executed 10");
-    assert!(asks[0].0 == eps()[0] || asks[0].0 == eps()[2]);
+    let later = Instant::from_micros(sim.now).plus_ms(r.config().params.retransmit_period_ms);
+    let _ = r.tick(later, &mut out);
+    let starts: Vec<_> = sent(&out)
+        .into_iter()
+        .filter_map(|(d, b)| match decode(&b) {
+            RslMsg::StartingPhase2 { log_truncation_point, .. } => Some((d, log_truncation_point)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, vec![(sim.replica_eps[behind], point)], "only the replica below the truncation point");
 }
 
 #[test]

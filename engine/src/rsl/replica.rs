@@ -657,6 +657,17 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &RslMsg::OneA { bal });
             }
             Phase::Two => {
+                // A replica whose checkpoint is below the truncation point can no longer
+                // learn the dropped operations from 2a. IronRSL tells it where the log starts
+                // only once, in StartingPhase2: a replica cut off at that moment, healed when
+                // no new 2a comes past its window, would stay behind for good.
+                let point = self.acceptor.log_truncation_point;
+                let start = RslMsg::StartingPhase2 { bal, log_truncation_point: point };
+                for r in 0..self.config.n() {
+                    if r != self.me && self.acceptor.checkpoint_of(r) < point {
+                        emit::send(out, &mut self.stats, Protocol::Rsl, max, self.config.replicas[r], &start);
+                    }
+                }
                 let from = self.acceptor.min_checkpoint();
                 let next = self.proposer.next_opn;
                 for v in self.acceptor.votes() {
@@ -736,13 +747,12 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
     /// proposals to what live replicas keep up with. Silent replicas, and replicas already
     /// below the truncation point, do not hold it back. Truncating lower than IronRSL is
     /// always safe: what matters is that nothing above the quorum-th checkpoint is dropped.
-    ///
-    /// This replica's own checkpoint never holds it back: a replica that fell behind learns
-    /// so by truncating its own log past its execution (the others' checkpoints arrive in
-    /// heartbeats), which starts its state transfer even when it missed StartingPhase2.
+    /// This replica's own checkpoint holds it too, so a follower a little behind catches up
+    /// from retransmitted 2a rather than by a state transfer; one that fell below the
+    /// leader's truncation point learns so from the leader (see `retransmit`).
     fn truncation_target(&self, quorum: usize) -> u64 {
         let floor = self.acceptor.log_truncation_point;
-        let live = (self.heard | self.heard_before) & !(1u64 << (self.me % 64));
+        let live = self.heard | self.heard_before | (1u64 << (self.me % 64));
         (0..self.config.n())
             .filter(|r| live & (1u64 << (r % 64)) != 0)
             .map(|r| self.acceptor.checkpoint_of(r))
