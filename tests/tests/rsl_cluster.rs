@@ -61,7 +61,7 @@ fn killing_the_leader_leads_to_a_view_change_and_progress_resumes() {
 
 #[test]
 fn an_isolated_replica_catches_up_by_chunked_state_transfer() {
-    let options = SimOptions { ops_per_client: 120, keys: 40, ..SimOptions::default() };
+    let options = SimOptions { ops_per_client: 120, keys: 60, ..SimOptions::default() };
     let mut sim = RslSim::new(3, options);
     assert!(sim.run_until(30 * SECOND_US, |s| s.completed() >= 10));
     let lagging = (sim.leader().unwrap() + 1) % 3;

@@ -144,26 +144,76 @@ fn truncation_is_at_most_the_quorum_th_highest_checkpoint_and_ignores_silent_rep
     assert_eq!(r.acceptor().votes().next().map(|v| v.opn), Some(4), "votes below 4 are gone");
 }
 
-#[test]
-fn truncation_waits_for_a_live_replica_still_inside_the_log_until_it_falls_silent() {
-    let mut r = executed_five();
+/// Replica 0 leads view (1, 0) (promises from itself and replica 1) and executes five
+/// one-request batches (2b from itself and replica 1, each reporting checkpoint 0).
+fn leader_executed_five() -> SimReplica {
+    let mut r = fresh(0);
     let mut store = Out::new();
     let mut out = store.outbox();
-    let _ = r.handle(Instant::ZERO, eps()[0], &heartbeat(4), &mut out);
-    assert_eq!(r.acceptor().log_truncation_point, 4);
+    let _ = r.tick(Instant::ZERO, &mut out);
+    for from in [0, 1] {
+        let one_b = RslMsg::OneB {
+            bal: Ballot::INITIAL,
+            log_truncation_point: 0,
+            reply_id: 1,
+            chunk: 0,
+            chunks: 1,
+            vote: None,
+        };
+        let _ = r.handle(Instant::ZERO, eps()[from], &encode(&one_b), &mut out);
+    }
+    assert!(r.status().is_leader);
+    let client = Endpoint::v4([10, 0, 1, 1], 9000);
+    for seqno in 1..=5 {
+        out.clear();
+        let _ = r.handle(Instant::ZERO, client, &encode(&RslMsg::Request { seqno, request: Bytes(b"put") }), &mut out);
+        let (opn, batch) = sent(&out)
+            .into_iter()
+            .find_map(|(_, b)| match decode(&b) {
+                RslMsg::TwoA { opn, batch, .. } => Some((opn, batch.0.to_vec())),
+                _ => None,
+            })
+            .expect("an idle leader proposes at once");
+        let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch: Bytes(&batch), opn_ckpt: 0 });
+        let _ = r.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
+        let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
+    }
+    assert_eq!(r.status().ops_complete, 5);
+    r
+}
+
+#[test]
+fn the_leaders_truncation_waits_for_a_live_replica_inside_the_log_until_it_falls_silent() {
+    let mut r = leader_executed_five();
+    let mut store = Out::new();
+    let mut out = store.outbox();
     let _ = r.handle(Instant::ZERO, eps()[2], &heartbeat(4), &mut out);
-    let _ = r.handle(Instant::ZERO, eps()[0], &heartbeat(5), &mut out);
+    let _ = r.handle(Instant::ZERO, eps()[1], &heartbeat(5), &mut out);
     // IronRSL would truncate at 5 (replicas 0 and 1); replica 2 is live and at 4.
     assert_eq!(r.acceptor().log_truncation_point, 4, "a live replica inside the log holds truncation");
-    // Two heartbeat periods without a word from replica 2 (replica 0 keeps talking).
+    // Two heartbeat periods without a word from replica 2 (replica 1 keeps talking).
     let period = fleet_engine::rsl::Params::default().heartbeat_period_ms;
     for k in 1..=3 {
         let now = Instant::from_micros(k * period * 1000);
         let _ = r.tick(now, &mut out);
-        let _ = r.handle(now, eps()[0], &heartbeat(5), &mut out);
+        let _ = r.handle(now, eps()[1], &heartbeat(5), &mut out);
         out.clear();
+        let expected = if k <= 2 { 4 } else { 5 };
+        assert_eq!(r.acceptor().log_truncation_point, expected, "after {k} heartbeat periods");
     }
-    assert_eq!(r.acceptor().log_truncation_point, 5, "a silent replica no longer holds truncation");
+}
+
+#[test]
+fn a_followers_own_checkpoint_holds_its_log_so_a_short_lag_needs_no_state_transfer() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let _ = r.handle(Instant::ZERO, eps()[0], &heartbeat(5), &mut out);
+    let _ = r.handle(Instant::ZERO, eps()[2], &heartbeat(5), &mut out);
+    assert_eq!(r.acceptor().log_truncation_point, 0, "the others at 5 do not cut this replica's log");
+    out.clear();
+    let _ = r.tick(Instant::ZERO, &mut out);
+    assert!(!sent(&out).iter().any(|(_, b)| matches!(decode(b), RslMsg::AppStateRequest { .. })));
 }
 
 #[test]

@@ -114,10 +114,11 @@ pub struct Replica<
     stats: Stats,
     heartbeat_at: Instant,
     retransmit_at: Instant,
-    /// Replicas heard from since the last heartbeat (bit per replica), and in the heartbeat
-    /// period before: the live set that truncation waits for.
-    heard: u64,
-    heard_before: u64,
+    /// When each other replica's latest heartbeat arrived (`Instant::ZERO` before the first):
+    /// a replica heard within two heartbeat periods is live, and truncation waits for it.
+    /// A time, not a bit per period: a duplicate heartbeat at the same instant changes
+    /// nothing, which keeps model-checker states that behave alike identical.
+    heard_at: [Instant; R],
     durable_changed: bool,
     /// The operation this step voted on (at most one: a step handles one 2a).
     durable_vote: Option<u64>,
@@ -149,8 +150,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             stats: Stats::default(),
             heartbeat_at: now,
             retransmit_at: now.plus_ms(config.params.retransmit_period_ms),
-            heard: 0,
-            heard_before: 0,
+            heard_at: [Instant::ZERO; R],
             durable_changed: false,
             durable_vote: None,
             batch_scratch: heapless::Vec::new(),
@@ -175,7 +175,6 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 None => Stats::bump(&mut self.stats.unknown_sender),
                 Some(sender) => {
                     if self.valid(&msg) {
-                        self.heard |= 1u64 << (sender % 64);
                         self.on_peer(now, sender, msg, out);
                     } else {
                         Stats::bump(&mut self.stats.invalid_messages);
@@ -196,8 +195,6 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         let p = self.config.params;
         if now >= self.heartbeat_at {
             self.heartbeat_at = now.plus_ms(p.heartbeat_period_ms);
-            self.heard_before = self.heard;
-            self.heard = 0;
             self.send_heartbeat(out);
         }
         if now >= self.retransmit_at {
@@ -498,6 +495,14 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             RslMsg::Heartbeat { bal, suspicious, opn_ckpt } => {
                 self.election.process_heartbeat(now, sender, bal, suspicious);
                 self.acceptor.record_checkpoint(sender, opn_ckpt);
+                // Liveness for truncation comes from heartbeats alone (one per period from
+                // every live replica is enough), and only a leader keeps it: flow control is
+                // about its window. A follower's own checkpoint holds its log.
+                if sender != self.me && self.leading() {
+                    if let Some(at) = self.heard_at.get_mut(sender) {
+                        *at = now.max(*at);
+                    }
+                }
             }
             RslMsg::StartingPhase2 { log_truncation_point, .. } => {
                 self.note_target(log_truncation_point, now);
@@ -723,7 +728,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             progress |= self.nominate(now, out);
             // Action 4: truncate the log (at most at the quorum-th highest checkpoint).
             self.acceptor.record_checkpoint(self.me, self.executor.ops_complete);
-            let point = self.truncation_target(quorum);
+            let point = self.truncation_target(quorum, now);
             if point > self.acceptor.log_truncation_point {
                 self.acceptor.truncate(point);
                 self.durable_changed = true;
@@ -750,11 +755,13 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
     /// This replica's own checkpoint holds it too, so a follower a little behind catches up
     /// from retransmitted 2a rather than by a state transfer; one that fell below the
     /// leader's truncation point learns so from the leader (see `retransmit`).
-    fn truncation_target(&self, quorum: usize) -> u64 {
+    fn truncation_target(&self, quorum: usize, now: Instant) -> u64 {
         let floor = self.acceptor.log_truncation_point;
-        let live = self.heard | self.heard_before | (1u64 << (self.me % 64));
+        let silent_after_ms = self.config.params.heartbeat_period_ms.saturating_mul(2);
+        let leading = self.leading();
+        let live = |r: usize| r == self.me || (leading && now <= self.heard_at[r].plus_ms(silent_after_ms));
         (0..self.config.n())
-            .filter(|r| live & (1u64 << (r % 64)) != 0)
+            .filter(|&r| live(r))
             .map(|r| self.acceptor.checkpoint_of(r))
             .filter(|&c| c >= floor)
             .fold(self.acceptor.quorum_checkpoint(quorum), u64::min)
@@ -916,8 +923,7 @@ where
             stats: self.stats,
             heartbeat_at: self.heartbeat_at,
             retransmit_at: self.retransmit_at,
-            heard: self.heard,
-            heard_before: self.heard_before,
+            heard_at: self.heard_at,
             durable_changed: self.durable_changed,
             durable_vote: self.durable_vote,
             batch_scratch: self.batch_scratch.clone(),
@@ -942,8 +948,7 @@ where
             && self.transfer == other.transfer
             && self.heartbeat_at == other.heartbeat_at
             && self.retransmit_at == other.retransmit_at
-            && self.heard == other.heard
-            && self.heard_before == other.heard_before
+            && self.heard_at == other.heard_at
     }
 }
 
@@ -972,8 +977,7 @@ where
         self.transfer.hash(state);
         self.heartbeat_at.hash(state);
         self.retransmit_at.hash(state);
-        self.heard.hash(state);
-        self.heard_before.hash(state);
+        self.heard_at.hash(state);
     }
 }
 
@@ -994,8 +998,7 @@ where
             .field("transfer", &self.transfer)
             .field("heartbeat_at", &self.heartbeat_at)
             .field("retransmit_at", &self.retransmit_at)
-            .field("heard", &self.heard)
-            .field("heard_before", &self.heard_before)
+            .field("heard_at", &self.heard_at)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
