@@ -190,7 +190,13 @@ pub fn record_to_operation(r: &HistoryRecord) -> Result<Option<Operation<KvOp, K
 
 /// Lower-case hex encoding of `bytes`, as history writers should emit it.
 pub fn encode_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 /// Decodes hex (either case, even length).
