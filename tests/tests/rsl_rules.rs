@@ -98,6 +98,41 @@ fn a_lower_ballot_1a_gets_no_promise() {
 }
 
 #[test]
+fn a_repeated_1a_for_the_promised_ballot_is_answered_again() {
+    // A proposer whose 1b chunks were lost asks again with the same ballot.
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let one_a = encode(&RslMsg::OneA { bal: Ballot::INITIAL });
+    for attempt in 1..=2u64 {
+        out.clear();
+        let _ = r.handle(Instant::ZERO, eps()[0], &one_a, &mut out);
+        let ids: Vec<u64> = sent(&out)
+            .into_iter()
+            .filter_map(|(_, b)| match decode(&b) {
+                RslMsg::OneB { reply_id, .. } => Some(reply_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, vec![attempt], "attempt {attempt}: one 1b, with a fresh reply id");
+    }
+}
+
+#[test]
+fn a_2a_for_the_last_operation_number_is_refused_and_changes_nothing() {
+    // u64::MAX is never a real operation number: accepting it would overflow `opn + 1`.
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let before = r.acceptor().clone();
+    let msg = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: u64::MAX, batch: Bytes(b"") });
+    let _ = r.handle(Instant::ZERO, eps()[0], &msg, &mut out);
+    assert_eq!(r.acceptor(), &before);
+    assert_eq!(r.stats().ignored_messages, 1);
+    assert!(sent(&out).iter().all(|(_, b)| !matches!(decode(b), RslMsg::TwoB { .. })));
+}
+
+#[test]
 fn peer_messages_from_unknown_endpoints_are_counted_and_dropped() {
     let mut r = fresh(0);
     let mut store = Out::new();

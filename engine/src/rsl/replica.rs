@@ -320,6 +320,11 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         if self.proposer.max_ballot_sent_1a > self.election.current_view {
             return Err("proposer started a ballot above the replica's view");
         }
+        // Truncation never lags behind every checkpoint: each term of `truncation_target` is
+        // at or above the lowest one, and checkpoints are recorded before it runs.
+        if self.acceptor.log_truncation_point < self.acceptor.min_checkpoint() {
+            return Err("log truncated below every replica's checkpoint");
+        }
         Ok(())
     }
 
@@ -673,10 +678,11 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                         emit::send(out, &mut self.stats, Protocol::Rsl, max, self.config.replicas[r], &start);
                     }
                 }
-                let from = self.acceptor.min_checkpoint();
+                // Every held vote is at or above the truncation point, hence at or above the
+                // lowest checkpoint (`check_invariants`): some replica has not executed it.
                 let next = self.proposer.next_opn;
                 for v in self.acceptor.votes() {
-                    if v.bal == bal && v.opn >= from && v.opn < next {
+                    if v.bal == bal && v.opn < next {
                         let msg = RslMsg::TwoA { bal, opn: v.opn, batch: Bytes(&v.batch) };
                         emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
                     }
