@@ -36,7 +36,7 @@ fn datagram(f: &Frame<'_>) -> Vec<u8> {
 fn single(seqno: u64, body: &Body<'_>) -> Vec<u8> {
     let mut inner = [0u8; 1472];
     let n = postcard::to_slice(body, &mut inner).unwrap().len();
-    datagram(&Frame::Single { base: 1, seqno, body: Bytes(&inner[..n]) })
+    datagram(&Frame::Single { base: 1, seqno, ack: 0, body: Bytes(&inner[..n]) })
 }
 
 fn key(c: usize, r: usize) -> u64 {

@@ -68,13 +68,7 @@ impl<const H: usize, const U: usize, const D: usize, const OB: usize> AsyncKvCli
             }
         }
         loop {
-            for (dst, bytes) in out.iter() {
-                if let Some(ep) = to_ip_endpoint(dst) {
-                    // A refused send is a lost datagram: the retransmission covers it.
-                    let _ = socket.send_to(bytes, ep).await;
-                }
-            }
-            out.clear();
+            send_all(socket, &mut out).await;
             let now = embassy_time::Instant::now();
             if now >= end {
                 self.client.cancel();
@@ -86,7 +80,7 @@ impl<const H: usize, const U: usize, const D: usize, const OB: usize> AsyncKvCli
                 Either::First(Ok((n, meta))) => {
                     let Some(from) = to_endpoint(meta.endpoint) else { continue };
                     if let Some(Event::Completed(c)) = self.client.handle(crate::now(), from, &self.rx[..n], &mut out) {
-                        return match c.outcome {
+                        let answer = match c.outcome {
                             Outcome::Value(None) => Ok(KvAnswer::Value(None)),
                             Outcome::Value(Some(v)) => {
                                 let dst = value.get_mut(..v.len()).ok_or(CallError::ReplyTooLarge)?;
@@ -97,6 +91,10 @@ impl<const H: usize, const U: usize, const D: usize, const OB: usize> AsyncKvCli
                             Outcome::Sharded => Ok(KvAnswer::Sharded),
                             Outcome::Failed(e) => Ok(KvAnswer::Failed(e)),
                         };
+                        // The reply's ack is owed; nobody ticks this client between calls.
+                        self.client.flush_acks(&mut out);
+                        send_all(socket, &mut out).await;
+                        return answer;
                     }
                 }
                 Either::First(Err(_)) => {}
@@ -104,4 +102,14 @@ impl<const H: usize, const U: usize, const D: usize, const OB: usize> AsyncKvCli
             }
         }
     }
+}
+
+/// Sends and clears `out`. A refused send is a lost datagram: the retransmission covers it.
+async fn send_all(socket: &UdpSocket<'_>, out: &mut fleet_engine::Outbox<'_>) {
+    for (dst, bytes) in out.iter() {
+        if let Some(ep) = to_ip_endpoint(dst) {
+            let _ = socket.send_to(bytes, ep).await;
+        }
+    }
+    out.clear();
 }

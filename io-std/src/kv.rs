@@ -221,6 +221,10 @@ impl KvBlockingClient {
                         }),
                         _ => None,
                     };
+                    if answer.is_some() {
+                        // The reply's ack is owed; nobody ticks this client between calls.
+                        self.inner.flush_acks(&mut o);
+                    }
                     Self::flush(&self.socket, &o);
                     if let Some(a) = answer {
                         return a;

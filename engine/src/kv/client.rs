@@ -263,8 +263,30 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
         Ok(())
     }
 
-    /// Takes a received datagram: acks replies, follows redirects, and reports completion.
+    /// Takes a received datagram: follows redirects and reports completion. A reply's ack
+    /// is owed for a quarter of the retransmission delay: the next request to that host
+    /// carries it, or it goes alone from `tick` (or [`KvClient::flush_acks`]).
     pub fn handle<'d>(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        datagram: &'d [u8],
+        out: &mut Outbox<'_>,
+    ) -> Option<Event<'d>> {
+        let event = self.handle_frame(now, from, datagram, out);
+        // Re-acks of duplicates are due at once (the host is retransmitting).
+        self.rel.flush_acks(now, out, &mut self.stats);
+        event
+    }
+
+    /// Sends every owed ack now. A caller that may not call `tick` for a while (a blocking
+    /// client between operations, a process about to exit) calls this after an operation
+    /// completes, so that the host stops retransmitting the reply.
+    pub fn flush_acks(&mut self, out: &mut Outbox<'_>) {
+        self.rel.flush_acks(Instant::NEVER, out, &mut self.stats);
+    }
+
+    fn handle_frame<'d>(
         &mut self,
         now: Instant,
         from: Endpoint,
@@ -297,11 +319,18 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
                     None
                 }
             },
-            Frame::Single { base, seqno, body } => {
-                match self.rel.classify(host, base, seqno) {
+            Frame::Single { base, seqno, ack, body } => {
+                let verdict = self.rel.classify(host, base, seqno);
+                if matches!(verdict, Verdict::New | Verdict::Duplicate) && !self.rel.ack_valid(host, ack) {
+                    // Acks a request never sent: the whole datagram is refused.
+                    Stats::bump(&mut self.stats.invalid_messages);
+                    return None;
+                }
+                match verdict {
                     Verdict::New => {}
                     Verdict::Duplicate => {
-                        self.rel.send_ack(host, out, &mut self.stats);
+                        let _ = self.rel.on_ack(now, host, ack);
+                        self.rel.owe_ack(host, now);
                         Stats::bump(&mut self.stats.ignored_messages);
                         return None;
                     }
@@ -320,7 +349,8 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
                     return None;
                 };
                 self.rel.accept(host, base, seqno);
-                self.rel.send_ack(host, out, &mut self.stats);
+                let _ = self.rel.on_ack(now, host, ack);
+                self.rel.owe_ack(host, now.plus_ms(self.params.reliable.retransmit_ms / 4));
                 self.on_body(now, host, msg, out)
             }
         }
@@ -491,6 +521,14 @@ mod tests {
             res
         }
 
+        /// The client ticks at `ms`: retransmissions and owed acks due then.
+        fn tick_client(&mut self, ms: u64) {
+            let mut store = OutboxBuf::<16, 8192>::new();
+            let mut out = store.outbox();
+            self.client.tick(Instant::from_millis(ms), &mut out);
+            self.take(C, &out);
+        }
+
         fn pump(&mut self) {
             let mut store = OutboxBuf::<16, 8192>::new();
             for _ in 0..1000 {
@@ -537,8 +575,37 @@ mod tests {
         n.submit(Request::Get(5)).unwrap();
         n.pump();
         assert_eq!(n.done, [(1, None, "written"), (2, Some(b"five".to_vec()), "value")]);
-        assert_eq!(n.client.reliable().pending(), 0, "requests acked");
+        assert_eq!(n.client.reliable().pending(), 0, "requests acked by the replies");
+        assert_eq!(n.hosts[0].reliable().pending(), 1, "the Get carried the Set reply's ack; the last is owed");
+        let mut store = OutboxBuf::<16, 8192>::new();
+        let mut out = store.outbox();
+        n.client.flush_acks(&mut out);
+        assert_eq!(out.len(), 1);
+        n.take(C, &out);
+        n.pump();
         assert_eq!(n.hosts[0].reliable().pending(), 0, "replies acked by the client");
+    }
+
+    #[test]
+    fn a_request_and_its_reply_ack_each_other_and_a_lone_ack_waits_a_quarter_retransmission() {
+        let mut n = Net::new(1);
+        n.submit(Request::Set(5, b"five")).unwrap();
+        let (_, _, request) = n.queue.pop_front().unwrap();
+        let mut store = OutboxBuf::<16, 8192>::new();
+        let mut out = store.outbox();
+        let _ = n.hosts[0].handle(Instant::ZERO, C, &request, &mut out);
+        let frames: Vec<_> = out.iter().map(|(_, b)| wire::decode::<Frame<'_>>(Protocol::Kv, b).unwrap()).collect();
+        assert!(matches!(frames[..], [Frame::Single { ack: 1, .. }]), "one datagram, the reply carrying the ack");
+        let reply = out.iter().next().unwrap().1.to_vec();
+        let mut out = store.outbox();
+        assert!(n.client.handle(Instant::ZERO, H0, &reply, &mut out).is_some());
+        assert!(out.is_empty(), "the reply's ack is owed, not sent");
+        assert_eq!(n.client.reliable().pending(), 0, "the reply acked the request");
+        assert_eq!(n.client.next_deadline(), Instant::from_millis(2), "10 ms / 4, in whole ms");
+        n.submit(Request::Get(5)).unwrap();
+        let (_, _, next) = n.queue.back().unwrap().clone();
+        assert!(matches!(wire::decode(Protocol::Kv, &next), Ok(Frame::Single { seqno: 2, ack: 1, .. })));
+        assert_eq!(n.client.next_deadline(), Instant::from_millis(10), "no ack owed: only the retransmission");
     }
 
     #[test]
@@ -594,6 +661,9 @@ mod tests {
         n.take(C, &out);
         n.pump();
         assert_eq!(n.done, [(1, None, "written")]);
+        assert_eq!(n.client.next_deadline(), Instant::from_millis(2), "the reply's ack, owed");
+        n.tick_client(2);
+        assert_eq!(n.queue.len(), 1, "the ack goes alone");
         assert_eq!(n.client.next_deadline(), Instant::NEVER);
     }
 
@@ -610,7 +680,8 @@ mod tests {
         wire::append(&mut inner, &body).unwrap();
         let mut buf = [0u8; 128];
         let len =
-            wire::encode(Protocol::Kv, &Frame::Single { base: 1, seqno: 1, body: Bytes(&inner) }, &mut buf).unwrap();
+            wire::encode(Protocol::Kv, &Frame::Single { base: 1, seqno: 1, ack: 0, body: Bytes(&inner) }, &mut buf)
+                .unwrap();
         assert_eq!(n.client.handle(Instant::ZERO, H0, &buf[..len], &mut out), None, "not completed twice");
         let acks: Vec<_> = out.iter().map(|(_, b)| wire::decode::<Frame<'_>>(Protocol::Kv, b).unwrap()).collect();
         assert_eq!(acks, [Frame::Ack { seqno: 1 }]);
@@ -622,6 +693,10 @@ mod tests {
         n.drop_to_client = true; // replies lost: the host's reply queue fills
         for k in 0..4u64 {
             n.submit(Request::Get(k)).unwrap();
+            n.pump();
+            // The request's ack went with the lost reply: the retransmission is a duplicate
+            // the host acks alone.
+            n.tick_client(1000 * (k + 1));
             n.pump();
             n.client.cancel();
         }
@@ -668,14 +743,15 @@ mod tests {
             wire::append(&mut inner, &body).unwrap();
             let mut buf = [0u8; 128];
             let seq = i / 2 + 1;
-            let f = Frame::Single { base: 1, seqno: seq, body: Bytes(&inner) };
+            let f = Frame::Single { base: 1, seqno: seq, ack: 0, body: Bytes(&inner) };
             let len = wire::encode(Protocol::Kv, &f, &mut buf).unwrap();
             let mut out = store.outbox();
             assert_eq!(n.client.handle(Instant::ZERO, from, &buf[..len], &mut out), None);
-            let requests = out.len() - 1; // minus the ack
+            let requests = out.len(); // the ack is owed, not sent
             let expect = usize::from(i + 1 < u64::from(MAX_REDIRECT_STREAK));
             assert_eq!(requests, expect, "redirect {i}");
         }
-        assert_eq!(n.client.next_deadline(), Instant::from_millis(10));
+        assert_eq!(n.client.op.as_ref().and_then(|o| o.resend_at), Some(Instant::from_millis(10)), "paused");
+        assert_eq!(n.client.next_deadline(), Instant::from_millis(2), "the redirects' acks are owed first");
     }
 }

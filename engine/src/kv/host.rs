@@ -20,6 +20,14 @@ use crate::stats::Stats;
 use crate::time::{earliest, Instant};
 use crate::wire::{self, Bytes, Protocol};
 
+/// A reliable frame's channel fields: its incarnation, its seqno, and the ack it carries.
+#[derive(Clone, Copy)]
+struct Channel {
+    base: u64,
+    seqno: u64,
+    ack: u64,
+}
+
 /// What one step asks of the binding besides sending the outbox.
 #[must_use = "a durable binding must persist the store before sending when `storage_changed` is set"]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -244,8 +252,12 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
                 // The sender keeps the message and retransmits with backoff.
                 bump(&mut self.counters.refusals_received);
             }
-            Ok(Frame::Single { base, seqno, body }) => self.on_single(now, from, base, seqno, body.0, out),
+            Ok(Frame::Single { base, seqno, ack, body }) => {
+                self.on_single(now, from, Channel { base, seqno, ack }, body.0, out)
+            }
         }
+        // Acks owed in this step that no reply carried go alone now.
+        self.rel.flush_acks(now, out, &mut self.stats);
         self.debug_check();
         Step { storage_changed: self.changed }
     }
@@ -391,19 +403,28 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
             Stats::bump(&mut self.stats.unknown_sender);
             return;
         };
-        match self.rel.on_ack(now, peer, seqno) {
+        match self.apply_ack(now, peer, seqno) {
             AckOutcome::Invalid => Stats::bump(&mut self.stats.invalid_messages),
             AckOutcome::Stale => Stats::bump(&mut self.stats.ignored_messages),
-            AckOutcome::Progress => {
-                let before = self.outgoing.len();
-                self.outgoing.retain(|o| !(usize::from(o.recipient) == peer && o.last_seqno <= seqno));
-                let done = (before - self.outgoing.len()) as u64;
-                self.counters.transfers_out = self.counters.transfers_out.saturating_add(done);
-            }
+            AckOutcome::Progress => {}
         }
     }
 
-    fn on_single(&mut self, now: Instant, from: Endpoint, base: u64, seqno: u64, body: &[u8], out: &mut Outbox<'_>) {
+    /// A cumulative ack from `peer`, alone or piggybacked: a Delegate transfer is done when
+    /// its last part is acked.
+    fn apply_ack(&mut self, now: Instant, peer: usize, seqno: u64) -> AckOutcome {
+        let outcome = self.rel.on_ack(now, peer, seqno);
+        if outcome == AckOutcome::Progress {
+            let before = self.outgoing.len();
+            self.outgoing.retain(|o| !(usize::from(o.recipient) == peer && o.last_seqno <= seqno));
+            let done = (before - self.outgoing.len()) as u64;
+            self.counters.transfers_out = self.counters.transfers_out.saturating_add(done);
+        }
+        outcome
+    }
+
+    fn on_single(&mut self, now: Instant, from: Endpoint, ch: Channel, body: &[u8], out: &mut Outbox<'_>) {
+        let Channel { base, seqno, ack } = ch;
         let Ok(msg) = wire::decode_exact::<Body<'_>>(body) else {
             Stats::bump(&mut self.stats.decode_errors);
             return;
@@ -426,11 +447,22 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
             None if base > 0 && seqno == base => Verdict::New,
             None => Verdict::Ahead,
         };
+        // A piggybacked ack of something never sent makes the whole datagram invalid; a
+        // sender we have no channel to has nothing of ours to ack.
+        let ack_ok = match peer {
+            Some(p) => self.rel.ack_valid(p, ack),
+            None => ack == 0,
+        };
+        if !ack_ok && matches!(verdict, Verdict::New | Verdict::Restarted | Verdict::Duplicate) {
+            Stats::bump(&mut self.stats.invalid_messages);
+            return;
+        }
         match verdict {
             Verdict::New | Verdict::Restarted => {}
             Verdict::Duplicate => {
                 if let Some(p) = peer {
-                    self.rel.send_ack(p, out, &mut self.stats);
+                    self.apply_ack(now, p, ack);
+                    self.rel.owe_ack(p, now);
                 }
                 bump(&mut self.counters.duplicates);
                 Stats::bump(&mut self.stats.ignored_messages);
@@ -477,7 +509,8 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
             },
         };
         self.rel.accept(p, base, seqno);
-        self.rel.send_ack(p, out, &mut self.stats);
+        self.apply_ack(now, p, ack);
+        self.rel.owe_ack(p, now);
         match msg {
             Body::GetRequest { key } => self.on_get(now, p, seqno, key, out),
             Body::SetRequest { key, value } => self.on_set(now, p, seqno, key, value.map(|v| v.0), out),

@@ -10,6 +10,13 @@
 //! * **Receiver.** Per peer, the last seqno accepted. Only `last + 1` is accepted (no
 //!   buffering of out-of-order messages, as in IronKV); a duplicate (`<= last`) is re-acked
 //!   with the cumulative ack; acks are never acked.
+//! * **Piggybacked acks** (not in IronKV, which sends every ack alone). Every `Single`
+//!   carries the sender's cumulative ack of the reverse channel, so a request and its reply
+//!   ack each other: an ack the receiver owes ([`Reliable::owe_ack`]) goes alone only if no
+//!   message to that peer leaves before it is due ([`Reliable::flush_acks`]). A host owes
+//!   its acks until the end of the step (its reply carries them); a client may owe a reply's
+//!   ack for a moment, until its next request carries it. Half the datagrams of a
+//!   request-reply exchange.
 //! * **Bounds.** At most `max_unacked_per_peer` messages per peer and `U` in all. A full
 //!   queue refuses new messages ([`SendError::QueueFull`]): the caller turns that into
 //!   back-pressure the other side can see ([`Frame::Refused`]), never a silent drop.
@@ -35,8 +42,8 @@ use crate::wire;
 use crate::wire::{Bytes, Protocol};
 
 /// Largest encoding of a [`Frame::Single`] around its body, envelope included (header 3,
-/// tag 1, base and seqno 10 each, body length prefix 3).
-pub const FRAME_OVERHEAD_BYTES: usize = 27;
+/// tag 1, base, seqno and ack 10 each, body length prefix 3).
+pub const FRAME_OVERHEAD_BYTES: usize = 37;
 
 /// Why a receiver did not accept a message it could have accepted otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,6 +67,9 @@ pub enum Frame<'a> {
         base: u64,
         /// This message's seqno, `>= base`.
         seqno: u64,
+        /// Cumulative ack of the reverse channel (the receiver's messages to the sender):
+        /// the highest seqno the sender accepted from the receiver, 0 for none.
+        ack: u64,
         /// The encoded protocol message.
         #[serde(borrow)]
         body: Bytes<'a>,
@@ -152,6 +162,8 @@ pub struct Peer {
     unacked: usize,
     retransmit_at: Option<Instant>,
     backoff_ms: u64,
+    /// An ack is owed to the peer, to go alone at this instant unless a message carries it.
+    ack_due: Option<Instant>,
 }
 
 impl Peer {
@@ -183,6 +195,16 @@ impl Peer {
     /// The current retransmission delay.
     pub fn backoff_ms(&self) -> u64 {
         self.backoff_ms
+    }
+
+    /// When an ack owed to the peer goes alone, if one is owed.
+    pub fn ack_due(&self) -> Option<Instant> {
+        self.ack_due
+    }
+
+    /// The cumulative ack a message to the peer carries.
+    fn ack(&self) -> u64 {
+        self.last_accepted().unwrap_or(0)
     }
 }
 
@@ -265,6 +287,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             unacked: 0,
             retransmit_at: None,
             backoff_ms: self.params.retransmit_ms,
+            ack_due: None,
         };
         self.peers.push(peer).ok()?;
         Some(self.peers.len() - 1)
@@ -397,19 +420,48 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         if p.retransmit_at.is_none() {
             p.retransmit_at = Some(now.plus_ms(p.backoff_ms));
         }
-        let (ep, base) = (p.ep, p.send_base);
+        let (ep, base, ack) = (p.ep, p.send_base, p.ack());
         if let Some(m) = self.pending.last() {
-            let frame = Frame::Single { base, seqno, body: Bytes(m.body()) };
-            emit::send(out, stats, self.protocol, self.max_datagram_bytes, ep, &frame);
+            let frame = Frame::Single { base, seqno, ack, body: Bytes(m.body()) };
+            if emit::send(out, stats, self.protocol, self.max_datagram_bytes, ep, &frame) {
+                p.ack_due = None;
+            }
         }
         Ok(seqno)
     }
 
-    /// Emits the cumulative ack for peer `i` (nothing if nothing was accepted from it).
-    pub fn send_ack(&self, i: usize, out: &mut Outbox<'_>, stats: &mut Stats) {
-        if let Some((ep, Some(last))) = self.peers.get(i).map(|p| (p.ep, p.last_accepted())) {
-            emit::send(out, stats, self.protocol, self.max_datagram_bytes, ep, &Frame::Ack { seqno: last });
+    /// Emits the cumulative ack for peer `i` at once (nothing if nothing was accepted from
+    /// it), settling any ack owed.
+    pub fn send_ack(&mut self, i: usize, out: &mut Outbox<'_>, stats: &mut Stats) {
+        let Some(p) = self.peers.get_mut(i) else { return };
+        if let Some(last) = p.last_accepted() {
+            if emit::send(out, stats, self.protocol, self.max_datagram_bytes, p.ep, &Frame::Ack { seqno: last }) {
+                p.ack_due = None;
+            }
         }
+    }
+
+    /// Peer `i` is owed an ack: it goes with the next message to the peer, or alone at
+    /// `due` ([`Reliable::flush_acks`], [`Reliable::tick`]), whichever comes first.
+    pub fn owe_ack(&mut self, i: usize, due: Instant) {
+        if let Some(p) = self.peers.get_mut(i) {
+            p.ack_due = Some(p.ack_due.map_or(due, |d| d.min(due)));
+        }
+    }
+
+    /// Sends alone every owed ack due at `now` (`Instant::NEVER`: every owed ack).
+    pub fn flush_acks(&mut self, now: Instant, out: &mut Outbox<'_>, stats: &mut Stats) {
+        for i in 0..self.peers.len() {
+            if self.peers[i].ack_due.is_some_and(|d| d <= now) {
+                self.send_ack(i, out, stats);
+            }
+        }
+    }
+
+    /// Whether a piggybacked ack from peer `i` is one [`Reliable::on_ack`] would not call
+    /// invalid (it acknowledges nothing never sent). Changes nothing.
+    pub fn ack_valid(&self, i: usize, seqno: u64) -> bool {
+        self.peers.get(i).is_some_and(|p| seqno < p.next)
     }
 
     /// Emits a refusal of message `seqno` to `dst` (back-pressure the sender can see).
@@ -452,19 +504,22 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             for seqno in p.acked + 1..p.next {
                 let found = self.pending.iter().find(|m| m.peer as usize == i && m.seqno == seqno);
                 if let Some(m) = found {
-                    let frame = Frame::Single { base: p.send_base, seqno, body: Bytes(m.body()) };
-                    emit::send(out, stats, self.protocol, self.max_datagram_bytes, p.ep, &frame);
+                    let frame = Frame::Single { base: p.send_base, seqno, ack: p.ack(), body: Bytes(m.body()) };
+                    if emit::send(out, stats, self.protocol, self.max_datagram_bytes, p.ep, &frame) {
+                        p.ack_due = None;
+                    }
                     self.retransmits = self.retransmits.saturating_add(1);
                 }
             }
             p.backoff_ms = p.backoff_ms.saturating_mul(2).min(max);
             p.retransmit_at = Some(now.plus_ms(p.backoff_ms));
         }
+        self.flush_acks(now, out, stats);
     }
 
-    /// The earliest retransmission deadline, or [`Instant::NEVER`].
+    /// The earliest retransmission or owed-ack deadline, or [`Instant::NEVER`].
     pub fn next_deadline(&self) -> Instant {
-        self.peers.iter().fold(Instant::NEVER, |acc, p| earliest(acc, p.retransmit_at))
+        self.peers.iter().fold(Instant::NEVER, |acc, p| earliest(earliest(acc, p.retransmit_at), p.ack_due))
     }
 
     /// Retransmitted datagrams so far.
@@ -506,6 +561,9 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
                     return Err("reliable: last accepted below the channel base");
                 }
             }
+            if p.ack_due.is_some() && p.recv.is_none() {
+                return Err("reliable: an ack owed for nothing accepted");
+            }
         }
         for m in &self.pending {
             let Some(p) = self.peers.get(m.peer as usize) else { return Err("reliable: message for no peer") };
@@ -534,7 +592,7 @@ mod tests {
         // Re-decode into 'static by leaking nothing: only the header fields are compared.
         out.iter()
             .map(|(_, d)| match wire::decode::<Frame<'_>>(Protocol::Kv, d).unwrap() {
-                Frame::Single { base, seqno, .. } => Frame::Single { base, seqno, body: Bytes(&[]) },
+                Frame::Single { base, seqno, ack, .. } => Frame::Single { base, seqno, ack, body: Bytes(&[]) },
                 Frame::Ack { seqno } => Frame::Ack { seqno },
                 Frame::Refused { seqno, reason } => Frame::Refused { seqno, reason },
             })
@@ -551,8 +609,8 @@ mod tests {
         assert_eq!(r.send(Instant::ZERO, b, &7u32, &mut out, &mut stats), Ok(1));
         assert_eq!(r.send(Instant::ZERO, b, &8u32, &mut out, &mut stats), Ok(2));
         let f = frames(&out);
-        assert_eq!(f[0], Frame::Single { base: 1, seqno: 1, body: Bytes(&[]) });
-        assert_eq!(f[1], Frame::Single { base: 1, seqno: 2, body: Bytes(&[]) });
+        assert_eq!(f[0], Frame::Single { base: 1, seqno: 1, ack: 0, body: Bytes(&[]) });
+        assert_eq!(f[1], Frame::Single { base: 1, seqno: 2, ack: 0, body: Bytes(&[]) });
         assert_eq!(r.invariant(), Ok(()));
     }
 
@@ -637,8 +695,8 @@ mod tests {
         assert_eq!(
             &f[..],
             &[
-                Frame::Single { base: 5, seqno: 5, body: Bytes(&[]) },
-                Frame::Single { base: 5, seqno: 6, body: Bytes(&[]) }
+                Frame::Single { base: 5, seqno: 5, ack: 0, body: Bytes(&[]) },
+                Frame::Single { base: 5, seqno: 6, ack: 0, body: Bytes(&[]) }
             ]
         );
         assert_eq!(r.next_deadline(), Instant::from_millis(30), "delay doubled to 20 ms");
@@ -670,7 +728,11 @@ mod tests {
         assert_eq!(r.pending(), 0, "messages for the dead incarnation dropped");
         out.clear();
         r.send(Instant::ZERO, c, &2u32, &mut out, &mut stats).unwrap();
-        assert_eq!(frames(&out)[0], Frame::Single { base: 2, seqno: 2, body: Bytes(&[]) });
+        assert_eq!(
+            frames(&out)[0],
+            Frame::Single { base: 2, seqno: 2, ack: 200, body: Bytes(&[]) },
+            "carries the new incarnation's ack"
+        );
         assert_eq!(r.on_ack(Instant::ZERO, c, 1), AckOutcome::Stale, "old incarnation's ack acks nothing new");
         assert_eq!(r.invariant(), Ok(()));
     }

@@ -283,7 +283,7 @@ pub fn describe(bytes: &[u8]) -> String {
     match wire::decode::<Frame<'_>>(Protocol::Kv, bytes) {
         Ok(Frame::Ack { seqno }) => format!("Ack#{seqno}"),
         Ok(Frame::Refused { seqno, reason }) => format!("Refused#{seqno}({reason:?})"),
-        Ok(Frame::Single { base, seqno, body }) => {
+        Ok(Frame::Single { base, seqno, ack, body }) => {
             let b = match postcard::from_bytes::<Body<'_>>(body.0) {
                 Ok(Body::GetRequest { key }) => format!("Get({key})"),
                 Ok(Body::SetRequest { key, value }) => {
@@ -301,7 +301,7 @@ pub fn describe(bytes: &[u8]) -> String {
                 Ok(Body::Error { req, error }) => format!("Error(req {req}, {error:?})"),
                 Err(_) => "undecodable body".to_string(),
             };
-            format!("#{seqno}(base {base}) {b}")
+            format!("#{seqno}(base {base}, ack {ack}) {b}")
         }
         Err(_) => format!("undecodable {bytes:02x?}"),
     }

@@ -15,6 +15,7 @@ const H0: Endpoint = Endpoint::v4([10, 0, 0, 1], 1);
 const H1: Endpoint = Endpoint::v4([10, 0, 0, 2], 1);
 const H2: Endpoint = Endpoint::v4([10, 0, 0, 3], 1);
 const C: Endpoint = Endpoint::v4([10, 0, 1, 1], 9);
+const C2: Endpoint = Endpoint::v4([10, 0, 1, 2], 9);
 const T0: Instant = Instant::ZERO;
 
 fn params() -> KvParams {
@@ -33,9 +34,14 @@ fn host(me: usize) -> Host {
 
 /// A datagram carrying `body` as message `seqno` of a channel with base `base`.
 fn single(base: u64, seqno: u64, body: &Body<'_>) -> heapless::Vec<u8, 512> {
+    single_acking(base, seqno, 0, body)
+}
+
+/// [`single`] also acking the host's messages up to `ack`.
+fn single_acking(base: u64, seqno: u64, ack: u64, body: &Body<'_>) -> heapless::Vec<u8, 512> {
     let mut inner: heapless::Vec<u8, 512> = heapless::Vec::new();
     wire::append(&mut inner, body).unwrap();
-    frame(&Frame::Single { base, seqno, body: Bytes(&inner) })
+    frame(&Frame::Single { base, seqno, ack, body: Bytes(&inner) })
 }
 
 fn frame(f: &Frame<'_>) -> heapless::Vec<u8, 512> {
@@ -89,7 +95,8 @@ fn shard(h: &mut Host, seqno: u64, range: KeyRange, to: Endpoint) -> std::vec::V
 fn the_root_serves_set_and_get_and_acks_each_request() {
     let mut h = host(0);
     let sent = set(&mut h, 1, 7, b"seven");
-    assert_eq!(sent[0].frame(), Frame::Ack { seqno: 1 });
+    assert_eq!(sent.len(), 1, "no lone ack: the reply carries it");
+    assert!(matches!(sent[0].frame(), Frame::Single { ack: 1, .. }));
     assert_eq!(bodies(&sent), [Body::Reply { req: 1, key: 7, value: None }]);
     let sent = run(&mut h, C, &single(1, 2, &Body::GetRequest { key: 7 }));
     assert_eq!(bodies(&sent), [Body::Reply { req: 2, key: 7, value: Some(Bytes(b"seven")) }]);
@@ -97,6 +104,37 @@ fn the_root_serves_set_and_get_and_acks_each_request() {
     assert_eq!(bodies(&sent), [Body::Reply { req: 3, key: 7, value: None }]);
     let sent = run(&mut h, C, &single(1, 4, &Body::GetRequest { key: 7 }));
     assert_eq!(bodies(&sent), [Body::Reply { req: 4, key: 7, value: None }], "deleted");
+}
+
+#[test]
+fn a_request_carrying_the_ack_of_earlier_replies_clears_them() {
+    let mut h = host(0);
+    let _ = run(&mut h, C, &single(1, 1, &Body::GetRequest { key: 7 }));
+    let _ = run(&mut h, C, &single(1, 2, &Body::GetRequest { key: 8 }));
+    assert_eq!(h.reliable().pending(), 2, "two replies unacked");
+    let _ = run(&mut h, C, &single_acking(1, 3, 2, &Body::GetRequest { key: 9 }));
+    assert_eq!(h.reliable().pending(), 1, "only the newest reply is unacked");
+}
+
+#[test]
+fn a_piggybacked_ack_of_a_message_never_sent_refuses_the_datagram_and_changes_nothing() {
+    let mut h = host(0);
+    let _ = run(&mut h, C, &single(1, 1, &Body::GetRequest { key: 7 }));
+    let before = h.clone();
+    let sent = run(&mut h, C, &single_acking(1, 2, 99, &Body::SetRequest { key: 7, value: Some(Bytes(b"x")) }));
+    assert!(sent.is_empty());
+    assert_eq!(h.stats().invalid_messages, 1);
+    assert!(h == before, "nothing accepted, stored or acked");
+    let sent = run(&mut h, C2, &single_acking(1, 1, 5, &Body::GetRequest { key: 7 }));
+    assert!(sent.is_empty(), "a new client has nothing of ours to ack");
+}
+
+#[test]
+fn a_duplicate_is_acked_alone_at_once() {
+    let mut h = host(0);
+    let _ = run(&mut h, C, &single(1, 1, &Body::GetRequest { key: 7 }));
+    let sent = run(&mut h, C, &single(1, 1, &Body::GetRequest { key: 7 }));
+    assert_eq!(sent.iter().map(Sent::frame).collect::<std::vec::Vec<_>>(), [Frame::Ack { seqno: 1 }]);
 }
 
 #[test]
@@ -190,7 +228,7 @@ fn a_full_store_refuses_new_keys_with_an_error_reply() {
 fn malformed_input_is_counted_and_changes_nothing() {
     let mut h = host(0);
     assert!(run(&mut h, C, b"garbage").is_empty());
-    assert!(run(&mut h, C, &frame(&Frame::Single { base: 1, seqno: 1, body: Bytes(&[0xFF, 0xFF]) })).is_empty());
+    assert!(run(&mut h, C, &frame(&Frame::Single { base: 1, seqno: 1, ack: 0, body: Bytes(&[0xFF, 0xFF]) })).is_empty());
     assert!(run(&mut h, C, &frame(&Frame::Ack { seqno: 3 })).is_empty(), "ack from an unknown peer");
     assert!(run(&mut h, H1, &frame(&Frame::Ack { seqno: 3 })).is_empty(), "ack of a seqno never sent");
     let s = h.stats();
