@@ -581,6 +581,14 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
                 if transfer <= self.completed_from(src) || (last && count != total) {
                     return Admit::Invalid;
                 }
+                // A sender delegates only what it owns, so the range is neither ours nor
+                // arriving from another host: anything else is forged (found by fuzzing:
+                // accepting it broke the "not owning what we are receiving" invariant, and
+                // a one-part one would overwrite our values with the sender's).
+                let overlaps = |r: &KeyRange| r.lo < range.hi && range.lo < r.hi;
+                if self.owns_any(range) || self.incoming.iter().flatten().any(|i| overlaps(&i.range)) {
+                    return Admit::Invalid;
+                }
                 let in_progress = self.incoming.iter().flatten().count();
                 let storage_ok = self.store.len() + self.reserved_pairs + total as usize <= self.store.capacity();
                 let map_ok = self.map.free() >= 2 * (in_progress + 1);

@@ -384,6 +384,42 @@ fn delegate_from_an_unknown_host_is_ignored() {
 }
 
 #[test]
+fn a_delegate_of_keys_the_receiver_owns_or_is_receiving_is_invalid_and_changes_nothing() {
+    // Fuzzer finding (kv_datagrams): the root accepted part 0 of a transfer of keys it owns,
+    // breaking "a host does not own what it is receiving"; a one-part one would overwrite
+    // its values. A real sender delegates only what it owns, so only a forgery looks so.
+    let mut h0 = host(0);
+    let _ = set(&mut h0, 1, 5, b"mine");
+    let before = h0.clone();
+    let d = |part, parts| Body::Delegate {
+        transfer: 1,
+        range: KeyRange::keys(0, 10),
+        part,
+        parts,
+        total_pairs: 0,
+        pairs: Bytes(&[]),
+    };
+    assert!(run(&mut h0, H1, &single(1, 1, &d(0, 2))).is_empty());
+    assert!(run(&mut h0, H1, &single(1, 1, &d(0, 1))).is_empty());
+    assert_eq!(h0.stats().invalid_messages, 2);
+    assert!(h0 == before, "not accepted, not acked, nothing stored");
+    // Host 1 receiving [0, 10) from host 0 refuses an overlapping transfer from host 2.
+    let mut h1 = host(1);
+    let _ = run(&mut h1, H0, &single(1, 1, &d(0, 2)));
+    assert!(h1.incoming(0).is_some());
+    let overlapping = Body::Delegate {
+        transfer: 1,
+        range: KeyRange::keys(5, 20),
+        part: 0,
+        parts: 1,
+        total_pairs: 0,
+        pairs: Bytes(&[]),
+    };
+    assert!(run(&mut h1, H2, &single(1, 1, &overlapping)).is_empty());
+    assert!(!h1.owns(15), "the overlapping transfer was refused");
+}
+
+#[test]
 fn delegate_part_out_of_sequence_is_invalid() {
     let mut h1 = host(1);
     let mut pairs: heapless::Vec<u8, 64> = heapless::Vec::new();
