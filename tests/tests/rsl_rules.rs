@@ -278,6 +278,34 @@ fn the_leader_tells_a_replica_below_its_truncation_point_where_the_log_starts() 
 }
 
 #[test]
+fn a_request_seen_executed_is_no_longer_a_reason_to_suspect_the_view() {
+    let client = Endpoint::v4([10, 0, 1, 1], 9000);
+    let epoch_ms = fleet_engine::rsl::Params::default().baseline_view_timeout_ms;
+    let run = |execute: bool| {
+        let mut r = fresh(1);
+        let mut store = Out::new();
+        let mut out = store.outbox();
+        let request = encode(&RslMsg::Request { seqno: 1, request: Bytes(b"put") });
+        let _ = r.handle(Instant::ZERO, client, &request, &mut out);
+        assert_eq!(r.election().tracked().len(), 1, "a follower tracks the request");
+        if execute {
+            let entry = fleet_engine::rsl::batch::BatchEntry { client, seqno: 1, request: Bytes(b"put") };
+            let batch = postcard::to_allocvec(&entry).unwrap();
+            let two_a = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch) });
+            let _ = r.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
+            let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch), opn_ckpt: 0 });
+            let _ = r.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
+            let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
+            assert_eq!(r.status().ops_complete, 1);
+        }
+        let _ = r.tick(Instant::from_micros((epoch_ms + 1) * 1000), &mut out);
+        r.election().suspects(1)
+    };
+    assert!(run(false), "control: an unexecuted request makes the replica suspect after an epoch");
+    assert!(!run(true), "an executed request does not");
+}
+
+#[test]
 fn a_retried_request_is_answered_from_the_reply_cache_by_any_replica() {
     let mut sim = RslSim::new(11, SimOptions { clients: 1, ops_per_client: 5, ..SimOptions::default() });
     assert!(sim.run_until(10_000_000, RslSim::all_done));
