@@ -396,7 +396,8 @@ fn messages_outside_the_protocol_bounds_are_refused() {
     let mut store = Out::new();
     let mut out = store.outbox();
     let before = r.acceptor().clone();
-    let stranger_ballot = Ballot { seqno: 5, proposer: 9 };
+    // Proposer index 3 is the first outside a 3-replica cluster.
+    let stranger_ballot = Ballot { seqno: 5, proposer: 3 };
     let too_many: Vec<u8> = {
         let mut v = Vec::new();
         for s in 0..33u64 {

@@ -325,6 +325,16 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_larger_than_the_slot_is_refused_and_one_that_fits_exactly_is_kept() {
+        let mut a = A::new(3);
+        assert_eq!(a.accept(B1, 0, &[7u8; 65], 7), Accepted::Stale, "65 > D = 64");
+        assert_eq!(a.vote_count(), 0);
+        assert_eq!(a.max_bal, Ballot::default(), "a refused vote raises nothing");
+        assert_eq!(a.accept(B1, 0, &[7u8; 64], 7), Accepted::Voted);
+        assert_eq!(a.vote_at(0).map(|v| v.batch.len()), Some(64));
+    }
+
+    #[test]
     fn invariant_catches_a_vote_above_max_bal() {
         let mut a = A::new(3);
         a.accept(B2, 0, b"v", 7);

@@ -348,19 +348,27 @@ mod tests {
     #[test]
     fn phase1_reproposes_the_highest_ballot_vote() {
         let mut p = P::new(3);
-        p.start_phase1(Ballot { seqno: 5, proposer: 0 });
         let b5 = Ballot { seqno: 5, proposer: 0 };
-        p.process_1b(1, b5, 0, 1, 0, 1, vote(0, Ballot { seqno: 2, proposer: 1 }, b"low"));
-        p.process_1b(2, b5, 0, 1, 0, 2, vote(0, Ballot { seqno: 3, proposer: 2 }, b"high"));
-        p.process_1b(2, b5, 0, 1, 1, 2, vote(2, B1, b"later"));
+        let (b2, b3, b4) =
+            (Ballot { seqno: 2, proposer: 1 }, Ballot { seqno: 3, proposer: 2 }, Ballot { seqno: 4, proposer: 1 });
+        p.start_phase1(b5);
+        // Opn 0: the lower ballot arrives first; opn 1: the higher one does.
+        p.process_1b(1, b5, 0, 1, 0, 2, vote(0, b2, b"low"));
+        p.process_1b(1, b5, 0, 1, 1, 2, vote(1, b4, b"high1"));
+        p.process_1b(2, b5, 0, 1, 0, 3, vote(0, b3, b"high"));
+        p.process_1b(2, b5, 0, 1, 1, 3, vote(1, B1, b"low1"));
+        p.process_1b(2, b5, 0, 1, 2, 3, vote(3, B1, b"later"));
+        assert_eq!(p.promised(), 2);
         assert_eq!(p.enter_phase2(0), 0);
         assert!(p.has_old_values());
         assert_eq!(p.old_value(), b"high");
         p.next_opn = 1;
-        assert_eq!(p.old_value(), b"", "a gap is filled with the no-op batch");
+        assert_eq!(p.old_value(), b"high1", "a later lower-ballot vote does not replace a higher one");
         p.next_opn = 2;
-        assert_eq!(p.old_value(), b"later");
+        assert_eq!(p.old_value(), b"", "a gap is filled with the no-op batch");
         p.next_opn = 3;
+        assert_eq!(p.old_value(), b"later");
+        p.next_opn = 4;
         assert!(!p.has_old_values());
     }
 

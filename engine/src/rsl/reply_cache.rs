@@ -170,6 +170,12 @@ mod tests {
         assert!(c.get(ep(2)).is_none(), "client 2 executed at opn 11, the oldest");
         assert_eq!(c.get(ep(1)).unwrap().seqno, 2);
         assert_eq!(&c.get(ep(3)).unwrap().reply[..], b"d");
+        assert!(c.invariant(14).is_ok());
+        // The victim (client 1, opn 12) sits at the insertion point of client 0.
+        c.insert(ep(0), 1, 14, b"e");
+        assert!(c.get(ep(1)).is_none());
+        assert_eq!(c.iter().map(|e| e.client).collect::<heapless::Vec<_, 2>>()[..], [ep(0), ep(3)]);
+        assert!(c.invariant(15).is_ok());
     }
 
     #[test]
