@@ -250,6 +250,75 @@ mod tests {
     }
 
     #[test]
+    fn a_retransmission_moves_the_preferred_replica_to_the_next_one() {
+        let mut store = OutboxBuf::<8, 4096>::new();
+        let mut out = store.outbox();
+        let mut c: Client<3, 256> = Client::new(&eps(), 1, 100, 256).unwrap();
+        c.submit(Instant::ZERO, b"req", &mut out).unwrap();
+        assert_eq!(out.iter().map(|(d, _)| d).collect::<heapless::Vec<_, 8>>()[..], [eps()[0]]);
+        c.tick(Instant::from_millis(100), &mut out);
+        c.cancel();
+        assert_eq!(c.pending(), None, "cancel forgets the outstanding request");
+        out.clear();
+        assert_eq!(c.submit(Instant::from_millis(100), b"req", &mut out), Ok(2), "not Busy after cancel");
+        assert_eq!(out.iter().map(|(d, _)| d).collect::<heapless::Vec<_, 8>>()[..], [eps()[1]]);
+        for k in 2..=3 {
+            c.tick(Instant::from_millis(100 * k), &mut out);
+        }
+        c.cancel();
+        out.clear();
+        c.submit(Instant::from_millis(300), b"req", &mut out).unwrap();
+        assert_eq!(out.iter().map(|(d, _)| d).collect::<heapless::Vec<_, 8>>()[..], [eps()[0]], "wraps around");
+    }
+
+    /// The model checker tells states apart by `Eq` and `Hash`: a field they skipped would
+    /// merge distinct states and hide behaviours.
+    #[test]
+    fn client_equality_and_hash_see_every_field() {
+        use core::hash::{Hash, Hasher};
+        struct Fnv(u64);
+        impl Hasher for Fnv {
+            fn finish(&self) -> u64 {
+                self.0
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                for b in bytes {
+                    self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+                }
+            }
+        }
+        let hash = |c: &Client<3, 256>| {
+            let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+            c.hash(&mut h);
+            h.finish()
+        };
+        let mut store = OutboxBuf::<8, 4096>::new();
+        let mut out = store.outbox();
+        let base: Client<3, 256> = Client::new(&eps(), 1, 100, 256).unwrap();
+        assert!(base.clone() == base);
+        assert_eq!(hash(&base.clone()), hash(&base));
+        let mut pending = base.clone();
+        pending.submit(Instant::ZERO, b"req", &mut out).unwrap();
+        let mut rotated = pending.clone();
+        rotated.tick(Instant::from_millis(100), &mut out);
+        let mut seqno_only = pending.clone();
+        seqno_only.cancel();
+        let variants = [
+            ("replicas", Client::new(&eps()[..2], 1, 100, 256).unwrap()),
+            ("max datagram", Client::new(&eps(), 1, 100, 255).unwrap()),
+            ("retransmit", Client::new(&eps(), 1, 101, 256).unwrap()),
+            ("next seqno", Client::new(&eps(), 2, 100, 256).unwrap()),
+            ("pending", pending.clone()),
+            ("preferred and deadline", rotated.clone()),
+        ];
+        for (what, v) in variants.iter() {
+            assert!(*v != base, "{what}");
+            assert_ne!(hash(v), hash(&base), "{what}");
+        }
+        assert!(rotated != pending && seqno_only != pending && seqno_only != base);
+    }
+
+    #[test]
     fn oversize_request_is_refused() {
         let mut store = OutboxBuf::<8, 4096>::new();
         let mut out = store.outbox();
