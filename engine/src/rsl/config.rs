@@ -136,3 +136,63 @@ impl<const R: usize> RslConfig<R> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: usize = 8;
+    const DATAGRAM: usize = DEFAULT_MAX_DATAGRAM_BYTES;
+
+    fn cluster(n: usize) -> RslConfig<70> {
+        let eps: heapless::Vec<Endpoint, 70> = (0..n).map(|i| Endpoint::v4([10, 0, 0, 1], 7000 + i as u16)).collect();
+        RslConfig::new(&eps).unwrap()
+    }
+
+    fn with(f: impl FnOnce(&mut Params)) -> RslConfig<70> {
+        let mut c = cluster(3);
+        f(&mut c.params);
+        c
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_every_bound_is_inclusive() {
+        assert_eq!(cluster(3).validate(WINDOW, DATAGRAM), Ok(()));
+        assert_eq!(cluster(MAX_REPLICAS).validate(WINDOW, DATAGRAM), Ok(()));
+        assert_eq!(cluster(MAX_REPLICAS + 1).validate(WINDOW, DATAGRAM), Err(ConfigError::TooManyReplicas));
+        let log = |len: u64, window: usize| with(|p| p.max_log_length = len).validate(window, DATAGRAM);
+        assert_eq!(log(WINDOW as u64, WINDOW), Ok(()));
+        assert_eq!(log(WINDOW as u64 + 1, WINDOW), Err(ConfigError::Invalid("max_log_length")));
+        assert_eq!(log(7, MAX_LOG_WINDOW), Ok(()));
+        assert_eq!(log(7, MAX_LOG_WINDOW + 1), Err(ConfigError::Invalid("max_log_length")));
+        let dgram = |bytes: usize, buffer: usize| with(|p| p.max_datagram_bytes = bytes).validate(WINDOW, buffer);
+        assert_eq!(dgram(MIN_DATAGRAM_BYTES, DATAGRAM), Ok(()));
+        assert_eq!(dgram(MIN_DATAGRAM_BYTES - 1, DATAGRAM), Err(ConfigError::Invalid("max_datagram_bytes")));
+        assert_eq!(dgram(DATAGRAM, DATAGRAM), Ok(()));
+        assert_eq!(dgram(DATAGRAM + 1, DATAGRAM), Err(ConfigError::Invalid("max_datagram_bytes")));
+        assert_eq!(dgram(MAX_UDP_PAYLOAD_BYTES, usize::MAX), Ok(()));
+        assert_eq!(dgram(MAX_UDP_PAYLOAD_BYTES + 1, usize::MAX), Err(ConfigError::Invalid("max_datagram_bytes")));
+        let views = |max: u64| with(|p| p.max_view_timeout_ms = max).validate(WINDOW, DATAGRAM);
+        assert_eq!(views(1000), Ok(()), "the cap may equal the baseline");
+        assert_eq!(views(999), Err(ConfigError::Invalid("max_view_timeout_ms")));
+    }
+
+    #[test]
+    fn each_refusal_names_what_to_fix() {
+        assert_eq!(cluster(0).validate(WINDOW, DATAGRAM), Err(ConfigError::NoReplicas));
+        let mut dup = cluster(3);
+        dup.replicas[2] = dup.replicas[0];
+        assert_eq!(dup.validate(WINDOW, DATAGRAM), Err(ConfigError::DuplicateEndpoint));
+        let zeroed: [(&str, fn(&mut Params)); 6] = [
+            ("max_log_length", |p| p.max_log_length = 0),
+            ("max_batch_size", |p| p.max_batch_size = 0),
+            ("heartbeat_period_ms", |p| p.heartbeat_period_ms = 0),
+            ("baseline_view_timeout_ms", |p| p.baseline_view_timeout_ms = 0),
+            ("retransmit_period_ms", |p| p.retransmit_period_ms = 0),
+            ("state_chunks_per_step", |p| p.state_chunks_per_step = 0),
+        ];
+        for (field, zero) in zeroed {
+            assert_eq!(with(zero).validate(WINDOW, DATAGRAM), Err(ConfigError::Invalid(field)), "{field}");
+        }
+    }
+}

@@ -10,6 +10,7 @@ use std::vec::Vec;
 use super::*;
 use crate::outbox::{Outbox, OutboxBuf};
 use crate::rsl::apps::counter::Counter;
+use crate::rsl::batch::BatchEntry;
 use crate::rsl::msg::RslMsg;
 use crate::Endpoint;
 
@@ -144,8 +145,27 @@ fn a_restarted_leader_never_starts_the_same_ballot_again() {
     assert!(!again, "ballot (1, 0) was already started before the crash");
 }
 
+/// The refusal a replay must give: record `record`, for `reason`.
+fn refused(record: usize, reason: &'static str) -> Result<(), RecoverError> {
+    Err(RecoverError::Inconsistent { record, reason })
+}
+
+const WENT_DOWN: &str = "promise, truncation point or reply counter went down";
+const VOTE_BALLOT: &str = "vote ballot invalid or above the promise";
+const OUT_OF_BOUNDS: &str = "vote below the truncation point or out of bounds";
+
+fn record(r: &DurableRecord<'_>) -> Vec<u8> {
+    let mut buf = [0u8; RECORD_BYTES];
+    let n = wire::encode(Protocol::Durable, r, &mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+fn replay(log: &[Vec<u8>]) -> Result<(), RecoverError> {
+    Rep::recover(config(), 1, Counter::default(), Instant::ZERO, log.iter().map(|r| r.as_slice())).map(|_| ())
+}
+
 #[test]
-fn bad_logs_are_refused_with_the_record_named() {
+fn bad_logs_are_refused_with_the_record_and_the_rule_named() {
     let mut node = Node::new(1);
     let mut store = Out::new();
     let mut out = store.outbox();
@@ -153,9 +173,6 @@ fn bad_logs_are_refused_with_the_record_named() {
     let high = Ballot { seqno: 3, proposer: 2 };
     node.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal: high }), &mut out);
     let good = node.log.clone();
-    let replay = |log: &[Vec<u8>]| {
-        Rep::recover(config(), 1, Counter::default(), Instant::ZERO, log.iter().map(|r| r.as_slice())).map(|_| ())
-    };
     assert_eq!(replay(&good), Ok(()));
 
     let mut torn = good.clone();
@@ -164,12 +181,8 @@ fn bad_logs_are_refused_with_the_record_named() {
 
     let mut reordered = good.clone();
     reordered.swap(0, 1);
-    assert!(
-        matches!(replay(&reordered), Err(RecoverError::Inconsistent { record: 1, .. })),
-        "the promise would go down"
-    );
+    assert_eq!(replay(&reordered), refused(1, WENT_DOWN), "the promise would go down");
 
-    let mut buf = [0u8; RECORD_BYTES];
     let forged = DurableRecord {
         max_bal: Ballot::INITIAL,
         max_ballot_sent_1a: Ballot::default(),
@@ -177,20 +190,36 @@ fn bad_logs_are_refused_with_the_record_named() {
         replies_sent: 0,
         vote: Some(Vote { opn: 0, bal: Ballot { seqno: 9, proposer: 0 }, batch: Bytes(b"") }),
     };
-    let n = wire::encode(Protocol::Durable, &forged, &mut buf).unwrap();
-    assert!(matches!(replay(&[buf[..n].to_vec()]), Err(RecoverError::Inconsistent { record: 0, .. })));
+    assert_eq!(replay(&[record(&forged)]), refused(0, VOTE_BALLOT), "a vote above the promise");
+    let stranger = Ballot { seqno: 1, proposer: 3 };
+    let outside = DurableRecord { max_bal: Ballot { seqno: 2, proposer: 0 }, ..forged };
+    let outside = DurableRecord { vote: Some(Vote { opn: 0, bal: stranger, batch: Bytes(b"") }), ..outside };
+    assert_eq!(replay(&[record(&outside)]), refused(0, VOTE_BALLOT), "a vote by a proposer outside the cluster");
+    let promised_stranger = DurableRecord { max_bal: stranger, vote: None, ..forged };
+    assert_eq!(replay(&[record(&promised_stranger)]), refused(0, "promise names a replica outside the configuration"));
 
     let other_leader = DurableRecord { max_ballot_sent_1a: Ballot { seqno: 2, proposer: 0 }, vote: None, ..forged };
-    let n = wire::encode(Protocol::Durable, &other_leader, &mut buf).unwrap();
-    assert!(matches!(replay(&[buf[..n].to_vec()]), Err(RecoverError::Inconsistent { record: 0, .. })));
+    assert_eq!(replay(&[record(&other_leader)]), refused(0, "proposer ballot belongs to another replica"));
 
-    // A vote below the truncation point the log already reached.
+    // A vote below the truncation point the log already reached, and one at u64::MAX.
     let truncated = DurableRecord { max_bal: Ballot::INITIAL, log_truncation_point: 5, vote: None, ..forged };
-    let n = wire::encode(Protocol::Durable, &truncated, &mut buf).unwrap();
-    let first = buf[..n].to_vec();
     let low_vote = DurableRecord { vote: Some(Vote { opn: 4, bal: Ballot::INITIAL, batch: Bytes(b"") }), ..truncated };
-    let n = wire::encode(Protocol::Durable, &low_vote, &mut buf).unwrap();
-    assert!(matches!(replay(&[first, buf[..n].to_vec()]), Err(RecoverError::Inconsistent { record: 1, .. })));
+    assert_eq!(replay(&[record(&truncated), record(&low_vote)]), refused(1, OUT_OF_BOUNDS));
+    let last_vote =
+        DurableRecord { vote: Some(Vote { opn: u64::MAX, bal: Ballot::INITIAL, batch: Bytes(b"") }), ..truncated };
+    assert_eq!(replay(&[record(&last_vote)]), refused(0, OUT_OF_BOUNDS));
+
+    // Vote batches: malformed, one byte over the bound, and exactly at it.
+    let max_bytes = config().max_batch_bytes();
+    let vote_of = |batch: &[u8]| {
+        let vote = Some(Vote { opn: 0, bal: Ballot::INITIAL, batch: Bytes(batch) });
+        record(&DurableRecord { vote, ..truncated_free(&forged) })
+    };
+    let malformed = "vote batch malformed or too large";
+    assert_eq!(replay(&[vote_of(&[0xff, 0xff, 0xff])]), refused(0, malformed));
+    let exact = batch_of_len(max_bytes);
+    assert_eq!(replay(&[vote_of(&exact)]), Ok(()), "a batch of exactly the bound");
+    assert_eq!(replay(&[vote_of(&batch_of_len(max_bytes + 1))]), refused(0, malformed));
 
     // A later record votes at the same operation with a lower ballot than an earlier one.
     let high = Ballot { seqno: 2, proposer: 0 };
@@ -200,22 +229,41 @@ fn bad_logs_are_refused_with_the_record_named() {
         log_truncation_point: 0,
         ..forged
     };
-    let n = wire::encode(Protocol::Durable, &v_high, &mut buf).unwrap();
-    let first = buf[..n].to_vec();
     let v_low = DurableRecord { vote: Some(Vote { opn: 0, bal: Ballot::INITIAL, batch: Bytes(b"") }), ..v_high };
-    let n = wire::encode(Protocol::Durable, &v_low, &mut buf).unwrap();
-    assert!(matches!(replay(&[first, buf[..n].to_vec()]), Err(RecoverError::Inconsistent { record: 1, .. })));
+    assert_eq!(
+        replay(&[record(&v_high), record(&v_low)]),
+        refused(1, "a later vote has a lower ballot than an earlier one")
+    );
 
-    // The reply counter never goes back.
-    let counted = DurableRecord { replies_sent: 7, vote: None, ..v_high };
-    let n = wire::encode(Protocol::Durable, &counted, &mut buf).unwrap();
-    let first = buf[..n].to_vec();
+    // The promise alone goes down; the reply counter alone goes back.
+    let promised = DurableRecord { vote: None, ..v_high };
+    let lower = DurableRecord { max_bal: Ballot::INITIAL, ..promised };
+    assert_eq!(replay(&[record(&promised), record(&lower)]), refused(1, WENT_DOWN));
+    let counted = DurableRecord { replies_sent: 7, ..promised };
     let uncounted = DurableRecord { replies_sent: 6, ..counted };
-    let n = wire::encode(Protocol::Durable, &uncounted, &mut buf).unwrap();
-    assert!(matches!(replay(&[first, buf[..n].to_vec()]), Err(RecoverError::Inconsistent { record: 1, .. })));
+    assert_eq!(replay(&[record(&counted), record(&uncounted)]), refused(1, WENT_DOWN));
 
     let rsl_datagram = two_a(0);
     assert!(matches!(replay(&[rsl_datagram]), Err(RecoverError::Undecodable { record: 0, .. })));
+}
+
+/// `r` with a promise for `Ballot::INITIAL`, no truncation and no vote.
+fn truncated_free<'a>(r: &DurableRecord<'a>) -> DurableRecord<'a> {
+    DurableRecord { max_bal: Ballot::INITIAL, log_truncation_point: 0, vote: None, ..*r }
+}
+
+/// A batch of one request, exactly `len` encoded bytes.
+fn batch_of_len(len: usize) -> Vec<u8> {
+    let client = eps()[0];
+    (0..len)
+        .find_map(|k| {
+            let request = std::vec![7u8; k];
+            let entry = BatchEntry { client, seqno: 1, request: Bytes(&request) };
+            let mut buf = std::vec![0u8; len + 16];
+            let n = postcard::to_slice(&entry, &mut buf).ok()?.len();
+            (n == len).then(|| buf[..n].to_vec())
+        })
+        .expect("some request length encodes to exactly len bytes")
 }
 
 /// Three replicas over a FIFO network with one client; replica 2 crashes, the others go on,
