@@ -142,6 +142,9 @@ mod tests {
     use super::*;
 
     const WINDOW: usize = 8;
+
+    /// Sets one parameter to zero.
+    type ZeroField = fn(&mut Params);
     const DATAGRAM: usize = DEFAULT_MAX_DATAGRAM_BYTES;
 
     fn cluster(n: usize) -> RslConfig<70> {
@@ -183,7 +186,7 @@ mod tests {
         let mut dup = cluster(3);
         dup.replicas[2] = dup.replicas[0];
         assert_eq!(dup.validate(WINDOW, DATAGRAM), Err(ConfigError::DuplicateEndpoint));
-        let zeroed: [(&str, fn(&mut Params)); 6] = [
+        let zeroed: [(&str, ZeroField); 6] = [
             ("max_log_length", |p| p.max_log_length = 0),
             ("max_batch_size", |p| p.max_batch_size = 0),
             ("heartbeat_period_ms", |p| p.heartbeat_period_ms = 0),
