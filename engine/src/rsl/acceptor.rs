@@ -341,4 +341,23 @@ mod tests {
         a.max_bal = B1;
         assert!(a.invariant(7).is_err());
     }
+
+    #[test]
+    fn invariant_rejects_each_broken_clause() {
+        let mut ok = A::new(3);
+        for opn in 0..3 {
+            ok.accept(B1, opn, b"v", 4);
+        }
+        assert_eq!(ok.invariant(4), Ok(()));
+        assert!(ok.invariant(2).is_err(), "opn 2 is past a window of 2");
+        let mut misplaced = ok.clone();
+        misplaced.slots[2].opn = 11;
+        assert!(misplaced.invariant(16).is_err(), "opn 11 in slot 2");
+        let mut below = ok.clone();
+        below.log_truncation_point = 2;
+        assert!(below.invariant(4).is_err(), "votes 0 and 1 below the truncation point");
+        let mut above = ok.clone();
+        above.slots[1].bal = B2;
+        assert!(above.invariant(4).is_err(), "slot 1 voted above max_bal");
+    }
 }

@@ -209,4 +209,28 @@ mod tests {
         }
         assert_eq!(e.epoch_length_ms, 4000);
     }
+
+    #[test]
+    fn invariant_rejects_each_broken_clause() {
+        let ok: Election<4> = Election::new(1000);
+        let check = |f: &dyn Fn(&mut Election<4>)| {
+            let mut e = ok.clone();
+            f(&mut e);
+            e.invariant(3, 1000, 8000)
+        };
+        assert_eq!(check(&|_| {}), Ok(()));
+        assert!(check(&|e| e.current_view = Ballot { seqno: 1, proposer: 3 }).is_err(), "view names no replica");
+        assert!(check(&|e| e.current_view = Ballot { seqno: 0, proposer: 2 }).is_err(), "below the initial view");
+        assert_eq!(check(&|e| e.suspectors = 0b111), Ok(()), "every known replica may suspect");
+        assert!(check(&|e| e.suspectors = 1 << 3).is_err(), "replica 3 is not in a cluster of 3");
+        assert_eq!(check(&|e| e.epoch_length_ms = 8000), Ok(()), "the cap itself");
+        assert!(check(&|e| e.epoch_length_ms = 999).is_err());
+        assert!(check(&|e| e.epoch_length_ms = 8001).is_err());
+        let twice = |e: &mut Election<4>| {
+            let t = Tracked { client: c(), seqno: 1, since: Instant::ZERO };
+            e.tracked.push(t).unwrap();
+            e.tracked.push(Tracked { seqno: 2, ..t }).unwrap();
+        };
+        assert!(check(&twice).is_err(), "a client tracked twice");
+    }
 }

@@ -125,4 +125,18 @@ mod tests {
         assert_eq!(ex.app.value, 3, "the retried (1,1) and the old (1,0) were not applied");
         assert_eq!(ex.ops_complete, 3);
     }
+
+    #[test]
+    fn invariant_rejects_a_change_without_execution() {
+        let ok: Executor<Counter, 4, 8> = Executor::new(Counter::default());
+        assert_eq!(ok.invariant(), Ok(()));
+        let mut ballot = ok.clone();
+        ballot.max_bal_reflected = Ballot::INITIAL;
+        assert!(ballot.invariant().is_err(), "a reflected ballot with nothing executed");
+        let mut digest = ok.clone();
+        digest.executed_digest ^= 1;
+        assert!(digest.invariant().is_err(), "a digest with nothing executed");
+        digest.ops_complete = 1;
+        assert_eq!(digest.invariant(), Ok(()));
+    }
 }

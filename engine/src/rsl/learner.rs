@@ -169,4 +169,46 @@ mod tests {
         l.forget_below(9);
         assert_eq!(l.slots().count(), 0);
     }
+
+    #[test]
+    fn a_batch_larger_than_the_slot_is_ignored_and_one_that_fits_exactly_is_counted() {
+        let mut l = L::default();
+        assert_eq!(l.process_2b(0, B1, 0, &[1u8; 17], 0), Learned::Ignored, "17 > D = 16");
+        assert_eq!(l.max_ballot_seen, Ballot::default(), "an ignored 2b raises nothing");
+        assert_eq!(l.process_2b(0, B1, 0, &[1u8; 16], 0), Learned::Counted);
+    }
+
+    #[test]
+    fn lookups_see_only_held_operations_of_the_exact_number() {
+        let mut l = L::default();
+        for opn in 0..4 {
+            l.process_2b(0, B1, opn, b"v", 0);
+            l.process_2b(1, B1, opn, b"v", 0);
+        }
+        assert_eq!(l.slots().count(), 4, "every held slot is listed");
+        assert!(l.decided(4, 2).is_none(), "opn 4 shares opn 0's slot but is not held");
+        l.forget_below(2);
+        assert!(l.decided(1, 2).is_none(), "forgotten");
+        assert!(l.decided(2, 2).is_some(), "forget_below(2) keeps opn 2");
+        assert_eq!(l.slots().map(|s| s.opn).collect::<heapless::Vec<u64, 4>>()[..], [2, 3]);
+    }
+
+    #[test]
+    fn invariant_rejects_each_broken_clause() {
+        let mut ok = L::default();
+        ok.process_2b(0, B1, 1, b"v", 0);
+        ok.process_2b(2, B1, 2, b"v", 0);
+        assert_eq!(ok.invariant(0, 3), Ok(()));
+        assert!(ok.invariant(2, 3).is_err(), "holds opn 1, executed already");
+        assert!(ok.invariant(0, 2).is_err(), "replica 2 is not in a cluster of 2");
+        let mut silent = ok.clone();
+        silent.slots[1].senders = 0;
+        assert!(silent.invariant(0, 3).is_err(), "a held slot counts no sender");
+        let mut misplaced = ok.clone();
+        misplaced.slots[2].opn = 3;
+        assert!(misplaced.invariant(0, 3).is_err(), "opn 3 in slot 2");
+        let mut beyond = ok.clone();
+        beyond.slots[1].opn = 5;
+        assert!(beyond.invariant(0, 3).is_err(), "opn 5 is past the window of 4");
+    }
 }

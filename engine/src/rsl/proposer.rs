@@ -426,4 +426,51 @@ mod tests {
         assert_eq!(taken, 1, "each entry is ~30 bytes");
         assert!(out.len() <= 50);
     }
+
+    #[test]
+    fn chunks_of_two_different_1b_replies_never_make_one_promise() {
+        let mut p = P::new(3);
+        p.start_phase1(B1);
+        assert!(p.process_1b(1, B1, 0, 7, 0, 2, None));
+        assert!(p.process_1b(1, B1, 0, 8, 1, 2, None), "a newer reply restarts the count");
+        assert_eq!(p.promised(), 0, "chunk 0 of reply 7 and chunk 1 of reply 8 are not one reply");
+        assert!(p.process_1b(1, B1, 0, 8, 0, 2, None));
+        assert_eq!(p.promised(), 1);
+        assert!(p.process_1b(2, B1, 0, 1, 63, 64, None), "64 chunks is the most a mask holds");
+        assert!(!p.process_1b(2, B1, 0, 1, 0, 65, None), "65 chunks cannot be counted");
+    }
+
+    #[test]
+    fn invariant_rejects_each_broken_clause() {
+        let mut ok = P::new(3);
+        ok.start_phase1(B2);
+        let c = Endpoint::v4([10, 0, 0, 1], 5);
+        ok.queue_request(c, 1, b"x", Instant::ZERO, 10);
+        ok.process_1b(1, B2, 0, 1, 0, 2, vote(1, B1, b"a"));
+        ok.process_1b(1, B2, 0, 1, 1, 2, vote(3, B1, b"b"));
+        for r in 0..3 {
+            ok.process_1b(r, B2, 0, 9, 0, 1, None);
+        }
+        assert_eq!(ok.promised(), 3);
+        assert_eq!(ok.invariant(3), Ok(()), "three promises from three replicas");
+        assert_eq!(ok.invariant(4), Ok(()));
+        assert!(ok.invariant(2).is_err(), "promises from more replicas than the cluster has");
+        let broken = |f: &dyn Fn(&mut P)| {
+            let mut p = ok.clone();
+            f(&mut p);
+            p.invariant(3)
+        };
+        assert!(broken(&|p| p.queued += 1).is_err(), "queue count");
+        assert!(broken(&|p| p.phase = Phase::Idle).is_err(), "an idle proposer holding a request");
+        assert!(broken(&|p| p.max_ballot_sent_1a = Ballot::default()).is_err(), "active without a ballot");
+        assert!(broken(&|p| p.merged.swap(0, 1)).is_err(), "merged votes out of order");
+        assert!(broken(&|p| p.max_1b_truncation_point = 2).is_err(), "a merged vote below the truncation point");
+        assert!(broken(&|p| p.merged[1].bal = B2).is_err(), "a merged vote not below the proposer's ballot");
+        let d = Endpoint::v4([10, 0, 0, 2], 5);
+        let unsorted = |p: &mut P| {
+            p.queue_request(d, 1, b"y", Instant::ZERO, 10);
+            p.highest_seqno.swap(0, 1);
+        };
+        assert!(broken(&unsorted).is_err(), "dedup table out of order");
+    }
 }

@@ -187,4 +187,18 @@ mod tests {
         assert!(c.push_sorted(e(2)).is_err());
         assert!(c.push_sorted(CacheEntryWire { reply: Bytes(&[0; 9]), ..e(3) }).is_err(), "reply too long");
     }
+
+    #[test]
+    fn invariant_rejects_unsorted_entries_and_unexecuted_replies() {
+        let mut c: ReplyCache<4, 8> = ReplyCache::default();
+        c.insert(ep(1), 1, 3, b"a");
+        c.insert(ep(2), 1, 4, b"b");
+        assert_eq!(c.invariant(5), Ok(()));
+        assert!(c.invariant(4).is_err(), "opn 4 is not executed yet");
+        c.entries.swap(0, 1);
+        assert!(c.invariant(5).is_err(), "unsorted");
+        assert!(!c.is_empty());
+        c.clear();
+        assert!(c.is_empty());
+    }
 }

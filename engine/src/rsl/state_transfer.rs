@@ -420,4 +420,41 @@ mod tests {
         assert!(t.incoming.is_none(), "too many stalls: start afresh");
         assert_eq!(t.resume_point(), (0, 0, 0));
     }
+
+    #[test]
+    fn invariant_rejects_each_broken_clause() {
+        const MORE: &str = "state transfer staged more than its snapshot holds";
+        const EARLY: &str = "state transfer staged cache entries before the application bytes";
+        const UNCOUNTED: &str = "state transfer staged cache entries it did not count";
+        let src = source();
+        let id = snapshot_id(&src);
+        let mut ok: Transfer<App, 4, 16> = Transfer::new();
+        let mut buf = [0u8; 64];
+        let n = chunk(&src, 0, 20, &mut buf);
+        assert_eq!(ok.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Staged);
+        assert_eq!(ok.invariant(), Ok(()), "part of the application staged, no cache entry");
+        let check = |f: &dyn Fn(&mut Incoming)| {
+            let mut t = ok.clone();
+            f(t.incoming.as_mut().unwrap());
+            t.invariant()
+        };
+        assert_eq!(check(&|i| i.app_received = i.id.app_len), Ok(()), "every application byte");
+        assert_eq!(check(&|i| i.app_received = i.id.app_len + 1), Err(MORE));
+        let cache_over = |i: &mut Incoming| {
+            i.app_received = i.id.app_len;
+            i.cache_received = i.id.cache_entries + 1;
+        };
+        assert_eq!(check(&cache_over), Err(MORE));
+        let early = |i: &mut Incoming| {
+            i.cache_received = 1;
+            i.id.cache_entries = 1;
+        };
+        assert_eq!(check(&early), Err(EARLY));
+        let uncounted = |i: &mut Incoming| {
+            i.app_received = i.id.app_len;
+            i.cache_received = 1;
+            i.id.cache_entries = 1;
+        };
+        assert_eq!(check(&uncounted), Err(UNCOUNTED));
+    }
 }
