@@ -475,3 +475,87 @@ fn equality_and_hash_see_every_role() {
     check("timers", ticked);
     check("leader", leader_executed_five());
 }
+
+#[derive(Debug, PartialEq)]
+enum Part {
+    /// Application bytes: offset, length.
+    App(u64, u64),
+    /// Reply-cache entries: first index, count.
+    Cache(u32, u32),
+}
+
+/// The supply parts `r` sends to replica `asker` for one AppStateRequest, checking that each
+/// names the snapshot `id`.
+fn supply(r: &mut SimReplica, asker: Endpoint, app_offset: u64, cache_index: u32, resume_digest: u64) -> Vec<Part> {
+    use fleet_engine::rsl::msg::SupplyPart;
+    use fleet_engine::rsl::reply_cache::CacheEntryWire;
+    let id = fleet_engine::rsl::state_transfer::snapshot_id(r.executor());
+    let bal = r.election().current_view;
+    let ask = encode(&RslMsg::AppStateRequest { bal, opn: 1, app_offset, cache_index, resume_digest });
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let _ = r.handle(Instant::ZERO, asker, &ask, &mut out);
+    let mut parts = Vec::new();
+    for (dst, bytes) in sent(&out) {
+        assert_eq!(dst, asker);
+        let RslMsg::AppStateSupply { opn, digest, app_len, cache_entries, part, .. } = decode(&bytes) else {
+            panic!("only supply parts answer a state request");
+        };
+        assert_eq!((opn, digest, app_len, cache_entries), (id.opn, id.digest, id.app_len, id.cache_entries));
+        parts.push(match part {
+            SupplyPart::App { offset, bytes } => Part::App(offset, bytes.0.len() as u64),
+            SupplyPart::Cache { index, entries } => {
+                let (mut rest, mut count) = (entries.0, 0);
+                while !rest.is_empty() {
+                    rest = postcard::take_from_bytes::<CacheEntryWire<'_>>(rest).unwrap().1;
+                    count += 1;
+                }
+                Part::Cache(index, count)
+            }
+        });
+    }
+    parts
+}
+
+/// A state request is answered in the same step with contiguous chunks from the point asked
+/// for, application bytes first, at most `state_chunks_per_step` of them; the resume token
+/// of the supplier's snapshot resumes, any other restarts from zero.
+#[test]
+fn a_state_request_is_answered_with_contiguous_chunks_up_to_the_step_budget() {
+    let params = fleet_engine::rsl::Params { state_chunks_per_step: 2, ..Default::default() };
+    let mut sim = RslSim::new(3, SimOptions { ops_per_client: 60, keys: 60, params, ..SimOptions::default() });
+    assert!(sim.run_until(60_000_000, RslSim::all_done));
+    let asker = sim.replica_eps[1];
+    let r = sim.replicas[0].as_mut().unwrap();
+    let id = fleet_engine::rsl::state_transfer::snapshot_id(r.executor());
+    assert!(id.app_len > 2 * 1472 && id.cache_entries > 0, "a snapshot of several rounds: {id:?}");
+    let (mut offset, mut index, mut token, mut rounds) = (0u64, 0u32, 0u64, 0);
+    while offset < id.app_len || index < id.cache_entries {
+        let parts = supply(r, asker, offset, index, token);
+        assert!(!parts.is_empty() && parts.len() <= 2, "round {rounds}: {parts:?}");
+        let last_round = parts.iter().any(|p| matches!(p, Part::Cache(..)));
+        assert!(last_round || parts.len() == 2, "round {rounds} used its whole budget: {parts:?}");
+        for p in parts {
+            match p {
+                Part::App(o, n) => {
+                    assert_eq!(o, offset, "round {rounds}: application bytes are contiguous");
+                    offset += n;
+                }
+                Part::Cache(i, k) => {
+                    assert_eq!(offset, id.app_len, "cache entries come after every application byte");
+                    assert_eq!(i, index, "round {rounds}: cache entries are contiguous");
+                    index += k;
+                }
+            }
+        }
+        token = id.resume_token();
+        rounds += 1;
+        assert!(rounds < 100);
+    }
+    assert!(rounds >= 2, "the budget split the snapshot");
+    assert_eq!((offset, index), (id.app_len, id.cache_entries), "exactly the snapshot");
+    let restart = supply(r, asker, 1000, 0, id.resume_token() ^ 1);
+    assert!(matches!(restart.first(), Some(Part::App(0, _))), "a stale token restarts from zero: {restart:?}");
+    let resumed = supply(r, asker, 1000, 0, id.resume_token());
+    assert!(matches!(resumed.first(), Some(Part::App(1000, _))), "the snapshot's token resumes: {resumed:?}");
+}
