@@ -559,3 +559,96 @@ fn a_state_request_is_answered_with_contiguous_chunks_up_to_the_step_budget() {
     let resumed = supply(r, asker, 1000, 0, id.resume_token());
     assert!(matches!(resumed.first(), Some(Part::App(1000, _))), "the snapshot's token resumes: {resumed:?}");
 }
+
+#[test]
+fn a_request_at_the_size_bound_is_proposed_and_one_byte_more_is_refused() {
+    let mut r = leader_executed_five();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let client = Endpoint::v4([10, 0, 1, 2], 9000);
+    let max = r.max_request_bytes();
+    let big = vec![7u8; max + 1];
+    let before = r.stats().invalid_messages;
+    let _ = r.handle(Instant::ZERO, client, &encode(&RslMsg::Request { seqno: 1, request: Bytes(&big) }), &mut out);
+    assert_eq!(r.stats().invalid_messages, before + 1, "one byte over the bound");
+    assert!(out.is_empty());
+    let _ =
+        r.handle(Instant::ZERO, client, &encode(&RslMsg::Request { seqno: 1, request: Bytes(&big[..max]) }), &mut out);
+    assert_eq!(r.stats().invalid_messages, before + 1);
+    assert!(sent(&out).iter().any(|(_, b)| matches!(decode(b), RslMsg::TwoA { .. })), "proposed at once");
+}
+
+#[test]
+fn an_older_request_than_the_cached_one_is_ignored_and_not_tracked() {
+    let client = Endpoint::v4([10, 0, 1, 1], 9000);
+    let mut r = executed_five();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let entry = fleet_engine::rsl::batch::BatchEntry { client, seqno: 5, request: Bytes(b"put") };
+    let batch = postcard::to_allocvec(&entry).unwrap();
+    let _ = r.handle(
+        Instant::ZERO,
+        eps()[0],
+        &encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 5, batch: Bytes(&batch) }),
+        &mut out,
+    );
+    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 5, batch: Bytes(&batch), opn_ckpt: 0 });
+    let _ = r.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
+    let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
+    assert_eq!(r.status().ops_complete, 6);
+    out.clear();
+    let ignored = r.stats().ignored_messages;
+    let _ = r.handle(Instant::ZERO, client, &encode(&RslMsg::Request { seqno: 4, request: Bytes(b"put") }), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(r.stats().ignored_messages, ignored + 1);
+    assert!(r.election().tracked().is_empty(), "an old request is no reason to suspect the view");
+}
+
+#[test]
+fn stale_1b_and_2b_are_counted_as_ignored() {
+    let mut r = leader_executed_five();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let ignored = r.stats().ignored_messages;
+    let old = Ballot { seqno: 0, proposer: 2 };
+    let one_b = RslMsg::OneB { bal: old, log_truncation_point: 0, reply_id: 1, chunk: 0, chunks: 1, vote: None };
+    let _ = r.handle(Instant::ZERO, eps()[2], &encode(&one_b), &mut out);
+    assert_eq!(r.stats().ignored_messages, ignored + 1, "a 1b for a ballot this proposer did not send");
+    let two_b = RslMsg::TwoB { bal: old, opn: 9, batch: Bytes(b""), opn_ckpt: 0 };
+    let _ = r.handle(Instant::ZERO, eps()[2], &encode(&two_b), &mut out);
+    assert_eq!(r.stats().ignored_messages, ignored + 2, "a 2b below the learner's ballot");
+}
+
+#[test]
+fn a_state_request_beyond_what_this_replica_executed_or_from_itself_is_ignored() {
+    let mut r = executed_five();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let ask = |opn| {
+        encode(&RslMsg::AppStateRequest { bal: Ballot::INITIAL, opn, app_offset: 0, cache_index: 0, resume_digest: 0 })
+    };
+    let ignored = r.stats().ignored_messages;
+    let _ = r.handle(Instant::ZERO, eps()[0], &ask(6), &mut out);
+    assert!(out.is_empty(), "replica 1 executed 5 operations, not 6");
+    let _ = r.handle(Instant::ZERO, eps()[1], &ask(5), &mut out);
+    assert!(out.is_empty(), "a replica does not supply itself");
+    assert_eq!(r.stats().ignored_messages, ignored + 2);
+    let _ = r.handle(Instant::ZERO, eps()[0], &ask(5), &mut out);
+    assert!(!out.is_empty(), "control: replica 0 is supplied");
+}
+
+#[test]
+fn a_replica_that_keeps_sending_heartbeats_holds_the_leaders_truncation() {
+    let mut r = leader_executed_five();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let period = fleet_engine::rsl::Params::default().heartbeat_period_ms;
+    for k in 0..=4 {
+        let now = Instant::from_micros(k * period * 1000);
+        let _ = r.tick(now, &mut out);
+        let _ = r.handle(now, eps()[2], &heartbeat(4), &mut out);
+        let _ = r.handle(now, eps()[1], &heartbeat(5), &mut out);
+        out.clear();
+        assert_eq!(r.acceptor().log_truncation_point, 4, "replica 2 is live at 4 ({k} periods)");
+    }
+}
