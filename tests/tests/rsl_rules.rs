@@ -652,3 +652,41 @@ fn a_replica_that_keeps_sending_heartbeats_holds_the_leaders_truncation() {
         assert_eq!(r.acceptor().log_truncation_point, 4, "replica 2 is live at 4 ({k} periods)");
     }
 }
+
+#[test]
+fn the_step_check_rejects_each_value_going_down() {
+    // Every value above its lowest, so that each can go down.
+    let mut before = leader_executed_five().monotone();
+    let bal = Ballot { seqno: 2, proposer: 1 };
+    (before.max_bal, before.max_bal_reflected, before.max_ballot_seen, before.view) = (bal, bal, bal, bal);
+    before.max_ballot_sent_1a = Ballot::INITIAL;
+    before.log_truncation_point = 1;
+    before.checkpoints[0] = 5;
+    assert!(before.ops_complete > 0 && before.epoch_length_ms > 0);
+    assert_eq!(before.check_step(&before.clone()), Ok(()));
+    let cases: [(&str, fn(&mut fleet_engine::rsl::Monotone<7>)); 12] = [
+        ("acceptor max_bal went down", |m| m.max_bal = Ballot::default()),
+        ("truncation point went down", |m| m.log_truncation_point = 0),
+        ("a recorded checkpoint went down", |m| m.checkpoints[0] -= 1),
+        ("a recorded checkpoint went down", |m| {
+            m.checkpoints.pop();
+        }),
+        ("ops_complete went down", |m| m.ops_complete -= 1),
+        ("executed digest changed without executing", |m| m.executed_digest ^= 1),
+        ("executor max_bal_reflected went down", |m| m.max_bal_reflected = Ballot::default()),
+        ("learner ballot went down", |m| m.max_ballot_seen = Ballot::default()),
+        ("proposer ballot went down", |m| m.max_ballot_sent_1a = Ballot::default()),
+        ("view went down", |m| m.view = Ballot::default()),
+        ("epoch length went down", |m| m.epoch_length_ms -= 1),
+        ("ops_complete went down", |m| m.ops_complete = 0),
+    ];
+    for (why, break_it) in cases {
+        let mut next = before.clone();
+        break_it(&mut next);
+        assert_eq!(before.check_step(&next), Err(why));
+    }
+    let mut executed = before.clone();
+    executed.ops_complete += 1;
+    executed.executed_digest ^= 1;
+    assert_eq!(before.check_step(&executed), Ok(()), "a new digest with a new operation");
+}
