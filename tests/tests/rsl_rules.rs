@@ -653,6 +653,9 @@ fn a_replica_that_keeps_sending_heartbeats_holds_the_leaders_truncation() {
     }
 }
 
+/// Lowers one monotone value.
+type BreakStep = fn(&mut fleet_engine::rsl::Monotone<7>);
+
 #[test]
 fn the_step_check_rejects_each_value_going_down() {
     // Every value above its lowest, so that each can go down.
@@ -664,7 +667,7 @@ fn the_step_check_rejects_each_value_going_down() {
     before.checkpoints[0] = 5;
     assert!(before.ops_complete > 0 && before.epoch_length_ms > 0);
     assert_eq!(before.check_step(&before.clone()), Ok(()));
-    let cases: [(&str, fn(&mut fleet_engine::rsl::Monotone<7>)); 12] = [
+    let cases: [(&str, BreakStep); 12] = [
         ("acceptor max_bal went down", |m| m.max_bal = Ballot::default()),
         ("truncation point went down", |m| m.log_truncation_point = 0),
         ("a recorded checkpoint went down", |m| m.checkpoints[0] -= 1),
