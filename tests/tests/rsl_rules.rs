@@ -179,9 +179,8 @@ fn truncation_is_at_most_the_quorum_th_highest_checkpoint_and_ignores_silent_rep
     assert_eq!(r.acceptor().votes().next().map(|v| v.opn), Some(4), "votes below 4 are gone");
 }
 
-/// Replica 0 leads view (1, 0) (promises from itself and replica 1) and executes five
-/// one-request batches (2b from itself and replica 1, each reporting checkpoint 0).
-fn leader_executed_five() -> SimReplica {
+/// Replica 0 leading view (1, 0) with promises from itself and replica 1, nothing executed.
+fn leader() -> SimReplica {
     let mut r = fresh(0);
     let mut store = Out::new();
     let mut out = store.outbox();
@@ -198,6 +197,15 @@ fn leader_executed_five() -> SimReplica {
         let _ = r.handle(Instant::ZERO, eps()[from], &encode(&one_b), &mut out);
     }
     assert!(r.status().is_leader);
+    r
+}
+
+/// Replica 0 leads view (1, 0) (promises from itself and replica 1) and executes five
+/// one-request batches (2b from itself and replica 1, each reporting checkpoint 0).
+fn leader_executed_five() -> SimReplica {
+    let mut r = leader();
+    let mut store = Out::new();
+    let mut out = store.outbox();
     let client = Endpoint::v4([10, 0, 1, 1], 9000);
     for seqno in 1..=5 {
         out.clear();
@@ -692,4 +700,47 @@ fn the_step_check_rejects_each_value_going_down() {
     executed.ops_complete += 1;
     executed.executed_digest ^= 1;
     assert_eq!(before.check_step(&executed), Ok(()), "a new digest with a new operation");
+}
+
+/// Adaptive batching: with nothing in flight a request is proposed at once; with a batch in
+/// flight a partial batch waits for the batch timer, and a full one goes at once.
+#[test]
+fn a_partial_batch_waits_for_the_timer_while_a_batch_is_in_flight_and_a_full_one_goes_at_once() {
+    let mut r = leader();
+    let p = fleet_engine::rsl::Params::default();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let request =
+        |port: u16| (Endpoint::v4([10, 0, 2, 1], port), encode(&RslMsg::Request { seqno: 1, request: Bytes(b"x") }));
+    let proposed = |out: &fleet_engine::Outbox<'_>| -> Vec<(u64, usize)> {
+        let mut v: Vec<(u64, usize)> = sent(out)
+            .into_iter()
+            .filter_map(|(_, b)| match decode(&b) {
+                RslMsg::TwoA { opn, batch, .. } => Some((opn, fleet_engine::rsl::batch::entries(batch.0).count())),
+                _ => None,
+            })
+            .collect();
+        v.dedup();
+        v
+    };
+    let (from, bytes) = request(1);
+    let _ = r.handle(Instant::ZERO, from, &bytes, &mut out);
+    assert_eq!(proposed(&out), vec![(0, 1)], "nothing in flight: proposed at once");
+    out.clear();
+    let (from, bytes) = request(2);
+    let _ = r.handle(Instant::ZERO, from, &bytes, &mut out);
+    assert_eq!(proposed(&out), vec![], "opn 0 in flight: a partial batch waits");
+    let _ = r.tick(Instant::from_millis(p.max_batch_delay_ms - 1), &mut out);
+    assert_eq!(proposed(&out), vec![]);
+    let _ = r.tick(Instant::from_millis(p.max_batch_delay_ms), &mut out);
+    assert_eq!(proposed(&out), vec![(1, 1)], "the batch timer expired");
+    out.clear();
+    let now = Instant::from_millis(p.max_batch_delay_ms);
+    for port in 100..100 + p.max_batch_size as u16 {
+        let (from, bytes) = request(port);
+        let _ = r.handle(now, from, &bytes, &mut out);
+        let full = port + 1 == 100 + p.max_batch_size as u16;
+        assert_eq!(proposed(&out), if full { vec![(2, p.max_batch_size)] } else { vec![] }, "after port {port}");
+    }
+    assert_eq!(r.proposer().batch_deadline, None, "nothing left queued, no timer");
 }
