@@ -329,6 +329,7 @@ mod tests {
     use crate::rsl::app::App as _;
     use crate::rsl::apps::kv::{KvApp, KvOp};
     use crate::wire::Bytes;
+    use crate::Endpoint;
 
     type App = KvApp<8, 4, 8>;
     type Ex = Executor<App, 4, 16>;
@@ -456,5 +457,80 @@ mod tests {
             i.id.cache_entries = 1;
         };
         assert_eq!(check(&uncounted), Err(UNCOUNTED));
+    }
+
+    #[test]
+    fn snapshot_identity_compares_every_field_but_the_ballot_and_tokens_tell_snapshots_apart() {
+        let id = snapshot_id(&source());
+        assert!(id.same_content(&SnapshotId { bal: Ballot { seqno: 9, proposer: 1 }, ..id }));
+        let others = [
+            SnapshotId { opn: id.opn + 1, ..id },
+            SnapshotId { digest: id.digest ^ 1, ..id },
+            SnapshotId { app_len: id.app_len + 1, ..id },
+            SnapshotId { cache_entries: id.cache_entries + 1, ..id },
+            SnapshotId { executed_digest: id.executed_digest ^ 1, ..id },
+        ];
+        for other in others {
+            assert!(!id.same_content(&other), "{other:?}");
+            assert_ne!(other.resume_token(), id.resume_token(), "{other:?}");
+        }
+        assert_ne!(id.resume_token(), 0, "0 asks for a fresh start");
+    }
+
+    fn entry_bytes(opn: u64) -> heapless::Vec<u8, 64> {
+        let e = CacheEntryWire { client: Endpoint::v4([10, 0, 0, 7], 1), seqno: 1, opn, reply: Bytes(b"r") };
+        let mut v = heapless::Vec::new();
+        crate::wire::append(&mut v, &e).unwrap();
+        v
+    }
+
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one_in_progress() {
+        let src = source();
+        let id9 = snapshot_id(&src);
+        let mut older = source();
+        older.ops_complete = 8;
+        let id8 = snapshot_id(&older);
+        let mut t: Transfer<App, 4, 16> = Transfer::new();
+        let mut buf = [0u8; 64];
+        let n = chunk(&src, 0, 20, &mut buf);
+        assert_eq!(t.receive(1, id9, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Staged);
+        assert_eq!(t.receive(2, id8, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Ignored);
+        assert_eq!(t.incoming.map(|i| (i.id.opn, i.app_received)), Some((9, n as u64)));
+    }
+
+    #[test]
+    fn cache_entries_come_after_the_application_and_only_from_executed_operations() {
+        let mut src = source();
+        let client = Endpoint::v4([10, 0, 0, 7], 1);
+        src.reply_cache.insert(client, 1, 3, b"r");
+        let id = snapshot_id(&src);
+        assert_eq!(id.cache_entries, 1);
+        let mut t: Transfer<App, 4, 16> = Transfer::new();
+        let mut buf = [0u8; 512];
+        let n = chunk(&src, 0, 20, &mut buf);
+        assert_eq!(t.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Staged);
+        let good = entry_bytes(3);
+        let early = SupplyPart::Cache { index: 0, entries: Bytes(&good) };
+        assert_eq!(t.receive(1, id, early, 0), Progress::Ignored, "the application is not complete");
+        let rest = chunk(&src, n as u64, 512, &mut buf);
+        let app = SupplyPart::App { offset: n as u64, bytes: Bytes(&buf[..rest]) };
+        assert_eq!(t.receive(1, id, app, 0), Progress::Staged);
+        let unexecuted = entry_bytes(id.opn);
+        let forged = SupplyPart::Cache { index: 0, entries: Bytes(&unexecuted) };
+        assert_eq!(t.receive(1, id, forged, 0), Progress::Corrupt, "a reply from an operation not executed");
+        assert!(t.incoming.is_none());
+    }
+
+    #[test]
+    fn a_snapshot_without_application_bytes_starts_at_cache_entry_zero() {
+        let id =
+            SnapshotId { bal: Ballot::INITIAL, opn: 5, digest: 1, app_len: 0, cache_entries: 2, executed_digest: 1 };
+        let good = entry_bytes(3);
+        let mut t: Transfer<App, 4, 16> = Transfer::new();
+        assert_eq!(t.receive(1, id, SupplyPart::Cache { index: 1, entries: Bytes(&good) }, 0), Progress::Ignored);
+        assert!(t.incoming.is_none(), "entry 1 cannot begin a snapshot");
+        assert_eq!(t.receive(1, id, SupplyPart::Cache { index: 0, entries: Bytes(&good) }, 0), Progress::Staged);
+        assert_eq!(t.incoming.map(|i| i.cache_received), Some(1));
     }
 }
