@@ -344,4 +344,60 @@ mod tests {
         assert_eq!(dst.install(&staging, total - 1), Err(SnapshotError::Corrupt));
         assert_eq!(Small::stage(&mut staging, total + 100, b"x"), Err(SnapshotError::OutOfRange));
     }
+
+    /// Moves `src`'s snapshot into a fresh staging area in chunks of `chunk` bytes.
+    fn staged(src: &Small, chunk: usize) -> KvStaging<4, 8, 16> {
+        let mut staging = Small::new_staging();
+        let mut buf = [0u8; 64];
+        let mut off = 0;
+        while off < src.snapshot_len() {
+            let n = src.snapshot_read(off, &mut buf[..chunk]);
+            assert!(n > 0);
+            Small::stage(&mut staging, off, &buf[..n]).unwrap();
+            off += n as u64;
+        }
+        staging
+    }
+
+    #[test]
+    fn a_snapshot_at_every_bound_moves_and_installs_and_one_past_any_is_refused() {
+        let mut full = Small::new();
+        assert!(full.is_empty());
+        for k in 0..4u8 {
+            let key = [k; 8];
+            let r = run(&mut full, KvOp::Put(Bytes(&key), Bytes(&[k; 16])));
+            assert_eq!(KvReply::decode(&r), Some(KvReply::Done));
+        }
+        assert!(!full.is_empty());
+        let total = full.snapshot_len();
+        assert_eq!(total, COUNT_BYTES + 4 * Small::RECORD_BYTES, "four records of the largest key and value");
+        for chunk in [1, 7, 31, 64] {
+            let mut dst = Small::new();
+            dst.install(&staged(&full, chunk), total).unwrap();
+            assert_eq!(dst, full, "chunks of {chunk}");
+        }
+        let mut staging = Small::new_staging();
+        assert_eq!(Small::stage(&mut staging, total, b"x"), Err(SnapshotError::OutOfRange), "one byte past the end");
+        let rec = Small::RECORD_BYTES;
+        let patched = |at: u64, bytes: &[u8]| {
+            let mut s = staged(&full, 64);
+            Small::stage(&mut s, at, bytes).unwrap();
+            let mut dst = Small::new();
+            dst.install(&s, total)
+        };
+        assert_eq!(patched(COUNT_BYTES, &9u16.to_le_bytes()), Err(SnapshotError::Corrupt), "key of 9 > 8 bytes");
+        let value_len_at = COUNT_BYTES + rec + 2 + 8;
+        assert_eq!(patched(value_len_at, &17u16.to_le_bytes()), Err(SnapshotError::Corrupt), "value of 17 > 16 bytes");
+        assert_eq!(patched(0, &3u32.to_le_bytes()), Err(SnapshotError::Corrupt), "count 3 but four records long");
+        let mut five = staged(&full, 64);
+        Small::stage(&mut five, 0, &5u32.to_le_bytes()).unwrap();
+        assert_eq!(Small::new().install(&five, COUNT_BYTES + 5 * rec), Err(SnapshotError::Corrupt), "count 5 > K");
+        let mut short = Small::new_staging();
+        Small::stage(&mut short, 0, &2u32.to_le_bytes()).unwrap();
+        assert_eq!(
+            Small::new().install(&short, COUNT_BYTES + 2 * rec),
+            Err(SnapshotError::Corrupt),
+            "count 2 but no records staged"
+        );
+    }
 }
