@@ -744,3 +744,65 @@ fn a_partial_batch_waits_for_the_timer_while_a_batch_is_in_flight_and_a_full_one
     }
     assert_eq!(r.proposer().batch_deadline, None, "nothing left queued, no timer");
 }
+
+#[test]
+fn a_leader_that_sees_a_higher_view_steps_down_and_stops_queueing() {
+    let mut r = leader();
+    assert_eq!((r.id(), fresh(2).id()), (0, 2));
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let request = encode(&RslMsg::Request { seqno: 1, request: Bytes(b"x") });
+    let client = |port: u16| Endpoint::v4([10, 0, 3, 1], port);
+    let _ = r.handle(Instant::ZERO, client(1), &request, &mut out);
+    let _ = r.handle(Instant::ZERO, client(2), &request, &mut out);
+    assert_eq!(r.proposer().queued(), 1, "opn 0 in flight, the second request waits");
+    let higher = encode(&RslMsg::Heartbeat { bal: Ballot { seqno: 1, proposer: 1 }, suspicious: false, opn_ckpt: 0 });
+    let _ = r.handle(Instant::ZERO, eps()[1], &higher, &mut out);
+    assert!(!r.status().is_leader);
+    assert_eq!(r.proposer().queued(), 0, "a replica that no longer leads drops its queue");
+    let _ = r.handle(Instant::ZERO, client(3), &request, &mut out);
+    assert_eq!(r.proposer().queued(), 0, "and queues nothing more");
+}
+
+#[test]
+fn a_full_request_queue_is_counted_and_refuses_the_request() {
+    let mut r = leader();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let payload = vec![7u8; r.max_request_bytes()];
+    let mut queued = 0;
+    for port in 1..=64u16 {
+        let msg = encode(&RslMsg::Request { seqno: 1, request: Bytes(&payload) });
+        let _ = r.handle(Instant::ZERO, Endpoint::v4([10, 0, 4, 1], port), &msg, &mut out);
+        out.clear();
+        if r.stats().queue_full > 0 {
+            assert_eq!(r.proposer().queued(), queued, "the refused request was not queued");
+            return;
+        }
+        queued = r.proposer().queued();
+    }
+    panic!("64 requests of {} bytes never filled the queue", payload.len());
+}
+
+#[test]
+fn one_b_votes_must_be_below_the_reply_ballot_and_chunks_within_the_log() {
+    let mut r = leader();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let max_chunks = fleet_engine::rsl::Params::default().max_log_length as u8 + 1;
+    let one_b = |chunks: u8, vote_bal: Option<Ballot>| {
+        let vote = vote_bal.map(|bal| fleet_engine::rsl::msg::Vote { opn: 0, bal, batch: Bytes(b"") });
+        encode(&RslMsg::OneB { bal: Ballot::INITIAL, log_truncation_point: 0, reply_id: 7, chunk: 0, chunks, vote })
+    };
+    let invalid = r.stats().invalid_messages;
+    let _ = r.handle(Instant::ZERO, eps()[2], &one_b(max_chunks + 1, None), &mut out);
+    let _ = r.handle(Instant::ZERO, eps()[2], &one_b(1, Some(Ballot::INITIAL)), &mut out);
+    let _ = r.handle(Instant::ZERO, eps()[2], &one_b(1, Some(Ballot { seqno: 0, proposer: 3 })), &mut out);
+    assert_eq!(
+        r.stats().invalid_messages,
+        invalid + 3,
+        "too many chunks, a vote at the reply's ballot, a stranger's vote"
+    );
+    let _ = r.handle(Instant::ZERO, eps()[2], &one_b(max_chunks, Some(Ballot { seqno: 0, proposer: 2 })), &mut out);
+    assert_eq!(r.stats().invalid_messages, invalid + 3, "control: within bounds");
+}

@@ -326,4 +326,17 @@ mod tests {
         assert_eq!(c.submit(Instant::ZERO, &[0u8; 100], &mut out), Err(ClientError::TooLarge));
         assert_eq!(c.pending(), None);
     }
+
+    #[test]
+    fn a_request_that_does_not_fit_the_outbox_stays_pending_for_retransmission() {
+        let mut store = OutboxBuf::<0, 0>::new();
+        let mut out = store.outbox();
+        let mut c: Client<3, 256> = Client::new(&eps(), 4, 100, 256).unwrap();
+        assert_eq!(c.submit(Instant::ZERO, b"req", &mut out), Ok(4), "a full outbox is not a too-large request");
+        assert_eq!(c.pending(), Some(4));
+        let mut roomy = OutboxBuf::<8, 4096>::new();
+        let mut out = roomy.outbox();
+        c.tick(Instant::from_millis(100), &mut out);
+        assert_eq!(out.len(), 3, "retransmitted");
+    }
 }

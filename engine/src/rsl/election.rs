@@ -233,4 +233,16 @@ mod tests {
         };
         assert!(check(&twice).is_err(), "a client tracked twice");
     }
+
+    #[test]
+    fn an_execution_forgets_only_that_clients_requests_up_to_its_seqno() {
+        let mut e: Election<4> = Election::new(1000);
+        let other = Endpoint::v4([10, 0, 0, 8], 1);
+        e.reflect_received(Instant::ZERO, other, 1);
+        e.reflect_received(Instant::ZERO, c(), 5);
+        e.reflect_executed(c(), 3);
+        assert_eq!(e.tracked().len(), 2, "seqno 5 is newer than the executed 3");
+        e.reflect_executed(c(), 5);
+        assert_eq!(e.tracked().iter().map(|t| (t.client, t.seqno)).collect::<heapless::Vec<_, 4>>()[..], [(other, 1)]);
+    }
 }

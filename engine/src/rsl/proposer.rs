@@ -473,4 +473,43 @@ mod tests {
         };
         assert!(broken(&unsorted).is_err(), "dedup table out of order");
     }
+
+    #[test]
+    fn an_entry_that_fills_the_bound_exactly_is_taken_and_one_that_never_fits_is_dropped() {
+        let mut p = P::new(3);
+        p.start_phase1(B1);
+        let c = Endpoint::v4([10, 0, 0, 1], 5);
+        let d = Endpoint::v4([10, 0, 0, 2], 5);
+        p.queue_request(c, 1, &[7u8; 60], Instant::ZERO, 10);
+        p.queue_request(d, 1, b"y", Instant::ZERO, 10);
+        let mut out = heapless::Vec::new();
+        assert_eq!(p.take_batch(4, 20, &mut out), 0, "the 60-byte request never fits 20 bytes");
+        assert!(out.is_empty(), "a dropped entry is not proposed");
+        assert_eq!(p.queued(), 1);
+        assert!(p.invariant(3).is_ok());
+        let mut probe = heapless::Vec::<u8, 128>::new();
+        let entry = BatchEntry { client: d, seqno: 1, request: Bytes(b"y") };
+        crate::wire::append(&mut probe, &entry).unwrap();
+        assert_eq!(p.take_batch(4, probe.len(), &mut out), 1, "exactly the bound");
+        assert_eq!(&out[..], &probe[..]);
+        assert_eq!(p.queued(), 0);
+    }
+
+    #[test]
+    fn stepping_down_forgets_the_queue_and_phase_one_votes() {
+        let mut p = P::new(3);
+        p.start_phase1(B2);
+        p.queue_request(Endpoint::v4([10, 0, 0, 1], 5), 1, b"x", Instant::ZERO, 10);
+        p.process_1b(1, B2, 0, 1, 0, 1, vote(0, B1, b"a"));
+        p.step_down();
+        assert_eq!((p.phase, p.queued(), p.merged.len()), (Phase::Idle, 0, 0));
+        assert!(p.invariant(3).is_ok());
+    }
+
+    #[test]
+    fn more_promise_slots_than_replicas_break_the_invariant_even_when_none_is_complete() {
+        let p = P::new(3);
+        assert_eq!(p.promised(), 0);
+        assert!(p.invariant(2).is_err());
+    }
 }

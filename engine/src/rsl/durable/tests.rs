@@ -345,3 +345,35 @@ fn route(
         }
     }
 }
+
+#[test]
+fn a_replica_recovered_past_a_truncation_point_asks_for_state_at_once() {
+    let truncated = DurableRecord {
+        max_bal: Ballot::INITIAL,
+        max_ballot_sent_1a: Ballot::default(),
+        log_truncation_point: 5,
+        replies_sent: 0,
+        vote: None,
+    };
+    let log = [record(&truncated)];
+    let mut r = Rep::recover(config(), 1, Counter::default(), Instant::ZERO, log.iter().map(|r| r.as_slice())).unwrap();
+    assert_eq!(r.transfer().target_opn, 5, "operations below 5 are gone from every log it can reach");
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let _ = r.tick(Instant::ZERO, &mut out);
+    let asks = out.iter().filter(|(_, b)| matches!(wire::decode(Protocol::Rsl, b), Ok(RslMsg::AppStateRequest { .. })));
+    assert_eq!(asks.count(), 1);
+}
+
+#[test]
+fn recovery_errors_read_as_sentences_naming_the_record() {
+    let e = RecoverError::Inconsistent { record: 3, reason: WENT_DOWN };
+    assert_eq!(
+        std::format!("{e}"),
+        "durable record 3 is inconsistent: promise, truncation point or reply counter went down"
+    );
+    let e = replay(&[two_a(0)]).unwrap_err();
+    assert!(std::format!("{e}").starts_with("durable record 0 is unreadable: "), "{e}");
+    let corrupt = crate::rsl::app::SnapshotError::Corrupt;
+    assert_eq!(std::format!("{corrupt}"), "snapshot bytes do not describe a valid state");
+}
