@@ -806,3 +806,40 @@ fn one_b_votes_must_be_below_the_reply_ballot_and_chunks_within_the_log() {
     let _ = r.handle(Instant::ZERO, eps()[2], &one_b(max_chunks, Some(Ballot { seqno: 0, proposer: 2 })), &mut out);
     assert_eq!(r.stats().invalid_messages, invalid + 3, "control: within bounds");
 }
+
+/// Which replicas a replica behind truncation point 8 asks for state on successive retries,
+/// given the checkpoints replicas 0 and 2 reported.
+fn state_suppliers(ckpt0: u64, ckpt2: u64) -> Vec<usize> {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let beat = |ckpt| encode(&RslMsg::Heartbeat { bal: Ballot::INITIAL, suspicious: false, opn_ckpt: ckpt });
+    let _ = r.handle(Instant::ZERO, eps()[0], &beat(ckpt0), &mut out);
+    let _ = r.handle(Instant::ZERO, eps()[2], &beat(ckpt2), &mut out);
+    let start = encode(&RslMsg::StartingPhase2 { bal: Ballot::INITIAL, log_truncation_point: 8 });
+    let _ = r.handle(Instant::ZERO, eps()[0], &start, &mut out);
+    let period_ms = fleet_engine::rsl::Params::default().retransmit_period_ms;
+    let mut asked = Vec::new();
+    for k in 0..6 {
+        out.clear();
+        let _ = r.tick(Instant::from_millis(k * period_ms), &mut out);
+        for (dst, b) in sent(&out) {
+            if let RslMsg::AppStateRequest { opn, .. } = decode(&b) {
+                assert_eq!(opn, 8);
+                asked.push(eps().iter().position(|e| *e == dst).unwrap());
+            }
+        }
+    }
+    asked
+}
+
+#[test]
+fn a_replica_behind_asks_those_known_to_have_the_state_in_turn_and_otherwise_every_other_replica() {
+    assert_eq!(state_suppliers(10, 0), vec![0; 6], "only replica 0 reported executing past 8");
+    assert_eq!(state_suppliers(0, 9), vec![2; 6], "only replica 2 did");
+    for (ckpt0, ckpt2) in [(10, 9), (0, 0)] {
+        let asked = state_suppliers(ckpt0, ckpt2);
+        assert_eq!(asked.len(), 6, "one request per retry: {asked:?}");
+        assert!(asked.contains(&0) && asked.contains(&2) && !asked.contains(&1), "{ckpt0}/{ckpt2}: {asked:?}");
+    }
+}
