@@ -843,3 +843,35 @@ fn a_replica_behind_asks_those_known_to_have_the_state_in_turn_and_otherwise_eve
         assert!(asked.contains(&0) && asked.contains(&2) && !asked.contains(&1), "{ckpt0}/{ckpt2}: {asked:?}");
     }
 }
+
+#[test]
+fn only_the_leader_of_the_executed_ballot_answers_the_client() {
+    let client = Endpoint::v4([10, 0, 1, 1], 9000);
+    let entry = fleet_engine::rsl::batch::BatchEntry { client, seqno: 1, request: Bytes(b"put") };
+    let batch = postcard::to_allocvec(&entry).unwrap();
+    let replies = |me: usize| {
+        let mut r = fresh(me);
+        let mut store = Out::new();
+        let mut out = store.outbox();
+        let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch), opn_ckpt: 0 });
+        let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
+        let _ = r.handle(Instant::ZERO, eps()[2], &two_b, &mut out);
+        assert_eq!(r.status().ops_complete, 1);
+        sent(&out).into_iter().filter(|(d, b)| *d == client && matches!(decode(b), RslMsg::Reply { .. })).count()
+    };
+    assert_eq!(replies(0), 1, "replica 0 proposed in (1, 0)");
+    assert_eq!(replies(1), 0, "followers only update their reply caches");
+}
+
+#[test]
+fn a_step_that_changes_no_durable_state_does_not_ask_for_a_write() {
+    let mut r = executed_five();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let step = r.handle(Instant::ZERO, eps()[0], &heartbeat(4), &mut out);
+    assert!(step.durable_state_changed, "control: truncation moved to 4");
+    let step = r.handle(Instant::ZERO, eps()[0], &heartbeat(4), &mut out);
+    assert!(!step.durable_state_changed, "the same checkpoint again moves nothing");
+    let step = r.tick(Instant::ZERO, &mut out);
+    assert!(!step.durable_state_changed);
+}

@@ -533,4 +533,20 @@ mod tests {
         assert_eq!(t.receive(1, id, SupplyPart::Cache { index: 0, entries: Bytes(&good) }, 0), Progress::Staged);
         assert_eq!(t.incoming.map(|i| i.cache_received), Some(1));
     }
+
+    #[test]
+    fn a_cache_entry_from_an_unexecuted_operation_is_refused_even_when_the_digest_agrees() {
+        // A forger can compute the (non-cryptographic) digest over a bad entry: the rule
+        // itself must refuse it.
+        let mut src = source();
+        src.reply_cache.insert(Endpoint::v4([10, 0, 0, 7], 1), 1, 9, b"r");
+        let id = snapshot_id(&src);
+        let mut t: Transfer<App, 4, 16> = Transfer::new();
+        let mut buf = [0u8; 512];
+        let n = chunk(&src, 0, 512, &mut buf);
+        assert_eq!(n as u64, id.app_len);
+        assert_eq!(t.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Staged);
+        let bad = entry_bytes(9);
+        assert_eq!(t.receive(1, id, SupplyPart::Cache { index: 0, entries: Bytes(&bad) }, 0), Progress::Corrupt);
+    }
 }
