@@ -776,6 +776,8 @@ fn a_full_request_queue_is_counted_and_refuses_the_request() {
         let _ = r.handle(Instant::ZERO, Endpoint::v4([10, 0, 4, 1], port), &msg, &mut out);
         out.clear();
         if r.stats().queue_full > 0 {
+            assert!(queued > 1, "only a queue holding requests can be full ({queued})");
+            assert_eq!(r.stats().queue_full, 1);
             assert_eq!(r.proposer().queued(), queued, "the refused request was not queued");
             return;
         }
