@@ -236,28 +236,44 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
         if value.len() > self.params.max_value_bytes {
             return Err(ClientError::TooLarge);
         }
-        let value = heapless::Vec::from_slice(value).map_err(|_| ClientError::TooLarge)?;
+        if value.len() > D {
+            return Err(ClientError::TooLarge);
+        }
         let target = host.unwrap_or_else(|| self.hint(key));
         let id = self.next_op;
-        let mut op = Op { id, kind, key, value, target, seqno: None, resend_at: None, redirects: 0, streak: 0 };
-        match self.send_attempt(now, &mut op, out) {
+        // The operation is built in its slot and never moved: an `Op` holds a D-byte value
+        // buffer, and every move of one is a D-byte copy.
+        let value_buf = heapless::Vec::new();
+        let op = Op { id, kind, key, value: value_buf, target, seqno: None, resend_at: None, redirects: 0, streak: 0 };
+        let op = self.op.insert(op);
+        // Cannot fail: `value.len() <= D` was checked above.
+        let _ = op.value.extend_from_slice(value);
+        match Self::send_attempt(&mut self.rel, &mut self.stats, now, op, out) {
             Ok(()) => {}
-            Err(SendError::QueueFull) => return Err(ClientError::QueueFull),
-            Err(_) => return Err(ClientError::TooLarge),
+            Err(e) => {
+                self.op = None;
+                return Err(if e == SendError::QueueFull { ClientError::QueueFull } else { ClientError::TooLarge });
+            }
         }
         self.next_op += 1;
-        self.op = Some(op);
         Ok(id)
     }
 
-    fn send_attempt(&mut self, now: Instant, op: &mut Op<D>, out: &mut Outbox<'_>) -> Result<(), SendError> {
+    /// Sends `op` (over the fields it needs, so the operation can stay in its slot).
+    fn send_attempt(
+        rel: &mut Reliable<H, U, D>,
+        stats: &mut Stats,
+        now: Instant,
+        op: &mut Op<D>,
+        out: &mut Outbox<'_>,
+    ) -> Result<(), SendError> {
         let body = match op.kind {
             Kind::Get => Body::GetRequest { key: op.key },
             Kind::Set => Body::SetRequest { key: op.key, value: Some(Bytes(&op.value)) },
             Kind::Delete => Body::SetRequest { key: op.key, value: None },
             Kind::Shard(range, recipient) => Body::Shard { range, recipient },
         };
-        let seqno = self.rel.send(now, op.target, &body, out, &mut self.stats)?;
+        let seqno = rel.send(now, op.target, &body, out, stats)?;
         op.seqno = Some(seqno);
         op.resend_at = None;
         Ok(())
@@ -366,13 +382,13 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
                 return None;
             }
         };
-        let Some(mut op) = self.op.take() else {
+        // Worked on in its slot, not taken out: see `start`.
+        let Some(op) = self.op.as_mut() else {
             Stats::bump(&mut self.stats.ignored_messages);
             return None;
         };
         if op.target != host || op.seqno != Some(req) {
             // The answer to an earlier operation or attempt.
-            self.op = Some(op);
             Stats::bump(&mut self.stats.ignored_messages);
             return None;
         }
@@ -384,7 +400,7 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
             (Body::Redirect { key, owner, .. }, _) if key == op.key => {
                 match self.rel.index_of(owner) {
                     Some(next) => {
-                        self.remember(op.key, next);
+                        remember(&mut self.hints, op.key, next);
                         op.target = next;
                     }
                     None => Stats::bump(&mut self.stats.invalid_messages),
@@ -395,30 +411,31 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
                 if op.streak >= MAX_REDIRECT_STREAK {
                     op.streak = 0;
                     op.resend_at = Some(now.plus_ms(self.params.reliable.retransmit_ms));
-                } else if self.send_attempt(now, &mut op, out).is_err() {
+                } else if Self::send_attempt(&mut self.rel, &mut self.stats, now, op, out).is_err() {
                     op.resend_at = Some(now.plus_ms(self.params.reliable.retransmit_ms));
                 }
-                self.op = Some(op);
                 return None;
             }
             _ => {
                 Stats::bump(&mut self.stats.invalid_messages);
-                self.op = Some(op);
                 return None;
             }
         };
-        self.remember(op.key, host);
-        Some(Event::Completed(Completed { op: op.id, outcome, redirects: op.redirects, host: self.hosts[host] }))
+        let (id, key, redirects) = (op.id, op.key, op.redirects);
+        self.op = None;
+        remember(&mut self.hints, key, host);
+        Some(Event::Completed(Completed { op: id, outcome, redirects, host: self.hosts[host] }))
     }
 
     /// Retransmits unacked requests and sends a delayed redirect attempt when due.
     pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
         self.rel.tick(now, out, &mut self.stats);
-        let Some(mut op) = self.op.take() else { return };
-        if op.resend_at.is_some_and(|t| now >= t) && self.send_attempt(now, &mut op, out).is_err() {
+        let Some(op) = self.op.as_mut() else { return };
+        if op.resend_at.is_some_and(|t| now >= t)
+            && Self::send_attempt(&mut self.rel, &mut self.stats, now, op, out).is_err()
+        {
             op.resend_at = Some(now.plus_ms(self.params.reliable.retransmit_ms));
         }
-        self.op = Some(op);
     }
 
     /// When `tick` must next be called.
@@ -450,16 +467,17 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
     fn hint(&self, key: u64) -> usize {
         self.hints.iter().rev().find(|h| h.0 == key).map_or(0, |h| usize::from(h.1))
     }
+}
 
-    fn remember(&mut self, key: u64, host: usize) {
-        if let Some(i) = self.hints.iter().position(|h| h.0 == key) {
-            self.hints.remove(i);
-        }
-        if self.hints.is_full() {
-            self.hints.remove(0);
-        }
-        let _ = self.hints.push((key, host as u8));
+/// Records that `host` owns `key`, forgetting the oldest hint when full.
+fn remember(hints: &mut heapless::Vec<(u64, u8), HINTS>, key: u64, host: usize) {
+    if let Some(i) = hints.iter().position(|h| h.0 == key) {
+        hints.remove(i);
     }
+    if hints.is_full() {
+        hints.remove(0);
+    }
+    let _ = hints.push((key, host as u8));
 }
 
 #[cfg(test)]
