@@ -9,7 +9,7 @@ use std::time::{Duration, Instant as StdInstant};
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, Verdict};
 use fleet_proofs::Budget;
 
-use crate::bench::{run_kv, run_rsl, BenchOptions};
+use crate::bench::{run_kv, run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
 use crate::client::RslClient;
 use crate::config::{ClusterFile, RslSection};
 use crate::kv::KvBlockingClient;
@@ -73,6 +73,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
         op_timeout: Duration::from_secs(2),
         history: Some(history_ok.clone()),
         progress: true,
+        load_threads: DEFAULT_LOAD_THREADS,
     };
     println!("phase 1: 16 clients, 128-byte values, 50% reads, 3 s");
     let steady = run_rsl(&setup, &opts).map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fleet_io_std::bench::{run_rsl, BenchOptions};
+use fleet_io_std::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
 use fleet_io_std::config::ClusterFile;
 use fleet_io_std::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_proofs::history::{check_kv_history_file, Verdict};
@@ -35,6 +35,7 @@ fn a_killed_leader_loses_no_acknowledged_operation_and_service_resumes_within_tw
         op_timeout: Duration::from_secs(3),
         history: Some(history.clone()),
         progress: false,
+        load_threads: DEFAULT_LOAD_THREADS,
     };
     let start = Instant::now();
     let setup = cluster.setup.clone();
@@ -146,6 +147,7 @@ fn kv_shards_under_load_lose_no_write() {
         op_timeout: Duration::from_secs(3),
         history: Some(history.clone()),
         progress: false,
+        load_threads: DEFAULT_LOAD_THREADS,
     };
     let result = std::thread::scope(|s| {
         let bench = s.spawn(|| fleet_io_std::bench::run_kv(&setup, &opts));

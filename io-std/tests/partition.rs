@@ -12,7 +12,7 @@ mod support;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use fleet_io_std::bench::{run_rsl, BenchOptions, BenchResult};
+use fleet_io_std::bench::{run_rsl, BenchOptions, BenchResult, DEFAULT_LOAD_THREADS};
 use fleet_io_std::client::RslClient;
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, Verdict};
 use fleet_proofs::Budget;
@@ -86,6 +86,7 @@ fn partition_under_load(proxy: &Proxy, cluster: &Cluster, cut: impl Fn(&Proxy, u
         op_timeout: OP_TIMEOUT,
         history: Some(history.clone()),
         progress: false,
+        load_threads: DEFAULT_LOAD_THREADS,
     };
     // The load generator's clock starts a little after this one: an instant measured here is
     // no earlier in history time than the event it marks.

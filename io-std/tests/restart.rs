@@ -11,7 +11,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fleet_io_std::bench::{run_rsl, BenchOptions};
+use fleet_io_std::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, Verdict};
 use fleet_proofs::Budget;
 use support::{last_stats, Cluster, ClusterOptions, FLEET};
@@ -46,6 +46,7 @@ fn bench(history: &Path, seconds: u64) -> BenchOptions {
         op_timeout: Duration::from_secs(3),
         history: Some(history.to_path_buf()),
         progress: false,
+        load_threads: DEFAULT_LOAD_THREADS,
     }
 }
 

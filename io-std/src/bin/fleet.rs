@@ -218,6 +218,9 @@ struct BenchArgs {
     /// With --sweep: draw the throughput/latency curve to this SVG file.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Load-generator threads the clients are spread over (each runs one poll loop).
+    #[arg(long, default_value_t = fleet_io_std::bench::DEFAULT_LOAD_THREADS)]
+    threads: usize,
 }
 
 /// Prints a line; a closed pipe (e.g. `| head`) ends the output quietly instead of panicking.
@@ -267,10 +270,14 @@ fn bench(
         op_timeout: Duration::from_secs(2),
         history: a.history.clone(),
         progress: !a.json,
+        load_threads: a.threads,
     };
     let counts = if a.sweep.is_empty() { vec![a.clients] } else { a.sweep.clone() };
     if counts.contains(&0) {
         return Err("client counts must be at least 1".into());
+    }
+    if a.threads == 0 {
+        return Err("--threads must be at least 1".into());
     }
     let mut results = Vec::new();
     for (i, clients) in counts.into_iter().enumerate() {
