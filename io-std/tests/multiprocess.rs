@@ -75,6 +75,16 @@ fn the_cli_writes_reads_and_deletes_through_the_cluster() {
     for field in ["p50_us", "p99_us", "p999_us", "errors"] {
         assert!(v.get(field).is_some(), "missing {field} in {out}");
     }
+    // Three clients on one load thread: every client still completes operations.
+    let args = ["bench", "rsl", "--config", config, "--clients", "3", "--threads", "1", "--duration-s", "1", "--json"];
+    let (ok, out, err) = fleet(&args);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["ops"].as_u64().unwrap() >= 3, "{out}");
+    assert_eq!(v["errors"].as_u64(), Some(0), "{out}");
+    let (ok, _, err) = fleet(&["bench", "rsl", "--config", config, "--threads", "0", "--duration-s", "1"]);
+    assert!(!ok);
+    assert!(err.contains("--threads must be at least 1") && !err.contains("panicked"), "{err}");
 }
 
 #[test]
