@@ -96,8 +96,11 @@ pub fn run(exe: &Path) -> Result<(), String> {
     println!("  {}", failover.summary());
     if let Some(gap) = recovery_us(&history_kill, killed_at_us) {
         println!(
-            "  service resumed {} ms after the kill (view timeout 500 ms; a new view needs a quorum of suspicions)",
-            gap / 1000
+            "  service resumed {} ms after the kill: clients retry every replica every {retry} ms; the followers \
+             suspect the leader once a retried request has waited a view timeout (500 ms), start the next view, \
+             and its leader proposes the next retry (about {retry} + 500 + {retry} ms)",
+            gap / 1000,
+            retry = crate::client::DEFAULT_RETRANSMIT_MS
         );
     }
 
