@@ -169,6 +169,34 @@ fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
     }
 }
 
+/// After GST, once every client request has completed: every live replica executes every
+/// operation some live replica has executed, within the liveness bound, with no new client
+/// traffic (leader retransmission, StartingPhase2 and state transfer must get it there).
+/// IronRSL's liveness theorem only promises clients their replies; a replica left behind
+/// forever would make the next failure the one that loses availability, so Fleet checks it.
+fn check_catch_up(sim: &mut RslSim, fault_steps: u64, max_liveness_steps: u64) {
+    let executed = |sim: &RslSim| -> Vec<(usize, u64)> {
+        let live = sim.replicas.iter().enumerate();
+        live.filter_map(|(i, r)| r.as_ref().map(|r| (i, r.executor().ops_complete))).collect()
+    };
+    let target = executed(sim).iter().map(|e| e.1).max().unwrap_or(0);
+    let deadline = sim.now + sim.liveness_bound_us();
+    let behind = |sim: &RslSim| executed(sim).into_iter().filter(|e| e.1 < target).collect::<Vec<_>>();
+    while !behind(sim).is_empty() && sim.now <= deadline && sim.violations.is_empty() {
+        if sim.steps - fault_steps > max_liveness_steps || !sim.step() {
+            break;
+        }
+    }
+    let left = behind(sim);
+    if !left.is_empty() && sim.violations.is_empty() {
+        sim.violations.push(Violation::new(
+            "catch-up",
+            "fleet: every live replica executes every executed operation after GST",
+            format!("replicas (id, executed) {left:?} still below operation {target} at {} us", sim.now),
+        ));
+    }
+}
+
 fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> SeedReport {
     let mut rng = Rng::new(seed ^ 0x05EE_D0FF_1EE7);
     let mut opts = SimOptions::random(&mut rng);
@@ -227,6 +255,9 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
                 ));
             }
         }
+    }
+    if sim.violations.is_empty() {
+        check_catch_up(&mut sim, fault_steps, cfg.max_liveness_steps);
     }
     let mut lin_unknown = None;
     if sim.violations.is_empty() || cfg.keep_going {

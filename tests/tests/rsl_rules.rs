@@ -436,6 +436,62 @@ fn messages_outside_the_protocol_bounds_are_refused() {
     assert_eq!(r.election().current_view, Ballot::INITIAL);
 }
 
+fn state_requests(out: &fleet_engine::Outbox<'_>) -> Vec<(Endpoint, u64)> {
+    sent(out)
+        .into_iter()
+        .filter_map(|(dst, b)| match decode(&b) {
+            RslMsg::AppStateRequest { opn, .. } => Some((dst, opn)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Acceptors truncate what a quorum executed, followers without waiting for anyone, so a
+/// replica left below a point others reached may never get it from the log (the catch-up
+/// check found leaders and followers stuck that way). After a grace period of two
+/// retransmission periods it fetches the state from a replica known to have it.
+#[test]
+fn a_point_others_reached_a_grace_period_ago_is_fetched_by_state_transfer() {
+    let grace_ms = 2 * fleet_engine::rsl::Params::default().retransmit_period_ms;
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let _ = r.handle(Instant::ZERO, eps()[0], &heartbeat(5), &mut out);
+    assert!(r.next_deadline() <= Instant::from_millis(grace_ms), "a timer wakes the replica at the end of the grace");
+    let _ = r.tick(Instant::from_millis(grace_ms - 1), &mut out);
+    assert_eq!(state_requests(&out), vec![], "within the grace period the log may still bring it");
+    out.clear();
+    let _ = r.tick(Instant::from_millis(grace_ms), &mut out);
+    let _ = r.tick(Instant::from_millis(grace_ms), &mut out);
+    let asked = state_requests(&out);
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].0, eps()[0], "asks the replica known to have executed that far");
+    assert!(asked[0].1 >= 5, "{asked:?}");
+}
+
+#[test]
+fn a_replica_the_log_brings_up_within_the_grace_period_asks_for_no_state() {
+    let grace_ms = 2 * fleet_engine::rsl::Params::default().retransmit_period_ms;
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let _ = r.handle(Instant::ZERO, eps()[0], &heartbeat(5), &mut out);
+    let now = Instant::from_millis(1);
+    for opn in 0..5 {
+        let batch = Bytes(b"");
+        let _ = r.handle(now, eps()[0], &encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch }), &mut out);
+        let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch, opn_ckpt: 0 });
+        let _ = r.handle(now, eps()[0], &two_b, &mut out);
+        let _ = r.handle(now, eps()[1], &two_b, &mut out);
+    }
+    assert_eq!(r.status().ops_complete, 5);
+    out.clear();
+    for ms in [grace_ms, 2 * grace_ms] {
+        let _ = r.tick(Instant::from_millis(ms), &mut out);
+    }
+    assert_eq!(state_requests(&out), vec![]);
+}
+
 fn hash_of(r: &SimReplica) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -827,7 +883,9 @@ fn state_suppliers(ckpt0: u64, ckpt2: u64) -> Vec<usize> {
         let _ = r.tick(Instant::from_millis(k * period_ms), &mut out);
         for (dst, b) in sent(&out) {
             if let RslMsg::AppStateRequest { opn, .. } = decode(&b) {
-                assert_eq!(opn, 8);
+                // The truncation point, or, once the grace period is over, the furthest
+                // point another replica reported (`watch_lag`).
+                assert!(opn == 8 || opn == ckpt0.max(ckpt2), "asked for {opn}");
                 asked.push(eps().iter().position(|e| *e == dst).unwrap());
             }
         }

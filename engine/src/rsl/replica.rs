@@ -230,7 +230,14 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 false => None,
             },
             Timer::Retransmit => Some(self.retransmit_at),
-            Timer::StateTransfer => self.transfer.needed(self.executor.ops_complete).then_some(self.transfer.retry_at),
+            Timer::StateTransfer => {
+                let retry = self.transfer.needed(self.executor.ops_complete).then_some(self.transfer.retry_at);
+                let lag = self.transfer.behind.map(|(_, since)| since.plus_ms(self.lag_grace_ms()));
+                match (retry, lag) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
         }
     }
 
@@ -542,6 +549,37 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         }
     }
 
+    /// How long the log may take to bring a replica up to a point a quorum has executed.
+    fn lag_grace_ms(&self) -> u64 {
+        self.config.params.retransmit_period_ms.saturating_mul(2)
+    }
+
+    /// Another replica has executed past this one. The log may never bring this replica
+    /// there: acceptors truncate up to the quorum-th highest checkpoint, followers without
+    /// waiting for anyone, and a leader re-sends 2a only for votes its own acceptor holds.
+    /// Found by the simulator's catch-up check: a leader whose 2bs were lost stayed behind
+    /// its truncating followers for good, as did a follower behind a quorum's truncation, and
+    /// in 5-replica clusters with crashes, replicas whose missing votes only the executing
+    /// replicas held. The log gets [`Replica::lag_grace_ms`] to close the gap, plenty for a
+    /// replica a round trip behind; a point someone reached longer ago than that is fetched
+    /// by state transfer (from a replica known to have it).
+    fn watch_lag(&mut self, now: Instant) {
+        let ops = self.executor.ops_complete;
+        if let Some((opn, since)) = self.transfer.behind {
+            if ops >= opn {
+                self.transfer.behind = None;
+            } else if now >= since.plus_ms(self.lag_grace_ms()) {
+                self.transfer.behind = None;
+                self.note_target(opn, now);
+            }
+        }
+        let others = (0..self.config.n()).filter(|&r| r != self.me);
+        let ahead = others.map(|r| self.acceptor.checkpoint_of(r)).max().unwrap_or(0);
+        if self.transfer.behind.is_none() && ahead > ops && !self.transfer.needed(ops) {
+            self.transfer.behind = Some((ahead, now));
+        }
+    }
+
     fn install_state(&mut self) {
         match self.transfer.install(&mut self.executor) {
             Ok(id) => {
@@ -741,6 +779,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 progress = true;
             }
             self.note_target(self.acceptor.log_truncation_point, now);
+            self.watch_lag(now);
             // Actions 5 and 6: decide and execute, in order.
             progress |= self.execute_decided(out);
             if !progress {

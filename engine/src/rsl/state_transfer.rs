@@ -158,6 +158,10 @@ pub struct Transfer<A: App, const C: usize, const RB: usize> {
     mark: Option<(u64, u32)>,
     /// Requests in a row that found no progress.
     stalls: u32,
+    /// A point a quorum had executed while this replica was below it, and since when (see
+    /// `Replica::watch_lag`): if the log has not brought the replica there after a grace
+    /// period, it fetches the state.
+    pub behind: Option<(u64, Instant)>,
     staging: A::Staging,
     staged_cache: ReplyCache<C, RB>,
 }
@@ -173,6 +177,7 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
             installed: 0,
             mark: None,
             stalls: 0,
+            behind: None,
             staging: A::new_staging(),
             staged_cache: ReplyCache::default(),
         }
