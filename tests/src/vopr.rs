@@ -175,19 +175,19 @@ fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
 /// IronRSL's liveness theorem only promises clients their replies; a replica left behind
 /// forever would make the next failure the one that loses availability, so Fleet checks it.
 fn check_catch_up(sim: &mut RslSim, fault_steps: u64, max_liveness_steps: u64) {
-    let executed = |sim: &RslSim| -> Vec<(usize, u64)> {
-        let live = sim.replicas.iter().enumerate();
-        live.filter_map(|(i, r)| r.as_ref().map(|r| (i, r.executor().ops_complete))).collect()
+    // Live replicas as (id, operations executed), those below `target` only.
+    let below = |sim: &RslSim, target: u64| -> Vec<(usize, u64)> {
+        let live = sim.replicas.iter().enumerate().filter_map(|(i, r)| Some((i, r.as_ref()?.executor().ops_complete)));
+        live.filter(|e| e.1 < target).collect()
     };
-    let target = executed(sim).iter().map(|e| e.1).max().unwrap_or(0);
+    let target = below(sim, u64::MAX).iter().map(|e| e.1).max().unwrap_or(0);
     let deadline = sim.now + sim.liveness_bound_us();
-    let behind = |sim: &RslSim| executed(sim).into_iter().filter(|e| e.1 < target).collect::<Vec<_>>();
-    while !behind(sim).is_empty() && sim.now <= deadline && sim.violations.is_empty() {
+    while !below(sim, target).is_empty() && sim.now <= deadline && sim.violations.is_empty() {
         if sim.steps - fault_steps > max_liveness_steps || !sim.step() {
             break;
         }
     }
-    let left = behind(sim);
+    let left = below(sim, target);
     if !left.is_empty() && sim.violations.is_empty() {
         sim.violations.push(Violation::new(
             "catch-up",

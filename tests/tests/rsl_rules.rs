@@ -461,8 +461,12 @@ fn a_point_others_reached_a_grace_period_ago_is_fetched_by_state_transfer() {
     let _ = r.tick(Instant::from_millis(grace_ms - 1), &mut out);
     assert_eq!(state_requests(&out), vec![], "within the grace period the log may still bring it");
     out.clear();
-    let _ = r.tick(Instant::from_millis(grace_ms), &mut out);
-    let _ = r.tick(Instant::from_millis(grace_ms), &mut out);
+    // The tick at the end of the grace notes the target and arms the request at once; the
+    // binding calls `tick` again at that deadline, which sends it.
+    let end = Instant::from_millis(grace_ms);
+    let _ = r.tick(end, &mut out);
+    assert!(r.next_deadline() <= end, "the state request is due at once");
+    let _ = r.tick(end, &mut out);
     let asked = state_requests(&out);
     assert_eq!(asked.len(), 1, "{asked:?}");
     assert_eq!(asked[0].0, eps()[0], "asks the replica known to have executed that far");

@@ -742,23 +742,7 @@ mod tests {
         fresh.on_ack(Instant::ZERO, 0, 1);
         fresh.send(Instant::ZERO, 1, &&[1u8][..], &mut out, &mut stats).unwrap();
         assert_eq!(moved, fresh);
-        struct Fnv(u64);
-        impl core::hash::Hasher for Fnv {
-            fn finish(&self) -> u64 {
-                self.0
-            }
-            fn write(&mut self, bytes: &[u8]) {
-                for b in bytes {
-                    self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-                }
-            }
-        }
-        let hash = |r: &Rel| {
-            use core::hash::{Hash, Hasher};
-            let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-            r.hash(&mut h);
-            h.finish()
-        };
+        let hash = crate::rsl::app::hash_of::<Rel>;
         assert_eq!(hash(&moved), hash(&fresh));
     }
 

@@ -172,6 +172,11 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
         self.last_checkpointed.iter().copied().min().unwrap_or(0)
     }
 
+    /// The largest checkpoint any replica has reported.
+    pub fn max_checkpoint(&self) -> u64 {
+        self.last_checkpointed.iter().copied().max().unwrap_or(0)
+    }
+
     /// The quorum-th highest checkpoint: a quorum has executed at least this many
     /// operations, so votes below it are no longer needed by anyone in that quorum.
     pub fn quorum_checkpoint(&self, quorum: usize) -> u64 {

@@ -75,6 +75,24 @@ impl Fnv64 {
     }
 }
 
+/// `value`'s `Hash` through FNV-1a: tests that check what model-checker state identity
+/// (`Eq` + `Hash`) sees.
+#[cfg(test)]
+pub(crate) fn hash_of<T: core::hash::Hash>(value: &T) -> u64 {
+    struct Hasher(Fnv64);
+    impl core::hash::Hasher for Hasher {
+        fn finish(&self) -> u64 {
+            self.0.finish()
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.write(bytes);
+        }
+    }
+    let mut h = Hasher(Fnv64::new());
+    value.hash(&mut h);
+    h.0.finish()
+}
+
 /// Copies the part of a virtual byte segment that falls in the window `[offset, offset+out.len())`.
 ///
 /// The segment occupies `[seg_start, seg_start + seg_len)` of a snapshot and holds `data`

@@ -283,23 +283,7 @@ mod tests {
     /// merge distinct states and hide behaviours.
     #[test]
     fn client_equality_and_hash_see_every_field() {
-        use core::hash::{Hash, Hasher};
-        struct Fnv(u64);
-        impl Hasher for Fnv {
-            fn finish(&self) -> u64 {
-                self.0
-            }
-            fn write(&mut self, bytes: &[u8]) {
-                for b in bytes {
-                    self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-                }
-            }
-        }
-        let hash = |c: &Client<3, 256>| {
-            let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-            c.hash(&mut h);
-            h.finish()
-        };
+        let hash = crate::rsl::app::hash_of::<Client<3, 256>>;
         let mut store = OutboxBuf::<8, 4096>::new();
         let mut out = store.outbox();
         let base: Client<3, 256> = Client::new(&eps(), 1, 100, 256).unwrap();

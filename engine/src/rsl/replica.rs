@@ -233,10 +233,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             Timer::StateTransfer => {
                 let retry = self.transfer.needed(self.executor.ops_complete).then_some(self.transfer.retry_at);
                 let lag = self.transfer.behind.map(|(_, since)| since.plus_ms(self.lag_grace_ms()));
-                match (retry, lag) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                [retry, lag].into_iter().flatten().min()
             }
         }
     }
@@ -549,7 +546,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         }
     }
 
-    /// How long the log may take to bring a replica up to a point a quorum has executed.
+    /// How long the log may take to bring a replica up to a point another replica reached.
     fn lag_grace_ms(&self) -> u64 {
         self.config.params.retransmit_period_ms.saturating_mul(2)
     }
@@ -573,8 +570,9 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 self.note_target(opn, now);
             }
         }
-        let others = (0..self.config.n()).filter(|&r| r != self.me);
-        let ahead = others.map(|r| self.acceptor.checkpoint_of(r)).max().unwrap_or(0);
+        // This replica's own checkpoint never exceeds its `ops_complete`: a larger maximum
+        // is another replica's.
+        let ahead = self.acceptor.max_checkpoint();
         if self.transfer.behind.is_none() && ahead > ops && !self.transfer.needed(ops) {
             self.transfer.behind = Some((ahead, now));
         }
@@ -779,13 +777,14 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 progress = true;
             }
             self.note_target(self.acceptor.log_truncation_point, now);
-            self.watch_lag(now);
             // Actions 5 and 6: decide and execute, in order.
             progress |= self.execute_decided(out);
             if !progress {
                 break;
             }
         }
+        // Once per step, after executing: a replica the step brought up is not behind.
+        self.watch_lag(now);
     }
 
     /// Where the log may be truncated. IronRSL truncates at the quorum-th highest checkpoint,

@@ -158,7 +158,7 @@ pub struct Transfer<A: App, const C: usize, const RB: usize> {
     mark: Option<(u64, u32)>,
     /// Requests in a row that found no progress.
     stalls: u32,
-    /// A point a quorum had executed while this replica was below it, and since when (see
+    /// A point another replica had executed while this one was below it, and since when (see
     /// `Replica::watch_lag`): if the log has not brought the replica there after a grace
     /// period, it fetches the state.
     pub behind: Option<(u64, Instant)>,
