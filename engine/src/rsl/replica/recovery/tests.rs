@@ -11,6 +11,7 @@ use super::*;
 use crate::outbox::{Outbox, OutboxBuf};
 use crate::rsl::apps::counter::Counter;
 use crate::rsl::batch::BatchEntry;
+use crate::rsl::durable::DURABLE_RECORD_OVERHEAD_BYTES;
 use crate::rsl::msg::RslMsg;
 use crate::Endpoint;
 

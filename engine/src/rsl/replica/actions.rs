@@ -1,0 +1,221 @@
+//! The spontaneous and clock-driven actions: heartbeat, retransmission, new view / 1a,
+//! phase 2, nominate, truncate, decide and execute, repeated while they make progress.
+
+use super::Replica;
+use super::MAX_ACTION_ROUNDS;
+use crate::emit;
+use crate::outbox::Outbox;
+use crate::rsl::app::App;
+use crate::rsl::batch;
+use crate::rsl::msg::RslMsg;
+use crate::rsl::proposer::Phase;
+use crate::time::Instant;
+use crate::wire::{Bytes, Protocol};
+
+impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
+    Replica<A, R, W, D, QB, C, RB>
+{
+    pub(super) fn send_heartbeat(&mut self, out: &mut Outbox<'_>) {
+        let msg = RslMsg::Heartbeat {
+            bal: self.election.current_view,
+            suspicious: self.election.suspects(self.me),
+            opn_ckpt: self.executor.ops_complete,
+        };
+        let max = self.config.params.max_datagram_bytes;
+        emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+    }
+
+    /// Recovers lost 1a/1b and 2a/2b without waiting for a view change: in phase 1 the 1a
+    /// is re-sent; in phase 2 every proposal some replica has not executed yet (and that
+    /// this replica's acceptor still holds) is re-sent. Bounded by the log window.
+    pub(super) fn retransmit(&mut self, out: &mut Outbox<'_>) {
+        let max = self.config.params.max_datagram_bytes;
+        let bal = self.proposer.max_ballot_sent_1a;
+        if self.election.current_view != bal {
+            return;
+        }
+        match self.proposer.phase {
+            Phase::Idle => {}
+            Phase::One => {
+                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &RslMsg::OneA { bal });
+            }
+            Phase::Two => {
+                // A replica whose checkpoint is below the truncation point can no longer
+                // learn the dropped operations from 2a. IronRSL tells it where the log starts
+                // only once, in StartingPhase2: a replica cut off at that moment, healed when
+                // no new 2a comes past its window, would stay behind for good.
+                let point = self.acceptor.log_truncation_point;
+                let start = RslMsg::StartingPhase2 { bal, log_truncation_point: point };
+                for r in 0..self.config.n() {
+                    if r != self.me && self.acceptor.checkpoint_of(r) < point {
+                        emit::send(out, &mut self.stats, Protocol::Rsl, max, self.config.replicas[r], &start);
+                    }
+                }
+                // Every held vote is at or above the truncation point, hence at or above the
+                // lowest checkpoint (`check_invariants`): some replica has not executed it.
+                let next = self.proposer.next_opn;
+                for v in self.acceptor.votes() {
+                    if v.bal == bal && v.opn < next {
+                        let msg = RslMsg::TwoA { bal, opn: v.opn, batch: Bytes(&v.batch) };
+                        emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+                    }
+                }
+            }
+        }
+    }
+
+    /// IronRSL actions 1-8 minus the receive, repeated while they make progress.
+    pub(super) fn run_actions(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        let quorum = self.config.quorum();
+        let n = self.config.n();
+        let p = self.config.params;
+        let max = p.max_datagram_bytes;
+        // Action 7 and 8: view timeout and quorum of suspicions.
+        self.election.check_timeout(now, self.me);
+        self.election.check_quorum(now, quorum, n, p.max_view_timeout_ms);
+        for _ in 0..MAX_ACTION_ROUNDS {
+            let mut progress = false;
+            // Action 1: a view this replica leads that it has not started: send 1a.
+            let view = self.election.current_view;
+            if usize::from(view.proposer) == self.me && view > self.proposer.max_ballot_sent_1a {
+                self.proposer.start_phase1(view);
+                // Durable: a restarted leader must not start this ballot again.
+                self.durable_changed = true;
+                emit::broadcast(
+                    out,
+                    &mut self.stats,
+                    Protocol::Rsl,
+                    max,
+                    &self.config.replicas,
+                    &RslMsg::OneA { bal: view },
+                );
+                progress = true;
+            } else if self.proposer.phase != Phase::Idle && view != self.proposer.max_ballot_sent_1a {
+                self.proposer.step_down();
+            }
+            // Action 2: a quorum of promises: enter phase 2.
+            if self.proposer.phase == Phase::One
+                && self.proposer.promised() >= quorum
+                && view == self.proposer.max_ballot_sent_1a
+            {
+                let log_truncation_point = self.proposer.enter_phase2(self.acceptor.log_truncation_point);
+                let msg = RslMsg::StartingPhase2 { bal: view, log_truncation_point };
+                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+                progress = true;
+            }
+            // Action 3: nominate old values, then new batches, inside the window.
+            progress |= self.nominate(now, out);
+            // Action 4: truncate the log (at most at the quorum-th highest checkpoint).
+            self.acceptor.record_checkpoint(self.me, self.executor.ops_complete);
+            let point = self.truncation_target(quorum, now);
+            if point > self.acceptor.log_truncation_point {
+                self.acceptor.truncate(point);
+                self.durable_changed = true;
+                progress = true;
+            }
+            self.note_target(self.acceptor.log_truncation_point, now);
+            // Actions 5 and 6: decide and execute, in order.
+            progress |= self.execute_decided(out);
+            if !progress {
+                break;
+            }
+        }
+        // Once per step, after executing: a replica the step brought up is not behind.
+        self.watch_lag(now);
+    }
+
+    /// Where the log may be truncated. IronRSL truncates at the quorum-th highest checkpoint,
+    /// cutting off every slower replica: it then needs a state transfer, and under load
+    /// (the state changing faster than a transfer completes) it may never catch up, while
+    /// each of its requests makes the supplier hash its whole state. Fleet also waits for
+    /// every replica heard from in the last two heartbeat periods whose checkpoint is still
+    /// inside the log: the leader's window (`truncation + max_log_length`) then throttles
+    /// proposals to what live replicas keep up with. Silent replicas, and replicas already
+    /// below the truncation point, do not hold it back. Truncating lower than IronRSL is
+    /// always safe: what matters is that nothing above the quorum-th checkpoint is dropped.
+    /// This replica's own checkpoint holds it too, so a follower a little behind catches up
+    /// from retransmitted 2a rather than by a state transfer; one that fell below the
+    /// leader's truncation point learns so from the leader (see `retransmit`).
+    pub(super) fn truncation_target(&self, quorum: usize, now: Instant) -> u64 {
+        let floor = self.acceptor.log_truncation_point;
+        let silent_after_ms = self.config.params.heartbeat_period_ms.saturating_mul(2);
+        let leading = self.leading();
+        let live = |r: usize| r == self.me || (leading && now <= self.heard_at[r].plus_ms(silent_after_ms));
+        (0..self.config.n())
+            .filter(|&r| live(r))
+            .map(|r| self.acceptor.checkpoint_of(r))
+            .filter(|&c| c >= floor)
+            .fold(self.acceptor.quorum_checkpoint(quorum), u64::min)
+    }
+
+    pub(super) fn nominate(&mut self, now: Instant, out: &mut Outbox<'_>) -> bool {
+        let p = self.config.params;
+        let max = p.max_datagram_bytes;
+        let mut progress = false;
+        for _ in 0..W {
+            if !self.leading() {
+                break;
+            }
+            let opn = self.proposer.next_opn;
+            if opn >= self.acceptor.log_truncation_point.saturating_add(p.max_log_length) {
+                break;
+            }
+            let bal = self.proposer.max_ballot_sent_1a;
+            if self.proposer.has_old_values() {
+                let msg = RslMsg::TwoA { bal, opn, batch: Bytes(self.proposer.old_value()) };
+                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+            } else {
+                let queued = self.proposer.queued();
+                if queued == 0 {
+                    self.proposer.batch_deadline = None;
+                    break;
+                }
+                // Adaptive batching: with nothing in flight a partial batch goes at once;
+                // otherwise it waits to fill or for the batch timer.
+                let idle = self.executor.ops_complete >= opn;
+                let expired = self.proposer.batch_deadline.is_some_and(|d| now >= d);
+                if queued < p.max_batch_size && !idle && !expired {
+                    break;
+                }
+                let taken =
+                    self.proposer.take_batch(p.max_batch_size, self.config.max_batch_bytes(), &mut self.batch_scratch);
+                if taken == 0 {
+                    continue;
+                }
+                self.proposer.batch_deadline = (self.proposer.queued() > 0).then(|| now.plus_ms(p.max_batch_delay_ms));
+                let msg = RslMsg::TwoA { bal, opn, batch: Bytes(&self.batch_scratch) };
+                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+            }
+            self.proposer.next_opn = opn + 1;
+            progress = true;
+        }
+        progress
+    }
+
+    pub(super) fn execute_decided(&mut self, out: &mut Outbox<'_>) -> bool {
+        let quorum = self.config.quorum();
+        let max = self.config.params.max_datagram_bytes;
+        let mut progress = false;
+        for _ in 0..W {
+            let opn = self.executor.ops_complete;
+            let Some(slot) = self.learner.decided(opn, quorum) else { break };
+            let bal = self.learner.max_ballot_seen;
+            // The leader that proposed the batch answers; the others only update their
+            // caches (a client that retries elsewhere is answered from the cache).
+            let answer = usize::from(bal.proposer) == self.me;
+            let stats = &mut self.stats;
+            self.executor.execute(bal, &slot.batch, |r| {
+                if answer {
+                    let msg = RslMsg::Reply { seqno: r.seqno, reply: Bytes(r.reply) };
+                    emit::send(out, stats, Protocol::Rsl, max, r.client, &msg);
+                }
+            });
+            for e in batch::entries(&slot.batch) {
+                self.election.reflect_executed(e.client, e.seqno);
+            }
+            self.learner.forget_below(self.executor.ops_complete);
+            progress = true;
+        }
+        progress
+    }
+}

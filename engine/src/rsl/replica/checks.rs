@@ -1,0 +1,136 @@
+//! What must always hold of one replica (its roles' invariants and the ones that relate
+//! them) and what must only grow across a step ([`Monotone`]); both asserted after every
+//! step in debug builds and checked by the simulator and the model checker.
+
+use super::Replica;
+use crate::rsl::app::App;
+use crate::rsl::ballot::Ballot;
+use crate::rsl::proposer::Phase;
+
+impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
+    Replica<A, R, W, D, QB, C, RB>
+{
+    /// Checks every local invariant of every role, then the invariants that relate roles of
+    /// this replica; asserted after every step in debug builds, and called by the checkers.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        let n = self.config.n();
+        let p = &self.config.params;
+        self.acceptor.invariant(p.max_log_length)?;
+        self.proposer.invariant(n)?;
+        self.learner.invariant(self.executor.ops_complete, n)?;
+        self.executor.invariant()?;
+        self.election.invariant(n, p.baseline_view_timeout_ms, p.max_view_timeout_ms)?;
+        self.transfer.invariant()?;
+        if self.proposer.phase != Phase::Idle && usize::from(self.proposer.max_ballot_sent_1a.proposer) != self.me {
+            return Err("proposer active for another replica's ballot");
+        }
+        if self.proposer.max_ballot_sent_1a > self.election.current_view {
+            return Err("proposer started a ballot above the replica's view");
+        }
+        // Truncation never lags behind every checkpoint: each term of `truncation_target` is
+        // at or above the lowest one, and checkpoints are recorded before it runs.
+        if self.acceptor.log_truncation_point < self.acceptor.min_checkpoint() {
+            return Err("log truncated below every replica's checkpoint");
+        }
+        Ok(())
+    }
+
+    /// The replica's values that only ever grow, for step (two-state) invariants.
+    pub fn monotone(&self) -> Monotone<R> {
+        let mut checkpoints = heapless::Vec::new();
+        for r in 0..self.config.n() {
+            // n <= R: validated at construction.
+            let _ = checkpoints.push(self.acceptor.checkpoint_of(r));
+        }
+        Monotone {
+            max_bal: self.acceptor.max_bal,
+            log_truncation_point: self.acceptor.log_truncation_point,
+            checkpoints,
+            ops_complete: self.executor.ops_complete,
+            executed_digest: self.executor.executed_digest,
+            max_bal_reflected: self.executor.max_bal_reflected,
+            max_ballot_seen: self.learner.max_ballot_seen,
+            max_ballot_sent_1a: self.proposer.max_ballot_sent_1a,
+            view: self.election.current_view,
+            epoch_length_ms: self.election.epoch_length_ms,
+        }
+    }
+
+    pub(super) fn monotone_snapshot(&self) -> Option<Monotone<R>> {
+        cfg!(debug_assertions).then(|| self.monotone())
+    }
+
+    /// Pairs of assertions around every step (debug builds): what only grows, and what must
+    /// always hold.
+    pub(super) fn debug_check(&self, before: Option<Monotone<R>>) {
+        if let Some(before) = before {
+            debug_assert_eq!(before.check_step(&self.monotone()), Ok(()));
+            debug_assert_eq!(self.check_invariants(), Ok(()));
+        }
+    }
+}
+
+/// The values of one replica that never decrease (IronRSL's monotonicity lemmas over one
+/// host step): [`Monotone::check_step`] compares a state with its successor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Monotone<const R: usize> {
+    /// The acceptor's promise.
+    pub max_bal: Ballot,
+    /// The acceptor's truncation point.
+    pub log_truncation_point: u64,
+    /// The checkpoint each replica has reported.
+    pub checkpoints: heapless::Vec<u64, R>,
+    /// Operations executed.
+    pub ops_complete: u64,
+    /// Digest of everything executed: may change only when `ops_complete` grows.
+    pub executed_digest: u64,
+    /// The highest ballot of an executed batch.
+    pub max_bal_reflected: Ballot,
+    /// The learner's ballot.
+    pub max_ballot_seen: Ballot,
+    /// The proposer's last ballot.
+    pub max_ballot_sent_1a: Ballot,
+    /// The election's view.
+    pub view: Ballot,
+    /// The view-change epoch length (doubles, capped).
+    pub epoch_length_ms: u64,
+}
+
+impl<const R: usize> Monotone<R> {
+    /// Checks that `next` (the state after one `handle` or `tick`) lost nothing of `self`.
+    pub fn check_step(&self, next: &Monotone<R>) -> Result<(), &'static str> {
+        if next.max_bal < self.max_bal {
+            return Err("acceptor max_bal went down");
+        }
+        if next.log_truncation_point < self.log_truncation_point {
+            return Err("truncation point went down");
+        }
+        if next.checkpoints.len() != self.checkpoints.len()
+            || next.checkpoints.iter().zip(&self.checkpoints).any(|(n, b)| n < b)
+        {
+            return Err("a recorded checkpoint went down");
+        }
+        if next.ops_complete < self.ops_complete {
+            return Err("ops_complete went down");
+        }
+        if next.ops_complete == self.ops_complete && next.executed_digest != self.executed_digest {
+            return Err("executed digest changed without executing");
+        }
+        if next.max_bal_reflected < self.max_bal_reflected {
+            return Err("executor max_bal_reflected went down");
+        }
+        if next.max_ballot_seen < self.max_ballot_seen {
+            return Err("learner ballot went down");
+        }
+        if next.max_ballot_sent_1a < self.max_ballot_sent_1a {
+            return Err("proposer ballot went down");
+        }
+        if next.view < self.view {
+            return Err("view went down");
+        }
+        if next.epoch_length_ms < self.epoch_length_ms {
+            return Err("epoch length went down");
+        }
+        Ok(())
+    }
+}

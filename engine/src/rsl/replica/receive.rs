@@ -1,0 +1,160 @@
+//! Action 0, the receive: protocol bounds of a decoded message, client requests, and each
+//! peer message dispatched to the role it concerns.
+
+use super::Replica;
+use crate::emit;
+use crate::endpoint::Endpoint;
+use crate::outbox::Outbox;
+use crate::rsl::acceptor::Accepted;
+use crate::rsl::app::App;
+use crate::rsl::batch;
+use crate::rsl::msg::{RslMsg, Vote};
+use crate::rsl::proposer::{Phase, Queued};
+use crate::rsl::state_transfer::{Progress, SnapshotId};
+use crate::stats::Stats;
+use crate::time::Instant;
+use crate::wire::{Bytes, Protocol};
+
+impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
+    Replica<A, R, W, D, QB, C, RB>
+{
+    /// Protocol bounds of a decoded peer message, checked before any state is touched.
+    pub(super) fn valid(&self, msg: &RslMsg<'_>) -> bool {
+        let n = self.config.n();
+        let max_entries = self.config.params.max_batch_size;
+        let max_bytes = self.config.max_batch_bytes();
+        let batch_ok = |b: &Bytes<'_>| b.0.len() <= max_bytes && batch::validate(b.0, max_entries).is_ok();
+        match msg {
+            RslMsg::OneA { bal } | RslMsg::StartingPhase2 { bal, .. } | RslMsg::Heartbeat { bal, .. } => {
+                bal.is_valid_for(n)
+            }
+            RslMsg::AppStateRequest { bal, .. } | RslMsg::AppStateSupply { bal, .. } => bal.is_valid_for(n),
+            RslMsg::OneB { bal, chunk, chunks, vote, .. } => {
+                bal.is_valid_for(n)
+                    && chunk < chunks
+                    && usize::from(*chunks) <= self.config.params.max_log_length as usize + 1
+                    && vote.as_ref().is_none_or(|v| v.bal.is_valid_for(n) && v.bal < *bal && batch_ok(&v.batch))
+            }
+            RslMsg::TwoA { bal, batch, .. } | RslMsg::TwoB { bal, batch, .. } => bal.is_valid_for(n) && batch_ok(batch),
+            RslMsg::Request { .. } | RslMsg::Reply { .. } => true,
+        }
+    }
+
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        seqno: u64,
+        request: &[u8],
+        out: &mut Outbox<'_>,
+    ) {
+        if request.len() > self.max_request_bytes() {
+            Stats::bump(&mut self.stats.invalid_messages);
+            return;
+        }
+        let max = self.config.params.max_datagram_bytes;
+        if let Some(cached) = self.executor.reply_cache.get(from) {
+            if seqno == cached.seqno {
+                let msg = RslMsg::Reply { seqno, reply: Bytes(&cached.reply) };
+                emit::send(out, &mut self.stats, Protocol::Rsl, max, from, &msg);
+                return;
+            }
+            if seqno < cached.seqno {
+                Stats::bump(&mut self.stats.ignored_messages);
+                return;
+            }
+        }
+        self.election.reflect_received(now, from, seqno);
+        // IronRSL queues whenever the proposer is active (phase 1 or 2) in the current view.
+        if self.proposer.phase != Phase::Idle && self.election.current_view == self.proposer.max_ballot_sent_1a {
+            let delay = self.config.params.max_batch_delay_ms;
+            if self.proposer.queue_request(from, seqno, request, now, delay) == Queued::Full {
+                Stats::bump(&mut self.stats.queue_full);
+            }
+        }
+    }
+
+    pub(super) fn on_peer(&mut self, now: Instant, sender: usize, msg: RslMsg<'_>, out: &mut Outbox<'_>) {
+        let max = self.config.params.max_datagram_bytes;
+        match msg {
+            RslMsg::OneA { bal } => {
+                if !self.acceptor.promise(bal) {
+                    Stats::bump(&mut self.stats.ignored_messages);
+                    return;
+                }
+                self.durable_changed = true;
+                let reply_id = self.acceptor.next_reply_id();
+                let mut votes = self.acceptor.votes();
+                let chunks = self.acceptor.vote_count().max(1) as u8;
+                let dst = self.config.replicas[sender];
+                for chunk in 0..chunks {
+                    let vote = votes.next().map(|v| Vote { opn: v.opn, bal: v.bal, batch: Bytes(&v.batch) });
+                    let log_truncation_point = self.acceptor.log_truncation_point;
+                    let msg = RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote };
+                    emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg);
+                }
+            }
+            RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote } => {
+                if !self.proposer.process_1b(sender, bal, log_truncation_point, reply_id, chunk, chunks, vote) {
+                    Stats::bump(&mut self.stats.ignored_messages);
+                }
+            }
+            RslMsg::TwoA { bal, opn, batch } => {
+                if usize::from(bal.proposer) != sender {
+                    Stats::bump(&mut self.stats.invalid_messages);
+                    return;
+                }
+                let len = self.config.params.max_log_length;
+                match self.acceptor.accept(bal, opn, batch.0, len) {
+                    Accepted::Stale => Stats::bump(&mut self.stats.ignored_messages),
+                    Accepted::Voted => {
+                        self.durable_changed = true;
+                        self.durable_vote = Some(opn);
+                        let opn_ckpt = self.executor.ops_complete;
+                        let msg = RslMsg::TwoB { bal, opn, batch, opn_ckpt };
+                        emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+                    }
+                }
+            }
+            RslMsg::TwoB { bal, opn, batch, opn_ckpt } => {
+                self.acceptor.record_checkpoint(sender, opn_ckpt);
+                let ops = self.executor.ops_complete;
+                if self.learner.process_2b(sender, bal, opn, batch.0, ops) == crate::rsl::learner::Learned::Ignored {
+                    Stats::bump(&mut self.stats.ignored_messages);
+                }
+            }
+            RslMsg::Heartbeat { bal, suspicious, opn_ckpt } => {
+                self.election.process_heartbeat(now, sender, bal, suspicious);
+                self.acceptor.record_checkpoint(sender, opn_ckpt);
+                // Liveness for truncation comes from heartbeats alone (one per period from
+                // every live replica is enough), and only a leader keeps it: flow control is
+                // about its window. A follower's own checkpoint holds its log.
+                if sender != self.me && self.leading() {
+                    if let Some(at) = self.heard_at.get_mut(sender) {
+                        *at = now.max(*at);
+                    }
+                }
+            }
+            RslMsg::StartingPhase2 { log_truncation_point, .. } => {
+                self.note_target(log_truncation_point, now);
+            }
+            RslMsg::AppStateRequest { opn, app_offset, cache_index, resume_digest, .. } => {
+                if self.executor.ops_complete < opn.max(1) || sender == self.me {
+                    Stats::bump(&mut self.stats.ignored_messages);
+                    return;
+                }
+                self.supply_state(self.config.replicas[sender], app_offset, cache_index, resume_digest, out);
+            }
+            RslMsg::AppStateSupply { bal, opn, digest, app_len, cache_entries, executed_digest, part } => {
+                let id = SnapshotId { bal, opn, digest, app_len, cache_entries, executed_digest };
+                match self.transfer.receive(sender, id, part, self.executor.ops_complete) {
+                    Progress::Ignored => Stats::bump(&mut self.stats.ignored_messages),
+                    Progress::Corrupt => Stats::bump(&mut self.stats.invalid_messages),
+                    Progress::Staged => {}
+                    Progress::Complete => self.install_state(),
+                }
+            }
+            RslMsg::Request { .. } | RslMsg::Reply { .. } => {}
+        }
+    }
+}
