@@ -19,7 +19,7 @@ if ! command -v redis-benchmark >/dev/null || ! command -v redis-server >/dev/nu
   else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; fi
 fi
 
-cargo build --release -q -p fleet-io-std
+cargo build --release -q -p fleet-cli
 FLEET=target/release/fleet
 WORK=$(mktemp -d)
 pids=()

@@ -14,7 +14,7 @@ CLIENTS="${2:-50}"
 ROUNDS="${3:-2}"
 BASELINE="${4:-}"
 
-cargo build --release -q -p fleet-io-std
+cargo build --release -q -p fleet-cli
 FLEET=target/release/fleet
 WORK=$(mktemp -d)
 pids=()

@@ -23,10 +23,11 @@ use embassy_time::Timer;
 use fleet_engine::rsl::apps::kv::KvApp;
 use fleet_engine::rsl::{Replica, RslConfig};
 use fleet_io_embassy::Node;
-use fleet_io_std::client::RslClient as StdClient;
+use fleet_io_std::capacity::{KEY_BYTES, MAX_REPLICAS, VALUE_BYTES};
 use fleet_io_std::config::RslSetup;
 use fleet_io_std::net::to_endpoint;
-use fleet_io_std::server::{spawn_rsl, KEY_BYTES, MAX_REPLICAS, VALUE_BYTES};
+use fleet_io_std::rsl::spawn_rsl;
+use fleet_io_std::rsl::RslClient as StdClient;
 
 /// Keys the replicated map holds, on every member (io-std's `max_keys`, the engine's `K`).
 const MAX_KEYS: usize = 16;

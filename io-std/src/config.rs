@@ -13,11 +13,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use fleet_engine::kv::KvConfig;
 use fleet_engine::rsl::{Params, RslConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::capacity::{
+    DEFAULT_MAX_KEYS, KV_DATAGRAM_BYTES, KV_MAX_HOSTS, MAX_REPLICAS, SERVER_DATAGRAM_BYTES, SERVER_WINDOW,
+};
 use crate::net::to_endpoint;
-use crate::server::{MAX_REPLICAS, SERVER_DATAGRAM_BYTES, SERVER_WINDOW};
 
 /// A configuration problem, naming the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,9 +107,6 @@ pub struct ClusterFile {
     pub kv: Option<KvSection>,
 }
 
-/// Default key capacity of the replicated map.
-pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
-
 impl ClusterFile {
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<ClusterFile, ConfigFileError> {
@@ -191,16 +191,14 @@ impl ClusterFile {
     }
 
     /// The validated KV configuration.
-    pub fn kv(&self) -> Result<crate::kv::KvSetup, ConfigFileError> {
-        use crate::kv::{KV_DATAGRAM_BYTES, KV_MAX_HOSTS};
+    pub fn kv(&self) -> Result<KvSetup, ConfigFileError> {
         let s = self.kv.as_ref().ok_or_else(|| err("kv", "the file has no [kv] section"))?;
         let addrs = parse_addrs("kv.hosts", &s.hosts)?;
         if addrs.len() > KV_MAX_HOSTS {
             return Err(err("kv.hosts", format!("at most {KV_MAX_HOSTS} hosts are supported")));
         }
         let endpoints: Vec<_> = addrs.iter().map(|a| to_endpoint(*a)).collect();
-        let mut config =
-            fleet_engine::kv::KvConfig::<KV_MAX_HOSTS>::new(&endpoints).map_err(|e| err("kv.hosts", e.to_string()))?;
+        let mut config = KvConfig::<KV_MAX_HOSTS>::new(&endpoints).map_err(|e| err("kv.hosts", e.to_string()))?;
         if let Some(v) = s.max_value_bytes {
             config.params.max_value_bytes = v;
         }
@@ -211,7 +209,7 @@ impl ClusterFile {
             fleet_engine::ConfigError::Invalid(field) => err(format!("kv.{field}"), "out of range"),
             other => err("kv.hosts", other.to_string()),
         })?;
-        Ok(crate::kv::KvSetup { addrs, config, max_keys: s.max_keys.unwrap_or(DEFAULT_MAX_KEYS) })
+        Ok(KvSetup { addrs, config, max_keys: s.max_keys.unwrap_or(DEFAULT_MAX_KEYS) })
     }
 }
 
@@ -223,6 +221,17 @@ pub struct RslSetup {
     /// The engine configuration.
     pub config: RslConfig<MAX_REPLICAS>,
     /// Key capacity of the replicated map.
+    pub max_keys: usize,
+}
+
+/// A validated KV setup.
+#[derive(Debug, Clone)]
+pub struct KvSetup {
+    /// Host addresses by id.
+    pub addrs: Vec<SocketAddr>,
+    /// The engine configuration.
+    pub config: KvConfig<KV_MAX_HOSTS>,
+    /// Keys each host may store.
     pub max_keys: usize,
 }
 

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fleet_io_std::bench::{run_kv, run_rsl, BenchOptions};
-use fleet_io_std::client::RslClient;
-use fleet_io_std::config::ClusterFile;
+use fleet_cli::bench::{run_kv, run_rsl, BenchOptions, BenchResult, DEFAULT_LOAD_THREADS};
 use fleet_io_std::kv::{spawn_kv_at, KvBlockingClient};
-use fleet_io_std::server::{spawn_rsl_with, LoopOptions, ServeOptions};
-use fleet_io_std::udp_batch::Syscalls;
+use fleet_io_std::net::event_loop::LoopOptions;
+use fleet_io_std::net::udp_batch::Syscalls;
+use fleet_io_std::rsl::{spawn_rsl_with, RslClient, ServeOptions};
+use fleet_io_std::{ClusterFile, KvSetup, RslSetup};
 use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
 
@@ -219,7 +219,7 @@ struct BenchArgs {
     #[arg(long)]
     plot: Option<PathBuf>,
     /// Load-generator threads the clients are spread over (each runs one poll loop).
-    #[arg(long, default_value_t = fleet_io_std::bench::DEFAULT_LOAD_THREADS)]
+    #[arg(long, default_value_t = DEFAULT_LOAD_THREADS)]
     threads: usize,
 }
 
@@ -253,10 +253,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn bench(
-    a: &BenchArgs,
-    run: impl Fn(&BenchOptions) -> Result<fleet_io_std::bench::BenchResult, String>,
-) -> Result<(), String> {
+fn bench(a: &BenchArgs, run: impl Fn(&BenchOptions) -> Result<BenchResult, String>) -> Result<(), String> {
     if a.clients == 0 {
         return Err("--clients must be at least 1".into());
     }
@@ -289,7 +286,7 @@ fn bench(
         results.push(r);
     }
     if let Some(path) = &a.plot {
-        fleet_io_std::plot::draw(&results, "fleet bench", path)?;
+        fleet_cli::plot::draw(&results, "fleet bench", path)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
@@ -303,11 +300,11 @@ fn advertised(addrs: &[SocketAddr], id: usize, bind: Option<SocketAddr>) -> Stri
     }
 }
 
-fn kv_setup(path: &std::path::Path) -> Result<fleet_io_std::kv::KvSetup, String> {
+fn kv_setup(path: &std::path::Path) -> Result<KvSetup, String> {
     ClusterFile::load(path).and_then(|f| f.kv()).map_err(|e| e.to_string())
 }
 
-fn rsl_setup(path: &std::path::Path) -> Result<fleet_io_std::config::RslSetup, String> {
+fn rsl_setup(path: &std::path::Path) -> Result<RslSetup, String> {
     ClusterFile::load(path).and_then(|f| f.rsl()).map_err(|e| e.to_string())
 }
 
@@ -417,7 +414,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Cmd::Demo => {
             let exe = std::env::current_exe().map_err(|e| format!("cannot find the fleet executable: {e}"))?;
-            fleet_io_std::demo::run(&exe)?;
+            fleet_cli::demo::run(&exe)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,9 +8,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fleet_io_std::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
+use fleet_cli::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
+use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_io_std::config::ClusterFile;
-use fleet_io_std::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
 use support::{first_completion_after, fleet, read_history, Cluster, FLEET};
@@ -117,7 +117,7 @@ fn config_local_prints_a_valid_config() {
     assert_eq!(f.kv_hosts().unwrap()[0].port(), 9200);
 }
 
-fn start_kv_cluster(tag: &str) -> (Children, fleet_io_std::kv::KvSetup, PathBuf) {
+fn start_kv_cluster(tag: &str) -> (Children, fleet_io_std::KvSetup, PathBuf) {
     let dir = scratch_dir(tag).unwrap();
     let ports = free_udp_ports(3).unwrap();
     let mut file = ClusterFile::local(3, 0);
@@ -160,7 +160,7 @@ fn kv_shards_under_load_lose_no_write() {
         load_threads: DEFAULT_LOAD_THREADS,
     };
     let result = std::thread::scope(|s| {
-        let bench = s.spawn(|| fleet_io_std::bench::run_kv(&setup, &opts));
+        let bench = s.spawn(|| fleet_cli::bench::run_kv(&setup, &opts));
         let mut admin = fleet_io_std::kv::KvBlockingClient::connect(&setup).unwrap();
         std::thread::sleep(Duration::from_millis(1000));
         admin.shard(first_key, Some(first_key + 32), 1, 0, Duration::from_secs(5)).expect("first shard");

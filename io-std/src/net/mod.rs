@@ -1,4 +1,13 @@
-//! Conversions between the engine's [`Endpoint`] and `std::net::SocketAddr`.
+//! Datagrams between the operating system and the engine: address conversion, outbox
+//! storage, burst UDP I/O, the event loop and the server thread.
+//!
+//! - [`event_loop`]: the [`Host`](event_loop::Host) contract and the loop that drives it;
+//! - [`udp_batch`]: `recvmmsg`/`sendmmsg` bursts;
+//! - [`server_thread`]: a host on its own thread, and the handle that stops it.
+
+pub mod event_loop;
+pub mod server_thread;
+pub mod udp_batch;
 
 use std::net::{IpAddr as StdIp, Ipv4Addr, Ipv6Addr, SocketAddr};
 

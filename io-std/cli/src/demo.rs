@@ -10,10 +10,10 @@ use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, 
 use fleet_proofs::Budget;
 
 use crate::bench::{run_kv, run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
-use crate::client::RslClient;
-use crate::config::{ClusterFile, RslSection};
-use crate::kv::KvBlockingClient;
 use crate::procs::{free_udp_ports, scratch_dir, Children};
+use fleet_io_std::config::{ClusterFile, KvSection, RslSection};
+use fleet_io_std::kv::KvBlockingClient;
+use fleet_io_std::rsl::{RslClient, DEFAULT_RETRANSMIT_MS};
 
 /// Runs the demo; returns a one-paragraph error a user can act on.
 pub fn run(exe: &Path) -> Result<(), String> {
@@ -33,7 +33,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
             retransmit_period_ms: None,
             max_keys: None,
         }),
-        kv: Some(crate::config::KvSection {
+        kv: Some(KvSection {
             hosts: kv_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
             max_value_bytes: None,
             max_datagram_bytes: None,
@@ -100,7 +100,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
              suspect the leader once a retried request has waited a view timeout (500 ms), start the next view, \
              and its leader proposes the next retry (about {retry} + 500 + {retry} ms)",
             gap / 1000,
-            retry = crate::client::DEFAULT_RETRANSMIT_MS
+            retry = DEFAULT_RETRANSMIT_MS
         );
     }
 

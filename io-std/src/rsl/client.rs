@@ -9,45 +9,19 @@ use fleet_engine::rsl::{Client, ClientError};
 use fleet_engine::wire::Bytes;
 use fleet_engine::Outbox;
 
+use crate::capacity::{MAX_REPLICAS, SERVER_DATAGRAM_BYTES};
+use crate::clock::Clock;
 use crate::config::RslSetup;
+use crate::error::CallError;
 use crate::net::{to_endpoint, to_socket_addr, HeapOutbox};
-use crate::server::{Clock, MAX_REPLICAS, SERVER_DATAGRAM_BYTES};
 
 /// Default retransmission period of a client (IronRSL: 1 s). A quarter second suits a LAN and
 /// bounds how long a request waits before every replica sees it (and can suspect a dead
 /// leader): failover takes about this plus one view timeout.
 pub const DEFAULT_RETRANSMIT_MS: u64 = 250;
 
-/// Why a call did not return a reply.
-#[derive(Debug)]
-pub enum CallError {
-    /// No replica answered in time: the outcome is unknown (it may still execute).
-    Timeout(Duration),
-    /// The request is larger than one datagram of the configuration.
-    TooLarge,
-    /// The reply did not decode as a KV reply.
-    BadReply,
-    /// The application refused the operation.
-    Refused(String),
-    /// The local socket failed.
-    Io(std::io::Error),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Timeout(d) => {
-                write!(f, "no replica answered within {:.1} s (is the cluster running?)", d.as_secs_f64())
-            }
-            CallError::TooLarge => f.write_str("the request is too large for one datagram of this cluster"),
-            CallError::BadReply => f.write_str("the cluster sent a reply that is not a KV reply"),
-            CallError::Refused(why) => write!(f, "the cluster refused the operation: {why}"),
-            CallError::Io(e) => write!(f, "network error: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for CallError {}
+/// The engine's RSL client sized for std replicas.
+pub type StdClient = Client<MAX_REPLICAS, SERVER_DATAGRAM_BYTES>;
 
 /// A KV answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +34,7 @@ pub enum KvAnswer {
 
 /// A blocking client of one RSL cluster.
 pub struct RslClient {
-    inner: Box<Client<MAX_REPLICAS, SERVER_DATAGRAM_BYTES>>,
+    inner: Box<StdClient>,
     socket: UdpSocket,
     clock: Clock,
     out: HeapOutbox,

@@ -1,139 +1,22 @@
-//! IronKV on std UDP: the heap-backed store, the server host type, and a blocking client.
+//! A blocking IronKV client over std UDP.
 
-use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::net::UdpSocket;
 use std::time::{Duration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
 
 use fleet_engine::kv::client::{ClientError, Event, Outcome, Request};
 use fleet_engine::kv::msg::{KeyBound, KeyRange};
-use fleet_engine::kv::storage::{Storage, StorageError};
-use fleet_engine::kv::{KvClient, KvConfig, KvHost};
-use fleet_engine::{Endpoint, Instant, Outbox};
+use fleet_engine::kv::KvClient;
+use fleet_engine::{Endpoint, Outbox};
 
-use crate::client::CallError;
+use crate::capacity::{KV_CLIENT_UNACKED, KV_DATAGRAM_BYTES, KV_MAX_HOSTS};
+use crate::clock::Clock;
+use crate::config::KvSetup;
+use crate::error::CallError;
 use crate::net::{to_endpoint, to_socket_addr, HeapOutbox};
-use crate::server::{
-    bind_socket, run_as, stats_fields, Clock, Host, LoopOptions, RunningServer, ServerError, SERVER_STACK_BYTES,
-};
 
-/// Most hosts in a std KV cluster.
-pub const KV_MAX_HOSTS: usize = 16;
-/// Datagram capacity of std KV hosts and clients.
-pub const KV_DATAGRAM_BYTES: usize = 8192;
-/// A std KV host: 16 hosts, 1024 delegation runs, 1024 peers (hosts and clients), 1024
-/// unacked messages, 8 KiB datagrams.
-pub type KvServerHost = KvHost<StdStore, KV_MAX_HOSTS, 1024, 1024, 1024, KV_DATAGRAM_BYTES>;
-/// A std KV client.
-pub type StdKvClient = KvClient<KV_MAX_HOSTS, 8, KV_DATAGRAM_BYTES>;
-
-/// An ordered, heap-backed store for a std KV host: at most `capacity` keys.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StdStore {
-    map: BTreeMap<u64, Vec<u8>>,
-    capacity: usize,
-    max_value: usize,
-}
-
-impl StdStore {
-    /// An empty store of at most `capacity` keys of at most `max_value` bytes.
-    pub fn new(capacity: usize, max_value: usize) -> StdStore {
-        StdStore { map: BTreeMap::new(), capacity, max_value }
-    }
-}
-
-impl Storage for StdStore {
-    fn get(&self, key: u64) -> Option<&[u8]> {
-        self.map.get(&key).map(Vec::as_slice)
-    }
-    fn set(&mut self, key: u64, value: &[u8]) -> Result<(), StorageError> {
-        if value.len() > self.max_value {
-            return Err(StorageError::TooLarge);
-        }
-        if !self.map.contains_key(&key) && self.map.len() >= self.capacity {
-            return Err(StorageError::Full);
-        }
-        self.map.insert(key, value.to_vec());
-        Ok(())
-    }
-    fn delete(&mut self, key: u64) -> bool {
-        self.map.remove(&key).is_some()
-    }
-    fn next_at_or_after(&self, key: u64) -> Option<(u64, &[u8])> {
-        self.map.range(key..).next().map(|(k, v)| (*k, v.as_slice()))
-    }
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-    fn capacity(&self) -> usize {
-        self.capacity
-    }
-    fn max_value_bytes(&self) -> usize {
-        self.max_value
-    }
-}
-
-/// A validated KV setup.
-#[derive(Debug, Clone)]
-pub struct KvSetup {
-    /// Host addresses by id.
-    pub addrs: Vec<SocketAddr>,
-    /// The engine configuration.
-    pub config: KvConfig<KV_MAX_HOSTS>,
-    /// Keys each host may store.
-    pub max_keys: usize,
-}
-
-impl Host for KvServerHost {
-    fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
-        let _ = KvHost::handle(self, now, from, datagram, out);
-    }
-    fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
-        let _ = KvHost::tick(self, now, out);
-    }
-    fn next_deadline(&self) -> Instant {
-        KvHost::next_deadline(self)
-    }
-    fn stats_line(&self) -> String {
-        format!("keys={} {:?} {}", self.storage().len(), self.counters(), stats_fields(self.stats()))
-    }
-}
-
-/// Binds host `id`'s address and runs it on a new thread.
-pub fn spawn_kv(setup: &KvSetup, id: usize, stats_every: Option<Duration>) -> Result<RunningServer, ServerError> {
-    spawn_kv_at(setup, id, None, stats_every)
-}
-
-/// Like [`spawn_kv`], but the socket binds `bind` (when given) instead of the host's
-/// configured address, which the engine and the peers keep using (see
-/// [`crate::server::ServeOptions::bind`]). The returned server's `addr` is the bound address.
-pub fn spawn_kv_at(
-    setup: &KvSetup,
-    id: usize,
-    bind: Option<SocketAddr>,
-    stats_every: Option<Duration>,
-) -> Result<RunningServer, ServerError> {
-    let addr = *setup.addrs.get(id).ok_or_else(|| ServerError::Config(format!("--id {id} is not a KV host")))?;
-    let (socket, bound) = bind_socket(bind.unwrap_or(addr))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let setup = setup.clone();
-    let join = std::thread::Builder::new()
-        .name(format!("kv-{id}"))
-        .stack_size(SERVER_STACK_BYTES)
-        .spawn(move || {
-            let store = StdStore::new(setup.max_keys, setup.config.params.max_value_bytes);
-            let host =
-                KvServerHost::new(setup.config.clone(), id, store).map_err(|e| ServerError::Config(e.to_string()))?;
-            let mut host = Box::new(host);
-            let options = LoopOptions { stats_every, ..LoopOptions::default() };
-            run_as(host.as_mut(), &socket, addr, Clock::start(), &flag, &options)
-        })
-        .map_err(ServerError::Io)?;
-    Ok(RunningServer::new(stop, join, bound))
-}
+/// A std KV client: the engine's [`KvClient`] sized by [`crate::capacity`].
+pub type StdKvClient = KvClient<KV_MAX_HOSTS, KV_CLIENT_UNACKED, KV_DATAGRAM_BYTES>;
 
 /// What a blocking KV call returned.
 #[derive(Debug, Clone, PartialEq, Eq)]

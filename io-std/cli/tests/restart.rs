@@ -11,7 +11,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fleet_io_std::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
+use fleet_cli::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, Verdict};
 use fleet_proofs::Budget;
 use support::{last_stats, Cluster, ClusterOptions, FLEET};

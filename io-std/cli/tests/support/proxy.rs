@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use fleet_io_std::procs::free_udp_ports;
+use fleet_cli::procs::free_udp_ports;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 

@@ -12,8 +12,8 @@ mod support;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use fleet_io_std::bench::{run_rsl, BenchOptions, BenchResult, DEFAULT_LOAD_THREADS};
-use fleet_io_std::client::RslClient;
+use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult, DEFAULT_LOAD_THREADS};
+use fleet_io_std::rsl::RslClient;
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, Verdict};
 use fleet_proofs::Budget;
 use support::proxy::{Node, Proxy};
@@ -240,10 +240,10 @@ fn stats_lines_parse() {
 
 #[test]
 fn serve_explains_an_address_it_cannot_bind() {
-    let dir = fleet_io_std::procs::scratch_dir("partition-bind").unwrap();
+    let dir = fleet_cli::procs::scratch_dir("partition-bind").unwrap();
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
-    let ports = fleet_io_std::procs::free_udp_ports(1).unwrap();
+    let ports = fleet_cli::procs::free_udp_ports(1).unwrap();
     let config = dir.join("one.toml");
     std::fs::write(
         &config,

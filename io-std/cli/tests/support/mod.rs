@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleet_io_std::client::RslClient;
+use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_io_std::config::{ClusterFile, RslSetup};
-use fleet_io_std::procs::{free_udp_ports, scratch_dir, Children};
+use fleet_io_std::rsl::RslClient;
 use fleet_proofs::history::{HistoryRecord, RecordStatus};
 
 /// The `fleet` executable under test.

@@ -1,0 +1,143 @@
+//! `fleet bench`: closed-loop load from many clients, latency histograms, JSON output and an
+//! optional operation history for offline linearizability checking.
+//!
+//! - [`options`]: what to run ([`BenchOptions`]) and what was measured ([`BenchResult`]);
+//! - [`load_client`]: the RSL and KV clients behind one [`LoadClient`] trait;
+//! - [`worker`]: one load thread's poll loop.
+
+pub mod load_client;
+pub mod options;
+pub mod worker;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
+
+use fleet_engine::rsl::Client;
+use fleet_io_std::kv::StdKvClient;
+use fleet_io_std::net::to_endpoint;
+use fleet_io_std::rsl::DEFAULT_RETRANSMIT_MS;
+use fleet_io_std::{CallError, KvSetup, RslSetup};
+
+pub use load_client::{KvLoad, LoadClient, OpResult, RslLoad};
+pub use options::{BenchOptions, BenchResult, DEFAULT_LOAD_THREADS};
+use worker::{load_thread, new_hist, Logical, Shared};
+
+/// Runs the closed-loop benchmark against a running RSL cluster.
+pub fn run_rsl(setup: &RslSetup, opts: &BenchOptions) -> Result<BenchResult, CallError> {
+    let eps: Vec<_> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
+    let seed = wall_clock_us();
+    let max = setup.config.params.max_datagram_bytes;
+    run_load(&setup.addrs, opts, |_| {
+        Client::new(&eps, seed, DEFAULT_RETRANSMIT_MS, max)
+            .map(|c| RslLoad(Box::new(c)))
+            .map_err(|_| CallError::TooLarge)
+    })
+}
+
+/// Runs the closed-loop benchmark against a running IronKV cluster.
+pub fn run_kv(setup: &KvSetup, opts: &BenchOptions) -> Result<BenchResult, CallError> {
+    let eps: Vec<_> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
+    let seed = wall_clock_us();
+    let params = setup.config.params;
+    run_load(&setup.addrs, opts, |_| {
+        StdKvClient::new(&eps, seed, params).map(|c| KvLoad(Box::new(c))).map_err(|_| CallError::TooLarge)
+    })
+}
+
+fn wall_clock_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64)
+}
+
+fn run_load<C: LoadClient>(
+    servers: &[std::net::SocketAddr],
+    opts: &BenchOptions,
+    mut make: impl FnMut(usize) -> Result<C, CallError>,
+) -> Result<BenchResult, CallError> {
+    let bind: std::net::SocketAddr = match servers.first() {
+        Some(std::net::SocketAddr::V6(_)) => "[::]:0",
+        Some(a) if a.ip().is_loopback() => "127.0.0.1:0",
+        _ => "0.0.0.0:0",
+    }
+    .parse()
+    .map_err(|_| CallError::BadReply)?;
+    let threads = opts.load_threads.clamp(1, opts.clients.max(1));
+    let mut groups: Vec<Vec<Logical<C>>> = (0..threads).map(|_| Vec::new()).collect();
+    for c in 0..opts.clients {
+        let socket = mio::net::UdpSocket::bind(bind).map_err(CallError::Io)?;
+        let client = make(c)?;
+        let rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
+        let l = Logical { client, socket, id: c as u64, rng, n: 0, current: None };
+        let g = c % groups.len();
+        groups[g].push(l);
+    }
+    let start = StdInstant::now();
+    let stop_at = start + opts.duration;
+    let done = Arc::new(AtomicU64::new(0));
+    let bar = progress_bar(opts);
+    let handles: Vec<_> = groups
+        .into_iter()
+        .map(|g| {
+            let shared = Shared { start, stop_at, done: done.clone() };
+            let opts = opts.clone();
+            std::thread::spawn(move || load_thread(g, opts, shared))
+        })
+        .collect();
+    if let Some(bar) = &bar {
+        while StdInstant::now() < stop_at {
+            std::thread::sleep(Duration::from_millis(100));
+            bar.set_position(start.elapsed().as_millis() as u64);
+            bar.set_message(format!("{} ops", done.load(Ordering::Relaxed)));
+        }
+    }
+    let mut hist = new_hist();
+    let (mut ops, mut errors, mut timeouts) = (0, 0, 0);
+    let mut history = Vec::new();
+    for h in handles {
+        let w = h.join().map_err(|_| CallError::BadReply)?.map_err(CallError::Io)?;
+        let _ = hist.add(&w.hist);
+        ops += w.ops;
+        errors += w.errors;
+        timeouts += w.timeouts;
+        history.extend(w.history);
+    }
+    let elapsed = start.elapsed();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(path) = &opts.history {
+        history.sort_by_key(|r| r.invoke_us);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(CallError::Io)?);
+        for r in &history {
+            let line = serde_json::to_string(r).map_err(|e| CallError::Io(std::io::Error::other(e)))?;
+            writeln!(f, "{line}").map_err(CallError::Io)?;
+        }
+        f.flush().map_err(CallError::Io)?;
+    }
+    Ok(BenchResult {
+        ops,
+        errors,
+        timeouts,
+        elapsed,
+        ops_per_s: ops as f64 / elapsed.as_secs_f64().max(1e-9),
+        p50_us: hist.value_at_quantile(0.5),
+        p99_us: hist.value_at_quantile(0.99),
+        p999_us: hist.value_at_quantile(0.999),
+        clients: opts.clients,
+    })
+}
+
+fn progress_bar(opts: &BenchOptions) -> Option<indicatif::ProgressBar> {
+    if !opts.progress {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(opts.duration.as_millis() as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}") {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+#[cfg(test)]
+mod tests;

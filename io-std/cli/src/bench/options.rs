@@ -1,0 +1,95 @@
+//! What a benchmark run is asked to do, and what it measured.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Concurrent closed-loop clients (one thread each).
+    pub clients: usize,
+    /// How long to run.
+    pub duration: Duration,
+    /// Bytes per written value.
+    pub value_size: usize,
+    /// Distinct keys (u64, sent as 8 big-endian bytes): `first_key .. first_key + keys`.
+    pub keys: u64,
+    /// The lowest key used. A history is checked against an empty map, so runs against a
+    /// cluster that already holds data should use keys nobody wrote before.
+    pub first_key: u64,
+    /// Percentage of operations that are reads.
+    pub read_pct: u32,
+    /// Give up on one operation after this long (recorded as a timeout).
+    pub op_timeout: Duration,
+    /// Write every operation as a JSON line here.
+    pub history: Option<PathBuf>,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Load-generator threads the clients are spread over (at least 1). Which count is
+    /// fastest depends on the machine and the service: on 2 CPUs, 1 thread leaves a CPU to a
+    /// single busy server (KV), 2 threads suit a 3-replica RSL cluster.
+    pub load_threads: usize,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    /// Operations completed successfully.
+    pub ops: u64,
+    /// Operations refused or timed out.
+    pub errors: u64,
+    /// Of the errors, how many timed out.
+    pub timeouts: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Completed operations per second.
+    pub ops_per_s: f64,
+    /// Median latency, µs.
+    pub p50_us: u64,
+    /// 99th percentile latency, µs.
+    pub p99_us: u64,
+    /// 99.9th percentile latency, µs.
+    pub p999_us: u64,
+    /// Clients used.
+    pub clients: usize,
+}
+
+impl BenchResult {
+    /// One JSON line with the headline figures.
+    pub fn json(&self) -> String {
+        serde_json::json!({
+            "ops_per_s": (self.ops_per_s * 10.0).round() / 10.0,
+            "p50_us": self.p50_us,
+            "p99_us": self.p99_us,
+            "p999_us": self.p999_us,
+            "errors": self.errors,
+            "timeouts": self.timeouts,
+            "ops": self.ops,
+            "clients": self.clients,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+        })
+        .to_string()
+    }
+
+    /// A human summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} ops in {:.1} s from {} clients: {:.0} ops/s; latency p50 {} us, p99 {} us, p99.9 {} us; {} errors ({} timeouts)",
+            self.ops,
+            self.elapsed.as_secs_f64(),
+            self.clients,
+            self.ops_per_s,
+            self.p50_us,
+            self.p99_us,
+            self.p999_us,
+            self.errors,
+            self.timeouts
+        )
+    }
+}
+
+/// Default number of event-driven load threads ([`BenchOptions::load_threads`]): each
+/// drives its share of the logical clients (one UDP socket each, so one client identity
+/// each) from a single `mio` poll loop, so 50 clients cost two threads, not fifty. The
+/// sans-IO client does the protocol; this loop only moves bytes.
+pub const DEFAULT_LOAD_THREADS: usize = 2;

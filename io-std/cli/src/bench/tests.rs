@@ -1,0 +1,84 @@
+//! The load generator against a real KV host.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::procs::free_udp_ports;
+use fleet_engine::kv::KvConfig;
+use fleet_engine::{Endpoint, Instant, Outbox};
+use fleet_io_std::kv::spawn_kv;
+use fleet_proofs::history::HistoryRecord;
+
+/// The real IronKV client, but the load thread is slow right after the request is
+/// queued: it models the thread being descheduled by the `send_to` that wakes the server.
+struct SlowAfterSubmit(KvLoad, Duration);
+
+impl LoadClient for SlowAfterSubmit {
+    fn start(&mut self, now: Instant, key: u64, write: Option<&[u8]>, out: &mut Outbox<'_>) -> bool {
+        let ok = self.0.start(now, key, write, out);
+        std::thread::sleep(self.1);
+        ok
+    }
+    fn on_datagram(&mut self, now: Instant, from: Endpoint, bytes: &[u8], out: &mut Outbox<'_>) -> Option<OpResult> {
+        self.0.on_datagram(now, from, bytes, out)
+    }
+    fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        self.0.tick(now, out);
+    }
+    fn next_deadline(&self) -> Instant {
+        self.0.next_deadline()
+    }
+    fn cancel(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Regression: the bench took an operation's invocation time after sending its request,
+/// so a load thread descheduled after the send recorded an invocation later than the
+/// operation's effect, and the history checker reported linearizability violations (a
+/// Get returning a value "before" its Set was invoked, or a stale value after a Set that
+/// "completed before" the Get) that the cluster never committed.
+#[test]
+fn invocation_time_precedes_the_request_leaving() {
+    let port = free_udp_ports(1).unwrap()[0];
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = KvConfig::new(&[to_endpoint(addr)]).unwrap();
+    let setup = KvSetup { addrs: vec![addr], config, max_keys: 1024 };
+    let server = spawn_kv(&setup, 0, None).unwrap();
+    let dir = crate::procs::scratch_dir("bench-invoke").unwrap();
+    let history = dir.join("history.jsonl");
+    let opts = BenchOptions {
+        clients: 1,
+        // Long enough to outlast the server thread's start-up and a retransmission of a
+        // request sent before it listened (a loaded CI machine builds big values slowly).
+        duration: Duration::from_secs(2),
+        value_size: 16,
+        keys: 4,
+        first_key: 1,
+        read_pct: 50,
+        op_timeout: Duration::from_secs(3),
+        history: Some(history.clone()),
+        progress: false,
+        load_threads: DEFAULT_LOAD_THREADS,
+    };
+    let eps = vec![to_endpoint(addr)];
+    let pause = Duration::from_millis(5);
+    let result = run_load(&setup.addrs, &opts, |_| {
+        StdKvClient::new(&eps, wall_clock_us(), setup.config.params)
+            .map(|c| SlowAfterSubmit(KvLoad(Box::new(c)), pause))
+            .map_err(|_| CallError::TooLarge)
+    })
+    .unwrap();
+    drop(server);
+    assert!(result.ops > 5, "{}", result.summary());
+    let text = std::fs::read_to_string(&history).unwrap();
+    for line in text.lines() {
+        let r: HistoryRecord = serde_json::from_str(line).unwrap();
+        let Some(done) = r.complete_us else { continue };
+        assert!(
+            done - r.invoke_us >= pause.as_micros() as u64,
+            "operation recorded in [{}, {done}] us but its request was queued before a {pause:?} pause",
+            r.invoke_us
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! One load thread: its share of the logical clients (a UDP socket each) driven from a single
+//! `mio` poll loop, closed-loop, with every operation timed and optionally recorded.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use fleet_engine::{Instant, Outbox};
+use fleet_io_std::clock::Clock;
+use fleet_io_std::net::{to_endpoint, to_socket_addr, HeapOutbox};
+use fleet_proofs::history::{encode_hex, HistoryRecord, RecordOp, RecordStatus};
+use hdrhistogram::Histogram;
+
+use super::load_client::{LoadClient, OpResult};
+use super::options::BenchOptions;
+
+/// Most datagrams read from one client socket per readiness event.
+const MAX_READS_PER_EVENT: usize = 16;
+
+pub(super) struct Worker {
+    pub(super) hist: Histogram<u64>,
+    pub(super) ops: u64,
+    pub(super) errors: u64,
+    pub(super) timeouts: u64,
+    pub(super) history: Vec<HistoryRecord>,
+}
+
+/// A latency histogram from 1 µs to 60 s at 3 significant digits.
+#[allow(clippy::expect_used)]
+pub(super) fn new_hist() -> Histogram<u64> {
+    // Constant, valid bounds (low >= 1, high >= 2 * low, sigfig <= 5): creation cannot fail.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid constant histogram bounds")
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+pub(super) struct Logical<C> {
+    pub(super) client: C,
+    pub(super) socket: mio::net::UdpSocket,
+    pub(super) id: u64,
+    pub(super) rng: u64,
+    pub(super) n: u64,
+    pub(super) current: Option<InFlightOp>,
+}
+
+pub(super) struct InFlightOp {
+    pub(super) key: u64,
+    pub(super) read: bool,
+    pub(super) value: Vec<u8>,
+    pub(super) invoke_us: u64,
+    pub(super) sent: StdInstant,
+}
+
+pub(super) struct Shared {
+    pub(super) start: StdInstant,
+    pub(super) stop_at: StdInstant,
+    pub(super) done: Arc<AtomicU64>,
+}
+
+fn send_all(socket: &mio::net::UdpSocket, out: &Outbox<'_>) {
+    for (dst, bytes) in out.iter() {
+        // WouldBlock or an error is a lost datagram: the client retransmits.
+        let _ = socket.send_to(bytes, to_socket_addr(dst));
+    }
+}
+
+fn start_op<C: LoadClient>(
+    l: &mut Logical<C>,
+    opts: &BenchOptions,
+    shared: &Shared,
+    clock: &Clock,
+    out: &mut HeapOutbox,
+) {
+    let key = opts.first_key + xorshift(&mut l.rng) % opts.keys.max(1);
+    let read = (xorshift(&mut l.rng) % 100) < u64::from(opts.read_pct);
+    // Values are unique per write (client, counter), so a history pins every read.
+    let mut value = format!("{:08x}{:016x}", l.id, l.n).into_bytes();
+    value.resize(opts.value_size.max(value.len()), b'.');
+    l.n += 1;
+    // The invocation instant is taken before the request can leave: once `send_to` returns
+    // (or even before, since a loopback send wakes the server and this thread may be
+    // descheduled right there), the service may already have executed the operation. A
+    // timestamp taken after the send can be later than the operation's effect, and the
+    // history would then claim a real-time order that never happened (a Get "invoked" after
+    // a Set completed, that in truth was executed before it).
+    let invoke_us = shared.start.elapsed().as_micros() as u64;
+    let sent = StdInstant::now();
+    let mut o = out.outbox();
+    if l.client.start(clock.now(), key, (!read).then_some(&value[..]), &mut o) {
+        send_all(&l.socket, &o);
+        l.current = Some(InFlightOp { key, read, value, invoke_us, sent });
+    }
+}
+
+fn finish_op<C>(w: &mut Worker, l: &mut Logical<C>, opts: &BenchOptions, shared: &Shared, reply: Option<OpResult>) {
+    let Some(op) = l.current.take() else { return };
+    let complete_us = shared.start.elapsed().as_micros() as u64;
+    let recording = opts.history.is_some();
+    let (status, result) = match reply {
+        // Hex only for the history file: encoding every read is most of the load
+        // generator's own CPU otherwise.
+        Some(OpResult::Value(v)) => (RecordStatus::Ok, v.filter(|_| recording).map(|b| encode_hex(&b))),
+        Some(OpResult::Done) => (RecordStatus::Ok, None),
+        // Refused by the service: nothing changed.
+        Some(OpResult::Refused) => (RecordStatus::Fail, None),
+        None => (RecordStatus::Timeout, None),
+    };
+    match status {
+        RecordStatus::Ok => {
+            w.ops += 1;
+            let _ = w.hist.record(op.sent.elapsed().as_micros().max(1) as u64);
+        }
+        RecordStatus::Timeout => {
+            w.errors += 1;
+            w.timeouts += 1;
+        }
+        RecordStatus::Fail => w.errors += 1,
+    }
+    shared.done.fetch_add(1, Ordering::Relaxed);
+    if recording {
+        w.history.push(HistoryRecord {
+            client: l.id,
+            op: if op.read { RecordOp::Get } else { RecordOp::Set },
+            key: op.key,
+            value: (!op.read).then(|| encode_hex(&op.value)),
+            invoke_us: op.invoke_us,
+            complete_us: (status == RecordStatus::Ok).then_some(complete_us),
+            result,
+            status,
+        });
+    }
+}
+
+pub(super) fn load_thread<C: LoadClient>(
+    mut clients: Vec<Logical<C>>,
+    opts: BenchOptions,
+    shared: Shared,
+) -> std::io::Result<Worker> {
+    let mut w = Worker { hist: new_hist(), ops: 0, errors: 0, timeouts: 0, history: Vec::new() };
+    let mut poll = mio::Poll::new()?;
+    for (i, l) in clients.iter_mut().enumerate() {
+        poll.registry().register(&mut l.socket, mio::Token(i), mio::Interest::READABLE)?;
+    }
+    let clock = Clock::start();
+    let mut out = HeapOutbox::new(64, 1 << 20);
+    let mut events = mio::Events::with_capacity(1024);
+    let mut buf = vec![0u8; 65536];
+    for l in clients.iter_mut() {
+        start_op(l, &opts, &shared, &clock, &mut out);
+    }
+    while StdInstant::now() < shared.stop_at {
+        let now = clock.now();
+        let next = clients.iter().map(|l| l.client.next_deadline()).min().unwrap_or(Instant::NEVER);
+        let wait =
+            Duration::from_micros(next.micros_since(now)).min(shared.stop_at - StdInstant::now().min(shared.stop_at));
+        poll.poll(&mut events, Some(wait.max(Duration::from_micros(100))))?;
+        for ev in events.iter() {
+            let Some(l) = clients.get_mut(ev.token().0) else { continue };
+            // Read until the outstanding operation completes or the socket is empty. Stopping
+            // at a completion saves the `WouldBlock` read, one system call per operation: a
+            // datagram left queued (a duplicate reply) is read on the next event, and there
+            // is a next event, because the next operation's reply is a new arrival and Linux
+            // epoll reports every arrival, even edge-triggered. Each socket is read at most
+            // `MAX_READS_PER_EVENT` times per event so one chatty peer cannot starve the rest.
+            for _ in 0..MAX_READS_PER_EVENT {
+                match l.socket.recv_from(&mut buf) {
+                    Ok((len, from)) => {
+                        let mut o = out.outbox();
+                        let completed = l.client.on_datagram(clock.now(), to_endpoint(from), &buf[..len], &mut o);
+                        send_all(&l.socket, &o);
+                        if let Some(reply) = completed {
+                            finish_op(&mut w, l, &opts, &shared, Some(reply));
+                            if StdInstant::now() < shared.stop_at {
+                                start_op(l, &opts, &shared, &clock, &mut out);
+                            }
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => break, // e.g. ICMP unreachable from a dead replica
+                }
+            }
+        }
+        let now = clock.now();
+        // One clock read for the whole scan, not one per client.
+        let now_std = StdInstant::now();
+        for l in clients.iter_mut() {
+            if l.current.as_ref().is_some_and(|op| now_std.saturating_duration_since(op.sent) >= opts.op_timeout) {
+                l.client.cancel();
+                finish_op(&mut w, l, &opts, &shared, None);
+                start_op(l, &opts, &shared, &clock, &mut out);
+            } else if l.client.next_deadline() <= now {
+                let mut o = out.outbox();
+                l.client.tick(now, &mut o);
+                send_all(&l.socket, &o);
+            }
+        }
+    }
+    // Operations still outstanding at the end: their outcome is unknown.
+    for l in clients.iter_mut() {
+        if l.current.is_some() {
+            finish_op(&mut w, l, &opts, &shared, None);
+            w.errors -= 1; // Cut off by the end of the run, not a failure of the cluster.
+            w.timeouts -= 1;
+        }
+    }
+    Ok(w)
+}

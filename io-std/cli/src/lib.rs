@@ -1,0 +1,16 @@
+//! # fleet-cli
+//!
+//! The tools around Fleet's runtime: what the `fleet` command runs besides the servers
+//! themselves (those are `fleet-io-std`).
+//!
+//! - [`bench`](mod@bench): the closed-loop load generator behind `fleet bench`, with latency histograms
+//!   and an operation history for `fleet check-history`;
+//! - [`demo`]: `fleet demo`, the main job;
+//! - [`plot`]: throughput/latency curves of a sweep as SVG;
+//! - [`procs`]: child server processes for the demo and the multi-process tests.
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod demo;
+pub mod plot;
+pub mod procs;

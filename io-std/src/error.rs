@@ -1,0 +1,75 @@
+//! The errors a user of the runtime sees: a server that cannot start or stops, and a client
+//! call that got no answer. Each says what to check.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::storage::wal::WalError;
+
+/// A server error a user sees.
+#[derive(Debug)]
+pub enum ServerError {
+    /// The socket could not be bound.
+    Bind(SocketAddr, std::io::Error),
+    /// The engine refused the configuration.
+    Config(String),
+    /// The socket failed.
+    Io(std::io::Error),
+    /// The data directory could not be read or written.
+    Storage(WalError),
+    /// The data directory's log does not replay (it is named, with the first bad record).
+    Recover(PathBuf, String),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Bind(a, e) => {
+                let hint = match e.kind() {
+                    std::io::ErrorKind::AddrNotAvailable => "is that address one of this machine's?",
+                    std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges",
+                    _ => "is another server using that port?",
+                };
+                write!(f, "cannot listen on {a}: {e} ({hint})")
+            }
+            ServerError::Config(m) => write!(f, "invalid configuration: {m}"),
+            ServerError::Io(e) => write!(f, "network error: {e}"),
+            ServerError::Storage(e) => write!(f, "storage error: {e}"),
+            ServerError::Recover(d, e) => write!(f, "cannot recover from {}: {e}", d.display()),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// Why a call did not return a reply.
+#[derive(Debug)]
+pub enum CallError {
+    /// No replica answered in time: the outcome is unknown (it may still execute).
+    Timeout(Duration),
+    /// The request is larger than one datagram of the configuration.
+    TooLarge,
+    /// The reply did not decode as a KV reply.
+    BadReply,
+    /// The application refused the operation.
+    Refused(String),
+    /// The local socket failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Timeout(d) => {
+                write!(f, "no replica answered within {:.1} s (is the cluster running?)", d.as_secs_f64())
+            }
+            CallError::TooLarge => f.write_str("the request is too large for one datagram of this cluster"),
+            CallError::BadReply => f.write_str("the cluster sent a reply that is not a KV reply"),
+            CallError::Refused(why) => write!(f, "the cluster refused the operation: {why}"),
+            CallError::Io(e) => write!(f, "network error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}

@@ -1,0 +1,174 @@
+//! The std UDP event loop: one thread, one socket, one sans-IO host.
+//!
+//! Each round: `tick` if a deadline passed, receive a burst of datagrams without blocking and
+//! `handle` each, all into one outbox; then [`Host::commit`] (a durable host makes the
+//! burst's state changes durable, one sync for the whole burst), and only then send the
+//! burst. Datagrams addressed to the host itself (IronRSL broadcasts include the sender) are
+//! fed straight back to `handle` in the next round instead of going through the kernel. With
+//! nothing to do it sleeps in `poll` until a datagram or the next deadline.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant as StdInstant};
+
+use fleet_engine::{Endpoint, Instant, Outbox, Stats};
+
+use super::udp_batch::{BurstIo, Syscalls};
+use super::{to_endpoint, to_socket_addr, HeapOutbox};
+use crate::clock::Clock;
+use crate::error::ServerError;
+
+/// Most self-addressed datagrams fed back in one round.
+const MAX_LOOPBACK_PER_STEP: usize = 1024;
+
+/// What the event loop needs from a host: the sans-IO contract.
+pub trait Host {
+    /// One received datagram.
+    fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>);
+    /// The clock-driven actions.
+    fn tick(&mut self, now: Instant, out: &mut Outbox<'_>);
+    /// When `tick` must next run.
+    fn next_deadline(&self) -> Instant;
+    /// One human line: counters and protocol position.
+    fn stats_line(&self) -> String;
+    /// Makes the state changes of every step since the last call durable. Called before
+    /// any datagram of those steps is sent; an in-memory host has nothing to do.
+    fn commit(&mut self) -> Result<(), ServerError> {
+        Ok(())
+    }
+}
+
+/// Counters as `key=value` fields.
+pub fn stats_fields(s: &Stats) -> String {
+    format!(
+        "in={} out={} decode_errors={} invalid={} unknown_sender={} ignored={} outbox_full={} queue_full={}",
+        s.datagrams_in,
+        s.datagrams_out,
+        s.decode_errors,
+        s.invalid_messages,
+        s.unknown_sender,
+        s.ignored_messages,
+        s.outbox_full,
+        s.queue_full
+    )
+}
+
+/// How the event loop runs.
+#[derive(Clone, Debug, Default)]
+pub struct LoopOptions {
+    /// Log a stats line this often.
+    pub stats_every: Option<Duration>,
+    /// Batched or one-per-datagram system calls.
+    pub syscalls: Syscalls,
+}
+
+/// Runs `host` on `socket` until `stop` is set.
+///
+/// Each round: `tick` if a deadline passed, receive a burst of datagrams without blocking
+/// and `handle` each (then the self-addressed ones of the previous round), all into one
+/// outbox; then [`Host::commit`] (a durable host syncs its log once for the whole burst)
+/// and only then send the burst's datagrams. With nothing to do it sleeps in `poll` until
+/// a datagram or the next deadline (at most 100 ms, to notice `stop`). A storage failure
+/// stops the server: a replica that cannot persist must not speak.
+pub fn run<H: Host>(
+    host: &mut H,
+    socket: &UdpSocket,
+    clock: Clock,
+    stop: &AtomicBool,
+    options: &LoopOptions,
+) -> Result<(), ServerError> {
+    let me = socket.local_addr().map_err(ServerError::Io)?;
+    run_as(host, socket, me, clock, stop, options)
+}
+
+/// Like [`run`], for a host whose own (advertised) address `me` is not the socket's local
+/// address, e.g. a replica bound with `--bind` behind a proxy or NAT: datagrams the host
+/// sends to `me` are fed back to it directly, and arrive from `me`.
+pub fn run_as<H: Host>(
+    host: &mut H,
+    socket: &UdpSocket,
+    me: SocketAddr,
+    clock: Clock,
+    stop: &AtomicBool,
+    options: &LoopOptions,
+) -> Result<(), ServerError> {
+    let me = to_endpoint(me);
+    let mut io = BurstIo::new(socket, options.syscalls).map_err(ServerError::Io)?;
+    let mut store = HeapOutbox::new(OUTBOX_SLOTS, OUTBOX_BYTES);
+    let mut loopback: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut next_stats = options.stats_every.map(|d| StdInstant::now() + d);
+    while !stop.load(Ordering::Relaxed) {
+        let mut out = store.outbox();
+        let mut stepped = false;
+        let now = clock.now();
+        if host.next_deadline() <= now {
+            host.tick(now, &mut out);
+            stepped = true;
+        }
+        let received = io.recv().map_err(ServerError::Io)?;
+        for i in 0..received {
+            if nearly_full(&out) {
+                settle(host, &mut io, &mut out, me, &mut loopback)?;
+            }
+            let Some((from, datagram)) = io.datagram(i) else { break };
+            host.handle(clock.now(), to_endpoint(from), datagram, &mut out);
+            stepped = true;
+        }
+        // Self-addressed datagrams of the previous round (IronRSL broadcasts include the
+        // sender); those this round emits wait for the next one.
+        for _ in 0..loopback.len().min(MAX_LOOPBACK_PER_STEP) {
+            if nearly_full(&out) {
+                settle(host, &mut io, &mut out, me, &mut loopback)?;
+            }
+            let Some(d) = loopback.pop_front() else { break };
+            host.handle(clock.now(), me, &d, &mut out);
+            stepped = true;
+        }
+        if stepped {
+            settle(host, &mut io, &mut out, me, &mut loopback)?;
+        } else if loopback.is_empty() {
+            let wait_us = host.next_deadline().micros_since(clock.now()).clamp(1, 100_000);
+            io.wait(Duration::from_micros(wait_us)).map_err(ServerError::Io)?;
+        }
+        if let Some(at) = next_stats {
+            if StdInstant::now() >= at {
+                tracing::info!("{} syscalls={}", host.stats_line(), io.syscalls);
+                next_stats = options.stats_every.map(|d| StdInstant::now() + d);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Datagram slots and arena bytes of the loop's outbox.
+const OUTBOX_SLOTS: usize = 4096;
+const OUTBOX_BYTES: usize = 8 << 20;
+
+/// True when another step might not fit: send what is queued first.
+fn nearly_full(out: &Outbox<'_>) -> bool {
+    out.free_slots() < OUTBOX_SLOTS / 8 || out.free_bytes() < OUTBOX_BYTES / 8
+}
+
+/// Persist, then send: the order durability needs (see `fleet_engine::rsl::durable`).
+fn settle<H: Host>(
+    host: &mut H,
+    io: &mut BurstIo<'_>,
+    out: &mut Outbox<'_>,
+    me: Endpoint,
+    loopback: &mut VecDeque<Vec<u8>>,
+) -> Result<(), ServerError> {
+    host.commit()?;
+    let mut batch: Vec<(SocketAddr, &[u8])> = Vec::with_capacity(out.len());
+    for (dst, bytes) in out.iter() {
+        if dst == me {
+            loopback.push_back(bytes.to_vec());
+        } else {
+            batch.push((to_socket_addr(dst), bytes));
+        }
+    }
+    io.send(&batch);
+    drop(batch);
+    out.clear();
+    Ok(())
+}

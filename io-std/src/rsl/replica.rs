@@ -1,0 +1,76 @@
+//! The std replica type: the engine's [`Replica`] sized by [`crate::capacity`], for any
+//! application, and how the event loop drives it.
+
+use fleet_engine::rsl::{App, Replica};
+use fleet_engine::{Endpoint, Instant, Outbox};
+
+use super::app::StdKvApp;
+use crate::capacity::{
+    KEY_BYTES, MAX_REPLICAS, REPLY_BYTES, REPLY_CACHE_CLIENTS, REQUEST_QUEUE_BYTES, SERVER_DATAGRAM_BYTES,
+    SERVER_WINDOW, VALUE_BYTES,
+};
+use crate::config::RslSetup;
+use crate::error::ServerError;
+use crate::net::event_loop::{stats_fields, Host};
+
+/// A std RSL replica running application `A`: 16 replicas, a window of 16, 64 KiB datagrams,
+/// a 1 MiB request queue, a reply cache of 4096 clients, replies up to 1100 bytes.
+pub type StdReplica<A> = Replica<
+    A,
+    MAX_REPLICAS,
+    SERVER_WINDOW,
+    SERVER_DATAGRAM_BYTES,
+    REQUEST_QUEUE_BYTES,
+    REPLY_CACHE_CLIENTS,
+    REPLY_BYTES,
+>;
+/// The replicated application of `fleet rsl serve`: a sorted map of byte keys and values.
+pub type ServerApp = StdKvApp<KEY_BYTES, VALUE_BYTES>;
+/// The replica `fleet rsl serve` runs.
+pub type ServerReplica = StdReplica<ServerApp>;
+
+impl<A: App> Host for StdReplica<A> {
+    fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
+        // In-memory mode: nothing to persist before sending (see `Step`).
+        let _ = Replica::handle(self, now, from, datagram, out);
+    }
+    fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        let _ = Replica::tick(self, now, out);
+    }
+    fn next_deadline(&self) -> Instant {
+        Replica::next_deadline(self)
+    }
+    fn stats_line(&self) -> String {
+        status_line(self)
+    }
+}
+
+/// One human line: the replica's protocol position and its counters.
+pub fn status_line<A: App>(replica: &StdReplica<A>) -> String {
+    let s = replica.status();
+    format!(
+        "view=({},{}) leader={} executed={} next_opn={} truncation={} queued={} {}",
+        s.view.seqno,
+        s.view.proposer,
+        s.is_leader,
+        s.ops_complete,
+        s.next_opn,
+        s.log_truncation_point,
+        s.queued,
+        stats_fields(replica.stats())
+    )
+}
+
+/// Checks that `id` names a replica of `setup`.
+pub(crate) fn check_id(setup: &RslSetup, id: usize) -> Result<(), ServerError> {
+    match id < setup.addrs.len() {
+        true => Ok(()),
+        false => Err(ServerError::Config(format!("--id {id} is not a replica (the config has {})", setup.addrs.len()))),
+    }
+}
+
+/// Builds replica `id` of `setup` (in memory) running `app`.
+pub fn build<A: App>(setup: &RslSetup, id: usize, app: A, now: Instant) -> Result<Box<StdReplica<A>>, ServerError> {
+    check_id(setup, id)?;
+    StdReplica::new(setup.config.clone(), id, app, now).map(Box::new).map_err(|e| ServerError::Config(e.to_string()))
+}

@@ -1,0 +1,66 @@
+//! Running a std replica on its own thread: in memory, or durable with a data directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fleet_engine::rsl::App;
+
+use super::durable::DurableReplica;
+use super::replica::{build, ServerApp};
+use crate::config::RslSetup;
+use crate::error::ServerError;
+use crate::net::event_loop::LoopOptions;
+use crate::net::server_thread::{bind_socket, spawn_host, RunningServer};
+
+/// How a replica runs.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// Event-loop options.
+    pub loop_options: LoopOptions,
+    /// Durable mode: the replica's data directory. Without it the replica keeps its state
+    /// in memory only, and a crashed replica must not be restarted with the same identity.
+    pub data_dir: Option<PathBuf>,
+    /// Bind the socket here instead of the replica's configured address. The engine and
+    /// the peers keep using the configured (advertised) address: something else (a proxy,
+    /// a NAT, a wildcard bind of the same port) must carry datagrams between the two. The
+    /// server's `addr` is then the bound address.
+    pub bind: Option<SocketAddr>,
+}
+
+/// Runs replica `id` of `setup` with application `app` on a new thread, durable if
+/// `options` name a data directory (opened and replayed before this returns, so its errors
+/// surface here). Every replica of a cluster must run the same application, built the same
+/// way: they apply the same requests in the same order and must reach the same state.
+pub fn spawn<A>(setup: &RslSetup, id: usize, app: A, options: &ServeOptions) -> Result<RunningServer, ServerError>
+where
+    A: App + Send + 'static,
+{
+    let addr = *setup.addrs.get(id).ok_or_else(|| ServerError::Config(format!("--id {id} is not a replica")))?;
+    let (socket, bound) = bind_socket(options.bind.unwrap_or(addr))?;
+    let name = format!("rsl-{id}");
+    let setup = setup.clone();
+    let loop_options = options.loop_options.clone();
+    match options.data_dir.clone() {
+        None => spawn_host(name, socket, bound, addr, loop_options, move |now| build(&setup, id, app, now)),
+        Some(dir) => spawn_host(name, socket, bound, addr, loop_options, move |now| {
+            DurableReplica::open(&setup, id, &dir, app, now).map(Box::new)
+        }),
+    }
+}
+
+/// Runs replica `id` of `setup` with the replicated map of `fleet rsl serve` (keys up to
+/// `setup.max_keys`), as [`spawn`] does.
+pub fn spawn_rsl_with(setup: &RslSetup, id: usize, options: &ServeOptions) -> Result<RunningServer, ServerError> {
+    spawn(setup, id, ServerApp::new(setup.max_keys), options)
+}
+
+/// Runs replica `id` of `setup` (the replicated map, in memory) on a new thread.
+pub fn spawn_rsl(setup: &RslSetup, id: usize, stats_every: Option<Duration>) -> Result<RunningServer, ServerError> {
+    let options = ServeOptions {
+        loop_options: LoopOptions { stats_every, ..LoopOptions::default() },
+        data_dir: None,
+        bind: None,
+    };
+    spawn_rsl_with(setup, id, &options)
+}
