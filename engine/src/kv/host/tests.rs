@@ -2,10 +2,11 @@
 
 use super::*;
 use crate::kv::config::KvParams;
-use crate::kv::msg::KeyBound;
-use crate::kv::reliable::ReliableParams;
+use crate::kv::msg::{self, Body, KeyBound, KvError, ShardError};
+use crate::kv::reliable::{Refusal, ReliableParams};
 use crate::kv::storage::HeaplessStore;
 use crate::outbox::OutboxBuf;
+use crate::wire::Bytes;
 
 type Store = HeaplessStore<16, 64>;
 type Host = KvHost<Store, 4, 6, 8, 16, 512>;

@@ -1,0 +1,292 @@
+//! Client rules, one test each, over real hosts on a lossless network.
+
+extern crate std;
+use std::collections::VecDeque;
+use std::vec::Vec;
+
+use super::*;
+use crate::kv::msg::KeyRange;
+use crate::kv::reliable::ReliableParams;
+use crate::kv::storage::HeaplessStore;
+use crate::kv::{KvConfig, KvHost};
+use crate::outbox::OutboxBuf;
+
+type Host = KvHost<HeaplessStore<16, 64>, 4, 8, 8, 16, 512>;
+type Client = KvClient<4, 4, 512>;
+const H0: Endpoint = Endpoint::v4([10, 0, 0, 1], 1);
+const H1: Endpoint = Endpoint::v4([10, 0, 0, 2], 1);
+const C: Endpoint = Endpoint::v4([10, 0, 1, 1], 9);
+
+fn params() -> KvParams {
+    KvParams {
+        max_value_bytes: 64,
+        max_datagram_bytes: 512,
+        reliable: ReliableParams { retransmit_ms: 10, max_retransmit_ms: 80, max_unacked_per_peer: 4 },
+    }
+}
+
+/// Two real hosts and one client over a lossless FIFO network.
+struct Net {
+    hosts: Vec<Host>,
+    client: Client,
+    queue: VecDeque<(Endpoint, Endpoint, Vec<u8>)>,
+    done: Vec<(u64, Option<Vec<u8>>, &'static str)>,
+    refused: u32,
+    drop_to_client: bool,
+}
+
+impl Net {
+    fn new(first_seqno: u64) -> Net {
+        let mut config = KvConfig::new(&[H0, H1]).unwrap();
+        config.params = params();
+        let hosts = (0..2).map(|i| Host::new(config.clone(), i, HeaplessStore::new()).unwrap()).collect();
+        let client = Client::new(&[H0, H1], first_seqno, params()).unwrap();
+        Net { hosts, client, queue: VecDeque::new(), done: Vec::new(), refused: 0, drop_to_client: false }
+    }
+
+    fn take(&mut self, from: Endpoint, out: &crate::outbox::Outbox<'_>) {
+        for (to, b) in out.iter() {
+            self.queue.push_back((from, to, b.to_vec()));
+        }
+    }
+
+    fn submit(&mut self, r: Request<'_>) -> Result<u64, ClientError> {
+        let mut store = OutboxBuf::<16, 8192>::new();
+        let mut out = store.outbox();
+        let res = self.client.submit(Instant::ZERO, r, &mut out);
+        self.take(C, &out);
+        res
+    }
+
+    /// The client ticks at `ms`: retransmissions and owed acks due then.
+    fn tick_client(&mut self, ms: u64) {
+        let mut store = OutboxBuf::<16, 8192>::new();
+        let mut out = store.outbox();
+        self.client.tick(Instant::from_millis(ms), &mut out);
+        self.take(C, &out);
+    }
+
+    fn pump(&mut self) {
+        let mut store = OutboxBuf::<16, 8192>::new();
+        for _ in 0..1000 {
+            let Some((from, to, bytes)) = self.queue.pop_front() else { return };
+            let mut out = store.outbox();
+            if to == C {
+                let is_reply = matches!(wire::decode(Protocol::Kv, &bytes), Ok(Frame::Single { .. }));
+                if self.drop_to_client && is_reply {
+                    continue;
+                }
+                match self.client.handle(Instant::ZERO, from, &bytes, &mut out) {
+                    Some(Event::Completed(c)) => {
+                        let (v, what) = match c.outcome {
+                            Outcome::Value(v) => (v.map(|v| v.to_vec()), "value"),
+                            Outcome::Written => (None, "written"),
+                            Outcome::Sharded => (None, "sharded"),
+                            Outcome::Failed(_) => (None, "failed"),
+                        };
+                        self.done.push((c.op, v, what));
+                    }
+                    Some(Event::Refused { .. }) => self.refused += 1,
+                    None => {}
+                }
+            } else {
+                let i = usize::from(to == H1);
+                let _ = self.hosts[i].handle(Instant::ZERO, from, &bytes, &mut out);
+            }
+            let out = out;
+            let mut q = Vec::new();
+            for (dst, b) in out.iter() {
+                q.push((to, dst, b.to_vec()));
+            }
+            self.queue.extend(q);
+        }
+        panic!("network did not go quiet");
+    }
+}
+
+#[test]
+fn client_sets_and_gets_through_the_root() {
+    let mut n = Net::new(1);
+    n.submit(Request::Set(5, b"five")).unwrap();
+    n.pump();
+    n.submit(Request::Get(5)).unwrap();
+    n.pump();
+    assert_eq!(n.done, [(1, None, "written"), (2, Some(b"five".to_vec()), "value")]);
+    assert_eq!(n.client.reliable().pending(), 0, "requests acked by the replies");
+    assert_eq!(n.hosts[0].reliable().pending(), 1, "the Get carried the Set reply's ack; the last is owed");
+    let mut store = OutboxBuf::<16, 8192>::new();
+    let mut out = store.outbox();
+    n.client.flush_acks(&mut out);
+    assert_eq!(out.len(), 1);
+    n.take(C, &out);
+    n.pump();
+    assert_eq!(n.hosts[0].reliable().pending(), 0, "replies acked by the client");
+}
+
+#[test]
+fn a_request_and_its_reply_ack_each_other_and_a_lone_ack_waits_a_quarter_retransmission() {
+    let mut n = Net::new(1);
+    n.submit(Request::Set(5, b"five")).unwrap();
+    let (_, _, request) = n.queue.pop_front().unwrap();
+    let mut store = OutboxBuf::<16, 8192>::new();
+    let mut out = store.outbox();
+    let _ = n.hosts[0].handle(Instant::ZERO, C, &request, &mut out);
+    let frames: Vec<_> = out.iter().map(|(_, b)| wire::decode::<Frame<'_>>(Protocol::Kv, b).unwrap()).collect();
+    assert!(matches!(frames[..], [Frame::Single { ack: 1, .. }]), "one datagram, the reply carrying the ack");
+    let reply = out.iter().next().unwrap().1.to_vec();
+    let mut out = store.outbox();
+    assert!(n.client.handle(Instant::ZERO, H0, &reply, &mut out).is_some());
+    assert!(out.is_empty(), "the reply's ack is owed, not sent");
+    assert_eq!(n.client.reliable().pending(), 0, "the reply acked the request");
+    assert_eq!(n.client.next_deadline(), Instant::from_millis(2), "10 ms / 4, in whole ms");
+    n.submit(Request::Get(5)).unwrap();
+    let (_, _, next) = n.queue.back().unwrap().clone();
+    assert!(matches!(wire::decode(Protocol::Kv, &next), Ok(Frame::Single { seqno: 2, ack: 1, .. })));
+    assert_eq!(n.client.next_deadline(), Instant::from_millis(10), "no ack owed: only the retransmission");
+}
+
+#[test]
+fn client_follows_a_redirect_to_the_new_owner() {
+    let mut n = Net::new(1);
+    n.submit(Request::Set(5, b"five")).unwrap();
+    n.pump();
+    n.submit(Request::Shard(KeyRange::keys(0, 10), H1)).unwrap();
+    n.pump();
+    assert!(n.hosts[1].owns(5));
+    n.client.hints.clear(); // forget that H0 answered for key 5
+    n.submit(Request::Get(5)).unwrap();
+    n.pump();
+    assert_eq!(n.done[2], (3, Some(b"five".to_vec()), "value"));
+    n.submit(Request::Get(5)).unwrap();
+    let first = n.queue.front().unwrap().1;
+    assert_eq!(first, H1, "the redirect was remembered");
+}
+
+#[test]
+fn client_seqnos_start_at_the_caller_supplied_value() {
+    let mut n = Net::new(5000);
+    n.submit(Request::Get(1)).unwrap();
+    let (_, _, bytes) = n.queue.front().unwrap().clone();
+    let f: Frame<'_> = wire::decode(Protocol::Kv, &bytes).unwrap();
+    assert!(matches!(f, Frame::Single { base: 5000, seqno: 5000, .. }));
+    n.pump();
+    assert_eq!(n.done.len(), 1);
+}
+
+#[test]
+fn a_restarted_client_on_the_same_endpoint_is_served() {
+    let mut n = Net::new(1);
+    n.submit(Request::Set(1, b"a")).unwrap();
+    n.pump();
+    n.client = Client::new(&[H0, H1], 1_000_000, params()).unwrap();
+    n.done.clear();
+    n.submit(Request::Get(1)).unwrap();
+    n.pump();
+    assert_eq!(n.done, [(1, Some(b"a".to_vec()), "value")]);
+}
+
+#[test]
+fn client_retransmits_an_unacked_request_until_it_is_answered() {
+    let mut n = Net::new(1);
+    n.submit(Request::Set(1, b"a")).unwrap();
+    n.queue.clear(); // lost
+    assert_eq!(n.client.next_deadline(), Instant::from_millis(10));
+    let mut store = OutboxBuf::<16, 8192>::new();
+    let mut out = store.outbox();
+    n.client.tick(Instant::from_millis(10), &mut out);
+    assert_eq!(out.len(), 1);
+    n.take(C, &out);
+    n.pump();
+    assert_eq!(n.done, [(1, None, "written")]);
+    assert_eq!(n.client.next_deadline(), Instant::from_millis(2), "the reply's ack, owed");
+    n.tick_client(2);
+    assert_eq!(n.queue.len(), 1, "the ack goes alone");
+    assert_eq!(n.client.next_deadline(), Instant::NEVER);
+}
+
+#[test]
+fn client_acks_replies_and_reacks_duplicates() {
+    let mut n = Net::new(1);
+    n.submit(Request::Get(1)).unwrap();
+    n.pump();
+    // The host retransmits its (already acked) reply as if the ack were lost.
+    let mut store = OutboxBuf::<16, 8192>::new();
+    let mut out = store.outbox();
+    let body = Body::Reply { req: 1, key: 1, value: None };
+    let mut inner: heapless::Vec<u8, 64> = heapless::Vec::new();
+    wire::append(&mut inner, &body).unwrap();
+    let mut buf = [0u8; 128];
+    let len = wire::encode(Protocol::Kv, &Frame::Single { base: 1, seqno: 1, ack: 0, body: Bytes(&inner) }, &mut buf)
+        .unwrap();
+    assert_eq!(n.client.handle(Instant::ZERO, H0, &buf[..len], &mut out), None, "not completed twice");
+    let acks: Vec<_> = out.iter().map(|(_, b)| wire::decode::<Frame<'_>>(Protocol::Kv, b).unwrap()).collect();
+    assert_eq!(acks, [Frame::Ack { seqno: 1 }]);
+}
+
+#[test]
+fn a_busy_host_refusal_is_reported_and_the_request_retried() {
+    let mut n = Net::new(1);
+    n.drop_to_client = true; // replies lost: the host's reply queue fills
+    for k in 0..4u64 {
+        n.submit(Request::Get(k)).unwrap();
+        n.pump();
+        // The request's ack went with the lost reply: the retransmission is a duplicate
+        // the host acks alone.
+        n.tick_client(1000 * (k + 1));
+        n.pump();
+        n.client.cancel();
+    }
+    n.drop_to_client = false;
+    n.submit(Request::Get(9)).unwrap();
+    n.pump();
+    assert_eq!(n.refused, 1, "the host pushed back visibly");
+    assert!(n.done.is_empty());
+    assert!(n.client.pending().is_some(), "still outstanding");
+}
+
+#[test]
+fn busy_and_oversize_submissions_are_refused() {
+    let mut n = Net::new(1);
+    assert_eq!(n.submit(Request::Set(1, &[0u8; 65])), Err(ClientError::TooLarge));
+    n.submit(Request::Get(1)).unwrap();
+    assert_eq!(n.submit(Request::Get(2)), Err(ClientError::Busy));
+}
+
+#[test]
+fn a_full_channel_refuses_submission_with_queue_full() {
+    let mut n = Net::new(1);
+    for k in 0..4u64 {
+        n.submit(Request::Get(k)).unwrap();
+        n.client.cancel();
+    }
+    n.queue.clear();
+    assert_eq!(n.submit(Request::Get(9)), Err(ClientError::QueueFull));
+    assert_eq!(n.client.pending(), None);
+}
+
+#[test]
+fn a_redirect_loop_pauses_after_the_streak_limit() {
+    let mut n = Net::new(1);
+    n.submit(Request::Get(5)).unwrap();
+    n.queue.clear();
+    let mut store = OutboxBuf::<16, 8192>::new();
+    for i in 0..MAX_REDIRECT_STREAK as u64 {
+        let from = if i % 2 == 0 { H0 } else { H1 };
+        let to = if i % 2 == 0 { H1 } else { H0 };
+        let req = n.client.op.as_ref().unwrap().seqno.unwrap();
+        let body = Body::Redirect { req, key: 5, owner: to };
+        let mut inner: heapless::Vec<u8, 64> = heapless::Vec::new();
+        wire::append(&mut inner, &body).unwrap();
+        let mut buf = [0u8; 128];
+        let seq = i / 2 + 1;
+        let f = Frame::Single { base: 1, seqno: seq, ack: 0, body: Bytes(&inner) };
+        let len = wire::encode(Protocol::Kv, &f, &mut buf).unwrap();
+        let mut out = store.outbox();
+        assert_eq!(n.client.handle(Instant::ZERO, from, &buf[..len], &mut out), None);
+        let requests = out.len(); // the ack is owed, not sent
+        let expect = usize::from(i + 1 < u64::from(MAX_REDIRECT_STREAK));
+        assert_eq!(requests, expect, "redirect {i}");
+    }
+    assert_eq!(n.client.op.as_ref().and_then(|o| o.resend_at), Some(Instant::from_millis(10)), "paused");
+    assert_eq!(n.client.next_deadline(), Instant::from_millis(2), "the redirects' acks are owed first");
+}

@@ -1,0 +1,54 @@
+//! The reliable channel's wire frame: a message, a cumulative ack, or a refusal, and the
+//! bytes a frame adds around a message body.
+
+use serde::{Deserialize, Serialize};
+
+use crate::wire::Bytes;
+
+/// Largest encoding of a [`Frame::Single`] around its body, envelope included (header 3,
+/// tag 1, base, seqno and ack 10 each, body length prefix 3).
+pub const FRAME_OVERHEAD_BYTES: usize = 37;
+
+/// Why a receiver did not accept a message it could have accepted otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Refusal {
+    /// The receiver's unacked queue towards the sender is full (it could not queue its answer).
+    QueueFull,
+    /// The receiver tracks as many peers as it can.
+    TooManyPeers,
+    /// The receiver has no room to apply the message now (storage or map reservations).
+    NoRoom,
+}
+
+/// What travels in a datagram. Variant order is the wire tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Frame<'a> {
+    /// 0: a message of a reliable channel.
+    Single {
+        /// The channel's first seqno (identifies the sender's incarnation).
+        base: u64,
+        /// This message's seqno, `>= base`.
+        seqno: u64,
+        /// Cumulative ack of the reverse channel (the receiver's messages to the sender):
+        /// the highest seqno the sender accepted from the receiver, 0 for none.
+        ack: u64,
+        /// The encoded protocol message.
+        #[serde(borrow)]
+        body: Bytes<'a>,
+    },
+    /// 1: cumulative acknowledgement: every seqno up to this one arrived.
+    Ack {
+        /// The highest seqno accepted in order.
+        seqno: u64,
+    },
+    /// 2: back-pressure: the message `seqno` was **not** accepted; the sender keeps it and
+    /// retransmits (with backoff). Not reliable itself (a lost refusal looks like loss).
+    Refused {
+        /// The seqno refused.
+        seqno: u64,
+        /// Why.
+        reason: Refusal,
+    },
+}
