@@ -1,0 +1,108 @@
+//! What follows every replica step: its durable record is written, its state is reported to
+//! the checkers (acceptor, votes, executed prefix, replies, 1b reply ids) and its own
+//! invariants are checked, then its datagrams go on the wire.
+
+use fleet_engine::rsl::proposer::Phase;
+use fleet_engine::rsl::{Ballot, RslMsg, Step};
+use fleet_engine::wire::{self, Protocol};
+use fleet_engine::Endpoint;
+use fleet_proofs::checkers::rsl::RslEvent;
+use fleet_proofs::checkers::{Checker, Violation};
+
+use super::plants::Plant;
+use super::spec::{abstract_app, ep_id};
+use super::{Ev, RslSim};
+
+/// Wire tag of `RslMsg::Reply` (postcard variant index, after the 3-byte envelope).
+const REPLY_TAG: u8 = 6;
+const ONE_B_TAG: u8 = 2;
+
+impl RslSim {
+    /// Reports replica `i`'s step to the checkers, then sends its datagrams.
+    pub(super) fn after_replica_step(&mut self, i: usize, step: Step, out: &fleet_engine::Outbox<'_>) {
+        let durable_changed = step.durable_state_changed;
+        self.persist(i, step);
+        let Some(r) = self.replicas[i].as_deref() else { return };
+        let v = &mut self.violations;
+        let acc = r.acceptor();
+        let bal = |b: Ballot| (b.seqno, u64::from(b.proposer));
+        let ev = Ev::Acceptor { replica: i, max_bal: bal(acc.max_bal), log_truncation_point: acc.log_truncation_point };
+        self.max_truncation = self.max_truncation.max(acc.log_truncation_point);
+        self.checker.observe(&ev, v);
+        if durable_changed {
+            for vote in acc.votes() {
+                let ev = Ev::Vote { acceptor: i, opn: vote.opn, bal: bal(vote.bal), batch: &vote.batch };
+                self.checker.observe(&ev, v);
+            }
+        }
+        let ex = r.executor();
+        let mut prune = false;
+        if ex.ops_complete != self.last_ops[i] {
+            self.last_ops[i] = ex.ops_complete;
+            let app = abstract_app(r.app(), self.keys);
+            let ev =
+                RslEvent::Executed { replica: i, ops_complete: ex.ops_complete, digest: ex.executed_digest, app: &app };
+            self.checker.observe(&ev, v);
+            prune = ex.ops_complete % 32 == 0;
+        }
+        if let Err(e) = r.check_invariants() {
+            self.violations.push(Violation::new("invariant", "Replica::check_invariants", format!("replica {i}: {e}")));
+        }
+        let s = r.status();
+        let phase = match s.phase {
+            Phase::Idle => 0,
+            Phase::One => 1,
+            Phase::Two => 2,
+        };
+        self.trace.annotate((s.view.seqno, s.view.proposer, phase, s.ops_complete, s.max_bal.seqno));
+        if prune {
+            self.prune();
+        }
+        let from = self.replica_eps[i];
+        for (to, bytes) in out.iter() {
+            self.replica_sends(i, from, to, bytes);
+        }
+    }
+
+    /// One datagram a replica sends: replies are checked against the spec, then it goes on
+    /// the wire (unless a planted bug drops it).
+    fn replica_sends(&mut self, i: usize, from: Endpoint, to: Endpoint, bytes: &[u8]) {
+        if bytes.get(3) == Some(&ONE_B_TAG) {
+            self.check_one_b_id(i, bytes);
+        }
+        if bytes.get(3) == Some(&REPLY_TAG) {
+            if let Ok(RslMsg::Reply { seqno, reply }) = wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes) {
+                let ev = Ev::ReplySent { replica: i, client: ep_id(to), seqno, reply: reply.0 };
+                self.checker.observe(&ev, &mut self.violations);
+                if self.options.plant == Plant::DropReplies && self.gst_us.is_some() {
+                    return;
+                }
+            }
+        }
+        self.net.send(self.now, from, to, bytes, &mut self.rng);
+    }
+
+    /// A proposer tells the chunks of different 1b replies apart by their reply id: a
+    /// replica must never send two different chunks under one id (a restart that reused
+    /// ids could let a proposer splice two replies and miss a vote).
+    fn check_one_b_id(&mut self, i: usize, bytes: &[u8]) {
+        let Ok(RslMsg::OneB { reply_id, chunk, .. }) = wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes) else { return };
+        match self.one_b_chunks.get(&(i, reply_id, chunk)) {
+            Some(seen) if seen.as_slice() != bytes => self.violations.push(Violation::new(
+                "invariant",
+                "one 1b reply id names one reply (Message1b.i.dfy; rsl::durable keeps the counter)",
+                format!("replica {i} sent two different chunks {chunk} under reply id {reply_id}"),
+            )),
+            Some(_) => {}
+            None => {
+                self.one_b_chunks.insert((i, reply_id, chunk), bytes.to_vec());
+            }
+        }
+    }
+
+    /// Forgets checker history every live replica has passed.
+    fn prune(&mut self) {
+        let floor = self.replicas.iter().flatten().map(|r| r.executor().ops_complete).min().unwrap_or(0);
+        self.checker.prune_below(floor);
+    }
+}

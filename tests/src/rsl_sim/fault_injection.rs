@@ -1,0 +1,94 @@
+//! Faults applied to the cluster (partitions, crashes, restarts, clock jumps, network rates)
+//! and GST, with the liveness bound that starts there.
+
+use fleet_engine::Endpoint;
+
+use super::spec::ep_id;
+use super::RslSim;
+use crate::faults::FaultEvent;
+use crate::net::NetFaults;
+use crate::trace::TraceKind;
+
+impl RslSim {
+    /// Applies one fault.
+    pub fn apply_fault(&mut self, e: FaultEvent) {
+        if let FaultEvent::Crash(h) = e {
+            if h < self.replicas.len() && !self.state_survives_crash_of(h) {
+                self.record(TraceKind::Note("crash skipped: it would take down the last replica holding the state"));
+                return;
+            }
+        }
+        self.fault_counts.count(&e);
+        self.record(TraceKind::Fault(e));
+        let hosts = self.replicas.len() + self.clients.len();
+        match e {
+            FaultEvent::Partition { from, to, symmetric } => {
+                for a in (0..hosts).filter(|a| from & (1 << a) != 0) {
+                    for b in (0..hosts).filter(|b| to & (1 << b) != 0 && *b != a) {
+                        let (ea, eb) = (self.endpoint(a), self.endpoint(b));
+                        self.net.block(ea, eb);
+                        if symmetric {
+                            self.net.block(eb, ea);
+                        }
+                    }
+                }
+            }
+            FaultEvent::Heal => self.net.heal(),
+            FaultEvent::Crash(h) if h < self.replicas.len() => self.crash(h),
+            FaultEvent::Restart(h) if h < self.replicas.len() => self.restart(h),
+            FaultEvent::Restart(_) => {}
+            FaultEvent::Crash(h) => {
+                let j = h - self.replicas.len();
+                if let Some(c) = self.clients.get_mut(j) {
+                    c.crashed = true;
+                    self.liveness.client_crashed(ep_id(c.ep));
+                }
+            }
+            FaultEvent::ClockJump(h, us) => {
+                if let Some(c) = self.clocks.get_mut(h) {
+                    c.jump(us);
+                }
+            }
+            FaultEvent::Net(f) => self.net.faults = f,
+        }
+    }
+
+    /// GST: partitions heal, the network becomes reliable with small delays, no new faults,
+    /// clients stop starting new operations, and every pending one must complete within
+    /// [`RslSim::liveness_bound_us`].
+    pub fn start_gst(&mut self, net: NetFaults) {
+        self.net.heal();
+        self.net.faults = net;
+        self.gst_us = Some(self.now);
+        self.stop_submitting = true;
+        self.record(TraceKind::Gst);
+        self.liveness.heal(self.now, self.liveness_bound_us());
+    }
+
+    /// How long after GST a pending request may take, derived from the timeouts: a client
+    /// retry reaches every replica within its retransmission period; a view change takes at
+    /// most two epochs (a suspicion epoch, then the view's own) and the epoch length is capped
+    /// at `max_view_timeout`; up to `n` views may be needed to reach a live leader; then a few
+    /// heartbeats and retransmissions (2a/2b, state transfer) finish the job. Clock drift
+    /// (up to 5 %) is covered by a 10 % margin.
+    pub fn liveness_bound_us(&self) -> u64 {
+        let p = self.config.params;
+        let n = self.replicas.len() as u64;
+        let views = (n + 2) * 2 * p.max_view_timeout_ms;
+        let chatter = 20 * (p.heartbeat_period_ms + p.retransmit_period_ms);
+        let ms = 3 * self.options.client_retransmit_ms + views + chatter;
+        ms * 1_100
+    }
+
+    /// Cuts replica `i` off from every other host, both ways.
+    pub fn isolate(&mut self, i: usize) {
+        let everyone: Vec<Endpoint> =
+            self.replica_eps.iter().copied().chain(self.clients.iter().map(|c| c.ep)).collect();
+        self.net.isolate(self.replica_eps[i], &everyone);
+    }
+
+    /// Removes all partitions.
+    pub fn heal(&mut self) {
+        self.net.heal();
+    }
+}
