@@ -32,7 +32,7 @@ struct Args {
 
 fn usage() -> &'static str {
     "usage: vopr [--kind rsl|kv] [--seeds N] [--first-seed S] [--seed S] [--steps N] [--jobs N] \
-     [--plant none|forge-2b|skip-phase1|forge-reply|forge-request|drop-replies] [--trace] [--trace-len N] [--lin-budget N]"
+     [--plant none|forge-2b|skip-phase1|forge-reply|forge-request|drop-replies|amnesiac-restart] [--trace] [--trace-len N] [--lin-budget N]"
 }
 
 fn parse() -> Result<Args, String> {
