@@ -175,6 +175,12 @@ pub(crate) fn append<T: Serialize, const N: usize>(
     }
 }
 
+/// Encodes `value` (postcard) at the start of `buf`; returns the bytes written, or `None`
+/// if it does not fit.
+pub(crate) fn append_slice<T: Serialize>(buf: &mut [u8], value: &T) -> Option<usize> {
+    postcard::to_slice(value, buf).ok().map(|b| b.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

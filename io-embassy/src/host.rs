@@ -18,8 +18,16 @@ pub trait SansIoHost {
     fn next_deadline(&self) -> Instant;
 }
 
-impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
-    SansIoHost for Replica<A, R, W, D, QB, C, RB>
+impl<
+        A: App,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > SansIoHost for Replica<A, R, W, D, QB, C, RB, TB>
 {
     fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
         // In-memory mode (as IronRSL): nothing to persist before sending, so `Step` is unused.

@@ -15,13 +15,16 @@ use fleet_io_std::rsl::{self, RslClient, ServeOptions};
 /// The replicated state: a total. A request is 8 big-endian bytes to add; the reply is the
 /// new total. `apply` must be deterministic: every replica applies the same requests in the
 /// same order and must reach the same state.
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct Total(u64);
 
 impl App for Total {
     /// A snapshot arriving from another replica is assembled here before it replaces the
     /// live state.
     type Staging = [u8; 8];
+    /// A point-in-time copy of the state, read while the total moves on (a copy is cheap
+    /// here; a large state would use a persistent data structure).
+    type Snapshot = u64;
 
     fn apply(&mut self, request: &[u8], reply: &mut [u8]) -> usize {
         let add = <[u8; 8]>::try_from(request).map_or(0, u64::from_be_bytes);
@@ -35,12 +38,20 @@ impl App for Total {
         }
     }
 
-    fn snapshot_len(&self) -> u64 {
+    fn new_snapshot() -> u64 {
+        0
+    }
+
+    fn snapshot(&self, into: &mut u64) {
+        *into = self.0;
+    }
+
+    fn snapshot_len(_snapshot: &u64) -> u64 {
         8
     }
 
-    fn snapshot_read(&self, offset: u64, out: &mut [u8]) -> usize {
-        let bytes = self.0.to_be_bytes();
+    fn snapshot_read(snapshot: &u64, offset: u64, out: &mut [u8]) -> usize {
+        let bytes = snapshot.to_be_bytes();
         let from = usize::try_from(offset).unwrap_or(8).min(8);
         let n = out.len().min(8 - from);
         out[..n].copy_from_slice(&bytes[from..from + n]);
@@ -58,7 +69,7 @@ impl App for Total {
         Ok(())
     }
 
-    fn install(&mut self, staging: &[u8; 8], len: u64) -> Result<(), SnapshotError> {
+    fn install(&mut self, staging: &mut [u8; 8], len: u64) -> Result<(), SnapshotError> {
         if len != 8 {
             return Err(SnapshotError::Corrupt);
         }

@@ -14,6 +14,11 @@ pub const REQUEST_QUEUE_BYTES: usize = 1 << 20;
 pub const REPLY_CACHE_CLIENTS: usize = 4096;
 /// Longest reply a std replica's application may give.
 pub const REPLY_BYTES: usize = 1100;
+/// Bytes of executed batches a std replica retains (for replicas that fall behind, and for
+/// its durable log): about two seconds of a loaded 3-replica cluster, so a replica paused
+/// that long catches up from the batches alone, and a snapshot transfer of that long ends
+/// with the batches after it still at hand.
+pub const RETAINED_TAIL_BYTES: usize = 8 << 20;
 /// Longest key of the replicated map the std servers run.
 pub const KEY_BYTES: usize = 64;
 /// Longest value of the replicated map the std servers run.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::storage::wal::WalError;
+use crate::storage::StorageError;
 
 /// A server error a user sees.
 #[derive(Debug)]
@@ -17,7 +17,7 @@ pub enum ServerError {
     /// The socket failed.
     Io(std::io::Error),
     /// The data directory could not be read or written.
-    Storage(WalError),
+    Storage(StorageError),
     /// The data directory's log does not replay (it is named, with the first bad record).
     Recover(PathBuf, String),
 }

@@ -4,8 +4,9 @@
 use fleet_engine::rsl::acceptor::{Accepted, Acceptor};
 use fleet_engine::rsl::batch::{self, BatchEntry};
 use fleet_engine::rsl::learner::Learner;
-use fleet_engine::rsl::msg::{SupplyPart, Vote};
+use fleet_engine::rsl::msg::{Resume, SupplyPart, Vote};
 use fleet_engine::rsl::reply_cache::ReplyCache;
+use fleet_engine::rsl::snapshot::{SnapshotId, SnapshotPos};
 use fleet_engine::rsl::{Ballot, RslConfig, RslMsg};
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::Endpoint;
@@ -13,6 +14,16 @@ use proptest::prelude::*;
 
 fn ballot() -> impl Strategy<Value = Ballot> {
     (any::<u64>(), any::<u8>()).prop_map(|(seqno, proposer)| Ballot { seqno, proposer })
+}
+
+fn snapshot_id() -> impl Strategy<Value = SnapshotId> {
+    (any::<u64>(), ballot(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(opn, bal, d, l, c)| SnapshotId {
+        opn,
+        bal,
+        executed_digest: d,
+        app_len: l,
+        cache_entries: c,
+    })
 }
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -29,8 +40,10 @@ enum Owned {
     TwoB(Ballot, u64, Vec<u8>, u64),
     Heartbeat(Ballot, bool, u64),
     Reply(u64, Vec<u8>),
-    AppStateRequest(Ballot, u64, u64, u32, u64),
-    AppStateSupply(Ballot, u64, u64, u64, u32, u64, bool, u64, u32, Vec<u8>),
+    /// Ballot, have, and an optional resume (snapshot id, app offset, cache index).
+    AppStateRequest(Ballot, u64, Option<(SnapshotId, u64, u32)>),
+    /// Last, the part's kind (0 app, 1 cache, 2 executed), its id, offset or index, ballot, bytes.
+    AppStateSupply(bool, u8, SnapshotId, u64, u32, Ballot, Vec<u8>),
     StartingPhase2(Ballot, u64),
 }
 
@@ -51,21 +64,10 @@ fn owned() -> impl Strategy<Value = Owned> {
         (ballot(), any::<u64>(), bytes(128), any::<u64>()).prop_map(|(b, o, v, c)| Owned::TwoB(b, o, v, c)),
         (ballot(), any::<bool>(), any::<u64>()).prop_map(|(b, s, c)| Owned::Heartbeat(b, s, c)),
         (any::<u64>(), bytes(64)).prop_map(|(s, r)| Owned::Reply(s, r)),
-        (ballot(), any::<u64>(), any::<u64>(), any::<u32>(), any::<u64>())
-            .prop_map(|(b, o, a, c, d)| Owned::AppStateRequest(b, o, a, c, d)),
-        (
-            ballot(),
-            any::<u64>(),
-            any::<u64>(),
-            any::<u64>(),
-            any::<u32>(),
-            any::<u64>(),
-            any::<bool>(),
-            any::<u64>(),
-            any::<u32>(),
-            bytes(64)
-        )
-            .prop_map(|(b, o, d, l, c, e, app, off, idx, p)| Owned::AppStateSupply(b, o, d, l, c, e, app, off, idx, p)),
+        (ballot(), any::<u64>(), prop::option::of((snapshot_id(), any::<u64>(), any::<u32>())))
+            .prop_map(|(b, h, r)| Owned::AppStateRequest(b, h, r)),
+        (any::<bool>(), 0u8..3, snapshot_id(), any::<u64>(), any::<u32>(), ballot(), bytes(64))
+            .prop_map(|(l, k, id, off, idx, b, p)| Owned::AppStateSupply(l, k, id, off, idx, b, p)),
         (ballot(), any::<u64>()).prop_map(|(b, l)| Owned::StartingPhase2(b, l)),
     ]
 }
@@ -86,24 +88,20 @@ fn borrow(o: &Owned) -> RslMsg<'_> {
         Owned::TwoB(bal, opn, b, c) => RslMsg::TwoB { bal: *bal, opn: *opn, batch: Bytes(b), opn_ckpt: *c },
         Owned::Heartbeat(bal, s, c) => RslMsg::Heartbeat { bal: *bal, suspicious: *s, opn_ckpt: *c },
         Owned::Reply(seqno, r) => RslMsg::Reply { seqno: *seqno, reply: Bytes(r) },
-        Owned::AppStateRequest(bal, opn, a, c, d) => {
-            RslMsg::AppStateRequest { bal: *bal, opn: *opn, app_offset: *a, cache_index: *c, resume_digest: *d }
-        }
-        Owned::AppStateSupply(bal, opn, digest, app_len, cache_entries, executed_digest, app, off, idx, p) => {
-            RslMsg::AppStateSupply {
-                bal: *bal,
-                opn: *opn,
-                digest: *digest,
-                app_len: *app_len,
-                cache_entries: *cache_entries,
-                executed_digest: *executed_digest,
-                part: if *app {
-                    SupplyPart::App { offset: *off, bytes: Bytes(p) }
-                } else {
-                    SupplyPart::Cache { index: *idx, entries: Bytes(p) }
-                },
-            }
-        }
+        Owned::AppStateRequest(bal, have, resume) => RslMsg::AppStateRequest {
+            bal: *bal,
+            have: *have,
+            resume: resume
+                .map(|(id, app_offset, cache_index)| Resume { id, pos: SnapshotPos { app_offset, cache_index } }),
+        },
+        Owned::AppStateSupply(last, kind, id, off, idx, bal, p) => RslMsg::AppStateSupply {
+            last: *last,
+            part: match kind {
+                0 => SupplyPart::App { id: *id, offset: *off, bytes: Bytes(p) },
+                1 => SupplyPart::Cache { id: *id, index: *idx, entries: Bytes(p) },
+                _ => SupplyPart::Executed { opn: *off, bal: *bal, batch: Bytes(p) },
+            },
+        },
         Owned::StartingPhase2(bal, l) => RslMsg::StartingPhase2 { bal: *bal, log_truncation_point: *l },
     }
 }

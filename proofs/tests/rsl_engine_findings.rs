@@ -5,7 +5,7 @@ use fleet_engine::rsl::apps::counter::Counter;
 use fleet_engine::rsl::executor::Executor;
 use fleet_engine::rsl::msg::SupplyPart;
 use fleet_engine::rsl::reply_cache::CacheEntryWire;
-use fleet_engine::rsl::state_transfer::snapshot_id;
+use fleet_engine::rsl::snapshot::Frozen;
 use fleet_engine::rsl::{Ballot, Replica, RslConfig, RslMsg};
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
@@ -37,31 +37,25 @@ fn snapshot_with_cache_entries_from_future_operations_is_refused() {
     config.params.max_datagram_bytes = 512;
     let mut r = R::new(config, 0, Counter::default(), Instant::ZERO).unwrap();
 
-    // A digest-correct snapshot after 1 operation whose one cache entry says opn 5.
+    // A well-formed snapshot after 1 operation whose one cache entry says opn 5.
     let mut ex: Executor<Counter, 4, 16> = Executor::new(Counter { value: 1 });
     ex.ops_complete = 1;
     ex.max_bal_reflected = Ballot::INITIAL;
     ex.reply_cache.insert(Endpoint::v4([10, 0, 1, 1], 9000), 1, 5, b"r");
-    let id = snapshot_id(&ex);
+    let id = Frozen::of(&ex).id;
     let entry: CacheEntryWire<'_> = ex.reply_cache.wire(0).unwrap();
     let mut ebuf = [0u8; 64];
     let entries = postcard::to_slice(&entry, &mut ebuf).unwrap().to_vec();
     let app = 1u64.to_le_bytes();
-    let parts =
-        [SupplyPart::App { offset: 0, bytes: Bytes(&app) }, SupplyPart::Cache { index: 0, entries: Bytes(&entries) }];
+    let parts = [
+        SupplyPart::App { id, offset: 0, bytes: Bytes(&app) },
+        SupplyPart::Cache { id, index: 0, entries: Bytes(&entries) },
+    ];
 
     let mut store = OutboxBuf::<64, 16384>::new();
     let mut out = store.outbox();
     for part in parts {
-        let msg = RslMsg::AppStateSupply {
-            bal: id.bal,
-            opn: id.opn,
-            digest: id.digest,
-            app_len: id.app_len,
-            cache_entries: id.cache_entries,
-            executed_digest: id.executed_digest,
-            part,
-        };
+        let msg = RslMsg::AppStateSupply { last: false, part };
         let mut buf = [0u8; 512];
         let n = wire::encode(Protocol::Rsl, &msg, &mut buf).unwrap();
         let _ = r.handle(Instant::ZERO, ep(1), &buf[..n], &mut out);

@@ -31,8 +31,11 @@ pub enum FaultEvent {
     /// Crash a host: its memory is gone. It stays down unless a `Restart` follows.
     Crash(usize),
     /// A crashed host of a restartable group comes back with only its durable state (RSL:
-    /// the acceptor's log; the application is rebuilt from peers).
+    /// its log and snapshot; what it lacks comes from peers).
     Restart(usize),
+    /// Every host of crash group `.0` crashes at once (a power cut); `Restart`s of each
+    /// follow within a few steps.
+    CrashAll(usize),
     /// A host's clock jumps forward by this many microseconds.
     ClockJump(usize, u64),
     /// New network loss, duplication and delay rates.
@@ -48,6 +51,9 @@ pub struct CrashGroup {
     pub max: usize,
     /// Crashed hosts of the group may restart from durable state.
     pub restartable: bool,
+    /// The whole group may crash at once (it restarts from durable state, so this needs
+    /// `restartable`).
+    pub whole: bool,
 }
 
 /// How hard a seed hits the system.
@@ -137,8 +143,9 @@ impl FaultSchedule {
             let mut step = rng.below(profile.mean_gap_steps * 2);
             while step < steps {
                 // Restarts are as likely as crashes (only crashed, restartable hosts restart).
+                let whole = u32::from(profile.crash_weight > 0 && crash_groups.iter().any(|g| g.whole));
                 let weights =
-                    [4u32, 3, profile.crash_weight, u32::from(profile.max_jump_us > 0), 3, profile.crash_weight];
+                    [4u32, 3, profile.crash_weight, u32::from(profile.max_jump_us > 0), 3, profile.crash_weight, whole];
                 let total: u32 = weights.iter().sum();
                 let mut pick = rng.below(u64::from(total)) as u32;
                 let mut kind = 0;
@@ -192,6 +199,20 @@ impl FaultSchedule {
                             }
                         }
                     }
+                    6 => {
+                        // A power cut: only when the whole group is up, and every host comes
+                        // back within 50 steps (well before GST).
+                        let g = crash_groups.iter().position(|g| g.whole && g.restartable);
+                        match g.map(|g| (g, &crash_groups[g])) {
+                            Some((g, group)) if crashed[g] == 0 && step + 100 < steps => {
+                                for (k, &h) in group.hosts.iter().enumerate() {
+                                    events.push((step + 1 + k as u64 + rng.below(50), FaultEvent::Restart(h)));
+                                }
+                                Some(FaultEvent::CrashAll(g))
+                            }
+                            _ => None,
+                        }
+                    }
                     _ => Some(FaultEvent::Net(random_net(
                         rng,
                         profile.max_loss_ppm,
@@ -205,6 +226,26 @@ impl FaultSchedule {
                 step += 1 + rng.below(profile.mean_gap_steps * 2);
             }
         }
+        events.sort_by_key(|(step, _)| *step);
+        // Between a power cut and its restarts, no other crash or restart of the group.
+        let mut cut: Vec<Option<(usize, usize)>> = vec![None; crash_groups.len()];
+        events.retain(|(_, e)| match *e {
+            FaultEvent::CrashAll(g) => {
+                cut[g] = Some((g, crash_groups[g].hosts.len()));
+                true
+            }
+            FaultEvent::Restart(h) | FaultEvent::Crash(h) => {
+                match crash_groups.iter().position(|gr| gr.hosts.contains(&h)).and_then(|g| cut[g].map(|c| (g, c))) {
+                    Some((g, (_, left))) if matches!(e, FaultEvent::Restart(_)) => {
+                        cut[g] = (left > 1).then_some((g, left - 1));
+                        true
+                    }
+                    Some(_) => false,
+                    None => true,
+                }
+            }
+            _ => true,
+        });
         FaultSchedule { events, gst_step: steps, profile }
     }
 
@@ -233,6 +274,10 @@ pub struct FaultCounts {
     pub crashes: u64,
     /// Crashed hosts restarted from durable state.
     pub restarts: u64,
+    /// Whole groups crashed at once.
+    pub power_cuts: u64,
+    /// Snapshots found damaged at a restart (and set aside).
+    pub corrupt_snapshots: u64,
     /// Clock jumps.
     pub clock_jumps: u64,
     /// Changes of network rates.
@@ -249,6 +294,7 @@ impl FaultCounts {
             FaultEvent::Heal => self.heals += 1,
             FaultEvent::Crash(_) => self.crashes += 1,
             FaultEvent::Restart(_) => self.restarts += 1,
+            FaultEvent::CrashAll(_) => self.power_cuts += 1,
             FaultEvent::ClockJump(..) => self.clock_jumps += 1,
             FaultEvent::Net(_) => self.net_changes += 1,
         }
@@ -260,6 +306,8 @@ impl FaultCounts {
         self.heals += o.heals;
         self.crashes += o.crashes;
         self.restarts += o.restarts;
+        self.power_cuts += o.power_cuts;
+        self.corrupt_snapshots += o.corrupt_snapshots;
         self.clock_jumps += o.clock_jumps;
         self.net_changes += o.net_changes;
         self.planted += o.planted;

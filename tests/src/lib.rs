@@ -8,6 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod clock;
+pub mod disk;
 pub mod faults;
 pub mod kv_sim;
 pub mod net;

@@ -11,7 +11,8 @@
 //! The event loop is here (building the cluster, picking the next step, delivering,
 //! submitting). The other jobs live in submodules: `options` (how a run is set up), `clients`
 //! (operations and history), `spec` (the spec app, codec and abstraction the checkers judge
-//! by), `checks` (what follows every replica step), `crash` (durable logs, crash, restart),
+//! by), `checks` (what follows every replica step), `crash` (the durable binding and its
+//! disk, crash, power cut, restart),
 //! `fault_injection` (faults and GST), `plants` (planted bugs) and `render` (failure reports).
 
 mod checks;
@@ -32,16 +33,18 @@ pub use spec::{ep_id, EngineCodec, SpecKv};
 use std::collections::BTreeMap;
 
 use fleet_engine::rsl::apps::kv::KvApp;
+use fleet_engine::rsl::snapshot::SnapshotId;
 use fleet_engine::rsl::{Client, Replica, RslConfig, Step};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 use fleet_proofs::checkers::liveness::LivenessChecker;
 use fleet_proofs::checkers::rsl::{RslChecker, RslEvent};
 use fleet_proofs::checkers::{Checker, Violation};
 
-use crash::DurableView;
+use crash::AtCrash;
 use spec::{decode_result, encode_call};
 
 use crate::clock::HostClock;
+use crate::disk::SimDisk;
 use crate::faults::FaultCounts;
 use crate::net::SimNet;
 use crate::rng::Rng;
@@ -49,8 +52,9 @@ use crate::trace::{Trace, TraceEntry, TraceKind};
 
 /// The application every simulated replica runs: up to 64 keys of 16 bytes, values of 64.
 pub type SimApp = KvApp<64, 16, 64>;
-/// The simulated replica type.
-pub type SimReplica = Replica<SimApp, 7, 8, 1472, 16384, 64, 128>;
+/// The simulated replica type: a retained tail of 4 KiB (a few full batches), so runs freeze
+/// snapshots often and catch replicas up by snapshot as well as by batches.
+pub type SimReplica = Replica<SimApp, 7, 8, 1472, 16384, 64, 128, 4096>;
 /// The simulated client type.
 pub type SimClient = Client<7, 1472>;
 /// More steps than this at one instant means some timer never re-arms past `now`.
@@ -68,9 +72,9 @@ pub struct RslSim {
     pub net: SimNet,
     /// Replicas; `None` is a crashed one.
     pub replicas: Vec<Option<Box<SimReplica>>>,
-    /// Each replica's durable log (what a durable binding wrote before sending): survives
-    /// a crash, and a restart replays it.
-    pub durable: Vec<Vec<Vec<u8>>>,
+    /// Each replica's disk (what its durable binding wrote): survives a crash, and a restart
+    /// recovers from it.
+    pub disks: Vec<SimDisk>,
     /// Replica endpoints by index.
     pub replica_eps: Vec<Endpoint>,
     /// Clients.
@@ -106,7 +110,9 @@ pub struct RslSim {
     /// The highest truncation point any acceptor has reached.
     max_truncation: u64,
     /// Each crashed replica's durable state at the moment it crashed.
-    at_crash: Vec<Option<DurableView>>,
+    at_crash: Vec<Option<AtCrash>>,
+    /// The snapshot each replica's binding is writing.
+    writing_ids: Vec<Option<SnapshotId>>,
     /// Every 1b chunk each replica sent, by `(replica, reply_id, chunk)`: one reply id
     /// names one reply for a replica's whole life, restarts included.
     one_b_chunks: BTreeMap<(usize, u64, u8), Vec<u8>>,
@@ -125,7 +131,8 @@ impl RslSim {
         let replicas = (0..options.replicas)
             .map(|i| {
                 let now = Instant::from_micros(clocks[i].local(0));
-                Some(Box::new(SimReplica::new(config.clone(), i, SimApp::new(), now).expect("valid simulator config")))
+                let r = SimReplica::new_durable(config.clone(), i, SimApp::new(), now).expect("valid simulator config");
+                Some(Box::new(r))
             })
             .collect();
         let clients = (0..options.clients)
@@ -150,7 +157,8 @@ impl RslSim {
             rng: Rng::new(seed),
             net: SimNet::new(options.faults),
             replicas,
-            durable: vec![Vec::new(); options.replicas],
+            disks: vec![SimDisk::default(); options.replicas],
+            writing_ids: vec![None; options.replicas],
             replica_eps,
             clients,
             clocks,

@@ -206,8 +206,8 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
     let n = opts.replicas;
     let hosts = n + opts.clients;
     let groups = [
-        CrashGroup { hosts: (0..n).collect(), max: (n - 1) / 2, restartable: true },
-        CrashGroup { hosts: (n..hosts).collect(), max: opts.clients / 2, restartable: false },
+        CrashGroup { hosts: (0..n).collect(), max: (n - 1) / 2, restartable: true, whole: true },
+        CrashGroup { hosts: (n..hosts).collect(), max: opts.clients / 2, restartable: false, whole: false },
     ];
     let schedule = FaultSchedule::generate(&mut rng, hosts, &groups, cfg.steps);
     opts.faults = schedule.profile.net;

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use fleet_engine::rsl::msg::Resume;
+use fleet_engine::rsl::snapshot::{SnapshotId, SnapshotPos};
 use fleet_engine::rsl::{Ballot, RslMsg};
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
@@ -440,7 +442,7 @@ fn state_requests(out: &fleet_engine::Outbox<'_>) -> Vec<(Endpoint, u64)> {
     sent(out)
         .into_iter()
         .filter_map(|(dst, b)| match decode(&b) {
-            RslMsg::AppStateRequest { opn, .. } => Some((dst, opn)),
+            RslMsg::AppStateRequest { have, .. } => Some((dst, have)),
             _ => None,
         })
         .collect()
@@ -470,7 +472,7 @@ fn a_point_others_reached_a_grace_period_ago_is_fetched_by_state_transfer() {
     let asked = state_requests(&out);
     assert_eq!(asked.len(), 1, "{asked:?}");
     assert_eq!(asked[0].0, eps()[0], "asks the replica known to have executed that far");
-    assert!(asked[0].1 >= 5, "{asked:?}");
+    assert_eq!(asked[0].1, 0, "for the decisions from what it has: {asked:?}");
 }
 
 #[test]
@@ -550,29 +552,36 @@ enum Part {
     App(u64, u64),
     /// Reply-cache entries: first index, count.
     Cache(u32, u32),
+    /// An executed batch: its operation.
+    Executed(u64),
 }
 
-/// The supply parts `r` sends to replica `asker` for one AppStateRequest, checking that each
-/// names the snapshot `id`.
-fn supply(r: &mut SimReplica, asker: Endpoint, app_offset: u64, cache_index: u32, resume_digest: u64) -> Vec<Part> {
+/// The supply parts `r` sends to replica `asker` for one AppStateRequest from `have` (each
+/// snapshot piece naming `r`'s frozen snapshot), and whether the last part says it is last.
+fn supply(r: &mut SimReplica, asker: Endpoint, have: u64, resume: Option<Resume>) -> (Vec<Part>, bool) {
     use fleet_engine::rsl::msg::SupplyPart;
     use fleet_engine::rsl::reply_cache::CacheEntryWire;
-    let id = fleet_engine::rsl::state_transfer::snapshot_id(r.executor());
+    let id = r.frozen().id;
     let bal = r.election().current_view;
-    let ask = encode(&RslMsg::AppStateRequest { bal, opn: 1, app_offset, cache_index, resume_digest });
+    let ask = encode(&RslMsg::AppStateRequest { bal, have, resume });
     let mut store = Out::new();
     let mut out = store.outbox();
     let _ = r.handle(Instant::ZERO, asker, &ask, &mut out);
     let mut parts = Vec::new();
+    let mut lasts = Vec::new();
     for (dst, bytes) in sent(&out) {
         assert_eq!(dst, asker);
-        let RslMsg::AppStateSupply { opn, digest, app_len, cache_entries, part, .. } = decode(&bytes) else {
+        let RslMsg::AppStateSupply { last, part } = decode(&bytes) else {
             panic!("only supply parts answer a state request");
         };
-        assert_eq!((opn, digest, app_len, cache_entries), (id.opn, id.digest, id.app_len, id.cache_entries));
+        lasts.push(last);
         parts.push(match part {
-            SupplyPart::App { offset, bytes } => Part::App(offset, bytes.0.len() as u64),
-            SupplyPart::Cache { index, entries } => {
+            SupplyPart::App { id: got, offset, bytes } => {
+                assert_eq!(got, id);
+                Part::App(offset, bytes.0.len() as u64)
+            }
+            SupplyPart::Cache { id: got, index, entries } => {
+                assert_eq!(got, id);
                 let (mut rest, mut count) = (entries.0, 0);
                 while !rest.is_empty() {
                     rest = postcard::take_from_bytes::<CacheEntryWire<'_>>(rest).unwrap().1;
@@ -580,52 +589,71 @@ fn supply(r: &mut SimReplica, asker: Endpoint, app_offset: u64, cache_index: u32
                 }
                 Part::Cache(index, count)
             }
+            SupplyPart::Executed { opn, .. } => Part::Executed(opn),
         });
     }
-    parts
+    let marked_last = lasts.last() == Some(&true) && lasts.iter().filter(|l| **l).count() == 1;
+    (parts, marked_last)
 }
 
-/// A state request is answered in the same step with contiguous chunks from the point asked
-/// for, application bytes first, at most `state_chunks_per_step` of them; the resume token
-/// of the supplier's snapshot resumes, any other restarts from zero.
+/// A state request from a point the retained tail no longer reaches is answered in the same
+/// step with the frozen snapshot's pieces, contiguous from the point asked for (application
+/// bytes first), then the executed batches after the snapshot; at most
+/// `state_chunks_per_step` parts, the last one marked. A request naming the same snapshot
+/// resumes it; one naming another starts from zero. A request from a point the tail still
+/// holds gets the batches alone.
 #[test]
-fn a_state_request_is_answered_with_contiguous_chunks_up_to_the_step_budget() {
-    let params = fleet_engine::rsl::Params { state_chunks_per_step: 2, ..Default::default() };
+fn a_state_request_is_answered_with_contiguous_parts_up_to_the_step_budget() {
+    let params = fleet_engine::rsl::Params { state_chunks_per_step: 2, max_datagram_bytes: 300, ..Default::default() };
     let mut sim = RslSim::new(3, SimOptions { ops_per_client: 60, keys: 60, params, ..SimOptions::default() });
     assert!(sim.run_until(60_000_000, RslSim::all_done));
     let asker = sim.replica_eps[1];
     let r = sim.replicas[0].as_mut().unwrap();
-    let id = fleet_engine::rsl::state_transfer::snapshot_id(r.executor());
-    assert!(id.app_len > 2 * 1472 && id.cache_entries > 0, "a snapshot of several rounds: {id:?}");
-    let (mut offset, mut index, mut token, mut rounds) = (0u64, 0u32, 0u64, 0);
-    while offset < id.app_len || index < id.cache_entries {
-        let parts = supply(r, asker, offset, index, token);
-        assert!(!parts.is_empty() && parts.len() <= 2, "round {rounds}: {parts:?}");
-        let last_round = parts.iter().any(|p| matches!(p, Part::Cache(..)));
-        assert!(last_round || parts.len() == 2, "round {rounds} used its whole budget: {parts:?}");
+    let ops = r.status().ops_complete;
+    let id = r.frozen().id;
+    let first = r.retained().first_opn();
+    assert!(first > 0 && id.opn >= first, "the tail was cut and a snapshot frozen: {first}, {id:?}");
+    assert!(id.app_len > 300 && id.cache_entries > 0, "a snapshot of several rounds: {id:?}");
+    let (mut pos, mut executed, mut rounds) = (SnapshotPos::default(), id.opn, 0);
+    let mut resume = None;
+    while executed < ops {
+        rounds += 1;
+        let (parts, marked) = supply(r, asker, 0, resume);
+        assert!(!parts.is_empty() && parts.len() <= 2 && marked, "round {rounds}: {parts:?}");
         for p in parts {
             match p {
                 Part::App(o, n) => {
-                    assert_eq!(o, offset, "round {rounds}: application bytes are contiguous");
-                    offset += n;
+                    assert_eq!(o, pos.app_offset, "round {rounds}: application bytes are contiguous");
+                    pos.app_offset += n;
                 }
                 Part::Cache(i, k) => {
-                    assert_eq!(offset, id.app_len, "cache entries come after every application byte");
-                    assert_eq!(i, index, "round {rounds}: cache entries are contiguous");
-                    index += k;
+                    assert_eq!(pos.app_offset, id.app_len, "cache entries come after every application byte");
+                    assert_eq!(i, pos.cache_index, "round {rounds}: cache entries are contiguous");
+                    pos.cache_index += k;
+                }
+                Part::Executed(opn) => {
+                    assert_eq!((pos.app_offset, pos.cache_index), (id.app_len, id.cache_entries), "after the snapshot");
+                    assert_eq!(opn, executed, "batches follow on from the snapshot");
+                    executed += 1;
                 }
             }
         }
-        token = id.resume_token();
-        rounds += 1;
+        if pos.app_offset == id.app_len && pos.cache_index == id.cache_entries {
+            break; // The rest is batches; asking again means asking from the snapshot's point.
+        }
+        resume = Some(Resume { id, pos });
         assert!(rounds < 100);
     }
     assert!(rounds >= 2, "the budget split the snapshot");
-    assert_eq!((offset, index), (id.app_len, id.cache_entries), "exactly the snapshot");
-    let restart = supply(r, asker, 1000, 0, id.resume_token() ^ 1);
-    assert!(matches!(restart.first(), Some(Part::App(0, _))), "a stale token restarts from zero: {restart:?}");
-    let resumed = supply(r, asker, 1000, 0, id.resume_token());
-    assert!(matches!(resumed.first(), Some(Part::App(1000, _))), "the snapshot's token resumes: {resumed:?}");
+    let other = SnapshotId { opn: id.opn - 1, ..id };
+    let (restart, _) =
+        supply(r, asker, 0, Some(Resume { id: other, pos: SnapshotPos { app_offset: 300, cache_index: 0 } }));
+    assert!(matches!(restart.first(), Some(Part::App(0, _))), "another snapshot restarts from zero: {restart:?}");
+    let (resumed, _) = supply(r, asker, 0, Some(Resume { id, pos: SnapshotPos { app_offset: 300, cache_index: 0 } }));
+    assert!(matches!(resumed.first(), Some(Part::App(300, _))), "the same snapshot resumes: {resumed:?}");
+    let (batches, marked) = supply(r, asker, ops - 1, None);
+    assert_eq!(batches, vec![Part::Executed(ops - 1)], "the tail still holds the last batch");
+    assert!(marked);
 }
 
 #[test]
@@ -692,16 +720,14 @@ fn a_state_request_beyond_what_this_replica_executed_or_from_itself_is_ignored()
     let mut r = executed_five();
     let mut store = Out::new();
     let mut out = store.outbox();
-    let ask = |opn| {
-        encode(&RslMsg::AppStateRequest { bal: Ballot::INITIAL, opn, app_offset: 0, cache_index: 0, resume_digest: 0 })
-    };
+    let ask = |have| encode(&RslMsg::AppStateRequest { bal: Ballot::INITIAL, have, resume: None });
     let ignored = r.stats().ignored_messages;
-    let _ = r.handle(Instant::ZERO, eps()[0], &ask(6), &mut out);
-    assert!(out.is_empty(), "replica 1 executed 5 operations, not 6");
-    let _ = r.handle(Instant::ZERO, eps()[1], &ask(5), &mut out);
+    let _ = r.handle(Instant::ZERO, eps()[0], &ask(5), &mut out);
+    assert!(out.is_empty(), "replica 1 executed 5 operations: nothing past 5 to give");
+    let _ = r.handle(Instant::ZERO, eps()[1], &ask(4), &mut out);
     assert!(out.is_empty(), "a replica does not supply itself");
     assert_eq!(r.stats().ignored_messages, ignored + 2);
-    let _ = r.handle(Instant::ZERO, eps()[0], &ask(5), &mut out);
+    let _ = r.handle(Instant::ZERO, eps()[0], &ask(4), &mut out);
     assert!(!out.is_empty(), "control: replica 0 is supplied");
 }
 
@@ -886,10 +912,8 @@ fn state_suppliers(ckpt0: u64, ckpt2: u64) -> Vec<usize> {
         out.clear();
         let _ = r.tick(Instant::from_millis(k * period_ms), &mut out);
         for (dst, b) in sent(&out) {
-            if let RslMsg::AppStateRequest { opn, .. } = decode(&b) {
-                // The truncation point, or, once the grace period is over, the furthest
-                // point another replica reported (`watch_lag`).
-                assert!(opn == 8 || opn == ckpt0.max(ckpt2), "asked for {opn}");
+            if let RslMsg::AppStateRequest { have, .. } = decode(&b) {
+                assert_eq!(have, 0, "it asks for the decisions from what it has");
                 asked.push(eps().iter().position(|e| *e == dst).unwrap());
             }
         }

@@ -209,6 +209,19 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
         self.used.count_ones() as usize
     }
 
+    /// The vote in slot `i` (`opn % W`), if one is held there.
+    pub fn vote_in_slot(&self, i: usize) -> Option<&StoredVote<D>> {
+        (i < W && self.used & (1 << i) != 0).then(|| &self.slots[i])
+    }
+
+    /// The slot of operation `opn`'s vote.
+    pub fn slot_of(opn: u64) -> usize {
+        if W == 0 {
+            return 0;
+        }
+        (opn % W as u64) as usize
+    }
+
     /// The vote at `opn`, if held.
     pub fn vote_at(&self, opn: u64) -> Option<&StoredVote<D>> {
         if W == 0 {

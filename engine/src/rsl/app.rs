@@ -28,31 +28,49 @@ impl fmt::Display for SnapshotError {
 }
 
 /// A deterministic state machine replicated by RSL.
+///
+/// Besides applying requests, an application hands out **point-in-time snapshots**
+/// ([`App::snapshot`]): a value that keeps describing the state of one moment while the live
+/// state moves on. The replica reads a snapshot in chunks to send it to a lagging replica and
+/// to let a durable binding write it to storage, both over many steps; taking one must be
+/// cheap (O(1) with a persistent data structure, a copy for small states). The snapshot's
+/// bytes must be a function of the state alone (sorted keys, no addresses, no hash-map
+/// order): replicas at the same operation send interchangeable chunks.
 pub trait App {
     /// Where chunks of an incoming snapshot are assembled before installation.
     type Staging;
+    /// A point-in-time copy of the state, read after the live state has moved on.
+    type Snapshot;
 
     /// Applies one request and writes the reply into `reply` (its length is the replica's
     /// reply capacity); returns the reply length. Must be deterministic and must not fail:
     /// a request the application cannot accept gets an error reply of its own encoding.
     fn apply(&mut self, request: &[u8], reply: &mut [u8]) -> usize;
 
-    /// Length in bytes of the current snapshot.
-    fn snapshot_len(&self) -> u64;
+    /// A snapshot value to take snapshots into (its content is replaced by [`App::snapshot`]).
+    fn new_snapshot() -> Self::Snapshot;
 
-    /// Copies snapshot bytes starting at `offset` into `out`; returns how many were copied
-    /// (fewer than `out.len()` only at the end of the snapshot).
-    fn snapshot_read(&self, offset: u64, out: &mut [u8]) -> usize;
+    /// Takes a snapshot of the current state into `into`, replacing what it held.
+    fn snapshot(&self, into: &mut Self::Snapshot);
+
+    /// Length in bytes of a snapshot's encoding.
+    fn snapshot_len(snapshot: &Self::Snapshot) -> u64;
+
+    /// Copies the snapshot's bytes starting at `offset` into `out`; returns how many were
+    /// copied (fewer than `out.len()` only at the end of the snapshot). Reads usually come
+    /// in increasing offsets; an application may make those cheapest.
+    fn snapshot_read(snapshot: &Self::Snapshot, offset: u64, out: &mut [u8]) -> usize;
 
     /// An empty staging area.
     fn new_staging() -> Self::Staging;
 
-    /// Writes received snapshot bytes at `offset` into the staging area.
+    /// Writes received snapshot bytes at `offset` into the staging area. Bytes arrive in
+    /// order from offset 0; a staging area is used for one snapshot, then replaced.
     fn stage(staging: &mut Self::Staging, offset: u64, bytes: &[u8]) -> Result<(), SnapshotError>;
 
     /// Validates the staged snapshot of `len` bytes and, only if it is valid, replaces the
-    /// live state with it.
-    fn install(&mut self, staging: &Self::Staging, len: u64) -> Result<(), SnapshotError>;
+    /// live state with it (the staging area may be emptied).
+    fn install(&mut self, staging: &mut Self::Staging, len: u64) -> Result<(), SnapshotError>;
 }
 
 /// FNV-1a over a stream of byte slices: cheap, no tables, enough to catch a mixed-up or
@@ -105,19 +123,6 @@ pub(crate) fn copy_segment(data: &[u8], seg_len: u64, seg_start: u64, offset: u6
     while pos < to {
         let in_seg = (pos - seg_start) as usize;
         out[(pos - offset) as usize] = data.get(in_seg).copied().unwrap_or(0);
-        pos += 1;
-    }
-}
-
-/// Writes the bytes of the window `[offset, offset+bytes.len())` that fall into a segment
-/// at `[seg_start, seg_start + dst.len())` of a snapshot into `dst`.
-pub(crate) fn stage_segment(dst: &mut [u8], seg_start: u64, offset: u64, bytes: &[u8]) {
-    let win_end = offset + bytes.len() as u64;
-    let from = seg_start.max(offset);
-    let to = (seg_start + dst.len() as u64).min(win_end);
-    let mut pos = from;
-    while pos < to {
-        dst[(pos - seg_start) as usize] = bytes[(pos - offset) as usize];
         pos += 1;
     }
 }

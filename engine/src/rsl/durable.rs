@@ -1,44 +1,67 @@
-//! Durable acceptor state: what a replica must keep across a crash so that Paxos stays safe
-//! when it restarts, and how a restarted replica is rebuilt from it.
+//! Durable state: what a replica must keep across a crash so that Paxos stays safe and no
+//! acknowledged operation is lost when it (or the whole cluster) restarts, and the order in
+//! which it must reach storage.
 //!
 //! IronRSL assumes crash-stop: a replica that loses its memory must never come back with
 //! the same identity, because an acceptor that forgets a promise or a vote lets two
 //! leaders choose different values for one operation (the `AmnesiacAcceptor` planted bug in
-//! `proofs/` is exactly that). Fleet adds crash-*recovery*: the binding persists one
-//! [`DurableRecord`] after every step whose [`Step::durable_state_changed`](crate::rsl::Step::durable_state_changed) is set, before
-//! any datagram of that step leaves, and [`Replica::recover`](crate::rsl::Replica::recover) replays them.
+//! `proofs/` is exactly that). Fleet adds crash-*recovery*. In durable mode
+//! ([`Replica::new_durable`](crate::rsl::Replica::new_durable),
+//! [`Replica::recover`](crate::rsl::Replica::recover)) the replica hands its binding
+//! [`DurableRecord`]s to append to a log ([`Replica::next_record`](crate::rsl::Replica::next_record)),
+//! and a point-in-time snapshot to write in pieces (`Replica::frozen`, [`snapshot_record`]);
+//! recovery replays the latest complete snapshot, then the log.
 //!
-//! What is durable, and why each field:
-//! * `max_bal`: the promise (IronRSL `max_bal`); forgetting it lets a lower ballot's 2a in.
-//! * the votes (`votes` in IronRSL), one per record: a vote the acceptor forgets may be
-//!   the one that made a value chosen, and a new leader would not learn it.
-//! * `log_truncation_point`: votes below it are gone, and a 1b must say so.
-//! * `max_ballot_sent_1a`: a leader that forgets which ballot it started would start it
-//!   again and could propose a second value for an operation in the same ballot.
-//! * `replies_sent`: 1b replies are told apart by this counter; reusing an id after a
-//!   restart could let a proposer splice chunks of two different 1b replies.
+//! What is durable, and why:
+//! * **The acceptor** ([`AcceptorRecord`]): the promise `max_bal` (forgetting it lets a
+//!   lower ballot's 2a in); each vote (a forgotten vote may be the one that made a value
+//!   chosen); `log_truncation_point` (votes below it are gone, and a 1b must say so);
+//!   `max_ballot_sent_1a` (a leader that forgot the ballot it started could propose twice
+//!   in it); `replies_sent` (1b replies are told apart by it).
+//! * **Every executed batch** ([`DurableRecord::Executed`]), and from time to time a
+//!   **snapshot** of the application and reply cache ([`DurableRecord::Snapshot`] pieces):
+//!   acceptors discard votes below the truncation point, which only moves up to what a
+//!   quorum reported executed; with executions durable, a whole-cluster power loss keeps
+//!   every decided operation in the logs and snapshots of that quorum.
 //!
-//! Everything else (learner, executor and application, election, queued requests, stats)
-//! is rebuilt from peers: the restarted replica is simply a replica that is behind, and
-//! catches up through 2a retransmission and state transfer like any lagging replica.
+//! The ordering rule (etcd's: nothing that depends on a write leaves before the write is
+//! durable), and where each part is enforced:
+//! * a 1b (promise, votes), a 2b (vote), and a 1a, StartingPhase2 or 2a of a ballot this
+//!   replica started depend on the acceptor record of their step:
+//!   [`Step::durable_state_changed`](crate::rsl::Step::durable_state_changed) is set, and the
+//!   binding appends and syncs every record before it sends any datagram of that step;
+//! * the checkpoint a replica reports (heartbeat and 2b `opn_ckpt`), on which acceptors
+//!   truncate their logs, depends on its executions being durable: in durable mode it is
+//!   the count the binding confirmed ([`Replica::persisted`](crate::rsl::Replica::persisted),
+//!   [`Replica::snapshot_persisted`](crate::rsl::Replica::snapshot_persisted)), never more;
+//! * a reply to a client depends on nothing of the replica's own: the operation is decided
+//!   (a quorum of durable votes), so executed-batch records need no sync before the reply
+//!   (the binding may sync them lazily, at its next sync or when idle).
+//!
+//! Everything else (learner, election, queued requests, stats) is rebuilt from peers: a
+//! restarted replica is a replica that is behind, and catches up like any lagging replica.
 //!
 //! Records are self-contained envelopes (`Protocol::Durable`); a log is their sequence in
-//! the order written. A log can be compacted to [`Replica::durable_image_record`](crate::rsl::Replica::durable_image_record)s, which
-//! replay to the same acceptor state.
+//! the order written. A log can be compacted: the acceptor's image
+//! ([`Replica::durable_image_record`](crate::rsl::Replica::durable_image_record)s) replaces
+//! every acceptor record, and executed records below a persisted snapshot are dropped.
 
 use serde::{Deserialize, Serialize};
 
+use super::app::App;
 use super::ballot::Ballot;
-use super::msg::Vote;
+use super::msg::{SupplyPart, Vote};
+use super::snapshot::{Frozen, SnapshotPos};
 use crate::config::ConfigError;
-use crate::wire::DecodeError;
+use crate::wire::{self, Bytes, DecodeError, EncodeError, Protocol};
 
-/// Bytes a record adds around the batch of its vote (ballots, counters, length prefixes).
-pub const DURABLE_RECORD_OVERHEAD_BYTES: usize = 72;
+/// Bytes a record adds around its payload (a vote's batch, an executed batch, or a
+/// snapshot piece): a buffer of `D + DURABLE_RECORD_OVERHEAD_BYTES` holds any record.
+pub const DURABLE_RECORD_OVERHEAD_BYTES: usize = 128;
 
 /// The acceptor state after one step, and the vote that step cast (if any).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct DurableRecord<'a> {
+pub struct AcceptorRecord<'a> {
     /// The acceptor's promise.
     pub max_bal: Ballot,
     /// The last ballot this replica's proposer started.
@@ -52,6 +75,42 @@ pub struct DurableRecord<'a> {
     pub vote: Option<Vote<'a>>,
 }
 
+/// One durable record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DurableRecord<'a> {
+    /// The acceptor's state (and a vote).
+    Acceptor(#[serde(borrow)] AcceptorRecord<'a>),
+    /// Operation `opn` was executed: its decided batch.
+    Executed {
+        /// Its operation number.
+        opn: u64,
+        /// The ballot it was decided in.
+        bal: Ballot,
+        /// The batch.
+        #[serde(borrow)]
+        batch: Bytes<'a>,
+    },
+    /// One piece of a snapshot (`SupplyPart::App` or `SupplyPart::Cache`), in order.
+    Snapshot(#[serde(borrow)] SupplyPart<'a>),
+}
+
+/// Encodes the piece of `frozen` at `pos` as a [`DurableRecord::Snapshot`] into `out`, with
+/// at most `room` application bytes, read through `scratch` (which needs `room` bytes and
+/// must hold the largest reply-cache entry). Returns
+/// the record's length and the position after it; `None` once the snapshot is written.
+/// Pieces from position `SnapshotPos::default()` until `None` are the whole snapshot; a
+/// snapshot with no bytes at all is one empty piece.
+pub fn snapshot_record<A: App, const C: usize, const RB: usize>(
+    frozen: &Frozen<A, C, RB>,
+    pos: SnapshotPos,
+    room: usize,
+    scratch: &mut [u8],
+    out: &mut [u8],
+) -> Option<Result<(usize, SnapshotPos), EncodeError>> {
+    let (piece, next) = frozen.piece(pos, room, scratch)?;
+    Some(wire::encode(Protocol::Durable, &DurableRecord::Snapshot(piece), out).map(|n| (n, next)))
+}
+
 /// Why a durable log could not be replayed. Nothing is half-recovered: the caller gets
 /// either a consistent replica or this error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +118,10 @@ pub struct DurableRecord<'a> {
 pub enum RecoverError {
     /// The configuration or capacities are invalid (as for [`Replica::new`](crate::rsl::Replica::new)).
     Config(ConfigError),
-    /// Record number `record` (0-based) does not decode.
+    /// The snapshot's records do not make a whole snapshot the application accepts.
+    Snapshot(&'static str),
+    /// Record number `record` (0-based, in the snapshot's records then the log's) does
+    /// not decode.
     Undecodable {
         /// Index of the record in the log.
         record: usize,
@@ -79,6 +141,7 @@ impl core::fmt::Display for RecoverError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             RecoverError::Config(e) => write!(f, "invalid configuration: {e}"),
+            RecoverError::Snapshot(why) => write!(f, "the snapshot does not install: {why}"),
             RecoverError::Undecodable { record, error } => write!(f, "durable record {record} is unreadable: {error}"),
             RecoverError::Inconsistent { record, reason } => {
                 write!(f, "durable record {record} is inconsistent: {reason}")

@@ -4,7 +4,8 @@
 //! one datagram per vote (`reply_id`, `chunk`, `chunks`) so that a window of full batches
 //! never needs a datagram larger than the configured bound; 2b carries the sender's
 //! checkpoint so the log window slides at message rate, not heartbeat rate; state transfer
-//! is chunked (`SupplyPart`) and resumable.
+//! answers from the retained executed batches when it can, else with a snapshot in chunks
+//! (`SupplyPart`), resumable, followed by the batches after it.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +24,50 @@ pub struct Vote<'a> {
     pub batch: Bytes<'a>,
 }
 
-/// One piece of a state-transfer answer.
+/// Identity and size of a snapshot: what every piece of it repeats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SnapshotId {
+    /// Operations the snapshot reflects.
+    pub opn: u64,
+    /// The highest ballot of an executed batch (`max_bal_reflected`) at the supplier.
+    pub bal: Ballot,
+    /// The executed-batch digest chain at `opn` (part of the replicated state).
+    pub executed_digest: u64,
+    /// Application snapshot bytes.
+    pub app_len: u64,
+    /// Reply-cache entries.
+    pub cache_entries: u32,
+}
+
+impl SnapshotId {
+    /// True when both describe the same bytes (ignoring the supplier's ballot, which may
+    /// differ between replicas at the same operation).
+    pub fn same_content(&self, other: &SnapshotId) -> bool {
+        self.opn == other.opn
+            && self.executed_digest == other.executed_digest
+            && self.app_len == other.app_len
+            && self.cache_entries == other.cache_entries
+    }
+}
+
+/// How far a reader of a snapshot has got: application bytes, then cache entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SnapshotPos {
+    /// The next application byte.
+    pub app_offset: u64,
+    /// The next reply-cache entry.
+    pub cache_index: u32,
+}
+
+/// One piece of a state-transfer answer: part of a snapshot, or one executed batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SupplyPart<'a> {
     /// Application snapshot bytes starting at `offset`.
     App {
+        /// The snapshot they belong to.
+        id: SnapshotId,
         /// Byte offset in the application snapshot.
         offset: u64,
         /// The bytes.
@@ -36,12 +76,34 @@ pub enum SupplyPart<'a> {
     },
     /// Whole reply-cache entries starting at entry `index`.
     Cache {
+        /// The snapshot they belong to.
+        id: SnapshotId,
         /// Index of the first entry.
         index: u32,
         /// Encoded entries, back to back.
         #[serde(borrow)]
         entries: Bytes<'a>,
     },
+    /// The decided batch of operation `opn`, from the supplier's retained tail.
+    Executed {
+        /// Its operation number.
+        opn: u64,
+        /// The ballot it was decided in.
+        bal: Ballot,
+        /// The batch.
+        #[serde(borrow)]
+        batch: Bytes<'a>,
+    },
+}
+
+/// Where a receiver's partial snapshot stands: a supplier holding the same snapshot
+/// continues from here instead of from the start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Resume {
+    /// The snapshot being received.
+    pub id: SnapshotId,
+    /// How much of it arrived.
+    pub pos: SnapshotPos,
 }
 
 /// A message between RSL replicas and clients. Variant order is the wire tag.
@@ -115,35 +177,21 @@ pub enum RslMsg<'a> {
         #[serde(borrow)]
         reply: Bytes<'a>,
     },
-    /// 7: ask for application state reaching at least `opn`, resuming at the given offsets.
+    /// 7: ask for the decisions from `have` on: the executed batches themselves when the
+    /// supplier still retains them, else a snapshot and the batches after it.
     AppStateRequest {
         /// The asker's view.
         bal: Ballot,
-        /// The operation count the asker needs to reach.
-        opn: u64,
-        /// First application-snapshot byte wanted.
-        app_offset: u64,
-        /// First reply-cache entry wanted.
-        cache_index: u32,
-        /// Resume token of the partial snapshot being resumed (0 when starting afresh): the
-        /// supplier restarts from zero unless its snapshot has the same token.
-        resume_digest: u64,
+        /// Operations the asker has executed (the first one it lacks).
+        have: u64,
+        /// The partial snapshot the asker holds, to resume it.
+        resume: Option<Resume>,
     },
-    /// 8: one chunk of a state snapshot.
+    /// 8: one piece of an answer to [`RslMsg::AppStateRequest`].
     AppStateSupply {
-        /// The supplier's `max_bal_reflected`.
-        bal: Ballot,
-        /// Operations the snapshot reflects (the supplier's `ops_complete`).
-        opn: u64,
-        /// FNV-1a digest of the application bytes then the cache entries.
-        digest: u64,
-        /// Total application snapshot bytes.
-        app_len: u64,
-        /// Total reply-cache entries.
-        cache_entries: u32,
-        /// The supplier's executed-batch digest chain (carried so the receiver's chain
-        /// continues; it is part of the replicated state).
-        executed_digest: u64,
+        /// The last piece the supplier emits for this request: the asker asks again at
+        /// once if it still lacks decisions (one request's answer is bounded).
+        last: bool,
         /// The piece carried.
         #[serde(borrow)]
         part: SupplyPart<'a>,

@@ -12,6 +12,8 @@
 mod actions;
 mod catch_up;
 mod checks;
+mod execute;
+mod journal;
 mod receive;
 mod recovery;
 mod traits;
@@ -24,9 +26,12 @@ use super::ballot::Ballot;
 use super::config::RslConfig;
 use super::election::Election;
 use super::executor::Executor;
+use super::journal::Journal;
 use super::learner::Learner;
 use super::msg::RslMsg;
 use super::proposer::{Phase, Proposer};
+use super::retained::{Retained, ENTRY_HEADER_BYTES};
+use super::snapshot::Frozen;
 use super::state_transfer::{Transfer, SUPPLY_OVERHEAD_BYTES};
 use crate::config::ConfigError;
 use crate::endpoint::Endpoint;
@@ -44,10 +49,10 @@ const MAX_ACTION_ROUNDS: usize = 8;
 #[must_use = "a durable binding must persist before sending when `durable_state_changed` is set"]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Step {
-    /// The durable state changed in this step (the acceptor's promise, a vote, the
-    /// truncation point, or the ballot the proposer started). A durable binding persists
-    /// [`Replica::durable_record`] before any datagram of this step leaves; see
-    /// [`crate::rsl::durable`].
+    /// The acceptor's durable state changed in this step (the promise, a vote, the
+    /// truncation point, or the ballot the proposer started). A durable binding appends
+    /// every record of [`Replica::next_record`] and syncs them before any datagram of this
+    /// step leaves; see [`crate::rsl::durable`].
     pub durable_state_changed: bool,
 }
 
@@ -93,8 +98,10 @@ pub struct Status {
 ///
 /// Capacities are compile-time (no heap): `R` replicas at most, a log window of `W`
 /// operations, `D`-byte datagram and batch buffers, a `QB`-byte request queue, a reply
-/// cache (and per-epoch request tracking) of `C` clients, and replies of `RB` bytes.
-/// Runtime parameters ([`RslConfig`]) must fit inside them; [`Replica::new`] checks.
+/// cache (and per-epoch request tracking) of `C` clients, replies of `RB` bytes, and a
+/// retained tail of executed batches of `TB` bytes (for lagging replicas and the durable
+/// log; at least one full batch). Runtime parameters ([`RslConfig`]) must fit inside
+/// them; [`Replica::new`] checks.
 ///
 /// `Clone`, `PartialEq`, `Eq`, `Hash` and `Debug` (implemented when the application and its
 /// staging area have them) exist for model checkers, which store and deduplicate whole
@@ -109,6 +116,7 @@ pub struct Replica<
     const QB: usize = 16384,
     const C: usize = 256,
     const RB: usize = 256,
+    const TB: usize = 16384,
 > {
     config: RslConfig<R>,
     me: usize,
@@ -118,6 +126,12 @@ pub struct Replica<
     executor: Executor<A, C, RB>,
     election: Election<C>,
     transfer: Transfer<A, C, RB>,
+    /// The point-in-time snapshot this replica supplies and a durable binding persists.
+    frozen: Frozen<A, C, RB>,
+    /// Executed batches from (at most) the frozen snapshot on.
+    retained: Retained<TB>,
+    /// What was handed to a durable binding, and what it confirmed.
+    journal: Journal,
     stats: Stats,
     heartbeat_at: Instant,
     retransmit_at: Instant,
@@ -127,13 +141,19 @@ pub struct Replica<
     /// nothing, which keeps model-checker states that behave alike identical.
     heard_at: [Instant; R],
     durable_changed: bool,
-    /// The operation this step voted on (at most one: a step handles one 2a).
-    durable_vote: Option<u64>,
     batch_scratch: heapless::Vec<u8, D>,
 }
 
-impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
-    Replica<A, R, W, D, QB, C, RB>
+impl<
+        A: App,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Replica<A, R, W, D, QB, C, RB, TB>
 {
     /// Replica number `me` of `config`, running `app`, starting at `now`.
     pub fn new(config: RslConfig<R>, me: usize, app: A, now: Instant) -> Result<Self, ConfigError> {
@@ -144,14 +164,21 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         if RB + SUPPLY_OVERHEAD_BYTES + 32 > config.params.max_datagram_bytes || C == 0 || C > u32::MAX as usize {
             return Err(ConfigError::Invalid("reply capacity (RB) for max_datagram_bytes"));
         }
+        if TB < ENTRY_HEADER_BYTES + config.max_batch_bytes() {
+            return Err(ConfigError::Invalid("retained tail capacity (TB) for one batch"));
+        }
         let n = config.n();
         let baseline = config.params.baseline_view_timeout_ms;
+        let executor = Executor::new(app);
         Ok(Replica {
             me,
             acceptor: Acceptor::new(n),
             proposer: Proposer::new(n),
             learner: Learner::default(),
-            executor: Executor::new(app),
+            frozen: Frozen::of(&executor),
+            retained: Retained::new(0),
+            journal: Journal::in_memory(),
+            executor,
             election: Election::new(baseline),
             transfer: Transfer::new(),
             stats: Stats::default(),
@@ -159,7 +186,6 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             retransmit_at: now.plus_ms(config.params.retransmit_period_ms),
             heard_at: [Instant::ZERO; R],
             durable_changed: false,
-            durable_vote: None,
             batch_scratch: heapless::Vec::new(),
             config,
         })
@@ -171,7 +197,6 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
     /// counted in [`Replica::stats`] and changes nothing else.
     pub fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) -> Step {
         self.durable_changed = false;
-        self.durable_vote = None;
         Stats::bump(&mut self.stats.datagrams_in);
         let before = self.monotone_snapshot();
         match wire::decode::<RslMsg<'_>>(Protocol::Rsl, datagram) {
@@ -197,7 +222,6 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
     /// Runs the clock-driven actions due at `now`, then the spontaneous ones.
     pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) -> Step {
         self.durable_changed = false;
-        self.durable_vote = None;
         let before = self.monotone_snapshot();
         let p = self.config.params;
         if now >= self.heartbeat_at {
@@ -309,9 +333,37 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         &self.transfer
     }
 
+    /// The frozen point-in-time snapshot: what this replica supplies to lagging replicas,
+    /// and what a durable binding persists (clone it to write it elsewhere).
+    pub fn frozen(&self) -> &Frozen<A, C, RB> {
+        &self.frozen
+    }
+
+    /// The retained tail of executed batches (for checkers and tests).
+    pub fn retained(&self) -> &Retained<TB> {
+        &self.retained
+    }
+
+    /// The durable bookkeeping (for checkers and tests).
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The checkpoint this replica reports: operations executed, or in durable mode those
+    /// whose effects are durable.
+    pub fn checkpoint(&self) -> u64 {
+        self.journal.checkpoint(self.executor.ops_complete)
+    }
+
     /// The largest request a client may send: it must fit one batch.
     pub fn max_request_bytes(&self) -> usize {
         self.config.max_batch_bytes().saturating_sub(ENTRY_OVERHEAD_BYTES)
+    }
+
+    /// The acceptor's durable state changed in this step: persist before sending.
+    fn acceptor_changed(&mut self) {
+        self.durable_changed = true;
+        self.journal.acceptor_dirty |= self.journal.durable;
     }
 
     fn leading(&self) -> bool {

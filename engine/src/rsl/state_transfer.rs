@@ -1,118 +1,27 @@
-//! State transfer (IronRSL `AppStateRequest` / `AppStateSupply`), chunked and resumable.
+//! State transfer, the receiver's side (IronRSL `AppStateRequest` / `AppStateSupply`).
 //!
-//! A replica whose executed-operation count is below the truncation point can no longer
-//! learn the missing decisions (acceptors discarded those votes), so it fetches a snapshot.
-//! The snapshot is the application's bytes followed by the reply-cache entries. One request
-//! makes the supplier emit, in one step, every chunk from the requested offsets (up to a
-//! per-step bound): all chunks of one answer describe the same state. The receiver accepts
-//! chunks only in order, stages them apart from its live state, resumes from where it is
-//! after a loss (the supplier restarts from zero if its snapshot changed since), and
-//! installs only when every byte arrived and the digest matches.
+//! A replica whose executed-operation count is below what it must reach (the truncation
+//! point, or a point another replica reached a while ago) asks a supplier for the decisions
+//! from its own count on. The supplier answers with the executed batches themselves while
+//! its retained tail still holds them (the receiver executes them in order), and otherwise
+//! with its frozen snapshot in pieces followed by the batches after it (see
+//! `rsl::snapshot` and `Replica`'s catch-up). One request gets a bounded answer whose last
+//! piece says so; the receiver then asks again at once, from where it now is, so a transfer
+//! runs at the network's pace with one request per answer. A lost piece is recovered by
+//! the retry timer. Snapshot pieces are accepted only in order, staged apart from the live
+//! state, resumed after a loss (from any supplier holding the same snapshot), and installed
+//! only when every byte arrived and the application validated them.
 
-use serde::Serialize;
-
-use super::app::{App, Fnv64, SnapshotError};
-use super::ballot::Ballot;
+use super::app::{App, SnapshotError};
 use super::executor::Executor;
-use super::msg::SupplyPart;
+use super::msg::{Resume, SupplyPart};
 use super::reply_cache::{CacheEntryWire, ReplyCache};
+use super::snapshot::{SnapshotId, SnapshotPos};
 use crate::time::Instant;
 
-/// Application bytes per supply chunk at most (kept small so the scratch buffer is too).
-pub const STATE_CHUNK_BYTES: usize = 1024;
-/// Bytes of a supply message besides its payload (envelope, ballot, numbers, tags).
+/// Bytes of a supply message besides its payload (envelope, tags, snapshot identity,
+/// offsets, length prefixes; or the operation and ballot of an executed batch).
 pub const SUPPLY_OVERHEAD_BYTES: usize = 96;
-
-/// Feeds postcard output straight into a digest, so nothing is buffered to hash it.
-struct HashFlavor<'h>(&'h mut Fnv64);
-
-impl postcard::ser_flavors::Flavor for HashFlavor<'_> {
-    type Output = ();
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.write(&[data]);
-        Ok(())
-    }
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.write(data);
-        Ok(())
-    }
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
-fn hash_value<T: Serialize>(h: &mut Fnv64, value: &T) {
-    // Hashing cannot fail: the flavor accepts every byte.
-    let _ = postcard::serialize_with_flavor(value, HashFlavor(h));
-}
-
-/// Identity and size of a snapshot: what every supply chunk repeats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct SnapshotId {
-    /// The supplier's `max_bal_reflected`.
-    pub bal: Ballot,
-    /// Operations the snapshot reflects.
-    pub opn: u64,
-    /// Digest of the application bytes then the encoded cache entries.
-    pub digest: u64,
-    /// Application bytes.
-    pub app_len: u64,
-    /// Reply-cache entries.
-    pub cache_entries: u32,
-    /// The supplier's executed-batch digest chain at `opn`.
-    pub executed_digest: u64,
-}
-
-impl SnapshotId {
-    /// A token naming this snapshot's content, sent by a receiver that resumes: the supplier
-    /// resumes from the requested offsets only if its own snapshot has the same token.
-    pub fn resume_token(&self) -> u64 {
-        let mut h = Fnv64::new();
-        for x in [self.opn, self.digest, self.app_len, u64::from(self.cache_entries), self.executed_digest] {
-            h.write(&x.to_le_bytes());
-        }
-        // 0 means "start afresh" on the wire.
-        h.finish().max(1)
-    }
-
-    /// True when both describe the same bytes (ignoring the supplier's ballot).
-    pub fn same_content(&self, other: &SnapshotId) -> bool {
-        self.opn == other.opn
-            && self.digest == other.digest
-            && self.app_len == other.app_len
-            && self.cache_entries == other.cache_entries
-            && self.executed_digest == other.executed_digest
-    }
-}
-
-/// Describes the executor's current state as a snapshot (reads all of it once).
-pub fn snapshot_id<A: App, const C: usize, const RB: usize>(ex: &Executor<A, C, RB>) -> SnapshotId {
-    let mut h = Fnv64::new();
-    let app_len = ex.app.snapshot_len();
-    let mut buf = [0u8; 256];
-    let mut off = 0;
-    while off < app_len {
-        let n = ex.app.snapshot_read(off, &mut buf);
-        if n == 0 {
-            break; // An application that under-reports: the receiver's check will fail.
-        }
-        h.write(&buf[..n]);
-        off += n as u64;
-    }
-    let mut i = 0;
-    while let Some(e) = ex.reply_cache.wire(i) {
-        hash_value(&mut h, &e);
-        i += 1;
-    }
-    SnapshotId {
-        bal: ex.max_bal_reflected,
-        opn: ex.ops_complete,
-        digest: h.finish(),
-        app_len,
-        cache_entries: ex.reply_cache.len() as u32,
-        executed_digest: ex.executed_digest,
-    }
-}
 
 /// A snapshot being received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -121,11 +30,8 @@ pub struct Incoming {
     pub supplier: usize,
     /// Which snapshot.
     pub id: SnapshotId,
-    /// Application bytes staged so far (contiguous from 0).
-    pub app_received: u64,
-    /// Cache entries staged so far.
-    pub cache_received: u32,
-    hasher: Fnv64,
+    /// How much of it is staged (contiguous from the start).
+    pub pos: SnapshotPos,
 }
 
 /// What a supply chunk did.
@@ -135,17 +41,19 @@ pub enum Progress {
     Ignored,
     /// Staged; more to come.
     Staged,
-    /// The last piece arrived and the digest matched: ready to install.
+    /// The last piece arrived: ready to install.
     Complete,
-    /// The bytes were refused (digest mismatch, bad entries): the transfer restarts.
+    /// The bytes were refused (the application's staging, bad entries): the transfer restarts.
     Corrupt,
 }
 
 /// Receiver side of state transfer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Transfer<A: App, const C: usize, const RB: usize> {
-    /// The transfer under way.
+    /// The snapshot being received, if any.
     pub incoming: Option<Incoming>,
+    /// The replica that answered last (asked again while it makes progress).
+    pub supplier: Option<usize>,
     /// Operations this replica must reach (the highest truncation point it has heard of).
     pub target_opn: u64,
     /// When to ask (again) for state, while one is needed.
@@ -154,8 +62,8 @@ pub struct Transfer<A: App, const C: usize, const RB: usize> {
     pub attempts: u32,
     /// Snapshots installed so far.
     pub installed: u64,
-    /// Where the transfer stood when state was last requested (see [`Transfer::on_request`]).
-    mark: Option<(u64, u32)>,
+    /// Where the replica stood when state was last requested (see [`Transfer::on_request`]).
+    mark: Option<(u64, SnapshotPos)>,
     /// Requests in a row that found no progress.
     stalls: u32,
     /// A point another replica had executed while this one was below it, and since when (see
@@ -171,6 +79,7 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
     pub fn new() -> Self {
         Transfer {
             incoming: None,
+            supplier: None,
             target_opn: 0,
             retry_at: Instant::ZERO,
             attempts: 0,
@@ -188,74 +97,74 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
         self.target_opn > ops_complete
     }
 
-    /// Called on each (re)request. If the transfer progressed since the previous request,
-    /// returns its supplier: keep asking the replica that is answering. Otherwise counts a
-    /// stall (the caller then tries another supplier; the same content resumes from any of
-    /// them) and, after `max_stalls` stalls in a row, drops the partial snapshot so the next
-    /// request starts afresh rather than waiting forever on content nobody has any more.
-    pub fn on_request(&mut self, max_stalls: u32) -> Option<usize> {
-        let pos = self.incoming.map(|i| (i.app_received, i.cache_received));
-        let progressed = pos.is_some() && pos != self.mark;
-        self.mark = pos;
+    /// Called on each (re)request with the replica's executed count. If the replica
+    /// progressed since the previous request (executed batches, or staged snapshot pieces),
+    /// returns the supplier that answered: keep asking it. Otherwise counts a stall (the
+    /// caller then tries another supplier; a snapshot resumes from any replica holding the
+    /// same one) and, after `max_stalls` stalls in a row, drops the partial snapshot so the
+    /// next request starts afresh rather than waiting on content nobody has any more.
+    pub fn on_request(&mut self, ops_complete: u64, max_stalls: u32) -> Option<usize> {
+        let pos = (ops_complete, self.incoming.map(|i| i.pos).unwrap_or_default());
+        let progressed = self.mark.is_some_and(|m| m != pos);
+        self.mark = Some(pos);
         if progressed {
             self.stalls = 0;
-            return self.incoming.map(|i| i.supplier);
+            return self.supplier;
         }
         self.stalls = self.stalls.saturating_add(1);
         if self.stalls > max_stalls {
             self.incoming = None;
-            self.mark = None;
+            self.supplier = None;
             self.stalls = 0;
         }
         None
     }
 
-    /// Offsets to ask for next: resume the transfer under way, else start afresh.
-    pub fn resume_point(&self) -> (u64, u32, u64) {
-        match &self.incoming {
-            Some(i) => (i.app_received, i.cache_received, i.id.resume_token()),
-            None => (0, 0, 0),
-        }
+    /// The partial snapshot to resume, if any.
+    pub fn resume(&self) -> Option<Resume> {
+        self.incoming.map(|i| Resume { id: i.id, pos: i.pos })
     }
 
-    /// Takes one supply chunk from `supplier`. `ops_complete` is the live executor's count.
-    pub fn receive(&mut self, supplier: usize, id: SnapshotId, part: SupplyPart<'_>, ops_complete: u64) -> Progress {
+    /// Takes one snapshot piece (`App` or `Cache`) from `supplier`. `ops_complete` is the
+    /// live executor's count.
+    pub fn receive(&mut self, supplier: usize, part: SupplyPart<'_>, ops_complete: u64) -> Progress {
+        let (id, starts) = match part {
+            SupplyPart::App { id, offset, .. } => (id, offset == 0),
+            SupplyPart::Cache { id, index, .. } => (id, id.app_len == 0 && index == 0),
+            SupplyPart::Executed { .. } => return Progress::Ignored,
+        };
         if id.opn <= ops_complete {
             return Progress::Ignored;
         }
         // The same snapshot content may come from any supplier: replicas at the same `opn`
-        // hold the same state, but their `max_bal_reflected` may differ, so it is not part
-        // of the identity. Resuming with another supplier continues where we are.
+        // with the same digest chain hold the same state.
         let same = self.incoming.is_some_and(|i| i.id.same_content(&id));
         if !same {
-            // Only a chunk at the very start can begin a (newer) snapshot.
-            let starts = match part {
-                SupplyPart::App { offset, .. } => offset == 0,
-                SupplyPart::Cache { index, .. } => id.app_len == 0 && index == 0,
-            };
+            // Only a piece at the very start can begin a (newer) snapshot.
             if !starts || self.incoming.is_some_and(|i| i.id.opn > id.opn) {
                 return Progress::Ignored;
             }
+            self.staging = A::new_staging();
             self.staged_cache.clear();
-            self.incoming = Some(Incoming { supplier, id, app_received: 0, cache_received: 0, hasher: Fnv64::new() });
+            self.incoming = Some(Incoming { supplier, id, pos: SnapshotPos::default() });
         }
+        self.supplier = Some(supplier);
         let Some(inc) = self.incoming.as_mut() else { return Progress::Ignored };
         inc.supplier = supplier;
         inc.id.bal = inc.id.bal.max(id.bal);
         match part {
-            SupplyPart::App { offset, bytes } => {
-                if offset != inc.app_received || offset + bytes.0.len() as u64 > id.app_len {
+            SupplyPart::App { offset, bytes, .. } => {
+                if offset != inc.pos.app_offset || offset + bytes.0.len() as u64 > id.app_len {
                     return Progress::Ignored;
                 }
                 if A::stage(&mut self.staging, offset, bytes.0).is_err() {
                     self.incoming = None;
                     return Progress::Corrupt;
                 }
-                inc.hasher.write(bytes.0);
-                inc.app_received += bytes.0.len() as u64;
+                inc.pos.app_offset += bytes.0.len() as u64;
             }
-            SupplyPart::Cache { index, entries } => {
-                if index != inc.cache_received || inc.app_received != id.app_len {
+            SupplyPart::Cache { index, entries, .. } => {
+                if index != inc.pos.cache_index || inc.pos.app_offset != id.app_len {
                     return Progress::Ignored;
                 }
                 let mut rest = entries.0;
@@ -266,25 +175,21 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
                         return Progress::Corrupt;
                     };
                     // A cached reply from an operation the snapshot has not executed cannot be true.
-                    if inc.cache_received >= id.cache_entries
+                    if inc.pos.cache_index >= id.cache_entries
                         || entry.opn >= id.opn
                         || self.staged_cache.push_sorted(entry).is_err()
                     {
                         self.incoming = None;
                         return Progress::Corrupt;
                     }
-                    inc.hasher.write(&rest[..rest.len() - tail.len()]);
-                    inc.cache_received += 1;
+                    inc.pos.cache_index += 1;
                     rest = tail;
                 }
             }
+            SupplyPart::Executed { .. } => return Progress::Ignored,
         }
-        if inc.app_received < id.app_len || inc.cache_received < id.cache_entries {
+        if inc.pos.app_offset < id.app_len || inc.pos.cache_index < id.cache_entries {
             return Progress::Staged;
-        }
-        if inc.hasher.finish() != id.digest {
-            self.incoming = None;
-            return Progress::Corrupt;
         }
         Progress::Complete
     }
@@ -292,9 +197,10 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
     /// Installs the completed snapshot into `ex`. The live state changes only on success.
     pub fn install(&mut self, ex: &mut Executor<A, C, RB>) -> Result<SnapshotId, SnapshotError> {
         let Some(inc) = self.incoming.take() else { return Err(SnapshotError::Corrupt) };
-        ex.app.install(&self.staging, inc.id.app_len)?;
+        ex.app.install(&mut self.staging, inc.id.app_len)?;
         core::mem::swap(&mut ex.reply_cache, &mut self.staged_cache);
         self.staged_cache.clear();
+        self.staging = A::new_staging();
         ex.ops_complete = inc.id.opn;
         ex.executed_digest = inc.id.executed_digest;
         ex.max_bal_reflected = ex.max_bal_reflected.max(inc.id.bal);
@@ -308,13 +214,13 @@ impl<A: App, const C: usize, const RB: usize> Transfer<A, C, RB> {
     /// after every application byte, and exactly the cache entries it counts.
     pub fn invariant(&self) -> Result<(), &'static str> {
         if let Some(inc) = &self.incoming {
-            if inc.app_received > inc.id.app_len || inc.cache_received > inc.id.cache_entries {
+            if inc.pos.app_offset > inc.id.app_len || inc.pos.cache_index > inc.id.cache_entries {
                 return Err("state transfer staged more than its snapshot holds");
             }
-            if inc.cache_received > 0 && inc.app_received != inc.id.app_len {
+            if inc.pos.cache_index > 0 && inc.pos.app_offset != inc.id.app_len {
                 return Err("state transfer staged cache entries before the application bytes");
             }
-            if self.staged_cache.len() != inc.cache_received as usize {
+            if self.staged_cache.len() != inc.pos.cache_index as usize {
                 return Err("state transfer staged cache entries it did not count");
             }
         }
@@ -333,6 +239,8 @@ mod tests {
     use super::*;
     use crate::rsl::app::App as _;
     use crate::rsl::apps::kv::{KvApp, KvOp};
+    use crate::rsl::ballot::Ballot;
+    use crate::rsl::snapshot::Frozen;
     use crate::wire::Bytes;
     use crate::Endpoint;
 
@@ -351,25 +259,32 @@ mod tests {
         ex
     }
 
-    fn chunk(ex: &Ex, offset: u64, len: usize, buf: &mut [u8]) -> usize {
-        ex.app.snapshot_read(offset, &mut buf[..len])
+    /// Application bytes `[offset, offset + len)` of `f`'s snapshot as an `App` piece.
+    fn app_piece<'b>(
+        f: &Frozen<App, 4, 16>,
+        id: SnapshotId,
+        offset: u64,
+        len: usize,
+        buf: &'b mut [u8],
+    ) -> SupplyPart<'b> {
+        let n = <App as crate::rsl::app::App>::snapshot_read(&f.app, offset, &mut buf[..len]);
+        SupplyPart::App { id, offset, bytes: Bytes(&buf[..n]) }
     }
 
     #[test]
     fn a_transfer_resumes_from_another_supplier_with_the_same_content() {
         let src = source();
-        let id_a = snapshot_id(&src);
+        let f = Frozen::of(&src);
+        let id_a = f.id;
         let id_b = SnapshotId { bal: Ballot { seqno: 7, proposer: 2 }, ..id_a };
         let mut t: Transfer<App, 4, 16> = Transfer::new();
         let mut buf = [0u8; 64];
-        let n = chunk(&src, 0, 20, &mut buf);
-        assert_eq!(t.receive(1, id_a, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Staged);
-        let mut off = n as u64;
+        assert_eq!(t.receive(1, app_piece(&f, id_a, 0, 20, &mut buf), 0), Progress::Staged);
+        let mut off = 20;
         let mut last = Progress::Staged;
         while off < id_a.app_len {
-            let n = chunk(&src, off, 20, &mut buf);
-            last = t.receive(2, id_b, SupplyPart::App { offset: off, bytes: Bytes(&buf[..n]) }, 0);
-            off += n as u64;
+            last = t.receive(2, app_piece(&f, id_b, off, 20, &mut buf), 0);
+            off += 20;
         }
         assert_eq!(last, Progress::Complete, "supplier 2 continued supplier 1's snapshot");
         let mut dst = Ex::new(App::new());
@@ -380,28 +295,25 @@ mod tests {
     }
 
     #[test]
-    fn chunks_out_of_order_or_of_an_unknown_snapshot_are_ignored() {
-        let src = source();
-        let id = snapshot_id(&src);
+    fn pieces_out_of_order_or_not_newer_or_executed_batches_are_ignored() {
+        let f = Frozen::of(&source());
         let mut t: Transfer<App, 4, 16> = Transfer::new();
         let mut buf = [0u8; 64];
-        let n = chunk(&src, 20, 20, &mut buf);
-        assert_eq!(t.receive(1, id, SupplyPart::App { offset: 20, bytes: Bytes(&buf[..n]) }, 0), Progress::Ignored);
-        assert_eq!(
-            t.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..0]) }, 9),
-            Progress::Ignored,
-            "not newer"
-        );
+        assert_eq!(t.receive(1, app_piece(&f, f.id, 20, 20, &mut buf), 0), Progress::Ignored, "not at the start");
+        assert_eq!(t.receive(1, app_piece(&f, f.id, 0, 20, &mut buf), 9), Progress::Ignored, "not newer");
+        let batch = SupplyPart::Executed { opn: 0, bal: Ballot::INITIAL, batch: Bytes(b"") };
+        assert_eq!(t.receive(1, batch, 0), Progress::Ignored, "batches are executed, not staged");
     }
 
     #[test]
-    fn a_digest_mismatch_installs_nothing() {
-        let src = source();
-        let id = SnapshotId { digest: snapshot_id(&src).digest ^ 1, ..snapshot_id(&src) };
+    fn bytes_the_application_refuses_install_nothing() {
+        let f = Frozen::of(&source());
         let mut t: Transfer<App, 4, 16> = Transfer::new();
         let mut buf = [0u8; 512];
-        let n = chunk(&src, 0, 512, &mut buf);
-        assert_eq!(t.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Corrupt);
+        let n = <App as crate::rsl::app::App>::snapshot_read(&f.app, 0, &mut buf);
+        buf[0] = 200; // a count above the map's capacity
+        let part = SupplyPart::App { id: f.id, offset: 0, bytes: Bytes(&buf[..n]) };
+        assert_eq!(t.receive(1, part, 0), Progress::Corrupt);
         assert!(t.incoming.is_none());
         let mut dst = Ex::new(App::new());
         assert!(t.install(&mut dst).is_err());
@@ -410,21 +322,23 @@ mod tests {
 
     #[test]
     fn a_stalled_partial_snapshot_is_abandoned_on_the_next_retry() {
-        let src = source();
-        let id = snapshot_id(&src);
+        let f = Frozen::of(&source());
         let mut t: Transfer<App, 4, 16> = Transfer::new();
         let mut buf = [0u8; 64];
-        let n = chunk(&src, 0, 20, &mut buf);
-        assert_eq!(t.on_request(2), None);
-        t.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0);
-        assert_eq!(t.on_request(2), Some(1), "progress: keep asking the supplier that answers");
-        assert_eq!(t.resume_point().0, n as u64);
-        assert_eq!(t.on_request(2), None, "a stall: try another supplier");
-        assert_eq!(t.on_request(2), None);
+        assert_eq!(t.on_request(0, 2), None);
+        t.receive(1, app_piece(&f, f.id, 0, 20, &mut buf), 0);
+        assert_eq!(t.on_request(0, 2), Some(1), "progress: keep asking the supplier that answers");
+        assert_eq!(t.resume().map(|r| r.pos.app_offset), Some(20));
+        assert_eq!(t.on_request(0, 2), None, "a stall: try another supplier");
+        assert_eq!(t.on_request(0, 2), None);
         assert!(t.incoming.is_some(), "resumable while stalls <= max_stalls");
-        assert_eq!(t.on_request(2), None);
+        assert_eq!(t.on_request(0, 2), None);
         assert!(t.incoming.is_none(), "too many stalls: start afresh");
-        assert_eq!(t.resume_point(), (0, 0, 0));
+        assert_eq!(t.resume(), None);
+        assert_eq!(t.on_request(3, 2), None, "first request after the reset");
+        assert_eq!(t.on_request(4, 2), None, "executed batches are progress, but nobody answered yet");
+        t.supplier = Some(2);
+        assert_eq!(t.on_request(5, 2), Some(2));
     }
 
     #[test]
@@ -432,54 +346,49 @@ mod tests {
         const MORE: &str = "state transfer staged more than its snapshot holds";
         const EARLY: &str = "state transfer staged cache entries before the application bytes";
         const UNCOUNTED: &str = "state transfer staged cache entries it did not count";
-        let src = source();
-        let id = snapshot_id(&src);
+        let f = Frozen::of(&source());
         let mut ok: Transfer<App, 4, 16> = Transfer::new();
         let mut buf = [0u8; 64];
-        let n = chunk(&src, 0, 20, &mut buf);
-        assert_eq!(ok.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Staged);
+        assert_eq!(ok.receive(1, app_piece(&f, f.id, 0, 20, &mut buf), 0), Progress::Staged);
         assert_eq!(ok.invariant(), Ok(()), "part of the application staged, no cache entry");
-        let check = |f: &dyn Fn(&mut Incoming)| {
+        let check = |g: &dyn Fn(&mut Incoming)| {
             let mut t = ok.clone();
-            f(t.incoming.as_mut().unwrap());
+            g(t.incoming.as_mut().unwrap());
             t.invariant()
         };
-        assert_eq!(check(&|i| i.app_received = i.id.app_len), Ok(()), "every application byte");
-        assert_eq!(check(&|i| i.app_received = i.id.app_len + 1), Err(MORE));
+        assert_eq!(check(&|i| i.pos.app_offset = i.id.app_len), Ok(()), "every application byte");
+        assert_eq!(check(&|i| i.pos.app_offset = i.id.app_len + 1), Err(MORE));
         let cache_over = |i: &mut Incoming| {
-            i.app_received = i.id.app_len;
-            i.cache_received = i.id.cache_entries + 1;
+            i.pos.app_offset = i.id.app_len;
+            i.pos.cache_index = i.id.cache_entries + 1;
         };
         assert_eq!(check(&cache_over), Err(MORE));
         let early = |i: &mut Incoming| {
-            i.cache_received = 1;
+            i.pos.cache_index = 1;
             i.id.cache_entries = 1;
         };
         assert_eq!(check(&early), Err(EARLY));
         let uncounted = |i: &mut Incoming| {
-            i.app_received = i.id.app_len;
-            i.cache_received = 1;
+            i.pos.app_offset = i.id.app_len;
+            i.pos.cache_index = 1;
             i.id.cache_entries = 1;
         };
         assert_eq!(check(&uncounted), Err(UNCOUNTED));
     }
 
     #[test]
-    fn snapshot_identity_compares_every_field_but_the_ballot_and_tokens_tell_snapshots_apart() {
-        let id = snapshot_id(&source());
+    fn snapshot_identity_compares_every_field_but_the_ballot() {
+        let id = Frozen::<App, 4, 16>::of(&source()).id;
         assert!(id.same_content(&SnapshotId { bal: Ballot { seqno: 9, proposer: 1 }, ..id }));
         let others = [
             SnapshotId { opn: id.opn + 1, ..id },
-            SnapshotId { digest: id.digest ^ 1, ..id },
             SnapshotId { app_len: id.app_len + 1, ..id },
             SnapshotId { cache_entries: id.cache_entries + 1, ..id },
             SnapshotId { executed_digest: id.executed_digest ^ 1, ..id },
         ];
         for other in others {
             assert!(!id.same_content(&other), "{other:?}");
-            assert_ne!(other.resume_token(), id.resume_token(), "{other:?}");
         }
-        assert_ne!(id.resume_token(), 0, "0 asks for a fresh start");
     }
 
     fn entry_bytes(opn: u64) -> heapless::Vec<u8, 64> {
@@ -491,67 +400,45 @@ mod tests {
 
     #[test]
     fn an_older_snapshot_never_replaces_a_newer_one_in_progress() {
-        let src = source();
-        let id9 = snapshot_id(&src);
+        let f9 = Frozen::of(&source());
         let mut older = source();
         older.ops_complete = 8;
-        let id8 = snapshot_id(&older);
+        let f8 = Frozen::of(&older);
         let mut t: Transfer<App, 4, 16> = Transfer::new();
         let mut buf = [0u8; 64];
-        let n = chunk(&src, 0, 20, &mut buf);
-        assert_eq!(t.receive(1, id9, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Staged);
-        assert_eq!(t.receive(2, id8, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Ignored);
-        assert_eq!(t.incoming.map(|i| (i.id.opn, i.app_received)), Some((9, n as u64)));
+        assert_eq!(t.receive(1, app_piece(&f9, f9.id, 0, 20, &mut buf), 0), Progress::Staged);
+        assert_eq!(t.receive(2, app_piece(&f8, f8.id, 0, 20, &mut buf), 0), Progress::Ignored);
+        assert_eq!(t.incoming.map(|i| (i.id.opn, i.pos.app_offset)), Some((9, 20)));
     }
 
     #[test]
     fn cache_entries_come_after_the_application_and_only_from_executed_operations() {
         let mut src = source();
-        let client = Endpoint::v4([10, 0, 0, 7], 1);
-        src.reply_cache.insert(client, 1, 3, b"r");
-        let id = snapshot_id(&src);
+        src.reply_cache.insert(Endpoint::v4([10, 0, 0, 7], 1), 1, 3, b"r");
+        let f = Frozen::of(&src);
+        let id = f.id;
         assert_eq!(id.cache_entries, 1);
         let mut t: Transfer<App, 4, 16> = Transfer::new();
         let mut buf = [0u8; 512];
-        let n = chunk(&src, 0, 20, &mut buf);
-        assert_eq!(t.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Staged);
+        assert_eq!(t.receive(1, app_piece(&f, id, 0, 20, &mut buf), 0), Progress::Staged);
         let good = entry_bytes(3);
-        let early = SupplyPart::Cache { index: 0, entries: Bytes(&good) };
-        assert_eq!(t.receive(1, id, early, 0), Progress::Ignored, "the application is not complete");
-        let rest = chunk(&src, n as u64, 512, &mut buf);
-        let app = SupplyPart::App { offset: n as u64, bytes: Bytes(&buf[..rest]) };
-        assert_eq!(t.receive(1, id, app, 0), Progress::Staged);
+        let early = SupplyPart::Cache { id, index: 0, entries: Bytes(&good) };
+        assert_eq!(t.receive(1, early, 0), Progress::Ignored, "the application is not complete");
+        assert_eq!(t.receive(1, app_piece(&f, id, 20, 512, &mut buf), 0), Progress::Staged);
         let unexecuted = entry_bytes(id.opn);
-        let forged = SupplyPart::Cache { index: 0, entries: Bytes(&unexecuted) };
-        assert_eq!(t.receive(1, id, forged, 0), Progress::Corrupt, "a reply from an operation not executed");
+        let forged = SupplyPart::Cache { id, index: 0, entries: Bytes(&unexecuted) };
+        assert_eq!(t.receive(1, forged, 0), Progress::Corrupt, "a reply from an operation not executed");
         assert!(t.incoming.is_none());
     }
 
     #[test]
     fn a_snapshot_without_application_bytes_starts_at_cache_entry_zero() {
-        let id =
-            SnapshotId { bal: Ballot::INITIAL, opn: 5, digest: 1, app_len: 0, cache_entries: 2, executed_digest: 1 };
+        let id = SnapshotId { bal: Ballot::INITIAL, opn: 5, app_len: 0, cache_entries: 2, executed_digest: 1 };
         let good = entry_bytes(3);
         let mut t: Transfer<App, 4, 16> = Transfer::new();
-        assert_eq!(t.receive(1, id, SupplyPart::Cache { index: 1, entries: Bytes(&good) }, 0), Progress::Ignored);
+        assert_eq!(t.receive(1, SupplyPart::Cache { id, index: 1, entries: Bytes(&good) }, 0), Progress::Ignored);
         assert!(t.incoming.is_none(), "entry 1 cannot begin a snapshot");
-        assert_eq!(t.receive(1, id, SupplyPart::Cache { index: 0, entries: Bytes(&good) }, 0), Progress::Staged);
-        assert_eq!(t.incoming.map(|i| i.cache_received), Some(1));
-    }
-
-    #[test]
-    fn a_cache_entry_from_an_unexecuted_operation_is_refused_even_when_the_digest_agrees() {
-        // A forger can compute the (non-cryptographic) digest over a bad entry: the rule
-        // itself must refuse it.
-        let mut src = source();
-        src.reply_cache.insert(Endpoint::v4([10, 0, 0, 7], 1), 1, 9, b"r");
-        let id = snapshot_id(&src);
-        let mut t: Transfer<App, 4, 16> = Transfer::new();
-        let mut buf = [0u8; 512];
-        let n = chunk(&src, 0, 512, &mut buf);
-        assert_eq!(n as u64, id.app_len);
-        assert_eq!(t.receive(1, id, SupplyPart::App { offset: 0, bytes: Bytes(&buf[..n]) }, 0), Progress::Staged);
-        let bad = entry_bytes(9);
-        assert_eq!(t.receive(1, id, SupplyPart::Cache { index: 0, entries: Bytes(&bad) }, 0), Progress::Corrupt);
+        assert_eq!(t.receive(1, SupplyPart::Cache { id, index: 0, entries: Bytes(&good) }, 0), Progress::Staged);
+        assert_eq!(t.incoming.map(|i| i.pos.cache_index), Some(1));
     }
 }

@@ -47,6 +47,9 @@ const W: usize = 4;
 const D: usize = 1472;
 /// Request-queue bytes `QB` at the leader.
 const QB: usize = 4096;
+/// Retained executed batches `TB`: one full batch. A peer further behind catches up from
+/// this replica's snapshot (or from a server replica's larger tail).
+const TB: usize = 1536;
 
 /// The replicated map and the client-facing capacities.
 #[cfg(not(feature = "io-std-compatible"))]
@@ -70,7 +73,7 @@ mod caps {
     pub const RB: usize = 1100;
 }
 
-type FwReplica = Replica<caps::App, MEMBERS, W, D, QB, { caps::C }, { caps::RB }>;
+type FwReplica = Replica<caps::App, MEMBERS, W, D, QB, { caps::C }, { caps::RB }, TB>;
 type FwNode = Node<NoopRawMutex, FwReplica>;
 /// One step's outbox (24 datagrams, 8 KiB), the receive buffer, a 4 KiB loopback FIFO.
 type FwBuffers = Buffers<24, 8192, D, 4096>;

@@ -219,28 +219,32 @@ fn counter_and_kv_snapshots_round_trip() -> TestResult {
         let m = src.apply(&req[..n], &mut reply);
         check!(KvReply::decode(&reply[..m]) == Some(KvReply::Done), "put done");
     }
+    let mut snap = KvApp::<4, 8, 16>::new_snapshot();
+    src.snapshot(&mut snap);
     let mut staging = KvApp::<4, 8, 16>::new_staging();
-    let (mut off, total) = (0, src.snapshot_len());
+    let (mut off, total) = (0, KvApp::<4, 8, 16>::snapshot_len(&snap));
     let mut chunk = [0u8; 7];
     while off < total {
-        let n = src.snapshot_read(off, &mut chunk);
+        let n = KvApp::<4, 8, 16>::snapshot_read(&snap, off, &mut chunk);
         KvApp::<4, 8, 16>::stage(&mut staging, off, &chunk[..n]).map_err(|_| "stage")?;
         off += n as u64;
     }
     let mut dst = KvApp::<4, 8, 16>::new();
-    dst.install(&staging, total).map_err(|_| "install")?;
+    check!(dst.install(&mut staging, total - 1).is_err(), "wrong length refused");
+    dst.install(&mut staging, total).map_err(|_| "install")?;
     check!(dst == src, "installed snapshot equals the source");
-    check!(dst.install(&staging, total - 1).is_err(), "wrong length refused");
 
     let mut c = Counter::default();
     c.apply(b"", &mut reply);
     c.apply(b"", &mut reply);
     let mut cs = Counter::new_staging();
     let mut bytes = [0u8; 8];
-    c.snapshot_read(0, &mut bytes);
+    let mut csnap = Counter::new_snapshot();
+    c.snapshot(&mut csnap);
+    Counter::snapshot_read(&csnap, 0, &mut bytes);
     Counter::stage(&mut cs, 0, &bytes).map_err(|_| "stage counter")?;
     let mut c2 = Counter::default();
-    c2.install(&cs, 8).map_err(|_| "install counter")?;
+    c2.install(&mut cs, 8).map_err(|_| "install counter")?;
     check!(c2.value == 2, "counter snapshot");
     Ok(())
 }

@@ -83,7 +83,7 @@ fn a_killed_replica_restarted_from_its_data_dir_rejoins_through_state_transfer()
         std::thread::sleep(Duration::from_millis(200));
     }
     let text = std::fs::read_to_string(&restarted_log).unwrap();
-    assert!(text.contains("restarted from"), "the replica replays its durable records:\n{text}");
+    assert!(text.contains("recovered from"), "the replica replays its durable records:\n{text}");
     let caught_up = executed(&restarted_log).unwrap_or(0);
     assert!(caught_up >= target, "restarted replica executed {caught_up} of at least {target} operations:\n{text}");
 
@@ -140,6 +140,6 @@ fn a_data_dir_of_another_replica_is_refused_with_a_sentence() {
     cluster.kill(0);
     let (ok, err) = serve_on(&cluster.config, 1, &data0);
     assert!(!ok);
-    assert!(err.contains("different replica"), "{err}");
+    assert!(err.contains("different server"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }

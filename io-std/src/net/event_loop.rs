@@ -32,9 +32,11 @@ pub trait Host {
     fn next_deadline(&self) -> Instant;
     /// One human line: counters and protocol position.
     fn stats_line(&self) -> String;
-    /// Makes the state changes of every step since the last call durable. Called before
-    /// any datagram of those steps is sent; an in-memory host has nothing to do.
-    fn commit(&mut self) -> Result<(), ServerError> {
+    /// Makes durable what the steps since the last call require before their datagrams
+    /// are sent (called at `now`, before any of them is sent); an in-memory host has
+    /// nothing to do.
+    fn commit(&mut self, now: Instant) -> Result<(), ServerError> {
+        let _ = now;
         Ok(())
     }
 }
@@ -109,7 +111,7 @@ pub fn run_as<H: Host>(
         let received = io.recv().map_err(ServerError::Io)?;
         for i in 0..received {
             if nearly_full(&out) {
-                settle(host, &mut io, &mut out, me, &mut loopback)?;
+                settle(host, &mut io, &mut out, me, &mut loopback, clock.now())?;
             }
             let Some((from, datagram)) = io.datagram(i) else { break };
             host.handle(clock.now(), to_endpoint(from), datagram, &mut out);
@@ -119,14 +121,14 @@ pub fn run_as<H: Host>(
         // sender); those this round emits wait for the next one.
         for _ in 0..loopback.len().min(MAX_LOOPBACK_PER_STEP) {
             if nearly_full(&out) {
-                settle(host, &mut io, &mut out, me, &mut loopback)?;
+                settle(host, &mut io, &mut out, me, &mut loopback, clock.now())?;
             }
             let Some(d) = loopback.pop_front() else { break };
             host.handle(clock.now(), me, &d, &mut out);
             stepped = true;
         }
         if stepped {
-            settle(host, &mut io, &mut out, me, &mut loopback)?;
+            settle(host, &mut io, &mut out, me, &mut loopback, clock.now())?;
         } else if loopback.is_empty() {
             let wait_us = host.next_deadline().micros_since(clock.now()).clamp(1, 100_000);
             io.wait(Duration::from_micros(wait_us)).map_err(ServerError::Io)?;
@@ -157,8 +159,9 @@ fn settle<H: Host>(
     out: &mut Outbox<'_>,
     me: Endpoint,
     loopback: &mut VecDeque<Vec<u8>>,
+    now: Instant,
 ) -> Result<(), ServerError> {
-    host.commit()?;
+    host.commit(now)?;
     let mut batch: Vec<(SocketAddr, &[u8])> = Vec::with_capacity(out.len());
     for (dst, bytes) in out.iter() {
         if dst == me {

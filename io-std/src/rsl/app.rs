@@ -1,54 +1,87 @@
 //! The key-value application for std servers: the engine's `KvOp`/`KvReply` protocol and
-//! snapshot format over a heap-backed sorted map.
+//! snapshot format over a persistent sorted map, so snapshots are O(1).
 //!
 //! The engine's `KvApp` keeps fixed arrays for firmware; a server wants many more keys than
-//! fit a static arena. This type implements the same [`App`] contract with the same request,
-//! reply and snapshot encodings (fixed records of `KB`-byte keys and `VB`-byte values), so a
-//! std replica and a firmware replica built with the same `KB`/`VB` agree byte for byte.
+//! fit a static arena, and must be able to take a point-in-time snapshot of millions of keys
+//! without stopping. This type keeps the map in an `imbl::OrdMap` (a B-tree whose nodes are
+//! shared between copies): a snapshot is a clone of the root, and writes after it copy only
+//! the nodes they touch. Requests, replies and the snapshot bytes are the engine's
+//! (`fleet_engine::rsl::apps::kv::SNAPSHOT_FORMAT`: a count, then one variable-size record
+//! per pair in key order), so a std replica and a firmware replica with the same key and
+//! value bounds exchange snapshots byte for byte.
+
+use std::cell::RefCell;
+use std::ops::Bound;
+use std::sync::Arc;
 
 use fleet_engine::rsl::app::{App, SnapshotError};
-use fleet_engine::rsl::apps::kv::{KvAppError, KvOp, KvReply};
+use fleet_engine::rsl::apps::kv::{KvAppError, KvOp, KvReply, COUNT_BYTES, RECORD_OVERHEAD_BYTES};
 use fleet_engine::wire::Bytes;
+use imbl::OrdMap;
+
+/// A key or value: shared, so copying a map's node copies pointers, not bytes.
+type Shared = Arc<[u8]>;
+
+/// Reads of a snapshot leave a mark every this many bytes, so a read at any offset starts
+/// at most this far from where its bytes are.
+const MARK_EVERY_BYTES: u64 = 1 << 20;
 
 /// A replicated map of at most `max_keys` pairs; keys ≤ `KB` bytes, values ≤ `VB` bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StdKvApp<const KB: usize, const VB: usize> {
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    map: OrdMap<Shared, Shared>,
     max_keys: usize,
+    /// Length of the snapshot encoding, kept up to date with every write.
+    snapshot_bytes: u64,
 }
 
-const COUNT_BYTES: u64 = 4;
+/// A point-in-time snapshot of a [`StdKvApp`]: the map as it was (sharing its nodes), and
+/// where reads of it have got to.
+#[derive(Clone, Debug)]
+pub struct StdKvSnapshot {
+    map: OrdMap<Shared, Shared>,
+    len: u64,
+    /// Record offsets with their keys: the last read's position, and one mark per
+    /// [`MARK_EVERY_BYTES`] passed, so reads in increasing order cost only what they copy.
+    marks: RefCell<Marks>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Marks {
+    /// `(offset of a record, its key)` in increasing offset, one per mark interval.
+    every: Vec<(u64, Shared)>,
+    /// Where the last read stopped: the record it was in.
+    last: Option<(u64, Shared)>,
+}
+
+fn record_len(k: &[u8], v: &[u8]) -> u64 {
+    RECORD_OVERHEAD_BYTES + k.len() as u64 + v.len() as u64
+}
 
 impl<const KB: usize, const VB: usize> StdKvApp<KB, VB> {
-    const RECORD: u64 = (2 + KB + 2 + VB) as u64;
-
     /// An empty map holding at most `max_keys` pairs.
     pub fn new(max_keys: usize) -> Self {
-        StdKvApp { pairs: Vec::new(), max_keys: max_keys.min(u32::MAX as usize) }
+        StdKvApp { map: OrdMap::new(), max_keys: max_keys.min(u32::MAX as usize), snapshot_bytes: COUNT_BYTES }
     }
 
     /// Number of pairs.
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        self.map.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.map.is_empty()
     }
 
     /// The value under `key`.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.find(key).ok().map(|i| &self.pairs[i].1[..])
+        self.map.get(key).map(|v| &v[..])
     }
 
-    fn find(&self, key: &[u8]) -> Result<usize, usize> {
-        self.pairs.binary_search_by(|(k, _)| k[..].cmp(key))
-    }
-
-    fn execute<'r>(&'r mut self, op: KvOp<'_>) -> KvReply<'r> {
+    fn execute(&mut self, op: KvOp<'_>) -> KvReply<'_> {
         match op {
-            KvOp::Get(k) => KvReply::Value(self.get(k.0).map(Bytes)),
+            KvOp::Get(k) => KvReply::Value(self.map.get(k.0).map(|v| Bytes(&v[..]))),
             KvOp::Put(k, v) => {
                 if k.0.len() > KB {
                     return KvReply::Error(KvAppError::KeyTooLarge);
@@ -56,36 +89,92 @@ impl<const KB: usize, const VB: usize> StdKvApp<KB, VB> {
                 if v.0.len() > VB {
                     return KvReply::Error(KvAppError::ValueTooLarge);
                 }
-                match self.find(k.0) {
-                    Ok(i) => self.pairs[i].1 = v.0.to_vec(),
-                    Err(_) if self.pairs.len() >= self.max_keys => return KvReply::Error(KvAppError::Full),
-                    Err(i) => self.pairs.insert(i, (k.0.to_vec(), v.0.to_vec())),
+                if !self.map.contains_key(k.0) && self.map.len() >= self.max_keys {
+                    return KvReply::Error(KvAppError::Full);
+                }
+                let old = self.map.insert(Shared::from(k.0), Shared::from(v.0));
+                self.snapshot_bytes += record_len(k.0, v.0);
+                if let Some(old) = old {
+                    self.snapshot_bytes -= record_len(k.0, &old);
                 }
                 KvReply::Done
             }
             KvOp::Delete(k) => {
-                if let Ok(i) = self.find(k.0) {
-                    self.pairs.remove(i);
+                if let Some(old) = self.map.remove(k.0) {
+                    self.snapshot_bytes -= record_len(k.0, &old);
                 }
                 KvReply::Done
             }
         }
     }
+}
 
-    fn record_into(&self, i: usize, rec: &mut Vec<u8>) {
-        let (k, v) = &self.pairs[i];
-        rec.clear();
-        rec.extend_from_slice(&(k.len() as u16).to_le_bytes());
-        rec.extend_from_slice(k);
-        rec.resize(2 + KB, 0);
-        rec.extend_from_slice(&(v.len() as u16).to_le_bytes());
-        rec.extend_from_slice(v);
-        rec.resize(Self::RECORD as usize, 0);
+impl StdKvSnapshot {
+    /// The record to start reading from for `offset`: its offset and key (`None`: the
+    /// first record).
+    fn start_for(&self, offset: u64) -> Option<(u64, Shared)> {
+        let marks = self.marks.borrow();
+        let i = marks.every.partition_point(|(o, _)| *o <= offset);
+        let mark = i.checked_sub(1).map(|i| marks.every[i].clone());
+        match (&marks.last, mark) {
+            (Some(last), Some(mark)) if last.0 <= offset && last.0 >= mark.0 => Some(last.clone()),
+            (Some(last), None) if last.0 <= offset => Some(last.clone()),
+            (_, mark) => mark,
+        }
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> usize {
+        let n = self.len.saturating_sub(offset).min(out.len() as u64) as usize;
+        let out = &mut out[..n];
+        let end = offset + n as u64;
+        let count = (self.map.len() as u32).to_le_bytes();
+        for (i, b) in count.iter().enumerate() {
+            let at = i as u64;
+            if at >= offset && at < end {
+                out[(at - offset) as usize] = *b;
+            }
+        }
+        let (mut at, from) = match self.start_for(offset) {
+            Some((at, key)) => (at, Some(key)),
+            None => (COUNT_BYTES, None),
+        };
+        let pairs: Box<dyn Iterator<Item = (&Shared, &Shared)>> = match &from {
+            Some(key) => Box::new(self.map.range::<_, [u8]>((Bound::Included(&key[..]), Bound::Unbounded))),
+            None => Box::new(self.map.iter()),
+        };
+        let mut marks = self.marks.borrow_mut();
+        for (k, v) in pairs {
+            if at >= end {
+                marks.last = Some((at, k.clone()));
+                break;
+            }
+            let size = record_len(k, v);
+            if marks.every.last().map_or(MARK_EVERY_BYTES <= at, |(o, _)| at >= o + MARK_EVERY_BYTES) {
+                marks.every.push((at, k.clone()));
+            }
+            if at + size > offset {
+                let pieces: [&[u8]; 4] = [&(k.len() as u16).to_le_bytes(), k, &(v.len() as u16).to_le_bytes(), v];
+                let mut p = at;
+                for piece in pieces {
+                    for b in piece {
+                        if p >= offset && p < end {
+                            out[(p - offset) as usize] = *b;
+                        }
+                        p += 1;
+                    }
+                }
+            }
+            marks.last = Some((at, k.clone()));
+            at += size;
+        }
+        n
     }
 }
 
 impl<const KB: usize, const VB: usize> App for StdKvApp<KB, VB> {
+    /// The whole snapshot's bytes, assembled in order and parsed when installed.
     type Staging = Vec<u8>;
+    type Snapshot = StdKvSnapshot;
 
     fn apply(&mut self, request: &[u8], reply: &mut [u8]) -> usize {
         let answer = match KvOp::decode(request) {
@@ -98,32 +187,20 @@ impl<const KB: usize, const VB: usize> App for StdKvApp<KB, VB> {
         }
     }
 
-    fn snapshot_len(&self) -> u64 {
-        COUNT_BYTES + self.pairs.len() as u64 * Self::RECORD
+    fn new_snapshot() -> StdKvSnapshot {
+        StdKvSnapshot { map: OrdMap::new(), len: COUNT_BYTES, marks: RefCell::default() }
     }
 
-    fn snapshot_read(&self, offset: u64, out: &mut [u8]) -> usize {
-        let total = self.snapshot_len();
-        let n = total.saturating_sub(offset).min(out.len() as u64) as usize;
-        let count = (self.pairs.len() as u32).to_le_bytes();
-        let mut rec = Vec::with_capacity(Self::RECORD as usize);
-        let mut pos = offset;
-        let end = offset + n as u64;
-        while pos < end {
-            let o = (pos - offset) as usize;
-            if pos < COUNT_BYTES {
-                out[o] = count[pos as usize];
-                pos += 1;
-                continue;
-            }
-            let i = ((pos - COUNT_BYTES) / Self::RECORD) as usize;
-            self.record_into(i, &mut rec);
-            let within = ((pos - COUNT_BYTES) % Self::RECORD) as usize;
-            let take = (rec.len() - within).min((end - pos) as usize);
-            out[o..o + take].copy_from_slice(&rec[within..within + take]);
-            pos += take as u64;
-        }
-        n
+    fn snapshot(&self, into: &mut StdKvSnapshot) {
+        *into = StdKvSnapshot { map: self.map.clone(), len: self.snapshot_bytes, marks: RefCell::default() };
+    }
+
+    fn snapshot_len(snapshot: &StdKvSnapshot) -> u64 {
+        snapshot.len
+    }
+
+    fn snapshot_read(snapshot: &StdKvSnapshot, offset: u64, out: &mut [u8]) -> usize {
+        snapshot.read(offset, out)
     }
 
     fn new_staging() -> Vec<u8> {
@@ -131,13 +208,6 @@ impl<const KB: usize, const VB: usize> App for StdKvApp<KB, VB> {
     }
 
     fn stage(staging: &mut Vec<u8>, offset: u64, bytes: &[u8]) -> Result<(), SnapshotError> {
-        // Chunks of one snapshot arrive in order (the engine checks), so staging appends. The
-        // engine reuses one staging area for every transfer and does not clear it: a chunk at
-        // offset 0 begins a new snapshot (a second transfer, or one restarted afresh), so the
-        // bytes of an earlier one go.
-        if offset == 0 {
-            staging.clear();
-        }
         if offset != staging.len() as u64 {
             return Err(SnapshotError::OutOfRange);
         }
@@ -145,28 +215,40 @@ impl<const KB: usize, const VB: usize> App for StdKvApp<KB, VB> {
         Ok(())
     }
 
-    fn install(&mut self, staging: &Vec<u8>, len: u64) -> Result<(), SnapshotError> {
+    fn install(&mut self, staging: &mut Vec<u8>, len: u64) -> Result<(), SnapshotError> {
         if staging.len() as u64 != len || len < COUNT_BYTES {
             return Err(SnapshotError::Corrupt);
         }
-        let count = u32::from_le_bytes([staging[0], staging[1], staging[2], staging[3]]) as usize;
-        if count > self.max_keys || len != COUNT_BYTES + count as u64 * Self::RECORD {
+        let bytes = &staging[..];
+        let count = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        if count > self.max_keys {
             return Err(SnapshotError::Corrupt);
         }
-        let mut pairs = Vec::with_capacity(count);
-        for rec in staging[COUNT_BYTES as usize..].chunks_exact(Self::RECORD as usize) {
-            let kl = u16::from_le_bytes([rec[0], rec[1]]) as usize;
-            let vl = u16::from_le_bytes([rec[2 + KB], rec[3 + KB]]) as usize;
-            if kl > KB || vl > VB {
+        let field = |at: &mut usize, max: usize| -> Result<&[u8], SnapshotError> {
+            let l = bytes.get(*at..*at + 2).ok_or(SnapshotError::Corrupt)?;
+            let l = u16::from_le_bytes([l[0], l[1]]) as usize;
+            let f = bytes.get(*at + 2..*at + 2 + l).filter(|_| l <= max).ok_or(SnapshotError::Corrupt)?;
+            *at += 2 + l;
+            Ok(f)
+        };
+        let mut map = OrdMap::new();
+        let mut at = COUNT_BYTES as usize;
+        let mut last: Option<&[u8]> = None;
+        for _ in 0..count {
+            let k = field(&mut at, KB)?;
+            let v = field(&mut at, VB)?;
+            if last.is_some_and(|l| l >= k) {
                 return Err(SnapshotError::Corrupt);
             }
-            let key = rec[2..2 + kl].to_vec();
-            if pairs.last().is_some_and(|(last, _): &(Vec<u8>, Vec<u8>)| *last >= key) {
-                return Err(SnapshotError::Corrupt);
-            }
-            pairs.push((key, rec[4 + KB..4 + KB + vl].to_vec()));
+            last = Some(k);
+            map.insert(Shared::from(k), Shared::from(v));
         }
-        self.pairs = pairs;
+        if at != bytes.len() {
+            return Err(SnapshotError::Corrupt);
+        }
+        self.map = map;
+        self.snapshot_bytes = len;
+        staging.clear();
         Ok(())
     }
 }
@@ -191,46 +273,104 @@ mod tests {
             put(&mut std_app, k, v);
             put(&mut fw_app, k, v);
         }
-        assert_eq!(std_app.snapshot_len(), fw_app.snapshot_len());
-        let len = std_app.snapshot_len() as usize;
+        let s = snapshot_of(&std_app);
+        let mut f = KvApp::<100, 8, 16>::new_snapshot();
+        fw_app.snapshot(&mut f);
+        assert_eq!(StdKvApp::<8, 16>::snapshot_len(&s), KvApp::<100, 8, 16>::snapshot_len(&f));
+        let len = StdKvApp::<8, 16>::snapshot_len(&s) as usize;
         let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
         for off in (0..len).step_by(7) {
             let end = (off + 7).min(len);
-            std_app.snapshot_read(off as u64, &mut a[off..end]);
-            fw_app.snapshot_read(off as u64, &mut b[off..end]);
+            StdKvApp::<8, 16>::snapshot_read(&s, off as u64, &mut a[off..end]);
+            KvApp::<100, 8, 16>::snapshot_read(&f, off as u64, &mut b[off..end]);
         }
         assert_eq!(a, b);
         let mut staging = StdKvApp::<8, 16>::new_staging();
         StdKvApp::<8, 16>::stage(&mut staging, 0, &a).unwrap();
         let mut copy: StdKvApp<8, 16> = StdKvApp::new(100);
-        copy.install(&staging, len as u64).unwrap();
+        copy.install(&mut staging, len as u64).unwrap();
         assert_eq!(copy, std_app);
+        // And a firmware map installs a server's snapshot (a firmware replica catching up).
+        let mut fw_staging = KvApp::<100, 8, 16>::new_staging();
+        KvApp::<100, 8, 16>::stage(&mut fw_staging, 0, &a).unwrap();
+        let mut fw_copy: KvApp<100, 8, 16> = KvApp::new();
+        fw_copy.install(&mut fw_staging, len as u64).unwrap();
+        assert_eq!(fw_copy, fw_app);
     }
 
-    /// Regression: staging only appended, so once one snapshot had been staged (installed,
-    /// or dropped part-way), every later transfer failed at its first chunk and a replica
-    /// that fell behind the truncation point a second time never caught up.
+    fn snapshot_of(app: &StdKvApp<8, 16>) -> StdKvSnapshot {
+        let mut s = StdKvApp::<8, 16>::new_snapshot();
+        app.snapshot(&mut s);
+        s
+    }
+
+    fn read_all(s: &StdKvSnapshot, chunk: usize) -> Vec<u8> {
+        let len = StdKvApp::<8, 16>::snapshot_len(s) as usize;
+        let mut bytes = vec![0u8; len];
+        for off in (0..len).step_by(chunk) {
+            let end = (off + chunk).min(len);
+            assert_eq!(StdKvApp::<8, 16>::snapshot_read(s, off as u64, &mut bytes[off..end]), end - off);
+        }
+        bytes
+    }
+
     #[test]
-    fn a_second_snapshot_stages_over_the_first() {
-        type A = StdKvApp<8, 16>;
-        let mut src: A = StdKvApp::new(100);
-        put(&mut src, b"a", b"1");
-        let read = |app: &A| {
-            let mut bytes = vec![0u8; app.snapshot_len() as usize];
-            app.snapshot_read(0, &mut bytes);
-            bytes
+    fn a_snapshot_stays_put_while_the_map_moves_on_and_reads_in_any_order() {
+        let mut app: StdKvApp<8, 16> = StdKvApp::new(10_000);
+        for i in 0..3000u32 {
+            put(&mut app, &i.to_be_bytes(), &[(i % 251) as u8; 5]);
+        }
+        let s = snapshot_of(&app);
+        let before = read_all(&s, 4096);
+        for i in 0..3000u32 {
+            put(&mut app, &i.to_be_bytes(), b"changed");
+        }
+        assert_eq!(read_all(&s, 4096), before, "the snapshot did not move");
+        assert_eq!(read_all(&s, 13), before, "small reads in order");
+        let mut backwards = vec![0u8; before.len()];
+        for off in (0..before.len()).step_by(997).rev() {
+            let end = (off + 997).min(before.len());
+            StdKvApp::<8, 16>::snapshot_read(&s, off as u64, &mut backwards[off..end]);
+        }
+        assert_eq!(backwards, before, "reads out of order");
+        assert_eq!(before.len() as u64, 4 + 3000 * (4 + 4 + 5), "variable-size records: 13 bytes a pair");
+        let mut staging = Vec::new();
+        StdKvApp::<8, 16>::stage(&mut staging, 0, &before).unwrap();
+        let mut copy: StdKvApp<8, 16> = StdKvApp::new(10_000);
+        copy.install(&mut staging, before.len() as u64).unwrap();
+        assert_eq!(copy.len(), 3000);
+        assert_eq!(copy.get(&7u32.to_be_bytes()), Some(&[7u8; 5][..]));
+    }
+
+    #[test]
+    fn staging_takes_bytes_in_order_and_install_refuses_what_is_not_a_map() {
+        let mut app: StdKvApp<8, 16> = StdKvApp::new(100);
+        put(&mut app, b"a", b"1");
+        put(&mut app, b"b", b"2");
+        let bytes = read_all(&snapshot_of(&app), 64);
+        let mut staging = Vec::new();
+        assert_eq!(StdKvApp::<8, 16>::stage(&mut staging, 3, &bytes), Err(SnapshotError::OutOfRange));
+        let install = |patch: &dyn Fn(&mut Vec<u8>), max_keys: usize| {
+            let mut b = bytes.clone();
+            patch(&mut b);
+            let len = b.len() as u64;
+            StdKvApp::<8, 16>::new(max_keys).install(&mut b, len)
         };
-        let mut staging = A::new_staging();
-        let first = read(&src);
-        A::stage(&mut staging, 0, &first[..3]).unwrap(); // a transfer abandoned part-way
-        A::stage(&mut staging, 0, &first).unwrap();
-        let mut dst: A = StdKvApp::new(100);
-        dst.install(&staging, first.len() as u64).unwrap();
-        put(&mut src, b"b", b"2");
-        let second = read(&src);
-        A::stage(&mut staging, 0, &second).unwrap();
-        dst.install(&staging, second.len() as u64).unwrap();
-        assert_eq!(dst, src);
+        assert_eq!(install(&|_| {}, 100), Ok(()));
+        assert_eq!(install(&|_| {}, 1), Err(SnapshotError::Corrupt), "more pairs than this map holds");
+        assert_eq!(install(&|b| b.swap(6, 12), 100), Err(SnapshotError::Corrupt), "keys out of order");
+        assert_eq!(install(&|b| b[0] = 3, 100), Err(SnapshotError::Corrupt), "count says 3");
+        assert_eq!(
+            install(
+                &|b| {
+                    b.pop();
+                },
+                100
+            ),
+            Err(SnapshotError::Corrupt),
+            "cut short"
+        );
+        assert_eq!(install(&|b| b.push(0), 100), Err(SnapshotError::Corrupt), "trailing byte");
     }
 
     #[test]

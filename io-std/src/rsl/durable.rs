@@ -1,11 +1,41 @@
-//! Durable mode (`fleet rsl serve --data-dir DIR`): a replica whose every durable record goes
-//! to a write-ahead log ([`crate::storage::wal`]), synced once per burst before the burst's
-//! datagrams are sent.
+//! Durable mode (`fleet rsl serve --data-dir DIR`): a replica whose acceptor state and
+//! executed batches go to a write-ahead log and whose state is snapshotted to a file, so
+//! that any number of replicas, the whole cluster included, may be killed and restarted
+//! without losing an acknowledged operation.
+//!
+//! The event loop hands every step's records to [`Host::handle`]/[`Host::tick`], which
+//! queue them in the log, and calls [`Host::commit`] before sending a burst's datagrams:
+//! * acceptor records (a promise, a vote, a started ballot) gate the burst: the log is
+//!   synced before anything is sent (`fdatasync`, one for the whole burst);
+//! * executed batches gate nothing that is sent (the reply's operation is decided by a
+//!   quorum of durable votes), so they are synced with the next gating sync, or after
+//!   [`LAZY_SYNC`] at the latest; only then is the replica told, and only then does the
+//!   checkpoint it reports (on which acceptors truncate their logs) move.
+//!
+//! Snapshots: when the log has grown past [`compact_after_bytes`] (or the replica installed a
+//! snapshot from another replica, which it must persist before its checkpoint moves), the
+//! replica freezes a point-in-time snapshot; the log starts a new segment beginning with the
+//! acceptor's image, and a writer thread writes the snapshot to `rsl.snapshot` (temporary
+//! file, sync, rename, directory sync) while the replica keeps serving. Once it is durable
+//! the replica is told, and the segments before the new one are deleted. Disk use is bounded
+//! by about one snapshot plus two segments.
+//!
+//! Damage: a torn log tail is cut (nothing acknowledged depended on it). A damaged snapshot
+//! file is moved aside to `rsl.snapshot.corrupt` and the replica starts without it: it then
+//! fetches the application state from the other replicas (safe, as its acceptor state is in
+//! the log). Damage inside the log stops the start with the file and offset: the acceptor's
+//! promises and votes may be in it, and a replica that forgot them could break agreement.
+//! A write or sync error (a full disk) stops the replica: it must not speak once it cannot
+//! persist.
 
 use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use fleet_engine::rsl::durable::DURABLE_RECORD_OVERHEAD_BYTES;
+use fleet_engine::rsl::durable::{snapshot_record, DURABLE_RECORD_OVERHEAD_BYTES};
+use fleet_engine::rsl::snapshot::{SnapshotId, SnapshotPos};
 use fleet_engine::rsl::{App, Replica, Step};
+use fleet_engine::wire::EncodeError;
 use fleet_engine::{Endpoint, Instant, Outbox};
 
 use super::replica::{check_id, status_line, StdReplica};
@@ -14,49 +44,126 @@ use crate::config::RslSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::Host;
 use crate::storage::wal::Wal;
+use crate::storage::{snapshot_file, DataDir, StorageError};
 
-/// A replica in durable mode: every durable record goes to a write-ahead log, synced
-/// once per burst before the burst's datagrams are sent.
-pub struct DurableReplica<A: App> {
-    replica: Box<StdReplica<A>>,
-    wal: Wal,
-    record: Vec<u8>,
-    encode_failed: bool,
+/// The snapshot file in the data directory.
+pub const SNAPSHOT_FILE: &str = "rsl.snapshot";
+/// Executed batches wait at most this long for a sync (a gating sync usually comes first).
+pub const LAZY_SYNC: Duration = Duration::from_millis(2);
+/// The log is compacted (a snapshot taken, older segments deleted) once its newest segment
+/// holds this many bytes, or as many as the last snapshot file if that is larger.
+pub const COMPACT_AFTER_BYTES: u64 = 64 << 20;
+/// How often a running snapshot writer is looked at.
+const JOB_POLL: Duration = Duration::from_millis(10);
+/// Application bytes per snapshot record.
+const SNAPSHOT_PIECE_BYTES: usize = 60 << 10;
+const RECORD_BUF_BYTES: usize = SERVER_DATAGRAM_BYTES + DURABLE_RECORD_OVERHEAD_BYTES;
+
+/// When the log is compacted, given the size of the last snapshot file.
+pub fn compact_after_bytes(last_snapshot_bytes: u64) -> u64 {
+    COMPACT_AFTER_BYTES.max(last_snapshot_bytes)
 }
 
-impl<A: App> DurableReplica<A> {
-    /// Opens `dir` for replica `id` of `setup` and replays its log, with `app` as the
-    /// application (empty: its state comes back from the other replicas by state transfer).
-    /// A first start when the directory is new or empty, a restart otherwise.
-    pub fn open(setup: &RslSetup, id: usize, dir: &Path, app: A, now: Instant) -> Result<Self, ServerError> {
+/// A snapshot being written by a writer thread.
+struct SnapshotJob {
+    id: SnapshotId,
+    /// The log segment started when it was frozen: older ones go once it is durable.
+    segment: u64,
+    handle: JoinHandle<Result<u64, StorageError>>,
+}
+
+/// A replica in durable mode (see the module docs).
+pub struct DurableReplica<A: App> {
+    replica: Box<StdReplica<A>>,
+    dir: DataDir,
+    wal: Wal,
+    record: Vec<u8>,
+    /// Acceptor records are queued: sync before sending.
+    gating: bool,
+    /// Executed batches are queued or written, unsynced, since then.
+    lazy_since: Option<Instant>,
+    /// The latest step's clock reading.
+    now: Instant,
+    job: Option<SnapshotJob>,
+    last_snapshot_bytes: u64,
+    failed: Option<String>,
+}
+
+impl<A> DurableReplica<A>
+where
+    A: App + Send + 'static,
+    A::Snapshot: Clone + Send + 'static,
+{
+    /// Opens `dir` for replica `id` of `setup` and recovers from it, with `app` as the
+    /// application's initial state: the latest snapshot, then the log. A first start when
+    /// the directory is new or empty. The state the directory lacks comes from the other
+    /// replicas.
+    pub fn open(setup: &RslSetup, id: usize, dir: &Path, app: A, now: Instant) -> Result<Self, ServerError>
+    where
+        A: Clone,
+    {
         check_id(setup, id)?;
         let addrs: Vec<String> = setup.addrs.iter().map(|a| a.to_string()).collect();
         let identity = format!("replica {id} of {}: {}", addrs.len(), addrs.join(" "));
-        let (wal, found) = Wal::open(dir, &identity).map_err(ServerError::Storage)?;
+        let data = DataDir::open(dir, &identity).map_err(ServerError::Storage)?;
+        let (wal, found) = Wal::open(&data).map_err(ServerError::Storage)?;
         if found.dropped_tail_bytes > 0 {
             tracing::warn!(
                 "{}: cut off a torn log tail of {} bytes (a crash during a write; never acknowledged)",
-                dir.display(),
+                found.segment.display(),
                 found.dropped_tail_bytes
             );
         }
-        let records = found.records.iter().map(Vec::as_slice);
-        let replica = StdReplica::recover(setup.config.clone(), id, app, now, records)
-            .map(Box::new)
-            .map_err(|e| ServerError::Recover(dir.to_path_buf(), e.to_string()))?;
-        if !found.records.is_empty() {
+        let mut snapshot = match snapshot_file::read(&data, SNAPSHOT_FILE) {
+            Ok(s) => s.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("{e}; moved aside, the application state will come from the other replicas");
+                snapshot_file::quarantine(&data, SNAPSHOT_FILE).map_err(ServerError::Storage)?;
+                Vec::new()
+            }
+        };
+        let log = || found.records.iter().map(Vec::as_slice);
+        let recover = |snapshot: &[Vec<u8>], app: A| {
+            let pieces = snapshot.iter().map(Vec::as_slice);
+            StdReplica::recover(setup.config.clone(), id, app, now, pieces, log()).map(Box::new)
+        };
+        let replica = match recover(&snapshot, app.clone()) {
+            Ok(r) => r,
+            Err(fleet_engine::rsl::RecoverError::Snapshot(why)) => {
+                tracing::warn!(
+                    "{}: {why}; moved aside, the application state will come from the other replicas",
+                    data.file(SNAPSHOT_FILE).display()
+                );
+                snapshot_file::quarantine(&data, SNAPSHOT_FILE).map_err(ServerError::Storage)?;
+                snapshot.clear();
+                recover(&snapshot, app).map_err(|e| ServerError::Recover(dir.to_path_buf(), e.to_string()))?
+            }
+            Err(e) => return Err(ServerError::Recover(dir.to_path_buf(), e.to_string())),
+        };
+        if !found.records.is_empty() || !snapshot.is_empty() {
             let s = replica.status();
             tracing::info!(
-                "replica {id} restarted from {} durable records: promise ({},{}), truncation {}; \
-                 fetching the application state from the other replicas",
-                found.records.len(),
+                "replica {id} recovered from {}: {} operations executed, promise ({},{}), truncation {}",
+                dir.display(),
+                s.ops_complete,
                 s.max_bal.seqno,
                 s.max_bal.proposer,
                 s.log_truncation_point
             );
         }
-        let record = vec![0u8; SERVER_DATAGRAM_BYTES + DURABLE_RECORD_OVERHEAD_BYTES];
-        Ok(DurableReplica { replica, wal, record, encode_failed: false })
+        let last_snapshot_bytes = std::fs::metadata(data.file(SNAPSHOT_FILE)).map_or(0, |m| m.len());
+        Ok(DurableReplica {
+            replica,
+            dir: data,
+            wal,
+            record: vec![0u8; RECORD_BUF_BYTES],
+            gating: false,
+            lazy_since: None,
+            now,
+            job: None,
+            last_snapshot_bytes,
+            failed: None,
+        })
     }
 
     /// The replica.
@@ -64,48 +171,136 @@ impl<A: App> DurableReplica<A> {
         &self.replica
     }
 
-    fn persist(&mut self, step: Step) {
-        if !step.durable_state_changed {
-            return;
+    /// Queues the records of the step that just ran at `now`.
+    fn collect(&mut self, step: Step, now: Instant) {
+        self.now = now;
+        self.gating |= step.durable_state_changed;
+        let mut any = false;
+        loop {
+            match self.replica.next_record(&mut self.record) {
+                None => break,
+                Some(Ok(r)) => {
+                    self.wal.append(r);
+                    any = true;
+                }
+                // The buffer holds the largest record: an engine bug if ever seen. Fail stop.
+                Some(Err(EncodeError::BufferFull)) => {
+                    self.failed = Some("a durable record did not fit its buffer".into());
+                    break;
+                }
+            }
         }
-        match self.replica.durable_record(&step, &mut self.record) {
-            Ok(r) => self.wal.append(r),
-            // The buffer holds the largest record: an engine bug if ever seen. Fail stop.
-            Err(_) => self.encode_failed = true,
+        if any && self.lazy_since.is_none() {
+            self.lazy_since = Some(now);
         }
+    }
+
+    /// Syncs everything queued and tells the replica.
+    fn sync(&mut self) -> Result<(), ServerError> {
+        let mark = self.replica.durable_mark();
+        self.wal.sync().map_err(ServerError::Storage)?;
+        self.replica.persisted(mark);
+        self.gating = false;
+        self.lazy_since = None;
+        Ok(())
+    }
+
+    /// Finishes a snapshot the writer completed; starts one when the log has grown enough
+    /// or the replica needs one.
+    fn manage_snapshots(&mut self) -> Result<(), ServerError> {
+        if self.job.as_ref().is_some_and(|j| j.handle.is_finished()) {
+            if let Some(job) = self.job.take() {
+                let written =
+                    job.handle.join().map_err(|_| ServerError::Config("the snapshot writer panicked".into()))?;
+                self.last_snapshot_bytes = written.map_err(ServerError::Storage)?;
+                self.replica.snapshot_persisted(job.id);
+                self.wal.remove_before(&self.dir, job.segment).map_err(ServerError::Storage)?;
+            }
+        }
+        let grown = self.wal.segment_bytes() >= compact_after_bytes(self.last_snapshot_bytes);
+        if self.job.is_some() || !(grown || self.replica.snapshot_required().is_some()) {
+            return Ok(());
+        }
+        // A fresh snapshot covers every record handed out so far, which is all the old
+        // segments hold; the new one starts with the acceptor's image, so the old ones are
+        // not needed once the snapshot is durable.
+        self.replica.freeze_snapshot();
+        self.sync()?;
+        let image = (0..self.replica.durable_image_len())
+            .map(|i| self.replica.durable_image_record(i, &mut self.record).map(<[u8]>::to_vec))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ServerError::Config("a durable record did not fit its buffer".into()))?;
+        let segment = self.wal.rotate(&image).map_err(ServerError::Storage)?;
+        // Boxed: the reply cache's copy is megabytes, too much for a new thread's stack.
+        let frozen = Box::new(self.replica.frozen().clone());
+        let id = frozen.id;
+        let dir = self.dir.path().to_path_buf();
+        let handle = std::thread::Builder::new()
+            .name("rsl-snapshot".into())
+            .spawn(move || {
+                let mut scratch = vec![0u8; SERVER_DATAGRAM_BYTES];
+                let mut out = vec![0u8; RECORD_BUF_BYTES];
+                let mut pos = SnapshotPos::default();
+                let file = dir.join(SNAPSHOT_FILE);
+                let records = std::iter::from_fn(|| {
+                    let r = snapshot_record(&*frozen, pos, SNAPSHOT_PIECE_BYTES, &mut scratch, &mut out)?;
+                    Some(match r {
+                        Ok((n, next)) => {
+                            pos = next;
+                            Ok(out[..n].to_vec())
+                        }
+                        Err(_) => Err(StorageError::Io(file.clone(), std::io::Error::other("record too large"))),
+                    })
+                });
+                snapshot_file::write(&dir, SNAPSHOT_FILE, records)
+            })
+            .map_err(ServerError::Io)?;
+        self.job = Some(SnapshotJob { id, segment, handle });
+        Ok(())
     }
 }
 
-impl<A: App> Host for DurableReplica<A> {
+impl<A> Host for DurableReplica<A>
+where
+    A: App + Send + 'static,
+    A::Snapshot: Clone + Send + 'static,
+{
     fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
         let step = Replica::handle(self.replica.as_mut(), now, from, datagram, out);
-        self.persist(step);
+        self.collect(step, now);
     }
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
         let step = Replica::tick(self.replica.as_mut(), now, out);
-        self.persist(step);
+        self.collect(step, now);
     }
     fn next_deadline(&self) -> Instant {
-        Replica::next_deadline(self.replica.as_ref())
+        let replica = Replica::next_deadline(self.replica.as_ref());
+        let lazy = self.lazy_since.map(|t| t.plus_us(LAZY_SYNC.as_micros() as u64));
+        // While a snapshot is being written, look every poll period for its end.
+        let job = self.job.as_ref().map(|_| self.now.plus_us(JOB_POLL.as_micros() as u64));
+        [lazy, job].into_iter().flatten().fold(replica, Instant::min)
     }
     fn stats_line(&self) -> String {
-        format!("{} fsyncs={}", status_line(&self.replica), self.wal.syncs())
+        format!(
+            "{} fsyncs={} durable={} segment_bytes={}",
+            status_line(&self.replica),
+            self.wal.syncs(),
+            self.replica.checkpoint(),
+            self.wal.segment_bytes()
+        )
     }
-    fn commit(&mut self) -> Result<(), ServerError> {
-        if self.encode_failed {
-            return Err(ServerError::Config("a durable record did not fit its buffer".into()));
+    fn commit(&mut self, now: Instant) -> Result<(), ServerError> {
+        if let Some(why) = self.failed.take() {
+            return Err(ServerError::Config(why));
         }
-        self.wal.commit().map_err(ServerError::Storage)?;
-        if self.wal.wants_compaction() {
-            let n = self.replica.durable_image_len();
-            let mut image = Vec::with_capacity(n);
-            for i in 0..n {
-                let r = self.replica.durable_image_record(i, &mut self.record);
-                let r = r.map_err(|_| ServerError::Config("a durable record did not fit its buffer".into()))?;
-                image.push(r.to_vec());
-            }
-            self.wal.compact(&image).map_err(ServerError::Storage)?;
+        self.now = self.now.max(now);
+        let lazy_due = self.lazy_since.is_some_and(|t| now.micros_since(t) >= LAZY_SYNC.as_micros() as u64);
+        if self.gating || lazy_due {
+            self.sync()?;
+        } else {
+            // Executed batches: into the page cache now, synced with the next gating sync.
+            self.wal.write().map_err(ServerError::Storage)?;
         }
-        Ok(())
+        self.manage_snapshots()
     }
 }

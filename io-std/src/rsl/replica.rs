@@ -6,15 +6,16 @@ use fleet_engine::{Endpoint, Instant, Outbox};
 
 use super::app::StdKvApp;
 use crate::capacity::{
-    KEY_BYTES, MAX_REPLICAS, REPLY_BYTES, REPLY_CACHE_CLIENTS, REQUEST_QUEUE_BYTES, SERVER_DATAGRAM_BYTES,
-    SERVER_WINDOW, VALUE_BYTES,
+    KEY_BYTES, MAX_REPLICAS, REPLY_BYTES, REPLY_CACHE_CLIENTS, REQUEST_QUEUE_BYTES, RETAINED_TAIL_BYTES,
+    SERVER_DATAGRAM_BYTES, SERVER_WINDOW, VALUE_BYTES,
 };
 use crate::config::RslSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::{stats_fields, Host};
 
 /// A std RSL replica running application `A`: 16 replicas, a window of 16, 64 KiB datagrams,
-/// a 1 MiB request queue, a reply cache of 4096 clients, replies up to 1100 bytes.
+/// a 1 MiB request queue, a reply cache of 4096 clients, replies up to 1100 bytes, and 8 MiB
+/// of retained executed batches.
 pub type StdReplica<A> = Replica<
     A,
     MAX_REPLICAS,
@@ -23,6 +24,7 @@ pub type StdReplica<A> = Replica<
     REQUEST_QUEUE_BYTES,
     REPLY_CACHE_CLIENTS,
     REPLY_BYTES,
+    RETAINED_TAIL_BYTES,
 >;
 /// The replicated application of `fleet rsl serve`: a sorted map of byte keys and values.
 pub type ServerApp = StdKvApp<KEY_BYTES, VALUE_BYTES>;

@@ -32,9 +32,12 @@ pub struct ServeOptions {
 /// `options` name a data directory (opened and replayed before this returns, so its errors
 /// surface here). Every replica of a cluster must run the same application, built the same
 /// way: they apply the same requests in the same order and must reach the same state.
+/// Durable mode writes snapshots on a thread of their own, so the application's snapshot
+/// type must be `Clone + Send` (cheap to clone: see [`fleet_engine::rsl::App::snapshot`]).
 pub fn spawn<A>(setup: &RslSetup, id: usize, app: A, options: &ServeOptions) -> Result<RunningServer, ServerError>
 where
-    A: App + Send + 'static,
+    A: App + Clone + Send + 'static,
+    A::Snapshot: Clone + Send + 'static,
 {
     let addr = *setup.addrs.get(id).ok_or_else(|| ServerError::Config(format!("--id {id} is not a replica")))?;
     let (socket, bound) = bind_socket(options.bind.unwrap_or(addr))?;

@@ -1,6 +1,13 @@
-//! Files that hold durable state.
+//! Files that hold durable state, shared by every durable host.
 //!
-//! - [`wal`]: a checksummed, length-framed write-ahead log in a locked data directory that
-//!   names its owner, group-committed with one `fdatasync`, compacted by atomic replace.
+//! - [`dir`]: a data directory (lock, owner identity, format version) and [`StorageError`];
+//! - [`frame`]: checksummed frames, telling a torn tail from corruption;
+//! - [`wal`]: a segmented write-ahead log with group commit;
+//! - [`snapshot_file`]: the latest snapshot, replaced atomically.
 
+pub mod dir;
+pub mod frame;
+pub mod snapshot_file;
 pub mod wal;
+
+pub use dir::{DataDir, StorageError};

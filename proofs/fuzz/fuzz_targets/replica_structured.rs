@@ -11,7 +11,7 @@ use fleet_engine::rsl::batch::BatchEntry;
 use fleet_engine::rsl::executor::Executor;
 use fleet_engine::rsl::msg::{SupplyPart, Vote};
 use fleet_engine::rsl::reply_cache::CacheEntryWire;
-use fleet_engine::rsl::state_transfer::snapshot_id;
+use fleet_engine::rsl::snapshot::Frozen;
 use fleet_engine::rsl::{Ballot, RslMsg};
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant};
@@ -64,7 +64,8 @@ enum AMsg {
     TwoB { bal: ABal, opn: u8, batch: ABatch, ckpt: u8 },
     Heartbeat { bal: ABal, suspicious: bool, ckpt: u8 },
     StartingPhase2 { bal: ABal, ltp: u8 },
-    AppStateRequest { bal: ABal, opn: u8, app_offset: u8, cache_index: u8 },
+    AppStateRequest { bal: ABal, have: u8 },
+    Executed { opn: u8, bal: ABal, batch: ABatch, last: bool },
     Reply { seqno: u8 },
 }
 
@@ -76,7 +77,7 @@ enum Event {
     Request { client: u8, seqno: u8, len: u8 },
     /// Advance the clock and tick.
     Tick { ms: u16 },
-    /// A complete, digest-correct state snapshot from a replica.
+    /// A complete, well-formed state snapshot from a replica.
     Snapshot { from: u8, bal: ABal, opn: u8, value: u16, cache: Vec<(u8, u8, u8)> },
 }
 
@@ -130,13 +131,14 @@ fn message(msg: &AMsg) -> Vec<u8> {
         AMsg::StartingPhase2 { bal, ltp } => {
             encode(&RslMsg::StartingPhase2 { bal: bal.get(), log_truncation_point: u64::from(ltp % 8) })
         }
-        AMsg::AppStateRequest { bal, opn, app_offset, cache_index } => encode(&RslMsg::AppStateRequest {
-            bal: bal.get(),
-            opn: u64::from(opn % 8),
-            app_offset: u64::from(app_offset % 10),
-            cache_index: u32::from(cache_index % 4),
-            resume_digest: 0,
-        }),
+        AMsg::AppStateRequest { bal, have } => {
+            encode(&RslMsg::AppStateRequest { bal: bal.get(), have: u64::from(have % 8), resume: None })
+        }
+        AMsg::Executed { opn, bal, batch, last } => {
+            let b = batch.encode();
+            let part = SupplyPart::Executed { opn: u64::from(opn % 8), bal: bal.get(), batch: Bytes(&b) };
+            encode(&RslMsg::AppStateSupply { last: *last, part })
+        }
         AMsg::Reply { seqno } => encode(&RslMsg::Reply { seqno: u64::from(*seqno), reply: Bytes(b"x") }),
     }
 }
@@ -155,7 +157,7 @@ fn snapshot(bal: Ballot, opn: u64, value: u16, cache: &[(u8, u8, u8)]) -> Vec<Ve
         let entry_opn = u64::from(*o) % opn.max(1);
         ex.reply_cache.insert(client_ep(usize::from(c % 3)), u64::from(*s), entry_opn, b"r");
     }
-    let id = snapshot_id(&ex);
+    let id = Frozen::of(&ex).id;
     let app = u64::from(value).to_le_bytes();
     let mut entries = Vec::new();
     let mut i = 0;
@@ -166,20 +168,10 @@ fn snapshot(bal: Ballot, opn: u64, value: u16, cache: &[(u8, u8, u8)]) -> Vec<Ve
         }
         i += 1;
     }
-    let part = |p: SupplyPart<'_>| {
-        encode(&RslMsg::AppStateSupply {
-            bal: id.bal,
-            opn: id.opn,
-            digest: id.digest,
-            app_len: id.app_len,
-            cache_entries: id.cache_entries,
-            executed_digest: id.executed_digest,
-            part: p,
-        })
-    };
-    let mut out = vec![part(SupplyPart::App { offset: 0, bytes: Bytes(&app) })];
+    let part = |p: SupplyPart<'_>| encode(&RslMsg::AppStateSupply { last: false, part: p });
+    let mut out = vec![part(SupplyPart::App { id, offset: 0, bytes: Bytes(&app) })];
     if !entries.is_empty() {
-        out.push(part(SupplyPart::Cache { index: 0, entries: Bytes(&entries) }));
+        out.push(part(SupplyPart::Cache { id, index: 0, entries: Bytes(&entries) }));
     }
     out
 }

@@ -231,10 +231,13 @@ pub fn describe(msg: &RslMsg<'_>) -> String {
         RslMsg::StartingPhase2 { bal: b, log_truncation_point } => {
             format!("StartingPhase2({}, ltp {log_truncation_point})", bal(*b))
         }
-        RslMsg::AppStateRequest { bal: b, opn, .. } => format!("AppStateRequest({}, op{opn})", bal(*b)),
-        RslMsg::AppStateSupply { opn, part, .. } => match part {
-            SupplyPart::App { offset, bytes } => format!("AppStateSupply(op{opn}, app@{offset}+{})", bytes.0.len()),
-            SupplyPart::Cache { index, .. } => format!("AppStateSupply(op{opn}, cache@{index})"),
+        RslMsg::AppStateRequest { bal: b, have, .. } => format!("AppStateRequest({}, from op{have})", bal(*b)),
+        RslMsg::AppStateSupply { part, .. } => match part {
+            SupplyPart::App { id, offset, bytes } => {
+                format!("AppStateSupply(op{}, app@{offset}+{})", id.opn, bytes.0.len())
+            }
+            SupplyPart::Cache { id, index, .. } => format!("AppStateSupply(op{}, cache@{index})", id.opn),
+            SupplyPart::Executed { opn, bal: b, .. } => format!("AppStateSupply(executed op{opn} in {})", bal(*b)),
         },
     }
 }

@@ -32,7 +32,8 @@ struct Args {
 
 fn usage() -> &'static str {
     "usage: vopr [--kind rsl|kv] [--seeds N] [--first-seed S] [--seed S] [--steps N] [--jobs N] \
-     [--plant none|forge-2b|skip-phase1|forge-reply|forge-request|drop-replies|amnesiac-restart] [--trace] [--trace-len N] [--lin-budget N]"
+     [--plant none|forge-2b|skip-phase1|forge-reply|forge-request|drop-replies|amnesiac-restart|\
+     send-before-sync|early-checkpoint|torn-snapshot] [--trace] [--trace-len N] [--lin-budget N]"
 }
 
 fn parse() -> Result<Args, String> {
@@ -186,11 +187,14 @@ fn main() -> ExitCode {
         t.sent, t.lost, t.dup, t.partitioned
     );
     println!(
-        "  faults         {} partitions, {} heals, {} crashes, {} restarts, {} clock jumps, {} rate changes, {} planted",
+        "  faults         {} partitions, {} heals, {} crashes, {} power cuts, {} restarts, {} damaged snapshots, \
+         {} clock jumps, {} rate changes, {} planted",
         t.faults.partitions,
         t.faults.heals,
         t.faults.crashes,
+        t.faults.power_cuts,
         t.faults.restarts,
+        t.faults.corrupt_snapshots,
         t.faults.clock_jumps,
         t.faults.net_changes,
         t.faults.planted

@@ -1,18 +1,24 @@
-//! Durability, crash and restart: each replica's durable log (written before its datagrams
-//! are sent, compacted to an image), crash-stop, the guard against crashing the last replica
-//! holding the state, and restart by replaying the log.
+//! The durable binding, crash and restart: after every step each replica's records go to its
+//! simulated disk and are synced as a binding must (acceptor records before the step's
+//! datagrams leave, executed batches lazily), snapshots are written over simulated time and
+//! replace the log they cover; a crash loses what was not synced (and a snapshot being
+//! written), a power cut crashes every replica at once, and a restart recovers from the disk.
+//! The planted binding bugs (`SendBeforeSync`, `EarlyCheckpoint`, `TornSnapshot`,
+//! `AmnesiacRestart`) act here.
 
-use fleet_engine::rsl::durable::DURABLE_RECORD_OVERHEAD_BYTES;
-use fleet_engine::rsl::{Ballot, Step};
+use fleet_engine::rsl::durable::{snapshot_record, DURABLE_RECORD_OVERHEAD_BYTES};
+use fleet_engine::rsl::snapshot::SnapshotPos;
+use fleet_engine::rsl::{Ballot, RecoverError, Step};
 use fleet_proofs::checkers::rsl::RslEvent;
 use fleet_proofs::checkers::{Checker, Violation};
 
 use super::plants::Plant;
 use super::{RslSim, SimApp, SimReplica};
+use crate::disk::SnapshotWrite;
 use crate::trace::TraceKind;
 
-/// What a replica's durable state is: promise, truncation point, 1b reply counter, votes
-/// and the proposer's ballot. A restart must bring back exactly this.
+/// What a replica's durable acceptor state is: promise, truncation point, 1b reply counter,
+/// votes and the proposer's ballot. A restart must bring back exactly this.
 pub(super) type DurableView = (Ballot, u64, u64, Vec<(u64, Ballot, Vec<u8>)>, Ballot);
 
 fn durable_view(r: &SimReplica) -> DurableView {
@@ -21,97 +27,214 @@ fn durable_view(r: &SimReplica) -> DurableView {
     (a.max_bal, a.log_truncation_point, a.replies_sent(), votes, r.proposer().max_ballot_sent_1a)
 }
 
-/// A replica's durable log is compacted to its image at this many records.
-const MAX_DURABLE_RECORDS: usize = 256;
+/// A replica's log gets a new snapshot (and drops what it covers) after this many records.
+const COMPACT_AFTER_RECORDS: usize = 256;
+const RECORD_BYTES: usize = 1472 + DURABLE_RECORD_OVERHEAD_BYTES;
+
+/// What a replica was at its crash: its durable acceptor state, and the checkpoint it had
+/// reported (a restart must come back at least there).
+#[derive(Clone, Debug)]
+pub(super) struct AtCrash {
+    view: DurableView,
+    checkpoint: u64,
+}
 
 impl RslSim {
-    /// Crashes replica `i`: its memory is gone, its durable log stays.
+    /// Crashes replica `i`: its memory is gone, its disk keeps what was synced (and some of
+    /// what was not); a snapshot being written is lost. Sometimes (not in a power cut) its
+    /// snapshot file is found damaged at the restart.
     pub fn crash(&mut self, i: usize) {
+        self.crash_one(i, true);
+    }
+
+    fn crash_one(&mut self, i: usize, may_damage: bool) {
         if let Some(r) = self.replicas[i].take() {
-            self.at_crash[i] = Some(durable_view(&r));
+            self.at_crash[i] = Some(AtCrash { view: durable_view(&r), checkpoint: r.checkpoint() });
+            self.disks[i].crash(&mut self.rng);
+            self.writing_ids[i] = None;
+            if may_damage && self.disks[i].snapshot.is_some() && self.rng.below(4) == 0 {
+                self.disks[i].snapshot_damaged = true;
+            }
         }
     }
 
-    /// Durable mode keeps the acceptor state, not the application: a restarted replica
-    /// rebuilds its application by state transfer from a replica that has executed past
-    /// every truncation point. A crash that would leave no such replica up would make the
-    /// cluster wait forever (safely) for state nobody has; the fault model rules it out,
-    /// as it rules out crashing a majority. See `docs/simulator.md`.
-    pub(super) fn state_survives_crash_of(&self, h: usize) -> bool {
-        let truncation = self.max_truncation;
-        self.replicas
-            .iter()
-            .enumerate()
-            .any(|(i, r)| i != h && r.as_ref().is_some_and(|r| r.executor().ops_complete >= truncation))
+    /// A power cut: every replica crashes at once.
+    pub fn crash_all(&mut self) {
+        for i in 0..self.replicas.len() {
+            self.crash_one(i, false);
+        }
     }
 
-    /// Appends step `step`'s durable record to replica `i`'s log before any datagram of the
-    /// step is sent (the durable binding's rule); compacts long logs to the replica's image,
-    /// so restarts replay both forms.
+    /// The durable binding after replica `i`'s step, before its datagrams leave: append the
+    /// records, sync acceptor records now and executed ones lazily, tell the replica what is
+    /// durable, and write snapshots.
     pub(super) fn persist(&mut self, i: usize, step: Step) {
-        let Some(r) = self.replicas[i].as_deref() else { return };
-        if !step.durable_state_changed {
-            return;
-        }
-        let mut buf = vec![0u8; 1472 + DURABLE_RECORD_OVERHEAD_BYTES];
-        match r.durable_record(&step, &mut buf) {
-            Ok(rec) => self.durable[i].push(rec.to_vec()),
-            Err(e) => {
-                self.violations.push(Violation::new("invariant", "durable record fits", format!("replica {i}: {e:?}")))
+        let plant = self.options.plant;
+        let now = self.now;
+        let Some(r) = self.replicas[i].as_deref_mut() else { return };
+        let disk = &mut self.disks[i];
+        let mut buf = vec![0u8; RECORD_BYTES];
+        while let Some(rec) = r.next_record(&mut buf) {
+            match rec {
+                Ok(bytes) => disk.append(bytes),
+                Err(e) => {
+                    let v = Violation::new("invariant", "durable record fits", format!("replica {i}: {e:?}"));
+                    self.violations.push(v);
+                    return;
+                }
             }
         }
-        if self.durable[i].len() >= MAX_DURABLE_RECORDS {
-            let image: Result<Vec<Vec<u8>>, _> =
-                (0..r.durable_image_len()).map(|k| r.durable_image_record(k, &mut buf).map(<[u8]>::to_vec)).collect();
-            match image {
-                Ok(image) => self.durable[i] = image,
-                Err(e) => self.violations.push(Violation::new(
-                    "invariant",
-                    "durable image fits",
-                    format!("replica {i}: {e:?}"),
-                )),
+        let gating = step.durable_state_changed;
+        let mut planted = false;
+        let skip_gating = plant == Plant::SendBeforeSync && gating && self.rng.below(2) == 0;
+        planted |= skip_gating;
+        if plant == Plant::EarlyCheckpoint && disk.has_unsynced() {
+            r.persisted(r.durable_mark());
+            planted = true;
+        }
+        let lazy = self.rng.below(4) == 0;
+        if (gating && !skip_gating) || lazy {
+            let mark = r.durable_mark();
+            disk.sync();
+            r.persisted(mark);
+        }
+        if disk.writing.as_ref().is_some_and(|w| now >= w.done_at_us) {
+            disk.finish_snapshot();
+            if let Some(id) = self.writing_ids[i].take() {
+                r.snapshot_persisted(id);
             }
+        }
+        let grown = disk.log.len() >= COMPACT_AFTER_RECORDS;
+        if disk.writing.is_none() && (grown || r.snapshot_required().is_some()) {
+            // A fresh snapshot covers every record handed out so far: the old segment's.
+            r.freeze_snapshot();
+            let mark = r.durable_mark();
+            disk.sync();
+            r.persisted(mark);
+            // A new segment starts with the acceptor's image.
+            let segment_start = disk.log.len();
+            for k in 0..r.durable_image_len() {
+                match r.durable_image_record(k, &mut buf) {
+                    Ok(rec) => disk.append(rec),
+                    Err(e) => {
+                        self.violations.push(Violation::new("invariant", "durable image fits", format!("{e:?}")));
+                        return;
+                    }
+                }
+            }
+            disk.sync();
+            let frozen = r.frozen();
+            let piece = self.rng.range(16, 600) as usize;
+            let mut scratch = vec![0u8; 1472];
+            let mut records = Vec::new();
+            let mut pos = SnapshotPos::default();
+            while let Some(rec) = snapshot_record(frozen, pos, piece, &mut scratch, &mut buf) {
+                match rec {
+                    Ok((n, next)) => {
+                        records.push(buf[..n].to_vec());
+                        pos = next;
+                    }
+                    Err(e) => {
+                        self.violations.push(Violation::new("invariant", "snapshot record fits", format!("{e:?}")));
+                        return;
+                    }
+                }
+            }
+            if plant == Plant::TornSnapshot {
+                // Written in place: the old snapshots and the log they covered are gone now,
+                // the new one is whole only when the write ends.
+                let torn = self.rng.below(records.len() as u64) as usize;
+                disk.snapshot = Some(records[..torn].to_vec());
+                disk.previous = None;
+                disk.newest_segment = 0;
+                disk.log.drain(..segment_start);
+                disk.synced -= segment_start;
+                planted = true;
+                let done_at_us = now + self.rng.below(50_000);
+                disk.writing = Some(SnapshotWrite { records, done_at_us, segment_start: 0 });
+            } else {
+                let done_at_us = now + self.rng.below(50_000);
+                disk.writing = Some(SnapshotWrite { records, done_at_us, segment_start });
+            }
+            self.writing_ids[i] = Some(frozen.id);
+        }
+        if planted {
+            self.fault_counts.planted += 1;
         }
     }
 
-    /// Restarts crashed replica `i` from its durable log, with an empty application (the
-    /// planted `AmnesiacRestart` bug replays nothing). A log that does not replay is a
-    /// violation: the engine wrote it.
+    /// Restarts crashed replica `i` from its disk: its snapshot (set aside if damaged) and its
+    /// log. The planted `AmnesiacRestart` bug replays nothing; `TornSnapshot` falls back to
+    /// the log alone when the snapshot does not install. A disk that does not recover is a
+    /// violation (the engine wrote it), and so is a restart that comes back with less
+    /// acceptor state than it had, or below the checkpoint it had reported.
     pub fn restart(&mut self, i: usize) {
         if self.replicas[i].is_some() {
             return;
         }
-        // Planted only where there is something to forget.
-        let amnesia = self.options.plant == Plant::AmnesiacRestart && !self.durable[i].is_empty();
+        let plant = self.options.plant;
+        let disk = &mut self.disks[i];
+        let amnesia = plant == Plant::AmnesiacRestart && !disk.log.is_empty();
         if amnesia {
             self.fault_counts.planted += 1;
             self.record(TraceKind::Planted("replica restarted without its durable log"));
         }
+        // A damaged newest snapshot fails its checksums: the binding sets it aside and
+        // recovers from the previous one and the log kept for it.
+        let (kept, damaged) = self.disks[i].usable_snapshot();
+        if damaged {
+            self.fault_counts.corrupt_snapshots += 1;
+        }
         let now = self.local(i);
-        let log: &[Vec<u8>] = if amnesia { &[] } else { &self.durable[i] };
-        let records = log.iter().map(Vec::as_slice);
-        match SimReplica::recover(self.config.clone(), i, SimApp::new(), now, records) {
+        let disk = &self.disks[i];
+        let empty = Vec::new();
+        let kept = kept.unwrap_or_default();
+        let (snapshot, log) = match amnesia {
+            true => (&empty, &empty),
+            false => (&kept, &disk.log),
+        };
+        let recover = |snapshot: &[Vec<u8>]| {
+            let pieces = snapshot.iter().map(Vec::as_slice);
+            SimReplica::recover(self.config.clone(), i, SimApp::new(), now, pieces, log.iter().map(Vec::as_slice))
+        };
+        let recovered = match recover(snapshot) {
+            Err(RecoverError::Snapshot(_)) if plant == Plant::TornSnapshot => recover(&[]),
+            other => other,
+        };
+        match recovered {
             Ok(r) => {
-                let recovered = durable_view(&r);
-                if self.at_crash[i].as_ref().is_some_and(|before| *before != recovered) {
-                    self.violations.push(Violation::new(
-                        "invariant",
-                        "a restarted replica recovers its durable state (rsl::durable)",
-                        format!("replica {i}: {:?} at the crash, {recovered:?} after the restart", self.at_crash[i]),
-                    ));
+                if let Some(before) = self.at_crash[i].as_ref() {
+                    let view = durable_view(&r);
+                    if before.view != view {
+                        self.violations.push(Violation::new(
+                            "invariant",
+                            "a restarted replica recovers its durable state (rsl::durable)",
+                            format!("replica {i}: {:?} at the crash, {view:?} after the restart", before.view),
+                        ));
+                    }
+                    // A damaged snapshot is a disk fault: what only it held (a snapshot
+                    // installed from a peer) is gone from this replica, and the others hold it.
+                    let ops = r.status().ops_complete;
+                    if ops < before.checkpoint && !damaged {
+                        self.violations.push(Violation::new(
+                            "invariant",
+                            "a replica reports only durable checkpoints (rsl::durable)",
+                            format!("replica {i}: reported {} before the crash, recovered {ops}", before.checkpoint),
+                        ));
+                    }
                 }
                 self.replicas[i] = Some(Box::new(r));
                 self.last_ops[i] = 0;
                 self.checker.observe(&RslEvent::Restarted { replica: i }, &mut self.violations);
                 let mut buf = self.outbox.take().expect("outbox present between steps");
                 let out = buf.outbox();
-                // Report the recovered acceptor at once: the monotonicity checks apply to it.
+                // Report the recovered replica at once: the monotonicity checks apply to it.
                 self.after_replica_step(i, Step::default(), &out);
                 self.outbox = Some(buf);
             }
             Err(e) => self.violations.push(Violation::new(
                 "invariant",
-                "a durable log replays (Replica::recover)",
+                "a durable log and snapshot recover (Replica::recover)",
                 format!("replica {i}: {e}"),
             )),
         }

@@ -12,12 +12,6 @@ use crate::trace::TraceKind;
 impl RslSim {
     /// Applies one fault.
     pub fn apply_fault(&mut self, e: FaultEvent) {
-        if let FaultEvent::Crash(h) = e {
-            if h < self.replicas.len() && !self.state_survives_crash_of(h) {
-                self.record(TraceKind::Note("crash skipped: it would take down the last replica holding the state"));
-                return;
-            }
-        }
         self.fault_counts.count(&e);
         self.record(TraceKind::Fault(e));
         let hosts = self.replicas.len() + self.clients.len();
@@ -37,6 +31,7 @@ impl RslSim {
             FaultEvent::Crash(h) if h < self.replicas.len() => self.crash(h),
             FaultEvent::Restart(h) if h < self.replicas.len() => self.restart(h),
             FaultEvent::Restart(_) => {}
+            FaultEvent::CrashAll(_) => self.crash_all(),
             FaultEvent::Crash(h) => {
                 let j = h - self.replicas.len();
                 if let Some(c) = self.clients.get_mut(j) {

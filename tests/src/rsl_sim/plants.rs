@@ -1,6 +1,6 @@
 //! Planted bugs: the simulator forges or drops messages on purpose, so that a test can see
-//! each checker catch a real violation. (`DropReplies` acts in `checks`, `AmnesiacRestart`
-//! in `crash`.)
+//! each checker catch a real violation. (`DropReplies` acts in `checks`; `AmnesiacRestart`,
+//! `SendBeforeSync`, `EarlyCheckpoint` and `TornSnapshot` in `crash`, the durable binding.)
 
 use fleet_engine::rsl::apps::kv::KvReply;
 use fleet_engine::rsl::batch;
@@ -38,11 +38,20 @@ pub enum Plant {
     /// A crashed replica restarts with an empty acceptor, as if its durable log were lost
     /// (invariants: its promise and truncation point go back; in the worst case agreement).
     AmnesiacRestart,
+    /// The binding sends a step's datagrams before the step's acceptor records are synced
+    /// (half the time): a crash then loses a promise or vote a peer was told about.
+    SendBeforeSync,
+    /// The binding tells the replica its records are durable before syncing them: it
+    /// reports (and acceptors truncate on) a checkpoint a crash can take back.
+    EarlyCheckpoint,
+    /// The binding writes snapshots in place and drops the log they cover as it starts: a
+    /// crash mid-write leaves a torn snapshot and no log to fall back on.
+    TornSnapshot,
 }
 
 impl Plant {
     /// Every plant, for `--plant` parsing and help.
-    pub const ALL: [(&'static str, Plant); 7] = [
+    pub const ALL: [(&'static str, Plant); 10] = [
         ("none", Plant::None),
         ("forge-2b", Plant::ForgeTwoB),
         ("skip-phase1", Plant::SkipPhase1),
@@ -50,6 +59,9 @@ impl Plant {
         ("forge-request", Plant::ForgeRequest),
         ("drop-replies", Plant::DropReplies),
         ("amnesiac-restart", Plant::AmnesiacRestart),
+        ("send-before-sync", Plant::SendBeforeSync),
+        ("early-checkpoint", Plant::EarlyCheckpoint),
+        ("torn-snapshot", Plant::TornSnapshot),
     ];
 
     /// Parses a `--plant` name.
@@ -69,7 +81,12 @@ impl RslSim {
             return;
         }
         let done = match self.options.plant {
-            Plant::None | Plant::DropReplies | Plant::AmnesiacRestart => false,
+            Plant::None
+            | Plant::DropReplies
+            | Plant::AmnesiacRestart
+            | Plant::SendBeforeSync
+            | Plant::EarlyCheckpoint
+            | Plant::TornSnapshot => false,
             Plant::ForgeTwoB => self.plant_forge_2b(),
             Plant::SkipPhase1 => self.plant_skip_phase1(),
             Plant::ForgeReply => self.plant_forge_reply(),

@@ -2,14 +2,16 @@
 //!
 //! Requests and replies are postcard-encoded [`KvOp`] / [`KvReply`]. The map holds at most
 //! `K` pairs, keys up to `KB` bytes and values up to `VB` bytes, in sorted order so that
-//! its snapshot is deterministic. The snapshot is a 4-byte little-endian count followed by
-//! fixed-size records `[key_len: u16 LE][key, zero-padded to KB][value_len: u16 LE]
-//! [value, zero-padded to VB]`: fixed records let a chunk land straight in the staging
-//! area at its offset, with no carry buffer for records split across datagrams.
+//! its snapshot is deterministic. The snapshot ([`SNAPSHOT_FORMAT`]) is a 4-byte
+//! little-endian count followed by one record per pair in key order,
+//! `[key_len: u16 LE][key][value_len: u16 LE][value]`: a pair costs its own bytes plus 4, so
+//! a map of many small pairs has a small snapshot. io-std's map writes the same bytes, so a
+//! firmware replica and a server replica exchange snapshots. The staging area parses the
+//! records as the bytes arrive in order, straight into its pairs (no carry buffer).
 
 use serde::{Deserialize, Serialize};
 
-use crate::rsl::app::{copy_segment, stage_segment, App, SnapshotError};
+use crate::rsl::app::{copy_segment, App, SnapshotError};
 use crate::wire::{decode_exact, Bytes, EncodeError};
 
 /// A request to the key-value application.
@@ -68,11 +70,28 @@ impl<'a> KvReply<'a> {
     }
 }
 
+/// The snapshot layout, documented once: `[count: u32 LE]` then, per pair in key order,
+/// `[key_len: u16 LE][key][value_len: u16 LE][value]`.
+pub const SNAPSHOT_FORMAT: &str =
+    "count u32 LE, then per pair in key order: key_len u16 LE, key, value_len u16 LE, value";
+/// Bytes of the snapshot's pair count.
+pub const COUNT_BYTES: u64 = 4;
+/// Bytes a pair's record adds to its key and value (the two lengths).
+pub const RECORD_OVERHEAD_BYTES: u64 = 4;
+
 /// One stored pair.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Pair<const KB: usize, const VB: usize> {
     key: heapless::Vec<u8, KB>,
     value: heapless::Vec<u8, VB>,
+}
+
+impl<const KB: usize, const VB: usize> Pair<KB, VB> {
+    const EMPTY: Pair<KB, VB> = Pair { key: heapless::Vec::new(), value: heapless::Vec::new() };
+
+    fn record_bytes(&self) -> u64 {
+        RECORD_OVERHEAD_BYTES + self.key.len() as u64 + self.value.len() as u64
+    }
 }
 
 /// The key-value application: at most `K` pairs, keys ≤ `KB` bytes, values ≤ `VB` bytes.
@@ -81,27 +100,109 @@ pub struct KvApp<const K: usize, const KB: usize, const VB: usize> {
     pairs: heapless::Vec<Pair<KB, VB>, K>,
 }
 
-/// One fixed-size snapshot record being assembled.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct RawRecord<const KB: usize, const VB: usize> {
-    key_len: [u8; 2],
-    key: [u8; KB],
-    value_len: [u8; 2],
-    value: [u8; VB],
+/// Where the parser of an incoming snapshot is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Field {
+    /// The count's byte `.0`.
+    Count(u8),
+    /// The key length's byte `.0` of the next record.
+    KeyLen(u8),
+    /// `.1` of `.0` key bytes read.
+    Key(u16, u16),
+    /// The value length's byte `.0`.
+    ValueLen(u8),
+    /// `.1` of `.0` value bytes read.
+    Value(u16, u16),
 }
 
-/// Staging area for an incoming [`KvApp`] snapshot.
+/// Staging area for an incoming [`KvApp`] snapshot: the records parsed so far.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KvStaging<const K: usize, const KB: usize, const VB: usize> {
     count: [u8; 4],
-    records: heapless::Vec<RawRecord<KB, VB>, K>,
+    pairs: heapless::Vec<Pair<KB, VB>, K>,
+    field: Field,
+    len_bytes: [u8; 2],
+    received: u64,
+    corrupt: bool,
 }
 
-const COUNT_BYTES: u64 = 4;
+impl<const K: usize, const KB: usize, const VB: usize> KvStaging<K, KB, VB> {
+    fn count(&self) -> u32 {
+        u32::from_le_bytes(self.count)
+    }
+
+    /// Parses one byte; false when the bytes cannot be a snapshot of this map.
+    fn push(&mut self, b: u8) -> bool {
+        self.field = match self.field {
+            Field::Count(i) => {
+                self.count[usize::from(i)] = b;
+                match i {
+                    3 if self.count() as usize > K => return false,
+                    3 => Field::KeyLen(0),
+                    _ => Field::Count(i + 1),
+                }
+            }
+            Field::KeyLen(i) => {
+                if self.pairs.len() >= self.count() as usize {
+                    return false; // A record past the count.
+                }
+                self.len_bytes[usize::from(i)] = b;
+                if i == 0 {
+                    Field::KeyLen(1)
+                } else {
+                    let len = u16::from_le_bytes(self.len_bytes);
+                    if usize::from(len) > KB || self.pairs.push(Pair::EMPTY).is_err() {
+                        return false;
+                    }
+                    match len {
+                        0 => Field::ValueLen(0),
+                        _ => Field::Key(len, 0),
+                    }
+                }
+            }
+            Field::Key(len, i) => {
+                let Some(pair) = self.pairs.last_mut() else { return false };
+                if pair.key.push(b).is_err() {
+                    return false;
+                }
+                if i + 1 == len {
+                    Field::ValueLen(0)
+                } else {
+                    Field::Key(len, i + 1)
+                }
+            }
+            Field::ValueLen(i) => {
+                self.len_bytes[usize::from(i)] = b;
+                if i == 0 {
+                    Field::ValueLen(1)
+                } else {
+                    let len = u16::from_le_bytes(self.len_bytes);
+                    if usize::from(len) > VB {
+                        return false;
+                    }
+                    match len {
+                        0 => Field::KeyLen(0),
+                        _ => Field::Value(len, 0),
+                    }
+                }
+            }
+            Field::Value(len, i) => {
+                let Some(pair) = self.pairs.last_mut() else { return false };
+                if pair.value.push(b).is_err() {
+                    return false;
+                }
+                if i + 1 == len {
+                    Field::KeyLen(0)
+                } else {
+                    Field::Value(len, i + 1)
+                }
+            }
+        };
+        true
+    }
+}
 
 impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
-    const RECORD_BYTES: u64 = (2 + KB + 2 + VB) as u64;
-
     /// An empty map.
     pub const fn new() -> Self {
         KvApp { pairs: heapless::Vec::new() }
@@ -156,6 +257,8 @@ impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
 
 impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> {
     type Staging = KvStaging<K, KB, VB>;
+    /// A copy: the map is small and fixed-size (firmware).
+    type Snapshot = KvApp<K, KB, VB>;
 
     fn apply(&mut self, request: &[u8], reply: &mut [u8]) -> usize {
         let answer = match KvOp::decode(request) {
@@ -169,92 +272,81 @@ impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> 
         }
     }
 
-    fn snapshot_len(&self) -> u64 {
-        COUNT_BYTES + self.pairs.len() as u64 * Self::RECORD_BYTES
+    fn new_snapshot() -> Self::Snapshot {
+        KvApp::new()
     }
 
-    fn snapshot_read(&self, offset: u64, out: &mut [u8]) -> usize {
-        let total = self.snapshot_len();
+    fn snapshot(&self, into: &mut Self::Snapshot) {
+        into.clone_from(self);
+    }
+
+    fn snapshot_len(snapshot: &Self::Snapshot) -> u64 {
+        snapshot.pairs.iter().fold(COUNT_BYTES, |n, p| n + p.record_bytes())
+    }
+
+    fn snapshot_read(snapshot: &Self::Snapshot, offset: u64, out: &mut [u8]) -> usize {
+        let total = Self::snapshot_len(snapshot);
         let n = (total.saturating_sub(offset)).min(out.len() as u64) as usize;
         let out = &mut out[..n];
-        copy_segment(&(self.pairs.len() as u32).to_le_bytes(), COUNT_BYTES, 0, offset, out);
         let end = offset + n as u64;
-        let first = offset.saturating_sub(COUNT_BYTES) / Self::RECORD_BYTES;
-        for (i, pair) in self.pairs.iter().enumerate().skip(first as usize) {
-            let base = COUNT_BYTES + i as u64 * Self::RECORD_BYTES;
+        copy_segment(&(snapshot.pairs.len() as u32).to_le_bytes(), COUNT_BYTES, 0, offset, out);
+        let mut base = COUNT_BYTES;
+        for pair in &snapshot.pairs {
+            let size = pair.record_bytes();
             if base >= end {
                 break;
             }
-            let kl = (pair.key.len() as u16).to_le_bytes();
-            let vl = (pair.value.len() as u16).to_le_bytes();
-            copy_segment(&kl, 2, base, offset, out);
-            copy_segment(&pair.key, KB as u64, base + 2, offset, out);
-            copy_segment(&vl, 2, base + 2 + KB as u64, offset, out);
-            copy_segment(&pair.value, VB as u64, base + 4 + KB as u64, offset, out);
+            if base + size > offset {
+                let (kl, vl) = (pair.key.len() as u64, pair.value.len() as u64);
+                copy_segment(&(kl as u16).to_le_bytes(), 2, base, offset, out);
+                copy_segment(&pair.key, kl, base + 2, offset, out);
+                copy_segment(&(vl as u16).to_le_bytes(), 2, base + 2 + kl, offset, out);
+                copy_segment(&pair.value, vl, base + 4 + kl, offset, out);
+            }
+            base += size;
         }
         n
     }
 
     fn new_staging() -> Self::Staging {
-        KvStaging { count: [0; 4], records: heapless::Vec::new() }
+        KvStaging {
+            count: [0; 4],
+            pairs: heapless::Vec::new(),
+            field: Field::Count(0),
+            len_bytes: [0; 2],
+            received: 0,
+            corrupt: false,
+        }
     }
 
     fn stage(staging: &mut Self::Staging, offset: u64, bytes: &[u8]) -> Result<(), SnapshotError> {
-        let end = offset.checked_add(bytes.len() as u64).ok_or(SnapshotError::OutOfRange)?;
-        if end > COUNT_BYTES + K as u64 * Self::RECORD_BYTES {
+        if offset != staging.received {
             return Err(SnapshotError::OutOfRange);
         }
-        stage_segment(&mut staging.count, 0, offset, bytes);
-        if end <= COUNT_BYTES {
-            return Ok(());
+        for &b in bytes {
+            if staging.corrupt || !staging.push(b) {
+                staging.corrupt = true;
+                return Err(SnapshotError::Corrupt);
+            }
         }
-        let last = ((end - 1 - COUNT_BYTES) / Self::RECORD_BYTES) as usize;
-        while staging.records.len() <= last {
-            let blank = RawRecord { key_len: [0; 2], key: [0; KB], value_len: [0; 2], value: [0; VB] };
-            // Bounded: `last < K` by the range check above.
-            staging.records.push(blank).map_err(|_| SnapshotError::OutOfRange)?;
-        }
-        let first = (offset.saturating_sub(COUNT_BYTES) / Self::RECORD_BYTES) as usize;
-        for i in first..=last {
-            let base = COUNT_BYTES + i as u64 * Self::RECORD_BYTES;
-            let r = &mut staging.records[i];
-            stage_segment(&mut r.key_len, base, offset, bytes);
-            stage_segment(&mut r.key, base + 2, offset, bytes);
-            stage_segment(&mut r.value_len, base + 2 + KB as u64, offset, bytes);
-            stage_segment(&mut r.value, base + 4 + KB as u64, offset, bytes);
-        }
+        staging.received += bytes.len() as u64;
         Ok(())
     }
 
-    fn install(&mut self, staging: &Self::Staging, len: u64) -> Result<(), SnapshotError> {
-        let count = u32::from_le_bytes(staging.count) as usize;
-        if count > K || count > staging.records.len() || len != COUNT_BYTES + count as u64 * Self::RECORD_BYTES {
+    fn install(&mut self, staging: &mut Self::Staging, len: u64) -> Result<(), SnapshotError> {
+        let whole = staging.received == len
+            && !staging.corrupt
+            && staging.field == Field::KeyLen(0)
+            && staging.pairs.len() == staging.count() as usize;
+        if !whole {
             return Err(SnapshotError::Corrupt);
         }
         // Validate everything before touching the live map.
-        let records = &staging.records[..count];
-        for (i, r) in records.iter().enumerate() {
-            let kl = u16::from_le_bytes(r.key_len) as usize;
-            let vl = u16::from_le_bytes(r.value_len) as usize;
-            if kl > KB || vl > VB {
-                return Err(SnapshotError::Corrupt);
-            }
-            if i > 0 {
-                let prev = &records[i - 1];
-                if prev.key[..u16::from_le_bytes(prev.key_len) as usize] >= r.key[..kl] {
-                    return Err(SnapshotError::Corrupt);
-                }
-            }
+        if staging.pairs.windows(2).any(|w| w[0].key >= w[1].key) {
+            return Err(SnapshotError::Corrupt);
         }
-        self.pairs.clear();
-        for r in records {
-            let kl = u16::from_le_bytes(r.key_len) as usize;
-            let vl = u16::from_le_bytes(r.value_len) as usize;
-            // Cannot fail: lengths and count were checked against the capacities above.
-            let key = heapless::Vec::from_slice(&r.key[..kl]).map_err(|_| SnapshotError::Corrupt)?;
-            let value = heapless::Vec::from_slice(&r.value[..vl]).map_err(|_| SnapshotError::Corrupt)?;
-            self.pairs.push(Pair { key, value }).map_err(|_| SnapshotError::Corrupt)?;
-        }
+        core::mem::swap(&mut self.pairs, &mut staging.pairs);
+        staging.pairs.clear();
         Ok(())
     }
 }
@@ -301,26 +393,55 @@ mod tests {
         assert_eq!(KvReply::decode(&reply[..n]), Some(KvReply::Error(KvAppError::Malformed)));
     }
 
+    fn snapshot_of(app: &Small) -> Small {
+        let mut s = Small::new_snapshot();
+        app.snapshot(&mut s);
+        s
+    }
+
+    /// Moves a snapshot into a fresh staging area in chunks of `chunk` bytes.
+    fn staged(snap: &Small, chunk: usize) -> KvStaging<4, 8, 16> {
+        let mut staging = Small::new_staging();
+        let mut buf = [0u8; 64];
+        let mut off = 0;
+        while off < Small::snapshot_len(snap) {
+            let n = Small::snapshot_read(snap, off, &mut buf[..chunk]);
+            assert!(n > 0);
+            Small::stage(&mut staging, off, &buf[..n]).unwrap();
+            off += n as u64;
+        }
+        staging
+    }
+
+    #[test]
+    fn snapshot_is_the_documented_layout_and_stays_put_while_the_map_moves_on() {
+        let mut src = Small::new();
+        run(&mut src, KvOp::Put(Bytes(b"b"), Bytes(b"two")));
+        run(&mut src, KvOp::Put(Bytes(b"a"), Bytes(b"1")));
+        let snap = snapshot_of(&src);
+        run(&mut src, KvOp::Put(Bytes(b"c"), Bytes(b"later")));
+        let mut buf = [0u8; 64];
+        let n = Small::snapshot_read(&snap, 0, &mut buf);
+        let expected: &[u8] = &[2, 0, 0, 0, 1, 0, b'a', 1, 0, b'1', 1, 0, b'b', 3, 0, b't', b'w', b'o'];
+        assert_eq!(&buf[..n], expected);
+        assert_eq!(Small::snapshot_len(&snap), expected.len() as u64);
+        assert_eq!(Small::snapshot_read(&snap, 5, &mut buf[..3]), 3);
+        assert_eq!(&buf[..3], &expected[5..8], "a read from the middle of a record");
+    }
+
     #[test]
     fn snapshot_moves_in_odd_sized_chunks_and_installs_whole() {
         let mut src = Small::new();
         run(&mut src, KvOp::Put(Bytes(b"b"), Bytes(b"two")));
         run(&mut src, KvOp::Put(Bytes(b"a"), Bytes(b"one")));
         run(&mut src, KvOp::Put(Bytes(b"c"), Bytes(b"")));
-        let total = src.snapshot_len();
-        let mut staging = Small::new_staging();
-        let mut off = 0;
-        let mut buf = [0u8; 7];
-        while off < total {
-            let n = src.snapshot_read(off, &mut buf);
-            assert!(n > 0);
-            Small::stage(&mut staging, off, &buf[..n]).unwrap();
-            off += n as u64;
+        let snap = snapshot_of(&src);
+        for chunk in [1, 2, 7, 64] {
+            let mut dst = Small::new();
+            run(&mut dst, KvOp::Put(Bytes(b"zz"), Bytes(b"old")));
+            dst.install(&mut staged(&snap, chunk), Small::snapshot_len(&snap)).unwrap();
+            assert_eq!(dst, src, "chunks of {chunk}");
         }
-        let mut dst = Small::new();
-        run(&mut dst, KvOp::Put(Bytes(b"zz"), Bytes(b"old")));
-        dst.install(&staging, total).unwrap();
-        assert_eq!(dst, src);
     }
 
     #[test]
@@ -328,35 +449,21 @@ mod tests {
         let mut src = Small::new();
         run(&mut src, KvOp::Put(Bytes(b"a"), Bytes(b"1")));
         run(&mut src, KvOp::Put(Bytes(b"b"), Bytes(b"2")));
-        let total = src.snapshot_len();
-        let mut buf = [0u8; 128];
-        let n = src.snapshot_read(0, &mut buf);
+        let snap = snapshot_of(&src);
+        let total = Small::snapshot_len(&snap);
+        let mut buf = [0u8; 64];
+        let n = Small::snapshot_read(&snap, 0, &mut buf);
         // Swap the two keys: no longer sorted.
-        let rec = Small::RECORD_BYTES as usize;
-        buf[4 + 2] = b'b';
-        buf[4 + rec + 2] = b'a';
+        buf[6] = b'b';
+        buf[6 + 6] = b'a';
         let mut staging = Small::new_staging();
         Small::stage(&mut staging, 0, &buf[..n]).unwrap();
         let mut dst = Small::new();
         run(&mut dst, KvOp::Put(Bytes(b"keep"), Bytes(b"me")));
-        assert_eq!(dst.install(&staging, total), Err(SnapshotError::Corrupt));
+        assert_eq!(dst.install(&mut staging, total), Err(SnapshotError::Corrupt));
         assert_eq!(dst.get(b"keep"), Some(&b"me"[..]));
-        assert_eq!(dst.install(&staging, total - 1), Err(SnapshotError::Corrupt));
-        assert_eq!(Small::stage(&mut staging, total + 100, b"x"), Err(SnapshotError::OutOfRange));
-    }
-
-    /// Moves `src`'s snapshot into a fresh staging area in chunks of `chunk` bytes.
-    fn staged(src: &Small, chunk: usize) -> KvStaging<4, 8, 16> {
-        let mut staging = Small::new_staging();
-        let mut buf = [0u8; 64];
-        let mut off = 0;
-        while off < src.snapshot_len() {
-            let n = src.snapshot_read(off, &mut buf[..chunk]);
-            assert!(n > 0);
-            Small::stage(&mut staging, off, &buf[..n]).unwrap();
-            off += n as u64;
-        }
-        staging
+        assert_eq!(dst.install(&mut staging, total - 1), Err(SnapshotError::Corrupt));
+        assert_eq!(Small::stage(&mut staging, total + 100, b"x"), Err(SnapshotError::OutOfRange), "out of order");
     }
 
     #[test]
@@ -369,35 +476,31 @@ mod tests {
             assert_eq!(KvReply::decode(&r), Some(KvReply::Done));
         }
         assert!(!full.is_empty());
-        let total = full.snapshot_len();
-        assert_eq!(total, COUNT_BYTES + 4 * Small::RECORD_BYTES, "four records of the largest key and value");
+        let snap = snapshot_of(&full);
+        let total = Small::snapshot_len(&snap);
+        assert_eq!(total, COUNT_BYTES + 4 * (RECORD_OVERHEAD_BYTES + 8 + 16), "four records of the largest pair");
         for chunk in [1, 7, 31, 64] {
             let mut dst = Small::new();
-            dst.install(&staged(&full, chunk), total).unwrap();
+            dst.install(&mut staged(&snap, chunk), total).unwrap();
             assert_eq!(dst, full, "chunks of {chunk}");
         }
-        let mut staging = Small::new_staging();
-        assert_eq!(Small::stage(&mut staging, total, b"x"), Err(SnapshotError::OutOfRange), "one byte past the end");
-        let rec = Small::RECORD_BYTES;
-        let patched = |at: u64, bytes: &[u8]| {
-            let mut s = staged(&full, 64);
-            Small::stage(&mut s, at, bytes).unwrap();
-            let mut dst = Small::new();
-            dst.install(&s, total)
+        let mut bytes = [0u8; 128];
+        let n = Small::snapshot_read(&snap, 0, &mut bytes);
+        let refused = |patch: &dyn Fn(&mut [u8]), len: usize| {
+            let mut b = bytes;
+            patch(&mut b[..]);
+            let mut s = Small::new_staging();
+            let staged = Small::stage(&mut s, 0, &b[..len]);
+            staged.is_err() || Small::new().install(&mut s, len as u64).is_err()
         };
-        assert_eq!(patched(COUNT_BYTES, &9u16.to_le_bytes()), Err(SnapshotError::Corrupt), "key of 9 > 8 bytes");
-        let value_len_at = COUNT_BYTES + rec + 2 + 8;
-        assert_eq!(patched(value_len_at, &17u16.to_le_bytes()), Err(SnapshotError::Corrupt), "value of 17 > 16 bytes");
-        assert_eq!(patched(0, &3u32.to_le_bytes()), Err(SnapshotError::Corrupt), "count 3 but four records long");
-        let mut five = staged(&full, 64);
-        Small::stage(&mut five, 0, &5u32.to_le_bytes()).unwrap();
-        assert_eq!(Small::new().install(&five, COUNT_BYTES + 5 * rec), Err(SnapshotError::Corrupt), "count 5 > K");
+        assert!(!refused(&|_| {}, n), "the unpatched snapshot installs");
+        assert!(refused(&|b| b[4..6].copy_from_slice(&9u16.to_le_bytes()), n), "key of 9 > 8 bytes");
+        assert!(refused(&|b| b[14..16].copy_from_slice(&17u16.to_le_bytes()), n), "value of 17 > 16 bytes");
+        assert!(refused(&|b| b[0..4].copy_from_slice(&3u32.to_le_bytes()), n), "count 3 but four records");
+        assert!(refused(&|b| b[0..4].copy_from_slice(&5u32.to_le_bytes()), n), "count 5 > K");
+        assert!(refused(&|_| {}, n - 1), "a record cut short");
         let mut short = Small::new_staging();
         Small::stage(&mut short, 0, &2u32.to_le_bytes()).unwrap();
-        assert_eq!(
-            Small::new().install(&short, COUNT_BYTES + 2 * rec),
-            Err(SnapshotError::Corrupt),
-            "count 2 but no records staged"
-        );
+        assert_eq!(Small::new().install(&mut short, 4), Err(SnapshotError::Corrupt), "count 2 but no records staged");
     }
 }

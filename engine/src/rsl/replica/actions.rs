@@ -6,20 +6,27 @@ use super::MAX_ACTION_ROUNDS;
 use crate::emit;
 use crate::outbox::Outbox;
 use crate::rsl::app::App;
-use crate::rsl::batch;
 use crate::rsl::msg::RslMsg;
 use crate::rsl::proposer::Phase;
 use crate::time::Instant;
 use crate::wire::{Bytes, Protocol};
 
-impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
-    Replica<A, R, W, D, QB, C, RB>
+impl<
+        A: App,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Replica<A, R, W, D, QB, C, RB, TB>
 {
     pub(super) fn send_heartbeat(&mut self, out: &mut Outbox<'_>) {
         let msg = RslMsg::Heartbeat {
             bal: self.election.current_view,
             suspicious: self.election.suspects(self.me),
-            opn_ckpt: self.executor.ops_complete,
+            opn_ckpt: self.checkpoint(),
         };
         let max = self.config.params.max_datagram_bytes;
         emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
@@ -80,7 +87,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             if usize::from(view.proposer) == self.me && view > self.proposer.max_ballot_sent_1a {
                 self.proposer.start_phase1(view);
                 // Durable: a restarted leader must not start this ballot again.
-                self.durable_changed = true;
+                self.acceptor_changed();
                 emit::broadcast(
                     out,
                     &mut self.stats,
@@ -106,11 +113,11 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             // Action 3: nominate old values, then new batches, inside the window.
             progress |= self.nominate(now, out);
             // Action 4: truncate the log (at most at the quorum-th highest checkpoint).
-            self.acceptor.record_checkpoint(self.me, self.executor.ops_complete);
+            self.acceptor.record_checkpoint(self.me, self.checkpoint());
             let point = self.truncation_target(quorum, now);
             if point > self.acceptor.log_truncation_point {
                 self.acceptor.truncate(point);
-                self.durable_changed = true;
+                self.acceptor_changed();
                 progress = true;
             }
             self.note_target(self.acceptor.log_truncation_point, now);
@@ -187,33 +194,6 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
             }
             self.proposer.next_opn = opn + 1;
-            progress = true;
-        }
-        progress
-    }
-
-    pub(super) fn execute_decided(&mut self, out: &mut Outbox<'_>) -> bool {
-        let quorum = self.config.quorum();
-        let max = self.config.params.max_datagram_bytes;
-        let mut progress = false;
-        for _ in 0..W {
-            let opn = self.executor.ops_complete;
-            let Some(slot) = self.learner.decided(opn, quorum) else { break };
-            let bal = self.learner.max_ballot_seen;
-            // The leader that proposed the batch answers; the others only update their
-            // caches (a client that retries elsewhere is answered from the cache).
-            let answer = usize::from(bal.proposer) == self.me;
-            let stats = &mut self.stats;
-            self.executor.execute(bal, &slot.batch, |r| {
-                if answer {
-                    let msg = RslMsg::Reply { seqno: r.seqno, reply: Bytes(r.reply) };
-                    emit::send(out, stats, Protocol::Rsl, max, r.client, &msg);
-                }
-            });
-            for e in batch::entries(&slot.batch) {
-                self.election.reflect_executed(e.client, e.seqno);
-            }
-            self.learner.forget_below(self.executor.ops_complete);
             progress = true;
         }
         progress

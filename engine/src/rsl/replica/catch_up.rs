@@ -1,20 +1,31 @@
 //! Catching up: noticing that decisions this replica misses are gone from the log, asking
-//! another replica for its state, supplying state in bounded chunks, and installing it.
+//! another replica for them, supplying them (retained batches, or the frozen snapshot and
+//! the batches after it) in bounded answers, and executing or installing what arrives.
 
 use super::Replica;
 use crate::emit;
 use crate::endpoint::Endpoint;
 use crate::outbox::Outbox;
 use crate::rsl::app::App;
-use crate::rsl::msg::{RslMsg, SupplyPart};
+use crate::rsl::ballot::Ballot;
+use crate::rsl::msg::{Resume, RslMsg, SupplyPart};
 use crate::rsl::proposer::Phase;
-use crate::rsl::state_transfer::{self, SnapshotId, STATE_CHUNK_BYTES, SUPPLY_OVERHEAD_BYTES};
+use crate::rsl::snapshot::SnapshotPos;
+use crate::rsl::state_transfer::SUPPLY_OVERHEAD_BYTES;
 use crate::stats::Stats;
 use crate::time::Instant;
-use crate::wire::{self, Bytes, Protocol};
+use crate::wire::{Bytes, Protocol};
 
-impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
-    Replica<A, R, W, D, QB, C, RB>
+impl<
+        A: App,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Replica<A, R, W, D, QB, C, RB, TB>
 {
     /// A truncation point past our execution means the decisions we miss are gone: fetch state.
     pub(super) fn note_target(&mut self, opn: u64, now: Instant) {
@@ -58,11 +69,16 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         }
     }
 
+    /// A complete snapshot arrived: install it, freeze it (it is now what this replica
+    /// supplies), and restart the retained tail there; a durable binding must persist it.
     pub(super) fn install_state(&mut self) {
         match self.transfer.install(&mut self.executor) {
             Ok(id) => {
                 self.learner.forget_below(id.opn);
-                self.acceptor.record_checkpoint(self.me, id.opn);
+                self.frozen.take(&self.executor);
+                self.retained.reset(id.opn);
+                self.journal.skip_to(id.opn);
+                self.acceptor.record_checkpoint(self.me, self.checkpoint());
                 if self.proposer.phase == Phase::Two && self.proposer.next_opn < id.opn {
                     self.proposer.next_opn = id.opn;
                 }
@@ -71,13 +87,33 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         }
     }
 
+    /// A supplier's executed batch: executed if it is the next operation, else ignored.
+    pub(super) fn on_executed(&mut self, sender: usize, opn: u64, bal: Ballot, batch: &[u8]) -> bool {
+        if opn != self.executor.ops_complete {
+            return false;
+        }
+        let (_, mut exec) = self.execution();
+        exec.run(bal, batch, None);
+        let ops = self.executor.ops_complete;
+        self.learner.forget_below(ops);
+        self.transfer.supplier = Some(sender);
+        if self.transfer.incoming.is_some_and(|i| i.id.opn <= ops) {
+            self.transfer.incoming = None; // The snapshot under way is older than this.
+        }
+        if self.proposer.phase == Phase::Two && self.proposer.next_opn < ops {
+            self.proposer.next_opn = ops;
+        }
+        true
+    }
+
     pub(super) fn request_state(&mut self, now: Instant, out: &mut Outbox<'_>) {
         let target = self.transfer.target_opn;
         let n = self.config.n();
+        let ops = self.executor.ops_complete;
         self.transfer.retry_at = now.plus_ms(self.config.params.retransmit_period_ms);
         // Keep asking the replica that is answering; on a stall rotate among replicas known
         // to have executed far enough (any other replica if none is known).
-        let supplier = match self.transfer.on_request(2 * n as u32) {
+        let supplier = match self.transfer.on_request(ops, 2 * n as u32) {
             Some(s) => s,
             None => {
                 let attempt = self.transfer.attempts as usize;
@@ -92,81 +128,58 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         if supplier == self.me {
             return;
         }
-        let (app_offset, cache_index, resume_digest) = self.transfer.resume_point();
-        let msg = RslMsg::AppStateRequest {
-            bal: self.election.current_view,
-            opn: target.max(self.executor.ops_complete + 1),
-            app_offset,
-            cache_index,
-            resume_digest,
-        };
+        let msg =
+            RslMsg::AppStateRequest { bal: self.election.current_view, have: ops, resume: self.transfer.resume() };
         let dst = self.config.replicas[supplier];
         emit::send(out, &mut self.stats, Protocol::Rsl, self.config.params.max_datagram_bytes, dst, &msg);
     }
 
-    /// Emits this replica's snapshot to `dst` from the requested offsets, all in this step.
-    pub(super) fn supply_state(
-        &mut self,
-        dst: Endpoint,
-        app_offset: u64,
-        cache_index: u32,
-        resume_digest: u64,
-        out: &mut Outbox<'_>,
-    ) {
-        let id = state_transfer::snapshot_id(&self.executor);
-        let (mut offset, mut index) = match resume_digest == id.resume_token() {
-            true => (app_offset.min(id.app_len), cache_index.min(id.cache_entries)),
-            false => (0, 0),
-        };
+    /// Answers a request for the decisions from `have` on, all in this step and bounded by
+    /// `state_chunks_per_step` pieces: the retained batches from `have` when the tail still
+    /// reaches back there; otherwise the frozen snapshot (resumed where the asker's partial
+    /// copy of the same snapshot stops) and then the batches after it. The last piece says
+    /// so, and the asker asks again at once if it still lacks decisions.
+    pub(super) fn supply_state(&mut self, dst: Endpoint, have: u64, resume: Option<Resume>, out: &mut Outbox<'_>) {
+        let ops = self.executor.ops_complete;
         let max = self.config.params.max_datagram_bytes;
         let room = max - SUPPLY_OVERHEAD_BYTES;
         let mut budget = self.config.params.state_chunks_per_step;
-        let mut chunk = [0u8; STATE_CHUNK_BYTES];
-        while offset < id.app_len && budget > 0 {
-            let take = room.min(STATE_CHUNK_BYTES);
-            let n = self.executor.app.snapshot_read(offset, &mut chunk[..take]);
-            if n == 0 {
-                return;
-            }
-            let msg = supply_msg(&id, SupplyPart::App { offset, bytes: Bytes(&chunk[..n]) });
-            if !emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg) {
-                return;
-            }
-            offset += n as u64;
-            budget -= 1;
-        }
-        let mut entries: heapless::Vec<u8, D> = heapless::Vec::new();
-        while index < id.cache_entries && budget > 0 {
-            entries.clear();
-            let first = index;
-            while let Some(e) = self.executor.reply_cache.wire(index as usize) {
-                let before = entries.len();
-                if wire::append(&mut entries, &e).is_err() || entries.len() > room {
-                    entries.truncate(before);
+        let mut next = have;
+        if have < self.retained.first_opn() {
+            let mut pos = match resume {
+                Some(r) if r.id.same_content(&self.frozen.id) => r.pos,
+                _ => SnapshotPos::default(),
+            };
+            let id = self.frozen.id;
+            let _ = self.batch_scratch.resize(room.min(D), 0);
+            while budget > 0 {
+                let Some((part, after)) = self.frozen.piece(pos, room, &mut self.batch_scratch) else { break };
+                let done = after.app_offset >= id.app_len && after.cache_index >= id.cache_entries;
+                let last = budget == 1 || (done && id.opn >= ops);
+                let msg = RslMsg::AppStateSupply { last, part };
+                if !emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg) {
+                    return;
+                }
+                pos = after;
+                budget -= 1;
+                if done {
                     break;
                 }
-                index += 1;
             }
-            if index == first {
-                return; // An entry larger than a datagram: ruled out by `new`'s RB check.
+            if pos.app_offset < id.app_len || pos.cache_index < id.cache_entries {
+                return; // The snapshot continues in the next answer.
             }
-            let msg = supply_msg(&id, SupplyPart::Cache { index: first, entries: Bytes(&entries) });
-            if !emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg) {
+            next = id.opn;
+        }
+        while budget > 0 && next < ops {
+            let Some(e) = self.retained.get(next) else { return };
+            let last = budget == 1 || next + 1 == ops;
+            let part = SupplyPart::Executed { opn: e.opn, bal: e.bal, batch: Bytes(e.batch) };
+            if !emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &RslMsg::AppStateSupply { last, part }) {
                 return;
             }
+            next += 1;
             budget -= 1;
         }
-    }
-}
-
-fn supply_msg<'a>(id: &SnapshotId, part: SupplyPart<'a>) -> RslMsg<'a> {
-    RslMsg::AppStateSupply {
-        bal: id.bal,
-        opn: id.opn,
-        digest: id.digest,
-        app_len: id.app_len,
-        cache_entries: id.cache_entries,
-        executed_digest: id.executed_digest,
-        part,
     }
 }

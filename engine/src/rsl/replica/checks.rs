@@ -7,8 +7,16 @@ use crate::rsl::app::App;
 use crate::rsl::ballot::Ballot;
 use crate::rsl::proposer::Phase;
 
-impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
-    Replica<A, R, W, D, QB, C, RB>
+impl<
+        A: App,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Replica<A, R, W, D, QB, C, RB, TB>
 {
     /// Checks every local invariant of every role, then the invariants that relate roles of
     /// this replica; asserted after every step in debug builds, and called by the checkers.
@@ -21,6 +29,18 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         self.executor.invariant()?;
         self.election.invariant(n, p.baseline_view_timeout_ms, p.max_view_timeout_ms)?;
         self.transfer.invariant()?;
+        self.retained.invariant()?;
+        let ops = self.executor.ops_complete;
+        self.journal.invariant(ops)?;
+        if self.frozen.id.opn > ops || self.retained.first_opn() > self.frozen.id.opn {
+            return Err("frozen snapshot not between the oldest retained batch and the present");
+        }
+        if self.retained.next_opn() != ops {
+            return Err("retained tail does not end at the executed count");
+        }
+        if self.journal.durable && self.retained.first_opn() > self.journal.handed_out {
+            return Err("an executed batch was dropped before the durable binding got it");
+        }
         if self.proposer.phase != Phase::Idle && usize::from(self.proposer.max_ballot_sent_1a.proposer) != self.me {
             return Err("proposer active for another replica's ballot");
         }
@@ -47,6 +67,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             log_truncation_point: self.acceptor.log_truncation_point,
             checkpoints,
             ops_complete: self.executor.ops_complete,
+            durable_ops: self.checkpoint(),
             executed_digest: self.executor.executed_digest,
             max_bal_reflected: self.executor.max_bal_reflected,
             max_ballot_seen: self.learner.max_ballot_seen,
@@ -82,6 +103,8 @@ pub struct Monotone<const R: usize> {
     pub checkpoints: heapless::Vec<u64, R>,
     /// Operations executed.
     pub ops_complete: u64,
+    /// Operations whose effects are durable (the checkpoint reported).
+    pub durable_ops: u64,
     /// Digest of everything executed: may change only when `ops_complete` grows.
     pub executed_digest: u64,
     /// The highest ballot of an executed batch.
@@ -112,6 +135,9 @@ impl<const R: usize> Monotone<R> {
         }
         if next.ops_complete < self.ops_complete {
             return Err("ops_complete went down");
+        }
+        if next.durable_ops < self.durable_ops {
+            return Err("durable operations went down");
         }
         if next.ops_complete == self.ops_complete && next.executed_digest != self.executed_digest {
             return Err("executed digest changed without executing");

@@ -5,18 +5,27 @@ use super::Replica;
 use crate::emit;
 use crate::endpoint::Endpoint;
 use crate::outbox::Outbox;
-use crate::rsl::acceptor::Accepted;
+use crate::rsl::acceptor::{Accepted, Acceptor};
 use crate::rsl::app::App;
+use crate::rsl::ballot::Ballot;
 use crate::rsl::batch;
-use crate::rsl::msg::{RslMsg, Vote};
+use crate::rsl::msg::{RslMsg, SupplyPart, Vote};
 use crate::rsl::proposer::{Phase, Queued};
-use crate::rsl::state_transfer::{Progress, SnapshotId};
+use crate::rsl::state_transfer::Progress;
 use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire::{Bytes, Protocol};
 
-impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
-    Replica<A, R, W, D, QB, C, RB>
+impl<
+        A: App,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Replica<A, R, W, D, QB, C, RB, TB>
 {
     /// Protocol bounds of a decoded peer message, checked before any state is touched.
     pub(super) fn valid(&self, msg: &RslMsg<'_>) -> bool {
@@ -28,7 +37,13 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             RslMsg::OneA { bal } | RslMsg::StartingPhase2 { bal, .. } | RslMsg::Heartbeat { bal, .. } => {
                 bal.is_valid_for(n)
             }
-            RslMsg::AppStateRequest { bal, .. } | RslMsg::AppStateSupply { bal, .. } => bal.is_valid_for(n),
+            RslMsg::AppStateRequest { bal, .. } => bal.is_valid_for(n),
+            RslMsg::AppStateSupply { part, .. } => match part {
+                SupplyPart::App { id, .. } | SupplyPart::Cache { id, .. } => {
+                    id.bal.is_valid_for(n) || id.bal == Ballot::default()
+                }
+                SupplyPart::Executed { bal, batch, .. } => bal.is_valid_for(n) && batch_ok(batch),
+            },
             RslMsg::OneB { bal, chunk, chunks, vote, .. } => {
                 bal.is_valid_for(n)
                     && chunk < chunks
@@ -82,7 +97,7 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                     Stats::bump(&mut self.stats.ignored_messages);
                     return;
                 }
-                self.durable_changed = true;
+                self.acceptor_changed();
                 let reply_id = self.acceptor.next_reply_id();
                 let mut votes = self.acceptor.votes();
                 let chunks = self.acceptor.vote_count().max(1) as u8;
@@ -108,9 +123,9 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 match self.acceptor.accept(bal, opn, batch.0, len) {
                     Accepted::Stale => Stats::bump(&mut self.stats.ignored_messages),
                     Accepted::Voted => {
-                        self.durable_changed = true;
-                        self.durable_vote = Some(opn);
-                        let opn_ckpt = self.executor.ops_complete;
+                        self.acceptor_changed();
+                        self.journal.note_vote(Acceptor::<R, W, D>::slot_of(opn));
+                        let opn_ckpt = self.checkpoint();
                         let msg = RslMsg::TwoB { bal, opn, batch, opn_ckpt };
                         emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
                     }
@@ -138,20 +153,31 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
             RslMsg::StartingPhase2 { log_truncation_point, .. } => {
                 self.note_target(log_truncation_point, now);
             }
-            RslMsg::AppStateRequest { opn, app_offset, cache_index, resume_digest, .. } => {
-                if self.executor.ops_complete < opn.max(1) || sender == self.me {
+            RslMsg::AppStateRequest { have, resume, .. } => {
+                if self.executor.ops_complete <= have || sender == self.me {
                     Stats::bump(&mut self.stats.ignored_messages);
                     return;
                 }
-                self.supply_state(self.config.replicas[sender], app_offset, cache_index, resume_digest, out);
+                self.supply_state(self.config.replicas[sender], have, resume, out);
             }
-            RslMsg::AppStateSupply { bal, opn, digest, app_len, cache_entries, executed_digest, part } => {
-                let id = SnapshotId { bal, opn, digest, app_len, cache_entries, executed_digest };
-                match self.transfer.receive(sender, id, part, self.executor.ops_complete) {
-                    Progress::Ignored => Stats::bump(&mut self.stats.ignored_messages),
-                    Progress::Corrupt => Stats::bump(&mut self.stats.invalid_messages),
-                    Progress::Staged => {}
-                    Progress::Complete => self.install_state(),
+            RslMsg::AppStateSupply { last, part } => {
+                let ops = self.executor.ops_complete;
+                match part {
+                    SupplyPart::Executed { opn, bal, batch } => {
+                        if !self.on_executed(sender, opn, bal, batch.0) {
+                            Stats::bump(&mut self.stats.ignored_messages);
+                        }
+                    }
+                    _ => match self.transfer.receive(sender, part, ops) {
+                        Progress::Ignored => Stats::bump(&mut self.stats.ignored_messages),
+                        Progress::Corrupt => Stats::bump(&mut self.stats.invalid_messages),
+                        Progress::Staged => {}
+                        Progress::Complete => self.install_state(),
+                    },
+                }
+                // One answer is bounded: ask for the rest at once instead of at the timer.
+                if last && self.transfer.needed(self.executor.ops_complete) {
+                    self.request_state(now, out);
                 }
             }
             RslMsg::Request { .. } | RslMsg::Reply { .. } => {}

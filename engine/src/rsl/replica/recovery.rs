@@ -1,41 +1,49 @@
-//! Crash recovery of the acceptor: the record a durable binding persists after a step, the
-//! compacted image of the acceptor, and [`Replica::recover`], which replays them (see
+//! Crash recovery: a durable replica started fresh ([`Replica::new_durable`]) or rebuilt
+//! from its latest snapshot and its log ([`Replica::recover`]), and the acceptor's
+//! compacted image a binding may replace its acceptor records with (see
 //! [`crate::rsl::durable`] for what is durable and why).
 
-use super::{Replica, Step};
+use super::Replica;
+use crate::config::ConfigError;
 use crate::rsl::app::App;
 use crate::rsl::ballot::Ballot;
 use crate::rsl::batch;
 use crate::rsl::config::RslConfig;
-use crate::rsl::durable::{DurableRecord, RecoverError};
-use crate::rsl::msg::Vote;
+use crate::rsl::durable::{AcceptorRecord, DurableRecord, RecoverError};
+use crate::rsl::journal::Journal;
+use crate::rsl::msg::{SupplyPart, Vote};
+use crate::rsl::state_transfer::Progress;
 use crate::time::Instant;
 use crate::wire::{self, Bytes, EncodeError, Protocol};
 
-impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
-    Replica<A, R, W, D, QB, C, RB>
+impl<
+        A: App,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Replica<A, R, W, D, QB, C, RB, TB>
 {
-    /// The record to persist after a step that returned `durable_state_changed`: the
-    /// acceptor state now, and the vote of that step. Encoded into `buf`, which needs
-    /// `D + DURABLE_RECORD_OVERHEAD_BYTES` bytes at most.
-    pub fn durable_record<'b>(&self, step: &Step, buf: &'b mut [u8]) -> Result<&'b [u8], EncodeError> {
-        let vote = match step.durable_state_changed {
-            true => self.step_vote().and_then(|opn| self.acceptor().vote_at(opn)),
-            false => None,
-        };
-        let vote = vote.map(|v| Vote { opn: v.opn, bal: v.bal, batch: Bytes(&v.batch) });
-        let len = wire::encode(Protocol::Durable, &self.durable_header(vote), buf)?;
-        Ok(&buf[..len])
+    /// Replica number `me` in durable mode, starting with nothing stored (a first start):
+    /// it hands its binding records to persist ([`Replica::next_record`]) and reports as
+    /// its checkpoint only what the binding confirmed durable.
+    pub fn new_durable(config: RslConfig<R>, me: usize, app: A, now: Instant) -> Result<Self, ConfigError> {
+        let mut replica = Replica::new(config, me, app, now)?;
+        replica.journal = Journal::durable_at(0);
+        Ok(replica)
     }
 
     /// How many records [`Replica::durable_image_record`] yields: a log of exactly these
-    /// records (the header, then one per held vote) replays to the current acceptor state,
-    /// so a binding may replace its whole log with them (compaction).
+    /// acceptor records (the header, then one per held vote) replays to the current
+    /// acceptor state, so a binding may replace every acceptor record with them.
     pub fn durable_image_len(&self) -> usize {
         1 + self.acceptor().vote_count()
     }
 
-    /// Record `index` of the compacted image (`index < durable_image_len()`).
+    /// Record `index` of the acceptor's compacted image (`index < durable_image_len()`).
     pub fn durable_image_record<'b>(&self, index: usize, buf: &'b mut [u8]) -> Result<&'b [u8], EncodeError> {
         let vote = match index {
             0 => None,
@@ -44,12 +52,13 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
                 None => return Err(EncodeError::BufferFull),
             },
         };
-        let len = wire::encode(Protocol::Durable, &self.durable_header(vote), buf)?;
+        let len = wire::encode(Protocol::Durable, &DurableRecord::Acceptor(self.acceptor_record(vote)), buf)?;
         Ok(&buf[..len])
     }
 
-    fn durable_header<'v>(&self, vote: Option<Vote<'v>>) -> DurableRecord<'v> {
-        DurableRecord {
+    /// The acceptor's durable state now, with `vote`.
+    pub(super) fn acceptor_record<'v>(&self, vote: Option<Vote<'v>>) -> AcceptorRecord<'v> {
+        AcceptorRecord {
             max_bal: self.acceptor().max_bal,
             max_ballot_sent_1a: self.proposer().max_ballot_sent_1a,
             log_truncation_point: self.acceptor().log_truncation_point,
@@ -58,65 +67,128 @@ impl<A: App, const R: usize, const W: usize, const D: usize, const QB: usize, co
         }
     }
 
-    /// Replica `me` restarted after a crash: the acceptor and proposer ballot replayed from
-    /// `records` (the log in write order, possibly compacted), everything else fresh, with
-    /// `app` as the application (normally empty: its state comes back by state transfer).
-    /// An empty log is a first start, the same as [`Replica::new`].
+    /// Replica `me` restarted after a crash, in durable mode: the application and reply
+    /// cache from `snapshot` (the records of the latest whole snapshot the binding
+    /// persisted, in order; empty if none), then `log` replayed in write order (possibly
+    /// compacted): acceptor records restore the promise, votes, truncation point and
+    /// ballots; executed batches after the snapshot are executed again. `app` is the
+    /// application's initial state. Empty inputs are a first start.
     ///
+    /// An executed batch is executed again when it is the next operation; one further on
+    /// (after a snapshot that was required but never persisted, or one set aside as
+    /// damaged) is skipped, as its state cannot be rebuilt here, and one already covered is
+    /// skipped too. The replica then catches up from its peers from where replay stops.
     /// Every record is validated against the protocol's bounds and the records before it;
     /// the first bad one is reported and no replica is returned.
-    pub fn recover<'r, I>(
+    pub fn recover<'s, 'l, S, L>(
         config: RslConfig<R>,
         me: usize,
         app: A,
         now: Instant,
-        records: I,
+        snapshot: S,
+        log: L,
     ) -> Result<Self, RecoverError>
     where
-        I: IntoIterator<Item = &'r [u8]>,
+        S: IntoIterator<Item = &'s [u8]>,
+        L: IntoIterator<Item = &'l [u8]>,
     {
         let mut replica = Replica::new(config, me, app, now)?;
-        let n = replica.config().n();
-        let max_entries = replica.config().params.max_batch_size;
-        let max_bytes = replica.config().max_batch_bytes();
-        for (record, bytes) in records.into_iter().enumerate() {
+        let mut record = 0;
+        let mut staged = None;
+        for bytes in snapshot {
+            let r: DurableRecord<'_> =
+                wire::decode(Protocol::Durable, bytes).map_err(|error| RecoverError::Undecodable { record, error })?;
+            let DurableRecord::Snapshot(part) = r else {
+                return Err(RecoverError::Inconsistent { record, reason: "a snapshot holds a record of another kind" });
+            };
+            staged = Some(replica.restore_piece(part)?);
+            record += 1;
+        }
+        match staged {
+            None | Some(Progress::Ignored) => {}
+            Some(Progress::Complete) => replica.restore_snapshot()?,
+            Some(_) => return Err(RecoverError::Snapshot("its records stop before its end")),
+        }
+        for bytes in log {
             let bad = |reason| RecoverError::Inconsistent { record, reason };
             let r: DurableRecord<'_> =
                 wire::decode(Protocol::Durable, bytes).map_err(|error| RecoverError::Undecodable { record, error })?;
-            if !r.max_bal.is_valid_for(n) && r.max_bal != Ballot::default() {
-                return Err(bad("promise names a replica outside the configuration"));
-            }
-            if r.max_ballot_sent_1a != Ballot::default() && usize::from(r.max_ballot_sent_1a.proposer) != me {
-                return Err(bad("proposer ballot belongs to another replica"));
-            }
-            if let Some(v) = r.vote {
-                if !v.bal.is_valid_for(n) || v.bal > r.max_bal {
-                    return Err(bad("vote ballot invalid or above the promise"));
+            match r {
+                DurableRecord::Acceptor(a) => replica.restore_acceptor(&a).map_err(bad)?,
+                DurableRecord::Executed { opn, bal, batch } => {
+                    replica.check_batch(bal, batch.0).map_err(bad)?;
+                    if opn == replica.executor.ops_complete {
+                        let (_, mut exec) = replica.execution();
+                        exec.run(bal, batch.0, None);
+                    }
                 }
-                if v.batch.0.len() > max_bytes || batch::validate(v.batch.0, max_entries).is_err() {
-                    return Err(bad("vote batch malformed or too large"));
-                }
-                replica.restore_vote(v.bal, v.opn, v.batch.0).map_err(bad)?;
+                DurableRecord::Snapshot(_) => return Err(bad("a snapshot piece in the log")),
             }
-            replica.restore_header(&r).map_err(bad)?;
             replica.check_invariants().map_err(bad)?;
+            record += 1;
         }
+        let ops = replica.executor.ops_complete;
+        replica.learner.forget_below(ops);
+        replica.journal = Journal::durable_at(ops);
+        replica.acceptor.record_checkpoint(me, ops);
         replica.rejoin(now);
         Ok(replica)
     }
 
-    /// The operation the last step voted on (see `rsl::durable`).
-    fn step_vote(&self) -> Option<u64> {
-        self.durable_vote
+    /// Recovery: one piece of the stored snapshot.
+    fn restore_piece(&mut self, part: SupplyPart<'_>) -> Result<Progress, RecoverError> {
+        if let SupplyPart::App { id, .. } | SupplyPart::Cache { id, .. } = part {
+            if id.opn == 0 {
+                return Ok(Progress::Ignored); // The initial state: nothing to restore.
+            }
+        }
+        match self.transfer.receive(self.me, part, self.executor.ops_complete) {
+            Progress::Corrupt => Err(RecoverError::Snapshot("the application refused a piece")),
+            Progress::Ignored => Err(RecoverError::Snapshot("a piece out of order or of another snapshot")),
+            p => Ok(p),
+        }
     }
 
-    /// Recovery: one durable record's vote.
-    fn restore_vote(&mut self, bal: Ballot, opn: u64, batch: &[u8]) -> Result<(), &'static str> {
-        self.acceptor.restore_vote(bal, opn, batch, self.config.params.max_log_length)
+    /// Recovery: the stored snapshot is whole; install it.
+    fn restore_snapshot(&mut self) -> Result<(), RecoverError> {
+        let id = self
+            .transfer
+            .install(&mut self.executor)
+            .map_err(|_| RecoverError::Snapshot("the application refused it"))?;
+        self.frozen.take(&self.executor);
+        self.retained.reset(id.opn);
+        Ok(())
     }
 
-    /// Recovery: one durable record's promise, truncation point and ballots.
-    fn restore_header(&mut self, r: &DurableRecord<'_>) -> Result<(), &'static str> {
+    /// Recovery: an executed batch's bounds.
+    fn check_batch(&self, bal: Ballot, batch: &[u8]) -> Result<(), &'static str> {
+        let bounded = batch.len() <= self.config.max_batch_bytes()
+            && batch::validate(batch, self.config.params.max_batch_size).is_ok();
+        match bal.is_valid_for(self.config.n()) && bounded {
+            true => Ok(()),
+            false => Err("executed batch malformed, too large, or of an invalid ballot"),
+        }
+    }
+
+    /// Recovery: one acceptor record.
+    fn restore_acceptor(&mut self, r: &AcceptorRecord<'_>) -> Result<(), &'static str> {
+        let n = self.config.n();
+        if !r.max_bal.is_valid_for(n) && r.max_bal != Ballot::default() {
+            return Err("promise names a replica outside the configuration");
+        }
+        if r.max_ballot_sent_1a != Ballot::default() && usize::from(r.max_ballot_sent_1a.proposer) != self.me {
+            return Err("proposer ballot belongs to another replica");
+        }
+        if let Some(v) = r.vote {
+            if !v.bal.is_valid_for(n) || v.bal > r.max_bal {
+                return Err("vote ballot invalid or above the promise");
+            }
+            let max_bytes = self.config.max_batch_bytes();
+            if v.batch.0.len() > max_bytes || batch::validate(v.batch.0, self.config.params.max_batch_size).is_err() {
+                return Err("vote batch malformed or too large");
+            }
+            self.acceptor.restore_vote(v.bal, v.opn, v.batch.0, self.config.params.max_log_length)?;
+        }
         self.acceptor.restore_header(r.max_bal, r.log_truncation_point, r.replies_sent)?;
         if r.max_ballot_sent_1a < self.proposer.max_ballot_sent_1a {
             return Err("proposer ballot went down");

@@ -4,11 +4,20 @@
 use super::Replica;
 use crate::rsl::app::App;
 
-impl<A, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize> Clone
-    for Replica<A, R, W, D, QB, C, RB>
+impl<
+        A,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Clone for Replica<A, R, W, D, QB, C, RB, TB>
 where
     A: App + Clone,
     A::Staging: Clone,
+    A::Snapshot: Clone,
 {
     fn clone(&self) -> Self {
         Replica {
@@ -20,22 +29,33 @@ where
             executor: self.executor.clone(),
             election: self.election.clone(),
             transfer: self.transfer.clone(),
+            frozen: self.frozen.clone(),
+            retained: self.retained.clone(),
+            journal: self.journal.clone(),
             stats: self.stats,
             heartbeat_at: self.heartbeat_at,
             retransmit_at: self.retransmit_at,
             heard_at: self.heard_at,
             durable_changed: self.durable_changed,
-            durable_vote: self.durable_vote,
             batch_scratch: self.batch_scratch.clone(),
         }
     }
 }
 
-impl<A, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize> PartialEq
-    for Replica<A, R, W, D, QB, C, RB>
+impl<
+        A,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > PartialEq for Replica<A, R, W, D, QB, C, RB, TB>
 where
     A: App + PartialEq,
     A::Staging: PartialEq,
+    A::Snapshot: PartialEq,
 {
     fn eq(&self, other: &Self) -> bool {
         self.me == other.me
@@ -46,25 +66,46 @@ where
             && self.executor == other.executor
             && self.election == other.election
             && self.transfer == other.transfer
+            && self.frozen == other.frozen
+            && self.retained == other.retained
+            && self.journal == other.journal
             && self.heartbeat_at == other.heartbeat_at
             && self.retransmit_at == other.retransmit_at
             && self.heard_at == other.heard_at
     }
 }
 
-impl<A, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize> Eq
-    for Replica<A, R, W, D, QB, C, RB>
+impl<
+        A,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Eq for Replica<A, R, W, D, QB, C, RB, TB>
 where
     A: App + Eq,
     A::Staging: Eq,
+    A::Snapshot: Eq,
 {
 }
 
-impl<A, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
-    core::hash::Hash for Replica<A, R, W, D, QB, C, RB>
+impl<
+        A,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > core::hash::Hash for Replica<A, R, W, D, QB, C, RB, TB>
 where
     A: App + core::hash::Hash,
     A::Staging: core::hash::Hash,
+    A::Snapshot: core::hash::Hash,
 {
     fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
         self.me.hash(state);
@@ -75,17 +116,29 @@ where
         self.executor.hash(state);
         self.election.hash(state);
         self.transfer.hash(state);
+        self.frozen.hash(state);
+        self.retained.hash(state);
+        self.journal.hash(state);
         self.heartbeat_at.hash(state);
         self.retransmit_at.hash(state);
         self.heard_at.hash(state);
     }
 }
 
-impl<A, const R: usize, const W: usize, const D: usize, const QB: usize, const C: usize, const RB: usize>
-    core::fmt::Debug for Replica<A, R, W, D, QB, C, RB>
+impl<
+        A,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > core::fmt::Debug for Replica<A, R, W, D, QB, C, RB, TB>
 where
     A: App + core::fmt::Debug,
     A::Staging: core::fmt::Debug,
+    A::Snapshot: core::fmt::Debug,
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Replica")
@@ -96,6 +149,9 @@ where
             .field("executor", &self.executor)
             .field("election", &self.election)
             .field("transfer", &self.transfer)
+            .field("frozen", &self.frozen)
+            .field("retained", &(self.retained.first_opn()..self.retained.next_opn()))
+            .field("journal", &self.journal)
             .field("heartbeat_at", &self.heartbeat_at)
             .field("retransmit_at", &self.retransmit_at)
             .field("heard_at", &self.heard_at)

@@ -11,11 +11,14 @@ use super::*;
 use crate::outbox::{Outbox, OutboxBuf};
 use crate::rsl::apps::counter::Counter;
 use crate::rsl::batch::BatchEntry;
-use crate::rsl::durable::DURABLE_RECORD_OVERHEAD_BYTES;
+use crate::rsl::durable::{snapshot_record, DURABLE_RECORD_OVERHEAD_BYTES};
 use crate::rsl::msg::RslMsg;
+use crate::rsl::Step;
 use crate::Endpoint;
 
-type Rep = Replica<Counter, 3, 8, 1472, 4096, 16, 64>;
+/// A retained tail of 2 KiB: about 30 small batches, so runs of these tests overflow it,
+/// freeze snapshots, and catch lagging replicas up by snapshot as well as by batches.
+type Rep = Replica<Counter, 3, 8, 1472, 4096, 16, 64, 2048>;
 type Out = OutboxBuf<64, 65536>;
 const RECORD_BYTES: usize = 1472 + DURABLE_RECORD_OVERHEAD_BYTES;
 
@@ -37,23 +40,52 @@ fn two_a(opn: u64) -> Vec<u8> {
     encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch: Bytes(b"") })
 }
 
-/// A replica and the log a durable binding would have written for it.
+/// A replica and what a durable binding would have stored for it: the log, and the latest
+/// whole snapshot.
 struct Node {
     replica: Option<Rep>,
     log: Vec<Vec<u8>>,
+    snapshot: Vec<Vec<u8>>,
+    /// Confirm syncs to the replica (a binding that never syncs executed records: false).
+    confirm: bool,
 }
 
 impl Node {
     fn new(me: usize) -> Node {
-        Node { replica: Some(Rep::new(config(), me, Counter::default(), Instant::ZERO).unwrap()), log: Vec::new() }
+        let replica = Rep::new_durable(config(), me, Counter::default(), Instant::ZERO).unwrap();
+        Node { replica: Some(replica), log: Vec::new(), snapshot: Vec::new(), confirm: true }
     }
 
-    fn persist(&mut self, step: Step) {
-        if step.durable_state_changed {
-            let mut buf = [0u8; RECORD_BYTES];
-            let r = self.replica.as_ref().unwrap();
-            self.log.push(r.durable_record(&step, &mut buf).unwrap().to_vec());
+    /// What a binding does after a step: append every record, sync, confirm; persist the
+    /// frozen snapshot when one is required.
+    fn persist(&mut self, _step: Step) {
+        let Some(r) = self.replica.as_mut() else { return };
+        let mut buf = [0u8; RECORD_BYTES];
+        while let Some(rec) = r.next_record(&mut buf) {
+            self.log.push(rec.unwrap().to_vec());
         }
+        if self.confirm {
+            let mark = r.durable_mark();
+            r.persisted(mark);
+            if r.snapshot_required().is_some() {
+                self.write_snapshot();
+            }
+        }
+    }
+
+    /// Writes the frozen snapshot in pieces of 5 bytes (so it takes several records).
+    fn write_snapshot(&mut self) {
+        let Some(r) = self.replica.as_mut() else { return };
+        let frozen = r.frozen().clone();
+        let (mut scratch, mut buf) = ([0u8; 64], [0u8; RECORD_BYTES]);
+        let mut pos = crate::rsl::snapshot::SnapshotPos::default();
+        self.snapshot.clear();
+        while let Some(rec) = snapshot_record(&frozen, pos, 5, &mut scratch, &mut buf) {
+            let (n, next) = rec.unwrap();
+            self.snapshot.push(buf[..n].to_vec());
+            pos = next;
+        }
+        r.snapshot_persisted(frozen.id);
     }
 
     fn handle(&mut self, now: Instant, from: Endpoint, bytes: &[u8], out: &mut Outbox<'_>) {
@@ -63,7 +95,8 @@ impl Node {
     }
 
     fn recover(&self, me: usize) -> Result<Rep, RecoverError> {
-        Rep::recover(config(), me, Counter::default(), Instant::ZERO, self.log.iter().map(|r| r.as_slice()))
+        let snapshot = self.snapshot.iter().map(|r| r.as_slice());
+        Rep::recover(config(), me, Counter::default(), Instant::ZERO, snapshot, self.log.iter().map(|r| r.as_slice()))
     }
 }
 
@@ -88,7 +121,7 @@ fn a_replayed_log_restores_promise_votes_and_truncation() {
     }
     let high = Ballot { seqno: 2, proposer: 2 };
     node.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal: high }), &mut out);
-    assert_eq!(node.log.len(), 12, "one record per vote and one per promise");
+    assert_eq!(node.log.len(), 12, "one record per vote and one per promise (nothing executed)");
     let live = node.replica.as_ref().unwrap();
     assert!(live.acceptor().log_truncation_point > 0, "the window slid");
     let recovered = node.recover(1).unwrap();
@@ -123,7 +156,8 @@ fn a_compacted_image_replays_to_the_same_state() {
         .collect();
     let mut buf = [0u8; RECORD_BYTES];
     assert!(live.durable_image_record(6, &mut buf).is_err(), "past the end");
-    let from_image = Rep::recover(config(), 2, Counter::default(), Instant::ZERO, image.iter().map(|r| r.as_slice()));
+    let from_image =
+        Rep::recover(config(), 2, Counter::default(), Instant::ZERO, [], image.iter().map(|r| r.as_slice()));
     assert_eq!(durable_view(&from_image.unwrap()), durable_view(live));
 }
 
@@ -155,14 +189,18 @@ const WENT_DOWN: &str = "promise, truncation point or reply counter went down";
 const VOTE_BALLOT: &str = "vote ballot invalid or above the promise";
 const OUT_OF_BOUNDS: &str = "vote below the truncation point or out of bounds";
 
-fn record(r: &DurableRecord<'_>) -> Vec<u8> {
+fn any_record(r: &DurableRecord<'_>) -> Vec<u8> {
     let mut buf = [0u8; RECORD_BYTES];
     let n = wire::encode(Protocol::Durable, r, &mut buf).unwrap();
     buf[..n].to_vec()
 }
 
+fn record(r: &AcceptorRecord<'_>) -> Vec<u8> {
+    any_record(&DurableRecord::Acceptor(*r))
+}
+
 fn replay(log: &[Vec<u8>]) -> Result<(), RecoverError> {
-    Rep::recover(config(), 1, Counter::default(), Instant::ZERO, log.iter().map(|r| r.as_slice())).map(|_| ())
+    Rep::recover(config(), 1, Counter::default(), Instant::ZERO, [], log.iter().map(|r| r.as_slice())).map(|_| ())
 }
 
 #[test]
@@ -184,7 +222,7 @@ fn bad_logs_are_refused_with_the_record_and_the_rule_named() {
     reordered.swap(0, 1);
     assert_eq!(replay(&reordered), refused(1, WENT_DOWN), "the promise would go down");
 
-    let forged = DurableRecord {
+    let forged = AcceptorRecord {
         max_bal: Ballot::INITIAL,
         max_ballot_sent_1a: Ballot::default(),
         log_truncation_point: 0,
@@ -193,28 +231,28 @@ fn bad_logs_are_refused_with_the_record_and_the_rule_named() {
     };
     assert_eq!(replay(&[record(&forged)]), refused(0, VOTE_BALLOT), "a vote above the promise");
     let stranger = Ballot { seqno: 1, proposer: 3 };
-    let outside = DurableRecord { max_bal: Ballot { seqno: 2, proposer: 0 }, ..forged };
-    let outside = DurableRecord { vote: Some(Vote { opn: 0, bal: stranger, batch: Bytes(b"") }), ..outside };
+    let outside = AcceptorRecord { max_bal: Ballot { seqno: 2, proposer: 0 }, ..forged };
+    let outside = AcceptorRecord { vote: Some(Vote { opn: 0, bal: stranger, batch: Bytes(b"") }), ..outside };
     assert_eq!(replay(&[record(&outside)]), refused(0, VOTE_BALLOT), "a vote by a proposer outside the cluster");
-    let promised_stranger = DurableRecord { max_bal: stranger, vote: None, ..forged };
+    let promised_stranger = AcceptorRecord { max_bal: stranger, vote: None, ..forged };
     assert_eq!(replay(&[record(&promised_stranger)]), refused(0, "promise names a replica outside the configuration"));
 
-    let other_leader = DurableRecord { max_ballot_sent_1a: Ballot { seqno: 2, proposer: 0 }, vote: None, ..forged };
+    let other_leader = AcceptorRecord { max_ballot_sent_1a: Ballot { seqno: 2, proposer: 0 }, vote: None, ..forged };
     assert_eq!(replay(&[record(&other_leader)]), refused(0, "proposer ballot belongs to another replica"));
 
     // A vote below the truncation point the log already reached, and one at u64::MAX.
-    let truncated = DurableRecord { max_bal: Ballot::INITIAL, log_truncation_point: 5, vote: None, ..forged };
-    let low_vote = DurableRecord { vote: Some(Vote { opn: 4, bal: Ballot::INITIAL, batch: Bytes(b"") }), ..truncated };
+    let truncated = AcceptorRecord { max_bal: Ballot::INITIAL, log_truncation_point: 5, vote: None, ..forged };
+    let low_vote = AcceptorRecord { vote: Some(Vote { opn: 4, bal: Ballot::INITIAL, batch: Bytes(b"") }), ..truncated };
     assert_eq!(replay(&[record(&truncated), record(&low_vote)]), refused(1, OUT_OF_BOUNDS));
     let last_vote =
-        DurableRecord { vote: Some(Vote { opn: u64::MAX, bal: Ballot::INITIAL, batch: Bytes(b"") }), ..truncated };
+        AcceptorRecord { vote: Some(Vote { opn: u64::MAX, bal: Ballot::INITIAL, batch: Bytes(b"") }), ..truncated };
     assert_eq!(replay(&[record(&last_vote)]), refused(0, OUT_OF_BOUNDS));
 
     // Vote batches: malformed, one byte over the bound, and exactly at it.
     let max_bytes = config().max_batch_bytes();
     let vote_of = |batch: &[u8]| {
         let vote = Some(Vote { opn: 0, bal: Ballot::INITIAL, batch: Bytes(batch) });
-        record(&DurableRecord { vote, ..truncated_free(&forged) })
+        record(&AcceptorRecord { vote, ..truncated_free(&forged) })
     };
     let malformed = "vote batch malformed or too large";
     assert_eq!(replay(&[vote_of(&[0xff, 0xff, 0xff])]), refused(0, malformed));
@@ -224,24 +262,24 @@ fn bad_logs_are_refused_with_the_record_and_the_rule_named() {
 
     // A later record votes at the same operation with a lower ballot than an earlier one.
     let high = Ballot { seqno: 2, proposer: 0 };
-    let v_high = DurableRecord {
+    let v_high = AcceptorRecord {
         max_bal: high,
         vote: Some(Vote { opn: 0, bal: high, batch: Bytes(b"") }),
         log_truncation_point: 0,
         ..forged
     };
-    let v_low = DurableRecord { vote: Some(Vote { opn: 0, bal: Ballot::INITIAL, batch: Bytes(b"") }), ..v_high };
+    let v_low = AcceptorRecord { vote: Some(Vote { opn: 0, bal: Ballot::INITIAL, batch: Bytes(b"") }), ..v_high };
     assert_eq!(
         replay(&[record(&v_high), record(&v_low)]),
         refused(1, "a later vote has a lower ballot than an earlier one")
     );
 
     // The promise alone goes down; the reply counter alone goes back.
-    let promised = DurableRecord { vote: None, ..v_high };
-    let lower = DurableRecord { max_bal: Ballot::INITIAL, ..promised };
+    let promised = AcceptorRecord { vote: None, ..v_high };
+    let lower = AcceptorRecord { max_bal: Ballot::INITIAL, ..promised };
     assert_eq!(replay(&[record(&promised), record(&lower)]), refused(1, WENT_DOWN));
-    let counted = DurableRecord { replies_sent: 7, ..promised };
-    let uncounted = DurableRecord { replies_sent: 6, ..counted };
+    let counted = AcceptorRecord { replies_sent: 7, ..promised };
+    let uncounted = AcceptorRecord { replies_sent: 6, ..counted };
     assert_eq!(replay(&[record(&counted), record(&uncounted)]), refused(1, WENT_DOWN));
 
     let rsl_datagram = two_a(0);
@@ -249,8 +287,8 @@ fn bad_logs_are_refused_with_the_record_and_the_rule_named() {
 }
 
 /// `r` with a promise for `Ballot::INITIAL`, no truncation and no vote.
-fn truncated_free<'a>(r: &DurableRecord<'a>) -> DurableRecord<'a> {
-    DurableRecord { max_bal: Ballot::INITIAL, log_truncation_point: 0, vote: None, ..*r }
+fn truncated_free<'a>(r: &AcceptorRecord<'a>) -> AcceptorRecord<'a> {
+    AcceptorRecord { max_bal: Ballot::INITIAL, log_truncation_point: 0, vote: None, ..*r }
 }
 
 /// A batch of one request, exactly `len` encoded bytes.
@@ -267,80 +305,218 @@ fn batch_of_len(len: usize) -> Vec<u8> {
         .expect("some request length encodes to exactly len bytes")
 }
 
-/// Three replicas over a FIFO network with one client; replica 2 crashes, the others go on,
-/// then replica 2 restarts from its log alone and catches up (by 2a retransmission or state
-/// transfer, whichever the window allows).
-#[test]
-fn a_replica_restarted_from_its_log_rejoins_and_catches_up() {
-    let mut nodes = [Node::new(0), Node::new(1), Node::new(2)];
-    let client = Endpoint::v4([10, 0, 0, 9], 9000);
-    let mut now = Instant::ZERO;
-    let mut seqno = 0u64;
-    let mut store = Out::new();
-    let mut queue: std::collections::VecDeque<(usize, Endpoint, Vec<u8>)> = Default::default();
-    let mut replies = 0u64;
+/// Three durable replicas over a FIFO network, and one client that sends each request to
+/// every replica once.
+struct Cluster {
+    nodes: [Node; 3],
+    queue: std::collections::VecDeque<(usize, Endpoint, Vec<u8>)>,
+    now: Instant,
+    seqno: u64,
+    /// The highest seqno answered.
+    answered: u64,
+    idle: u64,
+}
 
-    let mut run = |nodes: &mut [Node; 3],
-                   queue: &mut std::collections::VecDeque<_>,
-                   requests: u64,
-                   until: &dyn Fn(&[Node; 3]) -> bool| {
+const CLIENT: Endpoint = Endpoint::v4([10, 0, 0, 9], 9000);
+
+impl Cluster {
+    fn new() -> Cluster {
+        let nodes = [Node::new(0), Node::new(1), Node::new(2)];
+        Cluster { nodes, queue: Default::default(), now: Instant::ZERO, seqno: 0, answered: 0, idle: 0 }
+    }
+
+    /// Runs until `until` holds (true) or 20,000 events pass (false): a closed-loop client
+    /// sends requests up to seqno `requests`, the next once the last is answered, and the
+    /// last again every half second until it is.
+    fn run(&mut self, requests: u64, until: &dyn Fn(&[Node; 3]) -> bool) -> bool {
+        let mut store = Out::new();
         for _ in 0..20_000 {
-            if until(nodes) {
+            if until(&self.nodes) {
                 return true;
             }
-            if queue.is_empty() {
-                now = now.plus_ms(10);
-                if requests > seqno {
-                    seqno += 1;
-                    let req = encode(&RslMsg::Request { seqno, request: Bytes(b"") });
+            let Some((dst, from, bytes)) = self.queue.pop_front() else {
+                self.now = self.now.plus_ms(10);
+                self.idle += 1;
+                let next = self.answered >= self.seqno && requests > self.seqno;
+                let retry = self.idle.is_multiple_of(50) && self.answered < self.seqno;
+                if next || retry {
+                    self.seqno += u64::from(next);
+                    let req = encode(&RslMsg::Request { seqno: self.seqno, request: Bytes(b"") });
                     for i in 0..3 {
-                        queue.push_back((i, client, req.clone()));
+                        self.queue.push_back((i, CLIENT, req.clone()));
                     }
                 }
-                for (i, node) in nodes.iter_mut().enumerate() {
+                for (i, node) in self.nodes.iter_mut().enumerate() {
                     let mut out = store.outbox();
                     let Some(r) = node.replica.as_mut() else { continue };
-                    let step = r.tick(now, &mut out);
+                    let step = r.tick(self.now, &mut out);
                     node.persist(step);
-                    route(eps()[i], &out, queue, &mut replies, client);
+                    route(eps()[i], &out, &mut self.queue, &mut self.answered, CLIENT);
                 }
                 continue;
-            }
-            let (dst, from, bytes) = queue.pop_front().unwrap();
+            };
             let mut out = store.outbox();
-            nodes[dst].handle(now, from, &bytes, &mut out);
-            route(eps()[dst], &out, queue, &mut replies, client);
+            self.nodes[dst].handle(self.now, from, &bytes, &mut out);
+            route(eps()[dst], &out, &mut self.queue, &mut self.answered, CLIENT);
         }
         false
-    };
+    }
 
-    let done =
-        |n: u64| move |nodes: &[Node; 3]| nodes.iter().all(|x| x.replica.as_ref().is_none_or(|r| r.app().value >= n));
-    assert!(run(&mut nodes, &mut queue, 6, &done(6)), "the cluster executes 6 requests (counter increments)");
-    nodes[2].replica = None;
-    let went_on = run(&mut nodes, &mut queue, 30, &done(30));
-    let status: Vec<_> = nodes.iter().map(|n| n.replica.as_ref().map(|r| r.status())).collect();
-    assert!(went_on, "two replicas go on without the third: {status:#?}");
-    let restarted = nodes[2].recover(2).unwrap();
-    assert_eq!(restarted.status().ops_complete, 0, "the application state is not durable");
-    nodes[2].replica = Some(restarted);
-    let caught_up = |nodes: &[Node; 3]| nodes[2].replica.as_ref().unwrap().app().value >= 30;
-    assert!(run(&mut nodes, &mut queue, 30, &caught_up), "the restarted replica catches up");
-    let values: Vec<u64> = nodes.iter().map(|n| n.replica.as_ref().unwrap().app().value).collect();
-    assert_eq!(values, [30, 30, 30]);
-    assert!(replies >= 30);
+    fn values(&self) -> Vec<Option<u64>> {
+        self.nodes.iter().map(|n| n.replica.as_ref().map(|r| r.app().value)).collect()
+    }
+}
+
+/// Every live replica's counter is at least `n`.
+fn all_at(n: u64) -> impl Fn(&[Node; 3]) -> bool {
+    move |nodes: &[Node; 3]| nodes.iter().all(|x| x.replica.as_ref().is_none_or(|r| r.app().value >= n))
+}
+
+/// Replica 2 crashes, the others go on, then replica 2 restarts from its log and snapshot
+/// and catches up (by 2a retransmission, retained batches or a snapshot, whichever the
+/// others still hold).
+#[test]
+fn a_replica_restarted_from_its_log_rejoins_and_catches_up() {
+    let mut c = Cluster::new();
+    assert!(c.run(6, &all_at(6)), "the cluster executes 6 requests (counter increments)");
+    c.nodes[2].replica = None;
+    assert!(c.run(60, &all_at(60)), "two replicas go on without the third: {:?}", c.values());
+    let restarted = c.nodes[2].recover(2).unwrap();
+    assert_eq!(restarted.status().ops_complete, 6, "its executions came back from its log");
+    assert_eq!(restarted.app().value, 6);
+    c.nodes[2].replica = Some(restarted);
+    let caught_up = |nodes: &[Node; 3]| nodes[2].replica.as_ref().unwrap().app().value >= 60;
+    assert!(c.run(60, &caught_up), "the restarted replica catches up: {:?}", c.values());
+    assert_eq!(c.values(), [Some(60); 3]);
+    assert_eq!(c.answered, 60);
+}
+
+/// Every replica crashes at once (a power cut) and restarts from what it stored: every
+/// executed operation is still there, and the cluster serves again.
+#[test]
+fn a_whole_cluster_restart_keeps_every_executed_operation() {
+    let mut c = Cluster::new();
+    assert!(c.run(80, &all_at(80)), "{:?}", c.values());
+    let answered_before = c.answered;
+    for node in c.nodes.iter_mut() {
+        node.replica = None;
+    }
+    c.queue.clear();
+    for (i, node) in c.nodes.iter_mut().enumerate() {
+        let r = node.recover(i).unwrap();
+        assert_eq!(r.app().value, 80, "replica {i} recovered every execution it had");
+        node.replica = Some(r);
+    }
+    let served = c.run(100, &all_at(100));
+    let status: Vec<_> =
+        c.nodes.iter().map(|n| n.replica.as_ref().map(|r| (r.status(), r.transfer().target_opn))).collect();
+    assert!(served, "the restarted cluster serves again: {:?} {status:#?}", c.values());
+    assert!(c.answered > answered_before);
+    assert!(c.nodes.iter().any(|n| !n.snapshot.is_empty()) || c.nodes.iter().all(|n| n.log.len() > 80));
+}
+
+/// A durable replica reports as its checkpoint only what its binding confirmed durable:
+/// heartbeats and 2bs carry it, and acceptors truncate on it.
+#[test]
+fn the_checkpoint_reported_is_what_the_binding_confirmed_durable() {
+    let mut c = Cluster::new();
+    c.nodes[1].confirm = false;
+    // Fewer requests than the log window: replica 1's checkpoint holds the leader's window.
+    assert!(c.run(5, &all_at(5)));
+    let unconfirmed = c.nodes[1].replica.as_ref().unwrap();
+    assert_eq!(unconfirmed.status().ops_complete, 5);
+    assert_eq!(unconfirmed.checkpoint(), 0, "nothing confirmed, nothing reported");
+    let leader = c.nodes[0].replica.as_ref().unwrap();
+    assert_eq!(leader.acceptor().checkpoint_of(1), 0, "the leader never heard more from replica 1");
+    assert!(leader.acceptor().checkpoint_of(2) >= 3, "replica 2 reports what it executed (durably)");
+    let r = c.nodes[1].replica.as_mut().unwrap();
+    let mark = r.durable_mark();
+    assert_eq!(mark, 5, "every execution was handed out");
+    r.persisted(mark);
+    assert_eq!(r.checkpoint(), 5);
+}
+
+/// A replica caught up by a snapshot from another replica must persist that snapshot
+/// before its checkpoint moves past where its own records stop.
+#[test]
+fn an_installed_snapshot_is_required_before_the_checkpoint_moves_on() {
+    let mut c = Cluster::new();
+    assert!(c.run(5, &all_at(5)));
+    c.nodes[2].replica = None;
+    assert!(c.run(120, &all_at(120)), "{:?}", c.values());
+    // Restarted with a binding that confirms records but never writes snapshots.
+    let mut restarted = c.nodes[2].recover(2).unwrap();
+    assert_eq!(restarted.app().value, 5);
+    c.nodes[2].confirm = false;
+    restarted.persisted(restarted.durable_mark());
+    c.nodes[2].replica = Some(restarted);
+    let caught_up = |nodes: &[Node; 3]| nodes[2].replica.as_ref().unwrap().app().value >= 120;
+    assert!(c.run(120, &caught_up), "{:?}", c.values());
+    let r = c.nodes[2].replica.as_mut().unwrap();
+    let required = r.snapshot_required().expect("caught up by a snapshot: the tail no longer reached back");
+    let mark = r.durable_mark();
+    r.persisted(mark);
+    assert!(r.checkpoint() < required, "records past a missing snapshot do not count");
+    let frozen = r.frozen().id;
+    r.snapshot_persisted(frozen);
+    assert_eq!(r.snapshot_required(), None);
+    assert!(r.checkpoint() >= required);
+}
+
+/// Executed records that do not follow on (after a required snapshot never persisted, or
+/// one set aside) are skipped; a later record that follows on is executed (a replica that
+/// caught up again after such a gap). The replica comes back where its durable history
+/// stops, and catches up from peers.
+#[test]
+fn replay_executes_what_follows_on_and_skips_the_rest() {
+    let exec = |opn: u64| any_record(&DurableRecord::Executed { opn, bal: Ballot::INITIAL, batch: Bytes(b"") });
+    let log = [exec(0), exec(1), exec(3), exec(4)];
+    let r = Rep::recover(config(), 1, Counter::default(), Instant::ZERO, [], log.iter().map(|r| r.as_slice()));
+    let r = r.unwrap();
+    assert_eq!(r.status().ops_complete, 2);
+    assert_eq!(r.checkpoint(), 2, "what replayed is durable");
+    let caught_up_again = [exec(5), exec(6), exec(0), exec(1), exec(2)];
+    let r =
+        Rep::recover(config(), 1, Counter::default(), Instant::ZERO, [], caught_up_again.iter().map(|r| r.as_slice()));
+    assert_eq!(r.unwrap().status().ops_complete, 3, "5 and 6 skipped, then 0, 1, 2 executed");
+    let dup = [exec(0), exec(0), exec(1)];
+    let r = Rep::recover(config(), 1, Counter::default(), Instant::ZERO, [], dup.iter().map(|r| r.as_slice()));
+    assert_eq!(r.unwrap().status().ops_complete, 2, "a record written twice executes once");
+    let bad = [any_record(&DurableRecord::Executed { opn: 0, bal: Ballot::INITIAL, batch: Bytes(&[0xff; 3]) })];
+    assert_eq!(replay(&bad), refused(0, "executed batch malformed, too large, or of an invalid ballot"));
+}
+
+/// A snapshot whose records stop short, or a snapshot piece in the log, is refused.
+#[test]
+fn a_snapshot_that_is_not_whole_is_refused() {
+    let mut c = Cluster::new();
+    assert!(c.run(10, &all_at(10)));
+    let node = &mut c.nodes[0];
+    node.replica.as_mut().unwrap().freeze_snapshot();
+    node.write_snapshot();
+    assert!(node.snapshot.len() > 1, "several pieces");
+    let whole = node.recover(0).unwrap();
+    assert_eq!(whole.app().value, 10);
+    node.snapshot.pop();
+    assert_eq!(node.recover(0).map(|_| ()), Err(RecoverError::Snapshot("its records stop before its end")));
+    let piece = node.snapshot[0].clone();
+    assert_eq!(replay(&[piece]), refused(0, "a snapshot piece in the log"));
+    let e = Rep::recover(config(), 0, Counter::default(), Instant::ZERO, [c.nodes[0].log[0].as_slice()], []);
+    assert!(matches!(e, Err(RecoverError::Inconsistent { record: 0, .. })), "a log record in the snapshot");
 }
 
 fn route(
     from: Endpoint,
     out: &Outbox<'_>,
     queue: &mut std::collections::VecDeque<(usize, Endpoint, Vec<u8>)>,
-    replies: &mut u64,
+    answered: &mut u64,
     client: Endpoint,
 ) {
     for (dst, bytes) in out.iter() {
         if dst == client {
-            *replies += 1;
+            if let Ok(RslMsg::Reply { seqno, .. }) = wire::decode(Protocol::Rsl, bytes) {
+                *answered = (*answered).max(seqno);
+            }
         } else if let Some(i) = eps().iter().position(|e| *e == dst) {
             queue.push_back((i, from, bytes.to_vec()));
         }
@@ -349,7 +525,7 @@ fn route(
 
 #[test]
 fn a_replica_recovered_past_a_truncation_point_asks_for_state_at_once() {
-    let truncated = DurableRecord {
+    let truncated = AcceptorRecord {
         max_bal: Ballot::INITIAL,
         max_ballot_sent_1a: Ballot::default(),
         log_truncation_point: 5,
@@ -357,7 +533,8 @@ fn a_replica_recovered_past_a_truncation_point_asks_for_state_at_once() {
         vote: None,
     };
     let log = [record(&truncated)];
-    let mut r = Rep::recover(config(), 1, Counter::default(), Instant::ZERO, log.iter().map(|r| r.as_slice())).unwrap();
+    let mut r =
+        Rep::recover(config(), 1, Counter::default(), Instant::ZERO, [], log.iter().map(|r| r.as_slice())).unwrap();
     assert_eq!(r.transfer().target_opn, 5, "operations below 5 are gone from every log it can reach");
     let mut store = Out::new();
     let mut out = store.outbox();

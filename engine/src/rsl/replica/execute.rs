@@ -1,0 +1,129 @@
+//! Executing one decided batch, whether the learner decided it or a supplier sent it:
+//! retain it (freezing a new snapshot when the retained tail must let go of what is still
+//! needed), apply it, answer its clients when this replica proposed it, and let the
+//! election forget its requests.
+
+use super::Replica;
+use crate::emit;
+use crate::outbox::Outbox;
+use crate::rsl::app::App;
+use crate::rsl::ballot::Ballot;
+use crate::rsl::batch;
+use crate::rsl::election::Election;
+use crate::rsl::executor::Executor;
+use crate::rsl::journal::Journal;
+use crate::rsl::learner::Learner;
+use crate::rsl::msg::RslMsg;
+use crate::rsl::retained::{PushError, Retained};
+use crate::rsl::snapshot::Frozen;
+use crate::stats::Stats;
+use crate::wire::{Bytes, Protocol};
+
+/// Where a batch's replies go: the outbox and the datagram bound.
+pub(super) struct Replies<'o, 'b> {
+    pub(super) out: &'o mut Outbox<'b>,
+    pub(super) max_datagram_bytes: usize,
+}
+
+/// The parts of a replica that executing a batch touches (borrowed apart from the learner,
+/// which may hold the batch).
+pub(super) struct Execution<'r, A: App, const C: usize, const RB: usize, const TB: usize> {
+    executor: &'r mut Executor<A, C, RB>,
+    retained: &'r mut Retained<TB>,
+    frozen: &'r mut Frozen<A, C, RB>,
+    journal: &'r mut Journal,
+    election: &'r mut Election<C>,
+    stats: &'r mut Stats,
+}
+
+impl<A: App, const C: usize, const RB: usize, const TB: usize> Execution<'_, A, C, RB, TB> {
+    /// Executes `batch`, decided in `bal`, as operation `ops_complete`; `replies` when this
+    /// replica answers its clients.
+    pub(super) fn run(&mut self, bal: Ballot, batch: &[u8], replies: Option<Replies<'_, '_>>) {
+        self.retain(bal, batch);
+        let stats = &mut *self.stats;
+        match replies {
+            Some(Replies { out, max_datagram_bytes }) => self.executor.execute(bal, batch, |r| {
+                let msg = RslMsg::Reply { seqno: r.seqno, reply: Bytes(r.reply) };
+                emit::send(out, stats, Protocol::Rsl, max_datagram_bytes, r.client, &msg);
+            }),
+            None => self.executor.execute(bal, batch, |_| {}),
+        }
+        for e in batch::entries(batch) {
+            self.election.reflect_executed(e.client, e.seqno);
+        }
+    }
+
+    /// Keeps the batch about to execute in the retained tail. If the tail would have to
+    /// drop entries still needed (at or above the frozen snapshot, which lagging replicas
+    /// are served from, or not yet handed to a durable binding), a snapshot of the state
+    /// before this batch is frozen first; batches a durable binding never got are then
+    /// covered by that snapshot, which it must persist.
+    fn retain(&mut self, bal: Ballot, batch: &[u8]) {
+        let opn = self.executor.ops_complete;
+        if self.retained.next_opn() != opn {
+            self.retained.reset(opn);
+        }
+        let keep = match self.journal.durable {
+            true => self.frozen.id.opn.min(self.journal.handed_out),
+            false => self.frozen.id.opn,
+        };
+        match self.retained.push(opn, bal, batch, keep) {
+            Ok(()) => return,
+            // Larger than the whole tail: ruled out by `Replica::new` (TB holds a batch).
+            Err(PushError::Invalid) => {}
+            Err(PushError::Full) => {}
+        }
+        self.frozen.take(self.executor);
+        self.journal.skip_to(opn);
+        if self.retained.push(opn, bal, batch, opn).is_err() {
+            self.retained.reset(opn + 1);
+        }
+    }
+}
+
+impl<
+        A: App,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Replica<A, R, W, D, QB, C, RB, TB>
+{
+    /// The learner, and apart from it what executing a batch touches.
+    pub(super) fn execution(&mut self) -> (&Learner<W, D>, Execution<'_, A, C, RB, TB>) {
+        let exec = Execution {
+            executor: &mut self.executor,
+            retained: &mut self.retained,
+            frozen: &mut self.frozen,
+            journal: &mut self.journal,
+            election: &mut self.election,
+            stats: &mut self.stats,
+        };
+        (&self.learner, exec)
+    }
+
+    /// Executes the batches the learner decided, in order (IronRSL actions 5 and 6).
+    pub(super) fn execute_decided(&mut self, out: &mut Outbox<'_>) -> bool {
+        let quorum = self.config.quorum();
+        let max_datagram_bytes = self.config.params.max_datagram_bytes;
+        let me = self.me;
+        let mut progress = false;
+        for _ in 0..W {
+            let opn = self.executor.ops_complete;
+            let (learner, mut exec) = self.execution();
+            let Some(slot) = learner.decided(opn, quorum) else { break };
+            let bal = learner.max_ballot_seen;
+            // The leader that proposed the batch answers; the others only update their
+            // caches (a client that retries elsewhere is answered from the cache).
+            let replies = (usize::from(bal.proposer) == me).then_some(Replies { out: &mut *out, max_datagram_bytes });
+            exec.run(bal, &slot.batch, replies);
+            self.learner.forget_below(self.executor.ops_complete);
+            progress = true;
+        }
+        progress
+    }
+}

@@ -1,0 +1,111 @@
+//! The durable binding's side of a replica: the records to append after every step, what
+//! the binding confirms durable, and the snapshot it persists (see [`crate::rsl::durable`]).
+
+use super::Replica;
+use crate::rsl::app::App;
+use crate::rsl::durable::DurableRecord;
+use crate::rsl::msg::Vote;
+use crate::rsl::snapshot::SnapshotId;
+use crate::wire::{self, Bytes, EncodeError, Protocol};
+
+impl<
+        A: App,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Replica<A, R, W, D, QB, C, RB, TB>
+{
+    /// The next record a durable binding must append to its log, encoded into `buf` (a
+    /// buffer of `D + DURABLE_RECORD_OVERHEAD_BYTES` holds any record); `None` once every
+    /// record was handed out (always, for an in-memory replica). Call it after every step
+    /// until `None`. Acceptor records come first: when the step returned
+    /// `durable_state_changed`, sync them before sending any of the step's datagrams.
+    /// Executed batches follow; they need no sync before sending, only before
+    /// [`Replica::persisted`] is told about them.
+    ///
+    /// An encoding error (a buffer too small) hands nothing out.
+    pub fn next_record<'b>(&mut self, buf: &'b mut [u8]) -> Option<Result<&'b [u8], EncodeError>> {
+        if !self.journal.durable {
+            return None;
+        }
+        while self.journal.acceptor_dirty {
+            if self.journal.votes == 0 {
+                let header = DurableRecord::Acceptor(self.acceptor_record(None));
+                return Some(self.hand_out(&header, buf).inspect(|_| self.journal.acceptor_dirty = false));
+            }
+            let slot = self.journal.votes.trailing_zeros() as usize;
+            let bit = 1u64 << slot;
+            // A vote truncated away since it was cast is no longer needed. (Votes held are
+            // in one log window, so they restore in any order.)
+            let Some(v) = self.acceptor.vote_in_slot(slot) else {
+                self.journal.votes &= !bit;
+                continue;
+            };
+            let vote = Vote { opn: v.opn, bal: v.bal, batch: Bytes(&v.batch) };
+            let record = DurableRecord::Acceptor(self.acceptor_record(Some(vote)));
+            let encoded = wire::encode(Protocol::Durable, &record, buf);
+            if encoded.is_ok() {
+                self.journal.votes &= !bit;
+                self.journal.acceptor_dirty = self.journal.votes != 0;
+            }
+            return Some(encoded.map(|n| &buf[..n]));
+        }
+        let opn = self.journal.handed_out;
+        if opn >= self.executor.ops_complete {
+            return None;
+        }
+        let Some(e) = self.retained.get(opn) else {
+            // Dropped before it was handed out (`retain` prevents it): the frozen snapshot
+            // replaces it.
+            self.journal.skip_to(self.frozen.id.opn.max(opn + 1).min(self.executor.ops_complete));
+            return None;
+        };
+        let record = DurableRecord::Executed { opn, bal: e.bal, batch: Bytes(e.batch) };
+        let encoded = wire::encode(Protocol::Durable, &record, buf);
+        if encoded.is_ok() {
+            self.journal.handed_out += 1;
+        }
+        Some(encoded.map(|n| &buf[..n]))
+    }
+
+    fn hand_out<'b>(&self, record: &DurableRecord<'_>, buf: &'b mut [u8]) -> Result<&'b [u8], EncodeError> {
+        wire::encode(Protocol::Durable, record, buf).map(|n| &buf[..n])
+    }
+
+    /// The mark to confirm with [`Replica::persisted`] once every record handed out so far
+    /// is synced.
+    pub fn durable_mark(&self) -> u64 {
+        self.journal.handed_out
+    }
+
+    /// The binding synced every record handed out before it read `mark`
+    /// ([`Replica::durable_mark`]): the checkpoint this replica reports may move there.
+    pub fn persisted(&mut self, mark: u64) {
+        // The acceptor records the new checkpoint at the next step, and truncates with it.
+        self.journal.persisted(mark);
+    }
+
+    /// The binding persisted the whole snapshot `id` (read from [`Replica::frozen`]).
+    pub fn snapshot_persisted(&mut self, id: SnapshotId) {
+        self.journal.snapshot_persisted(id.opn);
+    }
+
+    /// A snapshot at this operation must be persisted before this replica's checkpoint
+    /// moves on (after a snapshot was installed from another replica); the frozen snapshot
+    /// is it, or a newer one that serves as well.
+    pub fn snapshot_required(&self) -> Option<u64> {
+        self.journal.required
+    }
+
+    /// Freezes a snapshot of the current state (what [`Replica::frozen`] returns from now
+    /// on). A durable binding freezes one before it writes a snapshot, after taking every
+    /// record: the snapshot then covers every record handed out so far (and a required
+    /// one), so once it is persisted the log before it may go.
+    pub fn freeze_snapshot(&mut self) {
+        self.frozen.take(&self.executor);
+    }
+}
