@@ -234,12 +234,26 @@ impl<const TB: usize> Retained<TB> {
         })
     }
 
-    /// Local invariant: the entries are the consecutive operations `[first_opn, next_opn)`
-    /// and fill exactly the bytes the positions say.
+    /// Local invariant, in O(1) (it runs after every step): the positions describe
+    /// `next_opn - first_opn` entries inside the buffer.
     pub fn invariant(&self) -> Result<(), &'static str> {
         if self.at.first_opn + self.at.count != self.next_opn {
             return Err("retained tail does not end at its next operation");
         }
+        let within = match self.at.wrap_end {
+            None => self.at.head <= self.at.tail && self.at.tail <= self.buf.len(),
+            Some(end) => self.at.tail <= self.at.head && self.at.head < end && end <= self.buf.len(),
+        };
+        if self.at.count > 0 && !within {
+            return Err("retained positions outside the buffer");
+        }
+        Ok(())
+    }
+
+    /// Walks every entry: they are the consecutive operations `[first_opn, next_opn)` and
+    /// fill exactly the bytes the positions say. O(entries): for tests.
+    pub fn check_entries(&self) -> Result<(), &'static str> {
+        self.invariant()?;
         let mut bytes = 0;
         for (i, e) in self.iter().enumerate() {
             if e.opn != self.at.first_opn + i as u64 {
@@ -289,7 +303,7 @@ mod tests {
         let mut r: Retained<128> = Retained::new(5);
         for opn in 5..30 {
             r.push(opn, B, &batch(opn, 10), opn).unwrap();
-            r.invariant().unwrap();
+            r.check_entries().unwrap();
             // Everything pushed that is still retained reads back.
             for o in r.first_opn()..=opn {
                 assert_eq!(r.get(o).unwrap().batch, &batch(o, 10)[..], "opn {o} after pushing {opn}");
@@ -351,7 +365,7 @@ mod tests {
                 }
                 Err(e) => panic!("{e:?}"),
             }
-            r.invariant().unwrap();
+            r.check_entries().unwrap();
             assert!(r.first_opn() <= keep, "an entry at or above {keep} was dropped");
             let probe = r.first_opn() + rng() % r.len();
             let got = r.get(probe).unwrap();

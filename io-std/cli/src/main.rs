@@ -106,6 +106,11 @@ enum RslCmd {
         /// advertised port.
         #[arg(long, value_name = "ADDR")]
         bind: Option<SocketAddr>,
+        /// Durable mode: write a snapshot and drop older log segments once the log's newest
+        /// segment holds this many bytes (default 64 MiB, or the last snapshot's size if
+        /// larger). Disk use stays near two snapshots plus two segments.
+        #[arg(long, value_name = "BYTES", requires = "data_dir")]
+        compact_after_bytes: Option<u64>,
     },
     /// Writes KEY = VALUE.
     Put {
@@ -316,13 +321,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             say(ClusterFile::local(replicas, base_port).to_toml().trim_end());
         }
-        Cmd::Rsl(RslCmd::Serve { config, id, data_dir, syscalls, bind }) => {
+        Cmd::Rsl(RslCmd::Serve { config, id, data_dir, syscalls, bind, compact_after_bytes }) => {
             let setup = rsl_setup(&config)?;
             let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));
             let options = ServeOptions {
                 loop_options: LoopOptions { stats_every, syscalls: syscalls.into() },
                 data_dir: data_dir.clone(),
                 bind,
+                compact_after_bytes,
             };
             let server = spawn_rsl_with(&setup, id, &options).map_err(|e| e.to_string())?;
             match &data_dir {

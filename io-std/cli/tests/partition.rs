@@ -46,6 +46,7 @@ fn proxied_cluster(tag: &str) -> (Proxy, Cluster) {
         view_timeout_ms: VIEW_TIMEOUT_MS,
         stats_lines: true,
         data_dirs: false,
+        extra_args: Vec::new(),
     });
     (proxy, cluster)
 }

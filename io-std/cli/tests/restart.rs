@@ -27,6 +27,7 @@ fn durable_cluster(tag: &str) -> Cluster {
         view_timeout_ms: VIEW_TIMEOUT_MS,
         stats_lines: true,
         data_dirs: true,
+        extra_args: Vec::new(),
     })
 }
 

@@ -12,18 +12,21 @@
 //!   [`LAZY_SYNC`] at the latest; only then is the replica told, and only then does the
 //!   checkpoint it reports (on which acceptors truncate their logs) move.
 //!
-//! Snapshots: when the log has grown past [`compact_after_bytes`] (or the replica installed a
+//! Snapshots: when the log's newest segment has grown past [`compact_after_bytes`] (or the
+//! replica installed a
 //! snapshot from another replica, which it must persist before its checkpoint moves), the
 //! replica freezes a point-in-time snapshot; the log starts a new segment beginning with the
-//! acceptor's image, and a writer thread writes the snapshot to `rsl.snapshot` (temporary
-//! file, sync, rename, directory sync) while the replica keeps serving. Once it is durable
-//! the replica is told, and the segments before the new one are deleted. Disk use is bounded
-//! by about one snapshot plus two segments.
+//! acceptor's image, and a writer thread writes the snapshot (a temporary file, synced) while
+//! the replica keeps serving. Then it becomes `rsl.snapshot` and the one it replaces
+//! `rsl.snapshot.prev` (renames, directory sync), the replica is told, and the segments only
+//! the replaced-before-that snapshot needed are deleted. Disk use is bounded by about two
+//! snapshots and the log since the older one (two compaction thresholds).
 //!
 //! Damage: a torn log tail is cut (nothing acknowledged depended on it). A damaged snapshot
-//! file is moved aside to `rsl.snapshot.corrupt` and the replica starts without it: it then
-//! fetches the application state from the other replicas (safe, as its acceptor state is in
-//! the log). Damage inside the log stops the start with the file and offset: the acceptor's
+//! file is moved aside (`rsl.snapshot.corrupt`) and the replica recovers from the previous
+//! snapshot and the longer log kept for it; with both unusable it starts from the log alone
+//! and fetches the application state it lacks from the other replicas (safe: its acceptor
+//! state is in the log). Damage inside the log stops the start with the file and offset: the acceptor's
 //! promises and votes may be in it, and a replica that forgot them could break agreement.
 //! A write or sync error (a full disk) stops the replica: it must not speak once it cannot
 //! persist.
@@ -59,9 +62,11 @@ const JOB_POLL: Duration = Duration::from_millis(10);
 const SNAPSHOT_PIECE_BYTES: usize = 60 << 10;
 const RECORD_BUF_BYTES: usize = SERVER_DATAGRAM_BYTES + DURABLE_RECORD_OVERHEAD_BYTES;
 
-/// When the log is compacted, given the size of the last snapshot file.
-pub fn compact_after_bytes(last_snapshot_bytes: u64) -> u64 {
-    COMPACT_AFTER_BYTES.max(last_snapshot_bytes)
+/// When the log is compacted: once its newest segment holds `threshold` bytes, or as many as
+/// the last snapshot file if that is larger (so snapshots cost at most as much disk
+/// bandwidth as the log itself).
+pub fn compact_after_bytes(threshold: u64, last_snapshot_bytes: u64) -> u64 {
+    threshold.max(last_snapshot_bytes)
 }
 
 /// A snapshot being written by a writer thread.
@@ -86,6 +91,12 @@ pub struct DurableReplica<A: App> {
     now: Instant,
     job: Option<SnapshotJob>,
     last_snapshot_bytes: u64,
+    /// The log segment the newest snapshot was taken at (unknown after a restart): the
+    /// segments before it are what the previous snapshot needs, and they go when the next
+    /// snapshot is installed.
+    newest_segment: Option<u64>,
+    /// The log's compaction threshold ([`COMPACT_AFTER_BYTES`] unless configured).
+    compact_after: u64,
     failed: Option<String>,
 }
 
@@ -102,6 +113,22 @@ where
     where
         A: Clone,
     {
+        Self::open_with(setup, id, dir, app, now, COMPACT_AFTER_BYTES)
+    }
+
+    /// Like [`DurableReplica::open`], compacting the log once its newest segment holds
+    /// `compact_after` bytes (see [`compact_after_bytes`]).
+    pub fn open_with(
+        setup: &RslSetup,
+        id: usize,
+        dir: &Path,
+        app: A,
+        now: Instant,
+        compact_after: u64,
+    ) -> Result<Self, ServerError>
+    where
+        A: Clone,
+    {
         check_id(setup, id)?;
         let addrs: Vec<String> = setup.addrs.iter().map(|a| a.to_string()).collect();
         let identity = format!("replica {id} of {}: {}", addrs.len(), addrs.join(" "));
@@ -114,33 +141,39 @@ where
                 found.dropped_tail_bytes
             );
         }
-        let mut snapshot = match snapshot_file::read(&data, SNAPSHOT_FILE) {
-            Ok(s) => s.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!("{e}; moved aside, the application state will come from the other replicas");
-                snapshot_file::quarantine(&data, SNAPSHOT_FILE).map_err(ServerError::Storage)?;
-                Vec::new()
+        // The newest snapshot, else the previous one (the log reaches back to it), else
+        // none: a damaged or unusable file is moved aside, never served from.
+        let mut recovered = None;
+        let mut snapshot_used = false;
+        for name in [SNAPSHOT_FILE.to_string(), snapshot_file::previous(SNAPSHOT_FILE)] {
+            let pieces = match snapshot_file::read(&data, &name) {
+                Ok(Some(pieces)) => pieces,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!("{e}; moved aside");
+                    snapshot_file::quarantine(&data, &name).map_err(ServerError::Storage)?;
+                    continue;
+                }
+            };
+            match recover_boxed(setup, id, app.clone(), now, &pieces, &found.records) {
+                Ok(r) => {
+                    recovered = Some(r);
+                    snapshot_used = true;
+                    break;
+                }
+                Err(fleet_engine::rsl::RecoverError::Snapshot(why)) => {
+                    tracing::warn!("{}: {why}; moved aside", data.file(&name).display());
+                    snapshot_file::quarantine(&data, &name).map_err(ServerError::Storage)?;
+                }
+                Err(e) => return Err(ServerError::Recover(dir.to_path_buf(), e.to_string())),
             }
+        }
+        let replica = match recovered {
+            Some(r) => r,
+            None => recover_boxed(setup, id, app, now, &[], &found.records)
+                .map_err(|e| ServerError::Recover(dir.to_path_buf(), e.to_string()))?,
         };
-        let log = || found.records.iter().map(Vec::as_slice);
-        let recover = |snapshot: &[Vec<u8>], app: A| {
-            let pieces = snapshot.iter().map(Vec::as_slice);
-            StdReplica::recover(setup.config.clone(), id, app, now, pieces, log()).map(Box::new)
-        };
-        let replica = match recover(&snapshot, app.clone()) {
-            Ok(r) => r,
-            Err(fleet_engine::rsl::RecoverError::Snapshot(why)) => {
-                tracing::warn!(
-                    "{}: {why}; moved aside, the application state will come from the other replicas",
-                    data.file(SNAPSHOT_FILE).display()
-                );
-                snapshot_file::quarantine(&data, SNAPSHOT_FILE).map_err(ServerError::Storage)?;
-                snapshot.clear();
-                recover(&snapshot, app).map_err(|e| ServerError::Recover(dir.to_path_buf(), e.to_string()))?
-            }
-            Err(e) => return Err(ServerError::Recover(dir.to_path_buf(), e.to_string())),
-        };
-        if !found.records.is_empty() || !snapshot.is_empty() {
+        if !found.records.is_empty() || snapshot_used {
             let s = replica.status();
             tracing::info!(
                 "replica {id} recovered from {}: {} operations executed, promise ({},{}), truncation {}",
@@ -162,6 +195,8 @@ where
             now,
             job: None,
             last_snapshot_bytes,
+            newest_segment: None,
+            compact_after,
             failed: None,
         })
     }
@@ -213,17 +248,22 @@ where
                 let written =
                     job.handle.join().map_err(|_| ServerError::Config("the snapshot writer panicked".into()))?;
                 self.last_snapshot_bytes = written.map_err(ServerError::Storage)?;
+                snapshot_file::install(&self.dir, SNAPSHOT_FILE).map_err(ServerError::Storage)?;
                 self.replica.snapshot_persisted(job.id);
-                self.wal.remove_before(&self.dir, job.segment).map_err(ServerError::Storage)?;
+                // The previous snapshot (the one just replaced) needs the log from its own
+                // segment on; older segments go.
+                if let Some(older) = self.newest_segment.replace(job.segment) {
+                    self.wal.remove_before(&self.dir, older).map_err(ServerError::Storage)?;
+                }
             }
         }
-        let grown = self.wal.segment_bytes() >= compact_after_bytes(self.last_snapshot_bytes);
+        let grown = self.wal.segment_bytes() >= compact_after_bytes(self.compact_after, self.last_snapshot_bytes);
         if self.job.is_some() || !(grown || self.replica.snapshot_required().is_some()) {
             return Ok(());
         }
-        // A fresh snapshot covers every record handed out so far, which is all the old
-        // segments hold; the new one starts with the acceptor's image, so the old ones are
-        // not needed once the snapshot is durable.
+        // A fresh snapshot covers every record handed out so far, which is all the older
+        // segments hold; the new one starts with the acceptor's image, so the older ones
+        // are only needed while the snapshot before this one is.
         self.replica.freeze_snapshot();
         self.sync()?;
         let image = (0..self.replica.durable_image_len())
@@ -258,6 +298,21 @@ where
         self.job = Some(SnapshotJob { id, segment, handle });
         Ok(())
     }
+}
+
+/// Recovers replica `id` from `snapshot` and `log` straight into a box: a replica is tens of
+/// megabytes, and a debug build keeps a copy per call site in the caller's frame.
+#[inline(never)]
+fn recover_boxed<A: App>(
+    setup: &RslSetup,
+    id: usize,
+    app: A,
+    now: Instant,
+    snapshot: &[Vec<u8>],
+    log: &[Vec<u8>],
+) -> Result<Box<StdReplica<A>>, fleet_engine::rsl::RecoverError> {
+    let pieces = snapshot.iter().map(Vec::as_slice);
+    StdReplica::recover(setup.config.clone(), id, app, now, pieces, log.iter().map(Vec::as_slice)).map(Box::new)
 }
 
 impl<A> Host for DurableReplica<A>

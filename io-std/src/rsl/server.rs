@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fleet_engine::rsl::App;
 
-use super::durable::DurableReplica;
+use super::durable::{DurableReplica, COMPACT_AFTER_BYTES};
 use super::replica::{build, ServerApp};
 use crate::config::RslSetup;
 use crate::error::ServerError;
@@ -26,6 +26,9 @@ pub struct ServeOptions {
     /// a NAT, a wildcard bind of the same port) must carry datagrams between the two. The
     /// server's `addr` is then the bound address.
     pub bind: Option<SocketAddr>,
+    /// Durable mode: compact the log (write a snapshot, drop older log segments) once its
+    /// newest segment holds this many bytes; `None`: [`COMPACT_AFTER_BYTES`].
+    pub compact_after_bytes: Option<u64>,
 }
 
 /// Runs replica `id` of `setup` with application `app` on a new thread, durable if
@@ -44,10 +47,12 @@ where
     let name = format!("rsl-{id}");
     let setup = setup.clone();
     let loop_options = options.loop_options.clone();
+    let compact_after = options.compact_after_bytes;
     match options.data_dir.clone() {
         None => spawn_host(name, socket, bound, addr, loop_options, move |now| build(&setup, id, app, now)),
         Some(dir) => spawn_host(name, socket, bound, addr, loop_options, move |now| {
-            DurableReplica::open(&setup, id, &dir, app, now).map(Box::new)
+            let compact = compact_after.unwrap_or(COMPACT_AFTER_BYTES);
+            DurableReplica::open_with(&setup, id, &dir, app, now, compact).map(Box::new)
         }),
     }
 }
@@ -64,6 +69,7 @@ pub fn spawn_rsl(setup: &RslSetup, id: usize, stats_every: Option<Duration>) -> 
         loop_options: LoopOptions { stats_every, ..LoopOptions::default() },
         data_dir: None,
         bind: None,
+        compact_after_bytes: None,
     };
     spawn_rsl_with(setup, id, &options)
 }

@@ -1,9 +1,12 @@
-//! The snapshot file: the latest whole snapshot as frames, replaced atomically.
+//! Snapshot files: the latest whole snapshot as frames (`<name>`), and the one before it
+//! (`<name>.prev`), each replaced atomically.
 //!
-//! A new snapshot is written to `<name>.tmp`, synced, renamed over `<name>`, and the
-//! directory synced: a crash leaves the old snapshot or the new one, never a mix. Any
-//! damaged frame makes the whole file unusable ([`StorageError::Corrupt`] names it); the
-//! caller moves it aside ([`quarantine`]) rather than serve from it.
+//! A new snapshot is written to `<name>.tmp` and synced ([`write`], from a thread of its own
+//! while the server runs); then [`install`] renames `<name>` to `<name>.prev` and the
+//! temporary file to `<name>`, and syncs the directory: a crash leaves whole files only, and
+//! at least one of the two snapshots. Any damaged frame makes a whole file unusable
+//! ([`StorageError::Corrupt`] names it); the caller moves it aside ([`quarantine`]) and
+//! falls back on the previous snapshot rather than serve from it.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -29,15 +32,19 @@ pub fn read(dir: &DataDir, name: &str) -> Result<Option<Vec<Vec<u8>>>, StorageEr
     }
 }
 
-/// Writes `records` as the snapshot file `name` in the directory `dir`, atomically (the
-/// directory is passed as a path so a writer thread can do this while the server runs);
-/// returns the file's length.
+/// The name of the snapshot before `name`.
+pub fn previous(name: &str) -> String {
+    format!("{name}.prev")
+}
+
+/// Writes `records` to `<name>.tmp` in the directory `dir` and syncs it (the directory is a
+/// path so a writer thread can do this while the server runs); returns its length.
+/// [`install`] then makes it the snapshot.
 pub fn write<I>(dir: &Path, name: &str, records: I) -> Result<u64, StorageError>
 where
     I: IntoIterator<Item = Result<Vec<u8>, StorageError>>,
 {
     let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(name);
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut bytes = 0u64;
@@ -50,9 +57,20 @@ where
     }
     let file = out.into_inner().map_err(|e| StorageError::Io(tmp.clone(), e.into_error()))?;
     file.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
     Ok(bytes)
+}
+
+/// Makes the written `<name>.tmp` the snapshot `name`, keeping the one it replaces as
+/// `<name>.prev`, and syncs the directory.
+pub fn install(dir: &DataDir, name: &str) -> Result<(), StorageError> {
+    let tmp = dir.file(&format!("{name}.tmp"));
+    let path = dir.file(name);
+    if path.exists() {
+        let prev = dir.file(&previous(name));
+        fs::rename(&path, &prev).map_err(io_err(&path))?;
+    }
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    dir.sync()
 }
 
 /// Moves a damaged snapshot file aside (to `<name>.corrupt`), so the next snapshot can be
@@ -76,13 +94,17 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_is_replaced_whole_and_a_damaged_one_is_refused_then_set_aside() {
+    fn snapshots_keep_two_generations_and_a_damaged_one_is_refused_then_set_aside() {
         let path = scratch("replace");
         let dir = DataDir::open(&path, "id").unwrap();
         assert!(read(&dir, "snap").unwrap().is_none());
         write(dir.path(), "snap", [Ok(b"old".to_vec())]).unwrap();
+        assert!(read(&dir, "snap").unwrap().is_none(), "written but not installed");
+        install(&dir, "snap").unwrap();
         write(dir.path(), "snap", [Ok(b"new 1".to_vec()), Ok(b"new 2".to_vec())]).unwrap();
+        install(&dir, "snap").unwrap();
         assert_eq!(read(&dir, "snap").unwrap().unwrap(), vec![b"new 1".to_vec(), b"new 2".to_vec()]);
+        assert_eq!(read(&dir, &previous("snap")).unwrap().unwrap(), vec![b"old".to_vec()]);
         let file = path.join("snap");
         let mut bytes = fs::read(&file).unwrap();
         let last = bytes.len() - 1;
@@ -94,7 +116,7 @@ mod tests {
         assert!(read(&dir, "snap").unwrap().is_none());
         assert!(path.join("snap.corrupt").exists());
         let failed = write(dir.path(), "snap", [Err(StorageError::Locked(path.clone()))]);
-        assert!(failed.is_err(), "an error while writing leaves no snapshot");
+        assert!(failed.is_err(), "an error while writing installs nothing");
         assert!(read(&dir, "snap").unwrap().is_none());
         let _ = fs::remove_dir_all(&path);
     }

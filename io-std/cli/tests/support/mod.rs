@@ -50,6 +50,8 @@ pub struct ClusterOptions<'a> {
     pub stats_lines: bool,
     /// Durable mode: replica `i` keeps its state in `DIR/data-i` (`--data-dir`).
     pub data_dirs: bool,
+    /// More `fleet rsl serve` arguments for every replica.
+    pub extra_args: Vec<String>,
 }
 
 impl Cluster {
@@ -62,6 +64,7 @@ impl Cluster {
             view_timeout_ms,
             stats_lines: false,
             data_dirs: false,
+            extra_args: Vec::new(),
         })
     }
 
@@ -102,6 +105,7 @@ impl Cluster {
             if o.stats_lines {
                 args.push("-v".to_string());
             }
+            args.extend(o.extra_args.iter().cloned());
             cluster.args.push(args);
             cluster.logs.push(PathBuf::new());
             cluster.child_of.push(0);
