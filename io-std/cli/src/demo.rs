@@ -1,7 +1,9 @@
-//! `fleet demo`: the main job in one command. Starts a local 3-replica RSL cluster as child
-//! processes, runs a workload, kills the leader, shows the view change and recovery; starts a
-//! 3-host IronKV cluster and shards a hot range while clients run; checks every recorded
-//! history for linearizability, prints a summary, and stops everything it started.
+//! `fleet demo`: the main job in one command. Starts a local 3-replica durable RSL cluster as
+//! child processes, runs a workload, kills the leader, shows the view change and recovery;
+//! cuts the power to every replica at once under load and shows the acknowledged writes come
+//! back; starts a 3-host IronKV cluster and shards a hot range while clients run; checks
+//! every recorded history for linearizability, prints a summary, and stops everything it
+//! started.
 
 use std::path::Path;
 use std::time::{Duration, Instant as StdInstant};
@@ -43,16 +45,23 @@ pub fn run(exe: &Path) -> Result<(), String> {
     let config_path = dir.join("cluster.toml");
     std::fs::write(&config_path, file.to_toml()).map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     let setup = file.rsl().map_err(|e| e.to_string())?;
-    println!("fleet demo: 3 RSL replicas on 127.0.0.1 ports {ports:?} (config and logs in {})", dir.display());
+    println!(
+        "fleet demo: 3 durable RSL replicas on 127.0.0.1 ports {ports:?} (config, data and logs in {})",
+        dir.display()
+    );
 
     let mut children = Children::default();
     let config_arg = config_path.to_string_lossy().to_string();
-    for id in 0..3 {
-        let log = dir.join(format!("rsl-{id}.log"));
-        let id_arg = id.to_string();
-        children
-            .spawn(exe, &["rsl", "serve", "--config", &config_arg, "--id", &id_arg, "-v"], &log)
-            .map_err(|e| format!("cannot start replica {id}: {e}"))?;
+    // Durable replicas: each keeps its state in its own data directory.
+    let mut replica_child = [0usize; 3];
+    let start_replica = |children: &mut Children, id: usize, run: &str| -> Result<usize, String> {
+        let log = dir.join(format!("rsl-{id}{run}.log"));
+        let data = dir.join(format!("data-{id}")).to_string_lossy().to_string();
+        let args = ["rsl", "serve", "--config", &config_arg, "--id", &id.to_string(), "--data-dir", &data, "-v"];
+        children.spawn(exe, &args, &log).map_err(|e| format!("cannot start replica {id}: {e}"))
+    };
+    for (id, child) in replica_child.iter_mut().enumerate() {
+        *child = start_replica(&mut children, id, "")?;
     }
 
     // Wait for the cluster to serve.
@@ -89,7 +98,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
         let bench = s.spawn(|| run_rsl(&setup, &opts));
         std::thread::sleep(Duration::from_secs(1));
         let killed_at = start.elapsed().as_micros() as u64;
-        children.kill(0);
+        children.kill(replica_child[0]);
         (killed_at, bench.join())
     });
     let failover = failover.map_err(|_| "the benchmark thread failed".to_string())?.map_err(|e| e.to_string())?;
@@ -104,10 +113,57 @@ pub fn run(exe: &Path) -> Result<(), String> {
         );
     }
 
-    // Phase 3: IronKV: three hosts, load, and a shard of a hot range while clients run.
+    // Phase 3: a power cut. Replica 0 restarts from its data directory; known writes are
+    // acknowledged; then every replica is killed at once under load and restarted.
+    println!(
+        "phase 3: replica 0 restarts from its data directory; 20 writes are acknowledged; then, under load, \
+         every replica is killed at once (a power cut) and all three restart from their data directories"
+    );
+    replica_child[0] = start_replica(&mut children, 0, "-restarted")?;
+    for i in 0..20 {
+        let (k, v) = (format!("kept-{i}"), format!("value-{i}"));
+        client.put(k.as_bytes(), v.as_bytes(), Duration::from_secs(10)).map_err(|e| format!("write {k}: {e}"))?;
+    }
+    let history_cut = dir.join("history-power-cut.jsonl");
+    let cut_opts = BenchOptions {
+        duration: Duration::from_secs(2),
+        first_key: 3000,
+        history: Some(history_cut.clone()),
+        progress: false,
+        ..opts.clone()
+    };
+    let cut = std::thread::scope(|s| {
+        let bench = s.spawn(|| run_rsl(&setup, &cut_opts));
+        std::thread::sleep(Duration::from_millis(1000));
+        for child in replica_child {
+            children.kill(child);
+        }
+        bench.join()
+    });
+    let cut = cut.map_err(|_| "the benchmark thread failed".to_string())?.map_err(|e| e.to_string())?;
+    println!("  before the cut: {}", cut.summary());
+    for (id, child) in replica_child.iter_mut().enumerate() {
+        *child = start_replica(&mut children, id, "-after-power-cut")?;
+    }
+    let t = StdInstant::now();
+    let mut client = RslClient::connect(&setup).map_err(|e| e.to_string())?;
+    client.put(b"after", b"power cut", Duration::from_secs(15)).map_err(|e| format!("not serving again: {e}"))?;
+    println!("  serving again {} ms after the restart", t.elapsed().as_millis());
+    let mut read_back = 0;
+    for i in 0..20 {
+        let (k, v) = (format!("kept-{i}"), format!("value-{i}"));
+        let got = client.get(k.as_bytes(), Duration::from_secs(10)).map_err(|e| format!("read {k}: {e}"))?;
+        if got.as_deref() != Some(v.as_bytes()) {
+            return Err(format!("{k} read back as {got:?} after the power cut, not {v:?}"));
+        }
+        read_back += 1;
+    }
+    println!("  {read_back} of 20 acknowledged writes read back with their values");
+
+    // Phase 4: IronKV: three hosts, load, and a shard of a hot range while clients run.
     let kv = file.kv().map_err(|e| e.to_string())?;
     println!(
-        "phase 3: 3 IronKV hosts on ports {kv_ports:?}; 16 clients for 3 s; keys [2000, 2032) move to host 1 after 1 s"
+        "phase 4: 3 IronKV hosts on ports {kv_ports:?}; 16 clients for 3 s; keys [2000, 2032) move to host 1 after 1 s"
     );
     for id in 0..3 {
         let log = dir.join(format!("kv-{id}.log"));
@@ -140,8 +196,8 @@ pub fn run(exe: &Path) -> Result<(), String> {
         Err(e) => return Err(format!("the shard failed: {e}")),
     }
 
-    // Phase 4: check every history.
-    for path in [&history_ok, &history_kill, &history_kv] {
+    // Phase 5: check every history.
+    for path in [&history_ok, &history_kill, &history_cut, &history_kv] {
         let report = check_kv_history_file(path, &Budget::default()).map_err(|e| e.to_string())?;
         let verdict = match report.verdict() {
             Verdict::Linearizable => "linearizable",
