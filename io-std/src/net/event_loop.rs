@@ -1,14 +1,19 @@
 //! The std UDP event loop: one thread, one socket, one sans-IO host.
 //!
 //! Each round: `tick` if a deadline passed, receive a burst of datagrams without blocking and
-//! `handle` each, all into one outbox; then [`Host::commit`] (a durable host makes the
-//! burst's state changes durable, one sync for the whole burst), and only then send the
-//! burst. Datagrams addressed to the host itself (IronRSL broadcasts include the sender) are
-//! fed straight back to `handle` in the next round instead of going through the kernel. With
-//! nothing to do it sleeps in `poll` until a datagram or the next deadline.
+//! `handle` each, all into one outbox; then [`Host::commit`]. An in-memory host's datagrams
+//! leave at once. A durable host hands its records to a sync thread and names the sync the
+//! burst's datagrams must wait for: they are held, in order, while the loop goes on receiving
+//! and handling (the next sync covers everything written meanwhile), and leave as soon as
+//! that sync is done. Datagrams addressed to the host itself (IronRSL broadcasts include the
+//! sender) are fed straight back to `handle` in the next round instead of going through the
+//! kernel. With nothing to do it sleeps in `poll` until a datagram, a finished sync or the
+//! next deadline.
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
+use std::ops::Range;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
@@ -33,11 +38,24 @@ pub trait Host {
     /// One human line: counters and protocol position.
     fn stats_line(&self) -> String;
     /// Makes durable what the steps since the last call require before their datagrams
-    /// are sent (called at `now`, before any of them is sent); an in-memory host has
-    /// nothing to do.
-    fn commit(&mut self, now: Instant) -> Result<(), ServerError> {
-        let _ = now;
-        Ok(())
+    /// are sent (called at `now`, before any of them is sent; `sending` is false when they
+    /// sent nothing, and a sync may then wait for the next datagrams). `None`: they may
+    /// leave now; `Some(ticket)`: they wait until [`Host::durable`] reaches `ticket`.
+    /// Datagrams leave in the order they were produced. An in-memory host has nothing to do.
+    fn commit(&mut self, now: Instant, sending: bool) -> Result<Option<u64>, ServerError> {
+        let _ = (now, sending);
+        Ok(None)
+    }
+
+    /// The highest ticket of [`Host::commit`] that is durable.
+    fn durable(&mut self) -> Result<u64, ServerError> {
+        Ok(u64::MAX)
+    }
+
+    /// A descriptor that becomes readable when a ticket becomes durable, if the host has
+    /// syncs in flight.
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
     }
 }
 
@@ -99,10 +117,12 @@ pub fn run_as<H: Host>(
     let mut io = BurstIo::new(socket, options.syscalls).map_err(ServerError::Io)?;
     let mut store = HeapOutbox::new(OUTBOX_SLOTS, OUTBOX_BYTES);
     let mut loopback: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut held = Held::default();
     let mut next_stats = options.stats_every.map(|d| StdInstant::now() + d);
     while !stop.load(Ordering::Relaxed) {
         let mut out = store.outbox();
         let mut stepped = false;
+        held.release(host, &mut io, me, &mut loopback)?;
         let now = clock.now();
         if host.next_deadline() <= now {
             host.tick(now, &mut out);
@@ -111,7 +131,7 @@ pub fn run_as<H: Host>(
         let received = io.recv().map_err(ServerError::Io)?;
         for i in 0..received {
             if nearly_full(&out) {
-                settle(host, &mut io, &mut out, me, &mut loopback, clock.now())?;
+                settle(host, &mut io, &mut out, me, &mut loopback, &mut held, clock.now())?;
             }
             let Some((from, datagram)) = io.datagram(i) else { break };
             host.handle(clock.now(), to_endpoint(from), datagram, &mut out);
@@ -121,17 +141,18 @@ pub fn run_as<H: Host>(
         // sender); those this round emits wait for the next one.
         for _ in 0..loopback.len().min(MAX_LOOPBACK_PER_STEP) {
             if nearly_full(&out) {
-                settle(host, &mut io, &mut out, me, &mut loopback, clock.now())?;
+                settle(host, &mut io, &mut out, me, &mut loopback, &mut held, clock.now())?;
             }
             let Some(d) = loopback.pop_front() else { break };
             host.handle(clock.now(), me, &d, &mut out);
             stepped = true;
         }
         if stepped {
-            settle(host, &mut io, &mut out, me, &mut loopback, clock.now())?;
+            settle(host, &mut io, &mut out, me, &mut loopback, &mut held, clock.now())?;
         } else if loopback.is_empty() {
             let wait_us = host.next_deadline().micros_since(clock.now()).clamp(1, 100_000);
-            io.wait(Duration::from_micros(wait_us)).map_err(ServerError::Io)?;
+            let also = if held.is_empty() { None } else { host.wake_fd() };
+            io.wait(Duration::from_micros(wait_us), also).map_err(ServerError::Io)?;
         }
         if let Some(at) = next_stats {
             if StdInstant::now() >= at {
@@ -153,17 +174,36 @@ fn nearly_full(out: &Outbox<'_>) -> bool {
 }
 
 /// Persist, then send: the order durability needs (see `fleet_engine::rsl::durable`).
+#[allow(clippy::too_many_arguments)]
 fn settle<H: Host>(
     host: &mut H,
     io: &mut BurstIo<'_>,
     out: &mut Outbox<'_>,
     me: Endpoint,
     loopback: &mut VecDeque<Vec<u8>>,
+    held: &mut Held,
     now: Instant,
 ) -> Result<(), ServerError> {
-    host.commit(now)?;
-    let mut batch: Vec<(SocketAddr, &[u8])> = Vec::with_capacity(out.len());
-    for (dst, bytes) in out.iter() {
+    match host.commit(now, !out.is_empty())? {
+        None if held.is_empty() => send(io, out.iter(), me, loopback),
+        need => {
+            held.push(need.unwrap_or(0), out);
+            held.release(host, io, me, loopback)?;
+        }
+    }
+    out.clear();
+    Ok(())
+}
+
+/// Sends datagrams: self-addressed ones go to the loopback queue.
+fn send<'a>(
+    io: &mut BurstIo<'_>,
+    datagrams: impl Iterator<Item = (Endpoint, &'a [u8])>,
+    me: Endpoint,
+    loopback: &mut VecDeque<Vec<u8>>,
+) {
+    let mut batch: Vec<(SocketAddr, &[u8])> = Vec::new();
+    for (dst, bytes) in datagrams {
         if dst == me {
             loopback.push_back(bytes.to_vec());
         } else {
@@ -171,7 +211,53 @@ fn settle<H: Host>(
         }
     }
     io.send(&batch);
-    drop(batch);
-    out.clear();
-    Ok(())
+}
+
+/// Bursts of datagrams waiting for a sync, in the order they were produced.
+#[derive(Default)]
+struct Held {
+    bursts: VecDeque<HeldBurst>,
+}
+
+/// One burst's datagrams, copied out of the outbox, and the ticket they wait for.
+struct HeldBurst {
+    need: u64,
+    bytes: Vec<u8>,
+    datagrams: Vec<(Endpoint, Range<usize>)>,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.bursts.is_empty()
+    }
+
+    fn push(&mut self, need: u64, out: &Outbox<'_>) {
+        let mut burst = HeldBurst { need, bytes: Vec::new(), datagrams: Vec::with_capacity(out.len()) };
+        for (dst, bytes) in out.iter() {
+            let start = burst.bytes.len();
+            burst.bytes.extend_from_slice(bytes);
+            burst.datagrams.push((dst, start..burst.bytes.len()));
+        }
+        self.bursts.push_back(burst);
+    }
+
+    /// Sends, in order, every burst whose sync is done.
+    fn release<H: Host>(
+        &mut self,
+        host: &mut H,
+        io: &mut BurstIo<'_>,
+        me: Endpoint,
+        loopback: &mut VecDeque<Vec<u8>>,
+    ) -> Result<(), ServerError> {
+        if self.bursts.is_empty() {
+            return Ok(());
+        }
+        let durable = host.durable()?;
+        while self.bursts.front().is_some_and(|b| b.need <= durable) {
+            if let Some(b) = self.bursts.pop_front() {
+                send(io, b.datagrams.iter().map(|(dst, r)| (*dst, &b.bytes[r.clone()])), me, loopback);
+            }
+        }
+        Ok(())
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -54,12 +54,19 @@ impl<'s> BurstIo<'s> {
         })
     }
 
-    /// Sleeps until the socket is readable or `timeout` passes (rounded up to 1 ms).
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+    /// Sleeps until the socket (or `also`) is readable or `timeout` passes (rounded up to
+    /// 1 ms).
+    pub fn wait(&mut self, timeout: Duration, also: Option<BorrowedFd<'_>>) -> io::Result<()> {
         let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+        let socket = || PollFd::new(self.socket.as_fd(), PollFlags::POLLIN);
+        let mut one = [socket()];
+        let mut both = also.map(|fd| [socket(), PollFd::new(fd, PollFlags::POLLIN)]);
+        let polled: &mut [PollFd<'_>] = match both.as_mut() {
+            Some(b) => b,
+            None => &mut one,
+        };
         self.syscalls += 1;
-        match nix::poll::poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+        match nix::poll::poll(polled, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
             Ok(_) | Err(Errno::EINTR) => Ok(()),
             Err(e) => Err(io::Error::from(e)),
         }
@@ -185,7 +192,7 @@ mod tests {
         tx.send(&batch);
         let mut got = Vec::new();
         for _ in 0..100 {
-            rx.wait(Duration::from_millis(50)).unwrap();
+            rx.wait(Duration::from_millis(50), None).unwrap();
             let n = rx.recv().unwrap();
             assert!(n <= BURST);
             for i in 0..n {

@@ -4,12 +4,14 @@
 //! without losing an acknowledged operation.
 //!
 //! The event loop hands every step's records to [`Host::handle`]/[`Host::tick`], which
-//! queue them in the log, and calls [`Host::commit`] before sending a burst's datagrams:
-//! * acceptor records (a promise, a vote, a started ballot) gate the burst: the log is
-//!   synced before anything is sent (`fdatasync`, one for the whole burst);
+//! queue them in the log, and calls [`Host::commit`] after each burst:
+//! * acceptor records (a promise, a vote, a started ballot) gate the burst: they are written
+//!   and a sync thread is asked to sync them; the loop holds the burst's datagrams until
+//!   that sync is done, and meanwhile goes on receiving and handling (the next sync covers
+//!   everything written by then: group commit that grows with the load);
 //! * executed batches gate nothing that is sent (the reply's operation is decided by a
-//!   quorum of durable votes), so they are synced with the next gating sync, or after
-//!   [`LAZY_SYNC`] at the latest; only then is the replica told, and only then does the
+//!   quorum of durable votes), so they go with the next sync, or after [`LAZY_SYNC`] at the
+//!   latest; only once that sync is done is the replica told, and only then does the
 //!   checkpoint it reports (on which acceptors truncate their logs) move.
 //!
 //! Snapshots: when the log's newest segment has grown past [`compact_after_bytes`] (or the
@@ -31,6 +33,8 @@
 //! A write or sync error (a full disk) stops the replica: it must not speak once it cannot
 //! persist.
 
+use std::collections::VecDeque;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -87,6 +91,10 @@ pub struct DurableReplica<A: App> {
     gating: bool,
     /// Executed batches are queued or written, unsynced, since then.
     lazy_since: Option<Instant>,
+    /// Syncs in flight: the ticket, and the replica's durable mark when it was asked for.
+    pending_marks: VecDeque<(u64, u64)>,
+    /// Syncs asked for executed batches alone (for stats lines).
+    lazy_syncs: u64,
     /// The latest step's clock reading.
     now: Instant,
     job: Option<SnapshotJob>,
@@ -192,6 +200,8 @@ where
             record: vec![0u8; RECORD_BUF_BYTES],
             gating: false,
             lazy_since: None,
+            pending_marks: VecDeque::new(),
+            lazy_syncs: 0,
             now,
             job: None,
             last_snapshot_bytes,
@@ -230,14 +240,26 @@ where
         }
     }
 
-    /// Syncs everything queued and tells the replica.
+    /// Syncs everything queued, waits for it, and tells the replica.
     fn sync(&mut self) -> Result<(), ServerError> {
         let mark = self.replica.durable_mark();
         self.wal.sync().map_err(ServerError::Storage)?;
         self.replica.persisted(mark);
+        self.pending_marks.clear();
         self.gating = false;
         self.lazy_since = None;
         Ok(())
+    }
+
+    /// Asks the sync thread for everything queued; returns the ticket. The replica is told
+    /// its mark is durable when the ticket is ([`Host::durable`]).
+    fn sync_async(&mut self) -> Result<u64, ServerError> {
+        let mark = self.replica.durable_mark();
+        let ticket = self.wal.sync_async().map_err(ServerError::Storage)?;
+        self.pending_marks.push_back((ticket, mark));
+        self.gating = false;
+        self.lazy_since = None;
+        Ok(ticket)
     }
 
     /// Finishes a snapshot the writer completed; starts one when the log has grown enough
@@ -261,6 +283,14 @@ where
         if self.job.is_some() || !(grown || self.replica.snapshot_required().is_some()) {
             return Ok(());
         }
+        self.start_snapshot()
+    }
+
+    /// Freezes a snapshot, starts a new log segment, and hands the snapshot to a writer
+    /// thread. Out of line: the snapshot's copy is megabytes of stack, which the event
+    /// loop's every `commit` would otherwise reserve and probe.
+    #[inline(never)]
+    fn start_snapshot(&mut self) -> Result<(), ServerError> {
         // A fresh snapshot covers every record handed out so far, which is all the older
         // segments hold; the new one starts with the acceptor's image, so the older ones
         // are only needed while the snapshot before this one is.
@@ -337,25 +367,50 @@ where
     }
     fn stats_line(&self) -> String {
         format!(
-            "{} fsyncs={} durable={} segment_bytes={}",
+            "{} fsyncs={} lazy_syncs={} durable={} segment_bytes={}",
             status_line(&self.replica),
             self.wal.syncs(),
+            self.lazy_syncs,
             self.replica.checkpoint(),
             self.wal.segment_bytes()
         )
     }
-    fn commit(&mut self, now: Instant) -> Result<(), ServerError> {
+    fn commit(&mut self, now: Instant, sending: bool) -> Result<Option<u64>, ServerError> {
         if let Some(why) = self.failed.take() {
             return Err(ServerError::Config(why));
         }
         self.now = self.now.max(now);
         let lazy_due = self.lazy_since.is_some_and(|t| now.micros_since(t) >= LAZY_SYNC.as_micros() as u64);
-        if self.gating || lazy_due {
-            self.sync()?;
+        // Acceptor records gate the datagrams sent after them; with none to send yet (a
+        // step that only truncated, say), the sync waits for the next ones to gate.
+        let need = if self.gating && sending {
+            Some(self.sync_async()?)
         } else {
-            // Executed batches: into the page cache now, synced with the next gating sync.
-            self.wal.write().map_err(ServerError::Storage)?;
+            if lazy_due {
+                // Executed batches only: nothing sent waits for them.
+                self.lazy_syncs += 1;
+                self.sync_async()?;
+            } else {
+                // Into the page cache now, synced with the next sync.
+                self.wal.write().map_err(ServerError::Storage)?;
+            }
+            None
+        };
+        self.manage_snapshots()?;
+        Ok(need)
+    }
+
+    fn durable(&mut self) -> Result<u64, ServerError> {
+        let done = self.wal.synced().map_err(ServerError::Storage)?;
+        while self.pending_marks.front().is_some_and(|(ticket, _)| *ticket <= done) {
+            if let Some((_, mark)) = self.pending_marks.pop_front() {
+                self.replica.persisted(mark);
+            }
         }
-        self.manage_snapshots()
+        Ok(done)
+    }
+
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.wal.wake_fd())
     }
 }

@@ -9,15 +9,20 @@
 //! offset, because acknowledged state may be in it.
 //!
 //! The binding decides what a sync covers: [`Wal::append`] queues, [`Wal::write`] hands the
-//! queued bytes to the kernel, [`Wal::sync`] makes everything written durable (one
-//! `fdatasync` per group of records).
+//! queued bytes to the kernel, [`Wal::sync_async`] asks the sync thread ([`Syncer`]) to make
+//! everything written durable and returns a ticket ([`Wal::synced`] says which tickets are
+//! done), and [`Wal::sync`] does the same and waits. One `fdatasync` covers every record
+//! written before it starts: under load the groups grow by themselves.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::dir::{io_err, DataDir, StorageError};
 use super::frame::{self, Damage};
+use super::syncer::Syncer;
 
 const SEGMENT_PREFIX: &str = "wal-";
 const SEGMENT_SUFFIX: &str = ".log";
@@ -39,14 +44,14 @@ pub struct Wal {
     dir: PathBuf,
     /// The newest segment's number.
     number: u64,
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     pending: Vec<u8>,
-    /// Bytes written to the kernel but not yet synced.
+    /// Bytes written to the kernel and not yet asked to be synced.
     unsynced: bool,
     /// Bytes appended to the newest segment.
     segment_bytes: u64,
-    syncs: u64,
+    syncer: Syncer,
 }
 
 fn segment_name(number: u64) -> String {
@@ -104,15 +109,16 @@ impl Wal {
         }
         let segment_bytes = file.metadata().map_err(io_err(&path))?.len();
         found.segment = path.clone();
+        let syncer = Syncer::start().map_err(io_err(dir.path()))?;
         let wal = Wal {
             dir: dir.path().to_path_buf(),
             number: newest,
-            file,
+            file: Arc::new(file),
             path,
             pending: Vec::new(),
             unsynced: false,
             segment_bytes,
-            syncs: 0,
+            syncer,
         };
         Ok((wal, found))
     }
@@ -132,23 +138,38 @@ impl Wal {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&self.pending).map_err(io_err(&self.path))?;
+        (&*self.file).write_all(&self.pending).map_err(io_err(&self.path))?;
         self.segment_bytes += self.pending.len() as u64;
         self.pending.clear();
         self.unsynced = true;
         Ok(())
     }
 
-    /// Writes the queued records and waits until everything written is on disk (one
-    /// `fdatasync`).
-    pub fn sync(&mut self) -> Result<(), StorageError> {
+    /// Writes the queued records and asks for everything written to be synced; returns the
+    /// ticket to look for in [`Wal::synced`] (the last one again if nothing new was written).
+    pub fn sync_async(&mut self) -> Result<u64, StorageError> {
         self.write()?;
         if self.unsynced {
-            self.file.sync_data().map_err(io_err(&self.path))?;
             self.unsynced = false;
-            self.syncs += 1;
+            return Ok(self.syncer.request(&self.file, &self.path));
         }
-        Ok(())
+        Ok(self.syncer.issued())
+    }
+
+    /// The highest ticket whose records are on disk; a failed sync is an error from then on.
+    pub fn synced(&mut self) -> Result<u64, StorageError> {
+        self.syncer.done()
+    }
+
+    /// Becomes readable when a sync finishes (an event loop polls it).
+    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.syncer.wake_fd()
+    }
+
+    /// Writes the queued records and waits until everything written is on disk.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.sync_async()?;
+        self.syncer.wait_all()
     }
 
     /// Bytes in the newest segment.
@@ -177,10 +198,9 @@ impl Wal {
         file.sync_all().map_err(io_err(&path))?;
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err(&self.dir))?;
         self.number = number;
-        self.file = file;
+        self.file = Arc::new(file);
         self.path = path;
         self.segment_bytes = bytes.len() as u64;
-        self.syncs += 1;
         Ok(number)
     }
 
@@ -199,9 +219,9 @@ impl Wal {
         Ok(())
     }
 
-    /// How many syncs this log has done (for stats lines).
+    /// How many syncs this log has asked for (for stats lines).
     pub fn syncs(&self) -> u64 {
-        self.syncs
+        self.syncer.issued()
     }
 }
 
