@@ -26,10 +26,10 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-REDIS_PORT=$(( 20000 + RANDOM % 20000 ))
+REDIS_PORT=$(( 30500 + RANDOM % 1000 ))
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
 pids+=($!)
-BASE=$(( 40000 + RANDOM % 10000 ))
+BASE=$(( 22000 + RANDOM % 8000 ))  # below the ephemeral range
 "$FLEET" config local --replicas 3 --base-port "$BASE" >"$WORK/cluster.toml"
 for id in 0 1 2; do "$FLEET" rsl serve --config "$WORK/cluster.toml" --id "$id" >"$WORK/rsl-$id.log" 2>&1 & pids+=($!); done
 for id in 0 1 2; do "$FLEET" kv serve --config "$WORK/cluster.toml" --id "$id" >"$WORK/kv-$id.log" 2>&1 & pids+=($!); done

@@ -29,7 +29,7 @@ run_mode() { # mode -> "ops/s p50 p99"
     durable) extra=(--syscalls batched) ;;
     baseline) bin=$BASELINE ;;
   esac
-  local base=$(( 40000 + RANDOM % 10000 ))
+  local base=$(( 22000 + RANDOM % 8000 ))  # below the ephemeral range
   "$FLEET" config local --replicas 3 --base-port "$base" >"$WORK/cluster.toml"
   for id in 0 1 2; do
     local d=()

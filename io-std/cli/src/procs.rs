@@ -48,8 +48,31 @@ impl Drop for Children {
 
 /// `n` UDP ports on 127.0.0.1 that were free a moment ago (bound, then released).
 pub fn free_udp_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let sockets: Vec<UdpSocket> = (0..n).map(|_| UdpSocket::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
-    sockets.iter().map(|s| s.local_addr().map(|a| a.port())).collect()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Below Linux's ephemeral range (32768 and up): a port handed out here stays free for the
+    // server that will bind it, instead of being taken meanwhile by some client's socket
+    // bound to port 0 (a test that restarts a server rebinds its port, too). Processes
+    // start at different offsets; each port is checked free by binding it.
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..SPAN {
+        if ports.len() == n {
+            return Ok(ports);
+        }
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free UDP port in 20000-31999"))
 }
 
 /// A fresh directory under the system temp dir for configs and logs.
