@@ -33,10 +33,13 @@
 //! **Self-addressed datagrams.** Broadcasts include the host itself, as in IronRSL. A
 //! binding may send them through its socket or feed them straight back to `handle`.
 //!
-//! **Durability.** [`rsl::Step::durable_state_changed`] is set when the acceptor's promise,
-//! votes or truncation point changed ([`kv::Step::storage_changed`] when a KV host's store
-//! or delegation map changed). The engine today keeps state in memory only (as
-//! IronRSL does); a durable binding persists that state before sending the step's datagrams.
+//! **Durability.** A durable RSL replica ([`rsl::Replica::new_durable`]) hands its binding
+//! records to append after every step ([`rsl::Replica::next_record`]) and marks the
+//! datagrams that reveal acceptor state ([`Outbox::waits_for_sync`]): those leave only once
+//! the records before them are synced; every other datagram may leave at once
+//! ([`rsl::durable`] has the rule and why). [`rsl::Step::durable_state_changed`] says a
+//! step changed the acceptor's durable state; [`kv::Step::storage_changed`] says a KV
+//! host's store or delegation map changed (KV state is in memory only, as in IronKV).
 //!
 //! **Time** is a caller-supplied monotonic [`Instant`] in microseconds.
 //!

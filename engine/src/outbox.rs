@@ -13,11 +13,12 @@ pub struct Slot {
     dst: Endpoint,
     start: usize,
     len: usize,
+    after_sync: bool,
 }
 
 impl Slot {
     /// An unused slot, to initialise caller-provided slot arrays.
-    pub const EMPTY: Slot = Slot { dst: Endpoint::v4([0, 0, 0, 0], 0), start: 0, len: 0 };
+    pub const EMPTY: Slot = Slot { dst: Endpoint::v4([0, 0, 0, 0], 0), start: 0, len: 0, after_sync: false };
 }
 
 /// Why a datagram did not go into the outbox.
@@ -77,6 +78,32 @@ impl<'a> Outbox<'a> {
         self.slots[..self.len].iter().map(|s| (s.dst, &self.bytes[s.start..s.start + s.len]))
     }
 
+    /// The queued datagrams with whether each must wait for the sync
+    /// ([`Outbox::waits_for_sync`]), in the order the engine emitted them.
+    pub fn iter_marked(&self) -> impl Iterator<Item = (Endpoint, &[u8], bool)> + '_ {
+        self.slots[..self.len].iter().map(|s| (s.dst, &self.bytes[s.start..s.start + s.len], s.after_sync))
+    }
+
+    /// True if datagram `i` reveals durable state (an RSL promise, vote or ballot): a durable
+    /// binding sends it only once every record handed out before it is synced. Other
+    /// datagrams may leave at once. See `fleet_engine::rsl::durable`.
+    pub fn waits_for_sync(&self, i: usize) -> bool {
+        self.slots[..self.len].get(i).is_some_and(|s| s.after_sync)
+    }
+
+    /// True if any queued datagram waits for the sync.
+    pub fn any_waits_for_sync(&self) -> bool {
+        self.slots[..self.len].iter().any(|s| s.after_sync)
+    }
+
+    /// Marks every datagram queued from index `from` on as waiting for the sync.
+    pub(crate) fn mark_after_sync(&mut self, from: usize) {
+        let len = self.len;
+        for s in self.slots[from.min(len)..len].iter_mut() {
+            s.after_sync = true;
+        }
+    }
+
     /// Encodes one datagram of at most `max_len` bytes for `dst`; returns its slot index.
     pub(crate) fn push(
         &mut self,
@@ -111,7 +138,7 @@ impl<'a> Outbox<'a> {
     }
 
     fn commit(&mut self, dst: Endpoint, n: usize) -> usize {
-        self.slots[self.len] = Slot { dst, start: self.used, len: n };
+        self.slots[self.len] = Slot { dst, start: self.used, len: n, after_sync: false };
         self.used += n;
         self.len += 1;
         self.len - 1

@@ -278,6 +278,10 @@ pub struct FaultCounts {
     pub power_cuts: u64,
     /// Snapshots found damaged at a restart (and set aside).
     pub corrupt_snapshots: u64,
+    /// Syncs that completed later than the step that asked (marked datagrams held meanwhile).
+    pub deferred_syncs: u64,
+    /// Datagrams held for a sync that a crash cut short (never sent).
+    pub held_lost: u64,
     /// Clock jumps.
     pub clock_jumps: u64,
     /// Changes of network rates.
@@ -308,6 +312,8 @@ impl FaultCounts {
         self.restarts += o.restarts;
         self.power_cuts += o.power_cuts;
         self.corrupt_snapshots += o.corrupt_snapshots;
+        self.deferred_syncs += o.deferred_syncs;
+        self.held_lost += o.held_lost;
         self.clock_jumps += o.clock_jumps;
         self.net_changes += o.net_changes;
         self.planted += o.planted;

@@ -111,6 +111,10 @@ pub struct RslSim {
     max_truncation: u64,
     /// Each crashed replica's durable state at the moment it crashed.
     at_crash: Vec<Option<AtCrash>>,
+    /// Each replica's acceptor state at its last sync: a restart must bring back at least it.
+    synced_views: Vec<Option<crash::DurableView>>,
+    /// Each replica's sync in progress, and the datagrams waiting for it.
+    pending_syncs: Vec<Option<crash::PendingSync>>,
     /// The snapshot each replica's binding is writing.
     writing_ids: Vec<Option<SnapshotId>>,
     /// Every 1b chunk each replica sent, by `(replica, reply_id, chunk)`: one reply id
@@ -175,6 +179,8 @@ impl RslSim {
             last_ops: vec![0; options.replicas],
             max_truncation: 0,
             at_crash: vec![None; options.replicas],
+            synced_views: vec![None; options.replicas],
+            pending_syncs: vec![None; options.replicas],
             one_b_chunks: BTreeMap::new(),
             config,
             outbox: Some(Box::new(Outbox::new())),
@@ -206,6 +212,7 @@ impl RslSim {
 
     fn next_event(&self) -> Option<u64> {
         let mut t = self.net.next_delivery().unwrap_or(u64::MAX);
+        t = t.min(self.next_sync_due().unwrap_or(u64::MAX));
         for (i, r) in self.replicas.iter().enumerate() {
             if let Some(r) = r {
                 t = t.min(self.clocks[i].global(r.next_deadline().as_micros()));
@@ -256,6 +263,9 @@ impl RslSim {
         if let Some(d) = self.net.pop_due(self.now) {
             self.deliver(d.from, d.to, &d.bytes);
             self.net.recycle(d.bytes);
+            return true;
+        }
+        if self.complete_due_syncs() {
             return true;
         }
         for i in 0..self.replicas.len() {

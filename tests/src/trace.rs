@@ -20,6 +20,8 @@ pub enum TraceKind {
     },
     /// A host's timers fired.
     Tick(usize),
+    /// A replica's pending sync completed (its held datagrams leave).
+    Synced(usize),
     /// A client submitted a request.
     Submit {
         /// Client host.
@@ -99,6 +101,7 @@ impl Trace {
                     write!(s, "{} -> {}  {} ({len} B)", host_name(from), host_name(to), tag_name(tag))
                 }
                 TraceKind::Tick(h) => write!(s, "{} tick", host_name(h)),
+                TraceKind::Synced(h) => write!(s, "{} sync completes", host_name(h)),
                 TraceKind::Submit { client, seqno } => write!(s, "{} submits seqno {seqno}", host_name(client)),
                 TraceKind::Complete { client, seqno } => write!(s, "{} completes seqno {seqno}", host_name(client)),
                 TraceKind::Fault(f) => write!(s, "FAULT {f:?}"),

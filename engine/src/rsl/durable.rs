@@ -26,10 +26,19 @@
 //!
 //! The ordering rule (etcd's: nothing that depends on a write leaves before the write is
 //! durable), and where each part is enforced:
-//! * a 1b (promise, votes), a 2b (vote), and a 1a, StartingPhase2 or 2a of a ballot this
-//!   replica started depend on the acceptor record of their step:
-//!   [`Step::durable_state_changed`](crate::rsl::Step::durable_state_changed) is set, and the
-//!   binding appends and syncs every record before it sends any datagram of that step;
+//! * a 1a (the ballot this replica's proposer started), a 1b (promise, truncation point,
+//!   votes) and a 2b (vote) reveal acceptor state: the replica marks them in the outbox
+//!   ([`Outbox::waits_for_sync`](crate::Outbox::waits_for_sync)), and the binding sends a
+//!   marked datagram only once every record handed out before it is synced. A step that
+//!   changed that state sets [`Step::durable_state_changed`](crate::rsl::Step::durable_state_changed);
+//! * every other datagram may leave at once. A 2a or StartingPhase2 of ballot `b` follows a
+//!   quorum of 1b for `b`, which follow this replica's 1a for `b`, which waited for the
+//!   record of `b`; so a leader sends its 2a before its own vote is synced, as raft leaders
+//!   append in parallel with replication (its own 2b, to itself, still waits). Heartbeats
+//!   carry the election view (not acceptor state) and a durable checkpoint (below);
+//!   replies and state transfer carry decided operations only. An acceptor record that no
+//!   marked datagram waits for (a truncation, say) may be synced lazily: losing it at a
+//!   crash loses nothing anyone was told;
 //! * the checkpoint a replica reports (heartbeat and 2b `opn_ckpt`), on which acceptors
 //!   truncate their logs, depends on its executions being durable: in durable mode it is
 //!   the count the binding confirmed ([`Replica::persisted`](crate::rsl::Replica::persisted),

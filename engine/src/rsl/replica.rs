@@ -46,13 +46,13 @@ pub const ENTRY_OVERHEAD_BYTES: usize = 40;
 const MAX_ACTION_ROUNDS: usize = 8;
 
 /// What one step asks of the binding besides sending the outbox.
-#[must_use = "a durable binding must persist before sending when `durable_state_changed` is set"]
+#[must_use = "a durable binding must sync before sending the datagrams that wait for it"]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Step {
     /// The acceptor's durable state changed in this step (the promise, a vote, the
     /// truncation point, or the ballot the proposer started). A durable binding appends
-    /// every record of [`Replica::next_record`] and syncs them before any datagram of this
-    /// step leaves; see [`crate::rsl::durable`].
+    /// every record of [`Replica::next_record`] and syncs them before any datagram marked
+    /// [`Outbox::waits_for_sync`] leaves; see [`crate::rsl::durable`].
     pub durable_state_changed: bool,
 }
 

@@ -90,9 +90,10 @@ enum RslCmd {
         config: PathBuf,
         #[arg(long)]
         id: usize,
-        /// Durable mode: keep the replica's promises and votes in this directory (created
-        /// if missing), synced before any reply leaves. A replica killed and restarted with
-        /// its directory rejoins safely and fetches the data from the other replicas.
+        /// Durable mode: keep the replica's promises, votes, executed operations and
+        /// snapshots in this directory (created if missing); every promise and vote is
+        /// synced before the message that reveals it leaves. Replicas killed and restarted
+        /// with their directories (all of them at once included) lose nothing acknowledged.
         /// Without it, state is in memory only: never restart a crashed replica then.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
@@ -106,9 +107,10 @@ enum RslCmd {
         /// advertised port.
         #[arg(long, value_name = "ADDR")]
         bind: Option<SocketAddr>,
-        /// Durable mode: write a snapshot and drop older log segments once the log's newest
-        /// segment holds this many bytes (default 64 MiB, or the last snapshot's size if
-        /// larger). Disk use stays near two snapshots plus two segments.
+        /// Durable mode: write a snapshot and drop older log segments once this many bytes
+        /// were logged since the last snapshot (default 64 MiB, or the last snapshot's size
+        /// if larger). Disk use stays near two snapshots, the log since the older one, and
+        /// one preallocated segment (a quarter more than this).
         #[arg(long, value_name = "BYTES", requires = "data_dir")]
         compact_after_bytes: Option<u64>,
     },

@@ -3,9 +3,10 @@
 //! Each round: `tick` if a deadline passed, receive a burst of datagrams without blocking and
 //! `handle` each, all into one outbox; then [`Host::commit`]. An in-memory host's datagrams
 //! leave at once. A durable host hands its records to a sync thread and names the sync the
-//! burst's datagrams must wait for: they are held, in order, while the loop goes on receiving
-//! and handling (the next sync covers everything written meanwhile), and leave as soon as
-//! that sync is done. Datagrams addressed to the host itself (IronRSL broadcasts include the
+//! burst's marked datagrams ([`Outbox::waits_for_sync`]: promises, votes, ballots) must
+//! wait for: they are held, in order, while the loop goes on receiving and handling (the
+//! next sync covers everything written meanwhile), and leave as soon as that sync is done.
+//! The burst's other datagrams leave at once. Datagrams addressed to the host itself (IronRSL broadcasts include the
 //! sender) are fed straight back to `handle` in the next round instead of going through the
 //! kernel. With nothing to do it sleeps in `poll` until a datagram, a finished sync or the
 //! next deadline.
@@ -37,13 +38,14 @@ pub trait Host {
     fn next_deadline(&self) -> Instant;
     /// One human line: counters and protocol position.
     fn stats_line(&self) -> String;
-    /// Makes durable what the steps since the last call require before their datagrams
-    /// are sent (called at `now`, before any of them is sent; `sending` is false when they
-    /// sent nothing, and a sync may then wait for the next datagrams). `None`: they may
-    /// leave now; `Some(ticket)`: they wait until [`Host::durable`] reaches `ticket`.
-    /// Datagrams leave in the order they were produced. An in-memory host has nothing to do.
-    fn commit(&mut self, now: Instant, sending: bool) -> Result<Option<u64>, ServerError> {
-        let _ = (now, sending);
+    /// Makes durable what the steps since the last call produced (called at `now`, before
+    /// any of their datagrams is sent; `waiting` is true when some of them are marked
+    /// [`Outbox::waits_for_sync`]). `None`: every datagram may leave now; `Some(ticket)`:
+    /// the marked ones wait until [`Host::durable`] reaches `ticket`, the others leave now.
+    /// With nothing waiting, a host may leave its records unsynced for a while (a lazy
+    /// sync). An in-memory host has nothing to do.
+    fn commit(&mut self, now: Instant, waiting: bool) -> Result<Option<u64>, ServerError> {
+        let _ = (now, waiting);
         Ok(None)
     }
 
@@ -184,10 +186,13 @@ fn settle<H: Host>(
     held: &mut Held,
     now: Instant,
 ) -> Result<(), ServerError> {
-    match host.commit(now, !out.is_empty())? {
-        None if held.is_empty() => send(io, out.iter(), me, loopback),
-        need => {
-            held.push(need.unwrap_or(0), out);
+    match host.commit(now, out.any_waits_for_sync())? {
+        None => send(io, out.iter(), me, loopback),
+        Some(ticket) => {
+            // Only promises, votes and ballots wait; the rest (2a, replies, heartbeats)
+            // leave now, ahead of bursts still held: nothing in them depends on the sync.
+            send(io, out.iter_marked().filter(|d| !d.2).map(|(dst, b, _)| (dst, b)), me, loopback);
+            held.push(ticket, out);
             held.release(host, io, me, loopback)?;
         }
     }
@@ -231,9 +236,10 @@ impl Held {
         self.bursts.is_empty()
     }
 
+    /// Holds the datagrams of `out` that wait for the sync, until ticket `need` is durable.
     fn push(&mut self, need: u64, out: &Outbox<'_>) {
-        let mut burst = HeldBurst { need, bytes: Vec::new(), datagrams: Vec::with_capacity(out.len()) };
-        for (dst, bytes) in out.iter() {
+        let mut burst = HeldBurst { need, bytes: Vec::new(), datagrams: Vec::new() };
+        for (dst, bytes, _) in out.iter_marked().filter(|d| d.2) {
             let start = burst.bytes.len();
             burst.bytes.extend_from_slice(bytes);
             burst.datagrams.push((dst, start..burst.bytes.len()));

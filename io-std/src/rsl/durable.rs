@@ -5,26 +5,29 @@
 //!
 //! The event loop hands every step's records to [`Host::handle`]/[`Host::tick`], which
 //! queue them in the log, and calls [`Host::commit`] after each burst:
-//! * acceptor records (a promise, a vote, a started ballot) gate the burst: they are written
-//!   and a sync thread is asked to sync them; the loop holds the burst's datagrams until
-//!   that sync is done, and meanwhile goes on receiving and handling (the next sync covers
-//!   everything written by then: group commit that grows with the load);
-//! * executed batches gate nothing that is sent (the reply's operation is decided by a
-//!   quorum of durable votes), so they go with the next sync, or after [`LAZY_SYNC`] at the
-//!   latest; only once that sync is done is the replica told, and only then does the
-//!   checkpoint it reports (on which acceptors truncate their logs) move.
+//! * when the burst has datagrams the engine marked ([`fleet_engine::Outbox::waits_for_sync`]:
+//!   1a, 1b and 2b, which reveal a started ballot, a promise or a vote), the records are
+//!   written and a sync thread is asked to sync them; the loop holds the marked datagrams
+//!   until that sync is done, and meanwhile goes on receiving and handling (the next sync
+//!   covers everything written by then: group commit that grows with the load). The
+//!   burst's other datagrams (2a, replies, heartbeats) leave at once;
+//! * records no datagram waits for (executed batches: the reply's operation is decided by
+//!   a quorum of durable votes; a moved truncation point) go with the next sync, or after
+//!   [`LAZY_SYNC`] at the latest; only once that sync is done is the replica told, and only
+//!   then does the checkpoint it reports (on which acceptors truncate their logs) move.
 //!
-//! Snapshots: when the log's newest segment has grown past [`compact_after_bytes`] (or the
-//! replica installed a
-//! snapshot from another replica, which it must persist before its checkpoint moves), the
-//! replica freezes a point-in-time snapshot; the log starts a new segment beginning with the
-//! acceptor's image, and a writer thread writes the snapshot (a temporary file, synced) while
-//! the replica keeps serving. Then it becomes `rsl.snapshot` and the one it replaces
-//! `rsl.snapshot.prev` (renames, directory sync), the replica is told, and the segments only
-//! the replaced-before-that snapshot needed are deleted. Disk use is bounded by about two
-//! snapshots and the log since the older one (two compaction thresholds).
+//! Snapshots: when the log written since the last snapshot has grown past
+//! [`compact_after_bytes`] (or the replica installed a snapshot from another replica, which
+//! it must persist before its checkpoint moves), the replica freezes a point-in-time
+//! snapshot; the log starts a new segment beginning with the acceptor's image, and a writer
+//! thread writes the snapshot (a temporary file, synced) while the replica keeps serving.
+//! Then it becomes `rsl.snapshot` and the one it replaces `rsl.snapshot.prev` (renames,
+//! directory sync), the replica is told, and the segments only the replaced-before-that
+//! snapshot needed are deleted. Disk use is bounded by about two snapshots and the log
+//! since the older one (two compaction thresholds), plus one prepared segment
+//! ([`segment_prealloc_bytes`]) and the unused end of the newest.
 //!
-//! Damage: a torn log tail is cut (nothing acknowledged depended on it). A damaged snapshot
+//! Damage: a torn log tail is zeroed (nothing acknowledged depended on it). A damaged snapshot
 //! file is moved aside (`rsl.snapshot.corrupt`) and the replica recovers from the previous
 //! snapshot and the longer log kept for it; with both unusable it starts from the log alone
 //! and fetches the application state it lacks from the other replicas (safe: its acceptor
@@ -41,7 +44,7 @@ use std::time::Duration;
 
 use fleet_engine::rsl::durable::{snapshot_record, DURABLE_RECORD_OVERHEAD_BYTES};
 use fleet_engine::rsl::snapshot::{SnapshotId, SnapshotPos};
-use fleet_engine::rsl::{App, Replica, Step};
+use fleet_engine::rsl::{App, Replica};
 use fleet_engine::wire::EncodeError;
 use fleet_engine::{Endpoint, Instant, Outbox};
 
@@ -55,19 +58,26 @@ use crate::storage::{snapshot_file, DataDir, StorageError};
 
 /// The snapshot file in the data directory.
 pub const SNAPSHOT_FILE: &str = "rsl.snapshot";
-/// Executed batches wait at most this long for a sync (a gating sync usually comes first).
+/// Records no datagram waits for wait at most this long for a sync (one for a vote usually
+/// comes first).
 pub const LAZY_SYNC: Duration = Duration::from_millis(2);
-/// The log is compacted (a snapshot taken, older segments deleted) once its newest segment
-/// holds this many bytes, or as many as the last snapshot file if that is larger.
+/// The log is compacted (a snapshot taken, older segments deleted) once this many bytes
+/// were written since the last snapshot, or as many as the last snapshot file if larger.
 pub const COMPACT_AFTER_BYTES: u64 = 64 << 20;
+/// Log segments are zero-filled to this length ahead of use: a quarter more than the
+/// compaction threshold (a segment usually ends with a snapshot, not full), within
+/// [1 MiB, 256 MiB].
+pub fn segment_prealloc_bytes(compact_after: u64) -> u64 {
+    compact_after.saturating_add(compact_after / 4).clamp(1 << 20, 256 << 20)
+}
 /// How often a running snapshot writer is looked at.
 const JOB_POLL: Duration = Duration::from_millis(10);
 /// Application bytes per snapshot record.
 const SNAPSHOT_PIECE_BYTES: usize = 60 << 10;
 const RECORD_BUF_BYTES: usize = SERVER_DATAGRAM_BYTES + DURABLE_RECORD_OVERHEAD_BYTES;
 
-/// When the log is compacted: once its newest segment holds `threshold` bytes, or as many as
-/// the last snapshot file if that is larger (so snapshots cost at most as much disk
+/// When the log is compacted: once `threshold` bytes were written since the last snapshot,
+/// or as many as the last snapshot file if that is larger (so snapshots cost at most as much disk
 /// bandwidth as the log itself).
 pub fn compact_after_bytes(threshold: u64, last_snapshot_bytes: u64) -> u64 {
     threshold.max(last_snapshot_bytes)
@@ -87,9 +97,7 @@ pub struct DurableReplica<A: App> {
     dir: DataDir,
     wal: Wal,
     record: Vec<u8>,
-    /// Acceptor records are queued: sync before sending.
-    gating: bool,
-    /// Executed batches are queued or written, unsynced, since then.
+    /// Records are queued or written, unsynced, since then.
     lazy_since: Option<Instant>,
     /// Syncs in flight: the ticket, and the replica's durable mark when it was asked for.
     pending_marks: VecDeque<(u64, u64)>,
@@ -124,7 +132,7 @@ where
         Self::open_with(setup, id, dir, app, now, COMPACT_AFTER_BYTES)
     }
 
-    /// Like [`DurableReplica::open`], compacting the log once its newest segment holds
+    /// Like [`DurableReplica::open`], compacting the log once it has grown by
     /// `compact_after` bytes (see [`compact_after_bytes`]).
     pub fn open_with(
         setup: &RslSetup,
@@ -141,7 +149,7 @@ where
         let addrs: Vec<String> = setup.addrs.iter().map(|a| a.to_string()).collect();
         let identity = format!("replica {id} of {}: {}", addrs.len(), addrs.join(" "));
         let data = DataDir::open(dir, &identity).map_err(ServerError::Storage)?;
-        let (wal, found) = Wal::open(&data).map_err(ServerError::Storage)?;
+        let (wal, found) = Wal::open(&data, segment_prealloc_bytes(compact_after)).map_err(ServerError::Storage)?;
         if found.dropped_tail_bytes > 0 {
             tracing::warn!(
                 "{}: cut off a torn log tail of {} bytes (a crash during a write; never acknowledged)",
@@ -198,7 +206,6 @@ where
             dir: data,
             wal,
             record: vec![0u8; RECORD_BUF_BYTES],
-            gating: false,
             lazy_since: None,
             pending_marks: VecDeque::new(),
             lazy_syncs: 0,
@@ -217,9 +224,8 @@ where
     }
 
     /// Queues the records of the step that just ran at `now`.
-    fn collect(&mut self, step: Step, now: Instant) {
+    fn collect(&mut self, now: Instant) {
         self.now = now;
-        self.gating |= step.durable_state_changed;
         let mut any = false;
         loop {
             match self.replica.next_record(&mut self.record) {
@@ -246,7 +252,6 @@ where
         self.wal.sync().map_err(ServerError::Storage)?;
         self.replica.persisted(mark);
         self.pending_marks.clear();
-        self.gating = false;
         self.lazy_since = None;
         Ok(())
     }
@@ -257,7 +262,6 @@ where
         let mark = self.replica.durable_mark();
         let ticket = self.wal.sync_async().map_err(ServerError::Storage)?;
         self.pending_marks.push_back((ticket, mark));
-        self.gating = false;
         self.lazy_since = None;
         Ok(ticket)
     }
@@ -279,7 +283,7 @@ where
                 }
             }
         }
-        let grown = self.wal.segment_bytes() >= compact_after_bytes(self.compact_after, self.last_snapshot_bytes);
+        let grown = self.wal.rotated_bytes() >= compact_after_bytes(self.compact_after, self.last_snapshot_bytes);
         if self.job.is_some() || !(grown || self.replica.snapshot_required().is_some()) {
             return Ok(());
         }
@@ -351,12 +355,13 @@ where
     A::Snapshot: Clone + Send + 'static,
 {
     fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
-        let step = Replica::handle(self.replica.as_mut(), now, from, datagram, out);
-        self.collect(step, now);
+        // The datagrams the step marked, not its `Step`, say what waits for a sync.
+        let _ = Replica::handle(self.replica.as_mut(), now, from, datagram, out);
+        self.collect(now);
     }
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
-        let step = Replica::tick(self.replica.as_mut(), now, out);
-        self.collect(step, now);
+        let _ = Replica::tick(self.replica.as_mut(), now, out);
+        self.collect(now);
     }
     fn next_deadline(&self) -> Instant {
         let replica = Replica::next_deadline(self.replica.as_ref());
@@ -367,27 +372,29 @@ where
     }
     fn stats_line(&self) -> String {
         format!(
-            "{} fsyncs={} lazy_syncs={} durable={} segment_bytes={}",
+            "{} fsyncs={} lazy_syncs={} durable={} log_bytes={} preallocated={}",
             status_line(&self.replica),
             self.wal.syncs(),
             self.lazy_syncs,
             self.replica.checkpoint(),
-            self.wal.segment_bytes()
+            self.wal.rotated_bytes(),
+            self.wal.preallocated()
         )
     }
-    fn commit(&mut self, now: Instant, sending: bool) -> Result<Option<u64>, ServerError> {
+    fn commit(&mut self, now: Instant, waiting: bool) -> Result<Option<u64>, ServerError> {
         if let Some(why) = self.failed.take() {
             return Err(ServerError::Config(why));
         }
         self.now = self.now.max(now);
         let lazy_due = self.lazy_since.is_some_and(|t| now.micros_since(t) >= LAZY_SYNC.as_micros() as u64);
-        // Acceptor records gate the datagrams sent after them; with none to send yet (a
-        // step that only truncated, say), the sync waits for the next ones to gate.
-        let need = if self.gating && sending {
+        // Promises, votes and ballots wait for the sync of every record before them; with
+        // none waiting (executed batches, a truncation), the records wait for the next sync
+        // or at most LAZY_SYNC.
+        let need = if waiting {
             Some(self.sync_async()?)
         } else {
             if lazy_due {
-                // Executed batches only: nothing sent waits for them.
+                // Nothing sent waits for these records.
                 self.lazy_syncs += 1;
                 self.sync_async()?;
             } else {

@@ -5,7 +5,9 @@
 //! then tells the two ways that can happen apart: a **torn tail** (nothing valid follows:
 //! a crash cut the last write short, and nothing of that write was acknowledged) or
 //! **corruption** (a valid frame follows the bad one: bytes that were once written and
-//! synced changed on disk). The magic number lets that search skip bytes cheaply.
+//! synced changed on disk). The magic number lets that search skip bytes cheaply. Zeros
+//! from the stopping point to the end are no damage: a log segment is written full of zeros
+//! ahead of time ([`crate::storage::prepare`]), and the zeros are where it ends.
 
 use std::ops::Range;
 
@@ -77,6 +79,7 @@ pub fn parse(bytes: &[u8]) -> Parsed {
                 parsed.payloads.push(payload);
                 at += len;
             }
+            None if bytes[at..].iter().all(|&b| b == 0) => break,
             None => {
                 let later = (at + 1..bytes.len())
                     .filter(|&i| bytes[i..].starts_with(&FRAME_MAGIC))
@@ -127,6 +130,18 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1; // a bad checksum with nothing after it: also the tail
         assert_eq!(parse(&bytes).damage, Some(Damage::TornTail { at: kept as u64 }));
+    }
+
+    #[test]
+    fn zeros_after_the_frames_are_the_end_and_garbage_before_them_a_torn_tail() {
+        let mut bytes = frames(&[b"one", b"two"]);
+        let end = bytes.len();
+        bytes.resize(end + 4096, 0);
+        let p = parse(&bytes);
+        assert_eq!((p.payloads.len(), p.good_len, p.damage), (2, end, None));
+        bytes[end + 100] = 7; // half a write that never finished
+        let p = parse(&bytes);
+        assert_eq!((p.payloads.len(), p.damage), (2, Some(Damage::TornTail { at: end as u64 })));
     }
 
     #[test]

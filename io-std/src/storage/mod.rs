@@ -3,11 +3,13 @@
 //! - [`dir`]: a data directory (lock, owner identity, format version) and [`StorageError`];
 //! - [`frame`]: checksummed frames, telling a torn tail from corruption;
 //! - [`wal`]: a segmented write-ahead log with group commit;
+//! - [`prepare`]: log segments zero-filled ahead of use, so syncs are data flushes;
 //! - [`syncer`]: the thread that syncs it while the event loop goes on;
 //! - [`snapshot_file`]: the latest snapshot, replaced atomically.
 
 pub mod dir;
 pub mod frame;
+pub mod prepare;
 pub mod snapshot_file;
 pub mod syncer;
 pub mod wal;

@@ -3,10 +3,13 @@
 //! segments can be deleted once the snapshot is durable.
 //!
 //! Segments are `wal-<number>.log` in the data directory, numbered upwards; recovery reads
-//! them all in order. Each is a sequence of frames ([`crate::storage::frame`]). A torn tail
-//! of the newest segment (a crash in the middle of a write, which nothing acknowledged
-//! depended on) is cut off; any other damage is corruption, reported with the file and
-//! offset, because acknowledged state may be in it.
+//! them all in order. Each is a sequence of frames ([`crate::storage::frame`]), then zeros:
+//! a segment is zero-filled to its full length before it is used ([`crate::storage::prepare`])
+//! and records overwrite the zeros, which keeps `fdatasync` to a data flush. A segment that
+//! is full is synced and the next one started. A torn tail of the newest segment (a crash
+//! in the middle of a write, which nothing acknowledged depended on) is zeroed; any other
+//! damage is corruption, reported with the file and offset, because acknowledged state may
+//! be in it.
 //!
 //! The binding decides what a sync covers: [`Wal::append`] queues, [`Wal::write`] hands the
 //! queued bytes to the kernel, [`Wal::sync_async`] asks the sync thread ([`Syncer`]) to make
@@ -15,13 +18,15 @@
 //! written before it starts: under load the groups grow by themselves.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::BorrowedFd;
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::dir::{io_err, DataDir, StorageError};
 use super::frame::{self, Damage};
+use super::prepare::{is_preallocated, Preparer};
 use super::syncer::Syncer;
 
 const SEGMENT_PREFIX: &str = "wal-";
@@ -32,7 +37,7 @@ const SEGMENT_SUFFIX: &str = ".log";
 pub struct Recovered {
     /// Every intact record, in write order across segments.
     pub records: Vec<Vec<u8>>,
-    /// Bytes of a torn tail that were cut off the newest segment.
+    /// Bytes of a torn tail that were zeroed in the newest segment.
     pub dropped_tail_bytes: u64,
     /// The newest segment (appended to from now on).
     pub segment: PathBuf,
@@ -51,7 +56,16 @@ pub struct Wal {
     unsynced: bool,
     /// Bytes appended to the newest segment.
     segment_bytes: u64,
+    /// Bytes appended since the last [`Wal::rotate`] (or the open).
+    rotated_bytes: u64,
+    /// The newest segment was zero-filled ahead (its syncs are data flushes only).
+    preallocated: bool,
     syncer: Syncer,
+    preparer: Preparer,
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
 fn segment_name(number: u64) -> String {
@@ -77,12 +91,14 @@ fn segments(dir: &DataDir) -> Result<Vec<u64>, StorageError> {
 
 impl Wal {
     /// Opens the log in `dir` (a first segment if there is none) and returns every intact
-    /// record. A torn tail of the newest segment is truncated away on disk; damage anywhere
-    /// else is [`StorageError::Corrupt`].
-    pub fn open(dir: &DataDir) -> Result<(Wal, Recovered), StorageError> {
+    /// record. A torn tail of the newest segment is zeroed on disk; damage anywhere else is
+    /// [`StorageError::Corrupt`]. Segments are zero-filled to `segment_bytes` ahead of use
+    /// (0: plain segments that grow as written, never started anew when long).
+    pub fn open(dir: &DataDir, segment_bytes: u64) -> Result<(Wal, Recovered), StorageError> {
         let numbers = segments(dir)?;
         let mut found = Recovered::default();
         let newest = numbers.last().copied().unwrap_or(1);
+        let mut write_at = 0;
         for &n in &numbers {
             let path = dir.file(&segment_name(n));
             let mut bytes = Vec::new();
@@ -92,33 +108,43 @@ impl Wal {
             match parsed.damage {
                 None => {}
                 Some(Damage::TornTail { at }) if n == newest => {
-                    found.dropped_tail_bytes = bytes.len() as u64 - at;
+                    // Zeros over the torn bytes: the next records go there, and nothing of
+                    // the torn write may be read after them.
+                    let end = bytes.iter().rposition(|&b| b != 0).map_or(at, |i| i as u64 + 1);
+                    found.dropped_tail_bytes = end - at;
                     let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
-                    f.set_len(at).map_err(io_err(&path))?;
+                    f.write_all_at(&vec![0u8; (end - at) as usize], at).map_err(io_err(&path))?;
                     f.sync_all().map_err(io_err(&path))?;
                 }
                 Some(Damage::TornTail { at }) | Some(Damage::Corrupt { at }) => {
                     return Err(StorageError::Corrupt { file: path, offset: at });
                 }
             }
+            write_at = parsed.good_len as u64;
         }
+        let mut preparer = Preparer::start(dir.path(), segment_bytes).map_err(io_err(dir.path()))?;
         let path = dir.file(&segment_name(newest));
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        if numbers.is_empty() {
+            preparer.take(&path);
+        }
+        let file = OpenOptions::new().create(true).write(true).truncate(false).open(&path).map_err(io_err(&path))?;
         if numbers.is_empty() {
             dir.sync()?;
         }
-        let segment_bytes = file.metadata().map_err(io_err(&path))?.len();
         found.segment = path.clone();
         let syncer = Syncer::start().map_err(io_err(dir.path()))?;
         let wal = Wal {
             dir: dir.path().to_path_buf(),
             number: newest,
+            preallocated: is_preallocated(&file, segment_bytes),
             file: Arc::new(file),
             path,
             pending: Vec::new(),
             unsynced: false,
-            segment_bytes,
+            segment_bytes: write_at,
+            rotated_bytes: 0,
             syncer,
+            preparer,
         };
         Ok((wal, found))
     }
@@ -133,15 +159,54 @@ impl Wal {
         !self.pending.is_empty() || self.unsynced
     }
 
-    /// Hands the queued records to the kernel (not yet durable).
+    /// Hands the queued records to the kernel (not yet durable). A segment that would
+    /// grow past its prepared length is synced and the next one started first.
     pub fn write(&mut self) -> Result<(), StorageError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        (&*self.file).write_all(&self.pending).map_err(io_err(&self.path))?;
+        let limit = self.preparer.segment_bytes();
+        if limit > 0 && self.segment_bytes > 0 && self.segment_bytes + self.pending.len() as u64 > limit {
+            self.sync_written()?;
+            self.start_segment(&[])?;
+        }
+        self.file.write_all_at(&self.pending, self.segment_bytes).map_err(io_err(&self.path))?;
         self.segment_bytes += self.pending.len() as u64;
+        self.rotated_bytes += self.pending.len() as u64;
         self.pending.clear();
         self.unsynced = true;
+        Ok(())
+    }
+
+    /// Waits until everything written so far is on disk (the queued records stay queued).
+    fn sync_written(&mut self) -> Result<(), StorageError> {
+        if self.unsynced {
+            self.unsynced = false;
+            self.syncer.request(&self.file, &self.path);
+        }
+        self.syncer.wait_all()
+    }
+
+    /// Starts the next segment holding `image` first, synced with the directory: a
+    /// prepared one if there is one, else a plain one.
+    fn start_segment(&mut self, image: &[Vec<u8>]) -> Result<(), StorageError> {
+        let number = self.number + 1;
+        let path = self.dir.join(segment_name(number));
+        let prepared = self.preparer.take(&path);
+        let file =
+            OpenOptions::new().create(true).write(true).truncate(!prepared).open(&path).map_err(io_err(&path))?;
+        let mut bytes = Vec::new();
+        for r in image {
+            frame::push(&mut bytes, r);
+        }
+        file.write_all_at(&bytes, 0).map_err(io_err(&path))?;
+        file.sync_all().map_err(io_err(&path))?;
+        sync_dir(&self.dir)?;
+        self.number = number;
+        self.preallocated = prepared;
+        self.file = Arc::new(file);
+        self.path = path;
+        self.segment_bytes = bytes.len() as u64;
         Ok(())
     }
 
@@ -187,21 +252,19 @@ impl Wal {
     /// Returns the new segment's number.
     pub fn rotate(&mut self, image: &[Vec<u8>]) -> Result<u64, StorageError> {
         self.sync()?;
-        let number = self.number + 1;
-        let path = self.dir.join(segment_name(number));
-        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
-        let mut bytes = Vec::new();
-        for r in image {
-            frame::push(&mut bytes, r);
-        }
-        file.write_all(&bytes).map_err(io_err(&path))?;
-        file.sync_all().map_err(io_err(&path))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err(&self.dir))?;
-        self.number = number;
-        self.file = Arc::new(file);
-        self.path = path;
-        self.segment_bytes = bytes.len() as u64;
-        Ok(number)
+        self.start_segment(image)?;
+        self.rotated_bytes = self.segment_bytes;
+        Ok(self.number)
+    }
+
+    /// Bytes written since the last [`Wal::rotate`] (what a snapshot would compact).
+    pub fn rotated_bytes(&self) -> u64 {
+        self.rotated_bytes
+    }
+
+    /// True if the newest segment was zero-filled ahead of use.
+    pub fn preallocated(&self) -> bool {
+        self.preallocated
     }
 
     /// Deletes every segment numbered below `number` (their records are in a durable
@@ -241,7 +304,7 @@ mod tests {
         let path = scratch("reopen");
         {
             let dir = DataDir::open(&path, "id").unwrap();
-            let (mut wal, rec) = Wal::open(&dir).unwrap();
+            let (mut wal, rec) = Wal::open(&dir, 0).unwrap();
             assert!(rec.records.is_empty());
             wal.append(b"one");
             wal.append(b"two");
@@ -249,7 +312,7 @@ mod tests {
             wal.append(b"never written");
         }
         let dir = DataDir::open(&path, "id").unwrap();
-        let (_, rec) = Wal::open(&dir).unwrap();
+        let (_, rec) = Wal::open(&dir, 0).unwrap();
         assert_eq!(rec.records, vec![b"one".to_vec(), b"two".to_vec()]);
         let _ = fs::remove_dir_all(&path);
     }
@@ -259,7 +322,7 @@ mod tests {
         let path = scratch("torn");
         {
             let dir = DataDir::open(&path, "id").unwrap();
-            let (mut wal, _) = Wal::open(&dir).unwrap();
+            let (mut wal, _) = Wal::open(&dir, 0).unwrap();
             wal.append(b"kept");
             wal.append(b"torn away");
             wal.sync().unwrap();
@@ -269,7 +332,7 @@ mod tests {
         OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 3).unwrap();
         {
             let dir = DataDir::open(&path, "id").unwrap();
-            let (mut wal, rec) = Wal::open(&dir).unwrap();
+            let (mut wal, rec) = Wal::open(&dir, 0).unwrap();
             assert_eq!(rec.records, vec![b"kept".to_vec()]);
             assert_eq!(rec.dropped_tail_bytes, (FRAME_HEADER_BYTES + b"torn away".len() - 3) as u64);
             wal.append(b"after");
@@ -280,7 +343,7 @@ mod tests {
         bytes[FRAME_HEADER_BYTES] ^= 0xff;
         fs::write(&seg, &bytes).unwrap();
         let dir = DataDir::open(&path, "id").unwrap();
-        let err = Wal::open(&dir).unwrap_err();
+        let err = Wal::open(&dir, 0).unwrap_err();
         assert!(matches!(&err, StorageError::Corrupt { offset: 0, file } if *file == seg), "{err}");
         let _ = fs::remove_dir_all(&path);
     }
@@ -289,7 +352,7 @@ mod tests {
     fn rotation_starts_a_segment_with_the_image_and_old_segments_go() {
         let path = scratch("rotate");
         let dir = DataDir::open(&path, "id").unwrap();
-        let (mut wal, _) = Wal::open(&dir).unwrap();
+        let (mut wal, _) = Wal::open(&dir, 0).unwrap();
         wal.append(b"a");
         wal.append(b"b");
         let n = wal.rotate(&[b"image".to_vec()]).unwrap();
@@ -297,11 +360,11 @@ mod tests {
         wal.append(b"c");
         wal.sync().unwrap();
         drop(wal);
-        let (mut wal, rec) = Wal::open(&dir).unwrap();
+        let (mut wal, rec) = Wal::open(&dir, 0).unwrap();
         assert_eq!(rec.records, vec![b"a".to_vec(), b"b".to_vec(), b"image".to_vec(), b"c".to_vec()]);
         wal.remove_before(&dir, 2).unwrap();
         drop(wal);
-        let (wal, rec) = Wal::open(&dir).unwrap();
+        let (wal, rec) = Wal::open(&dir, 0).unwrap();
         assert_eq!(rec.records, vec![b"image".to_vec(), b"c".to_vec()]);
         assert_eq!(wal.segment(), 2);
         // A torn tail in a segment that is not the newest is corruption: it was synced.
@@ -310,7 +373,53 @@ mod tests {
         let len = fs::metadata(&first).unwrap().len();
         fs::write(path.join(segment_name(3)), b"").unwrap();
         OpenOptions::new().write(true).open(&first).unwrap().set_len(len - 1).unwrap();
-        assert!(matches!(Wal::open(&dir), Err(StorageError::Corrupt { .. })));
+        assert!(matches!(Wal::open(&dir, 0), Err(StorageError::Corrupt { .. })));
+        let _ = fs::remove_dir_all(&path);
+    }
+
+    #[test]
+    fn preallocated_segments_fill_then_roll_and_a_torn_tail_is_zeroed_before_reuse() {
+        let path = scratch("prealloc");
+        let dir = DataDir::open(&path, "id").unwrap();
+        let seg_bytes = 4096;
+        let record = vec![7u8; 1000];
+        {
+            let (mut wal, _) = Wal::open(&dir, seg_bytes).unwrap();
+            assert!(wal.preallocated(), "the first segment is prepared");
+            for _ in 0..6 {
+                wal.append(&record);
+                wal.write().unwrap();
+            }
+            wal.sync().unwrap();
+            assert_eq!(wal.segment(), 2, "four records fill a 4 KiB segment; the fifth starts the next");
+            assert_eq!(fs::metadata(path.join(segment_name(1))).unwrap().len(), seg_bytes, "overwritten, not grown");
+            assert_eq!(wal.rotated_bytes(), 6 * (FRAME_HEADER_BYTES + 1000) as u64);
+        }
+        let (_, rec) = Wal::open(&dir, seg_bytes).unwrap();
+        assert_eq!(rec.records.len(), 6, "the zeros after the records are their end, in every segment");
+        assert_eq!(rec.dropped_tail_bytes, 0);
+
+        // A write torn after its first sector: a cut frame, a gap, garbage, then zeros.
+        // Recovery zeroes all of it: a shorter record written there later must not be
+        // followed by what the torn write left.
+        let seg = path.join(segment_name(2));
+        let end = 2 * (FRAME_HEADER_BYTES + 1000) as u64;
+        let mut cut = Vec::new();
+        frame::push(&mut cut, b"a record never synced");
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&cut[..FRAME_HEADER_BYTES + 3], end).unwrap();
+        f.write_all_at(&[9u8; 600], end + 512).unwrap();
+        drop(f);
+        {
+            let (mut wal, rec) = Wal::open(&dir, seg_bytes).unwrap();
+            assert_eq!(rec.records.len(), 6);
+            assert_eq!(rec.dropped_tail_bytes, 512 + 600);
+            wal.append(b"short");
+            wal.sync().unwrap();
+        }
+        let (_, rec) = Wal::open(&dir, seg_bytes).unwrap();
+        assert_eq!((rec.records.len(), rec.dropped_tail_bytes), (7, 0), "nothing of the torn write is left");
+        assert_eq!(rec.records[6], b"short");
         let _ = fs::remove_dir_all(&path);
     }
 }

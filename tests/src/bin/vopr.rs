@@ -199,6 +199,10 @@ fn main() -> ExitCode {
         t.faults.net_changes,
         t.faults.planted
     );
+    println!(
+        "  disks          {} syncs completed later (votes held meanwhile), {} held datagrams lost at crashes",
+        t.faults.deferred_syncs, t.faults.held_lost
+    );
     println!("  linearizability unknown (budget) on {} seeds", t.lin_unknown);
     println!("  violations     {} in {} seeds", t.violations, t.failed_seeds.len());
     if !t.failed_seeds.is_empty() {

@@ -18,23 +18,13 @@ const REPLY_TAG: u8 = 6;
 const ONE_B_TAG: u8 = 2;
 
 impl RslSim {
-    /// Reports replica `i`'s step to the checkers, then sends its datagrams.
+    /// Reports replica `i`'s step to the checkers, then sends its datagrams: those marked
+    /// [`Outbox::waits_for_sync`](fleet_engine::Outbox::waits_for_sync) only once the disk
+    /// is synced (now, or when a pending sync completes), the rest at once.
     pub(super) fn after_replica_step(&mut self, i: usize, step: Step, out: &fleet_engine::Outbox<'_>) {
-        let durable_changed = step.durable_state_changed;
-        self.persist(i, step);
+        let marked_may_go = self.persist(i, step, out.any_waits_for_sync());
         let Some(r) = self.replicas[i].as_deref() else { return };
         let v = &mut self.violations;
-        let acc = r.acceptor();
-        let bal = |b: Ballot| (b.seqno, u64::from(b.proposer));
-        let ev = Ev::Acceptor { replica: i, max_bal: bal(acc.max_bal), log_truncation_point: acc.log_truncation_point };
-        self.max_truncation = self.max_truncation.max(acc.log_truncation_point);
-        self.checker.observe(&ev, v);
-        if durable_changed {
-            for vote in acc.votes() {
-                let ev = Ev::Vote { acceptor: i, opn: vote.opn, bal: bal(vote.bal), batch: &vote.batch };
-                self.checker.observe(&ev, v);
-            }
-        }
         let ex = r.executor();
         let mut prune = false;
         if ex.ops_complete != self.last_ops[i] {
@@ -59,14 +49,35 @@ impl RslSim {
             self.prune();
         }
         let from = self.replica_eps[i];
-        for (to, bytes) in out.iter() {
-            self.replica_sends(i, from, to, bytes);
+        for (to, bytes, waits) in out.iter_marked() {
+            match self.pending_syncs[i].as_mut() {
+                Some(pending) if waits && !marked_may_go => pending.held.push((to, bytes.to_vec())),
+                _ => self.replica_sends(i, from, to, bytes),
+            }
         }
+    }
+
+    /// Replica `i`'s durable acceptor state, after a sync (or a restart, which reads only
+    /// what is on disk): the checkers judge what is durable, since what was not synced may
+    /// be lost and nobody was told it.
+    pub(super) fn report_durable(&mut self, i: usize) {
+        let Some(r) = self.replicas[i].as_deref() else { return };
+        let v = &mut self.violations;
+        let acc = r.acceptor();
+        let bal = |b: Ballot| (b.seqno, u64::from(b.proposer));
+        let ev = Ev::Acceptor { replica: i, max_bal: bal(acc.max_bal), log_truncation_point: acc.log_truncation_point };
+        self.max_truncation = self.max_truncation.max(acc.log_truncation_point);
+        self.checker.observe(&ev, v);
+        for vote in acc.votes() {
+            let ev = Ev::Vote { acceptor: i, opn: vote.opn, bal: bal(vote.bal), batch: &vote.batch };
+            self.checker.observe(&ev, v);
+        }
+        self.synced_views[i] = Some(super::crash::durable_view(r));
     }
 
     /// One datagram a replica sends: replies are checked against the spec, then it goes on
     /// the wire (unless a planted bug drops it).
-    fn replica_sends(&mut self, i: usize, from: Endpoint, to: Endpoint, bytes: &[u8]) {
+    pub(super) fn replica_sends(&mut self, i: usize, from: Endpoint, to: Endpoint, bytes: &[u8]) {
         if bytes.get(3) == Some(&ONE_B_TAG) {
             self.check_one_b_id(i, bytes);
         }

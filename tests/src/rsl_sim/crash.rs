@@ -1,8 +1,11 @@
 //! The durable binding, crash and restart: after every step each replica's records go to its
-//! simulated disk and are synced as a binding must (acceptor records before the step's
-//! datagrams leave, executed batches lazily), snapshots are written over simulated time and
-//! replace the log they cover; a crash loses what was not synced (and a snapshot being
-//! written), a power cut crashes every replica at once, and a restart recovers from the disk.
+//! simulated disk and are synced as a binding must: the datagrams the engine marked (1a, 1b,
+//! 2b) leave only after a sync, which happens at once or completes later (as io-std's sync
+//! thread does, the marked datagrams held meanwhile and the others sent); records nothing
+//! waits for are synced lazily. Snapshots are written over simulated time and replace the
+//! log they cover; a crash loses what was not synced (and a snapshot being written, and the
+//! datagrams held for a sync), a power cut crashes every replica at once, and a restart
+//! recovers from the disk.
 //! The planted binding bugs (`SendBeforeSync`, `EarlyCheckpoint`, `TornSnapshot`,
 //! `AmnesiacRestart`) act here.
 
@@ -21,7 +24,7 @@ use crate::trace::TraceKind;
 /// votes and the proposer's ballot. A restart must bring back exactly this.
 pub(super) type DurableView = (Ballot, u64, u64, Vec<(u64, Ballot, Vec<u8>)>, Ballot);
 
-fn durable_view(r: &SimReplica) -> DurableView {
+pub(super) fn durable_view(r: &SimReplica) -> DurableView {
     let a = r.acceptor();
     let votes = a.votes().map(|v| (v.opn, v.bal, v.batch.to_vec())).collect();
     (a.max_bal, a.log_truncation_point, a.replies_sent(), votes, r.proposer().max_ballot_sent_1a)
@@ -30,6 +33,42 @@ fn durable_view(r: &SimReplica) -> DurableView {
 /// A replica's log gets a new snapshot (and drops what it covers) after this many records.
 const COMPACT_AFTER_RECORDS: usize = 256;
 const RECORD_BYTES: usize = 1472 + DURABLE_RECORD_OVERHEAD_BYTES;
+
+/// A sync in progress: when it completes, and the marked datagrams waiting for it.
+#[derive(Clone, Debug, Default)]
+pub(super) struct PendingSync {
+    due_us: u64,
+    pub(super) held: Vec<(fleet_engine::Endpoint, Vec<u8>)>,
+}
+
+/// The longest a simulated sync takes to complete (µs).
+const MAX_SYNC_US: u64 = 3_000;
+
+/// Why a recovered acceptor state is not between the last synced one and the one at the
+/// crash, if it is not: it must keep everything synced, and invent nothing.
+fn recovered_between(synced: &DurableView, got: &DurableView, at_crash: &DurableView) -> Option<String> {
+    let (lo, hi) = (synced, at_crash);
+    if !(lo.0 <= got.0 && got.0 <= hi.0) {
+        return Some(format!("promise {:?} outside [{:?}, {:?}]", got.0, lo.0, hi.0));
+    }
+    if !(lo.1 <= got.1 && got.1 <= hi.1) {
+        return Some(format!("truncation point {} outside [{}, {}]", got.1, lo.1, hi.1));
+    }
+    if !(lo.2 <= got.2 && got.2 <= hi.2) {
+        return Some(format!("1b reply counter {} outside [{}, {}]", got.2, lo.2, hi.2));
+    }
+    if !(lo.4 <= got.4 && got.4 <= hi.4) {
+        return Some(format!("started ballot {:?} outside [{:?}, {:?}]", got.4, lo.4, hi.4));
+    }
+    for (opn, bal, batch) in lo.3.iter().filter(|v| v.0 >= got.1) {
+        let kept = got.3.iter().find(|v| v.0 == *opn);
+        match kept {
+            Some((_, b, x)) if b > bal || (b == bal && x == batch) => {}
+            _ => return Some(format!("synced vote at {opn} in {bal:?} lost (now {:?})", kept.map(|v| v.1))),
+        }
+    }
+    None
+}
 
 /// What a replica was at its crash: its durable acceptor state, and the checkpoint it had
 /// reported (a restart must come back at least there).
@@ -52,6 +91,10 @@ impl RslSim {
             self.at_crash[i] = Some(AtCrash { view: durable_view(&r), checkpoint: r.checkpoint() });
             self.disks[i].crash(&mut self.rng);
             self.writing_ids[i] = None;
+            // Held for a sync that never completed: never sent.
+            if let Some(p) = self.pending_syncs[i].take() {
+                self.fault_counts.held_lost += p.held.len() as u64;
+            }
             if may_damage && self.disks[i].snapshot.is_some() && self.rng.below(4) == 0 {
                 self.disks[i].snapshot_damaged = true;
             }
@@ -65,13 +108,48 @@ impl RslSim {
         }
     }
 
+    /// Syncs replica `i`'s disk now: the replica is told, the checkers see its durable
+    /// state, and the datagrams held for a pending sync leave.
+    pub(super) fn sync_now(&mut self, i: usize) {
+        let Some(r) = self.replicas[i].as_deref_mut() else { return };
+        let mark = r.durable_mark();
+        self.disks[i].sync();
+        r.persisted(mark);
+        self.report_durable(i);
+        if let Some(pending) = self.pending_syncs[i].take() {
+            let from = self.replica_eps[i];
+            for (to, bytes) in pending.held {
+                self.replica_sends(i, from, to, &bytes);
+            }
+        }
+    }
+
+    /// The earliest pending sync's completion time.
+    pub(super) fn next_sync_due(&self) -> Option<u64> {
+        self.pending_syncs.iter().flatten().map(|p| p.due_us).min()
+    }
+
+    /// Completes every pending sync due by now; true if one was.
+    pub(super) fn complete_due_syncs(&mut self) -> bool {
+        let due: Vec<usize> = (0..self.pending_syncs.len())
+            .filter(|&i| self.pending_syncs[i].as_ref().is_some_and(|p| p.due_us <= self.now))
+            .collect();
+        for &i in &due {
+            self.record(TraceKind::Synced(i));
+            self.sync_now(i);
+        }
+        !due.is_empty()
+    }
+
     /// The durable binding after replica `i`'s step, before its datagrams leave: append the
-    /// records, sync acceptor records now and executed ones lazily, tell the replica what is
-    /// durable, and write snapshots.
-    pub(super) fn persist(&mut self, i: usize, step: Step) {
+    /// records; when some datagram waits for them (`waiting`), sync now or start a sync that
+    /// completes later (the marked datagrams are then held); otherwise sync lazily. Also
+    /// writes snapshots. Returns whether the marked datagrams may leave now.
+    pub(super) fn persist(&mut self, i: usize, step: Step, waiting: bool) -> bool {
+        let _ = step;
         let plant = self.options.plant;
         let now = self.now;
-        let Some(r) = self.replicas[i].as_deref_mut() else { return };
+        let Some(r) = self.replicas[i].as_deref_mut() else { return true };
         let disk = &mut self.disks[i];
         let mut buf = vec![0u8; RECORD_BYTES];
         while let Some(rec) = r.next_record(&mut buf) {
@@ -80,24 +158,37 @@ impl RslSim {
                 Err(e) => {
                     let v = Violation::new("invariant", "durable record fits", format!("replica {i}: {e:?}"));
                     self.violations.push(v);
-                    return;
+                    return true;
                 }
             }
         }
-        let gating = step.durable_state_changed;
         let mut planted = false;
-        let skip_gating = plant == Plant::SendBeforeSync && gating && self.rng.below(2) == 0;
-        planted |= skip_gating;
+        let skip_sync = plant == Plant::SendBeforeSync && waiting && self.rng.below(2) == 0;
+        planted |= skip_sync;
         if plant == Plant::EarlyCheckpoint && disk.has_unsynced() {
             r.persisted(r.durable_mark());
             planted = true;
         }
-        let lazy = self.rng.below(4) == 0;
-        if (gating && !skip_gating) || lazy {
-            let mark = r.durable_mark();
-            disk.sync();
-            r.persisted(mark);
+        let mut marked_may_go = true;
+        if waiting && !skip_sync {
+            if self.pending_syncs[i].is_some() {
+                // The sync in flight finishes after these records: it covers them.
+                marked_may_go = false;
+            } else if self.rng.below(2) == 0 {
+                self.sync_now(i);
+            } else {
+                let due_us = now + self.rng.range(20, MAX_SYNC_US);
+                self.pending_syncs[i] = Some(PendingSync { due_us, held: Vec::new() });
+                self.fault_counts.deferred_syncs += 1;
+                marked_may_go = false;
+            }
+        } else if self.rng.below(4) == 0 {
+            self.sync_now(i);
+            marked_may_go = true;
         }
+        let Some(r) = self.replicas[i].as_deref_mut() else { return marked_may_go };
+        let disk = &mut self.disks[i];
+        let mut sync_report = false;
         if disk.writing.as_ref().is_some_and(|w| now >= w.done_at_us) {
             disk.finish_snapshot();
             if let Some(id) = self.writing_ids[i].take() {
@@ -111,6 +202,7 @@ impl RslSim {
             let mark = r.durable_mark();
             disk.sync();
             r.persisted(mark);
+            sync_report = true;
             // A new segment starts with the acceptor's image.
             let segment_start = disk.log.len();
             for k in 0..r.durable_image_len() {
@@ -118,7 +210,7 @@ impl RslSim {
                     Ok(rec) => disk.append(rec),
                     Err(e) => {
                         self.violations.push(Violation::new("invariant", "durable image fits", format!("{e:?}")));
-                        return;
+                        return marked_may_go;
                     }
                 }
             }
@@ -136,7 +228,7 @@ impl RslSim {
                     }
                     Err(e) => {
                         self.violations.push(Violation::new("invariant", "snapshot record fits", format!("{e:?}")));
-                        return;
+                        return marked_may_go;
                     }
                 }
             }
@@ -158,9 +250,15 @@ impl RslSim {
             }
             self.writing_ids[i] = Some(frozen.id);
         }
+        if sync_report {
+            // The snapshot's sync covered everything: report it, release what waited.
+            self.sync_now(i);
+            marked_may_go = true;
+        }
         if planted {
             self.fault_counts.planted += 1;
         }
+        marked_may_go
     }
 
     /// Restarts crashed replica `i` from its disk: its snapshot (set aside if damaged) and its
@@ -205,11 +303,12 @@ impl RslSim {
             Ok(r) => {
                 if let Some(before) = self.at_crash[i].as_ref() {
                     let view = durable_view(&r);
-                    if before.view != view {
+                    let synced = self.synced_views[i].clone().unwrap_or_default();
+                    if let Some(why) = recovered_between(&synced, &view, &before.view) {
                         self.violations.push(Violation::new(
                             "invariant",
-                            "a restarted replica recovers its durable state (rsl::durable)",
-                            format!("replica {i}: {:?} at the crash, {view:?} after the restart", before.view),
+                            "a restarted replica recovers its synced state and invents none (rsl::durable)",
+                            format!("replica {i}: {why}"),
                         ));
                     }
                     // A damaged snapshot is a disk fault: what only it held (a snapshot
@@ -226,6 +325,8 @@ impl RslSim {
                 self.replicas[i] = Some(Box::new(r));
                 self.last_ops[i] = 0;
                 self.checker.observe(&RslEvent::Restarted { replica: i }, &mut self.violations);
+                // What it recovered is on disk: durable.
+                self.report_durable(i);
                 let mut buf = self.outbox.take().expect("outbox present between steps");
                 let out = buf.outbox();
                 // Report the recovered replica at once: the monotonicity checks apply to it.

@@ -44,7 +44,9 @@ impl<
         match self.proposer.phase {
             Phase::Idle => {}
             Phase::One => {
+                let first = out.len();
                 emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &RslMsg::OneA { bal });
+                out.mark_after_sync(first);
             }
             Phase::Two => {
                 // A replica whose checkpoint is below the truncation point can no longer
@@ -88,6 +90,7 @@ impl<
                 self.proposer.start_phase1(view);
                 // Durable: a restarted leader must not start this ballot again.
                 self.acceptor_changed();
+                let first = out.len();
                 emit::broadcast(
                     out,
                     &mut self.stats,
@@ -96,6 +99,7 @@ impl<
                     &self.config.replicas,
                     &RslMsg::OneA { bal: view },
                 );
+                out.mark_after_sync(first);
                 progress = true;
             } else if self.proposer.phase != Phase::Idle && view != self.proposer.max_ballot_sent_1a {
                 self.proposer.step_down();

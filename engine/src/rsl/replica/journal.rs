@@ -22,10 +22,9 @@ impl<
     /// The next record a durable binding must append to its log, encoded into `buf` (a
     /// buffer of `D + DURABLE_RECORD_OVERHEAD_BYTES` holds any record); `None` once every
     /// record was handed out (always, for an in-memory replica). Call it after every step
-    /// until `None`. Acceptor records come first: when the step returned
-    /// `durable_state_changed`, sync them before sending any of the step's datagrams.
-    /// Executed batches follow; they need no sync before sending, only before
-    /// [`Replica::persisted`] is told about them.
+    /// until `None`. Acceptor records come first; sync them before sending any datagram the
+    /// step marked ([`crate::Outbox::waits_for_sync`]). Executed batches follow; they need
+    /// no sync before sending, only before [`Replica::persisted`] is told about them.
     ///
     /// An encoding error (a buffer too small) hands nothing out.
     pub fn next_record<'b>(&mut self, buf: &'b mut [u8]) -> Option<Result<&'b [u8], EncodeError>> {

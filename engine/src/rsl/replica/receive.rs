@@ -102,12 +102,14 @@ impl<
                 let mut votes = self.acceptor.votes();
                 let chunks = self.acceptor.vote_count().max(1) as u8;
                 let dst = self.config.replicas[sender];
+                let first = out.len();
                 for chunk in 0..chunks {
                     let vote = votes.next().map(|v| Vote { opn: v.opn, bal: v.bal, batch: Bytes(&v.batch) });
                     let log_truncation_point = self.acceptor.log_truncation_point;
                     let msg = RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote };
                     emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg);
                 }
+                out.mark_after_sync(first);
             }
             RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote } => {
                 if !self.proposer.process_1b(sender, bal, log_truncation_point, reply_id, chunk, chunks, vote) {
@@ -127,7 +129,9 @@ impl<
                         self.journal.note_vote(Acceptor::<R, W, D>::slot_of(opn));
                         let opn_ckpt = self.checkpoint();
                         let msg = RslMsg::TwoB { bal, opn, batch, opn_ckpt };
+                        let first = out.len();
                         emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+                        out.mark_after_sync(first);
                     }
                 }
             }

@@ -315,6 +315,8 @@ struct Cluster {
     /// The highest seqno answered.
     answered: u64,
     idle: u64,
+    /// Every message kind (wire tag) routed, and whether it waited for the sync.
+    kinds: std::collections::BTreeMap<u8, bool>,
 }
 
 const CLIENT: Endpoint = Endpoint::v4([10, 0, 0, 9], 9000);
@@ -322,7 +324,15 @@ const CLIENT: Endpoint = Endpoint::v4([10, 0, 0, 9], 9000);
 impl Cluster {
     fn new() -> Cluster {
         let nodes = [Node::new(0), Node::new(1), Node::new(2)];
-        Cluster { nodes, queue: Default::default(), now: Instant::ZERO, seqno: 0, answered: 0, idle: 0 }
+        Cluster {
+            nodes,
+            queue: Default::default(),
+            now: Instant::ZERO,
+            seqno: 0,
+            answered: 0,
+            idle: 0,
+            kinds: Default::default(),
+        }
     }
 
     /// Runs until `until` holds (true) or 20,000 events pass (false): a closed-loop client
@@ -351,13 +361,13 @@ impl Cluster {
                     let Some(r) = node.replica.as_mut() else { continue };
                     let step = r.tick(self.now, &mut out);
                     node.persist(step);
-                    route(eps()[i], &out, &mut self.queue, &mut self.answered, CLIENT);
+                    route(eps()[i], &out, &mut self.queue, &mut self.answered, &mut self.kinds);
                 }
                 continue;
             };
             let mut out = store.outbox();
             self.nodes[dst].handle(self.now, from, &bytes, &mut out);
-            route(eps()[dst], &out, &mut self.queue, &mut self.answered, CLIENT);
+            route(eps()[dst], &out, &mut self.queue, &mut self.answered, &mut self.kinds);
         }
         false
     }
@@ -510,10 +520,12 @@ fn route(
     out: &Outbox<'_>,
     queue: &mut std::collections::VecDeque<(usize, Endpoint, Vec<u8>)>,
     answered: &mut u64,
-    client: Endpoint,
+    kinds: &mut std::collections::BTreeMap<u8, bool>,
 ) {
-    for (dst, bytes) in out.iter() {
-        if dst == client {
+    for (dst, bytes, waits) in out.iter_marked() {
+        assert_eq!(waits, reveals_acceptor_state(bytes), "{:?}", wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes));
+        kinds.insert(bytes[3], waits);
+        if dst == CLIENT {
             if let Ok(RslMsg::Reply { seqno, .. }) = wire::decode(Protocol::Rsl, bytes) {
                 *answered = (*answered).max(seqno);
             }
@@ -521,6 +533,32 @@ fn route(
             queue.push_back((i, from, bytes.to_vec()));
         }
     }
+}
+
+/// A 1a, 1b or 2b: what a durable binding must hold until the sync.
+fn reveals_acceptor_state(bytes: &[u8]) -> bool {
+    matches!(wire::decode(Protocol::Rsl, bytes), Ok(RslMsg::OneA { .. } | RslMsg::OneB { .. } | RslMsg::TwoB { .. }))
+}
+
+/// Exactly the datagrams that reveal acceptor state wait for the sync (`route` checks every
+/// datagram of every cluster test); a first view, requests and replies show each kind.
+#[test]
+fn only_promises_votes_and_ballots_wait_for_the_sync() {
+    let mut c = Cluster::new();
+    assert!(c.run(3, &all_at(3)));
+    // Wire tags: 1 OneA, 2 OneB, 3 TwoA, 4 TwoB, 5 Heartbeat, 6 Reply.
+    let expected = [(1, true), (2, true), (3, false), (4, true), (5, false), (6, false)];
+    for (tag, waits) in expected {
+        assert_eq!(c.kinds.get(&tag), Some(&waits), "tag {tag}: {:?}", c.kinds);
+    }
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let step = c.nodes[1].replica.as_mut().unwrap().handle(Instant::ZERO, eps()[0], &two_a(7), &mut out);
+    c.nodes[1].persist(step);
+    let first_2b = out.iter().position(|(_, b)| b[3] == 4).unwrap();
+    assert!(out.any_waits_for_sync() && out.waits_for_sync(first_2b) && !out.waits_for_sync(out.len()));
+    out.clear();
+    assert!(!out.any_waits_for_sync(), "cleared");
 }
 
 #[test]
