@@ -247,6 +247,17 @@ fn parse_addrs(field: &str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigFi
         if out.contains(&a) {
             return Err(err(format!("{field}[{i}]"), format!("`{s}` appears twice")));
         }
+        // These are the addresses peers and clients send to: port 0 and the wildcard
+        // address name no one (a wildcard bind is `fleet ... serve --bind 0.0.0.0:PORT`).
+        if a.port() == 0 {
+            return Err(err(format!("{field}[{i}]"), format!("`{s}` has port 0: give the port the server listens on")));
+        }
+        if a.ip().is_unspecified() {
+            return Err(err(
+                format!("{field}[{i}]"),
+                format!("`{s}` is the wildcard address: give the address others reach it at (bind with --bind)"),
+            ));
+        }
         out.push(a);
     }
     Ok(out)
@@ -273,6 +284,11 @@ mod tests {
         let e =
             ClusterFile::parse("[rsl]\nreplicas = [\"127.0.0.1:1\"]\nmax_log_length = 0\n").unwrap().rsl().unwrap_err();
         assert_eq!(e.field, "rsl.max_log_length");
+        for bad in ["127.0.0.1:0", "0.0.0.0:7000", "[::]:7000"] {
+            let text = format!("[rsl]\nreplicas = [\"127.0.0.1:1\", \"{bad}\"]\n");
+            let e = ClusterFile::parse(&text).unwrap().rsl().unwrap_err();
+            assert_eq!(e.field, "rsl.replicas[1]", "{bad}");
+        }
         let e = ClusterFile::parse("[rsl]\nreplicas = []\nbogus = 1\n").unwrap_err();
         assert!(e.message.contains("bogus"), "{e}");
     }

@@ -79,6 +79,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
         keys: 64,
         first_key: 0,
         read_pct: 50,
+        fill: false,
         op_timeout: Duration::from_secs(2),
         history: Some(history_ok.clone()),
         progress: true,

@@ -213,6 +213,10 @@ struct BenchArgs {
     /// Percentage of reads.
     #[arg(long, default_value_t = 50)]
     read_pct: u32,
+    /// Write every key in [first-key, first-key + keys) once, spread over the clients, no
+    /// reads; stop when all are written (or at --duration-s). Loads a data set.
+    #[arg(long, conflicts_with = "sweep")]
+    fill: bool,
     /// Print one JSON line instead of the human summary.
     #[arg(long)]
     json: bool,
@@ -248,6 +252,14 @@ fn init_logs(verbose: u8) {
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A benchmark's error as the user should read it.
+fn bench_error(e: fleet_io_std::CallError, opts: &BenchOptions) -> String {
+    match e {
+        fleet_io_std::CallError::TooLarge => format!("--value-size {}: {e}; choose a smaller value", opts.value_size),
+        e => e.to_string(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.verbose);
@@ -271,6 +283,7 @@ fn bench(a: &BenchArgs, run: impl Fn(&BenchOptions) -> Result<BenchResult, Strin
         keys: a.keys,
         first_key: a.first_key,
         read_pct: a.read_pct.min(100),
+        fill: a.fill,
         op_timeout: Duration::from_secs(2),
         history: a.history.clone(),
         progress: !a.json,
@@ -404,11 +417,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Cmd::Bench(BenchCmd::Kv(a)) => {
             let setup = kv_setup(&a.config)?;
-            bench(&a, |opts| run_kv(&setup, opts).map_err(|e| e.to_string()))?;
+            bench(&a, |opts| run_kv(&setup, opts).map_err(|e| bench_error(e, opts)))?;
         }
         Cmd::Bench(BenchCmd::Rsl(a)) => {
             let setup = rsl_setup(&a.config)?;
-            bench(&a, |opts| run_rsl(&setup, opts).map_err(|e| e.to_string()))?;
+            bench(&a, |opts| run_rsl(&setup, opts).map_err(|e| bench_error(e, opts)))?;
         }
         Cmd::CheckHistory { file, max_seconds } => {
             let budget = Budget::time(Duration::from_secs(max_seconds));

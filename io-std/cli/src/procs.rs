@@ -29,6 +29,24 @@ impl Children {
         }
     }
 
+    /// Freezes child `i` (SIGSTOP), as a long GC pause or a stalled VM would.
+    pub fn pause(&mut self, i: usize) -> std::io::Result<()> {
+        self.signal(i, nix::sys::signal::Signal::SIGSTOP)
+    }
+
+    /// Lets a frozen child `i` run again (SIGCONT).
+    pub fn resume(&mut self, i: usize) -> std::io::Result<()> {
+        self.signal(i, nix::sys::signal::Signal::SIGCONT)
+    }
+
+    fn signal(&mut self, i: usize, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
+        let Some(Some(c)) = self.procs.get(i) else {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no child {i}")));
+        };
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        nix::sys::signal::kill(pid, sig).map_err(std::io::Error::from)
+    }
+
     /// Whether child `i` is still running.
     pub fn alive(&mut self, i: usize) -> bool {
         match self.procs.get_mut(i) {

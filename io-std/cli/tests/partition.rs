@@ -84,6 +84,7 @@ fn partition_under_load(proxy: &Proxy, cluster: &Cluster, cut: impl Fn(&Proxy, u
         keys: 32,
         first_key: 1 << 32,
         read_pct: 50,
+        fill: false,
         op_timeout: OP_TIMEOUT,
         history: Some(history.clone()),
         progress: false,

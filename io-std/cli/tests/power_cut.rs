@@ -31,6 +31,7 @@ fn bench(history: &Path, duration: Duration) -> BenchOptions {
         keys: KEYS,
         first_key: FIRST_KEY,
         read_pct: 40,
+        fill: false,
         op_timeout: Duration::from_millis(1500),
         history: Some(history.to_path_buf()),
         progress: false,

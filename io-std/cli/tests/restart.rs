@@ -44,6 +44,7 @@ fn bench(history: &Path, seconds: u64) -> BenchOptions {
         keys: 32,
         first_key: 1 << 32,
         read_pct: 50,
+        fill: false,
         op_timeout: Duration::from_secs(3),
         history: Some(history.to_path_buf()),
         progress: false,

@@ -42,6 +42,7 @@ fn load(cluster: &Cluster, name: &str, seconds: u64, phase: u64) -> (BenchResult
         keys: 64,
         first_key: (1 << 40) + phase * 1000,
         read_pct: 30,
+        fill: false,
         op_timeout: Duration::from_secs(2),
         history: Some(history.clone()),
         progress: false,

@@ -34,8 +34,9 @@ pub enum OpResult {
     Refused,
 }
 
-/// The RSL client driving the replicated KV app (keys as 8 big-endian bytes).
-pub struct RslLoad(pub Box<StdClient>);
+/// The RSL client driving the replicated KV app (keys as 8 big-endian bytes), and the
+/// largest request the replicas take (one batch's room: a larger one is never proposed).
+pub struct RslLoad(pub Box<StdClient>, pub usize);
 
 impl LoadClient for RslLoad {
     fn start(&mut self, now: Instant, key: u64, write: Option<&[u8]>, out: &mut Outbox<'_>) -> bool {
@@ -46,7 +47,7 @@ impl LoadClient for RslLoad {
         };
         let mut req = vec![0u8; write.map_or(0, <[u8]>::len) + 64];
         let Ok(len) = op.encode(&mut req) else { return false };
-        self.0.submit(now, &req[..len], out).is_ok()
+        len <= self.1 && self.0.submit(now, &req[..len], out).is_ok()
     }
     fn on_datagram(&mut self, now: Instant, from: Endpoint, bytes: &[u8], _out: &mut Outbox<'_>) -> Option<OpResult> {
         let done = self.0.handle(now, from, bytes)?;

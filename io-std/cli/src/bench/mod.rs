@@ -29,9 +29,10 @@ pub fn run_rsl(setup: &RslSetup, opts: &BenchOptions) -> Result<BenchResult, Cal
     let eps: Vec<_> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
     let seed = wall_clock_us();
     let max = setup.config.params.max_datagram_bytes;
+    let max_request = setup.config.max_batch_bytes().saturating_sub(fleet_engine::rsl::replica::ENTRY_OVERHEAD_BYTES);
     run_load(&setup.addrs, opts, |_| {
         Client::new(&eps, seed, DEFAULT_RETRANSMIT_MS, max)
-            .map(|c| RslLoad(Box::new(c)))
+            .map(|c| RslLoad(Box::new(c), max_request))
             .map_err(|_| CallError::TooLarge)
     })
 }
@@ -62,13 +63,21 @@ fn run_load<C: LoadClient>(
     }
     .parse()
     .map_err(|_| CallError::BadReply)?;
+    // A write that does not fit one request would never complete: refuse the run instead
+    // of reporting a handful of operations and no errors.
+    let mut probe = make(0)?;
+    let mut scratch = fleet_io_std::net::HeapOutbox::new(4, 1 << 20);
+    let value = vec![b'.'; opts.value_size];
+    if !probe.start(fleet_engine::Instant::ZERO, opts.first_key, Some(&value), &mut scratch.outbox()) {
+        return Err(CallError::TooLarge);
+    }
     let threads = opts.load_threads.clamp(1, opts.clients.max(1));
     let mut groups: Vec<Vec<Logical<C>>> = (0..threads).map(|_| Vec::new()).collect();
     for c in 0..opts.clients {
         let socket = mio::net::UdpSocket::bind(bind).map_err(CallError::Io)?;
         let client = make(c)?;
         let rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
-        let l = Logical { client, socket, id: c as u64, rng, n: 0, current: None };
+        let l = Logical { client, socket, id: c as u64, rng, n: 0, filled: 0, current: None };
         let g = c % groups.len();
         groups[g].push(l);
     }

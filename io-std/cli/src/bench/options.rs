@@ -19,6 +19,10 @@ pub struct BenchOptions {
     pub first_key: u64,
     /// Percentage of operations that are reads.
     pub read_pct: u32,
+    /// Fill instead: write every key `first_key .. first_key + keys` once (client `c` takes
+    /// keys `c, c + clients, ...`; a key whose write failed is tried again), no reads, and
+    /// stop when all are written (or at `duration`).
+    pub fill: bool,
     /// Give up on one operation after this long (recorded as a timeout).
     pub op_timeout: Duration,
     /// Write every operation as a JSON line here.

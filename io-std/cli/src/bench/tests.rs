@@ -56,6 +56,7 @@ fn invocation_time_precedes_the_request_leaving() {
         keys: 4,
         first_key: 1,
         read_pct: 50,
+        fill: false,
         op_timeout: Duration::from_secs(3),
         history: Some(history.clone()),
         progress: false,
@@ -81,4 +82,58 @@ fn invocation_time_precedes_the_request_leaving() {
             r.invoke_us
         );
     }
+}
+
+fn kv_host(tag: &str) -> (KvSetup, fleet_io_std::net::server_thread::RunningServer, std::path::PathBuf) {
+    let port = free_udp_ports(1).unwrap()[0];
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = KvConfig::new(&[to_endpoint(addr)]).unwrap();
+    let setup = KvSetup { addrs: vec![addr], config, max_keys: 1024 };
+    let server = spawn_kv(&setup, 0, None).unwrap();
+    (setup, server, crate::procs::scratch_dir(tag).unwrap())
+}
+
+fn options(history: Option<std::path::PathBuf>) -> BenchOptions {
+    BenchOptions {
+        clients: 3,
+        duration: Duration::from_secs(20),
+        value_size: 16,
+        keys: 50,
+        first_key: 100,
+        read_pct: 50,
+        fill: true,
+        op_timeout: Duration::from_secs(3),
+        history,
+        progress: false,
+        load_threads: DEFAULT_LOAD_THREADS,
+    }
+}
+
+#[test]
+fn a_fill_writes_every_key_once_and_stops() {
+    let (setup, server, dir) = kv_host("bench-fill");
+    let history = dir.join("history.jsonl");
+    let result = run_kv(&setup, &options(Some(history.clone()))).unwrap();
+    drop(server);
+    assert_eq!((result.ops, result.errors), (50, 0), "{}", result.summary());
+    assert!(result.elapsed < Duration::from_secs(10), "it stopped once every key was written");
+    let mut keys: Vec<u64> = std::fs::read_to_string(&history)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<HistoryRecord>(l).unwrap())
+        .inspect(|r| assert!(r.value.is_some(), "a fill only writes"))
+        .map(|r| r.key)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, (100..150).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_value_too_large_for_one_request_is_refused_before_the_run() {
+    let (setup, server, _) = kv_host("bench-too-large");
+    let opts = BenchOptions { value_size: 100_000, fill: false, duration: Duration::from_secs(1), ..options(None) };
+    let started = std::time::Instant::now();
+    assert!(matches!(run_kv(&setup, &opts), Err(CallError::TooLarge)));
+    assert!(started.elapsed() < Duration::from_millis(500), "refused at once, not after the run");
+    drop(server);
 }

@@ -45,6 +45,8 @@ pub(super) struct Logical<C> {
     pub(super) id: u64,
     pub(super) rng: u64,
     pub(super) n: u64,
+    /// Keys this client has written in a fill.
+    pub(super) filled: u64,
     pub(super) current: Option<InFlightOp>,
 }
 
@@ -76,8 +78,18 @@ fn start_op<C: LoadClient>(
     clock: &Clock,
     out: &mut HeapOutbox,
 ) {
-    let key = opts.first_key + xorshift(&mut l.rng) % opts.keys.max(1);
-    let read = (xorshift(&mut l.rng) % 100) < u64::from(opts.read_pct);
+    let (key, read) = if opts.fill {
+        let index = l.id + l.filled * opts.clients as u64;
+        if index >= opts.keys {
+            return; // This client's share is written.
+        }
+        (opts.first_key + index, false)
+    } else {
+        (
+            opts.first_key + xorshift(&mut l.rng) % opts.keys.max(1),
+            (xorshift(&mut l.rng) % 100) < u64::from(opts.read_pct),
+        )
+    };
     // Values are unique per write (client, counter), so a history pins every read.
     let mut value = format!("{:08x}{:016x}", l.id, l.n).into_bytes();
     value.resize(opts.value_size.max(value.len()), b'.');
@@ -113,13 +125,17 @@ fn finish_op<C>(w: &mut Worker, l: &mut Logical<C>, opts: &BenchOptions, shared:
     match status {
         RecordStatus::Ok => {
             w.ops += 1;
+            l.filled += 1;
             let _ = w.hist.record(op.sent.elapsed().as_micros().max(1) as u64);
         }
         RecordStatus::Timeout => {
             w.errors += 1;
             w.timeouts += 1;
         }
-        RecordStatus::Fail => w.errors += 1,
+        RecordStatus::Fail => {
+            w.errors += 1;
+            l.filled += 1; // Refused: retrying would be refused again.
+        }
     }
     shared.done.fetch_add(1, Ordering::Relaxed);
     if recording {
@@ -154,6 +170,9 @@ pub(super) fn load_thread<C: LoadClient>(
         start_op(l, &opts, &shared, &clock, &mut out);
     }
     while StdInstant::now() < shared.stop_at {
+        if opts.fill && clients.iter().all(|l| l.current.is_none()) {
+            break; // Every key of this thread's clients is written.
+        }
         let now = clock.now();
         let next = clients.iter().map(|l| l.client.next_deadline()).min().unwrap_or(Instant::NEVER);
         let wait =

@@ -132,6 +132,16 @@ impl Cluster {
         self.children.kill(self.child_of[id]);
     }
 
+    /// Freezes replica `id`'s process (SIGSTOP).
+    pub fn pause(&mut self, id: usize) {
+        self.children.pause(self.child_of[id]).unwrap();
+    }
+
+    /// Lets replica `id`'s frozen process run again (SIGCONT).
+    pub fn resume(&mut self, id: usize) {
+        self.children.resume(self.child_of[id]).unwrap();
+    }
+
     /// The last stats line of every replica (`None` for one that has logged none yet).
     pub fn stats(&self) -> Vec<Option<StatsLine>> {
         self.logs.iter().map(|l| last_stats(l)).collect()
