@@ -105,9 +105,14 @@ pub struct Retained<const TB: usize> {
     /// Operation number the next entry must have.
     next_opn: u64,
     at: Positions,
-    /// The last entry found: `(opn, offset)`.
-    cursor: Option<(u64, usize)>,
+    /// Entries found lately, `(opn, offset)`, most recent first: each reader (the
+    /// executor at the head, a supplier walking a lagging replica's gap, the durable
+    /// hand-out) goes forward from its own, instead of walking from the oldest entry.
+    cursors: [Option<(u64, usize)>; CURSORS],
 }
+
+/// Remembered positions in a [`Retained`] ring.
+const CURSORS: usize = 4;
 
 impl<const TB: usize> Retained<TB> {
     /// An empty tail whose next entry will be operation `next_opn`.
@@ -116,7 +121,7 @@ impl<const TB: usize> Retained<TB> {
             buf: heapless::Vec::new(),
             next_opn,
             at: Positions { first_opn: next_opn, ..Positions::EMPTY },
-            cursor: None,
+            cursors: [None; CURSORS],
         }
     }
 
@@ -153,7 +158,7 @@ impl<const TB: usize> Retained<TB> {
     pub fn reset(&mut self, next_opn: u64) {
         self.next_opn = next_opn;
         self.at = Positions { first_opn: next_opn, ..Positions::EMPTY };
-        self.cursor = None;
+        self.cursors = [None; CURSORS];
     }
 
     /// Appends the batch of operation `opn` (which must be `next_opn()`), dropping the
@@ -184,8 +189,11 @@ impl<const TB: usize> Retained<TB> {
         plan.count += 1;
         self.at = plan;
         self.next_opn += 1;
-        if self.cursor.is_some_and(|(c, _)| c < self.at.first_opn) {
-            self.cursor = None;
+        let first = self.at.first_opn;
+        for c in self.cursors.iter_mut() {
+            if c.is_some_and(|(opn, _)| opn < first) {
+                *c = None;
+            }
         }
         Ok(())
     }
@@ -195,15 +203,21 @@ impl<const TB: usize> Retained<TB> {
         if opn < self.at.first_opn || opn >= self.next_opn {
             return None;
         }
-        let (mut at_opn, mut at) = match self.cursor {
-            Some((c, off)) if c <= opn => (c, off),
-            _ => (self.at.first_opn, self.at.head),
-        };
+        // The nearest remembered position at or before `opn`, else the oldest entry.
+        let (slot, (mut at_opn, mut at)) = self
+            .cursors
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.filter(|(c, _)| *c <= opn).map(|c| (i, c)))
+            .max_by_key(|(_, (c, _))| *c)
+            .unwrap_or((CURSORS - 1, (self.at.first_opn, self.at.head)));
         while at_opn < opn {
             at = self.after(at);
             at_opn += 1;
         }
-        self.cursor = Some((opn, at));
+        // Most recent first: the used slot moves to the front, the others shift down.
+        self.cursors[..=slot].rotate_right(1);
+        self.cursors[0] = Some((opn, at));
         Some(self.entry_at(at))
     }
 
@@ -371,6 +385,27 @@ mod tests {
             let got = r.get(probe).unwrap();
             assert_eq!(got.opn, probe);
             assert_eq!(got.batch, &batch(probe, got.batch.len())[..]);
+        }
+    }
+
+    #[test]
+    fn readers_walking_apart_each_keep_their_place() {
+        // A supplier walks an old gap forward while the executor reads the newest entry
+        // and the ring wraps under both: every read is right, and the supplier's walk
+        // resumes from its own position (its slot stays among the remembered ones).
+        let mut r: Retained<4096> = Retained::new(0);
+        for opn in 0..40 {
+            r.push(opn, B, &[opn as u8; 30], 0).unwrap();
+        }
+        let mut supplier = r.first_opn();
+        for opn in 40..200u64 {
+            r.push(opn, B, &[opn as u8; 30], opn).unwrap();
+            assert_eq!(r.get(opn).map(|e| e.opn), Some(opn), "the executor's read");
+            supplier = supplier.max(r.first_opn());
+            let e = r.get(supplier).unwrap();
+            assert_eq!((e.opn, e.batch[0]), (supplier, supplier as u8), "the supplier's read");
+            assert!(r.cursors.iter().flatten().any(|(c, _)| *c == supplier));
+            supplier += 1;
         }
     }
 }
