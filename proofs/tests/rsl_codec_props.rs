@@ -45,6 +45,8 @@ enum Owned {
     /// Last, the part's kind (0 app, 1 cache, 2 executed), its id, offset or index, ballot, bytes.
     AppStateSupply(bool, u8, SnapshotId, u64, u32, Ballot, Vec<u8>),
     StartingPhase2(Ballot, u64),
+    /// Client address octets and port, seqno, request bytes.
+    ForwardedRequest([u8; 4], u16, u64, Vec<u8>),
 }
 
 fn owned() -> impl Strategy<Value = Owned> {
@@ -69,6 +71,8 @@ fn owned() -> impl Strategy<Value = Owned> {
         (any::<bool>(), 0u8..3, snapshot_id(), any::<u64>(), any::<u32>(), ballot(), bytes(64))
             .prop_map(|(l, k, id, off, idx, b, p)| Owned::AppStateSupply(l, k, id, off, idx, b, p)),
         (ballot(), any::<u64>()).prop_map(|(b, l)| Owned::StartingPhase2(b, l)),
+        (any::<[u8; 4]>(), any::<u16>(), any::<u64>(), bytes(64))
+            .prop_map(|(a, p, s, r)| Owned::ForwardedRequest(a, p, s, r)),
     ]
 }
 
@@ -103,6 +107,9 @@ fn borrow(o: &Owned) -> RslMsg<'_> {
             },
         },
         Owned::StartingPhase2(bal, l) => RslMsg::StartingPhase2 { bal: *bal, log_truncation_point: *l },
+        Owned::ForwardedRequest(a, p, s, r) => {
+            RslMsg::ForwardedRequest { client: fleet_engine::Endpoint::v4(*a, *p), seqno: *s, request: Bytes(r) }
+        }
     }
 }
 

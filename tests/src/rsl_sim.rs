@@ -115,6 +115,10 @@ pub struct RslSim {
     synced_views: Vec<Option<crash::DurableView>>,
     /// Each replica's sync in progress, and the datagrams waiting for it.
     pending_syncs: Vec<Option<crash::PendingSync>>,
+    /// When the next stray request goes out (see [`SimOptions::stray_every_us`]).
+    next_stray_us: u64,
+    /// Stray requests sent.
+    pub strays: u64,
     /// The snapshot each replica's binding is writing.
     writing_ids: Vec<Option<SnapshotId>>,
     /// Every 1b chunk each replica sent, by `(replica, reply_id, chunk)`: one reply id
@@ -181,6 +185,8 @@ impl RslSim {
             at_crash: vec![None; options.replicas],
             synced_views: vec![None; options.replicas],
             pending_syncs: vec![None; options.replicas],
+            next_stray_us: options.stray_every_us.unwrap_or(u64::MAX),
+            strays: 0,
             one_b_chunks: BTreeMap::new(),
             config,
             outbox: Some(Box::new(Outbox::new())),
@@ -213,6 +219,7 @@ impl RslSim {
     fn next_event(&self) -> Option<u64> {
         let mut t = self.net.next_delivery().unwrap_or(u64::MAX);
         t = t.min(self.next_sync_due().unwrap_or(u64::MAX));
+        t = t.min(self.next_stray_us);
         for (i, r) in self.replicas.iter().enumerate() {
             if let Some(r) = r {
                 t = t.min(self.clocks[i].global(r.next_deadline().as_micros()));
@@ -266,6 +273,10 @@ impl RslSim {
             return true;
         }
         if self.complete_due_syncs() {
+            return true;
+        }
+        if self.next_stray_us <= self.now {
+            self.send_stray();
             return true;
         }
         for i in 0..self.replicas.len() {
@@ -344,6 +355,38 @@ impl RslSim {
                 let think = self.rng.below(self.options.think_us + 1);
                 self.clients[j].next_submit_us = self.now + think;
             }
+        }
+    }
+
+    /// A Get from a fresh endpoint, sent once to one replica that does not lead the view it
+    /// believes in, and never retried (a client that vanished, or a hostile one).
+    fn send_stray(&mut self) {
+        let mean = self.options.stray_every_us.unwrap_or(u64::MAX / 4);
+        self.next_stray_us = self.now + self.rng.range(mean / 2, mean * 3 / 2);
+        let followers: Vec<usize> = (0..self.replicas.len())
+            .filter(|&i| self.replicas[i].as_ref().is_some_and(|r| usize::from(r.status().view.proposer) != i))
+            .collect();
+        if followers.is_empty() {
+            return;
+        }
+        let to = followers[self.rng.below(followers.len() as u64) as usize];
+        self.strays += 1;
+        let n = self.strays;
+        let from = Endpoint::v4([10, 200, (n >> 8) as u8, n as u8], 40_000 + (n % 20_000) as u16);
+        let mut req = [0u8; 64];
+        let len = encode_call(&KvCall::Get(vec![b'k', b'0']), &mut req);
+        let seqno = 1;
+        let ev = RslEvent::RequestSent { client: ep_id(from), seqno, request: &req[..len] };
+        self.checker.observe(&ev, &mut self.violations);
+        let mut msg = [0u8; 128];
+        let request = fleet_engine::wire::Bytes(&req[..len]);
+        if let Ok(m) = fleet_engine::wire::encode(
+            fleet_engine::wire::Protocol::Rsl,
+            &fleet_engine::rsl::RslMsg::Request { seqno, request },
+            &mut msg,
+        ) {
+            self.record(TraceKind::Note("a stray request to a follower"));
+            self.net.send(self.now, from, self.replica_eps[to], &msg[..m], &mut self.rng);
         }
     }
 

@@ -197,6 +197,57 @@ fn check_catch_up(sim: &mut RslSim, fault_steps: u64, max_liveness_steps: u64) {
     }
 }
 
+/// After GST and catch-up, with clients done and only stray requests arriving: the views
+/// settle. Two windows of a maximum epoch (and ten heartbeats) each: the first lets a
+/// pending suspicion finish (a dead leader is replaced); in the second no live replica may
+/// leave a view whose leader is up and leading it.
+/// Requests nobody retries, sent only to followers, once made them suspect every leader.
+fn check_views_settle(sim: &mut RslSim, fault_steps: u64, max_liveness_steps: u64) {
+    let p = sim.config().params;
+    let window_us = (p.max_view_timeout_ms + 10 * p.heartbeat_period_ms) * 1_000;
+    let run = |sim: &mut RslSim, until: u64| {
+        while sim.now < until && sim.violations.is_empty() {
+            if sim.steps - fault_steps > max_liveness_steps || !sim.step() {
+                break;
+            }
+        }
+    };
+    run(sim, sim.now + window_us);
+    let views = |sim: &RslSim| -> Vec<Option<(u64, u8)>> {
+        sim.replicas.iter().map(|r| r.as_ref().map(|r| (r.status().view.seqno, r.status().view.proposer))).collect()
+    };
+    let before = views(sim);
+    // Replicas leading the view they believe in (a leader restarted from its disk does not
+    // lead its old view again: that view must be left, once a request waits).
+    let leading_before: Vec<bool> =
+        sim.replicas.iter().map(|r| r.as_ref().is_some_and(|r| r.status().is_leader)).collect();
+    let from_us = sim.now;
+    run(sim, sim.now + window_us);
+    let after = views(sim);
+    // A view whose leader is down or not leading may (and must, once a request waits) be
+    // left; leaving one whose leader led it and stayed up is churn.
+    let leader_up =
+        |v: (u64, u8)| leading_before.get(usize::from(v.1)) == Some(&true) && sim.replicas[usize::from(v.1)].is_some();
+    // Replicas still following a change decided before the window (some replica was
+    // already in the higher view) are not churn: only moving past the highest view at the
+    // window's start is.
+    let highest = before.iter().flatten().copied().max();
+    let changed: Vec<usize> = match highest {
+        Some(h) if leader_up(h) => (0..after.len()).filter(|&i| after[i].is_some_and(|a| a > h)).collect(),
+        _ => Vec::new(),
+    };
+    if !changed.is_empty() && sim.violations.is_empty() {
+        sim.violations.push(Violation::new(
+            "liveness",
+            "fleet: views settle after GST (no view-change churn from requests nobody retries)",
+            format!(
+                "replicas {changed:?} changed view between {from_us} and {} us: {before:?} -> {after:?} ({} strays sent)",
+                sim.now, sim.strays
+            ),
+        ));
+    }
+}
+
 fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> SeedReport {
     let mut rng = Rng::new(seed ^ 0x05EE_D0FF_1EE7);
     let mut opts = SimOptions::random(&mut rng);
@@ -258,6 +309,9 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
     }
     if sim.violations.is_empty() {
         check_catch_up(&mut sim, fault_steps, cfg.max_liveness_steps);
+    }
+    if sim.violations.is_empty() {
+        check_views_settle(&mut sim, fault_steps, cfg.max_liveness_steps);
     }
     let mut lin_unknown = None;
     if sim.violations.is_empty() || cfg.keep_going {

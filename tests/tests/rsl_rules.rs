@@ -774,7 +774,10 @@ fn the_step_check_rejects_each_value_going_down() {
         ("learner ballot went down", |m| m.max_ballot_seen = Ballot::default()),
         ("proposer ballot went down", |m| m.max_ballot_sent_1a = Ballot::default()),
         ("view went down", |m| m.view = Ballot::default()),
-        ("epoch length went down", |m| m.epoch_length_ms -= 1),
+        ("epoch length went down at a view change", |m| {
+            m.epoch_length_ms -= 1;
+            m.view = Ballot { seqno: 3, proposer: 0 };
+        }),
         ("ops_complete went down", |m| m.ops_complete = 0),
     ];
     for (why, break_it) in cases {
@@ -782,6 +785,9 @@ fn the_step_check_rejects_each_value_going_down() {
         break_it(&mut next);
         assert_eq!(before.check_step(&next), Err(why));
     }
+    let mut calm = before.clone();
+    calm.epoch_length_ms -= 1;
+    assert_eq!(before.check_step(&calm), Ok(()), "a stable view brings the epoch back down");
     let mut executed = before.clone();
     executed.ops_complete += 1;
     executed.executed_digest ^= 1;

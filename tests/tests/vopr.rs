@@ -111,7 +111,7 @@ fn invariant_checker_catches_a_checkpoint_reported_before_it_is_durable() {
 
 #[test]
 fn invariant_checker_catches_recovery_from_a_torn_snapshot() {
-    binding_bug_is_caught(Plant::TornSnapshot, "invariant", "reports only durable checkpoints", 280..290, 1);
+    binding_bug_is_caught(Plant::TornSnapshot, "invariant", "reports only durable checkpoints", 330..340, 1);
 }
 
 #[test]
@@ -242,4 +242,11 @@ fn regression_state_transfer_resume_livelock() {
         let r = run_seed(seed, &c);
         assert!(r.violations.is_empty(), "{}\nreplay: {}", describe(&r), c.replay_command(seed));
     }
+}
+
+#[test]
+fn liveness_check_catches_view_churn_when_strays_are_not_forwarded() {
+    // Requests sent once to a follower and never retried: without forwarding to the leader,
+    // the followers suspect a live leader, view after view.
+    binding_bug_is_caught(Plant::NoForward, "liveness", "views settle after GST", 30..50, 2);
 }

@@ -21,7 +21,8 @@ pub struct Params {
     pub heartbeat_period_ms: u64,
     /// The first epoch length of the view-change timer (IronRSL: 1000 ms).
     pub baseline_view_timeout_ms: u64,
-    /// The epoch length doubles on every view change, up to this cap.
+    /// The epoch length doubles on every view change, up to this cap (default 8 s; IronRSL
+    /// has none), and returns to the baseline once a view lasts a whole epoch.
     pub max_view_timeout_ms: u64,
     /// Most requests in one batch (IronRSL: 32).
     pub max_batch_size: usize,
@@ -44,7 +45,7 @@ impl Default for Params {
         Params {
             heartbeat_period_ms: 100,
             baseline_view_timeout_ms: 1000,
-            max_view_timeout_ms: 32_000,
+            max_view_timeout_ms: 8_000,
             max_batch_size: 32,
             max_batch_delay_ms: 10,
             max_log_length: 7,

@@ -8,6 +8,23 @@
 //! suspects as soon as one has waited a full epoch, so a dead leader is suspected after one
 //! view timeout, not up to two. The timer is exact: the next deadline is the oldest tracked
 //! arrival plus the epoch length.
+//!
+//! Three more departures keep requests nobody retries, and overload, from changing views
+//! forever (IronRSL's new leader proposes the requests it tracked; Fleet's tracks no request
+//! bytes, so a request sent only to followers and never retried was suspected in every
+//! view):
+//! * a replica forwards a request it newly tracks to the leader of its view
+//!   (`RslMsg::ForwardedRequest`), so a live leader executes it;
+//! * a wait counts only while nothing executes: the view is suspected when a request has
+//!   waited a whole epoch *and* this replica executed nothing for a whole epoch. A leader
+//!   that is executing is alive; a full queue under overload is not a dead leader. A
+//!   request that waited a whole epoch while others executed is dropped from tracking (a
+//!   live client retries);
+//! * a new view starts with nothing tracked: a live client retries (to every replica) and
+//!   its request is tracked again; a dead client's request is forgotten.
+//!
+//! As in IronRSL, the epoch doubles at each view change (up to the configured cap) and comes
+//! back to the baseline once a view has lasted a whole epoch without suspicion.
 
 use super::ballot::Ballot;
 use crate::endpoint::Endpoint;
@@ -35,6 +52,25 @@ pub struct Election<const T: usize> {
     /// view change up to the configured cap.
     pub epoch_length_ms: u64,
     tracked: heapless::Vec<Tracked, T>,
+    /// The epoch length a stable view returns to.
+    baseline_ms: u64,
+    /// When this replica last executed something (or the view began, if later).
+    progress_at: Instant,
+    /// When the current view began here.
+    view_since: Instant,
+    /// When tracked requests are next looked at for expiry.
+    expire_check_at: Instant,
+}
+
+/// What tracking a received request found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tracking {
+    /// A request this replica was not tracking (a new client, or a newer seqno).
+    New,
+    /// Already tracked.
+    Known,
+    /// The tracking list is full: the request still proceeds; it cannot drive suspicion.
+    Full,
 }
 
 impl<const T: usize> Election<T> {
@@ -45,6 +81,10 @@ impl<const T: usize> Election<T> {
             suspectors: 0,
             epoch_length_ms: baseline_ms,
             tracked: heapless::Vec::new(),
+            baseline_ms,
+            progress_at: Instant::ZERO,
+            view_since: Instant::ZERO,
+            expire_check_at: Instant::ZERO,
         }
     }
 
@@ -53,16 +93,34 @@ impl<const T: usize> Election<T> {
         self.suspectors & (1u64 << (me % 64)) != 0
     }
 
-    /// Notes a received request. Returns false if the tracking list is full (the request
-    /// still proceeds; it only cannot drive suspicion).
-    pub fn reflect_received(&mut self, now: Instant, client: Endpoint, seqno: u64) -> bool {
+    /// Notes a received request.
+    pub fn reflect_received(&mut self, now: Instant, client: Endpoint, seqno: u64) -> Tracking {
         if let Some(t) = self.tracked.iter_mut().find(|t| t.client == client) {
             // A newer request from the same client: the older one executed or was abandoned;
             // keep the original arrival so a stuck leader is still suspected on time.
+            let newer = seqno > t.seqno;
             t.seqno = t.seqno.max(seqno);
-            return true;
+            return if newer { Tracking::New } else { Tracking::Known };
         }
-        self.tracked.push(Tracked { client, seqno, since: now }).is_ok()
+        match self.tracked.push(Tracked { client, seqno, since: now }) {
+            Ok(()) => Tracking::New,
+            Err(_) => Tracking::Full,
+        }
+    }
+
+    /// This replica executed something at `now`: the view is making progress. A tracked
+    /// request that has waited a whole epoch while the leader executes others is dropped:
+    /// the leader is alive, and never got it (a forward lost) or could not queue it (a full
+    /// queue); a live client retries and it is tracked again. Checked at most four times per
+    /// epoch.
+    pub fn reflect_progress(&mut self, now: Instant) {
+        self.progress_at = self.progress_at.max(now);
+        if now < self.expire_check_at {
+            return;
+        }
+        let epoch = self.epoch_length_ms;
+        self.tracked.retain(|t| now < t.since.plus_ms(epoch));
+        self.expire_check_at = now.plus_ms(epoch / 4);
     }
 
     /// Forgets the tracked request of `client` if `seqno` covers it: it executed.
@@ -73,8 +131,11 @@ impl<const T: usize> Election<T> {
     fn enter_view(&mut self, view: Ballot, now: Instant) {
         self.current_view = view;
         self.suspectors = 0;
-        // The new view gets a whole epoch for every request still waiting.
-        self.tracked.iter_mut().for_each(|t| t.since = now);
+        // Live clients retry to every replica, and their requests are tracked again; a
+        // request nobody retries must not make the new view suspect too.
+        self.tracked.clear();
+        self.view_since = now;
+        self.progress_at = self.progress_at.max(now);
     }
 
     /// A heartbeat from replica `sender` in view `bal`: adopt a higher view; record a
@@ -83,21 +144,37 @@ impl<const T: usize> Election<T> {
         if bal > self.current_view {
             self.enter_view(bal, now);
         }
-        if bal == self.current_view && suspicious {
-            self.suspectors |= 1u64 << (sender % 64);
+        if bal == self.current_view {
+            // A suspicion holds while its reason does: a replica whose waiting request got
+            // executed says so in its next heartbeat (IronRSL keeps it until the view ends,
+            // so suspicions from long ago added up with one new one to a view change).
+            let bit = 1u64 << (sender % 64);
+            match suspicious {
+                true => self.suspectors |= bit,
+                false => self.suspectors &= !bit,
+            }
         }
     }
 
-    /// When the oldest tracked request will have waited a whole epoch.
+    /// When the oldest tracked request will have waited a whole epoch with nothing
+    /// executed meanwhile.
     pub fn deadline(&self) -> Option<Instant> {
-        self.tracked.iter().map(|t| t.since).min().map(|t| t.plus_ms(self.epoch_length_ms))
+        let oldest = self.tracked.iter().map(|t| t.since).min()?;
+        Some(oldest.max(self.progress_at).plus_ms(self.epoch_length_ms))
     }
 
-    /// Suspects the view if a request has waited a whole epoch unexecuted. Returns true if
-    /// this replica suspects now.
+    /// Suspects the view if a request has waited a whole epoch unexecuted while nothing
+    /// executed; returns true if this replica suspects now. A view that has lasted a whole
+    /// epoch without this replica's suspicion brings the epoch back to the baseline.
     pub fn check_timeout(&mut self, now: Instant, me: usize) -> bool {
-        if self.deadline().is_some_and(|d| now >= d) {
-            self.suspectors |= 1u64 << (me % 64);
+        let stable = !self.suspects(me) && now >= self.view_since.plus_ms(self.epoch_length_ms);
+        if stable && self.epoch_length_ms > self.baseline_ms {
+            self.epoch_length_ms = self.baseline_ms;
+        }
+        let bit = 1u64 << (me % 64);
+        match self.deadline().is_some_and(|d| now >= d) {
+            true => self.suspectors |= bit,
+            false => self.suspectors &= !bit,
         }
         self.suspects(me)
     }
@@ -188,7 +265,82 @@ mod tests {
         assert_eq!(e.current_view, Ballot { seqno: 1, proposer: 1 });
         assert_eq!(e.epoch_length_ms, 2000);
         assert_eq!(e.suspectors, 0);
-        assert_eq!(e.deadline(), Some(Instant::from_millis(2005)), "the new view gets a whole epoch");
+        assert_eq!(e.deadline(), None, "the new view tracks nothing yet");
+        e.reflect_received(Instant::from_millis(400), c(), 1);
+        assert_eq!(e.deadline(), Some(Instant::from_millis(2400)), "a retry is tracked, with the doubled epoch");
+    }
+
+    #[test]
+    fn a_request_nobody_retries_is_forgotten_at_the_next_view() {
+        let mut e: Election<4> = Election::new(1000);
+        assert_eq!(e.reflect_received(Instant::ZERO, c(), 1), Tracking::New);
+        e.suspectors = 0b11;
+        assert!(e.check_quorum(Instant::from_millis(1000), 2, 3, 8000));
+        assert!(e.tracked().is_empty());
+        assert!(!e.check_timeout(Instant::from_millis(60_000), 0), "nothing waits in the new view");
+    }
+
+    #[test]
+    fn a_replica_that_is_executing_does_not_suspect_its_leader() {
+        let mut e: Election<4> = Election::new(1000);
+        e.reflect_received(Instant::ZERO, c(), 1); // dropped by a leader whose queue is full
+        for ms in (100..5000).step_by(100) {
+            e.reflect_progress(Instant::from_millis(ms));
+            assert!(!e.check_timeout(Instant::from_millis(ms), 0), "executing at {ms} ms");
+        }
+        // Progress stops (the leader died): a new request waits a whole epoch.
+        e.reflect_received(Instant::from_millis(5000), c(), 2);
+        assert_eq!(e.deadline(), Some(Instant::from_millis(6000)));
+        assert!(!e.check_timeout(Instant::from_millis(5999), 0));
+        assert!(e.check_timeout(Instant::from_millis(6000), 0), "a whole epoch with nothing executed");
+    }
+
+    #[test]
+    fn a_request_passed_over_for_a_whole_epoch_of_progress_is_dropped() {
+        let mut e: Election<4> = Election::new(1000);
+        let other = Endpoint::v4([10, 0, 0, 8], 1);
+        e.reflect_received(Instant::ZERO, c(), 1); // its forward was lost
+        e.reflect_received(Instant::from_millis(600), other, 1);
+        e.reflect_progress(Instant::from_millis(999));
+        assert_eq!(e.tracked().len(), 2, "not a whole epoch yet");
+        e.reflect_progress(Instant::from_millis(1300));
+        assert_eq!(e.tracked().iter().map(|t| t.client).collect::<heapless::Vec<_, 4>>()[..], [other]);
+    }
+
+    #[test]
+    fn tracking_tells_new_requests_from_known_ones_and_a_full_list() {
+        let mut e: Election<1> = Election::new(1000);
+        assert_eq!(e.reflect_received(Instant::ZERO, c(), 1), Tracking::New);
+        assert_eq!(e.reflect_received(Instant::ZERO, c(), 1), Tracking::Known, "a retransmission");
+        assert_eq!(e.reflect_received(Instant::ZERO, c(), 2), Tracking::New, "the client's next request");
+        assert_eq!(e.reflect_received(Instant::ZERO, Endpoint::v4([10, 0, 0, 8], 1), 1), Tracking::Full);
+    }
+
+    #[test]
+    fn a_view_stable_for_a_whole_epoch_brings_the_epoch_back_to_the_baseline() {
+        let mut e: Election<4> = Election::new(1000);
+        for round in 0..3 {
+            e.suspectors = 0b11;
+            assert!(e.check_quorum(Instant::from_millis(round * 100), 2, 3, 8000));
+        }
+        assert_eq!(e.epoch_length_ms, 8000);
+        assert!(!e.check_timeout(Instant::from_millis(8199), 0));
+        assert_eq!(e.epoch_length_ms, 8000, "not a whole epoch in this view yet");
+        assert!(!e.check_timeout(Instant::from_millis(8200), 0));
+        assert_eq!(e.epoch_length_ms, 1000);
+    }
+
+    #[test]
+    fn a_suspicion_lasts_only_while_its_request_waits() {
+        let mut e: Election<4> = Election::new(1000);
+        e.reflect_received(Instant::ZERO, c(), 1);
+        assert!(e.check_timeout(Instant::from_millis(1000), 0));
+        e.reflect_executed(c(), 1);
+        assert!(!e.check_timeout(Instant::from_millis(1001), 0), "withdrawn once executed");
+        e.process_heartbeat(Instant::ZERO, 1, Ballot::INITIAL, true);
+        e.process_heartbeat(Instant::ZERO, 1, Ballot::INITIAL, false);
+        e.process_heartbeat(Instant::ZERO, 2, Ballot::INITIAL, true);
+        assert!(!e.check_quorum(Instant::ZERO, 2, 3, 8000), "replica 1 withdrew: one suspicion is no quorum");
     }
 
     #[test]

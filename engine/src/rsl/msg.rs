@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ballot::Ballot;
+use crate::endpoint::Endpoint;
 use crate::wire::Bytes;
 
 /// One vote an acceptor reports in a 1b.
@@ -202,5 +203,17 @@ pub enum RslMsg<'a> {
         bal: Ballot,
         /// Operations below this are truncated everywhere that matters.
         log_truncation_point: u64,
+    },
+    /// 10: a client request a replica received and passes to the leader of its view
+    /// (Fleet addition: a request sent only to followers reaches the leader, instead of
+    /// making them suspect it). Accepted only from replicas.
+    ForwardedRequest {
+        /// The client that sent it (the reply goes there).
+        client: Endpoint,
+        /// The client's sequence number.
+        seqno: u64,
+        /// Opaque request bytes.
+        #[serde(borrow)]
+        request: Bytes<'a>,
     },
 }

@@ -199,9 +199,10 @@ impl<
         self.durable_changed = false;
         Stats::bump(&mut self.stats.datagrams_in);
         let before = self.monotone_snapshot();
+        let ops_before = self.executor.ops_complete;
         match wire::decode::<RslMsg<'_>>(Protocol::Rsl, datagram) {
             Err(_) => Stats::bump(&mut self.stats.decode_errors),
-            Ok(RslMsg::Request { seqno, request }) => self.on_request(now, from, seqno, request.0, out),
+            Ok(RslMsg::Request { seqno, request }) => self.on_request(now, from, seqno, request.0, false, out),
             Ok(RslMsg::Reply { .. }) => Stats::bump(&mut self.stats.ignored_messages),
             Ok(msg) => match self.config.index_of(from) {
                 None => Stats::bump(&mut self.stats.unknown_sender),
@@ -215,6 +216,9 @@ impl<
             },
         }
         self.run_actions(now, out);
+        if self.executor.ops_complete > ops_before {
+            self.election.reflect_progress(now);
+        }
         self.debug_check(before);
         Step { durable_state_changed: self.durable_changed }
     }
@@ -223,6 +227,7 @@ impl<
     pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) -> Step {
         self.durable_changed = false;
         let before = self.monotone_snapshot();
+        let ops_before = self.executor.ops_complete;
         let p = self.config.params;
         if now >= self.heartbeat_at {
             self.heartbeat_at = now.plus_ms(p.heartbeat_period_ms);
@@ -236,6 +241,9 @@ impl<
             self.request_state(now, out);
         }
         self.run_actions(now, out);
+        if self.executor.ops_complete > ops_before {
+            self.election.reflect_progress(now);
+        }
         self.debug_check(before);
         Step { durable_state_changed: self.durable_changed }
     }

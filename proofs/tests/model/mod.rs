@@ -212,6 +212,7 @@ fn bal(b: Ballot) -> String {
 pub fn describe(msg: &RslMsg<'_>) -> String {
     match msg {
         RslMsg::Request { seqno, .. } => format!("Request#{seqno}"),
+        RslMsg::ForwardedRequest { client, seqno, .. } => format!("ForwardedRequest({client:?}#{seqno})"),
         RslMsg::Reply { seqno, reply } => {
             let v = reply.0.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
             format!("Reply#{seqno}={v:?}")

@@ -16,6 +16,7 @@ use super::{Ev, RslSim};
 /// Wire tag of `RslMsg::Reply` (postcard variant index, after the 3-byte envelope).
 const REPLY_TAG: u8 = 6;
 const ONE_B_TAG: u8 = 2;
+const FORWARDED_TAG: u8 = 10;
 
 impl RslSim {
     /// Reports replica `i`'s step to the checkers, then sends its datagrams: those marked
@@ -80,6 +81,10 @@ impl RslSim {
     pub(super) fn replica_sends(&mut self, i: usize, from: Endpoint, to: Endpoint, bytes: &[u8]) {
         if bytes.get(3) == Some(&ONE_B_TAG) {
             self.check_one_b_id(i, bytes);
+        }
+        if bytes.get(3) == Some(&FORWARDED_TAG) && self.options.plant == Plant::NoForward {
+            self.fault_counts.planted += 1;
+            return;
         }
         if bytes.get(3) == Some(&REPLY_TAG) {
             if let Ok(RslMsg::Reply { seqno, reply }) = wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes) {

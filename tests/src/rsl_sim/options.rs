@@ -33,6 +33,9 @@ pub struct SimOptions {
     pub plant: Plant,
     /// Steps kept in the trace ring buffer.
     pub trace_capacity: usize,
+    /// Mean gap between stray requests (a Get from a fresh endpoint, sent once to one
+    /// follower and never retried, as a vanished or hostile client would), if any.
+    pub stray_every_us: Option<u64>,
 }
 
 impl Default for SimOptions {
@@ -49,6 +52,7 @@ impl Default for SimOptions {
             clocks: Vec::new(),
             plant: Plant::None,
             trace_capacity: 64,
+            stray_every_us: None,
         }
     }
 }
@@ -84,6 +88,7 @@ impl SimOptions {
             clocks,
             plant: Plant::None,
             trace_capacity: 64,
+            stray_every_us: (rng.below(2) == 0).then(|| rng.range(300_000, 3_000_000)),
         }
     }
 }

@@ -41,6 +41,9 @@ pub enum Plant {
     /// The binding sends a step's datagrams before the step's acceptor records are synced
     /// (half the time): a crash then loses a promise or vote a peer was told about.
     SendBeforeSync,
+    /// The network (or a broken replica) never delivers a forwarded request: stray requests
+    /// to followers are then never executed and make them suspect every leader.
+    NoForward,
     /// The binding tells the replica its records are durable before syncing them: it
     /// reports (and acceptors truncate on) a checkpoint a crash can take back.
     EarlyCheckpoint,
@@ -51,7 +54,7 @@ pub enum Plant {
 
 impl Plant {
     /// Every plant, for `--plant` parsing and help.
-    pub const ALL: [(&'static str, Plant); 10] = [
+    pub const ALL: [(&'static str, Plant); 11] = [
         ("none", Plant::None),
         ("forge-2b", Plant::ForgeTwoB),
         ("skip-phase1", Plant::SkipPhase1),
@@ -60,6 +63,7 @@ impl Plant {
         ("drop-replies", Plant::DropReplies),
         ("amnesiac-restart", Plant::AmnesiacRestart),
         ("send-before-sync", Plant::SendBeforeSync),
+        ("no-forward", Plant::NoForward),
         ("early-checkpoint", Plant::EarlyCheckpoint),
         ("torn-snapshot", Plant::TornSnapshot),
     ];
@@ -85,6 +89,7 @@ impl RslSim {
             | Plant::DropReplies
             | Plant::AmnesiacRestart
             | Plant::SendBeforeSync
+            | Plant::NoForward
             | Plant::EarlyCheckpoint
             | Plant::TornSnapshot => false,
             Plant::ForgeTwoB => self.plant_forge_2b(),

@@ -16,6 +16,7 @@ pub fn tag_name(tag: u8) -> &'static str {
         7 => "AppStateRequest",
         8 => "AppStateSupply",
         9 => "StartingPhase2",
+        10 => "ForwardedRequest",
         _ => "?",
     }
 }

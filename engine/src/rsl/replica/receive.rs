@@ -9,6 +9,7 @@ use crate::rsl::acceptor::{Accepted, Acceptor};
 use crate::rsl::app::App;
 use crate::rsl::ballot::Ballot;
 use crate::rsl::batch;
+use crate::rsl::election::Tracking;
 use crate::rsl::msg::{RslMsg, SupplyPart, Vote};
 use crate::rsl::proposer::{Phase, Queued};
 use crate::rsl::state_transfer::Progress;
@@ -51,16 +52,19 @@ impl<
                     && vote.as_ref().is_none_or(|v| v.bal.is_valid_for(n) && v.bal < *bal && batch_ok(&v.batch))
             }
             RslMsg::TwoA { bal, batch, .. } | RslMsg::TwoB { bal, batch, .. } => bal.is_valid_for(n) && batch_ok(batch),
-            RslMsg::Request { .. } | RslMsg::Reply { .. } => true,
+            RslMsg::Request { .. } | RslMsg::Reply { .. } | RslMsg::ForwardedRequest { .. } => true,
         }
     }
 
+    /// A client's request, received from the client (`forwarded` false) or passed on by a
+    /// replica (true).
     pub(super) fn on_request(
         &mut self,
         now: Instant,
         from: Endpoint,
         seqno: u64,
         request: &[u8],
+        forwarded: bool,
         out: &mut Outbox<'_>,
     ) {
         if request.len() > self.max_request_bytes() {
@@ -79,7 +83,17 @@ impl<
                 return;
             }
         }
-        self.election.reflect_received(now, from, seqno);
+        let tracking = self.election.reflect_received(now, from, seqno);
+        // A request new to this replica goes on to the leader of its view, once: a request
+        // sent only to followers is then executed instead of making them suspect a live
+        // leader. Forwarded requests are not forwarded again.
+        let leader = usize::from(self.election.current_view.proposer);
+        if !forwarded && tracking != Tracking::Known && leader != self.me {
+            if let Some(dst) = self.config.replicas.get(leader).copied() {
+                let msg = RslMsg::ForwardedRequest { client: from, seqno, request: Bytes(request) };
+                emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg);
+            }
+        }
         // IronRSL queues whenever the proposer is active (phase 1 or 2) in the current view.
         if self.proposer.phase != Phase::Idle && self.election.current_view == self.proposer.max_ballot_sent_1a {
             let delay = self.config.params.max_batch_delay_ms;
@@ -92,6 +106,9 @@ impl<
     pub(super) fn on_peer(&mut self, now: Instant, sender: usize, msg: RslMsg<'_>, out: &mut Outbox<'_>) {
         let max = self.config.params.max_datagram_bytes;
         match msg {
+            RslMsg::ForwardedRequest { client, seqno, request } => {
+                self.on_request(now, client, seqno, request.0, true, out);
+            }
             RslMsg::OneA { bal } => {
                 if !self.acceptor.promise(bal) {
                     Stats::bump(&mut self.stats.ignored_messages);
