@@ -15,7 +15,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fleet_engine::rsl::apps::kv::{KvApp, KvOp};
 use fleet_engine::rsl::{Ballot, Client, Replica, RslConfig, RslMsg};
-use fleet_engine::wire::{self, Bytes, Protocol};
+use fleet_engine::wire::{self, Bytes};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 
 const D: usize = 8192;
@@ -140,9 +140,9 @@ fn cluster(c: &mut Criterion) {
     );
 }
 
-fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
+fn encode(cluster: u32, msg: &RslMsg<'_>) -> Vec<u8> {
     let mut buf = vec![0u8; D];
-    let n = wire::encode(Protocol::Rsl, msg, &mut buf).unwrap();
+    let n = wire::encode_rsl(cluster, msg, &mut buf).unwrap();
     buf.truncate(n);
     buf
 }
@@ -167,7 +167,7 @@ fn handle(c: &mut Criterion) {
     let mut opn = 0u64;
     g.bench_function("2a_full_batch", |b| {
         b.iter(|| {
-            let dgram = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch: Bytes(&batch) });
+            let dgram = encode(config.identity(), &RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch: Bytes(&batch) });
             opn += 1;
             let mut o = out.outbox();
             let _ = black_box(follower.handle(Instant::ZERO, eps[0], &dgram, &mut o));
@@ -175,7 +175,9 @@ fn handle(c: &mut Criterion) {
     });
 
     // A malformed datagram: decoded, refused, counted.
-    let garbage = vec![0xF1, 1, b'R', 0xff, 0xff, 0xff];
+    let mut garbage = vec![0xF1, wire::WIRE_VERSION, b'R'];
+    garbage.extend_from_slice(&config.identity().to_le_bytes());
+    garbage.extend_from_slice(&[0xff, 0xff, 0xff]);
     g.bench_function("malformed", |b| {
         b.iter(|| {
             let mut o = out.outbox();

@@ -18,6 +18,9 @@ pub struct Stats {
     pub invalid_messages: u64,
     /// Replica-to-replica messages from an endpoint that is not in the configuration.
     pub unknown_sender: u64,
+    /// Messages from a host configured for another cluster (members in another order, or
+    /// other shared parameters): refused.
+    pub foreign_cluster: u64,
     /// Valid messages that were too old or too far ahead to use (stale ballot, beyond the
     /// log window, for an operation already executed).
     pub ignored_messages: u64,

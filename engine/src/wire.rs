@@ -1,6 +1,8 @@
 //! The versioned envelope every datagram carries, and the byte-slice type messages borrow.
 //!
-//! Layout of a datagram: `[MAGIC, WIRE_VERSION, protocol] ++ postcard(message)`.
+//! Layout of a datagram: `[MAGIC, WIRE_VERSION, protocol] ++ postcard(message)`; an RSL
+//! datagram also carries its sender's cluster identity after the envelope:
+//! `[MAGIC, WIRE_VERSION, 'R', cluster (u32 LE)] ++ postcard(message)` (see [`encode_rsl`]).
 //! Decoding borrows from the datagram (no copies, no heap) and never panics: every failure
 //! is a [`DecodeError`] the caller counts and drops. A message must be consumed exactly;
 //! trailing bytes are an error so that one byte string has one meaning.
@@ -11,10 +13,16 @@ use serde::ser::{Serialize, Serializer};
 
 /// First byte of every Fleet datagram: filters stray traffic cheaply.
 pub const MAGIC: u8 = 0xF1;
-/// Version of the wire format. Bumped on any incompatible change.
-pub const WIRE_VERSION: u8 = 1;
+/// Version of the wire format. Bumped on any incompatible change (2: RSL datagrams carry
+/// the cluster identity).
+pub const WIRE_VERSION: u8 = 2;
 /// Bytes of the envelope header before the postcard body.
 pub const HEADER_BYTES: usize = 3;
+/// Bytes before an RSL datagram's body: the envelope and the cluster identity.
+pub const RSL_HEADER_BYTES: usize = HEADER_BYTES + 4;
+/// The cluster identity sent by a client or tool that does not know it: replicas accept
+/// it in client requests only (`RslConfig::identity`).
+pub const ANY_CLUSTER: u32 = 0;
 /// The payload of one UDP datagram on a 1500-byte MTU: the default datagram bound.
 pub const DEFAULT_MAX_DATAGRAM_BYTES: usize = 1472;
 /// The largest UDP payload over IPv4: the upper bound any configuration may choose.
@@ -72,8 +80,12 @@ pub enum EncodeError {
     BufferFull,
 }
 
-/// Writes the envelope and `msg` into `buf`; returns the datagram length.
+/// Writes the envelope and `msg` into `buf`; returns the datagram length. An RSL datagram
+/// carries [`ANY_CLUSTER`] (use [`encode_rsl`] to name the cluster).
 pub fn encode<T: Serialize>(protocol: Protocol, msg: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    if protocol == Protocol::Rsl {
+        return encode_rsl(ANY_CLUSTER, msg, buf);
+    }
     if buf.len() < HEADER_BYTES {
         return Err(EncodeError::BufferFull);
     }
@@ -84,8 +96,41 @@ pub fn encode<T: Serialize>(protocol: Protocol, msg: &T, buf: &mut [u8]) -> Resu
     Ok(HEADER_BYTES + body.len())
 }
 
-/// Checks the envelope and decodes the body, borrowing byte fields from `datagram`.
+/// Writes an RSL datagram from a member of cluster `cluster` into `buf`; returns its length.
+pub fn encode_rsl<T: Serialize>(cluster: u32, msg: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    if buf.len() < RSL_HEADER_BYTES {
+        return Err(EncodeError::BufferFull);
+    }
+    buf[0] = MAGIC;
+    buf[1] = WIRE_VERSION;
+    buf[2] = Protocol::Rsl as u8;
+    buf[HEADER_BYTES..RSL_HEADER_BYTES].copy_from_slice(&cluster.to_le_bytes());
+    let body = postcard::to_slice(msg, &mut buf[RSL_HEADER_BYTES..]).map_err(|_| EncodeError::BufferFull)?;
+    Ok(RSL_HEADER_BYTES + body.len())
+}
+
+/// Checks an RSL datagram's envelope and decodes it: the sender's cluster identity and the
+/// message.
+pub fn decode_rsl<'a, T: Deserialize<'a>>(datagram: &'a [u8]) -> Result<(u32, T), DecodeError> {
+    let body = check_envelope(Protocol::Rsl, datagram)?;
+    let Some((id, body)) = body.split_at_checked(RSL_HEADER_BYTES - HEADER_BYTES) else {
+        return Err(DecodeError::TooShort);
+    };
+    let cluster = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+    decode_exact(body).map(|m| (cluster, m))
+}
+
+/// Checks the envelope and decodes the body, borrowing byte fields from `datagram` (for
+/// RSL, whatever the cluster identity: replicas use [`decode_rsl`]).
 pub fn decode<'a, T: Deserialize<'a>>(protocol: Protocol, datagram: &'a [u8]) -> Result<T, DecodeError> {
+    if protocol == Protocol::Rsl {
+        return decode_rsl(datagram).map(|(_, m)| m);
+    }
+    decode_exact(check_envelope(protocol, datagram)?)
+}
+
+/// The body after a valid envelope for `protocol`.
+fn check_envelope(protocol: Protocol, datagram: &[u8]) -> Result<&[u8], DecodeError> {
     let (header, body) = match datagram.split_at_checked(HEADER_BYTES) {
         Some(parts) => parts,
         None => return Err(DecodeError::TooShort),
@@ -99,7 +144,7 @@ pub fn decode<'a, T: Deserialize<'a>>(protocol: Protocol, datagram: &'a [u8]) ->
     if header[2] != protocol as u8 {
         return Err(DecodeError::WrongProtocol(header[2]));
     }
-    decode_exact(body)
+    Ok(body)
 }
 
 /// Decodes a postcard value that must use all of `bytes`.

@@ -7,7 +7,7 @@ use fleet_engine::rsl::msg::SupplyPart;
 use fleet_engine::rsl::reply_cache::CacheEntryWire;
 use fleet_engine::rsl::snapshot::Frozen;
 use fleet_engine::rsl::{Ballot, Replica, RslConfig, RslMsg};
-use fleet_engine::wire::{self, Bytes, Protocol};
+use fleet_engine::wire::{self, Bytes};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 
 type R = Replica<Counter, 3, 4, 512, 2048, 4, 16>;
@@ -57,7 +57,7 @@ fn snapshot_with_cache_entries_from_future_operations_is_refused() {
     for part in parts {
         let msg = RslMsg::AppStateSupply { last: false, part };
         let mut buf = [0u8; 512];
-        let n = wire::encode(Protocol::Rsl, &msg, &mut buf).unwrap();
+        let n = wire::encode_rsl(r.cluster(), &msg, &mut buf).unwrap();
         let _ = r.handle(Instant::ZERO, ep(1), &buf[..n], &mut out);
         out.clear();
     }

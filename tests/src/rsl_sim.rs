@@ -323,7 +323,7 @@ impl RslSim {
     fn deliver(&mut self, from: Endpoint, to: Endpoint, bytes: &[u8]) {
         let Some(host) = self.host_of(to) else { return };
         let from_host = self.host_of(from).unwrap_or(usize::MAX);
-        let tag = bytes.get(3).copied().unwrap_or(u8::MAX);
+        let tag = bytes.get(fleet_engine::wire::RSL_HEADER_BYTES).copied().unwrap_or(u8::MAX);
         self.record(TraceKind::Deliver { from: from_host, to: host, tag, len: bytes.len() });
         let now = self.local(host);
         if host < self.replicas.len() {

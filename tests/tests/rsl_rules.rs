@@ -21,9 +21,11 @@ fn fresh(me: usize) -> SimReplica {
     SimReplica::new(config, me, SimApp::new(), Instant::ZERO).unwrap()
 }
 
+/// A datagram from a member of the cluster of [`fresh`] replicas.
 fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
+    let cluster = fleet_engine::rsl::RslConfig::<7>::new(&eps()).unwrap().identity();
     let mut buf = vec![0u8; 4096];
-    let n = wire::encode(Protocol::Rsl, msg, &mut buf).unwrap();
+    let n = wire::encode_rsl(cluster, msg, &mut buf).unwrap();
     buf.truncate(n);
     buf
 }
@@ -34,6 +36,44 @@ fn sent(out: &fleet_engine::Outbox<'_>) -> Vec<(Endpoint, Vec<u8>)> {
 
 fn decode(bytes: &[u8]) -> RslMsg<'_> {
     wire::decode(Protocol::Rsl, bytes).unwrap()
+}
+
+#[test]
+fn peer_messages_naming_another_cluster_are_refused_and_reported() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let msg = RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(b"") };
+    let mut buf = vec![0u8; 256];
+    // The same addresses in another order: another cluster.
+    let mut swapped = eps();
+    swapped.swap(0, 1);
+    let theirs = fleet_engine::rsl::RslConfig::<7>::new(&swapped).unwrap().identity();
+    assert_ne!(theirs, r.cluster());
+    let n = wire::encode_rsl(theirs, &msg, &mut buf).unwrap();
+    let _ = r.handle(Instant::ZERO, eps()[0], &buf[..n], &mut out);
+    assert_eq!(r.stats().foreign_cluster, 1);
+    assert_eq!(r.acceptor().vote_count(), 0, "refused");
+    assert_eq!(r.last_foreign(), Some((eps()[0], theirs)));
+    // A peer message without an identity is refused too; a client request without one is
+    // served (clients need not know it), one naming another cluster is not.
+    let n = wire::encode(Protocol::Rsl, &msg, &mut buf).unwrap();
+    let _ = r.handle(Instant::ZERO, eps()[0], &buf[..n], &mut out);
+    assert_eq!((r.stats().foreign_cluster, r.acceptor().vote_count()), (2, 0));
+    let client = Endpoint::v4([10, 0, 9, 9], 5000);
+    let request = RslMsg::Request { seqno: 1, request: Bytes(b"x") };
+    let n = wire::encode_rsl(theirs, &request, &mut buf).unwrap();
+    let _ = r.handle(Instant::ZERO, client, &buf[..n], &mut out);
+    assert_eq!(r.stats().foreign_cluster, 3);
+    let n = wire::encode(Protocol::Rsl, &request, &mut buf).unwrap();
+    let _ = r.handle(Instant::ZERO, client, &buf[..n], &mut out);
+    assert_eq!(r.stats().foreign_cluster, 3, "served");
+    // The right identity: accepted.
+    let _ = r.handle(Instant::ZERO, eps()[0], &encode(&msg), &mut out);
+    assert_eq!(r.acceptor().vote_count(), 1);
+    for (_, bytes) in out.iter() {
+        assert_eq!(wire::decode_rsl::<RslMsg<'_>>(bytes).unwrap().0, r.cluster(), "every datagram names the cluster");
+    }
 }
 
 #[test]
@@ -563,7 +603,9 @@ fn supply(r: &mut SimReplica, asker: Endpoint, have: u64, resume: Option<Resume>
     use fleet_engine::rsl::reply_cache::CacheEntryWire;
     let id = r.frozen().id;
     let bal = r.election().current_view;
-    let ask = encode(&RslMsg::AppStateRequest { bal, have, resume });
+    let mut buf = vec![0u8; 4096];
+    let n = wire::encode_rsl(r.cluster(), &RslMsg::AppStateRequest { bal, have, resume }, &mut buf).unwrap();
+    let ask = buf[..n].to_vec();
     let mut store = Out::new();
     let mut out = store.outbox();
     let _ = r.handle(Instant::ZERO, asker, &ask, &mut out);

@@ -21,6 +21,11 @@ pub enum Accepted {
     Voted,
     /// Lower ballot than promised, or below the truncation point: ignored.
     Stale,
+    /// A different batch for an operation this acceptor already voted on in the same
+    /// ballot: one leader proposes one batch per operation and ballot (IronRSL's
+    /// `lemma_2aMessagesFromSameBallotAndOperationMatch`), so a second one comes from a
+    /// second leader of the ballot (a misconfigured cluster): refused, nothing changes.
+    Conflict,
 }
 
 /// Acceptor state for a cluster of at most `R` replicas, a window of `W` votes and
@@ -90,6 +95,11 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
         if bal < self.max_bal || opn < self.log_truncation_point || opn == u64::MAX || batch.len() > D || W == 0 {
             return Accepted::Stale;
         }
+        if let Some(v) = self.vote_at(opn) {
+            if v.bal == bal && v.batch.as_slice() != batch {
+                return Accepted::Conflict;
+            }
+        }
         self.max_bal = bal;
         let floor = (opn + 1).saturating_sub(max_log_length);
         self.truncate(floor);
@@ -135,6 +145,7 @@ impl<const R: usize, const W: usize, const D: usize> Acceptor<R, W, D> {
         match accepted {
             Accepted::Voted => Ok(()),
             Accepted::Stale => Err("vote refused by the acceptor"),
+            Accepted::Conflict => Err("two different votes in one ballot for one operation"),
         }
     }
 
@@ -276,6 +287,16 @@ mod tests {
         assert_eq!(a.accept(B1, 0, b"x", 7), Accepted::Stale, "2a below the promise");
         assert_eq!(a.votes().count(), 0);
         assert_eq!(a.max_bal, B2);
+    }
+
+    #[test]
+    fn acceptor_refuses_a_second_batch_for_one_operation_in_one_ballot() {
+        let mut a = A::new(3);
+        assert_eq!(a.accept(B1, 0, b"x", 7), Accepted::Voted);
+        assert_eq!(a.accept(B1, 0, b"x", 7), Accepted::Voted, "the same 2a again: re-vote");
+        assert_eq!(a.accept(B1, 0, b"y", 7), Accepted::Conflict, "a second leader of B1");
+        assert_eq!(&a.vote_at(0).unwrap().batch[..], b"x", "nothing changed");
+        assert_eq!(a.accept(B2, 0, b"y", 7), Accepted::Voted, "a higher ballot may propose another");
     }
 
     #[test]

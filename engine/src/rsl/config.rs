@@ -11,7 +11,7 @@ pub const MAX_LOG_WINDOW: usize = 63;
 /// The smallest datagram bound accepted; below it a batch could not hold one request.
 pub const MIN_DATAGRAM_BYTES: usize = 256;
 /// Bytes reserved in a datagram for the fields around a batch (2a, 2b, 1b headers).
-pub const BATCH_OVERHEAD_BYTES: usize = 64;
+pub const BATCH_OVERHEAD_BYTES: usize = 72;
 
 /// Tunable parameters of one replica. Defaults are IronRSL's where it has one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -87,6 +87,45 @@ impl<const R: usize> RslConfig<R> {
         self.replicas.iter().position(|r| *r == ep)
     }
 
+    /// This cluster's identity: a hash of what every member must agree on, the members in
+    /// order and the parameters that shape messages (`max_log_length`, `max_batch_size`,
+    /// `max_datagram_bytes`). Replicas send it in every datagram and refuse peers with
+    /// another: two config files that list the same addresses in another order would
+    /// otherwise give two processes one index, and two leaders one ballot. Never
+    /// [`crate::wire::ANY_CLUSTER`]. Timing parameters may differ between members.
+    pub fn identity(&self) -> u32 {
+        // FNV-1a, 32 bits: stable across builds and targets.
+        let mut h: u32 = 0x811c_9dc5;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+            }
+        };
+        eat(b"fleet-rsl-cluster");
+        eat(&(self.n() as u64).to_le_bytes());
+        for ep in &self.replicas {
+            match ep.ip {
+                crate::endpoint::IpAddr::V4(o) => {
+                    eat(&[4]);
+                    eat(&o);
+                }
+                crate::endpoint::IpAddr::V6(o) => {
+                    eat(&[6]);
+                    eat(&o);
+                }
+            }
+            eat(&ep.port.to_le_bytes());
+        }
+        let p = &self.params;
+        eat(&p.max_log_length.to_le_bytes());
+        eat(&(p.max_batch_size as u64).to_le_bytes());
+        eat(&(p.max_datagram_bytes as u64).to_le_bytes());
+        match h {
+            crate::wire::ANY_CLUSTER => 1,
+            id => id,
+        }
+    }
+
     /// Bytes a batch may take so that every message carrying it fits one datagram.
     pub fn max_batch_bytes(&self) -> usize {
         self.params.max_datagram_bytes.saturating_sub(BATCH_OVERHEAD_BYTES)
@@ -157,6 +196,21 @@ mod tests {
         let mut c = cluster(3);
         f(&mut c.params);
         c
+    }
+
+    #[test]
+    fn the_identity_covers_members_in_order_and_message_shapes_but_not_timing() {
+        let base = cluster(3).identity();
+        assert_eq!(base, cluster(3).identity(), "deterministic");
+        let mut swapped = cluster(3);
+        swapped.replicas.swap(0, 1);
+        assert_ne!(swapped.identity(), base, "the same addresses in another order");
+        assert_ne!(cluster(4).identity(), base);
+        assert_ne!(with(|p| p.max_log_length = 5).identity(), base);
+        assert_ne!(with(|p| p.max_batch_size = 8).identity(), base);
+        assert_ne!(with(|p| p.max_datagram_bytes = 8192).identity(), base);
+        assert_eq!(with(|p| p.heartbeat_period_ms = 7).identity(), base, "timing may differ");
+        assert_ne!(base, crate::wire::ANY_CLUSTER);
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub enum Learned {
     Counted,
     /// From an older ballot, or for an operation outside the window: ignored.
     Ignored,
+    /// A different batch than the other 2b for this operation in this ballot carried:
+    /// refused (not counted), as IronRSL's invariants rule it out.
+    Conflict,
 }
 
 /// Learner state: `W` operations ahead of execution, batches of at most `D` bytes.
@@ -64,6 +67,9 @@ impl<const W: usize, const D: usize> Learner<W, D> {
         let i = (opn % W as u64) as usize;
         let slot = &mut self.slots[i];
         if self.used & (1 << i) != 0 && slot.opn == opn {
+            if slot.batch.as_slice() != batch {
+                return Learned::Conflict;
+            }
             slot.senders |= bit;
         } else {
             // Free, or holding an operation below `ops_complete` (executed): reuse it.
@@ -147,6 +153,16 @@ mod tests {
         l.process_2b(0, B1, 0, b"v", 0);
         assert!(l.decided(0, 2).is_none(), "a duplicate 2b does not count twice");
         l.process_2b(2, B1, 0, b"v", 0);
+        assert_eq!(&l.decided(0, 2).unwrap().batch[..], b"v");
+    }
+
+    #[test]
+    fn learner_refuses_2b_whose_batch_differs_in_the_same_ballot() {
+        let mut l = L::default();
+        assert_eq!(l.process_2b(0, B1, 0, b"v", 0), Learned::Counted);
+        assert_eq!(l.process_2b(1, B1, 0, b"w", 0), Learned::Conflict);
+        assert!(l.decided(0, 2).is_none(), "the conflicting 2b was not counted");
+        assert_eq!(l.process_2b(2, B1, 0, b"v", 0), Learned::Counted);
         assert_eq!(&l.decided(0, 2).unwrap().batch[..], b"v");
     }
 

@@ -38,7 +38,7 @@ use crate::endpoint::Endpoint;
 use crate::outbox::Outbox;
 use crate::stats::Stats;
 use crate::time::{earliest, Instant};
-use crate::wire::{self, Protocol};
+use crate::wire;
 
 /// Bytes an encoded batch entry adds around the request itself (endpoint, seqno, length).
 pub const ENTRY_OVERHEAD_BYTES: usize = 40;
@@ -142,6 +142,10 @@ pub struct Replica<
     heard_at: [Instant; R],
     durable_changed: bool,
     batch_scratch: heapless::Vec<u8, D>,
+    /// This cluster's identity ([`RslConfig::identity`]), sent in every datagram.
+    cluster: u32,
+    /// The last peer message refused for naming another cluster: sender and its identity.
+    last_foreign: Option<(Endpoint, u32)>,
 }
 
 impl<
@@ -187,6 +191,8 @@ impl<
             heard_at: [Instant::ZERO; R],
             durable_changed: false,
             batch_scratch: heapless::Vec::new(),
+            cluster: config.identity(),
+            last_foreign: None,
             config,
         })
     }
@@ -200,11 +206,20 @@ impl<
         Stats::bump(&mut self.stats.datagrams_in);
         let before = self.monotone_snapshot();
         let ops_before = self.executor.ops_complete;
-        match wire::decode::<RslMsg<'_>>(Protocol::Rsl, datagram) {
+        match wire::decode_rsl::<RslMsg<'_>>(datagram) {
             Err(_) => Stats::bump(&mut self.stats.decode_errors),
-            Ok(RslMsg::Request { seqno, request }) => self.on_request(now, from, seqno, request.0, false, out),
-            Ok(RslMsg::Reply { .. }) => Stats::bump(&mut self.stats.ignored_messages),
-            Ok(msg) => match self.config.index_of(from) {
+            // A client may not know the identity; one that names another cluster was
+            // configured for it.
+            Ok((cluster, RslMsg::Request { seqno, request })) => {
+                if cluster == wire::ANY_CLUSTER || cluster == self.cluster {
+                    self.on_request(now, from, seqno, request.0, false, out);
+                } else {
+                    self.refuse_foreign(from, cluster);
+                }
+            }
+            Ok((_, RslMsg::Reply { .. })) => Stats::bump(&mut self.stats.ignored_messages),
+            Ok((cluster, _)) if cluster != self.cluster => self.refuse_foreign(from, cluster),
+            Ok((_, msg)) => match self.config.index_of(from) {
                 None => Stats::bump(&mut self.stats.unknown_sender),
                 Some(sender) => {
                     if self.valid(&msg) {
@@ -361,6 +376,22 @@ impl<
     /// whose effects are durable.
     pub fn checkpoint(&self) -> u64 {
         self.journal.checkpoint(self.executor.ops_complete)
+    }
+
+    /// This cluster's identity, carried in every datagram this replica sends.
+    pub fn cluster(&self) -> u32 {
+        self.cluster
+    }
+
+    /// The last peer message refused because it named another cluster: its sender and
+    /// that cluster's identity (for a binding to report: the config files differ).
+    pub fn last_foreign(&self) -> Option<(Endpoint, u32)> {
+        self.last_foreign
+    }
+
+    fn refuse_foreign(&mut self, from: Endpoint, cluster: u32) {
+        Stats::bump(&mut self.stats.foreign_cluster);
+        self.last_foreign = Some((from, cluster));
     }
 
     /// The largest request a client may send: it must fit one batch.

@@ -36,8 +36,9 @@ pub static ALL: &[Test] = &[
     ("a_new_leader_after_the_leader_crashes", a_new_leader_after_the_leader_crashes),
 ];
 
-fn encode<'b>(msg: &RslMsg<'_>, buf: &'b mut [u8]) -> Result<&'b [u8], &'static str> {
-    let n = wire::encode(Protocol::Rsl, msg, buf).map_err(|_| "encode failed")?;
+/// A datagram from a member of `config`'s cluster.
+fn encode<'b>(config: &RslConfig<3>, msg: &RslMsg<'_>, buf: &'b mut [u8]) -> Result<&'b [u8], &'static str> {
+    let n = wire::encode_rsl(config.identity(), msg, buf).map_err(|_| "encode failed")?;
     Ok(&buf[..n])
 }
 
@@ -146,7 +147,7 @@ fn replica_refuses_peers_it_does_not_know() -> TestResult {
     let mut store = OutboxBuf::<16, 4096>::new();
     let mut out = store.outbox();
     let mut buf = [0u8; 64];
-    let msg = encode(&RslMsg::OneA { bal: Ballot { seqno: 5, proposer: 2 } }, &mut buf)?;
+    let msg = encode(&config(), &RslMsg::OneA { bal: Ballot { seqno: 5, proposer: 2 } }, &mut buf)?;
     let before = r.status();
     let _ = r.handle(Instant::ZERO, Endpoint::v4([6, 6, 6, 6], 7000), msg, &mut out);
     check!(r.stats().unknown_sender == 1, "counted as unknown sender");
@@ -161,7 +162,7 @@ fn replica_refuses_2a_from_a_non_leader() -> TestResult {
     let mut store = OutboxBuf::<16, 4096>::new();
     let mut out = store.outbox();
     let mut buf = [0u8; 64];
-    let msg = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(b"") }, &mut buf)?;
+    let msg = encode(&config(), &RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(b"") }, &mut buf)?;
     let _ = r.handle(Instant::ZERO, eps()[2], msg, &mut out);
     check!(r.stats().invalid_messages == 1, "2a from a replica that does not lead the ballot");
     check!(r.acceptor().vote_count() == 0, "no vote");
@@ -200,10 +201,10 @@ fn client_matches_replies_and_retransmits() -> TestResult {
     c.tick(Instant::from_millis(100), &mut out);
     check!(out.len() == 3, "a retry goes to every replica");
     let mut buf = [0u8; 64];
-    let stale = encode(&RslMsg::Reply { seqno: 9, reply: Bytes(b"old") }, &mut buf)?;
+    let stale = encode(&config(), &RslMsg::Reply { seqno: 9, reply: Bytes(b"old") }, &mut buf)?;
     check!(c.handle(Instant::ZERO, eps()[0], stale).is_none(), "wrong seqno ignored");
     let mut buf2 = [0u8; 64];
-    let good = encode(&RslMsg::Reply { seqno: 10, reply: Bytes(b"ok") }, &mut buf2)?;
+    let good = encode(&config(), &RslMsg::Reply { seqno: 10, reply: Bytes(b"ok") }, &mut buf2)?;
     check!(c.handle(Instant::ZERO, CLIENT, good).is_none(), "reply from a non-replica ignored");
     check!(c.handle(Instant::ZERO, eps()[1], good).map(|d| d.reply) == Some(&b"ok"[..]), "matching reply");
     check!(c.pending().is_none(), "nothing outstanding");

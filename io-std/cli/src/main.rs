@@ -346,15 +346,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 compact_after_bytes,
             };
             let server = spawn_rsl_with(&setup, id, &options).map_err(|e| e.to_string())?;
+            let cluster = setup.config.identity();
             match &data_dir {
                 Some(d) => eprintln!(
-                    "replica {id} serving on {}{} (durable, data in {})",
+                    "replica {id} of cluster {cluster:08x} serving on {}{} (durable, data in {})",
                     server.addr,
                     advertised(&setup.addrs, id, bind),
                     d.display()
                 ),
                 None => eprintln!(
-                    "replica {id} serving on {}{} (in memory)",
+                    "replica {id} of cluster {cluster:08x} serving on {}{} (in memory)",
                     server.addr,
                     advertised(&setup.addrs, id, bind)
                 ),

@@ -59,3 +59,61 @@ fn requests_sent_once_to_followers_change_no_view() {
     let executed = after[leader].unwrap().executed - stats[leader].unwrap().executed;
     assert!(executed >= 1, "the forwarded requests were executed ({executed} operations)");
 }
+
+#[test]
+fn replicas_started_from_config_files_that_differ_refuse_each_other_and_one_side_serves() {
+    use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
+    use fleet_io_std::config::ClusterFile;
+    use std::path::Path;
+
+    let dir = scratch_dir("mismatched-configs").unwrap();
+    let ports = free_udp_ports(3).unwrap();
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let write = |name: &str, order: [usize; 3]| {
+        let mut file = ClusterFile::local(3, 0);
+        file.kv = None;
+        let rsl = file.rsl.as_mut().unwrap();
+        rsl.replicas = order.iter().map(|&i| addrs[i].clone()).collect();
+        rsl.baseline_view_timeout_ms = Some(VIEW_TIMEOUT_MS);
+        let path = dir.join(name);
+        std::fs::write(&path, file.to_toml()).unwrap();
+        path
+    };
+    // The same three addresses; b.toml lists the first two the other way round, so the
+    // process at address 1 believes it is replica 0, as the one at address 0 does.
+    let a = write("a.toml", [0, 1, 2]);
+    let b = write("b.toml", [1, 0, 2]);
+    let mut children = Children::default();
+    let logs: Vec<_> = (0..3).map(|i| dir.join(format!("rsl-{i}.log"))).collect();
+    for (config, id, log) in [(&a, 0, &logs[0]), (&b, 0, &logs[1]), (&a, 2, &logs[2])] {
+        let args = ["rsl", "serve", "--config", config.to_str().unwrap(), "--id", &id.to_string(), "-v"];
+        children.spawn(Path::new(support::FLEET), &args, log).unwrap();
+    }
+    let setup = ClusterFile::load(&a).unwrap().rsl().unwrap();
+    let history = dir.join("history.jsonl");
+    let opts = fleet_cli::bench::BenchOptions {
+        clients: 4,
+        duration: Duration::from_secs(4),
+        value_size: 16,
+        keys: 8,
+        first_key: 1 << 40,
+        read_pct: 50,
+        fill: false,
+        op_timeout: Duration::from_secs(2),
+        history: Some(history.clone()),
+        progress: false,
+        load_threads: 1,
+    };
+    let result = fleet_cli::bench::run_rsl(&setup, &opts).unwrap();
+    assert!(result.ops > 50, "the two replicas that agree serve: {}", result.summary());
+    let report = fleet_proofs::history::check_kv_history_file(&history, &fleet_proofs::Budget::default()).unwrap();
+    assert_eq!(report.verdict(), fleet_proofs::history::Verdict::Linearizable, "{report}");
+    let misfit = std::fs::read_to_string(&logs[1]).unwrap();
+    let cluster_a = format!("{:08x}", setup.config.identity());
+    assert!(
+        misfit.contains("The config files differ") && misfit.contains(&format!("cluster {cluster_a}")),
+        "the misconfigured replica names both clusters: {misfit}"
+    );
+    let agreeing = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(agreeing.contains("The config files differ"), "and so do the others: {agreeing}");
+}

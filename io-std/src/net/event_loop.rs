@@ -64,12 +64,13 @@ pub trait Host {
 /// Counters as `key=value` fields.
 pub fn stats_fields(s: &Stats) -> String {
     format!(
-        "in={} out={} decode_errors={} invalid={} unknown_sender={} ignored={} outbox_full={} queue_full={}",
+        "in={} out={} decode_errors={} invalid={} unknown_sender={} foreign_cluster={} ignored={} outbox_full={} queue_full={}",
         s.datagrams_in,
         s.datagrams_out,
         s.decode_errors,
         s.invalid_messages,
         s.unknown_sender,
+        s.foreign_cluster,
         s.ignored_messages,
         s.outbox_full,
         s.queue_full

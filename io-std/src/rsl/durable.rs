@@ -355,8 +355,10 @@ where
     A::Snapshot: Clone + Send + 'static,
 {
     fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
+        let refused = self.replica.stats().foreign_cluster;
         // The datagrams the step marked, not its `Step`, say what waits for a sync.
         let _ = Replica::handle(self.replica.as_mut(), now, from, datagram, out);
+        super::replica::warn_if_foreign(&self.replica, refused);
         self.collect(now);
     }
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {

@@ -33,8 +33,10 @@ pub type ServerReplica = StdReplica<ServerApp>;
 
 impl<A: App> Host for StdReplica<A> {
     fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
+        let refused = self.stats().foreign_cluster;
         // In-memory mode: nothing to persist before sending (see `Step`).
         let _ = Replica::handle(self, now, from, datagram, out);
+        warn_if_foreign(self, refused);
     }
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
         let _ = Replica::tick(self, now, out);
@@ -44,6 +46,24 @@ impl<A: App> Host for StdReplica<A> {
     }
     fn stats_line(&self) -> String {
         status_line(self)
+    }
+}
+
+/// Logs a message refused for naming another cluster (the 1st, 2nd, 4th, 8th, ... of them:
+/// a misconfigured peer keeps sending), given the count before the step.
+pub fn warn_if_foreign<A: App>(replica: &StdReplica<A>, refused_before: u64) {
+    let refused = replica.stats().foreign_cluster;
+    if refused == refused_before || !refused.is_power_of_two() {
+        return;
+    }
+    if let Some((from, theirs)) = replica.last_foreign() {
+        tracing::warn!(
+            "refused a message from {}: its sender is configured for cluster {theirs:08x}, this replica for \
+             cluster {:08x} ({refused} refused so far). The config files differ: every replica needs the same \
+             replicas in the same order, and the same max_log_length, max_batch_size and max_datagram_bytes",
+            crate::net::to_socket_addr(from),
+            replica.cluster()
+        );
     }
 }
 

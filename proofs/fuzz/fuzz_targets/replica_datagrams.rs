@@ -4,10 +4,10 @@
 //! Input: a sequence of records `[op, ...]`. `op & 3 == 0`: tick after advancing the clock
 //! by the next byte (ms); otherwise deliver a datagram from sender `op >> 2` (replicas,
 //! clients, a stranger) whose length is the next byte; with `op & 2`, the Fleet RSL header
-//! is prepended so the body reaches the message decoder.
+//! and the replica's cluster identity are prepended so the body reaches the message decoder.
 #![no_main]
 
-use fleet_engine::wire::{HEADER_BYTES, MAGIC, WIRE_VERSION};
+use fleet_engine::wire::{MAGIC, RSL_HEADER_BYTES, WIRE_VERSION};
 use fleet_engine::{Endpoint, Instant};
 use fleet_fuzz::{client_ep, deliver, replica, replica_ep, tick, N};
 use libfuzzer_sys::fuzz_target;
@@ -38,8 +38,9 @@ fuzz_target!(|data: &[u8]| {
         let (body, next) = tail.split_at(take);
         if op & 2 != 0 {
             let mut d = vec![MAGIC, WIRE_VERSION, b'R'];
+            d.extend_from_slice(&r.cluster().to_le_bytes());
             d.extend_from_slice(body);
-            debug_assert_eq!(d.len(), HEADER_BYTES + body.len());
+            debug_assert_eq!(d.len(), RSL_HEADER_BYTES + body.len());
             deliver(&mut r, now, from, &d);
         } else {
             deliver(&mut r, now, from, body);

@@ -13,7 +13,7 @@ use fleet_engine::rsl::msg::{SupplyPart, Vote};
 use fleet_engine::rsl::reply_cache::CacheEntryWire;
 use fleet_engine::rsl::snapshot::Frozen;
 use fleet_engine::rsl::{Ballot, RslMsg};
-use fleet_engine::wire::{self, Bytes, Protocol};
+use fleet_engine::wire::{self, Bytes};
 use fleet_engine::{Endpoint, Instant};
 use fleet_fuzz::{client_ep, deliver, replica, replica_ep, tick, N};
 use libfuzzer_sys::fuzz_target;
@@ -88,9 +88,11 @@ fn sender(from: u8) -> Endpoint {
     }
 }
 
+/// A datagram from a member of the fuzzed replica's cluster.
 fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
+    let cluster = fleet_fuzz::config().identity();
     let mut buf = vec![0u8; 512];
-    match wire::encode(Protocol::Rsl, msg, &mut buf) {
+    match wire::encode_rsl(cluster, msg, &mut buf) {
         Ok(n) => buf[..n].to_vec(),
         Err(_) => Vec::new(),
     }

@@ -46,10 +46,15 @@ pub fn params() -> Params {
 
 /// A fresh replica `me` of the fuzzed cluster.
 pub fn replica(me: usize) -> FReplica {
+    FReplica::new(config(), me, Counter::default(), Instant::ZERO).unwrap_or_else(|_| panic!("replica"))
+}
+
+/// The fuzzed cluster's configuration.
+pub fn config() -> RslConfig<N> {
     let eps: Vec<Endpoint> = (0..N).map(replica_ep).collect();
     let mut config = RslConfig::new(&eps).unwrap_or_else(|_| panic!("config"));
     config.params = params();
-    FReplica::new(config, me, Counter::default(), Instant::ZERO).unwrap_or_else(|_| panic!("replica"))
+    config
 }
 
 /// Checks what every step must leave behind: the local and step invariants, a bounded

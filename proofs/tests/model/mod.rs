@@ -349,17 +349,20 @@ fn emit(o: &mut Out<Node>, n: usize, actors: usize, out: &fleet_engine::Outbox<'
     }
 }
 
-fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
+/// A datagram from a member of cluster `cluster` (the planted bugs forge their messages as
+/// a member would).
+fn encode(cluster: u32, msg: &RslMsg<'_>) -> Vec<u8> {
     let mut buf = [0u8; 512];
-    let len = wire::encode(Protocol::Rsl, msg, &mut buf).expect("model messages fit 512 bytes");
+    let len = wire::encode_rsl(cluster, msg, &mut buf).expect("model messages fit 512 bytes");
     buf[..len].to_vec()
 }
 
 /// AmnesiacAcceptor: a 1b that carries a vote is sent without it.
 fn forget_votes(bytes: &[u8]) -> Vec<u8> {
-    match wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes) {
-        Ok(RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote: Some(_) }) => {
-            encode(&RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote: None::<Vote<'_>> })
+    match wire::decode_rsl::<RslMsg<'_>>(bytes) {
+        Ok((cluster, RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote: Some(_) })) => {
+            let forgotten = RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote: None::<Vote<'_>> };
+            encode(cluster, &forgotten)
         }
         _ => bytes.to_vec(),
     }
@@ -514,7 +517,7 @@ impl Actor for Node {
                         if node.replica.id() == n - 1 && bal < node.replica.acceptor().max_bal =>
                     {
                         let opn_ckpt = node.replica.executor().ops_complete;
-                        Some(encode(&RslMsg::TwoB { bal, opn, batch, opn_ckpt }))
+                        Some(encode(node.replica.cluster(), &RslMsg::TwoB { bal, opn, batch, opn_ckpt }))
                     }
                     _ => None,
                 };

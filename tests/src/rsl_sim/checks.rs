@@ -15,6 +15,8 @@ use super::{Ev, RslSim};
 
 /// Wire tag of `RslMsg::Reply` (postcard variant index, after the 3-byte envelope).
 const REPLY_TAG: u8 = 6;
+/// Where an RSL datagram's message tag is: after the envelope and the cluster identity.
+const TAG_AT: usize = fleet_engine::wire::RSL_HEADER_BYTES;
 const ONE_B_TAG: u8 = 2;
 const FORWARDED_TAG: u8 = 10;
 
@@ -79,14 +81,14 @@ impl RslSim {
     /// One datagram a replica sends: replies are checked against the spec, then it goes on
     /// the wire (unless a planted bug drops it).
     pub(super) fn replica_sends(&mut self, i: usize, from: Endpoint, to: Endpoint, bytes: &[u8]) {
-        if bytes.get(3) == Some(&ONE_B_TAG) {
+        if bytes.get(TAG_AT) == Some(&ONE_B_TAG) {
             self.check_one_b_id(i, bytes);
         }
-        if bytes.get(3) == Some(&FORWARDED_TAG) && self.options.plant == Plant::NoForward {
+        if bytes.get(TAG_AT) == Some(&FORWARDED_TAG) && self.options.plant == Plant::NoForward {
             self.fault_counts.planted += 1;
             return;
         }
-        if bytes.get(3) == Some(&REPLY_TAG) {
+        if bytes.get(TAG_AT) == Some(&REPLY_TAG) {
             if let Ok(RslMsg::Reply { seqno, reply }) = wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes) {
                 let ev = Ev::ReplySent { replica: i, client: ep_id(to), seqno, reply: reply.0 };
                 self.checker.observe(&ev, &mut self.violations);

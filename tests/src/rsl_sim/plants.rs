@@ -110,7 +110,7 @@ impl RslSim {
     /// Hands a forged datagram straight to replica `i` (as if it came from `from`).
     fn forge_to_replica(&mut self, i: usize, from: Endpoint, msg: &RslMsg<'_>) {
         let mut bytes = [0u8; 1472];
-        let Ok(n) = wire::encode(Protocol::Rsl, msg, &mut bytes) else { return };
+        let Ok(n) = wire::encode_rsl(self.config.identity(), msg, &mut bytes) else { return };
         let now = self.local(i);
         let mut buf = self.outbox.take().expect("outbox present between steps");
         let mut out = buf.outbox();

@@ -3,13 +3,13 @@
 
 use super::Replica;
 use super::MAX_ACTION_ROUNDS;
-use crate::emit;
+use crate::emit::{self, Envelope};
 use crate::outbox::Outbox;
 use crate::rsl::app::App;
 use crate::rsl::msg::RslMsg;
 use crate::rsl::proposer::Phase;
 use crate::time::Instant;
-use crate::wire::{Bytes, Protocol};
+use crate::wire::Bytes;
 
 impl<
         A: App,
@@ -29,7 +29,7 @@ impl<
             opn_ckpt: self.checkpoint(),
         };
         let max = self.config.params.max_datagram_bytes;
-        emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+        emit::broadcast(out, &mut self.stats, Envelope::Rsl(self.cluster), max, &self.config.replicas, &msg);
     }
 
     /// Recovers lost 1a/1b and 2a/2b without waiting for a view change: in phase 1 the 1a
@@ -45,7 +45,14 @@ impl<
             Phase::Idle => {}
             Phase::One => {
                 let first = out.len();
-                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &RslMsg::OneA { bal });
+                emit::broadcast(
+                    out,
+                    &mut self.stats,
+                    Envelope::Rsl(self.cluster),
+                    max,
+                    &self.config.replicas,
+                    &RslMsg::OneA { bal },
+                );
                 out.mark_after_sync(first);
             }
             Phase::Two => {
@@ -57,7 +64,14 @@ impl<
                 let start = RslMsg::StartingPhase2 { bal, log_truncation_point: point };
                 for r in 0..self.config.n() {
                     if r != self.me && self.acceptor.checkpoint_of(r) < point {
-                        emit::send(out, &mut self.stats, Protocol::Rsl, max, self.config.replicas[r], &start);
+                        emit::send(
+                            out,
+                            &mut self.stats,
+                            Envelope::Rsl(self.cluster),
+                            max,
+                            self.config.replicas[r],
+                            &start,
+                        );
                     }
                 }
                 // Every held vote is at or above the truncation point, hence at or above the
@@ -66,7 +80,14 @@ impl<
                 for v in self.acceptor.votes() {
                     if v.bal == bal && v.opn < next {
                         let msg = RslMsg::TwoA { bal, opn: v.opn, batch: Bytes(&v.batch) };
-                        emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+                        emit::broadcast(
+                            out,
+                            &mut self.stats,
+                            Envelope::Rsl(self.cluster),
+                            max,
+                            &self.config.replicas,
+                            &msg,
+                        );
                     }
                 }
             }
@@ -94,7 +115,7 @@ impl<
                 emit::broadcast(
                     out,
                     &mut self.stats,
-                    Protocol::Rsl,
+                    Envelope::Rsl(self.cluster),
                     max,
                     &self.config.replicas,
                     &RslMsg::OneA { bal: view },
@@ -111,7 +132,7 @@ impl<
             {
                 let log_truncation_point = self.proposer.enter_phase2(self.acceptor.log_truncation_point);
                 let msg = RslMsg::StartingPhase2 { bal: view, log_truncation_point };
-                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+                emit::broadcast(out, &mut self.stats, Envelope::Rsl(self.cluster), max, &self.config.replicas, &msg);
                 progress = true;
             }
             // Action 3: nominate old values, then new batches, inside the window.
@@ -174,7 +195,7 @@ impl<
             let bal = self.proposer.max_ballot_sent_1a;
             if self.proposer.has_old_values() {
                 let msg = RslMsg::TwoA { bal, opn, batch: Bytes(self.proposer.old_value()) };
-                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+                emit::broadcast(out, &mut self.stats, Envelope::Rsl(self.cluster), max, &self.config.replicas, &msg);
             } else {
                 let queued = self.proposer.queued();
                 if queued == 0 {
@@ -195,7 +216,7 @@ impl<
                 }
                 self.proposer.batch_deadline = (self.proposer.queued() > 0).then(|| now.plus_ms(p.max_batch_delay_ms));
                 let msg = RslMsg::TwoA { bal, opn, batch: Bytes(&self.batch_scratch) };
-                emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+                emit::broadcast(out, &mut self.stats, Envelope::Rsl(self.cluster), max, &self.config.replicas, &msg);
             }
             self.proposer.next_opn = opn + 1;
             progress = true;

@@ -3,7 +3,7 @@
 //! the batches after it) in bounded answers, and executing or installing what arrives.
 
 use super::Replica;
-use crate::emit;
+use crate::emit::{self, Envelope};
 use crate::endpoint::Endpoint;
 use crate::outbox::Outbox;
 use crate::rsl::app::App;
@@ -14,7 +14,7 @@ use crate::rsl::snapshot::SnapshotPos;
 use crate::rsl::state_transfer::SUPPLY_OVERHEAD_BYTES;
 use crate::stats::Stats;
 use crate::time::Instant;
-use crate::wire::{Bytes, Protocol};
+use crate::wire::Bytes;
 
 impl<
         A: App,
@@ -131,7 +131,7 @@ impl<
         let msg =
             RslMsg::AppStateRequest { bal: self.election.current_view, have: ops, resume: self.transfer.resume() };
         let dst = self.config.replicas[supplier];
-        emit::send(out, &mut self.stats, Protocol::Rsl, self.config.params.max_datagram_bytes, dst, &msg);
+        emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), self.config.params.max_datagram_bytes, dst, &msg);
     }
 
     /// Answers a request for the decisions from `have` on, all in this step and bounded by
@@ -157,7 +157,7 @@ impl<
                 let done = after.app_offset >= id.app_len && after.cache_index >= id.cache_entries;
                 let last = budget == 1 || (done && id.opn >= ops);
                 let msg = RslMsg::AppStateSupply { last, part };
-                if !emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg) {
+                if !emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, dst, &msg) {
                     return;
                 }
                 pos = after;
@@ -175,7 +175,14 @@ impl<
             let Some(e) = self.retained.get(next) else { return };
             let last = budget == 1 || next + 1 == ops;
             let part = SupplyPart::Executed { opn: e.opn, bal: e.bal, batch: Bytes(e.batch) };
-            if !emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &RslMsg::AppStateSupply { last, part }) {
+            if !emit::send(
+                out,
+                &mut self.stats,
+                Envelope::Rsl(self.cluster),
+                max,
+                dst,
+                &RslMsg::AppStateSupply { last, part },
+            ) {
                 return;
             }
             next += 1;

@@ -4,7 +4,7 @@
 //! election forget its requests.
 
 use super::Replica;
-use crate::emit;
+use crate::emit::{self, Envelope};
 use crate::outbox::Outbox;
 use crate::rsl::app::App;
 use crate::rsl::ballot::Ballot;
@@ -17,12 +17,14 @@ use crate::rsl::msg::RslMsg;
 use crate::rsl::retained::{PushError, Retained};
 use crate::rsl::snapshot::Frozen;
 use crate::stats::Stats;
-use crate::wire::{Bytes, Protocol};
+use crate::wire::Bytes;
 
 /// Where a batch's replies go: the outbox and the datagram bound.
 pub(super) struct Replies<'o, 'b> {
     pub(super) out: &'o mut Outbox<'b>,
     pub(super) max_datagram_bytes: usize,
+    /// This replica's cluster identity, for the replies' envelope.
+    pub(super) cluster: u32,
 }
 
 /// The parts of a replica that executing a batch touches (borrowed apart from the learner,
@@ -43,9 +45,9 @@ impl<A: App, const C: usize, const RB: usize, const TB: usize> Execution<'_, A, 
         self.retain(bal, batch);
         let stats = &mut *self.stats;
         match replies {
-            Some(Replies { out, max_datagram_bytes }) => self.executor.execute(bal, batch, |r| {
+            Some(Replies { out, max_datagram_bytes, cluster }) => self.executor.execute(bal, batch, |r| {
                 let msg = RslMsg::Reply { seqno: r.seqno, reply: Bytes(r.reply) };
-                emit::send(out, stats, Protocol::Rsl, max_datagram_bytes, r.client, &msg);
+                emit::send(out, stats, Envelope::Rsl(cluster), max_datagram_bytes, r.client, &msg);
             }),
             None => self.executor.execute(bal, batch, |_| {}),
         }
@@ -110,6 +112,7 @@ impl<
     pub(super) fn execute_decided(&mut self, out: &mut Outbox<'_>) -> bool {
         let quorum = self.config.quorum();
         let max_datagram_bytes = self.config.params.max_datagram_bytes;
+        let cluster = self.cluster;
         let me = self.me;
         let mut progress = false;
         for _ in 0..W {
@@ -119,7 +122,8 @@ impl<
             let bal = learner.max_ballot_seen;
             // The leader that proposed the batch answers; the others only update their
             // caches (a client that retries elsewhere is answered from the cache).
-            let replies = (usize::from(bal.proposer) == me).then_some(Replies { out: &mut *out, max_datagram_bytes });
+            let replies =
+                (usize::from(bal.proposer) == me).then_some(Replies { out: &mut *out, max_datagram_bytes, cluster });
             exec.run(bal, &slot.batch, replies);
             self.learner.forget_below(self.executor.ops_complete);
             progress = true;

@@ -2,7 +2,7 @@
 //! peer message dispatched to the role it concerns.
 
 use super::Replica;
-use crate::emit;
+use crate::emit::{self, Envelope};
 use crate::endpoint::Endpoint;
 use crate::outbox::Outbox;
 use crate::rsl::acceptor::{Accepted, Acceptor};
@@ -15,7 +15,7 @@ use crate::rsl::proposer::{Phase, Queued};
 use crate::rsl::state_transfer::Progress;
 use crate::stats::Stats;
 use crate::time::Instant;
-use crate::wire::{Bytes, Protocol};
+use crate::wire::Bytes;
 
 impl<
         A: App,
@@ -75,7 +75,7 @@ impl<
         if let Some(cached) = self.executor.reply_cache.get(from) {
             if seqno == cached.seqno {
                 let msg = RslMsg::Reply { seqno, reply: Bytes(&cached.reply) };
-                emit::send(out, &mut self.stats, Protocol::Rsl, max, from, &msg);
+                emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, from, &msg);
                 return;
             }
             if seqno < cached.seqno {
@@ -91,7 +91,7 @@ impl<
         if !forwarded && tracking != Tracking::Known && leader != self.me {
             if let Some(dst) = self.config.replicas.get(leader).copied() {
                 let msg = RslMsg::ForwardedRequest { client: from, seqno, request: Bytes(request) };
-                emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg);
+                emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, dst, &msg);
             }
         }
         // IronRSL queues whenever the proposer is active (phase 1 or 2) in the current view.
@@ -124,7 +124,7 @@ impl<
                     let vote = votes.next().map(|v| Vote { opn: v.opn, bal: v.bal, batch: Bytes(&v.batch) });
                     let log_truncation_point = self.acceptor.log_truncation_point;
                     let msg = RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote };
-                    emit::send(out, &mut self.stats, Protocol::Rsl, max, dst, &msg);
+                    emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, dst, &msg);
                 }
                 out.mark_after_sync(first);
             }
@@ -141,13 +141,21 @@ impl<
                 let len = self.config.params.max_log_length;
                 match self.acceptor.accept(bal, opn, batch.0, len) {
                     Accepted::Stale => Stats::bump(&mut self.stats.ignored_messages),
+                    Accepted::Conflict => Stats::bump(&mut self.stats.invalid_messages),
                     Accepted::Voted => {
                         self.acceptor_changed();
                         self.journal.note_vote(Acceptor::<R, W, D>::slot_of(opn));
                         let opn_ckpt = self.checkpoint();
                         let msg = RslMsg::TwoB { bal, opn, batch, opn_ckpt };
                         let first = out.len();
-                        emit::broadcast(out, &mut self.stats, Protocol::Rsl, max, &self.config.replicas, &msg);
+                        emit::broadcast(
+                            out,
+                            &mut self.stats,
+                            Envelope::Rsl(self.cluster),
+                            max,
+                            &self.config.replicas,
+                            &msg,
+                        );
                         out.mark_after_sync(first);
                     }
                 }
@@ -155,8 +163,10 @@ impl<
             RslMsg::TwoB { bal, opn, batch, opn_ckpt } => {
                 self.acceptor.record_checkpoint(sender, opn_ckpt);
                 let ops = self.executor.ops_complete;
-                if self.learner.process_2b(sender, bal, opn, batch.0, ops) == crate::rsl::learner::Learned::Ignored {
-                    Stats::bump(&mut self.stats.ignored_messages);
+                match self.learner.process_2b(sender, bal, opn, batch.0, ops) {
+                    crate::rsl::learner::Learned::Counted => {}
+                    crate::rsl::learner::Learned::Ignored => Stats::bump(&mut self.stats.ignored_messages),
+                    crate::rsl::learner::Learned::Conflict => Stats::bump(&mut self.stats.invalid_messages),
                 }
             }
             RslMsg::Heartbeat { bal, suspicious, opn_ckpt } => {

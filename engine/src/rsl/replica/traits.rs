@@ -38,6 +38,8 @@ where
             heard_at: self.heard_at,
             durable_changed: self.durable_changed,
             batch_scratch: self.batch_scratch.clone(),
+            cluster: self.cluster,
+            last_foreign: self.last_foreign,
         }
     }
 }

@@ -32,7 +32,7 @@ fn config() -> RslConfig<3> {
 
 fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
     let mut buf = [0u8; 1472];
-    let n = wire::encode(Protocol::Rsl, msg, &mut buf).unwrap();
+    let n = wire::encode_rsl(config().identity(), msg, &mut buf).unwrap();
     buf[..n].to_vec()
 }
 
@@ -524,7 +524,7 @@ fn route(
 ) {
     for (dst, bytes, waits) in out.iter_marked() {
         assert_eq!(waits, reveals_acceptor_state(bytes), "{:?}", wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes));
-        kinds.insert(bytes[3], waits);
+        kinds.insert(bytes[wire::RSL_HEADER_BYTES], waits);
         if dst == CLIENT {
             if let Ok(RslMsg::Reply { seqno, .. }) = wire::decode(Protocol::Rsl, bytes) {
                 *answered = (*answered).max(seqno);
@@ -555,7 +555,7 @@ fn only_promises_votes_and_ballots_wait_for_the_sync() {
     let mut out = store.outbox();
     let step = c.nodes[1].replica.as_mut().unwrap().handle(Instant::ZERO, eps()[0], &two_a(7), &mut out);
     c.nodes[1].persist(step);
-    let first_2b = out.iter().position(|(_, b)| b[3] == 4).unwrap();
+    let first_2b = out.iter().position(|(_, b)| b[wire::RSL_HEADER_BYTES] == 4).unwrap();
     assert!(out.any_waits_for_sync() && out.waits_for_sync(first_2b) && !out.waits_for_sync(out.len()));
     out.clear();
     assert!(!out.any_waits_for_sync(), "cleared");
