@@ -20,6 +20,9 @@ use fleet_proofs::Budget;
 use crate::net::{NetFaults, SimNet};
 use crate::rng::Rng;
 
+mod ephemeral;
+use ephemeral::Ephemeral;
+
 /// Longest value the simulated workload writes (and the cluster's `max_value_bytes`).
 pub const SIM_MAX_VALUE: usize = 100;
 /// The simulated datagram bound: small, so that Shards of a few pairs need several Delegates.
@@ -59,6 +62,11 @@ pub struct KvSimOptions {
     /// a new incarnation on the same endpoint with a larger first seqno; its outstanding
     /// operation (if any) is left with an unknown outcome.
     pub restart_every_us: u64,
+    /// Mean time between short-lived clients, microseconds (0: none): each runs one
+    /// operation from a new endpoint (or a departed one's, restarted) and leaves, some
+    /// mid-request or without acknowledging; they fill the hosts' peer tables, so hosts
+    /// evict settled clients and give up on vanished ones.
+    pub ephemeral_every_us: u64,
 }
 
 impl KvSimOptions {
@@ -79,7 +87,19 @@ impl KvSimOptions {
             params: sim_params(),
             keys: &KEYS,
             restart_every_us: 0,
+            ephemeral_every_us: 0,
         }
+    }
+
+    /// Draws, from its own stream (so a seed's other options stay what they were), whether
+    /// the seed runs short-lived clients (half of the seeds), how often, and after how many
+    /// retransmission rounds hosts give up on a client (3 to 12).
+    pub fn with_churn(mut self, rng: &mut Rng) -> KvSimOptions {
+        if rng.chance(500_000) {
+            self.ephemeral_every_us = rng.range(300, 5_000);
+            self.params.reliable.give_up_after = rng.range(3, 12) as u32;
+        }
+        self
     }
 
     /// A hot seed: up to 8 clients on [`HOT_KEYS`], frequent Shards of the hot range between
@@ -101,6 +121,7 @@ impl KvSimOptions {
             params: sim_params(),
             keys: &HOT_KEYS,
             restart_every_us: if rng.chance(500_000) { rng.range(20_000, 200_000) } else { 0 },
+            ephemeral_every_us: 0,
         }
     }
 }
@@ -116,6 +137,7 @@ impl Default for KvSimOptions {
             params: sim_params(),
             keys: &KEYS,
             restart_every_us: 0,
+            ephemeral_every_us: 0,
         }
     }
 }
@@ -125,7 +147,12 @@ pub fn sim_params() -> KvParams {
     KvParams {
         max_value_bytes: SIM_MAX_VALUE,
         max_datagram_bytes: SIM_DATAGRAM,
-        reliable: ReliableParams { retransmit_ms: 5, max_retransmit_ms: 80, max_unacked_per_peer: 8 },
+        reliable: ReliableParams {
+            retransmit_ms: 5,
+            max_retransmit_ms: 80,
+            max_unacked_per_peer: 8,
+            give_up_after: 12,
+        },
     }
 }
 
@@ -152,6 +179,18 @@ pub struct KvSimReport {
     pub redirects: u64,
     /// Client restarts.
     pub restarts: u64,
+    /// Short-lived clients started, and how many of them vanished mid-request.
+    pub ephemerals: u64,
+    /// Short-lived clients that vanished mid-request.
+    pub vanished: u64,
+    /// Clients the hosts evicted (settled) to make room.
+    pub evicted: u64,
+    /// Clients the hosts gave up on (replies never acknowledged).
+    pub abandoned: u64,
+    /// Messages of closed channels the hosts refused.
+    pub closed_refused: u64,
+    /// Operations that ended lost (the host gave up with the reply undelivered).
+    pub lost_ops: u64,
     /// Datagrams the network lost, duplicated, or dropped at a partition.
     pub lost: u64,
     /// Datagrams duplicated.
@@ -206,6 +245,15 @@ pub struct KvSim<S: Storage = SimStore> {
     /// Stop issuing new work (drain mode).
     pub quiesce: bool,
     outbox: Box<Outbox>,
+    ephemerals: Vec<Ephemeral>,
+    gone: Vec<(Endpoint, u64)>,
+    next_ephemeral_us: u64,
+    /// Short-lived clients started.
+    pub spawned: u64,
+    /// Short-lived clients that vanished mid-request.
+    pub vanished: u64,
+    /// Operations that ended lost.
+    pub lost_ops: u64,
 }
 
 impl KvSim<SimStore> {
@@ -238,6 +286,8 @@ impl<S: Storage> KvSim<S> {
         let next_partition_us =
             if options.partition_every_us > 0 { rng.below(options.partition_every_us) } else { u64::MAX };
         let next_restart_us = if options.restart_every_us > 0 { rng.below(options.restart_every_us) } else { u64::MAX };
+        let next_ephemeral_us =
+            if options.ephemeral_every_us > 0 { rng.below(options.ephemeral_every_us) } else { u64::MAX };
         KvSim {
             now: 0,
             rng,
@@ -260,6 +310,12 @@ impl<S: Storage> KvSim<S> {
             restarts: 0,
             quiesce: false,
             outbox: Box::new(Outbox::new()),
+            ephemerals: Vec::new(),
+            gone: Vec::new(),
+            next_ephemeral_us,
+            spawned: 0,
+            vanished: 0,
+            lost_ops: 0,
         }
     }
 
@@ -272,7 +328,11 @@ impl<S: Storage> KvSim<S> {
         for c in self.clients.iter().chain(std::iter::once(&self.admin)) {
             consider(c.client.next_deadline().as_micros());
         }
+        if let Some(d) = self.ephemeral_deadline() {
+            consider(d);
+        }
         if !self.quiesce {
+            consider(self.next_ephemeral_us);
             for c in &self.clients {
                 if c.current.is_none() {
                     consider(c.next_submit_us);
@@ -324,6 +384,9 @@ impl<S: Storage> KvSim<S> {
                 return true;
             }
         }
+        if self.tick_ephemerals(now) {
+            return true;
+        }
         if let Some(h) = self.heal_at_us.filter(|h| *h <= self.now) {
             let _ = h;
             self.net.heal();
@@ -342,6 +405,11 @@ impl<S: Storage> KvSim<S> {
         if self.next_shard_us <= self.now {
             self.next_shard_us = self.now + 1 + self.rng.below(2 * self.options.shard_every_us);
             self.admin_shard(now);
+            return true;
+        }
+        if self.next_ephemeral_us <= self.now {
+            self.next_ephemeral_us = self.now + 1 + self.rng.below(2 * self.options.ephemeral_every_us);
+            self.spawn_ephemeral(now);
             return true;
         }
         if self.next_restart_us <= self.now {
@@ -396,11 +464,21 @@ impl<S: Storage> KvSim<S> {
             self.after_host_step(i);
             return;
         }
+        if let Some(i) = self.ephemeral_at(to) {
+            return self.deliver_ephemeral(now, i, from, bytes);
+        }
         let admin = self.admin.ep == to;
         let Some(j) = self.clients.iter().position(|c| c.ep == to).or(admin.then_some(usize::MAX)) else { return };
         let mut out = self.outbox.outbox();
         let slot = if admin { &mut self.admin } else { &mut self.clients[j] };
         let event = slot.client.handle(now, from, bytes, &mut out);
+        if let Some(Event::Lost { .. }) = event {
+            // The host gave up on the client with the reply undelivered: the operation's
+            // outcome is unknown (it stays pending in the history) and the client moves on.
+            slot.current = None;
+            slot.next_submit_us = self.now;
+            self.lost_ops += 1;
+        }
         let completed = match event {
             Some(Event::Completed(c)) => Some(match c.outcome {
                 Outcome::Value(v) => Some(KvRet::Value(v.map(<[u8]>::to_vec))),
@@ -553,6 +631,7 @@ impl<S: Storage> KvSim<S> {
     /// No client operation outstanding and nothing unacked anywhere.
     pub fn idle(&self) -> bool {
         self.clients.iter().chain(std::iter::once(&self.admin)).all(|c| c.client.pending().is_none())
+            && self.ephemerals_idle()
             && self.hosts.iter().all(|h| h.outgoing().is_empty() && h.reliable().pending() == 0)
     }
 
@@ -592,6 +671,12 @@ impl<S: Storage> KvSim<S> {
             transfers_completed: self.hosts.iter().map(|h| h.counters().transfers_in).sum(),
             redirects: self.hosts.iter().map(|h| h.counters().redirects).sum(),
             restarts: self.restarts,
+            ephemerals: self.spawned,
+            vanished: self.vanished,
+            evicted: self.hosts.iter().map(|h| h.counters().evicted).sum(),
+            abandoned: self.hosts.iter().map(|h| h.counters().abandoned).sum(),
+            closed_refused: self.hosts.iter().map(|h| h.counters().closed_refused).sum(),
+            lost_ops: self.lost_ops,
             lost: self.net.counts.lost,
             duplicated: self.net.counts.duplicated,
             partitioned: self.net.counts.partitioned,
@@ -605,7 +690,7 @@ impl<S: Storage> KvSim<S> {
 /// host invariants and key ownership. A good run has no violations.
 pub fn run_kv_seed(seed: u64, steps: u64) -> KvSimReport {
     let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
-    let options = KvSimOptions::random(&mut rng);
+    let options = KvSimOptions::random(&mut rng).with_churn(&mut churn_rng(seed));
     run_kv_with(seed, steps, options)
 }
 
@@ -613,8 +698,13 @@ pub fn run_kv_seed(seed: u64, steps: u64) -> KvSimReport {
 /// frequent Shards of their range, long delays, client restarts on the same endpoints.
 pub fn run_kv_hot_seed(seed: u64, steps: u64) -> KvSimReport {
     let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x48_4f54);
-    let options = KvSimOptions::hot(&mut rng);
+    let options = KvSimOptions::hot(&mut rng).with_churn(&mut churn_rng(seed));
     run_kv_with(seed, steps, options)
+}
+
+/// The stream a seed's churn options come from ([`KvSimOptions::with_churn`]).
+fn churn_rng(seed: u64) -> Rng {
+    Rng::new(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0x0043_4855_524e)
 }
 
 fn run_kv_with(seed: u64, steps: u64, options: KvSimOptions) -> KvSimReport {

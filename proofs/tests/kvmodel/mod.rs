@@ -22,8 +22,8 @@ use std::fmt;
 use std::time::{Duration, Instant as WallClock};
 
 use fleet_engine::kv::{
-    Body, Event, Frame, HeaplessStore, KeyBound, KeyRange, KvClient, KvConfig, KvHost, KvParams, Outcome,
-    ReliableParams, Request,
+    Body, Event, Frame, HeaplessStore, KeyBound, KeyRange, KvClient, KvConfig, KvParams, Outcome, ReliableParams,
+    Request,
 };
 use fleet_engine::wire::{self, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
@@ -37,11 +37,11 @@ use stateright::{Checker, Expectation, Model};
 pub mod walk;
 pub use walk::SimOpts;
 
+pub mod host;
+pub use host::AnyHost;
+
 /// The store of a model host: 8 keys of at most 16 bytes.
 pub type MStore = HeaplessStore<8, 16>;
-/// The host under check: at most 3 hosts, 8 map runs, 8 peers, 8 unacked messages,
-/// 128-byte datagrams.
-pub type MHost = KvHost<MStore, 3, 8, 8, 8, 128>;
 /// The client under check.
 pub type MClient = KvClient<3, 4, 128>;
 type Buf = OutboxBuf<16, 4096>;
@@ -63,7 +63,7 @@ pub fn params() -> KvParams {
     KvParams {
         max_value_bytes: 16,
         max_datagram_bytes: 128,
-        reliable: ReliableParams { retransmit_ms: 5, max_retransmit_ms: 20, max_unacked_per_peer: 4 },
+        reliable: ReliableParams { retransmit_ms: 5, max_retransmit_ms: 20, max_unacked_per_peer: 4, give_up_after: 2 },
     }
 }
 
@@ -130,6 +130,11 @@ pub struct KvScope {
     pub sample_keys: &'static [u64],
     /// A deliberately wrong variant.
     pub planted: Option<KvPlanted>,
+    /// Hosts with room for two clients only ([`host::MHostNarrow`]), so clients are evicted.
+    pub narrow_table: bool,
+    /// A workload client acknowledges its last reply at once when its script is done (as
+    /// the blocking client does), instead of on a timer firing.
+    pub flush_when_done: bool,
 }
 
 /// Bugs planted by wrapping actors (never in the engine).
@@ -140,6 +145,10 @@ pub enum KvPlanted {
     /// takes the range over, but workload clients are served by the stale copy, which
     /// still believes it owns the range.
     ServesAfterDelegating,
+    /// The host forgets the channels it evicted: a delayed copy of an evicted client's first
+    /// request is taken as a new client's first message and executed a second time
+    /// ([`host::forget_closed_channels`]).
+    AcceptsStaleChannel,
 }
 
 const K_STAY: u64 = 5;
@@ -160,6 +169,8 @@ impl KvScope {
         client_ticks: 0,
         sample_keys: &[0, K_STAY, 9, 10, K_MOVE, u64::MAX],
         planted: None,
+        narrow_table: false,
+        flush_when_done: false,
     };
 
     /// The planted-bug workload: client 0 (at host 0) reads key 5, then key 15; client 1
@@ -176,6 +187,8 @@ impl KvScope {
         client_ticks: 0,
         sample_keys: &[0, K_STAY, 9, 10, K_MOVE, u64::MAX],
         planted: None,
+        narrow_table: false,
+        flush_when_done: false,
     };
 
     /// The smallest: host 0 moves `[10, ∞)` to host 1 while one client writes key 15.
@@ -187,6 +200,8 @@ impl KvScope {
         client_ticks: 0,
         sample_keys: &[0, K_STAY, 9, 10, K_MOVE, u64::MAX],
         planted: None,
+        narrow_table: false,
+        flush_when_done: false,
     };
 
     /// Longer: client 0 writes key 15 twice, then reads key 5; client 1 reads key 15 and
@@ -205,6 +220,31 @@ impl KvScope {
         client_ticks: 1,
         sample_keys: &[0, K_STAY, 9, 10, K_MOVE, u64::MAX],
         planted: None,
+        narrow_table: false,
+        flush_when_done: false,
+    };
+
+    /// Eviction: one host with room for two clients; client 0 writes `a` to key 15,
+    /// client 1 writes `b` to it, client 2 reads key 5, then key 15 twice. Each acks its
+    /// last reply when done, so it is settled and may be evicted; client 2's first request
+    /// finds the table full and evicts one. Every request stays in the network and may be
+    /// delivered again later: a second execution of a write between client 2's two reads
+    /// of key 15 (`b` then `a`, both writes completed before the first read) is not
+    /// linearizable.
+    pub const EVICTION: KvScope = KvScope {
+        hosts: 1,
+        clients: &[
+            Script { start_at: None, ops: &[ScriptOp::Set(K_MOVE, b"a")] },
+            Script { start_at: None, ops: &[ScriptOp::Set(K_MOVE, b"b")] },
+            Script { start_at: None, ops: &[ScriptOp::Get(K_STAY), ScriptOp::Get(K_MOVE), ScriptOp::Get(K_MOVE)] },
+        ],
+        shard: None,
+        host_ticks: 0,
+        client_ticks: 0,
+        sample_keys: &[0, K_STAY, K_MOVE, u64::MAX],
+        planted: None,
+        narrow_table: true,
+        flush_when_done: true,
     };
 
     fn actors(&self) -> usize {
@@ -320,7 +360,7 @@ impl fmt::Debug for Msg {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HostNode {
     /// The real engine host.
-    pub host: MHost,
+    pub host: AnyHost,
     /// This host's clock.
     pub now: Instant,
     /// Timer firings used.
@@ -328,7 +368,7 @@ pub struct HostNode {
     /// The first local invariant found broken.
     pub broken: Option<&'static str>,
     /// Planted `ServesAfterDelegating`: the stale copy serving clients.
-    pub ghost: Option<Box<MHost>>,
+    pub ghost: Option<Box<AnyHost>>,
 }
 
 /// A client actor's state (workload clients and the admin).
@@ -434,7 +474,7 @@ impl Node {
         o: &mut Out<Node>,
         from_client: bool,
         force: bool,
-        step: impl Fn(&mut MHost, Instant, &mut fleet_engine::Outbox<'_>),
+        step: impl Fn(&mut AnyHost, Instant, &mut fleet_engine::Outbox<'_>),
     ) -> Option<HostNode> {
         let scope = *self.scope();
         let changed = with_outbox(|out| {
@@ -526,7 +566,7 @@ impl Actor for Node {
         let scope = *self.scope();
         match self {
             Node::Host { config, .. } => {
-                let host = MHost::new(config.clone(), me, MStore::new()).expect("valid model host");
+                let host = AnyHost::new(config.clone(), me, scope.narrow_table);
                 NodeState::Host(Box::new(HostNode { host, now: Instant::ZERO, ticks: 0, broken: None, ghost: None }))
             }
             Node::Client { index, .. } => {
@@ -559,28 +599,41 @@ impl Actor for Node {
         let from = endpoint(usize::from(src), scope.hosts);
         let from_client = usize::from(src) >= scope.hosts && usize::from(src) != scope.admin();
         let next = match &**state {
-            NodeState::Host(node) => self
-                .host_step(node, (**node).clone(), o, from_client, false, |h, now, out| {
-                    let _ = h.handle(now, from, &bytes, out);
+            NodeState::Host(node) => {
+                let planted = match scope.planted {
+                    Some(KvPlanted::AcceptsStaleChannel) => host::forget_closed_channels(&node.host, from, &bytes),
+                    _ => None,
+                };
+                let bytes = planted.unwrap_or(bytes);
+                self.host_step(node, (**node).clone(), o, from_client, false, |h, now, out| {
+                    h.handle(now, from, &bytes, out);
                 })
-                .map(|n| NodeState::Host(Box::new(n))),
+                .map(|n| NodeState::Host(Box::new(n)))
+            }
             NodeState::Client(node) => {
                 let Node::Client { index, .. } = self else { return };
                 let index = *index;
                 self.client_step(node, o, id, |c, out, notes| {
                     let ret = match c.client.handle(c.now, from, &bytes, out) {
                         Some(Event::Completed(done)) => match done.outcome {
-                            Outcome::Value(v) => Some(NoteRet::Value(v.map(<[u8]>::to_vec))),
-                            Outcome::Written => Some(NoteRet::Written),
-                            Outcome::Sharded | Outcome::Failed(_) => Some(NoteRet::Refused),
+                            Outcome::Value(v) => Some(Some(NoteRet::Value(v.map(<[u8]>::to_vec)))),
+                            Outcome::Written => Some(Some(NoteRet::Written)),
+                            Outcome::Sharded | Outcome::Failed(_) => Some(Some(NoteRet::Refused)),
                         },
+                        // Over with an unknown outcome: no return in the history (pending).
+                        Some(Event::Lost { .. }) => Some(None),
                         _ => None,
                     };
                     if let Some(ret) = ret {
                         c.completed += 1;
                         if let Some(i) = index {
-                            notes.push(Note::Return { client: i, index: c.completed - 1, ret });
+                            if let Some(ret) = ret {
+                                notes.push(Note::Return { client: i, index: c.completed - 1, ret });
+                            }
                             submit_next(&scope, i, c, out, notes);
+                            if scope.flush_when_done && c.client.pending().is_none() {
+                                c.client.flush_acks(out);
+                            }
                         }
                     }
                 })
@@ -600,7 +653,7 @@ impl Actor for Node {
                 n.ticks += 1;
                 n.now = n.now.max(n.host.next_deadline());
                 self.host_step(node, n, o, false, true, |h, now, out| {
-                    let _ = h.tick(now, out);
+                    h.tick(now, out);
                 })
                 .map(|n| NodeState::Host(Box::new(n)))
             }
@@ -731,6 +784,15 @@ pub fn read_after_move(_: &KvModel, s: &KvState) -> bool {
     s.history.ops.iter().any(|e| matches!(&e.ret, Some((_, Some(KvRet::Value(Some(_)))))))
 }
 
+/// Progress: some host closed a client's channel (evicted it: its endpoint has a floor).
+pub fn channel_closed(m: &KvModel, s: &KvState) -> bool {
+    let scope = &m.cfg;
+    hosts(s).iter().any(|h| {
+        (scope.hosts..scope.actors())
+            .any(|a| h.host.closed_floor(endpoint(a, scope.hosts)).is_some_and(|c| c.above > 0))
+    })
+}
+
 /// Names of the safety properties.
 pub const SAFETY: [&str; 3] = [
     "local invariants (KvHost::check_invariants)",
@@ -753,7 +815,8 @@ pub fn model(scope: KvScope, progress: bool) -> KvModel {
         m = m
             .property(Expectation::Sometimes, "a Get or Set completes", op_completed)
             .property(Expectation::Sometimes, "a Shard completes", shard_completed)
-            .property(Expectation::Sometimes, "a Get reads a written value", read_after_move);
+            .property(Expectation::Sometimes, "a Get reads a written value", read_after_move)
+            .property(Expectation::Sometimes, "a client's channel is evicted", channel_closed);
     }
     m
 }
@@ -782,6 +845,18 @@ pub struct KvOutcome {
 /// Exhaustive depth-first check of `scope` (stops after `target` states if given, or at
 /// the first safety violation if `stop_at_failure`).
 pub fn run(scope: KvScope, progress: bool, threads: usize, target: Option<usize>, stop_at_failure: bool) -> KvOutcome {
+    run_with(scope, progress, threads, target, stop_at_failure, false)
+}
+
+/// [`run`], breadth-first (`bfs`: the shortest counterexample first) or depth-first.
+pub fn run_with(
+    scope: KvScope,
+    progress: bool,
+    threads: usize,
+    target: Option<usize>,
+    stop_at_failure: bool,
+    bfs: bool,
+) -> KvOutcome {
     let start = WallClock::now();
     let mut b = model(scope, progress).checker().threads(threads).symmetry_fn(walk::forget_last_msg);
     if let Some(t) = target {
@@ -790,7 +865,13 @@ pub fn run(scope: KvScope, progress: bool, threads: usize, target: Option<usize>
     if stop_at_failure {
         b = b.finish_when(stateright::HasDiscoveries::AnyFailures);
     }
-    let c = b.spawn_dfs().join();
+    match bfs {
+        true => outcome(b.spawn_bfs().join(), start, target),
+        false => outcome(b.spawn_dfs().join(), start, target),
+    }
+}
+
+fn outcome(c: impl Checker<KvModel>, start: WallClock, target: Option<usize>) -> KvOutcome {
     let mut violations = Vec::new();
     let mut reached = Vec::new();
     for p in c.model().properties() {
