@@ -553,9 +553,6 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             if p.send_base == 0 || p.send_base > p.next {
                 return Err("reliable: send base outside the channel");
             }
-            if self.peers[..i].iter().any(|q| q.ep == p.ep) {
-                return Err("reliable: two channels for one endpoint");
-            }
         }
         for m in &self.pending {
             let Some(p) = self.peers.get(m.peer as usize) else { return Err("reliable: message for no peer") };
