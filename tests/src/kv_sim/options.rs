@@ -145,7 +145,7 @@ pub struct KvSimReport {
     pub redirects: u64,
     /// Client restarts.
     pub restarts: u64,
-    /// Short-lived clients started, and how many of them vanished mid-request.
+    /// Short-lived clients started.
     pub ephemerals: u64,
     /// Short-lived clients that vanished mid-request.
     pub vanished: u64,
