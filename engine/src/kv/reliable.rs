@@ -175,8 +175,11 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         first_seqno: u64,
     ) -> Result<Self, ConfigError> {
         params.validate(U)?;
-        if max_datagram_bytes <= FRAME_OVERHEAD_BYTES || P > u32::MAX as usize || P == 0 {
+        if max_datagram_bytes <= FRAME_OVERHEAD_BYTES {
             return Err(ConfigError::Invalid("max_datagram_bytes"));
+        }
+        if P == 0 || P > u32::MAX as usize {
+            return Err(ConfigError::Invalid("peer capacity (P)"));
         }
         if first_seqno > MAX_CHANNEL_BASE {
             return Err(ConfigError::Invalid("first_seqno"));
