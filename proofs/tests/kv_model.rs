@@ -189,3 +189,23 @@ fn planted_host_accepting_a_stale_channel_after_eviction_is_found_by_simulation(
     let scope = KvScope { planted: Some(KvPlanted::AcceptsStaleChannel), ..KvScope::EVICTION };
     expect_violation("planted-stale-channel-sim", &simulate(scope, false, SimOpts::ci(SIM_STATES)));
 }
+
+/// Planted: the host forgets that it gave up on a client with replies undelivered. Found by
+/// random simulation (breadth-first search does not reach its depth within 5M states):
+/// client 0's write runs, its reply never arrives, the host gives up on
+/// it; client 0's retransmission is refused as closed with nothing lost, so it sends the
+/// write again on a new channel, and it runs a second time after client 1's write.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn planted_host_forgetting_it_gave_up_on_a_client_is_found_by_simulation() {
+    let scope = KvScope { planted: Some(KvPlanted::ForgetsGivingUp), ..KvScope::GIVE_UP };
+    expect_violation("planted-forgets-giving-up-sim", &simulate(scope, false, SimOpts::ci(SIM_STATES)));
+}
+
+/// The control: the same scope and search, the real rule (the write ends lost, not resent).
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn simulated_giving_up_executes_no_request_twice() {
+    let o = simulate(KvScope::GIVE_UP, true, SimOpts::ci(SIM_STATES));
+    assert_safe("give-up-sim", &o, &["a Get or Set completes", "a client's channel is evicted"]);
+}

@@ -3,7 +3,7 @@
 //! stale-channel bug, which is a wrapper around the real host's receive path.
 
 use fleet_engine::kv::reliable::evict::Closed;
-use fleet_engine::kv::{Frame, KvConfig, KvHost, Outgoing, Reliable};
+use fleet_engine::kv::{Frame, KvConfig, KvHost, Outgoing, Refusal, Reliable};
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant, Outbox};
 
@@ -108,6 +108,26 @@ pub fn forget_closed_channels(host: &AnyHost, from: Endpoint, datagram: &[u8]) -
     let fresh = floor.above + 1;
     let frame = Frame::Single { base: fresh, seqno: fresh, ack: 0, body: Bytes(body.0) };
     let mut buf = vec![0u8; datagram.len() + 32];
+    let n = wire::encode(Protocol::Kv, &frame, &mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// Planted `ForgetsGivingUp`: the host evicts a client it gave up on as if it had been
+/// settled, forgetting that replies to it were never delivered. Its closed-channel refusals
+/// then say `lost: 0`, and a client still waiting for such a reply sends its request again on
+/// a new channel. The wrapper rewrites the real host's refusals (`lost` set to 0).
+pub fn forget_lost(datagram: &[u8]) -> Option<Vec<u8>> {
+    let Ok(Frame::Refused { seqno, reason: Refusal::ChannelClosed { above, lost } }) =
+        wire::decode::<Frame<'_>>(Protocol::Kv, datagram)
+    else {
+        return None;
+    };
+    if lost == 0 {
+        return None;
+    }
+    let frame = Frame::Refused { seqno, reason: Refusal::ChannelClosed { above, lost: 0 } };
+    let mut buf = vec![0u8; datagram.len() + 8];
     let n = wire::encode(Protocol::Kv, &frame, &mut buf).ok()?;
     buf.truncate(n);
     Some(buf)

@@ -174,7 +174,11 @@ fn emit(o: &mut Out<Node>, scope: &KvScope, out: &fleet_engine::Outbox<'_>, to_h
     for (dst, bytes) in out.iter() {
         if let Some(id) = actor_of(dst, scope) {
             if (id < scope.hosts && to_hosts) || (id >= scope.hosts && to_clients) {
-                o.send(Id::from(id), Msg::Wire(bytes.to_vec()));
+                let planted = match scope.planted {
+                    Some(KvPlanted::ForgetsGivingUp) => host::forget_lost(bytes),
+                    _ => None,
+                };
+                o.send(Id::from(id), Msg::Wire(planted.unwrap_or_else(|| bytes.to_vec())));
             }
         }
     }

@@ -86,6 +86,10 @@ pub enum KvPlanted {
     /// request is taken as a new client's first message and executed a second time
     /// ([`host::forget_closed_channels`]).
     AcceptsStaleChannel,
+    /// The host evicts a client it gave up on as if it had been settled (its refusals say
+    /// nothing may have been lost): a client still waiting for a reply the host dropped sends
+    /// the request again, and it runs twice ([`super::host::forget_lost`]).
+    ForgetsGivingUp,
 }
 
 const K_STAY: u64 = 5;
@@ -181,6 +185,29 @@ impl KvScope {
         sample_keys: &[0, K_STAY, K_MOVE, u64::MAX],
         planted: None,
         narrow_table: true,
+        flush_when_done: true,
+    };
+
+    /// Giving up: one host; client 0 writes `a` to key 15 and may never hear back, the
+    /// host retransmitting its reply twice and then giving up on it (three timer firings,
+    /// `give_up_after` 2) while client 0 retransmits once; client 1 reads key 15, writes `b`,
+    /// reads it again. A second execution of client 0's write after client 1's makes client
+    /// 1 read `a` twice around its own `b`, which is not linearizable.
+    pub const GIVE_UP: KvScope = KvScope {
+        hosts: 1,
+        clients: &[
+            Script { start_at: None, ops: &[ScriptOp::Set(K_MOVE, b"a")] },
+            Script {
+                start_at: None,
+                ops: &[ScriptOp::Get(K_MOVE), ScriptOp::Set(K_MOVE, b"b"), ScriptOp::Get(K_MOVE)],
+            },
+        ],
+        shard: None,
+        host_ticks: 3,
+        client_ticks: 1,
+        sample_keys: &[0, K_MOVE, u64::MAX],
+        planted: None,
+        narrow_table: false,
         flush_when_done: true,
     };
 
