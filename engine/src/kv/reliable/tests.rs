@@ -371,3 +371,22 @@ fn a_servers_new_channel_restarts_only_the_receive_side() {
     assert_eq!(r.pending(), 1, "our request to the server is kept");
     assert_eq!(r.classify(h, 1, 2), Verdict::Stale, "the server's old channel is stale");
 }
+
+#[test]
+fn with_the_default_parameters_a_silent_client_is_given_up_14_35_s_after_the_first_send() {
+    let mut store = OutboxBuf::<8, 2048>::new();
+    let mut out = store.outbox();
+    let mut stats = Stats::default();
+    let mut r = Rel::new(Protocol::Kv, 256, ReliableParams::default(), 1).unwrap();
+    let (c, _) = r.admit(Instant::ZERO, C1).unwrap();
+    r.accept(Instant::ZERO, c, 5, 5);
+    r.send(Instant::ZERO, c, &1u32, &mut out, &mut stats).unwrap();
+    let mut at = Instant::ZERO;
+    while r.index_of(C1).is_some() {
+        at = r.next_deadline();
+        out.clear();
+        r.tick(at, &mut out, &mut stats);
+    }
+    assert_eq!(at, Instant::from_millis(14_350));
+    assert_eq!(r.retransmits(), 12);
+}
