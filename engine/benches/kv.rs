@@ -82,7 +82,8 @@ fn script(get: bool) -> Script {
 fn fresh_host(s: &Script, out: &mut Out) -> Box<Host> {
     let hosts = [Endpoint::v4([127, 0, 0, 1], 7000), Endpoint::v4([127, 0, 0, 1], 7001)];
     let mut config = KvConfig::<4>::new(&hosts).unwrap();
-    config.params.reliable = ReliableParams { retransmit_ms: 1000, max_retransmit_ms: 8000, max_unacked_per_peer: 8 };
+    config.params.reliable =
+        ReliableParams { retransmit_ms: 1000, max_retransmit_ms: 8000, max_unacked_per_peer: 8, give_up_after: 12 };
     let mut h = Box::new(Host::new(config, 0, HeaplessStore::new()).unwrap());
     for (from, d) in &s.preload {
         let mut o = out.outbox();

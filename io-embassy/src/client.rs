@@ -19,6 +19,9 @@ pub enum CallError {
     TooLarge,
     /// The reply is larger than the caller's buffer (it was executed).
     ReplyTooLarge,
+    /// A KV host gave up on this client before the reply was delivered: the operation may
+    /// or may not have taken effect (as after a timeout), and it is not retried.
+    Lost,
 }
 
 /// An RSL client of at most `R` replicas, `D`-byte datagrams, an `OB`-byte outbox (a retry

@@ -79,7 +79,12 @@ impl<const H: usize, const U: usize, const D: usize, const OB: usize> AsyncKvCli
             match select(socket.recv_from(&mut self.rx), Timer::after(wait)).await {
                 Either::First(Ok((n, meta))) => {
                     let Some(from) = to_endpoint(meta.endpoint) else { continue };
-                    if let Some(Event::Completed(c)) = self.client.handle(crate::now(), from, &self.rx[..n], &mut out) {
+                    let event = self.client.handle(crate::now(), from, &self.rx[..n], &mut out);
+                    if let Some(Event::Lost { .. }) = event {
+                        send_all(socket, &mut out).await;
+                        return Err(CallError::Lost);
+                    }
+                    if let Some(Event::Completed(c)) = event {
                         let answer = match c.outcome {
                             Outcome::Value(None) => Ok(KvAnswer::Value(None)),
                             Outcome::Value(Some(v)) => {

@@ -54,6 +54,29 @@ pub enum CallError {
     BadReply,
     /// The application refused the operation.
     Refused(String),
+    /// A host answered, but only to refuse the request (back-pressure such as a full client
+    /// table or reply queue), until the call's deadline.
+    HostRefused {
+        /// The host that refused.
+        host: SocketAddr,
+        /// What it said, by name (`TooManyPeers`, `QueueFull`, ...), and what that means.
+        reason: String,
+        /// How long the call tried.
+        waited: Duration,
+    },
+    /// The host gave up on this client's channel while the request's reply was undelivered:
+    /// the operation may or may not have taken effect.
+    Lost {
+        /// The host.
+        host: SocketAddr,
+    },
+    /// A host index that the cluster does not have.
+    NoSuchHost {
+        /// The index asked for.
+        index: usize,
+        /// How many hosts the cluster has.
+        hosts: usize,
+    },
     /// The local socket failed.
     Io(std::io::Error),
 }
@@ -67,6 +90,23 @@ impl std::fmt::Display for CallError {
             CallError::TooLarge => f.write_str("the request is too large for one datagram of this cluster"),
             CallError::BadReply => f.write_str("the cluster sent a reply that is not a KV reply"),
             CallError::Refused(why) => write!(f, "the cluster refused the operation: {why}"),
+            CallError::HostRefused { host, reason, waited } => write!(
+                f,
+                "host {host} refused the request ({reason}) and kept refusing it for {:.1} s; gave up \
+                 (the request was not executed unless a retransmission got through)",
+                waited.as_secs_f64()
+            ),
+            CallError::Lost { host } => write!(
+                f,
+                "host {host} gave up on this client before its reply was delivered: the operation may or may \
+                 not have taken effect"
+            ),
+            CallError::NoSuchHost { index, hosts: 0 } => {
+                write!(f, "there is no host {index}: the cluster has no hosts")
+            }
+            CallError::NoSuchHost { index, hosts } => {
+                write!(f, "there is no host {index}: the cluster's hosts are 0 to {}", hosts - 1)
+            }
             CallError::Io(e) => write!(f, "network error: {e}"),
         }
     }

@@ -9,8 +9,7 @@
 //! client history is checked for linearizability, key by key, against IronKV's map spec.
 
 use fleet_engine::kv::{
-    Event, HeaplessStore, KeyBound, KeyRange, KvClient, KvConfig, KvHost, KvParams, Outcome, ReliableParams, Request,
-    Storage,
+    Event, HeaplessStore, KeyBound, KeyRange, KvClient, KvConfig, KvHost, Outcome, Request, Storage,
 };
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 use fleet_proofs::linearizability::{check_partitioned, Operation};
@@ -19,6 +18,11 @@ use fleet_proofs::Budget;
 
 use crate::net::{NetFaults, SimNet};
 use crate::rng::Rng;
+
+mod ephemeral;
+mod options;
+use ephemeral::Ephemeral;
+pub use options::{sim_params, KvSimOptions, KvSimReport};
 
 /// Longest value the simulated workload writes (and the cluster's `max_value_bytes`).
 pub const SIM_MAX_VALUE: usize = 100;
@@ -37,130 +41,6 @@ pub type SimHost<S> = KvHost<S, 4, 16, 16, 32, 512>;
 pub type SimClient = KvClient<4, 8, 512>;
 type Outbox = OutboxBuf<256, { 64 * 1024 }>;
 const MAX_STEPS_AT_ONE_INSTANT: u64 = 100_000;
-
-/// How a KV simulation is set up.
-#[derive(Clone, Copy, Debug)]
-pub struct KvSimOptions {
-    /// Hosts (at most 4).
-    pub hosts: usize,
-    /// Workload clients.
-    pub clients: usize,
-    /// Network faults.
-    pub faults: NetFaults,
-    /// Mean time between admin Shard commands, microseconds (0: none).
-    pub shard_every_us: u64,
-    /// Mean time between partitions, microseconds (0: none).
-    pub partition_every_us: u64,
-    /// Protocol parameters.
-    pub params: KvParams,
-    /// The keys the workload and the admin's Shards use.
-    pub keys: &'static [u64],
-    /// Mean time between client restarts, microseconds (0: none): a client is replaced by
-    /// a new incarnation on the same endpoint with a larger first seqno; its outstanding
-    /// operation (if any) is left with an unknown outcome.
-    pub restart_every_us: u64,
-}
-
-impl KvSimOptions {
-    /// A seed's options: faults, shard rate and partitions all drawn from the seed.
-    pub fn random(rng: &mut Rng) -> KvSimOptions {
-        let max_delay = rng.range(200, 20_000);
-        KvSimOptions {
-            hosts: rng.range(2, 4) as usize,
-            clients: rng.range(2, 4) as usize,
-            faults: NetFaults {
-                loss_ppm: rng.range(0, 100_000) as u32,
-                dup_ppm: rng.range(0, 100_000) as u32,
-                min_delay_us: 100,
-                max_delay_us: max_delay,
-            },
-            shard_every_us: rng.range(5_000, 40_000),
-            partition_every_us: if rng.chance(500_000) { rng.range(50_000, 300_000) } else { 0 },
-            params: sim_params(),
-            keys: &KEYS,
-            restart_every_us: 0,
-        }
-    }
-
-    /// A hot seed: up to 8 clients on [`HOT_KEYS`], frequent Shards of the hot range between
-    /// hosts (redirect ping-pong while it is in flight), long reordering delays, duplicates,
-    /// and clients restarting on their endpoints.
-    pub fn hot(rng: &mut Rng) -> KvSimOptions {
-        let max_delay = rng.range(2_000, 50_000);
-        KvSimOptions {
-            hosts: rng.range(2, 4) as usize,
-            clients: rng.range(5, 8) as usize,
-            faults: NetFaults {
-                loss_ppm: rng.range(0, 100_000) as u32,
-                dup_ppm: rng.range(0, 200_000) as u32,
-                min_delay_us: 100,
-                max_delay_us: max_delay,
-            },
-            shard_every_us: rng.range(2_000, 20_000),
-            partition_every_us: if rng.chance(300_000) { rng.range(50_000, 300_000) } else { 0 },
-            params: sim_params(),
-            keys: &HOT_KEYS,
-            restart_every_us: if rng.chance(500_000) { rng.range(20_000, 200_000) } else { 0 },
-        }
-    }
-}
-
-impl Default for KvSimOptions {
-    fn default() -> Self {
-        KvSimOptions {
-            hosts: 3,
-            clients: 3,
-            faults: NetFaults::CALM,
-            shard_every_us: 20_000,
-            partition_every_us: 0,
-            params: sim_params(),
-            keys: &KEYS,
-            restart_every_us: 0,
-        }
-    }
-}
-
-/// The parameters every simulated host and client uses.
-pub fn sim_params() -> KvParams {
-    KvParams {
-        max_value_bytes: SIM_MAX_VALUE,
-        max_datagram_bytes: SIM_DATAGRAM,
-        reliable: ReliableParams { retransmit_ms: 5, max_retransmit_ms: 80, max_unacked_per_peer: 8 },
-    }
-}
-
-/// What one seeded run found.
-#[derive(Clone, Debug, Default)]
-pub struct KvSimReport {
-    /// The seed.
-    pub seed: u64,
-    /// Host steps taken.
-    pub steps: u64,
-    /// Simulated time reached, microseconds.
-    pub sim_us: u64,
-    /// Client operations completed.
-    pub ops_completed: usize,
-    /// Client operations still pending at the end (unknown outcome).
-    pub ops_pending: usize,
-    /// Shard commands carried out / refused by the host.
-    pub shards_ok: u64,
-    /// Shard commands refused (not owner, queue full, ...).
-    pub shards_refused: u64,
-    /// Transfers completed by recipients.
-    pub transfers_completed: u64,
-    /// Redirects the hosts sent.
-    pub redirects: u64,
-    /// Client restarts.
-    pub restarts: u64,
-    /// Datagrams the network lost, duplicated, or dropped at a partition.
-    pub lost: u64,
-    /// Datagrams duplicated.
-    pub duplicated: u64,
-    /// Datagrams dropped by partitions.
-    pub partitioned: u64,
-    /// Safety violations: invariants, ownership, linearizability (empty on a good run).
-    pub violations: Vec<String>,
-}
 
 struct ClientSlot {
     client: SimClient,
@@ -206,6 +86,15 @@ pub struct KvSim<S: Storage = SimStore> {
     /// Stop issuing new work (drain mode).
     pub quiesce: bool,
     outbox: Box<Outbox>,
+    ephemerals: Vec<Ephemeral>,
+    gone: Vec<(Endpoint, u64)>,
+    next_ephemeral_us: u64,
+    /// Short-lived clients started.
+    pub spawned: u64,
+    /// Short-lived clients that vanished mid-request.
+    pub vanished: u64,
+    /// Operations that ended lost.
+    pub lost_ops: u64,
 }
 
 impl KvSim<SimStore> {
@@ -238,6 +127,8 @@ impl<S: Storage> KvSim<S> {
         let next_partition_us =
             if options.partition_every_us > 0 { rng.below(options.partition_every_us) } else { u64::MAX };
         let next_restart_us = if options.restart_every_us > 0 { rng.below(options.restart_every_us) } else { u64::MAX };
+        let next_ephemeral_us =
+            if options.ephemeral_every_us > 0 { rng.below(options.ephemeral_every_us) } else { u64::MAX };
         KvSim {
             now: 0,
             rng,
@@ -260,6 +151,12 @@ impl<S: Storage> KvSim<S> {
             restarts: 0,
             quiesce: false,
             outbox: Box::new(Outbox::new()),
+            ephemerals: Vec::new(),
+            gone: Vec::new(),
+            next_ephemeral_us,
+            spawned: 0,
+            vanished: 0,
+            lost_ops: 0,
         }
     }
 
@@ -272,7 +169,11 @@ impl<S: Storage> KvSim<S> {
         for c in self.clients.iter().chain(std::iter::once(&self.admin)) {
             consider(c.client.next_deadline().as_micros());
         }
+        if let Some(d) = self.ephemeral_deadline() {
+            consider(d);
+        }
         if !self.quiesce {
+            consider(self.next_ephemeral_us);
             for c in &self.clients {
                 if c.current.is_none() {
                     consider(c.next_submit_us);
@@ -324,6 +225,9 @@ impl<S: Storage> KvSim<S> {
                 return true;
             }
         }
+        if self.tick_ephemerals(now) {
+            return true;
+        }
         if let Some(h) = self.heal_at_us.filter(|h| *h <= self.now) {
             let _ = h;
             self.net.heal();
@@ -342,6 +246,11 @@ impl<S: Storage> KvSim<S> {
         if self.next_shard_us <= self.now {
             self.next_shard_us = self.now + 1 + self.rng.below(2 * self.options.shard_every_us);
             self.admin_shard(now);
+            return true;
+        }
+        if self.next_ephemeral_us <= self.now {
+            self.next_ephemeral_us = self.now + 1 + self.rng.below(2 * self.options.ephemeral_every_us);
+            self.spawn_ephemeral(now);
             return true;
         }
         if self.next_restart_us <= self.now {
@@ -396,11 +305,21 @@ impl<S: Storage> KvSim<S> {
             self.after_host_step(i);
             return;
         }
+        if let Some(i) = self.ephemeral_at(to) {
+            return self.deliver_ephemeral(now, i, from, bytes);
+        }
         let admin = self.admin.ep == to;
         let Some(j) = self.clients.iter().position(|c| c.ep == to).or(admin.then_some(usize::MAX)) else { return };
         let mut out = self.outbox.outbox();
         let slot = if admin { &mut self.admin } else { &mut self.clients[j] };
         let event = slot.client.handle(now, from, bytes, &mut out);
+        if let Some(Event::Lost { .. }) = event {
+            // The host gave up on the client with the reply undelivered: the operation's
+            // outcome is unknown (it stays pending in the history) and the client moves on.
+            slot.current = None;
+            slot.next_submit_us = self.now;
+            self.lost_ops += 1;
+        }
         let completed = match event {
             Some(Event::Completed(c)) => Some(match c.outcome {
                 Outcome::Value(v) => Some(KvRet::Value(v.map(<[u8]>::to_vec))),
@@ -553,6 +472,7 @@ impl<S: Storage> KvSim<S> {
     /// No client operation outstanding and nothing unacked anywhere.
     pub fn idle(&self) -> bool {
         self.clients.iter().chain(std::iter::once(&self.admin)).all(|c| c.client.pending().is_none())
+            && self.ephemerals_idle()
             && self.hosts.iter().all(|h| h.outgoing().is_empty() && h.reliable().pending() == 0)
     }
 
@@ -592,6 +512,12 @@ impl<S: Storage> KvSim<S> {
             transfers_completed: self.hosts.iter().map(|h| h.counters().transfers_in).sum(),
             redirects: self.hosts.iter().map(|h| h.counters().redirects).sum(),
             restarts: self.restarts,
+            ephemerals: self.spawned,
+            vanished: self.vanished,
+            evicted: self.hosts.iter().map(|h| h.counters().evicted).sum(),
+            abandoned: self.hosts.iter().map(|h| h.counters().abandoned).sum(),
+            closed_refused: self.hosts.iter().map(|h| h.counters().closed_refused).sum(),
+            lost_ops: self.lost_ops,
             lost: self.net.counts.lost,
             duplicated: self.net.counts.duplicated,
             partitioned: self.net.counts.partitioned,
@@ -605,7 +531,7 @@ impl<S: Storage> KvSim<S> {
 /// host invariants and key ownership. A good run has no violations.
 pub fn run_kv_seed(seed: u64, steps: u64) -> KvSimReport {
     let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
-    let options = KvSimOptions::random(&mut rng);
+    let options = KvSimOptions::random(&mut rng).with_churn(&mut churn_rng(seed));
     run_kv_with(seed, steps, options)
 }
 
@@ -613,8 +539,13 @@ pub fn run_kv_seed(seed: u64, steps: u64) -> KvSimReport {
 /// frequent Shards of their range, long delays, client restarts on the same endpoints.
 pub fn run_kv_hot_seed(seed: u64, steps: u64) -> KvSimReport {
     let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x48_4f54);
-    let options = KvSimOptions::hot(&mut rng);
+    let options = KvSimOptions::hot(&mut rng).with_churn(&mut churn_rng(seed));
     run_kv_with(seed, steps, options)
+}
+
+/// The stream a seed's churn options come from ([`KvSimOptions::with_churn`]).
+fn churn_rng(seed: u64) -> Rng {
+    Rng::new(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0x0043_4855_524e)
 }
 
 fn run_kv_with(seed: u64, steps: u64, options: KvSimOptions) -> KvSimReport {

@@ -124,6 +124,37 @@ pub struct SeedReport {
     pub setup: String,
     /// The last steps, rendered (filled on failure, or when asked).
     pub trace: String,
+    /// KV seeds: short-lived clients and what the hosts' peer tables did with them.
+    pub churn: ChurnCounts,
+}
+
+/// What KV hosts did with their peer tables in a run (KV seeds only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChurnCounts {
+    /// Short-lived clients started.
+    pub ephemerals: u64,
+    /// Of those, how many vanished mid-request.
+    pub vanished: u64,
+    /// Clients evicted settled to make room.
+    pub evicted: u64,
+    /// Clients given up on with replies unacknowledged.
+    pub abandoned: u64,
+    /// Messages of closed channels refused.
+    pub closed_refused: u64,
+    /// Operations that ended lost (outcome unknown).
+    pub lost_ops: u64,
+}
+
+impl ChurnCounts {
+    /// Adds another run's counts.
+    pub fn add(&mut self, o: &ChurnCounts) {
+        self.ephemerals += o.ephemerals;
+        self.vanished += o.vanished;
+        self.evicted += o.evicted;
+        self.abandoned += o.abandoned;
+        self.closed_refused += o.closed_refused;
+        self.lost_ops += o.lost_ops;
+    }
 }
 
 /// Runs one seed.
@@ -157,14 +188,29 @@ fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
         spec_ops: r.transfers_completed,
         violations: r.violations.iter().map(|v| Violation::new("kv", "kv-simulator", v.clone())).collect(),
         setup: format!(
-            "KV{}: {} shards done, {} refused, {} transfers completed, {} redirects, {} client restarts",
+            "KV{}: {} shards done, {} refused, {} transfers completed, {} redirects, {} client restarts, \
+             {} short-lived clients ({} vanished), {} evicted, {} given up, {} closed-channel refusals, {} lost",
             if hot { " (hot keys)" } else { "" },
             r.shards_ok,
             r.shards_refused,
             r.transfers_completed,
             r.redirects,
-            r.restarts
+            r.restarts,
+            r.ephemerals,
+            r.vanished,
+            r.evicted,
+            r.abandoned,
+            r.closed_refused,
+            r.lost_ops
         ),
+        churn: ChurnCounts {
+            ephemerals: r.ephemerals,
+            vanished: r.vanished,
+            evicted: r.evicted,
+            abandoned: r.abandoned,
+            closed_refused: r.closed_refused,
+            lost_ops: r.lost_ops,
+        },
         ..SeedReport::default()
     }
 }
@@ -338,5 +384,6 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
         lin_unknown,
         setup,
         trace,
+        churn: ChurnCounts::default(),
     }
 }

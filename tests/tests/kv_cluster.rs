@@ -127,3 +127,52 @@ fn a_seed_replays_identically() {
     let b = run_kv_seed(42, 3000);
     assert_eq!((a.steps, a.sim_us, a.ops_completed, a.shards_ok), (b.steps, b.sim_us, b.ops_completed, b.shards_ok));
 }
+
+/// Peer-table churn: a stream of short-lived clients (new endpoints, or departed ones'
+/// endpoints restarted), some vanishing mid-request or leaving without acknowledging, fills
+/// the hosts' tables under loss, duplication, delays and partitions. Hosts evict settled
+/// clients and give up on silent ones, refuse closed channels, and nothing is executed
+/// twice (every history linearizable).
+#[test]
+fn short_lived_and_vanishing_clients_are_evicted_and_no_request_runs_twice() {
+    let (mut evicted, mut abandoned, mut closed, mut lost, mut ops) = (0, 0, 0, 0, 0);
+    for seed in 0..200 {
+        let mut rng = fleet_tests::rng::Rng::new(seed);
+        let mut options = if seed % 2 == 0 { KvSimOptions::random(&mut rng) } else { KvSimOptions::hot(&mut rng) };
+        options.ephemeral_every_us = rng.range(300, 3_000);
+        options.params.reliable.give_up_after = rng.range(3, 8) as u32;
+        let mut sim = KvSim::new(seed, options);
+        sim.run_steps(5000);
+        sim.check_linearizable();
+        let r = sim.report(seed);
+        assert!(r.violations.is_empty(), "churn seed {seed}: {:#?}", r.violations);
+        (evicted, abandoned, closed, lost, ops) = (
+            evicted + r.evicted,
+            abandoned + r.abandoned,
+            closed + r.closed_refused,
+            lost + r.lost_ops,
+            ops + r.ops_completed,
+        );
+    }
+    eprintln!(
+        "200 churn seeds x 5000 steps: {ops} ops, {evicted} evicted, {abandoned} given up, {closed} closed-channel \
+         refusals, {lost} lost"
+    );
+    assert!(evicted > 1000 && abandoned > 100 && closed > 1000 && lost > 0 && ops > 10_000);
+}
+
+/// With churn, a cluster still drains once the network heals: hosts give up on the clients
+/// that vanished, and every live client's operation completes or ends lost.
+#[test]
+fn a_cluster_with_vanished_clients_drains_by_giving_up_on_them() {
+    let options = KvSimOptions { ephemeral_every_us: 1_000, ..KvSimOptions::default() };
+    let mut sim = KvSim::new(11, options);
+    sim.run_steps(30_000);
+    assert!(sim.vanished > 0);
+    assert!(sim.drain(30 * SECOND_US), "cluster did not go idle");
+    sim.check_linearizable();
+    assert_clean(&sim);
+    let r = sim.report(11);
+    assert!(r.evicted > 0 && r.abandoned > 0, "{r:?}");
+    assert!(sim.hosts.iter().all(|h| h.reliable().pending() == 0));
+}

@@ -21,12 +21,24 @@
 //! as a stale incarnation.
 //!
 //! **Back-pressure.** `submit` fails with [`ClientError::QueueFull`] when the channel to
-//! the target host is full; a host that cannot queue its reply refuses the request with a
-//! visible [`Event::Refused`] and the client retransmits later with backoff.
+//! the target host is full; a host that cannot queue its reply (or whose client table is
+//! full of clients with replies in flight) refuses the request with a visible
+//! [`Event::Refused`] and the client retransmits later with backoff.
+//!
+//! **Eviction.** A host may evict this client's channel while it is idle and settled (every
+//! reply acknowledged), or give up on it after replies went unacknowledged for long. The
+//! client's next message on that channel is refused with [`Refusal::ChannelClosed`]: the
+//! client restarts its channel to that host above the host's floor and sends the
+//! outstanding request again, which is safe because a request whose reply the client never
+//! got was not executed on a channel evicted settled. If the request's seqno is at or below
+//! the refusal's `lost` floor, the host may have executed it and dropped its reply: the
+//! operation ends with [`Event::Lost`] (outcome unknown, as after [`KvClient::cancel`]). A
+//! host opens its new channel to the client at a larger base, which the client accepts as
+//! a server's new channel.
 
 use super::config::KvParams;
 use super::msg::Body;
-use super::reliable::{Frame, Reliable, SendError, Verdict};
+use super::reliable::{Frame, PeerKind, Refusal, Reliable, SendError, Verdict};
 use crate::config::ConfigError;
 use crate::endpoint::Endpoint;
 use crate::outbox::Outbox;
@@ -101,7 +113,7 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
             if hosts[..i].contains(h) {
                 return Err(ConfigError::DuplicateEndpoint);
             }
-            rel.add_peer(*h, None).ok_or(ConfigError::TooManyReplicas)?;
+            rel.add_peer(*h, PeerKind::Server).ok_or(ConfigError::TooManyReplicas)?;
         }
         Ok(KvClient {
             hosts: list,
@@ -240,6 +252,9 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
                 }
                 None
             }
+            Frame::Refused { seqno, reason: Refusal::ChannelClosed { above, lost } } => {
+                self.on_channel_closed(now, host, seqno, above, lost, out)
+            }
             Frame::Refused { seqno, reason } => match &self.op {
                 Some(op) if op.target == host && op.seqno == Some(seqno) => {
                     Stats::bump(&mut self.stats.queue_full);
@@ -252,13 +267,17 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
             },
             Frame::Single { base, seqno, ack, body } => {
                 let verdict = self.rel.classify(host, base, seqno);
-                if matches!(verdict, Verdict::New | Verdict::Duplicate) && !self.rel.ack_valid(host, ack) {
+                if matches!(verdict, Verdict::New | Verdict::Restarted | Verdict::Duplicate)
+                    && !self.rel.ack_valid(host, ack)
+                {
                     // Acks a request never sent: the whole datagram is refused.
                     Stats::bump(&mut self.stats.invalid_messages);
                     return None;
                 }
                 match verdict {
-                    Verdict::New => {}
+                    // A host that evicted this client opens a new channel to it at a larger
+                    // base when it serves the client's new channel.
+                    Verdict::New | Verdict::Restarted => {}
                     Verdict::Duplicate => {
                         let _ = self.rel.on_ack(now, host, ack);
                         self.rel.owe_ack(host, now);
@@ -269,8 +288,7 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
                         Stats::bump(&mut self.stats.ignored_messages);
                         return None;
                     }
-                    // Hosts never restart their channel to a live client incarnation.
-                    Verdict::Restarted | Verdict::Invalid => {
+                    Verdict::Closed | Verdict::Invalid => {
                         Stats::bump(&mut self.stats.invalid_messages);
                         return None;
                     }
@@ -279,12 +297,51 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
                     Stats::bump(&mut self.stats.decode_errors);
                     return None;
                 };
-                self.rel.accept(host, base, seqno);
+                self.rel.accept(now, host, base, seqno);
                 let _ = self.rel.on_ack(now, host, ack);
                 self.rel.owe_ack(host, now.plus_ms(self.params.reliable.retransmit_ms / 4));
                 self.on_body(now, host, msg, out)
             }
         }
+    }
+
+    /// The host closed this client's channel to it (it evicted it). A refusal of a message of
+    /// the current channel restarts the channel above `above`; the outstanding request, if it
+    /// went on that channel, is sent again on the new one, or, if its seqno is at or below
+    /// `lost` (the host may have executed it and dropped the reply), ends as lost.
+    fn on_channel_closed<'d>(
+        &mut self,
+        now: Instant,
+        host: usize,
+        seqno: u64,
+        above: u64,
+        lost: u64,
+        out: &mut Outbox<'_>,
+    ) -> Option<Event<'d>> {
+        let p = self.rel.peer(host)?;
+        let (base, next) = (p.send_base(), p.next_seqno());
+        if seqno < base || seqno >= next {
+            // About an older channel, or a seqno never sent: nothing to do.
+            Stats::bump(&mut self.stats.ignored_messages);
+            return None;
+        }
+        self.rel.restart_send(host, above);
+        let op = self.op.as_mut()?;
+        let attempt = match op.seqno {
+            Some(s) if op.target == host && s >= base && s < next => s,
+            _ => return None,
+        };
+        if attempt <= lost {
+            let (id, ep) = (op.id, self.hosts[host]);
+            self.op = None;
+            return Some(Event::Lost { op: id, host: ep });
+        }
+        // Never executed (see the module docs): the same operation, on the new channel.
+        if Self::send_attempt(&mut self.rel, &mut self.stats, now, op, out).is_err() {
+            op.seqno = None;
+            op.resend_at = Some(now.plus_ms(self.params.reliable.retransmit_ms));
+        }
+        None
     }
 
     fn on_body<'d>(&mut self, now: Instant, host: usize, msg: Body<'d>, out: &mut Outbox<'_>) -> Option<Event<'d>> {

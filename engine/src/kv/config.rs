@@ -25,8 +25,8 @@ pub struct KvParams {
     pub max_value_bytes: usize,
     /// Most bytes in one datagram, header included (default 1472, at most 65507).
     pub max_datagram_bytes: usize,
-    /// Retransmission delays and the per-peer unacked bound. `max_unacked_per_peer` is also
-    /// the most Delegate datagrams one Shard may take.
+    /// Retransmission delays, the per-peer unacked bound, and when a host gives up on a
+    /// client. `max_unacked_per_peer` is also the most Delegate datagrams one Shard may take.
     pub reliable: ReliableParams,
 }
 
@@ -58,6 +58,9 @@ impl KvParams {
         }
         if r.max_unacked_per_peer == 0 || r.max_unacked_per_peer > usize::from(u16::MAX) {
             return Err(ConfigError::Invalid("max_unacked_per_peer"));
+        }
+        if r.give_up_after == 0 {
+            return Err(ConfigError::Invalid("give_up_after"));
         }
         Ok(())
     }

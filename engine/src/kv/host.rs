@@ -7,11 +7,33 @@
 //! storage and map reservations for a Delegate), and only then accept it (advance the
 //! channel), ack it and act. A message that fails any check changes nothing: it is counted
 //! and either ignored (the sender retransmits) or refused with a visible [`Frame::Refused`].
+//!
+//! **The peer table and exactly-once.** The host keeps a reliable channel per peer: the
+//! hosts of the cluster (fixed, never evicted) and up to `P - hosts` clients. A new client
+//! that finds the table full evicts the settled client (every reply acknowledged) that was
+//! active least recently; with none settled it is refused (`Refused(TooManyPeers)`) and
+//! retransmits. A client that acknowledges nothing for `give_up_after` retransmission rounds
+//! is given up on: its unacknowledged replies are dropped and it is evicted
+//! ([`KvCounters::abandoned`]). An evicted channel is closed for good: per bucket of
+//! endpoints the host remembers the highest seqno accepted on any channel it evicted, a new
+//! channel from an endpoint it has no state for must start above it, and any message of a
+//! channel at or below it is refused with `Refused(ChannelClosed)`
+//! ([`reliable::evict`](super::reliable::evict) has the argument).
+//!
+//! What exactly-once means for a client, evicted or not: **every request is executed at
+//! most once** (no message of a channel is accepted twice, and a closed channel is never
+//! reopened, whatever the network delays or duplicates); a client that is still waiting for
+//! a reply when its channel is closed either gets a definite "never executed" (the channel
+//! was evicted settled, or its seqno is above the refusal's `lost` floor), and then sends the
+//! request again on a new channel, or an explicit unknown outcome (`Event::Lost`: the host
+//! gave up on it with replies undelivered, so the request may have run). An evicted client
+//! whose operation had completed loses nothing: its next request restarts its channel.
+//! Memory for this is bounded: two `u64` per bucket, `P` buckets.
 
 use super::config::{KvConfig, MAX_TRANSFERS_IN_FLIGHT};
 use super::delegation::{DelegationMap, HostId};
 use super::msg::KeyRange;
-use super::reliable::{Frame, Reliable};
+use super::reliable::{Frame, PeerKind, Reliable};
 use super::storage::Storage;
 use crate::config::ConfigError;
 use crate::endpoint::Endpoint;
@@ -77,6 +99,13 @@ pub struct KvCounters {
     pub transfers_in: u64,
     /// Outgoing transfers fully acknowledged.
     pub transfers_out: u64,
+    /// Settled clients evicted to make room for new ones.
+    pub evicted: u64,
+    /// Clients given up on (no ack for `give_up_after` retransmission rounds) and evicted
+    /// with their unacknowledged replies.
+    pub abandoned: u64,
+    /// Messages of closed (evicted) channels refused with `Refused(ChannelClosed)`.
+    pub closed_refused: u64,
 }
 
 /// A transfer this host is receiving: some parts applied, the range not owned yet.
@@ -172,7 +201,7 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         let p = config.params;
         let mut rel = Reliable::new(Protocol::Kv, p.max_datagram_bytes, p.reliable, 1)?;
         for h in &config.hosts {
-            rel.add_peer(*h, Some(1)).ok_or(ConfigError::TooManyReplicas)?;
+            rel.add_peer(*h, PeerKind::Fixed { base: 1 }).ok_or(ConfigError::TooManyReplicas)?;
         }
         let mut incoming = heapless::Vec::new();
         let mut completed = heapless::Vec::new();
@@ -221,10 +250,12 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         Step { storage_changed: self.changed }
     }
 
-    /// Retransmits unacked messages whose timer is due.
+    /// Retransmits unacked messages whose timer is due, and gives up on clients that
+    /// acknowledged nothing for `give_up_after` retransmission rounds.
     pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) -> Step {
         self.changed = false;
-        self.rel.tick(now, out, &mut self.stats);
+        let abandoned = self.rel.tick(now, out, &mut self.stats);
+        self.counters.abandoned = self.counters.abandoned.saturating_add(abandoned as u64);
         self.debug_check();
         Step { storage_changed: false }
     }
@@ -305,6 +336,16 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         self.map.invariant(self.config.n())?;
         self.rel.invariant()?;
+        // The hosts keep their indices (peer i is host i) and are never evicted.
+        for (i, h) in self.config.hosts.iter().enumerate() {
+            match self.rel.peer(i) {
+                Some(p) if p.endpoint() == *h && matches!(p.kind(), PeerKind::Fixed { .. }) => {}
+                _ => return Err("host peer missing, moved or not fixed"),
+            }
+        }
+        if self.rel.peers()[self.config.n()..].iter().any(|p| p.kind() != PeerKind::Client) {
+            return Err("a peer after the hosts that is not a client");
+        }
         let mut reserved = 0usize;
         for inc in self.incoming.iter().flatten() {
             if inc.next_part == 0 || inc.next_part >= inc.parts || inc.applied > inc.total_pairs {

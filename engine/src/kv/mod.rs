@@ -19,5 +19,5 @@ pub use config::{KvConfig, KvParams, MSG_OVERHEAD_BYTES};
 pub use delegation::{DelegationMap, HostId, MapFull};
 pub use host::{Incoming, KvCounters, KvHost, Outgoing, Step, Timer};
 pub use msg::{Body, KeyBound, KeyRange, KvError, ShardError};
-pub use reliable::{Frame, Refusal, Reliable, ReliableParams, Verdict};
+pub use reliable::{Frame, PeerKind, Refusal, Reliable, ReliableParams, Verdict};
 pub use storage::{HeaplessStore, Storage, StorageError};

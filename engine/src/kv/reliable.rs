@@ -22,12 +22,20 @@
 //!   back-pressure the other side can see ([`Frame::Refused`]), never a silent drop.
 //! * **Channel incarnations** (not in IronKV, which has no restarts). Every message carries
 //!   its channel's `base`. A receiver with no state for a peer accepts a message only if it
-//!   is the channel's first (`seqno == base`); a larger `base` from a known, non-fixed peer
-//!   means that peer restarted with fresh seqnos ([`Verdict::Restarted`]): accepting it
-//!   resets both directions of the channel (the unacked messages for the dead incarnation
-//!   are dropped, and the reply channel restarts at a fresh base). A smaller `base` is a
-//!   stale datagram of an older incarnation. Fixed peers (the hosts of a cluster) never
-//!   restart: another base from them is invalid.
+//!   is the channel's first (`seqno == base`); a larger `base` from a known client
+//!   ([`PeerKind::Client`]) means that peer restarted with fresh seqnos
+//!   ([`Verdict::Restarted`]): accepting it resets both directions of the channel (the
+//!   unacked messages for the dead incarnation are dropped, and the reply channel restarts
+//!   at a fresh base). A smaller `base` is a stale datagram of an older incarnation. Fixed
+//!   peers (the hosts of a cluster) never restart: another base from them is invalid.
+//! * **Eviction** (not in IronKV, whose tables are unbounded; see [`evict`]). With the table
+//!   full, a new client evicts the settled client (nothing unacknowledged) that was active
+//!   least recently; a client that acknowledges nothing for `give_up_after` retransmission
+//!   rounds is given up on and evicted with its replies. Per endpoint, the bases of the
+//!   channels this side accepts strictly increase over time, evictions included: an evicted
+//!   channel's seqnos raise a per-bucket floor that a new channel's base must exceed
+//!   ([`Reliable::classify_unknown`]), so no message of an evicted channel, however late,
+//!   is accepted again, and a request is executed at most once.
 
 use serde::Serialize;
 
@@ -39,13 +47,19 @@ use crate::stats::Stats;
 use crate::time::{earliest, Instant};
 use crate::wire::{Bytes, Protocol};
 
+pub mod evict;
 mod frame;
 mod peer;
 mod pending;
 
+use evict::Closed;
 pub use frame::{Frame, Refusal, FRAME_OVERHEAD_BYTES};
-pub use peer::Peer;
+pub use peer::{Peer, PeerKind};
 use pending::Pending;
+
+/// Largest channel base accepted: bases above it are invalid, so every seqno floor and every
+/// restarted base stays far from overflow (wall-clock microseconds are about 2^51).
+pub const MAX_CHANNEL_BASE: u64 = u64::MAX / 2;
 
 /// Retransmission and queue parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -57,11 +71,35 @@ pub struct ReliableParams {
     pub max_retransmit_ms: u64,
     /// Most unacked messages towards one peer.
     pub max_unacked_per_peer: usize,
+    /// Retransmission rounds without an ack making progress after which a client
+    /// ([`PeerKind::Client`]) is given up on: its unacked messages are dropped and it is
+    /// evicted. At least 1. The default, 12 rounds, gives up 14.35 s after the first send at
+    /// the default delays (50 ms doubling to 1.6 s).
+    pub give_up_after: u32,
 }
 
 impl Default for ReliableParams {
     fn default() -> Self {
-        ReliableParams { retransmit_ms: 50, max_retransmit_ms: 1600, max_unacked_per_peer: 8 }
+        ReliableParams { retransmit_ms: 50, max_retransmit_ms: 1600, max_unacked_per_peer: 8, give_up_after: 12 }
+    }
+}
+
+impl ReliableParams {
+    /// Checks the parameters against an unacked capacity of `u` messages.
+    pub fn validate(&self, u: usize) -> Result<(), ConfigError> {
+        if self.retransmit_ms == 0 {
+            return Err(ConfigError::Invalid("retransmit_ms"));
+        }
+        if self.max_retransmit_ms < self.retransmit_ms {
+            return Err(ConfigError::Invalid("max_retransmit_ms"));
+        }
+        if self.max_unacked_per_peer == 0 || self.max_unacked_per_peer > u {
+            return Err(ConfigError::Invalid("max_unacked_per_peer"));
+        }
+        if self.give_up_after == 0 {
+            return Err(ConfigError::Invalid("give_up_after"));
+        }
+        Ok(())
     }
 }
 
@@ -79,7 +117,11 @@ pub enum Verdict {
     Ahead,
     /// From an older incarnation of the peer: ignore.
     Stale,
-    /// Impossible for this peer (seqno below base, or another base from a fixed peer).
+    /// From an endpoint with no channel here, on a channel this side closed for good
+    /// (evicted): refuse with [`Refusal::ChannelClosed`] ([`Reliable::closed_refusal`]).
+    Closed,
+    /// Impossible for this peer (seqno below base, base 0 or above [`MAX_CHANNEL_BASE`], or
+    /// another base from a fixed peer).
     Invalid,
 }
 
@@ -106,7 +148,9 @@ pub enum SendError {
     /// No such peer.
     UnknownPeer,
 }
-/// Reliable channels to at most `P` peers, with at most `U` unacked bodies of `D` bytes.
+
+/// Reliable channels to at most `P` peers, with at most `U` unacked bodies of `D` bytes, and
+/// `P` buckets of closed-channel floors ([`evict`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Reliable<const P: usize, const U: usize, const D: usize> {
     protocol: Protocol,
@@ -115,6 +159,11 @@ pub struct Reliable<const P: usize, const U: usize, const D: usize> {
     first_seqno: u64,
     peers: heapless::Vec<Peer, P>,
     pending: heapless::Vec<Pending<D>, U>,
+    /// Per endpoint bucket: the floors of the channels evicted from it.
+    closed: [Closed; P],
+    /// Every seqno this side sent on an evicted channel is below this: a new channel to a
+    /// client starts here, so it never looks like an old one to that client.
+    send_floor: u64,
     retransmits: u64,
 }
 
@@ -126,17 +175,15 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         params: ReliableParams,
         first_seqno: u64,
     ) -> Result<Self, ConfigError> {
-        if params.retransmit_ms == 0 {
-            return Err(ConfigError::Invalid("retransmit_ms"));
-        }
-        if params.max_retransmit_ms < params.retransmit_ms {
-            return Err(ConfigError::Invalid("max_retransmit_ms"));
-        }
-        if params.max_unacked_per_peer == 0 || params.max_unacked_per_peer > U {
-            return Err(ConfigError::Invalid("max_unacked_per_peer"));
-        }
-        if max_datagram_bytes <= FRAME_OVERHEAD_BYTES || P > u32::MAX as usize {
+        params.validate(U)?;
+        if max_datagram_bytes <= FRAME_OVERHEAD_BYTES {
             return Err(ConfigError::Invalid("max_datagram_bytes"));
+        }
+        if P == 0 || P > u32::MAX as usize {
+            return Err(ConfigError::Invalid("peer capacity (P)"));
+        }
+        if first_seqno > MAX_CHANNEL_BASE {
+            return Err(ConfigError::Invalid("first_seqno"));
         }
         Ok(Reliable {
             protocol,
@@ -145,6 +192,8 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             first_seqno: first_seqno.max(1),
             peers: heapless::Vec::new(),
             pending: heapless::Vec::new(),
+            closed: [Closed::NONE; P],
+            send_floor: 0,
             retransmits: 0,
         })
     }
@@ -154,17 +203,23 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         (self.max_datagram_bytes - FRAME_OVERHEAD_BYTES).min(D)
     }
 
-    /// Registers a peer. A fixed peer never restarts: its channel to us has base
-    /// `expected_base` forever. Returns its index (indices are never reused).
-    pub fn add_peer(&mut self, ep: Endpoint, fixed_base: Option<u64>) -> Option<usize> {
+    /// Registers a peer of `kind` if the table has room (it never evicts; clients are
+    /// admitted with [`Reliable::admit`]), and returns its index. A peer keeps its index
+    /// until it is evicted; only clients are ever evicted, and a peer registered before any
+    /// client (the hosts of a cluster) keeps its index for good.
+    pub fn add_peer(&mut self, ep: Endpoint, kind: PeerKind) -> Option<usize> {
         if let Some(i) = self.index_of(ep) {
             return Some(i);
         }
-        let b = self.first_seqno;
+        let b = self.first_seqno.max(self.send_floor);
+        let recv = match kind {
+            PeerKind::Fixed { base } => Some((base.max(1), base.max(1) - 1)),
+            PeerKind::Server | PeerKind::Client => None,
+        };
         let peer = Peer {
             ep,
-            fixed: fixed_base.is_some(),
-            recv: fixed_base.map(|base| (base.max(1), base.max(1) - 1)),
+            kind,
+            recv,
             send_base: b,
             next: b,
             acked: b - 1,
@@ -172,6 +227,8 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             retransmit_at: None,
             backoff_ms: self.params.retransmit_ms,
             ack_due: None,
+            last_active: Instant::ZERO,
+            rounds: 0,
         };
         self.peers.push(peer).ok()?;
         Some(self.peers.len() - 1)
@@ -195,13 +252,13 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
     /// How `(base, seqno)` from peer `i` relates to the channel. Changes nothing.
     pub fn classify(&self, i: usize, base: u64, seqno: u64) -> Verdict {
         let Some(p) = self.peers.get(i) else { return Verdict::Invalid };
-        if base == 0 || seqno < base {
+        if base == 0 || seqno < base || base > MAX_CHANNEL_BASE {
             return Verdict::Invalid;
         }
         match p.recv {
             None if seqno == base => Verdict::New,
             None => Verdict::Ahead,
-            Some((b, _)) if base != b && p.fixed => Verdict::Invalid,
+            Some((b, _)) if base != b && matches!(p.kind, PeerKind::Fixed { .. }) => Verdict::Invalid,
             Some((b, _)) if base < b => Verdict::Stale,
             Some((b, _)) if base > b => match seqno == base {
                 true => Verdict::Restarted,
@@ -214,21 +271,41 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
     }
 
     /// Accepts a message [`Reliable::classify`] called `New` or `Restarted` (anything else
-    /// is ignored). A restart also drops the unacked messages of the dead incarnation and
-    /// starts a fresh outgoing channel.
-    pub fn accept(&mut self, i: usize, base: u64, seqno: u64) {
+    /// is ignored) at `now`. A client's restart also drops the unacked messages of its dead
+    /// incarnation and starts a fresh outgoing channel; a server's new channel restarts only
+    /// the receive side (it was opened in answer to our current channel).
+    pub fn accept(&mut self, now: Instant, i: usize, base: u64, seqno: u64) {
         let verdict = self.classify(i, base, seqno);
-        if verdict == Verdict::Restarted {
-            self.reset_send(i);
+        let client = self.peers.get(i).is_some_and(|p| p.kind == PeerKind::Client);
+        if verdict == Verdict::Restarted && client {
+            self.reset_send(i, self.peers[i].next);
         }
         if matches!(verdict, Verdict::New | Verdict::Restarted) {
             if let Some(p) = self.peers.get_mut(i) {
                 p.recv = Some((base, seqno));
+                p.last_active = now;
+                p.rounds = 0;
             }
         }
     }
 
-    fn reset_send(&mut self, i: usize) {
+    /// Drops every unacked message to peer `i` and starts its outgoing channel afresh at
+    /// `base` (at least the next seqno, so seqnos never repeat).
+    fn reset_send(&mut self, i: usize, base: u64) {
+        self.drop_pending_of(i);
+        if let Some(p) = self.peers.get_mut(i) {
+            let base = base.max(p.next);
+            p.send_base = base;
+            p.next = base;
+            p.acked = base - 1;
+            p.unacked = 0;
+            p.retransmit_at = None;
+            p.backoff_ms = self.params.retransmit_ms;
+            p.rounds = 0;
+        }
+    }
+
+    fn drop_pending_of(&mut self, i: usize) {
         let mut k = self.pending.len();
         while k > 0 {
             k -= 1;
@@ -236,13 +313,14 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
                 self.remove_pending(k);
             }
         }
-        if let Some(p) = self.peers.get_mut(i) {
-            p.send_base = p.next;
-            p.acked = p.next - 1;
-            p.unacked = 0;
-            p.retransmit_at = None;
-            p.backoff_ms = self.params.retransmit_ms;
-        }
+    }
+
+    /// Restarts our outgoing channel to peer `i` after it refused it as closed
+    /// ([`Refusal::ChannelClosed`]): its unacked messages are dropped (the peer will never
+    /// accept them) and the new channel's base is above `above` and above every seqno sent.
+    pub fn restart_send(&mut self, i: usize, above: u64) {
+        let base = above.min(MAX_CHANNEL_BASE).saturating_add(1);
+        self.reset_send(i, base);
     }
 
     /// Messages that may be sent to peer `i` now.
@@ -365,6 +443,8 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         p.acked = seqno;
         p.unacked = (p.next - 1 - p.acked) as usize;
         p.backoff_ms = self.params.retransmit_ms;
+        p.last_active = now;
+        p.rounds = 0;
         p.retransmit_at = (p.unacked > 0).then(|| now.plus_ms(p.backoff_ms));
         let mut k = self.pending.len();
         while k > 0 {
@@ -396,8 +476,11 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
     }
 
     /// Retransmits, in seqno order, every unacked message of every peer whose timer is due,
-    /// and doubles that peer's delay (up to the maximum).
-    pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>, stats: &mut Stats) {
+    /// and doubles that peer's delay (up to the maximum). A client whose timer is due after
+    /// `give_up_after` rounds without progress is given up on instead (evicted with its
+    /// unacked messages, [`evict`]); returns how many were.
+    pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>, stats: &mut Stats) -> usize {
+        let abandoned = self.give_up(now);
         let max = self.params.max_retransmit_ms;
         for (i, p) in self.peers.iter_mut().enumerate() {
             if p.retransmit_at.is_none_or(|t| now < t) {
@@ -415,8 +498,10 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             }
             p.backoff_ms = p.backoff_ms.saturating_mul(2).min(max);
             p.retransmit_at = Some(now.plus_ms(p.backoff_ms));
+            p.rounds = p.rounds.saturating_add(1);
         }
         self.flush_acks(now, out, stats);
+        abandoned
     }
 
     /// The earliest retransmission or owed-ack deadline, or [`Instant::NEVER`].
@@ -465,6 +550,12 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             }
             if p.ack_due.is_some() && p.recv.is_none() {
                 return Err("reliable: an ack owed for nothing accepted");
+            }
+            if p.kind == PeerKind::Client && p.recv.is_none() {
+                return Err("reliable: a client registered with nothing accepted from it");
+            }
+            if p.send_base == 0 || p.send_base > p.next {
+                return Err("reliable: send base outside the channel");
             }
         }
         for m in &self.pending {

@@ -303,6 +303,12 @@ fn bench(a: &BenchArgs, run: impl Fn(&BenchOptions) -> Result<BenchResult, Strin
         let first_key = opts.first_key + i as u64 * opts.keys;
         let r = run(&BenchOptions { clients, first_key, ..opts.clone() })?;
         say(&if a.json { r.json() } else { r.summary() });
+        if r.ops == 0 && r.errors > 0 {
+            return Err(format!(
+                "no operation completed: {} errors ({} timed out, {} kept being refused by the hosts, {} lost)",
+                r.errors, r.timeouts, r.refused, r.lost
+            ));
+        }
         results.push(r);
     }
     if let Some(path) = &a.plot {
@@ -412,7 +418,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             say("ok");
         }
         Cmd::Kv(KvCmd::Shard { config, lo, hi, to, via }) => {
-            let mut c = KvBlockingClient::connect(&kv_setup(&config)?).map_err(|e| e.to_string())?;
+            let setup = kv_setup(&config)?;
+            let n = setup.addrs.len();
+            for (flag, i) in [("--to", to), ("--via", via)] {
+                if i >= n {
+                    return Err(format!("{flag} {i}: there is no KV host {i}; the hosts are 0 to {}", n - 1));
+                }
+            }
+            let mut c = KvBlockingClient::connect(&setup).map_err(|e| e.to_string())?;
             c.shard(lo, hi, to, via, TIMEOUT).map_err(|e| e.to_string())?;
             say("ok");
         }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
 use fleet_engine::kv::client::{ClientError, Event, Outcome, Request};
 use fleet_engine::kv::msg::{KeyBound, KeyRange};
 use fleet_engine::kv::KvClient;
+use fleet_engine::kv::Refusal;
 use fleet_engine::{Endpoint, Outbox};
 
 use crate::capacity::{KV_CLIENT_UNACKED, KV_DATAGRAM_BYTES, KV_MAX_HOSTS};
@@ -64,11 +65,18 @@ impl KvBlockingClient {
         }
     }
 
-    /// Runs one operation, waiting up to `timeout`.
+    /// Runs one operation, waiting up to `timeout`; `to` sends it to that host (an index of
+    /// the cluster's hosts) instead of the key's owner. A host that only ever refused the
+    /// request (back-pressure) until the deadline is reported as [`CallError::HostRefused`],
+    /// naming the refusal, not as a timeout.
     pub fn call(&mut self, request: Request<'_>, to: Option<usize>, timeout: Duration) -> Result<KvAnswer, CallError> {
         let started = StdInstant::now();
+        let target = match to {
+            Some(i) => Some(*self.hosts.get(i).ok_or(CallError::NoSuchHost { index: i, hosts: self.hosts.len() })?),
+            None => None,
+        };
         let mut o = self.out.outbox();
-        let submitted = match to.and_then(|i| self.hosts.get(i).copied()) {
+        let submitted = match target {
             Some(ep) => self.inner.submit_to(self.clock.now(), ep, request, &mut o),
             None => self.inner.submit(self.clock.now(), request, &mut o),
         };
@@ -80,11 +88,18 @@ impl KvBlockingClient {
             }
         }
         Self::flush(&self.socket, &o);
+        // The last refusal heard, cleared by any other answer from that host.
+        let mut refused: Option<(Endpoint, Refusal)> = None;
         loop {
             let elapsed = started.elapsed();
             if elapsed >= timeout {
                 self.inner.cancel();
-                return Err(CallError::Timeout(timeout));
+                return Err(match refused {
+                    Some((host, r)) => {
+                        CallError::HostRefused { host: to_socket_addr(host), reason: describe(r), waited: elapsed }
+                    }
+                    None => CallError::Timeout(timeout),
+                });
             }
             let now = self.clock.now();
             let until = Duration::from_micros(self.inner.next_deadline().micros_since(now));
@@ -94,7 +109,8 @@ impl KvBlockingClient {
             match self.socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     let mut o = self.out.outbox();
-                    let ev = self.inner.handle(self.clock.now(), to_endpoint(from), &self.buf[..n], &mut o);
+                    let sender = to_endpoint(from);
+                    let ev = self.inner.handle(self.clock.now(), sender, &self.buf[..n], &mut o);
                     let answer = match ev {
                         Some(Event::Completed(c)) => Some(match c.outcome {
                             Outcome::Value(v) => Ok(KvAnswer::Value(v.map(<[u8]>::to_vec))),
@@ -102,7 +118,17 @@ impl KvBlockingClient {
                             Outcome::Sharded => Ok(KvAnswer::Sharded),
                             Outcome::Failed(e) => Err(CallError::Refused(format!("{e:?}"))),
                         }),
-                        _ => None,
+                        Some(Event::Lost { host, .. }) => Some(Err(CallError::Lost { host: to_socket_addr(host) })),
+                        Some(Event::Refused { host, reason, .. }) => {
+                            refused = Some((host, reason));
+                            None
+                        }
+                        None => {
+                            if refused.is_some_and(|(h, _)| h == sender) {
+                                refused = None;
+                            }
+                            None
+                        }
                     };
                     if answer.is_some() {
                         // The reply's ack is owed; nobody ticks this client between calls.
@@ -150,8 +176,75 @@ impl KvBlockingClient {
         via: usize,
         timeout: Duration,
     ) -> Result<(), CallError> {
-        let recipient = *self.hosts.get(to).ok_or(CallError::Refused(format!("there is no host {to}")))?;
+        let recipient = *self.hosts.get(to).ok_or(CallError::NoSuchHost { index: to, hosts: self.hosts.len() })?;
         let range = KeyRange { lo: KeyBound::Key(lo), hi: hi.map_or(KeyBound::Inf, KeyBound::Key) };
         self.call(Request::Shard(range, recipient), Some(via), timeout).map(|_| ())
+    }
+}
+
+/// A host's refusal by name, with what it means for the user.
+pub fn describe(r: Refusal) -> String {
+    match r {
+        Refusal::TooManyPeers => {
+            "TooManyPeers: its table of clients is full of clients still waiting for replies".to_string()
+        }
+        Refusal::QueueFull => "QueueFull: its queue of replies to this client is full".to_string(),
+        Refusal::NoRoom => "NoRoom: it has no room to apply the request now".to_string(),
+        Refusal::ChannelClosed { above, .. } => {
+            format!("ChannelClosed: it closed this client's channel (restart above seqno {above})")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::config::ClusterFile;
+    use fleet_engine::kv::Frame;
+    use fleet_engine::wire::{self, Protocol};
+
+    /// A "host" on loopback that refuses every message with `reason` until `for_ms` pass.
+    fn refusing_host(reason: Refusal, for_ms: u64) -> (KvSetup, std::thread::JoinHandle<()>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let file = ClusterFile::parse(&format!("[kv]\nhosts = [\"127.0.0.1:{port}\"]\n")).unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let until = StdInstant::now() + Duration::from_millis(for_ms);
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 9000];
+            while StdInstant::now() < until {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                if let Ok(Frame::Single { seqno, .. }) = wire::decode::<Frame<'_>>(Protocol::Kv, &buf[..n]) {
+                    let mut out = [0u8; 64];
+                    let len = wire::encode(Protocol::Kv, &Frame::Refused { seqno, reason }, &mut out).unwrap();
+                    let _ = socket.send_to(&out[..len], from);
+                }
+            }
+        });
+        (file.kv().unwrap(), thread)
+    }
+
+    #[test]
+    fn a_host_that_only_refuses_is_reported_as_refusing_not_as_silent() {
+        let (setup, host) = refusing_host(Refusal::TooManyPeers, 1500);
+        let mut c = KvBlockingClient::connect(&setup).unwrap();
+        let err = c.get(1, Duration::from_millis(400)).unwrap_err();
+        assert!(matches!(err, CallError::HostRefused { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("TooManyPeers") && msg.contains("refused"), "{msg}");
+        assert!(!msg.contains("no replica answered"), "{msg}");
+        host.join().unwrap();
+    }
+
+    #[test]
+    fn a_host_index_outside_the_cluster_is_refused_before_anything_is_sent() {
+        let (setup, host) = refusing_host(Refusal::QueueFull, 100);
+        let mut c = KvBlockingClient::connect(&setup).unwrap();
+        let err = c.shard(0, Some(10), 0, 9, Duration::from_millis(200)).unwrap_err();
+        assert!(matches!(err, CallError::NoSuchHost { index: 9, hosts: 1 }), "{err:?}");
+        assert!(err.to_string().contains("there is no host 9: the cluster's hosts are 0 to 0"), "{err}");
+        host.join().unwrap();
     }
 }

@@ -203,6 +203,14 @@ fn main() -> ExitCode {
         "  disks          {} syncs completed later (votes held meanwhile), {} held datagrams lost at crashes",
         t.faults.deferred_syncs, t.faults.held_lost
     );
+    if cfg.kind == Kind::Kv {
+        let c = &t.churn;
+        println!(
+            "  kv peer tables {} short-lived clients ({} vanished mid-request), {} evicted settled, {} given up, \
+             {} closed-channel refusals, {} operations lost",
+            c.ephemerals, c.vanished, c.evicted, c.abandoned, c.closed_refused, c.lost_ops
+        );
+    }
     println!("  linearizability unknown (budget) on {} seeds", t.lin_unknown);
     println!("  violations     {} in {} seeds", t.violations, t.failed_seeds.len());
     if !t.failed_seeds.is_empty() {
@@ -228,6 +236,7 @@ struct Totals {
     lin_unknown: u64,
     violations: u64,
     failed_seeds: Vec<u64>,
+    churn: fleet_tests::vopr::ChurnCounts,
 }
 
 impl Totals {
@@ -245,5 +254,6 @@ impl Totals {
         self.faults.add(&r.faults);
         self.lin_unknown += u64::from(r.lin_unknown.is_some());
         self.violations += r.violations.len() as u64;
+        self.churn.add(&r.churn);
     }
 }

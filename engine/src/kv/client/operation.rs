@@ -51,6 +51,17 @@ pub struct Completed<'d> {
 pub enum Event<'d> {
     /// The outstanding operation completed.
     Completed(Completed<'d>),
+    /// The host that had the outstanding operation's request gave up on this client's
+    /// channel (it acknowledged nothing for long) and may have executed the request and
+    /// dropped its reply: the operation is over and its outcome is unknown, as after
+    /// [`KvClient::cancel`](super::KvClient::cancel). Never a second execution: the request
+    /// is not sent again.
+    Lost {
+        /// The operation.
+        op: u64,
+        /// The host.
+        host: Endpoint,
+    },
     /// A host refused the outstanding operation's request for now (back-pressure); the
     /// client retransmits it with backoff. The operation stays outstanding.
     Refused {

@@ -21,7 +21,12 @@ fn params() -> KvParams {
     KvParams {
         max_value_bytes: 64,
         max_datagram_bytes: 512,
-        reliable: ReliableParams { retransmit_ms: 10, max_retransmit_ms: 80, max_unacked_per_peer: 4 },
+        reliable: ReliableParams {
+            retransmit_ms: 10,
+            max_retransmit_ms: 80,
+            max_unacked_per_peer: 4,
+            give_up_after: 4,
+        },
     }
 }
 
@@ -66,6 +71,39 @@ impl Net {
         self.take(C, &out);
     }
 
+    /// The client sends every ack it owes, and the network carries them.
+    fn flush_client_acks(&mut self) {
+        let mut store = OutboxBuf::<16, 8192>::new();
+        let mut out = store.outbox();
+        self.client.flush_acks(&mut out);
+        self.take(C, &out);
+        self.pump();
+    }
+
+    /// Another client, at endpoint `n`, runs one Get at host 0 and acks the reply (settled).
+    fn other_settled_client(&mut self, n: u8) {
+        let ep = Endpoint::v4([10, 0, 3, n], 9);
+        let mut inner: heapless::Vec<u8, 64> = heapless::Vec::new();
+        wire::append(&mut inner, &Body::GetRequest { key: 0 }).unwrap();
+        let mut buf = [0u8; 128];
+        let len =
+            wire::encode(Protocol::Kv, &Frame::Single { base: 1, seqno: 1, ack: 0, body: Bytes(&inner) }, &mut buf)
+                .unwrap();
+        let mut store = OutboxBuf::<16, 8192>::new();
+        let mut out = store.outbox();
+        let _ = self.hosts[0].handle(Instant::ZERO, ep, &buf[..len], &mut out);
+        let seqno = out
+            .iter()
+            .find_map(|(_, d)| match wire::decode::<Frame<'_>>(Protocol::Kv, d) {
+                Ok(Frame::Single { seqno, .. }) => Some(seqno),
+                _ => None,
+            })
+            .unwrap();
+        let len = wire::encode(Protocol::Kv, &Frame::Ack { seqno }, &mut buf).unwrap();
+        out.clear();
+        let _ = self.hosts[0].handle(Instant::ZERO, ep, &buf[..len], &mut out);
+    }
+
     fn pump(&mut self) {
         let mut store = OutboxBuf::<16, 8192>::new();
         for _ in 0..1000 {
@@ -87,6 +125,7 @@ impl Net {
                         self.done.push((c.op, v, what));
                     }
                     Some(Event::Refused { .. }) => self.refused += 1,
+                    Some(Event::Lost { op, .. }) => self.done.push((op, None, "lost")),
                     None => {}
                 }
             } else {
@@ -289,4 +328,57 @@ fn a_redirect_loop_pauses_after_the_streak_limit() {
     }
     assert_eq!(n.client.op.as_ref().and_then(|o| o.resend_at), Some(Instant::from_millis(10)), "paused");
     assert_eq!(n.client.next_deadline(), Instant::from_millis(2), "the redirects' acks are owed first");
+}
+
+#[test]
+fn an_evicted_client_restarts_its_channel_and_its_request_runs_once_on_the_new_one() {
+    let mut n = Net::new(1);
+    n.submit(Request::Set(7, b"a")).unwrap();
+    n.pump();
+    n.flush_client_acks();
+    // Six other clients fill host 0's table (2 hosts + 6 clients); the sixth evicts this
+    // client, settled and least recently active.
+    for k in 1..=6 {
+        n.other_settled_client(k);
+    }
+    assert!(n.hosts[0].reliable().index_of(C).is_none(), "evicted");
+    let old_base = n.client.reliable().peer(0).unwrap().send_base();
+    n.submit(Request::Get(7)).unwrap();
+    n.pump();
+    assert_eq!(n.done, [(1, None, "written"), (2, Some(b"a".to_vec()), "value")]);
+    assert_eq!(n.hosts[0].counters().closed_refused, 1, "the old channel was refused once");
+    assert_eq!(n.hosts[0].counters().sets, 1);
+    assert_eq!(n.hosts[0].counters().gets, 7, "the Get ran once, on the new channel");
+    assert!(n.client.reliable().peer(0).unwrap().send_base() > old_base, "channel restarted");
+}
+
+#[test]
+fn a_request_whose_reply_the_host_gave_up_on_ends_lost_and_is_not_sent_again() {
+    let mut n = Net::new(1);
+    n.drop_to_client = true;
+    n.submit(Request::Set(7, b"a")).unwrap();
+    n.pump();
+    // The host retransmits the reply into the void, then gives up on the client.
+    let mut store = OutboxBuf::<16, 8192>::new();
+    for _ in 0..10 {
+        let now = n.hosts[0].next_deadline();
+        if now == Instant::NEVER {
+            break;
+        }
+        let mut out = store.outbox();
+        let _ = n.hosts[0].tick(now, &mut out);
+    }
+    assert_eq!(n.hosts[0].counters().abandoned, 1);
+    // The client retransmits its request: refused as possibly executed.
+    n.drop_to_client = false;
+    n.tick_client(10);
+    n.pump();
+    assert_eq!(n.done, [(1, None, "lost")]);
+    assert_eq!(n.client.pending(), None);
+    assert_eq!(n.hosts[0].counters().sets, 1, "executed once, never again");
+    // The next operation goes on a restarted channel.
+    n.submit(Request::Get(7)).unwrap();
+    n.pump();
+    assert_eq!(n.done[1], (2, Some(b"a".to_vec()), "value"));
+    assert_eq!(n.hosts[0].counters().sets, 1);
 }

@@ -62,14 +62,15 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         let peer = self.rel.index_of(from);
         let verdict = match peer {
             Some(p) => self.rel.classify(p, base, seqno),
-            None if base > 0 && seqno == base => Verdict::New,
-            None => Verdict::Ahead,
+            None => self.rel.classify_unknown(from, base, seqno),
         };
-        // A piggybacked ack of something never sent makes the whole datagram invalid; a
-        // sender we have no channel to has nothing of ours to ack.
+        // A piggybacked ack of something never sent makes the whole datagram invalid. From a
+        // sender we have no channel to, the ack is ignored: there is nothing of ours it could
+        // ack (a client we evicted still acks our closed channel to it, whose seqnos are all
+        // below the new channel's, `Reliable::admit`).
         let ack_ok = match peer {
             Some(p) => self.rel.ack_valid(p, ack),
-            None => ack == 0,
+            None => true,
         };
         if !ack_ok && matches!(verdict, Verdict::New | Verdict::Restarted | Verdict::Duplicate) {
             Stats::bump(&mut self.stats.invalid_messages);
@@ -90,6 +91,14 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
                 Stats::bump(&mut self.stats.ignored_messages);
                 return;
             }
+            Verdict::Closed => {
+                // A message of a channel this host evicted: never accepted again (a stale
+                // duplicate must not start a channel and be executed twice); the sender
+                // learns it must restart its channel.
+                bump(&mut self.counters.closed_refused);
+                let reason = self.rel.closed_refusal(from);
+                return self.refuse(from, seqno, reason, out);
+            }
             Verdict::Invalid => {
                 Stats::bump(&mut self.stats.invalid_messages);
                 return;
@@ -102,7 +111,7 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
                 Some(p) => self.rel.room_after(p, verdict),
                 None => self.rel.max_unacked_per_peer().min(U - self.rel.pending()),
             };
-            if peer.is_none() && self.rel.peers().len() == P {
+            if peer.is_none() && !self.rel.can_admit() {
                 return self.refuse(from, seqno, Refusal::TooManyPeers, out);
             }
             if room == 0 {
@@ -121,12 +130,18 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         }
         let p = match peer {
             Some(p) => p,
-            None => match self.rel.add_peer(from, None) {
-                Some(p) => p,
-                None => return self.refuse(from, seqno, Refusal::TooManyPeers, out),
+            // A new client; a full table evicts its least recently active settled client.
+            None => match self.rel.admit(now, from) {
+                Ok((p, evicted)) => {
+                    if evicted {
+                        bump(&mut self.counters.evicted);
+                    }
+                    p
+                }
+                Err(reason) => return self.refuse(from, seqno, reason, out),
             },
         };
-        self.rel.accept(p, base, seqno);
+        self.rel.accept(now, p, base, seqno);
         self.apply_ack(now, p, ack);
         self.rel.owe_ack(p, now);
         match msg {
@@ -146,7 +161,9 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
     }
 
     fn refuse(&mut self, to: Endpoint, seqno: u64, reason: Refusal, out: &mut Outbox<'_>) {
-        Stats::bump(&mut self.stats.queue_full);
+        if !matches!(reason, Refusal::ChannelClosed { .. }) {
+            Stats::bump(&mut self.stats.queue_full);
+        }
         bump(&mut self.counters.refusals_sent);
         self.rel.send_refusal(to, seqno, reason, out, &mut self.stats);
     }

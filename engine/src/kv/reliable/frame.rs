@@ -19,6 +19,20 @@ pub enum Refusal {
     TooManyPeers,
     /// The receiver has no room to apply the message now (storage or map reservations).
     NoRoom,
+    /// The channel the message belongs to is closed at the receiver for good: the receiver
+    /// evicted it (or gave up on it), and nothing of it it did not accept before will ever be
+    /// accepted. The sender restarts its channel with a base above `above`. A message the
+    /// sender got no reply to was never executed, unless its seqno is at or below `lost`:
+    /// the receiver gave up on a channel of this endpoint (or of one sharing its bucket)
+    /// with replies undelivered up to that seqno, so such a message may have been executed.
+    /// Unlike the other refusals this one is final: retransmitting on the channel is useless.
+    ChannelClosed {
+        /// Every channel base at or below this is closed for the sender's endpoint.
+        above: u64,
+        /// Messages at or below this seqno of a closed channel may have been executed with
+        /// their reply never delivered (0: none).
+        lost: u64,
+    },
 }
 
 /// What travels in a datagram. Variant order is the wire tag.
@@ -43,8 +57,10 @@ pub enum Frame<'a> {
         /// The highest seqno accepted in order.
         seqno: u64,
     },
-    /// 2: back-pressure: the message `seqno` was **not** accepted; the sender keeps it and
-    /// retransmits (with backoff). Not reliable itself (a lost refusal looks like loss).
+    /// 2: the message `seqno` was **not** accepted. Back-pressure (`QueueFull`,
+    /// `TooManyPeers`, `NoRoom`): the sender keeps it and retransmits with backoff; a closed
+    /// channel ([`Refusal::ChannelClosed`]): the sender restarts its channel. Not reliable
+    /// itself (a lost refusal looks like loss).
     Refused {
         /// The seqno refused.
         seqno: u64,

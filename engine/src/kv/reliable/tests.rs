@@ -9,7 +9,7 @@ const A: Endpoint = Endpoint::v4([10, 0, 0, 1], 1);
 const B: Endpoint = Endpoint::v4([10, 0, 0, 2], 1);
 
 fn params() -> ReliableParams {
-    ReliableParams { retransmit_ms: 10, max_retransmit_ms: 40, max_unacked_per_peer: 3 }
+    ReliableParams { retransmit_ms: 10, max_retransmit_ms: 40, max_unacked_per_peer: 3, give_up_after: 3 }
 }
 
 fn frames(out: &Outbox<'_>) -> heapless::Vec<Frame<'static>, 16> {
@@ -29,7 +29,7 @@ fn seqnos_start_at_the_base_and_grow_by_one() {
     let mut out = store.outbox();
     let mut stats = Stats::default();
     let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
-    let b = r.add_peer(B, Some(1)).unwrap();
+    let b = r.add_peer(B, PeerKind::Fixed { base: 1 }).unwrap();
     assert_eq!(r.send(Instant::ZERO, b, &7u32, &mut out, &mut stats), Ok(1));
     assert_eq!(r.send(Instant::ZERO, b, &8u32, &mut out, &mut stats), Ok(2));
     let f = frames(&out);
@@ -41,12 +41,12 @@ fn seqnos_start_at_the_base_and_grow_by_one() {
 #[test]
 fn out_of_order_message_is_not_accepted() {
     let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
-    let a = r.add_peer(A, Some(1)).unwrap();
+    let a = r.add_peer(A, PeerKind::Fixed { base: 1 }).unwrap();
     assert_eq!(r.classify(a, 1, 2), Verdict::Ahead);
-    r.accept(a, 1, 2);
+    r.accept(Instant::ZERO, a, 1, 2);
     assert_eq!(r.peer(a).unwrap().last_accepted(), Some(0), "ahead message changed nothing");
     assert_eq!(r.classify(a, 1, 1), Verdict::New);
-    r.accept(a, 1, 1);
+    r.accept(Instant::ZERO, a, 1, 1);
     assert_eq!(r.classify(a, 1, 2), Verdict::New);
 }
 
@@ -56,9 +56,9 @@ fn duplicate_is_reacked_with_the_cumulative_ack() {
     let mut out = store.outbox();
     let mut stats = Stats::default();
     let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
-    let a = r.add_peer(A, Some(1)).unwrap();
-    r.accept(a, 1, 1);
-    r.accept(a, 1, 2);
+    let a = r.add_peer(A, PeerKind::Fixed { base: 1 }).unwrap();
+    r.accept(Instant::ZERO, a, 1, 1);
+    r.accept(Instant::ZERO, a, 1, 2);
     assert_eq!(r.classify(a, 1, 1), Verdict::Duplicate);
     r.send_ack(a, &mut out, &mut stats);
     assert_eq!(frames(&out)[0], Frame::Ack { seqno: 2 });
@@ -70,7 +70,7 @@ fn cumulative_ack_clears_the_queue_and_stale_or_future_acks_do_not() {
     let mut out = store.outbox();
     let mut stats = Stats::default();
     let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
-    let b = r.add_peer(B, Some(1)).unwrap();
+    let b = r.add_peer(B, PeerKind::Fixed { base: 1 }).unwrap();
     for v in 0..3u32 {
         r.send(Instant::ZERO, b, &v, &mut out, &mut stats).unwrap();
     }
@@ -88,7 +88,8 @@ fn an_ack_keeps_every_other_peers_messages_whole() {
     let mut out = store.outbox();
     let mut stats = Stats::default();
     let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
-    let (a, b) = (r.add_peer(A, Some(1)).unwrap(), r.add_peer(B, Some(1)).unwrap());
+    let (a, b) =
+        (r.add_peer(A, PeerKind::Fixed { base: 1 }).unwrap(), r.add_peer(B, PeerKind::Fixed { base: 1 }).unwrap());
     let long = [7u8; 100];
     r.send(Instant::ZERO, a, &&long[..], &mut out, &mut stats).unwrap();
     r.send(Instant::ZERO, b, &&[1u8, 2][..], &mut out, &mut stats).unwrap();
@@ -117,8 +118,8 @@ fn equality_ignores_the_bytes_past_a_message() {
     let new = || Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
     let (mut moved, mut fresh) = (new(), new());
     for r in [&mut moved, &mut fresh] {
-        r.add_peer(A, Some(1)).unwrap();
-        r.add_peer(B, Some(1)).unwrap();
+        r.add_peer(A, PeerKind::Fixed { base: 1 }).unwrap();
+        r.add_peer(B, PeerKind::Fixed { base: 1 }).unwrap();
     }
     // `moved`: B's short message is copied into the slot A's long one used, whose tail
     // bytes stay behind. `fresh`: the same messages sent and acked in an order that
@@ -140,7 +141,7 @@ fn full_queue_refuses_new_messages() {
     let mut out = store.outbox();
     let mut stats = Stats::default();
     let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
-    let b = r.add_peer(B, Some(1)).unwrap();
+    let b = r.add_peer(B, PeerKind::Fixed { base: 1 }).unwrap();
     for v in 0..3u32 {
         r.send(Instant::ZERO, b, &v, &mut out, &mut stats).unwrap();
     }
@@ -159,7 +160,7 @@ fn unacked_messages_are_retransmitted_in_order_with_backoff() {
     let mut out = store.outbox();
     let mut stats = Stats::default();
     let mut r = Rel::new(Protocol::Kv, 256, params(), 5).unwrap();
-    let b = r.add_peer(B, None).unwrap();
+    let b = r.add_peer(B, PeerKind::Client).unwrap();
     r.send(Instant::ZERO, b, &1u32, &mut out, &mut stats).unwrap();
     r.send(Instant::ZERO, b, &2u32, &mut out, &mut stats).unwrap();
     out.clear();
@@ -192,15 +193,15 @@ fn a_restarted_peer_resets_the_channel_and_stale_incarnations_are_ignored() {
     let mut out = store.outbox();
     let mut stats = Stats::default();
     let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
-    let c = r.add_peer(A, None).unwrap();
+    let c = r.add_peer(A, PeerKind::Client).unwrap();
     assert_eq!(r.classify(c, 100, 101), Verdict::Ahead, "first contact must be the channel's first message");
-    r.accept(c, 100, 100);
+    r.accept(Instant::ZERO, c, 100, 100);
     r.send(Instant::ZERO, c, &1u32, &mut out, &mut stats).unwrap();
     assert_eq!(r.classify(c, 50, 50), Verdict::Stale);
     assert_eq!(r.classify(c, 200, 201), Verdict::Ahead);
     assert_eq!(r.classify(c, 200, 200), Verdict::Restarted);
     assert_eq!(r.room_after(c, Verdict::Restarted), 3);
-    r.accept(c, 200, 200);
+    r.accept(Instant::ZERO, c, 200, 200);
     assert_eq!(r.pending(), 0, "messages for the dead incarnation dropped");
     out.clear();
     r.send(Instant::ZERO, c, &2u32, &mut out, &mut stats).unwrap();
@@ -216,7 +217,176 @@ fn a_restarted_peer_resets_the_channel_and_stale_incarnations_are_ignored() {
 #[test]
 fn a_fixed_peer_cannot_restart() {
     let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
-    let a = r.add_peer(A, Some(1)).unwrap();
+    let a = r.add_peer(A, PeerKind::Fixed { base: 1 }).unwrap();
     assert_eq!(r.classify(a, 9, 9), Verdict::Invalid);
     assert_eq!(r.classify(a, 1, 0), Verdict::Invalid);
+}
+
+const C1: Endpoint = Endpoint::v4([10, 0, 1, 1], 9);
+const C2: Endpoint = Endpoint::v4([10, 0, 1, 2], 9);
+const C3: Endpoint = Endpoint::v4([10, 0, 1, 3], 9);
+
+/// A table of 4: fixed peer A, then clients C1 and C2 (each accepted one message at `base`
+/// at 1 ms and 2 ms), C3 at 3 ms.
+fn full_table() -> Rel {
+    let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
+    r.add_peer(A, PeerKind::Fixed { base: 1 }).unwrap();
+    for (n, ep) in [C1, C2, C3].iter().enumerate() {
+        let now = Instant::from_millis(n as u64 + 1);
+        let (i, evicted) = r.admit(now, *ep).unwrap();
+        assert!(!evicted);
+        r.accept(now, i, 100, 100);
+    }
+    r
+}
+
+#[test]
+fn admit_evicts_the_least_recently_active_settled_client_and_never_a_fixed_peer() {
+    let mut store = OutboxBuf::<8, 2048>::new();
+    let mut out = store.outbox();
+    let mut stats = Stats::default();
+    let mut r = full_table();
+    // C1 is the least recently active, but has a message unacked: not settled.
+    let c1 = r.index_of(C1).unwrap();
+    r.send(Instant::from_millis(5), c1, &1u32, &mut out, &mut stats).unwrap();
+    let (i, evicted) = r.admit(Instant::from_millis(6), B).unwrap();
+    assert!(evicted);
+    r.accept(Instant::from_millis(6), i, 7, 7);
+    assert_eq!(r.index_of(C2), None, "C2: settled, least recently active");
+    assert_eq!(r.index_of(B), Some(i));
+    assert_eq!(r.index_of(A), Some(0), "the fixed peer keeps its index");
+    assert_eq!(r.unacked_bodies(r.index_of(C1).unwrap()).count(), 1, "C1's message kept, renumbered");
+    assert_eq!(r.invariant(), Ok(()));
+    assert_eq!(r.evict(0), None, "a fixed peer is never evicted");
+}
+
+#[test]
+fn a_full_table_of_unsettled_clients_refuses_a_newcomer() {
+    let mut store = OutboxBuf::<8, 2048>::new();
+    let mut out = store.outbox();
+    let mut stats = Stats::default();
+    let mut r = full_table();
+    for ep in [C1, C2, C3] {
+        let i = r.index_of(ep).unwrap();
+        r.send(Instant::ZERO, i, &1u32, &mut out, &mut stats).unwrap();
+    }
+    assert!(!r.can_admit());
+    assert_eq!(r.admit(Instant::ZERO, B), Err(Refusal::TooManyPeers));
+    assert_eq!(r.peers().len(), 4, "nobody evicted");
+}
+
+#[test]
+fn an_evicted_channel_is_closed_for_good_and_only_a_base_above_its_seqnos_opens_a_new_one() {
+    let mut r = full_table();
+    let c2 = r.index_of(C2).unwrap();
+    r.accept(Instant::ZERO, c2, 100, 101);
+    assert_eq!(r.classify_unknown(C2, 100, 100), Verdict::New, "before eviction nothing is closed");
+    assert_eq!(r.evict(c2), Some(evict::Eviction::Settled));
+    for (base, seqno) in [(100, 100), (100, 102), (101, 101), (50, 50)] {
+        assert_eq!(r.classify_unknown(C2, base, seqno), Verdict::Closed, "({base}, {seqno})");
+    }
+    assert_eq!(r.closed_refusal(C2), Refusal::ChannelClosed { above: 101, lost: 0 });
+    assert_eq!(r.classify_unknown(C2, 102, 102), Verdict::New);
+    assert_eq!(r.classify_unknown(C2, 102, 103), Verdict::Ahead);
+    assert_eq!(r.classify_unknown(C2, u64::MAX, u64::MAX), Verdict::Invalid, "base above MAX_CHANNEL_BASE");
+}
+
+#[test]
+fn a_client_that_acks_nothing_is_given_up_after_the_round_limit_with_its_messages() {
+    let mut store = OutboxBuf::<8, 2048>::new();
+    let mut out = store.outbox();
+    let mut stats = Stats::default();
+    let mut r = full_table();
+    let c1 = r.index_of(C1).unwrap();
+    r.send(Instant::ZERO, c1, &1u32, &mut out, &mut stats).unwrap();
+    let next = r.peer(c1).unwrap().next_seqno();
+    // give_up_after is 3: three rounds of retransmission, then given up at the fourth.
+    let mut abandoned = 0;
+    for round in 0..4 {
+        out.clear();
+        abandoned += r.tick(r.next_deadline(), &mut out, &mut stats);
+        assert_eq!((out.len(), abandoned), if round < 3 { (1, 0) } else { (0, 1) }, "round {round}");
+    }
+    assert_eq!(r.index_of(C1), None);
+    assert_eq!(r.pending(), 0);
+    assert_eq!(r.closed_refusal(C1), Refusal::ChannelClosed { above: 100, lost: 100 });
+    // Its replacement's channel starts above every seqno sent on the abandoned one.
+    let (i, _) = r.admit(Instant::ZERO, C1).unwrap();
+    r.accept(Instant::ZERO, i, 101, 101);
+    assert!(r.peer(i).unwrap().send_base() >= next);
+    assert_eq!(r.invariant(), Ok(()));
+}
+
+#[test]
+fn an_ack_making_progress_resets_the_rounds_towards_giving_up() {
+    let mut store = OutboxBuf::<8, 2048>::new();
+    let mut out = store.outbox();
+    let mut stats = Stats::default();
+    let mut r = full_table();
+    let c1 = r.index_of(C1).unwrap();
+    let s = r.send(Instant::ZERO, c1, &1u32, &mut out, &mut stats).unwrap();
+    r.send(Instant::ZERO, c1, &2u32, &mut out, &mut stats).unwrap();
+    for _ in 0..3 {
+        r.tick(r.next_deadline(), &mut out, &mut stats);
+    }
+    assert_eq!(r.peer(c1).unwrap().rounds_without_progress(), 3);
+    r.on_ack(r.next_deadline(), c1, s);
+    assert_eq!(r.peer(c1).unwrap().rounds_without_progress(), 0);
+    assert_eq!(r.tick(r.next_deadline(), &mut out, &mut stats), 0, "not given up");
+    assert!(r.index_of(C1).is_some());
+}
+
+#[test]
+fn restart_send_starts_above_the_floor_and_drops_the_dead_channels_messages() {
+    let mut store = OutboxBuf::<8, 2048>::new();
+    let mut out = store.outbox();
+    let mut stats = Stats::default();
+    let mut r = Rel::new(Protocol::Kv, 256, params(), 10).unwrap();
+    let h = r.add_peer(A, PeerKind::Server).unwrap();
+    r.send(Instant::ZERO, h, &1u32, &mut out, &mut stats).unwrap();
+    r.send(Instant::ZERO, h, &2u32, &mut out, &mut stats).unwrap();
+    r.restart_send(h, 500);
+    assert_eq!(r.pending(), 0);
+    let p = r.peer(h).unwrap();
+    assert_eq!((p.send_base(), p.next_seqno(), p.unacked()), (501, 501, 0));
+    r.restart_send(h, 3);
+    assert_eq!(r.peer(h).unwrap().send_base(), 501, "never below a seqno already used");
+    r.restart_send(h, u64::MAX);
+    assert_eq!(r.peer(h).unwrap().send_base(), MAX_CHANNEL_BASE + 1, "saturates, no overflow");
+    assert_eq!(r.invariant(), Ok(()));
+}
+
+#[test]
+fn a_servers_new_channel_restarts_only_the_receive_side() {
+    let mut store = OutboxBuf::<8, 2048>::new();
+    let mut out = store.outbox();
+    let mut stats = Stats::default();
+    let mut r = Rel::new(Protocol::Kv, 256, params(), 10).unwrap();
+    let h = r.add_peer(A, PeerKind::Server).unwrap();
+    r.accept(Instant::ZERO, h, 1, 1);
+    r.send(Instant::ZERO, h, &1u32, &mut out, &mut stats).unwrap();
+    assert_eq!(r.classify(h, 50, 50), Verdict::Restarted);
+    r.accept(Instant::ZERO, h, 50, 50);
+    assert_eq!(r.peer(h).unwrap().last_accepted(), Some(50));
+    assert_eq!(r.pending(), 1, "our request to the server is kept");
+    assert_eq!(r.classify(h, 1, 2), Verdict::Stale, "the server's old channel is stale");
+}
+
+#[test]
+fn with_the_default_parameters_a_silent_client_is_given_up_14_35_s_after_the_first_send() {
+    let mut store = OutboxBuf::<8, 2048>::new();
+    let mut out = store.outbox();
+    let mut stats = Stats::default();
+    let mut r = Rel::new(Protocol::Kv, 256, ReliableParams::default(), 1).unwrap();
+    let (c, _) = r.admit(Instant::ZERO, C1).unwrap();
+    r.accept(Instant::ZERO, c, 5, 5);
+    r.send(Instant::ZERO, c, &1u32, &mut out, &mut stats).unwrap();
+    let mut at = Instant::ZERO;
+    while r.index_of(C1).is_some() {
+        at = r.next_deadline();
+        out.clear();
+        r.tick(at, &mut out, &mut stats);
+    }
+    assert_eq!(at, Instant::from_millis(14_350));
+    assert_eq!(r.retransmits(), 12);
 }

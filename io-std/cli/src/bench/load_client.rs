@@ -21,6 +21,12 @@ pub trait LoadClient: Send + 'static {
     fn next_deadline(&self) -> Instant;
     /// Gives up on the outstanding operation.
     fn cancel(&mut self);
+    /// Whether the service refused the outstanding operation's request since it started
+    /// (back-pressure it retries through, such as a full client table): an operation that
+    /// then times out is counted as refused, not as a plain timeout.
+    fn refused(&self) -> bool {
+        false
+    }
 }
 
 /// How an operation ended.
@@ -32,6 +38,8 @@ pub enum OpResult {
     Done,
     /// The service refused it (nothing changed).
     Refused,
+    /// The service gave up delivering its reply: it may or may not have taken effect.
+    Lost,
 }
 
 /// The RSL client driving the replicated KV app (keys as 8 big-endian bytes), and the
@@ -68,8 +76,15 @@ impl LoadClient for RslLoad {
     }
 }
 
-/// The IronKV client.
-pub struct KvLoad(pub Box<StdKvClient>);
+/// The IronKV client, and whether a host refused its outstanding operation's request.
+pub struct KvLoad(pub Box<StdKvClient>, pub bool);
+
+impl KvLoad {
+    /// A load client over `client`.
+    pub fn new(client: StdKvClient) -> KvLoad {
+        KvLoad(Box::new(client), false)
+    }
+}
 
 impl LoadClient for KvLoad {
     fn start(&mut self, now: Instant, key: u64, write: Option<&[u8]>, out: &mut Outbox<'_>) -> bool {
@@ -77,6 +92,7 @@ impl LoadClient for KvLoad {
             None => KvRequest::Get(key),
             Some(v) => KvRequest::Set(key, v),
         };
+        self.1 = false;
         self.0.submit(now, req, out).is_ok()
     }
     fn on_datagram(&mut self, now: Instant, from: Endpoint, bytes: &[u8], out: &mut Outbox<'_>) -> Option<OpResult> {
@@ -86,8 +102,15 @@ impl LoadClient for KvLoad {
                 KvOutcome::Written | KvOutcome::Sharded => OpResult::Done,
                 KvOutcome::Failed(_) => OpResult::Refused,
             }),
-            KvEvent::Refused { .. } => None,
+            KvEvent::Lost { .. } => Some(OpResult::Lost),
+            KvEvent::Refused { .. } => {
+                self.1 = true;
+                None
+            }
         }
+    }
+    fn refused(&self) -> bool {
+        self.1
     }
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
         self.0.tick(now, out);

@@ -43,7 +43,7 @@ pub fn run_kv(setup: &KvSetup, opts: &BenchOptions) -> Result<BenchResult, CallE
     let seed = wall_clock_us();
     let params = setup.config.params;
     run_load(&setup.addrs, opts, |_| {
-        StdKvClient::new(&eps, seed, params).map(|c| KvLoad(Box::new(c))).map_err(|_| CallError::TooLarge)
+        StdKvClient::new(&eps, seed, params).map(KvLoad::new).map_err(|_| CallError::TooLarge)
     })
 }
 
@@ -101,7 +101,7 @@ fn run_load<C: LoadClient>(
         }
     }
     let mut hist = new_hist();
-    let (mut ops, mut errors, mut timeouts) = (0, 0, 0);
+    let (mut ops, mut errors, mut timeouts, mut refused, mut lost) = (0, 0, 0, 0, 0);
     let mut history = Vec::new();
     for h in handles {
         let w = h.join().map_err(|_| CallError::BadReply)?.map_err(CallError::Io)?;
@@ -109,6 +109,8 @@ fn run_load<C: LoadClient>(
         ops += w.ops;
         errors += w.errors;
         timeouts += w.timeouts;
+        refused += w.refused;
+        lost += w.lost;
         history.extend(w.history);
     }
     let elapsed = start.elapsed();
@@ -128,6 +130,8 @@ fn run_load<C: LoadClient>(
         ops,
         errors,
         timeouts,
+        refused,
+        lost,
         elapsed,
         ops_per_s: ops as f64 / elapsed.as_secs_f64().max(1e-9),
         p50_us: hist.value_at_quantile(0.5),

@@ -40,10 +40,15 @@ pub struct BenchOptions {
 pub struct BenchResult {
     /// Operations completed successfully.
     pub ops: u64,
-    /// Operations refused or timed out.
+    /// Operations that did not complete successfully: refused, timed out, or lost.
     pub errors: u64,
-    /// Of the errors, how many timed out.
+    /// Of the errors, how many timed out with no refusal heard.
     pub timeouts: u64,
+    /// Of the errors, how many the service kept refusing (back-pressure such as a full
+    /// client table) until they timed out.
+    pub refused: u64,
+    /// Of the errors, how many the service gave up on (outcome unknown).
+    pub lost: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
     /// Completed operations per second.
@@ -68,6 +73,8 @@ impl BenchResult {
             "p999_us": self.p999_us,
             "errors": self.errors,
             "timeouts": self.timeouts,
+            "refused": self.refused,
+            "lost": self.lost,
             "ops": self.ops,
             "clients": self.clients,
             "elapsed_s": self.elapsed.as_secs_f64(),
@@ -78,7 +85,7 @@ impl BenchResult {
     /// A human summary.
     pub fn summary(&self) -> String {
         format!(
-            "{} ops in {:.1} s from {} clients: {:.0} ops/s; latency p50 {} us, p99 {} us, p99.9 {} us; {} errors ({} timeouts)",
+            "{} ops in {:.1} s from {} clients: {:.0} ops/s; latency p50 {} us, p99 {} us, p99.9 {} us; {} errors ({} timeouts, {} refused, {} lost)",
             self.ops,
             self.elapsed.as_secs_f64(),
             self.clients,
@@ -87,7 +94,9 @@ impl BenchResult {
             self.p99_us,
             self.p999_us,
             self.errors,
-            self.timeouts
+            self.timeouts,
+            self.refused,
+            self.lost
         )
     }
 }

@@ -22,6 +22,8 @@ pub(super) struct Worker {
     pub(super) ops: u64,
     pub(super) errors: u64,
     pub(super) timeouts: u64,
+    pub(super) refused: u64,
+    pub(super) lost: u64,
     pub(super) history: Vec<HistoryRecord>,
 }
 
@@ -109,8 +111,16 @@ fn start_op<C: LoadClient>(
     }
 }
 
-fn finish_op<C>(w: &mut Worker, l: &mut Logical<C>, opts: &BenchOptions, shared: &Shared, reply: Option<OpResult>) {
+fn finish_op<C: LoadClient>(
+    w: &mut Worker,
+    l: &mut Logical<C>,
+    opts: &BenchOptions,
+    shared: &Shared,
+    reply: Option<OpResult>,
+) {
     let Some(op) = l.current.take() else { return };
+    let refused = reply.is_none() && l.client.refused();
+    let lost = matches!(reply, Some(OpResult::Lost));
     let complete_us = shared.start.elapsed().as_micros() as u64;
     let recording = opts.history.is_some();
     let (status, result) = match reply {
@@ -120,7 +130,8 @@ fn finish_op<C>(w: &mut Worker, l: &mut Logical<C>, opts: &BenchOptions, shared:
         Some(OpResult::Done) => (RecordStatus::Ok, None),
         // Refused by the service: nothing changed.
         Some(OpResult::Refused) => (RecordStatus::Fail, None),
-        None => (RecordStatus::Timeout, None),
+        // Lost, or timed out (refused until then, or not): the outcome is unknown.
+        Some(OpResult::Lost) | None => (RecordStatus::Timeout, None),
     };
     match status {
         RecordStatus::Ok => {
@@ -130,7 +141,11 @@ fn finish_op<C>(w: &mut Worker, l: &mut Logical<C>, opts: &BenchOptions, shared:
         }
         RecordStatus::Timeout => {
             w.errors += 1;
-            w.timeouts += 1;
+            match (lost, refused) {
+                (true, _) => w.lost += 1,
+                (false, true) => w.refused += 1,
+                (false, false) => w.timeouts += 1,
+            }
         }
         RecordStatus::Fail => {
             w.errors += 1;
@@ -157,7 +172,7 @@ pub(super) fn load_thread<C: LoadClient>(
     opts: BenchOptions,
     shared: Shared,
 ) -> std::io::Result<Worker> {
-    let mut w = Worker { hist: new_hist(), ops: 0, errors: 0, timeouts: 0, history: Vec::new() };
+    let mut w = Worker { hist: new_hist(), ops: 0, errors: 0, timeouts: 0, refused: 0, lost: 0, history: Vec::new() };
     let mut poll = mio::Poll::new()?;
     for (i, l) in clients.iter_mut().enumerate() {
         poll.registry().register(&mut l.socket, mio::Token(i), mio::Interest::READABLE)?;
@@ -220,12 +235,16 @@ pub(super) fn load_thread<C: LoadClient>(
             }
         }
     }
-    // Operations still outstanding at the end: their outcome is unknown.
+    // Operations still outstanding at the end: their outcome is unknown. Cut off by the end
+    // of the run, not a failure of the cluster, unless the service was refusing them.
     for l in clients.iter_mut() {
         if l.current.is_some() {
+            let refused = l.client.refused();
             finish_op(&mut w, l, &opts, &shared, None);
-            w.errors -= 1; // Cut off by the end of the run, not a failure of the cluster.
-            w.timeouts -= 1;
+            if !refused {
+                w.errors -= 1;
+                w.timeouts -= 1;
+            }
         }
     }
     Ok(w)
