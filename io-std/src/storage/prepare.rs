@@ -13,6 +13,8 @@
 //! into place when it starts a segment. A leftover one from before a crash may be half
 //! written: it is deleted at open and prepared again. If preparing fails (a full disk), the
 //! log starts plain segments that grow as they are written: slower syncs, same contents.
+//! A segment is prepared only while the file system has room for two more: zeros must
+//! never take the space the log itself is about to need.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -82,11 +84,21 @@ impl Preparer {
 /// Writes `bytes` zeros to a new file at `path` and syncs it; on failure removes it (a full
 /// disk must not stay full of zeros).
 fn zero_fill(path: &Path, bytes: u64) -> io::Result<()> {
+    let free = free_bytes(path.parent().unwrap_or(Path::new(".")))?;
+    if free < bytes.saturating_mul(2) {
+        return Err(io::Error::new(io::ErrorKind::StorageFull, "no room to prepare a log segment"));
+    }
     let result = write_zeros(path, bytes);
     if result.is_err() {
         let _ = fs::remove_file(path);
     }
     result
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> io::Result<u64> {
+    let s = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
+    Ok(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
 }
 
 fn write_zeros(path: &Path, bytes: u64) -> io::Result<()> {
