@@ -98,7 +98,7 @@ fn zero_fill(path: &Path, bytes: u64) -> io::Result<()> {
 /// Bytes an unprivileged writer may still use on the file system holding `dir`.
 fn free_bytes(dir: &Path) -> io::Result<u64> {
     let s = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
-    Ok(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
+    Ok(s.blocks_available().saturating_mul(s.fragment_size()))
 }
 
 fn write_zeros(path: &Path, bytes: u64) -> io::Result<()> {
