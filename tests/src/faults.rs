@@ -38,6 +38,10 @@ pub enum FaultEvent {
     CrashAll(usize),
     /// A host's clock jumps forward by this many microseconds.
     ClockJump(usize, u64),
+    /// A host freezes for this many microseconds (a stopped process, a stalled VM): it runs
+    /// no timer and handles no datagram; those sent to it wait for it, as in its socket
+    /// buffer, and then it goes on where it stopped, with its clock far ahead.
+    Pause(usize, u64),
     /// New network loss, duplication and delay rates.
     Net(NetFaults),
 }
@@ -73,6 +77,8 @@ pub struct FaultProfile {
     pub crash_weight: u32,
     /// Largest clock jump (us; 0 disables jumps).
     pub max_jump_us: u64,
+    /// Longest pause of a host (us; 0 disables pauses).
+    pub max_pause_us: u64,
 }
 
 impl FaultProfile {
@@ -85,6 +91,7 @@ impl FaultProfile {
         max_delay_us: 100,
         crash_weight: 0,
         max_jump_us: 0,
+        max_pause_us: 0,
     };
 
     /// A random profile: rates and frequencies vary per seed, from calm to harsh.
@@ -104,6 +111,7 @@ impl FaultProfile {
             max_delay_us,
             crash_weight: [0, 1, 3][rng.below(3) as usize],
             max_jump_us: [0, 0, 2_000_000][rng.below(3) as usize],
+            max_pause_us: [0, 1_000_000, 5_000_000][rng.below(3) as usize],
         }
     }
 }
@@ -144,8 +152,17 @@ impl FaultSchedule {
             while step < steps {
                 // Restarts are as likely as crashes (only crashed, restartable hosts restart).
                 let whole = u32::from(profile.crash_weight > 0 && crash_groups.iter().any(|g| g.whole));
-                let weights =
-                    [4u32, 3, profile.crash_weight, u32::from(profile.max_jump_us > 0), 3, profile.crash_weight, whole];
+                let pauses = u32::from(profile.max_pause_us > 0);
+                let weights = [
+                    4u32,
+                    3,
+                    profile.crash_weight,
+                    u32::from(profile.max_jump_us > 0),
+                    3,
+                    profile.crash_weight,
+                    whole,
+                    pauses,
+                ];
                 let total: u32 = weights.iter().sum();
                 let mut pick = rng.below(u64::from(total)) as u32;
                 let mut kind = 0;
@@ -213,6 +230,7 @@ impl FaultSchedule {
                             _ => None,
                         }
                     }
+                    7 => Some(FaultEvent::Pause(rng.below(hosts as u64) as usize, rng.range(1, profile.max_pause_us))),
                     _ => Some(FaultEvent::Net(random_net(
                         rng,
                         profile.max_loss_ppm,
@@ -284,6 +302,8 @@ pub struct FaultCounts {
     pub held_lost: u64,
     /// Clock jumps.
     pub clock_jumps: u64,
+    /// Hosts frozen for a while.
+    pub pauses: u64,
     /// Changes of network rates.
     pub net_changes: u64,
     /// Forged or planted messages (planted-bug runs only).
@@ -300,6 +320,7 @@ impl FaultCounts {
             FaultEvent::Restart(_) => self.restarts += 1,
             FaultEvent::CrashAll(_) => self.power_cuts += 1,
             FaultEvent::ClockJump(..) => self.clock_jumps += 1,
+            FaultEvent::Pause(..) => self.pauses += 1,
             FaultEvent::Net(_) => self.net_changes += 1,
         }
     }
@@ -315,6 +336,7 @@ impl FaultCounts {
         self.deferred_syncs += o.deferred_syncs;
         self.held_lost += o.held_lost;
         self.clock_jumps += o.clock_jumps;
+        self.pauses += o.pauses;
         self.net_changes += o.net_changes;
         self.planted += o.planted;
     }

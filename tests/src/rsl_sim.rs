@@ -115,6 +115,8 @@ pub struct RslSim {
     synced_views: Vec<Option<crash::DurableView>>,
     /// Each replica's sync in progress, and the datagrams waiting for it.
     pending_syncs: Vec<Option<crash::PendingSync>>,
+    /// Until when each replica is frozen by a `Pause` fault (global µs; past: running).
+    pub paused_until: Vec<u64>,
     /// When the next stray request goes out (see [`SimOptions::stray_every_us`]).
     next_stray_us: u64,
     /// Stray requests sent.
@@ -185,6 +187,7 @@ impl RslSim {
             at_crash: vec![None; options.replicas],
             synced_views: vec![None; options.replicas],
             pending_syncs: vec![None; options.replicas],
+            paused_until: vec![0; options.replicas],
             next_stray_us: options.stray_every_us.unwrap_or(u64::MAX),
             strays: 0,
             one_b_chunks: BTreeMap::new(),
@@ -222,7 +225,8 @@ impl RslSim {
         t = t.min(self.next_stray_us);
         for (i, r) in self.replicas.iter().enumerate() {
             if let Some(r) = r {
-                t = t.min(self.clocks[i].global(r.next_deadline().as_micros()));
+                // A frozen replica's timers fire once it runs again.
+                t = t.min(self.clocks[i].global(r.next_deadline().as_micros()).max(self.paused_until[i]));
             }
         }
         for (j, c) in self.clients.iter().enumerate() {
@@ -280,9 +284,10 @@ impl RslSim {
             return true;
         }
         for i in 0..self.replicas.len() {
-            let due = self.replicas[i]
-                .as_ref()
-                .is_some_and(|r| self.clocks[i].global(r.next_deadline().as_micros()) <= self.now);
+            let due = !self.paused(i)
+                && self.replicas[i]
+                    .as_ref()
+                    .is_some_and(|r| self.clocks[i].global(r.next_deadline().as_micros()) <= self.now);
             if due {
                 self.record(TraceKind::Tick(i));
                 let now = self.local(i);
@@ -329,6 +334,12 @@ impl RslSim {
         if host < self.replicas.len() {
             let i = host;
             if self.replicas[i].is_none() {
+                return;
+            }
+            if self.paused(i) {
+                // In its socket buffer until it runs again.
+                let wait = self.paused_until[i] - self.now;
+                self.net.inject(self.now, from, to, bytes, wait);
                 return;
             }
             let mut buf = self.outbox.take().expect("outbox present between steps");

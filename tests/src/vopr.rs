@@ -308,6 +308,7 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
     ];
     let schedule = FaultSchedule::generate(&mut rng, hosts, &groups, cfg.steps);
     opts.faults = schedule.profile.net;
+    opts.max_pause_us = schedule.profile.max_pause_us;
     let setup = format!(
         "{n} replicas, {} clients, {} keys, params {:?}, client retransmit {} ms, faults {:?}, {} fault events",
         opts.clients,

@@ -91,6 +91,7 @@ impl RslSim {
             self.at_crash[i] = Some(AtCrash { view: durable_view(&r), checkpoint: r.checkpoint() });
             self.disks[i].crash(&mut self.rng);
             self.writing_ids[i] = None;
+            self.paused_until[i] = 0;
             // Held for a sync that never completed: never sent.
             if let Some(p) = self.pending_syncs[i].take() {
                 self.fault_counts.held_lost += p.held.len() as u64;
@@ -126,7 +127,9 @@ impl RslSim {
 
     /// The earliest pending sync's completion time.
     pub(super) fn next_sync_due(&self) -> Option<u64> {
-        self.pending_syncs.iter().flatten().map(|p| p.due_us).min()
+        // A frozen replica's sync thread is frozen too: its sync completes once it runs.
+        let due = |(i, p): (usize, &Option<PendingSync>)| p.as_ref().map(|p| p.due_us.max(self.paused_until[i]));
+        self.pending_syncs.iter().enumerate().filter_map(due).min()
     }
 
     /// Completes every pending sync due by now; true if one was.

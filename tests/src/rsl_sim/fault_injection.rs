@@ -44,8 +44,17 @@ impl RslSim {
                     c.jump(us);
                 }
             }
+            FaultEvent::Pause(h, us) if h < self.replicas.len() && self.replicas[h].is_some() => {
+                self.paused_until[h] = self.paused_until[h].max(self.now + us);
+            }
+            FaultEvent::Pause(..) => {}
             FaultEvent::Net(f) => self.net.faults = f,
         }
+    }
+
+    /// Whether replica `i` is frozen (a `Pause` fault) at the current time.
+    pub fn paused(&self, i: usize) -> bool {
+        self.paused_until.get(i).is_some_and(|&t| self.now < t)
     }
 
     /// GST: partitions heal, the network becomes reliable with small delays, no new faults,
@@ -72,7 +81,8 @@ impl RslSim {
         let views = (n + 2) * 2 * p.max_view_timeout_ms;
         let chatter = 20 * (p.heartbeat_period_ms + p.retransmit_period_ms);
         let ms = 3 * self.options.client_retransmit_ms + views + chatter;
-        ms * 1_100
+        // A replica frozen just before GST stays frozen up to the longest pause.
+        ms * 1_100 + self.options.max_pause_us
     }
 
     /// Cuts replica `i` off from every other host, both ways.

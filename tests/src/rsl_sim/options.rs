@@ -36,6 +36,8 @@ pub struct SimOptions {
     /// Mean gap between stray requests (a Get from a fresh endpoint, sent once to one
     /// follower and never retried, as a vanished or hostile client would), if any.
     pub stray_every_us: Option<u64>,
+    /// The longest pause a fault may freeze a replica for (the liveness bound allows it).
+    pub max_pause_us: u64,
 }
 
 impl Default for SimOptions {
@@ -53,6 +55,7 @@ impl Default for SimOptions {
             plant: Plant::None,
             trace_capacity: 64,
             stray_every_us: None,
+            max_pause_us: 0,
         }
     }
 }
@@ -89,6 +92,7 @@ impl SimOptions {
             plant: Plant::None,
             trace_capacity: 64,
             stray_every_us: (rng.below(2) == 0).then(|| rng.range(300_000, 3_000_000)),
+            max_pause_us: 0,
         }
     }
 }
