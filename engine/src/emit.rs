@@ -15,6 +15,8 @@ pub(crate) enum Envelope {
     Plain(Protocol),
     /// `wire::encode_rsl(cluster, ..)`.
     Rsl(u32),
+    /// `wire::encode_in_cluster(Protocol::Kv, cluster, ..)`.
+    Kv(u32),
 }
 
 impl From<Protocol> for Envelope {
@@ -27,6 +29,7 @@ fn encode_in<T: Serialize>(envelope: Envelope, msg: &T, buf: &mut [u8]) -> Resul
     match envelope {
         Envelope::Plain(p) => wire::encode(p, msg, buf),
         Envelope::Rsl(cluster) => wire::encode_rsl(cluster, msg, buf),
+        Envelope::Kv(cluster) => wire::encode_in_cluster(Protocol::Kv, cluster, msg, buf),
     }
 }
 

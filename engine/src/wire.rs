@@ -1,8 +1,9 @@
 //! The versioned envelope every datagram carries, and the byte-slice type messages borrow.
 //!
-//! Layout of a datagram: `[MAGIC, WIRE_VERSION, protocol] ++ postcard(message)`; an RSL
-//! datagram also carries its sender's cluster identity after the envelope:
-//! `[MAGIC, WIRE_VERSION, 'R', cluster (u32 LE)] ++ postcard(message)` (see [`encode_rsl`]).
+//! Layout of a datagram: `[MAGIC, WIRE_VERSION, protocol] ++ postcard(message)`; an RSL or
+//! KV datagram also carries its sender's cluster identity after the envelope:
+//! `[MAGIC, WIRE_VERSION, protocol, cluster (u32 LE)] ++ postcard(message)` (see
+//! [`encode_in_cluster`]).
 //! Decoding borrows from the datagram (no copies, no heap) and never panics: every failure
 //! is a [`DecodeError`] the caller counts and drops. A message must be consumed exactly;
 //! trailing bytes are an error so that one byte string has one meaning.
@@ -18,11 +19,17 @@ pub const MAGIC: u8 = 0xF1;
 pub const WIRE_VERSION: u8 = 2;
 /// Bytes of the envelope header before the postcard body.
 pub const HEADER_BYTES: usize = 3;
-/// Bytes before an RSL datagram's body: the envelope and the cluster identity.
+/// Bytes before an RSL or KV datagram's body: the envelope and the cluster identity.
 pub const RSL_HEADER_BYTES: usize = HEADER_BYTES + 4;
-/// The cluster identity sent by a client or tool that does not know it: replicas accept
-/// it in client requests only (`RslConfig::identity`).
+/// The cluster identity sent by a client or tool that does not know it: replicas and hosts
+/// accept it from clients only (`RslConfig::identity`, `KvConfig::identity`).
 pub const ANY_CLUSTER: u32 = 0;
+
+/// Whether `protocol`'s datagrams carry a cluster identity (RSL and KV do; durable
+/// records, which are never sent, do not).
+pub fn carries_cluster(protocol: Protocol) -> bool {
+    matches!(protocol, Protocol::Rsl | Protocol::Kv)
+}
 /// The payload of one UDP datagram on a 1500-byte MTU: the default datagram bound.
 pub const DEFAULT_MAX_DATAGRAM_BYTES: usize = 1472;
 /// The largest UDP payload over IPv4: the upper bound any configuration may choose.
@@ -80,11 +87,11 @@ pub enum EncodeError {
     BufferFull,
 }
 
-/// Writes the envelope and `msg` into `buf`; returns the datagram length. An RSL datagram
-/// carries [`ANY_CLUSTER`] (use [`encode_rsl`] to name the cluster).
+/// Writes the envelope and `msg` into `buf`; returns the datagram length. An RSL or KV
+/// datagram carries [`ANY_CLUSTER`] (use [`encode_in_cluster`] to name the cluster).
 pub fn encode<T: Serialize>(protocol: Protocol, msg: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
-    if protocol == Protocol::Rsl {
-        return encode_rsl(ANY_CLUSTER, msg, buf);
+    if carries_cluster(protocol) {
+        return encode_in_cluster(protocol, ANY_CLUSTER, msg, buf);
     }
     if buf.len() < HEADER_BYTES {
         return Err(EncodeError::BufferFull);
@@ -98,12 +105,22 @@ pub fn encode<T: Serialize>(protocol: Protocol, msg: &T, buf: &mut [u8]) -> Resu
 
 /// Writes an RSL datagram from a member of cluster `cluster` into `buf`; returns its length.
 pub fn encode_rsl<T: Serialize>(cluster: u32, msg: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    encode_in_cluster(Protocol::Rsl, cluster, msg, buf)
+}
+
+/// Writes a datagram of `protocol` (RSL or KV) from a member of cluster `cluster`.
+pub fn encode_in_cluster<T: Serialize>(
+    protocol: Protocol,
+    cluster: u32,
+    msg: &T,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
     if buf.len() < RSL_HEADER_BYTES {
         return Err(EncodeError::BufferFull);
     }
     buf[0] = MAGIC;
     buf[1] = WIRE_VERSION;
-    buf[2] = Protocol::Rsl as u8;
+    buf[2] = protocol as u8;
     buf[HEADER_BYTES..RSL_HEADER_BYTES].copy_from_slice(&cluster.to_le_bytes());
     let body = postcard::to_slice(msg, &mut buf[RSL_HEADER_BYTES..]).map_err(|_| EncodeError::BufferFull)?;
     Ok(RSL_HEADER_BYTES + body.len())
@@ -112,7 +129,16 @@ pub fn encode_rsl<T: Serialize>(cluster: u32, msg: &T, buf: &mut [u8]) -> Result
 /// Checks an RSL datagram's envelope and decodes it: the sender's cluster identity and the
 /// message.
 pub fn decode_rsl<'a, T: Deserialize<'a>>(datagram: &'a [u8]) -> Result<(u32, T), DecodeError> {
-    let body = check_envelope(Protocol::Rsl, datagram)?;
+    decode_in_cluster(Protocol::Rsl, datagram)
+}
+
+/// Checks a `protocol` (RSL or KV) datagram's envelope and decodes it: the sender's cluster
+/// identity and the message.
+pub fn decode_in_cluster<'a, T: Deserialize<'a>>(
+    protocol: Protocol,
+    datagram: &'a [u8],
+) -> Result<(u32, T), DecodeError> {
+    let body = check_envelope(protocol, datagram)?;
     let Some((id, body)) = body.split_at_checked(RSL_HEADER_BYTES - HEADER_BYTES) else {
         return Err(DecodeError::TooShort);
     };
@@ -121,10 +147,10 @@ pub fn decode_rsl<'a, T: Deserialize<'a>>(datagram: &'a [u8]) -> Result<(u32, T)
 }
 
 /// Checks the envelope and decodes the body, borrowing byte fields from `datagram` (for
-/// RSL, whatever the cluster identity: replicas use [`decode_rsl`]).
+/// RSL and KV, whatever the cluster identity: replicas and hosts use [`decode_in_cluster`]).
 pub fn decode<'a, T: Deserialize<'a>>(protocol: Protocol, datagram: &'a [u8]) -> Result<T, DecodeError> {
-    if protocol == Protocol::Rsl {
-        return decode_rsl(datagram).map(|(_, m)| m);
+    if carries_cluster(protocol) {
+        return decode_in_cluster(protocol, datagram).map(|(_, m)| m);
     }
     decode_exact(check_envelope(protocol, datagram)?)
 }

@@ -111,7 +111,7 @@ fn invariant_checker_catches_a_checkpoint_reported_before_it_is_durable() {
 
 #[test]
 fn invariant_checker_catches_recovery_from_a_torn_snapshot() {
-    binding_bug_is_caught(Plant::TornSnapshot, "invariant", "reports only durable checkpoints", 330..340, 1);
+    binding_bug_is_caught(Plant::TornSnapshot, "invariant", "reports only durable checkpoints", 210..320, 2);
 }
 
 #[test]
@@ -142,7 +142,8 @@ fn refinement_checker_catches_a_forged_reply() {
 
 #[test]
 fn refinement_checker_catches_a_request_no_client_sent() {
-    planted_bug_is_caught(Plant::ForgeRequest, "refinement", "lemma_DecidedRequestWasSentByClient", false, 5);
+    // Caught wherever the forged request reaches a leader (a partition may keep it away).
+    binding_bug_is_caught(Plant::ForgeRequest, "refinement", "lemma_DecidedRequestWasSentByClient", 0..40, 5);
 }
 
 /// A forged reply reaches its client only if it beats the genuine one (which may already be

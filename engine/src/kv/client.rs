@@ -109,6 +109,7 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
         }
         let list = heapless::Vec::from_slice(hosts).map_err(|_| ConfigError::TooManyReplicas)?;
         let mut rel = Reliable::new(Protocol::Kv, params.max_datagram_bytes, params.reliable, first_seqno)?;
+        rel.set_cluster(super::config::identity_of(hosts, &params));
         for (i, h) in hosts.iter().enumerate() {
             if hosts[..i].contains(h) {
                 return Err(ConfigError::DuplicateEndpoint);

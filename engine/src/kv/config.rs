@@ -81,6 +81,16 @@ pub struct KvConfig<const H: usize> {
     pub params: KvParams,
 }
 
+/// The identity of the KV cluster of `hosts` (in order) and `params`: hosts send it in
+/// every datagram and refuse other hosts that send another (two config files that list
+/// the hosts in another order would disagree on who owns what); clients send it too, and
+/// hosts accept `ANY_CLUSTER` from a client. Covers `max_value_bytes` and
+/// `max_datagram_bytes`; timing parameters may differ.
+pub fn identity_of(hosts: &[Endpoint], params: &KvParams) -> u32 {
+    let shape = [params.max_value_bytes as u64, params.max_datagram_bytes as u64];
+    crate::config::cluster_identity(b"fleet-kv-cluster", hosts, &shape)
+}
+
 impl<const H: usize> KvConfig<H> {
     /// A configuration with default parameters; fails if more than `H` endpoints are given.
     pub fn new(hosts: &[Endpoint]) -> Result<Self, ConfigError> {
@@ -96,6 +106,11 @@ impl<const H: usize> KvConfig<H> {
     /// Index of the host at `ep`, if it is one.
     pub fn index_of(&self, ep: Endpoint) -> Option<usize> {
         self.hosts.iter().position(|h| *h == ep)
+    }
+
+    /// This cluster's identity ([`identity_of`]).
+    pub fn identity(&self) -> u32 {
+        identity_of(&self.hosts, &self.params)
     }
 
     /// Checks hosts and parameters against a `datagram`-byte buffer capacity.

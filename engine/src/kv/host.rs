@@ -174,6 +174,8 @@ pub struct KvHost<
     next_transfer: u64,
     reserved_pairs: usize,
     changed: bool,
+    /// The last datagram refused for naming another cluster: sender and its identity.
+    last_foreign: Option<(Endpoint, u32)>,
 }
 
 impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize>
@@ -200,6 +202,7 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         }
         let p = config.params;
         let mut rel = Reliable::new(Protocol::Kv, p.max_datagram_bytes, p.reliable, 1)?;
+        rel.set_cluster(config.identity());
         for h in &config.hosts {
             rel.add_peer(*h, PeerKind::Fixed { base: 1 }).ok_or(ConfigError::TooManyReplicas)?;
         }
@@ -222,6 +225,7 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
             next_transfer: 1,
             reserved_pairs: 0,
             changed: false,
+            last_foreign: None,
             config,
         })
     }
@@ -233,14 +237,25 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
     pub fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) -> Step {
         self.changed = false;
         Stats::bump(&mut self.stats.datagrams_in);
-        match wire::decode::<Frame<'_>>(Protocol::Kv, datagram) {
+        let decoded = wire::decode_in_cluster::<Frame<'_>>(Protocol::Kv, datagram);
+        // Another host must be of this cluster; a client may not know the identity.
+        let mine = self.config.identity();
+        let foreign = |cluster: u32| match self.config.index_of(from) {
+            Some(_) => cluster != mine,
+            None => cluster != mine && cluster != wire::ANY_CLUSTER,
+        };
+        match decoded {
             Err(_) => Stats::bump(&mut self.stats.decode_errors),
-            Ok(Frame::Ack { seqno }) => self.on_ack(now, from, seqno),
-            Ok(Frame::Refused { .. }) => {
+            Ok((cluster, _)) if foreign(cluster) => {
+                Stats::bump(&mut self.stats.foreign_cluster);
+                self.last_foreign = Some((from, cluster));
+            }
+            Ok((_, Frame::Ack { seqno })) => self.on_ack(now, from, seqno),
+            Ok((_, Frame::Refused { .. })) => {
                 // The sender keeps the message and retransmits with backoff.
                 bump(&mut self.counters.refusals_received);
             }
-            Ok(Frame::Single { base, seqno, ack, body }) => {
+            Ok((_, Frame::Single { base, seqno, ack, body })) => {
                 self.on_single(now, from, Channel { base, seqno, ack }, body.0, out)
             }
         }
@@ -305,6 +320,17 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
     /// The store.
     pub fn storage(&self) -> &S {
         &self.store
+    }
+
+    /// The last datagram refused because it named another cluster: its sender and that
+    /// cluster's identity (for a binding to report: the config files differ).
+    pub fn last_foreign(&self) -> Option<(Endpoint, u32)> {
+        self.last_foreign
+    }
+
+    /// This cluster's identity ([`KvConfig::identity`]), carried in every datagram.
+    pub fn cluster(&self) -> u32 {
+        self.config.identity()
     }
 
     /// The reliable channels.

@@ -154,6 +154,8 @@ pub enum SendError {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Reliable<const P: usize, const U: usize, const D: usize> {
     protocol: Protocol,
+    /// The cluster identity this side's datagrams carry (KV; `ANY_CLUSTER` until set).
+    cluster: u32,
     max_datagram_bytes: usize,
     params: ReliableParams,
     first_seqno: u64,
@@ -165,6 +167,16 @@ pub struct Reliable<const P: usize, const U: usize, const D: usize> {
     /// client starts here, so it never looks like an old one to that client.
     send_floor: u64,
     retransmits: u64,
+}
+
+/// How this side's datagrams are wrapped: with the cluster identity where the protocol
+/// carries one.
+fn envelope_of(protocol: Protocol, cluster: u32) -> crate::emit::Envelope {
+    match protocol {
+        Protocol::Kv => crate::emit::Envelope::Kv(cluster),
+        Protocol::Rsl => crate::emit::Envelope::Rsl(cluster),
+        p => crate::emit::Envelope::Plain(p),
+    }
 }
 
 impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
@@ -187,6 +199,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         }
         Ok(Reliable {
             protocol,
+            cluster: crate::wire::ANY_CLUSTER,
             max_datagram_bytes,
             params,
             first_seqno: first_seqno.max(1),
@@ -196,6 +209,11 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             send_floor: 0,
             retransmits: 0,
         })
+    }
+
+    /// Names the cluster this side's datagrams carry (see `KvConfig::identity`).
+    pub fn set_cluster(&mut self, cluster: u32) {
+        self.cluster = cluster;
     }
 
     /// Largest body [`Reliable::send`] accepts.
@@ -385,7 +403,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         let (ep, base, ack) = (p.ep, p.send_base, p.ack());
         if let Some(m) = self.pending.last() {
             let frame = Frame::Single { base, seqno, ack, body: Bytes(m.body()) };
-            if emit::send(out, stats, self.protocol, self.max_datagram_bytes, ep, &frame) {
+            if emit::send(out, stats, envelope_of(self.protocol, self.cluster), self.max_datagram_bytes, ep, &frame) {
                 p.ack_due = None;
             }
         }
@@ -397,7 +415,14 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
     pub fn send_ack(&mut self, i: usize, out: &mut Outbox<'_>, stats: &mut Stats) {
         let Some(p) = self.peers.get_mut(i) else { return };
         if let Some(last) = p.last_accepted() {
-            if emit::send(out, stats, self.protocol, self.max_datagram_bytes, p.ep, &Frame::Ack { seqno: last }) {
+            if emit::send(
+                out,
+                stats,
+                envelope_of(self.protocol, self.cluster),
+                self.max_datagram_bytes,
+                p.ep,
+                &Frame::Ack { seqno: last },
+            ) {
                 p.ack_due = None;
             }
         }
@@ -428,7 +453,14 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
 
     /// Emits a refusal of message `seqno` to `dst` (back-pressure the sender can see).
     pub fn send_refusal(&self, dst: Endpoint, seqno: u64, reason: Refusal, out: &mut Outbox<'_>, stats: &mut Stats) {
-        emit::send(out, stats, self.protocol, self.max_datagram_bytes, dst, &Frame::Refused { seqno, reason });
+        emit::send(
+            out,
+            stats,
+            envelope_of(self.protocol, self.cluster),
+            self.max_datagram_bytes,
+            dst,
+            &Frame::Refused { seqno, reason },
+        );
     }
 
     /// Applies a cumulative ack from peer `i`.
@@ -490,7 +522,14 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
                 let found = self.pending.iter().find(|m| m.peer as usize == i && m.seqno == seqno);
                 if let Some(m) = found {
                     let frame = Frame::Single { base: p.send_base, seqno, ack: p.ack(), body: Bytes(m.body()) };
-                    if emit::send(out, stats, self.protocol, self.max_datagram_bytes, p.ep, &frame) {
+                    if emit::send(
+                        out,
+                        stats,
+                        envelope_of(self.protocol, self.cluster),
+                        self.max_datagram_bytes,
+                        p.ep,
+                        &frame,
+                    ) {
                         p.ack_due = None;
                     }
                     self.retransmits = self.retransmits.saturating_add(1);

@@ -94,36 +94,9 @@ impl<const R: usize> RslConfig<R> {
     /// otherwise give two processes one index, and two leaders one ballot. Never
     /// [`crate::wire::ANY_CLUSTER`]. Timing parameters may differ between members.
     pub fn identity(&self) -> u32 {
-        // FNV-1a, 32 bits: stable across builds and targets.
-        let mut h: u32 = 0x811c_9dc5;
-        let mut eat = |bytes: &[u8]| {
-            for b in bytes {
-                h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
-            }
-        };
-        eat(b"fleet-rsl-cluster");
-        eat(&(self.n() as u64).to_le_bytes());
-        for ep in &self.replicas {
-            match ep.ip {
-                crate::endpoint::IpAddr::V4(o) => {
-                    eat(&[4]);
-                    eat(&o);
-                }
-                crate::endpoint::IpAddr::V6(o) => {
-                    eat(&[6]);
-                    eat(&o);
-                }
-            }
-            eat(&ep.port.to_le_bytes());
-        }
         let p = &self.params;
-        eat(&p.max_log_length.to_le_bytes());
-        eat(&(p.max_batch_size as u64).to_le_bytes());
-        eat(&(p.max_datagram_bytes as u64).to_le_bytes());
-        match h {
-            crate::wire::ANY_CLUSTER => 1,
-            id => id,
-        }
+        let shape = [p.max_log_length, p.max_batch_size as u64, p.max_datagram_bytes as u64];
+        crate::config::cluster_identity(b"fleet-rsl-cluster", &self.replicas, &shape)
     }
 
     /// Bytes a batch may take so that every message carrying it fits one datagram.

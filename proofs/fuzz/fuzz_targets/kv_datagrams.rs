@@ -58,9 +58,12 @@ fn sender(code: u8) -> Endpoint {
     }
 }
 
+/// A datagram from a member of the fuzzed cluster (hosts 0-2 with `params()`).
 fn encode(frame: &Frame<'_>) -> Vec<u8> {
+    let hosts: Vec<Endpoint> = (0..3).map(host_ep).collect();
+    let cluster = fleet_engine::kv::config::identity_of(&hosts, &params());
     let mut buf = vec![0u8; 2 * DATAGRAM];
-    let n = wire::encode(Protocol::Kv, frame, &mut buf).unwrap_or(0);
+    let n = wire::encode_in_cluster(Protocol::Kv, cluster, frame, &mut buf).unwrap_or(0);
     buf.truncate(n);
     buf
 }

@@ -99,7 +99,9 @@ impl AnyHost {
 /// so the real host accepts and executes it; everything else is the real host.
 pub fn forget_closed_channels(host: &AnyHost, from: Endpoint, datagram: &[u8]) -> Option<Vec<u8>> {
     let floor = host.closed_floor(from)?;
-    let Ok(Frame::Single { base, seqno, body, .. }) = wire::decode::<Frame<'_>>(Protocol::Kv, datagram) else {
+    let Ok((cluster, Frame::Single { base, seqno, body, .. })) =
+        wire::decode_in_cluster::<Frame<'_>>(Protocol::Kv, datagram)
+    else {
         return None;
     };
     if seqno != base || base > floor.above {
@@ -108,7 +110,7 @@ pub fn forget_closed_channels(host: &AnyHost, from: Endpoint, datagram: &[u8]) -
     let fresh = floor.above + 1;
     let frame = Frame::Single { base: fresh, seqno: fresh, ack: 0, body: Bytes(body.0) };
     let mut buf = vec![0u8; datagram.len() + 32];
-    let n = wire::encode(Protocol::Kv, &frame, &mut buf).ok()?;
+    let n = wire::encode_in_cluster(Protocol::Kv, cluster, &frame, &mut buf).ok()?;
     buf.truncate(n);
     Some(buf)
 }
@@ -118,8 +120,8 @@ pub fn forget_closed_channels(host: &AnyHost, from: Endpoint, datagram: &[u8]) -
 /// then say `lost: 0`, and a client still waiting for such a reply sends its request again on
 /// a new channel. The wrapper rewrites the real host's refusals (`lost` set to 0).
 pub fn forget_lost(datagram: &[u8]) -> Option<Vec<u8>> {
-    let Ok(Frame::Refused { seqno, reason: Refusal::ChannelClosed { above, lost } }) =
-        wire::decode::<Frame<'_>>(Protocol::Kv, datagram)
+    let Ok((cluster, Frame::Refused { seqno, reason: Refusal::ChannelClosed { above, lost } })) =
+        wire::decode_in_cluster::<Frame<'_>>(Protocol::Kv, datagram)
     else {
         return None;
     };
@@ -128,7 +130,7 @@ pub fn forget_lost(datagram: &[u8]) -> Option<Vec<u8>> {
     }
     let frame = Frame::Refused { seqno, reason: Refusal::ChannelClosed { above, lost: 0 } };
     let mut buf = vec![0u8; datagram.len() + 8];
-    let n = wire::encode(Protocol::Kv, &frame, &mut buf).ok()?;
+    let n = wire::encode_in_cluster(Protocol::Kv, cluster, &frame, &mut buf).ok()?;
     buf.truncate(n);
     Some(buf)
 }

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::wire::Bytes;
 
 /// Largest encoding of a [`Frame::Single`] around its body, envelope included (header 3,
-/// tag 1, base, seqno and ack 10 each, body length prefix 3).
-pub const FRAME_OVERHEAD_BYTES: usize = 37;
+/// cluster identity 4, tag 1, base, seqno and ack 10 each, body length prefix 3).
+pub const FRAME_OVERHEAD_BYTES: usize = 41;
 
 /// Why a receiver did not accept a message it could have accepted otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

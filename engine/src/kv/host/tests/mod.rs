@@ -50,9 +50,11 @@ fn single_acking(base: u64, seqno: u64, ack: u64, body: &Body<'_>) -> heapless::
     frame(&Frame::Single { base, seqno, ack, body: Bytes(&inner) })
 }
 
+/// A datagram from a member of the tests' cluster (hosts H0, H1, H2 with [`params`]).
 fn frame(f: &Frame<'_>) -> heapless::Vec<u8, 512> {
+    let cluster = crate::kv::config::identity_of(&[H0, H1, H2], &params());
     let mut buf = [0u8; 512];
-    let n = wire::encode(Protocol::Kv, f, &mut buf).unwrap();
+    let n = wire::encode_in_cluster(Protocol::Kv, cluster, f, &mut buf).unwrap();
     heapless::Vec::from_slice(&buf[..n]).unwrap()
 }
 
@@ -232,6 +234,27 @@ fn a_full_store_refuses_new_keys_with_an_error_reply() {
     assert_eq!(bodies(&sent), [Body::Error { req: 17, error: KvError::StorageFull }]);
     let sent = set(&mut h, 18, 3, b"w");
     assert_eq!(bodies(&sent), [Body::Reply { req: 18, key: 3, value: None }], "overwrites still work");
+}
+
+#[test]
+fn datagrams_naming_another_cluster_are_refused() {
+    let mut h = host(0);
+    let body = Body::GetRequest { key: 7 };
+    let mut inner: heapless::Vec<u8, 512> = heapless::Vec::new();
+    wire::append(&mut inner, &body).unwrap();
+    let theirs = crate::kv::config::identity_of(&[H1, H0, H2], &params());
+    let mut buf = [0u8; 512];
+    let f = Frame::Single { base: 1, seqno: 1, ack: 0, body: Bytes(&inner) };
+    let n = wire::encode_in_cluster(Protocol::Kv, theirs, &f, &mut buf).unwrap();
+    assert!(run(&mut h, H1, &buf[..n]).is_empty(), "a host of another cluster");
+    assert!(run(&mut h, C, &buf[..n]).is_empty(), "a client of another cluster");
+    assert_eq!(h.stats().foreign_cluster, 2);
+    assert_eq!(h.last_foreign(), Some((C, theirs)));
+    let n = wire::encode(Protocol::Kv, &f, &mut buf).unwrap();
+    assert!(run(&mut h, H1, &buf[..n]).is_empty(), "a host must name the cluster");
+    assert_eq!(h.stats().foreign_cluster, 3);
+    assert!(!run(&mut h, C, &buf[..n]).is_empty(), "a client need not");
+    assert!(!run(&mut h, C, &frame(&Frame::Single { base: 2, seqno: 2, ack: 0, body: Bytes(&inner) })).is_empty());
 }
 
 #[test]
