@@ -5,7 +5,7 @@ use fleet_engine::rsl::app::App;
 use fleet_engine::rsl::apps::counter::Counter;
 use fleet_engine::rsl::apps::kv::{KvApp, KvOp, KvReply};
 use fleet_engine::rsl::learner::Learner;
-use fleet_engine::rsl::{batch, Ballot, Client, RslMsg};
+use fleet_engine::rsl::{batch, Ballot, Client, RslConfig, RslMsg};
 use fleet_engine::wire::{self, Bytes, DecodeError, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 
