@@ -7,7 +7,7 @@
 
 mod model;
 
-use model::{run, simulate, Outcome, Scope, SimOpts, SIM_CI_STATES};
+use model::{run, simulate, Outcome, Scope, SimOpts, COMPETING_CI_STATES, CONFLICTING_VOTES, SIM_CI_STATES};
 
 fn threads() -> usize {
     std::env::var("FLEET_MODEL_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2)
@@ -64,6 +64,32 @@ fn simulated_two_clients_view_change() {
     assert!(o.violations.is_empty(), "{} safety violation(s)", o.violations.len());
     assert!(o.states >= SIM_CI_STATES);
     for p in ["a client gets a reply", "a view change completes", "a batch of a later view executes"] {
+        assert!(o.reached.contains(&p), "not reached: {p}; reached {:?}", o.reached);
+    }
+}
+
+/// Competing leaders (three ballots, views up to 1.2), searched by archived random walks:
+/// the control run for the planted `merge_vote` mutants in `rsl_model_planted.rs` (same
+/// scope, same search, same budget, no bug: no violation), and evidence that the walks reach
+/// the situation those mutants need: a phase 1 given votes for different batches at one
+/// operation from two earlier ballots. Reports in how many walks each progress property
+/// became true.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only: cargo test -p fleet-proofs --release --test rsl_model")]
+fn simulated_competing_leaders() {
+    let scope = Scope::COMPETING_LEADERS;
+    let o = simulate(scope, true, SimOpts::archived(COMPETING_CI_STATES));
+    eprintln!(
+        "[model simulated-competing-leaders] {scope:?}\n[model simulated-competing-leaders] states {} walks {} in {:.1?}; reached in walks: {:?}",
+        o.states, o.walks, o.elapsed, o.reached_walks
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[model simulated-competing-leaders] VIOLATION of {p}:\n{trace}");
+    }
+    assert!(o.violations.is_empty(), "{} safety violation(s)", o.violations.len());
+    assert!(o.states >= COMPETING_CI_STATES);
+    for p in ["a client gets a reply", "a view change completes", "a batch of a later view executes", CONFLICTING_VOTES]
+    {
         assert!(o.reached.contains(&p), "not reached: {p}; reached {:?}", o.reached);
     }
 }

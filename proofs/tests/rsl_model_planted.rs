@@ -7,7 +7,7 @@
 
 mod model;
 
-use model::{run_with, simulate, Planted, Scope, SimOpts, SIM_CI_STATES};
+use model::{run_with, simulate, Planted, Scope, SimOpts, COMPETING_CI_STATES, SIM_CI_STATES};
 
 /// Gives up (and fails) after this many generated states (`FLEET_PLANTED_CAP` overrides).
 const CAP: usize = 40_000_000;
@@ -112,6 +112,57 @@ fn simulated_quorum_of_n_over_2_breaks_safety() {
     expect_simulated_counterexample(Planted::HalfQuorum, SIM_CI_STATES);
 }
 
+/// Archived random walks over the competing-leaders scope with `planted`; expects a
+/// counterexample within `cap` states.
+fn expect_competing_counterexample(planted: Planted, cap: usize) {
+    let scope = Scope { planted: Some(planted), ..Scope::COMPETING_LEADERS };
+    let o = simulate(scope, false, SimOpts::archived(cap));
+    eprintln!(
+        "[planted {planted:?} competing leaders] states {} walks {} in {:.1?}; violations: {:?}",
+        o.states,
+        o.walks,
+        o.elapsed,
+        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[planted {planted:?} competing leaders] shrunk counterexample to {p}:\n{trace}");
+    }
+    assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} simulated states", o.states);
+}
+
+/// The proposer mutant `merge_vote` `>` to `<` (phase 1 keeps the lowest-ballot vote at
+/// each operation), emulated exactly by [`Planted::KeepsLowerBallotVote`]: needs three
+/// ballots (operation 0 proposed with one batch in view 1.0, with another in 1.1, both
+/// reported to the leader of 1.2). No `Scope::VIEW_CHANGE` run finds it; the control is
+/// `simulated_competing_leaders` in `rsl_model.rs`.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn competing_phase1_keeping_the_lower_ballot_vote_breaks_safety() {
+    expect_competing_counterexample(Planted::KeepsLowerBallotVote, COMPETING_CI_STATES);
+}
+
+/// The mutant `merge_vote` `>` to `==` (phase 1 keeps the first vote it is told at each
+/// operation), emulated exactly by [`Planted::KeepsFirstVote`].
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn competing_phase1_keeping_the_first_vote_breaks_safety() {
+    expect_competing_counterexample(Planted::KeepsFirstVote, COMPETING_CI_STATES);
+}
+
+/// The two view-change bugs are found in the competing-leaders scope too (within a few
+/// thousand states).
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn competing_acceptor_accepting_a_lower_ballot_breaks_safety() {
+    expect_competing_counterexample(Planted::LowerBallotAccept, COMPETING_CI_STATES);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn competing_acceptor_forgetting_its_votes_breaks_safety() {
+    expect_competing_counterexample(Planted::AmnesiacAcceptor, COMPETING_CI_STATES);
+}
+
 /// Diagnostic: random simulation on a planted scope (`BUG`, `SEED`, `STATES`, `DEPTH`,
 /// `UNIFORM` per mille, `PLAIN` for the unnarrowed scope).
 #[test]
@@ -140,6 +191,7 @@ fn simulation_probe() {
         max_states: env("STATES", 5_000_000),
         max_depth: env("DEPTH", 200),
         uniform_per_mille: env("UNIFORM", 100) as u32,
+        from_archive_per_mille: 0,
     };
     let o = simulate(scope, true, opts);
     eprintln!(
@@ -148,5 +200,118 @@ fn simulation_probe() {
     );
     for (p, trace) in &o.violations {
         eprintln!("[sim] counterexample to {p}:\n{trace}");
+    }
+}
+
+/// Diagnostic milestones of the competing-leaders scope, for [`competing_probe`].
+mod milestones {
+    use super::model::{self, RslModel, RslState};
+    use fleet_engine::rsl::{Ballot, RslMsg};
+
+    fn in_view(s: &RslState, v: Ballot) -> bool {
+        model::replicas(s).iter().any(|r| r.replica.election().current_view >= v)
+    }
+
+    /// Some replica is in view 1.1 or later.
+    pub fn view_1_1(_: &RslModel, s: &RslState) -> bool {
+        in_view(s, Ballot { seqno: 1, proposer: 1 })
+    }
+
+    /// Some replica is in view 1.2.
+    pub fn view_1_2(_: &RslModel, s: &RslState) -> bool {
+        in_view(s, Ballot { seqno: 1, proposer: 2 })
+    }
+
+    /// Replica 2 started phase 1 of view 1.2.
+    pub fn phase1_of_1_2(_: &RslModel, s: &RslState) -> bool {
+        model::replicas(s).iter().any(|r| r.replica.proposer().max_ballot_sent_1a == Ballot { seqno: 1, proposer: 2 })
+    }
+
+    /// Operation 0 got 2b votes for two different batches.
+    pub fn op0_two_batches(m: &RslModel, s: &RslState) -> bool {
+        let mut seen: Vec<&[u8]> = Vec::new();
+        for sent in model::sent(&m.cfg, s) {
+            if let RslMsg::TwoB { opn: 0, batch, .. } = sent.msg {
+                if !seen.contains(&batch.0) {
+                    seen.push(batch.0);
+                }
+            }
+        }
+        seen.len() > 1
+    }
+
+    /// Both of the above in one state.
+    pub fn op0_two_batches_in_view_1_2(m: &RslModel, s: &RslState) -> bool {
+        view_1_2(m, s) && op0_two_batches(m, s)
+    }
+}
+
+/// Diagnostic: archived random walks over the competing-leaders scope, with milestones
+/// (`BUG` = lower | first | lowerballot | amnesiac | half | none, `SEED`, `STATES`, `DEPTH`,
+/// `UNIFORM` and `ARCHIVE` per mille, `TICKS` per replica or `TICKS3=a,b,c`, `TOTAL`,
+/// `CTICKS` per client, `LAZY`, `ROTATE`, `SELF` 0 | 1, `VIEW` = 12 | 20 for the highest
+/// view 1.2 or 2.0).
+#[test]
+#[ignore = "diagnostic"]
+fn competing_probe() {
+    use fleet_engine::rsl::Ballot;
+    use stateright::Expectation;
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|t| t.parse().ok()).unwrap_or(d);
+    let planted = match std::env::var("BUG").as_deref() {
+        Ok("lower") => Some(Planted::KeepsLowerBallotVote),
+        Ok("first") => Some(Planted::KeepsFirstVote),
+        Ok("lowerballot") => Some(Planted::LowerBallotAccept),
+        Ok("amnesiac") => Some(Planted::AmnesiacAcceptor),
+        Ok("half") => Some(Planted::HalfQuorum),
+        _ => None,
+    };
+    let base = Scope::COMPETING_LEADERS;
+    let t = env("TICKS", usize::from(base.replica_ticks[0])) as u8;
+    let scope = Scope {
+        planted,
+        replica_ticks: std::env::var("TICKS3").ok().map_or([t; 3], |v| {
+            let v: Vec<u8> = v.split(',').map(|x| x.parse().unwrap()).collect();
+            [v[0], v[1], v[2]]
+        }),
+        total_ticks: env("TOTAL", usize::from(base.total_ticks)) as u8,
+        client_ticks: env("CTICKS", usize::from(base.client_ticks)) as u8,
+        lazy_timers: env("LAZY", usize::from(base.lazy_timers)) == 1,
+        rotate_clients: env("ROTATE", usize::from(base.rotate_clients)) == 1,
+        self_loop: env("SELF", 0) == 1,
+        max_view: if env("VIEW", 12) == 20 { Ballot { seqno: 2, proposer: 0 } } else { base.max_view },
+        ..base
+    };
+    let opts = SimOpts {
+        threads: threads(),
+        seed: env("SEED", 1) as u64,
+        max_states: env("STATES", 1_000_000),
+        max_depth: env("DEPTH", 200),
+        uniform_per_mille: env("UNIFORM", 100) as u32,
+        from_archive_per_mille: env("ARCHIVE", 700) as u32,
+    };
+    let start = std::time::Instant::now();
+    let m = model::model(scope, true)
+        .property(Expectation::Sometimes, "view 1.1", milestones::view_1_1)
+        .property(Expectation::Sometimes, "view 1.2", milestones::view_1_2)
+        .property(Expectation::Sometimes, "replica 2 in phase 1 of 1.2", milestones::phase1_of_1_2)
+        .property(Expectation::Sometimes, "op0 voted with two batches", milestones::op0_two_batches)
+        .property(Expectation::Sometimes, "both in one state", milestones::op0_two_batches_in_view_1_2);
+    let r = model::walk::simulate_archived(
+        &m,
+        &opts,
+        model::walk::forget_last_msg,
+        model::describe_state,
+        Some(model::cell),
+    );
+    eprintln!(
+        "[competing {planted:?}] {scope:?}\n{opts:?}: states {} walks {} cells {} in {:.1?}; reached in walks {:?}",
+        r.states,
+        r.walks,
+        r.cells,
+        start.elapsed(),
+        r.reached_walks
+    );
+    for (p, trace) in &r.violations {
+        eprintln!("[competing] counterexample to {p}:\n{trace}");
     }
 }

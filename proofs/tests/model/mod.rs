@@ -28,6 +28,7 @@ use std::time::{Duration, Instant as WallClock};
 
 use fleet_engine::rsl::apps::counter::Counter;
 use fleet_engine::rsl::msg::{SupplyPart, Vote};
+use fleet_engine::rsl::proposer::Phase;
 use fleet_engine::rsl::{Ballot, Client, Params, Replica, RslConfig, RslMsg};
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
@@ -140,6 +141,28 @@ impl Scope {
         max_log_length: 2,
         planted: None,
     };
+
+    /// Competing leaders: three ballots (views up to 1.2, so replicas 0, 1 and 2 may each
+    /// lead one), two clients, enough timer firings for two view changes and client
+    /// retransmissions after each. The smallest scope in which a phase 1 can be told two
+    /// different values voted at one operation in two earlier ballots (operation 0 proposed
+    /// with one batch in view 1.0 and with another in 1.1, then both reported to the leader
+    /// of 1.2), the situation the proposer's `merge_vote` must get right.
+    pub const COMPETING_LEADERS: Scope = Scope {
+        replicas: 3,
+        clients: 2,
+        requests: 1,
+        max_view: Ballot { seqno: 1, proposer: 2 },
+        replica_ticks: [4, 4, 4],
+        total_ticks: 9,
+        client_ticks: 2,
+        one_a: 0,
+        lazy_timers: true,
+        self_loop: false,
+        rotate_clients: true,
+        max_log_length: 2,
+        planted: None,
+    };
 }
 
 /// Bugs planted by wrapping actors (never in the engine).
@@ -155,6 +178,23 @@ pub enum Planted {
     /// Acceptors send their 1b without the votes they hold (an acceptor that forgot its
     /// votes, as a restart without durable state would).
     AmnesiacAcceptor,
+    /// The proposer mutant `merge_vote`: `if v.bal > self.merged[i].bal` changed to `<`
+    /// (engine `rsl/proposer.rs`): phase 1 keeps, at each operation, the *lowest*-ballot
+    /// vote reported, in every replica. Emulated exactly, without touching the engine, by
+    /// relabelling what each replica is shown: the vote of every 1b for ballot `B` reaches
+    /// the engine with its ballot mirrored inside `[INITIAL, B)` ([`mirror_ballot`], an
+    /// order-reversing bijection), so the real `>` replaces a merged vote exactly when the
+    /// mutant's `<` would, and keeps the same batch. The mirrored ballot is read nowhere
+    /// else: `merge_vote` compares it, `Proposer::invariant` checks it stays below `B` (it
+    /// does), and re-proposals use only the batch.
+    KeepsLowerBallotVote,
+    /// The `merge_vote` mutant `>` changed to `==`: a vote at an operation that already has a
+    /// merged vote replaces it only at an equal ballot, i.e. phase 1 keeps the *first* vote
+    /// reported at each operation (a same-ballot vote carries the same batch, which
+    /// `check_2a_unique` checks in every state). Emulated exactly: a 1b vote at an operation
+    /// the replica's phase 1 has already merged is shown with the merged vote's ballot, so
+    /// the real `>` keeps what it has.
+    KeepsFirstVote,
 }
 
 /// Endpoint of actor `id` in a cluster of `n` replicas (replicas first, then clients).
@@ -265,6 +305,10 @@ pub struct ReplicaNode {
     pub one_a: u8,
     /// The first local invariant (or step invariant) found broken.
     pub broken: Option<&'static str>,
+    /// Auxiliary (a history variable): this replica's phase 1 was once given a 1b vote at
+    /// an operation for which it had already merged a vote with a different batch (so from
+    /// another ballot): the case where `merge_vote` must keep the higher ballot.
+    pub merged_conflicting_votes: bool,
 }
 
 /// A client actor's state.
@@ -368,6 +412,78 @@ fn forget_votes(bytes: &[u8]) -> Vec<u8> {
     }
 }
 
+/// The position of ballot `b` in the total order of the ballots of `n` replicas.
+fn ballot_index(b: Ballot, n: usize) -> u64 {
+    b.seqno * n as u64 + u64::from(b.proposer)
+}
+
+/// The ballot at position `k` of that order.
+fn ballot_at(k: u64, n: usize) -> Ballot {
+    Ballot { seqno: k / n as u64, proposer: (k % n as u64) as u8 }
+}
+
+/// The order-reversing bijection of the ballots `[INITIAL, top)` of `n` replicas onto
+/// themselves (the lowest goes to the highest and back); `None` outside that range.
+pub fn mirror_ballot(b: Ballot, top: Ballot, n: usize) -> Option<Ballot> {
+    if b < Ballot::INITIAL || b >= top {
+        return None;
+    }
+    let (lo, hi) = (ballot_index(Ballot::INITIAL, n), ballot_index(top, n) - 1);
+    Some(ballot_at(lo + hi - ballot_index(b, n), n))
+}
+
+/// The 1b vote a datagram carries to a replica in phase 1 of the 1b's ballot (the only
+/// 1b votes its proposer merges), with the 1b's other fields.
+fn phase1_vote<'b>(replica: &MReplica, bytes: &'b [u8]) -> Option<(u32, RslMsg<'b>, Vote<'b>)> {
+    let (cluster, msg) = wire::decode_rsl::<RslMsg<'_>>(bytes).ok()?;
+    let RslMsg::OneB { bal, vote: Some(v), .. } = msg else { return None };
+    let p = replica.proposer();
+    (p.phase == Phase::One && p.max_ballot_sent_1a == bal).then_some((cluster, msg, v))
+}
+
+/// Whether `bytes` is a 1b vote the replica's phase 1 merges at an operation where it has
+/// already merged a vote for another batch (necessarily from another ballot).
+fn conflicts_with_merged(replica: &MReplica, bytes: &[u8]) -> bool {
+    phase1_vote(replica, bytes).is_some_and(|(_, _, v)| {
+        replica.proposer().merged_votes().iter().any(|m| m.opn == v.opn && m.batch[..] != *v.batch.0)
+    })
+}
+
+/// What the engine of `replica` is shown of `bytes` under a planted `merge_vote` mutant
+/// ([`Planted::KeepsLowerBallotVote`], [`Planted::KeepsFirstVote`]): the same 1b with its
+/// vote's ballot relabelled so that the correct `merge_vote` does what the mutant does.
+/// `None`: shown unchanged.
+fn merge_mutant(planted: Option<Planted>, replica: &MReplica, bytes: &[u8]) -> Option<Vec<u8>> {
+    let (cluster, RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, .. }, v) =
+        phase1_vote(replica, bytes)?
+    else {
+        return None;
+    };
+    let shown = match planted? {
+        Planted::KeepsLowerBallotVote => mirror_ballot(v.bal, bal, replica.config().n())?,
+        Planted::KeepsFirstVote => replica.proposer().merged_votes().iter().find(|m| m.opn == v.opn)?.bal,
+        _ => return None,
+    };
+    let vote = Some(Vote { bal: shown, ..v });
+    Some(encode(cluster, &RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote }))
+}
+
+/// Hands one datagram to a replica's engine: notes a conflicting phase-1 vote, applies a
+/// planted `merge_vote` mutant, then `handle`.
+fn deliver(
+    planted: Option<Planted>,
+    r: &mut ReplicaNode,
+    from: Endpoint,
+    bytes: &[u8],
+    out: &mut fleet_engine::Outbox<'_>,
+) {
+    if conflicts_with_merged(&r.replica, bytes) {
+        r.merged_conflicting_votes = true;
+    }
+    let shown = merge_mutant(planted, &r.replica, bytes);
+    let _ = r.replica.handle(r.now, from, shown.as_deref().unwrap_or(bytes), out);
+}
+
 impl Node {
     fn scope(&self) -> &Scope {
         match self {
@@ -404,7 +520,7 @@ impl Node {
                         break;
                     }
                     for d in mine {
-                        let _ = next.replica.handle(next.now, me, &d, out);
+                        deliver(scope.planted, &mut next, me, &d, out);
                     }
                 }
             }
@@ -473,7 +589,14 @@ impl Actor for Node {
             Node::Replica { config, .. } => {
                 let replica = MReplica::new(config.clone(), me, Counter::default(), Instant::ZERO)
                     .expect("valid model configuration");
-                let node = ReplicaNode { replica, now: Instant::ZERO, ticks: 0, one_a: 0, broken: None };
+                let node = ReplicaNode {
+                    replica,
+                    now: Instant::ZERO,
+                    ticks: 0,
+                    one_a: 0,
+                    broken: None,
+                    merged_conflicting_votes: false,
+                };
                 // A binding's first call: `tick` at `next_deadline()`, which is now.
                 let next = self
                     .replica_step(&node, o, |r, out| {
@@ -529,9 +652,9 @@ impl Actor for Node {
                     if is_one_a {
                         r.one_a += 1;
                     }
-                    let _ = r.replica.handle(r.now, from, &msg.0, out);
+                    deliver(scope.planted, r, from, &msg.0, out);
                     if twice {
-                        let _ = r.replica.handle(r.now, echo_from, &msg.0, out);
+                        deliver(scope.planted, r, echo_from, &msg.0, out);
                     }
                 });
                 if let Some(bytes) = forged_2b {
@@ -703,6 +826,15 @@ pub fn view_changed(_: &RslModel, s: &RslState) -> bool {
     })
 }
 
+/// Reachability: some replica's phase 1 was given votes for two different batches at one
+/// operation (from two ballots), where `merge_vote` must keep the higher ballot's.
+pub fn merged_conflicting_votes(_: &RslModel, s: &RslState) -> bool {
+    replicas(s).iter().any(|r| r.merged_conflicting_votes)
+}
+
+/// The name of the [`merged_conflicting_votes`] reachability property.
+pub const CONFLICTING_VOTES: &str = "a phase 1 merges different batches voted at one operation";
+
 /// Progress: a batch decided in a later view was executed somewhere.
 pub fn executed_after_view_change(_: &RslModel, s: &RslState) -> bool {
     replicas(s).iter().any(|r| r.replica.executor().max_bal_reflected > Ballot::INITIAL)
@@ -738,7 +870,8 @@ pub fn model(scope: Scope, progress: bool) -> RslModel {
         m = m
             .property(Expectation::Sometimes, "a client gets a reply", reply_received)
             .property(Expectation::Sometimes, "a view change completes", view_changed)
-            .property(Expectation::Sometimes, "a batch of a later view executes", executed_after_view_change);
+            .property(Expectation::Sometimes, "a batch of a later view executes", executed_after_view_change)
+            .property(Expectation::Sometimes, CONFLICTING_VOTES, merged_conflicting_votes);
     }
     m
 }
@@ -760,6 +893,8 @@ pub struct Outcome {
     pub violations: Vec<(&'static str, String)>,
     /// Progress properties with a witness.
     pub reached: Vec<&'static str>,
+    /// Random walks only: for each progress property reached, in how many walks.
+    pub reached_walks: Vec<(&'static str, usize)>,
     /// Whether the run stopped at its state-count target rather than exhausting the scope.
     pub complete: bool,
 }
@@ -800,6 +935,7 @@ pub fn run_with(scope: Scope, progress: bool, threads: usize, target: Option<usi
         elapsed: start.elapsed(),
         violations,
         reached,
+        reached_walks: Vec::new(),
         complete: target.is_none_or(|t| states < t),
     }
 }
@@ -809,7 +945,9 @@ pub fn run_with(scope: Scope, progress: bool, threads: usize, target: Option<usi
 pub fn simulate(scope: Scope, progress: bool, opts: SimOpts) -> Outcome {
     let start = WallClock::now();
     let m = model(scope, progress);
-    let r = walk::simulate(&m, &opts, walk::forget_last_msg, describe_state);
+    // Archived walks start from states of a protocol-progress cell ([`cell`]).
+    let cell: Option<walk::Cell<RslModel>> = (opts.from_archive_per_mille > 0).then_some(cell);
+    let r = walk::simulate_archived(&m, &opts, walk::forget_last_msg, describe_state, cell);
     Outcome {
         states: r.states,
         unique: 0,
@@ -818,13 +956,44 @@ pub fn simulate(scope: Scope, progress: bool, opts: SimOpts) -> Outcome {
         elapsed: start.elapsed(),
         violations: r.violations,
         reached: r.reached,
+        reached_walks: r.reached_walks,
         complete: false,
     }
+}
+
+/// The abstraction archived random walks ([`walk::simulate_archived`]) build on, the
+/// protocol's progress rather than the network's: per replica its view, its proposer's
+/// phase and ballot, its promise and whether its phase 1 merged conflicting votes; and the
+/// distinct votes held anywhere (operation, ballot, batch), not who holds them. States that
+/// differ only in which datagrams are in flight, who voted, what executed or which timers
+/// fired share a cell. (Finer cells, with vote holders, executed counts, suspicions, the 2b
+/// sent, the chosen values or the timer firings, were measured too: they split the archive
+/// into 4-8 times as many cells and reach the conflicting-votes situation 2-5 times less
+/// often per state.)
+pub fn cell(_: &RslModel, s: &RslState) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    let mut votes: Vec<(u64, Ballot, &[u8])> = Vec::new();
+    for r in replicas(s) {
+        let (e, p, a) = (r.replica.election(), r.replica.proposer(), r.replica.acceptor());
+        (e.current_view, p.phase, p.max_ballot_sent_1a, a.max_bal).hash(&mut h);
+        votes.extend(a.votes().map(|v| (v.opn, v.bal, &v.batch[..])));
+        r.merged_conflicting_votes.hash(&mut h);
+    }
+    votes.sort();
+    votes.dedup();
+    votes.hash(&mut h);
+    h.finish()
 }
 
 /// States the CI simulation runs check at most: the planted bugs need 1,000-100,000
 /// (seeds 1-11), and the unplanted control checks this many without a violation.
 pub const SIM_CI_STATES: usize = 500_000;
+
+/// States the CI runs of [`Scope::COMPETING_LEADERS`] check at most (archived walks,
+/// [`SimOpts::archived`]): the unplanted control checks this many without a violation and
+/// reaches [`CONFLICTING_VOTES`]; the planted `merge_vote` mutants are found within it.
+pub const COMPETING_CI_STATES: usize = 400_000;
 
 /// A readable counterexample: the actions of the path, one per line.
 pub fn trace(m: &RslModel, path: &stateright::Path<RslState, <RslModel as Model>::Action>) -> String {

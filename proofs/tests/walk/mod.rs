@@ -42,6 +42,10 @@ pub struct SimOpts {
     /// Per mille: how often a step chooses uniformly among all enabled actions; otherwise
     /// it takes the enabled action of highest priority (see [`walk`]).
     pub uniform_per_mille: u32,
+    /// Per mille: how many walks start from a state of the thread's archive rather than
+    /// the initial state (only with a cell function, see [`simulate_archived`]). 0: every
+    /// walk starts at the initial state.
+    pub from_archive_per_mille: u32,
 }
 
 impl SimOpts {
@@ -56,7 +60,16 @@ impl SimOpts {
             max_states,
             max_depth: 200,
             uniform_per_mille: 100,
+            from_archive_per_mille: 0,
         }
+    }
+}
+
+impl SimOpts {
+    /// [`SimOpts::ci`] with seven walks in ten starting from an archived state (see
+    /// [`simulate_archived`]; the share measured best for the competing-leaders scope).
+    pub fn archived(max_states: usize) -> SimOpts {
+        SimOpts { from_archive_per_mille: 700, ..SimOpts::ci(max_states) }
     }
 }
 
@@ -99,23 +112,53 @@ fn fingerprint<T: std::hash::Hash>(t: &T) -> u64 {
 struct WalkResult<A> {
     /// States checked.
     visited: usize,
-    /// The actions taken.
+    /// The actions taken (from the initial state, the archived prefix included).
     path: Vec<A>,
-    /// Progress properties that held in some state of the walk (by index).
+    /// Progress properties that became true in the walk (by index): false in the state it
+    /// started from, true in a later one.
     reached: Vec<usize>,
     /// The first safety property that failed, with the actions leading to it.
     violation: Option<(&'static str, Vec<A>)>,
 }
 
-/// One random walk from the initial state. Every action gets a random priority per walk
-/// (a hash of the walk's seed, the action and how often this walk has taken it already), and
-/// a step takes the enabled action of highest priority, or with probability
-/// [`SimOpts::uniform_per_mille`] a uniformly chosen one; only actions whose successor is a
-/// state new to this walk and within the scope count as enabled (so a walk never stalls on
-/// redeliveries that change nothing). Random priorities are random message delays
-/// (PCT-style scheduling): a datagram with a low priority stays in flight while many others
-/// are delivered. Every state is checked against every property.
-fn walk<M: Model>(m: &M, rng: &mut Rng, opts: &SimOpts, canon: fn(&M::State) -> M::State) -> WalkResult<M::Action>
+/// An abstraction of states for archived walks: states with equal cells count as alike.
+pub type Cell<M> = fn(&M, &<M as Model>::State) -> u64;
+
+/// Most cells a thread's archive holds (beyond them, new cells are not archived).
+const ARCHIVE_CELLS: usize = 20_000;
+/// Longest path archived: bounds the replay of a walk's start and the shrinking.
+const ARCHIVE_PATH: usize = 400;
+
+/// One thread's archive (Go-Explore style): for each cell of the abstraction reached so far,
+/// the path to the first state found in it. Walks may start from an archived state, so a
+/// state that took rare luck to reach is built on rather than left behind.
+struct Archive<A> {
+    cells: std::collections::HashSet<u64>,
+    paths: Vec<Vec<A>>,
+    /// How often each archived state was a walk's start.
+    chosen: Vec<u32>,
+}
+
+/// One random walk from `state`, reached from the initial state by `path`. Every action gets
+/// a random priority per walk (a hash of the walk's seed, the action and how often this walk
+/// has taken it already), and a step takes the enabled action of highest priority, or with
+/// probability [`SimOpts::uniform_per_mille`] a uniformly chosen one; only actions whose
+/// successor is a state new to this walk and within the scope count as enabled (so a walk
+/// never stalls on redeliveries that change nothing). Random priorities are random message
+/// delays (PCT-style scheduling): a datagram with a low priority stays in flight while many
+/// others are delivered. Every state is checked against every property. With `cell`, each
+/// state of a cell new to `archive` is archived.
+#[allow(clippy::too_many_arguments)]
+fn walk<M: Model>(
+    m: &M,
+    rng: &mut Rng,
+    opts: &SimOpts,
+    canon: fn(&M::State) -> M::State,
+    mut path: Vec<M::Action>,
+    mut state: M::State,
+    cell: Option<Cell<M>>,
+    archive: &mut Archive<M::Action>,
+) -> WalkResult<M::Action>
 where
     M::State: Hash,
     M::Action: Hash + Clone,
@@ -123,13 +166,15 @@ where
     use std::collections::{HashMap, HashSet};
     let props = m.properties();
     let walk_seed = rng.next();
-    let mut state = m.init_states().swap_remove(0);
-    let mut path: Vec<M::Action> = Vec::new();
     let mut seen: HashSet<u64> = HashSet::new();
     let mut taken: HashMap<u64, u32> = HashMap::new();
     let mut actions = Vec::new();
     let mut r = WalkResult { visited: 0, path: Vec::new(), reached: Vec::new(), violation: None };
+    // Progress already true where the walk starts is not the walk's.
+    let mut held: Vec<bool> =
+        props.iter().map(|p| p.expectation == Expectation::Sometimes && (p.condition)(m, &state)).collect();
     seen.insert(fingerprint(&canon(&state)));
+    let mut steps = 0;
     loop {
         r.visited += 1;
         for (i, p) in props.iter().enumerate() {
@@ -138,11 +183,23 @@ where
                     r.violation = Some((p.name, path));
                     return r;
                 }
-                Expectation::Sometimes if !r.reached.contains(&i) && (p.condition)(m, &state) => r.reached.push(i),
+                Expectation::Sometimes if !held[i] && (p.condition)(m, &state) => {
+                    held[i] = true;
+                    r.reached.push(i);
+                }
                 _ => {}
             }
         }
-        if path.len() >= opts.max_depth {
+        if let Some(cell) = cell {
+            if archive.paths.len() < ARCHIVE_CELLS
+                && path.len() <= ARCHIVE_PATH
+                && archive.cells.insert(cell(m, &state))
+            {
+                archive.paths.push(path.clone());
+                archive.chosen.push(0);
+            }
+        }
+        if steps >= opts.max_depth {
             r.path = path;
             return r;
         }
@@ -174,8 +231,21 @@ where
         };
         *taken.entry(fp).or_insert(0) += 1;
         path.push(a);
+        steps += 1;
         state = s;
     }
+}
+
+/// The state `actions` lead to from the initial state (`None` if one has no successor).
+fn replay<M: Model>(m: &M, actions: &[M::Action]) -> Option<M::State>
+where
+    M::Action: Clone,
+{
+    let mut state = m.init_states().swap_remove(0);
+    for a in actions {
+        state = m.next_state(&state, a.clone())?;
+    }
+    Some(state)
 }
 
 /// One walk of thread 0 under `opts.seed` (walk index `walk`), rendered as a trace: a
@@ -192,7 +262,9 @@ where
     M::Action: Hash + Clone + std::fmt::Debug,
 {
     let mut rng = Rng::new(opts.seed, 0, walk_index);
-    let w = walk(m, &mut rng, opts, canon);
+    let mut archive = Archive { cells: Default::default(), paths: Vec::new(), chosen: Vec::new() };
+    let init = m.init_states().swap_remove(0);
+    let w = walk(m, &mut rng, opts, canon, Vec::new(), init, None, &mut archive);
     let path = match w.violation {
         Some((_, p)) => p,
         None => w.path,
@@ -213,6 +285,11 @@ pub struct SimResult {
     pub violations: Vec<(&'static str, String)>,
     /// Progress (`sometimes`) properties that held in some state.
     pub reached: Vec<&'static str>,
+    /// For each of those, in how many walks it became true (held in some state of the walk
+    /// but not in the state the walk started from).
+    pub reached_walks: Vec<(&'static str, usize)>,
+    /// Cells archived (summed over threads; 0 without a cell function).
+    pub cells: usize,
 }
 
 /// Random simulation of model `m` (a bounded random search, not exhaustive): walks of at
@@ -232,26 +309,72 @@ where
     M::State: Hash,
     M::Action: Hash + Clone + PartialEq + Send + std::fmt::Debug,
 {
-    use std::collections::BTreeSet;
+    simulate_archived(m, opts, canon, describe, None)
+}
+
+/// [`simulate`], with walks that may start from archived states: each thread keeps, for
+/// every cell of the abstraction `cell` its walks reached, the path to the first state found
+/// in it, and starts [`SimOpts::from_archive_per_mille`] of its walks from a uniformly
+/// chosen archived state (Go-Explore's "return, then explore"). Every state checked is
+/// reached from the initial state by real actions, so a violation is as real as in
+/// [`simulate`] (and its path, archived prefix included, is shrunk the same way); what
+/// changes is where the search spends its states: rare progress, once made, is built on.
+/// Still deterministic per thread.
+pub fn simulate_archived<M>(
+    m: &M,
+    opts: &SimOpts,
+    canon: fn(&M::State) -> M::State,
+    describe: fn(&M, &M::State) -> String,
+    cell: Option<Cell<M>>,
+) -> SimResult
+where
+    M: Model + Sync,
+    M::State: Hash,
+    M::Action: Hash + Clone + PartialEq + Send + std::fmt::Debug,
+{
+    use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Mutex;
     let states = AtomicUsize::new(0);
     let walks = AtomicUsize::new(0);
+    let cells = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let found: Mutex<Option<Found<M::Action>>> = Mutex::new(None);
-    let reached: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
+    let reached: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
     std::thread::scope(|sc| {
         for t in 0..opts.threads.max(1) {
-            let (states, walks, stop, found, reached) = (&states, &walks, &stop, &found, &reached);
+            let (states, walks, cells, stop, found, reached) = (&states, &walks, &cells, &stop, &found, &reached);
             sc.spawn(move || {
+                let mut archive = Archive { cells: Default::default(), paths: Vec::new(), chosen: Vec::new() };
                 let mut k = 0u64;
                 while !stop.load(Ordering::Relaxed) && states.load(Ordering::Relaxed) < opts.max_states {
                     let mut rng = Rng::new(opts.seed, t as u64, k);
                     k += 1;
-                    let w = walk(m, &mut rng, opts, canon);
+                    let archived = cell.is_some()
+                        && opts.from_archive_per_mille > 0
+                        && !archive.paths.is_empty()
+                        && (rng.below(1000) as u32) < opts.from_archive_per_mille;
+                    let start = match archived {
+                        true => {
+                            // Of two archived states, the one less often started from (a cheap
+                            // bias to the rarely explored, as Go-Explore weights its cells).
+                            let (a, b) = (rng.below(archive.paths.len()), rng.below(archive.paths.len()));
+                            let i = if archive.chosen[b] < archive.chosen[a] { b } else { a };
+                            archive.chosen[i] += 1;
+                            let prefix = archive.paths[i].clone();
+                            replay(m, &prefix).map(|s| (prefix, s))
+                        }
+                        false => None,
+                    };
+                    let (prefix, state) = start.unwrap_or_else(|| (Vec::new(), m.init_states().swap_remove(0)));
+                    let w = walk(m, &mut rng, opts, canon, prefix, state, cell, &mut archive);
                     states.fetch_add(w.visited, Ordering::Relaxed);
                     walks.fetch_add(1, Ordering::Relaxed);
-                    reached.lock().unwrap_or_else(|e| e.into_inner()).extend(w.reached);
+                    let mut r = reached.lock().unwrap_or_else(|e| e.into_inner());
+                    for i in w.reached {
+                        *r.entry(i).or_insert(0) += 1;
+                    }
+                    drop(r);
                     if let Some(v) = w.violation {
                         stop.store(true, Ordering::Relaxed);
                         let mut f = found.lock().unwrap_or_else(|e| e.into_inner());
@@ -261,6 +384,7 @@ where
                         }
                     }
                 }
+                cells.fetch_add(archive.paths.len(), Ordering::Relaxed);
             });
         }
     });
@@ -269,8 +393,17 @@ where
         Some((name, path)) => vec![(name, trace(m, &shrink(m, path), describe))],
         None => Vec::new(),
     };
-    let reached = reached.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().map(|i| props[i].name).collect();
-    SimResult { states: states.into_inner(), walks: walks.into_inner(), violations, reached }
+    let reached_walks: Vec<(&'static str, usize)> =
+        reached.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().map(|(i, k)| (props[i].name, k)).collect();
+    let reached = reached_walks.iter().map(|(name, _)| *name).collect();
+    SimResult {
+        states: states.into_inner(),
+        walks: walks.into_inner(),
+        violations,
+        reached,
+        reached_walks,
+        cells: cells.into_inner(),
+    }
 }
 
 /// Replays `actions` from the initial state, each only if the model enables it; returns
