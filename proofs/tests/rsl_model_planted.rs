@@ -163,8 +163,9 @@ fn competing_acceptor_forgetting_its_votes_breaks_safety() {
     expect_competing_counterexample(Planted::AmnesiacAcceptor, COMPETING_CI_STATES);
 }
 
-/// Diagnostic: random simulation on a planted scope (`BUG`, `SEED`, `STATES`, `DEPTH`,
-/// `UNIFORM` per mille, `PLAIN` for the unnarrowed scope).
+/// Diagnostic: random simulation on a planted scope (`BUG` = amnesiac | none | half | lower |
+/// first, else the lower-ballot accept; `SEED`, `STATES`, `DEPTH`, `UNIFORM` per mille,
+/// `PLAIN` for the unnarrowed scope).
 #[test]
 #[ignore = "diagnostic"]
 fn simulation_probe() {
@@ -173,6 +174,8 @@ fn simulation_probe() {
         Ok("amnesiac") => Some(Planted::AmnesiacAcceptor),
         Ok("none") => None,
         Ok("half") => Some(Planted::HalfQuorum),
+        Ok("lower") => Some(Planted::KeepsLowerBallotVote),
+        Ok("first") => Some(Planted::KeepsFirstVote),
         _ => Some(Planted::LowerBallotAccept),
     };
     let narrow = Scope {

@@ -130,10 +130,11 @@ const ARCHIVE_CELLS: usize = 20_000;
 const ARCHIVE_PATH: usize = 400;
 
 /// One thread's archive (Go-Explore style): for each cell of the abstraction reached so far,
-/// the path to the first state found in it. Walks may start from an archived state, so a
+/// the shortest path found into it. Walks may start from an archived state, so a
 /// state that took rare luck to reach is built on rather than left behind.
 struct Archive<A> {
-    cells: std::collections::HashSet<u64>,
+    /// Cell to index in `paths`.
+    cells: std::collections::HashMap<u64, usize>,
     paths: Vec<Vec<A>>,
     /// How often each archived state was a walk's start.
     chosen: Vec<u32>,
@@ -163,6 +164,7 @@ where
     M::State: Hash,
     M::Action: Hash + Clone,
 {
+    use std::collections::hash_map::Entry;
     use std::collections::{HashMap, HashSet};
     let props = m.properties();
     let walk_seed = rng.next();
@@ -191,12 +193,20 @@ where
             }
         }
         if let Some(cell) = cell {
-            if archive.paths.len() < ARCHIVE_CELLS
-                && path.len() <= ARCHIVE_PATH
-                && archive.cells.insert(cell(m, &state))
-            {
-                archive.paths.push(path.clone());
-                archive.chosen.push(0);
+            if path.len() <= ARCHIVE_PATH {
+                match archive.cells.entry(cell(m, &state)) {
+                    // A shorter way into a known cell replaces the archived one (cheaper to
+                    // replay, and fewer redundant steps to build on).
+                    Entry::Occupied(e) if path.len() < archive.paths[*e.get()].len() => {
+                        archive.paths[*e.get()] = path.clone();
+                    }
+                    Entry::Vacant(e) if archive.paths.len() < ARCHIVE_CELLS => {
+                        e.insert(archive.paths.len());
+                        archive.paths.push(path.clone());
+                        archive.chosen.push(0);
+                    }
+                    _ => {}
+                }
             }
         }
         if steps >= opts.max_depth {
@@ -313,9 +323,10 @@ where
 }
 
 /// [`simulate`], with walks that may start from archived states: each thread keeps, for
-/// every cell of the abstraction `cell` its walks reached, the path to the first state found
-/// in it, and starts [`SimOpts::from_archive_per_mille`] of its walks from a uniformly
-/// chosen archived state (Go-Explore's "return, then explore"). Every state checked is
+/// every cell of the abstraction `cell` its walks reached, the shortest path found into it,
+/// and starts [`SimOpts::from_archive_per_mille`] of its walks from an archived state (the
+/// less often started of two picked at random; Go-Explore's "return, then explore"), which
+/// it rebuilds by replaying the path (replays are not counted as states). Every state checked is
 /// reached from the initial state by real actions, so a violation is as real as in
 /// [`simulate`] (and its path, archived prefix included, is shrunk the same way); what
 /// changes is where the search spends its states: rare progress, once made, is built on.
