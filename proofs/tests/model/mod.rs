@@ -143,11 +143,17 @@ impl Scope {
     };
 
     /// Competing leaders: three ballots (views up to 1.2, so replicas 0, 1 and 2 may each
-    /// lead one), two clients, enough timer firings for two view changes and client
-    /// retransmissions after each. The smallest scope in which a phase 1 can be told two
-    /// different values voted at one operation in two earlier ballots (operation 0 proposed
-    /// with one batch in view 1.0 and with another in 1.1, then both reported to the leader
-    /// of 1.2), the situation the proposer's `merge_vote` must get right.
+    /// lead one), two clients (client `j` first sends to replica `j`). The smallest scope in
+    /// which a phase 1 can be told two different values voted at one operation in two
+    /// earlier ballots (operation 0 proposed with one batch in view 1.0 and with another in
+    /// 1.1, then both reported to the leader of 1.2), the situation the proposer's
+    /// `merge_vote` must get right. Two view changes need about 7 firings (a replica that
+    /// announces its suspicion fires twice, for its view timeout and then its heartbeat; the
+    /// one that completes the quorum once); 9 in total, at most 4 per replica, each only
+    /// while the replica tracks an unexecuted request, and 2 client retransmissions (a new
+    /// view tracks nothing until a client retries) leave room for the interleavings that
+    /// matter. Searched by archived random walks ([`SimOpts::archived`], [`cell`]); measured
+    /// in `proofs/README.md`.
     pub const COMPETING_LEADERS: Scope = Scope {
         replicas: 3,
         clients: 2,
