@@ -44,6 +44,9 @@ pub enum FaultEvent {
     Pause(usize, u64),
     /// New network loss, duplication and delay rates.
     Net(NetFaults),
+    /// A crashed host's disk is replaced: its durable state is gone, and its next
+    /// `Restart` starts it without state (RSL: it rejoins, see `fleet_engine::rsl::rejoin`).
+    Wipe(usize),
 }
 
 /// Hosts a schedule may crash: each group crashes at most `max` of its hosts.
@@ -162,6 +165,7 @@ impl FaultSchedule {
                     profile.crash_weight,
                     whole,
                     pauses,
+                    profile.crash_weight,
                 ];
                 let total: u32 = weights.iter().sum();
                 let mut pick = rng.below(u64::from(total)) as u32;
@@ -231,6 +235,16 @@ impl FaultSchedule {
                         }
                     }
                     7 => Some(FaultEvent::Pause(rng.below(hosts as u64) as usize, rng.range(1, profile.max_pause_us))),
+                    8 => {
+                        // Only a crashed host of a restartable group; it restarts later.
+                        let downed: Vec<usize> = crash_groups
+                            .iter()
+                            .filter(|g| g.restartable)
+                            .flat_map(|g| g.hosts.iter().copied())
+                            .filter(|h| down[*h])
+                            .collect();
+                        (!downed.is_empty()).then(|| FaultEvent::Wipe(downed[rng.below(downed.len() as u64) as usize]))
+                    }
                     _ => Some(FaultEvent::Net(random_net(
                         rng,
                         profile.max_loss_ppm,
@@ -308,6 +322,8 @@ pub struct FaultCounts {
     pub net_changes: u64,
     /// Forged or planted messages (planted-bug runs only).
     pub planted: u64,
+    /// Disks of crashed hosts replaced (their restart is without state).
+    pub wipes: u64,
 }
 
 impl FaultCounts {
@@ -322,6 +338,8 @@ impl FaultCounts {
             FaultEvent::ClockJump(..) => self.clock_jumps += 1,
             FaultEvent::Pause(..) => self.pauses += 1,
             FaultEvent::Net(_) => self.net_changes += 1,
+            // Counted where applied: the RSL simulator refuses some (see its `wipe`).
+            FaultEvent::Wipe(_) => {}
         }
     }
 
@@ -339,5 +357,6 @@ impl FaultCounts {
         self.pauses += o.pauses;
         self.net_changes += o.net_changes;
         self.planted += o.planted;
+        self.wipes += o.wipes;
     }
 }

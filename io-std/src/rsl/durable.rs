@@ -50,6 +50,7 @@ use fleet_engine::{Endpoint, Instant, Outbox};
 
 use super::replica::{check_id, status_line, StdReplica};
 use crate::capacity::SERVER_DATAGRAM_BYTES;
+use crate::clock::incarnation_nonce;
 use crate::config::RslSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::Host;
@@ -189,7 +190,13 @@ where
             None => recover_boxed(setup, id, app, now, &[], &found.records)
                 .map_err(|e| ServerError::Recover(dir.to_path_buf(), e.to_string()))?,
         };
-        if !found.records.is_empty() || snapshot_used {
+        if replica.rejoining().is_some() {
+            tracing::info!(
+                "replica {id}: no promise or vote stored in {} (a new cluster, or a lost disk): rejoining; \
+                 it takes part once every other replica has answered",
+                dir.display()
+            );
+        } else if !found.records.is_empty() || snapshot_used {
             let s = replica.status();
             tracing::info!(
                 "replica {id} recovered from {}: {} operations executed, promise ({},{}), truncation {}",
@@ -346,7 +353,8 @@ fn recover_boxed<A: App>(
     log: &[Vec<u8>],
 ) -> Result<Box<StdReplica<A>>, fleet_engine::rsl::RecoverError> {
     let pieces = snapshot.iter().map(Vec::as_slice);
-    StdReplica::recover(setup.config.clone(), id, app, now, pieces, log.iter().map(Vec::as_slice)).map(Box::new)
+    let log = log.iter().map(Vec::as_slice);
+    StdReplica::recover(setup.config.clone(), id, app, now, incarnation_nonce(), pieces, log).map(Box::new)
 }
 
 impl<A> Host for DurableReplica<A>

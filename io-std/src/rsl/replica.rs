@@ -9,6 +9,7 @@ use crate::capacity::{
     KEY_BYTES, MAX_REPLICAS, REPLY_BYTES, REPLY_CACHE_CLIENTS, REQUEST_QUEUE_BYTES, RETAINED_TAIL_BYTES,
     SERVER_DATAGRAM_BYTES, SERVER_WINDOW, VALUE_BYTES,
 };
+use crate::clock::incarnation_nonce;
 use crate::config::RslSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::{stats_fields, Host};
@@ -91,8 +92,12 @@ pub(crate) fn check_id(setup: &RslSetup, id: usize) -> Result<(), ServerError> {
     }
 }
 
-/// Builds replica `id` of `setup` (in memory) running `app`.
+/// Builds replica `id` of `setup` (in memory) running `app`. It starts without state, so it
+/// rejoins (`Replica::new_rejoining`): safe to restart after a crash, as long as the other
+/// replicas are up; a new cluster starts once every replica has started.
 pub fn build<A: App>(setup: &RslSetup, id: usize, app: A, now: Instant) -> Result<Box<StdReplica<A>>, ServerError> {
     check_id(setup, id)?;
-    StdReplica::new(setup.config.clone(), id, app, now).map(Box::new).map_err(|e| ServerError::Config(e.to_string()))
+    StdReplica::new_rejoining(setup.config.clone(), id, app, now, incarnation_nonce())
+        .map(Box::new)
+        .map_err(|e| ServerError::Config(e.to_string()))
 }
