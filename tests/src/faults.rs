@@ -82,6 +82,8 @@ pub struct FaultProfile {
     pub max_jump_us: u64,
     /// Longest pause of a host (us; 0 disables pauses).
     pub max_pause_us: u64,
+    /// Weight of disk replacements (wipes) among fault events (0 disables them).
+    pub wipe_weight: u32,
 }
 
 impl FaultProfile {
@@ -95,6 +97,7 @@ impl FaultProfile {
         crash_weight: 0,
         max_jump_us: 0,
         max_pause_us: 0,
+        wipe_weight: 0,
     };
 
     /// A random profile: rates and frequencies vary per seed, from calm to harsh.
@@ -115,6 +118,8 @@ impl FaultProfile {
             crash_weight: [0, 1, 3][rng.below(3) as usize],
             max_jump_us: [0, 0, 2_000_000][rng.below(3) as usize],
             max_pause_us: [0, 1_000_000, 5_000_000][rng.below(3) as usize],
+            // A third of the seeds replace disks; the others keep every restart's disk.
+            wipe_weight: [0, 0, 1][rng.below(3) as usize],
         }
     }
 }
@@ -147,6 +152,17 @@ impl FaultSchedule {
     /// Draws a schedule over `hosts` hosts for a fault phase of `steps` steps.
     pub fn generate(rng: &mut Rng, hosts: usize, crash_groups: &[CrashGroup], steps: u64) -> FaultSchedule {
         let profile = FaultProfile::random(rng);
+        FaultSchedule::generate_from(rng, profile, hosts, crash_groups, steps)
+    }
+
+    /// Draws a schedule from a given profile.
+    pub fn generate_from(
+        rng: &mut Rng,
+        profile: FaultProfile,
+        hosts: usize,
+        crash_groups: &[CrashGroup],
+        steps: u64,
+    ) -> FaultSchedule {
         let mut events = Vec::new();
         let mut crashed = vec![0usize; crash_groups.len()];
         let mut down = vec![false; hosts];
@@ -165,7 +181,7 @@ impl FaultSchedule {
                     profile.crash_weight,
                     whole,
                     pauses,
-                    profile.crash_weight,
+                    profile.wipe_weight.min(profile.crash_weight),
                 ];
                 let total: u32 = weights.iter().sum();
                 let mut pick = rng.below(u64::from(total)) as u32;

@@ -147,7 +147,8 @@ impl RslSim {
                 let now = Instant::from_micros(clocks[i].local(0));
                 // A new cluster: every replica starts without state and is born once all
                 // have answered that they have none.
-                let r = SimReplica::new_durable(config.clone(), i, SimApp::new(), now, 1).expect("valid simulator config");
+                let r =
+                    SimReplica::new_durable(config.clone(), i, SimApp::new(), now, 1).expect("valid simulator config");
                 Some(Box::new(r))
             })
             .collect();

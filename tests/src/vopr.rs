@@ -12,7 +12,7 @@ use fleet_proofs::checkers::Violation;
 use fleet_proofs::spec::bytes_kv::BytesKvApp;
 use fleet_proofs::Budget;
 
-use crate::faults::{CrashGroup, FaultCounts, FaultSchedule, HEALED_NET};
+use crate::faults::{CrashGroup, FaultCounts, FaultProfile, FaultSchedule, HEALED_NET};
 use crate::net::NetCounts;
 use crate::rng::Rng;
 use crate::rsl_sim::{Plant, RslSim, SimOptions};
@@ -306,7 +306,13 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
         CrashGroup { hosts: (0..n).collect(), max: (n - 1) / 2, restartable: true, whole: true },
         CrashGroup { hosts: (n..hosts).collect(), max: opts.clients / 2, restartable: false, whole: false },
     ];
-    let schedule = FaultSchedule::generate(&mut rng, hosts, &groups, cfg.steps);
+    let mut profile = FaultProfile::random(&mut rng);
+    // The planted rejoin bug acts only on wiped disks: every seed of its runs wipes some.
+    if cfg.plant == Plant::RejoinAtOnce && profile.mean_gap_steps > 0 {
+        profile.crash_weight = profile.crash_weight.max(1);
+        profile.wipe_weight = 3;
+    }
+    let schedule = FaultSchedule::generate_from(&mut rng, profile, hosts, &groups, cfg.steps);
     opts.faults = schedule.profile.net;
     opts.max_pause_us = schedule.profile.max_pause_us;
     let setup = format!(

@@ -111,7 +111,7 @@ fn invariant_checker_catches_a_checkpoint_reported_before_it_is_durable() {
 
 #[test]
 fn invariant_checker_catches_recovery_from_a_torn_snapshot() {
-    binding_bug_is_caught(Plant::TornSnapshot, "invariant", "reports only durable checkpoints", 210..320, 2);
+    binding_bug_is_caught(Plant::TornSnapshot, "invariant", "reports only durable checkpoints", 1381..1552, 2);
 }
 
 #[test]

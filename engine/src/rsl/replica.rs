@@ -281,8 +281,14 @@ impl<
 
     /// When [`Replica::tick`] must next be called. Calling it earlier is harmless.
     pub fn next_deadline(&self) -> Instant {
-        let timers =
-            [Timer::Heartbeat, Timer::ViewTimeout, Timer::Batch, Timer::Retransmit, Timer::StateTransfer, Timer::Rejoin];
+        let timers = [
+            Timer::Heartbeat,
+            Timer::ViewTimeout,
+            Timer::Batch,
+            Timer::Retransmit,
+            Timer::StateTransfer,
+            Timer::Rejoin,
+        ];
         timers.iter().fold(Instant::NEVER, |acc, t| earliest(acc, self.timer(*t)))
     }
 

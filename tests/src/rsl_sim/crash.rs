@@ -300,7 +300,15 @@ impl RslSim {
         let nonce = self.nonce();
         let recover = |snapshot: &[Vec<u8>]| {
             let pieces = snapshot.iter().map(Vec::as_slice);
-            SimReplica::recover(self.config.clone(), i, SimApp::new(), now, nonce, pieces, log.iter().map(Vec::as_slice))
+            SimReplica::recover(
+                self.config.clone(),
+                i,
+                SimApp::new(),
+                now,
+                nonce,
+                pieces,
+                log.iter().map(Vec::as_slice),
+            )
         };
         let recovered = match recover(snapshot) {
             Err(RecoverError::Snapshot(_)) if plant == Plant::TornSnapshot => recover(&[]),

@@ -70,9 +70,9 @@ impl RslSim {
     /// nothing happens: losing two replicas' state at once may lose chosen values, and
     /// the rule then waits for good (safe, not live).
     pub fn wipe(&mut self, h: usize) {
-        let others_without_state = (0..self.replicas.len()).filter(|&j| j != h).any(|j| {
-            self.wiped[j] || self.replicas[j].as_ref().is_some_and(|r| r.rejoining().is_some())
-        });
+        let others_without_state = (0..self.replicas.len())
+            .filter(|&j| j != h)
+            .any(|j| self.wiped[j] || self.replicas[j].as_ref().is_some_and(|r| r.rejoining().is_some()));
         if h >= self.replicas.len() || self.replicas[h].is_some() || others_without_state {
             return;
         }

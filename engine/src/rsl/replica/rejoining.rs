@@ -31,7 +31,13 @@ impl<
     /// ids start: it must be larger than every nonce and reply id of an earlier
     /// incarnation (a wall clock in microseconds is), or random over 64 bits (a collision
     /// is then negligible); 0 is taken as 1.
-    pub fn new_rejoining(config: RslConfig<R>, me: usize, app: A, now: Instant, nonce: u64) -> Result<Self, ConfigError> {
+    pub fn new_rejoining(
+        config: RslConfig<R>,
+        me: usize,
+        app: A,
+        now: Instant,
+        nonce: u64,
+    ) -> Result<Self, ConfigError> {
         let mut replica = Replica::new(config, me, app, now)?;
         replica.rejoin = Some(Rejoin::new(nonce.max(1), now));
         Ok(replica)
@@ -153,3 +159,6 @@ impl<
         true
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -118,7 +118,15 @@ impl Node {
 
     fn recover(&self, me: usize) -> Result<Rep, RecoverError> {
         let snapshot = self.snapshot.iter().map(|r| r.as_slice());
-        Rep::recover(config(), me, Counter::default(), Instant::ZERO, 1, snapshot, self.log.iter().map(|r| r.as_slice()))
+        Rep::recover(
+            config(),
+            me,
+            Counter::default(),
+            Instant::ZERO,
+            1,
+            snapshot,
+            self.log.iter().map(|r| r.as_slice()),
+        )
     }
 }
 
@@ -143,7 +151,7 @@ fn a_replayed_log_restores_promise_votes_and_truncation() {
     }
     let high = Ballot { seqno: 2, proposer: 2 };
     node.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal: high }), &mut out);
-    assert_eq!(node.log.len(), 12, "one record per vote and one per promise (nothing executed)");
+    assert_eq!(node.log.len(), 13, "one record at birth, one per vote and one per promise (nothing executed)");
     let live = node.replica.as_ref().unwrap();
     assert!(live.acceptor().log_truncation_point > 0, "the window slid");
     let recovered = node.recover(1).unwrap();
@@ -514,8 +522,15 @@ fn replay_executes_what_follows_on_and_skips_the_rest() {
     assert_eq!(r.status().ops_complete, 2);
     assert_eq!(r.checkpoint(), 2, "what replayed is durable");
     let caught_up_again = [exec(5), exec(6), exec(0), exec(1), exec(2)];
-    let r =
-        Rep::recover(config(), 1, Counter::default(), Instant::ZERO, 1, [], caught_up_again.iter().map(|r| r.as_slice()));
+    let r = Rep::recover(
+        config(),
+        1,
+        Counter::default(),
+        Instant::ZERO,
+        1,
+        [],
+        caught_up_again.iter().map(|r| r.as_slice()),
+    );
     assert_eq!(r.unwrap().status().ops_complete, 3, "5 and 6 skipped, then 0, 1, 2 executed");
     let dup = [exec(0), exec(0), exec(1)];
     let r = Rep::recover(config(), 1, Counter::default(), Instant::ZERO, 1, [], dup.iter().map(|r| r.as_slice()));
