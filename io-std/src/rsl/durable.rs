@@ -364,13 +364,17 @@ where
 {
     fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
         let refused = self.replica.stats().foreign_cluster;
+        let rejoining = self.replica.rejoining().is_some();
         // The datagrams the step marked, not its `Step`, say what waits for a sync.
         let _ = Replica::handle(self.replica.as_mut(), now, from, datagram, out);
         super::replica::warn_if_foreign(&self.replica, refused);
+        super::replica::note_if_rejoined(&self.replica, rejoining);
         self.collect(now);
     }
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        let rejoining = self.replica.rejoining().is_some();
         let _ = Replica::tick(self.replica.as_mut(), now, out);
+        super::replica::note_if_rejoined(&self.replica, rejoining);
         self.collect(now);
     }
     fn next_deadline(&self) -> Instant {

@@ -35,12 +35,16 @@ pub type ServerReplica = StdReplica<ServerApp>;
 impl<A: App> Host for StdReplica<A> {
     fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
         let refused = self.stats().foreign_cluster;
+        let rejoining = self.rejoining().is_some();
         // In-memory mode: nothing to persist before sending (see `Step`).
         let _ = Replica::handle(self, now, from, datagram, out);
         warn_if_foreign(self, refused);
+        note_if_rejoined(self, rejoining);
     }
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        let rejoining = self.rejoining().is_some();
         let _ = Replica::tick(self, now, out);
+        note_if_rejoined(self, rejoining);
     }
     fn next_deadline(&self) -> Instant {
         Replica::next_deadline(self)
@@ -65,6 +69,26 @@ pub fn warn_if_foreign<A: App>(replica: &StdReplica<A>, refused_before: u64) {
             crate::net::to_socket_addr(from),
             replica.cluster()
         );
+    }
+}
+
+/// Logs the step in which a replica that started without state takes part: as a member of
+/// a new cluster, or rejoined (given whether it was rejoining before the step).
+pub fn note_if_rejoined<A: App>(replica: &StdReplica<A>, was_rejoining: bool) {
+    if !was_rejoining || replica.rejoining().is_some() {
+        return;
+    }
+    let s = replica.status();
+    match s.ops_complete == 0 && s.log_truncation_point == 0 && s.max_bal == fleet_engine::rsl::Ballot::default() {
+        true => tracing::info!("replica {}: every replica has started without state: a new cluster", replica.id()),
+        false => tracing::info!(
+            "replica {} rejoined: promise ({},{}), taking part from operation {} ({} executed)",
+            replica.id(),
+            s.max_bal.seqno,
+            s.max_bal.proposer,
+            s.log_truncation_point,
+            s.ops_complete
+        ),
     }
 }
 
