@@ -115,6 +115,13 @@ fn invariant_checker_catches_recovery_from_a_torn_snapshot() {
 }
 
 #[test]
+fn paxos_invariants_catch_a_replica_without_state_that_takes_part_at_once() {
+    // Both seeds: the wiped replica votes below its old promise or without its old vote,
+    // and a second batch is chosen or voted for at one operation and ballot.
+    binding_bug_is_caught(Plant::RejoinAtOnce, "invariant", "lemma_", 693..700, 2);
+}
+
+#[test]
 fn agreement_checker_catches_a_forged_quorum_of_2b() {
     planted_bug_is_caught(Plant::ForgeTwoB, "agreement", "lemma_ExecutedOperationAndAllBeforeItWereChosen", false, 5);
 }
