@@ -340,6 +340,8 @@ pub struct FaultCounts {
     pub planted: u64,
     /// Disks of crashed hosts replaced (their restart is without state).
     pub wipes: u64,
+    /// Replicas restarted without state that rejoined (took part again).
+    pub rejoins: u64,
 }
 
 impl FaultCounts {
@@ -374,5 +376,6 @@ impl FaultCounts {
         self.net_changes += o.net_changes;
         self.planted += o.planted;
         self.wipes += o.wipes;
+        self.rejoins += o.rejoins;
     }
 }

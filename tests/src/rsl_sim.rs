@@ -119,6 +119,8 @@ pub struct RslSim {
     wiped: Vec<bool>,
     /// Every replica of the new cluster has been born (see `apply_fault`).
     born: bool,
+    /// Replicas restarted without state that have not rejoined yet (up, or crashed again).
+    rejoining: Vec<bool>,
     /// Until when each replica is frozen by a `Pause` fault (global µs; past: running).
     pub paused_until: Vec<u64>,
     /// When the next stray request goes out (see [`SimOptions::stray_every_us`]).
@@ -197,6 +199,7 @@ impl RslSim {
             paused_until: vec![0; options.replicas],
             wiped: vec![false; options.replicas],
             born: false,
+            rejoining: vec![false; options.replicas],
             next_stray_us: options.stray_every_us.unwrap_or(u64::MAX),
             strays: 0,
             one_b_chunks: BTreeMap::new(),

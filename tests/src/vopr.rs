@@ -243,6 +243,31 @@ fn check_catch_up(sim: &mut RslSim, fault_steps: u64, max_liveness_steps: u64) {
     }
 }
 
+/// After GST every replica is up (the simulator restarts crashed ones if a replica is
+/// without state): every replica that restarted without state must take part again within
+/// the liveness bound (the rejoin rule's liveness condition holds).
+fn check_rejoined(sim: &mut RslSim, fault_steps: u64, max_liveness_steps: u64) {
+    let waiting = |sim: &RslSim| -> Vec<usize> {
+        let rejoining =
+            |r: &Option<Box<crate::rsl_sim::SimReplica>>| r.as_ref().is_some_and(|r| r.rejoining().is_some());
+        sim.replicas.iter().enumerate().filter(|(_, r)| rejoining(r)).map(|(i, _)| i).collect()
+    };
+    let deadline = sim.now + sim.liveness_bound_us();
+    while !waiting(sim).is_empty() && sim.now <= deadline && sim.violations.is_empty() {
+        if sim.steps - fault_steps > max_liveness_steps || !sim.step() {
+            break;
+        }
+    }
+    let left = waiting(sim);
+    if !left.is_empty() && sim.violations.is_empty() {
+        sim.violations.push(Violation::new(
+            "liveness",
+            "fleet: a replica restarted without state rejoins after GST (rsl::rejoin)",
+            format!("replicas {left:?} still rejoining at {} us", sim.now),
+        ));
+    }
+}
+
 /// After GST and catch-up, with clients done and only stray requests arriving: the views
 /// settle. Two windows of a maximum epoch (and ten heartbeats) each: the first lets a
 /// pending suspicion finish (a dead leader is replaced); in the second no live replica may
@@ -362,6 +387,9 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
     }
     if sim.violations.is_empty() {
         check_catch_up(&mut sim, fault_steps, cfg.max_liveness_steps);
+    }
+    if sim.violations.is_empty() {
+        check_rejoined(&mut sim, fault_steps, cfg.max_liveness_steps);
     }
     if sim.violations.is_empty() {
         check_views_settle(&mut sim, fault_steps, cfg.max_liveness_steps);

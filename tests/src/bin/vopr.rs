@@ -188,7 +188,7 @@ fn main() -> ExitCode {
     );
     println!(
         "  faults         {} partitions, {} heals, {} crashes, {} power cuts, {} restarts, {} damaged snapshots, \
-         {} wiped disks, {} clock jumps, {} pauses, {} rate changes, {} planted",
+         {} wiped disks ({} rejoined), {} clock jumps, {} pauses, {} rate changes, {} planted",
         t.faults.partitions,
         t.faults.heals,
         t.faults.crashes,
@@ -196,6 +196,7 @@ fn main() -> ExitCode {
         t.faults.restarts,
         t.faults.corrupt_snapshots,
         t.faults.wipes,
+        t.faults.rejoins,
         t.faults.clock_jumps,
         t.faults.pauses,
         t.faults.net_changes,

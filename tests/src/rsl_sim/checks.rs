@@ -69,6 +69,11 @@ impl RslSim {
         if r.rejoining().is_some() {
             return;
         }
+        // Rejoined for good once that is durable (a crash before restarts it rejoining).
+        if self.rejoining[i] {
+            self.rejoining[i] = false;
+            self.fault_counts.rejoins += 1;
+        }
         let v = &mut self.violations;
         let acc = r.acceptor();
         let bal = |b: Ballot| (b.seqno, u64::from(b.proposer));

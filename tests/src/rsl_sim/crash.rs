@@ -398,6 +398,7 @@ impl RslSim {
                 self.replicas[i] = Some(Box::new(r));
                 self.last_ops[i] = 0;
                 self.checker.observe(&RslEvent::RestartedWithoutState { replica: i }, &mut self.violations);
+                self.rejoining[i] = true;
                 self.report_durable(i);
                 let mut buf = self.outbox.take().expect("outbox present between steps");
                 let out = buf.outbox();

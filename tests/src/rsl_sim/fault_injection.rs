@@ -12,10 +12,12 @@ use crate::trace::TraceKind;
 impl RslSim {
     /// Applies one fault.
     pub fn apply_fault(&mut self, e: FaultEvent) {
-        // A new cluster starts when every replica has answered that it has no state: until
-        // then no replica crashes (the rejoin rule's condition for a first start).
+        // A new cluster starts when every replica has answered that it has no state, and
+        // each has synced the record of its birth: until then no replica crashes (the rejoin
+        // rule's condition for a first start; see docs/ARCHITECTURE.md).
         let replicas = self.replicas.len();
-        self.born |= self.replicas.iter().all(|r| r.as_ref().is_some_and(|r| r.rejoining().is_none()));
+        self.born |= self.replicas.iter().all(|r| r.as_ref().is_some_and(|r| r.rejoining().is_none()))
+            && self.disks.iter().all(|d| d.synced > 0);
         let losing_state = match e {
             FaultEvent::Crash(h) | FaultEvent::Wipe(h) => h < replicas,
             FaultEvent::CrashAll(_) => true,
@@ -70,9 +72,9 @@ impl RslSim {
     /// nothing happens: losing two replicas' state at once may lose chosen values, and
     /// the rule then waits for good (safe, not live).
     pub fn wipe(&mut self, h: usize) {
-        let others_without_state = (0..self.replicas.len())
-            .filter(|&j| j != h)
-            .any(|j| self.wiped[j] || self.replicas[j].as_ref().is_some_and(|r| r.rejoining().is_some()));
+        // Rejoining, or crashed before it rejoined (its disk holds no acceptor record).
+        let others_without_state =
+            (0..self.replicas.len()).filter(|&j| j != h).any(|j| self.wiped[j] || self.rejoining[j]);
         if h >= self.replicas.len() || self.replicas[h].is_some() || others_without_state {
             return;
         }
@@ -83,9 +85,10 @@ impl RslSim {
         self.synced_views[h] = None;
     }
 
-    /// Whether any replica is without its state: rejoining, or wiped and down.
+    /// Whether any replica is without its state: wiped and down, or restarted without state
+    /// and not rejoined yet (up, or crashed again).
     pub fn any_without_state(&self) -> bool {
-        self.wiped.iter().any(|&w| w) || self.replicas.iter().flatten().any(|r| r.rejoining().is_some())
+        self.wiped.iter().chain(&self.rejoining).any(|&w| w)
     }
 
     /// Whether replica `i` is frozen (a `Pause` fault) at the current time.

@@ -65,7 +65,7 @@ impl<
         }
     }
 
-    /// True while this replica holds no protocol state at all.
+    /// True while this replica holds no protocol state at all (nor executed anything).
     fn fresh(&self) -> bool {
         self.acceptor.max_bal == Ballot::default()
             && self.acceptor.vote_count() == 0
@@ -87,9 +87,11 @@ impl<
             .into_iter()
             .fold(0, u64::max);
         let ballot = a.max_bal.max(self.proposer.max_ballot_sent_1a).max(self.election.current_view);
-        // An incarnation seen without state when this replica was born never acted since:
-        // to it, this replica is as new as a replica of a new cluster.
-        let fresh = self.fresh() || self.born_with.get(sender).is_some_and(|&b| b == nonce);
+        // A rejoining replica has never promised or voted in this incarnation (what it
+        // executed was decided by others). An incarnation seen without state when this
+        // replica was born never acted since: to it, this replica is as new as a replica
+        // of a new cluster.
+        let fresh = self.rejoin.is_some() || self.fresh() || self.born_with.get(sender).is_some_and(|&b| b == nonce);
         let msg = RslMsg::RecoverReply {
             nonce,
             incarnation: self.rejoin.as_ref().map_or(0, |r| r.nonce),

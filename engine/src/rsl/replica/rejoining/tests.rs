@@ -220,3 +220,19 @@ fn another_replica_rejoining_holds_it_back() {
     let _ = r.handle(Instant::ZERO, eps()[2], &reply(6, false, false, 0, B31, 2), &mut out);
     assert_eq!(r.rejoining().unwrap().stage, Stage::Asking, "an answer to another incarnation");
 }
+
+#[test]
+fn a_rejoining_replica_that_executed_decisions_still_answers_that_it_has_no_state() {
+    // Two replicas started together learn decisions while they wait: neither ever promised
+    // or voted, so each must let the other be born (else both wait for good).
+    let mut r = Rep::new_rejoining(config(), 0, Counter::default(), Instant::ZERO, 7).unwrap();
+    let _ = decide(&mut r, 0);
+    assert_eq!(r.status().ops_complete, 1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let _ = r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::RecoverRequest { nonce: 3 }), &mut out);
+    let answers = sent(&out);
+    let [(_, RslMsg::RecoverReply { rejoining: true, fresh: true, incarnation: 7, .. })] = answers.as_slice() else {
+        panic!("a rejoining replica without acceptor state: {answers:?}")
+    };
+}
