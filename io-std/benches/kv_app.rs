@@ -4,6 +4,8 @@
 //! shows it here; an ordered `Vec` once fell from ~23k to ~2k puts/s by 230k descending
 //! keys). `cargo bench -p fleet-io-std --bench kv_app`.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::time::Instant;
 
 use fleet_engine::rsl::app::App;
