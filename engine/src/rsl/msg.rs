@@ -221,6 +221,10 @@ pub enum RslMsg<'a> {
     RecoverRequest {
         /// Identifies this incarnation: answers to an earlier one are not taken.
         nonce: u64,
+        /// Every answer is in and the sender waits for operations to be decided: sent to
+        /// the leader only, which proposes an empty batch if it has nothing else to
+        /// propose (an operation lost on every path is then filled by the next view).
+        catching_up: bool,
     },
     /// 12: the answer to [`RslMsg::RecoverRequest`].
     RecoverReply {

@@ -247,6 +247,7 @@ impl<
         if self.executor.ops_complete > ops_before {
             self.election.reflect_progress(now);
         }
+        self.note_undecided(now);
         self.debug_check(before);
         Step { durable_state_changed: self.durable_changed }
     }
@@ -275,6 +276,7 @@ impl<
         if self.executor.ops_complete > ops_before {
             self.election.reflect_progress(now);
         }
+        self.note_undecided(now);
         self.debug_check(before);
         Step { durable_state_changed: self.durable_changed }
     }
@@ -430,6 +432,13 @@ impl<
         debug_assert!(self.rejoin.is_none(), "a rejoining replica changed its acceptor");
         self.durable_changed = true;
         self.journal.acceptor_dirty |= self.journal.durable;
+    }
+
+    /// Tells the election whether this replica holds a vote it has not executed.
+    fn note_undecided(&mut self, now: Instant) {
+        let ops = self.executor.ops_complete;
+        let undecided = self.rejoin.is_none() && self.acceptor.votes().any(|v| v.opn >= ops);
+        self.election.reflect_undecided(now, undecided);
     }
 
     fn leading(&self) -> bool {

@@ -102,6 +102,7 @@ enum AMsg {
     },
     RecoverRequest {
         nonce: u8,
+        catching_up: bool,
     },
     /// Nonce 5 is the fuzzed replica's when it rejoins.
     RecoverReply {
@@ -187,7 +188,9 @@ fn message(msg: &AMsg) -> Vec<u8> {
             encode(&RslMsg::AppStateSupply { last: *last, part })
         }
         AMsg::Reply { seqno } => encode(&RslMsg::Reply { seqno: u64::from(*seqno), reply: Bytes(b"x") }),
-        AMsg::RecoverRequest { nonce } => encode(&RslMsg::RecoverRequest { nonce: u64::from(*nonce) }),
+        AMsg::RecoverRequest { nonce, catching_up } => {
+            encode(&RslMsg::RecoverRequest { nonce: u64::from(*nonce), catching_up: *catching_up })
+        }
         AMsg::RecoverReply { nonce, incarnation, rejoining, fresh, bal, next_opn } => encode(&RslMsg::RecoverReply {
             nonce: u64::from(nonce % 8),
             incarnation: u64::from(*incarnation),

@@ -213,7 +213,7 @@ pub fn describe(msg: &RslMsg<'_>) -> String {
     match msg {
         RslMsg::Request { seqno, .. } => format!("Request#{seqno}"),
         RslMsg::ForwardedRequest { client, seqno, .. } => format!("ForwardedRequest({client:?}#{seqno})"),
-        RslMsg::RecoverRequest { nonce } => format!("RecoverRequest#{nonce}"),
+        RslMsg::RecoverRequest { nonce, catching_up } => format!("RecoverRequest#{nonce}(catching up {catching_up})"),
         RslMsg::RecoverReply { nonce, rejoining, fresh, ballot, next_opn, .. } => {
             format!("RecoverReply#{nonce}(rejoining {rejoining} fresh {fresh} {} op{next_opn})", bal(*ballot))
         }

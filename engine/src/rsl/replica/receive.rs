@@ -117,7 +117,12 @@ impl<
             RslMsg::OneA { .. } | RslMsg::TwoA { .. } if self.rejoin.is_some() => {
                 Stats::bump(&mut self.stats.ignored_messages);
             }
-            RslMsg::RecoverRequest { nonce } => self.answer_rejoin(sender, nonce, out),
+            RslMsg::RecoverRequest { nonce, catching_up } => {
+                self.answer_rejoin(sender, nonce, out);
+                if catching_up {
+                    self.propose_for_rejoin(out);
+                }
+            }
             RslMsg::RecoverReply { nonce, incarnation, rejoining, fresh, ballot, next_opn } => {
                 let answer = crate::rsl::rejoin::Answer { rejoining, fresh, incarnation, ballot, next_opn };
                 self.on_rejoin_answer(now, sender, nonce, answer);

@@ -48,21 +48,40 @@ impl<
         self.rejoin.as_ref()
     }
 
-    /// When to ask again, while asking.
+    /// When to ask again (every other replica while asking; the leader while catching up).
     pub(super) fn asking_at(&self) -> Option<Instant> {
-        self.rejoin.as_ref().filter(|r| r.stage == Stage::Asking).map(|r| r.retry_at)
+        self.rejoin.as_ref().map(|r| r.retry_at)
     }
 
     pub(super) fn ask_to_rejoin(&mut self, now: Instant, out: &mut Outbox<'_>) {
         let Some(rejoin) = self.rejoin.as_mut() else { return };
         rejoin.retry_at = now.plus_ms(self.config.params.retransmit_period_ms);
-        let msg = RslMsg::RecoverRequest { nonce: rejoin.nonce };
+        let catching_up = rejoin.stage != Stage::Asking;
+        let msg = RslMsg::RecoverRequest { nonce: rejoin.nonce, catching_up };
         let max = self.config.params.max_datagram_bytes;
+        let leader = usize::from(self.election.current_view.proposer);
         for (r, &dst) in self.config.replicas.iter().enumerate() {
-            if r != self.me {
+            if r != self.me && (!catching_up || r == leader) {
                 emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, dst, &msg);
             }
         }
+    }
+
+    /// A replica catching up after a start without state waits for every operation below
+    /// the highest its answers reported to be decided. One proposed but lost on every path
+    /// (the leader's own copy included) is filled only by a later view, and views change on
+    /// waiting work: an empty batch above it gives the others votes that wait (see
+    /// `Election::reflect_undecided`). At most one per request, only with nothing queued.
+    pub(super) fn propose_for_rejoin(&mut self, out: &mut Outbox<'_>) {
+        let opn = self.proposer.next_opn;
+        if !self.leading() || self.proposer.queued() > 0 || self.proposer.has_old_values() || !self.window_open() {
+            return;
+        }
+        let bal = self.proposer.max_ballot_sent_1a;
+        let msg = RslMsg::TwoA { bal, opn, batch: crate::wire::Bytes(&[]) };
+        let max = self.config.params.max_datagram_bytes;
+        emit::broadcast(out, &mut self.stats, Envelope::Rsl(self.cluster), max, &self.config.replicas, &msg);
+        self.proposer.next_opn = opn + 1;
     }
 
     /// True while this replica holds no protocol state at all (nor executed anything).

@@ -92,7 +92,7 @@ fn it_asks_every_other_replica_and_asks_again_until_answered() {
     let _ = r.tick(Instant::ZERO, &mut out);
     let asked: Vec<Endpoint> = sent(&out)
         .into_iter()
-        .filter_map(|(to, m)| matches!(m, RslMsg::RecoverRequest { nonce: 7 }).then_some(to))
+        .filter_map(|(to, m)| matches!(m, RslMsg::RecoverRequest { nonce: 7, catching_up: false }).then_some(to))
         .collect();
     assert_eq!(asked, [eps()[0], eps()[2]], "every other replica, not itself; no heartbeat");
     let retry = r.timer(Timer::Rejoin).unwrap();
@@ -114,7 +114,8 @@ fn an_answer_covers_every_ballot_and_operation_the_answerer_knows() {
     let two_a = RslMsg::TwoA { bal, opn: 5, batch: Bytes(b"") };
     let _ = r.handle(Instant::ZERO, eps()[0], &encode(&two_a), &mut out);
     out.clear();
-    let _ = r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::RecoverRequest { nonce: 9 }), &mut out);
+    let _ =
+        r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::RecoverRequest { nonce: 9, catching_up: false }), &mut out);
     let answers = sent(&out);
     let [(to, RslMsg::RecoverReply { nonce, rejoining, fresh, ballot, next_opn, .. })] = answers.as_slice() else {
         panic!("one answer: {answers:?}")
@@ -197,8 +198,10 @@ fn replicas_of_a_new_cluster_are_born_and_stay_new_to_incarnations_seen_at_birth
 
     // Replica 1's incarnation 11 never acted: to it, replica 0 is as new as before.
     out.clear();
-    let _ = r.handle(Instant::ZERO, eps()[1], &encode(&RslMsg::RecoverRequest { nonce: 11 }), &mut out);
-    let _ = r.handle(Instant::ZERO, eps()[1], &encode(&RslMsg::RecoverRequest { nonce: 13 }), &mut out);
+    let _ =
+        r.handle(Instant::ZERO, eps()[1], &encode(&RslMsg::RecoverRequest { nonce: 11, catching_up: false }), &mut out);
+    let _ =
+        r.handle(Instant::ZERO, eps()[1], &encode(&RslMsg::RecoverRequest { nonce: 13, catching_up: false }), &mut out);
     let fresh: Vec<bool> = sent(&out)
         .into_iter()
         .filter_map(|(_, m)| match m {
@@ -230,9 +233,44 @@ fn a_rejoining_replica_that_executed_decisions_still_answers_that_it_has_no_stat
     assert_eq!(r.status().ops_complete, 1);
     let mut store = Out::new();
     let mut out = store.outbox();
-    let _ = r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::RecoverRequest { nonce: 3 }), &mut out);
+    let _ =
+        r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::RecoverRequest { nonce: 3, catching_up: false }), &mut out);
     let answers = sent(&out);
     let [(_, RslMsg::RecoverReply { rejoining: true, fresh: true, incarnation: 7, .. })] = answers.as_slice() else {
         panic!("a rejoining replica without acceptor state: {answers:?}")
     };
+}
+
+#[test]
+fn an_idle_leader_proposes_an_empty_batch_for_a_replica_catching_up() {
+    let mut r = Rep::new(config(), 0, Counter::default(), Instant::ZERO).unwrap();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let _ = r.tick(Instant::ZERO, &mut out);
+    for from in [1, 2] {
+        let one_b = RslMsg::OneB {
+            bal: Ballot::INITIAL,
+            log_truncation_point: 0,
+            reply_id: 1,
+            chunk: 0,
+            chunks: 1,
+            vote: None,
+        };
+        let _ = r.handle(Instant::ZERO, eps()[from], &encode(&one_b), &mut out);
+    }
+    assert!(r.status().is_leader);
+    let two_a = |out: &Outbox<'_>| {
+        sent(out)
+            .iter()
+            .filter(|(_, m)| matches!(m, RslMsg::TwoA { opn: 0, batch: Bytes(b), .. } if b.is_empty()))
+            .count()
+    };
+    out.clear();
+    let asking = encode(&RslMsg::RecoverRequest { nonce: 9, catching_up: false });
+    let _ = r.handle(Instant::ZERO, eps()[2], &asking, &mut out);
+    assert_eq!(two_a(&out), 0, "a replica still asking needs no operation");
+    let waiting = encode(&RslMsg::RecoverRequest { nonce: 9, catching_up: true });
+    let _ = r.handle(Instant::ZERO, eps()[2], &waiting, &mut out);
+    assert_eq!(two_a(&out), 3, "an empty batch to every replica");
+    assert_eq!(r.status().next_opn, 1);
 }
