@@ -176,7 +176,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
     let rejoined = loop {
         let text = std::fs::read_to_string(&log2).unwrap_or_default();
         if let Some(line) = text.lines().find(|l| l.contains("rejoined")) {
-            break line.split("rejoined").nth(1).unwrap_or_default().trim().to_string();
+            break line.split("rejoined:").nth(1).unwrap_or_default().trim().to_string();
         }
         if t.elapsed() > Duration::from_secs(15) {
             return Err(format!("replica 2 did not rejoin within 15 s (see {})", log2.display()));

@@ -87,3 +87,36 @@ fn in_memory_replicas_restarted_without_state_rejoin_and_lose_nothing() {
     let report = check_kv_history_file(&history, &Budget::default()).unwrap();
     assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
 }
+
+#[test]
+fn a_durable_replica_whose_data_directory_is_deleted_rejoins_and_loses_nothing() {
+    let mut cluster = Cluster::start_with(&ClusterOptions {
+        tag: "rejoin-disk",
+        advertised: None,
+        bind: None,
+        view_timeout_ms: VIEW_TIMEOUT_MS,
+        stats_lines: true,
+        data_dirs: true,
+        extra_args: Vec::new(),
+    });
+    let setup = cluster.setup.clone();
+    let mut client = fleet_io_std::rsl::RslClient::connect(&setup).unwrap();
+    let t = Duration::from_secs(10);
+    for i in 0..20 {
+        client.put(format!("kept-{i}").as_bytes(), format!("v{i}").as_bytes(), t).unwrap();
+    }
+    // A replaced disk: replica 2 is killed, its directory deleted, and it starts again.
+    cluster.kill(2);
+    std::fs::remove_dir_all(cluster.dir.join("data-2")).unwrap();
+    cluster.spawn(2, "new-disk");
+    let text = wait_rejoined(&cluster.logs[2]);
+    assert!(text.contains("no promise or vote stored"), "it knows it has no state:\n{text}");
+    assert!(text.contains("rejoined"), "and rejoins:\n{text}");
+    // Replica 0 goes: the quorum {1, 2} needs the replica with the new disk.
+    cluster.kill(0);
+    for i in 0..20 {
+        let got = client.get(format!("kept-{i}").as_bytes(), t).unwrap();
+        assert_eq!(got.as_deref(), Some(format!("v{i}").as_bytes()), "kept-{i} after the disk was replaced");
+    }
+    client.put(b"after", b"new disk", t).expect("{1, 2} accept writes");
+}

@@ -372,6 +372,15 @@ where
         self.collect(now);
     }
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        // The event loop asks for finished syncs only while datagrams wait for one: lazily
+        // synced records (executed batches) are confirmed here, at the latest one timer
+        // period late, so the checkpoint moves without votes (a replica catching up after
+        // a start without state casts none until it has).
+        if !self.pending_marks.is_empty() {
+            if let Err(e) = Host::durable(self) {
+                self.failed = Some(e.to_string());
+            }
+        }
         let rejoining = self.replica.rejoining().is_some();
         let _ = Replica::tick(self.replica.as_mut(), now, out);
         super::replica::note_if_rejoined(&self.replica, rejoining);

@@ -95,8 +95,15 @@ pub fn note_if_rejoined<A: App>(replica: &StdReplica<A>, was_rejoining: bool) {
 /// One human line: the replica's protocol position and its counters.
 pub fn status_line<A: App>(replica: &StdReplica<A>) -> String {
     let s = replica.status();
+    let rejoin = match replica.rejoining().map(|r| r.stage) {
+        None => String::new(),
+        Some(fleet_engine::rsl::rejoin::Stage::Asking) => "rejoin=asking ".to_string(),
+        Some(fleet_engine::rsl::rejoin::Stage::CatchingUp { next_opn, .. }) => {
+            format!("rejoin=catching-up-to-{next_opn} durable-checkpoint={} ", replica.checkpoint())
+        }
+    };
     format!(
-        "view=({},{}) leader={} executed={} next_opn={} truncation={} queued={} {}",
+        "view=({},{}) leader={} executed={} next_opn={} truncation={} queued={} {rejoin}{}",
         s.view.seqno,
         s.view.proposer,
         s.is_leader,
