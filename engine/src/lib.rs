@@ -33,6 +33,11 @@
 //! **Self-addressed datagrams.** Broadcasts include the host itself, as in IronRSL. A
 //! binding may send them through its socket or feed them straight back to `handle`.
 //!
+//! **Starting without state.** A replica without its durable state (in memory after a
+//! crash, a wiped disk, a firmware without flash) starts with
+//! [`rsl::Replica::new_rejoining`]: it promises and votes only once every other replica has
+//! told it what it may have promised and voted ([`rsl::rejoin`]).
+//!
 //! **Durability.** A durable RSL replica ([`rsl::Replica::new_durable`]) hands its binding
 //! records to append after every step ([`rsl::Replica::next_record`]) and marks the
 //! datagrams that reveal acceptor state ([`Outbox::waits_for_sync`]): those leave only once

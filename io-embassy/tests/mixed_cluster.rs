@@ -65,7 +65,9 @@ fn body() {
     let switch = switch(11);
     let bridge = Bridge::start(switch.attach_default().unwrap(), inside).expect("bridge socket");
     let config: RslConfig<3> = rsl_config(&eps, fast_params());
-    let replica = MixedReplica::new(config, 0, KvApp::new(), fleet_io_embassy::now()).unwrap();
+    // In memory, as the std replicas: all three start without state and are born together.
+    let nonce = fleet_io_std::clock::incarnation_nonce();
+    let replica = MixedReplica::new_rejoining(config, 0, KvApp::new(), fleet_io_embassy::now(), nonce).unwrap();
     let node: &'static MixedNode = Box::leak(Box::new(Node::new(eps[0], replica)));
     let stop = Arc::new(AtomicBool::new(false));
     let (port_tx, port_rx) = std::sync::mpsc::channel();

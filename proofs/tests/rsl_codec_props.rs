@@ -47,6 +47,9 @@ enum Owned {
     StartingPhase2(Ballot, u64),
     /// Client address octets and port, seqno, request bytes.
     ForwardedRequest([u8; 4], u16, u64, Vec<u8>),
+    RecoverRequest(u64, bool),
+    /// Nonce, incarnation, rejoining, fresh, ballot, next operation.
+    RecoverReply(u64, u64, bool, bool, Ballot, u64),
 }
 
 fn owned() -> impl Strategy<Value = Owned> {
@@ -73,6 +76,9 @@ fn owned() -> impl Strategy<Value = Owned> {
         (ballot(), any::<u64>()).prop_map(|(b, l)| Owned::StartingPhase2(b, l)),
         (any::<[u8; 4]>(), any::<u16>(), any::<u64>(), bytes(64))
             .prop_map(|(a, p, s, r)| Owned::ForwardedRequest(a, p, s, r)),
+        (any::<u64>(), any::<bool>()).prop_map(|(n, c)| Owned::RecoverRequest(n, c)),
+        (any::<u64>(), any::<u64>(), any::<bool>(), any::<bool>(), ballot(), any::<u64>())
+            .prop_map(|(n, i, r, f, b, o)| Owned::RecoverReply(n, i, r, f, b, o)),
     ]
 }
 
@@ -110,6 +116,17 @@ fn borrow(o: &Owned) -> RslMsg<'_> {
         Owned::ForwardedRequest(a, p, s, r) => {
             RslMsg::ForwardedRequest { client: fleet_engine::Endpoint::v4(*a, *p), seqno: *s, request: Bytes(r) }
         }
+        Owned::RecoverRequest(nonce, catching_up) => {
+            RslMsg::RecoverRequest { nonce: *nonce, catching_up: *catching_up }
+        }
+        Owned::RecoverReply(nonce, incarnation, rejoining, fresh, ballot, next_opn) => RslMsg::RecoverReply {
+            nonce: *nonce,
+            incarnation: *incarnation,
+            rejoining: *rejoining,
+            fresh: *fresh,
+            ballot: *ballot,
+            next_opn: *next_opn,
+        },
     }
 }
 

@@ -44,6 +44,9 @@ pub enum FaultEvent {
     Pause(usize, u64),
     /// New network loss, duplication and delay rates.
     Net(NetFaults),
+    /// A crashed host's disk is replaced: its durable state is gone, and its next
+    /// `Restart` starts it without state (RSL: it rejoins, see `fleet_engine::rsl::rejoin`).
+    Wipe(usize),
 }
 
 /// Hosts a schedule may crash: each group crashes at most `max` of its hosts.
@@ -79,6 +82,8 @@ pub struct FaultProfile {
     pub max_jump_us: u64,
     /// Longest pause of a host (us; 0 disables pauses).
     pub max_pause_us: u64,
+    /// Weight of disk replacements (wipes) among fault events (0 disables them).
+    pub wipe_weight: u32,
 }
 
 impl FaultProfile {
@@ -92,6 +97,7 @@ impl FaultProfile {
         crash_weight: 0,
         max_jump_us: 0,
         max_pause_us: 0,
+        wipe_weight: 0,
     };
 
     /// A random profile: rates and frequencies vary per seed, from calm to harsh.
@@ -112,6 +118,8 @@ impl FaultProfile {
             crash_weight: [0, 1, 3][rng.below(3) as usize],
             max_jump_us: [0, 0, 2_000_000][rng.below(3) as usize],
             max_pause_us: [0, 1_000_000, 5_000_000][rng.below(3) as usize],
+            // A third of the seeds replace disks; the others keep every restart's disk.
+            wipe_weight: [0, 0, 1][rng.below(3) as usize],
         }
     }
 }
@@ -144,6 +152,17 @@ impl FaultSchedule {
     /// Draws a schedule over `hosts` hosts for a fault phase of `steps` steps.
     pub fn generate(rng: &mut Rng, hosts: usize, crash_groups: &[CrashGroup], steps: u64) -> FaultSchedule {
         let profile = FaultProfile::random(rng);
+        FaultSchedule::generate_from(rng, profile, hosts, crash_groups, steps)
+    }
+
+    /// Draws a schedule from a given profile.
+    pub fn generate_from(
+        rng: &mut Rng,
+        profile: FaultProfile,
+        hosts: usize,
+        crash_groups: &[CrashGroup],
+        steps: u64,
+    ) -> FaultSchedule {
         let mut events = Vec::new();
         let mut crashed = vec![0usize; crash_groups.len()];
         let mut down = vec![false; hosts];
@@ -162,6 +181,7 @@ impl FaultSchedule {
                     profile.crash_weight,
                     whole,
                     pauses,
+                    profile.wipe_weight.min(profile.crash_weight),
                 ];
                 let total: u32 = weights.iter().sum();
                 let mut pick = rng.below(u64::from(total)) as u32;
@@ -231,6 +251,16 @@ impl FaultSchedule {
                         }
                     }
                     7 => Some(FaultEvent::Pause(rng.below(hosts as u64) as usize, rng.range(1, profile.max_pause_us))),
+                    8 => {
+                        // Only a crashed host of a restartable group; it restarts later.
+                        let downed: Vec<usize> = crash_groups
+                            .iter()
+                            .filter(|g| g.restartable)
+                            .flat_map(|g| g.hosts.iter().copied())
+                            .filter(|h| down[*h])
+                            .collect();
+                        (!downed.is_empty()).then(|| FaultEvent::Wipe(downed[rng.below(downed.len() as u64) as usize]))
+                    }
                     _ => Some(FaultEvent::Net(random_net(
                         rng,
                         profile.max_loss_ppm,
@@ -308,6 +338,10 @@ pub struct FaultCounts {
     pub net_changes: u64,
     /// Forged or planted messages (planted-bug runs only).
     pub planted: u64,
+    /// Disks of crashed hosts replaced (their restart is without state).
+    pub wipes: u64,
+    /// Replicas restarted without state that rejoined (took part again).
+    pub rejoins: u64,
 }
 
 impl FaultCounts {
@@ -322,6 +356,8 @@ impl FaultCounts {
             FaultEvent::ClockJump(..) => self.clock_jumps += 1,
             FaultEvent::Pause(..) => self.pauses += 1,
             FaultEvent::Net(_) => self.net_changes += 1,
+            // Counted where applied: the RSL simulator refuses some (see its `wipe`).
+            FaultEvent::Wipe(_) => {}
         }
     }
 
@@ -339,5 +375,7 @@ impl FaultCounts {
         self.pauses += o.pauses;
         self.net_changes += o.net_changes;
         self.planted += o.planted;
+        self.wipes += o.wipes;
+        self.rejoins += o.rejoins;
     }
 }

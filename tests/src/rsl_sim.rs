@@ -115,6 +115,12 @@ pub struct RslSim {
     synced_views: Vec<Option<crash::DurableView>>,
     /// Each replica's sync in progress, and the datagrams waiting for it.
     pending_syncs: Vec<Option<crash::PendingSync>>,
+    /// Crashed replicas whose disk was replaced: their restart is without state.
+    wiped: Vec<bool>,
+    /// Every replica of the new cluster has been born (see `apply_fault`).
+    born: bool,
+    /// Replicas restarted without state that have not rejoined yet (up, or crashed again).
+    rejoining: Vec<bool>,
     /// Until when each replica is frozen by a `Pause` fault (global µs; past: running).
     pub paused_until: Vec<u64>,
     /// When the next stray request goes out (see [`SimOptions::stray_every_us`]).
@@ -141,7 +147,10 @@ impl RslSim {
         let replicas = (0..options.replicas)
             .map(|i| {
                 let now = Instant::from_micros(clocks[i].local(0));
-                let r = SimReplica::new_durable(config.clone(), i, SimApp::new(), now).expect("valid simulator config");
+                // A new cluster: every replica starts without state and is born once all
+                // have answered that they have none.
+                let r =
+                    SimReplica::new_durable(config.clone(), i, SimApp::new(), now, 1).expect("valid simulator config");
                 Some(Box::new(r))
             })
             .collect();
@@ -188,6 +197,9 @@ impl RslSim {
             synced_views: vec![None; options.replicas],
             pending_syncs: vec![None; options.replicas],
             paused_until: vec![0; options.replicas],
+            wiped: vec![false; options.replicas],
+            born: false,
+            rejoining: vec![false; options.replicas],
             next_stray_us: options.stray_every_us.unwrap_or(u64::MAX),
             strays: 0,
             one_b_chunks: BTreeMap::new(),

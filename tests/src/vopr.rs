@@ -12,7 +12,7 @@ use fleet_proofs::checkers::Violation;
 use fleet_proofs::spec::bytes_kv::BytesKvApp;
 use fleet_proofs::Budget;
 
-use crate::faults::{CrashGroup, FaultCounts, FaultSchedule, HEALED_NET};
+use crate::faults::{CrashGroup, FaultCounts, FaultProfile, FaultSchedule, HEALED_NET};
 use crate::net::NetCounts;
 use crate::rng::Rng;
 use crate::rsl_sim::{Plant, RslSim, SimOptions};
@@ -243,6 +243,31 @@ fn check_catch_up(sim: &mut RslSim, fault_steps: u64, max_liveness_steps: u64) {
     }
 }
 
+/// After GST every replica is up (the simulator restarts crashed ones if a replica is
+/// without state): every replica that restarted without state must take part again within
+/// the liveness bound (the rejoin rule's liveness condition holds).
+fn check_rejoined(sim: &mut RslSim, fault_steps: u64, max_liveness_steps: u64) {
+    let waiting = |sim: &RslSim| -> Vec<usize> {
+        let rejoining =
+            |r: &Option<Box<crate::rsl_sim::SimReplica>>| r.as_ref().is_some_and(|r| r.rejoining().is_some());
+        sim.replicas.iter().enumerate().filter(|(_, r)| rejoining(r)).map(|(i, _)| i).collect()
+    };
+    let deadline = sim.now + sim.liveness_bound_us();
+    while !waiting(sim).is_empty() && sim.now <= deadline && sim.violations.is_empty() {
+        if sim.steps - fault_steps > max_liveness_steps || !sim.step() {
+            break;
+        }
+    }
+    let left = waiting(sim);
+    if !left.is_empty() && sim.violations.is_empty() {
+        sim.violations.push(Violation::new(
+            "liveness",
+            "fleet: a replica restarted without state rejoins after GST (rsl::rejoin)",
+            format!("replicas {left:?} still rejoining at {} us", sim.now),
+        ));
+    }
+}
+
 /// After GST and catch-up, with clients done and only stray requests arriving: the views
 /// settle. Two windows of a maximum epoch (and ten heartbeats) each: the first lets a
 /// pending suspicion finish (a dead leader is replaced); in the second no live replica may
@@ -306,7 +331,13 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
         CrashGroup { hosts: (0..n).collect(), max: (n - 1) / 2, restartable: true, whole: true },
         CrashGroup { hosts: (n..hosts).collect(), max: opts.clients / 2, restartable: false, whole: false },
     ];
-    let schedule = FaultSchedule::generate(&mut rng, hosts, &groups, cfg.steps);
+    let mut profile = FaultProfile::random(&mut rng);
+    // The planted rejoin bug acts only on wiped disks: every seed of its runs wipes some.
+    if cfg.plant == Plant::RejoinAtOnce && profile.mean_gap_steps > 0 {
+        profile.crash_weight = profile.crash_weight.max(1);
+        profile.wipe_weight = 3;
+    }
+    let schedule = FaultSchedule::generate_from(&mut rng, profile, hosts, &groups, cfg.steps);
     opts.faults = schedule.profile.net;
     opts.max_pause_us = schedule.profile.max_pause_us;
     let setup = format!(
@@ -356,6 +387,9 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
     }
     if sim.violations.is_empty() {
         check_catch_up(&mut sim, fault_steps, cfg.max_liveness_steps);
+    }
+    if sim.violations.is_empty() {
+        check_rejoined(&mut sim, fault_steps, cfg.max_liveness_steps);
     }
     if sim.violations.is_empty() {
         check_views_settle(&mut sim, fault_steps, cfg.max_liveness_steps);

@@ -10,7 +10,10 @@
 //! [`Replica::recover`](crate::rsl::Replica::recover)) the replica hands its binding
 //! [`DurableRecord`]s to append to a log ([`Replica::next_record`](crate::rsl::Replica::next_record)),
 //! and a point-in-time snapshot to write in pieces (`Replica::frozen`, [`snapshot_record`]);
-//! recovery replays the latest complete snapshot, then the log.
+//! recovery replays the latest complete snapshot, then the log. A replica with nothing
+//! stored, or a log without an acceptor record, cannot tell a first start from a lost disk:
+//! it rejoins ([`crate::rsl::rejoin`]) before it promises or votes, and writes its first
+//! acceptor record when it takes part.
 //!
 //! What is durable, and why:
 //! * **The acceptor** ([`AcceptorRecord`]): the promise `max_bal` (forgetting it lets a

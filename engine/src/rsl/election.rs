@@ -60,6 +60,9 @@ pub struct Election<const T: usize> {
     view_since: Instant,
     /// When tracked requests are next looked at for expiry.
     expire_check_at: Instant,
+    /// This replica holds a vote it has not executed: an operation in flight must be
+    /// decided, client or not (a flag, not a time: `progress_at` moves when it is set).
+    undecided: bool,
 }
 
 /// What tracking a received request found.
@@ -85,6 +88,7 @@ impl<const T: usize> Election<T> {
             progress_at: Instant::ZERO,
             view_since: Instant::ZERO,
             expire_check_at: Instant::ZERO,
+            undecided: false,
         }
     }
 
@@ -123,6 +127,18 @@ impl<const T: usize> Election<T> {
         self.expire_check_at = now.plus_ms(epoch / 4);
     }
 
+    /// Notes whether this replica holds a vote for an operation it has not executed. A
+    /// leader that dies with operations in flight while no client is waiting would otherwise
+    /// go unnoticed until the next request, and a replica rejoining after a start without
+    /// state waits for exactly such operations (see `rsl::rejoin`). Suspicion follows, as
+    /// for a tracked request, if nothing executes for a whole epoch.
+    pub fn reflect_undecided(&mut self, now: Instant, undecided: bool) {
+        if undecided && !self.undecided {
+            self.progress_at = self.progress_at.max(now);
+        }
+        self.undecided = undecided;
+    }
+
     /// Forgets the tracked request of `client` if `seqno` covers it: it executed.
     pub fn reflect_executed(&mut self, client: Endpoint, seqno: u64) {
         self.tracked.retain(|t| t.client != client || t.seqno > seqno);
@@ -156,10 +172,11 @@ impl<const T: usize> Election<T> {
         }
     }
 
-    /// When the oldest tracked request will have waited a whole epoch with nothing
-    /// executed meanwhile.
+    /// When the oldest tracked request (or an undecided vote) will have waited a whole
+    /// epoch with nothing executed meanwhile.
     pub fn deadline(&self) -> Option<Instant> {
-        let oldest = self.tracked.iter().map(|t| t.since).min()?;
+        let undecided = self.undecided.then_some(self.progress_at);
+        let oldest = self.tracked.iter().map(|t| t.since).chain(undecided).min()?;
         Some(oldest.max(self.progress_at).plus_ms(self.epoch_length_ms))
     }
 
@@ -235,6 +252,24 @@ mod tests {
         assert!(!e.check_timeout(Instant::from_millis(1299), 0), "not a whole epoch yet");
         assert!(e.check_timeout(Instant::from_millis(1300), 0));
         assert!(e.suspects(0));
+    }
+
+    #[test]
+    fn a_vote_undecided_for_a_whole_epoch_causes_suspicion_without_any_client() {
+        let mut e: Election<4> = Election::new(1000);
+        e.reflect_progress(Instant::from_millis(100));
+        // Idle for long, then a vote that no decision follows (the leader died).
+        e.reflect_undecided(Instant::from_millis(60_000), true);
+        assert_eq!(e.deadline(), Some(Instant::from_millis(61_000)), "an epoch from the vote, not the last progress");
+        e.reflect_undecided(Instant::from_millis(60_500), true);
+        assert_eq!(e.deadline(), Some(Instant::from_millis(61_000)), "still the first vote's epoch");
+        assert!(!e.check_timeout(Instant::from_millis(60_999), 0));
+        assert!(e.check_timeout(Instant::from_millis(61_000), 0));
+        // Decided and executed: nothing waits.
+        e.reflect_progress(Instant::from_millis(61_100));
+        e.reflect_undecided(Instant::from_millis(61_100), false);
+        assert_eq!(e.deadline(), None);
+        assert!(!e.check_timeout(Instant::from_millis(90_000), 0));
     }
 
     #[test]

@@ -216,4 +216,30 @@ pub enum RslMsg<'a> {
         #[serde(borrow)]
         request: Bytes<'a>,
     },
+    /// 11: a replica that started without its state asks every other replica where the
+    /// protocol stands (Fleet addition, see [`crate::rsl::rejoin`]).
+    RecoverRequest {
+        /// Identifies this incarnation: answers to an earlier one are not taken.
+        nonce: u64,
+        /// Every answer is in and the sender waits for operations to be decided: sent to
+        /// the leader only, which proposes an empty batch if it has nothing else to
+        /// propose (an operation lost on every path is then filled by the next view).
+        catching_up: bool,
+    },
+    /// 12: the answer to [`RslMsg::RecoverRequest`].
+    RecoverReply {
+        /// The request's nonce.
+        nonce: u64,
+        /// The answering replica's own nonce while it rejoins (0 otherwise).
+        incarnation: u64,
+        /// The answering replica is rejoining itself: it knows no more than the asker.
+        rejoining: bool,
+        /// The answering replica has no protocol state at all (a new cluster).
+        fresh: bool,
+        /// The highest ballot it promised, started or knows as a view.
+        ballot: Ballot,
+        /// An operation number above every operation it voted on, proposed, executed or
+        /// truncated.
+        next_opn: u64,
+    },
 }

@@ -16,6 +16,7 @@ mod execute;
 mod journal;
 mod receive;
 mod recovery;
+mod rejoining;
 mod traits;
 
 pub use checks::Monotone;
@@ -30,6 +31,7 @@ use super::journal::Journal;
 use super::learner::Learner;
 use super::msg::RslMsg;
 use super::proposer::{Phase, Proposer};
+use super::rejoin::Rejoin;
 use super::retained::{Retained, ENTRY_HEADER_BYTES};
 use super::snapshot::Frozen;
 use super::state_transfer::{Transfer, SUPPLY_OVERHEAD_BYTES};
@@ -70,6 +72,8 @@ pub enum Timer {
     Retransmit,
     /// Ask (again) for a state snapshot.
     StateTransfer,
+    /// Ask every other replica (again) where the protocol stands, while rejoining.
+    Rejoin,
 }
 
 /// A summary of a replica's state for logs, stats lines and tests.
@@ -92,6 +96,8 @@ pub struct Status {
     pub queued: usize,
     /// The acceptor's highest promised ballot.
     pub max_bal: Ballot,
+    /// Rejoining after a start without state: not promising or voting yet.
+    pub rejoining: bool,
 }
 
 /// An IronRSL replica running application `A`.
@@ -146,6 +152,11 @@ pub struct Replica<
     cluster: u32,
     /// The last peer message refused for naming another cluster: sender and its identity.
     last_foreign: Option<(Endpoint, u32)>,
+    /// Rejoining after a start without state: no promise or vote until this is `None`.
+    rejoin: Option<Rejoin<R>>,
+    /// The incarnation nonce of each replica seen without state when this one was born
+    /// (0: none): those incarnations never acted, so this replica is new to them.
+    born_with: [u64; R],
 }
 
 impl<
@@ -193,6 +204,8 @@ impl<
             batch_scratch: heapless::Vec::new(),
             cluster: config.identity(),
             last_foreign: None,
+            rejoin: None,
+            born_with: [0; R],
             config,
         })
     }
@@ -234,6 +247,7 @@ impl<
         if self.executor.ops_complete > ops_before {
             self.election.reflect_progress(now);
         }
+        self.note_undecided(now);
         self.debug_check(before);
         Step { durable_state_changed: self.durable_changed }
     }
@@ -255,17 +269,28 @@ impl<
         if self.transfer.needed(self.executor.ops_complete) && now >= self.transfer.retry_at {
             self.request_state(now, out);
         }
+        if self.asking_at().is_some_and(|at| now >= at) {
+            self.ask_to_rejoin(now, out);
+        }
         self.run_actions(now, out);
         if self.executor.ops_complete > ops_before {
             self.election.reflect_progress(now);
         }
+        self.note_undecided(now);
         self.debug_check(before);
         Step { durable_state_changed: self.durable_changed }
     }
 
     /// When [`Replica::tick`] must next be called. Calling it earlier is harmless.
     pub fn next_deadline(&self) -> Instant {
-        let timers = [Timer::Heartbeat, Timer::ViewTimeout, Timer::Batch, Timer::Retransmit, Timer::StateTransfer];
+        let timers = [
+            Timer::Heartbeat,
+            Timer::ViewTimeout,
+            Timer::Batch,
+            Timer::Retransmit,
+            Timer::StateTransfer,
+            Timer::Rejoin,
+        ];
         timers.iter().fold(Instant::NEVER, |acc, t| earliest(acc, self.timer(*t)))
     }
 
@@ -273,7 +298,8 @@ impl<
     pub fn timer(&self, t: Timer) -> Option<Instant> {
         match t {
             Timer::Heartbeat => Some(self.heartbeat_at),
-            Timer::ViewTimeout => match self.election.suspects(self.me) {
+            // A rejoining replica takes no part in elections (see `run_actions`).
+            Timer::ViewTimeout => match self.election.suspects(self.me) || self.rejoin.is_some() {
                 true => None,
                 false => self.election.deadline(),
             },
@@ -289,6 +315,7 @@ impl<
                 let lag = self.transfer.behind.map(|(_, since)| since.plus_ms(self.lag_grace_ms()));
                 [retry, lag].into_iter().flatten().min()
             }
+            Timer::Rejoin => self.asking_at(),
         }
     }
 
@@ -308,6 +335,7 @@ impl<
             log_truncation_point: self.acceptor.log_truncation_point,
             queued: self.proposer.queued(),
             max_bal: self.acceptor.max_bal,
+            rejoining: self.rejoin.is_some(),
         }
     }
 
@@ -401,8 +429,16 @@ impl<
 
     /// The acceptor's durable state changed in this step: persist before sending.
     fn acceptor_changed(&mut self) {
+        debug_assert!(self.rejoin.is_none(), "a rejoining replica changed its acceptor");
         self.durable_changed = true;
         self.journal.acceptor_dirty |= self.journal.durable;
+    }
+
+    /// Tells the election whether this replica holds a vote it has not executed.
+    fn note_undecided(&mut self, now: Instant) {
+        let ops = self.executor.ops_complete;
+        let undecided = self.rejoin.is_none() && self.acceptor.votes().any(|v| v.opn >= ops);
+        self.election.reflect_undecided(now, undecided);
     }
 
     fn leading(&self) -> bool {

@@ -45,8 +45,9 @@ const RSL_PORT: u16 = 7000;
 const W: usize = 4;
 /// Datagram bound `D`: the 1500-byte-MTU UDP payload.
 const D: usize = 1472;
-/// Request-queue bytes `QB` at the leader.
-const QB: usize = 4096;
+/// Request-queue bytes `QB` at the leader: 3 KiB, some thirty small requests (down from
+/// 4 KiB to make room for the rejoin state within the 64 KiB RAM budget).
+const QB: usize = 3072;
 /// Retained executed batches `TB`: one full batch. A peer further behind catches up from
 /// this replica's snapshot (or from a server replica's larger tail).
 const TB: usize = 1536;
@@ -114,7 +115,8 @@ async fn main(spawner: Spawner) {
     let Ok(mut config) = RslConfig::<MEMBERS>::new(&eps) else { defmt::panic!("members") };
     config.params.max_log_length = W as u64;
     config.params.max_datagram_bytes = D;
-    let replica = match FwReplica::new(config, ME, KvApp::new(), fleet_io_embassy::now()) {
+    // No flash yet: the replica starts without state after every reset, and rejoins.
+    let replica = match FwReplica::new_rejoining(config, ME, KvApp::new(), fleet_io_embassy::now(), boot_nonce()) {
         Ok(r) => r,
         Err(e) => defmt::panic!("replica config: {}", e),
     };
@@ -141,4 +143,25 @@ async fn status_task(node: &'static FwNode) -> ! {
         let (status, link) = node.with(|n| (n.host.status(), n.link));
         defmt::info!("{} {}", status, link);
     }
+}
+
+/// Boots since power-up, in RAM the runtime does not initialise: it survives a warm reset,
+/// and holds noise after a power-up on real hardware.
+#[link_section = ".uninit.FLEET_BOOTS"]
+static mut BOOTS: core::mem::MaybeUninit<u64> = core::mem::MaybeUninit::uninit();
+
+/// This incarnation's nonce for the rejoin rule (`Replica::new_rejoining`): the boot
+/// counter above, mixed with the replica's index. A board with a hardware random number
+/// generator should use it instead; with durable state in flash, a stored counter.
+fn boot_nonce() -> u64 {
+    let slot = core::ptr::addr_of_mut!(BOOTS).cast::<u64>();
+    // SAFETY: read and written once, before any task runs; every bit pattern is a u64.
+    let boots = unsafe { slot.read_volatile() }.wrapping_add(1);
+    // SAFETY: as above.
+    unsafe { slot.write_volatile(boots) };
+    // splitmix64: neighbouring counters give unrelated nonces.
+    let mut z = boots ^ ((ME as u64) << 56);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).max(1)
 }

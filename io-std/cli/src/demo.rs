@@ -161,6 +161,40 @@ pub fn run(exe: &Path) -> Result<(), String> {
     }
     println!("  {read_back} of 20 acknowledged writes read back with their values");
 
+    // Phase 3b: a replaced disk. Replica 2 comes back with nothing and rejoins; then replica
+    // 0 goes, so the quorum {1, 2} needs the replica that came back empty.
+    println!(
+        "phase 3b: replica 2's disk is replaced (killed, data directory deleted, started again): it rejoins; \
+         then replica 0 is killed and the 20 writes are read back from replicas 1 and 2"
+    );
+    children.kill(replica_child[2]);
+    let data2 = dir.join("data-2");
+    std::fs::remove_dir_all(&data2).map_err(|e| format!("cannot delete {}: {e}", data2.display()))?;
+    let t = StdInstant::now();
+    replica_child[2] = start_replica(&mut children, 2, "-new-disk")?;
+    let log2 = dir.join("rsl-2-new-disk.log");
+    let rejoined = loop {
+        let text = std::fs::read_to_string(&log2).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("rejoined")) {
+            break line.split("rejoined:").nth(1).unwrap_or_default().trim().to_string();
+        }
+        if t.elapsed() > Duration::from_secs(15) {
+            return Err(format!("replica 2 did not rejoin within 15 s (see {})", log2.display()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("  replica 2 rejoined {} ms after its start: {rejoined}", t.elapsed().as_millis());
+    children.kill(replica_child[0]);
+    for i in 0..20 {
+        let (k, v) = (format!("kept-{i}"), format!("value-{i}"));
+        let got = client.get(k.as_bytes(), Duration::from_secs(10)).map_err(|e| format!("read {k}: {e}"))?;
+        if got.as_deref() != Some(v.as_bytes()) {
+            return Err(format!("{k} read back as {got:?} from replicas 1 and 2, not {v:?}"));
+        }
+    }
+    client.put(b"after", b"new disk", Duration::from_secs(10)).map_err(|e| format!("no write on {{1, 2}}: {e}"))?;
+    println!("  20 of 20 read back, and a new write acknowledged, by the quorum {{1, 2}}");
+
     // Phase 4: IronKV: three hosts, load, and a shard of a hot range while clients run.
     let kv = file.kv().map_err(|e| e.to_string())?;
     println!(

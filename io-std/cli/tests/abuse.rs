@@ -79,17 +79,26 @@ fn replicas_started_from_config_files_that_differ_refuse_each_other_and_one_side
         std::fs::write(&path, file.to_toml()).unwrap();
         path
     };
-    // The same three addresses; b.toml lists the first two the other way round, so the
-    // process at address 1 believes it is replica 0, as the one at address 0 does.
+    // The same three addresses; b.toml lists the first two the other way round, so a
+    // process at address 1 started from b.toml believes it is replica 0, as the one at
+    // address 0 does.
     let a = write("a.toml", [0, 1, 2]);
     let b = write("b.toml", [1, 0, 2]);
     let mut children = Children::default();
-    let logs: Vec<_> = (0..3).map(|i| dir.join(format!("rsl-{i}.log"))).collect();
-    for (config, id, log) in [(&a, 0, &logs[0]), (&b, 0, &logs[1]), (&a, 2, &logs[2])] {
+    let logs: Vec<_> = (0..4).map(|i| dir.join(format!("rsl-{i}.log"))).collect();
+    let spawn = |children: &mut Children, config: &Path, id: usize, log: &Path| {
         let args = ["rsl", "serve", "--config", config.to_str().unwrap(), "--id", &id.to_string(), "-v"];
-        children.spawn(Path::new(support::FLEET), &args, log).unwrap();
-    }
+        children.spawn(Path::new(support::FLEET), &args, log).unwrap()
+    };
+    // A new cluster starts once all its replicas are up; then replica 1 is restarted from
+    // the wrong file, as an operator might.
+    let c = &mut children;
+    let first = [spawn(c, &a, 0, &logs[0]), spawn(c, &a, 1, &logs[3]), spawn(c, &a, 2, &logs[2])];
     let setup = ClusterFile::load(&a).unwrap().rsl().unwrap();
+    let mut client = fleet_io_std::rsl::client::RslClient::connect(&setup).unwrap();
+    client.put(b"ready", b"1", Duration::from_secs(10)).expect("the cluster serves once all three are up");
+    children.kill(first[1]);
+    spawn(&mut children, &b, 0, &logs[1]);
     let history = dir.join("history.jsonl");
     let opts = fleet_cli::bench::BenchOptions {
         clients: 4,

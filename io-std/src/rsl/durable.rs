@@ -50,6 +50,7 @@ use fleet_engine::{Endpoint, Instant, Outbox};
 
 use super::replica::{check_id, status_line, StdReplica};
 use crate::capacity::SERVER_DATAGRAM_BYTES;
+use crate::clock::incarnation_nonce;
 use crate::config::RslSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::Host;
@@ -189,7 +190,13 @@ where
             None => recover_boxed(setup, id, app, now, &[], &found.records)
                 .map_err(|e| ServerError::Recover(dir.to_path_buf(), e.to_string()))?,
         };
-        if !found.records.is_empty() || snapshot_used {
+        if replica.rejoining().is_some() {
+            tracing::info!(
+                "replica {id}: no promise or vote stored in {} (a new cluster, or a lost disk): rejoining; \
+                 it takes part once every other replica has answered",
+                dir.display()
+            );
+        } else if !found.records.is_empty() || snapshot_used {
             let s = replica.status();
             tracing::info!(
                 "replica {id} recovered from {}: {} operations executed, promise ({},{}), truncation {}",
@@ -346,7 +353,8 @@ fn recover_boxed<A: App>(
     log: &[Vec<u8>],
 ) -> Result<Box<StdReplica<A>>, fleet_engine::rsl::RecoverError> {
     let pieces = snapshot.iter().map(Vec::as_slice);
-    StdReplica::recover(setup.config.clone(), id, app, now, pieces, log.iter().map(Vec::as_slice)).map(Box::new)
+    let log = log.iter().map(Vec::as_slice);
+    StdReplica::recover(setup.config.clone(), id, app, now, incarnation_nonce(), pieces, log).map(Box::new)
 }
 
 impl<A> Host for DurableReplica<A>
@@ -356,13 +364,26 @@ where
 {
     fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
         let refused = self.replica.stats().foreign_cluster;
+        let rejoining = self.replica.rejoining().is_some();
         // The datagrams the step marked, not its `Step`, say what waits for a sync.
         let _ = Replica::handle(self.replica.as_mut(), now, from, datagram, out);
         super::replica::warn_if_foreign(&self.replica, refused);
+        super::replica::note_if_rejoined(&self.replica, rejoining);
         self.collect(now);
     }
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        // The event loop asks for finished syncs only while datagrams wait for one: lazily
+        // synced records (executed batches) are confirmed here, at the latest one timer
+        // period late, so the checkpoint moves without votes (a replica catching up after
+        // a start without state casts none until it has).
+        if !self.pending_marks.is_empty() {
+            if let Err(e) = Host::durable(self) {
+                self.failed = Some(e.to_string());
+            }
+        }
+        let rejoining = self.replica.rejoining().is_some();
         let _ = Replica::tick(self.replica.as_mut(), now, out);
+        super::replica::note_if_rejoined(&self.replica, rejoining);
         self.collect(now);
     }
     fn next_deadline(&self) -> Instant {

@@ -9,6 +9,7 @@ use crate::capacity::{
     KEY_BYTES, MAX_REPLICAS, REPLY_BYTES, REPLY_CACHE_CLIENTS, REQUEST_QUEUE_BYTES, RETAINED_TAIL_BYTES,
     SERVER_DATAGRAM_BYTES, SERVER_WINDOW, VALUE_BYTES,
 };
+use crate::clock::incarnation_nonce;
 use crate::config::RslSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::{stats_fields, Host};
@@ -34,12 +35,16 @@ pub type ServerReplica = StdReplica<ServerApp>;
 impl<A: App> Host for StdReplica<A> {
     fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
         let refused = self.stats().foreign_cluster;
+        let rejoining = self.rejoining().is_some();
         // In-memory mode: nothing to persist before sending (see `Step`).
         let _ = Replica::handle(self, now, from, datagram, out);
         warn_if_foreign(self, refused);
+        note_if_rejoined(self, rejoining);
     }
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        let rejoining = self.rejoining().is_some();
         let _ = Replica::tick(self, now, out);
+        note_if_rejoined(self, rejoining);
     }
     fn next_deadline(&self) -> Instant {
         Replica::next_deadline(self)
@@ -67,11 +72,38 @@ pub fn warn_if_foreign<A: App>(replica: &StdReplica<A>, refused_before: u64) {
     }
 }
 
+/// Logs the step in which a replica that started without state takes part: as a member of
+/// a new cluster, or rejoined (given whether it was rejoining before the step).
+pub fn note_if_rejoined<A: App>(replica: &StdReplica<A>, was_rejoining: bool) {
+    if !was_rejoining || replica.rejoining().is_some() {
+        return;
+    }
+    let s = replica.status();
+    match s.ops_complete == 0 && s.log_truncation_point == 0 && s.max_bal == fleet_engine::rsl::Ballot::default() {
+        true => tracing::info!("replica {}: every replica has started without state: a new cluster", replica.id()),
+        false => tracing::info!(
+            "replica {} rejoined: promise ({},{}), taking part from operation {} ({} executed)",
+            replica.id(),
+            s.max_bal.seqno,
+            s.max_bal.proposer,
+            s.log_truncation_point,
+            s.ops_complete
+        ),
+    }
+}
+
 /// One human line: the replica's protocol position and its counters.
 pub fn status_line<A: App>(replica: &StdReplica<A>) -> String {
     let s = replica.status();
+    let rejoin = match replica.rejoining().map(|r| r.stage) {
+        None => String::new(),
+        Some(fleet_engine::rsl::rejoin::Stage::Asking) => "rejoin=asking ".to_string(),
+        Some(fleet_engine::rsl::rejoin::Stage::CatchingUp { next_opn, .. }) => {
+            format!("rejoin=catching-up-to-{next_opn} durable-checkpoint={} ", replica.checkpoint())
+        }
+    };
     format!(
-        "view=({},{}) leader={} executed={} next_opn={} truncation={} queued={} {}",
+        "view=({},{}) leader={} executed={} next_opn={} truncation={} queued={} {rejoin}{}",
         s.view.seqno,
         s.view.proposer,
         s.is_leader,
@@ -91,8 +123,12 @@ pub(crate) fn check_id(setup: &RslSetup, id: usize) -> Result<(), ServerError> {
     }
 }
 
-/// Builds replica `id` of `setup` (in memory) running `app`.
+/// Builds replica `id` of `setup` (in memory) running `app`. It starts without state, so it
+/// rejoins (`Replica::new_rejoining`): safe to restart after a crash, as long as the other
+/// replicas are up; a new cluster starts once every replica has started.
 pub fn build<A: App>(setup: &RslSetup, id: usize, app: A, now: Instant) -> Result<Box<StdReplica<A>>, ServerError> {
     check_id(setup, id)?;
-    StdReplica::new(setup.config.clone(), id, app, now).map(Box::new).map_err(|e| ServerError::Config(e.to_string()))
+    StdReplica::new_rejoining(setup.config.clone(), id, app, now, incarnation_nonce())
+        .map(Box::new)
+        .map_err(|e| ServerError::Config(e.to_string()))
 }

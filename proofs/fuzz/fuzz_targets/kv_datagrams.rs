@@ -45,7 +45,12 @@ fn params() -> KvParams {
     KvParams {
         max_value_bytes: 32,
         max_datagram_bytes: DATAGRAM,
-        reliable: ReliableParams { retransmit_ms: 20, max_retransmit_ms: 160, max_unacked_per_peer: 4, give_up_after: 4 },
+        reliable: ReliableParams {
+            retransmit_ms: 20,
+            max_retransmit_ms: 160,
+            max_unacked_per_peer: 4,
+            give_up_after: 4,
+        },
     }
 }
 

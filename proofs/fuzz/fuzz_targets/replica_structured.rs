@@ -15,7 +15,7 @@ use fleet_engine::rsl::snapshot::Frozen;
 use fleet_engine::rsl::{Ballot, RslMsg};
 use fleet_engine::wire::{self, Bytes};
 use fleet_engine::{Endpoint, Instant};
-use fleet_fuzz::{client_ep, deliver, replica, replica_ep, tick, N};
+use fleet_fuzz::{client_ep, deliver, rejoining_replica, replica, replica_ep, tick, N};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -59,14 +59,60 @@ impl ABatch {
 #[derive(Arbitrary, Debug)]
 enum AMsg {
     OneA(ABal),
-    OneB { bal: ABal, ltp: u8, reply_id: u8, chunk: u8, chunks: u8, vote: Option<(u8, ABal, ABatch)> },
-    TwoA { bal: ABal, opn: u8, batch: ABatch },
-    TwoB { bal: ABal, opn: u8, batch: ABatch, ckpt: u8 },
-    Heartbeat { bal: ABal, suspicious: bool, ckpt: u8 },
-    StartingPhase2 { bal: ABal, ltp: u8 },
-    AppStateRequest { bal: ABal, have: u8 },
-    Executed { opn: u8, bal: ABal, batch: ABatch, last: bool },
-    Reply { seqno: u8 },
+    OneB {
+        bal: ABal,
+        ltp: u8,
+        reply_id: u8,
+        chunk: u8,
+        chunks: u8,
+        vote: Option<(u8, ABal, ABatch)>,
+    },
+    TwoA {
+        bal: ABal,
+        opn: u8,
+        batch: ABatch,
+    },
+    TwoB {
+        bal: ABal,
+        opn: u8,
+        batch: ABatch,
+        ckpt: u8,
+    },
+    Heartbeat {
+        bal: ABal,
+        suspicious: bool,
+        ckpt: u8,
+    },
+    StartingPhase2 {
+        bal: ABal,
+        ltp: u8,
+    },
+    AppStateRequest {
+        bal: ABal,
+        have: u8,
+    },
+    Executed {
+        opn: u8,
+        bal: ABal,
+        batch: ABatch,
+        last: bool,
+    },
+    Reply {
+        seqno: u8,
+    },
+    RecoverRequest {
+        nonce: u8,
+        catching_up: bool,
+    },
+    /// Nonce 5 is the fuzzed replica's when it rejoins.
+    RecoverReply {
+        nonce: u8,
+        incarnation: u8,
+        rejoining: bool,
+        fresh: bool,
+        bal: ABal,
+        next_opn: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -142,6 +188,17 @@ fn message(msg: &AMsg) -> Vec<u8> {
             encode(&RslMsg::AppStateSupply { last: *last, part })
         }
         AMsg::Reply { seqno } => encode(&RslMsg::Reply { seqno: u64::from(*seqno), reply: Bytes(b"x") }),
+        AMsg::RecoverRequest { nonce, catching_up } => {
+            encode(&RslMsg::RecoverRequest { nonce: u64::from(*nonce), catching_up: *catching_up })
+        }
+        AMsg::RecoverReply { nonce, incarnation, rejoining, fresh, bal, next_opn } => encode(&RslMsg::RecoverReply {
+            nonce: u64::from(nonce % 8),
+            incarnation: u64::from(*incarnation),
+            rejoining: *rejoining,
+            fresh: *fresh,
+            ballot: bal.get(),
+            next_opn: u64::from(next_opn % 8),
+        }),
     }
 }
 
@@ -180,7 +237,11 @@ fn snapshot(bal: Ballot, opn: u64, value: u16, cache: &[(u8, u8, u8)]) -> Vec<Ve
 
 fuzz_target!(|input: (u8, Vec<Event>)| {
     let (me, events) = input;
-    let mut r = replica(usize::from(me) % N);
+    // Half the inputs fuzz a replica that started without state and rejoins.
+    let mut r = match (usize::from(me) / N) % 2 {
+        0 => replica(usize::from(me) % N),
+        _ => rejoining_replica(usize::from(me) % N),
+    };
     let mut now = Instant::ZERO;
     for ev in events.iter().take(256) {
         match ev {

@@ -49,6 +49,11 @@ pub fn replica(me: usize) -> FReplica {
     FReplica::new(config(), me, Counter::default(), Instant::ZERO).unwrap_or_else(|_| panic!("replica"))
 }
 
+/// Replica `me` of the fuzzed cluster started without state: it rejoins with nonce 5.
+pub fn rejoining_replica(me: usize) -> FReplica {
+    FReplica::new_rejoining(config(), me, Counter::default(), Instant::ZERO, 5).unwrap_or_else(|_| panic!("replica"))
+}
+
 /// The fuzzed cluster's configuration.
 pub fn config() -> RslConfig<N> {
     let eps: Vec<Endpoint> = (0..N).map(replica_ep).collect();

@@ -70,6 +70,13 @@ pub enum RslEvent<'a, A> {
         /// Replica index.
         replica: usize,
     },
+    /// A replica restarted without its durable state (a wiped disk, an in-memory replica):
+    /// it rejoins as a new acceptor, so its ballots and truncation point start afresh.
+    /// Its earlier votes stay counted: what was chosen stays chosen.
+    RestartedWithoutState {
+        /// Replica index.
+        replica: usize,
+    },
     /// A replica sent a reply datagram to a client.
     ReplySent {
         /// Replica index.
@@ -294,6 +301,9 @@ impl<A> Checker<RslEvent<'_, A>> for MonotoneChecker {
                     e.2 = 0;
                 }
             }
+            RslEvent::RestartedWithoutState { replica } => {
+                self.last.remove(&replica);
+            }
             _ => {}
         }
     }
@@ -510,7 +520,9 @@ impl<A: AppSpec, Co: RslCodec> Checker<RslEvent<'_, A>> for RslChecker<A, Co> {
     fn observe(&mut self, event: &RslEvent<'_, A>, out: &mut Vec<Violation>) {
         match *event {
             RslEvent::RequestSent { client, seqno, request } => self.refinement.request_sent(client, seqno, request),
-            RslEvent::Acceptor { .. } | RslEvent::Restarted { .. } => self.monotone.observe(event, out),
+            RslEvent::Acceptor { .. } | RslEvent::Restarted { .. } | RslEvent::RestartedWithoutState { .. } => {
+                self.monotone.observe(event, out)
+            }
             RslEvent::Vote { .. } => self.paxos.observe(event, out),
             RslEvent::Executed { replica, ops_complete, digest, app } => {
                 self.monotone.observe(event, out);

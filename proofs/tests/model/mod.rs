@@ -259,6 +259,10 @@ pub fn describe(msg: &RslMsg<'_>) -> String {
     match msg {
         RslMsg::Request { seqno, .. } => format!("Request#{seqno}"),
         RslMsg::ForwardedRequest { client, seqno, .. } => format!("ForwardedRequest({client:?}#{seqno})"),
+        RslMsg::RecoverRequest { nonce, catching_up } => format!("RecoverRequest#{nonce}(catching up {catching_up})"),
+        RslMsg::RecoverReply { nonce, rejoining, fresh, ballot, next_opn, .. } => {
+            format!("RecoverReply#{nonce}(rejoining {rejoining} fresh {fresh} {} op{next_opn})", bal(*ballot))
+        }
         RslMsg::Reply { seqno, reply } => {
             let v = reply.0.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
             format!("Reply#{seqno}={v:?}")

@@ -33,7 +33,7 @@ struct Args {
 fn usage() -> &'static str {
     "usage: vopr [--kind rsl|kv] [--seeds N] [--first-seed S] [--seed S] [--steps N] [--jobs N] \
      [--plant none|forge-2b|skip-phase1|forge-reply|forge-request|drop-replies|amnesiac-restart|\
-     send-before-sync|early-checkpoint|torn-snapshot] [--trace] [--trace-len N] [--lin-budget N]"
+     send-before-sync|early-checkpoint|torn-snapshot|no-forward|rejoin-at-once] [--trace] [--trace-len N] [--lin-budget N]"
 }
 
 fn parse() -> Result<Args, String> {
@@ -188,13 +188,15 @@ fn main() -> ExitCode {
     );
     println!(
         "  faults         {} partitions, {} heals, {} crashes, {} power cuts, {} restarts, {} damaged snapshots, \
-         {} clock jumps, {} pauses, {} rate changes, {} planted",
+         {} wiped disks ({} rejoined), {} clock jumps, {} pauses, {} rate changes, {} planted",
         t.faults.partitions,
         t.faults.heals,
         t.faults.crashes,
         t.faults.power_cuts,
         t.faults.restarts,
         t.faults.corrupt_snapshots,
+        t.faults.wipes,
+        t.faults.rejoins,
         t.faults.clock_jumps,
         t.faults.pauses,
         t.faults.net_changes,

@@ -65,6 +65,15 @@ impl RslSim {
     /// be lost and nobody was told it.
     pub(super) fn report_durable(&mut self, i: usize) {
         let Some(r) = self.replicas[i].as_deref() else { return };
+        // A rejoining replica's acceptor is empty and takes no part: nothing to judge yet.
+        if r.rejoining().is_some() {
+            return;
+        }
+        // Rejoined for good once that is durable (a crash before restarts it rejoining).
+        if self.rejoining[i] {
+            self.rejoining[i] = false;
+            self.fault_counts.rejoins += 1;
+        }
         let v = &mut self.violations;
         let acc = r.acceptor();
         let bal = |b: Ballot| (b.seqno, u64::from(b.proposer));

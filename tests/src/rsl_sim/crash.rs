@@ -273,6 +273,9 @@ impl RslSim {
         if self.replicas[i].is_some() {
             return;
         }
+        if self.wiped[i] {
+            return self.restart_without_state(i);
+        }
         let plant = self.options.plant;
         let disk = &mut self.disks[i];
         let amnesia = plant == Plant::AmnesiacRestart && !disk.log.is_empty();
@@ -294,9 +297,18 @@ impl RslSim {
             true => (&empty, &empty),
             false => (&kept, &disk.log),
         };
+        let nonce = self.nonce();
         let recover = |snapshot: &[Vec<u8>]| {
             let pieces = snapshot.iter().map(Vec::as_slice);
-            SimReplica::recover(self.config.clone(), i, SimApp::new(), now, pieces, log.iter().map(Vec::as_slice))
+            SimReplica::recover(
+                self.config.clone(),
+                i,
+                SimApp::new(),
+                now,
+                nonce,
+                pieces,
+                log.iter().map(Vec::as_slice),
+            )
         };
         let recovered = match recover(snapshot) {
             Err(RecoverError::Snapshot(_)) if plant == Plant::TornSnapshot => recover(&[]),
@@ -339,6 +351,63 @@ impl RslSim {
             Err(e) => self.violations.push(Violation::new(
                 "invariant",
                 "a durable log and snapshot recover (Replica::recover)",
+                format!("replica {i}: {e}"),
+            )),
+        }
+    }
+
+    /// A nonce for a new incarnation: the global time in µs, shifted so that no earlier
+    /// incarnation can have used as many 1b reply ids (one per µs at most, far fewer).
+    fn nonce(&self) -> u64 {
+        (self.now + 1) << 16
+    }
+
+    /// Restarts wiped replica `i` from an empty disk: it rejoins (`Replica::recover` of
+    /// nothing). The planted `RejoinAtOnce` bug gives it a blank acceptor record instead,
+    /// which makes it take part at once.
+    fn restart_without_state(&mut self, i: usize) {
+        self.wiped[i] = false;
+        let now = self.local(i);
+        let nonce = self.nonce();
+        let mut blank = Vec::new();
+        if self.options.plant == Plant::RejoinAtOnce {
+            let record = fleet_engine::rsl::AcceptorRecord {
+                max_bal: Ballot::default(),
+                max_ballot_sent_1a: Ballot::default(),
+                log_truncation_point: 0,
+                replies_sent: nonce,
+                vote: None,
+            };
+            let mut buf = [0u8; 128];
+            let n = fleet_engine::wire::encode(
+                fleet_engine::wire::Protocol::Durable,
+                &fleet_engine::rsl::DurableRecord::Acceptor(record),
+                &mut buf,
+            )
+            .expect("a blank acceptor record fits");
+            blank.push(buf[..n].to_vec());
+            // As a binding that wrote a blank header on a new disk would.
+            self.disks[i].append(&buf[..n]);
+            self.disks[i].sync();
+            self.fault_counts.planted += 1;
+            self.record(TraceKind::Planted("replica restarted without state takes part at once"));
+        }
+        let log = blank.iter().map(Vec::as_slice);
+        match SimReplica::recover(self.config.clone(), i, SimApp::new(), now, nonce, [], log) {
+            Ok(r) => {
+                self.replicas[i] = Some(Box::new(r));
+                self.last_ops[i] = 0;
+                self.checker.observe(&RslEvent::RestartedWithoutState { replica: i }, &mut self.violations);
+                self.rejoining[i] = true;
+                self.report_durable(i);
+                let mut buf = self.outbox.take().expect("outbox present between steps");
+                let out = buf.outbox();
+                self.after_replica_step(i, Step::default(), &out);
+                self.outbox = Some(buf);
+            }
+            Err(e) => self.violations.push(Violation::new(
+                "invariant",
+                "an empty disk recovers (Replica::recover)",
                 format!("replica {i}: {e}"),
             )),
         }

@@ -12,6 +12,20 @@ use crate::trace::TraceKind;
 impl RslSim {
     /// Applies one fault.
     pub fn apply_fault(&mut self, e: FaultEvent) {
+        // A new cluster starts when every replica has answered that it has no state, and
+        // each has synced the record of its birth: until then no replica crashes (the rejoin
+        // rule's condition for a first start; see docs/ARCHITECTURE.md).
+        let replicas = self.replicas.len();
+        self.born |= self.replicas.iter().all(|r| r.as_ref().is_some_and(|r| r.rejoining().is_none()))
+            && self.disks.iter().all(|d| d.synced > 0);
+        let losing_state = match e {
+            FaultEvent::Crash(h) | FaultEvent::Wipe(h) => h < replicas,
+            FaultEvent::CrashAll(_) => true,
+            _ => false,
+        };
+        if losing_state && !self.born {
+            return;
+        }
         self.fault_counts.count(&e);
         self.record(TraceKind::Fault(e));
         let hosts = self.replicas.len() + self.clients.len();
@@ -49,7 +63,32 @@ impl RslSim {
             }
             FaultEvent::Pause(..) => {}
             FaultEvent::Net(f) => self.net.faults = f,
+            FaultEvent::Wipe(h) => self.wipe(h),
         }
+    }
+
+    /// Replaces crashed replica `h`'s disk, if the rejoin rule's liveness condition allows:
+    /// no other replica is without its state (rejoining, or wiped and down). Otherwise
+    /// nothing happens: losing two replicas' state at once may lose chosen values, and
+    /// the rule then waits for good (safe, not live).
+    pub fn wipe(&mut self, h: usize) {
+        // Rejoining, or crashed before it rejoined (its disk holds no acceptor record).
+        let others_without_state =
+            (0..self.replicas.len()).filter(|&j| j != h).any(|j| self.wiped[j] || self.rejoining[j]);
+        if h >= self.replicas.len() || self.replicas[h].is_some() || others_without_state {
+            return;
+        }
+        self.wiped[h] = true;
+        self.fault_counts.wipes += 1;
+        self.disks[h] = crate::disk::SimDisk::default();
+        self.at_crash[h] = None;
+        self.synced_views[h] = None;
+    }
+
+    /// Whether any replica is without its state: wiped and down, or restarted without state
+    /// and not rejoined yet (up, or crashed again).
+    pub fn any_without_state(&self) -> bool {
+        self.wiped.iter().chain(&self.rejoining).any(|&w| w)
     }
 
     /// Whether replica `i` is frozen (a `Pause` fault) at the current time.
@@ -60,7 +99,15 @@ impl RslSim {
     /// GST: partitions heal, the network becomes reliable with small delays, no new faults,
     /// clients stop starting new operations, and every pending one must complete within
     /// [`RslSim::liveness_bound_us`].
+    ///
+    /// A replica without its state rejoins only once every other replica has answered (the
+    /// rule's liveness condition): if one is, every crashed replica restarts at GST.
     pub fn start_gst(&mut self, net: NetFaults) {
+        if self.any_without_state() {
+            for i in 0..self.replicas.len() {
+                self.restart(i);
+            }
+        }
         self.net.heal();
         self.net.faults = net;
         self.gst_us = Some(self.now);

@@ -1,6 +1,7 @@
 //! Planted bugs: the simulator forges or drops messages on purpose, so that a test can see
 //! each checker catch a real violation. (`DropReplies` acts in `checks`; `AmnesiacRestart`,
-//! `SendBeforeSync`, `EarlyCheckpoint` and `TornSnapshot` in `crash`, the durable binding.)
+//! `SendBeforeSync`, `EarlyCheckpoint`, `TornSnapshot` and `RejoinAtOnce` in `crash`, the
+//! durable binding.)
 
 use fleet_engine::rsl::apps::kv::KvReply;
 use fleet_engine::rsl::batch;
@@ -50,11 +51,16 @@ pub enum Plant {
     /// The binding writes snapshots in place and drops the log they cover as it starts: a
     /// crash mid-write leaves a torn snapshot and no log to fall back on.
     TornSnapshot,
+    /// A replica restarted without its state (a wiped disk) takes part at once, with an
+    /// empty acceptor that promises and votes, instead of rejoining (agreement: it may
+    /// vote below a ballot its earlier incarnation promised, or without a vote that made a
+    /// value chosen).
+    RejoinAtOnce,
 }
 
 impl Plant {
     /// Every plant, for `--plant` parsing and help.
-    pub const ALL: [(&'static str, Plant); 11] = [
+    pub const ALL: [(&'static str, Plant); 12] = [
         ("none", Plant::None),
         ("forge-2b", Plant::ForgeTwoB),
         ("skip-phase1", Plant::SkipPhase1),
@@ -66,6 +72,7 @@ impl Plant {
         ("no-forward", Plant::NoForward),
         ("early-checkpoint", Plant::EarlyCheckpoint),
         ("torn-snapshot", Plant::TornSnapshot),
+        ("rejoin-at-once", Plant::RejoinAtOnce),
     ];
 
     /// Parses a `--plant` name.
@@ -91,7 +98,8 @@ impl RslSim {
             | Plant::SendBeforeSync
             | Plant::NoForward
             | Plant::EarlyCheckpoint
-            | Plant::TornSnapshot => false,
+            | Plant::TornSnapshot
+            | Plant::RejoinAtOnce => false,
             Plant::ForgeTwoB => self.plant_forge_2b(),
             Plant::SkipPhase1 => self.plant_skip_phase1(),
             Plant::ForgeReply => self.plant_forge_reply(),

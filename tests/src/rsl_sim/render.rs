@@ -17,6 +17,8 @@ pub fn tag_name(tag: u8) -> &'static str {
         8 => "AppStateSupply",
         9 => "StartingPhase2",
         10 => "ForwardedRequest",
+        11 => "RecoverRequest",
+        12 => "RecoverReply",
         _ => "?",
     }
 }

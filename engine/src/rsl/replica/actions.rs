@@ -23,6 +23,11 @@ impl<
     > Replica<A, R, W, D, QB, C, RB, TB>
 {
     pub(super) fn send_heartbeat(&mut self, out: &mut Outbox<'_>) {
+        // A rejoining replica stays out of elections, and its checkpoint must not hold the
+        // leader's log while it waits for answers.
+        if self.rejoin.is_some() {
+            return;
+        }
         let msg = RslMsg::Heartbeat {
             bal: self.election.current_view,
             suspicious: self.election.suspects(self.me),
@@ -100,11 +105,22 @@ impl<
         let n = self.config.n();
         let p = self.config.params;
         let max = p.max_datagram_bytes;
-        // Action 7 and 8: view timeout and quorum of suspicions.
-        self.election.check_timeout(now, self.me);
-        self.election.check_quorum(now, quorum, n, p.max_view_timeout_ms);
+        // Action 7 and 8: view timeout and quorum of suspicions. A rejoining replica
+        // follows the views others announce, and does none of actions 1-4.
+        if self.rejoin.is_none() {
+            self.election.check_timeout(now, self.me);
+            self.election.check_quorum(now, quorum, n, p.max_view_timeout_ms);
+        }
         for _ in 0..MAX_ACTION_ROUNDS {
             let mut progress = false;
+            if self.rejoin.is_some() {
+                progress |= self.execute_decided(out);
+                progress |= self.resume_if_caught_up(now);
+                if !progress {
+                    break;
+                }
+                continue;
+            }
             // Action 1: a view this replica leads that it has not started: send 1a.
             let view = self.election.current_view;
             if usize::from(view.proposer) == self.me && view > self.proposer.max_ballot_sent_1a {

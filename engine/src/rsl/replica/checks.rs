@@ -48,8 +48,9 @@ impl<
             return Err("proposer started a ballot above the replica's view");
         }
         // Truncation never lags behind every checkpoint: each term of `truncation_target` is
-        // at or above the lowest one, and checkpoints are recorded before it runs.
-        if self.acceptor.log_truncation_point < self.acceptor.min_checkpoint() {
+        // at or above the lowest one, and checkpoints are recorded before it runs. A
+        // rejoining replica does not truncate (its acceptor takes no part yet).
+        if self.rejoin.is_none() && self.acceptor.log_truncation_point < self.acceptor.min_checkpoint() {
             return Err("log truncated below every replica's checkpoint");
         }
         Ok(())

@@ -52,7 +52,11 @@ impl<
                     && vote.as_ref().is_none_or(|v| v.bal.is_valid_for(n) && v.bal < *bal && batch_ok(&v.batch))
             }
             RslMsg::TwoA { bal, batch, .. } | RslMsg::TwoB { bal, batch, .. } => bal.is_valid_for(n) && batch_ok(batch),
-            RslMsg::Request { .. } | RslMsg::Reply { .. } | RslMsg::ForwardedRequest { .. } => true,
+            RslMsg::RecoverReply { ballot, .. } => ballot.is_valid_for(n) || *ballot == Ballot::default(),
+            RslMsg::Request { .. }
+            | RslMsg::Reply { .. }
+            | RslMsg::ForwardedRequest { .. }
+            | RslMsg::RecoverRequest { .. } => true,
         }
     }
 
@@ -108,6 +112,20 @@ impl<
         match msg {
             RslMsg::ForwardedRequest { client, seqno, request } => {
                 self.on_request(now, client, seqno, request.0, true, out);
+            }
+            // A rejoining replica neither promises nor votes (see `crate::rsl::rejoin`).
+            RslMsg::OneA { .. } | RslMsg::TwoA { .. } if self.rejoin.is_some() => {
+                Stats::bump(&mut self.stats.ignored_messages);
+            }
+            RslMsg::RecoverRequest { nonce, catching_up } => {
+                self.answer_rejoin(sender, nonce, out);
+                if catching_up {
+                    self.propose_for_rejoin(out);
+                }
+            }
+            RslMsg::RecoverReply { nonce, incarnation, rejoining, fresh, ballot, next_opn } => {
+                let answer = crate::rsl::rejoin::Answer { rejoining, fresh, incarnation, ballot, next_opn };
+                self.on_rejoin_answer(now, sender, nonce, answer);
             }
             RslMsg::OneA { bal } => {
                 if !self.acceptor.promise(bal) {

@@ -27,20 +27,26 @@ impl<
         const TB: usize,
     > Replica<A, R, W, D, QB, C, RB, TB>
 {
-    /// Replica number `me` in durable mode, starting with nothing stored (a first start):
-    /// it hands its binding records to persist ([`Replica::next_record`]) and reports as
-    /// its checkpoint only what the binding confirmed durable.
-    pub fn new_durable(config: RslConfig<R>, me: usize, app: A, now: Instant) -> Result<Self, ConfigError> {
-        let mut replica = Replica::new(config, me, app, now)?;
+    /// Replica number `me` in durable mode, starting with nothing stored: a first start, or
+    /// a disk wiped or replaced, which cannot be told apart. It rejoins as
+    /// [`Replica::new_rejoining`] does (with `nonce`), hands its binding records to persist
+    /// ([`Replica::next_record`]) and reports as its checkpoint only what the binding
+    /// confirmed durable.
+    pub fn new_durable(config: RslConfig<R>, me: usize, app: A, now: Instant, nonce: u64) -> Result<Self, ConfigError> {
+        let mut replica = Replica::new_rejoining(config, me, app, now, nonce)?;
         replica.journal = Journal::durable_at(0);
         Ok(replica)
     }
 
     /// How many records [`Replica::durable_image_record`] yields: a log of exactly these
     /// acceptor records (the header, then one per held vote) replays to the current
-    /// acceptor state, so a binding may replace every acceptor record with them.
+    /// acceptor state, so a binding may replace every acceptor record with them. None
+    /// while rejoining: a log without acceptor records recovers to a rejoining replica.
     pub fn durable_image_len(&self) -> usize {
-        1 + self.acceptor().vote_count()
+        match self.rejoin.is_some() {
+            true => 0,
+            false => 1 + self.acceptor().vote_count(),
+        }
     }
 
     /// Record `index` of the acceptor's compacted image (`index < durable_image_len()`).
@@ -80,11 +86,16 @@ impl<
     /// skipped too. The replica then catches up from its peers from where replay stops.
     /// Every record is validated against the protocol's bounds and the records before it;
     /// the first bad one is reported and no replica is returned.
+    ///
+    /// A log without an acceptor record (nothing stored, or only executed state: the
+    /// replica never took part since it last started without state) recovers to a
+    /// rejoining replica with `nonce`, as [`Replica::new_rejoining`].
     pub fn recover<'s, 'l, S, L>(
         config: RslConfig<R>,
         me: usize,
         app: A,
         now: Instant,
+        nonce: u64,
         snapshot: S,
         log: L,
     ) -> Result<Self, RecoverError>
@@ -95,6 +106,7 @@ impl<
         let mut replica = Replica::new(config, me, app, now)?;
         let mut record = 0;
         let mut staged = None;
+        let mut acceptor_records = 0usize;
         for bytes in snapshot {
             let r: DurableRecord<'_> =
                 wire::decode(Protocol::Durable, bytes).map_err(|error| RecoverError::Undecodable { record, error })?;
@@ -114,7 +126,10 @@ impl<
             let r: DurableRecord<'_> =
                 wire::decode(Protocol::Durable, bytes).map_err(|error| RecoverError::Undecodable { record, error })?;
             match r {
-                DurableRecord::Acceptor(a) => replica.restore_acceptor(&a).map_err(bad)?,
+                DurableRecord::Acceptor(a) => {
+                    replica.restore_acceptor(&a).map_err(bad)?;
+                    acceptor_records += 1;
+                }
                 DurableRecord::Executed { opn, bal, batch } => {
                     replica.check_batch(bal, batch.0).map_err(bad)?;
                     if opn == replica.executor.ops_complete {
@@ -131,7 +146,10 @@ impl<
         replica.learner.forget_below(ops);
         replica.journal = Journal::durable_at(ops);
         replica.acceptor.record_checkpoint(me, ops);
-        replica.rejoin(now);
+        replica.catch_up_after_recovery(now);
+        if acceptor_records == 0 {
+            replica.rejoin = Some(crate::rsl::rejoin::Rejoin::new(nonce.max(1), now));
+        }
         Ok(replica)
     }
 
@@ -202,7 +220,7 @@ impl<
     }
 
     /// Recovery done: behind by everything below the truncation point, fetch it.
-    fn rejoin(&mut self, now: Instant) {
+    fn catch_up_after_recovery(&mut self, now: Instant) {
         self.note_target(self.acceptor.log_truncation_point, now);
     }
 }

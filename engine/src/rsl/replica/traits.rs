@@ -40,6 +40,8 @@ where
             batch_scratch: self.batch_scratch.clone(),
             cluster: self.cluster,
             last_foreign: self.last_foreign,
+            rejoin: self.rejoin.clone(),
+            born_with: self.born_with,
         }
     }
 }
@@ -74,6 +76,8 @@ where
             && self.heartbeat_at == other.heartbeat_at
             && self.retransmit_at == other.retransmit_at
             && self.heard_at == other.heard_at
+            && self.rejoin == other.rejoin
+            && self.born_with == other.born_with
     }
 }
 
@@ -124,6 +128,8 @@ where
         self.heartbeat_at.hash(state);
         self.retransmit_at.hash(state);
         self.heard_at.hash(state);
+        self.rejoin.hash(state);
+        self.born_with.hash(state);
     }
 }
 
@@ -157,6 +163,8 @@ where
             .field("heartbeat_at", &self.heartbeat_at)
             .field("retransmit_at", &self.retransmit_at)
             .field("heard_at", &self.heard_at)
+            .field("rejoin", &self.rejoin)
+            .field("born_with", &self.born_with)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }

@@ -50,10 +50,32 @@ struct Node {
     confirm: bool,
 }
 
+/// An answer to a rejoin request (nonce 1) from a replica of a new cluster.
+fn fresh_answer(from: usize) -> Vec<u8> {
+    encode(&RslMsg::RecoverReply {
+        nonce: 1,
+        incarnation: 10 + from as u64,
+        rejoining: true,
+        fresh: true,
+        ballot: Ballot::default(),
+        next_opn: 0,
+    })
+}
+
 impl Node {
+    /// A durable replica of a new cluster: started without state, born on every other
+    /// replica's answer that it has none either. Replica 0 then leads view 1.0 at once:
+    /// a step's datagrams are dropped here, tests send their own.
     fn new(me: usize) -> Node {
-        let replica = Rep::new_durable(config(), me, Counter::default(), Instant::ZERO).unwrap();
-        Node { replica: Some(replica), log: Vec::new(), snapshot: Vec::new(), confirm: true }
+        let replica = Rep::new_durable(config(), me, Counter::default(), Instant::ZERO, 1).unwrap();
+        assert!(replica.rejoining().is_some(), "a durable replica without state rejoins");
+        let mut node = Node { replica: Some(replica), log: Vec::new(), snapshot: Vec::new(), confirm: true };
+        let mut store = Out::new();
+        for from in (0..3).filter(|&r| r != me) {
+            node.handle(Instant::ZERO, eps()[from], &fresh_answer(from), &mut store.outbox());
+        }
+        assert!(node.replica.as_ref().unwrap().rejoining().is_none(), "born");
+        node
     }
 
     /// What a binding does after a step: append every record, sync, confirm; persist the
@@ -96,7 +118,15 @@ impl Node {
 
     fn recover(&self, me: usize) -> Result<Rep, RecoverError> {
         let snapshot = self.snapshot.iter().map(|r| r.as_slice());
-        Rep::recover(config(), me, Counter::default(), Instant::ZERO, snapshot, self.log.iter().map(|r| r.as_slice()))
+        Rep::recover(
+            config(),
+            me,
+            Counter::default(),
+            Instant::ZERO,
+            1,
+            snapshot,
+            self.log.iter().map(|r| r.as_slice()),
+        )
     }
 }
 
@@ -121,7 +151,7 @@ fn a_replayed_log_restores_promise_votes_and_truncation() {
     }
     let high = Ballot { seqno: 2, proposer: 2 };
     node.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal: high }), &mut out);
-    assert_eq!(node.log.len(), 12, "one record per vote and one per promise (nothing executed)");
+    assert_eq!(node.log.len(), 13, "one record at birth, one per vote and one per promise (nothing executed)");
     let live = node.replica.as_ref().unwrap();
     assert!(live.acceptor().log_truncation_point > 0, "the window slid");
     let recovered = node.recover(1).unwrap();
@@ -157,17 +187,23 @@ fn a_compacted_image_replays_to_the_same_state() {
     let mut buf = [0u8; RECORD_BYTES];
     assert!(live.durable_image_record(6, &mut buf).is_err(), "past the end");
     let from_image =
-        Rep::recover(config(), 2, Counter::default(), Instant::ZERO, [], image.iter().map(|r| r.as_slice()));
+        Rep::recover(config(), 2, Counter::default(), Instant::ZERO, 1, [], image.iter().map(|r| r.as_slice()));
     assert_eq!(durable_view(&from_image.unwrap()), durable_view(live));
 }
 
 #[test]
 fn a_restarted_leader_never_starts_the_same_ballot_again() {
-    let mut node = Node::new(0);
+    let replica = Rep::new_durable(config(), 0, Counter::default(), Instant::ZERO, 1).unwrap();
+    let mut node = Node { replica: Some(replica), log: Vec::new(), snapshot: Vec::new(), confirm: true };
     let mut store = Out::new();
     let mut out = store.outbox();
-    let step = node.replica.as_mut().unwrap().tick(Instant::ZERO, &mut out);
-    assert!(step.durable_state_changed, "starting phase 1 is durable");
+    let _ = node.replica.as_mut().unwrap().tick(Instant::ZERO, &mut out);
+    assert_eq!(out.len(), 2, "a rejoin request to each other replica");
+    out.clear();
+    node.handle(Instant::ZERO, eps()[1], &fresh_answer(1), &mut out);
+    assert!(out.is_empty(), "nothing before every answer is in");
+    let step = node.replica.as_mut().unwrap().handle(Instant::ZERO, eps()[2], &fresh_answer(2), &mut out);
+    assert!(step.durable_state_changed, "starting phase 1 on birth is durable");
     node.persist(step);
     let sent_1a = out.iter().filter(|(_, b)| matches!(wire::decode(Protocol::Rsl, b), Ok(RslMsg::OneA { .. }))).count();
     assert_eq!(sent_1a, 3);
@@ -200,7 +236,7 @@ fn record(r: &AcceptorRecord<'_>) -> Vec<u8> {
 }
 
 fn replay(log: &[Vec<u8>]) -> Result<(), RecoverError> {
-    Rep::recover(config(), 1, Counter::default(), Instant::ZERO, [], log.iter().map(|r| r.as_slice())).map(|_| ())
+    Rep::recover(config(), 1, Counter::default(), Instant::ZERO, 1, [], log.iter().map(|r| r.as_slice())).map(|_| ())
 }
 
 #[test]
@@ -481,16 +517,23 @@ fn an_installed_snapshot_is_required_before_the_checkpoint_moves_on() {
 fn replay_executes_what_follows_on_and_skips_the_rest() {
     let exec = |opn: u64| any_record(&DurableRecord::Executed { opn, bal: Ballot::INITIAL, batch: Bytes(b"") });
     let log = [exec(0), exec(1), exec(3), exec(4)];
-    let r = Rep::recover(config(), 1, Counter::default(), Instant::ZERO, [], log.iter().map(|r| r.as_slice()));
+    let r = Rep::recover(config(), 1, Counter::default(), Instant::ZERO, 1, [], log.iter().map(|r| r.as_slice()));
     let r = r.unwrap();
     assert_eq!(r.status().ops_complete, 2);
     assert_eq!(r.checkpoint(), 2, "what replayed is durable");
     let caught_up_again = [exec(5), exec(6), exec(0), exec(1), exec(2)];
-    let r =
-        Rep::recover(config(), 1, Counter::default(), Instant::ZERO, [], caught_up_again.iter().map(|r| r.as_slice()));
+    let r = Rep::recover(
+        config(),
+        1,
+        Counter::default(),
+        Instant::ZERO,
+        1,
+        [],
+        caught_up_again.iter().map(|r| r.as_slice()),
+    );
     assert_eq!(r.unwrap().status().ops_complete, 3, "5 and 6 skipped, then 0, 1, 2 executed");
     let dup = [exec(0), exec(0), exec(1)];
-    let r = Rep::recover(config(), 1, Counter::default(), Instant::ZERO, [], dup.iter().map(|r| r.as_slice()));
+    let r = Rep::recover(config(), 1, Counter::default(), Instant::ZERO, 1, [], dup.iter().map(|r| r.as_slice()));
     assert_eq!(r.unwrap().status().ops_complete, 2, "a record written twice executes once");
     let bad = [any_record(&DurableRecord::Executed { opn: 0, bal: Ballot::INITIAL, batch: Bytes(&[0xff; 3]) })];
     assert_eq!(replay(&bad), refused(0, "executed batch malformed, too large, or of an invalid ballot"));
@@ -511,7 +554,7 @@ fn a_snapshot_that_is_not_whole_is_refused() {
     assert_eq!(node.recover(0).map(|_| ()), Err(RecoverError::Snapshot("its records stop before its end")));
     let piece = node.snapshot[0].clone();
     assert_eq!(replay(&[piece]), refused(0, "a snapshot piece in the log"));
-    let e = Rep::recover(config(), 0, Counter::default(), Instant::ZERO, [c.nodes[0].log[0].as_slice()], []);
+    let e = Rep::recover(config(), 0, Counter::default(), Instant::ZERO, 1, [c.nodes[0].log[0].as_slice()], []);
     assert!(matches!(e, Err(RecoverError::Inconsistent { record: 0, .. })), "a log record in the snapshot");
 }
 
@@ -572,7 +615,7 @@ fn a_replica_recovered_past_a_truncation_point_asks_for_state_at_once() {
     };
     let log = [record(&truncated)];
     let mut r =
-        Rep::recover(config(), 1, Counter::default(), Instant::ZERO, [], log.iter().map(|r| r.as_slice())).unwrap();
+        Rep::recover(config(), 1, Counter::default(), Instant::ZERO, 1, [], log.iter().map(|r| r.as_slice())).unwrap();
     assert_eq!(r.transfer().target_opn, 5, "operations below 5 are gone from every log it can reach");
     let mut store = Out::new();
     let mut out = store.outbox();
