@@ -7,7 +7,10 @@
 
 mod model;
 
-use model::{run, simulate, Outcome, Scope, SimOpts, COMPETING_CI_STATES, CONFLICTING_VOTES, SIM_CI_STATES};
+use model::{
+    run, simulate, Outcome, Scope, SimOpts, AMNESIA_CI_STATES, COMPETING_CI_STATES, CONFLICTING_VOTES, REJOINED,
+    SIM_CI_STATES,
+};
 
 fn threads() -> usize {
     std::env::var("FLEET_MODEL_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2)
@@ -90,6 +93,30 @@ fn simulated_competing_leaders() {
     assert!(o.states >= COMPETING_CI_STATES);
     for p in ["a client gets a reply", "a view change completes", "a batch of a later view executes", CONFLICTING_VOTES]
     {
+        assert!(o.reached.contains(&p), "not reached: {p}; reached {:?}", o.reached);
+    }
+}
+
+/// Amnesia: a replica replaced once, at any moment, by an incarnation without state that
+/// rejoins (`Replica::new_rejoining`), during the two-client view change; archived random
+/// walks. The control for `rsl_model_planted.rs`'s `VotesAtOnce` (same scope, search and
+/// budget): the real rejoin breaks nothing, and a replica that had promised, restarted
+/// without that state, takes part again.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only: cargo test -p fleet-proofs --release --test rsl_model")]
+fn simulated_amnesia_and_rejoin() {
+    let scope = Scope::AMNESIA;
+    let o = simulate(scope, true, SimOpts::archived(AMNESIA_CI_STATES));
+    eprintln!(
+        "[model simulated-amnesia] {scope:?}\n[model simulated-amnesia] states {} walks {} in {:.1?}; reached in walks: {:?}",
+        o.states, o.walks, o.elapsed, o.reached_walks
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[model simulated-amnesia] VIOLATION of {p}:\n{trace}");
+    }
+    assert!(o.violations.is_empty(), "{} safety violation(s)", o.violations.len());
+    assert!(o.states >= AMNESIA_CI_STATES);
+    for p in ["a client gets a reply", "a view change completes", REJOINED] {
         assert!(o.reached.contains(&p), "not reached: {p}; reached {:?}", o.reached);
     }
 }

@@ -7,7 +7,7 @@
 
 mod model;
 
-use model::{run_with, simulate, Planted, Scope, SimOpts, COMPETING_CI_STATES, SIM_CI_STATES};
+use model::{run_with, simulate, Planted, Scope, SimOpts, AMNESIA_CI_STATES, COMPETING_CI_STATES, SIM_CI_STATES};
 
 /// Gives up (and fails) after this many generated states (`FLEET_PLANTED_CAP` overrides).
 const CAP: usize = 40_000_000;
@@ -206,6 +206,47 @@ fn simulation_probe() {
     }
 }
 
+/// Archived random walks over the amnesia scope with [`Planted::VotesAtOnce`], replicas
+/// `restartable` (bit `i`: replica `i`) allowed to restart; expects a counterexample.
+fn expect_amnesia_counterexample(restartable: u8) {
+    let planted = Planted::VotesAtOnce;
+    let scope = Scope { planted: Some(planted), restartable, ..Scope::AMNESIA };
+    let o = simulate(scope, false, SimOpts::archived(AMNESIA_CI_STATES));
+    eprintln!(
+        "[planted {planted:?} amnesia, restartable {restartable:#05b}] states {} walks {} in {:.1?}; violations: {:?}",
+        o.states,
+        o.walks,
+        o.elapsed,
+        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
+    );
+    for (p, trace) in &o.violations {
+        eprintln!(
+            "[planted {planted:?} amnesia, restartable {restartable:#05b}] shrunk counterexample to {p}:\n{trace}"
+        );
+    }
+    assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} simulated states", o.states);
+}
+
+/// A replica restarted without state that takes part at once (an ordinary `Replica::new`
+/// instead of `Replica::new_rejoining`) breaks safety. Any replica may restart: the walks
+/// find the leader of view 1.0 restarted, starting ballot 1.0 again (old 1b replies in
+/// flight complete its phase 1) and proposing a second value in it. The control with the
+/// real rejoin is `simulated_amnesia_and_rejoin` in `rsl_model.rs`.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn amnesia_replica_taking_part_at_once_breaks_safety() {
+    expect_amnesia_counterexample(0b111);
+}
+
+/// The same bug where only replica 2 (never a leader in views up to 1.1) may restart: an
+/// acceptor that forgot its promise of view 1.1 votes in 1.0, so a value is chosen in 1.0
+/// that the leader of 1.1 (which counted its promise) does not re-propose.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn amnesia_acceptor_voting_at_once_breaks_safety() {
+    expect_amnesia_counterexample(0b100);
+}
+
 /// Diagnostic milestones of the competing-leaders scope, for [`competing_probe`].
 mod milestones {
     use super::model::{self, RslModel, RslState};
@@ -252,8 +293,9 @@ mod milestones {
 /// Diagnostic: archived random walks over the competing-leaders scope, with milestones
 /// (`BUG` = lower | first | lowerballot | amnesiac | half | none, `SEED`, `STATES`, `DEPTH`,
 /// `UNIFORM` and `ARCHIVE` per mille, `TICKS` per replica or `TICKS3=a,b,c`, `TOTAL`,
-/// `CTICKS` per client, `LAZY`, `ROTATE`, `SELF` 0 | 1, `VIEW` = 12 | 20 for the highest
-/// view 1.2 or 2.0).
+/// `CTICKS` per client, `LAZY`, `ROTATE`, `SELF` 0 | 1, `VIEW` = 11 | 12 | 20 for the highest
+/// view 1.1, 1.2 or 2.0, `RESTARTS`, `BASE` = view | amnesia for `Scope::VIEW_CHANGE`, `Scope::AMNESIA`; `BUG=atonce` for
+/// the rejoin bug).
 #[test]
 #[ignore = "diagnostic"]
 fn competing_probe() {
@@ -266,9 +308,14 @@ fn competing_probe() {
         Ok("lowerballot") => Some(Planted::LowerBallotAccept),
         Ok("amnesiac") => Some(Planted::AmnesiacAcceptor),
         Ok("half") => Some(Planted::HalfQuorum),
+        Ok("atonce") => Some(Planted::VotesAtOnce),
         _ => None,
     };
-    let base = Scope::COMPETING_LEADERS;
+    let base = match std::env::var("BASE").as_deref() {
+        Ok("view") => Scope::VIEW_CHANGE,
+        Ok("amnesia") => Scope::AMNESIA,
+        _ => Scope::COMPETING_LEADERS,
+    };
     let t = env("TICKS", usize::from(base.replica_ticks[0])) as u8;
     let scope = Scope {
         planted,
@@ -281,7 +328,14 @@ fn competing_probe() {
         lazy_timers: env("LAZY", usize::from(base.lazy_timers)) == 1,
         rotate_clients: env("ROTATE", usize::from(base.rotate_clients)) == 1,
         self_loop: env("SELF", 0) == 1,
-        max_view: if env("VIEW", 12) == 20 { Ballot { seqno: 2, proposer: 0 } } else { base.max_view },
+        max_view: match env("VIEW", 0) {
+            20 => Ballot { seqno: 2, proposer: 0 },
+            12 => Ballot { seqno: 1, proposer: 2 },
+            11 => Ballot { seqno: 1, proposer: 1 },
+            _ => base.max_view,
+        },
+        restarts: env("RESTARTS", usize::from(base.restarts)) as u8,
+        restartable: env("RESTARTABLE", usize::from(base.restartable)) as u8,
         ..base
     };
     let opts = SimOpts {

@@ -99,6 +99,12 @@ pub struct Scope {
     pub rotate_clients: bool,
     /// The log window (`max_log_length`).
     pub max_log_length: u64,
+    /// Amnesia: how many times in all (0 or 1) a replica may be replaced, at any moment, by
+    /// a new incarnation without state (`Replica::new_rejoining`, fresh nonce), its clock and
+    /// budgets carried over; every other replica is up (the model crashes nothing else).
+    pub restarts: u8,
+    /// Which replicas may restart (bit `i`: replica `i`).
+    pub restartable: u8,
     /// A deliberately wrong variant, to show the checker finds bugs.
     pub planted: Option<Planted>,
 }
@@ -122,6 +128,8 @@ impl Scope {
         self_loop: false,
         rotate_clients: false,
         max_log_length: 2,
+        restarts: 0,
+        restartable: 0b111,
         planted: None,
     };
 
@@ -139,8 +147,15 @@ impl Scope {
         self_loop: false,
         rotate_clients: false,
         max_log_length: 2,
+        restarts: 0,
+        restartable: 0b111,
         planted: None,
     };
+
+    /// Amnesia: [`Scope::VIEW_CHANGE`] where one replica, once, at any moment, is replaced by
+    /// an incarnation without state that must rejoin (`Replica::new_rejoining`) before it
+    /// promises or votes again. The other replicas stay up, as the rejoin rule requires.
+    pub const AMNESIA: Scope = Scope { restarts: 1, ..Scope::VIEW_CHANGE };
 
     /// Competing leaders: three ballots (views up to 1.2, so replicas 0, 1 and 2 may each
     /// lead one), two clients (client `j` first sends to replica `j`). The smallest scope in
@@ -167,6 +182,8 @@ impl Scope {
         self_loop: false,
         rotate_clients: true,
         max_log_length: 2,
+        restarts: 0,
+        restartable: 0b111,
         planted: None,
     };
 }
@@ -201,6 +218,10 @@ pub enum Planted {
     /// the replica's phase 1 has already merged is shown with the merged vote's ballot, so
     /// the real `>` keeps what it has.
     KeepsFirstVote,
+    /// A replica restarted without state takes part at once: the amnesia restart
+    /// ([`Scope::restarts`]) creates an ordinary `Replica::new` (an empty acceptor that
+    /// promises and votes immediately) instead of `Replica::new_rejoining`.
+    VotesAtOnce,
 }
 
 /// Endpoint of actor `id` in a cluster of `n` replicas (replicas first, then clients).
@@ -238,6 +259,25 @@ pub fn config(scope: &Scope) -> RslConfig<3> {
     let mut c = RslConfig::new(&eps).expect("at most 3 replicas");
     c.params = params(scope);
     c
+}
+
+/// The model's timers. `Tick` hashes like `()` (nothing), the timer type before restarts
+/// existed, so actions and states of scopes without restarts keep their fingerprints (and
+/// the random walks their priorities).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ModelTimer {
+    /// The host's timer: jump its clock to its next deadline and call `tick`.
+    Tick,
+    /// Amnesia: replace this replica by a new incarnation without state.
+    Restart,
+}
+
+impl std::hash::Hash for ModelTimer {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        if *self == ModelTimer::Restart {
+            1u8.hash(h);
+        }
+    }
 }
 
 /// A datagram on the model's network: the engine's wire bytes.
@@ -319,6 +359,11 @@ pub struct ReplicaNode {
     /// an operation for which it had already merged a vote with a different batch (so from
     /// another ballot): the case where `merge_vote` must keep the higher ballot.
     pub merged_conflicting_votes: bool,
+    /// Times this replica was replaced by an incarnation without state ([`Scope::restarts`]).
+    pub restarts: u8,
+    /// Auxiliary: an incarnation replaced by a restart had promised a ballot (so it may have
+    /// voted, and its 1b may count in some phase 1): the restart lost protocol state.
+    pub lost_state: bool,
 }
 
 /// A client actor's state.
@@ -548,11 +593,13 @@ impl Node {
         if !changed {
             return None;
         }
-        let wants = !scope.lazy_timers || !next.replica.election().tracked().is_empty();
+        // Lazy timers fire while a request waits, or while the replica rejoins.
+        let wants =
+            !scope.lazy_timers || !next.replica.election().tracked().is_empty() || next.replica.rejoining().is_some();
         if wants && next.ticks < scope.replica_ticks[next.replica.id() % 3] {
-            o.set_timer((), model_timeout());
+            o.set_timer(ModelTimer::Tick, model_timeout());
         } else {
-            o.cancel_timer(());
+            o.cancel_timer(ModelTimer::Tick);
         }
         Some(next)
     }
@@ -578,9 +625,9 @@ impl Node {
             return None;
         }
         if next.ticks < scope.client_ticks && next.client.next_deadline() != Instant::NEVER {
-            o.set_timer((), model_timeout());
+            o.set_timer(ModelTimer::Tick, model_timeout());
         } else {
-            o.cancel_timer(());
+            o.cancel_timer(ModelTimer::Tick);
         }
         Some(next)
     }
@@ -589,7 +636,7 @@ impl Node {
 impl Actor for Node {
     type Msg = Datagram;
     type State = NodeState;
-    type Timer = ();
+    type Timer = ModelTimer;
     type Random = ();
     type Storage = ();
 
@@ -606,6 +653,8 @@ impl Actor for Node {
                     one_a: 0,
                     broken: None,
                     merged_conflicting_votes: false,
+                    restarts: 0,
+                    lost_state: false,
                 };
                 // A binding's first call: `tick` at `next_deadline()`, which is now.
                 let next = self
@@ -613,6 +662,9 @@ impl Actor for Node {
                         let _ = r.replica.tick(Instant::ZERO, out);
                     })
                     .unwrap_or(node);
+                if self.scope().restarts > 0 && self.scope().restartable & (1 << me) != 0 {
+                    o.set_timer(ModelTimer::Restart, model_timeout());
+                }
                 NodeState::Replica(Box::new(next))
             }
             Node::Client { scope } => {
@@ -690,8 +742,24 @@ impl Actor for Node {
         }
     }
 
-    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, _timer: &(), o: &mut Out<Self>) {
-        let next = match &**state {
+    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, timer: &ModelTimer, o: &mut Out<Self>) {
+        let next = match (&**state, timer) {
+            (NodeState::Replica(node), ModelTimer::Restart) => {
+                Some(NodeState::Replica(Box::new(self.restart(node, o))))
+            }
+            (_, ModelTimer::Restart) => None,
+            (state, ModelTimer::Tick) => self.tick(state, o),
+        };
+        if let Some(next) = next {
+            *state = Cow::Owned(next);
+        }
+    }
+}
+
+impl Node {
+    /// A replica's or client's timer fires.
+    fn tick(&self, state: &NodeState, o: &mut Out<Node>) -> Option<NodeState> {
+        match state {
             NodeState::Replica(node) => self
                 .replica_step(node, o, |r, out| {
                     r.ticks += 1;
@@ -706,10 +774,31 @@ impl Actor for Node {
                     c.client.tick(c.now, out);
                 })
                 .map(|s| NodeState::Client(Box::new(s))),
-        };
-        if let Some(next) = next {
-            *state = Cow::Owned(next);
         }
+    }
+
+    /// Amnesia: `node` is replaced by a new incarnation without state (with
+    /// [`Planted::VotesAtOnce`], by an ordinary replica), which starts as a binding would: a
+    /// `tick` at its clock. Its clock, budgets and history variables carry over; no step
+    /// check spans the restart (the new incarnation's protocol state legitimately starts
+    /// over).
+    fn restart(&self, node: &ReplicaNode, o: &mut Out<Node>) -> ReplicaNode {
+        let Node::Replica { scope, config } = self else { unreachable!("replicas only") };
+        let me = node.replica.id();
+        let restarts = node.restarts + 1;
+        // Larger than every 1b reply id an earlier incarnation used (a handful here).
+        let nonce = 1_000_000 * u64::from(restarts);
+        let replica = match scope.planted {
+            Some(Planted::VotesAtOnce) => MReplica::new(config.clone(), me, Counter::default(), node.now),
+            _ => MReplica::new_rejoining(config.clone(), me, Counter::default(), node.now, nonce),
+        }
+        .expect("valid model configuration");
+        let lost_state = node.lost_state || node.replica.acceptor().max_bal != Ballot::default();
+        let fresh = ReplicaNode { replica, restarts, lost_state, ..node.clone() };
+        self.replica_step(&fresh, o, |r, out| {
+            let _ = r.replica.tick(r.now, out);
+        })
+        .unwrap_or(fresh)
     }
 }
 
@@ -842,6 +931,15 @@ pub fn merged_conflicting_votes(_: &RslModel, s: &RslState) -> bool {
     replicas(s).iter().any(|r| r.merged_conflicting_votes)
 }
 
+/// Progress: a replica restarted without the state it had (it had promised a ballot) takes
+/// part again: it rejoined, and promises and votes from now on.
+pub fn rejoined(_: &RslModel, s: &RslState) -> bool {
+    replicas(s).iter().any(|r| r.lost_state && r.replica.rejoining().is_none())
+}
+
+/// The name of the [`rejoined`] progress property.
+pub const REJOINED: &str = "a replica that lost its promises and votes takes part again";
+
 /// The name of the [`merged_conflicting_votes`] reachability property.
 pub const CONFLICTING_VOTES: &str = "a phase 1 merges different batches voted at one operation";
 
@@ -853,7 +951,9 @@ pub fn executed_after_view_change(_: &RslModel, s: &RslState) -> bool {
 fn within(cfg: &ModelCfg, s: &RslState) -> bool {
     let max = cfg.scope.max_view;
     let ticks: u32 = replicas(s).iter().map(|r| u32::from(r.ticks)).sum();
+    let restarts: u32 = replicas(s).iter().map(|r| u32::from(r.restarts)).sum();
     ticks <= u32::from(cfg.scope.total_ticks)
+        && restarts <= u32::from(cfg.scope.restarts)
         && replicas(s).iter().all(|r| r.replica.election().current_view <= max && r.replica.acceptor().max_bal <= max)
 }
 
@@ -881,7 +981,8 @@ pub fn model(scope: Scope, progress: bool) -> RslModel {
             .property(Expectation::Sometimes, "a client gets a reply", reply_received)
             .property(Expectation::Sometimes, "a view change completes", view_changed)
             .property(Expectation::Sometimes, "a batch of a later view executes", executed_after_view_change)
-            .property(Expectation::Sometimes, CONFLICTING_VOTES, merged_conflicting_votes);
+            .property(Expectation::Sometimes, CONFLICTING_VOTES, merged_conflicting_votes)
+            .property(Expectation::Sometimes, REJOINED, rejoined);
     }
     m
 }
@@ -973,8 +1074,8 @@ pub fn simulate(scope: Scope, progress: bool, opts: SimOpts) -> Outcome {
 
 /// The abstraction archived random walks ([`walk::simulate_archived`]) build on, the
 /// protocol's progress rather than the network's: per replica its view, its proposer's
-/// phase and ballot, its promise and whether its phase 1 merged conflicting votes; and the
-/// distinct votes held anywhere (operation, ballot, batch), not who holds them. States that
+/// phase and ballot, its promise, whether its phase 1 merged conflicting votes, its restarts
+/// and rejoin stage; and the distinct votes held anywhere (operation, ballot, batch), not who holds them. States that
 /// differ only in which datagrams are in flight, who voted, what executed or which timers
 /// fired share a cell. (Finer cells, with vote holders, executed counts, suspicions, the 2b
 /// sent, the chosen values or the timer firings, were measured too: they split the archive
@@ -989,6 +1090,7 @@ pub fn cell(_: &RslModel, s: &RslState) -> u64 {
         (e.current_view, p.phase, p.max_ballot_sent_1a, a.max_bal).hash(&mut h);
         votes.extend(a.votes().map(|v| (v.opn, v.bal, &v.batch[..])));
         r.merged_conflicting_votes.hash(&mut h);
+        (r.restarts, r.replica.rejoining().map(|j| j.stage)).hash(&mut h);
     }
     votes.sort();
     votes.dedup();
@@ -1003,7 +1105,12 @@ pub const SIM_CI_STATES: usize = 500_000;
 /// States the CI runs of [`Scope::COMPETING_LEADERS`] check at most (archived walks,
 /// [`SimOpts::archived`]): the unplanted control checks this many without a violation and
 /// reaches [`CONFLICTING_VOTES`]; the planted `merge_vote` mutants are found within it.
-pub const COMPETING_CI_STATES: usize = 400_000;
+pub const COMPETING_CI_STATES: usize = 300_000;
+
+/// States the CI runs of [`Scope::AMNESIA`] check at most (archived walks): the control
+/// (the real rejoin) checks this many without a violation; the planted
+/// [`Planted::VotesAtOnce`] is found within it.
+pub const AMNESIA_CI_STATES: usize = 150_000;
 
 /// A readable counterexample: the actions of the path, one per line.
 pub fn trace(m: &RslModel, path: &stateright::Path<RslState, <RslModel as Model>::Action>) -> String {
@@ -1037,13 +1144,18 @@ pub fn describe_state(m: &RslModel, last: &RslState) -> String {
     for r in replicas(last) {
         let st = r.replica.status();
         s.push_str(&format!(
-            "replica {}: view {} leader {} executed {} counter {} broken {:?}\n",
+            "replica {}: view {} leader {} executed {} counter {} broken {:?}{}\n",
             r.replica.id(),
             bal(st.view),
             st.is_leader,
             st.ops_complete,
             r.replica.app().value,
-            r.broken
+            r.broken,
+            match (r.restarts, r.replica.rejoining()) {
+                (0, _) => String::new(),
+                (k, None) => format!(" restarted {k}x, taking part"),
+                (k, Some(j)) => format!(" restarted {k}x, rejoining ({:?})", j.stage),
+            }
         ));
     }
     s.push_str(&format!("history: {:?}\n", last.history.ops));
