@@ -9,7 +9,7 @@
 # take the same walks: the script checks that they report the same number of states and walks
 # and the same shrunk counterexample.
 #
-# Not in CI (it builds the proofs crate a second time, about 1-2 minutes here). Usage:
+# Not in CI (it builds the proofs crate a second time: 1-2 minutes here). Usage:
 #     proofs/mutant-check.sh            # both mutants
 #     proofs/mutant-check.sh lt         # only `<`
 set -euo pipefail
