@@ -16,7 +16,7 @@ use fleet_proofs::checkers::rsl::RslEvent;
 use fleet_proofs::checkers::{Checker, Violation};
 
 use super::plants::Plant;
-use super::{RslSim, SimApp, SimReplica};
+use super::{RslSim, SimApp, SimReplica, SpecKv};
 use crate::disk::SnapshotWrite;
 use crate::trace::TraceKind;
 
@@ -337,16 +337,7 @@ impl RslSim {
                         ));
                     }
                 }
-                self.replicas[i] = Some(Box::new(r));
-                self.last_ops[i] = 0;
-                self.checker.observe(&RslEvent::Restarted { replica: i }, &mut self.violations);
-                // What it recovered is on disk: durable.
-                self.report_durable(i);
-                let mut buf = self.outbox.take().expect("outbox present between steps");
-                let out = buf.outbox();
-                // Report the recovered replica at once: the monotonicity checks apply to it.
-                self.after_replica_step(i, Step::default(), &out);
-                self.outbox = Some(buf);
+                self.install_restarted(i, r, RslEvent::Restarted { replica: i });
             }
             Err(e) => self.violations.push(Violation::new(
                 "invariant",
@@ -354,6 +345,20 @@ impl RslSim {
                 format!("replica {i}: {e}"),
             )),
         }
+    }
+
+    /// Puts restarted replica `i` in place and tells the checkers (`event`). What it
+    /// recovered is on disk: durable; and it is reported at once, so the monotonicity
+    /// checks apply to it.
+    fn install_restarted(&mut self, i: usize, r: SimReplica, event: RslEvent<'_, SpecKv>) {
+        self.replicas[i] = Some(Box::new(r));
+        self.last_ops[i] = 0;
+        self.checker.observe(&event, &mut self.violations);
+        self.report_durable(i);
+        let mut buf = self.outbox.take().expect("outbox present between steps");
+        let out = buf.outbox();
+        self.after_replica_step(i, Step::default(), &out);
+        self.outbox = Some(buf);
     }
 
     /// A nonce for a new incarnation: the global time in µs, shifted so that no earlier
@@ -395,15 +400,8 @@ impl RslSim {
         let log = blank.iter().map(Vec::as_slice);
         match SimReplica::recover(self.config.clone(), i, SimApp::new(), now, nonce, [], log) {
             Ok(r) => {
-                self.replicas[i] = Some(Box::new(r));
-                self.last_ops[i] = 0;
-                self.checker.observe(&RslEvent::RestartedWithoutState { replica: i }, &mut self.violations);
                 self.rejoining[i] = true;
-                self.report_durable(i);
-                let mut buf = self.outbox.take().expect("outbox present between steps");
-                let out = buf.outbox();
-                self.after_replica_step(i, Step::default(), &out);
-                self.outbox = Some(buf);
+                self.install_restarted(i, r, RslEvent::RestartedWithoutState { replica: i });
             }
             Err(e) => self.violations.push(Violation::new(
                 "invariant",
