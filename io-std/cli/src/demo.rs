@@ -1,7 +1,8 @@
 //! `fleet demo`: the main job in one command. Starts a local 3-replica durable RSL cluster as
 //! child processes, runs a workload, kills the leader, shows the view change and recovery;
 //! cuts the power to every replica at once under load and shows the acknowledged writes come
-//! back; starts a 3-host IronKV cluster and shards a hot range while clients run; checks
+//! back; replaces one replica's disk (it rejoins, and then serves in a quorum that needs it);
+//! starts a 3-host IronKV cluster and shards a hot range while clients run; checks
 //! every recorded history for linearizability, prints a summary, and stops everything it
 //! started.
 
