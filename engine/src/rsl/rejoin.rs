@@ -84,9 +84,6 @@ pub struct Rejoin<const R: usize> {
     pub stage: Stage,
     /// The latest answer from each replica to this nonce.
     answers: [Option<Answer>; R],
-    /// The incarnation nonce of each replica whose latest answer said it has no state
-    /// (`Some(0)` for a replica that is not rejoining), `None` for the others.
-    fresh: [Option<u64>; R],
     /// When to ask again.
     pub retry_at: Instant,
 }
@@ -94,7 +91,7 @@ pub struct Rejoin<const R: usize> {
 impl<const R: usize> Rejoin<R> {
     /// Rejoining with `nonce`, asking first at `now`.
     pub fn new(nonce: u64, now: Instant) -> Self {
-        Rejoin { nonce, stage: Stage::Asking, answers: [None; R], fresh: [None; R], retry_at: now }
+        Rejoin { nonce, stage: Stage::Asking, answers: [None; R], retry_at: now }
     }
 
     /// Replica `from`'s answer to `nonce`, in a cluster of `n` where this replica is `me`.
@@ -105,9 +102,8 @@ impl<const R: usize> Rejoin<R> {
             return Outcome::Waiting;
         }
         self.answers[from] = Some(answer);
-        self.fresh[from] = answer.fresh.then_some(answer.incarnation);
         let others = || (0..n.min(R)).filter(move |&r| r != me);
-        if others().all(|r| self.fresh[r].is_some()) {
+        if others().all(|r| self.answers[r].is_some_and(|a| a.fresh)) {
             return Outcome::Born;
         }
         let mut ballot = Ballot::default();
@@ -133,7 +129,7 @@ impl<const R: usize> Rejoin<R> {
     /// The incarnation nonce of each replica whose latest answer said it has no state
     /// (0 for none, or for one that was not rejoining).
     pub fn fresh_incarnations(&self) -> [u64; R] {
-        self.fresh.map(|f| f.unwrap_or(0))
+        self.answers.map(|a| a.filter(|a| a.fresh).map_or(0, |a| a.incarnation))
     }
 }
 

@@ -269,7 +269,7 @@ impl<
         if self.transfer.needed(self.executor.ops_complete) && now >= self.transfer.retry_at {
             self.request_state(now, out);
         }
-        if self.asking_at().is_some_and(|at| now >= at) {
+        if self.rejoin_retry_at().is_some_and(|at| now >= at) {
             self.ask_to_rejoin(now, out);
         }
         self.run_actions(now, out);
@@ -315,7 +315,7 @@ impl<
                 let lag = self.transfer.behind.map(|(_, since)| since.plus_ms(self.lag_grace_ms()));
                 [retry, lag].into_iter().flatten().min()
             }
-            Timer::Rejoin => self.asking_at(),
+            Timer::Rejoin => self.rejoin_retry_at(),
         }
     }
 

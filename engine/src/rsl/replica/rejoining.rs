@@ -49,7 +49,7 @@ impl<
     }
 
     /// When to ask again (every other replica while asking; the leader while catching up).
-    pub(super) fn asking_at(&self) -> Option<Instant> {
+    pub(super) fn rejoin_retry_at(&self) -> Option<Instant> {
         self.rejoin.as_ref().map(|r| r.retry_at)
     }
 
