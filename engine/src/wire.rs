@@ -46,6 +46,9 @@ pub enum Protocol {
     Kv = b'K',
     /// A replica's durable-state record (written to storage, never sent).
     Durable = b'D',
+    /// A KV host's durable record: a logged input or a piece of its image (written to
+    /// storage, never sent; `kv::durable`).
+    KvDurable = b'S',
 }
 
 /// Why an incoming datagram was refused.

@@ -17,7 +17,7 @@ pub type HostId = u8;
 pub struct MapFull;
 
 /// One entry: keys from `lo` (inclusive) up to the next entry's `lo` belong to `owner`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Entry {
     /// First key of the run.
@@ -100,6 +100,15 @@ impl<const M: usize> DelegationMap<M> {
             }
         }
         Ok(next)
+    }
+
+    /// A map of exactly these entries (a durable image's), if they are a valid map for
+    /// `hosts` hosts and fit.
+    pub fn from_entries(entries: &[Entry], hosts: usize) -> Result<Self, &'static str> {
+        let entries = heapless::Vec::from_slice(entries).map_err(|_| "more delegation runs than the map holds")?;
+        let map = DelegationMap { entries };
+        map.invariant(hosts)?;
+        Ok(map)
     }
 
     /// Entries in use.

@@ -43,6 +43,7 @@ use crate::time::{earliest, Instant};
 use crate::wire::{self, Protocol};
 
 mod equality;
+mod image;
 mod receive;
 mod requests;
 mod sharding;
@@ -56,13 +57,16 @@ struct Channel {
 }
 
 /// What one step asks of the binding besides sending the outbox.
-#[must_use = "a durable binding must persist the store before sending when `storage_changed` is set"]
+#[must_use = "a durable binding must log the step's input when `log_input` is set"]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Step {
-    /// The store or the delegation map changed in this step (a durable binding persists
-    /// them before any datagram of the step leaves; the engine itself keeps them in memory,
-    /// as IronKV does).
+    /// The store or the delegation map changed in this step.
     pub storage_changed: bool,
+    /// The step changed the host's state (channels, store, map, transfers): a durable
+    /// binding appends its input to the log ([`KvHost::input_record`]) and sends none of
+    /// the datagrams marked [`Outbox::waits_for_sync`] before that record is synced. A step
+    /// that leaves this unset changed nothing but counters (see [`crate::kv::durable`]).
+    pub log_input: bool,
 }
 
 /// The host's timers; [`KvHost::next_deadline`] is the earliest armed one.
@@ -109,7 +113,7 @@ pub struct KvCounters {
 }
 
 /// A transfer this host is receiving: some parts applied, the range not owned yet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Incoming {
     /// The sender's transfer number.
@@ -127,7 +131,7 @@ pub struct Incoming {
 }
 
 /// A transfer this host sent and the recipient has not fully acknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Outgoing {
     /// This host's transfer number.
@@ -174,6 +178,13 @@ pub struct KvHost<
     next_transfer: u64,
     reserved_pairs: usize,
     changed: bool,
+    /// The current step changed the host's state ([`Step::log_input`]).
+    logged: bool,
+    /// Steps that changed the state since the host was created: the number of the last
+    /// logged input ([`crate::kv::durable`]).
+    logged_steps: u64,
+    /// The `now` of the last logged step.
+    last_logged_now: Instant,
     /// The last datagram refused for naming another cluster: sender and its identity.
     last_foreign: Option<(Endpoint, u32)>,
 }
@@ -225,6 +236,9 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
             next_transfer: 1,
             reserved_pairs: 0,
             changed: false,
+            logged: false,
+            logged_steps: 0,
+            last_logged_now: Instant::ZERO,
             last_foreign: None,
             config,
         })
@@ -236,6 +250,8 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
     /// Delegate) is counted in [`KvHost::stats`] and changes nothing else.
     pub fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) -> Step {
         self.changed = false;
+        self.logged = false;
+        let first_out = out.len();
         Stats::bump(&mut self.stats.datagrams_in);
         let decoded = wire::decode_in_cluster::<Frame<'_>>(Protocol::Kv, datagram);
         // Another host must be of this cluster; a client may not know the identity.
@@ -262,17 +278,32 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         // Acks owed in this step that no reply carried go alone now.
         self.rel.flush_acks(now, out, &mut self.stats);
         self.debug_check();
-        Step { storage_changed: self.changed }
+        self.end_step(now, first_out, out)
+    }
+
+    /// Closes a step: every datagram it sent reveals state it may have changed, so each
+    /// waits for the sync of the step's input (a binding without storage sends at once).
+    fn end_step(&mut self, now: Instant, first_out: usize, out: &mut Outbox<'_>) -> Step {
+        out.mark_after_sync(first_out);
+        if self.logged {
+            self.logged_steps = self.logged_steps.saturating_add(1);
+            self.last_logged_now = now;
+        }
+        Step { storage_changed: self.changed, log_input: self.logged }
     }
 
     /// Retransmits unacked messages whose timer is due, and gives up on clients that
     /// acknowledged nothing for `give_up_after` retransmission rounds.
     pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) -> Step {
         self.changed = false;
+        let first_out = out.len();
+        // A due timer always changes a channel (a retransmission's backoff, an owed ack, a
+        // client given up on); a tick with nothing due changes nothing.
+        self.logged = self.rel.next_deadline() <= now;
         let abandoned = self.rel.tick(now, out, &mut self.stats);
         self.counters.abandoned = self.counters.abandoned.saturating_add(abandoned as u64);
         self.debug_check();
-        Step { storage_changed: false }
+        self.end_step(now, first_out, out)
     }
 
     /// When [`KvHost::tick`] must next be called. Calling it earlier is harmless.

@@ -4,11 +4,12 @@
 //! delivery (reusable by any protocol); [`delegation`] the bounded delegation map;
 //! [`storage`] the storage trait and its heap-free implementation; [`host`] the sans-IO
 //! host ([`KvHost`]); [`client`] the sans-IO client ([`KvClient`]); [`config`] the cluster
-//! configuration. `docs/kv.md` describes the design and how it differs from IronKV.
+//! configuration; [`durable`] what a durable binding stores and how a host is rebuilt. `docs/kv.md` describes the design and how it differs from IronKV.
 
 pub mod client;
 pub mod config;
 pub mod delegation;
+pub mod durable;
 pub mod host;
 pub mod msg;
 pub mod reliable;
@@ -17,6 +18,7 @@ pub mod storage;
 pub use client::{ClientError, Completed, Event, KvClient, Outcome, Request};
 pub use config::{KvConfig, KvParams, MSG_OVERHEAD_BYTES};
 pub use delegation::{DelegationMap, HostId, MapFull};
+pub use durable::{ImageCursor, KvRecord, RecoverError, Replayed, KV_RECORD_OVERHEAD_BYTES};
 pub use host::{Incoming, KvCounters, KvHost, Outgoing, Step, Timer};
 pub use msg::{Body, KeyBound, KeyRange, KvError, ShardError};
 pub use reliable::{Frame, PeerKind, Refusal, Reliable, ReliableParams, Verdict};

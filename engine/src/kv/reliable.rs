@@ -49,6 +49,7 @@ use crate::wire::{Bytes, Protocol};
 
 pub mod evict;
 mod frame;
+mod image;
 mod peer;
 mod pending;
 

@@ -33,6 +33,7 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
     fn apply_ack(&mut self, now: Instant, peer: usize, seqno: u64) -> AckOutcome {
         let outcome = self.rel.on_ack(now, peer, seqno);
         if outcome == AckOutcome::Progress {
+            self.logged = true;
             let before = self.outgoing.len();
             self.outgoing.retain(|o| !(usize::from(o.recipient) == peer && o.last_seqno <= seqno));
             let done = (before - self.outgoing.len()) as u64;
@@ -142,6 +143,7 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
             },
         };
         self.rel.accept(now, p, base, seqno);
+        self.logged = true;
         self.apply_ack(now, p, ack);
         self.rel.owe_ack(p, now);
         match msg {

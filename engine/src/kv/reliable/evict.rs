@@ -56,7 +56,7 @@ use crate::endpoint::{Endpoint, IpAddr};
 use crate::time::Instant;
 
 /// The floors of the channels evicted from one bucket of endpoints.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Closed {
     /// Highest seqno accepted on a channel evicted from the bucket (0: none).

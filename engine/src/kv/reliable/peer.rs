@@ -2,12 +2,14 @@
 //! to it and not yet acknowledged, with the retransmission timer, any ack owed, and what
 //! eviction looks at (its kind, its last activity, its retransmission rounds without progress).
 
+use serde::{Deserialize, Serialize};
+
 use crate::endpoint::Endpoint;
 use crate::time::Instant;
 
 /// What a peer is to this side of the channel, which decides how a new channel from it is
 /// taken ([`Reliable::classify`](super::Reliable::classify)) and whether it may be evicted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum PeerKind {
     /// Never restarts: its channel to us has this base forever, and it is never evicted
@@ -27,7 +29,7 @@ pub enum PeerKind {
 }
 
 /// One peer's channel state, both directions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Peer {
     pub(super) ep: Endpoint,

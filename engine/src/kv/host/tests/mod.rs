@@ -536,4 +536,5 @@ fn largest_messages_fit_the_datagram() {
     assert_eq!(h0.stats().oversize_messages, 0);
 }
 
+mod durable;
 mod eviction;

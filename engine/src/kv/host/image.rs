@@ -1,0 +1,269 @@
+//! A host's durable image and log replay ([`crate::kv::durable`] has the design): reading
+//! every field out as records, rebuilding a host from them, and replaying logged inputs.
+
+use super::KvHost;
+use crate::endpoint::Endpoint;
+use crate::kv::delegation::{DelegationMap, Entry, HostId};
+use crate::kv::durable::*;
+use crate::kv::reliable::evict::Closed;
+use crate::kv::storage::Storage;
+use crate::kv::KvConfig;
+use crate::outbox::Outbox;
+use crate::time::Instant;
+use crate::wire::{self, Bytes, EncodeError, Protocol};
+
+impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize>
+    KvHost<S, H, M, P, U, D>
+{
+    /// Logged steps so far: the number of the last input a durable binding logged.
+    pub fn logged_steps(&self) -> u64 {
+        self.logged_steps
+    }
+
+    /// The `now` of the last logged step (zero if none): a restarted binding's clock goes
+    /// on from here.
+    pub fn last_logged_now(&self) -> Instant {
+        self.last_logged_now
+    }
+
+    /// The log record of the step that just ran, whose input was the datagram `datagram`
+    /// from `from` (`None`: a tick) at `now`. Call it only when the step's
+    /// [`Step::log_input`](super::Step::log_input) is set; `out` needs the datagram's
+    /// length plus [`KV_RECORD_OVERHEAD_BYTES`].
+    pub fn input_record<'b>(
+        &self,
+        now: Instant,
+        input: Option<(Endpoint, &[u8])>,
+        out: &'b mut [u8],
+    ) -> Result<&'b [u8], EncodeError> {
+        let step = self.logged_steps;
+        let record = match input {
+            Some((from, datagram)) => KvRecord::Datagram { step, now, from, datagram: Bytes(datagram) },
+            None => KvRecord::Tick { step, now },
+        };
+        encode(&record, out)
+    }
+
+    /// The next record of this host's image after `cursor` (advanced), or `None` when the
+    /// image is complete. `out` needs the largest value or message plus
+    /// [`KV_RECORD_OVERHEAD_BYTES`]. The host must not step between calls of one image (a
+    /// binding images a frozen copy).
+    pub fn image_record<'b>(
+        &self,
+        cursor: &mut ImageCursor,
+        out: &'b mut [u8],
+    ) -> Option<Result<&'b [u8], EncodeError>> {
+        let record = loop {
+            let i = cursor.index;
+            cursor.index += 1;
+            let found = match cursor.section {
+                SECTION_START => (i == 0).then(|| {
+                    let (send_floor, retransmits) = self.rel.floors();
+                    KvRecord::ImageStart(ImageHeader {
+                        cluster: self.config.identity(),
+                        me: self.me,
+                        steps: self.logged_steps,
+                        last_now: self.last_logged_now,
+                        next_transfer: self.next_transfer,
+                        reserved_pairs: self.reserved_pairs as u64,
+                        send_floor,
+                        retransmits,
+                    })
+                }),
+                SECTION_MAP => self.map.entries().get(i).map(|e| KvRecord::MapRun(*e)),
+                SECTION_INCOMING => match self.incoming.get(i) {
+                    Some(Some(inc)) => Some(KvRecord::Incoming { from: i as HostId, incoming: *inc }),
+                    Some(None) => continue,
+                    None => None,
+                },
+                SECTION_COMPLETED => match self.completed.get(i) {
+                    Some(0) => continue,
+                    Some(t) => Some(KvRecord::Completed { from: i as HostId, transfer: *t }),
+                    None => None,
+                },
+                SECTION_OUTGOING => self.outgoing.get(i).map(|o| KvRecord::Outgoing(*o)),
+                SECTION_PEERS => self.rel.peer(i).map(|p| KvRecord::Peer { index: i as u32, peer: *p }),
+                SECTION_PENDING => self.rel.pending_at(i).map(|(peer, seqno, body)| KvRecord::Pending {
+                    peer,
+                    seqno,
+                    body: Bytes(body),
+                }),
+                SECTION_CLOSED => match self.rel.closed_at(i) {
+                    Some(c) if c == Closed::NONE => continue,
+                    Some(floors) => Some(KvRecord::Closed { bucket: i as u32, floors }),
+                    None => None,
+                },
+                SECTION_PAIRS => {
+                    let from = match (i, cursor.key) {
+                        (0, _) => Some(0),
+                        (_, next) => next,
+                    };
+                    match from.and_then(|k| self.store.next_at_or_after(k)) {
+                        Some((key, value)) => {
+                            cursor.key = key.checked_add(1);
+                            Some(KvRecord::Pair { key, value: Bytes(value) })
+                        }
+                        None => None,
+                    }
+                }
+                SECTION_END => (i == 0).then_some(KvRecord::ImageEnd { records: cursor.records }),
+                _ => return None,
+            };
+            match found {
+                Some(record) => break record,
+                None => {
+                    cursor.section += 1;
+                    cursor.index = 0;
+                    if cursor.section >= SECTION_DONE {
+                        return None;
+                    }
+                }
+            }
+        };
+        cursor.records += 1;
+        Some(encode(&record, out))
+    }
+
+    /// Host `me` of `config` rebuilt from its records: an image (as [`KvHost::image_record`]
+    /// wrote it) and then the inputs logged after it, which are replayed through `out`
+    /// (cleared after each; what they sent is gone). `store` must be empty. Inputs the image
+    /// includes are skipped; a missing input, an inconsistent image or an input that no
+    /// longer changes the state is an error, and nothing is served from it.
+    pub fn recover<'r>(
+        config: KvConfig<H>,
+        me: usize,
+        store: S,
+        records: impl IntoIterator<Item = &'r [u8]>,
+        out: &mut Outbox<'_>,
+    ) -> Result<Self, RecoverError> {
+        if !store.is_empty() {
+            return Err(RecoverError::Malformed("recovery needs an empty store"));
+        }
+        let mut host = Self::new(config, me, store).map_err(RecoverError::Config)?;
+        let mut entries: heapless::Vec<Entry, M> = heapless::Vec::new();
+        // The section of the last image record; `Some(SECTION_DONE)` once the image ended.
+        let mut stage: Option<u8> = None;
+        let mut in_image = 0u64;
+        for (n, bytes) in records.into_iter().enumerate() {
+            let record = wire::decode::<KvRecord<'_>>(Protocol::KvDurable, bytes)
+                .map_err(|error| RecoverError::Undecodable { record: n as u64, error })?;
+            if stage != Some(SECTION_DONE) {
+                match record {
+                    KvRecord::ImageEnd { records } => {
+                        if records != in_image || stage.is_none() {
+                            return Err(RecoverError::Malformed("the image's record count is wrong"));
+                        }
+                        host.finish_image(&entries)?;
+                        stage = Some(SECTION_DONE);
+                    }
+                    _ => {
+                        stage = Some(host.restore_record(stage, &record, &mut entries)?);
+                        in_image += 1;
+                    }
+                }
+                continue;
+            }
+            host.replay_record(&record, out)?;
+        }
+        if stage != Some(SECTION_DONE) {
+            return Err(RecoverError::Malformed("the image is incomplete"));
+        }
+        Ok(host)
+    }
+
+    /// Puts one image record back; returns its section (sections come in order).
+    fn restore_record(
+        &mut self,
+        stage: Option<u8>,
+        record: &KvRecord<'_>,
+        entries: &mut heapless::Vec<Entry, M>,
+    ) -> Result<u8, RecoverError> {
+        let bad = RecoverError::Malformed;
+        let section = match record {
+            KvRecord::ImageStart(_) => SECTION_START,
+            KvRecord::MapRun(_) => SECTION_MAP,
+            KvRecord::Incoming { .. } => SECTION_INCOMING,
+            KvRecord::Completed { .. } => SECTION_COMPLETED,
+            KvRecord::Outgoing(_) => SECTION_OUTGOING,
+            KvRecord::Peer { .. } => SECTION_PEERS,
+            KvRecord::Pending { .. } => SECTION_PENDING,
+            KvRecord::Closed { .. } => SECTION_CLOSED,
+            KvRecord::Pair { .. } => SECTION_PAIRS,
+            _ => return Err(bad("a log record inside the image")),
+        };
+        match stage {
+            None if section != SECTION_START => return Err(bad("the image does not begin with its header")),
+            Some(_) if section == SECTION_START => return Err(bad("a second image header")),
+            Some(s) if section < s => return Err(bad("image records out of order")),
+            _ => {}
+        }
+        match *record {
+            KvRecord::ImageStart(h) => {
+                if h.cluster != self.config.identity() || h.me != self.me {
+                    return Err(RecoverError::OtherHost);
+                }
+                self.logged_steps = h.steps;
+                self.last_logged_now = h.last_now;
+                self.next_transfer = h.next_transfer;
+                self.reserved_pairs = usize::try_from(h.reserved_pairs).map_err(|_| bad("reserved pairs"))?;
+                self.rel.restore_floors(h.send_floor, h.retransmits);
+            }
+            KvRecord::MapRun(e) => entries.push(e).map_err(|_| bad("more delegation runs than the map holds"))?,
+            KvRecord::Incoming { from, incoming } => {
+                *self.incoming.get_mut(usize::from(from)).ok_or(bad("incoming transfer from no host"))? = Some(incoming)
+            }
+            KvRecord::Completed { from, transfer } => {
+                *self.completed.get_mut(usize::from(from)).ok_or(bad("completed transfer from no host"))? = transfer
+            }
+            KvRecord::Outgoing(o) => self.outgoing.push(o).map_err(|_| bad("too many outgoing transfers"))?,
+            KvRecord::Peer { index, peer } => self.rel.restore_peer(index as usize, peer).map_err(bad)?,
+            KvRecord::Pending { peer, seqno, body } => self.rel.restore_pending(peer, seqno, body.0).map_err(bad)?,
+            KvRecord::Closed { bucket, floors } => self.rel.restore_closed(bucket as usize, floors).map_err(bad)?,
+            KvRecord::Pair { key, value } => {
+                if self.store.get(key).is_some() {
+                    return Err(bad("a key appears twice"));
+                }
+                self.store.set(key, value.0).map_err(|_| bad("a pair does not fit the store"))?
+            }
+            _ => return Err(bad("a log record inside the image")),
+        }
+        Ok(section)
+    }
+
+    /// Installs the map and checks the rebuilt host.
+    fn finish_image(&mut self, entries: &[Entry]) -> Result<(), RecoverError> {
+        self.map = DelegationMap::from_entries(entries, self.config.n()).map_err(RecoverError::Malformed)?;
+        self.check_invariants().map_err(RecoverError::Malformed)
+    }
+
+    /// Replays one logged input record (see [`KvHost::recover`]); `out` is cleared after.
+    pub fn replay(&mut self, record: &[u8], out: &mut Outbox<'_>) -> Result<Replayed, RecoverError> {
+        let record = wire::decode::<KvRecord<'_>>(Protocol::KvDurable, record)
+            .map_err(|error| RecoverError::Undecodable { record: self.logged_steps, error })?;
+        self.replay_record(&record, out)
+    }
+
+    fn replay_record(&mut self, record: &KvRecord<'_>, out: &mut Outbox<'_>) -> Result<Replayed, RecoverError> {
+        let step = match *record {
+            KvRecord::Datagram { step, .. } | KvRecord::Tick { step, .. } => step,
+            _ => return Err(RecoverError::Malformed("an image record among the logged inputs")),
+        };
+        if step <= self.logged_steps {
+            return Ok(Replayed::Covered);
+        }
+        let expected = self.logged_steps.saturating_add(1);
+        if step != expected {
+            return Err(RecoverError::Gap { expected, found: step });
+        }
+        let done = match *record {
+            KvRecord::Datagram { now, from, datagram, .. } => self.handle(now, from, datagram.0, out),
+            KvRecord::Tick { now, .. } => self.tick(now, out),
+            _ => return Err(RecoverError::Malformed("an image record among the logged inputs")),
+        };
+        out.clear();
+        if !done.log_input || self.logged_steps != step {
+            return Err(RecoverError::Diverged { step });
+        }
+        Ok(Replayed::Applied)
+    }
+}
