@@ -19,8 +19,10 @@ use fleet_proofs::Budget;
 use crate::net::{NetFaults, SimNet};
 use crate::rng::Rng;
 
+mod crash;
 mod ephemeral;
 mod options;
+use crash::Disk;
 use ephemeral::Ephemeral;
 pub use options::{sim_params, KvSimOptions, KvSimReport};
 
@@ -95,6 +97,17 @@ pub struct KvSim<S: Storage = SimStore> {
     pub vanished: u64,
     /// Operations that ended lost.
     pub lost_ops: u64,
+    /// Each host's disk (durable hosts; see `crash.rs`).
+    disks: Vec<Disk>,
+    /// Per host: down until this instant (crashed).
+    down_until: Vec<Option<u64>>,
+    next_crash_us: u64,
+    /// Makes an empty store for a host rebuilt from its disk.
+    new_store: Box<dyn FnMut() -> S>,
+    /// Host crashes (each followed by a restart from the host's disk).
+    pub crashes: u64,
+    /// Logged inputs lost at crashes (never synced).
+    pub lost_inputs: u64,
 }
 
 impl KvSim<SimStore> {
@@ -106,13 +119,14 @@ impl KvSim<SimStore> {
 
 impl<S: Storage> KvSim<S> {
     /// A fresh cluster whose hosts use stores made by `store`.
-    pub fn with_stores(seed: u64, options: KvSimOptions, mut store: impl FnMut() -> S) -> KvSim<S> {
+    pub fn with_stores(seed: u64, options: KvSimOptions, mut store: impl FnMut() -> S + 'static) -> KvSim<S> {
         let host_eps: Vec<Endpoint> = (0..options.hosts).map(|i| Endpoint::v4([10, 0, 0, i as u8 + 1], 7000)).collect();
         let mut config = KvConfig::<4>::new(&host_eps).expect("at most 4 hosts");
         config.params = options.params;
-        let hosts = (0..options.hosts)
+        let hosts: Vec<Box<SimHost<S>>> = (0..options.hosts)
             .map(|i| Box::new(SimHost::new(config.clone(), i, store()).expect("valid config")))
             .collect();
+        let disks: Vec<Disk> = hosts.iter().map(|h| Disk::new(h)).collect();
         let mut rng = Rng::new(seed);
         let slot = |j: usize, rng: &mut Rng| {
             let ep = Endpoint::v4([10, 0, 1, j as u8 + 1], 9000);
@@ -129,6 +143,7 @@ impl<S: Storage> KvSim<S> {
         let next_restart_us = if options.restart_every_us > 0 { rng.below(options.restart_every_us) } else { u64::MAX };
         let next_ephemeral_us =
             if options.ephemeral_every_us > 0 { rng.below(options.ephemeral_every_us) } else { u64::MAX };
+        let next_crash_us = if options.crash_every_us > 0 { rng.below(options.crash_every_us) } else { u64::MAX };
         KvSim {
             now: 0,
             rng,
@@ -157,14 +172,23 @@ impl<S: Storage> KvSim<S> {
             spawned: 0,
             vanished: 0,
             lost_ops: 0,
+            down_until: vec![None; disks.len()],
+            disks,
+            next_crash_us,
+            new_store: Box::new(store),
+            crashes: 0,
+            lost_inputs: 0,
         }
     }
 
     fn next_event(&self) -> Option<u64> {
         let mut t = self.net.next_delivery();
         let mut consider = |d: u64| t = Some(t.map_or(d, |x| x.min(d)));
-        for h in &self.hosts {
-            consider(h.next_deadline().as_micros());
+        for (i, h) in self.hosts.iter().enumerate() {
+            match self.down_until[i] {
+                Some(t) => consider(t),
+                None => consider(h.next_deadline().as_micros()),
+            }
         }
         for c in self.clients.iter().chain(std::iter::once(&self.admin)) {
             consider(c.client.next_deadline().as_micros());
@@ -182,6 +206,7 @@ impl<S: Storage> KvSim<S> {
             consider(self.next_shard_us);
             consider(self.next_partition_us);
             consider(self.next_restart_us);
+            consider(self.next_crash_us);
         }
         if let Some(h) = self.heal_at_us {
             consider(h);
@@ -203,15 +228,21 @@ impl<S: Storage> KvSim<S> {
         self.now = self.now.max(t);
         self.steps += 1;
         let now = Instant::from_micros(self.now);
+        if self.restart_due_hosts() {
+            return true;
+        }
         if let Some(d) = self.net.pop_due(self.now) {
             self.deliver(now, d.from, d.to, &d.bytes);
             return true;
         }
         for i in 0..self.hosts.len() {
-            if self.hosts[i].next_deadline() <= now {
-                let mut out = self.outbox.outbox();
-                let _ = self.hosts[i].tick(now, &mut out);
+            if !self.is_down(i) && self.hosts[i].next_deadline() <= now {
+                let mut outbox = std::mem::replace(&mut self.outbox, Box::new(Outbox::new()));
+                let mut out = outbox.outbox();
+                let step = self.hosts[i].tick(now, &mut out);
+                self.persist(i, now, None, step, &out);
                 self.net.send_all(self.now, self.host_eps[i], &out, &mut self.rng);
+                self.outbox = outbox;
                 self.after_host_step(i);
                 return true;
             }
@@ -251,6 +282,11 @@ impl<S: Storage> KvSim<S> {
         if self.next_ephemeral_us <= self.now {
             self.next_ephemeral_us = self.now + 1 + self.rng.below(2 * self.options.ephemeral_every_us);
             self.spawn_ephemeral(now);
+            return true;
+        }
+        if self.next_crash_us <= self.now {
+            self.next_crash_us = self.now + 1 + self.rng.below(2 * self.options.crash_every_us);
+            self.crash_host();
             return true;
         }
         if self.next_restart_us <= self.now {
@@ -299,9 +335,15 @@ impl<S: Storage> KvSim<S> {
 
     fn deliver(&mut self, now: Instant, from: Endpoint, to: Endpoint, bytes: &[u8]) {
         if let Some(i) = self.host_eps.iter().position(|e| *e == to) {
-            let mut out = self.outbox.outbox();
-            let _ = self.hosts[i].handle(now, from, bytes, &mut out);
+            if self.is_down(i) {
+                return;
+            }
+            let mut outbox = std::mem::replace(&mut self.outbox, Box::new(Outbox::new()));
+            let mut out = outbox.outbox();
+            let step = self.hosts[i].handle(now, from, bytes, &mut out);
+            self.persist(i, now, Some((from, bytes)), step, &out);
             self.net.send_all(self.now, to, &out, &mut self.rng);
+            self.outbox = outbox;
             self.after_host_step(i);
             return;
         }
@@ -518,6 +560,8 @@ impl<S: Storage> KvSim<S> {
             abandoned: self.hosts.iter().map(|h| h.counters().abandoned).sum(),
             closed_refused: self.hosts.iter().map(|h| h.counters().closed_refused).sum(),
             lost_ops: self.lost_ops,
+            crashes: self.crashes,
+            lost_inputs: self.lost_inputs,
             lost: self.net.counts.lost,
             duplicated: self.net.counts.duplicated,
             partitioned: self.net.counts.partitioned,
@@ -530,17 +574,35 @@ impl<S: Storage> KvSim<S> {
 /// Shards drawn from the seed, then checks linearizability per key. Every step also checks
 /// host invariants and key ownership. A good run has no violations.
 pub fn run_kv_seed(seed: u64, steps: u64) -> KvSimReport {
+    run_kv_seed_with(seed, steps, |_| {})
+}
+
+/// [`run_kv_seed`], letting the caller adjust the seed's options first (planted bugs).
+pub fn run_kv_seed_with(seed: u64, steps: u64, tweak: impl FnOnce(&mut KvSimOptions)) -> KvSimReport {
     let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
-    let options = KvSimOptions::random(&mut rng).with_churn(&mut churn_rng(seed));
+    let mut options =
+        KvSimOptions::random(&mut rng).with_churn(&mut churn_rng(seed)).with_crashes(&mut crash_rng(seed));
+    tweak(&mut options);
     run_kv_with(seed, steps, options)
 }
 
 /// [`run_kv_seed`] with a hot workload ([`KvSimOptions::hot`]): many clients on a few keys,
 /// frequent Shards of their range, long delays, client restarts on the same endpoints.
 pub fn run_kv_hot_seed(seed: u64, steps: u64) -> KvSimReport {
+    run_kv_hot_seed_with(seed, steps, |_| {})
+}
+
+/// [`run_kv_hot_seed`], letting the caller adjust the seed's options first.
+pub fn run_kv_hot_seed_with(seed: u64, steps: u64, tweak: impl FnOnce(&mut KvSimOptions)) -> KvSimReport {
     let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x48_4f54);
-    let options = KvSimOptions::hot(&mut rng).with_churn(&mut churn_rng(seed));
+    let mut options = KvSimOptions::hot(&mut rng).with_churn(&mut churn_rng(seed)).with_crashes(&mut crash_rng(seed));
+    tweak(&mut options);
     run_kv_with(seed, steps, options)
+}
+
+/// The stream a seed's crash options come from ([`KvSimOptions::with_crashes`]).
+fn crash_rng(seed: u64) -> Rng {
+    Rng::new(seed.wrapping_mul(0xA076_1D64_78BD_642F) ^ 0x0043_5241_5348)
 }
 
 /// The stream a seed's churn options come from ([`KvSimOptions::with_churn`]).

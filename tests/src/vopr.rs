@@ -143,6 +143,10 @@ pub struct ChurnCounts {
     pub closed_refused: u64,
     /// Operations that ended lost (outcome unknown).
     pub lost_ops: u64,
+    /// Host crashes, each followed by a restart from the host's disk.
+    pub host_crashes: u64,
+    /// Logged inputs lost at those crashes (never synced).
+    pub lost_inputs: u64,
 }
 
 impl ChurnCounts {
@@ -154,6 +158,8 @@ impl ChurnCounts {
         self.abandoned += o.abandoned;
         self.closed_refused += o.closed_refused;
         self.lost_ops += o.lost_ops;
+        self.host_crashes += o.host_crashes;
+        self.lost_inputs += o.lost_inputs;
     }
 }
 
@@ -175,9 +181,17 @@ pub fn run_seed_with(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOpti
 /// client restarts on the same endpoints).
 fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
     let hot = seed % 2 == 1;
+    // The durable-binding plant applies to KV hosts too: every seed then crashes hosts.
+    let plant = cfg.plant == Plant::SendBeforeSync;
+    let tweak = |o: &mut crate::kv_sim::KvSimOptions| {
+        if plant {
+            o.send_before_sync = true;
+            o.crash_every_us = o.crash_every_us.clamp(1, 50_000);
+        }
+    };
     let r = match hot {
-        true => crate::kv_sim::run_kv_hot_seed(seed, cfg.steps),
-        false => crate::kv_sim::run_kv_seed(seed, cfg.steps),
+        true => crate::kv_sim::run_kv_hot_seed_with(seed, cfg.steps, tweak),
+        false => crate::kv_sim::run_kv_seed_with(seed, cfg.steps, tweak),
     };
     SeedReport {
         seed,
@@ -189,7 +203,8 @@ fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
         violations: r.violations.iter().map(|v| Violation::new("kv", "kv-simulator", v.clone())).collect(),
         setup: format!(
             "KV{}: {} shards done, {} refused, {} transfers completed, {} redirects, {} client restarts, \
-             {} short-lived clients ({} vanished), {} evicted, {} given up, {} closed-channel refusals, {} lost",
+             {} short-lived clients ({} vanished), {} evicted, {} given up, {} closed-channel refusals, {} lost, \
+             {} host crashes ({} unsynced inputs lost)",
             if hot { " (hot keys)" } else { "" },
             r.shards_ok,
             r.shards_refused,
@@ -201,7 +216,9 @@ fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
             r.evicted,
             r.abandoned,
             r.closed_refused,
-            r.lost_ops
+            r.lost_ops,
+            r.crashes,
+            r.lost_inputs
         ),
         churn: ChurnCounts {
             ephemerals: r.ephemerals,
@@ -210,6 +227,8 @@ fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
             abandoned: r.abandoned,
             closed_refused: r.closed_refused,
             lost_ops: r.lost_ops,
+            host_crashes: r.crashes,
+            lost_inputs: r.lost_inputs,
         },
         ..SeedReport::default()
     }

@@ -213,6 +213,10 @@ fn main() -> ExitCode {
              {} closed-channel refusals, {} operations lost",
             c.ephemerals, c.vanished, c.evicted, c.abandoned, c.closed_refused, c.lost_ops
         );
+        println!(
+            "  kv disks       {} host crashes restarted from disk, {} unsynced inputs lost at them",
+            c.host_crashes, c.lost_inputs
+        );
     }
     println!("  linearizability unknown (budget) on {} seeds", t.lin_unknown);
     println!("  violations     {} in {} seeds", t.violations, t.failed_seeds.len());

@@ -33,6 +33,11 @@ pub struct KvSimOptions {
     /// mid-request or without acknowledging; they fill the hosts' peer tables, so hosts
     /// evict settled clients and give up on vanished ones.
     pub ephemeral_every_us: u64,
+    /// Mean time between host crashes, microseconds (0: none): a host loses its unsynced
+    /// inputs, is down 1-50 ms, and restarts from its disk.
+    pub crash_every_us: u64,
+    /// Planted bug: hosts' datagrams leave before the inputs they depend on are synced.
+    pub send_before_sync: bool,
 }
 
 impl KvSimOptions {
@@ -54,6 +59,8 @@ impl KvSimOptions {
             keys: &KEYS,
             restart_every_us: 0,
             ephemeral_every_us: 0,
+            crash_every_us: 0,
+            send_before_sync: false,
         }
     }
 
@@ -64,6 +71,15 @@ impl KvSimOptions {
         if rng.chance(500_000) {
             self.ephemeral_every_us = rng.range(300, 5_000);
             self.params.reliable.give_up_after = rng.range(3, 12) as u32;
+        }
+        self
+    }
+
+    /// Draws, from its own stream, whether hosts crash and restart from their disks (two
+    /// seeds in three) and how often.
+    pub fn with_crashes(mut self, rng: &mut Rng) -> KvSimOptions {
+        if rng.below(3) < 2 {
+            self.crash_every_us = rng.range(20_000, 300_000);
         }
         self
     }
@@ -88,6 +104,8 @@ impl KvSimOptions {
             keys: &HOT_KEYS,
             restart_every_us: if rng.chance(500_000) { rng.range(20_000, 200_000) } else { 0 },
             ephemeral_every_us: 0,
+            crash_every_us: 0,
+            send_before_sync: false,
         }
     }
 }
@@ -104,6 +122,8 @@ impl Default for KvSimOptions {
             keys: &KEYS,
             restart_every_us: 0,
             ephemeral_every_us: 0,
+            crash_every_us: 0,
+            send_before_sync: false,
         }
     }
 }
@@ -157,6 +177,10 @@ pub struct KvSimReport {
     pub closed_refused: u64,
     /// Operations that ended lost (the host gave up with the reply undelivered).
     pub lost_ops: u64,
+    /// Host crashes, each followed by a restart from the host's disk.
+    pub crashes: u64,
+    /// Logged inputs lost at crashes (never synced; nothing anyone was told).
+    pub lost_inputs: u64,
     /// Datagrams the network lost, duplicated, or dropped at a partition.
     pub lost: u64,
     /// Datagrams duplicated.
