@@ -256,6 +256,11 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
             Frame::Refused { seqno, reason: Refusal::ChannelClosed { above, lost } } => {
                 self.on_channel_closed(now, host, seqno, above, lost, out)
             }
+            // Between hosts only.
+            Frame::Join { .. } | Frame::JoinReply { .. } => {
+                Stats::bump(&mut self.stats.ignored_messages);
+                None
+            }
             Frame::Refused { seqno, reason } => match &self.op {
                 Some(op) if op.target == host && op.seqno == Some(seqno) => {
                     Stats::bump(&mut self.stats.queue_full);

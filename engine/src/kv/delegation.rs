@@ -11,6 +11,10 @@ use super::msg::KeyRange;
 /// A host's index in the configuration's host list.
 pub type HostId = u8;
 
+/// The owner of keys whose owner restarted without its state (`kv::join`): no host holds
+/// them, and no host serves them; a request for one is answered `KvError::Lost`.
+pub const LOST: HostId = HostId::MAX;
+
 /// The change would need more than `M` entries; the map is unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -156,7 +160,7 @@ impl<const M: usize> DelegationMap<M> {
                 return Err("delegation map has two adjacent runs with one owner");
             }
         }
-        if self.entries.iter().any(|e| usize::from(e.owner) >= hosts) {
+        if self.entries.iter().any(|e| e.owner != LOST && usize::from(e.owner) >= hosts) {
             return Err("delegation map names an unknown host");
         }
         Ok(())

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::delegation::{Entry, HostId};
 use super::host::{Incoming, Outgoing};
+use super::join::{HostMeta, JoinProgress};
 use super::reliable::evict::Closed;
 use super::reliable::Peer;
 use crate::config::ConfigError;
@@ -129,6 +130,27 @@ pub enum KvRecord<'a> {
         /// Records from `ImageStart` up to this one, exclusive.
         records: u64,
     },
+    /// 12: the host is joining ([`crate::kv::join`]) as incarnation `nonce`.
+    Joining {
+        /// Its nonce.
+        nonce: u64,
+        /// When it asks again.
+        retry_at: Instant,
+    },
+    /// 13: what host `host` answered the joining host so far, in host order.
+    JoinHost {
+        /// The host.
+        host: HostId,
+        /// Its answers.
+        progress: JoinProgress,
+    },
+    /// 14: what this host remembers of host `host`'s incarnations (non-default only).
+    HostMeta {
+        /// The host.
+        host: HostId,
+        /// What it remembers.
+        meta: HostMeta,
+    },
 }
 
 /// The scalar fields of an image.
@@ -148,6 +170,8 @@ pub struct ImageHeader {
     pub reserved_pairs: u64,
     /// The channel table's send floor.
     pub send_floor: u64,
+    /// The first seqno of this host's channels (1, or a joining incarnation's nonce).
+    pub first_seqno: u64,
     /// Retransmissions so far.
     pub retransmits: u64,
 }
@@ -220,16 +244,18 @@ pub enum Replayed {
 }
 
 pub(crate) const SECTION_START: u8 = 0;
-pub(crate) const SECTION_MAP: u8 = 1;
-pub(crate) const SECTION_INCOMING: u8 = 2;
-pub(crate) const SECTION_COMPLETED: u8 = 3;
-pub(crate) const SECTION_OUTGOING: u8 = 4;
-pub(crate) const SECTION_PEERS: u8 = 5;
-pub(crate) const SECTION_PENDING: u8 = 6;
-pub(crate) const SECTION_CLOSED: u8 = 7;
-pub(crate) const SECTION_PAIRS: u8 = 8;
-pub(crate) const SECTION_END: u8 = 9;
-pub(crate) const SECTION_DONE: u8 = 10;
+pub(crate) const SECTION_JOIN: u8 = 1;
+pub(crate) const SECTION_SEEN: u8 = 2;
+pub(crate) const SECTION_MAP: u8 = 3;
+pub(crate) const SECTION_INCOMING: u8 = 4;
+pub(crate) const SECTION_COMPLETED: u8 = 5;
+pub(crate) const SECTION_OUTGOING: u8 = 6;
+pub(crate) const SECTION_PEERS: u8 = 7;
+pub(crate) const SECTION_PENDING: u8 = 8;
+pub(crate) const SECTION_CLOSED: u8 = 9;
+pub(crate) const SECTION_PAIRS: u8 = 10;
+pub(crate) const SECTION_END: u8 = 11;
+pub(crate) const SECTION_DONE: u8 = 12;
 
 pub(crate) fn encode<'b>(record: &KvRecord<'_>, out: &'b mut [u8]) -> Result<&'b [u8], EncodeError> {
     let n = wire::encode(Protocol::KvDurable, record, out)?;

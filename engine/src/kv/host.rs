@@ -32,6 +32,7 @@
 
 use super::config::{KvConfig, MAX_TRANSFERS_IN_FLIGHT};
 use super::delegation::{DelegationMap, HostId};
+use super::join::{HostMeta, Join};
 use super::msg::KeyRange;
 use super::reliable::{Frame, PeerKind, Reliable};
 use super::storage::Storage;
@@ -44,6 +45,7 @@ use crate::wire::{self, Protocol};
 
 mod equality;
 mod image;
+mod joining;
 mod receive;
 mod requests;
 mod sharding;
@@ -75,6 +77,8 @@ pub struct Step {
 pub enum Timer {
     /// Retransmit unacked messages to some peer.
     Retransmit,
+    /// Ask the other hosts again while joining ([`crate::kv::join`]).
+    Join,
 }
 
 /// KV-specific counters, beside the shared [`Stats`].
@@ -187,6 +191,11 @@ pub struct KvHost<
     last_logged_now: Instant,
     /// The last datagram refused for naming another cluster: sender and its identity.
     last_foreign: Option<(Endpoint, u32)>,
+    /// Set while the host started without state and does not know yet where it stands
+    /// ([`crate::kv::join`]).
+    join: Option<Join<H>>,
+    /// Per host: what this host remembers of its incarnations ([`crate::kv::join`]).
+    host_meta: heapless::Vec<HostMeta, H>,
 }
 
 impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize>
@@ -195,6 +204,11 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
     /// Host number `me` of `config`, over `store` (which should be empty: host 0 initially
     /// owns every key, the others none).
     pub fn new(config: KvConfig<H>, me: usize, store: S) -> Result<Self, ConfigError> {
+        Self::build(config, me, store, 1)
+    }
+
+    /// [`KvHost::new`], with this host's channels starting at `first_seqno`.
+    fn build(config: KvConfig<H>, me: usize, store: S, first_seqno: u64) -> Result<Self, ConfigError> {
         config.validate(D)?;
         if me >= config.n() {
             return Err(ConfigError::BadIndex);
@@ -212,16 +226,18 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
             return Err(ConfigError::Invalid("max_unacked_per_peer above the unacked capacity (U)"));
         }
         let p = config.params;
-        let mut rel = Reliable::new(Protocol::Kv, p.max_datagram_bytes, p.reliable, 1)?;
+        let mut rel = Reliable::new(Protocol::Kv, p.max_datagram_bytes, p.reliable, first_seqno)?;
         rel.set_cluster(config.identity());
         for h in &config.hosts {
             rel.add_peer(*h, PeerKind::Fixed { base: 1 }).ok_or(ConfigError::TooManyReplicas)?;
         }
         let mut incoming = heapless::Vec::new();
         let mut completed = heapless::Vec::new();
+        let mut host_meta = heapless::Vec::new();
         for _ in 0..config.n() {
             incoming.push(None).map_err(|_| ConfigError::TooManyReplicas)?;
             completed.push(0).map_err(|_| ConfigError::TooManyReplicas)?;
+            host_meta.push(HostMeta::default()).map_err(|_| ConfigError::TooManyReplicas)?;
         }
         Ok(KvHost {
             me: me as HostId,
@@ -240,6 +256,8 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
             logged_steps: 0,
             last_logged_now: Instant::ZERO,
             last_foreign: None,
+            join: None,
+            host_meta,
             config,
         })
     }
@@ -265,6 +283,15 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
             Ok((cluster, _)) if foreign(cluster) => {
                 Stats::bump(&mut self.stats.foreign_cluster);
                 self.last_foreign = Some((from, cluster));
+            }
+            Ok((_, Frame::Join { nonce, from_key })) => self.on_join(now, from, nonce, from_key, out),
+            Ok((_, Frame::JoinReply { nonce, base, joining, seen_other, from_key, next, runs })) => {
+                let answer = joining::Answer { nonce, base, joining, seen_other, from_key, next };
+                self.on_join_reply(now, from, answer, runs.0)
+            }
+            // A joining host takes no message of any channel: it does not know their state.
+            Ok((_, Frame::Ack { .. } | Frame::Single { .. })) if self.join.is_some() => {
+                Stats::bump(&mut self.stats.ignored_messages)
             }
             Ok((_, Frame::Ack { seqno })) => self.on_ack(now, from, seqno),
             Ok((_, Frame::Refused { .. })) => {
@@ -299,7 +326,8 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         let first_out = out.len();
         // A due timer always changes a channel (a retransmission's backoff, an owed ack, a
         // client given up on); a tick with nothing due changes nothing.
-        self.logged = self.rel.next_deadline() <= now;
+        self.logged = self.next_deadline() <= now;
+        self.join_tick(now, out);
         let abandoned = self.rel.tick(now, out, &mut self.stats);
         self.counters.abandoned = self.counters.abandoned.saturating_add(abandoned as u64);
         self.debug_check();
@@ -308,13 +336,14 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
 
     /// When [`KvHost::tick`] must next be called. Calling it earlier is harmless.
     pub fn next_deadline(&self) -> Instant {
-        [Timer::Retransmit].iter().fold(Instant::NEVER, |acc, t| earliest(acc, self.timer(*t)))
+        [Timer::Retransmit, Timer::Join].iter().fold(Instant::NEVER, |acc, t| earliest(acc, self.timer(*t)))
     }
 
     /// The deadline of one timer, or `None` if it is not armed.
     pub fn timer(&self, t: Timer) -> Option<Instant> {
         match t {
             Timer::Retransmit => Some(self.rel.next_deadline()).filter(|d| *d != Instant::NEVER),
+            Timer::Join => self.join.as_ref().map(|j| j.retry_at),
         }
     }
 
@@ -402,6 +431,14 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         }
         if self.rel.peers()[self.config.n()..].iter().any(|p| p.kind() != PeerKind::Client) {
             return Err("a peer after the hosts that is not a client");
+        }
+        if self.join.is_some()
+            && (!self.store.is_empty()
+                || !self.outgoing.is_empty()
+                || self.incoming.iter().any(Option::is_some)
+                || self.map.entries().iter().any(|e| e.owner == self.me))
+        {
+            return Err("a joining host holds or owns something");
         }
         let mut reserved = 0usize;
         for inc in self.incoming.iter().flatten() {

@@ -11,13 +11,14 @@ pub mod config;
 pub mod delegation;
 pub mod durable;
 pub mod host;
+pub mod join;
 pub mod msg;
 pub mod reliable;
 pub mod storage;
 
 pub use client::{ClientError, Completed, Event, KvClient, Outcome, Request};
 pub use config::{KvConfig, KvParams, MSG_OVERHEAD_BYTES};
-pub use delegation::{DelegationMap, HostId, MapFull};
+pub use delegation::{DelegationMap, HostId, MapFull, LOST};
 pub use durable::{ImageCursor, KvRecord, RecoverError, Replayed, KV_RECORD_OVERHEAD_BYTES};
 pub use host::{Incoming, KvCounters, KvHost, Outgoing, Step, Timer};
 pub use msg::{Body, KeyBound, KeyRange, KvError, ShardError};

@@ -116,6 +116,9 @@ pub enum KvError {
     StorageFull,
     /// A Shard command was refused.
     Shard(ShardError),
+    /// The key's owner restarted without its state: the key's value is gone, and no host
+    /// serves it (`kv::join`).
+    Lost,
 }
 
 /// IronKV's inner messages, plus Fleet's error reply. Variant order is the wire tag.

@@ -334,6 +334,54 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         }
     }
 
+    /// A fixed peer `i` (a KV host) started a new incarnation whose channel to us has
+    /// `their_base`: everything of its old channel is forgotten (it will never send on it
+    /// again, and a stale message of it is refused: its base is smaller), our unacked
+    /// messages to it are dropped (its new incarnation holds nothing of them), and our
+    /// channel to it restarts above every seqno we sent. Returns our channel's new base.
+    pub fn restart_fixed(&mut self, i: usize, their_base: u64) -> Option<u64> {
+        let p = self.peers.get_mut(i)?;
+        if !matches!(p.kind, PeerKind::Fixed { .. }) || their_base == 0 || their_base > MAX_CHANNEL_BASE {
+            return None;
+        }
+        p.kind = PeerKind::Fixed { base: their_base };
+        p.recv = Some((their_base, their_base - 1));
+        p.ack_due = None;
+        let next = p.next;
+        self.reset_send(i, next);
+        self.peers.get(i).map(|p| p.send_base)
+    }
+
+    /// The base of fixed peer `i`'s channel to us ([`PeerKind::Fixed`]).
+    pub fn fixed_base(&self, i: usize) -> Option<u64> {
+        match self.peers.get(i)?.kind {
+            PeerKind::Fixed { base } => Some(base),
+            _ => None,
+        }
+    }
+
+    /// Learns that fixed peer `i`'s channel to us has base `base` (a host that answered a
+    /// joining host); nothing was accepted from it yet.
+    pub fn set_fixed_base(&mut self, i: usize, base: u64) {
+        if base == 0 || base > MAX_CHANNEL_BASE {
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(i).filter(|p| matches!(p.kind, PeerKind::Fixed { .. })) {
+            p.kind = PeerKind::Fixed { base };
+            p.recv = Some((base, base - 1));
+            p.ack_due = None;
+        }
+    }
+
+    /// Raises every bucket's closed-channel floors to at least `above` and `lost`: a host
+    /// that starts without its state refuses every client channel it may have served before.
+    pub fn close_all_below(&mut self, above: u64, lost: u64) {
+        for c in self.closed.iter_mut() {
+            c.above = c.above.max(above);
+            c.lost = c.lost.max(lost);
+        }
+    }
+
     /// Restarts our outgoing channel to peer `i` after it refused it as closed
     /// ([`Refusal::ChannelClosed`]): its unacked messages are dropped (the peer will never
     /// accept them) and the new channel's base is above `above` and above every seqno sent.
@@ -454,14 +502,13 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
 
     /// Emits a refusal of message `seqno` to `dst` (back-pressure the sender can see).
     pub fn send_refusal(&self, dst: Endpoint, seqno: u64, reason: Refusal, out: &mut Outbox<'_>, stats: &mut Stats) {
-        emit::send(
-            out,
-            stats,
-            envelope_of(self.protocol, self.cluster),
-            self.max_datagram_bytes,
-            dst,
-            &Frame::Refused { seqno, reason },
-        );
+        self.send_unreliable(dst, &Frame::Refused { seqno, reason }, out, stats);
+    }
+
+    /// Emits a frame outside any channel (a refusal, a KV join exchange): not queued, not
+    /// retransmitted.
+    pub fn send_unreliable(&self, dst: Endpoint, frame: &Frame<'_>, out: &mut Outbox<'_>, stats: &mut Stats) {
+        emit::send(out, stats, envelope_of(self.protocol, self.cluster), self.max_datagram_bytes, dst, frame);
     }
 
     /// Applies a cumulative ack from peer `i`.

@@ -262,9 +262,21 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => {
                 let seqno = u64::from(a & 15);
-                let frame = match a >> 7 {
+                // Join frames: a host restarted without state asking, and answers.
+                let nonce = 2 + u64::from(a & 7);
+                let frame = match a >> 6 {
                     0 => Frame::Ack { seqno },
-                    _ => Frame::Refused { seqno, reason: Refusal::QueueFull },
+                    1 => Frame::Refused { seqno, reason: Refusal::QueueFull },
+                    2 => Frame::Join { nonce, from_key: u64::from(a & 3) },
+                    _ => Frame::JoinReply {
+                        nonce,
+                        base: 1 + seqno,
+                        joining: a & 1 == 0,
+                        seen_other: a & 2 == 0,
+                        from_key: 0,
+                        next: None,
+                        runs: Bytes(tail.get(..8).unwrap_or(tail)),
+                    },
                 };
                 let d = encode(&frame);
                 if op & 8 == 0 {

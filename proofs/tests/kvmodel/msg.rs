@@ -52,6 +52,11 @@ pub fn describe(bytes: &[u8]) -> String {
     match wire::decode::<Frame<'_>>(Protocol::Kv, bytes) {
         Ok(Frame::Ack { seqno }) => format!("Ack#{seqno}"),
         Ok(Frame::Refused { seqno, reason }) => format!("Refused#{seqno}({reason:?})"),
+        Ok(Frame::Join { nonce, from_key }) => format!("Join(nonce {nonce}, from {from_key})"),
+        Ok(Frame::JoinReply { nonce, base, joining, seen_other, next, runs, .. }) => format!(
+            "JoinReply(nonce {nonce}, base {base}, joining {joining}, seen other {seen_other}, next {next:?}, {:?})",
+            fleet_engine::kv::join::runs(runs.0).collect::<Vec<_>>()
+        ),
         Ok(Frame::Single { base, seqno, ack, body }) => {
             let b = match postcard::from_bytes::<Body<'_>>(body.0) {
                 Ok(Body::GetRequest { key }) => format!("Get({key})"),

@@ -18,6 +18,8 @@ impl<S: Storage + PartialEq, const H: usize, const M: usize, const P: usize, con
             && self.outgoing == other.outgoing
             && self.next_transfer == other.next_transfer
             && self.reserved_pairs == other.reserved_pairs
+            && self.join == other.join
+            && self.host_meta == other.host_meta
     }
 }
 
@@ -40,5 +42,7 @@ impl<S: Storage + core::hash::Hash, const H: usize, const M: usize, const P: usi
         self.outgoing.hash(state);
         self.next_transfer.hash(state);
         self.reserved_pairs.hash(state);
+        self.join.hash(state);
+        self.host_meta.hash(state);
     }
 }

@@ -5,6 +5,7 @@ use super::KvHost;
 use crate::endpoint::Endpoint;
 use crate::kv::delegation::{DelegationMap, Entry, HostId};
 use crate::kv::durable::*;
+use crate::kv::join::{HostMeta, Join};
 use crate::kv::reliable::evict::Closed;
 use crate::kv::storage::Storage;
 use crate::kv::KvConfig;
@@ -58,7 +59,7 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
             cursor.index += 1;
             let found = match cursor.section {
                 SECTION_START => (i == 0).then(|| {
-                    let (send_floor, retransmits) = self.rel.floors();
+                    let (send_floor, retransmits, first_seqno) = self.rel.floors();
                     KvRecord::ImageStart(ImageHeader {
                         cluster: self.config.identity(),
                         me: self.me,
@@ -67,9 +68,22 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
                         next_transfer: self.next_transfer,
                         reserved_pairs: self.reserved_pairs as u64,
                         send_floor,
+                        first_seqno,
                         retransmits,
                     })
                 }),
+                SECTION_JOIN => match (&self.join, i) {
+                    (Some(j), 0) => Some(KvRecord::Joining { nonce: j.nonce, retry_at: j.retry_at }),
+                    (Some(j), i) => {
+                        j.hosts.get(i - 1).map(|p| KvRecord::JoinHost { host: (i - 1) as HostId, progress: *p })
+                    }
+                    (None, _) => None,
+                },
+                SECTION_SEEN => match self.host_meta.get(i) {
+                    Some(m) if *m == HostMeta::default() => continue,
+                    Some(m) => Some(KvRecord::HostMeta { host: i as HostId, meta: *m }),
+                    None => None,
+                },
                 SECTION_MAP => self.map.entries().get(i).map(|e| KvRecord::MapRun(*e)),
                 SECTION_INCOMING => match self.incoming.get(i) {
                     Some(Some(inc)) => Some(KvRecord::Incoming { from: i as HostId, incoming: *inc }),
@@ -181,6 +195,8 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         let bad = RecoverError::Malformed;
         let section = match record {
             KvRecord::ImageStart(_) => SECTION_START,
+            KvRecord::Joining { .. } | KvRecord::JoinHost { .. } => SECTION_JOIN,
+            KvRecord::HostMeta { .. } => SECTION_SEEN,
             KvRecord::MapRun(_) => SECTION_MAP,
             KvRecord::Incoming { .. } => SECTION_INCOMING,
             KvRecord::Completed { .. } => SECTION_COMPLETED,
@@ -206,7 +222,23 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
                 self.last_logged_now = h.last_now;
                 self.next_transfer = h.next_transfer;
                 self.reserved_pairs = usize::try_from(h.reserved_pairs).map_err(|_| bad("reserved pairs"))?;
-                self.rel.restore_floors(h.send_floor, h.retransmits);
+                self.rel.restore_floors(h.send_floor, h.retransmits, h.first_seqno);
+            }
+            KvRecord::Joining { nonce, retry_at } => {
+                if self.join.is_some() {
+                    return Err(bad("two join records"));
+                }
+                self.join = Some(Join { nonce, retry_at, hosts: heapless::Vec::new() });
+            }
+            KvRecord::JoinHost { host, progress } => {
+                let join = self.join.as_mut().ok_or(bad("join answers without a join"))?;
+                if usize::from(host) != join.hosts.len() {
+                    return Err(bad("join answers out of order"));
+                }
+                join.hosts.push(progress).map_err(|_| bad("join answers from too many hosts"))?;
+            }
+            KvRecord::HostMeta { host, meta } => {
+                *self.host_meta.get_mut(usize::from(host)).ok_or(bad("host memory of a host not configured"))? = meta
             }
             KvRecord::MapRun(e) => entries.push(e).map_err(|_| bad("more delegation runs than the map holds"))?,
             KvRecord::Incoming { from, incoming } => {
@@ -232,6 +264,9 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
 
     /// Installs the map and checks the rebuilt host.
     fn finish_image(&mut self, entries: &[Entry]) -> Result<(), RecoverError> {
+        if self.join.as_ref().is_some_and(|j| j.hosts.len() != self.config.n()) {
+            return Err(RecoverError::Malformed("join answers missing"));
+        }
         self.map = DelegationMap::from_entries(entries, self.config.n()).map_err(RecoverError::Malformed)?;
         self.check_invariants().map_err(RecoverError::Malformed)
     }

@@ -22,7 +22,10 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
     }
 
     fn redirect(&mut self, now: Instant, peer: usize, req: u64, key: u64, out: &mut Outbox<'_>) {
-        let owner = self.config.hosts[usize::from(self.map.owner(key))];
+        let Some(owner) = self.config.hosts.get(usize::from(self.map.owner(key))).copied() else {
+            // No host holds the key (`LOST`).
+            return self.error(now, peer, req, KvError::Lost, out);
+        };
         bump(&mut self.counters.redirects);
         self.reply(now, peer, &Body::Redirect { req, key, owner }, out);
     }

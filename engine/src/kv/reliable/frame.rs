@@ -67,4 +67,32 @@ pub enum Frame<'a> {
         /// Why.
         reason: Refusal,
     },
+    /// 3: a KV host that started without its state asks another host where it stands
+    /// (`kv::join`): its incarnation `nonce`, and the key from which it wants the other
+    /// host's ranges. Unreliable; repeated until answered.
+    Join {
+        /// The asking host's incarnation (the base of its channels to the hosts).
+        nonce: u64,
+        /// Ranges ending above this key are wanted.
+        from_key: u64,
+    },
+    /// 4: the answer to a [`Frame::Join`]. Unreliable.
+    JoinReply {
+        /// The asker's nonce.
+        nonce: u64,
+        /// The base of the answering host's channel to the asker from now on.
+        base: u64,
+        /// The answering host is joining itself, or was born counting this incarnation of the
+        /// asker as joining (they form a new cluster together).
+        joining: bool,
+        /// It answered another incarnation of the asker before this one.
+        seen_other: bool,
+        /// The `from_key` answered.
+        from_key: u64,
+        /// More ranges follow from this key (ask again with it), or none.
+        next: Option<u64>,
+        /// Ranges the answering host owns or is moving, with their owners (`kv::join`).
+        #[serde(borrow)]
+        runs: Bytes<'a>,
+    },
 }

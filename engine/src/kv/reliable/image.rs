@@ -17,15 +17,16 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         self.closed.get(b).copied()
     }
 
-    /// The send floor and the retransmission count.
-    pub(crate) fn floors(&self) -> (u64, u64) {
-        (self.send_floor, self.retransmits)
+    /// The send floor, the retransmission count and the first seqno.
+    pub(crate) fn floors(&self) -> (u64, u64, u64) {
+        (self.send_floor, self.retransmits, self.first_seqno)
     }
 
-    /// Puts back the send floor and retransmission count.
-    pub(crate) fn restore_floors(&mut self, send_floor: u64, retransmits: u64) {
+    /// Puts back the send floor, retransmission count and first seqno.
+    pub(crate) fn restore_floors(&mut self, send_floor: u64, retransmits: u64, first_seqno: u64) {
         self.send_floor = send_floor;
         self.retransmits = retransmits;
+        self.first_seqno = first_seqno.clamp(1, MAX_CHANNEL_BASE);
     }
 
     /// Puts back peer `i`: a configured host in its place (same endpoint, fixed), or the

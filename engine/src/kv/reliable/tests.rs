@@ -19,6 +19,8 @@ fn frames(out: &Outbox<'_>) -> heapless::Vec<Frame<'static>, 16> {
             Frame::Single { base, seqno, ack, .. } => Frame::Single { base, seqno, ack, body: Bytes(&[]) },
             Frame::Ack { seqno } => Frame::Ack { seqno },
             Frame::Refused { seqno, reason } => Frame::Refused { seqno, reason },
+            Frame::Join { nonce, from_key } => Frame::Join { nonce, from_key },
+            Frame::JoinReply { .. } => panic!("the reliable layer never sends a join answer"),
         })
         .collect()
 }

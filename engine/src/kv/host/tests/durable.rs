@@ -176,3 +176,33 @@ fn a_damaged_or_incomplete_image_is_refused() {
     assert!(recover(0, &flipped).is_err());
     assert!(matches!(recover(0, &l.log), Err(RecoverError::Malformed(_))), "inputs without an image");
 }
+
+#[test]
+fn a_joining_host_and_what_it_remembers_of_others_survive_an_image() {
+    let mut config = KvConfig::new(&[H0, H1, H2]).unwrap();
+    config.params = params();
+    let mut h = Host::new_joining(config, 0, Store::new(), 777, T0).unwrap();
+    let mut buf = Buf::new();
+    let _ = h.tick(T0, &mut buf.outbox());
+    // Host 1 answers (it is joining too); host 2 has not yet.
+    let reply = frame(&Frame::JoinReply {
+        nonce: 777,
+        base: 900,
+        joining: true,
+        seen_other: false,
+        from_key: 0,
+        next: None,
+        runs: Bytes(&[]),
+    });
+    let step = h.handle(T0, H1, &reply, &mut buf.outbox());
+    assert!(step.log_input && h.joining().is_some());
+    let back = recover(0, &image_of(&h)).unwrap();
+    assert!(back == h);
+    assert_eq!(back.joining(), h.joining());
+    // A serving host that answered a restarted host remembers it.
+    let mut h1 = host(1);
+    let _ = run(&mut h1, H0, &frame(&Frame::Join { nonce: 5, from_key: 0 }));
+    let _ = run(&mut h1, H0, &frame(&Frame::Join { nonce: 9, from_key: 0 }));
+    let back = recover(1, &image_of(&h1)).unwrap();
+    assert!(back == h1);
+}

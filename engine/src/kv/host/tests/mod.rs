@@ -538,3 +538,4 @@ fn largest_messages_fit_the_datagram() {
 
 mod durable;
 mod eviction;
+mod joining;

@@ -1,0 +1,263 @@
+//! Hosts that start without state (`kv::join`), one test per rule.
+
+use super::*;
+use crate::kv::delegation::LOST;
+use crate::kv::join::JoinProgress;
+use std::vec::Vec;
+
+const EPS: [Endpoint; 3] = [H0, H1, H2];
+
+fn joining(me: usize, nonce: u64) -> Host {
+    let mut config = KvConfig::new(&EPS).unwrap();
+    config.params = params();
+    Host::new_joining(config, me, Store::new(), nonce, T0).unwrap()
+}
+
+/// Runs the hosts (`None`: down) at `ms` until no datagram between them is left: ticks
+/// first, then every datagram to a host is handled; datagrams to others are returned.
+fn settle(hosts: &mut [Option<Host>], ms: u64) -> Vec<Sent> {
+    let now = Instant::from_millis(ms);
+    let mut queue: Vec<(Endpoint, Sent)> = Vec::new();
+    let mut elsewhere = Vec::new();
+    let mut buf = Buf::new();
+    for (i, h) in hosts.iter_mut().enumerate() {
+        let Some(h) = h else { continue };
+        let mut out = buf.outbox();
+        let _ = h.tick(now, &mut out);
+        queue.extend(out.iter().map(|(dst, b)| (EPS[i], Sent { dst, bytes: heapless::Vec::from_slice(b).unwrap() })));
+    }
+    for _ in 0..10_000 {
+        let Some((from, s)) = queue.pop() else { return elsewhere };
+        let Some(i) = EPS.iter().position(|e| *e == s.dst) else {
+            elsewhere.push(s);
+            continue;
+        };
+        let Some(h) = hosts[i].as_mut() else { continue };
+        let mut out = buf.outbox();
+        let _ = h.handle(now, from, &s.bytes, &mut out);
+        assert_eq!(h.check_invariants(), Ok(()));
+        queue.extend(out.iter().map(|(dst, b)| (EPS[i], Sent { dst, bytes: heapless::Vec::from_slice(b).unwrap() })));
+    }
+    panic!("the hosts never went quiet");
+}
+
+fn join_all(hosts: &mut [Option<Host>]) {
+    for ms in 0..5 {
+        let _ = settle(hosts, ms * 10);
+    }
+}
+
+/// A client's Set to `h`, its reply acknowledged.
+fn set_acked(h: &mut Host, seqno: u64, key: u64, value: &[u8]) {
+    let _ = set(h, seqno, key, value);
+    let _ = run(h, C, &frame(&Frame::Ack { seqno }));
+}
+
+/// A client's Shard to `h`, the reply acknowledged; returns what `h` sent.
+fn shard_acked(h: &mut Host, seqno: u64, range: KeyRange, to: Endpoint) -> Vec<Sent> {
+    let sent = shard(h, seqno, range, to);
+    let _ = run(h, C, &frame(&Frame::Ack { seqno }));
+    sent
+}
+
+/// A client request to `h` and its answer bodies.
+fn ask(h: &mut Host, base: u64, seqno: u64, body: &Body<'_>) -> Vec<Body<'static>> {
+    let sent = run(h, C, &single(base, seqno, body));
+    let owned: Vec<Sent> = sent;
+    owned
+        .iter()
+        .filter_map(|s| s.body())
+        .map(|b| match b {
+            Body::Reply { req, key, value } => Body::Reply {
+                req,
+                key,
+                value: value.map(|v| Bytes(std::boxed::Box::leak(v.0.to_vec().into_boxed_slice()))),
+            },
+            Body::Redirect { req, key, owner } => Body::Redirect { req, key, owner },
+            Body::Error { req, error } => Body::Error { req, error },
+            other => panic!("unexpected answer {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn hosts_that_all_start_without_state_form_a_new_cluster() {
+    let mut hosts = [Some(joining(0, 100)), Some(joining(1, 200)), Some(joining(2, 300))];
+    assert!(hosts.iter().flatten().all(|h| h.joining().is_some() && !h.owns(5)));
+    join_all(&mut hosts);
+    let [Some(h0), Some(h1), Some(h2)] = &mut hosts else { unreachable!() };
+    assert!(h0.joining().is_none() && h1.joining().is_none() && h2.joining().is_none(), "{:?}", h0.joining());
+    assert!(h0.owns(0) && h0.owns(u64::MAX) && !h1.owns(5) && !h2.owns(5), "host 0 is born the root");
+    // Clients that may have talked to an earlier incarnation restart their channels above
+    // the nonce; a channel above it is served.
+    let refused = run(h0, C, &single(7, 7, &Body::GetRequest { key: 5 }));
+    assert!(matches!(
+        refused[0].frame(),
+        Frame::Refused { reason: Refusal::ChannelClosed { above: 100, lost: 0 }, .. }
+    ));
+    assert_eq!(
+        ask(h0, 101, 101, &Body::SetRequest { key: 5, value: Some(Bytes(b"v")) }),
+        [Body::Reply { req: 101, key: 5, value: None }]
+    );
+}
+
+#[test]
+fn a_joining_host_takes_no_message_of_any_channel() {
+    let mut h = joining(0, 100);
+    let before = h.clone();
+    let sent = run(&mut h, C, &single(200, 200, &Body::SetRequest { key: 5, value: Some(Bytes(b"v")) }));
+    assert!(sent.is_empty());
+    let _ = run(&mut h, H1, &single(1, 1, &Body::GetRequest { key: 5 }));
+    assert!(h == before, "nothing accepted while joining");
+    assert_eq!(h.stats().ignored_messages, 2);
+}
+
+/// Host 0 holds keys 50 and 60, host 1 holds 3 and 7 (sharded there); host 0 then restarts
+/// without state.
+fn cluster_after_host_0_lost_its_state() -> [Option<Host>; 3] {
+    let (mut h0, mut h1, h2) = (host(0), host(1), host(2));
+    for (i, k) in [3u64, 7, 50, 60].into_iter().enumerate() {
+        set_acked(&mut h0, i as u64 + 1, k, b"v");
+    }
+    let sent = shard_acked(&mut h0, 5, KeyRange::keys(0, 10), H1);
+    let acks = deliver(&sent, H0, &mut h1);
+    for a in &acks {
+        let _ = run(&mut h0, H1, &a.bytes);
+    }
+    assert!(h1.owns(3) && h0.owns(50) && h0.outgoing().is_empty());
+    let mut hosts = [Some(joining(0, 1_000)), Some(h1), Some(h2)];
+    join_all(&mut hosts);
+    hosts
+}
+
+#[test]
+fn a_host_restarted_without_state_owns_nothing_and_reports_its_keys_lost() {
+    let mut hosts = cluster_after_host_0_lost_its_state();
+    let [Some(h0), Some(h1), _] = &mut hosts else { unreachable!() };
+    assert!(h0.joining().is_none(), "it concluded");
+    assert!((0..100).all(|k| !h0.owns(k)), "no second owner: it owns nothing");
+    assert_eq!(h0.map().owner(3), 1, "host 1's ranges point to host 1");
+    assert_eq!(h0.map().owner(50), LOST);
+    assert_eq!(
+        ask(h0, 2_000, 2_000, &Body::GetRequest { key: 50 }),
+        [Body::Error { req: 2_000, error: KvError::Lost }]
+    );
+    assert_eq!(
+        ask(h0, 2_000, 2_001, &Body::SetRequest { key: 60, value: Some(Bytes(b"w")) }),
+        [Body::Error { req: 2_001, error: KvError::Lost }]
+    );
+    assert_eq!(ask(h0, 2_000, 2_002, &Body::GetRequest { key: 3 }), [Body::Redirect { req: 2_002, key: 3, owner: H1 }]);
+    // Old clients' requests may have run on the lost incarnation: refused, possibly executed.
+    let refused = run(h0, C2, &single(5, 9, &Body::GetRequest { key: 3 }));
+    assert!(matches!(
+        refused[0].frame(),
+        Frame::Refused { reason: Refusal::ChannelClosed { above: 1_000, lost: 1_000 }, .. }
+    ));
+    // Host 1 still serves its keys.
+    assert!(h1.owns(3) && h1.owns(7));
+}
+
+#[test]
+fn hosts_talk_again_on_new_channels_after_a_restart_without_state() {
+    let mut hosts = cluster_after_host_0_lost_its_state();
+    // Host 1 moves [0, 5) to the new host 0, which then serves it.
+    {
+        let [Some(h0), Some(h1), _] = &mut hosts else { unreachable!() };
+        let sent = run(h1, C, &single(10, 10, &Body::Shard { range: KeyRange::keys(0, 5), recipient: H0 }));
+        for a in deliver(&sent, H1, h0) {
+            let _ = run(h1, H0, &a.bytes);
+        }
+        assert!(h0.owns(3) && !h1.owns(3) && h1.outgoing().is_empty());
+        assert_eq!(h0.storage().get(3), Some(&b"v"[..]));
+    }
+}
+
+#[test]
+fn a_new_incarnation_ends_what_its_peers_had_in_flight_with_the_old_one() {
+    let mut h0 = host(0);
+    set_acked(&mut h0, 1, 3, b"v");
+    // A Delegate to host 1 that host 1 never acknowledges.
+    let _ = shard_acked(&mut h0, 2, KeyRange::keys(0, 10), H1);
+    assert_eq!(h0.outgoing().len(), 1);
+    let mut hosts = [Some(h0), Some(joining(1, 5_000)), Some(host(2))];
+    join_all(&mut hosts);
+    let [Some(h0), Some(h1), _] = &mut hosts else { unreachable!() };
+    assert!(h0.outgoing().is_empty(), "the transfer to the dead incarnation is dropped");
+    assert_eq!(h0.reliable().peer(1).unwrap().unacked(), 0);
+    assert_eq!(h1.map().owner(3), LOST, "its range had no owner but the transfer: lost");
+    assert!(!h0.owns(3) && !h1.owns(3));
+}
+
+#[test]
+fn a_transfer_from_a_dead_incarnation_is_dropped_with_its_pairs() {
+    let (mut h0, mut h1) = (host(0), host(1));
+    for k in 0..12u64 {
+        set_acked(&mut h0, k + 1, k, &[b'x'; 60]);
+    }
+    let sent = shard_acked(&mut h0, 13, KeyRange::keys(0, 12), H1);
+    let delegates: Vec<&Sent> = sent.iter().filter(|s| matches!(s.body(), Some(Body::Delegate { .. }))).collect();
+    assert!(delegates.len() > 1, "a transfer of several parts");
+    let _ = run(&mut h1, H0, &delegates[0].bytes);
+    assert!(h1.incoming(0).is_some() && !h1.storage().is_empty() && h1.reserved_pairs() > 0);
+    let mut hosts = [Some(joining(0, 5_000)), Some(h1), Some(host(2))];
+    join_all(&mut hosts);
+    let [_, Some(h1), _] = &mut hosts else { unreachable!() };
+    assert!(h1.incoming(0).is_none() && h1.storage().is_empty() && h1.reserved_pairs() == 0);
+}
+
+#[test]
+fn a_host_that_answered_an_earlier_incarnation_makes_the_new_one_wait() {
+    // Host 0 (first incarnation) asked host 1; both joining. Host 0 restarts before host 1
+    // is born: its new incarnation must not be born from host 1's answer alone.
+    let mut first = [Some(joining(0, 100)), Some(joining(1, 200)), None];
+    let _ = settle(&mut first, 0);
+    let [_, Some(h1), _] = first else { unreachable!() };
+    let mut hosts = [Some(joining(0, 150)), Some(h1), None];
+    let _ = settle(&mut hosts, 10);
+    let h0 = hosts[0].as_ref().unwrap();
+    assert!(h0.joining().is_some());
+    assert_eq!(h0.joining().unwrap().hosts[1], JoinProgress { cursor: None, joining: true, seen_other: true });
+}
+
+#[test]
+fn an_earlier_incarnations_question_is_ignored_and_a_repeated_one_changes_nothing() {
+    let mut h1 = host(1);
+    let ask0 = |nonce| frame(&Frame::Join { nonce, from_key: 0 });
+    assert_eq!(run(&mut h1, H0, &ask0(500)).len(), 1);
+    let before = h1.clone();
+    let mut buf = Buf::new();
+    let step = h1.handle(T0, H0, &ask0(500), &mut buf.outbox());
+    assert!(!step.log_input && h1 == before, "a repeated question changes nothing");
+    assert!(run(&mut h1, H0, &ask0(400)).is_empty(), "an older incarnation's question");
+    assert!(h1 == before);
+}
+
+#[test]
+fn answers_are_paged_to_fit_datagrams() {
+    // Host 1 owns two runs and moves a third: a page with room for one run at a time still
+    // carries them all.
+    let (mut h0, mut h1) = (host(0), host(1));
+    for (i, k) in [0u64, 10, 20].into_iter().enumerate() {
+        set_acked(&mut h0, i as u64 + 1, k, b"v");
+    }
+    for (seq, lo) in [(4, 0u64), (5, 20)] {
+        let sent = shard_acked(&mut h0, seq, KeyRange::keys(lo, lo + 5), H1);
+        for a in deliver(&sent, H0, &mut h1) {
+            let _ = run(&mut h0, H1, &a.bytes);
+        }
+    }
+    let _ = shard_acked(&mut h1, 1, KeyRange::keys(0, 5), H2);
+    let mut buf = [0u8; 8];
+    let (len, next) = h1.page_of_runs(0, &mut buf);
+    let first: Vec<_> = crate::kv::join::runs(&buf[..len]).collect();
+    assert_eq!(first, [Ok((KeyRange::keys(0, 5), 2))], "the moving range first");
+    assert_eq!(next, Some(20));
+    let (len, next) = h1.page_of_runs(20, &mut buf);
+    assert_eq!(crate::kv::join::runs(&buf[..len]).collect::<Vec<_>>(), [Ok((KeyRange::keys(20, 25), 1))]);
+    assert_eq!(next, None);
+    let mut hosts = [Some(joining(0, 9_000)), Some(h1), Some(host(2))];
+    join_all(&mut hosts);
+    let h0 = hosts[0].as_ref().unwrap();
+    assert!(h0.joining().is_none());
+    assert_eq!((h0.map().owner(3), h0.map().owner(22), h0.map().owner(12)), (2, 1, LOST));
+}
