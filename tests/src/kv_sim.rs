@@ -9,7 +9,7 @@
 //! client history is checked for linearizability, key by key, against IronKV's map spec.
 
 use fleet_engine::kv::{
-    Event, HeaplessStore, KeyBound, KeyRange, KvClient, KvConfig, KvHost, Outcome, Request, Storage,
+    Event, HeaplessStore, KeyBound, KeyRange, KvClient, KvConfig, KvError, KvHost, Outcome, Request, Storage,
 };
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 use fleet_proofs::linearizability::{check_partitioned, Operation};
@@ -108,6 +108,11 @@ pub struct KvSim<S: Storage = SimStore> {
     pub crashes: u64,
     /// Logged inputs lost at crashes (never synced).
     pub lost_inputs: u64,
+    next_wipe_us: u64,
+    /// Hosts restarted without their state (joining, then born or amnesiac).
+    pub wipes: u64,
+    /// Operations answered `KvError::Lost` (their key's owner restarted without state).
+    pub lost_key_answers: u64,
 }
 
 impl KvSim<SimStore> {
@@ -144,6 +149,7 @@ impl<S: Storage> KvSim<S> {
         let next_ephemeral_us =
             if options.ephemeral_every_us > 0 { rng.below(options.ephemeral_every_us) } else { u64::MAX };
         let next_crash_us = if options.crash_every_us > 0 { rng.below(options.crash_every_us) } else { u64::MAX };
+        let next_wipe_us = if options.wipe_every_us > 0 { rng.below(options.wipe_every_us) } else { u64::MAX };
         KvSim {
             now: 0,
             rng,
@@ -178,6 +184,9 @@ impl<S: Storage> KvSim<S> {
             new_store: Box::new(store),
             crashes: 0,
             lost_inputs: 0,
+            next_wipe_us,
+            wipes: 0,
+            lost_key_answers: 0,
         }
     }
 
@@ -207,6 +216,7 @@ impl<S: Storage> KvSim<S> {
             consider(self.next_partition_us);
             consider(self.next_restart_us);
             consider(self.next_crash_us);
+            consider(self.next_wipe_us);
         }
         if let Some(h) = self.heal_at_us {
             consider(h);
@@ -282,6 +292,11 @@ impl<S: Storage> KvSim<S> {
         if self.next_ephemeral_us <= self.now {
             self.next_ephemeral_us = self.now + 1 + self.rng.below(2 * self.options.ephemeral_every_us);
             self.spawn_ephemeral(now);
+            return true;
+        }
+        if self.next_wipe_us <= self.now {
+            self.next_wipe_us = self.now + 1 + self.rng.below(2 * self.options.wipe_every_us);
+            self.wipe_host(now);
             return true;
         }
         if self.next_crash_us <= self.now {
@@ -362,6 +377,7 @@ impl<S: Storage> KvSim<S> {
             slot.next_submit_us = self.now;
             self.lost_ops += 1;
         }
+        let key_lost = matches!(&event, Some(Event::Completed(c)) if c.outcome == Outcome::Failed(KvError::Lost));
         let completed = match event {
             Some(Event::Completed(c)) => Some(match c.outcome {
                 Outcome::Value(v) => Some(KvRet::Value(v.map(<[u8]>::to_vec))),
@@ -387,6 +403,9 @@ impl<S: Storage> KvSim<S> {
         }
         match ret {
             Some(ret) => self.history[h].complete = Some((self.now, ret)),
+            // The key's owner restarted without its state: nothing was read or written. The
+            // operation stays pending (the checker lets it take effect or not).
+            None if key_lost && self.wipes > 0 => self.lost_key_answers += 1,
             None => {
                 // A refused write took no effect: drop it from the history. (Nothing in this
                 // workload should be refused; record it as a violation to notice.)
@@ -476,7 +495,10 @@ impl<S: Storage> KvSim<S> {
                     }
                 }
             }
-            if owners.len() + in_flight != 1 {
+            // After a host restarted without its state, a key it held has no owner (lost);
+            // a key never has two.
+            let lost_allowed = self.wipes > 0 && owners.len() + in_flight == 0;
+            if owners.len() + in_flight != 1 && !lost_allowed {
                 return Err(format!("key {k}: owned by hosts {owners:?} and {in_flight} in-flight transfers"));
             }
         }
@@ -562,6 +584,8 @@ impl<S: Storage> KvSim<S> {
             lost_ops: self.lost_ops,
             crashes: self.crashes,
             lost_inputs: self.lost_inputs,
+            wipes: self.wipes,
+            lost_key_answers: self.lost_key_answers,
             lost: self.net.counts.lost,
             duplicated: self.net.counts.duplicated,
             partitioned: self.net.counts.partitioned,

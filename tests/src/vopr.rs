@@ -147,6 +147,10 @@ pub struct ChurnCounts {
     pub host_crashes: u64,
     /// Logged inputs lost at those crashes (never synced).
     pub lost_inputs: u64,
+    /// Hosts restarted without their state.
+    pub wipes: u64,
+    /// Operations answered "key lost".
+    pub lost_key_answers: u64,
 }
 
 impl ChurnCounts {
@@ -160,6 +164,8 @@ impl ChurnCounts {
         self.lost_ops += o.lost_ops;
         self.host_crashes += o.host_crashes;
         self.lost_inputs += o.lost_inputs;
+        self.wipes += o.wipes;
+        self.lost_key_answers += o.lost_key_answers;
     }
 }
 
@@ -182,12 +188,17 @@ pub fn run_seed_with(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOpti
 fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
     let hot = seed % 2 == 1;
     // The durable-binding plant applies to KV hosts too: every seed then crashes hosts.
-    let plant = cfg.plant == Plant::SendBeforeSync;
-    let tweak = |o: &mut crate::kv_sim::KvSimOptions| {
-        if plant {
+    let plant = cfg.plant;
+    let tweak = |o: &mut crate::kv_sim::KvSimOptions| match plant {
+        Plant::SendBeforeSync => {
             o.send_before_sync = true;
             o.crash_every_us = o.crash_every_us.clamp(1, 50_000);
         }
+        Plant::ClaimsAtOnce => {
+            o.claims_at_once = true;
+            o.wipe_every_us = o.wipe_every_us.clamp(1, 200_000);
+        }
+        _ => {}
     };
     let r = match hot {
         true => crate::kv_sim::run_kv_hot_seed_with(seed, cfg.steps, tweak),
@@ -229,6 +240,8 @@ fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
             lost_ops: r.lost_ops,
             host_crashes: r.crashes,
             lost_inputs: r.lost_inputs,
+            wipes: r.wipes,
+            lost_key_answers: r.lost_key_answers,
         },
         ..SeedReport::default()
     }

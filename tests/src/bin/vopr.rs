@@ -214,8 +214,9 @@ fn main() -> ExitCode {
             c.ephemerals, c.vanished, c.evicted, c.abandoned, c.closed_refused, c.lost_ops
         );
         println!(
-            "  kv disks       {} host crashes restarted from disk, {} unsynced inputs lost at them",
-            c.host_crashes, c.lost_inputs
+            "  kv disks       {} host crashes restarted from disk, {} unsynced inputs lost at them, \
+             {} hosts restarted without state ({} operations answered key lost)",
+            c.host_crashes, c.lost_inputs, c.wipes, c.lost_key_answers
         );
     }
     println!("  linearizability unknown (budget) on {} seeds", t.lin_unknown);

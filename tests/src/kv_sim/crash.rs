@@ -120,6 +120,37 @@ impl<S: Storage> KvSim<S> {
         self.down_until[i] = Some(self.now + self.rng.range(1_000, 50_000));
     }
 
+    /// Restarts a random host that is up without its state (its disk lost), while no other
+    /// host is joining: it joins as a new incarnation (or, with the planted bug, takes up
+    /// its initial ranges at once).
+    pub(super) fn wipe_host(&mut self, now: Instant) {
+        if self.hosts.iter().any(|h| h.joining().is_some()) {
+            return;
+        }
+        let up: Vec<usize> = (0..self.hosts.len()).filter(|&i| !self.is_down(i)).collect();
+        if up.is_empty() {
+            return;
+        }
+        let i = up[self.rng.below(up.len() as u64) as usize];
+        let mut config = KvConfig::<4>::new(&self.host_eps).expect("at most 4 hosts");
+        config.params = self.options.params;
+        // Above every seqno a client used with the old incarnation and every earlier nonce.
+        let nonce = self.now + 1_000_000;
+        let store = (self.new_store)();
+        let host = match self.options.claims_at_once {
+            true => SimHost::new(config, i, store),
+            false => SimHost::new_joining(config, i, store, nonce, now),
+        };
+        match host {
+            Ok(h) => {
+                self.disks[i] = Disk::new(&h);
+                *self.hosts[i] = h;
+                self.wipes += 1;
+            }
+            Err(e) => self.violations.push(format!("host {i} could not restart without state: {e:?}")),
+        }
+    }
+
     /// Brings back every host whose downtime is over (all of them when draining).
     pub(super) fn restart_due_hosts(&mut self) -> bool {
         let mut any = false;

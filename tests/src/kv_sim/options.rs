@@ -38,6 +38,12 @@ pub struct KvSimOptions {
     pub crash_every_us: u64,
     /// Planted bug: hosts' datagrams leave before the inputs they depend on are synced.
     pub send_before_sync: bool,
+    /// Mean time between restarts of a host without its state, microseconds (0: none):
+    /// its disk is lost and it joins as a new incarnation (one host at a time).
+    pub wipe_every_us: u64,
+    /// Planted bug: a host restarted without state takes up its initial ranges at once
+    /// (host 0: every key) instead of joining.
+    pub claims_at_once: bool,
 }
 
 impl KvSimOptions {
@@ -61,6 +67,8 @@ impl KvSimOptions {
             ephemeral_every_us: 0,
             crash_every_us: 0,
             send_before_sync: false,
+            wipe_every_us: 0,
+            claims_at_once: false,
         }
     }
 
@@ -80,6 +88,9 @@ impl KvSimOptions {
     pub fn with_crashes(mut self, rng: &mut Rng) -> KvSimOptions {
         if rng.below(3) < 2 {
             self.crash_every_us = rng.range(20_000, 300_000);
+        }
+        if rng.below(3) == 0 {
+            self.wipe_every_us = rng.range(100_000, 1_000_000);
         }
         self
     }
@@ -106,6 +117,8 @@ impl KvSimOptions {
             ephemeral_every_us: 0,
             crash_every_us: 0,
             send_before_sync: false,
+            wipe_every_us: 0,
+            claims_at_once: false,
         }
     }
 }
@@ -124,6 +137,8 @@ impl Default for KvSimOptions {
             ephemeral_every_us: 0,
             crash_every_us: 0,
             send_before_sync: false,
+            wipe_every_us: 0,
+            claims_at_once: false,
         }
     }
 }
@@ -179,6 +194,10 @@ pub struct KvSimReport {
     pub lost_ops: u64,
     /// Host crashes, each followed by a restart from the host's disk.
     pub crashes: u64,
+    /// Hosts restarted without their state.
+    pub wipes: u64,
+    /// Operations answered `KvError::Lost`.
+    pub lost_key_answers: u64,
     /// Logged inputs lost at crashes (never synced; nothing anyone was told).
     pub lost_inputs: u64,
     /// Datagrams the network lost, duplicated, or dropped at a partition.

@@ -56,11 +56,15 @@ pub enum Plant {
     /// vote below a ballot its earlier incarnation promised, or without a vote that made a
     /// value chosen).
     RejoinAtOnce,
+    /// KV (`--kind kv`): a host restarted without its state takes up its initial ranges at
+    /// once instead of joining (host 0 claims every key: lost writes read as absent, two
+    /// owners of one key).
+    ClaimsAtOnce,
 }
 
 impl Plant {
     /// Every plant, for `--plant` parsing and help.
-    pub const ALL: [(&'static str, Plant); 12] = [
+    pub const ALL: [(&'static str, Plant); 13] = [
         ("none", Plant::None),
         ("forge-2b", Plant::ForgeTwoB),
         ("skip-phase1", Plant::SkipPhase1),
@@ -73,6 +77,7 @@ impl Plant {
         ("early-checkpoint", Plant::EarlyCheckpoint),
         ("torn-snapshot", Plant::TornSnapshot),
         ("rejoin-at-once", Plant::RejoinAtOnce),
+        ("claims-at-once", Plant::ClaimsAtOnce),
     ];
 
     /// Parses a `--plant` name.
@@ -99,7 +104,8 @@ impl RslSim {
             | Plant::NoForward
             | Plant::EarlyCheckpoint
             | Plant::TornSnapshot
-            | Plant::RejoinAtOnce => false,
+            | Plant::RejoinAtOnce
+            | Plant::ClaimsAtOnce => false,
             Plant::ForgeTwoB => self.plant_forge_2b(),
             Plant::SkipPhase1 => self.plant_skip_phase1(),
             Plant::ForgeReply => self.plant_forge_reply(),
