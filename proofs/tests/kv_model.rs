@@ -209,3 +209,28 @@ fn simulated_giving_up_executes_no_request_twice() {
     let o = simulate(KvScope::GIVE_UP, true, SimOpts::ci(SIM_STATES));
     assert_safe("give-up-sim", &o, &["a Get or Set completes", "a client's channel is evicted"]);
 }
+
+/// Restart without state (`kv::join`), the control: host 0 may restart without its state at
+/// any moment while client 0 writes key 15 there and client 1 reads it. Random simulation
+/// and breadth-first search: the restarted host joins, owns nothing, and nobody reads a
+/// wrong value; no key has two owners.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn a_host_restarted_without_state_serves_nothing_it_does_not_hold() {
+    let reached = ["a Get or Set completes", "a host restarted without state", "a restarted host ended its join"];
+    let o = simulate(KvScope::AMNESIA, true, SimOpts::ci(SIM_STATES));
+    assert_safe("amnesia-sim", &o, &reached);
+    let o = run_with(KvScope::AMNESIA, true, threads(), Some(2_000_000), false, true);
+    assert_safe("amnesia-bfs", &o, &reached);
+}
+
+/// Planted: the restarted host takes up its initial ranges (host 0: every key, empty). Found
+/// by breadth-first search and by random simulation: client 0's write completes, host 0
+/// restarts, and client 1 reads "not found".
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn planted_restarted_host_claiming_its_initial_ranges_is_found() {
+    let scope = KvScope { planted: Some(KvPlanted::ClaimsInitialRanges), ..KvScope::AMNESIA };
+    expect_violation("planted-claims-bfs", &run_with(scope, false, threads(), Some(2_000_000), true, true));
+    expect_violation("planted-claims-sim", &simulate(scope, false, SimOpts::ci(SIM_STATES)));
+}

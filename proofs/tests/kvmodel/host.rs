@@ -46,6 +46,21 @@ impl AnyHost {
             false => AnyHost::Wide(MHost::new(config, me, MStore::new()).expect("valid model host")),
         }
     }
+    /// The host restarted without its state as incarnation `nonce` (joining), or, under the
+    /// planted `ClaimsInitialRanges`, as a brand-new host that takes up its initial ranges.
+    pub fn restart_without_state(&self, config: KvConfig<3>, nonce: u64, planted: bool, now: Instant) -> AnyHost {
+        let me = self.id();
+        match (self, planted) {
+            (AnyHost::Wide(_), false) => {
+                AnyHost::Wide(MHost::new_joining(config, me, MStore::new(), nonce, now).expect("valid model host"))
+            }
+            (AnyHost::Narrow(_), false) => AnyHost::Narrow(
+                MHostNarrow::new_joining(config, me, MStore::new(), nonce, now).expect("valid model host"),
+            ),
+            (AnyHost::Wide(_), true) => AnyHost::new(config, me, false),
+            (AnyHost::Narrow(_), true) => AnyHost::new(config, me, true),
+        }
+    }
     /// `KvHost::handle`.
     pub fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
         each!(self, h => { let _ = h.handle(now, from, datagram, out); })
@@ -61,6 +76,10 @@ impl AnyHost {
     /// `KvHost::check_invariants`.
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         each!(self, h => h.check_invariants())
+    }
+    /// True while the host joins (`KvHost::joining`).
+    pub fn joining(&self) -> bool {
+        each!(self, h => h.joining().is_some())
     }
     /// `KvHost::owns`.
     pub fn owns(&self, key: u64) -> bool {

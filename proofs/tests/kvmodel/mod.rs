@@ -101,7 +101,22 @@ pub struct HostNode {
     pub broken: Option<&'static str>,
     /// Planted `ServesAfterDelegating`: the stale copy serving clients.
     pub ghost: Option<Box<AnyHost>>,
+    /// The host restarted without its state (at most once).
+    pub restarted: bool,
 }
+
+/// The model's timers: a host's or client's clock-driven step, or a host's restart without
+/// its state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// `tick` at the next deadline.
+    Tick,
+    /// Restart without state.
+    Restart,
+}
+
+/// The nonce of a host restarted without state: above every seqno a model client uses.
+const RESTART_NONCE: u64 = 1_000_000;
 
 /// A client actor's state (workload clients and the admin).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -193,9 +208,9 @@ impl Node {
 
     fn arm(&self, o: &mut Out<Node>, ticks: u8, budget: u8, deadline: Instant) {
         if ticks < budget && deadline != Instant::NEVER {
-            o.set_timer((), model_timeout());
+            o.set_timer(Timer::Tick, model_timeout());
         } else {
-            o.cancel_timer(());
+            o.cancel_timer(Timer::Tick);
         }
     }
 
@@ -293,7 +308,7 @@ fn submit_next(
 impl Actor for Node {
     type Msg = Msg;
     type State = NodeState;
-    type Timer = ();
+    type Timer = Timer;
     type Random = ();
     type Storage = ();
 
@@ -303,7 +318,17 @@ impl Actor for Node {
         match self {
             Node::Host { config, .. } => {
                 let host = AnyHost::new(config.clone(), me, scope.narrow_table);
-                NodeState::Host(Box::new(HostNode { host, now: Instant::ZERO, ticks: 0, broken: None, ghost: None }))
+                if scope.restart_host == Some(me) {
+                    o.set_timer(Timer::Restart, model_timeout());
+                }
+                NodeState::Host(Box::new(HostNode {
+                    host,
+                    now: Instant::ZERO,
+                    ticks: 0,
+                    broken: None,
+                    ghost: None,
+                    restarted: false,
+                }))
             }
             Node::Client { index, .. } => {
                 let eps: Vec<Endpoint> = (0..scope.hosts).map(|i| endpoint(i, scope.hosts)).collect();
@@ -381,9 +406,20 @@ impl Actor for Node {
         }
     }
 
-    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, _timer: &(), o: &mut Out<Self>) {
+    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, timer: &Timer, o: &mut Out<Self>) {
         let scope = *self.scope();
         let next = match &**state {
+            NodeState::Host(node) if *timer == Timer::Restart => {
+                let Node::Host { config, .. } = self else { return };
+                o.cancel_timer(Timer::Restart);
+                let mut n = (**node).clone();
+                let planted = scope.planted == Some(KvPlanted::ClaimsInitialRanges);
+                n.host = n.host.restart_without_state(config.clone(), RESTART_NONCE, planted, n.now);
+                n.restarted = true;
+                n.ghost = None;
+                self.arm(o, n.ticks, scope.host_ticks, n.host.next_deadline());
+                Some(NodeState::Host(Box::new(n)))
+            }
             NodeState::Host(node) => {
                 let mut n = (**node).clone();
                 n.ticks += 1;
@@ -461,7 +497,9 @@ pub fn model(scope: KvScope, progress: bool) -> KvModel {
             .property(Expectation::Sometimes, "a Get or Set completes", op_completed)
             .property(Expectation::Sometimes, "a Shard completes", shard_completed)
             .property(Expectation::Sometimes, "a Get reads a written value", read_after_move)
-            .property(Expectation::Sometimes, "a client's channel is evicted", channel_closed);
+            .property(Expectation::Sometimes, "a client's channel is evicted", channel_closed)
+            .property(Expectation::Sometimes, "a host restarted without state", host_restarted)
+            .property(Expectation::Sometimes, "a restarted host ended its join", restarted_host_joined);
     }
     m
 }

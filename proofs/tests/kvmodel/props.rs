@@ -39,7 +39,9 @@ pub fn ownership(scope: &KvScope, s: &KvState) -> Result<(), String> {
                 }
             }
         }
-        if owners.len() + in_flight != 1 {
+        // A key held by a host that restarted without its state is lost (no owner).
+        let lost_allowed = owners.len() + in_flight == 0 && hs.iter().any(|h| h.restarted);
+        if owners.len() + in_flight != 1 && !lost_allowed {
             return Err(format!("key {k}: owned by hosts {owners:?} and {in_flight} in-flight transfers"));
         }
     }
@@ -87,6 +89,16 @@ pub fn shard_completed(_: &KvModel, s: &KvState) -> bool {
 /// new owner returns client 0's write).
 pub fn read_after_move(_: &KvModel, s: &KvState) -> bool {
     s.history.ops.iter().any(|e| matches!(&e.ret, Some((_, Some(KvRet::Value(Some(_)))))))
+}
+
+/// Progress: a host restarted without its state.
+pub fn host_restarted(_: &KvModel, s: &KvState) -> bool {
+    hosts(s).iter().any(|h| h.restarted)
+}
+
+/// Progress: a host restarted without its state ended its join (it learned where it stands).
+pub fn restarted_host_joined(_: &KvModel, s: &KvState) -> bool {
+    hosts(s).iter().any(|h| h.restarted && !h.host.joining())
 }
 
 /// Progress: some host closed a client's channel (evicted it: its endpoint has a floor).

@@ -72,6 +72,8 @@ pub struct KvScope {
     /// A workload client acknowledges its last reply at once when its script is done (as
     /// the blocking client does), instead of on a timer firing.
     pub flush_when_done: bool,
+    /// A host that may restart without its state once, at any moment (`kv::join`).
+    pub restart_host: Option<usize>,
 }
 
 /// Bugs planted by wrapping actors (never in the engine).
@@ -90,6 +92,9 @@ pub enum KvPlanted {
     /// nothing may have been lost): a client still waiting for a reply the host dropped sends
     /// the request again, and it runs twice ([`super::host::forget_lost`]).
     ForgetsGivingUp,
+    /// A host restarted without its state takes up its initial ranges at once (host 0:
+    /// every key, empty), instead of joining ([`super::host::AnyHost::restart_without_state`]).
+    ClaimsInitialRanges,
 }
 
 const K_STAY: u64 = 5;
@@ -112,6 +117,7 @@ impl KvScope {
         planted: None,
         narrow_table: false,
         flush_when_done: false,
+        restart_host: None,
     };
 
     /// The planted-bug workload: client 0 (at host 0) reads key 5, then key 15; client 1
@@ -130,6 +136,7 @@ impl KvScope {
         planted: None,
         narrow_table: false,
         flush_when_done: false,
+        restart_host: None,
     };
 
     /// The smallest: host 0 moves `[10, ∞)` to host 1 while one client writes key 15.
@@ -143,6 +150,7 @@ impl KvScope {
         planted: None,
         narrow_table: false,
         flush_when_done: false,
+        restart_host: None,
     };
 
     /// Longer: client 0 writes key 15 twice, then reads key 5; client 1 reads key 15 and
@@ -163,6 +171,7 @@ impl KvScope {
         planted: None,
         narrow_table: false,
         flush_when_done: false,
+        restart_host: None,
     };
 
     /// Eviction: one host with room for two clients; client 0 writes `a` to key 15,
@@ -186,6 +195,7 @@ impl KvScope {
         planted: None,
         narrow_table: true,
         flush_when_done: true,
+        restart_host: None,
     };
 
     /// Giving up: one host; client 0 writes `a` to key 15 and may never hear back, the
@@ -209,6 +219,28 @@ impl KvScope {
         planted: None,
         narrow_table: false,
         flush_when_done: true,
+        restart_host: None,
+    };
+
+    /// Restart without state: client 0 writes `a` to key 15 at host 0, client 1 reads key 5
+    /// and then key 15 at host 0; host 0 may restart without its state once, at any moment (any number of the
+    /// write's datagrams may be in flight). A host that took up its initial ranges would
+    /// answer the read "not found" after the write completed; the real rule answers it
+    /// "lost" (or ends it with an unknown outcome), never with a wrong value.
+    pub const AMNESIA: KvScope = KvScope {
+        hosts: 2,
+        clients: &[
+            Script { start_at: Some(0), ops: &[ScriptOp::Set(K_MOVE, b"a")] },
+            Script { start_at: Some(0), ops: &[ScriptOp::Get(K_STAY), ScriptOp::Get(K_MOVE)] },
+        ],
+        shard: None,
+        host_ticks: 2,
+        client_ticks: 1,
+        sample_keys: &[0, K_STAY, K_MOVE, u64::MAX],
+        planted: None,
+        narrow_table: false,
+        flush_when_done: false,
+        restart_host: Some(0),
     };
 
     pub(super) fn actors(&self) -> usize {
