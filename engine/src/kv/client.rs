@@ -337,7 +337,8 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
             Some(s) if op.target == host && s >= base && s < next => s,
             _ => return None,
         };
-        if attempt <= lost {
+        // A Get changes nothing: whether or not it ran, it is simply sent again.
+        if attempt <= lost && op.kind != Kind::Get {
             let (id, ep) = (op.id, self.hosts[host]);
             self.op = None;
             return Some(Event::Lost { op: id, host: ep });

@@ -121,6 +121,21 @@ pub enum KvError {
     Lost,
 }
 
+impl core::fmt::Display for KvError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            KvError::ValueTooLarge => write!(f, "the value is longer than the cluster's max_value_bytes"),
+            KvError::StorageFull => write!(f, "the host's storage is full"),
+            KvError::Shard(e) => write!(f, "shard refused: {e:?}"),
+            KvError::Lost => write!(
+                f,
+                "the key is lost: the host that held it restarted without its state (no --data-dir, or an empty \
+                 one), and no host serves it"
+            ),
+        }
+    }
+}
+
 /// IronKV's inner messages, plus Fleet's error reply. Variant order is the wire tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -116,7 +116,7 @@ impl KvBlockingClient {
                             Outcome::Value(v) => Ok(KvAnswer::Value(v.map(<[u8]>::to_vec))),
                             Outcome::Written => Ok(KvAnswer::Written),
                             Outcome::Sharded => Ok(KvAnswer::Sharded),
-                            Outcome::Failed(e) => Err(CallError::Refused(format!("{e:?}"))),
+                            Outcome::Failed(e) => Err(CallError::Refused(e.to_string())),
                         }),
                         Some(Event::Lost { host, .. }) => Some(Err(CallError::Lost { host: to_socket_addr(host) })),
                         Some(Event::Refused { host, reason, .. }) => {

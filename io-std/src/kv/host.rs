@@ -2,7 +2,7 @@
 //! [`StdStore`], and how the event loop drives it.
 
 use fleet_engine::kv::storage::Storage;
-use fleet_engine::kv::KvHost;
+use fleet_engine::kv::{KvHost, LOST};
 use fleet_engine::{Endpoint, Instant, Outbox};
 
 use super::store::StdStore;
@@ -16,7 +16,9 @@ pub type KvServerHost = KvHost<StdStore, KV_MAX_HOSTS, KV_DELEGATION_RUNS, KV_PE
 impl Host for KvServerHost {
     fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
         let refused = self.stats().foreign_cluster;
+        let joining = self.joining().is_some();
         let _ = KvHost::handle(self, now, from, datagram, out);
+        note_if_joined(self, joining);
         let now_refused = self.stats().foreign_cluster;
         // The 1st, 2nd, 4th, ... of them: a misconfigured peer keeps sending.
         if now_refused != refused && now_refused.is_power_of_two() {
@@ -32,12 +34,37 @@ impl Host for KvServerHost {
         }
     }
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        let joining = self.joining().is_some();
         let _ = KvHost::tick(self, now, out);
+        note_if_joined(self, joining);
     }
     fn next_deadline(&self) -> Instant {
         KvHost::next_deadline(self)
     }
     fn stats_line(&self) -> String {
-        format!("keys={} {:?} {}", self.storage().len(), self.counters(), stats_fields(self.stats()))
+        let joining = if self.joining().is_some() { " joining" } else { "" };
+        format!("keys={}{joining} {:?} {}", self.storage().len(), self.counters(), stats_fields(self.stats()))
+    }
+}
+
+/// Logs how a host that started without state ended its join ([`fleet_engine::kv::join`]).
+pub fn note_if_joined<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize>(
+    host: &KvHost<S, H, M, P, U, D>,
+    was_joining: bool,
+) {
+    if !was_joining || host.joining().is_some() {
+        return;
+    }
+    let id = host.id();
+    if host.map().entries().iter().any(|e| e.owner == LOST) {
+        tracing::warn!(
+            "kv host {id} joined a running cluster after a restart without its state: it owns nothing, and the \
+             keys it held before are lost (requests for them are answered \"lost\"). Run hosts with --data-dir \
+             to keep them across restarts"
+        );
+    } else if host.owns(0) {
+        tracing::info!("kv host {id} joined: a new cluster, this host the initial owner of every key");
+    } else {
+        tracing::info!("kv host {id} joined: a new cluster");
     }
 }

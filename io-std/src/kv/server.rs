@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::host::KvServerHost;
 use super::store::StdStore;
+use crate::clock::incarnation_nonce;
 use crate::config::KvSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::LoopOptions;
@@ -28,10 +29,13 @@ pub fn spawn_kv_at(
     let (socket, bound) = bind_socket(bind.unwrap_or(addr))?;
     let options = LoopOptions { stats_every, ..LoopOptions::default() };
     let setup = setup.clone();
-    spawn_host(format!("kv-{id}"), socket, bound, addr, options, move |_now| {
+    spawn_host(format!("kv-{id}"), socket, bound, addr, options, move |now| {
         let store = StdStore::new(setup.max_keys, setup.config.params.max_value_bytes);
-        let host =
-            KvServerHost::new(setup.config.clone(), id, store).map_err(|e| ServerError::Config(e.to_string()))?;
+        // In memory: every start is a start without state, which joins before serving
+        // (`fleet_engine::kv::join`).
+        let host = KvServerHost::new_joining(setup.config.clone(), id, store, incarnation_nonce(), now)
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        tracing::info!("kv host {id}: started without state; joining (it serves once every other host has answered)");
         Ok(Box::new(host))
     })
 }

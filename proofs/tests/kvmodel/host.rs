@@ -77,6 +77,14 @@ impl AnyHost {
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         each!(self, h => h.check_invariants())
     }
+    /// The base of this host's channel to host `to`.
+    pub fn send_base(&self, to: usize) -> Option<u64> {
+        each!(self, h => h.reliable().peer(to).map(|p| p.send_base()))
+    }
+    /// The base of host `from`'s channel to this host.
+    pub fn fixed_base(&self, from: usize) -> Option<u64> {
+        each!(self, h => h.reliable().fixed_base(from))
+    }
     /// True while the host joins (`KvHost::joining`).
     pub fn joining(&self) -> bool {
         each!(self, h => h.joining().is_some())

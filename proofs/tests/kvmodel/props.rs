@@ -34,7 +34,9 @@ pub fn ownership(scope: &KvScope, s: &KvState) -> Result<(), String> {
         for (a, h) in hs.iter().enumerate() {
             for t in h.host.outgoing() {
                 let b = usize::from(t.recipient);
-                if t.range.contains(k) && t.transfer > hs[b].host.completed_from(a) {
+                // A transfer to a dead incarnation of its recipient can never be applied.
+                let alive = !hs[b].host.joining() && hs[a].host.send_base(b) == hs[b].host.fixed_base(a);
+                if alive && t.range.contains(k) && t.transfer > hs[b].host.completed_from(a) {
                     in_flight += 1;
                 }
             }

@@ -382,3 +382,29 @@ fn a_request_whose_reply_the_host_gave_up_on_ends_lost_and_is_not_sent_again() {
     assert_eq!(n.done[1], (2, Some(b"a".to_vec()), "value"));
     assert_eq!(n.hosts[0].counters().sets, 1);
 }
+
+#[test]
+fn a_read_whose_reply_the_host_gave_up_on_is_sent_again_on_a_new_channel() {
+    let mut n = Net::new(1);
+    n.submit(Request::Set(7, b"a")).unwrap();
+    n.pump();
+    n.drop_to_client = true;
+    n.submit(Request::Get(7)).unwrap();
+    n.pump();
+    let mut store = OutboxBuf::<16, 8192>::new();
+    for _ in 0..10 {
+        let now = n.hosts[0].next_deadline();
+        if now == Instant::NEVER {
+            break;
+        }
+        let mut out = store.outbox();
+        let _ = n.hosts[0].tick(now, &mut out);
+    }
+    assert_eq!(n.hosts[0].counters().abandoned, 1);
+    // Refused as possibly executed: a read has no effect, so it runs again and completes.
+    n.drop_to_client = false;
+    n.tick_client(10);
+    n.pump();
+    assert_eq!(n.done, [(1, None, "written"), (2, Some(b"a".to_vec()), "value")]);
+    assert_eq!(n.hosts[0].counters().gets, 2, "the read ran on both channels");
+}
