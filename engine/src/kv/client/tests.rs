@@ -408,3 +408,30 @@ fn a_read_whose_reply_the_host_gave_up_on_is_sent_again_on_a_new_channel() {
     assert_eq!(n.done, [(1, None, "written"), (2, Some(b"a".to_vec()), "value")]);
     assert_eq!(n.hosts[0].counters().gets, 2, "the read ran on both channels");
 }
+
+/// The former liveness gap of docs/kv.md: a client restarted on a dead client's endpoint
+/// takes the host's stale retransmission (a reply to the dead client, never acknowledged) as
+/// the first message of the host's channel. The host then opens a new channel to it at a
+/// larger base when it serves the new client's request, and the client accepts it.
+#[test]
+fn a_client_restarted_on_a_dead_clients_endpoint_is_served_after_a_stale_retransmission() {
+    let mut n = Net::new(1);
+    n.drop_to_client = true;
+    n.submit(Request::Set(1, b"a")).unwrap();
+    n.pump();
+    // The dead client never acknowledged the reply: the host retransmits it.
+    let mut store = OutboxBuf::<16, 8192>::new();
+    let mut out = store.outbox();
+    let _ = n.hosts[0].tick(Instant::from_millis(10), &mut out);
+    let stale: Vec<Vec<u8>> = out.iter().filter(|(dst, _)| *dst == C).map(|(_, b)| b.to_vec()).collect();
+    assert_eq!(stale.len(), 1, "one stale retransmission");
+    // A new client on the same endpoint hears it first.
+    n.drop_to_client = false;
+    n.client = Client::new(&[H0, H1], 1_000_000, params()).unwrap();
+    n.done.clear();
+    let mut out = store.outbox();
+    assert_eq!(n.client.handle(Instant::ZERO, H0, &stale[0], &mut out), None, "nothing of the new client's");
+    n.submit(Request::Get(1)).unwrap();
+    n.pump();
+    assert_eq!(n.done, [(1, Some(b"a".to_vec()), "value")], "served, not timed out");
+}
