@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::kv::durable::{ImageCursor, RecoverError, Replayed};
+use crate::kv::reliable::evict::Closed;
 use std::vec::Vec;
 
 /// A host whose state-changing inputs are logged, as a durable binding logs them.
@@ -205,4 +206,48 @@ fn a_joining_host_and_what_it_remembers_of_others_survive_an_image() {
     let _ = run(&mut h1, H0, &frame(&Frame::Join { nonce: 9, from_key: 0 }));
     let back = recover(1, &image_of(&h1)).unwrap();
     assert!(back == h1);
+}
+
+#[test]
+fn the_image_holds_one_record_per_item_and_nothing_for_empty_ones() {
+    // A new host: the header, one map run, the three host peers, the end. No join record,
+    // no host memory, no transfers, no unacked messages, no floors, no pairs.
+    let fresh = image_of(&host(0));
+    assert_eq!(fresh.len(), 1 + 1 + 3 + 1);
+    let l = busy();
+    let records = image_of(&l.host);
+    let peers = l.host.reliable().peers().len();
+    let pending = l.host.reliable().pending();
+    let pairs = l.host.storage().len();
+    let floors = (0..8).filter(|&b| l.host.reliable().closed_at(b) != Some(Closed::NONE)).count();
+    let runs = l.host.map().len();
+    let outgoing = l.host.outgoing().len();
+    assert!(floors > 0 && pending > 0 && pairs > 0);
+    assert_eq!(records.len(), 1 + runs + outgoing + peers + pending + floors + pairs + 1);
+}
+
+#[test]
+fn the_last_logged_instant_is_the_last_logged_steps_now() {
+    let mut l = Logged::new(0);
+    assert_eq!(l.host.last_logged_now(), T0);
+    let _ = l.step(7, Some((C, &single(1, 1, &Body::GetRequest { key: 5 }))));
+    let _ = l.step(9, Some((C, &single(1, 1, &Body::GetRequest { key: 5 }))));
+    assert_eq!(l.host.last_logged_now(), Instant::from_millis(7), "the duplicate at 9 ms logged nothing");
+    assert_eq!(recover(0, &l.all()).unwrap().last_logged_now(), Instant::from_millis(7));
+}
+
+#[test]
+fn recovery_errors_say_what_is_wrong() {
+    use std::string::ToString;
+    let cases = [
+        (RecoverError::Gap { expected: 4, found: 6 }, "step 6 where step 4"),
+        (RecoverError::Diverged { step: 3 }, "logged step 3 changed nothing"),
+        (RecoverError::OtherHost, "another cluster or another host"),
+        (RecoverError::Malformed("why"), "malformed image: why"),
+        (RecoverError::Undecodable { record: 2, error: crate::wire::DecodeError::TooShort }, "record 2"),
+        (RecoverError::Config(crate::config::ConfigError::BadIndex), "configuration"),
+    ];
+    for (e, want) in cases {
+        assert!(e.to_string().contains(want), "{e}: {want}");
+    }
 }
