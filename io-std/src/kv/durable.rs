@@ -191,6 +191,18 @@ impl DurableKvHost {
         &self.host
     }
 
+    /// Whether an image is being written (a writer thread runs; [`Host::commit`] installs
+    /// it once done).
+    pub fn image_in_progress(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Images this process wrote and installed (the first one of a new directory not
+    /// counted).
+    pub fn images_written(&self) -> u64 {
+        self.images
+    }
+
     /// The engine's `now` at the event loop's `now`.
     pub fn engine_now(&self, now: Instant) -> Instant {
         now.plus_us(self.offset_us)
