@@ -93,6 +93,9 @@ pub struct DurableKvHost {
     now: Instant,
     job: Option<ImageJob>,
     last_image_bytes: u64,
+    /// Log bytes since the newest image that an earlier process wrote (replayed at the
+    /// start): they count towards the next compaction, so restarts do not let the log grow.
+    carried_bytes: u64,
     /// Images written by this process.
     images: u64,
     /// The log segment the newest image was taken at (unknown after a restart): the
@@ -179,6 +182,7 @@ impl DurableKvHost {
             now,
             job: None,
             last_image_bytes,
+            carried_bytes: rebuilt.replayed_bytes,
             images: 0,
             newest_segment,
             compact_after,
@@ -256,7 +260,8 @@ impl DurableKvHost {
                 }
             }
         }
-        let grown = self.wal.rotated_bytes() >= compact_after_bytes(self.compact_after, self.last_image_bytes);
+        let logged = self.wal.rotated_bytes().saturating_add(self.carried_bytes);
+        let grown = logged >= compact_after_bytes(self.compact_after, self.last_image_bytes);
         if self.job.is_some() || !grown {
             return Ok(());
         }
@@ -272,6 +277,7 @@ impl DurableKvHost {
         // segment holds only inputs after it.
         let segment = self.wal.rotate(&[]).map_err(ServerError::Storage)?;
         self.lazy_since = None;
+        self.carried_bytes = 0;
         let frozen: Box<KvServerHost> = Box::new((*self.host).clone());
         let dir = self.dir.path().to_path_buf();
         let handle = std::thread::Builder::new()
@@ -319,7 +325,7 @@ impl Host for DurableKvHost {
             self.wal.syncs(),
             self.lazy_syncs,
             self.host.logged_steps(),
-            self.wal.rotated_bytes(),
+            self.wal.rotated_bytes().saturating_add(self.carried_bytes),
             self.images,
             self.wal.preallocated()
         )

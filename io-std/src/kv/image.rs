@@ -21,6 +21,7 @@ use crate::capacity::KV_DATAGRAM_BYTES;
 use crate::config::KvSetup;
 use crate::error::ServerError;
 use crate::net::HeapOutbox;
+use crate::storage::frame::FRAME_HEADER_BYTES;
 use crate::storage::wal::Recovered;
 use crate::storage::{snapshot_file, DataDir, StorageError};
 
@@ -67,6 +68,8 @@ pub(crate) struct Rebuilt {
     pub(crate) origin: Origin,
     /// Logged inputs replayed (those the image did not include).
     pub(crate) replayed: u64,
+    /// Their bytes in the log (frames included): what the next image compacts.
+    pub(crate) replayed_bytes: u64,
 }
 
 /// Rebuilds host `id` of `setup` from the images in `data` and the records `log` holds
@@ -89,8 +92,8 @@ pub(crate) fn rebuild(setup: &KvSetup, id: usize, data: &DataDir, log: &Recovere
         any_image = true;
         match from_image(setup, id, &records) {
             Ok(mut host) => {
-                let replayed = replay(&mut host, log).map_err(fail)?;
-                return Ok(Rebuilt { host, origin: Origin::Image(name), replayed });
+                let (replayed, replayed_bytes) = replay(&mut host, log).map_err(fail)?;
+                return Ok(Rebuilt { host, origin: Origin::Image(name), replayed, replayed_bytes });
             }
             // Not damage: the directory is another host's or another configuration's. The
             // image stays where it is.
@@ -114,7 +117,7 @@ pub(crate) fn rebuild(setup: &KvSetup, id: usize, data: &DataDir, log: &Recovere
                  away; move the directory aside only if the host's keys may be lost"
             )));
         }
-        return Ok(Rebuilt { host: new_host(setup, id)?, origin: Origin::New, replayed: 0 });
+        return Ok(Rebuilt { host: new_host(setup, id)?, origin: Origin::New, replayed: 0, replayed_bytes: 0 });
     };
     match wire::decode::<KvRecord<'_>>(Protocol::KvDurable, first) {
         Ok(KvRecord::Datagram { step: 1, .. } | KvRecord::Tick { step: 1, .. }) => {
@@ -123,8 +126,8 @@ pub(crate) fn rebuild(setup: &KvSetup, id: usize, data: &DataDir, log: &Recovere
                 data.path().display()
             );
             let mut host = new_host(setup, id)?;
-            let replayed = replay(&mut host, log).map_err(fail)?;
-            Ok(Rebuilt { host, origin: Origin::WholeLog, replayed })
+            let (replayed, replayed_bytes) = replay(&mut host, log).map_err(fail)?;
+            Ok(Rebuilt { host, origin: Origin::WholeLog, replayed, replayed_bytes })
         }
         _ => Err(fail(format!(
             "no usable image ({IMAGE_FILE}, {IMAGE_FILE}.prev; damaged ones are moved aside as .corrupt), and the \
@@ -141,15 +144,18 @@ fn from_image(setup: &KvSetup, id: usize, image: &[Vec<u8>]) -> Result<Box<KvSer
     KvServerHost::recover(setup.config.clone(), id, empty_store(setup), records, &mut scratch.outbox()).map(Box::new)
 }
 
-/// Replays the logged inputs the host does not include yet; returns how many ran. An input
-/// that does not replay is named with its file and offset.
-fn replay(host: &mut KvServerHost, log: &Recovered) -> Result<u64, String> {
+/// Replays the logged inputs the host does not include yet; returns how many ran and their
+/// bytes in the log. An input that does not replay is named with its file and offset.
+fn replay(host: &mut KvServerHost, log: &Recovered) -> Result<(u64, u64), String> {
     let mut scratch = HeapOutbox::new(REPLAY_OUTBOX_SLOTS, REPLAY_OUTBOX_BYTES);
     let mut out = scratch.outbox();
-    let mut replayed = 0;
+    let (mut replayed, mut bytes) = (0, 0);
     for (i, record) in log.records.iter().enumerate() {
         match host.replay(record, &mut out) {
-            Ok(fleet_engine::kv::Replayed::Applied) => replayed += 1,
+            Ok(fleet_engine::kv::Replayed::Applied) => {
+                replayed += 1;
+                bytes += (record.len() + FRAME_HEADER_BYTES) as u64;
+            }
             Ok(fleet_engine::kv::Replayed::Covered) => {}
             Err(e) => {
                 return Err(match log.locate(i) {
@@ -159,5 +165,5 @@ fn replay(host: &mut KvServerHost, log: &Recovered) -> Result<u64, String> {
             }
         }
     }
-    Ok(replayed)
+    Ok((replayed, bytes))
 }
