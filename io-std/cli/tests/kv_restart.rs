@@ -9,17 +9,23 @@
 //!   every key is read back, and the whole history (every round, and the reads) must be
 //!   linearizable: no acknowledged write is lost, none is applied twice.
 //!
-//! Every wait is bounded; children are SIGKILLed when the test ends, pass or fail.
+//! - a full disk (host 0's data directory on a 1 MiB tmpfs the test mounts) stops the host
+//!   with a clear message; given room and restarted, it has every write it acknowledged.
+//!
+//! Every wait is bounded; children are SIGKILLed and the tmpfs unmounted when the test ends,
+//! pass or fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fleet_cli::bench::{run_kv, BenchOptions, DEFAULT_LOAD_THREADS};
+use fleet_cli::procs::scratch_dir;
 use fleet_engine::kv::client::Request;
 use fleet_io_std::kv::{KvAnswer, KvBlockingClient};
 use fleet_io_std::{CallError, KvSetup};
@@ -212,4 +218,72 @@ fn every_acknowledged_write_survives_each_host_killed_and_restarted_under_load_w
          {images} images written since the last restarts",
         all.len()
     );
+}
+
+/// A tmpfs mounted for the test's life (unmounted when dropped).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", at.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}"), self.0.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_host_and_it_comes_back_with_every_acknowledged_write() {
+    let tag = "kv-full-disk";
+    let Some(tmpfs) = Tmpfs::mount(&scratch_dir(tag).unwrap().join("data-0"), "1m") else {
+        // Mounting needs root (CI runs as root); say so rather than pass silently.
+        let out = Command::new("id").arg("-u").output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).trim() != "0", "running as root, yet the tmpfs mount failed");
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let mut cluster = KvCluster::start(tag, true, &[]);
+    let mut c = KvBlockingClient::connect(&cluster.setup).unwrap();
+    let value = |key: u64| format!("{key:08}").repeat(64).into_bytes();
+    let mut acknowledged = Vec::new();
+    for key in 0..10_000u64 {
+        match c.set(key, &value(key), Duration::from_secs(2)) {
+            Ok(()) => acknowledged.push(key),
+            Err(_) => break,
+        }
+    }
+    assert!(acknowledged.len() > 100 && acknowledged.len() < 10_000, "{} writes acknowledged", acknowledged.len());
+    let until = Instant::now() + Duration::from_secs(10);
+    while !cluster.log(0).contains("stopped") && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = cluster.log(0);
+    assert!(log.contains("KV host 0 stopped") && log.contains("the disk is full"), "{log}");
+    // More room: the host comes back with everything it acknowledged, and serves.
+    tmpfs.resize("64m");
+    cluster.kill(0);
+    cluster.spawn(0, "more-room");
+    let mut c = KvBlockingClient::connect(&cluster.setup).unwrap();
+    for &key in &acknowledged {
+        assert_eq!(c.get(key, T).unwrap(), Some(value(key)), "key {key}");
+    }
+    c.set(20_000, b"after", T).unwrap();
+    eprintln!("{} writes acknowledged before the disk filled; all read back", acknowledged.len());
+    drop(cluster);
 }

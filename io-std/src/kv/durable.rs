@@ -248,8 +248,7 @@ impl DurableKvHost {
     fn manage_images(&mut self) -> Result<(), ServerError> {
         if self.job.as_ref().is_some_and(|j| j.handle.is_finished()) {
             if let Some(job) = self.job.take() {
-                let written =
-                    job.handle.join().map_err(|_| ServerError::Config("the image writer panicked".into()))?;
+                let written = job.handle.join().map_err(|_| ServerError::Config("the image writer panicked".into()))?;
                 self.last_image_bytes = written.map_err(ServerError::Storage)?;
                 snapshot_file::install(&self.dir, IMAGE_FILE).map_err(ServerError::Storage)?;
                 self.images += 1;

@@ -44,7 +44,9 @@ pub fn write_image(dir: &Path, host: &KvServerHost) -> Result<u64, StorageError>
     let records = std::iter::from_fn(|| {
         Some(match host.image_record(&mut cursor, &mut buf)? {
             Ok(r) => Ok(r.to_vec()),
-            Err(_) => Err(StorageError::Io(file.clone(), std::io::Error::other("an image record did not fit its buffer"))),
+            Err(_) => {
+                Err(StorageError::Io(file.clone(), std::io::Error::other("an image record did not fit its buffer")))
+            }
         })
     });
     snapshot_file::write(dir, IMAGE_FILE, records)

@@ -54,8 +54,8 @@ use crate::clock::incarnation_nonce;
 use crate::config::RslSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::Host;
-pub use crate::storage::wal::{compact_after_bytes, segment_prealloc_bytes};
 use crate::storage::wal::Wal;
+pub use crate::storage::wal::{compact_after_bytes, segment_prealloc_bytes};
 use crate::storage::{snapshot_file, DataDir, StorageError};
 
 /// The snapshot file in the data directory.
@@ -71,7 +71,6 @@ const JOB_POLL: Duration = Duration::from_millis(10);
 /// Application bytes per snapshot record.
 const SNAPSHOT_PIECE_BYTES: usize = 60 << 10;
 const RECORD_BUF_BYTES: usize = SERVER_DATAGRAM_BYTES + DURABLE_RECORD_OVERHEAD_BYTES;
-
 
 /// A snapshot being written by a writer thread.
 struct SnapshotJob {

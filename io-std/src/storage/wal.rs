@@ -132,7 +132,9 @@ impl Wal {
             let parsed = frame::parse(&bytes);
             found.records.extend(parsed.payloads.iter().map(|r| bytes[r.clone()].to_vec()));
             let index = found.segments.len();
-            found.positions.extend(parsed.payloads.iter().map(|r| (index, (r.start - frame::FRAME_HEADER_BYTES) as u64)));
+            found
+                .positions
+                .extend(parsed.payloads.iter().map(|r| (index, (r.start - frame::FRAME_HEADER_BYTES) as u64)));
             found.segments.push(path.clone());
             match parsed.damage {
                 None => {}
