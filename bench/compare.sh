@@ -2,7 +2,8 @@
 # Compares Fleet's RSL cluster and IronKV cluster with Redis on this machine, in one run, on 127.0.0.1:
 # the same client counts (1 and 50) and value size (128 B). Prints each figure and the
 # ratio Fleet / Redis. Installs Debian's redis-server if it is missing. Stops everything
-# it started. Usage: bench/compare.sh [seconds-per-run]
+# it started. Then bench/kv_durable.sh: durable KV hosts (--data-dir) against Redis with
+# `--appendfsync always`. Usage: bench/compare.sh [seconds-per-run]
 #
 # Both load generators spread their clients over event-loop threads (redis-benchmark
 # --threads, fleet bench --threads). Which count is fastest depends on the machine and the
@@ -20,7 +21,7 @@ if ! command -v redis-benchmark >/dev/null || ! command -v redis-server >/dev/nu
 fi
 
 cargo build --release -q -p fleet-cli
-FLEET=target/release/fleet
+FLEET="${CARGO_TARGET_DIR:-target}/release/fleet"
 WORK=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
@@ -62,3 +63,8 @@ for kind in rsl kv; do
     printf "%-8s %-8s %18s %34s %8s\n" "$kind" "$c" "$r ($rt)" "$f ($ft, $p50/$p99)" "$(python3 -c "print('%.2fx' % ($f/$r))")"
   done
 done
+
+# The in-memory servers stop before the durable run starts its own.
+for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=()
+echo
+bash bench/kv_durable.sh "$SECS"

@@ -28,12 +28,13 @@
 //!
 //! - [`rsl`]: replicas of any application, the replicated map `fleet rsl serve` runs,
 //!   durable mode, and the blocking client;
-//! - [`kv`]: IronKV hosts and the blocking KV client;
+//! - [`kv`]: IronKV hosts (in memory, or durable: [`kv::DurableKvHost`]) and the blocking KV
+//!   client;
 //! - [`config`]: the TOML cluster file, validated into [`RslSetup`] and [`KvSetup`];
 //! - [`capacity`]: the compile-time capacities of the std engine types;
 //! - [`net`]: the event loop ([`net::event_loop::Host`] is the contract a host meets), burst
 //!   UDP I/O, address conversion, server threads;
-//! - [`storage`]: the write-ahead log of durable mode;
+//! - [`storage`]: the write-ahead log and snapshot files of durable RSL replicas and KV hosts;
 //! - [`clock`], [`error`]: the engine's clock, and the errors users see.
 #![forbid(unsafe_code)]
 

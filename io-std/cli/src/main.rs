@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use fleet_cli::bench::{run_kv, run_rsl, BenchOptions, BenchResult, DEFAULT_LOAD_THREADS};
-use fleet_io_std::kv::{spawn_kv_at, KvBlockingClient};
+use fleet_io_std::kv::{spawn_kv_at, KvBlockingClient, KvServeOptions};
 use fleet_io_std::net::event_loop::LoopOptions;
 use fleet_io_std::net::udp_batch::Syscalls;
 use fleet_io_std::rsl::{spawn_rsl_with, RslClient, ServeOptions};
@@ -150,6 +150,20 @@ enum KvCmd {
         /// advertised port.
         #[arg(long, value_name = "ADDR")]
         bind: Option<SocketAddr>,
+        /// Durable mode: keep the host's whole state (its pairs, which ranges it owns,
+        /// transfers, client channels) in this directory (created if missing), as a log of
+        /// the inputs that changed it and an image of it; every reply and every message to
+        /// another host leaves only once the inputs before it are synced. A host killed and
+        /// restarted with its directory loses nothing acknowledged. Without it, state is in
+        /// memory only: never restart a crashed host then.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Durable mode: write an image and drop older log segments once this many bytes
+        /// were logged since the last image (default 64 MiB, or the last image's size if
+        /// larger). Disk use stays near two images, the log since the older one, and one
+        /// preallocated segment (a quarter more than this).
+        #[arg(long, value_name = "BYTES", requires = "data_dir")]
+        compact_after_bytes: Option<u64>,
     },
     /// Reads KEY (a u64).
     Get {
@@ -389,11 +403,21 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             c.delete(key.as_bytes(), TIMEOUT).map_err(|e| e.to_string())?;
             say("ok");
         }
-        Cmd::Kv(KvCmd::Serve { config, id, bind }) => {
+        Cmd::Kv(KvCmd::Serve { config, id, bind, data_dir, compact_after_bytes }) => {
             let setup = kv_setup(&config)?;
-            let every = (cli.verbose > 0).then_some(Duration::from_secs(1));
-            let server = spawn_kv_at(&setup, id, bind, every).map_err(|e| e.to_string())?;
-            eprintln!("KV host {id} serving on {}{}", server.addr, advertised(&setup.addrs, id, bind));
+            let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));
+            let options = KvServeOptions {
+                loop_options: LoopOptions { stats_every, ..LoopOptions::default() },
+                data_dir: data_dir.clone(),
+                bind,
+                compact_after_bytes,
+            };
+            let server = spawn_kv_at(&setup, id, &options).map_err(|e| e.to_string())?;
+            let mode = match &data_dir {
+                Some(d) => format!("durable, data in {}", d.display()),
+                None => "in memory".to_string(),
+            };
+            eprintln!("KV host {id} serving on {}{} ({mode})", server.addr, advertised(&setup.addrs, id, bind));
             // Runs until the process is killed; it returns only on a server error.
             server.wait().map_err(|e| format!("KV host {id} stopped: {e}"))?;
         }

@@ -55,6 +55,7 @@ use crate::config::RslSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::Host;
 use crate::storage::wal::Wal;
+pub use crate::storage::wal::{compact_after_bytes, segment_prealloc_bytes};
 use crate::storage::{snapshot_file, DataDir, StorageError};
 
 /// The snapshot file in the data directory.
@@ -65,24 +66,11 @@ pub const LAZY_SYNC: Duration = Duration::from_millis(2);
 /// The log is compacted (a snapshot taken, older segments deleted) once this many bytes
 /// were written since the last snapshot, or as many as the last snapshot file if larger.
 pub const COMPACT_AFTER_BYTES: u64 = 64 << 20;
-/// Log segments are zero-filled to this length ahead of use: a quarter more than the
-/// compaction threshold (a segment usually ends with a snapshot, not full), within
-/// [1 MiB, 256 MiB].
-pub fn segment_prealloc_bytes(compact_after: u64) -> u64 {
-    compact_after.saturating_add(compact_after / 4).clamp(1 << 20, 256 << 20)
-}
 /// How often a running snapshot writer is looked at.
 const JOB_POLL: Duration = Duration::from_millis(10);
 /// Application bytes per snapshot record.
 const SNAPSHOT_PIECE_BYTES: usize = 60 << 10;
 const RECORD_BUF_BYTES: usize = SERVER_DATAGRAM_BYTES + DURABLE_RECORD_OVERHEAD_BYTES;
-
-/// When the log is compacted: once `threshold` bytes were written since the last snapshot,
-/// or as many as the last snapshot file if that is larger (so snapshots cost at most as much disk
-/// bandwidth as the log itself).
-pub fn compact_after_bytes(threshold: u64, last_snapshot_bytes: u64) -> u64 {
-    threshold.max(last_snapshot_bytes)
-}
 
 /// A snapshot being written by a writer thread.
 struct SnapshotJob {

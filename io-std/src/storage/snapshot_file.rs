@@ -1,7 +1,7 @@
 //! Snapshot files: the latest whole snapshot as frames (`<name>`), and the one before it
 //! (`<name>.prev`), each replaced atomically.
 //!
-//! A new snapshot is written to `<name>.tmp` and synced ([`write`], from a thread of its own
+//! A new snapshot is written to `<name>.tmp` and synced ([`write`](fn@write), from a thread of its own
 //! while the server runs); then [`install`] renames `<name>` to `<name>.prev` and the
 //! temporary file to `<name>`, and syncs the directory: a crash leaves whole files only, and
 //! at least one of the two snapshots. Any damaged frame makes a whole file unusable

@@ -41,6 +41,18 @@ pub struct Recovered {
     pub dropped_tail_bytes: u64,
     /// The newest segment (appended to from now on).
     pub segment: PathBuf,
+    /// The segments read, oldest first.
+    pub segments: Vec<PathBuf>,
+    /// Where each record's frame starts: an index into `segments`, and a byte offset.
+    pub positions: Vec<(usize, u64)>,
+}
+
+impl Recovered {
+    /// The segment and byte offset of record `i` (for errors that must name them).
+    pub fn locate(&self, i: usize) -> Option<(&Path, u64)> {
+        let (segment, offset) = *self.positions.get(i)?;
+        Some((self.segments.get(segment)?.as_path(), offset))
+    }
 }
 
 /// An open segmented log.
@@ -62,6 +74,20 @@ pub struct Wal {
     preallocated: bool,
     syncer: Syncer,
     preparer: Preparer,
+}
+
+/// Log segments are zero-filled to this length ahead of use: a quarter more than the
+/// compaction threshold (a segment usually ends with a snapshot or image, not full), within
+/// [1 MiB, 256 MiB].
+pub fn segment_prealloc_bytes(compact_after: u64) -> u64 {
+    compact_after.saturating_add(compact_after / 4).clamp(1 << 20, 256 << 20)
+}
+
+/// When a log is compacted: once `threshold` bytes were written since the last snapshot (or
+/// image), or as many as the last snapshot file if that is larger (so snapshots cost at most
+/// as much disk bandwidth as the log itself).
+pub fn compact_after_bytes(threshold: u64, last_snapshot_bytes: u64) -> u64 {
+    threshold.max(last_snapshot_bytes)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
@@ -105,6 +131,11 @@ impl Wal {
             File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_err(&path))?;
             let parsed = frame::parse(&bytes);
             found.records.extend(parsed.payloads.iter().map(|r| bytes[r.clone()].to_vec()));
+            let index = found.segments.len();
+            found
+                .positions
+                .extend(parsed.payloads.iter().map(|r| (index, (r.start - frame::FRAME_HEADER_BYTES) as u64)));
+            found.segments.push(path.clone());
             match parsed.damage {
                 None => {}
                 Some(Damage::TornTail { at }) if n == newest => {
@@ -362,6 +393,10 @@ mod tests {
         drop(wal);
         let (mut wal, rec) = Wal::open(&dir, 0).unwrap();
         assert_eq!(rec.records, vec![b"a".to_vec(), b"b".to_vec(), b"image".to_vec(), b"c".to_vec()]);
+        let frame_of = |payload: usize| (FRAME_HEADER_BYTES + payload) as u64;
+        assert_eq!(rec.locate(1), Some((path.join(segment_name(1)).as_path(), frame_of(1))), "b: second in 1");
+        assert_eq!(rec.locate(3), Some((path.join(segment_name(2)).as_path(), frame_of(5))), "c: after the image");
+        assert_eq!(rec.locate(4), None);
         wal.remove_before(&dir, 2).unwrap();
         drop(wal);
         let (wal, rec) = Wal::open(&dir, 0).unwrap();

@@ -50,6 +50,8 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         let mut host = Self::build(config, me, store, nonce)?;
         host.map = DelegationMap::new(LOST);
         host.join = Some(Join::new(nonce, n, me, now));
+        // A cluster of one has nobody to ask: a new cluster.
+        host.conclude_join(now);
         Ok(host)
     }
 

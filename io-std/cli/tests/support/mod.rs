@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod kv;
 pub mod proxy;
 
 use std::net::SocketAddr;

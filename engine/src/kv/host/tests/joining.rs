@@ -261,3 +261,11 @@ fn answers_are_paged_to_fit_datagrams() {
     assert!(h0.joining().is_none());
     assert_eq!((h0.map().owner(3), h0.map().owner(22), h0.map().owner(12)), (2, 1, LOST));
 }
+
+#[test]
+fn a_cluster_of_one_host_is_born_at_once() {
+    let mut config = KvConfig::new(&[H0]).unwrap();
+    config.params = params();
+    let h = Host::new_joining(config, 0, Store::new(), 100, T0).unwrap();
+    assert!(h.joining().is_none() && h.owns(0) && h.owns(u64::MAX));
+}
