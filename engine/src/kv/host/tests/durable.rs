@@ -251,3 +251,41 @@ fn recovery_errors_say_what_is_wrong() {
         assert!(e.to_string().contains(want), "{e}: {want}");
     }
 }
+
+#[test]
+fn an_image_whose_records_are_out_of_place_or_missing_is_refused() {
+    let l = busy();
+    let image = image_of(&l.host);
+    let malformed = |records: &[Vec<u8>]| matches!(recover(0, records), Err(RecoverError::Malformed(_)));
+    assert!(malformed(&image[1..]), "no header first");
+    let mut twice = image.clone();
+    twice.insert(1, image[0].clone());
+    assert!(malformed(&twice), "a second header");
+    // A map run moved after the peers: each record alone is fine, the order is not.
+    let mut late_run = image.clone();
+    let run = late_run.remove(1);
+    let at = late_run.len() - 1;
+    late_run.insert(at, run);
+    assert!(malformed(&late_run), "sections out of order");
+    // A pair left out: only the record count notices.
+    let mut no_pair = image.clone();
+    no_pair.remove(image.len() - 2);
+    assert!(malformed(&no_pair), "a missing pair");
+}
+
+#[test]
+fn a_transfer_being_received_survives_an_image() {
+    let mut h0 = host(0);
+    for k in 0..7u64 {
+        let _ = set(&mut h0, k + 1, k, &[b'x'; 64]);
+        let _ = run(&mut h0, C, &frame(&Frame::Ack { seqno: k + 1 }));
+    }
+    let sent = shard(&mut h0, 8, KeyRange::keys(0, 10), H1);
+    let first = sent.iter().find(|s| matches!(s.body(), Some(Body::Delegate { .. }))).unwrap();
+    let mut h1 = host(1);
+    let _ = run(&mut h1, H0, &first.bytes);
+    assert!(h1.incoming(0).is_some(), "part 0 of several applied");
+    let back = recover(1, &image_of(&h1)).unwrap();
+    assert!(back == h1);
+    assert_eq!(back.incoming(0), h1.incoming(0));
+}

@@ -269,3 +269,81 @@ fn a_cluster_of_one_host_is_born_at_once() {
     let h = Host::new_joining(config, 0, Store::new(), 100, T0).unwrap();
     assert!(h.joining().is_none() && h.owns(0) && h.owns(u64::MAX));
 }
+
+fn join_reply(nonce: u64, base: u64, joining: bool, runs: &[u8]) -> heapless::Vec<u8, 512> {
+    frame(&Frame::JoinReply { nonce, base, joining, seen_other: false, from_key: 0, next: None, runs: Bytes(runs) })
+}
+
+#[test]
+fn a_malformed_or_stale_answer_changes_nothing() {
+    let mut h = joining(0, 100);
+    let mut buf = Buf::new();
+    let _ = h.tick(T0, &mut buf.outbox());
+    let mut run = [0u8; 32];
+    let good_run = crate::kv::join::push_run(&mut run, 0, KeyRange::keys(0, 5), 1).unwrap();
+    let bad_owner = crate::kv::join::push_run(&mut run, good_run, KeyRange::keys(5, 9), 7).unwrap();
+    let cases: [(&str, heapless::Vec<u8, 512>, Endpoint); 6] = [
+        ("base 0", join_reply(100, 0, false, &[]), H1),
+        ("base beyond the largest", join_reply(100, crate::kv::reliable::MAX_CHANNEL_BASE + 1, false, &[]), H1),
+        ("an owner that is no host", join_reply(100, 5, false, &run[good_run..bad_owner]), H1),
+        ("a joining host with ranges", join_reply(100, 5, true, &run[..good_run]), H1),
+        ("another incarnation's nonce", join_reply(99, 5, false, &[]), H1),
+        ("from no host", join_reply(100, 5, false, &[]), C),
+    ];
+    for (what, d, from) in cases {
+        let before = h.clone();
+        let step = h.handle(T0, from, &d, &mut buf.outbox());
+        assert!(!step.log_input && h == before, "{what}: nothing changes");
+    }
+    assert_eq!(h.stats().invalid_messages, 4);
+    assert_eq!(h.stats().ignored_messages, 1);
+    assert_eq!(h.stats().unknown_sender, 1);
+    // A good answer from host 1 with that run is taken.
+    let step = h.handle(T0, H1, &join_reply(100, 5, false, &run[..good_run]), &mut buf.outbox());
+    assert!(step.log_input && h.joining().unwrap().hosts[1].cursor.is_none());
+    assert_eq!(h.map().owner(3), 1);
+    assert_eq!(h.reliable().fixed_base(1), Some(5));
+}
+
+#[test]
+fn a_question_from_the_hosts_own_address_is_refused() {
+    let mut h = host(1);
+    let before = h.clone();
+    assert!(run(&mut h, H1, &frame(&Frame::Join { nonce: 500, from_key: 0 })).is_empty());
+    assert!(h == before && h.stats().invalid_messages == 1);
+}
+
+#[test]
+fn forgetting_one_hosts_transfer_keeps_the_reservations_of_anothers() {
+    // Host 1 receives part 0 of a two-part transfer from host 0 and from host 2.
+    let mut h1 = host(1);
+    for (src_ep, src) in [(H0, 0usize), (H2, 2)] {
+        let mut sender = host(src);
+        if src == 2 {
+            // Host 2 needs a range first: host 0 gives it [100, 200).
+            let mut h0 = host(0);
+            for k in 0..7u64 {
+                set_acked(&mut h0, k + 1, 100 + k, &[b'y'; 64]);
+            }
+            let sent = shard_acked(&mut h0, 8, KeyRange::keys(100, 200), H2);
+            for a in deliver(&sent, H0, &mut sender) {
+                let _ = run(&mut h0, H2, &a.bytes);
+            }
+        } else {
+            for k in 0..7u64 {
+                set_acked(&mut sender, k + 1, k, &[b'x'; 64]);
+            }
+        }
+        let range = if src == 2 { KeyRange::keys(100, 200) } else { KeyRange::keys(0, 12) };
+        let seqno = if src == 2 { 1 } else { 8 };
+        let sent = shard_acked(&mut sender, seqno, range, H1);
+        let first = sent.iter().find(|s| matches!(s.body(), Some(Body::Delegate { .. }))).unwrap();
+        let _ = run(&mut h1, src_ep, &first.bytes);
+        assert!(h1.incoming(src).is_some());
+    }
+    let from_2 = h1.incoming(2).map(|i| (i.total_pairs - i.applied) as usize).unwrap();
+    assert!(from_2 > 0);
+    let _ = run(&mut h1, H0, &frame(&Frame::Join { nonce: 700, from_key: 0 }));
+    assert!(h1.incoming(0).is_none() && h1.incoming(2).is_some());
+    assert_eq!(h1.reserved_pairs(), from_2, "host 2's reservation stays");
+}
