@@ -392,3 +392,27 @@ fn with_the_default_parameters_a_silent_client_is_given_up_14_35_s_after_the_fir
     assert_eq!(at, Instant::from_millis(14_350));
     assert_eq!(r.retransmits(), 12);
 }
+
+#[test]
+fn an_imaged_peer_is_put_back_only_where_it_belongs() {
+    let new = || {
+        let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
+        r.add_peer(A, PeerKind::Fixed { base: 1 }).unwrap();
+        r
+    };
+    let host = *new().peer(0).unwrap();
+    let client = Peer { ep: B, kind: PeerKind::Client, recv: Some((1, 1)), ..host };
+    // A host in its own slot, any send base up to one past the largest channel base.
+    assert_eq!(new().restore_peer(0, host), Ok(()));
+    assert_eq!(new().restore_peer(0, Peer { send_base: MAX_CHANNEL_BASE + 1, ..host }), Ok(()));
+    assert!(new().restore_peer(0, Peer { send_base: 0, ..host }).is_err());
+    assert!(new().restore_peer(0, Peer { send_base: MAX_CHANNEL_BASE + 2, ..host }).is_err());
+    // Not another endpoint, not a client, in a host's slot.
+    assert!(new().restore_peer(0, Peer { ep: B, ..host }).is_err());
+    assert!(new().restore_peer(0, Peer { kind: PeerKind::Client, ..host }).is_err());
+    // A client next in the table, never a gap, never a host, never twice.
+    assert_eq!(new().restore_peer(1, client), Ok(()));
+    assert!(new().restore_peer(2, client).is_err());
+    assert!(new().restore_peer(1, Peer { kind: PeerKind::Fixed { base: 1 }, ..client }).is_err());
+    assert!(new().restore_peer(1, Peer { ep: A, ..client }).is_err());
+}

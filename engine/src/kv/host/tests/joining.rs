@@ -298,11 +298,15 @@ fn a_malformed_or_stale_answer_changes_nothing() {
     assert_eq!(h.stats().invalid_messages, 4);
     assert_eq!(h.stats().ignored_messages, 1);
     assert_eq!(h.stats().unknown_sender, 1);
-    // A good answer from host 1 with that run is taken.
+    // A good answer from host 1 with that run is taken; the largest base is a base.
     let step = h.handle(T0, H1, &join_reply(100, 5, false, &run[..good_run]), &mut buf.outbox());
     assert!(step.log_input && h.joining().unwrap().hosts[1].cursor.is_none());
     assert_eq!(h.map().owner(3), 1);
     assert_eq!(h.reliable().fixed_base(1), Some(5));
+    let largest = crate::kv::reliable::MAX_CHANNEL_BASE;
+    let step = h.handle(T0, H2, &join_reply(100, largest, false, &[]), &mut buf.outbox());
+    assert!(step.log_input && h.joining().is_none(), "host 2's answer ends the join");
+    assert_eq!(h.reliable().fixed_base(2), Some(largest));
 }
 
 #[test]
