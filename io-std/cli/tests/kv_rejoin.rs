@@ -10,15 +10,12 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_engine::kv::Request;
-use fleet_io_std::config::ClusterFile;
 use fleet_io_std::kv::{KvAnswer, KvBlockingClient};
 use fleet_io_std::CallError;
-use support::FLEET;
+use support::kv::KvCluster;
 
 const T: Duration = Duration::from_secs(5);
 
@@ -28,21 +25,8 @@ fn is_lost(r: &Result<KvAnswer, CallError>) -> bool {
 
 #[test]
 fn a_host_restarted_without_its_state_reports_its_keys_lost_and_claims_no_other_hosts_keys() {
-    let dir = scratch_dir("kv-rejoin").unwrap();
-    let ports = free_udp_ports(3).unwrap();
-    let mut file = ClusterFile::local(3, 0);
-    file.rsl = None;
-    file.kv.as_mut().unwrap().hosts = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let config = dir.join("kv.toml");
-    std::fs::write(&config, file.to_toml()).unwrap();
-    let serve = |children: &mut Children, id: usize, log: &str| {
-        let args = ["kv", "serve", "--config", config.to_str().unwrap(), "--id", &id.to_string()];
-        children.spawn(Path::new(FLEET), &args, &dir.join(log)).unwrap()
-    };
-    let mut children = Children::default();
-    let first: Vec<usize> = (0..3).map(|id| serve(&mut children, id, &format!("kv-{id}.log"))).collect();
-    let setup = file.kv().unwrap();
-    eprintln!("hosts at ports {ports:?}");
+    let mut cluster = KvCluster::start("kv-rejoin", false, &[]);
+    let setup = cluster.setup.clone();
     let mut c = KvBlockingClient::connect(&setup).unwrap();
     c.set(u64::MAX - 1, b"ready", Duration::from_secs(10)).expect("the KV cluster comes up within 10 s");
     for k in [3u64, 7, 50, 60] {
@@ -50,8 +34,8 @@ fn a_host_restarted_without_its_state_reports_its_keys_lost_and_claims_no_other_
     }
     c.shard(0, Some(10), 1, 0, T).unwrap();
 
-    children.kill(first[0]);
-    serve(&mut children, 0, "kv-0-restarted.log");
+    cluster.kill(0);
+    cluster.spawn(0, "restarted");
     // Until host 0 has joined it answers nothing; then its own keys are lost.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut fresh = KvBlockingClient::connect(&setup).unwrap();
@@ -74,6 +58,6 @@ fn a_host_restarted_without_its_state_reports_its_keys_lost_and_claims_no_other_
     // The client from before the restart carries on: its channel to host 0 is refused as one
     // the lost incarnation may have served, and a read is simply sent again on a new one.
     assert_eq!(c.get(7, T).unwrap(), Some(b"v7".to_vec()));
-    let log = std::fs::read_to_string(dir.join("kv-0-restarted.log")).unwrap();
+    let log = cluster.log(0);
     assert!(log.contains("keys it held before are lost"), "{log}");
 }

@@ -104,6 +104,20 @@ impl Net {
         let _ = self.hosts[0].handle(Instant::ZERO, ep, &buf[..len], &mut out);
     }
 
+    /// Host 0 runs its timers until it has nothing left to retransmit: with the client's
+    /// replies dropped, it gives up on the client.
+    fn host_0_gives_up(&mut self) {
+        let mut store = OutboxBuf::<16, 8192>::new();
+        for _ in 0..10 {
+            let now = self.hosts[0].next_deadline();
+            if now == Instant::NEVER {
+                break;
+            }
+            let mut out = store.outbox();
+            let _ = self.hosts[0].tick(now, &mut out);
+        }
+    }
+
     fn pump(&mut self) {
         let mut store = OutboxBuf::<16, 8192>::new();
         for _ in 0..1000 {
@@ -359,15 +373,7 @@ fn a_request_whose_reply_the_host_gave_up_on_ends_lost_and_is_not_sent_again() {
     n.submit(Request::Set(7, b"a")).unwrap();
     n.pump();
     // The host retransmits the reply into the void, then gives up on the client.
-    let mut store = OutboxBuf::<16, 8192>::new();
-    for _ in 0..10 {
-        let now = n.hosts[0].next_deadline();
-        if now == Instant::NEVER {
-            break;
-        }
-        let mut out = store.outbox();
-        let _ = n.hosts[0].tick(now, &mut out);
-    }
+    n.host_0_gives_up();
     assert_eq!(n.hosts[0].counters().abandoned, 1);
     // The client retransmits its request: refused as possibly executed.
     n.drop_to_client = false;
@@ -391,15 +397,7 @@ fn a_read_whose_reply_the_host_gave_up_on_is_sent_again_on_a_new_channel() {
     n.drop_to_client = true;
     n.submit(Request::Get(7)).unwrap();
     n.pump();
-    let mut store = OutboxBuf::<16, 8192>::new();
-    for _ in 0..10 {
-        let now = n.hosts[0].next_deadline();
-        if now == Instant::NEVER {
-            break;
-        }
-        let mut out = store.outbox();
-        let _ = n.hosts[0].tick(now, &mut out);
-    }
+    n.host_0_gives_up();
     assert_eq!(n.hosts[0].counters().abandoned, 1);
     // Refused as possibly executed: a read has no effect, so it runs again and completes.
     n.drop_to_client = false;
