@@ -433,3 +433,147 @@ fn a_client_restarted_on_a_dead_clients_endpoint_is_served_after_a_stale_retrans
     n.pump();
     assert_eq!(n.done, [(1, Some(b"a".to_vec()), "value")], "served, not timed out");
 }
+
+fn hash_of(c: &Client) -> u64 {
+    use core::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    c.hash(&mut h);
+    h.finish()
+}
+
+#[test]
+fn client_equality_and_hash_see_every_field_but_the_counters() {
+    let a = Client::new(&[H0, H1], 1, params()).unwrap();
+    let mut counted = a.clone();
+    counted.stats.datagrams_in = 5;
+    assert!(counted == a && hash_of(&counted) == hash_of(&a), "counters are not state");
+    let mut busy = a.clone();
+    let mut store = OutboxBuf::<16, 8192>::new();
+    busy.submit(Instant::ZERO, Request::Get(5), &mut store.outbox()).unwrap();
+    let mut variants = Vec::new();
+    let mut v = a.clone();
+    v.hosts.pop();
+    variants.push(("hosts", v));
+    let mut v = a.clone();
+    v.params.max_value_bytes -= 1;
+    variants.push(("params", v));
+    variants.push(("channels", Client::new(&[H0, H1], 2, params()).unwrap()));
+    let mut v = a.clone();
+    v.next_op += 1;
+    variants.push(("next operation", v));
+    let mut v = a.clone();
+    v.hints.push((5, 1)).unwrap();
+    variants.push(("hints", v));
+    let mut v = busy.clone();
+    v.op = None;
+    for (what, v) in variants {
+        assert!(v != a, "{what}");
+        assert_ne!(hash_of(&v), hash_of(&a), "{what}");
+    }
+    assert!(v != busy && hash_of(&v) != hash_of(&busy), "the operation");
+}
+
+/// A frame from `from` to the client; its event.
+fn to_client(n: &mut Net, from: Endpoint, f: &Frame<'_>) -> Option<Event<'static>> {
+    let mut buf = [0u8; 512];
+    let len = wire::encode(Protocol::Kv, f, &mut buf).unwrap();
+    let mut store = OutboxBuf::<16, 8192>::new();
+    let mut out = store.outbox();
+    n.client.handle(Instant::ZERO, from, &buf[..len], &mut out).map(|e| match e {
+        Event::Completed(c) => Event::Completed(Completed {
+            op: c.op,
+            outcome: match c.outcome {
+                Outcome::Value(_) => Outcome::Value(None),
+                Outcome::Written => Outcome::Written,
+                Outcome::Sharded => Outcome::Sharded,
+                Outcome::Failed(e) => Outcome::Failed(e),
+            },
+            redirects: c.redirects,
+            host: c.host,
+        }),
+        Event::Lost { op, host } => Event::Lost { op, host },
+        Event::Refused { op, host, reason } => Event::Refused { op, host, reason },
+    })
+}
+
+/// `body`, encoded into `inner` (cleared first).
+fn encode_body(body: &Body<'_>, inner: &mut heapless::Vec<u8, 128>) {
+    inner.clear();
+    wire::append(inner, body).unwrap();
+}
+
+#[test]
+fn answers_and_refusals_count_only_for_the_outstanding_attempt() {
+    let mut n = Net::new(1);
+    n.submit(Request::Get(5)).unwrap();
+    n.queue.clear();
+    // An ack of something never sent is invalid; a refusal of another seqno or from another
+    // host is ignored.
+    assert_eq!(to_client(&mut n, H0, &Frame::Ack { seqno: 9 }), None);
+    assert_eq!(n.client.stats().invalid_messages, 1);
+    assert_eq!(to_client(&mut n, H0, &Frame::Ack { seqno: 1 }), None);
+    assert_eq!(n.client.stats().invalid_messages, 1, "a real ack is not invalid");
+    assert_eq!(to_client(&mut n, H0, &Frame::Refused { seqno: 2, reason: Refusal::QueueFull }), None);
+    assert_eq!(to_client(&mut n, H1, &Frame::Refused { seqno: 1, reason: Refusal::QueueFull }), None);
+    let refused = to_client(&mut n, H0, &Frame::Refused { seqno: 1, reason: Refusal::QueueFull });
+    assert!(matches!(refused, Some(Event::Refused { op: 1, .. })));
+    // A closed channel at another host, or for an older seqno, does not end the operation.
+    let closed = |seqno| Frame::Refused { seqno, reason: Refusal::ChannelClosed { above: 50, lost: 50 } };
+    assert_eq!(to_client(&mut n, H1, &closed(1)), None);
+    assert!(n.client.pending().is_some());
+    // A reply with the operation's seqno but another key is not its answer.
+    let mut inner = heapless::Vec::new();
+    encode_body(&Body::Reply { req: 1, key: 6, value: None }, &mut inner);
+    let f = Frame::Single { base: 1, seqno: 1, ack: 1, body: Bytes(&inner) };
+    assert_eq!(to_client(&mut n, H0, &f), None);
+    assert!(n.client.pending().is_some(), "still waiting");
+    // The right key completes it, counting no redirect.
+    encode_body(&Body::Reply { req: 1, key: 5, value: None }, &mut inner);
+    let f = Frame::Single { base: 1, seqno: 2, ack: 1, body: Bytes(&inner) };
+    assert!(matches!(to_client(&mut n, H0, &f), Some(Event::Completed(Completed { redirects: 0, .. }))));
+}
+
+#[test]
+fn a_completed_operation_reports_how_many_redirects_it_followed() {
+    let mut n = Net::new(1);
+    n.submit(Request::Get(5)).unwrap();
+    n.queue.clear();
+    let mut inner = heapless::Vec::new();
+    encode_body(&Body::Redirect { req: 1, key: 5, owner: H1 }, &mut inner);
+    assert_eq!(to_client(&mut n, H0, &Frame::Single { base: 1, seqno: 1, ack: 1, body: Bytes(&inner) }), None);
+    let req = n.client.op.as_ref().unwrap().seqno.unwrap();
+    encode_body(&Body::Reply { req, key: 5, value: None }, &mut inner);
+    let done = to_client(&mut n, H1, &Frame::Single { base: 1, seqno: 1, ack: req, body: Bytes(&inner) });
+    assert!(matches!(done, Some(Event::Completed(Completed { redirects: 1, .. }))), "{done:?}");
+}
+
+#[test]
+fn a_paused_attempt_goes_out_when_its_time_comes_and_not_before() {
+    let mut n = Net::new(1);
+    n.submit(Request::Get(5)).unwrap();
+    n.queue.clear();
+    let at = Instant::from_millis(30);
+    n.client.op.as_mut().unwrap().seqno = None;
+    n.client.op.as_mut().unwrap().resend_at = Some(at);
+    let mut store = OutboxBuf::<16, 8192>::new();
+    let mut out = store.outbox();
+    n.client.tick(Instant::from_millis(5), &mut out);
+    assert!(n.client.op.as_ref().unwrap().seqno.is_none(), "not before its time");
+    n.client.tick(at, &mut out);
+    assert!(n.client.op.as_ref().unwrap().seqno.is_some(), "sent at its time");
+}
+
+#[test]
+fn a_lone_ack_waits_a_quarter_of_the_retransmission_period() {
+    let p = KvParams { reliable: ReliableParams { retransmit_ms: 40, ..params().reliable }, ..params() };
+    let mut c = Client::new(&[H0, H1], 1, p).unwrap();
+    let mut store = OutboxBuf::<16, 8192>::new();
+    c.submit(Instant::ZERO, Request::Get(5), &mut store.outbox()).unwrap();
+    let mut inner = heapless::Vec::<u8, 128>::new();
+    wire::append(&mut inner, &Body::Reply { req: 1, key: 5, value: None }).unwrap();
+    let mut buf = [0u8; 256];
+    let f = Frame::Single { base: 1, seqno: 1, ack: 1, body: Bytes(&inner) };
+    let len = wire::encode(Protocol::Kv, &f, &mut buf).unwrap();
+    assert!(c.handle(Instant::ZERO, H0, &buf[..len], &mut store.outbox()).is_some());
+    assert_eq!(c.next_deadline(), Instant::from_millis(10), "40 ms / 4");
+}
