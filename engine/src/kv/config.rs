@@ -129,3 +129,38 @@ impl<const H: usize> KvConfig<H> {
         self.params.validate(datagram)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_adds_at_most_102_bytes_around_its_value() {
+        // Frame 41 (envelope and cluster identity included), body and pair headers.
+        assert_eq!(MSG_OVERHEAD_BYTES, 102);
+    }
+
+    #[test]
+    fn each_bad_parameter_is_named() {
+        let ok = KvParams { max_value_bytes: 100, max_datagram_bytes: 100 + MSG_OVERHEAD_BYTES, ..KvParams::default() };
+        assert_eq!(ok.validate(ok.max_datagram_bytes), Ok(()), "the tightest fit is fine");
+        let bad = |p: KvParams, datagram: usize| match p.validate(datagram) {
+            Err(ConfigError::Invalid(what)) => what,
+            other => panic!("{p:?} with {datagram}-byte buffers: {other:?}"),
+        };
+        assert_eq!(bad(ok, ok.max_datagram_bytes - 1), "max_datagram_bytes");
+        let huge = KvParams { max_datagram_bytes: MAX_UDP_PAYLOAD_BYTES + 1, ..ok };
+        assert_eq!(bad(huge, usize::MAX), "max_datagram_bytes");
+        assert_eq!(bad(KvParams { max_value_bytes: 101, ..ok }, 1 << 16), "max_value_bytes");
+        assert_eq!(bad(KvParams { max_value_bytes: 0, ..ok }, 1 << 16), "max_value_bytes");
+        let r = ok.reliable;
+        let with = |reliable| KvParams { reliable, ..ok };
+        assert_eq!(bad(with(ReliableParams { retransmit_ms: 0, ..r }), 1 << 16), "retransmit_ms");
+        let slow = ReliableParams { max_retransmit_ms: r.retransmit_ms - 1, ..r };
+        assert_eq!(bad(with(slow), 1 << 16), "max_retransmit_ms");
+        assert_eq!(bad(with(ReliableParams { max_unacked_per_peer: 0, ..r }), 1 << 16), "max_unacked_per_peer");
+        let many = ReliableParams { max_unacked_per_peer: usize::from(u16::MAX) + 1, ..r };
+        assert_eq!(bad(with(many), 1 << 16), "max_unacked_per_peer");
+        assert_eq!(bad(with(ReliableParams { give_up_after: 0, ..r }), 1 << 16), "give_up_after");
+    }
+}

@@ -577,3 +577,18 @@ fn a_lone_ack_waits_a_quarter_of_the_retransmission_period() {
     assert!(c.handle(Instant::ZERO, H0, &buf[..len], &mut store.outbox()).is_some());
     assert_eq!(c.next_deadline(), Instant::from_millis(10), "40 ms / 4");
 }
+
+#[test]
+fn a_hint_is_kept_once_per_key_and_the_oldest_goes_when_full() {
+    let mut hints = heapless::Vec::new();
+    remember(&mut hints, 5, 1);
+    remember(&mut hints, 6, 1);
+    remember(&mut hints, 5, 0);
+    assert_eq!(&hints[..], [(6, 1), (5, 0)], "re-remembering a key replaces its hint only");
+    for k in 0..HINTS as u64 {
+        remember(&mut hints, 100 + k, 1);
+    }
+    assert_eq!(hints.len(), HINTS);
+    assert_eq!(hints[0], (100, 1), "the two oldest went first");
+    assert!(!hints.iter().any(|h| h.0 == 5 || h.0 == 6));
+}
