@@ -163,4 +163,16 @@ mod tests {
         assert_eq!(bad(with(many), 1 << 16), "max_unacked_per_peer");
         assert_eq!(bad(with(ReliableParams { give_up_after: 0, ..r }), 1 << 16), "give_up_after");
     }
+
+    #[test]
+    fn a_cluster_has_one_to_255_distinct_hosts() {
+        let ep = |i: usize| Endpoint::v4([10, 0, (i >> 8) as u8, i as u8], 1);
+        let with = |n: usize| KvConfig::<256> { hosts: (0..n).map(ep).collect(), params: KvParams::default() };
+        assert_eq!(with(255).validate(1472), Ok(()));
+        assert_eq!(with(256).validate(1472), Err(ConfigError::TooManyReplicas));
+        assert_eq!(with(0).validate(1472), Err(ConfigError::NoReplicas));
+        let mut twice = with(3);
+        twice.hosts[2] = ep(0);
+        assert_eq!(twice.validate(1472), Err(ConfigError::DuplicateEndpoint));
+    }
 }

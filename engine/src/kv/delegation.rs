@@ -220,4 +220,22 @@ mod tests {
         assert_eq!(m.run_of(15), (KeyRange::keys(10, 20), 1));
         assert_eq!(m.run_of(25), (KeyRange::from(20), 0));
     }
+
+    #[test]
+    fn a_map_from_entries_is_checked_clause_by_clause() {
+        let e = |lo, owner| Entry { lo, owner };
+        let ok = DelegationMap::<4>::from_entries(&[e(0, 0), e(10, LOST), e(20, 1)], 2).unwrap();
+        assert!(!ok.is_empty());
+        assert_eq!((ok.len(), ok.free()), (3, 1));
+        let bad = |entries: &[Entry]| DelegationMap::<4>::from_entries(entries, 2).err();
+        assert_eq!(bad(&[]), Some("delegation map does not start at key 0"));
+        assert_eq!(bad(&[e(1, 0)]), Some("delegation map does not start at key 0"));
+        assert_eq!(bad(&[e(0, 0), e(5, 1), e(5, 0)]), Some("delegation map bounds not strictly increasing"));
+        assert_eq!(bad(&[e(0, 0), e(5, 0)]), Some("delegation map has two adjacent runs with one owner"));
+        assert_eq!(bad(&[e(0, 0), e(5, 2)]), Some("delegation map names an unknown host"));
+        assert_eq!(
+            bad(&[e(0, 0), e(1, 1), e(2, 0), e(3, 1), e(4, 0)]),
+            Some("more delegation runs than the map holds")
+        );
+    }
 }

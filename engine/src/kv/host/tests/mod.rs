@@ -537,5 +537,40 @@ fn largest_messages_fit_the_datagram() {
 }
 
 mod durable;
+#[test]
+fn a_host_is_built_only_within_its_capacities() {
+    let hosts = [H0, H1, H2];
+    let config = |n: usize, p: KvParams| {
+        let mut c = KvConfig::new(&hosts[..n]).unwrap();
+        c.params = p;
+        c
+    };
+    let bad = |r: Result<Host, ConfigError>| match r {
+        Err(e) => e,
+        Ok(_) => panic!("built"),
+    };
+    assert_eq!(bad(Host::new(config(3, params()), 3, Store::new())), ConfigError::BadIndex);
+    // Peers: the test host holds 8; a config of 8 hosts fits, 9 do not.
+    let eps: heapless::Vec<Endpoint, 9> = (0..9u8).map(|i| Endpoint::v4([10, 9, 0, i], 1)).collect();
+    let many = |n: usize| {
+        let mut wide = KvConfig::<9>::new(&eps[..n]).unwrap();
+        wide.params = params();
+        wide
+    };
+    type Wide = KvHost<Store, 9, 6, 8, 16, 512>;
+    assert!(Wide::new(many(8), 0, Store::new()).is_ok());
+    assert!(matches!(Wide::new(many(9), 0, Store::new()), Err(ConfigError::Invalid(_))));
+    type Narrow = KvHost<Store, 4, 2, 8, 16, 512>;
+    assert!(matches!(Narrow::new(config(3, params()), 0, Store::new()), Err(ConfigError::Invalid(_))));
+    assert!(KvHost::<Store, 4, 3, 8, 16, 512>::new(config(3, params()), 0, Store::new()).is_ok());
+    let value = |bytes| KvParams { max_value_bytes: bytes, ..params() };
+    assert!(Host::new(config(3, value(64)), 0, Store::new()).is_ok(), "the store's value capacity");
+    assert!(matches!(Host::new(config(3, value(65)), 0, Store::new()), Err(ConfigError::Invalid(_))));
+    let unacked =
+        |n| KvParams { reliable: ReliableParams { max_unacked_per_peer: n, ..params().reliable }, ..params() };
+    assert!(Host::new(config(3, unacked(16)), 0, Store::new()).is_ok(), "the unacked capacity");
+    assert!(matches!(Host::new(config(3, unacked(17)), 0, Store::new()), Err(ConfigError::Invalid(_))));
+}
+
 mod eviction;
 mod joining;
