@@ -1,7 +1,7 @@
 //! Hosts that start without state (`kv::join`), one test per rule.
 
 use super::*;
-use crate::kv::delegation::LOST;
+use crate::kv::delegation::{DelegationMap, LOST};
 use crate::kv::join::JoinProgress;
 use std::vec::Vec;
 
@@ -350,4 +350,26 @@ fn forgetting_one_hosts_transfer_keeps_the_reservations_of_anothers() {
     let _ = run(&mut h1, H0, &frame(&Frame::Join { nonce: 700, from_key: 0 }));
     assert!(h1.incoming(0).is_none() && h1.incoming(2).is_some());
     assert_eq!(h1.reserved_pairs(), from_2, "host 2's reservation stays");
+}
+
+#[test]
+fn the_host_invariant_rejects_each_broken_clause_of_a_joining_host() {
+    let good = joining(0, 100);
+    assert_eq!(good.check_invariants(), Ok(()));
+    let expect = "a joining host holds or owns something";
+    let mut h = good.clone();
+    h.store.set(5, b"v").unwrap();
+    assert_eq!(h.check_invariants(), Err(expect), "a stored pair");
+    let mut h = good.clone();
+    h.outgoing
+        .push(Outgoing { transfer: 1, recipient: 1, range: KeyRange::keys(0, 5), last_seqno: 101, pairs: 0 })
+        .unwrap();
+    assert_eq!(h.check_invariants(), Err(expect), "an outgoing transfer");
+    let mut h = good.clone();
+    h.incoming[1] =
+        Some(Incoming { transfer: 1, range: KeyRange::keys(0, 5), parts: 2, next_part: 1, total_pairs: 0, applied: 0 });
+    assert_eq!(h.check_invariants(), Err(expect), "an incoming transfer");
+    let mut h = good.clone();
+    h.map = DelegationMap::new(0);
+    assert_eq!(h.check_invariants(), Err(expect), "a key owned");
 }

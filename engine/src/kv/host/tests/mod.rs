@@ -572,5 +572,51 @@ fn a_host_is_built_only_within_its_capacities() {
     assert!(matches!(Host::new(config(3, unacked(17)), 0, Store::new()), Err(ConfigError::Invalid(_))));
 }
 
+#[test]
+fn the_host_invariant_rejects_each_broken_transfer_clause() {
+    let good = host(1);
+    let inc = Incoming { transfer: 1, range: KeyRange::keys(0, 5), parts: 2, next_part: 1, total_pairs: 3, applied: 1 };
+    let mut h = good.clone();
+    h.incoming[0] = Some(inc);
+    h.reserved_pairs = 2;
+    assert_eq!(h.check_invariants(), Ok(()), "a transfer half received");
+    for (broken, why) in [
+        (Incoming { next_part: 0, ..inc }, "part 0 not applied"),
+        (Incoming { next_part: 2, ..inc }, "every part applied"),
+        (Incoming { applied: 4, total_pairs: 3, ..inc }, "more pairs than the transfer"),
+    ] {
+        let mut h = good.clone();
+        h.incoming[0] = Some(broken);
+        h.reserved_pairs = (broken.total_pairs.saturating_sub(broken.applied)) as usize;
+        assert_eq!(h.check_invariants(), Err("incoming transfer state out of bounds"), "{why}");
+    }
+    let mut h = good.clone();
+    h.incoming[0] = Some(inc);
+    h.reserved_pairs = 1;
+    assert_eq!(h.check_invariants(), Err("reserved pairs disagree with the incoming transfers"));
+    let mut h = good.clone();
+    h.incoming[0] = Some(Incoming { range: KeyRange::keys(0, 5), ..inc });
+    h.reserved_pairs = 2;
+    h.map.set(&KeyRange::keys(3, 4), 1).unwrap();
+    assert_eq!(h.check_invariants(), Err("host owns a key of a range it is still receiving"));
+    let mut h = good.clone();
+    h.reserved_pairs = 17;
+    h.incoming[0] = Some(Incoming { total_pairs: 17, applied: 0, ..inc });
+    assert_eq!(h.check_invariants(), Err("storage holds more than its capacity less reservations"));
+    let mut h = good.clone();
+    h.store.set(7, b"v").unwrap();
+    assert_eq!(h.check_invariants(), Err("storage holds a key this host neither owns nor is receiving"));
+    let mut h = good.clone();
+    h.outgoing
+        .push(Outgoing { transfer: 1, recipient: 1, range: KeyRange::keys(0, 5), last_seqno: 5, pairs: 0 })
+        .unwrap();
+    assert_eq!(h.check_invariants(), Err("outgoing transfer to this host"));
+    let mut h = good.clone();
+    h.outgoing
+        .push(Outgoing { transfer: 1, recipient: 0, range: KeyRange::keys(0, 5), last_seqno: 0, pairs: 0 })
+        .unwrap();
+    assert_eq!(h.check_invariants(), Err("fully acknowledged transfer still listed as outgoing"));
+}
+
 mod eviction;
 mod joining;
