@@ -262,6 +262,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn errors_say_what_is_wrong() {
+        extern crate std;
+        use std::string::ToString;
+        assert!(KvError::Lost.to_string().contains("restarted without its state"));
+        assert!(KvError::StorageFull.to_string().contains("storage is full"));
+        assert!(KvError::ValueTooLarge.to_string().contains("max_value_bytes"));
+        assert!(KvError::Shard(ShardError::NotOwner).to_string().contains("NotOwner"));
+    }
+
+    #[test]
     fn key_bounds_order_zero_keys_inf() {
         assert!(KeyBound::Zero < KeyBound::Key(0));
         assert!(KeyBound::Key(u64::MAX) < KeyBound::Inf);

@@ -416,3 +416,36 @@ fn an_imaged_peer_is_put_back_only_where_it_belongs() {
     assert!(new().restore_peer(1, Peer { kind: PeerKind::Fixed { base: 1 }, ..client }).is_err());
     assert!(new().restore_peer(1, Peer { ep: A, ..client }).is_err());
 }
+
+#[test]
+fn channel_parameters_are_checked_one_by_one() {
+    let p = params();
+    assert_eq!(p.validate(3), Ok(()), "three unacked fit a pool of three");
+    assert_eq!(ReliableParams { max_retransmit_ms: p.retransmit_ms, ..p }.validate(8), Ok(()), "no backoff");
+    let bad = |q: ReliableParams, u| match q.validate(u) {
+        Err(ConfigError::Invalid(what)) => what,
+        other => panic!("{q:?}: {other:?}"),
+    };
+    assert_eq!(bad(ReliableParams { retransmit_ms: 0, ..p }, 8), "retransmit_ms");
+    assert_eq!(bad(ReliableParams { max_retransmit_ms: p.retransmit_ms - 1, ..p }, 8), "max_retransmit_ms");
+    assert_eq!(bad(ReliableParams { max_unacked_per_peer: 0, ..p }, 8), "max_unacked_per_peer");
+    assert_eq!(bad(p, 2), "max_unacked_per_peer");
+    assert_eq!(bad(ReliableParams { give_up_after: 0, ..p }, 8), "give_up_after");
+    let r = Rel::new(Protocol::Kv, 256, p, 1).unwrap();
+    assert_eq!(r.max_body_bytes(), 256 - FRAME_OVERHEAD_BYTES);
+}
+
+#[test]
+fn bases_up_to_the_largest_are_channels_and_beyond_it_are_not() {
+    let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
+    r.add_peer(A, PeerKind::Fixed { base: 1 }).unwrap();
+    r.add_peer(B, PeerKind::Client).unwrap();
+    assert_eq!(r.classify(1, MAX_CHANNEL_BASE, MAX_CHANNEL_BASE), Verdict::New);
+    assert_eq!(r.classify(1, MAX_CHANNEL_BASE + 1, MAX_CHANNEL_BASE + 1), Verdict::Invalid);
+    // A fixed peer's new incarnation: any base up to the largest; never for a client.
+    assert_eq!(r.restart_fixed(1, 5), None, "a client is not a fixed peer");
+    assert_eq!(r.restart_fixed(0, 0), None);
+    assert_eq!(r.restart_fixed(0, MAX_CHANNEL_BASE + 1), None);
+    assert!(r.restart_fixed(0, MAX_CHANNEL_BASE).is_some());
+    assert_eq!(r.fixed_base(0), Some(MAX_CHANNEL_BASE));
+}
