@@ -24,6 +24,7 @@
 mod log;
 
 pub mod client;
+pub mod durable;
 pub mod host;
 pub mod kv_client;
 pub mod net;
@@ -31,6 +32,7 @@ pub mod node;
 pub mod switch;
 
 pub use client::{CallError, RslClient};
+pub use durable::{Halt, InMemory, Input, KvFlash, Persist, RslFlash};
 pub use host::SansIoHost;
 pub use kv_client::{AsyncKvClient, KvAnswer};
 pub use node::{Buffers, LinkStats, Node, NodeState, SocketBuffers};

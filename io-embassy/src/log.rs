@@ -11,3 +11,15 @@ macro_rules! debug {
 }
 
 pub(crate) use debug;
+
+#[cfg(feature = "defmt")]
+macro_rules! error {
+    ($($arg:tt)*) => { defmt::error!($($arg)*) };
+}
+
+#[cfg(not(feature = "defmt"))]
+macro_rules! error {
+    ($fmt:literal $(, $arg:expr)* $(,)?) => {{ $( let _ = &$arg; )* }};
+}
+
+pub(crate) use error;

@@ -19,10 +19,11 @@ use embassy_net::Stack;
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::{Duration, Timer};
-use fleet_engine::{Endpoint, Outbox, OutboxBuf};
+use fleet_engine::{Endpoint, Instant, Outbox, OutboxBuf};
 
+use crate::durable::{Halt, InMemory, Input, Persist};
 use crate::host::SansIoHost;
-use crate::log::debug;
+use crate::log::{debug, error};
 use crate::net::{to_endpoint, to_ip_endpoint};
 
 /// Most self-addressed datagrams fed back after one step before the loop polls the socket
@@ -64,6 +65,8 @@ pub struct NodeState<H> {
     pub host: H,
     /// The binding's counters.
     pub link: LinkStats,
+    /// Why the node stopped speaking, once its persister failed ([`Node::run_durable`]).
+    pub halted: Option<Halt>,
 }
 
 /// An engine host bound to one endpoint, ready to [`run`](Node::run) on a UDP socket.
@@ -73,6 +76,9 @@ pub struct NodeState<H> {
 /// reads it.
 pub struct Node<M: RawMutex, H> {
     me: Endpoint,
+    /// Added to embassy-time's clock: a host recovered from storage goes on from the clock
+    /// it logged, which a reset set back to zero.
+    clock_offset_us: u64,
     state: Mutex<M, RefCell<NodeState<H>>>,
 }
 
@@ -138,7 +144,19 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
     /// `host`, which knows itself as `me` in its configuration (the endpoint peers send to;
     /// behind a NAT it may differ from the socket's local address).
     pub const fn new(me: Endpoint, host: H) -> Self {
-        Node { me, state: Mutex::new(RefCell::new(NodeState { host, link: ZERO_STATS })) }
+        Node { me, clock_offset_us: 0, state: Mutex::new(RefCell::new(NodeState { host, link: ZERO_STATS, halted: None })) }
+    }
+
+    /// `host` recovered from storage whose clock had reached `resume_at`: the node's clock
+    /// ([`Node::now`]) goes on from there rather than from embassy-time's origin.
+    pub fn resumed(me: Endpoint, host: H, resume_at: Instant) -> Self {
+        let offset = resume_at.as_micros().saturating_sub(crate::now().as_micros());
+        Node { clock_offset_us: offset, ..Node::new(me, host) }
+    }
+
+    /// The node's clock: embassy-time's, plus the offset of a resumed node.
+    pub fn now(&self) -> Instant {
+        crate::now().plus_us(self.clock_offset_us)
     }
 
     /// The endpoint this node is in its configuration.
@@ -151,16 +169,28 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
         self.state.lock(|cell| f(&mut cell.borrow_mut()))
     }
 
-    /// Runs the host on `socket` forever.
+    /// Runs the in-memory host on `socket` forever.
     pub async fn run<const SLOTS: usize, const BYTES: usize, const D: usize, const LB: usize>(
         &self,
         socket: &UdpSocket<'_>,
         bufs: &mut Buffers<SLOTS, BYTES, D, LB>,
     ) -> ! {
+        self.run_durable(socket, bufs, &mut InMemory).await
+    }
+
+    /// Runs the host on `socket` forever, persisting what each step requires through
+    /// `persist` before the step's datagrams leave. If `persist` fails, the node stops
+    /// speaking for good and [`NodeState::halted`] says why.
+    pub async fn run_durable<const SLOTS: usize, const BYTES: usize, const D: usize, const LB: usize>(
+        &self,
+        socket: &UdpSocket<'_>,
+        bufs: &mut Buffers<SLOTS, BYTES, D, LB>,
+        persist: &mut impl Persist<H>,
+    ) -> ! {
         let Buffers { out: store, rx, loopback } = bufs;
         debug!("fleet node up");
         loop {
-            let now = crate::now();
+            let now = self.now();
             let deadline = self.with(|s| s.host.next_deadline());
             if deadline <= now {
                 let mut out = store.outbox();
@@ -168,6 +198,7 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
                     bump(&mut s.link.ticks);
                     s.host.tick(now, &mut out);
                 });
+                self.persist(persist, now, Input::Tick).await;
                 self.flush(socket, &out, loopback).await;
             } else {
                 let wait = Duration::from_micros(deadline.micros_since(now)).min(MAX_WAIT);
@@ -175,20 +206,21 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
                 match event {
                     Either::First(Ok((n, meta))) => {
                         // One clock reading per step, after the receive.
-                        let now = crate::now();
+                        let now = self.now();
                         let mut out = store.outbox();
                         let handled = self.with(|s| match to_endpoint(meta.endpoint) {
                             Some(from) => {
                                 bump(&mut s.link.received);
                                 s.host.handle(now, from, &rx[..n], &mut out);
-                                true
+                                Some(from)
                             }
                             None => {
                                 bump(&mut s.link.unknown_family);
-                                false
+                                None
                             }
                         });
-                        if handled {
+                        if let Some(from) = handled {
+                            self.persist(persist, now, Input::Datagram { from, datagram: &rx[..n] }).await;
                             self.flush(socket, &out, loopback).await;
                         }
                     }
@@ -201,14 +233,24 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
             }
             for _ in 0..MAX_LOOPBACK_PER_ROUND {
                 let Some(n) = loopback.pop(rx) else { break };
-                let now = crate::now();
+                let now = self.now();
                 let mut out = store.outbox();
                 self.with(|s| {
                     bump(&mut s.link.looped_back);
                     s.host.handle(now, self.me, &rx[..n], &mut out);
                 });
+                self.persist(persist, now, Input::Datagram { from: self.me, datagram: &rx[..n] }).await;
                 self.flush(socket, &out, loopback).await;
             }
+        }
+    }
+
+    /// Persists what the step requires; on failure, halts: the node never speaks again.
+    async fn persist(&self, persist: &mut impl Persist<H>, now: Instant, input: Input<'_>) {
+        if let Err(halt) = persist.after_step(self, now, input).await {
+            error!("fleet node halted: {}", halt.0);
+            self.with(|s| s.halted = Some(halt));
+            core::future::pending::<()>().await;
         }
     }
 

@@ -45,6 +45,7 @@ use crate::wire::{self, Protocol};
 
 mod equality;
 mod image;
+pub use image::KvRecovery;
 mod joining;
 mod receive;
 mod requests;

@@ -20,7 +20,7 @@ pub use client::{ClientError, Completed, Event, KvClient, Outcome, Request};
 pub use config::{KvConfig, KvParams, MSG_OVERHEAD_BYTES};
 pub use delegation::{DelegationMap, HostId, MapFull, LOST};
 pub use durable::{ImageCursor, KvRecord, RecoverError, Replayed, KV_RECORD_OVERHEAD_BYTES};
-pub use host::{Incoming, KvCounters, KvHost, Outgoing, Step, Timer};
+pub use host::{Incoming, KvCounters, KvHost, KvRecovery, Outgoing, Step, Timer};
 pub use msg::{Body, KeyBound, KeyRange, KvError, ShardError};
 pub use reliable::{Frame, PeerKind, Refusal, Reliable, ReliableParams, Verdict};
 pub use storage::{HeaplessStore, Storage, StorageError};

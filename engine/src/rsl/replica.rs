@@ -16,6 +16,7 @@ mod execute;
 mod journal;
 mod receive;
 mod recovery;
+pub use recovery::Recovery;
 mod rejoining;
 mod traits;
 

@@ -150,39 +150,11 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         records: impl IntoIterator<Item = &'r [u8]>,
         out: &mut Outbox<'_>,
     ) -> Result<Self, RecoverError> {
-        if !store.is_empty() {
-            return Err(RecoverError::Malformed("recovery needs an empty store"));
+        let mut recovery = KvRecovery::new(config, me, store)?;
+        for bytes in records {
+            recovery.record(bytes, out)?;
         }
-        let mut host = Self::new(config, me, store).map_err(RecoverError::Config)?;
-        let mut entries: heapless::Vec<Entry, M> = heapless::Vec::new();
-        // The section of the last image record; `Some(SECTION_DONE)` once the image ended.
-        let mut stage: Option<u8> = None;
-        let mut in_image = 0u64;
-        for (n, bytes) in records.into_iter().enumerate() {
-            let record = wire::decode::<KvRecord<'_>>(Protocol::KvDurable, bytes)
-                .map_err(|error| RecoverError::Undecodable { record: n as u64, error })?;
-            if stage != Some(SECTION_DONE) {
-                match record {
-                    KvRecord::ImageEnd { records } => {
-                        if records != in_image || stage.is_none() {
-                            return Err(RecoverError::Malformed("the image's record count is wrong"));
-                        }
-                        host.finish_image(&entries)?;
-                        stage = Some(SECTION_DONE);
-                    }
-                    _ => {
-                        stage = Some(host.restore_record(stage, &record, &mut entries)?);
-                        in_image += 1;
-                    }
-                }
-                continue;
-            }
-            host.replay_record(&record, out)?;
-        }
-        if stage != Some(SECTION_DONE) {
-            return Err(RecoverError::Malformed("the image is incomplete"));
-        }
-        Ok(host)
+        recovery.finish()
     }
 
     /// Puts one image record back; returns its section (sections come in order).
@@ -303,5 +275,66 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         }
         debug_assert_eq!(self.logged_steps, step);
         Ok(Replayed::Applied)
+    }
+}
+
+/// A host rebuilt one record at a time: [`KvHost::recover`] for a binding that reads its
+/// storage record by record into one buffer (a flash queue on a microcontroller). Feed
+/// every record in order ([`KvRecovery::record`]), then [`KvRecovery::finish`]; the rules
+/// and errors are [`KvHost::recover`]'s. After an error the recovery is spent: drop it.
+pub struct KvRecovery<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize> {
+    host: KvHost<S, H, M, P, U, D>,
+    entries: heapless::Vec<Entry, M>,
+    /// The section of the last image record; `Some(SECTION_DONE)` once the image ended.
+    stage: Option<u8>,
+    in_image: u64,
+    /// Records taken so far: the index errors name.
+    taken: u64,
+}
+
+impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize>
+    KvRecovery<S, H, M, P, U, D>
+{
+    /// Host `me` of `config` about to be rebuilt into `store`, which must be empty.
+    pub fn new(config: KvConfig<H>, me: usize, store: S) -> Result<Self, RecoverError> {
+        if !store.is_empty() {
+            return Err(RecoverError::Malformed("recovery needs an empty store"));
+        }
+        let host = KvHost::new(config, me, store).map_err(RecoverError::Config)?;
+        Ok(KvRecovery { host, entries: heapless::Vec::new(), stage: None, in_image: 0, taken: 0 })
+    }
+
+    /// The next record: the image's, then the logged inputs, which are replayed through
+    /// `out` (cleared after each).
+    pub fn record(&mut self, bytes: &[u8], out: &mut Outbox<'_>) -> Result<(), RecoverError> {
+        let n = self.taken;
+        let record = wire::decode::<KvRecord<'_>>(Protocol::KvDurable, bytes)
+            .map_err(|error| RecoverError::Undecodable { record: n, error })?;
+        self.taken += 1;
+        if self.stage == Some(SECTION_DONE) {
+            return self.host.replay_record(&record, out).map(|_| ());
+        }
+        match record {
+            KvRecord::ImageEnd { records } => {
+                if records != self.in_image || self.stage.is_none() {
+                    return Err(RecoverError::Malformed("the image's record count is wrong"));
+                }
+                self.host.finish_image(&self.entries)?;
+                self.stage = Some(SECTION_DONE);
+            }
+            _ => {
+                self.stage = Some(self.host.restore_record(self.stage, &record, &mut self.entries)?);
+                self.in_image += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The rebuilt host; an error if the image never ended.
+    pub fn finish(self) -> Result<KvHost<S, H, M, P, U, D>, RecoverError> {
+        match self.stage == Some(SECTION_DONE) {
+            true => Ok(self.host),
+            false => Err(RecoverError::Malformed("the image is incomplete")),
+        }
     }
 }

@@ -103,54 +103,14 @@ impl<
         S: IntoIterator<Item = &'s [u8]>,
         L: IntoIterator<Item = &'l [u8]>,
     {
-        let mut replica = Replica::new(config, me, app, now)?;
-        let mut record = 0;
-        let mut staged = None;
-        let mut acceptor_records = 0usize;
+        let mut recovery = Recovery::new(config, me, app, now)?;
         for bytes in snapshot {
-            let r: DurableRecord<'_> =
-                wire::decode(Protocol::Durable, bytes).map_err(|error| RecoverError::Undecodable { record, error })?;
-            let DurableRecord::Snapshot(part) = r else {
-                return Err(RecoverError::Inconsistent { record, reason: "a snapshot holds a record of another kind" });
-            };
-            staged = Some(replica.restore_piece(part)?);
-            record += 1;
-        }
-        match staged {
-            None | Some(Progress::Ignored) => {}
-            Some(Progress::Complete) => replica.restore_snapshot()?,
-            Some(_) => return Err(RecoverError::Snapshot("its records stop before its end")),
+            recovery.snapshot_piece(bytes)?;
         }
         for bytes in log {
-            let bad = |reason| RecoverError::Inconsistent { record, reason };
-            let r: DurableRecord<'_> =
-                wire::decode(Protocol::Durable, bytes).map_err(|error| RecoverError::Undecodable { record, error })?;
-            match r {
-                DurableRecord::Acceptor(a) => {
-                    replica.restore_acceptor(&a).map_err(bad)?;
-                    acceptor_records += 1;
-                }
-                DurableRecord::Executed { opn, bal, batch } => {
-                    replica.check_batch(bal, batch.0).map_err(bad)?;
-                    if opn == replica.executor.ops_complete {
-                        let (_, mut exec) = replica.execution();
-                        exec.run(bal, batch.0, None);
-                    }
-                }
-                DurableRecord::Snapshot(_) => return Err(bad("a snapshot piece in the log")),
-            }
-            replica.check_invariants().map_err(bad)?;
-            record += 1;
+            recovery.log_record(bytes)?;
         }
-        let ops = replica.executor.ops_complete;
-        replica.learner.forget_below(ops);
-        replica.journal = Journal::durable_at(ops);
-        replica.acceptor.record_checkpoint(me, ops);
-        replica.catch_up_after_recovery(now);
-        if acceptor_records == 0 {
-            replica.rejoin = Some(crate::rsl::rejoin::Rejoin::new(nonce.max(1), now));
-        }
-        Ok(replica)
+        recovery.finish(nonce)
     }
 
     /// Recovery: one piece of the stored snapshot.
@@ -222,6 +182,128 @@ impl<
     /// Recovery done: behind by everything below the truncation point, fetch it.
     fn catch_up_after_recovery(&mut self, now: Instant) {
         self.note_target(self.acceptor.log_truncation_point, now);
+    }
+}
+
+/// A replica rebuilt one record at a time: [`Replica::recover`] for a binding that reads
+/// its storage record by record into one buffer (a flash queue on a microcontroller cannot
+/// hold the whole log in RAM). Feed the snapshot's pieces ([`Recovery::snapshot_piece`]),
+/// then the log ([`Recovery::log_record`]), then [`Recovery::finish`]; the rules and errors
+/// are [`Replica::recover`]'s. After an error the recovery is spent: drop it.
+pub struct Recovery<
+    A: App,
+    const R: usize,
+    const W: usize,
+    const D: usize,
+    const QB: usize,
+    const C: usize,
+    const RB: usize,
+    const TB: usize,
+> {
+    replica: Replica<A, R, W, D, QB, C, RB, TB>,
+    now: Instant,
+    /// Records taken so far (snapshot pieces, then log records): the index errors name.
+    record: usize,
+    /// The state transfer's progress after the last snapshot piece.
+    staged: Option<Progress>,
+    /// The snapshot was installed (or found absent): only log records from here on.
+    snapshot_done: bool,
+    acceptor_records: usize,
+}
+
+impl<
+        A: App,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Recovery<A, R, W, D, QB, C, RB, TB>
+{
+    /// Replica `me` of `config` about to be rebuilt at `now`; `app` is the application's
+    /// initial state.
+    pub fn new(config: RslConfig<R>, me: usize, app: A, now: Instant) -> Result<Self, RecoverError> {
+        let replica = Replica::new(config, me, app, now)?;
+        Ok(Recovery { replica, now, record: 0, staged: None, snapshot_done: false, acceptor_records: 0 })
+    }
+
+    /// The next piece of the stored snapshot (pieces come before every log record).
+    pub fn snapshot_piece(&mut self, bytes: &[u8]) -> Result<(), RecoverError> {
+        let record = self.record;
+        if self.snapshot_done {
+            return Err(RecoverError::Inconsistent { record, reason: "a snapshot piece after the log began" });
+        }
+        let r: DurableRecord<'_> =
+            wire::decode(Protocol::Durable, bytes).map_err(|error| RecoverError::Undecodable { record, error })?;
+        let DurableRecord::Snapshot(part) = r else {
+            return Err(RecoverError::Inconsistent { record, reason: "a snapshot holds a record of another kind" });
+        };
+        self.staged = Some(self.replica.restore_piece(part)?);
+        self.record += 1;
+        Ok(())
+    }
+
+    /// The next log record, in write order (possibly compacted).
+    pub fn log_record(&mut self, bytes: &[u8]) -> Result<(), RecoverError> {
+        self.end_snapshot()?;
+        let record = self.record;
+        let bad = |reason| RecoverError::Inconsistent { record, reason };
+        let r: DurableRecord<'_> =
+            wire::decode(Protocol::Durable, bytes).map_err(|error| RecoverError::Undecodable { record, error })?;
+        let replica = &mut self.replica;
+        match r {
+            DurableRecord::Acceptor(a) => {
+                replica.restore_acceptor(&a).map_err(bad)?;
+                self.acceptor_records += 1;
+            }
+            DurableRecord::Executed { opn, bal, batch } => {
+                replica.check_batch(bal, batch.0).map_err(bad)?;
+                if opn == replica.executor.ops_complete {
+                    let (_, mut exec) = replica.execution();
+                    exec.run(bal, batch.0, None);
+                }
+            }
+            DurableRecord::Snapshot(_) => return Err(bad("a snapshot piece in the log")),
+        }
+        replica.check_invariants().map_err(bad)?;
+        self.record += 1;
+        Ok(())
+    }
+
+    /// Operations the replica being rebuilt has executed so far.
+    pub fn ops_complete(&self) -> u64 {
+        self.replica.executor.ops_complete
+    }
+
+    /// The rebuilt replica, which then catches up from its peers. With no acceptor record
+    /// taken it rejoins with `nonce`, as [`Replica::new_rejoining`].
+    pub fn finish(mut self, nonce: u64) -> Result<Replica<A, R, W, D, QB, C, RB, TB>, RecoverError> {
+        self.end_snapshot()?;
+        let mut replica = self.replica;
+        let ops = replica.executor.ops_complete;
+        replica.learner.forget_below(ops);
+        replica.journal = Journal::durable_at(ops);
+        replica.acceptor.record_checkpoint(replica.me, ops);
+        replica.catch_up_after_recovery(self.now);
+        if self.acceptor_records == 0 {
+            replica.rejoin = Some(crate::rsl::rejoin::Rejoin::new(nonce.max(1), self.now));
+        }
+        Ok(replica)
+    }
+
+    /// Installs the snapshot once its pieces are all in (a no-op the second time).
+    fn end_snapshot(&mut self) -> Result<(), RecoverError> {
+        if self.snapshot_done {
+            return Ok(());
+        }
+        self.snapshot_done = true;
+        match self.staged {
+            None | Some(Progress::Ignored) => Ok(()),
+            Some(Progress::Complete) => self.replica.restore_snapshot(),
+            Some(_) => Err(RecoverError::Snapshot("its records stop before its end")),
+        }
     }
 }
 
