@@ -66,18 +66,17 @@ impl<'a, F: MultiwriteNorFlash> KvFlash<'a, F> {
             if found.log_records > 0 {
                 return Err(KvRecoverFailure::NoImage);
             }
-            let host =
-                KvHost::new_joining(config, me, store, nonce, now).map_err(|e| KvRecoverFailure::Records(RecoverError::Config(e)))?;
-            self.write_image(|c, b| host.image_record(c, b).map(|r| r.map(<[u8]>::len))).await.map_err(KvRecoverFailure::Image)?;
+            let host = KvHost::new_joining(config, me, store, nonce, now)
+                .map_err(|e| KvRecoverFailure::Records(RecoverError::Config(e)))?;
+            self.write_image(|c, b| host.image_record(c, b).map(|r| r.map(<[u8]>::len)))
+                .await
+                .map_err(KvRecoverFailure::Image)?;
             self.logged = host.logged_steps();
             return Ok(host);
         }
         let mut recovery = KvRecovery::new(config, me, store).map_err(KvRecoverFailure::Records)?;
-        let replayed = self
-            .log
-            .replay(self.buf, |_, bytes| recovery.record(bytes, out))
-            .await
-            .map_err(KvRecoverFailure::Flash)?;
+        let replayed =
+            self.log.replay(self.buf, |_, bytes| recovery.record(bytes, out)).await.map_err(KvRecoverFailure::Flash)?;
         replayed.map_err(KvRecoverFailure::Records)?;
         let host = recovery.finish().map_err(KvRecoverFailure::Records)?;
         self.logged = host.logged_steps();
@@ -122,7 +121,14 @@ impl<'a, F: MultiwriteNorFlash> KvFlash<'a, F> {
     /// After every step of the host in `node` (its input `input`, at `now`), before the
     /// step's datagrams leave: appends the input if the host logged it, and writes an image
     /// when one is due. An error means the host must stop speaking.
-    pub async fn after_step<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize>(
+    pub async fn after_step<
+        S: Storage,
+        const H: usize,
+        const M: usize,
+        const P: usize,
+        const U: usize,
+        const D: usize,
+    >(
         &mut self,
         node: &impl HostCell<KvHost<S, H, M, P, U, D>>,
         now: Instant,

@@ -16,7 +16,7 @@
 //! embassy node's mutex), one synchronous call at a time, never across an `.await`.
 //!
 //! [`MultiwriteNorFlash`]: embedded_storage_async::nor_flash::MultiwriteNorFlash
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

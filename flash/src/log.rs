@@ -360,3 +360,135 @@ fn after(a: u32, b: u32) -> bool {
 fn in_group(item: u32, g: Group) -> bool {
     after(item, g.begin) && before(item, g.end)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ram::RamFlash;
+    use embassy_futures::block_on;
+
+    const PAGE: usize = 256;
+    const REGION: u32 = 8 * PAGE as u32;
+    type Log<'a> = FlashLog<RamFlash<'a, PAGE>>;
+
+    fn open(mem: &mut [u8]) -> Result<Log<'_>, FlashLogError<crate::RamFlashError>> {
+        let mut buf = [0u8; 128];
+        block_on(FlashLog::open(RamFlash::new(mem), 0..REGION, &mut buf))
+    }
+
+    fn append(log: &mut Log<'_>, kind: Kind, payload: &[u8]) {
+        let mut buf = [0u8; 128];
+        buf[FRAME_BYTES..FRAME_BYTES + payload.len()].copy_from_slice(payload);
+        block_on(log.append(kind, &mut buf, payload.len())).unwrap();
+    }
+
+    fn replayed(log: &mut Log<'_>) -> std::vec::Vec<(Kind, std::vec::Vec<u8>)> {
+        let mut buf = [0u8; 128];
+        let mut seen = std::vec::Vec::new();
+        block_on(log.replay(&mut buf, |k, b| {
+            seen.push((k, b.to_vec()));
+            Ok::<(), ()>(())
+        }))
+        .unwrap()
+        .unwrap();
+        seen
+    }
+
+    fn group(log: &mut Log<'_>, images: &[&[u8]], logs: &[&[u8]]) {
+        let mut buf = [0u8; 128];
+        block_on(log.begin_group(&mut buf)).unwrap();
+        images.iter().for_each(|r| append(log, Kind::Image, r));
+        logs.iter().for_each(|r| append(log, Kind::Log, r));
+        block_on(log.end_group(&mut buf)).unwrap();
+    }
+
+    extern crate std;
+
+    #[test]
+    fn records_come_back_in_order_after_a_reopen() {
+        let mut mem = [0xFFu8; REGION as usize];
+        let mut log = open(&mut mem).unwrap();
+        assert_eq!(log.found(), Found::default(), "an erased region is an empty log");
+        for r in [&b"a"[..], b"bb", b"ccc"] {
+            append(&mut log, Kind::Log, r);
+        }
+        let _ = log.into_flash();
+        let mut log = open(&mut mem).unwrap();
+        assert_eq!(log.found().log_records, 3);
+        assert_eq!(log.bytes_since_image(), 6);
+        let got = replayed(&mut log);
+        assert_eq!(got, [(Kind::Log, b"a".to_vec()), (Kind::Log, b"bb".to_vec()), (Kind::Log, b"ccc".to_vec())]);
+    }
+
+    #[test]
+    fn a_complete_group_replaces_everything_before_it() {
+        let mut mem = [0xFFu8; REGION as usize];
+        let mut log = open(&mut mem).unwrap();
+        append(&mut log, Kind::Log, b"old");
+        group(&mut log, &[b"snap"], &[b"acc"]);
+        append(&mut log, Kind::Log, b"new");
+        assert_eq!(log.bytes_since_image(), 3, "the log since the image's start: its acceptor records count");
+        let _ = log.into_flash();
+        let mut log = open(&mut mem).unwrap();
+        let f = log.found();
+        assert_eq!((f.items, f.image_records, f.log_records, f.has_image), (5, 1, 2, true), "old is popped");
+        let got = replayed(&mut log);
+        assert_eq!(got, [(Kind::Image, b"snap".to_vec()), (Kind::Log, b"acc".to_vec()), (Kind::Log, b"new".to_vec())]);
+    }
+
+    #[test]
+    fn a_group_without_its_end_is_ignored_and_the_one_before_serves() {
+        let mut mem = [0xFFu8; REGION as usize];
+        let mut log = open(&mut mem).unwrap();
+        group(&mut log, &[b"s1"], &[]);
+        append(&mut log, Kind::Log, b"x");
+        let mut buf = [0u8; 128];
+        block_on(log.begin_group(&mut buf)).unwrap();
+        append(&mut log, Kind::Image, b"s2");
+        let _ = log.into_flash();
+        let mut log = open(&mut mem).unwrap();
+        let got = replayed(&mut log);
+        assert_eq!(got, [(Kind::Image, b"s1".to_vec()), (Kind::Log, b"x".to_vec())]);
+        // The next group completes and serves.
+        group(&mut log, &[b"s3"], &[]);
+        let _ = log.into_flash();
+        let mut log = open(&mut mem).unwrap();
+        assert_eq!(replayed(&mut log), [(Kind::Image, b"s3".to_vec())]);
+    }
+
+    #[test]
+    fn an_item_lost_inside_the_log_is_damage_not_a_shorter_log() {
+        let mut mem = [0xFFu8; REGION as usize];
+        let mut log = open(&mut mem).unwrap();
+        for r in [&b"first"[..], b"second", b"third"] {
+            append(&mut log, Kind::Log, r);
+        }
+        let _ = log.into_flash();
+        // Flip a bit inside the second record's payload: its CRC fails and the queue skips it.
+        let at = mem.windows(6).position(|w| w == b"second").unwrap();
+        mem[at] ^= 0x01;
+        match open(&mut mem) {
+            Err(FlashLogError::Damaged { expected: 1, found: 2 }) => {}
+            other => panic!("expected damage between items 1 and 2, got {:?}", other.map(|l| l.found())),
+        }
+    }
+
+    #[test]
+    fn a_full_region_refuses_the_record_and_keeps_the_rest() {
+        let mut mem = [0xFFu8; REGION as usize];
+        let mut log = open(&mut mem).unwrap();
+        let mut buf = [0u8; 128];
+        let mut appended = 0u32;
+        loop {
+            match block_on(log.append(Kind::Log, &mut buf, 100)) {
+                Ok(()) => appended += 1,
+                Err(FlashLogError::Full) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+            assert!(appended < 1000, "a bounded region fills");
+        }
+        let _ = log.into_flash();
+        let log = open(&mut mem).unwrap();
+        assert_eq!(log.found().log_records, appended);
+    }
+}

@@ -47,6 +47,8 @@ pub struct RamFlash<'a, const PAGE: usize> {
     bytes: &'a mut [u8],
     /// Writes and erases done so far.
     ops: u64,
+    /// Erases done so far.
+    erases: u64,
     /// The operation (counted from 0) that the power cut tears, if one is planned.
     cut_at: Option<u64>,
     /// The power is off: every operation fails.
@@ -58,7 +60,7 @@ pub struct RamFlash<'a, const PAGE: usize> {
 impl<'a, const PAGE: usize> RamFlash<'a, PAGE> {
     /// Flash over `bytes`, whose current contents are the flash's (all `0xFF` is erased).
     pub fn new(bytes: &'a mut [u8]) -> Self {
-        RamFlash { bytes, ops: 0, cut_at: None, dead: false, noise: 0x9e37_79b9_7f4a_7c15 }
+        RamFlash { bytes, ops: 0, erases: 0, cut_at: None, dead: false, noise: 0x9e37_79b9_7f4a_7c15 }
     }
 
     /// Plans a power cut: the write or erase after `ops` more of them is torn, with
@@ -72,6 +74,11 @@ impl<'a, const PAGE: usize> RamFlash<'a, PAGE> {
     /// Writes and erases done so far (each is one boundary a cut can land on).
     pub fn ops(&self) -> u64 {
         self.ops
+    }
+
+    /// Erases done so far.
+    pub fn erases(&self) -> u64 {
+        self.erases
     }
 
     /// True once a planned cut has happened.
@@ -148,6 +155,7 @@ impl<const PAGE: usize> NorFlash for RamFlash<'_, PAGE> {
         if !range.start.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) {
             return Err(RamFlashError::NotAligned);
         }
+        self.erases += 1;
         if self.begin_op()? {
             let split = range.start + (self.random() as usize) % (len + 1);
             self.bytes[range.start..split].fill(0xFF);

@@ -70,11 +70,9 @@ impl<'a, F: MultiwriteNorFlash> RslFlash<'a, F> {
         let mut recovery = Recovery::new(config, me, app, now).map_err(RecoverFailure::Records)?;
         let replayed = self
             .log
-            .replay(self.buf, |kind, bytes| {
-                match kind {
-                    Kind::Image => recovery.snapshot_piece(bytes),
-                    Kind::Log => recovery.log_record(bytes),
-                }
+            .replay(self.buf, |kind, bytes| match kind {
+                Kind::Image => recovery.snapshot_piece(bytes),
+                Kind::Log => recovery.log_record(bytes),
             })
             .await
             .map_err(RecoverFailure::Flash)?;
@@ -120,9 +118,8 @@ impl<'a, F: MultiwriteNorFlash> RslFlash<'a, F> {
         let mut pos = SnapshotPos::default();
         loop {
             let (buf, scratch) = (&mut *self.buf, &mut *self.scratch);
-            let piece = node.with_host(|h| {
-                snapshot_record(h.frozen(), pos, room, &mut scratch[..room], &mut buf[FRAME_BYTES..])
-            });
+            let piece = node
+                .with_host(|h| snapshot_record(h.frozen(), pos, room, &mut scratch[..room], &mut buf[FRAME_BYTES..]));
             match piece {
                 None => break,
                 Some(Ok((len, next))) => {

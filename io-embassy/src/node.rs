@@ -144,7 +144,11 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
     /// `host`, which knows itself as `me` in its configuration (the endpoint peers send to;
     /// behind a NAT it may differ from the socket's local address).
     pub const fn new(me: Endpoint, host: H) -> Self {
-        Node { me, clock_offset_us: 0, state: Mutex::new(RefCell::new(NodeState { host, link: ZERO_STATS, halted: None })) }
+        Node {
+            me,
+            clock_offset_us: 0,
+            state: Mutex::new(RefCell::new(NodeState { host, link: ZERO_STATS, halted: None })),
+        }
     }
 
     /// `host` recovered from storage whose clock had reached `resume_at`: the node's clock

@@ -73,8 +73,15 @@ impl<
     }
 }
 
-impl<F: MultiwriteNorFlash, S: Storage, const H: usize, const MM: usize, const P: usize, const U: usize, const D: usize>
-    Persist<KvHost<S, H, MM, P, U, D>> for KvFlash<'_, F>
+impl<
+        F: MultiwriteNorFlash,
+        S: Storage,
+        const H: usize,
+        const MM: usize,
+        const P: usize,
+        const U: usize,
+        const D: usize,
+    > Persist<KvHost<S, H, MM, P, U, D>> for KvFlash<'_, F>
 {
     async fn after_step<M: RawMutex>(
         &mut self,
