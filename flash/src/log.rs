@@ -173,11 +173,21 @@ impl<F: MultiwriteNorFlash> FlashLog<F> {
         self.queue.destroy().0
     }
 
-    /// Reads every item: checks the numbering, finds the latest complete group, counts.
+    /// Reads every item: checks the numbering, finds the latest complete group, and counts
+    /// what a replay will hand out (one pass: the counts since each group's `Begin` are kept
+    /// until its `End` shows whether it completed).
     async fn scan(&mut self, buf: &mut [u8]) -> Result<(), FlashLogError<F::Error>> {
+        /// Log records and their bytes, and image records, since some point.
+        #[derive(Clone, Copy, Default)]
+        struct Tally {
+            logs: u32,
+            bytes: u64,
+            images: u32,
+        }
         let mut expected: Option<u32> = None;
-        let mut open: Option<OpenGroup> = None;
-        let mut latest: Option<Group> = None;
+        let mut open: Option<(OpenGroup, Tally)> = None;
+        let mut latest: Option<(Group, Tally)> = None;
+        let mut since_start = Tally::default();
         let mut highest_group: Option<u32> = None;
         let mut items = 0u32;
         let mut iter = self.queue.iter().await?;
@@ -190,49 +200,51 @@ impl<F: MultiwriteNorFlash> FlashLog<F> {
             }
             expected = Some(item.wrapping_add(1));
             items += 1;
+            let malformed = FlashLogError::Malformed { item };
             match kind {
                 KIND_BEGIN => {
-                    let number = read_u32(payload, 0).ok_or(FlashLogError::Malformed { item })?;
-                    open = Some(OpenGroup { number, begin: item, items: 0 });
+                    let number = read_u32(payload, 0).ok_or(malformed)?;
+                    open = Some((OpenGroup { number, begin: item, items: 0 }, Tally::default()));
                     highest_group = Some(highest_group.map_or(number, |h: u32| h.max(number)));
                 }
                 KIND_END => {
                     let number = read_u32(payload, 0).ok_or(FlashLogError::Malformed { item })?;
-                    let count = read_u32(payload, 4).ok_or(FlashLogError::Malformed { item })?;
-                    if let Some(g) = open.take() {
+                    let count = read_u32(payload, 4).ok_or(malformed)?;
+                    if let Some((g, tally)) = open.take() {
                         if g.number == number && g.items == count {
-                            latest = Some(Group { number, begin: g.begin, end: item });
+                            latest = Some((Group { number, begin: g.begin, end: item }, tally));
                         }
                     }
                 }
                 KIND_LOG | KIND_IMAGE => {
-                    if let Some(g) = open.as_mut() {
+                    let log = kind == KIND_LOG;
+                    let add = |t: &mut Tally, images: bool| match log {
+                        true => {
+                            t.logs += 1;
+                            t.bytes += payload.len() as u64;
+                        }
+                        false => t.images += u32::from(images),
+                    };
+                    if let Some((g, t)) = open.as_mut() {
                         g.items += 1;
+                        add(t, true);
                     }
+                    // Log records after a complete group count towards its replay; image
+                    // records after its `End` belong to a later group.
+                    if let Some((_, t)) = latest.as_mut() {
+                        add(t, false);
+                    }
+                    add(&mut since_start, false);
                 }
-                _ => return Err(FlashLogError::Malformed { item }),
+                _ => return Err(malformed),
             }
         }
         self.next_item = expected.unwrap_or(0);
         self.next_group = highest_group.map_or(0, |h| h.wrapping_add(1));
-        self.latest = latest;
-        // Second pass: what a replay hands out, and the log it replays.
-        let mut found = Found { items, has_image: latest.is_some(), ..Found::default() };
-        let mut bytes = 0u64;
-        let mut iter = self.queue.iter().await?;
-        while let Some(entry) = iter.next(buf).await? {
-            let (kind, item, payload) = parse(&entry, 0)?;
-            match (kind, latest) {
-                (KIND_IMAGE, Some(g)) if in_group(item, g) => found.image_records += 1,
-                (KIND_LOG, g) if g.is_none_or(|g| after(item, g.begin)) => {
-                    found.log_records += 1;
-                    bytes += payload.len() as u64;
-                }
-                _ => {}
-            }
-        }
-        self.found = found;
-        self.bytes_since_image = bytes;
+        self.latest = latest.map(|(g, _)| g);
+        let tally = latest.map_or(since_start, |(_, t)| t);
+        self.found = Found { items, log_records: tally.logs, image_records: tally.images, has_image: latest.is_some() };
+        self.bytes_since_image = tally.bytes;
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 //! clear bits (the stored byte becomes `old & new`, so writing a word twice is allowed, as
 //! [`MultiwriteNorFlash`] promises). Host tests use it to cut power at every write and erase
 //! boundary ([`RamFlash::cut_after`]); a firmware without a flash controller (the emulated
-//! MPS2 board) uses it over a memory region that survives a reset.
+//! MPS2 board) uses it over a memory region that survives a reset. Cuts are compiled in only
+//! with `CUTS = true` (a firmware carries none of their code).
 //!
 //! A cut tears the operation it lands on and fails it and everything after:
 //! * a torn **write** stores a prefix of its words, and in the next word only some of the
@@ -42,8 +43,9 @@ impl NorFlashError for RamFlashError {
 }
 
 /// NOR flash in `bytes`, with `PAGE`-byte erase pages (the slice's length must be a
-/// multiple of `PAGE`; the tail beyond the last whole page is not used).
-pub struct RamFlash<'a, const PAGE: usize> {
+/// multiple of `PAGE`; the tail beyond the last whole page is not used). With `CUTS`, a
+/// power cut can be planned ([`RamFlash::cut_after`]).
+pub struct RamFlash<'a, const PAGE: usize, const CUTS: bool = false> {
     bytes: &'a mut [u8],
     /// Writes and erases done so far.
     ops: u64,
@@ -57,18 +59,20 @@ pub struct RamFlash<'a, const PAGE: usize> {
     noise: u64,
 }
 
-impl<'a, const PAGE: usize> RamFlash<'a, PAGE> {
-    /// Flash over `bytes`, whose current contents are the flash's (all `0xFF` is erased).
-    pub fn new(bytes: &'a mut [u8]) -> Self {
-        RamFlash { bytes, ops: 0, erases: 0, cut_at: None, dead: false, noise: 0x9e37_79b9_7f4a_7c15 }
-    }
-
+impl<const PAGE: usize> RamFlash<'_, PAGE, true> {
     /// Plans a power cut: the write or erase after `ops` more of them is torn, with
     /// contents drawn from `seed`, and every operation from then on fails with
     /// [`RamFlashError::PowerCut`].
     pub fn cut_after(&mut self, ops: u64, seed: u64) {
         self.cut_at = Some(self.ops.saturating_add(ops));
         self.noise = seed | 1;
+    }
+}
+
+impl<'a, const PAGE: usize, const CUTS: bool> RamFlash<'a, PAGE, CUTS> {
+    /// Flash over `bytes`, whose current contents are the flash's (all `0xFF` is erased).
+    pub fn new(bytes: &'a mut [u8]) -> Self {
+        RamFlash { bytes, ops: 0, erases: 0, cut_at: None, dead: false, noise: 0x9e37_79b9_7f4a_7c15 }
     }
 
     /// Writes and erases done so far (each is one boundary a cut can land on).
@@ -106,10 +110,10 @@ impl<'a, const PAGE: usize> RamFlash<'a, PAGE> {
 
     /// Counts one write or erase; true if the power is cut during it.
     fn begin_op(&mut self) -> Result<bool, RamFlashError> {
-        if self.dead {
+        if CUTS && self.dead {
             return Err(RamFlashError::PowerCut);
         }
-        let torn = self.cut_at == Some(self.ops);
+        let torn = CUTS && self.cut_at == Some(self.ops);
         self.ops += 1;
         Ok(torn)
     }
@@ -124,15 +128,15 @@ impl<'a, const PAGE: usize> RamFlash<'a, PAGE> {
     }
 }
 
-impl<const PAGE: usize> ErrorType for RamFlash<'_, PAGE> {
+impl<const PAGE: usize, const CUTS: bool> ErrorType for RamFlash<'_, PAGE, CUTS> {
     type Error = RamFlashError;
 }
 
-impl<const PAGE: usize> ReadNorFlash for RamFlash<'_, PAGE> {
+impl<const PAGE: usize, const CUTS: bool> ReadNorFlash for RamFlash<'_, PAGE, CUTS> {
     const READ_SIZE: usize = 1;
 
     async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
-        if self.dead {
+        if CUTS && self.dead {
             return Err(RamFlashError::PowerCut);
         }
         let range = self.range(offset, bytes.len())?;
@@ -145,7 +149,7 @@ impl<const PAGE: usize> ReadNorFlash for RamFlash<'_, PAGE> {
     }
 }
 
-impl<const PAGE: usize> NorFlash for RamFlash<'_, PAGE> {
+impl<const PAGE: usize, const CUTS: bool> NorFlash for RamFlash<'_, PAGE, CUTS> {
     const WRITE_SIZE: usize = RAM_FLASH_WRITE_BYTES;
     const ERASE_SIZE: usize = PAGE;
 
@@ -196,7 +200,7 @@ impl<const PAGE: usize> NorFlash for RamFlash<'_, PAGE> {
     }
 }
 
-impl<const PAGE: usize> MultiwriteNorFlash for RamFlash<'_, PAGE> {}
+impl<const PAGE: usize, const CUTS: bool> MultiwriteNorFlash for RamFlash<'_, PAGE, CUTS> {}
 
 #[cfg(test)]
 mod tests {
@@ -224,7 +228,7 @@ mod tests {
     #[test]
     fn a_cut_tears_one_operation_and_stops_everything_after() {
         let mut mem = [0xFFu8; 64];
-        let mut f = RamFlash::<'_, 32>::new(&mut mem);
+        let mut f = RamFlash::<'_, 32, true>::new(&mut mem);
         f.cut_after(1, 7);
         block_on(f.write(0, &[0; 8])).unwrap();
         assert_eq!(block_on(f.write(8, &[0; 16])), Err(RamFlashError::PowerCut));

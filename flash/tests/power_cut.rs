@@ -124,7 +124,7 @@ struct Boot {
     images: Vec<u64>,
 }
 
-type Flash<'a> = RamFlash<'a, PAGE>;
+type Flash<'a> = RamFlash<'a, PAGE, true>;
 
 fn send(net: &mut VecDeque<(Endpoint, Endpoint, Vec<u8>)>, rng: &mut Rng, from: Endpoint, out: &Outbox<'_>) {
     for (to, bytes) in out.iter() {

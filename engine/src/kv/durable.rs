@@ -188,6 +188,7 @@ pub struct ImageCursor {
 
 /// Why a host could not be rebuilt from its records. Nothing is served from such a state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RecoverError {
     /// The configuration does not make a host.
     Config(ConfigError),

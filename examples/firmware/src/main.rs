@@ -6,6 +6,12 @@
 //! one is chosen at build time: `FLEET_NODE=1 cargo build --release` (default 0).
 //! Logs go through defmt over RTT.
 //!
+//! Durable: the replica's records go to a flash region through `fleet-flash` before any
+//! datagram that depends on them leaves, and after a reset it recovers from them and
+//! rejoins. The MPS2 board has no flash controller, so the region is RAM outside the
+//! linker's map (`memory.x`, `STORAGE`), which a warm reset leaves alone; on a board with
+//! flash, `RamFlash` gives way to the HAL's `NorFlash` driver.
+//!
 //! Every buffer is static and sized below; `docs/embedded.md` lists them with the measured
 //! flash and RAM.
 #![no_std]
@@ -18,12 +24,15 @@ use defmt_rtt as _;
 use panic_probe as _;
 
 use embassy_executor::Spawner;
+use embassy_futures::block_on;
 use embassy_net::{Ipv4Address, Ipv4Cidr, Runner, StackResources, StaticConfigV4};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_time::Timer;
 use fleet_engine::rsl::apps::kv::KvApp;
+use fleet_engine::rsl::durable::DURABLE_RECORD_OVERHEAD_BYTES;
 use fleet_engine::rsl::{Replica, RslConfig};
 use fleet_engine::Endpoint;
+use fleet_flash::{FlashLog, Halt, RamFlash, RecoverFailure, RslFlash, FRAME_BYTES};
 use fleet_io_embassy::{Buffers, Node, SocketBuffers};
 use static_cell::{ConstStaticCell, StaticCell};
 
@@ -75,9 +84,28 @@ mod caps {
 }
 
 type FwReplica = Replica<caps::App, MEMBERS, W, D, QB, { caps::C }, { caps::RB }, TB>;
+
+/// The flash region's erase page (a typical MCU flash sector size).
+const FLASH_PAGE: usize = 4096;
+/// The region's first page holds a marker that tells a warm reset (the region holds a log)
+/// from a power-up (RAM noise, to be erased); the log uses the rest.
+const STORAGE_START: usize = 0x203C_0000;
+const STORAGE_BYTES: usize = 256 * 1024;
+const FLASH_BYTES: usize = STORAGE_BYTES - FLASH_PAGE;
+const STORAGE_MARKER: [u8; 16] = *b"fleet-flash-v1\0\0";
+/// An image (snapshot and acceptor image, at most ~8 KiB here) every 32 KiB of log: the
+/// region holds two images and that log with room to spare for page ends.
+const COMPACT_AFTER_BYTES: u64 = 32 * 1024;
+/// One durable record and its frame.
+const RECORD_BYTES: usize = D + DURABLE_RECORD_OVERHEAD_BYTES + FRAME_BYTES;
+/// One snapshot piece: at least the largest reply-cache entry.
+const SCRATCH_BYTES: usize = if caps::RB > 256 { caps::RB } else { 256 };
+type FwFlash = RamFlash<'static, FLASH_PAGE>;
 type FwNode = Node<NoopRawMutex, FwReplica>;
-/// One step's outbox (24 datagrams, 8 KiB), the receive buffer, a 4 KiB loopback FIFO.
-type FwBuffers = Buffers<24, 8192, D, 4096>;
+/// One step's outbox (24 datagrams, 7 KiB: a full 2a or 2b broadcast is 4.4 KiB), the receive
+/// buffer, a 3 KiB loopback FIFO (a full self-addressed 2a and 2b). 1 KiB less each than
+/// before flash: room for the durable record buffer within 64 KiB of RAM.
+type FwBuffers = Buffers<24, 7168, D, 3072>;
 /// The UDP socket: 8 packets and 4 KiB each way (two full-size datagrams and change).
 type FwSocket = SocketBuffers<8, 4096>;
 
@@ -87,6 +115,8 @@ static RESOURCES: ConstStaticCell<StackResources<2>> = ConstStaticCell::new(Stac
 static SOCKET: StaticCell<FwSocket> = StaticCell::new();
 static BUFFERS: ConstStaticCell<FwBuffers> = ConstStaticCell::new(Buffers::new());
 static NODE: StaticCell<FwNode> = StaticCell::new();
+static RECORD: ConstStaticCell<[u8; RECORD_BYTES]> = ConstStaticCell::new([0; RECORD_BYTES]);
+static SCRATCH: ConstStaticCell<[u8; SCRATCH_BYTES]> = ConstStaticCell::new([0; SCRATCH_BYTES]);
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
@@ -115,19 +145,49 @@ async fn main(spawner: Spawner) {
     let Ok(mut config) = RslConfig::<MEMBERS>::new(&eps) else { defmt::panic!("members") };
     config.params.max_log_length = W as u64;
     config.params.max_datagram_bytes = D;
-    // No flash yet: the replica starts without state after every reset, and rejoins.
-    let replica = match FwReplica::new_rejoining(config, ME, KvApp::new(), fleet_io_embassy::now(), boot_nonce()) {
-        Ok(r) => r,
-        Err(e) => defmt::panic!("replica config: {}", e),
+    let record = RECORD.take();
+    let log = match block_on(FlashLog::open(FwFlash::new(storage()), 0..FLASH_BYTES as u32, record)) {
+        Ok(log) => log,
+        Err(e) => defmt::panic!("the flash log does not open: {}", Halt::from(e).0),
     };
-    let node: &'static FwNode = NODE.init(Node::new(eps[ME], replica));
+    let found = log.found();
+    let mut persister = RslFlash::new(log, record, SCRATCH.take(), COMPACT_AFTER_BYTES);
+    // Recovered on the stack (through `block_on`), not inside this task's future, which
+    // lives in static RAM: a replica there would cost its size twice.
+    let node: &'static FwNode = NODE.init_with(|| Node::new(eps[ME], recover(&mut persister, config)));
+    defmt::info!("recovered from flash: {} log and {} image records", found.log_records, found.image_records);
     let Ok(socket) = SOCKET.init_with(SocketBuffers::new).bind(stack, RSL_PORT) else { defmt::panic!("bind") };
     match status_task(node) {
         Ok(t) => spawner.spawn(t),
         Err(_) => defmt::panic!("status task"),
     }
     defmt::info!("fleet replica {} of {} at {}", ME, MEMBERS, eps[ME].port);
-    node.run(&socket, BUFFERS.take()).await
+    node.run_durable(&socket, BUFFERS.take(), &mut persister).await
+}
+
+/// The replica rebuilt from the flash log (a rejoining one, with nothing stored).
+#[inline(never)]
+fn recover(persister: &mut RslFlash<'static, FwFlash>, config: RslConfig<MEMBERS>) -> FwReplica {
+    let now = fleet_io_embassy::now();
+    match block_on(persister.recover(config, ME, KvApp::new(), now, boot_nonce())) {
+        Ok(r) => r,
+        Err(RecoverFailure::Flash(e)) => defmt::panic!("the flash log is unreadable: {}", Halt::from(e).0),
+        Err(RecoverFailure::Records(e)) => defmt::panic!("the flash log does not rebuild the replica: {}", e),
+    }
+}
+
+/// The flash region (see `memory.x`). Erased at a power-up, kept across a warm reset.
+fn storage() -> &'static mut [u8] {
+    // SAFETY: `STORAGE` is outside every linker section and nothing else touches it; this
+    // runs once, before any task.
+    let region = unsafe { core::slice::from_raw_parts_mut(STORAGE_START as *mut u8, STORAGE_BYTES) };
+    let (marker, flash) = region.split_at_mut(FLASH_PAGE);
+    if marker[..16] != STORAGE_MARKER {
+        flash.fill(0xFF);
+        marker[..16].copy_from_slice(&STORAGE_MARKER);
+        defmt::info!("flash region erased (power-up)");
+    }
+    flash
 }
 
 #[embassy_executor::task]
@@ -152,7 +212,7 @@ static mut BOOTS: core::mem::MaybeUninit<u64> = core::mem::MaybeUninit::uninit()
 
 /// This incarnation's nonce for the rejoin rule (`Replica::new_rejoining`): the boot
 /// counter above, mixed with the replica's index. A board with a hardware random number
-/// generator should use it instead; with durable state in flash, a stored counter.
+/// generator should use it instead. (It only matters when the flash holds nothing.)
 fn boot_nonce() -> u64 {
     let slot = core::ptr::addr_of_mut!(BOOTS).cast::<u64>();
     // SAFETY: read and written once, before any task runs; every bit pattern is a u64.
