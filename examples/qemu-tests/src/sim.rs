@@ -1,8 +1,12 @@
 //! A deterministic in-memory network of three replicas and one client, in virtual time.
 
+use core::cell::RefCell;
+
+use embassy_futures::block_on;
 use fleet_engine::rsl::apps::counter::Counter;
 use fleet_engine::rsl::{Client, Params, Replica, RslConfig};
 use fleet_engine::{Endpoint, Instant, Outbox, OutboxBuf};
+use fleet_flash::{HostCell, RamFlash, RslFlash};
 use heapless::{Deque, Vec};
 
 /// Datagram bound of the simulated cluster.
@@ -52,6 +56,31 @@ pub struct Sim {
     net: Deque<Packet, 256>,
     store: OutboxBuf<64, 16384>,
     sent: u32,
+    /// Durable replicas' persisters (`None`: in memory, as IronRSL).
+    persisters: Option<[RslFlash<'static, Flash>; 3]>,
+}
+
+/// The erase page of the simulated flash regions.
+pub const FLASH_PAGE: usize = 1024;
+/// A replica's flash region.
+pub type Flash = RamFlash<'static, FLASH_PAGE>;
+
+/// Persists replica `i`'s step before it sends anything (durable replicas only).
+fn persist(persisters: &mut Option<[RslFlash<'static, Flash>; 3]>, rep: &mut Rep, i: usize) {
+    let Some(p) = persisters.as_mut() else { return };
+    let lent = Lent(RefCell::new(rep));
+    if block_on(p[i].after_step(&lent)).is_err() {
+        panic!("replica {} cannot persist to its flash", i);
+    }
+}
+
+/// A replica lent to a persister between steps.
+struct Lent<'a>(RefCell<&'a mut Rep>);
+
+impl HostCell<Rep> for Lent<'_> {
+    fn with_host<R>(&self, f: impl FnOnce(&mut Rep) -> R) -> R {
+        f(&mut self.0.borrow_mut())
+    }
 }
 
 fn enqueue(
@@ -90,7 +119,21 @@ impl Sim {
             net: Deque::new(),
             store: OutboxBuf::new(),
             sent: 0,
+            persisters: None,
         }
+    }
+
+    /// A cluster of durable replicas, each recovered from its persister's flash log (a
+    /// rejoining replica when the log is empty: three of them are born together).
+    pub fn durable(mut persisters: [RslFlash<'static, Flash>; 3]) -> Result<Sim, &'static str> {
+        let mut sim = Sim::new();
+        for (i, p) in persisters.iter_mut().enumerate() {
+            let nonce = 0x5eed + i as u64;
+            sim.reps[i] = block_on(p.recover(config(), i, Counter::default(), Instant::ZERO, nonce))
+                .map_err(|_| "a replica does not recover from its flash")?;
+        }
+        sim.persisters = Some(persisters);
+        Ok(sim)
     }
 
     /// Submits one counter increment from the client.
@@ -120,6 +163,7 @@ impl Sim {
                     if self.up[i] {
                         let mut out = self.store.outbox();
                         let _ = self.reps[i].handle(now, from, &bytes, &mut out);
+                        persist(&mut self.persisters, &mut self.reps[i], i);
                         enqueue(&mut self.net, &mut self.sent, &mut self.lost, self.loss_every, replicas[i], &out);
                     }
                 }
@@ -128,6 +172,7 @@ impl Sim {
                 if self.up[i] && self.reps[i].next_deadline() <= now {
                     let mut out = self.store.outbox();
                     let _ = self.reps[i].tick(now, &mut out);
+                    persist(&mut self.persisters, &mut self.reps[i], i);
                     enqueue(&mut self.net, &mut self.sent, &mut self.lost, self.loss_every, *me, &out);
                 }
             }
