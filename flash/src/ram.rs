@@ -95,6 +95,11 @@ impl<'a, const PAGE: usize, const CUTS: bool> RamFlash<'a, PAGE, CUTS> {
         self.bytes
     }
 
+    /// The memory back (to open it again, as after a reset).
+    pub fn into_bytes(self) -> &'a mut [u8] {
+        self.bytes
+    }
+
     fn pages_len(&self) -> usize {
         self.bytes.len() / PAGE * PAGE
     }

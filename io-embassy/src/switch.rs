@@ -57,6 +57,8 @@ pub enum AttachError {
     Full,
     /// Another port owns that address, or a default port exists already.
     Taken,
+    /// The port's handle still exists ([`Switch::reopen`]), or there is no such port.
+    Held,
 }
 
 /// An index of a port on its switch.
@@ -66,6 +68,8 @@ pub struct PortId(pub usize);
 struct PortState<const Q: usize> {
     addr: Option<IpAddr>,
     connected: bool,
+    /// A [`Port`] handle for it exists.
+    held: bool,
     queue: heapless::Deque<Frame, Q>,
     waker: WakerRegistration,
     stats: PortStats,
@@ -76,6 +80,7 @@ impl<const Q: usize> PortState<Q> {
         PortState {
             addr: None,
             connected: true,
+            held: false,
             queue: heapless::Deque::new(),
             waker: WakerRegistration::new(),
             stats: PortStats { delivered: 0, lost: 0, cut: 0, overflow: 0, reordered: 0, no_route: 0 },
@@ -212,6 +217,7 @@ impl<const P: usize, const Q: usize> Switch<P, Q> {
             }
             let id = s.attached;
             s.ports[id].addr = addr;
+            s.ports[id].held = true;
             if addr.is_none() {
                 s.default_port = Some(id);
             }
@@ -219,6 +225,24 @@ impl<const P: usize, const Q: usize> Switch<P, Q> {
             Ok(id)
         })?;
         Ok(Port { switch: self, id: PortId(id) })
+    }
+
+    /// A new handle for port `id`, whose previous handle was dropped: the same address on
+    /// the same wire, as a device's NIC after the device resets. Packets queued meanwhile
+    /// are dropped (a reset loses the NIC's buffers).
+    pub fn reopen(&self, id: PortId) -> Result<Port<'_, P, Q>, AttachError> {
+        self.with(|s| {
+            let attached = s.attached;
+            match s.ports.get_mut(id.0) {
+                Some(p) if id.0 < attached && !p.held => {
+                    p.held = true;
+                    p.queue.clear();
+                    Ok(())
+                }
+                _ => Err(AttachError::Held),
+            }
+        })?;
+        Ok(Port { switch: self, id })
     }
 
     /// Sets the faults applied from now on.
@@ -248,6 +272,17 @@ impl<const P: usize, const Q: usize> Switch<P, Q> {
 pub struct Port<'s, const P: usize, const Q: usize> {
     switch: &'s Switch<P, Q>,
     id: PortId,
+}
+
+impl<const P: usize, const Q: usize> Drop for Port<'_, P, Q> {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.switch.with(|s| {
+            if let Some(p) = s.ports.get_mut(id.0) {
+                p.held = false;
+            }
+        });
+    }
 }
 
 impl<'s, const P: usize, const Q: usize> Port<'s, P, Q> {
@@ -346,6 +381,19 @@ mod tests {
         f[0] = 0x45;
         f[16..20].copy_from_slice(&dst);
         f
+    }
+
+    #[test]
+    fn a_port_is_reopened_only_once_its_handle_is_gone() {
+        let sw = Switch::<2, 4>::new(1);
+        let port = sw.attach(IpAddr::V4([10, 0, 0, 1])).unwrap();
+        let id = port.id();
+        assert_eq!(sw.reopen(id).err(), Some(AttachError::Held), "its handle still exists");
+        assert_eq!(sw.reopen(PortId(1)).err(), Some(AttachError::Held), "never attached");
+        drop(port);
+        let again = sw.reopen(id).unwrap();
+        assert_eq!(again.id(), id);
+        assert_eq!(sw.attach(IpAddr::V4([10, 0, 0, 1])).err(), Some(AttachError::Taken), "the address stays its own");
     }
 
     #[test]

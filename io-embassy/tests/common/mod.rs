@@ -78,7 +78,16 @@ pub fn stack(
     ip: [u8; 4],
     prefix: u8,
 ) -> (Stack<'static>, embassy_net::Runner<'static, TestPort>, fleet_io_embassy::switch::PortId) {
-    let port = switch.attach(fleet_engine::IpAddr::V4(ip)).unwrap();
+    stack_on(switch.attach(fleet_engine::IpAddr::V4(ip)).unwrap(), ip, prefix)
+}
+
+/// An embassy-net stack with address `ip`/`prefix` on `port`.
+#[allow(dead_code)] // Not every test binary uses it directly.
+pub fn stack_on(
+    port: TestPort,
+    ip: [u8; 4],
+    prefix: u8,
+) -> (Stack<'static>, embassy_net::Runner<'static, TestPort>, fleet_io_embassy::switch::PortId) {
     let id = port.id();
     let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
         address: Ipv4Cidr::new(Ipv4Address::from(ip), prefix),
