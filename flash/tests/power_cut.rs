@@ -1,10 +1,10 @@
 //! Power cuts at every flash write and erase boundary, over many seeds.
 //!
-//! A cluster of three durable replicas (a counter application, one client) runs in virtual
-//! time; each replica persists through an [`RslFlash`] over its own [`RamFlash`]. In the
-//! first boot the power is cut in the middle of the `k`-th write or erase of one replica's
-//! flash (torn contents drawn from the seed), and the whole cluster goes down at that
-//! moment. Every replica is then recovered from its flash, and:
+//! A new cluster of three durable replicas (a counter application, one client) runs in
+//! virtual time from empty flash; each replica persists through an [`RslFlash`] over its
+//! own [`RamFlash`]. The power is cut in the middle of the `k`-th write or erase of one
+//! replica's flash (torn contents drawn from the seed), from the cluster's birth on, and the
+//! whole cluster goes down at that moment. Every replica is then recovered from its flash, and:
 //! * its durable acceptor state is never older than what it had persisted before the cut
 //!   (nothing it revealed is forgotten) and never newer than what it had in memory (nothing
 //!   invented or corrupted);
@@ -247,23 +247,13 @@ fn boot(flashes: &mut [Vec<u8>], seed: u64, client_at: Endpoint, increments: u64
 
 const CLIENT_1: Endpoint = Endpoint::v4([10, 0, 0, 9], 5000);
 const CLIENT_2: Endpoint = Endpoint::v4([10, 0, 0, 9], 5001);
-const CLIENT_3: Endpoint = Endpoint::v4([10, 0, 0, 9], 5002);
-
-/// A cluster born on empty flash that committed one increment, then restarted: where the
-/// runs with a cut start.
-fn born(seed: u64) -> (Vec<Vec<u8>>, Boot) {
-    let mut flashes = vec![vec![0xFFu8; REGION]; 3];
-    let first = boot(&mut flashes, seed, CLIENT_1, 1, None);
-    assert_eq!(first.replies, vec![1], "seed {seed}: the new cluster serves");
-    (flashes, first)
-}
 
 /// The cut at boundary `k` of replica `victim`'s flash, for `seed`: checks the recovery and
 /// that the cluster serves on. Returns whether the cut happened (false: `k` is past the
 /// run's last operation).
 fn cut_and_recover(seed: u64, victim: usize, k: u64) -> bool {
-    let (mut flashes, _) = born(seed);
-    let cut = boot(&mut flashes, seed, CLIENT_2, INCREMENTS, Some((victim, k)));
+    let mut flashes = vec![vec![0xFFu8; REGION]; 3];
+    let cut = boot(&mut flashes, seed, CLIENT_1, INCREMENTS, Some((victim, k)));
     if !cut.cut {
         return false;
     }
@@ -278,12 +268,12 @@ fn cut_and_recover(seed: u64, victim: usize, k: u64) -> bool {
             assert_eq!(got, &cut.at_end[i], "seed {seed}, cut at {k} of replica {victim}: replica {i}");
         }
     }
-    let after = boot(&mut flashes, seed ^ 0x5555, CLIENT_3, 4, None);
+    let after = boot(&mut flashes, seed ^ 0x5555, CLIENT_2, 4, None);
     // Linearizable: the counter goes on from the last acknowledged value; the request in
     // flight at the cut may or may not have been executed.
     let consecutive = |from: u64, n: usize| (from..from + n as u64).collect::<Vec<_>>();
-    assert_eq!(cut.replies, consecutive(2, cut.replies.len()), "seed {seed}: replies before the cut");
-    let acked = cut.replies.last().copied().unwrap_or(1);
+    assert_eq!(cut.replies, consecutive(1, cut.replies.len()), "seed {seed}: replies before the cut");
+    let acked = cut.replies.last().copied().unwrap_or(0);
     let next = after.replies.first().copied().unwrap_or(0);
     assert!(
         next == acked + 1 || next == acked + 2,
@@ -310,18 +300,24 @@ fn recovered_views(flashes: &mut [Vec<u8>], seed: u64) -> Vec<View> {
 #[test]
 fn a_power_cut_at_any_flash_boundary_loses_nothing_acknowledged() {
     let seeds: u64 = std::env::var("FLEET_FLASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
-    let mut cuts = 0u64;
+    let (mut cuts, mut images, mut erases) = (0u64, 0u64, 0u64);
     for seed in 1..=seeds {
         let victim = (seed % 3) as usize;
         // How many boundaries a whole run has on the victim's flash.
-        let (mut flashes, _) = born(seed);
-        let whole = boot(&mut flashes, seed, CLIENT_2, INCREMENTS, Some((victim, u64::MAX)));
+        let mut flashes = vec![vec![0xFFu8; REGION]; 3];
+        let whole = boot(&mut flashes, seed, CLIENT_1, INCREMENTS, Some((victim, u64::MAX)));
         assert!(!whole.cut && whole.ops > 50, "seed {seed}: a run without a cut does {} flash operations", whole.ops);
-        assert!(whole.images[victim] >= 2 && whole.erases >= 2, "seed {seed}: images and erases are exercised");
+        assert!(
+            whole.images[victim] >= 1 && whole.erases >= 1,
+            "seed {seed}: images {:?} and {} erases: compaction is exercised",
+            whole.images,
+            whole.erases
+        );
+        (images, erases) = (images + whole.images[victim], erases + whole.erases);
         for k in 0..whole.ops {
             assert!(cut_and_recover(seed, victim, k), "seed {seed}: the cut at {k} of {} never came", whole.ops);
             cuts += 1;
         }
     }
-    eprintln!("{cuts} power cuts, every one recovered");
+    eprintln!("{cuts} power cuts, every one recovered ({images} images and {erases} erases on the cut flashes' runs)");
 }

@@ -274,6 +274,20 @@ impl FaultSchedule {
                 step += 1 + rng.below(profile.mean_gap_steps * 2);
             }
         }
+        // A quarter of the seeds with a whole group cut its power while the new cluster is
+        // being born (the first steps: requests and answers of the rejoin rule), when some
+        // replicas may be born and others not yet. Drawn from a fork of the generator so
+        // that the rest of every seed's schedule stays as it was.
+        let mut early = Rng::new(rng.clone().next_u64() ^ 0x0B12_7C07);
+        let whole = crash_groups.iter().position(|g| g.whole && g.restartable);
+        let cut_soon = events.iter().any(|(at, e)| *at < 100 && matches!(e, FaultEvent::CrashAll(_)));
+        if let Some(g) = whole.filter(|_| profile.crash_weight > 0 && early.below(4) == 0 && steps > 100 && !cut_soon) {
+            let at = early.range(1, 40);
+            events.push((at, FaultEvent::CrashAll(g)));
+            for (k, &h) in crash_groups[g].hosts.iter().enumerate() {
+                events.push((at + 1 + k as u64 + early.below(50), FaultEvent::Restart(h)));
+            }
+        }
         events.sort_by_key(|(step, _)| *step);
         // Between a power cut and its restarts, no other crash or restart of the group.
         let mut cut: Vec<Option<(usize, usize)>> = vec![None; crash_groups.len()];

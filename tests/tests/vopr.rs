@@ -111,14 +111,14 @@ fn invariant_checker_catches_a_checkpoint_reported_before_it_is_durable() {
 
 #[test]
 fn invariant_checker_catches_recovery_from_a_torn_snapshot() {
-    binding_bug_is_caught(Plant::TornSnapshot, "invariant", "reports only durable checkpoints", 1381..1552, 2);
+    binding_bug_is_caught(Plant::TornSnapshot, "invariant", "reports only durable checkpoints", 2005..2043, 2);
 }
 
 #[test]
 fn paxos_invariants_catch_a_replica_without_state_that_takes_part_at_once() {
     // Both seeds: the wiped replica votes below its old promise or without its old vote,
     // and a second batch is chosen or voted for at one operation and ballot.
-    binding_bug_is_caught(Plant::RejoinAtOnce, "invariant", "lemma_", 693..700, 2);
+    binding_bug_is_caught(Plant::RejoinAtOnce, "invariant", "lemma_", 1650..1673, 2);
 }
 
 #[test]

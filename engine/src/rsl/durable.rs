@@ -50,6 +50,17 @@
 //!   (a quorum of durable votes), so executed-batch records need no sync before the reply
 //!   (the binding may sync them lazily, at its next sync or when idle).
 //!
+//! * **The incarnation** ([`DurableRecord::Incarnation`]) of a replica that started without
+//!   state, and, once it is born, **the incarnations it was born with**
+//!   ([`DurableRecord::BornWith`]). A power cut while a new cluster is being born can leave
+//!   one replica born and two with nothing stored; with fresh nonces after the restart the
+//!   two would each see the other rejoining and wait forever (the rejoin rule cannot tell
+//!   them from replicas that lost a disk). With these records, a restart that finds its
+//!   incarnation and no acceptor record rejoins as that same incarnation (it never promised
+//!   or voted: those records come first), and the born replica still vouches for it. Rejoin
+//!   messages wait for the incarnation record's sync, so no peer learns a nonce a restart
+//!   could forget.
+//!
 //! Everything else (learner, election, queued requests, stats) is rebuilt from peers: a
 //! restarted replica is a replica that is behind, and catches up like any lagging replica.
 //!
@@ -104,6 +115,22 @@ pub enum DurableRecord<'a> {
     },
     /// One piece of a snapshot (`SupplyPart::App` or `SupplyPart::Cache`), in order.
     Snapshot(#[serde(borrow)] SupplyPart<'a>),
+    /// A replica that started without state rejoins as incarnation `nonce`. Written before
+    /// any rejoin message leaves: a restart that finds it and no acceptor record never
+    /// promised or voted since, so it rejoins as the same incarnation (the one its peers
+    /// may have seen without state when they were born).
+    Incarnation {
+        /// The incarnation's nonce.
+        nonce: u64,
+    },
+    /// This replica was born (a new cluster) while `replica` was incarnation `nonce`
+    /// without state; it still answers that incarnation as new after a restart.
+    BornWith {
+        /// The other replica.
+        replica: u8,
+        /// Its incarnation's nonce then.
+        nonce: u64,
+    },
 }
 
 /// Encodes the piece of `frozen` at `pos` as a [`DurableRecord::Snapshot`] into `out`, with

@@ -27,6 +27,10 @@ pub struct Journal {
     /// Acceptor slots whose vote was cast since the last acceptor records were handed out
     /// (bit `opn % W`; a slot reused by a newer vote holds the one to hand out).
     pub votes: u64,
+    /// The rejoining incarnation whose record is still to be handed out.
+    pub incarnation_pending: Option<u64>,
+    /// Replicas whose born-with record is still to be handed out (bit `r`).
+    pub born_pending: u64,
 }
 
 impl Journal {
@@ -40,6 +44,8 @@ impl Journal {
             persisted_mark: 0,
             acceptor_dirty: false,
             votes: 0,
+            incarnation_pending: None,
+            born_pending: 0,
         }
     }
 
@@ -53,6 +59,8 @@ impl Journal {
             persisted_mark: 0,
             acceptor_dirty: false,
             votes: 0,
+            incarnation_pending: None,
+            born_pending: 0,
         }
     }
 

@@ -33,7 +33,7 @@ struct Args {
 fn usage() -> &'static str {
     "usage: vopr [--kind rsl|kv] [--seeds N] [--first-seed S] [--seed S] [--steps N] [--jobs N] \
      [--plant none|forge-2b|skip-phase1|forge-reply|forge-request|drop-replies|amnesiac-restart|\
-     send-before-sync|early-checkpoint|torn-snapshot|no-forward|rejoin-at-once] [--trace] [--trace-len N] [--lin-budget N]"
+     send-before-sync|early-checkpoint|torn-snapshot|no-forward|rejoin-at-once|forget-incarnation] [--trace] [--trace-len N] [--lin-budget N]"
 }
 
 fn parse() -> Result<Args, String> {

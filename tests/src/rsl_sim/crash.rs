@@ -11,7 +11,7 @@
 
 use fleet_engine::rsl::durable::{snapshot_record, DURABLE_RECORD_OVERHEAD_BYTES};
 use fleet_engine::rsl::snapshot::SnapshotPos;
-use fleet_engine::rsl::{Ballot, RecoverError, Step};
+use fleet_engine::rsl::{Ballot, DurableRecord, RecoverError, Step};
 use fleet_proofs::checkers::rsl::RslEvent;
 use fleet_proofs::checkers::{Checker, Violation};
 
@@ -68,6 +68,18 @@ fn recovered_between(synced: &DurableView, got: &DurableView, at_crash: &Durable
         }
     }
     None
+}
+
+fn decoded(record: &[u8]) -> Option<DurableRecord<'_>> {
+    fleet_engine::wire::decode(fleet_engine::wire::Protocol::Durable, record).ok()
+}
+
+fn is_incarnation_record(record: &[u8]) -> bool {
+    matches!(decoded(record), Some(DurableRecord::Incarnation { .. } | DurableRecord::BornWith { .. }))
+}
+
+fn is_acceptor_record(record: &[u8]) -> bool {
+    matches!(decoded(record), Some(DurableRecord::Acceptor(_)))
 }
 
 /// What a replica was at its crash: its durable acceptor state, and the checkpoint it had
@@ -293,9 +305,22 @@ impl RslSim {
         let disk = &self.disks[i];
         let empty = Vec::new();
         let kept = kept.unwrap_or_default();
+        // The planted `ForgetIncarnation` binding never kept these records.
+        let forgetful: Vec<Vec<u8>>;
+        let log = match plant {
+            Plant::ForgetIncarnation => {
+                let before = disk.log.len();
+                forgetful = disk.log.iter().filter(|r| !is_incarnation_record(r)).cloned().collect();
+                if forgetful.len() < before && !forgetful.iter().any(|r| is_acceptor_record(r)) {
+                    self.fault_counts.planted += 1;
+                }
+                &forgetful
+            }
+            _ => &disk.log,
+        };
         let (snapshot, log) = match amnesia {
             true => (&empty, &empty),
-            false => (&kept, &disk.log),
+            false => (&kept, log),
         };
         let nonce = self.nonce();
         let recover = |snapshot: &[Vec<u8>]| {

@@ -13,17 +13,16 @@ impl RslSim {
     /// Applies one fault.
     pub fn apply_fault(&mut self, e: FaultEvent) {
         // A new cluster starts when every replica has answered that it has no state, and
-        // each has synced the record of its birth: until then no replica crashes (the rejoin
-        // rule's condition for a first start; see docs/ARCHITECTURE.md).
+        // each has synced the record of its birth: until then no replica crashes alone (a
+        // replica that stays down keeps the others from being born: the rejoin rule's
+        // condition for a first start; see docs/ARCHITECTURE.md). A power cut may come at
+        // any time: every replica restarts as the incarnation its disk names, and a born one
+        // still vouches for those it was born with (see `fleet_engine::rsl::durable`).
         let replicas = self.replicas.len();
         self.born |= self.replicas.iter().all(|r| r.as_ref().is_some_and(|r| r.rejoining().is_none()))
             && self.disks.iter().all(|d| d.synced > 0);
-        let losing_state = match e {
-            FaultEvent::Crash(h) | FaultEvent::Wipe(h) => h < replicas,
-            FaultEvent::CrashAll(_) => true,
-            _ => false,
-        };
-        if losing_state && !self.born {
+        let alone = matches!(e, FaultEvent::Crash(h) | FaultEvent::Wipe(h) if h < replicas);
+        if alone && !self.born {
             return;
         }
         self.fault_counts.count(&e);

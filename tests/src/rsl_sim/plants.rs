@@ -1,6 +1,6 @@
 //! Planted bugs: the simulator forges or drops messages on purpose, so that a test can see
 //! each checker catch a real violation. (`DropReplies` acts in `checks`; `AmnesiacRestart`,
-//! `SendBeforeSync`, `EarlyCheckpoint`, `TornSnapshot` and `RejoinAtOnce` in `crash`, the
+//! `SendBeforeSync`, `EarlyCheckpoint`, `TornSnapshot`, `RejoinAtOnce` and `ForgetIncarnation` in `crash`, the
 //! durable binding.)
 
 use fleet_engine::rsl::apps::kv::KvReply;
@@ -56,6 +56,11 @@ pub enum Plant {
     /// vote below a ballot its earlier incarnation promised, or without a vote that made a
     /// value chosen).
     RejoinAtOnce,
+    /// The binding does not keep a replica's incarnation and born-with records: after a
+    /// power cut during a new cluster's birth, replicas without acceptor state come back as
+    /// new incarnations that the born ones do not vouch for, and the cluster waits forever
+    /// (liveness).
+    ForgetIncarnation,
     /// KV (`--kind kv`): a host restarted without its state takes up its initial ranges at
     /// once instead of joining (host 0 claims every key: lost writes read as absent, two
     /// owners of one key).
@@ -64,7 +69,7 @@ pub enum Plant {
 
 impl Plant {
     /// Every plant, for `--plant` parsing and help.
-    pub const ALL: [(&'static str, Plant); 13] = [
+    pub const ALL: [(&'static str, Plant); 14] = [
         ("none", Plant::None),
         ("forge-2b", Plant::ForgeTwoB),
         ("skip-phase1", Plant::SkipPhase1),
@@ -77,6 +82,7 @@ impl Plant {
         ("early-checkpoint", Plant::EarlyCheckpoint),
         ("torn-snapshot", Plant::TornSnapshot),
         ("rejoin-at-once", Plant::RejoinAtOnce),
+        ("forget-incarnation", Plant::ForgetIncarnation),
         ("claims-at-once", Plant::ClaimsAtOnce),
     ];
 
@@ -105,6 +111,7 @@ impl RslSim {
             | Plant::EarlyCheckpoint
             | Plant::TornSnapshot
             | Plant::RejoinAtOnce
+            | Plant::ForgetIncarnation
             | Plant::ClaimsAtOnce => false,
             Plant::ForgeTwoB => self.plant_forge_2b(),
             Plant::SkipPhase1 => self.plant_skip_phase1(),

@@ -31,6 +31,19 @@ impl<
         if !self.journal.durable {
             return None;
         }
+        // The incarnation first: nothing may reveal it before it is durable.
+        if let Some(nonce) = self.journal.incarnation_pending {
+            let record = DurableRecord::Incarnation { nonce };
+            return Some(self.hand_out(&record, buf).inspect(|_| self.journal.incarnation_pending = None));
+        }
+        // Then whom it was born with, ahead of the acceptor record of its birth.
+        if self.journal.born_pending != 0 {
+            let r = self.journal.born_pending.trailing_zeros() as usize;
+            let bit = 1u64 << r;
+            let nonce = self.born_with.get(r).copied().unwrap_or(0);
+            let record = DurableRecord::BornWith { replica: r as u8, nonce };
+            return Some(self.hand_out(&record, buf).inspect(|_| self.journal.born_pending &= !bit));
+        }
         while self.journal.acceptor_dirty {
             if self.journal.votes == 0 {
                 let header = DurableRecord::Acceptor(self.acceptor_record(None));

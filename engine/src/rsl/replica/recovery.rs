@@ -35,30 +35,50 @@ impl<
     pub fn new_durable(config: RslConfig<R>, me: usize, app: A, now: Instant, nonce: u64) -> Result<Self, ConfigError> {
         let mut replica = Replica::new_rejoining(config, me, app, now, nonce)?;
         replica.journal = Journal::durable_at(0);
+        replica.journal.incarnation_pending = Some(nonce.max(1));
         Ok(replica)
     }
 
     /// How many records [`Replica::durable_image_record`] yields: a log of exactly these
-    /// acceptor records (the header, then one per held vote) replays to the current
-    /// acceptor state, so a binding may replace every acceptor record with them. None
-    /// while rejoining: a log without acceptor records recovers to a rejoining replica.
+    /// records replays to the current durable state, so a binding may replace every
+    /// incarnation, born-with and acceptor record with them. While rejoining: the
+    /// incarnation record alone (a log without acceptor records recovers to a replica
+    /// rejoining as that incarnation). Else: whom it was born with, the acceptor's header,
+    /// then one record per held vote.
     pub fn durable_image_len(&self) -> usize {
         match self.rejoin.is_some() {
-            true => 0,
-            false => 1 + self.acceptor().vote_count(),
+            true => 1,
+            false => self.born_with_count() + 1 + self.acceptor().vote_count(),
         }
     }
 
-    /// Record `index` of the acceptor's compacted image (`index < durable_image_len()`).
+    fn born_with_count(&self) -> usize {
+        self.born_with.iter().filter(|&&b| b != 0).count()
+    }
+
+    /// Record `index` of the compacted image (`index < durable_image_len()`).
     pub fn durable_image_record<'b>(&self, index: usize, buf: &'b mut [u8]) -> Result<&'b [u8], EncodeError> {
-        let vote = match index {
-            0 => None,
-            i => match self.acceptor().votes().nth(i - 1) {
-                Some(v) => Some(Vote { opn: v.opn, bal: v.bal, batch: Bytes(&v.batch) }),
-                None => return Err(EncodeError::BufferFull),
-            },
+        let record = match (&self.rejoin, index) {
+            (Some(rejoin), 0) => DurableRecord::Incarnation { nonce: rejoin.nonce },
+            (Some(_), _) => return Err(EncodeError::BufferFull),
+            (None, i) if i < self.born_with_count() => {
+                let Some((r, &nonce)) = self.born_with.iter().enumerate().filter(|(_, &b)| b != 0).nth(i) else {
+                    return Err(EncodeError::BufferFull);
+                };
+                DurableRecord::BornWith { replica: r as u8, nonce }
+            }
+            (None, i) => {
+                let vote = match i - self.born_with_count() {
+                    0 => None,
+                    v => match self.acceptor().votes().nth(v - 1) {
+                        Some(v) => Some(Vote { opn: v.opn, bal: v.bal, batch: Bytes(&v.batch) }),
+                        None => return Err(EncodeError::BufferFull),
+                    },
+                };
+                DurableRecord::Acceptor(self.acceptor_record(vote))
+            }
         };
-        let len = wire::encode(Protocol::Durable, &DurableRecord::Acceptor(self.acceptor_record(vote)), buf)?;
+        let len = wire::encode(Protocol::Durable, &record, buf)?;
         Ok(&buf[..len])
     }
 
@@ -89,7 +109,8 @@ impl<
     ///
     /// A log without an acceptor record (nothing stored, or only executed state: the
     /// replica never took part since it last started without state) recovers to a
-    /// rejoining replica with `nonce`, as [`Replica::new_rejoining`].
+    /// rejoining replica: as the incarnation its log names, else with `nonce` (then handed
+    /// out as its first record), as [`Replica::new_durable`].
     pub fn recover<'s, 'l, S, L>(
         config: RslConfig<R>,
         me: usize,
@@ -103,14 +124,104 @@ impl<
         S: IntoIterator<Item = &'s [u8]>,
         L: IntoIterator<Item = &'l [u8]>,
     {
-        let mut recovery = Recovery::new(config, me, app, now)?;
+        // Rebuilt in place (not through `Recovery`): a server's replica is megabytes, and a
+        // debug build copies every value it moves.
+        let mut replica = Replica::new(config, me, app, now)?;
+        let mut replay = Replay::default();
         for bytes in snapshot {
-            recovery.snapshot_piece(bytes)?;
+            replica.replay_snapshot_piece(&mut replay, bytes)?;
         }
         for bytes in log {
-            recovery.log_record(bytes)?;
+            replica.replay_log_record(&mut replay, bytes)?;
         }
-        recovery.finish(nonce)
+        replica.finish_replay(&mut replay, now, nonce)?;
+        Ok(replica)
+    }
+
+    /// Recovery: the next piece of the stored snapshot.
+    fn replay_snapshot_piece(&mut self, replay: &mut Replay, bytes: &[u8]) -> Result<(), RecoverError> {
+        let record = replay.record;
+        if replay.snapshot_done {
+            return Err(RecoverError::Inconsistent { record, reason: "a snapshot piece after the log began" });
+        }
+        let r: DurableRecord<'_> =
+            wire::decode(Protocol::Durable, bytes).map_err(|error| RecoverError::Undecodable { record, error })?;
+        let DurableRecord::Snapshot(part) = r else {
+            return Err(RecoverError::Inconsistent { record, reason: "a snapshot holds a record of another kind" });
+        };
+        replay.staged = Some(self.restore_piece(part)?);
+        replay.record += 1;
+        Ok(())
+    }
+
+    /// Recovery: the next log record.
+    fn replay_log_record(&mut self, replay: &mut Replay, bytes: &[u8]) -> Result<(), RecoverError> {
+        self.end_replayed_snapshot(replay)?;
+        let record = replay.record;
+        let bad = |reason| RecoverError::Inconsistent { record, reason };
+        let r: DurableRecord<'_> =
+            wire::decode(Protocol::Durable, bytes).map_err(|error| RecoverError::Undecodable { record, error })?;
+        match r {
+            DurableRecord::Acceptor(a) => {
+                self.restore_acceptor(&a).map_err(bad)?;
+                replay.acceptor_records += 1;
+            }
+            DurableRecord::Executed { opn, bal, batch } => {
+                self.check_batch(bal, batch.0).map_err(bad)?;
+                if opn == self.executor.ops_complete {
+                    let (_, mut exec) = self.execution();
+                    exec.run(bal, batch.0, None);
+                }
+            }
+            DurableRecord::Snapshot(_) => return Err(bad("a snapshot piece in the log")),
+            DurableRecord::Incarnation { nonce } => {
+                if nonce == 0 {
+                    return Err(bad("incarnation nonce 0"));
+                }
+                replay.incarnation = Some(nonce);
+            }
+            DurableRecord::BornWith { replica: r, nonce } => {
+                let n = self.config.n();
+                let slot = self.born_with.get_mut(usize::from(r)).filter(|_| usize::from(r) < n);
+                *slot.ok_or(bad("born with a replica outside the configuration"))? = nonce;
+            }
+        }
+        self.check_invariants().map_err(bad)?;
+        replay.record += 1;
+        Ok(())
+    }
+
+    /// Recovery: installs the snapshot once its pieces are all in (a no-op the second time).
+    fn end_replayed_snapshot(&mut self, replay: &mut Replay) -> Result<(), RecoverError> {
+        if replay.snapshot_done {
+            return Ok(());
+        }
+        replay.snapshot_done = true;
+        match replay.staged {
+            None | Some(Progress::Ignored) => Ok(()),
+            Some(Progress::Complete) => self.restore_snapshot(),
+            Some(_) => Err(RecoverError::Snapshot("its records stop before its end")),
+        }
+    }
+
+    /// Recovery done: the journal, the checkpoint, catching up, and rejoining if the log
+    /// held no acceptor record.
+    fn finish_replay(&mut self, replay: &mut Replay, now: Instant, nonce: u64) -> Result<(), RecoverError> {
+        self.end_replayed_snapshot(replay)?;
+        let ops = self.executor.ops_complete;
+        self.learner.forget_below(ops);
+        self.journal = Journal::durable_at(ops);
+        self.acceptor.record_checkpoint(self.me, ops);
+        self.catch_up_after_recovery(now);
+        if replay.acceptor_records == 0 {
+            // Never promised or voted since it started without state: the same incarnation
+            // (a peer may have been born with it). With no record of one, a new one, made
+            // durable before it is revealed.
+            let nonce = replay.incarnation.unwrap_or(nonce.max(1));
+            self.rejoin = Some(crate::rsl::rejoin::Rejoin::new(nonce, now));
+            self.journal.incarnation_pending = replay.incarnation.is_none().then_some(nonce);
+        }
+        Ok(())
     }
 
     /// Recovery: one piece of the stored snapshot.
@@ -185,6 +296,21 @@ impl<
     }
 }
 
+/// Where a replay stands: what [`Replica::recover`] and [`Recovery`] carry from record to
+/// record.
+#[derive(Clone, Copy, Debug, Default)]
+struct Replay {
+    /// Records taken so far (snapshot pieces, then log records): the index errors name.
+    record: usize,
+    /// The state transfer's progress after the last snapshot piece.
+    staged: Option<Progress>,
+    /// The snapshot was installed (or found absent): only log records from here on.
+    snapshot_done: bool,
+    acceptor_records: usize,
+    /// The incarnation a log without acceptor records rejoins as.
+    incarnation: Option<u64>,
+}
+
 /// A replica rebuilt one record at a time: [`Replica::recover`] for a binding that reads
 /// its storage record by record into one buffer (a flash queue on a microcontroller cannot
 /// hold the whole log in RAM). Feed the snapshot's pieces ([`Recovery::snapshot_piece`]),
@@ -202,13 +328,7 @@ pub struct Recovery<
 > {
     replica: Replica<A, R, W, D, QB, C, RB, TB>,
     now: Instant,
-    /// Records taken so far (snapshot pieces, then log records): the index errors name.
-    record: usize,
-    /// The state transfer's progress after the last snapshot piece.
-    staged: Option<Progress>,
-    /// The snapshot was installed (or found absent): only log records from here on.
-    snapshot_done: bool,
-    acceptor_records: usize,
+    replay: Replay,
 }
 
 impl<
@@ -226,50 +346,17 @@ impl<
     /// initial state.
     pub fn new(config: RslConfig<R>, me: usize, app: A, now: Instant) -> Result<Self, RecoverError> {
         let replica = Replica::new(config, me, app, now)?;
-        Ok(Recovery { replica, now, record: 0, staged: None, snapshot_done: false, acceptor_records: 0 })
+        Ok(Recovery { replica, now, replay: Replay::default() })
     }
 
     /// The next piece of the stored snapshot (pieces come before every log record).
     pub fn snapshot_piece(&mut self, bytes: &[u8]) -> Result<(), RecoverError> {
-        let record = self.record;
-        if self.snapshot_done {
-            return Err(RecoverError::Inconsistent { record, reason: "a snapshot piece after the log began" });
-        }
-        let r: DurableRecord<'_> =
-            wire::decode(Protocol::Durable, bytes).map_err(|error| RecoverError::Undecodable { record, error })?;
-        let DurableRecord::Snapshot(part) = r else {
-            return Err(RecoverError::Inconsistent { record, reason: "a snapshot holds a record of another kind" });
-        };
-        self.staged = Some(self.replica.restore_piece(part)?);
-        self.record += 1;
-        Ok(())
+        self.replica.replay_snapshot_piece(&mut self.replay, bytes)
     }
 
     /// The next log record, in write order (possibly compacted).
     pub fn log_record(&mut self, bytes: &[u8]) -> Result<(), RecoverError> {
-        self.end_snapshot()?;
-        let record = self.record;
-        let bad = |reason| RecoverError::Inconsistent { record, reason };
-        let r: DurableRecord<'_> =
-            wire::decode(Protocol::Durable, bytes).map_err(|error| RecoverError::Undecodable { record, error })?;
-        let replica = &mut self.replica;
-        match r {
-            DurableRecord::Acceptor(a) => {
-                replica.restore_acceptor(&a).map_err(bad)?;
-                self.acceptor_records += 1;
-            }
-            DurableRecord::Executed { opn, bal, batch } => {
-                replica.check_batch(bal, batch.0).map_err(bad)?;
-                if opn == replica.executor.ops_complete {
-                    let (_, mut exec) = replica.execution();
-                    exec.run(bal, batch.0, None);
-                }
-            }
-            DurableRecord::Snapshot(_) => return Err(bad("a snapshot piece in the log")),
-        }
-        replica.check_invariants().map_err(bad)?;
-        self.record += 1;
-        Ok(())
+        self.replica.replay_log_record(&mut self.replay, bytes)
     }
 
     /// Operations the replica being rebuilt has executed so far.
@@ -278,32 +365,10 @@ impl<
     }
 
     /// The rebuilt replica, which then catches up from its peers. With no acceptor record
-    /// taken it rejoins with `nonce`, as [`Replica::new_rejoining`].
+    /// taken it rejoins: as the incarnation the log names, else with `nonce`.
     pub fn finish(mut self, nonce: u64) -> Result<Replica<A, R, W, D, QB, C, RB, TB>, RecoverError> {
-        self.end_snapshot()?;
-        let mut replica = self.replica;
-        let ops = replica.executor.ops_complete;
-        replica.learner.forget_below(ops);
-        replica.journal = Journal::durable_at(ops);
-        replica.acceptor.record_checkpoint(replica.me, ops);
-        replica.catch_up_after_recovery(self.now);
-        if self.acceptor_records == 0 {
-            replica.rejoin = Some(crate::rsl::rejoin::Rejoin::new(nonce.max(1), self.now));
-        }
-        Ok(replica)
-    }
-
-    /// Installs the snapshot once its pieces are all in (a no-op the second time).
-    fn end_snapshot(&mut self) -> Result<(), RecoverError> {
-        if self.snapshot_done {
-            return Ok(());
-        }
-        self.snapshot_done = true;
-        match self.staged {
-            None | Some(Progress::Ignored) => Ok(()),
-            Some(Progress::Complete) => self.replica.restore_snapshot(),
-            Some(_) => Err(RecoverError::Snapshot("its records stop before its end")),
-        }
+        self.replica.finish_replay(&mut self.replay, self.now, nonce)?;
+        Ok(self.replica)
     }
 }
 

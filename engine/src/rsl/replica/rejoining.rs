@@ -60,10 +60,15 @@ impl<
         let msg = RslMsg::RecoverRequest { nonce: rejoin.nonce, catching_up };
         let max = self.config.params.max_datagram_bytes;
         let leader = usize::from(self.election.current_view.proposer);
+        let first = out.len();
         for (r, &dst) in self.config.replicas.iter().enumerate() {
             if r != self.me && (!catching_up || r == leader) {
                 emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, dst, &msg);
             }
+        }
+        // The nonce goes out only once the incarnation record is durable.
+        if self.journal.durable {
+            out.mark_after_sync(first);
         }
     }
 
@@ -120,7 +125,13 @@ impl<
             next_opn,
         };
         let max = self.config.params.max_datagram_bytes;
+        let first = out.len();
         emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, self.config.replicas[sender], &msg);
+        // A rejoining replica's answer carries its nonce (which the asker may be born
+        // with); a member's may say it is fresh. Either must survive a restart.
+        if self.journal.durable {
+            out.mark_after_sync(first);
+        }
     }
 
     pub(super) fn on_rejoin_answer(&mut self, now: Instant, sender: usize, nonce: u64, answer: Answer) {
@@ -132,6 +143,10 @@ impl<
                 self.born_with = rejoin.fresh_incarnations();
                 let nonce = rejoin.nonce;
                 self.rejoin = None;
+                if self.journal.durable {
+                    self.journal.born_pending =
+                        self.born_with.iter().enumerate().filter(|(_, &b)| b != 0).fold(0, |m, (r, _)| m | 1 << r);
+                }
                 self.start_reply_ids_at(nonce);
                 // Durable from now on: a restart recovers a member, not a rejoining replica.
                 self.acceptor_changed();

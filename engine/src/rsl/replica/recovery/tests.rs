@@ -151,7 +151,9 @@ fn a_replayed_log_restores_promise_votes_and_truncation() {
     }
     let high = Ballot { seqno: 2, proposer: 2 };
     node.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal: high }), &mut out);
-    assert_eq!(node.log.len(), 13, "one record at birth, one per vote and one per promise (nothing executed)");
+    // The incarnation, whom it was born with (2), the acceptor at birth, one record per vote
+    // and one per promise (nothing executed).
+    assert_eq!(node.log.len(), 16);
     let live = node.replica.as_ref().unwrap();
     assert!(live.acceptor().log_truncation_point > 0, "the window slid");
     let recovered = node.recover(1).unwrap();
@@ -177,7 +179,7 @@ fn a_compacted_image_replays_to_the_same_state() {
         out.clear();
     }
     let live = node.replica.as_ref().unwrap();
-    assert_eq!(live.durable_image_len(), 6);
+    assert_eq!(live.durable_image_len(), 8, "born with 2, the header, 5 votes");
     let image: Vec<Vec<u8>> = (0..live.durable_image_len())
         .map(|i| {
             let mut buf = [0u8; RECORD_BYTES];
@@ -185,7 +187,7 @@ fn a_compacted_image_replays_to_the_same_state() {
         })
         .collect();
     let mut buf = [0u8; RECORD_BYTES];
-    assert!(live.durable_image_record(6, &mut buf).is_err(), "past the end");
+    assert!(live.durable_image_record(8, &mut buf).is_err(), "past the end");
     let from_image =
         Rep::recover(config(), 2, Counter::default(), Instant::ZERO, 1, [], image.iter().map(|r| r.as_slice()));
     assert_eq!(durable_view(&from_image.unwrap()), durable_view(live));
@@ -249,14 +251,22 @@ fn bad_logs_are_refused_with_the_record_and_the_rule_named() {
     node.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal: high }), &mut out);
     let good = node.log.clone();
     assert_eq!(replay(&good), Ok(()));
+    // The incarnation and whom it was born with come first; then the acceptor records.
+    let first = 3;
+    assert!(matches!(decode(&good[0]), DurableRecord::Incarnation { nonce: 1 }));
+    assert!(matches!(decode(&good[1]), DurableRecord::BornWith { replica: 0, nonce: 10 }));
 
     let mut torn = good.clone();
-    torn[1].pop();
-    assert!(matches!(replay(&torn), Err(RecoverError::Undecodable { record: 1, .. })));
+    torn[first + 1].pop();
+    assert!(matches!(replay(&torn), Err(RecoverError::Undecodable { record: 4, .. })));
 
     let mut reordered = good.clone();
-    reordered.swap(0, 1);
-    assert_eq!(replay(&reordered), refused(1, WENT_DOWN), "the promise would go down");
+    reordered.swap(first, first + 1);
+    assert_eq!(replay(&reordered), refused(first + 1, WENT_DOWN), "the promise would go down");
+
+    let outsider = wire_record(&DurableRecord::BornWith { replica: 3, nonce: 5 });
+    assert_eq!(replay(&[outsider]), refused(0, "born with a replica outside the configuration"));
+    assert_eq!(replay(&[wire_record(&DurableRecord::Incarnation { nonce: 0 })]), refused(0, "incarnation nonce 0"));
 
     let forged = AcceptorRecord {
         max_bal: Ballot::INITIAL,
@@ -320,6 +330,16 @@ fn bad_logs_are_refused_with_the_record_and_the_rule_named() {
 
     let rsl_datagram = two_a(0);
     assert!(matches!(replay(&[rsl_datagram]), Err(RecoverError::Undecodable { record: 0, .. })));
+}
+
+fn decode(bytes: &[u8]) -> DurableRecord<'_> {
+    wire::decode(Protocol::Durable, bytes).unwrap()
+}
+
+fn wire_record(r: &DurableRecord<'_>) -> Vec<u8> {
+    let mut buf = [0u8; RECORD_BYTES];
+    let n = wire::encode(Protocol::Durable, r, &mut buf).unwrap();
+    buf[..n].to_vec()
 }
 
 /// `r` with a promise for `Ballot::INITIAL`, no truncation and no vote.
@@ -635,4 +655,123 @@ fn recovery_errors_read_as_sentences_naming_the_record() {
     assert!(std::format!("{e}").starts_with("durable record 0 is unreadable: "), "{e}");
     let corrupt = crate::rsl::app::SnapshotError::Corrupt;
     assert_eq!(std::format!("{corrupt}"), "snapshot bytes do not describe a valid state");
+}
+
+/// Three durable replicas of a new cluster, each with its log, on a FIFO network in
+/// virtual time.
+struct Birth {
+    reps: Vec<Rep>,
+    logs: Vec<Vec<Vec<u8>>>,
+    net: std::collections::VecDeque<(usize, usize, Vec<u8>)>,
+    now: Instant,
+}
+
+impl Birth {
+    fn start(nonces: [u64; 3]) -> Birth {
+        let reps = (0..3).map(|i| Rep::new_durable(config(), i, Counter::default(), Instant::ZERO, nonces[i]).unwrap());
+        Birth { reps: reps.collect(), logs: std::vec![Vec::new(); 3], net: Default::default(), now: Instant::ZERO }
+    }
+
+    /// Every replica restarts from its log (a power cut), with new nonces.
+    fn power_cut(&mut self, nonces: [u64; 3]) {
+        self.net.clear();
+        for (i, nonce) in nonces.into_iter().enumerate() {
+            let log = self.logs[i].iter().map(|r| r.as_slice());
+            self.reps[i] = Rep::recover(config(), i, Counter::default(), self.now, nonce, [], log).unwrap();
+        }
+    }
+
+    /// One step of replica `i` (a datagram from `from`, or a tick), persisted, then sent.
+    fn step(&mut self, i: usize, input: Option<(usize, Vec<u8>)>) {
+        let mut store = Out::new();
+        let mut out = store.outbox();
+        let r = &mut self.reps[i];
+        let _ = match input {
+            Some((from, bytes)) => r.handle(self.now, eps()[from], &bytes, &mut out),
+            None => r.tick(self.now, &mut out),
+        };
+        let mut buf = [0u8; RECORD_BYTES];
+        while let Some(rec) = r.next_record(&mut buf) {
+            self.logs[i].push(rec.unwrap().to_vec());
+        }
+        let mark = r.durable_mark();
+        r.persisted(mark);
+        for (to, bytes) in out.iter() {
+            let to = eps().iter().position(|e| *e == to).unwrap();
+            self.net.push_back((i, to, bytes.to_vec()));
+        }
+    }
+
+    /// Delivers the datagrams from `from` to `to` queued now.
+    fn deliver(&mut self, from: usize, to: usize) {
+        let (now, later): (Vec<_>, Vec<_>) = self.net.drain(..).partition(|(f, t, _)| *f == from && *t == to);
+        self.net.extend(later);
+        for (_, _, bytes) in now {
+            self.step(to, Some((from, bytes)));
+        }
+    }
+
+    /// Runs freely until every replica takes part, or `limit_ms` passes.
+    fn run(&mut self, limit_ms: u64) -> bool {
+        let end = self.now.plus_ms(limit_ms);
+        while self.now < end {
+            while let Some((from, to, bytes)) = self.net.pop_front() {
+                self.step(to, Some((from, bytes)));
+            }
+            for i in 0..3 {
+                if self.reps[i].next_deadline() <= self.now {
+                    self.step(i, None);
+                }
+            }
+            if self.reps.iter().all(|r| r.rejoining().is_none()) {
+                return true;
+            }
+            self.now = self.now.plus_ms(1);
+        }
+        false
+    }
+}
+
+#[test]
+fn a_power_cut_while_a_new_cluster_is_born_does_not_stall_it() {
+    let mut b = Birth::start([100, 200, 300]);
+    for i in 0..3 {
+        b.step(i, None); // Each asks the others.
+    }
+    assert!(b.logs.iter().all(|l| l.len() == 1), "each incarnation is durable before its request leaves");
+    // Replica 0 hears both others (rejoining, without state) and is born; they never hear
+    // its answers: the power goes first.
+    b.deliver(1, 0);
+    b.deliver(2, 0);
+    b.deliver(0, 1);
+    b.deliver(0, 2);
+    b.deliver(1, 0);
+    b.deliver(2, 0);
+    assert!(b.reps[0].rejoining().is_none(), "replica 0 is born");
+    assert!(b.reps[1].rejoining().is_some() && b.reps[2].rejoining().is_some());
+    b.power_cut([101, 201, 301]);
+    assert!(b.reps[0].rejoining().is_none(), "replica 0 comes back a member");
+    assert_eq!(b.reps[1].rejoining().map(|r| r.nonce), Some(200), "the same incarnation: it never acted");
+    assert_eq!(b.reps[2].rejoining().map(|r| r.nonce), Some(300));
+    assert!(
+        b.run(2_000),
+        "the cluster is born after the cut: {:?}",
+        b.reps.iter().map(|r| r.status()).collect::<Vec<_>>()
+    );
+
+    // A disk lost instead: replica 1 comes back as a new incarnation, which replica 0 was
+    // not born with. Replica 2 (vouched for) is born; replica 1 then catches up from
+    // members, as any replica that lost its state.
+    let mut b = Birth::start([100, 200, 300]);
+    for i in 0..3 {
+        b.step(i, None);
+    }
+    for (from, to) in [(1, 0), (2, 0), (0, 1), (0, 2), (1, 0), (2, 0)] {
+        b.deliver(from, to);
+    }
+    b.logs[1].clear();
+    b.power_cut([101, 201, 301]);
+    assert_eq!(b.reps[1].rejoining().map(|r| r.nonce), Some(201), "a new incarnation");
+    assert!(b.run(5_000), "{:?}", b.reps.iter().map(|r| r.status()).collect::<Vec<_>>());
+    assert_eq!(b.logs[1].first().map(|r| decode(r)), Some(DurableRecord::Incarnation { nonce: 201 }));
 }
