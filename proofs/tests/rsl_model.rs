@@ -8,8 +8,8 @@
 mod model;
 
 use model::{
-    run, simulate, Outcome, Scope, SimOpts, AMNESIA_CI_STATES, COMPETING_CI_STATES, CONFLICTING_VOTES, REJOINED,
-    SIM_CI_STATES,
+    run, simulate, Outcome, Scope, SimOpts, AMNESIA_CI_STATES, COMPETING_CI_STATES, CONFLICTING_VOTES,
+    DURABLE_CI_STATES, REJOINED, SIM_CI_STATES,
 };
 
 fn threads() -> usize {
@@ -117,6 +117,31 @@ fn simulated_amnesia_and_rejoin() {
     assert!(o.violations.is_empty(), "{} safety violation(s)", o.violations.len());
     assert!(o.states >= AMNESIA_CI_STATES);
     for p in ["a client gets a reply", "a view change completes", REJOINED] {
+        assert!(o.reached.contains(&p), "not reached: {p}; reached {:?}", o.reached);
+    }
+}
+
+/// Durable birth: three replicas start without state and are born by the rejoin rule, each
+/// persisting its records; one, once, at any moment (during the birth too), restarts from
+/// its log, as the same incarnation when it holds no acceptor record, during the two-client
+/// view change; archived random walks. The control for `rsl_model_planted.rs`'s
+/// `KeepsIncarnationLosesAcceptor` (same scope, search and budget): the real records break
+/// nothing, and clients get replies after births and restarts.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only: cargo test -p fleet-proofs --release --test rsl_model")]
+fn simulated_durable_birth_and_restart() {
+    let scope = Scope::DURABLE;
+    let o = simulate(scope, true, SimOpts::archived(DURABLE_CI_STATES));
+    eprintln!(
+        "[model simulated-durable] {scope:?}\n[model simulated-durable] states {} walks {} in {:.1?}; reached in walks: {:?}",
+        o.states, o.walks, o.elapsed, o.reached_walks
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[model simulated-durable] VIOLATION of {p}:\n{trace}");
+    }
+    assert!(o.violations.is_empty(), "{} safety violation(s)", o.violations.len());
+    assert!(o.states >= DURABLE_CI_STATES);
+    for p in ["a client gets a reply", "a view change completes"] {
         assert!(o.reached.contains(&p), "not reached: {p}; reached {:?}", o.reached);
     }
 }

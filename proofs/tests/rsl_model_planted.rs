@@ -7,7 +7,10 @@
 
 mod model;
 
-use model::{run_with, simulate, Planted, Scope, SimOpts, AMNESIA_CI_STATES, COMPETING_CI_STATES, SIM_CI_STATES};
+use model::{
+    run_with, simulate, Planted, Scope, SimOpts, AMNESIA_CI_STATES, COMPETING_CI_STATES, DURABLE_CI_STATES,
+    SIM_CI_STATES,
+};
 
 /// Gives up (and fails) after this many generated states (`FLEET_PLANTED_CAP` overrides).
 const CAP: usize = 40_000_000;
@@ -245,6 +248,33 @@ fn amnesia_replica_taking_part_at_once_breaks_safety() {
 #[cfg_attr(debug_assertions, ignore = "release only")]
 fn amnesia_acceptor_voting_at_once_breaks_safety() {
     expect_amnesia_counterexample(0b100);
+}
+
+/// The durable-birth rule's precondition matters: a replica may rejoin as the same
+/// incarnation only if it never acted since (its log holds no acceptor record). A binding
+/// that loses the acceptor records but keeps the incarnation lets a replica that promised
+/// and voted be vouched for, born again with an empty acceptor, and vote against what it
+/// promised. Any replica may restart: the walks find the leader of view 1.0 born again,
+/// starting ballot 1.0 a second time and proposing another batch at operation 0 in it
+/// (about 220,000 states in). The control with the real records is `simulated_durable_birth_and_restart` in
+/// `rsl_model.rs`.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn durable_restart_keeping_only_its_incarnation_breaks_safety() {
+    let planted = Planted::KeepsIncarnationLosesAcceptor;
+    let scope = Scope { planted: Some(planted), restartable: 0b111, ..Scope::DURABLE };
+    let o = simulate(scope, false, SimOpts::archived(DURABLE_CI_STATES));
+    eprintln!(
+        "[planted {planted:?}] states {} walks {} in {:.1?}; violations: {:?}",
+        o.states,
+        o.walks,
+        o.elapsed,
+        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[planted {planted:?}] shrunk counterexample to {p}:\n{trace}");
+    }
+    assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} simulated states", o.states);
 }
 
 /// Diagnostic milestones of the competing-leaders scope, for [`competing_probe`].

@@ -105,6 +105,11 @@ pub struct Scope {
     pub restarts: u8,
     /// Which replicas may restart (bit `i`: replica `i`).
     pub restartable: u8,
+    /// Durable replicas: each starts without state as a new cluster (`Replica::new_durable`,
+    /// born by the rejoin rule), keeps every record it hands out in its log (written within
+    /// the step, so before the step's datagrams leave), and a restart rebuilds it from that
+    /// log (`Replica::recover`: nothing is lost) instead of replacing it with an amnesiac.
+    pub durable: bool,
     /// A deliberately wrong variant, to show the checker finds bugs.
     pub planted: Option<Planted>,
 }
@@ -130,6 +135,7 @@ impl Scope {
         max_log_length: 2,
         restarts: 0,
         restartable: 0b111,
+        durable: false,
         planted: None,
     };
 
@@ -149,6 +155,7 @@ impl Scope {
         max_log_length: 2,
         restarts: 0,
         restartable: 0b111,
+        durable: false,
         planted: None,
     };
 
@@ -156,6 +163,12 @@ impl Scope {
     /// an incarnation without state that must rejoin (`Replica::new_rejoining`) before it
     /// promises or votes again. The other replicas stay up, as the rejoin rule requires.
     pub const AMNESIA: Scope = Scope { restarts: 1, ..Scope::VIEW_CHANGE };
+
+    /// Durable birth: [`Scope::VIEW_CHANGE`] where the three replicas start without state,
+    /// are born by the rejoin rule, persist their records, and one of them, once, at any
+    /// moment (during the birth too), restarts from its log: as the same incarnation if its
+    /// log holds no acceptor record, vouched for by those born with it.
+    pub const DURABLE: Scope = Scope { restarts: 1, durable: true, ..Scope::VIEW_CHANGE };
 
     /// Competing leaders: three ballots (views up to 1.2, so replicas 0, 1 and 2 may each
     /// lead one), two clients (client `j` first sends to replica `j`). The smallest scope in
@@ -184,6 +197,7 @@ impl Scope {
         max_log_length: 2,
         restarts: 0,
         restartable: 0b111,
+        durable: false,
         planted: None,
     };
 }
@@ -222,6 +236,11 @@ pub enum Planted {
     /// ([`Scope::restarts`]) creates an ordinary `Replica::new` (an empty acceptor that
     /// promises and votes immediately) instead of `Replica::new_rejoining`.
     VotesAtOnce,
+    /// In a [`Scope::DURABLE`] restart, the log keeps the replica's incarnation and
+    /// born-with records but loses its acceptor records: it rejoins as the same incarnation,
+    /// which its peers were born with and still vouch for as one that never acted, so it is
+    /// born again with an empty acceptor, though it had promised and voted.
+    KeepsIncarnationLosesAcceptor,
 }
 
 /// Endpoint of actor `id` in a cluster of `n` replicas (replicas first, then clients).
@@ -364,6 +383,8 @@ pub struct ReplicaNode {
     /// Auxiliary: an incarnation replaced by a restart had promised a ballot (so it may have
     /// voted, and its 1b may count in some phase 1): the restart lost protocol state.
     pub lost_state: bool,
+    /// [`Scope::durable`]: every record this replica handed out, in order (its disk).
+    pub log: Vec<Vec<u8>>,
 }
 
 /// A client actor's state.
@@ -579,6 +600,18 @@ impl Node {
                     }
                 }
             }
+            if scope.durable {
+                // Written within the step, so before any of its datagrams leaves.
+                let mut buf = vec![0u8; 2048];
+                while let Some(record) = next.replica.next_record(&mut buf) {
+                    match record {
+                        Ok(r) => next.log.push(r.to_vec()),
+                        Err(_) => next.broken = next.broken.or(Some("a durable record did not fit its buffer")),
+                    }
+                }
+                let mark = next.replica.durable_mark();
+                next.replica.persisted(mark);
+            }
             if next.broken.is_none() {
                 next.broken =
                     before.check_step(&next.replica.monotone()).err().or(next.replica.check_invariants().err());
@@ -644,8 +677,14 @@ impl Actor for Node {
         let me = usize::from(id);
         match self {
             Node::Replica { config, .. } => {
-                let replica = MReplica::new(config.clone(), me, Counter::default(), Instant::ZERO)
-                    .expect("valid model configuration");
+                let replica = match self.scope().durable {
+                    // Nonces above every 1b reply id a replica uses here.
+                    true => {
+                        MReplica::new_durable(config.clone(), me, Counter::default(), Instant::ZERO, 100 + me as u64)
+                    }
+                    false => MReplica::new(config.clone(), me, Counter::default(), Instant::ZERO),
+                }
+                .expect("valid model configuration");
                 let node = ReplicaNode {
                     replica,
                     now: Instant::ZERO,
@@ -655,6 +694,7 @@ impl Actor for Node {
                     merged_conflicting_votes: false,
                     restarts: 0,
                     lost_state: false,
+                    log: Vec::new(),
                 };
                 // A binding's first call: `tick` at `next_deadline()`, which is now.
                 let next = self
@@ -788,6 +828,32 @@ impl Node {
         let restarts = node.restarts + 1;
         // Larger than every 1b reply id an earlier incarnation used (a handful here).
         let nonce = 1_000_000 * u64::from(restarts);
+        if scope.durable {
+            // From its disk: the same replica (or, planted, one that lost its acceptor
+            // records but kept its incarnation).
+            let planted = scope.planted == Some(Planted::KeepsIncarnationLosesAcceptor);
+            let log: Vec<Vec<u8>> = match planted {
+                true => node.log.iter().filter(|r| !is_acceptor_record(r)).cloned().collect(),
+                false => node.log.clone(),
+            };
+            let recovered = MReplica::recover(
+                config.clone(),
+                me,
+                Counter::default(),
+                node.now,
+                nonce,
+                [],
+                log.iter().map(Vec::as_slice),
+            );
+            let replica = recovered.expect("a replica recovers from the log it wrote");
+            let lost_state = node.lost_state || (planted && node.replica.acceptor().max_bal != Ballot::default());
+            let restarted = ReplicaNode { replica, restarts, lost_state, log, ..node.clone() };
+            return self
+                .replica_step(&restarted, o, |r, out| {
+                    let _ = r.replica.tick(r.now, out);
+                })
+                .unwrap_or(restarted);
+        }
         let replica = match scope.planted {
             Some(Planted::VotesAtOnce) => MReplica::new(config.clone(), me, Counter::default(), node.now),
             _ => MReplica::new_rejoining(config.clone(), me, Counter::default(), node.now, nonce),
@@ -800,6 +866,13 @@ impl Node {
         })
         .unwrap_or(fresh)
     }
+}
+
+fn is_acceptor_record(record: &[u8]) -> bool {
+    matches!(
+        wire::decode::<fleet_engine::rsl::DurableRecord<'_>>(Protocol::Durable, record),
+        Ok(fleet_engine::rsl::DurableRecord::Acceptor(_))
+    )
 }
 
 /// The model type.
@@ -1111,6 +1184,11 @@ pub const COMPETING_CI_STATES: usize = 300_000;
 /// (the real rejoin) checks this many without a violation; the planted
 /// [`Planted::VotesAtOnce`] is found within it.
 pub const AMNESIA_CI_STATES: usize = 150_000;
+
+/// States the CI runs of [`Scope::DURABLE`] check at most (archived walks): the control
+/// (the real records) checks this many without a violation; the planted
+/// [`Planted::KeepsIncarnationLosesAcceptor`] is found within it (about 220,000 in).
+pub const DURABLE_CI_STATES: usize = 400_000;
 
 /// A readable counterexample: the actions of the path, one per line.
 pub fn trace(m: &RslModel, path: &stateright::Path<RslState, <RslModel as Model>::Action>) -> String {
