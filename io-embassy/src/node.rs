@@ -76,9 +76,6 @@ pub struct NodeState<H> {
 /// reads it.
 pub struct Node<M: RawMutex, H> {
     me: Endpoint,
-    /// Added to embassy-time's clock: a host recovered from storage goes on from the clock
-    /// it logged, which a reset set back to zero.
-    clock_offset_us: u64,
     state: Mutex<M, RefCell<NodeState<H>>>,
 }
 
@@ -144,23 +141,7 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
     /// `host`, which knows itself as `me` in its configuration (the endpoint peers send to;
     /// behind a NAT it may differ from the socket's local address).
     pub const fn new(me: Endpoint, host: H) -> Self {
-        Node {
-            me,
-            clock_offset_us: 0,
-            state: Mutex::new(RefCell::new(NodeState { host, link: ZERO_STATS, halted: None })),
-        }
-    }
-
-    /// `host` recovered from storage whose clock had reached `resume_at`: the node's clock
-    /// ([`Node::now`]) goes on from there rather than from embassy-time's origin.
-    pub fn resumed(me: Endpoint, host: H, resume_at: Instant) -> Self {
-        let offset = resume_at.as_micros().saturating_sub(crate::now().as_micros());
-        Node { clock_offset_us: offset, ..Node::new(me, host) }
-    }
-
-    /// The node's clock: embassy-time's, plus the offset of a resumed node.
-    pub fn now(&self) -> Instant {
-        crate::now().plus_us(self.clock_offset_us)
+        Node { me, state: Mutex::new(RefCell::new(NodeState { host, link: ZERO_STATS, halted: None })) }
     }
 
     /// The endpoint this node is in its configuration.
@@ -194,7 +175,7 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
         let Buffers { out: store, rx, loopback } = bufs;
         debug!("fleet node up");
         loop {
-            let now = self.now();
+            let now = crate::now();
             let deadline = self.with(|s| s.host.next_deadline());
             if deadline <= now {
                 let mut out = store.outbox();
@@ -210,7 +191,7 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
                 match event {
                     Either::First(Ok((n, meta))) => {
                         // One clock reading per step, after the receive.
-                        let now = self.now();
+                        let now = crate::now();
                         let mut out = store.outbox();
                         let handled = self.with(|s| match to_endpoint(meta.endpoint) {
                             Some(from) => {
@@ -237,7 +218,7 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
             }
             for _ in 0..MAX_LOOPBACK_PER_ROUND {
                 let Some(n) = loopback.pop(rx) else { break };
-                let now = self.now();
+                let now = crate::now();
                 let mut out = store.outbox();
                 self.with(|s| {
                     bump(&mut s.link.looped_back);

@@ -36,7 +36,7 @@ pub trait Storage {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 struct Slot<const V: usize> {
     key: u64,
     len: usize,
@@ -60,10 +60,37 @@ impl<const V: usize> Slot<V> {
 /// Values live in unordered slots (never moved except by one swap on delete); a sorted
 /// index of `(key, slot)` gives `O(log N)` lookups and ordered iteration. An insert or
 /// delete shifts index entries (12 bytes each), never values.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// Equality and hashing are by content (the keys in order with their values), not by
+/// where the values sit: a store rebuilt from an image equals the one that wrote it.
+#[derive(Clone, Debug)]
 pub struct HeaplessStore<const N: usize, const V: usize> {
     slots: heapless::Vec<Slot<V>, N>,
     index: heapless::Vec<(u64, u32), N>,
+}
+
+impl<const N: usize, const V: usize> HeaplessStore<N, V> {
+    /// The entries in key order.
+    fn entries(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.index.iter().map(|&(key, slot)| (key, self.slots.get(slot as usize).map_or(&[][..], Slot::value)))
+    }
+}
+
+impl<const N: usize, const V: usize> PartialEq for HeaplessStore<N, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.index.len() == other.index.len() && self.entries().eq(other.entries())
+    }
+}
+
+impl<const N: usize, const V: usize> Eq for HeaplessStore<N, V> {}
+
+impl<const N: usize, const V: usize> core::hash::Hash for HeaplessStore<N, V> {
+    fn hash<Hs: core::hash::Hasher>(&self, state: &mut Hs) {
+        self.index.len().hash(state);
+        for (key, value) in self.entries() {
+            (key, value).hash(state);
+        }
+    }
 }
 
 impl<const N: usize, const V: usize> HeaplessStore<N, V> {
@@ -174,6 +201,7 @@ impl<const N: usize, const V: usize> Storage for HeaplessStore<N, V> {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
 
     #[test]
@@ -205,5 +233,30 @@ mod tests {
         s.set(1, b"w").unwrap();
         assert_eq!(s.get(1), Some(&b"w"[..]));
         assert_eq!(s.invariant(), Ok(()));
+    }
+
+    #[test]
+    fn stores_with_the_same_content_are_equal_whatever_the_layout() {
+        use core::hash::{Hash, Hasher};
+        fn hash(s: &HeaplessStore<4, 8>) -> u64 {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            s.hash(&mut h);
+            h.finish()
+        }
+        let (mut a, mut b) = (HeaplessStore::<4, 8>::new(), HeaplessStore::<4, 8>::new());
+        a.set(1, b"longer").unwrap();
+        a.set(2, b"two").unwrap();
+        a.set(3, b"three").unwrap();
+        assert!(a.delete(1), "3 moves into 1's slot");
+        a.set(2, b"2").unwrap();
+        b.set(2, b"2").unwrap();
+        b.set(3, b"three").unwrap();
+        assert_eq!(a, b, "same keys and values, other slots and stale bytes");
+        assert_eq!(hash(&a), hash(&b));
+        b.set(3, b"THREE").unwrap();
+        assert_ne!(a, b, "a value differs");
+        b.set(3, b"three").unwrap();
+        b.set(4, b"").unwrap();
+        assert_ne!(a, b, "a key differs");
     }
 }
