@@ -255,8 +255,28 @@ mod tests {
         assert_eq!(hash(&a), hash(&b));
         b.set(3, b"THREE").unwrap();
         assert_ne!(a, b, "a value differs");
+        assert_ne!(hash(&a), hash(&b), "and so does the hash");
         b.set(3, b"three").unwrap();
         b.set(4, b"").unwrap();
         assert_ne!(a, b, "a key differs");
+    }
+
+    #[test]
+    fn the_invariant_refuses_a_broken_index() {
+        let mut good = HeaplessStore::<4, 8>::new();
+        for k in [5, 1, 3] {
+            good.set(k, b"v").unwrap();
+        }
+        assert_eq!(good.invariant(), Ok(()));
+        let broken = |f: &dyn Fn(&mut HeaplessStore<4, 8>)| {
+            let mut s = good.clone();
+            f(&mut s);
+            s.invariant().err().unwrap_or("no error")
+        };
+        assert_eq!(broken(&|s| drop(s.index.pop())), "storage index and slots differ in length");
+        assert_eq!(broken(&|s| s.index.swap(0, 1)), "storage index not strictly sorted");
+        assert_eq!(broken(&|s| s.index[1].0 = s.index[0].0), "storage index not strictly sorted", "a repeated key");
+        assert_eq!(broken(&|s| s.slots[0].key = 9), "storage index points at the wrong slot");
+        assert_eq!(broken(&|s| s.index[2].1 = 7), "storage index points at the wrong slot", "no such slot");
     }
 }

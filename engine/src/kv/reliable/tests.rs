@@ -449,3 +449,128 @@ fn bases_up_to_the_largest_are_channels_and_beyond_it_are_not() {
     assert!(r.restart_fixed(0, MAX_CHANNEL_BASE).is_some());
     assert_eq!(r.fixed_base(0), Some(MAX_CHANNEL_BASE));
 }
+
+#[test]
+fn room_is_bounded_by_the_peer_and_by_the_shared_queue() {
+    let mut store = OutboxBuf::<8, 2048>::new();
+    let mut out = store.outbox();
+    let mut stats = Stats::default();
+    // A shared queue of 4, at most 3 per peer.
+    let mut r = Reliable::<4, 4, 256>::new(Protocol::Kv, 256, params(), 1).unwrap();
+    let b = r.add_peer(B, PeerKind::Fixed { base: 1 }).unwrap();
+    let c = r.add_peer(C1, PeerKind::Client).unwrap();
+    r.accept(Instant::ZERO, c, 100, 100);
+    assert_eq!((r.room(b), r.room(c)), (3, 3), "empty: the per-peer bound");
+    r.send(Instant::ZERO, c, &0u32, &mut out, &mut stats).unwrap();
+    r.send(Instant::ZERO, b, &1u32, &mut out, &mut stats).unwrap();
+    r.send(Instant::ZERO, b, &2u32, &mut out, &mut stats).unwrap();
+    assert_eq!(r.room(b), 1, "3 per peer, 2 queued for b: 1");
+    assert_eq!(r.room(c), 1, "3 per peer allow 2 more for c, the shared queue 1");
+    assert_eq!(r.room(7), 0, "no such peer");
+    // A restarted client's unacked message is dropped by the restart: its slot comes back.
+    assert_eq!(r.room_after(c, Verdict::Restarted), 2, "min(3, 4 - 3 + 1)");
+    assert_eq!(r.room_after(c, Verdict::New), 1, "no restart: as now");
+    r.send(Instant::ZERO, b, &3u32, &mut out, &mut stats).unwrap();
+    assert_eq!((r.room(b), r.room(c)), (0, 0), "the shared queue is full");
+    assert_eq!(r.room_after(c, Verdict::Restarted), 1, "min(3, 4 - 4 + 1)");
+}
+
+#[test]
+fn an_ack_is_valid_only_below_the_next_seqno() {
+    let mut store = OutboxBuf::<8, 2048>::new();
+    let mut out = store.outbox();
+    let mut stats = Stats::default();
+    let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
+    let b = r.add_peer(B, PeerKind::Fixed { base: 1 }).unwrap();
+    assert!(r.ack_valid(b, 0), "acks nothing");
+    assert!(!r.ack_valid(b, 1), "nothing sent yet");
+    r.send(Instant::ZERO, b, &1u32, &mut out, &mut stats).unwrap();
+    r.send(Instant::ZERO, b, &2u32, &mut out, &mut stats).unwrap();
+    assert!(r.ack_valid(b, 2), "the last seqno sent");
+    assert!(!r.ack_valid(b, 3), "the next seqno was never sent");
+    assert!(!r.ack_valid(5, 0), "no such peer");
+}
+
+#[test]
+fn a_fixed_base_is_learned_only_within_the_channel_range_and_for_a_fixed_peer() {
+    let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
+    let a = r.add_peer(A, PeerKind::Fixed { base: 1 }).unwrap();
+    let c = r.add_peer(C1, PeerKind::Client).unwrap();
+    r.accept(Instant::ZERO, c, 100, 100);
+    r.set_fixed_base(a, 0);
+    assert_eq!(r.fixed_base(a), Some(1), "base 0 is no channel");
+    r.set_fixed_base(a, MAX_CHANNEL_BASE + 1);
+    assert_eq!(r.fixed_base(a), Some(1), "beyond the largest base");
+    r.set_fixed_base(a, MAX_CHANNEL_BASE);
+    assert_eq!(r.fixed_base(a), Some(MAX_CHANNEL_BASE), "the largest base is one");
+    r.set_fixed_base(a, 40);
+    assert_eq!(r.fixed_base(a), Some(40));
+    assert_eq!(r.classify(a, 40, 40), Verdict::New, "nothing accepted from it yet");
+    r.set_fixed_base(c, 40);
+    assert_eq!(r.fixed_base(c), None, "a client has no fixed base");
+    assert_eq!(r.invariant(), Ok(()));
+}
+
+#[test]
+fn the_invariant_refuses_each_broken_clause() {
+    let mut store = OutboxBuf::<8, 2048>::new();
+    let mut out = store.outbox();
+    let mut stats = Stats::default();
+    let mut good = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
+    let b = good.add_peer(B, PeerKind::Fixed { base: 5 }).unwrap();
+    let c = good.add_peer(C1, PeerKind::Client).unwrap();
+    good.accept(Instant::ZERO, c, 100, 100);
+    good.send(Instant::ZERO, b, &1u32, &mut out, &mut stats).unwrap();
+    good.send(Instant::ZERO, b, &2u32, &mut out, &mut stats).unwrap();
+    assert_eq!(good.invariant(), Ok(()));
+    let broken = |f: &dyn Fn(&mut Rel)| {
+        let mut r = good.clone();
+        f(&mut r);
+        r.invariant().err().unwrap_or("no error")
+    };
+    let (acked, next) = (good.peers[b].acked, good.peers[b].next);
+    assert_eq!(broken(&|r| r.peers[b].send_base = next), "reliable: acked outside the channel", "below the base");
+    assert_eq!(broken(&|r| r.peers[b].next = acked), "reliable: acked outside the channel", "next at acked");
+    assert_eq!(broken(&|r| r.peers[b].unacked = 1), "reliable: unacked count disagrees with seqnos");
+    assert_eq!(
+        broken(&|r| {
+            r.peers[b].next = next + 2;
+            r.peers[b].unacked = 4;
+        }),
+        "reliable: per-peer queue over its bound"
+    );
+    assert_eq!(
+        broken(&|r| {
+            r.peers[b].next = next + 1;
+            r.peers[b].unacked = 3;
+        }),
+        "reliable: queued messages disagree with the unacked count"
+    );
+    assert_eq!(
+        broken(&|r| r.peers[b].retransmit_at = None),
+        "reliable: retransmit timer armed iff messages are unacked"
+    );
+    assert_eq!(broken(&|r| r.peers[c].recv = Some((100, 98))), "reliable: last accepted below the channel base");
+    assert_eq!(
+        broken(&|r| {
+            r.peers[b].recv = None;
+            r.peers[b].ack_due = Some(Instant::ZERO);
+        }),
+        "reliable: an ack owed for nothing accepted"
+    );
+    assert_eq!(broken(&|r| r.peers[c].recv = None), "reliable: a client registered with nothing accepted from it");
+    assert_eq!(broken(&|r| r.peers[c].send_base = 0), "reliable: send base outside the channel");
+    // A send base above the next seqno puts `acked` below the base: the first clause.
+    assert_eq!(
+        broken(&|r| {
+            // b's second message is now nobody's; b's counts agree with what is left.
+            r.peers[b].next = next - 1;
+            r.peers[b].unacked = 1;
+            let last = r.pending.iter_mut().find(|m| m.seqno == next - 1).unwrap();
+            last.peer = 9;
+        }),
+        "reliable: message for no peer"
+    );
+    assert_eq!(broken(&|r| r.pending[0].seqno = acked), "reliable: queued message outside the unacked window");
+    assert_eq!(broken(&|r| r.pending[1].seqno = next), "reliable: queued message outside the unacked window");
+}

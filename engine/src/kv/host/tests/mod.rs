@@ -335,6 +335,8 @@ fn shard_moves_pairs_and_ownership_to_the_recipient() {
         run(&mut h0, H1, &a.bytes);
     }
     assert!(h0.outgoing().is_empty(), "transfer retired when acked");
+    assert_eq!((h0.counters().shards, h0.counters().transfers_out), (1, 1));
+    assert_eq!(h1.counters().transfers_in, 1);
     // The old owner now redirects to the new one.
     let sent = run(&mut h0, C, &single(1, 6, &Body::GetRequest { key: 10 }));
     assert_eq!(bodies(&sent), [Body::Redirect { req: 6, key: 10, owner: H1 }]);
@@ -620,3 +622,26 @@ fn the_host_invariant_rejects_each_broken_transfer_clause() {
 
 mod eviction;
 mod joining;
+
+#[test]
+fn a_host_knows_its_index_and_its_clusters_identity() {
+    let (h0, h2) = (host(0), host(2));
+    assert_eq!((h0.id(), h2.id()), (0, 2));
+    assert_eq!(h0.cluster(), crate::kv::config::identity_of(&[H0, H1, H2], &params()));
+    assert_eq!(h0.cluster(), h2.cluster(), "one cluster");
+    assert_ne!(
+        h0.cluster(),
+        crate::kv::config::identity_of(&[H1, H0, H2], &params()),
+        "another order, another cluster"
+    );
+}
+
+/// Debug builds check the host's invariants after every step.
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "reserved pairs disagree with the incoming transfers")]
+fn a_debug_build_checks_the_invariants_after_a_step() {
+    let mut h = host(0);
+    h.reserved_pairs = 1;
+    let _ = run(&mut h, C, &single(1, 1, &Body::GetRequest { key: 7 }));
+}
