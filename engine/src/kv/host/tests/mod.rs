@@ -620,6 +620,7 @@ fn the_host_invariant_rejects_each_broken_transfer_clause() {
     assert_eq!(h.check_invariants(), Err("fully acknowledged transfer still listed as outgoing"));
 }
 
+mod bounds;
 mod eviction;
 mod joining;
 
