@@ -574,3 +574,26 @@ fn the_invariant_refuses_each_broken_clause() {
     assert_eq!(broken(&|r| r.pending[0].seqno = acked), "reliable: queued message outside the unacked window");
     assert_eq!(broken(&|r| r.pending[1].seqno = next), "reliable: queued message outside the unacked window");
 }
+
+#[test]
+fn an_unknown_endpoints_first_message_needs_a_base_in_the_channel_range() {
+    let r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
+    assert_eq!(r.classify_unknown(C1, 0, 0), Verdict::Invalid, "base 0");
+    assert_eq!(r.classify_unknown(C1, 0, 5), Verdict::Invalid, "base 0, any seqno");
+    assert_eq!(r.classify_unknown(C1, 5, 4), Verdict::Invalid, "a seqno below the base");
+    assert_eq!(r.classify_unknown(C1, MAX_CHANNEL_BASE, MAX_CHANNEL_BASE), Verdict::New, "the largest base");
+    assert_eq!(r.classify_unknown(C1, MAX_CHANNEL_BASE + 1, MAX_CHANNEL_BASE + 1), Verdict::Invalid);
+}
+
+#[test]
+fn closing_a_channel_raises_the_floor_of_its_bucket_only() {
+    let mut r = full_table();
+    let c2 = r.index_of(C2).unwrap();
+    assert_eq!(r.evict(c2), Some(evict::Eviction::Settled));
+    assert_eq!(r.classify_unknown(C2, 100, 100), Verdict::Closed);
+    // Endpoints hash into the table's 4 buckets: most of 32 others are in another one, and
+    // a channel of theirs at the same base still opens.
+    let others = (0..32u16).map(|port| Endpoint::v4([10, 0, 2, 1], 2000 + port));
+    let open = others.filter(|ep| r.classify_unknown(*ep, 100, 100) == Verdict::New).count();
+    assert!((16..32).contains(&open), "{open} of 32 unaffected");
+}

@@ -54,45 +54,55 @@ fn a_delegate_outside_the_protocols_bounds_is_invalid_and_changes_nothing() {
     assert!(h1 != before, "part 0 of 4 taken");
 }
 
-/// Pairs of keys `0..n` (one-byte varints) with `len`-byte values: `2 + len` bytes each.
-fn fill(h: &mut Host, n: u64, len: usize) {
-    for k in 0..n {
-        set(h, k + 1, k, &std::vec![b'v'; len]);
-        run(h, C, &frame(&Frame::Ack { seqno: k + 1 }));
+/// Sets keys `first..first + n` to `len`-byte values.
+fn fill(h: &mut Host, first: u64, n: u64, len: usize) {
+    for i in 0..n {
+        set(h, i + 1, first + i, &std::vec![b'v'; len]);
+        run(h, C, &frame(&Frame::Ack { seqno: i + 1 }));
     }
 }
 
-#[test]
-fn pairs_that_fill_a_delegate_exactly_go_in_one_part() {
+/// Keys from `first` whose varints take `key_bytes` each, with values whose pairs add up
+/// to a Delegate's pair budget exactly, go in one part; one byte more needs two.
+fn exact_fit(first: u64, key_bytes: usize) {
     let (mut h0, mut h1) = (host(0), host(1));
     let budget = h0.config().params.delegate_pair_bytes();
-    // n pairs of 2 + len bytes each that add up to the budget exactly.
+    // n pairs of key_bytes + 1 + len bytes each (values under 128 bytes) fill it exactly.
     let (n, len) = (1..=16u64)
         .rev()
         .find_map(|n| {
-            let per = budget.checked_div(n as usize)?;
-            (budget % n as usize == 0 && (3..=66).contains(&per)).then_some((n, per - 2))
+            let per = budget / n as usize;
+            (budget % n as usize == 0 && (key_bytes + 2..=key_bytes + 65).contains(&per))
+                .then_some((n, per - key_bytes - 1))
         })
         .expect("some split of the budget into pairs");
-    fill(&mut h0, n, len);
-    let sent = shard(&mut h0, n + 1, KeyRange::keys(0, n), H1);
+    fill(&mut h0, first, n, len);
+    let range = KeyRange::keys(first, first + n);
+    let sent = shard(&mut h0, n + 1, range, H1);
     let parts: std::vec::Vec<&Sent> = sent.iter().filter(|s| s.dst == H1).collect();
-    assert_eq!(parts.len(), 1, "{n} pairs of {} bytes fill the {budget}-byte budget exactly", len + 2);
+    assert_eq!(parts.len(), 1, "{n} pairs of {} bytes fill the {budget}-byte budget", key_bytes + 1 + len);
     run(&mut h1, H0, &parts[0].bytes);
     assert_eq!(h1.storage().len(), n as usize, "every pair arrived");
-    assert!(h1.owns(0) && h1.owns(n - 1));
-    // One byte more does not fit: two parts.
+    assert!(h1.owns(first) && h1.owns(first + n - 1));
+    // One byte more does not fit: two parts, and every pair arrives.
     let (mut h0, mut h2) = (host(0), host(2));
-    fill(&mut h0, n - 1, len);
-    set(&mut h0, n, n - 1, &std::vec![b'v'; len + 1]);
+    fill(&mut h0, first, n - 1, len);
+    set(&mut h0, n, first + n - 1, &std::vec![b'v'; len + 1]);
     run(&mut h0, C, &frame(&Frame::Ack { seqno: n }));
-    let sent = shard(&mut h0, n + 1, KeyRange::keys(0, n), H2);
+    let sent = shard(&mut h0, n + 1, range, H2);
     let parts: std::vec::Vec<&Sent> = sent.iter().filter(|s| s.dst == H2).collect();
     assert_eq!(parts.len(), 2, "one byte over the budget");
     for p in parts {
         run(&mut h2, H0, &p.bytes);
     }
     assert_eq!(h2.storage().len(), n as usize);
+}
+
+#[test]
+fn pairs_that_fill_a_delegate_exactly_go_in_one_part() {
+    exact_fit(0, 1);
+    exact_fit(200, 2);
+    exact_fit(1 << 20, 3);
 }
 
 #[test]
