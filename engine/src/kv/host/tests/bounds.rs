@@ -332,3 +332,32 @@ fn a_new_transfer_needs_two_free_map_entries_for_each_transfer_arriving() {
     assert_eq!(h.map().len(), 6);
     assert!(refused_no_room(&part_of(&mut h, H0, 3, 3, KeyRange::keys(70, 80), (0, 2), 0, &[])), "no room left");
 }
+
+#[test]
+fn a_new_client_is_refused_while_the_shared_queue_is_full() {
+    // 4 clients with 4 unacked replies each fill the shared queue of 16.
+    let mut h0 = host(0);
+    for i in 1..=4u8 {
+        for s in 1..=4u64 {
+            run(&mut h0, Endpoint::v4([10, 0, 2, i], 9), &single(1, s, &Body::GetRequest { key: s }));
+        }
+    }
+    assert_eq!(h0.reliable().pending(), 16);
+    let before = h0.clone();
+    let sent = run(&mut h0, Endpoint::v4([10, 0, 2, 5], 9), &single(1, 1, &Body::GetRequest { key: 1 }));
+    assert!(matches!(sent[..], [ref s] if matches!(s.frame(), Frame::Refused { reason: Refusal::QueueFull, .. })));
+    assert!(h0 == before, "not admitted");
+}
+
+#[test]
+fn each_acknowledged_transfer_is_counted_once() {
+    let (mut h0, mut h1) = (host(0), host(1));
+    let to_h1 = shard(&mut h0, 1, KeyRange::keys(10, 20), H1);
+    let _to_h2 = shard(&mut h0, 2, KeyRange::keys(30, 40), H2);
+    assert_eq!(h0.outgoing().len(), 2);
+    for ack in deliver(&to_h1, H0, &mut h1) {
+        run(&mut h0, H1, &ack.bytes);
+    }
+    assert_eq!(h0.outgoing().len(), 1, "host 2 has not acknowledged");
+    assert_eq!(h0.counters().transfers_out, 1);
+}
