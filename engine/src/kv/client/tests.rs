@@ -592,3 +592,69 @@ fn a_hint_is_kept_once_per_key_and_the_oldest_goes_when_full() {
     assert_eq!(hints[0], (100, 1), "the two oldest went first");
     assert!(!hints.iter().any(|h| h.0 == 5 || h.0 == 6));
 }
+
+/// A frame from `from` to the client: whether it produced an event, and how many datagrams.
+fn to_client_sending(n: &mut Net, from: Endpoint, f: &Frame<'_>) -> (bool, usize) {
+    let mut buf = [0u8; 512];
+    let len = wire::encode(Protocol::Kv, f, &mut buf).unwrap();
+    let mut store = OutboxBuf::<16, 8192>::new();
+    let mut out = store.outbox();
+    let event = n.client.handle(Instant::ZERO, from, &buf[..len], &mut out).is_some();
+    (event, out.len())
+}
+
+#[test]
+fn a_write_is_answered_only_by_a_reply_or_redirect_for_its_own_key() {
+    let mut n = Net::new(1);
+    n.submit(Request::Set(5, b"v")).unwrap();
+    n.queue.clear();
+    let mut inner = heapless::Vec::new();
+    encode_body(&Body::Reply { req: 1, key: 6, value: None }, &mut inner);
+    assert_eq!(to_client(&mut n, H0, &Frame::Single { base: 1, seqno: 1, ack: 1, body: Bytes(&inner) }), None);
+    encode_body(&Body::Redirect { req: 1, key: 6, owner: H1 }, &mut inner);
+    assert_eq!(to_client(&mut n, H0, &Frame::Single { base: 1, seqno: 2, ack: 1, body: Bytes(&inner) }), None);
+    assert!(n.client.pending().is_some(), "still waiting");
+    assert!(n.client.hints.is_empty(), "no redirect followed");
+    encode_body(&Body::Reply { req: 1, key: 5, value: None }, &mut inner);
+    let f = Frame::Single { base: 1, seqno: 3, ack: 1, body: Bytes(&inner) };
+    let done = to_client(&mut n, H0, &f);
+    assert!(matches!(done, Some(Event::Completed(Completed { outcome: Outcome::Written, redirects: 0, .. }))));
+}
+
+#[test]
+fn a_value_of_exactly_the_largest_size_is_sent() {
+    let mut n = Net::new(1);
+    assert!(n.submit(Request::Set(1, &[7u8; 64])).is_ok());
+    n.pump();
+    assert_eq!(n.done, [(1, None, "written")]);
+}
+
+#[test]
+fn a_closed_channel_at_another_host_leaves_the_operation_alone() {
+    let mut n = Net::new(1);
+    // Key 15 lives on host 1: the client's channel to host 1 carries four requests (the
+    // first redirected there), seqnos 1-4; its channel to host 0 carries 2.
+    n.submit(Request::Shard(KeyRange::keys(10, 20), H1)).unwrap();
+    n.pump();
+    for _ in 0..4 {
+        n.submit(Request::Get(15)).unwrap();
+        n.pump();
+    }
+    assert_eq!(n.done.len(), 5);
+    let to_h1 = n.client.reliable().peer(1).unwrap().next_seqno();
+    assert_eq!(to_h1, 5);
+    // An outstanding Get at host 0, seqno 3 there: a seqno host 1's channel also used.
+    n.submit(Request::Get(5)).unwrap();
+    assert_eq!(n.client.reliable().peer(0).unwrap().next_seqno(), 4);
+    n.queue.clear();
+    let closed = |seqno| Frame::Refused { seqno, reason: Refusal::ChannelClosed { above: 50, lost: 50 } };
+    let ignored = n.client.stats().ignored_messages;
+    assert_eq!(to_client_sending(&mut n, H1, &closed(to_h1)), (false, 0), "a seqno never sent to host 1");
+    assert_eq!(n.client.stats().ignored_messages, ignored + 1);
+    assert_eq!(to_client_sending(&mut n, H1, &closed(to_h1 - 1)), (false, 0), "host 1's channel restarts, alone");
+    assert!(n.client.reliable().peer(1).unwrap().next_seqno() > 50, "restarted above the floor");
+    assert!(n.client.pending().is_some(), "the Get at host 0 goes on");
+    n.tick_client(10);
+    n.pump();
+    assert_eq!(n.done.last().map(|d| d.2), Some("value"));
+}
