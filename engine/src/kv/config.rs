@@ -162,6 +162,13 @@ mod tests {
         let many = ReliableParams { max_unacked_per_peer: usize::from(u16::MAX) + 1, ..r };
         assert_eq!(bad(with(many), 1 << 16), "max_unacked_per_peer");
         assert_eq!(bad(with(ReliableParams { give_up_after: 0, ..r }), 1 << 16), "give_up_after");
+        // Each limit itself is fine.
+        let largest = KvParams { max_datagram_bytes: MAX_UDP_PAYLOAD_BYTES, ..ok };
+        assert_eq!(largest.validate(usize::MAX), Ok(()), "the largest UDP payload");
+        let steady = ReliableParams { max_retransmit_ms: r.retransmit_ms, ..r };
+        assert_eq!(with(steady).validate(1 << 16), Ok(()), "no backoff");
+        let most = ReliableParams { max_unacked_per_peer: usize::from(u16::MAX), ..r };
+        assert_eq!(with(most).validate(1 << 16), Ok(()), "u16::MAX messages per peer");
     }
 
     #[test]

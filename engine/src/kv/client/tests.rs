@@ -332,7 +332,9 @@ fn a_redirect_loop_pauses_after_the_streak_limit() {
         wire::append(&mut inner, &body).unwrap();
         let mut buf = [0u8; 128];
         let seq = i / 2 + 1;
-        let f = Frame::Single { base: 1, seqno: seq, ack: 0, body: Bytes(&inner) };
+        // Each redirect acks the request it answers: the queues never fill, so only the
+        // streak limit can hold the next attempt back.
+        let f = Frame::Single { base: 1, seqno: seq, ack: req, body: Bytes(&inner) };
         let len = wire::encode(Protocol::Kv, &f, &mut buf).unwrap();
         let mut out = store.outbox();
         assert_eq!(n.client.handle(Instant::ZERO, from, &buf[..len], &mut out), None);
