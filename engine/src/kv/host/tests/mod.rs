@@ -644,5 +644,35 @@ fn a_host_knows_its_index_and_its_clusters_identity() {
 fn a_debug_build_checks_the_invariants_after_a_step() {
     let mut h = host(0);
     h.reserved_pairs = 1;
-    let _ = run(&mut h, C, &single(1, 1, &Body::GetRequest { key: 7 }));
+    // Not through `run`, which checks the invariants itself.
+    let mut store = Buf::new();
+    let _ = h.handle(T0, C, &single(1, 1, &Body::GetRequest { key: 7 }), &mut store.outbox());
+}
+
+#[test]
+fn the_invariants_keep_each_host_fixed_at_its_index() {
+    let h = host(0);
+    assert_eq!(h.check_invariants(), Ok(()));
+    let p = params();
+    let table = |peers: &[(Endpoint, PeerKind)]| {
+        let mut rel = Reliable::new(Protocol::Kv, p.max_datagram_bytes, p.reliable, 1).unwrap();
+        rel.set_cluster(h.config().identity());
+        for (ep, kind) in peers {
+            let i = rel.add_peer(*ep, *kind).unwrap();
+            if *kind == PeerKind::Client {
+                rel.accept(T0, i, 100, 100);
+            }
+        }
+        let mut broken = h.clone();
+        broken.rel = rel;
+        broken.check_invariants()
+    };
+    let fixed = PeerKind::Fixed { base: 1 };
+    assert_eq!(table(&[(H0, fixed), (H1, fixed), (H2, fixed)]), Ok(()), "as built");
+    let moved = table(&[(H0, fixed), (H2, fixed), (H1, fixed)]);
+    assert_eq!(moved, Err("host peer missing, moved or not fixed"), "hosts 1 and 2 swapped");
+    let client = table(&[(H0, fixed), (H1, PeerKind::Client), (H2, fixed)]);
+    assert_eq!(client, Err("host peer missing, moved or not fixed"), "host 1 taken for a client");
+    let missing = table(&[(H0, fixed), (H1, fixed)]);
+    assert_eq!(missing, Err("host peer missing, moved or not fixed"), "host 2 missing");
 }
