@@ -621,6 +621,7 @@ fn the_host_invariant_rejects_each_broken_transfer_clause() {
 }
 
 mod bounds;
+mod equality;
 mod eviction;
 mod joining;
 
