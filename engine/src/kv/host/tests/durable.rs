@@ -179,6 +179,24 @@ fn a_damaged_or_incomplete_image_is_refused() {
 }
 
 #[test]
+fn image_records_come_once_each_section_in_order_after_one_header() {
+    let l = busy();
+    let image = image_of(&l.host);
+    let refused = |records: &[Vec<u8>]| match recover(0, records) {
+        Err(RecoverError::Malformed(why)) => why,
+        other => panic!("{:?}", other.map(|_| "a host")),
+    };
+    assert_eq!(refused(&image[1..]), "the image does not begin with its header");
+    let mut twice = image.clone();
+    twice.insert(1, image[0].clone());
+    assert_eq!(refused(&twice), "a second image header");
+    let mut swapped = image.clone();
+    let last = swapped.len() - 2;
+    swapped.swap(1, last);
+    assert_eq!(refused(&swapped), "image records out of order");
+}
+
+#[test]
 fn a_joining_host_and_what_it_remembers_of_others_survive_an_image() {
     let mut config = KvConfig::new(&[H0, H1, H2]).unwrap();
     config.params = params();
