@@ -197,6 +197,14 @@ fn image_records_come_once_each_section_in_order_after_one_header() {
 }
 
 #[test]
+fn an_undecodable_record_is_named_by_its_position() {
+    let l = busy();
+    let mut records = image_of(&l.host);
+    records[3] = std::vec![0xff; 5];
+    assert!(matches!(recover(0, &records), Err(RecoverError::Undecodable { record: 3, .. })));
+}
+
+#[test]
 fn a_joining_host_and_what_it_remembers_of_others_survive_an_image() {
     let mut config = KvConfig::new(&[H0, H1, H2]).unwrap();
     config.params = params();
