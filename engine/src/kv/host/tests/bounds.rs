@@ -361,3 +361,50 @@ fn each_acknowledged_transfer_is_counted_once() {
     assert_eq!(h0.outgoing().len(), 1, "host 2 has not acknowledged");
     assert_eq!(h0.counters().transfers_out, 1);
 }
+
+#[test]
+fn values_are_bounded_by_the_configured_size_not_the_stores() {
+    // The store holds 64-byte values; the cluster allows 32.
+    let mut config = KvConfig::new(&[H0, H1, H2]).unwrap();
+    config.params = params();
+    config.params.max_value_bytes = 32;
+    let cluster = config.identity();
+    let mut h0 = Host::new(config, 0, Store::new()).unwrap();
+    // This cluster's identity differs from the tests' default one.
+    let set = |h: &mut Host, seqno: u64, value: &[u8]| {
+        let mut inner: heapless::Vec<u8, 512> = heapless::Vec::new();
+        wire::append(&mut inner, &Body::SetRequest { key: 1, value: Some(Bytes(value)) }).unwrap();
+        let mut buf = [0u8; 512];
+        let f = Frame::Single { base: 1, seqno, ack: 0, body: Bytes(&inner) };
+        let n = wire::encode_in_cluster(Protocol::Kv, cluster, &f, &mut buf).unwrap();
+        run(h, C, &buf[..n])
+    };
+    let sent = set(&mut h0, 1, &[7u8; 33]);
+    assert_eq!(bodies(&sent), [Body::Error { req: 1, error: KvError::ValueTooLarge }]);
+    assert!(h0.storage().is_empty());
+    let sent = set(&mut h0, 2, &[7u8; 32]);
+    assert_eq!(bodies(&sent), [Body::Reply { req: 2, key: 1, value: None }]);
+}
+
+#[test]
+fn a_new_key_needs_a_slot_beyond_those_reserved_for_arriving_pairs() {
+    // Host 1 owns [0, 100) and is receiving a transfer of `reserved` pairs from host 2.
+    let receiving = |reserved: u32| {
+        let mut h1 = host(1);
+        let _ = part_of(&mut h1, H0, 1, 1, KeyRange::keys(0, 100), (0, 1), 0, &[]);
+        assert!(h1.owns(0));
+        let _ = part_of(&mut h1, H2, 1, 1, KeyRange::keys(200, 300), (0, 2), reserved, &[]);
+        assert_eq!(h1.reserved_pairs(), reserved as usize);
+        h1
+    };
+    // All 16 slots reserved: no new key, though the store is empty.
+    let mut h1 = receiving(16);
+    assert_eq!(bodies(&set(&mut h1, 1, 1, b"v")), [Body::Error { req: 1, error: KvError::StorageFull }]);
+    // 4 reserved: 12 new keys, not 13.
+    let mut h1 = receiving(4);
+    for k in 0..12u64 {
+        assert_eq!(bodies(&set(&mut h1, k + 1, k, b"v")), [Body::Reply { req: k + 1, key: k, value: None }]);
+        run(&mut h1, C, &frame(&Frame::Ack { seqno: k + 1 }));
+    }
+    assert_eq!(bodies(&set(&mut h1, 13, 50, b"v")), [Body::Error { req: 13, error: KvError::StorageFull }]);
+}
