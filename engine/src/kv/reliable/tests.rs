@@ -597,3 +597,32 @@ fn closing_a_channel_raises_the_floor_of_its_bucket_only() {
     let open = others.filter(|ep| r.classify_unknown(*ep, 100, 100) == Verdict::New).count();
     assert!((16..32).contains(&open), "{open} of 32 unaffected");
 }
+
+#[test]
+fn a_peers_accessors_report_its_channel() {
+    let mut store = OutboxBuf::<8, 2048>::new();
+    let mut out = store.outbox();
+    let mut stats = Stats::default();
+    let mut r = Rel::new(Protocol::Kv, 256, params(), 1).unwrap();
+    let c = r.add_peer(C1, PeerKind::Client).unwrap();
+    let t = Instant::from_millis(7);
+    r.accept(t, c, 100, 100);
+    let p = r.peer(c).unwrap();
+    assert_eq!((p.recv_base(), p.last_accepted(), p.last_active()), (Some(100), Some(100), t));
+    assert_eq!(p.ack_due(), None, "owed only when the caller says so");
+    r.owe_ack(c, t.plus_ms(5));
+    r.owe_ack(c, t.plus_ms(3));
+    r.owe_ack(c, t.plus_ms(4));
+    assert_eq!(r.peer(c).unwrap().ack_due(), Some(t.plus_ms(3)), "the earliest");
+    for v in 0..2u32 {
+        r.send(t, c, &v, &mut out, &mut stats).unwrap();
+    }
+    assert_eq!(r.peer(c).unwrap().ack_due(), None, "the messages carried the ack");
+    assert_eq!(r.peer(c).unwrap().backoff_ms(), 10);
+    r.tick(t.plus_ms(10), &mut out, &mut stats);
+    assert_eq!(r.peer(c).unwrap().backoff_ms(), 20, "doubled by a retransmission round");
+    let later = t.plus_ms(15);
+    assert_eq!(r.on_ack(later, c, 1), AckOutcome::Progress);
+    let p = r.peer(c).unwrap();
+    assert_eq!((p.acked(), p.unacked(), p.last_active()), (1, 1, later));
+}
