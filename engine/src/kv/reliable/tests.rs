@@ -626,3 +626,20 @@ fn a_peers_accessors_report_its_channel() {
     let p = r.peer(c).unwrap();
     assert_eq!((p.acked(), p.unacked(), p.last_active()), (1, 1, later));
 }
+
+#[test]
+fn a_queued_message_is_equal_by_peer_seqno_and_body_only() {
+    let hash = crate::rsl::app::hash_of::<Pending<8>>;
+    let m = Pending::<8> { peer: 1, seqno: 5, len: 2, body: [1, 2, 0, 0, 0, 0, 0, 0] };
+    let stale_tail = Pending { body: [1, 2, 9, 9, 9, 9, 9, 9], ..m.clone() };
+    assert!(m == stale_tail && hash(&m) == hash(&stale_tail), "bytes past the message do not count");
+    for (what, other) in [
+        ("peer", Pending { peer: 2, ..m.clone() }),
+        ("seqno", Pending { seqno: 6, ..m.clone() }),
+        ("body", Pending { body: [1, 3, 0, 0, 0, 0, 0, 0], ..m.clone() }),
+        ("length", Pending { len: 3, ..m.clone() }),
+    ] {
+        assert!(m != other, "{what}");
+        assert_ne!(hash(&m), hash(&other), "{what}");
+    }
+}
