@@ -244,6 +244,9 @@ fn refused_no_room(sent: &[Sent]) -> bool {
     sent.iter().any(|s| matches!(s.frame(), Frame::Refused { reason: Refusal::NoRoom, .. }))
 }
 
+/// What is wrong, then transfer, range, (part, parts), total pairs and the pairs.
+type WrongPart<'a> = (&'a str, u64, KeyRange, (u16, u16), u32, &'a [(u64, &'a [u8])]);
+
 #[test]
 fn a_later_part_must_continue_the_transfer_under_way_exactly() {
     let r = KeyRange::keys(0, 10);
@@ -251,7 +254,7 @@ fn a_later_part_must_continue_the_transfer_under_way_exactly() {
     // Part 0 of 3 of transfer 1, 4 pairs in all, 1 of them here.
     assert!(!part_of(&mut h1, H0, 1, 1, r, (0, 3), 4, &[(1, b"a")]).is_empty());
     let under_way = h1.clone();
-    let wrong: [(&str, u64, KeyRange, (u16, u16), u32, &[(u64, &[u8])]); 7] = [
+    let wrong: [WrongPart<'_>; 7] = [
         ("another transfer", 2, r, (1, 3), 4, &[(2, b"b")]),
         ("another range", 1, KeyRange::keys(0, 9), (1, 3), 4, &[(2, b"b")]),
         ("another part count", 1, r, (1, 4), 4, &[(2, b"b")]),
