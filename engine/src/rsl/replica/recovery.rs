@@ -52,8 +52,13 @@ impl<
         }
     }
 
+    /// The replicas this one was born with, and their incarnations then.
+    pub(super) fn born_with_entries(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.born_with.iter().enumerate().filter(|(_, &b)| b != 0).map(|(r, &b)| (r, b))
+    }
+
     fn born_with_count(&self) -> usize {
-        self.born_with.iter().filter(|&&b| b != 0).count()
+        self.born_with_entries().count()
     }
 
     /// Record `index` of the compacted image (`index < durable_image_len()`).
@@ -62,7 +67,7 @@ impl<
             (Some(rejoin), 0) => DurableRecord::Incarnation { nonce: rejoin.nonce },
             (Some(_), _) => return Err(EncodeError::BufferFull),
             (None, i) if i < self.born_with_count() => {
-                let Some((r, &nonce)) = self.born_with.iter().enumerate().filter(|(_, &b)| b != 0).nth(i) else {
+                let Some((r, nonce)) = self.born_with_entries().nth(i) else {
                     return Err(EncodeError::BufferFull);
                 };
                 DurableRecord::BornWith { replica: r as u8, nonce }

@@ -144,8 +144,7 @@ impl<
                 let nonce = rejoin.nonce;
                 self.rejoin = None;
                 if self.journal.durable {
-                    self.journal.born_pending =
-                        self.born_with.iter().enumerate().filter(|(_, &b)| b != 0).fold(0, |m, (r, _)| m | 1 << r);
+                    self.journal.born_pending = self.born_with_entries().fold(0, |m, (r, _)| m | 1 << r);
                 }
                 self.start_reply_ids_at(nonce);
                 // Durable from now on: a restart recovers a member, not a rejoining replica.
