@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket as StdUdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
-use common::bridge::Bridge;
+use common::bridge::{mixed_addrs, Bridge, MixedAddrs};
 use common::*;
 use embassy_futures::join::join;
 use embassy_futures::select::select;
@@ -25,7 +24,6 @@ use fleet_engine::rsl::{Replica, RslConfig};
 use fleet_io_embassy::Node;
 use fleet_io_std::capacity::{KEY_BYTES, MAX_REPLICAS, VALUE_BYTES};
 use fleet_io_std::config::RslSetup;
-use fleet_io_std::net::to_endpoint;
 use fleet_io_std::rsl::spawn_rsl;
 use fleet_io_std::rsl::RslClient as StdClient;
 
@@ -36,26 +34,14 @@ const MAX_KEYS: usize = 16;
 type MixedReplica = Replica<KvApp<MAX_KEYS, KEY_BYTES, VALUE_BYTES>, 3, 8, 1472, 16384, 64, 1100>;
 type MixedNode = Node<CriticalSectionRawMutex, MixedReplica>;
 
-fn free_port(ip: Ipv4Addr) -> Option<u16> {
-    Some(StdUdpSocket::bind((ip, 0)).ok()?.local_addr().ok()?.port())
-}
-
 #[test]
 fn embassy_and_std_replicas_form_one_cluster() {
     with_big_stack(body);
 }
 
 fn body() {
-    let inside_ip = Ipv4Addr::new(127, 0, 0, 2);
-    let Some(p0) = free_port(inside_ip) else {
-        eprintln!("SKIPPED: cannot bind 127.0.0.2 on this machine (needed for the embassy member's bridge socket)");
-        return;
-    };
-    let (p1, p2) = (free_port(Ipv4Addr::LOCALHOST).unwrap(), free_port(Ipv4Addr::LOCALHOST).unwrap());
-    let inside = SocketAddrV4::new(inside_ip, p0);
-    let addrs: Vec<SocketAddr> =
-        vec![inside.into(), SocketAddr::from((Ipv4Addr::LOCALHOST, p1)), SocketAddr::from((Ipv4Addr::LOCALHOST, p2))];
-    let eps: Vec<_> = addrs.iter().map(|a| to_endpoint(*a)).collect();
+    let Some(MixedAddrs { inside, addrs, eps }) = mixed_addrs() else { return };
+    let (inside_ip, p0) = (*inside.ip(), inside.port());
     // The whole cluster shares one parameter set; 1472-byte datagrams fit the embassy MTU.
     let setup =
         RslSetup { addrs: addrs.clone(), config: rsl_config::<MAX_REPLICAS>(&eps, fast_params()), max_keys: MAX_KEYS };

@@ -8,13 +8,13 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket as StdUdpSocket};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
-use common::bridge::Bridge;
+use common::bridge::{mixed_addrs, Bridge, MixedAddrs};
 use common::*;
 use embassy_futures::join::join;
 use embassy_futures::select::select;
@@ -28,7 +28,6 @@ use fleet_io_embassy::switch::PortId;
 use fleet_io_embassy::Node;
 use fleet_io_std::capacity::{KEY_BYTES, MAX_REPLICAS, VALUE_BYTES};
 use fleet_io_std::config::RslSetup;
-use fleet_io_std::net::to_endpoint;
 use fleet_io_std::rsl::spawn_rsl;
 use fleet_io_std::rsl::RslClient as StdClient;
 
@@ -42,10 +41,6 @@ type Flash = RamFlash<'static, PAGE>;
 type Persister = RslFlash<'static, Flash>;
 /// An image every KiB of log: the run writes several.
 const COMPACT_AFTER_BYTES: u64 = 1024;
-
-fn free_port(ip: Ipv4Addr) -> Option<u16> {
-    Some(StdUdpSocket::bind((ip, 0)).ok()?.local_addr().ok()?.port())
-}
 
 fn leak(bytes: usize, fill: u8) -> &'static mut [u8] {
     Box::leak(vec![fill; bytes].into_boxed_slice())
@@ -104,16 +99,8 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 fn body() {
-    let inside_ip = Ipv4Addr::new(127, 0, 0, 2);
-    let Some(p0) = free_port(inside_ip) else {
-        eprintln!("SKIPPED: cannot bind 127.0.0.2 on this machine (needed for the embassy member's bridge socket)");
-        return;
-    };
-    let (p1, p2) = (free_port(Ipv4Addr::LOCALHOST).unwrap(), free_port(Ipv4Addr::LOCALHOST).unwrap());
-    let inside = SocketAddrV4::new(inside_ip, p0);
-    let addrs: Vec<SocketAddr> =
-        vec![inside.into(), SocketAddr::from((Ipv4Addr::LOCALHOST, p1)), SocketAddr::from((Ipv4Addr::LOCALHOST, p2))];
-    let eps: Vec<_> = addrs.iter().map(|a| to_endpoint(*a)).collect();
+    let Some(MixedAddrs { inside, addrs, eps }) = mixed_addrs() else { return };
+    let (inside_ip, p0) = (*inside.ip(), inside.port());
     let setup =
         RslSetup { addrs: addrs.clone(), config: rsl_config::<MAX_REPLICAS>(&eps, fast_params()), max_keys: MAX_KEYS };
     let switch = switch(17);

@@ -107,3 +107,34 @@ pub fn parse_ipv4_udp(f: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4, &[u8])> {
     let len = usize::from(u16::from_be_bytes([udp[4], udp[5]])).clamp(8, udp.len());
     Some((src, dst, &udp[8..len]))
 }
+
+/// The addresses of a mixed cluster: replica 0 (embassy) bridged at 127.0.0.2, replicas
+/// 1 and 2 (std) on 127.0.0.1, each on a free port.
+pub struct MixedAddrs {
+    /// Where the bridge's socket for replica 0 binds.
+    pub inside: SocketAddrV4,
+    /// Every replica's address, replica 0 first.
+    pub addrs: Vec<SocketAddr>,
+    /// The same as engine endpoints.
+    pub eps: Vec<fleet_engine::Endpoint>,
+}
+
+fn free_port(ip: Ipv4Addr) -> Option<u16> {
+    Some(UdpSocket::bind((ip, 0)).ok()?.local_addr().ok()?.port())
+}
+
+/// Free addresses for a mixed cluster; `None` (the test skips, saying why) where
+/// 127.0.0.2 cannot be bound.
+pub fn mixed_addrs() -> Option<MixedAddrs> {
+    let inside_ip = Ipv4Addr::new(127, 0, 0, 2);
+    let Some(p0) = free_port(inside_ip) else {
+        eprintln!("SKIPPED: cannot bind 127.0.0.2 on this machine (needed for the embassy member's bridge socket)");
+        return None;
+    };
+    let (p1, p2) = (free_port(Ipv4Addr::LOCALHOST)?, free_port(Ipv4Addr::LOCALHOST)?);
+    let inside = SocketAddrV4::new(inside_ip, p0);
+    let addrs: Vec<SocketAddr> =
+        vec![inside.into(), SocketAddr::from((Ipv4Addr::LOCALHOST, p1)), SocketAddr::from((Ipv4Addr::LOCALHOST, p2))];
+    let eps = addrs.iter().map(|a| fleet_io_std::net::to_endpoint(*a)).collect();
+    Some(MixedAddrs { inside, addrs, eps })
+}
