@@ -1,0 +1,178 @@
+//! Sealing and opening datagrams, and counting what was refused.
+
+use blake2::digest::consts::U16;
+use blake2::digest::{KeyInit, Mac};
+use blake2::Blake2sMac;
+
+use super::{AuthError, Class, Keyring, AUTH_HEADER_BYTES, AUTH_OVERHEAD_BYTES, SEALED_PROTOCOL, TAG_BYTES};
+use crate::wire::{EncodeError, MAGIC, WIRE_VERSION};
+use crate::{Endpoint, IpAddr};
+
+/// Absorbed first: separates Fleet's tags (and this format's version) from any other use
+/// of the same key.
+const DOMAIN: &[u8; 12] = b"fleet-auth-1";
+
+/// What a host is: a member (of `members`, which it is one of) or a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role<'m> {
+    /// A replica or KV host; `members` are every member's endpoint, itself included.
+    Member(&'m [Endpoint]),
+    /// A client: it holds only client keys and talks only to members.
+    Client,
+}
+
+/// Counters of what a guard sealed, opened and refused (each refused datagram once).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct AuthStats {
+    /// Datagrams sealed.
+    pub sealed: u64,
+    /// Datagrams opened: their tag matched.
+    pub opened: u64,
+    /// Refused: shorter than a header and tag.
+    pub too_short: u64,
+    /// Refused: not sealed.
+    pub unsealed: u64,
+    /// Refused: under a key id not held for the sender's class.
+    pub unknown_key: u64,
+    /// Refused: the tag did not match.
+    pub bad_tag: u64,
+}
+
+impl AuthStats {
+    /// Every refused datagram.
+    pub fn refused(&self) -> u64 {
+        self.too_short.saturating_add(self.unsealed).saturating_add(self.unknown_key).saturating_add(self.bad_tag)
+    }
+}
+
+/// One host's keys, its own endpoint and its role: seals what it sends, opens what it
+/// receives.
+///
+/// The tag binds, besides the inner datagram:
+/// - the **cluster identity**, so a datagram of another cluster that shares the keys is refused;
+/// - the **class and key id**, so a datagram is only ever checked against the key it names;
+/// - the **sender's endpoint**, because the engine names peers and clients by their
+///   address: without it a datagram replayed from a spoofed address would count as another
+///   replica's vote or another client's request;
+/// - the **receiver's endpoint**, so a datagram meant for one host is not taken by another.
+#[derive(Clone, Debug)]
+pub struct Guard<'m> {
+    keys: Keyring,
+    me: Endpoint,
+    role: Role<'m>,
+    stats: AuthStats,
+}
+
+impl<'m> Guard<'m> {
+    /// A guard for the host at `me` (its advertised address: what peers send to).
+    pub fn new(keys: Keyring, me: Endpoint, role: Role<'m>) -> Guard<'m> {
+        Guard { keys, me, role, stats: AuthStats::default() }
+    }
+
+    /// What this guard has counted.
+    pub fn stats(&self) -> AuthStats {
+        self.stats
+    }
+
+    /// This host's endpoint, as bound into tags.
+    pub fn me(&self) -> Endpoint {
+        self.me
+    }
+
+    /// The class of keys between this host and `peer`.
+    pub fn class_with(&self, peer: Endpoint) -> Class {
+        match self.role {
+            Role::Member(members) if members.contains(&peer) => Class::Member,
+            _ => Class::Client,
+        }
+    }
+
+    /// Seals `inner` for `to` into `out`; returns the sealed length.
+    pub fn seal(&mut self, to: Endpoint, inner: &[u8], out: &mut [u8]) -> Result<usize, EncodeError> {
+        let class = self.class_with(to);
+        // A client's keyring has no member keys, and a client never sends to a member as one.
+        let Some(set) = self.keys.keys(class) else { return Err(EncodeError::BufferFull) };
+        let key = set.sealing();
+        let len = inner.len() + AUTH_OVERHEAD_BYTES;
+        if out.len() < len {
+            return Err(EncodeError::BufferFull);
+        }
+        out[..AUTH_HEADER_BYTES].copy_from_slice(&[MAGIC, WIRE_VERSION, SEALED_PROTOCOL, key.id()]);
+        out[AUTH_HEADER_BYTES..AUTH_HEADER_BYTES + inner.len()].copy_from_slice(inner);
+        let tag = tag(self.keys.cluster, class, key, self.me, to, inner);
+        out[AUTH_HEADER_BYTES + inner.len()..len].copy_from_slice(&tag);
+        self.stats.sealed = self.stats.sealed.saturating_add(1);
+        Ok(len)
+    }
+
+    /// Checks `datagram` from `from` and returns the inner datagram, or why it was refused
+    /// (counted).
+    pub fn open<'d>(&mut self, from: Endpoint, datagram: &'d [u8]) -> Result<&'d [u8], AuthError> {
+        let verdict = self.check(from, datagram);
+        let counter = match verdict {
+            Ok(_) => &mut self.stats.opened,
+            Err(AuthError::TooShort) => &mut self.stats.too_short,
+            Err(AuthError::Unsealed) => &mut self.stats.unsealed,
+            Err(AuthError::UnknownKey(_)) => &mut self.stats.unknown_key,
+            Err(AuthError::BadTag) => &mut self.stats.bad_tag,
+        };
+        *counter = counter.saturating_add(1);
+        verdict
+    }
+
+    /// [`Guard::open`] without counting.
+    pub fn check<'d>(&self, from: Endpoint, datagram: &'d [u8]) -> Result<&'d [u8], AuthError> {
+        if datagram.len() < AUTH_OVERHEAD_BYTES {
+            return Err(AuthError::TooShort);
+        }
+        let (header, rest) = datagram.split_at(AUTH_HEADER_BYTES);
+        if header[..3] != [MAGIC, WIRE_VERSION, SEALED_PROTOCOL] {
+            return Err(AuthError::Unsealed);
+        }
+        let (inner, got) = rest.split_at(rest.len() - TAG_BYTES);
+        let class = self.class_with(from);
+        let key_id = header[3];
+        let key = self.keys.keys(class).and_then(|set| set.accepting(key_id)).ok_or(AuthError::UnknownKey(key_id))?;
+        let mut mac = keyed(key.bytes());
+        absorb(&mut mac, self.keys.cluster, class, key_id, from, self.me, inner);
+        mac.verify_slice(got).map_err(|_| AuthError::BadTag)?;
+        Ok(inner)
+    }
+}
+
+type Tagger = Blake2sMac<U16>;
+
+fn keyed(key: &[u8; super::KEY_BYTES]) -> Tagger {
+    let mut mac = <Tagger as KeyInit>::new(&(*key).into());
+    mac.update(DOMAIN);
+    mac
+}
+
+fn tag(cluster: u32, class: Class, key: &super::Key, from: Endpoint, to: Endpoint, inner: &[u8]) -> [u8; TAG_BYTES] {
+    let mut mac = keyed(key.bytes());
+    absorb(&mut mac, cluster, class, key.id(), from, to, inner);
+    mac.finalize().into_bytes().into()
+}
+
+fn absorb(mac: &mut Tagger, cluster: u32, class: Class, key_id: u8, from: Endpoint, to: Endpoint, inner: &[u8]) {
+    mac.update(&cluster.to_le_bytes());
+    mac.update(&[class as u8, key_id]);
+    endpoint(mac, from);
+    endpoint(mac, to);
+    mac.update(inner);
+}
+
+fn endpoint(mac: &mut Tagger, ep: Endpoint) {
+    match ep.ip {
+        IpAddr::V4(o) => {
+            mac.update(&[4]);
+            mac.update(&o);
+        }
+        IpAddr::V6(o) => {
+            mac.update(&[6]);
+            mac.update(&o);
+        }
+    }
+    mac.update(&ep.port.to_le_bytes());
+}
