@@ -75,3 +75,33 @@ impl core::fmt::Display for AuthError {
 
 #[cfg(test)]
 mod tests;
+
+/// The third header byte of a refusal notice.
+pub const NOTICE_PROTOCOL: u8 = b'N';
+/// Bytes of a refusal notice.
+pub const NOTICE_BYTES: usize = 5;
+
+/// A refusal notice: what a member may send back to the sender of a datagram whose key it
+/// does not hold or whose tag did not match, so that a client or member with the wrong key
+/// can say so instead of timing out silently. It is not sealed (the receiver may not share
+/// any key with the sender), so it is only ever a hint for an error message: anyone can
+/// forge one. It is shorter than any sealed datagram (no amplification). `None` for the
+/// refusals that do not look like a Fleet node's (too short, unsealed).
+pub fn refusal_notice(error: AuthError) -> Option<[u8; NOTICE_BYTES]> {
+    use crate::wire::{MAGIC, WIRE_VERSION};
+    match error {
+        AuthError::UnknownKey(id) => Some([MAGIC, WIRE_VERSION, NOTICE_PROTOCOL, 1, id]),
+        AuthError::BadTag => Some([MAGIC, WIRE_VERSION, NOTICE_PROTOCOL, 2, 0]),
+        AuthError::TooShort | AuthError::Unsealed => None,
+    }
+}
+
+/// The refusal a notice reports, if `datagram` is one.
+pub fn parse_refusal_notice(datagram: &[u8]) -> Option<AuthError> {
+    use crate::wire::{MAGIC, WIRE_VERSION};
+    match datagram {
+        [MAGIC, WIRE_VERSION, NOTICE_PROTOCOL, 1, id] => Some(AuthError::UnknownKey(*id)),
+        [MAGIC, WIRE_VERSION, NOTICE_PROTOCOL, 2, 0] => Some(AuthError::BadTag),
+        _ => None,
+    }
+}

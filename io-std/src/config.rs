@@ -7,16 +7,21 @@
 //!
 //! [kv]
 //! hosts = ["127.0.0.1:7100", "127.0.0.1:7101", "127.0.0.1:7102"]
+//!
+//! [auth]                             # optional: seal every datagram (docs/security.md)
+//! member_key = "keys/member.key"     # replicas and KV hosts only
+//! client_key = "keys/client.key"     # everyone; relative paths: from this file's folder
 //! ```
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use fleet_engine::kv::KvConfig;
 use fleet_engine::rsl::{Params, RslConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthFiles;
 use crate::capacity::{
     DEFAULT_MAX_KEYS, KV_DATAGRAM_BYTES, KV_MAX_HOSTS, MAX_REPLICAS, SERVER_DATAGRAM_BYTES, SERVER_WINDOW,
 };
@@ -95,6 +100,17 @@ pub struct KvSection {
     pub max_keys: Option<usize>,
 }
 
+/// The `[auth]` section: the key files. With it every datagram is sealed with a MAC and
+/// unsealed ones are refused; without it the cluster trusts its network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// The member key file (replicas and hosts read it; clients never do).
+    pub member_key: String,
+    /// The client key file (everyone reads it).
+    pub client_key: String,
+}
+
 /// A whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,6 +121,12 @@ pub struct ClusterFile {
     /// The KV cluster, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv: Option<KvSection>,
+    /// The key files, if datagrams are sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSection>,
+    /// Where relative key-file paths start: the config file's folder (`load` sets it).
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
 }
 
 impl ClusterFile {
@@ -112,12 +134,38 @@ impl ClusterFile {
     pub fn load(path: &Path) -> Result<ClusterFile, ConfigFileError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| err(path.display().to_string(), format!("cannot read the config file: {e}")))?;
-        Self::parse(&text).map_err(|mut e| {
+        let mut file = Self::parse(&text).map_err(|mut e| {
             if e.field.is_empty() {
                 e.field = path.display().to_string();
             }
             e
-        })
+        })?;
+        file.base_dir = path.parent().map(Path::to_path_buf);
+        Ok(file)
+    }
+
+    /// The key files with relative paths resolved from the config file's folder.
+    pub fn auth_files(&self) -> Option<AuthFiles> {
+        let a = self.auth.as_ref()?;
+        let resolve = |p: &str| {
+            let p = PathBuf::from(p);
+            match &self.base_dir {
+                Some(base) if p.is_relative() => base.join(p),
+                _ => p,
+            }
+        };
+        Some(AuthFiles { member_key: resolve(&a.member_key), client_key: resolve(&a.client_key) })
+    }
+
+    /// The engine's datagram bound under a configured wire bound `wire`: sealing adds
+    /// [`AUTH_OVERHEAD_BYTES`](fleet_engine::auth::AUTH_OVERHEAD_BYTES).
+    fn engine_datagram_bytes(&self, field: &str, wire: usize) -> Result<usize, ConfigFileError> {
+        use fleet_engine::auth::AUTH_OVERHEAD_BYTES;
+        match self.auth {
+            None => Ok(wire),
+            Some(_) if wire > 2 * AUTH_OVERHEAD_BYTES => Ok(wire - AUTH_OVERHEAD_BYTES),
+            Some(_) => Err(err(field, "too small for sealed datagrams")),
+        }
     }
 
     /// Parses TOML text.
@@ -148,6 +196,8 @@ impl ClusterFile {
                 max_datagram_bytes: None,
                 max_keys: None,
             }),
+            auth: None,
+            base_dir: None,
         }
     }
 
@@ -173,7 +223,10 @@ impl ClusterFile {
             max_batch_size: s.max_batch_size.unwrap_or(d.max_batch_size),
             max_batch_delay_ms: s.max_batch_delay_ms.unwrap_or(d.max_batch_delay_ms),
             max_log_length: s.max_log_length.unwrap_or(d.max_log_length),
-            max_datagram_bytes: s.max_datagram_bytes.unwrap_or(d.max_datagram_bytes),
+            max_datagram_bytes: self.engine_datagram_bytes(
+                "rsl.max_datagram_bytes",
+                s.max_datagram_bytes.unwrap_or(d.max_datagram_bytes),
+            )?,
             retransmit_period_ms: s.retransmit_period_ms.unwrap_or(d.retransmit_period_ms),
             state_chunks_per_step: d.state_chunks_per_step,
         };
@@ -181,7 +234,7 @@ impl ClusterFile {
             fleet_engine::ConfigError::Invalid(field) => err(format!("rsl.{field}"), "out of range"),
             other => err("rsl.replicas", other.to_string()),
         })?;
-        Ok(RslSetup { addrs, config, max_keys: s.max_keys.unwrap_or(DEFAULT_MAX_KEYS) })
+        Ok(RslSetup { addrs, config, max_keys: s.max_keys.unwrap_or(DEFAULT_MAX_KEYS), auth: self.auth_files() })
     }
 
     /// The validated KV host addresses.
@@ -202,14 +255,13 @@ impl ClusterFile {
         if let Some(v) = s.max_value_bytes {
             config.params.max_value_bytes = v;
         }
-        if let Some(d) = s.max_datagram_bytes {
-            config.params.max_datagram_bytes = d;
-        }
+        let wire = s.max_datagram_bytes.unwrap_or(config.params.max_datagram_bytes);
+        config.params.max_datagram_bytes = self.engine_datagram_bytes("kv.max_datagram_bytes", wire)?;
         config.validate(KV_DATAGRAM_BYTES).map_err(|e| match e {
             fleet_engine::ConfigError::Invalid(field) => err(format!("kv.{field}"), "out of range"),
             other => err("kv.hosts", other.to_string()),
         })?;
-        Ok(KvSetup { addrs, config, max_keys: s.max_keys.unwrap_or(DEFAULT_MAX_KEYS) })
+        Ok(KvSetup { addrs, config, max_keys: s.max_keys.unwrap_or(DEFAULT_MAX_KEYS), auth: self.auth_files() })
     }
 }
 
@@ -222,6 +274,9 @@ pub struct RslSetup {
     pub config: RslConfig<MAX_REPLICAS>,
     /// Key capacity of the replicated map.
     pub max_keys: usize,
+    /// The key files, if datagrams are sealed (the engine's datagram bound already leaves
+    /// room for the seal).
+    pub auth: Option<AuthFiles>,
 }
 
 /// A validated KV setup.
@@ -233,6 +288,8 @@ pub struct KvSetup {
     pub config: KvConfig<KV_MAX_HOSTS>,
     /// Keys each host may store.
     pub max_keys: usize,
+    /// The key files, if datagrams are sealed (as [`RslSetup::auth`]).
+    pub auth: Option<AuthFiles>,
 }
 
 fn parse_addrs(field: &str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigFileError> {

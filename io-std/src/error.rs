@@ -79,6 +79,17 @@ pub enum CallError {
     },
     /// The local socket failed.
     Io(std::io::Error),
+    /// A member refused this client's datagrams: its key is not the cluster's.
+    KeyRefused {
+        /// The member that said so.
+        host: SocketAddr,
+        /// What it refused (an unknown key id, or a MAC that did not match).
+        reason: String,
+        /// The client key file the client sealed with.
+        key_file: PathBuf,
+    },
+    /// A key file could not be used (named, with what is wrong).
+    Keys(crate::config::ConfigFileError),
 }
 
 impl std::fmt::Display for CallError {
@@ -108,6 +119,13 @@ impl std::fmt::Display for CallError {
                 write!(f, "there is no host {index}: the cluster's hosts are 0 to {}", hosts - 1)
             }
             CallError::Io(e) => write!(f, "network error: {e}"),
+            CallError::KeyRefused { host, reason, key_file } => write!(
+                f,
+                "{host} refused this client's datagrams ({reason}): the client key in {} is not the \
+                 cluster's; nothing was executed",
+                key_file.display()
+            ),
+            CallError::Keys(e) => write!(f, "cannot use the key file: {e}"),
         }
     }
 }

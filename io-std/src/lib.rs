@@ -38,6 +38,7 @@
 //! - [`clock`], [`error`]: the engine's clock, and the errors users see.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod capacity;
 pub mod clock;
 pub mod config;

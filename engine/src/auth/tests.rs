@@ -134,3 +134,17 @@ fn sealing_into_a_small_buffer_fails_cleanly_and_keys_never_print() {
     let shown = std::format!("{:?}", member_ring());
     assert!(!shown.contains("17") && shown.contains("id: 1"), "{shown}");
 }
+
+#[test]
+fn refusal_notices_round_trip_and_are_shorter_than_any_sealed_datagram() {
+    for e in [AuthError::UnknownKey(9), AuthError::BadTag] {
+        let n = refusal_notice(e).unwrap();
+        assert_eq!(parse_refusal_notice(&n), Some(e));
+        assert!(n.len() < AUTH_OVERHEAD_BYTES);
+        // A notice never opens as a datagram, so it cannot provoke a notice in return.
+        assert_eq!(member(B).check(A, &n), Err(AuthError::TooShort));
+    }
+    assert_eq!(refusal_notice(AuthError::Unsealed), None);
+    assert_eq!(refusal_notice(AuthError::TooShort), None);
+    assert_eq!(parse_refusal_notice(&[0xF1, crate::wire::WIRE_VERSION, NOTICE_PROTOCOL, 2, 1]), None);
+}

@@ -42,12 +42,16 @@ pub fn run(exe: &Path) -> Result<(), String> {
             max_datagram_bytes: None,
             max_keys: None,
         }),
+        // Every datagram sealed with fresh keys, as a deployment on an open network would be.
+        auth: Some(fleet_io_std::auth::new_key_files(&dir.join("keys")).map_err(|e| e.to_string())?),
+        base_dir: None,
     };
     let config_path = dir.join("cluster.toml");
     std::fs::write(&config_path, file.to_toml()).map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     let setup = file.rsl().map_err(|e| e.to_string())?;
     println!(
-        "fleet demo: 3 durable RSL replicas on 127.0.0.1 ports {ports:?} (config, data and logs in {})",
+        "fleet demo: 3 durable RSL replicas on 127.0.0.1 ports {ports:?}, every datagram sealed with fresh keys \
+         (config, keys, data and logs in {})",
         dir.display()
     );
 

@@ -61,6 +61,10 @@ enum ConfigCmd {
         /// First port; KV hosts start at base + 100.
         #[arg(long, default_value_t = 7000)]
         base_port: u16,
+        /// Seal every datagram: write a new member key and a new client key (mode 600,
+        /// from the OS's random source) into this folder, and name them in the config.
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
     },
 }
 
@@ -350,17 +354,21 @@ fn rsl_setup(path: &std::path::Path) -> Result<RslSetup, String> {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
-        Cmd::Config(ConfigCmd::Local { replicas, base_port }) => {
+        Cmd::Config(ConfigCmd::Local { replicas, base_port, keys }) => {
             if replicas == 0 || replicas > 16 {
                 return Err("--replicas must be between 1 and 16".into());
             }
-            say(ClusterFile::local(replicas, base_port).to_toml().trim_end());
+            let mut file = ClusterFile::local(replicas, base_port);
+            if let Some(dir) = keys {
+                file.auth = Some(fleet_io_std::auth::new_key_files(&dir).map_err(|e| e.to_string())?);
+            }
+            say(file.to_toml().trim_end());
         }
         Cmd::Rsl(RslCmd::Serve { config, id, data_dir, syscalls, bind, compact_after_bytes }) => {
             let setup = rsl_setup(&config)?;
             let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));
             let options = ServeOptions {
-                loop_options: LoopOptions { stats_every, syscalls: syscalls.into() },
+                loop_options: LoopOptions { stats_every, syscalls: syscalls.into(), auth: None },
                 data_dir: data_dir.clone(),
                 bind,
                 compact_after_bytes,

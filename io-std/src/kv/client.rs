@@ -10,6 +10,7 @@ use fleet_engine::kv::KvClient;
 use fleet_engine::kv::Refusal;
 use fleet_engine::{Endpoint, Outbox};
 
+use crate::auth::{client_socket, ClientSeal};
 use crate::capacity::{KV_CLIENT_UNACKED, KV_DATAGRAM_BYTES, KV_MAX_HOSTS};
 use crate::clock::Clock;
 use crate::config::KvSetup;
@@ -38,13 +39,24 @@ pub struct KvBlockingClient {
     out: HeapOutbox,
     buf: Vec<u8>,
     hosts: Vec<Endpoint>,
+    seal: Option<ClientSeal>,
 }
 
 impl KvBlockingClient {
     /// A client of `setup`'s hosts on a fresh local port.
     pub fn connect(setup: &KvSetup) -> Result<KvBlockingClient, CallError> {
         let bind = if setup.addrs.first().is_some_and(|a| a.is_ipv6()) { "[::]:0" } else { "127.0.0.1:0" };
-        let socket = UdpSocket::bind(bind).map_err(CallError::Io)?;
+        let socket = match setup.auth {
+            None => UdpSocket::bind(bind).map_err(CallError::Io)?,
+            Some(_) => client_socket(&setup.addrs).map_err(CallError::Io)?,
+        };
+        let seal = match &setup.auth {
+            None => None,
+            Some(files) => {
+                let me = socket.local_addr().map_err(CallError::Io)?;
+                Some(ClientSeal::new(files, setup.config.identity(), me).map_err(CallError::Keys)?)
+            }
+        };
         let hosts: Vec<Endpoint> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
         // Channel bases must grow across restarts on one port: seed from the wall clock.
         let first = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
@@ -56,12 +68,19 @@ impl KvBlockingClient {
             out: HeapOutbox::new(64, 1 << 20),
             buf: vec![0u8; 65536],
             hosts,
+            seal,
         })
     }
 
-    fn flush(socket: &UdpSocket, out: &Outbox<'_>) {
+    fn flush(socket: &UdpSocket, out: &Outbox<'_>, seal: &mut Option<ClientSeal>) {
         for (dst, bytes) in out.iter() {
-            let _ = socket.send_to(bytes, to_socket_addr(dst));
+            let bytes = match seal.as_mut() {
+                None => Some(bytes),
+                Some(s) => s.seal(dst, bytes),
+            };
+            if let Some(bytes) = bytes {
+                let _ = socket.send_to(bytes, to_socket_addr(dst));
+            }
         }
     }
 
@@ -87,18 +106,20 @@ impl KvBlockingClient {
                 return Err(CallError::Refused("the client's queue to that host is full".into()))
             }
         }
-        Self::flush(&self.socket, &o);
+        Self::flush(&self.socket, &o, &mut self.seal);
         // The last refusal heard, cleared by any other answer from that host.
         let mut refused: Option<(Endpoint, Refusal)> = None;
         loop {
             let elapsed = started.elapsed();
             if elapsed >= timeout {
                 self.inner.cancel();
-                return Err(match refused {
-                    Some((host, r)) => {
+                let key_refused = self.seal.as_mut().and_then(ClientSeal::take_refusal);
+                return Err(match (refused, key_refused) {
+                    (_, Some(e)) => e,
+                    (Some((host, r)), None) => {
                         CallError::HostRefused { host: to_socket_addr(host), reason: describe(r), waited: elapsed }
                     }
-                    None => CallError::Timeout(timeout),
+                    (None, None) => CallError::Timeout(timeout),
                 });
             }
             let now = self.clock.now();
@@ -110,7 +131,12 @@ impl KvBlockingClient {
                 Ok((n, from)) => {
                     let mut o = self.out.outbox();
                     let sender = to_endpoint(from);
-                    let ev = self.inner.handle(self.clock.now(), sender, &self.buf[..n], &mut o);
+                    let datagram = match self.seal.as_mut() {
+                        None => Some(&self.buf[..n]),
+                        Some(s) => s.open(from, &self.buf[..n]),
+                    };
+                    let Some(datagram) = datagram else { continue };
+                    let ev = self.inner.handle(self.clock.now(), sender, datagram, &mut o);
                     let answer = match ev {
                         Some(Event::Completed(c)) => Some(match c.outcome {
                             Outcome::Value(v) => Ok(KvAnswer::Value(v.map(<[u8]>::to_vec))),
@@ -134,7 +160,7 @@ impl KvBlockingClient {
                         // The reply's ack is owed; nobody ticks this client between calls.
                         self.inner.flush_acks(&mut o);
                     }
-                    Self::flush(&self.socket, &o);
+                    Self::flush(&self.socket, &o, &mut self.seal);
                     if let Some(a) = answer {
                         return a;
                     }
@@ -145,7 +171,7 @@ impl KvBlockingClient {
             }
             let mut o = self.out.outbox();
             self.inner.tick(self.clock.now(), &mut o);
-            Self::flush(&self.socket, &o);
+            Self::flush(&self.socket, &o, &mut self.seal);
         }
     }
 

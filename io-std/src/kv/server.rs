@@ -46,7 +46,10 @@ pub fn spawn_kv_at(setup: &KvSetup, id: usize, options: &KvServeOptions) -> Resu
     let (socket, bound) = bind_socket(options.bind.unwrap_or(addr))?;
     let name = format!("kv-{id}");
     let setup = setup.clone();
-    let loop_options = options.loop_options.clone();
+    let mut loop_options = options.loop_options.clone();
+    if loop_options.auth.is_none() {
+        loop_options.auth = crate::auth::member_loop_auth(setup.auth.as_ref(), setup.config.identity(), &setup.addrs)?;
+    }
     match options.data_dir.clone() {
         // In memory every start is a start without state: the host joins before it serves.
         None => spawn_host(name, socket, bound, addr, loop_options, move |now| new_host(&setup, id, now)),

@@ -10,6 +10,10 @@
 //! sender) are fed straight back to `handle` in the next round instead of going through the
 //! kernel. With nothing to do it sleeps in `poll` until a datagram, a finished sync or the
 //! next deadline.
+//!
+//! With keys ([`LoopOptions::auth`]) every datagram is opened before `handle` (refused ones
+//! are counted, and their sender gets a rate-limited refusal notice) and sealed as it leaves;
+//! self-addressed datagrams never leave the process and are neither.
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
@@ -18,6 +22,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
+use fleet_engine::auth::{refusal_notice, AuthStats, Guard, Keyring, Role, AUTH_OVERHEAD_BYTES};
 use fleet_engine::{Endpoint, Instant, Outbox, Stats};
 
 use super::udp_batch::{BurstIo, Syscalls};
@@ -77,6 +82,18 @@ pub fn stats_fields(s: &Stats) -> String {
     )
 }
 
+/// The authentication fields of a stats line.
+pub fn auth_fields(s: &AuthStats) -> String {
+    format!(
+        "auth_refused={} bad_tag={} unknown_key={} unsealed={} too_short={}",
+        s.refused(),
+        s.bad_tag,
+        s.unknown_key,
+        s.unsealed,
+        s.too_short
+    )
+}
+
 /// How the event loop runs.
 #[derive(Clone, Debug, Default)]
 pub struct LoopOptions {
@@ -84,6 +101,51 @@ pub struct LoopOptions {
     pub stats_every: Option<Duration>,
     /// Batched or one-per-datagram system calls.
     pub syscalls: Syscalls,
+    /// Seal and open every datagram with these keys; `None`: trust the network.
+    pub auth: Option<LoopAuth>,
+}
+
+/// A member's keys and the cluster's members (whose datagrams need member keys).
+#[derive(Clone, Debug)]
+pub struct LoopAuth {
+    /// The member's keyring.
+    pub keys: Keyring,
+    /// Every member's advertised endpoint, this one included.
+    pub members: Vec<Endpoint>,
+}
+
+/// Most refusal notices a loop sends per second: a flood of forged datagrams costs the
+/// cluster a bounded number of replies, each shorter than what provoked it.
+const NOTICES_PER_SECOND: u32 = 50;
+
+/// The sealing side of the loop: the guard, and room to seal a burst into.
+struct Sealer<'m> {
+    guard: Guard<'m>,
+    sealed: Vec<u8>,
+    notices_left: u32,
+    notices_since: StdInstant,
+}
+
+impl<'m> Sealer<'m> {
+    fn new(auth: &'m LoopAuth, me: Endpoint) -> Sealer<'m> {
+        Sealer {
+            guard: Guard::new(auth.keys.clone(), me, Role::Member(&auth.members)),
+            sealed: Vec::new(),
+            notices_left: NOTICES_PER_SECOND,
+            notices_since: StdInstant::now(),
+        }
+    }
+
+    /// A refusal notice for `error`, if the rate allows one now.
+    fn notice(&mut self, error: fleet_engine::auth::AuthError) -> Option<[u8; fleet_engine::auth::NOTICE_BYTES]> {
+        let notice = refusal_notice(error)?;
+        if self.notices_since.elapsed() >= Duration::from_secs(1) {
+            self.notices_left = NOTICES_PER_SECOND;
+            self.notices_since = StdInstant::now();
+        }
+        self.notices_left = self.notices_left.checked_sub(1)?;
+        Some(notice)
+    }
 }
 
 /// Runs `host` on `socket` until `stop` is set.
@@ -117,6 +179,7 @@ pub fn run_as<H: Host>(
     options: &LoopOptions,
 ) -> Result<(), ServerError> {
     let me = to_endpoint(me);
+    let mut sealer = options.auth.as_ref().map(|auth| Sealer::new(auth, me));
     let mut io = BurstIo::new(socket, options.syscalls).map_err(ServerError::Io)?;
     let mut store = HeapOutbox::new(OUTBOX_SLOTS, OUTBOX_BYTES);
     let mut loopback: VecDeque<Vec<u8>> = VecDeque::new();
@@ -125,7 +188,7 @@ pub fn run_as<H: Host>(
     while !stop.load(Ordering::Relaxed) {
         let mut out = store.outbox();
         let mut stepped = false;
-        held.release(host, &mut io, me, &mut loopback)?;
+        held.release(host, &mut io, me, &mut loopback, &mut sealer)?;
         let now = clock.now();
         if host.next_deadline() <= now {
             host.tick(now, &mut out);
@@ -134,24 +197,37 @@ pub fn run_as<H: Host>(
         let received = io.recv().map_err(ServerError::Io)?;
         for i in 0..received {
             if nearly_full(&out) {
-                settle(host, &mut io, &mut out, me, &mut loopback, &mut held, clock.now())?;
+                settle(host, &mut io, &mut out, me, &mut loopback, &mut held, &mut sealer, clock.now())?;
             }
             let Some((from, datagram)) = io.datagram(i) else { break };
-            host.handle(clock.now(), to_endpoint(from), datagram, &mut out);
+            let from = to_endpoint(from);
+            let datagram = match sealer.as_mut() {
+                None => datagram,
+                Some(sealer) => match sealer.guard.open(from, datagram) {
+                    Ok(inner) => inner,
+                    Err(refused) => {
+                        if let Some(notice) = sealer.notice(refused) {
+                            io.send(&[(to_socket_addr(from), &notice[..])]);
+                        }
+                        continue;
+                    }
+                },
+            };
+            host.handle(clock.now(), from, datagram, &mut out);
             stepped = true;
         }
         // Self-addressed datagrams of the previous round (IronRSL broadcasts include the
         // sender); those this round emits wait for the next one.
         for _ in 0..loopback.len().min(MAX_LOOPBACK_PER_STEP) {
             if nearly_full(&out) {
-                settle(host, &mut io, &mut out, me, &mut loopback, &mut held, clock.now())?;
+                settle(host, &mut io, &mut out, me, &mut loopback, &mut held, &mut sealer, clock.now())?;
             }
             let Some(d) = loopback.pop_front() else { break };
             host.handle(clock.now(), me, &d, &mut out);
             stepped = true;
         }
         if stepped {
-            settle(host, &mut io, &mut out, me, &mut loopback, &mut held, clock.now())?;
+            settle(host, &mut io, &mut out, me, &mut loopback, &mut held, &mut sealer, clock.now())?;
         } else if loopback.is_empty() {
             let wait_us = host.next_deadline().micros_since(clock.now()).clamp(1, 100_000);
             let also = if held.is_empty() { None } else { host.wake_fd() };
@@ -159,7 +235,13 @@ pub fn run_as<H: Host>(
         }
         if let Some(at) = next_stats {
             if StdInstant::now() >= at {
-                tracing::info!("{} syscalls={}", host.stats_line(), io.syscalls);
+                match &sealer {
+                    None => tracing::info!("{} syscalls={}", host.stats_line(), io.syscalls),
+                    Some(s) => {
+                        let auth = auth_fields(&s.guard.stats());
+                        tracing::info!("{} syscalls={} {auth}", host.stats_line(), io.syscalls)
+                    }
+                }
                 next_stats = options.stats_every.map(|d| StdInstant::now() + d);
             }
         }
@@ -185,37 +267,60 @@ fn settle<H: Host>(
     me: Endpoint,
     loopback: &mut VecDeque<Vec<u8>>,
     held: &mut Held,
+    sealer: &mut Option<Sealer<'_>>,
     now: Instant,
 ) -> Result<(), ServerError> {
     match host.commit(now, out.any_waits_for_sync())? {
-        None => send(io, out.iter(), me, loopback),
+        None => send(io, out.iter(), me, loopback, sealer),
         Some(ticket) => {
             // Only promises, votes and ballots wait; the rest (2a, replies, heartbeats)
             // leave now, ahead of bursts still held: nothing in them depends on the sync.
-            send(io, out.iter_marked().filter(|d| !d.2).map(|(dst, b, _)| (dst, b)), me, loopback);
+            send(io, out.iter_marked().filter(|d| !d.2).map(|(dst, b, _)| (dst, b)), me, loopback, sealer);
             held.push(ticket, out);
-            held.release(host, io, me, loopback)?;
+            held.release(host, io, me, loopback, sealer)?;
         }
     }
     out.clear();
     Ok(())
 }
 
-/// Sends datagrams: self-addressed ones go to the loopback queue.
+/// Sends datagrams, sealed if the loop has keys: self-addressed ones go to the loopback
+/// queue as they are.
 fn send<'a>(
     io: &mut BurstIo<'_>,
     datagrams: impl Iterator<Item = (Endpoint, &'a [u8])>,
     me: Endpoint,
     loopback: &mut VecDeque<Vec<u8>>,
+    sealer: &mut Option<Sealer<'_>>,
 ) {
-    let mut batch: Vec<(SocketAddr, &[u8])> = Vec::new();
+    let Some(sealer) = sealer.as_mut() else {
+        let mut batch: Vec<(SocketAddr, &[u8])> = Vec::new();
+        for (dst, bytes) in datagrams {
+            if dst == me {
+                loopback.push_back(bytes.to_vec());
+            } else {
+                batch.push((to_socket_addr(dst), bytes));
+            }
+        }
+        io.send(&batch);
+        return;
+    };
+    let mut ranges: Vec<(SocketAddr, Range<usize>)> = Vec::new();
+    sealer.sealed.clear();
     for (dst, bytes) in datagrams {
         if dst == me {
             loopback.push_back(bytes.to_vec());
-        } else {
-            batch.push((to_socket_addr(dst), bytes));
+            continue;
+        }
+        let start = sealer.sealed.len();
+        sealer.sealed.resize(start + bytes.len() + AUTH_OVERHEAD_BYTES, 0);
+        match sealer.guard.seal(dst, bytes, &mut sealer.sealed[start..]) {
+            Ok(n) => ranges.push((to_socket_addr(dst), start..start + n)),
+            // Only a member-class datagram without member keys fails; a member always has them.
+            Err(_) => sealer.sealed.truncate(start),
         }
     }
+    let batch: Vec<(SocketAddr, &[u8])> = ranges.iter().map(|(a, r)| (*a, &sealer.sealed[r.clone()])).collect();
     io.send(&batch);
 }
 
@@ -255,6 +360,7 @@ impl Held {
         io: &mut BurstIo<'_>,
         me: Endpoint,
         loopback: &mut VecDeque<Vec<u8>>,
+        sealer: &mut Option<Sealer<'_>>,
     ) -> Result<(), ServerError> {
         if self.bursts.is_empty() {
             return Ok(());
@@ -262,7 +368,7 @@ impl Held {
         let durable = host.durable()?;
         while self.bursts.front().is_some_and(|b| b.need <= durable) {
             if let Some(b) = self.bursts.pop_front() {
-                send(io, b.datagrams.iter().map(|(dst, r)| (*dst, &b.bytes[r.clone()])), me, loopback);
+                send(io, b.datagrams.iter().map(|(dst, r)| (*dst, &b.bytes[r.clone()])), me, loopback, sealer);
             }
         }
         Ok(())

@@ -9,6 +9,7 @@ use fleet_engine::rsl::{Client, ClientError};
 use fleet_engine::wire::Bytes;
 use fleet_engine::Outbox;
 
+use crate::auth::{client_socket, ClientSeal};
 use crate::capacity::{MAX_REPLICAS, SERVER_DATAGRAM_BYTES};
 use crate::clock::Clock;
 use crate::config::RslSetup;
@@ -40,6 +41,7 @@ pub struct RslClient {
     out: HeapOutbox,
     buf: Vec<u8>,
     max_request: usize,
+    seal: Option<ClientSeal>,
 }
 
 impl RslClient {
@@ -57,7 +59,17 @@ impl RslClient {
         }
         .parse()
         .map_err(|_| CallError::BadReply)?;
-        let socket = UdpSocket::bind(any).map_err(CallError::Io)?;
+        let socket = match setup.auth {
+            None => UdpSocket::bind(any).map_err(CallError::Io)?,
+            Some(_) => client_socket(&setup.addrs).map_err(CallError::Io)?,
+        };
+        let seal = match &setup.auth {
+            None => None,
+            Some(files) => {
+                let me = socket.local_addr().map_err(CallError::Io)?;
+                Some(ClientSeal::new(files, setup.config.identity(), me).map_err(CallError::Keys)?)
+            }
+        };
         let eps: Vec<_> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
         // Seqnos must grow across restarts on the same port: start at the wall clock in µs.
         let first_seqno = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
@@ -72,6 +84,7 @@ impl RslClient {
             out: HeapOutbox::new(64, 1 << 20),
             buf: vec![0u8; 65536],
             max_request,
+            seal,
         })
     }
 
@@ -80,10 +93,16 @@ impl RslClient {
         self.socket.local_addr().ok()
     }
 
-    fn flush(socket: &UdpSocket, out: &Outbox<'_>) {
+    fn flush(socket: &UdpSocket, out: &Outbox<'_>, seal: &mut Option<ClientSeal>) {
         for (dst, bytes) in out.iter() {
+            let bytes = match seal.as_mut() {
+                None => Some(bytes),
+                Some(s) => s.seal(dst, bytes),
+            };
             // A failed send is a lost datagram; retransmission covers it.
-            let _ = socket.send_to(bytes, to_socket_addr(dst));
+            if let Some(bytes) = bytes {
+                let _ = socket.send_to(bytes, to_socket_addr(dst));
+            }
         }
     }
 
@@ -99,12 +118,16 @@ impl RslClient {
             Err(ClientError::TooLarge) => return Err(CallError::TooLarge),
             Err(ClientError::Busy) => self.inner.cancel(),
         }
-        Self::flush(&self.socket, &out);
+        Self::flush(&self.socket, &out, &mut self.seal);
         loop {
             let elapsed = started.elapsed();
             if elapsed >= timeout {
                 self.inner.cancel();
-                return Err(CallError::Timeout(timeout));
+                return Err(self
+                    .seal
+                    .as_mut()
+                    .and_then(ClientSeal::take_refusal)
+                    .unwrap_or(CallError::Timeout(timeout)));
             }
             let now = self.clock.now();
             let until_tick = Duration::from_micros(self.inner.next_deadline().micros_since(now));
@@ -112,7 +135,12 @@ impl RslClient {
             self.socket.set_read_timeout(Some(wait)).map_err(CallError::Io)?;
             match self.socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
-                    if let Some(done) = self.inner.handle(self.clock.now(), to_endpoint(from), &self.buf[..n]) {
+                    let datagram = match self.seal.as_mut() {
+                        None => Some(&self.buf[..n]),
+                        Some(s) => s.open(from, &self.buf[..n]),
+                    };
+                    if let Some(done) = datagram.and_then(|d| self.inner.handle(self.clock.now(), to_endpoint(from), d))
+                    {
                         return Ok(done.reply.to_vec());
                     }
                 }
@@ -122,7 +150,7 @@ impl RslClient {
             }
             let mut out = self.out.outbox();
             self.inner.tick(self.clock.now(), &mut out);
-            Self::flush(&self.socket, &out);
+            Self::flush(&self.socket, &out, &mut self.seal);
         }
     }
 

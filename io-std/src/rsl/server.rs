@@ -46,7 +46,10 @@ where
     let (socket, bound) = bind_socket(options.bind.unwrap_or(addr))?;
     let name = format!("rsl-{id}");
     let setup = setup.clone();
-    let loop_options = options.loop_options.clone();
+    let mut loop_options = options.loop_options.clone();
+    if loop_options.auth.is_none() {
+        loop_options.auth = crate::auth::member_loop_auth(setup.auth.as_ref(), setup.config.identity(), &setup.addrs)?;
+    }
     let compact_after = options.compact_after_bytes;
     match options.data_dir.clone() {
         None => spawn_host(name, socket, bound, addr, loop_options, move |now| build(&setup, id, app, now)),

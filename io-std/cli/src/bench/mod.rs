@@ -30,7 +30,8 @@ pub fn run_rsl(setup: &RslSetup, opts: &BenchOptions) -> Result<BenchResult, Cal
     let seed = wall_clock_us();
     let max = setup.config.params.max_datagram_bytes;
     let max_request = setup.config.max_batch_bytes().saturating_sub(fleet_engine::rsl::replica::ENTRY_OVERHEAD_BYTES);
-    run_load(&setup.addrs, opts, |_| {
+    let auth = setup.auth.as_ref().map(|f| (f, setup.config.identity()));
+    run_load(&setup.addrs, auth, opts, |_| {
         Client::new(&eps, seed, DEFAULT_RETRANSMIT_MS, max)
             .map(|c| RslLoad(Box::new(c), max_request))
             .map_err(|_| CallError::TooLarge)
@@ -42,7 +43,8 @@ pub fn run_kv(setup: &KvSetup, opts: &BenchOptions) -> Result<BenchResult, CallE
     let eps: Vec<_> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
     let seed = wall_clock_us();
     let params = setup.config.params;
-    run_load(&setup.addrs, opts, |_| {
+    let auth = setup.auth.as_ref().map(|f| (f, setup.config.identity()));
+    run_load(&setup.addrs, auth, opts, |_| {
         StdKvClient::new(&eps, seed, params).map(KvLoad::new).map_err(|_| CallError::TooLarge)
     })
 }
@@ -53,6 +55,7 @@ fn wall_clock_us() -> u64 {
 
 fn run_load<C: LoadClient>(
     servers: &[std::net::SocketAddr],
+    auth: Option<(&fleet_io_std::auth::AuthFiles, u32)>,
     opts: &BenchOptions,
     mut make: impl FnMut(usize) -> Result<C, CallError>,
 ) -> Result<BenchResult, CallError> {
@@ -74,10 +77,20 @@ fn run_load<C: LoadClient>(
     let threads = opts.load_threads.clamp(1, opts.clients.max(1));
     let mut groups: Vec<Vec<Logical<C>>> = (0..threads).map(|_| Vec::new()).collect();
     for c in 0..opts.clients {
-        let socket = mio::net::UdpSocket::bind(bind).map_err(CallError::Io)?;
+        let (socket, seal) = match auth {
+            None => (mio::net::UdpSocket::bind(bind).map_err(CallError::Io)?, None),
+            Some((files, cluster)) => {
+                // A sealed datagram binds its sender's address: bind a concrete one.
+                let socket = fleet_io_std::auth::client_socket(servers).map_err(CallError::Io)?;
+                socket.set_nonblocking(true).map_err(CallError::Io)?;
+                let me = socket.local_addr().map_err(CallError::Io)?;
+                let seal = fleet_io_std::auth::ClientSeal::new(files, cluster, me).map_err(CallError::Keys)?;
+                (mio::net::UdpSocket::from_std(socket), Some(seal))
+            }
+        };
         let client = make(c)?;
         let rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
-        let l = Logical { client, socket, id: c as u64, rng, n: 0, filled: 0, current: None };
+        let l = Logical { client, socket, seal, id: c as u64, rng, n: 0, filled: 0, current: None };
         let g = c % groups.len();
         groups[g].push(l);
     }

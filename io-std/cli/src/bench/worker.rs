@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use fleet_engine::{Instant, Outbox};
+use fleet_io_std::auth::ClientSeal;
 use fleet_io_std::clock::Clock;
 use fleet_io_std::net::{to_endpoint, to_socket_addr, HeapOutbox};
 use fleet_proofs::history::{encode_hex, HistoryRecord, RecordOp, RecordStatus};
@@ -44,6 +45,8 @@ fn xorshift(state: &mut u64) -> u64 {
 pub(super) struct Logical<C> {
     pub(super) client: C,
     pub(super) socket: mio::net::UdpSocket,
+    /// Seals and opens this client's datagrams when the cluster has keys.
+    pub(super) seal: Option<ClientSeal>,
     pub(super) id: u64,
     pub(super) rng: u64,
     pub(super) n: u64,
@@ -66,10 +69,16 @@ pub(super) struct Shared {
     pub(super) done: Arc<AtomicU64>,
 }
 
-fn send_all(socket: &mio::net::UdpSocket, out: &Outbox<'_>) {
+fn send_all(socket: &mio::net::UdpSocket, out: &Outbox<'_>, seal: &mut Option<ClientSeal>) {
     for (dst, bytes) in out.iter() {
+        let bytes = match seal.as_mut() {
+            None => Some(bytes),
+            Some(s) => s.seal(dst, bytes),
+        };
         // WouldBlock or an error is a lost datagram: the client retransmits.
-        let _ = socket.send_to(bytes, to_socket_addr(dst));
+        if let Some(bytes) = bytes {
+            let _ = socket.send_to(bytes, to_socket_addr(dst));
+        }
     }
 }
 
@@ -106,7 +115,7 @@ fn start_op<C: LoadClient>(
     let sent = StdInstant::now();
     let mut o = out.outbox();
     if l.client.start(clock.now(), key, (!read).then_some(&value[..]), &mut o) {
-        send_all(&l.socket, &o);
+        send_all(&l.socket, &o, &mut l.seal);
         l.current = Some(InFlightOp { key, read, value, invoke_us, sent });
     }
 }
@@ -204,9 +213,14 @@ pub(super) fn load_thread<C: LoadClient>(
             for _ in 0..MAX_READS_PER_EVENT {
                 match l.socket.recv_from(&mut buf) {
                     Ok((len, from)) => {
+                        let datagram = match l.seal.as_mut() {
+                            None => Some(&buf[..len]),
+                            Some(s) => s.open(from, &buf[..len]),
+                        };
+                        let Some(datagram) = datagram else { continue };
                         let mut o = out.outbox();
-                        let completed = l.client.on_datagram(clock.now(), to_endpoint(from), &buf[..len], &mut o);
-                        send_all(&l.socket, &o);
+                        let completed = l.client.on_datagram(clock.now(), to_endpoint(from), datagram, &mut o);
+                        send_all(&l.socket, &o, &mut l.seal);
                         if let Some(reply) = completed {
                             finish_op(&mut w, l, &opts, &shared, Some(reply));
                             if StdInstant::now() < shared.stop_at {
@@ -231,7 +245,7 @@ pub(super) fn load_thread<C: LoadClient>(
             } else if l.client.next_deadline() <= now {
                 let mut o = out.outbox();
                 l.client.tick(now, &mut o);
-                send_all(&l.socket, &o);
+                send_all(&l.socket, &o, &mut l.seal);
             }
         }
     }
