@@ -60,6 +60,27 @@ pub enum AuthError {
     /// The tag does not match: forged, tampered with, truncated, replayed from or to
     /// another address, or sealed under another key with the same id.
     BadTag,
+    /// A refusal notice ([`refusal_notice`]): a hint for an error message, never an input.
+    Notice(RefusalReason),
+}
+
+/// What a refusal notice reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RefusalReason {
+    /// The sender's key id is not held there.
+    UnknownKey(u8),
+    /// The sender's tag did not match there.
+    BadTag,
+}
+
+impl core::fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RefusalReason::UnknownKey(id) => write!(f, "sealed under key id {id}, which it does not hold"),
+            RefusalReason::BadTag => f.write_str("MAC does not match"),
+        }
+    }
 }
 
 impl core::fmt::Display for AuthError {
@@ -69,6 +90,7 @@ impl core::fmt::Display for AuthError {
             AuthError::Unsealed => f.write_str("datagram not sealed (no MAC)"),
             AuthError::UnknownKey(id) => write!(f, "sealed under key id {id}, which this host does not hold"),
             AuthError::BadTag => f.write_str("MAC does not match"),
+            AuthError::Notice(why) => write!(f, "a refusal notice ({why})"),
         }
     }
 }
@@ -86,22 +108,22 @@ pub const NOTICE_BYTES: usize = 5;
 /// can say so instead of timing out silently. It is not sealed (the receiver may not share
 /// any key with the sender), so it is only ever a hint for an error message: anyone can
 /// forge one. It is shorter than any sealed datagram (no amplification). `None` for the
-/// refusals that do not look like a Fleet node's (too short, unsealed).
+/// refusals that do not look like a Fleet node's (too short, unsealed) and for notices.
 pub fn refusal_notice(error: AuthError) -> Option<[u8; NOTICE_BYTES]> {
     use crate::wire::{MAGIC, WIRE_VERSION};
     match error {
         AuthError::UnknownKey(id) => Some([MAGIC, WIRE_VERSION, NOTICE_PROTOCOL, 1, id]),
         AuthError::BadTag => Some([MAGIC, WIRE_VERSION, NOTICE_PROTOCOL, 2, 0]),
-        AuthError::TooShort | AuthError::Unsealed => None,
+        AuthError::TooShort | AuthError::Unsealed | AuthError::Notice(_) => None,
     }
 }
 
-/// The refusal a notice reports, if `datagram` is one.
-pub fn parse_refusal_notice(datagram: &[u8]) -> Option<AuthError> {
+/// What a notice reports, if `datagram` is one.
+pub fn parse_refusal_notice(datagram: &[u8]) -> Option<RefusalReason> {
     use crate::wire::{MAGIC, WIRE_VERSION};
     match datagram {
-        [MAGIC, WIRE_VERSION, NOTICE_PROTOCOL, 1, id] => Some(AuthError::UnknownKey(*id)),
-        [MAGIC, WIRE_VERSION, NOTICE_PROTOCOL, 2, 0] => Some(AuthError::BadTag),
+        [MAGIC, WIRE_VERSION, NOTICE_PROTOCOL, 1, id] => Some(RefusalReason::UnknownKey(*id)),
+        [MAGIC, WIRE_VERSION, NOTICE_PROTOCOL, 2, 0] => Some(RefusalReason::BadTag),
         _ => None,
     }
 }

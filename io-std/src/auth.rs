@@ -55,7 +55,8 @@ pub fn member_loop_auth(
 ) -> Result<Option<LoopAuth>, ServerError> {
     let Some(files) = files else { return Ok(None) };
     let keys = files.member_keyring(cluster).map_err(|e| ServerError::Config(e.to_string()))?;
-    Ok(Some(LoopAuth { keys, members: members.iter().map(|a| to_endpoint(*a)).collect() }))
+    let key_files = format!("{} and {}", files.member_key.display(), files.client_key.display());
+    Ok(Some(LoopAuth { keys, members: members.iter().map(|a| to_endpoint(*a)).collect(), key_files }))
 }
 
 fn key_err(path: &Path, message: impl Into<String>) -> ConfigFileError {
@@ -238,7 +239,7 @@ pub fn new_key_files(dir: &Path) -> Result<crate::config::AuthSection, ConfigFil
 pub struct ClientSeal {
     guard: fleet_engine::auth::Guard<'static>,
     sealed: Vec<u8>,
-    refused: Option<(std::net::SocketAddr, fleet_engine::auth::AuthError)>,
+    refused: Option<(std::net::SocketAddr, fleet_engine::auth::RefusalReason)>,
     key_file: PathBuf,
 }
 
@@ -267,12 +268,11 @@ impl ClientSeal {
     pub fn open<'d>(&mut self, from: std::net::SocketAddr, datagram: &'d [u8]) -> Option<&'d [u8]> {
         match self.guard.open(to_endpoint(from), datagram) {
             Ok(inner) => Some(inner),
-            Err(_) => {
-                if let Some(why) = fleet_engine::auth::parse_refusal_notice(datagram) {
-                    self.refused = Some((from, why));
-                }
+            Err(fleet_engine::auth::AuthError::Notice(why)) => {
+                self.refused = Some((from, why));
                 None
             }
+            Err(_) => None,
         }
     }
 

@@ -37,6 +37,8 @@ pub struct AuthStats {
     pub unknown_key: u64,
     /// Refused: the tag did not match.
     pub bad_tag: u64,
+    /// Refusal notices received (not inputs; counted apart from forgeries).
+    pub notices: u64,
 }
 
 impl AuthStats {
@@ -116,6 +118,7 @@ impl<'m> Guard<'m> {
             Err(AuthError::Unsealed) => &mut self.stats.unsealed,
             Err(AuthError::UnknownKey(_)) => &mut self.stats.unknown_key,
             Err(AuthError::BadTag) => &mut self.stats.bad_tag,
+            Err(AuthError::Notice(_)) => &mut self.stats.notices,
         };
         *counter = counter.saturating_add(1);
         verdict
@@ -124,7 +127,7 @@ impl<'m> Guard<'m> {
     /// [`Guard::open`] without counting.
     pub fn check<'d>(&self, from: Endpoint, datagram: &'d [u8]) -> Result<&'d [u8], AuthError> {
         if datagram.len() < AUTH_OVERHEAD_BYTES {
-            return Err(AuthError::TooShort);
+            return Err(super::parse_refusal_notice(datagram).map_or(AuthError::TooShort, AuthError::Notice));
         }
         let (header, rest) = datagram.split_at(AUTH_HEADER_BYTES);
         if header[..3] != [MAGIC, WIRE_VERSION, SEALED_PROTOCOL] {

@@ -137,12 +137,16 @@ fn sealing_into_a_small_buffer_fails_cleanly_and_keys_never_print() {
 
 #[test]
 fn refusal_notices_round_trip_and_are_shorter_than_any_sealed_datagram() {
-    for e in [AuthError::UnknownKey(9), AuthError::BadTag] {
+    let pairs = [(AuthError::UnknownKey(9), RefusalReason::UnknownKey(9)), (AuthError::BadTag, RefusalReason::BadTag)];
+    for (e, why) in pairs {
         let n = refusal_notice(e).unwrap();
-        assert_eq!(parse_refusal_notice(&n), Some(e));
+        assert_eq!(parse_refusal_notice(&n), Some(why));
         assert!(n.len() < AUTH_OVERHEAD_BYTES);
-        // A notice never opens as a datagram, so it cannot provoke a notice in return.
-        assert_eq!(member(B).check(A, &n), Err(AuthError::TooShort));
+        // A notice never opens as a datagram, and provokes no notice in return.
+        let mut b = member(B);
+        assert_eq!(b.open(A, &n), Err(AuthError::Notice(why)));
+        assert_eq!(refusal_notice(AuthError::Notice(why)), None);
+        assert_eq!((b.stats().notices, b.stats().refused()), (1, 0), "a notice is not a forgery");
     }
     assert_eq!(refusal_notice(AuthError::Unsealed), None);
     assert_eq!(refusal_notice(AuthError::TooShort), None);

@@ -21,6 +21,9 @@ struct Cli {
     /// More logging (-v: stats lines, -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// How long a client command (get, put, set, del, shard) waits for its answer.
+    #[arg(long, value_name = "MS", default_value_t = 5000, global = true)]
+    timeout_ms: u64,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -268,8 +271,6 @@ fn init_logs(verbose: u8) {
     let _ = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).try_init();
 }
 
-const TIMEOUT: Duration = Duration::from_secs(5);
-
 /// A benchmark's error as the user should read it.
 fn bench_error(e: fleet_io_std::CallError, opts: &BenchOptions) -> String {
     match e {
@@ -353,6 +354,7 @@ fn rsl_setup(path: &std::path::Path) -> Result<RslSetup, String> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
+    let timeout = Duration::from_millis(cli.timeout_ms);
     match cli.cmd {
         Cmd::Config(ConfigCmd::Local { replicas, base_port, keys }) => {
             if replicas == 0 || replicas > 16 {
@@ -393,12 +395,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Cmd::Rsl(RslCmd::Put { config, key, value }) => {
             let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
-            c.put(key.as_bytes(), value.as_bytes(), TIMEOUT).map_err(|e| e.to_string())?;
+            c.put(key.as_bytes(), value.as_bytes(), timeout).map_err(|e| e.to_string())?;
             say("ok");
         }
         Cmd::Rsl(RslCmd::Get { config, key }) => {
             let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
-            match c.get(key.as_bytes(), TIMEOUT).map_err(|e| e.to_string())? {
+            match c.get(key.as_bytes(), timeout).map_err(|e| e.to_string())? {
                 Some(v) => say(&String::from_utf8_lossy(&v)),
                 None => {
                     eprintln!("(not found)");
@@ -408,7 +410,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Cmd::Rsl(RslCmd::Del { config, key }) => {
             let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
-            c.delete(key.as_bytes(), TIMEOUT).map_err(|e| e.to_string())?;
+            c.delete(key.as_bytes(), timeout).map_err(|e| e.to_string())?;
             say("ok");
         }
         Cmd::Kv(KvCmd::Serve { config, id, bind, data_dir, compact_after_bytes }) => {
@@ -431,7 +433,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Cmd::Kv(KvCmd::Get { config, key }) => {
             let mut c = KvBlockingClient::connect(&kv_setup(&config)?).map_err(|e| e.to_string())?;
-            match c.get(key, TIMEOUT).map_err(|e| e.to_string())? {
+            match c.get(key, timeout).map_err(|e| e.to_string())? {
                 Some(v) => say(&String::from_utf8_lossy(&v)),
                 None => {
                     eprintln!("(not found)");
@@ -441,12 +443,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Cmd::Kv(KvCmd::Set { config, key, value }) => {
             let mut c = KvBlockingClient::connect(&kv_setup(&config)?).map_err(|e| e.to_string())?;
-            c.set(key, value.as_bytes(), TIMEOUT).map_err(|e| e.to_string())?;
+            c.set(key, value.as_bytes(), timeout).map_err(|e| e.to_string())?;
             say("ok");
         }
         Cmd::Kv(KvCmd::Del { config, key }) => {
             let mut c = KvBlockingClient::connect(&kv_setup(&config)?).map_err(|e| e.to_string())?;
-            c.delete(key, TIMEOUT).map_err(|e| e.to_string())?;
+            c.delete(key, timeout).map_err(|e| e.to_string())?;
             say("ok");
         }
         Cmd::Kv(KvCmd::Shard { config, lo, hi, to, via }) => {
@@ -458,7 +460,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
             }
             let mut c = KvBlockingClient::connect(&setup).map_err(|e| e.to_string())?;
-            c.shard(lo, hi, to, via, TIMEOUT).map_err(|e| e.to_string())?;
+            c.shard(lo, hi, to, via, timeout).map_err(|e| e.to_string())?;
             say("ok");
         }
         Cmd::Bench(BenchCmd::Kv(a)) => {

@@ -22,7 +22,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
-use fleet_engine::auth::{refusal_notice, AuthStats, Guard, Keyring, Role, AUTH_OVERHEAD_BYTES};
+use fleet_engine::auth::{refusal_notice, AuthError, AuthStats, Class, Guard, Keyring, Role, AUTH_OVERHEAD_BYTES};
 use fleet_engine::{Endpoint, Instant, Outbox, Stats};
 
 use super::udp_batch::{BurstIo, Syscalls};
@@ -85,12 +85,13 @@ pub fn stats_fields(s: &Stats) -> String {
 /// The authentication fields of a stats line.
 pub fn auth_fields(s: &AuthStats) -> String {
     format!(
-        "auth_refused={} bad_tag={} unknown_key={} unsealed={} too_short={}",
+        "auth_refused={} bad_tag={} unknown_key={} unsealed={} too_short={} notices={}",
         s.refused(),
         s.bad_tag,
         s.unknown_key,
         s.unsealed,
-        s.too_short
+        s.too_short,
+        s.notices
     )
 }
 
@@ -112,6 +113,8 @@ pub struct LoopAuth {
     pub keys: Keyring,
     /// Every member's advertised endpoint, this one included.
     pub members: Vec<Endpoint>,
+    /// The key files, for warnings.
+    pub key_files: String,
 }
 
 /// Most refusal notices a loop sends per second: a flood of forged datagrams costs the
@@ -124,6 +127,11 @@ struct Sealer<'m> {
     sealed: Vec<u8>,
     notices_left: u32,
     notices_since: StdInstant,
+    /// Datagrams from members refused, and refusal notices members sent: each warned about
+    /// at the 1st, 2nd, 4th, 8th, ... (a misconfigured member keeps sending).
+    from_members_refused: u64,
+    notices_from_members: u64,
+    key_files: String,
 }
 
 impl<'m> Sealer<'m> {
@@ -133,11 +141,46 @@ impl<'m> Sealer<'m> {
             sealed: Vec::new(),
             notices_left: NOTICES_PER_SECOND,
             notices_since: StdInstant::now(),
+            from_members_refused: 0,
+            notices_from_members: 0,
+            key_files: auth.key_files.clone(),
         }
     }
 
+    /// Notes a refused datagram: a warning if a member sent it or it is a member's
+    /// refusal notice; a rate-limited notice to send back, if any.
+    fn refused(&mut self, from: Endpoint, error: AuthError) -> Option<[u8; fleet_engine::auth::NOTICE_BYTES]> {
+        let from_member = self.guard.class_with(from) == Class::Member;
+        if !from_member {
+            return self.notice(error);
+        }
+        let peer = to_socket_addr(from);
+        if let AuthError::Notice(theirs) = error {
+            self.notices_from_members = self.notices_from_members.saturating_add(1);
+            if self.notices_from_members.is_power_of_two() {
+                tracing::warn!(
+                    "member {peer} refuses this member's datagrams ({theirs}; {} notices so far): its keys differ \
+                     from these ({})",
+                    self.notices_from_members,
+                    self.key_files
+                );
+            }
+            return None;
+        }
+        self.from_members_refused = self.from_members_refused.saturating_add(1);
+        if self.from_members_refused.is_power_of_two() {
+            tracing::warn!(
+                "refused a datagram from member {peer}: {error} ({} refused from members so far). Either its \
+                 member key differs from this one ({}) or someone forges its address",
+                self.from_members_refused,
+                self.key_files
+            );
+        }
+        self.notice(error)
+    }
+
     /// A refusal notice for `error`, if the rate allows one now.
-    fn notice(&mut self, error: fleet_engine::auth::AuthError) -> Option<[u8; fleet_engine::auth::NOTICE_BYTES]> {
+    fn notice(&mut self, error: AuthError) -> Option<[u8; fleet_engine::auth::NOTICE_BYTES]> {
         let notice = refusal_notice(error)?;
         if self.notices_since.elapsed() >= Duration::from_secs(1) {
             self.notices_left = NOTICES_PER_SECOND;
@@ -206,7 +249,7 @@ pub fn run_as<H: Host>(
                 Some(sealer) => match sealer.guard.open(from, datagram) {
                     Ok(inner) => inner,
                     Err(refused) => {
-                        if let Some(notice) = sealer.notice(refused) {
+                        if let Some(notice) = sealer.refused(from, refused) {
                             io.send(&[(to_socket_addr(from), &notice[..])]);
                         }
                         continue;
