@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod adversary;
 pub mod clock;
 pub mod disk;
 pub mod faults;

@@ -1,7 +1,10 @@
-//! The simulated network: loses, duplicates, reorders (random delay) and partitions.
+//! The simulated network: loses, duplicates, reorders (random delay) and partitions; with
+//! keys ([`SimNet::seal_with`]) it seals every datagram as a binding would and opens it at
+//! delivery, and carries an adversary's forgeries ([`SimNet::forge`]) that must be refused.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
+use fleet_engine::auth::{AuthError, Guard, Keyring, Role, AUTH_OVERHEAD_BYTES};
 use fleet_engine::{Endpoint, Outbox};
 
 use crate::rng::Rng;
@@ -31,9 +34,40 @@ pub struct InFlight {
     pub from: Endpoint,
     /// Receiver.
     pub to: Endpoint,
-    /// Payload.
+    /// Payload (sealed when the network has keys).
     pub bytes: Vec<u8>,
+    /// Put on the wire by the adversary: no key holder produced it.
+    pub forged: bool,
 }
+
+/// The keys of a sealed network: every member and every client holds them, as bindings do.
+#[derive(Clone, Debug)]
+pub struct SimAuth {
+    /// What members hold (member and client keys).
+    pub member: Keyring,
+    /// What clients hold (client keys only).
+    pub client: Keyring,
+    /// The members' endpoints: every other endpoint is a client.
+    pub members: Vec<Endpoint>,
+}
+
+/// What sealing did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuthCounts {
+    /// Datagrams of key holders sealed.
+    pub sealed: u64,
+    /// Datagrams of key holders opened at delivery.
+    pub opened: u64,
+    /// Forgeries put on the wire.
+    pub forged: u64,
+    /// Forgeries delivered and refused (the rest were lost or partitioned).
+    pub forged_refused: u64,
+    /// Forgeries a receiver took (a violation: only planted bugs do).
+    pub forged_accepted: u64,
+}
+
+/// Recent datagrams of key holders, unsealed, kept for the adversary to replay and alter.
+pub const RECENT_DATAGRAMS: usize = 32;
 
 /// The network: datagrams ordered by (delivery time, sequence number).
 #[derive(Debug)]
@@ -46,6 +80,12 @@ pub struct SimNet {
     pool: Vec<Vec<u8>>,
     /// Datagrams sent, lost, duplicated, blocked by partitions.
     pub counts: NetCounts,
+    auth: Option<SimAuth>,
+    /// What sealing did.
+    pub auth_counts: AuthCounts,
+    /// The last datagrams of key holders (sender, receiver, unsealed bytes).
+    pub recent: VecDeque<(Endpoint, Endpoint, Vec<u8>)>,
+    sealed: Vec<u8>,
 }
 
 /// What the network did.
@@ -71,7 +111,91 @@ impl SimNet {
             blocked: BTreeMap::new(),
             pool: Vec::new(),
             counts: NetCounts::default(),
+            auth: None,
+            auth_counts: AuthCounts::default(),
+            recent: VecDeque::new(),
+            sealed: Vec::new(),
         }
+    }
+
+    /// Seals every datagram from now on with these keys and opens each at delivery.
+    pub fn seal_with(&mut self, auth: SimAuth) {
+        self.auth = Some(auth);
+    }
+
+    /// The keys, if the network seals.
+    pub fn auth(&self) -> Option<&SimAuth> {
+        self.auth.as_ref()
+    }
+
+    /// `ep`'s guard: a member's, or a key-holding client's.
+    fn guard<'a>(auth: &'a SimAuth, ep: Endpoint) -> Guard<'a> {
+        if auth.members.contains(&ep) {
+            Guard::new(auth.member.clone(), ep, Role::Member(&auth.members))
+        } else {
+            Guard::new(auth.client.clone(), ep, Role::Client)
+        }
+    }
+
+    /// `bytes` from `from` to `to` sealed with `keys` as a host at `from` of `role` would.
+    pub fn seal_as(keys: &Keyring, role: Role<'_>, from: Endpoint, to: Endpoint, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; bytes.len() + AUTH_OVERHEAD_BYTES];
+        let n = Guard::new(keys.clone(), from, role).seal(to, bytes, &mut out).unwrap_or(0);
+        out.truncate(n);
+        out
+    }
+
+    /// `bytes` as they go on the wire: sealed by `from` if the network has keys (and kept in
+    /// [`SimNet::recent`]).
+    fn wire(&mut self, from: Endpoint, to: Endpoint, bytes: &[u8]) -> bool {
+        self.sealed.clear();
+        let Some(auth) = &self.auth else {
+            self.sealed.extend_from_slice(bytes);
+            return true;
+        };
+        self.sealed.resize(bytes.len() + AUTH_OVERHEAD_BYTES, 0);
+        let Ok(n) = Self::guard(auth, from).seal(to, bytes, &mut self.sealed) else { return false };
+        self.sealed.truncate(n);
+        self.auth_counts.sealed += 1;
+        if self.recent.len() == RECENT_DATAGRAMS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((from, to, bytes.to_vec()));
+        true
+    }
+
+    /// The unsealed bytes of a delivered datagram (as they are without keys), or why its
+    /// receiver refused it.
+    pub fn open<'d>(&mut self, d: &'d InFlight) -> Result<&'d [u8], AuthError> {
+        let Some(auth) = &self.auth else { return Ok(&d.bytes) };
+        let opened = Self::guard(auth, d.to).check(d.from, &d.bytes);
+        match (&opened, d.forged) {
+            (Ok(_), false) => self.auth_counts.opened += 1,
+            (Err(_), true) => self.auth_counts.forged_refused += 1,
+            _ => {}
+        }
+        opened
+    }
+
+    /// The planted `IgnoresSender` receiver: the unsealed bytes if the tag is any member's
+    /// for this receiver, whoever the datagram claims to be from.
+    pub fn open_as_from_any_member<'d>(&self, d: &'d InFlight) -> Option<&'d [u8]> {
+        let auth = self.auth.as_ref()?;
+        let guard = Self::guard(auth, d.to);
+        auth.members.iter().find_map(|m| guard.check(*m, &d.bytes).ok())
+    }
+
+    /// Puts the adversary's `wire` bytes (as sent, not sealed again) from `from` to `to`,
+    /// arriving after `delay_us`, with no loss or duplication; partitions still apply.
+    pub fn forge(&mut self, now: u64, from: Endpoint, to: Endpoint, wire: &[u8], delay_us: u64) {
+        self.auth_counts.forged += 1;
+        self.counts.sent += 1;
+        self.enqueue(now + delay_us, from, to, wire, true);
+    }
+
+    /// Puts a delivered datagram back on the wire as it is (a paused host's socket buffer).
+    pub fn requeue(&mut self, now: u64, d: &InFlight, delay_us: u64) {
+        self.enqueue(now + delay_us, d.from, d.to, &d.bytes, d.forged);
     }
 
     /// Takes every datagram of `out` sent at `now`, applying faults.
@@ -84,6 +208,9 @@ impl SimNet {
     /// Sends one datagram.
     pub fn send(&mut self, now: u64, from: Endpoint, to: Endpoint, bytes: &[u8], rng: &mut Rng) {
         self.counts.sent += 1;
+        if !self.wire(from, to, bytes) {
+            return;
+        }
         if self.blocked.contains_key(&(from, to)) {
             self.counts.partitioned += 1;
             return;
@@ -94,25 +221,33 @@ impl SimNet {
         }
         let copies = if rng.chance(self.faults.dup_ppm) { 2 } else { 1 };
         self.counts.duplicated += copies - 1;
+        let wire = std::mem::take(&mut self.sealed);
         for _ in 0..copies {
             let delay = rng.range(self.faults.min_delay_us, self.faults.max_delay_us);
-            self.enqueue(now + delay, from, to, bytes);
+            self.enqueue(now + delay, from, to, &wire, false);
         }
+        self.sealed = wire;
     }
 
-    fn enqueue(&mut self, at: u64, from: Endpoint, to: Endpoint, bytes: &[u8]) {
+    fn enqueue(&mut self, at: u64, from: Endpoint, to: Endpoint, bytes: &[u8], forged: bool) {
         let mut buf = self.pool.pop().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(bytes);
         self.seq += 1;
-        self.queue.insert((at, self.seq), InFlight { from, to, bytes: buf });
+        self.queue.insert((at, self.seq), InFlight { from, to, bytes: buf, forged });
     }
 
     /// Puts a datagram on the wire with no loss or duplication, arriving after `delay_us`
-    /// (for forged messages of planted-bug runs). Partitions still apply at delivery.
+    /// (for forged messages of planted-bug runs: a buggy key holder's, so sealed by `from`).
+    /// Partitions still apply at delivery.
     pub fn inject(&mut self, now: u64, from: Endpoint, to: Endpoint, bytes: &[u8], delay_us: u64) {
         self.counts.sent += 1;
-        self.enqueue(now + delay_us, from, to, bytes);
+        if !self.wire(from, to, bytes) {
+            return;
+        }
+        let wire = std::mem::take(&mut self.sealed);
+        self.enqueue(now + delay_us, from, to, &wire, false);
+        self.sealed = wire;
     }
 
     /// Returns a delivered datagram's buffer for reuse (saves an allocation per datagram).
@@ -173,8 +308,8 @@ impl SimNet {
         self.queue.len()
     }
 
-    /// Iterates the datagrams in flight (for checkers that look at messages).
+    /// Iterates the datagrams of key holders in flight (for checkers that look at messages).
     pub fn iter(&self) -> impl Iterator<Item = &InFlight> {
-        self.queue.values()
+        self.queue.values().filter(|d| !d.forged)
     }
 }

@@ -127,6 +127,8 @@ pub struct RslSim {
     next_stray_us: u64,
     /// Stray requests sent.
     pub strays: u64,
+    /// The network adversary, if the run has one.
+    pub adversary: Option<crate::adversary::Adversary>,
     /// The snapshot each replica's binding is writing.
     writing_ids: Vec<Option<SnapshotId>>,
     /// Every 1b chunk each replica sent, by `(replica, reply_id, chunk)`: one reply id
@@ -171,10 +173,19 @@ impl RslSim {
                 }
             })
             .collect();
+        let mut net = SimNet::new(options.faults);
+        if options.sealed {
+            net.seal_with(crate::adversary::sim_keys(seed, config.identity(), &replica_eps));
+        }
+        let adversary = match (options.sealed, options.adversary_every_us) {
+            (true, Some(every)) => Some(crate::adversary::Adversary::new(every, seed)),
+            _ => None,
+        };
         RslSim {
             now: 0,
             rng: Rng::new(seed),
-            net: SimNet::new(options.faults),
+            net,
+            adversary,
             replicas,
             disks: vec![SimDisk::default(); options.replicas],
             writing_ids: vec![None; options.replicas],
@@ -235,6 +246,9 @@ impl RslSim {
         let mut t = self.net.next_delivery().unwrap_or(u64::MAX);
         t = t.min(self.next_sync_due().unwrap_or(u64::MAX));
         t = t.min(self.next_stray_us);
+        if let Some(a) = &self.adversary {
+            t = t.min(a.next_us);
+        }
         for (i, r) in self.replicas.iter().enumerate() {
             if let Some(r) = r {
                 // A frozen replica's timers fire once it runs again.
@@ -284,7 +298,7 @@ impl RslSim {
         self.steps += 1;
         self.maybe_plant();
         if let Some(d) = self.net.pop_due(self.now) {
-            self.deliver(d.from, d.to, &d.bytes);
+            self.deliver_wire(&d);
             self.net.recycle(d.bytes);
             return true;
         }
@@ -293,6 +307,10 @@ impl RslSim {
         }
         if self.next_stray_us <= self.now {
             self.send_stray();
+            return true;
+        }
+        if let Some(a) = self.adversary.as_mut().filter(|a| a.next_us <= self.now) {
+            a.act(self.now, &mut self.net);
             return true;
         }
         for i in 0..self.replicas.len() {
@@ -337,6 +355,42 @@ impl RslSim {
         true
     }
 
+    /// A datagram off the wire: a paused replica keeps it in its socket buffer; otherwise
+    /// its receiver opens it (a sealed network) and handles it. A forgery that opens, or a
+    /// key holder's datagram that does not, is a violation.
+    fn deliver_wire(&mut self, d: &crate::net::InFlight) {
+        let paused = self.host_of(d.to).filter(|&h| h < self.replicas.len() && self.replicas[h].is_some());
+        if let Some(i) = paused.filter(|&i| self.paused(i)) {
+            let wait = self.paused_until[i] - self.now;
+            self.net.requeue(self.now, d, wait);
+            return;
+        }
+        let mut opened = self.net.open(d);
+        if opened.is_err() && self.options.plant == Plant::IgnoresSender {
+            if let Some(inner) = self.net.open_as_from_any_member(d) {
+                self.fault_counts.planted += 1;
+                opened = Ok(inner);
+            }
+        }
+        match (opened, d.forged) {
+            (Ok(inner), false) => self.deliver(d.from, d.to, inner),
+            (Err(_), true) => self.record(TraceKind::Note("a forgery refused")),
+            (Ok(_), true) => {
+                self.net.auth_counts.forged_accepted += 1;
+                self.violations.push(Violation::new(
+                    "auth",
+                    "no host accepts a datagram that no key holder produced",
+                    format!("a forgery from {} to {} opened: {:02x?}", d.from, d.to, d.bytes),
+                ))
+            }
+            (Err(e), false) => self.violations.push(Violation::new(
+                "auth",
+                "a key holder's datagram opens at its receiver",
+                format!("from {} to {}: {e}", d.from, d.to),
+            )),
+        }
+    }
+
     fn deliver(&mut self, from: Endpoint, to: Endpoint, bytes: &[u8]) {
         let Some(host) = self.host_of(to) else { return };
         let from_host = self.host_of(from).unwrap_or(usize::MAX);
@@ -346,12 +400,6 @@ impl RslSim {
         if host < self.replicas.len() {
             let i = host;
             if self.replicas[i].is_none() {
-                return;
-            }
-            if self.paused(i) {
-                // In its socket buffer until it runs again.
-                let wait = self.paused_until[i] - self.now;
-                self.net.inject(self.now, from, to, bytes, wait);
                 return;
             }
             let mut buf = self.outbox.take().expect("outbox present between steps");

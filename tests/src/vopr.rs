@@ -126,6 +126,8 @@ pub struct SeedReport {
     pub trace: String,
     /// KV seeds: short-lived clients and what the hosts' peer tables did with them.
     pub churn: ChurnCounts,
+    /// What sealing and the adversary did (sealed runs).
+    pub auth: crate::net::AuthCounts,
 }
 
 /// What KV hosts did with their peer tables in a run (KV seeds only).
@@ -452,5 +454,6 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
         setup,
         trace,
         churn: ChurnCounts::default(),
+        auth: sim.net.auth_counts,
     }
 }

@@ -258,3 +258,33 @@ fn liveness_check_catches_view_churn_when_strays_are_not_forwarded() {
     // the followers suspect a live leader, view after view.
     binding_bug_is_caught(Plant::NoForward, "liveness", "views settle after GST", 30..50, 2);
 }
+
+#[test]
+fn auth_checker_catches_a_receiver_that_does_not_bind_the_sender() {
+    planted_bug_is_caught(Plant::IgnoresSender, "auth", "no host accepts a datagram", false, 3);
+}
+
+#[test]
+fn sealed_seeds_refuse_every_forgery_of_every_kind() {
+    let c = cfg(2_000, Plant::None);
+    let (mut forged, mut refused, mut opened) = (0, 0, 0);
+    for seed in 0..10 {
+        let r = run_seed(seed, &c);
+        assert!(r.violations.is_empty(), "{}", describe(&r));
+        assert_eq!(r.auth.forged_accepted, 0);
+        forged += r.auth.forged;
+        refused += r.auth.forged_refused;
+        opened += r.auth.opened;
+    }
+    assert!(forged > 500 && refused * 10 > forged * 8, "forged {forged}, refused {refused}");
+    assert!(opened > forged, "key holders' datagrams opened: {opened}, forged {forged}");
+    // Every kind of forgery is made (the adversary's counters, from one seed's run).
+    let mut options = None;
+    let _ = fleet_tests::vopr::run_seed_with(1, &c, |o| options = Some(o.clone()));
+    let options = options.unwrap();
+    let mut sim = fleet_tests::rsl_sim::RslSim::new(1, options);
+    sim.run_for(5_000_000);
+    let adversary = sim.adversary.as_ref().expect("random seeds have an adversary");
+    assert!(adversary.made.iter().all(|&n| n > 0), "every kind made: {:?}", adversary.made);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}

@@ -219,6 +219,20 @@ fn main() -> ExitCode {
             c.host_crashes, c.lost_inputs, c.wipes, c.lost_key_answers
         );
     }
+    if t.auth.sealed > 0 {
+        let a = &t.auth;
+        println!(
+            "  sealed         {} datagrams of key holders sealed, {} opened at their receivers",
+            a.sealed, a.opened
+        );
+        println!(
+            "  adversary      {} forgeries: {} delivered and refused, {} accepted, {} dropped by partitions or crashes",
+            a.forged,
+            a.forged_refused,
+            a.forged_accepted,
+            a.forged - a.forged_refused - a.forged_accepted
+        );
+    }
     println!("  linearizability unknown (budget) on {} seeds", t.lin_unknown);
     println!("  violations     {} in {} seeds", t.violations, t.failed_seeds.len());
     if !t.failed_seeds.is_empty() {
@@ -245,6 +259,7 @@ struct Totals {
     violations: u64,
     failed_seeds: Vec<u64>,
     churn: fleet_tests::vopr::ChurnCounts,
+    auth: fleet_tests::net::AuthCounts,
 }
 
 impl Totals {
@@ -263,5 +278,10 @@ impl Totals {
         self.lin_unknown += u64::from(r.lin_unknown.is_some());
         self.violations += r.violations.len() as u64;
         self.churn.add(&r.churn);
+        self.auth.sealed += r.auth.sealed;
+        self.auth.opened += r.auth.opened;
+        self.auth.forged += r.auth.forged;
+        self.auth.forged_refused += r.auth.forged_refused;
+        self.auth.forged_accepted += r.auth.forged_accepted;
     }
 }

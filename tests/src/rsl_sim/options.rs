@@ -38,6 +38,11 @@ pub struct SimOptions {
     pub stray_every_us: Option<u64>,
     /// The longest pause a fault may freeze a replica for (the liveness bound allows it).
     pub max_pause_us: u64,
+    /// Seal every datagram with the cluster's keys (as an `[auth]` deployment does).
+    pub sealed: bool,
+    /// Mean gap between the network adversary's forgeries ([`crate::adversary`]), if any
+    /// (only with `sealed`).
+    pub adversary_every_us: Option<u64>,
 }
 
 impl Default for SimOptions {
@@ -56,6 +61,8 @@ impl Default for SimOptions {
             trace_capacity: 64,
             stray_every_us: None,
             max_pause_us: 0,
+            sealed: false,
+            adversary_every_us: None,
         }
     }
 }
@@ -93,6 +100,10 @@ impl SimOptions {
             trace_capacity: 64,
             stray_every_us: (rng.below(2) == 0).then(|| rng.range(300_000, 3_000_000)),
             max_pause_us: 0,
+            // Every VOPR seed is sealed and attacked: drawn from the seed, not from `rng`,
+            // so each seed's other choices stay what they were.
+            sealed: true,
+            adversary_every_us: Some(20_000),
         }
     }
 }

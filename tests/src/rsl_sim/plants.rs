@@ -1,7 +1,7 @@
 //! Planted bugs: the simulator forges or drops messages on purpose, so that a test can see
 //! each checker catch a real violation. (`DropReplies` acts in `checks`; `AmnesiacRestart`,
 //! `SendBeforeSync`, `EarlyCheckpoint`, `TornSnapshot`, `RejoinAtOnce` and `ForgetIncarnation` in `crash`, the
-//! durable binding.)
+//! durable binding; `IgnoresSender` in `deliver_wire`.)
 
 use fleet_engine::rsl::apps::kv::KvReply;
 use fleet_engine::rsl::batch;
@@ -65,11 +65,15 @@ pub enum Plant {
     /// once instead of joining (host 0 claims every key: lost writes read as absent, two
     /// owners of one key).
     ClaimsAtOnce,
+    /// A receiver that checks tags without binding the sender's address: a key holder's
+    /// datagram replayed from another (spoofed) member's address opens, and counts as that
+    /// member's (auth: no host accepts a datagram no key holder produced).
+    IgnoresSender,
 }
 
 impl Plant {
     /// Every plant, for `--plant` parsing and help.
-    pub const ALL: [(&'static str, Plant); 14] = [
+    pub const ALL: [(&'static str, Plant); 15] = [
         ("none", Plant::None),
         ("forge-2b", Plant::ForgeTwoB),
         ("skip-phase1", Plant::SkipPhase1),
@@ -84,6 +88,7 @@ impl Plant {
         ("rejoin-at-once", Plant::RejoinAtOnce),
         ("forget-incarnation", Plant::ForgetIncarnation),
         ("claims-at-once", Plant::ClaimsAtOnce),
+        ("ignores-sender", Plant::IgnoresSender),
     ];
 
     /// Parses a `--plant` name.
@@ -112,7 +117,8 @@ impl RslSim {
             | Plant::TornSnapshot
             | Plant::RejoinAtOnce
             | Plant::ForgetIncarnation
-            | Plant::ClaimsAtOnce => false,
+            | Plant::ClaimsAtOnce
+            | Plant::IgnoresSender => false,
             Plant::ForgeTwoB => self.plant_forge_2b(),
             Plant::SkipPhase1 => self.plant_skip_phase1(),
             Plant::ForgeReply => self.plant_forge_reply(),
