@@ -7,8 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_TO_RUN="${1:-6}"
+# One set of keys for the three images (as `fleet config local --keys DIR` writes them).
+KEYS="$(mktemp -d)"
+for f in member client; do
+    printf '1 %s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$KEYS/$f.key"
+done
+chmod 600 "$KEYS"/*.key
 for n in 0 1 2; do
-    FLEET_NODE=$n cargo build --release --quiet --target-dir "target/node$n"
+    FLEET_KEYS_DIR="$KEYS" FLEET_NODE=$n cargo build --release --quiet --target-dir "target/node$n"
 done
 OUT="$(mktemp -d)"
 pids=()
@@ -33,9 +39,12 @@ while off + 16 <= len(d):
     incl = struct.unpack("<IIII", d[off:off + 16])[2]
     pkt = d[off + 16:off + 16 + incl]
     off += 16 + incl
-    if pkt[12:14] == b"\x08\x00" and pkt[23] == 17 and len(pkt) > 45 and pkt[42] == 0xF1:
+    if pkt[12:14] == b"\x08\x00" and pkt[23] == 17 and len(pkt) > 49 and pkt[42] == 0xF1:
         src, dst = ".".join(map(str, pkt[26:30])), ".".join(map(str, pkt[30:34]))
-        key = (src, dst, names.get(pkt[45], pkt[45]))
+        # A sealed datagram: [F1, version, 'A', key id] before the inner [F1, version, 'R',
+        # cluster (4)] and the message tag.
+        tag_at = 53 if pkt[44] == ord("A") else 49
+        key = (src, dst, names.get(pkt[tag_at], pkt[tag_at]))
         seen[key] = seen.get(key, 0) + 1
 for (src, dst, kind), count in sorted(seen.items()):
     print(f"{count:5} {kind:15} {src} -> {dst}")

@@ -8,6 +8,8 @@ use fleet_engine::rsl::{Client, ClientError};
 use fleet_engine::OutboxBuf;
 
 use crate::net::{to_endpoint, to_ip_endpoint};
+use crate::seal::{open, Seal};
+use fleet_engine::auth::Guard;
 
 /// Why a call returned no reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,12 +32,20 @@ pub struct RslClient<const R: usize, const D: usize, const OB: usize> {
     client: Client<R, D>,
     out: OutboxBuf<R, OB>,
     rx: [u8; D],
+    seal: Option<Seal<D>>,
 }
 
 impl<const R: usize, const D: usize, const OB: usize> RslClient<R, D, OB> {
     /// Wraps a configured engine client.
     pub fn new(client: Client<R, D>) -> Self {
-        RslClient { client, out: OutboxBuf::new(), rx: [0; D] }
+        RslClient { client, out: OutboxBuf::new(), rx: [0; D], seal: None }
+    }
+
+    /// Wraps a configured engine client of a sealed cluster: every datagram is sealed and
+    /// opened with `guard` (a client's: `Role::Client`). The engine's datagram bound must
+    /// leave [`AUTH_OVERHEAD_BYTES`](fleet_engine::auth::AUTH_OVERHEAD_BYTES) under `D`.
+    pub fn sealed(client: Client<R, D>, guard: Guard<'static>) -> Self {
+        RslClient { client, out: OutboxBuf::new(), rx: [0; D], seal: Some(Seal::new(guard)) }
     }
 
     /// The engine client (stats, pending seqno).
@@ -66,10 +76,10 @@ impl<const R: usize, const D: usize, const OB: usize> RslClient<R, D, OB> {
         }
         loop {
             for (dst, bytes) in out.iter() {
-                if let Some(ep) = to_ip_endpoint(dst) {
-                    // A refused send is a lost datagram: the retransmission covers it.
-                    let _ = socket.send_to(bytes, ep).await;
-                }
+                let Some(ep) = to_ip_endpoint(dst) else { continue };
+                let Some(wire) = crate::seal::wire(&mut self.seal, dst, bytes) else { continue };
+                // A refused send is a lost datagram: the retransmission covers it.
+                let _ = socket.send_to(wire, ep).await;
             }
             out.clear();
             let now = embassy_time::Instant::now();
@@ -83,7 +93,8 @@ impl<const R: usize, const D: usize, const OB: usize> RslClient<R, D, OB> {
             match event {
                 Either::First(Ok((n, meta))) => {
                     let Some(from) = to_endpoint(meta.endpoint) else { continue };
-                    if let Some(done) = self.client.handle(crate::now(), from, &self.rx[..n]) {
+                    let Some(datagram) = open(&mut self.seal, from, &self.rx[..n]) else { continue };
+                    if let Some(done) = self.client.handle(crate::now(), from, datagram) {
                         let dst = reply.get_mut(..done.reply.len()).ok_or(CallError::ReplyTooLarge)?;
                         dst.copy_from_slice(done.reply);
                         return Ok(done.reply.len());

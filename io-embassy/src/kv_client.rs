@@ -9,6 +9,8 @@ use fleet_engine::{Endpoint, OutboxBuf};
 
 use crate::client::CallError;
 use crate::net::{to_endpoint, to_ip_endpoint};
+use crate::seal::{open, Seal};
+use fleet_engine::auth::Guard;
 
 /// What an operation returned (values copied into the caller's buffer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,12 +32,20 @@ pub struct AsyncKvClient<const H: usize, const U: usize, const D: usize, const O
     client: KvClient<H, U, D>,
     out: OutboxBuf<8, OB>,
     rx: [u8; D],
+    seal: Option<Seal<D>>,
 }
 
 impl<const H: usize, const U: usize, const D: usize, const OB: usize> AsyncKvClient<H, U, D, OB> {
     /// Wraps a sans-IO client.
     pub fn new(client: KvClient<H, U, D>) -> Self {
-        AsyncKvClient { client, out: OutboxBuf::new(), rx: [0; D] }
+        AsyncKvClient { client, out: OutboxBuf::new(), rx: [0; D], seal: None }
+    }
+
+    /// Wraps a sans-IO client of a sealed cluster: every datagram is sealed and opened with
+    /// `guard` (a client's: `Role::Client`). The engine's datagram bound must leave
+    /// [`AUTH_OVERHEAD_BYTES`](fleet_engine::auth::AUTH_OVERHEAD_BYTES) under `D`.
+    pub fn sealed(client: KvClient<H, U, D>, guard: Guard<'static>) -> Self {
+        AsyncKvClient { client, out: OutboxBuf::new(), rx: [0; D], seal: Some(Seal::new(guard)) }
     }
 
     /// The sans-IO client (for its counters).
@@ -68,7 +78,7 @@ impl<const H: usize, const U: usize, const D: usize, const OB: usize> AsyncKvCli
             }
         }
         loop {
-            send_all(socket, &mut out).await;
+            send_all(socket, &mut out, &mut self.seal).await;
             let now = embassy_time::Instant::now();
             if now >= end {
                 self.client.cancel();
@@ -79,9 +89,10 @@ impl<const H: usize, const U: usize, const D: usize, const OB: usize> AsyncKvCli
             match select(socket.recv_from(&mut self.rx), Timer::after(wait)).await {
                 Either::First(Ok((n, meta))) => {
                     let Some(from) = to_endpoint(meta.endpoint) else { continue };
-                    let event = self.client.handle(crate::now(), from, &self.rx[..n], &mut out);
+                    let Some(datagram) = open(&mut self.seal, from, &self.rx[..n]) else { continue };
+                    let event = self.client.handle(crate::now(), from, datagram, &mut out);
                     if let Some(Event::Lost { .. }) = event {
-                        send_all(socket, &mut out).await;
+                        send_all(socket, &mut out, &mut self.seal).await;
                         return Err(CallError::Lost);
                     }
                     if let Some(Event::Completed(c)) = event {
@@ -98,7 +109,7 @@ impl<const H: usize, const U: usize, const D: usize, const OB: usize> AsyncKvCli
                         };
                         // The reply's ack is owed; nobody ticks this client between calls.
                         self.client.flush_acks(&mut out);
-                        send_all(socket, &mut out).await;
+                        send_all(socket, &mut out, &mut self.seal).await;
                         return answer;
                     }
                 }
@@ -109,12 +120,17 @@ impl<const H: usize, const U: usize, const D: usize, const OB: usize> AsyncKvCli
     }
 }
 
-/// Sends and clears `out`. A refused send is a lost datagram: the retransmission covers it.
-async fn send_all(socket: &UdpSocket<'_>, out: &mut fleet_engine::Outbox<'_>) {
+/// Sends (sealed, if the client has a seal) and clears `out`. A refused send is a lost
+/// datagram: the retransmission covers it.
+async fn send_all<const D: usize>(
+    socket: &UdpSocket<'_>,
+    out: &mut fleet_engine::Outbox<'_>,
+    seal: &mut Option<Seal<D>>,
+) {
     for (dst, bytes) in out.iter() {
-        if let Some(ep) = to_ip_endpoint(dst) {
-            let _ = socket.send_to(bytes, ep).await;
-        }
+        let Some(ep) = to_ip_endpoint(dst) else { continue };
+        let Some(wire) = crate::seal::wire(seal, dst, bytes) else { continue };
+        let _ = socket.send_to(wire, ep).await;
     }
     out.clear();
 }

@@ -29,6 +29,7 @@ pub mod host;
 pub mod kv_client;
 pub mod net;
 pub mod node;
+pub mod seal;
 pub mod switch;
 
 pub use client::{CallError, RslClient};

@@ -7,6 +7,12 @@
 //! are queued in a bounded loopback FIFO and fed back to `handle` after the step, exactly
 //! as `fleet-io-std` does. A full loopback FIFO drops (and counts) like a lossy network.
 //!
+//! With a [`Guard`] ([`Node::run_sealed`]) every datagram is opened before `handle` (a
+//! refused one is counted in [`LinkStats::auth_refused`] and changes nothing) and sealed as
+//! it leaves, in the receive buffer (so `D` must hold the engine's largest datagram plus
+//! [`AUTH_OVERHEAD_BYTES`](fleet_engine::auth::AUTH_OVERHEAD_BYTES)); self-addressed
+//! datagrams are neither.
+//!
 //! The host lives in a blocking mutex ([`Node::with`]) so that other tasks — a status
 //! display, a test — can read it between steps; the run loop holds it only for the
 //! duration of one synchronous engine call, never across an `.await`.
@@ -19,6 +25,7 @@ use embassy_net::Stack;
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::{Duration, Timer};
+use fleet_engine::auth::{Guard, AUTH_HEADER_BYTES};
 use fleet_engine::{Endpoint, Instant, Outbox, OutboxBuf};
 
 use crate::durable::{Halt, InMemory, Input, Persist};
@@ -52,6 +59,8 @@ pub struct LinkStats {
     pub loopback_dropped: u64,
     /// Calls to `tick`.
     pub ticks: u64,
+    /// Received datagrams refused by the guard (forged, tampered with, another key's).
+    pub auth_refused: u64,
 }
 
 fn bump(c: &mut u64) {
@@ -172,6 +181,28 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
         bufs: &mut Buffers<SLOTS, BYTES, D, LB>,
         persist: &mut impl Persist<H>,
     ) -> ! {
+        self.run_with(socket, bufs, persist, None).await
+    }
+
+    /// [`Node::run_durable`] on a sealed cluster: every datagram is opened with `guard`
+    /// before the host sees it and sealed with it as it leaves.
+    pub async fn run_sealed<const SLOTS: usize, const BYTES: usize, const D: usize, const LB: usize>(
+        &self,
+        socket: &UdpSocket<'_>,
+        bufs: &mut Buffers<SLOTS, BYTES, D, LB>,
+        persist: &mut impl Persist<H>,
+        guard: &mut Guard<'_>,
+    ) -> ! {
+        self.run_with(socket, bufs, persist, Some(guard)).await
+    }
+
+    async fn run_with<const SLOTS: usize, const BYTES: usize, const D: usize, const LB: usize>(
+        &self,
+        socket: &UdpSocket<'_>,
+        bufs: &mut Buffers<SLOTS, BYTES, D, LB>,
+        persist: &mut impl Persist<H>,
+        mut guard: Option<&mut Guard<'_>>,
+    ) -> ! {
         let Buffers { out: store, rx, loopback } = bufs;
         debug!("fleet node up");
         loop {
@@ -184,7 +215,7 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
                     s.host.tick(now, &mut out);
                 });
                 self.persist(persist, now, Input::Tick).await;
-                self.flush(socket, &out, loopback).await;
+                self.flush(socket, &out, loopback, &mut guard, rx).await;
             } else {
                 let wait = Duration::from_micros(deadline.micros_since(now)).min(MAX_WAIT);
                 let event = select(socket.recv_from(rx), Timer::after(wait)).await;
@@ -193,20 +224,35 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
                         // One clock reading per step, after the receive.
                         let now = crate::now();
                         let mut out = store.outbox();
-                        let handled = self.with(|s| match to_endpoint(meta.endpoint) {
-                            Some(from) => {
+                        let opened = match to_endpoint(meta.endpoint) {
+                            None => Err(Refused::UnknownFamily),
+                            Some(from) => match guard.as_deref_mut() {
+                                None => Ok((from, 0..n)),
+                                Some(g) => match g.open(from, &rx[..n]) {
+                                    // The inner datagram sits after the sealed header.
+                                    Ok(inner) => Ok((from, AUTH_HEADER_BYTES..AUTH_HEADER_BYTES + inner.len())),
+                                    Err(_) => Err(Refused::Auth),
+                                },
+                            },
+                        };
+                        let handled = self.with(|s| match opened {
+                            Ok((from, range)) => {
                                 bump(&mut s.link.received);
-                                s.host.handle(now, from, &rx[..n], &mut out);
-                                Some(from)
+                                s.host.handle(now, from, &rx[range.clone()], &mut out);
+                                Some((from, range))
                             }
-                            None => {
+                            Err(Refused::UnknownFamily) => {
                                 bump(&mut s.link.unknown_family);
                                 None
                             }
+                            Err(Refused::Auth) => {
+                                bump(&mut s.link.auth_refused);
+                                None
+                            }
                         });
-                        if let Some(from) = handled {
-                            self.persist(persist, now, Input::Datagram { from, datagram: &rx[..n] }).await;
-                            self.flush(socket, &out, loopback).await;
+                        if let Some((from, range)) = handled {
+                            self.persist(persist, now, Input::Datagram { from, datagram: &rx[range] }).await;
+                            self.flush(socket, &out, loopback, &mut guard, rx).await;
                         }
                     }
                     Either::First(Err(RecvError::Truncated)) => {
@@ -225,7 +271,7 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
                     s.host.handle(now, self.me, &rx[..n], &mut out);
                 });
                 self.persist(persist, now, Input::Datagram { from: self.me, datagram: &rx[..n] }).await;
-                self.flush(socket, &out, loopback).await;
+                self.flush(socket, &out, loopback, &mut guard, rx).await;
             }
         }
     }
@@ -239,7 +285,16 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
         }
     }
 
-    async fn flush<const LB: usize>(&self, socket: &UdpSocket<'_>, out: &Outbox<'_>, loopback: &mut Fifo<LB>) {
+    /// Sends a step's datagrams (sealed in `scratch`, the receive buffer, when there is a
+    /// guard); self-addressed ones go to the loopback FIFO as they are.
+    async fn flush<const LB: usize>(
+        &self,
+        socket: &UdpSocket<'_>,
+        out: &Outbox<'_>,
+        loopback: &mut Fifo<LB>,
+        guard: &mut Option<&mut Guard<'_>>,
+        scratch: &mut [u8],
+    ) {
         for (dst, bytes) in out.iter() {
             if dst == self.me {
                 if !loopback.push(bytes) {
@@ -247,10 +302,14 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
                 }
                 continue;
             }
-            let sent = match to_ip_endpoint(dst) {
+            let wire = match guard.as_deref_mut() {
+                None => Some(bytes),
+                Some(g) => g.seal(dst, bytes, scratch).ok().map(|n| &scratch[..n]),
+            };
+            let sent = match (to_ip_endpoint(dst), wire) {
                 // UDP is lossy by contract: a refused send is a lost datagram, counted.
-                Some(ep) => socket.send_to(bytes, ep).await.is_ok(),
-                None => false,
+                (Some(ep), Some(wire)) => socket.send_to(wire, ep).await.is_ok(),
+                _ => false,
             };
             self.with(|s| match sent {
                 true => bump(&mut s.link.sent),
@@ -269,7 +328,14 @@ const ZERO_STATS: LinkStats = LinkStats {
     looped_back: 0,
     loopback_dropped: 0,
     ticks: 0,
+    auth_refused: 0,
 };
+
+/// Why a received datagram did not reach the host.
+enum Refused {
+    UnknownFamily,
+    Auth,
+}
 
 /// A byte FIFO of length-prefixed datagrams (2-byte little-endian length, then the bytes).
 struct Fifo<const N: usize> {

@@ -101,8 +101,12 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 fn body() {
     let Some(MixedAddrs { inside, addrs, eps }) = mixed_addrs() else { return };
     let (inside_ip, p0) = (*inside.ip(), inside.port());
-    let setup =
-        RslSetup { addrs: addrs.clone(), config: rsl_config::<MAX_REPLICAS>(&eps, fast_params()), max_keys: MAX_KEYS };
+    let setup = RslSetup {
+        addrs: addrs.clone(),
+        config: rsl_config::<MAX_REPLICAS>(&eps, fast_params()),
+        max_keys: MAX_KEYS,
+        auth: None,
+    };
     let switch = switch(17);
     let bridge = Bridge::start(switch.attach_default().unwrap(), inside).expect("bridge socket");
     let config: RslConfig<3> = rsl_config(&eps, fast_params());

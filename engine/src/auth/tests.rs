@@ -152,3 +152,20 @@ fn refusal_notices_round_trip_and_are_shorter_than_any_sealed_datagram() {
     assert_eq!(refusal_notice(AuthError::TooShort), None);
     assert_eq!(parse_refusal_notice(&[0xF1, crate::wire::WIRE_VERSION, NOTICE_PROTOCOL, 2, 1]), None);
 }
+
+/// The sealed bytes of one fixed datagram: the format is a wire format, so every target and
+/// every build must produce exactly these (the same vector runs on Cortex-M4F under QEMU).
+/// The tag is standard keyed BLAKE2s-128, as Python computes it independently:
+/// `hashlib.blake2s(b"fleet-auth-1" + cluster_le + b"M\x01" + from + to + b"abc",
+/// key=b"\x11" * 32, digest_size=16)`, an endpoint being `4, octets, port_le`.
+pub(crate) const KNOWN_SEALED: [u8; 23] = [
+    0xf1, 0x02, 0x41, 0x01, b'a', b'b', b'c', 0xb0, 0xab, 0x5a, 0xa3, 0x8e, 0xbd, 0xf5, 0x28, 0xaa, 0x8c, 0xc8, 0x44,
+    0x63, 0x31, 0x52, 0xde,
+];
+
+#[test]
+fn the_seal_of_a_fixed_datagram_is_a_known_answer() {
+    let mut a = member(A);
+    let got = sealed(&mut a, B, b"abc");
+    assert_eq!(got, KNOWN_SEALED, "{got:02x?}");
+}

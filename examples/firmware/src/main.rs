@@ -12,6 +12,10 @@
 //! linker's map (`memory.x`, `STORAGE`), which a warm reset leaves alone; on a board with
 //! flash, `RamFlash` gives way to the HAL's `NorFlash` driver.
 //!
+//! Sealed: every datagram carries a MAC under the cluster's keys (`fleet_engine::auth`),
+//! compiled in from `FLEET_KEYS_DIR` at build time (see `build.rs`). A real board would
+//! keep them in a protected flash page or a secure element instead of the image.
+//!
 //! Every buffer is static and sized below; `docs/embedded.md` lists them with the measured
 //! flash and RAM.
 #![no_std]
@@ -28,6 +32,7 @@ use embassy_futures::block_on;
 use embassy_net::{Ipv4Address, Ipv4Cidr, Runner, StackResources, StaticConfigV4};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_time::Timer;
+use fleet_engine::auth::{Guard, Key, KeySet, Keyring, Role, AUTH_OVERHEAD_BYTES};
 use fleet_engine::rsl::apps::kv::KvApp;
 use fleet_engine::rsl::durable::DURABLE_RECORD_OVERHEAD_BYTES;
 use fleet_engine::rsl::{Replica, RslConfig};
@@ -107,7 +112,7 @@ type FwNode = Node<NoopRawMutex, FwReplica>;
 /// before flash: room for the durable record buffer within 64 KiB of RAM.
 type FwBuffers = Buffers<24, 7168, D, 3072>;
 /// The UDP socket: 8 packets and 4 KiB each way (two full-size datagrams and change).
-type FwSocket = SocketBuffers<8, 4096>;
+type FwSocket = SocketBuffers<8, 3840>;
 
 static RESOURCES: ConstStaticCell<StackResources<2>> = ConstStaticCell::new(StackResources::new());
 // Not a `ConstStaticCell`: `PacketMetadata::EMPTY` is not all zeroes, which would put the
@@ -115,6 +120,7 @@ static RESOURCES: ConstStaticCell<StackResources<2>> = ConstStaticCell::new(Stac
 static SOCKET: StaticCell<FwSocket> = StaticCell::new();
 static BUFFERS: ConstStaticCell<FwBuffers> = ConstStaticCell::new(Buffers::new());
 static NODE: StaticCell<FwNode> = StaticCell::new();
+static MEMBER_EPS: StaticCell<[Endpoint; MEMBERS]> = StaticCell::new();
 static RECORD: ConstStaticCell<[u8; RECORD_BYTES]> = ConstStaticCell::new([0; RECORD_BYTES]);
 static SCRATCH: ConstStaticCell<[u8; SCRATCH_BYTES]> = ConstStaticCell::new([0; SCRATCH_BYTES]);
 
@@ -144,7 +150,9 @@ async fn main(spawner: Spawner) {
     let eps = ADDRS.map(|a| Endpoint::v4(a, RSL_PORT));
     let Ok(mut config) = RslConfig::<MEMBERS>::new(&eps) else { defmt::panic!("members") };
     config.params.max_log_length = W as u64;
-    config.params.max_datagram_bytes = D;
+    // The wire bound is `D`; the engine's leaves room for the seal.
+    config.params.max_datagram_bytes = D - AUTH_OVERHEAD_BYTES;
+    let keys = keyring(config.identity());
     let record = RECORD.take();
     let log = match block_on(FlashLog::open(FwFlash::new(storage()), 0..FLASH_BYTES as u32, record)) {
         Ok(log) => log,
@@ -162,7 +170,26 @@ async fn main(spawner: Spawner) {
         Err(_) => defmt::panic!("status task"),
     }
     defmt::info!("fleet replica {} of {} at {}", ME, MEMBERS, eps[ME].port);
-    node.run_durable(&socket, BUFFERS.take(), &mut persister).await
+    let members = MEMBER_EPS.init(eps);
+    let mut guard = Guard::new(keys, members[ME], Role::Member(members));
+    node.run_sealed(&socket, BUFFERS.take(), &mut persister, &mut guard).await
+}
+
+include!(concat!(env!("OUT_DIR"), "/keys.rs"));
+
+/// The cluster's keyring from the keys compiled in.
+fn keyring(cluster: u32) -> Keyring {
+    fn set(keys: &[(u8, [u8; 32])]) -> KeySet {
+        match keys {
+            [(id, k)] => KeySet::single(Key::new(*id, *k)),
+            [(a, ka), (b, kb)] => match KeySet::rotating(Key::new(*a, *ka), Key::new(*b, *kb)) {
+                Ok(set) => set,
+                Err(_) => defmt::panic!("the two keys of a rotation need two ids"),
+            },
+            _ => defmt::panic!("one key, or two during a rotation"),
+        }
+    }
+    Keyring { cluster, member: Some(set(MEMBER_KEYS)), client: set(CLIENT_KEYS) }
 }
 
 /// The replica rebuilt from the flash log (a rejoining one, with nothing stored).

@@ -34,7 +34,34 @@ pub static ALL: &[Test] = &[
     ("three_replicas_agree", three_replicas_agree),
     ("three_replicas_agree_with_loss", three_replicas_agree_with_loss),
     ("a_new_leader_after_the_leader_crashes", a_new_leader_after_the_leader_crashes),
+    ("sealing_gives_the_known_answer_and_refuses_tampering", sealing_gives_the_known_answer_and_refuses_tampering),
 ];
+
+/// The engine's known-answer vector (`engine/src/auth/tests.rs`): the same bytes on x86-64.
+fn sealing_gives_the_known_answer_and_refuses_tampering() -> TestResult {
+    use fleet_engine::auth::{Guard, Key, KeySet, Keyring, Role};
+    const KNOWN: [u8; 23] = [
+        0xf1, 0x02, 0x41, 0x01, b'a', b'b', b'c', 0xb0, 0xab, 0x5a, 0xa3, 0x8e, 0xbd, 0xf5, 0x28, 0xaa, 0x8c, 0xc8,
+        0x44, 0x63, 0x31, 0x52, 0xde,
+    ];
+    let a = Endpoint::v4([10, 0, 0, 1], 7000);
+    let b = Endpoint::v4([10, 0, 0, 2], 7000);
+    let members = [a, b];
+    let ring = Keyring {
+        cluster: 0x5eed_0001,
+        member: Some(KeySet::single(Key::new(1, [0x11; 32]))),
+        client: KeySet::single(Key::new(2, [0x22; 32])),
+    };
+    let mut sender = Guard::new(ring.clone(), a, Role::Member(&members));
+    let mut buf = [0u8; 64];
+    let n = sender.seal(b, b"abc", &mut buf).map_err(|_| "seal failed")?;
+    check!(buf[..n] == KNOWN, "the seal differs from the x86-64 known answer");
+    let receiver = Guard::new(ring, b, Role::Member(&members));
+    check!(receiver.check(a, &buf[..n]) == Ok(&b"abc"[..]), "the receiver does not open it");
+    buf[8] ^= 1;
+    check!(receiver.check(a, &buf[..n]).is_err(), "a flipped bit opens");
+    Ok(())
+}
 
 /// A datagram from a member of `config`'s cluster.
 fn encode<'b>(config: &RslConfig<3>, msg: &RslMsg<'_>, buf: &'b mut [u8]) -> Result<&'b [u8], &'static str> {

@@ -302,3 +302,121 @@ mod raw {
         }
     }
 }
+
+/// A key file holding `keys` (id, hex), the first sealing, mode 600.
+fn write_keys(path: &Path, keys: &[(u8, &str)]) {
+    use std::io::Write as _;
+    let text: String = keys.iter().map(|(id, hex)| format!("{id} {hex}\n")).collect();
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The id and hex of the one key in a key file.
+fn only_key(path: &Path) -> (u8, String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let line = text.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap();
+    let (id, hex) = line.split_once(' ').unwrap();
+    (id.parse().unwrap(), hex.trim().to_string())
+}
+
+#[test]
+fn keys_rotate_under_load_without_downtime() {
+    // Three durable replicas under a closed-loop load of consecutive benchmark runs (each a
+    // new client process that reads the key files as they are then). The documented
+    // procedure, every step a rolling restart, one replica at a time:
+    //   1. add the new keys as accepted (files: old, new);
+    //   2. seal with the new keys (files: new, old);
+    //   3. retire the old keys (files: new).
+    let s = sealed_config("auth-rotate");
+    let (old_member, old_client) = (only_key(Path::new(&s.auth.member_key)), only_key(Path::new(&s.auth.client_key)));
+    let fresh = |what: &str| {
+        let p = s.dir.join(format!("fresh-{what}.key"));
+        write_new_key_file(&p, 2, what).unwrap();
+        only_key(&p)
+    };
+    let (new_member, new_client) = (fresh("member"), fresh("client"));
+    let mut children = Children::default();
+    let spawn = |children: &mut Children, id: usize, run: &str| {
+        let log = s.dir.join(format!("rsl-{id}-{run}.log"));
+        let data = s.dir.join(format!("data-{id}")).display().to_string();
+        let id = id.to_string();
+        let args = ["rsl", "serve", "--config", s.config.to_str().unwrap(), "--id", &id, "--data-dir", &data];
+        children.spawn(Path::new(FLEET), &args, &log).unwrap()
+    };
+    let mut child: Vec<usize> = (0..3).map(|id| spawn(&mut children, id, "start")).collect();
+    put_until_ok(&s.config, "before", "rotation");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, config) = (stop.clone(), s.config.clone());
+        std::thread::spawn(move || {
+            let mut runs = Vec::new();
+            // Bounded: at most 120 one-second runs, and it stops when told.
+            for _ in 0..120 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let (ok, out, err) = fleet(&[
+                    "bench",
+                    "rsl",
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--clients",
+                    "8",
+                    "--duration-s",
+                    "1",
+                    "--json",
+                ]);
+                let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
+                runs.push((ok, v["ops"].as_u64().unwrap_or(0), err));
+            }
+            runs
+        })
+    };
+    let steps: [(&str, Vec<(u8, &str)>, Vec<(u8, &str)>); 3] = [
+        (
+            "accept-new",
+            vec![(old_member.0, &old_member.1), (new_member.0, &new_member.1)],
+            vec![(old_client.0, &old_client.1), (new_client.0, &new_client.1)],
+        ),
+        (
+            "seal-new",
+            vec![(new_member.0, &new_member.1), (old_member.0, &old_member.1)],
+            vec![(new_client.0, &new_client.1), (old_client.0, &old_client.1)],
+        ),
+        ("retire-old", vec![(new_member.0, &new_member.1)], vec![(new_client.0, &new_client.1)]),
+    ];
+    for (step, member, client) in &steps {
+        write_keys(Path::new(&s.auth.member_key), member);
+        write_keys(Path::new(&s.auth.client_key), client);
+        std::thread::sleep(Duration::from_millis(1200)); // a client run under the new files
+        for id in 0..3 {
+            children.kill(child[id]);
+            child[id] = spawn(&mut children, id, step);
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let runs = load.join().unwrap();
+    let served = runs.iter().filter(|(ok, ops, _)| *ok && *ops > 0).count();
+    assert!(runs.len() >= 10, "the load ran through the rotation: {} runs", runs.len());
+    assert_eq!(
+        served,
+        runs.len(),
+        "every run completed operations: {:?}",
+        runs.iter().map(|(ok, ops, err)| (*ok, *ops, err.lines().last().unwrap_or(""))).collect::<Vec<_>>()
+    );
+    // The data is all there, read with the new keys only; the old keys are refused.
+    let (ok, out, err) = fleet(&["rsl", "get", "--config", s.config.to_str().unwrap(), "before"]);
+    assert!(ok && out.trim() == "rotation", "{out} {err}");
+    write_keys(Path::new(&s.auth.client_key), &[(old_client.0, &old_client.1)]);
+    let (ok, _, err) = fleet(&["rsl", "get", "--config", s.config.to_str().unwrap(), "before", "--timeout-ms", "1500"]);
+    assert!(!ok && err.contains("refused this client's datagrams") && err.contains("key id 1"), "{err}");
+}

@@ -43,7 +43,7 @@ fn invocation_time_precedes_the_request_leaving() {
     let port = free_udp_ports(1).unwrap()[0];
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let config = KvConfig::new(&[to_endpoint(addr)]).unwrap();
-    let setup = KvSetup { addrs: vec![addr], config, max_keys: 1024 };
+    let setup = KvSetup { addrs: vec![addr], config, max_keys: 1024, auth: None };
     let server = spawn_kv(&setup, 0, None).unwrap();
     let dir = crate::procs::scratch_dir("bench-invoke").unwrap();
     let history = dir.join("history.jsonl");
@@ -88,7 +88,7 @@ fn kv_host(tag: &str) -> (KvSetup, fleet_io_std::net::server_thread::RunningServ
     let port = free_udp_ports(1).unwrap()[0];
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let config = KvConfig::new(&[to_endpoint(addr)]).unwrap();
-    let setup = KvSetup { addrs: vec![addr], config, max_keys: 1024 };
+    let setup = KvSetup { addrs: vec![addr], config, max_keys: 1024, auth: None };
     let server = spawn_kv(&setup, 0, None).unwrap();
     (setup, server, crate::procs::scratch_dir(tag).unwrap())
 }
