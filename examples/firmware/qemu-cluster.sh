@@ -32,7 +32,8 @@ wait 2>/dev/null || true
 python3 - "$OUT/node0.pcap" <<'PY'
 import struct, sys
 names = {0: "Request", 1: "1a", 2: "1b", 3: "2a", 4: "2b", 5: "Heartbeat", 6: "Reply",
-         7: "AppStateRequest", 8: "AppStateSupply", 9: "StartingPhase2"}
+         7: "AppStateRequest", 8: "AppStateSupply", 9: "StartingPhase2", 10: "ForwardedRequest",
+         11: "RecoverRequest", 12: "RecoverReply"}
 d = open(sys.argv[1], "rb").read()
 off, seen = 24, {}
 while off + 16 <= len(d):
@@ -46,7 +47,7 @@ while off + 16 <= len(d):
         tag_at = 53 if pkt[44] == ord("A") else 49
         key = (src, dst, names.get(pkt[tag_at], pkt[tag_at]))
         seen[key] = seen.get(key, 0) + 1
-for (src, dst, kind), count in sorted(seen.items()):
+for (src, dst, kind), count in sorted(seen.items(), key=str):
     print(f"{count:5} {kind:15} {src} -> {dst}")
 ok = all(seen.get(k) for k in [("10.0.0.2", "10.0.0.1", "1b"), ("10.0.0.3", "10.0.0.1", "1b"),
                                  ("10.0.0.1", "10.0.0.2", "StartingPhase2"), ("10.0.0.1", "10.0.0.3", "StartingPhase2")])
