@@ -66,33 +66,52 @@ for kind in rsl kv; do
   python3 -c "print('%s: sealed / plain = %.3f (mean of two runs each)' % ('$kind', ${sum[$kind-sealed]} / ${sum[$kind-plain]}))"
 done
 
-# The flood: forged datagrams at the RSL leader (replica 0 leads view (1, 0)).
-start rsl sealed
-read -r calm _ < <(bench rsl)
-leader=$(python3 -c "import tomllib; print(tomllib.load(open('$WORK/cluster.toml','rb'))['rsl']['replicas'][0])")
-python3 - "$leader" "$((SECS + 1))" >"$WORK/flood.txt" <<'PY' &
+# The flood: forged datagrams at the RSL leader (replica 0 leads view (1, 0)), at a paced
+# rate and then as fast as one flooder core goes; bounded in time and count.
+flood_run() { # rate (forged datagrams per second; 0: unpaced) -> "sent refused ops/s p50 p99"
+  start rsl sealed
+  local leader
+  leader=$(python3 -c "import tomllib; print(tomllib.load(open('$WORK/cluster.toml','rb'))['rsl']['replicas'][0])")
+  python3 - "$leader" "$((SECS + 1))" "$1" >"$WORK/flood.txt" <<'PY' &
 import os, socket, sys, time
 host, port = sys.argv[1].rsplit(":", 1)
-end = time.time() + float(sys.argv[2])  # bounded in time
+secs, rate = float(sys.argv[2]), int(sys.argv[3])
+start = time.time()
+end = start + secs  # bounded in time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 forged = bytes([0xF1, 2, ord("A"), 1]) + os.urandom(120)
 sent = 0
 while time.time() < end and sent < 50_000_000:  # and in count
-    for _ in range(256):
+    for _ in range(64):
         try:
             s.sendto(forged, (host, int(port)))
             sent += 1
         except OSError:
             pass
+    if rate:
+        ahead = sent / rate - (time.time() - start)
+        if ahead > 0:
+            time.sleep(ahead)
 print(sent)
 PY
-flood=$!
-sleep 0.5
-read -r flooded fp50 fp99 < <(bench rsl)
-wait "$flood"
-sleep 1.2  # one more stats line
-refused=$(grep -o 'auth_refused=[0-9]*' "$WORK/rsl-0.log" | tail -1 | cut -d= -f2)
-sent=$(cat "$WORK/flood.txt")
+  local flood=$!
+  sleep 0.5
+  local ops p50 p99
+  read -r ops p50 p99 < <(bench rsl)
+  wait "$flood"
+  sleep 1.2  # one more stats line
+  local refused
+  refused=$(grep -o 'auth_refused=[0-9]*' "$WORK/rsl-0.log" | tail -1 | cut -d= -f2)
+  echo "$(cat "$WORK/flood.txt") $refused $ops $p50 $p99"
+  stop_all
+}
+
+start rsl sealed
+read -r calm calm_p50 calm_p99 < <(bench rsl)
 stop_all
-echo "flood: $sent forged datagrams sent at the leader in $((SECS + 1)) s ($(( sent / (SECS + 1) ))/s); the leader refused $refused"
-python3 -c "print('goodput under the flood: %d ops/s (p50 %d us, p99 %d us) against %d without: %.2f' % ($flooded, $fp50, $fp99, $calm, $flooded / $calm))"
+echo "no flood: $calm ops/s (p50 $calm_p50 us, p99 $calm_p99 us)"
+for rate in 20000 100000 0; do
+  read -r sent refused ops p50 p99 < <(flood_run "$rate")
+  label=$([ "$rate" = 0 ] && echo "unpaced" || echo "$rate/s")
+  python3 -c "print('flood %s: %d forged sent in %d s (%d/s), %d refused by the leader; goodput %d ops/s (p50 %d us, p99 %d us) = %.2f of no flood' % ('$label', $sent, $SECS + 1, $sent / ($SECS + 1), $refused, $ops, $p50, $p99, $ops / $calm))"
+done

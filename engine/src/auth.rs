@@ -6,10 +6,10 @@
 //! sealed datagram:
 //!
 //! ```text
-//! [MAGIC, WIRE_VERSION, b'A', key id] ++ inner datagram ++ tag (16 bytes)
+//! [MAGIC, WIRE_VERSION, b'A', key id] ++ inner datagram ++ tag (8 bytes)
 //! ```
 //!
-//! The tag is keyed BLAKE2s ([`blake2::Blake2sMac`], 128-bit tag) over the cluster
+//! The tag is SipHash-2-4 (128-bit key, 64-bit tag) over a domain string, the cluster
 //! identity, the key's class and id, the sender's and the receiver's endpoints, and the
 //! inner datagram ([`Guard`] says why each is bound). Two classes of keys: **member** keys
 //! for datagrams between members (replicas, or KV hosts), **client** keys for every
@@ -23,10 +23,11 @@ mod keys;
 pub use guard::{AuthStats, Guard, Role};
 pub use keys::{Key, KeyError, KeySet, Keyring};
 
-/// Bytes of a key: BLAKE2s takes keys of up to 32 bytes.
-pub const KEY_BYTES: usize = 32;
-/// Bytes of the tag after the inner datagram.
-pub const TAG_BYTES: usize = 16;
+/// Bytes of a key: SipHash's 128-bit key.
+pub const KEY_BYTES: usize = 16;
+/// Bytes of the tag after the inner datagram: SipHash-2-4's 64-bit output (a forgery
+/// succeeds with probability 2^-64 per datagram tried).
+pub const TAG_BYTES: usize = 8;
 /// Bytes of the header before the inner datagram: magic, version, `b'A'`, key id.
 pub const AUTH_HEADER_BYTES: usize = 4;
 /// What sealing adds to a datagram: the engine's datagram bound must leave this much room

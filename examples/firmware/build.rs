@@ -15,12 +15,13 @@ fn main() {
     let dir = match env::var_os("FLEET_KEYS_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => {
-            let dir = out.join("keys");
+            // Named after the MAC, so that keys drawn for another one are never read.
+            let dir = out.join("keys-siphash24");
             fs::create_dir_all(&dir).expect("keys folder");
             for (name, id) in [("member.key", 1), ("client.key", 1)] {
                 let path = dir.join(name);
                 if !path.exists() {
-                    let mut key = [0u8; 32];
+                    let mut key = [0u8; 16];
                     getrandom::fill(&mut key).expect("the OS's random source");
                     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
                     fs::write(&path, format!("{id} {hex}\n")).expect("write a key file");
@@ -34,15 +35,15 @@ fn main() {
     let client = keys(&dir.join("client.key"));
     let code = format!(
         "/// The member keys compiled in (id, bytes); the first seals.\n\
-         const MEMBER_KEYS: &[(u8, [u8; 32])] = &{member:?};\n\
+         const MEMBER_KEYS: &[(u8, [u8; 16])] = &{member:?};\n\
          /// The client keys compiled in (id, bytes); the first seals.\n\
-         const CLIENT_KEYS: &[(u8, [u8; 32])] = &{client:?};\n"
+         const CLIENT_KEYS: &[(u8, [u8; 16])] = &{client:?};\n"
     );
     fs::write(out.join("keys.rs"), code).expect("write keys.rs");
 }
 
-/// The one or two keys of a key file (`<id> <64 hex digits>` per line, `#` comments).
-fn keys(path: &Path) -> Vec<(u8, [u8; 32])> {
+/// The one or two keys of a key file (`<id> <32 hex digits>` per line, `#` comments).
+fn keys(path: &Path) -> Vec<(u8, [u8; 16])> {
     println!("cargo:rerun-if-changed={}", path.display());
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let mut keys = Vec::new();
@@ -54,11 +55,11 @@ fn keys(path: &Path) -> Vec<(u8, [u8; 32])> {
         let bad = |what: &str| -> ! { panic!("{} line {}: {what}", path.display(), i + 1) };
         let mut fields = line.split_whitespace();
         let id: u8 = fields.next().and_then(|f| f.parse().ok()).unwrap_or_else(|| bad("a key id 0-255 first"));
-        let hex = fields.next().unwrap_or_else(|| bad("64 hex digits after the id"));
-        if hex.len() != 64 || fields.next().is_some() {
-            bad("expected `<id> <64 hex digits>`");
+        let hex = fields.next().unwrap_or_else(|| bad("32 hex digits after the id"));
+        if hex.len() != 32 || fields.next().is_some() {
+            bad("expected `<id> <32 hex digits>`");
         }
-        let mut key = [0u8; 32];
+        let mut key = [0u8; 16];
         for (j, b) in key.iter_mut().enumerate() {
             *b = u8::from_str_radix(&hex[2 * j..2 * j + 2], 16).unwrap_or_else(|_| bad("not hex"));
         }

@@ -10,7 +10,7 @@ SECONDS_TO_RUN="${1:-6}"
 # One set of keys for the three images (as `fleet config local --keys DIR` writes them).
 KEYS="$(mktemp -d)"
 for f in member client; do
-    printf '1 %s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$KEYS/$f.key"
+    printf '1 %s\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$KEYS/$f.key"
 done
 chmod 600 "$KEYS"/*.key
 for n in 0 1 2; do

@@ -2,7 +2,7 @@
 //! the keyrings members and clients build from them, and the refusal notice that lets a
 //! client with the wrong key say so instead of timing out silently.
 //!
-//! A key file is text, one key per line: `<id> <64 hex digits>`; `#` starts a comment. The
+//! A key file is text, one key per line: `<id> <32 hex digits>`; `#` starts a comment. The
 //! first key seals, a second one (during a rotation) is also accepted:
 //!
 //! ```text
@@ -108,7 +108,7 @@ pub fn parse_key_file(text: &str) -> Result<KeySet, (usize, String)> {
         let n = i + 1;
         let mut fields = line.split_whitespace();
         let (Some(id), Some(hex), None) = (fields.next(), fields.next(), fields.next()) else {
-            return Err((n, "expected `<id> <64 hex digits>`".into()));
+            return Err((n, "expected `<id> <32 hex digits>`".into()));
         };
         let id: u8 = id.parse().map_err(|_| (n, format!("the key id `{id}` is not a number from 0 to 255")))?;
         keys.push(Key::new(id, parse_hex_key(hex).map_err(|m| (n, m))?));
@@ -171,7 +171,7 @@ pub fn write_new_key_file(path: &Path, id: u8, what: &str) -> Result<(), ConfigF
 mod tests {
     use super::*;
 
-    const HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    const HEX: &str = "00112233445566778899aabbccddeeff";
 
     #[test]
     fn key_files_parse_one_or_two_keys_and_name_the_bad_line() {
@@ -181,8 +181,8 @@ mod tests {
         assert_eq!((two.sealing().id(), two.accepting(1).map(Key::id)), (2, Some(1)));
         let cases = [
             (String::new(), 0, "holds no key"),
-            (format!("1 {}\n", &HEX[..10]), 1, "64 hex digits"),
-            (format!("\n1 {}zz\n", &HEX[..62]), 2, "non-hex"),
+            (format!("1 {}\n", &HEX[..10]), 1, "32 hex digits"),
+            (format!("\n1 {}zz\n", &HEX[..30]), 2, "non-hex"),
             (format!("300 {HEX}\n"), 1, "key id"),
             (format!("1 {HEX} extra\n"), 1, "expected"),
             (format!("1 {HEX}\n1 {HEX}\n"), 0, "id 1"),

@@ -179,7 +179,7 @@ include!(concat!(env!("OUT_DIR"), "/keys.rs"));
 
 /// The cluster's keyring from the keys compiled in.
 fn keyring(cluster: u32) -> Keyring {
-    fn set(keys: &[(u8, [u8; 32])]) -> KeySet {
+    fn set(keys: &[(u8, [u8; 16])]) -> KeySet {
         match keys {
             [(id, k)] => KeySet::single(Key::new(*id, *k)),
             [(a, ka), (b, kb)] => match KeySet::rotating(Key::new(*a, *ka), Key::new(*b, *kb)) {
