@@ -14,6 +14,12 @@
 //!
 //! After each record, up to 16 datagrams flow between host and client (a lossless link), so
 //! real replies, acks and redirects reach the client.
+//!
+//! Sealed, as a keyed cluster runs: every datagram the input makes, but the raw ones, is
+//! sealed by its (claimed) sender and opened by its receiver's guard (the harness holds the
+//! keys); raw bytes must be refused by the guard, then also go straight to `handle` as an
+//! unsealed cluster's would. (What host and client send each other skips the guards: for
+//! two key holders sealing then opening is the identity, and it would only cost time.) The host checks its own invariants after every step (debug assertions).
 #![no_main]
 
 use std::collections::VecDeque;
@@ -33,9 +39,11 @@ const DATAGRAM: usize = 256;
 /// a Shard's Delegates and reply, and the owed acks.
 const MAX_OUT: usize = 16 + 8 + 4 + 4;
 
-fn host_ep(i: usize) -> Endpoint {
+const fn host_ep(i: usize) -> Endpoint {
     Endpoint::v4([10, 0, 0, i as u8 + 1], 7000)
 }
+
+static HOSTS: [Endpoint; 3] = [host_ep(0), host_ep(1), host_ep(2)];
 
 const CLIENT: Endpoint = Endpoint::v4([10, 0, 1, 1], 9000);
 const OTHER_CLIENT: Endpoint = Endpoint::v4([10, 0, 1, 2], 9000);
@@ -129,12 +137,11 @@ struct World {
     client: Client,
     now: Instant,
     link: VecDeque<(Endpoint, Endpoint, Vec<u8>)>,
+    cluster: u32,
 }
 
 fn check(host: &Host, client: &Client, out: &fleet_engine::Outbox<'_>) {
-    if let Err(e) = host.check_invariants() {
-        panic!("host invariant broken: {e}");
-    }
+    // The host's own invariants ran at the end of its step (debug assertions are on).
     if let Err(e) = client.reliable().invariant() {
         panic!("client channel invariant broken: {e}");
     }
@@ -161,7 +168,21 @@ impl World {
         }
     }
 
+    /// `d` sealed by `from` and opened by `to`'s guard: what `to` hands its engine.
+    fn through_guards(&self, from: Endpoint, to: Endpoint, d: &[u8]) -> Vec<u8> {
+        let wire = fleet_fuzz::seal(self.cluster, &HOSTS, from, to, d);
+        match fleet_fuzz::open(self.cluster, &HOSTS, from, to, &wire, true) {
+            Some(inner) => inner.to_vec(),
+            None => panic!("a sealed datagram did not open"),
+        }
+    }
+
     fn to_host(&mut self, buf: &mut Buf, from: Endpoint, d: &[u8]) {
+        let d = &self.through_guards(from, host_ep(self.host.id()), d);
+        self.to_host_unsealed(buf, from, d);
+    }
+
+    fn to_host_unsealed(&mut self, buf: &mut Buf, from: Endpoint, d: &[u8]) {
         trace(from, "host", d);
         let mut out = buf.outbox();
         let _ = self.host.handle(self.now, from, d, &mut out);
@@ -170,6 +191,11 @@ impl World {
     }
 
     fn to_client(&mut self, buf: &mut Buf, from: Endpoint, d: &[u8]) {
+        let d = &self.through_guards(from, CLIENT, d);
+        self.to_client_unsealed(buf, from, d);
+    }
+
+    fn to_client_unsealed(&mut self, buf: &mut Buf, from: Endpoint, d: &[u8]) {
         trace(from, "client", d);
         let mut out = buf.outbox();
         let _ = self.client.handle(self.now, from, d, &mut out);
@@ -193,13 +219,15 @@ impl World {
         self.forward(CLIENT, host_ep(self.host.id()), &out);
     }
 
+    /// The host and the client talk: both hold the keys, so sealing what they send and
+    /// opening it is the identity (the fuzzer's own datagrams go through the guards).
     fn pump(&mut self, buf: &mut Buf) {
         for _ in 0..16 {
             let Some((from, to, d)) = self.link.pop_front() else { return };
             if to == CLIENT {
-                self.to_client(buf, from, &d);
+                self.to_client_unsealed(buf, from, &d);
             } else {
-                self.to_host(buf, from, &d);
+                self.to_host_unsealed(buf, from, &d);
             }
         }
     }
@@ -215,9 +243,10 @@ fuzz_target!(|data: &[u8]| {
     let hosts: Vec<Endpoint> = (0..3).map(host_ep).collect();
     let Ok(mut config) = KvConfig::new(&hosts) else { return };
     config.params = params();
+    let cluster = config.identity();
     let Ok(host) = Host::new(config, me, HeaplessStore::new()) else { panic!("host") };
     let Ok(client) = Client::new(&hosts, 1, params()) else { panic!("client") };
-    let mut w = World { host, client, now: Instant::ZERO, link: VecDeque::new() };
+    let mut w = World { host, client, now: Instant::ZERO, link: VecDeque::new(), cluster };
     let mut boxed = BUF.with(|b| b.take()).unwrap_or_else(|| Box::new(Buf::new()));
     let buf = &mut *boxed;
     w.tick(buf);
@@ -243,10 +272,12 @@ fuzz_target!(|data: &[u8]| {
                     d.extend_from_slice(&[MAGIC, WIRE_VERSION, b'K']);
                 }
                 d.extend_from_slice(raw);
+                let to = if op & 8 == 0 { host_ep(me) } else { CLIENT };
+                let _ = fleet_fuzz::open(cluster, &HOSTS, from, to, &d, false);
                 if op & 8 == 0 {
-                    w.to_host(buf, from, &d);
+                    w.to_host_unsealed(buf, from, &d);
                 } else {
-                    w.to_client(buf, from, &d);
+                    w.to_client_unsealed(buf, from, &d);
                 }
                 rest = next;
             }

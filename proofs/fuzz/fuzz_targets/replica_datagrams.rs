@@ -4,12 +4,15 @@
 //! Input: a sequence of records `[op, ...]`. `op & 3 == 0`: tick after advancing the clock
 //! by the next byte (ms); otherwise deliver a datagram from sender `op >> 2` (replicas,
 //! clients, a stranger) whose length is the next byte; with `op & 2`, the Fleet RSL header
-//! and the replica's cluster identity are prepended so the body reaches the message decoder.
+//! and the replica's cluster identity are prepended so the body reaches the message decoder,
+//! and the datagram is sealed by its sender and opened by the replica's guard (the harness
+//! holds the keys); without, the raw bytes must be refused by the guard as they came off a
+//! sealed cluster's wire, and go straight to `handle` as an unsealed cluster's would.
 #![no_main]
 
 use fleet_engine::wire::{MAGIC, RSL_HEADER_BYTES, WIRE_VERSION};
 use fleet_engine::{Endpoint, Instant};
-use fleet_fuzz::{client_ep, deliver, replica, replica_ep, tick, N};
+use fleet_fuzz::{client_ep, deliver, deliver_sealed, deliver_unsealed_wire, replica, replica_ep, tick, N};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -41,8 +44,9 @@ fuzz_target!(|data: &[u8]| {
             d.extend_from_slice(&r.cluster().to_le_bytes());
             d.extend_from_slice(body);
             debug_assert_eq!(d.len(), RSL_HEADER_BYTES + body.len());
-            deliver(&mut r, now, from, &d);
+            deliver_sealed(&mut r, me, now, from, &d);
         } else {
+            deliver_unsealed_wire(&r, me, from, body);
             deliver(&mut r, now, from, body);
         }
         rest = next;

@@ -15,7 +15,7 @@ use fleet_engine::rsl::snapshot::Frozen;
 use fleet_engine::rsl::{Ballot, RslMsg};
 use fleet_engine::wire::{self, Bytes};
 use fleet_engine::{Endpoint, Instant};
-use fleet_fuzz::{client_ep, deliver, rejoining_replica, replica, replica_ep, tick, N};
+use fleet_fuzz::{client_ep, deliver_sealed, rejoining_replica, replica, replica_ep, tick, N};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -236,20 +236,21 @@ fn snapshot(bal: Ballot, opn: u64, value: u16, cache: &[(u8, u8, u8)]) -> Vec<Ve
 }
 
 fuzz_target!(|input: (u8, Vec<Event>)| {
-    let (me, events) = input;
+    let (code, events) = input;
+    let me = usize::from(code) % N;
     // Half the inputs fuzz a replica that started without state and rejoins.
-    let mut r = match (usize::from(me) / N) % 2 {
-        0 => replica(usize::from(me) % N),
-        _ => rejoining_replica(usize::from(me) % N),
+    let mut r = match (usize::from(code) / N) % 2 {
+        0 => replica(me),
+        _ => rejoining_replica(me),
     };
     let mut now = Instant::ZERO;
     for ev in events.iter().take(256) {
         match ev {
-            Event::Msg { from, msg } => deliver(&mut r, now, sender(*from), &message(msg)),
+            Event::Msg { from, msg } => deliver_sealed(&mut r, me, now, sender(*from), &message(msg)),
             Event::Request { client, seqno, len } => {
                 let req = vec![b'q'; usize::from(len % 16)];
                 let d = encode(&RslMsg::Request { seqno: u64::from(seqno % 6), request: Bytes(&req) });
-                deliver(&mut r, now, client_ep(usize::from(client % 3)), &d);
+                deliver_sealed(&mut r, me, now, client_ep(usize::from(client % 3)), &d);
             }
             Event::Tick { ms } => {
                 now = now.plus_ms(u64::from(ms % 2000));
@@ -258,7 +259,7 @@ fuzz_target!(|input: (u8, Vec<Event>)| {
             Event::Snapshot { from, bal, opn, value, cache } => {
                 let from = replica_ep(usize::from(from % N as u8));
                 for d in snapshot(bal.get(), u64::from(opn % 8), *value, cache) {
-                    deliver(&mut r, now, from, &d);
+                    deliver_sealed(&mut r, me, now, from, &d);
                 }
             }
         }

@@ -1,6 +1,17 @@
 //! Shared harness of the fuzz targets: a small replica type, a driver that runs one step
-//! and checks what must hold after every step, whatever the input.
+//! and checks what must hold after every step, whatever the input, and the cluster's keys:
+//! the harness holds them, as every member does, so fuzzed messages are sealed by their
+//! claimed sender and opened by the replica's guard before `handle`, exactly as a binding
+//! does (`fleet_engine::auth`); bytes that were not sealed must never open.
 #![allow(clippy::panic)]
+
+// The engines check their own invariants after every step under debug assertions
+// (`Replica::check_invariants` and the step invariants, `KvHost::check_invariants`): the
+// harness relies on that instead of checking twice, so the profile must keep them on.
+#[cfg(not(debug_assertions))]
+compile_error!("fuzz with debug assertions on (proofs/fuzz/Cargo.toml's release profile)");
+
+use fleet_engine::auth::{Guard, Key, KeySet, Keyring, Role, AUTH_OVERHEAD_BYTES};
 
 use fleet_engine::rsl::apps::counter::Counter;
 use fleet_engine::rsl::{Params, Replica, RslConfig, RslMsg};
@@ -20,8 +31,54 @@ pub type Buf = OutboxBuf<256, { 256 * 512 }>;
 pub const MAX_OUT: usize = N * (4 + 8) + 4 + 4 + 16;
 
 /// Endpoint of replica `i`.
-pub fn replica_ep(i: usize) -> Endpoint {
+pub const fn replica_ep(i: usize) -> Endpoint {
     Endpoint::v4([10, 0, 0, i as u8 + 1], 7000)
+}
+
+/// Every replica's endpoint.
+pub static MEMBERS: [Endpoint; N] = [replica_ep(0), replica_ep(1), replica_ep(2)];
+
+/// The keys of the fuzzed cluster (member and client keys); `member: false` for a client's.
+pub fn keyring(cluster: u32, member: bool) -> Keyring {
+    Keyring {
+        cluster,
+        member: member.then(|| KeySet::single(Key::new(1, [0x4d; 16]))),
+        client: KeySet::single(Key::new(2, [0x43; 16])),
+    }
+}
+
+/// The guard of the host at `me` among `members` (a client's if `me` is not one).
+pub fn guard(cluster: u32, me: Endpoint, members: &'static [Endpoint]) -> Guard<'static> {
+    match members.contains(&me) {
+        true => Guard::new(keyring(cluster, true), me, Role::Member(members)),
+        false => Guard::new(keyring(cluster, false), me, Role::Client),
+    }
+}
+
+/// `inner` from `from` to `to`, sealed as `from`'s binding would.
+pub fn seal(cluster: u32, members: &'static [Endpoint], from: Endpoint, to: Endpoint, inner: &[u8]) -> Vec<u8> {
+    let mut wire = vec![0u8; inner.len() + AUTH_OVERHEAD_BYTES];
+    let Ok(n) = guard(cluster, from, members).seal(to, inner, &mut wire) else { panic!("a member cannot seal") };
+    wire.truncate(n);
+    wire
+}
+
+/// The receiving side: `wire` from `from` opened at `to`. A datagram the harness did not
+/// seal must never open: `sealed_by_harness` says whether it did.
+pub fn open<'w>(
+    cluster: u32,
+    members: &'static [Endpoint],
+    from: Endpoint,
+    to: Endpoint,
+    wire: &'w [u8],
+    sealed_by_harness: bool,
+) -> Option<&'w [u8]> {
+    match (guard(cluster, to, members).check(from, wire), sealed_by_harness) {
+        (Ok(inner), true) => Some(inner),
+        (Ok(_), false) => panic!("bytes no key holder sealed opened: {wire:02x?}"),
+        (Err(e), true) => panic!("a sealed datagram did not open: {e}"),
+        (Err(_), false) => None,
+    }
 }
 
 /// Endpoint of client `i` (not a replica).
@@ -62,15 +119,9 @@ pub fn config() -> RslConfig<N> {
     config
 }
 
-/// Checks what every step must leave behind: the local and step invariants, a bounded
-/// output, and only datagrams that fit the bound and decode.
-pub fn check_step(r: &FReplica, before: &fleet_engine::rsl::Monotone<3>, out: &fleet_engine::Outbox<'_>) {
-    if let Err(e) = r.check_invariants() {
-        panic!("local invariant broken: {e}");
-    }
-    if let Err(e) = before.check_step(&r.monotone()) {
-        panic!("step invariant broken: {e}");
-    }
+/// Checks what every step must leave behind besides the invariants the replica checks
+/// itself: a bounded output, and only datagrams that fit the bound and decode.
+pub fn check_step(r: &FReplica, out: &fleet_engine::Outbox<'_>) {
     if out.len() > MAX_OUT {
         panic!("one step emitted {} datagrams (bound {MAX_OUT})", out.len());
     }
@@ -93,24 +144,40 @@ thread_local! {
     static BUF: std::cell::RefCell<Box<Buf>> = std::cell::RefCell::new(Box::new(Buf::new()));
 }
 
-/// Runs `handle` and checks the step.
+/// Runs `handle` on an unsealed cluster's datagram (the decoder's robustness) and checks
+/// the step.
 pub fn deliver(r: &mut FReplica, now: Instant, from: Endpoint, datagram: &[u8]) {
-    let before = r.monotone();
     BUF.with(|b| {
         let mut b = b.borrow_mut();
         let mut out = b.outbox();
         let _ = r.handle(now, from, datagram, &mut out);
-        check_step(r, &before, &out);
+        check_step(r, &out);
     });
+}
+
+/// `inner` sealed by `from` (the harness holds every key), opened by the replica's guard,
+/// then handled: fuzzed input reaches past the MAC as a key holder's would.
+pub fn deliver_sealed(r: &mut FReplica, me: usize, now: Instant, from: Endpoint, inner: &[u8]) {
+    let me = MEMBERS[me];
+    let wire = seal(r.cluster(), &MEMBERS, from, me, inner);
+    if let Some(opened) = open(r.cluster(), &MEMBERS, from, me, &wire, true) {
+        deliver(r, now, from, opened);
+    }
+}
+
+/// Bytes as they came off the wire, not sealed by anyone: the replica's guard must refuse
+/// them (nothing reaches `handle`).
+pub fn deliver_unsealed_wire(r: &FReplica, me: usize, from: Endpoint, wire: &[u8]) {
+    let me = MEMBERS[me];
+    let _ = open(r.cluster(), &MEMBERS, from, me, wire, false);
 }
 
 /// Runs `tick` and checks the step.
 pub fn tick(r: &mut FReplica, now: Instant) {
-    let before = r.monotone();
     BUF.with(|b| {
         let mut b = b.borrow_mut();
         let mut out = b.outbox();
         let _ = r.tick(now, &mut out);
-        check_step(r, &before, &out);
+        check_step(r, &out);
     });
 }
