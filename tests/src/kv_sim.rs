@@ -22,6 +22,7 @@ use crate::rng::Rng;
 mod crash;
 mod ephemeral;
 mod options;
+mod wire;
 use crash::Disk;
 use ephemeral::Ephemeral;
 pub use options::{sim_params, KvSimOptions, KvSimReport};
@@ -60,6 +61,8 @@ pub struct KvSim<S: Storage = SimStore> {
     pub rng: Rng,
     /// The network.
     pub net: SimNet,
+    /// The network adversary, if the run has one.
+    pub adversary: Option<crate::adversary::Adversary>,
     /// Hosts, by index.
     pub hosts: Vec<Box<SimHost<S>>>,
     /// Host endpoints by index.
@@ -150,10 +153,19 @@ impl<S: Storage> KvSim<S> {
             if options.ephemeral_every_us > 0 { rng.below(options.ephemeral_every_us) } else { u64::MAX };
         let next_crash_us = if options.crash_every_us > 0 { rng.below(options.crash_every_us) } else { u64::MAX };
         let next_wipe_us = if options.wipe_every_us > 0 { rng.below(options.wipe_every_us) } else { u64::MAX };
+        let mut net = SimNet::new(options.faults);
+        if options.sealed {
+            net.seal_with(crate::adversary::sim_keys(seed, config.identity(), &host_eps));
+        }
+        let adversary = match (options.sealed, options.adversary_every_us) {
+            (true, Some(every)) => Some(crate::adversary::Adversary::new(every, seed)),
+            _ => None,
+        };
         KvSim {
             now: 0,
             rng,
-            net: SimNet::new(options.faults),
+            net,
+            adversary,
             hosts,
             host_eps,
             clients,
@@ -193,6 +205,9 @@ impl<S: Storage> KvSim<S> {
     fn next_event(&self) -> Option<u64> {
         let mut t = self.net.next_delivery();
         let mut consider = |d: u64| t = Some(t.map_or(d, |x| x.min(d)));
+        if let Some(a) = &self.adversary {
+            consider(a.next_us);
+        }
         for (i, h) in self.hosts.iter().enumerate() {
             match self.down_until[i] {
                 Some(t) => consider(t),
@@ -242,7 +257,12 @@ impl<S: Storage> KvSim<S> {
             return true;
         }
         if let Some(d) = self.net.pop_due(self.now) {
-            self.deliver(now, d.from, d.to, &d.bytes);
+            self.deliver_wire(now, &d);
+            self.net.recycle(d.bytes);
+            return true;
+        }
+        if let Some(a) = self.adversary.as_mut().filter(|a| a.next_us <= self.now) {
+            a.act(self.now, &mut self.net);
             return true;
         }
         for i in 0..self.hosts.len() {
@@ -600,6 +620,7 @@ impl<S: Storage> KvSim<S> {
             lost: self.net.counts.lost,
             duplicated: self.net.counts.duplicated,
             partitioned: self.net.counts.partitioned,
+            auth: self.net.auth_counts,
             violations: self.violations.clone(),
         }
     }
@@ -616,7 +637,7 @@ pub fn run_kv_seed(seed: u64, steps: u64) -> KvSimReport {
 pub fn run_kv_seed_with(seed: u64, steps: u64, tweak: impl FnOnce(&mut KvSimOptions)) -> KvSimReport {
     let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut options =
-        KvSimOptions::random(&mut rng).with_churn(&mut churn_rng(seed)).with_crashes(&mut crash_rng(seed));
+        KvSimOptions::random(&mut rng).with_churn(&mut churn_rng(seed)).with_crashes(&mut crash_rng(seed)).attacked();
     tweak(&mut options);
     run_kv_with(seed, steps, options)
 }
@@ -630,7 +651,8 @@ pub fn run_kv_hot_seed(seed: u64, steps: u64) -> KvSimReport {
 /// [`run_kv_hot_seed`], letting the caller adjust the seed's options first.
 pub fn run_kv_hot_seed_with(seed: u64, steps: u64, tweak: impl FnOnce(&mut KvSimOptions)) -> KvSimReport {
     let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x48_4f54);
-    let mut options = KvSimOptions::hot(&mut rng).with_churn(&mut churn_rng(seed)).with_crashes(&mut crash_rng(seed));
+    let mut options =
+        KvSimOptions::hot(&mut rng).with_churn(&mut churn_rng(seed)).with_crashes(&mut crash_rng(seed)).attacked();
     tweak(&mut options);
     run_kv_with(seed, steps, options)
 }

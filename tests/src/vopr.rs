@@ -245,6 +245,7 @@ fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
             wipes: r.wipes,
             lost_key_answers: r.lost_key_answers,
         },
+        auth: r.auth,
         ..SeedReport::default()
     }
 }

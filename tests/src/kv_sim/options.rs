@@ -44,6 +44,10 @@ pub struct KvSimOptions {
     /// Planted bug: a host restarted without state takes up its initial ranges at once
     /// (host 0: every key) instead of joining.
     pub claims_at_once: bool,
+    /// Seal every datagram with the cluster's keys (as an `[auth]` deployment does).
+    pub sealed: bool,
+    /// Mean gap between the network adversary's forgeries (only with `sealed`).
+    pub adversary_every_us: Option<u64>,
 }
 
 impl KvSimOptions {
@@ -69,7 +73,16 @@ impl KvSimOptions {
             send_before_sync: false,
             wipe_every_us: 0,
             claims_at_once: false,
+            sealed: false,
+            adversary_every_us: None,
         }
+    }
+
+    /// Sealed, with the network adversary (every VOPR KV seed).
+    pub fn attacked(mut self) -> KvSimOptions {
+        self.sealed = true;
+        self.adversary_every_us = Some(20_000);
+        self
     }
 
     /// Draws, from its own stream (so a seed's other options stay what they were), whether
@@ -119,6 +132,8 @@ impl KvSimOptions {
             send_before_sync: false,
             wipe_every_us: 0,
             claims_at_once: false,
+            sealed: false,
+            adversary_every_us: None,
         }
     }
 }
@@ -139,6 +154,8 @@ impl Default for KvSimOptions {
             send_before_sync: false,
             wipe_every_us: 0,
             claims_at_once: false,
+            sealed: false,
+            adversary_every_us: None,
         }
     }
 }
@@ -206,6 +223,8 @@ pub struct KvSimReport {
     pub duplicated: u64,
     /// Datagrams dropped by partitions.
     pub partitioned: u64,
+    /// What sealing and the adversary did (sealed runs).
+    pub auth: crate::net::AuthCounts,
     /// Safety violations: invariants, ownership, linearizability (empty on a good run).
     pub violations: Vec<String>,
 }
