@@ -167,59 +167,6 @@ pub fn write_new_key_file(path: &Path, id: u8, what: &str) -> Result<(), ConfigF
     file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| key_err(path, e.to_string()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HEX: &str = "00112233445566778899aabbccddeeff";
-
-    #[test]
-    fn key_files_parse_one_or_two_keys_and_name_the_bad_line() {
-        let one = parse_key_file(&format!("# comment\n\n7 {HEX}\n")).unwrap();
-        assert_eq!(one.sealing().id(), 7);
-        let two = parse_key_file(&format!("2 {HEX}\n1 {HEX} # old\n")).unwrap();
-        assert_eq!((two.sealing().id(), two.accepting(1).map(Key::id)), (2, Some(1)));
-        let cases = [
-            (String::new(), 0, "holds no key"),
-            (format!("1 {}\n", &HEX[..10]), 1, "32 hex digits"),
-            (format!("\n1 {}zz\n", &HEX[..30]), 2, "non-hex"),
-            (format!("300 {HEX}\n"), 1, "key id"),
-            (format!("1 {HEX} extra\n"), 1, "expected"),
-            (format!("1 {HEX}\n1 {HEX}\n"), 0, "id 1"),
-            (format!("1 {HEX}\n2 {HEX}\n3 {HEX}\n"), 0, "more than two"),
-        ];
-        for (text, line, says) in cases {
-            let (got_line, message) = parse_key_file(&text).unwrap_err();
-            assert_eq!(got_line, line, "{text:?}: {message}");
-            assert!(message.contains(says), "{text:?}: {message}");
-        }
-    }
-
-    #[test]
-    fn generated_files_are_private_fresh_and_never_replaced() {
-        let dir = std::env::temp_dir().join(format!("fleet-keys-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (a, b) = (dir.join("a.key"), dir.join("b.key"));
-        write_new_key_file(&a, 1, "member").unwrap();
-        write_new_key_file(&b, 1, "member").unwrap();
-        let (ka, kb) = (load_key_file(&a).unwrap(), load_key_file(&b).unwrap());
-        assert_ne!(ka, kb, "two draws from the random source differ");
-        let again = write_new_key_file(&a, 1, "member").unwrap_err();
-        assert!(again.message.contains("already there"), "{again}");
-        assert_eq!(load_key_file(&a).unwrap(), ka, "unchanged");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o644)).unwrap();
-            let e = load_key_file(&a).unwrap_err();
-            assert!(e.field.ends_with("a.key") && e.message.contains("chmod 600"), "{e}");
-        }
-        let e = load_key_file(&dir.join("missing.key")).unwrap_err();
-        assert!(e.field.ends_with("missing.key") && e.message.contains("cannot read"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
 
 /// Creates a folder with a new member key file and a new client key file (key id 1 each)
 /// and returns the `[auth]` section naming them by absolute path.
@@ -300,4 +247,58 @@ pub fn client_socket(servers: &[std::net::SocketAddr]) -> std::io::Result<std::n
     let probe = UdpSocket::bind(any)?;
     probe.connect(first)?;
     UdpSocket::bind(SocketAddr::new(probe.local_addr()?.ip(), 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "00112233445566778899aabbccddeeff";
+
+    #[test]
+    fn key_files_parse_one_or_two_keys_and_name_the_bad_line() {
+        let one = parse_key_file(&format!("# comment\n\n7 {HEX}\n")).unwrap();
+        assert_eq!(one.sealing().id(), 7);
+        let two = parse_key_file(&format!("2 {HEX}\n1 {HEX} # old\n")).unwrap();
+        assert_eq!((two.sealing().id(), two.accepting(1).map(Key::id)), (2, Some(1)));
+        let cases = [
+            (String::new(), 0, "holds no key"),
+            (format!("1 {}\n", &HEX[..10]), 1, "32 hex digits"),
+            (format!("\n1 {}zz\n", &HEX[..30]), 2, "non-hex"),
+            (format!("300 {HEX}\n"), 1, "key id"),
+            (format!("1 {HEX} extra\n"), 1, "expected"),
+            (format!("1 {HEX}\n1 {HEX}\n"), 0, "id 1"),
+            (format!("1 {HEX}\n2 {HEX}\n3 {HEX}\n"), 0, "more than two"),
+        ];
+        for (text, line, says) in cases {
+            let (got_line, message) = parse_key_file(&text).unwrap_err();
+            assert_eq!(got_line, line, "{text:?}: {message}");
+            assert!(message.contains(says), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn generated_files_are_private_fresh_and_never_replaced() {
+        let dir = std::env::temp_dir().join(format!("fleet-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a.key"), dir.join("b.key"));
+        write_new_key_file(&a, 1, "member").unwrap();
+        write_new_key_file(&b, 1, "member").unwrap();
+        let (ka, kb) = (load_key_file(&a).unwrap(), load_key_file(&b).unwrap());
+        assert_ne!(ka, kb, "two draws from the random source differ");
+        let again = write_new_key_file(&a, 1, "member").unwrap_err();
+        assert!(again.message.contains("already there"), "{again}");
+        assert_eq!(load_key_file(&a).unwrap(), ka, "unchanged");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = load_key_file(&a).unwrap_err();
+            assert!(e.field.ends_with("a.key") && e.message.contains("chmod 600"), "{e}");
+        }
+        let e = load_key_file(&dir.join("missing.key")).unwrap_err();
+        assert!(e.field.ends_with("missing.key") && e.message.contains("cannot read"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -3,6 +3,8 @@
 //! the wrong member key cannot take part; datagrams forged from a raw socket with a member's
 //! source address are refused and counted. Every process is started here and killed on drop.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -379,7 +381,8 @@ fn keys_rotate_under_load_without_downtime() {
             runs
         })
     };
-    let steps: [(&str, Vec<(u8, &str)>, Vec<(u8, &str)>); 3] = [
+    type Keys<'a> = Vec<(u8, &'a str)>;
+    let steps: [(&str, Keys<'_>, Keys<'_>); 3] = [
         (
             "accept-new",
             vec![(old_member.0, &old_member.1), (new_member.0, &new_member.1)],
@@ -396,9 +399,9 @@ fn keys_rotate_under_load_without_downtime() {
         write_keys(Path::new(&s.auth.member_key), member);
         write_keys(Path::new(&s.auth.client_key), client);
         std::thread::sleep(Duration::from_millis(1200)); // a client run under the new files
-        for id in 0..3 {
-            children.kill(child[id]);
-            child[id] = spawn(&mut children, id, step);
+        for (id, current) in child.iter_mut().enumerate() {
+            children.kill(*current);
+            *current = spawn(&mut children, id, step);
             std::thread::sleep(Duration::from_millis(1500));
         }
     }

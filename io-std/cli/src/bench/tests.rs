@@ -64,7 +64,7 @@ fn invocation_time_precedes_the_request_leaving() {
     };
     let eps = vec![to_endpoint(addr)];
     let pause = Duration::from_millis(5);
-    let result = run_load(&setup.addrs, &opts, |_| {
+    let result = run_load(&setup.addrs, None, &opts, |_| {
         StdKvClient::new(&eps, wall_clock_us(), setup.config.params)
             .map(|c| SlowAfterSubmit(KvLoad::new(c), pause))
             .map_err(|_| CallError::TooLarge)
