@@ -177,12 +177,12 @@ impl World {
         }
     }
 
-    fn to_host(&mut self, buf: &mut Buf, from: Endpoint, d: &[u8]) {
+    fn host_receives(&mut self, buf: &mut Buf, from: Endpoint, d: &[u8]) {
         let d = &self.through_guards(from, host_ep(self.host.id()), d);
-        self.to_host_unsealed(buf, from, d);
+        self.host_receives_unsealed(buf, from, d);
     }
 
-    fn to_host_unsealed(&mut self, buf: &mut Buf, from: Endpoint, d: &[u8]) {
+    fn host_receives_unsealed(&mut self, buf: &mut Buf, from: Endpoint, d: &[u8]) {
         trace(from, "host", d);
         let mut out = buf.outbox();
         let _ = self.host.handle(self.now, from, d, &mut out);
@@ -190,12 +190,12 @@ impl World {
         self.forward(host_ep(self.host.id()), CLIENT, &out);
     }
 
-    fn to_client(&mut self, buf: &mut Buf, from: Endpoint, d: &[u8]) {
+    fn client_receives(&mut self, buf: &mut Buf, from: Endpoint, d: &[u8]) {
         let d = &self.through_guards(from, CLIENT, d);
-        self.to_client_unsealed(buf, from, d);
+        self.client_receives_unsealed(buf, from, d);
     }
 
-    fn to_client_unsealed(&mut self, buf: &mut Buf, from: Endpoint, d: &[u8]) {
+    fn client_receives_unsealed(&mut self, buf: &mut Buf, from: Endpoint, d: &[u8]) {
         trace(from, "client", d);
         let mut out = buf.outbox();
         let _ = self.client.handle(self.now, from, d, &mut out);
@@ -225,9 +225,9 @@ impl World {
         for _ in 0..16 {
             let Some((from, to, d)) = self.link.pop_front() else { return };
             if to == CLIENT {
-                self.to_client_unsealed(buf, from, &d);
+                self.client_receives_unsealed(buf, from, &d);
             } else {
-                self.to_host_unsealed(buf, from, &d);
+                self.host_receives_unsealed(buf, from, &d);
             }
         }
     }
@@ -275,9 +275,9 @@ fuzz_target!(|data: &[u8]| {
                 let to = if op & 8 == 0 { host_ep(me) } else { CLIENT };
                 let _ = fleet_fuzz::open(cluster, &HOSTS, from, to, &d, false);
                 if op & 8 == 0 {
-                    w.to_host_unsealed(buf, from, &d);
+                    w.host_receives_unsealed(buf, from, &d);
                 } else {
-                    w.to_client_unsealed(buf, from, &d);
+                    w.client_receives_unsealed(buf, from, &d);
                 }
                 rest = next;
             }
@@ -288,7 +288,7 @@ fuzz_target!(|data: &[u8]| {
                 let seqno = base + u64::from(b & 7);
                 let inner = body(*a, x.get(2..).unwrap_or(&[]));
                 let d = encode(&Frame::Single { base, seqno, ack: u64::from(c & 7), body: Bytes(&inner) });
-                w.to_host(buf, from, &d);
+                w.host_receives(buf, from, &d);
                 rest = tail.get(10..).unwrap_or(&[]);
             }
             _ => {
@@ -311,9 +311,9 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let d = encode(&frame);
                 if op & 8 == 0 {
-                    w.to_host(buf, from, &d);
+                    w.host_receives(buf, from, &d);
                 } else {
-                    w.to_client(buf, from, &d);
+                    w.client_receives(buf, from, &d);
                 }
                 rest = tail;
             }
