@@ -6,14 +6,38 @@
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
-/// An IPv4 or IPv6 address, as raw octets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// An IPv4 or IPv6 address, as raw octets. Ordered IPv4 first, then by octets (as a derived
+/// order would be; written out because comparing octet arrays called `memcmp`, and the reply
+/// cache's binary search compares endpoints on every request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum IpAddr {
     /// IPv4 octets, most significant first.
     V4([u8; 4]),
     /// IPv6 octets, most significant first.
     V6([u8; 16]),
+}
+
+impl IpAddr {
+    /// The address as one number that orders as the octets do, IPv4 below every IPv6.
+    const fn order_key(&self) -> (u8, u128) {
+        match self {
+            IpAddr::V4(o) => (0, u32::from_be_bytes(*o) as u128),
+            IpAddr::V6(o) => (1, u128::from_be_bytes(*o)),
+        }
+    }
+}
+
+impl Ord for IpAddr {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.order_key().cmp(&other.order_key())
+    }
+}
+
+impl PartialOrd for IpAddr {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// An IP address and a UDP port: where a host or client receives datagrams.
@@ -35,6 +59,27 @@ impl Endpoint {
     /// An IPv6 endpoint.
     pub const fn v6(octets: [u8; 16], port: u16) -> Endpoint {
         Endpoint { ip: IpAddr::V6(octets), port }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_order_as_their_octets_ipv4_first() {
+        let v4 = |a: u8, b: u8| IpAddr::V4([a, 0, 0, b]);
+        let v6 = |a: u8, b: u8| {
+            let mut o = [0u8; 16];
+            o[0] = a;
+            o[15] = b;
+            IpAddr::V6(o)
+        };
+        let mut all = [v6(1, 0), v4(2, 0), v4(1, 255), v6(0, 9), v4(1, 3), v6(0, 0xff), v4(255, 255)];
+        all.sort();
+        assert_eq!(all, [v4(1, 3), v4(1, 255), v4(2, 0), v4(255, 255), v6(0, 9), v6(0, 0xff), v6(1, 0)]);
+        let a = Endpoint::v4([10, 0, 0, 1], 9);
+        assert!(a < Endpoint::v4([10, 0, 0, 1], 10) && a < Endpoint::v4([10, 0, 0, 2], 1));
     }
 }
 

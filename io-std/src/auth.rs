@@ -167,7 +167,6 @@ pub fn write_new_key_file(path: &Path, id: u8, what: &str) -> Result<(), ConfigF
     file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| key_err(path, e.to_string()))
 }
 
-
 /// Creates a folder with a new member key file and a new client key file (key id 1 each)
 /// and returns the `[auth]` section naming them by absolute path.
 pub fn new_key_files(dir: &Path) -> Result<crate::config::AuthSection, ConfigFileError> {

@@ -125,16 +125,14 @@ impl Chosen {
     }
 
     /// The executed-batch digest chain a replica must hold after executing operations
-    /// `0..ops` (the engine's FNV-1a chain), or `None` if some operation below `ops` was
-    /// never chosen.
+    /// `0..ops` (the engine's `executor::chain_digest`), or `None` if some operation below
+    /// `ops` was never chosen.
     pub fn digest_chain(&self, ops: u64) -> Option<u64> {
-        let mut h = Fnv(FNV_OFFSET);
+        let mut h = fleet_engine::rsl::executor::INITIAL_EXECUTED_DIGEST;
         for opn in 0..ops {
-            let v = self.value(opn)?;
-            h.write(&opn.to_le_bytes());
-            h.write(v);
+            h = fleet_engine::rsl::executor::chain_digest(h, opn, self.value(opn)?);
         }
-        Some(h.0)
+        Some(h)
     }
 }
 
@@ -349,7 +347,7 @@ pub fn describe_batch(b: &[u8]) -> String {
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-/// FNV-1a, as the engine's executed-batch digest chain uses it.
+/// FNV-1a: a stable identity for IPv6 client endpoints.
 struct Fnv(u64);
 
 impl Fnv {

@@ -73,11 +73,12 @@ pub trait App {
     fn install(&mut self, staging: &mut Self::Staging, len: u64) -> Result<(), SnapshotError>;
 }
 
-/// FNV-1a over a stream of byte slices: cheap, no tables, enough to catch a mixed-up or
-/// incomplete transfer (it is not a defence against a malicious replica).
+/// FNV-1a over a stream of byte slices (tests: a stable `Hash` of model-checker states).
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Fnv64(pub(crate) u64);
 
+#[cfg(test)]
 impl Fnv64 {
     pub(crate) const fn new() -> Fnv64 {
         Fnv64(0xcbf2_9ce4_8422_2325)

@@ -1,7 +1,7 @@
 //! The executor (IronRSL `Executor.i.dfy`): applies decided batches in operation order and
 //! keeps the reply cache.
 
-use super::app::{App, Fnv64};
+use super::app::App;
 use super::ballot::Ballot;
 use super::batch;
 use super::reply_cache::ReplyCache;
@@ -29,9 +29,30 @@ pub struct Executor<A, const C: usize, const RB: usize> {
     pub max_bal_reflected: Ballot,
     /// Each client's last reply.
     pub reply_cache: ReplyCache<C, RB>,
-    /// FNV-1a chain over every executed `(opn, batch)`: two replicas with the same
-    /// `ops_complete` and different digests have diverged (the agreement checker reads it).
+    /// The digest chain over every executed `(opn, batch)` ([`chain_digest`]): two replicas
+    /// with the same `ops_complete` and different digests have diverged (the agreement
+    /// checker reads it).
     pub executed_digest: u64,
+}
+
+/// The executed-batch digest of a replica that has executed nothing.
+pub const INITIAL_EXECUTED_DIGEST: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Keys of the digest chain's SipHash-1-3: public constants, not secrets. The chain tells
+/// histories apart among members (accidental divergence, snapshot pieces of one history);
+/// it is not a defence against a member that lies (`docs/security.md`).
+const DIGEST_KEYS: (u64, u64) = (0x666c_6565_742d_6469, 0x6765_7374_2d63_6831);
+
+/// The digest after executing `batch` as operation `opn` on a history whose digest is
+/// `prev`: SipHash-1-3 of `prev ++ opn ++ batch` (little-endian), eight bytes a round
+/// (FNV-1a, a byte at a time, was a fifth of the engine's time at 500k operations/s).
+pub fn chain_digest(prev: u64, opn: u64, batch: &[u8]) -> u64 {
+    use core::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(DIGEST_KEYS.0, DIGEST_KEYS.1);
+    h.write(&prev.to_le_bytes());
+    h.write(&opn.to_le_bytes());
+    h.write(batch);
+    h.finish()
 }
 
 impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
@@ -42,7 +63,7 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
             ops_complete: 0,
             max_bal_reflected: Ballot::default(),
             reply_cache: ReplyCache::default(),
-            executed_digest: Fnv64::new().finish(),
+            executed_digest: INITIAL_EXECUTED_DIGEST,
         }
     }
 
@@ -68,10 +89,7 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
             self.reply_cache.insert(entry.client, entry.seqno, opn, &reply[..n]);
             on_reply(ReplyOut { client: entry.client, seqno: entry.seqno, reply: &reply[..n] });
         }
-        let mut h = Fnv64(self.executed_digest);
-        h.write(&opn.to_le_bytes());
-        h.write(batch_bytes);
-        self.executed_digest = h.finish();
+        self.executed_digest = chain_digest(self.executed_digest, opn, batch_bytes);
         self.ops_complete = self.ops_complete.saturating_add(1);
         self.max_bal_reflected = self.max_bal_reflected.max(bal);
     }
@@ -82,7 +100,7 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
     pub fn invariant(&self) -> Result<(), &'static str> {
         self.reply_cache.invariant(self.ops_complete)?;
         if self.ops_complete == 0
-            && (self.executed_digest != Fnv64::new().finish() || self.max_bal_reflected != Ballot::default())
+            && (self.executed_digest != INITIAL_EXECUTED_DIGEST || self.max_bal_reflected != Ballot::default())
         {
             return Err("executor changed without executing anything");
         }

@@ -43,12 +43,12 @@ impl AppSpec for SpecKv {
     }
 }
 
-/// How the engine encodes batches and its executed-digest chain (FNV-1a over
-/// `opn.to_le_bytes() ++ batch`, as `Executor::execute` computes it).
+/// How the engine encodes batches and its executed-digest chain (`executor::chain_digest`,
+/// as `Executor::execute` computes it).
 #[derive(Clone, Copy, Debug)]
 pub struct EngineCodec;
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a's prime: a stable identity for IPv6 client endpoints (`ep_id`).
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 impl RslCodec for EngineCodec {
@@ -62,16 +62,11 @@ impl RslCodec for EngineCodec {
     }
 
     fn initial_digest() -> u64 {
-        FNV_OFFSET
+        fleet_engine::rsl::executor::INITIAL_EXECUTED_DIGEST
     }
 
     fn chain(prev: u64, opn: u64, batch: &[u8]) -> u64 {
-        let mut h = prev;
-        for b in opn.to_le_bytes().iter().chain(batch) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(FNV_PRIME);
-        }
-        h
+        fleet_engine::rsl::executor::chain_digest(prev, opn, batch)
     }
 }
 
