@@ -63,6 +63,9 @@ pub struct Election<const T: usize> {
     /// This replica holds a vote it has not executed: an operation in flight must be
     /// decided, client or not (a flag, not a time: `progress_at` moves when it is set).
     undecided: bool,
+    /// The current view's leader said it is catching up after a start without state: it
+    /// cannot lead, so the view is suspected as for waiting work (cleared by a new view).
+    leader_rejoining: bool,
 }
 
 /// What tracking a received request found.
@@ -89,6 +92,7 @@ impl<const T: usize> Election<T> {
             view_since: Instant::ZERO,
             expire_check_at: Instant::ZERO,
             undecided: false,
+            leader_rejoining: false,
         }
     }
 
@@ -139,6 +143,17 @@ impl<const T: usize> Election<T> {
         self.undecided = undecided;
     }
 
+    /// The current view's leader is catching up after a start without state (its
+    /// `RecoverRequest`): a rejoining replica waits for operations to be decided, and only
+    /// another view's leader can decide them when the rejoining one leads this view. The
+    /// view is suspected if nothing executes for a whole epoch from now.
+    pub fn reflect_leader_rejoining(&mut self, now: Instant) {
+        if !self.leader_rejoining {
+            self.progress_at = self.progress_at.max(now);
+        }
+        self.leader_rejoining = true;
+    }
+
     /// Forgets the tracked request of `client` if `seqno` covers it: it executed.
     pub fn reflect_executed(&mut self, client: Endpoint, seqno: u64) {
         self.tracked.retain(|t| t.client != client || t.seqno > seqno);
@@ -150,6 +165,7 @@ impl<const T: usize> Election<T> {
         // Live clients retry to every replica, and their requests are tracked again; a
         // request nobody retries must not make the new view suspect too.
         self.tracked.clear();
+        self.leader_rejoining = false;
         self.view_since = now;
         self.progress_at = self.progress_at.max(now);
     }
@@ -175,7 +191,7 @@ impl<const T: usize> Election<T> {
     /// When the oldest tracked request (or an undecided vote) will have waited a whole
     /// epoch with nothing executed meanwhile.
     pub fn deadline(&self) -> Option<Instant> {
-        let undecided = self.undecided.then_some(self.progress_at);
+        let undecided = (self.undecided || self.leader_rejoining).then_some(self.progress_at);
         let oldest = self.tracked.iter().map(|t| t.since).chain(undecided).min()?;
         Some(oldest.max(self.progress_at).plus_ms(self.epoch_length_ms))
     }
@@ -270,6 +286,21 @@ mod tests {
         e.reflect_undecided(Instant::from_millis(61_100), false);
         assert_eq!(e.deadline(), None);
         assert!(!e.check_timeout(Instant::from_millis(90_000), 0));
+    }
+
+    #[test]
+    fn a_view_whose_leader_is_rejoining_is_suspected_after_an_epoch_until_the_next_view() {
+        let mut e: Election<4> = Election::new(1000);
+        e.reflect_progress(Instant::from_millis(100));
+        assert_eq!(e.deadline(), None);
+        e.reflect_leader_rejoining(Instant::from_millis(5_000));
+        assert_eq!(e.deadline(), Some(Instant::from_millis(6_000)));
+        e.reflect_leader_rejoining(Instant::from_millis(5_500));
+        assert_eq!(e.deadline(), Some(Instant::from_millis(6_000)), "from the first request");
+        assert!(e.check_timeout(Instant::from_millis(6_000), 0));
+        // A quorum moves on: the next view's leader is not known to be rejoining.
+        e.process_heartbeat(Instant::from_millis(6_100), 1, Ballot { seqno: 1, proposer: 1 }, false);
+        assert_eq!(e.deadline(), None);
     }
 
     #[test]

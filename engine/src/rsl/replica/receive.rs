@@ -121,6 +121,11 @@ impl<
                 self.answer_rejoin(sender, nonce, out);
                 if catching_up {
                     self.propose_for_rejoin(out);
+                    // The leader of this replica's view is rejoining: it cannot lead until
+                    // operations it waits for are decided, which takes another leader.
+                    if sender == usize::from(self.election.current_view.proposer) && self.rejoin.is_none() {
+                        self.election.reflect_leader_rejoining(now);
+                    }
                 }
             }
             RslMsg::RecoverReply { nonce, incarnation, rejoining, fresh, ballot, next_opn } => {

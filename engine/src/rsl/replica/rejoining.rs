@@ -61,8 +61,12 @@ impl<
         let max = self.config.params.max_datagram_bytes;
         let leader = usize::from(self.election.current_view.proposer);
         let first = out.len();
+        // Catching up, it asks its view's leader to propose (see `propose_for_rejoin`); if
+        // that leader is itself, which cannot lead before it has rejoined, it asks everyone,
+        // and they leave the view (`Election::reflect_leader_rejoining`).
+        let everyone = !catching_up || leader == self.me;
         for (r, &dst) in self.config.replicas.iter().enumerate() {
-            if r != self.me && (!catching_up || r == leader) {
+            if r != self.me && (everyone || r == leader) {
                 emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, dst, &msg);
             }
         }
