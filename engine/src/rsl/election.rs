@@ -198,9 +198,12 @@ impl<const T: usize> Election<T> {
 
     /// Suspects the view if a request has waited a whole epoch unexecuted while nothing
     /// executed; returns true if this replica suspects now. A view that has lasted a whole
-    /// epoch without this replica's suspicion brings the epoch back to the baseline.
+    /// epoch with no replica suspecting it brings the epoch back to the baseline.
     pub fn check_timeout(&mut self, now: Instant, me: usize) -> bool {
-        let stable = !self.suspects(me) && now >= self.view_since.plus_ms(self.epoch_length_ms);
+        // Stable: nobody suspects the view (others' suspicions count too: with a quorum of
+        // them the view changes in this very step, and the epoch must double from where it
+        // was, not from the baseline; found by the fuzzer).
+        let stable = self.suspectors == 0 && now >= self.view_since.plus_ms(self.epoch_length_ms);
         if stable && self.epoch_length_ms > self.baseline_ms {
             self.epoch_length_ms = self.baseline_ms;
         }
@@ -416,6 +419,28 @@ mod tests {
         e.process_heartbeat(Instant::ZERO, 2, Ballot::INITIAL, true);
         assert_eq!(e.suspectors, 0);
         assert_eq!(e.current_view, Ballot { seqno: 3, proposer: 0 });
+    }
+
+    #[test]
+    fn a_view_others_suspect_is_not_stable_so_the_epoch_keeps_doubling() {
+        let mut e: Election<4> = Election::new(1000);
+        // Two view changes: the epoch is 4 s.
+        e.process_heartbeat(Instant::ZERO, 1, Ballot::INITIAL, true);
+        e.process_heartbeat(Instant::ZERO, 2, Ballot::INITIAL, true);
+        assert!(e.check_quorum(Instant::ZERO, 2, 3, 8000));
+        let v = e.current_view;
+        e.process_heartbeat(Instant::ZERO, 1, v, true);
+        e.process_heartbeat(Instant::ZERO, 2, v, true);
+        assert!(e.check_quorum(Instant::ZERO, 2, 3, 8000));
+        assert_eq!(e.epoch_length_ms, 4000);
+        // A whole epoch later this replica does not suspect, but two others do.
+        let v = e.current_view;
+        e.process_heartbeat(Instant::from_millis(4000), 1, v, true);
+        e.process_heartbeat(Instant::from_millis(4000), 2, v, true);
+        assert!(!e.check_timeout(Instant::from_millis(4000), 0));
+        assert_eq!(e.epoch_length_ms, 4000, "not stable: others suspect it");
+        assert!(e.check_quorum(Instant::from_millis(4000), 2, 3, 8000));
+        assert_eq!(e.epoch_length_ms, 8000, "doubled from where it was");
     }
 
     #[test]
