@@ -12,7 +12,7 @@ use std::time::{Duration, Instant as StdInstant};
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, Verdict};
 use fleet_proofs::Budget;
 
-use crate::bench::{run_kv, run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
+use crate::bench::{run_kv, run_rsl, BenchOptions, DEFAULT_KV_LOAD_THREADS, DEFAULT_LOAD_THREADS};
 use crate::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_io_std::config::{ClusterFile, KvSection, RslSection};
 use fleet_io_std::kv::KvBlockingClient;
@@ -220,6 +220,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
         keys: 64,
         first_key: 2000,
         history: Some(history_kv.clone()),
+        load_threads: DEFAULT_KV_LOAD_THREADS,
         ..opts.clone()
     };
     let (sharded, kv_run) = std::thread::scope(|s| {

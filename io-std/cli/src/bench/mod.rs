@@ -21,7 +21,7 @@ use fleet_io_std::rsl::DEFAULT_RETRANSMIT_MS;
 use fleet_io_std::{CallError, KvSetup, RslSetup};
 
 pub use load_client::{KvLoad, LoadClient, OpResult, RslLoad};
-pub use options::{BenchOptions, BenchResult, DEFAULT_LOAD_THREADS};
+pub use options::{BenchOptions, BenchResult, DEFAULT_KV_LOAD_THREADS, DEFAULT_LOAD_THREADS};
 use worker::{load_thread, new_hist, Logical, Shared};
 
 /// Runs the closed-loop benchmark against a running RSL cluster.

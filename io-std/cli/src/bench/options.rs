@@ -101,8 +101,15 @@ impl BenchResult {
     }
 }
 
-/// Default number of event-driven load threads ([`BenchOptions::load_threads`]): each
-/// drives its share of the logical clients (one UDP socket each, so one client identity
-/// each) from a single `mio` poll loop, so 50 clients cost two threads, not fifty. The
-/// sans-IO client does the protocol; this loop only moves bytes.
+/// Default number of event-driven load threads against an RSL cluster
+/// ([`BenchOptions::load_threads`]): each drives its share of the logical clients (one UDP
+/// socket each, so one client identity each) from a single `mio` poll loop, so 50 clients
+/// cost two threads, not fifty. The sans-IO client does the protocol; this loop only moves
+/// bytes.
 pub const DEFAULT_LOAD_THREADS: usize = 2;
+
+/// Default number of load threads against a KV cluster: one. A KV operation costs the hosts
+/// far less than an RSL one, so a second load thread only competes with them for the CPUs:
+/// on the 2-CPU CI machine at 50 clients, one thread gave 241-266k ops/s with p99 260-391 us,
+/// two 237-245k with p99 4.1 ms (2026-12-05, `docs/performance.md`).
+pub const DEFAULT_KV_LOAD_THREADS: usize = 1;
