@@ -62,6 +62,24 @@ impl Endpoint {
     }
 }
 
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V4([a, b, c, d]) => write!(f, "{a}.{b}.{c}.{d}:{}", self.port),
+            IpAddr::V6(o) => {
+                f.write_str("[")?;
+                for (i, pair) in o.chunks(2).enumerate() {
+                    if i > 0 {
+                        f.write_str(":")?;
+                    }
+                    write!(f, "{:x}", u16::from_be_bytes([pair[0], pair[1]]))?;
+                }
+                write!(f, "]:{}", self.port)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,23 +98,5 @@ mod tests {
         assert_eq!(all, [v4(1, 3), v4(1, 255), v4(2, 0), v4(255, 255), v6(0, 9), v6(0, 0xff), v6(1, 0)]);
         let a = Endpoint::v4([10, 0, 0, 1], 9);
         assert!(a < Endpoint::v4([10, 0, 0, 1], 10) && a < Endpoint::v4([10, 0, 0, 2], 1));
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.ip {
-            IpAddr::V4([a, b, c, d]) => write!(f, "{a}.{b}.{c}.{d}:{}", self.port),
-            IpAddr::V6(o) => {
-                f.write_str("[")?;
-                for (i, pair) in o.chunks(2).enumerate() {
-                    if i > 0 {
-                        f.write_str(":")?;
-                    }
-                    write!(f, "{:x}", u16::from_be_bytes([pair[0], pair[1]]))?;
-                }
-                write!(f, "]:{}", self.port)
-            }
-        }
     }
 }

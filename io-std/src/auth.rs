@@ -235,6 +235,24 @@ impl ClientSeal {
     }
 }
 
+/// A client's socket and, on a sealed cluster (`files`), its seal: bound to `plain_bind` on an
+/// unsealed cluster, to the concrete address members see on a sealed one ([`client_socket`]).
+pub fn client_socket_and_seal(
+    files: Option<&AuthFiles>,
+    cluster: u32,
+    servers: &[std::net::SocketAddr],
+    plain_bind: &str,
+) -> Result<(std::net::UdpSocket, Option<ClientSeal>), crate::error::CallError> {
+    use crate::error::CallError;
+    let Some(files) = files else {
+        return Ok((std::net::UdpSocket::bind(plain_bind).map_err(CallError::Io)?, None));
+    };
+    let socket = client_socket(servers).map_err(CallError::Io)?;
+    let me = socket.local_addr().map_err(CallError::Io)?;
+    let seal = ClientSeal::new(files, cluster, me).map_err(CallError::Keys)?;
+    Ok((socket, Some(seal)))
+}
+
 /// A UDP socket for a client of servers at `servers`, bound to the concrete local address
 /// the first server is reached from: a sealed datagram binds its sender's address, so a
 /// client must know the address members see (a wildcard bind would not say).

@@ -156,6 +156,24 @@ fn pick(from: &[Endpoint], rng: &mut Rng) -> Endpoint {
     from[rng.below(from.len() as u64) as usize]
 }
 
+/// Seals `net` with keys drawn from `seed` for the members `members` of the cluster with
+/// identity `cluster`, if `sealed`, and returns the adversary acting every `every_us`, if
+/// any (only on a sealed network).
+pub fn seal_and_attack(
+    net: &mut SimNet,
+    seed: u64,
+    cluster: u32,
+    members: &[Endpoint],
+    sealed: bool,
+    every_us: Option<u64>,
+) -> Option<Adversary> {
+    if !sealed {
+        return None;
+    }
+    net.seal_with(sim_keys(seed, cluster, members));
+    every_us.map(|every| Adversary::new(every, seed))
+}
+
 /// Keys for a simulated sealed cluster, drawn from `seed`: a member key (id 1) and a client
 /// key (id 2).
 pub fn sim_keys(seed: u64, cluster: u32, members: &[Endpoint]) -> crate::net::SimAuth {

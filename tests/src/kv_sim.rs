@@ -154,13 +154,14 @@ impl<S: Storage> KvSim<S> {
         let next_crash_us = if options.crash_every_us > 0 { rng.below(options.crash_every_us) } else { u64::MAX };
         let next_wipe_us = if options.wipe_every_us > 0 { rng.below(options.wipe_every_us) } else { u64::MAX };
         let mut net = SimNet::new(options.faults);
-        if options.sealed {
-            net.seal_with(crate::adversary::sim_keys(seed, config.identity(), &host_eps));
-        }
-        let adversary = match (options.sealed, options.adversary_every_us) {
-            (true, Some(every)) => Some(crate::adversary::Adversary::new(every, seed)),
-            _ => None,
-        };
+        let adversary = crate::adversary::seal_and_attack(
+            &mut net,
+            seed,
+            config.identity(),
+            &host_eps,
+            options.sealed,
+            options.adversary_every_us,
+        );
         KvSim {
             now: 0,
             rng,

@@ -174,13 +174,14 @@ impl RslSim {
             })
             .collect();
         let mut net = SimNet::new(options.faults);
-        if options.sealed {
-            net.seal_with(crate::adversary::sim_keys(seed, config.identity(), &replica_eps));
-        }
-        let adversary = match (options.sealed, options.adversary_every_us) {
-            (true, Some(every)) => Some(crate::adversary::Adversary::new(every, seed)),
-            _ => None,
-        };
+        let adversary = crate::adversary::seal_and_attack(
+            &mut net,
+            seed,
+            config.identity(),
+            &replica_eps,
+            options.sealed,
+            options.adversary_every_us,
+        );
         RslSim {
             now: 0,
             rng: Rng::new(seed),

@@ -10,7 +10,7 @@ use fleet_engine::kv::KvClient;
 use fleet_engine::kv::Refusal;
 use fleet_engine::{Endpoint, Outbox};
 
-use crate::auth::{client_socket, ClientSeal};
+use crate::auth::{client_socket_and_seal, ClientSeal};
 use crate::capacity::{KV_CLIENT_UNACKED, KV_DATAGRAM_BYTES, KV_MAX_HOSTS};
 use crate::clock::Clock;
 use crate::config::KvSetup;
@@ -46,17 +46,7 @@ impl KvBlockingClient {
     /// A client of `setup`'s hosts on a fresh local port.
     pub fn connect(setup: &KvSetup) -> Result<KvBlockingClient, CallError> {
         let bind = if setup.addrs.first().is_some_and(|a| a.is_ipv6()) { "[::]:0" } else { "127.0.0.1:0" };
-        let socket = match setup.auth {
-            None => UdpSocket::bind(bind).map_err(CallError::Io)?,
-            Some(_) => client_socket(&setup.addrs).map_err(CallError::Io)?,
-        };
-        let seal = match &setup.auth {
-            None => None,
-            Some(files) => {
-                let me = socket.local_addr().map_err(CallError::Io)?;
-                Some(ClientSeal::new(files, setup.config.identity(), me).map_err(CallError::Keys)?)
-            }
-        };
+        let (socket, seal) = client_socket_and_seal(setup.auth.as_ref(), setup.config.identity(), &setup.addrs, bind)?;
         let hosts: Vec<Endpoint> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
         // Channel bases must grow across restarts on one port: seed from the wall clock.
         let first = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);

@@ -9,7 +9,7 @@ use fleet_engine::rsl::{Client, ClientError};
 use fleet_engine::wire::Bytes;
 use fleet_engine::Outbox;
 
-use crate::auth::{client_socket, ClientSeal};
+use crate::auth::{client_socket_and_seal, ClientSeal};
 use crate::capacity::{MAX_REPLICAS, SERVER_DATAGRAM_BYTES};
 use crate::clock::Clock;
 use crate::config::RslSetup;
@@ -52,24 +52,12 @@ impl RslClient {
 
     /// Like `connect`, with a chosen retransmission period.
     pub fn with_retransmit(setup: &RslSetup, retransmit_ms: u64) -> Result<RslClient, CallError> {
-        let any: SocketAddr = match setup.addrs.first() {
+        let any = match setup.addrs.first() {
             Some(SocketAddr::V6(_)) => "[::]:0",
             Some(a) if a.ip().is_loopback() => "127.0.0.1:0",
             _ => "0.0.0.0:0",
-        }
-        .parse()
-        .map_err(|_| CallError::BadReply)?;
-        let socket = match setup.auth {
-            None => UdpSocket::bind(any).map_err(CallError::Io)?,
-            Some(_) => client_socket(&setup.addrs).map_err(CallError::Io)?,
         };
-        let seal = match &setup.auth {
-            None => None,
-            Some(files) => {
-                let me = socket.local_addr().map_err(CallError::Io)?;
-                Some(ClientSeal::new(files, setup.config.identity(), me).map_err(CallError::Keys)?)
-            }
-        };
+        let (socket, seal) = client_socket_and_seal(setup.auth.as_ref(), setup.config.identity(), &setup.addrs, any)?;
         let eps: Vec<_> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
         // Seqnos must grow across restarts on the same port: start at the wall clock in µs.
         let first_seqno = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
