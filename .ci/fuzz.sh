@@ -10,8 +10,9 @@
 # more executions (4-10x: docs/simulator.md, "Fuzzing") than they find.
 #
 # Installs cargo-fuzz (`cargo install --locked cargo-fuzz`) and the nightly toolchain if
-# missing. Seeds are read from proofs/fuzz/corpus/<target> (committed, small); new corpus
-# entries go to a scratch copy so the committed seeds stay small. A crash leaves its input
+# missing. Seeds are read from proofs/fuzz/corpus/<target> (committed, small) and
+# proofs/fuzz/corpus/<target>.tar.gz (the minimized corpus of the last one-hour run); new
+# corpus entries go to a scratch copy so the committed ones stay as they are. A crash leaves its input
 # in proofs/fuzz/artifacts/<target>/ and fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/../proofs/fuzz"
@@ -40,6 +41,8 @@ for t in "${targets[@]}"; do
     echo "== fuzz $t for ${seconds}s"
     mkdir -p "$scratch/$t" "corpus/$t"
     cp -r "corpus/$t/." "$scratch/$t/" 2>/dev/null || true
+    # The corpus a one-hour run left, merged and minimized (docs/simulator.md, "Fuzzing").
+    if [ -f "corpus/$t.tar.gz" ]; then tar -C "$scratch/$t" -xzf "corpus/$t.tar.gz"; fi
     cargo +nightly fuzz run -O "${build_flags[@]}" "$t" "$scratch/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
         | grep -E "^#[0-9]+.*DONE|Done [0-9]+ runs|SUMMARY|ERROR|panicked|stat::number_of_executed_units" || true
     if ls "artifacts/$t"/crash-* "artifacts/$t"/oom-* "artifacts/$t"/timeout-* >/dev/null 2>&1; then
