@@ -18,19 +18,15 @@ pub enum IpAddr {
     V6([u8; 16]),
 }
 
-impl IpAddr {
-    /// The address as one number that orders as the octets do, IPv4 below every IPv6.
-    const fn order_key(&self) -> (u8, u128) {
-        match self {
-            IpAddr::V4(o) => (0, u32::from_be_bytes(*o) as u128),
-            IpAddr::V6(o) => (1, u128::from_be_bytes(*o)),
-        }
-    }
-}
-
 impl Ord for IpAddr {
     fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-        self.order_key().cmp(&other.order_key())
+        use core::cmp::Ordering;
+        match (self, other) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => u32::from_be_bytes(*a).cmp(&u32::from_be_bytes(*b)),
+            (IpAddr::V6(a), IpAddr::V6(b)) => u128::from_be_bytes(*a).cmp(&u128::from_be_bytes(*b)),
+            (IpAddr::V4(_), IpAddr::V6(_)) => Ordering::Less,
+            (IpAddr::V6(_), IpAddr::V4(_)) => Ordering::Greater,
+        }
     }
 }
 

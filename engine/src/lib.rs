@@ -71,6 +71,7 @@ pub mod endpoint;
 pub mod kv;
 pub mod outbox;
 pub mod rsl;
+mod sip;
 pub mod stats;
 pub mod time;
 pub mod wire;

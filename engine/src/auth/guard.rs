@@ -1,9 +1,5 @@
 //! Sealing and opening datagrams, and counting what was refused.
 
-use core::hash::Hasher;
-
-use siphasher::sip::SipHasher24;
-
 use super::{AuthError, Class, Keyring, AUTH_HEADER_BYTES, AUTH_OVERHEAD_BYTES, SEALED_PROTOCOL, TAG_BYTES};
 use crate::wire::{EncodeError, MAGIC, WIRE_VERSION};
 use crate::{Endpoint, IpAddr};
@@ -137,48 +133,44 @@ impl<'m> Guard<'m> {
         let class = self.class_with(from);
         let key_id = header[3];
         let key = self.keys.keys(class).and_then(|set| set.accepting(key_id)).ok_or(AuthError::UnknownKey(key_id))?;
-        let mut mac = keyed(key.bytes());
-        absorb(&mut mac, self.keys.cluster, class, key_id, from, self.me, inner);
+        let expected = tag(self.keys.cluster, class, key, from, self.me, inner);
         // One 64-bit comparison: no early exit on a matching prefix.
-        if mac.finish().to_le_bytes() != got {
+        if u64::from_le_bytes(expected) != u64::from_le_bytes(got.try_into().map_err(|_| AuthError::TooShort)?) {
             return Err(AuthError::BadTag);
         }
         Ok(inner)
     }
 }
 
-type Tagger = SipHasher24;
-
-fn keyed(key: &[u8; super::KEY_BYTES]) -> Tagger {
-    let mut mac = SipHasher24::new_with_key(key);
-    mac.write(DOMAIN);
-    mac
-}
-
+/// The tag: SipHash-2-4 of the header fields, both endpoints and the inner datagram.
 fn tag(cluster: u32, class: Class, key: &super::Key, from: Endpoint, to: Endpoint, inner: &[u8]) -> [u8; TAG_BYTES] {
-    let mut mac = keyed(key.bytes());
-    absorb(&mut mac, cluster, class, key.id(), from, to, inner);
-    mac.finish().to_le_bytes()
+    // DOMAIN (12) + cluster (4) + class and id (2) + two endpoints (19 each at most).
+    let mut head = [0u8; 12 + 4 + 2 + 2 * 19];
+    head[..12].copy_from_slice(DOMAIN);
+    head[12..16].copy_from_slice(&cluster.to_le_bytes());
+    head[16] = class as u8;
+    head[17] = key.id();
+    let mut at = 18;
+    for ep in [from, to] {
+        at += endpoint(&mut head[at..], ep);
+    }
+    crate::sip::sip24(key.bytes(), &[&head[..at], inner]).to_le_bytes()
 }
 
-fn absorb(mac: &mut Tagger, cluster: u32, class: Class, key_id: u8, from: Endpoint, to: Endpoint, inner: &[u8]) {
-    mac.write(&cluster.to_le_bytes());
-    mac.write(&[class as u8, key_id]);
-    endpoint(mac, from);
-    endpoint(mac, to);
-    mac.write(inner);
-}
-
-fn endpoint(mac: &mut Tagger, ep: Endpoint) {
-    match ep.ip {
+/// Writes `ep` as `[4, octets, port LE]` or `[6, octets, port LE]`; returns the length.
+fn endpoint(out: &mut [u8], ep: Endpoint) -> usize {
+    let n = match ep.ip {
         IpAddr::V4(o) => {
-            mac.write(&[4]);
-            mac.write(&o);
+            out[0] = 4;
+            out[1..5].copy_from_slice(&o);
+            5
         }
         IpAddr::V6(o) => {
-            mac.write(&[6]);
-            mac.write(&o);
+            out[0] = 6;
+            out[1..17].copy_from_slice(&o);
+            17
         }
-    }
-    mac.write(&ep.port.to_le_bytes());
+    };
+    out[n..n + 2].copy_from_slice(&ep.port.to_le_bytes());
+    n + 2
 }
