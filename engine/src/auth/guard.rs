@@ -73,11 +73,6 @@ impl<'m> Guard<'m> {
         self.stats
     }
 
-    /// This host's endpoint, as bound into tags.
-    pub fn me(&self) -> Endpoint {
-        self.me
-    }
-
     /// The class of keys between this host and `peer`.
     pub fn class_with(&self, peer: Endpoint) -> Class {
         match self.role {

@@ -417,3 +417,28 @@ impl Held {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_engine::auth::{Key, KeySet};
+
+    #[test]
+    fn refusal_notices_are_rate_limited_and_never_answer_unsealed_bytes() {
+        let members = vec![Endpoint::v4([127, 0, 0, 1], 7000)];
+        let keys = Keyring {
+            cluster: 1,
+            member: Some(KeySet::single(Key::new(1, [1; 16]))),
+            client: KeySet::single(Key::new(2, [2; 16])),
+        };
+        let auth = LoopAuth { keys, members: members.clone(), key_files: String::new() };
+        let mut sealer = Sealer::new(&auth, members[0]);
+        let stranger = Endpoint::v4([127, 0, 0, 9], 40000);
+        let sent = (0..200).filter(|_| sealer.refused(stranger, AuthError::BadTag).is_some()).count();
+        assert_eq!(sent as u32, NOTICES_PER_SECOND, "at most the rate's worth within a second");
+        assert_eq!(sealer.refused(stranger, AuthError::Unsealed), None);
+        // A second later the budget is back.
+        sealer.notices_since = StdInstant::now() - Duration::from_secs(1);
+        assert!(sealer.refused(stranger, AuthError::UnknownKey(7)).is_some());
+    }
+}
