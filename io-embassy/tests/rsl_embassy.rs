@@ -2,10 +2,13 @@
 //! client on a fourth stack: the real binding code over the real smoltcp stack, in one
 //! process.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// The nodes' run loops never return.
+#![allow(unreachable_code)]
 
 mod common;
 
 use std::future::Future;
+use std::pin::Pin;
 
 use common::*;
 use embassy_futures::join::{join, join_array};
@@ -13,10 +16,14 @@ use embassy_futures::select::{select, Either};
 use embassy_net::udp::UdpSocket;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_time::{Duration, Instant as EInstant, Timer};
+use fleet_engine::auth::{Guard, Key, KeySet, Keyring, Role, AUTH_OVERHEAD_BYTES};
+use fleet_engine::rsl::Client;
 use fleet_engine::rsl::Status;
 use fleet_engine::Endpoint;
+use fleet_io_embassy::durable::InMemory;
 use fleet_io_embassy::switch::{Faults, PortId};
 use fleet_io_embassy::Node;
+use fleet_io_embassy::RslClient;
 
 type TestNode = Node<CriticalSectionRawMutex, TestReplica>;
 const RSL_PORT: u16 = 7000;
@@ -42,9 +49,30 @@ impl Cluster {
 
 /// Builds the cluster; returns it and the future that runs every stack and node.
 fn cluster(seed: u64) -> (Cluster, impl Future<Output = ()>) {
+    cluster_with(seed, None)
+}
+
+/// The keys of a sealed test cluster (clients hold only the client key).
+fn keyring(cluster: u32, member: bool, client_fill: u8) -> Keyring {
+    Keyring {
+        cluster,
+        member: member.then(|| KeySet::single(Key::new(1, [0x4d; 16]))),
+        client: KeySet::single(Key::new(2, [client_fill; 16])),
+    }
+}
+
+/// The wire bound stays the stacks' 1472; the engine's leaves room for the seal.
+fn sealed_params() -> fleet_engine::rsl::Params {
+    fleet_engine::rsl::Params { max_datagram_bytes: 1472 - AUTH_OVERHEAD_BYTES, ..fast_params() }
+}
+
+/// Three nodes, sealed with member keys when `sealed` names the cluster's keys.
+fn cluster_with(seed: u64, sealed: Option<fn(u32) -> Keyring>) -> (Cluster, impl Future<Output = ()>) {
     let switch = switch(seed);
     let eps: [Endpoint; 3] = std::array::from_fn(|i| Endpoint::v4([10, 0, 0, 1 + i as u8], RSL_PORT));
-    let config = rsl_config::<3>(&eps, fast_params());
+    let members: &'static [Endpoint] = Box::leak(Box::new(eps));
+    let params = if sealed.is_some() { sealed_params() } else { fast_params() };
+    let config = rsl_config::<3>(&eps, params);
     let mut runners = Vec::new();
     let mut runs = Vec::new();
     let mut nodes = Vec::new();
@@ -59,7 +87,19 @@ fn cluster(seed: u64) -> (Cluster, impl Future<Output = ()>) {
         let socket = Box::leak(Box::new(TestSocket::new())).bind(stack, RSL_PORT).unwrap();
         let socket: &'static UdpSocket<'static> = Box::leak(Box::new(socket));
         let bufs: &'static mut TestBuffers = Box::leak(Box::new(TestBuffers::new()));
-        runs.push(node.run(socket, bufs));
+        let run: Pin<Box<dyn Future<Output = ()>>> = match sealed {
+            None => Box::pin(async move {
+                let _ = node.run(socket, bufs).await;
+            }),
+            Some(keys) => {
+                let guard = Box::leak(Box::new(Guard::new(keys(config.identity()), *ep, Role::Member(members))));
+                let persist = Box::leak(Box::new(InMemory));
+                Box::pin(async move {
+                    let _ = node.run_sealed(socket, bufs, persist, guard).await;
+                })
+            }
+        };
+        runs.push(run);
     }
     let (client_stack, client_runner, _) = stack(switch, [10, 0, 0, 9], 24);
     runners.push(client_runner);
@@ -188,5 +228,34 @@ fn a_new_leader_takes_over_when_the_leaders_stack_is_cut_off_body() {
         // Reconnected, the old leader catches up (by 2a retransmission or state transfer).
         c.switch.set_connected(c.ports[old], true);
         converge(&c, &[0, 1, 2], done).await;
+    });
+}
+
+#[test]
+fn sealed_embassy_nodes_serve_sealed_embassy_clients_and_refuse_another_key() {
+    with_big_stack(|| {
+        let (c, background) = cluster_with(4, Some(|cluster| keyring(cluster, true, 0x43)));
+        let identity = rsl_config::<3>(&c.eps, sealed_params()).identity();
+        let me = Endpoint::v4([10, 0, 0, 9], 5555);
+        let sealed_client = |fill: u8| {
+            let guard = Guard::new(keyring(identity, false, fill), me, Role::Client);
+            Box::new(RslClient::sealed(Client::new(&c.eps, 1, 100, 1472 - AUTH_OVERHEAD_BYTES).unwrap(), guard))
+        };
+        run(background, Duration::from_secs(30), async {
+            let mut client = sealed_client(0x43);
+            put_and_read_back(&c, &mut client, 0, 5).await;
+            assert_eq!((0..3).map(|i| c.nodes[i].with(|s| s.link.auth_refused)).sum::<u64>(), 0);
+            // Another client key: every datagram refused and counted, nothing answered.
+            let mut impostor = sealed_client(0x99);
+            let mut req = [0u8; 64];
+            let n = put(b"k1", b"forged").encode(&mut req).unwrap();
+            let mut reply = [0u8; 64];
+            let got = impostor.call(&c.client_socket, &req[..n], &mut reply, Duration::from_millis(600)).await;
+            assert_eq!(got, Err(fleet_io_embassy::CallError::Timeout));
+            let refused: u64 = (0..3).map(|i| c.nodes[i].with(|s| s.link.auth_refused)).sum();
+            assert!(refused >= 1, "the nodes counted the impostor's datagrams");
+            let got = kv(&mut client, &c.client_socket, get(b"k1")).await.expect("get committed");
+            assert_eq!(got.as_deref(), Some(&b"v1"[..]), "unchanged");
+        });
     });
 }
