@@ -30,6 +30,9 @@ pub struct Stats {
     pub oversize_messages: u64,
     /// Requests refused because a bounded queue was full (back-pressure; the client retries).
     pub queue_full: u64,
+    /// Queries a leader answered from its state without a log write (RSL,
+    /// [`crate::rsl::reads`]).
+    pub queries_answered: u64,
 }
 
 impl Stats {

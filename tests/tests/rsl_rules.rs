@@ -6,37 +6,12 @@ use fleet_engine::rsl::msg::Resume;
 use fleet_engine::rsl::snapshot::{SnapshotId, SnapshotPos};
 use fleet_engine::rsl::{Ballot, RslMsg};
 use fleet_engine::wire::{self, Bytes, Protocol};
-use fleet_engine::{Endpoint, Instant, OutboxBuf};
+use fleet_engine::{Endpoint, Instant};
 use fleet_tests::rng::Rng;
-use fleet_tests::rsl_sim::{RslSim, SimApp, SimOptions, SimReplica};
+use fleet_tests::rsl_sim::{RslSim, SimOptions, SimReplica};
 
-type Out = OutboxBuf<256, { 256 * 1024 }>;
-
-fn eps() -> Vec<Endpoint> {
-    (0..3).map(|i| Endpoint::v4([10, 0, 0, i as u8 + 1], 7000)).collect()
-}
-
-fn fresh(me: usize) -> SimReplica {
-    let config = fleet_engine::rsl::RslConfig::<7>::new(&eps()).unwrap();
-    SimReplica::new(config, me, SimApp::new(), Instant::ZERO).unwrap()
-}
-
-/// A datagram from a member of the cluster of [`fresh`] replicas.
-fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
-    let cluster = fleet_engine::rsl::RslConfig::<7>::new(&eps()).unwrap().identity();
-    let mut buf = vec![0u8; 4096];
-    let n = wire::encode_rsl(cluster, msg, &mut buf).unwrap();
-    buf.truncate(n);
-    buf
-}
-
-fn sent(out: &fleet_engine::Outbox<'_>) -> Vec<(Endpoint, Vec<u8>)> {
-    out.iter().map(|(d, b)| (d, b.to_vec())).collect()
-}
-
-fn decode(bytes: &[u8]) -> RslMsg<'_> {
-    wire::decode(Protocol::Rsl, bytes).unwrap()
-}
+mod rules_common;
+use rules_common::*;
 
 #[test]
 fn peer_messages_naming_another_cluster_are_refused_and_reported() {
@@ -222,26 +197,6 @@ fn truncation_is_at_most_the_quorum_th_highest_checkpoint_and_ignores_silent_rep
 }
 
 /// Replica 0 leading view (1, 0) with promises from itself and replica 1, nothing executed.
-fn leader() -> SimReplica {
-    let mut r = fresh(0);
-    let mut store = Out::new();
-    let mut out = store.outbox();
-    let _ = r.tick(Instant::ZERO, &mut out);
-    for from in [0, 1] {
-        let one_b = RslMsg::OneB {
-            bal: Ballot::INITIAL,
-            log_truncation_point: 0,
-            reply_id: 1,
-            chunk: 0,
-            chunks: 1,
-            vote: None,
-        };
-        let _ = r.handle(Instant::ZERO, eps()[from], &encode(&one_b), &mut out);
-    }
-    assert!(r.status().is_leader);
-    r
-}
-
 /// Replica 0 leads view (1, 0) (promises from itself and replica 1) and executes five
 /// one-request batches (2b from itself and replica 1, each reporting checkpoint 0).
 fn leader_executed_five() -> SimReplica {

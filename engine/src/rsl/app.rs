@@ -47,6 +47,23 @@ pub trait App {
     /// a request the application cannot accept gets an error reply of its own encoding.
     fn apply(&mut self, request: &[u8], reply: &mut [u8]) -> usize;
 
+    /// True if `request` is a **query**: applying it would change nothing, so the leader
+    /// may answer it from its state with [`App::query`] instead of proposing it (see
+    /// [`crate::rsl::reads`]). Decided from the bytes alone. The default, false, sends
+    /// every request through the log.
+    fn is_query(_request: &[u8]) -> bool {
+        false
+    }
+
+    /// Answers a query (a request for which [`App::is_query`] is true) from the current
+    /// state into `reply`; returns the reply length. Must give the reply [`App::apply`]
+    /// would give for the same request in this state. Called only for queries; the default
+    /// answers nothing (an empty reply), which is right only for an application without
+    /// queries.
+    fn query(&self, _request: &[u8], _reply: &mut [u8]) -> usize {
+        0
+    }
+
     /// A snapshot value to take snapshots into (its content is replaced by [`App::snapshot`]).
     fn new_snapshot() -> Self::Snapshot;
 

@@ -3,7 +3,8 @@
 //! Roles, each in its own file and named after IronRSL's Dafny modules: [`acceptor`],
 //! [`proposer`], [`learner`], [`executor`] (with the [`reply_cache`]), [`election`] and
 //! [`state_transfer`]; [`replica`] schedules them behind the sans-IO contract; [`client`]
-//! is the sans-IO client; [`rejoin`] is how a replica without its state comes back. [`app`] is the trait for the replicated application; [`apps`]
+//! is the sans-IO client; [`rejoin`] is how a replica without its state comes back; [`reads`] answers queries
+//! without a log write. [`app`] is the trait for the replicated application; [`apps`]
 //! holds the two shipped applications.
 
 pub mod acceptor;
@@ -20,6 +21,7 @@ pub mod journal;
 pub mod learner;
 pub mod msg;
 pub mod proposer;
+pub mod reads;
 pub mod rejoin;
 pub mod replica;
 pub mod reply_cache;

@@ -242,4 +242,19 @@ pub enum RslMsg<'a> {
         /// truncated.
         next_opn: u64,
     },
+    /// 13: the leader asks whether its ballot still stands, to answer the queries that
+    /// arrived before this round (Fleet addition, see [`crate::rsl::reads`]).
+    ReadConfirm {
+        /// The leader's ballot.
+        bal: Ballot,
+        /// The round, counted from 1 within the ballot.
+        round: u64,
+    },
+    /// 14: an acceptor that has promised nothing higher than `bal` acknowledges `round`.
+    ReadAck {
+        /// The leader's ballot, as in the round.
+        bal: Ballot,
+        /// The round acknowledged.
+        round: u64,
+    },
 }

@@ -15,6 +15,7 @@ mod checks;
 mod execute;
 mod journal;
 mod receive;
+mod queries;
 mod recovery;
 pub use recovery::Recovery;
 mod rejoining;
@@ -32,6 +33,7 @@ use super::journal::Journal;
 use super::learner::Learner;
 use super::msg::RslMsg;
 use super::proposer::{Phase, Proposer};
+use super::reads::Reads;
 use super::rejoin::Rejoin;
 use super::retained::{Retained, ENTRY_HEADER_BYTES};
 use super::snapshot::Frozen;
@@ -99,6 +101,8 @@ pub struct Status {
     pub max_bal: Ballot,
     /// Rejoining after a start without state: not promising or voting yet.
     pub rejoining: bool,
+    /// Queries waiting to be answered without a log write (leader only).
+    pub pending_queries: usize,
 }
 
 /// An IronRSL replica running application `A`.
@@ -158,6 +162,8 @@ pub struct Replica<
     /// The incarnation nonce of each replica seen without state when this one was born
     /// (0: none): those incarnations never acted, so this replica is new to them.
     born_with: [u64; R],
+    /// Queries waiting for a confirmation round and for execution (leader only).
+    reads: Reads<R, C>,
 }
 
 impl<
@@ -207,6 +213,7 @@ impl<
             last_foreign: None,
             rejoin: None,
             born_with: [0; R],
+            reads: Reads::default(),
             config,
         })
     }
@@ -245,6 +252,7 @@ impl<
             },
         }
         self.run_actions(now, out);
+        self.answer_queries(out);
         if self.executor.ops_complete > ops_before {
             self.election.reflect_progress(now);
         }
@@ -266,6 +274,7 @@ impl<
         if now >= self.retransmit_at {
             self.retransmit_at = now.plus_ms(p.retransmit_period_ms);
             self.retransmit(out);
+            self.resend_read_round(out);
         }
         if self.transfer.needed(self.executor.ops_complete) && now >= self.transfer.retry_at {
             self.request_state(now, out);
@@ -274,6 +283,7 @@ impl<
             self.ask_to_rejoin(now, out);
         }
         self.run_actions(now, out);
+        self.answer_queries(out);
         if self.executor.ops_complete > ops_before {
             self.election.reflect_progress(now);
         }
@@ -337,6 +347,7 @@ impl<
             queued: self.proposer.queued(),
             max_bal: self.acceptor.max_bal,
             rejoining: self.rejoin.is_some(),
+            pending_queries: self.reads.pending(),
         }
     }
 
@@ -394,6 +405,11 @@ impl<
     /// The retained tail of executed batches (for checkers and tests).
     pub fn retained(&self) -> &Retained<TB> {
         &self.retained
+    }
+
+    /// The leader's pending queries and confirmation rounds (for checkers and tests).
+    pub fn reads(&self) -> &Reads<R, C> {
+        &self.reads
     }
 
     /// The durable bookkeeping (for checkers and tests).

@@ -69,7 +69,7 @@ pub trait Host {
 /// Counters as `key=value` fields.
 pub fn stats_fields(s: &Stats) -> String {
     format!(
-        "in={} out={} decode_errors={} invalid={} unknown_sender={} foreign_cluster={} ignored={} outbox_full={} queue_full={}",
+        "in={} out={} decode_errors={} invalid={} unknown_sender={} foreign_cluster={} ignored={} outbox_full={} queue_full={} queries={}",
         s.datagrams_in,
         s.datagrams_out,
         s.decode_errors,
@@ -78,7 +78,8 @@ pub fn stats_fields(s: &Stats) -> String {
         s.foreign_cluster,
         s.ignored_messages,
         s.outbox_full,
-        s.queue_full
+        s.queue_full,
+        s.queries_answered
     )
 }
 

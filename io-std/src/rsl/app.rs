@@ -187,6 +187,21 @@ impl<const KB: usize, const VB: usize> App for StdKvApp<KB, VB> {
         }
     }
 
+    fn is_query(request: &[u8]) -> bool {
+        matches!(KvOp::decode(request), Some(KvOp::Get(_)))
+    }
+
+    fn query(&self, request: &[u8], reply: &mut [u8]) -> usize {
+        let answer = match KvOp::decode(request) {
+            Some(KvOp::Get(k)) => KvReply::Value(self.map.get(k.0).map(|v| Bytes(&v[..]))),
+            _ => KvReply::Error(KvAppError::Malformed),
+        };
+        match postcard::to_slice(&answer, &mut *reply) {
+            Ok(b) => b.len(),
+            Err(_) => postcard::to_slice(&KvReply::Error(KvAppError::ReplyTooLarge), reply).map_or(0, |b| b.len()),
+        }
+    }
+
     fn new_snapshot() -> StdKvSnapshot {
         StdKvSnapshot { map: OrdMap::new(), len: COUNT_BYTES, marks: RefCell::default() }
     }

@@ -7,12 +7,21 @@
 
 use std::collections::BTreeSet;
 
+use fleet_engine::rsl::apps::counter::Counter;
+
 use super::SeqSpec;
 
 /// A deterministic application hosted by RSL: `apply` runs one request and returns the reply.
 pub trait AppSpec: Clone + Eq + core::hash::Hash + core::fmt::Debug {
     /// Executes one request against the application state.
     fn apply(&mut self, request: &[u8]) -> Vec<u8>;
+
+    /// `Some(reply)` when `request` is a query (it changes nothing): the reply it gets in
+    /// this state. A leader may answer queries without a log write, from any state between
+    /// the query's arrival and its answer; the default has no queries.
+    fn query(&self, _request: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// One client request as it appears in a batch: `(client, seqno, request bytes)`.
@@ -85,14 +94,21 @@ impl<A: AppSpec> SeqSpec for RslSpec<A> {
 }
 
 /// The paper's app: a `u64` counter. Every request (whatever its bytes) increments it,
-/// saturating at `u64::MAX`; the reply is the new value as 8 little-endian bytes.
+/// saturating at `u64::MAX`; the reply is the new value as 8 little-endian bytes. Fleet's
+/// one query (`Counter::QUERY` of the engine) reads the value without incrementing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CounterApp(pub u64);
 
 impl AppSpec for CounterApp {
-    fn apply(&mut self, _request: &[u8]) -> Vec<u8> {
-        self.0 = self.0.saturating_add(1);
+    fn apply(&mut self, request: &[u8]) -> Vec<u8> {
+        if request != Counter::QUERY {
+            self.0 = self.0.saturating_add(1);
+        }
         self.0.to_le_bytes().to_vec()
+    }
+
+    fn query(&self, request: &[u8]) -> Option<Vec<u8>> {
+        (request == Counter::QUERY).then(|| self.0.to_le_bytes().to_vec())
     }
 }
 

@@ -25,6 +25,10 @@ use super::{RslSim, SimApp};
 pub struct SpecKv(pub BytesKvApp);
 
 impl AppSpec for SpecKv {
+    fn query(&self, request: &[u8]) -> Option<Vec<u8>> {
+        matches!(KvOp::decode(request), Some(KvOp::Get(_))).then(|| self.clone().apply(request))
+    }
+
     fn apply(&mut self, request: &[u8]) -> Vec<u8> {
         let reply_of = |r: KvReply<'_>| {
             let mut buf = [0u8; 256];

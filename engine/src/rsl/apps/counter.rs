@@ -1,4 +1,5 @@
-//! IronRSL's counter: every request increments a `u64`; the reply is the new value.
+//! IronRSL's counter: every request increments a `u64`; the reply is the new value. Fleet
+//! adds one query, [`Counter::QUERY`], which reads the value without changing it.
 
 use crate::rsl::app::{App, SnapshotError};
 
@@ -13,17 +14,36 @@ pub struct Counter {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CounterStaging([u8; 8]);
 
-impl App for Counter {
-    type Staging = CounterStaging;
-    type Snapshot = Counter;
+impl Counter {
+    /// The one query: replies with the value and leaves it unchanged.
+    pub const QUERY: &'static [u8] = b"?";
 
-    fn apply(&mut self, _request: &[u8], reply: &mut [u8]) -> usize {
-        // IronRSL caps at 2^63-1 rather than wrapping; saturating keeps the same spirit.
-        self.value = self.value.saturating_add(1);
+    fn reply_value(&self, reply: &mut [u8]) -> usize {
         let bytes = self.value.to_le_bytes();
         let n = bytes.len().min(reply.len());
         reply[..n].copy_from_slice(&bytes[..n]);
         n
+    }
+}
+
+impl App for Counter {
+    type Staging = CounterStaging;
+    type Snapshot = Counter;
+
+    fn apply(&mut self, request: &[u8], reply: &mut [u8]) -> usize {
+        if !Self::is_query(request) {
+            // IronRSL caps at 2^63-1 rather than wrapping; saturating keeps the same spirit.
+            self.value = self.value.saturating_add(1);
+        }
+        self.reply_value(reply)
+    }
+
+    fn is_query(request: &[u8]) -> bool {
+        request == Self::QUERY
+    }
+
+    fn query(&self, _request: &[u8], reply: &mut [u8]) -> usize {
+        self.reply_value(reply)
     }
 
     fn new_snapshot() -> Counter {
@@ -79,6 +99,17 @@ mod tests {
         assert_eq!(c.apply(b"", &mut reply), 8);
         assert_eq!(c.apply(b"anything", &mut reply), 8);
         assert_eq!(u64::from_le_bytes(reply), 2);
+    }
+
+    #[test]
+    fn the_query_reads_without_incrementing_through_either_path() {
+        let mut c = Counter { value: 5 };
+        let mut reply = [0u8; 8];
+        assert!(Counter::is_query(Counter::QUERY) && !Counter::is_query(b"??"));
+        assert_eq!(c.query(Counter::QUERY, &mut reply), 8);
+        assert_eq!(u64::from_le_bytes(reply), 5);
+        assert_eq!(c.apply(Counter::QUERY, &mut reply), 8);
+        assert_eq!((c.value, u64::from_le_bytes(reply)), (5, 5));
     }
 
     #[test]

@@ -272,6 +272,21 @@ impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> 
         }
     }
 
+    fn is_query(request: &[u8]) -> bool {
+        matches!(KvOp::decode(request), Some(KvOp::Get(_)))
+    }
+
+    fn query(&self, request: &[u8], reply: &mut [u8]) -> usize {
+        let answer = match KvOp::decode(request) {
+            Some(KvOp::Get(key)) => KvReply::Value(self.get(key.0).map(Bytes)),
+            _ => KvReply::Error(KvAppError::Malformed),
+        };
+        match postcard::to_slice(&answer, &mut *reply) {
+            Ok(b) => b.len(),
+            Err(_) => postcard::to_slice(&KvReply::Error(KvAppError::ReplyTooLarge), reply).map_or(0, |b| b.len()),
+        }
+    }
+
     fn new_snapshot() -> Self::Snapshot {
         KvApp::new()
     }

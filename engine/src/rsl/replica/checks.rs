@@ -30,6 +30,13 @@ impl<
         self.election.invariant(n, p.baseline_view_timeout_ms, p.max_view_timeout_ms)?;
         self.transfer.invariant()?;
         self.retained.invariant()?;
+        self.reads.invariant()?;
+        if self.reads.pending() > 0 && !(self.leads_reads() && self.reads.ballot() == self.proposer.max_ballot_sent_1a) {
+            return Err("queries pending at a replica that does not lead their ballot");
+        }
+        if self.reads.iter().any(|r| r.opn > self.proposer.next_opn) {
+            return Err("a query waits for an operation the leader has not proposed");
+        }
         let ops = self.executor.ops_complete;
         self.journal.invariant(ops)?;
         if self.frozen.id.opn > ops || self.retained.first_opn() > self.frozen.id.opn {

@@ -38,7 +38,9 @@ impl<
             RslMsg::OneA { bal } | RslMsg::StartingPhase2 { bal, .. } | RslMsg::Heartbeat { bal, .. } => {
                 bal.is_valid_for(n)
             }
-            RslMsg::AppStateRequest { bal, .. } => bal.is_valid_for(n),
+            RslMsg::AppStateRequest { bal, .. } | RslMsg::ReadConfirm { bal, .. } | RslMsg::ReadAck { bal, .. } => {
+                bal.is_valid_for(n)
+            }
             RslMsg::AppStateSupply { part, .. } => match part {
                 SupplyPart::App { id, .. } | SupplyPart::Cache { id, .. } => {
                     id.bal.is_valid_for(n) || id.bal == Ballot::default()
@@ -86,6 +88,11 @@ impl<
                 Stats::bump(&mut self.stats.ignored_messages);
                 return;
             }
+        }
+        // A query straight from a client to the leader is answered without a log write; one
+        // passed on by a follower goes through the log, as that follower tracks it.
+        if !forwarded && self.admit_query(from, seqno, request, out) {
+            return;
         }
         let tracking = self.election.reflect_received(now, from, seqno);
         // A request new to this replica goes on to the leader of its view, once: a request
@@ -234,6 +241,8 @@ impl<
                     self.request_state(now, out);
                 }
             }
+            RslMsg::ReadConfirm { bal, round } => self.on_read_confirm(sender, bal, round, out),
+            RslMsg::ReadAck { bal, round } => self.on_read_ack(sender, bal, round),
             RslMsg::Request { .. } | RslMsg::Reply { .. } => {}
         }
     }

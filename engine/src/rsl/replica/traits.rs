@@ -42,6 +42,7 @@ where
             last_foreign: self.last_foreign,
             rejoin: self.rejoin.clone(),
             born_with: self.born_with,
+            reads: self.reads.clone(),
         }
     }
 }
@@ -78,6 +79,7 @@ where
             && self.heard_at == other.heard_at
             && self.rejoin == other.rejoin
             && self.born_with == other.born_with
+            && self.reads == other.reads
     }
 }
 
@@ -130,6 +132,7 @@ where
         self.heard_at.hash(state);
         self.rejoin.hash(state);
         self.born_with.hash(state);
+        self.reads.hash(state);
     }
 }
 
@@ -165,6 +168,7 @@ where
             .field("heard_at", &self.heard_at)
             .field("rejoin", &self.rejoin)
             .field("born_with", &self.born_with)
+            .field("reads", &self.reads)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }

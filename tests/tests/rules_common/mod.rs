@@ -1,0 +1,58 @@
+//! What the rule tests share: a three-replica cluster's endpoints, its datagrams, and a
+//! replica that leads the first view.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use fleet_engine::rsl::{Ballot, RslMsg};
+use fleet_engine::wire::{self, Protocol};
+use fleet_engine::{Endpoint, Instant, OutboxBuf};
+use fleet_tests::rsl_sim::{SimApp, SimReplica};
+
+pub type Out = OutboxBuf<256, { 256 * 1024 }>;
+
+pub fn eps() -> Vec<Endpoint> {
+    (0..3).map(|i| Endpoint::v4([10, 0, 0, i as u8 + 1], 7000)).collect()
+}
+
+pub fn fresh(me: usize) -> SimReplica {
+    let config = fleet_engine::rsl::RslConfig::<7>::new(&eps()).unwrap();
+    SimReplica::new(config, me, SimApp::new(), Instant::ZERO).unwrap()
+}
+
+/// A datagram from a member of the cluster of [`fresh`] replicas.
+pub fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
+    let cluster = fleet_engine::rsl::RslConfig::<7>::new(&eps()).unwrap().identity();
+    let mut buf = vec![0u8; 4096];
+    let n = wire::encode_rsl(cluster, msg, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+pub fn sent(out: &fleet_engine::Outbox<'_>) -> Vec<(Endpoint, Vec<u8>)> {
+    out.iter().map(|(d, b)| (d, b.to_vec())).collect()
+}
+
+pub fn decode(bytes: &[u8]) -> RslMsg<'_> {
+    wire::decode(Protocol::Rsl, bytes).unwrap()
+}
+
+/// Replica 0 leads view (1, 0) with promises from itself and replica 1.
+pub fn leader() -> SimReplica {
+    let mut r = fresh(0);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let _ = r.tick(Instant::ZERO, &mut out);
+    for from in [0, 1] {
+        let one_b = RslMsg::OneB {
+            bal: Ballot::INITIAL,
+            log_truncation_point: 0,
+            reply_id: 1,
+            chunk: 0,
+            chunks: 1,
+            vote: None,
+        };
+        let _ = r.handle(Instant::ZERO, eps()[from], &encode(&one_b), &mut out);
+    }
+    assert!(r.status().is_leader);
+    r
+}
+
