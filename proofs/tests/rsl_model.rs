@@ -71,6 +71,25 @@ fn simulated_two_clients_view_change() {
     }
 }
 
+/// Reads: each client increments, then queries, around one view change, by random walks.
+/// Every query answer must be linearizable and read a state the spec passed through.
+#[test]
+fn simulated_queries_around_a_view_change() {
+    let scope = Scope::READS;
+    let o = simulate(scope, true, SimOpts::ci(SIM_CI_STATES));
+    eprintln!(
+        "[model simulated-reads] {scope:?}\n[model simulated-reads] states {} walks {} in {:.1?}; reached: {:?}",
+        o.states, o.walks, o.elapsed, o.reached
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[model simulated-reads] VIOLATION of {p}:\n{trace}");
+    }
+    assert!(o.violations.is_empty(), "{} safety violation(s)", o.violations.len());
+    for p in [model::QUERY_ANSWERED, "a view change completes"] {
+        assert!(o.reached.contains(&p), "not reached: {p}; reached {:?}", o.reached);
+    }
+}
+
 /// Competing leaders (three ballots, views up to 1.2), searched by archived random walks:
 /// the control run for the planted `merge_vote` mutants in `rsl_model_planted.rs` (same
 /// scope, same search, same budget, no bug: no violation), and evidence that the walks reach

@@ -115,6 +115,37 @@ fn simulated_quorum_of_n_over_2_breaks_safety() {
     expect_simulated_counterexample(Planted::HalfQuorum, SIM_CI_STATES);
 }
 
+/// A leader that answers queries without a quorum's confirmation: after a view change
+/// executed an increment and answered it, the old leader (which has not heard of the view)
+/// answers a later query from its stale state.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn unconfirmed_reads_break_linearizability() {
+    let scope = Scope {
+        planted: Some(Planted::UnconfirmedReads),
+        clients: 1,
+        requests: 3,
+        client_ticks: 2,
+        replica_ticks: [0, 1, 2],
+        total_ticks: 3,
+        lazy_timers: true,
+        self_loop: true,
+        ..Scope::READS
+    };
+    let o = simulate(scope, false, SimOpts::archived(cap()));
+    eprintln!(
+        "[planted UnconfirmedReads] states {} walks {} in {:.1?}; violations: {:?}",
+        o.states,
+        o.walks,
+        o.elapsed,
+        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[planted UnconfirmedReads] counterexample to {p}:\n{trace}");
+    }
+    assert!(!o.violations.is_empty(), "no counterexample within {} states", o.states);
+}
+
 /// Archived random walks over the competing-leaders scope with `planted`; expects a
 /// counterexample within `cap` states.
 fn expect_competing_counterexample(planted: Planted, cap: usize) {

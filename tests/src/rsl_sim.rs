@@ -107,6 +107,10 @@ pub struct RslSim {
     outbox: Option<Box<Outbox>>,
     keys: u8,
     last_ops: Vec<u64>,
+    /// Each replica's `queries_answered` when last seen (a restart starts it over).
+    last_queries: Vec<u64>,
+    /// Queries leaders answered without a log write, in all.
+    pub queries_answered: u64,
     /// The highest truncation point any acceptor has reached.
     max_truncation: u64,
     /// Each crashed replica's durable state at the moment it crashed.
@@ -135,6 +139,8 @@ pub struct RslSim {
     /// names one reply for a replica's whole life, restarts included.
     one_b_chunks: BTreeMap<(usize, u64, u8), Vec<u8>>,
     planted: bool,
+    /// [`Plant::UnconfirmedReads`]: acknowledgements to forge, as (leader, from, round message).
+    forged_acks: Vec<(usize, Endpoint, Vec<u8>)>,
 }
 
 impl RslSim {
@@ -204,6 +210,8 @@ impl RslSim {
             stop_submitting: false,
             steps_at_now: 0,
             last_ops: vec![0; options.replicas],
+            last_queries: vec![0; options.replicas],
+            queries_answered: 0,
             max_truncation: 0,
             at_crash: vec![None; options.replicas],
             synced_views: vec![None; options.replicas],
@@ -219,6 +227,7 @@ impl RslSim {
             outbox: Some(Box::new(Outbox::new())),
             keys: options.keys.max(1),
             planted: false,
+            forged_acks: Vec::new(),
             options,
         }
     }

@@ -116,6 +116,8 @@ pub struct SeedReport {
     pub ops: (usize, usize),
     /// Batches the spec executed (the longest executed prefix).
     pub spec_ops: u64,
+    /// Queries answered without a log write (RSL).
+    pub queries: u64,
     /// Violations (empty on success).
     pub violations: Vec<Violation>,
     /// The linearizability check ran out of budget (no verdict).
@@ -213,6 +215,7 @@ fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
         net: NetCounts { sent: 0, lost: r.lost, duplicated: r.duplicated, partitioned: r.partitioned },
         ops: (r.ops_completed + r.ops_pending, r.ops_completed),
         spec_ops: r.transfers_completed,
+        queries: 0,
         violations: r.violations.iter().map(|v| Violation::new("kv", "kv-simulator", v.clone())).collect(),
         setup: format!(
             "KV{}: {} shards done, {} refused, {} transfers completed, {} redirects, {} client restarts, \
@@ -454,6 +457,7 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
         faults: sim.fault_counts,
         ops: (sim.history.len(), sim.completed()),
         spec_ops: sim.checker.refinement.spec_ops(),
+        queries: sim.queries_answered,
         violations: sim.violations,
         lin_unknown,
         setup,

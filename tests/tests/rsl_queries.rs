@@ -210,7 +210,10 @@ fn a_lost_round_is_sent_again_at_the_retransmission_timer() {
     let at = r.timer(fleet_engine::rsl::Timer::Retransmit).unwrap();
     let _ = r.tick(at, &mut out);
     let k = kinds(&out);
-    assert!(k.contains(&(eps()[1], "confirm 1".to_string())) && k.contains(&(eps()[2], "confirm 1".to_string())), "{k:?}");
+    assert!(
+        k.contains(&(eps()[1], "confirm 1".to_string())) && k.contains(&(eps()[2], "confirm 1".to_string())),
+        "{k:?}"
+    );
     out.clear();
     let _ = r.handle(at, eps()[2], &ack(1), &mut out);
     assert_eq!(r.stats().queries_answered, 1);

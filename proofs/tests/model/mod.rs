@@ -110,6 +110,10 @@ pub struct Scope {
     /// the step, so before the step's datagrams leave), and a restart rebuilds it from that
     /// log (`Replica::recover`: nothing is lost) instead of replacing it with an amnesiac.
     pub durable: bool,
+    /// Each client's last request is the counter's query (`Counter::QUERY`), which the
+    /// leader answers without a log write (`fleet_engine::rsl::reads`); the others
+    /// increment.
+    pub queries: bool,
     /// A deliberately wrong variant, to show the checker finds bugs.
     pub planted: Option<Planted>,
 }
@@ -136,6 +140,7 @@ impl Scope {
         restarts: 0,
         restartable: 0b111,
         durable: false,
+        queries: false,
         planted: None,
     };
 
@@ -156,6 +161,7 @@ impl Scope {
         restarts: 0,
         restartable: 0b111,
         durable: false,
+        queries: false,
         planted: None,
     };
 
@@ -169,6 +175,12 @@ impl Scope {
     /// moment (during the birth too), restarts from its log: as the same incarnation if its
     /// log holds no acceptor record, vouched for by those born with it.
     pub const DURABLE: Scope = Scope { restarts: 1, durable: true, ..Scope::VIEW_CHANGE };
+
+    /// Reads: [`Scope::VIEW_CHANGE`] where each client increments and then queries (two
+    /// requests, client `j` first sending to replica `j`), so a query can reach the leader
+    /// of the old view after the new view has executed an increment and answered it: the
+    /// situation the confirmation round exists for.
+    pub const READS: Scope = Scope { requests: 2, queries: true, rotate_clients: true, ..Scope::VIEW_CHANGE };
 
     /// Competing leaders: three ballots (views up to 1.2, so replicas 0, 1 and 2 may each
     /// lead one), two clients (client `j` first sends to replica `j`). The smallest scope in
@@ -198,6 +210,7 @@ impl Scope {
         restarts: 0,
         restartable: 0b111,
         durable: false,
+        queries: false,
         planted: None,
     };
 }
@@ -241,6 +254,10 @@ pub enum Planted {
     /// which its peers were born with and still vouch for as one that never acted, so it is
     /// born again with an empty acceptor, though it had promised and voted.
     KeepsIncarnationLosesAcceptor,
+    /// A leader answers queries without confirming its ballot: every confirmation round a
+    /// replica sends is acknowledged at once, within the step, by forged acknowledgements
+    /// from every other replica (as if the leader counted a quorum it never heard from).
+    UnconfirmedReads,
 }
 
 /// Endpoint of actor `id` in a cluster of `n` replicas (replicas first, then clients).
@@ -316,7 +333,10 @@ fn bal(b: Ballot) -> String {
 /// A one-line description of a message, for counterexample traces.
 pub fn describe(msg: &RslMsg<'_>) -> String {
     match msg {
+        RslMsg::Request { seqno, request } if request.0 == Counter::QUERY => format!("Query#{seqno}"),
         RslMsg::Request { seqno, .. } => format!("Request#{seqno}"),
+        RslMsg::ReadConfirm { bal: b, round } => format!("ReadConfirm({}, round {round})", bal(*b)),
+        RslMsg::ReadAck { bal: b, round } => format!("ReadAck({}, round {round})", bal(*b)),
         RslMsg::ForwardedRequest { client, seqno, .. } => format!("ForwardedRequest({client:?}#{seqno})"),
         RslMsg::RecoverRequest { nonce, catching_up } => format!("RecoverRequest#{nonce}(catching up {catching_up})"),
         RslMsg::RecoverReply { nonce, rejoining, fresh, ballot, next_opn, .. } => {
@@ -443,6 +463,8 @@ pub struct HistOp {
     pub client: usize,
     /// Its seqno.
     pub seqno: u64,
+    /// The request bytes.
+    pub request: Vec<u8>,
     /// Logical invocation time.
     pub invoke: u32,
     /// Logical return time and reply.
@@ -458,8 +480,17 @@ pub struct ModelCfg {
     pub config: RslConfig<3>,
 }
 
-/// The request every client sends (the counter ignores its bytes).
+/// The request every client sends to increment (the counter ignores its bytes).
 pub const REQUEST: &[u8] = b"inc";
+
+/// The request a client sends as its `k`-th (0-based): [`REQUEST`], or with
+/// [`Scope::queries`] the counter's query as the last one.
+pub fn request_of(scope: &Scope, k: u32) -> &'static [u8] {
+    match scope.queries && k + 1 == scope.requests {
+        true => Counter::QUERY,
+        false => REQUEST,
+    }
+}
 
 fn emit(o: &mut Out<Node>, n: usize, actors: usize, out: &fleet_engine::Outbox<'_>, mutate: impl Fn(&[u8]) -> Vec<u8>) {
     for (dst, bytes) in out.iter() {
@@ -544,6 +575,24 @@ fn merge_mutant(planted: Option<Planted>, replica: &MReplica, bytes: &[u8]) -> O
     Some(encode(cluster, &RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote }))
 }
 
+/// [`Planted::UnconfirmedReads`]: each confirmation round the replica sent in this step is
+/// acknowledged at once by every replica it went to (forged, handed straight back).
+fn forge_read_acks(r: &mut ReplicaNode, n: usize, out: &mut fleet_engine::Outbox<'_>) {
+    let rounds: Vec<(Endpoint, Ballot, u64)> = out
+        .iter()
+        .filter_map(|(dst, b)| match wire::decode_rsl::<RslMsg<'_>>(b) {
+            Ok((_, RslMsg::ReadConfirm { bal, round })) => Some((dst, bal, round)),
+            _ => None,
+        })
+        .collect();
+    for (dst, bal, round) in rounds {
+        let ack = encode(r.replica.cluster(), &RslMsg::ReadAck { bal, round });
+        if (0..n).any(|i| endpoint(i, n) == dst) {
+            let _ = r.replica.handle(r.now, dst, &ack, out);
+        }
+    }
+}
+
 /// Hands one datagram to a replica's engine: notes a conflicting phase-1 vote, applies a
 /// planted `merge_vote` mutant, then `handle`.
 fn deliver(
@@ -599,6 +648,9 @@ impl Node {
                         deliver(scope.planted, &mut next, me, &d, out);
                     }
                 }
+            }
+            if scope.planted == Some(Planted::UnconfirmedReads) {
+                forge_read_acks(&mut next, n, out);
             }
             if scope.durable {
                 // Written within the step, so before any of its datagrams leaves.
@@ -716,7 +768,7 @@ impl Actor for Node {
                 let requests = scope.requests;
                 let next = self
                     .client_step(&node, o, |c, out| {
-                        if requests > 0 && c.client.submit(c.now, REQUEST, out).is_ok() {
+                        if requests > 0 && c.client.submit(c.now, request_of(scope, 0), out).is_ok() {
                             c.submitted += 1;
                         }
                     })
@@ -770,7 +822,8 @@ impl Actor for Node {
                 let requests = scope.requests;
                 self.client_step(node, o, |c, out| {
                     let done = c.client.handle(c.now, from, &msg.0).is_some();
-                    if done && c.submitted < requests && c.client.submit(c.now, REQUEST, out).is_ok() {
+                    let next = request_of(&scope, c.submitted);
+                    if done && c.submitted < requests && c.client.submit(c.now, next, out).is_ok() {
                         c.submitted += 1;
                     }
                 })
@@ -886,13 +939,13 @@ fn record_out(cfg: &ModelCfg, h: &History, env: stateright::actor::Envelope<&Dat
     if src < n {
         return None;
     }
-    let Some(RslMsg::Request { seqno, .. }) = env.msg.decode() else { return None };
+    let Some(RslMsg::Request { seqno, request }) = env.msg.decode() else { return None };
     let client = src - n;
     if h.ops.iter().any(|op| op.client == client && op.seqno == seqno) {
         return None;
     }
     let mut h = h.clone();
-    h.ops.push(HistOp { client, seqno, invoke: h.clock, ret: None });
+    h.ops.push(HistOp { client, seqno, request: request.0.to_vec(), invoke: h.clock, ret: None });
     h.clock += 1;
     Some(h)
 }
@@ -973,7 +1026,7 @@ pub fn operations(h: &History) -> Vec<Operation<Vec<u8>, Vec<u8>>> {
         .iter()
         .map(|op| Operation {
             client: op.client as u64,
-            op: REQUEST.to_vec(),
+            op: op.request.clone(),
             invoke_us: u64::from(op.invoke),
             complete: op.ret.as_ref().map(|(t, r)| (u64::from(*t), r.clone())),
         })
@@ -1016,6 +1069,14 @@ pub const REJOINED: &str = "a replica that lost its promises and votes takes par
 /// The name of the [`merged_conflicting_votes`] reachability property.
 pub const CONFLICTING_VOTES: &str = "a phase 1 merges different batches voted at one operation";
 
+/// Progress: a leader answered a query without a log write.
+pub fn query_answered(_: &RslModel, s: &RslState) -> bool {
+    replicas(s).iter().any(|r| r.replica.stats().queries_answered > 0)
+}
+
+/// The name of the [`query_answered`] progress property.
+pub const QUERY_ANSWERED: &str = "a leader answers a query without a log write";
+
 /// Progress: a batch decided in a later view was executed somewhere.
 pub fn executed_after_view_change(_: &RslModel, s: &RslState) -> bool {
     replicas(s).iter().any(|r| r.replica.executor().max_bal_reflected > Ballot::INITIAL)
@@ -1055,7 +1116,8 @@ pub fn model(scope: Scope, progress: bool) -> RslModel {
             .property(Expectation::Sometimes, "a view change completes", view_changed)
             .property(Expectation::Sometimes, "a batch of a later view executes", executed_after_view_change)
             .property(Expectation::Sometimes, CONFLICTING_VOTES, merged_conflicting_votes)
-            .property(Expectation::Sometimes, REJOINED, rejoined);
+            .property(Expectation::Sometimes, REJOINED, rejoined)
+            .property(Expectation::Sometimes, QUERY_ANSWERED, query_answered);
     }
     m
 }

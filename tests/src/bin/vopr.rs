@@ -181,7 +181,10 @@ fn main() -> ExitCode {
         t.steps as f64 / secs.max(1e-9)
     );
     println!("  simulated time {:.1} s", t.sim_us as f64 / 1e6);
-    println!("  client ops     {} invoked, {} completed; {} batches executed", t.ops_invoked, t.ops_done, t.batches);
+    println!(
+        "  client ops     {} invoked, {} completed; {} batches executed, {} queries answered without one",
+        t.ops_invoked, t.ops_done, t.batches, t.queries
+    );
     println!(
         "  network        {} datagrams, {} lost, {} duplicated, {} dropped by partitions",
         t.sent, t.lost, t.dup, t.partitioned
@@ -250,6 +253,7 @@ struct Totals {
     ops_invoked: u64,
     ops_done: u64,
     batches: u64,
+    queries: u64,
     sent: u64,
     lost: u64,
     dup: u64,
@@ -270,6 +274,7 @@ impl Totals {
         self.ops_invoked += r.ops.0 as u64;
         self.ops_done += r.ops.1 as u64;
         self.batches += r.spec_ops;
+        self.queries += r.queries;
         self.sent += r.net.sent;
         self.lost += r.net.lost;
         self.dup += r.net.duplicated;

@@ -16,6 +16,7 @@ use super::{Ev, RslSim};
 /// Wire tag of `RslMsg::Reply` (postcard variant index, after the 3-byte envelope).
 const REPLY_TAG: u8 = 6;
 /// Where an RSL datagram's message tag is: after the envelope and the cluster identity.
+const READ_CONFIRM_TAG: u8 = 13;
 const TAG_AT: usize = fleet_engine::wire::RSL_HEADER_BYTES;
 const ONE_B_TAG: u8 = 2;
 const FORWARDED_TAG: u8 = 10;
@@ -38,6 +39,9 @@ impl RslSim {
             self.checker.observe(&ev, v);
             prune = ex.ops_complete % 32 == 0;
         }
+        let queries = r.stats().queries_answered;
+        self.queries_answered += queries.saturating_sub(self.last_queries[i]);
+        self.last_queries[i] = queries;
         if let Err(e) = r.check_invariants() {
             self.violations.push(Violation::new("invariant", "Replica::check_invariants", format!("replica {i}: {e}")));
         }
@@ -92,6 +96,9 @@ impl RslSim {
     pub(super) fn replica_sends(&mut self, i: usize, from: Endpoint, to: Endpoint, bytes: &[u8]) {
         if bytes.get(TAG_AT) == Some(&ONE_B_TAG) {
             self.check_one_b_id(i, bytes);
+        }
+        if bytes.get(TAG_AT) == Some(&READ_CONFIRM_TAG) && self.options.plant == Plant::UnconfirmedReads {
+            self.forged_acks.push((i, to, bytes.to_vec()));
         }
         if bytes.get(TAG_AT) == Some(&FORWARDED_TAG) && self.options.plant == Plant::NoForward {
             self.fault_counts.planted += 1;

@@ -69,11 +69,16 @@ pub enum Plant {
     /// datagram replayed from another (spoofed) member's address opens, and counts as that
     /// member's (auth: no host accepts a datagram no key holder produced).
     IgnoresSender,
+    /// A leader answers queries without a quorum's confirmation: every confirmation round
+    /// it sends is acknowledged at once by each replica it went to (forged, handed straight
+    /// back), so a leader cut off from a newer view answers from its stale state
+    /// (linearizability).
+    UnconfirmedReads,
 }
 
 impl Plant {
     /// Every plant, for `--plant` parsing and help.
-    pub const ALL: [(&'static str, Plant); 15] = [
+    pub const ALL: [(&'static str, Plant); 16] = [
         ("none", Plant::None),
         ("forge-2b", Plant::ForgeTwoB),
         ("skip-phase1", Plant::SkipPhase1),
@@ -89,6 +94,7 @@ impl Plant {
         ("forget-incarnation", Plant::ForgetIncarnation),
         ("claims-at-once", Plant::ClaimsAtOnce),
         ("ignores-sender", Plant::IgnoresSender),
+        ("unconfirmed-reads", Plant::UnconfirmedReads),
     ];
 
     /// Parses a `--plant` name.
@@ -104,6 +110,13 @@ impl Plant {
 
 impl RslSim {
     pub(super) fn maybe_plant(&mut self) {
+        for (leader, from, round) in std::mem::take(&mut self.forged_acks) {
+            let Ok(RslMsg::ReadConfirm { bal, round }) = wire::decode::<RslMsg<'_>>(Protocol::Rsl, &round) else {
+                continue;
+            };
+            self.fault_counts.planted += 1;
+            self.forge_to_replica(leader, from, &RslMsg::ReadAck { bal, round });
+        }
         if self.planted || self.options.plant == Plant::None || self.steps < 200 {
             return;
         }
@@ -118,7 +131,8 @@ impl RslSim {
             | Plant::RejoinAtOnce
             | Plant::ForgetIncarnation
             | Plant::ClaimsAtOnce
-            | Plant::IgnoresSender => false,
+            | Plant::IgnoresSender
+            | Plant::UnconfirmedReads => false,
             Plant::ForgeTwoB => self.plant_forge_2b(),
             Plant::SkipPhase1 => self.plant_skip_phase1(),
             Plant::ForgeReply => self.plant_forge_reply(),

@@ -55,4 +55,3 @@ pub fn leader() -> SimReplica {
     assert!(r.status().is_leader);
     r
 }
-

@@ -31,7 +31,8 @@ impl<
         self.transfer.invariant()?;
         self.retained.invariant()?;
         self.reads.invariant()?;
-        if self.reads.pending() > 0 && !(self.leads_reads() && self.reads.ballot() == self.proposer.max_ballot_sent_1a) {
+        if self.reads.pending() > 0 && !(self.leads_reads() && self.reads.ballot() == self.proposer.max_ballot_sent_1a)
+        {
             return Err("queries pending at a replica that does not lead their ballot");
         }
         if self.reads.iter().any(|r| r.opn > self.proposer.next_opn) {

@@ -67,7 +67,10 @@ impl<
     /// acknowledgement delays queries by one period instead of forever.
     pub(super) fn resend_read_round(&mut self, out: &mut Outbox<'_>) {
         let (me, n, q) = (self.me, self.config.n(), self.config.quorum());
-        if self.leads_reads() && self.reads.ballot() == self.proposer.max_ballot_sent_1a && self.reads.in_flight(me, n, q) {
+        if self.leads_reads()
+            && self.reads.ballot() == self.proposer.max_ballot_sent_1a
+            && self.reads.in_flight(me, n, q)
+        {
             self.send_read_round(self.reads.ballot(), self.reads.sent_round(), out);
         }
     }
