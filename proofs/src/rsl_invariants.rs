@@ -312,9 +312,10 @@ pub fn check_replies_justified<const R: usize, S: AppSpec>(
             let r = AppReply { client: client_id(s.dst), seqno, reply: reply.0.to_vec() };
             let query_answered = || {
                 sent.iter().any(|q| match q.msg {
-                    RslMsg::Request { seqno: qs, request } if q.src == s.dst && qs == seqno => {
-                        states.get_or_init(&states_of).iter().any(|st: &S| st.query(request.0).as_deref() == Some(reply.0))
-                    }
+                    RslMsg::Request { seqno: qs, request } if q.src == s.dst && qs == seqno => states
+                        .get_or_init(&states_of)
+                        .iter()
+                        .any(|st: &S| st.query(request.0).as_deref() == Some(reply.0)),
                     _ => false,
                 })
             };

@@ -123,11 +123,8 @@ fn simulated_quorum_of_n_over_2_breaks_safety() {
 fn unconfirmed_reads_break_linearizability() {
     let scope = Scope {
         planted: Some(Planted::UnconfirmedReads),
-        clients: 1,
-        requests: 3,
-        client_ticks: 2,
-        replica_ticks: [0, 1, 2],
-        total_ticks: 3,
+        replica_ticks: [0, 2, 2],
+        total_ticks: 4,
         lazy_timers: true,
         self_loop: true,
         ..Scope::READS

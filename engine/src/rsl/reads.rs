@@ -125,11 +125,7 @@ impl<const R: usize, const C: usize> Reads<R, C> {
         let n = n.min(R);
         // The highest round that `quorum` replicas reached; O(R²) without a sort (firmware
         // flash: `core`'s sort is 4 KiB).
-        (0..n)
-            .map(ack)
-            .filter(|round| (0..n).filter(|j| ack(*j) >= *round).count() >= quorum)
-            .max()
-            .unwrap_or(0)
+        (0..n).map(ack).filter(|round| (0..n).filter(|j| ack(*j) >= *round).count() >= quorum).max().unwrap_or(0)
     }
 
     /// True while a round is sent and not yet confirmed by a quorum.

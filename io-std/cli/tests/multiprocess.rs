@@ -23,7 +23,16 @@ fn start_cluster(tag: &str) -> Cluster {
 
 #[test]
 fn a_killed_leader_loses_no_acknowledged_operation_and_service_resumes_within_two_view_timeouts() {
-    let mut cluster = start_cluster("kill-leader");
+    // Stats lines: the new leader must be seen answering Gets without a log write.
+    let mut cluster = Cluster::start_with(&support::ClusterOptions {
+        tag: "kill-leader",
+        advertised: None,
+        bind: None,
+        view_timeout_ms: VIEW_TIMEOUT_MS,
+        stats_lines: true,
+        data_dirs: false,
+        extra_args: Vec::new(),
+    });
     let history = cluster.dir.join("history.jsonl");
     let opts = BenchOptions {
         clients: 8,
@@ -55,6 +64,20 @@ fn a_killed_leader_loses_no_acknowledged_operation_and_service_resumes_within_tw
         first_completion_after(&read_history(&history), killed_at_us).expect("operations completed after the kill");
     let gap_ms = (resumed - killed_at_us) / 1000;
     assert!(gap_ms < 2 * VIEW_TIMEOUT_MS, "service resumed {gap_ms} ms after the kill");
+    // The history's Gets include queries answered from a leader's state (both leaders:
+    // the killed one's log counts too, but only the survivors' are read here).
+    std::thread::sleep(Duration::from_millis(1200)); // one more stats line
+    let queries: u64 = (1..3).map(|i| last_stat(&cluster.logs[i], "queries=")).sum();
+    assert!(queries > 0, "no query answered without a log write after the kill");
+}
+
+/// The last value of `key` (`queries=`, ...) in a replica's stats lines (0 if none).
+fn last_stat(log: &Path, key: &str) -> u64 {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .rev()
+        .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix(key)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
 }
 
 #[test]

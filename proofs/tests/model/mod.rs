@@ -1192,9 +1192,7 @@ pub fn simulate(scope: Scope, progress: bool, opts: SimOpts) -> Outcome {
     let start = WallClock::now();
     let m = model(scope, progress);
     // Archived walks start from states of a protocol-progress cell ([`cell`]).
-    let by_clients: walk::Cell<RslModel> = cell_with_clients;
-    let cell: Option<walk::Cell<RslModel>> =
-        (opts.from_archive_per_mille > 0).then_some(if scope.queries { by_clients } else { cell });
+    let cell: Option<walk::Cell<RslModel>> = (opts.from_archive_per_mille > 0).then_some(cell);
     let r = walk::simulate_archived(&m, &opts, walk::forget_last_msg, describe_state, cell);
     Outcome {
         states: r.states,
@@ -1232,26 +1230,6 @@ pub fn cell(_: &RslModel, s: &RslState) -> u64 {
     votes.sort();
     votes.dedup();
     votes.hash(&mut h);
-    h.finish()
-}
-
-/// [`cell`] refined by what clients and executors did (per client the requests submitted
-/// and whether the last was answered, per replica the operations executed): with
-/// [`Scope::queries`] the walks must reach states where one view answered a client before
-/// another replica answers the next request, which [`cell`] does not tell apart.
-pub fn cell_with_clients(m: &RslModel, s: &RslState) -> u64 {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut h = DefaultHasher::new();
-    cell(m, s).hash(&mut h);
-    for r in replicas(s) {
-        r.replica.executor().ops_complete.hash(&mut h);
-    }
-    for a in &s.actor_states {
-        if let NodeState::Client(c) = &**a {
-            (c.submitted, c.client.next_deadline() == Instant::NEVER).hash(&mut h);
-        }
-    }
-    s.history.ops.iter().filter(|o| o.ret.is_some()).count().hash(&mut h);
     h.finish()
 }
 
