@@ -89,7 +89,9 @@ fn an_isolated_replica_catches_up_by_chunked_state_transfer() {
 /// log now starts), so nothing but the new leader's retransmission can tell it to fetch state.
 #[test]
 fn a_leader_cut_off_past_the_truncation_point_catches_up_after_healing_with_no_new_traffic() {
-    let options = SimOptions { ops_per_client: 60, keys: 20, ..SimOptions::default() };
+    // Enough writes after the cut that the others' retained batches no longer reach back to
+    // the old leader (Gets take no log slot: they are answered without a log write).
+    let options = SimOptions { ops_per_client: 150, keys: 20, ..SimOptions::default() };
     let mut sim = RslSim::new(4, options);
     assert!(sim.run_until(30 * SECOND_US, |s| s.completed() >= 20));
     // Cut the leader off while it has nothing pending: it then has no reason to time out

@@ -112,7 +112,7 @@ fn invariant_checker_catches_a_checkpoint_reported_before_it_is_durable() {
 
 #[test]
 fn invariant_checker_catches_recovery_from_a_torn_snapshot() {
-    binding_bug_is_caught(Plant::TornSnapshot, "invariant", "reports only durable checkpoints", 2005..2043, 2);
+    binding_bug_is_caught(Plant::TornSnapshot, "invariant", "reports only durable checkpoints", 1860..2045, 2);
 }
 
 #[test]
@@ -308,11 +308,11 @@ fn sealed_seeds_refuse_every_forgery_of_every_kind() {
 }
 
 /// A leader that answers queries without its quorum's confirmation serves stale reads once
-/// a partition leaves it behind a newer view: the two seeds of the first 3,000 where the
-/// planted bug bites (the rest of them pass with it, and these pass without it).
+/// a partition leaves it behind a newer view: the seed of the first 4,000 where the planted
+/// bug bites (the rest of them pass with it, and this one passes without it).
 #[test]
 fn linearizability_checker_catches_queries_answered_without_confirmation() {
-    for seed in [2187, 2194] {
+    for seed in [2187] {
         let clean = run_seed(seed, &cfg(5_000, Plant::None));
         assert!(clean.violations.is_empty() && clean.queries > 0, "{}", describe(&clean));
         let c = RunConfig { keep_going: true, ..cfg(5_000, Plant::UnconfirmedReads) };

@@ -164,6 +164,8 @@ pub struct Replica<
     born_with: [u64; R],
     /// Queries waiting for a confirmation round and for execution (leader only).
     reads: Reads<R, C>,
+    /// The highest checkpoint this replica has sent (in a 2b or a heartbeat).
+    ckpt_reported: u64,
 }
 
 impl<
@@ -214,6 +216,7 @@ impl<
             rejoin: None,
             born_with: [0; R],
             reads: Reads::default(),
+            ckpt_reported: 0,
             config,
         })
     }
@@ -253,6 +256,7 @@ impl<
         }
         self.run_actions(now, out);
         self.answer_queries(out);
+        self.report_drained_window(out);
         if self.executor.ops_complete > ops_before {
             self.election.reflect_progress(now);
         }
@@ -284,6 +288,7 @@ impl<
         }
         self.run_actions(now, out);
         self.answer_queries(out);
+        self.report_drained_window(out);
         if self.executor.ops_complete > ops_before {
             self.election.reflect_progress(now);
         }

@@ -33,8 +33,38 @@ impl<
             suspicious: self.election.suspects(self.me),
             opn_ckpt: self.checkpoint(),
         };
+        self.ckpt_reported = self.ckpt_reported.max(self.checkpoint());
         let max = self.config.params.max_datagram_bytes;
         emit::broadcast(out, &mut self.stats, Envelope::Rsl(self.cluster), max, &self.config.replicas, &msg);
+    }
+
+    /// A follower that voted for the last operation of its log window and has now executed
+    /// (in durable mode: made durable) everything it voted for tells the leader its
+    /// checkpoint at once, in a heartbeat to the leader alone. The leader proposes nothing
+    /// past its window until it truncates, and it truncates on checkpoints, which otherwise
+    /// reach it with the next 2b (there is none: the window is full) or the next periodic
+    /// heartbeat: under a load that fills the window, every window waited for a heartbeat
+    /// period (1,024 clients: 9.6k ops/s with 100 ms heartbeats, 47.6k with 10 ms).
+    pub(super) fn report_drained_window(&mut self, out: &mut Outbox<'_>) {
+        let ckpt = self.checkpoint();
+        if self.rejoin.is_some() || self.leading() || ckpt <= self.ckpt_reported {
+            return;
+        }
+        let Some(top_vote) = self.acceptor.votes().map(|v| v.opn).max() else { return };
+        let window_end = self.acceptor.log_truncation_point.saturating_add(self.config.params.max_log_length);
+        if top_vote.saturating_add(1) < window_end || ckpt <= top_vote {
+            return;
+        }
+        let leader = usize::from(self.election.current_view.proposer);
+        let Some(dst) = self.config.replicas.get(leader).copied().filter(|_| leader != self.me) else { return };
+        let msg = RslMsg::Heartbeat {
+            bal: self.election.current_view,
+            suspicious: self.election.suspects(self.me),
+            opn_ckpt: ckpt,
+        };
+        self.ckpt_reported = ckpt;
+        let max = self.config.params.max_datagram_bytes;
+        emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, dst, &msg);
     }
 
     /// Recovers lost 1a/1b and 2a/2b without waiting for a view change: in phase 1 the 1a

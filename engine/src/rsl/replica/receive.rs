@@ -176,6 +176,7 @@ impl<
                         self.acceptor_changed();
                         self.journal.note_vote(Acceptor::<R, W, D>::slot_of(opn));
                         let opn_ckpt = self.checkpoint();
+                        self.ckpt_reported = self.ckpt_reported.max(opn_ckpt);
                         let msg = RslMsg::TwoB { bal, opn, batch, opn_ckpt };
                         let first = out.len();
                         emit::broadcast(

@@ -43,6 +43,7 @@ where
             rejoin: self.rejoin.clone(),
             born_with: self.born_with,
             reads: self.reads.clone(),
+            ckpt_reported: self.ckpt_reported,
         }
     }
 }
@@ -80,6 +81,7 @@ where
             && self.rejoin == other.rejoin
             && self.born_with == other.born_with
             && self.reads == other.reads
+            && self.ckpt_reported == other.ckpt_reported
     }
 }
 
@@ -133,6 +135,7 @@ where
         self.rejoin.hash(state);
         self.born_with.hash(state);
         self.reads.hash(state);
+        self.ckpt_reported.hash(state);
     }
 }
 
@@ -169,6 +172,7 @@ where
             .field("rejoin", &self.rejoin)
             .field("born_with", &self.born_with)
             .field("reads", &self.reads)
+            .field("ckpt_reported", &self.ckpt_reported)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
