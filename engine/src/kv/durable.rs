@@ -156,7 +156,7 @@ pub enum KvRecord<'a> {
 /// The scalar fields of an image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageHeader {
-    /// The cluster identity ([`KvConfig::identity`]): an image of another cluster is refused.
+    /// The cluster identity ([`crate::kv::KvConfig::identity`]): an image of another cluster is refused.
     pub cluster: u32,
     /// The host's index.
     pub me: HostId,
