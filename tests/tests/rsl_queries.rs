@@ -9,7 +9,6 @@ use fleet_engine::rsl::apps::kv::{KvOp, KvReply};
 use fleet_engine::rsl::{Ballot, RslMsg};
 use fleet_engine::wire::Bytes;
 use fleet_engine::{Endpoint, Instant, Outbox};
-use fleet_tests::rsl_sim::SimReplica;
 use rules_common::*;
 
 fn client(port: u16) -> Endpoint {
@@ -54,28 +53,10 @@ fn ack(round: u64) -> Vec<u8> {
     encode(&RslMsg::ReadAck { bal: Ballot::INITIAL, round })
 }
 
-/// The leader proposes a Put of `value` and decides it with 2b from replicas 0 and 1.
-fn decide_put(r: &mut SimReplica, seqno: u64, value: &'static [u8]) {
-    let mut store = Out::new();
-    let mut out = store.outbox();
-    let _ = r.handle(Instant::ZERO, client(1), &put(seqno, value), &mut out);
-    let (opn, batch) = sent(&out)
-        .into_iter()
-        .find_map(|(_, b)| match decode(&b) {
-            RslMsg::TwoA { opn, batch, .. } => Some((opn, batch.0.to_vec())),
-            _ => None,
-        })
-        .expect("an idle leader proposes at once");
-    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch: Bytes(&batch), opn_ckpt: 0 });
-    for from in [0, 1] {
-        let _ = r.handle(Instant::ZERO, eps()[from], &two_b, &mut out);
-    }
-}
-
 #[test]
 fn a_query_at_the_leader_is_answered_once_a_quorum_confirms_and_proposes_nothing() {
     let mut r = leader();
-    decide_put(&mut r, 1, b"v1");
+    propose_and_decide(&mut r, client(1), &put(1, b"v1"));
     let ops = r.status().ops_complete;
     let mut store = Out::new();
     let mut out = store.outbox();

@@ -196,27 +196,13 @@ fn truncation_is_at_most_the_quorum_th_highest_checkpoint_and_ignores_silent_rep
     assert_eq!(r.acceptor().votes().next().map(|v| v.opn), Some(4), "votes below 4 are gone");
 }
 
-/// Replica 0 leading view (1, 0) with promises from itself and replica 1, nothing executed.
 /// Replica 0 leads view (1, 0) (promises from itself and replica 1) and executes five
 /// one-request batches (2b from itself and replica 1, each reporting checkpoint 0).
 fn leader_executed_five() -> SimReplica {
     let mut r = leader();
-    let mut store = Out::new();
-    let mut out = store.outbox();
     let client = Endpoint::v4([10, 0, 1, 1], 9000);
     for seqno in 1..=5 {
-        out.clear();
-        let _ = r.handle(Instant::ZERO, client, &encode(&RslMsg::Request { seqno, request: Bytes(b"put") }), &mut out);
-        let (opn, batch) = sent(&out)
-            .into_iter()
-            .find_map(|(_, b)| match decode(&b) {
-                RslMsg::TwoA { opn, batch, .. } => Some((opn, batch.0.to_vec())),
-                _ => None,
-            })
-            .expect("an idle leader proposes at once");
-        let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch: Bytes(&batch), opn_ckpt: 0 });
-        let _ = r.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
-        let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
+        propose_and_decide(&mut r, client, &encode(&RslMsg::Request { seqno, request: Bytes(b"put") }));
     }
     assert_eq!(r.status().ops_complete, 5);
     r

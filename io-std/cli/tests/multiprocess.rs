@@ -24,15 +24,9 @@ fn start_cluster(tag: &str) -> Cluster {
 #[test]
 fn a_killed_leader_loses_no_acknowledged_operation_and_service_resumes_within_two_view_timeouts() {
     // Stats lines: the new leader must be seen answering Gets without a log write.
-    let mut cluster = Cluster::start_with(&support::ClusterOptions {
-        tag: "kill-leader",
-        advertised: None,
-        bind: None,
-        view_timeout_ms: VIEW_TIMEOUT_MS,
-        stats_lines: true,
-        data_dirs: false,
-        extra_args: Vec::new(),
-    });
+    let options =
+        support::ClusterOptions { stats_lines: true, ..support::ClusterOptions::local("kill-leader", VIEW_TIMEOUT_MS) };
+    let mut cluster = Cluster::start_with(&options);
     let history = cluster.dir.join("history.jsonl");
     let opts = BenchOptions {
         clients: 8,

@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use fleet_engine::rsl::{Ballot, RslMsg};
-use fleet_engine::wire::{self, Protocol};
+use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 use fleet_tests::rsl_sim::{SimApp, SimReplica};
 
@@ -54,4 +54,23 @@ pub fn leader() -> SimReplica {
     }
     assert!(r.status().is_leader);
     r
+}
+
+/// Hands the leader `r` a client's request datagram, takes the 2a it proposes at once, and
+/// decides it with 2b from replicas 0 and 1 (each reporting checkpoint 0).
+pub fn propose_and_decide(r: &mut SimReplica, client: Endpoint, request: &[u8]) {
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let _ = r.handle(Instant::ZERO, client, request, &mut out);
+    let (opn, batch) = sent(&out)
+        .into_iter()
+        .find_map(|(_, b)| match decode(&b) {
+            RslMsg::TwoA { opn, batch, .. } => Some((opn, batch.0.to_vec())),
+            _ => None,
+        })
+        .expect("an idle leader proposes at once");
+    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch: Bytes(&batch), opn_ckpt: 0 });
+    for from in [0, 1] {
+        let _ = r.handle(Instant::ZERO, eps()[from], &two_b, &mut out);
+    }
 }

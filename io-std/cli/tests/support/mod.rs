@@ -55,10 +55,10 @@ pub struct ClusterOptions<'a> {
     pub extra_args: Vec<String>,
 }
 
-impl Cluster {
-    /// Three replicas on free loopback ports.
-    pub fn start(tag: &str, view_timeout_ms: u64) -> Cluster {
-        Cluster::start_with(&ClusterOptions {
+impl<'a> ClusterOptions<'a> {
+    /// Three in-memory replicas on free loopback ports, without stats lines.
+    pub fn local(tag: &'a str, view_timeout_ms: u64) -> ClusterOptions<'a> {
+        ClusterOptions {
             tag,
             advertised: None,
             bind: None,
@@ -66,7 +66,14 @@ impl Cluster {
             stats_lines: false,
             data_dirs: false,
             extra_args: Vec::new(),
-        })
+        }
+    }
+}
+
+impl Cluster {
+    /// Three replicas on free loopback ports.
+    pub fn start(tag: &str, view_timeout_ms: u64) -> Cluster {
+        Cluster::start_with(&ClusterOptions::local(tag, view_timeout_ms))
     }
 
     /// Writes the config, starts the replicas and waits (at most 10 s) until a write commits.
