@@ -39,23 +39,23 @@ impl<
     }
 
     /// A follower that has executed (in durable mode: made durable) everything it voted for,
-    /// at least half a log window past the checkpoint it last reported, tells the leader its
+    /// a whole log window past the checkpoint it last reported, tells the leader its
     /// checkpoint at once, in a heartbeat to the leader alone. The leader proposes nothing
     /// past its window until it truncates, and it truncates on checkpoints, which otherwise
     /// reach it with the next 2b (there is none while the window is full) or the next
     /// periodic heartbeat: under a load that fills the window, every window waited for a
     /// heartbeat period (1,024 clients: 9.6k ops/s with 100 ms heartbeats, 47.6k with 10
     /// ms). The follower cannot see the leader's truncation point (its own differs), hence
-    /// the lag since its last report as the trigger; with one batch in flight at a time the
-    /// 2b carry the checkpoint and nothing more is sent.
+    /// the lag since its last report as the trigger: a window's worth executed without a 2b
+    /// or heartbeat to carry it is what a full window looks like from here; with fewer
+    /// batches in flight the 2b carry the checkpoint and nothing more is sent.
     pub(super) fn report_drained_window(&mut self, out: &mut Outbox<'_>) {
         let ckpt = self.checkpoint();
         if self.rejoin.is_some() || self.leading() || ckpt <= self.ckpt_reported {
             return;
         }
         let Some(top_vote) = self.acceptor.votes().map(|v| v.opn).max() else { return };
-        let half_window = (self.config.params.max_log_length / 2).max(1);
-        if ckpt <= top_vote || ckpt - self.ckpt_reported < half_window {
+        if ckpt <= top_vote || ckpt - self.ckpt_reported < self.config.params.max_log_length {
             return;
         }
         let leader = usize::from(self.election.current_view.proposer);
