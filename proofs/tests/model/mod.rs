@@ -1240,7 +1240,7 @@ pub const SIM_CI_STATES: usize = 500_000;
 /// States the CI runs of [`Scope::COMPETING_LEADERS`] check at most (archived walks,
 /// [`SimOpts::archived`]): the unplanted control checks this many without a violation and
 /// reaches [`CONFLICTING_VOTES`]; the planted `merge_vote` mutants are found within it.
-pub const COMPETING_CI_STATES: usize = 300_000;
+pub const COMPETING_CI_STATES: usize = 400_000;
 
 /// States the CI runs of [`Scope::AMNESIA`] check at most (archived walks): the control
 /// (the real rejoin) checks this many without a violation; the planted
@@ -1249,8 +1249,9 @@ pub const AMNESIA_CI_STATES: usize = 150_000;
 
 /// States the CI runs of [`Scope::DURABLE`] check at most (archived walks): the control
 /// (the real records) checks this many without a violation; the planted
-/// [`Planted::KeepsIncarnationLosesAcceptor`] is found within it (about 220,000 in).
-pub const DURABLE_CI_STATES: usize = 400_000;
+/// [`Planted::KeepsIncarnationLosesAcceptor`] is found within it (about 450,000 in since the
+/// checkpoint report of session 28, 220,000 before).
+pub const DURABLE_CI_STATES: usize = 600_000;
 
 /// A readable counterexample: the actions of the path, one per line.
 pub fn trace(m: &RslModel, path: &stateright::Path<RslState, <RslModel as Model>::Action>) -> String {
