@@ -74,6 +74,7 @@ fn simulated_two_clients_view_change() {
 /// Reads: each client increments, then queries, around one view change, by random walks.
 /// Every query answer must be linearizable and read a state the spec passed through.
 #[test]
+#[cfg_attr(debug_assertions, ignore = "release only: cargo test -p fleet-proofs --release --test rsl_model")]
 fn simulated_queries_around_a_view_change() {
     let scope = Scope::READS;
     let o = simulate(scope, true, SimOpts::ci(SIM_CI_STATES));
