@@ -181,10 +181,7 @@ impl<const KB: usize, const VB: usize> App for StdKvApp<KB, VB> {
             Some(op) => self.execute(op),
             None => KvReply::Error(KvAppError::Malformed),
         };
-        match postcard::to_slice(&answer, &mut *reply) {
-            Ok(b) => b.len(),
-            Err(_) => postcard::to_slice(&KvReply::Error(KvAppError::ReplyTooLarge), reply).map_or(0, |b| b.len()),
-        }
+        answer.encode_into(reply)
     }
 
     fn is_query(request: &[u8]) -> bool {
@@ -196,10 +193,7 @@ impl<const KB: usize, const VB: usize> App for StdKvApp<KB, VB> {
             Some(KvOp::Get(k)) => KvReply::Value(self.map.get(k.0).map(|v| Bytes(&v[..]))),
             _ => KvReply::Error(KvAppError::Malformed),
         };
-        match postcard::to_slice(&answer, &mut *reply) {
-            Ok(b) => b.len(),
-            Err(_) => postcard::to_slice(&KvReply::Error(KvAppError::ReplyTooLarge), reply).map_or(0, |b| b.len()),
-        }
+        answer.encode_into(reply)
     }
 
     fn new_snapshot() -> StdKvSnapshot {

@@ -64,6 +64,15 @@ impl<'a> KvOp<'a> {
 }
 
 impl<'a> KvReply<'a> {
+    /// Encodes this reply into `reply` (an application's reply buffer); returns the length.
+    /// A reply too large for the buffer becomes `Error(ReplyTooLarge)` (2 bytes: always fits).
+    pub fn encode_into(&self, reply: &mut [u8]) -> usize {
+        match postcard::to_slice(self, &mut *reply) {
+            Ok(b) => b.len(),
+            Err(_) => postcard::to_slice(&KvReply::Error(KvAppError::ReplyTooLarge), reply).map_or(0, |b| b.len()),
+        }
+    }
+
     /// Decodes a reply.
     pub fn decode(bytes: &'a [u8]) -> Option<KvReply<'a>> {
         decode_exact(bytes).ok()
@@ -265,11 +274,7 @@ impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> 
             Some(op) => self.execute(op),
             None => KvReply::Error(KvAppError::Malformed),
         };
-        match postcard::to_slice(&answer, &mut *reply) {
-            Ok(b) => b.len(),
-            // A value larger than the reply buffer: say so (always fits: 2 bytes).
-            Err(_) => postcard::to_slice(&KvReply::Error(KvAppError::ReplyTooLarge), reply).map_or(0, |b| b.len()),
-        }
+        answer.encode_into(reply)
     }
 
     fn is_query(request: &[u8]) -> bool {
@@ -281,10 +286,7 @@ impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> 
             Some(KvOp::Get(key)) => KvReply::Value(self.get(key.0).map(Bytes)),
             _ => KvReply::Error(KvAppError::Malformed),
         };
-        match postcard::to_slice(&answer, &mut *reply) {
-            Ok(b) => b.len(),
-            Err(_) => postcard::to_slice(&KvReply::Error(KvAppError::ReplyTooLarge), reply).map_or(0, |b| b.len()),
-        }
+        answer.encode_into(reply)
     }
 
     fn new_snapshot() -> Self::Snapshot {
