@@ -952,3 +952,65 @@ fn a_step_that_changes_no_durable_state_does_not_ask_for_a_write() {
     let step = r.tick(Instant::ZERO, &mut out);
     assert!(!step.durable_state_changed);
 }
+
+/// Replica 1 votes for operations `0..n` of view (1, 0) and learns each decided (2b from
+/// replicas 0 and 1); returns what its last step sent.
+fn follower_voting_and_executing(r: &mut SimReplica, n: u64) -> Vec<(Endpoint, Vec<u8>)> {
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let mut last = Vec::new();
+    for opn in 0..n {
+        let batch: &[u8] = b"";
+        let _ = r.handle(
+            Instant::ZERO,
+            eps()[0],
+            &encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch: Bytes(batch) }),
+            &mut out,
+        );
+        for from in [0, 1] {
+            out.clear();
+            let two_b = RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch: Bytes(batch), opn_ckpt: 0 };
+            let _ = r.handle(Instant::ZERO, eps()[from], &encode(&two_b), &mut out);
+        }
+        last = sent(&out);
+    }
+    last
+}
+
+#[test]
+fn a_follower_that_drained_a_whole_window_reports_its_checkpoint_to_the_leader_alone() {
+    let window = fleet_engine::rsl::Params::default().max_log_length;
+    let mut r = fresh(1);
+    // Each 2b it sends carries a checkpoint one behind: fewer than a window executed since.
+    let last = follower_voting_and_executing(&mut r, window - 1);
+    assert!(!last.iter().any(|(_, b)| matches!(decode(b), RslMsg::Heartbeat { .. })), "no report yet");
+    // Its votes all go out before any is decided (the leader's window fills), then the
+    // decisions arrive: a window executed since its last 2b, and no 2a to answer.
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let batch: &[u8] = b"";
+    for opn in 0..window {
+        let _ = r.handle(
+            Instant::ZERO,
+            eps()[0],
+            &encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch: Bytes(batch) }),
+            &mut out,
+        );
+    }
+    let mut reports = Vec::new();
+    for opn in 0..window {
+        for from in [0, 1] {
+            out.clear();
+            let two_b = RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch: Bytes(batch), opn_ckpt: 0 };
+            let _ = r.handle(Instant::ZERO, eps()[from], &encode(&two_b), &mut out);
+            for (dst, b) in sent(&out) {
+                if let RslMsg::Heartbeat { opn_ckpt, .. } = decode(&b) {
+                    reports.push((dst, opn_ckpt));
+                }
+            }
+        }
+    }
+    assert_eq!(r.status().ops_complete, window);
+    assert_eq!(reports, vec![(eps()[0], window)], "one report, to the leader, once all is executed");
+}
