@@ -157,7 +157,12 @@ fn handle(c: &mut Criterion) {
     // A follower accepting a full 2a (32 x 128-byte requests) and broadcasting its 2b.
     let mut batch = heapless::Vec::<u8, D>::new();
     for s in 0..32u64 {
-        let e = fleet_engine::rsl::batch::BatchEntry { client: eps[0], seqno: s, request: Bytes(&[1u8; 128]) };
+        let e = fleet_engine::rsl::batch::BatchEntry {
+            client: eps[0],
+            seqno: s,
+            request: Bytes(&[1u8; 128]),
+            group: false,
+        };
         let mut tmp = [0u8; 256];
         let n = postcard::to_slice(&e, &mut tmp).unwrap().len();
         batch.extend_from_slice(&tmp[..n]).unwrap();

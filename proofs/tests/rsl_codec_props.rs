@@ -113,9 +113,12 @@ fn borrow(o: &Owned) -> RslMsg<'_> {
             },
         },
         Owned::StartingPhase2(bal, l) => RslMsg::StartingPhase2 { bal: *bal, log_truncation_point: *l },
-        Owned::ForwardedRequest(a, p, s, r) => {
-            RslMsg::ForwardedRequest { client: fleet_engine::Endpoint::v4(*a, *p), seqno: *s, request: Bytes(r) }
-        }
+        Owned::ForwardedRequest(a, p, s, r) => RslMsg::ForwardedRequest {
+            client: fleet_engine::Endpoint::v4(*a, *p),
+            seqno: *s,
+            request: Bytes(r),
+            group: false,
+        },
         Owned::RecoverRequest(nonce, catching_up) => {
             RslMsg::RecoverRequest { nonce: *nonce, catching_up: *catching_up }
         }
@@ -171,7 +174,7 @@ proptest! {
         let mut b = Vec::new();
         for (c, s, r) in &entries {
             let mut buf = [0u8; 64];
-            let e = BatchEntry { client: ep(*c), seqno: *s, request: Bytes(r) };
+            let e = BatchEntry { client: ep(*c), seqno: *s, request: Bytes(r), group: false };
             b.extend_from_slice(postcard::to_slice(&e, &mut buf).unwrap());
         }
         prop_assert_eq!(batch::validate(&b, usize::MAX), Ok(entries.len()));

@@ -16,9 +16,11 @@ pub struct BatchEntry<'a> {
     pub client: Endpoint,
     /// The client's sequence number for this request.
     pub seqno: u64,
-    /// Opaque request bytes for the application.
+    /// Opaque request bytes for the application, or a group of them ([`super::group`]).
     #[serde(borrow)]
     pub request: Bytes<'a>,
+    /// `request` is a group of requests from a pipelined session.
+    pub group: bool,
 }
 
 /// Why batch bytes were refused.
@@ -46,7 +48,8 @@ pub fn entries(batch: &[u8]) -> Entries<'_> {
     Entries { rest: batch }
 }
 
-/// Checks that `batch` is whole entries, at most `max_entries` of them; returns the count.
+/// Checks that `batch` is whole entries, at most `max_entries` of them, each group a valid
+/// one; returns the count.
 pub fn validate(batch: &[u8], max_entries: usize) -> Result<usize, InvalidBatch> {
     let mut rest = batch;
     let mut count = 0;
@@ -54,7 +57,10 @@ pub fn validate(batch: &[u8], max_entries: usize) -> Result<usize, InvalidBatch>
         if count == max_entries {
             return Err(InvalidBatch);
         }
-        let (_, tail) = postcard::take_from_bytes::<BatchEntry<'_>>(rest).map_err(|_| InvalidBatch)?;
+        let (entry, tail) = postcard::take_from_bytes::<BatchEntry<'_>>(rest).map_err(|_| InvalidBatch)?;
+        if entry.group && super::group::validate(entry.request.0).is_err() {
+            return Err(InvalidBatch);
+        }
         rest = tail;
         count += 1;
     }
@@ -71,7 +77,7 @@ mod tests {
         let mut buf: heapless::Vec<u8, 128> = heapless::Vec::new();
         let c = Endpoint::v4([10, 0, 0, 1], 9);
         for s in 1..=3u64 {
-            append(&mut buf, &BatchEntry { client: c, seqno: s, request: Bytes(b"xy") }).unwrap();
+            append(&mut buf, &BatchEntry { client: c, seqno: s, request: Bytes(b"xy"), group: false }).unwrap();
         }
         assert_eq!(validate(&buf, 3), Ok(3));
         assert_eq!(validate(&buf, 2), Err(InvalidBatch), "more entries than allowed");
@@ -79,5 +85,10 @@ mod tests {
         assert_eq!(&seqnos[..], &[1, 2, 3]);
         assert_eq!(validate(&buf[..buf.len() - 1], 3), Err(InvalidBatch), "truncated entry");
         assert_eq!(validate(&[], 0), Ok(0), "the empty batch is the no-op");
+        let mut groups: heapless::Vec<u8, 64> = heapless::Vec::new();
+        append(&mut groups, &BatchEntry { client: c, seqno: 1, request: Bytes(&[1, b'a']), group: true }).unwrap();
+        assert_eq!(validate(&groups, 1), Ok(1));
+        append(&mut groups, &BatchEntry { client: c, seqno: 2, request: Bytes(&[]), group: true }).unwrap();
+        assert_eq!(validate(&groups, 2), Err(InvalidBatch), "an empty group");
     }
 }

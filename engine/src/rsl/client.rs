@@ -1,4 +1,4 @@
-//! The sans-IO RSL client: one outstanding request, retransmitted until its reply arrives.
+//! The sans-IO RSL client: one outstanding request (or group), retransmitted until its reply arrives.
 //!
 //! Contract (same shape as the replica's): `submit` queues the request's first datagram;
 //! feed every received datagram to `handle`, which returns the reply once it matches the
@@ -6,6 +6,10 @@
 //! the replica that answered last; every retry goes to all replicas, so that whichever
 //! leads gets it and the others can suspect a silent leader (IronRSL's client rotates one
 //! replica at a time, which makes a view change wait for several client timeouts).
+//!
+//! A pipelined session sends a group of requests instead ([`Client::submit_group`]): up to
+//! [`group::MAX_GROUP_REQUESTS`] in one datagram under one seqno, executed in order, each
+//! exactly once, answered by one datagram. One request or group is outstanding at a time.
 //!
 //! Seqnos must grow across the client's whole life at one endpoint: replicas remember the
 //! last executed seqno per client endpoint. A client restarting on the same endpoint must
@@ -19,7 +23,10 @@ use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire::{self, Bytes, Protocol};
 
+use super::config::BATCH_OVERHEAD_BYTES;
+use super::group;
 use super::msg::RslMsg;
+use super::replica::ENTRY_OVERHEAD_BYTES;
 
 /// Why a request was not submitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +52,9 @@ pub struct Completed<'d> {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Pending<const D: usize> {
     seqno: u64,
+    /// The request, or the group's encoding when `group`.
     request: heapless::Vec<u8, D>,
+    group: bool,
     deadline: Instant,
     sends: u32,
 }
@@ -96,11 +105,59 @@ impl<const R: usize, const D: usize> Client<R, D> {
 
     /// Sends `request` to the preferred replica; returns its seqno.
     pub fn submit(&mut self, now: Instant, request: &[u8], out: &mut Outbox<'_>) -> Result<u64, ClientError> {
+        if request.len() > D {
+            return Err(ClientError::TooLarge);
+        }
+        self.send_new(now, request, out)
+    }
+
+    /// Sends a group of requests under one seqno, as one datagram (a pipelined session, see
+    /// [`crate::rsl::group`]): they are executed in this order, each exactly once. Packs the
+    /// longest prefix of `requests` that fits one request to the replicas (a batch entry in
+    /// one datagram) and [`group::MAX_GROUP_REQUESTS`];
+    /// returns the seqno and how many were packed (at least one). The reply
+    /// ([`Completed::reply`]) is read with [`group::replies`].
+    pub fn submit_group(
+        &mut self,
+        now: Instant,
+        requests: &[&[u8]],
+        out: &mut Outbox<'_>,
+    ) -> Result<(u64, usize), ClientError> {
         if self.pending.is_some() {
             return Err(ClientError::Busy);
         }
-        if request.len() > D {
+        // A group is one request to the replicas: it must fit one batch entry, as any
+        // request must (`Replica::max_request_bytes` with this datagram bound).
+        let room = self.max_datagram_bytes.saturating_sub(BATCH_OVERHEAD_BYTES + ENTRY_OVERHEAD_BYTES).min(D);
+        let seqno = self.next_seqno;
+        let deadline = now.plus_ms(self.retransmit_ms);
+        // Encoded straight into the pending buffer: no D-byte copy on the stack.
+        let pending =
+            self.pending.insert(Pending { seqno, request: heapless::Vec::new(), group: true, deadline, sends: 1 });
+        let mut count = 0;
+        for request in requests.iter().take(group::MAX_GROUP_REQUESTS) {
+            let before = pending.request.len();
+            if wire::append(&mut pending.request, &Bytes(request)).is_err() || pending.request.len() > room {
+                pending.request.truncate(before);
+                break;
+            }
+            count += 1;
+        }
+        let dst = self.replicas[self.preferred];
+        let msg = RslMsg::Requests { seqno, requests: Bytes(&pending.request) };
+        let sent = count > 0 && emit::send(out, &mut self.stats, Protocol::Rsl, self.max_datagram_bytes, dst, &msg);
+        if count == 0 || (!sent && self.stats.oversize_messages > 0) {
+            self.stats.oversize_messages = 0;
+            self.pending = None;
             return Err(ClientError::TooLarge);
+        }
+        self.next_seqno = seqno.saturating_add(1);
+        Ok((seqno, count))
+    }
+
+    fn send_new(&mut self, now: Instant, request: &[u8], out: &mut Outbox<'_>) -> Result<u64, ClientError> {
+        if self.pending.is_some() {
+            return Err(ClientError::Busy);
         }
         let seqno = self.next_seqno;
         let msg = RslMsg::Request { seqno, request: Bytes(request) };
@@ -115,8 +172,9 @@ impl<const R: usize, const D: usize> Client<R, D> {
         // the stack and moving it in copied all D bytes per request (64 KiB for std clients,
         // a third of the load generator's CPU).
         let deadline = now.plus_ms(self.retransmit_ms);
-        let pending = self.pending.insert(Pending { seqno, request: heapless::Vec::new(), deadline, sends: 1 });
-        // Cannot fail: `request.len() <= D` was checked above.
+        let pending =
+            self.pending.insert(Pending { seqno, request: heapless::Vec::new(), group: false, deadline, sends: 1 });
+        // Cannot fail: callers checked `request.len() <= D`.
         let _ = pending.request.extend_from_slice(request);
         Ok(seqno)
     }
@@ -128,16 +186,20 @@ impl<const R: usize, const D: usize> Client<R, D> {
             Stats::bump(&mut self.stats.decode_errors);
             return None;
         };
-        let RslMsg::Reply { seqno, reply } = msg else {
-            Stats::bump(&mut self.stats.ignored_messages);
-            return None;
+        let (seqno, reply, group) = match msg {
+            RslMsg::Reply { seqno, reply } => (seqno, reply, false),
+            RslMsg::Replies { seqno, replies } => (seqno, replies, true),
+            _ => {
+                Stats::bump(&mut self.stats.ignored_messages);
+                return None;
+            }
         };
         let Some(from_index) = self.replicas.iter().position(|r| *r == from) else {
             Stats::bump(&mut self.stats.unknown_sender);
             return None;
         };
         match &self.pending {
-            Some(p) if p.seqno == seqno => {
+            Some(p) if p.seqno == seqno && p.group == group => {
                 let sends = p.sends;
                 self.pending = None;
                 self.preferred = from_index;
@@ -159,7 +221,10 @@ impl<const R: usize, const D: usize> Client<R, D> {
         p.deadline = now.plus_ms(self.retransmit_ms);
         p.sends = p.sends.saturating_add(1);
         self.preferred = (self.preferred + 1) % self.replicas.len();
-        let msg = RslMsg::Request { seqno: p.seqno, request: Bytes(&p.request) };
+        let msg = match p.group {
+            true => RslMsg::Requests { seqno: p.seqno, requests: Bytes(&p.request) },
+            false => RslMsg::Request { seqno: p.seqno, request: Bytes(&p.request) },
+        };
         emit::broadcast(out, &mut self.stats, Protocol::Rsl, self.max_datagram_bytes, &self.replicas, &msg);
     }
 
@@ -308,6 +373,42 @@ mod tests {
             assert_ne!(hash(v), hash(&base), "{what}");
         }
         assert!(rotated != pending && seqno_only != pending && seqno_only != base);
+    }
+
+    #[test]
+    fn a_group_packs_what_fits_one_datagram_and_takes_only_a_group_reply() {
+        let mut store = OutboxBuf::<8, 4096>::new();
+        let mut out = store.outbox();
+        let mut c: Client<3, 256> = Client::new(&eps(), 5, 100, 256).unwrap();
+        let reqs = [&[1u8; 20][..], &[2u8; 20][..], &[3u8; 20][..]];
+        let seven = [&[1u8; 20][..], &[2u8; 20][..], &[7u8; 20], &[7u8; 20], &[7u8; 20], &[7u8; 20], &[7u8; 20]];
+        let room = 256 - BATCH_OVERHEAD_BYTES - ENTRY_OVERHEAD_BYTES;
+        assert_eq!(room / 21, 6, "a request of 256-byte datagrams holds six 20-byte requests");
+        assert_eq!(c.submit_group(Instant::ZERO, &seven, &mut out), Ok((5, 6)));
+        assert_eq!(c.submit_group(Instant::ZERO, &reqs, &mut out), Err(ClientError::Busy));
+        let (_, bytes) = out.iter().next().unwrap();
+        let Ok(RslMsg::Requests { seqno: 5, requests }) = wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes) else {
+            panic!("not a group")
+        };
+        assert!(group::requests(requests.0).eq(seven[..6].iter().copied()));
+        assert!(c.handle(Instant::ZERO, eps()[0], &reply(5, b"single")).is_none(), "a group takes a group reply");
+        let mut buf = [0u8; 64];
+        let body = RslMsg::Replies { seqno: 5, replies: Bytes(&[1, 1, b'k']) };
+        let n = wire::encode(Protocol::Rsl, &body, &mut buf).unwrap();
+        let done = c.handle(Instant::ZERO, eps()[0], &buf[..n]).unwrap();
+        assert!(group::replies(done.reply).eq([Some(&b"k"[..])]));
+        out.clear();
+        let mut roomy: Client<3, 256> = Client::new(&eps(), 1, 100, 256).unwrap();
+        assert_eq!(roomy.submit_group(Instant::ZERO, &reqs, &mut out), Ok((1, 3)));
+        roomy.tick(Instant::from_millis(100), &mut out);
+        let resent = out
+            .iter()
+            .filter(|(_, b)| matches!(wire::decode::<RslMsg<'_>>(Protocol::Rsl, b), Ok(RslMsg::Requests { .. })));
+        assert_eq!(resent.count(), 4, "the first send and three retransmissions, all as a group");
+        assert_eq!(roomy.submit_group(Instant::ZERO, &[&[0u8; 300][..]], &mut out), Err(ClientError::Busy));
+        roomy.cancel();
+        assert_eq!(roomy.submit_group(Instant::ZERO, &[&[0u8; 300][..]], &mut out), Err(ClientError::TooLarge));
+        assert_eq!(roomy.pending(), None, "a refused group leaves nothing outstanding");
     }
 
     #[test]

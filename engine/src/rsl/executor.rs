@@ -4,6 +4,7 @@
 use super::app::App;
 use super::ballot::Ballot;
 use super::batch;
+use super::group;
 use super::reply_cache::ReplyCache;
 use crate::endpoint::Endpoint;
 
@@ -13,8 +14,10 @@ pub struct ReplyOut<'r> {
     pub client: Endpoint,
     /// The request's seqno.
     pub seqno: u64,
-    /// The reply bytes.
+    /// The reply bytes (a group's reply when `group`).
     pub reply: &'r [u8],
+    /// The request was a group ([`super::group`]).
+    pub group: bool,
 }
 
 /// Executor state around the application `A`, with a reply cache of `C` clients and
@@ -70,27 +73,52 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
     ///
     /// Each request whose seqno is above the client's cached seqno is applied and cached;
     /// one at or below it was already executed and is not applied again (exactly-once for
-    /// cached clients). `on_reply` is called for every request that has a reply to send,
-    /// the cached one for an exact duplicate.
-    pub fn execute(&mut self, bal: Ballot, batch_bytes: &[u8], mut on_reply: impl FnMut(ReplyOut<'_>)) {
+    /// cached clients). A group's requests are all applied, in order, and their replies
+    /// cached together as one ([`super::group`]). `on_reply` is called for every request
+    /// that has a reply to send, the cached one for an exact duplicate. A group's reply takes
+    /// at most `group_reply_bytes` (see [`group::reply_room`]); the same on every replica.
+    pub fn execute(
+        &mut self,
+        bal: Ballot,
+        batch_bytes: &[u8],
+        group_reply_bytes: usize,
+        mut on_reply: impl FnMut(ReplyOut<'_>),
+    ) {
         let opn = self.ops_complete;
         let mut reply = [0u8; RB];
         for entry in batch::entries(batch_bytes) {
-            if let Some(cached) = self.reply_cache.get(entry.client) {
-                if entry.seqno <= cached.seqno {
-                    if entry.seqno == cached.seqno {
-                        on_reply(ReplyOut { client: entry.client, seqno: cached.seqno, reply: &cached.reply });
+            let (client, seqno, group) = (entry.client, entry.seqno, entry.group);
+            if let Some(cached) = self.reply_cache.get(client) {
+                if seqno <= cached.seqno {
+                    if seqno == cached.seqno {
+                        on_reply(ReplyOut { client, seqno, reply: &cached.reply, group });
                     }
                     continue;
                 }
             }
-            let n = self.app.apply(entry.request.0, &mut reply).min(RB);
-            self.reply_cache.insert(entry.client, entry.seqno, opn, &reply[..n]);
-            on_reply(ReplyOut { client: entry.client, seqno: entry.seqno, reply: &reply[..n] });
+            let n = match group {
+                false => self.app.apply(entry.request.0, &mut reply).min(RB),
+                true => self.apply_group(entry.request.0, &mut reply[..group_reply_bytes.min(RB)]),
+            };
+            self.reply_cache.insert(client, seqno, opn, &reply[..n]);
+            on_reply(ReplyOut { client, seqno, reply: &reply[..n], group });
         }
         self.executed_digest = chain_digest(self.executed_digest, opn, batch_bytes);
         self.ops_complete = self.ops_complete.saturating_add(1);
         self.max_bal_reflected = self.max_bal_reflected.max(bal);
+    }
+
+    /// Applies every request of a (validated) group in order and writes their replies
+    /// into `group_reply`; returns its length.
+    fn apply_group(&mut self, requests: &[u8], group_reply: &mut [u8]) -> usize {
+        let count = group::requests(requests).count();
+        let mut one = [0u8; RB];
+        let mut writer = group::ReplyWriter::new(group_reply);
+        for (i, request) in group::requests(requests).enumerate() {
+            let n = self.app.apply(request, &mut one).min(RB);
+            writer.push(&one[..n], count - i - 1);
+        }
+        writer.written().len()
     }
 
     /// Local invariants: the reply cache holds only executed requests (see
@@ -117,7 +145,12 @@ mod tests {
     fn batch_of(reqs: &[(u16, u64)]) -> heapless::Vec<u8, 256> {
         let mut b = heapless::Vec::new();
         for (port, seqno) in reqs {
-            let e = BatchEntry { client: Endpoint::v4([10, 0, 0, 1], *port), seqno: *seqno, request: Bytes(b"") };
+            let e = BatchEntry {
+                client: Endpoint::v4([10, 0, 0, 1], *port),
+                seqno: *seqno,
+                request: Bytes(b""),
+                group: false,
+            };
             append(&mut b, &e).unwrap();
         }
         b
@@ -126,7 +159,7 @@ mod tests {
     /// Executes one batch and returns the (seqno, counter value) of every reply it produced.
     fn run(ex: &mut Executor<Counter, 4, 8>, reqs: &[(u16, u64)]) -> heapless::Vec<(u64, u64), 8> {
         let mut replies = heapless::Vec::new();
-        ex.execute(Ballot::INITIAL, &batch_of(reqs), |r| {
+        ex.execute(Ballot::INITIAL, &batch_of(reqs), 8, |r| {
             let v = u64::from_le_bytes(r.reply.try_into().unwrap());
             replies.push((r.seqno, v)).unwrap();
         });
@@ -141,6 +174,34 @@ mod tests {
         assert_eq!(&run(&mut ex, &[(1, 0)])[..], &[], "an older request gets no reply: its own is gone");
         assert_eq!(ex.app.value, 3, "the retried (1,1) and the old (1,0) were not applied");
         assert_eq!(ex.ops_complete, 3);
+    }
+
+    #[test]
+    fn a_group_applies_every_request_in_order_once_and_caches_their_replies_as_one() {
+        let mut ex: Executor<Counter, 4, 32> = Executor::new(Counter::default());
+        let client = Endpoint::v4([10, 0, 0, 1], 7);
+        let mut requests = [0u8; 16];
+        let (len, count) = group::encode(&[b"", b"", b""], &mut requests);
+        assert_eq!(count, 3);
+        let mut b: heapless::Vec<u8, 64> = heapless::Vec::new();
+        let entry = BatchEntry { client, seqno: 4, request: Bytes(&requests[..len]), group: true };
+        append(&mut b, &entry).unwrap();
+        let mut sent: heapless::Vec<(u64, bool, heapless::Vec<u8, 32>), 4> = heapless::Vec::new();
+        for _ in 0..2 {
+            ex.execute(Ballot::INITIAL, &b, 24, |r| {
+                sent.push((r.seqno, r.group, heapless::Vec::from_slice(r.reply).unwrap())).unwrap();
+            });
+        }
+        assert_eq!(ex.app.value, 3, "applied once, though decided twice");
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0], sent[1], "the duplicate gets the cached group reply");
+        assert!(sent[0].1, "answered as a group");
+        // A 24-byte group reply: a counter reply takes 10 (marker, length, 8 bytes), and
+        // each later request keeps SHORT_REPLY_BYTES; the first has 24 - 16 = 8, too few.
+        let replies: heapless::Vec<Option<u64>, 4> =
+            group::replies(&sent[0].2).map(|r| r.map(|v| u64::from_le_bytes(v.try_into().unwrap()))).collect();
+        assert_eq!(&replies[..], &[None, Some(2), Some(3)]);
+        assert_eq!(ex.reply_cache.get(client).unwrap().seqno, 4);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Roles, each in its own file and named after IronRSL's Dafny modules: [`acceptor`],
 //! [`proposer`], [`learner`], [`executor`] (with the [`reply_cache`]), [`election`] and
 //! [`state_transfer`]; [`replica`] schedules them behind the sans-IO contract; [`client`]
-//! is the sans-IO client; [`rejoin`] is how a replica without its state comes back; [`reads`] answers queries
+//! is the sans-IO client (with [`group`]s for pipelined sessions); [`rejoin`] is how a replica without its state comes back; [`reads`] answers queries
 //! without a log write. [`app`] is the trait for the replicated application; [`apps`]
 //! holds the two shipped applications.
 
@@ -17,6 +17,7 @@ pub mod config;
 pub mod durable;
 pub mod election;
 pub mod executor;
+pub mod group;
 pub mod journal;
 pub mod learner;
 pub mod msg;

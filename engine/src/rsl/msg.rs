@@ -212,9 +212,11 @@ pub enum RslMsg<'a> {
         client: Endpoint,
         /// The client's sequence number.
         seqno: u64,
-        /// Opaque request bytes.
+        /// Opaque request bytes (a group's encoding when `group`).
         #[serde(borrow)]
         request: Bytes<'a>,
+        /// The client sent a group of requests ([`RslMsg::Requests`]).
+        group: bool,
     },
     /// 11: a replica that started without its state asks every other replica where the
     /// protocol stands (Fleet addition, see [`crate::rsl::rejoin`]).
@@ -256,5 +258,22 @@ pub enum RslMsg<'a> {
         bal: Ballot,
         /// The round acknowledged.
         round: u64,
+    },
+    /// 15: a group of requests from a pipelined client session, under one seqno
+    /// (Fleet addition, see [`crate::rsl::group`]).
+    Requests {
+        /// The client's sequence number for the whole group.
+        seqno: u64,
+        /// The group's encoding.
+        #[serde(borrow)]
+        requests: Bytes<'a>,
+    },
+    /// 16: the reply to [`RslMsg::Requests`]: one sub-reply per request.
+    Replies {
+        /// The group's sequence number.
+        seqno: u64,
+        /// The group reply's encoding.
+        #[serde(borrow)]
+        replies: Bytes<'a>,
     },
 }

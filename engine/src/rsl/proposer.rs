@@ -37,6 +37,24 @@ struct Promise {
     complete: bool,
 }
 
+/// A client's request as it arrives: its seqno and bytes, a group's when `group`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientRequest<'a> {
+    /// The client's sequence number.
+    pub seqno: u64,
+    /// The request bytes, or a group's encoding ([`super::group`]).
+    pub request: &'a [u8],
+    /// The bytes are a group of requests.
+    pub group: bool,
+}
+
+impl<'a> ClientRequest<'a> {
+    /// One request, not a group.
+    pub fn single(seqno: u64, request: &'a [u8]) -> Self {
+        ClientRequest { seqno, request, group: false }
+    }
+}
+
 /// What happened to a client request offered to the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Queued {
@@ -203,21 +221,15 @@ impl<const R: usize, const W: usize, const D: usize, const QB: usize, const C: u
 
     /// Offers a client request (IronRSL `ProposerProcessRequest`): queued once per view,
     /// deduplicated by the highest seqno seen from the client.
-    pub fn queue_request(
-        &mut self,
-        client: Endpoint,
-        seqno: u64,
-        request: &[u8],
-        now: Instant,
-        delay_ms: u64,
-    ) -> Queued {
+    pub fn queue_request(&mut self, client: Endpoint, req: ClientRequest<'_>, now: Instant, delay_ms: u64) -> Queued {
+        let ClientRequest { seqno, request, group } = req;
         let slot = self.highest_seqno.binary_search_by(|(c, _)| c.cmp(&client));
         if let Ok(i) = slot {
             if seqno <= self.highest_seqno[i].1 {
                 return Queued::Duplicate;
             }
         }
-        let entry = BatchEntry { client, seqno, request: Bytes(request) };
+        let entry = BatchEntry { client, seqno, request: Bytes(request), group };
         if wire::append(&mut self.queue, &entry).is_err() {
             return Queued::Full;
         }
@@ -388,10 +400,10 @@ mod tests {
         p.start_phase1(B1);
         let c = Endpoint::v4([10, 0, 0, 1], 5);
         let d = Endpoint::v4([10, 0, 0, 2], 5);
-        assert_eq!(p.queue_request(c, 1, b"x", Instant::ZERO, 10), Queued::Added);
-        assert_eq!(p.queue_request(c, 1, b"x", Instant::ZERO, 10), Queued::Duplicate);
-        assert_eq!(p.queue_request(d, 9, b"y", Instant::ZERO, 10), Queued::Added);
-        assert_eq!(p.queue_request(c, 2, b"z", Instant::ZERO, 10), Queued::Added);
+        assert_eq!(p.queue_request(c, ClientRequest::single(1, b"x"), Instant::ZERO, 10), Queued::Added);
+        assert_eq!(p.queue_request(c, ClientRequest::single(1, b"x"), Instant::ZERO, 10), Queued::Duplicate);
+        assert_eq!(p.queue_request(d, ClientRequest::single(9, b"y"), Instant::ZERO, 10), Queued::Added);
+        assert_eq!(p.queue_request(c, ClientRequest::single(2, b"z"), Instant::ZERO, 10), Queued::Added);
         assert_eq!(p.batch_deadline, Some(Instant::from_millis(10)));
         let mut out = heapless::Vec::new();
         assert_eq!(p.take_batch(2, 128, &mut out), 2);
@@ -406,10 +418,10 @@ mod tests {
         let mut p: Proposer<3, 8, 128, 16, 4> = Proposer::new(3);
         p.start_phase1(B1);
         let c = Endpoint::v4([10, 0, 0, 1], 5);
-        assert_eq!(p.queue_request(c, 1, b"12345", Instant::ZERO, 10), Queued::Added);
-        assert_eq!(p.queue_request(c, 2, b"12345", Instant::ZERO, 10), Queued::Full);
+        assert_eq!(p.queue_request(c, ClientRequest::single(1, b"12345"), Instant::ZERO, 10), Queued::Added);
+        assert_eq!(p.queue_request(c, ClientRequest::single(2, b"12345"), Instant::ZERO, 10), Queued::Full);
         assert_eq!(p.queued(), 1);
-        assert_eq!(p.queue_request(c, 2, b"1", Instant::ZERO, 10), Queued::Full);
+        assert_eq!(p.queue_request(c, ClientRequest::single(2, b"1"), Instant::ZERO, 10), Queued::Full);
         assert!(p.invariant(3).is_ok());
     }
 
@@ -419,7 +431,7 @@ mod tests {
         p.start_phase1(B1);
         for s in 0..4u64 {
             let c = Endpoint::v4([10, 0, 0, s as u8], 5);
-            p.queue_request(c, 1, &[7u8; 20], Instant::ZERO, 10);
+            p.queue_request(c, ClientRequest::single(1, &[7u8; 20]), Instant::ZERO, 10);
         }
         let mut out = heapless::Vec::new();
         let taken = p.take_batch(32, 50, &mut out);
@@ -445,7 +457,7 @@ mod tests {
         let mut ok = P::new(3);
         ok.start_phase1(B2);
         let c = Endpoint::v4([10, 0, 0, 1], 5);
-        ok.queue_request(c, 1, b"x", Instant::ZERO, 10);
+        ok.queue_request(c, ClientRequest::single(1, b"x"), Instant::ZERO, 10);
         ok.process_1b(1, B2, 0, 1, 0, 2, vote(1, B1, b"a"));
         ok.process_1b(1, B2, 0, 1, 1, 2, vote(3, B1, b"b"));
         for r in 0..3 {
@@ -468,7 +480,7 @@ mod tests {
         assert!(broken(&|p| p.merged[1].bal = B2).is_err(), "a merged vote not below the proposer's ballot");
         let d = Endpoint::v4([10, 0, 0, 2], 5);
         let unsorted = |p: &mut P| {
-            p.queue_request(d, 1, b"y", Instant::ZERO, 10);
+            p.queue_request(d, ClientRequest::single(1, b"y"), Instant::ZERO, 10);
             p.highest_seqno.swap(0, 1);
         };
         assert!(broken(&unsorted).is_err(), "dedup table out of order");
@@ -480,15 +492,15 @@ mod tests {
         p.start_phase1(B1);
         let c = Endpoint::v4([10, 0, 0, 1], 5);
         let d = Endpoint::v4([10, 0, 0, 2], 5);
-        p.queue_request(c, 1, &[7u8; 60], Instant::ZERO, 10);
-        p.queue_request(d, 1, b"y", Instant::ZERO, 10);
+        p.queue_request(c, ClientRequest::single(1, &[7u8; 60]), Instant::ZERO, 10);
+        p.queue_request(d, ClientRequest::single(1, b"y"), Instant::ZERO, 10);
         let mut out = heapless::Vec::new();
         assert_eq!(p.take_batch(4, 20, &mut out), 0, "the 60-byte request never fits 20 bytes");
         assert!(out.is_empty(), "a dropped entry is not proposed");
         assert_eq!(p.queued(), 1);
         assert!(p.invariant(3).is_ok());
         let mut probe = heapless::Vec::<u8, 128>::new();
-        let entry = BatchEntry { client: d, seqno: 1, request: Bytes(b"y") };
+        let entry = BatchEntry { client: d, seqno: 1, request: Bytes(b"y"), group: false };
         crate::wire::append(&mut probe, &entry).unwrap();
         assert_eq!(p.take_batch(4, probe.len(), &mut out), 1, "exactly the bound");
         assert_eq!(&out[..], &probe[..]);
@@ -499,7 +511,7 @@ mod tests {
     fn stepping_down_forgets_the_queue_and_phase_one_votes() {
         let mut p = P::new(3);
         p.start_phase1(B2);
-        p.queue_request(Endpoint::v4([10, 0, 0, 1], 5), 1, b"x", Instant::ZERO, 10);
+        p.queue_request(Endpoint::v4([10, 0, 0, 1], 5), ClientRequest::single(1, b"x"), Instant::ZERO, 10);
         p.process_1b(1, B2, 0, 1, 0, 1, vote(0, B1, b"a"));
         p.step_down();
         assert_eq!((p.phase, p.queued(), p.merged.len()), (Phase::Idle, 0, 0));

@@ -32,7 +32,7 @@ use super::executor::Executor;
 use super::journal::Journal;
 use super::learner::Learner;
 use super::msg::RslMsg;
-use super::proposer::{Phase, Proposer};
+use super::proposer::{ClientRequest, Phase, Proposer};
 use super::reads::Reads;
 use super::rejoin::Rejoin;
 use super::retained::{Retained, ENTRY_HEADER_BYTES};
@@ -236,12 +236,19 @@ impl<
             // configured for it.
             Ok((cluster, RslMsg::Request { seqno, request })) => {
                 if cluster == wire::ANY_CLUSTER || cluster == self.cluster {
-                    self.on_request(now, from, seqno, request.0, false, out);
+                    self.on_request(now, from, ClientRequest { seqno, request: request.0, group: false }, false, out);
                 } else {
                     self.refuse_foreign(from, cluster);
                 }
             }
-            Ok((_, RslMsg::Reply { .. })) => Stats::bump(&mut self.stats.ignored_messages),
+            Ok((cluster, RslMsg::Requests { seqno, requests })) => {
+                if cluster == wire::ANY_CLUSTER || cluster == self.cluster {
+                    self.on_request(now, from, ClientRequest { seqno, request: requests.0, group: true }, false, out);
+                } else {
+                    self.refuse_foreign(from, cluster);
+                }
+            }
+            Ok((_, RslMsg::Reply { .. } | RslMsg::Replies { .. })) => Stats::bump(&mut self.stats.ignored_messages),
             Ok((cluster, _)) if cluster != self.cluster => self.refuse_foreign(from, cluster),
             Ok((_, msg)) => match self.config.index_of(from) {
                 None => Stats::bump(&mut self.stats.unknown_sender),

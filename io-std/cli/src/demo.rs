@@ -89,6 +89,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
         history: Some(history_ok.clone()),
         progress: true,
         load_threads: DEFAULT_LOAD_THREADS,
+        pipeline: 1,
     };
     println!("phase 1: 16 clients, 128-byte values, 50% reads, 3 s");
     let steady = run_rsl(&setup, &opts).map_err(|e| e.to_string())?;
@@ -221,6 +222,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
         first_key: 2000,
         history: Some(history_kv.clone()),
         load_threads: DEFAULT_KV_LOAD_THREADS,
+        pipeline: 1,
         ..opts.clone()
     };
     let (sharded, kv_run) = std::thread::scope(|s| {

@@ -254,6 +254,11 @@ struct BenchArgs {
     /// 2 against RSL, 1 against KV (what measured fastest on a 2-CPU machine).
     #[arg(long)]
     threads: Option<usize>,
+    /// Operations each client has in flight (RSL only): above 1, a pipelined session packs
+    /// up to this many into one request (executed in order, each exactly once), like
+    /// `redis-benchmark -P`. At most 64.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
 }
 
 /// Prints a line; a closed pipe (e.g. `| head`) ends the output quietly instead of panicking.
@@ -313,7 +318,11 @@ fn bench(
         history: a.history.clone(),
         progress: !a.json,
         load_threads: threads,
+        pipeline: a.pipeline,
     };
+    if a.pipeline == 0 || a.pipeline > fleet_engine::rsl::group::MAX_GROUP_REQUESTS {
+        return Err(format!("--pipeline must be 1 to {}", fleet_engine::rsl::group::MAX_GROUP_REQUESTS));
+    }
     let counts = if a.sweep.is_empty() { vec![a.clients] } else { a.sweep.clone() };
     if counts.contains(&0) {
         return Err("client counts must be at least 1".into());
@@ -470,6 +479,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             say("ok");
         }
         Cmd::Bench(BenchCmd::Kv(a)) => {
+            if a.pipeline != 1 {
+                return Err("--pipeline applies to `fleet bench rsl` only (a KV client keeps its own window)".into());
+            }
             let setup = kv_setup(&a.config)?;
             bench(&a, DEFAULT_KV_LOAD_THREADS, |opts| run_kv(&setup, opts).map_err(|e| bench_error(e, opts)))?;
         }

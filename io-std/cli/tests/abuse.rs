@@ -112,6 +112,7 @@ fn replicas_started_from_config_files_that_differ_refuse_each_other_and_one_side
         history: Some(history.clone()),
         progress: false,
         load_threads: 1,
+        pipeline: 1,
     };
     let result = fleet_cli::bench::run_rsl(&setup, &opts).unwrap();
     assert!(result.ops > 50, "the two replicas that agree serve: {}", result.summary());

@@ -40,6 +40,7 @@ fn a_killed_leader_loses_no_acknowledged_operation_and_service_resumes_within_tw
         history: Some(history.clone()),
         progress: false,
         load_threads: DEFAULT_LOAD_THREADS,
+        pipeline: 1,
     };
     let start = Instant::now();
     let setup = cluster.setup.clone();
@@ -177,6 +178,7 @@ fn kv_shards_under_load_lose_no_write() {
         history: Some(history.clone()),
         progress: false,
         load_threads: DEFAULT_LOAD_THREADS,
+        pipeline: 1,
     };
     let result = std::thread::scope(|s| {
         let bench = s.spawn(|| fleet_cli::bench::run_kv(&setup, &opts));

@@ -89,6 +89,7 @@ fn partition_under_load(proxy: &Proxy, cluster: &Cluster, cut: impl Fn(&Proxy, u
         history: Some(history.clone()),
         progress: false,
         load_threads: DEFAULT_LOAD_THREADS,
+        pipeline: 1,
     };
     // The load generator's clock starts a little after this one: an instant measured here is
     // no earlier in history time than the event it marks.

@@ -36,6 +36,7 @@ fn bench(history: &Path, duration: Duration) -> BenchOptions {
         history: Some(history.to_path_buf()),
         progress: false,
         load_threads: DEFAULT_LOAD_THREADS,
+        pipeline: 1,
     }
 }
 

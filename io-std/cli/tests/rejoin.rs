@@ -55,6 +55,7 @@ fn in_memory_replicas_restarted_without_state_rejoin_and_lose_nothing() {
         history: Some(history.clone()),
         progress: false,
         load_threads: DEFAULT_LOAD_THREADS,
+        pipeline: 1,
     };
     let start = Instant::now();
     let (result, second_kill_us, first_text, second_text) = std::thread::scope(|s| {

@@ -49,6 +49,7 @@ fn bench(history: &Path, seconds: u64) -> BenchOptions {
         history: Some(history.to_path_buf()),
         progress: false,
         load_threads: DEFAULT_LOAD_THREADS,
+        pipeline: 1,
     }
 }
 

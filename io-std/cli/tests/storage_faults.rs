@@ -47,6 +47,7 @@ fn load(cluster: &Cluster, name: &str, seconds: u64, phase: u64) -> (BenchResult
         history: Some(history.clone()),
         progress: false,
         load_threads: DEFAULT_LOAD_THREADS,
+        pipeline: 1,
     };
     (run_rsl(&cluster.setup, &opts).unwrap(), history)
 }

@@ -265,7 +265,16 @@ fuzz_target!(|input: (u8, Vec<Event>)| {
                     17 => Counter::QUERY.to_vec(),
                     l => vec![b'q'; usize::from(l)],
                 };
-                let d = encode(&RslMsg::Request { seqno: u64::from(seqno % 6), request: Bytes(&req) });
+                let seqno = u64::from(seqno % 6);
+                // Every third length is sent as a group of three (a pipelined session).
+                let d = match len % 3 {
+                    0 => {
+                        let mut group = [0u8; 64];
+                        let (n, _) = fleet_engine::rsl::group::encode(&[&req, &req, &req], &mut group);
+                        encode(&RslMsg::Requests { seqno, requests: Bytes(&group[..n]) })
+                    }
+                    _ => encode(&RslMsg::Request { seqno, request: Bytes(&req) }),
+                };
                 deliver_sealed(&mut r, me, now, client_ep(usize::from(client % 3)), &d);
             }
             Event::Tick { ms } => {

@@ -335,6 +335,8 @@ pub fn describe(msg: &RslMsg<'_>) -> String {
     match msg {
         RslMsg::Request { seqno, request } if request.0 == Counter::QUERY => format!("Query#{seqno}"),
         RslMsg::Request { seqno, .. } => format!("Request#{seqno}"),
+        RslMsg::Requests { seqno, .. } => format!("Requests#{seqno}"),
+        RslMsg::Replies { seqno, .. } => format!("Replies#{seqno}"),
         RslMsg::ReadConfirm { bal: b, round } => format!("ReadConfirm({}, round {round})", bal(*b)),
         RslMsg::ReadAck { bal: b, round } => format!("ReadAck({}, round {round})", bal(*b)),
         RslMsg::ForwardedRequest { client, seqno, .. } => format!("ForwardedRequest({client:?}#{seqno})"),

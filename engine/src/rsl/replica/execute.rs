@@ -13,11 +13,9 @@ use crate::rsl::election::Election;
 use crate::rsl::executor::Executor;
 use crate::rsl::journal::Journal;
 use crate::rsl::learner::Learner;
-use crate::rsl::msg::RslMsg;
 use crate::rsl::retained::{PushError, Retained};
 use crate::rsl::snapshot::Frozen;
 use crate::stats::Stats;
-use crate::wire::Bytes;
 
 /// Where a batch's replies go: the outbox and the datagram bound.
 pub(super) struct Replies<'o, 'b> {
@@ -36,6 +34,8 @@ pub(super) struct Execution<'r, A: App, const C: usize, const RB: usize, const T
     journal: &'r mut Journal,
     election: &'r mut Election<C>,
     stats: &'r mut Stats,
+    /// Room for a group's reply (`group::reply_room`), from the cluster's datagram bound.
+    group_reply_bytes: usize,
 }
 
 impl<A: App, const C: usize, const RB: usize, const TB: usize> Execution<'_, A, C, RB, TB> {
@@ -44,12 +44,13 @@ impl<A: App, const C: usize, const RB: usize, const TB: usize> Execution<'_, A, 
     pub(super) fn run(&mut self, bal: Ballot, batch: &[u8], replies: Option<Replies<'_, '_>>) {
         self.retain(bal, batch);
         let stats = &mut *self.stats;
+        let room = self.group_reply_bytes;
         match replies {
-            Some(Replies { out, max_datagram_bytes, cluster }) => self.executor.execute(bal, batch, |r| {
-                let msg = RslMsg::Reply { seqno: r.seqno, reply: Bytes(r.reply) };
+            Some(Replies { out, max_datagram_bytes, cluster }) => self.executor.execute(bal, batch, room, |r| {
+                let msg = super::receive::reply_msg(r.seqno, r.reply, r.group);
                 emit::send(out, stats, Envelope::Rsl(cluster), max_datagram_bytes, r.client, &msg);
             }),
-            None => self.executor.execute(bal, batch, |_| {}),
+            None => self.executor.execute(bal, batch, room, |_| {}),
         }
         for e in batch::entries(batch) {
             self.election.reflect_executed(e.client, e.seqno);
@@ -104,6 +105,7 @@ impl<
             journal: &mut self.journal,
             election: &mut self.election,
             stats: &mut self.stats,
+            group_reply_bytes: crate::rsl::group::reply_room(RB, self.config.params.max_datagram_bytes),
         };
         (&self.learner, exec)
     }

@@ -11,7 +11,7 @@ use crate::rsl::ballot::Ballot;
 use crate::rsl::batch;
 use crate::rsl::election::Tracking;
 use crate::rsl::msg::{RslMsg, SupplyPart, Vote};
-use crate::rsl::proposer::{Phase, Queued};
+use crate::rsl::proposer::{ClientRequest, Phase, Queued};
 use crate::rsl::state_transfer::Progress;
 use crate::stats::Stats;
 use crate::time::Instant;
@@ -57,6 +57,8 @@ impl<
             RslMsg::RecoverReply { ballot, .. } => ballot.is_valid_for(n) || *ballot == Ballot::default(),
             RslMsg::Request { .. }
             | RslMsg::Reply { .. }
+            | RslMsg::Requests { .. }
+            | RslMsg::Replies { .. }
             | RslMsg::ForwardedRequest { .. }
             | RslMsg::RecoverRequest { .. } => true,
         }
@@ -68,19 +70,19 @@ impl<
         &mut self,
         now: Instant,
         from: Endpoint,
-        seqno: u64,
-        request: &[u8],
+        req: ClientRequest<'_>,
         forwarded: bool,
         out: &mut Outbox<'_>,
     ) {
-        if request.len() > self.max_request_bytes() {
+        let ClientRequest { seqno, request, group } = req;
+        if request.len() > self.max_request_bytes() || (group && crate::rsl::group::validate(request).is_err()) {
             Stats::bump(&mut self.stats.invalid_messages);
             return;
         }
         let max = self.config.params.max_datagram_bytes;
         if let Some(cached) = self.executor.reply_cache.get(from) {
             if seqno == cached.seqno {
-                let msg = RslMsg::Reply { seqno, reply: Bytes(&cached.reply) };
+                let msg = reply_msg(seqno, &cached.reply, group);
                 emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, from, &msg);
                 return;
             }
@@ -90,8 +92,9 @@ impl<
             }
         }
         // A query straight from a client to the leader is answered without a log write; one
-        // passed on by a follower goes through the log, as that follower tracks it.
-        if !forwarded && self.admit_query(from, seqno, request, out) {
+        // passed on by a follower goes through the log, as that follower tracks it. Groups
+        // always take the log.
+        if !forwarded && !group && self.admit_query(from, seqno, request, out) {
             return;
         }
         let tracking = self.election.reflect_received(now, from, seqno);
@@ -101,14 +104,14 @@ impl<
         let leader = usize::from(self.election.current_view.proposer);
         if !forwarded && tracking != Tracking::Known && leader != self.me {
             if let Some(dst) = self.config.replicas.get(leader).copied() {
-                let msg = RslMsg::ForwardedRequest { client: from, seqno, request: Bytes(request) };
+                let msg = RslMsg::ForwardedRequest { client: from, seqno, request: Bytes(request), group };
                 emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, dst, &msg);
             }
         }
         // IronRSL queues whenever the proposer is active (phase 1 or 2) in the current view.
         if self.proposer.phase != Phase::Idle && self.election.current_view == self.proposer.max_ballot_sent_1a {
             let delay = self.config.params.max_batch_delay_ms;
-            if self.proposer.queue_request(from, seqno, request, now, delay) == Queued::Full {
+            if self.proposer.queue_request(from, req, now, delay) == Queued::Full {
                 Stats::bump(&mut self.stats.queue_full);
             }
         }
@@ -117,8 +120,8 @@ impl<
     pub(super) fn on_peer(&mut self, now: Instant, sender: usize, msg: RslMsg<'_>, out: &mut Outbox<'_>) {
         let max = self.config.params.max_datagram_bytes;
         match msg {
-            RslMsg::ForwardedRequest { client, seqno, request } => {
-                self.on_request(now, client, seqno, request.0, true, out);
+            RslMsg::ForwardedRequest { client, seqno, request, group } => {
+                self.on_request(now, client, ClientRequest { seqno, request: request.0, group }, true, out);
             }
             // A rejoining replica neither promises nor votes (see `crate::rsl::rejoin`).
             RslMsg::OneA { .. } | RslMsg::TwoA { .. } if self.rejoin.is_some() => {
@@ -244,7 +247,15 @@ impl<
             }
             RslMsg::ReadConfirm { bal, round } => self.on_read_confirm(sender, bal, round, out),
             RslMsg::ReadAck { bal, round } => self.on_read_ack(sender, bal, round),
-            RslMsg::Request { .. } | RslMsg::Reply { .. } => {}
+            RslMsg::Request { .. } | RslMsg::Reply { .. } | RslMsg::Requests { .. } | RslMsg::Replies { .. } => {}
         }
+    }
+}
+
+/// The reply to a client's request: a group's reply goes back as one.
+pub(super) fn reply_msg(seqno: u64, reply: &[u8], group: bool) -> RslMsg<'_> {
+    match group {
+        true => RslMsg::Replies { seqno, replies: Bytes(reply) },
+        false => RslMsg::Reply { seqno, reply: Bytes(reply) },
     }
 }

@@ -20,7 +20,7 @@ use fleet_io_std::net::to_endpoint;
 use fleet_io_std::rsl::DEFAULT_RETRANSMIT_MS;
 use fleet_io_std::{CallError, KvSetup, RslSetup};
 
-pub use load_client::{KvLoad, LoadClient, OpResult, RslLoad};
+pub use load_client::{KvLoad, LoadClient, OpResult, PlannedOp, RslLoad};
 pub use options::{BenchOptions, BenchResult, DEFAULT_KV_LOAD_THREADS, DEFAULT_LOAD_THREADS};
 use worker::{load_thread, new_hist, Logical, Shared};
 
@@ -33,7 +33,7 @@ pub fn run_rsl(setup: &RslSetup, opts: &BenchOptions) -> Result<BenchResult, Cal
     let auth = setup.auth.as_ref().map(|f| (f, setup.config.identity()));
     run_load(&setup.addrs, auth, opts, |_| {
         Client::new(&eps, seed, DEFAULT_RETRANSMIT_MS, max)
-            .map(|c| RslLoad(Box::new(c), max_request))
+            .map(|c| RslLoad::new(Box::new(c), max_request, opts.pipeline))
             .map_err(|_| CallError::TooLarge)
     })
 }
@@ -71,7 +71,8 @@ fn run_load<C: LoadClient>(
     let mut probe = make(0)?;
     let mut scratch = fleet_io_std::net::HeapOutbox::new(4, 1 << 20);
     let value = vec![b'.'; opts.value_size];
-    if !probe.start(fleet_engine::Instant::ZERO, opts.first_key, Some(&value), &mut scratch.outbox()) {
+    let probe_op = load_client::PlannedOp { key: opts.first_key, write: Some(&value) };
+    if probe.start(fleet_engine::Instant::ZERO, &[probe_op], &mut scratch.outbox()) == 0 {
         return Err(CallError::TooLarge);
     }
     let threads = opts.load_threads.clamp(1, opts.clients.max(1));
@@ -90,7 +91,18 @@ fn run_load<C: LoadClient>(
         };
         let client = make(c)?;
         let rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
-        let l = Logical { client, socket, seal, id: c as u64, rng, n: 0, filled: 0, current: None };
+        let l = Logical {
+            client,
+            socket,
+            seal,
+            id: c as u64,
+            rng,
+            n: 0,
+            filled: 0,
+            current: Vec::new(),
+            results: Vec::new(),
+            carried: Vec::new(),
+        };
         let g = c % groups.len();
         groups[g].push(l);
     }

@@ -33,6 +33,10 @@ pub struct BenchOptions {
     /// fastest depends on the machine and the service: on 2 CPUs, 1 thread leaves a CPU to a
     /// single busy server (KV), 2 threads suit a 3-replica RSL cluster.
     pub load_threads: usize,
+    /// Operations per request (1: one at a time). Above 1, each RSL client keeps a pipelined
+    /// session: up to this many operations packed into one request (a group, executed in
+    /// order, each exactly once), as `redis-benchmark -P` does. Not used by KV clients.
+    pub pipeline: usize,
 }
 
 /// What a run measured.

@@ -12,7 +12,7 @@ use fleet_io_std::net::{to_endpoint, to_socket_addr, HeapOutbox};
 use fleet_proofs::history::{encode_hex, HistoryRecord, RecordOp, RecordStatus};
 use hdrhistogram::Histogram;
 
-use super::load_client::{LoadClient, OpResult};
+use super::load_client::{LoadClient, OpResult, PlannedOp};
 use super::options::BenchOptions;
 
 /// Most datagrams read from one client socket per readiness event.
@@ -52,7 +52,13 @@ pub(super) struct Logical<C> {
     pub(super) n: u64,
     /// Keys this client has written in a fill.
     pub(super) filled: u64,
-    pub(super) current: Option<InFlightOp>,
+    /// The operations of the outstanding request, in order (empty: none outstanding).
+    pub(super) current: Vec<InFlightOp>,
+    /// Results of a completed request (reused).
+    pub(super) results: Vec<OpResult>,
+    /// Reads a group applied without room for their replies: they go first in the next
+    /// request (a read changes nothing, so asking again is safe).
+    pub(super) carried: Vec<InFlightOp>,
 }
 
 pub(super) struct InFlightOp {
@@ -89,22 +95,8 @@ fn start_op<C: LoadClient>(
     clock: &Clock,
     out: &mut HeapOutbox,
 ) {
-    let (key, read) = if opts.fill {
-        let index = l.id + l.filled * opts.clients as u64;
-        if index >= opts.keys {
-            return; // This client's share is written.
-        }
-        (opts.first_key + index, false)
-    } else {
-        (
-            opts.first_key + xorshift(&mut l.rng) % opts.keys.max(1),
-            (xorshift(&mut l.rng) % 100) < u64::from(opts.read_pct),
-        )
-    };
-    // Values are unique per write (client, counter), so a history pins every read.
-    let mut value = format!("{:08x}{:016x}", l.id, l.n).into_bytes();
-    value.resize(opts.value_size.max(value.len()), b'.');
-    l.n += 1;
+    debug_assert!(l.current.is_empty(), "one request outstanding per client");
+    let depth = if opts.fill { 1 } else { opts.pipeline.max(1) };
     // The invocation instant is taken before the request can leave: once `send_to` returns
     // (or even before, since a loopback send wakes the server and this thread may be
     // descheduled right there), the service may already have executed the operation. A
@@ -113,21 +105,69 @@ fn start_op<C: LoadClient>(
     // a Set completed, that in truth was executed before it).
     let invoke_us = shared.start.elapsed().as_micros() as u64;
     let sent = StdInstant::now();
+    let carried = l.carried.len();
+    l.current.append(&mut l.carried);
+    while l.current.len() < depth {
+        let (key, read) = if opts.fill {
+            let index = l.id + l.filled * opts.clients as u64;
+            if index >= opts.keys {
+                return; // This client's share is written.
+            }
+            (opts.first_key + index, false)
+        } else {
+            (
+                opts.first_key + xorshift(&mut l.rng) % opts.keys.max(1),
+                (xorshift(&mut l.rng) % 100) < u64::from(opts.read_pct),
+            )
+        };
+        // Values are unique per write (client, counter), so a history pins every read.
+        let mut value = format!("{:08x}{:016x}", l.id, l.n).into_bytes();
+        value.resize(opts.value_size.max(value.len()), b'.');
+        l.n += 1;
+        l.current.push(InFlightOp { key, read, value, invoke_us, sent });
+    }
+    let planned: Vec<PlannedOp<'_>> =
+        l.current.iter().map(|op| PlannedOp { key: op.key, write: (!op.read).then_some(&op.value[..]) }).collect();
     let mut o = out.outbox();
-    if l.client.start(clock.now(), key, (!read).then_some(&value[..]), &mut o) {
-        send_all(&l.socket, &o, &mut l.seal);
-        l.current = Some(InFlightOp { key, read, value, invoke_us, sent });
+    let started = l.client.start(clock.now(), &planned, &mut o);
+    // Operations that did not fit the request were never sent: new ones stay out of the
+    // history, carried reads wait for the next request.
+    let mut unsent = l.current.split_off(started.min(l.current.len()));
+    unsent.truncate(carried.saturating_sub(started));
+    l.carried = unsent;
+    send_all(&l.socket, &o, &mut l.seal);
+}
+
+/// Ends the outstanding request: `completed` with one result per operation in
+/// `l.results` (an operation without one counts as lost), or not (timed out, or cut off).
+fn finish_request<C: LoadClient>(
+    w: &mut Worker,
+    l: &mut Logical<C>,
+    opts: &BenchOptions,
+    shared: &Shared,
+    completed: bool,
+) {
+    let ops = std::mem::take(&mut l.current);
+    let mut results = std::mem::take(&mut l.results).into_iter();
+    for op in ops {
+        let reply = completed.then(|| results.next().unwrap_or(OpResult::Lost));
+        // Applied without room for its reply: a read asks again, a write's outcome is lost.
+        if op.read && reply == Some(OpResult::Lost) && opts.pipeline > 1 {
+            l.carried.push(op);
+            continue;
+        }
+        finish_op(w, l, op, opts, shared, reply);
     }
 }
 
 fn finish_op<C: LoadClient>(
     w: &mut Worker,
     l: &mut Logical<C>,
+    op: InFlightOp,
     opts: &BenchOptions,
     shared: &Shared,
     reply: Option<OpResult>,
 ) {
-    let Some(op) = l.current.take() else { return };
     let refused = reply.is_none() && l.client.refused();
     let lost = matches!(reply, Some(OpResult::Lost));
     let complete_us = shared.start.elapsed().as_micros() as u64;
@@ -194,7 +234,7 @@ pub(super) fn load_thread<C: LoadClient>(
         start_op(l, &opts, &shared, &clock, &mut out);
     }
     while StdInstant::now() < shared.stop_at {
-        if opts.fill && clients.iter().all(|l| l.current.is_none()) {
+        if opts.fill && clients.iter().all(|l| l.current.is_empty()) {
             break; // Every key of this thread's clients is written.
         }
         let now = clock.now();
@@ -219,10 +259,11 @@ pub(super) fn load_thread<C: LoadClient>(
                         };
                         let Some(datagram) = datagram else { continue };
                         let mut o = out.outbox();
-                        let completed = l.client.on_datagram(clock.now(), to_endpoint(from), datagram, &mut o);
+                        let now = clock.now();
+                        let completed = l.client.on_datagram(now, to_endpoint(from), datagram, &mut o, &mut l.results);
                         send_all(&l.socket, &o, &mut l.seal);
-                        if let Some(reply) = completed {
-                            finish_op(&mut w, l, &opts, &shared, Some(reply));
+                        if completed {
+                            finish_request(&mut w, l, &opts, &shared, true);
                             if StdInstant::now() < shared.stop_at {
                                 start_op(l, &opts, &shared, &clock, &mut out);
                             }
@@ -238,9 +279,9 @@ pub(super) fn load_thread<C: LoadClient>(
         // One clock read for the whole scan, not one per client.
         let now_std = StdInstant::now();
         for l in clients.iter_mut() {
-            if l.current.as_ref().is_some_and(|op| now_std.saturating_duration_since(op.sent) >= opts.op_timeout) {
+            if l.current.first().is_some_and(|op| now_std.saturating_duration_since(op.sent) >= opts.op_timeout) {
                 l.client.cancel();
-                finish_op(&mut w, l, &opts, &shared, None);
+                finish_request(&mut w, l, &opts, &shared, false);
                 start_op(l, &opts, &shared, &clock, &mut out);
             } else if l.client.next_deadline() <= now {
                 let mut o = out.outbox();
@@ -252,12 +293,13 @@ pub(super) fn load_thread<C: LoadClient>(
     // Operations still outstanding at the end: their outcome is unknown. Cut off by the end
     // of the run, not a failure of the cluster, unless the service was refusing them.
     for l in clients.iter_mut() {
-        if l.current.is_some() {
+        if !l.current.is_empty() {
             let refused = l.client.refused();
-            finish_op(&mut w, l, &opts, &shared, None);
+            let cut_off = l.current.len() as u64;
+            finish_request(&mut w, l, &opts, &shared, false);
             if !refused {
-                w.errors -= 1;
-                w.timeouts -= 1;
+                w.errors -= cut_off;
+                w.timeouts -= cut_off;
             }
         }
     }
