@@ -79,7 +79,7 @@ secs, rate = float(sys.argv[2]), int(sys.argv[3])
 start = time.time()
 end = start + secs  # bounded in time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-forged = bytes([0xF1, 2, ord("A"), 1]) + os.urandom(120)
+forged = bytes([0xF1, 3, ord("A"), 1]) + os.urandom(120)
 sent = 0
 while time.time() < end and sent < 50_000_000:  # and in count
     for _ in range(64):

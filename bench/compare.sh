@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compares Fleet's RSL cluster and IronKV cluster with Redis on this machine, in one run, on 127.0.0.1:
-# the same client counts (1 and 50) and value size (128 B). Prints each figure and the
+# the same client counts (1 and 50) and value size (128 B), and RSL with 16 requests in
+# flight per client against `redis-benchmark -P 16`. Prints each figure and the
 # ratio Fleet / Redis. Installs Debian's redis-server if it is missing. Stops everything
 # it started. Then bench/kv_durable.sh: durable KV hosts (--data-dir) against Redis with
 # `--appendfsync always`. Usage: bench/compare.sh [seconds-per-run]
@@ -38,13 +39,15 @@ sleep 1
 "$FLEET" rsl put --config "$WORK/cluster.toml" warmup 1 >/dev/null
 "$FLEET" kv set --config "$WORK/cluster.toml" 1 warmup >/dev/null
 
-redis_ops() { # clients threads -> ops/s of SET+GET (average)
-  local n=$(( $1 * 4000 * SECS )); [ "$n" -gt 2000000 ] && n=2000000
-  redis-benchmark -p "$REDIS_PORT" -c "$1" -n "$n" -d "$VALUE" -t set,get --threads "$2" -q 2>/dev/null \
+redis_ops() { # clients threads [pipeline] -> ops/s of SET+GET (average)
+  local p="${3:-1}" n=$(( $1 * 4000 * SECS )); [ "$n" -gt 2000000 ] && n=2000000
+  [ "$p" -gt 1 ] && n=$(( 800000 * SECS ))  # about SECS seconds at Redis's pipelined rate
+  redis-benchmark -p "$REDIS_PORT" -c "$1" -n "$n" -d "$VALUE" -t set,get --threads "$2" -P "$p" -q 2>/dev/null \
     | tr '\r' '\n' | awk '/requests per second/ {for (i=1;i<=NF;i++) if ($i ~ /^[0-9.]+$/) {s+=$i; c++; break}} END {printf "%.0f", s/c}'
 }
-fleet_ops() { # kind clients threads -> ops/s p50 p99 (50% reads)
-  "$FLEET" bench "$1" --config "$WORK/cluster.toml" --clients "$2" --threads "$3" --duration-s "$SECS" --value-size "$VALUE" --json \
+fleet_ops() { # kind clients threads [pipeline] -> ops/s p50 p99 (50% reads)
+  "$FLEET" bench "$1" --config "$WORK/cluster.toml" --clients "$2" --threads "$3" --pipeline "${4:-1}" \
+    --duration-s "$SECS" --value-size "$VALUE" --json \
     | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %d %d" % (d["ops_per_s"], d["p50_us"], d["p99_us"]))'
 }
 
@@ -63,6 +66,17 @@ for kind in rsl kv; do
     printf "%-8s %-8s %18s %34s %8s\n" "$kind" "$c" "$r ($rt)" "$f ($ft, $p50/$p99)" "$(python3 -c "print('%.2fx' % ($f/$r))")"
   done
 done
+
+# Pipelined: 50 clients with 16 requests in flight each (redis-benchmark -P 16 against
+# RSL sessions that pack 16 requests into one group; latencies are per group).
+r=0; rt=0; f=0; ft=0; p50=0; p99=0
+for t in 1 2; do
+  x=$(redis_ops 50 "$t" 16)
+  [ "${x%.*}" -gt "$r" ] && { r=${x%.*}; rt=$t; }
+  read -r y y50 y99 < <(fleet_ops rsl 50 "$t" 16)
+  [ "$y" -gt "$f" ] && { f=$y; ft=$t; p50=$y50; p99=$y99; }
+done
+printf "%-8s %-8s %18s %34s %8s\n" "rsl -P16" 50 "$r ($rt)" "$f ($ft, $p50/$p99)" "$(python3 -c "print('%.2fx' % ($f/$r))")"
 
 # The in-memory servers stop before the durable run starts its own.
 for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=()

@@ -41,7 +41,7 @@ use fleet_proofs::checkers::rsl::{RslChecker, RslEvent};
 use fleet_proofs::checkers::{Checker, Violation};
 
 use crash::AtCrash;
-use spec::{decode_result, encode_call};
+use spec::{decode_result, encode_call, spec_seqno};
 
 use crate::clock::HostClock;
 use crate::disk::SimDisk;
@@ -111,6 +111,8 @@ pub struct RslSim {
     last_queries: Vec<u64>,
     /// Queries leaders answered without a log write, in all.
     pub queries_answered: u64,
+    /// Groups of requests clients submitted (pipelined sessions).
+    pub groups_submitted: u64,
     /// The highest truncation point any acceptor has reached.
     max_truncation: u64,
     /// Each crashed replica's durable state at the moment it crashed.
@@ -173,8 +175,9 @@ impl RslSim {
                     ep,
                     remaining: options.ops_per_client,
                     next_submit_us: 0,
-                    current: None,
+                    current: Vec::new(),
                     seqno: 0,
+                    group: false,
                     crashed: false,
                 }
             })
@@ -212,6 +215,7 @@ impl RslSim {
             last_ops: vec![0; options.replicas],
             last_queries: vec![0; options.replicas],
             queries_answered: 0,
+            groups_submitted: 0,
             max_truncation: 0,
             at_crash: vec![None; options.replicas],
             synced_views: vec![None; options.replicas],
@@ -278,7 +282,7 @@ impl RslSim {
     }
 
     fn may_submit(&self, c: &ClientSlot) -> bool {
-        c.current.is_none() && c.remaining > 0 && !self.stop_submitting && !c.crashed
+        c.current.is_empty() && c.remaining > 0 && !self.stop_submitting && !c.crashed
     }
 
     fn local(&self, host: usize) -> Instant {
@@ -425,12 +429,23 @@ impl RslSim {
             if self.clients[j].crashed {
                 return;
             }
-            let done = self.clients[j].client.handle(now, from, bytes).map(|c| (c.seqno, decode_result(c.reply)));
-            if let Some((seqno, result)) = done {
+            let group = self.clients[j].group;
+            let done = self.clients[j].client.handle(now, from, bytes).map(|c| {
+                let results: Vec<Option<KvResult>> = match group {
+                    false => vec![Some(decode_result(c.reply))],
+                    true => fleet_engine::rsl::group::replies(c.reply).map(|r| r.map(decode_result)).collect(),
+                };
+                (c.seqno, results)
+            });
+            if let Some((seqno, results)) = done {
                 self.record(TraceKind::Complete { client: host, seqno });
-                let slot = &mut self.clients[j];
-                if let Some(h) = slot.current.take() {
-                    self.history[h].complete = Some((self.now, result));
+                let ops = std::mem::take(&mut self.clients[j].current);
+                for (k, h) in ops.into_iter().enumerate() {
+                    // A group's request applied without room for its reply stays pending:
+                    // it took effect, with a result the client never learns.
+                    if let Some(Some(result)) = results.get(k) {
+                        self.history[h].complete = Some((self.now, result.clone()));
+                    }
                     self.liveness.completed(h as u64);
                 }
                 let think = self.rng.below(self.options.think_us + 1);
@@ -457,7 +472,7 @@ impl RslSim {
         let mut req = [0u8; 64];
         let len = encode_call(&KvCall::Get(vec![b'k', b'0']), &mut req);
         let seqno = 1;
-        let ev = RslEvent::RequestSent { client: ep_id(from), seqno, request: &req[..len] };
+        let ev = RslEvent::RequestSent { client: ep_id(from), seqno: spec_seqno(seqno, 0), request: &req[..len] };
         self.checker.observe(&ev, &mut self.violations);
         let mut msg = [0u8; 128];
         let request = fleet_engine::wire::Bytes(&req[..len]);
@@ -472,28 +487,57 @@ impl RslSim {
     }
 
     fn submit(&mut self, j: usize) {
-        let key = vec![b'k', b'0' + (self.rng.below(u64::from(self.keys)) as u8)];
-        let call = match self.rng.below(10) {
-            0..=3 => KvCall::Get(key),
-            4..=8 => KvCall::Put(key, format!("c{j}-{}", self.history.len()).into_bytes()),
-            _ => KvCall::Delete(key),
-        };
-        let mut req = [0u8; 256];
-        let n = encode_call(&call, &mut req);
+        // One submission in four sends a group of two to four operations (a pipelined
+        // session), if the client has that many left.
+        let remaining = self.clients[j].remaining as u64;
+        let count = match self.rng.below(4) {
+            0 if remaining >= 2 => 2 + self.rng.below(3.min(remaining - 1)),
+            _ => 1,
+        } as usize;
+        let calls: Vec<KvCall> = (0..count)
+            .map(|k| {
+                let key = vec![b'k', b'0' + (self.rng.below(u64::from(self.keys)) as u8)];
+                match self.rng.below(10) {
+                    0..=3 => KvCall::Get(key),
+                    4..=8 => KvCall::Put(key, format!("c{j}-{}", self.history.len() + k).into_bytes()),
+                    _ => KvCall::Delete(key),
+                }
+            })
+            .collect();
+        let encoded: Vec<Vec<u8>> = calls
+            .iter()
+            .map(|call| {
+                let mut req = [0u8; 256];
+                let n = encode_call(call, &mut req);
+                req[..n].to_vec()
+            })
+            .collect();
         let host = self.client_host(j);
         let now = self.local(host);
         let mut buf = self.outbox.take().expect("outbox present between steps");
         let mut out = buf.outbox();
         let slot = &mut self.clients[j];
-        if let Ok(seqno) = slot.client.submit(now, &req[..n], &mut out) {
-            slot.remaining -= 1;
-            slot.current = Some(self.history.len());
+        let submitted = match count {
+            1 => slot.client.submit(now, &encoded[0], &mut out).map(|seqno| (seqno, 1)),
+            _ => {
+                let requests: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+                slot.client.submit_group(now, &requests, &mut out)
+            }
+        };
+        if let Ok((seqno, packed)) = submitted {
+            slot.remaining -= packed as u32;
             slot.seqno = seqno;
+            slot.group = count > 1;
+            self.groups_submitted += u64::from(count > 1);
             let client = ep_id(slot.ep);
-            self.liveness.invoked(self.history.len() as u64, client, self.now);
-            self.history.push(HistoryOp { client: j, call, invoke_us: self.now, complete: None });
-            let ev = RslEvent::RequestSent { client, seqno, request: &req[..n] };
-            self.checker.observe(&ev, &mut self.violations);
+            for (k, call) in calls.into_iter().take(packed).enumerate() {
+                let h = self.history.len();
+                self.clients[j].current.push(h);
+                self.liveness.invoked(h as u64, client, self.now);
+                self.history.push(HistoryOp { client: j, call, invoke_us: self.now, complete: None });
+                let ev = RslEvent::RequestSent { client, seqno: spec_seqno(seqno, k), request: &encoded[k] };
+                self.checker.observe(&ev, &mut self.violations);
+            }
             self.record(TraceKind::Submit { client: host, seqno });
         }
         self.net.send_all(self.now, self.clients[j].ep, &out, &mut self.rng);
@@ -522,7 +566,7 @@ impl RslSim {
 
     /// True when every client has completed every operation.
     pub fn all_done(&self) -> bool {
-        self.clients.iter().all(|c| c.remaining == 0 && c.current.is_none())
+        self.clients.iter().all(|c| c.remaining == 0 && c.current.is_empty())
     }
 
     /// Operations completed so far.

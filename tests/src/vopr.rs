@@ -118,6 +118,8 @@ pub struct SeedReport {
     pub spec_ops: u64,
     /// Queries answered without a log write (RSL).
     pub queries: u64,
+    /// Request groups submitted by pipelined sessions (RSL).
+    pub groups: u64,
     /// Violations (empty on success).
     pub violations: Vec<Violation>,
     /// The linearizability check ran out of budget (no verdict).
@@ -216,6 +218,7 @@ fn run_kv(seed: u64, cfg: &RunConfig) -> SeedReport {
         ops: (r.ops_completed + r.ops_pending, r.ops_completed),
         spec_ops: r.transfers_completed,
         queries: 0,
+        groups: 0,
         violations: r.violations.iter().map(|v| Violation::new("kv", "kv-simulator", v.clone())).collect(),
         setup: format!(
             "KV{}: {} shards done, {} refused, {} transfers completed, {} redirects, {} client restarts, \
@@ -458,6 +461,7 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
         ops: (sim.history.len(), sim.completed()),
         spec_ops: sim.checker.refinement.spec_ops(),
         queries: sim.queries_answered,
+        groups: sim.groups_submitted,
         violations: sim.violations,
         lin_unknown,
         setup,

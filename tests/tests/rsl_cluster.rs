@@ -97,7 +97,7 @@ fn a_leader_cut_off_past_the_truncation_point_catches_up_after_healing_with_no_n
     // Cut the leader off while it has nothing pending: it then has no reason to time out
     // and start a view of its own, which would make the others run phase 1 with it.
     sim.stop_submitting = true;
-    assert!(sim.run_until(30 * SECOND_US, |s| s.clients.iter().all(|c| c.current.is_none())));
+    assert!(sim.run_until(30 * SECOND_US, |s| s.clients.iter().all(|c| c.current.is_empty())));
     sim.run_for(SECOND_US);
     let old = sim.leader().expect("a leader while serving");
     sim.isolate(old);

@@ -122,7 +122,7 @@ fn invariant_checker_catches_recovery_from_a_torn_snapshot() {
 fn paxos_invariants_catch_a_replica_without_state_that_takes_part_at_once() {
     // Both seeds: the wiped replica votes below its old promise or without its old vote,
     // and a second batch is chosen or voted for at one operation and ballot.
-    for seeds in [324..325, 693..694] {
+    for seeds in [1650..1651, 1746..1747] {
         binding_bug_is_caught(Plant::RejoinAtOnce, "invariant", "lemma_", seeds, 1);
     }
 }
@@ -313,11 +313,11 @@ fn sealed_seeds_refuse_every_forgery_of_every_kind() {
 }
 
 /// A leader that answers queries without its quorum's confirmation serves stale reads once
-/// a partition leaves it behind a newer view: one of the two seeds of the first 5,000 where the planted
+/// a partition leaves it behind a newer view: one of the three seeds of the first 5,000 where the planted
 /// bug bites (the rest of them pass with it, and this one passes without it).
 #[test]
 fn linearizability_checker_catches_queries_answered_without_confirmation() {
-    let seed = 2187;
+    let seed = 1998;
     let clean = run_seed(seed, &cfg(5_000, Plant::None));
     assert!(clean.violations.is_empty() && clean.queries > 0, "{}", describe(&clean));
     let c = RunConfig { keep_going: true, ..cfg(5_000, Plant::UnconfirmedReads) };

@@ -13,7 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// The storage format this build writes and reads.
-pub const FORMAT: &str = "fleet storage 3";
+pub const FORMAT: &str = "fleet storage 4";
 const LOCK_FILE: &str = "LOCK";
 const IDENTITY_FILE: &str = "identity";
 const FORMAT_FILE: &str = "format";

@@ -182,8 +182,8 @@ fn main() -> ExitCode {
     );
     println!("  simulated time {:.1} s", t.sim_us as f64 / 1e6);
     println!(
-        "  client ops     {} invoked, {} completed; {} batches executed, {} queries answered without one",
-        t.ops_invoked, t.ops_done, t.batches, t.queries
+        "  client ops     {} invoked, {} completed ({} request groups); {} batches executed, {} queries answered without one",
+        t.ops_invoked, t.ops_done, t.groups, t.batches, t.queries
     );
     println!(
         "  network        {} datagrams, {} lost, {} duplicated, {} dropped by partitions",
@@ -254,6 +254,7 @@ struct Totals {
     ops_done: u64,
     batches: u64,
     queries: u64,
+    groups: u64,
     sent: u64,
     lost: u64,
     dup: u64,
@@ -275,6 +276,7 @@ impl Totals {
         self.ops_done += r.ops.1 as u64;
         self.batches += r.spec_ops;
         self.queries += r.queries;
+        self.groups += r.groups;
         self.sent += r.net.sent;
         self.lost += r.net.lost;
         self.dup += r.net.duplicated;

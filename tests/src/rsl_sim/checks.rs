@@ -2,6 +2,7 @@
 //! the checkers (acceptor, votes, executed prefix, replies, 1b reply ids) and its own
 //! invariants are checked, then its datagrams go on the wire.
 
+use fleet_engine::rsl::group;
 use fleet_engine::rsl::proposer::Phase;
 use fleet_engine::rsl::{Ballot, RslMsg, Step};
 use fleet_engine::wire::{self, Protocol};
@@ -10,11 +11,13 @@ use fleet_proofs::checkers::rsl::RslEvent;
 use fleet_proofs::checkers::{Checker, Violation};
 
 use super::plants::Plant;
-use super::spec::{abstract_app, ep_id};
+use super::spec::{abstract_app, ep_id, spec_seqno};
 use super::{Ev, RslSim};
 
 /// Wire tag of `RslMsg::Reply` (postcard variant index, after the 3-byte envelope).
 const REPLY_TAG: u8 = 6;
+/// Wire tag of `RslMsg::Replies`, a group's reply.
+const REPLIES_TAG: u8 = 16;
 /// Where an RSL datagram's message tag is: after the envelope and the cluster identity.
 const READ_CONFIRM_TAG: u8 = 13;
 const TAG_AT: usize = fleet_engine::wire::RSL_HEADER_BYTES;
@@ -104,13 +107,25 @@ impl RslSim {
             self.fault_counts.planted += 1;
             return;
         }
-        if bytes.get(TAG_AT) == Some(&REPLY_TAG) {
-            if let Ok(RslMsg::Reply { seqno, reply }) = wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes) {
-                let ev = Ev::ReplySent { replica: i, client: ep_id(to), seqno, reply: reply.0 };
-                self.checker.observe(&ev, &mut self.violations);
-                if self.options.plant == Plant::DropReplies && self.gst_us.is_some() {
-                    return;
+        if matches!(bytes.get(TAG_AT), Some(&REPLY_TAG | &REPLIES_TAG)) {
+            let client = ep_id(to);
+            match wire::decode::<RslMsg<'_>>(Protocol::Rsl, bytes) {
+                Ok(RslMsg::Reply { seqno, reply }) => {
+                    let ev = Ev::ReplySent { replica: i, client, seqno: spec_seqno(seqno, 0), reply: reply.0 };
+                    self.checker.observe(&ev, &mut self.violations);
                 }
+                // Each answered request of a group is judged as the spec's request it is.
+                Ok(RslMsg::Replies { seqno, replies }) => {
+                    for (k, reply) in group::replies(replies.0).enumerate() {
+                        let Some(reply) = reply else { continue };
+                        let ev = Ev::ReplySent { replica: i, client, seqno: spec_seqno(seqno, k), reply };
+                        self.checker.observe(&ev, &mut self.violations);
+                    }
+                }
+                _ => {}
+            }
+            if self.options.plant == Plant::DropReplies && self.gst_us.is_some() {
+                return;
             }
         }
         self.net.send(self.now, from, to, bytes, &mut self.rng);

@@ -50,10 +50,12 @@ pub struct ClientSlot {
     pub remaining: u32,
     /// When it may submit next (global microseconds).
     pub next_submit_us: u64,
-    /// Index in the history of the outstanding operation.
-    pub current: Option<usize>,
-    /// Seqno of the outstanding operation.
+    /// Indices in the history of the outstanding operations: one, or a group's in order.
+    pub current: Vec<usize>,
+    /// Seqno of the outstanding request.
     pub seqno: u64,
+    /// The outstanding request is a group.
+    pub group: bool,
     /// Crash-stopped.
     pub crashed: bool,
 }

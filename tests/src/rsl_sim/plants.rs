@@ -11,7 +11,7 @@ use fleet_engine::Endpoint;
 use fleet_proofs::checkers::Checker;
 
 use super::clients::KvCall;
-use super::spec::{encode_call, ep_id};
+use super::spec::{encode_call, ep_id, spec_seqno};
 use super::{Ev, RslSim, SimReplica};
 use crate::trace::TraceKind;
 
@@ -213,11 +213,9 @@ impl RslSim {
     }
 
     fn plant_forge_reply(&mut self) -> bool {
-        let Some(j) = self
-            .clients
-            .iter()
-            .position(|c| c.current.is_some_and(|h| matches!(self.history[h].call, KvCall::Get(_))) && !c.crashed)
-        else {
+        let Some(j) = self.clients.iter().position(|c| {
+            !c.group && c.current.first().is_some_and(|&h| matches!(self.history[h].call, KvCall::Get(_))) && !c.crashed
+        }) else {
             return false;
         };
         let (ep, seqno) = (self.clients[j].ep, self.clients[j].seqno);
@@ -229,14 +227,14 @@ impl RslSim {
         self.record(TraceKind::Planted("forged reply Value(\"forged\") from r0"));
         let from = self.replica_eps[0];
         // The forged reply is reported as r0's send, then delivered without loss.
-        let ev = Ev::ReplySent { replica: 0, client: ep_id(ep), seqno, reply: r };
+        let ev = Ev::ReplySent { replica: 0, client: ep_id(ep), seqno: spec_seqno(seqno, 0), reply: r };
         self.checker.observe(&ev, &mut self.violations);
         self.net.inject(self.now, from, ep, &bytes[..n], 1);
         true
     }
 
     fn plant_forge_request(&mut self) -> bool {
-        let Some(j) = self.clients.iter().position(|c| c.current.is_some() && !c.crashed) else { return false };
+        let Some(j) = self.clients.iter().position(|c| !c.current.is_empty() && !c.crashed) else { return false };
         if self.leader().is_none() {
             return false;
         }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use fleet_engine::rsl::apps::kv::{KvAppError, KvOp, KvReply};
-use fleet_engine::rsl::batch;
+use fleet_engine::rsl::{batch, group};
 use fleet_engine::wire::Bytes;
 use fleet_engine::{Endpoint, IpAddr};
 use fleet_proofs::checkers::rsl::RslCodec;
@@ -58,11 +58,21 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 impl RslCodec for EngineCodec {
     fn decode_batch(bytes: &[u8]) -> Option<Vec<AppRequest>> {
         batch::validate(bytes, usize::MAX).ok()?;
-        Some(
-            batch::entries(bytes)
-                .map(|e| AppRequest { client: ep_id(e.client), seqno: e.seqno, request: e.request.0.to_vec() })
-                .collect(),
-        )
+        let mut requests = Vec::new();
+        for e in batch::entries(bytes) {
+            let client = ep_id(e.client);
+            match e.group {
+                false => {
+                    requests.push(AppRequest { client, seqno: spec_seqno(e.seqno, 0), request: e.request.0.to_vec() })
+                }
+                true => requests.extend(group::requests(e.request.0).enumerate().map(|(i, r)| AppRequest {
+                    client,
+                    seqno: spec_seqno(e.seqno, i),
+                    request: r.to_vec(),
+                })),
+            }
+        }
+        Some(requests)
     }
 
     fn initial_digest() -> u64 {
@@ -73,6 +83,19 @@ impl RslCodec for EngineCodec {
         fleet_engine::rsl::executor::chain_digest(prev, opn, batch)
     }
 }
+
+/// The spec's seqno of request `index` of the client's request `seqno` (0 for a request
+/// that is not a group). The spec has no groups: a group of `k` requests is `k` requests
+/// with consecutive spec seqnos, all above every earlier request's and below every later
+/// one's, so the spec's exactly-once rule applies a group whole, in order, once, and a
+/// re-proposed group not at all, which is what the engine promises.
+pub fn spec_seqno(seqno: u64, index: usize) -> u64 {
+    const _: () = assert!(group::MAX_GROUP_REQUESTS <= 1 << GROUP_BITS);
+    (seqno << GROUP_BITS) | index as u64
+}
+
+/// Bits of a spec seqno that number a request inside its group.
+const GROUP_BITS: u32 = 6;
 
 /// A client's identity in the spec: its endpoint packed into a `u64`.
 pub fn ep_id(ep: Endpoint) -> u64 {
