@@ -589,7 +589,7 @@ fn supply(r: &mut SimReplica, asker: Endpoint, have: u64, resume: Option<Resume>
 #[test]
 fn a_state_request_is_answered_with_contiguous_parts_up_to_the_step_budget() {
     let params = fleet_engine::rsl::Params { state_chunks_per_step: 2, max_datagram_bytes: 300, ..Default::default() };
-    let mut sim = RslSim::new(3, SimOptions { ops_per_client: 60, keys: 60, params, ..SimOptions::default() });
+    let mut sim = RslSim::new(3, SimOptions { ops_per_client: 120, keys: 60, params, ..SimOptions::default() });
     assert!(sim.run_until(60_000_000, RslSim::all_done));
     let asker = sim.replica_eps[1];
     let r = sim.replicas[0].as_mut().unwrap();

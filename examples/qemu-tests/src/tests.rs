@@ -40,7 +40,7 @@ pub static ALL: &[Test] = &[
 /// The engine's known-answer vector (`engine/src/auth/tests.rs`): the same bytes on x86-64.
 fn sealing_gives_the_known_answer_and_refuses_tampering() -> TestResult {
     use fleet_engine::auth::{Guard, Key, KeySet, Keyring, Role};
-    const KNOWN: [u8; 15] = [0xf1, 0x02, 0x41, 0x01, b'a', b'b', b'c', 0xd1, 0x3a, 0x28, 0xc5, 0x2f, 0xb9, 0xdb, 0x24];
+    const KNOWN: [u8; 15] = [0xf1, 0x03, 0x41, 0x01, b'a', b'b', b'c', 0xd1, 0x3a, 0x28, 0xc5, 0x2f, 0xb9, 0xdb, 0x24];
     let a = Endpoint::v4([10, 0, 0, 1], 7000);
     let b = Endpoint::v4([10, 0, 0, 2], 7000);
     let members = [a, b];
