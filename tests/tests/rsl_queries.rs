@@ -179,7 +179,7 @@ fn a_query_passed_on_by_a_follower_or_sent_to_a_follower_goes_through_the_log() 
     out.clear();
     let _ = f.handle(Instant::ZERO, client(3), &get(1), &mut out);
     assert!(sent(&out).iter().any(|(d, b)| *d == eps()[0] && matches!(decode(b), RslMsg::ForwardedRequest { .. })));
-    assert_eq!(f.election().tracked().len(), 1);
+    assert_eq!(f.election().tracked().count(), 1);
 }
 
 #[test]

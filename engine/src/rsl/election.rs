@@ -25,12 +25,20 @@
 //!
 //! As in IronRSL, the epoch doubles at each view change (up to the configured cap) and comes
 //! back to the baseline once a view has lasted a whole epoch without suspicion.
+//!
+//! Cost per request, in the number `n` of clients tracked: O(log n). Clients are kept sorted
+//! by endpoint and found by binary search; a request seen executed is marked, not removed,
+//! so a client's entry is inserted (an O(n) move) once, when it is first seen, not per
+//! request. The oldest waiting arrival is cached; it is recomputed (O(n)) only after the
+//! request that held it stopped waiting, at most once per step.
 
 use super::ballot::Ballot;
 use crate::endpoint::Endpoint;
 use crate::time::Instant;
 
-/// A request the replica received and has not seen executed.
+/// A client's request the replica received, waiting to be seen executed (or, once
+/// `waiting` is false, a client whose last request was executed or dropped: kept so the
+/// next request finds its place without moving the others).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tracked {
     /// The client.
@@ -39,10 +47,16 @@ pub struct Tracked {
     pub seqno: u64,
     /// When it was received (or when the current view began, if later).
     pub since: Instant,
+    /// The request still waits.
+    pub waiting: bool,
 }
 
 /// Election state; tracks at most `T` clients' requests.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// Equality and hashing (for model checkers) see the waiting requests only: entries kept
+/// for clients that wait for nothing, and the cached oldest arrival, never influence
+/// behaviour.
+#[derive(Clone, Debug)]
 pub struct Election<const T: usize> {
     /// The view this replica believes in.
     pub current_view: Ballot,
@@ -51,7 +65,12 @@ pub struct Election<const T: usize> {
     /// How long a request may wait unexecuted before the view is suspected; doubles on each
     /// view change up to the configured cap.
     pub epoch_length_ms: u64,
+    /// Sorted by client, one entry per client.
     tracked: heapless::Vec<Tracked, T>,
+    /// The earliest `since` of a waiting entry (`Instant::NEVER` if none), unless `stale`.
+    oldest: Instant,
+    /// The entry that held `oldest` stopped waiting: `oldest` may be too early.
+    stale: bool,
     /// The epoch length a stable view returns to.
     baseline_ms: u64,
     /// When this replica last executed something (or the view began, if later).
@@ -87,6 +106,8 @@ impl<const T: usize> Election<T> {
             suspectors: 0,
             epoch_length_ms: baseline_ms,
             tracked: heapless::Vec::new(),
+            oldest: Instant::NEVER,
+            stale: false,
             baseline_ms,
             progress_at: Instant::ZERO,
             view_since: Instant::ZERO,
@@ -101,17 +122,35 @@ impl<const T: usize> Election<T> {
         self.suspectors & (1u64 << (me % 64)) != 0
     }
 
-    /// Notes a received request.
+    /// Notes a received request. O(log n) for a client already known; a new client's entry
+    /// is inserted in order (O(n), once per client).
     pub fn reflect_received(&mut self, now: Instant, client: Endpoint, seqno: u64) -> Tracking {
-        if let Some(t) = self.tracked.iter_mut().find(|t| t.client == client) {
-            // A newer request from the same client: the older one executed or was abandoned;
-            // keep the original arrival so a stuck leader is still suspected on time.
-            let newer = seqno > t.seqno;
-            t.seqno = t.seqno.max(seqno);
-            return if newer { Tracking::New } else { Tracking::Known };
+        let slot = self.tracked.binary_search_by(|t| t.client.cmp(&client));
+        if let Ok(i) = slot {
+            let t = &mut self.tracked[i];
+            if t.waiting {
+                // A newer request from the same client: the older one executed or was
+                // abandoned; keep the original arrival so a stuck leader is still suspected
+                // on time.
+                let newer = seqno > t.seqno;
+                t.seqno = t.seqno.max(seqno);
+                return if newer { Tracking::New } else { Tracking::Known };
+            }
+            *t = Tracked { client, seqno, since: now, waiting: true };
+            self.oldest = self.oldest.min(now);
+            return Tracking::New;
         }
-        match self.tracked.push(Tracked { client, seqno, since: now }) {
-            Ok(()) => Tracking::New,
+        if self.tracked.is_full() {
+            // Room from clients that wait for nothing (their positions shift: O(n), only
+            // when the table is full).
+            self.tracked.retain(|t| t.waiting);
+        }
+        let i = self.tracked.binary_search_by(|t| t.client.cmp(&client)).unwrap_or_else(|i| i);
+        match self.tracked.insert(i, Tracked { client, seqno, since: now, waiting: true }) {
+            Ok(()) => {
+                self.oldest = self.oldest.min(now);
+                Tracking::New
+            }
             Err(_) => Tracking::Full,
         }
     }
@@ -123,12 +162,27 @@ impl<const T: usize> Election<T> {
     /// epoch.
     pub fn reflect_progress(&mut self, now: Instant) {
         self.progress_at = self.progress_at.max(now);
-        if now < self.expire_check_at {
-            return;
+        if now >= self.expire_check_at {
+            let epoch = self.epoch_length_ms;
+            for t in self.tracked.iter_mut().filter(|t| t.waiting && now >= t.since.plus_ms(epoch)) {
+                t.waiting = false;
+                self.stale = true;
+            }
+            self.expire_check_at = now.plus_ms(epoch / 4);
         }
-        let epoch = self.epoch_length_ms;
-        self.tracked.retain(|t| now < t.since.plus_ms(epoch));
-        self.expire_check_at = now.plus_ms(epoch / 4);
+        self.refresh_oldest();
+    }
+
+    /// Recomputes the oldest waiting arrival if the one that held it stopped waiting.
+    fn refresh_oldest(&mut self) {
+        if self.stale {
+            self.oldest = self.oldest_waiting();
+            self.stale = false;
+        }
+    }
+
+    fn oldest_waiting(&self) -> Instant {
+        self.tracked.iter().filter(|t| t.waiting).map(|t| t.since).min().unwrap_or(Instant::NEVER)
     }
 
     /// Notes whether this replica holds a vote for an operation it has not executed. A
@@ -156,7 +210,13 @@ impl<const T: usize> Election<T> {
 
     /// Forgets the tracked request of `client` if `seqno` covers it: it executed.
     pub fn reflect_executed(&mut self, client: Endpoint, seqno: u64) {
-        self.tracked.retain(|t| t.client != client || t.seqno > seqno);
+        if let Ok(i) = self.tracked.binary_search_by(|t| t.client.cmp(&client)) {
+            let t = &mut self.tracked[i];
+            if t.waiting && t.seqno <= seqno {
+                t.waiting = false;
+                self.stale |= t.since <= self.oldest;
+            }
+        }
     }
 
     fn enter_view(&mut self, view: Ballot, now: Instant) {
@@ -165,6 +225,8 @@ impl<const T: usize> Election<T> {
         // Live clients retry to every replica, and their requests are tracked again; a
         // request nobody retries must not make the new view suspect too.
         self.tracked.clear();
+        self.oldest = Instant::NEVER;
+        self.stale = false;
         self.leader_rejoining = false;
         self.view_since = now;
         self.progress_at = self.progress_at.max(now);
@@ -192,7 +254,11 @@ impl<const T: usize> Election<T> {
     /// epoch with nothing executed meanwhile.
     pub fn deadline(&self) -> Option<Instant> {
         let undecided = (self.undecided || self.leader_rejoining).then_some(self.progress_at);
-        let oldest = self.tracked.iter().map(|t| t.since).chain(undecided).min()?;
+        let tracked = match self.stale {
+            false => self.oldest,
+            true => self.oldest_waiting(),
+        };
+        let oldest = (tracked != Instant::NEVER).then_some(tracked).into_iter().chain(undecided).min()?;
         Some(oldest.max(self.progress_at).plus_ms(self.epoch_length_ms))
     }
 
@@ -207,6 +273,7 @@ impl<const T: usize> Election<T> {
         if stable && self.epoch_length_ms > self.baseline_ms {
             self.epoch_length_ms = self.baseline_ms;
         }
+        self.refresh_oldest();
         let bit = 1u64 << (me % 64);
         match self.deadline().is_some_and(|d| now >= d) {
             true => self.suspectors |= bit,
@@ -227,9 +294,9 @@ impl<const T: usize> Election<T> {
         true
     }
 
-    /// Requests tracked for suspicion.
-    pub fn tracked(&self) -> &[Tracked] {
-        &self.tracked
+    /// Requests waiting, tracked for suspicion, in client order.
+    pub fn tracked(&self) -> impl Iterator<Item = &Tracked> + '_ {
+        self.tracked.iter().filter(|t| t.waiting)
     }
 
     /// Local invariants for `n` replicas and the configured epoch bounds: the view names a
@@ -246,12 +313,47 @@ impl<const T: usize> Election<T> {
         if self.epoch_length_ms < baseline_ms.min(max_ms) || self.epoch_length_ms > max_ms.max(baseline_ms) {
             return Err("epoch length outside its bounds");
         }
-        for (i, t) in self.tracked.iter().enumerate() {
-            if self.tracked[..i].iter().any(|u| u.client == t.client) {
-                return Err("a client tracked twice");
-            }
+        if self.tracked.windows(2).any(|w| w[0].client >= w[1].client) {
+            return Err("tracked clients not sorted, or a client tracked twice");
+        }
+        if !self.stale && self.oldest != self.oldest_waiting() {
+            return Err("the cached oldest arrival is not the oldest waiting request's");
         }
         Ok(())
+    }
+}
+
+impl<const T: usize> PartialEq for Election<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.current_view == other.current_view
+            && self.suspectors == other.suspectors
+            && self.epoch_length_ms == other.epoch_length_ms
+            && self.tracked().eq(other.tracked())
+            && self.baseline_ms == other.baseline_ms
+            && self.progress_at == other.progress_at
+            && self.view_since == other.view_since
+            && self.expire_check_at == other.expire_check_at
+            && self.undecided == other.undecided
+            && self.leader_rejoining == other.leader_rejoining
+    }
+}
+
+impl<const T: usize> Eq for Election<T> {}
+
+impl<const T: usize> core::hash::Hash for Election<T> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.current_view.hash(state);
+        self.suspectors.hash(state);
+        self.epoch_length_ms.hash(state);
+        for t in self.tracked() {
+            t.hash(state);
+        }
+        self.baseline_ms.hash(state);
+        self.progress_at.hash(state);
+        self.view_since.hash(state);
+        self.expire_check_at.hash(state);
+        self.undecided.hash(state);
+        self.leader_rejoining.hash(state);
     }
 }
 
@@ -345,7 +447,7 @@ mod tests {
         assert_eq!(e.reflect_received(Instant::ZERO, c(), 1), Tracking::New);
         e.suspectors = 0b11;
         assert!(e.check_quorum(Instant::from_millis(1000), 2, 3, 8000));
-        assert!(e.tracked().is_empty());
+        assert!(e.tracked().next().is_none());
         assert!(!e.check_timeout(Instant::from_millis(60_000), 0), "nothing waits in the new view");
     }
 
@@ -371,9 +473,9 @@ mod tests {
         e.reflect_received(Instant::ZERO, c(), 1); // its forward was lost
         e.reflect_received(Instant::from_millis(600), other, 1);
         e.reflect_progress(Instant::from_millis(999));
-        assert_eq!(e.tracked().len(), 2, "not a whole epoch yet");
+        assert_eq!(e.tracked().count(), 2, "not a whole epoch yet");
         e.reflect_progress(Instant::from_millis(1300));
-        assert_eq!(e.tracked().iter().map(|t| t.client).collect::<heapless::Vec<_, 4>>()[..], [other]);
+        assert_eq!(e.tracked().map(|t| t.client).collect::<heapless::Vec<_, 4>>()[..], [other]);
     }
 
     #[test]
@@ -470,11 +572,43 @@ mod tests {
         assert!(check(&|e| e.epoch_length_ms = 999).is_err());
         assert!(check(&|e| e.epoch_length_ms = 8001).is_err());
         let twice = |e: &mut Election<4>| {
-            let t = Tracked { client: c(), seqno: 1, since: Instant::ZERO };
+            let t = Tracked { client: c(), seqno: 1, since: Instant::ZERO, waiting: true };
             e.tracked.push(t).unwrap();
             e.tracked.push(Tracked { seqno: 2, ..t }).unwrap();
         };
         assert!(check(&twice).is_err(), "a client tracked twice");
+        let stale_cache = |e: &mut Election<4>| {
+            e.tracked.push(Tracked { client: c(), seqno: 1, since: Instant::from_millis(5), waiting: true }).unwrap();
+        };
+        assert!(check(&stale_cache).is_err(), "an entry older than the cached oldest arrival");
+    }
+
+    #[test]
+    fn a_client_keeps_its_place_and_the_oldest_arrival_follows_what_waits() {
+        let mut e: Election<2> = Election::new(1000);
+        let (a, b, z) =
+            (Endpoint::v4([10, 0, 0, 1], 1), Endpoint::v4([10, 0, 0, 2], 1), Endpoint::v4([10, 0, 0, 3], 1));
+        assert_eq!(e.reflect_received(Instant::from_millis(10), b, 1), Tracking::New);
+        assert_eq!(e.reflect_received(Instant::from_millis(20), a, 1), Tracking::New);
+        assert_eq!(e.tracked().map(|t| t.client).collect::<heapless::Vec<_, 2>>()[..], [a, b], "client order");
+        assert_eq!(e.deadline(), Some(Instant::from_millis(1010)), "b's arrival is the oldest");
+        e.reflect_executed(b, 1);
+        assert_eq!(e.deadline(), Some(Instant::from_millis(1020)), "b no longer waits: a's arrival");
+        e.reflect_progress(Instant::from_millis(30));
+        assert_eq!(e.invariant(3, 1000, 8000), Ok(()));
+        assert_eq!(e.deadline(), Some(Instant::from_millis(1030)), "progress moves the deadline");
+        // b's entry stays; its next request re-arms it in place. A third client finds the
+        // table full of waiting requests only after b waits again.
+        assert_eq!(e.reflect_received(Instant::from_millis(40), b, 1), Tracking::New, "a retry after execution");
+        assert_eq!(e.reflect_received(Instant::from_millis(40), z, 1), Tracking::Full);
+        e.reflect_executed(b, 2);
+        assert_eq!(
+            e.reflect_received(Instant::from_millis(50), z, 1),
+            Tracking::New,
+            "room from b, which waits for nothing"
+        );
+        assert_eq!(e.tracked().map(|t| t.client).collect::<heapless::Vec<_, 2>>()[..], [a, z]);
+        assert_eq!(e.invariant(3, 1000, 8000), Ok(()));
     }
 
     #[test]
@@ -484,8 +618,8 @@ mod tests {
         e.reflect_received(Instant::ZERO, other, 1);
         e.reflect_received(Instant::ZERO, c(), 5);
         e.reflect_executed(c(), 3);
-        assert_eq!(e.tracked().len(), 2, "seqno 5 is newer than the executed 3");
+        assert_eq!(e.tracked().count(), 2, "seqno 5 is newer than the executed 3");
         e.reflect_executed(c(), 5);
-        assert_eq!(e.tracked().iter().map(|t| (t.client, t.seqno)).collect::<heapless::Vec<_, 4>>()[..], [(other, 1)]);
+        assert_eq!(e.tracked().map(|t| (t.client, t.seqno)).collect::<heapless::Vec<_, 4>>()[..], [(other, 1)]);
     }
 }

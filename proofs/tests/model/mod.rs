@@ -681,8 +681,9 @@ impl Node {
             return None;
         }
         // Lazy timers fire while a request waits, or while the replica rejoins.
-        let wants =
-            !scope.lazy_timers || !next.replica.election().tracked().is_empty() || next.replica.rejoining().is_some();
+        let wants = !scope.lazy_timers
+            || next.replica.election().tracked().next().is_some()
+            || next.replica.rejoining().is_some();
         if wants && next.ticks < scope.replica_ticks[next.replica.id() % 3] {
             o.set_timer(ModelTimer::Tick, model_timeout());
         } else {
