@@ -107,6 +107,38 @@ impl RslClient {
             Err(ClientError::Busy) => self.inner.cancel(),
         }
         Self::flush(&self.socket, &out, &mut self.seal);
+        self.wait(started, timeout)
+    }
+
+    /// Runs `requests` in order, each exactly once, as a pipelined session: as many as fit
+    /// go in one datagram (a group, [`fleet_engine::rsl::group`]), one group in flight at a
+    /// time, until all have run; waits up to `timeout` for each group. Returns one reply per
+    /// request; `None` for a request that was applied without room for its reply in its
+    /// group's (ask a query again; updates should have short replies). On an error the
+    /// requests of the group in flight may or may not have run, and later ones have not.
+    pub fn call_group(&mut self, requests: &[&[u8]], timeout: Duration) -> Result<Vec<Option<Vec<u8>>>, CallError> {
+        let mut replies = Vec::with_capacity(requests.len());
+        while replies.len() < requests.len() {
+            let started = StdInstant::now();
+            let mut out = self.out.outbox();
+            if self.inner.pending().is_some() {
+                self.inner.cancel();
+            }
+            let rest = &requests[replies.len()..];
+            let packed = match self.inner.submit_group(self.clock.now(), rest, &mut out) {
+                Ok((_, packed)) => packed,
+                Err(_) => return Err(CallError::TooLarge),
+            };
+            Self::flush(&self.socket, &out, &mut self.seal);
+            let reply = self.wait(started, timeout)?;
+            let mut answers = fleet_engine::rsl::group::replies(&reply).map(|r| r.map(<[u8]>::to_vec));
+            replies.extend((0..packed).map(|_| answers.next().flatten()));
+        }
+        Ok(replies)
+    }
+
+    /// Waits for the outstanding request's reply, retransmitting on the client's timer.
+    fn wait(&mut self, started: StdInstant, timeout: Duration) -> Result<Vec<u8>, CallError> {
         loop {
             let elapsed = started.elapsed();
             if elapsed >= timeout {
