@@ -16,7 +16,9 @@
 //!    [`rsl::ServeOptions::data_dir`] set, its promises and votes are synced to disk before
 //!    anything that depends on them is sent, so the process may be killed and restarted.
 //! 4. Talk to the cluster with [`rsl::RslClient`]: [`call`](rsl::RslClient::call) sends one
-//!    request and returns the reply of its one execution.
+//!    request and returns the reply of its one execution;
+//!    [`call_group`](rsl::RslClient::call_group) runs many in order, packed into as few
+//!    datagrams as fit (a pipelined session).
 //!
 //! The whole program, runnable as `cargo run -p fleet-io-std --example replicated_total`:
 //!
