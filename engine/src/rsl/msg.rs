@@ -276,4 +276,19 @@ pub enum RslMsg<'a> {
         #[serde(borrow)]
         replies: Bytes<'a>,
     },
+    /// 17: anyone (an operator's tool) asks a replica where it stands (Fleet addition).
+    /// Answered at once, changes nothing.
+    StatusRequest {
+        /// Echoed in the answer.
+        nonce: u64,
+    },
+    /// 18: the answer to [`RslMsg::StatusRequest`].
+    StatusReply {
+        /// The request's nonce.
+        nonce: u64,
+        /// The answering replica's index.
+        replica: u8,
+        /// Its state.
+        status: super::replica::Status,
+    },
 }

@@ -17,7 +17,7 @@ use crate::time::Instant;
 use crate::wire::{self, Bytes};
 
 /// Where the proposer is in the protocol for its ballot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Phase {
     /// Not leading (IronRSL state 0).

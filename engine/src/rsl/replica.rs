@@ -79,8 +79,9 @@ pub enum Timer {
     Rejoin,
 }
 
-/// A summary of a replica's state for logs, stats lines and tests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A summary of a replica's state for logs, stats lines, tests, and operators: a replica
+/// sends it in answer to [`RslMsg::StatusRequest`] (`fleet rsl status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Status {
     /// The view the replica is in.
@@ -103,6 +104,8 @@ pub struct Status {
     pub rejoining: bool,
     /// Queries waiting to be answered without a log write (leader only).
     pub pending_queries: usize,
+    /// Durable mode: promises, votes and executed state are persisted before they count.
+    pub durable: bool,
 }
 
 /// An IronRSL replica running application `A`.
@@ -248,7 +251,16 @@ impl<
                     self.refuse_foreign(from, cluster);
                 }
             }
-            Ok((_, RslMsg::Reply { .. } | RslMsg::Replies { .. })) => Stats::bump(&mut self.stats.ignored_messages),
+            Ok((cluster, RslMsg::StatusRequest { nonce })) => {
+                if cluster == wire::ANY_CLUSTER || cluster == self.cluster {
+                    self.answer_status(from, nonce, out);
+                } else {
+                    self.refuse_foreign(from, cluster);
+                }
+            }
+            Ok((_, RslMsg::Reply { .. } | RslMsg::Replies { .. } | RslMsg::StatusReply { .. })) => {
+                Stats::bump(&mut self.stats.ignored_messages)
+            }
             Ok((cluster, _)) if cluster != self.cluster => self.refuse_foreign(from, cluster),
             Ok((_, msg)) => match self.config.index_of(from) {
                 None => Stats::bump(&mut self.stats.unknown_sender),
@@ -360,6 +372,7 @@ impl<
             max_bal: self.acceptor.max_bal,
             rejoining: self.rejoin.is_some(),
             pending_queries: self.reads.pending(),
+            durable: self.journal.durable,
         }
     }
 

@@ -7,10 +7,12 @@
 //!   and an operation history for `fleet check-history`;
 //! - [`demo`]: `fleet demo`, the main job;
 //! - [`plot`]: throughput/latency curves of a sweep as SVG;
-//! - [`procs`]: child server processes for the demo and the multi-process tests.
+//! - [`procs`]: child server processes for the demo and the multi-process tests;
+//! - [`status`]: how `fleet rsl status` shows every replica's answer.
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod demo;
 pub mod plot;
 pub mod procs;
+pub mod status;

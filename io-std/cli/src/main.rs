@@ -10,7 +10,7 @@ use fleet_cli::bench::{run_kv, run_rsl, BenchOptions, BenchResult, DEFAULT_KV_LO
 use fleet_io_std::kv::{spawn_kv_at, KvBlockingClient, KvServeOptions};
 use fleet_io_std::net::event_loop::LoopOptions;
 use fleet_io_std::net::udp_batch::Syscalls;
-use fleet_io_std::rsl::{spawn_rsl_with, RslClient, ServeOptions};
+use fleet_io_std::rsl::{cluster_status, spawn_rsl_with, RslClient, ServeOptions};
 use fleet_io_std::{ClusterFile, KvSetup, RslSetup};
 use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
@@ -139,6 +139,17 @@ enum RslCmd {
         #[arg(long)]
         config: PathBuf,
         key: String,
+    },
+    /// Asks every replica where it stands: reachable or not, view and leader, phase,
+    /// operations executed, truncation point, lag behind the leader, queued requests,
+    /// durable or not. Exit status 1 if no replica leads.
+    Status {
+        /// The cluster's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print one JSON array (one object per replica) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -421,6 +432,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     eprintln!("(not found)");
                     return Ok(ExitCode::from(1));
                 }
+            }
+        }
+        Cmd::Rsl(RslCmd::Status { config, json }) => {
+            let answers =
+                cluster_status(&rsl_setup(&config)?, timeout.min(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+            let leader = fleet_io_std::rsl::status::leader(&answers);
+            say(&fleet_cli::status::render(&answers, leader, json));
+            if leader.is_none() {
+                return Ok(ExitCode::from(1));
             }
         }
         Cmd::Rsl(RslCmd::Del { config, key }) => {

@@ -7,16 +7,19 @@
 //! - [`durable`]: durable mode, the replica with a write-ahead log in a data directory;
 //! - [`client`]: [`RslClient`], a blocking client: raw requests ([`RslClient::call`]) or
 //!   the map's get, put and delete;
-//! - [`app`]: [`StdKvApp`], the replicated map of the std servers.
+//! - [`app`]: [`StdKvApp`], the replicated map of the std servers;
+//! - [`status`]: [`cluster_status`], every replica's answer to a status request.
 
 pub mod app;
 pub mod client;
 pub mod durable;
 pub mod replica;
 pub mod server;
+pub mod status;
 
 pub use app::StdKvApp;
 pub use client::{KvAnswer, RslClient, StdClient, DEFAULT_RETRANSMIT_MS};
 pub use durable::DurableReplica;
 pub use replica::{ServerApp, ServerReplica, StdReplica};
 pub use server::{spawn, spawn_rsl, spawn_rsl_with, ServeOptions};
+pub use status::{cluster_status, ReplicaStatus};

@@ -113,6 +113,9 @@ enum AMsg {
         bal: ABal,
         next_opn: u8,
     },
+    StatusRequest {
+        nonce: u8,
+    },
     ReadConfirm {
         bal: ABal,
         round: u8,
@@ -211,6 +214,7 @@ fn message(msg: &AMsg) -> Vec<u8> {
             encode(&RslMsg::ReadConfirm { bal: bal.get(), round: u64::from(round % 6) })
         }
         AMsg::ReadAck { bal, round } => encode(&RslMsg::ReadAck { bal: bal.get(), round: u64::from(round % 6) }),
+        AMsg::StatusRequest { nonce } => encode(&RslMsg::StatusRequest { nonce: u64::from(*nonce) }),
     }
 }
 

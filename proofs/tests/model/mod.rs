@@ -337,6 +337,8 @@ pub fn describe(msg: &RslMsg<'_>) -> String {
         RslMsg::Request { seqno, .. } => format!("Request#{seqno}"),
         RslMsg::Requests { seqno, .. } => format!("Requests#{seqno}"),
         RslMsg::Replies { seqno, .. } => format!("Replies#{seqno}"),
+        RslMsg::StatusRequest { nonce } => format!("StatusRequest#{nonce}"),
+        RslMsg::StatusReply { nonce, replica, .. } => format!("StatusReply#{nonce} from {replica}"),
         RslMsg::ReadConfirm { bal: b, round } => format!("ReadConfirm({}, round {round})", bal(*b)),
         RslMsg::ReadAck { bal: b, round } => format!("ReadAck({}, round {round})", bal(*b)),
         RslMsg::ForwardedRequest { client, seqno, .. } => format!("ForwardedRequest({client:?}#{seqno})"),

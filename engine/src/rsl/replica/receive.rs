@@ -59,6 +59,8 @@ impl<
             | RslMsg::Reply { .. }
             | RslMsg::Requests { .. }
             | RslMsg::Replies { .. }
+            | RslMsg::StatusRequest { .. }
+            | RslMsg::StatusReply { .. }
             | RslMsg::ForwardedRequest { .. }
             | RslMsg::RecoverRequest { .. } => true,
         }
@@ -115,6 +117,14 @@ impl<
                 Stats::bump(&mut self.stats.queue_full);
             }
         }
+    }
+
+    /// Answers a status request (from an operator's tool, or a peer) with this replica's
+    /// [`Status`](super::Status). Changes nothing.
+    pub(super) fn answer_status(&mut self, to: Endpoint, nonce: u64, out: &mut Outbox<'_>) {
+        let msg = RslMsg::StatusReply { nonce, replica: self.me as u8, status: self.status() };
+        let max = self.config.params.max_datagram_bytes;
+        emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, to, &msg);
     }
 
     pub(super) fn on_peer(&mut self, now: Instant, sender: usize, msg: RslMsg<'_>, out: &mut Outbox<'_>) {
@@ -247,7 +257,12 @@ impl<
             }
             RslMsg::ReadConfirm { bal, round } => self.on_read_confirm(sender, bal, round, out),
             RslMsg::ReadAck { bal, round } => self.on_read_ack(sender, bal, round),
-            RslMsg::Request { .. } | RslMsg::Reply { .. } | RslMsg::Requests { .. } | RslMsg::Replies { .. } => {}
+            RslMsg::StatusRequest { nonce } => self.answer_status(self.config.replicas[sender], nonce, out),
+            RslMsg::Request { .. }
+            | RslMsg::Reply { .. }
+            | RslMsg::Requests { .. }
+            | RslMsg::Replies { .. }
+            | RslMsg::StatusReply { .. } => {}
         }
     }
 }
