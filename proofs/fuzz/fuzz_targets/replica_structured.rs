@@ -42,10 +42,21 @@ impl ABatch {
         let mut out = Vec::new();
         for e in self.0.iter().take(4) {
             let req = vec![b'r'; usize::from(e.len % 8)];
+            // Lengths 8-15 make a group of two requests (a pipelined session's entry).
+            let group = e.len % 16 >= 8;
+            let mut grouped = [0u8; 32];
+            let request = match group {
+                false => Bytes(&req),
+                true => {
+                    let (n, _) = fleet_engine::rsl::group::encode(&[&req, &req], &mut grouped);
+                    Bytes(&grouped[..n])
+                }
+            };
             let entry = BatchEntry {
                 client: client_ep(usize::from(e.client % 3)),
                 seqno: u64::from(e.seqno % 6),
-                request: Bytes(&req),
+                request,
+                group,
             };
             let mut buf = [0u8; 64];
             if let Ok(b) = postcard::to_slice(&entry, &mut buf) {
