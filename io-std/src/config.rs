@@ -231,7 +231,7 @@ impl ClusterFile {
             state_chunks_per_step: d.state_chunks_per_step,
         };
         config.validate(SERVER_WINDOW, SERVER_DATAGRAM_BYTES).map_err(|e| match e {
-            fleet_engine::ConfigError::Invalid(field) => err(format!("rsl.{field}"), "out of range"),
+            fleet_engine::ConfigError::Invalid(field) => err(format!("rsl.{field}"), rsl_range(field)),
             other => err("rsl.replicas", other.to_string()),
         })?;
         Ok(RslSetup { addrs, config, max_keys: s.max_keys.unwrap_or(DEFAULT_MAX_KEYS), auth: self.auth_files() })
@@ -258,7 +258,7 @@ impl ClusterFile {
         let wire = s.max_datagram_bytes.unwrap_or(config.params.max_datagram_bytes);
         config.params.max_datagram_bytes = self.engine_datagram_bytes("kv.max_datagram_bytes", wire)?;
         config.validate(KV_DATAGRAM_BYTES).map_err(|e| match e {
-            fleet_engine::ConfigError::Invalid(field) => err(format!("kv.{field}"), "out of range"),
+            fleet_engine::ConfigError::Invalid(field) => err(format!("kv.{field}"), kv_range(field)),
             other => err("kv.hosts", other.to_string()),
         })?;
         Ok(KvSetup { addrs, config, max_keys: s.max_keys.unwrap_or(DEFAULT_MAX_KEYS), auth: self.auth_files() })
@@ -318,6 +318,29 @@ fn parse_addrs(field: &str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigFi
         out.push(a);
     }
     Ok(out)
+}
+
+/// What an RSL parameter the engine refused must be, in this build.
+fn rsl_range(field: &str) -> String {
+    match field {
+        "max_log_length" => format!("out of range: must be 1 to {SERVER_WINDOW}"),
+        "max_datagram_bytes" => format!(
+            "out of range: must be {} to {}",
+            fleet_engine::rsl::config::MIN_DATAGRAM_BYTES,
+            SERVER_DATAGRAM_BYTES
+        ),
+        "max_view_timeout_ms" => "out of range: must be at least baseline_view_timeout_ms".into(),
+        _ => "out of range: must be at least 1".into(),
+    }
+}
+
+/// What a KV parameter the engine refused must be, in this build.
+fn kv_range(field: &str) -> String {
+    match field {
+        "max_datagram_bytes" => format!("out of range: must be at most {KV_DATAGRAM_BYTES} and hold a value"),
+        "max_value_bytes" => "out of range: must be at least 1 and fit a datagram with its key".into(),
+        _ => "out of range".into(),
+    }
 }
 
 #[cfg(test)]

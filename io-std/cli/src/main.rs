@@ -69,6 +69,13 @@ enum ConfigCmd {
         #[arg(long, value_name = "DIR")]
         keys: Option<PathBuf>,
     },
+    /// Checks a config file as the servers would read it: its syntax, every address, the
+    /// parameters against this build's capacities, and the key files (readable, private,
+    /// well-formed). Prints a summary, or the file, key and what is wrong.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
 }
 
 /// `--syscalls` values.
@@ -93,8 +100,10 @@ impl From<SyscallMode> for Syscalls {
 enum RslCmd {
     /// Runs replica `--id` of the cluster in `--config` until killed.
     Serve {
+        /// The cluster's config file (TOML, as `fleet config local` writes).
         #[arg(long)]
         config: PathBuf,
+        /// Which member of the config to run (0-based index in its list).
         #[arg(long)]
         id: usize,
         /// Durable mode: keep the replica's promises, votes, executed operations and
@@ -123,21 +132,28 @@ enum RslCmd {
     },
     /// Writes KEY = VALUE.
     Put {
+        /// The cluster's config file (TOML, as `fleet config local` writes).
         #[arg(long)]
         config: PathBuf,
+        /// The key (a string).
         key: String,
+        /// The value (a string).
         value: String,
     },
     /// Reads KEY.
     Get {
+        /// The cluster's config file (TOML, as `fleet config local` writes).
         #[arg(long)]
         config: PathBuf,
+        /// The key (a string).
         key: String,
     },
     /// Deletes KEY.
     Del {
+        /// The cluster's config file (TOML, as `fleet config local` writes).
         #[arg(long)]
         config: PathBuf,
+        /// The key (a string).
         key: String,
     },
     /// Asks every replica where it stands: reachable or not, view and leader, phase,
@@ -157,8 +173,10 @@ enum RslCmd {
 enum KvCmd {
     /// Runs KV host `--id` of the cluster in `--config` until killed.
     Serve {
+        /// The cluster's config file (TOML, as `fleet config local` writes).
         #[arg(long)]
         config: PathBuf,
+        /// Which member of the config to run (0-based index in its list).
         #[arg(long)]
         id: usize,
         /// Bind the socket to this address instead of the configured one. The host still
@@ -185,32 +203,42 @@ enum KvCmd {
     },
     /// Reads KEY (a u64).
     Get {
+        /// The cluster's config file (TOML, as `fleet config local` writes).
         #[arg(long)]
         config: PathBuf,
+        /// The key (an unsigned 64-bit integer).
         key: u64,
     },
     /// Writes KEY = VALUE.
     Set {
+        /// The cluster's config file (TOML, as `fleet config local` writes).
         #[arg(long)]
         config: PathBuf,
+        /// The key (an unsigned 64-bit integer).
         key: u64,
+        /// The value (a string).
         value: String,
     },
     /// Deletes KEY.
     Del {
+        /// The cluster's config file (TOML, as `fleet config local` writes).
         #[arg(long)]
         config: PathBuf,
+        /// The key (an unsigned 64-bit integer).
         key: u64,
     },
     /// Moves keys [lo, hi) to host --to (the request goes to the current owner, --via).
     Shard {
+        /// The cluster's config file (TOML, as `fleet config local` writes).
         #[arg(long)]
         config: PathBuf,
+        /// Inclusive lower bound of the key range to move.
         #[arg(long)]
         lo: u64,
         /// Exclusive upper bound; omit for "up to the last key".
         #[arg(long)]
         hi: Option<u64>,
+        /// The host that receives the range (0-based index in the config).
         #[arg(long)]
         to: usize,
         /// The host that owns the range now (default 0, the root).
@@ -229,14 +257,19 @@ enum BenchCmd {
 
 #[derive(clap::Args)]
 struct BenchArgs {
+    /// The cluster's config file (TOML, as `fleet config local` writes).
     #[arg(long)]
     config: PathBuf,
+    /// Concurrent closed-loop clients (each its own UDP socket and identity).
     #[arg(long, default_value_t = 1)]
     clients: usize,
+    /// How long to run, in seconds.
     #[arg(long, default_value_t = 10)]
     duration_s: u64,
+    /// Bytes per written value.
     #[arg(long, default_value_t = 128)]
     value_size: usize,
+    /// Distinct keys the workload uses, from --first-key on.
     #[arg(long, default_value_t = 1000)]
     keys: u64,
     /// Lowest key (use fresh keys when recording a history against a non-empty cluster).
@@ -371,17 +404,72 @@ fn advertised(addrs: &[SocketAddr], id: usize, bind: Option<SocketAddr>) -> Stri
     }
 }
 
+/// A config error naming the file (once: load errors already start with it).
+fn in_file(path: &std::path::Path, e: impl std::fmt::Display) -> String {
+    let (name, e) = (path.display().to_string(), e.to_string());
+    match e.starts_with(&name) {
+        true => e,
+        false => format!("{name}: {e}"),
+    }
+}
+
 fn kv_setup(path: &std::path::Path) -> Result<KvSetup, String> {
-    ClusterFile::load(path).and_then(|f| f.kv()).map_err(|e| e.to_string())
+    ClusterFile::load(path).and_then(|f| f.kv()).map_err(|e| in_file(path, e))
 }
 
 fn rsl_setup(path: &std::path::Path) -> Result<RslSetup, String> {
-    ClusterFile::load(path).and_then(|f| f.rsl()).map_err(|e| e.to_string())
+    ClusterFile::load(path).and_then(|f| f.rsl()).map_err(|e| in_file(path, e))
+}
+
+/// `fleet config check`: every section of the file as the servers would take it.
+fn check_config(path: &std::path::Path) -> Result<String, String> {
+    let file = ClusterFile::load(path).map_err(|e| in_file(path, e))?;
+    let mut lines = Vec::new();
+    if file.rsl.is_some() {
+        let s = file.rsl().map_err(|e| in_file(path, e))?;
+        let p = s.config.params;
+        lines.push(format!(
+            "rsl: {} replicas ({}), max_log_length {}, max_batch_size {}, max_datagram_bytes {}, view timeout {}-{} ms",
+            s.addrs.len(),
+            s.addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            p.max_log_length,
+            p.max_batch_size,
+            p.max_datagram_bytes,
+            p.baseline_view_timeout_ms,
+            p.max_view_timeout_ms
+        ));
+    }
+    if file.kv.is_some() {
+        let s = file.kv().map_err(|e| in_file(path, e))?;
+        lines.push(format!(
+            "kv: {} hosts ({})",
+            s.addrs.len(),
+            s.addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    match file.auth_files() {
+        None => lines.push("auth: none (datagrams are not sealed)".into()),
+        Some(files) => {
+            let member = fleet_io_std::auth::load_key_file(&files.member_key).map_err(|e| in_file(path, e))?;
+            let client = fleet_io_std::auth::load_key_file(&files.client_key).map_err(|e| in_file(path, e))?;
+            let _ = (member, client);
+            lines.push(format!(
+                "auth: member key {}, client key {} (both private and well-formed)",
+                files.member_key.display(),
+                files.client_key.display()
+            ));
+        }
+    }
+    if lines.is_empty() {
+        return Err(format!("{}: neither an [rsl] nor a [kv] section", path.display()));
+    }
+    Ok(format!("{}: ok\n{}", path.display(), lines.join("\n")))
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     let timeout = Duration::from_millis(cli.timeout_ms);
     match cli.cmd {
+        Cmd::Config(ConfigCmd::Check { file }) => say(&check_config(&file)?),
         Cmd::Config(ConfigCmd::Local { replicas, base_port, keys }) => {
             if replicas == 0 || replicas > 16 {
                 return Err("--replicas must be between 1 and 16".into());
@@ -525,4 +613,32 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command, flag and argument of `fleet` explains itself in `--help`.
+    #[test]
+    fn every_command_and_flag_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() {
+                missing.push(format!("{path}: the command"));
+            }
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{path}: {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
 }
