@@ -24,6 +24,10 @@ struct Cli {
     /// How long a client command (get, put, set, del, shard) waits for its answer.
     #[arg(long, value_name = "MS", default_value_t = 5000, global = true)]
     timeout_ms: u64,
+    /// Log lines (on stderr) for people (`text`) or one JSON object per line for machines
+    /// (`json`: timestamp, level, target, and the message with its fields).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -76,6 +80,15 @@ enum ConfigCmd {
         /// The config file.
         file: PathBuf,
     },
+}
+
+/// `--log-format` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `--syscalls` values.
@@ -312,13 +325,17 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}");
 }
 
-fn init_logs(verbose: u8) {
+fn init_logs(verbose: u8, format: LogFormat) {
     let level = match verbose {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    let _ = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).try_init();
+    let logs = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => logs.try_init(),
+        LogFormat::Json => logs.json().try_init(),
+    };
 }
 
 /// A benchmark's error as the user should read it.
@@ -331,7 +348,7 @@ fn bench_error(e: fleet_io_std::CallError, opts: &BenchOptions) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.verbose);
+    init_logs(cli.verbose, cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(msg) => {
