@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use fleet_cli::bench::{run_kv, run_rsl, BenchOptions, BenchResult, DEFAULT_KV_LOAD_THREADS, DEFAULT_LOAD_THREADS};
 use fleet_io_std::kv::{spawn_kv_at, KvBlockingClient, KvServeOptions};
 use fleet_io_std::net::event_loop::LoopOptions;
+use fleet_io_std::net::metrics::{serve_metrics, MetricsBoard};
 use fleet_io_std::net::udp_batch::Syscalls;
 use fleet_io_std::rsl::{cluster_status, spawn_rsl_with, RslClient, ServeOptions};
 use fleet_io_std::{ClusterFile, KvSetup, RslSetup};
@@ -142,6 +143,11 @@ enum RslCmd {
         /// one preallocated segment (a quarter more than this).
         #[arg(long, value_name = "BYTES", requires = "data_dir")]
         compact_after_bytes: Option<u64>,
+        /// Serve Prometheus metrics at http://ADDR/metrics: every numeric field of the stats
+        /// line as `fleet_rsl_<field>` (README, "Metrics"), and a histogram of event-loop
+        /// step times.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
     },
     /// Writes KEY = VALUE.
     Put {
@@ -213,6 +219,11 @@ enum KvCmd {
         /// preallocated segment (a quarter more than this).
         #[arg(long, value_name = "BYTES", requires = "data_dir")]
         compact_after_bytes: Option<u64>,
+        /// Serve Prometheus metrics at http://ADDR/metrics: every numeric field of the stats
+        /// line as `fleet_kv_<field>` (README, "Metrics"), and a histogram of event-loop
+        /// step times.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
     },
     /// Reads KEY (a u64).
     Get {
@@ -421,6 +432,17 @@ fn advertised(addrs: &[SocketAddr], id: usize, bind: Option<SocketAddr>) -> Stri
     }
 }
 
+/// Starts the metrics HTTP server for `service` if `addr` is given; it runs for the life of
+/// the process.
+fn start_metrics(addr: Option<SocketAddr>, service: &'static str) -> Result<Option<MetricsBoard>, String> {
+    let Some(addr) = addr else { return Ok(None) };
+    let board = MetricsBoard::new(service);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    serve_metrics(addr, board.clone(), stop).map_err(|e| format!("--metrics {addr}: cannot listen: {e}"))?;
+    eprintln!("metrics at http://{addr}/metrics");
+    Ok(Some(board))
+}
+
 /// A config error naming the file (once: load errors already start with it).
 fn in_file(path: &std::path::Path, e: impl std::fmt::Display) -> String {
     let (name, e) = (path.display().to_string(), e.to_string());
@@ -497,11 +519,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             say(file.to_toml().trim_end());
         }
-        Cmd::Rsl(RslCmd::Serve { config, id, data_dir, syscalls, bind, compact_after_bytes }) => {
+        Cmd::Rsl(RslCmd::Serve { config, id, data_dir, syscalls, bind, compact_after_bytes, metrics }) => {
             let setup = rsl_setup(&config)?;
             let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));
+            let board = start_metrics(metrics, "rsl")?;
             let options = ServeOptions {
-                loop_options: LoopOptions { stats_every, syscalls: syscalls.into(), auth: None },
+                loop_options: LoopOptions { stats_every, syscalls: syscalls.into(), auth: None, metrics: board },
                 data_dir: data_dir.clone(),
                 bind,
                 compact_after_bytes,
@@ -553,11 +576,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             c.delete(key.as_bytes(), timeout).map_err(|e| e.to_string())?;
             say("ok");
         }
-        Cmd::Kv(KvCmd::Serve { config, id, bind, data_dir, compact_after_bytes }) => {
+        Cmd::Kv(KvCmd::Serve { config, id, bind, data_dir, compact_after_bytes, metrics }) => {
             let setup = kv_setup(&config)?;
             let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));
+            let board = start_metrics(metrics, "kv")?;
             let options = KvServeOptions {
-                loop_options: LoopOptions { stats_every, ..LoopOptions::default() },
+                loop_options: LoopOptions { stats_every, metrics: board, ..LoopOptions::default() },
                 data_dir: data_dir.clone(),
                 bind,
                 compact_after_bytes,

@@ -17,6 +17,8 @@
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
+
+use super::metrics::{publish, MetricsBoard, StepHistogram, PUBLISH_EVERY};
 use std::ops::Range;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,6 +107,8 @@ pub struct LoopOptions {
     pub syscalls: Syscalls,
     /// Seal and open every datagram with these keys; `None`: trust the network.
     pub auth: Option<LoopAuth>,
+    /// Publish Prometheus metrics here (see [`crate::net::metrics`]).
+    pub metrics: Option<MetricsBoard>,
 }
 
 /// A member's keys and the cluster's members (whose datagrams need member keys).
@@ -229,6 +233,8 @@ pub fn run_as<H: Host>(
     let mut loopback: VecDeque<Vec<u8>> = VecDeque::new();
     let mut held = Held::default();
     let mut next_stats = options.stats_every.map(|d| StdInstant::now() + d);
+    let mut steps = StepHistogram::default();
+    let mut next_publish = StdInstant::now();
     while !stop.load(Ordering::Relaxed) {
         let mut out = store.outbox();
         let mut stepped = false;
@@ -239,6 +245,7 @@ pub fn run_as<H: Host>(
             stepped = true;
         }
         let received = io.recv().map_err(ServerError::Io)?;
+        let step_started = options.metrics.as_ref().map(|_| StdInstant::now());
         for i in 0..received {
             if nearly_full(&out) {
                 settle(host, &mut io, &mut out, me, &mut loopback, &mut held, &mut sealer, clock.now())?;
@@ -272,10 +279,19 @@ pub fn run_as<H: Host>(
         }
         if stepped {
             settle(host, &mut io, &mut out, me, &mut loopback, &mut held, &mut sealer, clock.now())?;
+            if let Some(started) = step_started {
+                steps.record(started.elapsed());
+            }
         } else if loopback.is_empty() {
             let wait_us = host.next_deadline().micros_since(clock.now()).clamp(1, 100_000);
             let also = if held.is_empty() { None } else { host.wake_fd() };
             io.wait(Duration::from_micros(wait_us), also).map_err(ServerError::Io)?;
+        }
+        if let Some(board) = options.metrics.as_ref() {
+            if StdInstant::now() >= next_publish {
+                publish(board, &host.stats_line(), io.syscalls, &steps);
+                next_publish = StdInstant::now() + PUBLISH_EVERY;
+            }
         }
         if let Some(at) = next_stats {
             if StdInstant::now() >= at {

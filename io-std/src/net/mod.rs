@@ -2,10 +2,12 @@
 //! storage, burst UDP I/O, the event loop and the server thread.
 //!
 //! - [`event_loop`]: the [`Host`](event_loop::Host) contract and the loop that drives it;
+//! - [`metrics`]: the Prometheus page the loop publishes and its HTTP server;
 //! - [`udp_batch`]: `recvmmsg`/`sendmmsg` bursts;
 //! - [`server_thread`]: a host on its own thread, and the handle that stops it.
 
 pub mod event_loop;
+pub mod metrics;
 pub mod server_thread;
 pub mod udp_batch;
 

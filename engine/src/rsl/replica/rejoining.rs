@@ -54,6 +54,11 @@ impl<
     }
 
     pub(super) fn ask_to_rejoin(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        // A cluster of one: there is nobody to ask, and nothing anybody else could know.
+        if self.config.n() == 1 && self.rejoin.is_some() {
+            self.born();
+            return;
+        }
         let Some(rejoin) = self.rejoin.as_mut() else { return };
         rejoin.retry_at = now.plus_ms(self.config.params.retransmit_period_ms);
         let catching_up = rejoin.stage != Stage::Asking;
@@ -143,23 +148,26 @@ impl<
         let Some(rejoin) = self.rejoin.as_mut() else { return };
         match rejoin.answer(me, n, sender, nonce, answer) {
             Outcome::Waiting => {}
-            Outcome::Born => {
-                self.born_with = rejoin.fresh_incarnations();
-                let nonce = rejoin.nonce;
-                self.rejoin = None;
-                if self.journal.durable {
-                    self.journal.born_pending = self.born_with_entries().fold(0, |m, (r, _)| m | 1 << r);
-                }
-                self.start_reply_ids_at(nonce);
-                // Durable from now on: a restart recovers a member, not a rejoining replica.
-                self.acceptor_changed();
-            }
+            Outcome::Born => self.born(),
             Outcome::CatchUp { ballot, next_opn } => {
                 // Follow the cluster's view (for forwarding), and fetch what it executed.
                 self.election.current_view = self.election.current_view.max(ballot);
                 self.note_target(next_opn, now);
             }
         }
+    }
+
+    /// Every other replica has no state (or there is none): start as a member of a new
+    /// cluster.
+    fn born(&mut self) {
+        let Some(rejoin) = self.rejoin.take() else { return };
+        self.born_with = rejoin.fresh_incarnations();
+        if self.journal.durable {
+            self.journal.born_pending = self.born_with_entries().fold(0, |m, (r, _)| m | 1 << r);
+        }
+        self.start_reply_ids_at(rejoin.nonce);
+        // Durable from now on: a restart recovers a member, not a rejoining replica.
+        self.acceptor_changed();
     }
 
     /// 1b reply ids go on from the nonce: an earlier incarnation's 1b chunks still in flight
