@@ -26,7 +26,7 @@ fn json_logs_are_one_object_per_line() {
     let lines = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let json: Vec<String> = text.lines().filter(|l| l.starts_with('{')).map(str::to_string).collect();
-        if json.len() >= 2 || Instant::now() >= deadline {
+        if json.iter().filter(|l| l.contains("executed=")).count() >= 2 || Instant::now() >= deadline {
             break (text, json);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -34,11 +34,13 @@ fn json_logs_are_one_object_per_line() {
     children.kill(child);
     let (text, json) = lines;
     assert!(json.len() >= 2, "no JSON log lines:\n{text}");
+    let mut stats_lines = 0;
     for line in &json {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert!(v["timestamp"].is_string() && v["level"] == "INFO", "{line}");
-        assert!(v["fields"]["message"].as_str().unwrap().contains("executed="), "{line}");
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
+        stats_lines += usize::from(v["fields"]["message"].as_str().unwrap().contains("executed="));
     }
+    assert!(stats_lines >= 1, "the stats line is among them:\n{text}");
     // Besides the JSON lines, only the start-up banner (stdout) is in the log.
     let other: Vec<&str> = text.lines().filter(|l| !l.starts_with('{')).collect();
     assert!(other.len() <= 1 && other.iter().all(|l| l.contains("serving on")), "{other:?}");
