@@ -229,7 +229,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
         let bench = s.spawn(|| run_kv(&kv, &kv_opts));
         std::thread::sleep(Duration::from_secs(1));
         let t = StdInstant::now();
-        let sharded = admin.shard(2000, Some(2032), 1, 0, Duration::from_secs(5)).map(|_| t.elapsed());
+        let sharded = admin.shard(2000, Some(2032), 1, None, Duration::from_secs(5)).map(|_| t.elapsed());
         (sharded, bench.join())
     });
     let kv_run = kv_run.map_err(|_| "the benchmark thread failed".to_string())?.map_err(|e| e.to_string())?;

@@ -251,7 +251,8 @@ enum KvCmd {
         /// The key (an unsigned 64-bit integer).
         key: u64,
     },
-    /// Moves keys [lo, hi) to host --to (the request goes to the current owner, --via).
+    /// Moves keys [lo, hi) to host --to. The request goes to the current owner of --lo
+    /// (found by reading it), or to --via if given.
     Shard {
         /// The cluster's config file (TOML, as `fleet config local` writes).
         #[arg(long)]
@@ -265,9 +266,10 @@ enum KvCmd {
         /// The host that receives the range (0-based index in the config).
         #[arg(long)]
         to: usize,
-        /// The host that owns the range now (default 0, the root).
-        #[arg(long, default_value_t = 0)]
-        via: usize,
+        /// Send the request to this host instead of the owner the client finds (an
+        /// override: the host must own every key of the range).
+        #[arg(long)]
+        via: Option<usize>,
     },
 }
 
@@ -618,13 +620,20 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Kv(KvCmd::Shard { config, lo, hi, to, via }) => {
             let setup = kv_setup(&config)?;
             let n = setup.addrs.len();
-            for (flag, i) in [("--to", to), ("--via", via)] {
+            for (flag, i) in [("--to", Some(to)), ("--via", via)] {
+                let Some(i) = i else { continue };
                 if i >= n {
                     return Err(format!("{flag} {i}: there is no KV host {i}; the hosts are 0 to {}", n - 1));
                 }
             }
             let mut c = KvBlockingClient::connect(&setup).map_err(|e| e.to_string())?;
-            c.shard(lo, hi, to, via, timeout).map_err(|e| e.to_string())?;
+            c.shard(lo, hi, to, via, timeout).map_err(|e| match e.to_string() {
+                m if m.contains("NotOwner") => format!(
+                    "{m}: the host asked does not own every key of the range; keys [{lo}, ...) belong to \
+                     more than one host now (move each owner's part on its own) or are moving"
+                ),
+                m => m,
+            })?;
             say("ok");
         }
         Cmd::Bench(BenchCmd::Kv(a)) => {

@@ -32,7 +32,7 @@ fn a_host_restarted_without_its_state_reports_its_keys_lost_and_claims_no_other_
     for k in [3u64, 7, 50, 60] {
         c.set(k, format!("v{k}").as_bytes(), T).unwrap();
     }
-    c.shard(0, Some(10), 1, 0, T).unwrap();
+    c.shard(0, Some(10), 1, Some(0), T).unwrap();
 
     cluster.kill(0);
     cluster.spawn(0, "restarted");

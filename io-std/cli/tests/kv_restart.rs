@@ -50,7 +50,7 @@ fn a_restarted_host_keeps_its_keys_and_its_shards_and_never_becomes_a_second_own
     for key in [3u64, 7, 50, 60] {
         c.set(key, format!("v{key}").as_bytes(), T).unwrap();
     }
-    c.shard(0, Some(10), 1, 0, T).unwrap();
+    c.shard(0, Some(10), 1, Some(0), T).unwrap();
     cluster.kill(0);
     cluster.spawn(0, "restarted");
     let log = cluster.log(0);
@@ -117,7 +117,7 @@ fn shard_mover(setup: &KvSetup, stop: &AtomicBool, moved: &AtomicU64) {
         let b = (round % 3) as usize;
         let lo = FIRST_KEY + b as u64 * BLOCK;
         let to = (owner[b] + 1) % 3;
-        match c.shard(lo, Some(lo + BLOCK), to, owner[b], Duration::from_secs(2)) {
+        match c.shard(lo, Some(lo + BLOCK), to, Some(owner[b]), Duration::from_secs(2)) {
             Ok(()) => {
                 owner[b] = to;
                 moved.fetch_add(1, Ordering::Relaxed);

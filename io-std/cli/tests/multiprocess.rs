@@ -184,9 +184,9 @@ fn kv_shards_under_load_lose_no_write() {
         let bench = s.spawn(|| fleet_cli::bench::run_kv(&setup, &opts));
         let mut admin = fleet_io_std::kv::KvBlockingClient::connect(&setup).unwrap();
         std::thread::sleep(Duration::from_millis(1000));
-        admin.shard(first_key, Some(first_key + 32), 1, 0, Duration::from_secs(5)).expect("first shard");
+        admin.shard(first_key, Some(first_key + 32), 1, None, Duration::from_secs(5)).expect("first shard");
         std::thread::sleep(Duration::from_millis(800));
-        admin.shard(first_key + 32, Some(first_key + 64), 2, 0, Duration::from_secs(5)).expect("second shard");
+        admin.shard(first_key + 32, Some(first_key + 64), 2, None, Duration::from_secs(5)).expect("second shard");
         bench.join().unwrap()
     })
     .unwrap();

@@ -40,6 +40,8 @@ pub struct KvBlockingClient {
     buf: Vec<u8>,
     hosts: Vec<Endpoint>,
     seal: Option<ClientSeal>,
+    /// The host that answered the last completed operation.
+    last_host: Option<Endpoint>,
 }
 
 impl KvBlockingClient {
@@ -59,6 +61,7 @@ impl KvBlockingClient {
             buf: vec![0u8; 65536],
             hosts,
             seal,
+            last_host: None,
         })
     }
 
@@ -128,11 +131,14 @@ impl KvBlockingClient {
                     let Some(datagram) = datagram else { continue };
                     let ev = self.inner.handle(self.clock.now(), sender, datagram, &mut o);
                     let answer = match ev {
-                        Some(Event::Completed(c)) => Some(match c.outcome {
-                            Outcome::Value(v) => Ok(KvAnswer::Value(v.map(<[u8]>::to_vec))),
-                            Outcome::Written => Ok(KvAnswer::Written),
-                            Outcome::Sharded => Ok(KvAnswer::Sharded),
-                            Outcome::Failed(e) => Err(CallError::Refused(e.to_string())),
+                        Some(Event::Completed(c)) => Some({
+                            self.last_host = Some(c.host);
+                            match c.outcome {
+                                Outcome::Value(v) => Ok(KvAnswer::Value(v.map(<[u8]>::to_vec))),
+                                Outcome::Written => Ok(KvAnswer::Written),
+                                Outcome::Sharded => Ok(KvAnswer::Sharded),
+                                Outcome::Failed(e) => Err(CallError::Refused(e.to_string())),
+                            }
                         }),
                         Some(Event::Lost { host, .. }) => Some(Err(CallError::Lost { host: to_socket_addr(host) })),
                         Some(Event::Refused { host, reason, .. }) => {
@@ -183,16 +189,34 @@ impl KvBlockingClient {
         self.call(Request::Delete(key), None, timeout).map(|_| ())
     }
 
-    /// Moves keys `[lo, hi)` to host `to`; the request goes to host `via` (the owner).
+    /// The index of the host that answered the last completed operation.
+    pub fn last_host(&self) -> Option<usize> {
+        self.last_host.and_then(|h| self.hosts.iter().position(|e| *e == h))
+    }
+
+    /// The host that owns `key` now: the one that answers a read of it (following
+    /// redirects from whoever the client asks first).
+    pub fn owner_of(&mut self, key: u64, timeout: Duration) -> Result<usize, CallError> {
+        self.call(Request::Get(key), None, timeout)?;
+        self.last_host().ok_or(CallError::BadReply)
+    }
+
+    /// Moves keys `[lo, hi)` to host `to`. The request goes to host `via` if given, else to
+    /// the current owner of `lo`, found by reading it; a range with several owners is
+    /// refused (`NotOwner`): move each owner's part on its own.
     pub fn shard(
         &mut self,
         lo: u64,
         hi: Option<u64>,
         to: usize,
-        via: usize,
+        via: Option<usize>,
         timeout: Duration,
     ) -> Result<(), CallError> {
         let recipient = *self.hosts.get(to).ok_or(CallError::NoSuchHost { index: to, hosts: self.hosts.len() })?;
+        let via = match via {
+            Some(v) => v,
+            None => self.owner_of(lo, timeout)?,
+        };
         let range = KeyRange { lo: KeyBound::Key(lo), hi: hi.map_or(KeyBound::Inf, KeyBound::Key) };
         self.call(Request::Shard(range, recipient), Some(via), timeout).map(|_| ())
     }
@@ -258,7 +282,7 @@ mod tests {
     fn a_host_index_outside_the_cluster_is_refused_before_anything_is_sent() {
         let (setup, host) = refusing_host(Refusal::QueueFull, 100);
         let mut c = KvBlockingClient::connect(&setup).unwrap();
-        let err = c.shard(0, Some(10), 0, 9, Duration::from_millis(200)).unwrap_err();
+        let err = c.shard(0, Some(10), 0, Some(9), Duration::from_millis(200)).unwrap_err();
         assert!(matches!(err, CallError::NoSuchHost { index: 9, hosts: 1 }), "{err:?}");
         assert!(err.to_string().contains("there is no host 9: the cluster's hosts are 0 to 0"), "{err}");
         host.join().unwrap();
