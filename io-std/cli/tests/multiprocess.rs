@@ -210,7 +210,14 @@ fn the_kv_cli_sets_shards_and_gets() {
     let (ok, out, _) = fleet(&["kv", "get", "--config", config, "42"]);
     assert!(ok);
     assert_eq!(out.trim(), "answer", "the pair moved with its range");
+    // Without --via the CLI finds the owner (host 2 now) and the range moves on.
     let (ok, _, err) = fleet(&["kv", "shard", "--config", config, "--lo", "0", "--hi", "100", "--to", "1"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = fleet(&["kv", "get", "--config", config, "42"]);
+    assert!(ok && out.trim() == "answer", "{out}");
+    // --via overrides: host 0 no longer owns the range, and says so.
+    let (ok, _, err) =
+        fleet(&["kv", "shard", "--config", config, "--lo", "0", "--hi", "100", "--to", "2", "--via", "0"]);
     assert!(!ok, "host 0 no longer owns the range");
-    assert!(err.contains("refused"), "{err}");
+    assert!(err.contains("refused") && err.contains("does not own every key"), "{err}");
 }

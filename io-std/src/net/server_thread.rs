@@ -71,9 +71,13 @@ pub fn bind_socket(addr: SocketAddr) -> Result<(UdpSocket, SocketAddr), ServerEr
 /// Kernel buffer bytes a server socket asks for, each way. With Linux's default receive
 /// buffer (212,992 bytes, about 200 small datagrams with their kernel overhead), a burst
 /// from a thousand clients overflowed it: every dropped request waited for its client's
-/// retransmission, and 1,024 RSL clients got 30-40k ops/s with p99 0.37-0.45 s
-/// (13,152 `RcvbufErrors` in a 5-second run).
-pub const SERVER_SOCKET_BUFFER_BYTES: usize = 8 << 20;
+/// retransmission, and 1,024 RSL clients got 30-40k ops/s with p99 0.37-0.45 s (13,152
+/// `RcvbufErrors` in a 5-second run). Larger is not better: a replica paused under load
+/// finds the buffer full of stale datagrams when it resumes and works through them before
+/// the fresh ones. With 8 MiB a follower paused for 3 s did not catch up in 5 s
+/// (`tests/catch_up.rs`), with 1 MiB it took 2-3 s, with 512 KiB 1 s as with the default,
+/// while 1,024 clients still ran at 157-166k ops/s with p99.9 15-20 ms.
+pub const SERVER_SOCKET_BUFFER_BYTES: usize = 512 << 10;
 
 /// Asks for [`SERVER_SOCKET_BUFFER_BYTES`] each way; a kernel that caps lower is logged, not
 /// refused (the server works, bursts just drop sooner).
@@ -137,7 +141,7 @@ mod tests {
     use nix::sys::socket::{getsockopt, sockopt};
 
     /// A server socket gets the receive buffer it asks for, up to the kernel's cap
-    /// (`net.core.rmem_max`), never the 212,992-byte default that bursts overflowed.
+    /// (`net.core.rmem_max`), not the smaller default that bursts overflowed.
     #[test]
     fn a_server_socket_asks_for_large_kernel_buffers() {
         let (socket, _) = bind_socket("127.0.0.1:0".parse().unwrap()).unwrap();
