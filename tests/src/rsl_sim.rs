@@ -121,6 +121,11 @@ pub struct RslSim {
     synced_views: Vec<Option<crash::DurableView>>,
     /// Each replica's sync in progress, and the datagrams waiting for it.
     pending_syncs: Vec<Option<crash::PendingSync>>,
+    /// Votes each replica cast since its last sync, `(opn, ballot, batch)`: their records
+    /// are in the log, and the next sync makes them durable even if a newer vote for the
+    /// same operation replaced them in memory meanwhile (its 2b, held for that sync, then
+    /// leaves and counts).
+    unsynced_votes: Vec<Vec<(u64, fleet_engine::rsl::Ballot, Vec<u8>)>>,
     /// Crashed replicas whose disk was replaced: their restart is without state.
     wiped: Vec<bool>,
     /// Every replica of the new cluster has been born (see `apply_fault`).
@@ -220,6 +225,7 @@ impl RslSim {
             at_crash: vec![None; options.replicas],
             synced_views: vec![None; options.replicas],
             pending_syncs: vec![None; options.replicas],
+            unsynced_votes: vec![Vec::new(); options.replicas],
             paused_until: vec![0; options.replicas],
             wiped: vec![false; options.replicas],
             born: false,

@@ -91,6 +91,11 @@ impl RslSim {
             let ev = Ev::Vote { acceptor: i, opn: vote.opn, bal: bal(vote.bal), batch: &vote.batch };
             self.checker.observe(&ev, v);
         }
+        // Votes cast since the last sync and already replaced in memory are durable too.
+        for (opn, b, batch) in std::mem::take(&mut self.unsynced_votes[i]) {
+            let ev = Ev::Vote { acceptor: i, opn, bal: bal(b), batch: &batch };
+            self.checker.observe(&ev, &mut self.violations);
+        }
         self.synced_views[i] = Some(super::crash::durable_view(r));
     }
 

@@ -104,6 +104,8 @@ impl RslSim {
             self.disks[i].crash(&mut self.rng);
             self.writing_ids[i] = None;
             self.paused_until[i] = 0;
+            // Votes whose records were never synced are lost with them.
+            self.unsynced_votes[i].clear();
             // Held for a sync that never completed: never sent.
             if let Some(p) = self.pending_syncs[i].take() {
                 self.fault_counts.held_lost += p.held.len() as u64;
@@ -165,6 +167,12 @@ impl RslSim {
         let plant = self.options.plant;
         let now = self.now;
         let Some(r) = self.replicas[i].as_deref_mut() else { return true };
+        for v in r.acceptor().votes() {
+            let cast = &mut self.unsynced_votes[i];
+            if !cast.iter().any(|(opn, bal, _)| *opn == v.opn && *bal == v.bal) {
+                cast.push((v.opn, v.bal, v.batch.to_vec()));
+            }
+        }
         let disk = &mut self.disks[i];
         let mut buf = vec![0u8; RECORD_BYTES];
         while let Some(rec) = r.next_record(&mut buf) {
