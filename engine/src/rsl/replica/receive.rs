@@ -119,7 +119,7 @@ impl<
         }
     }
 
-    /// Answers a status request (from an operator's tool, or a peer) with this replica's
+    /// Answers a status request (from anyone: `handle` takes it before peer dispatch) with this replica's
     /// [`Status`](super::Status). Changes nothing.
     pub(super) fn answer_status(&mut self, to: Endpoint, nonce: u64, out: &mut Outbox<'_>) {
         let msg = RslMsg::StatusReply { nonce, replica: self.me as u8, status: self.status() };
@@ -257,11 +257,11 @@ impl<
             }
             RslMsg::ReadConfirm { bal, round } => self.on_read_confirm(sender, bal, round, out),
             RslMsg::ReadAck { bal, round } => self.on_read_ack(sender, bal, round),
-            RslMsg::StatusRequest { nonce } => self.answer_status(self.config.replicas[sender], nonce, out),
             RslMsg::Request { .. }
             | RslMsg::Reply { .. }
             | RslMsg::Requests { .. }
             | RslMsg::Replies { .. }
+            | RslMsg::StatusRequest { .. }
             | RslMsg::StatusReply { .. } => {}
         }
     }
