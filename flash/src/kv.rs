@@ -66,8 +66,9 @@ impl<'a, F: MultiwriteNorFlash> KvFlash<'a, F> {
             if found.log_records > 0 {
                 return Err(KvRecoverFailure::NoImage);
             }
-            let host = KvHost::new_joining(config, me, store, nonce, now)
+            let mut host = KvHost::new_joining(config, me, store, nonce, now)
                 .map_err(|e| KvRecoverFailure::Records(RecoverError::Config(e)))?;
+            host.set_durable(true);
             self.write_image(|c, b| host.image_record(c, b).map(|r| r.map(<[u8]>::len)))
                 .await
                 .map_err(KvRecoverFailure::Image)?;
@@ -78,7 +79,8 @@ impl<'a, F: MultiwriteNorFlash> KvFlash<'a, F> {
         let replayed =
             self.log.replay(self.buf, |_, bytes| recovery.record(bytes, out)).await.map_err(KvRecoverFailure::Flash)?;
         replayed.map_err(KvRecoverFailure::Records)?;
-        let host = recovery.finish().map_err(KvRecoverFailure::Records)?;
+        let mut host = recovery.finish().map_err(KvRecoverFailure::Records)?;
+        host.set_durable(true);
         self.logged = host.logged_steps();
         Ok(host)
     }

@@ -256,8 +256,8 @@ impl<const H: usize, const U: usize, const D: usize> KvClient<H, U, D> {
             Frame::Refused { seqno, reason: Refusal::ChannelClosed { above, lost } } => {
                 self.on_channel_closed(now, host, seqno, above, lost, out)
             }
-            // Between hosts only.
-            Frame::Join { .. } | Frame::JoinReply { .. } => {
+            // Between hosts, or for operators' tools (`fleet kv status`).
+            Frame::Join { .. } | Frame::JoinReply { .. } | Frame::StatusRequest { .. } | Frame::StatusReply { .. } => {
                 Stats::bump(&mut self.stats.ignored_messages);
                 None
             }

@@ -50,6 +50,7 @@ mod joining;
 mod receive;
 mod requests;
 mod sharding;
+mod status;
 
 /// A reliable frame's channel fields: its incarnation, its seqno, and the ack it carries.
 #[derive(Clone, Copy)]
@@ -83,7 +84,7 @@ pub enum Timer {
 }
 
 /// KV-specific counters, beside the shared [`Stats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct KvCounters {
     /// Gets answered.
@@ -197,6 +198,9 @@ pub struct KvHost<
     join: Option<Join<H>>,
     /// Per host: what this host remembers of its incarnations ([`crate::kv::join`]).
     host_meta: heapless::Vec<HostMeta, H>,
+    /// The binding persists this host's inputs ([`KvHost::set_durable`]); reported in its
+    /// status only.
+    durable: bool,
 }
 
 impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize, const D: usize>
@@ -259,6 +263,7 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
             last_foreign: None,
             join: None,
             host_meta,
+            durable: false,
             config,
         })
     }
@@ -286,6 +291,8 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
                 self.last_foreign = Some((from, cluster));
             }
             Ok((_, Frame::Join { nonce, from_key })) => self.on_join(now, from, nonce, from_key, out),
+            Ok((_, Frame::StatusRequest { nonce, from_key })) => self.answer_status(from, nonce, from_key, out),
+            Ok((_, Frame::StatusReply { .. })) => Stats::bump(&mut self.stats.ignored_messages),
             Ok((_, Frame::JoinReply { nonce, base, joining, seen_other, from_key, next, runs })) => {
                 let answer = joining::Answer { nonce, base, joining, seen_other, from_key, next };
                 self.on_join_reply(now, from, answer, runs.0)

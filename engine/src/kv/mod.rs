@@ -4,7 +4,8 @@
 //! delivery (reusable by any protocol); [`delegation`] the bounded delegation map;
 //! [`storage`] the storage trait and its heap-free implementation; [`host`] the sans-IO
 //! host ([`KvHost`]); [`client`] the sans-IO client ([`KvClient`]); [`config`] the cluster
-//! configuration; [`durable`] what a durable binding stores and how a host is rebuilt. `docs/kv.md` describes the design and how it differs from IronKV.
+//! configuration; [`durable`] what a durable binding stores and how a host is rebuilt; [`status`] what a
+//! host reports to `fleet kv status`. `docs/kv.md` describes the design and how it differs from IronKV.
 
 pub mod client;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod host;
 pub mod join;
 pub mod msg;
 pub mod reliable;
+pub mod status;
 pub mod storage;
 
 pub use client::{ClientError, Completed, Event, KvClient, Outcome, Request};
@@ -23,4 +25,5 @@ pub use durable::{ImageCursor, KvRecord, RecoverError, Replayed, KV_RECORD_OVERH
 pub use host::{Incoming, KvCounters, KvHost, KvRecovery, Outgoing, Step, Timer};
 pub use msg::{Body, KeyBound, KeyRange, KvError, ShardError};
 pub use reliable::{Frame, PeerKind, Refusal, Reliable, ReliableParams, Verdict};
+pub use status::{KvStatus, STATUS_REPLY_OVERHEAD_BYTES};
 pub use storage::{HeaplessStore, Storage, StorageError};

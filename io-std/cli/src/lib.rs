@@ -8,7 +8,7 @@
 //! - [`demo`]: `fleet demo`, the main job;
 //! - [`plot`]: throughput/latency curves of a sweep as SVG;
 //! - [`procs`]: child server processes for the demo and the multi-process tests;
-//! - [`status`]: how `fleet rsl status` shows every replica's answer.
+//! - [`status`]: how `fleet rsl status` and `fleet kv status` show every member's answer.
 #![forbid(unsafe_code)]
 
 pub mod bench;

@@ -271,6 +271,18 @@ enum KvCmd {
         #[arg(long)]
         via: Option<usize>,
     },
+    /// Asks every host where it stands: reachable or not, serving or joining, keys stored,
+    /// delegation-map runs, channels, unacknowledged messages, transfers out/in, counters,
+    /// durable or not; then which host owns which key ranges (and ranges in flight). Exit
+    /// status 1 if a host did not answer or some keys have no owner.
+    Status {
+        /// The cluster's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print one JSON object (`hosts` and `ranges`) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -596,6 +608,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             eprintln!("KV host {id} serving on {}{} ({mode})", server.addr, advertised(&setup.addrs, id, bind));
             // Runs until the process is killed; it returns only on a server error.
             server.wait().map_err(|e| format!("KV host {id} stopped: {e}"))?;
+        }
+        Cmd::Kv(KvCmd::Status { config, json }) => {
+            let answers = fleet_io_std::kv::cluster_status(&kv_setup(&config)?, timeout.min(Duration::from_secs(2)))
+                .map_err(|e| e.to_string())?;
+            say(&fleet_cli::status::render_kv(&answers, json));
+            let unowned = !fleet_io_std::kv::ownership(&answers).unowned().is_empty();
+            if unowned || answers.iter().any(|a| a.status.is_none() || !a.complete) {
+                return Ok(ExitCode::from(1));
+            }
         }
         Cmd::Kv(KvCmd::Get { config, key }) => {
             let mut c = KvBlockingClient::connect(&kv_setup(&config)?).map_err(|e| e.to_string())?;

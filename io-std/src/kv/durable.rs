@@ -144,7 +144,8 @@ impl DurableKvHost {
             );
         }
         let rebuilt = rebuild(setup, id, &data, &found, now)?;
-        let host = rebuilt.host;
+        let mut host = rebuilt.host;
+        host.set_durable(true);
         let mut newest_segment = None;
         match &rebuilt.origin {
             Origin::New => {

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::kv::status::KvStatus;
 use crate::wire::Bytes;
 
 /// Largest encoding of a [`Frame::Single`] around its body, envelope included (header 3,
@@ -92,6 +93,31 @@ pub enum Frame<'a> {
         /// More ranges follow from this key (ask again with it), or none.
         next: Option<u64>,
         /// Ranges the answering host owns or is moving, with their owners (`kv::join`).
+        #[serde(borrow)]
+        runs: Bytes<'a>,
+    },
+    /// 5: anyone (an operator's tool) asks a host where it stands (`kv::status`), and for
+    /// its ranges from `from_key` on. Answered at once; changes nothing. Unreliable.
+    StatusRequest {
+        /// Echoed in the answer.
+        nonce: u64,
+        /// Ranges ending above this key are wanted.
+        from_key: u64,
+    },
+    /// 6: the answer to a [`Frame::StatusRequest`]. Unreliable.
+    StatusReply {
+        /// The request's nonce.
+        nonce: u64,
+        /// The answering host's index.
+        host: u8,
+        /// Where it stands.
+        status: KvStatus,
+        /// The `from_key` answered.
+        from_key: u64,
+        /// More ranges follow from this key (ask again with it), or none.
+        next: Option<u64>,
+        /// Ranges it owns, and on the first page the ranges it is moving with their
+        /// recipients, as a [`Frame::JoinReply`]'s runs (`kv::join::runs` decodes them).
         #[serde(borrow)]
         runs: Bytes<'a>,
     },

@@ -20,7 +20,9 @@ fn frames(out: &Outbox<'_>) -> heapless::Vec<Frame<'static>, 16> {
             Frame::Ack { seqno } => Frame::Ack { seqno },
             Frame::Refused { seqno, reason } => Frame::Refused { seqno, reason },
             Frame::Join { nonce, from_key } => Frame::Join { nonce, from_key },
-            Frame::JoinReply { .. } => panic!("the reliable layer never sends a join answer"),
+            Frame::JoinReply { .. } | Frame::StatusRequest { .. } | Frame::StatusReply { .. } => {
+                panic!("the reliable layer never sends a join answer or a status frame")
+            }
         })
         .collect()
 }

@@ -624,6 +624,7 @@ mod bounds;
 mod equality;
 mod eviction;
 mod joining;
+mod status;
 
 #[test]
 fn a_host_knows_its_index_and_its_clusters_identity() {

@@ -1,0 +1,92 @@
+//! Asking every member of a cluster something that changes nothing (a status request) and
+//! collecting their answers: each question re-sent every [`POLL_RETRY`] until answered,
+//! sealed and opened when the cluster is authenticated, bounded by a timeout.
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use crate::auth::client_socket_and_seal;
+use crate::error::CallError;
+use crate::net::to_endpoint;
+
+/// How often an unanswered question is asked again (a lost datagram costs this much).
+pub const POLL_RETRY: Duration = Duration::from_millis(100);
+
+/// Asks every member at `addrs` through a fresh socket (sealed with `auth`'s client keys for
+/// cluster `cluster`, if given) until `question(i)` returns `None` for every member or
+/// `timeout` passes. `question(i)` is member `i`'s current question (a changed question is
+/// sent at once: paging); `answer(i, datagram)` receives every opened datagram that came
+/// from member `i`'s configured address.
+pub fn poll_members(
+    auth: Option<&crate::auth::AuthFiles>,
+    cluster: u32,
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    mut question: impl FnMut(usize) -> Option<Vec<u8>>,
+    mut answer: impl FnMut(usize, &[u8]),
+) -> Result<(), CallError> {
+    let any = match addrs.first() {
+        Some(SocketAddr::V6(_)) => "[::]:0",
+        Some(a) if a.ip().is_loopback() => "127.0.0.1:0",
+        _ => "0.0.0.0:0",
+    };
+    let (socket, mut seal) = client_socket_and_seal(auth, cluster, addrs, any)?;
+    // Per member: what was last sent and when it is due again.
+    let mut sent: Vec<Option<(Vec<u8>, Instant)>> = vec![None; addrs.len()];
+    let started = Instant::now();
+    let mut buf = vec![0u8; 65536];
+    while started.elapsed() < timeout {
+        let now = Instant::now();
+        let mut open = false;
+        for (i, addr) in addrs.iter().enumerate() {
+            let Some(q) = question(i) else { continue };
+            open = true;
+            let due = match &sent[i] {
+                Some((last, at)) => *last != q || now >= *at,
+                None => true,
+            };
+            if due {
+                send(&socket, &mut seal, *addr, &q);
+                sent[i] = Some((q, now + POLL_RETRY));
+            }
+        }
+        if !open {
+            break;
+        }
+        let next = sent.iter().flatten().map(|(_, at)| *at).min().unwrap_or(now + POLL_RETRY);
+        let wait = next.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        socket.set_read_timeout(Some(wait)).map_err(CallError::Io)?;
+        match socket.recv_from(&mut buf) {
+            Ok((len, from)) => {
+                let datagram = match seal.as_mut() {
+                    None => Some(&buf[..len]),
+                    Some(s) => s.open(from, &buf[..len]),
+                };
+                if let (Some(d), Some(i)) = (datagram, addrs.iter().position(|a| *a == from)) {
+                    answer(i, d);
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(CallError::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+fn send(socket: &UdpSocket, seal: &mut Option<crate::auth::ClientSeal>, to: SocketAddr, bytes: &[u8]) {
+    let bytes = match seal.as_mut() {
+        None => Some(bytes),
+        Some(s) => s.seal(to_endpoint(to), bytes),
+    };
+    if let Some(bytes) = bytes {
+        // A failed send is a lost datagram: the question is asked again.
+        let _ = socket.send_to(bytes, to);
+    }
+}
+
+/// A nonce for one round of questions: answers to an earlier round are told apart by it.
+pub fn poll_nonce() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+}
