@@ -1,5 +1,5 @@
 //! `--metrics ADDR`: a replica's Prometheus page, scraped over HTTP while clients write; the
-//! executed-operations counter grows with the load. Bounded; the child is SIGKILLed.
+//! executed-operations counter grows with the load, and every request is timed once. Bounded; the child is SIGKILLed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -69,4 +69,12 @@ fn the_executed_counter_grows_under_load() {
     let steps = value(&after, "fleet_rsl_step_seconds_count");
     assert!(steps >= 200.0, "every request is at least one step: {steps}");
     assert!(after.contains("# TYPE fleet_rsl_step_seconds histogram"), "{after}");
+    // Every put is timed once from its arrival to its reply (a retransmission answered
+    // from the reply cache would add one).
+    let requests = value(&after, "fleet_rsl_request_seconds_count");
+    assert!((200.0..=220.0).contains(&requests), "requests timed: {requests}");
+    assert_eq!(value(&after, "fleet_rsl_request_seconds_bucket{le=\"+Inf\"}"), requests);
+    let mean_s = value(&after, "fleet_rsl_request_seconds_sum") / requests;
+    // Each put completed within its 5 s timeout: a larger mean is a unit error.
+    assert!(mean_s > 0.0 && mean_s < 5.0, "mean request latency {mean_s} s");
 }

@@ -50,6 +50,10 @@ pub fn spawn_kv_at(setup: &KvSetup, id: usize, options: &KvServeOptions) -> Resu
     if loop_options.auth.is_none() {
         loop_options.auth = crate::auth::member_loop_auth(setup.auth.as_ref(), setup.config.identity(), &setup.addrs)?;
     }
+    if let Some(board) = loop_options.metrics.as_mut() {
+        // Members' datagrams are protocol messages: only clients' requests are timed.
+        board.members = setup.addrs.iter().map(|a| crate::net::to_endpoint(*a)).collect();
+    }
     match options.data_dir.clone() {
         // In memory every start is a start without state: the host joins before it serves.
         None => spawn_host(name, socket, bound, addr, loop_options, move |now| new_host(&setup, id, now)),

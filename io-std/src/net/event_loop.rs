@@ -18,7 +18,8 @@
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 
-use super::metrics::{publish, MetricsBoard, StepHistogram, PUBLISH_EVERY};
+use super::latency::{Histogram, RequestClock, STEP_BUCKETS_S};
+use super::metrics::{publish, MetricsBoard, PUBLISH_EVERY};
 use std::ops::Range;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -227,18 +228,22 @@ pub fn run_as<H: Host>(
     options: &LoopOptions,
 ) -> Result<(), ServerError> {
     let me = to_endpoint(me);
-    let mut sealer = options.auth.as_ref().map(|auth| Sealer::new(auth, me));
+    let mut egress = Egress {
+        me,
+        loopback: VecDeque::new(),
+        sealer: options.auth.as_ref().map(|auth| Sealer::new(auth, me)),
+        requests: options.metrics.as_ref().map(|board| RequestClock::new(&board.members)),
+    };
     let mut io = BurstIo::new(socket, options.syscalls).map_err(ServerError::Io)?;
     let mut store = HeapOutbox::new(OUTBOX_SLOTS, OUTBOX_BYTES);
-    let mut loopback: VecDeque<Vec<u8>> = VecDeque::new();
     let mut held = Held::default();
     let mut next_stats = options.stats_every.map(|d| StdInstant::now() + d);
-    let mut steps = StepHistogram::default();
+    let mut steps = Histogram::new(STEP_BUCKETS_S);
     let mut next_publish = StdInstant::now();
     while !stop.load(Ordering::Relaxed) {
         let mut out = store.outbox();
         let mut stepped = false;
-        held.release(host, &mut io, me, &mut loopback, &mut sealer)?;
+        held.release(host, &mut io, &mut egress)?;
         let now = clock.now();
         if host.next_deadline() <= now {
             host.tick(now, &mut out);
@@ -248,11 +253,14 @@ pub fn run_as<H: Host>(
         let step_started = options.metrics.as_ref().map(|_| StdInstant::now());
         for i in 0..received {
             if nearly_full(&out) {
-                settle(host, &mut io, &mut out, me, &mut loopback, &mut held, &mut sealer, clock.now())?;
+                settle(host, &mut io, &mut out, &mut held, &mut egress, clock.now())?;
             }
             let Some((from, datagram)) = io.datagram(i) else { break };
             let from = to_endpoint(from);
-            let datagram = match sealer.as_mut() {
+            if let (Some(requests), Some(at)) = (egress.requests.as_mut(), step_started) {
+                requests.arrived(from, at);
+            }
+            let datagram = match egress.sealer.as_mut() {
                 None => datagram,
                 Some(sealer) => match sealer.guard.open(from, datagram) {
                     Ok(inner) => inner,
@@ -269,33 +277,35 @@ pub fn run_as<H: Host>(
         }
         // Self-addressed datagrams of the previous round (IronRSL broadcasts include the
         // sender); those this round emits wait for the next one.
-        for _ in 0..loopback.len().min(MAX_LOOPBACK_PER_STEP) {
+        for _ in 0..egress.loopback.len().min(MAX_LOOPBACK_PER_STEP) {
             if nearly_full(&out) {
-                settle(host, &mut io, &mut out, me, &mut loopback, &mut held, &mut sealer, clock.now())?;
+                settle(host, &mut io, &mut out, &mut held, &mut egress, clock.now())?;
             }
-            let Some(d) = loopback.pop_front() else { break };
+            let Some(d) = egress.loopback.pop_front() else { break };
             host.handle(clock.now(), me, &d, &mut out);
             stepped = true;
         }
         if stepped {
-            settle(host, &mut io, &mut out, me, &mut loopback, &mut held, &mut sealer, clock.now())?;
+            settle(host, &mut io, &mut out, &mut held, &mut egress, clock.now())?;
             if let Some(started) = step_started {
                 steps.record(started.elapsed());
             }
-        } else if loopback.is_empty() {
+        } else if egress.loopback.is_empty() {
             let wait_us = host.next_deadline().micros_since(clock.now()).clamp(1, 100_000);
             let also = if held.is_empty() { None } else { host.wake_fd() };
             io.wait(Duration::from_micros(wait_us), also).map_err(ServerError::Io)?;
         }
         if let Some(board) = options.metrics.as_ref() {
             if StdInstant::now() >= next_publish {
-                publish(board, &host.stats_line(), io.syscalls, &steps);
+                let none = Histogram::new(&[]);
+                let requests = egress.requests.as_ref().map_or(&none, RequestClock::latency);
+                publish(board, &host.stats_line(), io.syscalls, &steps, requests);
                 next_publish = StdInstant::now() + PUBLISH_EVERY;
             }
         }
         if let Some(at) = next_stats {
             if StdInstant::now() >= at {
-                match &sealer {
+                match &egress.sealer {
                     None => tracing::info!("{} syscalls={}", host.stats_line(), io.syscalls),
                     Some(s) => {
                         let auth = auth_fields(&s.guard.stats());
@@ -318,26 +328,35 @@ fn nearly_full(out: &Outbox<'_>) -> bool {
     out.free_slots() < OUTBOX_SLOTS / 8 || out.free_bytes() < OUTBOX_BYTES / 8
 }
 
+/// Where a round's datagrams go once they may leave: the socket (sealed if the loop has
+/// keys), or back to the host itself; and the clock that times requests to their answers.
+struct Egress<'m> {
+    /// The host's own (advertised) endpoint.
+    me: Endpoint,
+    /// Self-addressed datagrams, handled in the next round.
+    loopback: VecDeque<Vec<u8>>,
+    sealer: Option<Sealer<'m>>,
+    /// With metrics: requests awaiting their first answer.
+    requests: Option<RequestClock>,
+}
+
 /// Persist, then send: the order durability needs (see `fleet_engine::rsl::durable`).
-#[allow(clippy::too_many_arguments)]
 fn settle<H: Host>(
     host: &mut H,
     io: &mut BurstIo<'_>,
     out: &mut Outbox<'_>,
-    me: Endpoint,
-    loopback: &mut VecDeque<Vec<u8>>,
     held: &mut Held,
-    sealer: &mut Option<Sealer<'_>>,
+    egress: &mut Egress<'_>,
     now: Instant,
 ) -> Result<(), ServerError> {
     match host.commit(now, out.any_waits_for_sync())? {
-        None => send(io, out.iter(), me, loopback, sealer),
+        None => send(io, out.iter(), egress),
         Some(ticket) => {
             // Only promises, votes and ballots wait; the rest (2a, replies, heartbeats)
             // leave now, ahead of bursts still held: nothing in them depends on the sync.
-            send(io, out.iter_marked().filter(|d| !d.2).map(|(dst, b, _)| (dst, b)), me, loopback, sealer);
+            send(io, out.iter_marked().filter(|d| !d.2).map(|(dst, b, _)| (dst, b)), egress);
             held.push(ticket, out);
-            held.release(host, io, me, loopback, sealer)?;
+            held.release(host, io, egress)?;
         }
     }
     out.clear();
@@ -346,19 +365,21 @@ fn settle<H: Host>(
 
 /// Sends datagrams, sealed if the loop has keys: self-addressed ones go to the loopback
 /// queue as they are.
-fn send<'a>(
-    io: &mut BurstIo<'_>,
-    datagrams: impl Iterator<Item = (Endpoint, &'a [u8])>,
-    me: Endpoint,
-    loopback: &mut VecDeque<Vec<u8>>,
-    sealer: &mut Option<Sealer<'_>>,
-) {
-    let Some(sealer) = sealer.as_mut() else {
+fn send<'a>(io: &mut BurstIo<'_>, datagrams: impl Iterator<Item = (Endpoint, &'a [u8])>, egress: &mut Egress<'_>) {
+    let me = egress.me;
+    let sent_at = egress.requests.as_ref().map(|_| StdInstant::now());
+    let mut answered = |dst: Endpoint| {
+        if let (Some(requests), Some(at)) = (egress.requests.as_mut(), sent_at) {
+            requests.answered(dst, at);
+        }
+    };
+    let Some(sealer) = egress.sealer.as_mut() else {
         let mut batch: Vec<(SocketAddr, &[u8])> = Vec::new();
         for (dst, bytes) in datagrams {
             if dst == me {
-                loopback.push_back(bytes.to_vec());
+                egress.loopback.push_back(bytes.to_vec());
             } else {
+                answered(dst);
                 batch.push((to_socket_addr(dst), bytes));
             }
         }
@@ -369,9 +390,10 @@ fn send<'a>(
     sealer.sealed.clear();
     for (dst, bytes) in datagrams {
         if dst == me {
-            loopback.push_back(bytes.to_vec());
+            egress.loopback.push_back(bytes.to_vec());
             continue;
         }
+        answered(dst);
         let start = sealer.sealed.len();
         sealer.sealed.resize(start + bytes.len() + AUTH_OVERHEAD_BYTES, 0);
         match sealer.guard.seal(dst, bytes, &mut sealer.sealed[start..]) {
@@ -418,9 +440,7 @@ impl Held {
         &mut self,
         host: &mut H,
         io: &mut BurstIo<'_>,
-        me: Endpoint,
-        loopback: &mut VecDeque<Vec<u8>>,
-        sealer: &mut Option<Sealer<'_>>,
+        egress: &mut Egress<'_>,
     ) -> Result<(), ServerError> {
         if self.bursts.is_empty() {
             return Ok(());
@@ -428,7 +448,7 @@ impl Held {
         let durable = host.durable()?;
         while self.bursts.front().is_some_and(|b| b.need <= durable) {
             if let Some(b) = self.bursts.pop_front() {
-                send(io, b.datagrams.iter().map(|(dst, r)| (*dst, &b.bytes[r.clone()])), me, loopback, sealer);
+                send(io, b.datagrams.iter().map(|(dst, r)| (*dst, &b.bytes[r.clone()])), egress);
             }
         }
         Ok(())

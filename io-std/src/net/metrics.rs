@@ -9,8 +9,10 @@
 //!   `view_seqno` and `view_leader` come from `view=(seqno,leader)`;
 //! - `fleet_<service>_syscalls`: system calls for datagrams;
 //! - `fleet_<service>_step_seconds`: a histogram of the time one loop iteration spends
-//!   handling what it received and settling its output (the server-side latency a request
-//!   sees before its reply leaves).
+//!   handling what it received and settling its output;
+//! - `fleet_<service>_request_seconds`: a histogram of the time from a client's datagram
+//!   arriving to the first datagram this server sends back to that client (a request's
+//!   server-side latency, protocol rounds and syncs included; [`super::latency`]).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -19,24 +21,27 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use fleet_engine::Endpoint;
+
+use super::latency::Histogram;
+
 /// How often the event loop republishes the page.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
-
-/// Upper bounds of the step-time histogram's buckets, in seconds.
-const STEP_BUCKETS_S: [f64; 10] = [10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 5e-3, 25e-3, 100e-3];
 
 /// Where the event loop publishes, and which service it is.
 #[derive(Clone, Debug)]
 pub struct MetricsBoard {
     /// `rsl` or `kv`: the metric names' prefix after `fleet_`.
     pub service: &'static str,
+    /// The cluster's members (their datagrams are not client requests and are not timed).
+    pub members: Vec<Endpoint>,
     page: Arc<Mutex<String>>,
 }
 
 impl MetricsBoard {
     /// An empty board for `service`.
     pub fn new(service: &'static str) -> Self {
-        MetricsBoard { service, page: Arc::new(Mutex::new(String::new())) }
+        MetricsBoard { service, members: Vec::new(), page: Arc::new(Mutex::new(String::new())) }
     }
 
     /// The latest page.
@@ -51,46 +56,32 @@ impl MetricsBoard {
     }
 }
 
-/// The loop's step-time histogram.
-#[derive(Clone, Debug, Default)]
-pub struct StepHistogram {
-    counts: [u64; STEP_BUCKETS_S.len() + 1],
-    sum_s: f64,
-}
-
-impl StepHistogram {
-    /// Records one step of `elapsed`.
-    pub fn record(&mut self, elapsed: Duration) {
-        let s = elapsed.as_secs_f64();
-        let i = STEP_BUCKETS_S.iter().position(|b| s <= *b).unwrap_or(STEP_BUCKETS_S.len());
-        self.counts[i] += 1;
-        self.sum_s += s;
-    }
-}
-
 /// Renders and publishes the page for a host whose stats line is `stats_line`.
-pub fn publish(board: &MetricsBoard, stats_line: &str, syscalls: u64, steps: &StepHistogram) {
+pub fn publish(board: &MetricsBoard, stats_line: &str, syscalls: u64, steps: &Histogram, requests: &Histogram) {
     let svc = board.service;
     let mut page = String::new();
     for (field, value) in numeric_fields(stats_line) {
         let _ = writeln!(page, "# TYPE fleet_{svc}_{field} untyped\nfleet_{svc}_{field} {value}");
     }
     let _ = writeln!(page, "# TYPE fleet_{svc}_syscalls counter\nfleet_{svc}_syscalls {syscalls}");
-    let name = format!("fleet_{svc}_step_seconds");
-    let _ = writeln!(page, "# HELP {name} Time one event-loop iteration spends handling and settling.");
-    let _ = writeln!(page, "# TYPE {name} histogram");
-    let mut cumulative = 0;
-    for (i, bound) in STEP_BUCKETS_S.iter().enumerate() {
-        cumulative += steps.counts[i];
-        let _ = writeln!(page, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-    }
-    cumulative += steps.counts[STEP_BUCKETS_S.len()];
-    let _ = writeln!(
-        page,
-        "{name}_bucket{{le=\"+Inf\"}} {cumulative}\n{name}_sum {}\n{name}_count {cumulative}",
-        steps.sum_s
-    );
+    let help = "Time one event-loop iteration spends handling and settling.";
+    histogram(&mut page, &format!("fleet_{svc}_step_seconds"), help, steps);
+    let help = "Time from a client's datagram arriving to the first datagram back to it.";
+    histogram(&mut page, &format!("fleet_{svc}_request_seconds"), help, requests);
     board.publish(page);
+}
+
+/// Appends `h` as Prometheus histogram `name`.
+fn histogram(page: &mut String, name: &str, help: &str, h: &Histogram) {
+    let _ = writeln!(page, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (bound, cumulative) in h.cumulative() {
+        match bound {
+            Some(b) => writeln!(page, "{name}_bucket{{le=\"{b}\"}} {cumulative}"),
+            None => writeln!(page, "{name}_bucket{{le=\"+Inf\"}} {cumulative}"),
+        }
+        .unwrap_or(());
+    }
+    let _ = writeln!(page, "{name}_sum {}\n{name}_count {}", h.sum_s(), h.count());
 }
 
 /// The numeric `key=value` fields of a stats line, with `leader=true` as 1 and
@@ -152,10 +143,12 @@ mod tests {
     #[test]
     fn a_stats_line_becomes_one_metric_per_numeric_field() {
         let board = MetricsBoard::new("rsl");
-        let mut steps = StepHistogram::default();
+        let mut steps = Histogram::new(super::super::latency::STEP_BUCKETS_S);
         steps.record(Duration::from_micros(30));
         steps.record(Duration::from_millis(200));
-        publish(&board, "view=(3,1) leader=true executed=42 rejoin=asking in=7", 9, &steps);
+        let mut requests = Histogram::new(super::super::latency::REQUEST_BUCKETS_S);
+        requests.record(Duration::from_micros(700));
+        publish(&board, "view=(3,1) leader=true executed=42 rejoin=asking in=7", 9, &steps, &requests);
         let page = board.page();
         for want in [
             "fleet_rsl_view_seqno 3",
@@ -167,6 +160,9 @@ mod tests {
             "fleet_rsl_step_seconds_bucket{le=\"0.00005\"} 1",
             "fleet_rsl_step_seconds_bucket{le=\"+Inf\"} 2",
             "fleet_rsl_step_seconds_count 2",
+            "fleet_rsl_request_seconds_bucket{le=\"0.0005\"} 0",
+            "fleet_rsl_request_seconds_bucket{le=\"0.001\"} 1",
+            "fleet_rsl_request_seconds_count 1",
         ] {
             assert!(page.contains(want), "{want} not in:\n{page}");
         }

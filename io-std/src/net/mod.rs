@@ -3,11 +3,13 @@
 //!
 //! - [`event_loop`]: the [`Host`](event_loop::Host) contract and the loop that drives it;
 //! - [`metrics`]: the Prometheus page the loop publishes and its HTTP server;
+//! - [`latency`]: the page's histograms: step times and request latencies;
 //! - [`poll`]: asking every member a question (status) and collecting the answers;
 //! - [`udp_batch`]: `recvmmsg`/`sendmmsg` bursts;
 //! - [`server_thread`]: a host on its own thread, and the handle that stops it.
 
 pub mod event_loop;
+pub mod latency;
 pub mod metrics;
 pub mod poll;
 pub mod server_thread;

@@ -50,6 +50,10 @@ where
     if loop_options.auth.is_none() {
         loop_options.auth = crate::auth::member_loop_auth(setup.auth.as_ref(), setup.config.identity(), &setup.addrs)?;
     }
+    if let Some(board) = loop_options.metrics.as_mut() {
+        // Members' datagrams are protocol messages: only clients' requests are timed.
+        board.members = setup.addrs.iter().map(|a| crate::net::to_endpoint(*a)).collect();
+    }
     let compact_after = options.compact_after_bytes;
     match options.data_dir.clone() {
         None => spawn_host(name, socket, bound, addr, loop_options, move |now| build(&setup, id, app, now)),
