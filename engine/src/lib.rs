@@ -76,6 +76,12 @@ pub mod stats;
 pub mod time;
 pub mod wire;
 
+/// The format of the durable records the engines hand to bindings (RSL acceptor, executed
+/// and snapshot records; KV inputs and images). A binding stores it beside the records and
+/// refuses state of another format rather than misread it (io-std's data-directory
+/// `format` file, fleet-flash's frames). Bump it whenever a record's encoding changes.
+pub const RECORD_FORMAT: u32 = 4;
+
 pub use config::ConfigError;
 pub use endpoint::{Endpoint, IpAddr};
 pub use outbox::{Outbox, OutboxBuf};

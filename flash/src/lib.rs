@@ -26,7 +26,7 @@ mod ram;
 mod rsl;
 
 pub use kv::{KvFlash, KvRecoverFailure};
-pub use log::{FlashLog, FlashLogError, Found, Kind, FRAME_BYTES};
+pub use log::{FlashLog, FlashLogError, Found, Kind, FORMAT, FRAME_BYTES};
 pub use ram::{RamFlash, RamFlashError, RAM_FLASH_WRITE_BYTES};
 pub use rsl::{RecoverFailure, RslFlash};
 
@@ -79,6 +79,7 @@ impl<E> From<FlashLogError<E>> for Halt {
             FlashLogError::Full => "the flash region is full",
             FlashLogError::TooBig => "a record is larger than a flash page holds",
             FlashLogError::Damaged { .. } => "the flash log is damaged",
+            FlashLogError::WrongFormat { .. } => "the flash log was written in another storage format",
             FlashLogError::Malformed { .. } => "the flash log holds an item it did not write",
         })
     }

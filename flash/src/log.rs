@@ -2,7 +2,10 @@
 //! `sequential-storage`'s queue.
 //!
 //! Every item the queue holds is one frame: a kind byte, the item's number (`u32`, little
-//! endian, one more than the item before it) and a payload. Kinds:
+//! endian, one more than the item before it) and a payload. The kind byte's upper six bits
+//! are the storage format ([`FORMAT`], the engine's record format): an item of another
+//! format (written by an older or newer firmware) makes the log refuse to open
+//! ([`FlashLogError::WrongFormat`]) rather than be misread. Kinds:
 //! * [`Kind::Log`]: a record of the engine's log (RSL acceptor and executed records, KV
 //!   logged inputs);
 //! * [`Kind::Image`]: a record of an image (RSL snapshot pieces, KV image records);
@@ -50,6 +53,14 @@ const KIND_LOG: u8 = 0;
 const KIND_IMAGE: u8 = 1;
 const KIND_BEGIN: u8 = 2;
 const KIND_END: u8 = 3;
+/// The kind's bits of a frame's first byte; the rest hold the format.
+const KIND_MASK: u8 = 0b11;
+
+/// The storage format this build writes and reads, in the upper six bits of every frame's
+/// kind byte: the engine's [`fleet_engine::RECORD_FORMAT`] (bump that when this framing
+/// changes too). Frames of the first flash firmware carried 0 there.
+pub const FORMAT: u8 = fleet_engine::RECORD_FORMAT as u8;
+const _: () = assert!(fleet_engine::RECORD_FORMAT < 64, "the format must fit six bits");
 
 /// Why the flash log failed. `E` is the flash's own error.
 #[derive(Debug, PartialEq)]
@@ -69,6 +80,15 @@ pub enum FlashLogError<E> {
         expected: u32,
         /// The number it had.
         found: u32,
+    },
+    /// Item `item` was written in storage format `found`; this build reads [`FORMAT`].
+    /// Nothing is read from the region: erase it (a replica then rejoins from its peers; a
+    /// KV host joins without state), or run the firmware that wrote it.
+    WrongFormat {
+        /// The item's number.
+        item: u32,
+        /// Its format (0: the first flash firmware, which wrote none).
+        found: u8,
     },
     /// Item `item` is not a frame this log writes.
     Malformed {
@@ -334,7 +354,7 @@ impl<F: MultiwriteNorFlash> FlashLog<F> {
     async fn push(&mut self, tag: u8, buf: &mut [u8], len: usize) -> Result<(), FlashLogError<F::Error>> {
         let total = FRAME_BYTES.checked_add(len).ok_or(FlashLogError::TooBig)?;
         let frame = buf.get_mut(..total).ok_or(FlashLogError::TooBig)?;
-        frame[0] = tag;
+        frame[0] = tag | (FORMAT << 2);
         frame[1..FRAME_BYTES].copy_from_slice(&self.next_item.to_le_bytes());
         self.queue.push(frame, false).await?;
         self.next_item = self.next_item.wrapping_add(1);
@@ -342,12 +362,16 @@ impl<F: MultiwriteNorFlash> FlashLog<F> {
     }
 }
 
-/// A frame's kind, item number and payload.
+/// A frame's kind, item number and payload; a frame of another format is refused.
 fn parse<E>(frame: &[u8], expected: u32) -> Result<(u8, u32, &[u8]), FlashLogError<E>> {
     let malformed = FlashLogError::Malformed { item: expected };
     let (&tag, rest) = frame.split_first().ok_or(malformed)?;
     let item = read_u32(rest, 0).ok_or(FlashLogError::Malformed { item: expected })?;
-    Ok((tag, item, &rest[4..]))
+    let found = tag >> 2;
+    if found != FORMAT {
+        return Err(FlashLogError::WrongFormat { item, found });
+    }
+    Ok((tag & KIND_MASK, item, &rest[4..]))
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
@@ -415,6 +439,21 @@ mod tests {
     }
 
     extern crate std;
+
+    #[test]
+    fn a_region_written_in_another_format_is_refused_not_read() {
+        let mut mem = [0xFFu8; REGION as usize];
+        let mut log = open(&mut mem).unwrap();
+        append(&mut log, Kind::Log, b"ok");
+        // What the first flash firmware wrote: format bits 0.
+        let mut frame = [KIND_LOG, 1, 0, 0, 0, b'o', b'l', b'd'];
+        block_on(log.queue.push(&mut frame, false)).unwrap();
+        let _ = log.into_flash();
+        match open(&mut mem) {
+            Err(FlashLogError::WrongFormat { item: 1, found: 0 }) => {}
+            other => panic!("expected a refusal of item 1's format 0, got {:?}", other.map(|l| l.found())),
+        }
+    }
 
     #[test]
     fn records_come_back_in_order_after_a_reopen() {

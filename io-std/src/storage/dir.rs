@@ -12,7 +12,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The storage format this build writes and reads.
+/// The storage format this build writes and reads: "fleet storage" and the engine's
+/// [`fleet_engine::RECORD_FORMAT`] (a unit test keeps the two in step).
 pub const FORMAT: &str = "fleet storage 4";
 const LOCK_FILE: &str = "LOCK";
 const IDENTITY_FILE: &str = "identity";
@@ -167,6 +168,11 @@ impl DataDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_format_names_the_engines_record_format() {
+        assert_eq!(FORMAT, format!("fleet storage {}", fleet_engine::RECORD_FORMAT));
+    }
 
     pub(crate) fn scratch(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("fleet-dir-{tag}-{}", std::process::id()));
