@@ -6,6 +6,16 @@ use fleet_engine::rsl::proposer::Phase;
 use fleet_io_std::kv::{ownership, HostStatus, Ownership};
 use fleet_io_std::rsl::ReplicaStatus;
 
+/// One member's JSON object: its index, address and whether it answered, then what it
+/// answered (`details`, an object), if it did.
+fn member_row(id: usize, addr: std::net::SocketAddr, details: Option<serde_json::Value>) -> serde_json::Value {
+    let mut row = serde_json::json!({ "id": id, "addr": addr.to_string(), "reachable": details.is_some() });
+    if let (Some(serde_json::Value::Object(fields)), Some(map)) = (details, row.as_object_mut()) {
+        map.extend(fields);
+    }
+    row
+}
+
 /// The answers as a table (or, with `json`, one JSON array), with each replica's lag behind
 /// `leader` (operations the leader executed that it has not).
 pub fn render(answers: &[ReplicaStatus], leader: Option<usize>, json: bool) -> String {
@@ -19,23 +29,25 @@ pub fn render(answers: &[ReplicaStatus], leader: Option<usize>, json: bool) -> S
     if json {
         let rows: Vec<serde_json::Value> = answers
             .iter()
-            .map(|a| match a.status {
-                None => serde_json::json!({ "id": a.id, "addr": a.addr.to_string(), "reachable": false }),
-                Some(s) => serde_json::json!({
-                    "id": a.id,
-                    "addr": a.addr.to_string(),
-                    "reachable": true,
-                    "view": [s.view.seqno, s.view.proposer],
-                    "leader": s.is_leader,
-                    "phase": phase(s.phase),
-                    "ops_complete": s.ops_complete,
-                    "log_truncation_point": s.log_truncation_point,
-                    "lag": leader_ops.map(|l| l.saturating_sub(s.ops_complete)),
-                    "queued": s.queued,
-                    "pending_queries": s.pending_queries,
-                    "rejoining": s.rejoining,
-                    "durable": s.durable,
-                }),
+            .map(|a| {
+                member_row(
+                    a.id,
+                    a.addr,
+                    a.status.map(|s| {
+                        serde_json::json!({
+                            "view": [s.view.seqno, s.view.proposer],
+                            "leader": s.is_leader,
+                            "phase": phase(s.phase),
+                            "ops_complete": s.ops_complete,
+                            "log_truncation_point": s.log_truncation_point,
+                            "lag": leader_ops.map(|l| l.saturating_sub(s.ops_complete)),
+                            "queued": s.queued,
+                            "pending_queries": s.pending_queries,
+                            "rejoining": s.rejoining,
+                            "durable": s.durable,
+                        })
+                    }),
+                )
             })
             .collect();
         return serde_json::Value::Array(rows).to_string();
@@ -89,32 +101,34 @@ pub fn render_kv(answers: &[HostStatus], json: bool) -> String {
     if json {
         let hosts: Vec<serde_json::Value> = answers
             .iter()
-            .map(|a| match a.status {
-                None => serde_json::json!({ "id": a.id, "addr": a.addr.to_string(), "reachable": false }),
-                Some(s) => serde_json::json!({
-                    "id": a.id,
-                    "addr": a.addr.to_string(),
-                    "reachable": true,
-                    "joining": s.joining,
-                    "durable": s.durable,
-                    "keys": s.keys,
-                    "key_capacity": s.key_capacity,
-                    "map_runs": s.map_runs,
-                    "channels": s.channels,
-                    "unacked": s.unacked,
-                    "transfers_out": s.transfers_out,
-                    "transfers_in": s.transfers_in,
-                    "logged_steps": s.logged_steps,
-                    "datagrams_in": s.datagrams_in,
-                    "gets": s.counters.gets,
-                    "sets": s.counters.sets,
-                    "redirects": s.counters.redirects,
-                    "errors": s.counters.errors,
-                    "refusals_sent": s.counters.refusals_sent,
-                    "shards": s.counters.shards,
-                    "evicted": s.counters.evicted,
-                    "ranges_complete": a.complete,
-                }),
+            .map(|a| {
+                member_row(
+                    a.id,
+                    a.addr,
+                    a.status.map(|s| {
+                        serde_json::json!({
+                            "joining": s.joining,
+                            "durable": s.durable,
+                            "keys": s.keys,
+                            "key_capacity": s.key_capacity,
+                            "map_runs": s.map_runs,
+                            "channels": s.channels,
+                            "unacked": s.unacked,
+                            "transfers_out": s.transfers_out,
+                            "transfers_in": s.transfers_in,
+                            "logged_steps": s.logged_steps,
+                            "datagrams_in": s.datagrams_in,
+                            "gets": s.counters.gets,
+                            "sets": s.counters.sets,
+                            "redirects": s.counters.redirects,
+                            "errors": s.counters.errors,
+                            "refusals_sent": s.counters.refusals_sent,
+                            "shards": s.counters.shards,
+                            "evicted": s.counters.evicted,
+                            "ranges_complete": a.complete,
+                        })
+                    }),
+                )
             })
             .collect();
         let bound = |b: KeyBound| match b {
