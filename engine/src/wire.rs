@@ -186,6 +186,57 @@ pub(crate) fn decode_exact<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T,
     }
 }
 
+/// The postcard values of type `T` written back to back in `bytes` (batch entries, a
+/// group's requests, transfer pairs, join runs), in order; a value that does not decode
+/// ends the sequence with [`DecodeError::Malformed`].
+pub(crate) fn items<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Items<'a, T> {
+    Items { rest: bytes, item: core::marker::PhantomData }
+}
+
+/// The iterator [`items`] returns.
+#[derive(Clone, Debug)]
+pub(crate) struct Items<'a, T> {
+    rest: &'a [u8],
+    item: core::marker::PhantomData<T>,
+}
+
+impl<'a, T: Deserialize<'a>> Iterator for Items<'a, T> {
+    type Item = Result<T, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        match postcard::take_from_bytes::<T>(self.rest) {
+            Ok((value, rest)) => {
+                self.rest = rest;
+                Some(Ok(value))
+            }
+            Err(_) => {
+                self.rest = &[];
+                Some(Err(DecodeError::Malformed))
+            }
+        }
+    }
+}
+
+/// How many values [`items`] finds in `bytes` if every one decodes and passes `valid` and
+/// there are at most `max`; `None` otherwise.
+pub(crate) fn count_valid<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    max: usize,
+    valid: impl Fn(&T) -> bool,
+) -> Option<usize> {
+    let mut count = 0;
+    for item in items::<T>(bytes) {
+        match item {
+            Ok(value) if count < max && valid(&value) => count += 1,
+            _ => return None,
+        }
+    }
+    Some(count)
+}
+
 /// A borrowed byte string on the wire (a length prefix, then the bytes).
 ///
 /// serde would otherwise treat `&[u8]` as a sequence on the way out; this newtype pins

@@ -135,22 +135,7 @@ impl<const H: usize> Join<H> {
 /// postcard-encoded back to back. An item that does not decode ends the sequence with an
 /// error.
 pub fn runs(bytes: &[u8]) -> impl Iterator<Item = Result<(KeyRange, HostId), ()>> + '_ {
-    let mut rest = bytes;
-    core::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        match postcard::take_from_bytes::<(KeyRange, HostId)>(rest) {
-            Ok((item, tail)) => {
-                rest = tail;
-                Some(Ok(item))
-            }
-            Err(_) => {
-                rest = &[];
-                Some(Err(()))
-            }
-        }
-    })
+    wire::items::<(KeyRange, HostId)>(bytes).map(|run| run.map_err(|_| ()))
 }
 
 /// Appends one run to `buf` at `at`; returns the new end, or `BufferFull`.

@@ -219,31 +219,19 @@ pub const PAIR_OVERHEAD_BYTES: usize = 13;
 /// Iterates the pairs of a Delegate's `pairs` bytes; an error ends the iteration.
 #[derive(Clone, Debug)]
 pub struct Pairs<'a> {
-    rest: &'a [u8],
+    items: crate::wire::Items<'a, (u64, Bytes<'a>)>,
 }
 
 /// The pairs encoded in `bytes`.
 pub fn pairs(bytes: &[u8]) -> Pairs<'_> {
-    Pairs { rest: bytes }
+    Pairs { items: crate::wire::items(bytes) }
 }
 
 impl<'a> Iterator for Pairs<'a> {
     type Item = Result<(u64, &'a [u8]), DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        match postcard::take_from_bytes::<(u64, Bytes<'a>)>(self.rest) {
-            Ok(((k, v), rest)) => {
-                self.rest = rest;
-                Some(Ok((k, v.0)))
-            }
-            Err(_) => {
-                self.rest = &[];
-                Some(Err(DecodeError::Malformed))
-            }
-        }
+        Some(self.items.next()?.map(|(k, v)| (k, v.0)))
     }
 }
 

@@ -30,41 +30,27 @@ pub struct InvalidBatch;
 /// Iterates the entries of batch bytes that [`validate`] accepted.
 #[derive(Clone, Debug)]
 pub struct Entries<'a> {
-    rest: &'a [u8],
+    items: crate::wire::Items<'a, BatchEntry<'a>>,
 }
 
 impl<'a> Iterator for Entries<'a> {
     type Item = BatchEntry<'a>;
     fn next(&mut self) -> Option<BatchEntry<'a>> {
         // Validated batches always parse; an unvalidated tail simply ends the iteration.
-        let (entry, rest) = postcard::take_from_bytes::<BatchEntry<'a>>(self.rest).ok()?;
-        self.rest = rest;
-        Some(entry)
+        self.items.next()?.ok()
     }
 }
 
 /// The entries of `batch`.
 pub fn entries(batch: &[u8]) -> Entries<'_> {
-    Entries { rest: batch }
+    Entries { items: crate::wire::items(batch) }
 }
 
 /// Checks that `batch` is whole entries, at most `max_entries` of them, each group a valid
 /// one; returns the count.
 pub fn validate(batch: &[u8], max_entries: usize) -> Result<usize, InvalidBatch> {
-    let mut rest = batch;
-    let mut count = 0;
-    while !rest.is_empty() {
-        if count == max_entries {
-            return Err(InvalidBatch);
-        }
-        let (entry, tail) = postcard::take_from_bytes::<BatchEntry<'_>>(rest).map_err(|_| InvalidBatch)?;
-        if entry.group && super::group::validate(entry.request.0).is_err() {
-            return Err(InvalidBatch);
-        }
-        rest = tail;
-        count += 1;
-    }
-    Ok(count)
+    let valid = |e: &BatchEntry<'_>| !e.group || super::group::validate(e.request.0).is_ok();
+    crate::wire::count_valid(batch, max_entries, valid).ok_or(InvalidBatch)
 }
 
 #[cfg(test)]

@@ -59,6 +59,16 @@ struct Pending<const D: usize> {
     sends: u32,
 }
 
+impl<const D: usize> Pending<D> {
+    /// The message that carries it.
+    fn message(&self) -> RslMsg<'_> {
+        match self.group {
+            true => RslMsg::Requests { seqno: self.seqno, requests: Bytes(&self.request) },
+            false => RslMsg::Request { seqno: self.seqno, request: Bytes(&self.request) },
+        }
+    }
+}
+
 /// An RSL client for a cluster of at most `R` replicas, requests of at most `D` bytes.
 ///
 /// Equality and hashing (for model checkers) compare the protocol state only: the
@@ -108,7 +118,10 @@ impl<const R: usize, const D: usize> Client<R, D> {
         if request.len() > D {
             return Err(ClientError::TooLarge);
         }
-        self.send_new(now, request, out)
+        let pending = self.start(now, false)?;
+        // Cannot fail: `request.len() <= D`.
+        let _ = pending.request.extend_from_slice(request);
+        self.send_started(out)
     }
 
     /// Sends a group of requests under one seqno, as one datagram (a pipelined session, see
@@ -123,17 +136,10 @@ impl<const R: usize, const D: usize> Client<R, D> {
         requests: &[&[u8]],
         out: &mut Outbox<'_>,
     ) -> Result<(u64, usize), ClientError> {
-        if self.pending.is_some() {
-            return Err(ClientError::Busy);
-        }
         // A group is one request to the replicas: it must fit one batch entry, as any
         // request must (`Replica::max_request_bytes` with this datagram bound).
         let room = self.max_datagram_bytes.saturating_sub(BATCH_OVERHEAD_BYTES + ENTRY_OVERHEAD_BYTES).min(D);
-        let seqno = self.next_seqno;
-        let deadline = now.plus_ms(self.retransmit_ms);
-        // Encoded straight into the pending buffer: no D-byte copy on the stack.
-        let pending =
-            self.pending.insert(Pending { seqno, request: heapless::Vec::new(), group: true, deadline, sends: 1 });
+        let pending = self.start(now, true)?;
         let mut count = 0;
         for request in requests.iter().take(group::MAX_GROUP_REQUESTS) {
             let before = pending.request.len();
@@ -143,39 +149,38 @@ impl<const R: usize, const D: usize> Client<R, D> {
             }
             count += 1;
         }
+        if count == 0 {
+            self.pending = None;
+            return Err(ClientError::TooLarge);
+        }
+        self.send_started(out).map(|seqno| (seqno, count))
+    }
+
+    /// A new outstanding request (a group if `group`) under the next seqno, empty, for the
+    /// caller to fill. Built in place: a `Pending` holds a D-byte buffer, and building one
+    /// on the stack and moving it in copied all D bytes per request (64 KiB for std
+    /// clients, a third of the load generator's CPU).
+    fn start(&mut self, now: Instant, group: bool) -> Result<&mut Pending<D>, ClientError> {
+        if self.pending.is_some() {
+            return Err(ClientError::Busy);
+        }
+        let (seqno, deadline) = (self.next_seqno, now.plus_ms(self.retransmit_ms));
+        Ok(self.pending.insert(Pending { seqno, request: heapless::Vec::new(), group, deadline, sends: 1 }))
+    }
+
+    /// Sends the request [`Client::start`] began to the preferred replica; one that does not
+    /// fit a datagram is dropped and refused.
+    fn send_started(&mut self, out: &mut Outbox<'_>) -> Result<u64, ClientError> {
+        let Some(p) = self.pending.as_ref() else { return Err(ClientError::Busy) };
         let dst = self.replicas[self.preferred];
-        let msg = RslMsg::Requests { seqno, requests: Bytes(&pending.request) };
-        let sent = count > 0 && emit::send(out, &mut self.stats, Protocol::Rsl, self.max_datagram_bytes, dst, &msg);
-        if count == 0 || (!sent && self.stats.oversize_messages > 0) {
+        let sent = emit::send(out, &mut self.stats, Protocol::Rsl, self.max_datagram_bytes, dst, &p.message());
+        if !sent && self.stats.oversize_messages > 0 {
             self.stats.oversize_messages = 0;
             self.pending = None;
             return Err(ClientError::TooLarge);
         }
+        let seqno = p.seqno;
         self.next_seqno = seqno.saturating_add(1);
-        Ok((seqno, count))
-    }
-
-    fn send_new(&mut self, now: Instant, request: &[u8], out: &mut Outbox<'_>) -> Result<u64, ClientError> {
-        if self.pending.is_some() {
-            return Err(ClientError::Busy);
-        }
-        let seqno = self.next_seqno;
-        let msg = RslMsg::Request { seqno, request: Bytes(request) };
-        let dst = self.replicas[self.preferred];
-        let sent = emit::send(out, &mut self.stats, Protocol::Rsl, self.max_datagram_bytes, dst, &msg);
-        if !sent && self.stats.oversize_messages > 0 {
-            self.stats.oversize_messages = 0;
-            return Err(ClientError::TooLarge);
-        }
-        self.next_seqno = seqno.saturating_add(1);
-        // Built in place, then filled: a `Pending` holds a D-byte buffer, and building one on
-        // the stack and moving it in copied all D bytes per request (64 KiB for std clients,
-        // a third of the load generator's CPU).
-        let deadline = now.plus_ms(self.retransmit_ms);
-        let pending =
-            self.pending.insert(Pending { seqno, request: heapless::Vec::new(), group: false, deadline, sends: 1 });
-        // Cannot fail: callers checked `request.len() <= D`.
-        let _ = pending.request.extend_from_slice(request);
         Ok(seqno)
     }
 
@@ -221,11 +226,7 @@ impl<const R: usize, const D: usize> Client<R, D> {
         p.deadline = now.plus_ms(self.retransmit_ms);
         p.sends = p.sends.saturating_add(1);
         self.preferred = (self.preferred + 1) % self.replicas.len();
-        let msg = match p.group {
-            true => RslMsg::Requests { seqno: p.seqno, requests: Bytes(&p.request) },
-            false => RslMsg::Request { seqno: p.seqno, request: Bytes(&p.request) },
-        };
-        emit::broadcast(out, &mut self.stats, Protocol::Rsl, self.max_datagram_bytes, &self.replicas, &msg);
+        emit::broadcast(out, &mut self.stats, Protocol::Rsl, self.max_datagram_bytes, &self.replicas, &p.message());
     }
 
     /// When `tick` must next be called.

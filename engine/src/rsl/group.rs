@@ -43,40 +43,28 @@ pub struct InvalidGroup;
 
 /// Checks that `group` is 1 to [`MAX_GROUP_REQUESTS`] whole requests; returns the count.
 pub fn validate(group: &[u8]) -> Result<usize, InvalidGroup> {
-    let mut rest = group;
-    let mut count = 0;
-    while !rest.is_empty() {
-        if count == MAX_GROUP_REQUESTS {
-            return Err(InvalidGroup);
-        }
-        let (_, tail) = postcard::take_from_bytes::<Bytes<'_>>(rest).map_err(|_| InvalidGroup)?;
-        rest = tail;
-        count += 1;
-    }
-    match count {
-        0 => Err(InvalidGroup),
-        n => Ok(n),
+    match crate::wire::count_valid::<Bytes<'_>>(group, MAX_GROUP_REQUESTS, |_| true) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(InvalidGroup),
     }
 }
 
 /// Iterates the requests of a group (ends early at bytes that do not parse).
 #[derive(Clone, Debug)]
 pub struct Requests<'a> {
-    rest: &'a [u8],
+    items: crate::wire::Items<'a, Bytes<'a>>,
 }
 
 impl<'a> Iterator for Requests<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
-        let (request, rest) = postcard::take_from_bytes::<Bytes<'a>>(self.rest).ok()?;
-        self.rest = rest;
-        Some(request.0)
+        self.items.next()?.ok().map(|request| request.0)
     }
 }
 
 /// The requests of `group`.
 pub fn requests(group: &[u8]) -> Requests<'_> {
-    Requests { rest: group }
+    Requests { items: crate::wire::items(group) }
 }
 
 /// Packs the longest prefix of `requests` (at most [`MAX_GROUP_REQUESTS`]) that fits in
