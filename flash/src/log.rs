@@ -446,8 +446,8 @@ mod tests {
         let mut log = open(&mut mem).unwrap();
         append(&mut log, Kind::Log, b"ok");
         // What the first flash firmware wrote: format bits 0.
-        let mut frame = [KIND_LOG, 1, 0, 0, 0, b'o', b'l', b'd'];
-        block_on(log.queue.push(&mut frame, false)).unwrap();
+        let frame = [KIND_LOG, 1, 0, 0, 0, b'o', b'l', b'd'];
+        block_on(log.queue.push(&frame, false)).unwrap();
         let _ = log.into_flash();
         match open(&mut mem) {
             Err(FlashLogError::WrongFormat { item: 1, found: 0 }) => {}

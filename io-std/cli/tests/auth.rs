@@ -111,6 +111,12 @@ fn a_client_with_the_wrong_key_gets_a_clear_error_and_changes_nothing() {
     let (ok, out, err) = fleet(&["rsl", "get", "--config", config, "color"]);
     assert!(ok && out.trim() == "teal", "{out} {err}");
 
+    // Status goes sealed too: answered under the right key, a clear refusal under a wrong one.
+    let (ok, out, err) = fleet(&["rsl", "status", "--config", config]);
+    assert!(ok && out.contains("leader: replica"), "{out} {err}");
+    let (ok, _, err) = fleet(&["rsl", "status", "--config", wrong.to_str().unwrap()]);
+    assert!(!ok && err.contains("refused this client's datagrams"), "{err}");
+
     // A key file others may read is refused by name, before anything is sent.
     #[cfg(unix)]
     {
@@ -197,6 +203,10 @@ fn sealed_kv_hosts_serve_and_refuse_a_wrong_client_key() {
     assert!(!ok && err.contains("refused this client's datagrams"), "{err}");
     let (ok, out, err) = fleet(&["kv", "get", "--config", config, "42"]);
     assert!(ok && out.trim() == "answer", "{out} {err}");
+    let (ok, out, err) = fleet(&["kv", "status", "--config", config]);
+    assert!(ok && out.contains("[0, end)") && out.contains("host 0"), "{out} {err}");
+    let (ok, _, err) = fleet(&["kv", "status", "--config", wrong.to_str().unwrap()]);
+    assert!(!ok && err.contains("refused this client's datagrams"), "{err}");
 }
 
 #[test]

@@ -17,7 +17,9 @@ pub const POLL_RETRY: Duration = Duration::from_millis(100);
 /// cluster `cluster`, if given) until `question(i)` returns `None` for every member or
 /// `timeout` passes. `question(i)` is member `i`'s current question (a changed question is
 /// sent at once: paging); `answer(i, datagram)` receives every opened datagram that came
-/// from member `i`'s configured address.
+/// from member `i`'s configured address. On a sealed cluster where no member answered at
+/// all but one refused this client's key, that refusal is the error (a wrong key is not an
+/// unreachable cluster).
 pub fn poll_members(
     auth: Option<&crate::auth::AuthFiles>,
     cluster: u32,
@@ -36,6 +38,7 @@ pub fn poll_members(
     let mut sent: Vec<Option<(Vec<u8>, Instant)>> = vec![None; addrs.len()];
     let started = Instant::now();
     let mut buf = vec![0u8; 65536];
+    let mut answered_any = false;
     while started.elapsed() < timeout {
         let now = Instant::now();
         let mut open = false;
@@ -64,6 +67,7 @@ pub fn poll_members(
                     Some(s) => s.open(from, &buf[..len]),
                 };
                 if let (Some(d), Some(i)) = (datagram, addrs.iter().position(|a| *a == from)) {
+                    answered_any = true;
                     answer(i, d);
                 }
             }
@@ -72,7 +76,10 @@ pub fn poll_members(
             Err(e) => return Err(CallError::Io(e)),
         }
     }
-    Ok(())
+    match seal.as_mut().and_then(|s| s.take_refusal()) {
+        Some(refused) if !answered_any => Err(refused),
+        _ => Ok(()),
+    }
 }
 
 fn send(socket: &UdpSocket, seal: &mut Option<crate::auth::ClientSeal>, to: SocketAddr, bytes: &[u8]) {

@@ -293,12 +293,14 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => {
                 let seqno = u64::from(a & 15);
-                // Join frames: a host restarted without state asking, and answers.
+                // Join frames (a host restarted without state asking, and answers) and an
+                // operator's status requests.
                 let nonce = 2 + u64::from(a & 7);
                 let frame = match a >> 6 {
                     0 => Frame::Ack { seqno },
                     1 => Frame::Refused { seqno, reason: Refusal::QueueFull },
-                    2 => Frame::Join { nonce, from_key: u64::from(a & 3) },
+                    2 if a & 4 == 0 => Frame::Join { nonce, from_key: u64::from(a & 3) },
+                    2 => Frame::StatusRequest { nonce, from_key: u64::from(a & 3) << 40 },
                     _ => Frame::JoinReply {
                         nonce,
                         base: 1 + seqno,

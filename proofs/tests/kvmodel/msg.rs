@@ -57,6 +57,10 @@ pub fn describe(bytes: &[u8]) -> String {
             "JoinReply(nonce {nonce}, base {base}, joining {joining}, seen other {seen_other}, next {next:?}, {:?})",
             fleet_engine::kv::join::runs(runs.0).collect::<Vec<_>>()
         ),
+        Ok(Frame::StatusRequest { nonce, from_key }) => format!("StatusRequest(nonce {nonce}, from {from_key})"),
+        Ok(Frame::StatusReply { nonce, host, next, .. }) => {
+            format!("StatusReply(nonce {nonce}, host {host}, next {next:?})")
+        }
         Ok(Frame::Single { base, seqno, ack, body }) => {
             let b = match postcard::from_bytes::<Body<'_>>(body.0) {
                 Ok(Body::GetRequest { key }) => format!("Get({key})"),
