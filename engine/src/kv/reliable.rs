@@ -50,11 +50,13 @@ use crate::wire::{Bytes, Protocol};
 pub mod evict;
 mod frame;
 mod image;
+mod index;
 mod peer;
 mod pending;
 
 use evict::Closed;
 pub use frame::{Frame, Refusal, FRAME_OVERHEAD_BYTES};
+use index::PeerIndex;
 pub use peer::{Peer, PeerKind};
 use pending::Pending;
 
@@ -161,6 +163,8 @@ pub struct Reliable<const P: usize, const U: usize, const D: usize> {
     params: ReliableParams,
     first_seqno: u64,
     peers: heapless::Vec<Peer, P>,
+    /// The peers by endpoint (derived from `peers`, kept in step).
+    index: PeerIndex<P>,
     pending: heapless::Vec<Pending<D>, U>,
     /// Per endpoint bucket: the floors of the channels evicted from it.
     closed: [Closed; P],
@@ -205,6 +209,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             params,
             first_seqno: first_seqno.max(1),
             peers: heapless::Vec::new(),
+            index: PeerIndex::default(),
             pending: heapless::Vec::new(),
             closed: [Closed::NONE; P],
             send_floor: 0,
@@ -250,12 +255,14 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             rounds: 0,
         };
         self.peers.push(peer).ok()?;
-        Some(self.peers.len() - 1)
+        let i = self.peers.len() - 1;
+        self.index.insert(ep, i);
+        Some(i)
     }
 
-    /// The index of the peer at `ep`.
+    /// The index of the peer at `ep`. O(log P): every received datagram asks.
     pub fn index_of(&self, ep: Endpoint) -> Option<usize> {
-        self.peers.iter().position(|p| p.ep == ep)
+        self.index.get(ep)
     }
 
     /// A peer's state.
@@ -651,7 +658,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
                 return Err("reliable: queued message outside the unacked window");
             }
         }
-        Ok(())
+        self.index.check(self.peers.iter().map(|p| p.ep))
     }
 }
 

@@ -220,7 +220,8 @@ impl<const R: usize, const W: usize, const D: usize, const QB: usize, const C: u
     }
 
     /// Offers a client request (IronRSL `ProposerProcessRequest`): queued once per view,
-    /// deduplicated by the highest seqno seen from the client.
+    /// deduplicated by the highest seqno seen from the client (a binary search over the
+    /// clients seen, O(log n); a new client's entry is inserted in order, O(n) once).
     pub fn queue_request(&mut self, client: Endpoint, req: ClientRequest<'_>, now: Instant, delay_ms: u64) -> Queued {
         let ClientRequest { seqno, request, group } = req;
         let slot = self.highest_seqno.binary_search_by(|(c, _)| c.cmp(&client));

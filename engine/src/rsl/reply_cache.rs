@@ -11,6 +11,11 @@
 //! its last one, a retry of that last request is no longer recognised and would be applied
 //! a second time. Size `C` above the number of clients active at once. The cache is part of
 //! the replicated state and moves with state transfer.
+//!
+//! Cost in the number `n` of clients cached: a lookup (every executed request, every
+//! retransmission) is a binary search, O(log n); a client's first reply inserts its entry in
+//! order (O(n) moves, once per client), and a full cache finds the oldest entry to evict in
+//! O(n), once per new client.
 
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +66,7 @@ impl<const C: usize, const RB: usize> Default for ReplyCache<C, RB> {
 }
 
 impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
-    /// The cached entry of `client`.
+    /// The cached entry of `client`. O(log n).
     pub fn get(&self, client: Endpoint) -> Option<&CachedReply<RB>> {
         self.find(client).ok().map(|i| &self.entries[i])
     }

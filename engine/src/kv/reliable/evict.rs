@@ -175,6 +175,10 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         self.send_floor = self.send_floor.max(p.next);
         let moved = self.peers.len() - 1;
         self.peers.swap_remove(i);
+        self.index.remove(p.ep);
+        if let Some(m) = self.peers.get(i) {
+            self.index.renumber(m.ep, i);
+        }
         if moved != i {
             for m in self.pending.iter_mut().filter(|m| m.peer as usize == moved) {
                 m.peer = i as u32;

@@ -49,7 +49,9 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
                 if known {
                     return Err("a client peer appears twice");
                 }
-                self.peers.push(peer).map_err(|_| "more peers than the table holds")
+                self.peers.push(peer).map_err(|_| "more peers than the table holds")?;
+                self.index.insert(peer.ep, i);
+                Ok(())
             }
             None => Err("a peer out of order"),
         }
