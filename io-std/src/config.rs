@@ -78,6 +78,13 @@ pub struct RslSection {
     /// Leader re-sends of 2a / state-transfer retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retransmit_period_ms: Option<u64>,
+    /// Leader leases (reads answered by the leader without a round per read): how long an
+    /// acceptor holds; absent or 0: off (`fleet_engine::rsl::lease`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// With leases: the bound on the clocks' rate error, in parts per million.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_drift_ppm: Option<u32>,
     /// Most keys the replicated map holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_keys: Option<usize>,
@@ -188,6 +195,8 @@ impl ClusterFile {
                 max_log_length: None,
                 max_datagram_bytes: Some(8192),
                 retransmit_period_ms: None,
+                lease_ms: None,
+                clock_drift_ppm: None,
                 max_keys: None,
             }),
             kv: Some(KvSection {
@@ -229,6 +238,8 @@ impl ClusterFile {
             )?,
             retransmit_period_ms: s.retransmit_period_ms.unwrap_or(d.retransmit_period_ms),
             state_chunks_per_step: d.state_chunks_per_step,
+            lease_ms: s.lease_ms.unwrap_or(d.lease_ms),
+            clock_drift_ppm: s.clock_drift_ppm.unwrap_or(d.clock_drift_ppm),
         };
         config.validate(SERVER_WINDOW, SERVER_DATAGRAM_BYTES).map_err(|e| match e {
             fleet_engine::ConfigError::Invalid(field) => err(format!("rsl.{field}"), rsl_range(field)),
@@ -330,6 +341,10 @@ fn rsl_range(field: &str) -> String {
             SERVER_DATAGRAM_BYTES
         ),
         "max_view_timeout_ms" => "out of range: must be at least baseline_view_timeout_ms".into(),
+        "lease_ms" => "out of range: 0 (off), or from twice heartbeat_period_ms to baseline_view_timeout_ms".into(),
+        "clock_drift_ppm" => {
+            format!("out of range: at most {} with leases", fleet_engine::rsl::config::MAX_CLOCK_DRIFT_PPM)
+        }
         _ => "out of range: must be at least 1".into(),
     }
 }

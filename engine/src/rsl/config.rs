@@ -12,6 +12,9 @@ pub const MAX_LOG_WINDOW: usize = 63;
 pub const MIN_DATAGRAM_BYTES: usize = 256;
 /// Bytes reserved in a datagram for the fields around a batch (2a, 2b, 1b headers).
 pub const BATCH_OVERHEAD_BYTES: usize = 72;
+/// The largest clock drift bound leases accept: 20 % (the leader's lease is then two thirds
+/// of the holds).
+pub const MAX_CLOCK_DRIFT_PPM: u32 = 200_000;
 
 /// Tunable parameters of one replica. Defaults are IronRSL's where it has one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,6 +41,15 @@ pub struct Params {
     pub retransmit_period_ms: u64,
     /// Most state-transfer chunks one answer may emit (bounds one step's output).
     pub state_chunks_per_step: usize,
+    /// Leader leases ([`crate::rsl::lease`]): how long an acceptor that acknowledged a
+    /// leader's round refuses to promise a higher ballot; 0 (the default) turns leases off.
+    /// At least two heartbeat periods (the leader renews every period), at most the
+    /// baseline view timeout (it delays electing a new leader by up to this much).
+    pub lease_ms: u64,
+    /// With leases: the bound on every replica's clock rate error, in parts per million
+    /// (default 1,000, 0.1 %; NTP slews at most 500 ppm). The leader's lease is shorter than
+    /// the acceptors' holds by this much on both clocks.
+    pub clock_drift_ppm: u32,
 }
 
 impl Default for Params {
@@ -52,6 +64,8 @@ impl Default for Params {
             max_datagram_bytes: DEFAULT_MAX_DATAGRAM_BYTES,
             retransmit_period_ms: 100,
             state_chunks_per_step: 64,
+            lease_ms: 0,
+            clock_drift_ppm: 1_000,
         }
     }
 }
@@ -92,11 +106,21 @@ impl<const R: usize> RslConfig<R> {
     /// `max_datagram_bytes`). Replicas send it in every datagram and refuse peers with
     /// another: two config files that list the same addresses in another order would
     /// otherwise give two processes one index, and two leaders one ballot. Never
-    /// [`crate::wire::ANY_CLUSTER`]. Timing parameters may differ between members.
+    /// [`crate::wire::ANY_CLUSTER`]. Timing parameters may differ between members, except
+    /// the lease's (`lease_ms`, `clock_drift_ppm`), which are covered when leases are on: a
+    /// leader counting on a longer hold than its acceptors keep would serve stale reads.
     pub fn identity(&self) -> u32 {
         let p = &self.params;
         let shape = [p.max_log_length, p.max_batch_size as u64, p.max_datagram_bytes as u64];
-        crate::config::cluster_identity(b"fleet-rsl-cluster", &self.replicas, &shape)
+        let leased = [shape[0], shape[1], shape[2], p.lease_ms, u64::from(p.clock_drift_ppm)];
+        let shape: &[u64] = if p.lease_ms == 0 { &shape } else { &leased };
+        crate::config::cluster_identity(b"fleet-rsl-cluster", &self.replicas, shape)
+    }
+
+    /// With leases on, the leader's lease in microseconds ([`crate::rsl::lease`]).
+    pub fn leader_lease_us(&self) -> Option<u64> {
+        let p = &self.params;
+        (p.lease_ms > 0).then(|| crate::rsl::lease::leader_lease_us(p.lease_ms, p.clock_drift_ppm))
     }
 
     /// Bytes a batch may take so that every message carrying it fits one datagram.
@@ -146,6 +170,12 @@ impl<const R: usize> RslConfig<R> {
         if p.state_chunks_per_step == 0 {
             return Err(ConfigError::Invalid("state_chunks_per_step"));
         }
+        if p.lease_ms > 0 && (p.lease_ms < 2 * p.heartbeat_period_ms || p.lease_ms > p.baseline_view_timeout_ms) {
+            return Err(ConfigError::Invalid("lease_ms"));
+        }
+        if p.lease_ms > 0 && p.clock_drift_ppm > MAX_CLOCK_DRIFT_PPM {
+            return Err(ConfigError::Invalid("clock_drift_ppm"));
+        }
         Ok(())
     }
 }
@@ -183,6 +213,18 @@ mod tests {
         assert_ne!(with(|p| p.max_batch_size = 8).identity(), base);
         assert_ne!(with(|p| p.max_datagram_bytes = 8192).identity(), base);
         assert_eq!(with(|p| p.heartbeat_period_ms = 7).identity(), base, "timing may differ");
+        assert_eq!(with(|p| p.clock_drift_ppm = 7).identity(), base, "the drift bound is unused without leases");
+        let leased = with(|p| p.lease_ms = 500).identity();
+        assert_ne!(leased, base, "leases change what members must agree on");
+        assert_ne!(with(|p| p.lease_ms = 600).identity(), leased);
+        assert_ne!(
+            with(|p| {
+                p.lease_ms = 500;
+                p.clock_drift_ppm = 2_000;
+            })
+            .identity(),
+            leased
+        );
         assert_ne!(base, crate::wire::ANY_CLUSTER);
     }
 
@@ -206,6 +248,20 @@ mod tests {
         let views = |max: u64| with(|p| p.max_view_timeout_ms = max).validate(WINDOW, DATAGRAM);
         assert_eq!(views(1000), Ok(()), "the cap may equal the baseline");
         assert_eq!(views(999), Err(ConfigError::Invalid("max_view_timeout_ms")));
+        let lease = |ms: u64| with(|p| p.lease_ms = ms).validate(WINDOW, DATAGRAM);
+        assert_eq!(lease(200), Ok(()), "two heartbeat periods");
+        assert_eq!(lease(199), Err(ConfigError::Invalid("lease_ms")));
+        assert_eq!(lease(1000), Ok(()), "the baseline view timeout");
+        assert_eq!(lease(1001), Err(ConfigError::Invalid("lease_ms")));
+        let drift = |ppm: u32| {
+            with(|p| {
+                p.lease_ms = 500;
+                p.clock_drift_ppm = ppm;
+            })
+            .validate(WINDOW, DATAGRAM)
+        };
+        assert_eq!(drift(MAX_CLOCK_DRIFT_PPM), Ok(()));
+        assert_eq!(drift(MAX_CLOCK_DRIFT_PPM + 1), Err(ConfigError::Invalid("clock_drift_ppm")));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod executor;
 pub mod group;
 pub mod journal;
 pub mod learner;
+pub mod lease;
 pub mod msg;
 pub mod proposer;
 pub mod reads;

@@ -33,6 +33,7 @@ use super::ballot::Ballot;
 #[cfg(doc)]
 use super::msg::RslMsg;
 use crate::endpoint::Endpoint;
+use crate::time::Instant;
 
 /// The longest query request taken without a log write; longer ones go through the log.
 pub const MAX_QUERY_BYTES: usize = 32;
@@ -74,6 +75,11 @@ pub struct Reads<const R: usize, const C: usize> {
     bal: Ballot,
     /// The last round sent (0: none yet in this ballot).
     sent_round: u64,
+    /// When the last round was first sent (leases count from there).
+    sent_at: Instant,
+    /// With leases: until when (local clock) the leader may answer without a round
+    /// ([`crate::rsl::lease`]); `Instant::ZERO`: no lease.
+    lease_until: Instant,
     /// The highest round each replica acknowledged in this ballot.
     acked: [u64; R],
     pending: heapless::Deque<PendingRead, C>,
@@ -81,7 +87,14 @@ pub struct Reads<const R: usize, const C: usize> {
 
 impl<const R: usize, const C: usize> Default for Reads<R, C> {
     fn default() -> Self {
-        Reads { bal: Ballot::default(), sent_round: 0, acked: [0; R], pending: heapless::Deque::new() }
+        Reads {
+            bal: Ballot::default(),
+            sent_round: 0,
+            sent_at: Instant::ZERO,
+            lease_until: Instant::ZERO,
+            acked: [0; R],
+            pending: heapless::Deque::new(),
+        }
     }
 }
 
@@ -89,6 +102,8 @@ impl<const R: usize, const C: usize> Hash for Reads<R, C> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.bal.hash(state);
         self.sent_round.hash(state);
+        self.sent_at.hash(state);
+        self.lease_until.hash(state);
         self.acked.hash(state);
         self.pending.len().hash(state);
         for p in self.pending.iter() {
@@ -133,7 +148,37 @@ impl<const R: usize, const C: usize> Reads<R, C> {
         self.confirmed(me, n, quorum) < self.sent_round
     }
 
-    /// Queues a query that arrived now, needing `opn` operations executed.
+    /// The round just started (by [`Reads::admit`], [`Reads::next_round`] or
+    /// [`Reads::renew`]) leaves now: a lease it confirms counts from here.
+    pub fn note_sent(&mut self, now: Instant) {
+        self.sent_at = now;
+    }
+
+    /// A round with no query, to renew the lease: started if none is in flight.
+    pub fn renew(&mut self, me: usize, n: usize, quorum: usize) -> Option<u64> {
+        if self.in_flight(me, n, quorum) {
+            return None;
+        }
+        self.sent_round += 1;
+        Some(self.sent_round)
+    }
+
+    /// Once a quorum confirmed the last round sent, the lease runs `lease_us` from when it
+    /// was first sent (it never moves back).
+    pub fn extend_lease(&mut self, (me, n, quorum): (usize, usize, usize), lease_us: u64) {
+        if self.sent_round > 0 && self.confirmed(me, n, quorum) == self.sent_round {
+            self.lease_until = self.lease_until.max(self.sent_at.plus_us(lease_us));
+        }
+    }
+
+    /// True if the leader holds a lease at `now`.
+    pub fn leased(&self, now: Instant) -> bool {
+        now < self.lease_until
+    }
+
+    /// Queues a query that arrived now, needing `opn` operations executed. Under a lease
+    /// (`leased`) it starts no round: the lease answers it (a lease that ends first leaves
+    /// it to the next round).
     pub fn admit(
         &mut self,
         client: Endpoint,
@@ -141,6 +186,7 @@ impl<const R: usize, const C: usize> Reads<R, C> {
         opn: u64,
         request: &[u8],
         (me, n, quorum): (usize, usize, usize),
+        leased: bool,
     ) -> Admitted {
         let Ok(request) = heapless::Vec::from_slice(request) else { return Admitted::Refused };
         let in_flight = self.in_flight(me, n, quorum);
@@ -150,7 +196,7 @@ impl<const R: usize, const C: usize> Reads<R, C> {
         if self.pending.push_back(PendingRead { client, seqno, opn, round, request }).is_err() {
             return Admitted::Refused;
         }
-        match in_flight {
+        match in_flight || leased {
             true => Admitted::Queued,
             false => {
                 self.sent_round = round;
@@ -231,8 +277,8 @@ mod tests {
     fn the_first_query_starts_a_round_and_later_ones_wait_for_the_next() {
         let mut r: Reads<3, 4> = Reads::default();
         r.reset(Ballot::INITIAL);
-        assert_eq!(r.admit(ep(1), 1, 5, b"q", SHAPE), Admitted::SendRound(1));
-        assert_eq!(r.admit(ep(2), 1, 6, b"q", SHAPE), Admitted::Queued);
+        assert_eq!(r.admit(ep(1), 1, 5, b"q", SHAPE, false), Admitted::SendRound(1));
+        assert_eq!(r.admit(ep(2), 1, 6, b"q", SHAPE, false), Admitted::Queued);
         assert_eq!(r.pop_ready(10, r.confirmed(0, 3, 2)), None, "round 1 not confirmed");
         assert!(r.acknowledge(2, Ballot::INITIAL, 1));
         assert_eq!(r.confirmed(0, 3, 2), 1);
@@ -250,7 +296,7 @@ mod tests {
     fn acknowledgements_of_another_ballot_or_an_unsent_round_are_refused() {
         let mut r: Reads<3, 4> = Reads::default();
         r.reset(Ballot { seqno: 2, proposer: 0 });
-        assert_eq!(r.admit(ep(1), 1, 0, b"q", SHAPE), Admitted::SendRound(1));
+        assert_eq!(r.admit(ep(1), 1, 0, b"q", SHAPE, false), Admitted::SendRound(1));
         assert!(!r.acknowledge(1, Ballot::INITIAL, 1));
         assert!(!r.acknowledge(1, Ballot { seqno: 2, proposer: 0 }, 2));
         assert_eq!(r.confirmed(0, 3, 2), 0);
@@ -263,18 +309,18 @@ mod tests {
     #[test]
     fn a_full_queue_or_a_long_query_is_refused_without_change() {
         let mut r: Reads<3, 1> = Reads::default();
-        assert_eq!(r.admit(ep(1), 1, 0, &[0; MAX_QUERY_BYTES + 1], SHAPE), Admitted::Refused);
+        assert_eq!(r.admit(ep(1), 1, 0, &[0; MAX_QUERY_BYTES + 1], SHAPE, false), Admitted::Refused);
         assert_eq!(r.pending(), 0);
-        assert_eq!(r.admit(ep(1), 1, 0, b"q", SHAPE), Admitted::SendRound(1));
+        assert_eq!(r.admit(ep(1), 1, 0, b"q", SHAPE, false), Admitted::SendRound(1));
         let before = r.clone();
-        assert_eq!(r.admit(ep(2), 1, 0, b"q", SHAPE), Admitted::Refused);
+        assert_eq!(r.admit(ep(2), 1, 0, b"q", SHAPE, false), Admitted::Refused);
         assert_eq!(r, before);
     }
 
     #[test]
     fn a_single_replica_confirms_its_own_rounds() {
         let mut r: Reads<1, 2> = Reads::default();
-        assert_eq!(r.admit(ep(1), 1, 0, b"q", (0, 1, 1)), Admitted::SendRound(1));
+        assert_eq!(r.admit(ep(1), 1, 0, b"q", (0, 1, 1), false), Admitted::SendRound(1));
         assert_eq!(r.confirmed(0, 1, 1), 1);
         assert!(r.pop_ready(0, 1).is_some());
     }
@@ -282,8 +328,8 @@ mod tests {
     #[test]
     fn invariant_rejects_out_of_order_queries_and_unsent_acknowledgements() {
         let mut r: Reads<3, 4> = Reads::default();
-        assert_eq!(r.admit(ep(1), 1, 7, b"q", SHAPE), Admitted::SendRound(1));
-        assert_eq!(r.admit(ep(2), 1, 6, b"q", SHAPE), Admitted::Queued);
+        assert_eq!(r.admit(ep(1), 1, 7, b"q", SHAPE, false), Admitted::SendRound(1));
+        assert_eq!(r.admit(ep(2), 1, 6, b"q", SHAPE, false), Admitted::Queued);
         assert!(r.invariant().is_err(), "operations decrease along the queue");
         let mut r: Reads<3, 4> = Reads::default();
         r.acked[1] = 1;

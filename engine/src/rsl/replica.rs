@@ -31,6 +31,7 @@ use super::election::Election;
 use super::executor::Executor;
 use super::journal::Journal;
 use super::learner::Learner;
+use super::lease::Hold;
 use super::msg::RslMsg;
 use super::proposer::{ClientRequest, Phase, Proposer};
 use super::reads::Reads;
@@ -169,6 +170,9 @@ pub struct Replica<
     reads: Reads<R, C>,
     /// The highest checkpoint this replica has sent (in a 2b or a heartbeat).
     ckpt_reported: u64,
+    /// With leases: what this acceptor may not promise, and until when
+    /// ([`crate::rsl::lease`]).
+    hold: Hold,
 }
 
 impl<
@@ -220,6 +224,7 @@ impl<
             born_with: [0; R],
             reads: Reads::default(),
             ckpt_reported: 0,
+            hold: Hold::at_start(now, config.params.lease_ms),
             config,
         })
     }
@@ -274,7 +279,7 @@ impl<
             },
         }
         self.run_actions(now, out);
-        self.answer_queries(out);
+        self.answer_queries(now, out);
         self.report_drained_window(out);
         if self.executor.ops_complete > ops_before {
             self.election.reflect_progress(now);
@@ -293,6 +298,7 @@ impl<
         if now >= self.heartbeat_at {
             self.heartbeat_at = now.plus_ms(p.heartbeat_period_ms);
             self.send_heartbeat(out);
+            self.renew_lease(now, out);
         }
         if now >= self.retransmit_at {
             self.retransmit_at = now.plus_ms(p.retransmit_period_ms);
@@ -306,7 +312,7 @@ impl<
             self.ask_to_rejoin(now, out);
         }
         self.run_actions(now, out);
-        self.answer_queries(out);
+        self.answer_queries(now, out);
         self.report_drained_window(out);
         if self.executor.ops_complete > ops_before {
             self.election.reflect_progress(now);

@@ -98,6 +98,8 @@ pub fn params() -> Params {
         max_datagram_bytes: 512,
         retransmit_period_ms: 150,
         state_chunks_per_step: 4,
+        lease_ms: 0,
+        clock_drift_ppm: 1_000,
     }
 }
 

@@ -286,6 +286,8 @@ pub fn params(scope: &Scope) -> Params {
         max_datagram_bytes: 256,
         retransmit_period_ms: 1000,
         state_chunks_per_step: 8,
+        lease_ms: 0,
+        clock_drift_ppm: 1_000,
     }
 }
 

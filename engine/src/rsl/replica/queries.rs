@@ -11,6 +11,7 @@ use crate::rsl::ballot::Ballot;
 use crate::rsl::msg::RslMsg;
 use crate::rsl::reads::Admitted;
 use crate::stats::Stats;
+use crate::time::Instant;
 use crate::wire::Bytes;
 
 impl<
@@ -26,7 +27,14 @@ impl<
 {
     /// Takes a client's query on the fast path if this replica leads and has nothing of an
     /// earlier view left to propose; false sends it through the log instead.
-    pub(super) fn admit_query(&mut self, from: Endpoint, seqno: u64, request: &[u8], out: &mut Outbox<'_>) -> bool {
+    pub(super) fn admit_query(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        seqno: u64,
+        request: &[u8],
+        out: &mut Outbox<'_>,
+    ) -> bool {
         if !A::is_query(request) || !self.leads_reads() || self.proposer.has_old_values() {
             return false;
         }
@@ -35,12 +43,44 @@ impl<
             self.reads.reset(bal);
         }
         let shape = (self.me, self.config.n(), self.config.quorum());
-        match self.reads.admit(from, seqno, self.proposer.next_opn, request, shape) {
+        let leased = self.reads.leased(now);
+        match self.reads.admit(from, seqno, self.proposer.next_opn, request, shape, leased) {
             Admitted::Refused => false,
             Admitted::Queued => true,
             Admitted::SendRound(round) => {
-                self.send_read_round(bal, round, out);
+                self.start_read_round(now, bal, round, out);
                 true
+            }
+        }
+    }
+
+    /// Sends round `round` for the first time: a lease it confirms counts from `now`, and
+    /// this replica's own acceptor, which acknowledges it, holds from now too.
+    fn start_read_round(&mut self, now: Instant, bal: Ballot, round: u64, out: &mut Outbox<'_>) {
+        self.reads.note_sent(now);
+        let lease_ms = self.config.params.lease_ms;
+        if lease_ms > 0 {
+            self.hold.grant(bal, now, lease_ms);
+        }
+        self.send_read_round(bal, round, out);
+    }
+
+    /// With leases, a leader starts a round every heartbeat period (when none is in
+    /// flight), so that its lease stays current without queries to carry it.
+    pub(super) fn renew_lease(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        if self.config.params.lease_ms == 0 || !self.leads_reads() || self.proposer.has_old_values() {
+            return;
+        }
+        let bal = self.proposer.max_ballot_sent_1a;
+        if self.reads.ballot() != bal {
+            self.reads.reset(bal);
+        }
+        let (me, n, q) = (self.me, self.config.n(), self.config.quorum());
+        if let Some(round) = self.reads.renew(me, n, q) {
+            self.start_read_round(now, bal, round, out);
+            // A cluster of one confirms its own rounds at once.
+            if let Some(lease_us) = self.config.leader_lease_us() {
+                self.reads.extend_lease((me, n, q), lease_us);
             }
         }
     }
@@ -80,10 +120,22 @@ impl<
     /// the sender does not know of; promises only grow, so a quorum of acknowledgements
     /// sent after a query arrived rules out any such choice before it). A rejoining
     /// replica may have forgotten a promise, so it does not acknowledge.
-    pub(super) fn on_read_confirm(&mut self, sender: usize, bal: Ballot, round: u64, out: &mut Outbox<'_>) {
+    pub(super) fn on_read_confirm(
+        &mut self,
+        now: Instant,
+        sender: usize,
+        bal: Ballot,
+        round: u64,
+        out: &mut Outbox<'_>,
+    ) {
         if usize::from(bal.proposer) != sender || self.acceptor.max_bal > bal || self.rejoin.is_some() {
             Stats::bump(&mut self.stats.ignored_messages);
             return;
+        }
+        // With leases the acknowledgement is also a promise: no higher ballot for a while.
+        let lease_ms = self.config.params.lease_ms;
+        if lease_ms > 0 {
+            self.hold.grant(bal, now, lease_ms);
         }
         let max = self.config.params.max_datagram_bytes;
         let msg = RslMsg::ReadAck { bal, round };
@@ -94,13 +146,18 @@ impl<
     pub(super) fn on_read_ack(&mut self, sender: usize, bal: Ballot, round: u64) {
         if !self.leads_reads() || !self.reads.acknowledge(sender, bal, round) {
             Stats::bump(&mut self.stats.ignored_messages);
+            return;
+        }
+        if let Some(lease_us) = self.config.leader_lease_us() {
+            let shape = (self.me, self.config.n(), self.config.quorum());
+            self.reads.extend_lease(shape, lease_us);
         }
     }
 
     /// Answers every query whose round is confirmed and whose operation is executed, in
     /// arrival order; starts the next round if queries wait for one. A replica that no
     /// longer leads the queries' ballot drops them (their clients retry).
-    pub(super) fn answer_queries(&mut self, out: &mut Outbox<'_>) {
+    pub(super) fn answer_queries(&mut self, now: Instant, out: &mut Outbox<'_>) {
         if self.reads.pending() == 0 {
             return;
         }
@@ -110,7 +167,12 @@ impl<
             return;
         }
         let (me, n, q) = (self.me, self.config.n(), self.config.quorum());
-        let confirmed = self.reads.confirmed(me, n, q);
+        // Under a lease no other ballot can have chosen anything yet: every query waiting is
+        // as good as confirmed (`crate::rsl::lease`).
+        let confirmed = match self.reads.leased(now) {
+            true => u64::MAX,
+            false => self.reads.confirmed(me, n, q),
+        };
         let max = self.config.params.max_datagram_bytes;
         let mut reply = [0u8; RB];
         while let Some(read) = self.reads.pop_ready(self.executor.ops_complete, confirmed) {
@@ -120,7 +182,7 @@ impl<
             Stats::bump(&mut self.stats.queries_answered);
         }
         if let Some(round) = self.reads.next_round(me, n, q) {
-            self.send_read_round(self.reads.ballot(), round, out);
+            self.start_read_round(now, self.reads.ballot(), round, out);
         }
     }
 }

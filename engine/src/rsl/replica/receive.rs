@@ -96,7 +96,7 @@ impl<
         // A query straight from a client to the leader is answered without a log write; one
         // passed on by a follower goes through the log, as that follower tracks it. Groups
         // always take the log.
-        if !forwarded && !group && self.admit_query(from, seqno, request, out) {
+        if !forwarded && !group && self.admit_query(now, from, seqno, request, out) {
             return;
         }
         let tracking = self.election.reflect_received(now, from, seqno);
@@ -151,6 +151,11 @@ impl<
             RslMsg::RecoverReply { nonce, incarnation, rejoining, fresh, ballot, next_opn } => {
                 let answer = crate::rsl::rejoin::Answer { rejoining, fresh, incarnation, ballot, next_opn };
                 self.on_rejoin_answer(now, sender, nonce, answer);
+            }
+            // An acceptor holding for a leader's lease promises nothing higher until the
+            // hold ends (`crate::rsl::lease`); the candidate re-sends its 1a.
+            RslMsg::OneA { bal } if self.hold.refuses(now, bal) => {
+                Stats::bump(&mut self.stats.ignored_messages);
             }
             RslMsg::OneA { bal } => {
                 if !self.acceptor.promise(bal) {
@@ -255,7 +260,7 @@ impl<
                     self.request_state(now, out);
                 }
             }
-            RslMsg::ReadConfirm { bal, round } => self.on_read_confirm(sender, bal, round, out),
+            RslMsg::ReadConfirm { bal, round } => self.on_read_confirm(now, sender, bal, round, out),
             RslMsg::ReadAck { bal, round } => self.on_read_ack(sender, bal, round),
             RslMsg::Request { .. }
             | RslMsg::Reply { .. }

@@ -44,6 +44,7 @@ where
             born_with: self.born_with,
             reads: self.reads.clone(),
             ckpt_reported: self.ckpt_reported,
+            hold: self.hold,
         }
     }
 }
@@ -82,6 +83,7 @@ where
             && self.born_with == other.born_with
             && self.reads == other.reads
             && self.ckpt_reported == other.ckpt_reported
+            && self.hold == other.hold
     }
 }
 
@@ -136,6 +138,7 @@ where
         self.born_with.hash(state);
         self.reads.hash(state);
         self.ckpt_reported.hash(state);
+        self.hold.hash(state);
     }
 }
 
@@ -173,6 +176,7 @@ where
             .field("born_with", &self.born_with)
             .field("reads", &self.reads)
             .field("ckpt_reported", &self.ckpt_reported)
+            .field("hold", &self.hold)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
