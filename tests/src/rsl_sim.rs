@@ -109,6 +109,9 @@ pub struct RslSim {
     last_ops: Vec<u64>,
     /// Each replica's `queries_answered` when last seen (a restart starts it over).
     last_queries: Vec<u64>,
+    /// With leases: the highest ballot each replica has promised (a 1b it sent), for the
+    /// lease check ([`RslSim::check_leases`]).
+    promised: Vec<fleet_engine::rsl::Ballot>,
     /// Queries leaders answered without a log write, in all.
     pub queries_answered: u64,
     /// Groups of requests clients submitted (pipelined sessions).
@@ -219,6 +222,7 @@ impl RslSim {
             steps_at_now: 0,
             last_ops: vec![0; options.replicas],
             last_queries: vec![0; options.replicas],
+            promised: vec![fleet_engine::rsl::Ballot::default(); options.replicas],
             queries_answered: 0,
             groups_submitted: 0,
             max_truncation: 0,

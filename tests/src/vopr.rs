@@ -65,6 +65,9 @@ pub struct RunConfig {
     /// Keep running after a safety violation and always check linearizability (planted-bug
     /// tests use it to see a later checker fire too).
     pub keep_going: bool,
+    /// RSL: every seed runs with leader leases ([`fleet_engine::rsl::lease`]) within their
+    /// assumption: the drift bound covers the simulated clocks' (±5 %), and no clock jumps.
+    pub leases: bool,
 }
 
 impl Default for RunConfig {
@@ -78,6 +81,7 @@ impl Default for RunConfig {
             trace_capacity: 48,
             always_trace: false,
             keep_going: false,
+            leases: false,
         }
     }
 }
@@ -89,8 +93,9 @@ impl RunConfig {
             Plant::None => String::new(),
             p => format!(" --plant {}", p.name()),
         };
+        let leases = if self.leases && self.plant != Plant::LeaseOverrun { " --leases" } else { "" };
         format!(
-            "cargo run --release -p fleet-tests --bin vopr -- --kind {} --seed {seed} --steps {}{plant}",
+            "cargo run --release -p fleet-tests --bin vopr -- --kind {} --seed {seed} --steps {}{plant}{leases}",
             self.kind.name(),
             self.steps
         )
@@ -364,6 +369,14 @@ fn check_views_settle(sim: &mut RslSim, fault_steps: u64, max_liveness_steps: u6
     }
 }
 
+/// Leader leases as long as the view timeout allows, with a drift bound that covers the
+/// simulated clocks (±5 %), and no clock jumps: the lease's stated assumption.
+fn lease_within_assumption(opts: &mut SimOptions, profile: &mut FaultProfile) {
+    opts.params.lease_ms = opts.params.baseline_view_timeout_ms;
+    opts.params.clock_drift_ppm = 50_000;
+    profile.max_jump_us = 0;
+}
+
 fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> SeedReport {
     let mut rng = Rng::new(seed ^ 0x05EE_D0FF_1EE7);
     let mut opts = SimOptions::random(&mut rng);
@@ -381,6 +394,15 @@ fn run_rsl(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOptions)) -> S
     if cfg.plant == Plant::RejoinAtOnce && profile.mean_gap_steps > 0 {
         profile.crash_weight = profile.crash_weight.max(1);
         profile.wipe_weight = 3;
+    }
+    if cfg.leases || cfg.plant == Plant::LeaseOverrun {
+        lease_within_assumption(&mut opts, &mut profile);
+    }
+    if cfg.plant == Plant::LeaseOverrun {
+        // Replica 0 (the first leader) keeps time at half speed, far beyond the bound the
+        // cluster states: its lease outlives, in real time, the holds that protect it.
+        opts.clocks.resize(hosts.max(opts.clocks.len()), crate::clock::HostClock::EXACT);
+        opts.clocks[0].drift_ppm = -500_000;
     }
     let schedule = FaultSchedule::generate_from(&mut rng, profile, hosts, &groups, cfg.steps);
     opts.faults = schedule.profile.net;

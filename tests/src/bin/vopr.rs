@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Options: `--kind rsl|kv`, `--seeds N`, `--first-seed S`, `--seed S`,
-//! `--steps N` (fault-phase host steps per seed), `--jobs N` (threads, default: available
+//! `--steps N` (fault-phase host steps per seed), `--leases` (RSL: leader leases on every
+//! seed, within their assumption), `--jobs N` (threads, default: available
 //! cores), `--plant NAME` (a planted bug, to watch a checker fire), `--trace` (print the
 //! trace of a replayed seed even when it passes), `--trace-len N` (steps kept, default 200), `--lin-budget N`.
 //! Exit status: 0 no violation, 1 violations, 2 bad arguments.
@@ -33,7 +34,9 @@ struct Args {
 fn usage() -> &'static str {
     "usage: vopr [--kind rsl|kv] [--seeds N] [--first-seed S] [--seed S] [--steps N] [--jobs N] \
      [--plant none|forge-2b|skip-phase1|forge-reply|forge-request|drop-replies|amnesiac-restart|\
-     send-before-sync|early-checkpoint|torn-snapshot|no-forward|rejoin-at-once|forget-incarnation] [--trace] [--trace-len N] [--lin-budget N]"
+     send-before-sync|early-checkpoint|torn-snapshot|no-forward|rejoin-at-once|forget-incarnation|\
+     claims-at-once|ignores-sender|unconfirmed-reads|lease-overrun] [--leases] [--trace] [--trace-len N] \
+     [--lin-budget N]"
 }
 
 fn parse() -> Result<Args, String> {
@@ -62,6 +65,7 @@ fn parse() -> Result<Args, String> {
                 let v = value()?;
                 a.cfg.plant = Plant::parse(&v).ok_or(format!("unknown plant {v}"))?;
             }
+            "--leases" => a.cfg.leases = true,
             "--trace" => a.trace = true,
             "--trace-len" => a.trace_len = num(value()?)? as usize,
             "-h" | "--help" => return Err(usage().into()),

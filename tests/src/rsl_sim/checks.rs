@@ -58,11 +58,54 @@ impl RslSim {
         if prune {
             self.prune();
         }
+        if self.config.params.lease_ms > 0 {
+            for (_, bytes) in out.iter() {
+                if bytes.get(TAG_AT) == Some(&ONE_B_TAG) {
+                    if let Ok((_, RslMsg::OneB { bal, .. })) = wire::decode_rsl::<RslMsg<'_>>(bytes) {
+                        self.promised[i] = self.promised[i].max(bal);
+                    }
+                }
+            }
+            self.check_leases();
+        }
         let from = self.replica_eps[i];
         for (to, bytes, waits) in out.iter_marked() {
             match self.pending_syncs[i].as_mut() {
                 Some(pending) if waits && !marked_may_go => pending.held.push((to, bytes.to_vec())),
                 _ => self.replica_sends(i, from, to, bytes),
+            }
+        }
+    }
+
+    /// The lease invariant (`fleet_engine::rsl::lease`): while a replica that leads its
+    /// ballot `b` holds a lease on its own clock, fewer than a quorum of replicas have
+    /// promised a ballot above `b`, so no newer leader can have chosen anything. Checked in
+    /// global time after every replica step; promises are the 1b each replica sent.
+    pub(super) fn check_leases(&mut self) {
+        let quorum = self.config.quorum();
+        for x in 0..self.replicas.len() {
+            let now = self.local(x);
+            let Some(r) = self.replicas[x].as_deref() else { continue };
+            let b = r.reads().ballot();
+            let serving = r.status().is_leader && r.status().view == b && r.acceptor().max_bal <= b;
+            if !serving || !r.reads().leased(now) {
+                continue;
+            }
+            let above: Vec<usize> = (0..self.promised.len()).filter(|&a| self.promised[a] > b).collect();
+            if above.len() >= quorum {
+                self.violations.push(Violation::new(
+                    "invariant",
+                    "fleet: a leader's lease outlives no quorum of promises to a higher ballot (rsl::lease)",
+                    format!(
+                        "replica {x} leads {:?} under a lease at {} us (its clock {:?}) while replicas {above:?} \
+                         promised higher ballots {:?}",
+                        (b.seqno, b.proposer),
+                        self.now,
+                        now,
+                        above.iter().map(|&a| (self.promised[a].seqno, self.promised[a].proposer)).collect::<Vec<_>>()
+                    ),
+                ));
+                return;
             }
         }
     }

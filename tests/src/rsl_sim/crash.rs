@@ -384,6 +384,12 @@ impl RslSim {
     /// recovered is on disk: durable; and it is reported at once, so the monotonicity
     /// checks apply to it.
     fn install_restarted(&mut self, i: usize, r: SimReplica, event: RslEvent<'_, SpecKv>) {
+        // A durable log without acceptor records (a crash before the first was synced, as
+        // when a start-up lease hold kept the replica from promising) also recovers to a
+        // replica that rejoins: it needs every other replica up, as a wiped one does.
+        if r.rejoining().is_some() {
+            self.rejoining[i] = true;
+        }
         self.replicas[i] = Some(Box::new(r));
         self.last_ops[i] = 0;
         self.checker.observe(&event, &mut self.violations);

@@ -74,11 +74,15 @@ pub enum Plant {
     /// back), so a leader cut off from a newer view answers from its stale state
     /// (linearizability).
     UnconfirmedReads,
+    /// Leader leases (implies `--leases`) with replica 0's clock at half speed, beyond the
+    /// drift bound the cluster states: as leader it answers queries under a lease that has
+    /// ended in real time, after another leader may have chosen writes (linearizability).
+    LeaseOverrun,
 }
 
 impl Plant {
     /// Every plant, for `--plant` parsing and help.
-    pub const ALL: [(&'static str, Plant); 16] = [
+    pub const ALL: [(&'static str, Plant); 17] = [
         ("none", Plant::None),
         ("forge-2b", Plant::ForgeTwoB),
         ("skip-phase1", Plant::SkipPhase1),
@@ -95,6 +99,7 @@ impl Plant {
         ("claims-at-once", Plant::ClaimsAtOnce),
         ("ignores-sender", Plant::IgnoresSender),
         ("unconfirmed-reads", Plant::UnconfirmedReads),
+        ("lease-overrun", Plant::LeaseOverrun),
     ];
 
     /// Parses a `--plant` name.
@@ -132,7 +137,8 @@ impl RslSim {
             | Plant::ForgetIncarnation
             | Plant::ClaimsAtOnce
             | Plant::IgnoresSender
-            | Plant::UnconfirmedReads => false,
+            | Plant::UnconfirmedReads
+            | Plant::LeaseOverrun => false,
             Plant::ForgeTwoB => self.plant_forge_2b(),
             Plant::SkipPhase1 => self.plant_skip_phase1(),
             Plant::ForgeReply => self.plant_forge_reply(),

@@ -133,8 +133,15 @@ impl<
             return;
         }
         // With leases the acknowledgement is also a promise: no higher ballot for a while.
+        // Only for the leader of this replica's current view: holding for a leader the
+        // election has moved past would keep renewing a hold against the new view's 1a, and
+        // the new view might never gather its quorum.
         let lease_ms = self.config.params.lease_ms;
         if lease_ms > 0 {
+            if self.election.current_view != bal {
+                Stats::bump(&mut self.stats.ignored_messages);
+                return;
+            }
             self.hold.grant(bal, now, lease_ms);
         }
         let max = self.config.params.max_datagram_bytes;
