@@ -34,6 +34,8 @@ pub fn run(exe: &Path) -> Result<(), String> {
             max_log_length: None,
             max_datagram_bytes: Some(8192),
             retransmit_period_ms: None,
+            lease_ms: None,
+            clock_drift_ppm: None,
             max_keys: None,
         }),
         kv: Some(KvSection {

@@ -491,6 +491,13 @@ fn check_config(path: &std::path::Path) -> Result<String, String> {
             p.baseline_view_timeout_ms,
             p.max_view_timeout_ms
         ));
+        lines.push(match p.lease_ms {
+            0 => "rsl reads: a confirmation round per batch of reads (no leases)".to_string(),
+            ms => format!(
+                "rsl reads: leader leases of {ms} ms, clocks assumed within {} ppm of real time and never stepped",
+                p.clock_drift_ppm
+            ),
+        });
     }
     if file.kv.is_some() {
         let s = file.kv().map_err(|e| in_file(path, e))?;

@@ -32,6 +32,11 @@ fn config_check_summarises_a_good_file_and_names_what_is_wrong_in_a_bad_one() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("ok") && stdout.contains("rsl: 3 replicas") && stdout.contains("kv: 3 hosts"), "{stdout}");
     assert!(stdout.contains("member key"), "{stdout}");
+    assert!(stdout.contains("no leases"), "{stdout}");
+    let leased = dir.join("leased.toml");
+    std::fs::write(&leased, "[rsl]\nreplicas = [\"127.0.0.1:1\"]\nlease_ms = 300\nclock_drift_ppm = 500\n").unwrap();
+    let (ok, stdout, stderr) = check(&leased);
+    assert!(ok && stdout.contains("leader leases of 300 ms") && stdout.contains("500 ppm"), "{stdout} {stderr}");
 
     let cases = [
         (
@@ -42,6 +47,14 @@ fn config_check_summarises_a_good_file_and_names_what_is_wrong_in_a_bad_one() {
         ("[rsl]\nreplicas = [\"nonsense\"]\n", "rsl.replicas[0]: `nonsense` is not an address"),
         ("[rsl]\nreplicas = [\"127.0.0.1:1\"]\nheartbeat_period_ms = 0\n", "rsl.heartbeat_period_ms: out of range"),
         ("[rsl]\nreplica = [\"127.0.0.1:1\"]\n", "unknown field `replica`"),
+        (
+            "[rsl]\nreplicas = [\"127.0.0.1:1\"]\nlease_ms = 50\n",
+            "rsl.lease_ms: out of range: 0 (off), or from twice heartbeat_period_ms",
+        ),
+        (
+            "[rsl]\nreplicas = [\"127.0.0.1:1\"]\nlease_ms = 300\nclock_drift_ppm = 300000\n",
+            "rsl.clock_drift_ppm: out of range: at most 200000",
+        ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
         let bad = dir.join(format!("bad-{i}.toml"));

@@ -23,9 +23,22 @@ fn start_cluster(tag: &str) -> Cluster {
 
 #[test]
 fn a_killed_leader_loses_no_acknowledged_operation_and_service_resumes_within_two_view_timeouts() {
+    kill_the_leader_under_load("kill-leader", None);
+}
+
+/// With leader leases the new leader waits for the old one's holds to end: still within
+/// two view timeouts (a lease is at most one), and the reads its lease answered, and those
+/// before the kill, are linearizable with everything else.
+#[test]
+fn with_leases_a_killed_leader_loses_nothing_and_reads_stay_linearizable() {
+    kill_the_leader_under_load("kill-leased-leader", Some(VIEW_TIMEOUT_MS / 2));
+}
+
+/// 8 clients (half reads) record a history while replica 0, the first leader, is killed.
+fn kill_the_leader_under_load(tag: &str, lease_ms: Option<u64>) {
     // Stats lines: the new leader must be seen answering Gets without a log write.
     let options =
-        support::ClusterOptions { stats_lines: true, ..support::ClusterOptions::local("kill-leader", VIEW_TIMEOUT_MS) };
+        support::ClusterOptions { stats_lines: true, lease_ms, ..support::ClusterOptions::local(tag, VIEW_TIMEOUT_MS) };
     let mut cluster = Cluster::start_with(&options);
     let history = cluster.dir.join("history.jsonl");
     let opts = BenchOptions {

@@ -53,6 +53,8 @@ pub struct ClusterOptions<'a> {
     pub data_dirs: bool,
     /// More `fleet rsl serve` arguments for every replica.
     pub extra_args: Vec<String>,
+    /// The config's `lease_ms` (leader leases), if any.
+    pub lease_ms: Option<u64>,
 }
 
 impl<'a> ClusterOptions<'a> {
@@ -66,6 +68,7 @@ impl<'a> ClusterOptions<'a> {
             stats_lines: false,
             data_dirs: false,
             extra_args: Vec::new(),
+            lease_ms: None,
         }
     }
 }
@@ -86,6 +89,7 @@ impl Cluster {
         let rsl = file.rsl.as_mut().unwrap();
         rsl.replicas = advertised.iter().map(ToString::to_string).collect();
         rsl.baseline_view_timeout_ms = Some(o.view_timeout_ms);
+        rsl.lease_ms = o.lease_ms;
         file.kv = None;
         let config = dir.join("cluster.toml");
         std::fs::write(&config, file.to_toml()).unwrap();
