@@ -25,6 +25,7 @@ fn cluster(tag: &str) -> Cluster {
         stats_lines: true,
         data_dirs: false,
         extra_args: Vec::new(),
+        lease_ms: None,
     })
 }
 

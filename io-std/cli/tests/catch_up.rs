@@ -55,6 +55,7 @@ fn a_follower_frozen_for_3s_under_load_catches_up_while_writes_go_on() {
         stats_lines: true,
         data_dirs: false,
         extra_args: Vec::new(),
+        lease_ms: None,
     });
     let setup = cluster.setup.clone();
 

@@ -47,6 +47,7 @@ fn proxied_cluster(tag: &str) -> (Proxy, Cluster) {
         stats_lines: true,
         data_dirs: false,
         extra_args: Vec::new(),
+        lease_ms: None,
     });
     (proxy, cluster)
 }

@@ -58,6 +58,7 @@ fn every_acknowledged_write_survives_twenty_power_cuts() {
         stats_lines: true,
         data_dirs: true,
         extra_args: Vec::new(),
+        lease_ms: None,
     });
     let setup = cluster.setup.clone();
     let start = Instant::now();

@@ -28,6 +28,7 @@ fn durable_cluster(tag: &str) -> Cluster {
         stats_lines: true,
         data_dirs: true,
         extra_args: Vec::new(),
+        lease_ms: None,
     })
 }
 

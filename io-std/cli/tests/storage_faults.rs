@@ -28,6 +28,7 @@ fn durable(tag: &str, extra: &[&str]) -> Cluster {
         stats_lines: true,
         data_dirs: true,
         extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        lease_ms: None,
     })
 }
 
