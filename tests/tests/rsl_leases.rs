@@ -6,28 +6,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use fleet_engine::rsl::apps::kv::{KvOp, KvReply};
+mod rules_common;
+
 use fleet_engine::rsl::{Ballot, RslConfig, RslMsg};
 use fleet_engine::wire::{self, Bytes};
-use fleet_engine::{Endpoint, Instant, OutboxBuf};
+use fleet_engine::{Endpoint, Instant};
 use fleet_tests::rsl_sim::{SimApp, SimReplica};
-
-type Out = OutboxBuf<256, { 256 * 1024 }>;
+use rules_common::{config, encode_in, eps, leader_of, Out};
 
 const LEASE_MS: u64 = 500;
 /// 5 %: the leader's lease is 500 · 0.95 / 1.05 = 452.38 ms.
 const DRIFT_PPM: u32 = 50_000;
 const LEADER_LEASE_US: u64 = 452_380;
 
-fn eps() -> Vec<Endpoint> {
-    (0..3).map(|i| Endpoint::v4([10, 0, 0, i as u8 + 1], 7000)).collect()
-}
-
 fn client(port: u16) -> Endpoint {
     Endpoint::v4([10, 0, 5, 1], port)
 }
 
-fn config() -> RslConfig<7> {
-    let mut c = RslConfig::<7>::new(&eps()).unwrap();
+fn leased() -> RslConfig<7> {
+    let mut c = config();
     c.params.lease_ms = LEASE_MS;
     c.params.clock_drift_ppm = DRIFT_PPM;
     c
@@ -38,10 +35,7 @@ fn ms(t: u64) -> Instant {
 }
 
 fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
-    let mut buf = vec![0u8; 4096];
-    let n = wire::encode_rsl(config().identity(), msg, &mut buf).unwrap();
-    buf.truncate(n);
-    buf
+    encode_in(&leased(), msg)
 }
 
 fn get(seqno: u64) -> Vec<u8> {
@@ -75,26 +69,12 @@ fn step(r: &mut SimReplica, now: Instant, from: Option<Endpoint>, datagram: &[u8
 }
 
 fn fresh(me: usize, now: Instant) -> SimReplica {
-    SimReplica::new(config(), me, SimApp::new(), now).unwrap()
+    SimReplica::new(leased(), me, SimApp::new(), now).unwrap()
 }
 
 /// Replica 0 leading (1, 0) from 600 ms (after its start-up hold), promised by 0 and 1.
 fn leader() -> SimReplica {
-    let mut r = fresh(0, ms(0));
-    let _ = step(&mut r, ms(600), None, &[]);
-    for from in [0, 1] {
-        let one_b = RslMsg::OneB {
-            bal: Ballot::INITIAL,
-            log_truncation_point: 0,
-            reply_id: 1,
-            chunk: 0,
-            chunks: 1,
-            vote: None,
-        };
-        let _ = step(&mut r, ms(600), Some(eps()[from]), &encode(&one_b));
-    }
-    assert!(r.status().is_leader);
-    r
+    leader_of(leased(), ms(0), ms(600))
 }
 
 fn ack(round: u64) -> Vec<u8> {

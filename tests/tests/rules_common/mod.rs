@@ -2,7 +2,7 @@
 //! replica that leads the first view.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use fleet_engine::rsl::{Ballot, RslMsg};
+use fleet_engine::rsl::{Ballot, RslConfig, RslMsg};
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 use fleet_tests::rsl_sim::{SimApp, SimReplica};
@@ -14,15 +14,23 @@ pub fn eps() -> Vec<Endpoint> {
 }
 
 pub fn fresh(me: usize) -> SimReplica {
-    let config = fleet_engine::rsl::RslConfig::<7>::new(&eps()).unwrap();
-    SimReplica::new(config, me, SimApp::new(), Instant::ZERO).unwrap()
+    SimReplica::new(config(), me, SimApp::new(), Instant::ZERO).unwrap()
+}
+
+/// The rule tests' cluster: [`eps`] with default parameters.
+pub fn config() -> RslConfig<7> {
+    RslConfig::<7>::new(&eps()).unwrap()
 }
 
 /// A datagram from a member of the cluster of [`fresh`] replicas.
 pub fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
-    let cluster = fleet_engine::rsl::RslConfig::<7>::new(&eps()).unwrap().identity();
+    encode_in(&config(), msg)
+}
+
+/// A datagram from a member of the cluster `config` describes.
+pub fn encode_in(config: &RslConfig<7>, msg: &RslMsg<'_>) -> Vec<u8> {
     let mut buf = vec![0u8; 4096];
-    let n = wire::encode_rsl(cluster, msg, &mut buf).unwrap();
+    let n = wire::encode_rsl(config.identity(), msg, &mut buf).unwrap();
     buf.truncate(n);
     buf
 }
@@ -37,10 +45,16 @@ pub fn decode(bytes: &[u8]) -> RslMsg<'_> {
 
 /// Replica 0 leads view (1, 0) with promises from itself and replica 1.
 pub fn leader() -> SimReplica {
-    let mut r = fresh(0);
+    leader_of(config(), Instant::ZERO, Instant::ZERO)
+}
+
+/// Replica 0 of `config`, started at `start`, leads view (1, 0) from `at` with promises
+/// from itself and replica 1.
+pub fn leader_of(config: RslConfig<7>, start: Instant, at: Instant) -> SimReplica {
+    let mut r = SimReplica::new(config.clone(), 0, SimApp::new(), start).unwrap();
     let mut store = Out::new();
     let mut out = store.outbox();
-    let _ = r.tick(Instant::ZERO, &mut out);
+    let _ = r.tick(at, &mut out);
     for from in [0, 1] {
         let one_b = RslMsg::OneB {
             bal: Ballot::INITIAL,
@@ -50,7 +64,7 @@ pub fn leader() -> SimReplica {
             chunks: 1,
             vote: None,
         };
-        let _ = r.handle(Instant::ZERO, eps()[from], &encode(&one_b), &mut out);
+        let _ = r.handle(at, eps()[from], &encode_in(&config, &one_b), &mut out);
     }
     assert!(r.status().is_leader);
     r
