@@ -2,7 +2,6 @@
 //! `Frame::StatusRequest` each, answered by the engine itself (so firmware hosts answer
 //! too), paged until each host has sent all the ranges it owns or is moving.
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use fleet_engine::wire::{self, Protocol};
 
 use crate::config::KvSetup;
 use crate::error::CallError;
-use crate::net::poll::{poll_members, poll_nonce};
+use crate::net::poll::{poll_members, poll_nonce, Questions};
 
 /// One host's answer, or none.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,44 +45,50 @@ enum Cursor {
 /// lost; the next page at once) and collects the answers until every host has sent all its
 /// pages or `timeout` passed.
 pub fn cluster_status(setup: &KvSetup, timeout: Duration) -> Result<Vec<HostStatus>, CallError> {
-    let nonce = poll_nonce();
-    let hosts = setup.addrs.len();
-    let answers = RefCell::new(
-        setup
-            .addrs
-            .iter()
-            .enumerate()
-            .map(|(id, &addr)| HostStatus { id, addr, status: None, ranges: Vec::new(), complete: false })
-            .collect::<Vec<_>>(),
-    );
-    let cursors = RefCell::new(vec![Cursor::At(0); hosts]);
-    let question = |i: usize| match cursors.borrow()[i] {
-        Cursor::Done => None,
-        Cursor::At(from_key) => {
-            let mut buf = [0u8; 64];
-            let frame = Frame::StatusRequest { nonce, from_key };
-            wire::encode(Protocol::Kv, &frame, &mut buf).ok().map(|n| buf[..n].to_vec())
-        }
-    };
-    let answer = |i: usize, datagram: &[u8]| {
-        let Ok(Frame::StatusReply { nonce: got, host, status, from_key, next, runs: page }) =
+    let answers = setup
+        .addrs
+        .iter()
+        .enumerate()
+        .map(|(id, &addr)| HostStatus { id, addr, status: None, ranges: Vec::new(), complete: false })
+        .collect();
+    let mut poll = StatusPoll { nonce: poll_nonce(), answers, cursors: vec![Cursor::At(0); setup.addrs.len()] };
+    poll_members(setup.auth.as_ref(), setup.config.identity(), &setup.addrs, timeout, &mut poll)?;
+    Ok(poll.answers)
+}
+
+/// Status requests to every host, page after page.
+struct StatusPoll {
+    nonce: u64,
+    answers: Vec<HostStatus>,
+    /// Per host: the page to ask for next.
+    cursors: Vec<Cursor>,
+}
+
+impl Questions for StatusPoll {
+    fn question(&self, i: usize) -> Option<Vec<u8>> {
+        let Cursor::At(from_key) = self.cursors[i] else { return None };
+        let mut buf = [0u8; 64];
+        let frame = Frame::StatusRequest { nonce: self.nonce, from_key };
+        wire::encode(Protocol::Kv, &frame, &mut buf).ok().map(|n| buf[..n].to_vec())
+    }
+
+    fn answer(&mut self, i: usize, datagram: &[u8]) {
+        let Ok(Frame::StatusReply { nonce, host, status, from_key, next, runs: page }) =
             wire::decode::<Frame<'_>>(Protocol::Kv, datagram)
         else {
             return;
         };
-        let mut cursors = cursors.borrow_mut();
         // Only the host at the configured address speaks for its index, and only the page
         // asked for now counts (a late duplicate of an earlier page is dropped).
-        let expected = matches!(cursors[i], Cursor::At(k) if k == from_key);
-        if got != nonce || usize::from(host) != i || !expected {
+        let expected = matches!(self.cursors[i], Cursor::At(k) if k == from_key);
+        if nonce != self.nonce || usize::from(host) != i || !expected {
             return;
         }
         let Ok(page) = runs(page.0).collect::<Result<Vec<_>, _>>() else { return };
-        let mut answers = answers.borrow_mut();
-        let a = &mut answers[i];
+        let a = &mut self.answers[i];
         a.status = Some(status);
         a.ranges.extend(page);
-        cursors[i] = match next {
+        self.cursors[i] = match next {
             // A page that moved nothing on would be asked for forever.
             Some(k) if k > from_key => Cursor::At(k),
             Some(_) => Cursor::Done,
@@ -92,9 +97,7 @@ pub fn cluster_status(setup: &KvSetup, timeout: Duration) -> Result<Vec<HostStat
                 Cursor::Done
             }
         };
-    };
-    poll_members(setup.auth.as_ref(), setup.config.identity(), &setup.addrs, timeout, question, answer)?;
-    Ok(answers.into_inner())
+    }
 }
 
 /// A range on its way from one host to another (a Shard whose transfer is not fully
@@ -159,7 +162,56 @@ pub fn ownership(answers: &[HostStatus]) -> Ownership {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use fleet_engine::wire::Bytes;
+
+    /// A host's status reply: page `from_key`, its runs, and where the next page starts.
+    fn reply(nonce: u64, host: u8, from_key: u64, next: Option<u64>, runs: &[(KeyRange, u8)]) -> Vec<u8> {
+        let mut page = [0u8; 256];
+        let mut at = 0;
+        for &(range, owner) in runs {
+            at = fleet_engine::kv::join::push_run(&mut page, at, range, owner).unwrap();
+        }
+        let status = KvStatus::default();
+        let frame = Frame::StatusReply { nonce, host, status, from_key, next, runs: Bytes(&page[..at]) };
+        let mut buf = [0u8; 512];
+        let n = wire::encode(Protocol::Kv, &frame, &mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    fn asks_from(poll: &StatusPoll, i: usize) -> Option<u64> {
+        let q = poll.question(i)?;
+        match wire::decode::<Frame<'_>>(Protocol::Kv, &q).unwrap() {
+            Frame::StatusRequest { from_key, .. } => Some(from_key),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pages_are_asked_for_in_turn_and_stale_or_foreign_ones_are_dropped() {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let answers = vec![HostStatus { id: 0, addr, status: None, ranges: Vec::new(), complete: false }];
+        let mut poll = StatusPoll { nonce: 7, answers, cursors: vec![Cursor::At(0)] };
+        assert_eq!(asks_from(&poll, 0), Some(0));
+        poll.answer(0, &reply(7, 0, 0, Some(20), &[(KeyRange::keys(0, 10), 0)]));
+        assert_eq!(asks_from(&poll, 0), Some(20), "the next page");
+        // A late copy of the first page, another poll's answer, another host's: dropped.
+        poll.answer(0, &reply(7, 0, 0, Some(20), &[(KeyRange::keys(0, 10), 0)]));
+        poll.answer(0, &reply(8, 0, 20, None, &[(KeyRange::keys(20, 30), 0)]));
+        poll.answer(0, &reply(7, 1, 20, None, &[(KeyRange::keys(20, 30), 0)]));
+        assert_eq!(poll.answers[0].ranges.len(), 1);
+        poll.answer(0, &reply(7, 0, 20, None, &[(KeyRange::from(20), 0)]));
+        assert_eq!(asks_from(&poll, 0), None, "all pages in");
+        assert!(poll.answers[0].complete);
+        assert_eq!(poll.answers[0].ranges, [(KeyRange::keys(0, 10), 0), (KeyRange::from(20), 0)]);
+        // A page that does not move on ends the paging, incomplete, instead of looping.
+        let answers = vec![HostStatus { id: 0, addr, status: None, ranges: Vec::new(), complete: false }];
+        let mut stuck = StatusPoll { nonce: 7, answers, cursors: vec![Cursor::At(0)] };
+        stuck.answer(0, &reply(7, 0, 0, Some(0), &[]));
+        assert_eq!(asks_from(&stuck, 0), None);
+        assert!(!stuck.answers[0].complete);
+    }
 
     #[test]
     fn keys_no_answer_covers_are_reported_unowned() {

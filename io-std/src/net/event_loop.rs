@@ -257,9 +257,6 @@ pub fn run_as<H: Host>(
             }
             let Some((from, datagram)) = io.datagram(i) else { break };
             let from = to_endpoint(from);
-            if let (Some(requests), Some(at)) = (egress.requests.as_mut(), step_started) {
-                requests.arrived(from, at);
-            }
             let datagram = match egress.sealer.as_mut() {
                 None => datagram,
                 Some(sealer) => match sealer.guard.open(from, datagram) {
@@ -272,6 +269,10 @@ pub fn run_as<H: Host>(
                     }
                 },
             };
+            // Timed once it opened: a forged datagram is not a request.
+            if let (Some(requests), Some(at)) = (egress.requests.as_mut(), step_started) {
+                requests.arrived(from, at);
+            }
             host.handle(clock.now(), from, datagram, &mut out);
             stepped = true;
         }
@@ -295,11 +296,10 @@ pub fn run_as<H: Host>(
             let also = if held.is_empty() { None } else { host.wake_fd() };
             io.wait(Duration::from_micros(wait_us), also).map_err(ServerError::Io)?;
         }
-        if let Some(board) = options.metrics.as_ref() {
+        // The request clock exists exactly when there is a board.
+        if let (Some(board), Some(requests)) = (options.metrics.as_ref(), egress.requests.as_ref()) {
             if StdInstant::now() >= next_publish {
-                let none = Histogram::new(&[]);
-                let requests = egress.requests.as_ref().map_or(&none, RequestClock::latency);
-                publish(board, &host.stats_line(), io.syscalls, &steps, requests);
+                publish(board, &host.stats_line(), io.syscalls, &steps, requests.latency());
                 next_publish = StdInstant::now() + PUBLISH_EVERY;
             }
         }

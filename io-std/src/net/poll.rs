@@ -13,20 +13,25 @@ use crate::net::to_endpoint;
 /// How often an unanswered question is asked again (a lost datagram costs this much).
 pub const POLL_RETRY: Duration = Duration::from_millis(100);
 
+/// What a poll asks each member, and what it makes of the answers.
+pub trait Questions {
+    /// Member `i`'s current question, or `None` once it has answered everything (a changed
+    /// question is sent at once: paging).
+    fn question(&self, i: usize) -> Option<Vec<u8>>;
+    /// An opened datagram that came from member `i`'s configured address.
+    fn answer(&mut self, i: usize, datagram: &[u8]);
+}
+
 /// Asks every member at `addrs` through a fresh socket (sealed with `auth`'s client keys for
-/// cluster `cluster`, if given) until `question(i)` returns `None` for every member or
-/// `timeout` passes. `question(i)` is member `i`'s current question (a changed question is
-/// sent at once: paging); `answer(i, datagram)` receives every opened datagram that came
-/// from member `i`'s configured address. On a sealed cluster where no member answered at
-/// all but one refused this client's key, that refusal is the error (a wrong key is not an
-/// unreachable cluster).
+/// cluster `cluster`, if given) until `q` has no question left or `timeout` passes. On a
+/// sealed cluster where no member answered at all but one refused this client's key, that
+/// refusal is the error (a wrong key is not an unreachable cluster).
 pub fn poll_members(
     auth: Option<&crate::auth::AuthFiles>,
     cluster: u32,
     addrs: &[SocketAddr],
     timeout: Duration,
-    mut question: impl FnMut(usize) -> Option<Vec<u8>>,
-    mut answer: impl FnMut(usize, &[u8]),
+    q: &mut impl Questions,
 ) -> Result<(), CallError> {
     let any = match addrs.first() {
         Some(SocketAddr::V6(_)) => "[::]:0",
@@ -43,15 +48,15 @@ pub fn poll_members(
         let now = Instant::now();
         let mut open = false;
         for (i, addr) in addrs.iter().enumerate() {
-            let Some(q) = question(i) else { continue };
+            let Some(question) = q.question(i) else { continue };
             open = true;
             let due = match &sent[i] {
-                Some((last, at)) => *last != q || now >= *at,
+                Some((last, at)) => *last != question || now >= *at,
                 None => true,
             };
             if due {
-                send(&socket, &mut seal, *addr, &q);
-                sent[i] = Some((q, now + POLL_RETRY));
+                send(&socket, &mut seal, *addr, &question);
+                sent[i] = Some((question, now + POLL_RETRY));
             }
         }
         if !open {
@@ -68,7 +73,7 @@ pub fn poll_members(
                 };
                 if let (Some(d), Some(i)) = (datagram, addrs.iter().position(|a| *a == from)) {
                     answered_any = true;
-                    answer(i, d);
+                    q.answer(i, d);
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}

@@ -11,7 +11,7 @@ use fleet_engine::wire::{self, Protocol};
 
 use crate::config::RslSetup;
 use crate::error::CallError;
-use crate::net::poll::{poll_members, poll_nonce};
+use crate::net::poll::{poll_members, poll_nonce, Questions};
 
 /// One replica's answer, or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,28 +31,33 @@ pub fn cluster_status(setup: &RslSetup, timeout: Duration) -> Result<Vec<Replica
     let mut request = [0u8; 64];
     let n = wire::encode_rsl(wire::ANY_CLUSTER, &RslMsg::StatusRequest { nonce }, &mut request)
         .map_err(|_| CallError::TooLarge)?;
-    let mut answers: Vec<ReplicaStatus> =
-        setup.addrs.iter().enumerate().map(|(id, &addr)| ReplicaStatus { id, addr, status: None }).collect();
-    let answered = std::cell::RefCell::new(vec![false; answers.len()]);
-    poll_members(
-        setup.auth.as_ref(),
-        setup.config.identity(),
-        &setup.addrs,
-        timeout,
-        |i| (!answered.borrow()[i]).then(|| request[..n].to_vec()),
-        |i, datagram| {
-            if let Ok(RslMsg::StatusReply { nonce: got, replica, status }) =
-                wire::decode::<RslMsg<'_>>(Protocol::Rsl, datagram)
-            {
-                // Only the replica at the configured address speaks for its index.
-                if got == nonce && usize::from(replica) == i {
-                    answers[i].status = Some(status);
-                    answered.borrow_mut()[i] = true;
-                }
+    let answers = setup.addrs.iter().enumerate().map(|(id, &addr)| ReplicaStatus { id, addr, status: None }).collect();
+    let mut poll = StatusPoll { nonce, request: request[..n].to_vec(), answers };
+    poll_members(setup.auth.as_ref(), setup.config.identity(), &setup.addrs, timeout, &mut poll)?;
+    Ok(poll.answers)
+}
+
+/// One status request to every replica until each answered.
+struct StatusPoll {
+    nonce: u64,
+    request: Vec<u8>,
+    answers: Vec<ReplicaStatus>,
+}
+
+impl Questions for StatusPoll {
+    fn question(&self, i: usize) -> Option<Vec<u8>> {
+        self.answers[i].status.is_none().then(|| self.request.clone())
+    }
+
+    fn answer(&mut self, i: usize, datagram: &[u8]) {
+        if let Ok(RslMsg::StatusReply { nonce, replica, status }) = wire::decode::<RslMsg<'_>>(Protocol::Rsl, datagram)
+        {
+            // Only the replica at the configured address speaks for its index.
+            if nonce == self.nonce && usize::from(replica) == i {
+                self.answers[i].status = Some(status);
             }
-        },
-    )?;
-    Ok(answers)
+        }
+    }
 }
 
 /// The leader among the answers: the replica that says it leads in the highest view.
