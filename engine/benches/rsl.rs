@@ -161,7 +161,7 @@ fn handle(c: &mut Criterion) {
             client: eps[0],
             seqno: s,
             request: Bytes(&[1u8; 128]),
-            group: false,
+            kind: fleet_engine::rsl::batch::EntryKind::Single,
         };
         let mut tmp = [0u8; 256];
         let n = postcard::to_slice(&e, &mut tmp).unwrap().len();

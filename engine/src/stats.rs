@@ -33,6 +33,11 @@ pub struct Stats {
     /// Queries a leader answered from its state without a log write (RSL,
     /// [`crate::rsl::reads`]).
     pub queries_answered: u64,
+    /// Membership epochs this replica entered (RSL, [`crate::rsl::membership`]).
+    pub epochs_entered: u64,
+    /// Datagrams from a replica or client of an ended epoch answered with where the
+    /// cluster went (RSL): clients or replicas still configured for an old membership.
+    pub redirects: u64,
 }
 
 impl Stats {

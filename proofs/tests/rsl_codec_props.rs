@@ -117,7 +117,7 @@ fn borrow(o: &Owned) -> RslMsg<'_> {
             client: fleet_engine::Endpoint::v4(*a, *p),
             seqno: *s,
             request: Bytes(r),
-            group: false,
+            kind: batch::EntryKind::Single,
         },
         Owned::RecoverRequest(nonce, catching_up) => {
             RslMsg::RecoverRequest { nonce: *nonce, catching_up: *catching_up }
@@ -174,7 +174,7 @@ proptest! {
         let mut b = Vec::new();
         for (c, s, r) in &entries {
             let mut buf = [0u8; 64];
-            let e = BatchEntry { client: ep(*c), seqno: *s, request: Bytes(r), group: false };
+            let e = BatchEntry { client: ep(*c), seqno: *s, request: Bytes(r), kind: batch::EntryKind::Single };
             b.extend_from_slice(postcard::to_slice(&e, &mut buf).unwrap());
         }
         prop_assert_eq!(batch::validate(&b, usize::MAX), Ok(entries.len()));

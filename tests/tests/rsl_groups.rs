@@ -78,7 +78,7 @@ fn a_group_is_one_batch_entry_applied_in_order_and_answered_in_one_datagram() {
     assert_eq!(batches.len(), 3, "one 2a to every replica, itself included");
     let entries: Vec<_> = fleet_engine::rsl::batch::entries(&batches[0]).collect();
     assert_eq!(entries.len(), 1, "the whole group is one entry");
-    assert!(entries[0].group && entries[0].seqno == 7);
+    assert!(entries[0].kind == fleet_engine::rsl::batch::EntryKind::Group && entries[0].seqno == 7);
     out.clear();
     propose_and_decide_sent(&mut r, &batches[0], &mut out);
     assert_eq!(
@@ -127,9 +127,13 @@ fn a_follower_forwards_a_group_as_a_group() {
     let forwarded: Vec<_> = sent(&out)
         .iter()
         .filter_map(|(d, b)| match decode(b) {
-            RslMsg::ForwardedRequest { client: c, seqno, group: g, request } => {
-                Some((*d, c, seqno, g, group::requests(request.0).count()))
-            }
+            RslMsg::ForwardedRequest { client: c, seqno, kind, request } => Some((
+                *d,
+                c,
+                seqno,
+                kind == fleet_engine::rsl::batch::EntryKind::Group,
+                group::requests(request.0).count(),
+            )),
             _ => None,
         })
         .collect();

@@ -168,8 +168,12 @@ fn a_query_passed_on_by_a_follower_or_sent_to_a_follower_goes_through_the_log() 
     let mut out = store.outbox();
     let mut buf = [0u8; 64];
     let n = KvOp::Get(Bytes(b"k")).encode(&mut buf).unwrap();
-    let fwd =
-        encode(&RslMsg::ForwardedRequest { client: client(2), seqno: 1, request: Bytes(&buf[..n]), group: false });
+    let fwd = encode(&RslMsg::ForwardedRequest {
+        client: client(2),
+        seqno: 1,
+        request: Bytes(&buf[..n]),
+        kind: fleet_engine::rsl::batch::EntryKind::Single,
+    });
     let _ = r.handle(Instant::ZERO, eps()[1], &fwd, &mut out);
     let k = kinds(&out);
     assert!(k.iter().any(|(_, m)| m == "2a 0"), "{k:?}");

@@ -280,7 +280,12 @@ fn a_request_seen_executed_is_no_longer_a_reason_to_suspect_the_view() {
         let _ = r.handle(Instant::ZERO, client, &request, &mut out);
         assert_eq!(r.election().tracked().count(), 1, "a follower tracks the request");
         if execute {
-            let entry = fleet_engine::rsl::batch::BatchEntry { client, seqno: 1, request: Bytes(b"put"), group: false };
+            let entry = fleet_engine::rsl::batch::BatchEntry {
+                client,
+                seqno: 1,
+                request: Bytes(b"put"),
+                kind: fleet_engine::rsl::batch::EntryKind::Single,
+            };
             let batch = postcard::to_allocvec(&entry).unwrap();
             let two_a = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch) });
             let _ = r.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
@@ -392,8 +397,12 @@ fn messages_outside_the_protocol_bounds_are_refused() {
     let too_many: Vec<u8> = {
         let mut v = Vec::new();
         for s in 0..33u64 {
-            let e =
-                fleet_engine::rsl::batch::BatchEntry { client: eps()[0], seqno: s, request: Bytes(b""), group: false };
+            let e = fleet_engine::rsl::batch::BatchEntry {
+                client: eps()[0],
+                seqno: s,
+                request: Bytes(b""),
+                kind: fleet_engine::rsl::batch::EntryKind::Single,
+            };
             v.extend_from_slice(&postcard::to_allocvec(&e).unwrap());
         }
         v
@@ -664,7 +673,12 @@ fn an_older_request_than_the_cached_one_is_ignored_and_not_tracked() {
     let mut r = executed_five();
     let mut store = Out::new();
     let mut out = store.outbox();
-    let entry = fleet_engine::rsl::batch::BatchEntry { client, seqno: 5, request: Bytes(b"put"), group: false };
+    let entry = fleet_engine::rsl::batch::BatchEntry {
+        client,
+        seqno: 5,
+        request: Bytes(b"put"),
+        kind: fleet_engine::rsl::batch::EntryKind::Single,
+    };
     let batch = postcard::to_allocvec(&entry).unwrap();
     let _ = r.handle(
         Instant::ZERO,
@@ -925,7 +939,12 @@ fn a_replica_behind_asks_those_known_to_have_the_state_in_turn_and_otherwise_eve
 #[test]
 fn only_the_leader_of_the_executed_ballot_answers_the_client() {
     let client = Endpoint::v4([10, 0, 1, 1], 9000);
-    let entry = fleet_engine::rsl::batch::BatchEntry { client, seqno: 1, request: Bytes(b"put"), group: false };
+    let entry = fleet_engine::rsl::batch::BatchEntry {
+        client,
+        seqno: 1,
+        request: Bytes(b"put"),
+        kind: fleet_engine::rsl::batch::EntryKind::Single,
+    };
     let batch = postcard::to_allocvec(&entry).unwrap();
     let replies = |me: usize| {
         let mut r = fresh(me);

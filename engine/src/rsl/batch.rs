@@ -9,6 +9,19 @@ use serde::{Deserialize, Serialize};
 use crate::endpoint::Endpoint;
 use crate::wire::Bytes;
 
+/// What a batch entry's request bytes are. Encoded as `false`/`true` were before
+/// membership changes, so batches without a change keep their bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EntryKind {
+    /// One request for the application.
+    Single,
+    /// A group of requests from a pipelined session ([`super::group`]).
+    Group,
+    /// A membership change ([`super::membership`]), executed by the replica itself.
+    Change,
+}
+
 /// One client request inside a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BatchEntry<'a> {
@@ -19,8 +32,8 @@ pub struct BatchEntry<'a> {
     /// Opaque request bytes for the application, or a group of them ([`super::group`]).
     #[serde(borrow)]
     pub request: Bytes<'a>,
-    /// `request` is a group of requests from a pipelined session.
-    pub group: bool,
+    /// What `request` is.
+    pub kind: EntryKind,
 }
 
 /// Why batch bytes were refused.
@@ -49,7 +62,11 @@ pub fn entries(batch: &[u8]) -> Entries<'_> {
 /// Checks that `batch` is whole entries, at most `max_entries` of them, each group a valid
 /// one; returns the count.
 pub fn validate(batch: &[u8], max_entries: usize) -> Result<usize, InvalidBatch> {
-    let valid = |e: &BatchEntry<'_>| !e.group || super::group::validate(e.request.0).is_ok();
+    let valid = |e: &BatchEntry<'_>| match e.kind {
+        EntryKind::Single => true,
+        EntryKind::Group => super::group::validate(e.request.0).is_ok(),
+        EntryKind::Change => super::membership::well_formed(e.request.0),
+    };
     crate::wire::count_valid(batch, max_entries, valid).ok_or(InvalidBatch)
 }
 
@@ -63,7 +80,8 @@ mod tests {
         let mut buf: heapless::Vec<u8, 128> = heapless::Vec::new();
         let c = Endpoint::v4([10, 0, 0, 1], 9);
         for s in 1..=3u64 {
-            append(&mut buf, &BatchEntry { client: c, seqno: s, request: Bytes(b"xy"), group: false }).unwrap();
+            append(&mut buf, &BatchEntry { client: c, seqno: s, request: Bytes(b"xy"), kind: EntryKind::Single })
+                .unwrap();
         }
         assert_eq!(validate(&buf, 3), Ok(3));
         assert_eq!(validate(&buf, 2), Err(InvalidBatch), "more entries than allowed");
@@ -72,9 +90,10 @@ mod tests {
         assert_eq!(validate(&buf[..buf.len() - 1], 3), Err(InvalidBatch), "truncated entry");
         assert_eq!(validate(&[], 0), Ok(0), "the empty batch is the no-op");
         let mut groups: heapless::Vec<u8, 64> = heapless::Vec::new();
-        append(&mut groups, &BatchEntry { client: c, seqno: 1, request: Bytes(&[1, b'a']), group: true }).unwrap();
+        append(&mut groups, &BatchEntry { client: c, seqno: 1, request: Bytes(&[1, b'a']), kind: EntryKind::Group })
+            .unwrap();
         assert_eq!(validate(&groups, 1), Ok(1));
-        append(&mut groups, &BatchEntry { client: c, seqno: 2, request: Bytes(&[]), group: true }).unwrap();
+        append(&mut groups, &BatchEntry { client: c, seqno: 2, request: Bytes(&[]), kind: EntryKind::Group }).unwrap();
         assert_eq!(validate(&groups, 2), Err(InvalidBatch), "an empty group");
     }
 }

@@ -16,13 +16,14 @@
 //! start above any seqno it used before (the std client seeds it from the wall clock).
 
 use crate::config::ConfigError;
-use crate::emit;
+use crate::emit::{self, Envelope};
 use crate::endpoint::Endpoint;
 use crate::outbox::Outbox;
 use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire::{self, Bytes, Protocol};
 
+use super::batch::EntryKind;
 use super::config::BATCH_OVERHEAD_BYTES;
 use super::group;
 use super::msg::RslMsg;
@@ -52,9 +53,9 @@ pub struct Completed<'d> {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Pending<const D: usize> {
     seqno: u64,
-    /// The request, or the group's encoding when `group`.
+    /// The request, a group's encoding, or a membership change.
     request: heapless::Vec<u8, D>,
-    group: bool,
+    kind: EntryKind,
     deadline: Instant,
     sends: u32,
 }
@@ -62,9 +63,10 @@ struct Pending<const D: usize> {
 impl<const D: usize> Pending<D> {
     /// The message that carries it.
     fn message(&self) -> RslMsg<'_> {
-        match self.group {
-            true => RslMsg::Requests { seqno: self.seqno, requests: Bytes(&self.request) },
-            false => RslMsg::Request { seqno: self.seqno, request: Bytes(&self.request) },
+        match self.kind {
+            EntryKind::Group => RslMsg::Requests { seqno: self.seqno, requests: Bytes(&self.request) },
+            EntryKind::Single => RslMsg::Request { seqno: self.seqno, request: Bytes(&self.request) },
+            EntryKind::Change => RslMsg::Change { seqno: self.seqno, change: Bytes(&self.request) },
         }
     }
 }
@@ -76,6 +78,10 @@ impl<const D: usize> Pending<D> {
 #[derive(Clone, Debug)]
 pub struct Client<const R: usize = 7, const D: usize = 1472> {
     replicas: heapless::Vec<Endpoint, R>,
+    /// The membership epoch `replicas` belong to ([`super::membership`]).
+    epoch: u64,
+    /// The cluster identity requests name ([`crate::wire::ANY_CLUSTER`]: none).
+    cluster: u32,
     max_datagram_bytes: usize,
     retransmit_ms: u64,
     next_seqno: u64,
@@ -104,6 +110,8 @@ impl<const R: usize, const D: usize> Client<R, D> {
         }
         Ok(Client {
             replicas,
+            epoch: 0,
+            cluster: wire::ANY_CLUSTER,
             max_datagram_bytes,
             retransmit_ms,
             next_seqno: first_seqno.max(1),
@@ -118,10 +126,51 @@ impl<const R: usize, const D: usize> Client<R, D> {
         if request.len() > D {
             return Err(ClientError::TooLarge);
         }
-        let pending = self.start(now, false)?;
+        let pending = self.start(now, EntryKind::Single)?;
         // Cannot fail: `request.len() <= D`.
         let _ = pending.request.extend_from_slice(request);
         self.send_started(out)
+    }
+
+    /// Sends a membership change ([`super::membership::Change`], encoded by
+    /// [`super::membership::encode_change`]) as an operator's request; its reply is a
+    /// [`super::membership::Outcome`].
+    pub fn submit_change(&mut self, now: Instant, change: &[u8], out: &mut Outbox<'_>) -> Result<u64, ClientError> {
+        if change.len() > D {
+            return Err(ClientError::TooLarge);
+        }
+        let pending = self.start(now, EntryKind::Change)?;
+        // Cannot fail: `change.len() <= D`.
+        let _ = pending.request.extend_from_slice(change);
+        self.send_started(out)
+    }
+
+    /// The membership this client sends to: its epoch and replicas. It follows a change
+    /// when a replica of its epoch answers with the next one ([`RslMsg::Members`]).
+    pub fn membership(&self) -> (u64, &[Endpoint]) {
+        (self.epoch, &self.replicas)
+    }
+
+    /// Names cluster `identity` ([`super::config::RslConfig::identity`]) in every request:
+    /// a replica of another cluster refuses them, and one of a later epoch answers with
+    /// the current membership, which this client then follows. Without it (the default)
+    /// requests name no cluster, and the client learns a new membership only from a
+    /// replica that left the cluster.
+    pub fn set_cluster(&mut self, identity: u32) {
+        self.cluster = identity;
+    }
+
+    /// Starts from a membership learned elsewhere (a [`RslMsg::Members`] answer): epoch
+    /// `epoch`, `replicas`. Fails if they are none or more than `R`.
+    pub fn set_membership(&mut self, epoch: u64, replicas: &[Endpoint]) -> Result<(), ConfigError> {
+        let replicas = heapless::Vec::from_slice(replicas).map_err(|_| ConfigError::TooManyReplicas)?;
+        if replicas.is_empty() {
+            return Err(ConfigError::NoReplicas);
+        }
+        self.replicas = replicas;
+        self.epoch = epoch;
+        self.preferred = 0;
+        Ok(())
     }
 
     /// Sends a group of requests under one seqno, as one datagram (a pipelined session, see
@@ -139,7 +188,7 @@ impl<const R: usize, const D: usize> Client<R, D> {
         // A group is one request to the replicas: it must fit one batch entry, as any
         // request must (`Replica::max_request_bytes` with this datagram bound).
         let room = self.max_datagram_bytes.saturating_sub(BATCH_OVERHEAD_BYTES + ENTRY_OVERHEAD_BYTES).min(D);
-        let pending = self.start(now, true)?;
+        let pending = self.start(now, EntryKind::Group)?;
         let mut count = 0;
         for request in requests.iter().take(group::MAX_GROUP_REQUESTS) {
             let before = pending.request.len();
@@ -160,12 +209,12 @@ impl<const R: usize, const D: usize> Client<R, D> {
     /// caller to fill. Built in place: a `Pending` holds a D-byte buffer, and building one
     /// on the stack and moving it in copied all D bytes per request (64 KiB for std
     /// clients, a third of the load generator's CPU).
-    fn start(&mut self, now: Instant, group: bool) -> Result<&mut Pending<D>, ClientError> {
+    fn start(&mut self, now: Instant, kind: EntryKind) -> Result<&mut Pending<D>, ClientError> {
         if self.pending.is_some() {
             return Err(ClientError::Busy);
         }
         let (seqno, deadline) = (self.next_seqno, now.plus_ms(self.retransmit_ms));
-        Ok(self.pending.insert(Pending { seqno, request: heapless::Vec::new(), group, deadline, sends: 1 }))
+        Ok(self.pending.insert(Pending { seqno, request: heapless::Vec::new(), kind, deadline, sends: 1 }))
     }
 
     /// Sends the request [`Client::start`] began to the preferred replica; one that does not
@@ -173,7 +222,8 @@ impl<const R: usize, const D: usize> Client<R, D> {
     fn send_started(&mut self, out: &mut Outbox<'_>) -> Result<u64, ClientError> {
         let Some(p) = self.pending.as_ref() else { return Err(ClientError::Busy) };
         let dst = self.replicas[self.preferred];
-        let sent = emit::send(out, &mut self.stats, Protocol::Rsl, self.max_datagram_bytes, dst, &p.message());
+        let sent =
+            emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), self.max_datagram_bytes, dst, &p.message());
         if !sent && self.stats.oversize_messages > 0 {
             self.stats.oversize_messages = 0;
             self.pending = None;
@@ -185,7 +235,7 @@ impl<const R: usize, const D: usize> Client<R, D> {
     }
 
     /// Takes a received datagram; returns the reply if it answers the outstanding request.
-    pub fn handle<'d>(&mut self, _now: Instant, from: Endpoint, datagram: &'d [u8]) -> Option<Completed<'d>> {
+    pub fn handle<'d>(&mut self, now: Instant, from: Endpoint, datagram: &'d [u8]) -> Option<Completed<'d>> {
         Stats::bump(&mut self.stats.datagrams_in);
         let Ok(msg) = wire::decode::<RslMsg<'d>>(Protocol::Rsl, datagram) else {
             Stats::bump(&mut self.stats.decode_errors);
@@ -194,6 +244,10 @@ impl<const R: usize, const D: usize> Client<R, D> {
         let (seqno, reply, group) = match msg {
             RslMsg::Reply { seqno, reply } => (seqno, reply, false),
             RslMsg::Replies { seqno, replies } => (seqno, replies, true),
+            RslMsg::Members { epoch, cluster, replicas, .. } => {
+                self.follow(now, from, epoch, cluster, replicas.0);
+                return None;
+            }
             _ => {
                 Stats::bump(&mut self.stats.ignored_messages);
                 return None;
@@ -204,7 +258,7 @@ impl<const R: usize, const D: usize> Client<R, D> {
             return None;
         };
         match &self.pending {
-            Some(p) if p.seqno == seqno && p.group == group => {
+            Some(p) if p.seqno == seqno && (p.kind == EntryKind::Group) == group => {
                 let sends = p.sends;
                 self.pending = None;
                 self.preferred = from_index;
@@ -217,6 +271,27 @@ impl<const R: usize, const D: usize> Client<R, D> {
         }
     }
 
+    /// A replica of this client's epoch says the cluster moved to epoch `epoch` with
+    /// `replicas`: send there from now on, the outstanding request at once.
+    fn follow(&mut self, now: Instant, from: Endpoint, epoch: u64, cluster: u32, replicas: &[u8]) {
+        let known = self.replicas.contains(&from);
+        match super::membership::replicas_of::<R>(replicas) {
+            Ok(next) if known && epoch > self.epoch => {
+                self.replicas = next;
+                self.epoch = epoch;
+                if self.cluster != wire::ANY_CLUSTER {
+                    self.cluster = cluster;
+                }
+                self.preferred = 0;
+                if let Some(p) = self.pending.as_mut() {
+                    p.deadline = now;
+                }
+            }
+            Ok(_) => Stats::bump(&mut self.stats.ignored_messages),
+            Err(_) => Stats::bump(&mut self.stats.invalid_messages),
+        }
+    }
+
     /// Retransmits the outstanding request if its timer expired, to every replica.
     pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
         let Some(p) = self.pending.as_mut() else { return };
@@ -226,7 +301,14 @@ impl<const R: usize, const D: usize> Client<R, D> {
         p.deadline = now.plus_ms(self.retransmit_ms);
         p.sends = p.sends.saturating_add(1);
         self.preferred = (self.preferred + 1) % self.replicas.len();
-        emit::broadcast(out, &mut self.stats, Protocol::Rsl, self.max_datagram_bytes, &self.replicas, &p.message());
+        emit::broadcast(
+            out,
+            &mut self.stats,
+            Envelope::Rsl(self.cluster),
+            self.max_datagram_bytes,
+            &self.replicas,
+            &p.message(),
+        );
     }
 
     /// When `tick` must next be called.
@@ -253,6 +335,8 @@ impl<const R: usize, const D: usize> Client<R, D> {
 impl<const R: usize, const D: usize> PartialEq for Client<R, D> {
     fn eq(&self, other: &Self) -> bool {
         self.replicas == other.replicas
+            && self.epoch == other.epoch
+            && self.cluster == other.cluster
             && self.max_datagram_bytes == other.max_datagram_bytes
             && self.retransmit_ms == other.retransmit_ms
             && self.next_seqno == other.next_seqno
@@ -266,6 +350,8 @@ impl<const R: usize, const D: usize> Eq for Client<R, D> {}
 impl<const R: usize, const D: usize> core::hash::Hash for Client<R, D> {
     fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
         self.replicas.hash(state);
+        self.epoch.hash(state);
+        self.cluster.hash(state);
         self.max_datagram_bytes.hash(state);
         self.retransmit_ms.hash(state);
         self.next_seqno.hash(state);

@@ -77,13 +77,16 @@ pub struct RslConfig<const R: usize> {
     pub replicas: heapless::Vec<Endpoint, R>,
     /// Shared parameters.
     pub params: Params,
+    /// Which epoch of the cluster these replicas are ([`crate::rsl::membership`]): 0 for
+    /// the configuration file's, one more for each membership change since.
+    pub epoch: u64,
 }
 
 impl<const R: usize> RslConfig<R> {
     /// A configuration with default parameters; fails if more than `R` endpoints are given.
     pub fn new(replicas: &[Endpoint]) -> Result<Self, ConfigError> {
         let replicas = heapless::Vec::from_slice(replicas).map_err(|_| ConfigError::TooManyReplicas)?;
-        Ok(RslConfig { replicas, params: Params::default() })
+        Ok(RslConfig { replicas, params: Params::default(), epoch: 0 })
     }
 
     /// Number of replicas.
@@ -109,12 +112,25 @@ impl<const R: usize> RslConfig<R> {
     /// [`crate::wire::ANY_CLUSTER`]. Timing parameters may differ between members, except
     /// the lease's (`lease_ms`, `clock_drift_ppm`), which are covered when leases are on: a
     /// leader counting on a longer hold than its acceptors keep would serve stale reads.
+    /// After a membership change the epoch is covered too: each epoch is a cluster of its
+    /// own, even one whose replicas an earlier epoch had.
     pub fn identity(&self) -> u32 {
         let p = &self.params;
-        let shape = [p.max_log_length, p.max_batch_size as u64, p.max_datagram_bytes as u64];
-        let leased = [shape[0], shape[1], shape[2], p.lease_ms, u64::from(p.clock_drift_ppm)];
-        let shape: &[u64] = if p.lease_ms == 0 { &shape } else { &leased };
-        crate::config::cluster_identity(b"fleet-rsl-cluster", &self.replicas, shape)
+        let mut shape: heapless::Vec<u64, 6> = heapless::Vec::new();
+        // Cannot fail: at most six values.
+        let _ = shape.extend_from_slice(&[p.max_log_length, p.max_batch_size as u64, p.max_datagram_bytes as u64]);
+        if p.lease_ms != 0 {
+            let _ = shape.extend_from_slice(&[p.lease_ms, u64::from(p.clock_drift_ppm)]);
+        }
+        if self.epoch != 0 {
+            let _ = shape.push(self.epoch);
+        }
+        crate::config::cluster_identity(b"fleet-rsl-cluster", &self.replicas, &shape)
+    }
+
+    /// The configuration of the next epoch: `replicas`, these parameters.
+    pub fn next_epoch(&self, replicas: heapless::Vec<Endpoint, R>) -> Self {
+        RslConfig { replicas, params: self.params, epoch: self.epoch.saturating_add(1) }
     }
 
     /// With leases on, the leader's lease in microseconds ([`crate::rsl::lease`]).
@@ -226,6 +242,13 @@ mod tests {
             leased
         );
         assert_ne!(base, crate::wire::ANY_CLUSTER);
+        let mut later = cluster(3);
+        later.epoch = 2;
+        assert_ne!(later.identity(), base, "an epoch with the same replicas is another cluster");
+        let next = cluster(3).next_epoch(cluster(3).replicas);
+        assert_eq!(next.epoch, 1);
+        assert_ne!(next.identity(), base);
+        assert_ne!(next.identity(), later.identity());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::app::App;
 use super::ballot::Ballot;
-use super::batch;
+use super::batch::{self, EntryKind};
 use super::group;
 use super::reply_cache::ReplyCache;
 use crate::endpoint::Endpoint;
@@ -77,17 +77,24 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
     /// cached together as one ([`super::group`]). `on_reply` is called for every request
     /// that has a reply to send, the cached one for an exact duplicate. A group's reply takes
     /// at most `group_reply_bytes` (see [`group::reply_room`]); the same on every replica.
+    ///
+    /// A membership change ([`EntryKind::Change`]) is decided by `on_change`, which writes
+    /// its outcome as the reply and returns the reply's length and whether the change is
+    /// this epoch's stop-sign; returns true if the batch held one. The batch executes
+    /// whole either way: it was decided as one value in the epoch it ends.
     pub fn execute(
         &mut self,
         bal: Ballot,
         batch_bytes: &[u8],
         group_reply_bytes: usize,
         mut on_reply: impl FnMut(ReplyOut<'_>),
-    ) {
+        mut on_change: impl FnMut(&[u8], &mut [u8]) -> (usize, bool),
+    ) -> bool {
         let opn = self.ops_complete;
         let mut reply = [0u8; RB];
+        let mut stopped = false;
         for entry in batch::entries(batch_bytes) {
-            let (client, seqno, group) = (entry.client, entry.seqno, entry.group);
+            let (client, seqno, group) = (entry.client, entry.seqno, entry.kind == EntryKind::Group);
             if let Some(cached) = self.reply_cache.get(client) {
                 if seqno <= cached.seqno {
                     if seqno == cached.seqno {
@@ -96,9 +103,14 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
                     continue;
                 }
             }
-            let n = match group {
-                false => self.app.apply(entry.request.0, &mut reply).min(RB),
-                true => self.apply_group(entry.request.0, &mut reply[..group_reply_bytes.min(RB)]),
+            let n = match entry.kind {
+                EntryKind::Single => self.app.apply(entry.request.0, &mut reply).min(RB),
+                EntryKind::Group => self.apply_group(entry.request.0, &mut reply[..group_reply_bytes.min(RB)]),
+                EntryKind::Change => {
+                    let (n, stop) = on_change(entry.request.0, &mut reply);
+                    stopped |= stop;
+                    n.min(RB)
+                }
             };
             self.reply_cache.insert(client, seqno, opn, &reply[..n]);
             on_reply(ReplyOut { client, seqno, reply: &reply[..n], group });
@@ -106,6 +118,7 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
         self.executed_digest = chain_digest(self.executed_digest, opn, batch_bytes);
         self.ops_complete = self.ops_complete.saturating_add(1);
         self.max_bal_reflected = self.max_bal_reflected.max(bal);
+        stopped
     }
 
     /// Applies every request of a (validated) group in order and writes their replies
@@ -149,7 +162,7 @@ mod tests {
                 client: Endpoint::v4([10, 0, 0, 1], *port),
                 seqno: *seqno,
                 request: Bytes(b""),
-                group: false,
+                kind: EntryKind::Single,
             };
             append(&mut b, &e).unwrap();
         }
@@ -159,10 +172,16 @@ mod tests {
     /// Executes one batch and returns the (seqno, counter value) of every reply it produced.
     fn run(ex: &mut Executor<Counter, 4, 8>, reqs: &[(u16, u64)]) -> heapless::Vec<(u64, u64), 8> {
         let mut replies = heapless::Vec::new();
-        ex.execute(Ballot::INITIAL, &batch_of(reqs), 8, |r| {
-            let v = u64::from_le_bytes(r.reply.try_into().unwrap());
-            replies.push((r.seqno, v)).unwrap();
-        });
+        ex.execute(
+            Ballot::INITIAL,
+            &batch_of(reqs),
+            8,
+            |r| {
+                let v = u64::from_le_bytes(r.reply.try_into().unwrap());
+                replies.push((r.seqno, v)).unwrap();
+            },
+            |_, _| (0, false),
+        );
         replies
     }
 
@@ -184,13 +203,19 @@ mod tests {
         let (len, count) = group::encode(&[b"", b"", b""], &mut requests);
         assert_eq!(count, 3);
         let mut b: heapless::Vec<u8, 64> = heapless::Vec::new();
-        let entry = BatchEntry { client, seqno: 4, request: Bytes(&requests[..len]), group: true };
+        let entry = BatchEntry { client, seqno: 4, request: Bytes(&requests[..len]), kind: EntryKind::Group };
         append(&mut b, &entry).unwrap();
         let mut sent: heapless::Vec<(u64, bool, heapless::Vec<u8, 32>), 4> = heapless::Vec::new();
         for _ in 0..2 {
-            ex.execute(Ballot::INITIAL, &b, 24, |r| {
-                sent.push((r.seqno, r.group, heapless::Vec::from_slice(r.reply).unwrap())).unwrap();
-            });
+            ex.execute(
+                Ballot::INITIAL,
+                &b,
+                24,
+                |r| {
+                    sent.push((r.seqno, r.group, heapless::Vec::from_slice(r.reply).unwrap())).unwrap();
+                },
+                |_, _| (0, false),
+            );
         }
         assert_eq!(ex.app.value, 3, "applied once, though decided twice");
         assert_eq!(sent.len(), 2);

@@ -21,6 +21,7 @@ pub mod group;
 pub mod journal;
 pub mod learner;
 pub mod lease;
+pub mod membership;
 pub mod msg;
 pub mod proposer;
 pub mod reads;

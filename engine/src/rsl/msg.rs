@@ -212,11 +212,12 @@ pub enum RslMsg<'a> {
         client: Endpoint,
         /// The client's sequence number.
         seqno: u64,
-        /// Opaque request bytes (a group's encoding when `group`).
+        /// Opaque request bytes (a group's encoding, or a membership change).
         #[serde(borrow)]
         request: Bytes<'a>,
-        /// The client sent a group of requests ([`RslMsg::Requests`]).
-        group: bool,
+        /// What the client sent ([`RslMsg::Request`], [`RslMsg::Requests`] or
+        /// [`RslMsg::Change`]).
+        kind: super::batch::EntryKind,
     },
     /// 11: a replica that started without its state asks every other replica where the
     /// protocol stands (Fleet addition, see [`crate::rsl::rejoin`]).
@@ -290,5 +291,35 @@ pub enum RslMsg<'a> {
         replica: u8,
         /// Its state.
         status: super::replica::Status,
+    },
+    /// 19: an operator's membership change ([`crate::rsl::membership`]), executed through
+    /// the log like a request; the reply is a [`crate::rsl::membership::Outcome`].
+    Change {
+        /// The client's sequence number.
+        seqno: u64,
+        /// The encoded [`crate::rsl::membership::Change`].
+        #[serde(borrow)]
+        change: Bytes<'a>,
+    },
+    /// 20: anyone asks a replica for the cluster's current membership. Answered at once.
+    MembersRequest {
+        /// Echoed in the answer.
+        nonce: u64,
+    },
+    /// 21: the membership a replica knows: the answer to [`RslMsg::MembersRequest`], or
+    /// (nonce 0) sent unasked to a replica or client of an ended epoch.
+    Members {
+        /// The request's nonce, or 0.
+        nonce: u64,
+        /// The epoch.
+        epoch: u64,
+        /// Its cluster identity ([`super::config::RslConfig::identity`]), for clients to
+        /// name.
+        cluster: u32,
+        /// Its first operation.
+        start: u64,
+        /// Its replicas, encoded endpoints back to back.
+        #[serde(borrow)]
+        replicas: Bytes<'a>,
     },
 }

@@ -10,7 +10,7 @@
 
 use super::acceptor::StoredVote;
 use super::ballot::Ballot;
-use super::batch::{self, BatchEntry};
+use super::batch::{self, BatchEntry, EntryKind};
 use super::msg::Vote;
 use crate::endpoint::Endpoint;
 use crate::time::Instant;
@@ -37,21 +37,21 @@ struct Promise {
     complete: bool,
 }
 
-/// A client's request as it arrives: its seqno and bytes, a group's when `group`.
+/// A client's request as it arrives: its seqno, bytes, and what they are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientRequest<'a> {
     /// The client's sequence number.
     pub seqno: u64,
-    /// The request bytes, or a group's encoding ([`super::group`]).
+    /// The request bytes, a group's encoding ([`super::group`]), or a membership change.
     pub request: &'a [u8],
-    /// The bytes are a group of requests.
-    pub group: bool,
+    /// What the bytes are.
+    pub kind: EntryKind,
 }
 
 impl<'a> ClientRequest<'a> {
     /// One request, not a group.
     pub fn single(seqno: u64, request: &'a [u8]) -> Self {
-        ClientRequest { seqno, request, group: false }
+        ClientRequest { seqno, request, kind: EntryKind::Single }
     }
 }
 
@@ -223,14 +223,14 @@ impl<const R: usize, const W: usize, const D: usize, const QB: usize, const C: u
     /// deduplicated by the highest seqno seen from the client (a binary search over the
     /// clients seen, O(log n); a new client's entry is inserted in order, O(n) once).
     pub fn queue_request(&mut self, client: Endpoint, req: ClientRequest<'_>, now: Instant, delay_ms: u64) -> Queued {
-        let ClientRequest { seqno, request, group } = req;
+        let ClientRequest { seqno, request, kind } = req;
         let slot = self.highest_seqno.binary_search_by(|(c, _)| c.cmp(&client));
         if let Ok(i) = slot {
             if seqno <= self.highest_seqno[i].1 {
                 return Queued::Duplicate;
             }
         }
-        let entry = BatchEntry { client, seqno, request: Bytes(request), group };
+        let entry = BatchEntry { client, seqno, request: Bytes(request), kind };
         if wire::append(&mut self.queue, &entry).is_err() {
             return Queued::Full;
         }
@@ -501,7 +501,7 @@ mod tests {
         assert_eq!(p.queued(), 1);
         assert!(p.invariant(3).is_ok());
         let mut probe = heapless::Vec::<u8, 128>::new();
-        let entry = BatchEntry { client: d, seqno: 1, request: Bytes(b"y"), group: false };
+        let entry = BatchEntry { client: d, seqno: 1, request: Bytes(b"y"), kind: EntryKind::Single };
         crate::wire::append(&mut probe, &entry).unwrap();
         assert_eq!(p.take_batch(4, probe.len(), &mut out), 1, "exactly the bound");
         assert_eq!(&out[..], &probe[..]);

@@ -11,9 +11,14 @@
 //!
 //! * if every other replica has no state at all, this is a new cluster: the replica starts
 //!   as a new one ([`Outcome::Born`]);
-//! * if another replica is rejoining too, it knows no more than this one: keep asking
-//!   (losing the state of two replicas at once may have lost chosen values, and waiting is
-//!   the only safe answer);
+//! * if so many others are rejoining too that a quorum could consist of rejoining replicas
+//!   only (in three replicas, any other), keep asking: those replicas know no more than
+//!   this one, and losing a quorum's state at once may have lost chosen values, where
+//!   waiting is the only safe answer. Otherwise every quorum holds a replica that kept its
+//!   state (more than `n - quorum` others answered as members), and the maxima below are
+//!   taken over their answers: every value chosen and every phase 1 completed had a
+//!   quorum, so one of them saw it. (Two replicas joining a grown cluster at once, in
+//!   [`crate::rsl::membership`], rejoin this way side by side.)
 //! * otherwise promise the highest ballot `B` reported, and stay silent (no promise, no
 //!   vote) until this replica has executed, durably, up to the highest operation number
 //!   `J` reported ([`Outcome::CatchUp`]). It then takes part with truncation point
@@ -108,14 +113,24 @@ impl<const R: usize> Rejoin<R> {
         }
         let mut ballot = Ballot::default();
         let mut next_opn = 0;
+        let mut members = 0;
         for r in others() {
             match self.answers[r] {
                 Some(a) if !a.rejoining => {
                     ballot = ballot.max(a.ballot);
                     next_opn = next_opn.max(a.next_opn);
+                    members += 1;
                 }
-                _ => return Outcome::Waiting,
+                Some(_) => {}
+                None => return Outcome::Waiting,
             }
+        }
+        // Every quorum must include a replica that kept its state: with at most
+        // `quorum - 1` replicas rejoining (this one included), every value chosen and every
+        // phase 1 completed was seen by one that answered as a member.
+        let n = n.min(R);
+        if members < n - (n / 2 + 1) + 1 {
+            return Outcome::Waiting;
         }
         self.stage = Stage::CatchingUp { ballot, next_opn };
         Outcome::CatchUp { ballot, next_opn }
@@ -173,6 +188,21 @@ mod tests {
         assert_eq!(r.answer(2, 3, 1, 1, a(true, 0, 0)), Outcome::Waiting, "replica 1 rejoins too");
         let done = r.answer(2, 3, 1, 1, a(false, 3, 9));
         assert_eq!(done, Outcome::CatchUp { ballot: Ballot { seqno: 3, proposer: 1 }, next_opn: 9 });
+    }
+
+    #[test]
+    fn in_five_two_rejoining_at_once_go_on_with_the_three_members_but_three_wait() {
+        let mut r = Rejoin::<5>::new(1, Instant::ZERO);
+        assert_eq!(r.answer(0, 5, 1, 1, a(true, 0, 0)), Outcome::Waiting);
+        assert_eq!(r.answer(0, 5, 2, 1, a(false, 2, 5)), Outcome::Waiting);
+        assert_eq!(r.answer(0, 5, 3, 1, a(false, 4, 7)), Outcome::Waiting);
+        let done = r.answer(0, 5, 4, 1, a(false, 3, 9));
+        assert_eq!(done, Outcome::CatchUp { ballot: Ballot { seqno: 4, proposer: 1 }, next_opn: 9 });
+        let mut three = Rejoin::<5>::new(1, Instant::ZERO);
+        for (from, rejoining) in [(1, true), (2, true), (3, false), (4, false)] {
+            let answer = if rejoining { a(true, 0, 0) } else { a(false, 2, 5) };
+            assert_eq!(three.answer(0, 5, from, 1, answer), Outcome::Waiting, "a quorum of three may have none");
+        }
     }
 
     #[test]

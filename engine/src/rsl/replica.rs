@@ -12,6 +12,8 @@
 mod actions;
 mod catch_up;
 mod checks;
+mod epoch;
+pub use epoch::Retired;
 mod execute;
 mod journal;
 mod queries;
@@ -26,6 +28,7 @@ pub use checks::Monotone;
 use super::acceptor::Acceptor;
 use super::app::App;
 use super::ballot::Ballot;
+use super::batch::EntryKind;
 use super::config::RslConfig;
 use super::election::Election;
 use super::executor::Executor;
@@ -107,6 +110,10 @@ pub struct Status {
     pub pending_queries: usize,
     /// Durable mode: promises, votes and executed state are persisted before they count.
     pub durable: bool,
+    /// The membership epoch the replica is in ([`crate::rsl::membership`]).
+    pub epoch: u64,
+    /// The replica's epoch ended without it: it only redirects.
+    pub retired: bool,
 }
 
 /// An IronRSL replica running application `A`.
@@ -173,6 +180,15 @@ pub struct Replica<
     /// With leases: what this acceptor may not promise, and until when
     /// ([`crate::rsl::lease`]).
     hold: Hold,
+    /// The first operation of this replica's epoch ([`crate::rsl::membership`]).
+    epoch_start: u64,
+    /// The identity of the epoch before this one ([`crate::wire::ANY_CLUSTER`] in epoch
+    /// 0): its replicas and clients are told where the cluster went.
+    previous_cluster: u32,
+    /// This replica's epoch ended and the next one does not include it.
+    retired: Option<Retired<R>>,
+    /// The highest operation this leader proposed a membership change in, until executed.
+    change_proposed: Option<u64>,
 }
 
 impl<
@@ -225,6 +241,10 @@ impl<
             reads: Reads::default(),
             ckpt_reported: 0,
             hold: Hold::at_start(now, config.params.lease_ms),
+            epoch_start: 0,
+            previous_cluster: wire::ANY_CLUSTER,
+            retired: None,
+            change_proposed: None,
             config,
         })
     }
@@ -236,6 +256,10 @@ impl<
     pub fn handle(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) -> Step {
         self.durable_changed = false;
         Stats::bump(&mut self.stats.datagrams_in);
+        if self.retired.is_some() {
+            self.handle_retired(from, datagram, out);
+            return Step::default();
+        }
         let before = self.monotone_snapshot();
         let ops_before = self.executor.ops_complete;
         match wire::decode_rsl::<RslMsg<'_>>(datagram) {
@@ -243,18 +267,12 @@ impl<
             // A client may not know the identity; one that names another cluster was
             // configured for it.
             Ok((cluster, RslMsg::Request { seqno, request })) => {
-                if cluster == wire::ANY_CLUSTER || cluster == self.cluster {
-                    self.on_request(now, from, ClientRequest { seqno, request: request.0, group: false }, false, out);
-                } else {
-                    self.refuse_foreign(from, cluster);
-                }
+                let req = ClientRequest { seqno, request: request.0, kind: EntryKind::Single };
+                self.on_client_request(now, from, cluster, req, out);
             }
             Ok((cluster, RslMsg::Requests { seqno, requests })) => {
-                if cluster == wire::ANY_CLUSTER || cluster == self.cluster {
-                    self.on_request(now, from, ClientRequest { seqno, request: requests.0, group: true }, false, out);
-                } else {
-                    self.refuse_foreign(from, cluster);
-                }
+                let req = ClientRequest { seqno, request: requests.0, kind: EntryKind::Group };
+                self.on_client_request(now, from, cluster, req, out);
             }
             Ok((cluster, RslMsg::StatusRequest { nonce })) => {
                 if cluster == wire::ANY_CLUSTER || cluster == self.cluster {
@@ -263,9 +281,26 @@ impl<
                     self.refuse_foreign(from, cluster);
                 }
             }
+            Ok((cluster, RslMsg::Change { seqno, change })) => {
+                let req = ClientRequest { seqno, request: change.0, kind: EntryKind::Change };
+                self.on_client_request(now, from, cluster, req, out);
+            }
+            Ok((cluster, RslMsg::MembersRequest { nonce })) => {
+                if cluster == wire::ANY_CLUSTER || cluster == self.cluster || cluster == self.previous_cluster {
+                    self.send_members(from, nonce, cluster, out);
+                } else {
+                    self.refuse_foreign(from, cluster);
+                }
+            }
             Ok((_, RslMsg::Reply { .. } | RslMsg::Replies { .. } | RslMsg::StatusReply { .. })) => {
                 Stats::bump(&mut self.stats.ignored_messages)
             }
+            // A replica of the epoch before this one has not moved on: tell it where to
+            // (never in answer to a membership, which would echo between two replicas).
+            Ok((cluster, msg)) if cluster == self.previous_cluster && cluster != wire::ANY_CLUSTER => match msg {
+                RslMsg::Members { .. } => Stats::bump(&mut self.stats.ignored_messages),
+                _ => self.send_members(from, 0, cluster, out),
+            },
             Ok((cluster, _)) if cluster != self.cluster => self.refuse_foreign(from, cluster),
             Ok((_, msg)) => match self.config.index_of(from) {
                 None => Stats::bump(&mut self.stats.unknown_sender),
@@ -292,6 +327,9 @@ impl<
     /// Runs the clock-driven actions due at `now`, then the spontaneous ones.
     pub fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) -> Step {
         self.durable_changed = false;
+        if self.retired.is_some() {
+            return Step::default();
+        }
         let before = self.monotone_snapshot();
         let ops_before = self.executor.ops_complete;
         let p = self.config.params;
@@ -324,6 +362,9 @@ impl<
 
     /// When [`Replica::tick`] must next be called. Calling it earlier is harmless.
     pub fn next_deadline(&self) -> Instant {
+        if self.retired.is_some() {
+            return Instant::NEVER;
+        }
         let timers = [
             Timer::Heartbeat,
             Timer::ViewTimeout,
@@ -379,6 +420,8 @@ impl<
             rejoining: self.rejoin.is_some(),
             pending_queries: self.reads.pending(),
             durable: self.journal.durable,
+            epoch: self.config.epoch,
+            retired: self.retired.is_some(),
         }
     }
 
@@ -463,6 +506,26 @@ impl<
     /// that cluster's identity (for a binding to report: the config files differ).
     pub fn last_foreign(&self) -> Option<(Endpoint, u32)> {
         self.last_foreign
+    }
+
+    /// A client's request naming `cluster`: served if it names this epoch or none; a
+    /// client of the epoch before is served and told where the cluster went; another
+    /// cluster's is refused.
+    fn on_client_request(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        cluster: u32,
+        req: ClientRequest<'_>,
+        out: &mut Outbox<'_>,
+    ) {
+        if cluster == self.previous_cluster && cluster != wire::ANY_CLUSTER {
+            self.send_members(from, 0, cluster, out);
+        } else if cluster != wire::ANY_CLUSTER && cluster != self.cluster {
+            self.refuse_foreign(from, cluster);
+            return;
+        }
+        self.on_request(now, from, req, false, out);
     }
 
     fn refuse_foreign(&mut self, from: Endpoint, cluster: u32) {

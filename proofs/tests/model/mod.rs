@@ -375,6 +375,9 @@ pub fn describe(msg: &RslMsg<'_>) -> String {
             SupplyPart::Cache { id, index, .. } => format!("AppStateSupply(op{}, cache@{index})", id.opn),
             SupplyPart::Executed { opn, bal: b, .. } => format!("AppStateSupply(executed op{opn} in {})", bal(*b)),
         },
+        RslMsg::Change { seqno, .. } => format!("Change#{seqno}"),
+        RslMsg::MembersRequest { nonce } => format!("MembersRequest#{nonce}"),
+        RslMsg::Members { nonce, epoch, start, .. } => format!("Members#{nonce}(epoch {epoch} from op{start})"),
     }
 }
 

@@ -262,8 +262,12 @@ impl RslSim {
 fn forged_batch() -> Vec<u8> {
     let mut req = [0u8; 64];
     let n = encode_call(&KvCall::Get(b"k0".to_vec()), &mut req);
-    let entry =
-        batch::BatchEntry { client: Endpoint::v4([10, 9, 9, 9], 1), seqno: 1, request: Bytes(&req[..n]), group: false };
+    let entry = batch::BatchEntry {
+        client: Endpoint::v4([10, 9, 9, 9], 1),
+        seqno: 1,
+        request: Bytes(&req[..n]),
+        kind: batch::EntryKind::Single,
+    };
     let mut buf = [0u8; 128];
     postcard::to_slice(&entry, &mut buf).expect("a small entry fits").to_vec()
 }

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use fleet_engine::rsl::apps::kv::{KvAppError, KvOp, KvReply};
-use fleet_engine::rsl::{batch, group};
+use fleet_engine::rsl::batch::{self, EntryKind};
+use fleet_engine::rsl::group;
 use fleet_engine::wire::Bytes;
 use fleet_engine::{Endpoint, IpAddr};
 use fleet_proofs::checkers::rsl::RslCodec;
@@ -61,15 +62,19 @@ impl RslCodec for EngineCodec {
         let mut requests = Vec::new();
         for e in batch::entries(bytes) {
             let client = ep_id(e.client);
-            match e.group {
-                false => {
+            match e.kind {
+                EntryKind::Single => {
                     requests.push(AppRequest { client, seqno: spec_seqno(e.seqno, 0), request: e.request.0.to_vec() })
                 }
-                true => requests.extend(group::requests(e.request.0).enumerate().map(|(i, r)| AppRequest {
-                    client,
-                    seqno: spec_seqno(e.seqno, i),
-                    request: r.to_vec(),
-                })),
+                // A membership change is the replica's, not the application's.
+                EntryKind::Change => {}
+                EntryKind::Group => {
+                    requests.extend(group::requests(e.request.0).enumerate().map(|(i, r)| AppRequest {
+                        client,
+                        seqno: spec_seqno(e.seqno, i),
+                        request: r.to_vec(),
+                    }))
+                }
             }
         }
         Some(requests)

@@ -6,6 +6,7 @@ use super::MAX_ACTION_ROUNDS;
 use crate::emit::{self, Envelope};
 use crate::outbox::Outbox;
 use crate::rsl::app::App;
+use crate::rsl::batch::{self, EntryKind};
 use crate::rsl::msg::RslMsg;
 use crate::rsl::proposer::Phase;
 use crate::time::Instant;
@@ -147,7 +148,7 @@ impl<
         for _ in 0..MAX_ACTION_ROUNDS {
             let mut progress = false;
             if self.rejoin.is_some() {
-                progress |= self.execute_decided(out);
+                progress |= self.execute_decided(now, out);
                 progress |= self.resume_if_caught_up(now);
                 if !progress {
                     break;
@@ -196,7 +197,7 @@ impl<
             }
             self.note_target(self.acceptor.log_truncation_point, now);
             // Actions 5 and 6: decide and execute, in order.
-            progress |= self.execute_decided(out);
+            progress |= self.execute_decided(now, out);
             if !progress {
                 break;
             }
@@ -245,6 +246,10 @@ impl<
             if self.proposer.has_old_values() {
                 let msg = RslMsg::TwoA { bal, opn, batch: Bytes(self.proposer.old_value()) };
                 emit::broadcast(out, &mut self.stats, Envelope::Rsl(self.cluster), max, &self.config.replicas, &msg);
+                let has_change = batch::entries(self.proposer.old_value()).any(|e| e.kind == EntryKind::Change);
+                if has_change {
+                    self.change_proposed = Some(opn);
+                }
             } else {
                 let queued = self.proposer.queued();
                 if queued == 0 {
@@ -266,6 +271,9 @@ impl<
                 self.proposer.batch_deadline = (self.proposer.queued() > 0).then(|| now.plus_ms(p.max_batch_delay_ms));
                 let msg = RslMsg::TwoA { bal, opn, batch: Bytes(&self.batch_scratch) };
                 emit::broadcast(out, &mut self.stats, Envelope::Rsl(self.cluster), max, &self.config.replicas, &msg);
+                let batch = core::mem::take(&mut self.batch_scratch);
+                self.note_proposed(opn, &batch);
+                self.batch_scratch = batch;
             }
             self.proposer.next_opn = opn + 1;
             progress = true;

@@ -88,12 +88,19 @@ impl<
     }
 
     /// A supplier's executed batch: executed if it is the next operation, else ignored.
-    pub(super) fn on_executed(&mut self, sender: usize, opn: u64, bal: Ballot, batch: &[u8]) -> bool {
+    /// Executing this epoch's stop-sign enters the next epoch.
+    pub(super) fn on_executed(&mut self, now: Instant, sender: usize, opn: u64, bal: Ballot, batch: &[u8]) -> bool {
         if opn != self.executor.ops_complete {
             return false;
         }
+        let mut decision = self.decision();
         let (_, mut exec) = self.execution();
-        exec.run(bal, batch, None);
+        if exec.run(bal, batch, None, &mut decision) {
+            if let Some(next) = decision.next.take() {
+                self.end_epoch(now, next, self.executor.ops_complete);
+                return true;
+            }
+        }
         let ops = self.executor.ops_complete;
         self.learner.forget_below(ops);
         self.transfer.supplier = Some(sender);

@@ -72,6 +72,7 @@ impl<
             let _ = checkpoints.push(self.acceptor.checkpoint_of(r));
         }
         Monotone {
+            epoch: self.config.epoch,
             max_bal: self.acceptor.max_bal,
             log_truncation_point: self.acceptor.log_truncation_point,
             checkpoints,
@@ -104,6 +105,9 @@ impl<
 /// host step): [`Monotone::check_step`] compares a state with its successor.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Monotone<const R: usize> {
+    /// The membership epoch: Paxos state (ballots, promises, views, checkpoints) starts
+    /// afresh in each, so it is compared only within one.
+    pub epoch: u64,
     /// The acceptor's promise.
     pub max_bal: Ballot,
     /// The acceptor's truncation point.
@@ -132,6 +136,18 @@ pub struct Monotone<const R: usize> {
 impl<const R: usize> Monotone<R> {
     /// Checks that `next` (the state after one `handle` or `tick`) lost nothing of `self`.
     pub fn check_step(&self, next: &Monotone<R>) -> Result<(), &'static str> {
+        if next.epoch < self.epoch {
+            return Err("membership epoch went down");
+        }
+        if next.ops_complete < self.ops_complete {
+            return Err("ops_complete went down");
+        }
+        if next.ops_complete == self.ops_complete && next.executed_digest != self.executed_digest {
+            return Err("executed digest changed without executing");
+        }
+        if next.epoch > self.epoch {
+            return Ok(()); // A new epoch's Paxos state starts afresh.
+        }
         if next.max_bal < self.max_bal {
             return Err("acceptor max_bal went down");
         }

@@ -3,6 +3,7 @@
 //! needed), apply it, answer its clients when this replica proposed it, and let the
 //! election forget its requests.
 
+use super::epoch::Decision;
 use super::Replica;
 use crate::emit::{self, Envelope};
 use crate::outbox::Outbox;
@@ -16,6 +17,7 @@ use crate::rsl::learner::Learner;
 use crate::rsl::retained::{PushError, Retained};
 use crate::rsl::snapshot::Frozen;
 use crate::stats::Stats;
+use crate::time::Instant;
 
 /// Where a batch's replies go: the outbox and the datagram bound.
 pub(super) struct Replies<'o, 'b> {
@@ -40,21 +42,37 @@ pub(super) struct Execution<'r, A: App, const C: usize, const RB: usize, const T
 
 impl<A: App, const C: usize, const RB: usize, const TB: usize> Execution<'_, A, C, RB, TB> {
     /// Executes `batch`, decided in `bal`, as operation `ops_complete`; `replies` when this
-    /// replica answers its clients.
-    pub(super) fn run(&mut self, bal: Ballot, batch: &[u8], replies: Option<Replies<'_, '_>>) {
+    /// replica answers its clients. A membership change in it is decided by `decision`;
+    /// returns true if it ended the epoch (its stop-sign: see [`crate::rsl::membership`]).
+    pub(super) fn run<const R: usize>(
+        &mut self,
+        bal: Ballot,
+        batch: &[u8],
+        replies: Option<Replies<'_, '_>>,
+        decision: &mut Decision<R>,
+    ) -> bool {
         self.retain(bal, batch);
         let stats = &mut *self.stats;
         let room = self.group_reply_bytes;
-        match replies {
-            Some(Replies { out, max_datagram_bytes, cluster }) => self.executor.execute(bal, batch, room, |r| {
-                let msg = super::receive::reply_msg(r.seqno, r.reply, r.group);
-                emit::send(out, stats, Envelope::Rsl(cluster), max_datagram_bytes, r.client, &msg);
-            }),
-            None => self.executor.execute(bal, batch, room, |_| {}),
-        }
+        let opn = self.executor.ops_complete;
+        let on_change = |request: &[u8], reply: &mut [u8]| decision.decide(opn, request, reply);
+        let stopped = match replies {
+            Some(Replies { out, max_datagram_bytes, cluster }) => self.executor.execute(
+                bal,
+                batch,
+                room,
+                |r| {
+                    let msg = super::receive::reply_msg(r.seqno, r.reply, r.group);
+                    emit::send(out, stats, Envelope::Rsl(cluster), max_datagram_bytes, r.client, &msg);
+                },
+                on_change,
+            ),
+            None => self.executor.execute(bal, batch, room, |_| {}, on_change),
+        };
         for e in batch::entries(batch) {
             self.election.reflect_executed(e.client, e.seqno);
         }
+        stopped
     }
 
     /// Keeps the batch about to execute in the retained tail. If the tail would have to
@@ -110,12 +128,14 @@ impl<
         (&self.learner, exec)
     }
 
-    /// Executes the batches the learner decided, in order (IronRSL actions 5 and 6).
-    pub(super) fn execute_decided(&mut self, out: &mut Outbox<'_>) -> bool {
+    /// Executes the batches the learner decided, in order (IronRSL actions 5 and 6), up to
+    /// this epoch's stop-sign; executing it enters the next epoch.
+    pub(super) fn execute_decided(&mut self, now: Instant, out: &mut Outbox<'_>) -> bool {
         let quorum = self.config.quorum();
         let max_datagram_bytes = self.config.params.max_datagram_bytes;
         let cluster = self.cluster;
         let me = self.me;
+        let mut decision = self.decision();
         let mut progress = false;
         for _ in 0..W {
             let opn = self.executor.ops_complete;
@@ -126,10 +146,15 @@ impl<
             // caches (a client that retries elsewhere is answered from the cache).
             let replies =
                 (usize::from(bal.proposer) == me).then_some(Replies { out: &mut *out, max_datagram_bytes, cluster });
-            exec.run(bal, &slot.batch, replies);
+            let stopped = exec.run(bal, &slot.batch, replies, &mut decision);
             self.learner.forget_below(self.executor.ops_complete);
             progress = true;
+            if let (true, Some(next)) = (stopped, decision.next.take()) {
+                self.end_epoch(now, next, self.executor.ops_complete);
+                break;
+            }
         }
+        self.clear_change_proposed();
         progress
     }
 }

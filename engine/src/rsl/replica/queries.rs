@@ -35,7 +35,13 @@ impl<
         request: &[u8],
         out: &mut Outbox<'_>,
     ) -> bool {
-        if !A::is_query(request) || !self.leads_reads() || self.proposer.has_old_values() {
+        // After proposing a membership change the leader's state may be stale once the
+        // next epoch decides writes: queries take the log until it executed past it.
+        if !A::is_query(request)
+            || !self.leads_reads()
+            || self.proposer.has_old_values()
+            || self.change_proposed.is_some()
+        {
             return false;
         }
         let bal = self.proposer.max_ballot_sent_1a;

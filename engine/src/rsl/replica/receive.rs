@@ -8,8 +8,9 @@ use crate::outbox::Outbox;
 use crate::rsl::acceptor::{Accepted, Acceptor};
 use crate::rsl::app::App;
 use crate::rsl::ballot::Ballot;
-use crate::rsl::batch;
+use crate::rsl::batch::{self, EntryKind};
 use crate::rsl::election::Tracking;
+use crate::rsl::membership;
 use crate::rsl::msg::{RslMsg, SupplyPart, Vote};
 use crate::rsl::proposer::{ClientRequest, Phase, Queued};
 use crate::rsl::state_transfer::Progress;
@@ -55,6 +56,7 @@ impl<
             }
             RslMsg::TwoA { bal, batch, .. } | RslMsg::TwoB { bal, batch, .. } => bal.is_valid_for(n) && batch_ok(batch),
             RslMsg::RecoverReply { ballot, .. } => ballot.is_valid_for(n) || *ballot == Ballot::default(),
+            RslMsg::Members { replicas, .. } => membership::replicas_of::<R>(replicas.0).is_ok(),
             RslMsg::Request { .. }
             | RslMsg::Reply { .. }
             | RslMsg::Requests { .. }
@@ -62,7 +64,9 @@ impl<
             | RslMsg::StatusRequest { .. }
             | RslMsg::StatusReply { .. }
             | RslMsg::ForwardedRequest { .. }
-            | RslMsg::RecoverRequest { .. } => true,
+            | RslMsg::RecoverRequest { .. }
+            | RslMsg::Change { .. }
+            | RslMsg::MembersRequest { .. } => true,
         }
     }
 
@@ -76,9 +80,25 @@ impl<
         forwarded: bool,
         out: &mut Outbox<'_>,
     ) {
-        let ClientRequest { seqno, request, group } = req;
-        if request.len() > self.max_request_bytes() || (group && crate::rsl::group::validate(request).is_err()) {
+        let ClientRequest { seqno, request, kind } = req;
+        let group = kind == EntryKind::Group;
+        let well_formed = match kind {
+            EntryKind::Single => true,
+            EntryKind::Group => crate::rsl::group::validate(request).is_ok(),
+            EntryKind::Change => crate::rsl::membership::well_formed(request),
+        };
+        if request.len() > self.max_request_bytes() || !well_formed {
             Stats::bump(&mut self.stats.invalid_messages);
+            return;
+        }
+        // Durable replicas do not change epochs yet (their storage holds one epoch).
+        if kind == EntryKind::Change && self.journal.durable {
+            let mut reply = [0u8; crate::rsl::membership::OUTCOME_BYTES];
+            let refused = crate::rsl::membership::Outcome::Refused(crate::rsl::membership::Refusal::Durable);
+            let n = postcard::to_slice(&refused, &mut reply).map_or(0, |b| b.len());
+            let msg = reply_msg(seqno, &reply[..n], false);
+            let max = self.config.params.max_datagram_bytes;
+            emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, from, &msg);
             return;
         }
         let max = self.config.params.max_datagram_bytes;
@@ -96,7 +116,7 @@ impl<
         // A query straight from a client to the leader is answered without a log write; one
         // passed on by a follower goes through the log, as that follower tracks it. Groups
         // always take the log.
-        if !forwarded && !group && self.admit_query(now, from, seqno, request, out) {
+        if !forwarded && kind == EntryKind::Single && self.admit_query(now, from, seqno, request, out) {
             return;
         }
         let tracking = self.election.reflect_received(now, from, seqno);
@@ -106,7 +126,7 @@ impl<
         let leader = usize::from(self.election.current_view.proposer);
         if !forwarded && tracking != Tracking::Known && leader != self.me {
             if let Some(dst) = self.config.replicas.get(leader).copied() {
-                let msg = RslMsg::ForwardedRequest { client: from, seqno, request: Bytes(request), group };
+                let msg = RslMsg::ForwardedRequest { client: from, seqno, request: Bytes(request), kind };
                 emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, dst, &msg);
             }
         }
@@ -130,8 +150,8 @@ impl<
     pub(super) fn on_peer(&mut self, now: Instant, sender: usize, msg: RslMsg<'_>, out: &mut Outbox<'_>) {
         let max = self.config.params.max_datagram_bytes;
         match msg {
-            RslMsg::ForwardedRequest { client, seqno, request, group } => {
-                self.on_request(now, client, ClientRequest { seqno, request: request.0, group }, true, out);
+            RslMsg::ForwardedRequest { client, seqno, request, kind } => {
+                self.on_request(now, client, ClientRequest { seqno, request: request.0, kind }, true, out);
             }
             // A rejoining replica neither promises nor votes (see `crate::rsl::rejoin`).
             RslMsg::OneA { .. } | RslMsg::TwoA { .. } if self.rejoin.is_some() => {
@@ -234,7 +254,9 @@ impl<
                 self.note_target(log_truncation_point, now);
             }
             RslMsg::AppStateRequest { have, resume, .. } => {
-                if self.executor.ops_complete <= have || sender == self.me {
+                // A replica behind its epoch's start has nothing of this epoch to supply.
+                let ops = self.executor.ops_complete;
+                if ops <= have || sender == self.me || ops < self.epoch_start {
                     Stats::bump(&mut self.stats.ignored_messages);
                     return;
                 }
@@ -244,7 +266,7 @@ impl<
                 let ops = self.executor.ops_complete;
                 match part {
                     SupplyPart::Executed { opn, bal, batch } => {
-                        if !self.on_executed(sender, opn, bal, batch.0) {
+                        if !self.on_executed(now, sender, opn, bal, batch.0) {
                             Stats::bump(&mut self.stats.ignored_messages);
                         }
                     }
@@ -262,7 +284,10 @@ impl<
             }
             RslMsg::ReadConfirm { bal, round } => self.on_read_confirm(now, sender, bal, round, out),
             RslMsg::ReadAck { bal, round } => self.on_read_ack(sender, bal, round),
+            RslMsg::Members { epoch, start, replicas, .. } => self.on_members(now, epoch, start, replicas.0),
             RslMsg::Request { .. }
+            | RslMsg::Change { .. }
+            | RslMsg::MembersRequest { .. }
             | RslMsg::Reply { .. }
             | RslMsg::Requests { .. }
             | RslMsg::Replies { .. }

@@ -174,8 +174,13 @@ impl<
             DurableRecord::Executed { opn, bal, batch } => {
                 self.check_batch(bal, batch.0).map_err(bad)?;
                 if opn == self.executor.ops_complete {
+                    let mut decision = self.decision();
                     let (_, mut exec) = self.execution();
-                    exec.run(bal, batch.0, None);
+                    if exec.run(bal, batch.0, None, &mut decision) {
+                        return Err(bad(
+                            "a membership change ended the epoch: durable replicas do not change epochs yet",
+                        ));
+                    }
                 }
             }
             DurableRecord::Snapshot(_) => return Err(bad("a snapshot piece in the log")),

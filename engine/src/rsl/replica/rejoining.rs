@@ -148,6 +148,10 @@ impl<
         let Some(rejoin) = self.rejoin.as_mut() else { return };
         match rejoin.answer(me, n, sender, nonce, answer) {
             Outcome::Waiting => {}
+            // After a membership change the epoch's state lives with its replicas: one
+            // whose peers all have none waits for one that has (a new cluster is born only
+            // in epoch 0).
+            Outcome::Born if self.config.epoch > 0 => {}
             Outcome::Born => self.born(),
             Outcome::CatchUp { ballot, next_opn } => {
                 // Follow the cluster's view (for forwarding), and fetch what it executed.

@@ -45,6 +45,10 @@ where
             reads: self.reads.clone(),
             ckpt_reported: self.ckpt_reported,
             hold: self.hold,
+            epoch_start: self.epoch_start,
+            previous_cluster: self.previous_cluster,
+            retired: self.retired.clone(),
+            change_proposed: self.change_proposed,
         }
     }
 }
@@ -84,6 +88,10 @@ where
             && self.reads == other.reads
             && self.ckpt_reported == other.ckpt_reported
             && self.hold == other.hold
+            && self.epoch_start == other.epoch_start
+            && self.previous_cluster == other.previous_cluster
+            && self.retired == other.retired
+            && self.change_proposed == other.change_proposed
     }
 }
 
@@ -139,6 +147,10 @@ where
         self.reads.hash(state);
         self.ckpt_reported.hash(state);
         self.hold.hash(state);
+        self.epoch_start.hash(state);
+        self.previous_cluster.hash(state);
+        self.retired.hash(state);
+        self.change_proposed.hash(state);
     }
 }
 
@@ -177,6 +189,8 @@ where
             .field("reads", &self.reads)
             .field("ckpt_reported", &self.ckpt_reported)
             .field("hold", &self.hold)
+            .field("epoch", &(self.config.epoch, self.epoch_start))
+            .field("retired", &self.retired)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }

@@ -353,7 +353,8 @@ fn batch_of_len(len: usize) -> Vec<u8> {
     (0..len)
         .find_map(|k| {
             let request = std::vec![7u8; k];
-            let entry = BatchEntry { client, seqno: 1, request: Bytes(&request), group: false };
+            let entry =
+                BatchEntry { client, seqno: 1, request: Bytes(&request), kind: crate::rsl::batch::EntryKind::Single };
             let mut buf = std::vec![0u8; len + 16];
             let n = postcard::to_slice(&entry, &mut buf).ok()?.len();
             (n == len).then(|| buf[..n].to_vec())

@@ -1,0 +1,225 @@
+//! Membership change by stop-sign: how a cluster's replicas are added, removed and
+//! replaced while it serves (VR revisited §7, OmniPaxos).
+//!
+//! A cluster's life is a sequence of **epochs**. Epoch 0 is the configuration file's
+//! replicas; each later epoch is decided in the log of the one before. An operator's
+//! [`Change`] names the epoch it ends and the next epoch's replicas; the leader proposes it
+//! like any request, in a batch entry of kind [`EntryKind::Change`](super::batch::EntryKind).
+//! When a decided change executes at operation `k` and is [`accepted`](evaluate), it is the
+//! epoch's **stop-sign**: its batch executes whole, nothing after it executes in that epoch
+//! (later operations decided there are void; their clients retry and are served by the
+//! next epoch), and every replica that executes it enters the next epoch at once, at
+//! operation `k + 1`, with the replicated state it has then. Each epoch is a cluster of its
+//! own: its identity ([`RslConfig::identity`](super::config::RslConfig::identity)) covers
+//! the epoch number and its replicas, so no message of one epoch is ever counted in
+//! another, and its Paxos state (ballots, promises, votes, views) starts afresh.
+//!
+//! Why this is safe: the old epoch decides one value per operation, so every replica that
+//! executes operation `k` executes the same stop-sign with the same state before it; the
+//! next epoch's first operation is `k + 1`, and its replicas start from that one state.
+//! What a new epoch's replica must not do is take part before it holds that state, or take
+//! part as a replica that may have acted in the epoch before losing its memory: a replica
+//! that enters by executing the stop-sign has done neither; every other way in (a new
+//! machine, a lagging replica told by a peer, a restart without state) is a start without
+//! state, which rejoins ([`crate::rsl::rejoin`]) and so votes only once it has caught up
+//! past everything the epoch's other replicas report, which is at least `k + 1`.
+//!
+//! The rule that keeps a change live: **a majority of the next epoch's replicas must be
+//! replicas of this one** ([`Refusal::NoMajorityKept`]). They enter the next epoch by
+//! executing the stop-sign and can elect a leader and decide while new replicas still
+//! catch up, so a new replica counts only once caught up, and a change never waits for a
+//! machine that is not there yet. Growing from 3 to 5 replicas, shrinking from 5 to 3 and
+//! replacing one replica are each one change; replacing a majority takes several.
+//!
+//! Reads: a leader that has proposed a stop-sign answers no more queries in its ballot
+//! ([`crate::rsl::reads`]): once the next epoch decides writes, its state is stale. A
+//! leader holding a lease is always the one that proposes the stop-sign (a later ballot
+//! waits for the lease's holds to end), so leases stay safe across a change.
+
+use serde::{Deserialize, Serialize};
+
+use crate::endpoint::Endpoint;
+use crate::wire::{self, Bytes};
+
+/// Most bytes a [`Change`] of `n` replicas takes: the epoch, the length, and `n` endpoints.
+pub const fn change_bytes(n: usize) -> usize {
+    10 + 3 + n * MAX_ENDPOINT_BYTES
+}
+
+/// Most bytes one encoded endpoint takes (an IPv6 address, a port, the tag).
+pub const MAX_ENDPOINT_BYTES: usize = 20;
+
+/// An operator's request to end epoch `epoch` and start the next with `replicas`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Change<'a> {
+    /// The epoch this change ends: a change meant for another epoch is refused.
+    pub epoch: u64,
+    /// The next epoch's replicas, in order (a replica's index is its place here): encoded
+    /// endpoints back to back.
+    #[serde(borrow)]
+    pub replicas: Bytes<'a>,
+}
+
+/// Why a change was refused. Decided by executing it, so every replica decides the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Refusal {
+    /// The request bytes are not a change.
+    Malformed,
+    /// The change names another epoch: another change ended that epoch first, or the
+    /// operator's view of the cluster is out of date.
+    WrongEpoch {
+        /// The epoch the cluster is in.
+        current: u64,
+    },
+    /// No replicas, or more than this build's replica bound.
+    Size,
+    /// One endpoint twice.
+    Duplicate,
+    /// The same replicas in the same order: nothing would change.
+    Unchanged,
+    /// Fewer than a majority of the next epoch's replicas are replicas now (replace a
+    /// majority in several changes).
+    NoMajorityKept,
+    /// The replica that received the change is durable, and durable replicas do not
+    /// change epochs yet (said at once, without the log).
+    Durable,
+}
+
+impl core::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Refusal::Malformed => write!(f, "the request is not a membership change"),
+            Refusal::WrongEpoch { current } => {
+                write!(f, "the cluster is in epoch {current}: another change came first; list the members again")
+            }
+            Refusal::Size => write!(f, "a cluster needs at least one replica and at most the build's bound"),
+            Refusal::Duplicate => write!(f, "an address appears twice"),
+            Refusal::Unchanged => write!(f, "the new members are the current members"),
+            Refusal::NoMajorityKept => write!(
+                f,
+                "a majority of the new members must be current members: replace a majority in several changes"
+            ),
+            Refusal::Durable => write!(f, "durable replicas do not change membership yet"),
+        }
+    }
+}
+
+/// What a change's client is answered: the epoch it started and its first operation, or
+/// why it was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The change is the stop-sign of its epoch: epoch `epoch` starts at operation `start`.
+    Started {
+        /// The new epoch.
+        epoch: u64,
+        /// Its first operation.
+        start: u64,
+    },
+    /// Refused; nothing changed.
+    Refused(Refusal),
+}
+
+/// Bytes an encoded [`Outcome`] takes at most.
+pub const OUTCOME_BYTES: usize = 24;
+
+/// Encodes `change` of `replicas` ending `epoch` into `buf`; `None` if it does not fit.
+pub fn encode_change<'b>(epoch: u64, replicas: &[Endpoint], buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let mut list = [0u8; 64 * MAX_ENDPOINT_BYTES];
+    let mut used = 0;
+    for r in replicas {
+        used += wire::append_slice(list.get_mut(used..)?, r)?;
+    }
+    let n = postcard::to_slice(&Change { epoch, replicas: Bytes(&list[..used]) }, buf).ok()?.len();
+    Some(&buf[..n])
+}
+
+/// The replicas a change's bytes name, or why they do not make a cluster of at most `R`.
+pub fn replicas_of<const R: usize>(replicas: &[u8]) -> Result<heapless::Vec<Endpoint, R>, Refusal> {
+    let mut out = heapless::Vec::new();
+    for item in wire::items::<Endpoint>(replicas) {
+        let ep = item.map_err(|_| Refusal::Malformed)?;
+        if out.contains(&ep) {
+            return Err(Refusal::Duplicate);
+        }
+        out.push(ep).map_err(|_| Refusal::Size)?;
+    }
+    if out.is_empty() || out.len() > super::config::MAX_REPLICAS {
+        return Err(Refusal::Size);
+    }
+    Ok(out)
+}
+
+/// Decides a change's fate in epoch `epoch` with replicas `current`: the next epoch's
+/// replicas, or why not. Pure: every replica executing the same change in the same state
+/// decides the same.
+pub fn evaluate<const R: usize>(
+    request: &[u8],
+    epoch: u64,
+    current: &[Endpoint],
+) -> Result<heapless::Vec<Endpoint, R>, Refusal> {
+    let change: Change<'_> = wire::decode_exact(request).map_err(|_| Refusal::Malformed)?;
+    let next = replicas_of::<R>(change.replicas.0)?;
+    if change.epoch != epoch {
+        return Err(Refusal::WrongEpoch { current: epoch });
+    }
+    if next[..] == *current {
+        return Err(Refusal::Unchanged);
+    }
+    let kept = next.iter().filter(|r| current.contains(r)).count();
+    if kept < next.len() / 2 + 1 {
+        return Err(Refusal::NoMajorityKept);
+    }
+    Ok(next)
+}
+
+/// True when `request` parses as a change (what a batch must hold to be valid; whether it
+/// is accepted is decided at execution).
+pub fn well_formed(request: &[u8]) -> bool {
+    let max = super::config::MAX_REPLICAS;
+    wire::decode_exact::<Change<'_>>(request)
+        .is_ok_and(|c| wire::count_valid::<Endpoint>(c.replicas.0, max, |_| true).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(i: u16) -> Endpoint {
+        Endpoint::v4([10, 0, 0, 1], 7000 + i)
+    }
+
+    fn change(epoch: u64, members: &[u16]) -> heapless::Vec<u8, 512> {
+        let eps: heapless::Vec<Endpoint, 64> = members.iter().map(|&i| ep(i)).collect();
+        let mut buf = [0u8; 512];
+        heapless::Vec::from_slice(encode_change(epoch, &eps, &mut buf).unwrap()).unwrap()
+    }
+
+    fn eval(bytes: &[u8], epoch: u64, current: &[u16]) -> Result<heapless::Vec<u16, 16>, Refusal> {
+        let cur: heapless::Vec<Endpoint, 16> = current.iter().map(|&i| ep(i)).collect();
+        evaluate::<16>(bytes, epoch, &cur).map(|v| v.iter().map(|e| e.port - 7000).collect())
+    }
+
+    #[test]
+    fn growing_shrinking_and_replacing_one_are_each_one_change() {
+        assert_eq!(eval(&change(0, &[0, 1, 2, 3, 4]), 0, &[0, 1, 2]).unwrap(), [0, 1, 2, 3, 4]);
+        assert_eq!(eval(&change(3, &[0, 1, 2]), 3, &[0, 1, 2, 3, 4]).unwrap(), [0, 1, 2]);
+        assert_eq!(eval(&change(1, &[0, 1, 9]), 1, &[0, 1, 2]).unwrap(), [0, 1, 9]);
+        assert_eq!(eval(&change(1, &[2, 1, 0]), 1, &[0, 1, 2]).unwrap(), [2, 1, 0], "a reorder is a change");
+    }
+
+    #[test]
+    fn each_refusal_has_its_reason() {
+        assert_eq!(eval(&change(0, &[0, 1, 3]), 1, &[0, 1, 2]), Err(Refusal::WrongEpoch { current: 1 }));
+        assert_eq!(eval(&change(0, &[0, 1, 2]), 0, &[0, 1, 2]), Err(Refusal::Unchanged));
+        assert_eq!(eval(&change(0, &[0, 8, 9]), 0, &[0, 1, 2]), Err(Refusal::NoMajorityKept));
+        assert_eq!(eval(&change(0, &[0, 1, 7, 8, 9]), 0, &[0, 1, 2]), Err(Refusal::NoMajorityKept));
+        assert_eq!(eval(&change(0, &[0, 0, 1]), 0, &[0, 1, 2]), Err(Refusal::Duplicate));
+        assert_eq!(eval(&change(0, &[]), 0, &[0, 1, 2]), Err(Refusal::Size));
+        let seventeen: heapless::Vec<u16, 17> = (0..17).collect();
+        assert_eq!(eval(&change(0, &seventeen), 0, &[0, 1, 2]), Err(Refusal::Size), "over the build's bound");
+        assert_eq!(eval(b"\xff\xff", 0, &[0, 1, 2]), Err(Refusal::Malformed));
+        assert!(well_formed(&change(0, &[0, 1])));
+        assert!(!well_formed(b"\xff\xff"));
+    }
+}

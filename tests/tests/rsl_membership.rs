@@ -1,0 +1,475 @@
+//! Membership change by stop-sign ([`fleet_engine::rsl::membership`]), by rule: a change
+//! is decided through the log and ends its epoch; replicas that execute it enter the next
+//! epoch with the same state; new replicas catch up before they vote; a removed replica
+//! only redirects; lagging replicas and clients of an ended epoch follow; a change that
+//! breaks the rules is refused and changes nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod rules_common;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use fleet_engine::rsl::apps::kv::{KvOp, KvReply};
+use fleet_engine::rsl::membership::{self, Outcome, Refusal};
+use fleet_engine::rsl::{RslConfig, RslMsg};
+use fleet_engine::wire::{self, Bytes, Protocol};
+use fleet_engine::{Endpoint, Instant, OutboxBuf};
+use fleet_tests::rsl_sim::{SimApp, SimClient, SimReplica};
+
+type ClusterOut = OutboxBuf<512, { 512 * 1024 }>;
+
+const MS: u64 = 1_000;
+
+fn ep(i: u8) -> Endpoint {
+    Endpoint::v4([10, 0, 0, i], 7000)
+}
+
+fn client_ep(i: u8) -> Endpoint {
+    Endpoint::v4([10, 0, 1, i], 9000)
+}
+
+/// A perfect in-process network: every datagram is delivered, in order, within the same
+/// millisecond; hosts that are down or unknown drop what is sent to them.
+struct Cluster {
+    now_us: u64,
+    replicas: BTreeMap<Endpoint, SimReplica>,
+    clients: BTreeMap<Endpoint, SimClient>,
+    down: Vec<Endpoint>,
+    /// Replies each client received: (seqno, reply bytes).
+    replies: BTreeMap<Endpoint, Vec<(u64, Vec<u8>)>>,
+    queue: VecDeque<(Endpoint, Endpoint, Vec<u8>)>,
+}
+
+impl Cluster {
+    /// Replicas `1..=n` of epoch 0 and `clients` clients knowing them.
+    fn new(n: u8, clients: u8) -> Self {
+        let eps: Vec<Endpoint> = (1..=n).map(ep).collect();
+        let config = RslConfig::<7>::new(&eps).unwrap();
+        let mut c = Cluster {
+            now_us: 0,
+            replicas: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            down: Vec::new(),
+            replies: BTreeMap::new(),
+            queue: VecDeque::new(),
+        };
+        for (i, e) in eps.iter().enumerate() {
+            c.replicas.insert(*e, SimReplica::new(config.clone(), i, SimApp::new(), Instant::ZERO).unwrap());
+        }
+        for i in 1..=clients {
+            let mut client = SimClient::new(&eps, 1, 50, 1472).unwrap();
+            client.set_cluster(config.identity());
+            c.clients.insert(client_ep(i), client);
+        }
+        c
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.now_us)
+    }
+
+    fn replica(&self, i: u8) -> &SimReplica {
+        &self.replicas[&ep(i)]
+    }
+
+    /// A new machine at `ep(i)` started for `config` without state (it rejoins).
+    fn start_joiner(&mut self, i: u8, config: RslConfig<7>, nonce: u64) {
+        let me = config.index_of(ep(i)).unwrap();
+        let r = SimReplica::new_rejoining(config, me, SimApp::new(), self.now(), nonce).unwrap();
+        self.replicas.insert(ep(i), r);
+    }
+
+    fn collect(&mut self, from: Endpoint, out: &fleet_engine::Outbox<'_>) {
+        for (to, bytes) in out.iter() {
+            self.queue.push_back((from, to, bytes.to_vec()));
+        }
+    }
+
+    /// Delivers until the network is empty (bounded), then advances one millisecond and
+    /// fires every due timer.
+    fn step(&mut self) {
+        let now = self.now();
+        let mut store = ClusterOut::new();
+        for _ in 0..100_000 {
+            let Some((from, to, bytes)) = self.queue.pop_front() else { break };
+            if self.down.contains(&to) {
+                continue;
+            }
+            let mut out = store.outbox();
+            if let Some(r) = self.replicas.get_mut(&to) {
+                let _ = r.handle(now, from, &bytes, &mut out);
+            } else if let Some(c) = self.clients.get_mut(&to) {
+                if let Some(done) = c.handle(now, from, &bytes) {
+                    self.replies.entry(to).or_default().push((done.seqno, done.reply.to_vec()));
+                }
+            }
+            self.collect(to, &out);
+        }
+        self.now_us += MS;
+        let now = self.now();
+        let eps: Vec<Endpoint> = self.replicas.keys().copied().collect();
+        for e in eps {
+            if self.down.contains(&e) {
+                continue;
+            }
+            let mut out = store.outbox();
+            let r = self.replicas.get_mut(&e).unwrap();
+            if r.next_deadline() <= now {
+                let _ = r.tick(now, &mut out);
+            }
+            self.collect(e, &out);
+        }
+        let cls: Vec<Endpoint> = self.clients.keys().copied().collect();
+        for e in cls {
+            let mut out = store.outbox();
+            let c = self.clients.get_mut(&e).unwrap();
+            if c.next_deadline() <= now {
+                c.tick(now, &mut out);
+            }
+            self.collect(e, &out);
+        }
+    }
+
+    fn run_until(&mut self, ms: u64, mut done: impl FnMut(&Cluster) -> bool) -> bool {
+        for _ in 0..ms {
+            if done(self) {
+                return true;
+            }
+            self.step();
+        }
+        done(self)
+    }
+
+    /// Client `i` sends `op` and waits for its reply (at most `ms`).
+    fn call(&mut self, i: u8, op: KvOp<'_>, ms: u64) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 256];
+        let n = op.encode(&mut buf).unwrap();
+        self.submit(i, |c, now, out| c.submit(now, &buf[..n], out), ms)
+    }
+
+    /// Client `i` asks for `change` (ending `epoch`) and waits for the outcome.
+    fn change(&mut self, i: u8, epoch: u64, members: &[Endpoint], ms: u64) -> Option<Outcome> {
+        let mut buf = [0u8; 512];
+        let change = membership::encode_change(epoch, members, &mut buf).unwrap().to_vec();
+        let reply = self.submit(i, |c, now, out| c.submit_change(now, &change, out), ms)?;
+        Some(postcard::from_bytes(&reply).unwrap())
+    }
+
+    fn submit(
+        &mut self,
+        i: u8,
+        send: impl FnOnce(
+            &mut SimClient,
+            Instant,
+            &mut fleet_engine::Outbox<'_>,
+        ) -> Result<u64, fleet_engine::rsl::ClientError>,
+        ms: u64,
+    ) -> Option<Vec<u8>> {
+        let mut store = ClusterOut::new();
+        let mut out = store.outbox();
+        let now = self.now();
+        let seqno = send(self.clients.get_mut(&client_ep(i)).unwrap(), now, &mut out).unwrap();
+        self.collect(client_ep(i), &out);
+        let got = |c: &Cluster| c.replies.get(&client_ep(i)).is_some_and(|r| r.iter().any(|(s, _)| *s == seqno));
+        if !self.run_until(ms, got) {
+            self.clients.get_mut(&client_ep(i)).unwrap().cancel();
+            return None;
+        }
+        self.replies[&client_ep(i)].iter().find(|(s, _)| *s == seqno).map(|(_, r)| r.clone())
+    }
+
+    fn put(&mut self, i: u8, key: &[u8], value: &[u8]) -> bool {
+        self.put_within(i, key, value, 5_000)
+    }
+
+    fn put_within(&mut self, i: u8, key: &[u8], value: &[u8], ms: u64) -> bool {
+        let reply = self.call(i, KvOp::Put(Bytes(key), Bytes(value)), ms);
+        reply.is_some_and(|r| KvReply::decode(&r) == Some(KvReply::Done))
+    }
+
+    fn get(&mut self, i: u8, key: &[u8]) -> Option<Vec<u8>> {
+        let reply = self.call(i, KvOp::Get(Bytes(key)), 5_000)?;
+        match KvReply::decode(&reply)? {
+            KvReply::Value(v) => v.map(|b| b.0.to_vec()),
+            other => panic!("a get answered {other:?}"),
+        }
+    }
+
+    /// Every live replica of epoch `epoch` (not retired) has executed at least `ops`.
+    fn epoch_caught_up(&self, epoch: u64, ops: u64) -> bool {
+        self.replicas
+            .iter()
+            .filter(|(e, _)| !self.down.contains(e))
+            .filter(|(_, r)| r.retired().is_none())
+            .all(|(_, r)| r.config().epoch == epoch && r.executor().ops_complete >= ops)
+    }
+}
+
+fn members(ids: &[u8]) -> Vec<Endpoint> {
+    ids.iter().map(|&i| ep(i)).collect()
+}
+
+fn next_config(ids: &[u8], epoch: u64) -> RslConfig<7> {
+    let mut c = RslConfig::<7>::new(&members(ids)).unwrap();
+    c.epoch = epoch;
+    c
+}
+
+#[test]
+fn growing_from_three_to_five_keeps_every_write_and_new_replicas_catch_up() {
+    let mut c = Cluster::new(3, 1);
+    for k in 0..10u8 {
+        assert!(c.put(1, &[k], &[k, k]), "put {k}");
+    }
+    // The new machines start first, for the epoch the change will create; they wait.
+    c.start_joiner(4, next_config(&[1, 2, 3, 4, 5], 1), 41);
+    c.start_joiner(5, next_config(&[1, 2, 3, 4, 5], 1), 51);
+    let outcome = c.change(1, 0, &members(&[1, 2, 3, 4, 5]), 5_000).expect("the change is answered");
+    let Outcome::Started { epoch: 1, start } = outcome else { panic!("{outcome:?}") };
+    assert!(start > 10, "the change executed after the writes: starts at {start}");
+    for i in 1..=3 {
+        let r = c.replica(i);
+        assert_eq!((r.config().epoch, r.epoch_start(), r.config().n()), (1, start, 5), "replica {i}");
+        assert_eq!(r.stats().epochs_entered, 1);
+    }
+    for k in 10..20u8 {
+        assert!(c.put(1, &[k], &[k, k]), "put {k} in epoch 1");
+    }
+    let (epoch, replicas) = c.clients[&client_ep(1)].membership();
+    assert_eq!((epoch, replicas), (1, &members(&[1, 2, 3, 4, 5])[..]), "the client followed");
+    assert!(c.run_until(5_000, |c| c.epoch_caught_up(1, start + 10)), "the new replicas catch up");
+    for i in [4, 5] {
+        let r = c.replica(i);
+        assert!(r.rejoining().is_none(), "replica {i} votes once caught up");
+        assert_eq!(r.app(), c.replica(1).app(), "replica {i} holds the same state");
+        assert_eq!(r.executor().executed_digest, c.replica(1).executor().executed_digest);
+    }
+    for k in 0..20u8 {
+        assert_eq!(c.get(1, &[k]), Some(vec![k, k]), "key {k}");
+    }
+    // Epoch 1 survives losing two of its five, including two original replicas.
+    c.down.extend([ep(1), ep(2)]);
+    // Views 2 and 3 are led by the dead replicas 1 and 2: the third view change serves.
+    assert!(c.put_within(1, b"after", b"losing two", 20_000), "three of five go on");
+    assert_eq!(c.get(1, b"after"), Some(b"losing two".to_vec()));
+}
+
+#[test]
+fn a_removed_replica_retires_and_redirects_and_clients_follow() {
+    let mut c = Cluster::new(3, 2);
+    assert!(c.put(1, b"k", b"v1"));
+    // Client 2 has not sent anything yet: it still knows only epoch 0.
+    let outcome = c.change(1, 0, &members(&[1, 2, 4]), 5_000).unwrap();
+    let Outcome::Started { epoch: 1, start } = outcome else { panic!("{outcome:?}") };
+    c.start_joiner(4, next_config(&[1, 2, 4], 1), 44);
+    let retired = c.replica(3).retired().expect("replica 3 is not in epoch 1");
+    assert_eq!((retired.next.epoch, retired.start), (1, start));
+    assert!(c.replica(3).status().retired);
+    assert_eq!(c.replica(3).next_deadline(), Instant::NEVER, "a retired replica has no timers");
+    assert!(c.run_until(5_000, |c| c.epoch_caught_up(1, start)), "replica 4 catches up");
+    // Only replica 3 answers client 2 at first: everything else of epoch 0 is gone.
+    c.down.extend([ep(1), ep(2)]);
+    let mut store = ClusterOut::new();
+    let mut out = store.outbox();
+    let mut buf = [0u8; 64];
+    let n = KvOp::Get(Bytes(b"k")).encode(&mut buf).unwrap();
+    let now = c.now();
+    let _ = c.clients.get_mut(&client_ep(2)).unwrap().submit(now, &buf[..n], &mut out).unwrap();
+    c.collect(client_ep(2), &out);
+    let moved = |c: &Cluster| c.clients[&client_ep(2)].membership().0 == 1;
+    assert!(c.run_until(1_000, moved), "the retired replica told the client where the cluster went");
+    c.down.clear();
+    assert_eq!(c.clients[&client_ep(2)].membership().1, &members(&[1, 2, 4])[..]);
+    assert!(c.replica(3).stats().redirects >= 1);
+    let answered = |c: &Cluster| c.replies.get(&client_ep(2)).is_some_and(|r| !r.is_empty());
+    assert!(c.run_until(5_000, answered), "the client's request is served in epoch 1");
+    c.down.push(ep(3));
+    assert!(c.put(2, b"k", b"v2"));
+    assert_eq!(c.get(1, b"k"), Some(b"v2".to_vec()));
+}
+
+#[test]
+fn a_lagging_replica_learns_the_next_epoch_from_a_peer() {
+    let mut c = Cluster::new(3, 1);
+    assert!(c.put(1, b"a", b"1"));
+    c.down.push(ep(3));
+    let outcome = c.change(1, 0, &members(&[1, 2, 3, 4]), 5_000).unwrap();
+    let Outcome::Started { epoch: 1, start } = outcome else { panic!("{outcome:?}") };
+    c.start_joiner(4, next_config(&[1, 2, 3, 4], 1), 4);
+    c.run_until(500, |_| false);
+    assert_eq!(c.replica(3).config().epoch, 0, "replica 3 missed the stop-sign");
+    c.down.clear();
+    // Its next datagram of epoch 0 to a replica of epoch 1 is answered with the membership.
+    assert!(c.run_until(2_000, |c| c.replica(3).config().epoch == 1), "replica 3 follows");
+    assert!(c.put(1, b"b", b"2"), "epoch 1 serves");
+    assert!(c.run_until(5_000, |c| c.epoch_caught_up(1, start + 1)), "replica 3 and 4 catch up");
+    assert_eq!(c.replica(3).app(), c.replica(1).app());
+    c.down.push(ep(1));
+    assert!(c.put_within(1, b"c", b"3", 20_000), "replicas 2, 3 and 4 decide without replica 1");
+}
+
+#[test]
+fn a_refused_change_changes_nothing_and_says_why() {
+    let mut c = Cluster::new(3, 1);
+    assert!(c.put(1, b"k", b"v"));
+    let cases: [(u64, &[u8], Refusal); 4] = [
+        (1, &[1, 2, 4], Refusal::WrongEpoch { current: 0 }),
+        (0, &[1, 2, 3], Refusal::Unchanged),
+        (0, &[1, 8, 9], Refusal::NoMajorityKept),
+        (0, &[1, 1, 2], Refusal::Duplicate),
+    ];
+    for (epoch, ids, why) in cases {
+        assert_eq!(c.change(1, epoch, &members(ids), 5_000), Some(Outcome::Refused(why)), "{ids:?}");
+    }
+    for i in 1..=3 {
+        assert_eq!(c.replica(i).config().epoch, 0, "replica {i} stayed in epoch 0");
+    }
+    assert!(c.put(1, b"k", b"w"), "the cluster serves on");
+    assert_eq!(c.get(1, b"k"), Some(b"w".to_vec()));
+    // Two changes for the same epoch: the first ends it, the second is refused.
+    assert!(matches!(c.change(1, 0, &members(&[1, 2, 4]), 5_000), Some(Outcome::Started { epoch: 1, .. })));
+    c.start_joiner(4, next_config(&[1, 2, 4], 1), 9);
+    c.down.push(ep(3));
+    assert_eq!(
+        c.change(1, 0, &members(&[1, 2, 5]), 5_000),
+        Some(Outcome::Refused(Refusal::WrongEpoch { current: 1 })),
+        "a change for an ended epoch"
+    );
+}
+
+#[test]
+fn replica_and_client_datagrams_of_the_old_epoch_are_not_counted_in_the_new_one() {
+    let mut c = Cluster::new(3, 1);
+    assert!(c.put(1, b"k", b"v"));
+    let old = c.replica(1).cluster();
+    assert!(matches!(c.change(1, 0, &members(&[1, 2, 3, 4]), 5_000), Some(Outcome::Started { .. })));
+    let new = c.replica(1).cluster();
+    assert_ne!(old, new, "each epoch is a cluster of its own");
+    // A 1a of epoch 0 for a huge ballot reaches replica 1: it is answered with the
+    // membership, and promises nothing.
+    let one_a = RslMsg::OneA { bal: fleet_engine::rsl::Ballot { seqno: 1_000, proposer: 1 } };
+    let mut buf = [0u8; 256];
+    let n = wire::encode_rsl(old, &one_a, &mut buf).unwrap();
+    let mut store = ClusterOut::new();
+    let mut out = store.outbox();
+    let before = c.replica(1).acceptor().max_bal;
+    let now = c.now();
+    let _ = c.replicas.get_mut(&ep(1)).unwrap().handle(now, ep(2), &buf[..n], &mut out);
+    assert_eq!(c.replica(1).acceptor().max_bal, before);
+    let answers: Vec<_> = out.iter().map(|(to, b)| (to, b.to_vec())).collect();
+    assert_eq!(answers.len(), 1);
+    let (cluster, msg) = wire::decode_rsl::<RslMsg<'_>>(&answers[0].1).unwrap();
+    assert_eq!(cluster, old, "sent in the old epoch's envelope, which its replicas take");
+    let RslMsg::Members { epoch: 1, replicas, .. } = msg else { panic!("{msg:?}") };
+    assert_eq!(membership::replicas_of::<7>(replicas.0).unwrap(), members(&[1, 2, 3, 4])[..]);
+    // Anyone may ask for the membership.
+    let n = wire::encode(Protocol::Rsl, &RslMsg::MembersRequest { nonce: 77 }, &mut buf).unwrap();
+    let mut out = store.outbox();
+    let _ = c.replicas.get_mut(&ep(2)).unwrap().handle(now, client_ep(9), &buf[..n], &mut out);
+    let reply: Vec<_> = out.iter().map(|(_, b)| b.to_vec()).collect();
+    let RslMsg::Members { nonce: 77, epoch: 1, .. } = wire::decode(Protocol::Rsl, &reply[0]).unwrap() else {
+        panic!("no membership answer")
+    };
+}
+
+mod single {
+    //! One replica driven by hand (`rules_common`): rules visible in one step.
+
+    use super::*;
+
+    use super::rules_common::{decode, encode, eps, leader, propose_and_decide, sent, Out};
+
+    fn change_datagram(seqno: u64, epoch: u64, replicas: &[Endpoint]) -> Vec<u8> {
+        let mut buf = [0u8; 512];
+        let change = membership::encode_change(epoch, replicas, &mut buf).unwrap();
+        encode(&RslMsg::Change { seqno, change: Bytes(change) })
+    }
+
+    fn get_datagram(seqno: u64) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        let n = KvOp::Get(Bytes(b"k")).encode(&mut buf).unwrap();
+        encode(&RslMsg::Request { seqno, request: Bytes(&buf[..n]) })
+    }
+
+    #[test]
+    fn a_leader_that_proposed_a_change_sends_queries_through_the_log() {
+        let operator = client_ep(7);
+        let mut control = leader();
+        let mut store = Out::new();
+        let mut out = store.outbox();
+        let _ = control.handle(Instant::ZERO, client_ep(1), &get_datagram(1), &mut out);
+        assert_eq!(control.reads().pending(), 1, "without a change the query waits for a confirmation round");
+        let mut r = leader();
+        let next = [eps()[0], eps()[1], ep(9)];
+        let mut out = store.outbox();
+        let _ = r.handle(Instant::ZERO, operator, &change_datagram(1, 0, &next), &mut out);
+        assert!(
+            sent(&out).iter().any(|(_, b)| matches!(decode(b), RslMsg::TwoA { .. })),
+            "the change is proposed at once"
+        );
+        let mut out = store.outbox();
+        let _ = r.handle(Instant::ZERO, client_ep(1), &get_datagram(1), &mut out);
+        assert_eq!(r.reads().pending(), 0, "no query is answered without the log while the change is open");
+        assert_eq!(r.proposer().queued(), 1, "the query waits for the log instead");
+        assert!(!sent(&out).iter().any(|(_, b)| matches!(decode(b), RslMsg::ReadConfirm { .. })));
+    }
+
+    #[test]
+    fn a_refused_change_lets_queries_skip_the_log_again() {
+        let mut r = leader();
+        propose_and_decide(&mut r, client_ep(7), &change_datagram(1, 5, &[eps()[0], eps()[1], ep(9)]));
+        assert_eq!(r.config().epoch, 0, "a change for epoch 5 is refused");
+        let mut store = Out::new();
+        let mut out = store.outbox();
+        let _ = r.handle(Instant::ZERO, client_ep(1), &get_datagram(1), &mut out);
+        assert_eq!(r.reads().pending(), 1);
+    }
+
+    #[test]
+    fn a_durable_replica_refuses_a_change_at_once_and_changes_nothing() {
+        let config = RslConfig::<7>::new(&eps()).unwrap();
+        let mut r = SimReplica::new_durable(config, 0, SimApp::new(), Instant::ZERO, 1).unwrap();
+        let mut store = Out::new();
+        let mut out = store.outbox();
+        let _ = r.handle(Instant::ZERO, client_ep(7), &change_datagram(1, 0, &[eps()[0], eps()[1], ep(9)]), &mut out);
+        let replies: Vec<_> = sent(&out)
+            .iter()
+            .filter_map(|(to, b)| match decode(b) {
+                RslMsg::Reply { seqno: 1, reply } => Some((*to, postcard::from_bytes::<Outcome>(reply.0).unwrap())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies, vec![(client_ep(7), Outcome::Refused(Refusal::Durable))]);
+        assert_eq!((r.proposer().queued(), r.config().epoch), (0, 0));
+    }
+
+    #[test]
+    fn a_membership_for_another_epoch_or_from_a_stranger_is_not_followed() {
+        let mut r = leader();
+        let list = |ids: &[Endpoint]| {
+            let mut buf = Vec::new();
+            for e in ids {
+                let mut one = [0u8; 32];
+                buf.extend_from_slice(postcard::to_slice(e, &mut one).unwrap());
+            }
+            buf
+        };
+        let next = list(&[eps()[0], eps()[1], ep(9)]);
+        let members = |epoch, replicas: &[u8]| {
+            encode(&RslMsg::Members { nonce: 0, epoch, cluster: 1, start: 3, replicas: Bytes(replicas) })
+        };
+        let mut store = Out::new();
+        let mut out = store.outbox();
+        let _ = r.handle(Instant::ZERO, eps()[1], &members(2, &next), &mut out);
+        assert_eq!((r.config().epoch, r.stats().ignored_messages), (0, 1), "epoch 2 is not the next one");
+        let _ = r.handle(Instant::ZERO, ep(9), &members(1, &next), &mut out);
+        assert_eq!((r.config().epoch, r.stats().unknown_sender), (0, 1), "not a replica of this epoch");
+        let _ = r.handle(Instant::ZERO, eps()[1], &members(1, &list(&[eps()[0], eps()[0]])), &mut out);
+        assert_eq!((r.config().epoch, r.stats().invalid_messages), (0, 1), "a list with a duplicate");
+        let _ = r.handle(Instant::ZERO, eps()[1], &members(1, &next), &mut out);
+        assert_eq!((r.config().epoch, r.epoch_start()), (1, 3), "the next epoch, from a replica of this one");
+        assert_eq!(r.status().ops_complete, 0, "behind the epoch's start: it fetches the state");
+        assert!(r.transfer().target_opn >= 3);
+    }
+}
