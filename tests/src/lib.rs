@@ -12,6 +12,7 @@ pub mod clock;
 pub mod disk;
 pub mod faults;
 pub mod kv_sim;
+pub mod members_sim;
 pub mod net;
 pub mod rng;
 pub mod rsl_sim;

@@ -8,201 +8,59 @@
 
 mod rules_common;
 
-use std::collections::{BTreeMap, VecDeque};
-
-use fleet_engine::rsl::apps::kv::{KvOp, KvReply};
+use fleet_engine::rsl::apps::kv::KvOp;
 use fleet_engine::rsl::membership::{self, Outcome, Refusal};
 use fleet_engine::rsl::{RslConfig, RslMsg};
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
-use fleet_tests::rsl_sim::{SimApp, SimClient, SimReplica};
+use fleet_tests::members_sim::{client_ep, config_of, replica_ep, MembersSim};
+use fleet_tests::rsl_sim::{SimApp, SimReplica};
 
 type ClusterOut = OutboxBuf<512, { 512 * 1024 }>;
 
-const MS: u64 = 1_000;
-
 fn ep(i: u8) -> Endpoint {
-    Endpoint::v4([10, 0, 0, i], 7000)
+    replica_ep(i)
 }
 
-fn client_ep(i: u8) -> Endpoint {
-    Endpoint::v4([10, 0, 1, i], 9000)
+/// The seeded membership cluster with a perfect network, and the rule tests' shorthands.
+struct Cluster(MembersSim);
+
+impl std::ops::Deref for Cluster {
+    type Target = MembersSim;
+    fn deref(&self) -> &MembersSim {
+        &self.0
+    }
 }
 
-/// A perfect in-process network: every datagram is delivered, in order, within the same
-/// millisecond; hosts that are down or unknown drop what is sent to them.
-struct Cluster {
-    now_us: u64,
-    replicas: BTreeMap<Endpoint, SimReplica>,
-    clients: BTreeMap<Endpoint, SimClient>,
-    down: Vec<Endpoint>,
-    /// Replies each client received: (seqno, reply bytes).
-    replies: BTreeMap<Endpoint, Vec<(u64, Vec<u8>)>>,
-    queue: VecDeque<(Endpoint, Endpoint, Vec<u8>)>,
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut MembersSim {
+        &mut self.0
+    }
 }
 
 impl Cluster {
-    /// Replicas `1..=n` of epoch 0 and `clients` clients knowing them.
     fn new(n: u8, clients: u8) -> Self {
-        let eps: Vec<Endpoint> = (1..=n).map(ep).collect();
-        let config = RslConfig::<7>::new(&eps).unwrap();
-        let mut c = Cluster {
-            now_us: 0,
-            replicas: BTreeMap::new(),
-            clients: BTreeMap::new(),
-            down: Vec::new(),
-            replies: BTreeMap::new(),
-            queue: VecDeque::new(),
-        };
-        for (i, e) in eps.iter().enumerate() {
-            c.replicas.insert(*e, SimReplica::new(config.clone(), i, SimApp::new(), Instant::ZERO).unwrap());
-        }
-        for i in 1..=clients {
-            let mut client = SimClient::new(&eps, 1, 50, 1472).unwrap();
-            client.set_cluster(config.identity());
-            c.clients.insert(client_ep(i), client);
-        }
-        c
+        Cluster(MembersSim::new(n, clients, 0))
     }
 
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.now_us)
-    }
-
-    fn replica(&self, i: u8) -> &SimReplica {
-        &self.replicas[&ep(i)]
-    }
-
-    /// A new machine at `ep(i)` started for `config` without state (it rejoins).
     fn start_joiner(&mut self, i: u8, config: RslConfig<7>, nonce: u64) {
-        let me = config.index_of(ep(i)).unwrap();
-        let r = SimReplica::new_rejoining(config, me, SimApp::new(), self.now(), nonce).unwrap();
-        self.replicas.insert(ep(i), r);
+        self.0.start_without_state(i, config, nonce);
     }
 
-    fn collect(&mut self, from: Endpoint, out: &fleet_engine::Outbox<'_>) {
-        for (to, bytes) in out.iter() {
-            self.queue.push_back((from, to, bytes.to_vec()));
-        }
-    }
-
-    /// Delivers until the network is empty (bounded), then advances one millisecond and
-    /// fires every due timer.
-    fn step(&mut self) {
-        let now = self.now();
-        let mut store = ClusterOut::new();
-        for _ in 0..100_000 {
-            let Some((from, to, bytes)) = self.queue.pop_front() else { break };
-            if self.down.contains(&to) {
-                continue;
-            }
-            let mut out = store.outbox();
-            if let Some(r) = self.replicas.get_mut(&to) {
-                let _ = r.handle(now, from, &bytes, &mut out);
-            } else if let Some(c) = self.clients.get_mut(&to) {
-                if let Some(done) = c.handle(now, from, &bytes) {
-                    self.replies.entry(to).or_default().push((done.seqno, done.reply.to_vec()));
-                }
-            }
-            self.collect(to, &out);
-        }
-        self.now_us += MS;
-        let now = self.now();
-        let eps: Vec<Endpoint> = self.replicas.keys().copied().collect();
-        for e in eps {
-            if self.down.contains(&e) {
-                continue;
-            }
-            let mut out = store.outbox();
-            let r = self.replicas.get_mut(&e).unwrap();
-            if r.next_deadline() <= now {
-                let _ = r.tick(now, &mut out);
-            }
-            self.collect(e, &out);
-        }
-        let cls: Vec<Endpoint> = self.clients.keys().copied().collect();
-        for e in cls {
-            let mut out = store.outbox();
-            let c = self.clients.get_mut(&e).unwrap();
-            if c.next_deadline() <= now {
-                c.tick(now, &mut out);
-            }
-            self.collect(e, &out);
-        }
-    }
-
-    fn run_until(&mut self, ms: u64, mut done: impl FnMut(&Cluster) -> bool) -> bool {
-        for _ in 0..ms {
-            if done(self) {
-                return true;
-            }
-            self.step();
-        }
-        done(self)
-    }
-
-    /// Client `i` sends `op` and waits for its reply (at most `ms`).
-    fn call(&mut self, i: u8, op: KvOp<'_>, ms: u64) -> Option<Vec<u8>> {
-        let mut buf = [0u8; 256];
-        let n = op.encode(&mut buf).unwrap();
-        self.submit(i, |c, now, out| c.submit(now, &buf[..n], out), ms)
-    }
-
-    /// Client `i` asks for `change` (ending `epoch`) and waits for the outcome.
-    fn change(&mut self, i: u8, epoch: u64, members: &[Endpoint], ms: u64) -> Option<Outcome> {
-        let mut buf = [0u8; 512];
-        let change = membership::encode_change(epoch, members, &mut buf).unwrap().to_vec();
-        let reply = self.submit(i, |c, now, out| c.submit_change(now, &change, out), ms)?;
-        Some(postcard::from_bytes(&reply).unwrap())
-    }
-
-    fn submit(
-        &mut self,
-        i: u8,
-        send: impl FnOnce(
-            &mut SimClient,
-            Instant,
-            &mut fleet_engine::Outbox<'_>,
-        ) -> Result<u64, fleet_engine::rsl::ClientError>,
-        ms: u64,
-    ) -> Option<Vec<u8>> {
-        let mut store = ClusterOut::new();
-        let mut out = store.outbox();
-        let now = self.now();
-        let seqno = send(self.clients.get_mut(&client_ep(i)).unwrap(), now, &mut out).unwrap();
-        self.collect(client_ep(i), &out);
-        let got = |c: &Cluster| c.replies.get(&client_ep(i)).is_some_and(|r| r.iter().any(|(s, _)| *s == seqno));
-        if !self.run_until(ms, got) {
-            self.clients.get_mut(&client_ep(i)).unwrap().cancel();
-            return None;
-        }
-        self.replies[&client_ep(i)].iter().find(|(s, _)| *s == seqno).map(|(_, r)| r.clone())
+    fn change(&mut self, i: u8, epoch: u64, ids: &[u8], ms: u64) -> Option<Outcome> {
+        self.0.change(i, epoch, ids, ms)
     }
 
     fn put(&mut self, i: u8, key: &[u8], value: &[u8]) -> bool {
-        self.put_within(i, key, value, 5_000)
+        self.0.put(i, key, value, 5_000)
     }
 
     fn put_within(&mut self, i: u8, key: &[u8], value: &[u8], ms: u64) -> bool {
-        let reply = self.call(i, KvOp::Put(Bytes(key), Bytes(value)), ms);
-        reply.is_some_and(|r| KvReply::decode(&r) == Some(KvReply::Done))
+        self.0.put(i, key, value, ms)
     }
 
     fn get(&mut self, i: u8, key: &[u8]) -> Option<Vec<u8>> {
-        let reply = self.call(i, KvOp::Get(Bytes(key)), 5_000)?;
-        match KvReply::decode(&reply)? {
-            KvReply::Value(v) => v.map(|b| b.0.to_vec()),
-            other => panic!("a get answered {other:?}"),
-        }
-    }
-
-    /// Every live replica of epoch `epoch` (not retired) has executed at least `ops`.
-    fn epoch_caught_up(&self, epoch: u64, ops: u64) -> bool {
-        self.replicas
-            .iter()
-            .filter(|(e, _)| !self.down.contains(e))
-            .filter(|(_, r)| r.retired().is_none())
-            .all(|(_, r)| r.config().epoch == epoch && r.executor().ops_complete >= ops)
+        self.0.get(i, key, 5_000).expect("a read is answered")
     }
 }
 
@@ -211,9 +69,7 @@ fn members(ids: &[u8]) -> Vec<Endpoint> {
 }
 
 fn next_config(ids: &[u8], epoch: u64) -> RslConfig<7> {
-    let mut c = RslConfig::<7>::new(&members(ids)).unwrap();
-    c.epoch = epoch;
-    c
+    config_of(ids, epoch)
 }
 
 #[test]
@@ -225,7 +81,7 @@ fn growing_from_three_to_five_keeps_every_write_and_new_replicas_catch_up() {
     // The new machines start first, for the epoch the change will create; they wait.
     c.start_joiner(4, next_config(&[1, 2, 3, 4, 5], 1), 41);
     c.start_joiner(5, next_config(&[1, 2, 3, 4, 5], 1), 51);
-    let outcome = c.change(1, 0, &members(&[1, 2, 3, 4, 5]), 5_000).expect("the change is answered");
+    let outcome = c.change(1, 0, &[1, 2, 3, 4, 5], 5_000).expect("the change is answered");
     let Outcome::Started { epoch: 1, start } = outcome else { panic!("{outcome:?}") };
     assert!(start > 10, "the change executed after the writes: starts at {start}");
     for i in 1..=3 {
@@ -260,7 +116,7 @@ fn a_removed_replica_retires_and_redirects_and_clients_follow() {
     let mut c = Cluster::new(3, 2);
     assert!(c.put(1, b"k", b"v1"));
     // Client 2 has not sent anything yet: it still knows only epoch 0.
-    let outcome = c.change(1, 0, &members(&[1, 2, 4]), 5_000).unwrap();
+    let outcome = c.change(1, 0, &[1, 2, 4], 5_000).unwrap();
     let Outcome::Started { epoch: 1, start } = outcome else { panic!("{outcome:?}") };
     c.start_joiner(4, next_config(&[1, 2, 4], 1), 44);
     let retired = c.replica(3).retired().expect("replica 3 is not in epoch 1");
@@ -277,12 +133,12 @@ fn a_removed_replica_retires_and_redirects_and_clients_follow() {
     let now = c.now();
     let _ = c.clients.get_mut(&client_ep(2)).unwrap().submit(now, &buf[..n], &mut out).unwrap();
     c.collect(client_ep(2), &out);
-    let moved = |c: &Cluster| c.clients[&client_ep(2)].membership().0 == 1;
+    let moved = |c: &MembersSim| c.clients[&client_ep(2)].membership().0 == 1;
     assert!(c.run_until(1_000, moved), "the retired replica told the client where the cluster went");
     c.down.clear();
     assert_eq!(c.clients[&client_ep(2)].membership().1, &members(&[1, 2, 4])[..]);
     assert!(c.replica(3).stats().redirects >= 1);
-    let answered = |c: &Cluster| c.replies.get(&client_ep(2)).is_some_and(|r| !r.is_empty());
+    let answered = |c: &MembersSim| c.replies.get(&client_ep(2)).is_some_and(|r| !r.is_empty());
     assert!(c.run_until(5_000, answered), "the client's request is served in epoch 1");
     c.down.push(ep(3));
     assert!(c.put(2, b"k", b"v2"));
@@ -294,7 +150,7 @@ fn a_lagging_replica_learns_the_next_epoch_from_a_peer() {
     let mut c = Cluster::new(3, 1);
     assert!(c.put(1, b"a", b"1"));
     c.down.push(ep(3));
-    let outcome = c.change(1, 0, &members(&[1, 2, 3, 4]), 5_000).unwrap();
+    let outcome = c.change(1, 0, &[1, 2, 3, 4], 5_000).unwrap();
     let Outcome::Started { epoch: 1, start } = outcome else { panic!("{outcome:?}") };
     c.start_joiner(4, next_config(&[1, 2, 3, 4], 1), 4);
     c.run_until(500, |_| false);
@@ -320,7 +176,7 @@ fn a_refused_change_changes_nothing_and_says_why() {
         (0, &[1, 1, 2], Refusal::Duplicate),
     ];
     for (epoch, ids, why) in cases {
-        assert_eq!(c.change(1, epoch, &members(ids), 5_000), Some(Outcome::Refused(why)), "{ids:?}");
+        assert_eq!(c.change(1, epoch, ids, 5_000), Some(Outcome::Refused(why)), "{ids:?}");
     }
     for i in 1..=3 {
         assert_eq!(c.replica(i).config().epoch, 0, "replica {i} stayed in epoch 0");
@@ -328,11 +184,11 @@ fn a_refused_change_changes_nothing_and_says_why() {
     assert!(c.put(1, b"k", b"w"), "the cluster serves on");
     assert_eq!(c.get(1, b"k"), Some(b"w".to_vec()));
     // Two changes for the same epoch: the first ends it, the second is refused.
-    assert!(matches!(c.change(1, 0, &members(&[1, 2, 4]), 5_000), Some(Outcome::Started { epoch: 1, .. })));
+    assert!(matches!(c.change(1, 0, &[1, 2, 4], 5_000), Some(Outcome::Started { epoch: 1, .. })));
     c.start_joiner(4, next_config(&[1, 2, 4], 1), 9);
     c.down.push(ep(3));
     assert_eq!(
-        c.change(1, 0, &members(&[1, 2, 5]), 5_000),
+        c.change(1, 0, &[1, 2, 5], 5_000),
         Some(Outcome::Refused(Refusal::WrongEpoch { current: 1 })),
         "a change for an ended epoch"
     );
@@ -343,7 +199,7 @@ fn replica_and_client_datagrams_of_the_old_epoch_are_not_counted_in_the_new_one(
     let mut c = Cluster::new(3, 1);
     assert!(c.put(1, b"k", b"v"));
     let old = c.replica(1).cluster();
-    assert!(matches!(c.change(1, 0, &members(&[1, 2, 3, 4]), 5_000), Some(Outcome::Started { .. })));
+    assert!(matches!(c.change(1, 0, &[1, 2, 3, 4], 5_000), Some(Outcome::Started { .. })));
     let new = c.replica(1).cluster();
     assert_ne!(old, new, "each epoch is a cluster of its own");
     // A 1a of epoch 0 for a huge ballot reaches replica 1: it is answered with the
@@ -472,4 +328,29 @@ mod single {
         assert_eq!(r.status().ops_complete, 0, "behind the epoch's start: it fetches the state");
         assert!(r.transfer().target_opn >= 3);
     }
+}
+
+#[test]
+fn seeded_membership_changes_under_loss_reordering_and_restarts_lose_nothing() {
+    let seeds: u64 = std::env::var("MEMBERSHIP_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    let first: u64 = std::env::var("MEMBERSHIP_FIRST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut failures = Vec::new();
+    let (mut epochs, mut restarts) = (0, 0);
+    for seed in first..first + seeds {
+        match fleet_tests::members_sim::run_seed(seed) {
+            Ok(report) => {
+                epochs += report.epochs;
+                restarts += report.restarts;
+            }
+            Err(v) => failures.push(v),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {seeds} seeds failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    assert_eq!(epochs, 3 * seeds, "every seed went through three changes");
+    assert!(restarts > 0, "some seeds restarted a replica without state");
 }

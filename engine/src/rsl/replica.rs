@@ -295,10 +295,13 @@ impl<
             Ok((_, RslMsg::Reply { .. } | RslMsg::Replies { .. } | RslMsg::StatusReply { .. })) => {
                 Stats::bump(&mut self.stats.ignored_messages)
             }
-            // A replica of the epoch before this one has not moved on: tell it where to
-            // (never in answer to a membership, which would echo between two replicas).
+            // A replica of the epoch before this one has not moved on: tell it where to, if
+            // this replica holds the state the epoch starts from (it can then fetch it
+            // here; one told by a replica without it would abandon the old epoch's votes
+            // with nobody to fetch from). Never in answer to a membership, which would echo.
             Ok((cluster, msg)) if cluster == self.previous_cluster && cluster != wire::ANY_CLUSTER => match msg {
                 RslMsg::Members { .. } => Stats::bump(&mut self.stats.ignored_messages),
+                _ if self.executor.ops_complete < self.epoch_start => Stats::bump(&mut self.stats.ignored_messages),
                 _ => self.send_members(from, 0, cluster, out),
             },
             Ok((cluster, _)) if cluster != self.cluster => self.refuse_foreign(from, cluster),
@@ -312,6 +315,9 @@ impl<
                     }
                 }
             },
+        }
+        if self.retired.is_some() {
+            return Step { durable_state_changed: self.durable_changed };
         }
         self.run_actions(now, out);
         self.answer_queries(now, out);
@@ -348,6 +354,9 @@ impl<
         }
         if self.rejoin_retry_at().is_some_and(|at| now >= at) {
             self.ask_to_rejoin(now, out);
+        }
+        if self.retired.is_some() {
+            return Step { durable_state_changed: self.durable_changed };
         }
         self.run_actions(now, out);
         self.answer_queries(now, out);

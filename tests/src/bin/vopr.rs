@@ -5,7 +5,7 @@
 //! cargo run --release -p fleet-tests --bin vopr -- --seed 1234 --steps 5000      # replay one, with a trace
 //! ```
 //!
-//! Options: `--kind rsl|kv`, `--seeds N`, `--first-seed S`, `--seed S`,
+//! Options: `--kind rsl|kv|members`, `--seeds N`, `--first-seed S`, `--seed S`,
 //! `--steps N` (fault-phase host steps per seed), `--leases` (RSL: leader leases on every
 //! seed, within their assumption), `--jobs N` (threads, default: available
 //! cores), `--plant NAME` (a planted bug, to watch a checker fire), `--trace` (print the
@@ -32,10 +32,10 @@ struct Args {
 }
 
 fn usage() -> &'static str {
-    "usage: vopr [--kind rsl|kv] [--seeds N] [--first-seed S] [--seed S] [--steps N] [--jobs N] \
+    "usage: vopr [--kind rsl|kv|members] [--seeds N] [--first-seed S] [--seed S] [--steps N] [--jobs N] \
      [--plant none|forge-2b|skip-phase1|forge-reply|forge-request|drop-replies|amnesiac-restart|\
      send-before-sync|early-checkpoint|torn-snapshot|no-forward|rejoin-at-once|forget-incarnation|\
-     claims-at-once|ignores-sender|unconfirmed-reads|lease-overrun] [--leases] [--trace] [--trace-len N] \
+     claims-at-once|ignores-sender|unconfirmed-reads|lease-overrun|fresh-epoch] [--leases] [--trace] [--trace-len N] \
      [--lin-budget N]"
 }
 
@@ -54,7 +54,7 @@ fn parse() -> Result<Args, String> {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         let num = |v: String| v.parse::<u64>().map_err(|e| format!("{v}: {e}"));
         match flag.as_str() {
-            "--kind" => a.cfg.kind = Kind::parse(&value()?).ok_or("--kind is rsl or kv")?,
+            "--kind" => a.cfg.kind = Kind::parse(&value()?).ok_or("--kind is rsl, kv or members")?,
             "--seeds" => a.seeds = num(value()?)?,
             "--first-seed" => a.first_seed = num(value()?)?,
             "--seed" => a.single = Some(num(value()?)?),

@@ -78,11 +78,15 @@ pub enum Plant {
     /// drift bound the cluster states: as leader it answers queries under a lease that has
     /// ended in real time, after another leader may have chosen writes (linearizability).
     LeaseOverrun,
+    /// `--kind members` only: each epoch's replicas start as a new cluster from the new
+    /// membership, without the state at the stop-sign (the next configuration taking
+    /// effect without the old one's state; acknowledged writes vanish).
+    FreshEpoch,
 }
 
 impl Plant {
     /// Every plant, for `--plant` parsing and help.
-    pub const ALL: [(&'static str, Plant); 17] = [
+    pub const ALL: [(&'static str, Plant); 18] = [
         ("none", Plant::None),
         ("forge-2b", Plant::ForgeTwoB),
         ("skip-phase1", Plant::SkipPhase1),
@@ -100,6 +104,7 @@ impl Plant {
         ("ignores-sender", Plant::IgnoresSender),
         ("unconfirmed-reads", Plant::UnconfirmedReads),
         ("lease-overrun", Plant::LeaseOverrun),
+        ("fresh-epoch", Plant::FreshEpoch),
     ];
 
     /// Parses a `--plant` name.
@@ -138,7 +143,8 @@ impl RslSim {
             | Plant::ClaimsAtOnce
             | Plant::IgnoresSender
             | Plant::UnconfirmedReads
-            | Plant::LeaseOverrun => false,
+            | Plant::LeaseOverrun
+            | Plant::FreshEpoch => false,
             Plant::ForgeTwoB => self.plant_forge_2b(),
             Plant::SkipPhase1 => self.plant_skip_phase1(),
             Plant::ForgeReply => self.plant_forge_reply(),

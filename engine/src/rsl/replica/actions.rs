@@ -135,6 +135,10 @@ impl<
 
     /// IronRSL actions 1-8 minus the receive, repeated while they make progress.
     pub(super) fn run_actions(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        // A replica that retired in this step takes no further action in its ended epoch.
+        if self.retired.is_some() {
+            return;
+        }
         let quorum = self.config.quorum();
         let n = self.config.n();
         let p = self.config.params;

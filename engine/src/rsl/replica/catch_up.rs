@@ -89,7 +89,15 @@ impl<
 
     /// A supplier's executed batch: executed if it is the next operation, else ignored.
     /// Executing this epoch's stop-sign enters the next epoch.
-    pub(super) fn on_executed(&mut self, now: Instant, sender: usize, opn: u64, bal: Ballot, batch: &[u8]) -> bool {
+    pub(super) fn on_executed(
+        &mut self,
+        now: Instant,
+        sender: usize,
+        opn: u64,
+        bal: Ballot,
+        batch: &[u8],
+        out: &mut Outbox<'_>,
+    ) -> bool {
         if opn != self.executor.ops_complete {
             return false;
         }
@@ -97,7 +105,7 @@ impl<
         let (_, mut exec) = self.execution();
         if exec.run(bal, batch, None, &mut decision) {
             if let Some(next) = decision.next.take() {
-                self.end_epoch(now, next, self.executor.ops_complete);
+                self.end_epoch(now, next, self.executor.ops_complete, out);
                 return true;
             }
         }

@@ -72,7 +72,8 @@ impl<
             let _ = checkpoints.push(self.acceptor.checkpoint_of(r));
         }
         Monotone {
-            epoch: self.config.epoch,
+            // Retiring ends the epoch too (its Paxos state is dropped): it counts as the next.
+            epoch: self.config.epoch + u64::from(self.retired.is_some()),
             max_bal: self.acceptor.max_bal,
             log_truncation_point: self.acceptor.log_truncation_point,
             checkpoints,

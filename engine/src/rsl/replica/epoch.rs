@@ -94,12 +94,26 @@ impl<
     /// afresh at `start`: no promise, no vote, no view, truncation point `start`. A replica
     /// that executed the stop-sign holds the state at `start`; one told by a peer fetches it
     /// from the next epoch's replicas, like any replica that is behind.
-    pub(super) fn end_epoch(&mut self, now: Instant, replicas: heapless::Vec<Endpoint, R>, start: u64) {
+    pub(super) fn end_epoch(
+        &mut self,
+        now: Instant,
+        replicas: heapless::Vec<Endpoint, R>,
+        start: u64,
+        out: &mut Outbox<'_>,
+    ) {
         let me = self.config.replicas[self.me];
         let next = self.config.next_epoch(replicas);
         let Some(index) = next.index_of(me) else {
+            // What is decided after the stop-sign is void: forget it, so that nothing of it
+            // is ever executed or supplied from here.
             self.retired = Some(super::epoch::Retired { next, start });
             self.reads = Reads::default();
+            self.learner = Learner::default();
+            self.proposer = Proposer::new(self.config.n());
+            self.change_proposed = None;
+            // One last heartbeat tells its epoch's replicas how far it executed: one that
+            // missed the stop-sign fetches it from here instead of waiting for a client.
+            self.send_heartbeat(out);
             return;
         };
         let n = next.n();
@@ -145,7 +159,7 @@ impl<
     }
 
     /// A peer of this epoch says the cluster moved on: follow if it names the next epoch.
-    pub(super) fn on_members(&mut self, now: Instant, epoch: u64, start: u64, replicas: &[u8]) {
+    pub(super) fn on_members(&mut self, now: Instant, epoch: u64, start: u64, replicas: &[u8], out: &mut Outbox<'_>) {
         let durable = self.journal.durable; // Its storage holds one epoch (for now).
         if epoch != self.config.epoch.saturating_add(1) || start < self.epoch_start || self.retired.is_some() || durable
         {
@@ -153,7 +167,7 @@ impl<
             return;
         }
         match membership::replicas_of::<R>(replicas) {
-            Ok(next) => self.end_epoch(now, next, start),
+            Ok(next) => self.end_epoch(now, next, start, out),
             Err(_) => Stats::bump(&mut self.stats.invalid_messages),
         }
     }
@@ -194,9 +208,9 @@ impl<
         Stats::bump(&mut self.stats.redirects);
     }
 
-    /// A retired replica's whole step: a status or membership request is answered, and any
-    /// other datagram of its epoch (a replica or client that has not moved on) is told where
-    /// the cluster went. Nothing else changes.
+    /// A retired replica's whole step: a status or membership request is answered, a
+    /// client of its epoch is told where the cluster went, and a replica of its epoch that
+    /// asks for state is supplied. Nothing else changes.
     pub(super) fn handle_retired(&mut self, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
         match wire::decode_rsl::<RslMsg<'_>>(datagram) {
             Err(_) => Stats::bump(&mut self.stats.decode_errors),
@@ -206,6 +220,15 @@ impl<
                 _,
                 RslMsg::Reply { .. } | RslMsg::Replies { .. } | RslMsg::StatusReply { .. } | RslMsg::Members { .. },
             )) => Stats::bump(&mut self.stats.ignored_messages),
+            // A replica of its epoch learns the stop-sign from the log or from state, which
+            // this replica supplies (it may be the only one that executed it): told to move
+            // on without it, it would abandon votes nobody else holds.
+            Ok((cluster, msg)) if cluster == self.cluster && self.config.index_of(from).is_some() => match msg {
+                RslMsg::AppStateRequest { have, resume, .. } if self.executor.ops_complete > have => {
+                    self.supply_state(from, have, resume, out)
+                }
+                _ => Stats::bump(&mut self.stats.ignored_messages),
+            },
             Ok((cluster, _)) if cluster == self.cluster || cluster == wire::ANY_CLUSTER => {
                 self.send_members(from, 0, cluster, out)
             }

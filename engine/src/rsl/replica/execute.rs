@@ -131,6 +131,10 @@ impl<
     /// Executes the batches the learner decided, in order (IronRSL actions 5 and 6), up to
     /// this epoch's stop-sign; executing it enters the next epoch.
     pub(super) fn execute_decided(&mut self, now: Instant, out: &mut Outbox<'_>) -> bool {
+        // Retired: operations decided in its epoch after the stop-sign are void.
+        if self.retired.is_some() {
+            return false;
+        }
         let quorum = self.config.quorum();
         let max_datagram_bytes = self.config.params.max_datagram_bytes;
         let cluster = self.cluster;
@@ -150,7 +154,7 @@ impl<
             self.learner.forget_below(self.executor.ops_complete);
             progress = true;
             if let (true, Some(next)) = (stopped, decision.next.take()) {
-                self.end_epoch(now, next, self.executor.ops_complete);
+                self.end_epoch(now, next, self.executor.ops_complete, out);
                 break;
             }
         }

@@ -266,7 +266,7 @@ impl<
                 let ops = self.executor.ops_complete;
                 match part {
                     SupplyPart::Executed { opn, bal, batch } => {
-                        if !self.on_executed(now, sender, opn, bal, batch.0) {
+                        if !self.on_executed(now, sender, opn, bal, batch.0, out) {
                             Stats::bump(&mut self.stats.ignored_messages);
                         }
                     }
@@ -284,7 +284,7 @@ impl<
             }
             RslMsg::ReadConfirm { bal, round } => self.on_read_confirm(now, sender, bal, round, out),
             RslMsg::ReadAck { bal, round } => self.on_read_ack(sender, bal, round),
-            RslMsg::Members { epoch, start, replicas, .. } => self.on_members(now, epoch, start, replicas.0),
+            RslMsg::Members { epoch, start, replicas, .. } => self.on_members(now, epoch, start, replicas.0, out),
             RslMsg::Request { .. }
             | RslMsg::Change { .. }
             | RslMsg::MembersRequest { .. }
