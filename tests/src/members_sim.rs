@@ -488,23 +488,7 @@ pub fn run_seed_with(seed: u64, fresh_epoch: bool) -> Result<SeedReport, Vec<Str
             }
         };
         let Some(e) = started else {
-            let states: Vec<String> = sim
-                .replicas
-                .iter()
-                .map(|(e, r)| {
-                    let s = r.status();
-                    format!(
-                        "{:?}: epoch {} view {:?} phase {:?} ops {} rejoin {:?} retired {}",
-                        e,
-                        s.epoch,
-                        (s.view.seqno, s.view.proposer),
-                        s.phase,
-                        s.ops_complete,
-                        r.rejoining().map(|j| j.stage),
-                        s.retired
-                    )
-                })
-                .collect();
+            let states = sim.states();
             let client = sim.clients[&client_ep(1)].membership();
             let mut found = vec![format!(
                 "seed {seed}: change {round} to {next:?} never completed; client {client:?}; {states:#?}"
@@ -532,11 +516,7 @@ pub fn run_seed_with(seed: u64, fresh_epoch: bool) -> Result<SeedReport, Vec<Str
     }
     let ops = sim.replicas.values().map(|r| r.executor().ops_complete).max().unwrap_or(0);
     if !sim.run_until(20_000, |s| s.members_caught_up(epoch, &members, ops)) {
-        let states: Vec<String> = sim
-            .replicas
-            .iter()
-            .map(|(e, r)| format!("{e:?} {:?} rejoining {}", r.status(), r.rejoining().is_some()))
-            .collect();
+        let states = sim.states();
         return Err(vec![format!("seed {seed}: epoch {epoch} replicas do not all catch up to {ops}: {states:?}")]);
     }
     for (k, v) in &acked {

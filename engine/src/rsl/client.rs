@@ -123,25 +123,30 @@ impl<const R: usize, const D: usize> Client<R, D> {
 
     /// Sends `request` to the preferred replica; returns its seqno.
     pub fn submit(&mut self, now: Instant, request: &[u8], out: &mut Outbox<'_>) -> Result<u64, ClientError> {
-        if request.len() > D {
-            return Err(ClientError::TooLarge);
-        }
-        let pending = self.start(now, EntryKind::Single)?;
-        // Cannot fail: `request.len() <= D`.
-        let _ = pending.request.extend_from_slice(request);
-        self.send_started(out)
+        self.submit_one(now, request, EntryKind::Single, out)
     }
 
     /// Sends a membership change ([`super::membership::Change`], encoded by
     /// [`super::membership::encode_change`]) as an operator's request; its reply is a
     /// [`super::membership::Outcome`].
     pub fn submit_change(&mut self, now: Instant, change: &[u8], out: &mut Outbox<'_>) -> Result<u64, ClientError> {
-        if change.len() > D {
+        self.submit_one(now, change, EntryKind::Change, out)
+    }
+
+    /// Sends one request of `kind` (not a group) to the preferred replica.
+    fn submit_one(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        kind: EntryKind,
+        out: &mut Outbox<'_>,
+    ) -> Result<u64, ClientError> {
+        if bytes.len() > D {
             return Err(ClientError::TooLarge);
         }
-        let pending = self.start(now, EntryKind::Change)?;
-        // Cannot fail: `change.len() <= D`.
-        let _ = pending.request.extend_from_slice(change);
+        let pending = self.start(now, kind)?;
+        // Cannot fail: `bytes.len() <= D`.
+        let _ = pending.request.extend_from_slice(bytes);
         self.send_started(out)
     }
 
@@ -518,5 +523,44 @@ mod tests {
         let mut out = roomy.outbox();
         c.tick(Instant::from_millis(100), &mut out);
         assert_eq!(out.len(), 3, "retransmitted");
+    }
+
+    fn members(epoch: u64, cluster: u32, replicas: &[Endpoint]) -> heapless::Vec<u8, 256> {
+        let mut list = [0u8; 128];
+        let mut used = 0;
+        for r in replicas {
+            used += wire::append_slice(&mut list[used..], r).unwrap();
+        }
+        let msg = RslMsg::Members { nonce: 0, epoch, cluster, start: 9, replicas: Bytes(&list[..used]) };
+        let mut buf = [0u8; 256];
+        let n = wire::encode_rsl(7, &msg, &mut buf).unwrap();
+        heapless::Vec::from_slice(&buf[..n]).unwrap()
+    }
+
+    #[test]
+    fn a_client_follows_a_later_membership_from_one_of_its_replicas_only() {
+        let mut store = OutboxBuf::<8, 4096>::new();
+        let mut out = store.outbox();
+        let mut c: Client<3, 256> = Client::new(&eps(), 1, 100, 256).unwrap();
+        c.set_cluster(7);
+        let _ = c.submit(Instant::ZERO, b"req", &mut out).unwrap();
+        let next = [eps()[0], eps()[1], Endpoint::v4([127, 0, 0, 1], 9)];
+        let stranger = Endpoint::v4([10, 9, 9, 9], 1);
+        assert!(c.handle(Instant::ZERO, stranger, &members(1, 8, &next)).is_none());
+        assert_eq!(c.membership().0, 0, "not from a replica of its epoch");
+        assert!(c.handle(Instant::ZERO, eps()[2], &members(0, 8, &next)).is_none());
+        assert_eq!(c.membership().0, 0, "not a later epoch");
+        assert!(c.handle(Instant::from_millis(5), eps()[2], &members(1, 8, &next)).is_none());
+        assert_eq!(c.membership(), (1, &next[..]));
+        assert_eq!(c.next_deadline(), Instant::from_millis(5), "the outstanding request goes to the new replicas now");
+        let mut out = store.outbox();
+        c.tick(Instant::from_millis(5), &mut out);
+        let sent: heapless::Vec<(Endpoint, u32), 4> =
+            out.iter().map(|(d, b)| (d, wire::decode_rsl::<RslMsg<'_>>(b).unwrap().0)).collect();
+        assert_eq!(
+            &sent[..],
+            &[(next[0], 8), (next[1], 8), (next[2], 8)],
+            "to the new replicas, naming the new cluster"
+        );
     }
 }

@@ -1,13 +1,13 @@
 //! Well-formed messages (built with `arbitrary`, encoded by the engine's own codec) from
 //! replicas and clients, client requests, clock steps and complete state snapshots, into
 //! one replica. Small value ranges (ballots, operation numbers, clients) make the messages
-//! collide, so the fuzzer reaches phase changes, window slides, decisions, execution and
-//! state transfer. After every step: local and step invariants, bounded well-formed output.
+//! collide, so the fuzzer reaches phase changes, window slides, decisions, execution,
+//! state transfer and membership changes (stop-signs in batches, retiring, following). After every step: local and step invariants, bounded well-formed output.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use fleet_engine::rsl::apps::counter::Counter;
-use fleet_engine::rsl::batch::BatchEntry;
+use fleet_engine::rsl::batch::{BatchEntry, EntryKind};
 use fleet_engine::rsl::executor::Executor;
 use fleet_engine::rsl::msg::{SupplyPart, Vote};
 use fleet_engine::rsl::reply_cache::CacheEntryWire;
@@ -42,23 +42,29 @@ impl ABatch {
         let mut out = Vec::new();
         for e in self.0.iter().take(4) {
             let req = vec![b'r'; usize::from(e.len % 8)];
-            // Lengths 8-15 make a group of two requests (a pipelined session's entry).
-            let group = e.len % 16 >= 8;
-            let mut grouped = [0u8; 32];
-            let request = match group {
-                false => Bytes(&req),
-                true => {
+            // Lengths 8-15 make a group of two requests (a pipelined session's entry); 16-23
+            // (of 32) a membership change.
+            let kind = match e.len % 32 {
+                8..=15 => EntryKind::Group,
+                16..=23 => EntryKind::Change,
+                _ => EntryKind::Single,
+            };
+            let mut grouped = [0u8; 160];
+            let request = match kind {
+                EntryKind::Single => Bytes(&req),
+                EntryKind::Group => {
                     let (n, _) = fleet_engine::rsl::group::encode(&[&req, &req], &mut grouped);
                     Bytes(&grouped[..n])
                 }
+                EntryKind::Change => Bytes(change(e.len, &mut grouped)),
             };
             let entry = BatchEntry {
                 client: client_ep(usize::from(e.client % 3)),
                 seqno: u64::from(e.seqno % 6),
                 request,
-                group,
+                kind,
             };
-            let mut buf = [0u8; 64];
+            let mut buf = [0u8; 256];
             if let Ok(b) = postcard::to_slice(&entry, &mut buf) {
                 out.extend_from_slice(b);
             }
@@ -135,6 +141,28 @@ enum AMsg {
         bal: ABal,
         round: u8,
     },
+    /// A peer says the cluster moved to another epoch.
+    Members {
+        epoch: u8,
+        start: u8,
+        which: u8,
+    },
+    MembersRequest {
+        nonce: u8,
+    },
+}
+
+/// A membership change drawn from `which`: ending epoch 0 or 1, growing, shrinking or
+/// replacing the fuzzed cluster's replicas (some changes are refused, as they should be).
+fn change(which: u8, buf: &mut [u8]) -> &[u8] {
+    let newcomer = Endpoint::v4([10, 7, 7, 7], 7000);
+    let (a, b, c) = (replica_ep(0), replica_ep(1), replica_ep(2));
+    let lists: [&[Endpoint]; 4] = [&[a, b, c, newcomer], &[a, b], &[a, b, newcomer], &[a, newcomer]];
+    let list = lists[usize::from(which % 4)];
+    match fleet_engine::rsl::membership::encode_change(u64::from(which / 4 % 2), list, buf) {
+        Some(bytes) => bytes,
+        None => &[],
+    }
 }
 
 #[derive(Arbitrary, Debug)]
@@ -226,6 +254,24 @@ fn message(msg: &AMsg) -> Vec<u8> {
         }
         AMsg::ReadAck { bal, round } => encode(&RslMsg::ReadAck { bal: bal.get(), round: u64::from(round % 6) }),
         AMsg::StatusRequest { nonce } => encode(&RslMsg::StatusRequest { nonce: u64::from(*nonce) }),
+        AMsg::Members { epoch, start, which } => {
+            let mut list = Vec::new();
+            let mut one = [0u8; 32];
+            let members = [replica_ep(0), replica_ep(1), Endpoint::v4([10, 7, 7, 7], 7000), replica_ep(2)];
+            for ep in members.iter().take(usize::from(which % 4) + 1) {
+                if let Ok(b) = postcard::to_slice(ep, &mut one) {
+                    list.extend_from_slice(b);
+                }
+            }
+            encode(&RslMsg::Members {
+                nonce: 0,
+                epoch: u64::from(epoch % 3),
+                cluster: 1,
+                start: u64::from(start % 8),
+                replicas: Bytes(&list),
+            })
+        }
+        AMsg::MembersRequest { nonce } => encode(&RslMsg::MembersRequest { nonce: u64::from(*nonce) }),
     }
 }
 
@@ -281,8 +327,11 @@ fuzz_target!(|input: (u8, Vec<Event>)| {
                     l => vec![b'q'; usize::from(l)],
                 };
                 let seqno = u64::from(seqno % 6);
-                // Every third length is sent as a group of three (a pipelined session).
+                // Every third length is sent as a group of three (a pipelined session);
+                // lengths 250-255 as a membership change.
+                let mut changed = [0u8; 160];
                 let d = match len % 3 {
+                    _ if *len >= 250 => encode(&RslMsg::Change { seqno, change: Bytes(change(*len, &mut changed)) }),
                     0 => {
                         let mut group = [0u8; 64];
                         let (n, _) = fleet_engine::rsl::group::encode(&[&req, &req, &req], &mut group);

@@ -82,8 +82,8 @@ impl<
     }
 
     /// Where this replica's epoch went when it is not in the next one: it then takes no
-    /// part, and answers every replica and client of its epoch with the next one's
-    /// replicas ([`RslMsg::Members`]).
+    /// part, tells clients of its epoch the next one's replicas ([`RslMsg::Members`]), and
+    /// supplies its epoch's state to that epoch's replicas that ask.
     pub fn retired(&self) -> Option<&Retired<R>> {
         self.retired.as_ref()
     }
