@@ -79,10 +79,6 @@ pub struct MembersSim {
     pub rng: Rng,
     /// Agreement: the digest of the first replica seen at each executed count.
     digests: BTreeMap<u64, (Endpoint, u64)>,
-    /// Print every change of a replica's epoch, executed count or rejoin state to stderr
-    /// (replaying a failing seed).
-    pub trace: bool,
-    last_seen: BTreeMap<Endpoint, (u64, u64, bool, bool, u64)>,
     /// Violations found.
     pub violations: Vec<String>,
     queue: BinaryHeap<InFlight>,
@@ -109,8 +105,6 @@ impl MembersSim {
             faults: Faults::default(),
             rng: Rng::new(seed),
             digests: BTreeMap::new(),
-            trace: false,
-            last_seen: BTreeMap::new(),
             violations: Vec::new(),
             queue: BinaryHeap::new(),
             sent: 0,
@@ -222,29 +216,6 @@ impl MembersSim {
     /// application state there; and its own invariants hold.
     fn check_agreement(&mut self, at: Endpoint) {
         let r = &self.replicas[&at];
-        if self.trace {
-            let ex = r.executor();
-            let seen =
-                (r.config().epoch, ex.ops_complete, r.rejoining().is_some(), r.retired().is_some(), ex.executed_digest);
-            if self.last_seen.get(&at) != Some(&seen) {
-                let s = r.status();
-                eprintln!(
-                    "t={}ms {:?}: epoch {} start {} ops {} digest {:x} rejoining {} retired {} view {:?} me {} installed {}",
-                    self.now_us / 1000,
-                    at.ip,
-                    seen.0,
-                    r.epoch_start(),
-                    seen.1,
-                    seen.4 & 0xffff,
-                    seen.2,
-                    seen.3,
-                    (s.view.seqno, s.view.proposer),
-                    r.id(),
-                    r.transfer().installed
-                );
-                self.last_seen.insert(at, seen);
-            }
-        }
         if let Err(e) = r.check_invariants() {
             self.violations.push(format!("{at:?}: {e}"));
         }

@@ -222,7 +222,9 @@ fn replica_and_client_datagrams_of_the_old_epoch_are_not_counted_in_the_new_one(
     // Anyone may ask for the membership.
     let n = wire::encode(Protocol::Rsl, &RslMsg::MembersRequest { nonce: 77 }, &mut buf).unwrap();
     let mut out = store.outbox();
+    let redirects = c.replica(2).stats().redirects;
     let _ = c.replicas.get_mut(&ep(2)).unwrap().handle(now, client_ep(9), &buf[..n], &mut out);
+    assert_eq!(c.replica(2).stats().redirects, redirects, "an answer is not a redirect");
     let reply: Vec<_> = out.iter().map(|(_, b)| b.to_vec()).collect();
     let RslMsg::Members { nonce: 77, epoch: 1, .. } = wire::decode(Protocol::Rsl, &reply[0]).unwrap() else {
         panic!("no membership answer")

@@ -41,11 +41,6 @@ use serde::{Deserialize, Serialize};
 use crate::endpoint::Endpoint;
 use crate::wire::{self, Bytes};
 
-/// Most bytes a [`Change`] of `n` replicas takes: the epoch, the length, and `n` endpoints.
-pub const fn change_bytes(n: usize) -> usize {
-    10 + 3 + n * MAX_ENDPOINT_BYTES
-}
-
 /// Most bytes one encoded endpoint takes (an IPv6 address, a port, the tag).
 pub const MAX_ENDPOINT_BYTES: usize = 20;
 

@@ -205,7 +205,9 @@ impl<
         let msg = self.members_msg(nonce, &mut list[..R * MAX_ENDPOINT_BYTES]);
         let max = self.config.params.max_datagram_bytes;
         emit::send(out, &mut self.stats, Envelope::Rsl(cluster), max, to, &msg);
-        Stats::bump(&mut self.stats.redirects);
+        if nonce == 0 {
+            Stats::bump(&mut self.stats.redirects); // Unasked: a redirect, not an answer.
+        }
     }
 
     /// A retired replica's whole step: a status or membership request is answered, a
