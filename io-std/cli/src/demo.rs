@@ -20,7 +20,8 @@ use fleet_io_std::rsl::{RslClient, DEFAULT_RETRANSMIT_MS};
 
 /// Runs the demo; returns a one-paragraph error a user can act on.
 pub fn run(exe: &Path) -> Result<(), String> {
-    let dir = scratch_dir("demo").map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+    // Kept: the logs and histories are the demo's record; the data directories go at the end.
+    let dir = scratch_dir("demo").map_err(|e| format!("cannot create a scratch directory: {e}"))?.keep();
     let all = free_udp_ports(6).map_err(|e| format!("cannot find free UDP ports on 127.0.0.1: {e}"))?;
     let (ports, kv_ports) = all.split_at(3);
     let file = ClusterFile {
@@ -255,7 +256,10 @@ pub fn run(exe: &Path) -> Result<(), String> {
         }
     }
     drop(children);
-    println!("demo finished; all servers stopped");
+    for id in 0..3 {
+        let _ = std::fs::remove_dir_all(dir.join(format!("data-{id}")));
+    }
+    println!("demo finished; all servers stopped; logs and histories kept in {}", dir.display());
     Ok(())
 }
 

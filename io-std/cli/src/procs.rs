@@ -56,11 +56,18 @@ impl Children {
     }
 }
 
-impl Drop for Children {
-    fn drop(&mut self) {
+impl Children {
+    /// Kills (SIGKILL) and reaps every child still running.
+    pub fn kill_all(&mut self) {
         for i in 0..self.procs.len() {
             self.kill(i);
         }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.kill_all();
     }
 }
 
@@ -93,9 +100,79 @@ pub fn free_udp_ports(n: usize) -> std::io::Result<Vec<u16>> {
     Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free UDP port in 20000-31999"))
 }
 
-/// A fresh directory under the system temp dir for configs and logs.
-pub fn scratch_dir(tag: &str) -> std::io::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("fleet-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// A fresh directory under the system temp dir for configs, logs and data directories.
+///
+/// It is removed when the guard drops, unless the thread is panicking: a failed test keeps
+/// its logs for whoever reads the failure, a passing one leaves nothing (durable tests write
+/// hundreds of megabytes). [`ScratchDir::keep`] keeps it for good.
+pub fn scratch_dir(tag: &str) -> std::io::Result<ScratchDir> {
+    let path = std::env::temp_dir().join(format!("fleet-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&path)?;
+    Ok(ScratchDir { path, keep: false })
+}
+
+/// A scratch directory removed on drop (see [`scratch_dir`]); it dereferences to its path.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl ScratchDir {
+    /// Keeps the directory after this guard drops and returns its path.
+    pub fn keep(mut self) -> PathBuf {
+        self.keep = true;
+        self.path.clone()
+    }
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for ScratchDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if self.keep || std::thread::panicking() {
+            return;
+        }
+        // Best effort: a server still writing may race the removal; what it leaves is small.
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_dir_is_removed_on_drop_and_kept_on_panic_or_keep() {
+        let dir = scratch_dir("scratch-drop").unwrap();
+        std::fs::write(dir.join("f"), b"x").unwrap();
+        let path = dir.to_path_buf();
+        drop(dir);
+        assert!(!path.exists(), "{} should be removed", path.display());
+
+        let kept = scratch_dir("scratch-keep").unwrap().keep();
+        assert!(kept.exists());
+        std::fs::remove_dir_all(&kept).unwrap();
+
+        let panicked = std::thread::spawn(|| {
+            let dir = scratch_dir("scratch-panic").unwrap();
+            std::fs::write(dir.join("log"), b"why").unwrap();
+            panic!("a failing test keeps its directory");
+        });
+        assert!(panicked.join().is_err());
+        let path = std::env::temp_dir().join(format!("fleet-scratch-panic-{}", std::process::id()));
+        assert!(path.join("log").exists(), "a panicking test's directory must stay");
+        std::fs::remove_dir_all(&path).unwrap();
+    }
 }

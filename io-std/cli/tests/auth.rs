@@ -18,7 +18,7 @@ use support::{fleet, parse_stats, FLEET};
 
 /// A sealed 3-replica RSL cluster's files: the config, and the folder its keys are in.
 struct Sealed {
-    dir: PathBuf,
+    dir: fleet_cli::procs::ScratchDir,
     config: PathBuf,
     file: ClusterFile,
     auth: AuthSection,

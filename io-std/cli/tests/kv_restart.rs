@@ -252,7 +252,8 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_disk_stops_the_host_and_it_comes_back_with_every_acknowledged_write() {
     let tag = "kv-full-disk";
-    let Some(tmpfs) = Tmpfs::mount(&scratch_dir(tag).unwrap().join("data-0"), "1m") else {
+    let dir = scratch_dir(tag).unwrap();
+    let Some(tmpfs) = Tmpfs::mount(&dir.join("data-0"), "1m") else {
         // Mounting needs root (CI runs as root); say so rather than pass silently.
         let out = Command::new("id").arg("-u").output().unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).trim() != "0", "running as root, yet the tmpfs mount failed");
@@ -286,5 +287,8 @@ fn a_full_disk_stops_the_host_and_it_comes_back_with_every_acknowledged_write() 
     }
     c.set(20_000, b"after", T).unwrap();
     eprintln!("{} writes acknowledged before the disk filled; all read back", acknowledged.len());
+    // Servers stopped, then the tmpfs unmounted, then the scratch directory removed.
+    cluster.children.kill_all();
+    drop(tmpfs);
     drop(cluster);
 }

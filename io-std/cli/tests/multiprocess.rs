@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fleet_cli::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
@@ -149,7 +149,7 @@ fn config_local_prints_a_valid_config() {
     assert_eq!(f.kv_hosts().unwrap()[0].port(), 9200);
 }
 
-fn start_kv_cluster(tag: &str) -> (Children, fleet_io_std::KvSetup, PathBuf) {
+fn start_kv_cluster(tag: &str) -> (Children, fleet_io_std::KvSetup, fleet_cli::procs::ScratchDir) {
     let dir = scratch_dir(tag).unwrap();
     let ports = free_udp_ports(3).unwrap();
     let mut file = ClusterFile::local(3, 0);

@@ -176,6 +176,9 @@ fn a_full_disk_stops_the_replica_and_loses_nothing() {
     assert!(second.ops > 100, "{}", second.summary());
     assert_linearizable(&history);
     caught_up(&cluster, 2, 0);
+    // Servers stopped, then the tmpfs unmounted, then the scratch directory removed.
+    cluster.children.kill_all();
+    drop(tmpfs);
     drop(cluster);
 }
 

@@ -92,7 +92,7 @@ fn invocation_time_precedes_the_request_leaving() {
     }
 }
 
-fn kv_host(tag: &str) -> (KvSetup, fleet_io_std::net::server_thread::RunningServer, std::path::PathBuf) {
+fn kv_host(tag: &str) -> (KvSetup, fleet_io_std::net::server_thread::RunningServer, crate::procs::ScratchDir) {
     let port = free_udp_ports(1).unwrap()[0];
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let config = KvConfig::new(&[to_endpoint(addr)]).unwrap();

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
+use fleet_cli::procs::{free_udp_ports, scratch_dir, Children, ScratchDir};
 use fleet_io_std::config::{ClusterFile, KvSetup};
 
 use super::FLEET;
@@ -19,7 +19,7 @@ pub struct KvCluster {
     /// The config file.
     pub config: PathBuf,
     /// Scratch directory with the config, the logs, histories and data directories.
-    pub dir: PathBuf,
+    pub dir: ScratchDir,
     /// Host `i`'s log (stderr and stdout) of its current process.
     pub logs: Vec<PathBuf>,
     args: Vec<Vec<String>>,
@@ -41,7 +41,7 @@ impl KvCluster {
             children: Children::default(),
             setup: file.kv().unwrap(),
             config: config.clone(),
-            dir: dir.clone(),
+            dir,
             logs: Vec::new(),
             args: Vec::new(),
             child_of: Vec::new(),
@@ -53,7 +53,10 @@ impl KvCluster {
                     .map(|s| s.to_string())
                     .collect();
             if durable {
-                args.extend(["--data-dir".to_string(), dir.join(format!("data-{id}")).to_str().unwrap().to_string()]);
+                args.extend([
+                    "--data-dir".to_string(),
+                    cluster.dir.join(format!("data-{id}")).to_str().unwrap().to_string(),
+                ]);
             }
             args.extend(extra.iter().map(|s| s.to_string()));
             cluster.args.push(args);

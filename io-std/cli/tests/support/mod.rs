@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
+use fleet_cli::procs::{free_udp_ports, scratch_dir, Children, ScratchDir};
 use fleet_io_std::config::{ClusterFile, RslSetup};
 use fleet_io_std::rsl::RslClient;
 use fleet_proofs::history::{HistoryRecord, RecordStatus};
@@ -28,7 +28,7 @@ pub struct Cluster {
     /// The config file.
     pub config: PathBuf,
     /// Scratch directory with the config, the logs and histories.
-    pub dir: PathBuf,
+    pub dir: ScratchDir,
     /// Replica `i`'s log (stderr and stdout) of its current process.
     pub logs: Vec<PathBuf>,
     /// Replica `i`'s `fleet` arguments, to start it again after a kill.
@@ -97,7 +97,7 @@ impl Cluster {
             children: Children::default(),
             setup: file.rsl().unwrap(),
             config: config.clone(),
-            dir: dir.clone(),
+            dir,
             logs: Vec::new(),
             args: Vec::new(),
             child_of: Vec::new(),
@@ -112,7 +112,10 @@ impl Cluster {
                 args.extend(["--bind".to_string(), b[id].to_string()]);
             }
             if o.data_dirs {
-                args.extend(["--data-dir".to_string(), dir.join(format!("data-{id}")).to_str().unwrap().to_string()]);
+                args.extend([
+                    "--data-dir".to_string(),
+                    cluster.dir.join(format!("data-{id}")).to_str().unwrap().to_string(),
+                ]);
             }
             if o.stats_lines {
                 args.push("-v".to_string());
