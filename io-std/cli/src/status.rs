@@ -44,6 +44,8 @@ pub fn render(answers: &[ReplicaStatus], leader: Option<usize>, json: bool) -> S
                             "queued": s.queued,
                             "pending_queries": s.pending_queries,
                             "rejoining": s.rejoining,
+                            "epoch": s.epoch,
+                            "retired": s.retired,
                             "durable": s.durable,
                         })
                     }),
@@ -71,7 +73,11 @@ pub fn render(answers: &[ReplicaStatus], leader: Option<usize>, json: bool) -> S
                 leader_ops.map_or("-".to_string(), |l| l.saturating_sub(s.ops_complete).to_string()),
                 s.queued,
                 if s.durable { "yes" } else { "no" },
-                if s.rejoining { " (rejoining)" } else { "" },
+                match (s.retired, s.rejoining) {
+                    (true, _) => " (retired)",
+                    (false, true) => " (rejoining)",
+                    (false, false) => "",
+                },
             ),
         };
         out.push_str(&line);

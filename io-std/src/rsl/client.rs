@@ -5,6 +5,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
 
 use fleet_engine::rsl::apps::kv::{KvOp, KvReply};
+use fleet_engine::rsl::membership::Outcome;
 use fleet_engine::rsl::{Client, ClientError};
 use fleet_engine::wire::Bytes;
 use fleet_engine::Outbox;
@@ -96,12 +97,42 @@ impl RslClient {
 
     /// Sends `request` and waits up to `timeout` for its reply.
     pub fn call(&mut self, request: &[u8], timeout: Duration) -> Result<Vec<u8>, CallError> {
+        self.call_kind(request, false, timeout)
+    }
+
+    /// Sends a membership change (bytes from [`fleet_engine::rsl::membership::encode_change`])
+    /// and waits up to `timeout` for its outcome. See [`crate::rsl::members`] for the whole
+    /// operator's path (learning the membership, checks, the change).
+    pub fn change(&mut self, change: &[u8], timeout: Duration) -> Result<Outcome, CallError> {
+        let reply = self.call_kind(change, true, timeout)?;
+        postcard::from_bytes(&reply).map_err(|_| CallError::BadReply)
+    }
+
+    /// Starts from a membership learned from the replicas ([`crate::rsl::members`]): epoch
+    /// `epoch` and its replicas (at most [`MAX_REPLICAS`]).
+    pub fn set_membership(&mut self, epoch: u64, replicas: &[SocketAddr]) -> Result<(), CallError> {
+        let eps: Vec<_> = replicas.iter().map(|a| to_endpoint(*a)).collect();
+        self.inner.set_membership(epoch, &eps).map_err(|_| CallError::TooLarge)
+    }
+
+    /// The membership this client sends to: it follows a change when a replica that left
+    /// the cluster tells it where the cluster went.
+    pub fn membership(&self) -> (u64, Vec<SocketAddr>) {
+        let (epoch, replicas) = self.inner.membership();
+        (epoch, replicas.iter().map(|e| to_socket_addr(*e)).collect())
+    }
+
+    fn call_kind(&mut self, request: &[u8], change: bool, timeout: Duration) -> Result<Vec<u8>, CallError> {
         if request.len() > self.max_request {
             return Err(CallError::TooLarge);
         }
         let started = StdInstant::now();
         let mut out = self.out.outbox();
-        match self.inner.submit(self.clock.now(), request, &mut out) {
+        let submitted = match change {
+            false => self.inner.submit(self.clock.now(), request, &mut out),
+            true => self.inner.submit_change(self.clock.now(), request, &mut out),
+        };
+        match submitted {
             Ok(_) => {}
             Err(ClientError::TooLarge) => return Err(CallError::TooLarge),
             Err(ClientError::Busy) => self.inner.cancel(),

@@ -8,11 +8,13 @@
 //! - [`client`]: [`RslClient`], a blocking client: raw requests ([`RslClient::call`]) or
 //!   the map's get, put and delete;
 //! - [`app`]: [`StdKvApp`], the replicated map of the std servers;
-//! - [`status`]: [`cluster_status`], every replica's answer to a status request.
+//! - [`status`]: [`cluster_status`], every replica's answer to a status request;
+//! - [`members`]: the current membership and the operator's membership changes.
 
 pub mod app;
 pub mod client;
 pub mod durable;
+pub mod members;
 pub mod replica;
 pub mod server;
 pub mod status;
@@ -20,6 +22,7 @@ pub mod status;
 pub use app::StdKvApp;
 pub use client::{KvAnswer, RslClient, StdClient, DEFAULT_RETRANSMIT_MS};
 pub use durable::DurableReplica;
+pub use members::Membership;
 pub use replica::{ServerApp, ServerReplica, StdReplica};
 pub use server::{spawn, spawn_rsl, spawn_rsl_with, ServeOptions};
-pub use status::{cluster_status, ReplicaStatus};
+pub use status::{cluster_status, status_at, ReplicaStatus};

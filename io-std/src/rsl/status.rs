@@ -27,13 +27,29 @@ pub struct ReplicaStatus {
 /// Sends a status request to every replica of `setup` (again every 100 ms, in case one is
 /// lost) and collects the answers until all have answered or `timeout` passed.
 pub fn cluster_status(setup: &RslSetup, timeout: Duration) -> Result<Vec<ReplicaStatus>, CallError> {
+    statuses(setup, &setup.addrs, true, timeout)
+}
+
+/// Asks whoever serves at each of `addrs` for its status, as [`cluster_status`] does, but
+/// takes the answer of a replica of any cluster and index (`id` is the place in `addrs`):
+/// whether an address is already in use. `setup` gives the keys, if datagrams are sealed.
+pub fn status_at(setup: &RslSetup, addrs: &[SocketAddr], timeout: Duration) -> Result<Vec<ReplicaStatus>, CallError> {
+    statuses(setup, addrs, false, timeout)
+}
+
+fn statuses(
+    setup: &RslSetup,
+    addrs: &[SocketAddr],
+    check_index: bool,
+    timeout: Duration,
+) -> Result<Vec<ReplicaStatus>, CallError> {
     let nonce = poll_nonce();
     let mut request = [0u8; 64];
     let n = wire::encode_rsl(wire::ANY_CLUSTER, &RslMsg::StatusRequest { nonce }, &mut request)
         .map_err(|_| CallError::TooLarge)?;
-    let answers = setup.addrs.iter().enumerate().map(|(id, &addr)| ReplicaStatus { id, addr, status: None }).collect();
-    let mut poll = StatusPoll { nonce, request: request[..n].to_vec(), answers };
-    poll_members(setup.auth.as_ref(), setup.config.identity(), &setup.addrs, timeout, &mut poll)?;
+    let answers = addrs.iter().enumerate().map(|(id, &addr)| ReplicaStatus { id, addr, status: None }).collect();
+    let mut poll = StatusPoll { nonce, request: request[..n].to_vec(), answers, check_index };
+    poll_members(setup.auth.as_ref(), setup.config.identity(), addrs, timeout, &mut poll)?;
     Ok(poll.answers)
 }
 
@@ -42,6 +58,7 @@ struct StatusPoll {
     nonce: u64,
     request: Vec<u8>,
     answers: Vec<ReplicaStatus>,
+    check_index: bool,
 }
 
 impl Questions for StatusPoll {
@@ -53,7 +70,7 @@ impl Questions for StatusPoll {
         if let Ok(RslMsg::StatusReply { nonce, replica, status }) = wire::decode::<RslMsg<'_>>(Protocol::Rsl, datagram)
         {
             // Only the replica at the configured address speaks for its index.
-            if nonce == self.nonce && usize::from(replica) == i {
+            if nonce == self.nonce && (!self.check_index || usize::from(replica) == i) {
                 self.answers[i].status = Some(status);
             }
         }

@@ -1,0 +1,105 @@
+//! `fleet rsl member list|add|remove|replace` and `fleet rsl serve --join`: the operator's
+//! side of membership change (the mechanism: docs/ARCHITECTURE.md, "Membership change";
+//! the steps: fleet_io_std::rsl::members).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use fleet_io_std::rsl::members::{self, Edit, Membership};
+use fleet_io_std::rsl::{cluster_status, status::leader};
+use fleet_io_std::RslSetup;
+
+/// How long one round of membership questions waits for replicas that do not answer.
+pub const ROUND: Duration = Duration::from_millis(1000);
+
+/// How often a replica waiting to join asks again.
+pub const JOIN_POLL: Duration = Duration::from_millis(500);
+
+/// Membership change needs every replica to know every member's address as a member;
+/// sealed clusters bind the member list into their keys' use (not changed yet).
+fn refuse_sealed(file: &RslSetup) -> Result<(), String> {
+    match file.auth {
+        Some(_) => Err("this cluster seals its datagrams ([auth]); membership change of sealed clusters is not \
+                        supported yet: members know each other's addresses from the config file"
+            .into()),
+        None => Ok(()),
+    }
+}
+
+/// `member list`: the current membership and every member's status (a table, or one JSON
+/// object with `epoch`, `start`, `replicas` and `status`). The flag is false when no member
+/// leads.
+pub fn list(file: &RslSetup, json: bool, timeout: Duration) -> Result<(String, bool), String> {
+    let m = members::current(file, ROUND.min(timeout)).map_err(|e| format!("no replica answered: {e}"))?;
+    let setup = m.setup(file).map_err(|e| e.to_string())?;
+    let answers = cluster_status(&setup, timeout.min(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+    let lead = leader(&answers);
+    let table = crate::status::render(&answers, lead, json);
+    let text = match json {
+        true => {
+            let status: serde_json::Value = serde_json::from_str(&table).map_err(|e| e.to_string())?;
+            let replicas: Vec<String> = m.replicas.iter().map(ToString::to_string).collect();
+            serde_json::json!({ "epoch": m.epoch, "start": m.start, "replicas": replicas, "status": status })
+                .to_string()
+        }
+        false => format!("{m}\n{table}"),
+    };
+    Ok((text, lead.is_some()))
+}
+
+/// `member add|remove|replace`: learns the membership, checks the edit (and, unless
+/// `force`, that the new membership can serve at once), sends the change, and says what
+/// happened and what to do next.
+pub fn edit(file: &RslSetup, config: &Path, edit: &Edit, force: bool, timeout: Duration) -> Result<String, String> {
+    refuse_sealed(file)?;
+    let current = members::current(file, ROUND.min(timeout)).map_err(|e| format!("no replica answered: {e}"))?;
+    let next = members::plan(&current, edit)?;
+    if !force {
+        members::preflight(file, &current, &next, timeout.min(Duration::from_secs(2)))?;
+    }
+    let started = members::change(file, &current, &next, timeout)?;
+    let mut text = format!("epoch {} ended; now {started}", current.epoch);
+    let added: Vec<&SocketAddr> = next.iter().filter(|a| current.id_of(**a).is_none()).collect();
+    for a in added {
+        text.push_str(&format!(
+            "\nstart the new replica (it catches up, then serves): fleet rsl serve --config {} --join {a}",
+            config.display()
+        ));
+    }
+    for a in current.replicas.iter().filter(|a| !next.contains(a)) {
+        text.push_str(&format!("\n{a} retired: it tells clients where the cluster went; stop it when they follow"));
+    }
+    Ok(text)
+}
+
+/// `serve --join ADDR`: waits until `addr` is a member of the cluster's current
+/// membership (saying once why not yet), then returns that epoch's setup and `addr`'s id.
+/// Asks again every [`JOIN_POLL`] until it is added; the caller bounds the wait by killing
+/// the process.
+pub fn wait_for_membership(file: &RslSetup, config: &Path, addr: SocketAddr) -> Result<(RslSetup, usize), String> {
+    refuse_sealed(file)?;
+    let mut said = None;
+    loop {
+        let (why, m) = match members::current(file, ROUND) {
+            Ok(m) => match m.id_of(addr) {
+                Some(id) => return Ok((m.setup(file).map_err(|e| e.to_string())?, id)),
+                None => (
+                    format!(
+                        "{addr} is not a member of epoch {} yet; add it: fleet rsl member add --config {} {addr}",
+                        m.epoch,
+                        config.display()
+                    ),
+                    Some(m),
+                ),
+            },
+            Err(e) => (format!("no replica of {} answered ({e}); asking again", config.display()), None),
+        };
+        let key = m.as_ref().map(|m: &Membership| m.epoch);
+        if said.as_ref() != Some(&(why.clone(), key)) {
+            eprintln!("waiting to join: {why}");
+            said = Some((why, key));
+        }
+        std::thread::sleep(JOIN_POLL);
+    }
+}

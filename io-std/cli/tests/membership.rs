@@ -1,0 +1,240 @@
+//! Membership change with real processes on 127.0.0.1, under a recorded load: a killed
+//! replica replaced by a fresh process on a new port; the cluster grown from 3 to 5 and
+//! shrunk back to 3 (two of the original replicas leaving). Each history is linearizable,
+//! no gap between completed operations exceeds twice the view timeout, clients started
+//! with the old config file keep working, and the operator's mistakes get clear errors.
+//! Every wait is bounded; children are SIGKILLed when a test ends, pass or fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult, DEFAULT_LOAD_THREADS};
+use fleet_cli::procs::free_udp_ports;
+use fleet_io_std::rsl::members::{self, Membership};
+use fleet_io_std::rsl::RslClient;
+use fleet_proofs::history::{check_kv_history_file, RecordStatus, Verdict};
+use fleet_proofs::Budget;
+use support::{fleet, read_history, Cluster, ClusterOptions, FLEET};
+
+/// The cluster's view timeout: the bound on unavailability is twice this.
+const VIEW_TIMEOUT_MS: u64 = 1000;
+
+fn cluster(tag: &str) -> Cluster {
+    Cluster::start_with(&ClusterOptions { stats_lines: true, ..ClusterOptions::local(tag, VIEW_TIMEOUT_MS) })
+}
+
+/// A recorded load of `seconds` on its own thread, through the config file's replicas.
+fn start_load(cluster: &Cluster, seconds: u64) -> (std::thread::JoinHandle<BenchResult>, PathBuf) {
+    let history = cluster.dir.join("history.jsonl");
+    let opts = BenchOptions {
+        clients: 6,
+        duration: Duration::from_secs(seconds),
+        value_size: 100,
+        keys: 64,
+        first_key: 1 << 40,
+        read_pct: 30,
+        fill: false,
+        op_timeout: Duration::from_secs(3),
+        history: Some(history.clone()),
+        progress: false,
+        load_threads: DEFAULT_LOAD_THREADS,
+        pipeline: 1,
+    };
+    let setup = cluster.setup.clone();
+    (std::thread::spawn(move || run_rsl(&setup, &opts).unwrap()), history)
+}
+
+/// The history is linearizable and no two consecutive completions are further apart than
+/// twice the view timeout; returns the longest gap.
+fn check_history(history: &Path) -> Duration {
+    let report = check_kv_history_file(history, &Budget::default()).unwrap();
+    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    let mut done: Vec<u64> =
+        read_history(history).iter().filter(|r| r.status == RecordStatus::Ok).filter_map(|r| r.complete_us).collect();
+    done.sort_unstable();
+    let gap_us = done.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    assert!(done.len() > 200, "only {} operations completed", done.len());
+    assert!(
+        gap_us <= 2 * VIEW_TIMEOUT_MS * 1000,
+        "no operation completed for {gap_us} µs, more than twice the view timeout"
+    );
+    Duration::from_micros(gap_us)
+}
+
+/// `fleet rsl member ARGS... --config CONFIG`, which must succeed; its stdout.
+fn member(cluster: &Cluster, args: &[&str]) -> String {
+    let config = cluster.config.to_str().unwrap();
+    let mut all = vec!["rsl", "member"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--config", config]);
+    let (ok, out, err) = fleet(&all);
+    assert!(ok, "fleet {all:?} failed: {err}");
+    out
+}
+
+/// `fleet rsl member ARGS...`, which must fail; its stderr.
+fn member_refused(cluster: &Cluster, args: &[&str]) -> String {
+    let config = cluster.config.to_str().unwrap();
+    let mut all = vec!["rsl", "member"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--config", config]);
+    let (ok, out, err) = fleet(&all);
+    assert!(!ok, "fleet {all:?} should fail, said: {out}");
+    err
+}
+
+/// Starts `fleet rsl serve --join addr` (it waits until `addr` is a member); its log.
+fn join(cluster: &mut Cluster, addr: SocketAddr) -> PathBuf {
+    let log = cluster.dir.join(format!("join-{}.log", addr.port()));
+    let config = cluster.config.to_str().unwrap().to_string();
+    let args = ["rsl", "serve", "--config", &config, "--join", &addr.to_string(), "-v"];
+    cluster.children.spawn(Path::new(FLEET), &args, &log).unwrap();
+    log
+}
+
+/// `member list --json`, parsed.
+fn list(cluster: &Cluster) -> serde_json::Value {
+    let config = cluster.config.to_str().unwrap();
+    let (_, out, err) = fleet(&["rsl", "member", "list", "--json", "--config", config]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("member list: {e}: {out} {err}"))
+}
+
+/// Waits (at most 20 s) until the membership is epoch `epoch` of `replicas`, every member
+/// answers, none is catching up or retired, and none lags the leader.
+fn wait_settled(cluster: &Cluster, epoch: u64, replicas: &[SocketAddr]) -> serde_json::Value {
+    let want: Vec<String> = replicas.iter().map(ToString::to_string).collect();
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = list(cluster);
+        let settled = l["epoch"] == epoch
+            && l["replicas"] == serde_json::json!(want)
+            && l["status"].as_array().is_some_and(|rows| {
+                rows.iter().all(|r| {
+                    r["reachable"] == true && r["rejoining"] == false && r["retired"] == false && r["lag"] == 0
+                })
+            });
+        if settled {
+            return l;
+        }
+        assert!(Instant::now() < until, "not settled in epoch {epoch} with {want:?}: {l}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn new_addrs(n: usize) -> Vec<SocketAddr> {
+    free_udp_ports(n).unwrap().into_iter().map(|p| SocketAddr::from(([127, 0, 0, 1], p))).collect()
+}
+
+#[test]
+fn a_killed_replica_is_replaced_by_a_new_process_under_load() {
+    let mut cluster = cluster("member-replace");
+    let old = cluster.setup.addrs.clone();
+    let new = new_addrs(1)[0];
+    let (load, history) = start_load(&cluster, 8);
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.kill(2);
+    std::thread::sleep(Duration::from_millis(1000));
+    let said = member(&cluster, &["replace", &old[2].to_string(), &new.to_string()]);
+    assert!(said.contains("now epoch 1") && said.contains(&format!("--join {new}")), "{said}");
+    let log = join(&mut cluster, new);
+    let result = load.join().unwrap();
+    let gap = check_history(&history);
+    wait_settled(&cluster, 1, &[old[0], old[1], new]);
+    let joined = std::fs::read_to_string(&log).unwrap();
+    assert!(joined.contains("replica 2 of cluster") && joined.contains("(epoch 1)"), "{joined}");
+    // A client with the old config file: two of its three replicas still serve.
+    let (ok, _, err) = fleet(&["rsl", "put", "--config", cluster.config.to_str().unwrap(), "after", "replace"]);
+    assert!(ok, "{err}");
+    eprintln!("replace under load: {}; longest gap {gap:?}", result.summary());
+}
+
+#[test]
+fn the_cluster_grows_to_five_and_shrinks_to_three_under_load() {
+    let mut cluster = cluster("member-grow");
+    let old = cluster.setup.addrs.clone();
+    let added = new_addrs(2);
+    let (load, history) = start_load(&cluster, 12);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Started before they are members: they wait, then join.
+    let logs: Vec<PathBuf> = added.iter().map(|a| join(&mut cluster, *a)).collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let said = member(&cluster, &["add", &added[0].to_string(), &added[1].to_string()]);
+    assert!(said.contains("now epoch 1"), "{said}");
+    let five = [old[0], old[1], old[2], added[0], added[1]];
+    wait_settled(&cluster, 1, &five);
+    for log in &logs {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(text.contains("waiting to join") && text.contains("(epoch 1)"), "{text}");
+    }
+    // Two of the original replicas leave (the leader among them, as replica 0 leads).
+    let said = member(&cluster, &["remove", &old[0].to_string(), &old[1].to_string()]);
+    assert!(said.contains("now epoch 2") && said.contains(&format!("{} retired", old[0])), "{said}");
+    let three = [old[2], added[0], added[1]];
+    let result = load.join().unwrap();
+    let gap = check_history(&history);
+    let settled = wait_settled(&cluster, 2, &three);
+    assert_eq!(settled["status"].as_array().unwrap().len(), 3, "{settled}");
+    // The retired replicas say so.
+    let retired = fleet_io_std::rsl::status_at(&cluster.setup, &old[..2], Duration::from_secs(2)).unwrap();
+    assert!(retired.iter().all(|r| r.status.is_some_and(|s| s.retired && s.epoch == 1)), "{retired:?}");
+    // A client that knows only a retired replica is told where the cluster went and follows.
+    let only_retired = Membership { epoch: 0, start: 0, replicas: vec![old[0]] }.setup(&cluster.setup).unwrap();
+    let mut c = RslClient::connect(&only_retired).unwrap();
+    c.put(b"after", b"shrink", Duration::from_secs(5)).unwrap();
+    assert_eq!(c.get(b"after", Duration::from_secs(5)).unwrap(), Some(b"shrink".to_vec()));
+    assert_eq!(c.membership(), (2, three.to_vec()), "the client follows the redirect");
+    // And `fleet rsl get` with the old config file reads it.
+    let (ok, out, err) = fleet(&["rsl", "get", "--config", cluster.config.to_str().unwrap(), "after"]);
+    assert!(ok && out.trim() == "shrink", "{out} {err}");
+    eprintln!("grow and shrink under load: {}; longest gap {gap:?}", result.summary());
+}
+
+#[test]
+fn operator_mistakes_get_clear_errors_and_change_nothing() {
+    let mut cluster = cluster("member-errors");
+    let old = cluster.setup.addrs.clone();
+    let fresh = new_addrs(2);
+    let (a0, a1, a2, n0) = (old[0].to_string(), old[1].to_string(), old[2].to_string(), fresh[0].to_string());
+    let err = member_refused(&cluster, &["add", &a1]);
+    assert!(err.contains("already a member of epoch 0"), "{err}");
+    let err = member_refused(&cluster, &["remove", &n0]);
+    assert!(err.contains("is not a member of epoch 0"), "{err}");
+    let err = member_refused(&cluster, &["replace", &a0, &a1]);
+    assert!(err.contains("already a member"), "{err}");
+    let err = member_refused(&cluster, &["remove", &a0, &a1, &a2]);
+    assert!(err.contains("at least one replica"), "{err}");
+    // Four new replicas with three kept is no majority kept: several changes are needed.
+    let four: Vec<String> = new_addrs(4).iter().map(ToString::to_string).collect();
+    let mut add = vec!["add"];
+    add.extend(four.iter().map(String::as_str));
+    let err = member_refused(&cluster, &add);
+    assert!(err.contains("only 3 of the 7 new members are current members"), "{err}");
+    // With replica 2 down, removing replica 1 would leave one live replica of two.
+    cluster.kill(2);
+    let err = member_refused(&cluster, &["remove", &a1]);
+    assert!(err.contains("needs 2 replicas holding the state") && err.contains(&a2), "{err}");
+    // Nothing changed: still epoch 0 of the three.
+    let l = list(&cluster);
+    assert_eq!(l["epoch"], 0, "{l}");
+    // The dead replica replaced; then a change built on the old epoch is refused by the
+    // cluster itself (another change came first), and re-adding a retired replica's
+    // address is refused while that replica still runs there.
+    member(&cluster, &["replace", &a2, &n0]);
+    join(&mut cluster, fresh[0]);
+    wait_settled(&cluster, 1, &[old[0], old[1], fresh[0]]);
+    let stale = Membership { epoch: 0, start: 0, replicas: old.clone() };
+    let err = members::change(&cluster.setup, &stale, &[old[0], old[1], fresh[1]], Duration::from_secs(5)).unwrap_err();
+    assert!(err.contains("the cluster is in epoch 1: another change came first"), "{err}");
+    member(&cluster, &["remove", &a1]);
+    let err = member_refused(&cluster, &["add", &a1]);
+    assert!(err.contains(&format!("{a1} is already in use by a retired replica of epoch 1")), "{err}");
+    // `serve` takes one of --id and --join.
+    let (ok, _, err) =
+        fleet(&["rsl", "serve", "--config", cluster.config.to_str().unwrap(), "--id", "0", "--join", &n0]);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+}
