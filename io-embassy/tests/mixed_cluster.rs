@@ -43,12 +43,9 @@ fn body() {
     let Some(MixedAddrs { inside, addrs, eps }) = mixed_addrs() else { return };
     let (inside_ip, p0) = (*inside.ip(), inside.port());
     // The whole cluster shares one parameter set; 1472-byte datagrams fit the embassy MTU.
-    let setup = RslSetup {
-        addrs: addrs.clone(),
-        config: rsl_config::<MAX_REPLICAS>(&eps, fast_params()),
-        max_keys: MAX_KEYS,
-        auth: None,
-    };
+    let std_config = rsl_config::<MAX_REPLICAS>(&eps, fast_params());
+    let auth_cluster = std_config.identity();
+    let setup = RslSetup { addrs: addrs.clone(), config: std_config, max_keys: MAX_KEYS, auth: None, auth_cluster };
 
     // The embassy member: a stack at 127.0.0.2/8 on the switch, the switch's default port
     // bridged to a std socket bound at 127.0.0.2:p0.

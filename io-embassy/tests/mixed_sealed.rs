@@ -53,7 +53,14 @@ fn body() {
     let section = new_key_files(&dir).unwrap();
     let files = AuthFiles { member_key: section.member_key.into(), client_key: section.client_key.into() };
     let std_config = rsl_config::<MAX_REPLICAS>(&eps, sealed_params());
-    let setup = RslSetup { addrs: addrs.clone(), config: std_config, max_keys: MAX_KEYS, auth: Some(files.clone()) };
+    let auth_cluster = std_config.identity();
+    let setup = RslSetup {
+        addrs: addrs.clone(),
+        config: std_config,
+        max_keys: MAX_KEYS,
+        auth: Some(files.clone()),
+        auth_cluster,
+    };
 
     let switch = switch(12);
     let bridge = Bridge::start(switch.attach_default().unwrap(), inside).expect("bridge socket");

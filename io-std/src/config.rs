@@ -245,7 +245,9 @@ impl ClusterFile {
             fleet_engine::ConfigError::Invalid(field) => err(format!("rsl.{field}"), rsl_range(field)),
             other => err("rsl.replicas", other.to_string()),
         })?;
-        Ok(RslSetup { addrs, config, max_keys: s.max_keys.unwrap_or(DEFAULT_MAX_KEYS), auth: self.auth_files() })
+        let auth_cluster = config.identity();
+        let max_keys = s.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
+        Ok(RslSetup { addrs, config, max_keys, auth: self.auth_files(), auth_cluster })
     }
 
     /// The validated KV host addresses.
@@ -288,6 +290,10 @@ pub struct RslSetup {
     /// The key files, if datagrams are sealed (the engine's datagram bound already leaves
     /// room for the seal).
     pub auth: Option<AuthFiles>,
+    /// The cluster identity seals bind: the configuration file's (epoch 0) in every
+    /// epoch, so keys and seals stay valid across membership changes (the engine's own
+    /// envelope tells epochs apart).
+    pub auth_cluster: u32,
 }
 
 /// A validated KV setup.

@@ -361,6 +361,9 @@ pub struct SeedReport {
     pub datagrams: (u64, u64, u64),
     /// Simulated time, microseconds.
     pub sim_us: u64,
+    /// The client named no cluster (as io-std's clients): it learns new replicas only when
+    /// redirected or, its requests unanswered, by asking.
+    pub plain_client: bool,
 }
 
 /// One seeded run: a 3-replica cluster under loss, duplication, reordering and crashes of
@@ -385,6 +388,12 @@ pub fn run_seed_with(seed: u64, fresh_epoch: bool) -> Result<SeedReport, Vec<Str
         dup_ppm: sim.rng.range(0, 50_000) as u32,
         max_delay_ms: sim.rng.range(0, 5),
     };
+    // Half the seeds: a client that names no cluster (replicas of any epoch serve it).
+    report.plain_client = sim.rng.chance(500_000);
+    if report.plain_client {
+        let client = SimClient::new(&config_of(&[1, 2, 3], 0).replicas, 1, 50, 1472).expect("valid client");
+        sim.clients.insert(client_ep(1), client);
+    }
     let mut acked: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut members: Vec<u8> = vec![1, 2, 3];
     let mut next_id = 4u8;

@@ -215,8 +215,11 @@ fn run_members(seed: u64, fresh_epoch: bool) -> SeedReport {
         faults: FaultCounts { crashes: r.restarts, wipes: r.restarts, rejoins: r.restarts, ..FaultCounts::default() },
         violations: violations.into_iter().map(|v| Violation::new("members", "members-simulator", v)).collect(),
         setup: format!(
-            "members: {} epochs entered, {} writes acknowledged, {} restarts without state",
-            r.epochs, r.acked, r.restarts
+            "members: {} epochs entered, {} writes acknowledged, {} restarts without state, client {}",
+            r.epochs,
+            r.acked,
+            r.restarts,
+            if r.plain_client { "naming no cluster" } else { "naming its cluster" }
         ),
         ..SeedReport::default()
     }

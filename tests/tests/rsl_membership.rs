@@ -14,7 +14,7 @@ use fleet_engine::rsl::{RslConfig, RslMsg};
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 use fleet_tests::members_sim::{client_ep, config_of, replica_ep, MembersSim};
-use fleet_tests::rsl_sim::{SimApp, SimReplica};
+use fleet_tests::rsl_sim::{SimApp, SimClient, SimReplica};
 
 type ClusterOut = OutboxBuf<512, { 512 * 1024 }>;
 
@@ -109,6 +109,30 @@ fn growing_from_three_to_five_keeps_every_write_and_new_replicas_catch_up() {
     // Views 2 and 3 are led by the dead replicas 1 and 2: the third view change serves.
     assert!(c.put_within(1, b"after", b"losing two", 20_000), "three of five go on");
     assert_eq!(c.get(1, b"after"), Some(b"losing two".to_vec()));
+}
+
+#[test]
+fn a_client_naming_no_cluster_learns_new_replicas_once_its_requests_go_unanswered() {
+    let mut c = Cluster::new(3, 2);
+    // Client 2 names no cluster (io-std's default): a replica of any epoch serves it, so
+    // nothing redirects it while a replica it knows is still a member.
+    let plain = SimClient::new(&members(&[1, 2, 3]), 1, 50, 1472).unwrap();
+    c.clients.insert(client_ep(2), plain);
+    assert!(c.put(2, b"k", b"v0"));
+    c.start_joiner(4, next_config(&[1, 2, 3, 4, 5], 1), 41);
+    c.start_joiner(5, next_config(&[1, 2, 3, 4, 5], 1), 51);
+    let outcome = c.change(1, 0, &[1, 2, 3, 4, 5], 5_000).unwrap();
+    let Outcome::Started { epoch: 1, start } = outcome else { panic!("{outcome:?}") };
+    assert!(c.run_until(5_000, |c| c.epoch_caught_up(1, start)), "the new replicas catch up");
+    assert!(c.put(2, b"k", b"v1"), "the kept replicas serve it");
+    assert_eq!(c.clients[&client_ep(2)].membership().0, 0, "nothing told it of epoch 1 yet");
+    // The leader dies. Replicas 2 and 3 see the client's requests and suspect it; 4 and 5
+    // would not, and a view change of five needs three suspicions, unless the client,
+    // unanswered, asks for the membership and sends to them too.
+    c.down.push(ep(1));
+    assert!(c.put_within(2, b"k", b"v2", 20_000), "a new leader serves it");
+    assert_eq!(c.clients[&client_ep(2)].membership(), (1, &members(&[1, 2, 3, 4, 5])[..]));
+    assert_eq!(c.get(2, b"k"), Some(b"v2".to_vec()));
 }
 
 #[test]

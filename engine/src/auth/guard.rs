@@ -68,6 +68,13 @@ impl<'m> Guard<'m> {
         Guard { keys, me, role, stats: AuthStats::default() }
     }
 
+    /// Takes a new role, keeping the keys and counters: a member whose cluster's
+    /// membership changed names every member it now knows (`fleet-io-std` does on each RSL
+    /// membership change).
+    pub fn set_role(&mut self, role: Role<'m>) {
+        self.role = role;
+    }
+
     /// What this guard has counted.
     pub fn stats(&self) -> AuthStats {
         self.stats

@@ -71,6 +71,10 @@ impl<const D: usize> Pending<D> {
     }
 }
 
+/// The send of a request from which each retransmission also asks the replicas for their
+/// membership (the second retransmission: the first covers a lost datagram).
+pub const MEMBERS_ASKED_FROM_SEND: u32 = 3;
+
 /// An RSL client for a cluster of at most `R` replicas, requests of at most `D` bytes.
 ///
 /// Equality and hashing (for model checkers) compare the protocol state only: the
@@ -314,6 +318,16 @@ impl<const R: usize, const D: usize> Client<R, D> {
             &self.replicas,
             &p.message(),
         );
+        // Still unanswered after a retransmission: the cluster may have moved to replicas
+        // this client does not know. They matter even while the replicas it knows still
+        // serve: a replica suspects a dead leader only from requests it saw, and a view
+        // change needs a quorum of suspicions, which after growing may need new replicas.
+        // Any replica answers with its membership, which the client follows if newer.
+        if p.sends >= MEMBERS_ASKED_FROM_SEND {
+            let ask = RslMsg::MembersRequest { nonce: p.seqno };
+            let max = self.max_datagram_bytes;
+            emit::broadcast(out, &mut self.stats, Envelope::Rsl(wire::ANY_CLUSTER), max, &self.replicas, &ask);
+        }
     }
 
     /// When `tick` must next be called.

@@ -26,6 +26,7 @@ fn cluster(tag: &str) -> Cluster {
         data_dirs: false,
         extra_args: Vec::new(),
         lease_ms: None,
+        sealed: false,
     })
 }
 

@@ -56,6 +56,7 @@ fn a_follower_frozen_for_3s_under_load_catches_up_while_writes_go_on() {
         data_dirs: false,
         extra_args: Vec::new(),
         lease_ms: None,
+        sealed: false,
     });
     let setup = cluster.setup.clone();
 

@@ -195,6 +195,39 @@ fn the_cluster_grows_to_five_and_shrinks_to_three_under_load() {
 }
 
 #[test]
+fn a_sealed_cluster_grows_replaces_and_shrinks() {
+    // Every datagram sealed: new members must be sealed for as members by the old ones,
+    // and clients keep their keys across epochs.
+    let mut cluster = Cluster::start_with(&ClusterOptions {
+        sealed: true,
+        ..ClusterOptions::local("member-sealed", VIEW_TIMEOUT_MS)
+    });
+    let old = cluster.setup.addrs.clone();
+    let added = new_addrs(2);
+    member(&cluster, &["add", &added[0].to_string()]);
+    join(&mut cluster, added[0]);
+    wait_settled(&cluster, 1, &[old[0], old[1], old[2], added[0]]);
+    member(&cluster, &["replace", &old[1].to_string(), &added[1].to_string()]);
+    join(&mut cluster, added[1]);
+    wait_settled(&cluster, 2, &[old[0], added[1], old[2], added[0]]);
+    member(&cluster, &["remove", &old[0].to_string()]);
+    wait_settled(&cluster, 3, &[added[1], old[2], added[0]]);
+    // A client of the original file (sealed with its keys) is served and reads back.
+    let config = cluster.config.to_str().unwrap();
+    let (ok, _, err) = fleet(&["rsl", "put", "--config", config, "sealed", "yes"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = fleet(&["rsl", "get", "--config", config, "sealed"]);
+    assert!(ok && out.trim() == "yes", "{out} {err}");
+    // No member refused another's datagrams along the way.
+    for log in std::fs::read_dir(&*cluster.dir).unwrap().flatten().map(|e| e.path()) {
+        if log.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&log).unwrap();
+            assert!(!text.contains("refused a datagram from member"), "{}: {text}", log.display());
+        }
+    }
+}
+
+#[test]
 fn operator_mistakes_get_clear_errors_and_change_nothing() {
     let mut cluster = cluster("member-errors");
     let old = cluster.setup.addrs.clone();

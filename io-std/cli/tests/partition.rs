@@ -48,6 +48,7 @@ fn proxied_cluster(tag: &str) -> (Proxy, Cluster) {
         data_dirs: false,
         extra_args: Vec::new(),
         lease_ms: None,
+        sealed: false,
     });
     (proxy, cluster)
 }

@@ -59,6 +59,7 @@ fn every_acknowledged_write_survives_twenty_power_cuts() {
         data_dirs: true,
         extra_args: Vec::new(),
         lease_ms: None,
+        sealed: false,
     });
     let setup = cluster.setup.clone();
     let start = Instant::now();

@@ -41,6 +41,7 @@ fn in_memory_replicas_restarted_without_state_rejoin_and_lose_nothing() {
         data_dirs: false,
         extra_args: Vec::new(),
         lease_ms: None,
+        sealed: false,
     });
     let setup = cluster.setup.clone();
     let history = cluster.dir.join("history.jsonl");
@@ -101,6 +102,7 @@ fn a_durable_replica_whose_data_directory_is_deleted_rejoins_and_loses_nothing()
         data_dirs: true,
         extra_args: Vec::new(),
         lease_ms: None,
+        sealed: false,
     });
     let setup = cluster.setup.clone();
     let mut client = fleet_io_std::rsl::RslClient::connect(&setup).unwrap();

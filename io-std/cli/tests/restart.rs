@@ -29,6 +29,7 @@ fn durable_cluster(tag: &str) -> Cluster {
         data_dirs: true,
         extra_args: Vec::new(),
         lease_ms: None,
+        sealed: false,
     })
 }
 

@@ -29,6 +29,7 @@ fn durable(tag: &str, extra: &[&str]) -> Cluster {
         data_dirs: true,
         extra_args: extra.iter().map(|s| s.to_string()).collect(),
         lease_ms: None,
+        sealed: false,
     })
 }
 

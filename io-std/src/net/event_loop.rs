@@ -57,6 +57,18 @@ pub trait Host {
         Ok(None)
     }
 
+    /// Which membership the host is in: changes whenever its cluster's membership does
+    /// (RSL's epoch); always 0 for a host whose members are fixed.
+    fn membership_generation(&self) -> u64 {
+        0
+    }
+
+    /// Every member the host knows now (asked when [`Host::membership_generation`]
+    /// changes): the loop seals datagrams to them, and opens theirs, with member keys.
+    fn known_members(&self) -> Vec<Endpoint> {
+        Vec::new()
+    }
+
     /// The highest ticket of [`Host::commit`] that is durable.
     fn durable(&mut self) -> Result<u64, ServerError> {
         Ok(u64::MAX)
@@ -130,6 +142,10 @@ const NOTICES_PER_SECOND: u32 = 50;
 /// The sealing side of the loop: the guard, and room to seal a burst into.
 struct Sealer<'m> {
     guard: Guard<'m>,
+    /// The members the guard knows (the configured ones, then every one a membership
+    /// change added), and the host's membership generation they are for.
+    members: Vec<Endpoint>,
+    generation: u64,
     sealed: Vec<u8>,
     notices_left: u32,
     notices_since: StdInstant,
@@ -144,12 +160,36 @@ impl<'m> Sealer<'m> {
     fn new(auth: &'m LoopAuth, me: Endpoint) -> Sealer<'m> {
         Sealer {
             guard: Guard::new(auth.keys.clone(), me, Role::Member(&auth.members)),
+            members: auth.members.clone(),
+            generation: 0,
             sealed: Vec::new(),
             notices_left: NOTICES_PER_SECOND,
             notices_since: StdInstant::now(),
             from_members_refused: 0,
             notices_from_members: 0,
             key_files: auth.key_files.clone(),
+        }
+    }
+
+    /// Follows the host's membership: once it changed, every member the host knows is
+    /// sealed for as a member too. Members are only ever added (a retired replica still
+    /// talks to its old peers). Each change leaks its member list (a few hundred bytes per
+    /// membership change, which an operator makes) so that the guard may borrow it.
+    fn follow<H: Host>(&mut self, host: &H) {
+        let generation = host.membership_generation();
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        let before = self.members.len();
+        for m in host.known_members() {
+            if !self.members.contains(&m) {
+                self.members.push(m);
+            }
+        }
+        if self.members.len() != before {
+            let members: &'static [Endpoint] = Box::leak(self.members.clone().into_boxed_slice());
+            self.guard.set_role(Role::Member(members));
         }
     }
 
@@ -349,6 +389,10 @@ fn settle<H: Host>(
     egress: &mut Egress<'_>,
     now: Instant,
 ) -> Result<(), ServerError> {
+    // Before anything of these steps is sealed: they may be the first to new members.
+    if let Some(sealer) = egress.sealer.as_mut() {
+        sealer.follow(host);
+    }
     match host.commit(now, out.any_waits_for_sync())? {
         None => send(io, out.iter(), egress),
         Some(ticket) => {

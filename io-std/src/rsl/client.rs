@@ -58,7 +58,7 @@ impl RslClient {
             Some(a) if a.ip().is_loopback() => "127.0.0.1:0",
             _ => "0.0.0.0:0",
         };
-        let (socket, seal) = client_socket_and_seal(setup.auth.as_ref(), setup.config.identity(), &setup.addrs, any)?;
+        let (socket, seal) = client_socket_and_seal(setup.auth.as_ref(), setup.auth_cluster, &setup.addrs, any)?;
         let eps: Vec<_> = setup.addrs.iter().map(|a| to_endpoint(*a)).collect();
         // Seqnos must grow across restarts on the same port: start at the wall clock in µs.
         let first_seqno = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);

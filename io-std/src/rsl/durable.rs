@@ -392,6 +392,12 @@ where
             self.wal.preallocated()
         )
     }
+    fn membership_generation(&self) -> u64 {
+        super::replica::membership_generation(&self.replica)
+    }
+    fn known_members(&self) -> Vec<Endpoint> {
+        super::replica::known_members(&self.replica)
+    }
     fn commit(&mut self, now: Instant, waiting: bool) -> Result<Option<u64>, ServerError> {
         if let Some(why) = self.failed.take() {
             return Err(ServerError::Config(why));

@@ -42,7 +42,8 @@ impl Membership {
         let mut config = RslConfig::<MAX_REPLICAS>::new(&endpoints).map_err(|_| CallError::TooLarge)?;
         config.params = file.config.params;
         config.epoch = self.epoch;
-        Ok(RslSetup { addrs: self.replicas.clone(), config, max_keys: file.max_keys, auth: file.auth.clone() })
+        let (max_keys, auth, auth_cluster) = (file.max_keys, file.auth.clone(), file.auth_cluster);
+        Ok(RslSetup { addrs: self.replicas.clone(), config, max_keys, auth, auth_cluster })
     }
 
     /// The id (index) of `addr` in this membership.
@@ -86,7 +87,7 @@ fn ask_members(file: &RslSetup, addrs: &[SocketAddr], round: Duration) -> Result
     let n = wire::encode_rsl(wire::ANY_CLUSTER, &RslMsg::MembersRequest { nonce }, &mut request)
         .map_err(|_| CallError::TooLarge)?;
     let mut poll = MembersPoll { nonce, request: request[..n].to_vec(), answers: vec![None; addrs.len()] };
-    poll_members(file.auth.as_ref(), file.config.identity(), addrs, round, &mut poll)?;
+    poll_members(file.auth.as_ref(), file.auth_cluster, addrs, round, &mut poll)?;
     Ok(poll.answers)
 }
 

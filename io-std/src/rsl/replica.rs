@@ -52,6 +52,27 @@ impl<A: App> Host for StdReplica<A> {
     fn stats_line(&self) -> String {
         status_line(self)
     }
+    fn membership_generation(&self) -> u64 {
+        membership_generation(self)
+    }
+    fn known_members(&self) -> Vec<Endpoint> {
+        known_members(self)
+    }
+}
+
+/// The replica's epoch, or the next one once it retired: changes with every membership
+/// change it takes part in.
+pub fn membership_generation<A: App>(replica: &StdReplica<A>) -> u64 {
+    replica.retired().map_or(replica.config().epoch, |r| r.next.epoch)
+}
+
+/// The replicas of its epoch and, once retired, of the next.
+pub fn known_members<A: App>(replica: &StdReplica<A>) -> Vec<Endpoint> {
+    let mut members: Vec<Endpoint> = replica.config().replicas.to_vec();
+    if let Some(r) = replica.retired() {
+        members.extend(r.next.replicas.iter().copied());
+    }
+    members
 }
 
 /// Logs a message refused for naming another cluster (the 1st, 2nd, 4th, 8th, ... of them:

@@ -48,7 +48,7 @@ where
     let setup = setup.clone();
     let mut loop_options = options.loop_options.clone();
     if loop_options.auth.is_none() {
-        loop_options.auth = crate::auth::member_loop_auth(setup.auth.as_ref(), setup.config.identity(), &setup.addrs)?;
+        loop_options.auth = crate::auth::member_loop_auth(setup.auth.as_ref(), setup.auth_cluster, &setup.addrs)?;
     }
     if let Some(board) = loop_options.metrics.as_mut() {
         // Members' datagrams are protocol messages: only clients' requests are timed.

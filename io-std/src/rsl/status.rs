@@ -49,7 +49,7 @@ fn statuses(
         .map_err(|_| CallError::TooLarge)?;
     let answers = addrs.iter().enumerate().map(|(id, &addr)| ReplicaStatus { id, addr, status: None }).collect();
     let mut poll = StatusPoll { nonce, request: request[..n].to_vec(), answers, check_index };
-    poll_members(setup.auth.as_ref(), setup.config.identity(), addrs, timeout, &mut poll)?;
+    poll_members(setup.auth.as_ref(), setup.auth_cluster, addrs, timeout, &mut poll)?;
     Ok(poll.answers)
 }
 

@@ -30,7 +30,7 @@ pub fn run_rsl(setup: &RslSetup, opts: &BenchOptions) -> Result<BenchResult, Cal
     let seed = wall_clock_us();
     let max = setup.config.params.max_datagram_bytes;
     let max_request = setup.config.max_batch_bytes().saturating_sub(fleet_engine::rsl::replica::ENTRY_OVERHEAD_BYTES);
-    let auth = setup.auth.as_ref().map(|f| (f, setup.config.identity()));
+    let auth = setup.auth.as_ref().map(|f| (f, setup.auth_cluster));
     run_load(&setup.addrs, auth, opts, |_| {
         Client::new(&eps, seed, DEFAULT_RETRANSMIT_MS, max)
             .map(|c| RslLoad::new(Box::new(c), max_request, opts.pipeline))

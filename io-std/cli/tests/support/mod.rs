@@ -55,6 +55,8 @@ pub struct ClusterOptions<'a> {
     pub extra_args: Vec<String>,
     /// The config's `lease_ms` (leader leases), if any.
     pub lease_ms: Option<u64>,
+    /// Seal every datagram: fresh keys in `DIR/keys`, named in the config's `[auth]`.
+    pub sealed: bool,
 }
 
 impl<'a> ClusterOptions<'a> {
@@ -69,6 +71,7 @@ impl<'a> ClusterOptions<'a> {
             data_dirs: false,
             extra_args: Vec::new(),
             lease_ms: None,
+            sealed: false,
         }
     }
 }
@@ -91,6 +94,9 @@ impl Cluster {
         rsl.baseline_view_timeout_ms = Some(o.view_timeout_ms);
         rsl.lease_ms = o.lease_ms;
         file.kv = None;
+        if o.sealed {
+            file.auth = Some(fleet_io_std::auth::new_key_files(&dir.join("keys")).unwrap());
+        }
         let config = dir.join("cluster.toml");
         std::fs::write(&config, file.to_toml()).unwrap();
         let mut cluster = Cluster {
