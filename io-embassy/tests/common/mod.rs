@@ -72,22 +72,22 @@ pub fn switch(seed: u64) -> &'static TestSwitch {
     Box::leak(Box::new(TestSwitch::new(seed)))
 }
 
-/// An embassy-net stack with address `ip`/`prefix`, on a new port of `switch`.
-pub fn stack(
-    switch: &'static TestSwitch,
+/// An embassy-net stack with address `ip`/`prefix`, on a new port of `switch` (any size).
+pub fn stack<const P: usize, const Q: usize>(
+    switch: &'static Switch<P, Q>,
     ip: [u8; 4],
     prefix: u8,
-) -> (Stack<'static>, embassy_net::Runner<'static, TestPort>, fleet_io_embassy::switch::PortId) {
+) -> (Stack<'static>, embassy_net::Runner<'static, Port<'static, P, Q>>, fleet_io_embassy::switch::PortId) {
     stack_on(switch.attach(fleet_engine::IpAddr::V4(ip)).unwrap(), ip, prefix)
 }
 
 /// An embassy-net stack with address `ip`/`prefix` on `port`.
 #[allow(dead_code)] // Not every test binary uses it directly.
-pub fn stack_on(
-    port: TestPort,
+pub fn stack_on<const P: usize, const Q: usize>(
+    port: Port<'static, P, Q>,
     ip: [u8; 4],
     prefix: u8,
-) -> (Stack<'static>, embassy_net::Runner<'static, TestPort>, fleet_io_embassy::switch::PortId) {
+) -> (Stack<'static>, embassy_net::Runner<'static, Port<'static, P, Q>>, fleet_io_embassy::switch::PortId) {
     let id = port.id();
     let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
         address: Ipv4Cidr::new(Ipv4Address::from(ip), prefix),
@@ -123,9 +123,9 @@ pub fn client(eps: &[Endpoint], first_seqno: u64) -> Box<TestClient> {
     Box::new(RslClient::new(Client::new(eps, first_seqno, 100, 1472).unwrap()))
 }
 
-/// One KV operation through the async client; panics on timeout.
-pub async fn kv(
-    c: &mut TestClient,
+/// One KV operation through the async client (of any replica bound); panics on timeout.
+pub async fn kv<const R: usize, const OB: usize>(
+    c: &mut RslClient<R, 1472, OB>,
     socket: &embassy_net::udp::UdpSocket<'_>,
     op: KvOp<'_>,
 ) -> Result<Option<Vec<u8>>, fleet_io_embassy::CallError> {
