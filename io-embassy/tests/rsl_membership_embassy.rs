@@ -144,21 +144,10 @@ fn run<F: Future<Output = ()>>(background: impl Future<Output = ()>, limit: Dura
     });
 }
 
-/// A client of `eps` that names no cluster (the default): it learns a new membership only
-/// from a replica that left the cluster.
+/// A client of `eps` that names no cluster (the default): it learns a new membership from
+/// a replica that left the cluster, or by asking once its requests go unanswered.
 fn lab_client(eps: &[Endpoint]) -> Box<LabClient> {
     Box::new(RslClient::new(Client::new(eps, 1, 100, 1472).unwrap()))
-}
-
-/// A client of `config`'s replicas that names its cluster: a replica of the next epoch
-/// answers it with the new membership, which it then follows. A client that names no
-/// cluster and is served by the old replicas that stayed never learns the new ones, so
-/// they never see its requests and cannot suspect a dead leader: with one of them needed
-/// for a quorum, the epoch could not change views for it.
-fn following_client<const R: usize>(config: &RslConfig<R>) -> Box<LabClient> {
-    let mut client = Client::new(&config.replicas, 1, 100, 1472).unwrap();
-    client.set_cluster(config.identity());
-    Box::new(RslClient::new(client))
 }
 
 /// Waits (at most `limit`) until `done`; panics with `what` and `why()` otherwise.
@@ -260,7 +249,7 @@ fn replace_body() {
         let (old, new) = (lab.eps(&[0, 1, 2]), lab.eps(&[0, 1, 3]));
         let epoch0 = rsl_config::<3>(&old, fast_params());
         let mut acked = BTreeMap::new();
-        let mut client = following_client(&epoch0);
+        let mut client = lab_client(&epoch0.replicas);
         write(&mut client, writer, 0..10, &mut acked).await;
 
         let outcome = change(operator, &old, 0, &new).await;
@@ -283,7 +272,6 @@ fn replace_body() {
         let epoch1 = epoch0.next_epoch(heapless::Vec::from_slice(&new).unwrap());
         lab.boot(3, epoch1, 2);
         write(&mut client, writer, 10..20, &mut acked).await;
-        assert_eq!(client.inner().membership(), (1, &new[..]), "the writer followed");
 
         // A client still pointed at the old membership, its first try to the removed
         // replica: told where the cluster went, it follows and is served.
@@ -301,7 +289,11 @@ fn replace_body() {
         let view = lab.status(1).view;
         lab.cut(0);
         lab.cut(2);
+        // The writer names no cluster and knows only epoch 0's replicas: unanswered, it
+        // asks them for the membership and follows, so the new replica hears its requests
+        // and suspects the dead leader too.
         write(&mut client, writer, 20..25, &mut acked).await;
+        assert_eq!(client.inner().membership(), (1, &new[..]), "the writer followed");
         let leader = [1, 3].into_iter().find(|&i| lab.status(i).is_leader).expect("replica 1 or 3 leads");
         assert!(lab.status(leader).view > view, "a later view of epoch 1");
         read_back(&mut lab_client(&new), reader, &acked).await;
@@ -322,7 +314,7 @@ fn grow_body() {
         let (old, new) = (lab.eps(&[0, 1, 2]), lab.eps(&[0, 1, 2, 3, 4]));
         let epoch0 = rsl_config::<5>(&old, fast_params());
         let mut acked = BTreeMap::new();
-        let mut client = following_client(&epoch0);
+        let mut client = lab_client(&epoch0.replicas);
         write(&mut client, writer, 0..10, &mut acked).await;
 
         // The new machines start first, for the epoch the change will create; they wait
@@ -334,7 +326,6 @@ fn grow_body() {
         let Outcome::Started { epoch: 1, start } = outcome else { panic!("{outcome:?}") };
         assert!(start > 10, "epoch 1 starts at {start}");
         write(&mut client, writer, 10..20, &mut acked).await;
-        assert_eq!(client.inner().membership(), (1, &new[..]), "the writer followed");
         for i in [3, 4] {
             caught_up(&lab, i, &[0, 1, 2], 1, &acked).await;
         }
@@ -346,6 +337,7 @@ fn grow_body() {
         lab.cut(0);
         lab.cut(2);
         write(&mut client, writer, 20..25, &mut acked).await;
+        assert_eq!(client.inner().membership(), (1, &new[..]), "the writer followed");
         assert!([1, 3, 4].into_iter().any(|i| lab.status(i).is_leader), "a survivor leads");
         read_back(&mut lab_client(&new), reader, &acked).await;
     });
