@@ -81,6 +81,7 @@ fn growing_from_three_to_five_keeps_every_write_and_new_replicas_catch_up() {
     // The new machines start first, for the epoch the change will create; they wait.
     c.start_joiner(4, next_config(&[1, 2, 3, 4, 5], 1), 41);
     c.start_joiner(5, next_config(&[1, 2, 3, 4, 5], 1), 51);
+    assert_eq!(c.replica(4).epoch_start(), membership::EPOCH_START_UNKNOWN, "no state: start unknown");
     let outcome = c.change(1, 0, &[1, 2, 3, 4, 5], 5_000).expect("the change is answered");
     let Outcome::Started { epoch: 1, start } = outcome else { panic!("{outcome:?}") };
     assert!(start > 10, "the change executed after the writes: starts at {start}");
@@ -98,6 +99,8 @@ fn growing_from_three_to_five_keeps_every_write_and_new_replicas_catch_up() {
     for i in [4, 5] {
         let r = c.replica(i);
         assert!(r.rejoining().is_none(), "replica {i} votes once caught up");
+        let at = r.epoch_start();
+        assert!(at >= start && at != membership::EPOCH_START_UNKNOWN, "replica {i}: epoch start {at}");
         assert_eq!(r.app(), c.replica(1).app(), "replica {i} holds the same state");
         assert_eq!(r.executor().executed_digest, c.replica(1).executor().executed_digest);
     }

@@ -19,10 +19,12 @@
 //! next epoch's first operation is `k + 1`, and its replicas start from that one state.
 //! What a new epoch's replica must not do is take part before it holds that state, or take
 //! part as a replica that may have acted in the epoch before losing its memory: a replica
-//! that enters by executing the stop-sign has done neither; every other way in (a new
-//! machine, a lagging replica told by a peer, a restart without state) is a start without
-//! state, which rejoins ([`crate::rsl::rejoin`]) and so votes only once it has caught up
-//! past everything the epoch's other replicas report, which is at least `k + 1`.
+//! that enters by executing the stop-sign has done neither. A lagging replica told by a
+//! peer (one that holds the epoch's start state) has never acted in the new epoch either:
+//! it enters with a fresh acceptor and fetches the state before it executes anything there.
+//! Every other way in (a new machine, a restart without state) is a start without state,
+//! which rejoins ([`crate::rsl::rejoin`]) and so votes only once it has caught up past
+//! everything the epoch's other replicas report, which is at least `k + 1`.
 //!
 //! The rule that keeps a change live: **a majority of the next epoch's replicas must be
 //! replicas of this one** ([`Refusal::NoMajorityKept`]). They enter the next epoch by
@@ -40,6 +42,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Endpoint;
 use crate::wire::{self, Bytes};
+
+/// The epoch start of a replica started for a later epoch without state, until it installs
+/// its first state of that epoch (it cannot know where the epoch began before; that state is
+/// at or past it). Such a replica supplies no state and tells no laggard to move on.
+pub const EPOCH_START_UNKNOWN: u64 = u64::MAX;
 
 /// Most bytes one encoded endpoint takes (an IPv6 address, a port, the tag).
 pub const MAX_ENDPOINT_BYTES: usize = 20;

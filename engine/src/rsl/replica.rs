@@ -241,7 +241,8 @@ impl<
             reads: Reads::default(),
             ckpt_reported: 0,
             hold: Hold::at_start(now, config.params.lease_ms),
-            epoch_start: 0,
+            // A replica of a later epoch starts without its state (it rejoins).
+            epoch_start: if config.epoch == 0 { 0 } else { crate::rsl::membership::EPOCH_START_UNKNOWN },
             previous_cluster: wire::ANY_CLUSTER,
             retired: None,
             change_proposed: None,

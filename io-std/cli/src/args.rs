@@ -177,7 +177,8 @@ pub(crate) enum RslCmd {
     /// cluster serves (README, "Changing the membership").
     #[command(subcommand)]
     Member(MemberCmd),
-    /// Asks every replica where it stands: reachable or not, view and leader, phase,
+    /// Asks every replica of the current membership (learned from the config file's
+    /// replicas) where it stands: reachable or not, view and leader, phase,
     /// operations executed, truncation point, lag behind the leader, queued requests,
     /// durable or not. Exit status 1 if no replica leads.
     Status {

@@ -269,9 +269,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
         }
         Cmd::Rsl(RslCmd::Status { config, json }) => {
-            let answers =
-                cluster_status(&rsl_setup(&config)?, timeout.min(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+            // The current membership's replicas, once it changed; the file's otherwise
+            // (and when none answers, so that each shows as unreachable).
+            let file = rsl_setup(&config)?;
+            let current = fleet_io_std::rsl::members::current(&file, fleet_cli::member::ROUND).ok();
+            let setup = match current.as_ref().filter(|m| m.epoch > 0) {
+                Some(m) => m.setup(&file).map_err(|e| e.to_string())?,
+                None => file,
+            };
+            let answers = cluster_status(&setup, timeout.min(Duration::from_secs(2))).map_err(|e| e.to_string())?;
             let leader = fleet_io_std::rsl::status::leader(&answers);
+            if let (Some(m), false) = (current.filter(|m| m.epoch > 0), json) {
+                say(&format!("membership changed since the config file: {m}"));
+            }
             say(&fleet_cli::status::render(&answers, leader, json));
             if leader.is_none() {
                 return Ok(ExitCode::from(1));

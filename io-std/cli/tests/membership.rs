@@ -188,6 +188,12 @@ fn the_cluster_grows_to_five_and_shrinks_to_three_under_load() {
     c.put(b"after", b"shrink", Duration::from_secs(5)).unwrap();
     assert_eq!(c.get(b"after", Duration::from_secs(5)).unwrap(), Some(b"shrink".to_vec()));
     assert_eq!(c.membership(), (2, three.to_vec()), "the client follows the redirect");
+    // `fleet rsl status` with the old file shows the current members.
+    let (ok, out, err) = fleet(&["rsl", "status", "--config", cluster.config.to_str().unwrap()]);
+    assert!(ok && out.contains("membership changed since the config file: epoch 2"), "{out} {err}");
+    for a in &three {
+        assert!(out.contains(&a.to_string()), "{a} in {out}");
+    }
     // And `fleet rsl get` with the old config file reads it.
     let (ok, out, err) = fleet(&["rsl", "get", "--config", cluster.config.to_str().unwrap(), "after"]);
     assert!(ok && out.trim() == "shrink", "{out} {err}");

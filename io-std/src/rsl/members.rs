@@ -28,7 +28,8 @@ pub const MAX_FOLLOWS: usize = 8;
 pub struct Membership {
     /// The epoch (0: the configuration file's replicas).
     pub epoch: u64,
-    /// The epoch's first operation.
+    /// The epoch's first operation ([`membership::EPOCH_START_UNKNOWN`] if only replicas
+    /// that joined it without state answered).
     pub start: u64,
     /// Its replicas, in order (a replica's id is its place here).
     pub replicas: Vec<SocketAddr>,
@@ -55,7 +56,10 @@ impl Membership {
 impl std::fmt::Display for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let list: Vec<String> = self.replicas.iter().map(ToString::to_string).collect();
-        write!(f, "epoch {} (from operation {}): {}", self.epoch, self.start, list.join(", "))
+        match self.start {
+            membership::EPOCH_START_UNKNOWN => write!(f, "epoch {}: {}", self.epoch, list.join(", ")),
+            start => write!(f, "epoch {} (from operation {start}): {}", self.epoch, list.join(", ")),
+        }
     }
 }
 
@@ -66,8 +70,13 @@ pub fn current(file: &RslSetup, round: Duration) -> Result<Membership, CallError
     let mut best: Option<Membership> = None;
     let mut ask = file.addrs.clone();
     for _ in 0..MAX_FOLLOWS {
-        let answers = ask_members(file, &ask, round)?;
-        let newest = answers.into_iter().flatten().max_by_key(|m| m.epoch);
+        let answers: Vec<Membership> = ask_members(file, &ask, round)?.into_iter().flatten().collect();
+        // A replica that joined without state may not know where its epoch began: take
+        // the earliest start any replica of the newest epoch reports.
+        let newest = answers.iter().max_by_key(|m| m.epoch).map(|m| {
+            let start = answers.iter().filter(|a| a.epoch == m.epoch).map(|a| a.start).min().unwrap_or(m.start);
+            Membership { start, ..m.clone() }
+        });
         match (newest, &best) {
             (Some(m), Some(b)) if m.epoch <= b.epoch => break,
             (Some(m), _) => {

@@ -75,6 +75,11 @@ impl<
         match self.transfer.install(&mut self.executor) {
             Ok(id) => {
                 self.learner.forget_below(id.opn);
+                // State of this epoch (suppliers supply their own epoch's): the epoch began
+                // at or before it, so this replica now holds state of its epoch to supply.
+                if self.epoch_start == crate::rsl::membership::EPOCH_START_UNKNOWN {
+                    self.epoch_start = id.opn;
+                }
                 self.frozen.take(&self.executor);
                 self.retained.reset(id.opn);
                 self.journal.skip_to(id.opn);

@@ -76,7 +76,10 @@ impl<
         Decision { epoch: self.config.epoch, current: self.config.replicas.clone(), next: None }
     }
 
-    /// The first operation of this replica's epoch (0 in epoch 0).
+    /// The first operation of this replica's epoch (0 in epoch 0), or
+    /// [`membership::EPOCH_START_UNKNOWN`] for a replica started for a later epoch without
+    /// state until it installed state of that epoch (then where that state was: at or past
+    /// the epoch's start).
     pub fn epoch_start(&self) -> u64 {
         self.epoch_start
     }
@@ -161,8 +164,9 @@ impl<
     /// A peer of this epoch says the cluster moved on: follow if it names the next epoch.
     pub(super) fn on_members(&mut self, now: Instant, epoch: u64, start: u64, replicas: &[u8], out: &mut Outbox<'_>) {
         let durable = self.journal.durable; // Its storage holds one epoch (for now).
-        if epoch != self.config.epoch.saturating_add(1) || start < self.epoch_start || self.retired.is_some() || durable
-        {
+        let known = self.epoch_start != membership::EPOCH_START_UNKNOWN;
+        let stale = start == membership::EPOCH_START_UNKNOWN || (known && start < self.epoch_start);
+        if epoch != self.config.epoch.saturating_add(1) || stale || self.retired.is_some() || durable {
             Stats::bump(&mut self.stats.ignored_messages);
             return;
         }
