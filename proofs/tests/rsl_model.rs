@@ -9,7 +9,7 @@ mod model;
 
 use model::{
     run, simulate, Outcome, Scope, SimOpts, AMNESIA_CI_STATES, COMPETING_CI_STATES, CONFLICTING_VOTES,
-    DURABLE_CI_STATES, REJOINED, SIM_CI_STATES,
+    DURABLE_CI_STATES, MEMBERS_CI_STATES, REJOINED, SIM_CI_STATES,
 };
 
 fn threads() -> usize {
@@ -162,6 +162,32 @@ fn simulated_durable_birth_and_restart() {
     assert!(o.violations.is_empty(), "{} safety violation(s)", o.violations.len());
     assert!(o.states >= DURABLE_CI_STATES);
     for p in ["a client gets a reply", "a view change completes"] {
+        assert!(o.reached.contains(&p), "not reached: {p}; reached {:?}", o.reached);
+    }
+}
+
+/// Membership change: one change (replica 2 replaced by a new machine that rejoins the
+/// next epoch) and one view change, a writer that increments and queries, archived random
+/// walks. Checks the cross-epoch properties (`model::members`): each epoch's agreement in
+/// its own envelope, the next epoch from the stop-sign's operation plus one with its state,
+/// executed = the log across epochs, no acknowledged write lost. The control for
+/// `rsl_model_planted.rs`'s `FreshEpoch` (same scope, search and budget).
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only: cargo test -p fleet-proofs --release --test rsl_model")]
+fn simulated_membership_change() {
+    let scope = Scope::MEMBERS;
+    let states = std::env::var("FLEET_MEMBERS_STATES").ok().and_then(|t| t.parse().ok()).unwrap_or(MEMBERS_CI_STATES);
+    let o = simulate(scope, true, SimOpts::archived(states));
+    eprintln!(
+        "[model simulated-members] {scope:?}\n[model simulated-members] states {} walks {} in {:.1?}; reached in walks: {:?}",
+        o.states, o.walks, o.elapsed, o.reached_walks
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[model simulated-members] VIOLATION of {p}:\n{trace}");
+    }
+    assert!(o.violations.is_empty(), "{} safety violation(s)", o.violations.len());
+    assert!(o.states >= states);
+    for p in model::members::PROGRESS.into_iter().chain(["a view change completes"]) {
         assert!(o.reached.contains(&p), "not reached: {p}; reached {:?}", o.reached);
     }
 }

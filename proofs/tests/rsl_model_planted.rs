@@ -9,7 +9,7 @@ mod model;
 
 use model::{
     run_with, simulate, Planted, Scope, SimOpts, AMNESIA_CI_STATES, COMPETING_CI_STATES, DURABLE_CI_STATES,
-    SIM_CI_STATES,
+    MEMBERS_CI_STATES, SIM_CI_STATES,
 };
 
 /// Gives up (and fails) after this many generated states (`FLEET_PLANTED_CAP` overrides).
@@ -306,6 +306,51 @@ fn durable_restart_keeping_only_its_incarnation_breaks_safety() {
         eprintln!("[planted {planted:?}] shrunk counterexample to {p}:\n{trace}");
     }
     assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} simulated states", o.states);
+}
+
+/// The next configuration taking effect without the overlap the stop-sign requires
+/// ([`Planted::FreshEpoch`]: each replica of the next epoch starts from its configuration
+/// alone, at operation 0 without the stop-sign's state, as after restarting every server
+/// with a new configuration file) breaks safety: the next epoch redecides operations at or
+/// below the stop-sign and forgets acknowledged writes. Archived walks of
+/// [`Scope::MEMBERS`]; the control with the real stop-sign is
+/// `simulated_membership_change` in `rsl_model.rs`.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn membership_change_without_the_stop_signs_state_breaks_safety() {
+    let planted = Planted::FreshEpoch;
+    let scope = Scope { planted: Some(planted), ..Scope::MEMBERS };
+    let o = simulate(scope, false, SimOpts::archived(MEMBERS_CI_STATES));
+    eprintln!(
+        "[planted {planted:?}] states {} walks {} in {:.1?}; violations: {:?}",
+        o.states,
+        o.walks,
+        o.elapsed,
+        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[planted {planted:?}] shrunk counterexample to {p}:\n{trace}");
+    }
+    assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} simulated states", o.states);
+    // And clients see it: judged by linearizability alone, an acknowledged increment is
+    // missing from a query the next epoch answers.
+    let change = scope.change.map(|c| model::Membership { clients_only: true, ..c });
+    let o = simulate(Scope { change, ..scope }, false, SimOpts::archived(MEMBERS_CI_STATES));
+    eprintln!(
+        "[planted {planted:?}, clients only] states {} walks {} in {:.1?}; violations: {:?}",
+        o.states,
+        o.walks,
+        o.elapsed,
+        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[planted {planted:?}, clients only] shrunk counterexample to {p}:\n{trace}");
+    }
+    assert!(
+        o.violations.iter().any(|v| v.0 == model::SAFETY[2]),
+        "{planted:?}: no linearizability counterexample within {} simulated states",
+        o.states
+    );
 }
 
 /// Diagnostic milestones of the competing-leaders scope, for [`competing_probe`].

@@ -43,6 +43,9 @@ use stateright::{Checker, Expectation, Model};
 pub mod walk;
 pub use walk::SimOpts;
 
+pub mod members;
+pub use members::{Membership, MEMBERS_CI_STATES};
+
 /// The replica under check: the paper's counter app, 3 replicas at most, a window of 4,
 /// 256-byte datagrams, a 512-byte request queue, 4 cached clients, 16-byte replies.
 pub type MReplica = Replica<Counter, 3, 4, 256, 512, 4, 16>;
@@ -114,6 +117,9 @@ pub struct Scope {
     /// leader answers without a log write (`fleet_engine::rsl::reads`); the others
     /// increment.
     pub queries: bool,
+    /// A membership change ([`members`]): the next epoch's replicas, new machines among
+    /// them started without state for it, and a client that asks for the change.
+    pub change: Option<Membership>,
     /// A deliberately wrong variant, to show the checker finds bugs.
     pub planted: Option<Planted>,
 }
@@ -141,6 +147,7 @@ impl Scope {
         restartable: 0b111,
         durable: false,
         queries: false,
+        change: None,
         planted: None,
     };
 
@@ -162,6 +169,7 @@ impl Scope {
         restartable: 0b111,
         durable: false,
         queries: false,
+        change: None,
         planted: None,
     };
 
@@ -211,6 +219,7 @@ impl Scope {
         restartable: 0b111,
         durable: false,
         queries: false,
+        change: None,
         planted: None,
     };
 }
@@ -258,6 +267,21 @@ pub enum Planted {
     /// replica sends is acknowledged at once, within the step, by forged acknowledgements
     /// from every other replica (as if the leader counted a quorum it never heard from).
     UnconfirmedReads,
+    /// The next epoch takes effect without the stop-sign's state: a replica that enters
+    /// it (by executing the stop-sign, or told by a peer) is replaced, within that step, by
+    /// a replica started from the next epoch's configuration alone (`Replica::new`: no
+    /// state, operation 0), and a new machine starts the same way instead of rejoining, as
+    /// an operator restarting every server with a new configuration file would. The
+    /// overlap a stop-sign requires (the next epoch starts at the stop-sign's operation
+    /// plus one, from the state there) is missing; the quorum overlap is not (every epoch
+    /// keeps a majority).
+    FreshEpoch,
+}
+
+/// A replica's own endpoint (its place in its epoch's list; a retired replica keeps the
+/// list of the epoch it retired from).
+pub fn own_endpoint(r: &MReplica) -> Endpoint {
+    r.config().replicas[r.id()]
 }
 
 /// Endpoint of actor `id` in a cluster of `n` replicas (replicas first, then clients).
@@ -293,7 +317,7 @@ pub fn params(scope: &Scope) -> Params {
 
 /// The cluster configuration of a scope.
 pub fn config(scope: &Scope) -> RslConfig<3> {
-    let eps: Vec<Endpoint> = (0..scope.replicas).map(|i| endpoint(i, scope.replicas)).collect();
+    let eps: Vec<Endpoint> = (0..scope.replicas).map(|i| endpoint(i, scope.hosts())).collect();
     let mut c = RslConfig::new(&eps).expect("at most 3 replicas");
     c.params = params(scope);
     c
@@ -636,14 +660,14 @@ impl Node {
         step: impl FnOnce(&mut ReplicaNode, &mut fleet_engine::Outbox<'_>),
     ) -> Option<ReplicaNode> {
         let scope = *self.scope();
-        let n = scope.replicas;
+        let n = scope.hosts();
         let mut next = node.clone();
         let before = next.replica.monotone();
         let actors = self.actors();
         let changed = with_outbox(|out| {
             step(&mut next, out);
             if scope.self_loop {
-                let me = endpoint(next.replica.id(), n);
+                let me = own_endpoint(&next.replica);
                 let mut done = 0;
                 // Bounded: each round handles what the previous one addressed to itself.
                 for _ in 0..8 {
@@ -677,6 +701,10 @@ impl Node {
                 next.broken =
                     before.check_step(&next.replica.monotone()).err().or(next.replica.check_invariants().err());
             }
+            if scope.planted == Some(Planted::FreshEpoch) {
+                // After the step check: the replacement is the plant, not a step.
+                members::fresh_epoch(&mut next, node.replica.config().epoch, out);
+            }
             if next == *node && out.is_empty() {
                 return false;
             }
@@ -691,7 +719,8 @@ impl Node {
         let wants = !scope.lazy_timers
             || next.replica.election().tracked().next().is_some()
             || next.replica.rejoining().is_some();
-        if wants && next.ticks < scope.replica_ticks[next.replica.id() % 3] {
+        let actor = actor_of(own_endpoint(&next.replica), n, actors).unwrap_or(0);
+        if wants && next.ticks < scope.tick_budget(actor) {
             o.set_timer(ModelTimer::Tick, model_timeout());
         } else {
             o.cancel_timer(ModelTimer::Tick);
@@ -713,7 +742,7 @@ impl Node {
             if next == *node && out.is_empty() {
                 return false;
             }
-            emit(o, scope.replicas, actors, out, |b| b.to_vec());
+            emit(o, scope.hosts(), actors, out, |b| b.to_vec());
             true
         });
         if !changed {
@@ -739,12 +768,14 @@ impl Actor for Node {
         let me = usize::from(id);
         match self {
             Node::Replica { config, .. } => {
-                let replica = match self.scope().durable {
+                let replica = match (self.scope().durable, me >= self.scope().replicas) {
+                    // A new machine of the next epoch (its place in the next list).
+                    (_, true) => members::start_joiner(self.scope(), config, me),
                     // Nonces above every 1b reply id a replica uses here.
-                    true => {
+                    (true, false) => {
                         MReplica::new_durable(config.clone(), me, Counter::default(), Instant::ZERO, 100 + me as u64)
                     }
-                    false => MReplica::new(config.clone(), me, Counter::default(), Instant::ZERO),
+                    (false, false) => MReplica::new(config.clone(), me, Counter::default(), Instant::ZERO),
                 }
                 .expect("valid model configuration");
                 let node = ReplicaNode {
@@ -770,15 +801,18 @@ impl Actor for Node {
                 NodeState::Replica(Box::new(next))
             }
             Node::Client { scope } => {
-                let first = if scope.rotate_clients { (me - scope.replicas) % scope.replicas } else { 0 };
+                let first = if scope.rotate_clients { (me - scope.hosts()) % scope.replicas } else { 0 };
                 let eps: Vec<Endpoint> =
-                    (0..scope.replicas).map(|i| endpoint((first + i) % scope.replicas, scope.replicas)).collect();
+                    (0..scope.replicas).map(|i| endpoint((first + i) % scope.replicas, scope.hosts())).collect();
                 let client = MClient::new(&eps, 1, 1000, 256).expect("valid model client");
                 let node = ClientNode { client, now: Instant::ZERO, ticks: 0, submitted: 0 };
                 let requests = scope.requests;
+                let operator = members::is_operator(scope, me);
                 let next = self
                     .client_step(&node, o, |c, out| {
-                        if requests > 0 && c.client.submit(c.now, request_of(scope, 0), out).is_ok() {
+                        if operator {
+                            members::submit_change(scope, c, out);
+                        } else if requests > 0 && c.client.submit(c.now, request_of(scope, 0), out).is_ok() {
                             c.submitted += 1;
                         }
                     })
@@ -788,9 +822,9 @@ impl Actor for Node {
         }
     }
 
-    fn on_msg(&self, _id: Id, state: &mut Cow<NodeState>, src: Id, msg: Datagram, o: &mut Out<Self>) {
+    fn on_msg(&self, id: Id, state: &mut Cow<NodeState>, src: Id, msg: Datagram, o: &mut Out<Self>) {
         let scope = *self.scope();
-        let n = scope.replicas;
+        let n = scope.hosts();
         let from = endpoint(usize::from(src), n);
         let next = match &**state {
             NodeState::Replica(node) => {
@@ -829,7 +863,8 @@ impl Actor for Node {
                 stepped.map(|s| NodeState::Replica(Box::new(s)))
             }
             NodeState::Client(node) => {
-                let requests = scope.requests;
+                // An operator asks for its change only.
+                let requests = if members::is_operator(&scope, usize::from(id)) { 0 } else { scope.requests };
                 self.client_step(node, o, |c, out| {
                     let done = c.client.handle(c.now, from, &msg.0).is_some();
                     let next = request_of(&scope, c.submitted);
@@ -944,7 +979,7 @@ pub type RslModel = ActorModel<Node, ModelCfg, History>;
 pub type RslState = ActorModelState<Node, History>;
 
 fn record_out(cfg: &ModelCfg, h: &History, env: stateright::actor::Envelope<&Datagram>) -> Option<History> {
-    let n = cfg.scope.replicas;
+    let n = cfg.scope.hosts();
     let src = usize::from(env.src);
     if src < n {
         return None;
@@ -961,7 +996,7 @@ fn record_out(cfg: &ModelCfg, h: &History, env: stateright::actor::Envelope<&Dat
 }
 
 fn record_in(cfg: &ModelCfg, h: &History, env: stateright::actor::Envelope<&Datagram>) -> Option<History> {
-    let n = cfg.scope.replicas;
+    let n = cfg.scope.hosts();
     let (src, dst) = (usize::from(env.src), usize::from(env.dst));
     if dst < n || src >= n {
         return None;
@@ -992,7 +1027,7 @@ pub fn replicas(state: &RslState) -> Vec<&ReplicaNode> {
 
 /// Every datagram ever sent, decoded.
 pub fn sent<'s>(cfg: &ModelCfg, state: &'s RslState) -> Vec<Sent<'s>> {
-    let n = cfg.scope.replicas;
+    let n = cfg.scope.hosts();
     state
         .network
         .iter_all()
@@ -1111,11 +1146,22 @@ pub const SAFETY: [&str; 3] = [
 /// Builds the model of `scope`, with or without the progress (`sometimes`) properties.
 pub fn model(scope: Scope, progress: bool) -> RslModel {
     let config = config(&scope);
+    let next = members::next_config(&scope);
     let mut m = ActorModel::new(ModelCfg { scope, config: config.clone() }, History::default())
         .actors((0..scope.replicas).map(|_| Node::Replica { scope, config: config.clone() }))
-        .actors((0..scope.clients).map(|_| Node::Client { scope }))
-        .property(Expectation::Always, SAFETY[0], local_invariants)
-        .property(Expectation::Always, SAFETY[1], cross_host_invariants)
+        .actors((scope.replicas..scope.hosts()).map(|_| Node::Replica { scope, config: next.clone() }))
+        .actors((0..scope.clients).map(|_| Node::Client { scope }));
+    // Across a membership change the cross-host invariants are stated per epoch.
+    m = match scope.change {
+        None => m.property(Expectation::Always, SAFETY[0], local_invariants).property(
+            Expectation::Always,
+            SAFETY[1],
+            cross_host_invariants,
+        ),
+        Some(c) if c.clients_only => m,
+        Some(_) => members::properties(m.property(Expectation::Always, SAFETY[0], local_invariants), progress),
+    };
+    m = m
         .property(Expectation::Always, SAFETY[2], linearizable)
         .record_msg_out(record_out)
         .record_msg_in(record_in)
@@ -1226,9 +1272,15 @@ pub fn simulate(scope: Scope, progress: bool, opts: SimOpts) -> Outcome {
 /// sent, the chosen values or the timer firings, were measured too: they split the archive
 /// into 4-8 times as many cells and reach the conflicting-votes situation 2-5 times less
 /// often per state.)
-pub fn cell(_: &RslModel, s: &RslState) -> u64 {
+pub fn cell(m: &RslModel, s: &RslState) -> u64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut h = DefaultHasher::new();
+    if m.cfg.scope.change.is_some() {
+        // Across a change, also each replica's epoch and whether it retired or rejoins.
+        for r in replicas(s) {
+            (r.replica.config().epoch, r.replica.retired().is_some(), r.replica.rejoining().is_some()).hash(&mut h);
+        }
+    }
     let mut votes: Vec<(u64, Ballot, &[u8])> = Vec::new();
     for r in replicas(s) {
         let (e, p, a) = (r.replica.election(), r.replica.proposer(), r.replica.acceptor());
@@ -1277,6 +1329,9 @@ pub fn trace(m: &RslModel, path: &stateright::Path<RslState, <RslModel as Model>
 
 /// The violations, chosen quorums, replicas and history of a state, for traces.
 pub fn describe_state(m: &RslModel, last: &RslState) -> String {
+    if m.cfg.scope.change.is_some() {
+        return members::describe_state(m, last);
+    }
     let mut s = String::new();
     if let Err(v) = cross_host(&m.cfg, last) {
         s.push_str(&format!("cross-host violation: {v}\n"));
