@@ -337,6 +337,26 @@ fn only_key(path: &Path) -> (u8, String) {
     (id.parse().unwrap(), hex.trim().to_string())
 }
 
+/// Waits (at most 20 s) until replica `id` answers as a voting member and has executed
+/// what the leader had when it was first seen.
+fn back_and_caught_up(config: &Path, id: usize) {
+    let mut target = None;
+    let ok = eventually(Duration::from_secs(20), || {
+        let (_, out, _) = fleet(&["rsl", "status", "--json", "--config", config.to_str().unwrap()]);
+        let rows: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
+        let Some(rows) = rows.as_array() else { return false };
+        let leader_ops = rows.iter().find(|r| r["leader"] == true).and_then(|r| r["ops_complete"].as_u64());
+        if target.is_none() {
+            target = leader_ops;
+        }
+        let me = &rows[id];
+        me["reachable"] == true
+            && me["rejoining"] == false
+            && target.is_some_and(|t| me["ops_complete"].as_u64().is_some_and(|o| o >= t))
+    });
+    assert!(ok, "replica {id} is back and caught up within 20 s");
+}
+
 #[test]
 fn keys_rotate_under_load_without_downtime() {
     // Three durable replicas under a closed-loop load of consecutive benchmark runs (each a
@@ -412,7 +432,9 @@ fn keys_rotate_under_load_without_downtime() {
         for (id, current) in child.iter_mut().enumerate() {
             children.kill(*current);
             *current = spawn(&mut children, id, step);
-            std::thread::sleep(Duration::from_millis(1500));
+            // A rolling restart restarts the next replica only once this one is back and
+            // caught up: two down at once is an outage whatever the keys.
+            back_and_caught_up(&s.config, id);
         }
     }
     std::thread::sleep(Duration::from_millis(1500));
