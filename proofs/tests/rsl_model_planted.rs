@@ -19,6 +19,18 @@ fn cap() -> usize {
     std::env::var("FLEET_PLANTED_CAP").ok().and_then(|c| c.parse().ok()).unwrap_or(CAP)
 }
 
+/// Prints what a run found under `label`: its size and every counterexample's trace.
+fn report(label: &str, o: &model::Outcome) {
+    let found: Vec<&str> = o.violations.iter().map(|v| v.0).collect();
+    eprintln!(
+        "[{label}] states {} unique {} walks {} in {:.1?}; violations: {found:?}",
+        o.states, o.unique, o.walks, o.elapsed
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[{label}] counterexample to {p}:\n{trace}");
+    }
+}
+
 fn threads() -> usize {
     std::env::var("FLEET_MODEL_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2)
 }
@@ -37,16 +49,7 @@ fn expect_counterexample(planted: Planted, ticks: [u8; 3]) {
         ..Scope::VIEW_CHANGE
     };
     let o = run_with(scope, false, threads(), Some(cap()), true);
-    eprintln!(
-        "[planted {planted:?}] states {} unique {} in {:.1?}; violations: {:?}",
-        o.states,
-        o.unique,
-        o.elapsed,
-        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
-    );
-    for (p, trace) in &o.violations {
-        eprintln!("[planted {planted:?}] counterexample to {p}:\n{trace}");
-    }
+    report(&format!("planted {planted:?}"), &o);
     assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} states", o.states);
 }
 
@@ -76,16 +79,7 @@ fn planted_acceptor_forgetting_its_votes_breaks_safety() {
 fn expect_simulated_counterexample(planted: Planted, cap: usize) {
     let scope = Scope { planted: Some(planted), ..Scope::VIEW_CHANGE };
     let o = simulate(scope, false, SimOpts::ci(cap));
-    eprintln!(
-        "[planted {planted:?} simulated] states {} walks {} in {:.1?}; violations: {:?}",
-        o.states,
-        o.walks,
-        o.elapsed,
-        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
-    );
-    for (p, trace) in &o.violations {
-        eprintln!("[planted {planted:?} simulated] shrunk counterexample to {p}:\n{trace}");
-    }
+    report(&format!("planted {planted:?} simulated"), &o);
     assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} simulated states", o.states);
 }
 
@@ -133,16 +127,7 @@ fn unconfirmed_reads_break_linearizability() {
         ..Scope::READS
     };
     let o = simulate(scope, false, SimOpts::archived(cap()));
-    eprintln!(
-        "[planted UnconfirmedReads] states {} walks {} in {:.1?}; violations: {:?}",
-        o.states,
-        o.walks,
-        o.elapsed,
-        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
-    );
-    for (p, trace) in &o.violations {
-        eprintln!("[planted UnconfirmedReads] counterexample to {p}:\n{trace}");
-    }
+    report("planted UnconfirmedReads", &o);
     assert!(!o.violations.is_empty(), "no counterexample within {} states", o.states);
 }
 
@@ -151,16 +136,7 @@ fn unconfirmed_reads_break_linearizability() {
 fn expect_competing_counterexample(planted: Planted, cap: usize) {
     let scope = Scope { planted: Some(planted), ..Scope::COMPETING_LEADERS };
     let o = simulate(scope, false, SimOpts::archived(cap));
-    eprintln!(
-        "[planted {planted:?} competing leaders] states {} walks {} in {:.1?}; violations: {:?}",
-        o.states,
-        o.walks,
-        o.elapsed,
-        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
-    );
-    for (p, trace) in &o.violations {
-        eprintln!("[planted {planted:?} competing leaders] shrunk counterexample to {p}:\n{trace}");
-    }
+    report(&format!("planted {planted:?} competing leaders"), &o);
     assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} simulated states", o.states);
 }
 
@@ -246,18 +222,7 @@ fn expect_amnesia_counterexample(restartable: u8) {
     let planted = Planted::VotesAtOnce;
     let scope = Scope { planted: Some(planted), restartable, ..Scope::AMNESIA };
     let o = simulate(scope, false, SimOpts::archived(AMNESIA_CI_STATES));
-    eprintln!(
-        "[planted {planted:?} amnesia, restartable {restartable:#05b}] states {} walks {} in {:.1?}; violations: {:?}",
-        o.states,
-        o.walks,
-        o.elapsed,
-        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
-    );
-    for (p, trace) in &o.violations {
-        eprintln!(
-            "[planted {planted:?} amnesia, restartable {restartable:#05b}] shrunk counterexample to {p}:\n{trace}"
-        );
-    }
+    report(&format!("planted {planted:?} amnesia, restartable {restartable:#05b}"), &o);
     assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} simulated states", o.states);
 }
 
@@ -295,16 +260,7 @@ fn durable_restart_keeping_only_its_incarnation_breaks_safety() {
     let planted = Planted::KeepsIncarnationLosesAcceptor;
     let scope = Scope { planted: Some(planted), restartable: 0b111, ..Scope::DURABLE };
     let o = simulate(scope, false, SimOpts::archived(DURABLE_CI_STATES));
-    eprintln!(
-        "[planted {planted:?}] states {} walks {} in {:.1?}; violations: {:?}",
-        o.states,
-        o.walks,
-        o.elapsed,
-        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
-    );
-    for (p, trace) in &o.violations {
-        eprintln!("[planted {planted:?}] shrunk counterexample to {p}:\n{trace}");
-    }
+    report(&format!("planted {planted:?}"), &o);
     assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} simulated states", o.states);
 }
 
@@ -321,31 +277,13 @@ fn membership_change_without_the_stop_signs_state_breaks_safety() {
     let planted = Planted::FreshEpoch;
     let scope = Scope { planted: Some(planted), ..Scope::MEMBERS };
     let o = simulate(scope, false, SimOpts::archived(MEMBERS_CI_STATES));
-    eprintln!(
-        "[planted {planted:?}] states {} walks {} in {:.1?}; violations: {:?}",
-        o.states,
-        o.walks,
-        o.elapsed,
-        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
-    );
-    for (p, trace) in &o.violations {
-        eprintln!("[planted {planted:?}] shrunk counterexample to {p}:\n{trace}");
-    }
+    report(&format!("planted {planted:?}"), &o);
     assert!(!o.violations.is_empty(), "{planted:?}: no counterexample within {} simulated states", o.states);
     // And clients see it: judged by linearizability alone, an acknowledged increment is
     // missing from a query the next epoch answers.
     let change = scope.change.map(|c| model::Membership { clients_only: true, ..c });
     let o = simulate(Scope { change, ..scope }, false, SimOpts::archived(MEMBERS_CI_STATES));
-    eprintln!(
-        "[planted {planted:?}, clients only] states {} walks {} in {:.1?}; violations: {:?}",
-        o.states,
-        o.walks,
-        o.elapsed,
-        o.violations.iter().map(|v| v.0).collect::<Vec<_>>()
-    );
-    for (p, trace) in &o.violations {
-        eprintln!("[planted {planted:?}, clients only] shrunk counterexample to {p}:\n{trace}");
-    }
+    report(&format!("planted {planted:?}, clients only"), &o);
     assert!(
         o.violations.iter().any(|v| v.0 == model::SAFETY[2]),
         "{planted:?}: no linearizability counterexample within {} simulated states",

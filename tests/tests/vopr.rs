@@ -112,8 +112,9 @@ fn invariant_checker_catches_a_checkpoint_reported_before_it_is_durable() {
 
 #[test]
 fn invariant_checker_catches_recovery_from_a_torn_snapshot() {
-    // The two seeds of the first 3,000 where a crash tears a snapshot the replica recovers from.
-    for seeds in [339..340, 2042..2043] {
+    // Two of the four seeds of the first 3,000 where a crash tears a snapshot the replica
+    // recovers from (1381, 2042, 2275, 2925).
+    for seeds in [1381..1382, 2042..2043] {
         binding_bug_is_caught(Plant::TornSnapshot, "invariant", "reports only durable checkpoints", seeds, 1);
     }
 }
@@ -313,11 +314,11 @@ fn sealed_seeds_refuse_every_forgery_of_every_kind() {
 }
 
 /// A leader that answers queries without its quorum's confirmation serves stale reads once
-/// a partition leaves it behind a newer view: one of the three seeds of the first 5,000 where the planted
+/// a partition leaves it behind a newer view: one of the two seeds of the first 5,000 where the planted
 /// bug bites (the rest of them pass with it, and this one passes without it).
 #[test]
 fn linearizability_checker_catches_queries_answered_without_confirmation() {
-    let seed = 1998;
+    let seed = 2758;
     let clean = run_seed(seed, &cfg(5_000, Plant::None));
     assert!(clean.violations.is_empty() && clean.queries > 0, "{}", describe(&clean));
     let c = RunConfig { keep_going: true, ..cfg(5_000, Plant::UnconfirmedReads) };

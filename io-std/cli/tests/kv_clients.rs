@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
+use fleet_cli::procs::{free_udp_ports, scratch_dir, Children, ScratchDir};
 use fleet_engine::kv::{Frame, Refusal};
 use fleet_engine::wire::{self, Protocol};
 use fleet_io_std::config::ClusterFile;
@@ -23,8 +23,9 @@ const CLIENTS: u64 = 5_000;
 /// Threads running them.
 const THREADS: u64 = 4;
 
-/// Three `fleet kv serve` processes (host 0 with `-v`: a stats line per second in its log).
-fn start_kv_cluster(tag: &str) -> (Children, fleet_io_std::KvSetup, PathBuf, PathBuf) {
+/// Three `fleet kv serve` processes (host 0 with `-v`: a stats line per second in its log),
+/// and their scratch directory (removed when the guard drops).
+fn start_kv_cluster(tag: &str) -> (Children, fleet_io_std::KvSetup, PathBuf, PathBuf, ScratchDir) {
     let dir = scratch_dir(tag).unwrap();
     let ports = free_udp_ports(3).unwrap();
     let mut file = ClusterFile::local(3, 0);
@@ -45,7 +46,8 @@ fn start_kv_cluster(tag: &str) -> (Children, fleet_io_std::KvSetup, PathBuf, Pat
     let setup = file.kv().unwrap();
     let mut c = KvBlockingClient::connect(&setup).unwrap();
     c.set(u64::MAX - 1, b"ready", Duration::from_secs(10)).expect("the KV cluster comes up within 10 s");
-    (children, setup, config, dir.join("kv-0.log"))
+    let log = dir.join("kv-0.log");
+    (children, setup, config, log, dir)
 }
 
 /// The highest `evicted: N` host 0 logged in a stats line.
@@ -63,7 +65,7 @@ fn evicted_in_log(log: &Path) -> u64 {
 #[test]
 fn five_thousand_short_lived_clients_do_not_fill_a_hosts_table_and_the_next_one_is_served() {
     let started = Instant::now();
-    let (_children, setup, config, log) = start_kv_cluster("kv-churn");
+    let (_children, setup, config, log, _dir) = start_kv_cluster("kv-churn");
     let done = AtomicU64::new(0);
     std::thread::scope(|s| {
         for t in 0..THREADS {

@@ -104,6 +104,9 @@ impl<
         start: u64,
         out: &mut Outbox<'_>,
     ) {
+        // Paired with the callers: the stop-sign's executor passes what it executed through
+        // it, a peer's membership is refused unless it starts past what was executed.
+        debug_assert!(self.executor.ops_complete <= start, "an epoch starts at or after what was executed");
         let me = self.config.replicas[self.me];
         let next = self.config.next_epoch(replicas);
         let Some(index) = next.index_of(me) else {
@@ -165,7 +168,11 @@ impl<
     pub(super) fn on_members(&mut self, now: Instant, epoch: u64, start: u64, replicas: &[u8], out: &mut Outbox<'_>) {
         let durable = self.journal.durable; // Its storage holds one epoch (for now).
         let known = self.epoch_start != membership::EPOCH_START_UNKNOWN;
-        let stale = start == membership::EPOCH_START_UNKNOWN || (known && start < self.epoch_start);
+        // The next epoch begins after this one's stop-sign, which this replica has not
+        // executed (it would have entered): a start at or below what it executed is false.
+        let stale = start == membership::EPOCH_START_UNKNOWN
+            || (known && start < self.epoch_start)
+            || start <= self.executor.ops_complete;
         if epoch != self.config.epoch.saturating_add(1) || stale || self.retired.is_some() || durable {
             Stats::bump(&mut self.stats.ignored_messages);
             return;
