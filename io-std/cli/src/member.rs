@@ -20,7 +20,7 @@ pub const JOIN_POLL: Duration = Duration::from_millis(500);
 /// object with `epoch`, `start`, `replicas` and `status`). The flag is false when no member
 /// leads.
 pub fn list(file: &RslSetup, json: bool, timeout: Duration) -> Result<(String, bool), String> {
-    let m = members::current(file, ROUND.min(timeout)).map_err(|e| format!("no replica answered: {e}"))?;
+    let m = members::current(file, ROUND.min(timeout)).map_err(|e| e.to_string())?;
     let setup = m.setup(file).map_err(|e| e.to_string())?;
     let answers = cluster_status(&setup, timeout.min(Duration::from_secs(2))).map_err(|e| e.to_string())?;
     let lead = leader(&answers);
@@ -41,7 +41,7 @@ pub fn list(file: &RslSetup, json: bool, timeout: Duration) -> Result<(String, b
 /// `force`, that the new membership can serve at once), sends the change, and says what
 /// happened and what to do next.
 pub fn edit(file: &RslSetup, config: &Path, edit: &Edit, force: bool, timeout: Duration) -> Result<String, String> {
-    let current = members::current(file, ROUND.min(timeout)).map_err(|e| format!("no replica answered: {e}"))?;
+    let current = members::current(file, ROUND.min(timeout)).map_err(|e| e.to_string())?;
     let next = members::plan(&current, edit)?;
     if !force {
         members::preflight(file, &current, &next, timeout.min(Duration::from_secs(2)))?;
