@@ -352,6 +352,11 @@ mod single {
         assert_eq!((r.config().epoch, r.stats().unknown_sender), (0, 1), "not a replica of this epoch");
         let _ = r.handle(Instant::ZERO, eps()[1], &members(1, &list(&[eps()[0], eps()[0]])), &mut out);
         assert_eq!((r.config().epoch, r.stats().invalid_messages), (0, 1), "a list with a duplicate");
+        // An epoch cannot begin at or below what this replica executed (it would have
+        // executed the stop-sign and entered): such a membership is false.
+        let at_zero = encode(&RslMsg::Members { nonce: 0, epoch: 1, cluster: 1, start: 0, replicas: Bytes(&next) });
+        let _ = r.handle(Instant::ZERO, eps()[1], &at_zero, &mut out);
+        assert_eq!((r.config().epoch, r.stats().ignored_messages), (0, 2), "a start at what was executed");
         let _ = r.handle(Instant::ZERO, eps()[1], &members(1, &next), &mut out);
         assert_eq!((r.config().epoch, r.epoch_start()), (1, 3), "the next epoch, from a replica of this one");
         assert_eq!(r.status().ops_complete, 0, "behind the epoch's start: it fetches the state");
