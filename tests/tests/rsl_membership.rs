@@ -14,7 +14,7 @@ use fleet_engine::rsl::{RslConfig, RslMsg};
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 use fleet_tests::members_sim::{client_ep, config_of, replica_ep, MembersSim};
-use fleet_tests::rsl_sim::{SimApp, SimClient, SimReplica};
+use fleet_tests::rsl_sim::SimClient;
 
 type ClusterOut = OutboxBuf<512, { 512 * 1024 }>;
 
@@ -309,24 +309,6 @@ mod single {
         let mut out = store.outbox();
         let _ = r.handle(Instant::ZERO, client_ep(1), &get_datagram(1), &mut out);
         assert_eq!(r.reads().pending(), 1);
-    }
-
-    #[test]
-    fn a_durable_replica_refuses_a_change_at_once_and_changes_nothing() {
-        let config = RslConfig::<7>::new(&eps()).unwrap();
-        let mut r = SimReplica::new_durable(config, 0, SimApp::new(), Instant::ZERO, 1).unwrap();
-        let mut store = Out::new();
-        let mut out = store.outbox();
-        let _ = r.handle(Instant::ZERO, client_ep(7), &change_datagram(1, 0, &[eps()[0], eps()[1], ep(9)]), &mut out);
-        let replies: Vec<_> = sent(&out)
-            .iter()
-            .filter_map(|(to, b)| match decode(b) {
-                RslMsg::Reply { seqno: 1, reply } => Some((*to, postcard::from_bytes::<Outcome>(reply.0).unwrap())),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(replies, vec![(client_ep(7), Outcome::Refused(Refusal::Durable))]);
-        assert_eq!((r.proposer().queued(), r.config().epoch), (0, 0));
     }
 
     #[test]

@@ -61,6 +61,21 @@
 //!   messages wait for the incarnation record's sync, so no peer learns a nonce a restart
 //!   could forget.
 //!
+//! * **The epoch** ([`DurableRecord::Epoch`]) after a membership change: the configuration
+//!   the replica is in (or that it retired), and where that epoch starts. Entering an epoch
+//!   starts its Paxos afresh, so the acceptor records before the epoch record are the old
+//!   epoch's and replay drops them there. Votes of the old epoch not yet handed out when
+//!   the replica entered are never written: a 2b carrying one waits for the epoch record's
+//!   sync, and a replica recovered past that record never takes part in the old epoch
+//!   again (its peers' quorums there never need it: a majority without one replica still
+//!   meets every majority with it). The batches executed up to the stop-sign in that step
+//!   are not written either: the snapshot frozen at the epoch's start replaces them and is
+//!   required before the checkpoint moves. Batches of the old epoch executed before and not
+//!   yet handed out go ahead of the epoch record, so every record after it is the new
+//!   epoch's; a stop-sign that retired the replica is written as executed, and replaying it
+//!   retires the replica as executing it did. A compacted image starts with the epoch
+//!   record.
+//!
 //! Everything else (learner, election, queued requests, stats) is rebuilt from peers: a
 //! restarted replica is a replica that is behind, and catches up like any lagging replica.
 //!
@@ -130,6 +145,20 @@ pub enum DurableRecord<'a> {
         replica: u8,
         /// Its incarnation's nonce then.
         nonce: u64,
+    },
+    /// This replica's cluster moved to epoch `epoch` ([`crate::rsl::membership`]), whose
+    /// first operation is `start`, with `replicas` (encoded endpoints back to back, as in
+    /// a membership change). Written when it enters that epoch or retires from the one
+    /// before, before any record of the new epoch: the records after it (acceptor state,
+    /// executed batches) are that epoch's. A compacted log starts with the latest one.
+    Epoch {
+        /// The epoch entered.
+        epoch: u64,
+        /// Its first operation.
+        start: u64,
+        /// Its replicas, in order; this replica retired if its address is not among them.
+        #[serde(borrow)]
+        replicas: Bytes<'a>,
     },
 }
 

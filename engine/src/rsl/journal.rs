@@ -31,6 +31,9 @@ pub struct Journal {
     pub incarnation_pending: Option<u64>,
     /// Replicas whose born-with record is still to be handed out (bit `r`).
     pub born_pending: u64,
+    /// The replica entered an epoch or retired, and the epoch record is still to be handed
+    /// out (after the executed batches below the epoch's start).
+    pub epoch_pending: bool,
 }
 
 impl Journal {
@@ -46,6 +49,7 @@ impl Journal {
             votes: 0,
             incarnation_pending: None,
             born_pending: 0,
+            epoch_pending: false,
         }
     }
 
@@ -61,6 +65,7 @@ impl Journal {
             votes: 0,
             incarnation_pending: None,
             born_pending: 0,
+            epoch_pending: false,
         }
     }
 
@@ -71,6 +76,24 @@ impl Journal {
         }
         self.acceptor_dirty = true;
         self.votes |= 1u64 << (slot % 64);
+    }
+
+    /// The replica entered an epoch starting at `start` (or retired from its epoch): the
+    /// epoch record is to be handed out; votes of the old epoch not handed out yet are not
+    /// (see [`crate::rsl::durable`]: the old epoch never needs them); with `fresh_acceptor`,
+    /// the new epoch's empty acceptor is; with `state_at_start`, the replica dropped the
+    /// batches up to `start` and the snapshot frozen there replaces them.
+    pub fn enter_epoch(&mut self, start: u64, fresh_acceptor: bool, state_at_start: bool) {
+        if !self.durable {
+            return;
+        }
+        self.epoch_pending = true;
+        self.votes = 0;
+        self.acceptor_dirty = fresh_acceptor;
+        self.born_pending = 0;
+        if state_at_start {
+            self.skip_to(start);
+        }
     }
 
     /// Everything below `opn` will never be handed out as records (a snapshot at `opn`

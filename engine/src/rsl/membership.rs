@@ -83,9 +83,6 @@ pub enum Refusal {
     /// Fewer than a majority of the next epoch's replicas are replicas now (replace a
     /// majority in several changes).
     NoMajorityKept,
-    /// The replica that received the change is durable, and durable replicas do not
-    /// change epochs yet (said at once, without the log).
-    Durable,
 }
 
 impl core::fmt::Display for Refusal {
@@ -102,7 +99,6 @@ impl core::fmt::Display for Refusal {
                 f,
                 "a majority of the new members must be current members: replace a majority in several changes"
             ),
-            Refusal::Durable => write!(f, "durable replicas do not change membership yet"),
         }
     }
 }
@@ -128,12 +124,20 @@ pub const OUTCOME_BYTES: usize = 24;
 /// Encodes `change` of `replicas` ending `epoch` into `buf`; `None` if it does not fit.
 pub fn encode_change<'b>(epoch: u64, replicas: &[Endpoint], buf: &'b mut [u8]) -> Option<&'b [u8]> {
     let mut list = [0u8; 64 * MAX_ENDPOINT_BYTES];
+    let used = encode_replicas(replicas, &mut list)?;
+    let n = postcard::to_slice(&Change { epoch, replicas: Bytes(&list[..used]) }, buf).ok()?.len();
+    Some(&buf[..n])
+}
+
+/// Encodes `replicas` back to back into `list` (as changes, membership answers and epoch
+/// records carry them); the bytes used, or `None` if they do not fit (`MAX_ENDPOINT_BYTES`
+/// per replica always do).
+pub fn encode_replicas(replicas: &[Endpoint], list: &mut [u8]) -> Option<usize> {
     let mut used = 0;
     for r in replicas {
         used += wire::append_slice(list.get_mut(used..)?, r)?;
     }
-    let n = postcard::to_slice(&Change { epoch, replicas: Bytes(&list[..used]) }, buf).ok()?.len();
-    Some(&buf[..n])
+    Some(used)
 }
 
 /// The replicas a change's bytes name, or why they do not make a cluster of at most `R`.

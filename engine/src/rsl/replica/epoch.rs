@@ -107,8 +107,20 @@ impl<
         // Paired with the callers: the stop-sign's executor passes what it executed through
         // it, a peer's membership is refused unless it starts past what was executed.
         debug_assert!(self.executor.ops_complete <= start, "an epoch starts at or after what was executed");
-        let me = self.config.replicas[self.me];
         let next = self.config.next_epoch(replicas);
+        if !self.move_to_epoch(now, next, start) {
+            // One last heartbeat tells its epoch's replicas how far it executed: one that
+            // missed the stop-sign fetches it from here instead of waiting for a client.
+            self.send_heartbeat(out);
+        }
+    }
+
+    /// Moves this replica to epoch `next` starting at `start`, as a member or retired;
+    /// true when it entered. Shared by [`Replica::end_epoch`] and recovery, which replays an
+    /// epoch record after the state it restored (then possibly past `start`).
+    pub(super) fn move_to_epoch(&mut self, now: Instant, next: RslConfig<R>, start: u64) -> bool {
+        let me = self.config.replicas[self.me];
+        let ops = self.executor.ops_complete;
         let Some(index) = next.index_of(me) else {
             // What is decided after the stop-sign is void: forget it, so that nothing of it
             // is ever executed or supplied from here.
@@ -117,10 +129,9 @@ impl<
             self.learner = Learner::default();
             self.proposer = Proposer::new(self.config.n());
             self.change_proposed = None;
-            // One last heartbeat tells its epoch's replicas how far it executed: one that
-            // missed the stop-sign fetches it from here instead of waiting for a client.
-            self.send_heartbeat(out);
-            return;
+            self.journal.enter_epoch(start, false, false);
+            self.durable_changed |= self.journal.durable;
+            return false;
         };
         let n = next.n();
         let replies_sent = self.acceptor.replies_sent();
@@ -128,7 +139,7 @@ impl<
         let fresh = self.acceptor.restore_header(Ballot::default(), start, replies_sent);
         debug_assert!(fresh.is_ok(), "a fresh acceptor's header only goes up");
         self.proposer = Proposer::new(n);
-        self.proposer.next_opn = start;
+        self.proposer.next_opn = start.max(ops);
         self.learner = Learner::default();
         self.election = Election::new(next.params.baseline_view_timeout_ms);
         self.election.reflect_progress(now);
@@ -143,14 +154,16 @@ impl<
         if let Some(rejoin) = self.rejoin.as_mut() {
             *rejoin = crate::rsl::rejoin::Rejoin::new(rejoin.nonce, now);
         }
-        let ops = self.executor.ops_complete;
-        if ops == start {
+        let state_at_start = ops == start;
+        if state_at_start {
             // The stop-sign executed here: its state starts the epoch, and is what this
             // replica supplies (batches of the epoch before are not the next epoch's).
             self.executor.max_bal_reflected = Ballot::default();
             self.frozen.take(&self.executor);
             self.retained.reset(start);
         }
+        self.journal.enter_epoch(start, self.rejoin.is_none(), state_at_start);
+        self.durable_changed |= self.journal.durable;
         self.me = index;
         self.previous_cluster = self.cluster;
         self.cluster = next.identity();
@@ -162,18 +175,18 @@ impl<
             self.note_target(start, now);
         }
         Stats::bump(&mut self.stats.epochs_entered);
+        true
     }
 
     /// A peer of this epoch says the cluster moved on: follow if it names the next epoch.
     pub(super) fn on_members(&mut self, now: Instant, epoch: u64, start: u64, replicas: &[u8], out: &mut Outbox<'_>) {
-        let durable = self.journal.durable; // Its storage holds one epoch (for now).
         let known = self.epoch_start != membership::EPOCH_START_UNKNOWN;
         // The next epoch begins after this one's stop-sign, which this replica has not
         // executed (it would have entered): a start at or below what it executed is false.
         let stale = start == membership::EPOCH_START_UNKNOWN
             || (known && start < self.epoch_start)
             || start <= self.executor.ops_complete;
-        if epoch != self.config.epoch.saturating_add(1) || stale || self.retired.is_some() || durable {
+        if epoch != self.config.epoch.saturating_add(1) || stale || self.retired.is_some() {
             Stats::bump(&mut self.stats.ignored_messages);
             return;
         }
@@ -186,17 +199,8 @@ impl<
     /// The current membership as a [`RslMsg::Members`] answer (the next epoch's when
     /// retired), encoded into `list`.
     fn members_msg<'l>(&self, nonce: u64, list: &'l mut [u8]) -> RslMsg<'l> {
-        let (config, start) = match &self.retired {
-            Some(r) => (&r.next, r.start),
-            None => (&self.config, self.epoch_start),
-        };
-        let mut used = 0;
-        for r in &config.replicas {
-            match list.get_mut(used..).and_then(|rest| wire::append_slice(rest, r)) {
-                Some(n) => used += n,
-                None => break,
-            }
-        }
+        let (config, start) = self.epoch_config();
+        let used = membership::encode_replicas(&config.replicas, list).unwrap_or(0);
         RslMsg::Members {
             nonce,
             epoch: config.epoch,

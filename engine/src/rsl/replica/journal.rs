@@ -3,7 +3,9 @@
 
 use super::Replica;
 use crate::rsl::app::App;
+use crate::rsl::config::RslConfig;
 use crate::rsl::durable::DurableRecord;
+use crate::rsl::membership::{self, MAX_ENDPOINT_BYTES};
 use crate::rsl::msg::Vote;
 use crate::rsl::snapshot::SnapshotId;
 use crate::wire::{self, Bytes, EncodeError, Protocol};
@@ -36,6 +38,17 @@ impl<
             let record = DurableRecord::Incarnation { nonce };
             return Some(self.hand_out(&record, buf).inspect(|_| self.journal.incarnation_pending = None));
         }
+        // Then the epoch it moved to, once the batches executed below that epoch's start
+        // are out: every record after it is the new epoch's.
+        if self.journal.epoch_pending {
+            let (config, start) = self.epoch_config();
+            if self.journal.handed_out >= self.executor.ops_complete.min(start) {
+                let mut list = [0u8; 64 * MAX_ENDPOINT_BYTES];
+                let record = epoch_record(config, start, &mut list[..R * MAX_ENDPOINT_BYTES]);
+                return Some(self.hand_out(&record, buf).inspect(|_| self.journal.epoch_pending = false));
+            }
+            return self.next_executed(buf);
+        }
         // Then whom it was born with, ahead of the acceptor record of its birth.
         if self.journal.born_pending != 0 {
             let r = self.journal.born_pending.trailing_zeros() as usize;
@@ -66,6 +79,11 @@ impl<
             }
             return Some(encoded.map(|n| &buf[..n]));
         }
+        self.next_executed(buf)
+    }
+
+    /// The next executed batch to hand out, if any.
+    fn next_executed<'b>(&mut self, buf: &'b mut [u8]) -> Option<Result<&'b [u8], EncodeError>> {
         let opn = self.journal.handed_out;
         if opn >= self.executor.ops_complete {
             return None;
@@ -82,6 +100,15 @@ impl<
             self.journal.handed_out += 1;
         }
         Some(encoded.map(|n| &buf[..n]))
+    }
+
+    /// The configuration and start of the epoch this replica is in, or of the one it retired
+    /// into: what its epoch record says.
+    pub(super) fn epoch_config(&self) -> (&RslConfig<R>, u64) {
+        match &self.retired {
+            Some(r) => (&r.next, r.start),
+            None => (&self.config, self.epoch_start),
+        }
     }
 
     fn hand_out<'b>(&self, record: &DurableRecord<'_>, buf: &'b mut [u8]) -> Result<&'b [u8], EncodeError> {
@@ -120,4 +147,15 @@ impl<
     pub fn freeze_snapshot(&mut self) {
         self.frozen.take(&self.executor);
     }
+}
+
+/// The epoch record of `config` starting at `start`, its replicas encoded into `list`
+/// (`MAX_ENDPOINT_BYTES` per replica).
+pub(super) fn epoch_record<'l, const R: usize>(
+    config: &RslConfig<R>,
+    start: u64,
+    list: &'l mut [u8],
+) -> DurableRecord<'l> {
+    let used = membership::encode_replicas(&config.replicas, list).unwrap_or(0);
+    DurableRecord::Epoch { epoch: config.epoch, start, replicas: Bytes(&list[..used]) }
 }

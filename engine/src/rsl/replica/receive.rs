@@ -91,16 +91,6 @@ impl<
             Stats::bump(&mut self.stats.invalid_messages);
             return;
         }
-        // Durable replicas do not change epochs yet (their storage holds one epoch).
-        if kind == EntryKind::Change && self.journal.durable {
-            let mut reply = [0u8; crate::rsl::membership::OUTCOME_BYTES];
-            let refused = crate::rsl::membership::Outcome::Refused(crate::rsl::membership::Refusal::Durable);
-            let n = postcard::to_slice(&refused, &mut reply).map_or(0, |b| b.len());
-            let msg = reply_msg(seqno, &reply[..n], false);
-            let max = self.config.params.max_datagram_bytes;
-            emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, from, &msg);
-            return;
-        }
         let max = self.config.params.max_datagram_bytes;
         if let Some(cached) = self.executor.reply_cache.get(from) {
             if seqno == cached.seqno {

@@ -3,6 +3,7 @@
 //! compacted image a binding may replace its acceptor records with (see
 //! [`crate::rsl::durable`] for what is durable and why).
 
+use super::journal::epoch_record;
 use super::Replica;
 use crate::config::ConfigError;
 use crate::rsl::app::App;
@@ -11,6 +12,7 @@ use crate::rsl::batch;
 use crate::rsl::config::RslConfig;
 use crate::rsl::durable::{AcceptorRecord, DurableRecord, RecoverError};
 use crate::rsl::journal::Journal;
+use crate::rsl::membership::{self, MAX_ENDPOINT_BYTES};
 use crate::rsl::msg::{SupplyPart, Vote};
 use crate::rsl::state_transfer::Progress;
 use crate::time::Instant;
@@ -46,10 +48,17 @@ impl<
     /// rejoining as that incarnation). Else: whom it was born with, the acceptor's header,
     /// then one record per held vote.
     pub fn durable_image_len(&self) -> usize {
-        match self.rejoin.is_some() {
-            true => 1,
-            false => self.born_with_count() + 1 + self.acceptor().vote_count(),
+        let epoch = self.image_epoch_records();
+        match (self.retired.is_some(), self.rejoin.is_some()) {
+            (true, _) => epoch,
+            (false, true) => epoch + 1,
+            (false, false) => epoch + self.born_with_count() + 1 + self.acceptor().vote_count(),
         }
+    }
+
+    /// 1 when the image starts with an epoch record (after a membership change), else 0.
+    fn image_epoch_records(&self) -> usize {
+        usize::from(self.config.epoch > 0 || self.retired.is_some())
     }
 
     /// The replicas this one was born with, and their incarnations then.
@@ -61,8 +70,21 @@ impl<
         self.born_with_entries().count()
     }
 
-    /// Record `index` of the compacted image (`index < durable_image_len()`).
+    /// Record `index` of the compacted image (`index < durable_image_len()`): after a
+    /// membership change the epoch record first, then as described there.
     pub fn durable_image_record<'b>(&self, index: usize, buf: &'b mut [u8]) -> Result<&'b [u8], EncodeError> {
+        let epoch = self.image_epoch_records();
+        if index < epoch {
+            let (config, start) = self.epoch_config();
+            let mut list = [0u8; 64 * MAX_ENDPOINT_BYTES];
+            let record = epoch_record(config, start, &mut list[..R * MAX_ENDPOINT_BYTES]);
+            let len = wire::encode(Protocol::Durable, &record, buf)?;
+            return Ok(&buf[..len]);
+        }
+        if self.retired.is_some() {
+            return Err(EncodeError::BufferFull);
+        }
+        let index = index - epoch;
         let record = match (&self.rejoin, index) {
             (Some(rejoin), 0) => DurableRecord::Incarnation { nonce: rejoin.nonce },
             (Some(_), _) => return Err(EncodeError::BufferFull),
@@ -132,7 +154,7 @@ impl<
         // Rebuilt in place (not through `Recovery`): a server's replica is megabytes, and a
         // debug build copies every value it moves.
         let mut replica = Replica::new(config, me, app, now)?;
-        let mut replay = Replay::default();
+        let mut replay = Replay::at(now);
         for bytes in snapshot {
             replica.replay_snapshot_piece(&mut replay, bytes)?;
         }
@@ -173,16 +195,26 @@ impl<
             }
             DurableRecord::Executed { opn, bal, batch } => {
                 self.check_batch(bal, batch.0).map_err(bad)?;
+                if self.retired.is_some() {
+                    return Err(bad("an executed batch after the replica retired"));
+                }
                 if opn == self.executor.ops_complete {
                     let mut decision = self.decision();
                     let (_, mut exec) = self.execution();
                     if exec.run(bal, batch.0, None, &mut decision) {
-                        return Err(bad(
-                            "a membership change ended the epoch: durable replicas do not change epochs yet",
-                        ));
+                        // A stop-sign that retired this replica (one it entered the next
+                        // epoch with is never written: the snapshot at the start replaces it).
+                        let Some(next) = decision.next else {
+                            return Err(bad("an epoch ended without its next replicas"));
+                        };
+                        let next = self.config.next_epoch(next);
+                        if self.move_to_epoch(replay.now, next, opn.saturating_add(1)) {
+                            return Err(bad("an executed stop-sign of an epoch this replica entered"));
+                        }
                     }
                 }
             }
+            DurableRecord::Epoch { epoch, start, replicas } => self.replay_epoch(replay, epoch, start, replicas.0)?,
             DurableRecord::Snapshot(_) => return Err(bad("a snapshot piece in the log")),
             DurableRecord::Incarnation { nonce } => {
                 if nonce == 0 {
@@ -198,6 +230,32 @@ impl<
         }
         self.check_invariants().map_err(bad)?;
         replay.record += 1;
+        Ok(())
+    }
+
+    /// Recovery: an epoch record. The first of an epoch moves the replica there (after the
+    /// state restored so far, which may be past the epoch's start); a repeat (a compacted
+    /// image's, or one after the stop-sign that retired it) must say the same.
+    fn replay_epoch(&mut self, replay: &Replay, epoch: u64, start: u64, replicas: &[u8]) -> Result<(), RecoverError> {
+        let bad = |reason| RecoverError::Inconsistent { record: replay.record, reason };
+        let replicas = membership::replicas_of::<R>(replicas).map_err(|_| bad("an epoch's replicas are malformed"))?;
+        let next = RslConfig { replicas, params: self.config.params, epoch };
+        let (current, current_start) = self.epoch_config();
+        if epoch == current.epoch && (self.retired.is_some() || epoch > 0) {
+            return match *current == next && current_start == start {
+                true => Ok(()),
+                false => Err(bad("two epoch records of one epoch disagree")),
+            };
+        }
+        let known_start = self.epoch_start != membership::EPOCH_START_UNKNOWN;
+        if self.retired.is_some()
+            || epoch <= self.config.epoch
+            || start == membership::EPOCH_START_UNKNOWN
+            || (known_start && start < self.epoch_start)
+        {
+            return Err(bad("an epoch record goes back, or follows the replica's retirement"));
+        }
+        self.move_to_epoch(replay.now, next, start);
         Ok(())
     }
 
@@ -223,7 +281,7 @@ impl<
         self.journal = Journal::durable_at(ops);
         self.acceptor.record_checkpoint(self.me, ops);
         self.catch_up_after_recovery(now);
-        if replay.acceptor_records == 0 {
+        if replay.acceptor_records == 0 && self.retired.is_none() {
             // Never promised or voted since it started without state: the same incarnation
             // (a peer may have been born with it). With no record of one, a new one, made
             // durable before it is revealed.
@@ -308,8 +366,10 @@ impl<
 
 /// Where a replay stands: what [`Replica::recover`] and [`Recovery`] carry from record to
 /// record.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct Replay {
+    /// The clock reading the replica is rebuilt at.
+    now: Instant,
     /// Records taken so far (snapshot pieces, then log records): the index errors name.
     record: usize,
     /// The state transfer's progress after the last snapshot piece.
@@ -319,6 +379,13 @@ struct Replay {
     acceptor_records: usize,
     /// The incarnation a log without acceptor records rejoins as.
     incarnation: Option<u64>,
+}
+
+impl Replay {
+    /// Nothing taken yet, rebuilding at `now`.
+    fn at(now: Instant) -> Self {
+        Replay { now, record: 0, staged: None, snapshot_done: false, acceptor_records: 0, incarnation: None }
+    }
 }
 
 /// A replica rebuilt one record at a time: [`Replica::recover`] for a binding that reads
@@ -356,7 +423,7 @@ impl<
     /// initial state.
     pub fn new(config: RslConfig<R>, me: usize, app: A, now: Instant) -> Result<Self, RecoverError> {
         let replica = Replica::new(config, me, app, now)?;
-        Ok(Recovery { replica, now, replay: Replay::default() })
+        Ok(Recovery { replica, now, replay: Replay::at(now) })
     }
 
     /// The next piece of the stored snapshot (pieces come before every log record).

@@ -31,8 +31,13 @@ fn config() -> RslConfig<3> {
 }
 
 fn encode(msg: &RslMsg<'_>) -> Vec<u8> {
+    encode_for(config().identity(), msg)
+}
+
+/// `msg` in the envelope of cluster `cluster`.
+fn encode_for(cluster: u32, msg: &RslMsg<'_>) -> Vec<u8> {
     let mut buf = [0u8; 1472];
-    let n = wire::encode_rsl(config().identity(), msg, &mut buf).unwrap();
+    let n = wire::encode_rsl(cluster, msg, &mut buf).unwrap();
     buf[..n].to_vec()
 }
 
@@ -374,6 +379,10 @@ struct Cluster {
     idle: u64,
     /// Every message kind (wire tag) routed, and whether it waited for the sync.
     kinds: std::collections::BTreeMap<u8, bool>,
+    /// The cluster identity the client's requests carry (the epoch it knows).
+    cluster: u32,
+    /// The datagram sent for one seqno instead of an increment (a membership change).
+    special: Option<(u64, Vec<u8>)>,
 }
 
 const CLIENT: Endpoint = Endpoint::v4([10, 0, 0, 9], 9000);
@@ -389,6 +398,8 @@ impl Cluster {
             answered: 0,
             idle: 0,
             kinds: Default::default(),
+            cluster: config().identity(),
+            special: None,
         }
     }
 
@@ -408,7 +419,10 @@ impl Cluster {
                 let retry = self.idle.is_multiple_of(50) && self.answered < self.seqno;
                 if next || retry {
                     self.seqno += u64::from(next);
-                    let req = encode(&RslMsg::Request { seqno: self.seqno, request: Bytes(b"") });
+                    let req = match &self.special {
+                        Some((seqno, bytes)) if *seqno == self.seqno => bytes.clone(),
+                        _ => encode_for(self.cluster, &RslMsg::Request { seqno: self.seqno, request: Bytes(b"") }),
+                    };
                     for i in 0..3 {
                         self.queue.push_back((i, CLIENT, req.clone()));
                     }
@@ -776,3 +790,5 @@ fn a_power_cut_while_a_new_cluster_is_born_does_not_stall_it() {
     assert!(b.run(5_000), "{:?}", b.reps.iter().map(|r| r.status()).collect::<Vec<_>>());
     assert_eq!(b.logs[1].first().map(|r| decode(r)), Some(DurableRecord::Incarnation { nonce: 201 }));
 }
+
+mod epochs;
