@@ -115,8 +115,10 @@ pub(crate) enum RslCmd {
         /// since the file), waits until ADDR is a member (`fleet rsl member add` or
         /// `replace`, before or after this starts), then starts without state and catches
         /// up from the others before it votes. Also how an in-memory replica comes back
-        /// after a membership change. Not with --data-dir yet.
-        #[arg(long, value_name = "ADDR", conflicts_with = "data_dir")]
+        /// after a membership change. With --data-dir it is durable: restarted with the
+        /// same directory it recovers from it (no waiting), in the epoch it was in, and
+        /// follows the cluster from there.
+        #[arg(long, value_name = "ADDR")]
         join: Option<SocketAddr>,
         /// Durable mode: keep the replica's promises, votes, executed operations and
         /// snapshots in this directory (created if missing); every promise and vote is

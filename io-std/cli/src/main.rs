@@ -220,7 +220,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let file = rsl_setup(&config)?;
             let (setup, id) = match (id, join) {
                 (Some(id), _) => (file, id),
-                (None, Some(addr)) => fleet_cli::member::wait_for_membership(&file, &config, addr)?,
+                (None, Some(addr)) => fleet_cli::member::joined(&file, &config, addr, data_dir.as_deref())?,
                 (None, None) => return Err("--id or --join is required".into()),
             };
             let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));

@@ -61,6 +61,32 @@ pub fn edit(file: &RslSetup, config: &Path, edit: &Edit, force: bool, timeout: D
     Ok(text)
 }
 
+/// `serve --join ADDR [--data-dir DIR]`: the membership a joined replica starts in and its
+/// id there. A data directory that holds a log says it (the replica recovers in that epoch
+/// and follows the cluster from there); otherwise it is learned from the cluster
+/// ([`wait_for_membership`]).
+pub fn joined(
+    file: &RslSetup,
+    config: &Path,
+    addr: SocketAddr,
+    data_dir: Option<&Path>,
+) -> Result<(RslSetup, usize), String> {
+    let stored = match data_dir {
+        Some(dir) => fleet_io_std::rsl::durable::stored_membership(dir).map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let Some((first, last)) = stored else { return wait_for_membership(file, config, addr) };
+    match (first.id_of(addr), last.id_of(addr)) {
+        (Some(id), Some(_)) => Ok((first.setup(file).map_err(|e| e.to_string())?, id)),
+        _ => Err(format!(
+            "{}: {addr} was removed from the cluster in epoch {}; this data is no longer needed \
+             (to serve again, add it back as a new replica with an empty directory)",
+            data_dir.map_or(String::new(), |d| d.display().to_string()),
+            last.epoch
+        )),
+    }
+}
+
 /// `serve --join ADDR`: waits until `addr` is a member of the cluster's current
 /// membership (saying once why not yet), then returns that epoch's setup and `addr`'s id.
 /// Asks again every [`JOIN_POLL`] until it is added; the caller bounds the wait by killing

@@ -44,18 +44,20 @@ use std::time::Duration;
 
 use fleet_engine::rsl::durable::{snapshot_record, DURABLE_RECORD_OVERHEAD_BYTES};
 use fleet_engine::rsl::snapshot::{SnapshotId, SnapshotPos};
-use fleet_engine::rsl::{App, Replica};
+use fleet_engine::rsl::{App, DurableRecord, Replica};
 use fleet_engine::wire::EncodeError;
 use fleet_engine::{Endpoint, Instant, Outbox};
 
+use super::members::Membership;
 use super::replica::{check_id, status_line, StdReplica};
-use crate::capacity::SERVER_DATAGRAM_BYTES;
+use crate::capacity::{MAX_REPLICAS, SERVER_DATAGRAM_BYTES};
 use crate::clock::incarnation_nonce;
 use crate::config::RslSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::Host;
-use crate::storage::wal::Wal;
+use crate::net::to_socket_addr;
 pub use crate::storage::wal::{compact_after_bytes, segment_prealloc_bytes};
+use crate::storage::wal::{peek, Wal};
 use crate::storage::{snapshot_file, DataDir, StorageError};
 
 /// The snapshot file in the data directory.
@@ -135,9 +137,7 @@ where
         A: Clone,
     {
         check_id(setup, id)?;
-        let addrs: Vec<String> = setup.addrs.iter().map(|a| a.to_string()).collect();
-        let identity = format!("replica {id} of {}: {}", addrs.len(), addrs.join(" "));
-        let data = DataDir::open(dir, &identity).map_err(ServerError::Storage)?;
+        let data = DataDir::open(dir, &data_identity(setup, id)).map_err(ServerError::Storage)?;
         let (wal, found) = Wal::open(&data, segment_prealloc_bytes(compact_after)).map_err(ServerError::Storage)?;
         if found.dropped_tail_bytes > 0 {
             tracing::warn!(
@@ -186,8 +186,13 @@ where
             );
         } else if !found.records.is_empty() || snapshot_used {
             let s = replica.status();
+            let epoch = match (s.epoch, s.retired) {
+                (_, true) => " (removed from the cluster: it only redirects)".to_string(),
+                (0, false) => String::new(),
+                (e, false) => format!(", epoch {e}"),
+            };
             tracing::info!(
-                "replica {id} recovered from {}: {} operations executed, promise ({},{}), truncation {}",
+                "replica {id} recovered from {}: {} operations executed, promise ({},{}), truncation {}{epoch}",
                 dir.display(),
                 s.ops_complete,
                 s.max_bal.seqno,
@@ -327,6 +332,40 @@ where
         self.job = Some(SnapshotJob { id, segment, handle });
         Ok(())
     }
+}
+
+/// What a data directory says it belongs to. A replica of the configuration file: its id
+/// and the file's replicas. A replica that joined a later epoch (`fleet rsl serve --join`):
+/// its address and the file's cluster, which stay the same whatever epochs follow.
+fn data_identity(setup: &RslSetup, id: usize) -> String {
+    let addrs: Vec<String> = setup.addrs.iter().map(|a| a.to_string()).collect();
+    match setup.config.epoch {
+        0 => format!("replica {id} of {}: {}", addrs.len(), addrs.join(" ")),
+        _ => format!("replica {} joined cluster {:08x}", addrs[id], setup.auth_cluster),
+    }
+}
+
+/// The memberships a joined replica's data directory `dir` names: the first (the epoch it
+/// joined, or the one its latest compaction was in: where its log starts) and the last
+/// (where it went since, possibly an epoch without it); `None` when the directory holds no
+/// log yet (a first start: the membership is learned from the cluster). Reads without
+/// changing anything; opening the directory checks the rest.
+pub fn stored_membership(dir: &Path) -> Result<Option<(Membership, Membership)>, ServerError> {
+    let records = peek(dir).map_err(ServerError::Storage)?;
+    let mut found: Option<(Membership, Membership)> = None;
+    for bytes in &records {
+        let record = fleet_engine::wire::decode::<DurableRecord<'_>>(fleet_engine::wire::Protocol::Durable, bytes);
+        let Ok(DurableRecord::Epoch { epoch, start, replicas }) = record else { continue };
+        let replicas = fleet_engine::rsl::membership::replicas_of::<MAX_REPLICAS>(replicas.0)
+            .map_err(|_| ServerError::Recover(dir.to_path_buf(), "an epoch record names no valid cluster".into()))?;
+        let replicas = replicas.iter().map(|e| to_socket_addr(*e)).collect();
+        let m = Membership { epoch, start, replicas };
+        found = Some(match found {
+            None => (m.clone(), m),
+            Some((first, _)) => (first, m),
+        });
+    }
+    Ok(found)
 }
 
 /// Recovers replica `id` from `snapshot` and `log` straight into a box: a replica is tens of

@@ -100,9 +100,14 @@ fn segment_name(number: u64) -> String {
 
 /// The segment numbers in `dir`, in order.
 fn segments(dir: &DataDir) -> Result<Vec<u64>, StorageError> {
+    segments_in(dir.path())
+}
+
+/// The segment numbers in directory `path`, in order.
+fn segments_in(path: &Path) -> Result<Vec<u64>, StorageError> {
     let mut numbers = Vec::new();
-    for entry in fs::read_dir(dir.path()).map_err(io_err(dir.path()))? {
-        let entry = entry.map_err(io_err(dir.path()))?;
+    for entry in fs::read_dir(path).map_err(io_err(path))? {
+        let entry = entry.map_err(io_err(path))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(n) = name.strip_prefix(SEGMENT_PREFIX).and_then(|s| s.strip_suffix(SEGMENT_SUFFIX)) {
@@ -113,6 +118,27 @@ fn segments(dir: &DataDir) -> Result<Vec<u64>, StorageError> {
     }
     numbers.sort_unstable();
     Ok(numbers)
+}
+
+/// The intact records of the log in directory `path`, oldest first, read without locking
+/// or changing anything (no torn tail is cut): a look at a data directory before a server
+/// opens it. Reading stops at the first damage; [`Wal::open`] reports it.
+pub fn peek(path: &Path) -> Result<Vec<Vec<u8>>, StorageError> {
+    if !path.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut records = Vec::new();
+    for n in segments_in(path)? {
+        let file = path.join(segment_name(n));
+        let mut bytes = Vec::new();
+        File::open(&file).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_err(&file))?;
+        let parsed = frame::parse(&bytes);
+        records.extend(parsed.payloads.iter().map(|r| bytes[r.clone()].to_vec()));
+        if parsed.damage.is_some() {
+            break;
+        }
+    }
+    Ok(records)
 }
 
 impl Wal {

@@ -38,6 +38,9 @@ impl<
         let mut replica = Replica::new_rejoining(config, me, app, now, nonce)?;
         replica.journal = Journal::durable_at(0);
         replica.journal.incarnation_pending = Some(nonce.max(1));
+        // A replica started for a later epoch (a new machine joining it) says which: its
+        // log is that epoch's from the first record on.
+        replica.journal.epoch_pending = replica.config.epoch > 0;
         Ok(replica)
     }
 
@@ -242,10 +245,16 @@ impl<
         let next = RslConfig { replicas, params: self.config.params, epoch };
         let (current, current_start) = self.epoch_config();
         if epoch == current.epoch && (self.retired.is_some() || epoch > 0) {
-            return match *current == next && current_start == start {
-                true => Ok(()),
-                false => Err(bad("two epoch records of one epoch disagree")),
-            };
+            if *current != next || (self.retired.is_some() && current_start != start) {
+                return Err(bad("two epoch records of one epoch disagree"));
+            }
+            // A replica started for its epoch knows only where its first state was (at or
+            // past the epoch's start; unknown before it held any): the earliest any record
+            // or the restored snapshot says.
+            if self.retired.is_none() && start < self.epoch_start {
+                self.epoch_start = start;
+            }
+            return Ok(());
         }
         let known_start = self.epoch_start != membership::EPOCH_START_UNKNOWN;
         if self.retired.is_some()
@@ -314,6 +323,10 @@ impl<
             .map_err(|_| RecoverError::Snapshot("the application refused it"))?;
         self.frozen.take(&self.executor);
         self.retained.reset(id.opn);
+        // As when it was installed: a replica started for its epoch holds state of it.
+        if self.epoch_start == membership::EPOCH_START_UNKNOWN {
+            self.epoch_start = id.opn;
+        }
         Ok(())
     }
 

@@ -162,7 +162,11 @@ fn bad_epoch_records_are_refused() {
     assert_eq!(replay(&[epoch(1, 7, &two)]), Ok(()), "a compacted log that starts in epoch 1");
     assert_eq!(replay(&[epoch(3, 7, &two)]), Ok(()), "or in any later epoch");
     assert_eq!(replay(&[epoch(1, 7, &two), epoch(1, 7, &two)]), Ok(()), "a repeat says the same");
-    assert_eq!(replay(&[epoch(1, 7, &two), epoch(1, 8, &two)]), refused(1, "two epoch records of one epoch disagree"));
+    let three = list(&eps());
+    assert_eq!(
+        replay(&[epoch(1, 7, &two), epoch(1, 7, &three)]),
+        refused(1, "two epoch records of one epoch disagree")
+    );
     assert_eq!(
         replay(&[epoch(2, 7, &two), epoch(1, 9, &two)]),
         refused(1, "an epoch record goes back, or follows the replica's retirement")
@@ -184,4 +188,38 @@ fn bad_epoch_records_are_refused() {
         replay(&[epoch(1, 7, &others), epoch(2, 9, &others)]),
         refused(1, "an epoch record goes back, or follows the replica's retirement")
     );
+}
+
+/// A new machine started durable for a later epoch (`fleet rsl serve --join --data-dir`)
+/// writes that epoch first (its start unknown until it holds state); replayed over the same
+/// epoch's configuration its log recovers there, and a later record (a compacted image's)
+/// supplies the start.
+#[test]
+fn a_replica_started_for_a_later_epoch_writes_it_first() {
+    let mut joined = config();
+    joined.epoch = 1;
+    let r = Rep::new_durable(joined.clone(), 2, Counter::default(), Instant::ZERO, 5).unwrap();
+    let mut node = Node { replica: Some(r), log: Vec::new(), snapshot: Vec::new(), confirm: true };
+    node.persist(Step::default());
+    let unknown = crate::rsl::membership::EPOCH_START_UNKNOWN;
+    assert!(matches!(decode(&node.log[0]), DurableRecord::Incarnation { nonce: 5 }));
+    assert!(matches!(decode(&node.log[1]), DurableRecord::Epoch { epoch: 1, start, .. } if start == unknown));
+    let recover = |log: &[Vec<u8>]| {
+        Rep::recover(joined.clone(), 2, Counter::default(), Instant::ZERO, 9, [], log.iter().map(|r| r.as_slice()))
+    };
+    let r = recover(&node.log).unwrap();
+    assert_eq!((r.config().epoch, r.epoch_start(), r.rejoining().map(|j| j.nonce)), (1, unknown, Some(5)));
+    let mut list = [0u8; 128];
+    let n = crate::rsl::membership::encode_replicas(&eps(), &mut list).unwrap();
+    let later = any_record(&DurableRecord::Epoch { epoch: 1, start: 12, replicas: Bytes(&list[..n]) });
+    let mut log = node.log.clone();
+    log.push(later);
+    assert_eq!(recover(&log).unwrap().epoch_start(), 12, "the start, once a record knows it");
+    log.push(node.log[1].clone());
+    assert_eq!(recover(&log).unwrap().epoch_start(), 12, "a record that knew less changes nothing");
+    // Where its first state was, as a snapshot restored later says: the earliest counts.
+    let later_start = |start| any_record(&DurableRecord::Epoch { epoch: 1, start, replicas: Bytes(&list[..n]) });
+    log.push(later_start(20));
+    log.push(later_start(10));
+    assert_eq!(recover(&log).unwrap().epoch_start(), 10);
 }
