@@ -2,11 +2,13 @@
 //! in-memory replicas, clients that name their cluster and follow it, an operator that grows,
 //! shrinks and replaces replicas, new machines started for the epoch a change creates, and
 //! a network that loses, duplicates and reorders datagrams, with replicas that crash and
-//! restart without state. Judged by agreement on every executed operation, by every
+//! restart: without state (in-memory seeds), or from their disks, power cuts included
+//! (durable seeds, `members_sim/durable.rs`). Judged by agreement on every executed operation, by every
 //! acknowledged write reading back, and by changes and writes completing once faults stop.
 //!
-//! The main simulator ([`crate::rsl_sim`]) runs durable replicas, which do not change
-//! epochs yet; this one is its membership counterpart until they do.
+//! The main simulator ([`crate::rsl_sim`]) runs a fixed membership with more fault kinds
+//! (partitions, clock faults, damaged snapshots, deferred syncs); this one is its
+//! membership counterpart.
 
 use std::collections::{BTreeMap, BinaryHeap};
 
@@ -16,8 +18,11 @@ use fleet_engine::rsl::{ClientError, RslConfig};
 use fleet_engine::wire::Bytes;
 use fleet_engine::{Endpoint, Instant, Outbox, OutboxBuf};
 
+use crate::disk::SimDisk;
 use crate::rng::Rng;
 use crate::rsl_sim::{SimApp, SimClient, SimReplica};
+
+mod durable;
 
 type Out = OutboxBuf<512, { 512 * 1024 }>;
 
@@ -89,6 +94,16 @@ pub struct MembersSim {
     pub duplicated: u64,
     /// One outbox for every step (half a megabyte: not rebuilt each millisecond).
     store: Option<Box<Out>>,
+    /// Durable replicas' disks, by endpoint (none: every replica is in memory).
+    pub disks: BTreeMap<Endpoint, SimDisk>,
+    /// The configuration file's epoch 0: what a file replica restarts from.
+    file_config: RslConfig<7>,
+    /// Planted: the durable binding drops epoch records at a restart.
+    pub forget_epoch: bool,
+    /// Records the planted binding dropped.
+    pub planted: u64,
+    /// Restarts from a disk.
+    pub restarts_from_disk: u64,
 }
 
 impl MembersSim {
@@ -111,6 +126,11 @@ impl MembersSim {
             lost: 0,
             duplicated: 0,
             store: Some(Box::new(Out::new())),
+            disks: BTreeMap::new(),
+            file_config: config.clone(),
+            forget_epoch: false,
+            planted: 0,
+            restarts_from_disk: 0,
         };
         for (i, e) in config.replicas.iter().enumerate() {
             let r = SimReplica::new(config.clone(), i, SimApp::new(), Instant::ZERO).expect("valid config");
@@ -181,6 +201,7 @@ impl MembersSim {
             if let Some(r) = self.replicas.get_mut(&to) {
                 let _ = r.handle(now, from, &bytes, &mut out);
                 self.check_agreement(to);
+                self.persist(to, &out);
             } else if let Some(c) = self.clients.get_mut(&to) {
                 if let Some(done) = c.handle(now, from, &bytes) {
                     self.replies.entry(to).or_default().push((done.seqno, done.reply.to_vec()));
@@ -197,6 +218,7 @@ impl MembersSim {
             if r.next_deadline() <= now {
                 let _ = r.tick(now, &mut out);
                 self.check_agreement(e);
+                self.persist(e, &out);
             }
             self.collect(e, &out);
         }
@@ -364,25 +386,59 @@ pub struct SeedReport {
     /// The client named no cluster (as io-std's clients): it learns new replicas only when
     /// redirected or, its requests unanswered, by asking.
     pub plain_client: bool,
+    /// Every replica was durable: crashes restarted from disk, and power cuts happened.
+    pub durable: bool,
+    /// Restarts from a disk, and power cuts (durable seeds).
+    pub restarts_from_disk: u64,
+    /// Power cuts (durable seeds).
+    pub power_cuts: u64,
+    /// Records a planted bug dropped.
+    pub planted: u64,
+}
+
+/// A bug planted in a membership seed; each must be caught.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembersPlant {
+    /// No bug.
+    None,
+    /// The binding starts each epoch's replicas as a new cluster from the new membership,
+    /// without the state at the stop-sign (the next configuration taking effect without
+    /// the old one's state, as an operator restarting every server with a new config file
+    /// would). The read-back must catch it.
+    FreshEpoch,
+    /// Durable seeds: the binding drops the epoch records when it restarts a replica (one
+    /// written before membership changes existed, keeping the record kinds it knew): a
+    /// replica comes back in an epoch it left.
+    ForgetEpoch,
 }
 
 /// One seeded run: a 3-replica cluster under loss, duplication, reordering and crashes of
-/// one replica at a time (restarted without state), through three changes (grow 3 → 5,
-/// replace one, shrink 5 → 3 or 4 → 3) with writes before, between and after; then the
-/// faults stop, and every acknowledged write must read back, every change must complete,
-/// and the replicas must agree. Returns what happened, or the violations.
+/// one replica at a time, through three changes (grow 3 → 5, replace one, shrink 5 → 3 or
+/// 4 → 3) with writes before, between and after; then the faults stop, and every
+/// acknowledged write must read back, every change must complete, and the replicas must
+/// agree. Odd seeds run durable replicas (new machines too): a crashed replica restarts
+/// from its disk (unsynced records lost), some rounds cut the power to every replica, and
+/// every seed ends with one power cut after its last change. Even seeds run in-memory
+/// replicas, restarted without state. Returns what happened, or the violations.
 pub fn run_seed(seed: u64) -> Result<SeedReport, Vec<String>> {
-    run_seed_with(seed, false)
+    run_seed_with(seed, MembersPlant::None)
 }
 
-/// [`run_seed`], or with a planted bug (`fresh_epoch`): the binding starts each epoch's
-/// replicas as a new cluster from the new membership, without the state at the
-/// stop-sign (the next configuration taking effect without the old one's state, as an
-/// operator restarting every server with a new config file would). The read-back must
-/// catch it.
-pub fn run_seed_with(seed: u64, fresh_epoch: bool) -> Result<SeedReport, Vec<String>> {
+/// [`run_seed`] with a planted bug ([`MembersPlant`]); `ForgetEpoch` makes every seed
+/// durable.
+pub fn run_seed_with(seed: u64, plant: MembersPlant) -> Result<SeedReport, Vec<String>> {
+    let fresh_epoch = plant == MembersPlant::FreshEpoch;
+    let durable = (seed % 2 == 1 && !fresh_epoch) || plant == MembersPlant::ForgetEpoch;
     let mut sim = MembersSim::new(3, 1, seed);
-    let mut report = SeedReport::default();
+    let mut report = SeedReport { durable, ..SeedReport::default() };
+    sim.forget_epoch = plant == MembersPlant::ForgetEpoch;
+    let mut nonce = 1_000u64;
+    if durable {
+        for i in 1..=3 {
+            nonce += 1;
+            sim.start_durable(i, config_of(&[1, 2, 3], 0), nonce);
+        }
+    }
     sim.faults = Faults {
         loss_ppm: sim.rng.range(0, 100_000) as u32,
         dup_ppm: sim.rng.range(0, 50_000) as u32,
@@ -398,7 +454,6 @@ pub fn run_seed_with(seed: u64, fresh_epoch: bool) -> Result<SeedReport, Vec<Str
     let mut members: Vec<u8> = vec![1, 2, 3];
     let mut next_id = 4u8;
     let mut epoch = 0u64;
-    let mut nonce = 1_000u64;
     let mut key = 0u32;
     for round in 0..3 {
         // Writes, with a replica crashing and coming back without state meanwhile.
@@ -411,12 +466,20 @@ pub fn run_seed_with(seed: u64, fresh_epoch: bool) -> Result<SeedReport, Vec<Str
             }
             if sim.rng.chance(150_000) && sim.down.is_empty() && sim.settled(epoch, &members) {
                 let victim = members[sim.rng.below(members.len() as u64) as usize];
-                sim.down.push(replica_ep(victim));
+                let cut = durable && sim.rng.chance(300_000);
+                match (durable, cut) {
+                    (true, true) => sim.power_cut(),
+                    (true, false) => sim.crash_durable(victim),
+                    (false, _) => sim.down.push(replica_ep(victim)),
+                }
                 let down_ms = sim.rng.range(50, 1_500);
                 sim.run_until(down_ms, |_| false);
                 nonce += 1;
-                let config = sim.replica(victim).config().clone();
-                if sim.replica(victim).retired().is_none() {
+                if durable {
+                    report.power_cuts += u64::from(cut);
+                    restart_everything_down(&mut sim, nonce);
+                } else if sim.replica(victim).retired().is_none() {
+                    let config = sim.replica(victim).config().clone();
                     sim.start_without_state(victim, config, nonce);
                     report.restarts += 1;
                 }
@@ -453,7 +516,10 @@ pub fn run_seed_with(seed: u64, fresh_epoch: bool) -> Result<SeedReport, Vec<Str
         let joining: Vec<u8> = next.iter().copied().filter(|m| !members.contains(m)).collect();
         for &j in &joining {
             nonce += 1;
-            sim.start_without_state(j, config_of(&next, epoch + 1), nonce);
+            match durable {
+                true => sim.start_durable(j, config_of(&next, epoch + 1), nonce),
+                false => sim.start_without_state(j, config_of(&next, epoch + 1), nonce),
+            }
         }
         let started = loop {
             match sim.change(1, epoch, &next, 5_000) {
@@ -488,6 +554,18 @@ pub fn run_seed_with(seed: u64, fresh_epoch: bool) -> Result<SeedReport, Vec<Str
             }
         }
     }
+    // Durable: one power cut after the last change, with everything acknowledged so far to
+    // come back.
+    if durable {
+        let before_ms = sim.rng.range(0, 300);
+        sim.run_until(before_ms, |_| false);
+        sim.power_cut();
+        let down_ms = sim.rng.range(50, 1_000);
+        sim.run_until(down_ms, |_| false);
+        nonce += 1;
+        restart_everything_down(&mut sim, nonce);
+        report.power_cuts += 1;
+    }
     // Faults stop: the cluster must settle, and everything acknowledged must be there.
     sim.faults = Faults::default();
     sim.down.clear();
@@ -507,8 +585,20 @@ pub fn run_seed_with(seed: u64, fresh_epoch: bool) -> Result<SeedReport, Vec<Str
     }
     report.datagrams = (sim.sent, sim.lost, sim.duplicated);
     report.sim_us = sim.now_us;
+    report.restarts_from_disk = sim.restarts_from_disk;
+    report.planted = sim.planted;
     match sim.violations.is_empty() {
         true => Ok(report),
         false => Err(sim.violations.into_iter().map(|v| format!("seed {seed}: {v}")).collect()),
+    }
+}
+
+/// Restarts every crashed durable replica from its disk (each with its own nonce).
+fn restart_everything_down(sim: &mut MembersSim, nonce: u64) {
+    let down = std::mem::take(&mut sim.down);
+    for (k, ep) in down.into_iter().enumerate() {
+        if let Some(i) = (0..=u8::MAX).find(|&i| replica_ep(i) == ep) {
+            sim.restart_from_disk(i, nonce.wrapping_mul(16).wrapping_add(k as u64));
+        }
     }
 }

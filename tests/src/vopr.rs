@@ -13,6 +13,7 @@ use fleet_proofs::spec::bytes_kv::BytesKvApp;
 use fleet_proofs::Budget;
 
 use crate::faults::{CrashGroup, FaultCounts, FaultProfile, FaultSchedule, HEALED_NET};
+use crate::members_sim::MembersPlant;
 use crate::net::NetCounts;
 use crate::rng::Rng;
 use crate::rsl_sim::{Plant, RslSim, SimOptions};
@@ -195,30 +196,48 @@ pub fn run_seed_with(seed: u64, cfg: &RunConfig, tweak: impl FnOnce(&mut SimOpti
     match cfg.kind {
         Kind::Rsl => run_rsl(seed, cfg, tweak),
         Kind::Kv => run_kv(seed, cfg),
-        Kind::Members => run_members(seed, cfg.plant == Plant::FreshEpoch),
+        Kind::Members => run_members(seed, cfg.plant),
     }
 }
 
 /// One membership seed ([`crate::members_sim::run_seed`]): three changes under faults, then
 /// every acknowledged write read back.
-fn run_members(seed: u64, fresh_epoch: bool) -> SeedReport {
-    let (violations, r) = match crate::members_sim::run_seed_with(seed, fresh_epoch) {
+fn run_members(seed: u64, plant: Plant) -> SeedReport {
+    let plant = match plant {
+        Plant::FreshEpoch => MembersPlant::FreshEpoch,
+        Plant::ForgetEpoch => MembersPlant::ForgetEpoch,
+        _ => MembersPlant::None,
+    };
+    let (violations, r) = match crate::members_sim::run_seed_with(seed, plant) {
         Ok(r) => (Vec::new(), r),
         Err(v) => (v, crate::members_sim::SeedReport::default()),
     };
     let (sent, lost, duplicated) = r.datagrams;
+    let faults = FaultCounts {
+        crashes: r.restarts + r.restarts_from_disk,
+        wipes: r.restarts,
+        rejoins: r.restarts,
+        restarts: r.restarts_from_disk,
+        power_cuts: r.power_cuts,
+        planted: r.planted,
+        ..FaultCounts::default()
+    };
     SeedReport {
         seed,
         sim_us: r.sim_us,
         net: NetCounts { sent, lost, duplicated, partitioned: 0 },
         ops: (r.acked as usize, r.acked as usize),
-        faults: FaultCounts { crashes: r.restarts, wipes: r.restarts, rejoins: r.restarts, ..FaultCounts::default() },
+        faults,
         violations: violations.into_iter().map(|v| Violation::new("members", "members-simulator", v)).collect(),
         setup: format!(
-            "members: {} epochs entered, {} writes acknowledged, {} restarts without state, client {}",
+            "members: {} replicas, {} epochs entered, {} writes acknowledged, {} restarts without state, \
+             {} from disk, {} power cuts, client {}",
+            if r.durable { "durable" } else { "in-memory" },
             r.epochs,
             r.acked,
             r.restarts,
+            r.restarts_from_disk,
+            r.power_cuts,
             if r.plain_client { "naming no cluster" } else { "naming its cluster" }
         ),
         ..SeedReport::default()

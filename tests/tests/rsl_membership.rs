@@ -351,12 +351,14 @@ fn seeded_membership_changes_under_loss_reordering_and_restarts_lose_nothing() {
     let seeds: u64 = std::env::var("MEMBERSHIP_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
     let first: u64 = std::env::var("MEMBERSHIP_FIRST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut failures = Vec::new();
-    let (mut epochs, mut restarts) = (0, 0);
+    let (mut epochs, mut restarts, mut from_disk, mut power_cuts) = (0, 0, 0, 0);
     for seed in first..first + seeds {
         match fleet_tests::members_sim::run_seed(seed) {
             Ok(report) => {
                 epochs += report.epochs;
                 restarts += report.restarts;
+                from_disk += report.restarts_from_disk;
+                power_cuts += report.power_cuts;
             }
             Err(v) => failures.push(v),
         }
@@ -369,4 +371,16 @@ fn seeded_membership_changes_under_loss_reordering_and_restarts_lose_nothing() {
     );
     assert_eq!(epochs, 3 * seeds, "every seed went through three changes");
     assert!(restarts > 0, "some seeds restarted a replica without state");
+    assert!(from_disk > 0 && power_cuts >= seeds / 2, "odd seeds are durable and end with a power cut");
+}
+
+/// Durable seeds whose binding restarts replicas from their logs as they were before their
+/// first epoch change (`MembersPlant::ForgetEpoch`) are caught: a replica back in an epoch
+/// it left cannot take part, and the cluster stalls.
+#[test]
+fn a_binding_that_forgets_the_epoch_is_caught() {
+    for seed in 0..5 {
+        let found = fleet_tests::members_sim::run_seed_with(seed, fleet_tests::members_sim::MembersPlant::ForgetEpoch);
+        assert!(found.is_err(), "seed {seed}: the planted bug went unnoticed");
+    }
 }

@@ -35,7 +35,7 @@ fn usage() -> &'static str {
     "usage: vopr [--kind rsl|kv|members] [--seeds N] [--first-seed S] [--seed S] [--steps N] [--jobs N] \
      [--plant none|forge-2b|skip-phase1|forge-reply|forge-request|drop-replies|amnesiac-restart|\
      send-before-sync|early-checkpoint|torn-snapshot|no-forward|rejoin-at-once|forget-incarnation|\
-     claims-at-once|ignores-sender|unconfirmed-reads|lease-overrun|fresh-epoch] [--leases] [--trace] [--trace-len N] \
+     claims-at-once|ignores-sender|unconfirmed-reads|lease-overrun|fresh-epoch|forget-epoch] [--leases] [--trace] [--trace-len N] \
      [--lin-budget N]"
 }
 

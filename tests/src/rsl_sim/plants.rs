@@ -82,11 +82,14 @@ pub enum Plant {
     /// membership, without the state at the stop-sign (the next configuration taking
     /// effect without the old one's state; acknowledged writes vanish).
     FreshEpoch,
+    /// `--kind members` only (every seed durable): the durable binding drops the epoch
+    /// records when it restarts a replica, which comes back in an epoch it left.
+    ForgetEpoch,
 }
 
 impl Plant {
     /// Every plant, for `--plant` parsing and help.
-    pub const ALL: [(&'static str, Plant); 18] = [
+    pub const ALL: [(&'static str, Plant); 19] = [
         ("none", Plant::None),
         ("forge-2b", Plant::ForgeTwoB),
         ("skip-phase1", Plant::SkipPhase1),
@@ -105,6 +108,7 @@ impl Plant {
         ("unconfirmed-reads", Plant::UnconfirmedReads),
         ("lease-overrun", Plant::LeaseOverrun),
         ("fresh-epoch", Plant::FreshEpoch),
+        ("forget-epoch", Plant::ForgetEpoch),
     ];
 
     /// Parses a `--plant` name.
@@ -144,7 +148,8 @@ impl RslSim {
             | Plant::IgnoresSender
             | Plant::UnconfirmedReads
             | Plant::LeaseOverrun
-            | Plant::FreshEpoch => false,
+            | Plant::FreshEpoch
+            | Plant::ForgetEpoch => false,
             Plant::ForgeTwoB => self.plant_forge_2b(),
             Plant::SkipPhase1 => self.plant_skip_phase1(),
             Plant::ForgeReply => self.plant_forge_reply(),
