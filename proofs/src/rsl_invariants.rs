@@ -207,8 +207,9 @@ pub fn check_executed_chosen<
     const QB: usize,
     const C: usize,
     const RB: usize,
+    const TB: usize,
 >(
-    replica: &Replica<A, R, W, D, QB, C, RB>,
+    replica: &Replica<A, R, W, D, QB, C, RB, TB>,
     chosen: &Chosen,
 ) -> Result<(), Violation>
 where
@@ -340,8 +341,9 @@ pub fn check_all<
     const QB: usize,
     const C: usize,
     const RB: usize,
+    const TB: usize,
 >(
-    replicas: &[&Replica<A, R, W, D, QB, C, RB>],
+    replicas: &[&Replica<A, R, W, D, QB, C, RB, TB>],
     sent: &[Sent<'_>],
     spec_init: &S,
 ) -> Result<(), Violation>

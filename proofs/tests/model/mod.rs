@@ -48,7 +48,7 @@ pub use members::{Membership, MEMBERS_CI_STATES};
 
 /// The replica under check: the paper's counter app, 3 replicas at most, a window of 4,
 /// 256-byte datagrams, a 512-byte request queue, 4 cached clients, 16-byte replies.
-pub type MReplica = Replica<Counter, 3, 4, 256, 512, 4, 16>;
+pub type MReplica = Replica<Counter, 3, 4, 256, 512, 4, 16, 1024>;
 /// The client under check.
 pub type MClient = Client<3, 256>;
 type Buf = OutboxBuf<64, 16384>;
