@@ -104,17 +104,12 @@ fn replicas_started_from_config_files_that_differ_refuse_each_other_and_one_side
     let history = dir.join("history.jsonl");
     let opts = fleet_cli::bench::BenchOptions {
         clients: 4,
-        duration: Duration::from_secs(4),
         value_size: 16,
         keys: 8,
         first_key: 1 << 40,
-        read_pct: 50,
-        fill: false,
         op_timeout: Duration::from_secs(2),
-        history: Some(history.clone()),
-        progress: false,
         load_threads: 1,
-        pipeline: 1,
+        ..fleet_cli::bench::BenchOptions::recorded(&history, Duration::from_secs(4))
     };
     let result = fleet_cli::bench::run_rsl(&setup, &opts).unwrap();
     assert!(result.ops > 50, "the two replicas that agree serve: {}", result.summary());

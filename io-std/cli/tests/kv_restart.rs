@@ -24,7 +24,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fleet_cli::bench::{run_kv, BenchOptions, DEFAULT_LOAD_THREADS};
+use fleet_cli::bench::{run_kv, BenchOptions};
 use fleet_cli::procs::scratch_dir;
 use fleet_engine::kv::client::Request;
 use fleet_io_std::kv::{KvAnswer, KvBlockingClient};
@@ -83,17 +83,12 @@ const KEYS: u64 = 3 * BLOCK;
 fn bench(history: &Path, duration: Duration) -> BenchOptions {
     BenchOptions {
         clients: 6,
-        duration,
         value_size: 64,
         keys: KEYS,
         first_key: FIRST_KEY,
         read_pct: 40,
-        fill: false,
         op_timeout: Duration::from_millis(1500),
-        history: Some(history.to_path_buf()),
-        progress: false,
-        load_threads: DEFAULT_LOAD_THREADS,
-        pipeline: 1,
+        ..BenchOptions::recorded(history, duration)
     }
 }
 

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult, DEFAULT_LOAD_THREADS};
+use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult};
 use fleet_cli::procs::free_udp_ports;
 use fleet_io_std::rsl::members::{self, Membership};
 use fleet_io_std::rsl::RslClient;
@@ -36,17 +36,11 @@ fn start_load(cluster: &Cluster, seconds: u64) -> (std::thread::JoinHandle<Bench
     let history = cluster.dir.join("history.jsonl");
     let opts = BenchOptions {
         clients: 6,
-        duration: Duration::from_secs(seconds),
         value_size: 100,
         keys: LOAD_KEYS,
         first_key: LOAD_FIRST_KEY,
         read_pct: 30,
-        fill: false,
-        op_timeout: Duration::from_secs(3),
-        history: Some(history.clone()),
-        progress: false,
-        load_threads: DEFAULT_LOAD_THREADS,
-        pipeline: 1,
+        ..BenchOptions::recorded(&history, Duration::from_secs(seconds))
     };
     let setup = cluster.setup.clone();
     (std::thread::spawn(move || run_rsl(&setup, &opts).unwrap()), history)

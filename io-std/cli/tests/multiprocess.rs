@@ -41,20 +41,7 @@ fn kill_the_leader_under_load(tag: &str, lease_ms: Option<u64>) {
         support::ClusterOptions { stats_lines: true, lease_ms, ..support::ClusterOptions::local(tag, VIEW_TIMEOUT_MS) };
     let mut cluster = Cluster::start_with(&options);
     let history = cluster.dir.join("history.jsonl");
-    let opts = BenchOptions {
-        clients: 8,
-        duration: Duration::from_secs(5),
-        value_size: 128,
-        keys: 32,
-        first_key: 1 << 32,
-        read_pct: 50,
-        fill: false,
-        op_timeout: Duration::from_secs(3),
-        history: Some(history.clone()),
-        progress: false,
-        load_threads: DEFAULT_LOAD_THREADS,
-        pipeline: 1,
-    };
+    let opts = BenchOptions { ..BenchOptions::recorded(&history, Duration::from_secs(5)) };
     let start = Instant::now();
     let setup = cluster.setup.clone();
     let (killed_at_us, result) = std::thread::scope(|s| {

@@ -12,7 +12,7 @@ mod support;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult, DEFAULT_LOAD_THREADS};
+use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult};
 use fleet_io_std::rsl::RslClient;
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, Verdict};
 use fleet_proofs::Budget;
@@ -79,20 +79,7 @@ struct Run {
 /// run to its end.
 fn partition_under_load(proxy: &Proxy, cluster: &Cluster, cut: impl Fn(&Proxy, usize)) -> Run {
     let history = cluster.dir.join("history.jsonl");
-    let opts = BenchOptions {
-        clients: 8,
-        duration: BENCH,
-        value_size: 128,
-        keys: 32,
-        first_key: 1 << 32,
-        read_pct: 50,
-        fill: false,
-        op_timeout: OP_TIMEOUT,
-        history: Some(history.clone()),
-        progress: false,
-        load_threads: DEFAULT_LOAD_THREADS,
-        pipeline: 1,
-    };
+    let opts = BenchOptions { op_timeout: OP_TIMEOUT, ..BenchOptions::recorded(&history, BENCH) };
     // The load generator's clock starts a little after this one: an instant measured here is
     // no earlier in history time than the event it marks.
     let start = Instant::now();

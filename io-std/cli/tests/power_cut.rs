@@ -12,7 +12,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fleet_cli::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
+use fleet_cli::bench::{run_rsl, BenchOptions};
 use fleet_io_std::rsl::RslClient;
 use fleet_proofs::history::{check_kv_history_file, encode_hex, HistoryRecord, RecordOp, RecordStatus, Verdict};
 use fleet_proofs::Budget;
@@ -26,17 +26,12 @@ const FIRST_KEY: u64 = 1 << 33;
 fn bench(history: &Path, duration: Duration) -> BenchOptions {
     BenchOptions {
         clients: 6,
-        duration,
         value_size: 64,
         keys: KEYS,
         first_key: FIRST_KEY,
         read_pct: 40,
-        fill: false,
         op_timeout: Duration::from_millis(1500),
-        history: Some(history.to_path_buf()),
-        progress: false,
-        load_threads: DEFAULT_LOAD_THREADS,
-        pipeline: 1,
+        ..BenchOptions::recorded(history, duration)
     }
 }
 

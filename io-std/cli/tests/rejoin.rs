@@ -11,7 +11,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fleet_cli::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
+use fleet_cli::bench::{run_rsl, BenchOptions};
 use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
 use support::{completed_between, read_history, Cluster, ClusterOptions};
@@ -45,20 +45,7 @@ fn in_memory_replicas_restarted_without_state_rejoin_and_lose_nothing() {
     });
     let setup = cluster.setup.clone();
     let history = cluster.dir.join("history.jsonl");
-    let opts = BenchOptions {
-        clients: 8,
-        duration: Duration::from_secs(14),
-        value_size: 64,
-        keys: 32,
-        first_key: 1 << 32,
-        read_pct: 50,
-        fill: false,
-        op_timeout: Duration::from_secs(3),
-        history: Some(history.clone()),
-        progress: false,
-        load_threads: DEFAULT_LOAD_THREADS,
-        pipeline: 1,
-    };
+    let opts = BenchOptions { value_size: 64, ..BenchOptions::recorded(&history, Duration::from_secs(14)) };
     let start = Instant::now();
     let (result, second_kill_us, first_text, second_text) = std::thread::scope(|s| {
         let load = s.spawn(|| run_rsl(&setup, &opts));

@@ -11,7 +11,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fleet_cli::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
+use fleet_cli::bench::{run_rsl, BenchOptions};
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, Verdict};
 use fleet_proofs::Budget;
 use support::{last_stats, Cluster, ClusterOptions, FLEET};
@@ -39,20 +39,7 @@ fn executed(log: &Path) -> Option<u64> {
 }
 
 fn bench(history: &Path, seconds: u64) -> BenchOptions {
-    BenchOptions {
-        clients: 8,
-        duration: Duration::from_secs(seconds),
-        value_size: 128,
-        keys: 32,
-        first_key: 1 << 32,
-        read_pct: 50,
-        fill: false,
-        op_timeout: Duration::from_secs(3),
-        history: Some(history.to_path_buf()),
-        progress: false,
-        load_threads: DEFAULT_LOAD_THREADS,
-        pipeline: 1,
-    }
+    BenchOptions::recorded(history, Duration::from_secs(seconds))
 }
 
 #[test]

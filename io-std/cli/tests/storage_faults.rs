@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult, DEFAULT_LOAD_THREADS};
+use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult};
 use fleet_cli::procs::scratch_dir;
 use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
@@ -39,17 +39,12 @@ fn load(cluster: &Cluster, name: &str, seconds: u64, phase: u64) -> (BenchResult
     let history = cluster.dir.join(name);
     let opts = BenchOptions {
         clients: 6,
-        duration: Duration::from_secs(seconds),
         value_size: 200,
         keys: 64,
         first_key: (1 << 40) + phase * 1000,
         read_pct: 30,
-        fill: false,
         op_timeout: Duration::from_secs(2),
-        history: Some(history.clone()),
-        progress: false,
-        load_threads: DEFAULT_LOAD_THREADS,
-        pipeline: 1,
+        ..BenchOptions::recorded(&history, Duration::from_secs(seconds))
     };
     (run_rsl(&cluster.setup, &opts).unwrap(), history)
 }

@@ -39,6 +39,28 @@ pub struct BenchOptions {
     pub pipeline: usize,
 }
 
+impl BenchOptions {
+    /// A recorded load for tests: 8 clients over keys `2^32 .. 2^32 + 32`, half reads,
+    /// 128-byte values, a 3 s operation timeout, every operation written to `history`, for
+    /// `duration`. Tests change what they need with struct update syntax.
+    pub fn recorded(history: &std::path::Path, duration: Duration) -> BenchOptions {
+        BenchOptions {
+            clients: 8,
+            duration,
+            value_size: 128,
+            keys: 32,
+            first_key: 1 << 32,
+            read_pct: 50,
+            fill: false,
+            op_timeout: Duration::from_secs(3),
+            history: Some(history.to_path_buf()),
+            progress: false,
+            load_threads: DEFAULT_LOAD_THREADS,
+            pipeline: 1,
+        }
+    }
+}
+
 /// What a run measured.
 #[derive(Debug, Clone)]
 pub struct BenchResult {
