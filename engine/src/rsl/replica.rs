@@ -114,6 +114,10 @@ pub struct Status {
     pub epoch: u64,
     /// The replica's epoch ended without it: it only redirects.
     pub retired: bool,
+    /// The most replicas this build holds (`R`, at most 255): a membership of more is
+    /// refused by it ([`crate::rsl::membership::Refusal::Size`]) while larger builds accept,
+    /// so a cluster of mixed builds must not grow past its smallest member's bound.
+    pub max_replicas: u8,
 }
 
 /// An IronRSL replica running application `A`.
@@ -432,6 +436,7 @@ impl<
             durable: self.journal.durable,
             epoch: self.config.epoch,
             retired: self.retired.is_some(),
+            max_replicas: u8::try_from(R).unwrap_or(u8::MAX),
         }
     }
 

@@ -43,6 +43,9 @@ pub fn list(file: &RslSetup, json: bool, timeout: Duration) -> Result<(String, b
 pub fn edit(file: &RslSetup, config: &Path, edit: &Edit, force: bool, timeout: Duration) -> Result<String, String> {
     let current = members::current(file, ROUND.min(timeout)).map_err(|e| e.to_string())?;
     let next = members::plan(&current, edit)?;
+    if next.len() > current.replicas.len() {
+        members::check_bounds(file, &current, &next, timeout.min(Duration::from_secs(2)))?;
+    }
     if !force {
         members::preflight(file, &current, &next, timeout.min(Duration::from_secs(2)))?;
     }

@@ -242,6 +242,35 @@ pub fn preflight(file: &RslSetup, current: &Membership, next: &[SocketAddr], tim
     Ok(())
 }
 
+/// Refuses a change to more replicas than a current member's build holds
+/// ([`fleet_engine::rsl::Status::max_replicas`]: a firmware's 3, io-std's 16): that member
+/// would refuse it while the others accept, and stay behind in the ended epoch. Checked
+/// against the members that answer within `timeout`, even with `--force`.
+pub fn check_bounds(
+    file: &RslSetup,
+    current: &Membership,
+    next: &[SocketAddr],
+    timeout: Duration,
+) -> Result<(), String> {
+    let answers = cluster_status(&current.setup(file).map_err(|e| e.to_string())?, timeout)
+        .map_err(|e| format!("cannot ask the members: {e}"))?;
+    let small = answers
+        .iter()
+        .filter_map(|a| a.status.map(|s| (a, usize::from(s.max_replicas))))
+        .filter(|(_, bound)| *bound < next.len())
+        .min_by_key(|(_, bound)| *bound);
+    match small {
+        None => Ok(()),
+        Some((a, bound)) => Err(format!(
+            "replica {} ({}) is built for at most {bound} replicas: it would refuse a membership of {} while \
+             the others accept it, and be left behind; replace it with a larger build first",
+            a.id,
+            a.addr,
+            next.len()
+        )),
+    }
+}
+
 /// Sends the change from `current` to `next` and waits up to `timeout` for its outcome:
 /// the new membership, or the cluster's refusal (said in words).
 pub fn change(
@@ -264,5 +293,75 @@ pub fn change(
             t.as_secs_f64()
         )),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_engine::rsl::proposer::Phase;
+    use fleet_engine::rsl::{Ballot, Status};
+
+    /// Three sockets that answer status requests as replicas would, replica `i` built for
+    /// `bounds[i]` replicas; the membership of their addresses.
+    fn fake_replicas(bounds: [u8; 3]) -> (RslSetup, Membership) {
+        let sockets: Vec<std::net::UdpSocket> =
+            (0..3).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+        let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+        let mut file = crate::config::ClusterFile::local(3, 0);
+        file.rsl.as_mut().unwrap().replicas = addrs.iter().map(ToString::to_string).collect();
+        let setup = file.rsl().unwrap();
+        let cluster = setup.config.identity();
+        for (i, socket) in sockets.into_iter().enumerate() {
+            socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1500];
+                // Bounded: a few requests, or until nobody asks for 3 s.
+                for _ in 0..8 {
+                    let Ok((n, from)) = socket.recv_from(&mut buf) else { return };
+                    let Ok(RslMsg::StatusRequest { nonce }) = wire::decode::<RslMsg<'_>>(Protocol::Rsl, &buf[..n])
+                    else {
+                        continue;
+                    };
+                    let status = Status {
+                        view: Ballot::default(),
+                        phase: Phase::Idle,
+                        is_leader: i == 0,
+                        ops_complete: 0,
+                        next_opn: 0,
+                        log_truncation_point: 0,
+                        queued: 0,
+                        max_bal: Ballot::default(),
+                        rejoining: false,
+                        pending_queries: 0,
+                        durable: false,
+                        epoch: 0,
+                        retired: false,
+                        max_replicas: bounds[i],
+                    };
+                    let reply = RslMsg::StatusReply { nonce, replica: i as u8, status };
+                    let mut out = [0u8; 512];
+                    let len = wire::encode_rsl(cluster, &reply, &mut out).unwrap();
+                    let _ = socket.send_to(&out[..len], from);
+                }
+            });
+        }
+        let current = Membership { epoch: 0, start: 0, replicas: addrs };
+        (setup, current)
+    }
+
+    #[test]
+    fn growing_past_a_members_replica_bound_is_refused_by_name() {
+        let (setup, current) = fake_replicas([16, 3, 16]);
+        let extra: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let four: Vec<SocketAddr> = current.replicas.iter().copied().chain([extra]).collect();
+        let err = check_bounds(&setup, &current, &four, Duration::from_secs(2)).unwrap_err();
+        let small = current.replicas[1];
+        assert!(err.contains(&format!("replica 1 ({small}) is built for at most 3 replicas")), "{err}");
+        let three: Vec<SocketAddr> = [current.replicas[0], current.replicas[1], extra].to_vec();
+        assert_eq!(check_bounds(&setup, &current, &three, Duration::from_secs(2)), Ok(()), "a replacement fits");
+        let (setup, current) = fake_replicas([16, 16, 16]);
+        let four: Vec<SocketAddr> = current.replicas.iter().copied().chain([extra]).collect();
+        assert_eq!(check_bounds(&setup, &current, &four, Duration::from_secs(2)), Ok(()));
     }
 }
