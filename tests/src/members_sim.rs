@@ -163,6 +163,16 @@ impl MembersSim {
         self.down.retain(|e| *e != replica_ep(i));
     }
 
+    /// Starts the process at `ep(i)` as a learner of `config` (not one of its replicas):
+    /// it follows the log and becomes a member when a change adds it. `nonce` names the
+    /// incarnation it rejoins as then.
+    pub fn start_learner(&mut self, i: u8, config: RslConfig<7>, nonce: u64) {
+        let r = SimReplica::new_learner(config, replica_ep(i), SimApp::new(), self.now(), nonce, false)
+            .expect("valid config");
+        self.replicas.insert(replica_ep(i), r);
+        self.down.retain(|e| *e != replica_ep(i));
+    }
+
     /// Queues what `from` sent, through the network's faults.
     pub fn collect(&mut self, from: Endpoint, out: &Outbox<'_>) {
         for (to, bytes) in out.iter() {
@@ -394,6 +404,8 @@ pub struct SeedReport {
     pub power_cuts: u64,
     /// Records a planted bug dropped.
     pub planted: u64,
+    /// Changes whose new replicas were learners first.
+    pub learner_changes: u64,
 }
 
 /// A bug planted in a membership seed; each must be caught.
@@ -513,13 +525,28 @@ pub fn run_seed_with(seed: u64, plant: MembersPlant) -> Result<SeedReport, Vec<S
             }
             (_, _) => members[..3].to_vec(),
         };
+        // Most changes add learners that followed the log first (what `fleet rsl member`
+        // does); the others add machines started for the next epoch without state.
         let joining: Vec<u8> = next.iter().copied().filter(|m| !members.contains(m)).collect();
+        let learners = sim.rng.chance(750_000);
+        report.learner_changes += u64::from(learners && !joining.is_empty());
         for &j in &joining {
             nonce += 1;
-            match durable {
-                true => sim.start_durable(j, config_of(&next, epoch + 1), nonce),
-                false => sim.start_without_state(j, config_of(&next, epoch + 1), nonce),
+            match (durable, learners) {
+                (true, true) => sim.start_durable_learner(j, config_of(&members, epoch), nonce),
+                (false, true) => sim.start_learner(j, config_of(&members, epoch), nonce),
+                (true, false) => sim.start_durable(j, config_of(&next, epoch + 1), nonce),
+                (false, false) => sim.start_without_state(j, config_of(&next, epoch + 1), nonce),
             }
+        }
+        if learners && !joining.is_empty() {
+            // Until they caught up with a member (the network still faulty): bounded.
+            let caught_up = |s: &MembersSim| {
+                let ops = members.iter().map(|&m| s.replica(m).executor().ops_complete).max().unwrap_or(0);
+                joining.iter().all(|&j| s.replica(j).executor().ops_complete >= ops)
+            };
+            let _ = sim.get(1, b"learn", 2_000);
+            sim.run_until(5_000, caught_up);
         }
         let started = loop {
             match sim.change(1, epoch, &next, 5_000) {

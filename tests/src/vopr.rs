@@ -230,10 +230,11 @@ fn run_members(seed: u64, plant: Plant) -> SeedReport {
         faults,
         violations: violations.into_iter().map(|v| Violation::new("members", "members-simulator", v)).collect(),
         setup: format!(
-            "members: {} replicas, {} epochs entered, {} writes acknowledged, {} restarts without state, \
-             {} from disk, {} power cuts, client {}",
+            "members: {} replicas, {} epochs entered ({} adding learners), {} writes acknowledged, {} restarts \
+             without state, {} from disk, {} power cuts, client {}",
             if r.durable { "durable" } else { "in-memory" },
             r.epochs,
+            r.learner_changes,
             r.acked,
             r.restarts,
             r.restarts_from_disk,

@@ -115,6 +115,63 @@ fn growing_from_three_to_five_keeps_every_write_and_new_replicas_catch_up() {
 }
 
 #[test]
+fn a_learner_follows_the_log_and_votes_as_soon_as_a_change_adds_it() {
+    let mut c = Cluster::new(3, 1);
+    for k in 0..10u8 {
+        assert!(c.put(1, &[k], &[k, k]), "put {k}");
+    }
+    // New machines started as learners of epoch 0: they follow the log, in no quorum.
+    c.0.start_learner(4, config_of(&[1, 2, 3], 0), 41);
+    c.0.start_learner(5, config_of(&[1, 2, 3], 0), 51);
+    for k in 10..20u8 {
+        assert!(c.put(1, &[k], &[k, k]), "put {k}");
+    }
+    let leader_ops = c.replica(1).executor().ops_complete;
+    assert!(c.run_until(1_000, |c| [4, 5].iter().all(|&i| c.replica(i).executor().ops_complete >= leader_ops)));
+    for i in [4, 5] {
+        let r = c.replica(i);
+        let s = r.status();
+        assert!(s.learning && !s.rejoining && r.acceptor().max_bal == Default::default(), "replica {i}: {s:?}");
+        assert_eq!(r.app(), c.replica(1).app(), "learner {i} executed what the members did");
+    }
+    // Two of the three members down: the learners do not make a quorum.
+    c.down.extend([ep(2), ep(3)]);
+    assert!(!c.put_within(1, b"no", b"quorum", 3_000), "learners take no part");
+    c.down.clear();
+    assert!(c.run_until(5_000, |c| c.settled(0, &[1, 2, 3])));
+    let outcome = c.change(1, 0, &[1, 2, 3, 4, 5], 5_000).expect("the change is answered");
+    let Outcome::Started { epoch: 1, start } = outcome else { panic!("{outcome:?}") };
+    // The learners executed the stop-sign themselves: members with the state at the start,
+    // voting once their rejoin round is answered (no state transfer needed).
+    assert!(c.run_until(2_000, |c| c.settled(1, &[1, 2, 3, 4, 5])), "{:#?}", c.states());
+    for i in [4, 5] {
+        let r = c.replica(i);
+        assert_eq!((r.config().epoch, r.epoch_start(), r.learning().is_none()), (1, start, true), "replica {i}");
+        assert_eq!(r.stats().epochs_entered, 1);
+    }
+    // Epoch 1 survives losing two of its five: the former learners vote.
+    c.down.extend([ep(1), ep(2)]);
+    assert!(c.put_within(1, b"after", b"losing two", 20_000), "three of five go on");
+    assert_eq!(c.get(1, b"after"), Some(b"losing two".to_vec()));
+}
+
+#[test]
+fn a_learner_left_out_of_a_change_learns_the_next_epoch() {
+    let mut c = Cluster::new(3, 1);
+    assert!(c.put(1, b"k", b"v"));
+    c.0.start_learner(6, config_of(&[1, 2, 3], 0), 61);
+    assert!(c.run_until(1_000, |c| c.replica(6).executor().ops_complete >= 1));
+    c.start_joiner(4, next_config(&[1, 2, 4], 1), 41);
+    let Some(Outcome::Started { epoch: 1, .. }) = c.change(1, 0, &[1, 2, 4], 5_000) else { panic!("no change") };
+    assert!(c.put(1, b"k2", b"v2"));
+    let ops = c.replica(1).executor().ops_complete;
+    assert!(c.run_until(2_000, |c| c.replica(6).executor().ops_complete >= ops), "{:#?}", c.states());
+    let r = c.replica(6);
+    assert!(r.learning().is_some() && r.config().epoch == 1 && r.retired().is_none(), "{:?}", r.status());
+    assert_eq!(r.app(), c.replica(1).app());
+}
+
+#[test]
 fn a_client_naming_no_cluster_learns_new_replicas_once_its_requests_go_unanswered() {
     let mut c = Cluster::new(3, 2);
     // Client 2 names no cluster (io-std's default): a replica of any epoch serves it, so

@@ -54,18 +54,33 @@ impl AuthStats {
 ///   address: without it a datagram replayed from a spoofed address would count as another
 ///   replica's vote or another client's request;
 /// - the **receiver's endpoint**, so a datagram meant for one host is not taken by another.
+///
+/// A member also talks as a member to a **server that is not a member**: a learner
+/// following the log before a change adds it (`rsl::replica::Learning`). Such a server
+/// seals with the member key; a member takes a datagram from a non-member address under the
+/// member key when the client key does not open it, and from then on seals for that
+/// address as a member (up to [`MAX_SERVER_PEERS`] addresses, the oldest forgotten first).
+/// Only a member-key holder can make that seal, and the engine gives a non-member address
+/// no part in the protocol whichever key it used; a client key never passes for a member.
 #[derive(Clone, Debug)]
 pub struct Guard<'m> {
     keys: Keyring,
     me: Endpoint,
     role: Role<'m>,
     stats: AuthStats,
+    /// Non-member addresses that sealed with a member key, sealed for as members.
+    servers: [Option<Endpoint>; MAX_SERVER_PEERS],
+    /// The slot the next server address takes.
+    next_server: usize,
 }
+
+/// Most non-member servers (learners) a member remembers sealing for as members.
+pub const MAX_SERVER_PEERS: usize = 8;
 
 impl<'m> Guard<'m> {
     /// A guard for the host at `me` (its advertised address: what peers send to).
     pub fn new(keys: Keyring, me: Endpoint, role: Role<'m>) -> Guard<'m> {
-        Guard { keys, me, role, stats: AuthStats::default() }
+        Guard { keys, me, role, stats: AuthStats::default(), servers: [None; MAX_SERVER_PEERS], next_server: 0 }
     }
 
     /// Takes a new role, keeping the keys and counters: a member whose cluster's
@@ -83,7 +98,7 @@ impl<'m> Guard<'m> {
     /// The class of keys between this host and `peer`.
     pub fn class_with(&self, peer: Endpoint) -> Class {
         match self.role {
-            Role::Member(members) if members.contains(&peer) => Class::Member,
+            Role::Member(members) if members.contains(&peer) || self.servers.contains(&Some(peer)) => Class::Member,
             _ => Class::Client,
         }
     }
@@ -109,7 +124,18 @@ impl<'m> Guard<'m> {
     /// Checks `datagram` from `from` and returns the inner datagram, or why it was refused
     /// (counted).
     pub fn open<'d>(&mut self, from: Endpoint, datagram: &'d [u8]) -> Result<&'d [u8], AuthError> {
-        let verdict = self.check(from, datagram);
+        let mut verdict = self.check(from, datagram);
+        // A server that is not a member (a learner) seals with the member key.
+        let retry = matches!(verdict, Err(AuthError::UnknownKey(_) | AuthError::BadTag))
+            && matches!(self.role, Role::Member(_))
+            && self.class_with(from) == Class::Client;
+        if retry {
+            if let Ok(inner) = self.check_as(from, datagram, Class::Member) {
+                self.servers[self.next_server % MAX_SERVER_PEERS] = Some(from);
+                self.next_server = self.next_server.wrapping_add(1);
+                verdict = Ok(inner);
+            }
+        }
         let counter = match verdict {
             Ok(_) => &mut self.stats.opened,
             Err(AuthError::TooShort) => &mut self.stats.too_short,
@@ -124,6 +150,11 @@ impl<'m> Guard<'m> {
 
     /// [`Guard::open`] without counting.
     pub fn check<'d>(&self, from: Endpoint, datagram: &'d [u8]) -> Result<&'d [u8], AuthError> {
+        self.check_as(from, datagram, self.class_with(from))
+    }
+
+    /// [`Guard::check`] under the keys of `class`.
+    fn check_as<'d>(&self, from: Endpoint, datagram: &'d [u8], class: Class) -> Result<&'d [u8], AuthError> {
         if datagram.len() < AUTH_OVERHEAD_BYTES {
             return Err(super::parse_refusal_notice(datagram).map_or(AuthError::TooShort, AuthError::Notice));
         }
@@ -132,7 +163,6 @@ impl<'m> Guard<'m> {
             return Err(AuthError::Unsealed);
         }
         let (inner, got) = rest.split_at(rest.len() - TAG_BYTES);
-        let class = self.class_with(from);
         let key_id = header[3];
         let key = self.keys.keys(class).and_then(|set| set.accepting(key_id)).ok_or(AuthError::UnknownKey(key_id))?;
         let expected = tag(self.keys.cluster, class, key, from, self.me, inner);

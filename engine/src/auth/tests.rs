@@ -168,3 +168,34 @@ fn the_seal_of_a_fixed_datagram_is_a_known_answer() {
     let got = sealed(&mut a, B, b"abc");
     assert_eq!(got, KNOWN_SEALED, "{got:02x?}");
 }
+
+#[test]
+fn a_server_that_is_not_a_member_talks_to_members_as_one_and_a_client_key_never_does() {
+    const LEARNER: Endpoint = Endpoint::v4([10, 0, 0, 5], 7000);
+    const LEARNS: [Endpoint; 3] = [LEARNER, A, B];
+    let mut a = member(A);
+    let mut learner = Guard::new(member_ring(), LEARNER, Role::Member(&LEARNS));
+    let ask = sealed(&mut learner, A, b"state request");
+    assert_eq!(a.open(LEARNER, &ask), Ok(&b"state request"[..]), "a member key from a non-member address");
+    let supply = sealed(&mut a, LEARNER, b"supply");
+    assert_eq!(learner.open(A, &supply), Ok(&b"supply"[..]), "sealed for it as a member from then on");
+    assert_eq!(a.stats(), AuthStats { opened: 1, sealed: 1, ..AuthStats::default() });
+    // A client key at another non-member address stays a client's; at the server's address
+    // it is refused (that address holds a member key).
+    let mut client = Guard::new(client_ring(), CLIENT, Role::Client);
+    assert_eq!(a.open(CLIENT, &sealed(&mut client, A, b"request")), Ok(&b"request"[..]));
+    let reply = sealed(&mut a, CLIENT, b"reply");
+    assert_eq!(client.open(A, &reply), Ok(&b"reply"[..]), "clients are still sealed for with the client key");
+    let mut spoof = Guard::new(client_ring(), LEARNER, Role::Client);
+    assert_eq!(a.open(LEARNER, &sealed(&mut spoof, A, b"forged")), Err(AuthError::UnknownKey(2)));
+    // A client key never passes for a member, whatever address it claims.
+    let mut forger = Guard::new(client_ring(), A, Role::Client);
+    assert_eq!(member(B).open(A, &sealed(&mut forger, B, b"2b")), Err(AuthError::UnknownKey(2)));
+    // The memory is bounded: the oldest server address is forgotten first.
+    for i in 0..MAX_SERVER_PEERS as u8 {
+        let other = Endpoint::v4([10, 0, 1, i], 7000);
+        let mut server = Guard::new(member_ring(), other, Role::Member(&LEARNS));
+        assert!(a.open(other, &sealed(&mut server, A, b"ask")).is_ok());
+    }
+    assert_eq!(a.class_with(LEARNER), Class::Client, "forgotten after {MAX_SERVER_PEERS} others");
+}

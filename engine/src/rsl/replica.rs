@@ -16,6 +16,8 @@ mod epoch;
 pub use epoch::Retired;
 mod execute;
 mod journal;
+mod learning;
+pub use learning::Learning;
 mod queries;
 mod receive;
 mod recovery;
@@ -118,6 +120,8 @@ pub struct Status {
     /// refused by it ([`crate::rsl::membership::Refusal::Size`]) while larger builds accept,
     /// so a cluster of mixed builds must not grow past its smallest member's bound.
     pub max_replicas: u8,
+    /// A learner: following its epoch's log before it is a member (not in any quorum).
+    pub learning: bool,
 }
 
 /// An IronRSL replica running application `A`.
@@ -193,6 +197,8 @@ pub struct Replica<
     retired: Option<Retired<R>>,
     /// The highest operation this leader proposed a membership change in, until executed.
     change_proposed: Option<u64>,
+    /// A learner of its epoch, not yet a member (`replica/learning.rs`).
+    learning: Option<learning::Learning>,
 }
 
 impl<
@@ -250,6 +256,7 @@ impl<
             previous_cluster: wire::ANY_CLUSTER,
             retired: None,
             change_proposed: None,
+            learning: None,
             config,
         })
     }
@@ -264,6 +271,10 @@ impl<
         if self.retired.is_some() {
             self.handle_retired(from, datagram, out);
             return Step::default();
+        }
+        if self.learning.is_some() {
+            self.handle_learning(now, from, datagram, out);
+            return Step { durable_state_changed: self.durable_changed };
         }
         let before = self.monotone_snapshot();
         let ops_before = self.executor.ops_complete;
@@ -311,7 +322,17 @@ impl<
             },
             Ok((cluster, _)) if cluster != self.cluster => self.refuse_foreign(from, cluster),
             Ok((_, msg)) => match self.config.index_of(from) {
-                None => Stats::bump(&mut self.stats.unknown_sender),
+                // A learner (`learning`) asks for decisions: supplied as to a laggard.
+                None => match msg {
+                    RslMsg::AppStateRequest { have, resume, .. } if self.executor.ops_complete > have => {
+                        if self.executor.ops_complete < self.epoch_start {
+                            Stats::bump(&mut self.stats.ignored_messages);
+                        } else {
+                            self.supply_state(from, have, resume, out);
+                        }
+                    }
+                    _ => Stats::bump(&mut self.stats.unknown_sender),
+                },
                 Some(sender) => {
                     if self.valid(&msg) {
                         self.on_peer(now, sender, msg, out);
@@ -340,6 +361,10 @@ impl<
         self.durable_changed = false;
         if self.retired.is_some() {
             return Step::default();
+        }
+        if self.learning.is_some() {
+            self.tick_learning(now, out);
+            return Step { durable_state_changed: self.durable_changed };
         }
         let before = self.monotone_snapshot();
         let ops_before = self.executor.ops_complete;
@@ -378,6 +403,9 @@ impl<
     pub fn next_deadline(&self) -> Instant {
         if self.retired.is_some() {
             return Instant::NEVER;
+        }
+        if let Some(l) = &self.learning {
+            return l.ask_at;
         }
         let timers = [
             Timer::Heartbeat,
@@ -437,6 +465,7 @@ impl<
             epoch: self.config.epoch,
             retired: self.retired.is_some(),
             max_replicas: u8::try_from(R).unwrap_or(u8::MAX),
+            learning: self.learning.is_some(),
         }
     }
 

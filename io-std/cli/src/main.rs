@@ -114,6 +114,25 @@ fn bench(
     Ok(())
 }
 
+/// The options `fleet rsl serve` runs a replica (or a learner) with.
+fn serve_options(
+    verbose: u8,
+    syscalls: SyscallMode,
+    metrics: Option<SocketAddr>,
+    data_dir: &Option<std::path::PathBuf>,
+    bind: Option<SocketAddr>,
+    compact_after_bytes: Option<u64>,
+) -> Result<ServeOptions, String> {
+    let stats_every = (verbose > 0).then_some(Duration::from_secs(1));
+    let board = start_metrics(metrics, "rsl")?;
+    Ok(ServeOptions {
+        loop_options: LoopOptions { stats_every, syscalls: syscalls.into(), auth: None, metrics: board },
+        data_dir: data_dir.clone(),
+        bind,
+        compact_after_bytes,
+    })
+}
+
 /// " (advertised as A)" when `--bind` moved the socket off the configured address.
 fn advertised(addrs: &[SocketAddr], id: usize, bind: Option<SocketAddr>) -> String {
     match (bind, addrs.get(id)) {
@@ -220,17 +239,29 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let file = rsl_setup(&config)?;
             let (setup, id) = match (id, join) {
                 (Some(id), _) => (file, id),
-                (None, Some(addr)) => fleet_cli::member::joined(&file, &config, addr, data_dir.as_deref())?,
+                (None, Some(addr)) => match fleet_cli::member::joined(&file, &config, addr, data_dir.as_deref())? {
+                    fleet_cli::member::Joining::Member(setup, id) => (setup, id),
+                    fleet_cli::member::Joining::Learner(setup) => {
+                        let options =
+                            serve_options(cli.verbose, syscalls, metrics, &data_dir, bind, compact_after_bytes)?;
+                        let app = fleet_io_std::rsl::ServerApp::new(setup.max_keys);
+                        let server =
+                            fleet_io_std::rsl::spawn_learner(&setup, addr, app, &options).map_err(|e| e.to_string())?;
+                        eprintln!(
+                            "learner of cluster {:08x} (epoch {}) on {}: following the log; it becomes a replica \
+                             once added: fleet rsl member add --config {} {addr}",
+                            setup.config.identity(),
+                            setup.config.epoch,
+                            server.addr,
+                            config.display()
+                        );
+                        server.wait().map_err(|e| format!("learner {addr} stopped: {e}"))?;
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                },
                 (None, None) => return Err("--id or --join is required".into()),
             };
-            let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));
-            let board = start_metrics(metrics, "rsl")?;
-            let options = ServeOptions {
-                loop_options: LoopOptions { stats_every, syscalls: syscalls.into(), auth: None, metrics: board },
-                data_dir: data_dir.clone(),
-                bind,
-                compact_after_bytes,
-            };
+            let options = serve_options(cli.verbose, syscalls, metrics, &data_dir, bind, compact_after_bytes)?;
             let server = spawn_rsl_with(&setup, id, &options).map_err(|e| e.to_string())?;
             let cluster = setup.config.identity();
             let cluster = match setup.config.epoch {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use fleet_io_std::rsl::members::{self, Edit, Membership};
+use fleet_io_std::rsl::members::{self, Edit};
 use fleet_io_std::rsl::{cluster_status, status::leader};
 use fleet_io_std::RslSetup;
 
@@ -54,7 +54,7 @@ pub fn edit(file: &RslSetup, config: &Path, edit: &Edit, force: bool, timeout: D
     let added: Vec<&SocketAddr> = next.iter().filter(|a| current.id_of(**a).is_none()).collect();
     for a in added {
         text.push_str(&format!(
-            "\nstart the new replica (it catches up, then serves): fleet rsl serve --config {} --join {a}",
+            "\n{a} is a replica now (if it is not running: fleet rsl serve --config {} --join {a})",
             config.display()
         ));
     }
@@ -64,23 +64,28 @@ pub fn edit(file: &RslSetup, config: &Path, edit: &Edit, force: bool, timeout: D
     Ok(text)
 }
 
-/// `serve --join ADDR [--data-dir DIR]`: the membership a joined replica starts in and its
-/// id there. A data directory that holds a log says it (the replica recovers in that epoch
-/// and follows the cluster from there); otherwise it is learned from the cluster
-/// ([`wait_for_membership`]).
-pub fn joined(
-    file: &RslSetup,
-    config: &Path,
-    addr: SocketAddr,
-    data_dir: Option<&Path>,
-) -> Result<(RslSetup, usize), String> {
+/// How `serve --join ADDR` starts.
+#[derive(Debug)]
+pub enum Joining {
+    /// As replica `id` of this epoch: ADDR is a member (a restart after a change, or a
+    /// data directory that says so).
+    Member(RslSetup, usize),
+    /// As a learner of this epoch: ADDR is not a member yet; it follows the log until a
+    /// change adds it.
+    Learner(RslSetup),
+}
+
+/// `serve --join ADDR [--data-dir DIR]`: how a joining replica starts. A data directory
+/// that holds a log says where (the replica recovers in that epoch and follows the cluster
+/// from there); otherwise the cluster's current membership does ([`find_membership`]).
+pub fn joined(file: &RslSetup, config: &Path, addr: SocketAddr, data_dir: Option<&Path>) -> Result<Joining, String> {
     let stored = match data_dir {
         Some(dir) => fleet_io_std::rsl::durable::stored_membership(dir).map_err(|e| e.to_string())?,
         None => None,
     };
-    let Some((first, last)) = stored else { return wait_for_membership(file, config, addr) };
+    let Some((first, last)) = stored else { return find_membership(file, config, addr) };
     match (first.id_of(addr), last.id_of(addr)) {
-        (Some(id), Some(_)) => Ok((first.setup(file).map_err(|e| e.to_string())?, id)),
+        (Some(id), Some(_)) => Ok(Joining::Member(first.setup(file).map_err(|e| e.to_string())?, id)),
         _ => Err(format!(
             "{}: {addr} was removed from the cluster in epoch {}; this data is no longer needed \
              (to serve again, add it back as a new replica with an empty directory)",
@@ -90,31 +95,26 @@ pub fn joined(
     }
 }
 
-/// `serve --join ADDR`: waits until `addr` is a member of the cluster's current
-/// membership (saying once why not yet), then returns that epoch's setup and `addr`'s id.
-/// Asks again every [`JOIN_POLL`] until it is added; the caller bounds the wait by killing
+/// `serve --join ADDR`: learns the cluster's current membership (asking again every
+/// [`JOIN_POLL`], and saying so once, while no replica answers): a member there starts as
+/// that epoch's replica, anyone else as its learner. The caller bounds the wait by killing
 /// the process.
-pub fn wait_for_membership(file: &RslSetup, config: &Path, addr: SocketAddr) -> Result<(RslSetup, usize), String> {
-    let mut said = None;
+pub fn find_membership(file: &RslSetup, config: &Path, addr: SocketAddr) -> Result<Joining, String> {
+    let mut said = false;
     loop {
-        let (why, m) = match members::current(file, ROUND) {
-            Ok(m) => match m.id_of(addr) {
-                Some(id) => return Ok((m.setup(file).map_err(|e| e.to_string())?, id)),
-                None => (
-                    format!(
-                        "{addr} is not a member of epoch {} yet; add it: fleet rsl member add --config {} {addr}",
-                        m.epoch,
-                        config.display()
-                    ),
-                    Some(m),
-                ),
-            },
-            Err(e) => (format!("no replica of {} answered ({e}); asking again", config.display()), None),
-        };
-        let key = m.as_ref().map(|m: &Membership| m.epoch);
-        if said.as_ref() != Some(&(why.clone(), key)) {
-            eprintln!("waiting to join: {why}");
-            said = Some((why, key));
+        match members::current(file, ROUND) {
+            Ok(m) => {
+                let setup = m.setup(file).map_err(|e| e.to_string())?;
+                return Ok(match m.id_of(addr) {
+                    Some(id) => Joining::Member(setup, id),
+                    None => Joining::Learner(setup),
+                });
+            }
+            Err(e) if !said => {
+                eprintln!("waiting to join: no replica of {} answered ({e}); asking again", config.display());
+                said = true;
+            }
+            Err(_) => {}
         }
         std::thread::sleep(JOIN_POLL);
     }

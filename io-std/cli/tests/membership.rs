@@ -74,6 +74,25 @@ fn member(cluster: &Cluster, args: &[&str]) -> String {
     out
 }
 
+/// `fleet rsl member ARGS...` adding replicas started as learners: asked again (for at most
+/// 20 s) while a learner it adds is not up yet or still learning the state; its stdout.
+fn member_once_learned(cluster: &Cluster, args: &[&str]) -> String {
+    let config = cluster.config.to_str().unwrap();
+    let mut all = vec!["rsl", "member"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--config", config]);
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ok, out, err) = fleet(&all);
+        if ok {
+            return out;
+        }
+        let learning = err.contains("still learning") || err.contains("nothing answers at");
+        assert!(learning && Instant::now() < until, "fleet {all:?} failed: {err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// `fleet rsl member ARGS...`, which must fail; its stderr.
 fn member_refused(cluster: &Cluster, args: &[&str]) -> String {
     let config = cluster.config.to_str().unwrap();
@@ -151,15 +170,16 @@ fn a_killed_replica_is_replaced_by_a_new_process_under_load() {
     let (load, history) = start_load(&cluster, 8);
     std::thread::sleep(Duration::from_millis(1500));
     cluster.kill(2);
-    std::thread::sleep(Duration::from_millis(1000));
-    let said = member(&cluster, &["replace", &old[2].to_string(), &new.to_string()]);
-    assert!(said.contains("now epoch 1") && said.contains(&format!("--join {new}")), "{said}");
+    // The new machine learns the state first, then the change adds it.
     let log = join(&mut cluster, new);
+    std::thread::sleep(Duration::from_millis(1000));
+    let said = member_once_learned(&cluster, &["replace", &old[2].to_string(), &new.to_string()]);
+    assert!(said.contains("now epoch 1") && said.contains(&format!("{new} is a replica now")), "{said}");
     let result = load.join().unwrap();
     let gap = check_history(&history);
     wait_settled(&cluster, 1, &[old[0], old[1], new]);
     let joined = std::fs::read_to_string(&log).unwrap();
-    assert!(joined.contains("replica 2 of cluster") && joined.contains("(epoch 1)"), "{joined}");
+    assert!(joined.contains("learner of cluster") && joined.contains("(epoch 0)"), "{joined}");
     // A client with the old config file: two of its three replicas still serve.
     let (ok, _, err) = fleet(&["rsl", "put", "--config", cluster.config.to_str().unwrap(), "after", "replace"]);
     assert!(ok, "{err}");
@@ -173,16 +193,16 @@ fn the_cluster_grows_to_five_and_shrinks_to_three_under_load() {
     let added = new_addrs(2);
     let (load, history) = start_load(&cluster, 12);
     std::thread::sleep(Duration::from_millis(1500));
-    // Started before they are members: they wait, then join.
+    // Started before they are members: they learn the state, then the change adds them.
     let logs: Vec<PathBuf> = added.iter().map(|a| join(&mut cluster, *a)).collect();
     std::thread::sleep(Duration::from_millis(700));
-    let said = member(&cluster, &["add", &added[0].to_string(), &added[1].to_string()]);
+    let said = member_once_learned(&cluster, &["add", &added[0].to_string(), &added[1].to_string()]);
     assert!(said.contains("now epoch 1"), "{said}");
     let five = [old[0], old[1], old[2], added[0], added[1]];
     wait_settled(&cluster, 1, &five);
     for log in &logs {
         let text = std::fs::read_to_string(log).unwrap();
-        assert!(text.contains("waiting to join") && text.contains("(epoch 1)"), "{text}");
+        assert!(text.contains("learner of cluster") && text.contains("(epoch 0)"), "{text}");
     }
     // Two of the original replicas leave (the leader among them, as replica 0 leads).
     let said = member(&cluster, &["remove", &old[0].to_string(), &old[1].to_string()]);
@@ -223,11 +243,11 @@ fn a_sealed_cluster_grows_replaces_and_shrinks() {
     });
     let old = cluster.setup.addrs.clone();
     let added = new_addrs(2);
-    member(&cluster, &["add", &added[0].to_string()]);
     join(&mut cluster, added[0]);
+    member_once_learned(&cluster, &["add", &added[0].to_string()]);
     wait_settled(&cluster, 1, &[old[0], old[1], old[2], added[0]]);
-    member(&cluster, &["replace", &old[1].to_string(), &added[1].to_string()]);
     join(&mut cluster, added[1]);
+    member_once_learned(&cluster, &["replace", &old[1].to_string(), &added[1].to_string()]);
     wait_settled(&cluster, 2, &[old[0], added[1], old[2], added[0]]);
     member(&cluster, &["remove", &old[0].to_string()]);
     wait_settled(&cluster, 3, &[added[1], old[2], added[0]]);
@@ -265,8 +285,8 @@ fn durable_replicas_keep_their_epochs_through_a_power_cut() {
     std::thread::sleep(Duration::from_millis(1500));
     cluster.kill(2);
     std::thread::sleep(Duration::from_millis(1000));
-    member(&cluster, &["replace", &old[2].to_string(), &new.to_string()]);
     let (_, joined) = join_with(&mut cluster, new, Some(&new_dir), "");
+    member_once_learned(&cluster, &["replace", &old[2].to_string(), &new.to_string()]);
     wait_settled(&cluster, 1, &[old[0], old[1], new]);
     member(&cluster, &["remove", &old[0].to_string()]);
     let result = load.join().unwrap();
@@ -361,8 +381,11 @@ fn operator_mistakes_get_clear_errors_and_change_nothing() {
     // The dead replica replaced; then a change built on the old epoch is refused by the
     // cluster itself (another change came first), and re-adding a retired replica's
     // address is refused while that replica still runs there.
-    member(&cluster, &["replace", &a2, &n0]);
+    // An address nothing serves yet is refused: the new replica learns the state first.
+    let err = member_refused(&cluster, &["replace", &a2, &n0]);
+    assert!(err.contains(&format!("nothing answers at {n0}: start the new replica first")), "{err}");
     join(&mut cluster, fresh[0]);
+    member_once_learned(&cluster, &["replace", &a2, &n0]);
     wait_settled(&cluster, 1, &[old[0], old[1], fresh[0]]);
     let stale = Membership { epoch: 0, start: 0, replicas: old.clone() };
     let err = members::change(&cluster.setup, &stale, &[old[0], old[1], fresh[1]], Duration::from_secs(5)).unwrap_err();

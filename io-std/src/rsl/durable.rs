@@ -200,8 +200,31 @@ where
                 s.log_truncation_point
             );
         }
+        Ok(Self::assemble(replica, data, wal, now, compact_after))
+    }
+
+    /// A durable learner at `own` of the epoch `setup` describes, in `dir` (the directory
+    /// of the replica it becomes: `replica ADDR joined cluster X`): it follows the log in
+    /// memory and writes its records from the moment a change makes it a member. Whatever
+    /// the directory held without naming a membership (a learner that crashed) is ignored.
+    pub fn open_learner(
+        setup: &RslSetup,
+        own: std::net::SocketAddr,
+        dir: &Path,
+        app: A,
+        now: Instant,
+        compact_after: u64,
+    ) -> Result<Self, ServerError> {
+        let data = DataDir::open(dir, &joined_identity(own, setup.auth_cluster)).map_err(ServerError::Storage)?;
+        let (wal, _) = Wal::open(&data, segment_prealloc_bytes(compact_after)).map_err(ServerError::Storage)?;
+        let replica = super::replica::build_learner(setup, own, app, now, true)?;
+        Ok(Self::assemble(replica, data, wal, now, compact_after))
+    }
+
+    /// The durable replica around `replica`, its directory and log.
+    fn assemble(replica: Box<StdReplica<A>>, data: DataDir, wal: Wal, now: Instant, compact_after: u64) -> Self {
         let last_snapshot_bytes = std::fs::metadata(data.file(SNAPSHOT_FILE)).map_or(0, |m| m.len());
-        Ok(DurableReplica {
+        DurableReplica {
             replica,
             dir: data,
             wal,
@@ -215,7 +238,7 @@ where
             newest_segment: None,
             compact_after,
             failed: None,
-        })
+        }
     }
 
     /// The replica.
@@ -341,8 +364,13 @@ fn data_identity(setup: &RslSetup, id: usize) -> String {
     let addrs: Vec<String> = setup.addrs.iter().map(|a| a.to_string()).collect();
     match setup.config.epoch {
         0 => format!("replica {id} of {}: {}", addrs.len(), addrs.join(" ")),
-        _ => format!("replica {} joined cluster {:08x}", addrs[id], setup.auth_cluster),
+        _ => joined_identity(setup.addrs[id], setup.auth_cluster),
     }
+}
+
+/// The identity of a joined replica's directory (learner first, or not).
+fn joined_identity(own: std::net::SocketAddr, cluster: u32) -> String {
+    format!("replica {own} joined cluster {cluster:08x}")
 }
 
 /// The memberships a joined replica's data directory `dir` names: the first (the epoch it

@@ -198,9 +198,10 @@ pub fn quorum(n: usize) -> usize {
 /// Checks that the change from `current` to `next` leaves a membership that can serve at
 /// once, by asking every replica concerned: the kept members that answer and are caught up
 /// must be a majority of `next`, no current member may still be catching up (it would count
-/// in the new membership before it holds the state), and no added address may already be
-/// served by another replica (a retired one, or one of another cluster). Each refusal says
-/// why and what to do.
+/// in the new membership before it holds the state), and every added address must be served
+/// by a learner ([`fleet_engine::rsl::Learning`]) within [`MAX_LEARNER_LAG_OPS`] of the
+/// members (not by nothing, nor by another replica: a retired one, or one of another
+/// cluster). Each refusal says why and what to do.
 pub fn preflight(file: &RslSetup, current: &Membership, next: &[SocketAddr], timeout: Duration) -> Result<(), String> {
     let answers = cluster_status(&current.setup(file).map_err(|e| e.to_string())?, timeout)
         .map_err(|e| format!("cannot ask the members: {e}"))?;
@@ -227,20 +228,48 @@ pub fn preflight(file: &RslSetup, current: &Membership, next: &[SocketAddr], tim
     if added.is_empty() {
         return Ok(());
     }
-    let taken = status_at(file, &added, Duration::from_millis(300))
+    let executed = answers.iter().filter_map(|a| a.status.map(|s| s.ops_complete)).max().unwrap_or(0);
+    let found = status_at(file, &added, Duration::from_millis(500))
         .map_err(|e| format!("cannot ask the new addresses: {e}"))?;
-    if let Some((a, s)) = taken.iter().find_map(|a| a.status.map(|s| (a, s))) {
-        let what = match s.retired {
-            true => format!("a retired replica of epoch {}", s.epoch),
-            false => format!("a replica of epoch {}", s.epoch),
-        };
-        return Err(format!(
-            "{} is already in use by {what}: an address joins as a new process; stop that one first",
-            a.addr
-        ));
+    for a in &found {
+        match a.status {
+            None => {
+                return Err(format!(
+                    "nothing answers at {addr}: start the new replica first (`fleet rsl serve --join {addr}`): it \
+                     learns the state before it counts; or use --force to add it now (it then counts in the quorum \
+                     before it holds the state)",
+                    addr = a.addr
+                ))
+            }
+            Some(s) if s.learning => {
+                let behind = executed.saturating_sub(s.ops_complete);
+                if behind > MAX_LEARNER_LAG_OPS {
+                    return Err(format!(
+                        "{} is still learning the state: {behind} operations behind; wait until it caught up (or \
+                         use --force)",
+                        a.addr
+                    ));
+                }
+            }
+            Some(s) => {
+                let what = match s.retired {
+                    true => format!("a retired replica of epoch {}", s.epoch),
+                    false => format!("a replica of epoch {}", s.epoch),
+                };
+                return Err(format!(
+                    "{} is already in use by {what}: an address joins as a new process; stop that one first",
+                    a.addr
+                ));
+            }
+        }
     }
     Ok(())
 }
+
+/// How far behind the members' executed count a learner may be when a change adds it
+/// ([`preflight`]): it then holds the state at the change's stop-sign moments after it,
+/// and votes as soon as its rejoin round is answered.
+pub const MAX_LEARNER_LAG_OPS: u64 = 1024;
 
 /// Refuses a change to more replicas than a current member's build holds
 /// ([`fleet_engine::rsl::Status::max_replicas`]: a firmware's 3, io-std's 16): that member
@@ -338,6 +367,7 @@ mod tests {
                         epoch: 0,
                         retired: false,
                         max_replicas: bounds[i],
+                        learning: false,
                     };
                     let reply = RslMsg::StatusReply { nonce, replica: i as u8, status };
                     let mut out = [0u8; 512];

@@ -24,5 +24,5 @@ pub use client::{KvAnswer, RslClient, StdClient, DEFAULT_RETRANSMIT_MS};
 pub use durable::DurableReplica;
 pub use members::Membership;
 pub use replica::{ServerApp, ServerReplica, StdReplica};
-pub use server::{spawn, spawn_rsl, spawn_rsl_with, ServeOptions};
+pub use server::{spawn, spawn_learner, spawn_rsl, spawn_rsl_with, ServeOptions};
 pub use status::{cluster_status, status_at, ReplicaStatus};

@@ -63,12 +63,20 @@ impl<A: App> Host for StdReplica<A> {
 /// The replica's epoch, or the next one once it retired: changes with every membership
 /// change it takes part in.
 pub fn membership_generation<A: App>(replica: &StdReplica<A>) -> u64 {
+    if replica.learning().is_some() {
+        return u64::MAX; // Not a member of any epoch yet.
+    }
     replica.retired().map_or(replica.config().epoch, |r| r.next.epoch)
 }
 
-/// The replicas of its epoch and, once retired, of the next.
+/// The replicas of its epoch and, once retired, of the next; a learner's too, and itself:
+/// it seals for the members with the member key, and they take it from a non-member
+/// address as a server's ([`fleet_engine::auth::Guard`]).
 pub fn known_members<A: App>(replica: &StdReplica<A>) -> Vec<Endpoint> {
     let mut members: Vec<Endpoint> = replica.config().replicas.to_vec();
+    if let Some(l) = replica.learning() {
+        members.push(l.own);
+    }
     if let Some(r) = replica.retired() {
         members.extend(r.next.replicas.iter().copied());
     }
@@ -142,6 +150,21 @@ pub(crate) fn check_id(setup: &RslSetup, id: usize) -> Result<(), ServerError> {
         true => Ok(()),
         false => Err(ServerError::Config(format!("--id {id} is not a replica (the config has {})", setup.addrs.len()))),
     }
+}
+
+/// Builds a learner at `own` of the epoch `setup` describes (in memory, or becoming
+/// durable when a change makes it a member, `durable`), running `app`.
+pub fn build_learner<A: App>(
+    setup: &RslSetup,
+    own: std::net::SocketAddr,
+    app: A,
+    now: Instant,
+    durable: bool,
+) -> Result<Box<StdReplica<A>>, ServerError> {
+    let own = crate::net::to_endpoint(own);
+    StdReplica::new_learner(setup.config.clone(), own, app, now, incarnation_nonce(), durable)
+        .map(Box::new)
+        .map_err(|e| ServerError::Config(e.to_string()))
 }
 
 /// Builds replica `id` of `setup` (in memory) running `app`. It starts without state, so it

@@ -64,6 +64,41 @@ where
     }
 }
 
+/// Runs a learner at `own` of the epoch `setup` describes with application `app`, as
+/// [`spawn`] runs a replica: it follows the epoch's log from its members and becomes a
+/// member (durable if `options` name a data directory) when a membership change adds it.
+pub fn spawn_learner<A>(
+    setup: &RslSetup,
+    own: SocketAddr,
+    app: A,
+    options: &ServeOptions,
+) -> Result<RunningServer, ServerError>
+where
+    A: App + Clone + Send + 'static,
+    A::Snapshot: Clone + Send + 'static,
+{
+    let (socket, bound) = bind_socket(options.bind.unwrap_or(own))?;
+    let setup = setup.clone();
+    let mut loop_options = options.loop_options.clone();
+    if loop_options.auth.is_none() {
+        // It seals for the members as one of them (they take a member key from a server
+        // that is not a member yet); clients are clients.
+        let known: Vec<SocketAddr> = setup.addrs.iter().copied().chain([own]).collect();
+        loop_options.auth = crate::auth::member_loop_auth(setup.auth.as_ref(), setup.auth_cluster, &known)?;
+    }
+    let compact_after = options.compact_after_bytes;
+    let name = format!("rsl-learner-{}", own.port());
+    match options.data_dir.clone() {
+        None => spawn_host(name, socket, bound, own, loop_options, move |now| {
+            super::replica::build_learner(&setup, own, app, now, false)
+        }),
+        Some(dir) => spawn_host(name, socket, bound, own, loop_options, move |now| {
+            let compact = compact_after.unwrap_or(COMPACT_AFTER_BYTES);
+            DurableReplica::open_learner(&setup, own, &dir, app, now, compact).map(Box::new)
+        }),
+    }
+}
+
 /// Runs replica `id` of `setup` with the replicated map of `fleet rsl serve` (keys up to
 /// `setup.max_keys`), as [`spawn`] does.
 pub fn spawn_rsl_with(setup: &RslSetup, id: usize, options: &ServeOptions) -> Result<RunningServer, ServerError> {

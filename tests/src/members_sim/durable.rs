@@ -44,6 +44,16 @@ impl MembersSim {
         self.down.retain(|e| *e != ep);
     }
 
+    /// Starts the process at `ep(i)` as a durable learner of `config` on an empty disk: it
+    /// follows the log, and writes records from the moment a change makes it a member.
+    pub fn start_durable_learner(&mut self, i: u8, config: RslConfig<7>, nonce: u64) {
+        let ep = replica_ep(i);
+        let r = SimReplica::new_learner(config, ep, SimApp::new(), self.now(), nonce, true).expect("valid config");
+        self.replicas.insert(ep, r);
+        self.disks.insert(ep, SimDisk::default());
+        self.down.retain(|e| *e != ep);
+    }
+
     /// The durable binding after a step of the replica at `ep`, before its datagrams
     /// leave: append its records; sync at once when a datagram waits for them (else now
     /// and then); persist a snapshot when one is required or the log has grown.
@@ -143,10 +153,14 @@ impl MembersSim {
             Some(me) => (self.file_config.clone(), me),
             None => {
                 let Some((first, last)) = epochs.first().zip(epochs.last()) else {
-                    // Nothing of its epoch reached the disk: it starts as it first did, for
-                    // the epoch it had joined.
+                    // Nothing of a membership reached the disk: it starts as it first did,
+                    // for the epoch it had joined, or as a learner of the one it followed.
                     let config = self.replicas[&ep].config().clone();
-                    let me = config.index_of(ep).expect("a member of the epoch it joined");
+                    let Some(me) = config.index_of(ep) else {
+                        self.start_durable_learner(i, config, nonce);
+                        self.restarts_from_disk += 1;
+                        return true;
+                    };
                     return self.recover_into(ep, config, me, nonce, snapshot, &log);
                 };
                 if !last.1.contains(&ep) {

@@ -108,7 +108,7 @@ impl<
         // it, a peer's membership is refused unless it starts past what was executed.
         debug_assert!(self.executor.ops_complete <= start, "an epoch starts at or after what was executed");
         let next = self.config.next_epoch(replicas);
-        if !self.move_to_epoch(now, next, start) {
+        if !self.move_to_epoch(now, next, start) && self.retired.is_some() {
             // One last heartbeat tells its epoch's replicas how far it executed: one that
             // missed the stop-sign fetches it from here instead of waiting for a client.
             self.send_heartbeat(out);
@@ -119,7 +119,11 @@ impl<
     /// true when it entered. Shared by [`Replica::end_epoch`] and recovery, which replays an
     /// epoch record after the state it restored (then possibly past `start`).
     pub(super) fn move_to_epoch(&mut self, now: Instant, next: RslConfig<R>, start: u64) -> bool {
-        let me = self.config.replicas[self.me];
+        if self.learning.is_some() {
+            self.learner_moves(now, next, start);
+            return self.learning.is_none();
+        }
+        let me = self.own_endpoint();
         let ops = self.executor.ops_complete;
         let Some(index) = next.index_of(me) else {
             // What is decided after the stop-sign is void: forget it, so that nothing of it

@@ -132,7 +132,9 @@ impl<
     /// Answers a status request (from anyone: `handle` takes it before peer dispatch) with this replica's
     /// [`Status`](super::Status). Changes nothing.
     pub(super) fn answer_status(&mut self, to: Endpoint, nonce: u64, out: &mut Outbox<'_>) {
-        let msg = RslMsg::StatusReply { nonce, replica: self.me as u8, status: self.status() };
+        // A learner has no index in its epoch.
+        let replica = if self.learning.is_some() { u8::MAX } else { self.me as u8 };
+        let msg = RslMsg::StatusReply { nonce, replica, status: self.status() };
         let max = self.config.params.max_datagram_bytes;
         emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, to, &msg);
     }

@@ -49,6 +49,7 @@ where
             previous_cluster: self.previous_cluster,
             retired: self.retired.clone(),
             change_proposed: self.change_proposed,
+            learning: self.learning,
         }
     }
 }
@@ -92,6 +93,7 @@ where
             && self.previous_cluster == other.previous_cluster
             && self.retired == other.retired
             && self.change_proposed == other.change_proposed
+            && self.learning == other.learning
     }
 }
 
@@ -151,6 +153,7 @@ where
         self.previous_cluster.hash(state);
         self.retired.hash(state);
         self.change_proposed.hash(state);
+        self.learning.hash(state);
     }
 }
 
@@ -191,6 +194,7 @@ where
             .field("hold", &self.hold)
             .field("epoch", &(self.config.epoch, self.epoch_start))
             .field("retired", &self.retired)
+            .field("learning", &self.learning)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }

@@ -1,0 +1,237 @@
+//! Learners: a new machine that follows an epoch's log before it is a member, so that a
+//! membership change adding it lets it vote at once instead of counting in the quorum size
+//! while it fetches the state (see [`crate::rsl::membership`]).
+//!
+//! A learner is not one of its epoch's replicas: it promises nothing, votes for nothing and
+//! is in no quorum. It asks the members, in turn, for the decisions past what it executed
+//! (`AppStateRequest`, every retransmission period), and executes what they supply:
+//! retained batches while it keeps up, the frozen snapshot when it fell behind their tails.
+//! Members answer such requests from any address (bounded by `state_chunks_per_step` pieces
+//! per request, as for their own laggards). When the learner executes its epoch's
+//! stop-sign, or a member says the cluster moved on ([`RslMsg::Members`]), it moves to the
+//! next epoch: as a member if the next epoch names its address, else still a learner.
+//!
+//! A learner that becomes a member **rejoins** ([`crate::rsl::rejoin`]) before it votes,
+//! like any replica started without state: it cannot know that no earlier process at its
+//! address acted in that epoch and lost its memory (a learner restarted after a crash
+//! learns the old epoch's log again and reaches the same stop-sign). Having followed the
+//! log, it rejoins with the state at the epoch's start and catches up in one round.
+
+use super::Replica;
+use crate::config::ConfigError;
+use crate::emit::{self, Envelope};
+use crate::endpoint::Endpoint;
+use crate::outbox::Outbox;
+use crate::rsl::app::App;
+use crate::rsl::ballot::Ballot;
+use crate::rsl::config::RslConfig;
+use crate::rsl::journal::Journal;
+use crate::rsl::membership;
+use crate::rsl::msg::{RslMsg, SupplyPart};
+use crate::rsl::state_transfer::Progress;
+use crate::stats::Stats;
+use crate::time::Instant;
+use crate::wire;
+
+/// What a learner keeps besides the replica's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Learning {
+    /// Its own address (not one of its epoch's replicas).
+    pub own: Endpoint,
+    /// The incarnation it rejoins as once it is a member.
+    pub nonce: u64,
+    /// Becomes a durable replica once a member.
+    pub durable: bool,
+    /// When it next asks a member for decisions.
+    pub ask_at: Instant,
+    /// Requests sent (which member is asked next).
+    pub asked: u64,
+}
+
+impl<
+        A: App,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Replica<A, R, W, D, QB, C, RB, TB>
+{
+    /// A learner at `own` of the epoch `config` describes (`own` is not one of its
+    /// replicas): it follows the epoch's log from its members and becomes a member when a
+    /// change adds it, then rejoining as incarnation `nonce`, durable if `durable` (its
+    /// binding then persists what [`Replica::next_record`] hands out from that moment on).
+    pub fn new_learner(
+        config: RslConfig<R>,
+        own: Endpoint,
+        app: A,
+        now: Instant,
+        nonce: u64,
+        durable: bool,
+    ) -> Result<Self, ConfigError> {
+        if config.index_of(own).is_some() {
+            return Err(ConfigError::Invalid("a learner is not one of its epoch's replicas"));
+        }
+        // Index 0 is a placeholder: a learner takes no part, and nothing of its epoch's
+        // Paxos runs here until it is a member (then at its own index).
+        let mut replica = Replica::new(config, 0, app, now)?;
+        replica.learning = Some(Learning { own, nonce: nonce.max(1), durable, ask_at: now, asked: 0 });
+        Ok(replica)
+    }
+
+    /// The learner's state while it follows an epoch it is not a member of.
+    pub fn learning(&self) -> Option<&Learning> {
+        self.learning.as_ref()
+    }
+
+    /// This replica's own address.
+    pub fn own_endpoint(&self) -> Endpoint {
+        match &self.learning {
+            Some(l) => l.own,
+            None => self.config.replicas.get(self.me).copied().unwrap_or(Endpoint::v4([0; 4], 0)),
+        }
+    }
+
+    /// A learner's whole step: supplies from its epoch's members are executed or installed,
+    /// a membership from a later epoch is followed, status and membership questions are
+    /// answered; nothing else changes.
+    pub(super) fn handle_learning(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
+        match wire::decode_rsl::<RslMsg<'_>>(datagram) {
+            Err(_) => Stats::bump(&mut self.stats.decode_errors),
+            Ok((_, RslMsg::StatusRequest { nonce })) => self.answer_status(from, nonce, out),
+            Ok((cluster, RslMsg::MembersRequest { nonce })) => self.send_members(from, nonce, cluster, out),
+            Ok((cluster, RslMsg::AppStateSupply { last, part })) if cluster == self.cluster => {
+                let Some(sender) = self.config.index_of(from) else {
+                    return Stats::bump(&mut self.stats.unknown_sender);
+                };
+                let before = (self.executor.ops_complete, self.transfer.resume());
+                self.learn(now, sender, part, out);
+                // One answer is bounded: ask for the rest at once, if it moved this learner
+                // on (else at the timer: an answer it cannot use must not echo).
+                let moved = (self.executor.ops_complete, self.transfer.resume()) != before;
+                if last && moved && self.learning.is_some() {
+                    self.ask_for_decisions(now, out);
+                }
+            }
+            Ok((_, RslMsg::Members { epoch, start, replicas, .. })) if self.config.index_of(from).is_some() => {
+                self.follow_members(now, epoch, start, replicas.0, out)
+            }
+            Ok(_) => Stats::bump(&mut self.stats.ignored_messages),
+        }
+    }
+
+    /// One supplied piece: an executed batch (the next one is executed; a stop-sign moves
+    /// the learner on) or a snapshot piece.
+    fn learn(&mut self, now: Instant, sender: usize, part: SupplyPart<'_>, out: &mut Outbox<'_>) {
+        let ops = self.executor.ops_complete;
+        match part {
+            SupplyPart::Executed { opn, bal, batch } => {
+                if !bal.is_valid_for(self.config.n()) || !self.on_executed(now, sender, opn, bal, batch.0, out) {
+                    Stats::bump(&mut self.stats.ignored_messages);
+                }
+            }
+            _ => match self.transfer.receive(sender, part, ops) {
+                Progress::Ignored => Stats::bump(&mut self.stats.ignored_messages),
+                Progress::Corrupt => Stats::bump(&mut self.stats.invalid_messages),
+                Progress::Staged => {}
+                Progress::Complete => self.install_state(),
+            },
+        }
+    }
+
+    /// A learner's tick: ask a member for the decisions past what it executed.
+    pub(super) fn tick_learning(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        if self.learning.is_some_and(|l| now >= l.ask_at) {
+            self.ask_for_decisions(now, out);
+        }
+    }
+
+    /// Asks the next member, in turn, for what it executed past this learner.
+    fn ask_for_decisions(&mut self, now: Instant, out: &mut Outbox<'_>) {
+        let period = self.config.params.retransmit_period_ms;
+        let n = self.config.n() as u64;
+        let Some(l) = self.learning.as_mut() else { return };
+        l.ask_at = now.plus_ms(period);
+        // Keep asking the member that answered last; rotate when it does not.
+        let member = match self.transfer.supplier {
+            Some(s) if l.asked % 4 != 3 => s,
+            _ => (l.asked % n.max(1)) as usize,
+        };
+        l.asked = l.asked.wrapping_add(1);
+        let Some(&dst) = self.config.replicas.get(member) else { return };
+        let msg = RslMsg::AppStateRequest {
+            bal: Ballot::default(),
+            have: self.executor.ops_complete,
+            resume: self.transfer.resume(),
+        };
+        emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), self.config.params.max_datagram_bytes, dst, &msg);
+    }
+
+    /// A member says the cluster moved to `epoch` from `start` with `replicas`: follow it if
+    /// it is the next epoch and starts past what this learner executed (one it reached by
+    /// the log it enters by executing the stop-sign).
+    fn follow_members(&mut self, now: Instant, epoch: u64, start: u64, replicas: &[u8], out: &mut Outbox<'_>) {
+        let stale = start == membership::EPOCH_START_UNKNOWN || start <= self.executor.ops_complete;
+        if epoch != self.config.epoch.saturating_add(1) || stale {
+            return Stats::bump(&mut self.stats.ignored_messages);
+        }
+        match membership::replicas_of::<R>(replicas) {
+            Ok(next) => self.end_epoch(now, next, start, out),
+            Err(_) => Stats::bump(&mut self.stats.invalid_messages),
+        }
+    }
+
+    /// The epoch ended and the learner moves to `next` from `start`: a member there rejoins
+    /// (at index `index`), becoming durable if it was built so; otherwise it learns the next
+    /// epoch. Called by [`Replica::move_to_epoch`].
+    pub(super) fn learner_moves(&mut self, now: Instant, next: RslConfig<R>, start: u64) {
+        let Some(l) = self.learning else { return };
+        let index = next.index_of(l.own);
+        self.previous_cluster = self.cluster;
+        self.cluster = next.identity();
+        self.config = next;
+        self.epoch_start = start;
+        self.transfer = crate::rsl::state_transfer::Transfer::new();
+        let ops = self.executor.ops_complete;
+        if ops == start {
+            self.frozen.take(&self.executor);
+            self.retained.reset(start);
+        }
+        let Some(index) = index else {
+            // Still a learner, of the next epoch: it asks that epoch's members from now on.
+            if let Some(l) = self.learning.as_mut() {
+                l.ask_at = now;
+            }
+            return;
+        };
+        self.learning = None;
+        self.me = index;
+        self.acceptor = crate::rsl::acceptor::Acceptor::new(self.config.n());
+        let fresh = self.acceptor.restore_header(Ballot::default(), start, 0);
+        debug_assert!(fresh.is_ok(), "a fresh acceptor's header only goes up");
+        self.proposer = crate::rsl::proposer::Proposer::new(self.config.n());
+        self.proposer.next_opn = start.max(ops);
+        self.election = crate::rsl::election::Election::new(self.config.params.baseline_view_timeout_ms);
+        self.election.reflect_progress(now);
+        self.rejoin = Some(crate::rsl::rejoin::Rejoin::new(l.nonce, now));
+        if l.durable {
+            // Durable from here on: the incarnation and the epoch first, then the state it
+            // holds as a required snapshot (its batches were never handed out).
+            self.journal = Journal::durable_at(0);
+            self.journal.incarnation_pending = Some(l.nonce);
+            self.journal.epoch_pending = true;
+            if ops > 0 {
+                self.frozen.take(&self.executor);
+                self.retained.reset(ops);
+                self.journal.skip_to(ops);
+            }
+            self.durable_changed = true;
+        }
+        if ops < start {
+            self.note_target(start, now);
+        }
+        Stats::bump(&mut self.stats.epochs_entered);
+    }
+}
