@@ -38,4 +38,4 @@ pub use client::{Client, ClientError, Completed};
 pub use config::{Params, RslConfig};
 pub use durable::{AcceptorRecord, DurableRecord, RecoverError};
 pub use msg::RslMsg;
-pub use replica::{Monotone, Recovery, Replica, Status, Step, Timer};
+pub use replica::{Learning, Monotone, Recovery, Replica, Status, Step, Timer};
