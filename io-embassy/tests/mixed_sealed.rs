@@ -60,6 +60,7 @@ fn body() {
         max_keys: MAX_KEYS,
         auth: Some(files.clone()),
         auth_cluster,
+        seeds: Vec::new(),
     };
 
     let switch = switch(12);

@@ -88,6 +88,12 @@ pub struct RslSection {
     /// Most keys the replicated map holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_keys: Option<usize>,
+    /// More addresses of the cluster's replicas, asked for the current membership along
+    /// with `replicas`: after membership changes replaced the file's replicas, list current
+    /// ones here (not `replicas`, which names the cluster: its identity and, on a sealed
+    /// cluster, every seal).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<String>,
 }
 
 /// The `[kv]` section.
@@ -198,6 +204,7 @@ impl ClusterFile {
                 lease_ms: None,
                 clock_drift_ppm: None,
                 max_keys: None,
+                seeds: Vec::new(),
             }),
             kv: Some(KvSection {
                 hosts: addrs(base_port + 100),
@@ -247,7 +254,11 @@ impl ClusterFile {
         })?;
         let auth_cluster = config.identity();
         let max_keys = s.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
-        Ok(RslSetup { addrs, config, max_keys, auth: self.auth_files(), auth_cluster })
+        let seeds = match s.seeds.is_empty() {
+            true => Vec::new(),
+            false => parse_addrs("rsl.seeds", &s.seeds)?,
+        };
+        Ok(RslSetup { addrs, config, max_keys, auth: self.auth_files(), auth_cluster, seeds })
     }
 
     /// The validated KV host addresses.
@@ -294,6 +305,9 @@ pub struct RslSetup {
     /// epoch, so keys and seals stay valid across membership changes (the engine's own
     /// envelope tells epochs apart).
     pub auth_cluster: u32,
+    /// More addresses asked for the current membership (`[rsl] seeds`): current replicas,
+    /// once changes replaced the file's.
+    pub seeds: Vec<SocketAddr>,
 }
 
 /// A validated KV setup.

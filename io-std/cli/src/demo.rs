@@ -38,6 +38,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
             lease_ms: None,
             clock_drift_ppm: None,
             max_keys: None,
+            seeds: Vec::new(),
         }),
         kv: Some(KvSection {
             hosts: kv_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),

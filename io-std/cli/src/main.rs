@@ -169,6 +169,20 @@ fn rsl_setup(path: &std::path::Path) -> Result<RslSetup, String> {
     ClusterFile::load(path).and_then(|f| f.rsl()).map_err(|e| in_file(path, e))
 }
 
+/// The setup a client command starts from: the file's, or, when the file lists seeds, the
+/// current membership learned through its replicas and seeds (the file's replicas may all
+/// be gone after membership changes). Clients follow later changes by themselves.
+fn client_setup(path: &std::path::Path) -> Result<RslSetup, String> {
+    let file = rsl_setup(path)?;
+    if file.seeds.is_empty() {
+        return Ok(file);
+    }
+    match fleet_io_std::rsl::members::current(&file, fleet_cli::member::ROUND) {
+        Ok(m) => m.setup(&file).map_err(|e| e.to_string()),
+        Err(_) => Ok(file), // Nobody answered: the client's own error says so.
+    }
+}
+
 /// `fleet config check`: every section of the file as the servers would take it.
 fn check_config(path: &std::path::Path) -> Result<String, String> {
     let file = ClusterFile::load(path).map_err(|e| in_file(path, e))?;
@@ -285,12 +299,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             server.wait().map_err(|e| format!("replica {id} stopped: {e}"))?;
         }
         Cmd::Rsl(RslCmd::Put { config, key, value }) => {
-            let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
+            let mut c = RslClient::connect(&client_setup(&config)?).map_err(|e| e.to_string())?;
             c.put(key.as_bytes(), value.as_bytes(), timeout).map_err(|e| e.to_string())?;
             say("ok");
         }
         Cmd::Rsl(RslCmd::Get { config, key }) => {
-            let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
+            let mut c = RslClient::connect(&client_setup(&config)?).map_err(|e| e.to_string())?;
             match c.get(key.as_bytes(), timeout).map_err(|e| e.to_string())? {
                 Some(v) => say(&String::from_utf8_lossy(&v)),
                 None => {
@@ -332,7 +346,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             say(&fleet_cli::member::edit(&rsl_setup(&config)?, &config, &edit, force, timeout)?);
         }
         Cmd::Rsl(RslCmd::Del { config, key }) => {
-            let mut c = RslClient::connect(&rsl_setup(&config)?).map_err(|e| e.to_string())?;
+            let mut c = RslClient::connect(&client_setup(&config)?).map_err(|e| e.to_string())?;
             c.delete(key.as_bytes(), timeout).map_err(|e| e.to_string())?;
             say("ok");
         }
@@ -411,7 +425,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             bench(&a, DEFAULT_KV_LOAD_THREADS, |opts| run_kv(&setup, opts).map_err(|e| bench_error(e, opts)))?;
         }
         Cmd::Bench(BenchCmd::Rsl(a)) => {
-            let setup = rsl_setup(&a.config)?;
+            let setup = client_setup(&a.config)?;
             bench(&a, DEFAULT_LOAD_THREADS, |opts| run_rsl(&setup, opts).map_err(|e| bench_error(e, opts)))?;
         }
         Cmd::CheckHistory { file, max_seconds } => {

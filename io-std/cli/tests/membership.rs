@@ -248,9 +248,10 @@ fn a_sealed_cluster_grows_replaces_and_shrinks() {
     wait_settled(&cluster, 1, &[old[0], old[1], old[2], added[0]]);
     join(&mut cluster, added[1]);
     member_once_learned(&cluster, &["replace", &old[1].to_string(), &added[1].to_string()]);
-    wait_settled(&cluster, 2, &[old[0], added[1], old[2], added[0]]);
+    // The replacement goes last: the new epoch's first replica (which leads first) is kept.
+    wait_settled(&cluster, 2, &[old[0], old[2], added[0], added[1]]);
     member(&cluster, &["remove", &old[0].to_string()]);
-    wait_settled(&cluster, 3, &[added[1], old[2], added[0]]);
+    wait_settled(&cluster, 3, &[old[2], added[0], added[1]]);
     // A client of the original file (sealed with its keys) is served and reads back.
     let config = cluster.config.to_str().unwrap();
     let (ok, _, err) = fleet(&["rsl", "put", "--config", config, "sealed", "yes"]);
@@ -349,6 +350,46 @@ fn durable_replicas_keep_their_epochs_through_a_power_cut() {
     ]);
     assert!(!ok && err.contains("was removed from the cluster in epoch 3"), "{err}");
     eprintln!("durable changes under load: {}; longest gap {gap:?}; back after the cut in {back:?}", result.summary());
+}
+
+#[test]
+fn a_file_whose_replicas_were_all_replaced_finds_the_cluster_through_its_seeds() {
+    // Sealed: seeds are not part of the cluster's identity, so the seals stay valid.
+    let mut cluster = Cluster::start_with(&ClusterOptions {
+        sealed: true,
+        ..ClusterOptions::local("member-seeds", VIEW_TIMEOUT_MS)
+    });
+    let config = cluster.config.to_str().unwrap().to_string();
+    let (ok, _, err) = fleet(&["rsl", "put", "--config", &config, "kept", "through three changes"]);
+    assert!(ok, "{err}");
+    let old = cluster.setup.addrs.clone();
+    let new = new_addrs(3);
+    let mut members = old.clone();
+    for i in 0..3 {
+        join(&mut cluster, new[i]);
+        member_once_learned(&cluster, &["replace", &old[i].to_string(), &new[i].to_string()]);
+        members.retain(|m| *m != old[i]);
+        members.push(new[i]);
+        wait_settled(&cluster, i as u64 + 1, &members);
+    }
+    // The file's replicas all retired; once they are stopped the file alone finds nobody.
+    for id in 0..3 {
+        cluster.kill(id);
+    }
+    let (ok, _, err) = fleet(&["rsl", "get", "--config", &config, "kept", "--timeout-ms", "1500"]);
+    assert!(!ok, "nothing of the file's answers: {err}");
+    // With a current replica as a seed, every command finds the cluster.
+    let mut file = fleet_io_std::config::ClusterFile::load(&cluster.config).unwrap();
+    file.rsl.as_mut().unwrap().seeds = vec![new[1].to_string()];
+    std::fs::write(&cluster.config, file.to_toml()).unwrap();
+    let (ok, out, err) = fleet(&["rsl", "get", "--config", &config, "kept"]);
+    assert!(ok && out.trim() == "through three changes", "{out} {err}");
+    let (ok, _, err) = fleet(&["rsl", "put", "--config", &config, "after", "seeds"]);
+    assert!(ok, "{err}");
+    let l = list(&cluster);
+    assert_eq!(l["epoch"], 3, "{l}");
+    let (ok, out, err) = fleet(&["rsl", "status", "--config", &config]);
+    assert!(ok && out.contains("membership changed since the config file: epoch 3"), "{out} {err}");
 }
 
 #[test]

@@ -44,7 +44,8 @@ impl Membership {
         config.params = file.config.params;
         config.epoch = self.epoch;
         let (max_keys, auth, auth_cluster) = (file.max_keys, file.auth.clone(), file.auth_cluster);
-        Ok(RslSetup { addrs: self.replicas.clone(), config, max_keys, auth, auth_cluster })
+        let seeds = file.seeds.clone();
+        Ok(RslSetup { addrs: self.replicas.clone(), config, max_keys, auth, auth_cluster, seeds })
     }
 
     /// The id (index) of `addr` in this membership.
@@ -64,11 +65,12 @@ impl std::fmt::Display for Membership {
 }
 
 /// The cluster's current membership: asks the replicas of `file` (the configuration file)
-/// for theirs, then the replicas of the latest epoch any of them names, until none names a
+/// and its seeds for theirs, then the replicas of the latest epoch any of them names, until none names a
 /// later one. Each round waits until every asked replica answered or `round` passed.
 pub fn current(file: &RslSetup, round: Duration) -> Result<Membership, CallError> {
     let mut best: Option<Membership> = None;
     let mut ask = file.addrs.clone();
+    ask.extend(file.seeds.iter().filter(|s| !file.addrs.contains(s)));
     for _ in 0..MAX_FOLLOWS {
         let answers: Vec<Membership> = ask_members(file, &ask, round)?.into_iter().flatten().collect();
         // A replica that joined without state may not know where its epoch began: take
@@ -169,7 +171,10 @@ pub fn plan(current: &Membership, edit: &Edit) -> Result<Vec<SocketAddr>, String
             if current.id_of(*new).is_some() {
                 return Err(format!("{new} is already a member of epoch {epoch}"));
             }
-            next[i] = *new;
+            // At the end: the next epoch's first replica leads its first view, and a kept
+            // one leads at once where a new one would first finish its rejoin round.
+            next.remove(i);
+            next.push(*new);
         }
     }
     if next.is_empty() {
