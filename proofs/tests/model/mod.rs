@@ -649,8 +649,9 @@ impl Node {
         }
     }
 
+    /// Actors in all: the replicas, a change's new machines, the clients.
     fn actors(&self) -> usize {
-        self.scope().replicas + self.scope().clients
+        self.scope().hosts() + self.scope().clients
     }
 
     fn replica_step(
