@@ -45,7 +45,14 @@ fn body() {
     // The whole cluster shares one parameter set; 1472-byte datagrams fit the embassy MTU.
     let std_config = rsl_config::<MAX_REPLICAS>(&eps, fast_params());
     let auth_cluster = std_config.identity();
-    let setup = RslSetup { addrs: addrs.clone(), config: std_config, max_keys: MAX_KEYS, auth: None, auth_cluster, seeds: Vec::new() };
+    let setup = RslSetup {
+        addrs: addrs.clone(),
+        config: std_config,
+        max_keys: MAX_KEYS,
+        auth: None,
+        auth_cluster,
+        seeds: Vec::new(),
+    };
 
     // The embassy member: a stack at 127.0.0.2/8 on the switch, the switch's default port
     // bridged to a std socket bound at 127.0.0.2:p0.

@@ -103,7 +103,14 @@ fn body() {
     let (inside_ip, p0) = (*inside.ip(), inside.port());
     let std_config = rsl_config::<MAX_REPLICAS>(&eps, fast_params());
     let auth_cluster = std_config.identity();
-    let setup = RslSetup { addrs: addrs.clone(), config: std_config, max_keys: MAX_KEYS, auth: None, auth_cluster, seeds: Vec::new() };
+    let setup = RslSetup {
+        addrs: addrs.clone(),
+        config: std_config,
+        max_keys: MAX_KEYS,
+        auth: None,
+        auth_cluster,
+        seeds: Vec::new(),
+    };
     let switch = switch(17);
     let bridge = Bridge::start(switch.attach_default().unwrap(), inside).expect("bridge socket");
     let config: RslConfig<3> = rsl_config(&eps, fast_params());

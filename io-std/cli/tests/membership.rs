@@ -355,10 +355,8 @@ fn durable_replicas_keep_their_epochs_through_a_power_cut() {
 #[test]
 fn a_file_whose_replicas_were_all_replaced_finds_the_cluster_through_its_seeds() {
     // Sealed: seeds are not part of the cluster's identity, so the seals stay valid.
-    let mut cluster = Cluster::start_with(&ClusterOptions {
-        sealed: true,
-        ..ClusterOptions::local("member-seeds", VIEW_TIMEOUT_MS)
-    });
+    let mut cluster =
+        Cluster::start_with(&ClusterOptions { sealed: true, ..ClusterOptions::local("member-seeds", VIEW_TIMEOUT_MS) });
     let config = cluster.config.to_str().unwrap().to_string();
     let (ok, _, err) = fleet(&["rsl", "put", "--config", &config, "kept", "through three changes"]);
     assert!(ok, "{err}");

@@ -41,6 +41,23 @@ pub struct Membership {
     /// engine's or the cross-epoch invariants (to show a planted bug is visible to clients,
     /// not only to the checks that name its mechanism).
     pub clients_only: bool,
+    /// In a durable scope, how much of the epoch-record property
+    /// ([`super::durable_members::check`]) is checked; the other properties as usual.
+    pub epoch_records: EpochJudge,
+}
+
+/// How much of the epoch-record property a durable membership scope checks (see
+/// [`super::durable_members::check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpochJudge {
+    /// All of it: each replica in the epoch its log names, never below one it revealed a
+    /// promise or vote in, keeping the promises it revealed.
+    Full,
+    /// The hazard only: a replica taking part keeps the promises it revealed in its epoch
+    /// (not which epoch it is in).
+    Promises,
+    /// None of it: Paxos per epoch, the cross-epoch properties and linearizability judge.
+    Off,
 }
 
 impl Membership {
@@ -93,8 +110,15 @@ impl Scope {
         restarts: 0,
         restartable: 0,
         durable: false,
+        lazy_sync: false,
+        compaction: false,
         queries: true,
-        change: Some(Membership { next: [0, 1, 3], joiner_ticks: 2, clients_only: false }),
+        change: Some(Membership {
+            next: [0, 1, 3],
+            joiner_ticks: 2,
+            clients_only: false,
+            epoch_records: EpochJudge::Full,
+        }),
         planted: None,
     };
 }
@@ -112,11 +136,17 @@ pub fn next_config(scope: &Scope) -> RslConfig<3> {
 }
 
 /// A new machine (actor `me`) of the next epoch, `config`: without state, rejoining (with
-/// [`Planted::FreshEpoch`], an ordinary replica of a new cluster).
+/// [`Planted::FreshEpoch`], an ordinary replica of a new cluster); in a durable scope with
+/// nothing stored (`Replica::new_durable`: its first records are its incarnation and the
+/// epoch it was started for).
 pub fn start_joiner(scope: &Scope, config: &RslConfig<3>, me: usize) -> Result<MReplica, fleet_engine::ConfigError> {
     let index = config.index_of(endpoint(me, scope.hosts())).expect("a new machine is in the next epoch");
     match scope.planted {
         Some(Planted::FreshEpoch) => MReplica::new(config.clone(), index, Counter::default(), Instant::ZERO),
+        // Nonces above every 1b reply id, like epoch 0's durable replicas.
+        _ if scope.durable => {
+            MReplica::new_durable(config.clone(), index, Counter::default(), Instant::ZERO, 100 + me as u64)
+        }
         // Above every 1b reply id the model reaches, like a restart's.
         _ => MReplica::new_rejoining(config.clone(), index, Counter::default(), Instant::ZERO, 1_000_000),
     }
@@ -461,6 +491,11 @@ pub fn describe_state(m: &RslModel, last: &RslState) -> String {
     if let Err(v) = check(&m.cfg, last) {
         s.push_str(&format!("cross-epoch violation: {v}\n"));
     }
+    if let (true, Err(v)) =
+        (super::durable_members::judged(&m.cfg.scope), super::durable_members::check(&m.cfg.scope, last))
+    {
+        s.push_str(&format!("epoch-record violation: {v}\n"));
+    }
     let sent = sent_in_clusters(&m.cfg, last);
     let configs = [m.cfg.config.clone(), next_config(&m.cfg.scope)];
     for c in &configs {
@@ -496,6 +531,17 @@ pub fn describe_state(m: &RslModel, last: &RslState) -> String {
             x.rejoining().map(|j| format!(" rejoining ({:?})", j.stage)).unwrap_or_default(),
             r.broken
         ));
+        if m.cfg.scope.durable {
+            s.push_str(&format!(
+                "  log: {} records ({} synced), names epoch {}; restarts {}{}; revealed a promise or vote up to (epoch, ballot) {:?}\n",
+                r.log.len(),
+                r.synced,
+                super::log_epoch(&r.log),
+                r.restarts,
+                r.recovered.map(|(d, e)| format!(" ({d:?}; recovered into epoch {e})")).unwrap_or_default(),
+                r.revealed.map(|(e, b)| (e, bal(b)))
+            ));
+        }
     }
     s.push_str(&format!("history: {:?}\n", last.history.ops));
     s

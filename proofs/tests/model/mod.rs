@@ -29,7 +29,7 @@ use std::time::{Duration, Instant as WallClock};
 use fleet_engine::rsl::apps::counter::Counter;
 use fleet_engine::rsl::msg::{SupplyPart, Vote};
 use fleet_engine::rsl::proposer::Phase;
-use fleet_engine::rsl::{Ballot, Client, Params, Replica, RslConfig, RslMsg};
+use fleet_engine::rsl::{Ballot, Client, DurableRecord, Params, Replica, RslConfig, RslMsg};
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 use fleet_proofs::linearizability::{self, Operation};
@@ -45,6 +45,8 @@ pub use walk::SimOpts;
 
 pub mod members;
 pub use members::{Membership, MEMBERS_CI_STATES};
+pub mod durable_members;
+pub use durable_members::DURABLE_MEMBERS_CI_STATES;
 
 /// The replica under check: the paper's counter app, 3 replicas at most, a window of 4,
 /// 256-byte datagrams, a 512-byte request queue, 4 cached clients, 16-byte replies.
@@ -113,6 +115,18 @@ pub struct Scope {
     /// the step, so before the step's datagrams leave), and a restart rebuilds it from that
     /// log (`Replica::recover`: nothing is lost) instead of replacing it with an amnesiac.
     pub durable: bool,
+    /// [`Scope::durable`] with lazy syncs: a step that sends no datagram waiting for the
+    /// sync (`Outbox::any_waits_for_sync`) leaves the records it handed out unsynced until
+    /// the replica's next step begins (the binding syncs then, as it may at any moment); a
+    /// step that sends one syncs them before it leaves. A crash in between
+    /// ([`ModelTimer::Crash`]) loses the unsynced records. Without it every step's records
+    /// are synced within the step.
+    pub lazy_sync: bool,
+    /// [`Scope::durable`]: a restart may also follow a compaction ([`ModelTimer::Compact`]):
+    /// the binding froze and persisted a snapshot and replaced its log with the replica's
+    /// compacted image (`Replica::durable_image_record`), then crashed; the replica is
+    /// rebuilt from that snapshot and image.
+    pub compaction: bool,
     /// Each client's last request is the counter's query (`Counter::QUERY`), which the
     /// leader answers without a log write (`fleet_engine::rsl::reads`); the others
     /// increment.
@@ -146,6 +160,8 @@ impl Scope {
         restarts: 0,
         restartable: 0b111,
         durable: false,
+        lazy_sync: false,
+        compaction: false,
         queries: false,
         change: None,
         planted: None,
@@ -168,6 +184,8 @@ impl Scope {
         restarts: 0,
         restartable: 0b111,
         durable: false,
+        lazy_sync: false,
+        compaction: false,
         queries: false,
         change: None,
         planted: None,
@@ -218,6 +236,8 @@ impl Scope {
         restarts: 0,
         restartable: 0b111,
         durable: false,
+        lazy_sync: false,
+        compaction: false,
         queries: false,
         change: None,
         planted: None,
@@ -276,6 +296,19 @@ pub enum Planted {
     /// plus one, from the state there) is missing; the quorum overlap is not (every epoch
     /// keeps a majority).
     FreshEpoch,
+    /// In [`Scope::DURABLE_MEMBERS`], recovery replays a replica's log only up to its first
+    /// epoch record of a later epoch than the configuration it is recovered with, and
+    /// ignores the rest, as a binding that takes a record it cannot place for the log's
+    /// torn tail would: a replica that entered the next epoch comes back in epoch 0, with
+    /// its state there (the disk keeps every record; only the replay stops). Unsafe: it
+    /// may have promised and voted in the next epoch (its 1b and 2b there left after the
+    /// epoch record and its acceptor records were synced), and it follows the cluster into
+    /// that epoch again (told by a peer, or executing the stop-sign once more), entering it
+    /// as a replica that never took part there: an empty acceptor, a proposer that never
+    /// started a ballot. It is the next epoch's amnesiac acceptor: a leader of that epoch
+    /// may count its empty 1b, or it may start again a ballot it already used, and a second
+    /// value is proposed for an operation the epoch already chose.
+    ReplayStopsAtEpoch,
 }
 
 /// A replica's own endpoint (its place in its epoch's list; a retired replica keeps the
@@ -330,14 +363,25 @@ pub fn config(scope: &Scope) -> RslConfig<3> {
 pub enum ModelTimer {
     /// The host's timer: jump its clock to its next deadline and call `tick`.
     Tick,
-    /// Amnesia: replace this replica by a new incarnation without state.
+    /// Amnesia: replace this replica by a new incarnation without state (durable: rebuild
+    /// it from its log, every record synced first).
     Restart,
+    /// [`Scope::lazy_sync`]: the replica crashes before its last records were synced and is
+    /// rebuilt from its log without them (armed with `Restart`; the same budget).
+    Crash,
+    /// [`Scope::compaction`]: the binding compacts the replica's log and the replica
+    /// crashes; it is rebuilt from the snapshot and the compacted image (armed with
+    /// `Restart`; the same budget).
+    Compact,
 }
 
 impl std::hash::Hash for ModelTimer {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        if *self == ModelTimer::Restart {
-            1u8.hash(h);
+        match self {
+            ModelTimer::Tick => {}
+            ModelTimer::Restart => 1u8.hash(h),
+            ModelTimer::Crash => 2u8.hash(h),
+            ModelTimer::Compact => 3u8.hash(h),
         }
     }
 }
@@ -438,6 +482,20 @@ pub struct ReplicaNode {
     pub lost_state: bool,
     /// [`Scope::durable`]: every record this replica handed out, in order (its disk).
     pub log: Vec<Vec<u8>>,
+    /// [`Scope::durable`]: how many records of `log` are synced (all of them unless
+    /// [`Scope::lazy_sync`]).
+    pub synced: usize,
+    /// Auxiliary, in a durable scope with a membership change: the highest epoch in whose
+    /// envelope this replica sent a 1b or a 2b (revealed a promise or a vote), with the
+    /// highest ballot of those in that epoch; `None` before it sent any.
+    pub revealed: Option<(u64, Ballot)>,
+    /// Auxiliary: the highest epoch of [`ReplicaNode::revealed`] since the latest restart.
+    pub revealed_since_restart: Option<u64>,
+    /// Auxiliary: how the latest restart from the disk went down, and the epoch it
+    /// recovered this replica into.
+    pub recovered: Option<(Down, u64)>,
+    /// Auxiliary: a crash lost an epoch record that was handed out but not yet synced.
+    pub lost_epoch_record: bool,
 }
 
 /// A client actor's state.
@@ -626,6 +684,36 @@ fn forge_read_acks(r: &mut ReplicaNode, n: usize, out: &mut fleet_engine::Outbox
     }
 }
 
+/// Arms a replica's restart: [`ModelTimer::Restart`], with [`Scope::lazy_sync`]
+/// [`ModelTimer::Crash`], with [`Scope::compaction`] [`ModelTimer::Compact`].
+fn arm_restart(scope: &Scope, o: &mut Out<Node>) {
+    o.set_timer(ModelTimer::Restart, model_timeout());
+    if scope.lazy_sync {
+        o.set_timer(ModelTimer::Crash, model_timeout());
+    }
+    if scope.compaction {
+        o.set_timer(ModelTimer::Compact, model_timeout());
+    }
+}
+
+/// Notes in `next.revealed` the promises and votes this step revealed: the epoch whose
+/// envelope carries a 1b or 2b (`before`'s, or the one it entered) and its ballot.
+fn note_revealed(before: &MReplica, next: &mut ReplicaNode, out: &fleet_engine::Outbox<'_>) {
+    for (_, bytes) in out.iter() {
+        let bal = match wire::decode_rsl::<RslMsg<'_>>(bytes) {
+            Ok((cluster, RslMsg::OneB { bal, .. } | RslMsg::TwoB { bal, .. })) => (cluster, bal),
+            _ => continue,
+        };
+        let epoch = match bal.0 {
+            c if c == next.replica.cluster() => next.replica.config().epoch,
+            c if c == before.cluster() => before.config().epoch,
+            _ => continue,
+        };
+        next.revealed = next.revealed.max(Some((epoch, bal.1)));
+        next.revealed_since_restart = next.revealed_since_restart.max(Some(epoch));
+    }
+}
+
 /// Hands one datagram to a replica's engine: notes a conflicting phase-1 vote, applies a
 /// planted `merge_vote` mutant, then `handle`.
 fn deliver(
@@ -663,6 +751,12 @@ impl Node {
         let scope = *self.scope();
         let n = scope.hosts();
         let mut next = node.clone();
+        if scope.lazy_sync && next.synced < next.log.len() {
+            // The binding's lazy sync, at the latest before the replica's next event.
+            let mark = next.replica.durable_mark();
+            next.replica.persisted(mark);
+            next.synced = next.log.len();
+        }
         let before = next.replica.monotone();
         let actors = self.actors();
         let changed = with_outbox(|out| {
@@ -695,8 +789,15 @@ impl Node {
                         Err(_) => next.broken = next.broken.or(Some("a durable record did not fit its buffer")),
                     }
                 }
-                let mark = next.replica.durable_mark();
-                next.replica.persisted(mark);
+                // A datagram that waits for the sync leaves only after it.
+                if !scope.lazy_sync || out.any_waits_for_sync() {
+                    let mark = next.replica.durable_mark();
+                    next.replica.persisted(mark);
+                    next.synced = next.log.len();
+                }
+                if scope.change.is_some() {
+                    note_revealed(&node.replica, &mut next, out);
+                }
             }
             if next.broken.is_none() {
                 next.broken =
@@ -725,6 +826,10 @@ impl Node {
             o.set_timer(ModelTimer::Tick, model_timeout());
         } else {
             o.cancel_timer(ModelTimer::Tick);
+        }
+        if durable_members::applies(&scope) && node.restarts == 0 && durable_members::may_restart(&scope, actor, &next)
+        {
+            arm_restart(&scope, o);
         }
         Some(next)
     }
@@ -789,6 +894,11 @@ impl Actor for Node {
                     restarts: 0,
                     lost_state: false,
                     log: Vec::new(),
+                    synced: 0,
+                    revealed: None,
+                    revealed_since_restart: None,
+                    recovered: None,
+                    lost_epoch_record: false,
                 };
                 // A binding's first call: `tick` at `next_deadline()`, which is now.
                 let next = self
@@ -796,8 +906,13 @@ impl Actor for Node {
                         let _ = r.replica.tick(Instant::ZERO, out);
                     })
                     .unwrap_or(node);
-                if self.scope().restarts > 0 && self.scope().restartable & (1 << me) != 0 {
-                    o.set_timer(ModelTimer::Restart, model_timeout());
+                let scope = self.scope();
+                let armed = match durable_members::applies(scope) {
+                    true => durable_members::may_restart(scope, me, &next),
+                    false => scope.restarts > 0 && scope.restartable & (1 << me) != 0,
+                };
+                if armed {
+                    arm_restart(scope, o);
                 }
                 NodeState::Replica(Box::new(next))
             }
@@ -881,12 +996,24 @@ impl Actor for Node {
         }
     }
 
-    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, timer: &ModelTimer, o: &mut Out<Self>) {
+    fn on_timeout(&self, id: Id, state: &mut Cow<NodeState>, timer: &ModelTimer, o: &mut Out<Self>) {
         let next = match (&**state, timer) {
             (NodeState::Replica(node), ModelTimer::Restart) => {
-                Some(NodeState::Replica(Box::new(self.restart(node, o))))
+                Some(NodeState::Replica(Box::new(self.restart(usize::from(id), node, Down::Synced, o))))
             }
-            (_, ModelTimer::Restart) => None,
+            (NodeState::Replica(node), ModelTimer::Compact) => {
+                Some(NodeState::Replica(Box::new(self.restart(usize::from(id), node, Down::Compacted, o))))
+            }
+            // Only a crash that loses something differs from a restart (else a no-op: the
+            // timer stays).
+            (NodeState::Replica(node), ModelTimer::Crash) if node.synced < node.log.len() => {
+                Some(NodeState::Replica(Box::new(self.restart(usize::from(id), node, Down::LosingUnsynced, o))))
+            }
+            (_, ModelTimer::Crash) => {
+                o.set_timer(ModelTimer::Crash, model_timeout());
+                None
+            }
+            (_, ModelTimer::Restart | ModelTimer::Compact) => None,
             (state, ModelTimer::Tick) => self.tick(state, o),
         };
         if let Some(next) = next {
@@ -921,19 +1048,53 @@ impl Node {
     /// `tick` at its clock. Its clock, budgets and history variables carry over; no step
     /// check spans the restart (the new incarnation's protocol state legitimately starts
     /// over).
-    fn restart(&self, node: &ReplicaNode, o: &mut Out<Node>) -> ReplicaNode {
+    ///
+    /// Durable: rebuilt from its disk with `Replica::recover`, given the configuration it
+    /// was started with and its index there (as io-std does: the configuration file's, or
+    /// for a new machine the epoch it joined); what the disk holds depends on how it went
+    /// `down`.
+    fn restart(&self, actor: usize, node: &ReplicaNode, down: Down, o: &mut Out<Node>) -> ReplicaNode {
         let Node::Replica { scope, config } = self else { unreachable!("replicas only") };
-        let me = node.replica.id();
+        let me = match scope.change {
+            Some(_) => config.index_of(endpoint(actor, scope.hosts())).expect("started in its configuration"),
+            None => node.replica.id(),
+        };
         let restarts = node.restarts + 1;
         // Larger than every 1b reply id an earlier incarnation used (a handful here).
         let nonce = 1_000_000 * u64::from(restarts);
+        if scope.lazy_sync || scope.compaction {
+            // One restart each: the other ways of restarting are spent too.
+            o.cancel_timer(ModelTimer::Restart);
+            o.cancel_timer(ModelTimer::Crash);
+            o.cancel_timer(ModelTimer::Compact);
+        }
         if scope.durable {
-            // From its disk: the same replica (or, planted, one that lost its acceptor
-            // records but kept its incarnation).
-            let planted = scope.planted == Some(Planted::KeepsIncarnationLosesAcceptor);
-            let log: Vec<Vec<u8>> = match planted {
-                true => node.log.iter().filter(|r| !is_acceptor_record(r)).cloned().collect(),
-                false => node.log.clone(),
+            // Its disk: the snapshot, and the log (what was synced, after a crash that lost
+            // the rest; after a compaction, the image).
+            let (snapshot, disk) = match down {
+                Down::Synced => (Vec::new(), node.log.clone()),
+                Down::LosingUnsynced => (Vec::new(), node.log[..node.synced].to_vec()),
+                Down::Compacted => compacted(&node.replica),
+            };
+            let lost_epoch_record = node.lost_epoch_record
+                || (down == Down::LosingUnsynced
+                    && node.log[node.synced..]
+                        .iter()
+                        .any(|r| matches!(durable_record(r), Some(DurableRecord::Epoch { .. }))));
+            let disk = &disk[..];
+            // What recovery reads of it: the same replica (or, planted, one that lost its
+            // acceptor records but kept its incarnation, or whose replay stops at its first
+            // epoch record past its configuration's epoch).
+            let log: Vec<Vec<u8>> = match scope.planted {
+                Some(Planted::KeepsIncarnationLosesAcceptor) => {
+                    disk.iter().filter(|r| !is_acceptor_record(r)).cloned().collect()
+                }
+                Some(Planted::ReplayStopsAtEpoch) => disk
+                    .iter()
+                    .take_while(|r| !matches!(durable_record(r), Some(DurableRecord::Epoch { epoch, .. }) if epoch > config.epoch))
+                    .cloned()
+                    .collect(),
+                _ => disk.to_vec(),
             };
             let recovered = MReplica::recover(
                 config.clone(),
@@ -941,12 +1102,30 @@ impl Node {
                 Counter::default(),
                 node.now,
                 nonce,
-                [],
+                snapshot.iter().map(Vec::as_slice),
                 log.iter().map(Vec::as_slice),
             );
             let replica = recovered.expect("a replica recovers from the log it wrote");
+            let planted = scope.planted == Some(Planted::KeepsIncarnationLosesAcceptor);
             let lost_state = node.lost_state || (planted && node.replica.acceptor().max_bal != Ballot::default());
-            let restarted = ReplicaNode { replica, restarts, lost_state, log, ..node.clone() };
+            // The disk keeps what it held (a planted replay ignores part of it).
+            let log = match scope.planted {
+                Some(Planted::KeepsIncarnationLosesAcceptor) => log,
+                _ => disk.to_vec(),
+            };
+            let recovered = Some((down, epoch_of(&replica)));
+            let synced = log.len();
+            let restarted = ReplicaNode {
+                replica,
+                restarts,
+                lost_state,
+                log,
+                synced,
+                revealed_since_restart: None,
+                recovered,
+                lost_epoch_record,
+                ..node.clone()
+            };
             return self
                 .replica_step(&restarted, o, |r, out| {
                     let _ = r.replica.tick(r.now, out);
@@ -967,11 +1146,59 @@ impl Node {
     }
 }
 
+/// How a durable replica goes down before it restarts from its disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Down {
+    /// After a sync: its log holds every record handed out.
+    Synced,
+    /// Before the records not yet synced reached the disk ([`Scope::lazy_sync`]).
+    LosingUnsynced,
+    /// Right after a compaction ([`Scope::compaction`]).
+    Compacted,
+}
+
+/// What a compaction leaves on the disk of `replica` (as io-std's, every record synced
+/// first): the pieces of a snapshot frozen now, persisted whole, and a log of the replica's
+/// compacted image.
+fn compacted(replica: &MReplica) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut r = replica.clone();
+    r.freeze_snapshot();
+    let (mut scratch, mut buf) = (vec![0u8; 256], vec![0u8; 2048]);
+    let mut pos = fleet_engine::rsl::snapshot::SnapshotPos::default();
+    let mut snapshot = Vec::new();
+    while let Some(piece) = fleet_engine::rsl::durable::snapshot_record(r.frozen(), pos, 128, &mut scratch, &mut buf) {
+        let (len, next) = piece.expect("a snapshot piece fits its buffer");
+        snapshot.push(buf[..len].to_vec());
+        pos = next;
+    }
+    let image = (0..r.durable_image_len())
+        .map(|i| r.durable_image_record(i, &mut buf).expect("an image record fits its buffer").to_vec())
+        .collect();
+    (snapshot, image)
+}
+
+fn durable_record(record: &[u8]) -> Option<DurableRecord<'_>> {
+    wire::decode::<DurableRecord<'_>>(Protocol::Durable, record).ok()
+}
+
 fn is_acceptor_record(record: &[u8]) -> bool {
-    matches!(
-        wire::decode::<fleet_engine::rsl::DurableRecord<'_>>(Protocol::Durable, record),
-        Ok(fleet_engine::rsl::DurableRecord::Acceptor(_))
-    )
+    matches!(durable_record(record), Some(DurableRecord::Acceptor(_)))
+}
+
+/// The epoch a replica is in, or retired into (what its latest epoch record names).
+pub fn epoch_of(r: &MReplica) -> u64 {
+    r.retired().map_or(r.config().epoch, |x| x.next.epoch)
+}
+
+/// The epoch the last epoch record of `log` names (0 without one).
+pub fn log_epoch(log: &[Vec<u8>]) -> u64 {
+    log.iter()
+        .rev()
+        .find_map(|r| match durable_record(r) {
+            Some(DurableRecord::Epoch { epoch, .. }) => Some(epoch),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// The model type.
@@ -1162,6 +1389,9 @@ pub fn model(scope: Scope, progress: bool) -> RslModel {
         Some(c) if c.clients_only => m,
         Some(_) => members::properties(m.property(Expectation::Always, SAFETY[0], local_invariants), progress),
     };
+    if durable_members::applies(&scope) {
+        m = durable_members::properties(m, progress);
+    }
     m = m
         .property(Expectation::Always, SAFETY[2], linearizable)
         .record_msg_out(record_out)
