@@ -9,7 +9,7 @@ mod model;
 
 use model::{
     run, simulate, Outcome, Scope, SimOpts, AMNESIA_CI_STATES, COMPETING_CI_STATES, CONFLICTING_VOTES,
-    DURABLE_CI_STATES, DURABLE_MEMBERS_CI_STATES, MEMBERS_CI_STATES, REJOINED, SIM_CI_STATES,
+    DURABLE_CI_STATES, DURABLE_MEMBERS_CI_STATES, LEARNERS_CI_STATES, MEMBERS_CI_STATES, REJOINED, SIM_CI_STATES,
 };
 
 fn threads() -> usize {
@@ -221,6 +221,33 @@ fn simulated_durable_membership_change() {
     // A crash losing an epoch record before its sync is reached too, in a few walks per
     // 100,000 states: reported above, not required.
     for p in [model::members::PROGRESS[0]].into_iter().chain(model::durable_members::PROGRESS[..3].iter().copied()) {
+        assert!(o.reached.contains(&p), "not reached: {p}; reached {:?}", o.reached);
+    }
+}
+
+/// Learners across a membership change: [`Scope::MEMBERS`] whose new machine starts as a
+/// learner of epoch 0, follows the log, rejoins epoch 1 when the change adds it, takes part,
+/// crashes once and comes back without state as a learner again; archived random walks.
+/// Checks the cross-epoch properties (a learner's state is the log's), linearizability, and
+/// that no learner promises or votes and every replica taking part keeps the promises it
+/// revealed in its epoch. The control for `rsl_model_planted.rs`'s `LearnerTakesPartAtOnce`
+/// (same scope, search and budget).
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only: cargo test -p fleet-proofs --release --test rsl_model")]
+fn simulated_learners() {
+    let scope = Scope::LEARNERS;
+    let states = std::env::var("FLEET_LEARNERS_STATES").ok().and_then(|t| t.parse().ok()).unwrap_or(LEARNERS_CI_STATES);
+    let o = simulate(scope, true, SimOpts::archived(states));
+    eprintln!(
+        "[model simulated-learners] {scope:?}\n[model simulated-learners] states {} walks {} in {:.1?}; reached in walks: {:?}",
+        o.states, o.walks, o.elapsed, o.reached_walks
+    );
+    for (p, trace) in &o.violations {
+        eprintln!("[model simulated-learners] VIOLATION of {p}:\n{trace}");
+    }
+    assert!(o.violations.is_empty(), "{} safety violation(s)", o.violations.len());
+    assert!(o.states >= states);
+    for p in model::learners::PROGRESS.into_iter().chain([model::members::PROGRESS[2], model::members::PROGRESS[3]]) {
         assert!(o.reached.contains(&p), "not reached: {p}; reached {:?}", o.reached);
     }
 }

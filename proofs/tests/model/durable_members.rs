@@ -19,7 +19,7 @@ use fleet_engine::rsl::batch::{self, EntryKind};
 use fleet_engine::rsl::rejoin::Stage;
 use stateright::Expectation;
 
-use super::members::{EpochJudge, Membership};
+use super::members::{Membership, RuleJudge};
 use super::{bal, epoch_of, log_epoch, replicas, Down, ReplicaNode, RslModel, RslState, Scope};
 
 /// States the CI runs of [`Scope::DURABLE_MEMBERS`] check at most (archived walks): the
@@ -50,7 +50,7 @@ pub fn applies(scope: &Scope) -> bool {
 
 /// Whether `scope` checks the epoch-record property ([`check`]).
 pub fn judged(scope: &Scope) -> bool {
-    applies(scope) && scope.change.is_some_and(|c| c.epoch_records != EpochJudge::Off)
+    applies(scope) && scope.change.is_some_and(|c| c.rule_judge != RuleJudge::Off)
 }
 
 /// Whether replica actor `actor` may crash now ([`Scope::restartable`], and the one
@@ -85,10 +85,10 @@ fn taking_part(r: &super::MReplica) -> bool {
 /// (the last epoch record, 0 without one); in an epoch below one it revealed a promise or a
 /// vote in (a 1b or 2b in that epoch's envelope); or taking part in the epoch it revealed
 /// them in with a promise below the highest ballot it revealed there (it forgot a promise
-/// its peers may have counted, and may vote below it). With [`EpochJudge::Promises`], the
+/// its peers may have counted, and may vote below it). With [`RuleJudge::Promises`], the
 /// last one only: the hazard itself, where the others are what leads to it.
 pub fn check(scope: &Scope, s: &RslState) -> Result<(), String> {
-    let promises_only = scope.change.is_some_and(|c| c.epoch_records == EpochJudge::Promises);
+    let promises_only = scope.change.is_some_and(|c| c.rule_judge == RuleJudge::Promises);
     for (actor, r) in replicas(s).iter().enumerate() {
         let (epoch, logged) = (epoch_of(&r.replica), log_epoch(&r.log));
         if epoch != logged && !promises_only {

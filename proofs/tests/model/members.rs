@@ -41,20 +41,24 @@ pub struct Membership {
     /// engine's or the cross-epoch invariants (to show a planted bug is visible to clients,
     /// not only to the checks that name its mechanism).
     pub clients_only: bool,
-    /// In a durable scope, how much of the epoch-record property
-    /// ([`super::durable_members::check`]) is checked; the other properties as usual.
-    pub epoch_records: EpochJudge,
+    /// How much of the scope's own rule is checked: the epoch-record property in a durable
+    /// scope ([`super::durable_members::check`]), the learner rules in a learner scope
+    /// ([`super::learners::check`]); the other properties as usual.
+    pub rule_judge: RuleJudge,
+    /// New machines start as learners of epoch 0 (`Replica::new_learner`, see
+    /// [`super::learners`]) instead of rejoining the next epoch from the start.
+    pub learners: bool,
 }
 
-/// How much of the epoch-record property a durable membership scope checks (see
-/// [`super::durable_members::check`]).
+/// How much of its own rule a durable or learner membership scope checks (see
+/// [`super::durable_members::check`], [`super::learners::check`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EpochJudge {
-    /// All of it: each replica in the epoch its log names, never below one it revealed a
-    /// promise or vote in, keeping the promises it revealed.
+pub enum RuleJudge {
+    /// All of it: durable, each replica in the epoch its log names, never below one it
+    /// revealed a promise or vote in, keeping the promises it revealed; learners, no 1b or
+    /// 2b from a learner, and the promises kept.
     Full,
-    /// The hazard only: a replica taking part keeps the promises it revealed in its epoch
-    /// (not which epoch it is in).
+    /// The hazard only: a replica taking part keeps the promises it revealed in its epoch.
     Promises,
     /// None of it: Paxos per epoch, the cross-epoch properties and linearizability judge.
     Off,
@@ -117,7 +121,8 @@ impl Scope {
             next: [0, 1, 3],
             joiner_ticks: 2,
             clients_only: false,
-            epoch_records: EpochJudge::Full,
+            rule_judge: RuleJudge::Full,
+            learners: false,
         }),
         planted: None,
     };
@@ -141,6 +146,9 @@ pub fn next_config(scope: &Scope) -> RslConfig<3> {
 /// epoch it was started for).
 pub fn start_joiner(scope: &Scope, config: &RslConfig<3>, me: usize) -> Result<MReplica, fleet_engine::ConfigError> {
     let index = config.index_of(endpoint(me, scope.hosts())).expect("a new machine is in the next epoch");
+    if super::learners::applies(scope) {
+        return Ok(super::learners::first_learner(scope, me));
+    }
     match scope.planted {
         Some(Planted::FreshEpoch) => MReplica::new(config.clone(), index, Counter::default(), Instant::ZERO),
         // Nonces above every 1b reply id, like epoch 0's durable replicas.
@@ -414,7 +422,7 @@ pub fn replica_retired(_: &RslModel, s: &RslState) -> bool {
 
 /// Progress: a new machine takes part (it rejoined the next epoch, caught up).
 pub fn joiner_takes_part(m: &RslModel, s: &RslState) -> bool {
-    replicas(s).iter().skip(m.cfg.scope.replicas).any(|r| r.replica.rejoining().is_none())
+    replicas(s).iter().skip(m.cfg.scope.replicas).any(|r| super::learners::taking_part(&r.replica))
 }
 
 /// Progress: the next epoch executed a client's write (an operation after the stop-sign).
@@ -496,6 +504,9 @@ pub fn describe_state(m: &RslModel, last: &RslState) -> String {
     {
         s.push_str(&format!("epoch-record violation: {v}\n"));
     }
+    if let (true, Err(v)) = (super::learners::applies(&m.cfg.scope), super::learners::check(m, last)) {
+        s.push_str(&format!("learner violation: {v}\n"));
+    }
     let sent = sent_in_clusters(&m.cfg, last);
     let configs = [m.cfg.config.clone(), next_config(&m.cfg.scope)];
     for c in &configs {
@@ -528,7 +539,8 @@ pub fn describe_state(m: &RslModel, last: &RslState) -> String {
             st.ops_complete,
             x.app().value,
             if x.retired().is_some() { " retired" } else { "" },
-            x.rejoining().map(|j| format!(" rejoining ({:?})", j.stage)).unwrap_or_default(),
+            x.rejoining().map(|j| format!(" rejoining ({:?})", j.stage)).unwrap_or_default()
+                + if x.learning().is_some() { " learning" } else { "" },
             r.broken
         ));
         if m.cfg.scope.durable {

@@ -47,6 +47,8 @@ pub mod members;
 pub use members::{Membership, MEMBERS_CI_STATES};
 pub mod durable_members;
 pub use durable_members::DURABLE_MEMBERS_CI_STATES;
+pub mod learners;
+pub use learners::LEARNERS_CI_STATES;
 
 /// The replica under check: the paper's counter app, 3 replicas at most, a window of 4,
 /// 256-byte datagrams, a 512-byte request queue, 4 cached clients, 16-byte replies.
@@ -309,12 +311,18 @@ pub enum Planted {
     /// may count its empty 1b, or it may start again a ballot it already used, and a second
     /// value is proposed for an operation the epoch already chose.
     ReplayStopsAtEpoch,
+    /// In [`Scope::LEARNERS`], a learner that moves into the epoch that adds it takes part
+    /// at once instead of rejoining ([`learners::take_part_at_once`]). Harmless the first
+    /// time (it never promised or voted there), unsafe for a reincarnation: the new machine
+    /// took part in epoch 1, crashed, came back without state as a learner and re-enters
+    /// epoch 1 with an acceptor that forgot its promises and votes there.
+    LearnerTakesPartAtOnce,
 }
 
 /// A replica's own endpoint (its place in its epoch's list; a retired replica keeps the
 /// list of the epoch it retired from).
 pub fn own_endpoint(r: &MReplica) -> Endpoint {
-    r.config().replicas[r.id()]
+    r.own_endpoint()
 }
 
 /// Endpoint of actor `id` in a cluster of `n` replicas (replicas first, then clients).
@@ -798,6 +806,8 @@ impl Node {
                 if scope.change.is_some() {
                     note_revealed(&node.replica, &mut next, out);
                 }
+            } else if learners::applies(&scope) {
+                note_revealed(&node.replica, &mut next, out);
             }
             if next.broken.is_none() {
                 next.broken =
@@ -806,6 +816,9 @@ impl Node {
             if scope.planted == Some(Planted::FreshEpoch) {
                 // After the step check: the replacement is the plant, not a step.
                 members::fresh_epoch(&mut next, node.replica.config().epoch, out);
+            }
+            if scope.planted == Some(Planted::LearnerTakesPartAtOnce) {
+                learners::take_part_at_once(&node.replica, &mut next, out);
             }
             if next == *node && out.is_empty() {
                 return false;
@@ -829,6 +842,9 @@ impl Node {
         }
         if durable_members::applies(&scope) && node.restarts == 0 && durable_members::may_restart(&scope, actor, &next)
         {
+            arm_restart(&scope, o);
+        }
+        if learners::applies(&scope) && learners::may_restart(&scope, actor, &next) {
             arm_restart(&scope, o);
         }
         Some(next)
@@ -907,9 +923,10 @@ impl Actor for Node {
                     })
                     .unwrap_or(node);
                 let scope = self.scope();
-                let armed = match durable_members::applies(scope) {
-                    true => durable_members::may_restart(scope, me, &next),
-                    false => scope.restarts > 0 && scope.restartable & (1 << me) != 0,
+                let armed = match (durable_members::applies(scope), learners::applies(scope)) {
+                    (true, _) => durable_members::may_restart(scope, me, &next),
+                    (false, true) => learners::may_restart(scope, me, &next),
+                    (false, false) => scope.restarts > 0 && scope.restartable & (1 << me) != 0,
                 };
                 if armed {
                     arm_restart(scope, o);
@@ -1133,12 +1150,16 @@ impl Node {
                 .unwrap_or(restarted);
         }
         let replica = match scope.planted {
+            // A new machine comes back as a learner of epoch 0, as `serve --join` starts one.
+            _ if learners::applies(scope) && actor >= scope.replicas => {
+                Ok(learners::restarted_learner(scope, actor, node.now, node.restarts))
+            }
             Some(Planted::VotesAtOnce) => MReplica::new(config.clone(), me, Counter::default(), node.now),
             _ => MReplica::new_rejoining(config.clone(), me, Counter::default(), node.now, nonce),
         }
         .expect("valid model configuration");
         let lost_state = node.lost_state || node.replica.acceptor().max_bal != Ballot::default();
-        let fresh = ReplicaNode { replica, restarts, lost_state, ..node.clone() };
+        let fresh = ReplicaNode { replica, restarts, lost_state, revealed_since_restart: None, ..node.clone() };
         self.replica_step(&fresh, o, |r, out| {
             let _ = r.replica.tick(r.now, out);
         })
@@ -1391,6 +1412,9 @@ pub fn model(scope: Scope, progress: bool) -> RslModel {
     };
     if durable_members::applies(&scope) {
         m = durable_members::properties(m, progress);
+    }
+    if learners::applies(&scope) {
+        m = learners::properties(m, progress);
     }
     m = m
         .property(Expectation::Always, SAFETY[2], linearizable)
