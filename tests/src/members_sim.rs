@@ -76,6 +76,9 @@ pub struct MembersSim {
     pub clients: BTreeMap<Endpoint, SimClient>,
     /// Hosts that are down: they neither receive nor step.
     pub down: Vec<Endpoint>,
+    /// A replica paused with its state (a stalled VM, a long partition): it neither
+    /// receives nor steps, takes no crash, and the operator changes the cluster without it.
+    pub asleep: Option<Endpoint>,
     /// Replies each client received: (seqno, bytes).
     pub replies: BTreeMap<Endpoint, Vec<(u64, Vec<u8>)>>,
     /// The network's faults.
@@ -116,6 +119,7 @@ impl MembersSim {
             replicas: BTreeMap::new(),
             clients: BTreeMap::new(),
             down: Vec::new(),
+            asleep: None,
             replies: BTreeMap::new(),
             faults: Faults::default(),
             rng: Rng::new(seed),
@@ -204,7 +208,7 @@ impl MembersSim {
                 break;
             }
             let Some(InFlight { from, to, bytes, .. }) = self.queue.pop() else { break };
-            if self.down.contains(&to) {
+            if self.down.contains(&to) || self.asleep == Some(to) {
                 continue;
             }
             let mut out = store.outbox();
@@ -221,7 +225,8 @@ impl MembersSim {
         }
         self.now_us += MS;
         let now = self.now();
-        let eps: Vec<Endpoint> = self.replicas.keys().copied().filter(|e| !self.down.contains(e)).collect();
+        let eps: Vec<Endpoint> =
+            self.replicas.keys().copied().filter(|e| !self.down.contains(e) && self.asleep != Some(*e)).collect();
         for e in eps {
             let mut out = store.outbox();
             let Some(r) = self.replicas.get_mut(&e) else { continue };
@@ -353,10 +358,10 @@ impl MembersSim {
     }
 
     /// Every replica of epoch `epoch` (`members`) is up, in that epoch, and votes (none is
-    /// still rejoining or behind in an earlier epoch).
+    /// still rejoining or behind in an earlier epoch); but the one asleep, if any.
     pub fn settled(&self, epoch: u64, members: &[u8]) -> bool {
         self.down.is_empty()
-            && members.iter().all(|&m| {
+            && members.iter().filter(|&&m| self.asleep != Some(replica_ep(m))).all(|&m| {
                 let r = &self.replicas[&replica_ep(m)];
                 r.config().epoch == epoch && r.rejoining().is_none() && r.retired().is_none()
             })
@@ -406,6 +411,9 @@ pub struct SeedReport {
     pub planted: u64,
     /// Changes whose new replicas were learners first.
     pub learner_changes: u64,
+    /// A replica slept through the last two changes, the replicas removed meanwhile were
+    /// shut down, and it woke this many epochs behind (0: no sleeper in this seed).
+    pub slept_epochs: u64,
 }
 
 /// A bug planted in a membership seed; each must be caught.
@@ -431,7 +439,11 @@ pub enum MembersPlant {
 /// agree. Odd seeds run durable replicas (new machines too): a crashed replica restarts
 /// from its disk (unsynced records lost), some rounds cut the power to every replica, and
 /// every seed ends with one power cut after its last change. Even seeds run in-memory
-/// replicas, restarted without state. Returns what happened, or the violations.
+/// replicas, restarted without state. A quarter of the seeds of either kind (`seed / 2 % 4
+/// == 1`) shrink 5 → 4 → 3 after growing, while replica 1 sleeps through both shrinks with
+/// its state; the removed replicas are then shut down and replica 1 wakes two epochs behind,
+/// to be told where the cluster went by the replicas of its epoch that moved on. Returns
+/// what happened, or the violations.
 pub fn run_seed(seed: u64) -> Result<SeedReport, Vec<String>> {
     run_seed_with(seed, MembersPlant::None)
 }
@@ -464,6 +476,7 @@ pub fn run_seed_with(seed: u64, plant: MembersPlant) -> Result<SeedReport, Vec<S
     }
     let mut acked: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut members: Vec<u8> = vec![1, 2, 3];
+    let sleeper = (seed / 2) % 4 == 1;
     let mut next_id = 4u8;
     let mut epoch = 0u64;
     let mut key = 0u32;
@@ -476,7 +489,7 @@ pub fn run_seed_with(seed: u64, plant: MembersPlant) -> Result<SeedReport, Vec<S
                 acked.push((k, v));
                 report.acked += 1;
             }
-            if sim.rng.chance(150_000) && sim.down.is_empty() && sim.settled(epoch, &members) {
+            if sim.rng.chance(150_000) && sim.down.is_empty() && sim.asleep.is_none() && sim.settled(epoch, &members) {
                 let victim = members[sim.rng.below(members.len() as u64) as usize];
                 let cut = durable && sim.rng.chance(300_000);
                 match (durable, cut) {
@@ -514,9 +527,14 @@ pub fn run_seed_with(seed: u64, plant: MembersPlant) -> Result<SeedReport, Vec<S
                 sim.states()
             )]);
         }
-        // The change: grow, replace one, or shrink; new machines start first.
+        // The change: grow, replace one, or shrink; new machines start first. A sleeper
+        // seed shrinks twice, without replica 1 (no new machine waits for its answer).
+        if sleeper && round == 1 {
+            sim.asleep = Some(replica_ep(members[0]));
+        }
         let next: Vec<u8> = match (round, members.len()) {
             (0, _) => members.iter().copied().chain([next_id, next_id + 1]).collect(),
+            (1, n) if sleeper => members[..n - 1].to_vec(),
             (1, n) => {
                 let out = sim.rng.below(n as u64) as usize;
                 let mut m = members.clone();
@@ -573,6 +591,21 @@ pub fn run_seed_with(seed: u64, plant: MembersPlant) -> Result<SeedReport, Vec<S
         report.epochs += 1;
         members = next;
         next_id += 3;
+        if sleeper && round == 2 {
+            // The operator shuts the removed replicas down; the sleeper wakes.
+            let retired: Vec<Endpoint> =
+                sim.replicas.iter().filter(|(_, r)| r.retired().is_some()).map(|(e, _)| *e).collect();
+            for e in retired {
+                sim.replicas.remove(&e);
+                sim.disks.remove(&e);
+            }
+            if let Some(e) = sim.asleep.take() {
+                report.slept_epochs = epoch.saturating_sub(sim.replicas[&e].config().epoch);
+                // Before anything else happens to the cluster (a power cut forgets the
+                // epochs a compacted log no longer names): bounded, checked at the end.
+                let _ = sim.run_until(10_000, |s| s.replicas[&e].config().epoch == epoch);
+            }
+        }
         if fresh_epoch {
             let config = config_of(&members, epoch);
             for (i, &m) in members.iter().enumerate() {

@@ -220,6 +220,8 @@ fn run_members(seed: u64, plant: Plant) -> SeedReport {
         restarts: r.restarts_from_disk,
         power_cuts: r.power_cuts,
         planted: r.planted,
+        // A replica asleep through two changes (`members_sim::run_seed`).
+        pauses: u64::from(r.slept_epochs > 0),
         ..FaultCounts::default()
     };
     SeedReport {
@@ -231,7 +233,7 @@ fn run_members(seed: u64, plant: Plant) -> SeedReport {
         violations: violations.into_iter().map(|v| Violation::new("members", "members-simulator", v)).collect(),
         setup: format!(
             "members: {} replicas, {} epochs entered ({} adding learners), {} writes acknowledged, {} restarts \
-             without state, {} from disk, {} power cuts, client {}",
+             without state, {} from disk, {} power cuts, client {}{}",
             if r.durable { "durable" } else { "in-memory" },
             r.epochs,
             r.learner_changes,
@@ -239,7 +241,11 @@ fn run_members(seed: u64, plant: Plant) -> SeedReport {
             r.restarts,
             r.restarts_from_disk,
             r.power_cuts,
-            if r.plain_client { "naming no cluster" } else { "naming its cluster" }
+            if r.plain_client { "naming no cluster" } else { "naming its cluster" },
+            match r.slept_epochs {
+                0 => String::new(),
+                n => format!(", a replica woke {n} epochs behind"),
+            }
         ),
         ..SeedReport::default()
     }

@@ -250,6 +250,35 @@ fn a_lagging_replica_learns_the_next_epoch_from_a_peer() {
 }
 
 #[test]
+fn a_replica_two_epochs_behind_follows_once_its_peers_moved_on() {
+    let mut c = Cluster::new(5, 1);
+    assert!(c.put(1, b"a", b"1"));
+    // Replica 3 sleeps through two changes: 5 leaves, then 4.
+    c.down.push(ep(3));
+    let outcome = c.change(1, 0, &[1, 2, 3, 4], 5_000).unwrap();
+    let Outcome::Started { epoch: 1, .. } = outcome else { panic!("{outcome:?}") };
+    assert!(c.put(1, b"b", b"2"), "epoch 1 serves");
+    let outcome = c.change(1, 1, &[1, 2, 3], 5_000).unwrap();
+    let Outcome::Started { epoch: 2, start } = outcome else { panic!("{outcome:?}") };
+    assert!(c.put(1, b"c", b"3"), "epoch 2 serves");
+    // The removed replicas are shut down, as an operator does: only 1 and 2 are left of
+    // epoch 0, and they are in epoch 2.
+    c.down = vec![ep(4), ep(5)];
+    assert_eq!(c.replica(3).config().epoch, 0, "replica 3 missed both stop-signs");
+    // Its next datagram of epoch 0 reaches replicas 1 and 2, which remember epoch 0 and
+    // say where the cluster is.
+    assert!(c.run_until(2_000, |c| c.replica(3).config().epoch == 2), "replica 3 follows: {:?}", c.states());
+    assert_eq!(c.replica(3).epoch_start(), start);
+    assert!(c.put(1, b"d", b"4"), "epoch 2 serves");
+    let ops = c.replica(1).executor().ops_complete;
+    assert!(c.run_until(5_000, |c| c.epoch_caught_up(2, ops)), "replica 3 catches up: {:?}", c.states());
+    assert_eq!(c.replica(3).app(), c.replica(1).app());
+    c.down.push(ep(1));
+    assert!(c.put_within(1, b"e", b"5", 20_000), "replicas 2 and 3 decide without replica 1");
+    assert_eq!(c.get(1, b"a"), Some(b"1".to_vec()));
+}
+
+#[test]
 fn a_refused_change_changes_nothing_and_says_why() {
     let mut c = Cluster::new(3, 1);
     assert!(c.put(1, b"k", b"v"));
@@ -385,8 +414,8 @@ mod single {
         };
         let mut store = Out::new();
         let mut out = store.outbox();
-        let _ = r.handle(Instant::ZERO, eps()[1], &members(2, &next), &mut out);
-        assert_eq!((r.config().epoch, r.stats().ignored_messages), (0, 1), "epoch 2 is not the next one");
+        let _ = r.handle(Instant::ZERO, eps()[1], &members(0, &next), &mut out);
+        assert_eq!((r.config().epoch, r.stats().ignored_messages), (0, 1), "epoch 0 is not a later one");
         let _ = r.handle(Instant::ZERO, ep(9), &members(1, &next), &mut out);
         assert_eq!((r.config().epoch, r.stats().unknown_sender), (0, 1), "not a replica of this epoch");
         let _ = r.handle(Instant::ZERO, eps()[1], &members(1, &list(&[eps()[0], eps()[0]])), &mut out);
@@ -400,6 +429,11 @@ mod single {
         assert_eq!((r.config().epoch, r.epoch_start()), (1, 3), "the next epoch, from a replica of this one");
         assert_eq!(r.status().ops_complete, 0, "behind the epoch's start: it fetches the state");
         assert!(r.transfer().target_opn >= 3);
+        // A replica that missed changes follows a later epoch than the next, as its own.
+        let mut behind = leader();
+        let _ = behind.handle(Instant::ZERO, eps()[1], &members(3, &next), &mut out);
+        assert_eq!((behind.config().epoch, behind.epoch_start()), (3, 3), "epoch 3, two changes on");
+        assert_eq!(behind.cluster(), behind.config().identity(), "its envelope is epoch 3's");
     }
 }
 

@@ -51,6 +51,48 @@ pub const EPOCH_START_UNKNOWN: u64 = u64::MAX;
 /// Most bytes one encoded endpoint takes (an IPv6 address, a port, the tag).
 pub const MAX_ENDPOINT_BYTES: usize = 20;
 
+/// How many epochs before its own a replica recognizes in an envelope ([`EarlierEpochs`]):
+/// a replica that many epochs behind or fewer is told where the cluster went by any replica
+/// of its epoch that moved on; one further behind hears from nobody.
+pub const MAX_EARLIER_EPOCHS: usize = 8;
+
+/// The identities ([`crate::rsl::RslConfig::identity`]) of the epochs a replica passed
+/// through before its own, newest first, at most [`MAX_EARLIER_EPOCHS`]: their replicas and
+/// clients are told where the cluster went. Kept in memory only: a restarted replica knows
+/// the epochs its log moved it through (a compacted log: none before its own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EarlierEpochs {
+    ids: [u32; MAX_EARLIER_EPOCHS],
+    len: u8,
+}
+
+impl EarlierEpochs {
+    /// Whether `cluster` is one of them ([`wire::ANY_CLUSTER`] never is).
+    pub fn contains(&self, cluster: u32) -> bool {
+        cluster != wire::ANY_CLUSTER && self.ids[..usize::from(self.len)].contains(&cluster)
+    }
+
+    /// The epoch `cluster` just ended here: remembered first, the oldest forgotten when full.
+    pub fn push(&mut self, cluster: u32) {
+        if cluster == wire::ANY_CLUSTER || self.contains(cluster) {
+            return;
+        }
+        self.ids.copy_within(..MAX_EARLIER_EPOCHS - 1, 1);
+        self.ids[0] = cluster;
+        self.len = (usize::from(self.len) + 1).min(MAX_EARLIER_EPOCHS) as u8;
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// An operator's request to end epoch `epoch` and start the next with `replicas`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Change<'a> {

@@ -37,6 +37,7 @@ use super::executor::Executor;
 use super::journal::Journal;
 use super::learner::Learner;
 use super::lease::Hold;
+use super::membership::EarlierEpochs;
 use super::msg::RslMsg;
 use super::proposer::{ClientRequest, Phase, Proposer};
 use super::reads::Reads;
@@ -190,9 +191,9 @@ pub struct Replica<
     hold: Hold,
     /// The first operation of this replica's epoch ([`crate::rsl::membership`]).
     epoch_start: u64,
-    /// The identity of the epoch before this one ([`crate::wire::ANY_CLUSTER`] in epoch
-    /// 0): its replicas and clients are told where the cluster went.
-    previous_cluster: u32,
+    /// The identities of the epochs before this one (none in epoch 0): their replicas and
+    /// clients are told where the cluster went.
+    earlier_epochs: EarlierEpochs,
     /// This replica's epoch ended and the next one does not include it.
     retired: Option<Retired<R>>,
     /// The highest operation this leader proposed a membership change in, until executed.
@@ -253,7 +254,7 @@ impl<
             hold: Hold::at_start(now, config.params.lease_ms),
             // A replica of a later epoch starts without its state (it rejoins).
             epoch_start: if config.epoch == 0 { 0 } else { crate::rsl::membership::EPOCH_START_UNKNOWN },
-            previous_cluster: wire::ANY_CLUSTER,
+            earlier_epochs: EarlierEpochs::default(),
             retired: None,
             change_proposed: None,
             learning: None,
@@ -302,7 +303,7 @@ impl<
                 self.on_client_request(now, from, cluster, req, out);
             }
             Ok((cluster, RslMsg::MembersRequest { nonce })) => {
-                if cluster == wire::ANY_CLUSTER || cluster == self.cluster || cluster == self.previous_cluster {
+                if cluster == wire::ANY_CLUSTER || cluster == self.cluster || self.earlier_epochs.contains(cluster) {
                     self.send_members(from, nonce, cluster, out);
                 } else {
                     self.refuse_foreign(from, cluster);
@@ -311,11 +312,11 @@ impl<
             Ok((_, RslMsg::Reply { .. } | RslMsg::Replies { .. } | RslMsg::StatusReply { .. })) => {
                 Stats::bump(&mut self.stats.ignored_messages)
             }
-            // A replica of the epoch before this one has not moved on: tell it where to, if
+            // A replica of an epoch before this one has not moved on: tell it where to, if
             // this replica holds the state the epoch starts from (it can then fetch it
             // here; one told by a replica without it would abandon the old epoch's votes
             // with nobody to fetch from). Never in answer to a membership, which would echo.
-            Ok((cluster, msg)) if cluster == self.previous_cluster && cluster != wire::ANY_CLUSTER => match msg {
+            Ok((cluster, msg)) if self.earlier_epochs.contains(cluster) => match msg {
                 RslMsg::Members { .. } => Stats::bump(&mut self.stats.ignored_messages),
                 _ if self.executor.ops_complete < self.epoch_start => Stats::bump(&mut self.stats.ignored_messages),
                 _ => self.send_members(from, 0, cluster, out),
@@ -563,7 +564,7 @@ impl<
         req: ClientRequest<'_>,
         out: &mut Outbox<'_>,
     ) {
-        if cluster == self.previous_cluster && cluster != wire::ANY_CLUSTER {
+        if self.earlier_epochs.contains(cluster) {
             self.send_members(from, 0, cluster, out);
         } else if cluster != wire::ANY_CLUSTER && cluster != self.cluster {
             self.refuse_foreign(from, cluster);

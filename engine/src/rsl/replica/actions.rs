@@ -29,14 +29,19 @@ impl<
         if self.rejoin.is_some() {
             return;
         }
-        let msg = RslMsg::Heartbeat {
-            bal: self.election.current_view,
-            suspicious: self.election.suspects(self.me),
-            opn_ckpt: self.checkpoint(),
-        };
+        let msg = self.heartbeat();
         self.ckpt_reported = self.ckpt_reported.max(self.checkpoint());
         let max = self.config.params.max_datagram_bytes;
         emit::broadcast(out, &mut self.stats, Envelope::Rsl(self.cluster), max, &self.config.replicas, &msg);
+    }
+
+    /// This replica's heartbeat: its view, whether it suspects it, its checkpoint.
+    pub(super) fn heartbeat(&self) -> RslMsg<'static> {
+        RslMsg::Heartbeat {
+            bal: self.election.current_view,
+            suspicious: self.election.suspects(self.me),
+            opn_ckpt: self.checkpoint(),
+        }
     }
 
     /// A follower that has executed (in durable mode: made durable) everything it voted for,

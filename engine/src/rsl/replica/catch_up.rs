@@ -110,7 +110,7 @@ impl<
         let (_, mut exec) = self.execution();
         if exec.run(bal, batch, None, &mut decision) {
             if let Some(next) = decision.next.take() {
-                self.end_epoch(now, next, self.executor.ops_complete, out);
+                self.end_epoch(now, self.config.next_epoch(next), self.executor.ops_complete, out);
                 return true;
             }
         }

@@ -92,22 +92,16 @@ impl<
     }
 
     /// Ends this epoch at operation `start` (its stop-sign executed, or a replica of this
-    /// epoch said where the cluster went): this replica enters the next epoch with
-    /// `replicas` if it is one of them, else retires. Entering starts the next epoch's Paxos
+    /// epoch said where the cluster went, perhaps several epochs on): this replica enters
+    /// epoch `next` if it is one of its replicas, else retires. Entering starts the next epoch's Paxos
     /// afresh at `start`: no promise, no vote, no view, truncation point `start`. A replica
     /// that executed the stop-sign holds the state at `start`; one told by a peer fetches it
     /// from the next epoch's replicas, like any replica that is behind.
-    pub(super) fn end_epoch(
-        &mut self,
-        now: Instant,
-        replicas: heapless::Vec<Endpoint, R>,
-        start: u64,
-        out: &mut Outbox<'_>,
-    ) {
+    pub(super) fn end_epoch(&mut self, now: Instant, next: RslConfig<R>, start: u64, out: &mut Outbox<'_>) {
         // Paired with the callers: the stop-sign's executor passes what it executed through
         // it, a peer's membership is refused unless it starts past what was executed.
         debug_assert!(self.executor.ops_complete <= start, "an epoch starts at or after what was executed");
-        let next = self.config.next_epoch(replicas);
+        debug_assert!(next.epoch > self.config.epoch, "epochs only go forward");
         if !self.move_to_epoch(now, next, start) && self.retired.is_some() {
             // One last heartbeat tells its epoch's replicas how far it executed: one that
             // missed the stop-sign fetches it from here instead of waiting for a client.
@@ -169,7 +163,7 @@ impl<
         self.journal.enter_epoch(start, self.rejoin.is_none(), state_at_start);
         self.durable_changed |= self.journal.durable;
         self.me = index;
-        self.previous_cluster = self.cluster;
+        self.earlier_epochs.push(self.cluster);
         self.cluster = next.identity();
         self.config = next;
         self.epoch_start = start;
@@ -182,7 +176,10 @@ impl<
         true
     }
 
-    /// A peer of this epoch says the cluster moved on: follow if it names the next epoch.
+    /// A peer of this epoch says the cluster moved on: follow if it names a later epoch (the
+    /// next one, or one further on when this replica missed changes: any replica of its
+    /// epoch that moved on and remembers it says so; the state there it fetches as any
+    /// replica that is behind).
     pub(super) fn on_members(&mut self, now: Instant, epoch: u64, start: u64, replicas: &[u8], out: &mut Outbox<'_>) {
         let known = self.epoch_start != membership::EPOCH_START_UNKNOWN;
         // The next epoch begins after this one's stop-sign, which this replica has not
@@ -190,12 +187,12 @@ impl<
         let stale = start == membership::EPOCH_START_UNKNOWN
             || (known && start < self.epoch_start)
             || start <= self.executor.ops_complete;
-        if epoch != self.config.epoch.saturating_add(1) || stale || self.retired.is_some() {
+        if epoch <= self.config.epoch || stale || self.retired.is_some() {
             Stats::bump(&mut self.stats.ignored_messages);
             return;
         }
         match membership::replicas_of::<R>(replicas) {
-            Ok(next) => self.end_epoch(now, next, start, out),
+            Ok(replicas) => self.end_epoch(now, RslConfig { replicas, params: self.config.params, epoch }, start, out),
             Err(_) => Stats::bump(&mut self.stats.invalid_messages),
         }
     }
@@ -248,9 +245,19 @@ impl<
                 RslMsg::AppStateRequest { have, resume, .. } if self.executor.ops_complete > have => {
                     self.supply_state(from, have, resume, out)
                 }
+                // Its heartbeat says it has not executed the stop-sign: tell it how far this
+                // replica did, so that it asks (the last heartbeat at retiring may have been
+                // lost, and the others of its epoch may be too few to decide anything).
+                RslMsg::Heartbeat { opn_ckpt, .. } if opn_ckpt < self.checkpoint() => {
+                    let max = self.config.params.max_datagram_bytes;
+                    let msg = self.heartbeat();
+                    emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), max, from, &msg);
+                }
                 _ => Stats::bump(&mut self.stats.ignored_messages),
             },
-            Ok((cluster, _)) if cluster == self.cluster || cluster == wire::ANY_CLUSTER => {
+            Ok((cluster, _))
+                if cluster == self.cluster || cluster == wire::ANY_CLUSTER || self.earlier_epochs.contains(cluster) =>
+            {
                 self.send_members(from, 0, cluster, out)
             }
             Ok((cluster, _)) => self.refuse_foreign(from, cluster),

@@ -154,6 +154,7 @@ impl<
             self.learner.forget_below(self.executor.ops_complete);
             progress = true;
             if let (true, Some(next)) = (stopped, decision.next.take()) {
+                let next = self.config.next_epoch(next);
                 self.end_epoch(now, next, self.executor.ops_complete, out);
                 break;
             }

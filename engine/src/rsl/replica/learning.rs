@@ -170,15 +170,15 @@ impl<
     }
 
     /// A member says the cluster moved to `epoch` from `start` with `replicas`: follow it if
-    /// it is the next epoch and starts past what this learner executed (one it reached by
-    /// the log it enters by executing the stop-sign).
+    /// it is a later epoch and starts past what this learner executed (the next one it
+    /// reaches by the log too, entering it by executing the stop-sign).
     fn follow_members(&mut self, now: Instant, epoch: u64, start: u64, replicas: &[u8], out: &mut Outbox<'_>) {
         let stale = start == membership::EPOCH_START_UNKNOWN || start <= self.executor.ops_complete;
-        if epoch != self.config.epoch.saturating_add(1) || stale {
+        if epoch <= self.config.epoch || stale {
             return Stats::bump(&mut self.stats.ignored_messages);
         }
         match membership::replicas_of::<R>(replicas) {
-            Ok(next) => self.end_epoch(now, next, start, out),
+            Ok(replicas) => self.end_epoch(now, RslConfig { replicas, params: self.config.params, epoch }, start, out),
             Err(_) => Stats::bump(&mut self.stats.invalid_messages),
         }
     }
@@ -189,7 +189,7 @@ impl<
     pub(super) fn learner_moves(&mut self, now: Instant, next: RslConfig<R>, start: u64) {
         let Some(l) = self.learning else { return };
         let index = next.index_of(l.own);
-        self.previous_cluster = self.cluster;
+        self.earlier_epochs.push(self.cluster);
         self.cluster = next.identity();
         self.config = next;
         self.epoch_start = start;

@@ -46,7 +46,7 @@ where
             ckpt_reported: self.ckpt_reported,
             hold: self.hold,
             epoch_start: self.epoch_start,
-            previous_cluster: self.previous_cluster,
+            earlier_epochs: self.earlier_epochs,
             retired: self.retired.clone(),
             change_proposed: self.change_proposed,
             learning: self.learning,
@@ -90,7 +90,7 @@ where
             && self.ckpt_reported == other.ckpt_reported
             && self.hold == other.hold
             && self.epoch_start == other.epoch_start
-            && self.previous_cluster == other.previous_cluster
+            && self.earlier_epochs == other.earlier_epochs
             && self.retired == other.retired
             && self.change_proposed == other.change_proposed
             && self.learning == other.learning
@@ -150,7 +150,7 @@ where
         self.ckpt_reported.hash(state);
         self.hold.hash(state);
         self.epoch_start.hash(state);
-        self.previous_cluster.hash(state);
+        self.earlier_epochs.hash(state);
         self.retired.hash(state);
         self.change_proposed.hash(state);
         self.learning.hash(state);
