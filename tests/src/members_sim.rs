@@ -441,9 +441,9 @@ pub enum MembersPlant {
 /// every seed ends with one power cut after its last change. Even seeds run in-memory
 /// replicas, restarted without state. A quarter of the seeds of either kind (`seed / 2 % 4
 /// == 1`) shrink 5 → 4 → 3 after growing, while replica 1 sleeps through both shrinks with
-/// its state; the removed replicas are then shut down and replica 1 wakes two epochs behind,
-/// to be told where the cluster went by the replicas of its epoch that moved on. Returns
-/// what happened, or the violations.
+/// its state; the removed replicas are then shut down (durable: every log is compacted and
+/// the power cut) and replica 1 wakes two epochs behind, to be told where the cluster went
+/// by the replicas of its epoch that moved on. Returns what happened, or the violations.
 pub fn run_seed(seed: u64) -> Result<SeedReport, Vec<String>> {
     run_seed_with(seed, MembersPlant::None)
 }
@@ -601,6 +601,18 @@ pub fn run_seed_with(seed: u64, plant: MembersPlant) -> Result<SeedReport, Vec<S
             }
             if let Some(e) = sim.asleep.take() {
                 report.slept_epochs = epoch.saturating_sub(sim.replicas[&e].config().epoch);
+                if durable {
+                    // Durable: every log is compacted and the power goes out (the sleeper's
+                    // too): the kept replicas know the epochs before theirs only from
+                    // their images now.
+                    sim.compact_all();
+                    sim.power_cut();
+                    report.power_cuts += 1;
+                    let down_ms = sim.rng.range(50, 1_000);
+                    sim.run_until(down_ms, |_| false);
+                    nonce += 1;
+                    restart_everything_down(&mut sim, nonce);
+                }
                 // Before anything else happens to the cluster (a power cut forgets the
                 // epochs a compacted log no longer names): bounded, checked at the end.
                 let _ = sim.run_until(10_000, |s| s.replicas[&e].config().epoch == epoch);

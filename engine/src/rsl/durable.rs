@@ -160,6 +160,16 @@ pub enum DurableRecord<'a> {
         #[serde(borrow)]
         replicas: Bytes<'a>,
     },
+    /// The identities of the epochs this replica passed through before its own, newest
+    /// first ([`crate::rsl::membership::EarlierEpochs`]: 4-byte little-endian identities
+    /// back to back). Only in a compacted image, right after its epoch record: a log keeps
+    /// them as its epoch records, which compaction drops, and a replica that forgot them
+    /// could not tell a replica of those epochs where the cluster went.
+    EarlierEpochs {
+        /// The identities.
+        #[serde(borrow)]
+        ids: Bytes<'a>,
+    },
 }
 
 /// Encodes the piece of `frozen` at `pos` as a [`DurableRecord::Snapshot`] into `out`, with

@@ -58,8 +58,9 @@ pub const MAX_EARLIER_EPOCHS: usize = 8;
 
 /// The identities ([`crate::rsl::RslConfig::identity`]) of the epochs a replica passed
 /// through before its own, newest first, at most [`MAX_EARLIER_EPOCHS`]: their replicas and
-/// clients are told where the cluster went. Kept in memory only: a restarted replica knows
-/// the epochs its log moved it through (a compacted log: none before its own).
+/// clients are told where the cluster went. Durable as the log's epoch records, and in a
+/// compacted image as a [`crate::rsl::DurableRecord::EarlierEpochs`] record after its
+/// epoch record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EarlierEpochs {
     ids: [u32; MAX_EARLIER_EPOCHS],
@@ -90,6 +91,37 @@ impl EarlierEpochs {
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The identities, newest first.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ids[..usize::from(self.len)].iter().copied()
+    }
+
+    /// Encodes them into `out` (4 bytes each, little-endian, newest first); the bytes used.
+    pub fn encode(&self, out: &mut [u8; 4 * MAX_EARLIER_EPOCHS]) -> usize {
+        for (slot, id) in out.chunks_exact_mut(4).zip(self.iter()) {
+            slot.copy_from_slice(&id.to_le_bytes());
+        }
+        4 * self.len()
+    }
+
+    /// Decodes what [`EarlierEpochs::encode`] wrote; `None` if it is not whole identities,
+    /// too many, repeated, or [`wire::ANY_CLUSTER`].
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if !bytes.len().is_multiple_of(4) || bytes.len() > 4 * MAX_EARLIER_EPOCHS {
+            return None;
+        }
+        let mut earlier = EarlierEpochs::default();
+        for chunk in bytes.chunks_exact(4) {
+            let id = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            if id == wire::ANY_CLUSTER || earlier.contains(id) {
+                return None;
+            }
+            earlier.ids[earlier.len()] = id;
+            earlier.len += 1;
+        }
+        Some(earlier)
     }
 }
 

@@ -75,6 +75,23 @@ impl MembersSim {
         if r.snapshot_required().is_none() && disk.log.len() < COMPACT_AFTER_RECORDS {
             return;
         }
+        self.compact(ep);
+    }
+
+    /// Compacts every durable replica's log now (a snapshot, then the log replaced by the
+    /// replica's image), as each binding does when its log has grown.
+    pub fn compact_all(&mut self) {
+        let all: Vec<Endpoint> = self.disks.keys().copied().filter(|e| self.replicas.contains_key(e)).collect();
+        for ep in all {
+            self.compact(ep);
+        }
+    }
+
+    /// Persists a fresh snapshot of the replica at `ep` and starts a log segment with its
+    /// image.
+    fn compact(&mut self, ep: Endpoint) {
+        let (Some(disk), Some(r)) = (self.disks.get_mut(&ep), self.replicas.get_mut(&ep)) else { return };
+        let mut buf = vec![0u8; RECORD_BYTES];
         // A fresh snapshot covers every record handed out so far; the new segment starts
         // with the image (written whole here: a crash loses no part of it).
         r.freeze_snapshot();

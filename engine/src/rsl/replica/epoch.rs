@@ -84,6 +84,13 @@ impl<
         self.epoch_start
     }
 
+    /// The epochs this replica passed through before its own, newest first (at most
+    /// [`membership::MAX_EARLIER_EPOCHS`]): their replicas and clients are told where the
+    /// cluster went.
+    pub fn earlier_epochs(&self) -> &membership::EarlierEpochs {
+        &self.earlier_epochs
+    }
+
     /// Where this replica's epoch went when it is not in the next one: it then takes no
     /// part, tells clients of its epoch the next one's replicas ([`RslMsg::Members`]), and
     /// supplies its epoch's state to that epoch's replicas that ask.

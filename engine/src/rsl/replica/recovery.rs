@@ -12,7 +12,7 @@ use crate::rsl::batch;
 use crate::rsl::config::RslConfig;
 use crate::rsl::durable::{AcceptorRecord, DurableRecord, RecoverError};
 use crate::rsl::journal::Journal;
-use crate::rsl::membership::{self, MAX_ENDPOINT_BYTES};
+use crate::rsl::membership::{self, EarlierEpochs, MAX_EARLIER_EPOCHS, MAX_ENDPOINT_BYTES};
 use crate::rsl::msg::{SupplyPart, Vote};
 use crate::rsl::state_transfer::Progress;
 use crate::time::Instant;
@@ -59,9 +59,13 @@ impl<
         }
     }
 
-    /// 1 when the image starts with an epoch record (after a membership change), else 0.
+    /// The records the image starts with after a membership change: the epoch record, then
+    /// the earlier epochs' identities if it knows any; none before one.
     fn image_epoch_records(&self) -> usize {
-        usize::from(self.config.epoch > 0 || self.retired.is_some())
+        match self.config.epoch > 0 || self.retired.is_some() {
+            true => 1 + usize::from(!self.earlier_epochs.is_empty()),
+            false => 0,
+        }
     }
 
     /// The replicas this one was born with, and their incarnations then.
@@ -77,6 +81,13 @@ impl<
     /// membership change the epoch record first, then as described there.
     pub fn durable_image_record<'b>(&self, index: usize, buf: &'b mut [u8]) -> Result<&'b [u8], EncodeError> {
         let epoch = self.image_epoch_records();
+        if index == 1 && index < epoch {
+            let mut ids = [0u8; 4 * MAX_EARLIER_EPOCHS];
+            let used = self.earlier_epochs.encode(&mut ids);
+            let record = DurableRecord::EarlierEpochs { ids: Bytes(&ids[..used]) };
+            let len = wire::encode(Protocol::Durable, &record, buf)?;
+            return Ok(&buf[..len]);
+        }
         if index < epoch {
             let (config, start) = self.epoch_config();
             let mut list = [0u8; 64 * MAX_ENDPOINT_BYTES];
@@ -218,6 +229,14 @@ impl<
                 }
             }
             DurableRecord::Epoch { epoch, start, replicas } => self.replay_epoch(replay, epoch, start, replicas.0)?,
+            // A compacted image's, after its epoch record: what the epochs it dropped said.
+            DurableRecord::EarlierEpochs { ids } => {
+                let earlier = EarlierEpochs::decode(ids.0).ok_or(bad("malformed earlier epochs"))?;
+                if earlier.contains(self.cluster) {
+                    return Err(bad("an earlier epoch is the replica's own"));
+                }
+                self.earlier_epochs = earlier;
+            }
             DurableRecord::Snapshot(_) => return Err(bad("a snapshot piece in the log")),
             DurableRecord::Incarnation { nonce } => {
                 if nonce == 0 {

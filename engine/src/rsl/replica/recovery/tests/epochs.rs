@@ -77,8 +77,9 @@ fn a_power_cut_after_a_change_brings_every_replica_back_in_its_epoch() {
     assert_eq!(value(&c.nodes[2]), 6, "a retired replica executes nothing more");
 }
 
-/// The compacted image after a change starts with the epoch record and replays to the same
-/// epoch and acceptor; a retired replica's image is the epoch record alone.
+/// The compacted image after a change starts with the epoch record and the earlier epochs'
+/// identities, and replays to the same epoch, earlier epochs and acceptor; a retired
+/// replica's image is the epoch record alone.
 #[test]
 fn the_compacted_image_after_a_change_replays_into_the_epoch() {
     let mut c = shrunk();
@@ -106,7 +107,19 @@ fn the_compacted_image_after_a_change_replays_into_the_epoch() {
         assert_eq!(epoch_of(node), (from_image.config().epoch, from_image.retired().map(|r| r.start)));
         match i {
             2 => assert_eq!(image.len(), 1, "retired: the epoch record alone"),
-            _ => assert_eq!(durable_view(&from_image), durable_view(live), "replica {i}"),
+            _ => {
+                assert_eq!(durable_view(&from_image), durable_view(live), "replica {i}");
+                let ids = config().identity().to_le_bytes();
+                assert_eq!(decode(&image[1]), DurableRecord::EarlierEpochs { ids: Bytes(&ids) }, "replica {i}");
+                assert_eq!(from_image.earlier_epochs(), live.earlier_epochs(), "replica {i}");
+                // Replayed over a configuration of epoch 1 (a new machine's), the same.
+                let mut joined = config();
+                joined = RslConfig { epoch: 1, replicas: live.config().replicas.clone(), ..joined };
+                let snapshot = node.snapshot.iter().map(|r| r.as_slice());
+                let image = image.iter().map(|r| r.as_slice());
+                let as_joined = Rep::recover(joined, i, Counter::default(), Instant::ZERO, 1, snapshot, image).unwrap();
+                assert_eq!(as_joined.earlier_epochs().iter().collect::<Vec<_>>(), [config().identity()]);
+            }
         }
     }
 }
@@ -180,6 +193,21 @@ fn bad_epoch_records_are_refused() {
         refused(0, "an epoch record goes back, or follows the replica's retirement")
     );
     assert_eq!(replay(&[epoch(1, 7, &[1, 2, 3])]), refused(0, "an epoch's replicas are malformed"));
+    let earlier = |ids: &[u32]| {
+        let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+        any_record(&DurableRecord::EarlierEpochs { ids: Bytes(&bytes) })
+    };
+    let first = config().identity();
+    assert_eq!(replay(&[epoch(1, 7, &two), earlier(&[first])]), Ok(()), "an image's earlier epochs");
+    assert_eq!(replay(&[epoch(1, 7, &two), earlier(&[first, first])]), refused(1, "malformed earlier epochs"));
+    assert_eq!(replay(&[epoch(1, 7, &two), earlier(&[0; 9])]), refused(1, "malformed earlier epochs"));
+    let truncated = any_record(&DurableRecord::EarlierEpochs { ids: Bytes(&[1, 2, 3]) });
+    assert_eq!(replay(&[epoch(1, 7, &two), truncated]), refused(1, "malformed earlier epochs"));
+    let own = RslConfig { epoch: 1, replicas: heapless::Vec::from_slice(&eps()[..2]).unwrap(), ..config() };
+    assert_eq!(
+        replay(&[epoch(1, 7, &two), earlier(&[own.identity()])]),
+        refused(1, "an earlier epoch is the replica's own")
+    );
     assert_eq!(replay(&[epoch(1, 7, &[])]), refused(0, "an epoch's replicas are malformed"));
     // Replica 1 (`replay`'s) retires into an epoch without it; nothing may follow but repeats.
     let others = list(&[eps()[0], eps()[2]]);
