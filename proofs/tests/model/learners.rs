@@ -15,8 +15,7 @@
 //! promise is at least every ballot of a 1b or 2b it sent in that epoch's envelope).
 
 use fleet_engine::rsl::apps::counter::Counter;
-use fleet_engine::rsl::durable::{self, AcceptorRecord, DurableRecord};
-use fleet_engine::rsl::snapshot::SnapshotPos;
+use fleet_engine::rsl::durable::{AcceptorRecord, DurableRecord};
 use fleet_engine::rsl::{Ballot, RslConfig, RslMsg};
 use fleet_engine::wire::{self, Protocol};
 use fleet_engine::Instant;
@@ -102,16 +101,8 @@ pub fn take_part_at_once(before: &MReplica, node: &mut ReplicaNode, out: &mut fl
     if before.learning().is_none() || r.learning().is_some() || r.rejoining().is_none() {
         return;
     }
-    let mut frozen = r.clone();
-    frozen.freeze_snapshot();
-    let (mut scratch, mut buf) = (vec![0u8; 256], vec![0u8; 2048]);
-    let mut pos = SnapshotPos::default();
-    let mut snapshot = Vec::new();
-    while let Some(piece) = durable::snapshot_record(frozen.frozen(), pos, 128, &mut scratch, &mut buf) {
-        let (len, next) = piece.expect("a snapshot piece fits its buffer");
-        snapshot.push(buf[..len].to_vec());
-        pos = next;
-    }
+    let snapshot = super::snapshot_now(r);
+    let mut buf = vec![0u8; 2048];
     let mut list = [0u8; 128];
     let used = fleet_engine::rsl::membership::encode_replicas(&r.config().replicas, &mut list).expect("three fit");
     let start = r.epoch_start();

@@ -1182,6 +1182,15 @@ pub enum Down {
 /// first): the pieces of a snapshot frozen now, persisted whole, and a log of the replica's
 /// compacted image.
 fn compacted(replica: &MReplica) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut buf = vec![0u8; 2048];
+    let image = (0..replica.durable_image_len())
+        .map(|i| replica.durable_image_record(i, &mut buf).expect("an image record fits its buffer").to_vec())
+        .collect();
+    (snapshot_now(replica), image)
+}
+
+/// The records of a snapshot of `replica` frozen now, as a binding persists them.
+pub fn snapshot_now(replica: &MReplica) -> Vec<Vec<u8>> {
     let mut r = replica.clone();
     r.freeze_snapshot();
     let (mut scratch, mut buf) = (vec![0u8; 256], vec![0u8; 2048]);
@@ -1192,10 +1201,7 @@ fn compacted(replica: &MReplica) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         snapshot.push(buf[..len].to_vec());
         pos = next;
     }
-    let image = (0..r.durable_image_len())
-        .map(|i| r.durable_image_record(i, &mut buf).expect("an image record fits its buffer").to_vec())
-        .collect();
-    (snapshot, image)
+    snapshot
 }
 
 fn durable_record(record: &[u8]) -> Option<DurableRecord<'_>> {
