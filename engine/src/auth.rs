@@ -20,7 +20,7 @@
 mod guard;
 mod keys;
 
-pub use guard::{AuthStats, Guard, Role, MAX_SERVER_PEERS};
+pub use guard::{AuthStats, Guard, Role, MAX_ADDED_MEMBERS, MAX_SERVER_PEERS};
 pub use keys::{Key, KeyError, KeySet, Keyring};
 
 /// Bytes of a key: SipHash's 128-bit key.

@@ -72,15 +72,44 @@ pub struct Guard<'m> {
     servers: [Option<Endpoint>; MAX_SERVER_PEERS],
     /// The slot the next server address takes.
     next_server: usize,
+    /// Members named after the guard was made ([`Guard::add_member`]), newest first.
+    added: [Option<Endpoint>; MAX_ADDED_MEMBERS],
 }
 
 /// Most non-member servers (learners) a member remembers sealing for as members.
 pub const MAX_SERVER_PEERS: usize = 8;
 
+/// Most members a guard remembers besides those its role names ([`Guard::add_member`]):
+/// the replicas of later epochs of a changed membership; the one named longest ago is
+/// forgotten first.
+pub const MAX_ADDED_MEMBERS: usize = 32;
+
 impl<'m> Guard<'m> {
     /// A guard for the host at `me` (its advertised address: what peers send to).
     pub fn new(keys: Keyring, me: Endpoint, role: Role<'m>) -> Guard<'m> {
-        Guard { keys, me, role, stats: AuthStats::default(), servers: [None; MAX_SERVER_PEERS], next_server: 0 }
+        Guard {
+            keys,
+            me,
+            role,
+            stats: AuthStats::default(),
+            servers: [None; MAX_SERVER_PEERS],
+            next_server: 0,
+            added: [None; MAX_ADDED_MEMBERS],
+        }
+    }
+
+    /// Names `peer` a member too (a member's guard only): a replica of a later epoch of a
+    /// changed membership (`fleet-io-std` names every member it knows at each change). Named
+    /// again, it becomes the newest; beyond [`MAX_ADDED_MEMBERS`] the one named longest ago
+    /// is forgotten.
+    pub fn add_member(&mut self, peer: Endpoint) {
+        match self.role {
+            Role::Member(members) if !members.contains(&peer) => {}
+            _ => return,
+        }
+        let end = self.added.iter().position(|a| *a == Some(peer)).unwrap_or(MAX_ADDED_MEMBERS - 1);
+        self.added.copy_within(..end, 1);
+        self.added[0] = Some(peer);
     }
 
     /// Takes a new role, keeping the keys and counters: a member whose cluster's
@@ -98,7 +127,13 @@ impl<'m> Guard<'m> {
     /// The class of keys between this host and `peer`.
     pub fn class_with(&self, peer: Endpoint) -> Class {
         match self.role {
-            Role::Member(members) if members.contains(&peer) || self.servers.contains(&Some(peer)) => Class::Member,
+            Role::Member(members)
+                if members.contains(&peer)
+                    || self.added.contains(&Some(peer))
+                    || self.servers.contains(&Some(peer)) =>
+            {
+                Class::Member
+            }
             _ => Class::Client,
         }
     }

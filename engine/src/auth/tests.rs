@@ -199,3 +199,30 @@ fn a_server_that_is_not_a_member_talks_to_members_as_one_and_a_client_key_never_
     }
     assert_eq!(a.class_with(LEARNER), Class::Client, "forgotten after {MAX_SERVER_PEERS} others");
 }
+
+/// Members named after the guard was made seal and open as members; naming one again makes
+/// it the newest, and the one named longest ago is forgotten first.
+#[test]
+fn members_added_by_a_membership_change_are_members_and_bounded() {
+    let mut a = member(A);
+    let joined = Endpoint::v4([10, 0, 2, 1], 7000);
+    assert_eq!(a.class_with(joined), Class::Client, "not named yet");
+    a.add_member(joined);
+    assert_eq!(a.class_with(joined), Class::Member);
+    let mut new_member = Guard::new(member_ring(), joined, Role::Member(&MEMBERS));
+    assert_eq!(a.open(joined, &sealed(&mut new_member, A, b"2b")), Ok(&b"2b"[..]), "opened as a member's");
+    let others = |i: u8| Endpoint::v4([10, 0, 3, i], 7000);
+    for i in 0..MAX_ADDED_MEMBERS as u8 - 1 {
+        a.add_member(others(i));
+    }
+    a.add_member(joined);
+    a.add_member(others(200));
+    assert_eq!(a.class_with(joined), Class::Member, "named again: the newest, kept");
+    assert_eq!(a.class_with(others(0)), Class::Client, "the one named longest ago is forgotten");
+    assert_eq!(a.class_with(others(1)), Class::Member);
+    a.add_member(A);
+    assert_eq!(a.class_with(others(1)), Class::Member, "a member its role names takes no room");
+    let mut client = Guard::new(client_ring(), CLIENT, Role::Client);
+    client.add_member(joined);
+    assert_eq!(client.class_with(joined), Class::Client, "a client's guard names no members");
+}

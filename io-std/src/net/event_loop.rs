@@ -142,9 +142,7 @@ const NOTICES_PER_SECOND: u32 = 50;
 /// The sealing side of the loop: the guard, and room to seal a burst into.
 struct Sealer<'m> {
     guard: Guard<'m>,
-    /// The members the guard knows (the configured ones, then every one a membership
-    /// change added), and the host's membership generation they are for.
-    members: Vec<Endpoint>,
+    /// The host's membership generation the guard's members are for.
     generation: u64,
     sealed: Vec<u8>,
     notices_left: u32,
@@ -160,7 +158,6 @@ impl<'m> Sealer<'m> {
     fn new(auth: &'m LoopAuth, me: Endpoint) -> Sealer<'m> {
         Sealer {
             guard: Guard::new(auth.keys.clone(), me, Role::Member(&auth.members)),
-            members: auth.members.clone(),
             generation: 0,
             sealed: Vec::new(),
             notices_left: NOTICES_PER_SECOND,
@@ -172,24 +169,16 @@ impl<'m> Sealer<'m> {
     }
 
     /// Follows the host's membership: once it changed, every member the host knows is
-    /// sealed for as a member too. Members are only ever added (a retired replica still
-    /// talks to its old peers). Each change leaks its member list (a few hundred bytes per
-    /// membership change, which an operator makes) so that the guard may borrow it.
+    /// sealed for as a member too (the guard keeps the last `MAX_ADDED_MEMBERS` named; each
+    /// change names the current ones again, so only long-removed peers are forgotten).
     fn follow<H: Host>(&mut self, host: &H) {
         let generation = host.membership_generation();
         if generation == self.generation {
             return;
         }
         self.generation = generation;
-        let before = self.members.len();
         for m in host.known_members() {
-            if !self.members.contains(&m) {
-                self.members.push(m);
-            }
-        }
-        if self.members.len() != before {
-            let members: &'static [Endpoint] = Box::leak(self.members.clone().into_boxed_slice());
-            self.guard.set_role(Role::Member(members));
+            self.guard.add_member(m);
         }
     }
 
