@@ -181,27 +181,27 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
         bufs: &mut Buffers<SLOTS, BYTES, D, LB>,
         persist: &mut impl Persist<H>,
     ) -> ! {
-        self.run_with(socket, bufs, persist, None).await
+        self.run_with(socket, bufs, persist, None::<&mut Guard<'_, 0>>).await
     }
 
     /// [`Node::run_durable`] on a sealed cluster: every datagram is opened with `guard`
     /// before the host sees it and sealed with it as it leaves.
-    pub async fn run_sealed<const SLOTS: usize, const BYTES: usize, const D: usize, const LB: usize>(
+    pub async fn run_sealed<const SLOTS: usize, const BYTES: usize, const D: usize, const LB: usize, const A: usize>(
         &self,
         socket: &UdpSocket<'_>,
         bufs: &mut Buffers<SLOTS, BYTES, D, LB>,
         persist: &mut impl Persist<H>,
-        guard: &mut Guard<'_>,
+        guard: &mut Guard<'_, A>,
     ) -> ! {
         self.run_with(socket, bufs, persist, Some(guard)).await
     }
 
-    async fn run_with<const SLOTS: usize, const BYTES: usize, const D: usize, const LB: usize>(
+    async fn run_with<const SLOTS: usize, const BYTES: usize, const D: usize, const LB: usize, const A: usize>(
         &self,
         socket: &UdpSocket<'_>,
         bufs: &mut Buffers<SLOTS, BYTES, D, LB>,
         persist: &mut impl Persist<H>,
-        mut guard: Option<&mut Guard<'_>>,
+        mut guard: Option<&mut Guard<'_, A>>,
     ) -> ! {
         let Buffers { out: store, rx, loopback } = bufs;
         debug!("fleet node up");
@@ -287,12 +287,12 @@ impl<M: RawMutex, H: SansIoHost> Node<M, H> {
 
     /// Sends a step's datagrams (sealed in `scratch`, the receive buffer, when there is a
     /// guard); self-addressed ones go to the loopback FIFO as they are.
-    async fn flush<const LB: usize>(
+    async fn flush<const LB: usize, const A: usize>(
         &self,
         socket: &UdpSocket<'_>,
         out: &Outbox<'_>,
         loopback: &mut Fifo<LB>,
-        guard: &mut Option<&mut Guard<'_>>,
+        guard: &mut Option<&mut Guard<'_, A>>,
         scratch: &mut [u8],
     ) {
         for (dst, bytes) in out.iter() {

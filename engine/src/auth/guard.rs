@@ -63,7 +63,7 @@ impl AuthStats {
 /// Only a member-key holder can make that seal, and the engine gives a non-member address
 /// no part in the protocol whichever key it used; a client key never passes for a member.
 #[derive(Clone, Debug)]
-pub struct Guard<'m> {
+pub struct Guard<'m, const ADDED: usize = MAX_ADDED_MEMBERS> {
     keys: Keyring,
     me: Endpoint,
     role: Role<'m>,
@@ -72,21 +72,37 @@ pub struct Guard<'m> {
     servers: [Option<Endpoint>; MAX_SERVER_PEERS],
     /// The slot the next server address takes.
     next_server: usize,
-    /// Members named after the guard was made ([`Guard::add_member`]), newest first.
-    added: [Option<Endpoint>; MAX_ADDED_MEMBERS],
+    /// Members named after the guard was made ([`Guard::add_member`]), newest first; a
+    /// guard whose membership never changes (a firmware's) has room for none.
+    added: [Option<Endpoint>; ADDED],
 }
 
 /// Most non-member servers (learners) a member remembers sealing for as members.
 pub const MAX_SERVER_PEERS: usize = 8;
 
-/// Most members a guard remembers besides those its role names ([`Guard::add_member`]):
-/// the replicas of later epochs of a changed membership; the one named longest ago is
-/// forgotten first.
+/// Most members a guard remembers besides those its role names ([`Guard::add_member`]), by
+/// default (the `ADDED` capacity): the replicas of later epochs of a changed membership;
+/// the one named longest ago is forgotten first.
 pub const MAX_ADDED_MEMBERS: usize = 32;
 
 impl<'m> Guard<'m> {
-    /// A guard for the host at `me` (its advertised address: what peers send to).
-    pub fn new(keys: Keyring, me: Endpoint, role: Role<'m>) -> Guard<'m> {
+    /// A guard for the host at `me` (its advertised address: what peers send to), with room
+    /// for [`MAX_ADDED_MEMBERS`] members named later.
+    pub fn new(keys: Keyring, me: Endpoint, role: Role<'m>) -> Self {
+        Self::build(keys, me, role)
+    }
+}
+
+impl<'m> Guard<'m, 0> {
+    /// [`Guard::new`] for a host whose membership never changes (a firmware's): no room for
+    /// members named later, and none of the RAM.
+    pub fn fixed_membership(keys: Keyring, me: Endpoint, role: Role<'m>) -> Self {
+        Self::build(keys, me, role)
+    }
+}
+
+impl<'m, const ADDED: usize> Guard<'m, ADDED> {
+    fn build(keys: Keyring, me: Endpoint, role: Role<'m>) -> Self {
         Guard {
             keys,
             me,
@@ -94,20 +110,19 @@ impl<'m> Guard<'m> {
             stats: AuthStats::default(),
             servers: [None; MAX_SERVER_PEERS],
             next_server: 0,
-            added: [None; MAX_ADDED_MEMBERS],
+            added: [None; ADDED],
         }
     }
 
     /// Names `peer` a member too (a member's guard only): a replica of a later epoch of a
     /// changed membership (`fleet-io-std` names every member it knows at each change). Named
-    /// again, it becomes the newest; beyond [`MAX_ADDED_MEMBERS`] the one named longest ago
-    /// is forgotten.
+    /// again, it becomes the newest; beyond `ADDED` the one named longest ago is forgotten.
     pub fn add_member(&mut self, peer: Endpoint) {
         match self.role {
-            Role::Member(members) if !members.contains(&peer) => {}
+            Role::Member(members) if !members.contains(&peer) && ADDED > 0 => {}
             _ => return,
         }
-        let end = self.added.iter().position(|a| *a == Some(peer)).unwrap_or(MAX_ADDED_MEMBERS - 1);
+        let end = self.added.iter().position(|a| *a == Some(peer)).unwrap_or(ADDED - 1);
         self.added.copy_within(..end, 1);
         self.added[0] = Some(peer);
     }

@@ -225,4 +225,8 @@ fn members_added_by_a_membership_change_are_members_and_bounded() {
     let mut client = Guard::new(client_ring(), CLIENT, Role::Client);
     client.add_member(joined);
     assert_eq!(client.class_with(joined), Class::Client, "a client's guard names no members");
+    let mut fixed = Guard::fixed_membership(member_ring(), A, Role::Member(&MEMBERS));
+    fixed.add_member(joined);
+    assert_eq!(fixed.class_with(joined), Class::Client, "a fixed membership has no room for more");
+    assert_eq!(fixed.class_with(B), Class::Member);
 }

@@ -70,7 +70,7 @@ pub struct EarlierEpochs {
 impl EarlierEpochs {
     /// Whether `cluster` is one of them ([`wire::ANY_CLUSTER`] never is).
     pub fn contains(&self, cluster: u32) -> bool {
-        cluster != wire::ANY_CLUSTER && self.ids[..usize::from(self.len)].contains(&cluster)
+        cluster != wire::ANY_CLUSTER && self.iter().any(|id| id == cluster)
     }
 
     /// The epoch `cluster` just ended here: remembered first, the oldest forgotten when full.
@@ -78,8 +78,11 @@ impl EarlierEpochs {
         if cluster == wire::ANY_CLUSTER || self.contains(cluster) {
             return;
         }
-        self.ids.copy_within(..MAX_EARLIER_EPOCHS - 1, 1);
-        self.ids[0] = cluster;
+        // Newest first: shift the rest one place on (a loop: smaller firmware than a copy).
+        let mut carried = cluster;
+        for slot in self.ids.iter_mut() {
+            carried = core::mem::replace(slot, carried);
+        }
         self.len = (usize::from(self.len) + 1).min(MAX_EARLIER_EPOCHS) as u8;
     }
 
@@ -264,6 +267,31 @@ pub fn well_formed(request: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn earlier_epochs_keep_the_newest_and_round_trip() {
+        let mut e = EarlierEpochs::default();
+        e.push(wire::ANY_CLUSTER);
+        assert!(e.is_empty(), "no cluster is never an epoch");
+        for id in 1..=(MAX_EARLIER_EPOCHS as u32 + 2) {
+            e.push(id);
+            e.push(id);
+        }
+        assert_eq!(e.len(), MAX_EARLIER_EPOCHS, "bounded, a repeat not counted");
+        let newest_first: [u32; MAX_EARLIER_EPOCHS] =
+            core::array::from_fn(|i| MAX_EARLIER_EPOCHS as u32 + 2 - i as u32);
+        assert!(e.iter().eq(newest_first), "the oldest forgotten first");
+        assert!(!e.contains(1) && !e.contains(2) && e.contains(3));
+        assert!(!e.contains(wire::ANY_CLUSTER));
+        let mut bytes = [0u8; 4 * MAX_EARLIER_EPOCHS];
+        let used = e.encode(&mut bytes);
+        assert_eq!(EarlierEpochs::decode(&bytes[..used]), Some(e));
+        assert_eq!(EarlierEpochs::decode(&[]), Some(EarlierEpochs::default()));
+        assert_eq!(EarlierEpochs::decode(&bytes[..used - 1]), None, "not whole identities");
+        assert_eq!(EarlierEpochs::decode(&[7, 0, 0, 0, 7, 0, 0, 0]), None, "a repeat");
+        assert_eq!(EarlierEpochs::decode(&wire::ANY_CLUSTER.to_le_bytes()), None, "no cluster");
+        assert_eq!(EarlierEpochs::decode(&[1; 4 * MAX_EARLIER_EPOCHS + 4]), None, "too many");
+    }
 
     fn ep(i: u16) -> Endpoint {
         Endpoint::v4([10, 0, 0, 1], 7000 + i)

@@ -172,7 +172,8 @@ async fn main(spawner: Spawner) {
     }
     defmt::info!("fleet replica {} of {} at {}", ME, MEMBERS, eps[ME].port);
     let members = MEMBER_EPS.init(eps);
-    let mut guard = Guard::new(keys, members[ME], Role::Member(members));
+    // Its membership never changes here: no room for members named later.
+    let mut guard = Guard::fixed_membership(keys, members[ME], Role::Member(members));
     node.run_sealed(&socket, BUFFERS.take(), &mut persister, &mut guard).await
 }
 
