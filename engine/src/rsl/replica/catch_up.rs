@@ -11,7 +11,7 @@ use crate::rsl::ballot::Ballot;
 use crate::rsl::msg::{Resume, RslMsg, SupplyPart};
 use crate::rsl::proposer::Phase;
 use crate::rsl::snapshot::SnapshotPos;
-use crate::rsl::state_transfer::SUPPLY_OVERHEAD_BYTES;
+use crate::rsl::state_transfer::{Progress, SUPPLY_OVERHEAD_BYTES};
 use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire::Bytes;
@@ -89,6 +89,26 @@ impl<
                 }
             }
             Err(_) => Stats::bump(&mut self.stats.invalid_messages),
+        }
+    }
+
+    /// One supplied piece from replica `sender` (to a laggard or a learner): an executed
+    /// batch (the next one is executed; a stop-sign moves this replica on) or a snapshot
+    /// piece.
+    pub(super) fn take_supply(&mut self, now: Instant, sender: usize, part: SupplyPart<'_>, out: &mut Outbox<'_>) {
+        let ops = self.executor.ops_complete;
+        match part {
+            SupplyPart::Executed { opn, bal, batch } => {
+                if !bal.is_valid_for(self.config.n()) || !self.on_executed(now, sender, opn, bal, batch.0, out) {
+                    Stats::bump(&mut self.stats.ignored_messages);
+                }
+            }
+            _ => match self.transfer.receive(sender, part, ops) {
+                Progress::Ignored => Stats::bump(&mut self.stats.ignored_messages),
+                Progress::Corrupt => Stats::bump(&mut self.stats.invalid_messages),
+                Progress::Staged => {}
+                Progress::Complete => self.install_state(),
+            },
         }
     }
 

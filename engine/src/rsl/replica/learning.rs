@@ -27,8 +27,7 @@ use crate::rsl::ballot::Ballot;
 use crate::rsl::config::RslConfig;
 use crate::rsl::journal::Journal;
 use crate::rsl::membership;
-use crate::rsl::msg::{RslMsg, SupplyPart};
-use crate::rsl::state_transfer::Progress;
+use crate::rsl::msg::RslMsg;
 use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire;
@@ -107,7 +106,7 @@ impl<
                     return Stats::bump(&mut self.stats.unknown_sender);
                 };
                 let before = (self.executor.ops_complete, self.transfer.resume());
-                self.learn(now, sender, part, out);
+                self.take_supply(now, sender, part, out);
                 // One answer is bounded: ask for the rest at once, if it moved this learner
                 // on (else at the timer: an answer it cannot use must not echo).
                 let moved = (self.executor.ops_complete, self.transfer.resume()) != before;
@@ -119,25 +118,6 @@ impl<
                 self.follow_members(now, epoch, start, replicas.0, out)
             }
             Ok(_) => Stats::bump(&mut self.stats.ignored_messages),
-        }
-    }
-
-    /// One supplied piece: an executed batch (the next one is executed; a stop-sign moves
-    /// the learner on) or a snapshot piece.
-    fn learn(&mut self, now: Instant, sender: usize, part: SupplyPart<'_>, out: &mut Outbox<'_>) {
-        let ops = self.executor.ops_complete;
-        match part {
-            SupplyPart::Executed { opn, bal, batch } => {
-                if !bal.is_valid_for(self.config.n()) || !self.on_executed(now, sender, opn, bal, batch.0, out) {
-                    Stats::bump(&mut self.stats.ignored_messages);
-                }
-            }
-            _ => match self.transfer.receive(sender, part, ops) {
-                Progress::Ignored => Stats::bump(&mut self.stats.ignored_messages),
-                Progress::Corrupt => Stats::bump(&mut self.stats.invalid_messages),
-                Progress::Staged => {}
-                Progress::Complete => self.install_state(),
-            },
         }
     }
 

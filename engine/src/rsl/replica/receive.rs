@@ -13,7 +13,6 @@ use crate::rsl::election::Tracking;
 use crate::rsl::membership;
 use crate::rsl::msg::{RslMsg, SupplyPart, Vote};
 use crate::rsl::proposer::{ClientRequest, Phase, Queued};
-use crate::rsl::state_transfer::Progress;
 use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire::Bytes;
@@ -255,20 +254,7 @@ impl<
                 self.supply_state(self.config.replicas[sender], have, resume, out);
             }
             RslMsg::AppStateSupply { last, part } => {
-                let ops = self.executor.ops_complete;
-                match part {
-                    SupplyPart::Executed { opn, bal, batch } => {
-                        if !self.on_executed(now, sender, opn, bal, batch.0, out) {
-                            Stats::bump(&mut self.stats.ignored_messages);
-                        }
-                    }
-                    _ => match self.transfer.receive(sender, part, ops) {
-                        Progress::Ignored => Stats::bump(&mut self.stats.ignored_messages),
-                        Progress::Corrupt => Stats::bump(&mut self.stats.invalid_messages),
-                        Progress::Staged => {}
-                        Progress::Complete => self.install_state(),
-                    },
-                }
+                self.take_supply(now, sender, part, out);
                 // One answer is bounded: ask for the rest at once instead of at the timer.
                 if last && self.transfer.needed(self.executor.ops_complete) {
                     self.request_state(now, out);
