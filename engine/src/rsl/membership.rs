@@ -22,6 +22,9 @@
 //! that enters by executing the stop-sign has done neither. A lagging replica told by a
 //! peer (one that holds the epoch's start state) has never acted in the new epoch either:
 //! it enters with a fresh acceptor and fetches the state before it executes anything there.
+//! The same holds when it missed several changes and is told of an epoch further on
+//! ([`EarlierEpochs`]): each epoch it skips ended with a decided stop-sign that a majority of
+//! the next executed, so nothing there needs its votes.
 //! Every other way in (a new machine, a restart without state) is a start without state,
 //! which rejoins ([`crate::rsl::rejoin`]) and so votes only once it has caught up past
 //! everything the epoch's other replicas report, which is at least `k + 1`.

@@ -554,7 +554,7 @@ impl<
     }
 
     /// A client's request naming `cluster`: served if it names this epoch or none; a
-    /// client of the epoch before is served and told where the cluster went; another
+    /// client of an earlier epoch is served and told where the cluster went; another
     /// cluster's is refused.
     fn on_client_request(
         &mut self,
