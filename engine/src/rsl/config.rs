@@ -130,7 +130,13 @@ impl<const R: usize> RslConfig<R> {
 
     /// The configuration of the next epoch: `replicas`, these parameters.
     pub fn next_epoch(&self, replicas: heapless::Vec<Endpoint, R>) -> Self {
-        RslConfig { replicas, params: self.params, epoch: self.epoch.saturating_add(1) }
+        self.at_epoch(self.epoch.saturating_add(1), replicas)
+    }
+
+    /// The configuration of epoch `epoch` (a later one, learned from a peer or a log):
+    /// `replicas`, these parameters.
+    pub fn at_epoch(&self, epoch: u64, replicas: heapless::Vec<Endpoint, R>) -> Self {
+        RslConfig { replicas, params: self.params, epoch }
     }
 
     /// With leases on, the leader's lease in microseconds ([`crate::rsl::lease`]).

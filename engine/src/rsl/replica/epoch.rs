@@ -120,13 +120,16 @@ impl<
     /// true when it entered. Shared by [`Replica::end_epoch`] and recovery, which replays an
     /// epoch record after the state it restored (then possibly past `start`).
     pub(super) fn move_to_epoch(&mut self, now: Instant, next: RslConfig<R>, start: u64) -> bool {
-        if self.learning.is_some() {
-            self.learner_moves(now, next, start);
-            return self.learning.is_none();
-        }
         let me = self.own_endpoint();
         let ops = self.executor.ops_complete;
-        let Some(index) = next.index_of(me) else {
+        let index = next.index_of(me);
+        if self.learning.is_some() {
+            match index {
+                None => return self.learn_next_epoch(now, next, start),
+                Some(_) => self.learner_becomes_member(now),
+            }
+        }
+        let Some(index) = index else {
             // What is decided after the stop-sign is void: forget it, so that nothing of it
             // is ever executed or supplied from here.
             self.retired = Some(super::epoch::Retired { next, start });
@@ -186,7 +189,7 @@ impl<
     /// A peer of this epoch says the cluster moved on: follow if it names a later epoch (the
     /// next one, or one further on when this replica missed changes: any replica of its
     /// epoch that moved on and remembers it says so; the state there it fetches as any
-    /// replica that is behind).
+    /// replica that is behind). A learner follows the same way.
     pub(super) fn on_members(&mut self, now: Instant, epoch: u64, start: u64, replicas: &[u8], out: &mut Outbox<'_>) {
         let known = self.epoch_start != membership::EPOCH_START_UNKNOWN;
         // The next epoch begins after this one's stop-sign, which this replica has not
@@ -199,7 +202,7 @@ impl<
             return;
         }
         match membership::replicas_of::<R>(replicas) {
-            Ok(replicas) => self.end_epoch(now, RslConfig { replicas, params: self.config.params, epoch }, start, out),
+            Ok(replicas) => self.end_epoch(now, self.config.at_epoch(epoch, replicas), start, out),
             Err(_) => Stats::bump(&mut self.stats.invalid_messages),
         }
     }

@@ -26,7 +26,6 @@ use crate::rsl::app::App;
 use crate::rsl::ballot::Ballot;
 use crate::rsl::config::RslConfig;
 use crate::rsl::journal::Journal;
-use crate::rsl::membership;
 use crate::rsl::msg::RslMsg;
 use crate::stats::Stats;
 use crate::time::Instant;
@@ -115,7 +114,7 @@ impl<
                 }
             }
             Ok((_, RslMsg::Members { epoch, start, replicas, .. })) if self.config.index_of(from).is_some() => {
-                self.follow_members(now, epoch, start, replicas.0, out)
+                self.on_members(now, epoch, start, replicas.0, out)
             }
             Ok(_) => Stats::bump(&mut self.stats.ignored_messages),
         }
@@ -149,69 +148,42 @@ impl<
         emit::send(out, &mut self.stats, Envelope::Rsl(self.cluster), self.config.params.max_datagram_bytes, dst, &msg);
     }
 
-    /// A member says the cluster moved to `epoch` from `start` with `replicas`: follow it if
-    /// it is a later epoch and starts past what this learner executed (the next one it
-    /// reaches by the log too, entering it by executing the stop-sign).
-    fn follow_members(&mut self, now: Instant, epoch: u64, start: u64, replicas: &[u8], out: &mut Outbox<'_>) {
-        let stale = start == membership::EPOCH_START_UNKNOWN || start <= self.executor.ops_complete;
-        if epoch <= self.config.epoch || stale {
-            return Stats::bump(&mut self.stats.ignored_messages);
-        }
-        match membership::replicas_of::<R>(replicas) {
-            Ok(replicas) => self.end_epoch(now, RslConfig { replicas, params: self.config.params, epoch }, start, out),
-            Err(_) => Stats::bump(&mut self.stats.invalid_messages),
-        }
-    }
-
-    /// The epoch ended and the learner moves to `next` from `start`: a member there rejoins
-    /// (at index `index`), becoming durable if it was built so; otherwise it learns the next
-    /// epoch. Called by [`Replica::move_to_epoch`].
-    pub(super) fn learner_moves(&mut self, now: Instant, next: RslConfig<R>, start: u64) {
-        let Some(l) = self.learning else { return };
-        let index = next.index_of(l.own);
+    /// The epoch ended and the learner is not in the next one: it learns that epoch,
+    /// asking its members from now on. Called by [`Replica::move_to_epoch`]; false (not a
+    /// member).
+    pub(super) fn learn_next_epoch(&mut self, now: Instant, next: RslConfig<R>, start: u64) -> bool {
         self.earlier_epochs.push(self.cluster);
         self.cluster = next.identity();
         self.config = next;
         self.epoch_start = start;
         self.transfer = crate::rsl::state_transfer::Transfer::new();
-        let ops = self.executor.ops_complete;
-        if ops == start {
+        if self.executor.ops_complete == start {
             self.frozen.take(&self.executor);
             self.retained.reset(start);
         }
-        let Some(index) = index else {
-            // Still a learner, of the next epoch: it asks that epoch's members from now on.
-            if let Some(l) = self.learning.as_mut() {
-                l.ask_at = now;
-            }
-            return;
-        };
-        self.learning = None;
-        self.me = index;
-        self.acceptor = crate::rsl::acceptor::Acceptor::new(self.config.n());
-        let fresh = self.acceptor.restore_header(Ballot::default(), start, 0);
-        debug_assert!(fresh.is_ok(), "a fresh acceptor's header only goes up");
-        self.proposer = crate::rsl::proposer::Proposer::new(self.config.n());
-        self.proposer.next_opn = start.max(ops);
-        self.election = crate::rsl::election::Election::new(self.config.params.baseline_view_timeout_ms);
-        self.election.reflect_progress(now);
+        if let Some(l) = self.learning.as_mut() {
+            l.ask_at = now;
+        }
+        Stats::bump(&mut self.stats.epochs_entered);
+        false
+    }
+
+    /// The epoch ended and the next one adds this learner: it stops learning and rejoins
+    /// as its incarnation, becoming durable if it was built so (its incarnation and epoch
+    /// first, then the state it holds as a required snapshot: its batches were never handed
+    /// out). [`Replica::move_to_epoch`] then enters the epoch as for any rejoining replica.
+    pub(super) fn learner_becomes_member(&mut self, now: Instant) {
+        let Some(l) = self.learning.take() else { return };
         self.rejoin = Some(crate::rsl::rejoin::Rejoin::new(l.nonce, now));
         if l.durable {
-            // Durable from here on: the incarnation and the epoch first, then the state it
-            // holds as a required snapshot (its batches were never handed out).
+            let ops = self.executor.ops_complete;
             self.journal = Journal::durable_at(0);
             self.journal.incarnation_pending = Some(l.nonce);
-            self.journal.epoch_pending = true;
             if ops > 0 {
                 self.frozen.take(&self.executor);
                 self.retained.reset(ops);
                 self.journal.skip_to(ops);
             }
-            self.durable_changed = true;
         }
-        if ops < start {
-            self.note_target(start, now);
-        }
-        Stats::bump(&mut self.stats.epochs_entered);
     }
 }

@@ -261,7 +261,7 @@ impl<
     fn replay_epoch(&mut self, replay: &Replay, epoch: u64, start: u64, replicas: &[u8]) -> Result<(), RecoverError> {
         let bad = |reason| RecoverError::Inconsistent { record: replay.record, reason };
         let replicas = membership::replicas_of::<R>(replicas).map_err(|_| bad("an epoch's replicas are malformed"))?;
-        let next = RslConfig { replicas, params: self.config.params, epoch };
+        let next = self.config.at_epoch(epoch, replicas);
         let (current, current_start) = self.epoch_config();
         if epoch == current.epoch && (self.retired.is_some() || epoch > 0) {
             if *current != next || (self.retired.is_some() && current_start != start) {
