@@ -60,12 +60,9 @@ impl<A: App> Host for StdReplica<A> {
     }
 }
 
-/// The replica's epoch, or the next one once it retired: changes with every membership
-/// change it takes part in.
+/// The replica's epoch (a learner's too: the one it follows), or the next one once it
+/// retired: changes with every membership change it takes part in or follows.
 pub fn membership_generation<A: App>(replica: &StdReplica<A>) -> u64 {
-    if replica.learning().is_some() {
-        return u64::MAX; // Not a member of any epoch yet.
-    }
     replica.retired().map_or(replica.config().epoch, |r| r.next.epoch)
 }
 
