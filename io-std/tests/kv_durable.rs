@@ -15,12 +15,13 @@ use fleet_engine::kv::storage::Storage;
 use fleet_engine::kv::Frame;
 use fleet_engine::wire::{self, Bytes, Protocol};
 use fleet_engine::{Endpoint, Instant};
-use fleet_io_std::kv::durable::DurableKvHost;
+use fleet_io_std::kv::durable::{DurableKvHost, DEFAULT_LOG};
 use fleet_io_std::kv::image::IMAGE_FILE;
 use fleet_io_std::kv::{KvServerHost, StdKvClient};
 use fleet_io_std::net::event_loop::Host;
 use fleet_io_std::net::HeapOutbox;
 use fleet_io_std::storage::frame::{self, FRAME_HEADER_BYTES};
+use fleet_io_std::storage::wal::LogOptions;
 use fleet_io_std::{ClusterFile, KvSetup, ServerError};
 
 const CLIENT: Endpoint = Endpoint::v4([127, 0, 0, 1], 40_000);
@@ -64,7 +65,13 @@ struct Rig {
 
 impl Rig {
     fn open(dir: &Path, compact_after: u64) -> Result<DurableKvHost, ServerError> {
-        DurableKvHost::open_with(&setup(), 0, dir, Instant::ZERO, compact_after)
+        DurableKvHost::open_with(
+            &setup(),
+            0,
+            dir,
+            Instant::ZERO,
+            LogOptions { compact_after_bytes: compact_after, ..DEFAULT_LOG },
+        )
     }
 
     fn new(dir: &Path, compact_after: u64) -> Rig {

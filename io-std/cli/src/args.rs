@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use fleet_io_std::net::udp_batch::Syscalls;
+use fleet_io_std::storage::syncer::SyncMode;
 
 #[derive(Parser)]
 #[command(name = "fleet", version, about = "IronFleet's RSL and KV on UDP")]
@@ -143,6 +144,11 @@ pub(crate) enum RslCmd {
         /// one preallocated segment (a quarter more than this).
         #[arg(long, value_name = "BYTES", requires = "data_dir")]
         compact_after_bytes: Option<u64>,
+        /// Durable mode: where the log's fdatasync runs. `thread` (the default): on a sync
+        /// thread, while the replica goes on handling. `inline`: on the event loop, which
+        /// waits for it (no hand-off between threads; see docs/performance.md).
+        #[arg(long, value_name = "inline|thread", requires = "data_dir")]
+        sync: Option<SyncMode>,
         /// Serve Prometheus metrics at http://ADDR/metrics: every numeric field of the stats
         /// line as `fleet_rsl_<field>` (README, "Metrics"), and a histogram of event-loop
         /// step times.
@@ -280,6 +286,11 @@ pub(crate) enum KvCmd {
         /// preallocated segment (a quarter more than this).
         #[arg(long, value_name = "BYTES", requires = "data_dir")]
         compact_after_bytes: Option<u64>,
+        /// Durable mode: where the log's fdatasync runs. `inline` (the default): on the event
+        /// loop, which waits for it, as Redis's `appendfsync always` does. `thread`: on a
+        /// sync thread, while the host goes on handling (see docs/performance.md).
+        #[arg(long, value_name = "inline|thread", requires = "data_dir")]
+        sync: Option<SyncMode>,
         /// Serve Prometheus metrics at http://ADDR/metrics: every numeric field of the stats
         /// line as `fleet_kv_<field>` (README, "Metrics"), and a histogram of event-loop
         /// step times.

@@ -13,6 +13,7 @@ use fleet_io_std::net::event_loop::LoopOptions;
 use fleet_io_std::net::metrics::{serve_metrics, MetricsBoard};
 use fleet_io_std::rsl::members::Edit;
 use fleet_io_std::rsl::{cluster_status, spawn_rsl_with, RslClient, ServeOptions};
+use fleet_io_std::storage::syncer::SyncMode;
 use fleet_io_std::{ClusterFile, KvSetup, RslSetup};
 use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
@@ -122,6 +123,7 @@ fn serve_options(
     data_dir: &Option<std::path::PathBuf>,
     bind: Option<SocketAddr>,
     compact_after_bytes: Option<u64>,
+    sync: Option<SyncMode>,
 ) -> Result<ServeOptions, String> {
     let stats_every = (verbose > 0).then_some(Duration::from_secs(1));
     let board = start_metrics(metrics, "rsl")?;
@@ -130,6 +132,7 @@ fn serve_options(
         data_dir: data_dir.clone(),
         bind,
         compact_after_bytes,
+        sync,
     })
 }
 
@@ -249,7 +252,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             say(file.to_toml().trim_end());
         }
-        Cmd::Rsl(RslCmd::Serve { config, id, join, data_dir, syscalls, bind, compact_after_bytes, metrics }) => {
+        Cmd::Rsl(RslCmd::Serve { config, id, join, data_dir, syscalls, bind, compact_after_bytes, sync, metrics }) => {
             let file = rsl_setup(&config)?;
             let (setup, id) = match (id, join) {
                 (Some(id), _) => (file, id),
@@ -257,7 +260,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     fleet_cli::member::Joining::Member(setup, id) => (setup, id),
                     fleet_cli::member::Joining::Learner(setup) => {
                         let options =
-                            serve_options(cli.verbose, syscalls, metrics, &data_dir, bind, compact_after_bytes)?;
+                            serve_options(cli.verbose, syscalls, metrics, &data_dir, bind, compact_after_bytes, sync)?;
                         let app = fleet_io_std::rsl::ServerApp::new(setup.max_keys);
                         let server =
                             fleet_io_std::rsl::spawn_learner(&setup, addr, app, &options).map_err(|e| e.to_string())?;
@@ -275,7 +278,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 },
                 (None, None) => return Err("--id or --join is required".into()),
             };
-            let options = serve_options(cli.verbose, syscalls, metrics, &data_dir, bind, compact_after_bytes)?;
+            let options = serve_options(cli.verbose, syscalls, metrics, &data_dir, bind, compact_after_bytes, sync)?;
             let server = spawn_rsl_with(&setup, id, &options).map_err(|e| e.to_string())?;
             let cluster = setup.config.identity();
             let cluster = match setup.config.epoch {
@@ -350,7 +353,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             c.delete(key.as_bytes(), timeout).map_err(|e| e.to_string())?;
             say("ok");
         }
-        Cmd::Kv(KvCmd::Serve { config, id, bind, data_dir, compact_after_bytes, metrics }) => {
+        Cmd::Kv(KvCmd::Serve { config, id, bind, data_dir, compact_after_bytes, sync, metrics }) => {
             let setup = kv_setup(&config)?;
             let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));
             let board = start_metrics(metrics, "kv")?;
@@ -359,6 +362,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 data_dir: data_dir.clone(),
                 bind,
                 compact_after_bytes,
+                sync,
             };
             let server = spawn_kv_at(&setup, id, &options).map_err(|e| e.to_string())?;
             let mode = match &data_dir {

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use fleet_engine::rsl::App;
 
-use super::durable::{DurableReplica, COMPACT_AFTER_BYTES};
+use super::durable::{DurableReplica, COMPACT_AFTER_BYTES, DEFAULT_LOG};
 use super::replica::{build, ServerApp};
 use crate::config::RslSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::LoopOptions;
 use crate::net::server_thread::{bind_socket, spawn_host, RunningServer};
+use crate::storage::syncer::SyncMode;
+use crate::storage::wal::LogOptions;
 
 /// How a replica runs.
 #[derive(Clone, Debug, Default)]
@@ -29,6 +31,8 @@ pub struct ServeOptions {
     /// Durable mode: compact the log (write a snapshot, drop older log segments) once its
     /// newest segment holds this many bytes; `None`: [`COMPACT_AFTER_BYTES`].
     pub compact_after_bytes: Option<u64>,
+    /// Durable mode: where the log's syncs run; `None`: [`DEFAULT_LOG`]'s (a sync thread).
+    pub sync: Option<SyncMode>,
 }
 
 /// Runs replica `id` of `setup` with application `app` on a new thread, durable if
@@ -54,12 +58,11 @@ where
         // Members' datagrams are protocol messages: only clients' requests are timed.
         board.members = setup.addrs.iter().map(|a| crate::net::to_endpoint(*a)).collect();
     }
-    let compact_after = options.compact_after_bytes;
+    let log = log_options(options);
     match options.data_dir.clone() {
         None => spawn_host(name, socket, bound, addr, loop_options, move |now| build(&setup, id, app, now)),
         Some(dir) => spawn_host(name, socket, bound, addr, loop_options, move |now| {
-            let compact = compact_after.unwrap_or(COMPACT_AFTER_BYTES);
-            DurableReplica::open_with(&setup, id, &dir, app, now, compact).map(Box::new)
+            DurableReplica::open_with(&setup, id, &dir, app, now, log).map(Box::new)
         }),
     }
 }
@@ -86,16 +89,23 @@ where
         let known: Vec<SocketAddr> = setup.addrs.iter().copied().chain([own]).collect();
         loop_options.auth = crate::auth::member_loop_auth(setup.auth.as_ref(), setup.auth_cluster, &known)?;
     }
-    let compact_after = options.compact_after_bytes;
+    let log = log_options(options);
     let name = format!("rsl-learner-{}", own.port());
     match options.data_dir.clone() {
         None => spawn_host(name, socket, bound, own, loop_options, move |now| {
             super::replica::build_learner(&setup, own, app, now, false)
         }),
         Some(dir) => spawn_host(name, socket, bound, own, loop_options, move |now| {
-            let compact = compact_after.unwrap_or(COMPACT_AFTER_BYTES);
-            DurableReplica::open_learner(&setup, own, &dir, app, now, compact).map(Box::new)
+            DurableReplica::open_learner(&setup, own, &dir, app, now, log).map(Box::new)
         }),
+    }
+}
+
+/// How a durable replica served with `options` keeps its log.
+fn log_options(options: &ServeOptions) -> LogOptions {
+    LogOptions {
+        compact_after_bytes: options.compact_after_bytes.unwrap_or(COMPACT_AFTER_BYTES),
+        sync: options.sync.unwrap_or(DEFAULT_LOG.sync),
     }
 }
 
@@ -112,6 +122,7 @@ pub fn spawn_rsl(setup: &RslSetup, id: usize, stats_every: Option<Duration>) -> 
         data_dir: None,
         bind: None,
         compact_after_bytes: None,
+        sync: None,
     };
     spawn_rsl_with(setup, id, &options)
 }

@@ -1,12 +1,19 @@
-//! A sync thread: `fdatasync` off the event loop, so the loop keeps receiving and handling
-//! while the disk works, and the next sync covers everything written in the meantime (group
-//! commit that grows with the load).
+//! Where and when a log's `fdatasync` runs ([`SyncMode`]).
 //!
 //! The loop writes records to the file, then asks for a sync ([`Syncer::request`]) and gets a
-//! ticket; datagrams that depend on those records wait for that ticket. The thread syncs the
-//! file as it was at the request (or later: a sync covers every byte written before it
-//! starts), marks the ticket done ([`Syncer::done`]), and writes a byte to a socket the loop
-//! polls ([`Syncer::wake_fd`]), so a waiting loop wakes at once.
+//! ticket; datagrams that depend on those records wait for that ticket. A sync covers every
+//! byte written before it starts, so one sync serves every request made meanwhile (group
+//! commit that grows with the load).
+//!
+//! - [`SyncMode::Thread`]: a sync thread syncs the file as it was at the request (or
+//!   later), marks the ticket done ([`Syncer::done`]), and writes a byte to a socket the
+//!   loop polls ([`Syncer::wake_fd`]), so a waiting loop wakes at once. The loop keeps
+//!   receiving and handling while the disk works.
+//! - [`SyncMode::Inline`]: no thread. The sync runs on the caller's thread the first time
+//!   anyone asks whether a ticket is done ([`Syncer::done`]), which the event loop does right
+//!   after sending what does not wait: as Redis's `appendfsync always` does, the loop stops
+//!   for the sync and the requests that arrive meanwhile form the next group. No hand-off,
+//!   no wake-ups: on a machine whose cores are all busy that is faster (docs/performance.md).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -35,10 +42,32 @@ struct Shared {
     changed: Condvar,
 }
 
-/// A sync thread for one log.
+/// Where a log's syncs run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// On the event loop's thread, when a datagram first waits for one (see the module
+    /// docs).
+    Inline,
+    /// On a sync thread of the log's own, while the event loop goes on.
+    Thread,
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "inline" => Ok(SyncMode::Inline),
+            "thread" => Ok(SyncMode::Thread),
+            other => Err(format!("unknown sync mode {other:?}: expected inline or thread")),
+        }
+    }
+}
+
+/// The syncs of one log: a sync thread, or syncs on the caller's thread.
 pub struct Syncer {
     shared: Arc<Shared>,
-    wake_rx: UnixStream,
+    /// With a thread: readable once a sync finished.
+    wake_rx: Option<UnixStream>,
     thread: Option<JoinHandle<()>>,
     /// The last ticket handed out.
     issued: u64,
@@ -56,8 +85,12 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
 }
 
 impl Syncer {
-    /// Starts the thread.
-    pub fn start() -> io::Result<Syncer> {
+    /// Starts the syncs of one log: the thread, if `mode` has one.
+    pub fn start(mode: SyncMode) -> io::Result<Syncer> {
+        if mode == SyncMode::Inline {
+            let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: Condvar::new() });
+            return Ok(Syncer { shared, wake_rx: None, thread: None, issued: 0 });
+        }
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: Condvar::new() });
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
@@ -65,24 +98,33 @@ impl Syncer {
         let thread_shared = shared.clone();
         let thread =
             std::thread::Builder::new().name("wal-sync".into()).spawn(move || run(&thread_shared, &wake_tx))?;
-        Ok(Syncer { shared, wake_rx, thread: Some(thread), issued: 0 })
+        Ok(Syncer { shared, wake_rx: Some(wake_rx), thread: Some(thread), issued: 0 })
     }
 
     /// Asks for a sync of `file` (everything written to it so far); returns the ticket.
+    /// Inline, the sync runs at the next [`Syncer::done`].
     pub fn request(&mut self, file: &Arc<File>, path: &std::path::Path) -> u64 {
         self.issued += 1;
         let mut s = lock(&self.shared);
         s.file = Some((file.clone(), path.to_path_buf()));
         s.requested = self.issued;
         drop(s);
-        self.shared.changed.notify_all();
+        if self.thread.is_some() {
+            self.shared.changed.notify_all();
+        }
         self.issued
     }
 
-    /// The highest ticket whose sync finished, or the failure of a sync.
+    /// The highest ticket whose sync finished, or the failure of a sync. Inline, this runs
+    /// the sync asked for since the last one first.
     pub fn done(&mut self) -> Result<u64, StorageError> {
-        let mut byte = [0u8; 64];
-        while matches!(self.wake_rx.read(&mut byte), Ok(n) if n > 0) {}
+        match self.wake_rx.as_mut() {
+            Some(wake) => {
+                let mut byte = [0u8; 64];
+                while matches!(wake.read(&mut byte), Ok(n) if n > 0) {}
+            }
+            None => sync_requested(&self.shared),
+        }
         let s = lock(&self.shared);
         match &s.failed {
             Some((path, kind, msg)) => Err(StorageError::Io(path.clone(), io::Error::new(*kind, msg.clone()))),
@@ -92,6 +134,9 @@ impl Syncer {
 
     /// Waits until every ticket handed out so far is done (or one failed).
     pub fn wait_all(&mut self) -> Result<(), StorageError> {
+        if self.thread.is_none() {
+            return self.done().map(|_| ());
+        }
         let mut s = lock(&self.shared);
         while s.done < self.issued && s.failed.is_none() {
             s = self.shared.changed.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -105,9 +150,24 @@ impl Syncer {
         self.issued
     }
 
-    /// Becomes readable when a sync finishes.
-    pub fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.wake_rx.as_fd()
+    /// With a sync thread: becomes readable when a sync finishes. Inline syncs have none
+    /// (they are done before anyone could wait for them).
+    pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.wake_rx.as_ref().map(|w| w.as_fd())
+    }
+}
+
+/// Inline: syncs the file if a sync was asked for since the last one (on this thread).
+fn sync_requested(shared: &Shared) {
+    let mut s = lock(shared);
+    if s.requested == s.done || s.failed.is_some() {
+        return;
+    }
+    let Some((file, path)) = s.file.clone() else { return };
+    let ticket = s.requested;
+    match file.sync_data() {
+        Ok(()) => s.done = ticket,
+        Err(e) => s.failed = Some((path, e.kind(), e.to_string())),
     }
 }
 
@@ -154,9 +214,15 @@ mod tests {
 
     #[test]
     fn tickets_complete_in_order_and_a_waiter_sees_them_all() {
-        let path = std::env::temp_dir().join(format!("fleet-syncer-{}", std::process::id()));
+        for mode in [SyncMode::Thread, SyncMode::Inline] {
+            tickets_complete_in_order(mode);
+        }
+    }
+
+    fn tickets_complete_in_order(mode: SyncMode) {
+        let path = std::env::temp_dir().join(format!("fleet-syncer-{}-{mode:?}", std::process::id()));
         let file = Arc::new(File::create(&path).unwrap());
-        let mut s = Syncer::start().unwrap();
+        let mut s = Syncer::start(mode).unwrap();
         assert_eq!(s.done().unwrap(), 0);
         let mut last = 0;
         for _ in 0..20 {
@@ -168,5 +234,29 @@ mod tests {
         assert_eq!(s.issued(), 20);
         drop(s);
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn an_inline_sync_runs_when_asked_whether_it_is_done_and_covers_every_request() {
+        let path = std::env::temp_dir().join(format!("fleet-syncer-inline-{}", std::process::id()));
+        let file = Arc::new(File::create(&path).unwrap());
+        let mut s = Syncer::start(SyncMode::Inline).unwrap();
+        assert!(s.wake_fd().is_none() && s.thread.is_none());
+        (&*file).write_all(b"a").unwrap();
+        let first = s.request(&file, &path);
+        (&*file).write_all(b"b").unwrap();
+        let second = s.request(&file, &path);
+        assert_eq!(lock(&s.shared).done, 0, "nothing synced before anyone asks");
+        assert_eq!(s.done().unwrap(), second, "one sync covers both requests");
+        assert!(first < second);
+        drop(s);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn sync_modes_parse_by_name() {
+        assert_eq!("inline".parse::<SyncMode>(), Ok(SyncMode::Inline));
+        assert_eq!("thread".parse::<SyncMode>(), Ok(SyncMode::Thread));
+        assert!("fast".parse::<SyncMode>().unwrap_err().contains("inline or thread"));
     }
 }

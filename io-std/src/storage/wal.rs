@@ -27,7 +27,7 @@ use std::sync::Arc;
 use super::dir::{io_err, DataDir, StorageError};
 use super::frame::{self, Damage};
 use super::prepare::{is_preallocated, Preparer};
-use super::syncer::Syncer;
+use super::syncer::{SyncMode, Syncer};
 
 const SEGMENT_PREFIX: &str = "wal-";
 const SEGMENT_SUFFIX: &str = ".log";
@@ -74,6 +74,16 @@ pub struct Wal {
     preallocated: bool,
     syncer: Syncer,
     preparer: Preparer,
+}
+
+/// How a durable host keeps its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Compact (write a snapshot or image, drop older segments) once this many bytes were
+    /// logged since the last one (see [`compact_after_bytes`]).
+    pub compact_after_bytes: u64,
+    /// Where the log's syncs run.
+    pub sync: SyncMode,
 }
 
 /// Log segments are zero-filled to this length ahead of use: a quarter more than the
@@ -145,8 +155,9 @@ impl Wal {
     /// Opens the log in `dir` (a first segment if there is none) and returns every intact
     /// record. A torn tail of the newest segment is zeroed on disk; damage anywhere else is
     /// [`StorageError::Corrupt`]. Segments are zero-filled to `segment_bytes` ahead of use
-    /// (0: plain segments that grow as written, never started anew when long).
-    pub fn open(dir: &DataDir, segment_bytes: u64) -> Result<(Wal, Recovered), StorageError> {
+    /// (0: plain segments that grow as written, never started anew when long). `sync` says
+    /// where its syncs run.
+    pub fn open(dir: &DataDir, segment_bytes: u64, sync: SyncMode) -> Result<(Wal, Recovered), StorageError> {
         let numbers = segments(dir)?;
         let mut found = Recovered::default();
         let newest = numbers.last().copied().unwrap_or(1);
@@ -189,7 +200,7 @@ impl Wal {
             dir.sync()?;
         }
         found.segment = path.clone();
-        let syncer = Syncer::start().map_err(io_err(dir.path()))?;
+        let syncer = Syncer::start(sync).map_err(io_err(dir.path()))?;
         let wal = Wal {
             dir: dir.path().to_path_buf(),
             number: newest,
@@ -283,8 +294,9 @@ impl Wal {
         self.syncer.done()
     }
 
-    /// Becomes readable when a sync finishes (an event loop polls it).
-    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+    /// Becomes readable when a sync thread finishes a sync (an event loop polls it); inline
+    /// syncs have none.
+    pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         self.syncer.wake_fd()
     }
 
@@ -361,7 +373,7 @@ mod tests {
         let path = scratch("reopen");
         {
             let dir = DataDir::open(&path, "id").unwrap();
-            let (mut wal, rec) = Wal::open(&dir, 0).unwrap();
+            let (mut wal, rec) = Wal::open(&dir, 0, SyncMode::Thread).unwrap();
             assert!(rec.records.is_empty());
             wal.append(b"one");
             wal.append(b"two");
@@ -369,7 +381,7 @@ mod tests {
             wal.append(b"never written");
         }
         let dir = DataDir::open(&path, "id").unwrap();
-        let (_, rec) = Wal::open(&dir, 0).unwrap();
+        let (_, rec) = Wal::open(&dir, 0, SyncMode::Thread).unwrap();
         assert_eq!(rec.records, vec![b"one".to_vec(), b"two".to_vec()]);
         let _ = fs::remove_dir_all(&path);
     }
@@ -379,7 +391,7 @@ mod tests {
         let path = scratch("torn");
         {
             let dir = DataDir::open(&path, "id").unwrap();
-            let (mut wal, _) = Wal::open(&dir, 0).unwrap();
+            let (mut wal, _) = Wal::open(&dir, 0, SyncMode::Thread).unwrap();
             wal.append(b"kept");
             wal.append(b"torn away");
             wal.sync().unwrap();
@@ -389,7 +401,7 @@ mod tests {
         OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 3).unwrap();
         {
             let dir = DataDir::open(&path, "id").unwrap();
-            let (mut wal, rec) = Wal::open(&dir, 0).unwrap();
+            let (mut wal, rec) = Wal::open(&dir, 0, SyncMode::Thread).unwrap();
             assert_eq!(rec.records, vec![b"kept".to_vec()]);
             assert_eq!(rec.dropped_tail_bytes, (FRAME_HEADER_BYTES + b"torn away".len() - 3) as u64);
             wal.append(b"after");
@@ -400,7 +412,7 @@ mod tests {
         bytes[FRAME_HEADER_BYTES] ^= 0xff;
         fs::write(&seg, &bytes).unwrap();
         let dir = DataDir::open(&path, "id").unwrap();
-        let err = Wal::open(&dir, 0).unwrap_err();
+        let err = Wal::open(&dir, 0, SyncMode::Thread).unwrap_err();
         assert!(matches!(&err, StorageError::Corrupt { offset: 0, file } if *file == seg), "{err}");
         let _ = fs::remove_dir_all(&path);
     }
@@ -409,7 +421,7 @@ mod tests {
     fn rotation_starts_a_segment_with_the_image_and_old_segments_go() {
         let path = scratch("rotate");
         let dir = DataDir::open(&path, "id").unwrap();
-        let (mut wal, _) = Wal::open(&dir, 0).unwrap();
+        let (mut wal, _) = Wal::open(&dir, 0, SyncMode::Thread).unwrap();
         wal.append(b"a");
         wal.append(b"b");
         let n = wal.rotate(&[b"image".to_vec()]).unwrap();
@@ -417,7 +429,7 @@ mod tests {
         wal.append(b"c");
         wal.sync().unwrap();
         drop(wal);
-        let (mut wal, rec) = Wal::open(&dir, 0).unwrap();
+        let (mut wal, rec) = Wal::open(&dir, 0, SyncMode::Thread).unwrap();
         assert_eq!(rec.records, vec![b"a".to_vec(), b"b".to_vec(), b"image".to_vec(), b"c".to_vec()]);
         let frame_of = |payload: usize| (FRAME_HEADER_BYTES + payload) as u64;
         assert_eq!(rec.locate(1), Some((path.join(segment_name(1)).as_path(), frame_of(1))), "b: second in 1");
@@ -425,7 +437,7 @@ mod tests {
         assert_eq!(rec.locate(4), None);
         wal.remove_before(&dir, 2).unwrap();
         drop(wal);
-        let (wal, rec) = Wal::open(&dir, 0).unwrap();
+        let (wal, rec) = Wal::open(&dir, 0, SyncMode::Thread).unwrap();
         assert_eq!(rec.records, vec![b"image".to_vec(), b"c".to_vec()]);
         assert_eq!(wal.segment(), 2);
         // A torn tail in a segment that is not the newest is corruption: it was synced.
@@ -434,7 +446,7 @@ mod tests {
         let len = fs::metadata(&first).unwrap().len();
         fs::write(path.join(segment_name(3)), b"").unwrap();
         OpenOptions::new().write(true).open(&first).unwrap().set_len(len - 1).unwrap();
-        assert!(matches!(Wal::open(&dir, 0), Err(StorageError::Corrupt { .. })));
+        assert!(matches!(Wal::open(&dir, 0, SyncMode::Thread), Err(StorageError::Corrupt { .. })));
         let _ = fs::remove_dir_all(&path);
     }
 
@@ -445,7 +457,7 @@ mod tests {
         let seg_bytes = 4096;
         let record = vec![7u8; 1000];
         {
-            let (mut wal, _) = Wal::open(&dir, seg_bytes).unwrap();
+            let (mut wal, _) = Wal::open(&dir, seg_bytes, SyncMode::Inline).unwrap();
             assert!(wal.preallocated(), "the first segment is prepared");
             for _ in 0..6 {
                 wal.append(&record);
@@ -456,7 +468,7 @@ mod tests {
             assert_eq!(fs::metadata(path.join(segment_name(1))).unwrap().len(), seg_bytes, "overwritten, not grown");
             assert_eq!(wal.rotated_bytes(), 6 * (FRAME_HEADER_BYTES + 1000) as u64);
         }
-        let (_, rec) = Wal::open(&dir, seg_bytes).unwrap();
+        let (_, rec) = Wal::open(&dir, seg_bytes, SyncMode::Inline).unwrap();
         assert_eq!(rec.records.len(), 6, "the zeros after the records are their end, in every segment");
         assert_eq!(rec.dropped_tail_bytes, 0);
 
@@ -472,13 +484,13 @@ mod tests {
         f.write_all_at(&[9u8; 600], end + 512).unwrap();
         drop(f);
         {
-            let (mut wal, rec) = Wal::open(&dir, seg_bytes).unwrap();
+            let (mut wal, rec) = Wal::open(&dir, seg_bytes, SyncMode::Inline).unwrap();
             assert_eq!(rec.records.len(), 6);
             assert_eq!(rec.dropped_tail_bytes, 512 + 600);
             wal.append(b"short");
             wal.sync().unwrap();
         }
-        let (_, rec) = Wal::open(&dir, seg_bytes).unwrap();
+        let (_, rec) = Wal::open(&dir, seg_bytes, SyncMode::Inline).unwrap();
         assert_eq!((rec.records.len(), rec.dropped_tail_bytes), (7, 0), "nothing of the torn write is left");
         assert_eq!(rec.records[6], b"short");
         let _ = fs::remove_dir_all(&path);
