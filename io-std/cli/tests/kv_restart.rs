@@ -45,7 +45,8 @@ fn get_via(c: &mut KvBlockingClient, key: u64, host: usize) -> Option<Vec<u8>> {
 
 #[test]
 fn a_restarted_host_keeps_its_keys_and_its_shards_and_never_becomes_a_second_owner() {
-    let mut cluster = KvCluster::start("kv-restart-issue", true, &[]);
+    // Syncs on a thread: the other durable KV tests use the default (inline).
+    let mut cluster = KvCluster::start("kv-restart-issue", true, &["--sync", "thread"]);
     let mut c = KvBlockingClient::connect(&cluster.setup).unwrap();
     for key in [3u64, 7, 50, 60] {
         c.set(key, format!("v{key}").as_bytes(), T).unwrap();

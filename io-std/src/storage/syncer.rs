@@ -32,6 +32,8 @@ struct State {
     requested: u64,
     /// The highest ticket whose sync finished.
     done: u64,
+    /// `fdatasync` calls made (one may cover many tickets).
+    syncs: u64,
     /// A sync failed: every later ticket fails.
     failed: Option<(PathBuf, io::ErrorKind, String)>,
     stop: bool,
@@ -150,6 +152,12 @@ impl Syncer {
         self.issued
     }
 
+    /// How many times the file was synced (each sync covers every ticket asked for
+    /// before it started).
+    pub fn syncs(&self) -> u64 {
+        lock(&self.shared).syncs
+    }
+
     /// With a sync thread: becomes readable when a sync finishes. Inline syncs have none
     /// (they are done before anyone could wait for them).
     pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -165,6 +173,7 @@ fn sync_requested(shared: &Shared) {
     }
     let Some((file, path)) = s.file.clone() else { return };
     let ticket = s.requested;
+    s.syncs += 1;
     match file.sync_data() {
         Ok(()) => s.done = ticket,
         Err(e) => s.failed = Some((path, e.kind(), e.to_string())),
@@ -187,6 +196,7 @@ fn run(shared: &Shared, wake: &UnixStream) {
         };
         let result = file.sync_data();
         let mut s = lock(shared);
+        s.syncs += 1;
         match result {
             Ok(()) => s.done = s.done.max(ticket),
             Err(e) => s.failed = Some((path, e.kind(), e.to_string())),
@@ -232,6 +242,7 @@ mod tests {
         s.wait_all().unwrap();
         assert_eq!(s.done().unwrap(), last);
         assert_eq!(s.issued(), 20);
+        assert!((1..=20).contains(&s.syncs()), "{} syncs for 20 requests", s.syncs());
         drop(s);
         let _ = std::fs::remove_file(&path);
     }
@@ -248,6 +259,7 @@ mod tests {
         let second = s.request(&file, &path);
         assert_eq!(lock(&s.shared).done, 0, "nothing synced before anyone asks");
         assert_eq!(s.done().unwrap(), second, "one sync covers both requests");
+        assert_eq!(s.syncs(), 1);
         assert!(first < second);
         drop(s);
         let _ = std::fs::remove_file(&path);
