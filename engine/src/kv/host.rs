@@ -172,6 +172,8 @@ pub struct KvHost<
     const D: usize = 1472,
 > {
     config: KvConfig<H>,
+    /// `config`'s identity, which every datagram names: computed once, not per datagram.
+    cluster: u32,
     me: HostId,
     map: DelegationMap<M>,
     store: S,
@@ -245,6 +247,7 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
             host_meta.push(HostMeta::default()).map_err(|_| ConfigError::TooManyReplicas)?;
         }
         Ok(KvHost {
+            cluster: config.identity(),
             me: me as HostId,
             map: DelegationMap::new(0),
             store,
@@ -279,7 +282,8 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         Stats::bump(&mut self.stats.datagrams_in);
         let decoded = wire::decode_in_cluster::<Frame<'_>>(Protocol::Kv, datagram);
         // Another host must be of this cluster; a client may not know the identity.
-        let mine = self.config.identity();
+        let mine = self.cluster;
+        debug_assert_eq!(mine, self.config.identity());
         let foreign = |cluster: u32| match self.config.index_of(from) {
             Some(_) => cluster != mine,
             None => cluster != mine && cluster != wire::ANY_CLUSTER,
@@ -398,7 +402,7 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
 
     /// This cluster's identity ([`KvConfig::identity`]), carried in every datagram.
     pub fn cluster(&self) -> u32 {
-        self.config.identity()
+        self.cluster
     }
 
     /// The reliable channels.
