@@ -280,9 +280,7 @@ impl<
                 self.proposer.batch_deadline = (self.proposer.queued() > 0).then(|| now.plus_ms(p.max_batch_delay_ms));
                 let msg = RslMsg::TwoA { bal, opn, batch: Bytes(&self.batch_scratch) };
                 emit::broadcast(out, &mut self.stats, Envelope::Rsl(self.cluster), max, &self.config.replicas, &msg);
-                let batch = core::mem::take(&mut self.batch_scratch);
-                self.note_proposed(opn, &batch);
-                self.batch_scratch = batch;
+                self.note_proposed(opn);
             }
             self.proposer.next_opn = opn + 1;
             progress = true;
