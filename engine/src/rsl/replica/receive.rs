@@ -28,6 +28,12 @@ impl<
         const TB: usize,
     > Replica<A, R, W, D, QB, C, RB, TB>
 {
+    /// Whether this replica holds a vote for `opn` whose batch is exactly `batch` (so
+    /// `batch` passed the batch checks when that vote was cast, or was recovered).
+    fn voted_for(&self, opn: u64, batch: &[u8]) -> bool {
+        self.acceptor.votes().any(|v| v.opn == opn && v.batch.as_slice() == batch)
+    }
+
     /// Protocol bounds of a decoded peer message, checked before any state is touched.
     pub(super) fn valid(&self, msg: &RslMsg<'_>) -> bool {
         let n = self.config.n();
@@ -53,7 +59,13 @@ impl<
                     && usize::from(*chunks) <= self.config.params.max_log_length as usize + 1
                     && vote.as_ref().is_none_or(|v| v.bal.is_valid_for(n) && v.bal < *bal && batch_ok(&v.batch))
             }
-            RslMsg::TwoA { bal, batch, .. } | RslMsg::TwoB { bal, batch, .. } => bal.is_valid_for(n) && batch_ok(batch),
+            RslMsg::TwoA { bal, batch, .. } => bal.is_valid_for(n) && batch_ok(batch),
+            // Most 2b's carry the very batch this replica voted for, checked when the vote
+            // was cast: comparing the bytes is cheaper than parsing them again (batch
+            // checks were 10 % of the engine bench, four per batch and replica).
+            RslMsg::TwoB { bal, opn, batch, .. } => {
+                bal.is_valid_for(n) && (self.voted_for(*opn, batch.0) || batch_ok(batch))
+            }
             RslMsg::RecoverReply { ballot, .. } => ballot.is_valid_for(n) || *ballot == Ballot::default(),
             RslMsg::Members { replicas, .. } => membership::replicas_of::<R>(replicas.0).is_ok(),
             RslMsg::Request { .. }
