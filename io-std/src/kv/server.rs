@@ -4,14 +4,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::durable::{DurableKvHost, COMPACT_AFTER_BYTES, DEFAULT_LOG};
+use super::durable::{DurableKvHost, DEFAULT_LOG};
 use super::host::new_host;
 use crate::config::KvSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::LoopOptions;
 use crate::net::server_thread::{bind_socket, spawn_host, RunningServer};
 use crate::storage::syncer::SyncMode;
-use crate::storage::wal::LogOptions;
 
 /// How a KV host runs.
 #[derive(Clone, Debug, Default)]
@@ -27,7 +26,7 @@ pub struct KvServeOptions {
     /// is then the bound address.
     pub bind: Option<SocketAddr>,
     /// Durable mode: write an image and drop older log segments once this many bytes were
-    /// logged since the last image; `None`: [`COMPACT_AFTER_BYTES`].
+    /// logged since the last image; `None`: [`DEFAULT_LOG`]'s (64 MiB).
     pub compact_after_bytes: Option<u64>,
     /// Durable mode: where the log's syncs run; `None`: [`DEFAULT_LOG`]'s (inline).
     pub sync: Option<SyncMode>,
@@ -62,10 +61,7 @@ pub fn spawn_kv_at(setup: &KvSetup, id: usize, options: &KvServeOptions) -> Resu
         // In memory every start is a start without state: the host joins before it serves.
         None => spawn_host(name, socket, bound, addr, loop_options, move |now| new_host(&setup, id, now)),
         Some(dir) => {
-            let log = LogOptions {
-                compact_after_bytes: options.compact_after_bytes.unwrap_or(COMPACT_AFTER_BYTES),
-                sync: options.sync.unwrap_or(DEFAULT_LOG.sync),
-            };
+            let log = DEFAULT_LOG.overridden(options.compact_after_bytes, options.sync);
             spawn_host(name, socket, bound, addr, loop_options, move |now| {
                 DurableKvHost::open_with(&setup, id, &dir, now, log).map(Box::new)
             })

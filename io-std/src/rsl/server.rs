@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use fleet_engine::rsl::App;
 
-use super::durable::{DurableReplica, COMPACT_AFTER_BYTES, DEFAULT_LOG};
+use super::durable::{DurableReplica, DEFAULT_LOG};
 use super::replica::{build, ServerApp};
 use crate::config::RslSetup;
 use crate::error::ServerError;
 use crate::net::event_loop::LoopOptions;
 use crate::net::server_thread::{bind_socket, spawn_host, RunningServer};
 use crate::storage::syncer::SyncMode;
-use crate::storage::wal::LogOptions;
 
 /// How a replica runs.
 #[derive(Clone, Debug, Default)]
@@ -29,7 +28,7 @@ pub struct ServeOptions {
     /// server's `addr` is then the bound address.
     pub bind: Option<SocketAddr>,
     /// Durable mode: compact the log (write a snapshot, drop older log segments) once its
-    /// newest segment holds this many bytes; `None`: [`COMPACT_AFTER_BYTES`].
+    /// newest segment holds this many bytes; `None`: [`DEFAULT_LOG`]'s (64 MiB).
     pub compact_after_bytes: Option<u64>,
     /// Durable mode: where the log's syncs run; `None`: [`DEFAULT_LOG`]'s (a sync thread).
     pub sync: Option<SyncMode>,
@@ -58,7 +57,7 @@ where
         // Members' datagrams are protocol messages: only clients' requests are timed.
         board.members = setup.addrs.iter().map(|a| crate::net::to_endpoint(*a)).collect();
     }
-    let log = log_options(options);
+    let log = DEFAULT_LOG.overridden(options.compact_after_bytes, options.sync);
     match options.data_dir.clone() {
         None => spawn_host(name, socket, bound, addr, loop_options, move |now| build(&setup, id, app, now)),
         Some(dir) => spawn_host(name, socket, bound, addr, loop_options, move |now| {
@@ -89,7 +88,7 @@ where
         let known: Vec<SocketAddr> = setup.addrs.iter().copied().chain([own]).collect();
         loop_options.auth = crate::auth::member_loop_auth(setup.auth.as_ref(), setup.auth_cluster, &known)?;
     }
-    let log = log_options(options);
+    let log = DEFAULT_LOG.overridden(options.compact_after_bytes, options.sync);
     let name = format!("rsl-learner-{}", own.port());
     match options.data_dir.clone() {
         None => spawn_host(name, socket, bound, own, loop_options, move |now| {
@@ -98,14 +97,6 @@ where
         Some(dir) => spawn_host(name, socket, bound, own, loop_options, move |now| {
             DurableReplica::open_learner(&setup, own, &dir, app, now, log).map(Box::new)
         }),
-    }
-}
-
-/// How a durable replica served with `options` keeps its log.
-fn log_options(options: &ServeOptions) -> LogOptions {
-    LogOptions {
-        compact_after_bytes: options.compact_after_bytes.unwrap_or(COMPACT_AFTER_BYTES),
-        sync: options.sync.unwrap_or(DEFAULT_LOG.sync),
     }
 }
 

@@ -68,11 +68,16 @@ impl std::str::FromStr for SyncMode {
 /// The syncs of one log: a sync thread, or syncs on the caller's thread.
 pub struct Syncer {
     shared: Arc<Shared>,
-    /// With a thread: readable once a sync finished.
-    wake_rx: Option<UnixStream>,
-    thread: Option<JoinHandle<()>>,
+    /// `None`: inline syncs.
+    thread: Option<SyncThread>,
     /// The last ticket handed out.
     issued: u64,
+}
+
+/// A sync thread, and the socket it makes readable once a sync finished.
+struct SyncThread {
+    handle: Option<JoinHandle<()>>,
+    wake_rx: UnixStream,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -89,18 +94,17 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
 impl Syncer {
     /// Starts the syncs of one log: the thread, if `mode` has one.
     pub fn start(mode: SyncMode) -> io::Result<Syncer> {
-        if mode == SyncMode::Inline {
-            let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: Condvar::new() });
-            return Ok(Syncer { shared, wake_rx: None, thread: None, issued: 0 });
-        }
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: Condvar::new() });
+        if mode == SyncMode::Inline {
+            return Ok(Syncer { shared, thread: None, issued: 0 });
+        }
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
         let thread_shared = shared.clone();
-        let thread =
+        let handle =
             std::thread::Builder::new().name("wal-sync".into()).spawn(move || run(&thread_shared, &wake_tx))?;
-        Ok(Syncer { shared, wake_rx: Some(wake_rx), thread: Some(thread), issued: 0 })
+        Ok(Syncer { shared, thread: Some(SyncThread { handle: Some(handle), wake_rx }), issued: 0 })
     }
 
     /// Asks for a sync of `file` (everything written to it so far); returns the ticket.
@@ -120,10 +124,10 @@ impl Syncer {
     /// The highest ticket whose sync finished, or the failure of a sync. Inline, this runs
     /// the sync asked for since the last one first.
     pub fn done(&mut self) -> Result<u64, StorageError> {
-        match self.wake_rx.as_mut() {
-            Some(wake) => {
+        match self.thread.as_mut() {
+            Some(t) => {
                 let mut byte = [0u8; 64];
-                while matches!(wake.read(&mut byte), Ok(n) if n > 0) {}
+                while matches!(t.wake_rx.read(&mut byte), Ok(n) if n > 0) {}
             }
             None => sync_requested(&self.shared),
         }
@@ -161,7 +165,7 @@ impl Syncer {
     /// With a sync thread: becomes readable when a sync finishes. Inline syncs have none
     /// (they are done before anyone could wait for them).
     pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.wake_rx.as_ref().map(|w| w.as_fd())
+        self.thread.as_ref().map(|t| t.wake_rx.as_fd())
     }
 }
 
@@ -212,8 +216,8 @@ impl Drop for Syncer {
     fn drop(&mut self) {
         lock(&self.shared).stop = true;
         self.shared.changed.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(handle) = self.thread.as_mut().and_then(|t| t.handle.take()) {
+            let _ = handle.join();
         }
     }
 }

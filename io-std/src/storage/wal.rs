@@ -86,6 +86,16 @@ pub struct LogOptions {
     pub sync: SyncMode,
 }
 
+impl LogOptions {
+    /// These options with what a command line named in their place.
+    pub fn overridden(self, compact_after_bytes: Option<u64>, sync: Option<SyncMode>) -> LogOptions {
+        LogOptions {
+            compact_after_bytes: compact_after_bytes.unwrap_or(self.compact_after_bytes),
+            sync: sync.unwrap_or(self.sync),
+        }
+    }
+}
+
 /// Log segments are zero-filled to this length ahead of use: a quarter more than the
 /// compaction threshold (a segment usually ends with a snapshot or image, not full), within
 /// [1 MiB, 256 MiB].

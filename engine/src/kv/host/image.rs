@@ -61,7 +61,7 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
                 SECTION_START => (i == 0).then(|| {
                     let (send_floor, retransmits, first_seqno) = self.rel.floors();
                     KvRecord::ImageStart(ImageHeader {
-                        cluster: self.config.identity(),
+                        cluster: self.cluster,
                         me: self.me,
                         steps: self.logged_steps,
                         last_now: self.last_logged_now,
@@ -187,7 +187,7 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
         }
         match *record {
             KvRecord::ImageStart(h) => {
-                if h.cluster != self.config.identity() || h.me != self.me {
+                if h.cluster != self.cluster || h.me != self.me {
                     return Err(RecoverError::OtherHost);
                 }
                 self.logged_steps = h.steps;
