@@ -388,8 +388,14 @@ fn settle<H: Host>(
             // Only promises, votes and ballots wait; the rest (2a, replies, heartbeats)
             // leave now, ahead of bursts still held: nothing in them depends on the sync.
             send(io, out.iter_marked().filter(|d| !d.2).map(|(dst, b, _)| (dst, b)), egress);
-            held.push(ticket, out);
-            held.release(host, io, egress)?;
+            // Nothing held before them and the sync already done (an inline sync runs
+            // when asked): they leave from the outbox, without a copy into a held burst.
+            if held.is_empty() && host.durable()? >= ticket {
+                send(io, out.iter_marked().filter(|d| d.2).map(|(dst, b, _)| (dst, b)), egress);
+            } else {
+                held.push(ticket, out);
+                held.release(host, io, egress)?;
+            }
         }
     }
     out.clear();
