@@ -54,7 +54,7 @@ pub struct CacheEntryWire<'a> {
 pub struct BadCacheEntry;
 
 /// At most `C` clients' last replies of at most `RB` bytes, sorted by client.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ReplyCache<const C: usize, const RB: usize> {
     entries: heapless::Vec<CachedReply<RB>, C>,
 }
@@ -62,6 +62,47 @@ pub struct ReplyCache<const C: usize, const RB: usize> {
 impl<const C: usize, const RB: usize> Default for ReplyCache<C, RB> {
     fn default() -> Self {
         ReplyCache { entries: heapless::Vec::new() }
+    }
+}
+
+impl<const C: usize, const RB: usize> Clone for ReplyCache<C, RB> {
+    fn clone(&self) -> Self {
+        let mut copy = ReplyCache::default();
+        copy.clone_from(self);
+        copy
+    }
+
+    /// Entry by entry in place: the derived version builds a whole `C`-entry cache and
+    /// moves it, copying the capacity rather than the entries (a replica freezes its cache
+    /// for every snapshot).
+    fn clone_from(&mut self, source: &Self) {
+        self.entries.truncate(source.entries.len());
+        let kept = self.entries.len();
+        for (dst, src) in self.entries.iter_mut().zip(&source.entries) {
+            dst.set(src.client, src.seqno, src.opn, &src.reply);
+        }
+        for src in &source.entries[kept..] {
+            // Cannot fail: both caches hold at most `C` entries.
+            let _ = self.entries.push(CachedReply::new(src.client, src.seqno, src.opn, &src.reply));
+        }
+    }
+}
+
+impl<const RB: usize> CachedReply<RB> {
+    /// An entry; a reply longer than `RB` is cut.
+    fn new(client: Endpoint, seqno: u64, opn: u64, reply: &[u8]) -> Self {
+        let reply = heapless::Vec::from_slice(&reply[..reply.len().min(RB)]).unwrap_or_default();
+        CachedReply { client, seqno, opn, reply }
+    }
+
+    /// Overwrites this entry in place; a reply longer than `RB` is cut.
+    fn set(&mut self, client: Endpoint, seqno: u64, opn: u64, reply: &[u8]) {
+        self.client = client;
+        self.seqno = seqno;
+        self.opn = opn;
+        self.reply.clear();
+        // Cannot fail: cut to the capacity.
+        let _ = self.reply.extend_from_slice(&reply[..reply.len().min(RB)]);
     }
 }
 
@@ -79,9 +120,8 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
     /// oldest client if the cache is full. Replies longer than `RB` are cut (the executor
     /// hands out an `RB`-byte buffer, so this does not happen).
     pub fn insert(&mut self, client: Endpoint, seqno: u64, opn: u64, reply: &[u8]) {
-        let reply = heapless::Vec::from_slice(&reply[..reply.len().min(RB)]).unwrap_or_default();
         match self.find(client) {
-            Ok(i) => self.entries[i] = CachedReply { client, seqno, opn, reply },
+            Ok(i) => self.entries[i].set(client, seqno, opn, reply),
             Err(mut i) => {
                 if self.entries.is_full() {
                     let Some(victim) = self.oldest() else { return };
@@ -91,7 +131,7 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
                     }
                 }
                 // Cannot fail: a slot was freed above when full (C > 0 by type use).
-                let _ = self.entries.insert(i, CachedReply { client, seqno, opn, reply });
+                let _ = self.entries.insert(i, CachedReply::new(client, seqno, opn, reply));
             }
         }
     }
@@ -181,6 +221,23 @@ mod tests {
         assert!(c.get(ep(1)).is_none());
         assert_eq!(c.iter().map(|e| e.client).collect::<heapless::Vec<_, 2>>()[..], [ep(0), ep(3)]);
         assert!(c.invariant(15).is_ok());
+    }
+
+    #[test]
+    fn a_cache_cloned_over_another_equals_its_source() {
+        let ep = |p| Endpoint::v4([10, 0, 0, 1], p);
+        let mut big: ReplyCache<4, 8> = ReplyCache::default();
+        for (p, reply) in [(1, &b"one long"[..]), (2, b"2"), (3, b"three")] {
+            big.insert(ep(p), 5, 1, reply);
+        }
+        let mut small: ReplyCache<4, 8> = ReplyCache::default();
+        small.insert(ep(2), 9, 2, b"nine");
+        let mut copy = big.clone();
+        assert_eq!(copy, big);
+        copy.clone_from(&small);
+        assert_eq!(copy, small, "fewer entries: none of the older ones is left");
+        copy.clone_from(&big);
+        assert_eq!(copy, big, "more entries, replies of other lengths");
     }
 
     #[test]

@@ -98,6 +98,15 @@ struct Pair<const KB: usize, const VB: usize> {
 impl<const KB: usize, const VB: usize> Pair<KB, VB> {
     const EMPTY: Pair<KB, VB> = Pair { key: heapless::Vec::new(), value: heapless::Vec::new() };
 
+    /// Makes this pair a copy of `src` in place (one `memcpy` each for key and value).
+    fn copy_from(&mut self, src: &Self) {
+        self.key.clear();
+        self.value.clear();
+        // Cannot fail: both pairs have the same capacities.
+        let _ = self.key.extend_from_slice(&src.key);
+        let _ = self.value.extend_from_slice(&src.value);
+    }
+
     fn record_bytes(&self) -> u64 {
         RECORD_OVERHEAD_BYTES + self.key.len() as u64 + self.value.len() as u64
     }
@@ -294,7 +303,20 @@ impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> 
     }
 
     fn snapshot(&self, into: &mut Self::Snapshot) {
-        into.clone_from(self);
+        // Pair by pair in place: `clone_from` would build a whole `K`-pair map on the
+        // stack and move it, copying the capacity rather than the pairs.
+        into.pairs.truncate(self.pairs.len());
+        let kept = into.pairs.len();
+        for (dst, src) in into.pairs.iter_mut().zip(&self.pairs) {
+            dst.copy_from(src);
+        }
+        for src in &self.pairs[kept..] {
+            // Cannot fail: `into` has the same capacity as `self`.
+            let _ = into.pairs.push(Pair::EMPTY);
+            if let Some(dst) = into.pairs.last_mut() {
+                dst.copy_from(src);
+            }
+        }
     }
 
     fn snapshot_len(snapshot: &Self::Snapshot) -> u64 {
@@ -428,6 +450,24 @@ mod tests {
             off += n as u64;
         }
         staging
+    }
+
+    #[test]
+    fn a_snapshot_retaken_in_place_equals_the_map_whether_it_grew_or_shrank() {
+        let mut src = Small::new();
+        run(&mut src, KvOp::Put(Bytes(b"a"), Bytes(b"a long value")));
+        run(&mut src, KvOp::Put(Bytes(b"bb"), Bytes(b"2")));
+        run(&mut src, KvOp::Put(Bytes(b"c"), Bytes(b"3")));
+        let mut snap = snapshot_of(&src);
+        assert_eq!(snap, src);
+        run(&mut src, KvOp::Delete(Bytes(b"a")));
+        run(&mut src, KvOp::Put(Bytes(b"bb"), Bytes(b"")));
+        src.snapshot(&mut snap);
+        assert_eq!(snap, src, "fewer pairs, shorter values: nothing of the older snapshot is left");
+        run(&mut src, KvOp::Put(Bytes(b"a"), Bytes(b"back")));
+        run(&mut src, KvOp::Put(Bytes(b"d"), Bytes(b"4")));
+        src.snapshot(&mut snap);
+        assert_eq!(snap, src, "more pairs");
     }
 
     #[test]
