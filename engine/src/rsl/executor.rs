@@ -8,6 +8,8 @@ use super::group;
 use super::reply_cache::ReplyCache;
 use crate::endpoint::Endpoint;
 
+pub use super::digest::{chain_digest, INITIAL_EXECUTED_DIGEST};
+
 /// What executing one request produced, for the replica to send.
 pub struct ReplyOut<'r> {
     /// The client.
@@ -36,25 +38,6 @@ pub struct Executor<A, const C: usize, const RB: usize> {
     /// with the same `ops_complete` and different digests have diverged (the agreement
     /// checker reads it).
     pub executed_digest: u64,
-}
-
-/// The executed-batch digest of a replica that has executed nothing.
-pub const INITIAL_EXECUTED_DIGEST: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// The key of the digest chain's SipHash: a public constant, not a secret. The chain tells
-/// histories apart among members (accidental divergence, snapshot pieces of one history);
-/// it is not a defence against a member that lies (`docs/security.md`).
-const DIGEST_KEY: [u8; 16] = *b"fleet-digest-ch1";
-
-/// The digest after executing `batch` as operation `opn` on a history whose digest is
-/// `prev`: SipHash-2-4 of `prev ++ opn ++ batch` (little-endian), eight bytes a round
-/// (FNV-1a, a byte at a time, was a fifth of the engine's time at 500k operations/s). The
-/// same code as the datagram MAC's, so firmware holds one copy of it.
-pub fn chain_digest(prev: u64, opn: u64, batch: &[u8]) -> u64 {
-    let mut head = [0u8; 16];
-    head[..8].copy_from_slice(&prev.to_le_bytes());
-    head[8..].copy_from_slice(&opn.to_le_bytes());
-    crate::sip::sip24(&DIGEST_KEY, &[&head, batch])
 }
 
 impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {

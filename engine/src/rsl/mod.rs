@@ -14,6 +14,7 @@ pub mod ballot;
 pub mod batch;
 pub mod client;
 pub mod config;
+pub mod digest;
 pub mod durable;
 pub mod election;
 pub mod executor;
