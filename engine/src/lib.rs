@@ -70,6 +70,7 @@ mod emit;
 pub mod endpoint;
 pub mod kv;
 pub mod outbox;
+mod reader;
 pub mod rsl;
 mod sip;
 pub mod stats;

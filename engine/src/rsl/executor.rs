@@ -65,11 +65,15 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
     /// its outcome as the reply and returns the reply's length and whether the change is
     /// this epoch's stop-sign; returns true if the batch held one. The batch executes
     /// whole either way: it was decided as one value in the epoch it ends.
+    ///
+    /// `on_entry` sees every entry's client and seqno, executed now or before (the batch
+    /// is parsed once, here).
     pub fn execute(
         &mut self,
         bal: Ballot,
         batch_bytes: &[u8],
         group_reply_bytes: usize,
+        mut on_entry: impl FnMut(Endpoint, u64),
         mut on_reply: impl FnMut(ReplyOut<'_>),
         mut on_change: impl FnMut(&[u8], &mut [u8]) -> (usize, bool),
     ) -> bool {
@@ -78,6 +82,7 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
         let mut stopped = false;
         for entry in batch::entries(batch_bytes) {
             let (client, seqno, group) = (entry.client, entry.seqno, entry.kind == EntryKind::Group);
+            on_entry(client, seqno);
             if let Some(cached) = self.reply_cache.get(client) {
                 if seqno <= cached.seqno {
                     if seqno == cached.seqno {
@@ -159,6 +164,7 @@ mod tests {
             Ballot::INITIAL,
             &batch_of(reqs),
             8,
+            |_, _| {},
             |r| {
                 let v = u64::from_le_bytes(r.reply.try_into().unwrap());
                 replies.push((r.seqno, v)).unwrap();
@@ -194,6 +200,7 @@ mod tests {
                 Ballot::INITIAL,
                 &b,
                 24,
+                |_, _| {},
                 |r| {
                     sent.push((r.seqno, r.group, heapless::Vec::from_slice(r.reply).unwrap())).unwrap();
                 },

@@ -9,7 +9,6 @@ use crate::emit::{self, Envelope};
 use crate::outbox::Outbox;
 use crate::rsl::app::App;
 use crate::rsl::ballot::Ballot;
-use crate::rsl::batch;
 use crate::rsl::election::Election;
 use crate::rsl::executor::Executor;
 use crate::rsl::journal::Journal;
@@ -53,26 +52,25 @@ impl<A: App, const C: usize, const RB: usize, const TB: usize> Execution<'_, A, 
     ) -> bool {
         self.retain(bal, batch);
         let stats = &mut *self.stats;
+        let election = &mut *self.election;
         let room = self.group_reply_bytes;
         let opn = self.executor.ops_complete;
+        let on_entry = |client, seqno| election.reflect_executed(client, seqno);
         let on_change = |request: &[u8], reply: &mut [u8]| decision.decide(opn, request, reply);
-        let stopped = match replies {
+        match replies {
             Some(Replies { out, max_datagram_bytes, cluster }) => self.executor.execute(
                 bal,
                 batch,
                 room,
+                on_entry,
                 |r| {
                     let msg = super::receive::reply_msg(r.seqno, r.reply, r.group);
                     emit::send(out, stats, Envelope::Rsl(cluster), max_datagram_bytes, r.client, &msg);
                 },
                 on_change,
             ),
-            None => self.executor.execute(bal, batch, room, |_| {}, on_change),
-        };
-        for e in batch::entries(batch) {
-            self.election.reflect_executed(e.client, e.seqno);
+            None => self.executor.execute(bal, batch, room, on_entry, |_| {}, on_change),
         }
-        stopped
     }
 
     /// Keeps the batch about to execute in the retained tail. If the tail would have to
