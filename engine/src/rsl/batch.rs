@@ -109,24 +109,11 @@ pub fn validate(batch: &[u8], max_entries: usize) -> Result<usize, InvalidBatch>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reader::TestRng;
     use crate::wire::append;
 
-    /// A xorshift64 generator: deterministic test inputs without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
     /// A random entry's encoding, its integers spread over every varint length.
-    fn random_entry(rng: &mut Rng, out: &mut heapless::Vec<u8, 512>, request: &mut [u8; 300]) {
+    fn random_entry(rng: &mut TestRng, out: &mut heapless::Vec<u8, 512>, request: &mut [u8; 300]) {
         let ip = if rng.below(2) == 0 {
             IpAddr::V4(rng.next().to_le_bytes()[..4].try_into().unwrap())
         } else {
@@ -147,7 +134,7 @@ mod tests {
 
     #[test]
     fn the_hand_reader_gives_postcards_verdict_on_any_bytes() {
-        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut rng = TestRng(0x2545_f491_4f6c_dd1d);
         let mut buf: heapless::Vec<u8, 512> = heapless::Vec::new();
         let mut request = [0u8; 300];
         let (mut accepted, mut refused) = (0, 0);
