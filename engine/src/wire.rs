@@ -103,8 +103,7 @@ pub fn encode<T: Serialize>(protocol: Protocol, msg: &T, buf: &mut [u8]) -> Resu
     buf[0] = MAGIC;
     buf[1] = WIRE_VERSION;
     buf[2] = protocol as u8;
-    let body = postcard::to_slice(msg, &mut buf[HEADER_BYTES..]).map_err(|_| EncodeError::BufferFull)?;
-    Ok(HEADER_BYTES + body.len())
+    Ok(HEADER_BYTES + to_slice(msg, &mut buf[HEADER_BYTES..])?)
 }
 
 /// Writes an RSL datagram from a member of cluster `cluster` into `buf`; returns its length.
@@ -126,8 +125,7 @@ pub fn encode_in_cluster<T: Serialize>(
     buf[1] = WIRE_VERSION;
     buf[2] = protocol as u8;
     buf[HEADER_BYTES..RSL_HEADER_BYTES].copy_from_slice(&cluster.to_le_bytes());
-    let body = postcard::to_slice(msg, &mut buf[RSL_HEADER_BYTES..]).map_err(|_| EncodeError::BufferFull)?;
-    Ok(RSL_HEADER_BYTES + body.len())
+    Ok(RSL_HEADER_BYTES + to_slice(msg, &mut buf[RSL_HEADER_BYTES..])?)
 }
 
 /// Checks an RSL datagram's envelope and decodes it: the sender's cluster identity and the
@@ -276,11 +274,54 @@ impl<const N: usize> postcard::ser_flavors::Flavor for AppendFlavor<'_, N> {
         self.0.push(data).map_err(|_| postcard::Error::SerializeBufferFull)
     }
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() <= SHORT_BYTES {
+            // Varints and small fields: a byte loop, not a `memcpy` call.
+            return data.iter().try_for_each(|&b| self.try_push(b));
+        }
         self.0.extend_from_slice(data).map_err(|_| postcard::Error::SerializeBufferFull)
     }
     fn finalize(self) -> postcard::Result<()> {
         Ok(())
     }
+}
+
+/// Pieces up to this long are copied byte by byte when encoding: postcard writes every
+/// varint as a slice, and a `memcpy` call for two bytes costs more than the copy.
+const SHORT_BYTES: usize = 8;
+
+/// A postcard output into a slice, like postcard's own `Slice` but copying short pieces
+/// byte by byte ([`SHORT_BYTES`]). `finalize` returns the length written.
+struct SliceFlavor<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl postcard::ser_flavors::Flavor for SliceFlavor<'_> {
+    type Output = usize;
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        let slot = self.buf.get_mut(self.len).ok_or(postcard::Error::SerializeBufferFull)?;
+        *slot = data;
+        self.len += 1;
+        Ok(())
+    }
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() <= SHORT_BYTES {
+            return data.iter().try_for_each(|&b| self.try_push(b));
+        }
+        let end = self.len.checked_add(data.len()).ok_or(postcard::Error::SerializeBufferFull)?;
+        let dst = self.buf.get_mut(self.len..end).ok_or(postcard::Error::SerializeBufferFull)?;
+        dst.copy_from_slice(data);
+        self.len = end;
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.len)
+    }
+}
+
+/// Encodes `msg` into `buf` (postcard); returns the length written.
+pub(crate) fn to_slice<T: Serialize + ?Sized>(msg: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    postcard::serialize_with_flavor(msg, SliceFlavor { buf, len: 0 }).map_err(|_| EncodeError::BufferFull)
 }
 
 /// Encodes `value` at the end of `vec` (postcard), leaving `vec` unchanged if it does not fit.
@@ -304,7 +345,7 @@ pub(crate) fn append<T: Serialize, const N: usize>(
 /// Encodes `value` (postcard) at the start of `buf`; returns the bytes written, or `None`
 /// if it does not fit.
 pub(crate) fn append_slice<T: Serialize>(buf: &mut [u8], value: &T) -> Option<usize> {
-    postcard::to_slice(value, buf).ok().map(|b| b.len())
+    to_slice(value, buf).ok()
 }
 
 #[cfg(test)]
@@ -317,6 +358,32 @@ mod tests {
         n: u64,
         #[serde(borrow)]
         b: Bytes<'a>,
+    }
+
+    #[test]
+    fn both_flavors_write_what_postcard_writes_or_report_a_full_buffer() {
+        let long = [5u8; 40];
+        for (n, b) in [(0, &long[..0]), (127, &long[..3]), (300, &long[..8]), (u64::MAX, &long[..9]), (9, &long[..])] {
+            let sample = Sample { n, b: Bytes(b) };
+            let mut expected = [0u8; 64];
+            let len = postcard::to_slice(&sample, &mut expected).unwrap().len();
+            for room in 0..=len + 1 {
+                let mut buf = [0xaau8; 64];
+                let got = to_slice(&sample, &mut buf[..room]);
+                if room < len {
+                    assert_eq!(got, Err(EncodeError::BufferFull), "n {n}, room {room}");
+                    continue;
+                }
+                assert_eq!(got, Ok(len));
+                assert_eq!(&buf[..len], &expected[..len]);
+                let mut vec: heapless::Vec<u8, 64> = heapless::Vec::from_slice(&[1]).unwrap();
+                append(&mut vec, &sample).unwrap();
+                assert_eq!(&vec[1..], &expected[..len]);
+            }
+        }
+        let mut small: heapless::Vec<u8, 4> = heapless::Vec::from_slice(&[1]).unwrap();
+        assert_eq!(append(&mut small, &Sample { n: 1, b: Bytes(&long[..3]) }), Err(EncodeError::BufferFull));
+        assert_eq!(&small[..], &[1], "a value that does not fit leaves the vector as it was");
     }
 
     #[test]

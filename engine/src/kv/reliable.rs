@@ -440,7 +440,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             return Err(SendError::QueueFull);
         }
         let encoded = match self.pending.last_mut() {
-            Some(slot) => postcard::to_slice(body, &mut slot.body[..max]).map(|w| w.len()).ok(),
+            Some(slot) => crate::wire::to_slice(body, &mut slot.body[..max]).ok(),
             None => None,
         };
         match (encoded, self.pending.last_mut()) {

@@ -56,7 +56,7 @@ pub enum KvReply<'a> {
 impl<'a> KvOp<'a> {
     /// Encodes this request into `buf`; returns the length.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        postcard::to_slice(self, buf).map(|b| b.len()).map_err(|_| EncodeError::BufferFull)
+        crate::wire::to_slice(self, buf)
     }
     /// Decodes a request: postcard's encoding of a `KvOp`, all of `bytes`. Read by hand
     /// ([`crate::reader`]; the same verdicts as postcard's, held to them by a test): every
@@ -77,9 +77,9 @@ impl<'a> KvReply<'a> {
     /// Encodes this reply into `reply` (an application's reply buffer); returns the length.
     /// A reply too large for the buffer becomes `Error(ReplyTooLarge)` (2 bytes: always fits).
     pub fn encode_into(&self, reply: &mut [u8]) -> usize {
-        match postcard::to_slice(self, &mut *reply) {
-            Ok(b) => b.len(),
-            Err(_) => postcard::to_slice(&KvReply::Error(KvAppError::ReplyTooLarge), reply).map_or(0, |b| b.len()),
+        match crate::wire::to_slice(self, &mut *reply) {
+            Ok(n) => n,
+            Err(_) => crate::wire::to_slice(&KvReply::Error(KvAppError::ReplyTooLarge), reply).unwrap_or(0),
         }
     }
 
