@@ -83,7 +83,8 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
         for entry in batch::entries(batch_bytes) {
             let (client, seqno, group) = (entry.client, entry.seqno, entry.kind == EntryKind::Group);
             on_entry(client, seqno);
-            if let Some(cached) = self.reply_cache.get(client) {
+            let slot = self.reply_cache.slot(client);
+            if let Some(cached) = self.reply_cache.at(slot) {
                 if seqno <= cached.seqno {
                     if seqno == cached.seqno {
                         on_reply(ReplyOut { client, seqno, reply: &cached.reply, group });
@@ -100,7 +101,8 @@ impl<A: App, const C: usize, const RB: usize> Executor<A, C, RB> {
                     n.min(RB)
                 }
             };
-            self.reply_cache.insert(client, seqno, opn, &reply[..n]);
+            // The application does not touch the cache: `slot` still holds.
+            self.reply_cache.insert_at(slot, client, seqno, opn, &reply[..n]);
             on_reply(ReplyOut { client, seqno, reply: &reply[..n], group });
         }
         self.executed_digest = chain_digest(self.executed_digest, opn, batch_bytes);

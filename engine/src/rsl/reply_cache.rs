@@ -56,12 +56,20 @@ pub struct BadCacheEntry;
 /// At most `C` clients' last replies of at most `RB` bytes, sorted by client.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ReplyCache<const C: usize, const RB: usize> {
+    /// Each entry's client, in the entries' order: the search reads these, a few bytes
+    /// apart, instead of striding over whole replies.
+    clients: heapless::Vec<Endpoint, C>,
     entries: heapless::Vec<CachedReply<RB>, C>,
 }
 
+/// Where a client's entry is (`Ok`) or would be inserted (`Err`): one search serves a
+/// lookup and the insert after it, as long as the cache does not change in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Slot(Result<usize, usize>);
+
 impl<const C: usize, const RB: usize> Default for ReplyCache<C, RB> {
     fn default() -> Self {
-        ReplyCache { entries: heapless::Vec::new() }
+        ReplyCache { clients: heapless::Vec::new(), entries: heapless::Vec::new() }
     }
 }
 
@@ -76,6 +84,9 @@ impl<const C: usize, const RB: usize> Clone for ReplyCache<C, RB> {
     /// moves it, copying the capacity rather than the entries (a replica freezes its cache
     /// for every snapshot).
     fn clone_from(&mut self, source: &Self) {
+        self.clients.clear();
+        // Cannot fail: both caches hold at most `C` entries.
+        let _ = self.clients.extend_from_slice(&source.clients);
         self.entries.truncate(source.entries.len());
         let kept = self.entries.len();
         for (dst, src) in self.entries.iter_mut().zip(&source.entries) {
@@ -109,29 +120,44 @@ impl<const RB: usize> CachedReply<RB> {
 impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
     /// The cached entry of `client`. O(log n).
     pub fn get(&self, client: Endpoint) -> Option<&CachedReply<RB>> {
-        self.find(client).ok().map(|i| &self.entries[i])
+        self.at(self.slot(client))
     }
 
-    fn find(&self, client: Endpoint) -> Result<usize, usize> {
-        self.entries.binary_search_by(|e| e.client.cmp(&client))
+    /// Where `client`'s entry is or would go. O(log n).
+    pub(crate) fn slot(&self, client: Endpoint) -> Slot {
+        Slot(self.clients.binary_search(&client))
+    }
+
+    /// The entry at `slot`, if it holds one.
+    pub(crate) fn at(&self, slot: Slot) -> Option<&CachedReply<RB>> {
+        slot.0.ok().and_then(|i| self.entries.get(i))
     }
 
     /// Records `client`'s reply for `seqno`, executed in operation `opn`, evicting the
     /// oldest client if the cache is full. Replies longer than `RB` are cut (the executor
     /// hands out an `RB`-byte buffer, so this does not happen).
     pub fn insert(&mut self, client: Endpoint, seqno: u64, opn: u64, reply: &[u8]) {
-        match self.find(client) {
+        self.insert_at(self.slot(client), client, seqno, opn, reply);
+    }
+
+    /// [`Self::insert`] at `slot`, found by [`Self::slot`] for `client` on the cache as
+    /// it is now.
+    pub(crate) fn insert_at(&mut self, slot: Slot, client: Endpoint, seqno: u64, opn: u64, reply: &[u8]) {
+        debug_assert_eq!(slot, self.slot(client), "a slot from an older cache");
+        match slot.0 {
             Ok(i) => self.entries[i].set(client, seqno, opn, reply),
             Err(mut i) => {
                 if self.entries.is_full() {
                     let Some(victim) = self.oldest() else { return };
                     self.entries.remove(victim);
+                    self.clients.remove(victim);
                     if victim < i {
                         i -= 1;
                     }
                 }
                 // Cannot fail: a slot was freed above when full (C > 0 by type use).
                 let _ = self.entries.insert(i, CachedReply::new(client, seqno, opn, reply));
+                let _ = self.clients.insert(i, client);
             }
         }
     }
@@ -157,6 +183,7 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
 
     /// Forgets every entry.
     pub fn clear(&mut self) {
+        self.clients.clear();
         self.entries.clear();
     }
 
@@ -169,12 +196,18 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
         let reply = heapless::Vec::from_slice(e.reply.0).map_err(|_| BadCacheEntry)?;
         self.entries
             .push(CachedReply { client: e.client, seqno: e.seqno, opn: e.opn, reply })
-            .map_err(|_| BadCacheEntry)
+            .map_err(|_| BadCacheEntry)?;
+        // Cannot fail: `clients` has the capacity and length of `entries`.
+        let _ = self.clients.push(e.client);
+        Ok(())
     }
 
     /// Local invariants, given the executor's `ops_complete`: one entry per client, sorted,
     /// and only replies of executed operations (`opn < ops_complete`).
     pub fn invariant(&self, ops_complete: u64) -> Result<(), &'static str> {
+        if !self.clients.iter().eq(self.entries.iter().map(|e| &e.client)) {
+            return Err("reply cache's client index differs from its entries");
+        }
         for pair in self.entries.windows(2) {
             if pair[0].client >= pair[1].client {
                 return Err("reply cache not sorted by client, or a client twice");
@@ -258,6 +291,8 @@ mod tests {
         assert_eq!(c.invariant(5), Ok(()));
         assert!(c.invariant(4).is_err(), "opn 4 is not executed yet");
         c.entries.swap(0, 1);
+        assert!(c.invariant(5).is_err(), "the client index no longer matches");
+        c.clients.swap(0, 1);
         assert!(c.invariant(5).is_err(), "unsorted");
         assert!(!c.is_empty());
         c.clear();
