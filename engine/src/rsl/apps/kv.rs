@@ -119,20 +119,35 @@ fn key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
+/// A key's first eight bytes as a big-endian number, zero-padded: keys whose prefixes
+/// differ are in the order of their prefixes (a key that ends inside the eight bytes is
+/// padded with zeros, and is also the smaller where the other goes on with a nonzero byte),
+/// so a search compares whole keys only when their prefixes are equal.
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut prefix = 0u64;
+    for (i, &b) in key.iter().take(8).enumerate() {
+        prefix |= u64::from(b) << (56 - 8 * i);
+    }
+    prefix
+}
+
 /// One stored pair.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Pair<const KB: usize, const VB: usize> {
     key: heapless::Vec<u8, KB>,
     value: heapless::Vec<u8, VB>,
+    /// [`key_prefix`] of `key`: the search compares these first.
+    prefix: u64,
 }
 
 impl<const KB: usize, const VB: usize> Pair<KB, VB> {
-    const EMPTY: Pair<KB, VB> = Pair { key: heapless::Vec::new(), value: heapless::Vec::new() };
+    const EMPTY: Pair<KB, VB> = Pair { key: heapless::Vec::new(), value: heapless::Vec::new(), prefix: 0 };
 
     /// Makes this pair a copy of `src` in place (one `memcpy` each for key and value).
     fn copy_from(&mut self, src: &Self) {
         self.key.clear();
         self.value.clear();
+        self.prefix = src.prefix;
         // Cannot fail: both pairs have the same capacities.
         let _ = self.key.extend_from_slice(&src.key);
         let _ = self.value.extend_from_slice(&src.value);
@@ -273,25 +288,37 @@ impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
     }
 
     fn find(&self, key: &[u8]) -> Result<usize, usize> {
-        self.pairs.binary_search_by(|p| key_order(&p.key, key))
+        let prefix = key_prefix(key);
+        self.pairs.binary_search_by(|p| p.prefix.cmp(&prefix).then_with(|| key_order(&p.key, key)))
     }
 
     fn execute<'r>(&'r mut self, op: KvOp<'_>) -> KvReply<'r> {
         match op {
             KvOp::Get(key) => KvReply::Value(self.get(key.0).map(Bytes)),
             KvOp::Put(key, value) => {
-                let Ok(k) = heapless::Vec::from_slice(key.0) else { return KvReply::Error(KvAppError::KeyTooLarge) };
-                let Ok(v) = heapless::Vec::from_slice(value.0) else {
+                if key.0.len() > KB {
+                    return KvReply::Error(KvAppError::KeyTooLarge);
+                }
+                if value.0.len() > VB {
                     return KvReply::Error(KvAppError::ValueTooLarge);
-                };
-                match self.find(key.0) {
-                    Ok(i) => self.pairs[i].value = v,
+                }
+                let i = match self.find(key.0) {
+                    Ok(i) => i,
                     Err(i) => {
-                        if self.pairs.insert(i, Pair { key: k, value: v }).is_err() {
+                        if self.pairs.insert(i, Pair::EMPTY).is_err() {
                             return KvReply::Error(KvAppError::Full);
                         }
+                        self.pairs[i].prefix = key_prefix(key.0);
+                        // Cannot fail: the length was checked above.
+                        let _ = self.pairs[i].key.extend_from_slice(key.0);
+                        i
                     }
-                }
+                };
+                // In place: one copy of the value, none of the pair.
+                let stored = &mut self.pairs[i].value;
+                stored.clear();
+                // Cannot fail: the length was checked above.
+                let _ = stored.extend_from_slice(value.0);
                 KvReply::Done
             }
             KvOp::Delete(key) => {
@@ -415,6 +442,9 @@ impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> 
         if staging.pairs.windows(2).any(|w| w[0].key >= w[1].key) {
             return Err(SnapshotError::Corrupt);
         }
+        for pair in staging.pairs.iter_mut() {
+            pair.prefix = key_prefix(&pair.key);
+        }
         core::mem::swap(&mut self.pairs, &mut staging.pairs);
         staging.pairs.clear();
         Ok(())
@@ -478,6 +508,61 @@ mod tests {
             let a = &bytes[0][..rng.below(21) as usize];
             let b = &bytes[1][..rng.below(21) as usize];
             assert_eq!(key_order(a, b), a.cmp(b), "{a:?} {b:?}");
+            let by_prefix = key_prefix(a).cmp(&key_prefix(b)).then_with(|| key_order(a, b));
+            assert_eq!(by_prefix, a.cmp(b), "prefixes first: {a:?} {b:?}");
+        }
+    }
+
+    #[test]
+    fn the_map_agrees_with_a_sorted_model_under_random_operations() {
+        let mut rng = crate::reader::TestRng(0x1234_5678_9abc_def1);
+        let mut app: KvApp<16, 10, 4> = KvApp::new();
+        // The model: (key, value) sorted by key, as slices compare.
+        let mut model: heapless::Vec<(heapless::Vec<u8, 10>, heapless::Vec<u8, 4>), 16> = heapless::Vec::new();
+        let mut req = [0u8; 32];
+        let mut reply = [0u8; 32];
+        for step in 0..20_000 {
+            let mut key = [0u8; 11];
+            key.iter_mut().for_each(|b| *b = [0, 1, 0xff][rng.below(3) as usize]);
+            let key = &key[..rng.below(12) as usize];
+            let value = [step as u8; 5];
+            let value = &value[..rng.below(6) as usize];
+            let op = match rng.below(3) {
+                0 => KvOp::Get(Bytes(key)),
+                1 => KvOp::Put(Bytes(key), Bytes(value)),
+                _ => KvOp::Delete(Bytes(key)),
+            };
+            let n = op.encode(&mut req).unwrap();
+            let m = app.apply(&req[..n], &mut reply);
+            let found = model.binary_search_by(|(k, _)| k[..].cmp(key));
+            let expected = match op {
+                KvOp::Get(_) => KvReply::Value(found.ok().map(|i| Bytes(&model[i].1[..]))),
+                KvOp::Put(..) if key.len() > 10 => KvReply::Error(KvAppError::KeyTooLarge),
+                KvOp::Put(..) if value.len() > 4 => KvReply::Error(KvAppError::ValueTooLarge),
+                KvOp::Put(..) => match found {
+                    Ok(i) => {
+                        model[i].1 = heapless::Vec::from_slice(value).unwrap();
+                        KvReply::Done
+                    }
+                    Err(_) if model.is_full() => KvReply::Error(KvAppError::Full),
+                    Err(i) => {
+                        let pair = (heapless::Vec::from_slice(key).unwrap(), heapless::Vec::from_slice(value).unwrap());
+                        model.insert(i, pair).unwrap();
+                        KvReply::Done
+                    }
+                },
+                KvOp::Delete(_) => {
+                    if let Ok(i) = found {
+                        model.remove(i);
+                    }
+                    KvReply::Done
+                }
+            };
+            assert_eq!(KvReply::decode(&reply[..m]), Some(expected), "step {step}: {op:?}");
+            assert_eq!(app.len(), model.len());
+        }
+        for (pair, (k, v)) in app.pairs.iter().zip(&model) {
+            assert_eq!((&pair.key, &pair.value, pair.prefix), (k, v, key_prefix(k)));
         }
     }
 
