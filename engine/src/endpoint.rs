@@ -36,7 +36,8 @@ impl PartialOrd for IpAddr {
     }
 }
 
-/// An IP address and a UDP port: where a host or client receives datagrams.
+/// An IP address and a UDP port: where a host or client receives datagrams. Ordered by
+/// address, then port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Endpoint {
@@ -94,5 +95,29 @@ mod tests {
         assert_eq!(all, [v4(1, 3), v4(1, 255), v4(2, 0), v4(255, 255), v6(0, 9), v6(0, 0xff), v6(1, 0)]);
         let a = Endpoint::v4([10, 0, 0, 1], 9);
         assert!(a < Endpoint::v4([10, 0, 0, 1], 10) && a < Endpoint::v4([10, 0, 0, 2], 1));
+    }
+
+    #[test]
+    fn endpoints_order_as_family_octets_then_port() {
+        let mut rng = crate::reader::TestRng(0xdead_beef_1234_5678);
+        // Few distinct octets and ports, so that ties on each part occur.
+        let endpoint = |rng: &mut crate::reader::TestRng| {
+            let mut o = [0u8; 16];
+            o.iter_mut().for_each(|b| *b = [0, 1, 0xff][rng.below(3) as usize]);
+            let port = [0, 1, 0x100, 0xffff][rng.below(4) as usize];
+            match rng.below(2) {
+                0 => Endpoint::v4([o[0], o[1], o[2], o[3]], port),
+                _ => Endpoint::v6(o, port),
+            }
+        };
+        let reference = |e: &Endpoint| match e.ip {
+            IpAddr::V4(o) => (0, [o[0], o[1], o[2], o[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], e.port),
+            IpAddr::V6(o) => (1, o, e.port),
+        };
+        for _ in 0..50_000 {
+            let (a, b) = (endpoint(&mut rng), endpoint(&mut rng));
+            assert_eq!(a.cmp(&b), reference(&a).cmp(&reference(&b)), "{a} {b}");
+            assert_eq!(a.cmp(&b).is_eq(), a == b);
+        }
     }
 }
