@@ -22,9 +22,22 @@ impl<'a> Reader<'a> {
         Reader { rest: bytes }
     }
 
-    /// A varint of a `bits`-bit unsigned integer.
+    /// A varint of a `bits`-bit unsigned integer (`bits >= 8`).
     #[inline]
     fn varint(&mut self, bits: u32) -> Option<u64> {
+        debug_assert!(bits >= 8, "a one-byte varint has a last-byte limit");
+        // Most varints here are one byte (small lengths, kinds, variants).
+        if let Some((&byte, rest)) = self.rest.split_first() {
+            if byte & 0x80 == 0 {
+                self.rest = rest;
+                return Some(u64::from(byte));
+            }
+        }
+        self.long_varint(bits)
+    }
+
+    /// A varint of more than one byte, or a refusal.
+    fn long_varint(&mut self, bits: u32) -> Option<u64> {
         let max_bytes = bits.div_ceil(7);
         let last_byte_max = (1u8 << (bits % 7)) - 1;
         let mut value = 0u64;

@@ -66,6 +66,15 @@ pub enum Queued {
     Full,
 }
 
+/// What [`Proposer::take_batch`] took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken {
+    /// How many requests.
+    pub entries: usize,
+    /// One of them is a membership change.
+    pub has_change: bool,
+}
+
 /// Proposer state; `R` replicas, window `W`, batches of `D` bytes, a `QB`-byte request
 /// queue, and per-client deduplication of at most `C` clients.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -260,15 +269,17 @@ impl<const R: usize, const W: usize, const D: usize, const QB: usize, const C: u
     }
 
     /// Moves up to `max_entries` queued requests, at most `max_bytes` of them, into `out`
-    /// as a batch; returns how many. A request too large for any batch is dropped here
-    /// (it is refused on arrival, so this is only a guard).
-    pub fn take_batch(&mut self, max_entries: usize, max_bytes: usize, out: &mut heapless::Vec<u8, D>) -> usize {
+    /// as a batch; says how many, and whether one is a membership change. A request too
+    /// large for any batch is dropped here (it is refused on arrival, so this is only a
+    /// guard).
+    pub fn take_batch(&mut self, max_entries: usize, max_bytes: usize, out: &mut heapless::Vec<u8, D>) -> Taken {
         out.clear();
         let mut end = 0;
         let mut taken = 0;
+        let mut has_change = false;
         let mut rest: &[u8] = &self.queue;
         while taken < max_entries {
-            let Ok((_, tail)) = postcard::take_from_bytes::<BatchEntry<'_>>(rest) else { break };
+            let Some((entry, tail)) = batch::take_entry(rest) else { break };
             let entry_len = rest.len() - tail.len();
             if end + entry_len > max_bytes.min(D) {
                 if taken == 0 {
@@ -279,6 +290,7 @@ impl<const R: usize, const W: usize, const D: usize, const QB: usize, const C: u
             }
             end += entry_len;
             taken += 1;
+            has_change |= entry.kind == EntryKind::Change;
             rest = tail;
         }
         if taken > 0 {
@@ -289,7 +301,7 @@ impl<const R: usize, const W: usize, const D: usize, const QB: usize, const C: u
         self.queue.copy_within(end..len, 0);
         self.queue.truncate(len - end);
         self.queued = self.queued.saturating_sub(taken);
-        taken
+        Taken { entries: taken, has_change }
     }
 
     /// The merged phase-1 votes still to be re-proposed.
@@ -407,7 +419,7 @@ mod tests {
         assert_eq!(p.queue_request(c, ClientRequest::single(2, b"z"), Instant::ZERO, 10), Queued::Added);
         assert_eq!(p.batch_deadline, Some(Instant::from_millis(10)));
         let mut out = heapless::Vec::new();
-        assert_eq!(p.take_batch(2, 128, &mut out), 2);
+        assert_eq!(p.take_batch(2, 128, &mut out).entries, 2);
         let got: heapless::Vec<u64, 4> = batch::entries(&out).map(|e| e.seqno).collect();
         assert_eq!(&got[..], &[1, 9]);
         assert_eq!(p.queued(), 1);
@@ -435,7 +447,7 @@ mod tests {
             p.queue_request(c, ClientRequest::single(1, &[7u8; 20]), Instant::ZERO, 10);
         }
         let mut out = heapless::Vec::new();
-        let taken = p.take_batch(32, 50, &mut out);
+        let taken = p.take_batch(32, 50, &mut out).entries;
         assert_eq!(taken, 1, "each entry is ~30 bytes");
         assert!(out.len() <= 50);
     }
@@ -496,16 +508,31 @@ mod tests {
         p.queue_request(c, ClientRequest::single(1, &[7u8; 60]), Instant::ZERO, 10);
         p.queue_request(d, ClientRequest::single(1, b"y"), Instant::ZERO, 10);
         let mut out = heapless::Vec::new();
-        assert_eq!(p.take_batch(4, 20, &mut out), 0, "the 60-byte request never fits 20 bytes");
+        assert_eq!(p.take_batch(4, 20, &mut out).entries, 0, "the 60-byte request never fits 20 bytes");
         assert!(out.is_empty(), "a dropped entry is not proposed");
         assert_eq!(p.queued(), 1);
         assert!(p.invariant(3).is_ok());
         let mut probe = heapless::Vec::<u8, 128>::new();
         let entry = BatchEntry { client: d, seqno: 1, request: Bytes(b"y"), kind: EntryKind::Single };
         crate::wire::append(&mut probe, &entry).unwrap();
-        assert_eq!(p.take_batch(4, probe.len(), &mut out), 1, "exactly the bound");
+        assert_eq!(p.take_batch(4, probe.len(), &mut out).entries, 1, "exactly the bound");
         assert_eq!(&out[..], &probe[..]);
         assert_eq!(p.queued(), 0);
+    }
+
+    #[test]
+    fn a_batch_says_whether_it_took_a_membership_change() {
+        let mut p = P::new(3);
+        p.start_phase1(B1);
+        let c = Endpoint::v4([10, 0, 0, 1], 5);
+        let d = Endpoint::v4([10, 0, 0, 2], 5);
+        p.queue_request(c, ClientRequest::single(1, b"x"), Instant::ZERO, 10);
+        let change = ClientRequest { seqno: 1, request: b"change", kind: EntryKind::Change };
+        p.queue_request(d, change, Instant::ZERO, 10);
+        let mut out = heapless::Vec::new();
+        assert_eq!(p.take_batch(1, 128, &mut out), Taken { entries: 1, has_change: false });
+        assert_eq!(p.take_batch(1, 128, &mut out), Taken { entries: 1, has_change: true });
+        assert_eq!(p.take_batch(1, 128, &mut out), Taken { entries: 0, has_change: false });
     }
 
     #[test]

@@ -136,18 +136,15 @@ fn key_prefix(key: &[u8]) -> u64 {
 struct Pair<const KB: usize, const VB: usize> {
     key: heapless::Vec<u8, KB>,
     value: heapless::Vec<u8, VB>,
-    /// [`key_prefix`] of `key`: the search compares these first.
-    prefix: u64,
 }
 
 impl<const KB: usize, const VB: usize> Pair<KB, VB> {
-    const EMPTY: Pair<KB, VB> = Pair { key: heapless::Vec::new(), value: heapless::Vec::new(), prefix: 0 };
+    const EMPTY: Pair<KB, VB> = Pair { key: heapless::Vec::new(), value: heapless::Vec::new() };
 
     /// Makes this pair a copy of `src` in place (one `memcpy` each for key and value).
     fn copy_from(&mut self, src: &Self) {
         self.key.clear();
         self.value.clear();
-        self.prefix = src.prefix;
         // Cannot fail: both pairs have the same capacities.
         let _ = self.key.extend_from_slice(&src.key);
         let _ = self.value.extend_from_slice(&src.value);
@@ -162,6 +159,9 @@ impl<const KB: usize, const VB: usize> Pair<KB, VB> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct KvApp<const K: usize, const KB: usize, const VB: usize> {
     pairs: heapless::Vec<Pair<KB, VB>, K>,
+    /// [`key_prefix`] of each pair's key, in the pairs' order: the search runs over these
+    /// eight bytes apart, and compares whole keys only among equal prefixes.
+    prefixes: heapless::Vec<u64, K>,
 }
 
 /// Where the parser of an incoming snapshot is.
@@ -269,7 +269,7 @@ impl<const K: usize, const KB: usize, const VB: usize> KvStaging<K, KB, VB> {
 impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
     /// An empty map.
     pub const fn new() -> Self {
-        KvApp { pairs: heapless::Vec::new() }
+        KvApp { pairs: heapless::Vec::new(), prefixes: heapless::Vec::new() }
     }
 
     /// Number of pairs.
@@ -289,7 +289,12 @@ impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
 
     fn find(&self, key: &[u8]) -> Result<usize, usize> {
         let prefix = key_prefix(key);
-        self.pairs.binary_search_by(|p| p.prefix.cmp(&prefix).then_with(|| key_order(&p.key, key)))
+        let start = self.prefixes.partition_point(|&p| p < prefix);
+        let ties = self.prefixes[start..].partition_point(|&p| p == prefix);
+        match self.pairs[start..start + ties].binary_search_by(|p| key_order(&p.key, key)) {
+            Ok(i) => Ok(start + i),
+            Err(i) => Err(start + i),
+        }
     }
 
     fn execute<'r>(&'r mut self, op: KvOp<'_>) -> KvReply<'r> {
@@ -308,7 +313,8 @@ impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
                         if self.pairs.insert(i, Pair::EMPTY).is_err() {
                             return KvReply::Error(KvAppError::Full);
                         }
-                        self.pairs[i].prefix = key_prefix(key.0);
+                        // Cannot fail: as long as `pairs`.
+                        let _ = self.prefixes.insert(i, key_prefix(key.0));
                         // Cannot fail: the length was checked above.
                         let _ = self.pairs[i].key.extend_from_slice(key.0);
                         i
@@ -324,6 +330,7 @@ impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
             KvOp::Delete(key) => {
                 if let Ok(i) = self.find(key.0) {
                     self.pairs.remove(i);
+                    self.prefixes.remove(i);
                 }
                 KvReply::Done
             }
@@ -363,6 +370,9 @@ impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> 
     fn snapshot(&self, into: &mut Self::Snapshot) {
         // Pair by pair in place: `clone_from` would build a whole `K`-pair map on the
         // stack and move it, copying the capacity rather than the pairs.
+        into.prefixes.clear();
+        // Cannot fail: the same capacity.
+        let _ = into.prefixes.extend_from_slice(&self.prefixes);
         into.pairs.truncate(self.pairs.len());
         let kept = into.pairs.len();
         for (dst, src) in into.pairs.iter_mut().zip(&self.pairs) {
@@ -442,11 +452,13 @@ impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> 
         if staging.pairs.windows(2).any(|w| w[0].key >= w[1].key) {
             return Err(SnapshotError::Corrupt);
         }
-        for pair in staging.pairs.iter_mut() {
-            pair.prefix = key_prefix(&pair.key);
-        }
         core::mem::swap(&mut self.pairs, &mut staging.pairs);
         staging.pairs.clear();
+        self.prefixes.clear();
+        for pair in &self.pairs {
+            // Cannot fail: as many as the pairs.
+            let _ = self.prefixes.push(key_prefix(&pair.key));
+        }
         Ok(())
     }
 }
@@ -524,6 +536,10 @@ mod tests {
         for step in 0..20_000 {
             let mut key = [0u8; 11];
             key.iter_mut().for_each(|b| *b = [0, 1, 0xff][rng.below(3) as usize]);
+            if rng.below(2) == 0 {
+                // Keys sharing their first eight bytes: the search compares whole keys.
+                key[..8].copy_from_slice(b"prefix:/");
+            }
             let key = &key[..rng.below(12) as usize];
             let value = [step as u8; 5];
             let value = &value[..rng.below(6) as usize];
@@ -561,8 +577,8 @@ mod tests {
             assert_eq!(KvReply::decode(&reply[..m]), Some(expected), "step {step}: {op:?}");
             assert_eq!(app.len(), model.len());
         }
-        for (pair, (k, v)) in app.pairs.iter().zip(&model) {
-            assert_eq!((&pair.key, &pair.value, pair.prefix), (k, v, key_prefix(k)));
+        for ((pair, prefix), (k, v)) in app.pairs.iter().zip(&app.prefixes).zip(&model) {
+            assert_eq!((&pair.key, &pair.value, *prefix), (k, v, key_prefix(k)));
         }
     }
 

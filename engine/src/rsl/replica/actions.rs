@@ -274,13 +274,13 @@ impl<
                 }
                 let taken =
                     self.proposer.take_batch(p.max_batch_size, self.config.max_batch_bytes(), &mut self.batch_scratch);
-                if taken == 0 {
+                if taken.entries == 0 {
                     continue;
                 }
                 self.proposer.batch_deadline = (self.proposer.queued() > 0).then(|| now.plus_ms(p.max_batch_delay_ms));
                 let msg = RslMsg::TwoA { bal, opn, batch: Bytes(&self.batch_scratch) };
                 emit::broadcast(out, &mut self.stats, Envelope::Rsl(self.cluster), max, &self.config.replicas, &msg);
-                self.note_proposed(opn);
+                self.note_proposed(opn, taken.has_change);
             }
             self.proposer.next_opn = opn + 1;
             progress = true;

@@ -9,7 +9,6 @@ use crate::outbox::Outbox;
 use crate::rsl::acceptor::Acceptor;
 use crate::rsl::app::App;
 use crate::rsl::ballot::Ballot;
-use crate::rsl::batch::{self, EntryKind};
 use crate::rsl::config::RslConfig;
 use crate::rsl::election::Election;
 use crate::rsl::learner::Learner;
@@ -274,13 +273,12 @@ impl<
         }
     }
 
-    /// Notes that the leader proposed its batch scratch as operation `opn`: with a
-    /// membership change in it, the leader answers no more queries without the log until it
+    /// Notes that the leader proposed a batch as operation `opn`: with a membership change
+    /// in it (`has_change`), the leader answers no more queries without the log until it
     /// executed past it (see [`crate::rsl::membership`]: after the stop-sign, its state is
-    /// stale). Reads the scratch in place: moving it out and back copied its whole
-    /// capacity (64 KiB in io-std) twice per batch.
-    pub(super) fn note_proposed(&mut self, opn: u64) {
-        if batch::entries(&self.batch_scratch).any(|e| e.kind == EntryKind::Change) {
+    /// stale).
+    pub(super) fn note_proposed(&mut self, opn: u64, has_change: bool) {
+        if has_change {
             self.change_proposed = Some(self.change_proposed.map_or(opn, |o| o.max(opn)));
         }
     }
