@@ -56,9 +56,9 @@ pub struct BadCacheEntry;
 /// At most `C` clients' last replies of at most `RB` bytes, sorted by client.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ReplyCache<const C: usize, const RB: usize> {
-    /// Each entry's client, in the entries' order: the search reads these, a few bytes
-    /// apart, instead of striding over whole replies.
-    clients: heapless::Vec<Endpoint, C>,
+    /// Each entry's client's [`Endpoint::sort_key`], in the entries' order: the search
+    /// reads these, eight bytes apart, instead of striding over whole replies.
+    keys: heapless::Vec<u64, C>,
     entries: heapless::Vec<CachedReply<RB>, C>,
 }
 
@@ -69,7 +69,7 @@ pub(crate) struct Slot(Result<usize, usize>);
 
 impl<const C: usize, const RB: usize> Default for ReplyCache<C, RB> {
     fn default() -> Self {
-        ReplyCache { clients: heapless::Vec::new(), entries: heapless::Vec::new() }
+        ReplyCache { keys: heapless::Vec::new(), entries: heapless::Vec::new() }
     }
 }
 
@@ -84,9 +84,9 @@ impl<const C: usize, const RB: usize> Clone for ReplyCache<C, RB> {
     /// moves it, copying the capacity rather than the entries (a replica freezes its cache
     /// for every snapshot).
     fn clone_from(&mut self, source: &Self) {
-        self.clients.clear();
+        self.keys.clear();
         // Cannot fail: both caches hold at most `C` entries.
-        let _ = self.clients.extend_from_slice(&source.clients);
+        let _ = self.keys.extend_from_slice(&source.keys);
         self.entries.truncate(source.entries.len());
         let kept = self.entries.len();
         for (dst, src) in self.entries.iter_mut().zip(&source.entries) {
@@ -125,7 +125,7 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
 
     /// Where `client`'s entry is or would go. O(log n).
     pub(crate) fn slot(&self, client: Endpoint) -> Slot {
-        Slot(self.clients.binary_search(&client))
+        Slot(crate::keyed::search(&self.keys, client.sort_key(), |i| self.entries[i].client.cmp(&client)))
     }
 
     /// The entry at `slot`, if it holds one.
@@ -150,14 +150,14 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
                 if self.entries.is_full() {
                     let Some(victim) = self.oldest() else { return };
                     self.entries.remove(victim);
-                    self.clients.remove(victim);
+                    self.keys.remove(victim);
                     if victim < i {
                         i -= 1;
                     }
                 }
                 // Cannot fail: a slot was freed above when full (C > 0 by type use).
                 let _ = self.entries.insert(i, CachedReply::new(client, seqno, opn, reply));
-                let _ = self.clients.insert(i, client);
+                let _ = self.keys.insert(i, client.sort_key());
             }
         }
     }
@@ -183,7 +183,7 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
 
     /// Forgets every entry.
     pub fn clear(&mut self) {
-        self.clients.clear();
+        self.keys.clear();
         self.entries.clear();
     }
 
@@ -197,16 +197,16 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
         self.entries
             .push(CachedReply { client: e.client, seqno: e.seqno, opn: e.opn, reply })
             .map_err(|_| BadCacheEntry)?;
-        // Cannot fail: `clients` has the capacity and length of `entries`.
-        let _ = self.clients.push(e.client);
+        // Cannot fail: `keys` has the capacity and length of `entries`.
+        let _ = self.keys.push(e.client.sort_key());
         Ok(())
     }
 
     /// Local invariants, given the executor's `ops_complete`: one entry per client, sorted,
     /// and only replies of executed operations (`opn < ops_complete`).
     pub fn invariant(&self, ops_complete: u64) -> Result<(), &'static str> {
-        if !self.clients.iter().eq(self.entries.iter().map(|e| &e.client)) {
-            return Err("reply cache's client index differs from its entries");
+        if !self.keys.iter().copied().eq(self.entries.iter().map(|e| e.client.sort_key())) {
+            return Err("reply cache's client keys differ from its entries");
         }
         for pair in self.entries.windows(2) {
             if pair[0].client >= pair[1].client {
@@ -274,6 +274,37 @@ mod tests {
     }
 
     #[test]
+    fn lookups_find_every_client_among_ipv4_and_ipv6_endpoints_with_equal_keys() {
+        let mut rng = crate::reader::TestRng(0xfeed_face_cafe_beef);
+        for _ in 0..200 {
+            let mut c: ReplyCache<64, 8> = ReplyCache::default();
+            let mut seen: heapless::Vec<(Endpoint, u64), 64> = heapless::Vec::new();
+            for opn in 0..40u64 {
+                // IPv6 clients differing only in their last byte share a sort key.
+                let client = match rng.below(3) {
+                    0 => Endpoint::v4([10, 0, 0, rng.below(4) as u8], rng.below(3) as u16),
+                    _ => {
+                        let mut o = [0xfe; 16];
+                        o[15] = rng.below(4) as u8;
+                        Endpoint::v6(o, rng.below(3) as u16)
+                    }
+                };
+                c.insert(client, opn, opn, &opn.to_le_bytes());
+                match seen.iter_mut().find(|(e, _)| *e == client) {
+                    Some(entry) => entry.1 = opn,
+                    None => seen.push((client, opn)).unwrap(),
+                }
+            }
+            assert_eq!(c.invariant(40), Ok(()));
+            assert_eq!(c.len(), seen.len());
+            for (client, seqno) in &seen {
+                assert_eq!(c.get(*client).map(|e| e.seqno), Some(*seqno), "{client}");
+            }
+            assert!(c.get(Endpoint::v6([0xfe; 16], 9)).is_none());
+        }
+    }
+
+    #[test]
     fn push_sorted_refuses_out_of_order_entries() {
         let mut c: ReplyCache<4, 8> = ReplyCache::default();
         let e = |p| CacheEntryWire { client: ep(p), seqno: 1, opn: 1, reply: Bytes(b"r") };
@@ -292,7 +323,7 @@ mod tests {
         assert!(c.invariant(4).is_err(), "opn 4 is not executed yet");
         c.entries.swap(0, 1);
         assert!(c.invariant(5).is_err(), "the client index no longer matches");
-        c.clients.swap(0, 1);
+        c.keys.swap(0, 1);
         assert!(c.invariant(5).is_err(), "unsorted");
         assert!(!c.is_empty());
         c.clear();

@@ -289,19 +289,7 @@ impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
 
     fn find(&self, key: &[u8]) -> Result<usize, usize> {
         let prefix = key_prefix(key);
-        let start = self.prefixes.partition_point(|&p| p < prefix);
-        // Usually no other key, or one, has this prefix: look before searching.
-        let ties = match self.prefixes[start..] {
-            [first, ..] if first != prefix => 0,
-            [_] => 1,
-            [_, second, ..] if second != prefix => 1,
-            [] => 0,
-            _ => self.prefixes[start..].partition_point(|&p| p == prefix),
-        };
-        match self.pairs[start..start + ties].binary_search_by(|p| key_order(&p.key, key)) {
-            Ok(i) => Ok(start + i),
-            Err(i) => Err(start + i),
-        }
+        crate::keyed::search(&self.prefixes, prefix, |i| key_order(&self.pairs[i].key, key))
     }
 
     fn execute<'r>(&'r mut self, op: KvOp<'_>) -> KvReply<'r> {
