@@ -22,18 +22,24 @@ impl<'a> Reader<'a> {
         Reader { rest: bytes }
     }
 
-    /// A varint of a `bits`-bit unsigned integer (`bits >= 8`).
+    /// A varint of a `bits`-bit unsigned integer (`bits >= 8`: the one-byte fast path has
+    /// no last-byte limit to check).
     #[inline]
     fn varint(&mut self, bits: u32) -> Option<u64> {
         debug_assert!(bits >= 8, "a one-byte varint has a last-byte limit");
-        // Most varints here are one byte (small lengths, kinds, variants).
-        if let Some((&byte, rest)) = self.rest.split_first() {
-            if byte & 0x80 == 0 {
+        // Most varints here are one byte (small lengths, kinds, variants) or two (ports,
+        // sequence numbers below 16,384); neither can exceed a type of 16 bits or more.
+        match *self.rest {
+            [b0, ref rest @ ..] if b0 & 0x80 == 0 => {
                 self.rest = rest;
-                return Some(u64::from(byte));
+                Some(u64::from(b0))
             }
+            [b0, b1, ref rest @ ..] if b1 & 0x80 == 0 && bits >= 16 => {
+                self.rest = rest;
+                Some(u64::from(b0 & 0x7f) | u64::from(b1) << 7)
+            }
+            _ => self.long_varint(bits),
         }
-        self.long_varint(bits)
     }
 
     /// A varint of more than one byte, or a refusal.

@@ -6,8 +6,9 @@
 //! It is not a defence against anyone (`docs/security.md`): datagrams are trusted on the
 //! strength of their MAC, and a member that lies can send wrong bytes under a correct name
 //! whatever the hash. So it only needs to tell honest histories apart, and it is a fold of
-//! 128-bit products, sixteen bytes a step (a few cycles), where SipHash-2-4 took ten percent
-//! of the engine bench hashing each batch on every replica.
+//! 128-bit products, sixteen bytes a step in two independent lanes (a few cycles for
+//! thirty-two bytes), where SipHash-2-4 took ten percent of the engine bench hashing each
+//! batch on every replica.
 
 /// The digest of a replica that has executed nothing.
 pub const INITIAL_EXECUTED_DIGEST: u64 = 0xcbf2_9ce4_8422_2325;
@@ -35,14 +36,24 @@ fn word(bytes: &[u8]) -> u64 {
 /// zeros differ.
 pub fn chain_digest(prev: u64, opn: u64, batch: &[u8]) -> u64 {
     let mut state = fold(prev ^ SPREAD[0], opn ^ SPREAD[1]);
-    let mut chunks = batch.chunks_exact(16);
+    // Two lanes over alternate sixteen bytes: their products do not wait on each other.
+    let mut other = fold(opn ^ SPREAD[2], prev ^ SPREAD[1]);
+    let mut pairs = batch.chunks_exact(32);
+    for pair in &mut pairs {
+        state = fold(word(&pair[..8]) ^ SPREAD[1], word(&pair[8..16]) ^ state);
+        other = fold(word(&pair[16..24]) ^ SPREAD[2], word(&pair[24..]) ^ other);
+    }
+    let mut chunks = pairs.remainder().chunks_exact(16);
     for chunk in &mut chunks {
         state = fold(word(&chunk[..8]) ^ SPREAD[1], word(&chunk[8..]) ^ state);
     }
     let rest = chunks.remainder();
     let mut tail = [0u8; 16];
-    tail[..rest.len()].copy_from_slice(rest);
+    for (t, b) in tail.iter_mut().zip(rest) {
+        *t = *b;
+    }
     state = fold(word(&tail[..8]) ^ SPREAD[1], word(&tail[8..]) ^ state);
+    state = fold(state ^ SPREAD[2], other ^ SPREAD[0]);
     fold(state ^ SPREAD[2], batch.len() as u64 ^ SPREAD[0])
 }
 
