@@ -53,18 +53,6 @@ impl Endpoint {
         Endpoint { ip: IpAddr::V4(octets), port }
     }
 
-    /// A number in the endpoints' order: `a < b` gives `a.sort_key() <= b.sort_key()`, and
-    /// unequal keys are in the endpoints' order. IPv4 endpoints have unique keys (address
-    /// and port); IPv6 ones share a key when their addresses share the first 63 bits, and
-    /// need a whole comparison then. Sorted arrays of keys are searched without branching on
-    /// the address family.
-    pub fn sort_key(&self) -> u64 {
-        match self.ip {
-            IpAddr::V4(o) => u64::from(u32::from_be_bytes(o)) << 16 | u64::from(self.port),
-            IpAddr::V6(o) => 1 << 63 | (u128::from_be_bytes(o) >> 65) as u64,
-        }
-    }
-
     /// An IPv6 endpoint.
     pub const fn v6(octets: [u8; 16], port: u16) -> Endpoint {
         Endpoint { ip: IpAddr::V6(octets), port }
@@ -130,12 +118,6 @@ mod tests {
             let (a, b) = (endpoint(&mut rng), endpoint(&mut rng));
             assert_eq!(a.cmp(&b), reference(&a).cmp(&reference(&b)), "{a} {b}");
             assert_eq!(a.cmp(&b).is_eq(), a == b);
-            let (ka, kb) = (a.sort_key(), b.sort_key());
-            if ka != kb {
-                assert_eq!(ka.cmp(&kb), a.cmp(&b), "unequal keys order as the endpoints: {a} {b}");
-            } else if let (IpAddr::V4(_), IpAddr::V4(_)) = (a.ip, b.ip) {
-                assert_eq!(a, b, "IPv4 keys are unique");
-            }
         }
     }
 }

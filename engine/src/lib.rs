@@ -68,7 +68,6 @@ pub mod auth;
 pub mod config;
 mod emit;
 pub mod endpoint;
-mod keyed;
 pub mod kv;
 pub mod outbox;
 mod reader;

@@ -56,9 +56,6 @@ pub struct BadCacheEntry;
 /// At most `C` clients' last replies of at most `RB` bytes, sorted by client.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ReplyCache<const C: usize, const RB: usize> {
-    /// Each entry's client's [`Endpoint::sort_key`], in the entries' order: the search
-    /// reads these, eight bytes apart, instead of striding over whole replies.
-    keys: heapless::Vec<u64, C>,
     entries: heapless::Vec<CachedReply<RB>, C>,
 }
 
@@ -69,7 +66,7 @@ pub(crate) struct Slot(Result<usize, usize>);
 
 impl<const C: usize, const RB: usize> Default for ReplyCache<C, RB> {
     fn default() -> Self {
-        ReplyCache { keys: heapless::Vec::new(), entries: heapless::Vec::new() }
+        ReplyCache { entries: heapless::Vec::new() }
     }
 }
 
@@ -84,9 +81,6 @@ impl<const C: usize, const RB: usize> Clone for ReplyCache<C, RB> {
     /// moves it, copying the capacity rather than the entries (a replica freezes its cache
     /// for every snapshot).
     fn clone_from(&mut self, source: &Self) {
-        self.keys.clear();
-        // Cannot fail: both caches hold at most `C` entries.
-        let _ = self.keys.extend_from_slice(&source.keys);
         self.entries.truncate(source.entries.len());
         let kept = self.entries.len();
         for (dst, src) in self.entries.iter_mut().zip(&source.entries) {
@@ -125,7 +119,7 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
 
     /// Where `client`'s entry is or would go. O(log n).
     pub(crate) fn slot(&self, client: Endpoint) -> Slot {
-        Slot(crate::keyed::search(&self.keys, client.sort_key(), |i| self.entries[i].client.cmp(&client)))
+        Slot(self.entries.binary_search_by(|e| e.client.cmp(&client)))
     }
 
     /// The entry at `slot`, if it holds one.
@@ -150,14 +144,12 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
                 if self.entries.is_full() {
                     let Some(victim) = self.oldest() else { return };
                     self.entries.remove(victim);
-                    self.keys.remove(victim);
                     if victim < i {
                         i -= 1;
                     }
                 }
                 // Cannot fail: a slot was freed above when full (C > 0 by type use).
                 let _ = self.entries.insert(i, CachedReply::new(client, seqno, opn, reply));
-                let _ = self.keys.insert(i, client.sort_key());
             }
         }
     }
@@ -183,7 +175,6 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
 
     /// Forgets every entry.
     pub fn clear(&mut self) {
-        self.keys.clear();
         self.entries.clear();
     }
 
@@ -196,18 +187,12 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
         let reply = heapless::Vec::from_slice(e.reply.0).map_err(|_| BadCacheEntry)?;
         self.entries
             .push(CachedReply { client: e.client, seqno: e.seqno, opn: e.opn, reply })
-            .map_err(|_| BadCacheEntry)?;
-        // Cannot fail: `keys` has the capacity and length of `entries`.
-        let _ = self.keys.push(e.client.sort_key());
-        Ok(())
+            .map_err(|_| BadCacheEntry)
     }
 
     /// Local invariants, given the executor's `ops_complete`: one entry per client, sorted,
     /// and only replies of executed operations (`opn < ops_complete`).
     pub fn invariant(&self, ops_complete: u64) -> Result<(), &'static str> {
-        if !self.keys.iter().copied().eq(self.entries.iter().map(|e| e.client.sort_key())) {
-            return Err("reply cache's client keys differ from its entries");
-        }
         for pair in self.entries.windows(2) {
             if pair[0].client >= pair[1].client {
                 return Err("reply cache not sorted by client, or a client twice");
@@ -274,13 +259,12 @@ mod tests {
     }
 
     #[test]
-    fn lookups_find_every_client_among_ipv4_and_ipv6_endpoints_with_equal_keys() {
+    fn lookups_find_every_client_among_ipv4_and_ipv6_endpoints() {
         let mut rng = crate::reader::TestRng(0xfeed_face_cafe_beef);
         for _ in 0..200 {
             let mut c: ReplyCache<64, 8> = ReplyCache::default();
             let mut seen: heapless::Vec<(Endpoint, u64), 64> = heapless::Vec::new();
             for opn in 0..40u64 {
-                // IPv6 clients differing only in their last byte share a sort key.
                 let client = match rng.below(3) {
                     0 => Endpoint::v4([10, 0, 0, rng.below(4) as u8], rng.below(3) as u16),
                     _ => {
@@ -322,8 +306,6 @@ mod tests {
         assert_eq!(c.invariant(5), Ok(()));
         assert!(c.invariant(4).is_err(), "opn 4 is not executed yet");
         c.entries.swap(0, 1);
-        assert!(c.invariant(5).is_err(), "the client index no longer matches");
-        c.keys.swap(0, 1);
         assert!(c.invariant(5).is_err(), "unsorted");
         assert!(!c.is_empty());
         c.clear();

@@ -119,18 +119,6 @@ fn key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
-/// A key's first eight bytes as a big-endian number, zero-padded: keys whose prefixes
-/// differ are in the order of their prefixes (a key that ends inside the eight bytes is
-/// padded with zeros, and is also the smaller where the other goes on with a nonzero byte),
-/// so a search compares whole keys only when their prefixes are equal.
-fn key_prefix(key: &[u8]) -> u64 {
-    let mut prefix = 0u64;
-    for (i, &b) in key.iter().take(8).enumerate() {
-        prefix |= u64::from(b) << (56 - 8 * i);
-    }
-    prefix
-}
-
 /// One stored pair.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Pair<const KB: usize, const VB: usize> {
@@ -159,9 +147,6 @@ impl<const KB: usize, const VB: usize> Pair<KB, VB> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct KvApp<const K: usize, const KB: usize, const VB: usize> {
     pairs: heapless::Vec<Pair<KB, VB>, K>,
-    /// [`key_prefix`] of each pair's key, in the pairs' order: the search runs over these
-    /// eight bytes apart, and compares whole keys only among equal prefixes.
-    prefixes: heapless::Vec<u64, K>,
 }
 
 /// Where the parser of an incoming snapshot is.
@@ -269,7 +254,7 @@ impl<const K: usize, const KB: usize, const VB: usize> KvStaging<K, KB, VB> {
 impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
     /// An empty map.
     pub const fn new() -> Self {
-        KvApp { pairs: heapless::Vec::new(), prefixes: heapless::Vec::new() }
+        KvApp { pairs: heapless::Vec::new() }
     }
 
     /// Number of pairs.
@@ -288,8 +273,7 @@ impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
     }
 
     fn find(&self, key: &[u8]) -> Result<usize, usize> {
-        let prefix = key_prefix(key);
-        crate::keyed::search(&self.prefixes, prefix, |i| key_order(&self.pairs[i].key, key))
+        self.pairs.binary_search_by(|p| key_order(&p.key, key))
     }
 
     fn execute<'r>(&'r mut self, op: KvOp<'_>) -> KvReply<'r> {
@@ -308,8 +292,6 @@ impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
                         if self.pairs.insert(i, Pair::EMPTY).is_err() {
                             return KvReply::Error(KvAppError::Full);
                         }
-                        // Cannot fail: as long as `pairs`.
-                        let _ = self.prefixes.insert(i, key_prefix(key.0));
                         // Cannot fail: the length was checked above.
                         let _ = self.pairs[i].key.extend_from_slice(key.0);
                         i
@@ -325,7 +307,6 @@ impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
             KvOp::Delete(key) => {
                 if let Ok(i) = self.find(key.0) {
                     self.pairs.remove(i);
-                    self.prefixes.remove(i);
                 }
                 KvReply::Done
             }
@@ -365,9 +346,6 @@ impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> 
     fn snapshot(&self, into: &mut Self::Snapshot) {
         // Pair by pair in place: `clone_from` would build a whole `K`-pair map on the
         // stack and move it, copying the capacity rather than the pairs.
-        into.prefixes.clear();
-        // Cannot fail: the same capacity.
-        let _ = into.prefixes.extend_from_slice(&self.prefixes);
         into.pairs.truncate(self.pairs.len());
         let kept = into.pairs.len();
         for (dst, src) in into.pairs.iter_mut().zip(&self.pairs) {
@@ -449,11 +427,6 @@ impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> 
         }
         core::mem::swap(&mut self.pairs, &mut staging.pairs);
         staging.pairs.clear();
-        self.prefixes.clear();
-        for pair in &self.pairs {
-            // Cannot fail: as many as the pairs.
-            let _ = self.prefixes.push(key_prefix(&pair.key));
-        }
         Ok(())
     }
 }
@@ -515,8 +488,6 @@ mod tests {
             let a = &bytes[0][..rng.below(21) as usize];
             let b = &bytes[1][..rng.below(21) as usize];
             assert_eq!(key_order(a, b), a.cmp(b), "{a:?} {b:?}");
-            let by_prefix = key_prefix(a).cmp(&key_prefix(b)).then_with(|| key_order(a, b));
-            assert_eq!(by_prefix, a.cmp(b), "prefixes first: {a:?} {b:?}");
         }
     }
 
@@ -532,7 +503,7 @@ mod tests {
             let mut key = [0u8; 11];
             key.iter_mut().for_each(|b| *b = [0, 1, 0xff][rng.below(3) as usize]);
             if rng.below(2) == 0 {
-                // Keys sharing their first eight bytes: the search compares whole keys.
+                // Keys sharing their first eight bytes: whole words compare equal.
                 key[..8].copy_from_slice(b"prefix:/");
             }
             let key = &key[..rng.below(12) as usize];
@@ -572,8 +543,8 @@ mod tests {
             assert_eq!(KvReply::decode(&reply[..m]), Some(expected), "step {step}: {op:?}");
             assert_eq!(app.len(), model.len());
         }
-        for ((pair, prefix), (k, v)) in app.pairs.iter().zip(&app.prefixes).zip(&model) {
-            assert_eq!((&pair.key, &pair.value, *prefix), (k, v, key_prefix(k)));
+        for (pair, (k, v)) in app.pairs.iter().zip(&model) {
+            assert_eq!((&pair.key, &pair.value), (k, v));
         }
     }
 
