@@ -59,7 +59,7 @@ impl<'a> KvOp<'a> {
         crate::wire::to_slice(self, buf)
     }
     /// Decodes a request: postcard's encoding of a `KvOp`, all of `bytes`. Read by hand
-    /// ([`crate::reader`]; the same verdicts as postcard's, held to them by a test): every
+    /// (`engine::reader`; the same verdicts as postcard's, held to them by a test): every
     /// replica decodes every request it executes.
     pub fn decode(bytes: &'a [u8]) -> Option<KvOp<'a>> {
         let mut r = Reader::new(bytes);
