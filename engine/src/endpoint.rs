@@ -99,9 +99,9 @@ mod tests {
 
     #[test]
     fn endpoints_order_as_family_octets_then_port() {
-        let mut rng = crate::reader::TestRng(0xdead_beef_1234_5678);
+        let mut rng = crate::test_rng::TestRng(0xdead_beef_1234_5678);
         // Few distinct octets and ports, so that ties on each part occur.
-        let endpoint = |rng: &mut crate::reader::TestRng| {
+        let endpoint = |rng: &mut crate::test_rng::TestRng| {
             let mut o = [0u8; 16];
             o.iter_mut().for_each(|b| *b = [0, 1, 0xff][rng.below(3) as usize]);
             let port = [0, 1, 0x100, 0xffff][rng.below(4) as usize];

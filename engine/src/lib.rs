@@ -74,6 +74,8 @@ mod reader;
 pub mod rsl;
 mod sip;
 pub mod stats;
+#[cfg(test)]
+mod test_rng;
 pub mod time;
 pub mod wire;
 

@@ -1,8 +1,9 @@
-//! Reading postcard's encoding by hand, for the one value decoded on every replica for
-//! every request: a batch entry ([`crate::rsl::batch`]). serde's generic path through
-//! postcard cost about a sixth of the engine bench; this reads the same bytes with the
-//! same verdicts (a differential test in `rsl::batch` holds it to postcard's on random
-//! bytes), and everything else keeps using postcard.
+//! Reading postcard's encoding by hand, for the values decoded on every replica for every
+//! request: batch entries ([`crate::rsl::batch`]) and the KV application's requests
+//! (`rsl::apps::kv::KvOp`). serde's generic path through postcard cost about a sixth of
+//! the engine bench; this reads the same bytes with the same verdicts (differential tests
+//! beside each reader hold them to postcard's on random bytes), and everything else keeps
+//! using postcard.
 //!
 //! postcard's rules, as `postcard::de::Deserializer` applies them: unsigned integers are
 //! varints of seven bits a byte, least significant first, at most `ceil(bits / 7)` bytes,
@@ -91,25 +92,5 @@ impl<'a> Reader<'a> {
         let (bytes, rest) = self.rest.split_first_chunk::<N>()?;
         self.rest = rest;
         Some(*bytes)
-    }
-}
-
-/// A xorshift64 generator: deterministic test inputs without a dependency.
-#[cfg(test)]
-pub(crate) struct TestRng(pub(crate) u64);
-
-#[cfg(test)]
-impl TestRng {
-    /// The next number.
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A number below `n`.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }

@@ -141,6 +141,6 @@ pub fn runs(bytes: &[u8]) -> impl Iterator<Item = Result<(KeyRange, HostId), ()>
 /// Appends one run to `buf` at `at`; returns the new end, or `BufferFull`.
 pub fn push_run(buf: &mut [u8], at: usize, range: KeyRange, owner: HostId) -> Result<usize, EncodeError> {
     let room = buf.get_mut(at..).ok_or(EncodeError::BufferFull)?;
-    let n = wire::append_slice(room, &(range, owner)).ok_or(EncodeError::BufferFull)?;
+    let n = wire::to_slice(&(range, owner), room)?;
     Ok(at + n)
 }

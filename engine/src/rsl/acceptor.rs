@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn the_quorum_checkpoint_is_the_quorum_th_highest_with_ties() {
-        let mut rng = crate::reader::TestRng(0x0123_4567_89ab_cdef);
+        let mut rng = crate::test_rng::TestRng(0x0123_4567_89ab_cdef);
         for _ in 0..2_000 {
             let n = 1 + rng.below(5) as usize;
             let mut a: Acceptor<5, 8, 64> = Acceptor::new(n);

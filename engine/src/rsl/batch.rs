@@ -109,7 +109,7 @@ pub fn validate(batch: &[u8], max_entries: usize) -> Result<usize, InvalidBatch>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reader::TestRng;
+    use crate::test_rng::TestRng;
     use crate::wire::append;
 
     /// A random entry's encoding, its integers spread over every varint length.

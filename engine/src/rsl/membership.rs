@@ -205,7 +205,7 @@ pub const OUTCOME_BYTES: usize = 24;
 pub fn encode_change<'b>(epoch: u64, replicas: &[Endpoint], buf: &'b mut [u8]) -> Option<&'b [u8]> {
     let mut list = [0u8; 64 * MAX_ENDPOINT_BYTES];
     let used = encode_replicas(replicas, &mut list)?;
-    let n = postcard::to_slice(&Change { epoch, replicas: Bytes(&list[..used]) }, buf).ok()?.len();
+    let n = wire::append_slice(buf, &Change { epoch, replicas: Bytes(&list[..used]) })?;
     Some(&buf[..n])
 }
 

@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn lookups_find_every_client_among_ipv4_and_ipv6_endpoints() {
-        let mut rng = crate::reader::TestRng(0xfeed_face_cafe_beef);
+        let mut rng = crate::test_rng::TestRng(0xfeed_face_cafe_beef);
         for _ in 0..200 {
             let mut c: ReplyCache<64, 8> = ReplyCache::default();
             let mut seen: heapless::Vec<(Endpoint, u64), 64> = heapless::Vec::new();

@@ -130,9 +130,9 @@ impl<S: Storage, const H: usize, const M: usize, const P: usize, const U: usize,
                 if used + size > budget && used > 0 {
                     break;
                 }
-                match postcard::to_slice(&(k, Bytes(v)), &mut buf[used..budget.min(D)]) {
-                    Ok(w) => used += w.len(),
-                    Err(_) => break,
+                match crate::wire::append_slice(&mut buf[used..budget.min(D)], &(k, Bytes(v))) {
+                    Some(w) => used += w,
+                    None => break,
                 }
                 cursor = k.checked_add(1);
             }

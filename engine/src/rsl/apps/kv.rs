@@ -491,7 +491,7 @@ mod tests {
 
     #[test]
     fn keys_compare_as_byte_strings() {
-        let mut rng = crate::reader::TestRng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = crate::test_rng::TestRng(0x9e37_79b9_7f4a_7c15);
         let mut bytes = [[0u8; 20]; 2];
         for _ in 0..100_000 {
             // A small alphabet and a shared prefix, so that equal words and prefixes occur.
@@ -509,7 +509,7 @@ mod tests {
 
     #[test]
     fn the_map_agrees_with_a_sorted_model_under_random_operations() {
-        let mut rng = crate::reader::TestRng(0x1234_5678_9abc_def1);
+        let mut rng = crate::test_rng::TestRng(0x1234_5678_9abc_def1);
         let mut app: KvApp<16, 10, 4> = KvApp::new();
         // The model: (key, value) sorted by key, as slices compare.
         let mut model: heapless::Vec<(heapless::Vec<u8, 10>, heapless::Vec<u8, 4>), 16> = heapless::Vec::new();
@@ -566,7 +566,7 @@ mod tests {
 
     #[test]
     fn the_hand_decoder_gives_postcards_verdict_on_any_request_bytes() {
-        let mut rng = crate::reader::TestRng(0x2545_f491_4f6c_dd1d);
+        let mut rng = crate::test_rng::TestRng(0x2545_f491_4f6c_dd1d);
         let (mut accepted, mut refused) = (0, 0);
         let mut buf = [0u8; 64];
         for case in 0..100_000 {

@@ -55,7 +55,7 @@ impl<const R: usize> Decision<R> {
             }
             Err(refusal) => Outcome::Refused(refusal),
         };
-        (postcard::to_slice(&outcome, reply).map_or(0, |b| b.len()), self.next.is_some())
+        (crate::wire::append_slice(reply, &outcome).unwrap_or(0), self.next.is_some())
     }
 }
 
