@@ -33,7 +33,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
             max_batch_size: None,
             max_batch_delay_ms: None,
             max_log_length: None,
-            max_datagram_bytes: Some(8192),
+            max_datagram_bytes: Some(fleet_io_std::config::LOOPBACK_DATAGRAM_BYTES),
             retransmit_period_ms: None,
             lease_ms: None,
             clock_drift_ppm: None,
