@@ -98,11 +98,12 @@ pub const COUNT_BYTES: u64 = 4;
 /// Bytes a pair's record adds to its key and value (the two lengths).
 pub const RECORD_OVERHEAD_BYTES: u64 = 4;
 
-/// The byte strings' lexicographic order (`a.cmp(b)`), compared eight bytes at a time as
-/// big-endian numbers, then byte by byte: a slice comparison calls `memcmp`, whose call
-/// costs more than the comparison for short keys (it was a tenth of the engine bench).
+/// The byte strings' lexicographic order (`a.cmp(b)`, the snapshot's key order), compared
+/// eight bytes at a time as big-endian numbers, then byte by byte: a slice comparison calls
+/// `memcmp`, whose call costs more than the comparison for short keys (it was a tenth of the
+/// engine bench). The std servers' map orders its keys with it too.
 #[inline]
-fn key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
+pub fn key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
     if a.len() <= 8 && b.len() <= 8 {
         // Short keys: zero-padded words, then lengths (a key that is another's prefix
         // padded with zeros pads to the same word, and is the shorter).
