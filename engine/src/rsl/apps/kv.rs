@@ -126,9 +126,10 @@ pub fn key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
-/// Up to eight bytes as a big-endian number, zero-padded on the right.
+/// A key's first eight bytes as a big-endian number, zero-padded on the right: keys whose
+/// words differ are in the order of their words ([`key_order`] decides the rest).
 #[inline]
-fn short_word(bytes: &[u8]) -> u64 {
+pub fn short_word(bytes: &[u8]) -> u64 {
     let mut word = 0u64;
     for (i, &b) in bytes.iter().take(8).enumerate() {
         word |= u64::from(b) << (56 - 8 * i);
