@@ -100,8 +100,10 @@ fn run_load<C: LoadClient>(
             n: 0,
             filled: 0,
             current: Vec::new(),
+            finished: Vec::new(),
             results: Vec::new(),
             carried: Vec::new(),
+            spare_values: Vec::new(),
         };
         let g = c % groups.len();
         groups[g].push(l);

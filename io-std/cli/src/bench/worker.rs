@@ -35,6 +35,15 @@ pub(super) fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid constant histogram bounds")
 }
 
+/// Appends `v` in lowercase hex, at least `min_digits` digits (as `{:0width$x}` would).
+fn push_hex(out: &mut Vec<u8>, v: u64, min_digits: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let needed = (64 - v.leading_zeros() as usize).div_ceil(4).max(min_digits).min(16);
+    for i in (0..needed).rev() {
+        out.push(DIGITS[((v >> (4 * i)) & 0xf) as usize]);
+    }
+}
+
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
@@ -54,11 +63,16 @@ pub(super) struct Logical<C> {
     pub(super) filled: u64,
     /// The operations of the outstanding request, in order (empty: none outstanding).
     pub(super) current: Vec<InFlightOp>,
+    /// The last request's operations being finished (kept for its capacity).
+    pub(super) finished: Vec<InFlightOp>,
     /// Results of a completed request (reused).
     pub(super) results: Vec<OpResult>,
     /// Reads a group applied without room for their replies: they go first in the next
     /// request (a read changes nothing, so asking again is safe).
     pub(super) carried: Vec<InFlightOp>,
+    /// Value buffers of finished operations, for the next ones: the load generator shares
+    /// the machine with the servers it measures, so it allocates nothing per operation.
+    pub(super) spare_values: Vec<Vec<u8>>,
 }
 
 pub(super) struct InFlightOp {
@@ -103,8 +117,8 @@ fn start_op<C: LoadClient>(
     // timestamp taken after the send can be later than the operation's effect, and the
     // history would then claim a real-time order that never happened (a Get "invoked" after
     // a Set completed, that in truth was executed before it).
-    let invoke_us = shared.start.elapsed().as_micros() as u64;
     let sent = StdInstant::now();
+    let invoke_us = if opts.history.is_some() { sent.duration_since(shared.start).as_micros() as u64 } else { 0 };
     let carried = l.carried.len();
     l.current.append(&mut l.carried);
     while l.current.len() < depth {
@@ -121,7 +135,10 @@ fn start_op<C: LoadClient>(
             )
         };
         // Values are unique per write (client, counter), so a history pins every read.
-        let mut value = format!("{:08x}{:016x}", l.id, l.n).into_bytes();
+        let mut value = l.spare_values.pop().unwrap_or_default();
+        value.clear();
+        push_hex(&mut value, l.id, 8);
+        push_hex(&mut value, l.n, 16);
         value.resize(opts.value_size.max(value.len()), b'.');
         l.n += 1;
         l.current.push(InFlightOp { key, read, value, invoke_us, sent });
@@ -147,10 +164,12 @@ fn finish_request<C: LoadClient>(
     shared: &Shared,
     completed: bool,
 ) {
-    let ops = std::mem::take(&mut l.current);
-    let mut results = std::mem::take(&mut l.results).into_iter();
-    for op in ops {
-        let reply = completed.then(|| results.next().unwrap_or(OpResult::Lost));
+    std::mem::swap(&mut l.current, &mut l.finished);
+    let mut ops = std::mem::take(&mut l.finished);
+    let mut results = std::mem::take(&mut l.results);
+    let mut replies = results.drain(..);
+    for op in ops.drain(..) {
+        let reply = completed.then(|| replies.next().unwrap_or(OpResult::Lost));
         // Applied without room for its reply: a read asks again, a write's outcome is lost.
         if op.read && reply == Some(OpResult::Lost) && opts.pipeline > 1 {
             l.carried.push(op);
@@ -158,6 +177,8 @@ fn finish_request<C: LoadClient>(
         }
         finish_op(w, l, op, opts, shared, reply);
     }
+    drop(replies);
+    (l.finished, l.results) = (ops, results);
 }
 
 fn finish_op<C: LoadClient>(
@@ -170,7 +191,6 @@ fn finish_op<C: LoadClient>(
 ) {
     let refused = reply.is_none() && l.client.refused();
     let lost = matches!(reply, Some(OpResult::Lost));
-    let complete_us = shared.start.elapsed().as_micros() as u64;
     let recording = opts.history.is_some();
     let (status, result) = match reply {
         // Hex only for the history file: encoding every read is most of the load
@@ -209,11 +229,12 @@ fn finish_op<C: LoadClient>(
             key: op.key,
             value: (!op.read).then(|| encode_hex(&op.value)),
             invoke_us: op.invoke_us,
-            complete_us: (status == RecordStatus::Ok).then_some(complete_us),
+            complete_us: (status == RecordStatus::Ok).then(|| shared.start.elapsed().as_micros() as u64),
             result,
             status,
         });
     }
+    l.spare_values.push(op.value);
 }
 
 pub(super) fn load_thread<C: LoadClient>(
@@ -304,4 +325,19 @@ pub(super) fn load_thread<C: LoadClient>(
         }
     }
     Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_hex;
+
+    #[test]
+    fn values_are_written_as_format_writes_them() {
+        for v in [0u64, 1, 0xf, 0x10, 0xdead_beef, 0x1_0000_0000, u64::MAX >> 4, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_hex(&mut out, v, 8);
+            push_hex(&mut out, v, 16);
+            assert_eq!(out, format!("x{v:08x}{v:016x}").into_bytes(), "{v:#x}");
+        }
+    }
 }
