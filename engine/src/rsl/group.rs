@@ -17,6 +17,7 @@
 //!   resends a query that came back unanswered (applying it changed nothing); an update
 //!   should have a reply small enough to always fit.
 
+use crate::reader::Reader;
 use crate::wire::{self, Bytes};
 
 /// Most requests in one group: a client session's pipeline depth.
@@ -43,28 +44,41 @@ pub struct InvalidGroup;
 
 /// Checks that `group` is 1 to [`MAX_GROUP_REQUESTS`] whole requests; returns the count.
 pub fn validate(group: &[u8]) -> Result<usize, InvalidGroup> {
-    match crate::wire::count_valid::<Bytes<'_>>(group, MAX_GROUP_REQUESTS, |_| true) {
-        Some(n) if n > 0 => Ok(n),
-        _ => Err(InvalidGroup),
+    let mut reader = Reader::new(group);
+    let mut count = 0;
+    while !reader.rest.is_empty() {
+        if count == MAX_GROUP_REQUESTS || reader.bytes().is_none() {
+            return Err(InvalidGroup);
+        }
+        count += 1;
     }
+    if count == 0 {
+        return Err(InvalidGroup);
+    }
+    Ok(count)
 }
 
 /// Iterates the requests of a group (ends early at bytes that do not parse).
+/// Read by hand ([`crate::reader`]): every replica reads every group it executes.
 #[derive(Clone, Debug)]
 pub struct Requests<'a> {
-    items: crate::wire::Items<'a, Bytes<'a>>,
+    rest: &'a [u8],
 }
 
 impl<'a> Iterator for Requests<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
-        self.items.next()?.ok().map(|request| request.0)
+        let mut reader = Reader::new(self.rest);
+        let request = reader.bytes();
+        // Bytes that do not parse end the iteration for good.
+        self.rest = if request.is_some() { reader.rest } else { &[] };
+        request
     }
 }
 
 /// The requests of `group`.
 pub fn requests(group: &[u8]) -> Requests<'_> {
-    Requests { items: crate::wire::items(group) }
+    Requests { rest: group }
 }
 
 /// Packs the longest prefix of `requests` (at most [`MAX_GROUP_REQUESTS`]) that fits in
@@ -185,5 +199,46 @@ mod tests {
         assert_eq!(replies(w.written()).count(), 1, "only one marker fits; the rest is implied");
         assert_eq!(reply_room(1100, 1472), 1100);
         assert_eq!(reply_room(4096, 1472), 1472 - REPLY_MESSAGE_OVERHEAD_BYTES, "one datagram bounds it");
+    }
+
+    /// The hand-read requests and count agree with postcard's reading of the same bytes:
+    /// valid groups, groups cut short, corrupted ones and random bytes.
+    #[test]
+    fn requests_are_read_as_postcard_reads_them() {
+        let mut rng = crate::test_rng::TestRng(0x6a09_e667_f3bc_c908);
+        let mut buf = [0u8; 600];
+        for round in 0..50_000 {
+            let len = match round % 3 {
+                0 => {
+                    let reqs: heapless::Vec<heapless::Vec<u8, 40>, 80> = (0..rng.below(80))
+                        .map(|_| (0..rng.below(40)).map(|_| rng.below(256) as u8).collect())
+                        .collect();
+                    let refs: heapless::Vec<&[u8], 80> = reqs.iter().map(|r| &r[..]).collect();
+                    let (len, _) = encode(&refs, &mut buf);
+                    let cut = if rng.below(4) == 0 { rng.below(len as u64 + 1) as usize } else { len };
+                    if cut > 0 && rng.below(4) == 0 {
+                        buf[rng.below(cut as u64) as usize] = rng.below(256) as u8;
+                    }
+                    cut
+                }
+                _ => {
+                    // Zeros are empty requests: runs of them make groups of more than 64.
+                    let len = rng.below(100) as usize;
+                    buf[..len].iter_mut().for_each(|b| *b = [0, 1, rng.below(256) as u8][rng.below(3) as usize]);
+                    len
+                }
+            };
+            let group = &buf[..len];
+            let by_postcard: heapless::Vec<&[u8], 700> =
+                crate::wire::items::<Bytes<'_>>(group).map_while(Result::ok).map(|b| b.0).collect();
+            let by_hand: heapless::Vec<&[u8], 700> = requests(group).collect();
+            assert_eq!(by_hand, by_postcard, "{group:?}");
+            let count = crate::wire::count_valid::<Bytes<'_>>(group, MAX_GROUP_REQUESTS, |_| true);
+            let expected = match count {
+                Some(n) if n > 0 => Ok(n),
+                _ => Err(InvalidGroup),
+            };
+            assert_eq!(validate(group), expected, "{group:?}");
+        }
     }
 }
