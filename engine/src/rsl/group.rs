@@ -59,7 +59,8 @@ pub fn validate(group: &[u8]) -> Result<usize, InvalidGroup> {
 }
 
 /// Iterates the requests of a group (ends early at bytes that do not parse).
-/// Read by hand ([`crate::reader`]): every replica reads every group it executes.
+/// Read by hand (the engine's postcard reader, not serde): every replica reads every group it
+/// executes.
 #[derive(Clone, Debug)]
 pub struct Requests<'a> {
     rest: &'a [u8],
