@@ -18,7 +18,7 @@ use std::sync::Arc;
 use equivalent::{Comparable, Equivalent};
 use fleet_engine::rsl::app::{App, SnapshotError};
 use fleet_engine::rsl::apps::kv::{
-    key_order, short_word, KvAppError, KvOp, KvReply, COUNT_BYTES, RECORD_OVERHEAD_BYTES,
+    key_order_with_words, short_word, KvAppError, KvOp, KvReply, COUNT_BYTES, RECORD_OVERHEAD_BYTES,
 };
 use fleet_engine::wire::Bytes;
 use imbl::OrdMap;
@@ -27,9 +27,9 @@ use imbl::OrdMap;
 type Shared = Arc<[u8]>;
 
 /// A key of the map: its bytes in their lexicographic order. The first eight bytes are
-/// also kept beside the pointer as a number ([`short_word`]), so a comparison reads the
-/// shared bytes only when the numbers are equal, and not at all when both keys are that
-/// short (their lengths sit in the pointer). With `[u8]`'s order every probe followed both
+/// also kept beside the pointer as a number ([`short_word`]), so a comparison
+/// ([`key_order_with_words`]) reads the shared bytes only when the numbers are equal, and not
+/// at all when both keys are that short (their lengths sit in the pointer). With `[u8]`'s order every probe followed both
 /// pointers and called `memcmp`: half of a pipelined replica's time in the map.
 #[derive(Clone, Debug)]
 struct Key {
@@ -40,16 +40,6 @@ struct Key {
 impl Key {
     fn new(bytes: &[u8]) -> Key {
         Key { word: short_word(bytes), bytes: Shared::from(bytes) }
-    }
-}
-
-/// The order of two keys given their words and bytes (read only on a tie of words).
-#[inline]
-fn order(word: u64, bytes: &[u8], other_word: u64, other: &[u8]) -> Ordering {
-    match word.cmp(&other_word) {
-        Ordering::Equal if bytes.len() <= 8 && other.len() <= 8 => bytes.len().cmp(&other.len()),
-        Ordering::Equal => key_order(bytes, other),
-        unequal => unequal,
     }
 }
 
@@ -69,7 +59,7 @@ impl std::hash::Hash for Key {
 
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
-        order(self.word, &self.bytes, other.word, &other.bytes)
+        key_order_with_words(self.word, &self.bytes, other.word, &other.bytes)
     }
 }
 
@@ -100,7 +90,7 @@ impl Equivalent<Key> for KeyRef<'_> {
 
 impl Comparable<Key> for KeyRef<'_> {
     fn compare(&self, key: &Key) -> Ordering {
-        order(self.word, self.bytes, key.word, &key.bytes)
+        key_order_with_words(self.word, self.bytes, key.word, &key.bytes)
     }
 }
 

@@ -101,14 +101,30 @@ pub const RECORD_OVERHEAD_BYTES: u64 = 4;
 /// The byte strings' lexicographic order (`a.cmp(b)`, the snapshot's key order), compared
 /// eight bytes at a time as big-endian numbers, then byte by byte: a slice comparison calls
 /// `memcmp`, whose call costs more than the comparison for short keys (it was a tenth of the
-/// engine bench). The std servers' map orders its keys with it too.
+/// engine bench).
 #[inline]
 pub fn key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
     if a.len() <= 8 && b.len() <= 8 {
-        // Short keys: zero-padded words, then lengths (a key that is another's prefix
-        // padded with zeros pads to the same word, and is the shorter).
-        return (short_word(a), a.len()).cmp(&(short_word(b), b.len()));
+        return key_order_with_words(short_word(a), a, short_word(b), b);
     }
+    long_key_order(a, b)
+}
+
+/// [`key_order`] for keys whose [`short_word`]s the caller keeps: unequal words decide;
+/// equal words of two keys of at most eight bytes mean one is the other padded with zeros,
+/// and the shorter goes first, decided without reading either key (the std servers' map
+/// keeps each word beside a pointer to the bytes, and follows it only here on longer keys).
+#[inline]
+pub fn key_order_with_words(a_word: u64, a: &[u8], b_word: u64, b: &[u8]) -> core::cmp::Ordering {
+    match a_word.cmp(&b_word) {
+        core::cmp::Ordering::Equal if a.len() <= 8 && b.len() <= 8 => a.len().cmp(&b.len()),
+        core::cmp::Ordering::Equal => long_key_order(a, b),
+        unequal => unequal,
+    }
+}
+
+/// The byte strings' order, eight bytes at a time, then byte by byte, then by length.
+fn long_key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
     let common = a.len().min(b.len());
     let (mut x, mut y) = (&a[..common], &b[..common]);
     while let (Some((x_word, x_rest)), Some((y_word, y_rest))) = (x.split_first_chunk(), y.split_first_chunk()) {
@@ -506,6 +522,8 @@ mod tests {
             let a = &bytes[0][..rng.below(21) as usize];
             let b = &bytes[1][..rng.below(21) as usize];
             assert_eq!(key_order(a, b), a.cmp(b), "{a:?} {b:?}");
+            let by_words = key_order_with_words(short_word(a), a, short_word(b), b);
+            assert_eq!(by_words, a.cmp(b), "words first: {a:?} {b:?}");
         }
     }
 
