@@ -137,16 +137,16 @@ impl<
         let max_datagram_bytes = self.config.params.max_datagram_bytes;
         let cluster = self.cluster;
         let me = self.me;
-        // Built at the first decided batch: most steps execute nothing, and it copies the
-        // member list.
-        let mut decision = None;
+        // Most steps execute nothing: the decision (a copy of the member list) is built only
+        // when the next operation is decided.
+        if self.learner.decided(self.executor.ops_complete, quorum).is_none() {
+            self.clear_change_proposed();
+            return false;
+        }
+        let mut decision = self.decision();
         let mut progress = false;
         for _ in 0..W {
             let opn = self.executor.ops_complete;
-            if self.learner.decided(opn, quorum).is_none() {
-                break;
-            }
-            let decision = decision.get_or_insert_with(|| self.decision());
             let (learner, mut exec) = self.execution();
             let Some(slot) = learner.decided(opn, quorum) else { break };
             let bal = learner.max_ballot_seen;
@@ -154,7 +154,7 @@ impl<
             // caches (a client that retries elsewhere is answered from the cache).
             let replies =
                 (usize::from(bal.proposer) == me).then_some(Replies { out: &mut *out, max_datagram_bytes, cluster });
-            let stopped = exec.run(bal, &slot.batch, replies, decision);
+            let stopped = exec.run(bal, &slot.batch, replies, &mut decision);
             self.learner.forget_below(self.executor.ops_complete);
             progress = true;
             if let (true, Some(next)) = (stopped, decision.next.take()) {
