@@ -144,10 +144,12 @@ pub(crate) enum RslCmd {
         /// one preallocated segment (a quarter more than this).
         #[arg(long, value_name = "BYTES", requires = "data_dir")]
         compact_after_bytes: Option<u64>,
-        /// Durable mode: where the log's fdatasync runs. `thread` (the default): on a sync
-        /// thread, while the replica goes on handling. `inline`: on the event loop, which
-        /// waits for it (no hand-off between threads; see docs/performance.md).
-        #[arg(long, value_name = "inline|thread", requires = "data_dir")]
+        /// Durable mode: where the log's fdatasync runs. `auto` (the default): on a sync
+        /// thread while this replica leads (it goes on handling while its vote is synced),
+        /// on the event loop while it follows (no hand-off between threads). `thread`: on a
+        /// sync thread always. `inline`: on the event loop always (see
+        /// docs/performance.md).
+        #[arg(long, value_name = "auto|inline|thread", requires = "data_dir")]
         sync: Option<SyncMode>,
         /// Serve Prometheus metrics at http://ADDR/metrics: every numeric field of the stats
         /// line as `fleet_rsl_<field>` (README, "Metrics"), and a histogram of event-loop

@@ -354,6 +354,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             say("ok");
         }
         Cmd::Kv(KvCmd::Serve { config, id, bind, data_dir, compact_after_bytes, sync, metrics }) => {
+            if sync == Some(SyncMode::Auto) {
+                // `auto` follows an RSL replica's role; a KV host has none.
+                return Err(
+                    "--sync auto is for RSL replicas (leader or follower): a KV host takes inline or thread".into()
+                );
+            }
             let setup = kv_setup(&config)?;
             let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));
             let board = start_metrics(metrics, "kv")?;

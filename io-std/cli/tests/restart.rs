@@ -18,7 +18,8 @@ use support::{last_stats, Cluster, ClusterOptions, FLEET};
 
 const VIEW_TIMEOUT_MS: u64 = 1000;
 
-/// Three durable replicas (`--data-dir`) with stats lines.
+/// Three durable replicas (`--data-dir`) with stats lines, syncing on a thread whether
+/// they lead or follow (the other durable tests use the default, `auto`, or `inline`).
 fn durable_cluster(tag: &str) -> Cluster {
     Cluster::start_with(&ClusterOptions {
         tag,
@@ -27,7 +28,7 @@ fn durable_cluster(tag: &str) -> Cluster {
         view_timeout_ms: VIEW_TIMEOUT_MS,
         stats_lines: true,
         data_dirs: true,
-        extra_args: Vec::new(),
+        extra_args: vec!["--sync".into(), "thread".into()],
         lease_ms: None,
         sealed: false,
     })

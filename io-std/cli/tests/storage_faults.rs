@@ -65,7 +65,8 @@ fn caught_up(cluster: &Cluster, id: usize, leader_like: usize) {
 #[test]
 fn a_damaged_snapshot_is_set_aside_and_the_replica_recovers_from_the_previous_one() {
     // A small compaction threshold: snapshots every few hundred kilobytes of log. Syncs
-    // inline: the other durable RSL tests use the default (a sync thread).
+    // inline, leader too: the other durable RSL tests use the default (`auto`: a thread
+    // while leading) or a thread always (restart.rs).
     let mut cluster = durable("damaged-snapshot", &["--compact-after-bytes", "200000", "--sync", "inline"]);
     let data = cluster.dir.join("data-2");
     let (first, history) = load(&cluster, "history-1.jsonl", 4, 1);

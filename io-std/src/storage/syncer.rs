@@ -14,6 +14,12 @@
 //!   after sending what does not wait: as Redis's `appendfsync always` does, the loop stops
 //!   for the sync and the requests that arrive meanwhile form the next group. No hand-off,
 //!   no wake-ups: on a machine whose cores are all busy that is faster (docs/performance.md).
+//! - [`SyncMode::Auto`]: a sync thread that the host turns on and off
+//!   ([`Syncer::set_inline`]): an RSL replica syncs on it while it leads (it goes on
+//!   counting votes and taking requests while its own vote is synced) and inline while it
+//!   follows (a follower has nothing to do until its vote leaves, and the hand-off to a
+//!   thread and back costs two wake-ups per vote). A host that never switches (a KV host)
+//!   syncs inline.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -52,6 +58,9 @@ pub enum SyncMode {
     Inline,
     /// On a sync thread of the log's own, while the event loop goes on.
     Thread,
+    /// On a sync thread while the host says so ([`Syncer::set_inline`]), inline otherwise
+    /// (see the module docs).
+    Auto,
 }
 
 impl std::str::FromStr for SyncMode {
@@ -60,7 +69,8 @@ impl std::str::FromStr for SyncMode {
         match s {
             "inline" => Ok(SyncMode::Inline),
             "thread" => Ok(SyncMode::Thread),
-            other => Err(format!("unknown sync mode {other:?}: expected inline or thread")),
+            "auto" => Ok(SyncMode::Auto),
+            other => Err(format!("unknown sync mode {other:?}: expected inline, thread or auto")),
         }
     }
 }
@@ -68,8 +78,10 @@ impl std::str::FromStr for SyncMode {
 /// The syncs of one log: a sync thread, or syncs on the caller's thread.
 pub struct Syncer {
     shared: Arc<Shared>,
-    /// `None`: inline syncs.
+    /// `None`: inline syncs only.
     thread: Option<SyncThread>,
+    /// Syncs run on the caller's thread (always without a sync thread).
+    inline: bool,
     /// The last ticket handed out.
     issued: u64,
 }
@@ -96,7 +108,7 @@ impl Syncer {
     pub fn start(mode: SyncMode) -> io::Result<Syncer> {
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: Condvar::new() });
         if mode == SyncMode::Inline {
-            return Ok(Syncer { shared, thread: None, issued: 0 });
+            return Ok(Syncer { shared, thread: None, inline: true, issued: 0 });
         }
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
@@ -104,7 +116,28 @@ impl Syncer {
         let thread_shared = shared.clone();
         let handle =
             std::thread::Builder::new().name("wal-sync".into()).spawn(move || run(&thread_shared, &wake_tx))?;
-        Ok(Syncer { shared, thread: Some(SyncThread { handle: Some(handle), wake_rx }), issued: 0 })
+        let thread = Some(SyncThread { handle: Some(handle), wake_rx });
+        Ok(Syncer { shared, thread, inline: mode == SyncMode::Auto, issued: 0 })
+    }
+
+    /// With [`SyncMode::Auto`]: syncs from now on run on the caller's thread (`true`) or on
+    /// the sync thread (`false`). Either way a ticket is done only once a sync that started
+    /// after it was handed out finished; a sync the thread is running when syncs turn
+    /// inline still finishes and counts. Without a sync thread syncs stay inline.
+    pub fn set_inline(&mut self, inline: bool) {
+        if self.thread.is_none() || inline == self.inline {
+            return;
+        }
+        self.inline = inline;
+        if !inline {
+            // Tickets asked for inline and not yet synced go to the thread now.
+            self.shared.changed.notify_all();
+        }
+    }
+
+    /// Whether the next sync runs on the caller's thread.
+    pub fn is_inline(&self) -> bool {
+        self.inline
     }
 
     /// Asks for a sync of `file` (everything written to it so far); returns the ticket.
@@ -115,7 +148,7 @@ impl Syncer {
         s.file = Some((file.clone(), path.to_path_buf()));
         s.requested = self.issued;
         drop(s);
-        if self.thread.is_some() {
+        if !self.inline {
             self.shared.changed.notify_all();
         }
         self.issued
@@ -124,12 +157,12 @@ impl Syncer {
     /// The highest ticket whose sync finished, or the failure of a sync. Inline, this runs
     /// the sync asked for since the last one first.
     pub fn done(&mut self) -> Result<u64, StorageError> {
-        match self.thread.as_mut() {
-            Some(t) => {
-                let mut byte = [0u8; 64];
-                while matches!(t.wake_rx.read(&mut byte), Ok(n) if n > 0) {}
-            }
-            None => sync_requested(&self.shared),
+        if let Some(t) = self.thread.as_mut() {
+            let mut byte = [0u8; 64];
+            while matches!(t.wake_rx.read(&mut byte), Ok(n) if n > 0) {}
+        }
+        if self.inline {
+            sync_requested(&self.shared);
         }
         let s = lock(&self.shared);
         match &s.failed {
@@ -140,7 +173,7 @@ impl Syncer {
 
     /// Waits until every ticket handed out so far is done (or one failed).
     pub fn wait_all(&mut self) -> Result<(), StorageError> {
-        if self.thread.is_none() {
+        if self.inline {
             return self.done().map(|_| ());
         }
         let mut s = lock(&self.shared);
@@ -162,14 +195,16 @@ impl Syncer {
         lock(&self.shared).syncs
     }
 
-    /// With a sync thread: becomes readable when a sync finishes. Inline syncs have none
-    /// (they are done before anyone could wait for them).
+    /// With a sync thread: becomes readable when one of its syncs finishes. Inline syncs
+    /// need none (they are done before anyone could wait for them).
     pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         self.thread.as_ref().map(|t| t.wake_rx.as_fd())
     }
 }
 
 /// Inline: syncs the file if a sync was asked for since the last one (on this thread).
+/// The lock is held meanwhile, so a sync thread (of [`SyncMode::Auto`]) finishing one of
+/// its own waits, and then sees nothing left to do.
 fn sync_requested(shared: &Shared) {
     let mut s = lock(shared);
     if s.requested == s.done || s.failed.is_some() {
@@ -179,7 +214,7 @@ fn sync_requested(shared: &Shared) {
     let ticket = s.requested;
     s.syncs += 1;
     match file.sync_data() {
-        Ok(()) => s.done = ticket,
+        Ok(()) => s.done = s.done.max(ticket),
         Err(e) => s.failed = Some((path, e.kind(), e.to_string())),
     }
 }
@@ -270,9 +305,49 @@ mod tests {
     }
 
     #[test]
+    fn an_auto_syncer_syncs_inline_until_told_and_then_its_thread_takes_what_is_left() {
+        let path = std::env::temp_dir().join(format!("fleet-syncer-auto-{}", std::process::id()));
+        let file = Arc::new(File::create(&path).unwrap());
+        let mut s = Syncer::start(SyncMode::Auto).unwrap();
+        assert!(s.is_inline() && s.wake_fd().is_some(), "auto starts inline, with a thread ready");
+        (&*file).write_all(b"a").unwrap();
+        let first = s.request(&file, &path);
+        assert_eq!(s.done().unwrap(), first, "inline: done as soon as asked");
+        // Let the thread settle into waiting (it may have seen the first request).
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // Asked for inline, then handed to the thread before anyone asked whether it is
+        // done: the thread must take it up without a further request.
+        (&*file).write_all(b"b").unwrap();
+        let second = s.request(&file, &path);
+        s.set_inline(false);
+        assert!(!s.is_inline());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while s.done().unwrap() < second {
+            assert!(std::time::Instant::now() < deadline, "the thread never synced ticket {second}");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // And back: inline again, with the thread idle.
+        s.set_inline(true);
+        (&*file).write_all(b"c").unwrap();
+        let third = s.request(&file, &path);
+        assert_eq!(s.done().unwrap(), third);
+        s.wait_all().unwrap();
+        drop(s);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn syncers_without_a_thread_stay_inline() {
+        let mut s = Syncer::start(SyncMode::Inline).unwrap();
+        s.set_inline(false);
+        assert!(s.is_inline(), "nothing could run a sync off the caller's thread");
+    }
+
+    #[test]
     fn sync_modes_parse_by_name() {
+        assert_eq!("auto".parse::<SyncMode>(), Ok(SyncMode::Auto));
         assert_eq!("inline".parse::<SyncMode>(), Ok(SyncMode::Inline));
         assert_eq!("thread".parse::<SyncMode>(), Ok(SyncMode::Thread));
-        assert!("fast".parse::<SyncMode>().unwrap_err().contains("inline or thread"));
+        assert!("fast".parse::<SyncMode>().unwrap_err().contains("inline, thread or auto"));
     }
 }

@@ -304,6 +304,12 @@ impl Wal {
         self.syncer.done()
     }
 
+    /// With [`SyncMode::Auto`]: whether the next syncs run on the caller's thread (see
+    /// [`Syncer::set_inline`]).
+    pub fn set_inline_syncs(&mut self, inline: bool) {
+        self.syncer.set_inline(inline);
+    }
+
     /// Becomes readable when a sync thread finishes a sync (an event loop polls it); inline
     /// syncs have none.
     pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
