@@ -306,8 +306,10 @@ impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
         self.find(key).ok().map(|i| &self.pairs[i].value[..])
     }
 
+    /// The pair of `key`, or where it would go. The key's word is taken once, not per probe.
     fn find(&self, key: &[u8]) -> Result<usize, usize> {
-        self.pairs.binary_search_by(|p| key_order(&p.key, key))
+        let word = short_word(key);
+        self.pairs.binary_search_by(|p| key_order_with_words(short_word(&p.key), &p.key, word, key))
     }
 
     fn execute<'r>(&'r mut self, op: KvOp<'_>) -> KvReply<'r> {
