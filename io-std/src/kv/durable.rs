@@ -329,14 +329,15 @@ impl Host for DurableKvHost {
 
     fn stats_line(&self) -> String {
         format!(
-            "{} fsyncs={} lazy_syncs={} logged_steps={} log_bytes={} images={} preallocated={}",
+            "{} fsyncs={} lazy_syncs={} logged_steps={} log_bytes={} images={} preallocated={} direct_io={}",
             host_stats(&self.host),
             self.wal.syncs(),
             self.lazy_syncs,
             self.host.logged_steps(),
             self.wal.rotated_bytes().saturating_add(self.carried_bytes),
             self.images,
-            self.wal.preallocated()
+            self.wal.preallocated(),
+            self.wal.direct()
         )
     }
 

@@ -459,13 +459,14 @@ where
     }
     fn stats_line(&self) -> String {
         format!(
-            "{} fsyncs={} lazy_syncs={} durable={} log_bytes={} preallocated={}",
+            "{} fsyncs={} lazy_syncs={} durable={} log_bytes={} preallocated={} direct_io={}",
             status_line(&self.replica),
             self.wal.syncs(),
             self.lazy_syncs,
             self.replica.checkpoint(),
             self.wal.rotated_bytes(),
-            self.wal.preallocated()
+            self.wal.preallocated(),
+            self.wal.direct()
         )
     }
     fn membership_generation(&self) -> u64 {

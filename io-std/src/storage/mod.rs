@@ -4,10 +4,12 @@
 //! - [`frame`]: checksummed frames, telling a torn tail from corruption;
 //! - [`wal`]: a segmented write-ahead log with group commit;
 //! - [`prepare`]: log segments zero-filled ahead of use, so syncs are data flushes;
-//! - [`syncer`]: the thread that syncs it while the event loop goes on;
+//! - [`direct`]: writes to such a segment that are durable when they return;
+//! - [`syncer`]: where and when the log's syncs (or direct writes) run;
 //! - [`snapshot_file`]: the latest snapshot, replaced atomically.
 
 pub mod dir;
+pub mod direct;
 pub mod frame;
 pub mod prepare;
 pub mod snapshot_file;

@@ -30,11 +30,19 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::dir::StorageError;
+use super::direct::DirectLog;
 
 #[derive(Default)]
 struct State {
     /// The file to sync, and the highest ticket requested for it.
     file: Option<(Arc<File>, PathBuf)>,
+    /// A segment written directly ([`Syncer::set_direct`]): a "sync" writes `staged`.
+    /// Taken out while a write runs.
+    direct: Option<(DirectLog, PathBuf)>,
+    /// Bytes asked to be made durable and not yet written (direct segments only).
+    staged: Vec<u8>,
+    /// A sync or direct write is running: another waits (writes must not overlap).
+    writing: bool,
     requested: u64,
     /// The highest ticket whose sync finished.
     done: u64,
@@ -154,6 +162,33 @@ impl Syncer {
         self.issued
     }
 
+    /// From now on the log's segment is `direct` (`None`: written through the page cache
+    /// and synced). Only with nothing outstanding ([`Syncer::wait_all`] first).
+    pub fn set_direct(&mut self, direct: Option<(DirectLog, PathBuf)>) {
+        let mut s = lock(&self.shared);
+        debug_assert!(s.staged.is_empty() && !s.writing, "a segment changes only with nothing outstanding");
+        s.direct = direct;
+    }
+
+    /// Queues `bytes` for the direct segment ([`Syncer::set_direct`]), after every byte
+    /// queued before; the next [`Syncer::request_direct`] covers them.
+    pub fn stage(&mut self, bytes: &[u8]) {
+        lock(&self.shared).staged.extend_from_slice(bytes);
+    }
+
+    /// Asks for every staged byte to be written, durably, to the direct segment; returns
+    /// the ticket. Inline, the write runs at the next [`Syncer::done`].
+    pub fn request_direct(&mut self) -> u64 {
+        self.issued += 1;
+        let mut s = lock(&self.shared);
+        s.requested = self.issued;
+        drop(s);
+        if !self.inline {
+            self.shared.changed.notify_all();
+        }
+        self.issued
+    }
+
     /// The highest ticket whose sync finished, or the failure of a sync. Inline, this runs
     /// the sync asked for since the last one first.
     pub fn done(&mut self) -> Result<u64, StorageError> {
@@ -162,7 +197,7 @@ impl Syncer {
             while matches!(t.wake_rx.read(&mut byte), Ok(n) if n > 0) {}
         }
         if self.inline {
-            sync_requested(&self.shared);
+            sync_once(&self.shared);
         }
         let s = lock(&self.shared);
         match &s.failed {
@@ -202,27 +237,64 @@ impl Syncer {
     }
 }
 
-/// Inline: syncs the file if a sync was asked for since the last one (on this thread).
-/// The lock is held meanwhile, so a sync thread (of [`SyncMode::Auto`]) finishing one of
-/// its own waits, and then sees nothing left to do.
-fn sync_requested(shared: &Shared) {
+/// What one sync does.
+enum Job {
+    /// `fdatasync` of a file written through the page cache.
+    Sync(Arc<File>, PathBuf),
+    /// A direct write of the staged bytes (durable when it returns).
+    Write(DirectLog, PathBuf, Vec<u8>),
+}
+
+/// Runs one sync (or direct write) covering every ticket asked for so far, on this thread,
+/// unless none is due. Inline syncs and a sync thread (of [`SyncMode::Auto`]) both come
+/// here; one runs at a time, so direct writes never overlap.
+fn sync_once(shared: &Shared) {
     let mut s = lock(shared);
+    while s.writing {
+        s = shared.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+    }
     if s.requested == s.done || s.failed.is_some() {
         return;
     }
-    let Some((file, path)) = s.file.clone() else { return };
     let ticket = s.requested;
+    let job = match s.direct.take() {
+        Some((log, path)) => Job::Write(log, path, std::mem::take(&mut s.staged)),
+        None => match s.file.clone() {
+            Some((file, path)) => Job::Sync(file, path),
+            None => {
+                // Asked for a write with no segment to write to: the log's bug; never
+                // report it done.
+                s.failed = Some((PathBuf::new(), io::ErrorKind::Other, "a sync with no log segment".into()));
+                drop(s);
+                shared.changed.notify_all();
+                return;
+            }
+        },
+    };
+    s.writing = true;
+    drop(s);
+    let (result, path, direct) = match job {
+        Job::Sync(file, path) => (file.sync_data(), path, None),
+        Job::Write(mut log, path, bytes) => (log.write(&bytes), path.clone(), Some((log, path))),
+    };
+    let mut s = lock(shared);
+    s.writing = false;
+    if direct.is_some() {
+        s.direct = direct;
+    }
     s.syncs += 1;
-    match file.sync_data() {
+    match result {
         Ok(()) => s.done = s.done.max(ticket),
         Err(e) => s.failed = Some((path, e.kind(), e.to_string())),
     }
+    drop(s);
+    shared.changed.notify_all();
 }
 
 fn run(shared: &Shared, wake: &UnixStream) {
     let mut wake = wake;
     loop {
-        let (file, path, ticket) = {
+        {
             let mut s = lock(shared);
             while s.requested == s.done && !s.stop && s.failed.is_none() {
                 s = shared.changed.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -230,18 +302,8 @@ fn run(shared: &Shared, wake: &UnixStream) {
             if s.stop || s.failed.is_some() {
                 return;
             }
-            let Some((file, path)) = s.file.clone() else { return };
-            (file, path, s.requested)
-        };
-        let result = file.sync_data();
-        let mut s = lock(shared);
-        s.syncs += 1;
-        match result {
-            Ok(()) => s.done = s.done.max(ticket),
-            Err(e) => s.failed = Some((path, e.kind(), e.to_string())),
         }
-        drop(s);
-        shared.changed.notify_all();
+        sync_once(shared);
         // The loop may be asleep in poll: wake it (a full socket already will).
         let _ = wake.write(&[1]);
     }
@@ -333,6 +395,42 @@ mod tests {
         assert_eq!(s.done().unwrap(), third);
         s.wait_all().unwrap();
         drop(s);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn direct_writes_from_the_thread_and_inline_never_overlap_and_land_in_order() {
+        // /var/tmp is on disk, where O_DIRECT works.
+        let base = std::path::Path::new("/var/tmp");
+        let base = if base.is_dir() { base.to_path_buf() } else { std::env::temp_dir() };
+        let path = base.join(format!("fleet-syncer-direct-{}", std::process::id()));
+        std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+        let Some(log) = DirectLog::open(&path, 0, &[]).unwrap() else {
+            let _ = std::fs::remove_file(&path);
+            eprintln!("no O_DIRECT here: nothing to test");
+            return;
+        };
+        let mut s = Syncer::start(SyncMode::Auto).unwrap();
+        s.set_direct(Some((log, path.clone())));
+        let mut expected = Vec::new();
+        for i in 0..300u32 {
+            // Handed to the thread, then at once written inline while the thread may
+            // still be writing: the inline write must wait for it, not find no segment.
+            s.set_inline(false);
+            let bytes = [(i % 251) as u8 + 1; 700];
+            s.stage(&bytes);
+            expected.extend_from_slice(&bytes);
+            s.request_direct();
+            s.set_inline(true);
+            let bytes = [(i % 13) as u8 + 1; 300];
+            s.stage(&bytes);
+            expected.extend_from_slice(&bytes);
+            let ticket = s.request_direct();
+            assert_eq!(s.done().unwrap(), ticket, "round {i}");
+        }
+        drop(s);
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(&on_disk[..expected.len()], &expected[..]);
         let _ = std::fs::remove_file(&path);
     }
 

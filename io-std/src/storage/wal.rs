@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::dir::{io_err, DataDir, StorageError};
+use super::direct::DirectLog;
 use super::frame::{self, Damage};
 use super::prepare::{is_preallocated, Preparer};
 use super::syncer::{SyncMode, Syncer};
@@ -72,6 +73,9 @@ pub struct Wal {
     rotated_bytes: u64,
     /// The newest segment was zero-filled ahead (its syncs are data flushes only).
     preallocated: bool,
+    /// The newest segment is written directly ([`crate::storage::direct`]): records go to
+    /// the syncer at [`Wal::sync_async`] and are durable when its write returns.
+    direct: bool,
     syncer: Syncer,
     preparer: Preparer,
 }
@@ -172,6 +176,7 @@ impl Wal {
         let mut found = Recovered::default();
         let newest = numbers.last().copied().unwrap_or(1);
         let mut write_at = 0;
+        let mut newest_tail = Vec::new();
         for &n in &numbers {
             let path = dir.file(&segment_name(n));
             let mut bytes = Vec::new();
@@ -199,6 +204,7 @@ impl Wal {
                 }
             }
             write_at = parsed.good_len as u64;
+            newest_tail = DirectLog::tail_of(bytes.get(..parsed.good_len).unwrap_or_default()).to_vec();
         }
         let mut preparer = Preparer::start(dir.path(), segment_bytes).map_err(io_err(dir.path()))?;
         let path = dir.file(&segment_name(newest));
@@ -211,10 +217,12 @@ impl Wal {
         }
         found.segment = path.clone();
         let syncer = Syncer::start(sync).map_err(io_err(dir.path()))?;
-        let wal = Wal {
+        let preallocated = is_preallocated(&file, segment_bytes);
+        let mut wal = Wal {
             dir: dir.path().to_path_buf(),
             number: newest,
-            preallocated: is_preallocated(&file, segment_bytes),
+            preallocated,
+            direct: false,
             file: Arc::new(file),
             path,
             pending: Vec::new(),
@@ -224,6 +232,7 @@ impl Wal {
             syncer,
             preparer,
         };
+        wal.write_directly_if_possible(&newest_tail)?;
         Ok((wal, found))
     }
 
@@ -237,8 +246,28 @@ impl Wal {
         !self.pending.is_empty() || self.unsynced
     }
 
-    /// Hands the queued records to the kernel (not yet durable). A segment that would
-    /// grow past its prepared length is synced and the next one started first.
+    /// Writes the newest segment directly from now on if it is zero-filled and its file
+    /// system takes direct IO; `tail` is its last block's bytes up to the end of its
+    /// records. Only with nothing outstanding.
+    fn write_directly_if_possible(&mut self, tail: &[u8]) -> Result<(), StorageError> {
+        let direct = if self.preallocated {
+            DirectLog::open(&self.path, self.segment_bytes, tail).map_err(io_err(&self.path))?
+        } else {
+            None
+        };
+        self.direct = direct.is_some();
+        self.syncer.set_direct(direct.map(|log| (log, self.path.clone())));
+        Ok(())
+    }
+
+    /// True if the newest segment is written with direct, synchronous writes.
+    pub fn direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Hands the queued records to the kernel (not yet durable), or with a direct segment
+    /// to the syncer, which writes them at the next sync. A segment that would grow past its
+    /// prepared length is synced and the next one started first.
     pub fn write(&mut self) -> Result<(), StorageError> {
         if self.pending.is_empty() {
             return Ok(());
@@ -248,7 +277,11 @@ impl Wal {
             self.sync_written()?;
             self.start_segment(&[])?;
         }
-        self.file.write_all_at(&self.pending, self.segment_bytes).map_err(io_err(&self.path))?;
+        if self.direct {
+            self.syncer.stage(&self.pending);
+        } else {
+            self.file.write_all_at(&self.pending, self.segment_bytes).map_err(io_err(&self.path))?;
+        }
         self.segment_bytes += self.pending.len() as u64;
         self.rotated_bytes += self.pending.len() as u64;
         self.pending.clear();
@@ -260,9 +293,19 @@ impl Wal {
     fn sync_written(&mut self) -> Result<(), StorageError> {
         if self.unsynced {
             self.unsynced = false;
-            self.syncer.request(&self.file, &self.path);
+            self.request_sync();
         }
         self.syncer.wait_all()
+    }
+
+    /// Asks the syncer to make everything written durable: a direct write of what was
+    /// staged, or a sync of the file.
+    fn request_sync(&mut self) -> u64 {
+        if self.direct {
+            self.syncer.request_direct()
+        } else {
+            self.syncer.request(&self.file, &self.path)
+        }
     }
 
     /// Starts the next segment holding `image` first, synced with the directory: a
@@ -285,7 +328,7 @@ impl Wal {
         self.file = Arc::new(file);
         self.path = path;
         self.segment_bytes = bytes.len() as u64;
-        Ok(())
+        self.write_directly_if_possible(DirectLog::tail_of(&bytes))
     }
 
     /// Writes the queued records and asks for everything written to be synced; returns the
@@ -294,7 +337,7 @@ impl Wal {
         self.write()?;
         if self.unsynced {
             self.unsynced = false;
-            return Ok(self.syncer.request(&self.file, &self.path));
+            return Ok(self.request_sync());
         }
         Ok(self.syncer.issued())
     }
@@ -371,6 +414,20 @@ impl Wal {
     /// request made while the one before it ran.
     pub fn syncs(&self) -> u64 {
         self.syncer.syncs()
+    }
+}
+
+impl Drop for Wal {
+    /// Records handed over with [`Wal::write`] outlive the process, as they do through the
+    /// page cache: a direct segment's staged records are written (and synced) here. Records
+    /// only queued are not, either way. A failure has nobody left to tell; recovery sees
+    /// whatever reached the disk.
+    fn drop(&mut self) {
+        if self.direct && self.unsynced {
+            self.unsynced = false;
+            self.request_sync();
+            let _ = self.syncer.wait_all();
+        }
     }
 }
 
@@ -511,5 +568,43 @@ mod tests {
         assert_eq!((rec.records.len(), rec.dropped_tail_bytes), (7, 0), "nothing of the torn write is left");
         assert_eq!(rec.records[6], b"short");
         let _ = fs::remove_dir_all(&path);
+    }
+
+    #[test]
+    fn direct_segments_keep_every_synced_record_across_rolls_rotations_and_reopens() {
+        for mode in [SyncMode::Inline, SyncMode::Thread] {
+            let path = scratch(&format!("direct-{mode:?}"));
+            let dir = DataDir::open(&path, "id").unwrap();
+            let seg_bytes = 16 << 10;
+            let mut expected: Vec<Vec<u8>> = Vec::new();
+            let mut seed = 11u64;
+            for reopen in 0..3 {
+                let (mut wal, rec) = Wal::open(&dir, seg_bytes, mode).unwrap();
+                assert_eq!(rec.records, expected, "reopen {reopen} ({mode:?})");
+                for i in 0..200 {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let len = 1 + (seed >> 33) as usize % 900;
+                    let record: Vec<u8> = (0..len).map(|j| (i + j + reopen) as u8).collect();
+                    wal.append(&record);
+                    expected.push(record);
+                    match (seed >> 20) % 4 {
+                        0 => wal.write().unwrap(),
+                        1 => {
+                            wal.sync_async().unwrap();
+                        }
+                        2 => wal.sync().unwrap(),
+                        _ => {}
+                    }
+                    if i == 120 {
+                        let image = vec![b"image".to_vec()];
+                        wal.rotate(&image).unwrap();
+                        expected.push(b"image".to_vec());
+                    }
+                }
+                wal.sync().unwrap();
+                assert!(wal.direct(), "{mode:?}: a prepared segment on this disk is written directly");
+            }
+            let _ = fs::remove_dir_all(&path);
+        }
     }
 }
