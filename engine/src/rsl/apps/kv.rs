@@ -15,6 +15,12 @@ use crate::reader::Reader;
 use crate::rsl::app::{copy_segment, App, SnapshotError};
 use crate::wire::{decode_exact, Bytes, EncodeError};
 
+mod order;
+mod staging;
+
+pub use order::{key_order, key_order_with_words, short_word};
+pub use staging::KvStaging;
+
 /// A request to the key-value application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KvOp<'a> {
@@ -98,61 +104,6 @@ pub const COUNT_BYTES: u64 = 4;
 /// Bytes a pair's record adds to its key and value (the two lengths).
 pub const RECORD_OVERHEAD_BYTES: u64 = 4;
 
-/// The byte strings' lexicographic order (`a.cmp(b)`, the snapshot's key order), compared
-/// eight bytes at a time as big-endian numbers, then byte by byte: a slice comparison calls
-/// `memcmp`, whose call costs more than the comparison for short keys (it was a tenth of the
-/// engine bench).
-#[inline]
-pub fn key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
-    if a.len() <= 8 && b.len() <= 8 {
-        return key_order_with_words(short_word(a), a, short_word(b), b);
-    }
-    long_key_order(a, b)
-}
-
-/// [`key_order`] for keys whose [`short_word`]s the caller keeps: unequal words decide;
-/// equal words of two keys of at most eight bytes mean one is the other padded with zeros,
-/// and the shorter goes first, decided without reading either key (the std servers' map
-/// keeps each word beside a pointer to the bytes, and follows it only here on longer keys).
-#[inline]
-pub fn key_order_with_words(a_word: u64, a: &[u8], b_word: u64, b: &[u8]) -> core::cmp::Ordering {
-    match a_word.cmp(&b_word) {
-        core::cmp::Ordering::Equal if a.len() <= 8 && b.len() <= 8 => a.len().cmp(&b.len()),
-        core::cmp::Ordering::Equal => long_key_order(a, b),
-        unequal => unequal,
-    }
-}
-
-/// The byte strings' order, eight bytes at a time, then byte by byte, then by length.
-fn long_key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
-    let common = a.len().min(b.len());
-    let (mut x, mut y) = (&a[..common], &b[..common]);
-    while let (Some((x_word, x_rest)), Some((y_word, y_rest))) = (x.split_first_chunk(), y.split_first_chunk()) {
-        let order = u64::from_be_bytes(*x_word).cmp(&u64::from_be_bytes(*y_word));
-        if order.is_ne() {
-            return order;
-        }
-        (x, y) = (x_rest, y_rest);
-    }
-    for (p, q) in x.iter().zip(y) {
-        if p != q {
-            return p.cmp(q);
-        }
-    }
-    a.len().cmp(&b.len())
-}
-
-/// A key's first eight bytes as a big-endian number, zero-padded on the right: keys whose
-/// words differ are in the order of their words ([`key_order`] decides the rest).
-#[inline]
-pub fn short_word(bytes: &[u8]) -> u64 {
-    let mut word = 0u64;
-    for (i, &b) in bytes.iter().take(8).enumerate() {
-        word |= u64::from(b) << (56 - 8 * i);
-    }
-    word
-}
-
 /// One stored pair.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Pair<const KB: usize, const VB: usize> {
@@ -181,108 +132,6 @@ impl<const KB: usize, const VB: usize> Pair<KB, VB> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct KvApp<const K: usize, const KB: usize, const VB: usize> {
     pairs: heapless::Vec<Pair<KB, VB>, K>,
-}
-
-/// Where the parser of an incoming snapshot is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Field {
-    /// The count's byte `.0`.
-    Count(u8),
-    /// The key length's byte `.0` of the next record.
-    KeyLen(u8),
-    /// `.1` of `.0` key bytes read.
-    Key(u16, u16),
-    /// The value length's byte `.0`.
-    ValueLen(u8),
-    /// `.1` of `.0` value bytes read.
-    Value(u16, u16),
-}
-
-/// Staging area for an incoming [`KvApp`] snapshot: the records parsed so far.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct KvStaging<const K: usize, const KB: usize, const VB: usize> {
-    count: [u8; 4],
-    pairs: heapless::Vec<Pair<KB, VB>, K>,
-    field: Field,
-    len_bytes: [u8; 2],
-    received: u64,
-    corrupt: bool,
-}
-
-impl<const K: usize, const KB: usize, const VB: usize> KvStaging<K, KB, VB> {
-    fn count(&self) -> u32 {
-        u32::from_le_bytes(self.count)
-    }
-
-    /// Parses one byte; false when the bytes cannot be a snapshot of this map.
-    fn push(&mut self, b: u8) -> bool {
-        self.field = match self.field {
-            Field::Count(i) => {
-                self.count[usize::from(i)] = b;
-                match i {
-                    3 if self.count() as usize > K => return false,
-                    3 => Field::KeyLen(0),
-                    _ => Field::Count(i + 1),
-                }
-            }
-            Field::KeyLen(i) => {
-                if self.pairs.len() >= self.count() as usize {
-                    return false; // A record past the count.
-                }
-                self.len_bytes[usize::from(i)] = b;
-                if i == 0 {
-                    Field::KeyLen(1)
-                } else {
-                    let len = u16::from_le_bytes(self.len_bytes);
-                    if usize::from(len) > KB || self.pairs.push(Pair::EMPTY).is_err() {
-                        return false;
-                    }
-                    match len {
-                        0 => Field::ValueLen(0),
-                        _ => Field::Key(len, 0),
-                    }
-                }
-            }
-            Field::Key(len, i) => {
-                let Some(pair) = self.pairs.last_mut() else { return false };
-                if pair.key.push(b).is_err() {
-                    return false;
-                }
-                if i + 1 == len {
-                    Field::ValueLen(0)
-                } else {
-                    Field::Key(len, i + 1)
-                }
-            }
-            Field::ValueLen(i) => {
-                self.len_bytes[usize::from(i)] = b;
-                if i == 0 {
-                    Field::ValueLen(1)
-                } else {
-                    let len = u16::from_le_bytes(self.len_bytes);
-                    if usize::from(len) > VB {
-                        return false;
-                    }
-                    match len {
-                        0 => Field::KeyLen(0),
-                        _ => Field::Value(len, 0),
-                    }
-                }
-            }
-            Field::Value(len, i) => {
-                let Some(pair) = self.pairs.last_mut() else { return false };
-                if pair.value.push(b).is_err() {
-                    return false;
-                }
-                if i + 1 == len {
-                    Field::KeyLen(0)
-                } else {
-                    Field::Value(len, i + 1)
-                }
-            }
-        };
-        true
-    }
 }
 
 impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
@@ -425,40 +274,16 @@ impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> 
     }
 
     fn new_staging() -> Self::Staging {
-        KvStaging {
-            count: [0; 4],
-            pairs: heapless::Vec::new(),
-            field: Field::Count(0),
-            len_bytes: [0; 2],
-            received: 0,
-            corrupt: false,
-        }
+        KvStaging::new()
     }
 
     fn stage(staging: &mut Self::Staging, offset: u64, bytes: &[u8]) -> Result<(), SnapshotError> {
-        if offset != staging.received {
-            return Err(SnapshotError::OutOfRange);
-        }
-        for &b in bytes {
-            if staging.corrupt || !staging.push(b) {
-                staging.corrupt = true;
-                return Err(SnapshotError::Corrupt);
-            }
-        }
-        staging.received += bytes.len() as u64;
-        Ok(())
+        staging.receive(offset, bytes)
     }
 
     fn install(&mut self, staging: &mut Self::Staging, len: u64) -> Result<(), SnapshotError> {
-        let whole = staging.received == len
-            && !staging.corrupt
-            && staging.field == Field::KeyLen(0)
-            && staging.pairs.len() == staging.count() as usize;
-        if !whole {
-            return Err(SnapshotError::Corrupt);
-        }
-        // Validate everything before touching the live map.
-        if staging.pairs.windows(2).any(|w| w[0].key >= w[1].key) {
+        // Validated whole before the live map is touched.
+        if !staging.is_whole(len) {
             return Err(SnapshotError::Corrupt);
         }
         core::mem::swap(&mut self.pairs, &mut staging.pairs);
@@ -507,26 +332,6 @@ mod tests {
         let mut reply = [0u8; 8];
         let n = app.apply(&[0xff, 0xff], &mut reply);
         assert_eq!(KvReply::decode(&reply[..n]), Some(KvReply::Error(KvAppError::Malformed)));
-    }
-
-    #[test]
-    fn keys_compare_as_byte_strings() {
-        let mut rng = crate::test_rng::TestRng(0x9e37_79b9_7f4a_7c15);
-        let mut bytes = [[0u8; 20]; 2];
-        for _ in 0..100_000 {
-            // A small alphabet and a shared prefix, so that equal words and prefixes occur.
-            let shared = rng.below(21) as usize;
-            for key in bytes.iter_mut() {
-                key.iter_mut().for_each(|b| *b = [0, 1, 0x80, 0xff][rng.below(4) as usize]);
-            }
-            let (first, second) = bytes.split_at_mut(1);
-            second[0][..shared].copy_from_slice(&first[0][..shared]);
-            let a = &bytes[0][..rng.below(21) as usize];
-            let b = &bytes[1][..rng.below(21) as usize];
-            assert_eq!(key_order(a, b), a.cmp(b), "{a:?} {b:?}");
-            let by_words = key_order_with_words(short_word(a), a, short_word(b), b);
-            assert_eq!(by_words, a.cmp(b), "words first: {a:?} {b:?}");
-        }
     }
 
     #[test]
