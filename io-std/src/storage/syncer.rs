@@ -41,6 +41,11 @@ struct State {
     direct: Option<(DirectLog, PathBuf)>,
     /// Bytes asked to be made durable and not yet written (direct segments only).
     staged: Vec<u8>,
+    /// The buffer of the last direct write, emptied, to stage into next (no allocation per
+    /// write).
+    spare: Vec<u8>,
+    /// Wake-up bytes the sync thread has written (each counted after it is written).
+    woken: u64,
     /// A sync or direct write is running: another waits (writes must not overlap).
     writing: bool,
     requested: u64,
@@ -55,7 +60,10 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
-    changed: Condvar,
+    /// A sync was asked of the thread (it sleeps on this; inline syncs never wake it).
+    asked: Condvar,
+    /// A sync finished (waiters for tickets, and a writer waiting for the one running).
+    finished: Condvar,
 }
 
 /// Where a log's syncs run.
@@ -98,6 +106,9 @@ pub struct Syncer {
 struct SyncThread {
     handle: Option<JoinHandle<()>>,
     wake_rx: UnixStream,
+    /// `woken` when the socket was last drained: reading it again before the thread wrote
+    /// more would only fail (it is asked several times per loop round).
+    drained: u64,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -114,7 +125,8 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
 impl Syncer {
     /// Starts the syncs of one log: the thread, if `mode` has one.
     pub fn start(mode: SyncMode) -> io::Result<Syncer> {
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: Condvar::new() });
+        let shared =
+            Arc::new(Shared { state: Mutex::new(State::default()), asked: Condvar::new(), finished: Condvar::new() });
         if mode == SyncMode::Inline {
             return Ok(Syncer { shared, thread: None, inline: true, issued: 0 });
         }
@@ -124,7 +136,7 @@ impl Syncer {
         let thread_shared = shared.clone();
         let handle =
             std::thread::Builder::new().name("wal-sync".into()).spawn(move || run(&thread_shared, &wake_tx))?;
-        let thread = Some(SyncThread { handle: Some(handle), wake_rx });
+        let thread = Some(SyncThread { handle: Some(handle), wake_rx, drained: 0 });
         Ok(Syncer { shared, thread, inline: mode == SyncMode::Auto, issued: 0 })
     }
 
@@ -139,7 +151,7 @@ impl Syncer {
         self.inline = inline;
         if !inline {
             // Tickets asked for inline and not yet synced go to the thread now.
-            self.shared.changed.notify_all();
+            self.shared.asked.notify_all();
         }
     }
 
@@ -157,7 +169,7 @@ impl Syncer {
         s.requested = self.issued;
         drop(s);
         if !self.inline {
-            self.shared.changed.notify_all();
+            self.shared.asked.notify_all();
         }
         self.issued
     }
@@ -184,7 +196,7 @@ impl Syncer {
         s.requested = self.issued;
         drop(s);
         if !self.inline {
-            self.shared.changed.notify_all();
+            self.shared.asked.notify_all();
         }
         self.issued
     }
@@ -192,14 +204,19 @@ impl Syncer {
     /// The highest ticket whose sync finished, or the failure of a sync. Inline, this runs
     /// the sync asked for since the last one first.
     pub fn done(&mut self) -> Result<u64, StorageError> {
-        if let Some(t) = self.thread.as_mut() {
-            let mut byte = [0u8; 64];
-            while matches!(t.wake_rx.read(&mut byte), Ok(n) if n > 0) {}
-        }
         if self.inline {
             sync_once(&self.shared);
         }
         let s = lock(&self.shared);
+        if let Some(t) = self.thread.as_mut() {
+            // A byte written and not yet counted stays until it is: the loop's poll may see
+            // it readable a moment early, never miss it.
+            if s.woken > t.drained {
+                t.drained = s.woken;
+                let mut byte = [0u8; 64];
+                while matches!(t.wake_rx.read(&mut byte), Ok(n) if n > 0) {}
+            }
+        }
         match &s.failed {
             Some((path, kind, msg)) => Err(StorageError::Io(path.clone(), io::Error::new(*kind, msg.clone()))),
             None => Ok(s.done),
@@ -213,7 +230,7 @@ impl Syncer {
         }
         let mut s = lock(&self.shared);
         while s.done < self.issued && s.failed.is_none() {
-            s = self.shared.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+            s = self.shared.finished.wait(s).unwrap_or_else(|p| p.into_inner());
         }
         drop(s);
         self.done().map(|_| ())
@@ -251,14 +268,17 @@ enum Job {
 fn sync_once(shared: &Shared) {
     let mut s = lock(shared);
     while s.writing {
-        s = shared.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+        s = shared.finished.wait(s).unwrap_or_else(|p| p.into_inner());
     }
     if s.requested == s.done || s.failed.is_some() {
         return;
     }
     let ticket = s.requested;
     let job = match s.direct.take() {
-        Some((log, path)) => Job::Write(log, path, std::mem::take(&mut s.staged)),
+        Some((log, path)) => {
+            let spare = std::mem::take(&mut s.spare);
+            Job::Write(log, path, std::mem::replace(&mut s.staged, spare))
+        }
         None => match s.file.clone() {
             Some((file, path)) => Job::Sync(file, path),
             None => {
@@ -266,7 +286,7 @@ fn sync_once(shared: &Shared) {
                 // report it done.
                 s.failed = Some((PathBuf::new(), io::ErrorKind::Other, "a sync with no log segment".into()));
                 drop(s);
-                shared.changed.notify_all();
+                shared.finished.notify_all();
                 return;
             }
         },
@@ -275,12 +295,14 @@ fn sync_once(shared: &Shared) {
     drop(s);
     let (result, path, direct) = match job {
         Job::Sync(file, path) => (file.sync_data(), path, None),
-        Job::Write(mut log, path, bytes) => (log.write(&bytes), path.clone(), Some((log, path))),
+        Job::Write(mut log, path, bytes) => (log.write(&bytes), path.clone(), Some((log, path, bytes))),
     };
     let mut s = lock(shared);
     s.writing = false;
-    if direct.is_some() {
-        s.direct = direct;
+    if let Some((log, path, mut bytes)) = direct {
+        s.direct = Some((log, path));
+        bytes.clear();
+        s.spare = bytes;
     }
     s.syncs += 1;
     match result {
@@ -288,7 +310,7 @@ fn sync_once(shared: &Shared) {
         Err(e) => s.failed = Some((path, e.kind(), e.to_string())),
     }
     drop(s);
-    shared.changed.notify_all();
+    shared.finished.notify_all();
 }
 
 fn run(shared: &Shared, wake: &UnixStream) {
@@ -297,22 +319,25 @@ fn run(shared: &Shared, wake: &UnixStream) {
         {
             let mut s = lock(shared);
             while s.requested == s.done && !s.stop && s.failed.is_none() {
-                s = shared.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+                s = shared.asked.wait(s).unwrap_or_else(|p| p.into_inner());
             }
             if s.stop || s.failed.is_some() {
                 return;
             }
         }
         sync_once(shared);
-        // The loop may be asleep in poll: wake it (a full socket already will).
+        // The loop may be asleep in poll: wake it (a full socket already will), then
+        // count the byte so that the loop knows there is one to read.
         let _ = wake.write(&[1]);
+        lock(shared).woken += 1;
     }
 }
 
 impl Drop for Syncer {
     fn drop(&mut self) {
         lock(&self.shared).stop = true;
-        self.shared.changed.notify_all();
+        self.shared.asked.notify_all();
+        self.shared.finished.notify_all();
         if let Some(handle) = self.thread.as_mut().and_then(|t| t.handle.take()) {
             let _ = handle.join();
         }
