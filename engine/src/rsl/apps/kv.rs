@@ -15,8 +15,11 @@ use crate::reader::Reader;
 use crate::rsl::app::{copy_segment, App, SnapshotError};
 use crate::wire::{decode_exact, Bytes, EncodeError};
 
+mod key;
 mod order;
 mod staging;
+
+use key::Key;
 
 pub use order::{key_order, key_order_with_words, short_word};
 pub use staging::KvStaging;
@@ -107,19 +110,18 @@ pub const RECORD_OVERHEAD_BYTES: u64 = 4;
 /// One stored pair.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Pair<const KB: usize, const VB: usize> {
-    key: heapless::Vec<u8, KB>,
+    key: Key<KB>,
     value: heapless::Vec<u8, VB>,
 }
 
 impl<const KB: usize, const VB: usize> Pair<KB, VB> {
-    const EMPTY: Pair<KB, VB> = Pair { key: heapless::Vec::new(), value: heapless::Vec::new() };
+    const EMPTY: Pair<KB, VB> = Pair { key: Key::EMPTY, value: heapless::Vec::new() };
 
     /// Makes this pair a copy of `src` in place (one `memcpy` each for key and value).
     fn copy_from(&mut self, src: &Self) {
-        self.key.clear();
         self.value.clear();
         // Cannot fail: both pairs have the same capacities.
-        let _ = self.key.extend_from_slice(&src.key);
+        let _ = self.key.set(src.key.as_slice());
         let _ = self.value.extend_from_slice(&src.value);
     }
 
@@ -158,7 +160,11 @@ impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
     /// The pair of `key`, or where it would go. The key's word is taken once, not per probe.
     fn find(&self, key: &[u8]) -> Result<usize, usize> {
         let word = short_word(key);
-        self.pairs.binary_search_by(|p| key_order_with_words(short_word(&p.key), &p.key, word, key))
+        self.pairs.binary_search_by(|p| match p.key.word().cmp(&word) {
+            // Only a tie of words needs the lengths or the bytes.
+            core::cmp::Ordering::Equal => key_order_with_words(word, p.key.as_slice(), word, key),
+            unequal => unequal,
+        })
     }
 
     fn execute<'r>(&'r mut self, op: KvOp<'_>) -> KvReply<'r> {
@@ -178,7 +184,7 @@ impl<const K: usize, const KB: usize, const VB: usize> KvApp<K, KB, VB> {
                             return KvReply::Error(KvAppError::Full);
                         }
                         // Cannot fail: the length was checked above.
-                        let _ = self.pairs[i].key.extend_from_slice(key.0);
+                        let _ = self.pairs[i].key.set(key.0);
                         i
                     }
                 };
@@ -264,7 +270,7 @@ impl<const K: usize, const KB: usize, const VB: usize> App for KvApp<K, KB, VB> 
             if base + size > offset {
                 let (kl, vl) = (pair.key.len() as u64, pair.value.len() as u64);
                 copy_segment(&(kl as u16).to_le_bytes(), 2, base, offset, out);
-                copy_segment(&pair.key, kl, base + 2, offset, out);
+                copy_segment(pair.key.as_slice(), kl, base + 2, offset, out);
                 copy_segment(&(vl as u16).to_le_bytes(), 2, base + 2 + kl, offset, out);
                 copy_segment(&pair.value, vl, base + 4 + kl, offset, out);
             }
@@ -387,7 +393,7 @@ mod tests {
             assert_eq!(app.len(), model.len());
         }
         for (pair, (k, v)) in app.pairs.iter().zip(&model) {
-            assert_eq!((&pair.key, &pair.value), (k, v));
+            assert_eq!((pair.key.as_slice(), &pair.value), (&k[..], v));
         }
     }
 

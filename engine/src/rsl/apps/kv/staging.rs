@@ -67,7 +67,7 @@ impl<const K: usize, const KB: usize, const VB: usize> KvStaging<K, KB, VB> {
             && !self.corrupt
             && self.field == Field::KeyLen(0)
             && self.pairs.len() == self.count() as usize
-            && self.pairs.windows(2).all(|w| w[0].key < w[1].key)
+            && self.pairs.windows(2).all(|w| w[0].key.as_slice() < w[1].key.as_slice())
     }
 
     fn count(&self) -> u32 {
@@ -105,7 +105,7 @@ impl<const K: usize, const KB: usize, const VB: usize> KvStaging<K, KB, VB> {
             }
             Field::Key(len, i) => {
                 let Some(pair) = self.pairs.last_mut() else { return false };
-                if pair.key.push(b).is_err() {
+                if !pair.key.push(b) {
                     return false;
                 }
                 if i + 1 == len {
