@@ -20,7 +20,7 @@ enum Field {
     Value(u16, u16),
 }
 
-/// Staging area for an incoming [`KvApp`] snapshot: the records parsed so far.
+/// Staging area for an incoming [`KvApp`](super::KvApp) snapshot: the records parsed so far.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KvStaging<const K: usize, const KB: usize, const VB: usize> {
     count: [u8; 4],
