@@ -37,6 +37,11 @@ pub fn previous(name: &str) -> String {
     format!("{name}.prev")
 }
 
+/// A snapshot is synced every this many bytes as it is written.
+const SYNC_STEP_BYTES: u64 = 1 << 20;
+/// The pause after each synced step.
+const SYNC_STEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Writes `records` to `<name>.tmp` in the directory `dir` and syncs it (the directory is a
 /// path so a writer thread can do this while the server runs); returns its length.
 /// [`install`] then makes it the snapshot.
@@ -49,11 +54,20 @@ where
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut bytes = 0u64;
     let mut frame_buf = Vec::new();
+    let mut synced = 0u64;
     for r in records {
         frame_buf.clear();
         frame::push(&mut frame_buf, &r?);
         out.write_all(&frame_buf).map_err(io_err(&tmp))?;
         bytes += frame_buf.len() as u64;
+        if bytes - synced >= SYNC_STEP_BYTES {
+            // A step at a time, synced, with a pause: one flush of the whole file at the
+            // end would hold up every log write queued behind it on the device.
+            out.flush().map_err(io_err(&tmp))?;
+            out.get_ref().sync_data().map_err(io_err(&tmp))?;
+            synced = bytes;
+            std::thread::sleep(SYNC_STEP_PAUSE);
+        }
     }
     let file = out.into_inner().map_err(|e| StorageError::Io(tmp.clone(), e.into_error()))?;
     file.sync_all().map_err(io_err(&tmp))?;
