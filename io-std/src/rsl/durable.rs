@@ -73,8 +73,8 @@ pub const COMPACT_AFTER_BYTES: u64 = 64 << 20;
 /// their own, so that it goes on taking requests and counting votes while its own vote is
 /// synced; while it follows, inline, because a follower has nothing to do before its vote
 /// leaves and a hand-off costs two wake-ups per vote ([`SyncMode::Auto`]; on the 2-core
-/// bench machine 8 % more durable puts than syncs on a thread everywhere, and inline
-/// everywhere the same as a thread everywhere: docs/performance.md).
+/// bench machine 5 % more durable puts than syncs on a thread everywhere, and 3 % more
+/// than inline everywhere: docs/performance.md).
 pub const DEFAULT_LOG: LogOptions = LogOptions { compact_after_bytes: COMPACT_AFTER_BYTES, sync: SyncMode::Auto };
 /// How often a running snapshot writer is looked at.
 const JOB_POLL: Duration = Duration::from_millis(10);

@@ -163,11 +163,15 @@ impl Syncer {
     /// Asks for a sync of `file` (everything written to it so far); returns the ticket.
     /// Inline, the sync runs at the next [`Syncer::done`].
     pub fn request(&mut self, file: &Arc<File>, path: &std::path::Path) -> u64 {
+        lock(&self.shared).file = Some((file.clone(), path.to_path_buf()));
+        self.issue()
+    }
+
+    /// Hands out the next ticket: a sync asked of the thread, or of the next
+    /// [`Syncer::done`] inline.
+    fn issue(&mut self) -> u64 {
         self.issued += 1;
-        let mut s = lock(&self.shared);
-        s.file = Some((file.clone(), path.to_path_buf()));
-        s.requested = self.issued;
-        drop(s);
+        lock(&self.shared).requested = self.issued;
         if !self.inline {
             self.shared.asked.notify_all();
         }
@@ -191,14 +195,7 @@ impl Syncer {
     /// Asks for every staged byte to be written, durably, to the direct segment; returns
     /// the ticket. Inline, the write runs at the next [`Syncer::done`].
     pub fn request_direct(&mut self) -> u64 {
-        self.issued += 1;
-        let mut s = lock(&self.shared);
-        s.requested = self.issued;
-        drop(s);
-        if !self.inline {
-            self.shared.asked.notify_all();
-        }
-        self.issued
+        self.issue()
     }
 
     /// The highest ticket whose sync finished, or the failure of a sync. Inline, this runs
@@ -413,6 +410,16 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the thread never synced ticket {second}");
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+        // Once the thread has counted its wake-up byte, a look at the syncs reads it: a
+        // byte left behind would keep the event loop's poll waking for nothing.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s.done().unwrap();
+        let mut byte = [0u8; 1];
+        let left = s.thread.as_mut().map(|t| t.wake_rx.read(&mut byte));
+        assert!(
+            matches!(left, Some(Err(ref e)) if e.kind() == io::ErrorKind::WouldBlock),
+            "the wake socket was drained: {left:?}"
+        );
         // And back: inline again, with the thread idle.
         s.set_inline(true);
         (&*file).write_all(b"c").unwrap();
