@@ -17,3 +17,7 @@ pub mod syncer;
 pub mod wal;
 
 pub use dir::{DataDir, StorageError};
+
+/// The pause after each synced step of a background write (a segment zero-filled ahead, a
+/// snapshot file): log writes queued on the device behind one step get their turn.
+pub(crate) const BACKGROUND_STEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);

@@ -29,9 +29,6 @@ pub const PREPARED_FILE: &str = "wal-prepared.tmp";
 /// only at its end, a durable run's p99 was 5.2-6.9 ms; with 256 KiB and 1 MiB snapshot
 /// steps 3.4-3.7 ms, same throughput: docs/performance.md).
 const ZERO_CHUNK_BYTES: usize = 256 << 10;
-/// The pause after each step: 80 MiB takes one to two seconds, well within the seconds a
-/// segment lasts under full load.
-const CHUNK_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Prepares one segment at a time on a thread.
 #[derive(Debug)]
@@ -115,7 +112,9 @@ fn write_zeros(path: &Path, bytes: u64) -> io::Result<()> {
         // A chunk at a time, synced, with a pause: one big flush of the whole segment would
         // hold up every log sync queued behind it on the device.
         file.sync_data()?;
-        std::thread::sleep(CHUNK_PAUSE);
+        // 80 MiB takes one to two seconds, well within the seconds a segment lasts under
+        // full load.
+        std::thread::sleep(super::BACKGROUND_STEP_PAUSE);
     }
     file.sync_all()
 }

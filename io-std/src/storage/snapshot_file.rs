@@ -39,8 +39,6 @@ pub fn previous(name: &str) -> String {
 
 /// A snapshot is synced every this many bytes as it is written.
 const SYNC_STEP_BYTES: u64 = 1 << 20;
-/// The pause after each synced step.
-const SYNC_STEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Writes `records` to `<name>.tmp` in the directory `dir` and syncs it (the directory is a
 /// path so a writer thread can do this while the server runs); returns its length.
@@ -66,7 +64,7 @@ where
             out.flush().map_err(io_err(&tmp))?;
             out.get_ref().sync_data().map_err(io_err(&tmp))?;
             synced = bytes;
-            std::thread::sleep(SYNC_STEP_PAUSE);
+            std::thread::sleep(super::BACKGROUND_STEP_PAUSE);
         }
     }
     let file = out.into_inner().map_err(|e| StorageError::Io(tmp.clone(), e.into_error()))?;
