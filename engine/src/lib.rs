@@ -83,7 +83,7 @@ pub mod wire;
 /// and snapshot records; KV inputs and images). A binding stores it beside the records and
 /// refuses state of another format rather than misread it (io-std's data-directory
 /// `format` file, fleet-flash's frames). Bump it whenever a record's encoding changes.
-pub const RECORD_FORMAT: u32 = 4;
+pub const RECORD_FORMAT: u32 = 5;
 
 pub use config::ConfigError;
 pub use endpoint::{Endpoint, IpAddr};

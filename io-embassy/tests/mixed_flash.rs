@@ -39,8 +39,8 @@ const PAGE: usize = 4096;
 const REGION: usize = 32 * PAGE;
 type Flash = RamFlash<'static, PAGE>;
 type Persister = RslFlash<'static, Flash>;
-/// An image every KiB of log: the run writes several.
-const COMPACT_AFTER_BYTES: u64 = 1024;
+/// An image every 512 bytes of log: the run writes several (ten puts log about 800).
+const COMPACT_AFTER_BYTES: u64 = 512;
 
 fn leak(bytes: usize, fill: u8) -> &'static mut [u8] {
     Box::leak(vec![fill; bytes].into_boxed_slice())

@@ -21,7 +21,8 @@
 //!   chosen); `log_truncation_point` (votes below it are gone, and a 1b must say so);
 //!   `max_ballot_sent_1a` (a leader that forgot the ballot it started could propose twice
 //!   in it); `replies_sent` (1b replies are told apart by it).
-//! * **Every executed batch** ([`DurableRecord::Executed`]), and from time to time a
+//! * **Every executed batch** ([`DurableRecord::Executed`], or [`DurableRecord::ExecutedVote`]
+//!   when the batch is the replica's own vote, already in the log), and from time to time a
 //!   **snapshot** of the application and reply cache ([`DurableRecord::Snapshot`] pieces):
 //!   acceptors discard votes below the truncation point, which only moves up to what a
 //!   quorum reported executed; with executions durable, a whole-cluster power loss keeps
@@ -169,6 +170,18 @@ pub enum DurableRecord<'a> {
         /// The identities.
         #[serde(borrow)]
         ids: Bytes<'a>,
+    },
+    /// Operation `opn` was executed, decided in ballot `bal`, and its batch is this
+    /// replica's vote for `opn`, which the log holds before this record: an
+    /// [`DurableRecord::Executed`] without the batch written a second time. Handed out
+    /// only when every acceptor record is out, so a replay has restored that vote when it
+    /// reaches this record (the log is a prefix-closed sequence, and a compacted log starts
+    /// with the acceptor's image, votes included).
+    ExecutedVote {
+        /// Its operation number.
+        opn: u64,
+        /// The ballot it was decided in.
+        bal: Ballot,
     },
 }
 

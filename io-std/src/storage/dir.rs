@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// The storage format this build writes and reads: "fleet storage" and the engine's
 /// [`fleet_engine::RECORD_FORMAT`] (a unit test keeps the two in step).
-pub const FORMAT: &str = "fleet storage 4";
+pub const FORMAT: &str = "fleet storage 5";
 const LOCK_FILE: &str = "LOCK";
 const IDENTITY_FILE: &str = "identity";
 const FORMAT_FILE: &str = "format";

@@ -7,6 +7,7 @@ use super::epoch::Decision;
 use super::Replica;
 use crate::emit::{self, Envelope};
 use crate::outbox::Outbox;
+use crate::rsl::acceptor::Acceptor;
 use crate::rsl::app::App;
 use crate::rsl::ballot::Ballot;
 use crate::rsl::election::Election;
@@ -114,6 +115,13 @@ impl<
 {
     /// The learner, and apart from it what executing a batch touches.
     pub(super) fn execution(&mut self) -> (&Learner<W, D>, Execution<'_, A, C, RB, TB>) {
+        let (learner, _, exec) = self.execution_parts();
+        (learner, exec)
+    }
+
+    /// The learner and the acceptor (whose votes recovery executes), and apart from them
+    /// what executing a batch touches.
+    pub(super) fn execution_parts(&mut self) -> (&Learner<W, D>, &Acceptor<R, W, D>, Execution<'_, A, C, RB, TB>) {
         let exec = Execution {
             executor: &mut self.executor,
             retained: &mut self.retained,
@@ -123,7 +131,7 @@ impl<
             stats: &mut self.stats,
             group_reply_bytes: crate::rsl::group::reply_room(RB, self.config.params.max_datagram_bytes),
         };
-        (&self.learner, exec)
+        (&self.learner, &self.acceptor, exec)
     }
 
     /// Executes the batches the learner decided, in order (IronRSL actions 5 and 6), up to

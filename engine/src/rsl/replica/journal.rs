@@ -47,7 +47,9 @@ impl<
                 let record = epoch_record(config, start, &mut list[..R * MAX_ENDPOINT_BYTES]);
                 return Some(self.hand_out(&record, buf).inspect(|_| self.journal.epoch_pending = false));
             }
-            return self.next_executed(buf);
+            // Votes of the old epoch may never be handed out (`Journal::enter_epoch`): these
+            // batches are written whole.
+            return self.next_executed(buf, false);
         }
         // Then whom it was born with, ahead of the acceptor record of its birth.
         if self.journal.born_pending != 0 {
@@ -79,11 +81,12 @@ impl<
             }
             return Some(encoded.map(|n| &buf[..n]));
         }
-        self.next_executed(buf)
+        self.next_executed(buf, true)
     }
 
-    /// The next executed batch to hand out, if any.
-    fn next_executed<'b>(&mut self, buf: &'b mut [u8]) -> Option<Result<&'b [u8], EncodeError>> {
+    /// The next executed batch to hand out, if any; as a reference to this replica's vote
+    /// when `by_vote` allows and the vote holds the same batch.
+    fn next_executed<'b>(&mut self, buf: &'b mut [u8], by_vote: bool) -> Option<Result<&'b [u8], EncodeError>> {
         let opn = self.journal.handed_out;
         if opn >= self.executor.ops_complete {
             return None;
@@ -94,7 +97,17 @@ impl<
             self.journal.skip_to(self.frozen.id.opn.max(opn + 1).min(self.executor.ops_complete));
             return None;
         };
-        let record = DurableRecord::Executed { opn, bal: e.bal, batch: Bytes(e.batch) };
+        // A batch this replica voted for is in the log already, as that vote: with every
+        // acceptor record out, a replay holds the same vote when it reaches this record. (A
+        // retired replica keeps an acceptor whose last votes were never handed out.)
+        debug_assert!(!by_vote || !self.journal.acceptor_dirty, "acceptor records go first");
+        let voted = by_vote
+            && self.retired.is_none()
+            && self.acceptor.vote_at(opn).is_some_and(|v| v.batch.as_slice() == e.batch);
+        let record = match voted {
+            true => DurableRecord::ExecutedVote { opn, bal: e.bal },
+            false => DurableRecord::Executed { opn, bal: e.bal, batch: Bytes(e.batch) },
+        };
         let encoded = wire::encode(Protocol::Durable, &record, buf);
         if encoded.is_ok() {
             self.journal.handed_out += 1;

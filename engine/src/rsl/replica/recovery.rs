@@ -209,24 +209,13 @@ impl<
             }
             DurableRecord::Executed { opn, bal, batch } => {
                 self.check_batch(bal, batch.0).map_err(bad)?;
-                if self.retired.is_some() {
-                    return Err(bad("an executed batch after the replica retired"));
+                self.replay_executed(replay, opn, bal, Some(batch.0))?;
+            }
+            DurableRecord::ExecutedVote { opn, bal } => {
+                if !bal.is_valid_for(self.config.n()) {
+                    return Err(bad("executed vote of an invalid ballot"));
                 }
-                if opn == self.executor.ops_complete {
-                    let mut decision = self.decision();
-                    let (_, mut exec) = self.execution();
-                    if exec.run(bal, batch.0, None, &mut decision) {
-                        // A stop-sign that retired this replica (one it entered the next
-                        // epoch with is never written: the snapshot at the start replaces it).
-                        let Some(next) = decision.next else {
-                            return Err(bad("an epoch ended without its next replicas"));
-                        };
-                        let next = self.config.next_epoch(next);
-                        if self.move_to_epoch(replay.now, next, opn.saturating_add(1)) {
-                            return Err(bad("an executed stop-sign of an epoch this replica entered"));
-                        }
-                    }
-                }
+                self.replay_executed(replay, opn, bal, None)?;
             }
             DurableRecord::Epoch { epoch, start, replicas } => self.replay_epoch(replay, epoch, start, replicas.0)?,
             // A compacted image's, after its epoch record: what the epochs it dropped said.
@@ -252,6 +241,45 @@ impl<
         }
         self.check_invariants().map_err(bad)?;
         replay.record += 1;
+        Ok(())
+    }
+
+    /// Recovery: operation `opn`, decided in `bal`, was executed with `batch`, or with this
+    /// replica's vote for it when `None`. Executed again when it is the next operation.
+    fn replay_executed(
+        &mut self,
+        replay: &Replay,
+        opn: u64,
+        bal: Ballot,
+        batch: Option<&[u8]>,
+    ) -> Result<(), RecoverError> {
+        let bad = |reason| RecoverError::Inconsistent { record: replay.record, reason };
+        if self.retired.is_some() {
+            return Err(bad("an executed batch after the replica retired"));
+        }
+        if opn != self.executor.ops_complete {
+            return Ok(());
+        }
+        let mut decision = self.decision();
+        let (_, acceptor, mut exec) = self.execution_parts();
+        let batch = match batch {
+            Some(batch) => batch,
+            None => match acceptor.vote_at(opn) {
+                Some(vote) => vote.batch.as_slice(),
+                None => return Err(bad("an executed vote the log does not hold")),
+            },
+        };
+        if exec.run(bal, batch, None, &mut decision) {
+            // A stop-sign that retired this replica (one it entered the next epoch with is
+            // never written: the snapshot at the start replaces it).
+            let Some(next) = decision.next else {
+                return Err(bad("an epoch ended without its next replicas"));
+            };
+            let next = self.config.next_epoch(next);
+            if self.move_to_epoch(replay.now, next, opn.saturating_add(1)) {
+                return Err(bad("an executed stop-sign of an epoch this replica entered"));
+            }
+        }
         Ok(())
     }
 

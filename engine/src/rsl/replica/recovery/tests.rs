@@ -574,6 +574,49 @@ fn replay_executes_what_follows_on_and_skips_the_rest() {
     assert_eq!(replay(&bad), refused(0, "executed batch malformed, too large, or of an invalid ballot"));
 }
 
+/// A batch a replica executed as it voted for it is written as a reference to that vote
+/// (the batch is in the log once), and replays from the vote; a reference to a vote the
+/// log does not hold, or of an invalid ballot, is refused.
+#[test]
+fn an_executed_vote_is_logged_once_and_replays_from_the_vote() {
+    let mut c = Cluster::new();
+    assert!(c.run(40, &all_at(40)), "{:?}", c.values());
+    for (i, node) in c.nodes.iter().enumerate() {
+        let (mut full, mut refs) = (0, 0);
+        for bytes in &node.log {
+            match decode(bytes) {
+                DurableRecord::Executed { .. } => full += 1,
+                DurableRecord::ExecutedVote { .. } => refs += 1,
+                _ => {}
+            }
+        }
+        assert!(refs > full, "replica {i}: most executed batches are its votes ({refs} references, {full} whole)");
+        let r = node.recover(i).unwrap();
+        assert_eq!(r.app().value, 40, "replica {i} replays the referenced votes");
+    }
+
+    let batch = batch_of_len(20);
+    let first = c.nodes[1].log.iter().find_map(|b| match decode(b) {
+        DurableRecord::Acceptor(a) => Some(a),
+        _ => None,
+    });
+    let header = truncated_free(&first.expect("an acceptor record"));
+    let vote = crate::rsl::msg::Vote { opn: 0, bal: Ballot::INITIAL, batch: Bytes(&batch) };
+    let executed = |bal| wire_record(&DurableRecord::ExecutedVote { opn: 0, bal });
+    let voted = [record(&header), record(&AcceptorRecord { vote: Some(vote), ..header }), executed(Ballot::INITIAL)];
+    let r = Rep::recover(config(), 1, Counter::default(), Instant::ZERO, 1, [], voted.iter().map(|r| r.as_slice()));
+    assert_eq!(r.unwrap().status().ops_complete, 1, "executed from the vote");
+    assert_eq!(
+        replay(&[record(&header), executed(Ballot::INITIAL)]),
+        refused(1, "an executed vote the log does not hold")
+    );
+    let outside = Ballot { seqno: 1, proposer: 7 };
+    assert_eq!(
+        replay(&voted[..2].iter().cloned().chain([executed(outside)]).collect::<Vec<_>>()),
+        refused(2, "executed vote of an invalid ballot")
+    );
+}
+
 /// A snapshot whose records stop short, or a snapshot piece in the log, is refused.
 #[test]
 fn a_snapshot_that_is_not_whole_is_refused() {
