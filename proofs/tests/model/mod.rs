@@ -1103,9 +1103,14 @@ impl Node {
             // acceptor records but kept its incarnation, or whose replay stops at its first
             // epoch record past its configuration's epoch).
             let log: Vec<Vec<u8>> = match scope.planted {
-                Some(Planted::KeepsIncarnationLosesAcceptor) => {
-                    disk.iter().filter(|r| !is_acceptor_record(r)).cloned().collect()
-                }
+                // Executed references go with the votes they name.
+                Some(Planted::KeepsIncarnationLosesAcceptor) => disk
+                    .iter()
+                    .filter(|r| {
+                        !is_acceptor_record(r) && !matches!(durable_record(r), Some(DurableRecord::ExecutedVote { .. }))
+                    })
+                    .cloned()
+                    .collect(),
                 Some(Planted::ReplayStopsAtEpoch) => disk
                     .iter()
                     .take_while(|r| !matches!(durable_record(r), Some(DurableRecord::Epoch { epoch, .. }) if epoch > config.epoch))
