@@ -163,15 +163,19 @@ impl Syncer {
     /// Asks for a sync of `file` (everything written to it so far); returns the ticket.
     /// Inline, the sync runs at the next [`Syncer::done`].
     pub fn request(&mut self, file: &Arc<File>, path: &std::path::Path) -> u64 {
-        lock(&self.shared).file = Some((file.clone(), path.to_path_buf()));
-        self.issue()
+        self.issue(Some((file.clone(), path.to_path_buf())))
     }
 
-    /// Hands out the next ticket: a sync asked of the thread, or of the next
-    /// [`Syncer::done`] inline.
-    fn issue(&mut self) -> u64 {
+    /// Hands out the next ticket (for `file`, if it names one): a sync asked of the thread,
+    /// or of the next [`Syncer::done`] inline. One lock for both.
+    fn issue(&mut self, file: Option<(Arc<File>, std::path::PathBuf)>) -> u64 {
         self.issued += 1;
-        lock(&self.shared).requested = self.issued;
+        let mut s = lock(&self.shared);
+        if file.is_some() {
+            s.file = file;
+        }
+        s.requested = self.issued;
+        drop(s);
         if !self.inline {
             self.shared.asked.notify_all();
         }
@@ -195,7 +199,7 @@ impl Syncer {
     /// Asks for every staged byte to be written, durably, to the direct segment; returns
     /// the ticket. Inline, the write runs at the next [`Syncer::done`].
     pub fn request_direct(&mut self) -> u64 {
-        self.issue()
+        self.issue(None)
     }
 
     /// The highest ticket whose sync finished, or the failure of a sync. Inline, this runs

@@ -47,8 +47,9 @@ impl<
                 let record = epoch_record(config, start, &mut list[..R * MAX_ENDPOINT_BYTES]);
                 return Some(self.hand_out(&record, buf).inspect(|_| self.journal.epoch_pending = false));
             }
-            // Votes of the old epoch may never be handed out (`Journal::enter_epoch`): these
-            // batches are written whole.
+            // Votes of the old epoch may never be handed out (`Journal::enter_epoch`; a
+            // retired replica keeps that acceptor and executes nothing after its epoch
+            // record): these batches are written whole.
             return self.next_executed(buf, false);
         }
         // Then whom it was born with, ahead of the acceptor record of its birth.
@@ -98,12 +99,9 @@ impl<
             return None;
         };
         // A batch this replica voted for is in the log already, as that vote: with every
-        // acceptor record out, a replay holds the same vote when it reaches this record. (A
-        // retired replica keeps an acceptor whose last votes were never handed out.)
+        // acceptor record out, a replay holds the same vote when it reaches this record.
         debug_assert!(!by_vote || !self.journal.acceptor_dirty, "acceptor records go first");
-        let voted = by_vote
-            && self.retired.is_none()
-            && self.acceptor.vote_at(opn).is_some_and(|v| v.batch.as_slice() == e.batch);
+        let voted = by_vote && self.acceptor.vote_at(opn).is_some_and(|v| v.batch.as_slice() == e.batch);
         let record = match voted {
             true => DurableRecord::ExecutedVote { opn, bal: e.bal },
             false => DurableRecord::Executed { opn, bal: e.bal, batch: Bytes(e.batch) },
