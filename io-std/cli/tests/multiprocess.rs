@@ -106,6 +106,38 @@ fn the_cli_writes_reads_and_deletes_through_the_cluster() {
     assert!(err.contains("--threads must be at least 1") && !err.contains("panicked"), "{err}");
 }
 
+/// A load generator stopped and continued (a debugger or `strace` attaching, a shell's
+/// Ctrl-Z and `fg`) sees its wait interrupted (EINTR): the run goes on and reports, instead
+/// of ending with "Interrupted system call".
+#[test]
+fn a_bench_stopped_and_continued_finishes_its_run() {
+    use nix::sys::signal::{kill, Signal};
+    let cluster = start_cluster("bench-stop");
+    let config = cluster.config.to_str().unwrap();
+    let args = ["bench", "rsl", "--config", config, "--clients", "2", "--duration-s", "3", "--json"];
+    let mut bench = std::process::Command::new(FLEET)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(bench.id() as i32);
+    std::thread::sleep(Duration::from_millis(500));
+    // Each stop catches the load thread in its wait most of the time; ten make an
+    // interrupted wait all but certain.
+    for _ in 0..10 {
+        kill(pid, Signal::SIGSTOP).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        kill(pid, Signal::SIGCONT).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = bench.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(v["ops"].as_u64().unwrap() > 0, "{stdout}");
+}
+
 #[test]
 fn users_get_sentences_not_panics() {
     let dir = scratch_dir("errors").unwrap();

@@ -262,7 +262,13 @@ pub(super) fn load_thread<C: LoadClient>(
         let next = clients.iter().map(|l| l.client.next_deadline()).min().unwrap_or(Instant::NEVER);
         let wait =
             Duration::from_micros(next.micros_since(now)).min(shared.stop_at - StdInstant::now().min(shared.stop_at));
-        poll.poll(&mut events, Some(wait.max(Duration::from_micros(100))))?;
+        match poll.poll(&mut events, Some(wait.max(Duration::from_micros(100)))) {
+            Ok(()) => {}
+            // A signal (a debugger or `strace` attaching, a terminal resize) interrupts the
+            // wait: nothing is ready, so the loop goes on; `events` was cleared by the call.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
         for ev in events.iter() {
             let Some(l) = clients.get_mut(ev.token().0) else { continue };
             // Read until the outstanding operation completes or the socket is empty. Stopping
