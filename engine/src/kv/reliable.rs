@@ -51,106 +51,17 @@ pub mod evict;
 mod frame;
 mod image;
 mod index;
+mod invariant;
+mod params;
 mod peer;
 mod pending;
 
 use evict::Closed;
 pub use frame::{Frame, Refusal, FRAME_OVERHEAD_BYTES};
 use index::PeerIndex;
+pub use params::{AckOutcome, ReliableParams, SendError, Verdict, MAX_CHANNEL_BASE};
 pub use peer::{Peer, PeerKind};
 use pending::Pending;
-
-/// Largest channel base accepted: bases above it are invalid, so every seqno floor and every
-/// restarted base stays far from overflow (wall-clock microseconds are about 2^51).
-pub const MAX_CHANNEL_BASE: u64 = u64::MAX / 2;
-
-/// Retransmission and queue parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ReliableParams {
-    /// First retransmission delay, and the delay after an ack makes progress.
-    pub retransmit_ms: u64,
-    /// The delay doubles on every expiry without progress, up to this.
-    pub max_retransmit_ms: u64,
-    /// Most unacked messages towards one peer.
-    pub max_unacked_per_peer: usize,
-    /// Retransmission rounds without an ack making progress after which a client
-    /// ([`PeerKind::Client`]) is given up on: its unacked messages are dropped and it is
-    /// evicted. At least 1. The default, 12 rounds, gives up 14.35 s after the first send at
-    /// the default delays (50 ms doubling to 1.6 s).
-    pub give_up_after: u32,
-}
-
-impl Default for ReliableParams {
-    fn default() -> Self {
-        ReliableParams { retransmit_ms: 50, max_retransmit_ms: 1600, max_unacked_per_peer: 8, give_up_after: 12 }
-    }
-}
-
-impl ReliableParams {
-    /// Checks the parameters against an unacked capacity of `u` messages.
-    pub fn validate(&self, u: usize) -> Result<(), ConfigError> {
-        if self.retransmit_ms == 0 {
-            return Err(ConfigError::Invalid("retransmit_ms"));
-        }
-        if self.max_retransmit_ms < self.retransmit_ms {
-            return Err(ConfigError::Invalid("max_retransmit_ms"));
-        }
-        if self.max_unacked_per_peer == 0 || self.max_unacked_per_peer > u {
-            return Err(ConfigError::Invalid("max_unacked_per_peer"));
-        }
-        if self.give_up_after == 0 {
-            return Err(ConfigError::Invalid("give_up_after"));
-        }
-        Ok(())
-    }
-}
-
-/// How a received message relates to the channel's state ([`Reliable::classify`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Verdict {
-    /// The next message in order: accept it.
-    New,
-    /// The first message of a restarted peer's new incarnation: accepting it resets the channel.
-    Restarted,
-    /// Already accepted: re-ack, do nothing else.
-    Duplicate,
-    /// Beyond the next expected seqno: ignore (the sender retransmits in order).
-    Ahead,
-    /// From an older incarnation of the peer: ignore.
-    Stale,
-    /// From an endpoint with no channel here, on a channel this side closed for good
-    /// (evicted): refuse with [`Refusal::ChannelClosed`] ([`Reliable::closed_refusal`]).
-    Closed,
-    /// Impossible for this peer (seqno below base, base 0 or above [`MAX_CHANNEL_BASE`], or
-    /// another base from a fixed peer).
-    Invalid,
-}
-
-/// What an incoming ack did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum AckOutcome {
-    /// Messages were removed from the unacked queue.
-    Progress,
-    /// Nothing new was acknowledged.
-    Stale,
-    /// Acknowledges a seqno never sent.
-    Invalid,
-}
-
-/// Why [`Reliable::send`] refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum SendError {
-    /// The unacked queue (per peer or overall) is full: back-pressure.
-    QueueFull,
-    /// The body does not fit one datagram.
-    TooLarge,
-    /// No such peer.
-    UnknownPeer,
-}
 
 /// Reliable channels to at most `P` peers, with at most `U` unacked bodies of `D` bytes, and
 /// `P` buckets of closed-channel floors ([`evict`]).
@@ -616,49 +527,6 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
     /// The unacked bodies for peer `i`, in no particular order, with their seqnos.
     pub fn unacked_bodies(&self, i: usize) -> impl Iterator<Item = (u64, &[u8])> + '_ {
         self.pending.iter().filter(move |m| m.peer as usize == i).map(|m| (m.seqno, m.body()))
-    }
-
-    /// Queue counts agree with the queued messages; every queued seqno is unacked.
-    pub fn invariant(&self) -> Result<(), &'static str> {
-        for (i, p) in self.peers.iter().enumerate() {
-            if p.acked + 1 < p.send_base || p.next <= p.acked {
-                return Err("reliable: acked outside the channel");
-            }
-            if p.unacked as u64 != p.next - 1 - p.acked {
-                return Err("reliable: unacked count disagrees with seqnos");
-            }
-            if p.unacked > self.params.max_unacked_per_peer {
-                return Err("reliable: per-peer queue over its bound");
-            }
-            let queued = self.pending.iter().filter(|m| m.peer as usize == i).count();
-            if queued != p.unacked {
-                return Err("reliable: queued messages disagree with the unacked count");
-            }
-            if (p.unacked > 0) != p.retransmit_at.is_some() {
-                return Err("reliable: retransmit timer armed iff messages are unacked");
-            }
-            if let Some((b, last)) = p.recv {
-                if last + 1 < b {
-                    return Err("reliable: last accepted below the channel base");
-                }
-            }
-            if p.ack_due.is_some() && p.recv.is_none() {
-                return Err("reliable: an ack owed for nothing accepted");
-            }
-            if p.kind == PeerKind::Client && p.recv.is_none() {
-                return Err("reliable: a client registered with nothing accepted from it");
-            }
-            if p.send_base == 0 || p.send_base > p.next {
-                return Err("reliable: send base outside the channel");
-            }
-        }
-        for m in &self.pending {
-            let Some(p) = self.peers.get(m.peer as usize) else { return Err("reliable: message for no peer") };
-            if m.seqno <= p.acked || m.seqno >= p.next {
-                return Err("reliable: queued message outside the unacked window");
-            }
-        }
-        self.index.check(self.peers.iter().map(|p| p.ep))
     }
 }
 
