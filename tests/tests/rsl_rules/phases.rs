@@ -1,0 +1,140 @@
+//! Phase 1 and phase 2: promises and votes, the 1b and 2b that carry them, and the leader's
+//! proposals (adaptive batching, stepping down on a higher view).
+
+use fleet_engine::rsl::{Ballot, RslMsg};
+use fleet_engine::wire::Bytes;
+use fleet_engine::{Endpoint, Instant};
+
+use crate::rules_common::*;
+
+#[test]
+fn a_vote_is_broadcast_as_2b_to_every_learner() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let msg = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(b"") });
+    let step = r.handle(Instant::ZERO, eps()[0], &msg, &mut out);
+    assert!(step.durable_state_changed, "a vote must be persisted before the 2b leaves");
+    let twob: Vec<_> = sent(&out).into_iter().filter(|(_, b)| matches!(decode(b), RslMsg::TwoB { .. })).collect();
+    assert_eq!(twob.iter().map(|(d, _)| *d).collect::<Vec<_>>(), eps());
+}
+
+#[test]
+fn one_b_is_sent_as_one_datagram_per_vote() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    for opn in 0..3 {
+        let msg = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch: Bytes(b"") });
+        let _ = r.handle(Instant::ZERO, eps()[0], &msg, &mut out);
+    }
+    out.clear();
+    let bal = Ballot { seqno: 1, proposer: 2 };
+    let _ = r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal }), &mut out);
+    let chunks: Vec<(u8, u8, u64)> = sent(&out)
+        .iter()
+        .filter_map(|(d, b)| match decode(b) {
+            RslMsg::OneB { chunk, chunks, vote: Some(v), .. } if *d == eps()[2] => Some((chunk, chunks, v.opn)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(chunks, vec![(0, 3, 0), (1, 3, 1), (2, 3, 2)]);
+    assert_eq!(r.acceptor().max_bal, bal);
+}
+
+#[test]
+fn a_lower_ballot_1a_gets_no_promise() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let high = Ballot { seqno: 3, proposer: 0 };
+    let _ = r.handle(Instant::ZERO, eps()[0], &encode(&RslMsg::OneA { bal: high }), &mut out);
+    out.clear();
+    let _ =
+        r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal: Ballot { seqno: 2, proposer: 2 } }), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(r.acceptor().max_bal, high);
+}
+
+#[test]
+fn a_repeated_1a_for_the_promised_ballot_is_answered_again() {
+    // A proposer whose 1b chunks were lost asks again with the same ballot.
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let one_a = encode(&RslMsg::OneA { bal: Ballot::INITIAL });
+    for attempt in 1..=2u64 {
+        out.clear();
+        let _ = r.handle(Instant::ZERO, eps()[0], &one_a, &mut out);
+        let ids: Vec<u64> = sent(&out)
+            .into_iter()
+            .filter_map(|(_, b)| match decode(&b) {
+                RslMsg::OneB { reply_id, .. } => Some(reply_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, vec![attempt], "attempt {attempt}: one 1b, with a fresh reply id");
+    }
+}
+
+/// Adaptive batching: with nothing in flight a request is proposed at once; with a batch in
+/// flight a partial batch waits for the batch timer, and a full one goes at once.
+#[test]
+fn a_partial_batch_waits_for_the_timer_while_a_batch_is_in_flight_and_a_full_one_goes_at_once() {
+    let mut r = leader();
+    let p = fleet_engine::rsl::Params::default();
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let request =
+        |port: u16| (Endpoint::v4([10, 0, 2, 1], port), encode(&RslMsg::Request { seqno: 1, request: Bytes(b"x") }));
+    let proposed = |out: &fleet_engine::Outbox<'_>| -> Vec<(u64, usize)> {
+        let mut v: Vec<(u64, usize)> = sent(out)
+            .into_iter()
+            .filter_map(|(_, b)| match decode(&b) {
+                RslMsg::TwoA { opn, batch, .. } => Some((opn, fleet_engine::rsl::batch::entries(batch.0).count())),
+                _ => None,
+            })
+            .collect();
+        v.dedup();
+        v
+    };
+    let (from, bytes) = request(1);
+    let _ = r.handle(Instant::ZERO, from, &bytes, &mut out);
+    assert_eq!(proposed(&out), vec![(0, 1)], "nothing in flight: proposed at once");
+    out.clear();
+    let (from, bytes) = request(2);
+    let _ = r.handle(Instant::ZERO, from, &bytes, &mut out);
+    assert_eq!(proposed(&out), vec![], "opn 0 in flight: a partial batch waits");
+    let _ = r.tick(Instant::from_millis(p.max_batch_delay_ms - 1), &mut out);
+    assert_eq!(proposed(&out), vec![]);
+    let _ = r.tick(Instant::from_millis(p.max_batch_delay_ms), &mut out);
+    assert_eq!(proposed(&out), vec![(1, 1)], "the batch timer expired");
+    out.clear();
+    let now = Instant::from_millis(p.max_batch_delay_ms);
+    for port in 100..100 + p.max_batch_size as u16 {
+        let (from, bytes) = request(port);
+        let _ = r.handle(now, from, &bytes, &mut out);
+        let full = port + 1 == 100 + p.max_batch_size as u16;
+        assert_eq!(proposed(&out), if full { vec![(2, p.max_batch_size)] } else { vec![] }, "after port {port}");
+    }
+    assert_eq!(r.proposer().batch_deadline, None, "nothing left queued, no timer");
+}
+
+#[test]
+fn a_leader_that_sees_a_higher_view_steps_down_and_stops_queueing() {
+    let mut r = leader();
+    assert_eq!((r.id(), fresh(2).id()), (0, 2));
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let request = encode(&RslMsg::Request { seqno: 1, request: Bytes(b"x") });
+    let client = |port: u16| Endpoint::v4([10, 0, 3, 1], port);
+    let _ = r.handle(Instant::ZERO, client(1), &request, &mut out);
+    let _ = r.handle(Instant::ZERO, client(2), &request, &mut out);
+    assert_eq!(r.proposer().queued(), 1, "opn 0 in flight, the second request waits");
+    let higher = encode(&RslMsg::Heartbeat { bal: Ballot { seqno: 1, proposer: 1 }, suspicious: false, opn_ckpt: 0 });
+    let _ = r.handle(Instant::ZERO, eps()[1], &higher, &mut out);
+    assert!(!r.status().is_leader);
+    assert_eq!(r.proposer().queued(), 0, "a replica that no longer leads drops its queue");
+    let _ = r.handle(Instant::ZERO, client(3), &request, &mut out);
+    assert_eq!(r.proposer().queued(), 0, "and queues nothing more");
+}
