@@ -93,6 +93,10 @@ fn bench(
     if threads == 0 {
         return Err("--threads must be at least 1".into());
     }
+    if let Some(path) = &a.history {
+        // Found out before the load runs, not after it.
+        std::fs::File::create(path).map_err(|e| format!("cannot write the history to {}: {e}", path.display()))?;
+    }
     let mut results = Vec::new();
     for (i, clients) in counts.into_iter().enumerate() {
         // Each run of a sweep writes fresh keys, so a recorded history (checked against an
@@ -104,6 +108,15 @@ fn bench(
             return Err(format!(
                 "no operation completed: {} errors ({} timed out, {} kept being refused by the hosts, {} lost)",
                 r.errors, r.timeouts, r.refused, r.lost
+            ));
+        }
+        if r.ops == 0 {
+            // Shorter than the operation timeout: every request was still unanswered when
+            // the run ended, so none counts as failed; nothing was measured all the same.
+            return Err(format!(
+                "no operation completed in {} s and none was answered: is the cluster running at the \
+                 addresses in the config?",
+                a.duration_s
             ));
         }
         results.push(r);

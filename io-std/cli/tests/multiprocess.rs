@@ -157,6 +157,17 @@ fn users_get_sentences_not_panics() {
     let (ok, _, err) = fleet(&["rsl", "put", "--config", nobody.to_str().unwrap(), "k", "v"]);
     assert!(!ok);
     assert!(err.contains("no replica answered"), "{err}");
+    // A benchmark of it measured nothing: an error, not "0 ops/s" and success.
+    let nobody = nobody.to_str().unwrap();
+    let (ok, _, err) = fleet(&["bench", "rsl", "--config", nobody, "--clients", "2", "--duration-s", "1"]);
+    assert!(!ok);
+    assert!(err.contains("no operation completed in 1 s and none was answered"), "{err}");
+    // A history file that cannot be written is named before the load runs.
+    let unwritable = dir.join("no-such-dir").join("history.jsonl");
+    let (ok, _, err) =
+        fleet(&["bench", "rsl", "--config", nobody, "--duration-s", "1", "--history", unwritable.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains(&format!("cannot write the history to {}", unwritable.display())), "{err}");
 }
 
 #[test]

@@ -146,12 +146,15 @@ fn run_load<C: LoadClient>(
     }
     if let Some(path) = &opts.history {
         history.sort_by_key(|r| r.invoke_us);
-        let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(CallError::Io)?);
+        let named = |e: std::io::Error| {
+            CallError::Io(std::io::Error::new(e.kind(), format!("writing the history to {}: {e}", path.display())))
+        };
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(named)?);
         for r in &history {
             let line = serde_json::to_string(r).map_err(|e| CallError::Io(std::io::Error::other(e)))?;
-            writeln!(f, "{line}").map_err(CallError::Io)?;
+            writeln!(f, "{line}").map_err(named)?;
         }
-        f.flush().map_err(CallError::Io)?;
+        f.flush().map_err(named)?;
     }
     Ok(BenchResult {
         ops,
