@@ -453,7 +453,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Cmd::CheckHistory { file, max_seconds } => {
             let budget = Budget::time(Duration::from_secs(max_seconds));
-            let report = check_kv_history_file(&file, &budget).map_err(|e| e.to_string())?;
+            let report = check_kv_history_file(&file, &budget).map_err(|e| format!("{}: {e}", file.display()))?;
             say(&report.to_string());
             return Ok(match report.verdict() {
                 Verdict::Linearizable => ExitCode::SUCCESS,

@@ -168,6 +168,13 @@ fn users_get_sentences_not_panics() {
         fleet(&["bench", "rsl", "--config", nobody, "--duration-s", "1", "--history", unwritable.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains(&format!("cannot write the history to {}", unwritable.display())), "{err}");
+    // A history to check that is missing or malformed: the file is named, then the fault.
+    let (ok, _, err) = fleet(&["check-history", unwritable.to_str().unwrap()]);
+    assert!(!ok && err.contains(&format!("{}: reading history", unwritable.display())), "{err}");
+    let garbled = dir.join("garbled.jsonl");
+    std::fs::write(&garbled, "{}\n").unwrap();
+    let (ok, _, err) = fleet(&["check-history", garbled.to_str().unwrap()]);
+    assert!(!ok && err.contains(&format!("{}: line 1: missing field", garbled.display())), "{err}");
 }
 
 #[test]
