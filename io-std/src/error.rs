@@ -96,7 +96,7 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Timeout(d) => {
-                write!(f, "no replica answered within {:.1} s (is the cluster running?)", d.as_secs_f64())
+                write!(f, "no answer from the cluster within {:.1} s (is it running?)", d.as_secs_f64())
             }
             CallError::TooLarge => f.write_str("the request is too large for one datagram of this cluster"),
             CallError::BadReply => f.write_str("the cluster sent a reply that is not a KV reply"),

@@ -69,13 +69,19 @@ fn bench(
     if a.clients == 0 {
         return Err("--clients must be at least 1".into());
     }
+    if a.duration_s == 0 {
+        return Err("--duration-s must be at least 1".into());
+    }
+    if a.read_pct > 100 {
+        return Err(format!("--read-pct {}: a percentage, 0 to 100", a.read_pct));
+    }
     let opts = BenchOptions {
         clients: a.clients,
         duration: Duration::from_secs(a.duration_s),
         value_size: a.value_size,
         keys: a.keys,
         first_key: a.first_key,
-        read_pct: a.read_pct.min(100),
+        read_pct: a.read_pct,
         fill: a.fill,
         op_timeout: Duration::from_secs(2),
         history: a.history.clone(),
@@ -429,6 +435,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 if i >= n {
                     return Err(format!("{flag} {i}: there is no KV host {i}; the hosts are 0 to {}", n - 1));
                 }
+            }
+            if hi.is_some_and(|hi| hi <= lo) {
+                let hi = hi.unwrap_or_default();
+                return Err(format!("--lo {lo} --hi {hi}: the range is empty; --hi (exclusive) must be above --lo"));
             }
             let mut c = KvBlockingClient::connect(&setup).map_err(|e| e.to_string())?;
             c.shard(lo, hi, to, via, timeout).map_err(|e| match e.to_string() {
