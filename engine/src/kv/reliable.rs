@@ -61,7 +61,7 @@ pub use frame::{Frame, Refusal, FRAME_OVERHEAD_BYTES};
 use index::PeerIndex;
 pub use params::{AckOutcome, ReliableParams, SendError, Verdict, MAX_CHANNEL_BASE};
 pub use peer::{Peer, PeerKind};
-use pending::Pending;
+use pending::Pool;
 
 /// Reliable channels to at most `P` peers, with at most `U` unacked bodies of `D` bytes, and
 /// `P` buckets of closed-channel floors ([`evict`]).
@@ -76,7 +76,7 @@ pub struct Reliable<const P: usize, const U: usize, const D: usize> {
     peers: heapless::Vec<Peer, P>,
     /// The peers by endpoint (derived from `peers`, kept in step).
     index: PeerIndex<P>,
-    pending: heapless::Vec<Pending<D>, U>,
+    pending: Pool<D, U>,
     /// Per endpoint bucket: the floors of the channels evicted from it.
     closed: [Closed; P],
     /// Every seqno this side sent on an evicted channel is below this: a new channel to a
@@ -121,7 +121,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             first_seqno: first_seqno.max(1),
             peers: heapless::Vec::new(),
             index: PeerIndex::default(),
-            pending: heapless::Vec::new(),
+            pending: Pool::new(),
             closed: [Closed::NONE; P],
             send_floor: 0,
             retransmits: 0,
@@ -346,20 +346,12 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         }
         let max = self.max_body_bytes();
         let seqno = self.peers[i].next;
-        // Encode straight into the queue slot (a memcpy-sized move, no per-byte copies).
-        if self.pending.push(Pending { peer: i as u32, seqno, len: 0, body: [0; D] }).is_err() {
-            return Err(SendError::QueueFull);
-        }
-        let encoded = match self.pending.last_mut() {
-            Some(slot) => crate::wire::to_slice(body, &mut slot.body[..max]).ok(),
-            None => None,
-        };
-        match (encoded, self.pending.last_mut()) {
-            (Some(len), Some(slot)) => slot.len = len,
-            _ => {
-                self.pending.pop();
-                return Err(SendError::TooLarge);
-            }
+        // Encode straight into a reused queue slot (no zero-fill, no copy).
+        let encode = |slot: &mut [u8]| crate::wire::to_slice(body, slot).ok();
+        match self.pending.push_with(i as u32, seqno, max, encode) {
+            Ok(_) => {}
+            Err(true) => return Err(SendError::QueueFull),
+            Err(false) => return Err(SendError::TooLarge),
         }
         let p = &mut self.peers[i];
         p.next = p.next.saturating_add(1);
@@ -368,7 +360,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             p.retransmit_at = Some(now.plus_ms(p.backoff_ms));
         }
         let (ep, base, ack) = (p.ep, p.send_base, p.ack());
-        if let Some(m) = self.pending.last() {
+        if let Some(m) = self.pending.get(self.pending.len() - 1) {
             let frame = Frame::Single { base, seqno, ack, body: Bytes(m.body()) };
             if emit::send(out, stats, envelope_of(self.protocol, self.cluster), self.max_datagram_bytes, ep, &frame) {
                 p.ack_due = None;
@@ -459,18 +451,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
     /// copies only the last message's bytes, not its whole D-byte slot: a removal per ack
     /// otherwise cost a D-byte copy (8 KiB on std hosts), a few percent of a host's CPU.
     fn remove_pending(&mut self, k: usize) {
-        let Some(last) = self.pending.len().checked_sub(1) else { return };
-        if k < last {
-            let (head, tail) = self.pending.split_at_mut(last);
-            let (slot, moved) = (&mut head[k], &tail[0]);
-            slot.peer = moved.peer;
-            slot.seqno = moved.seqno;
-            slot.len = moved.len;
-            slot.body[..moved.len].copy_from_slice(moved.body());
-        }
-        if k <= last {
-            self.pending.truncate(last);
-        }
+        self.pending.swap_remove(k);
     }
 
     /// Retransmits, in seqno order, every unacked message of every peer whose timer is due,

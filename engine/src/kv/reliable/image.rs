@@ -3,7 +3,6 @@
 //! one imaged (the unacked pool's order included: it decides retransmission order).
 
 use super::evict::Closed;
-use super::pending::Pending;
 use super::{Peer, PeerKind, Reliable, MAX_CHANNEL_BASE};
 
 impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
@@ -59,9 +58,15 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
 
     /// Appends an unacked message to the pool.
     pub(crate) fn restore_pending(&mut self, peer: u32, seqno: u64, body: &[u8]) -> Result<(), &'static str> {
-        let mut m = Pending { peer, seqno, len: body.len(), body: [0; D] };
-        m.body.get_mut(..body.len()).ok_or("an unacked message longer than a datagram")?.copy_from_slice(body);
-        self.pending.push(m).map_err(|_| "more unacked messages than the pool holds")
+        let copy = |slot: &mut [u8]| {
+            slot.get_mut(..body.len())?.copy_from_slice(body);
+            Some(body.len())
+        };
+        match self.pending.push_with(peer, seqno, D, copy) {
+            Ok(_) => Ok(()),
+            Err(true) => Err("more unacked messages than the pool holds"),
+            Err(false) => Err("an unacked message longer than a datagram"),
+        }
     }
 
     /// Puts back the floors of bucket `b`.

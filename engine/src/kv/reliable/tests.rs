@@ -1,5 +1,6 @@
 //! Channel rules, one test each, named after the rule.
 
+use super::pending::Pending;
 use super::*;
 use crate::outbox::OutboxBuf;
 use crate::wire;
