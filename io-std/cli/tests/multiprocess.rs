@@ -115,7 +115,7 @@ fn a_bench_stopped_and_continued_finishes_its_run() {
     let cluster = start_cluster("bench-stop");
     let config = cluster.config.to_str().unwrap();
     let args = ["bench", "rsl", "--config", config, "--clients", "2", "--duration-s", "3", "--json"];
-    let mut bench = std::process::Command::new(FLEET)
+    let bench = std::process::Command::new(FLEET)
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
