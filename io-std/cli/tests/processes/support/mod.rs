@@ -1,7 +1,7 @@
 //! Shared by the multi-process tests: `fleet rsl serve` children, the CLI, histories, the
 //! replicas' stats lines, and a fault-injecting proxy. Every wait is bounded in time.
 
-#![allow(dead_code)] // Each test binary uses its own subset.
+#![allow(dead_code)] // Helpers some test modules use and others do not.
 
 pub mod kv;
 pub mod proxy;

@@ -6,15 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::kv::KvCluster;
+use crate::support::{Cluster, FLEET};
 use fleet_io_std::kv::KvBlockingClient;
 use fleet_io_std::rsl::RslClient;
-use support::kv::KvCluster;
-use support::{Cluster, FLEET};
 
 /// Runs `fleet rsl status --json`; returns its exit code and the parsed array.
 fn status(cluster: &Cluster) -> (i32, Vec<serde_json::Value>) {

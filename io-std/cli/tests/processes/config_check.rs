@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::FLEET;
 use fleet_cli::procs::scratch_dir;
-use support::FLEET;
 
 fn check(file: &std::path::Path) -> (bool, String, String) {
     let out = Command::new(FLEET).args(["config", "check", file.to_str().unwrap()]).output().unwrap();

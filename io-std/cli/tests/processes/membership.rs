@@ -7,19 +7,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::{fleet, read_history, Cluster, ClusterOptions, FLEET};
 use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult};
 use fleet_cli::procs::free_udp_ports;
 use fleet_io_std::rsl::members::{self, Membership};
 use fleet_io_std::rsl::RslClient;
 use fleet_proofs::history::{check_kv_history_file, encode_hex, HistoryRecord, RecordOp, RecordStatus, Verdict};
 use fleet_proofs::Budget;
-use support::{fleet, read_history, Cluster, ClusterOptions, FLEET};
 
 /// The cluster's view timeout: the bound on unavailability is twice this.
 const VIEW_TIMEOUT_MS: u64 = 1000;

@@ -8,14 +8,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{first_completion_after, read_history, Cluster, ClusterOptions, StatsLine};
 use fleet_cli::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
 use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
-use support::{first_completion_after, read_history, Cluster, ClusterOptions, StatsLine};
 
 const VIEW_TIMEOUT_MS: u64 = 1000;
 /// Keys in the replicated state before the stall.

@@ -4,14 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::kv::KvCluster;
+use crate::support::FLEET;
 use fleet_io_std::kv::KvBlockingClient;
-use support::kv::KvCluster;
-use support::FLEET;
 
 const T: Duration = Duration::from_secs(5);
 

@@ -17,13 +17,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::kv::{last_field, KvCluster};
+use crate::support::read_history;
 use fleet_cli::bench::{run_kv, BenchOptions};
 use fleet_cli::procs::scratch_dir;
 use fleet_engine::kv::client::Request;
@@ -31,8 +31,6 @@ use fleet_io_std::kv::{KvAnswer, KvBlockingClient};
 use fleet_io_std::{CallError, KvSetup};
 use fleet_proofs::history::{check_kv_history_file, encode_hex, HistoryRecord, RecordOp, RecordStatus, Verdict};
 use fleet_proofs::Budget;
-use support::kv::{last_field, KvCluster};
-use support::read_history;
 
 const T: Duration = Duration::from_secs(5);
 

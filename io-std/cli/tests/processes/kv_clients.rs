@@ -4,19 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::{fleet, FLEET};
 use fleet_cli::procs::{free_udp_ports, scratch_dir, Children, ScratchDir};
 use fleet_engine::kv::{Frame, Refusal};
 use fleet_engine::wire::{self, Protocol};
 use fleet_io_std::config::ClusterFile;
 use fleet_io_std::kv::KvBlockingClient;
-use support::{fleet, FLEET};
 
 /// Short-lived clients in the churn test: about five times a std host's peer table (1,024).
 const CLIENTS: u64 = 5_000;

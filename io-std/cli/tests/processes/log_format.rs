@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::FLEET;
 use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
-use support::FLEET;
 
 #[test]
 fn json_logs_are_one_object_per_line() {

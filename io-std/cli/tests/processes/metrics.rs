@@ -3,17 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::FLEET;
 use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_io_std::rsl::RslClient;
 use fleet_io_std::ClusterFile;
-use support::FLEET;
 
 /// `GET /metrics`, retried for up to 10 s while the server starts.
 fn scrape(port: u16) -> String {

@@ -5,16 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::kv::last_field;
+use crate::support::{fleet, parse_stats, FLEET};
 use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_io_std::auth::{new_key_files, write_new_key_file};
 use fleet_io_std::config::{AuthSection, ClusterFile};
-use support::kv::last_field;
-use support::{fleet, parse_stats, FLEET};
 
 /// A sealed 3-replica RSL cluster's files: the config, and the folder its keys are in.
 struct Sealed {

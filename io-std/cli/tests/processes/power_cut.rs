@@ -7,16 +7,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::{read_history, Cluster, ClusterOptions};
 use fleet_cli::bench::{run_rsl, BenchOptions};
 use fleet_io_std::rsl::RslClient;
 use fleet_proofs::history::{check_kv_history_file, encode_hex, HistoryRecord, RecordOp, RecordStatus, Verdict};
 use fleet_proofs::Budget;
-use support::{read_history, Cluster, ClusterOptions};
 
 const VIEW_TIMEOUT_MS: u64 = 1000;
 const ROUNDS: u64 = 20;

@@ -6,15 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::{completed_between, read_history, Cluster, ClusterOptions};
 use fleet_cli::bench::{run_rsl, BenchOptions};
 use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
-use support::{completed_between, read_history, Cluster, ClusterOptions};
 
 const VIEW_TIMEOUT_MS: u64 = 500;
 

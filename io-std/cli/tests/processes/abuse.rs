@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use crate::support::{Cluster, ClusterOptions};
 use fleet_engine::rsl::apps::kv::KvOp;
 use fleet_engine::rsl::RslMsg;
 use fleet_engine::wire::{self, Bytes, Protocol};
-use support::{Cluster, ClusterOptions};
 
 const VIEW_TIMEOUT_MS: u64 = 500;
 
@@ -90,7 +88,7 @@ fn replicas_started_from_config_files_that_differ_refuse_each_other_and_one_side
     let logs: Vec<_> = (0..4).map(|i| dir.join(format!("rsl-{i}.log"))).collect();
     let spawn = |children: &mut Children, config: &Path, id: usize, log: &Path| {
         let args = ["rsl", "serve", "--config", config.to_str().unwrap(), "--id", &id.to_string(), "-v"];
-        children.spawn(Path::new(support::FLEET), &args, log).unwrap()
+        children.spawn(Path::new(crate::support::FLEET), &args, log).unwrap()
     };
     // A new cluster starts once all its replicas are up; then replica 1 is restarted from
     // the wrong file, as an operator might.

@@ -3,17 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::{first_completion_after, fleet, read_history, Cluster, FLEET};
 use fleet_cli::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
 use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_io_std::config::ClusterFile;
 use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
-use support::{first_completion_after, fleet, read_history, Cluster, FLEET};
 
 const VIEW_TIMEOUT_MS: u64 = 1000;
 
@@ -37,8 +35,11 @@ fn with_leases_a_killed_leader_loses_nothing_and_reads_stay_linearizable() {
 /// 8 clients (half reads) record a history while replica 0, the first leader, is killed.
 fn kill_the_leader_under_load(tag: &str, lease_ms: Option<u64>) {
     // Stats lines: the new leader must be seen answering Gets without a log write.
-    let options =
-        support::ClusterOptions { stats_lines: true, lease_ms, ..support::ClusterOptions::local(tag, VIEW_TIMEOUT_MS) };
+    let options = crate::support::ClusterOptions {
+        stats_lines: true,
+        lease_ms,
+        ..crate::support::ClusterOptions::local(tag, VIEW_TIMEOUT_MS)
+    };
     let mut cluster = Cluster::start_with(&options);
     let history = cluster.dir.join("history.jsonl");
     let opts = BenchOptions { ..BenchOptions::recorded(&history, Duration::from_secs(5)) };

@@ -7,17 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::{fleet, last_stats, Cluster, ClusterOptions};
 use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult};
 use fleet_cli::procs::scratch_dir;
 use fleet_proofs::history::{check_kv_history_file, Verdict};
 use fleet_proofs::Budget;
-use support::{fleet, last_stats, Cluster, ClusterOptions};
 
 fn durable(tag: &str, extra: &[&str]) -> Cluster {
     Cluster::start_with(&ClusterOptions {

@@ -6,15 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::{last_stats, Cluster, ClusterOptions, FLEET};
 use fleet_cli::bench::{run_rsl, BenchOptions};
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, Verdict};
 use fleet_proofs::Budget;
-use support::{last_stats, Cluster, ClusterOptions, FLEET};
 
 const VIEW_TIMEOUT_MS: u64 = 1000;
 

@@ -1,5 +1,5 @@
 //! Partitions that heal: three `fleet rsl serve` children behind a fault-injecting UDP proxy
-//! (see `support::proxy`), under load from the bench's load generator with a recorded
+//! (see `crate::support::proxy`), under load from the bench's load generator with a recorded
 //! history. The leader is cut off for longer than a view timeout, the other two elect a new
 //! view, the network heals; the history must be linearizable, service must carry on and
 //! resume, and the old leader must rejoin. Every wait is bounded; children are SIGKILLed and
@@ -7,18 +7,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::support::proxy::{Node, Proxy};
+use crate::support::StatsLine;
+use crate::support::{completed_between, first_completion_after, parse_stats, read_history, Cluster, ClusterOptions};
 use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult};
 use fleet_io_std::rsl::RslClient;
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, Verdict};
 use fleet_proofs::Budget;
-use support::proxy::{Node, Proxy};
-use support::StatsLine;
-use support::{completed_between, first_completion_after, parse_stats, read_history, Cluster, ClusterOptions};
 
 const VIEW_TIMEOUT_MS: u64 = 1000;
 /// How long the load runs; the partition happens inside it.
@@ -217,7 +215,7 @@ fn the_proxy_passes_traffic_and_its_fault_table_cuts_it() {
     proxy.faults.heal();
     assert_eq!(c.get(b"k", Duration::from_secs(5)).unwrap().as_deref(), Some(&b"v"[..]));
     // The CLI, a separate process with its own client, goes through the proxy too.
-    let (ok, out, err) = support::fleet(&["rsl", "get", "--config", cluster.config.to_str().unwrap(), "k"]);
+    let (ok, out, err) = crate::support::fleet(&["rsl", "get", "--config", cluster.config.to_str().unwrap(), "k"]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "v");
 }
@@ -246,12 +244,13 @@ fn serve_explains_an_address_it_cannot_bind() {
     for kind in ["rsl", "kv"] {
         // In use, and not an address of this machine (TEST-NET-1): a sentence naming it.
         for (bind, hint) in [(taken.as_str(), "another server"), ("192.0.2.1:7000", "one of this machine's")] {
-            let (ok, _, err) = support::fleet(&[kind, "serve", "--config", config, "--id", "0", "--bind", bind]);
+            let (ok, _, err) = crate::support::fleet(&[kind, "serve", "--config", config, "--id", "0", "--bind", bind]);
             assert!(!ok, "{kind} serve --bind {bind} started");
             assert!(err.contains(&format!("cannot listen on {bind}")) && err.contains(hint), "{err}");
             assert!(!err.contains("panicked"), "{err}");
         }
-        let (ok, _, err) = support::fleet(&[kind, "serve", "--config", config, "--id", "0", "--bind", "nowhere"]);
+        let (ok, _, err) =
+            crate::support::fleet(&[kind, "serve", "--config", config, "--id", "0", "--bind", "nowhere"]);
         assert!(!ok);
         assert!(err.contains("--bind"), "{err}");
     }

@@ -8,14 +8,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::kv::KvCluster;
 use fleet_engine::kv::Request;
 use fleet_io_std::kv::{KvAnswer, KvBlockingClient};
 use fleet_io_std::CallError;
-use support::kv::KvCluster;
 
 const T: Duration = Duration::from_secs(5);
 
