@@ -17,13 +17,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::kv::{last_field, KvCluster};
 use crate::support::read_history;
+use crate::support::tmpfs::Tmpfs;
 use fleet_cli::bench::{run_kv, BenchOptions};
 use fleet_cli::procs::scratch_dir;
 use fleet_engine::kv::client::Request;
@@ -213,34 +214,6 @@ fn every_acknowledged_write_survives_each_host_killed_and_restarted_under_load_w
          {images} images written since the last restarts",
         all.len()
     );
-}
-
-/// A tmpfs mounted for the test's life (unmounted when dropped).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", at.to_str().unwrap()])
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(at.to_path_buf()))
-    }
-
-    fn resize(&self, size: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}"), self.0.to_str().unwrap()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "remount {}", self.0.display());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[test]

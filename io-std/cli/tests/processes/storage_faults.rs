@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::tmpfs::Tmpfs;
 use crate::support::{fleet, last_stats, Cluster, ClusterOptions};
 use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult};
 use fleet_cli::procs::scratch_dir;
@@ -112,34 +113,6 @@ fn a_damaged_log_stops_the_start_with_the_file_and_offset() {
     assert!(!ok, "a replica whose log is damaged must not start");
     assert!(err.contains("wal-0000000001.log is corrupt at byte 0"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-}
-
-/// A tmpfs the test mounts over a directory, unmounted when it drops.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", at.to_str().unwrap()])
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(at.to_path_buf()))
-    }
-
-    fn resize(&self, size: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}"), self.0.to_str().unwrap()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "remount {}", self.0.display());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[test]

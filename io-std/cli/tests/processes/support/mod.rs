@@ -5,6 +5,7 @@
 
 pub mod kv;
 pub mod proxy;
+pub mod tmpfs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
