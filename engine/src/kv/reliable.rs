@@ -61,7 +61,7 @@ pub use frame::{Frame, Refusal, FRAME_OVERHEAD_BYTES};
 use index::PeerIndex;
 pub use params::{AckOutcome, ReliableParams, SendError, Verdict, MAX_CHANNEL_BASE};
 pub use peer::{Peer, PeerKind};
-use pending::Pool;
+use pending::{Pool, PushError};
 
 /// Reliable channels to at most `P` peers, with at most `U` unacked bodies of `D` bytes, and
 /// `P` buckets of closed-channel floors ([`evict`]).
@@ -350,8 +350,8 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         let encode = |slot: &mut [u8]| crate::wire::to_slice(body, slot).ok();
         match self.pending.push_with(i as u32, seqno, max, encode) {
             Ok(_) => {}
-            Err(true) => return Err(SendError::QueueFull),
-            Err(false) => return Err(SendError::TooLarge),
+            Err(PushError::Full) => return Err(SendError::QueueFull),
+            Err(PushError::Refused) => return Err(SendError::TooLarge),
         }
         let p = &mut self.peers[i];
         p.next = p.next.saturating_add(1);
@@ -360,7 +360,7 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
             p.retransmit_at = Some(now.plus_ms(p.backoff_ms));
         }
         let (ep, base, ack) = (p.ep, p.send_base, p.ack());
-        if let Some(m) = self.pending.get(self.pending.len() - 1) {
+        if let Some(m) = self.pending.last() {
             let frame = Frame::Single { base, seqno, ack, body: Bytes(m.body()) };
             if emit::send(out, stats, envelope_of(self.protocol, self.cluster), self.max_datagram_bytes, ep, &frame) {
                 p.ack_due = None;

@@ -436,8 +436,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     return Err(format!("{flag} {i}: there is no KV host {i}; the hosts are 0 to {}", n - 1));
                 }
             }
-            if hi.is_some_and(|hi| hi <= lo) {
-                let hi = hi.unwrap_or_default();
+            if let Some(hi) = hi.filter(|&hi| hi <= lo) {
                 return Err(format!("--lo {lo} --hi {hi}: the range is empty; --hi (exclusive) must be above --lo"));
             }
             let mut c = KvBlockingClient::connect(&setup).map_err(|e| e.to_string())?;

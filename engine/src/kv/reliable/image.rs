@@ -3,6 +3,7 @@
 //! one imaged (the unacked pool's order included: it decides retransmission order).
 
 use super::evict::Closed;
+use super::pending::PushError;
 use super::{Peer, PeerKind, Reliable, MAX_CHANNEL_BASE};
 
 impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
@@ -64,8 +65,8 @@ impl<const P: usize, const U: usize, const D: usize> Reliable<P, U, D> {
         };
         match self.pending.push_with(peer, seqno, D, copy) {
             Ok(_) => Ok(()),
-            Err(true) => Err("more unacked messages than the pool holds"),
-            Err(false) => Err("an unacked message longer than a datagram"),
+            Err(PushError::Full) => Err("more unacked messages than the pool holds"),
+            Err(PushError::Refused) => Err("an unacked message longer than a datagram"),
         }
     }
 

@@ -38,6 +38,15 @@ impl<const D: usize> Hash for Pending<D> {
     }
 }
 
+/// Why [`Pool::push_with`] queued nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PushError {
+    /// Every slot holds a live message.
+    Full,
+    /// The encoder refused the body (it does not fit).
+    Refused,
+}
+
 /// At most `U` unacked messages, in the order they were queued except where a removal
 /// moved the last one into the gap. The live messages are `slots[..live]`; slots past
 /// `live` are free and keep their old bytes, which nothing reads. Equality, hashing,
@@ -55,6 +64,11 @@ impl<const D: usize, const U: usize> Pool<D, U> {
     /// Live messages.
     pub(super) fn len(&self) -> usize {
         self.live
+    }
+
+    /// The message queued last (the last live slot).
+    pub(super) fn last(&self) -> Option<&Pending<D>> {
+        self.as_slice().last()
     }
 
     pub(super) fn get(&self, k: usize) -> Option<&Pending<D>> {
@@ -76,21 +90,20 @@ impl<const D: usize, const U: usize> Pool<D, U> {
 
     /// Queues a message for `peer` with `seqno` whose body `encode` writes into the slot
     /// (at most `max` bytes) and measures; `None` from it leaves the pool as it was.
-    /// Returns the queued message, or `Err(true)` if the pool is full, `Err(false)` if
-    /// `encode` refused.
+    /// Returns the queued message.
     pub(super) fn push_with(
         &mut self,
         peer: u32,
         seqno: u64,
         max: usize,
         encode: impl FnOnce(&mut [u8]) -> Option<usize>,
-    ) -> Result<&Pending<D>, bool> {
+    ) -> Result<&Pending<D>, PushError> {
         if self.live == self.slots.len() {
             // The first use of this slot: the only time it is zero-filled.
-            self.slots.push(Pending { peer, seqno, len: 0, body: [0; D] }).map_err(|_| true)?;
+            self.slots.push(Pending { peer, seqno, len: 0, body: [0; D] }).map_err(|_| PushError::Full)?;
         }
         let slot = &mut self.slots[self.live];
-        let len = encode(&mut slot.body[..max.min(D)]).ok_or(false)?;
+        let len = encode(&mut slot.body[..max.min(D)]).ok_or(PushError::Refused)?;
         (slot.peer, slot.seqno, slot.len) = (peer, seqno, len);
         self.live += 1;
         Ok(slot)
@@ -173,9 +186,9 @@ impl<const D: usize, const U: usize> core::fmt::Debug for Pool<D, U> {
 
 #[cfg(test)]
 mod tests {
-    use super::Pool;
+    use super::{Pool, PushError};
 
-    fn push(p: &mut Pool<8, 3>, seqno: u64, body: &[u8]) -> Result<(), bool> {
+    fn push(p: &mut Pool<8, 3>, seqno: u64, body: &[u8]) -> Result<(), PushError> {
         p.push_with(0, seqno, 8, |slot| {
             slot.get_mut(..body.len())?.copy_from_slice(body);
             Some(body.len())
@@ -207,9 +220,9 @@ mod tests {
         for s in 1..=3 {
             push(&mut p, s, b"x").unwrap();
         }
-        assert_eq!(push(&mut p, 4, b"y"), Err(true), "full");
+        assert_eq!(push(&mut p, 4, b"y"), Err(PushError::Full));
         p.swap_remove(1);
-        assert_eq!(push(&mut p, 5, b"too long!"), Err(false), "refused by the encoder");
+        assert_eq!(push(&mut p, 5, b"too long!"), Err(PushError::Refused));
         assert_eq!(p.len(), 2);
         let seqnos: heapless::Vec<u64, 3> = p.iter().map(|m| m.seqno).collect();
         assert_eq!(&seqnos[..], &[1, 3], "the last moved into the gap");
