@@ -26,7 +26,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use super::dir::StorageError;
@@ -56,6 +56,13 @@ struct State {
     /// A sync failed: every later ticket fails.
     failed: Option<(PathBuf, io::ErrorKind, String)>,
     stop: bool,
+    /// Threads asleep on [`Shared::asked`] / [`Shared::finished`]: a notification with
+    /// none is skipped (std's condition variables make a system call for every one, and
+    /// an inline log, which nobody ever waits on, would pay one per sync).
+    asked_waiters: u32,
+    finished_waiters: u32,
+    /// Notifications that woke someone (or could have): the ones skipped are not counted.
+    notified: u64,
 }
 
 struct Shared {
@@ -117,9 +124,52 @@ impl std::fmt::Debug for Syncer {
     }
 }
 
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
     // A panic while holding the lock cannot happen (no code in it panics); recover anyway.
     shared.state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Which condition variable of [`Shared`].
+#[derive(Clone, Copy)]
+enum Signal {
+    Asked,
+    Finished,
+}
+
+impl Shared {
+    fn condvar(&self, signal: Signal) -> &Condvar {
+        match signal {
+            Signal::Asked => &self.asked,
+            Signal::Finished => &self.finished,
+        }
+    }
+
+    /// Sleeps on `signal`, counted as one of its waiters (see [`State::asked_waiters`]).
+    fn wait<'a>(&'a self, signal: Signal, mut s: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        *waiters(&mut s, signal) += 1;
+        let mut s = self.condvar(signal).wait(s).unwrap_or_else(|p| p.into_inner());
+        *waiters(&mut s, signal) -= 1;
+        s
+    }
+
+    /// Releases the lock, then wakes the waiters of `signal`, if any. A thread about to
+    /// wait counts itself under the lock after checking the state, so one that is not
+    /// counted yet will see the state this guard changed.
+    fn notify(&self, signal: Signal, mut s: MutexGuard<'_, State>) {
+        let any = *waiters(&mut s, signal) > 0;
+        s.notified += u64::from(any);
+        drop(s);
+        if any {
+            self.condvar(signal).notify_all();
+        }
+    }
+}
+
+fn waiters(s: &mut State, signal: Signal) -> &mut u32 {
+    match signal {
+        Signal::Asked => &mut s.asked_waiters,
+        Signal::Finished => &mut s.finished_waiters,
+    }
 }
 
 impl Syncer {
@@ -151,7 +201,7 @@ impl Syncer {
         self.inline = inline;
         if !inline {
             // Tickets asked for inline and not yet synced go to the thread now.
-            self.shared.asked.notify_all();
+            self.shared.notify(Signal::Asked, lock(&self.shared));
         }
     }
 
@@ -175,9 +225,10 @@ impl Syncer {
             s.file = file;
         }
         s.requested = self.issued;
-        drop(s);
-        if !self.inline {
-            self.shared.asked.notify_all();
+        if self.inline {
+            drop(s);
+        } else {
+            self.shared.notify(Signal::Asked, s);
         }
         self.issued
     }
@@ -231,7 +282,7 @@ impl Syncer {
         }
         let mut s = lock(&self.shared);
         while s.done < self.issued && s.failed.is_none() {
-            s = self.shared.finished.wait(s).unwrap_or_else(|p| p.into_inner());
+            s = self.shared.wait(Signal::Finished, s);
         }
         drop(s);
         self.done().map(|_| ())
@@ -269,7 +320,7 @@ enum Job {
 fn sync_once(shared: &Shared) {
     let mut s = lock(shared);
     while s.writing {
-        s = shared.finished.wait(s).unwrap_or_else(|p| p.into_inner());
+        s = shared.wait(Signal::Finished, s);
     }
     if s.requested == s.done || s.failed.is_some() {
         return;
@@ -286,8 +337,7 @@ fn sync_once(shared: &Shared) {
                 // Asked for a write with no segment to write to: the log's bug; never
                 // report it done.
                 s.failed = Some((PathBuf::new(), io::ErrorKind::Other, "a sync with no log segment".into()));
-                drop(s);
-                shared.finished.notify_all();
+                shared.notify(Signal::Finished, s);
                 return;
             }
         },
@@ -310,8 +360,7 @@ fn sync_once(shared: &Shared) {
         Ok(()) => s.done = s.done.max(ticket),
         Err(e) => s.failed = Some((path, e.kind(), e.to_string())),
     }
-    drop(s);
-    shared.finished.notify_all();
+    shared.notify(Signal::Finished, s);
 }
 
 fn run(shared: &Shared, wake: &UnixStream) {
@@ -320,7 +369,7 @@ fn run(shared: &Shared, wake: &UnixStream) {
         {
             let mut s = lock(shared);
             while s.requested == s.done && !s.stop && s.failed.is_none() {
-                s = shared.asked.wait(s).unwrap_or_else(|p| p.into_inner());
+                s = shared.wait(Signal::Asked, s);
             }
             if s.stop || s.failed.is_some() {
                 return;
@@ -388,6 +437,35 @@ mod tests {
         assert_eq!(s.done().unwrap(), second, "one sync covers both requests");
         assert_eq!(s.syncs(), 1);
         assert!(first < second);
+        drop(s);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn inline_syncs_wake_nobody_and_a_thread_waiter_is_woken() {
+        let path = std::env::temp_dir().join(format!("fleet-syncer-quiet-{}", std::process::id()));
+        let file = Arc::new(File::create(&path).unwrap());
+        let mut s = Syncer::start(SyncMode::Inline).unwrap();
+        for _ in 0..50 {
+            (&*file).write_all(b"r").unwrap();
+            let ticket = s.request(&file, &path);
+            assert_eq!(s.done().unwrap(), ticket);
+        }
+        s.wait_all().unwrap();
+        assert_eq!(s.syncs(), 50);
+        assert_eq!(lock(&s.shared).notified, 0, "nobody waits on an inline log: no notification");
+        drop(s);
+        // A sync thread sleeps until asked: every request must reach it.
+        let mut s = Syncer::start(SyncMode::Thread).unwrap();
+        for _ in 0..50 {
+            // Let the thread fall asleep again, so the request has to wake it.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            (&*file).write_all(b"r").unwrap();
+            s.request(&file, &path);
+            s.wait_all().unwrap();
+        }
+        assert_eq!(s.done().unwrap(), 50);
+        assert!(lock(&s.shared).notified >= 50, "each sleeping thread was woken");
         drop(s);
         let _ = std::fs::remove_file(&path);
     }
