@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use fleet_io_std::net::spin::DEFAULT_SPIN;
 use fleet_io_std::net::udp_batch::Syscalls;
 use fleet_io_std::storage::syncer::SyncMode;
 
@@ -92,6 +93,29 @@ pub(crate) enum SyscallMode {
     Single,
 }
 
+/// How a server's event loop meets the operating system (`rsl serve`, `kv serve`).
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub(crate) struct LoopArgs {
+    /// System calls for datagrams: `batched` (recvmmsg/sendmmsg) or `single`.
+    #[arg(long, value_enum, default_value_t = SyscallMode::Batched)]
+    pub(crate) syscalls: SyscallMode,
+    /// After handling datagrams, keep polling the socket this long (giving the CPU to
+    /// anything else runnable between polls) before sleeping: the next datagram of an
+    /// exchange then finds the server awake, which on virtual machines saves most of a
+    /// hop (one client's writes: about twice as many per second). It costs CPU while
+    /// datagrams keep coming less than this apart; an idle server sleeps as before. 0: never
+    /// poll, sleep at once (docs/performance.md, session 41).
+    #[arg(long, value_name = "US", default_value_t = DEFAULT_SPIN.as_micros() as u64)]
+    pub(crate) spin_us: u64,
+}
+
+impl LoopArgs {
+    /// The spin window.
+    pub(crate) fn spin(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.spin_us)
+    }
+}
+
 impl From<SyscallMode> for Syscalls {
     fn from(m: SyscallMode) -> Syscalls {
         match m {
@@ -128,9 +152,8 @@ pub(crate) enum RslCmd {
         /// Without it, state is in memory only: never restart a crashed replica then.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
-        /// System calls for datagrams: `batched` (recvmmsg/sendmmsg) or `single`.
-        #[arg(long, value_enum, default_value_t = SyscallMode::Batched)]
-        syscalls: SyscallMode,
+        #[command(flatten)]
+        looping: LoopArgs,
         /// Bind the socket to this address instead of the configured one. The replica still
         /// goes by the config's (advertised) address, and knows its peers by theirs: peers
         /// must see this socket's datagrams come from the advertised address, e.g. through
@@ -293,6 +316,8 @@ pub(crate) enum KvCmd {
         /// sync thread, while the host goes on handling (see docs/performance.md).
         #[arg(long, value_name = "inline|thread", requires = "data_dir")]
         sync: Option<SyncMode>,
+        #[command(flatten)]
+        looping: LoopArgs,
         /// Serve Prometheus metrics at http://ADDR/metrics: every numeric field of the stats
         /// line as `fleet_kv_<field>` (README, "Metrics"), and a histogram of event-loop
         /// step times.

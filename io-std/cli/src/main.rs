@@ -137,7 +137,7 @@ fn bench(
 /// The options `fleet rsl serve` runs a replica (or a learner) with.
 fn serve_options(
     verbose: u8,
-    syscalls: SyscallMode,
+    looping: LoopArgs,
     metrics: Option<SocketAddr>,
     data_dir: &Option<std::path::PathBuf>,
     bind: Option<SocketAddr>,
@@ -147,7 +147,13 @@ fn serve_options(
     let stats_every = (verbose > 0).then_some(Duration::from_secs(1));
     let board = start_metrics(metrics, "rsl")?;
     Ok(ServeOptions {
-        loop_options: LoopOptions { stats_every, syscalls: syscalls.into(), auth: None, metrics: board },
+        loop_options: LoopOptions {
+            stats_every,
+            syscalls: looping.syscalls.into(),
+            auth: None,
+            metrics: board,
+            spin: looping.spin(),
+        },
         data_dir: data_dir.clone(),
         bind,
         compact_after_bytes,
@@ -271,7 +277,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             say(file.to_toml().trim_end());
         }
-        Cmd::Rsl(RslCmd::Serve { config, id, join, data_dir, syscalls, bind, compact_after_bytes, sync, metrics }) => {
+        Cmd::Rsl(RslCmd::Serve { config, id, join, data_dir, looping, bind, compact_after_bytes, sync, metrics }) => {
             let file = rsl_setup(&config)?;
             let (setup, id) = match (id, join) {
                 (Some(id), _) => (file, id),
@@ -279,7 +285,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     fleet_cli::member::Joining::Member(setup, id) => (setup, id),
                     fleet_cli::member::Joining::Learner(setup) => {
                         let options =
-                            serve_options(cli.verbose, syscalls, metrics, &data_dir, bind, compact_after_bytes, sync)?;
+                            serve_options(cli.verbose, looping, metrics, &data_dir, bind, compact_after_bytes, sync)?;
                         let app = fleet_io_std::rsl::ServerApp::new(setup.max_keys);
                         let server =
                             fleet_io_std::rsl::spawn_learner(&setup, addr, app, &options).map_err(|e| e.to_string())?;
@@ -297,7 +303,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 },
                 (None, None) => return Err("--id or --join is required".into()),
             };
-            let options = serve_options(cli.verbose, syscalls, metrics, &data_dir, bind, compact_after_bytes, sync)?;
+            let options = serve_options(cli.verbose, looping, metrics, &data_dir, bind, compact_after_bytes, sync)?;
             let server = spawn_rsl_with(&setup, id, &options).map_err(|e| e.to_string())?;
             let cluster = setup.config.identity();
             let cluster = match setup.config.epoch {
@@ -372,7 +378,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             c.delete(key.as_bytes(), timeout).map_err(|e| e.to_string())?;
             say("ok");
         }
-        Cmd::Kv(KvCmd::Serve { config, id, bind, data_dir, compact_after_bytes, sync, metrics }) => {
+        Cmd::Kv(KvCmd::Serve { config, id, bind, data_dir, compact_after_bytes, sync, looping, metrics }) => {
             if sync == Some(SyncMode::Auto) {
                 // `auto` follows an RSL replica's role; a KV host has none.
                 return Err(
@@ -383,7 +389,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));
             let board = start_metrics(metrics, "kv")?;
             let options = KvServeOptions {
-                loop_options: LoopOptions { stats_every, metrics: board, ..LoopOptions::default() },
+                loop_options: LoopOptions {
+                    stats_every,
+                    syscalls: looping.syscalls.into(),
+                    auth: None,
+                    metrics: board,
+                    spin: looping.spin(),
+                },
                 data_dir: data_dir.clone(),
                 bind,
                 compact_after_bytes,

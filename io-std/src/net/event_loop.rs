@@ -8,8 +8,9 @@
 //! next sync covers everything written meanwhile), and leave as soon as that sync is done.
 //! The burst's other datagrams leave at once. Datagrams addressed to the host itself (IronRSL broadcasts include the
 //! sender) are fed straight back to `handle` in the next round instead of going through the
-//! kernel. With nothing to do it sleeps in `poll` until a datagram, a finished sync or the
-//! next deadline.
+//! kernel. With nothing to do it polls again for a while if it worked recently
+//! ([`LoopOptions::spin`], [`crate::net::spin`]), then sleeps in `poll` until a datagram, a
+//! finished sync or the next deadline.
 //!
 //! With keys ([`LoopOptions::auth`]) every datagram is opened before `handle` (refused ones
 //! are counted, and their sender gets a rate-limited refusal notice) and sealed as it leaves;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant as StdInstant};
 use fleet_engine::auth::{refusal_notice, AuthError, AuthStats, Class, Guard, Keyring, Role, AUTH_OVERHEAD_BYTES};
 use fleet_engine::{Endpoint, Instant, Outbox, Stats};
 
+use super::spin::Spin;
 use super::udp_batch::{BurstIo, Syscalls};
 use super::{to_endpoint, to_socket_addr, HeapOutbox};
 use crate::clock::Clock;
@@ -122,6 +124,10 @@ pub struct LoopOptions {
     pub auth: Option<LoopAuth>,
     /// Publish Prometheus metrics here (see [`crate::net::metrics`]).
     pub metrics: Option<MetricsBoard>,
+    /// After a round that did work, poll again (yielding the CPU between polls) for this
+    /// long before sleeping (see [`crate::net::spin`]); zero, the default here: sleep at
+    /// once. The `fleet` servers use [`crate::net::spin::DEFAULT_SPIN`].
+    pub spin: Duration,
 }
 
 /// A member's keys and the cluster's members (whose datagrams need member keys).
@@ -231,8 +237,9 @@ impl<'m> Sealer<'m> {
 /// Each round: `tick` if a deadline passed, receive a burst of datagrams without blocking
 /// and `handle` each (then the self-addressed ones of the previous round), all into one
 /// outbox; then [`Host::commit`] (a durable host syncs its log once for the whole burst)
-/// and only then send the burst's datagrams. With nothing to do it sleeps in `poll` until
-/// a datagram or the next deadline (at most 100 ms, to notice `stop`). A storage failure
+/// and only then send the burst's datagrams. With nothing to do it polls again while
+/// within [`LoopOptions::spin`] of its last work, then sleeps in `poll` until a datagram or
+/// the next deadline (at most 100 ms, to notice `stop`). A storage failure
 /// stops the server: a replica that cannot persist must not speak.
 pub fn run<H: Host>(
     host: &mut H,
@@ -269,6 +276,7 @@ pub fn run_as<H: Host>(
     let mut next_stats = options.stats_every.map(|d| StdInstant::now() + d);
     let mut steps = Histogram::new(STEP_BUCKETS_S);
     let mut next_publish = StdInstant::now();
+    let mut spin = Spin::new(options.spin);
     while !stop.load(Ordering::Relaxed) {
         let mut out = store.outbox();
         let mut stepped = false;
@@ -320,7 +328,13 @@ pub fn run_as<H: Host>(
             if let Some(started) = step_started {
                 steps.record(started.elapsed());
             }
-        } else if egress.loopback.is_empty() {
+            spin.worked(StdInstant::now());
+        } else if !egress.loopback.is_empty() {
+            // Fed back next round.
+        } else if spin.keep_polling(StdInstant::now()) {
+            // Anything else runnable on this CPU goes first; alone, the poll comes back at once.
+            let _ = nix::sched::sched_yield();
+        } else {
             let wait_us = host.next_deadline().micros_since(clock.now()).clamp(1, 100_000);
             let also = if held.is_empty() { None } else { host.wake_fd() };
             io.wait(Duration::from_micros(wait_us), also).map_err(ServerError::Io)?;
@@ -328,17 +342,19 @@ pub fn run_as<H: Host>(
         // The request clock exists exactly when there is a board.
         if let (Some(board), Some(requests)) = (options.metrics.as_ref(), egress.requests.as_ref()) {
             if StdInstant::now() >= next_publish {
-                publish(board, &host.stats_line(), io.syscalls, &steps, requests.latency());
+                let line = format!("{} {}", host.stats_line(), spin.fields());
+                publish(board, &line, io.syscalls, &steps, requests.latency());
                 next_publish = StdInstant::now() + PUBLISH_EVERY;
             }
         }
         if let Some(at) = next_stats {
             if StdInstant::now() >= at {
+                let (line, spun) = (host.stats_line(), spin.fields());
                 match &egress.sealer {
-                    None => tracing::info!("{} syscalls={}", host.stats_line(), io.syscalls),
+                    None => tracing::info!("{line} syscalls={} {spun}", io.syscalls),
                     Some(s) => {
                         let auth = auth_fields(&s.guard.stats());
-                        tracing::info!("{} syscalls={} {auth}", host.stats_line(), io.syscalls)
+                        tracing::info!("{line} syscalls={} {spun} {auth}", io.syscalls)
                     }
                 }
                 next_stats = options.stats_every.map(|d| StdInstant::now() + d);
@@ -495,26 +511,4 @@ impl Held {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use fleet_engine::auth::{Key, KeySet};
-
-    #[test]
-    fn refusal_notices_are_rate_limited_and_never_answer_unsealed_bytes() {
-        let members = vec![Endpoint::v4([127, 0, 0, 1], 7000)];
-        let keys = Keyring {
-            cluster: 1,
-            member: Some(KeySet::single(Key::new(1, [1; 16]))),
-            client: KeySet::single(Key::new(2, [2; 16])),
-        };
-        let auth = LoopAuth { keys, members: members.clone(), key_files: String::new() };
-        let mut sealer = Sealer::new(&auth, members[0]);
-        let stranger = Endpoint::v4([127, 0, 0, 9], 40000);
-        let sent = (0..200).filter(|_| sealer.refused(stranger, AuthError::BadTag).is_some()).count();
-        assert_eq!(sent as u32, NOTICES_PER_SECOND, "at most the rate's worth within a second");
-        assert_eq!(sealer.refused(stranger, AuthError::Unsealed), None);
-        // A second later the budget is back.
-        sealer.notices_since = StdInstant::now() - Duration::from_secs(1);
-        assert!(sealer.refused(stranger, AuthError::UnknownKey(7)).is_some());
-    }
-}
+mod tests;

@@ -6,6 +6,7 @@
 //! - [`latency`]: the page's histograms: step times and request latencies;
 //! - [`poll`]: asking every member a question (status) and collecting the answers;
 //! - [`udp_batch`]: `recvmmsg`/`sendmmsg` bursts;
+//! - [`spin`]: how long the loop polls after work before it sleeps;
 //! - [`server_thread`]: a host on its own thread, and the handle that stops it.
 
 pub mod event_loop;
@@ -13,6 +14,7 @@ pub mod latency;
 pub mod metrics;
 pub mod poll;
 pub mod server_thread;
+pub mod spin;
 pub mod udp_batch;
 
 use std::net::{IpAddr as StdIp, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -1,0 +1,87 @@
+//! The event loop's tests: refusal notices and the spin window.
+
+use super::*;
+use fleet_engine::auth::{Key, KeySet};
+
+/// Counts the datagrams it handles; sends nothing.
+struct Counting(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Host for Counting {
+    fn handle(&mut self, _: Instant, _: Endpoint, _: &[u8], _: &mut Outbox<'_>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    fn tick(&mut self, _: Instant, _: &mut Outbox<'_>) {}
+    fn next_deadline(&self) -> Instant {
+        Instant::NEVER
+    }
+    fn stats_line(&self) -> String {
+        format!("handled={}", self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// Runs a loop with spin window `spin`, sends it two datagrams one after the other
+/// (the second once the first was handled), and returns its published metrics page.
+fn page_after_two_datagrams(spin: Duration) -> String {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let handled = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let board = MetricsBoard::new("test");
+    let options = LoopOptions { metrics: Some(board.clone()), spin, ..LoopOptions::default() };
+    let (h, st) = (handled.clone(), stop.clone());
+    let thread = std::thread::spawn(move || run(&mut Counting(h), &socket, Clock::start(), &st, &options));
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let deadline = StdInstant::now() + Duration::from_secs(10);
+    for n in 1..=2 {
+        client.send_to(b"x", addr).unwrap();
+        while handled.load(Ordering::SeqCst) < n {
+            assert!(StdInstant::now() < deadline, "datagram {n} never handled");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    // The loop publishes every PUBLISH_EVERY; wait for a page that saw both.
+    let page = loop {
+        let page = board.page();
+        if page.contains("fleet_test_handled 2") {
+            break page;
+        }
+        assert!(StdInstant::now() < deadline, "no page after both datagrams: {page}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    stop.store(true, Ordering::SeqCst);
+    thread.join().unwrap().unwrap();
+    page
+}
+
+#[test]
+fn a_loop_within_its_spin_window_takes_the_next_datagram_without_sleeping() {
+    // A window far longer than the test: the second datagram must find it polling.
+    let page = page_after_two_datagrams(Duration::from_secs(60));
+    assert!(page.contains("fleet_test_spin_hits 1\n"), "{page}");
+    assert!(page.contains("fleet_test_spin_misses 0\n"), "{page}");
+    // Without a window it sleeps after each datagram: nothing spun.
+    let page = page_after_two_datagrams(Duration::ZERO);
+    assert!(page.contains("fleet_test_spin_hits 0\n"), "{page}");
+    assert!(page.contains("fleet_test_spin_misses 0\n"), "{page}");
+}
+
+#[test]
+fn refusal_notices_are_rate_limited_and_never_answer_unsealed_bytes() {
+    let members = vec![Endpoint::v4([127, 0, 0, 1], 7000)];
+    let keys = Keyring {
+        cluster: 1,
+        member: Some(KeySet::single(Key::new(1, [1; 16]))),
+        client: KeySet::single(Key::new(2, [2; 16])),
+    };
+    let auth = LoopAuth { keys, members: members.clone(), key_files: String::new() };
+    let mut sealer = Sealer::new(&auth, members[0]);
+    let stranger = Endpoint::v4([127, 0, 0, 9], 40000);
+    let sent = (0..200).filter(|_| sealer.refused(stranger, AuthError::BadTag).is_some()).count();
+    assert_eq!(sent as u32, NOTICES_PER_SECOND, "at most the rate's worth within a second");
+    assert_eq!(sealer.refused(stranger, AuthError::Unsealed), None);
+    // A second later the budget is back.
+    sealer.notices_since = StdInstant::now() - Duration::from_secs(1);
+    assert!(sealer.refused(stranger, AuthError::UnknownKey(7)).is_some());
+}
