@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compares Fleet's RSL cluster and IronKV cluster with Redis on this machine, in one run, on 127.0.0.1:
 # the same client counts (1 and 50) and value size (128 B), and RSL with 16 requests in
-# flight per client against `redis-benchmark -P 16`. Prints each figure and the
+# flight per client against `redis-benchmark -P 16`, and one client reading alone (p50
+# against Redis GET's p50). Prints each figure with its p50/p99 and the
 # ratio Fleet / Redis. Installs Debian's redis-server if it is missing. Stops everything
 # it started. Then bench/kv_durable.sh: durable KV hosts (--data-dir) against Redis with
 # `--appendfsync always`. Usage: bench/compare.sh [seconds-per-run]
@@ -39,44 +40,51 @@ sleep 1
 "$FLEET" rsl put --config "$WORK/cluster.toml" warmup 1 >/dev/null
 "$FLEET" kv set --config "$WORK/cluster.toml" 1 warmup >/dev/null
 
-redis_ops() { # clients threads [pipeline] -> ops/s of SET+GET (average)
+redis_ops() { # clients threads [pipeline [tests]] -> ops/s p50 p99 (us), averaged over the tests
   local p="${3:-1}" n=$(( $1 * 4000 * SECS )); [ "$n" -gt 2000000 ] && n=2000000
   [ "$p" -gt 1 ] && n=$(( 800000 * SECS ))  # about SECS seconds at Redis's pipelined rate
-  redis-benchmark -p "$REDIS_PORT" -c "$1" -n "$n" -d "$VALUE" -t set,get --threads "$2" -P "$p" -q 2>/dev/null \
-    | tr '\r' '\n' | awk '/requests per second/ {for (i=1;i<=NF;i++) if ($i ~ /^[0-9.]+$/) {s+=$i; c++; break}} END {printf "%.0f", s/c}'
+  # --csv: "TEST","rps","avg_ms","min_ms","p50_ms","p95_ms","p99_ms","max_ms", one line per test.
+  redis-benchmark -p "$REDIS_PORT" -c "$1" -n "$n" -d "$VALUE" -t "${4:-set,get}" --threads "$2" -P "$p" --csv 2>/dev/null \
+    | tr -d '"' | awk -F, '$2 ~ /^[0-9.]+$/ {r+=$2; a+=$5; b+=$7; c++} END {printf "%.0f %.0f %.0f\n", r/c, a/c*1000, b/c*1000}'
 }
-fleet_ops() { # kind clients threads [pipeline] -> ops/s p50 p99 (50% reads)
+fleet_ops() { # kind clients threads [pipeline [read-pct]] -> ops/s p50 p99 (50% reads)
   "$FLEET" bench "$1" --config "$WORK/cluster.toml" --clients "$2" --threads "$3" --pipeline "${4:-1}" \
-    --duration-s "$SECS" --value-size "$VALUE" --json \
+    --read-pct "${5:-50}" --duration-s "$SECS" --value-size "$VALUE" --json \
     | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("%.0f %d %d" % (d["ops_per_s"], d["p50_us"], d["p99_us"]))'
 }
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-printf "%-8s %-8s %18s %34s %8s\n" system clients "redis ops/s (thr)" "fleet ops/s (thr, p50/p99 us)" ratio
+printf "%-8s %-8s %34s %34s %8s\n" system clients "redis ops/s (thr, p50/p99 us)" "fleet ops/s (thr, p50/p99 us)" ratio
 for kind in rsl kv; do
   for c in 1 50; do
     threads=(1); [ "$c" -gt 1 ] && threads=(1 2)
-    r=0; rt=0; f=0; ft=0; p50=0; p99=0
+    r=0; rt=0; r50=0; r99=0; f=0; ft=0; p50=0; p99=0
     for t in "${threads[@]}"; do # interleaved, so machine noise hits both alike
-      x=$(redis_ops "$c" "$t")
-      [ "${x%.*}" -gt "$r" ] && { r=${x%.*}; rt=$t; }
+      read -r x x50 x99 < <(redis_ops "$c" "$t")
+      [ "$x" -gt "$r" ] && { r=$x; rt=$t; r50=$x50; r99=$x99; }
       read -r y y50 y99 < <(fleet_ops "$kind" "$c" "$t")
       [ "$y" -gt "$f" ] && { f=$y; ft=$t; p50=$y50; p99=$y99; }
     done
-    printf "%-8s %-8s %18s %34s %8s\n" "$kind" "$c" "$r ($rt)" "$f ($ft, $p50/$p99)" "$(python3 -c "print('%.2fx' % ($f/$r))")"
+    printf "%-8s %-8s %34s %34s %8s\n" "$kind" "$c" "$r ($rt, $r50/$r99)" "$f ($ft, $p50/$p99)" "$(python3 -c "print('%.2fx' % ($f/$r))")"
   done
 done
 
 # Pipelined: 50 clients with 16 requests in flight each (redis-benchmark -P 16 against
 # RSL sessions that pack 16 requests into one group; latencies are per group).
-r=0; rt=0; f=0; ft=0; p50=0; p99=0
+r=0; rt=0; r50=0; r99=0; f=0; ft=0; p50=0; p99=0
 for t in 1 2; do
-  x=$(redis_ops 50 "$t" 16)
-  [ "${x%.*}" -gt "$r" ] && { r=${x%.*}; rt=$t; }
+  read -r x x50 x99 < <(redis_ops 50 "$t" 16)
+  [ "$x" -gt "$r" ] && { r=$x; rt=$t; r50=$x50; r99=$x99; }
   read -r y y50 y99 < <(fleet_ops rsl 50 "$t" 16)
   [ "$y" -gt "$f" ] && { f=$y; ft=$t; p50=$y50; p99=$y99; }
 done
-printf "%-8s %-8s %18s %34s %8s\n" "rsl -P16" 50 "$r ($rt)" "$f ($ft, $p50/$p99)" "$(python3 -c "print('%.2fx' % ($f/$r))")"
+printf "%-8s %-8s %34s %34s %8s\n" "rsl -P16" 50 "$r ($rt, $r50/$r99)" "$f ($ft, $p50/$p99)" "$(python3 -c "print('%.2fx' % ($f/$r))")"
+
+# Reads alone, one client: latency against Redis's GET (the ratio here is of medians,
+# Fleet's p50 over Redis's: lower is better).
+read -r x x50 x99 < <(redis_ops 1 1 1 get)
+read -r y y50 y99 < <(fleet_ops rsl 1 1 1 100)
+printf "%-8s %-8s %34s %34s %8s\n" "rsl get" 1 "$x (1, $x50/$x99)" "$y (1, $y50/$y99)" "p50 $(python3 -c "print('%.2fx' % ($y50/max($x50,1)))")"
 
 # The in-memory servers stop before the durable run starts its own.
 for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=()
