@@ -278,6 +278,7 @@ pub fn run_as<H: Host>(
     let mut next_publish = StdInstant::now();
     let mut spin = Spin::new(options.spin);
     while !stop.load(Ordering::Relaxed) {
+        let round_started = StdInstant::now();
         let mut out = store.outbox();
         let mut stepped = false;
         held.release(host, &mut io, &mut egress)?;
@@ -328,7 +329,7 @@ pub fn run_as<H: Host>(
             if let Some(started) = step_started {
                 steps.record(started.elapsed());
             }
-            spin.worked(StdInstant::now());
+            spin.worked(round_started, StdInstant::now());
         } else if !egress.loopback.is_empty() {
             // Fed back next round.
         } else if spin.keep_polling(StdInstant::now()) {
