@@ -134,6 +134,23 @@ fn bench(
     Ok(())
 }
 
+/// How a server's event loop runs: stats lines with `-v`, the metrics page if asked for,
+/// and the `LoopArgs` flags.
+fn loop_options(
+    verbose: u8,
+    looping: LoopArgs,
+    metrics: Option<SocketAddr>,
+    service: &'static str,
+) -> Result<LoopOptions, String> {
+    Ok(LoopOptions {
+        stats_every: (verbose > 0).then_some(Duration::from_secs(1)),
+        syscalls: looping.syscalls.into(),
+        auth: None,
+        metrics: start_metrics(metrics, service)?,
+        spin: looping.spin(),
+    })
+}
+
 /// The options `fleet rsl serve` runs a replica (or a learner) with.
 fn serve_options(
     verbose: u8,
@@ -144,16 +161,8 @@ fn serve_options(
     compact_after_bytes: Option<u64>,
     sync: Option<SyncMode>,
 ) -> Result<ServeOptions, String> {
-    let stats_every = (verbose > 0).then_some(Duration::from_secs(1));
-    let board = start_metrics(metrics, "rsl")?;
     Ok(ServeOptions {
-        loop_options: LoopOptions {
-            stats_every,
-            syscalls: looping.syscalls.into(),
-            auth: None,
-            metrics: board,
-            spin: looping.spin(),
-        },
+        loop_options: loop_options(verbose, looping, metrics, "rsl")?,
         data_dir: data_dir.clone(),
         bind,
         compact_after_bytes,
@@ -386,16 +395,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 );
             }
             let setup = kv_setup(&config)?;
-            let stats_every = (cli.verbose > 0).then_some(Duration::from_secs(1));
-            let board = start_metrics(metrics, "kv")?;
             let options = KvServeOptions {
-                loop_options: LoopOptions {
-                    stats_every,
-                    syscalls: looping.syscalls.into(),
-                    auth: None,
-                    metrics: board,
-                    spin: looping.spin(),
-                },
+                loop_options: loop_options(cli.verbose, looping, metrics, "kv")?,
                 data_dir: data_dir.clone(),
                 bind,
                 compact_after_bytes,

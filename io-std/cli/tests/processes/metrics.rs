@@ -67,6 +67,9 @@ fn the_executed_counter_grows_under_load() {
     let steps = value(&after, "fleet_rsl_step_seconds_count");
     assert!(steps >= 200.0, "every request is at least one step: {steps}");
     assert!(after.contains("# TYPE fleet_rsl_step_seconds histogram"), "{after}");
+    // The spin window's counters are on the page (their values depend on timing).
+    let spun = value(&after, "fleet_rsl_spin_hits") + value(&after, "fleet_rsl_spin_misses");
+    assert!(spun.is_finite() && spun >= 0.0, "spin counters: {spun}");
     // Every put is timed once from its arrival to its reply (a retransmission answered
     // from the reply cache would add one).
     let requests = value(&after, "fleet_rsl_request_seconds_count");
