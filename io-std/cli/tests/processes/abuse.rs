@@ -7,6 +7,7 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use crate::support::assert_linearizable;
 use crate::support::{Cluster, ClusterOptions};
 use fleet_engine::rsl::apps::kv::KvOp;
 use fleet_engine::rsl::RslMsg;
@@ -15,17 +16,7 @@ use fleet_engine::wire::{self, Bytes, Protocol};
 const VIEW_TIMEOUT_MS: u64 = 500;
 
 fn cluster(tag: &str) -> Cluster {
-    Cluster::start_with(&ClusterOptions {
-        tag,
-        advertised: None,
-        bind: None,
-        view_timeout_ms: VIEW_TIMEOUT_MS,
-        stats_lines: true,
-        data_dirs: false,
-        extra_args: Vec::new(),
-        lease_ms: None,
-        sealed: false,
-    })
+    Cluster::start_with(&ClusterOptions { stats_lines: true, ..ClusterOptions::local(tag, VIEW_TIMEOUT_MS) })
 }
 
 /// One Get request, as a client that vanishes right after sending it would send it.
@@ -111,8 +102,7 @@ fn replicas_started_from_config_files_that_differ_refuse_each_other_and_one_side
     };
     let result = fleet_cli::bench::run_rsl(&setup, &opts).unwrap();
     assert!(result.ops > 50, "the two replicas that agree serve: {}", result.summary());
-    let report = fleet_proofs::history::check_kv_history_file(&history, &fleet_proofs::Budget::default()).unwrap();
-    assert_eq!(report.verdict(), fleet_proofs::history::Verdict::Linearizable, "{report}");
+    assert_linearizable(&history);
     let misfit = std::fs::read_to_string(&logs[1]).unwrap();
     let cluster_a = format!("{:08x}", setup.config.identity());
     assert!(

@@ -10,10 +10,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::assert_linearizable;
 use crate::support::{first_completion_after, read_history, Cluster, ClusterOptions, StatsLine};
 use fleet_cli::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
-use fleet_proofs::history::{check_kv_history_file, Verdict};
-use fleet_proofs::Budget;
 
 const VIEW_TIMEOUT_MS: u64 = 1000;
 /// Keys in the replicated state before the stall.
@@ -46,15 +45,8 @@ fn leader_of(stats: &[Option<StatsLine>]) -> Option<usize> {
 #[test]
 fn a_follower_frozen_for_3s_under_load_catches_up_while_writes_go_on() {
     let mut cluster = Cluster::start_with(&ClusterOptions {
-        tag: "catch-up",
-        advertised: None,
-        bind: None,
-        view_timeout_ms: VIEW_TIMEOUT_MS,
         stats_lines: true,
-        data_dirs: false,
-        extra_args: Vec::new(),
-        lease_ms: None,
-        sealed: false,
+        ..ClusterOptions::local("catch-up", VIEW_TIMEOUT_MS)
     });
     let setup = cluster.setup.clone();
 
@@ -101,6 +93,5 @@ fn a_follower_frozen_for_3s_under_load_catches_up_while_writes_go_on() {
     let resumed = first_completion_after(&records, killed_at_us).expect("operations completed after the kill");
     let gap_ms = (resumed - killed_at_us) / 1000;
     assert!(gap_ms < 2 * VIEW_TIMEOUT_MS, "service resumed {gap_ms} ms after the leader's kill");
-    let report = check_kv_history_file(&history, &Budget::default()).unwrap();
-    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    assert_linearizable(&history);
 }

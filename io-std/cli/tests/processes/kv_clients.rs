@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::kv::write_kv_config;
 use crate::support::{fleet, FLEET};
 use fleet_cli::procs::{free_udp_ports, scratch_dir, Children, ScratchDir};
 use fleet_engine::kv::{Frame, Refusal};
 use fleet_engine::wire::{self, Protocol};
-use fleet_io_std::config::ClusterFile;
 use fleet_io_std::kv::KvBlockingClient;
 
 /// Short-lived clients in the churn test: about five times a std host's peer table (1,024).
@@ -25,12 +25,7 @@ const THREADS: u64 = 4;
 /// and their scratch directory (removed when the guard drops).
 fn start_kv_cluster(tag: &str) -> (Children, fleet_io_std::KvSetup, PathBuf, PathBuf, ScratchDir) {
     let dir = scratch_dir(tag).unwrap();
-    let ports = free_udp_ports(3).unwrap();
-    let mut file = ClusterFile::local(3, 0);
-    file.rsl = None;
-    file.kv.as_mut().unwrap().hosts = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let config = dir.join("kv.toml");
-    std::fs::write(&config, file.to_toml()).unwrap();
+    let (file, config) = write_kv_config(&dir);
     let mut children = Children::default();
     for id in 0..3 {
         let log = dir.join(format!("kv-{id}.log"));

@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 use crate::support::kv::{last_field, KvCluster};
 use crate::support::read_history;
 use crate::support::tmpfs::Tmpfs;
+use crate::support::{read_back, write_linearizable};
 use fleet_cli::bench::{run_kv, BenchOptions};
 use fleet_cli::procs::scratch_dir;
 use fleet_engine::kv::client::Request;
 use fleet_io_std::kv::{KvAnswer, KvBlockingClient};
 use fleet_io_std::{CallError, KvSetup};
-use fleet_proofs::history::{check_kv_history_file, encode_hex, HistoryRecord, RecordOp, RecordStatus, Verdict};
-use fleet_proofs::Budget;
+use fleet_proofs::history::{HistoryRecord, RecordOp, RecordStatus};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -190,23 +190,9 @@ fn every_acknowledged_write_survives_each_host_killed_and_restarted_under_load_w
         let complete_us = start.elapsed().as_micros() as u64;
         let written = all.iter().any(|r| r.key == key && r.op == RecordOp::Set && r.status == RecordStatus::Ok);
         assert!(!written || value.is_some(), "key {key}: acknowledged writes, and it reads back as absent");
-        all.push(HistoryRecord {
-            client: 1_000_000,
-            op: RecordOp::Get,
-            key,
-            value: None,
-            invoke_us,
-            complete_us: Some(complete_us),
-            result: value.map(|v| encode_hex(&v)),
-            status: RecordStatus::Ok,
-        });
+        all.push(read_back(key, invoke_us, complete_us, value));
     }
-    all.sort_by_key(|r| r.invoke_us);
-    let whole = cluster.dir.join("history.jsonl");
-    let lines: Vec<String> = all.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
-    std::fs::write(&whole, lines.join("\n") + "\n").unwrap();
-    let report = check_kv_history_file(&whole, &Budget::default()).unwrap();
-    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    write_linearizable(&cluster.dir.join("history.jsonl"), &mut all);
     // The logs were compacted while the hosts ran (images written, old segments deleted).
     let images: u64 = (0..3).filter_map(|i| last_field(&cluster.log(i), "images")).sum();
     eprintln!(

@@ -11,13 +11,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::{assert_linearizable, read_back, write_linearizable};
 use crate::support::{fleet, read_history, Cluster, ClusterOptions, FLEET};
 use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult};
 use fleet_cli::procs::free_udp_ports;
 use fleet_io_std::rsl::members::{self, Membership};
 use fleet_io_std::rsl::RslClient;
-use fleet_proofs::history::{check_kv_history_file, encode_hex, HistoryRecord, RecordOp, RecordStatus, Verdict};
-use fleet_proofs::Budget;
+use fleet_proofs::history::RecordStatus;
 
 /// The cluster's view timeout: the bound on unavailability is twice this.
 const VIEW_TIMEOUT_MS: u64 = 1000;
@@ -47,8 +47,7 @@ fn start_load(cluster: &Cluster, seconds: u64) -> (std::thread::JoinHandle<Bench
 /// The history is linearizable and no two consecutive completions are further apart than
 /// twice the view timeout; returns the longest gap.
 fn check_history(history: &Path) -> Duration {
-    let report = check_kv_history_file(history, &Budget::default()).unwrap();
-    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    assert_linearizable(history);
     let mut done: Vec<u64> =
         read_history(history).iter().filter(|r| r.status == RecordStatus::Ok).filter_map(|r| r.complete_us).collect();
     done.sort_unstable();
@@ -317,22 +316,9 @@ fn durable_replicas_keep_their_epochs_through_a_power_cut() {
     for (i, key) in (LOAD_FIRST_KEY..LOAD_FIRST_KEY + LOAD_KEYS).enumerate() {
         let value = c.get(&key.to_be_bytes(), Duration::from_secs(10)).unwrap();
         let at = end_us + 1_000 + 10 * i as u64;
-        records.push(HistoryRecord {
-            client: 1_000_000,
-            op: RecordOp::Get,
-            key,
-            value: None,
-            invoke_us: at,
-            complete_us: Some(at + 5),
-            result: value.map(|v| encode_hex(&v)),
-            status: RecordStatus::Ok,
-        });
+        records.push(read_back(key, at, at + 5, value));
     }
-    let whole = cluster.dir.join("history-read-back.jsonl");
-    let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
-    std::fs::write(&whole, lines.join("\n") + "\n").unwrap();
-    let report = check_kv_history_file(&whole, &Budget::default()).unwrap();
-    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    write_linearizable(&cluster.dir.join("history-read-back.jsonl"), &mut records);
     // Restarted, the removed joined replica would be told its data is no longer needed.
     member(&cluster, &["remove", &new.to_string()]);
     wait_settled(&cluster, 3, &[old[1]]);

@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::assert_linearizable;
+use crate::support::kv::write_kv_config;
 use crate::support::{first_completion_after, fleet, read_history, Cluster, FLEET};
 use fleet_cli::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
 use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_io_std::config::ClusterFile;
-use fleet_proofs::history::{check_kv_history_file, Verdict};
-use fleet_proofs::Budget;
 
 const VIEW_TIMEOUT_MS: u64 = 1000;
 
@@ -54,8 +54,7 @@ fn kill_the_leader_under_load(tag: &str, lease_ms: Option<u64>) {
     });
     let result = result.unwrap();
     assert!(result.ops > 100, "{}", result.summary());
-    let report = check_kv_history_file(&history, &Budget::default()).unwrap();
-    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    assert_linearizable(&history);
     let resumed =
         first_completion_after(&read_history(&history), killed_at_us).expect("operations completed after the kill");
     let gap_ms = (resumed - killed_at_us) / 1000;
@@ -196,12 +195,7 @@ fn config_local_prints_a_valid_config() {
 
 fn start_kv_cluster(tag: &str) -> (Children, fleet_io_std::KvSetup, fleet_cli::procs::ScratchDir) {
     let dir = scratch_dir(tag).unwrap();
-    let ports = free_udp_ports(3).unwrap();
-    let mut file = ClusterFile::local(3, 0);
-    file.rsl = None;
-    file.kv.as_mut().unwrap().hosts = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let config = dir.join("kv.toml");
-    std::fs::write(&config, file.to_toml()).unwrap();
+    let (file, config) = write_kv_config(&dir);
     let mut children = Children::default();
     for id in 0..3 {
         let log = dir.join(format!("kv-{id}.log"));
@@ -249,8 +243,7 @@ fn kv_shards_under_load_lose_no_write() {
     })
     .unwrap();
     assert!(result.ops > 100, "{}", result.summary());
-    let report = check_kv_history_file(&history, &Budget::default()).unwrap();
-    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    assert_linearizable(&history);
     // The moved keys are served by their new owners: reads after the run see the last writes.
     let mut c = fleet_io_std::kv::KvBlockingClient::connect(&setup).unwrap();
     c.set(first_key + 1, b"after", Duration::from_secs(5)).unwrap();

@@ -10,13 +10,13 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::support::assert_linearizable;
 use crate::support::proxy::{Node, Proxy};
 use crate::support::StatsLine;
 use crate::support::{completed_between, first_completion_after, parse_stats, read_history, Cluster, ClusterOptions};
 use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult};
 use fleet_io_std::rsl::RslClient;
-use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, Verdict};
-use fleet_proofs::Budget;
+use fleet_proofs::history::{HistoryRecord, RecordStatus};
 
 const VIEW_TIMEOUT_MS: u64 = 1000;
 /// How long the load runs; the partition happens inside it.
@@ -38,15 +38,10 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn proxied_cluster(tag: &str) -> (Proxy, Cluster) {
     let proxy = Proxy::start(3).unwrap();
     let cluster = Cluster::start_with(&ClusterOptions {
-        tag,
         advertised: Some(proxy.advertised.clone()),
         bind: Some(proxy.private.clone()),
-        view_timeout_ms: VIEW_TIMEOUT_MS,
         stats_lines: true,
-        data_dirs: false,
-        extra_args: Vec::new(),
-        lease_ms: None,
-        sealed: false,
+        ..ClusterOptions::local(tag, VIEW_TIMEOUT_MS)
     });
     (proxy, cluster)
 }
@@ -109,8 +104,7 @@ fn partition_under_load(proxy: &Proxy, cluster: &Cluster, cut: impl Fn(&Proxy, u
     let (old_leader, old_view, new_view, cut_us, elected_us, heal_us) =
         positions.unwrap_or_else(|e| panic!("{e}\n{}", proxy.counters));
     let result = result.unwrap();
-    let report = check_kv_history_file(&history, &Budget::default()).unwrap();
-    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    assert_linearizable(&history);
     Run { result, history: read_history(&history), old_leader, old_view, new_view, cut_us, elected_us, heal_us }
 }
 

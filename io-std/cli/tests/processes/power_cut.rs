@@ -10,11 +10,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::{read_back, write_linearizable};
 use crate::support::{read_history, Cluster, ClusterOptions};
 use fleet_cli::bench::{run_rsl, BenchOptions};
 use fleet_io_std::rsl::RslClient;
-use fleet_proofs::history::{check_kv_history_file, encode_hex, HistoryRecord, RecordOp, RecordStatus, Verdict};
-use fleet_proofs::Budget;
+use fleet_proofs::history::{HistoryRecord, RecordOp, RecordStatus};
 
 const VIEW_TIMEOUT_MS: u64 = 1000;
 const ROUNDS: u64 = 20;
@@ -44,15 +44,9 @@ fn next(state: &mut u64) -> u64 {
 #[test]
 fn every_acknowledged_write_survives_twenty_power_cuts() {
     let mut cluster = Cluster::start_with(&ClusterOptions {
-        tag: "power-cut",
-        advertised: None,
-        bind: None,
-        view_timeout_ms: VIEW_TIMEOUT_MS,
         stats_lines: true,
         data_dirs: true,
-        extra_args: Vec::new(),
-        lease_ms: None,
-        sealed: false,
+        ..ClusterOptions::local("power-cut", VIEW_TIMEOUT_MS)
     });
     let setup = cluster.setup.clone();
     let start = Instant::now();
@@ -101,23 +95,9 @@ fn every_acknowledged_write_survives_twenty_power_cuts() {
         let invoke_us = start.elapsed().as_micros() as u64;
         let value = c.get(&key.to_be_bytes(), Duration::from_secs(10)).unwrap();
         let complete_us = start.elapsed().as_micros() as u64;
-        all.push(HistoryRecord {
-            client: 1_000_000,
-            op: RecordOp::Get,
-            key,
-            value: None,
-            invoke_us,
-            complete_us: Some(complete_us),
-            result: value.map(|v| encode_hex(&v)),
-            status: RecordStatus::Ok,
-        });
+        all.push(read_back(key, invoke_us, complete_us, value));
     }
-    all.sort_by_key(|r| r.invoke_us);
-    let whole = cluster.dir.join("history.jsonl");
-    let lines: Vec<String> = all.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
-    std::fs::write(&whole, lines.join("\n") + "\n").unwrap();
-    let report = check_kv_history_file(&whole, &Budget::default()).unwrap();
-    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    write_linearizable(&cluster.dir.join("history.jsonl"), &mut all);
     let slowest = back_after.iter().max().unwrap();
     eprintln!("{ROUNDS} power cuts, {acknowledged_writes} acknowledged writes; back in at most {slowest:?}");
     // Back within about a view timeout: the restarted replicas elect a leader (one view

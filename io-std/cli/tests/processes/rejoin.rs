@@ -9,10 +9,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::assert_linearizable;
 use crate::support::{completed_between, read_history, Cluster, ClusterOptions};
 use fleet_cli::bench::{run_rsl, BenchOptions};
-use fleet_proofs::history::{check_kv_history_file, Verdict};
-use fleet_proofs::Budget;
 
 const VIEW_TIMEOUT_MS: u64 = 500;
 
@@ -30,17 +29,8 @@ fn wait_rejoined(log: &Path) -> String {
 
 #[test]
 fn in_memory_replicas_restarted_without_state_rejoin_and_lose_nothing() {
-    let mut cluster = Cluster::start_with(&ClusterOptions {
-        tag: "rejoin",
-        advertised: None,
-        bind: None,
-        view_timeout_ms: VIEW_TIMEOUT_MS,
-        stats_lines: true,
-        data_dirs: false,
-        extra_args: Vec::new(),
-        lease_ms: None,
-        sealed: false,
-    });
+    let mut cluster =
+        Cluster::start_with(&ClusterOptions { stats_lines: true, ..ClusterOptions::local("rejoin", VIEW_TIMEOUT_MS) });
     let setup = cluster.setup.clone();
     let history = cluster.dir.join("history.jsonl");
     let opts = BenchOptions { value_size: 64, ..BenchOptions::recorded(&history, Duration::from_secs(14)) };
@@ -72,22 +62,15 @@ fn in_memory_replicas_restarted_without_state_rejoin_and_lose_nothing() {
     let records = read_history(&history);
     let served = completed_between(&records, second_kill_us + 500_000, second_kill_us + 2_000_000);
     assert!(served > 50, "{served} operations completed while replica 1 was down");
-    let report = check_kv_history_file(&history, &Budget::default()).unwrap();
-    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    assert_linearizable(&history);
 }
 
 #[test]
 fn a_durable_replica_whose_data_directory_is_deleted_rejoins_and_loses_nothing() {
     let mut cluster = Cluster::start_with(&ClusterOptions {
-        tag: "rejoin-disk",
-        advertised: None,
-        bind: None,
-        view_timeout_ms: VIEW_TIMEOUT_MS,
         stats_lines: true,
         data_dirs: true,
-        extra_args: Vec::new(),
-        lease_ms: None,
-        sealed: false,
+        ..ClusterOptions::local("rejoin-disk", VIEW_TIMEOUT_MS)
     });
     let setup = cluster.setup.clone();
     let mut client = fleet_io_std::rsl::RslClient::connect(&setup).unwrap();

@@ -9,10 +9,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::assert_linearizable;
 use crate::support::{last_stats, Cluster, ClusterOptions, FLEET};
 use fleet_cli::bench::{run_rsl, BenchOptions};
-use fleet_proofs::history::{check_kv_history_file, HistoryRecord, Verdict};
-use fleet_proofs::Budget;
+use fleet_proofs::history::HistoryRecord;
 
 const VIEW_TIMEOUT_MS: u64 = 1000;
 
@@ -20,15 +20,10 @@ const VIEW_TIMEOUT_MS: u64 = 1000;
 /// they lead or follow (the other durable tests use the default, `auto`, or `inline`).
 fn durable_cluster(tag: &str) -> Cluster {
     Cluster::start_with(&ClusterOptions {
-        tag,
-        advertised: None,
-        bind: None,
-        view_timeout_ms: VIEW_TIMEOUT_MS,
         stats_lines: true,
         data_dirs: true,
         extra_args: vec!["--sync".into(), "thread".into()],
-        lease_ms: None,
-        sealed: false,
+        ..ClusterOptions::local(tag, VIEW_TIMEOUT_MS)
     })
 }
 
@@ -61,8 +56,7 @@ fn a_killed_replica_restarted_from_its_data_dir_rejoins_through_state_transfer()
     })
     .unwrap();
     assert!(result.ops > 100, "{}", result.summary());
-    let report = check_kv_history_file(&first, &Budget::default()).unwrap();
-    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    assert_linearizable(&first);
 
     // The restarted replica replayed its log and caught up with the leader's execution
     // (operation numbers: each executes one batch of requests).
@@ -104,8 +98,7 @@ fn a_killed_replica_restarted_from_its_data_dir_rejoins_through_state_transfer()
         all.push('\n');
     }
     std::fs::write(&both, all).unwrap();
-    let report = check_kv_history_file(&both, &Budget::default()).unwrap();
-    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+    assert_linearizable(&both);
 }
 
 /// `fleet rsl serve --id ID --data-dir DIR` in the foreground; its exit status and stderr.

@@ -7,28 +7,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::assert_linearizable;
 use crate::support::tmpfs::Tmpfs;
 use crate::support::{fleet, last_stats, Cluster, ClusterOptions};
 use fleet_cli::bench::{run_rsl, BenchOptions, BenchResult};
 use fleet_cli::procs::scratch_dir;
-use fleet_proofs::history::{check_kv_history_file, Verdict};
-use fleet_proofs::Budget;
 
 fn durable(tag: &str, extra: &[&str]) -> Cluster {
     Cluster::start_with(&ClusterOptions {
-        tag,
-        advertised: None,
-        bind: None,
-        view_timeout_ms: 1000,
         stats_lines: true,
         data_dirs: true,
         extra_args: extra.iter().map(|s| s.to_string()).collect(),
-        lease_ms: None,
-        sealed: false,
+        ..ClusterOptions::local(tag, 1000)
     })
 }
 
@@ -46,11 +40,6 @@ fn load(cluster: &Cluster, name: &str, seconds: u64, phase: u64) -> (BenchResult
         ..BenchOptions::recorded(&history, Duration::from_secs(seconds))
     };
     (run_rsl(&cluster.setup, &opts).unwrap(), history)
-}
-
-fn assert_linearizable(history: &Path) {
-    let report = check_kv_history_file(history, &Budget::default()).unwrap();
-    assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
 }
 
 /// Waits until replica `id` has executed at least as much as replica `leader_like`.

@@ -26,17 +26,23 @@ pub struct KvCluster {
     child_of: Vec<usize>,
 }
 
+/// A 3-host KV config (no RSL section) on free local ports, written to `dir/kv.toml`.
+pub fn write_kv_config(dir: &Path) -> (ClusterFile, PathBuf) {
+    let ports = free_udp_ports(3).unwrap();
+    let mut file = ClusterFile::local(3, 0);
+    file.rsl = None;
+    file.kv.as_mut().unwrap().hosts = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let config = dir.join("kv.toml");
+    std::fs::write(&config, file.to_toml()).unwrap();
+    (file, config)
+}
+
 impl KvCluster {
     /// Three hosts, durable (host `i` in `DIR/data-i`) when `durable`, each with `-v` (a
     /// stats line per second) and `extra` arguments. Waits (at most 10 s) for each to serve.
     pub fn start(tag: &str, durable: bool, extra: &[&str]) -> KvCluster {
         let dir = scratch_dir(tag).unwrap();
-        let ports = free_udp_ports(3).unwrap();
-        let mut file = ClusterFile::local(3, 0);
-        file.rsl = None;
-        file.kv.as_mut().unwrap().hosts = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let config = dir.join("kv.toml");
-        std::fs::write(&config, file.to_toml()).unwrap();
+        let (file, config) = write_kv_config(&dir);
         let mut cluster = KvCluster {
             children: Children::default(),
             setup: file.kv().unwrap(),

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use fleet_cli::procs::{free_udp_ports, scratch_dir, Children, ScratchDir};
 use fleet_io_std::config::{ClusterFile, RslSetup};
 use fleet_io_std::rsl::RslClient;
-use fleet_proofs::history::{HistoryRecord, RecordStatus};
+use fleet_proofs::history::{check_kv_history_file, encode_hex, HistoryRecord, RecordOp, RecordStatus, Verdict};
+use fleet_proofs::Budget;
 
 /// The `fleet` executable under test.
 pub const FLEET: &str = env!("CARGO_BIN_EXE_fleet");
@@ -229,6 +230,39 @@ pub fn last_stats(log: &Path) -> Option<StatsLine> {
     std::fs::read_to_string(log).ok()?.lines().rev().find_map(parse_stats)
 }
 
+/// Asserts that the project's checker finds the history file at `path` linearizable.
+pub fn assert_linearizable(path: &Path) {
+    let report = check_kv_history_file(path, &Budget::default()).unwrap();
+    assert_eq!(report.verdict(), Verdict::Linearizable, "{}: {report}", path.display());
+}
+
+/// A read the test made itself, after a recorded run, as a history record of client
+/// [`READ_BACK_CLIENT`] (`invoke_us..complete_us` on the history's clock).
+pub fn read_back(key: u64, invoke_us: u64, complete_us: u64, value: Option<Vec<u8>>) -> HistoryRecord {
+    HistoryRecord {
+        client: READ_BACK_CLIENT,
+        op: RecordOp::Get,
+        key,
+        value: None,
+        invoke_us,
+        complete_us: Some(complete_us),
+        result: value.map(|v| encode_hex(&v)),
+        status: RecordStatus::Ok,
+    }
+}
+
+/// The client id of [`read_back`] records: above any recorded run's clients.
+pub const READ_BACK_CLIENT: u64 = 1_000_000;
+
+/// Writes `records` in invocation order to `path` as a history file, and asserts it is
+/// linearizable.
+pub fn write_linearizable(path: &Path, records: &mut [HistoryRecord]) {
+    records.sort_by_key(|r| r.invoke_us);
+    let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    assert_linearizable(path);
+}
+
 /// The records of a history file.
 pub fn read_history(path: &Path) -> Vec<HistoryRecord> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -247,4 +281,18 @@ pub fn completed_between(history: &[HistoryRecord], from_us: u64, to_us: u64) ->
         .filter(|r| r.status == RecordStatus::Ok && r.invoke_us >= from_us)
         .filter(|r| r.complete_us.is_some_and(|c| c < to_us))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "history-of-a-stale-read.jsonl")]
+    fn a_read_of_a_value_never_written_is_not_linearizable() {
+        let dir = scratch_dir("support-stale-read").unwrap();
+        // Key 7 was never written, yet the read returns a value.
+        let mut records = vec![read_back(7, 10, 20, Some(b"ghost".to_vec()))];
+        write_linearizable(&dir.join("history-of-a-stale-read.jsonl"), &mut records);
+    }
 }
