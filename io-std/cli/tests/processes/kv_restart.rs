@@ -17,7 +17,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,8 +24,9 @@ use std::time::{Duration, Instant};
 use crate::support::kv::{last_field, KvCluster};
 use crate::support::read_history;
 use crate::support::tmpfs::Tmpfs;
+use crate::support::{kill_load, xorshift};
 use crate::support::{read_back, write_linearizable};
-use fleet_cli::bench::{run_kv, BenchOptions};
+use fleet_cli::bench::run_kv;
 use fleet_cli::procs::scratch_dir;
 use fleet_engine::kv::client::Request;
 use fleet_io_std::kv::{KvAnswer, KvBlockingClient};
@@ -80,26 +80,6 @@ const FIRST_KEY: u64 = 1 << 20;
 const BLOCK: u64 = 10;
 const KEYS: u64 = 3 * BLOCK;
 
-fn bench(history: &Path, duration: Duration) -> BenchOptions {
-    BenchOptions {
-        clients: 6,
-        value_size: 64,
-        keys: KEYS,
-        first_key: FIRST_KEY,
-        read_pct: 40,
-        op_timeout: Duration::from_millis(1500),
-        ..BenchOptions::recorded(history, duration)
-    }
-}
-
-/// A small xorshift: the kill moments vary from round to round, reproducibly.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 /// Moves the blocks of keys around the hosts until `stop`: block `b` from the host believed
 /// to own it to the next one. A refusal (the belief is wrong: an earlier move that timed
 /// out took effect) tries the next host as the owner; a timeout (the owner is down) tries
@@ -140,8 +120,8 @@ fn every_acknowledged_write_survives_each_host_killed_and_restarted_under_load_w
         for round in 0..ROUNDS {
             let victim = (round % 3) as usize;
             let history = cluster.dir.join(format!("history-{round}.jsonl"));
-            let kill_after = Duration::from_millis(300 + next(&mut rng) % 700);
-            let opts = bench(&history, kill_after + Duration::from_millis(2500));
+            let kill_after = Duration::from_millis(300 + xorshift(&mut rng) % 700);
+            let opts = kill_load(&history, KEYS, FIRST_KEY, kill_after + Duration::from_millis(2500));
             let offset_us = start.elapsed().as_micros() as u64;
             let result = std::thread::scope(|s2| {
                 let load = s2.spawn(|| run_kv(&setup, &opts));

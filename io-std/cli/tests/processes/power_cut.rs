@@ -7,12 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::{kill_load, xorshift};
 use crate::support::{read_back, write_linearizable};
 use crate::support::{read_history, Cluster, ClusterOptions};
-use fleet_cli::bench::{run_rsl, BenchOptions};
+use fleet_cli::bench::run_rsl;
 use fleet_io_std::rsl::RslClient;
 use fleet_proofs::history::{HistoryRecord, RecordOp, RecordStatus};
 
@@ -20,26 +20,6 @@ const VIEW_TIMEOUT_MS: u64 = 1000;
 const ROUNDS: u64 = 20;
 const KEYS: u64 = 24;
 const FIRST_KEY: u64 = 1 << 33;
-
-fn bench(history: &Path, duration: Duration) -> BenchOptions {
-    BenchOptions {
-        clients: 6,
-        value_size: 64,
-        keys: KEYS,
-        first_key: FIRST_KEY,
-        read_pct: 40,
-        op_timeout: Duration::from_millis(1500),
-        ..BenchOptions::recorded(history, duration)
-    }
-}
-
-/// A small xorshift: the kill moments vary from round to round, reproducibly.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
 
 #[test]
 fn every_acknowledged_write_survives_twenty_power_cuts() {
@@ -56,8 +36,8 @@ fn every_acknowledged_write_survives_twenty_power_cuts() {
     let mut acknowledged_writes = 0;
     for round in 0..ROUNDS {
         let history = cluster.dir.join(format!("history-{round}.jsonl"));
-        let kill_after = Duration::from_millis(200 + next(&mut rng) % 800);
-        let opts = bench(&history, kill_after + Duration::from_millis(300));
+        let kill_after = Duration::from_millis(200 + xorshift(&mut rng) % 800);
+        let opts = kill_load(&history, KEYS, FIRST_KEY, kill_after + Duration::from_millis(300));
         let offset_us = start.elapsed().as_micros() as u64;
         let result = std::thread::scope(|s| {
             let load = s.spawn(|| run_rsl(&setup, &opts));

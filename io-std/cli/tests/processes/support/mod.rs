@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fleet_cli::bench::BenchOptions;
 use fleet_cli::procs::{free_udp_ports, scratch_dir, Children, ScratchDir};
 use fleet_io_std::config::{ClusterFile, RslSetup};
 use fleet_io_std::rsl::RslClient;
@@ -261,6 +262,28 @@ pub fn write_linearizable(path: &Path, records: &mut [HistoryRecord]) {
     let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
     assert_linearizable(path);
+}
+
+/// A recorded load of 6 clients over `keys` keys from `first_key` (40 % reads, 64-byte
+/// values), to be cut by a kill: operations time out after 1.5 s.
+pub fn kill_load(history: &Path, keys: u64, first_key: u64, duration: Duration) -> BenchOptions {
+    BenchOptions {
+        clients: 6,
+        value_size: 64,
+        keys,
+        first_key,
+        read_pct: 40,
+        op_timeout: Duration::from_millis(1500),
+        ..BenchOptions::recorded(history, duration)
+    }
+}
+
+/// A small xorshift: kill moments that vary from round to round, reproducibly.
+pub fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
 }
 
 /// The records of a history file.
