@@ -132,7 +132,7 @@ fn kv_probe() {
         let m = kvmodel::model(scope, false);
         eprintln!(
             "{}",
-            kvmodel::walk::sample_walk(&m, &SimOpts::ci(1), 0, kvmodel::walk::forget_last_msg, kvmodel::describe_state)
+            kvmodel::walk::sample_walk(&m, &SimOpts::ci(1), 0, kvmodel::walk::clear_last_msg, kvmodel::describe_state)
         );
     }
     if std::env::var("SIM").is_ok() {

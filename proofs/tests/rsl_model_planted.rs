@@ -497,7 +497,7 @@ fn competing_probe() {
     let r = model::walk::simulate_archived(
         &m,
         &opts,
-        model::walk::forget_last_msg,
+        model::walk::clear_last_msg,
         model::describe_state,
         Some(model::cell),
     );

@@ -89,7 +89,7 @@ fn outcome(c: impl Checker<KvModel>, start: WallClock, target: Option<usize>) ->
 pub fn simulate(scope: KvScope, progress: bool, opts: SimOpts) -> KvOutcome {
     let start = WallClock::now();
     let m = model(scope, progress);
-    let r = walk::simulate(&m, &opts, walk::forget_last_msg, describe_state);
+    let r = walk::simulate(&m, &opts, walk::clear_last_msg, describe_state);
     KvOutcome {
         states: r.states,
         unique: 0,

@@ -193,7 +193,7 @@ fn emit(o: &mut Out<Node>, scope: &KvScope, out: &fleet_engine::Outbox<'_>, to_h
                     Some(KvPlanted::ForgetsGivingUp) => host::forget_lost(bytes),
                     _ => None,
                 };
-                o.send(Id::from(id), Msg::Wire(planted.unwrap_or_else(|| bytes.to_vec())));
+                o.send(Id::from(id), Msg::Wire(planted.map_or_else(|| bytes.into(), Into::into)));
             }
         }
     }
@@ -365,7 +365,7 @@ impl Actor for Node {
                     Some(KvPlanted::AcceptsStaleChannel) => host::forget_closed_channels(&node.host, from, &bytes),
                     _ => None,
                 };
-                let bytes = planted.unwrap_or(bytes);
+                let bytes: std::sync::Arc<[u8]> = planted.map_or(bytes, Into::into);
                 self.host_step(node, (**node).clone(), o, from_client, false, |h, now, out| {
                     h.handle(now, from, &bytes, out);
                 })

@@ -41,8 +41,9 @@ pub enum Note {
 /// A message on the model's network.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Msg {
-    /// The engine's wire bytes.
-    Wire(Vec<u8>),
+    /// The engine's wire bytes, shared (each successor state clones the network; hashing
+    /// and ordering are those of the bytes, as with a `Vec`).
+    Wire(std::sync::Arc<[u8]>),
     /// A history note (auxiliary; never changes an actor).
     Note(Note),
 }

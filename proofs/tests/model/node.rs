@@ -159,7 +159,7 @@ pub fn request_of(scope: &Scope, k: u32) -> &'static [u8] {
 fn emit(o: &mut Out<Node>, n: usize, actors: usize, out: &fleet_engine::Outbox<'_>, mutate: impl Fn(&[u8]) -> Vec<u8>) {
     for (dst, bytes) in out.iter() {
         if let Some(id) = actor_of(dst, n, actors) {
-            o.send(Id::from(id), Datagram(mutate(bytes)));
+            o.send(Id::from(id), Datagram(mutate(bytes).into()));
         }
     }
 }
@@ -462,7 +462,7 @@ impl Actor for Node {
                 });
                 if let Some(bytes) = forged_2b {
                     for i in 0..n {
-                        o.send(Id::from(i), Datagram(bytes.clone()));
+                        o.send(Id::from(i), Datagram(bytes.as_slice().into()));
                     }
                 }
                 stepped.map(|s| NodeState::Replica(Box::new(s)))

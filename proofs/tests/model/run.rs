@@ -80,7 +80,7 @@ pub fn simulate(scope: Scope, progress: bool, opts: SimOpts) -> Outcome {
     let m = model(scope, progress);
     // Archived walks start from states of a protocol-progress cell ([`cell`]).
     let cell: Option<walk::Cell<RslModel>> = (opts.from_archive_per_mille > 0).then_some(cell);
-    let r = walk::simulate_archived(&m, &opts, walk::forget_last_msg, describe_state, cell);
+    let r = walk::simulate_archived(&m, &opts, walk::clear_last_msg, describe_state, cell);
     Outcome {
         states: r.states,
         unique: 0,

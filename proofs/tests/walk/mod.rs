@@ -16,16 +16,25 @@ use stateright::{Expectation, Model};
 /// still yields a new fingerprint) and hashes it: two states that differ only in which
 /// datagram was delivered last count as distinct, although nothing (no action, no
 /// property) reads it. Every checker here identifies states through this function
-/// (`symmetry_fn` for the exhaustive ones), which merges exactly those duplicates.
+/// (`symmetry_fn` for the exhaustive ones, [`clear_last_msg`] for the walks), which merges
+/// exactly those duplicates.
 pub fn forget_last_msg<A: Actor, H: Clone>(s: &ActorModelState<A, H>) -> ActorModelState<A, H>
 where
     A::Msg: Clone,
 {
     let mut c = s.clone();
-    if let Network::UnorderedDuplicating(_, last) = &mut c.network {
+    clear_last_msg(&mut c);
+    c
+}
+
+/// [`forget_last_msg`] in place: the walks own each state they step to, so they clear it
+/// there instead of fingerprinting a copy (a copy of every candidate state, network
+/// included, was a quarter of a walk's time). Only stateright writes the field, and nothing
+/// reads it, so the walk goes on from the cleared state exactly as from the original.
+pub fn clear_last_msg<A: Actor, H>(s: &mut ActorModelState<A, H>) {
+    if let Network::UnorderedDuplicating(_, last) = &mut s.network {
         *last = None;
     }
-    c
 }
 
 /// Options of [`simulate`].
@@ -108,6 +117,75 @@ fn fingerprint<T: std::hash::Hash>(t: &T) -> u64 {
     h.finish()
 }
 
+/// A fast 64-bit hash of a whole state (FxHash's multiply-rotate over 8-byte words), for the
+/// set of states a walk has seen: SipHash over every replica and datagram of each
+/// candidate state was a sixth of a walk's time. Only set membership depends on it (and a
+/// collision would at worst skip one state of a walk); the actions' random priorities
+/// keep [`fingerprint`], so the walks themselves are unchanged.
+fn state_fingerprint<T: std::hash::Hash>(t: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut h = WordHasher(0);
+    t.hash(&mut h);
+    h.finish()
+}
+
+/// See [`state_fingerprint`].
+struct WordHasher(u64);
+
+impl WordHasher {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl std::hash::Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            // The length keeps "ab" + "" apart from "a" + "b".
+            self.mix(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.mix(u64::from(i));
+    }
+
+    fn write_u16(&mut self, i: u16) {
+        self.mix(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.mix(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.mix(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.mix(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // A final avalanche, so that states differing in one late word spread over the set.
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
 /// What one walk found.
 struct WalkResult<A> {
     /// States checked.
@@ -154,7 +232,7 @@ fn walk<M: Model>(
     m: &M,
     rng: &mut Rng,
     opts: &SimOpts,
-    canon: fn(&M::State) -> M::State,
+    canon: fn(&mut M::State),
     mut path: Vec<M::Action>,
     mut state: M::State,
     cell: Option<Cell<M>>,
@@ -175,7 +253,8 @@ where
     // Progress already true where the walk starts is not the walk's.
     let mut held: Vec<bool> =
         props.iter().map(|p| p.expectation == Expectation::Sometimes && (p.condition)(m, &state)).collect();
-    seen.insert(fingerprint(&canon(&state)));
+    canon(&mut state);
+    seen.insert(state_fingerprint(&state));
     let mut steps = 0;
     loop {
         r.visited += 1;
@@ -225,13 +304,20 @@ where
             .collect();
         ranked.sort_unstable_by_key(|(prio, ..)| std::cmp::Reverse(*prio));
         let mut next = None;
-        while !ranked.is_empty() {
-            let i = if (rng.below(1000) as u32) < opts.uniform_per_mille { rng.below(ranked.len()) } else { 0 };
-            let (_, fp, a) = ranked.remove(i);
-            if let Some(s) = m.next_state(&state, a.clone()) {
-                if m.within_boundary(&s) && seen.insert(fingerprint(&canon(&s))) {
-                    next = Some((fp, a, s));
-                    break;
+        // The candidates not tried yet, by index into `ranked`, in rank order: removing an
+        // index shifts a few words, where removing the action itself moved whole datagrams.
+        let mut untried: Vec<usize> = (0..ranked.len()).collect();
+        while !untried.is_empty() {
+            let i = if (rng.below(1000) as u32) < opts.uniform_per_mille { rng.below(untried.len()) } else { 0 };
+            let k = untried.remove(i);
+            if let Some(mut s) = m.next_state(&state, ranked[k].2.clone()) {
+                if m.within_boundary(&s) {
+                    canon(&mut s);
+                    if seen.insert(state_fingerprint(&s)) {
+                        let (_, fp, a) = ranked.swap_remove(k);
+                        next = Some((fp, a, s));
+                        break;
+                    }
                 }
             }
         }
@@ -264,7 +350,7 @@ pub fn sample_walk<M: Model>(
     m: &M,
     opts: &SimOpts,
     walk_index: u64,
-    canon: fn(&M::State) -> M::State,
+    canon: fn(&mut M::State),
     describe: fn(&M, &M::State) -> String,
 ) -> String
 where
@@ -308,12 +394,7 @@ pub struct SimResult {
 /// counterexample is shrunk ([`shrink`]) and rendered with `describe` for its
 /// last state. Deterministic per thread: thread `t`'s walks are seeded from
 /// `(seed, t, walk index)`.
-pub fn simulate<M>(
-    m: &M,
-    opts: &SimOpts,
-    canon: fn(&M::State) -> M::State,
-    describe: fn(&M, &M::State) -> String,
-) -> SimResult
+pub fn simulate<M>(m: &M, opts: &SimOpts, canon: fn(&mut M::State), describe: fn(&M, &M::State) -> String) -> SimResult
 where
     M: Model + Sync,
     M::State: Hash,
@@ -334,7 +415,7 @@ where
 pub fn simulate_archived<M>(
     m: &M,
     opts: &SimOpts,
-    canon: fn(&M::State) -> M::State,
+    canon: fn(&mut M::State),
     describe: fn(&M, &M::State) -> String,
     cell: Option<Cell<M>>,
 ) -> SimResult
