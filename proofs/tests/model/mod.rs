@@ -34,7 +34,7 @@ mod scope;
 #[allow(unused_imports)]
 pub use {
     datagram::{actor_of, bytes, describe, endpoint, own_endpoint, Datagram},
-    node::{request_of, ClientNode, MClient, MReplica, ModelTimer, Node, NodeState, ReplicaNode, REQUEST},
+    node::{request_of, ClientNode, MClient, MReplica, ModelTimer, Node, NodeState, Record, ReplicaNode, REQUEST},
     planted::{mirror_ballot, Planted},
     properties::{
         cross_host, cross_host_invariants, executed_after_view_change, linearizable, local_invariants,

@@ -7,7 +7,7 @@ use fleet_engine::rsl::{Ballot, DurableRecord};
 use fleet_engine::wire::{self, Protocol};
 use stateright::actor::Out;
 
-use super::{endpoint, learners, MReplica, ModelTimer, Node, Planted, ReplicaNode};
+use super::{endpoint, learners, MReplica, ModelTimer, Node, Planted, Record, ReplicaNode};
 
 impl Node {
     /// Amnesia: `node` is replaced by a new incarnation without state (with
@@ -52,7 +52,7 @@ impl Node {
             // What recovery reads of it: the same replica (or, planted, one that lost its
             // acceptor records but kept its incarnation, or whose replay stops at its first
             // epoch record past its configuration's epoch).
-            let log: Vec<Vec<u8>> = match scope.planted {
+            let log: Vec<Record> = match scope.planted {
                 // Executed references go with the votes they name.
                 Some(Planted::KeepsIncarnationLosesAcceptor) => disk
                     .iter()
@@ -75,7 +75,7 @@ impl Node {
                 node.now,
                 nonce,
                 snapshot.iter().map(Vec::as_slice),
-                log.iter().map(Vec::as_slice),
+                log.iter().map(|r| &r[..]),
             );
             let replica = recovered.expect("a replica recovers from the log it wrote");
             let planted = scope.planted == Some(Planted::KeepsIncarnationLosesAcceptor);
@@ -140,10 +140,10 @@ pub enum Down {
 /// What a compaction leaves on the disk of `replica` (as io-std's, every record synced
 /// first): the pieces of a snapshot frozen now, persisted whole, and a log of the replica's
 /// compacted image.
-fn compacted(replica: &MReplica) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+fn compacted(replica: &MReplica) -> (Vec<Vec<u8>>, Vec<Record>) {
     let mut buf = vec![0u8; 2048];
     let image = (0..replica.durable_image_len())
-        .map(|i| replica.durable_image_record(i, &mut buf).expect("an image record fits its buffer").to_vec())
+        .map(|i| replica.durable_image_record(i, &mut buf).expect("an image record fits its buffer").into())
         .collect();
     (snapshot_now(replica), image)
 }
@@ -177,7 +177,7 @@ pub fn epoch_of(r: &MReplica) -> u64 {
 }
 
 /// The epoch the last epoch record of `log` names (0 without one).
-pub fn log_epoch(log: &[Vec<u8>]) -> u64 {
+pub fn log_epoch(log: &[Record]) -> u64 {
     log.iter()
         .rev()
         .find_map(|r| match durable_record(r) {
