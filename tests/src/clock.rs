@@ -20,7 +20,15 @@ impl HostClock {
 
     /// The host's reading at global time `g`.
     pub fn local(&self, g: u64) -> u64 {
-        let scaled = i128::from(g) * i128::from(self.drift_ppm) / 1_000_000;
+        // In 64 bits when the product fits (every realistic run): 128-bit division was a
+        // tenth of the simulator's time, and both truncate alike, so the readings are equal.
+        if self.drift_ppm == 0 {
+            return self.offset_us.saturating_add(g);
+        }
+        let scaled = match i64::try_from(g).ok().and_then(|g| g.checked_mul(self.drift_ppm)) {
+            Some(product) => i128::from(product / 1_000_000),
+            None => i128::from(g) * i128::from(self.drift_ppm) / 1_000_000,
+        };
         (i128::from(self.offset_us) + i128::from(g) + scaled).max(0) as u64
     }
 
@@ -33,8 +41,20 @@ impl HostClock {
         if l <= self.offset_us {
             return 0;
         }
+        if self.drift_ppm == 0 {
+            return l - self.offset_us;
+        }
         let rate = 1_000_000 + i128::from(self.drift_ppm);
-        let mut g = ((i128::from(l - self.offset_us) * 1_000_000) / rate).max(0) as u64;
+        let since = l - self.offset_us;
+        let in_64_bits = i64::try_from(since)
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000))
+            .zip(1_000_000i64.checked_add(self.drift_ppm))
+            .map(|(scaled, rate)| scaled / rate);
+        let mut g = match in_64_bits {
+            Some(g) => g.max(0) as u64,
+            None => ((i128::from(since) * 1_000_000) / rate).max(0) as u64,
+        };
         while g > 0 && self.local(g - 1) >= l {
             g -= 1;
         }
@@ -42,6 +62,13 @@ impl HostClock {
             g += 1;
         }
         g
+    }
+
+    /// Whether the host's clock reads at least `l` at global time `g`: the same as
+    /// `global(l) <= g`, because a reading never decreases, without `global`'s search
+    /// (the simulator asks this of every host on every step).
+    pub fn reached(&self, l: u64, g: u64) -> bool {
+        l != u64::MAX && l <= self.local(g)
     }
 
     /// The clock jumps forward by `us` (an NTP step): monotone, never backwards.
@@ -65,6 +92,18 @@ mod tests {
                 let g = clock.global(l);
                 assert!(clock.local(g) >= l);
                 assert!(g == 0 || clock.local(g - 1) < l);
+            }
+            for g in [0u64, 1, 16, 5_000_000, 123_456_789] {
+                for l in [0u64, 1, 999, 5_000_000, 5_000_001, 123_456_789, u64::MAX] {
+                    assert_eq!(clock.reached(l, g), clock.global(l) <= g, "{clock:?} l {l} g {g}");
+                }
+            }
+            // The 64-bit fast paths read as the 128-bit formula does, huge instants included.
+            for g in [0u64, 1, 999_999, 123_456_789_012, i64::MAX as u64 / 1_000_000 + 7, u64::MAX / 3] {
+                let exact = i128::from(clock.offset_us)
+                    + i128::from(g)
+                    + i128::from(g) * i128::from(clock.drift_ppm) / 1_000_000;
+                assert_eq!(clock.local(g), exact.clamp(0, i128::from(u64::MAX)) as u64, "{clock:?} g {g}");
             }
             let mut prev = 0;
             for g in (0..10_000_000).step_by(99_991) {

@@ -341,7 +341,7 @@ impl RslSim {
             let due = !self.paused(i)
                 && self.replicas[i]
                     .as_ref()
-                    .is_some_and(|r| self.clocks[i].global(r.next_deadline().as_micros()) <= self.now);
+                    .is_some_and(|r| self.clocks[i].reached(r.next_deadline().as_micros(), self.now));
             if due {
                 self.record(TraceKind::Tick(i));
                 let now = self.local(i);
@@ -361,7 +361,7 @@ impl RslSim {
             if self.clients[j].crashed {
                 continue;
             }
-            if self.clocks[host].global(self.clients[j].client.next_deadline().as_micros()) <= self.now {
+            if self.clocks[host].reached(self.clients[j].client.next_deadline().as_micros(), self.now) {
                 self.record(TraceKind::Tick(host));
                 let now = self.local(host);
                 let mut buf = self.outbox.take().expect("outbox present between steps");
