@@ -440,4 +440,10 @@ pub(crate) struct BenchArgs {
     /// `redis-benchmark -P`. At most 64.
     #[arg(long, default_value_t = 1)]
     pub(crate) pipeline: usize,
+    /// Send with `sendto` instead of connecting each KV client's socket to the host it
+    /// sends to. Connected sockets cost the load generator less (no route lookup per
+    /// datagram) but receive only from that address: use this flag when hosts answer from
+    /// another address than the one they are reached at (behind a NAT or proxy).
+    #[arg(long)]
+    pub(crate) unconnected: bool,
 }

@@ -94,6 +94,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
         progress: true,
         load_threads: DEFAULT_LOAD_THREADS,
         pipeline: 1,
+        connect: true,
     };
     println!("phase 1: 16 clients, 128-byte values, 50% reads, 3 s");
     let steady = run_rsl(&setup, &opts).map_err(|e| e.to_string())?;

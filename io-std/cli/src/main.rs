@@ -88,6 +88,7 @@ fn bench(
         progress: !a.json,
         load_threads: threads,
         pipeline: a.pipeline,
+        connect: !a.unconnected,
     };
     if a.pipeline == 0 || a.pipeline > fleet_engine::rsl::group::MAX_GROUP_REQUESTS {
         return Err(format!("--pipeline must be 1 to {}", fleet_engine::rsl::group::MAX_GROUP_REQUESTS));

@@ -47,6 +47,14 @@ pub trait LoadClient: Send + 'static {
     fn refused(&self) -> bool {
         false
     }
+    /// Whether every datagram for this client comes from the address it last sent to, so
+    /// that its socket may be connected there ([`super::options::BenchOptions::connect`]).
+    /// False unless a client says so: an RSL follower passes a request on to the leader,
+    /// and the leader answers (a connected RSL client misses every answer after a leader
+    /// change).
+    fn answered_by_destination(&self) -> bool {
+        false
+    }
 }
 
 /// How an operation ended.
@@ -207,6 +215,11 @@ impl LoadClient for KvLoad {
     }
     fn refused(&self) -> bool {
         self.1
+    }
+    /// A KV host answers each request itself, a redirect included; a client redirected
+    /// sends to the owner next, and its socket follows.
+    fn answered_by_destination(&self) -> bool {
+        true
     }
     fn tick(&mut self, now: Instant, out: &mut Outbox<'_>) {
         self.0.tick(now, out);

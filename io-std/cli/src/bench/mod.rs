@@ -90,11 +90,13 @@ fn run_load<C: LoadClient>(
             }
         };
         let client = make(c)?;
+        let link = worker::Link::new(opts.connect && client.answered_by_destination());
         let rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
         let l = Logical {
             client,
             socket,
             seal,
+            link,
             id: c as u64,
             rng,
             n: 0,

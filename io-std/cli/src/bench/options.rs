@@ -37,6 +37,13 @@ pub struct BenchOptions {
     /// session: up to this many operations packed into one request (a group, executed in
     /// order, each exactly once), as `redis-benchmark -P` does. Not used by KV clients.
     pub pipeline: usize,
+    /// Connect each client's socket to the server it sends to, where the service answers
+    /// from there (KV; not RSL, whose leader answers requests sent to followers). The kernel
+    /// then skips a route lookup per datagram: 13 % less load-generator CPU per KV
+    /// operation on the 2-CPU machine (docs/performance.md, session 42). Off for servers
+    /// that answer from another address than the one they are sent to (behind a NAT or
+    /// proxy, `--bind` to another address): their answers would be dropped.
+    pub connect: bool,
 }
 
 impl BenchOptions {
@@ -57,6 +64,7 @@ impl BenchOptions {
             progress: false,
             load_threads: DEFAULT_LOAD_THREADS,
             pipeline: 1,
+            connect: true,
         }
     }
 }

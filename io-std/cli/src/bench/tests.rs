@@ -69,6 +69,7 @@ fn invocation_time_precedes_the_request_leaving() {
         progress: false,
         load_threads: DEFAULT_LOAD_THREADS,
         pipeline: 1,
+        connect: true,
     };
     let eps = vec![to_endpoint(addr)];
     let pause = Duration::from_millis(5);
@@ -115,6 +116,7 @@ fn options(history: Option<std::path::PathBuf>) -> BenchOptions {
         progress: false,
         load_threads: DEFAULT_LOAD_THREADS,
         pipeline: 1,
+        connect: true,
     }
 }
 

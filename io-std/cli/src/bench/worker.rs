@@ -1,6 +1,7 @@
 //! One load thread: its share of the logical clients (a UDP socket each) driven from a single
 //! `mio` poll loop, closed-loop, with every operation timed and optionally recorded.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
@@ -56,6 +57,8 @@ pub(super) struct Logical<C> {
     pub(super) socket: mio::net::UdpSocket,
     /// Seals and opens this client's datagrams when the cluster has keys.
     pub(super) seal: Option<ClientSeal>,
+    /// How `socket` sends: connected to its server or not.
+    pub(super) link: Link,
     pub(super) id: u64,
     pub(super) rng: u64,
     pub(super) n: u64,
@@ -89,7 +92,44 @@ pub(super) struct Shared {
     pub(super) done: Arc<AtomicU64>,
 }
 
-fn send_all(socket: &mio::net::UdpSocket, out: &Outbox<'_>, seal: &mut Option<ClientSeal>) {
+/// How a client's socket reaches its servers: `send_to` each time, or connected to the
+/// server it last sent to ([`BenchOptions::connect`]).
+pub(super) struct Link {
+    connect: bool,
+    /// The address the socket is connected to.
+    peer: Option<SocketAddr>,
+}
+
+impl Link {
+    /// A link that connects its socket when `connect`.
+    pub(super) fn new(connect: bool) -> Link {
+        Link { connect, peer: None }
+    }
+
+    /// Sends `bytes` to `dst`. A connected socket skips the kernel's route lookup for each
+    /// datagram; it then receives only from `dst`, which a client whose servers answer
+    /// from where it sent ([`LoadClient::answered_by_destination`]) does not notice: a late
+    /// answer from a server it left is dropped, as the network may drop it anyway.
+    fn send(&mut self, socket: &mio::net::UdpSocket, dst: SocketAddr, bytes: &[u8]) {
+        if !self.connect {
+            let _ = socket.send_to(bytes, dst);
+            return;
+        }
+        if self.peer != Some(dst) {
+            if socket.connect(dst).is_err() {
+                // Not connected anywhere usable: this datagram goes as an unconnected one
+                // would, and the next send tries again.
+                self.peer = None;
+                let _ = socket.send_to(bytes, dst);
+                return;
+            }
+            self.peer = Some(dst);
+        }
+        let _ = socket.send(bytes);
+    }
+}
+
+fn send_all(socket: &mio::net::UdpSocket, out: &Outbox<'_>, seal: &mut Option<ClientSeal>, link: &mut Link) {
     for (dst, bytes) in out.iter() {
         let bytes = match seal.as_mut() {
             None => Some(bytes),
@@ -97,7 +137,7 @@ fn send_all(socket: &mio::net::UdpSocket, out: &Outbox<'_>, seal: &mut Option<Cl
         };
         // WouldBlock or an error is a lost datagram: the client retransmits.
         if let Some(bytes) = bytes {
-            let _ = socket.send_to(bytes, to_socket_addr(dst));
+            link.send(socket, to_socket_addr(dst), bytes);
         }
     }
 }
@@ -152,7 +192,7 @@ fn start_op<C: LoadClient>(
     let mut unsent = l.current.split_off(started.min(l.current.len()));
     unsent.truncate(carried.saturating_sub(started));
     l.carried = unsent;
-    send_all(&l.socket, &o, &mut l.seal);
+    send_all(&l.socket, &o, &mut l.seal, &mut l.link);
 }
 
 /// Ends the outstanding request: `completed` with one result per operation in
@@ -288,7 +328,7 @@ pub(super) fn load_thread<C: LoadClient>(
                         let mut o = out.outbox();
                         let now = clock.now();
                         let completed = l.client.on_datagram(now, to_endpoint(from), datagram, &mut o, &mut l.results);
-                        send_all(&l.socket, &o, &mut l.seal);
+                        send_all(&l.socket, &o, &mut l.seal, &mut l.link);
                         if completed {
                             finish_request(&mut w, l, &opts, &shared, true);
                             if StdInstant::now() < shared.stop_at {
@@ -313,7 +353,7 @@ pub(super) fn load_thread<C: LoadClient>(
             } else if l.client.next_deadline() <= now {
                 let mut o = out.outbox();
                 l.client.tick(now, &mut o);
-                send_all(&l.socket, &o, &mut l.seal);
+                send_all(&l.socket, &o, &mut l.seal, &mut l.link);
             }
         }
     }
@@ -335,7 +375,73 @@ pub(super) fn load_thread<C: LoadClient>(
 
 #[cfg(test)]
 mod tests {
-    use super::push_hex;
+    use super::{push_hex, Link};
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    fn server() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s
+    }
+
+    fn client() -> mio::net::UdpSocket {
+        mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap()
+    }
+
+    fn recv(s: &UdpSocket) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        let (n, _) = s.recv_from(&mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn a_connected_link_follows_its_destination_and_hears_only_it() {
+        let (a, b, stray) = (server(), server(), server());
+        let socket = client();
+        let me = socket.local_addr().unwrap();
+        let mut link = Link::new(true);
+        link.send(&socket, a.local_addr().unwrap(), b"to a");
+        assert_eq!(recv(&a), b"to a");
+        assert_eq!(link.peer, Some(a.local_addr().unwrap()));
+        // Redirected: the socket follows to b, and b's answer arrives.
+        link.send(&socket, b.local_addr().unwrap(), b"to b");
+        assert_eq!(recv(&b), b"to b");
+        assert_eq!(link.peer, Some(b.local_addr().unwrap()));
+        stray.send_to(b"stray", me).unwrap();
+        b.send_to(b"answer", me).unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        for _ in 0..200 {
+            if let Ok(n) = socket.recv(&mut buf) {
+                got.push(buf[..n].to_vec());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(got, vec![b"answer".to_vec()], "a connected socket hears only its server");
+    }
+
+    #[test]
+    fn an_unconnected_link_hears_everyone() {
+        let (a, stray) = (server(), server());
+        let socket = client();
+        let me = socket.local_addr().unwrap();
+        let mut link = Link::new(false);
+        link.send(&socket, a.local_addr().unwrap(), b"to a");
+        assert_eq!(recv(&a), b"to a");
+        assert_eq!(link.peer, None);
+        stray.send_to(b"stray", me).unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = None;
+        for _ in 0..200 {
+            if let Ok(n) = socket.recv(&mut buf) {
+                got = Some(buf[..n].to_vec());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(got, Some(b"stray".to_vec()));
+    }
 
     #[test]
     fn values_are_written_as_format_writes_them() {

@@ -35,6 +35,7 @@ fn options(keys: u64, first_key: u64, duration: Duration, fill: bool) -> BenchOp
         progress: false,
         load_threads: DEFAULT_LOAD_THREADS,
         pipeline: 1,
+        connect: true,
     }
 }
 

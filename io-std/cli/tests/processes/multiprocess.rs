@@ -231,6 +231,7 @@ fn kv_shards_under_load_lose_no_write() {
         progress: false,
         load_threads: DEFAULT_LOAD_THREADS,
         pipeline: 1,
+        connect: true,
     };
     let result = std::thread::scope(|s| {
         let bench = s.spawn(|| fleet_cli::bench::run_kv(&setup, &opts));
