@@ -5,6 +5,15 @@
 //! `local(g) = offset + g + g * drift_ppm / 10^6`. A host's timer deadline (local) is mapped
 //! back to the first global instant at which the host's clock reaches it.
 
+/// `x * num / den`, truncated toward zero as 128-bit arithmetic does, in 64 bits when the
+/// product fits (every realistic run): 128-bit division was a tenth of the simulator's time.
+fn mul_div(x: u64, num: i64, den: i64) -> i128 {
+    match i64::try_from(x).ok().and_then(|x| x.checked_mul(num)) {
+        Some(product) => i128::from(product / den),
+        None => i128::from(x) * i128::from(num) / i128::from(den),
+    }
+}
+
 /// One host's clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostClock {
@@ -20,15 +29,10 @@ impl HostClock {
 
     /// The host's reading at global time `g`.
     pub fn local(&self, g: u64) -> u64 {
-        // In 64 bits when the product fits (every realistic run): 128-bit division was a
-        // tenth of the simulator's time, and both truncate alike, so the readings are equal.
         if self.drift_ppm == 0 {
             return self.offset_us.saturating_add(g);
         }
-        let scaled = match i64::try_from(g).ok().and_then(|g| g.checked_mul(self.drift_ppm)) {
-            Some(product) => i128::from(product / 1_000_000),
-            None => i128::from(g) * i128::from(self.drift_ppm) / 1_000_000,
-        };
+        let scaled = mul_div(g, self.drift_ppm, 1_000_000);
         (i128::from(self.offset_us) + i128::from(g) + scaled).max(0) as u64
     }
 
@@ -44,17 +48,9 @@ impl HostClock {
         if self.drift_ppm == 0 {
             return l - self.offset_us;
         }
-        let rate = 1_000_000 + i128::from(self.drift_ppm);
-        let since = l - self.offset_us;
-        let in_64_bits = i64::try_from(since)
-            .ok()
-            .and_then(|s| s.checked_mul(1_000_000))
-            .zip(1_000_000i64.checked_add(self.drift_ppm))
-            .map(|(scaled, rate)| scaled / rate);
-        let mut g = match in_64_bits {
-            Some(g) => g.max(0) as u64,
-            None => ((i128::from(since) * 1_000_000) / rate).max(0) as u64,
-        };
+        // `drift_ppm > -1,000,000`: the rate is positive.
+        let rate = 1_000_000i64.saturating_add(self.drift_ppm);
+        let mut g = mul_div(l - self.offset_us, 1_000_000, rate).max(0) as u64;
         while g > 0 && self.local(g - 1) >= l {
             g -= 1;
         }

@@ -117,73 +117,13 @@ fn fingerprint<T: std::hash::Hash>(t: &T) -> u64 {
     h.finish()
 }
 
-/// A fast 64-bit hash of a whole state (FxHash's multiply-rotate over 8-byte words), for the
-/// set of states a walk has seen: SipHash over every replica and datagram of each
-/// candidate state was a sixth of a walk's time. Only set membership depends on it (and a
-/// collision would at worst skip one state of a walk); the actions' random priorities
-/// keep [`fingerprint`], so the walks themselves are unchanged.
+/// A fast 64-bit hash of a whole state for the set of states a walk has seen: aHash with
+/// fixed seeds, which stateright uses for its own fingerprints. SipHash over every replica
+/// and datagram of each candidate state was a sixth of a walk's time. Only set membership
+/// depends on it (a collision would at worst skip one state of a walk); the actions' random
+/// priorities keep [`fingerprint`], so the walks themselves are unchanged.
 fn state_fingerprint<T: std::hash::Hash>(t: &T) -> u64 {
-    use std::hash::Hasher;
-    let mut h = WordHasher(0);
-    t.hash(&mut h);
-    h.finish()
-}
-
-/// See [`state_fingerprint`].
-struct WordHasher(u64);
-
-impl WordHasher {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
-    }
-}
-
-impl std::hash::Hasher for WordHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.mix(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            // The length keeps "ab" + "" apart from "a" + "b".
-            self.mix(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.mix(u64::from(i));
-    }
-
-    fn write_u16(&mut self, i: u16) {
-        self.mix(u64::from(i));
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.mix(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.mix(i);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.mix(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // A final avalanche, so that states differing in one late word spread over the set.
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
+    ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(t)
 }
 
 /// What one walk found.

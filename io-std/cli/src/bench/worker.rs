@@ -408,13 +408,17 @@ mod tests {
         link.send(&socket, b.local_addr().unwrap(), b"to b");
         assert_eq!(recv(&b), b"to b");
         assert_eq!(link.peer, Some(b.local_addr().unwrap()));
+        // The stray goes first: had the socket taken it, it would be queued before the answer.
         stray.send_to(b"stray", me).unwrap();
         b.send_to(b"answer", me).unwrap();
         let mut buf = [0u8; 64];
         let mut got = Vec::new();
-        for _ in 0..200 {
+        for _ in 0..400 {
             if let Ok(n) = socket.recv(&mut buf) {
                 got.push(buf[..n].to_vec());
+            }
+            if got.last().is_some_and(|d| d == b"answer") {
+                break;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
