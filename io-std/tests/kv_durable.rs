@@ -355,6 +355,7 @@ fn damage_inside_the_log_or_a_missing_segment_stops_the_start_naming_the_file() 
         assert!(err.contains(&format!("{} is corrupt at byte {offset}", segment.display())), "{err}");
         flip(&segment, second.start + FRAME_HEADER_BYTES + 2);
         Rig::open(&dir, 64 << 20).expect("repaired, it opens");
+        std::fs::remove_dir_all(&dir).unwrap();
 
         // Several segments; the newest image is gone and so is the segment after the
         // previous one: the inputs the previous image needs do not follow on from it.
@@ -377,6 +378,30 @@ fn damage_inside_the_log_or_a_missing_segment_stops_the_start_naming_the_file() 
         let err = Rig::open(&dir, 16 << 10).err().expect("no image, a log").to_string();
         assert!(err.contains("no usable image") && err.contains("Move the directory aside"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// Every file in `dir` and its length.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files: Vec<_> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).map(|e| (e.path(), e.metadata().unwrap().len())).collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_dropped_host_leaves_nothing_writing_in_its_directory() {
+    big_stack(|| {
+        let dir = scratch("dropped");
+        // At this threshold, the next log segment takes a thread a second or more to
+        // zero-fill: it is still at work when the host is dropped.
+        let mut rig = Rig::new(&dir, 64 << 20);
+        rig.load(30, 100);
+        drop(rig.host);
+        let at_drop = listing(&dir);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(listing(&dir), at_drop, "a thread of the dropped host wrote on");
+        std::fs::remove_dir_all(&dir).unwrap();
     });
 }
 

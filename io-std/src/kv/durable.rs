@@ -82,7 +82,6 @@ struct ImageJob {
 /// A KV host in durable mode (see the module docs).
 pub struct DurableKvHost {
     host: Box<KvServerHost>,
-    dir: DataDir,
     wal: Wal,
     record: Vec<u8>,
     /// Added to the event loop's clock to give the engine's: the host's clock goes on across
@@ -110,6 +109,9 @@ pub struct DurableKvHost {
     newest_segment: Option<u64>,
     compact_after: u64,
     failed: Option<String>,
+    /// Declared last, so dropped last: the directory's lock is released only once the
+    /// log's threads and the image writer have stopped (see `Drop`).
+    dir: DataDir,
 }
 
 impl DurableKvHost {
@@ -291,6 +293,18 @@ impl DurableKvHost {
             .map_err(ServerError::Io)?;
         self.job = Some(ImageJob { segment, handle });
         Ok(())
+    }
+}
+
+impl Drop for DurableKvHost {
+    /// Waits for an image being written: a writer that outlived its host would still be
+    /// writing the image's temporary file while the next host opened on this directory
+    /// writes its own there. The finished image is not installed: the next open recovers
+    /// from the one before it and the log, as after a crash.
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let _ = job.handle.join();
+        }
     }
 }
 

@@ -93,7 +93,6 @@ struct SnapshotJob {
 /// A replica in durable mode (see the module docs).
 pub struct DurableReplica<A: App> {
     replica: Box<StdReplica<A>>,
-    dir: DataDir,
     wal: Wal,
     record: Vec<u8>,
     /// Records are queued or written, unsynced, since then.
@@ -113,6 +112,9 @@ pub struct DurableReplica<A: App> {
     /// The log's compaction threshold ([`COMPACT_AFTER_BYTES`] unless configured).
     compact_after: u64,
     failed: Option<String>,
+    /// Declared last, so dropped last: the directory's lock is released only once the
+    /// log's threads and the snapshot writer have stopped (see `Drop`).
+    dir: DataDir,
 }
 
 impl<A> DurableReplica<A>
@@ -421,6 +423,18 @@ fn recover_boxed<A: App>(
     StdReplica::recover(setup.config.clone(), id, app, now, incarnation_nonce(), pieces, log).map(Box::new)
 }
 
+impl<A: App> Drop for DurableReplica<A> {
+    /// Waits for a snapshot being written: a writer that outlived its replica would still
+    /// be writing the snapshot's temporary file while the next replica opened on this
+    /// directory writes its own there. The finished snapshot is not installed: the next open
+    /// recovers from the one before it and the log, as after a crash.
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let _ = job.handle.join();
+        }
+    }
+}
+
 impl<A> Host for DurableReplica<A>
 where
     A: App + Send + 'static,
@@ -518,5 +532,41 @@ where
 
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         self.wal.wake_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rsl::replica::ServerApp;
+    use crate::ClusterFile;
+
+    #[test]
+    fn a_dropped_replica_leaves_nothing_writing_in_its_directory() {
+        // A replica is megabytes, built in place: a server's stack.
+        let run = || {
+            let file = "[rsl]\nreplicas = [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\"]\n";
+            let setup = ClusterFile::parse(file).unwrap().rsl().unwrap();
+            let dir = std::env::temp_dir().join(format!("fleet-rsl-durable-drop-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            // The default threshold: the next log segment takes a thread a second or more
+            // to zero-fill, and is still being written when the replica is dropped.
+            let replica = DurableReplica::open(&setup, 0, &dir, ServerApp::new(64), Instant::ZERO).unwrap();
+            drop(replica);
+            let listing = || {
+                let mut files: Vec<(std::path::PathBuf, u64)> = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .map(|e| e.unwrap())
+                    .map(|e| (e.path(), e.metadata().unwrap().len()))
+                    .collect();
+                files.sort();
+                files
+            };
+            let at_drop = listing();
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(listing(), at_drop, "a thread of the dropped replica wrote on");
+            std::fs::remove_dir_all(&dir).unwrap();
+        };
+        std::thread::Builder::new().stack_size(256 << 20).spawn(run).unwrap().join().unwrap();
     }
 }

@@ -15,11 +15,17 @@
 //! log starts plain segments that grow as they are written: slower syncs, same contents.
 //! A segment is prepared only while the file system has room for two more: zeros must
 //! never take the space the log itself is about to need.
+//!
+//! Dropping a [`Preparer`] stops its thread and waits for it: nothing writes in the data
+//! directory once its owner is gone (a host reopened on the same directory in the same
+//! process must not share its next segment with a writer of zeros).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// The prepared segment's file name in the data directory.
@@ -37,6 +43,8 @@ pub struct Preparer {
     bytes: u64,
     job: Option<JoinHandle<io::Result<()>>>,
     ready: bool,
+    /// Set when the preparer is dropped: the thread stops after its current step.
+    stop: Arc<AtomicBool>,
 }
 
 impl Preparer {
@@ -48,7 +56,7 @@ impl Preparer {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let mut p = Preparer { path, bytes, job: None, ready: false };
+        let mut p = Preparer { path, bytes, job: None, ready: false, stop: Arc::new(AtomicBool::new(false)) };
         p.prepare_next();
         Ok(p)
     }
@@ -62,9 +70,10 @@ impl Preparer {
         if self.bytes == 0 {
             return;
         }
-        let (path, bytes) = (self.path.clone(), self.bytes);
+        let (path, bytes, stop) = (self.path.clone(), self.bytes, Arc::clone(&self.stop));
         // A thread that cannot start means plain segments (see the module docs).
-        self.job = std::thread::Builder::new().name("wal-prepare".into()).spawn(move || zero_fill(&path, bytes)).ok();
+        self.job =
+            std::thread::Builder::new().name("wal-prepare".into()).spawn(move || zero_fill(&path, bytes, &stop)).ok();
     }
 
     /// Moves the prepared segment to `to` (waiting for it if it is still being written),
@@ -81,14 +90,26 @@ impl Preparer {
     }
 }
 
-/// Writes `bytes` zeros to a new file at `path` and syncs it; on failure removes it (a full
-/// disk must not stay full of zeros).
-fn zero_fill(path: &Path, bytes: u64) -> io::Result<()> {
+impl Drop for Preparer {
+    /// Stops the thread after its current step (it removes its unfinished segment) and
+    /// waits for it.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(job) = self.job.take() {
+            let _ = job.join();
+        }
+    }
+}
+
+/// Writes `bytes` zeros to a new file at `path` and syncs it; on failure, or when `stop`
+/// is set before it is done, removes it (a full disk must not stay full of zeros, and an
+/// unfinished segment is of no use).
+fn zero_fill(path: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<()> {
     let free = free_bytes(path.parent().unwrap_or(Path::new(".")))?;
     if free < bytes.saturating_mul(2) {
         return Err(io::Error::new(io::ErrorKind::StorageFull, "no room to prepare a log segment"));
     }
-    let result = write_zeros(path, bytes);
+    let result = write_zeros(path, bytes, stop);
     if result.is_err() {
         let _ = fs::remove_file(path);
     }
@@ -101,11 +122,14 @@ fn free_bytes(dir: &Path) -> io::Result<u64> {
     Ok(s.blocks_available().saturating_mul(s.fragment_size()))
 }
 
-fn write_zeros(path: &Path, bytes: u64) -> io::Result<()> {
+fn write_zeros(path: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<()> {
     let file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
     let zeros = vec![0u8; ZERO_CHUNK_BYTES];
     let mut at = 0u64;
     while at < bytes {
+        if stop.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "preparer dropped"));
+        }
         let n = (bytes - at).min(ZERO_CHUNK_BYTES as u64) as usize;
         file.write_all_at(&zeros[..n], at)?;
         at += n as u64;
@@ -143,6 +167,23 @@ mod tests {
         assert!(is_preallocated(&File::open(dir.join("b")).unwrap(), 3 << 20));
         let mut off = Preparer::start(&dir, 0).unwrap();
         assert!(!off.take(&dir.join("c")), "no preparing at 0 bytes");
+        drop(p);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_dropped_preparer_stops_writing_and_leaves_no_unfinished_segment() {
+        let dir = std::env::temp_dir().join(format!("fleet-prepare-drop-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        // 64 MiB takes the thread a second or more, in 2 ms pauses between 256 KiB steps.
+        let p = Preparer::start(&dir, 64 << 20).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        drop(p);
+        let prepared = dir.join(PREPARED_FILE);
+        assert!(!prepared.exists(), "the unfinished segment was left, or is still being written");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!prepared.exists(), "something wrote in the directory after the drop");
+        fs::remove_dir(&dir).unwrap();
     }
 }
