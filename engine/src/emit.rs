@@ -3,9 +3,12 @@
 use serde::Serialize;
 
 use crate::endpoint::Endpoint;
+use crate::kv::Frame;
 use crate::outbox::{Outbox, PushError};
+use crate::rsl::msg::RslMsg;
+use crate::rsl::msg_codec;
 use crate::stats::Stats;
-use crate::wire::{self, Protocol};
+use crate::wire::{self, EncodeError, Protocol};
 
 /// How a message is wrapped: a protocol's plain envelope, or an RSL datagram naming the
 /// sender's cluster.
@@ -25,12 +28,31 @@ impl From<Protocol> for Envelope {
     }
 }
 
-fn encode_in<T: Serialize>(envelope: Envelope, msg: &T, buf: &mut [u8]) -> Result<usize, crate::wire::EncodeError> {
-    match envelope {
-        Envelope::Plain(p) => wire::encode(p, msg, buf),
-        Envelope::Rsl(cluster) => wire::encode_rsl(cluster, msg, buf),
-        Envelope::Kv(cluster) => wire::encode_in_cluster(Protocol::Kv, cluster, msg, buf),
+/// A message the engine sends: its body, as postcard writes it.
+pub(crate) trait Body: Serialize {
+    /// Writes the body into `buf`; returns its length.
+    fn write_body(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        wire::to_slice(self, buf)
     }
+}
+
+/// The kinds every operation sends are written by hand (`rsl::msg_codec`).
+impl Body for RslMsg<'_> {
+    fn write_body(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        msg_codec::encode_body(self, buf)
+    }
+}
+
+impl Body for Frame<'_> {}
+
+fn encode_in<T: Body>(envelope: Envelope, msg: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let (protocol, cluster) = match envelope {
+        Envelope::Plain(p) if !wire::carries_cluster(p) => return wire::encode(p, msg, buf),
+        Envelope::Plain(p) => (p, wire::ANY_CLUSTER),
+        Envelope::Rsl(cluster) => (Protocol::Rsl, cluster),
+        Envelope::Kv(cluster) => (Protocol::Kv, cluster),
+    };
+    wire::encode_in_cluster_with(protocol, cluster, buf, |body| msg.write_body(body))
 }
 
 fn count(stats: &mut Stats, r: Result<usize, PushError>) -> Option<usize> {
@@ -51,7 +73,7 @@ fn count(stats: &mut Stats, r: Result<usize, PushError>) -> Option<usize> {
 }
 
 /// Encodes `msg` for `dst`, at most `max` bytes; true if it was queued.
-pub(crate) fn send<T: Serialize>(
+pub(crate) fn send<T: Body>(
     out: &mut Outbox<'_>,
     stats: &mut Stats,
     envelope: impl Into<Envelope>,
@@ -64,7 +86,7 @@ pub(crate) fn send<T: Serialize>(
 }
 
 /// Encodes `msg` once and queues a copy for every endpoint in `dsts`.
-pub(crate) fn broadcast<T: Serialize>(
+pub(crate) fn broadcast<T: Body>(
     out: &mut Outbox<'_>,
     stats: &mut Stats,
     envelope: impl Into<Envelope>,

@@ -118,6 +118,17 @@ pub fn encode_in_cluster<T: Serialize>(
     msg: &T,
     buf: &mut [u8],
 ) -> Result<usize, EncodeError> {
+    encode_in_cluster_with(protocol, cluster, buf, |body| to_slice(msg, body))
+}
+
+/// [`encode_in_cluster`] with the body written by `body` (into the buffer after the
+/// header; it returns the body's length).
+pub(crate) fn encode_in_cluster_with(
+    protocol: Protocol,
+    cluster: u32,
+    buf: &mut [u8],
+    body: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<usize, EncodeError> {
     if buf.len() < RSL_HEADER_BYTES {
         return Err(EncodeError::BufferFull);
     }
@@ -125,7 +136,7 @@ pub fn encode_in_cluster<T: Serialize>(
     buf[1] = WIRE_VERSION;
     buf[2] = protocol as u8;
     buf[HEADER_BYTES..RSL_HEADER_BYTES].copy_from_slice(&cluster.to_le_bytes());
-    Ok(RSL_HEADER_BYTES + to_slice(msg, &mut buf[RSL_HEADER_BYTES..])?)
+    Ok(RSL_HEADER_BYTES + body(&mut buf[RSL_HEADER_BYTES..])?)
 }
 
 /// Checks an RSL datagram's envelope and decodes it: the sender's cluster identity and the
@@ -140,12 +151,18 @@ pub fn decode_in_cluster<'a, T: Deserialize<'a>>(
     protocol: Protocol,
     datagram: &'a [u8],
 ) -> Result<(u32, T), DecodeError> {
+    let (cluster, body) = cluster_body(protocol, datagram)?;
+    decode_exact(body).map(|m| (cluster, m))
+}
+
+/// Checks a `protocol` (RSL or KV) datagram's envelope: the sender's cluster identity and
+/// the message body.
+pub(crate) fn cluster_body(protocol: Protocol, datagram: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
     let body = check_envelope(protocol, datagram)?;
     let Some((id, body)) = body.split_at_checked(RSL_HEADER_BYTES - HEADER_BYTES) else {
         return Err(DecodeError::TooShort);
     };
-    let cluster = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
-    decode_exact(body).map(|m| (cluster, m))
+    Ok((u32::from_le_bytes([id[0], id[1], id[2], id[3]]), body))
 }
 
 /// Checks the envelope and decodes the body, borrowing byte fields from `datagram` (for

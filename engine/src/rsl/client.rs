@@ -21,7 +21,7 @@ use crate::endpoint::Endpoint;
 use crate::outbox::Outbox;
 use crate::stats::Stats;
 use crate::time::Instant;
-use crate::wire::{self, Bytes, Protocol};
+use crate::wire::{self, Bytes};
 
 use super::batch::EntryKind;
 use super::config::BATCH_OVERHEAD_BYTES;
@@ -246,7 +246,7 @@ impl<const R: usize, const D: usize> Client<R, D> {
     /// Takes a received datagram; returns the reply if it answers the outstanding request.
     pub fn handle<'d>(&mut self, now: Instant, from: Endpoint, datagram: &'d [u8]) -> Option<Completed<'d>> {
         Stats::bump(&mut self.stats.datagrams_in);
-        let Ok(msg) = wire::decode::<RslMsg<'d>>(Protocol::Rsl, datagram) else {
+        let Ok(msg) = crate::rsl::msg_codec::decode_rsl(datagram).map(|(_, m)| m) else {
             Stats::bump(&mut self.stats.decode_errors);
             return None;
         };
@@ -383,6 +383,7 @@ impl<const R: usize, const D: usize> core::hash::Hash for Client<R, D> {
 mod tests {
     use super::*;
     use crate::outbox::OutboxBuf;
+    use crate::wire::Protocol;
 
     fn eps() -> [Endpoint; 3] {
         [Endpoint::v4([127, 0, 0, 1], 1), Endpoint::v4([127, 0, 0, 1], 2), Endpoint::v4([127, 0, 0, 1], 3)]

@@ -24,6 +24,7 @@ pub mod learner;
 pub mod lease;
 pub mod membership;
 pub mod msg;
+pub mod msg_codec;
 pub mod proposer;
 pub mod reads;
 pub mod rejoin;

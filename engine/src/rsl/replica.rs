@@ -241,7 +241,7 @@ impl<
         }
         let before = self.monotone_snapshot();
         let ops_before = self.executor.ops_complete;
-        match wire::decode_rsl::<RslMsg<'_>>(datagram) {
+        match crate::rsl::msg_codec::decode_rsl(datagram) {
             Err(_) => Stats::bump(&mut self.stats.decode_errors),
             // A client may not know the identity; one that names another cluster was
             // configured for it.

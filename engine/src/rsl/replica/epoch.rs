@@ -239,7 +239,7 @@ impl<
     /// client of its epoch is told where the cluster went, and a replica of its epoch that
     /// asks for state is supplied. Nothing else changes.
     pub(super) fn handle_retired(&mut self, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
-        match wire::decode_rsl::<RslMsg<'_>>(datagram) {
+        match crate::rsl::msg_codec::decode_rsl(datagram) {
             Err(_) => Stats::bump(&mut self.stats.decode_errors),
             Ok((_, RslMsg::MembersRequest { nonce })) => self.send_members(from, nonce, wire::ANY_CLUSTER, out),
             Ok((_, RslMsg::StatusRequest { nonce })) => self.answer_status(from, nonce, out),

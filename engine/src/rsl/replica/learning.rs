@@ -29,7 +29,6 @@ use crate::rsl::journal::Journal;
 use crate::rsl::msg::RslMsg;
 use crate::stats::Stats;
 use crate::time::Instant;
-use crate::wire;
 
 /// What a learner keeps besides the replica's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,7 +95,7 @@ impl<
     /// a membership from a later epoch is followed, status and membership questions are
     /// answered; nothing else changes.
     pub(super) fn handle_learning(&mut self, now: Instant, from: Endpoint, datagram: &[u8], out: &mut Outbox<'_>) {
-        match wire::decode_rsl::<RslMsg<'_>>(datagram) {
+        match crate::rsl::msg_codec::decode_rsl(datagram) {
             Err(_) => Stats::bump(&mut self.stats.decode_errors),
             Ok((_, RslMsg::StatusRequest { nonce })) => self.answer_status(from, nonce, out),
             Ok((cluster, RslMsg::MembersRequest { nonce })) => self.send_members(from, nonce, cluster, out),
