@@ -78,6 +78,7 @@ pub mod stats;
 mod test_rng;
 pub mod time;
 pub mod wire;
+mod writer;
 
 /// The format of the durable records the engines hand to bindings (RSL acceptor, executed
 /// and snapshot records; KV inputs and images). A binding stores it beside the records and

@@ -11,6 +11,7 @@
 use super::msg::RslMsg;
 use crate::reader::Reader;
 use crate::wire::{self, Bytes, DecodeError, EncodeError, Protocol};
+use crate::writer::{put_bytes, put_varint};
 
 /// Variant indices of the four kinds (their order in [`RslMsg`]).
 const REQUEST: u32 = 0;
@@ -32,28 +33,10 @@ fn parts<'a>(msg: &RslMsg<'a>) -> Option<(u32, u64, &'a [u8])> {
 /// Writes `msg`'s body (postcard's encoding) into `buf`; returns its length.
 pub(crate) fn encode_body(msg: &RslMsg<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
     let Some((kind, seqno, bytes)) = parts(msg) else { return wire::to_slice(msg, buf) };
-    let mut at = 0;
-    at = put_varint(buf, at, u64::from(kind))?;
+    let mut at = put_varint(buf, 0, u64::from(kind))?;
     at = put_varint(buf, at, seqno)?;
     at = put_varint(buf, at, bytes.len() as u64)?;
-    let end = at.checked_add(bytes.len()).ok_or(EncodeError::BufferFull)?;
-    buf.get_mut(at..end).ok_or(EncodeError::BufferFull)?.copy_from_slice(bytes);
-    Ok(end)
-}
-
-/// Writes `value` as a varint at `buf[at..]`; returns where it ends.
-#[inline]
-fn put_varint(buf: &mut [u8], mut at: usize, mut value: u64) -> Result<usize, EncodeError> {
-    loop {
-        let slot = buf.get_mut(at).ok_or(EncodeError::BufferFull)?;
-        at += 1;
-        if value < 0x80 {
-            *slot = value as u8;
-            return Ok(at);
-        }
-        *slot = (value as u8) | 0x80;
-        value >>= 7;
-    }
+    put_bytes(buf, at, bytes)
 }
 
 /// Reads an RSL message body, which must be used up.
