@@ -64,13 +64,6 @@ impl<'a> Reader<'a> {
         None
     }
 
-    /// A `u8`: one byte as it is.
-    pub(crate) fn u8(&mut self) -> Option<u8> {
-        let (&byte, rest) = self.rest.split_first()?;
-        self.rest = rest;
-        Some(byte)
-    }
-
     /// A `u16`.
     pub(crate) fn u16(&mut self) -> Option<u16> {
         self.varint(16).map(|v| v as u16)

@@ -1,99 +1,62 @@
 //! The RSL messages every operation sends, written and read by hand: a client's `Request`
-//! and its `Reply` (a pipelined session's `Requests` and `Replies`), and the phase 2
-//! messages every batch sends, `TwoA` and `TwoB`. Through serde's generic path, encoding
-//! and decoding them cost about a seventh of the engine bench.
+//! and its `Reply`, and a pipelined session's `Requests` and `Replies`. Each is a `seqno`
+//! and a byte string. Through serde's generic path, encoding the request on the client and
+//! the reply on the leader and decoding both cost about a tenth of the engine bench.
 //!
-//! The bytes are postcard's, both ways: the variant index and integers as varints, a
-//! ballot's proposer as one byte, byte strings length-prefixed (see [`crate::reader`] for
-//! postcard's rules). Differential tests below hold the writer to `postcard::to_slice` and
-//! the reader to postcard's verdicts on random, cut and corrupted bodies. Every other kind
-//! goes through postcard.
+//! The bytes are postcard's, both ways: the variant index and the seqno as varints, then
+//! the length-prefixed bytes (see [`crate::reader`] for postcard's rules). Differential
+//! tests below hold the writer to `postcard::to_slice` and the reader to postcard's
+//! verdicts on random, cut and corrupted bodies. Every other kind goes through postcard.
 
-use super::ballot::Ballot;
 use super::msg::RslMsg;
 use crate::reader::Reader;
 use crate::wire::{self, Bytes, DecodeError, EncodeError, Protocol};
 use crate::writer::{put_bytes, put_varint};
 
-/// Variant indices of the kinds written by hand (their order in [`RslMsg`]).
+/// Variant indices of the four kinds (their order in [`RslMsg`]).
 const REQUEST: u32 = 0;
-const TWO_A: u32 = 3;
-const TWO_B: u32 = 4;
 const REPLY: u32 = 6;
 const REQUESTS: u32 = 15;
 const REPLIES: u32 = 16;
 
+/// The kind, seqno and bytes of `msg`, if it is one of the four.
+fn parts<'a>(msg: &RslMsg<'a>) -> Option<(u32, u64, &'a [u8])> {
+    match *msg {
+        RslMsg::Request { seqno, request } => Some((REQUEST, seqno, request.0)),
+        RslMsg::Reply { seqno, reply } => Some((REPLY, seqno, reply.0)),
+        RslMsg::Requests { seqno, requests } => Some((REQUESTS, seqno, requests.0)),
+        RslMsg::Replies { seqno, replies } => Some((REPLIES, seqno, replies.0)),
+        _ => None,
+    }
+}
+
 /// Writes `msg`'s body (postcard's encoding) into `buf`; returns its length.
 pub(crate) fn encode_body(msg: &RslMsg<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
-    let (kind, seqno, bytes) = match *msg {
-        RslMsg::Request { seqno, request } => (REQUEST, seqno, request.0),
-        RslMsg::Reply { seqno, reply } => (REPLY, seqno, reply.0),
-        RslMsg::Requests { seqno, requests } => (REQUESTS, seqno, requests.0),
-        RslMsg::Replies { seqno, replies } => (REPLIES, seqno, replies.0),
-        RslMsg::TwoA { bal, opn, batch } => return phase2(buf, TWO_A, bal, opn, batch.0, None),
-        RslMsg::TwoB { bal, opn, batch, opn_ckpt } => return phase2(buf, TWO_B, bal, opn, batch.0, Some(opn_ckpt)),
-        _ => return wire::to_slice(msg, buf),
-    };
+    let Some((kind, seqno, bytes)) = parts(msg) else { return wire::to_slice(msg, buf) };
     let mut at = put_varint(buf, 0, u64::from(kind))?;
     at = put_varint(buf, at, seqno)?;
     at = put_varint(buf, at, bytes.len() as u64)?;
     put_bytes(buf, at, bytes)
 }
 
-/// A 2a's body, or with `opn_ckpt` a 2b's.
-fn phase2(
-    buf: &mut [u8],
-    kind: u32,
-    bal: Ballot,
-    opn: u64,
-    batch: &[u8],
-    opn_ckpt: Option<u64>,
-) -> Result<usize, EncodeError> {
-    let mut at = put_varint(buf, 0, u64::from(kind))?;
-    at = put_varint(buf, at, bal.seqno)?;
-    at = put_bytes(buf, at, &[bal.proposer])?;
-    at = put_varint(buf, at, opn)?;
-    at = put_varint(buf, at, batch.len() as u64)?;
-    at = put_bytes(buf, at, batch)?;
-    match opn_ckpt {
-        Some(ckpt) => put_varint(buf, at, ckpt),
-        None => Ok(at),
-    }
-}
-
 /// Reads an RSL message body, which must be used up.
 pub(crate) fn decode_body(body: &[u8]) -> Result<RslMsg<'_>, DecodeError> {
     let mut r = Reader::new(body);
     let kind = r.u32().ok_or(DecodeError::Malformed)?;
-    let msg = match kind {
-        REQUEST | REPLY | REQUESTS | REPLIES => {
-            let seqno = r.u64().ok_or(DecodeError::Malformed)?;
-            let bytes = Bytes(r.bytes().ok_or(DecodeError::Malformed)?);
-            match kind {
-                REQUEST => RslMsg::Request { seqno, request: bytes },
-                REPLY => RslMsg::Reply { seqno, reply: bytes },
-                REQUESTS => RslMsg::Requests { seqno, requests: bytes },
-                _ => RslMsg::Replies { seqno, replies: bytes },
-            }
-        }
-        TWO_A | TWO_B => {
-            let bal = Ballot {
-                seqno: r.u64().ok_or(DecodeError::Malformed)?,
-                proposer: r.u8().ok_or(DecodeError::Malformed)?,
-            };
-            let opn = r.u64().ok_or(DecodeError::Malformed)?;
-            let batch = Bytes(r.bytes().ok_or(DecodeError::Malformed)?);
-            match kind {
-                TWO_A => RslMsg::TwoA { bal, opn, batch },
-                _ => RslMsg::TwoB { bal, opn, batch, opn_ckpt: r.u64().ok_or(DecodeError::Malformed)? },
-            }
-        }
-        _ => return wire::decode_exact(body),
-    };
-    match r.rest.is_empty() {
-        true => Ok(msg),
-        false => Err(DecodeError::TrailingBytes),
+    if !matches!(kind, REQUEST | REPLY | REQUESTS | REPLIES) {
+        return wire::decode_exact(body);
     }
+    let seqno = r.u64().ok_or(DecodeError::Malformed)?;
+    let bytes = Bytes(r.bytes().ok_or(DecodeError::Malformed)?);
+    if !r.rest.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    Ok(match kind {
+        REQUEST => RslMsg::Request { seqno, request: bytes },
+        REPLY => RslMsg::Reply { seqno, reply: bytes },
+        REQUESTS => RslMsg::Requests { seqno, requests: bytes },
+        _ => RslMsg::Replies { seqno, replies: bytes },
+    })
 }
 
 /// [`wire::decode_rsl`] for [`RslMsg`]: the sender's cluster identity and the message.
@@ -114,18 +77,13 @@ mod tests {
         heapless::Vec::from_slice(&buf[..n]).unwrap()
     }
 
-    /// One message of each kind written by hand; `seqno` also serves as the operation
-    /// number and checkpoint, `proposer` as the ballot's.
-    fn samples<'a>(seqno: u64, proposer: u8, bytes: &'a [u8]) -> [RslMsg<'a>; 6] {
+    fn samples<'a>(seqno: u64, bytes: &'a [u8]) -> [RslMsg<'a>; 4] {
         let b = Bytes(bytes);
-        let bal = Ballot { seqno: seqno.rotate_left(7), proposer };
         [
             RslMsg::Request { seqno, request: b },
             RslMsg::Reply { seqno, reply: b },
             RslMsg::Requests { seqno, requests: b },
             RslMsg::Replies { seqno, replies: b },
-            RslMsg::TwoA { bal, opn: seqno, batch: b },
-            RslMsg::TwoB { bal, opn: seqno >> 3, batch: b, opn_ckpt: seqno.rotate_right(9) },
         ]
     }
 
@@ -135,7 +93,7 @@ mod tests {
         let seqnos = [0, 1, 127, 128, 16_383, 16_384, u64::from(u32::MAX), u64::MAX];
         for seqno in seqnos {
             for len in [0, 1, 127, 128, 300] {
-                for msg in samples(seqno, seqno as u8, &data[..len]) {
+                for msg in samples(seqno, &data[..len]) {
                     let want = postcard_body(&msg);
                     let mut buf = [0u8; 512];
                     let n = encode_body(&msg, &mut buf).unwrap();
@@ -172,8 +130,8 @@ mod tests {
                 _ => u64::MAX - rng.below(4),
             };
             let len = rng.below(200) as usize;
-            let which = rng.below(6) as usize;
-            let msg = samples(seqno, rng.next() as u8, &data[..len])[which];
+            let which = rng.below(4) as usize;
+            let msg = samples(seqno, &data[..len])[which];
             let body = postcard_body(&msg);
             same_verdict(&body);
             assert_eq!(decode_body(&body), Ok(msg));
@@ -189,12 +147,12 @@ mod tests {
             // Random bytes behind one of the four kinds (and a few others).
             let mut random = [0u8; 24];
             random.iter_mut().for_each(|b| *b = rng.below(256) as u8);
-            random[0] = [0, 3, 4, 6, 15, 16, 1, 5, 21, 22, 0x80][rng.below(11) as usize];
+            random[0] = [0, 6, 15, 16, 1, 5, 21, 22, 0x80][rng.below(9) as usize];
             same_verdict(&random[..rng.below(24) as usize + 1]);
         }
         // Non-shortest varints are accepted, as postcard accepts them.
         same_verdict(&[0x80, 0x00, 0x85, 0x00, 0x01, 0xaa]);
-        assert_eq!(decode_body(&[0x80, 0x00, 0x85, 0x00, 0x01, 0xaa]), Ok(samples(5, 0, &[0xaa])[0]));
+        assert_eq!(decode_body(&[0x80, 0x00, 0x85, 0x00, 0x01, 0xaa]), Ok(samples(5, &[0xaa])[0]));
         // An empty body, and a kind past the last.
         same_verdict(&[]);
         same_verdict(&[99]);
