@@ -1,13 +1,15 @@
 //! Arbitrary bytes into the wire decoder: it never panics, and whatever decodes re-encodes
 //! to an equivalent message (decode(encode(m)) == m, and encoding is then a fixed point).
+//! The hand decoder replicas and clients use (`rsl::msg_codec`) gives postcard's verdict.
 #![no_main]
 
-use fleet_engine::rsl::batch;
+use fleet_engine::rsl::{batch, msg_codec};
 use fleet_engine::rsl::RslMsg;
 use fleet_engine::wire::{self, Protocol};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    assert_eq!(msg_codec::decode_rsl(data), wire::decode_rsl::<RslMsg<'_>>(data), "the hand decoder differs");
     for protocol in [Protocol::Rsl, Protocol::Kv] {
         let Ok(msg) = wire::decode::<RslMsg<'_>>(protocol, data) else { continue };
         let mut buf = vec![0u8; data.len() + 64];
