@@ -3,8 +3,8 @@
 //! The hand decoder replicas and clients use (`rsl::msg_codec`) gives postcard's verdict.
 #![no_main]
 
-use fleet_engine::rsl::{batch, msg_codec};
 use fleet_engine::rsl::RslMsg;
+use fleet_engine::rsl::{batch, msg_codec};
 use fleet_engine::wire::{self, Protocol};
 use libfuzzer_sys::fuzz_target;
 
