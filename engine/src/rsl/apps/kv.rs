@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::reader::Reader;
 use crate::rsl::app::{copy_segment, App, SnapshotError};
 use crate::wire::{decode_exact, Bytes, EncodeError};
+use crate::writer::{put_bytes, put_varint};
 
 mod key;
 mod order;
@@ -63,9 +64,23 @@ pub enum KvReply<'a> {
 }
 
 impl<'a> KvOp<'a> {
-    /// Encodes this request into `buf`; returns the length.
+    /// Encodes this request into `buf`; returns the length. Written by hand
+    /// (`engine::writer`; the same bytes as postcard's, held to them by a test): every
+    /// client encodes every request.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        crate::wire::to_slice(self, buf)
+        let (variant, key, value) = match *self {
+            KvOp::Get(key) => (0, key.0, None),
+            KvOp::Put(key, value) => (1, key.0, Some(value.0)),
+            KvOp::Delete(key) => (2, key.0, None),
+        };
+        let mut at = put_varint(buf, 0, variant)?;
+        at = put_varint(buf, at, key.len() as u64)?;
+        at = put_bytes(buf, at, key)?;
+        if let Some(value) = value {
+            at = put_varint(buf, at, value.len() as u64)?;
+            at = put_bytes(buf, at, value)?;
+        }
+        Ok(at)
     }
     /// Decodes a request: postcard's encoding of a `KvOp`, all of `bytes`. Read by hand
     /// (`engine::reader`; the same verdicts as postcard's, held to them by a test): every
@@ -430,6 +445,24 @@ mod tests {
             }
         }
         assert!(accepted > 30_000 && refused > 30_000, "both verdicts exercised: {accepted} / {refused}");
+    }
+
+    #[test]
+    fn the_hand_encoder_writes_postcards_bytes_and_refuses_a_short_buffer() {
+        let data = [5u8; 200];
+        for (k, v) in [(0, 0), (1, 0), (3, 128), (127, 1), (128, 200), (200, 127)] {
+            let (key, value) = (Bytes(&data[..k]), Bytes(&data[..v]));
+            for op in [KvOp::Get(key), KvOp::Put(key, value), KvOp::Delete(key)] {
+                let mut want = [0u8; 512];
+                let want = postcard::to_slice(&op, &mut want).unwrap();
+                let mut ours = [0u8; 512];
+                let n = op.encode(&mut ours).unwrap();
+                assert_eq!(&ours[..n], &*want, "{op:?}");
+                for short in 0..n {
+                    assert_eq!(op.encode(&mut ours[..short]), Err(EncodeError::BufferFull), "{op:?} in {short}");
+                }
+            }
+        }
     }
 
     fn snapshot_of(app: &Small) -> Small {
