@@ -4,7 +4,7 @@
 //! the reply on the leader and decoding both cost about a tenth of the engine bench.
 //!
 //! The bytes are postcard's, both ways: the variant index and the seqno as varints, then
-//! the length-prefixed bytes (see [`crate::reader`] for postcard's rules). Differential
+//! the length-prefixed bytes (see `engine/src/reader.rs` for postcard's rules). Differential
 //! tests below hold the writer to `postcard::to_slice` and the reader to postcard's
 //! verdicts on random, cut and corrupted bodies. Every other kind goes through postcard.
 
