@@ -3,7 +3,7 @@
 
 use fleet_engine::rsl::acceptor::{Accepted, Acceptor};
 use fleet_engine::rsl::batch::{self, BatchEntry};
-use fleet_engine::rsl::learner::Learner;
+use fleet_engine::rsl::learner::{Learner, OwnVote};
 use fleet_engine::rsl::msg::{Resume, SupplyPart, Vote};
 use fleet_engine::rsl::reply_cache::ReplyCache;
 use fleet_engine::rsl::snapshot::{SnapshotId, SnapshotPos};
@@ -215,11 +215,12 @@ proptest! {
     /// Learner: any 2b sequence keeps its invariant, and a decision needs a quorum of
     /// distinct senders in one ballot.
     #[test]
-    fn learner_invariants(ops in prop::collection::vec((0usize..3, 0u64..3, 0u64..6, any::<bool>()), 0..64), ops_complete in 0u64..3) {
+    fn learner_invariants(ops in prop::collection::vec((0usize..3, 0u64..3, 0u64..6, any::<bool>(), 0u8..3), 0..64), ops_complete in 0u64..3) {
         let mut l: Learner<4, 16> = Learner::default();
-        for (sender, seqno, opn, which) in ops {
+        for (sender, seqno, opn, which, own) in ops {
             let v: &[u8] = if which { b"a" } else { b"b" };
-            l.process_2b(sender, Ballot { seqno, proposer: 0 }, opn, v, ops_complete);
+            let own = [OwnVote::Same, OwnVote::Differs, OwnVote::Absent][usize::from(own)];
+            l.process_2b(sender, Ballot { seqno, proposer: 0 }, opn, v, ops_complete, own);
             prop_assert!(l.invariant(ops_complete, 3).is_ok(), "{:?}", l.invariant(ops_complete, 3));
             for s in l.slots() {
                 if l.decided(s.opn, 2).is_some() {

@@ -4,7 +4,7 @@ use fleet_engine::rsl::acceptor::{Accepted, Acceptor};
 use fleet_engine::rsl::app::App;
 use fleet_engine::rsl::apps::counter::Counter;
 use fleet_engine::rsl::apps::kv::{KvApp, KvOp, KvReply};
-use fleet_engine::rsl::learner::Learner;
+use fleet_engine::rsl::learner::{Learner, OwnVote};
 use fleet_engine::rsl::{batch, Ballot, Client, RslConfig, RslMsg};
 use fleet_engine::wire::{self, Bytes, DecodeError, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
@@ -144,14 +144,14 @@ fn acceptor_truncates_at_the_quorum_checkpoint() -> TestResult {
 fn learner_decides_on_a_quorum_of_2b() -> TestResult {
     let mut l: Learner<4, 64> = Learner::default();
     let b = Ballot::INITIAL;
-    l.process_2b(0, b, 0, b"batch", 0);
+    l.process_2b(0, b, 0, b"batch", 0, OwnVote::Absent);
     check!(l.decided(0, 2).is_none(), "one vote is not a quorum");
-    l.process_2b(0, b, 0, b"batch", 0);
+    l.process_2b(0, b, 0, b"batch", 0, OwnVote::Absent);
     check!(l.decided(0, 2).is_none(), "a duplicate 2b does not count twice");
-    l.process_2b(2, b, 0, b"batch", 0);
+    l.process_2b(2, b, 0, b"batch", 0, OwnVote::Absent);
     check!(l.decided(0, 2).map(|s| &s.batch[..]) == Some(&b"batch"[..]), "two distinct senders decide");
     let higher = Ballot { seqno: 2, proposer: 0 };
-    l.process_2b(1, higher, 1, b"other", 0);
+    l.process_2b(1, higher, 1, b"other", 0, OwnVote::Absent);
     check!(l.max_ballot_seen == higher, "a higher ballot is tracked");
     Ok(())
 }

@@ -155,14 +155,22 @@ impl<
         let mut progress = false;
         for _ in 0..W {
             let opn = self.executor.ops_complete;
-            let (learner, mut exec) = self.execution();
+            let (learner, acceptor, mut exec) = self.execution_parts();
             let Some(slot) = learner.decided(opn, quorum) else { break };
             let bal = learner.max_ballot_seen;
+            // A slot that refers to this replica's vote needs the vote still there: one that
+            // was replaced or truncated first leaves the operation to catch-up (another
+            // replica executed it, and `watch_lag` fetches it).
+            let batch = match (slot.from_vote, acceptor.vote_at(opn)) {
+                (false, _) => slot.batch.as_slice(),
+                (true, Some(vote)) if vote.bal == bal => vote.batch.as_slice(),
+                (true, _) => break,
+            };
             // The leader that proposed the batch answers; the others only update their
             // caches (a client that retries elsewhere is answered from the cache).
             let replies =
                 (usize::from(bal.proposer) == me).then_some(Replies { out: &mut *out, max_datagram_bytes, cluster });
-            let stopped = exec.run(bal, &slot.batch, replies, &mut decision);
+            let stopped = exec.run(bal, batch, replies, &mut decision);
             self.learner.forget_below(self.executor.ops_complete);
             progress = true;
             if let (true, Some(next)) = (stopped, decision.next.take()) {

@@ -10,6 +10,7 @@ use crate::rsl::app::App;
 use crate::rsl::ballot::Ballot;
 use crate::rsl::batch::{self, EntryKind};
 use crate::rsl::election::Tracking;
+use crate::rsl::learner::OwnVote;
 use crate::rsl::membership;
 use crate::rsl::msg::{RslMsg, SupplyPart, Vote};
 use crate::rsl::proposer::{ClientRequest, Phase, Queued};
@@ -28,18 +29,42 @@ impl<
         const TB: usize,
     > Replica<A, R, W, D, QB, C, RB, TB>
 {
-    /// Whether this replica holds a vote for `opn` whose batch is exactly `batch` (so
-    /// `batch` passed the batch checks when that vote was cast, or was recovered).
-    fn voted_for(&self, opn: u64, batch: &[u8]) -> bool {
-        self.acceptor.votes().any(|v| v.opn == opn && v.batch.as_slice() == batch)
+    /// How `batch`, carried by `sender`'s 2b of `bal` for `opn`, compares with this
+    /// replica's own vote for `opn` in `bal` (one comparison of the bytes per 2b). This
+    /// replica's own 2b is its vote: the vote is not compared with the 2b's copy of it.
+    fn own_vote(&self, sender: usize, bal: Ballot, opn: u64, batch: &[u8]) -> OwnVote {
+        match self.acceptor.vote_at(opn) {
+            Some(v) if v.bal == bal && (sender == self.me || v.batch.as_slice() == batch) => OwnVote::Same,
+            Some(v) if v.bal == bal => OwnVote::Differs,
+            _ => OwnVote::Absent,
+        }
     }
 
-    /// Protocol bounds of a decoded peer message, checked before any state is touched.
+    /// The learner copies the votes the acceptor is about to drop: those below `floor`, and
+    /// the one for `opn` unless it is in ballot `bal` ([`Learner::keep_vote`]).
+    ///
+    /// [`Learner::keep_vote`]: crate::rsl::learner::Learner::keep_vote
+    // Kept out of line: inlined into the 2a's handling it grew the firmware by 124 bytes.
+    #[inline(never)]
+    fn keep_votes(&mut self, floor: u64, opn: u64, bal: Ballot) {
+        for v in self.acceptor.votes() {
+            if v.opn < floor || (v.opn == opn && v.bal != bal) {
+                self.learner.keep_vote(v.opn, v.bal, &v.batch);
+            }
+        }
+    }
+
+    /// Whether `batch` is a well-formed batch within the configured bounds.
+    fn batch_ok(&self, batch: &[u8]) -> bool {
+        batch.len() <= self.config.max_batch_bytes()
+            && batch::validate(batch, self.config.params.max_batch_size).is_ok()
+    }
+
+    /// Protocol bounds of a decoded peer message, checked before any state is touched (a
+    /// 2b's batch is checked by [`Self::on_peer`], which compares it with the vote anyway).
     pub(super) fn valid(&self, msg: &RslMsg<'_>) -> bool {
         let n = self.config.n();
-        let max_entries = self.config.params.max_batch_size;
-        let max_bytes = self.config.max_batch_bytes();
-        let batch_ok = |b: &Bytes<'_>| b.0.len() <= max_bytes && batch::validate(b.0, max_entries).is_ok();
+        let batch_ok = |b: &Bytes<'_>| self.batch_ok(b.0);
         match msg {
             RslMsg::OneA { bal } | RslMsg::StartingPhase2 { bal, .. } | RslMsg::Heartbeat { bal, .. } => {
                 bal.is_valid_for(n)
@@ -60,12 +85,7 @@ impl<
                     && vote.as_ref().is_none_or(|v| v.bal.is_valid_for(n) && v.bal < *bal && batch_ok(&v.batch))
             }
             RslMsg::TwoA { bal, batch, .. } => bal.is_valid_for(n) && batch_ok(batch),
-            // Most 2b's carry the very batch this replica voted for, checked when the vote
-            // was cast: comparing the bytes is cheaper than parsing them again (batch
-            // checks were 10 % of the engine bench, four per batch and replica).
-            RslMsg::TwoB { bal, opn, batch, .. } => {
-                bal.is_valid_for(n) && (self.voted_for(*opn, batch.0) || batch_ok(batch))
-            }
+            RslMsg::TwoB { bal, .. } => bal.is_valid_for(n),
             RslMsg::RecoverReply { ballot, .. } => ballot.is_valid_for(n) || *ballot == Ballot::default(),
             RslMsg::Members { replicas, .. } => membership::replicas_of::<R>(replicas.0).is_ok(),
             RslMsg::Request { .. }
@@ -210,6 +230,8 @@ impl<
                     return;
                 }
                 let len = self.config.params.max_log_length;
+                // The votes this one would slide out of the window or replace.
+                self.keep_votes(opn.saturating_add(1).saturating_sub(len), opn, bal);
                 match self.acceptor.accept(bal, opn, batch.0, len) {
                     Accepted::Stale => Stats::bump(&mut self.stats.ignored_messages),
                     Accepted::Conflict => Stats::bump(&mut self.stats.invalid_messages),
@@ -233,9 +255,17 @@ impl<
                 }
             }
             RslMsg::TwoB { bal, opn, batch, opn_ckpt } => {
+                // Most 2bs carry the very batch this replica voted for, checked when the vote
+                // was cast: comparing the bytes is cheaper than parsing them again (batch
+                // checks were 10 % of the engine bench, four per batch and replica), and the
+                // learner uses the comparison too.
+                let own = self.own_vote(sender, bal, opn, batch.0);
+                if own != OwnVote::Same && !self.batch_ok(batch.0) {
+                    return Stats::bump(&mut self.stats.invalid_messages);
+                }
                 self.acceptor.record_checkpoint(sender, opn_ckpt);
                 let ops = self.executor.ops_complete;
-                match self.learner.process_2b(sender, bal, opn, batch.0, ops) {
+                match self.learner.process_2b(sender, bal, opn, batch.0, ops, own) {
                     crate::rsl::learner::Learned::Counted => {}
                     crate::rsl::learner::Learned::Ignored => Stats::bump(&mut self.stats.ignored_messages),
                     crate::rsl::learner::Learned::Conflict => Stats::bump(&mut self.stats.invalid_messages),
