@@ -5,6 +5,33 @@ use super::Replica;
 use crate::rsl::app::App;
 
 impl<
+        A: App,
+        const R: usize,
+        const W: usize,
+        const D: usize,
+        const QB: usize,
+        const C: usize,
+        const RB: usize,
+        const TB: usize,
+    > Replica<A, R, W, D, QB, C, RB, TB>
+{
+    /// The learner's slots in use as it decides from them: operation, senders and batch,
+    /// wherever the batch is held (a copy, or this replica's vote; `None` if that vote is
+    /// gone). Equality and hashing use this, so that the order in which a 2b and the own
+    /// vote arrived, and slots no longer in use, do not make states differ.
+    fn learned(&self) -> impl Iterator<Item = (u64, u64, Option<&[u8]>)> + '_ {
+        let bal = self.learner.max_ballot_seen;
+        self.learner.slots().map(move |s| {
+            let batch = match s.from_vote {
+                false => Some(s.batch.as_slice()),
+                true => self.acceptor.vote_at(s.opn).filter(|v| v.bal == bal).map(|v| v.batch.as_slice()),
+            };
+            (s.opn, s.senders, batch)
+        })
+    }
+}
+
+impl<
         A,
         const R: usize,
         const W: usize,
@@ -74,7 +101,8 @@ where
             && self.config == other.config
             && self.acceptor == other.acceptor
             && self.proposer == other.proposer
-            && self.learner == other.learner
+            && self.learner.max_ballot_seen == other.learner.max_ballot_seen
+            && self.learned().eq(other.learned())
             && self.executor == other.executor
             && self.election == other.election
             && self.transfer == other.transfer
@@ -134,7 +162,8 @@ where
         self.config.hash(state);
         self.acceptor.hash(state);
         self.proposer.hash(state);
-        self.learner.hash(state);
+        self.learner.max_ballot_seen.hash(state);
+        self.learned().for_each(|slot| slot.hash(state));
         self.executor.hash(state);
         self.election.hash(state);
         self.transfer.hash(state);
