@@ -230,8 +230,11 @@ impl<
                     return;
                 }
                 let len = self.config.params.max_log_length;
-                // The votes this one would slide out of the window or replace.
-                self.keep_votes(opn.saturating_add(1).saturating_sub(len), opn, bal);
+                // The votes this one would slide out of the window or replace (a 2a below
+                // the promise changes nothing).
+                if bal >= self.acceptor.max_bal {
+                    self.keep_votes(opn.saturating_add(1).saturating_sub(len), opn, bal);
+                }
                 match self.acceptor.accept(bal, opn, batch.0, len) {
                     Accepted::Stale => Stats::bump(&mut self.stats.ignored_messages),
                     Accepted::Conflict => Stats::bump(&mut self.stats.invalid_messages),
