@@ -138,3 +138,46 @@ fn a_leader_that_sees_a_higher_view_steps_down_and_stops_queueing() {
     let _ = r.handle(Instant::ZERO, client(3), &request, &mut out);
     assert_eq!(r.proposer().queued(), 0, "and queues nothing more");
 }
+
+#[test]
+fn a_2b_matching_the_own_vote_refers_to_it_and_execution_reads_the_vote() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let two_a = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(b"") });
+    let _ = r.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
+    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(b""), opn_ckpt: 0 });
+    let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
+    let slot = r.learner().slots().next().expect("the own 2b opened a slot");
+    assert!(slot.from_vote && slot.batch.is_empty(), "it refers to the vote and copies nothing");
+    assert_eq!(r.executor().ops_complete, 0, "one 2b of three is no quorum");
+    let _ = r.handle(Instant::ZERO, eps()[2], &two_b, &mut out);
+    assert_eq!(r.executor().ops_complete, 1, "decided and executed from the vote");
+}
+
+#[test]
+fn a_2a_that_slides_the_window_past_a_referred_vote_copies_it_first_and_a_stale_one_does_not() {
+    let mut r = fresh(1);
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    let bal = Ballot { seqno: 2, proposer: 2 };
+    let _ = r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal }), &mut out);
+    let _ = r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::TwoA { bal, opn: 0, batch: Bytes(b"") }), &mut out);
+    let own = encode(&RslMsg::TwoB { bal, opn: 0, batch: Bytes(b""), opn_ckpt: 0 });
+    let _ = r.handle(Instant::ZERO, eps()[1], &own, &mut out);
+    assert!(r.learner().slots().next().unwrap().from_vote);
+    let far = fleet_engine::rsl::Params::default().max_log_length + 5;
+    // Below the promise: refused, and nothing copied.
+    let stale = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: far, batch: Bytes(b"") });
+    let _ = r.handle(Instant::ZERO, eps()[0], &stale, &mut out);
+    assert!(r.learner().slots().next().unwrap().from_vote, "a stale 2a drops no vote");
+    // In the promised ballot, far ahead: the vote for operation 0 leaves the window.
+    let _ = r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::TwoA { bal, opn: far, batch: Bytes(b"") }), &mut out);
+    assert!(r.acceptor().vote_at(0).is_none(), "the window slid past operation 0");
+    let slot = r.learner().slots().find(|s| s.opn == 0).expect("the slot for operation 0 stays");
+    assert!(!slot.from_vote, "it took a copy before the vote went");
+    let _ = r.handle(Instant::ZERO, eps()[0], &own, &mut out);
+    let other = encode(&RslMsg::TwoB { bal, opn: 0, batch: Bytes(b""), opn_ckpt: 0 });
+    let _ = r.handle(Instant::ZERO, eps()[2], &other, &mut out);
+    assert_eq!(r.executor().ops_complete, 1, "the copy still decides and executes");
+}
