@@ -1,6 +1,7 @@
 //! The learner (IronRSL `Learner.i.dfy`): counts 2b votes per operation and decides on a
 //! quorum of votes in one ballot.
 
+use super::acceptor::StoredVote;
 use super::ballot::Ballot;
 
 /// 2b votes gathered for one operation in the learner's current ballot.
@@ -59,6 +60,17 @@ pub struct Learner<const W: usize, const D: usize> {
 
 impl<const D: usize> Slot<D> {
     const EMPTY: Slot<D> = Slot { opn: 0, senders: 0, batch: heapless::Vec::new(), from_vote: false };
+
+    /// The slot's batch: its copy, or, when it refers to the vote, `vote` (this replica's
+    /// vote for the operation) if that is of the learner's ballot `bal`; `None` if the vote
+    /// it refers to is gone.
+    pub fn batch_with<'a>(&'a self, vote: Option<&'a StoredVote<D>>, bal: Ballot) -> Option<&'a [u8]> {
+        match (self.from_vote, vote) {
+            (false, _) => Some(self.batch.as_slice()),
+            (true, Some(vote)) if vote.bal == bal => Some(vote.batch.as_slice()),
+            (true, _) => None,
+        }
+    }
 }
 
 impl<const W: usize, const D: usize> Default for Learner<W, D> {

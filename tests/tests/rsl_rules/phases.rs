@@ -139,20 +139,70 @@ fn a_leader_that_sees_a_higher_view_steps_down_and_stops_queueing() {
     assert_eq!(r.proposer().queued(), 0, "and queues nothing more");
 }
 
+/// A batch of one request from `client`.
+fn one_request(client: Endpoint, seqno: u64) -> Vec<u8> {
+    let entry = fleet_engine::rsl::batch::BatchEntry {
+        client,
+        seqno,
+        request: Bytes(b"put"),
+        kind: fleet_engine::rsl::batch::EntryKind::Single,
+    };
+    postcard::to_allocvec(&entry).unwrap()
+}
+
 #[test]
 fn a_2b_matching_the_own_vote_refers_to_it_and_execution_reads_the_vote() {
+    let client = Endpoint::v4([10, 0, 1, 1], 9000);
+    let batch = one_request(client, 7);
     let mut r = fresh(1);
     let mut store = Out::new();
     let mut out = store.outbox();
-    let two_a = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(b"") });
+    let two_a = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch) });
     let _ = r.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
-    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(b""), opn_ckpt: 0 });
+    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch), opn_ckpt: 0 });
     let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
     let slot = r.learner().slots().next().expect("the own 2b opened a slot");
     assert!(slot.from_vote && slot.batch.is_empty(), "it refers to the vote and copies nothing");
     assert_eq!(r.executor().ops_complete, 0, "one 2b of three is no quorum");
     let _ = r.handle(Instant::ZERO, eps()[2], &two_b, &mut out);
-    assert_eq!(r.executor().ops_complete, 1, "decided and executed from the vote");
+    assert_eq!(r.executor().ops_complete, 1, "decided");
+    assert_eq!(r.executor().reply_cache.get(client).map(|e| e.seqno), Some(7), "the vote's request was executed");
+}
+
+#[test]
+fn states_that_differ_only_in_where_the_learner_holds_a_batch_are_equal() {
+    let batch = one_request(Endpoint::v4([10, 0, 1, 1], 9000), 7);
+    let two_a = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch) });
+    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch), opn_ckpt: 0 });
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    // The vote first: the leader's 2b refers to it. The 2b first: the learner copies it.
+    let mut vote_first = fresh(1);
+    let _ = vote_first.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
+    let _ = vote_first.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
+    let mut copy_first = fresh(1);
+    let _ = copy_first.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
+    let _ = copy_first.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
+    let from_vote = |r: &fleet_tests::rsl_sim::SimReplica| r.learner().slots().next().unwrap().from_vote;
+    assert!(from_vote(&vote_first) && !from_vote(&copy_first));
+    assert!(vote_first == copy_first, "the model checker's states are equal");
+    let hash = |r: &fleet_tests::rsl_sim::SimReplica| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        r.hash(&mut h);
+        h.finish()
+    };
+    assert_eq!(hash(&vote_first), hash(&copy_first));
+    let other = one_request(Endpoint::v4([10, 0, 1, 1], 9000), 8);
+    let mut other_batch = fresh(1);
+    let _ = other_batch.handle(
+        Instant::ZERO,
+        eps()[0],
+        &encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&other), opn_ckpt: 0 }),
+        &mut out,
+    );
+    let _ = other_batch.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
+    assert!(other_batch != copy_first, "a learner holding another batch is another state");
 }
 
 #[test]

@@ -158,14 +158,10 @@ impl<
             let (learner, acceptor, mut exec) = self.execution_parts();
             let Some(slot) = learner.decided(opn, quorum) else { break };
             let bal = learner.max_ballot_seen;
-            // A slot that refers to this replica's vote needs the vote still there: one that
-            // was replaced or truncated first leaves the operation to catch-up (another
-            // replica executed it, and `watch_lag` fetches it).
-            let batch = match (slot.from_vote, acceptor.vote_at(opn)) {
-                (false, _) => slot.batch.as_slice(),
-                (true, Some(vote)) if vote.bal == bal => vote.batch.as_slice(),
-                (true, _) => break,
-            };
+            // A slot that refers to this replica's vote needs the vote still there. The vote
+            // is copied into the slot before a 2a drops it, so this is a guard: a vote gone
+            // anyway leaves the operation to catch-up (`watch_lag` fetches it).
+            let Some(batch) = slot.batch_with(acceptor.vote_at(opn), bal) else { break };
             // The leader that proposed the batch answers; the others only update their
             // caches (a client that retries elsewhere is answered from the cache).
             let replies =

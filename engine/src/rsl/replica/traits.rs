@@ -21,13 +21,7 @@ impl<
     /// vote arrived, and slots no longer in use, do not make states differ.
     fn learned(&self) -> impl Iterator<Item = (u64, u64, Option<&[u8]>)> + '_ {
         let bal = self.learner.max_ballot_seen;
-        self.learner.slots().map(move |s| {
-            let batch = match s.from_vote {
-                false => Some(s.batch.as_slice()),
-                true => self.acceptor.vote_at(s.opn).filter(|v| v.bal == bal).map(|v| v.batch.as_slice()),
-            };
-            (s.opn, s.senders, batch)
-        })
+        self.learner.slots().map(move |s| (s.opn, s.senders, s.batch_with(self.acceptor.vote_at(s.opn), bal)))
     }
 }
 
