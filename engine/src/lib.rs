@@ -19,7 +19,9 @@
 //!    suspicion, the batch timer, retransmissions, state-transfer retries.
 //! 3. **`next_deadline() -> Instant`** — when `tick` must next be called. Calling `tick`
 //!    early is harmless; calling it late only delays timers. After every `handle` or
-//!    `tick`, re-read `next_deadline`: a step may arm a new timer.
+//!    `tick`, re-read `next_deadline`: a step may arm a new timer. A request that reaches
+//!    an idle leader arms the batch timer at `now`: a binding that handles a burst of
+//!    received datagrams before it ticks proposes the burst's requests as one batch.
 //!
 //! Order: `new`, then any interleaving of `handle` and `tick`, with non-decreasing `now`.
 //! After each call the binding sends every datagram in `out` (in order; order between

@@ -67,7 +67,7 @@ fn a_group_is_one_batch_entry_applied_in_order_and_answered_in_one_datagram() {
     let ops = [put(b"a", b"1"), get(b"a"), put(b"a", b"2"), get(b"a")];
     let mut store = Out::new();
     let mut out = store.outbox();
-    let _ = r.handle(Instant::ZERO, client(1), &group_of(7, &ops), &mut out);
+    handle_then_due(&mut r, Instant::ZERO, client(1), &group_of(7, &ops), &mut out);
     let batches: Vec<Vec<u8>> = sent(&out)
         .iter()
         .filter_map(|(_, b)| match decode(b) {
@@ -160,7 +160,7 @@ fn a_group_of_queries_takes_the_log_not_the_read_path() {
     let mut r = leader();
     let mut store = Out::new();
     let mut out = store.outbox();
-    let _ = r.handle(Instant::ZERO, client(6), &group_of(1, &[get(b"a"), get(b"b")]), &mut out);
+    handle_then_due(&mut r, Instant::ZERO, client(6), &group_of(1, &[get(b"a"), get(b"b")]), &mut out);
     let kinds: Vec<bool> = sent(&out).iter().map(|(_, b)| matches!(decode(b), RslMsg::TwoA { .. })).collect();
     assert_eq!(kinds, vec![true; 3], "proposed to every replica, no confirmation round");
     assert_eq!(r.reads().pending(), 0);

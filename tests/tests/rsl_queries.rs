@@ -82,7 +82,7 @@ fn a_query_waits_for_the_operations_proposed_before_it_arrived() {
     let mut r = leader();
     let mut store = Out::new();
     let mut out = store.outbox();
-    let _ = r.handle(Instant::ZERO, client(1), &put(1, b"v1"), &mut out);
+    handle_then_due(&mut r, Instant::ZERO, client(1), &put(1, b"v1"), &mut out);
     let batch = sent(&out)
         .into_iter()
         .find_map(|(_, b)| match decode(&b) {
@@ -174,7 +174,7 @@ fn a_query_passed_on_by_a_follower_or_sent_to_a_follower_goes_through_the_log() 
         request: Bytes(&buf[..n]),
         kind: fleet_engine::rsl::batch::EntryKind::Single,
     });
-    let _ = r.handle(Instant::ZERO, eps()[1], &fwd, &mut out);
+    handle_then_due(&mut r, Instant::ZERO, eps()[1], &fwd, &mut out);
     let k = kinds(&out);
     assert!(k.iter().any(|(_, m)| m == "2a 0"), "{k:?}");
     assert_eq!(r.reads().pending(), 0);

@@ -318,7 +318,7 @@ fn sealed_seeds_refuse_every_forgery_of_every_kind() {
 /// bug bites (the rest of them pass with it, and this one passes without it).
 #[test]
 fn linearizability_checker_catches_queries_answered_without_confirmation() {
-    let seed = 2758;
+    let seed = 3786;
     let clean = run_seed(seed, &cfg(5_000, Plant::None));
     assert!(clean.violations.is_empty() && clean.queries > 0, "{}", describe(&clean));
     let c = RunConfig { keep_going: true, ..cfg(5_000, Plant::UnconfirmedReads) };

@@ -30,7 +30,9 @@ pub struct Params {
     /// Most requests in one batch (IronRSL: 32).
     pub max_batch_size: usize,
     /// How long a partial batch may wait while earlier batches are in flight (IronRSL: 10 ms).
-    /// With nothing in flight a partial batch is proposed at once (adaptive batching).
+    /// With nothing in flight a partial batch is proposed by the next `tick`, which the
+    /// batch timer makes due at once (adaptive batching): a binding ticks after the receive
+    /// burst, so the burst's requests go in one batch.
     pub max_batch_delay_ms: u64,
     /// Log window: how far past the truncation point a proposal may go (IronRSL: 7).
     pub max_log_length: u64,

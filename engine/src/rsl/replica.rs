@@ -77,7 +77,8 @@ pub enum Timer {
     Heartbeat,
     /// A tracked request will have waited a whole epoch unexecuted.
     ViewTimeout,
-    /// A partial batch may wait no longer (leader with queued requests).
+    /// A partial batch may wait no longer (leader with queued requests). Set to the
+    /// arrival time when requests reach an idle leader: a partial batch goes from `tick`.
     Batch,
     /// Re-send 1a in phase 1, or 2a for operations some replica has not executed.
     Retransmit,
@@ -308,7 +309,7 @@ impl<
         if self.retired.is_some() {
             return Step { durable_state_changed: self.durable_changed };
         }
-        self.run_actions(now, out);
+        self.run_actions(now, false, out);
         self.answer_queries(now, out);
         self.report_drained_window(out);
         if self.executor.ops_complete > ops_before {
@@ -351,7 +352,7 @@ impl<
         if self.retired.is_some() {
             return Step { durable_state_changed: self.durable_changed };
         }
-        self.run_actions(now, out);
+        self.run_actions(now, true, out);
         self.answer_queries(now, out);
         self.report_drained_window(out);
         if self.executor.ops_complete > ops_before {

@@ -236,7 +236,7 @@ impl<'m> Sealer<'m> {
 ///
 /// Each round: `tick` if a deadline passed, receive a burst of datagrams without blocking
 /// and `handle` each (then the self-addressed ones of the previous round), all into one
-/// outbox; then [`Host::commit`] (a durable host syncs its log once for the whole burst)
+/// outbox; `tick` again if the burst left a deadline due; then [`Host::commit`] (a durable host syncs its log once for the whole burst)
 /// and only then send the burst's datagrams. With nothing to do it polls again while
 /// within [`LoopOptions::spin`] of its last work, then sleeps in `poll` until a datagram or
 /// the next deadline (at most 100 ms, to notice `stop`). A storage failure
@@ -323,6 +323,12 @@ pub fn run_as<H: Host>(
             let Some(d) = egress.loopback.pop_front() else { break };
             host.handle(clock.now(), me, &d, &mut out);
             stepped = true;
+        }
+        // What the burst left due (a partial batch at an idle leader waits for the burst's
+        // end, `Replica::nominate`) goes out with it.
+        let now = clock.now();
+        if stepped && host.next_deadline() <= now {
+            host.tick(now, &mut out);
         }
         if stepped {
             settle(host, &mut io, &mut out, &mut held, &mut egress, clock.now())?;

@@ -463,6 +463,12 @@ impl Actor for Node {
                     if twice {
                         deliver(scope.planted, r, echo_from, &msg.0, out);
                     }
+                    // As a binding does after a receive burst (here of one datagram): what
+                    // the step left due now (a partial batch at an idle leader) runs with
+                    // it, outside the tick budget, which bounds the clock's own firings.
+                    if r.replica.next_deadline() <= r.now {
+                        let _ = r.replica.tick(r.now, out);
+                    }
                 });
                 if let Some(bytes) = forged_2b {
                     for i in 0..n {

@@ -1,7 +1,7 @@
 //! Phase 1 and phase 2: promises and votes, the 1b and 2b that carry them, and the leader's
 //! proposals (adaptive batching, stepping down on a higher view).
 
-use fleet_engine::rsl::{Ballot, RslMsg};
+use fleet_engine::rsl::{Ballot, RslMsg, Timer};
 use fleet_engine::wire::Bytes;
 use fleet_engine::{Endpoint, Instant};
 
@@ -77,10 +77,12 @@ fn a_repeated_1a_for_the_promised_ballot_is_answered_again() {
     }
 }
 
-/// Adaptive batching: with nothing in flight a request is proposed at once; with a batch in
-/// flight a partial batch waits for the batch timer, and a full one goes at once.
+/// Adaptive batching: with nothing in flight the requests of one receive burst go in one
+/// batch, from the tick that ends it (the handling of a datagram arms the batch timer at
+/// once); with a batch in flight a partial batch waits for the batch timer, and a full one
+/// goes at once.
 #[test]
-fn a_partial_batch_waits_for_the_timer_while_a_batch_is_in_flight_and_a_full_one_goes_at_once() {
+fn a_burst_at_an_idle_leader_is_one_batch_and_a_partial_batch_in_flight_waits_for_the_timer() {
     let mut r = leader();
     let p = fleet_engine::rsl::Params::default();
     let mut store = Out::new();
@@ -98,12 +100,18 @@ fn a_partial_batch_waits_for_the_timer_while_a_batch_is_in_flight_and_a_full_one
         v.dedup();
         v
     };
-    let (from, bytes) = request(1);
-    let _ = r.handle(Instant::ZERO, from, &bytes, &mut out);
-    assert_eq!(proposed(&out), vec![(0, 1)], "nothing in flight: proposed at once");
+    for port in [1, 2, 3] {
+        let (from, bytes) = request(port);
+        let _ = r.handle(Instant::ZERO, from, &bytes, &mut out);
+        assert_eq!(proposed(&out), vec![], "request {port} of the burst: nothing proposed yet");
+        assert_eq!(r.timer(Timer::Batch), Some(Instant::ZERO), "nothing in flight: the batch is due at once");
+    }
+    let _ = r.tick(Instant::ZERO, &mut out);
+    assert_eq!(proposed(&out), vec![(0, 3)], "the burst's three requests in one batch");
     out.clear();
-    let (from, bytes) = request(2);
+    let (from, bytes) = request(4);
     let _ = r.handle(Instant::ZERO, from, &bytes, &mut out);
+    let _ = r.tick(Instant::ZERO, &mut out);
     assert_eq!(proposed(&out), vec![], "opn 0 in flight: a partial batch waits");
     let _ = r.tick(Instant::from_millis(p.max_batch_delay_ms - 1), &mut out);
     assert_eq!(proposed(&out), vec![]);
@@ -128,7 +136,7 @@ fn a_leader_that_sees_a_higher_view_steps_down_and_stops_queueing() {
     let mut out = store.outbox();
     let request = encode(&RslMsg::Request { seqno: 1, request: Bytes(b"x") });
     let client = |port: u16| Endpoint::v4([10, 0, 3, 1], port);
-    let _ = r.handle(Instant::ZERO, client(1), &request, &mut out);
+    handle_then_due(&mut r, Instant::ZERO, client(1), &request, &mut out);
     let _ = r.handle(Instant::ZERO, client(2), &request, &mut out);
     assert_eq!(r.proposer().queued(), 1, "opn 0 in flight, the second request waits");
     let higher = encode(&RslMsg::Heartbeat { bal: Ballot { seqno: 1, proposer: 1 }, suspicious: false, opn_ckpt: 0 });

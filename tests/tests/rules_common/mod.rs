@@ -70,19 +70,35 @@ pub fn leader_of(config: RslConfig<7>, start: Instant, at: Instant) -> SimReplic
     r
 }
 
-/// Hands the leader `r` a client's request datagram, takes the 2a it proposes at once, and
-/// decides it with 2b from replicas 0 and 1 (each reporting checkpoint 0).
+/// Hands `r` a datagram as a binding does: `handle`, then `tick` if that left a deadline due
+/// (a leader with nothing in flight proposes a partial batch from the tick that ends a
+/// receive burst).
+pub fn handle_then_due(
+    r: &mut SimReplica,
+    now: Instant,
+    from: Endpoint,
+    datagram: &[u8],
+    out: &mut fleet_engine::Outbox<'_>,
+) {
+    let _ = r.handle(now, from, datagram, out);
+    if r.next_deadline() <= now {
+        let _ = r.tick(now, out);
+    }
+}
+
+/// Hands the leader `r` a client's request datagram, takes the 2a it proposes at the end of
+/// the burst, and decides it with 2b from replicas 0 and 1 (each reporting checkpoint 0).
 pub fn propose_and_decide(r: &mut SimReplica, client: Endpoint, request: &[u8]) {
     let mut store = Out::new();
     let mut out = store.outbox();
-    let _ = r.handle(Instant::ZERO, client, request, &mut out);
+    handle_then_due(r, Instant::ZERO, client, request, &mut out);
     let (opn, batch) = sent(&out)
         .into_iter()
         .find_map(|(_, b)| match decode(&b) {
             RslMsg::TwoA { opn, batch, .. } => Some((opn, batch.0.to_vec())),
             _ => None,
         })
-        .expect("an idle leader proposes at once");
+        .expect("an idle leader proposes at the burst's end");
     let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch: Bytes(&batch), opn_ckpt: 0 });
     for from in [0, 1] {
         let _ = r.handle(Instant::ZERO, eps()[from], &two_b, &mut out);

@@ -138,8 +138,9 @@ impl<
         }
     }
 
-    /// IronRSL actions 1-8 minus the receive, repeated while they make progress.
-    pub(super) fn run_actions(&mut self, now: Instant, out: &mut Outbox<'_>) {
+    /// IronRSL actions 1-8 minus the receive, repeated while they make progress. `on_clock`:
+    /// called from [`Replica::tick`], the only step that proposes a partial batch.
+    pub(super) fn run_actions(&mut self, now: Instant, on_clock: bool, out: &mut Outbox<'_>) {
         // A replica that retired in this step takes no further action in its ended epoch.
         if self.retired.is_some() {
             return;
@@ -195,7 +196,7 @@ impl<
                 progress = true;
             }
             // Action 3: nominate old values, then new batches, inside the window.
-            progress |= self.nominate(now, out);
+            progress |= self.nominate(now, on_clock, out);
             // Action 4: truncate the log (at most at the quorum-th highest checkpoint).
             self.acceptor.record_checkpoint(self.me, self.checkpoint());
             let point = self.truncation_target(quorum, now);
@@ -239,7 +240,13 @@ impl<
             .fold(self.acceptor.quorum_checkpoint(quorum), u64::min)
     }
 
-    pub(super) fn nominate(&mut self, now: Instant, out: &mut Outbox<'_>) -> bool {
+    /// Action 3. A full batch goes at once. A partial one goes only from a clock step: at
+    /// once when nothing is in flight, else when the batch timer expires. A datagram that
+    /// leaves a partial batch at an idle leader arms the batch timer at `now` instead, so
+    /// that the requests of one receive burst go in one batch: the binding handles the
+    /// whole burst, then ticks because [`Replica::next_deadline`] has passed. Proposing at
+    /// the burst's first request sent a batch of one and left the rest to wait for it.
+    pub(super) fn nominate(&mut self, now: Instant, on_clock: bool, out: &mut Outbox<'_>) -> bool {
         let p = self.config.params;
         let max = p.max_datagram_bytes;
         let mut progress = false;
@@ -265,12 +272,18 @@ impl<
                     self.proposer.batch_deadline = None;
                     break;
                 }
-                // Adaptive batching: with nothing in flight a partial batch goes at once;
-                // otherwise it waits to fill or for the batch timer.
                 let idle = self.executor.ops_complete >= opn;
-                let expired = self.proposer.batch_deadline.is_some_and(|d| now >= d);
-                if queued < p.max_batch_size && !idle && !expired {
-                    break;
+                if queued < p.max_batch_size {
+                    if !on_clock {
+                        if idle {
+                            // Due at once: the next tick proposes it whatever the deadline.
+                            self.proposer.batch_deadline = Some(now);
+                        }
+                        break;
+                    }
+                    if !idle && self.proposer.batch_deadline.is_none_or(|d| now < d) {
+                        break;
+                    }
                 }
                 let taken =
                     self.proposer.take_batch(p.max_batch_size, self.config.max_batch_bytes(), &mut self.batch_scratch);
