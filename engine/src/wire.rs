@@ -16,8 +16,8 @@ use serde::ser::{Serialize, Serializer};
 pub const MAGIC: u8 = 0xF1;
 /// Version of the wire format. Bumped on any incompatible change (2: RSL datagrams carry
 /// the cluster identity; 3: batch entries and forwarded requests say whether they hold a
-/// request group).
-pub const WIRE_VERSION: u8 = 3;
+/// request group; 4: a 2b carries no batch).
+pub const WIRE_VERSION: u8 = 4;
 /// Bytes of the envelope header before the postcard body.
 pub const HEADER_BYTES: usize = 3;
 /// Bytes before an RSL or KV datagram's body: the envelope and the cluster identity.

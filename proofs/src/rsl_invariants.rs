@@ -74,20 +74,33 @@ fn index_of<const R: usize>(config: &RslConfig<R>, ep: Endpoint) -> Option<usize
 }
 
 /// Finds every quorum of 2b packets in `sent`, with `quorum` the quorum size (a checker
-/// may pass a size other than the engine's own, e.g. to show why `n/2` is wrong).
+/// may pass a size other than the engine's own, e.g. to show why `n/2` is wrong). A 2b
+/// names a ballot and an operation; its value is the batch of that ballot's 2a for the
+/// operation, sent by the ballot's proposer. Should two different 2a share a ballot and an
+/// operation, a quorum chooses each of them, and [`Chosen::check_agreement`] reports it.
 pub fn chosen<const R: usize>(config: &RslConfig<R>, quorum: usize, sent: &[Sent<'_>]) -> Chosen {
-    let mut votes: BTreeMap<(u64, Ballot, &[u8]), BTreeSet<usize>> = BTreeMap::new();
+    let mut votes: BTreeMap<(u64, Ballot), BTreeSet<usize>> = BTreeMap::new();
+    let mut proposed: BTreeMap<(u64, Ballot), BTreeSet<&[u8]>> = BTreeMap::new();
     for s in sent {
-        if let RslMsg::TwoB { bal, opn, batch, .. } = s.msg {
-            if let Some(i) = index_of(config, s.src) {
-                votes.entry((opn, bal, batch.0)).or_default().insert(i);
+        match s.msg {
+            RslMsg::TwoB { bal, opn, .. } => {
+                if let Some(i) = index_of(config, s.src) {
+                    votes.entry((opn, bal)).or_default().insert(i);
+                }
             }
+            RslMsg::TwoA { bal, opn, batch } if index_of(config, s.src) == Some(usize::from(bal.proposer)) => {
+                proposed.entry((opn, bal)).or_default().insert(batch.0);
+            }
+            _ => {}
         }
     }
     let mut out = Chosen::default();
-    for ((opn, bal, batch), senders) in votes {
-        if senders.len() >= quorum {
-            out.by_opn.entry(opn).or_default().push(ChosenAt { bal, batch: batch.to_vec(), senders });
+    for ((opn, bal), senders) in votes {
+        if senders.len() < quorum {
+            continue;
+        }
+        for batch in proposed.get(&(opn, bal)).into_iter().flatten() {
+            out.by_opn.entry(opn).or_default().push(ChosenAt { bal, batch: batch.to_vec(), senders: senders.clone() });
         }
     }
     out

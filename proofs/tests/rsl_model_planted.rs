@@ -110,6 +110,17 @@ fn simulated_quorum_of_n_over_2_breaks_safety() {
     expect_simulated_counterexample(Planted::HalfQuorum, SIM_CI_STATES);
 }
 
+/// A learner that counts a 2b toward the batch its own acceptor voted for at that operation,
+/// whatever that vote's ballot ([`Planted::TwoBForOwnVote`]): a 2b names a ballot and an
+/// operation, and only the own vote of that ballot holds its batch. A replica that voted in
+/// view 1.0 for a batch view 1.1 did not choose executes it when the 2b of 1.1 arrive
+/// before their 2a.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only")]
+fn simulated_learner_taking_a_2b_for_its_own_vote_breaks_safety() {
+    expect_simulated_counterexample(Planted::TwoBForOwnVote, SIM_CI_STATES);
+}
+
 /// A leader that answers queries without a quorum's confirmation: after a view change
 /// executed an increment and answered it, the old leader (which has not heard of the view)
 /// answers a later query from its stale state. Deep (two increments, a view change by
@@ -412,12 +423,20 @@ mod milestones {
         model::replicas(s).iter().any(|r| r.replica.proposer().max_ballot_sent_1a == Ballot { seqno: 1, proposer: 2 })
     }
 
-    /// Operation 0 got 2b votes for two different batches.
+    /// Operation 0 got 2b votes for two different batches (a 2b's batch is its ballot's 2a).
     pub fn op0_two_batches(m: &RslModel, s: &RslState) -> bool {
+        let sent = model::sent(&m.cfg, s);
+        let voted: Vec<Ballot> = sent
+            .iter()
+            .filter_map(|x| match x.msg {
+                RslMsg::TwoB { opn: 0, bal, .. } => Some(bal),
+                _ => None,
+            })
+            .collect();
         let mut seen: Vec<&[u8]> = Vec::new();
-        for sent in model::sent(&m.cfg, s) {
-            if let RslMsg::TwoB { opn: 0, batch, .. } = sent.msg {
-                if !seen.contains(&batch.0) {
+        for x in &sent {
+            if let RslMsg::TwoA { opn: 0, bal, batch } = x.msg {
+                if voted.contains(&bal) && !seen.contains(&batch.0) {
                     seen.push(batch.0);
                 }
             }

@@ -89,14 +89,13 @@ fn a_group_is_one_batch_entry_applied_in_order_and_answered_in_one_datagram() {
     assert_eq!(r.app().get(b"a"), Some(&b"2"[..]));
 }
 
-/// Decides `batch` (already proposed as operation 0) with 2b from replicas 0 and 1.
+/// Decides `batch` (already proposed as the next operation): the leader's own acceptor
+/// votes for it, then 2b from replicas 0 and 1.
 fn propose_and_decide_sent(r: &mut fleet_tests::rsl_sim::SimReplica, batch: &[u8], out: &mut fleet_engine::Outbox<'_>) {
-    let two_b = encode(&RslMsg::TwoB {
-        bal: fleet_engine::rsl::Ballot::INITIAL,
-        opn: r.status().ops_complete,
-        batch: Bytes(batch),
-        opn_ckpt: 0,
-    });
+    let bal = fleet_engine::rsl::Ballot::INITIAL;
+    let opn = r.status().ops_complete;
+    let _ = r.handle(Instant::ZERO, eps()[0], &encode(&RslMsg::TwoA { bal, opn, batch: Bytes(batch) }), out);
+    let two_b = encode(&RslMsg::TwoB { bal, opn, opn_ckpt: 0 });
     for from in [0, 1] {
         let _ = r.handle(Instant::ZERO, eps()[from], &two_b, out);
     }

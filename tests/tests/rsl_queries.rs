@@ -83,18 +83,14 @@ fn a_query_waits_for_the_operations_proposed_before_it_arrived() {
     let mut store = Out::new();
     let mut out = store.outbox();
     handle_then_due(&mut r, Instant::ZERO, client(1), &put(1, b"v1"), &mut out);
-    let batch = sent(&out)
-        .into_iter()
-        .find_map(|(_, b)| match decode(&b) {
-            RslMsg::TwoA { batch, .. } => Some(batch.0.to_vec()),
-            _ => None,
-        })
-        .unwrap();
+    let two_a =
+        sent(&out).into_iter().find_map(|(_, b)| matches!(decode(&b), RslMsg::TwoA { .. }).then_some(b)).unwrap();
     let _ = r.handle(Instant::ZERO, client(2), &get(1), &mut out);
     let _ = r.handle(Instant::ZERO, eps()[1], &ack(1), &mut out);
     assert!(!kinds(&out).iter().any(|(d, _)| *d == client(2)), "confirmed, but operation 0 is not executed");
     out.clear();
-    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch), opn_ckpt: 0 });
+    let _ = r.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
+    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, opn_ckpt: 0 });
     let _ = r.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
     let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
     let replies: Vec<_> = kinds(&out).into_iter().filter(|(d, _)| *d == client(2)).collect();

@@ -35,7 +35,7 @@ fn executed_five() -> SimReplica {
         let batch = Bytes(b"");
         let _ =
             r.handle(Instant::ZERO, eps()[0], &encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch }), &mut out);
-        let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch, opn_ckpt: 0 });
+        let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, opn_ckpt: 0 });
         let _ = r.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
         let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
         out.clear();

@@ -160,7 +160,7 @@ fn refusal_notices_round_trip_and_are_shorter_than_any_sealed_datagram() {
 /// `siphash24(b"\x11" * 16, b"fleet-auth-1" + cluster_le + b"M\x01" + from + to + b"abc")`,
 /// little-endian, an endpoint being `4, octets, port_le`.
 pub(crate) const KNOWN_SEALED: [u8; 15] =
-    [0xf1, 0x03, 0x41, 0x01, b'a', b'b', b'c', 0xd1, 0x3a, 0x28, 0xc5, 0x2f, 0xb9, 0xdb, 0x24];
+    [0xf1, 0x04, 0x41, 0x01, b'a', b'b', b'c', 0xd1, 0x3a, 0x28, 0xc5, 0x2f, 0xb9, 0xdb, 0x24];
 
 #[test]
 fn the_seal_of_a_fixed_datagram_is_a_known_answer() {

@@ -1,5 +1,14 @@
 //! The learner (IronRSL `Learner.i.dfy`): counts 2b votes per operation and decides on a
 //! quorum of votes in one ballot.
+//!
+//! A 2b names a ballot and an operation, not the batch (IronRSL's carries the batch). The
+//! batch of ballot `b` and operation `n` is the one 2a of `b` for `n`: `b`'s leader proposes
+//! one batch per operation, and an acceptor refuses a second, different 2a for the same pair
+//! ([`crate::rsl::acceptor::Accepted::Conflict`]). This replica's acceptor votes for that 2a
+//! when it arrives, so a decided slot takes its batch from the own vote of the learner's
+//! ballot ([`Slot::batch_with`]); until that vote is there (a 2a lost or late: the leader's
+//! retransmission re-sends it), the slot is decided but waits. When the acceptor is about to
+//! drop or replace that vote, the slot copies it ([`Learner::keep_vote`]).
 
 use super::acceptor::StoredVote;
 use super::ballot::Ballot;
@@ -11,27 +20,12 @@ pub struct Slot<const D: usize> {
     pub opn: u64,
     /// Bitmask of replicas whose 2b was received.
     pub senders: u64,
-    /// The batch voted for (identical in every 2b of one ballot and operation); empty when
-    /// `from_vote`.
+    /// A copy of the batch, taken when the acceptor dropped or replaced the vote; empty
+    /// when `from_vote`.
     pub batch: heapless::Vec<u8, D>,
-    /// The batch is this replica's own vote for the operation in the learner's ballot, which
-    /// holds it: the 2b that opened the slot matched that vote, so it was not copied. (A
-    /// batch is up to 64 KiB on servers; copying it into every replica's learner and
-    /// comparing it with every later 2b was a fifth of the engine bench's cache misses.)
+    /// The batch is this replica's own vote for the operation in the learner's ballot (held
+    /// by the acceptor, or not yet there), not a copy.
     pub from_vote: bool,
-}
-
-/// How a 2b's batch compares with this replica's own vote for the same operation in the same
-/// ballot (which the caller compares, once per 2b).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OwnVote {
-    /// The acceptor voted for this very batch in this ballot.
-    Same,
-    /// The acceptor voted for another batch in this ballot: one of the two comes from a
-    /// second leader of the ballot (see [`crate::rsl::acceptor::Accepted::Conflict`]).
-    Differs,
-    /// The acceptor holds no vote for the operation in this ballot.
-    Absent,
 }
 
 /// What the learner made of a 2b.
@@ -41,9 +35,6 @@ pub enum Learned {
     Counted,
     /// From an older ballot, or for an operation outside the window: ignored.
     Ignored,
-    /// A different batch than the other 2b for this operation in this ballot carried:
-    /// refused (not counted), as IronRSL's invariants rule it out.
-    Conflict,
 }
 
 /// Learner state: `W` operations ahead of execution, batches of at most `D` bytes.
@@ -61,9 +52,17 @@ pub struct Learner<const W: usize, const D: usize> {
 impl<const D: usize> Slot<D> {
     const EMPTY: Slot<D> = Slot { opn: 0, senders: 0, batch: heapless::Vec::new(), from_vote: false };
 
+    /// Holds a copy of `batch` (at most `D` bytes, checked by the caller).
+    fn copy(&mut self, batch: &[u8]) {
+        self.batch.clear();
+        // Cannot fail: the callers check batch.len() <= D.
+        let _ = self.batch.extend_from_slice(batch);
+        self.from_vote = false;
+    }
+
     /// The slot's batch: its copy, or, when it refers to the vote, `vote` (this replica's
-    /// vote for the operation) if that is of the learner's ballot `bal`; `None` if the vote
-    /// it refers to is gone.
+    /// vote for the operation) if that is of the learner's ballot `bal`; `None` while that
+    /// vote is not there.
     pub fn batch_with<'a>(&'a self, vote: Option<&'a StoredVote<D>>, bal: Ballot) -> Option<&'a [u8]> {
         match (self.from_vote, vote) {
             (false, _) => Some(self.batch.as_slice()),
@@ -80,24 +79,11 @@ impl<const W: usize, const D: usize> Default for Learner<W, D> {
 }
 
 impl<const W: usize, const D: usize> Learner<W, D> {
-    /// Counts a 2b from replica `sender` (an index `< 64`). `ops_complete` is the executor's
-    /// position: operations before it are done, and at most `W` past it are buffered. `own`
-    /// is how `batch` compares with this replica's own vote of the same ballot: a slot
-    /// opened by a 2b that matches it refers to the vote instead of copying the batch, and
-    /// later 2bs are checked against the vote through their own `own`.
-    pub fn process_2b(
-        &mut self,
-        sender: usize,
-        bal: Ballot,
-        opn: u64,
-        batch: &[u8],
-        ops_complete: u64,
-        own: OwnVote,
-    ) -> Learned {
+    /// Counts a 2b from replica `sender` (an index `< 64`) for `opn` in ballot `bal`.
+    /// `ops_complete` is the executor's position: operations before it are done, and at most
+    /// `W` past it are buffered. A slot opened here refers to the own vote of `bal`.
+    pub fn process_2b(&mut self, sender: usize, bal: Ballot, opn: u64, ops_complete: u64) -> Learned {
         if bal < self.max_ballot_seen || opn < ops_complete || opn >= ops_complete.saturating_add(W as u64) {
-            return Learned::Ignored;
-        }
-        if batch.len() > D {
             return Learned::Ignored;
         }
         if bal > self.max_ballot_seen {
@@ -109,30 +95,11 @@ impl<const W: usize, const D: usize> Learner<W, D> {
         let i = (opn % W as u64) as usize;
         let slot = &mut self.slots[i];
         if self.used & (1 << i) != 0 && slot.opn == opn {
-            let agrees = match (slot.from_vote, own) {
-                (false, _) => slot.batch.as_slice() == batch,
-                (true, OwnVote::Same) => true,
-                (true, OwnVote::Differs) => false,
-                // The vote the slot refers to was replaced or truncated: this 2b cannot be
-                // compared with the slot's batch, so it is not counted.
-                (true, OwnVote::Absent) => return Learned::Ignored,
-            };
-            if !agrees {
-                return Learned::Conflict;
-            }
             slot.senders |= bit;
         } else {
             // Free, or holding an operation below `ops_complete` (executed): reuse it.
             slot.batch.clear();
-            match own {
-                OwnVote::Differs => return Learned::Conflict,
-                OwnVote::Same => slot.from_vote = true,
-                OwnVote::Absent => {
-                    slot.from_vote = false;
-                    // Cannot fail: batch.len() <= D was checked above.
-                    let _ = slot.batch.extend_from_slice(batch);
-                }
-            }
+            slot.from_vote = true;
             slot.opn = opn;
             slot.senders = bit;
             self.used |= 1 << i;
@@ -140,12 +107,38 @@ impl<const W: usize, const D: usize> Learner<W, D> {
         Learned::Counted
     }
 
+    /// A 2a of `bal` for `opn` that this replica's acceptor did not vote for (it is
+    /// rejoining, or promised a higher ballot): the learner keeps a copy of its batch, so
+    /// that it can still execute the operation once 2b from a quorum decide it. Opens the
+    /// slot (counting no sender yet) if need be; ignored under the same rules as a 2b.
+    pub fn keep_proposal(&mut self, bal: Ballot, opn: u64, batch: &[u8], ops_complete: u64) {
+        if bal < self.max_ballot_seen
+            || opn < ops_complete
+            || opn >= ops_complete.saturating_add(W as u64)
+            || batch.len() > D
+        {
+            return;
+        }
+        if bal > self.max_ballot_seen {
+            self.max_ballot_seen = bal;
+            self.used = 0;
+        }
+        let i = (opn % W as u64) as usize;
+        let slot = &mut self.slots[i];
+        if self.used & (1 << i) == 0 || slot.opn != opn {
+            slot.opn = opn;
+            slot.senders = 0;
+            self.used |= 1 << i;
+        }
+        slot.copy(batch);
+    }
+
     /// The acceptor is about to drop or replace its vote `batch` for `opn` in `bal`: a slot
     /// that refers to it takes a copy first. (A 2a far ahead slides the acceptor's window
     /// past votes not yet executed, and one of a higher ballot replaces a vote; without the
-    /// copy, the slot could no longer count the 2bs still arriving for it, and the replica
-    /// waited for catch-up: found by the simulator. Truncation drops no such vote: it stops
-    /// at the replica's own checkpoint.)
+    /// copy, the slot would wait for a vote that never comes back, and the replica waited for
+    /// catch-up: found by the simulator. Truncation drops no such vote: it stops at the
+    /// replica's own checkpoint.)
     pub fn keep_vote(&mut self, opn: u64, bal: Ballot, batch: &[u8]) {
         if W == 0 || bal != self.max_ballot_seen || batch.len() > D {
             return;
@@ -153,10 +146,7 @@ impl<const W: usize, const D: usize> Learner<W, D> {
         let i = (opn % W as u64) as usize;
         let slot = &mut self.slots[i];
         if self.used & (1 << i) != 0 && slot.opn == opn && slot.from_vote {
-            slot.batch.clear();
-            // Cannot fail: batch.len() <= D was checked above.
-            let _ = slot.batch.extend_from_slice(batch);
-            slot.from_vote = false;
+            slot.copy(batch);
         }
     }
 
@@ -206,8 +196,8 @@ impl<const W: usize, const D: usize> Learner<W, D> {
             if s.opn >= ops_complete.saturating_add(W as u64) {
                 return Err("learner holds an operation beyond its window");
             }
-            if s.senders == 0 || s.senders & !known != 0 {
-                return Err("learner slot counts no sender or an unknown one");
+            if (s.senders == 0 && s.from_vote) || s.senders & !known != 0 {
+                return Err("learner slot counts no sender (and holds no batch) or an unknown one");
             }
             if s.from_vote && !s.batch.is_empty() {
                 return Err("learner slot both copies its batch and refers to the vote");
@@ -222,65 +212,52 @@ mod tests {
     use super::*;
 
     type L = Learner<4, 16>;
-    const A: OwnVote = OwnVote::Absent;
     const B1: Ballot = Ballot { seqno: 1, proposer: 0 };
     const B2: Ballot = Ballot { seqno: 2, proposer: 1 };
+
+    fn vote(bal: Ballot, batch: &[u8]) -> StoredVote<16> {
+        StoredVote { opn: 0, bal, batch: heapless::Vec::from_slice(batch).unwrap() }
+    }
 
     #[test]
     fn learner_decides_on_a_quorum_of_one_ballot() {
         let mut l = L::default();
-        l.process_2b(0, B1, 0, b"v", 0, A);
+        l.process_2b(0, B1, 0, 0);
         assert!(l.decided(0, 2).is_none());
-        l.process_2b(0, B1, 0, b"v", 0, A);
+        l.process_2b(0, B1, 0, 0);
         assert!(l.decided(0, 2).is_none(), "a duplicate 2b does not count twice");
-        l.process_2b(2, B1, 0, b"v", 0, A);
-        assert_eq!(&l.decided(0, 2).unwrap().batch[..], b"v");
-    }
-
-    #[test]
-    fn learner_refuses_2b_whose_batch_differs_in_the_same_ballot() {
-        let mut l = L::default();
-        assert_eq!(l.process_2b(0, B1, 0, b"v", 0, A), Learned::Counted);
-        assert_eq!(l.process_2b(1, B1, 0, b"w", 0, A), Learned::Conflict);
-        assert!(l.decided(0, 2).is_none(), "the conflicting 2b was not counted");
-        assert_eq!(l.process_2b(2, B1, 0, b"v", 0, A), Learned::Counted);
-        assert_eq!(&l.decided(0, 2).unwrap().batch[..], b"v");
+        l.process_2b(2, B1, 0, 0);
+        assert!(l.decided(0, 2).unwrap().from_vote);
     }
 
     #[test]
     fn learner_resets_on_a_higher_ballot_and_ignores_lower_ones() {
         let mut l = L::default();
-        l.process_2b(0, B1, 0, b"old", 0, A);
-        l.process_2b(1, B2, 0, b"new", 0, A);
-        assert_eq!(l.process_2b(2, B1, 0, b"old", 0, A), Learned::Ignored);
-        l.process_2b(2, B2, 0, b"new", 0, A);
-        assert_eq!(&l.decided(0, 2).unwrap().batch[..], b"new");
+        l.process_2b(0, B1, 0, 0);
+        l.process_2b(1, B2, 0, 0);
+        assert_eq!(l.max_ballot_seen, B2);
+        assert_eq!(l.process_2b(2, B1, 0, 0), Learned::Ignored);
+        assert!(l.decided(0, 2).is_none(), "the vote of B1 no longer counts");
+        l.process_2b(2, B2, 0, 0);
+        assert_eq!(l.decided(0, 2).unwrap().senders, 0b110);
     }
 
     #[test]
     fn learner_ignores_operations_outside_its_window() {
         let mut l = L::default();
-        assert_eq!(l.process_2b(0, B1, 4, b"v", 5, A), Learned::Ignored, "already executed");
-        assert_eq!(l.process_2b(0, B1, 9, b"v", 5, A), Learned::Ignored, "beyond 5 + W");
-        assert_eq!(l.process_2b(0, B1, 8, b"v", 5, A), Learned::Counted);
+        assert_eq!(l.process_2b(0, B1, 4, 5), Learned::Ignored, "already executed");
+        assert_eq!(l.process_2b(0, B1, 9, 5), Learned::Ignored, "beyond 5 + W");
+        assert_eq!(l.process_2b(0, B1, 8, 5), Learned::Counted);
         l.forget_below(9);
         assert_eq!(l.slots().count(), 0);
-    }
-
-    #[test]
-    fn a_batch_larger_than_the_slot_is_ignored_and_one_that_fits_exactly_is_counted() {
-        let mut l = L::default();
-        assert_eq!(l.process_2b(0, B1, 0, &[1u8; 17], 0, A), Learned::Ignored, "17 > D = 16");
-        assert_eq!(l.max_ballot_seen, Ballot::default(), "an ignored 2b raises nothing");
-        assert_eq!(l.process_2b(0, B1, 0, &[1u8; 16], 0, A), Learned::Counted);
     }
 
     #[test]
     fn lookups_see_only_held_operations_of_the_exact_number() {
         let mut l = L::default();
         for opn in 0..4 {
-            l.process_2b(0, B1, opn, b"v", 0, A);
-            l.process_2b(1, B1, opn, b"v", 0, A);
+            l.process_2b(0, B1, opn, 0);
+            l.process_2b(1, B1, opn, 0);
         }
         assert_eq!(l.slots().count(), 4, "every held slot is listed");
         assert!(l.decided(4, 2).is_none(), "opn 4 shares opn 0's slot but is not held");
@@ -293,61 +270,76 @@ mod tests {
     #[test]
     fn invariant_rejects_each_broken_clause() {
         let mut ok = L::default();
-        ok.process_2b(0, B1, 1, b"v", 0, A);
-        ok.process_2b(2, B1, 2, b"v", 0, A);
+        ok.process_2b(0, B1, 1, 0);
+        ok.process_2b(2, B1, 2, 0);
         assert_eq!(ok.invariant(0, 3), Ok(()));
         assert!(ok.invariant(2, 3).is_err(), "holds opn 1, executed already");
         assert!(ok.invariant(0, 2).is_err(), "replica 2 is not in a cluster of 2");
         let mut silent = ok.clone();
         silent.slots[1].senders = 0;
-        assert!(silent.invariant(0, 3).is_err(), "a held slot counts no sender");
+        assert!(silent.invariant(0, 3).is_err(), "a held slot counts no sender and holds no batch");
         let mut misplaced = ok.clone();
         misplaced.slots[2].opn = 3;
         assert!(misplaced.invariant(0, 3).is_err(), "opn 3 in slot 2");
         let mut beyond = ok.clone();
         beyond.slots[1].opn = 5;
         assert!(beyond.invariant(0, 3).is_err(), "opn 5 is past the window of 4");
-    }
-
-    #[test]
-    fn a_2b_matching_the_own_vote_is_not_copied_and_later_ones_are_checked_against_the_vote() {
-        let mut l = L::default();
-        assert_eq!(l.process_2b(0, B1, 0, b"v", 0, OwnVote::Same), Learned::Counted);
-        let slot = l.slots().next().unwrap();
-        assert!(slot.from_vote && slot.batch.is_empty(), "refers to the vote, copies nothing");
-        assert_eq!(l.process_2b(1, B1, 0, b"w", 0, OwnVote::Differs), Learned::Conflict);
-        assert_eq!(l.process_2b(1, B1, 0, b"v", 0, OwnVote::Absent), Learned::Ignored, "the vote is gone");
-        assert!(l.decided(0, 2).is_none(), "neither was counted");
-        assert_eq!(l.process_2b(2, B1, 0, b"v", 0, OwnVote::Same), Learned::Counted);
-        assert!(l.decided(0, 2).unwrap().from_vote);
-        assert_eq!(l.invariant(0, 3), Ok(()));
-    }
-
-    #[test]
-    fn a_first_2b_that_differs_from_the_own_vote_opens_nothing_and_a_copied_slot_compares_bytes() {
-        let mut l = L::default();
-        assert_eq!(l.process_2b(0, B1, 0, b"w", 0, OwnVote::Differs), Learned::Conflict);
-        assert_eq!(l.slots().count(), 0);
-        assert_eq!(l.process_2b(0, B1, 1, b"v", 0, A), Learned::Counted);
-        assert_eq!(l.process_2b(1, B1, 1, b"v", 0, OwnVote::Same), Learned::Counted, "the copy is compared");
-        let slot = l.decided(1, 2).unwrap();
-        assert!(!slot.from_vote && &slot.batch[..] == b"v");
-        let mut both = l.clone();
-        both.slots[1].from_vote = true;
+        let mut both = ok.clone();
+        let _ = both.slots[1].batch.push(1);
         assert!(both.invariant(0, 3).is_err(), "a slot that refers to the vote holds no copy");
+    }
+
+    #[test]
+    fn a_decided_slot_takes_the_own_vote_of_its_ballot_and_waits_without_it() {
+        let mut l = L::default();
+        l.process_2b(1, B2, 0, 0);
+        l.process_2b(2, B2, 0, 0);
+        let slot = l.decided(0, 2).unwrap();
+        assert_eq!(slot.batch_with(None, B2), None, "no vote yet: the slot waits");
+        assert_eq!(slot.batch_with(Some(&vote(B1, b"old")), B2), None, "a vote of another ballot is not it");
+        assert_eq!(slot.batch_with(Some(&vote(B2, b"v")), B2), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_proposal_not_voted_for_is_kept_and_decided_by_later_2bs() {
+        let mut l = L::default();
+        l.keep_proposal(B1, 1, b"v", 0);
+        let slot = l.slots().next().unwrap();
+        assert!(slot.senders == 0 && !slot.from_vote && &slot.batch[..] == b"v");
+        assert_eq!(l.invariant(0, 3), Ok(()), "a kept proposal counts no sender yet");
+        assert!(l.decided(1, 2).is_none());
+        l.process_2b(0, B1, 1, 0);
+        l.process_2b(2, B1, 1, 0);
+        assert_eq!(l.decided(1, 2).unwrap().batch_with(None, B1), Some(&b"v"[..]), "the copy, not a vote");
+        // 2bs first, then the proposal: the slot opened by the 2b takes the copy.
+        l.process_2b(0, B1, 2, 0);
+        l.keep_proposal(B1, 2, b"w", 0);
+        assert_eq!(&l.decided(2, 1).unwrap().batch[..], b"w");
+        // Outside the window, from an older ballot, or too large: ignored.
+        l.keep_proposal(B1, 4, b"x", 0);
+        l.keep_proposal(B1, 3, &[1u8; 17], 0);
+        assert_eq!(l.slots().count(), 2);
+        l.keep_proposal(B2, 3, b"y", 0);
+        assert_eq!((l.max_ballot_seen, l.slots().count()), (B2, 1), "a higher ballot resets, as a 2b does");
+        l.keep_proposal(B1, 0, b"z", 0);
+        assert_eq!(l.slots().count(), 1, "an older ballot is ignored");
     }
 
     #[test]
     fn a_vote_about_to_go_is_copied_into_the_slot_that_refers_to_it() {
         let mut l = L::default();
-        l.process_2b(1, B1, 0, b"v", 0, OwnVote::Same);
+        l.process_2b(1, B1, 0, 0);
         l.keep_vote(0, B2, b"x");
         l.keep_vote(1, B1, b"x");
         assert!(l.slots().next().unwrap().from_vote, "another ballot or operation: untouched");
+        l.keep_vote(0, B1, &[1u8; 17]);
+        assert!(l.slots().next().unwrap().from_vote, "larger than a slot: untouched");
         l.keep_vote(0, B1, b"v");
         let slot = l.slots().next().unwrap();
         assert!(!slot.from_vote && &slot.batch[..] == b"v");
-        assert_eq!(l.process_2b(2, B1, 0, b"v", 0, OwnVote::Absent), Learned::Counted, "compared with the copy");
+        assert_eq!(slot.batch_with(None, B1), Some(&b"v"[..]), "the copy outlives the vote");
+        assert_eq!(l.process_2b(2, B1, 0, 0), Learned::Counted, "later 2bs still count");
         assert_eq!(&l.decided(0, 2).unwrap().batch[..], b"v");
+        assert_eq!(l.invariant(0, 3), Ok(()));
     }
 }

@@ -149,15 +149,14 @@ pub enum RslMsg<'a> {
         #[serde(borrow)]
         batch: Bytes<'a>,
     },
-    /// 4: phase 2b, an acceptor's vote, sent to every learner.
+    /// 4: phase 2b, an acceptor's vote, sent to every learner. Without the batch (IronRSL's
+    /// carries it): the one 2a of the ballot for the operation names it, and every learner's
+    /// own acceptor holds it (`rsl::learner`).
     TwoB {
         /// The ballot voted in.
         bal: Ballot,
         /// The operation number.
         opn: u64,
-        /// The batch voted for.
-        #[serde(borrow)]
-        batch: Bytes<'a>,
         /// The sender's executed-operation count (its checkpoint).
         opn_ckpt: u64,
     },

@@ -4,7 +4,7 @@ use fleet_engine::rsl::acceptor::{Accepted, Acceptor};
 use fleet_engine::rsl::app::App;
 use fleet_engine::rsl::apps::counter::Counter;
 use fleet_engine::rsl::apps::kv::{KvApp, KvOp, KvReply};
-use fleet_engine::rsl::learner::{Learner, OwnVote};
+use fleet_engine::rsl::learner::Learner;
 use fleet_engine::rsl::{batch, Ballot, Client, RslConfig, RslMsg};
 use fleet_engine::wire::{self, Bytes, DecodeError, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
@@ -40,7 +40,7 @@ pub static ALL: &[Test] = &[
 /// The engine's known-answer vector (`engine/src/auth/tests.rs`): the same bytes on x86-64.
 fn sealing_gives_the_known_answer_and_refuses_tampering() -> TestResult {
     use fleet_engine::auth::{Guard, Key, KeySet, Keyring, Role};
-    const KNOWN: [u8; 15] = [0xf1, 0x03, 0x41, 0x01, b'a', b'b', b'c', 0xd1, 0x3a, 0x28, 0xc5, 0x2f, 0xb9, 0xdb, 0x24];
+    const KNOWN: [u8; 15] = [0xf1, 0x04, 0x41, 0x01, b'a', b'b', b'c', 0xd1, 0x3a, 0x28, 0xc5, 0x2f, 0xb9, 0xdb, 0x24];
     let a = Endpoint::v4([10, 0, 0, 1], 7000);
     let b = Endpoint::v4([10, 0, 0, 2], 7000);
     let members = [a, b];
@@ -72,7 +72,7 @@ fn wire_round_trips_rsl_messages() -> TestResult {
         RslMsg::Request { seqno: 42, request: Bytes(b"inc") },
         RslMsg::OneA { bal },
         RslMsg::TwoA { bal, opn: 9, batch: Bytes(&[1, 2, 3]) },
-        RslMsg::TwoB { bal, opn: 9, batch: Bytes(&[1, 2, 3]), opn_ckpt: 5 },
+        RslMsg::TwoB { bal, opn: 9, opn_ckpt: 5 },
         RslMsg::Heartbeat { bal, suspicious: true, opn_ckpt: u64::MAX },
         RslMsg::Reply { seqno: 42, reply: Bytes(&[0xff; 40]) },
         RslMsg::StartingPhase2 { bal, log_truncation_point: 3 },
@@ -144,14 +144,15 @@ fn acceptor_truncates_at_the_quorum_checkpoint() -> TestResult {
 fn learner_decides_on_a_quorum_of_2b() -> TestResult {
     let mut l: Learner<4, 64> = Learner::default();
     let b = Ballot::INITIAL;
-    l.process_2b(0, b, 0, b"batch", 0, OwnVote::Absent);
+    l.keep_proposal(b, 0, b"batch", 0);
+    l.process_2b(0, b, 0, 0);
     check!(l.decided(0, 2).is_none(), "one vote is not a quorum");
-    l.process_2b(0, b, 0, b"batch", 0, OwnVote::Absent);
+    l.process_2b(0, b, 0, 0);
     check!(l.decided(0, 2).is_none(), "a duplicate 2b does not count twice");
-    l.process_2b(2, b, 0, b"batch", 0, OwnVote::Absent);
-    check!(l.decided(0, 2).map(|s| &s.batch[..]) == Some(&b"batch"[..]), "two distinct senders decide");
+    l.process_2b(2, b, 0, 0);
+    check!(l.decided(0, 2).and_then(|s| s.batch_with(None, b)) == Some(&b"batch"[..]), "two distinct senders decide");
     let higher = Ballot { seqno: 2, proposer: 0 };
-    l.process_2b(1, higher, 1, b"other", 0, OwnVote::Absent);
+    l.process_2b(1, higher, 1, 0);
     check!(l.max_ballot_seen == higher, "a higher ballot is tracked");
     Ok(())
 }

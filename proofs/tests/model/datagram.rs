@@ -55,9 +55,7 @@ pub fn describe(msg: &RslMsg<'_>) -> String {
             format!("1b({}, ltp {log_truncation_point}, {}/{chunks}{})", bal(*b), chunk + 1, v.unwrap_or_default())
         }
         RslMsg::TwoA { bal: b, opn, batch } => format!("2a({}, op{opn}, {})", bal(*b), inv::describe_batch(batch.0)),
-        RslMsg::TwoB { bal: b, opn, batch, opn_ckpt } => {
-            format!("2b({}, op{opn}, {}, ckpt {opn_ckpt})", bal(*b), inv::describe_batch(batch.0))
-        }
+        RslMsg::TwoB { bal: b, opn, opn_ckpt } => format!("2b({}, op{opn}, ckpt {opn_ckpt})", bal(*b)),
         RslMsg::Heartbeat { bal: b, suspicious, opn_ckpt } => {
             format!("Heartbeat({}{}, ckpt {opn_ckpt})", bal(*b), if *suspicious { ", suspicious" } else { "" })
         }

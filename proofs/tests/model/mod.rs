@@ -49,7 +49,7 @@ pub use {
 
 // Shared by the files of this module only.
 use datagram::{bal, encode};
-use planted::{conflicts_with_merged, forge_read_acks, forget_votes, merge_mutant};
+use planted::{conflicts_with_merged, forge_read_acks, forget_votes, merge_mutant, own_vote_mutant};
 use properties::chosen;
 
 #[path = "../walk/mod.rs"]

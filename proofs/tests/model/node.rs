@@ -11,7 +11,7 @@ use stateright::actor::{model_timeout, Actor, Id, Out};
 
 use super::{
     actor_of, conflicts_with_merged, durable_members, encode, endpoint, forge_read_acks, forget_votes, learners,
-    members, merge_mutant, own_endpoint, Datagram, Down, Planted, Scope,
+    members, merge_mutant, own_endpoint, own_vote_mutant, Datagram, Down, Planted, Scope,
 };
 
 /// The replica under check: the paper's counter app, 3 replicas at most, a window of 4,
@@ -210,7 +210,7 @@ fn deliver(
     if conflicts_with_merged(&r.replica, bytes) {
         r.merged_conflicting_votes = true;
     }
-    let shown = merge_mutant(planted, &r.replica, bytes);
+    let shown = merge_mutant(planted, &r.replica, bytes).or_else(|| own_vote_mutant(planted, &r.replica, bytes));
     let _ = r.replica.handle(r.now, from, shown.as_deref().unwrap_or(bytes), out);
 }
 
@@ -443,11 +443,11 @@ impl Actor for Node {
                     return; // Outside the scope: this delivery never happens.
                 }
                 let forged_2b = match (scope.planted, decoded) {
-                    (Some(Planted::LowerBallotAccept), Some(RslMsg::TwoA { bal, opn, batch }))
+                    (Some(Planted::LowerBallotAccept), Some(RslMsg::TwoA { bal, opn, .. }))
                         if node.replica.id() == n - 1 && bal < node.replica.acceptor().max_bal =>
                     {
                         let opn_ckpt = node.replica.executor().ops_complete;
-                        Some(encode(node.replica.cluster(), &RslMsg::TwoB { bal, opn, batch, opn_ckpt }))
+                        Some(encode(node.replica.cluster(), &RslMsg::TwoB { bal, opn, opn_ckpt }))
                     }
                     _ => None,
                 };

@@ -89,6 +89,13 @@ pub enum Planted {
     /// [`Scope::LEARNERS`]: super::Scope::LEARNERS
     /// [`learners::take_part_at_once`]: super::learners::take_part_at_once
     LearnerTakesPartAtOnce,
+    /// A learner that takes a 2b to be a vote for the batch its own acceptor voted for at
+    /// that operation, whatever ballot that vote is in (a 2b names a ballot, not a batch:
+    /// only the own vote *of the 2b's ballot* is its batch, `engine/src/rsl/learner.rs`).
+    /// Emulated by relabelling what a replica is shown: a 2b for an operation at which its
+    /// acceptor holds a vote of another ballot arrives with that vote's ballot, so the
+    /// learner counts it toward the vote it holds and executes that vote's batch.
+    TwoBForOwnVote,
 }
 
 /// AmnesiacAcceptor: a 1b that carries a vote is sent without it.
@@ -156,6 +163,19 @@ pub(super) fn merge_mutant(planted: Option<Planted>, replica: &MReplica, bytes: 
     };
     let vote = Some(Vote { bal: shown, ..v });
     Some(encode(cluster, &RslMsg::OneB { bal, log_truncation_point, reply_id, chunk, chunks, vote }))
+}
+
+/// [`Planted::TwoBForOwnVote`]: a 2b for an operation at which `replica`'s acceptor holds a
+/// vote of another ballot, shown with the vote's ballot.
+pub(super) fn own_vote_mutant(planted: Option<Planted>, replica: &MReplica, bytes: &[u8]) -> Option<Vec<u8>> {
+    if planted != Some(Planted::TwoBForOwnVote) {
+        return None;
+    }
+    let Ok((cluster, RslMsg::TwoB { bal, opn, opn_ckpt })) = wire::decode_rsl::<RslMsg<'_>>(bytes) else {
+        return None;
+    };
+    let vote = replica.acceptor().vote_at(opn).filter(|v| v.bal != bal)?;
+    Some(encode(cluster, &RslMsg::TwoB { bal: vote.bal, opn, opn_ckpt }))
 }
 
 /// [`Planted::UnconfirmedReads`]: each confirmation round the replica sent in this step is

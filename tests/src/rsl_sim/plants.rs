@@ -195,11 +195,15 @@ impl RslSim {
         }
         let r = self.replicas[lag].as_deref().expect("live");
         let bal = r.learner().max_ballot_seen.max(r.acceptor().max_bal).successor(self.replicas.len());
-        self.record(TraceKind::Planted("forged quorum of 2b (no-op) at the laggard's next operation"));
+        self.record(TraceKind::Planted("forged 2a (no-op) and quorum of 2b at the laggard's next operation"));
+        // A 2b names no batch: the laggard's own vote of the ballot supplies it, so the
+        // forger first has it vote for the no-op, from the ballot's proposer.
+        let forged = forged_batch();
+        let proposer = self.replica_eps[usize::from(bal.proposer) % self.replicas.len()];
+        self.forge_to_replica(lag, proposer, &RslMsg::TwoA { bal, opn: lag_ops, batch: Bytes(&forged) });
         for s in 0..self.config.quorum() {
             let from = self.replica_eps[(lag + 1 + s) % self.replicas.len()];
-            let forged = forged_batch();
-            let msg = RslMsg::TwoB { bal, opn: lag_ops, batch: Bytes(&forged), opn_ckpt: 0 };
+            let msg = RslMsg::TwoB { bal, opn: lag_ops, opn_ckpt: 0 };
             self.forge_to_replica(lag, from, &msg);
         }
         true

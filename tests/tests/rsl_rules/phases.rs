@@ -167,7 +167,7 @@ fn a_2b_matching_the_own_vote_refers_to_it_and_execution_reads_the_vote() {
     let mut out = store.outbox();
     let two_a = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch) });
     let _ = r.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
-    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch), opn_ckpt: 0 });
+    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, opn_ckpt: 0 });
     let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
     let slot = r.learner().slots().next().expect("the own 2b opened a slot");
     assert!(slot.from_vote && slot.batch.is_empty(), "it refers to the vote and copies nothing");
@@ -178,39 +178,81 @@ fn a_2b_matching_the_own_vote_refers_to_it_and_execution_reads_the_vote() {
 }
 
 #[test]
-fn states_that_differ_only_in_where_the_learner_holds_a_batch_are_equal() {
+fn states_reached_by_the_2a_and_the_2b_in_either_order_are_equal_and_another_batch_differs() {
     let batch = one_request(Endpoint::v4([10, 0, 1, 1], 9000), 7);
     let two_a = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch) });
-    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch), opn_ckpt: 0 });
+    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, opn_ckpt: 0 });
     let mut store = Out::new();
     let mut out = store.outbox();
-    // The vote first: the leader's 2b refers to it. The 2b first: the learner copies it.
     let mut vote_first = fresh(1);
     let _ = vote_first.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
     let _ = vote_first.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
-    let mut copy_first = fresh(1);
-    let _ = copy_first.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
-    let _ = copy_first.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
-    let from_vote = |r: &fleet_tests::rsl_sim::SimReplica| r.learner().slots().next().unwrap().from_vote;
-    assert!(from_vote(&vote_first) && !from_vote(&copy_first));
-    assert!(vote_first == copy_first, "the model checker's states are equal");
+    let mut two_b_first = fresh(1);
+    let _ = two_b_first.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
+    let _ = two_b_first.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
+    assert!(vote_first == two_b_first, "the model checker's states are equal");
     let hash = |r: &fleet_tests::rsl_sim::SimReplica| {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         r.hash(&mut h);
         h.finish()
     };
-    assert_eq!(hash(&vote_first), hash(&copy_first));
+    assert_eq!(hash(&vote_first), hash(&two_b_first));
+    // The same 2b with another batch voted for: another state.
     let other = one_request(Endpoint::v4([10, 0, 1, 1], 9000), 8);
     let mut other_batch = fresh(1);
     let _ = other_batch.handle(
         Instant::ZERO,
         eps()[0],
-        &encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&other), opn_ckpt: 0 }),
+        &encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&other) }),
         &mut out,
     );
-    let _ = other_batch.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
-    assert!(other_batch != copy_first, "a learner holding another batch is another state");
+    let _ = other_batch.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
+    assert!(other_batch != vote_first, "a learner deciding another batch is another state");
+    // A copy of the batch (a 2a below the promise, kept by the learner) against a
+    // reference to the vote: the learner's content is the same.
+    let higher = Ballot { seqno: 2, proposer: 2 };
+    let mut copied = fresh(1);
+    let _ = copied.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal: higher }), &mut out);
+    let _ = copied.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
+    let _ = copied.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
+    let slot = copied.learner().slots().next().unwrap();
+    assert!(!slot.from_vote && slot.batch[..] == batch[..], "not voted for: the learner holds a copy");
+    let content = |r: &fleet_tests::rsl_sim::SimReplica| -> Vec<(u64, u64, Option<Vec<u8>>)> {
+        let bal = r.learner().max_ballot_seen;
+        let vote = |opn| r.acceptor().vote_at(opn);
+        r.learner().slots().map(|s| (s.opn, s.senders, s.batch_with(vote(s.opn), bal).map(<[u8]>::to_vec))).collect()
+    };
+    assert_eq!(content(&copied), content(&vote_first), "what the learner decides from is the same");
+}
+
+#[test]
+fn a_quorum_of_2b_waits_for_the_batch_and_a_2a_below_the_promise_still_supplies_it() {
+    let client = Endpoint::v4([10, 0, 1, 1], 9000);
+    let batch = one_request(client, 7);
+    let two_a = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch) });
+    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, opn_ckpt: 0 });
+    let mut store = Out::new();
+    let mut out = store.outbox();
+    // The 2a lost: a quorum of 2b decides, but there is nothing to execute yet.
+    let mut r = fresh(1);
+    let _ = r.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
+    let _ = r.handle(Instant::ZERO, eps()[2], &two_b, &mut out);
+    assert!(r.learner().decided(0, 2).is_some());
+    assert_eq!(r.executor().ops_complete, 0, "decided, but the batch is not here");
+    // The leader's retransmission: voted for, executed.
+    let _ = r.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
+    assert_eq!(r.executor().ops_complete, 1);
+    assert_eq!(r.executor().reply_cache.get(client).map(|e| e.seqno), Some(7));
+    // A replica that promised a higher ballot does not vote for the 2a, but keeps its batch.
+    let mut promised = fresh(1);
+    let higher = Ballot { seqno: 2, proposer: 2 };
+    let _ = promised.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal: higher }), &mut out);
+    let _ = promised.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
+    assert_eq!(promised.acceptor().vote_count(), 0, "no vote below the promise");
+    let _ = promised.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
+    let _ = promised.handle(Instant::ZERO, eps()[2], &two_b, &mut out);
+    assert_eq!(promised.executor().ops_complete, 1, "decided by the others, executed from the kept batch");
 }
 
 #[test]
@@ -221,7 +263,7 @@ fn a_2a_that_slides_the_window_past_a_referred_vote_copies_it_first_and_a_stale_
     let bal = Ballot { seqno: 2, proposer: 2 };
     let _ = r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::OneA { bal }), &mut out);
     let _ = r.handle(Instant::ZERO, eps()[2], &encode(&RslMsg::TwoA { bal, opn: 0, batch: Bytes(b"") }), &mut out);
-    let own = encode(&RslMsg::TwoB { bal, opn: 0, batch: Bytes(b""), opn_ckpt: 0 });
+    let own = encode(&RslMsg::TwoB { bal, opn: 0, opn_ckpt: 0 });
     let _ = r.handle(Instant::ZERO, eps()[1], &own, &mut out);
     assert!(r.learner().slots().next().unwrap().from_vote);
     let far = fleet_engine::rsl::Params::default().max_log_length + 5;
@@ -235,7 +277,7 @@ fn a_2a_that_slides_the_window_past_a_referred_vote_copies_it_first_and_a_stale_
     let slot = r.learner().slots().find(|s| s.opn == 0).expect("the slot for operation 0 stays");
     assert!(!slot.from_vote, "it took a copy before the vote went");
     let _ = r.handle(Instant::ZERO, eps()[0], &own, &mut out);
-    let other = encode(&RslMsg::TwoB { bal, opn: 0, batch: Bytes(b""), opn_ckpt: 0 });
+    let other = encode(&RslMsg::TwoB { bal, opn: 0, opn_ckpt: 0 });
     let _ = r.handle(Instant::ZERO, eps()[2], &other, &mut out);
     assert_eq!(r.executor().ops_complete, 1, "the copy still decides and executes");
 }

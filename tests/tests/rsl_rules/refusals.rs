@@ -188,30 +188,6 @@ fn messages_outside_the_protocol_bounds_are_refused() {
 }
 
 #[test]
-fn a_2b_unlike_the_vote_for_its_operation_is_checked_in_full() {
-    let mut r = fresh(1);
-    let mut store = Out::new();
-    let mut out = store.outbox();
-    let voted = Bytes(b"");
-    let two_a = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: voted });
-    let _ = r.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
-    assert_eq!(r.acceptor().vote_count(), 1);
-    // Malformed bytes for the operation voted for, and for one not voted for: refused.
-    for opn in [0, 1] {
-        let bad = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch: Bytes(&[0xff, 0xff]), opn_ckpt: 0 });
-        let before = r.stats().invalid_messages;
-        let _ = r.handle(Instant::ZERO, eps()[2], &bad, &mut out);
-        assert_eq!(r.stats().invalid_messages, before + 1, "opn {opn}: malformed 2b refused");
-    }
-    // The batch voted for (taken without parsing) counts towards the decision.
-    let same = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: voted, opn_ckpt: 0 });
-    let _ = r.handle(Instant::ZERO, eps()[0], &same, &mut out);
-    let _ = r.handle(Instant::ZERO, eps()[2], &same, &mut out);
-    assert_eq!(r.stats().invalid_messages, 2);
-    assert_eq!(r.status().ops_complete, 1, "two 2b's of the vote's batch decide it");
-}
-
-#[test]
 fn stale_1b_and_2b_are_counted_as_ignored() {
     let mut r = leader_executed_five();
     let mut store = Out::new();
@@ -221,7 +197,7 @@ fn stale_1b_and_2b_are_counted_as_ignored() {
     let one_b = RslMsg::OneB { bal: old, log_truncation_point: 0, reply_id: 1, chunk: 0, chunks: 1, vote: None };
     let _ = r.handle(Instant::ZERO, eps()[2], &encode(&one_b), &mut out);
     assert_eq!(r.stats().ignored_messages, ignored + 1, "a 1b for a ballot this proposer did not send");
-    let two_b = RslMsg::TwoB { bal: old, opn: 9, batch: Bytes(b""), opn_ckpt: 0 };
+    let two_b = RslMsg::TwoB { bal: old, opn: 9, opn_ckpt: 0 };
     let _ = r.handle(Instant::ZERO, eps()[2], &encode(&two_b), &mut out);
     assert_eq!(r.stats().ignored_messages, ignored + 2, "a 2b below the learner's ballot");
 }

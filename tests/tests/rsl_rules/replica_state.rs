@@ -3,7 +3,6 @@
 //! changed.
 
 use fleet_engine::rsl::{Ballot, RslMsg};
-use fleet_engine::wire::Bytes;
 use fleet_engine::Instant;
 use fleet_tests::rsl_sim::SimReplica;
 
@@ -50,7 +49,7 @@ fn equality_and_hash_see_every_role() {
     };
     check("me", fresh(2));
     check("acceptor", after(0, 2, RslMsg::OneA { bal: Ballot { seqno: 2, proposer: 2 } }));
-    check("learner", after(0, 0, RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(b""), opn_ckpt: 0 }));
+    check("learner", after(0, 0, RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, opn_ckpt: 0 }));
     check("executor", executed_five());
     check("election", after(0, 0, RslMsg::Heartbeat { bal: Ballot::INITIAL, suspicious: true, opn_ckpt: 0 }));
     check("transfer", after(0, 0, RslMsg::StartingPhase2 { bal: Ballot::INITIAL, log_truncation_point: 100 }));

@@ -30,7 +30,7 @@ fn a_request_seen_executed_is_no_longer_a_reason_to_suspect_the_view() {
             let batch = postcard::to_allocvec(&entry).unwrap();
             let two_a = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch) });
             let _ = r.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
-            let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch), opn_ckpt: 0 });
+            let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, opn_ckpt: 0 });
             let _ = r.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
             let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
             assert_eq!(r.status().ops_complete, 1);
@@ -110,7 +110,7 @@ fn an_older_request_than_the_cached_one_is_ignored_and_not_tracked() {
         &encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 5, batch: Bytes(&batch) }),
         &mut out,
     );
-    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 5, batch: Bytes(&batch), opn_ckpt: 0 });
+    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 5, opn_ckpt: 0 });
     let _ = r.handle(Instant::ZERO, eps()[0], &two_b, &mut out);
     let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
     assert_eq!(r.status().ops_complete, 6);
@@ -158,7 +158,9 @@ fn only_the_leader_of_the_executed_ballot_answers_the_client() {
         let mut r = fresh(me);
         let mut store = Out::new();
         let mut out = store.outbox();
-        let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch), opn_ckpt: 0 });
+        let two_a = encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn: 0, batch: Bytes(&batch) });
+        let _ = r.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
+        let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn: 0, opn_ckpt: 0 });
         let _ = r.handle(Instant::ZERO, eps()[1], &two_b, &mut out);
         let _ = r.handle(Instant::ZERO, eps()[2], &two_b, &mut out);
         assert_eq!(r.status().ops_complete, 1);

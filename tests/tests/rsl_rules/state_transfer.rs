@@ -59,7 +59,7 @@ fn a_replica_the_log_brings_up_within_the_grace_period_asks_for_no_state() {
     for opn in 0..5 {
         let batch = Bytes(b"");
         let _ = r.handle(now, eps()[0], &encode(&RslMsg::TwoA { bal: Ballot::INITIAL, opn, batch }), &mut out);
-        let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch, opn_ckpt: 0 });
+        let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, opn_ckpt: 0 });
         let _ = r.handle(now, eps()[0], &two_b, &mut out);
         let _ = r.handle(now, eps()[1], &two_b, &mut out);
     }

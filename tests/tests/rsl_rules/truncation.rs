@@ -113,7 +113,7 @@ fn follower_voting_and_executing(r: &mut SimReplica, n: u64) -> Vec<(Endpoint, V
         );
         for from in [0, 1] {
             out.clear();
-            let two_b = RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch: Bytes(batch), opn_ckpt: 0 };
+            let two_b = RslMsg::TwoB { bal: Ballot::INITIAL, opn, opn_ckpt: 0 };
             let _ = r.handle(Instant::ZERO, eps()[from], &encode(&two_b), &mut out);
         }
         last = sent(&out);
@@ -146,7 +146,7 @@ fn a_follower_that_drained_a_whole_window_reports_its_checkpoint_to_the_leader_a
     for opn in 0..window {
         for from in [0, 1] {
             out.clear();
-            let two_b = RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch: Bytes(batch), opn_ckpt: 0 };
+            let two_b = RslMsg::TwoB { bal: Ballot::INITIAL, opn, opn_ckpt: 0 };
             let _ = r.handle(Instant::ZERO, eps()[from], &encode(&two_b), &mut out);
             for (dst, b) in sent(&out) {
                 if let RslMsg::Heartbeat { opn_ckpt, .. } = decode(&b) {

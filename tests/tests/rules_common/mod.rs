@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use fleet_engine::rsl::{Ballot, RslConfig, RslMsg};
-use fleet_engine::wire::{self, Bytes, Protocol};
+use fleet_engine::wire::{self, Protocol};
 use fleet_engine::{Endpoint, Instant, OutboxBuf};
 use fleet_tests::rsl_sim::{SimApp, SimReplica};
 
@@ -87,19 +87,21 @@ pub fn handle_then_due(
 }
 
 /// Hands the leader `r` a client's request datagram, takes the 2a it proposes at the end of
-/// the burst, and decides it with 2b from replicas 0 and 1 (each reporting checkpoint 0).
+/// the burst, hands that 2a back to it (its own acceptor votes), and decides it with 2b from
+/// replicas 0 and 1 (each reporting checkpoint 0).
 pub fn propose_and_decide(r: &mut SimReplica, client: Endpoint, request: &[u8]) {
     let mut store = Out::new();
     let mut out = store.outbox();
     handle_then_due(r, Instant::ZERO, client, request, &mut out);
-    let (opn, batch) = sent(&out)
+    let (opn, two_a) = sent(&out)
         .into_iter()
         .find_map(|(_, b)| match decode(&b) {
-            RslMsg::TwoA { opn, batch, .. } => Some((opn, batch.0.to_vec())),
+            RslMsg::TwoA { opn, .. } => Some((opn, b)),
             _ => None,
         })
         .expect("an idle leader proposes at the burst's end");
-    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, batch: Bytes(&batch), opn_ckpt: 0 });
+    let _ = r.handle(Instant::ZERO, eps()[0], &two_a, &mut out);
+    let two_b = encode(&RslMsg::TwoB { bal: Ballot::INITIAL, opn, opn_ckpt: 0 });
     for from in [0, 1] {
         let _ = r.handle(Instant::ZERO, eps()[from], &two_b, &mut out);
     }

@@ -10,7 +10,7 @@ use crate::rsl::app::App;
 use crate::rsl::ballot::Ballot;
 use crate::rsl::batch::{self, EntryKind};
 use crate::rsl::election::Tracking;
-use crate::rsl::learner::OwnVote;
+use crate::rsl::learner::Learned;
 use crate::rsl::membership;
 use crate::rsl::msg::{RslMsg, SupplyPart, Vote};
 use crate::rsl::proposer::{ClientRequest, Phase, Queued};
@@ -29,17 +29,6 @@ impl<
         const TB: usize,
     > Replica<A, R, W, D, QB, C, RB, TB>
 {
-    /// How `batch`, carried by `sender`'s 2b of `bal` for `opn`, compares with this
-    /// replica's own vote for `opn` in `bal` (one comparison of the bytes per 2b). This
-    /// replica's own 2b is its vote: the vote is not compared with the 2b's copy of it.
-    fn own_vote(&self, sender: usize, bal: Ballot, opn: u64, batch: &[u8]) -> OwnVote {
-        match self.acceptor.vote_at(opn) {
-            Some(v) if v.bal == bal && (sender == self.me || v.batch.as_slice() == batch) => OwnVote::Same,
-            Some(v) if v.bal == bal => OwnVote::Differs,
-            _ => OwnVote::Absent,
-        }
-    }
-
     /// The learner copies the votes the acceptor is about to drop: those below `floor`, and
     /// the one for `opn` unless it is in ballot `bal` ([`Learner::keep_vote`]).
     ///
@@ -54,17 +43,14 @@ impl<
         }
     }
 
-    /// Whether `batch` is a well-formed batch within the configured bounds.
-    fn batch_ok(&self, batch: &[u8]) -> bool {
-        batch.len() <= self.config.max_batch_bytes()
-            && batch::validate(batch, self.config.params.max_batch_size).is_ok()
-    }
-
-    /// Protocol bounds of a decoded peer message, checked before any state is touched (a
-    /// 2b's batch is checked by [`Self::on_peer`], which compares it with the vote anyway).
+    /// Protocol bounds of a decoded peer message, checked before any state is touched: a
+    /// batch is well formed and within the configured bounds.
     pub(super) fn valid(&self, msg: &RslMsg<'_>) -> bool {
         let n = self.config.n();
-        let batch_ok = |b: &Bytes<'_>| self.batch_ok(b.0);
+        let batch_ok = |b: &Bytes<'_>| {
+            b.0.len() <= self.config.max_batch_bytes()
+                && batch::validate(b.0, self.config.params.max_batch_size).is_ok()
+        };
         match msg {
             RslMsg::OneA { bal } | RslMsg::StartingPhase2 { bal, .. } | RslMsg::Heartbeat { bal, .. } => {
                 bal.is_valid_for(n)
@@ -176,8 +162,9 @@ impl<
             RslMsg::ForwardedRequest { client, seqno, request, kind } => {
                 self.on_request(now, client, ClientRequest { seqno, request: request.0, kind }, true, out);
             }
-            // A rejoining replica neither promises nor votes (see `crate::rsl::rejoin`).
-            RslMsg::OneA { .. } | RslMsg::TwoA { .. } if self.rejoin.is_some() => {
+            // A rejoining replica neither promises nor votes (see `crate::rsl::rejoin`); the
+            // 2a is below.
+            RslMsg::OneA { .. } if self.rejoin.is_some() => {
                 Stats::bump(&mut self.stats.ignored_messages);
             }
             RslMsg::RecoverRequest { nonce, catching_up } => {
@@ -230,20 +217,27 @@ impl<
                     return;
                 }
                 let len = self.config.params.max_log_length;
+                // A rejoining replica does not vote (see `crate::rsl::rejoin`).
+                let votes = self.rejoin.is_none();
                 // The votes this one would slide out of the window or replace (a 2a below
                 // the promise changes nothing).
-                if bal >= self.acceptor.max_bal {
+                if votes && bal >= self.acceptor.max_bal {
                     self.keep_votes(opn.saturating_add(1).saturating_sub(len), opn, bal);
                 }
-                match self.acceptor.accept(bal, opn, batch.0, len) {
-                    Accepted::Stale => Stats::bump(&mut self.stats.ignored_messages),
+                match if votes { self.acceptor.accept(bal, opn, batch.0, len) } else { Accepted::Stale } {
+                    Accepted::Stale => {
+                        // No vote (below the promise, or rejoining): the learner still needs
+                        // the batch should 2b decide it.
+                        self.learner.keep_proposal(bal, opn, batch.0, self.executor.ops_complete);
+                        Stats::bump(&mut self.stats.ignored_messages);
+                    }
                     Accepted::Conflict => Stats::bump(&mut self.stats.invalid_messages),
                     Accepted::Voted => {
                         self.acceptor_changed();
                         self.journal.note_vote(Acceptor::<R, W, D>::slot_of(opn));
                         let opn_ckpt = self.checkpoint();
                         self.ckpt_reported = self.ckpt_reported.max(opn_ckpt);
-                        let msg = RslMsg::TwoB { bal, opn, batch, opn_ckpt };
+                        let msg = RslMsg::TwoB { bal, opn, opn_ckpt };
                         let first = out.len();
                         emit::broadcast(
                             out,
@@ -257,21 +251,11 @@ impl<
                     }
                 }
             }
-            RslMsg::TwoB { bal, opn, batch, opn_ckpt } => {
-                // Most 2bs carry the very batch this replica voted for, checked when the vote
-                // was cast: comparing the bytes is cheaper than parsing them again (batch
-                // checks were 10 % of the engine bench, four per batch and replica), and the
-                // learner uses the comparison too.
-                let own = self.own_vote(sender, bal, opn, batch.0);
-                if own != OwnVote::Same && !self.batch_ok(batch.0) {
-                    return Stats::bump(&mut self.stats.invalid_messages);
-                }
+            RslMsg::TwoB { bal, opn, opn_ckpt } => {
                 self.acceptor.record_checkpoint(sender, opn_ckpt);
                 let ops = self.executor.ops_complete;
-                match self.learner.process_2b(sender, bal, opn, batch.0, ops, own) {
-                    crate::rsl::learner::Learned::Counted => {}
-                    crate::rsl::learner::Learned::Ignored => Stats::bump(&mut self.stats.ignored_messages),
-                    crate::rsl::learner::Learned::Conflict => Stats::bump(&mut self.stats.invalid_messages),
+                if self.learner.process_2b(sender, bal, opn, ops) == Learned::Ignored {
+                    Stats::bump(&mut self.stats.ignored_messages);
                 }
             }
             RslMsg::Heartbeat { bal, suspicious, opn_ckpt } => {

@@ -58,8 +58,11 @@ fn decide(r: &mut Rep, opn: u64) -> Step {
     let mut store = Out::new();
     let mut out = store.outbox();
     let mut step = Step::default();
+    // The 2a first (a 2b names no batch), from the ballot's leader.
+    let two_a = RslMsg::TwoA { bal: B31, opn, batch: Bytes(b"") };
+    let _ = r.handle(Instant::ZERO, eps()[usize::from(B31.proposer)], &encode(&two_a), &mut out);
     for from in [1, 2] {
-        let msg = RslMsg::TwoB { bal: B31, opn, batch: Bytes(b""), opn_ckpt: 0 };
+        let msg = RslMsg::TwoB { bal: B31, opn, opn_ckpt: 0 };
         step = r.handle(Instant::ZERO, eps()[from], &encode(&msg), &mut out);
     }
     step
