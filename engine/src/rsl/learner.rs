@@ -8,7 +8,8 @@
 //! when it arrives, so a decided slot takes its batch from the own vote of the learner's
 //! ballot ([`Slot::batch_with`]); until that vote is there (a 2a lost or late: the leader's
 //! retransmission re-sends it), the slot is decided but waits. When the acceptor is about to
-//! drop or replace that vote, the slot copies it ([`Learner::keep_vote`]).
+//! drop or replace that vote, the slot copies it ([`Learner::keep_vote`]); a 2a the acceptor
+//! does not vote for is kept as a copy too ([`Learner::keep_proposal`]).
 
 use super::acceptor::StoredVote;
 use super::ballot::Ballot;
@@ -20,8 +21,9 @@ pub struct Slot<const D: usize> {
     pub opn: u64,
     /// Bitmask of replicas whose 2b was received.
     pub senders: u64,
-    /// A copy of the batch, taken when the acceptor dropped or replaced the vote; empty
-    /// when `from_vote`.
+    /// A copy of the batch, taken when the acceptor did not vote for the 2a
+    /// ([`Learner::keep_proposal`]) or was about to drop or replace the vote
+    /// ([`Learner::keep_vote`]); empty when `from_vote`.
     pub batch: heapless::Vec<u8, D>,
     /// The batch is this replica's own vote for the operation in the learner's ballot (held
     /// by the acceptor, or not yet there), not a copy.
