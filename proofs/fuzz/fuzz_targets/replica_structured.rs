@@ -92,7 +92,6 @@ enum AMsg {
     TwoB {
         bal: ABal,
         opn: u8,
-        batch: ABatch,
         ckpt: u8,
     },
     Heartbeat {
@@ -214,14 +213,8 @@ fn message(msg: &AMsg) -> Vec<u8> {
             let b = batch.encode();
             encode(&RslMsg::TwoA { bal: bal.get(), opn: u64::from(opn % 8), batch: Bytes(&b) })
         }
-        AMsg::TwoB { bal, opn, batch, ckpt } => {
-            let b = batch.encode();
-            encode(&RslMsg::TwoB {
-                bal: bal.get(),
-                opn: u64::from(opn % 8),
-                batch: Bytes(&b),
-                opn_ckpt: u64::from(ckpt % 8),
-            })
+        AMsg::TwoB { bal, opn, ckpt } => {
+            encode(&RslMsg::TwoB { bal: bal.get(), opn: u64::from(opn % 8), opn_ckpt: u64::from(ckpt % 8) })
         }
         AMsg::Heartbeat { bal, suspicious, ckpt } => {
             encode(&RslMsg::Heartbeat { bal: bal.get(), suspicious: *suspicious, opn_ckpt: u64::from(ckpt % 8) })
