@@ -26,8 +26,8 @@ ELF=examples/firmware/target/thumbv7em-none-eabihf/release/fleet-firmware
 read -r TEXT DATA BSS _ < <("$SIZE" "$ELF" | tail -1)
 FLASH=$((TEXT + DATA))
 RAM=$((DATA + BSS))
-echo "firmware: flash ${FLASH} B ($((FLASH / 1024)) KiB, target <= 104 KiB), static RAM ${RAM} B ($((RAM / 1024)) KiB, target <= 64 KiB)"
-if [ "$FLASH" -gt $((104 * 1024)) ] || [ "$RAM" -gt $((64 * 1024)) ]; then
+echo "firmware: flash ${FLASH} B ($((FLASH / 1024)) KiB, target <= 105 KiB), static RAM ${RAM} B ($((RAM / 1024)) KiB, target <= 64 KiB)"
+if [ "$FLASH" -gt $((105 * 1024)) ] || [ "$RAM" -gt $((64 * 1024)) ]; then
     echo "firmware over its size budget; largest symbols:"
     "$BIN/llvm-nm" --size-sort -S -C --radix=d "$ELF" | tail -15
     exit 1
