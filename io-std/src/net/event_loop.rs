@@ -234,9 +234,9 @@ impl<'m> Sealer<'m> {
 
 /// Runs `host` on `socket` until `stop` is set.
 ///
-/// Each round: `tick` if a deadline passed, receive a burst of datagrams without blocking
-/// and `handle` each (then the self-addressed ones of the previous round), all into one
-/// outbox; `tick` again if the burst left a deadline due; then [`Host::commit`] (a durable host syncs its log once for the whole burst)
+/// Each round: receive a burst of datagrams without blocking and `handle` each (then the
+/// self-addressed ones of the previous round), then `tick` if a deadline passed (the burst
+/// may have left one due), all into one outbox; then [`Host::commit`] (a durable host syncs its log once for the whole burst)
 /// and only then send the burst's datagrams. With nothing to do it polls again while
 /// within [`LoopOptions::spin`] of its last work, then sleeps in `poll` until a datagram or
 /// the next deadline (at most 100 ms, to notice `stop`). A storage failure
@@ -282,11 +282,6 @@ pub fn run_as<H: Host>(
         let mut out = store.outbox();
         let mut stepped = false;
         held.release(host, &mut io, &mut egress)?;
-        let now = clock.now();
-        if host.next_deadline() <= now {
-            host.tick(now, &mut out);
-            stepped = true;
-        }
         let received = io.recv().map_err(ServerError::Io)?;
         let step_started = options.metrics.as_ref().map(|_| StdInstant::now());
         for i in 0..received {
@@ -324,11 +319,15 @@ pub fn run_as<H: Host>(
             host.handle(clock.now(), me, &d, &mut out);
             stepped = true;
         }
-        // What the burst left due (a partial batch at an idle leader waits for the burst's
-        // end, `Replica::nominate`) goes out with it.
+        // Timers after the burst: what it left due (a partial batch at an idle leader waits
+        // for the burst's end, `Replica::nominate`) goes out with it.
         let now = clock.now();
-        if stepped && host.next_deadline() <= now {
+        if host.next_deadline() <= now {
+            if nearly_full(&out) {
+                settle(host, &mut io, &mut out, &mut held, &mut egress, now)?;
+            }
             host.tick(now, &mut out);
+            stepped = true;
         }
         if stepped {
             settle(host, &mut io, &mut out, &mut held, &mut egress, clock.now())?;

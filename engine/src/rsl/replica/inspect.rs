@@ -68,6 +68,16 @@ impl<
         const TB: usize,
     > Replica<A, R, W, D, QB, C, RB, TB>
 {
+    /// The learner's slots in use as it decides from them: operation, senders and batch,
+    /// wherever the batch is held (a copy, or this replica's vote; `None` while that vote is
+    /// not there). Equality and hashing use this, so that what slots no longer in use still
+    /// hold (the senders of an operation executed, say), and whether a batch is a copy or
+    /// the vote, do not make states differ.
+    pub(super) fn learned(&self) -> impl Iterator<Item = (u64, u64, Option<&[u8]>)> + '_ {
+        let bal = self.learner.max_ballot_seen;
+        self.learner.slots().map(move |s| (s.opn, s.senders, s.batch_with(self.acceptor.vote_at(s.opn), bal)))
+    }
+
     /// Counters of what this replica received, sent and refused.
     pub fn stats(&self) -> &Stats {
         &self.stats

@@ -224,7 +224,8 @@ impl<
                 if votes && bal >= self.acceptor.max_bal {
                     self.keep_votes(opn.saturating_add(1).saturating_sub(len), opn, bal);
                 }
-                match if votes { self.acceptor.accept(bal, opn, batch.0, len) } else { Accepted::Stale } {
+                let accepted = if votes { self.acceptor.accept(bal, opn, batch.0, len) } else { Accepted::Stale };
+                match accepted {
                     Accepted::Stale => {
                         // No vote (below the promise, or rejoining): the learner still needs
                         // the batch should 2b decide it.

@@ -5,27 +5,6 @@ use super::Replica;
 use crate::rsl::app::App;
 
 impl<
-        A: App,
-        const R: usize,
-        const W: usize,
-        const D: usize,
-        const QB: usize,
-        const C: usize,
-        const RB: usize,
-        const TB: usize,
-    > Replica<A, R, W, D, QB, C, RB, TB>
-{
-    /// The learner's slots in use as it decides from them: operation, senders and batch,
-    /// wherever the batch is held (a copy, or this replica's vote; `None` if that vote is
-    /// gone). Equality and hashing use this, so that the order in which a 2b and the own
-    /// vote arrived, and slots no longer in use, do not make states differ.
-    fn learned(&self) -> impl Iterator<Item = (u64, u64, Option<&[u8]>)> + '_ {
-        let bal = self.learner.max_ballot_seen;
-        self.learner.slots().map(move |s| (s.opn, s.senders, s.batch_with(self.acceptor.vote_at(s.opn), bal)))
-    }
-}
-
-impl<
         A,
         const R: usize,
         const W: usize,
