@@ -14,7 +14,7 @@ use super::batch::{self, BatchEntry, EntryKind};
 use super::msg::Vote;
 use crate::endpoint::Endpoint;
 use crate::time::Instant;
-use crate::wire::{self, Bytes};
+use crate::wire::Bytes;
 
 /// Where the proposer is in the protocol for its ballot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -240,7 +240,7 @@ impl<const R: usize, const W: usize, const D: usize, const QB: usize, const C: u
             }
         }
         let entry = BatchEntry { client, seqno, request: Bytes(request), kind };
-        if wire::append(&mut self.queue, &entry).is_err() {
+        if batch::append_entry(&mut self.queue, &entry).is_err() {
             return Queued::Full;
         }
         match slot {
