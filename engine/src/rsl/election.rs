@@ -33,7 +33,7 @@
 //! request that held it stopped waiting, at most once per step.
 
 use super::ballot::Ballot;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{search_sorted, Endpoint};
 use crate::time::Instant;
 
 /// A client's request the replica received, waiting to be seen executed (or, once
@@ -125,7 +125,7 @@ impl<const T: usize> Election<T> {
     /// Notes a received request. O(log n) for a client already known; a new client's entry
     /// is inserted in order (O(n), once per client).
     pub fn reflect_received(&mut self, now: Instant, client: Endpoint, seqno: u64) -> Tracking {
-        let slot = self.tracked.binary_search_by(|t| t.client.cmp(&client));
+        let slot = search_sorted(&self.tracked, client, |t| t.client);
         if let Ok(i) = slot {
             let t = &mut self.tracked[i];
             if t.waiting {
@@ -145,7 +145,7 @@ impl<const T: usize> Election<T> {
             // when the table is full).
             self.tracked.retain(|t| t.waiting);
         }
-        let i = self.tracked.binary_search_by(|t| t.client.cmp(&client)).unwrap_or_else(|i| i);
+        let i = search_sorted(&self.tracked, client, |t| t.client).unwrap_or_else(|i| i);
         match self.tracked.insert(i, Tracked { client, seqno, since: now, waiting: true }) {
             Ok(()) => {
                 self.oldest = self.oldest.min(now);
@@ -210,7 +210,7 @@ impl<const T: usize> Election<T> {
 
     /// Forgets the tracked request of `client` if `seqno` covers it: it executed.
     pub fn reflect_executed(&mut self, client: Endpoint, seqno: u64) {
-        if let Ok(i) = self.tracked.binary_search_by(|t| t.client.cmp(&client)) {
+        if let Ok(i) = search_sorted(&self.tracked, client, |t| t.client) {
             let t = &mut self.tracked[i];
             if t.waiting && t.seqno <= seqno {
                 t.waiting = false;

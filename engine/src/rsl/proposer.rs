@@ -12,7 +12,7 @@ use super::acceptor::StoredVote;
 use super::ballot::Ballot;
 use super::batch::{self, BatchEntry, EntryKind};
 use super::msg::Vote;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{search_sorted, Endpoint};
 use crate::time::Instant;
 use crate::wire::Bytes;
 
@@ -233,7 +233,7 @@ impl<const R: usize, const W: usize, const D: usize, const QB: usize, const C: u
     /// clients seen, O(log n); a new client's entry is inserted in order, O(n) once).
     pub fn queue_request(&mut self, client: Endpoint, req: ClientRequest<'_>, now: Instant, delay_ms: u64) -> Queued {
         let ClientRequest { seqno, request, kind } = req;
-        let slot = self.highest_seqno.binary_search_by(|(c, _)| c.cmp(&client));
+        let slot = search_sorted(&self.highest_seqno, client, |(c, _)| *c);
         if let Ok(i) = slot {
             if seqno <= self.highest_seqno[i].1 {
                 return Queued::Duplicate;

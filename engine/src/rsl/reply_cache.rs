@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{search_sorted, Endpoint};
 use crate::wire::Bytes;
 
 /// One client's cached reply.
@@ -119,7 +119,7 @@ impl<const C: usize, const RB: usize> ReplyCache<C, RB> {
 
     /// Where `client`'s entry is or would go. O(log n).
     pub(crate) fn slot(&self, client: Endpoint) -> Slot {
-        Slot(self.entries.binary_search_by(|e| e.client.cmp(&client)))
+        Slot(search_sorted(&self.entries, client, |e| e.client))
     }
 
     /// The entry at `slot`, if it holds one.

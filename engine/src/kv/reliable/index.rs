@@ -3,7 +3,7 @@
 //! thousand clients compared a thousand endpoints per request). Kept in step with the table
 //! on every insertion and removal; [`PeerIndex::check`] pairs it with the table.
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{search_sorted, Endpoint};
 
 /// `(endpoint, peer index)` for every peer, sorted by endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -14,14 +14,14 @@ pub(super) struct PeerIndex<const P: usize> {
 impl<const P: usize> PeerIndex<P> {
     /// The index of the peer at `ep`. O(log P).
     pub fn get(&self, ep: Endpoint) -> Option<usize> {
-        let at = self.sorted.binary_search_by(|(e, _)| e.cmp(&ep)).ok()?;
+        let at = search_sorted(&self.sorted, ep, |(e, _)| *e).ok()?;
         Some(self.sorted[at].1 as usize)
     }
 
     /// Records that peer `i` is at `ep` (a new peer: `ep` is not in the index). O(P) moves,
     /// once per new peer.
     pub fn insert(&mut self, ep: Endpoint, i: usize) {
-        if let Err(at) = self.sorted.binary_search_by(|(e, _)| e.cmp(&ep)) {
+        if let Err(at) = search_sorted(&self.sorted, ep, |(e, _)| *e) {
             // Cannot overflow: the index holds one entry per peer and the table at most P.
             let _ = self.sorted.insert(at, (ep, i as u32));
         }
@@ -29,14 +29,14 @@ impl<const P: usize> PeerIndex<P> {
 
     /// Forgets the peer at `ep`. O(P) moves, once per evicted peer.
     pub fn remove(&mut self, ep: Endpoint) {
-        if let Ok(at) = self.sorted.binary_search_by(|(e, _)| e.cmp(&ep)) {
+        if let Ok(at) = search_sorted(&self.sorted, ep, |(e, _)| *e) {
             self.sorted.remove(at);
         }
     }
 
     /// The peer at `ep` moved to index `i` (the table's last peer filling a removed slot).
     pub fn renumber(&mut self, ep: Endpoint, i: usize) {
-        if let Ok(at) = self.sorted.binary_search_by(|(e, _)| e.cmp(&ep)) {
+        if let Ok(at) = search_sorted(&self.sorted, ep, |(e, _)| *e) {
             self.sorted[at].1 = i as u32;
         }
     }
