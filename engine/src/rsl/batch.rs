@@ -67,6 +67,7 @@ pub fn entries(batch: &[u8]) -> Entries<'_> {
 /// with one. The same verdicts as postcard's `take_from_bytes::<BatchEntry>`, read by hand
 /// ([`crate::reader`]): every replica parses every entry, and serde's generic path was a
 /// sixth of the engine's time.
+#[inline]
 pub(crate) fn take_entry(bytes: &[u8]) -> Option<(BatchEntry<'_>, &[u8])> {
     let mut r = Reader::new(bytes);
     let ip = match r.u32()? {
