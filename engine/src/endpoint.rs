@@ -57,9 +57,7 @@ impl Endpoint {
     pub const fn v6(octets: [u8; 16], port: u16) -> Endpoint {
         Endpoint { ip: IpAddr::V6(octets), port }
     }
-}
 
-impl Endpoint {
     /// An IPv4 endpoint's place among IPv4 endpoints as one number: address, then port.
     #[inline]
     fn v4_key(self) -> Option<u64> {
