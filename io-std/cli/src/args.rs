@@ -432,7 +432,8 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) plot: Option<PathBuf>,
     /// Load-generator threads the clients are spread over (each runs one poll loop); default:
-    /// 2 against RSL, 1 against KV (what measured fastest on a 2-CPU machine).
+    /// against RSL one per 256 clients (or part), at most one per CPU; against KV one (what
+    /// measured fastest on a 2-CPU machine). In a sweep, each client count gets its own.
     #[arg(long)]
     pub(crate) threads: Option<usize>,
     /// Operations each client has in flight (RSL only): above 1, a pipelined session packs

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant as StdInstant};
 use fleet_proofs::history::{check_kv_history_file, HistoryRecord, RecordStatus, Verdict};
 use fleet_proofs::Budget;
 
-use crate::bench::{run_kv, run_rsl, BenchOptions, DEFAULT_KV_LOAD_THREADS, DEFAULT_LOAD_THREADS};
+use crate::bench::{default_rsl_load_threads, run_kv, run_rsl, BenchOptions, DEFAULT_KV_LOAD_THREADS};
 use crate::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_io_std::config::{ClusterFile, KvSection, RslSection};
 use fleet_io_std::kv::KvBlockingClient;
@@ -92,7 +92,7 @@ pub fn run(exe: &Path) -> Result<(), String> {
         op_timeout: Duration::from_secs(2),
         history: Some(history_ok.clone()),
         progress: true,
-        load_threads: DEFAULT_LOAD_THREADS,
+        load_threads: default_rsl_load_threads(16),
         pipeline: 1,
         connect: true,
     };

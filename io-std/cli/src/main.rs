@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fleet_cli::bench::{run_kv, run_rsl, BenchOptions, BenchResult, DEFAULT_KV_LOAD_THREADS, DEFAULT_LOAD_THREADS};
+use fleet_cli::bench::{default_rsl_load_threads, run_kv, run_rsl, BenchOptions, BenchResult, DEFAULT_KV_LOAD_THREADS};
 use fleet_io_std::kv::{spawn_kv_at, KvBlockingClient, KvServeOptions};
 use fleet_io_std::net::event_loop::LoopOptions;
 use fleet_io_std::net::metrics::{serve_metrics, MetricsBoard};
@@ -62,10 +62,11 @@ fn main() -> ExitCode {
 
 fn bench(
     a: &BenchArgs,
-    default_threads: usize,
+    default_threads: impl Fn(usize) -> usize,
     run: impl Fn(&BenchOptions) -> Result<BenchResult, String>,
 ) -> Result<(), String> {
-    let threads = a.threads.unwrap_or(default_threads);
+    // Without --threads, each run of a sweep gets its client count's default.
+    let threads_for = |clients| a.threads.unwrap_or_else(|| default_threads(clients));
     if a.clients == 0 {
         return Err("--clients must be at least 1".into());
     }
@@ -86,7 +87,7 @@ fn bench(
         op_timeout: Duration::from_secs(2),
         history: a.history.clone(),
         progress: !a.json,
-        load_threads: threads,
+        load_threads: threads_for(a.clients),
         pipeline: a.pipeline,
         connect: !a.unconnected,
     };
@@ -97,7 +98,7 @@ fn bench(
     if counts.contains(&0) {
         return Err("client counts must be at least 1".into());
     }
-    if threads == 0 {
+    if a.threads == Some(0) {
         return Err("--threads must be at least 1".into());
     }
     if let Some(path) = &a.history {
@@ -109,7 +110,7 @@ fn bench(
         // Each run of a sweep writes fresh keys, so a recorded history (checked against an
         // empty map) never sees another run's values.
         let first_key = opts.first_key + i as u64 * opts.keys;
-        let r = run(&BenchOptions { clients, first_key, ..opts.clone() })?;
+        let r = run(&BenchOptions { clients, first_key, load_threads: threads_for(clients), ..opts.clone() })?;
         say(&if a.json { r.json() } else { r.summary() });
         if r.ops == 0 && r.errors > 0 {
             return Err(format!(
@@ -468,11 +469,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 return Err("--pipeline applies to `fleet bench rsl` only (a KV client keeps its own window)".into());
             }
             let setup = kv_setup(&a.config)?;
-            bench(&a, DEFAULT_KV_LOAD_THREADS, |opts| run_kv(&setup, opts).map_err(|e| bench_error(e, opts)))?;
+            bench(&a, |_| DEFAULT_KV_LOAD_THREADS, |opts| run_kv(&setup, opts).map_err(|e| bench_error(e, opts)))?;
         }
         Cmd::Bench(BenchCmd::Rsl(a)) => {
             let setup = client_setup(&a.config)?;
-            bench(&a, DEFAULT_LOAD_THREADS, |opts| run_rsl(&setup, opts).map_err(|e| bench_error(e, opts)))?;
+            bench(&a, default_rsl_load_threads, |opts| run_rsl(&setup, opts).map_err(|e| bench_error(e, opts)))?;
         }
         Cmd::CheckHistory { file, max_seconds } => {
             let budget = Budget::time(Duration::from_secs(max_seconds));

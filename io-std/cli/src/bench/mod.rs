@@ -21,7 +21,10 @@ use fleet_io_std::rsl::DEFAULT_RETRANSMIT_MS;
 use fleet_io_std::{CallError, KvSetup, RslSetup};
 
 pub use load_client::{KvLoad, LoadClient, OpResult, PlannedOp, RslLoad};
-pub use options::{BenchOptions, BenchResult, DEFAULT_KV_LOAD_THREADS, DEFAULT_LOAD_THREADS};
+pub use options::{
+    default_rsl_load_threads, rsl_load_threads_for, BenchOptions, BenchResult, CLIENTS_PER_RSL_LOAD_THREAD,
+    DEFAULT_KV_LOAD_THREADS,
+};
 use worker::{load_thread, new_hist, Logical, Shared};
 
 /// Runs the closed-loop benchmark against a running RSL cluster.
@@ -170,6 +173,7 @@ fn run_load<C: LoadClient>(
         p99_us: hist.value_at_quantile(0.99),
         p999_us: hist.value_at_quantile(0.999),
         clients: opts.clients,
+        load_threads: opts.load_threads,
     })
 }
 

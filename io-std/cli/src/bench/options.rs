@@ -47,7 +47,7 @@ pub struct BenchOptions {
 }
 
 impl BenchOptions {
-    /// A recorded load for tests: 8 clients over keys `2^32 .. 2^32 + 32`, half reads,
+    /// A recorded load for tests: 8 clients on two load threads over keys `2^32 .. 2^32 + 32`, half reads,
     /// 128-byte values, a 3 s operation timeout, every operation written to `history`, for
     /// `duration`. Tests change what they need with struct update syntax.
     pub fn recorded(history: &std::path::Path, duration: Duration) -> BenchOptions {
@@ -62,7 +62,7 @@ impl BenchOptions {
             op_timeout: Duration::from_secs(3),
             history: Some(history.to_path_buf()),
             progress: false,
-            load_threads: DEFAULT_LOAD_THREADS,
+            load_threads: 2,
             pipeline: 1,
             connect: true,
         }
@@ -95,6 +95,8 @@ pub struct BenchResult {
     pub p999_us: u64,
     /// Clients used.
     pub clients: usize,
+    /// Load-generator threads they ran on.
+    pub load_threads: usize,
 }
 
 impl BenchResult {
@@ -111,6 +113,7 @@ impl BenchResult {
             "lost": self.lost,
             "ops": self.ops,
             "clients": self.clients,
+            "load_threads": self.load_threads,
             "elapsed_s": self.elapsed.as_secs_f64(),
         })
         .to_string()
@@ -119,10 +122,11 @@ impl BenchResult {
     /// A human summary.
     pub fn summary(&self) -> String {
         format!(
-            "{} ops in {:.1} s from {} clients: {:.0} ops/s; latency p50 {} us, p99 {} us, p99.9 {} us; {} errors ({} timeouts, {} refused, {} lost)",
+            "{} ops in {:.1} s from {} clients on {} load threads: {:.0} ops/s; latency p50 {} us, p99 {} us, p99.9 {} us; {} errors ({} timeouts, {} refused, {} lost)",
             self.ops,
             self.elapsed.as_secs_f64(),
             self.clients,
+            self.load_threads,
             self.ops_per_s,
             self.p50_us,
             self.p99_us,
@@ -135,12 +139,23 @@ impl BenchResult {
     }
 }
 
-/// Default number of event-driven load threads against an RSL cluster
-/// ([`BenchOptions::load_threads`]): each drives its share of the logical clients (one UDP
-/// socket each, so one client identity each) from a single `mio` poll loop, so 50 clients
-/// cost two threads, not fifty. The sans-IO client does the protocol; this loop only moves
-/// bytes.
-pub const DEFAULT_LOAD_THREADS: usize = 2;
+/// Clients one event-driven load thread drives against an RSL cluster before a second
+/// thread pays: each thread runs its share of the logical clients (one UDP socket each, so
+/// one client identity each) from a single `mio` poll loop. On the 2-CPU machine
+/// (2026-12-07, `docs/performance.md`), one thread was faster up to 128 clients (134k
+/// against 108k ops/s at 50), the two were even at 256, and two were faster from 512 on.
+pub const CLIENTS_PER_RSL_LOAD_THREAD: usize = 256;
+
+/// The load threads `fleet bench rsl` runs for `clients` without `--threads`: one per
+/// [`CLIENTS_PER_RSL_LOAD_THREAD`] clients or part of them, at most one per CPU.
+pub fn default_rsl_load_threads(clients: usize) -> usize {
+    rsl_load_threads_for(clients, std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// [`default_rsl_load_threads`] on a machine with `cpus` CPUs.
+pub fn rsl_load_threads_for(clients: usize, cpus: usize) -> usize {
+    clients.div_ceil(CLIENTS_PER_RSL_LOAD_THREAD).clamp(1, cpus.max(1))
+}
 
 /// Default number of load threads against a KV cluster: one. A KV operation costs the hosts
 /// far less than an RSL one, so a second load thread only competes with them for the CPUs:

@@ -67,7 +67,7 @@ fn invocation_time_precedes_the_request_leaving() {
         op_timeout: Duration::from_secs(3),
         history: Some(history.clone()),
         progress: false,
-        load_threads: DEFAULT_LOAD_THREADS,
+        load_threads: 2,
         pipeline: 1,
         connect: true,
     };
@@ -114,7 +114,7 @@ fn options(history: Option<std::path::PathBuf>) -> BenchOptions {
         op_timeout: Duration::from_secs(3),
         history,
         progress: false,
-        load_threads: DEFAULT_LOAD_THREADS,
+        load_threads: 2,
         pipeline: 1,
         connect: true,
     }
@@ -181,4 +181,17 @@ fn a_pipelined_run_completes_groups_and_records_a_linearizable_history() {
     let budget = fleet_proofs::Budget::time(Duration::from_secs(60));
     let report = fleet_proofs::history::check_kv_history_file(&history, &budget).unwrap();
     assert_eq!(report.verdict(), fleet_proofs::history::Verdict::Linearizable, "{report}");
+}
+
+#[test]
+fn rsl_load_threads_follow_the_client_count_up_to_the_cpus() {
+    let per_thread = CLIENTS_PER_RSL_LOAD_THREAD;
+    assert_eq!(rsl_load_threads_for(1, 2), 1);
+    assert_eq!(rsl_load_threads_for(50, 2), 1);
+    assert_eq!(rsl_load_threads_for(per_thread, 2), 1);
+    assert_eq!(rsl_load_threads_for(per_thread + 1, 2), 2);
+    assert_eq!(rsl_load_threads_for(1024, 2), 2, "no more threads than CPUs");
+    assert_eq!(rsl_load_threads_for(1024, 8), 4);
+    assert_eq!(rsl_load_threads_for(1024, 1), 1);
+    assert_eq!(rsl_load_threads_for(0, 0), 1, "at least one thread");
 }

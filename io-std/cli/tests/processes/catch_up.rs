@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::assert_linearizable;
 use crate::support::{first_completion_after, read_history, Cluster, ClusterOptions, StatsLine};
-use fleet_cli::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
+use fleet_cli::bench::{run_rsl, BenchOptions};
 
 const VIEW_TIMEOUT_MS: u64 = 1000;
 /// Keys in the replicated state before the stall.
@@ -33,7 +33,7 @@ fn options(keys: u64, first_key: u64, duration: Duration, fill: bool) -> BenchOp
         op_timeout: Duration::from_secs(3),
         history: None,
         progress: false,
-        load_threads: DEFAULT_LOAD_THREADS,
+        load_threads: 2,
         pipeline: 1,
         connect: true,
     }

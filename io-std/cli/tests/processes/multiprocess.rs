@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::assert_linearizable;
 use crate::support::kv::write_kv_config;
 use crate::support::{first_completion_after, fleet, read_history, Cluster, FLEET};
-use fleet_cli::bench::{run_rsl, BenchOptions, DEFAULT_LOAD_THREADS};
+use fleet_cli::bench::{rsl_load_threads_for, run_rsl, BenchOptions};
 use fleet_cli::procs::{free_udp_ports, scratch_dir, Children};
 use fleet_io_std::config::ClusterFile;
 
@@ -93,6 +93,17 @@ fn the_cli_writes_reads_and_deletes_through_the_cluster() {
     assert!(v["ops_per_s"].as_f64().unwrap() > 0.0);
     for field in ["p50_us", "p99_us", "p999_us", "errors"] {
         assert!(v.get(field).is_some(), "missing {field} in {out}");
+    }
+    // Without --threads each run of a sweep gets its client count's default.
+    let args = ["bench", "rsl", "--config", config, "--sweep", "2,300", "--duration-s", "1", "--json"];
+    let (ok, out, err) = fleet(&args);
+    assert!(ok, "{err}");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(runs.len(), 2, "{out}");
+    for (v, clients) in runs.iter().zip([2, 300]) {
+        assert_eq!(v["clients"].as_u64(), Some(clients as u64), "{out}");
+        assert_eq!(v["load_threads"].as_u64(), Some(rsl_load_threads_for(clients, cpus) as u64), "{out}");
     }
     // Three clients on one load thread: every client still completes operations.
     let args = ["bench", "rsl", "--config", config, "--clients", "3", "--threads", "1", "--duration-s", "1", "--json"];
@@ -229,7 +240,7 @@ fn kv_shards_under_load_lose_no_write() {
         op_timeout: Duration::from_secs(3),
         history: Some(history.clone()),
         progress: false,
-        load_threads: DEFAULT_LOAD_THREADS,
+        load_threads: 2,
         pipeline: 1,
         connect: true,
     };
