@@ -47,9 +47,9 @@ pub struct BenchOptions {
 }
 
 impl BenchOptions {
-    /// A recorded load for tests: 8 clients on two load threads over keys `2^32 .. 2^32 + 32`, half reads,
-    /// 128-byte values, a 3 s operation timeout, every operation written to `history`, for
-    /// `duration`. Tests change what they need with struct update syntax.
+    /// A recorded load for tests: 8 clients on two load threads over keys `2^32 .. 2^32 +
+    /// 32`, half reads, 128-byte values, a 3 s operation timeout, every operation written to
+    /// `history`, for `duration`. Tests change what they need with struct update syntax.
     pub fn recorded(history: &std::path::Path, duration: Duration) -> BenchOptions {
         BenchOptions {
             clients: 8,

@@ -302,9 +302,6 @@ pub(super) fn load_thread<C: LoadClient>(
     }
     let mut next_scan = StdInstant::now();
     while StdInstant::now() < shared.stop_at {
-        if opts.fill && clients.iter().all(|l| l.current.is_empty()) {
-            break; // Every key of this thread's clients is written.
-        }
         let now_std = StdInstant::now();
         let wait = next_scan.saturating_duration_since(now_std).min(shared.stop_at.saturating_duration_since(now_std));
         match poll.poll(&mut events, Some(wait.max(Duration::from_micros(100)))) {
@@ -353,6 +350,9 @@ pub(super) fn load_thread<C: LoadClient>(
             continue;
         }
         next_scan = now_std + TIMER_SCAN_PERIOD;
+        if opts.fill && clients.iter().all(|l| l.current.is_empty()) {
+            break; // Every key of this thread's clients is written.
+        }
         let now = clock.now();
         for l in clients.iter_mut() {
             if l.current.first().is_some_and(|op| now_std.saturating_duration_since(op.sent) >= opts.op_timeout) {
