@@ -104,6 +104,7 @@ fn run_load<C: LoadClient>(
             rng,
             n: 0,
             filled: 0,
+            op_deadline: fleet_engine::Instant::NEVER,
             current: Vec::new(),
             finished: Vec::new(),
             results: Vec::new(),

@@ -197,8 +197,9 @@ fn rsl_load_threads_follow_the_client_count_up_to_the_cpus() {
 }
 
 /// Clients whose replicas never answer time out on schedule, again and again, while the
-/// run goes on: the load thread looks at their timers every `TIMER_SCAN_PERIOD` even when
-/// nothing arrives. Seen failing with the look skipped.
+/// run goes on: the load thread looks at their timers when the earliest is due even when
+/// nothing arrives. Seen failing with the look skipped, and with no client's timer counted
+/// as due.
 #[test]
 fn unanswered_operations_time_out_during_the_run() {
     let silent: Vec<std::net::UdpSocket> = (0..3).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();

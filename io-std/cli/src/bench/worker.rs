@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
-use fleet_engine::Outbox;
+use fleet_engine::{Instant, Outbox};
 use fleet_io_std::auth::ClientSeal;
 use fleet_io_std::clock::Clock;
 use fleet_io_std::net::{to_endpoint, to_socket_addr, HeapOutbox};
@@ -19,10 +19,10 @@ use super::options::BenchOptions;
 /// Most datagrams read from one client socket per readiness event.
 const MAX_READS_PER_EVENT: usize = 16;
 
-/// How often a load thread looks at all its clients' timers (retransmissions, delayed acks,
-/// operation timeouts): a timer fires up to this late. Looking at every client after every
-/// poll made an operation cost a scan of 512 clients at 1,024 clients on two threads: the
-/// load generator's own code went from 11 % to 20 % of its time (docs/performance.md).
+/// Least time between two looks at all of a load thread's clients' timers: a timer fires up
+/// to this late. The thread looks when the earliest timer is due, which in a healthy run is
+/// a retransmission period away; looking once a millisecond instead cost an operation nine
+/// cache-missing client visits at 1,024 clients on two threads (docs/performance.md).
 const TIMER_SCAN_PERIOD: Duration = Duration::from_millis(1);
 
 pub(super) struct Worker {
@@ -70,6 +70,8 @@ pub(super) struct Logical<C> {
     pub(super) n: u64,
     /// Keys this client has written in a fill.
     pub(super) filled: u64,
+    /// When the outstanding request times out (meaningless when there is none).
+    pub(super) op_deadline: Instant,
     /// The operations of the outstanding request, in order (empty: none outstanding).
     pub(super) current: Vec<InFlightOp>,
     /// The last request's operations being finished (kept for its capacity).
@@ -148,13 +150,15 @@ fn send_all(socket: &mio::net::UdpSocket, out: &Outbox<'_>, seal: &mut Option<Cl
     }
 }
 
+/// Starts `l`'s next request; false when it has none outstanding after all (its share of a
+/// fill is written, or the request could not be sent): such a client is done for the run.
 fn start_op<C: LoadClient>(
     l: &mut Logical<C>,
     opts: &BenchOptions,
     shared: &Shared,
     clock: &Clock,
     out: &mut HeapOutbox,
-) {
+) -> bool {
     debug_assert!(l.current.is_empty(), "one request outstanding per client");
     let depth = if opts.fill { 1 } else { opts.pipeline.max(1) };
     // The invocation instant is taken before the request can leave: once `send_to` returns
@@ -171,7 +175,7 @@ fn start_op<C: LoadClient>(
         let (key, read) = if opts.fill {
             let index = l.id + l.filled * opts.clients as u64;
             if index >= opts.keys {
-                return; // This client's share is written.
+                return !l.current.is_empty(); // This client's share is written.
             }
             (opts.first_key + index, false)
         } else {
@@ -192,13 +196,28 @@ fn start_op<C: LoadClient>(
     let planned: Vec<PlannedOp<'_>> =
         l.current.iter().map(|op| PlannedOp { key: op.key, write: (!op.read).then_some(&op.value[..]) }).collect();
     let mut o = out.outbox();
-    let started = l.client.start(clock.now(), &planned, &mut o);
+    let now = clock.now();
+    l.op_deadline = now.plus_us(opts.op_timeout.as_micros().try_into().unwrap_or(u64::MAX));
+    let started = l.client.start(now, &planned, &mut o);
     // Operations that did not fit the request were never sent: new ones stay out of the
     // history, carried reads wait for the next request.
     let mut unsent = l.current.split_off(started.min(l.current.len()));
     unsent.truncate(carried.saturating_sub(started));
     l.carried = unsent;
     send_all(&l.socket, &o, &mut l.seal, &mut l.link);
+    !l.current.is_empty()
+}
+
+/// When the load thread must next look at `l`: its client's timer, or its request's
+/// timeout. Only what is done to `l` moves it earlier, so the thread folds it in after each
+/// such step and need not visit every client to find the earliest.
+fn attention_at<C: LoadClient>(l: &Logical<C>) -> Instant {
+    let timer = l.client.next_deadline();
+    if l.current.is_empty() {
+        timer
+    } else {
+        timer.min(l.op_deadline)
+    }
 }
 
 /// Ends the outstanding request: `completed` with one result per operation in
@@ -297,13 +316,23 @@ pub(super) fn load_thread<C: LoadClient>(
     let mut out = HeapOutbox::new(64, 1 << 20);
     let mut events = mio::Events::with_capacity(1024);
     let mut buf = vec![0u8; 65536];
+    // Clients with nothing outstanding for the rest of the run (a fill's share written).
+    let mut idle = 0;
+    // The earliest instant any client needs its timers looked at (an upper bound: a timer
+    // that moved later is found so at the look).
+    let mut next_scan = Instant::NEVER;
     for l in clients.iter_mut() {
-        start_op(l, &opts, &shared, &clock, &mut out);
+        if !start_op(l, &opts, &shared, &clock, &mut out) {
+            idle += 1;
+        }
+        next_scan = next_scan.min(attention_at(l));
     }
-    let mut next_scan = StdInstant::now();
-    while StdInstant::now() < shared.stop_at {
-        let now_std = StdInstant::now();
-        let wait = next_scan.saturating_duration_since(now_std).min(shared.stop_at.saturating_duration_since(now_std));
+    loop {
+        let left = shared.stop_at.saturating_duration_since(StdInstant::now());
+        if left.is_zero() || (opts.fill && idle == clients.len()) {
+            break; // The run is over, or every key of this thread's clients is written.
+        }
+        let wait = Duration::from_micros(next_scan.micros_since(clock.now())).min(left);
         match poll.poll(&mut events, Some(wait.max(Duration::from_micros(100)))) {
             Ok(()) => {}
             // A signal (a debugger or `strace` attaching, a terminal resize) interrupts the
@@ -333,8 +362,8 @@ pub(super) fn load_thread<C: LoadClient>(
                         send_all(&l.socket, &o, &mut l.seal, &mut l.link);
                         if completed {
                             finish_request(&mut w, l, &opts, &shared, true);
-                            if StdInstant::now() < shared.stop_at {
-                                start_op(l, &opts, &shared, &clock, &mut out);
+                            if StdInstant::now() < shared.stop_at && !start_op(l, &opts, &shared, &clock, &mut out) {
+                                idle += 1;
                             }
                             break;
                         }
@@ -343,28 +372,30 @@ pub(super) fn load_thread<C: LoadClient>(
                     Err(_) => break, // e.g. ICMP unreachable from a dead replica
                 }
             }
-        }
-        // One clock read for the whole scan, not one per client.
-        let now_std = StdInstant::now();
-        if now_std < next_scan {
-            continue;
-        }
-        next_scan = now_std + TIMER_SCAN_PERIOD;
-        if opts.fill && clients.iter().all(|l| l.current.is_empty()) {
-            break; // Every key of this thread's clients is written.
+            next_scan = next_scan.min(attention_at(l));
         }
         let now = clock.now();
+        if now < next_scan {
+            continue;
+        }
+        next_scan = Instant::NEVER;
         for l in clients.iter_mut() {
-            if l.current.first().is_some_and(|op| now_std.saturating_duration_since(op.sent) >= opts.op_timeout) {
+            if !l.current.is_empty() && now >= l.op_deadline {
                 l.client.cancel();
                 finish_request(&mut w, l, &opts, &shared, false);
-                start_op(l, &opts, &shared, &clock, &mut out);
+                if !start_op(l, &opts, &shared, &clock, &mut out) {
+                    idle += 1;
+                }
             } else if l.client.next_deadline() <= now {
                 let mut o = out.outbox();
                 l.client.tick(now, &mut o);
                 send_all(&l.socket, &o, &mut l.seal, &mut l.link);
             }
+            next_scan = next_scan.min(attention_at(l));
         }
+        // A timer that keeps firing (a client with no replica to send to) is looked at no
+        // more than once a `TIMER_SCAN_PERIOD`.
+        next_scan = next_scan.max(now.plus_us(TIMER_SCAN_PERIOD.as_micros() as u64));
     }
     // Operations still outstanding at the end: their outcome is unknown. Cut off by the end
     // of the run, not a failure of the cluster, unless the service was refusing them.
