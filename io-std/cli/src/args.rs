@@ -428,7 +428,14 @@ pub(crate) struct BenchArgs {
     /// Run once per client count, e.g. `1,4,16,64` (overrides --clients).
     #[arg(long, value_delimiter = ',')]
     pub(crate) sweep: Vec<usize>,
-    /// With --sweep: draw the throughput/latency curve to this SVG file.
+    /// Run the sweep (or the one --clients count) this many times, rounds interleaved,
+    /// then print each count's median run, its range, and its median as a share of the
+    /// best median with fewer clients. A shared machine's minute-to-minute swings then do
+    /// not decide the curve.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) rounds: usize,
+    /// With --sweep: draw the throughput/latency curve to this SVG file (with --rounds,
+    /// each count's median run).
     #[arg(long)]
     pub(crate) plot: Option<PathBuf>,
     /// Load-generator threads the clients are spread over (each runs one poll loop); default:

@@ -101,12 +101,16 @@ fn bench(
     if a.threads == Some(0) {
         return Err("--threads must be at least 1".into());
     }
+    if a.rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
     if let Some(path) = &a.history {
         // Found out before the load runs, not after it.
         std::fs::File::create(path).map_err(|e| format!("cannot write the history to {}: {e}", path.display()))?;
     }
     let mut results = Vec::new();
-    for (i, clients) in counts.into_iter().enumerate() {
+    let runs = (0..a.rounds).flat_map(|_| counts.iter().copied());
+    for (i, clients) in runs.enumerate() {
         // Each run of a sweep writes fresh keys, so a recorded history (checked against an
         // empty map) never sees another run's values.
         let first_key = opts.first_key + i as u64 * opts.keys;
@@ -129,8 +133,15 @@ fn bench(
         }
         results.push(r);
     }
+    let summaries = fleet_cli::bench::rounds::summarize(&results);
+    if a.rounds > 1 {
+        for s in &summaries {
+            say(&if a.json { s.json() } else { s.summary() });
+        }
+    }
     if let Some(path) = &a.plot {
-        fleet_cli::plot::draw(&results, "fleet bench", path)?;
+        let medians: Vec<BenchResult> = summaries.into_iter().map(|s| s.median_run).collect();
+        fleet_cli::plot::draw(&medians, "fleet bench", path)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

@@ -3,10 +3,12 @@
 //!
 //! - [`options`]: what to run ([`BenchOptions`]) and what was measured ([`BenchResult`]);
 //! - [`load_client`]: the RSL and KV clients behind one [`LoadClient`] trait;
-//! - [`worker`]: one load thread's poll loop.
+//! - [`worker`]: one load thread's poll loop;
+//! - [`rounds`]: a sweep repeated, summarised per client count by its median.
 
 pub mod load_client;
 pub mod options;
+pub mod rounds;
 pub mod worker;
 
 use std::io::Write;

@@ -94,17 +94,26 @@ fn the_cli_writes_reads_and_deletes_through_the_cluster() {
     for field in ["p50_us", "p99_us", "p999_us", "errors"] {
         assert!(v.get(field).is_some(), "missing {field} in {out}");
     }
-    // Without --threads each run of a sweep gets its client count's default.
-    let args = ["bench", "rsl", "--config", config, "--sweep", "2,300", "--duration-s", "1", "--json"];
+    // Without --threads each run of a sweep gets its client count's default. Two rounds
+    // run interleaved, then one median line per count.
+    let args = ["bench", "rsl", "--config", config, "--sweep", "2,300", "--rounds", "2", "--duration-s", "1", "--json"];
     let (ok, out, err) = fleet(&args);
     assert!(ok, "{err}");
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(runs.len(), 2, "{out}");
-    for (v, clients) in runs.iter().zip([2, 300]) {
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    let (runs, medians) = lines.split_at(4);
+    for (v, clients) in runs.iter().zip([2, 300, 2, 300]) {
         assert_eq!(v["clients"].as_u64(), Some(clients as u64), "{out}");
         assert_eq!(v["load_threads"].as_u64(), Some(rsl_load_threads_for(clients, cpus) as u64), "{out}");
     }
+    for (m, clients) in medians.iter().zip([2, 300]) {
+        assert_eq!((m["clients"].as_u64(), m["runs"].as_u64()), (Some(clients), Some(2)), "{out}");
+        let of_runs: Vec<f64> =
+            runs.iter().filter(|v| v["clients"] == m["clients"]).map(|v| v["ops_per_s"].as_f64().unwrap()).collect();
+        assert_eq!(m["median_ops_per_s"].as_f64(), Some(of_runs[0].min(of_runs[1])), "{out}");
+    }
+    assert!(medians[0]["of_best_below"].is_null() && medians[1]["of_best_below"].as_f64().unwrap() > 0.0, "{out}");
     // Three clients on one load thread: every client still completes operations.
     let args = ["bench", "rsl", "--config", config, "--clients", "3", "--threads", "1", "--duration-s", "1", "--json"];
     let (ok, out, err) = fleet(&args);
@@ -115,6 +124,9 @@ fn the_cli_writes_reads_and_deletes_through_the_cluster() {
     let (ok, _, err) = fleet(&["bench", "rsl", "--config", config, "--threads", "0", "--duration-s", "1"]);
     assert!(!ok);
     assert!(err.contains("--threads must be at least 1") && !err.contains("panicked"), "{err}");
+    let (ok, _, err) = fleet(&["bench", "rsl", "--config", config, "--rounds", "0", "--duration-s", "1"]);
+    assert!(!ok);
+    assert!(err.contains("--rounds must be at least 1") && !err.contains("panicked"), "{err}");
 }
 
 /// A load generator stopped and continued (a debugger or `strace` attaching, a shell's
