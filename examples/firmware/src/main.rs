@@ -59,10 +59,11 @@ const RSL_PORT: u16 = 7000;
 const W: usize = 4;
 /// Datagram bound `D`: the 1500-byte-MTU UDP payload.
 const D: usize = 1472;
-/// Request-queue bytes `QB` at the leader: 2.25 KiB, some twenty small requests (down
+/// Request-queue bytes `QB` at the leader: 2,240 B, some nineteen small requests (down
 /// from 4 KiB to make room for the rejoin state, then for the queries waiting for their
-/// confirmation round, then for the membership epoch state, within the 64 KiB RAM budget).
-const QB: usize = 2304;
+/// confirmation round, then for the membership epoch state, then for the reply cache's
+/// clients in order, within the 64 KiB RAM budget).
+const QB: usize = 2240;
 /// Retained executed batches `TB`: one full batch. A peer further behind catches up from
 /// this replica's snapshot (or from a server replica's larger tail).
 const TB: usize = 1536;
