@@ -161,6 +161,7 @@ fn loop_options(
         auth: None,
         metrics: start_metrics(metrics, service)?,
         spin: looping.spin(),
+        group_commit: looping.group_commit(),
     })
 }
 
