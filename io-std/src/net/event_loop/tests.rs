@@ -86,11 +86,17 @@ fn refusal_notices_are_rate_limited_and_never_answer_unsealed_bytes() {
     assert!(sealer.refused(stranger, AuthError::UnknownKey(7)).is_some());
 }
 
-/// The fsyncs of a durable KV host (one host, data under a scratch directory) while three
-/// waves of five clients, 100 ms apart, each write one key.
-fn fsyncs_for_three_waves(group_commit: Duration) -> u64 {
-    use crate::kv::client::KvBlockingClient;
+/// Waves of writers in [`fsyncs_for_waves`], and writers per wave.
+const WAVES: u64 = 6;
+const WRITERS: u64 = 5;
+
+/// The fsyncs of a durable KV host (one host, data under a scratch directory) while
+/// [`WAVES`] waves of [`WRITERS`] clients, 50 ms apart, each write one key. A wave's
+/// datagrams are sent back to back from one thread, each from a socket of its own.
+fn fsyncs_for_waves(group_commit: Duration) -> u64 {
+    use crate::kv::client::StdKvClient;
     use crate::kv::server::{spawn_kv_at, KvServeOptions};
+    use fleet_engine::kv::client::Request;
     let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let setup = crate::ClusterFile::parse(&format!("[kv]\nhosts = [\"127.0.0.1:{port}\"]\n")).unwrap().kv().unwrap();
     let dir =
@@ -103,49 +109,62 @@ fn fsyncs_for_three_waves(group_commit: Duration) -> u64 {
         ..KvServeOptions::default()
     };
     let server = spawn_kv_at(&setup, 0, &options).unwrap();
-    let fsyncs = |page: &str| -> Option<u64> {
-        page.lines().find_map(|l| l.strip_prefix("fleet_kv_fsyncs ")).and_then(|v| v.trim().parse().ok())
+    let field = |page: &str, name: &str| -> Option<u64> {
+        let prefix = format!("fleet_kv_{name} ");
+        page.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.trim().parse().ok())
     };
     let deadline = StdInstant::now() + Duration::from_secs(20);
     let before = loop {
-        if let Some(n) = fsyncs(&board.page()) {
+        if let Some(n) = field(&board.page(), "fsyncs") {
             break n;
         }
         assert!(StdInstant::now() < deadline, "no fsyncs on the metrics page: {}", board.page());
         std::thread::sleep(Duration::from_millis(10));
     };
-    let mut writers = Vec::new();
-    for wave in 0..3u64 {
-        for i in 0..5u64 {
-            let setup = setup.clone();
-            writers.push(std::thread::spawn(move || {
-                let mut client = KvBlockingClient::connect(&setup).unwrap();
-                client.set(wave * 10 + i, b"v", Duration::from_secs(10)).unwrap();
-            }));
+    // Every writer's datagram, built before the first is sent.
+    let hosts = [to_endpoint(setup.addrs[0])];
+    let first_seqno = crate::clock::incarnation_nonce() + 1;
+    let mut store = HeapOutbox::new(16, 1 << 16);
+    let writers: Vec<(UdpSocket, Vec<u8>)> = (0..WAVES * WRITERS)
+        .map(|key| {
+            let mut client = StdKvClient::new(&hosts, first_seqno, setup.config.params).unwrap();
+            let mut out = store.outbox();
+            client.submit(Instant::ZERO, Request::Set(key, b"v"), &mut out).unwrap();
+            let (_, datagram) = out.iter().next().unwrap();
+            (UdpSocket::bind("127.0.0.1:0").unwrap(), datagram.to_vec())
+        })
+        .collect();
+    for wave in writers.chunks(WRITERS as usize) {
+        for (socket, datagram) in wave {
+            socket.send_to(datagram, setup.addrs[0]).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    for w in writers {
-        w.join().unwrap();
-    }
-    // Published every PUBLISH_EVERY: wait for a page written after the last sync.
-    std::thread::sleep(PUBLISH_EVERY * 3);
-    let after = fsyncs(&board.page()).unwrap();
+    // The page that first shows every key also counts the sync that made the last durable.
+    let after = loop {
+        let page = board.page();
+        if field(&page, "keys") == Some(WAVES * WRITERS) {
+            break field(&page, "fsyncs").unwrap();
+        }
+        assert!(StdInstant::now() < deadline, "the writes never all landed: {page}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
     server.stop().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     after - before
 }
 
 /// Requests from several clients that arrive within the group commit window share one
-/// sync: three waves 100 ms apart take at most two syncs with a window of a second (the
-/// first datagram may come alone, and a lone sender syncs at once), and at least three
-/// without one. Seen failing with the window ignored.
+/// sync. Six waves 50 ms apart take a sync each at least without a window; with a window
+/// of a second, one or two (a wave's first datagram may come alone, and a lone sender
+/// syncs at once), three allowed for a loaded machine. Seen failing with the window
+/// ignored (19 syncs).
 #[test]
 fn writes_arriving_within_the_group_commit_window_share_a_sync() {
-    let grouped = fsyncs_for_three_waves(Duration::from_secs(1));
-    let at_once = fsyncs_for_three_waves(Duration::ZERO);
-    assert!(grouped <= 2, "{grouped} syncs for three waves within the window");
-    assert!(at_once >= 3, "{at_once} syncs for three waves without a window");
+    let grouped = fsyncs_for_waves(Duration::from_secs(1));
+    let at_once = fsyncs_for_waves(Duration::ZERO);
+    assert!(grouped <= 3, "{grouped} syncs for {WAVES} waves within the window");
+    assert!(at_once >= WAVES, "{at_once} syncs for {WAVES} waves without a window");
 }
 
 #[test]
