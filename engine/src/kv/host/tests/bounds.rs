@@ -14,10 +14,6 @@ fn pairs_bytes(pairs: &[(u64, &[u8])]) -> heapless::Vec<u8, 512> {
     bytes
 }
 
-fn delegate<'a>(range: KeyRange, part: u16, parts: u16, total_pairs: u32, pairs: &'a [u8]) -> Body<'a> {
-    Body::Delegate { transfer: 1, range, part, parts, total_pairs, pairs: Bytes(pairs) }
-}
-
 #[test]
 fn a_delegate_outside_the_protocols_bounds_is_invalid_and_changes_nothing() {
     let mut h1 = host(1);

@@ -99,6 +99,12 @@ fn shard(h: &mut Host, seqno: u64, range: KeyRange, to: Endpoint) -> std::vec::V
     run(h, C, &single(1, seqno, &Body::Shard { range, recipient: to }))
 }
 
+/// A Delegate of transfer 1 for `range`: part `part` of `parts`, announcing `total_pairs`
+/// pairs and carrying `pairs`.
+fn delegate(range: KeyRange, part: u16, parts: u16, total_pairs: u32, pairs: &[u8]) -> Body<'_> {
+    Body::Delegate { transfer: 1, range, part, parts, total_pairs, pairs: Bytes(pairs) }
+}
+
 /// Delivers every Delegate in `sent` to `to` (as sent by host `from_ep`); returns the acks.
 fn deliver(sent: &[Sent], from_ep: Endpoint, to: &mut Host) -> std::vec::Vec<Sent> {
     let mut acks = std::vec::Vec::new();

@@ -128,14 +128,7 @@ fn shard_that_would_overflow_the_delegation_map_is_refused() {
 #[test]
 fn delegate_from_an_unknown_host_is_ignored() {
     let mut h1 = host(1);
-    let d = Body::Delegate {
-        transfer: 1,
-        range: KeyRange::keys(0, 10),
-        part: 0,
-        parts: 1,
-        total_pairs: 0,
-        pairs: Bytes(&[]),
-    };
+    let d = delegate(KeyRange::keys(0, 10), 0, 1, 0, &[]);
     let sent = run(&mut h1, C, &single(1, 1, &d));
     assert!(sent.is_empty());
     assert!(!h1.owns(0));
@@ -150,14 +143,7 @@ fn a_delegate_of_keys_the_receiver_owns_or_is_receiving_is_invalid_and_changes_n
     let mut h0 = host(0);
     let _ = set(&mut h0, 1, 5, b"mine");
     let before = h0.clone();
-    let d = |part, parts| Body::Delegate {
-        transfer: 1,
-        range: KeyRange::keys(0, 10),
-        part,
-        parts,
-        total_pairs: 0,
-        pairs: Bytes(&[]),
-    };
+    let d = |part, parts| delegate(KeyRange::keys(0, 10), part, parts, 0, &[]);
     assert!(run(&mut h0, H1, &single(1, 1, &d(0, 2))).is_empty());
     assert!(run(&mut h0, H1, &single(1, 1, &d(0, 1))).is_empty());
     assert_eq!(h0.stats().invalid_messages, 2);
@@ -166,14 +152,7 @@ fn a_delegate_of_keys_the_receiver_owns_or_is_receiving_is_invalid_and_changes_n
     let mut h1 = host(1);
     let _ = run(&mut h1, H0, &single(1, 1, &d(0, 2)));
     assert!(h1.incoming(0).is_some());
-    let overlapping = Body::Delegate {
-        transfer: 1,
-        range: KeyRange::keys(5, 20),
-        part: 0,
-        parts: 1,
-        total_pairs: 0,
-        pairs: Bytes(&[]),
-    };
+    let overlapping = delegate(KeyRange::keys(5, 20), 0, 1, 0, &[]);
     assert!(run(&mut h1, H2, &single(1, 1, &overlapping)).is_empty());
     assert!(!h1.owns(15), "the overlapping transfer was refused");
 }
@@ -183,25 +162,11 @@ fn delegate_part_out_of_sequence_is_invalid() {
     let mut h1 = host(1);
     let mut pairs: heapless::Vec<u8, 64> = heapless::Vec::new();
     msg::append_pair(&mut pairs, 3, b"v").unwrap();
-    let d = Body::Delegate {
-        transfer: 1,
-        range: KeyRange::keys(0, 10),
-        part: 1,
-        parts: 2,
-        total_pairs: 1,
-        pairs: Bytes(&pairs),
-    };
+    let d = delegate(KeyRange::keys(0, 10), 1, 2, 1, &pairs);
     assert!(run(&mut h1, H0, &single(1, 1, &d)).is_empty());
     assert!(h1.storage().is_empty());
     // A pair outside the range is invalid too.
-    let d = Body::Delegate {
-        transfer: 1,
-        range: KeyRange::keys(5, 10),
-        part: 0,
-        parts: 1,
-        total_pairs: 1,
-        pairs: Bytes(&pairs),
-    };
+    let d = delegate(KeyRange::keys(5, 10), 0, 1, 1, &pairs);
     assert!(run(&mut h1, H0, &single(1, 1, &d)).is_empty());
     assert_eq!(h1.stats().invalid_messages, 2);
     assert_eq!(h1.reliable().peer(0).unwrap().last_accepted(), Some(0), "channel did not advance");
@@ -210,25 +175,11 @@ fn delegate_part_out_of_sequence_is_invalid() {
 #[test]
 fn an_incoming_transfer_without_storage_room_is_refused_not_dropped() {
     let mut h1 = host(1);
-    let d = Body::Delegate {
-        transfer: 1,
-        range: KeyRange::keys(0, 10),
-        part: 0,
-        parts: 1,
-        total_pairs: 17,
-        pairs: Bytes(&[]),
-    };
+    let d = delegate(KeyRange::keys(0, 10), 0, 1, 17, &[]);
     let sent = run(&mut h1, H0, &single(1, 1, &d));
     // total_pairs 17 > 16 slots; also count != total for a one-part transfer: invalid first.
     assert!(sent.is_empty());
-    let d = Body::Delegate {
-        transfer: 1,
-        range: KeyRange::keys(0, 10),
-        part: 0,
-        parts: 2,
-        total_pairs: 17,
-        pairs: Bytes(&[]),
-    };
+    let d = delegate(KeyRange::keys(0, 10), 0, 2, 17, &[]);
     let sent = run(&mut h1, H0, &single(1, 1, &d));
     assert_eq!(sent[0].frame(), Frame::Refused { seqno: 1, reason: Refusal::NoRoom });
     assert!(h1.incoming(0).is_none());
