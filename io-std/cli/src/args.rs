@@ -467,4 +467,9 @@ pub(crate) struct BenchArgs {
     /// another address than the one they are reached at (behind a NAT or proxy).
     #[arg(long)]
     pub(crate) unconnected: bool,
+    /// A socket per client even where the clients of a load thread could share one (every
+    /// server at an IPv4 loopback address, Linux): shared, each client sends from its own
+    /// address in 127.64.0.0/10 and replies are read in bursts.
+    #[arg(long)]
+    pub(crate) socket_per_client: bool,
 }

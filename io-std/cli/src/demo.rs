@@ -92,9 +92,10 @@ pub fn run(exe: &Path) -> Result<(), String> {
         op_timeout: Duration::from_secs(2),
         history: Some(history_ok.clone()),
         progress: true,
-        load_threads: default_rsl_load_threads(16),
+        load_threads: default_rsl_load_threads(16, true),
         pipeline: 1,
         connect: true,
+        share_socket: true,
     };
     println!("phase 1: 16 clients, 128-byte values, 50% reads, 3 s");
     let steady = run_rsl(&setup, &opts).map_err(|e| e.to_string())?;

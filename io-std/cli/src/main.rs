@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fleet_cli::bench::{default_rsl_load_threads, run_kv, run_rsl, BenchOptions, BenchResult, DEFAULT_KV_LOAD_THREADS};
+use fleet_cli::bench::{
+    default_rsl_load_threads, run_kv, run_rsl, shares_socket, BenchOptions, BenchResult, DEFAULT_KV_LOAD_THREADS,
+};
 use fleet_io_std::kv::{spawn_kv_at, KvBlockingClient, KvServeOptions};
 use fleet_io_std::net::event_loop::LoopOptions;
 use fleet_io_std::net::metrics::{serve_metrics, MetricsBoard};
@@ -90,6 +92,7 @@ fn bench(
         load_threads: threads_for(a.clients),
         pipeline: a.pipeline,
         connect: !a.unconnected,
+        share_socket: !a.socket_per_client,
     };
     if a.pipeline == 0 || a.pipeline > fleet_engine::rsl::group::MAX_GROUP_REQUESTS {
         return Err(format!("--pipeline must be 1 to {}", fleet_engine::rsl::group::MAX_GROUP_REQUESTS));
@@ -485,7 +488,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Cmd::Bench(BenchCmd::Rsl(a)) => {
             let setup = client_setup(&a.config)?;
-            bench(&a, default_rsl_load_threads, |opts| run_rsl(&setup, opts).map_err(|e| bench_error(e, opts)))?;
+            let threads =
+                |clients| default_rsl_load_threads(clients, shares_socket(&setup.addrs, clients, !a.socket_per_client));
+            bench(&a, threads, |opts| run_rsl(&setup, opts).map_err(|e| bench_error(e, opts)))?;
         }
         Cmd::CheckHistory { file, max_seconds } => {
             let budget = Budget::time(Duration::from_secs(max_seconds));

@@ -4,11 +4,13 @@
 //! - [`options`]: what to run ([`BenchOptions`]) and what was measured ([`BenchResult`]);
 //! - [`load_client`]: the RSL and KV clients behind one [`LoadClient`] trait;
 //! - [`worker`]: one load thread's poll loop;
+//! - [`shared_socket`]: one socket for a load thread's clients on loopback;
 //! - [`rounds`]: a sweep repeated, summarised per client count by its median.
 
 pub mod load_client;
 pub mod options;
 pub mod rounds;
+pub mod shared_socket;
 pub mod worker;
 
 use std::io::Write;
@@ -24,10 +26,11 @@ use fleet_io_std::{CallError, KvSetup, RslSetup};
 
 pub use load_client::{KvLoad, LoadClient, OpResult, PlannedOp, RslLoad};
 pub use options::{
-    default_rsl_load_threads, rsl_load_threads_for, BenchOptions, BenchResult, CLIENTS_PER_RSL_LOAD_THREAD,
-    DEFAULT_KV_LOAD_THREADS,
+    default_rsl_load_threads, rsl_load_threads_for, shares_socket, BenchOptions, BenchResult,
+    CLIENTS_PER_RSL_LOAD_THREAD, CLIENTS_PER_SHARED_RSL_LOAD_THREAD, DEFAULT_KV_LOAD_THREADS,
 };
-use worker::{load_thread, new_hist, Logical, Shared};
+use shared_socket::SharedSocket;
+use worker::{load_thread, new_hist, Logical, Port, Shared};
 
 /// Runs the closed-loop benchmark against a running RSL cluster.
 pub fn run_rsl(setup: &RslSetup, opts: &BenchOptions) -> Result<BenchResult, CallError> {
@@ -82,26 +85,55 @@ fn run_load<C: LoadClient>(
     }
     let threads = opts.load_threads.clamp(1, opts.clients.max(1));
     let mut groups: Vec<Vec<Logical<C>>> = (0..threads).map(|_| Vec::new()).collect();
+    // One socket per load thread for all its clients, where the servers allow it.
+    let share = shares_socket(servers, opts.clients, opts.share_socket);
+    let mut sockets: Vec<Option<(std::net::UdpSocket, u16)>> = (0..threads)
+        .map(|_| share.then(|| shared_socket::bind().and_then(|s| s.local_addr().map(|a| (s, a.port())))).transpose())
+        .collect::<Result<_, _>>()
+        .map_err(CallError::Io)?;
     for c in 0..opts.clients {
-        let (socket, seal) = match auth {
-            None => (mio::net::UdpSocket::bind(bind).map_err(CallError::Io)?, None),
-            Some((files, cluster)) => {
+        let g = c % groups.len();
+        let (port, me) = match &sockets[g] {
+            Some((_, port)) => {
+                let index = groups[g].len();
+                (
+                    Port::Shared { addr: shared_socket::client_addr(index) },
+                    Some(shared_socket::client_endpoint(*port, index)),
+                )
+            }
+            None if auth.is_none() => (
+                Port::Own {
+                    socket: mio::net::UdpSocket::bind(bind).map_err(CallError::Io)?,
+                    link: worker::Link::new(false),
+                },
+                None,
+            ),
+            None => {
                 // A sealed datagram binds its sender's address: bind a concrete one.
                 let socket = fleet_io_std::auth::client_socket(servers).map_err(CallError::Io)?;
                 socket.set_nonblocking(true).map_err(CallError::Io)?;
                 let me = socket.local_addr().map_err(CallError::Io)?;
-                let seal = fleet_io_std::auth::ClientSeal::new(files, cluster, me).map_err(CallError::Keys)?;
-                (mio::net::UdpSocket::from_std(socket), Some(seal))
+                (Port::Own { socket: mio::net::UdpSocket::from_std(socket), link: worker::Link::new(false) }, Some(me))
             }
         };
+        let seal = match (auth, me) {
+            (Some((files, cluster)), Some(me)) => {
+                Some(fleet_io_std::auth::ClientSeal::new(files, cluster, me).map_err(CallError::Keys)?)
+            }
+            _ => None,
+        };
         let client = make(c)?;
-        let link = worker::Link::new(opts.connect && client.answered_by_destination());
+        let port = match port {
+            Port::Own { socket, .. } => {
+                Port::Own { socket, link: worker::Link::new(opts.connect && client.answered_by_destination()) }
+            }
+            shared => shared,
+        };
         let rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
         let l = Logical {
             client,
-            socket,
+            port,
             seal,
-            link,
             id: c as u64,
             rng,
             n: 0,
@@ -113,7 +145,6 @@ fn run_load<C: LoadClient>(
             carried: Vec::new(),
             spare_values: Vec::new(),
         };
-        let g = c % groups.len();
         groups[g].push(l);
     }
     let start = StdInstant::now();
@@ -122,10 +153,11 @@ fn run_load<C: LoadClient>(
     let bar = progress_bar(opts);
     let handles: Vec<_> = groups
         .into_iter()
-        .map(|g| {
+        .zip(sockets.drain(..))
+        .map(|(g, socket)| {
             let shared = Shared { start, stop_at, done: done.clone() };
             let opts = opts.clone();
-            std::thread::spawn(move || load_thread(g, opts, shared))
+            std::thread::spawn(move || load_thread(g, socket.map(|(s, _)| SharedSocket::new(s)), opts, shared))
         })
         .collect();
     if let Some(bar) = &bar {

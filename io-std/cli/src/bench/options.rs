@@ -44,6 +44,12 @@ pub struct BenchOptions {
     /// that answer from another address than the one they are sent to (behind a NAT or
     /// proxy, `--bind` to another address): their answers would be dropped.
     pub connect: bool,
+    /// Give each load thread one socket for all its clients, each client sending from an
+    /// address of its own in 127.64.0.0/10 ([`super::shared_socket`]), when every server is
+    /// at an IPv4 loopback address on Linux; a socket per client otherwise. The servers see
+    /// the same endpoints per client either way; the load generator saves a system call and
+    /// a readiness event per operation and reads replies in bursts.
+    pub share_socket: bool,
 }
 
 impl BenchOptions {
@@ -65,6 +71,7 @@ impl BenchOptions {
             load_threads: 2,
             pipeline: 1,
             connect: true,
+            share_socket: true,
         }
     }
 }
@@ -140,21 +147,40 @@ impl BenchResult {
 }
 
 /// Clients one event-driven load thread drives against an RSL cluster before a second
-/// thread pays: each thread runs its share of the logical clients (one UDP socket each, so
-/// one client identity each) from a single `mio` poll loop. On the 2-CPU machine
-/// (2026-12-07, `docs/performance.md`), one thread was faster up to 128 clients (134k
-/// against 108k ops/s at 50), the two were even at 256, and two were faster from 512 on.
+/// thread pays, when each client has a socket of its own: each thread runs its share of the
+/// logical clients from a single `mio` poll loop. On the 2-CPU machine (2026-12-07,
+/// `docs/performance.md`), one thread was faster up to 128 clients (134k against 108k ops/s
+/// at 50), the two were even at 256, and two were faster from 512 on.
 pub const CLIENTS_PER_RSL_LOAD_THREAD: usize = 256;
 
-/// The load threads `fleet bench rsl` runs for `clients` without `--threads`: one per
-/// [`CLIENTS_PER_RSL_LOAD_THREAD`] clients or part of them, at most one per CPU.
-pub fn default_rsl_load_threads(clients: usize) -> usize {
-    rsl_load_threads_for(clients, std::thread::available_parallelism().map_or(1, |n| n.get()))
+/// The same when a load thread's clients share one socket ([`BenchOptions::share_socket`]):
+/// a thread then costs so much less per operation that on the 2-CPU machine one thread was
+/// the faster up to 2,048 clients (session 49, `docs/performance.md`: at 1,024 clients
+/// 238-263k ops/s against 224-246k with two; at 2,048 241-246k against 210-231k).
+pub const CLIENTS_PER_SHARED_RSL_LOAD_THREAD: usize = 2048;
+
+/// The load threads `fleet bench rsl` runs for `clients` without `--threads`:
+/// [`rsl_load_threads_for`] on this machine's CPUs.
+pub fn default_rsl_load_threads(clients: usize, shared_socket: bool) -> usize {
+    rsl_load_threads_for(clients, std::thread::available_parallelism().map_or(1, |n| n.get()), shared_socket)
 }
 
-/// [`default_rsl_load_threads`] on a machine with `cpus` CPUs.
-pub fn rsl_load_threads_for(clients: usize, cpus: usize) -> usize {
-    clients.div_ceil(CLIENTS_PER_RSL_LOAD_THREAD).clamp(1, cpus.max(1))
+/// The load threads for `clients` on a machine with `cpus` CPUs: one per
+/// [`CLIENTS_PER_RSL_LOAD_THREAD`] clients or part of them
+/// ([`CLIENTS_PER_SHARED_RSL_LOAD_THREAD`] when the clients share sockets), at most one
+/// per CPU.
+pub fn rsl_load_threads_for(clients: usize, cpus: usize, shared_socket: bool) -> usize {
+    let per_thread = if shared_socket { CLIENTS_PER_SHARED_RSL_LOAD_THREAD } else { CLIENTS_PER_RSL_LOAD_THREAD };
+    clients.div_ceil(per_thread).clamp(1, cpus.max(1))
+}
+
+/// Whether a run of `clients` clients against `servers` gives each load thread one shared
+/// socket, when asked to ([`BenchOptions::share_socket`]): Linux, every server at an IPv4
+/// loopback address, and more than one client. A client alone keeps its own socket: it has
+/// no replies to read in bursts, and its own socket measured faster (26.7-37.2k ops/s shared
+/// against 32.0-39.0k, session 49).
+pub fn shares_socket(servers: &[std::net::SocketAddr], clients: usize, asked: bool) -> bool {
+    asked && clients > 1 && clients <= super::shared_socket::MAX_CLIENTS && super::shared_socket::usable_for(servers)
 }
 
 /// Default number of load threads against a KV cluster: one. A KV operation costs the hosts

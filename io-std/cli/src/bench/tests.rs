@@ -70,6 +70,7 @@ fn invocation_time_precedes_the_request_leaving() {
         load_threads: 2,
         pipeline: 1,
         connect: true,
+        share_socket: true,
     };
     let eps = vec![to_endpoint(addr)];
     let pause = Duration::from_millis(5);
@@ -117,6 +118,7 @@ fn options(history: Option<std::path::PathBuf>) -> BenchOptions {
         load_threads: 2,
         pipeline: 1,
         connect: true,
+        share_socket: true,
     }
 }
 
@@ -186,14 +188,106 @@ fn a_pipelined_run_completes_groups_and_records_a_linearizable_history() {
 #[test]
 fn rsl_load_threads_follow_the_client_count_up_to_the_cpus() {
     let per_thread = CLIENTS_PER_RSL_LOAD_THREAD;
-    assert_eq!(rsl_load_threads_for(1, 2), 1);
-    assert_eq!(rsl_load_threads_for(50, 2), 1);
-    assert_eq!(rsl_load_threads_for(per_thread, 2), 1);
-    assert_eq!(rsl_load_threads_for(per_thread + 1, 2), 2);
-    assert_eq!(rsl_load_threads_for(1024, 2), 2, "no more threads than CPUs");
-    assert_eq!(rsl_load_threads_for(1024, 8), 4);
-    assert_eq!(rsl_load_threads_for(1024, 1), 1);
-    assert_eq!(rsl_load_threads_for(0, 0), 1, "at least one thread");
+    assert_eq!(rsl_load_threads_for(1, 2, false), 1);
+    assert_eq!(rsl_load_threads_for(50, 2, false), 1);
+    assert_eq!(rsl_load_threads_for(per_thread, 2, false), 1);
+    assert_eq!(rsl_load_threads_for(per_thread + 1, 2, false), 2);
+    assert_eq!(rsl_load_threads_for(1024, 2, false), 2, "no more threads than CPUs");
+    assert_eq!(rsl_load_threads_for(1024, 8, false), 4);
+    assert_eq!(rsl_load_threads_for(1024, 1, false), 1);
+    assert_eq!(rsl_load_threads_for(0, 0, false), 1, "at least one thread");
+    // Clients on shared sockets cost a thread less: one carries many more.
+    let per_shared = CLIENTS_PER_SHARED_RSL_LOAD_THREAD;
+    assert_eq!(rsl_load_threads_for(1024, 2, true), 1);
+    assert_eq!(rsl_load_threads_for(per_shared, 8, true), 1);
+    assert_eq!(rsl_load_threads_for(per_shared + 1, 8, true), 2);
+    assert_eq!(rsl_load_threads_for(4 * per_shared, 2, true), 2, "no more threads than CPUs");
+}
+
+#[test]
+fn clients_share_a_socket_only_where_it_works_and_pays() {
+    let addrs = |list: &[&str]| list.iter().map(|a| a.parse().unwrap()).collect::<Vec<std::net::SocketAddr>>();
+    let loopback = addrs(&["127.0.0.1:7000", "127.0.0.1:7001"]);
+    assert!(shares_socket(&loopback, 2, true));
+    assert!(shares_socket(&loopback, 1024, true));
+    assert!(!shares_socket(&loopback, 1024, false), "--socket-per-client");
+    assert!(!shares_socket(&loopback, 1, true), "a client alone keeps its own socket");
+    assert!(!shares_socket(&addrs(&["127.0.0.1:7000", "192.0.2.1:7001"]), 50, true), "a server off loopback");
+    assert!(!shares_socket(&addrs(&["[::1]:7000"]), 50, true), "IPv6");
+}
+
+/// An IronKV client's requests, and its own request echoed back is taken as the reply:
+/// against a server that echoes, the server hears exactly the endpoints the clients are,
+/// and a reply handed to the wrong client completes nothing.
+struct Echo(KvLoad, Vec<u8>);
+
+impl LoadClient for Echo {
+    fn start(&mut self, now: Instant, ops: &[PlannedOp<'_>], out: &mut Outbox<'_>) -> usize {
+        let started = self.0.start(now, ops, out);
+        self.1 = out.iter().last().map(|(_, bytes)| bytes.to_vec()).unwrap_or_default();
+        started
+    }
+    fn on_datagram(&mut self, _: Instant, _: Endpoint, b: &[u8], _: &mut Outbox<'_>, r: &mut Vec<OpResult>) -> bool {
+        if b != self.1 {
+            return false;
+        }
+        // The inner client still waits for a real reply: drop it, so the next one starts.
+        self.0.cancel();
+        r.push(OpResult::Done);
+        true
+    }
+    fn tick(&mut self, _: Instant, _: &mut Outbox<'_>) {}
+    fn next_deadline(&self) -> Instant {
+        Instant::NEVER
+    }
+    fn cancel(&mut self) {}
+}
+
+/// Runs `clients` echo clients for half a second against a server thread that answers
+/// every datagram; returns the completed operations and the endpoints the server heard.
+fn echo_run(clients: usize, share_socket: bool) -> (u64, std::collections::BTreeSet<std::net::SocketAddr>) {
+    let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    server.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let addr = server.local_addr().unwrap();
+    let serving = std::thread::spawn(move || {
+        let mut heard = std::collections::BTreeSet::new();
+        let mut buf = [0u8; 64];
+        while let Ok((n, from)) = server.recv_from(&mut buf) {
+            heard.insert(from);
+            server.send_to(&buf[..n], from).unwrap();
+        }
+        heard
+    });
+    let opts =
+        BenchOptions { clients, duration: Duration::from_millis(500), fill: false, share_socket, ..options(None) };
+    let config: KvConfig<{ fleet_io_std::capacity::KV_MAX_HOSTS }> = KvConfig::new(&[to_endpoint(addr)]).unwrap();
+    let result = run_load(&[addr], None, &opts, |_| {
+        Ok(Echo(KvLoad::new(StdKvClient::new(&[to_endpoint(addr)], 1, config.params).unwrap()), Vec::new()))
+    })
+    .unwrap();
+    assert_eq!(result.errors, 0, "{}", result.summary());
+    (result.ops, serving.join().unwrap())
+}
+
+/// On shared sockets every client is still an endpoint of its own, and each reply finds
+/// its client: seen failing with every client sending from the socket's first address
+/// (one endpoint heard), and with replies handed to the wrong client (operations stall).
+#[test]
+fn clients_on_shared_sockets_are_endpoints_of_their_own() {
+    let (ops, heard) = echo_run(5, true);
+    assert!(ops >= 10, "{ops} operations");
+    assert_eq!(heard.len(), 5, "{heard:?}");
+    let ports: std::collections::BTreeSet<u16> = heard.iter().map(|a| a.port()).collect();
+    assert_eq!(ports.len(), 2, "one socket per load thread: {heard:?}");
+    for a in &heard {
+        let std::net::IpAddr::V4(ip) = a.ip() else { panic!("{a}") };
+        assert!(shared_socket::client_index(ip).is_some(), "{a}");
+    }
+    // A socket each: five ports on the servers' own address.
+    let (ops, heard) = echo_run(5, false);
+    assert!(ops >= 10, "{ops} operations");
+    assert_eq!(heard.len(), 5, "{heard:?}");
+    assert!(heard.iter().all(|a| a.ip() == std::net::Ipv4Addr::LOCALHOST), "{heard:?}");
 }
 
 /// Clients whose replicas never answer time out on schedule, again and again, while the

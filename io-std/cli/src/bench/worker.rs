@@ -1,7 +1,8 @@
-//! One load thread: its share of the logical clients (a UDP socket each) driven from a single
-//! `mio` poll loop, closed-loop, with every operation timed and optionally recorded.
+//! One load thread: its share of the logical clients (a UDP socket each, or one
+//! [`SharedSocket`] for all) driven from a single `mio` poll loop, closed-loop, with every
+//! operation timed and optionally recorded.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
@@ -15,9 +16,14 @@ use hdrhistogram::Histogram;
 
 use super::load_client::{LoadClient, OpResult, PlannedOp};
 use super::options::BenchOptions;
+use super::shared_socket::{client_index, SharedSocket, BURST};
 
 /// Most datagrams read from one client socket per readiness event.
 const MAX_READS_PER_EVENT: usize = 16;
+
+/// Most bursts read from the shared socket per readiness event before the thread looks at
+/// its timers; the rest is read on the next turn of the loop, without waiting.
+const MAX_SHARED_BURSTS_PER_EVENT: usize = 64;
 
 /// Least time between two looks at all of a load thread's clients' timers: a timer fires up
 /// to this late. The thread looks when the earliest timer is due, which in a healthy run is
@@ -60,11 +66,10 @@ fn xorshift(state: &mut u64) -> u64 {
 
 pub(super) struct Logical<C> {
     pub(super) client: C,
-    pub(super) socket: mio::net::UdpSocket,
+    /// Where its datagrams leave from and arrive.
+    pub(super) port: Port,
     /// Seals and opens this client's datagrams when the cluster has keys.
     pub(super) seal: Option<ClientSeal>,
-    /// How `socket` sends: connected to its server or not.
-    pub(super) link: Link,
     pub(super) id: u64,
     pub(super) rng: u64,
     pub(super) n: u64,
@@ -84,6 +89,15 @@ pub(super) struct Logical<C> {
     /// Value buffers of finished operations, for the next ones: the load generator shares
     /// the machine with the servers it measures, so it allocates nothing per operation.
     pub(super) spare_values: Vec<Vec<u8>>,
+}
+
+/// How a logical client reaches the network.
+pub(super) enum Port {
+    /// A socket of its own, and how it sends: connected to its server or not.
+    Own { socket: mio::net::UdpSocket, link: Link },
+    /// Its own address on its load thread's [`SharedSocket`]; its index among the thread's
+    /// clients is the one that address maps back to.
+    Shared { addr: Ipv4Addr },
 }
 
 pub(super) struct InFlightOp {
@@ -137,28 +151,29 @@ impl Link {
     }
 }
 
-fn send_all(socket: &mio::net::UdpSocket, out: &Outbox<'_>, seal: &mut Option<ClientSeal>, link: &mut Link) {
+fn send_all(port: &mut Port, shared: Option<&SharedSocket>, out: &Outbox<'_>, seal: &mut Option<ClientSeal>) {
     for (dst, bytes) in out.iter() {
         let bytes = match seal.as_mut() {
             None => Some(bytes),
             Some(s) => s.seal(dst, bytes),
         };
         // WouldBlock or an error is a lost datagram: the client retransmits.
-        if let Some(bytes) = bytes {
-            link.send(socket, to_socket_addr(dst), bytes);
+        let Some(bytes) = bytes else { continue };
+        match port {
+            Port::Own { socket, link } => link.send(socket, to_socket_addr(dst), bytes),
+            Port::Shared { addr } => {
+                if let Some(s) = shared {
+                    let _ = s.send(*addr, to_socket_addr(dst), bytes);
+                }
+            }
         }
     }
 }
 
 /// Starts `l`'s next request; false when it has none outstanding after all (its share of a
 /// fill is written, or the request could not be sent): such a client is done for the run.
-fn start_op<C: LoadClient>(
-    l: &mut Logical<C>,
-    opts: &BenchOptions,
-    shared: &Shared,
-    clock: &Clock,
-    out: &mut HeapOutbox,
-) -> bool {
+fn start_op<C: LoadClient>(l: &mut Logical<C>, ctx: Ctx<'_>, out: &mut HeapOutbox) -> bool {
+    let Ctx { opts, shared, clock, socket } = ctx;
     debug_assert!(l.current.is_empty(), "one request outstanding per client");
     let depth = if opts.fill { 1 } else { opts.pipeline.max(1) };
     // The invocation instant is taken before the request can leave: once `send_to` returns
@@ -204,7 +219,7 @@ fn start_op<C: LoadClient>(
     let mut unsent = l.current.split_off(started.min(l.current.len()));
     unsent.truncate(carried.saturating_sub(started));
     l.carried = unsent;
-    send_all(&l.socket, &o, &mut l.seal, &mut l.link);
+    send_all(&mut l.port, socket, &o, &mut l.seal);
     !l.current.is_empty()
 }
 
@@ -302,15 +317,61 @@ fn finish_op<C: LoadClient>(
     l.spare_values.push(op.value);
 }
 
+/// What a load thread's steps share: the run's options and clock, and the thread's shared
+/// socket when its clients have one.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    opts: &'a BenchOptions,
+    shared: &'a Shared,
+    clock: &'a Clock,
+    socket: Option<&'a SharedSocket>,
+}
+
+/// Hands `l` a datagram from `from`; when that completes its request, starts the next one
+/// (counting `l` in `idle` if it has none). Returns whether the request completed.
+fn on_datagram<C: LoadClient>(
+    w: &mut Worker,
+    l: &mut Logical<C>,
+    from: SocketAddr,
+    bytes: &[u8],
+    ctx: Ctx<'_>,
+    out: &mut HeapOutbox,
+    idle: &mut usize,
+) -> bool {
+    let datagram = match l.seal.as_mut() {
+        None => Some(bytes),
+        Some(s) => s.open(from, bytes),
+    };
+    let Some(datagram) = datagram else { return false };
+    let mut o = out.outbox();
+    let now = ctx.clock.now();
+    let completed = l.client.on_datagram(now, to_endpoint(from), datagram, &mut o, &mut l.results);
+    send_all(&mut l.port, ctx.socket, &o, &mut l.seal);
+    if completed {
+        finish_request(w, l, ctx.opts, ctx.shared, true);
+        if StdInstant::now() < ctx.shared.stop_at && !start_op(l, ctx, out) {
+            *idle += 1;
+        }
+    }
+    completed
+}
+
 pub(super) fn load_thread<C: LoadClient>(
     mut clients: Vec<Logical<C>>,
+    mut socket: Option<SharedSocket>,
     opts: BenchOptions,
     shared: Shared,
 ) -> std::io::Result<Worker> {
     let mut w = Worker { hist: new_hist(), ops: 0, errors: 0, timeouts: 0, refused: 0, lost: 0, history: Vec::new() };
     let mut poll = mio::Poll::new()?;
     for (i, l) in clients.iter_mut().enumerate() {
-        poll.registry().register(&mut l.socket, mio::Token(i), mio::Interest::READABLE)?;
+        if let Port::Own { socket, .. } = &mut l.port {
+            poll.registry().register(socket, mio::Token(i), mio::Interest::READABLE)?;
+        }
+    }
+    let shared_token = mio::Token(clients.len());
+    if let Some(s) = socket.as_mut() {
+        poll.registry().register(s.source(), shared_token, mio::Interest::READABLE)?;
     }
     let clock = Clock::start();
     let mut out = HeapOutbox::new(64, 1 << 20);
@@ -321,26 +382,41 @@ pub(super) fn load_thread<C: LoadClient>(
     // The earliest instant any client needs its timers looked at (an upper bound: a timer
     // that moved later is found so at the look).
     let mut next_scan = Instant::NEVER;
-    for l in clients.iter_mut() {
-        if !start_op(l, &opts, &shared, &clock, &mut out) {
-            idle += 1;
+    // The shared socket still held datagrams when the thread last stopped reading it.
+    let mut shared_unread = false;
+    {
+        let ctx = Ctx { opts: &opts, shared: &shared, clock: &clock, socket: socket.as_ref() };
+        for l in clients.iter_mut() {
+            if !start_op(l, ctx, &mut out) {
+                idle += 1;
+            }
+            next_scan = next_scan.min(attention_at(l));
         }
-        next_scan = next_scan.min(attention_at(l));
     }
     loop {
         let left = shared.stop_at.saturating_duration_since(StdInstant::now());
         if left.is_zero() || (opts.fill && idle == clients.len()) {
             break; // The run is over, or every key of this thread's clients is written.
         }
-        let wait = Duration::from_micros(next_scan.micros_since(clock.now())).min(left);
-        match poll.poll(&mut events, Some(wait.max(Duration::from_micros(100)))) {
+        let wait = if shared_unread {
+            Duration::ZERO
+        } else {
+            Duration::from_micros(next_scan.micros_since(clock.now())).min(left).max(Duration::from_micros(100))
+        };
+        match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             // A signal (a debugger or `strace` attaching, a terminal resize) interrupts the
             // wait: nothing is ready, so the loop goes on; `events` was cleared by the call.
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+        let ctx = Ctx { opts: &opts, shared: &shared, clock: &clock, socket: socket.as_ref() };
+        let mut read_shared = shared_unread;
         for ev in events.iter() {
+            if ev.token() == shared_token {
+                read_shared = true;
+                continue;
+            }
             let Some(l) = clients.get_mut(ev.token().0) else { continue };
             // Read until the outstanding operation completes or the socket is empty. Stopping
             // at a completion saves the `WouldBlock` read, one system call per operation: a
@@ -349,22 +425,10 @@ pub(super) fn load_thread<C: LoadClient>(
             // epoll reports every arrival, even edge-triggered. Each socket is read at most
             // `MAX_READS_PER_EVENT` times per event so one chatty peer cannot starve the rest.
             for _ in 0..MAX_READS_PER_EVENT {
-                match l.socket.recv_from(&mut buf) {
+                let Port::Own { socket: own, .. } = &l.port else { break };
+                match own.recv_from(&mut buf) {
                     Ok((len, from)) => {
-                        let datagram = match l.seal.as_mut() {
-                            None => Some(&buf[..len]),
-                            Some(s) => s.open(from, &buf[..len]),
-                        };
-                        let Some(datagram) = datagram else { continue };
-                        let mut o = out.outbox();
-                        let now = clock.now();
-                        let completed = l.client.on_datagram(now, to_endpoint(from), datagram, &mut o, &mut l.results);
-                        send_all(&l.socket, &o, &mut l.seal, &mut l.link);
-                        if completed {
-                            finish_request(&mut w, l, &opts, &shared, true);
-                            if StdInstant::now() < shared.stop_at && !start_op(l, &opts, &shared, &clock, &mut out) {
-                                idle += 1;
-                            }
+                        if on_datagram(&mut w, l, from, &buf[..len], ctx, &mut out, &mut idle) {
                             break;
                         }
                     }
@@ -374,22 +438,44 @@ pub(super) fn load_thread<C: LoadClient>(
             }
             next_scan = next_scan.min(attention_at(l));
         }
+        if read_shared {
+            // Read bursts until one comes back short (the queue was empty; a later arrival
+            // is a new edge) or the per-event limit, which leaves the rest for the next turn.
+            shared_unread = true;
+            for _ in 0..MAX_SHARED_BURSTS_PER_EVENT {
+                let Some(s) = socket.as_mut() else { break };
+                let n = s.recv()?;
+                let s = &*s;
+                let ctx = Ctx { opts: &opts, shared: &shared, clock: &clock, socket: Some(s) };
+                for k in 0..n {
+                    let Some((to, from, bytes)) = s.datagram(k) else { continue };
+                    let Some(l) = client_index(to).and_then(|i| clients.get_mut(i)) else { continue };
+                    on_datagram(&mut w, l, from, bytes, ctx, &mut out, &mut idle);
+                    next_scan = next_scan.min(attention_at(l));
+                }
+                if n < BURST {
+                    shared_unread = false;
+                    break;
+                }
+            }
+        }
         let now = clock.now();
         if now < next_scan {
             continue;
         }
+        let ctx = Ctx { opts: &opts, shared: &shared, clock: &clock, socket: socket.as_ref() };
         next_scan = Instant::NEVER;
         for l in clients.iter_mut() {
             if !l.current.is_empty() && now >= l.op_deadline {
                 l.client.cancel();
                 finish_request(&mut w, l, &opts, &shared, false);
-                if !start_op(l, &opts, &shared, &clock, &mut out) {
+                if !start_op(l, ctx, &mut out) {
                     idle += 1;
                 }
             } else if l.client.next_deadline() <= now {
                 let mut o = out.outbox();
                 l.client.tick(now, &mut o);
-                send_all(&l.socket, &o, &mut l.seal, &mut l.link);
+                send_all(&mut l.port, ctx.socket, &o, &mut l.seal);
             }
             next_scan = next_scan.min(attention_at(l));
         }

@@ -36,6 +36,7 @@ fn options(keys: u64, first_key: u64, duration: Duration, fill: bool) -> BenchOp
         load_threads: 2,
         pipeline: 1,
         connect: true,
+        share_socket: true,
     }
 }
 

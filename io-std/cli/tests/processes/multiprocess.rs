@@ -96,7 +96,21 @@ fn the_cli_writes_reads_and_deletes_through_the_cluster() {
     }
     // Without --threads each run of a sweep gets its client count's default. Two rounds
     // run interleaved, then one median line per count.
-    let args = ["bench", "rsl", "--config", config, "--sweep", "2,300", "--rounds", "2", "--duration-s", "1", "--json"];
+    // A socket per client, so that the two counts get different defaults on two CPUs.
+    let args = [
+        "bench",
+        "rsl",
+        "--config",
+        config,
+        "--sweep",
+        "2,300",
+        "--rounds",
+        "2",
+        "--duration-s",
+        "1",
+        "--json",
+        "--socket-per-client",
+    ];
     let (ok, out, err) = fleet(&args);
     assert!(ok, "{err}");
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -105,7 +119,7 @@ fn the_cli_writes_reads_and_deletes_through_the_cluster() {
     let (runs, medians) = lines.split_at(4);
     for (v, clients) in runs.iter().zip([2, 300, 2, 300]) {
         assert_eq!(v["clients"].as_u64(), Some(clients as u64), "{out}");
-        assert_eq!(v["load_threads"].as_u64(), Some(rsl_load_threads_for(clients, cpus) as u64), "{out}");
+        assert_eq!(v["load_threads"].as_u64(), Some(rsl_load_threads_for(clients, cpus, false) as u64), "{out}");
     }
     for (m, clients) in medians.iter().zip([2, 300]) {
         assert_eq!((m["clients"].as_u64(), m["runs"].as_u64()), (Some(clients), Some(2)), "{out}");
@@ -255,6 +269,7 @@ fn kv_shards_under_load_lose_no_write() {
         load_threads: 2,
         pipeline: 1,
         connect: true,
+        share_socket: true,
     };
     let result = std::thread::scope(|s| {
         let bench = s.spawn(|| fleet_cli::bench::run_kv(&setup, &opts));
