@@ -93,27 +93,27 @@ fn run_load<C: LoadClient>(
         .map_err(CallError::Io)?;
     for c in 0..opts.clients {
         let g = c % groups.len();
+        let client = make(c)?;
+        // The client's port, and its endpoint where a seal must name it.
         let (port, me) = match &sockets[g] {
             Some((_, port)) => {
                 let index = groups[g].len();
-                (
-                    Port::Shared { addr: shared_socket::client_addr(index) },
-                    Some(shared_socket::client_endpoint(*port, index)),
-                )
+                let endpoint = shared_socket::client_endpoint(*port, index);
+                (Port::Shared { addr: shared_socket::client_addr(index) }, Some(endpoint))
             }
-            None if auth.is_none() => (
-                Port::Own {
-                    socket: mio::net::UdpSocket::bind(bind).map_err(CallError::Io)?,
-                    link: worker::Link::new(false),
-                },
-                None,
-            ),
             None => {
-                // A sealed datagram binds its sender's address: bind a concrete one.
-                let socket = fleet_io_std::auth::client_socket(servers).map_err(CallError::Io)?;
-                socket.set_nonblocking(true).map_err(CallError::Io)?;
-                let me = socket.local_addr().map_err(CallError::Io)?;
-                (Port::Own { socket: mio::net::UdpSocket::from_std(socket), link: worker::Link::new(false) }, Some(me))
+                let (socket, me) = match auth {
+                    None => (mio::net::UdpSocket::bind(bind).map_err(CallError::Io)?, None),
+                    Some(_) => {
+                        // A sealed datagram binds its sender's address: bind a concrete one.
+                        let socket = fleet_io_std::auth::client_socket(servers).map_err(CallError::Io)?;
+                        socket.set_nonblocking(true).map_err(CallError::Io)?;
+                        let me = socket.local_addr().map_err(CallError::Io)?;
+                        (mio::net::UdpSocket::from_std(socket), Some(me))
+                    }
+                };
+                let link = worker::Link::new(opts.connect && client.answered_by_destination());
+                (Port::Own { socket, link }, me)
             }
         };
         let seal = match (auth, me) {
@@ -121,13 +121,6 @@ fn run_load<C: LoadClient>(
                 Some(fleet_io_std::auth::ClientSeal::new(files, cluster, me).map_err(CallError::Keys)?)
             }
             _ => None,
-        };
-        let client = make(c)?;
-        let port = match port {
-            Port::Own { socket, .. } => {
-                Port::Own { socket, link: worker::Link::new(opts.connect && client.answered_by_destination()) }
-            }
-            shared => shared,
         };
         let rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407);
         let l = Logical {

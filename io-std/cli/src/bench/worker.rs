@@ -444,7 +444,12 @@ pub(super) fn load_thread<C: LoadClient>(
             shared_unread = true;
             for _ in 0..MAX_SHARED_BURSTS_PER_EVENT {
                 let Some(s) = socket.as_mut() else { break };
-                let n = s.recv()?;
+                // An error (a pending ICMP report) is consumed by the read that returns it:
+                // the thread goes on, as it does for a client socket's.
+                let Ok(n) = s.recv() else {
+                    shared_unread = false;
+                    break;
+                };
                 let s = &*s;
                 let ctx = Ctx { opts: &opts, shared: &shared, clock: &clock, socket: Some(s) };
                 for k in 0..n {
