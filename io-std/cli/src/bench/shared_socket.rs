@@ -56,9 +56,11 @@ pub fn client_index(addr: Ipv4Addr) -> Option<usize> {
     (offset < MAX_CLIENTS).then_some(offset)
 }
 
-/// A received datagram: the client address it was sent to, its sender, its length.
+/// A received datagram: the buffer it is in, the client address it was sent to, its
+/// sender, its length.
 #[derive(Clone, Copy, Debug)]
 struct Received {
+    buf: usize,
     to: Ipv4Addr,
     from: SocketAddr,
     len: usize,
@@ -129,8 +131,8 @@ impl SharedSocket {
     }
 
     /// Receives what is queued, up to [`BURST`] datagrams, without blocking; returns how
-    /// many (read them with [`SharedSocket::datagram`]). A datagram without its destination
-    /// address is skipped.
+    /// many the kernel gave (fewer than [`BURST`]: the queue is empty). Read them with
+    /// [`SharedSocket::datagrams`], which skips any without its addresses.
     pub fn recv(&mut self) -> io::Result<usize> {
         self.received.clear();
         let fd = self.socket.as_raw_fd();
@@ -138,7 +140,9 @@ impl SharedSocket {
             self.bufs.iter_mut().map(|b| [IoSliceMut::new(b.as_mut_slice())]).collect();
         match recvmmsg(fd, &mut self.headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
             Ok(results) => {
-                for r in results {
+                let mut count = 0;
+                for (buf, r) in results.enumerate() {
+                    count += 1;
                     let to = r.cmsgs().ok().and_then(|mut c| {
                         c.find_map(|m| match m {
                             ControlMessageOwned::Ipv4PacketInfo(info) => {
@@ -148,24 +152,21 @@ impl SharedSocket {
                         })
                     });
                     let from = r.address.as_ref().and_then(|a| a.as_sockaddr_in()).map(|v4| SocketAddr::from(*v4));
-                    self.received.push(match (to, from) {
-                        (Some(to), Some(from)) => Received { to, from, len: r.bytes },
-                        // Kept in place so datagram `i` stays buffer `i`; read as empty.
-                        _ => Received { to: Ipv4Addr::UNSPECIFIED, from: SocketAddr::from(([0, 0, 0, 0], 0)), len: 0 },
-                    });
+                    if let (Some(to), Some(from)) = (to, from) {
+                        self.received.push(Received { buf, to, from, len: r.bytes });
+                    }
                 }
-                Ok(self.received.len())
+                Ok(count)
             }
             Err(Errno::EAGAIN | Errno::EINTR | Errno::ECONNREFUSED) => Ok(0),
             Err(e) => Err(io::Error::from(e)),
         }
     }
 
-    /// Datagram `i` of the last [`SharedSocket::recv`]: the client address it was sent to,
-    /// its sender and its bytes; `None` past the end or for a datagram without addresses.
-    pub fn datagram(&self, i: usize) -> Option<(Ipv4Addr, SocketAddr, &[u8])> {
-        let r = self.received.get(i)?;
-        (!r.to.is_unspecified()).then(|| (r.to, r.from, &self.bufs[i][..r.len]))
+    /// The datagrams of the last [`SharedSocket::recv`]: for each, the client address it
+    /// was sent to, its sender and its bytes.
+    pub fn datagrams(&self) -> impl Iterator<Item = (Ipv4Addr, SocketAddr, &[u8])> + '_ {
+        self.received.iter().map(|r| (r.to, r.from, &self.bufs[r.buf][..r.len]))
     }
 }
 
@@ -216,8 +217,8 @@ mod tests {
         }
         let mut got = Vec::new();
         for _ in 0..200 {
-            for k in 0..shared.recv().unwrap() {
-                let (to, from, bytes) = shared.datagram(k).unwrap();
+            shared.recv().unwrap();
+            for (to, from, bytes) in shared.datagrams() {
                 assert_eq!(from, server_addr);
                 got.push((client_index(to).unwrap(), bytes.to_vec()));
             }
@@ -228,6 +229,14 @@ mod tests {
         }
         assert_eq!(got, vec![(0, b"to 0".to_vec()), (7, b"to 7".to_vec()), (300, b"to 300".to_vec())]);
         assert_eq!(shared.recv().unwrap(), 0, "nothing more queued: recv does not block");
+    }
+
+    /// Without `IP_PMTUDISC_DO` the kernel draws an IP identifier for every datagram.
+    #[test]
+    fn the_shared_socket_sends_unfragmentable_datagrams() {
+        let socket = bind().unwrap();
+        let mode = rustix::net::sockopt::ip_mtu_discover(&socket).unwrap();
+        assert_eq!(mode, rustix::net::sockopt::Ipv4PathMtuDiscovery::DO);
     }
 
     #[test]

@@ -438,22 +438,17 @@ pub(super) fn load_thread<C: LoadClient>(
             }
             next_scan = next_scan.min(attention_at(l));
         }
-        if read_shared {
+        if let (true, Some(s)) = (read_shared, socket.as_mut()) {
             // Read bursts until one comes back short (the queue was empty; a later arrival
             // is a new edge) or the per-event limit, which leaves the rest for the next turn.
             shared_unread = true;
             for _ in 0..MAX_SHARED_BURSTS_PER_EVENT {
-                let Some(s) = socket.as_mut() else { break };
                 // An error (a pending ICMP report) is consumed by the read that returns it:
                 // the thread goes on, as it does for a client socket's.
-                let Ok(n) = s.recv() else {
-                    shared_unread = false;
-                    break;
-                };
+                let n = s.recv().unwrap_or(0);
                 let s = &*s;
                 let ctx = Ctx { opts: &opts, shared: &shared, clock: &clock, socket: Some(s) };
-                for k in 0..n {
-                    let Some((to, from, bytes)) = s.datagram(k) else { continue };
+                for (to, from, bytes) in s.datagrams() {
                     let Some(l) = client_index(to).and_then(|i| clients.get_mut(i)) else { continue };
                     on_datagram(&mut w, l, from, bytes, ctx, &mut out, &mut idle);
                     next_scan = next_scan.min(attention_at(l));
